@@ -1,0 +1,230 @@
+"""Benchmark the notary's log (issue: foundation and transparency log).
+
+Prints one table: the machine's SHA-256 and Ed25519 sign rates (the ceiling),
+the sequencer's durable batch rate on SQLite and PostgreSQL (entries in a
+signed, committed checkpoint), batch notarization over HTTP, and single
+POST /v1/notarize with 64 concurrent clients driven by wrk (C, so the load
+generator does not eat the CPU being measured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from notary.note import Signer
+from notary.sequencer import Sequencer, Submission
+from notary.storage import Storage
+from notary.storage.sqlite import SQLiteStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
+ROWS: list[tuple[str, str, str]] = []
+
+
+def row(what: str, value: str, note: str = "") -> None:
+    ROWS.append((what, value, note))
+    print(f"  {what:<58} {value:>16}  {note}", file=sys.stderr, flush=True)
+
+
+def rate(fn, seconds: float = 1.0) -> float:  # type: ignore[no-untyped-def]
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(1000):
+            fn()
+        n += 1000
+    return n / (time.perf_counter() - t0)
+
+
+def ceilings() -> None:
+    data = os.urandom(64)
+    row("SHA-256 of 64 bytes (hashlib)", f"{rate(lambda: hashlib.sha256(data).digest()):,.0f}/s")
+    key = Ed25519PrivateKey.generate()
+    row("Ed25519 sign (cryptography)", f"{rate(lambda: key.sign(data)):,.0f}/s")
+
+
+def subs(n: int, tag: str) -> list[Submission]:
+    return [
+        Submission(
+            "SubmissionAcceptance",
+            hashlib.sha256(f"{tag}{i}".encode()).hexdigest(),
+            f"<{i}.{tag}@bench>",
+            1,
+            {"submitter": "bench@example.test", "channel": "api"},
+        )
+        for i in range(n)
+    ]
+
+
+def sequencer_rate(storage: Storage, label: str, batch: int, batches: int) -> None:
+    seq = Sequencer(storage, Signer.generate("bench.test/log"))
+    seq.commit_batch(subs(10, "warm"))
+    work = [subs(batch, f"{label}{b}-") for b in range(batches)]
+    t0 = time.perf_counter()
+    for w in work:
+        seq.commit_batch(w)
+    dt = time.perf_counter() - t0
+    row(f"sequencer, {label}, batches of {batch:,}", f"{batch * batches / dt:,.0f}/s",
+        "durable: committed with its signed checkpoint")
+
+
+def pg_dsn() -> str | None:
+    dsn = os.environ.get("CERTMAIL_TEST_POSTGRES_DSN")
+    if dsn:
+        return dsn
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return "postgresql://postgres@127.0.0.1:5432/test"
+    except OSError:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(tmp: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
+    d = tmp / f"notary{workers}"
+    subprocess.run([*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log"],
+                   check=True, capture_output=True)
+    out = subprocess.run([*CERTMAIL, "notary", "accounts", "add", "bench@example.test",
+                          "--dir", str(d)], check=True, capture_output=True, text=True)
+    token = out.stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([*CERTMAIL, "notary", "serve", "--dir", str(d), "--http",
+                             f"127.0.0.1:{port}", "--workers", str(workers)],
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    return proc, url, token
+
+
+def http_batch(url: str, token: str, batch: int, per_client: int, clients: int) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    bodies = [
+        [json.dumps({"tst": False, "items": [
+            {"sha256": hashlib.sha256(f"h{c}-{b}-{i}".encode()).hexdigest(),
+             "message_id": f"<{c}.{b}.{i}@bench>"} for i in range(batch)]}).encode()
+         for b in range(per_client)]
+        for c in range(clients)
+    ]
+
+    def run(c: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as cl:
+            for body in bodies[c]:
+                r = cl.post("/v1/notarize/batch", content=body,
+                            headers={**auth, "content-type": "application/json"})
+                r.raise_for_status()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    row(f"POST /v1/notarize/batch ({clients} clients, {batch:,}/request, no tst)",
+        f"{batch * per_client * clients / dt:,.0f}/s", "receipts returned over HTTP")
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+local n = 0
+local tid = 0
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
+init = function(args) n = 0 end
+request = function()
+  n = n + 1
+  local hex = string.format("%%08x%%08x", tid or 0, n) .. string.rep("ab", 24)
+  return wrk.format(nil, "/v1/notarize", nil,
+    '{"sha256":"' .. hex .. '","message_id":"<' .. n .. '@wrk>"}')
+end
+"""
+
+
+def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        row("POST /v1/notarize, 64 clients", "skipped", "wrk not installed (apt-get install wrk)")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_LUA % token)
+    res = subprocess.run([wrk, "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", f.name,
+                          url], capture_output=True, text=True)
+    if res.returncode != 0:
+        row("POST /v1/notarize, 64 clients", "failed", (res.stderr or res.stdout).strip()[:80])
+        return
+    out = res.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = f", {non2xx.group(1)} non-2xx" if non2xx else ""
+    row(f"POST /v1/notarize, 64 concurrent clients (wrk), each with tst{label}",
+        f"{rps:,.0f}/s", f"p50 {lat.get('50')}, p99 {lat.get('99')}{errs}")
+
+
+def main() -> None:
+    print("certmail log benchmark (2-core machine; figures side by side)", file=sys.stderr)
+    ceilings()
+    with tempfile.TemporaryDirectory() as tmp:
+        st = SQLiteStorage(Path(tmp) / "bench.db")
+        for batch, batches in ((1000, 10), (20000, 3)):
+            sequencer_rate(st, "SQLite", batch, batches)
+        st.close()
+        dsn = pg_dsn()
+        if dsn:
+            from notary.storage.postgres import PostgresStorage
+
+            pg = PostgresStorage(dsn, schema="bench_" + uuid.uuid4().hex[:12])
+            try:
+                for batch, batches in ((1000, 10), (20000, 3)):
+                    sequencer_rate(pg, "PostgreSQL", batch, batches)
+            finally:
+                pg.drop_schema()
+                pg.close()
+        else:
+            row("sequencer, PostgreSQL", "skipped", "no PostgreSQL at 127.0.0.1:5432")
+        proc, url, token = serve(Path(tmp))
+        try:
+            http_batch(url, token, batch=5000, per_client=4, clients=2)
+            wrk_single(url, token, label=", 1 process")
+        finally:
+            proc.terminate()
+            proc.wait()
+        proc, url, token = serve(Path(tmp), workers=2)
+        try:
+            wrk_single(url, token, label=", serve --workers 2")
+        finally:
+            proc.terminate()
+            proc.wait()
+    print("\n| measure | figure | note |\n|---|---:|---|")
+    for what, value, note in ROWS:
+        print(f"| {what} | {value} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Benchmark `certmail send`: a big attachment vs plain gpg, and bulk certified sends.
+
+1. Large: `certmail send` (a child process) of one N MB random attachment
+   (default 100) against `gpg --sign --encrypt` of the same file in the same
+   run; wall times, their ratio (target <= 1.25) and the child's peak RSS
+   (resource usage from wait4). Also a 200 MB send, DKIM-signed (the DKIM body
+   hash streams), for the RSS target (< 300 MB).
+2. Bulk: M small certified messages from one process (sign, encrypt,
+   re-verify, SMTP, notarize with a real local notary); messages per minute
+   (target >= 200) and where the time goes.
+
+The SMTP server is a minimal loopback sink that reads DATA in large chunks,
+so the numbers measure certmail, not a Python SMTP server.
+
+    .venv/bin/python benchmarks/bench_send.py [--mb 100] [--rss-mb 200] [--bulk 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from certmail.config import Settings  # noqa: E402
+from keys.gpg import Keyring  # noqa: E402
+
+ALICE, BOB = "alice@example.org", "bob@example.net"
+
+
+class FastSink:
+    """A loopback SMTP sink: accepts everything, counts DATA bytes, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.messages = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        f = conn.makefile("rb")
+        conn.sendall(b"220 sink ESMTP\r\n")
+        try:
+            while line := f.readline():
+                cmd = line[:4].upper()
+                if cmd == b"EHLO":
+                    conn.sendall(b"250-sink\r\n250-SIZE 0\r\n250 8BITMIME\r\n")
+                elif cmd == b"DATA":
+                    conn.sendall(b"354 go\r\n")
+                    tail = b""
+                    while True:
+                        chunk = f.read1(1 << 20)
+                        if not chunk:
+                            return
+                        data = tail + chunk
+                        if b"\r\n.\r\n" in data[-(len(chunk) + 5):]:
+                            break
+                        tail = data[-5:]
+                    self.messages += 1
+                    conn.sendall(b"250 ok\r\n")
+                elif cmd == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+        finally:
+            conn.close()
+
+
+def identities(base: Path) -> tuple[Path, Path]:
+    homes = []
+    for addr, name in ((ALICE, "Alice"), (BOB, "Bob")):
+        home = Path(tempfile.mkdtemp(prefix="b", dir="/tmp"))
+        kr = Keyring(home / "gnupg")
+        kr.generate_identity(addr, name)
+        homes.append(home)
+    a, b = (Keyring(h / "gnupg") for h in homes)
+    a.import_keys(b.export_public(BOB).encode())
+    a.trust(BOB)
+    return homes[0], homes[1]
+
+
+def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB, from wait4) of one child process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    if status != 0:
+        err = p.stderr.read().decode() if p.stderr else ""
+        raise SystemExit(f"{cmd[:4]} failed: {err}")
+    return wall, usage.ru_maxrss
+
+
+def large(alice: Path, sink: FastSink, mb: int, work: Path, *,
+          dkim: bool = False) -> dict[str, Any]:
+    data = work / f"attach-{mb}.bin"
+    with data.open("wb") as f:
+        for _ in range(mb):
+            f.write(os.urandom(1 << 20))
+    gnupg = alice / "gnupg"
+    gpg_cmd = ["gpg", "--homedir", str(gnupg), "--batch", "--yes", "--sign", "--encrypt",
+               "-u", ALICE, "-r", BOB, "-o", str(work / "out.gpg"), str(data)]
+    gpg_wall, gpg_rss = timed_child(gpg_cmd, dict(os.environ))
+    env = {**os.environ, "CERTMAIL_HOME": str(alice), "CERTMAIL_EMAIL": ALICE,
+           "CERTMAIL_SMTP_URL": f"smtp://127.0.0.1:{sink.port}"}
+    env.pop("CERTMAIL_CLAMD", None)
+    dkim_dir = alice / "dkim"
+    if dkim and not dkim_dir.is_dir():
+        from keys.dkim import generate_dkim_key
+
+        generate_dkim_key(dkim_dir, ALICE.partition("@")[2], "bench", "ed25519")
+    elif not dkim and dkim_dir.is_dir():
+        shutil.rmtree(dkim_dir)
+    cm_cmd = [sys.executable, "-m", "certmail.cli.main", "send", "--to", BOB, "--subject",
+              "bench", "--attach", str(data), "--no-notarize", "--via", "smtp",
+              "--body-file", str(data.parent / "body.txt")]
+    (data.parent / "body.txt").write_text("big one\n")
+    cm_wall, cm_rss = timed_child(cm_cmd, env)
+    data.unlink()
+    return {"mb": mb, "gpg": gpg_wall, "certmail": cm_wall, "ratio": cm_wall / gpg_wall,
+            "rss_mb": cm_rss / 1024, "gpg_rss_mb": gpg_rss / 1024}
+
+
+def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
+    import certmail.api as api
+    from certmail import notary_client, pgpmime
+    from tests.fixtures.notary import NotaryProcess, init_notary_dir
+
+    nd = init_notary_dir(work / "notary")
+    notary = NotaryProcess(nd)
+    notary.start()
+    try:
+        token = notary.token_for(ALICE)
+        settings = Settings(home=alice, email=ALICE, name="Alice",
+                            smtp_url=f"smtp://127.0.0.1:{sink.port}", notary_url=notary.url,
+                            notary_token=token, via="smtp")
+        spent: dict[str, float] = defaultdict(float)
+
+        def timer(name: str, fn: Any) -> Any:
+            def wrapped(*a: Any, **kw: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    spent[name] += time.perf_counter() - t
+            return wrapped
+
+        kr_cls = Keyring
+        pgpmime.compose_inner = timer("compose (MIME, base64, manifest)",  # type: ignore
+                                      pgpmime.compose_inner)
+        pgpmime._encrypt_pipeline = timer(  # type: ignore
+            "gpg pipeline: sign + encrypt + decrypt-check + verify", pgpmime._encrypt_pipeline)
+        kr_cls.verify_detached_file = timer("  of which: signature verify",  # type: ignore
+                                            kr_cls.verify_detached_file)
+        kr_cls.micalg = timer("gpg key lookups", kr_cls.micalg)  # type: ignore
+        kr_cls.encryption_key = timer("gpg key lookups", kr_cls.encryption_key)  # type: ignore
+        kr_cls.signing_key = timer("gpg key lookups", kr_cls.signing_key)  # type: ignore
+        kr_cls.export_public = timer("gpg key lookups", kr_cls.export_public)  # type: ignore
+        api.seal = timer("seal (total)", pgpmime.seal)  # type: ignore
+        api.send_file = timer("smtp", api.send_file)  # type: ignore
+        notary_client.NotaryClient.notarize = timer(  # type: ignore
+            "notarize (HTTP + receipt check)", notary_client.NotaryClient.notarize)
+        before = sink.messages
+        t = time.perf_counter()
+        with api.Certmail(settings) as cm:
+            for i in range(n):
+                r = cm.send(to=[BOB], subject=f"bulk {i}", body=f"message {i}\n")
+                assert r.receipts
+        wall = time.perf_counter() - t
+        assert sink.messages - before == n
+    finally:
+        notary.stop()
+    return {"n": n, "wall": wall, "per_min": n / wall * 60, "spent": dict(spent)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--rss-mb", type=int, default=200)
+    ap.add_argument("--bulk", type=int, default=200)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    alice, bob = identities(work)
+    sink = FastSink()
+    try:
+        big = large(alice, sink, args.mb, work)
+        print(f"| {args.mb} MB attachment          | wall s | peak RSS MB |")
+        print("|-------------------------------|-------:|------------:|")
+        print(f"| gpg --sign --encrypt          | {big['gpg']:6.2f} | {big['gpg_rss_mb']:11.1f} |")
+        print(f"| certmail send (--no-notarize) | {big['certmail']:6.2f} | "
+              f"{big['rss_mb']:11.1f} |")
+        print(f"\nratio certmail / gpg: {big['ratio']:.2f} (target <= 1.25)")
+        if args.rss_mb:
+            rss = large(alice, sink, args.rss_mb, work, dkim=True)
+            print(f"{args.rss_mb} MB attachment, DKIM-signed: certmail send "
+                  f"{rss['certmail']:.1f} s (gpg {rss['gpg']:.1f} s), peak RSS "
+                  f"{rss['rss_mb']:.1f} MB (target < 300 MB)")
+        if args.bulk:
+            b = bulk(alice, sink, args.bulk, work)
+            print(f"\nbulk: {b['n']} certified messages in {b['wall']:.1f} s = "
+                  f"{b['per_min']:.0f}/min, {b['n'] / b['wall']:.1f}/s (target >= 200/min)")
+            print("| where the time goes              | total s | ms/message |")
+            print("|----------------------------------|--------:|-----------:|")
+            for k, v in sorted(b["spent"].items(), key=lambda kv: -kv[1]):
+                print(f"| {k:<32} | {v:7.2f} | {v / b['n'] * 1000:10.1f} |")
+    finally:
+        for h in (alice, bob):
+            subprocess.run(["gpgconf", "--homedir", str(h / "gnupg"), "--kill", "all"],
+                           check=False, capture_output=True)
+            shutil.rmtree(h, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Signed acknowledgements of receipt, client side (docs/ack.md).
+
+The recipient: :func:`notarized_sha256` finds the SHA-256 the notary logged
+for a delivered file, :func:`make_ack` builds and signs the acknowledgement
+text (format: :mod:`notary.ack`), :func:`post_ack` sends it to the notary's
+``POST /v1/ack`` and checks the receipt.
+
+The sender: :func:`check_handover` checks a ``ContentHandover`` statement
+against the keys the message was encrypted to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import Error, MalformedError, NotFoundError, VerificationError
+from notary.ack import Ack, ack_text, parse_ack_text
+
+if TYPE_CHECKING:
+    from keys.gpg import Keyring
+
+__all__ = [
+    "EVIDENCE_HEADER",
+    "TRACE_FIELDS",
+    "HandoverCheck",
+    "SignedAck",
+    "check_handover",
+    "make_ack",
+    "notarized_sha256",
+    "post_ack",
+]
+
+EVIDENCE_HEADER = "Certmail-Evidence"
+#: Fields a receiving mail system may prepend (RFC 5321 §4.4 trace fields and
+#: common delivery fields); stripped from the top when no Certmail-Evidence
+#: field names the hash.
+TRACE_FIELDS = frozenset({
+    "return-path", "received", "delivered-to", "x-original-to", "received-spf",
+    "authentication-results", "arc-seal", "arc-message-signature",
+    "arc-authentication-results", "x-envelope-to", "envelope-to",
+})
+_EVIDENCE_RE = re.compile(rb"sha256=([0-9a-f]{64})")
+_HEADER_LIMIT = 256 * 1024
+
+
+def _field_starts(raw: bytes) -> list[tuple[int, bytes]]:
+    """(offset, lower-case name) of each header field, in order, up to the blank line."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    end = min(len(raw), _HEADER_LIMIT)
+    while pos < end:
+        nl = raw.find(b"\n", pos)
+        line = raw[pos: nl if nl >= 0 else end]
+        if line in (b"", b"\r"):
+            break
+        if line[:1] not in (b" ", b"\t"):
+            out.append((pos, line.split(b":", 1)[0].strip().lower()))
+        if nl < 0:
+            break
+        pos = nl + 1
+    return out
+
+
+def notarized_sha256(raw: bytes) -> tuple[str, int]:
+    """The SHA-256 the notary logged for the delivered bytes ``raw``, and where they start.
+
+    The rule (docs/ack.md): the notary hashed the bytes it accepted, which
+    delivery may have prefixed with header fields (the relay: ``Received``,
+    ``Certmail-Evidence``, ``DKIM-Signature``; the recipient's own servers:
+    trace fields). When a ``Certmail-Evidence: sha256=<hex>`` field is present,
+    that hash is the one, and it must be the hash of ``raw`` from one of its
+    header-field boundaries on (else VerificationError). Without one, the
+    leading trace fields (:data:`TRACE_FIELDS`) are stripped and the rest is
+    hashed.
+    """
+    fields = _field_starts(raw)
+    claimed: str | None = None
+    for off, name in fields:
+        if name == EVIDENCE_HEADER.lower().encode():
+            m = _EVIDENCE_RE.search(raw[off: off + 1000].split(b"\n", 1)[0])
+            if m:
+                claimed = m.group(1).decode()
+                break
+    if claimed is not None:
+        for off, _ in fields:
+            if hashlib.sha256(raw[off:]).hexdigest() == claimed:
+                return claimed, off
+        raise VerificationError(
+            f"the message names the notarized hash {claimed[:16]}..., but no part of the file "
+            "from a header field on has that hash: it was changed after the notary saw it")
+    start = 0
+    for off, name in fields:
+        if name.decode("latin-1") not in TRACE_FIELDS:
+            start = off
+            break
+    return hashlib.sha256(raw[start:]).hexdigest(), start
+
+
+@dataclass(frozen=True)
+class SignedAck:
+    """An acknowledgement ready to post: the ``POST /v1/ack`` body."""
+
+    sha256: str
+    message_id: str
+    recipient: str
+    signed: str
+    signature: str
+    public_key: str
+    fingerprint: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"sha256": self.sha256, "message_id": self.message_id,
+                "recipient": self.recipient, "signed": self.signed,
+                "signature": self.signature, "public_key": self.public_key}
+
+
+def make_ack(keyring: Keyring, *, sha256: str, message_id: str, recipient: str,
+             notary: str, time: datetime) -> SignedAck:
+    """Build the acknowledgement text and sign it (detached, armored) with ``recipient``'s key."""
+    text = ack_text(Ack(sha256, message_id, recipient, time, notary))
+    signer = keyring.signing_key(recipient)
+    sig, _ = keyring.sign_detached(text.encode("utf-8"), signer)
+    key = keyring.key_for(signer)
+    return SignedAck(sha256, message_id, recipient, text, sig.decode("ascii"),
+                     keyring.export_public(key.fingerprint), key.fingerprint)
+
+
+def post_ack(notary_url: str, ack: SignedAck, *, timeout: float = 30.0) -> dict[str, Any]:
+    """POST the acknowledgement; return the ContentHandover receipt after checking it."""
+    from .notary_client import NotaryClient
+
+    with NotaryClient(notary_url, None, timeout=timeout) as client:
+        resp = client._request("POST", "/v1/ack", auth=False, json=ack.to_json())
+        try:
+            receipt = resp.json()
+        except ValueError:
+            raise Error("the notary's answer to the acknowledgement is not JSON") from None
+        if not isinstance(receipt, dict):
+            raise Error("the notary's answer to the acknowledgement is not a receipt")
+        client.check_receipt(receipt, ack.sha256, ack.message_id)
+    return receipt
+
+
+@dataclass(frozen=True)
+class HandoverCheck:
+    """What the sender's client concluded about one ContentHandover."""
+
+    recipient: str
+    fingerprint: str | None
+    verdict: str  # "recipient's key" | "not the recipient's key" | "bad signature"
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "recipient's key"
+
+
+def check_handover(stmt: dict[str, Any], keyring: Keyring) -> HandoverCheck:
+    """Check a ContentHandover statement against the recipient's key in ``keyring``.
+
+    The fingerprint the notary logged must be that of the key we hold for the
+    recipient (the key we encrypted to), the signature must verify with it and
+    the signed text must name this message and recipient.
+    """
+    recipient = str(stmt.get("recipient") or "")
+    fpr = stmt.get("fingerprint")
+    fpr = str(fpr).upper() if isinstance(fpr, str) else None
+    try:
+        theirs = keyring.key_for(recipient).fingerprint.upper()
+    except (NotFoundError, Error):
+        return HandoverCheck(recipient, fpr, "not the recipient's key",
+                             f"no key for {recipient} in your keyring")
+    if fpr != theirs:
+        return HandoverCheck(recipient, fpr, "not the recipient's key",
+                             f"acknowledged by a key that is not {recipient}'s "
+                             f"({fpr}; {recipient}'s key is {theirs})")
+    try:
+        signed, signature = str(stmt["signed"]), str(stmt["signature"])
+        ack = parse_ack_text(signed)
+        msg = stmt.get("message") or {}
+        if ack.sha256 != msg.get("sha256") or ack.message_id != msg.get("id"):
+            raise VerificationError("the acknowledgement names another message")
+        if ack.recipient.lower() != recipient.lower():
+            raise VerificationError("the acknowledgement names another recipient")
+        sig = keyring.verify_detached(signed.encode("utf-8"), signature.encode("ascii"))
+        if sig.primary_fingerprint.upper() != theirs:
+            raise VerificationError("signed by another key than the one logged")
+    except (KeyError, MalformedError, VerificationError, UnicodeError) as e:
+        why = e.message if isinstance(e, Error) else str(e)
+        return HandoverCheck(recipient, fpr, "bad signature", why)
+    return HandoverCheck(recipient, fpr, "recipient's key", f"signed by {recipient}'s key {fpr}")
+
+
+def disposition_notification_to(raw: bytes) -> str | None:
+    """The bare address of the (outer) Disposition-Notification-To field, if any (RFC 8098)."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+    from email.utils import getaddresses
+
+    end = raw.find(b"\r\n\r\n")
+    end = end if end >= 0 else raw.find(b"\n\n")
+    head = raw[: end if end >= 0 else _HEADER_LIMIT][:_HEADER_LIMIT]
+    msg = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+    value = msg.get("Disposition-Notification-To")
+    if value is None:
+        return None
+    addrs = [a for _, a in getaddresses([str(value)]) if "@" in a]
+    return addrs[0] if len(addrs) == 1 else None
+
+
+@dataclass
+class AckOutcome:
+    """What ``certmail open --ack`` did."""
+
+    sha256: str
+    message_id: str
+    recipient: str
+    notary: str
+    fingerprint: str
+    receipt: dict[str, Any]
+    mdn_to: str | None = None
+    mdn_reply: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
+                notary_url: str | None = None) -> AckOutcome:
+    """Sign and post an acknowledgement of the opened message; with ``mdn`` also send an MDN.
+
+    ``cm`` is the recipient's :class:`certmail.api.Certmail`, ``opened`` what
+    its ``open`` returned for ``path``. The notary is the one the message
+    names (``Certmail-Notary``), else ``notary_url``, else the configured one.
+    """
+    from datetime import UTC
+    from datetime import datetime as _dt
+
+    from .compose import check_address
+
+    s = cm.settings
+    me = s.email
+    if not me:
+        raise Error("no identity to acknowledge as", hint="certmail init --email ADDR --name NAME")
+    check_address(me)
+    to_cc = f"{opened.headers.get('To', '')},{opened.headers.get('Cc', '')}".lower()
+    if me.lower() not in to_cc:
+        raise Error(f"{me} is not a recipient of this message; nothing was acknowledged")
+    message_id = opened.headers.get("Message-ID")
+    if not message_id:
+        raise MalformedError("the message has no Message-ID; it cannot be acknowledged")
+    notary = opened.notary or notary_url or s.notary_url
+    if not notary:
+        raise Error("the message names no notary to acknowledge it to",
+                    hint="certmail open FILE --ack --notary URL")
+    raw = path.read_bytes()
+    sha, _ = notarized_sha256(raw)
+    now = cm.clock() if cm.clock else _dt.now(UTC)
+    signed = make_ack(cm.keyring, sha256=sha, message_id=message_id, recipient=me,
+                      notary=notary, time=now)
+    receipt = post_ack(notary, signed)
+    out = AckOutcome(sha, message_id, me, notary, signed.fingerprint, receipt)
+    if mdn:
+        dnt = disposition_notification_to(raw)
+        if dnt is None:
+            out.warnings.append("the message asks for no disposition notification "
+                                "(no Disposition-Notification-To): none was sent")
+            return out
+        if not s.smtp_url:
+            raise Error("no SMTP server configured to send the notification through "
+                        "(the acknowledgement was sent)",
+                        hint="set CERTMAIL_SMTP_URL=smtp://user:pass@host:587")
+        from .mdn import Mdn, send_mdn
+
+        note = Mdn(message_id, me, dnt, opened.headers.get("Subject", ""), sha)
+        out.mdn_to = dnt
+        out.mdn_reply = send_mdn(cm.keyring, note, s.smtp_url)
+    return out

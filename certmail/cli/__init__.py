@@ -1,0 +1,1 @@
+"""The ``certmail`` command line (Click). One module per command group."""

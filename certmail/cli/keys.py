@@ -1,0 +1,307 @@
+"""``certmail keys``: your identity, your correspondents' keys, and DKIM keys.
+
+Heavy imports happen inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from certmail.config import Settings
+    from keys.gpg import KeyInfo, Keyring
+
+T = TypeVar("T")
+
+home_option = click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="CERTMAIL_HOME",
+    help="The certmail home (default: $CERTMAIL_HOME, else ~/.config/certmail).",
+)
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON object on stdout.")
+
+
+def settings_for(home: Path | None) -> Settings:
+    """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
+    from certmail.config import load_settings
+
+    return load_settings(home)
+
+
+def interactive() -> bool:
+    """Prompts are allowed only when stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+def say(message: str) -> None:
+    """A message for people, on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message)
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def with_keyring(settings: Settings, action: Callable[[Keyring], T]) -> T:
+    """Run ``action`` on the profile's keyring, asking for the key's passphrase if needed.
+
+    The passphrase comes from CERTMAIL_PASSPHRASE_FILE; without it, a protected
+    key is retried once with a prompt when stdin is a terminal.
+    """
+    from keys.errors import KeyMaterialError
+    from keys.gpg import Keyring
+
+    keyring = Keyring(settings.gnupghome, passphrase=settings.passphrase())
+    try:
+        return action(keyring)
+    except KeyMaterialError:
+        if settings.passphrase_file is not None or not interactive():
+            raise
+        passphrase = click.prompt("passphrase of your OpenPGP key", hide_input=True, err=True)
+        return action(Keyring(settings.gnupghome, passphrase=passphrase))
+
+
+def key_json(key: KeyInfo) -> dict[str, Any]:
+    return {
+        "fingerprint": key.fingerprint,
+        "uids": list(key.uids),
+        "emails": list(key.emails),
+        "validity": key.validity,
+        "trusted": key.validity in ("full", "ultimate"),
+        "has_secret": key.has_secret,
+        "created": key.created.isoformat(),
+        "expires": key.expires.isoformat() if key.expires else None,
+        "algo": key.algo,
+    }
+
+
+def grouped(fingerprint: str) -> str:
+    """``ABCD 1234 ...``: the form people compare aloud."""
+    return " ".join(fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4))
+
+
+@click.group()
+def keys() -> None:
+    """Your OpenPGP identity, your correspondents' keys, and DKIM keys.
+
+    \b
+    Typical first steps:
+      certmail init --email you@example.org --name "Your Name"
+      certmail keys export you@example.org > you.asc    # give this to others
+      certmail keys import bob.asc                      # a correspondent's key
+      certmail keys fingerprint bob@example.org         # compare it with Bob
+      certmail keys trust bob@example.org               # then mail to Bob works
+    """
+
+
+@keys.command("list")
+@click.option("--secret", is_flag=True, help="Only keys whose secret part you hold.")
+@home_option
+@json_option
+def list_cmd(secret: bool, home: Path | None, as_json: bool) -> None:
+    """List the keys in your keyring: fingerprint, validity, user ids.
+
+    Validity "full" or "ultimate" means certmail will encrypt to the key;
+    "unknown" means run `certmail keys trust ADDR` after checking the fingerprint.
+    """
+    from keys.gpg import Keyring
+
+    settings = settings_for(home)
+    found = Keyring(settings.gnupghome).list_keys(secret=secret)
+    if as_json:
+        emit_json({"keys": [key_json(k) for k in found]})
+        return
+    if not found:
+        say("no keys yet; create yours with: certmail init --email ADDR --name NAME")
+        return
+    for k in found:
+        mark = "sec" if k.has_secret else "pub"
+        click.echo(f"{mark}  {k.fingerprint}  {k.validity:<8}  {k.algo}")
+        for uid in k.uids:
+            click.echo(f"     {uid}")
+
+
+@keys.command("export")
+@click.argument("addr")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE instead of stdout.")
+@home_option
+def export_cmd(addr: str, output: Path | None, home: Path | None) -> None:
+    """Print the ASCII-armored public key of ADDR (an address or fingerprint).
+
+    Send the output to your correspondents; they run `certmail keys import FILE`.
+    """
+    from keys.gpg import Keyring
+
+    settings = settings_for(home)
+    armored = Keyring(settings.gnupghome).export_public(addr)
+    if output is None:
+        click.echo(armored, nl=not armored.endswith("\n"))
+    else:
+        output.write_text(armored, encoding="ascii")
+        say(f"wrote the public key of {addr} to {output}")
+
+
+@keys.command("import")
+@click.argument("file", type=click.File("rb"))
+@home_option
+@json_option
+def import_cmd(file: Any, home: Path | None, as_json: bool) -> None:
+    """Import OpenPGP public keys from FILE ("-" reads stdin).
+
+    An imported key is not trusted yet: compare its fingerprint with its owner
+    over another channel, then run `certmail keys trust ADDR`.
+    """
+    from keys.gpg import Keyring
+
+    settings = settings_for(home)
+    keyring = Keyring(settings.gnupghome)
+    fprs = keyring.import_keys(file.read())
+    infos = [keyring.key_for(f) for f in fprs]
+    if as_json:
+        emit_json({"imported": [key_json(k) for k in infos]})
+        return
+    for k in infos:
+        click.echo(k.fingerprint)
+        who = ", ".join(k.uids) or "(no user id)"
+        say(f"imported {grouped(k.fingerprint)}  {who}  [{k.validity}]")
+    untrusted = [k for k in infos if k.validity not in ("full", "ultimate")]
+    if untrusted:
+        first = untrusted[0].emails[0] if untrusted[0].emails else untrusted[0].fingerprint
+        say(f"check the fingerprint with its owner, then: certmail keys trust {first}")
+
+
+@keys.command("trust")
+@click.argument("addr_or_fingerprint")
+@click.option("-y", "--yes", is_flag=True,
+              help="Do not ask for confirmation (never asked when stdin is not a terminal).")
+@home_option
+@json_option
+def trust_cmd(addr_or_fingerprint: str, yes: bool, home: Path | None, as_json: bool) -> None:
+    """Trust a correspondent's key after you have checked its fingerprint.
+
+    Certifies the key locally with your own key (a non-exportable signature,
+    like `gpg --quick-lsign-key`); certmail then encrypts to it and reports
+    signatures from it as trusted. Needs your passphrase if your key has one
+    (prompt, or CERTMAIL_PASSPHRASE_FILE).
+    """
+    from keys.gpg import Keyring
+
+    settings = settings_for(home)
+    key = Keyring(settings.gnupghome).key_for(addr_or_fingerprint)
+    if not yes and interactive() and not as_json:
+        say(f"key  {grouped(key.fingerprint)}")
+        for uid in key.uids:
+            say(f"     {uid}")
+        click.confirm("Did you check this fingerprint with its owner?", abort=True, err=True)
+    fpr = with_keyring(settings, lambda kr: kr.trust(key.fingerprint))
+    after = Keyring(settings.gnupghome).key_for(fpr)
+    if as_json:
+        emit_json(key_json(after))
+        return
+    click.echo(fpr)
+    say(f"trusted {grouped(fpr)} ({', '.join(after.emails) or 'no address'}): "
+        f"validity {after.validity}")
+
+
+@keys.command("fingerprint")
+@click.argument("addr")
+@home_option
+@json_option
+def fingerprint_cmd(addr: str, home: Path | None, as_json: bool) -> None:
+    """Print the fingerprint of the key for ADDR, to compare with its owner."""
+    from keys.gpg import Keyring
+
+    settings = settings_for(home)
+    key = Keyring(settings.gnupghome).key_for(addr)
+    if as_json:
+        emit_json(key_json(key))
+        return
+    click.echo(key.fingerprint)
+    if interactive():
+        say(f"{grouped(key.fingerprint)}  [{key.validity}]")
+
+
+# -- DKIM ------------------------------------------------------------------------
+
+
+def zone_line(name: str, value: str) -> str:
+    """A zone-file TXT line; values over 255 bytes are split into several strings."""
+    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+    quoted = " ".join(f'"{c}"' for c in chunks)
+    return f"{name}. IN TXT {quoted}" if len(chunks) == 1 else f"{name}. IN TXT ( {quoted} )"
+
+
+@keys.group("dkim")
+def dkim_group() -> None:
+    """DKIM keys: certmail signs outgoing mail with the key of the From: domain.
+
+    \b
+      certmail keys dkim generate --domain example.org --selector cm2024
+      certmail keys dkim record --domain example.org   # publish this in DNS
+    """
+
+
+@dkim_group.command("generate")
+@click.option("--domain", required=True, help="The domain of your From: address.")
+@click.option("--selector", required=True,
+              help="A name for this key, published at SELECTOR._domainkey.DOMAIN.")
+@click.option("--algorithm", type=click.Choice(["ed25519", "rsa"]), default="ed25519",
+              show_default=True,
+              help="ed25519 (RFC 8463, small) or rsa (2048 bits, understood everywhere).")
+@home_option
+@json_option
+def dkim_generate_cmd(domain: str, selector: str, algorithm: str, home: Path | None,
+                      as_json: bool) -> None:
+    """Create a DKIM key and print the DNS TXT record to publish."""
+    from keys.dkim import DkimKey, dns_record, generate_dkim_key
+
+    settings = settings_for(home)
+    path = generate_dkim_key(settings.dkim_dir, domain, selector, algorithm)
+    key = DkimKey(domain.strip().lower().rstrip("."), selector.strip().lower(), algorithm, path)
+    name, value = dns_record(key)
+    if as_json:
+        emit_json({"domain": key.domain, "selector": key.selector, "algorithm": algorithm,
+                   "private_key_path": str(path), "name": name, "value": value})
+        return
+    click.echo(zone_line(name, value))
+    say(f"wrote {path}; publish the TXT record above, then mail from @{key.domain} "
+        "is DKIM-signed")
+
+
+@dkim_group.command("record")
+@click.option("--domain", help="The domain (default: the domain of your configured email).")
+@home_option
+@json_option
+def dkim_record_cmd(domain: str | None, home: Path | None, as_json: bool) -> None:
+    """Print the DNS TXT record for the DKIM key of a domain."""
+    from keys.dkim import dns_record, find_dkim_key
+    from keys.errors import NotFoundError
+
+    settings = settings_for(home)
+    if domain is None:
+        if not settings.email:
+            raise NotFoundError("no --domain given and no email configured",
+                                hint="certmail keys dkim record --domain DOMAIN")
+        domain = settings.email.rsplit("@", 1)[1]
+    key = find_dkim_key(settings.dkim_dir, domain)
+    if key is None:
+        raise NotFoundError(
+            f"no DKIM key for {domain}",
+            hint=f"certmail keys dkim generate --domain {domain} --selector SELECTOR",
+        )
+    name, value = dns_record(key)
+    if as_json:
+        emit_json({"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm,
+                   "private_key_path": str(key.private_key_path), "name": name,
+                   "value": value})
+        return
+    click.echo(zone_line(name, value))

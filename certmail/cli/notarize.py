@@ -1,0 +1,64 @@
+"""``certmail notarize FILE``: have the notary witness a file's exact bytes (direct mode)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from keys.errors import Error
+
+
+@click.command("notarize")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--message-id", help="The Message-ID to record (default: the file's, or <sha@file>).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the receipt here (default: FILE.receipt.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt JSON on stdout.")
+def notarize(file: Path, message_id: str | None, output: Path | None, as_json: bool) -> None:
+    """Notarize FILE: log the SHA-256 of its exact bytes and keep the receipt.
+
+    Uses CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN (or `certmail config`).
+    The receipt is checked against the notary's verifier key before it is kept.
+
+    \b
+    Example:
+      certmail notarize contract.pdf -o contract.receipt.json
+      certmail receipt verify contract.receipt.json --data contract.pdf --vkey notary.vkey
+    """
+    from email.parser import BytesHeaderParser
+
+    from certmail.config import load_settings
+    from certmail.notary_client import NotaryClient
+
+    settings = load_settings()
+    if not settings.notary_url:
+        raise Error("no notary configured", hint="set CERTMAIL_NOTARY_URL=https://notary.example")
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if message_id is None:
+        found = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
+        message_id = str(found).strip() if found else f"<{digest}@file>"
+    with NotaryClient(settings.notary_url, settings.notary_token) as client:
+        receipt = client.notarize(digest, message_id)
+        vkey = client.vkey()
+    output = output or file.with_name(file.name + ".receipt.json")
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(receipt, indent=2) + "\n", encoding="utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(output)
+    if as_json:
+        sys.stdout.write(json.dumps(receipt) + "\n")
+        return
+    click.echo(f"notarized {file} sha256={digest}", err=True)
+    click.echo(f"notary key: {vkey}", err=True)
+    click.echo(f"receipt: {output}")

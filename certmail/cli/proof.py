@@ -1,0 +1,137 @@
+"""``certmail proof export|verify``: proof bundles (DESIGN §4.5, docs/proof-bundle.md).
+
+``export`` takes a message from the sender's ledger (its exact stored bytes) and
+the receipts the ledger kept, fetches its latest receipts, the notary's verifier
+key, the TSA chain and the consistency proofs between the checkpoints the
+receipts use, and writes the
+zip. ``verify`` checks a bundle offline: exit 0 when valid, 3 when not (its body
+is in :mod:`certmail.cli.proof_verify`, which the entry point also runs without
+Click for speed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from keys.errors import Error
+
+
+@click.group("proof")
+def proof() -> None:
+    """Export and verify proof bundles (*.certmail-proof.zip).
+
+    \b
+    Examples:
+      certmail proof export 3f2a9c1e -o sent.certmail-proof.zip
+      certmail proof verify sent.certmail-proof.zip --vkey notary.vkey --tsa-root root.pem
+    """
+
+
+@proof.command("export")
+@click.argument("ref", metavar="SHA256|MESSAGE-ID")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Where to write the bundle (.certmail-proof.zip).")
+@click.option("--reveal-subject", is_flag=True,
+              help="Show the Subject: in certificate.html/.pdf (hidden by default).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def export(ref: str, output: Path, reveal_subject: bool, force: bool, as_json: bool) -> None:
+    """Write the proof bundle of a sent message, with its latest receipts from the notary."""
+    import base64
+    import os
+    import tempfile
+
+    import httpx
+
+    from certmail.bundle import export_bundle
+    from certmail.config import load_settings
+    from certmail.ledger import Ledger
+    from certmail.notary_client import NotaryClient, NotaryError
+    from keys.errors import ConflictError, MalformedError, TemporaryError, VerificationError
+
+    if output.exists() and not force:
+        raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
+    settings = load_settings()
+    if not settings.notary_url:
+        raise Error("no notary configured",
+                    hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN")
+    with Ledger(settings.ledger_path, settings.outbox_dir, settings.sent_dir) as ledger:
+        entry = ledger.find(ref)
+        message = ledger.message_path(entry.sha256).read_bytes()
+        kept = ledger.receipts(entry.sha256)
+    with NotaryClient(settings.notary_url, settings.notary_token) as client:
+        receipts = client.receipts(entry.sha256)
+        for r in receipts:
+            client.check_receipt(r, entry.sha256, entry.message_id)
+        # older receipts the ledger kept (each event's own checkpoint), where they verify
+        # against this notary's key (a ledger may hold some from a notary used before)
+        for r in kept:
+            try:
+                client.check_receipt(r, entry.sha256, entry.message_id)
+            except (VerificationError, MalformedError):
+                continue
+            receipts.append(r)
+        events = len({r.get("entry") for r in receipts})
+        vkey = client.vkey()
+
+        def get(path: str, **params: int) -> httpx.Response:
+            try:
+                resp = httpx.get(client.url + path, params=params, timeout=30.0)
+            except httpx.HTTPError as e:
+                raise TemporaryError(f"cannot reach the notary at {client.url}: "
+                                     f"{e.__class__.__name__}") from None
+            if resp.status_code >= 500:
+                raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
+            if resp.status_code >= 400:
+                raise NotaryError(f"the notary refused {path}: {resp.status_code}")
+            return resp
+
+        chain = get("/v1/tsa/chain").content
+
+        def consistency(old: int, new: int) -> list[bytes]:
+            body = get("/v1/proof/consistency", old=old, new=new).json()
+            return [base64.b64decode(h, validate=True) for h in body["proof"]]
+
+        data = export_bundle(message, receipts, vkey=vkey, tsa_chain_pem=chain,
+                             consistency=consistency, reveal_subject=reveal_subject)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".proof-", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if not force and output.exists():
+            raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if as_json:
+        click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
+                               "message_id": entry.message_id, "events": events,
+                               "size": len(data)}))
+        return
+    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
+    click.echo(str(output))
+
+
+@proof.command("verify")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--vkey", "vkey_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The notary's verifier key, from a source you trust.")
+@click.option("--tsa-root", "tsa_root", type=click.Path(dir_okay=False, path_type=Path),
+              help="The TSA's root certificate(s), PEM, from a source you trust.")
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
+              help="Check signatures with this GnuPG home (default: your certmail keyring, "
+                   "if there is one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def verify(bundle: Path, vkey_file: Path | None, tsa_root: Path | None,
+           gnupghome: Path | None, as_json: bool) -> None:
+    """Check a proof bundle offline: exit 0 when valid, 3 when not."""
+    from certmail.cli.proof_verify import VerifyArgs, run_verify
+
+    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, as_json))

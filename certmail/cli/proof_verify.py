@@ -1,0 +1,227 @@
+"""``certmail proof verify`` without Click: the command's body, and a fast path for it.
+
+A fresh ``certmail proof verify`` process should take well under 300 ms, and
+importing Click costs a large part of that. :func:`parse_fast` accepts the
+command's plain forms (one BUNDLE, ``--vkey``, ``--tsa-root``, ``--gnupghome``,
+``--json``); anything else (``--help``, an unknown or repeated option, a path
+Click would refuse) returns None and the caller runs Click, so usage errors stay
+Click's. :func:`run_verify` is the command itself; the Click command in
+:mod:`certmail.cli.proof` calls it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from keys.errors import Error
+
+_WARN = "certmail: warning: "
+_PATH_OPTIONS = {"--vkey": "vkey_file", "--tsa-root": "tsa_root", "--gnupghome": "gnupghome"}
+
+
+class VerifyArgs(NamedTuple):
+    bundle: Path
+    vkey_file: Path | None
+    tsa_root: Path | None
+    gnupghome: Path | None
+    as_json: bool
+
+
+def _path_ok(value: str, *, want_dir: bool) -> bool:
+    """True when Click's Path type (exists=False) would accept ``value`` unchanged."""
+    if not value:
+        return False
+    try:
+        st = os.stat(value)
+    except (OSError, ValueError):
+        return True  # missing: accepted; the command reports it
+    if want_dir and stat.S_ISREG(st.st_mode):
+        return False
+    if not want_dir and stat.S_ISDIR(st.st_mode):
+        return False
+    return os.access(value, os.R_OK)
+
+
+def parse_fast(args: list[str]) -> VerifyArgs | None:
+    """The arguments after ``proof verify`` when they are in a plain form; else None."""
+    got: dict[str, str] = {}
+    bundle: str | None = None
+    as_json = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a == "--json":
+            if as_json:
+                return None
+            as_json = True
+            continue
+        name, eq, value = a.partition("=")
+        if name in _PATH_OPTIONS:
+            if not eq:
+                if i >= len(args):
+                    return None
+                value = args[i]
+                i += 1
+            key = _PATH_OPTIONS[name]
+            if key in got or value.startswith("-"):
+                return None
+            got[key] = value
+            continue
+        if a.startswith("-") or bundle is not None:
+            return None
+        bundle = a
+    if bundle is None:
+        return None
+    for key, value in [("bundle", bundle), *got.items()]:
+        if not _path_ok(value, want_dir=key == "gnupghome"):
+            return None
+
+    def path(key: str) -> Path | None:
+        return Path(got[key]) if key in got else None
+
+    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"),
+                      as_json)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def run_verify(a: VerifyArgs) -> None:
+    """Check a proof bundle offline and print the report; VerificationError when invalid."""
+    from certmail.bundle import verify_bundle
+
+    vkey = None
+    if a.vkey_file is not None:
+        try:
+            vkey = a.vkey_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise Error(f"cannot read --vkey {a.vkey_file}: {e}") from None
+    roots = None
+    if a.tsa_root is not None:
+        from cryptography import x509
+
+        from keys.errors import MalformedError
+
+        try:
+            roots = x509.load_pem_x509_certificates(a.tsa_root.read_bytes())
+        except OSError as e:
+            raise Error(f"cannot read --tsa-root {a.tsa_root}: {e.strerror or e}") from None
+        except ValueError:
+            raise MalformedError(f"--tsa-root {a.tsa_root} holds no PEM certificates") from None
+    keyring = _keyring(a.gnupghome)
+    report = verify_bundle(a.bundle, vkey=vkey, tsa_roots=roots, keyring=keyring)
+    for w in report.warnings:
+        _echo(_WARN + w, err=True)
+    if a.as_json:
+        _echo(json.dumps(report.to_json()))
+        return
+    _table(report)
+
+
+def _keyring(gnupghome: Path | None) -> Any:
+    if gnupghome is None:
+        home = _default_gnupghome()
+        if home is None or not home.is_dir():
+            return None
+        gnupghome = home
+    elif not gnupghome.is_dir():
+        raise Error(f"no such GnuPG home: {gnupghome}")
+    return _LazyKeyring(gnupghome)
+
+
+class _LazyKeyring:
+    """A :class:`keys.gpg.Keyring` made on first use: most bundles need no OpenPGP check,
+    and making one imports GnuPG support and runs ``gpg --version``."""
+
+    def __init__(self, gnupghome: Path) -> None:
+        self._gnupghome = gnupghome
+        self._keyring: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._keyring is None:
+            from keys.gpg import Keyring
+
+            self._keyring = Keyring(self._gnupghome)
+        return getattr(self._keyring, name)
+
+
+def _default_gnupghome() -> Path | None:
+    """The certmail keyring's directory, as ``load_settings().gnupghome`` gives it; without
+    reading the settings when CERTMAIL_HOME is set and has no keyring (nothing to find)."""
+    home = os.environ.get("CERTMAIL_HOME")
+    if home and not (Path(home).expanduser() / "gnupg").is_dir():
+        return None
+    from certmail.config import load_settings
+
+    try:
+        return load_settings().gnupghome
+    except Error:
+        return None
+
+
+def _table(report: Any) -> None:
+    if not sys.stdout.isatty():
+        _plain(report)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Everything from the bundle is untrusted: Text(), never markup.
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    out.print(Text(f"message {report.message_id}  sha256 {report.sha256}"))
+    out.print(Text(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"))
+    table = Table(show_lines=False)
+    for col in ("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"):
+        table.add_column(col)
+    for e in report.events:
+        weak = e.event == "ContentAccessTracking"
+        table.add_row(Text(f"{e.number:02d}"), Text(e.time), Text(e.event),
+                      Text(e.recipient or ""), Text(str(e.index)), Text(e.timestamp or ""),
+                      Text(e.proves, style="yellow" if weak else ""))
+    out.print(table)
+    checks = Table(show_header=True)
+    checks.add_column("Check")
+    checks.add_column("Result")
+    checks.add_column("Detail")
+    colour = {"ok": "green", "warning": "yellow", "skipped": "dim"}
+    for c in report.checks:
+        checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")),
+                       Text(c.detail))
+    out.print(checks)
+    out.print("[bold green]valid[/]" if not report.warnings
+              else "[bold yellow]valid, with warnings (see stderr)[/]")
+
+
+def _clean(text: str) -> str:
+    """Untrusted text for a terminal or a pipe: control characters shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _plain(report: Any) -> None:
+    """The same report as aligned plain text (stdout is not a terminal: no rich needed)."""
+    def grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+        rows = [tuple(_clean(c) for c in r) for r in rows]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                for r in [head, *rows]]
+
+    lines = [_clean(f"message {report.message_id}  sha256 {report.sha256}"),
+             _clean(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"), ""]
+    lines += grid(("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"),
+                  [(f"{e.number:02d}", e.time, e.event, e.recipient or "", str(e.index),
+                    e.timestamp or "", e.proves) for e in report.events])
+    lines.append("")
+    lines += grid(("Check", "Result", "Detail"),
+                  [(c.item, c.status, c.detail) for c in report.checks])
+    lines += ["", "valid" if not report.warnings else "valid, with warnings (see stderr)"]
+    _echo("\n".join(lines))

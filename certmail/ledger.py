@@ -1,0 +1,364 @@
+"""The local ledger and outbox: every send, its exact bytes, its receipts.
+
+Storage is SQLite (WAL, ``synchronous=FULL``): a state change is durable once
+the method that makes it returns. The exact bytes of each message are kept as
+``<sha256>.eml``: in ``outbox_dir`` while something is still to be done, moved
+to ``sent_dir`` once sent and notarized (a file is looked up in both).
+
+A message's life is two independent steps, each recorded before and after it
+runs, so a crash or a transient failure never loses a message and never sends
+it twice:
+
+``smtp``: ``pending`` → ``sending`` → ``sent`` | ``failed`` | ``uncertain``
+    ``sending`` is written (and committed) before the DATA command; a message
+    found in ``sending`` later (the process died mid-way) or whose connection
+    broke after the final dot is ``uncertain`` and is not resent unless asked.
+``notary``: ``pending`` → ``done`` | ``failed``, or ``skipped``
+    The SHA-256 is notarized after a successful send; a notary outage leaves the
+    message in the outbox with ``smtp = sent``: a flush only notarizes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from keys.errors import ConflictError, NotFoundError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sha256      TEXT PRIMARY KEY,
+    message_id  TEXT NOT NULL,
+    mail_from   TEXT NOT NULL,
+    recipients  TEXT NOT NULL,          -- JSON array
+    via         TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    smtp        TEXT NOT NULL,          -- pending sending sent failed uncertain
+    notary      TEXT NOT NULL,          -- pending done failed skipped
+    smtp_reply  TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_created ON messages (created);
+CREATE TABLE IF NOT EXISTS receipts (
+    id          INTEGER PRIMARY KEY,
+    sha256      TEXT NOT NULL REFERENCES messages (sha256),
+    receipt     TEXT NOT NULL,          -- the notary's receipt JSON, as received
+    received    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipts_sha256 ON receipts (sha256);
+"""
+
+OUTBOX_SQL = (
+    "smtp IN ('pending', 'sending', 'uncertain') OR (smtp = 'sent' AND notary = 'pending')"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger row."""
+
+    sha256: str
+    message_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    via: str
+    size: int
+    created: str
+    updated: str
+    smtp: str
+    notary: str
+    smtp_reply: str | None
+    attempts: int
+    last_error: str | None
+
+    @property
+    def status(self) -> str:
+        """One word: queued, uncertain, sent, notarizing, failed, unnotarized."""
+        if self.smtp == "failed":
+            return "failed"
+        if self.notary == "failed":
+            return "unnotarized"  # sent, but the notary refused it for good
+        if self.smtp in ("sending", "uncertain"):
+            return "uncertain"
+        if self.smtp == "pending":
+            return "queued"
+        if self.notary == "pending":
+            return "notarizing"
+        return "sent"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "message_id": self.message_id,
+            "from": self.mail_from,
+            "recipients": list(self.recipients),
+            "via": self.via,
+            "size": self.size,
+            "created": self.created,
+            "updated": self.updated,
+            "status": self.status,
+            "smtp": self.smtp,
+            "notary": self.notary,
+            "smtp_reply": self.smtp_reply,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    return Entry(
+        sha256=row["sha256"], message_id=row["message_id"], mail_from=row["mail_from"],
+        recipients=tuple(json.loads(row["recipients"])), via=row["via"], size=row["size"],
+        created=row["created"], updated=row["updated"], smtp=row["smtp"], notary=row["notary"],
+        smtp_reply=row["smtp_reply"], attempts=row["attempts"], last_error=row["last_error"],
+    )
+
+
+def _copy_file(src: BinaryIO, dst: BinaryIO) -> None:
+    """Copy the rest of ``src`` to ``dst`` in the kernel when possible."""
+    try:
+        while os.copy_file_range(src.fileno(), dst.fileno(), 1 << 30):
+            pass
+        return
+    except (OSError, AttributeError):  # not supported here: copy through a buffer
+        pass
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Ledger:
+    """The SQLite ledger at ``path`` with message copies in ``outbox_dir`` / ``sent_dir``.
+
+    Every method that changes state commits before it returns.
+    """
+
+    def __init__(self, path: Path, outbox_dir: Path, sent_dir: Path) -> None:
+        self.path = Path(path)
+        self.outbox_dir = Path(outbox_dir)
+        self.sent_dir = Path(sent_dir)
+        for d in (self.path.parent, self.outbox_dir, self.sent_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- files -------------------------------------------------------------------
+
+    def message_path(self, sha256: str) -> Path:
+        """The stored copy of a message's exact bytes."""
+        name = f"{sha256}.eml"
+        for d in (self.sent_dir, self.outbox_dir):
+            p = d / name
+            if p.is_file():
+                return p
+        raise NotFoundError(f"no stored copy of message {sha256}", hint="certmail outbox list")
+
+    def _store(self, src: Path, sha256: str, *, move: bool = False) -> Path:
+        """Put the exact bytes of ``src`` into the outbox, durably (fsync'd file and dir).
+
+        ``move=True`` lets the ledger take ``src`` itself (a rename when it is on
+        the same file system: no byte is copied; the caller must not use ``src``
+        afterwards). Otherwise the bytes are copied in the kernel
+        (copy_file_range(2): a reflink on file systems that share extents).
+        """
+        dst = self.outbox_dir / f"{sha256}.eml"
+        if move:
+            try:
+                fd = os.open(src, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(src, dst)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+            else:
+                _fsync_dir(self.outbox_dir)
+                return dst
+        fd, tmp = tempfile.mkstemp(prefix=".in-", dir=self.outbox_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, src.open("rb") as f:
+                _copy_file(f, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.outbox_dir)
+        return dst
+
+    def _archive(self, sha256: str) -> None:
+        src = self.outbox_dir / f"{sha256}.eml"
+        if src.is_file():
+            os.replace(src, self.sent_dir / src.name)
+            _fsync_dir(self.sent_dir)
+            _fsync_dir(self.outbox_dir)
+
+    # -- transitions ---------------------------------------------------------------
+
+    def enqueue(self, src: Path, *, sha256: str, message_id: str, mail_from: str,
+                recipients: Sequence[str], via: str, notarize: bool,
+                move: bool = False) -> Entry:
+        """Store the exact bytes durably, then record the message as ``queued``.
+
+        ``move=True``: ``src`` is a temporary file the ledger may take over
+        (renamed into the outbox instead of copied).
+        """
+        size = src.stat().st_size
+        self._store(src, sha256, move=move)
+        now = _now()
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO messages (sha256, message_id, mail_from, recipients, via, size,"
+                    " created, updated, smtp, notary) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (sha256, message_id, mail_from, json.dumps(list(recipients)), via,
+                     size, now, now, "pending",
+                     "pending" if notarize else "skipped"),
+                )
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"message {sha256} is already in the ledger") from None
+        return self.get(sha256)
+
+    def claim_send(self, sha256: str, *, include_uncertain: bool = False) -> bool:
+        """Mark ``sending`` if the message may be sent now; False if someone else has it."""
+        states = ("pending", "uncertain", "sending") if include_uncertain else ("pending",)
+        marks = ",".join("?" * len(states))
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE messages SET smtp='sending', attempts=attempts+1, updated=?"  # noqa: S608
+                f" WHERE sha256=? AND smtp IN ({marks})",
+                (_now(), sha256, *states),
+            )
+            return cur.rowcount == 1
+
+    def _set(self, sha256: str, **fields: Any) -> None:
+        fields["updated"] = _now()
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE messages SET {cols} WHERE sha256=?",  # noqa: S608
+                       (*fields.values(), sha256))
+
+    def mark_sent(self, sha256: str, reply: str) -> None:
+        self._set(sha256, smtp="sent", smtp_reply=reply, last_error=None)
+        if self.get(sha256).status == "sent":
+            self._archive(sha256)
+
+    def mark_send_failed(self, sha256: str, error: str, *, permanent: bool,
+                         uncertain: bool = False) -> None:
+        state = "failed" if permanent else ("uncertain" if uncertain else "pending")
+        self._set(sha256, smtp=state, last_error=error)
+
+    def add_receipt(self, sha256: str, receipt: dict[str, Any]) -> None:
+        """Keep a receipt and mark the notarization done (one transaction)."""
+        now = _now()
+        with self._tx() as db:
+            db.execute("INSERT INTO receipts (sha256, receipt, received) VALUES (?,?,?)",
+                       (sha256, json.dumps(receipt, sort_keys=True), now))
+            db.execute("UPDATE messages SET notary='done', last_error=NULL, updated=?"
+                       " WHERE sha256=?", (now, sha256))
+        if self.get(sha256).status == "sent":
+            self._archive(sha256)
+
+    def mark_notary_failed(self, sha256: str, error: str, *, permanent: bool) -> None:
+        self._set(sha256, notary="failed" if permanent else "pending", last_error=error)
+
+    def recover(self) -> list[str]:
+        """Messages left in ``sending`` by a process that died: now ``uncertain``.
+
+        Call only when no other process is sending from this ledger.
+        """
+        with self._tx() as db:
+            rows = db.execute("SELECT sha256 FROM messages WHERE smtp='sending'").fetchall()
+            db.execute("UPDATE messages SET smtp='uncertain', last_error=? WHERE smtp='sending'",
+                       ("interrupted while sending: it may or may not have gone out",))
+        return [r["sha256"] for r in rows]
+
+    # -- queries -----------------------------------------------------------------
+
+    def get(self, sha256: str) -> Entry:
+        row = self._db.execute("SELECT * FROM messages WHERE sha256=?", (sha256,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no message {sha256} in the ledger", hint="certmail outbox list")
+        return _entry(row)
+
+    def find(self, prefix_or_message_id: str) -> Entry:
+        """A message by sha256 (or a unique prefix of at least 8 hex) or Message-ID."""
+        q = prefix_or_message_id.strip()
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE message_id=? OR (length(?) >= 8 AND sha256 LIKE ?)",
+            (q, q, q.lower() + "%"),
+        ).fetchall()
+        if len(rows) != 1:
+            raise NotFoundError(
+                f"no single message matches {q!r}" if rows else f"no message {q!r} in the ledger",
+                hint="certmail outbox list --all",
+            )
+        return _entry(rows[0])
+
+    def outbox(self) -> list[Entry]:
+        rows = self._db.execute(
+            f"SELECT * FROM messages WHERE {OUTBOX_SQL} ORDER BY created"  # noqa: S608
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def all(self, limit: int = 100) -> list[Entry]:
+        rows = self._db.execute(
+            "SELECT * FROM messages ORDER BY created DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def receipts(self, sha256: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT receipt FROM receipts WHERE sha256=? ORDER BY id", (sha256,)
+        ).fetchall()
+        return [json.loads(r["receipt"]) for r in rows]

@@ -1,0 +1,138 @@
+"""Client of the notary's HTTP API v1 (DESIGN §4.6) for direct-mode notarization.
+
+``POST /v1/notarize`` with ``{"sha256", "message_id"}`` and a bearer token
+answers a receipt (DESIGN §4.3); ``GET /v1/messages/{sha256}/receipts`` lists
+them; ``GET /v1/vkey`` is the log's checkpoint verifier key. Connection errors,
+timeouts and 5xx replies are :class:`keys.errors.TemporaryError` (retry later:
+the message stays in the outbox); 4xx replies are permanent :class:`NotaryError`.
+
+Every receipt is checked before it is kept: its inclusion proof must verify
+against the notary's verifier key, and its statement must name this message's
+SHA-256 and Message-ID.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from keys.errors import Error, NotFoundError, TemporaryError, VerificationError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
+
+
+class NotaryError(Error):
+    """The notary refused a request for good (a 4xx reply)."""
+
+
+class NotaryNotFoundError(NotaryError, NotFoundError):
+    """The notary has no such thing (a 404 reply), e.g. no evidence yet for a message."""
+
+
+class NotaryClient:
+    """A notary at ``url`` used with the account token ``token``."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
+                 vkey: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise Error(f"not a notary URL: {url!r}", hint="set CERTMAIL_NOTARY_URL=https://...")
+        self.url = url.rstrip("/")
+        self.token = token
+        self._vkey = vkey
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+                                  headers={"User-Agent": "certmail"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NotaryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, auth: bool = True,
+                 json: Any = None) -> httpx.Response:
+        headers = {}
+        if auth:
+            if not self.token:
+                raise NotaryError("no notary token", hint=TOKEN_HINT)
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            resp = self._http.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as e:
+            raise TemporaryError(
+                f"cannot reach the notary at {self.url}: {e.__class__.__name__}",
+                hint="certmail outbox flush (the message is queued for notarization)",
+            ) from None
+        if resp.status_code >= 500:
+            raise TemporaryError(
+                f"the notary answered {resp.status_code}: {_message(resp)}",
+                hint="certmail outbox flush (the message is queued for notarization)",
+            )
+        if resp.status_code == 404:
+            raise NotaryNotFoundError(f"not found at the notary: {_message(resp)}")
+        if resp.status_code >= 400:
+            hint = TOKEN_HINT if resp.status_code in (401, 403) else None
+            raise NotaryError(f"the notary refused: {_message(resp)}", hint=hint)
+        return resp
+
+    def vkey(self) -> str:
+        """The notary's verifier key text (fetched once, then pinned for this client)."""
+        if self._vkey is None:
+            self._vkey = self._request("GET", "/v1/vkey", auth=False).text.strip()
+        return self._vkey
+
+    def notarize(self, sha256: str, message_id: str) -> dict[str, Any]:
+        """Notarize ``sha256``; return the receipt after checking it (see module doc)."""
+        if not _SHA256.match(sha256):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        resp = self._request("POST", "/v1/notarize",
+                             json={"sha256": sha256, "message_id": message_id})
+        receipt = _json_object(resp)
+        self.check_receipt(receipt, sha256, message_id)
+        return receipt
+
+    def receipts(self, sha256: str) -> list[dict[str, Any]]:
+        """Every receipt the notary holds for ``sha256`` (for this account)."""
+        body = _json_object(self._request("GET", f"/v1/messages/{sha256}/receipts"))
+        items = body.get("receipts")
+        if not isinstance(items, list):
+            raise NotaryError("the notary's answer has no receipts list")
+        return [r for r in items if isinstance(r, dict)]
+
+    def check_receipt(self, receipt: dict[str, Any], sha256: str, message_id: str | None) -> None:
+        """Raise VerificationError unless ``receipt`` proves ``sha256`` was logged."""
+        from notary.note import Verifier
+        from notary.receipt import Receipt
+
+        verifier = Verifier.from_vkey(self.vkey())
+        stmt = Receipt.from_json(receipt).verify(verifier)
+        msg = stmt.get("message") or {}
+        if msg.get("sha256") != sha256:
+            raise VerificationError("the notary's receipt is for another message hash")
+        if message_id is not None and msg.get("id") != message_id:
+            raise VerificationError("the notary's receipt names another Message-ID")
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        obj = resp.json()
+    except ValueError:
+        raise TemporaryError("the notary's answer is not JSON") from None
+    if not isinstance(obj, dict):
+        raise TemporaryError("the notary's answer is not a JSON object")
+    return obj
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        obj = resp.json()
+        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+            return " ".join(obj["message"].split())[:300]
+    except ValueError:
+        pass
+    return resp.reason_phrase or str(resp.status_code)

@@ -1,0 +1,92 @@
+"""HTTP routes for acknowledgements and open tracking (docs/ack.md), added to the v1 app.
+
+``POST /v1/ack`` (unauthenticated: the OpenPGP signature is the
+authentication), ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from keys.errors import Error, MalformedError, VerificationError
+from notary.ack import MAX_ACK_BODY, acknowledge, parse_ack_request
+from notary.tracking import (
+    PIXEL_GIF,
+    RateLimited,
+    RateLimiter,
+    parse_registration,
+    record_hit,
+    register,
+)
+
+
+def _err(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(limit)
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise Error("the body is not valid JSON") from None
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+def include_ack_routes(app: FastAPI, service: Any,
+                       authenticate: Callable[[Any, str | None], Any]) -> None:
+    """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
+    limiter = RateLimiter()
+
+    @app.post("/v1/ack", summary="A recipient's signed acknowledgement: logs ContentHandover",
+              tags=["acknowledgements"])
+    async def ack(request: Request) -> Response:
+        try:
+            req = parse_ack_request(await _json_body(request, MAX_ACK_BODY))
+            receipt = await acknowledge(service, req)
+        except _TooLarge as e:
+            return _err(413, "too_large", f"body over {e.limit} bytes")
+        except MalformedError as e:
+            return _err(400, "bad_request", e.message)
+        except VerificationError as e:
+            return _err(422, "bad_signature", e.message)
+        # Other errors (malformed 400, unknown message 404, log unavailable 503)
+        # are answered by the app's handler for keys.errors.Error.
+        return Response(json.dumps(receipt.to_json(), separators=(",", ":")),
+                        media_type="application/json")
+
+    @app.post("/v1/tracking", summary="Register open-tracking token hashes for a message",
+              tags=["tracking"])
+    async def tracking(request: Request) -> Response:
+        try:
+            acct = authenticate(service, request.headers.get("authorization"))
+            reg = parse_registration(await _json_body(request, 64 * 1024))
+            n = register(service, acct.id, reg, service.clock())
+        except _TooLarge as e:
+            return _err(413, "too_large", f"body over {e.limit} bytes")
+        return Response(json.dumps({"registered": n}), media_type="application/json")
+
+    @app.get("/r/{token}", summary="A tracking link: logs ContentAccessTracking (weak evidence)",
+             tags=["tracking"], response_class=Response)
+    async def hit(token: str, request: Request) -> Response:
+        try:
+            await record_hit(service, limiter, token,
+                             user_agent=request.headers.get("user-agent"),
+                             remote=request.client.host if request.client else None)
+        except RateLimited:
+            return _err(429, "rate_limited", "too many hits on this link just now")
+        return Response(PIXEL_GIF, media_type="image/gif",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

@@ -1,0 +1,230 @@
+"""The notary's directory: its configuration file and what ``notary init`` creates.
+
+Layout of a notary directory::
+
+    notary.toml       configuration (origin, database URL, TSA policy, limits)
+    checkpoint.key    Ed25519 checkpoint signing key (skey text, 0600)
+    notary.vkey       its verifier key, the text clients pin
+    tsa/              RFC 3161 TSA: tsa-key.pem (0600), tsa-cert.pem, tsa-chain.pem,
+                      root-ca.pem, root-ca-key.pem (0600), serial state
+    notary.db         the SQLite database (default backend)
+    relay/            the SMTP relay's TLS certificate and key (relay-key.pem 0600)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from keys.errors import ConflictError, Error, NotFoundError
+
+CONFIG_NAME = "notary.toml"
+KEY_NAME = "checkpoint.key"
+VKEY_NAME = "notary.vkey"
+TSA_DIR = "tsa"
+DB_NAME = "notary.db"
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes of a JSON request body
+RELAY_DIR = "relay"
+DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024  # bytes of one relayed message
+DEFAULT_RETRY_DEADLINE = 24 * 3600  # seconds before a delivery is given up
+DEFAULT_WARN_AFTER = 12 * 3600  # seconds before the sender hears of a delay
+_ORIGIN_RE = re.compile(r"[A-Za-z0-9._~:/@!$&'()*,;=-]{1,255}")
+
+
+@dataclass(frozen=True)
+class NotaryConfig:
+    """A notary's settings, read from ``notary.toml``."""
+
+    directory: Path
+    origin: str
+    database: str
+    policy_oid: str
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    relay_domain: str = ""
+    relay_max_message_bytes: int = DEFAULT_MAX_MESSAGE
+    relay_tls_cert: str = ""
+    relay_tls_key: str = ""
+    relay_retry_deadline: int = DEFAULT_RETRY_DEADLINE
+    relay_warn_after: int = DEFAULT_WARN_AFTER
+    relay_retry_initial: float = 60.0
+    relay_dns_server: str = ""
+    relay_mx_port: int = 25
+    relay_lease: float = 600.0
+    clamd: str = ""
+
+    @property
+    def relay_dir(self) -> Path:
+        return self.directory / RELAY_DIR
+
+    @property
+    def relay_cert_path(self) -> Path:
+        """The relay's TLS certificate (PEM), relative paths taken from the directory."""
+        return self.directory / (self.relay_tls_cert or f"{RELAY_DIR}/relay-cert.pem")
+
+    @property
+    def relay_key_path(self) -> Path:
+        return self.directory / (self.relay_tls_key or f"{RELAY_DIR}/relay-key.pem")
+
+    @property
+    def relay_hostname(self) -> str:
+        """The relay's mail domain: ``relay_domain``, else the origin's host part."""
+        return self.relay_domain or self.origin.split("/", 1)[0].split(":", 1)[0]
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / KEY_NAME
+
+    @property
+    def vkey_path(self) -> Path:
+        return self.directory / VKEY_NAME
+
+    @property
+    def tsa_dir(self) -> Path:
+        return self.directory / TSA_DIR
+
+
+def default_origin() -> str:
+    """A log origin for this host: ``<hostname>/certmail``."""
+    host = socket.gethostname() or "localhost"
+    return f"{host}/certmail"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def write_config(cfg: NotaryConfig) -> None:
+    """Write ``notary.toml`` (durably: temp file, fsync, rename)."""
+    values = {
+        "origin": cfg.origin,
+        "database": cfg.database,
+        "policy_oid": cfg.policy_oid,
+        "max_body_bytes": cfg.max_body_bytes,
+        "relay_domain": cfg.relay_hostname,
+        "relay_max_message_bytes": cfg.relay_max_message_bytes,
+        "relay_tls_cert": cfg.relay_tls_cert or f"{RELAY_DIR}/relay-cert.pem",
+        "relay_tls_key": cfg.relay_tls_key or f"{RELAY_DIR}/relay-key.pem",
+        "relay_retry_deadline": cfg.relay_retry_deadline,
+        "relay_warn_after": cfg.relay_warn_after,
+        "relay_retry_initial": cfg.relay_retry_initial,
+        "relay_dns_server": cfg.relay_dns_server,
+        "relay_mx_port": cfg.relay_mx_port,
+        "relay_lease": cfg.relay_lease,
+        "clamd": cfg.clamd,
+    }
+    text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
+        f"{k} = {_toml_value(v)}\n" for k, v in values.items()
+    )
+    path = cfg.directory / CONFIG_NAME
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_config(directory: Path) -> NotaryConfig:
+    """Read a notary directory's configuration; NotFoundError when there is none."""
+    path = directory / CONFIG_NAME
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"no notary in {directory}",
+            hint=f"create one: certmail notary init --dir {directory}",
+        ) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise Error(f"cannot read {path}: {e}", hint="fix or restore the file") from None
+    try:
+        return NotaryConfig(
+            directory=directory,
+            origin=str(data["origin"]),
+            database=str(data.get("database") or f"sqlite:///{directory / DB_NAME}"),
+            policy_oid=str(data["policy_oid"]),
+            max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
+            relay_domain=str(data.get("relay_domain", "")),
+            relay_max_message_bytes=int(
+                data.get("relay_max_message_bytes", DEFAULT_MAX_MESSAGE)
+            ),
+            relay_tls_cert=str(data.get("relay_tls_cert", "")),
+            relay_tls_key=str(data.get("relay_tls_key", "")),
+            relay_retry_deadline=int(data.get("relay_retry_deadline", DEFAULT_RETRY_DEADLINE)),
+            relay_warn_after=int(data.get("relay_warn_after", DEFAULT_WARN_AFTER)),
+            relay_retry_initial=float(data.get("relay_retry_initial", 60.0)),
+            relay_dns_server=str(data.get("relay_dns_server", "")),
+            relay_mx_port=int(data.get("relay_mx_port", 25)),
+            relay_lease=float(data.get("relay_lease", 600.0)),
+            clamd=str(data.get("clamd", "")),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None
+
+
+def init_notary(
+    directory: Path,
+    origin: str | None = None,
+    *,
+    database: str | None = None,
+    tsa_cert: Path | None = None,
+    tsa_key: Path | None = None,
+    tsa_chain: Path | None = None,
+    now: datetime | None = None,
+) -> NotaryConfig:
+    """Create a notary in ``directory``: keys, TSA PKI, database and config.
+
+    Refuses (ConflictError) when the directory already holds a notary.
+    """
+    from keys.checkpoint_key import generate_checkpoint_key, is_valid_key_name
+    from keys.tsa import generate_tsa_pki, import_tsa
+    from notary.rfc3161 import DEFAULT_POLICY_OID
+    from notary.storage import open_storage
+
+    origin = origin or default_origin()
+    if not is_valid_key_name(origin) or not _ORIGIN_RE.fullmatch(origin):
+        raise Error(
+            f"invalid origin {origin!r}",
+            hint="use a schema-less URL without spaces or '+', e.g. notary.example.com/log",
+        )
+    if (tsa_cert is None) != (tsa_key is None) or (tsa_chain is not None and tsa_cert is None):
+        raise Error(
+            "--tsa-cert and --tsa-key go together (--tsa-chain needs them)",
+            hint="give both, or neither to create a new TSA PKI",
+        )
+    if (directory / CONFIG_NAME).exists() or (directory / KEY_NAME).exists():
+        raise ConflictError(
+            f"{directory} already holds a notary",
+            hint="refusing to overwrite its keys; choose another --dir",
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    cfg = NotaryConfig(
+        directory=directory,
+        origin=origin,
+        database=database or f"sqlite:///{directory / DB_NAME}",
+        policy_oid=DEFAULT_POLICY_OID,
+    )
+    if tsa_cert is not None and tsa_key is not None:
+        import_tsa(cfg.tsa_dir, tsa_cert, tsa_key, tsa_chain, now=now)
+    else:
+        generate_tsa_pki(cfg.tsa_dir, common_name=f"{origin} TSA", now=now)
+    key = generate_checkpoint_key(cfg.key_path, origin)
+    cfg.vkey_path.write_text(key.vkey() + "\n", encoding="utf-8")
+    from notary.relay.tls import ensure_relay_certificate
+
+    ensure_relay_certificate(cfg, now=now)
+    open_storage(cfg.database).close()
+    write_config(cfg)
+    return cfg

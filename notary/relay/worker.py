@@ -1,0 +1,334 @@
+"""The delivery worker: hands spooled messages to recipients' servers and logs what they said.
+
+Per recipient: the smarthost when one is set, else the domain's MX hosts
+(:mod:`notary.relay.mx`). Only headers are prepended (Received, the evidence
+header and, when the relay has a DKIM key, a DKIM-Signature); the submitted
+bytes follow unchanged. Outcomes (ETSI EN 319 522 events, docs/relay.md):
+
+- 250 after DATA: ``RelayToNonERDS`` with the host, its full reply and TLS details;
+- a 5xx reply, a domain without mail (null MX, NXDOMAIN): ``RelayToNonERDSFailure``;
+- a 4xx reply or no connection: retry with exponential backoff; past the
+  deadline ``RelayToNonERDSFailure`` (reason ``deadline``); past the warning
+  time the sender gets one delay notice.
+
+Deliveries are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)
+so several serve processes share the queue. A crash after the recipient's 250
+and before the outcome commits means the delivery is made again after the
+lease expires (SMTP is at-least-once); nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import Error, TemporaryError
+from notary.receipt import Receipt
+from notary.relay import mx
+from notary.relay.smtp_client import Pool, SMTPConnectionError, SMTPRejected
+from notary.relay.writer import QueueWriter
+from notary.sequencer import Submission
+from notary.storage import Delivery, DeliveryUpdate, SpoolItem
+
+if TYPE_CHECKING:
+    from notary.service import NotaryService
+
+log = logging.getLogger("certmail.notary.relay")
+
+EVIDENCE_HEADER = "Certmail-Evidence"
+
+
+@dataclass
+class WorkerSettings:
+    """How the worker delivers and retries (seconds)."""
+
+    node: str
+    helo: str
+    smarthost: tuple[str, int] | None = None
+    mx_port: int = mx.SMTP_PORT
+    dns_server: str = ""
+    concurrency: int = 100
+    poll_interval: float = 1.0
+    lease: float = 600.0
+    retry_initial: float = 60.0
+    retry_max: float = 3600.0
+    deadline: float = 24 * 3600.0
+    warn_after: float = 12 * 3600.0
+    timeout: float = 60.0
+
+
+class DeliveryWorker:
+    """Claims due deliveries and runs them concurrently (see the module docstring)."""
+
+    def __init__(
+        self,
+        service: NotaryService,
+        writer: QueueWriter,
+        settings: WorkerSettings,
+        *,
+        dkim_sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.service = service
+        self.storage = service.storage
+        self.writer = writer
+        self.s = settings
+        self.clock = service.clock
+        self.dkim_sign = dkim_sign
+        self.resolver = mx.make_resolver(settings.dns_server)
+        self._cache: dict[int, list[Any]] = {}
+        self.pool = Pool()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.failed = 0
+        self.deferred = 0
+
+    # --- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        released = await asyncio.to_thread(self.storage.release_leases, self.s.node)
+        if released:
+            log.info("took back %d deliveries this node had leased before it stopped", released)
+        self._task = asyncio.create_task(self._run(), name="relay-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def cache(self, spool_id: int, data: bytes, recipients: int) -> None:
+        """Keep a just-spooled message's bytes for its first delivery attempts."""
+        self._cache[spool_id] = [data, recipients]
+
+    def uncache(self, spool_id: int) -> None:
+        self._cache.pop(spool_id, None)
+
+    # --- the loop ----------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            free = self.s.concurrency - len(self._tasks)
+            claimed: list[Delivery] = []
+            if free > 0:
+                now = self.clock()
+                try:
+                    claimed = await asyncio.to_thread(
+                        self.storage.claim_deliveries,
+                        self.s.node, now, now + timedelta(seconds=self.s.lease), free,
+                    )
+                except Exception as e:
+                    log.error("cannot claim deliveries: %s", e)
+            for d in claimed:
+                t = asyncio.create_task(self._deliver(d), name=f"deliver-{d.id}")
+                self._tasks.add(t)
+                t.add_done_callback(self._done)
+            if len(claimed) >= free > 0:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.s.poll_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await asyncio.sleep(0.003)  # gather a few more before the next claim
+
+    def _done(self, t: asyncio.Task[None]) -> None:
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("delivery task failed: %r", t.exception())
+        self.wake()
+
+    def _data(self, d: Delivery) -> bytes | None:
+        entry = self._cache.get(d.spool_id)
+        if entry is None:
+            return None
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._cache[d.spool_id]
+        data: bytes = entry[0]
+        return data
+
+    # --- one delivery --------------------------------------------------------------
+    def headers(self, d: Delivery, data: bytes) -> bytes:
+        """The header lines prepended to the submitted bytes for this recipient."""
+        received = (
+            f"Received: by {self.s.helo} (certmail notary relay) with ESMTPSA id {d.spool_id}\r\n"
+            f"\tfor <{d.recipient}>; {format_datetime(d.received)}\r\n"
+        )
+        evidence = (
+            f"{EVIDENCE_HEADER}: sha256={d.sha256}; notary={self.service.origin}\r\n"
+            if d.kind == "message" else ""
+        )
+        dkim = self.dkim_sign(data) if self.dkim_sign is not None else b""
+        return received.encode("utf-8") + evidence.encode("utf-8") + dkim
+
+    async def _deliver(self, d: Delivery) -> None:
+        data = self._data(d)
+        if data is None:
+            data = await asyncio.to_thread(self.storage.spooled_data, d.spool_id)
+        if data is None:
+            log.error("spooled message %d is missing; delivery %d fails", d.spool_id, d.id)
+            await self._final(d, "RelayToNonERDSFailure",
+                              {"recipient": d.recipient, "reason": "spool-missing", "reply": None})
+            return
+        domain = d.recipient.rpartition("@")[2]
+        try:
+            if self.s.smarthost:
+                hosts = [mx.MailHost(self.s.smarthost[0], self.s.smarthost[0],
+                                     self.s.smarthost[1])]
+            else:
+                hosts = await mx.mail_hosts(domain, port=self.s.mx_port, resolver=self.resolver)
+        except mx.PermanentRouteError as e:
+            await self._final(d, "RelayToNonERDSFailure",
+                              {"recipient": d.recipient, "reason": "no-route",
+                               "detail": e.message, "reply": None})
+            return
+        except TemporaryError as e:
+            await self._retry(d, e.message)
+            return
+        try:
+            prefix = await asyncio.to_thread(self.headers, d, data) if self.dkim_sign else (
+                self.headers(d, data))
+        except Error as e:  # e.g. DKIM signing failed: deliver unsigned rather than never
+            log.error("cannot sign message %s: %s", d.sha256, e.message)
+            self.dkim_sign = None
+            prefix = self.headers(d, data)
+        payload = prefix + data
+        last = "no host to try"
+        for mh in hosts:
+            host, port = mh.host, mh.port
+            try:
+                sent = await self.pool.send(
+                    mh.address, port, mail_from=d.mail_from, recipient=d.recipient, data=payload,
+                    helo=self.s.helo, timeout=self.s.timeout,
+                )
+            except SMTPConnectionError as e:
+                last = e.message
+                continue
+            except SMTPRejected as e:
+                if e.permanent:
+                    await self._final(d, "RelayToNonERDSFailure", {
+                        "recipient": d.recipient, "reason": "rejected", "host": host,
+                        "address": mh.address, "port": port, "stage": e.stage,
+                        "reply": e.reply.to_json(),
+                        "tls": e.tls.to_json() if e.tls else None,
+                    })
+                    return
+                last = f"{host}[{mh.address}]:{port} {e.stage}: {e.reply.code} {e.reply.text}"
+                break
+            await self._final(d, "RelayToNonERDS", {
+                "recipient": d.recipient, "host": host, "address": mh.address, "port": port,
+                "reply": sent.reply.to_json(), "tls": sent.tls.to_json() if sent.tls else None,
+                "attempts": d.attempts + 1,
+            })
+            return
+        await self._retry(d, last)
+
+    async def _log(self, d: Delivery, event: str, extra: dict[str, Any]) -> Receipt | None:
+        """Log the evidence, retrying while the log is unavailable (within the lease)."""
+        if d.kind != "message":
+            return None
+        delay = 0.5
+        deadline = asyncio.get_running_loop().time() + self.s.lease * 0.8
+        while True:
+            try:
+                receipts = await self.service.sequencer.submit(
+                    [Submission(event, d.sha256, d.message_id, d.account_id, extra)]
+                )
+                return receipts[0] if receipts else None
+            except Exception as e:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("cannot log %s for delivery %d yet: %s", event, d.id, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _final(self, d: Delivery, event: str, extra: dict[str, Any]) -> None:
+        receipt = await self._log(d, event, extra)
+        delivered = event == "RelayToNonERDS"
+        await self.writer.update(DeliveryUpdate(
+            d.id, "delivered" if delivered else "failed",
+            error=None if delivered else str(extra.get("reason")), warned=d.warned,
+            node=self.s.node,
+        ))
+        if delivered:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            log.info("delivery of %s to %s failed: %s", d.sha256, d.recipient, extra)
+        if receipt is not None and d.account_id is not None:
+            try:
+                await self._receipt_email(d, event, receipt)
+            except Exception as e:  # the evidence stands; the email is a convenience
+                log.error("cannot send the %s receipt email for %s: %s", event, d.sha256, e)
+
+    async def _receipt_email(self, d: Delivery, event: str, receipt: Receipt) -> None:
+        """Queue a receipt email to the sender when its account asked for them."""
+        from notary.relay.notices import receipt_email
+
+        assert d.account_id is not None
+        account = await asyncio.to_thread(self.storage.account, d.account_id)
+        if account is None or not account.receipt_emails:
+            return
+        now = self.clock()
+        msg, mid, sha = receipt_email(
+            self.s.helo, d.mail_from, event, d.sha256, d.message_id, receipt.to_json(), now,
+            self.service.origin, recipient=d.recipient,
+        )
+        await self.writer.spool(SpoolItem(
+            sha, mid, None, "", (d.mail_from,), msg, now, self.s.node, 0,
+            kind="notice", held=False,
+        ))
+
+    async def _retry(self, d: Delivery, why: str) -> None:
+        now = self.clock()
+        age = (now - d.received).total_seconds()
+        if age >= self.s.deadline:
+            await self._final(d, "RelayToNonERDSFailure", {
+                "recipient": d.recipient, "reason": "deadline",
+                "detail": f"not delivered within {int(self.s.deadline)} s; last: {why}"[:2000],
+                "reply": None, "attempts": d.attempts + 1,
+            })
+            return
+        delay = min(self.s.retry_initial * (2 ** min(d.attempts, 30)), self.s.retry_max)
+        next_attempt = min(now + timedelta(seconds=delay),
+                           d.received + timedelta(seconds=self.s.deadline))
+        warned = d.warned
+        if not warned and age >= self.s.warn_after and d.kind == "message":
+            await self._notify_delay(d, why, now)
+            warned = True
+        self.deferred += 1
+        log.info("delivery of %s to %s deferred: %s", d.sha256, d.recipient, why)
+        await self.writer.update(
+            DeliveryUpdate(d.id, "queued", next_attempt=next_attempt, error=why[:2000],
+                           warned=warned, node=self.s.node)
+        )
+
+    async def _notify_delay(self, d: Delivery, why: str, now: datetime) -> None:
+        """Queue one delay notice to the sender (RFC 3464 in spirit, plain text)."""
+        from notary.relay.notices import delay_notice
+
+        msg, mid, sha = delay_notice(self.s.helo, d, why, now, self.service.origin,
+                                     self.s.deadline)
+        await self.writer.spool(SpoolItem(
+            sha, mid, None, "", (d.mail_from,), msg, now,
+            self.s.node, 0, kind="notice", held=False,
+        ))

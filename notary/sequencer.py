@@ -1,0 +1,306 @@
+"""The sequencer: turns submissions into log entries, one batch at a time.
+
+Group commit: submissions gather in a pending pool while the previous batch
+commits; each batch is one storage transaction with one checkpoint signature.
+Callers get their receipts only after the batch is durable. Before signing, the
+sequencer checks that the new tree is consistent with the last checkpoint
+(RFC 9162 §2.1.4) and that time moved forward; it refuses to sign otherwise.
+
+Errors are split as in Sunlight: a failure of one batch (the database briefly
+unavailable, the clock not moving forward) fails that batch's submissions; an
+inconsistency between the stored tree and the last checkpoint is fatal and
+stops signing until an operator looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from keys.errors import VerificationError
+from notary.checkpoint import Checkpoint, sign_checkpoint
+from notary.errors import SequencerError
+from notary.evidence import statement
+from notary.merkle import (
+    Hash,
+    HashReader,
+    leaf_hash,
+    prove_consistency,
+    prove_inclusion_many,
+    stored_hash_count,
+    stored_hashes_for_batch,
+    tree_hash,
+    verify_consistency,
+)
+from notary.note import Signer
+from notary.receipt import Receipt
+from notary.storage import NewEntry, Storage, StoredCheckpoint
+from notary.tlogproof import TlogProof
+
+log = logging.getLogger("certmail.notary.sequencer")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+class Stamper(Protocol):
+    """What the sequencer needs of the RFC 3161 TSA."""
+
+    def stamp(self, digest: bytes, hash_name: str = "sha256") -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One piece of evidence to log. ``timestamp`` asks for an RFC 3161 token."""
+
+    event: str
+    sha256: str
+    message_id: str
+    account_id: int | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    timestamp: bool = False
+
+
+@dataclass
+class Metrics:
+    """Counters the HTTP API exposes in Prometheus format."""
+
+    entries: int = 0
+    tree_size: int = 0
+    batches: int = 0
+    batch_size_sum: int = 0
+    batch_size_buckets: dict[int, int] = field(
+        default_factory=lambda: dict.fromkeys((1, 4, 16, 64, 256, 1024, 4096, 16384), 0)
+    )
+    commit_seconds_sum: float = 0.0
+    commit_seconds_buckets: dict[float, int] = field(
+        default_factory=lambda: dict.fromkeys((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), 0)
+    )
+    failed_batches: int = 0
+
+    def observe(self, size: int, seconds: float, tree_size: int) -> None:
+        self.entries += size
+        self.tree_size = tree_size
+        self.batches += 1
+        self.batch_size_sum += size
+        for b in self.batch_size_buckets:
+            if size <= b:
+                self.batch_size_buckets[b] += 1
+        self.commit_seconds_sum += seconds
+        for s in self.commit_seconds_buckets:
+            if seconds <= s:
+                self.commit_seconds_buckets[s] += 1
+
+
+class _Layered:
+    """A HashReader over hashes made in memory, backed by storage for the rest."""
+
+    def __init__(self, backing: HashReader) -> None:
+        self.backing = backing
+        self.mem: dict[int, Hash] = {}
+
+    def add(self, start: int, hashes: Sequence[Hash]) -> None:
+        self.mem.update(zip(range(start, start + len(hashes)), hashes, strict=True))
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[Hash]:
+        mem = self.mem
+        missing = [i for i in indexes if i not in mem]
+        if missing:
+            self.add_many(missing, self.backing.read_hashes(missing))
+        return [mem[i] for i in indexes]
+
+    def add_many(self, indexes: Sequence[int], hashes: Sequence[Hash]) -> None:
+        self.mem.update(zip(indexes, hashes, strict=True))
+
+
+class Sequencer:
+    """Appends submissions to the log in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        signer: Signer,
+        *,
+        tsa: Stamper | None = None,
+        clock: Clock = utc_now,
+        max_batch: int = 16384,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.storage = storage
+        self.signer = signer
+        self.origin = signer.name
+        self.tsa = tsa
+        self.clock = clock
+        self.max_batch = max_batch
+        self.metrics = metrics or Metrics()
+        self.fatal: SequencerError | None = None
+        self._pending: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the synchronous core ------------------------------------------------
+    def commit_batch(
+        self, items: Sequence[Submission], *, sign_empty: bool = False
+    ) -> list[Receipt]:
+        """Log ``items`` as one batch, durably, and return their receipts in order.
+
+        With no items nothing happens, unless ``sign_empty`` asks for the first
+        checkpoint of an empty log.
+        """
+        if self.fatal is not None:
+            raise self.fatal
+        if not items and not sign_empty:
+            return []
+        started = _time.perf_counter()
+        tsts: list[bytes | None] = [
+            self.tsa.stamp(bytes.fromhex(s.sha256)) if (s.timestamp and self.tsa) else None
+            for s in items
+        ]
+        with self.storage.sequence() as tx:
+            size = tx.tree_size()
+            last = tx.latest_checkpoint()
+            last_size = last.size if last else 0
+            if sign_empty and last is not None:
+                return []
+            if last_size != size:
+                self._fail(
+                    f"the log holds {size} entries but its last checkpoint covers {last_size}"
+                )
+            # Time is read under the lock, so batches from several processes
+            # are ordered by it too.
+            now = self.clock()
+            if now.tzinfo is None:
+                raise SequencerError("the clock returned a naive datetime")
+            if last is not None and now <= last.time:
+                raise SequencerError(
+                    f"refusing to sign: time did not move forward ({now.isoformat()} is not"
+                    f" after the last checkpoint's {last.time.isoformat()})"
+                )
+            entries = [
+                statement(
+                    s.event,
+                    time=now,
+                    notary=self.origin,
+                    sha256=s.sha256,
+                    message_id=s.message_id,
+                    **s.extra,
+                )
+                for s in items
+            ]
+            leaves = [leaf_hash(e) for e in entries]
+            reader = _Layered(tx)
+            hash_start = stored_hash_count(size)
+            new_hashes = stored_hashes_for_batch(size, leaves, reader)
+            reader.add(hash_start, new_hashes)
+            new_size = size + len(items)
+            root = tree_hash(new_size, reader)
+            if last is not None and last.size > 0:
+                self._check_consistent(last, new_size, root, reader)
+            note = sign_checkpoint(Checkpoint(self.origin, new_size, root), self.signer)
+            tx.append(
+                size,
+                [
+                    NewEntry(s.account_id, s.sha256, s.message_id, s.event, e, t)
+                    for s, e, t in zip(items, entries, tsts, strict=True)
+                ],
+                new_hashes,
+                hash_start,
+                StoredCheckpoint(new_size, root, now, note),
+            )
+        # Committed: every hash the proofs need is in memory or in storage.
+        reader.backing = self.storage
+        proofs = prove_inclusion_many(new_size, range(size, new_size), reader)
+        receipts = [
+            Receipt(e, TlogProof(size + i, tuple(p), note), t)
+            for i, (e, t, p) in enumerate(zip(entries, tsts, proofs, strict=True))
+        ]
+        self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
+        return receipts
+
+    def _check_consistent(
+        self, last: StoredCheckpoint, new_size: int, root: bytes, reader: _Layered
+    ) -> None:
+        try:
+            old_root = tree_hash(last.size, reader)
+            if old_root != last.root_hash:
+                raise VerificationError("stored hashes do not give the last checkpoint's root")
+            proof = prove_consistency(last.size, new_size, reader)
+            verify_consistency(last.size, new_size, proof, last.root_hash, root)
+        except VerificationError as e:
+            self._fail(f"new tree is not consistent with the last checkpoint: {e.message}")
+
+    def _fail(self, why: str) -> None:
+        self.fatal = SequencerError(
+            f"refusing to sign: {why}",
+            hint="the log is damaged or was changed behind the notary's back; stop and investigate",
+        )
+        log.critical("sequencer stopped: %s", why)
+        raise self.fatal
+
+    # --- the asyncio group commit ----------------------------------------------
+    async def start(self) -> None:
+        """Start the batching loop on the running event loop."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="sequencer")
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, fail what is still pending, stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(SequencerError("the notary is shutting down"))
+        self._pending.clear()
+
+    async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
+        """Queue ``items`` for the next batch; return their receipts once committed."""
+        if self._wake is None:
+            raise SequencerError("the sequencer is not running")
+        fut: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(items), fut))
+        self._wake.set()
+        return await fut
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
+                count = 0
+                while self._pending and (
+                    not batch or count + len(self._pending[0][0]) <= self.max_batch
+                ):
+                    req = self._pending.pop(0)
+                    batch.append(req)
+                    count += len(req[0])
+                flat = [s for items, _ in batch for s in items]
+                try:
+                    receipts = await asyncio.to_thread(self.commit_batch, flat)
+                except Exception as e:  # one batch failed: its callers hear why
+                    self.metrics.failed_batches += 1
+                    log.error("batch of %d failed: %s", len(flat), e)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                pos = 0
+                for items, fut in batch:
+                    if not fut.done():
+                        fut.set_result(receipts[pos : pos + len(items)])
+                    pos += len(items)

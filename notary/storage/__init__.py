@@ -1,0 +1,310 @@
+"""Storage for the notary: one interface, two backends (SQLite, PostgreSQL).
+
+Durability guarantee, kept by every backend: a method that writes returns only
+after what it wrote is durable (committed and fsynced: SQLite in WAL mode with
+``synchronous=FULL``, PostgreSQL with its default ``synchronous_commit=on``).
+:meth:`Storage.sequence` is all-or-nothing: the entries, tree hashes and the
+checkpoint of one batch become durable together when the ``with`` block exits
+without an exception, or not at all. Readers only ever see committed batches,
+so a checkpoint they read always matches the stored hashes it covers.
+
+Exactly one :meth:`Storage.sequence` block runs at a time across every process
+sharing the database (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction
+advisory lock), so several ``serve`` processes can share one log.
+
+The relay's spool and delivery queue (docs/relay.md) live here too.
+:meth:`Storage.queue_write` applies one :class:`QueueWrite` (new spooled
+messages, releases, discards, delivery outcomes) in one durable transaction.
+:meth:`Storage.claim_deliveries` leases due deliveries to one node; on
+PostgreSQL concurrent claimers skip each other's rows (``FOR UPDATE SKIP
+LOCKED``), so each delivery is handed to one node at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Account:
+    """An API / relay account: the addresses it may send as, and its state."""
+
+    id: int
+    addresses: tuple[str, ...]
+    created: datetime
+    revoked: bool
+    #: The sender gets each relay evidence event's receipt by email (opt-in).
+    receipt_emails: bool = False
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry the sequencer appends: its exact bytes and what indexes it."""
+
+    account_id: int | None
+    sha256: str
+    message_id: str
+    event: str
+    entry: bytes
+    tst: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """A committed log entry."""
+
+    index: int
+    account_id: int | None
+    sha256: str
+    message_id: str
+    event: str
+    entry: bytes
+    tst: bytes | None
+
+
+@dataclass(frozen=True)
+class TrackingToken:
+    """An open-tracking link (docs/ack.md): only the SHA-256 of its token is stored."""
+
+    token_hash: bytes
+    account_id: int
+    sha256: str
+    message_id: str
+    recipient: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as committed: size, root, when it was signed, the note."""
+
+    size: int
+    root_hash: bytes
+    time: datetime
+    note: bytes
+
+
+#: Delivery states: ``held`` (spooled, its SubmissionAcceptance not yet known
+#: to be logged), ``queued`` (to deliver), ``delivered`` and ``failed`` (final).
+DELIVERY_STATES = ("held", "queued", "delivered", "failed")
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """A message to spool: its exact bytes, envelope and who submitted it.
+
+    ``held`` items wait for :attr:`QueueWrite.release`; others are queued at
+    once. ``log_size`` is the tree size when it was spooled (its acceptance, if
+    any, is at an index at or after it). ``kind`` is ``message`` (evidence is
+    logged for it) or ``notice`` (mail the notary writes itself).
+    """
+
+    sha256: str
+    message_id: str
+    account_id: int | None
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+    received: datetime
+    node: str
+    log_size: int
+    kind: str = "message"
+    held: bool = True
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One recipient of one spooled message, as claimed for delivery."""
+
+    id: int
+    spool_id: int
+    recipient: str
+    attempts: int
+    warned: bool
+    sha256: str
+    message_id: str
+    account_id: int | None
+    mail_from: str
+    received: datetime
+    kind: str
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A spooled message still waiting to be released or discarded."""
+
+    spool_id: int
+    sha256: str
+    message_id: str
+    account_id: int | None
+    received: datetime
+    log_size: int
+    node: str
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """The outcome of one delivery attempt.
+
+    ``state`` is ``delivered`` or ``failed`` (final) or ``queued`` (retry at
+    ``next_attempt``). The lease is dropped either way. ``node`` (the serve
+    process that made the attempt) is kept in the row's ``last_node``.
+    """
+
+    delivery_id: int
+    state: str
+    next_attempt: datetime | None = None
+    error: str | None = None
+    warned: bool = False
+    node: str | None = None
+
+
+@dataclass
+class QueueWrite:
+    """Changes to the spool and queue, applied in one transaction."""
+
+    spool: list[SpoolItem] = field(default_factory=list)
+    release: list[int] = field(default_factory=list)
+    discard: list[int] = field(default_factory=list)
+    updates: list[DeliveryUpdate] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.spool or self.release or self.discard or self.updates)
+
+
+class LogTransaction(Protocol):
+    """What the sequencer may do while it holds the sequencing lock."""
+
+    def tree_size(self) -> int:
+        """Number of entries committed so far."""
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The last checkpoint committed, or None for an empty log."""
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        """Stored tree hashes by stored-hash index (RFC 9162 tree, tlog layout)."""
+
+    def append(
+        self,
+        start: int,
+        entries: Sequence[NewEntry],
+        hashes: Sequence[bytes],
+        hash_start: int,
+        checkpoint: StoredCheckpoint,
+    ) -> None:
+        """Add entries at ``start..``, stored hashes at ``hash_start..`` and the checkpoint."""
+
+
+class Storage(Protocol):
+    """The notary's storage. See the module docstring for the durability guarantee."""
+
+    # --- log -------------------------------------------------------------
+    def sequence(self) -> AbstractContextManager[LogTransaction]:
+        """Hold the (cross-process) sequencing lock; commit durably on clean exit."""
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        """Committed stored hashes; raises StorageError if one is missing."""
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The newest committed checkpoint."""
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        """The checkpoint committed at exactly this tree size, if any."""
+
+    def entry(self, index: int) -> StoredEntry | None:
+        """One committed entry by index."""
+
+    def entries_for_message(self, sha256: str) -> list[StoredEntry]:
+        """Every committed entry about a message, in log order."""
+
+    def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
+        """Committed entries from ``start`` on, in log order."""
+
+    # --- accounts ----------------------------------------------------------
+    def add_account(
+        self, addresses: Sequence[str], token_hash: bytes, created: datetime,
+        *, receipt_emails: bool = False,
+    ) -> Account:
+        """Create an account; ConflictError if an address already belongs to an active one."""
+
+    def account(self, account_id: int) -> Account | None:
+        """One account by id (revoked ones too), or None."""
+
+    def set_receipt_emails(self, address_or_id: str, on: bool) -> Account:
+        """Turn receipt emails on or off for an account (by address or id); NotFoundError."""
+
+    def accounts(self) -> list[Account]:
+        """Every account, revoked ones included."""
+
+    def account_by_token_hash(self, token_hash: bytes) -> Account | None:
+        """The active account whose token hashes to this, if any."""
+
+    def account_by_address(self, address: str) -> Account | None:
+        """The active account that owns this address, if any."""
+
+    def revoke_account(self, address_or_id: str) -> Account:
+        """Revoke an account by one of its addresses or its id; NotFoundError if none."""
+
+    # --- open tracking (docs/ack.md) ------------------------------------------------
+    def add_tracking_tokens(self, tokens: Sequence[TrackingToken]) -> None:
+        """Store tracking tokens (by hash) durably, all or none; ConflictError on a repeat."""
+
+    def tracking_token(self, token_hash: bytes) -> TrackingToken | None:
+        """The tracking token whose SHA-256 is ``token_hash``, if any."""
+
+    # --- relay spool and delivery queue -------------------------------------------
+    def queue_write(self, write: QueueWrite) -> list[int]:
+        """Apply ``write`` durably in one transaction; return the new spool ids in order.
+
+        Spooling stores the bytes and one ``held`` (or ``queued``) delivery per
+        recipient; release turns a message's held deliveries into queued ones
+        due now; discard deletes a message that is still held; updates record
+        outcomes. A message whose deliveries are all final loses its bytes.
+        """
+
+    def claim_deliveries(
+        self, node: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` queued deliveries due at ``now`` to ``node``.
+
+        A delivery leased by another node is skipped until its lease expires.
+        """
+
+    def spooled_data(self, spool_id: int) -> bytes | None:
+        """The exact bytes of a spooled message (None once purged or unknown)."""
+
+    def held_messages(
+        self, received_before: datetime, node: str | None = None
+    ) -> list[HeldMessage]:
+        """Held messages spooled before ``received_before`` (by ``node``, if given)."""
+
+    def release_leases(self, node: str) -> int:
+        """Drop every lease ``node`` holds (it restarted); return how many."""
+
+    def queue_counts(self) -> dict[str, int]:
+        """Number of deliveries in each state."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def open_storage(url: str) -> Storage:
+    """Open a backend from a URL: ``sqlite:///path`` or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from notary.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    if url.startswith("sqlite:///"):
+        from notary.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage(url.removeprefix("sqlite:///"))
+    from keys.errors import Error
+
+    raise Error(
+        f"unsupported database URL {url!r}",
+        hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+    )

@@ -1,0 +1,154 @@
+"""C2SP transparency-log proofs (c2sp.org/tlog-proof), version ``c2sp.org/tlog-proof@v1``.
+
+::
+
+    c2sp.org/tlog-proof@v1
+    extra <base64 opaque data>          (optional, unauthenticated)
+    index <decimal zero-based index>
+    <base64 hash>                       (zero or more: the RFC 6962 inclusion proof,
+    ...                                  from the leaf's sibling up to the root's child)
+    <blank line>
+    <the signed checkpoint, verbatim>
+
+Stored with the file extension ``.tlog-proof``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from notary import merkle
+from notary.checkpoint import Checkpoint, _parse_decimal, open_checkpoint, verify_opened
+from notary.errors import MalformedError, VerificationError
+from notary.note import MAX_NOTE_SIZE, Note, Verifier, parse_note
+
+__all__ = ["HEADER", "MAX_PROOF_HASHES", "MAX_PROOF_SIZE", "TlogProof"]
+
+HEADER = "c2sp.org/tlog-proof@v1"
+#: An inclusion proof in a tree of at most 2**63 - 1 leaves has at most 63 hashes.
+MAX_PROOF_HASHES = 63
+#: Largest proof accepted: the checkpoint note cap plus the proof lines.
+MAX_PROOF_SIZE = MAX_NOTE_SIZE + 64 * 1024
+
+
+def _b64(s: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(s.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise MalformedError(f"malformed tlog-proof: bad base64 in {what}") from None
+    if base64.b64encode(raw).decode("ascii") != s:
+        raise MalformedError(f"malformed tlog-proof: non-canonical base64 in {what}")
+    return raw
+
+
+#: Parsed signed checkpoints by their exact bytes (receipts of one log share a few):
+#: :func:`parsed_checkpoint` is a pure function of the bytes; only successes are kept,
+#: only notes up to ``_MEMO_NOTE_SIZE`` bytes, at most ``_MEMO_ENTRIES`` of them.
+_MEMO: dict[bytes, tuple[Note, Checkpoint]] = {}
+_MEMO_ENTRIES = 1024
+_MEMO_NOTE_SIZE = 4096
+
+
+def parsed_checkpoint(note: bytes) -> tuple[Note, Checkpoint]:
+    """``parse_note(note)`` and the checkpoint its text holds, NOT verified; MalformedError.
+    Remembered for small notes (a pure function of the bytes)."""
+    got = _MEMO.get(note)
+    if got is None:
+        parsed = parse_note(note)
+        got = (parsed, Checkpoint.from_text(parsed.text))
+        if len(note) <= _MEMO_NOTE_SIZE:
+            if len(_MEMO) >= _MEMO_ENTRIES:
+                _MEMO.clear()
+            _MEMO[bytes(note)] = got
+    return got
+
+
+@dataclass(frozen=True)
+class TlogProof:
+    """An entry's index, its inclusion proof and the signed checkpoint the proof is against."""
+
+    index: int
+    hashes: tuple[bytes, ...]
+    checkpoint: bytes
+    extra: bytes | None = None
+
+    def to_bytes(self) -> bytes:
+        """The tlog-proof text."""
+        if self.index < 0:
+            raise ValueError("index must not be negative")
+        if any(len(h) != 32 for h in self.hashes):
+            raise ValueError("proof hashes must be 32 bytes")
+        lines = [HEADER]
+        if self.extra is not None:
+            lines.append("extra " + base64.b64encode(self.extra).decode("ascii"))
+        lines.append(f"index {self.index}")
+        lines.extend(base64.b64encode(h).decode("ascii") for h in self.hashes)
+        head = "".join(line + "\n" for line in lines) + "\n"
+        return head.encode("ascii") + self.checkpoint
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TlogProof:
+        """Parse a tlog-proof strictly; raise MalformedError.
+
+        The checkpoint must parse as a signed note carrying a checkpoint that
+        covers the index; its signature is checked only by :meth:`verify`.
+        """
+        if len(data) > MAX_PROOF_SIZE:
+            raise MalformedError("malformed tlog-proof: too large")
+        pos = 0
+
+        def line() -> str:
+            nonlocal pos
+            end = data.find(b"\n", pos)
+            if end < 0:
+                raise MalformedError("malformed tlog-proof: truncated")
+            raw = data[pos:end]
+            pos = end + 1
+            try:
+                return raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise MalformedError("malformed tlog-proof: non-ASCII proof line") from None
+
+        if line() != HEADER:
+            raise MalformedError(f"malformed tlog-proof: first line must be {HEADER}")
+        cur = line()
+        extra: bytes | None = None
+        if cur.startswith("extra "):
+            extra = _b64(cur[len("extra ") :], "extra")
+            cur = line()
+        if not cur.startswith("index "):
+            raise MalformedError("malformed tlog-proof: missing index line")
+        index = _parse_decimal(cur[len("index ") :], "tlog-proof index")
+        hashes: list[bytes] = []
+        while (cur := line()) != "":
+            if len(hashes) == MAX_PROOF_HASHES:
+                raise MalformedError("malformed tlog-proof: too many hashes")
+            h = _b64(cur, "proof hash")
+            if len(h) != 32:
+                raise MalformedError("malformed tlog-proof: proof hash is not 32 bytes")
+            hashes.append(h)
+        checkpoint = data[pos:]
+        cp = parsed_checkpoint(checkpoint)[1]
+        if index >= cp.size:
+            raise MalformedError("malformed tlog-proof: index is beyond the checkpoint's tree")
+        return cls(index, tuple(hashes), checkpoint, extra)
+
+    def verify(self, entry: bytes, verifier: Verifier) -> Checkpoint:
+        """Check ``entry`` is at ``index`` in the tree of the checkpoint signed by ``verifier``.
+
+        Returns the verified checkpoint; raises VerificationError.
+        """
+        try:
+            note, cp = parsed_checkpoint(self.checkpoint)
+        except MalformedError:  # the full check, for its own verdict and message
+            cp = open_checkpoint(self.checkpoint, verifier)
+        else:
+            cp = verify_opened(note, cp, verifier)
+        if not 0 <= self.index < cp.size:
+            raise VerificationError("tlog-proof index is beyond the checkpoint's tree")
+        merkle.verify_inclusion(
+            merkle.leaf_hash(entry), self.index, cp.size, list(self.hashes), cp.root_hash
+        )
+        return cp

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything `make demo` and `make test` need on a fresh Debian machine:
+# the Debian packages (when running as root and they are missing), then a
+# virtualenv in .venv with this package installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(gnupg clamav clamav-daemon swaks openssl chromium fonts-dejavu-core)
+missing=()
+for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # clamav-daemon's own service is not used: tests start a private clamd.
+    else
+        echo "bootstrap: missing Debian packages (${missing[*]}); run as root or install them" >&2
+        exit 1
+    fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+touch .venv/.installed

@@ -1,0 +1,609 @@
+"""Proof bundles (certmail.bundle) built from a real notary: layout, tampering, hostile zips,
+the certificate in headless Chromium, the VERIFY.txt openssl command."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html.parser
+import io
+import re
+import shutil
+import struct
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certmail.bundle import (
+    MAX_MEMBER_SIZE,
+    export_bundle,
+    read_members,
+    verify_bundle,
+    write_members,
+)
+from certmail.notary_client import NotaryClient
+from keys.errors import MalformedError, VerificationError
+from notary.note import Signer
+from notary.receipt import Receipt
+from notary.tlogproof import TlogProof
+from tests.fixtures.notary import ORIGIN, NotaryProcess, init_notary_dir
+
+MESSAGE = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: Bob <bob@example.net>\r\n"
+    b"Subject: The contract\r\n"
+    b"Message-ID: <contract-1@example.org>\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"Signed copy attached in spirit.\r\n"
+)
+OTHER = MESSAGE.replace(b"contract-1", b"contract-2").replace(b"spirit", b"letter")
+
+
+@dataclass(repr=False)
+class World:
+    notary: NotaryProcess
+    bundle: bytes
+    other: bytes
+    roots: list[x509.Certificate]
+    root_pem: Path
+    chain: bytes
+    receipts: list[dict[str, Any]]
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        body = httpx.get(f"{self.notary.url}/v1/proof/consistency",
+                         params={"old": old, "new": new}).json()
+        return [base64.b64decode(h) for h in body["proof"]]
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    directory = init_notary_dir(tmp_path_factory.mktemp("bundle") / "notary")
+    notary = NotaryProcess(directory)
+    notary.start()
+    try:
+        token = notary.token_for("alice@example.org")
+        with NotaryClient(notary.url, token) as client:
+            r1 = client.notarize(_sha(MESSAGE), "<contract-1@example.org>")
+            client.notarize(_sha(OTHER), "<contract-2@example.org>")  # the log moves on
+            r2 = client.notarize(_sha(MESSAGE), "<contract-1@example.org>")
+            other_receipts = client.receipts(_sha(OTHER))
+        chain = httpx.get(notary.url + "/v1/tsa/chain").content
+        w = World(notary, b"", b"", [], directory / "tsa" / "root-ca.pem", chain, [r1, r2])
+        w.roots = x509.load_pem_x509_certificates(w.root_pem.read_bytes())
+        w.bundle = export_bundle(MESSAGE, [r1, r2], vkey=notary.vkey, tsa_chain_pem=chain,
+                                 consistency=w.consistency, reveal_subject=True)
+        w.other = export_bundle(OTHER, other_receipts, vkey=notary.vkey, tsa_chain_pem=chain)
+        yield w
+    finally:
+        notary.stop()
+
+
+def test_layout_and_report(world: World) -> None:
+    files = read_members(world.bundle)
+    assert list(files) == [
+        "message.eml", "notary.vkey", "tsa-chain.pem",
+        "evidence/01-SubmissionAcceptance.json", "evidence/01-SubmissionAcceptance.tlog-proof",
+        "evidence/01-SubmissionAcceptance.tsr",
+        "evidence/02-SubmissionAcceptance.json", "evidence/02-SubmissionAcceptance.tlog-proof",
+        "evidence/02-SubmissionAcceptance.tsr",
+        "evidence/consistency-1-3.json",
+        "certificate.html", "certificate.pdf", "VERIFY.txt",
+    ]
+    assert files["message.eml"] == MESSAGE
+    assert files["notary.vkey"] == (world.notary.vkey + "\n").encode()
+    assert files["evidence/01-SubmissionAcceptance.tsr"] == base64.b64decode(
+        world.receipts[0]["tst"])
+    report = verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
+    assert report.sha256 == _sha(MESSAGE) and report.message_id == "<contract-1@example.org>"
+    assert report.vkey_trusted and report.tsa_root_trusted and report.warnings == ()
+    assert [e.event for e in report.events] == ["SubmissionAcceptance"] * 2
+    assert [e.checkpoint_size for e in report.events] == [1, 3]
+    assert all(e.timestamp for e in report.events)
+    items = {c.item: c for c in report.checks}
+    assert items["consistency"].status == "ok" and "consistency-1-3" in items["consistency"].detail
+    assert items["sender signature"].status == "skipped"
+    assert items["documents"].status == "ok"
+    assert report.recipients == ("bob@example.net",)
+    js = report.to_json()
+    assert js["valid"] is True and len(js["events"]) == 2
+    html = files["certificate.html"].decode()
+    assert "The contract" in html and "alice@example.org" in html  # --reveal-subject
+    other = read_members(world.other)
+    assert "The contract" not in other["certificate.html"].decode()
+    assert "not revealed" in other["certificate.html"].decode()
+
+
+def test_untrusted_key_and_root_are_warned_about(world: World) -> None:
+    report = verify_bundle(world.bundle, vkey=None)
+    assert not report.vkey_trusted and not report.tsa_root_trusted
+    assert len(report.warnings) == 2
+    assert "no trusted verifier key" in report.warnings[0]
+    assert "no trusted TSA root" in report.warnings[1]
+
+
+def _flip(files: dict[str, bytes], name: str, pos: int, mask: int) -> bytes:
+    data = bytearray(files[name])
+    data[pos] ^= mask
+    changed = dict(files)
+    changed[name] = bytes(data)
+    return write_members(changed)
+
+
+def _expect_failure(world: World, bundle: bytes, name: str, trusted: bool) -> None:
+    with pytest.raises(VerificationError) as ei:
+        if trusted:
+            verify_bundle(bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
+        else:
+            verify_bundle(bundle, vkey=None)
+    assert name in ei.value.message, (name, ei.value.message)
+
+
+def test_every_file_many_positions(world: World) -> None:
+    """A flipped byte at 40 spread positions (first and last included) of every file."""
+    files = read_members(world.bundle)
+    for name, content in files.items():
+        n = len(content)
+        positions = sorted({0, n - 1, *range(0, n, max(1, n // 40))})
+        for i, pos in enumerate(positions):
+            _expect_failure(world, _flip(files, name, pos, 0x01 << (i % 8)), name, i % 2 == 0)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_flipped_byte_anywhere_is_caught(world: World, data: st.DataObject) -> None:
+    files = read_members(world.bundle)
+    name = data.draw(st.sampled_from(sorted(files)), label="file")
+    pos = data.draw(st.integers(0, len(files[name]) - 1), label="position")
+    mask = data.draw(st.integers(1, 255), label="xor")
+    trusted = data.draw(st.booleans(), label="trusted")
+    _expect_failure(world, _flip(files, name, pos, mask), name, trusted)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pos=st.integers(0, 10**9), mask=st.integers(1, 255))
+def test_flips_in_the_zip_container_never_pass_changed_content(
+        world: World, pos: int, mask: int) -> None:
+    raw = bytearray(world.bundle)
+    raw[pos % len(raw)] ^= mask
+    try:
+        changed = read_members(bytes(raw))
+    except VerificationError:
+        return
+    if changed != read_members(world.bundle):
+        with pytest.raises(VerificationError):
+            verify_bundle(bytes(raw), vkey=world.notary.vkey, tsa_roots=world.roots)
+    else:  # a flip in zip metadata only: the same content, still valid
+        verify_bundle(bytes(raw), vkey=world.notary.vkey, tsa_roots=world.roots)
+
+
+def test_evidence_swapped_between_bundles(world: World) -> None:
+    a, b = read_members(world.bundle), read_members(world.other)
+    stem = "evidence/01-SubmissionAcceptance"
+    for ext in (".json", ".tlog-proof", ".tsr"):
+        mixed = dict(a)
+        mixed[stem + ext] = b[stem + ext]
+        _expect_failure(world, write_members(mixed), stem, True)
+    # the whole evidence set of the other bundle, with this message
+    mixed = {k: v for k, v in a.items() if not k.startswith("evidence/")}
+    mixed.update({k: v for k, v in b.items() if k.startswith("evidence/")})
+    with pytest.raises(VerificationError, match=r"not message.eml"):
+        verify_bundle(write_members(mixed), vkey=world.notary.vkey, tsa_roots=world.roots)
+    # both messages' bundles, documents swapped: certificate.html is caught
+    mixed = dict(a)
+    mixed["certificate.html"] = b["certificate.html"]
+    _expect_failure(world, write_members(mixed), "certificate.html", True)
+
+
+def _resign(receipt: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    from notary.checkpoint import Checkpoint, sign_checkpoint
+    from notary.note import parse_note
+
+    r = Receipt.from_json(receipt)
+    cp = Checkpoint.from_text(parse_note(r.proof.checkpoint).text)
+    forged = TlogProof(r.proof.index, r.proof.hashes, sign_checkpoint(cp, signer))
+    return Receipt(r.entry, forged, r.tst).to_json()
+
+
+def test_checkpoint_signed_by_another_key(world: World) -> None:
+    mallory = Signer.generate(ORIGIN)
+    forged = [_resign(r, mallory) for r in world.receipts]
+    # a consistent forgery: every checkpoint, notary.vkey and documents by mallory
+    bundle = export_bundle(MESSAGE, forged, vkey=mallory.verifier().vkey(),
+                           tsa_chain_pem=world.chain, consistency=world.consistency)
+    with pytest.raises(VerificationError, match=r"notary.vkey is not the trusted verifier key"):
+        verify_bundle(bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
+    # ... which is why verifying without a trusted key warns loudly
+    report = verify_bundle(bundle, vkey=None)
+    assert mallory.verifier().vkey() in report.warnings[0] or "notary.vkey" in report.warnings[0]
+    # the notary's own notary.vkey, one checkpoint re-signed by mallory
+    files = read_members(world.bundle)
+    files["evidence/02-SubmissionAcceptance.json"] = read_members(bundle)[
+        "evidence/02-SubmissionAcceptance.json"]
+    for vkey in (world.notary.vkey, None):
+        with pytest.raises(VerificationError, match=r"02-SubmissionAcceptance.json"):
+            verify_bundle(write_members(files), vkey=vkey, tsa_roots=world.roots)
+
+
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", [
+    "../message.eml", "/etc/passwd", "evidence/../../x.json", "evidence\\01-X.json",
+    "evidence/", "extra.txt", "evidence/1-SubmissionAcceptance.json",
+    "evidence/consistency-01-3.json", "message.eml/",
+])
+def test_hostile_names_are_refused(world: World, name: str) -> None:
+    members = [*list(read_members(world.bundle).items()), (name, b"x")]
+    with pytest.raises(MalformedError, match=r"unexpected member"):
+        verify_bundle(_zip(members), vkey=world.notary.vkey)
+
+
+def test_duplicates_bombs_and_garbage_are_refused(world: World) -> None:
+    files = read_members(world.bundle)
+    dup = [*list(files.items()), ("message.eml", MESSAGE)]
+    with pytest.warns(UserWarning):  # zipfile itself warns about the duplicate name
+        data = _zip(dup)
+    with pytest.raises(MalformedError, match=r"message.eml twice"):
+        verify_bundle(data, vkey=world.notary.vkey)
+    bomb = dict(files)
+    bomb["VERIFY.txt"] = b"\0" * (MAX_MEMBER_SIZE + 1)  # 4 MiB of zeros deflate to 4 KiB
+    with pytest.raises(MalformedError, match=r"VERIFY.txt is too large"):
+        verify_bundle(write_members(bomb), vkey=world.notary.vkey)
+    # a header that understates the size: the cap holds on what is actually read
+    lying = bytearray(write_members(bomb))
+    for m in re.finditer(rb"PK\x01\x02", bytes(lying)):
+        (usize,) = struct.unpack_from("<I", lying, m.start() + 24)
+        if usize == MAX_MEMBER_SIZE + 1:
+            struct.pack_into("<I", lying, m.start() + 24, 10)
+    with pytest.raises(MalformedError):
+        verify_bundle(bytes(lying), vkey=world.notary.vkey)
+    for junk in (b"", b"not a zip"):
+        with pytest.raises(MalformedError, match=r"not a readable zip"):
+            verify_bundle(junk, vkey=world.notary.vkey)
+    with pytest.raises(VerificationError, match=r"no message.eml"):  # an empty zip
+        verify_bundle(b"PK\x05\x06" + b"\0" * 18, vkey=world.notary.vkey)
+    missing = {k: v for k, v in files.items() if k != "tsa-chain.pem"}
+    with pytest.raises(VerificationError, match=r"no tsa-chain.pem"):
+        verify_bundle(write_members(missing), vkey=world.notary.vkey)
+    gap = {k: v for k, v in files.items() if not k.startswith("evidence/01-")}
+    with pytest.raises(VerificationError, match=r"numbered"):
+        verify_bundle(write_members(gap), vkey=world.notary.vkey)
+
+
+class _Refs(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k in ("src", "href", "srcset", "action", "data", "poster") and v:
+                self.refs.append(v)
+
+
+def test_certificate_is_self_contained_and_renders_in_chromium(
+        world: World, tmp_path: Path) -> None:
+    page = read_members(world.bundle)["certificate.html"]
+    text = page.decode()
+    refs = _Refs()
+    refs.feed(text)
+    assert "script" not in refs.tags and "link" not in refs.tags and "img" not in refs.tags
+    assert refs.refs == []
+    assert "url(" not in text and "@import" not in text and "http://" not in text
+    assert "https://" not in text and "//" not in re.sub(r"<code>.*?</code>", "", text)
+    chromium = shutil.which("chromium")
+    assert chromium, "install Debian's chromium (scripts/bootstrap.sh)"
+    html_path = tmp_path / "certificate.html"
+    html_path.write_bytes(page)
+    png = tmp_path / "certificate.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={png}", "--window-size=1000,1400", html_path.as_uri()],
+        capture_output=True, timeout=60, check=False,
+    )
+    assert png.is_file() and png.stat().st_size > 10_000
+    grey = _png_grey(png.read_bytes())
+    assert min(grey) < 64 and max(grey) > 200  # dark text on a light page
+    dark = sum(1 for p in grey if p < 128)
+    assert 5_000 < dark < len(grey) // 2
+    shutil.copy(png, Path("/tmp/certmail-certificate.png"))
+
+
+def _png_grey(png: bytes) -> list[int]:
+    """Decode an 8-bit RGB/RGBA PNG (RFC 2083) into one grey value per pixel."""
+    import zlib
+
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pos, idat, width = 8, b"", 0
+    height = channels = 0
+    while pos < len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack_from(">IIBB", body)
+            assert depth == 8 and colour in (2, 6)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    prev = bytearray(stride)
+    grey: list[int] = []
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif f == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[i] = (line[i] + pred) & 0xFF
+        grey.extend((line[i] + line[i + 1] + line[i + 2]) // 3
+                    for i in range(0, stride, channels))
+        prev = line
+    return grey
+
+
+def test_pdf_is_a_real_pdf(world: World) -> None:
+    pdf = read_members(world.bundle)["certificate.pdf"]
+    assert pdf.startswith(b"%PDF-1.4\n") and pdf.endswith(b"%%EOF\n")
+    startxref = int(pdf.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    assert pdf[startxref:].startswith(b"xref\n0 ")
+    table = pdf[startxref:].split(b"trailer")[0].split(b"\n")[2:]
+    offsets = [int(row[:10]) for row in table if row.endswith(b" n ")]
+    assert len(offsets) >= 7
+    for num, off in enumerate(offsets, start=1):
+        assert pdf[off:].startswith(f"{num} 0 obj\n".encode())
+    for m in re.finditer(rb"<< /Length (\d+) >>\nstream\n", pdf):
+        end = m.end() + int(m.group(1))
+        assert pdf[end:end + 9] == b"endstream"
+    assert b"/BaseFont /Helvetica" in pdf and b"(Certificate of registered email) Tj" in pdf
+    if shutil.which("pdftotext"):
+        out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+        assert _sha(MESSAGE).encode() in out.stdout
+
+
+def test_verify_txt_openssl_commands_work(world: World, tmp_path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(world.bundle)) as zf:
+        zf.extractall(tmp_path)
+    text = (tmp_path / "VERIFY.txt").read_text()
+    commands = [ln.strip() for ln in text.splitlines()
+                if ln.strip().startswith(("awk ", "openssl ts -verify", "sha256sum"))]
+    assert sum(c.startswith("openssl ts -verify") for c in commands) == 2
+    for cmd in commands:
+        p = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                           check=False)
+        assert p.returncode == 0, (cmd, p.stderr)
+        if cmd.startswith("openssl"):
+            assert "Verification: OK" in p.stdout
+        if cmd.startswith("sha256sum"):
+            assert _sha(MESSAGE) in p.stdout
+    # the root split off the chain is the notary's root
+    assert (tmp_path / "tsa-root.pem").read_bytes() == world.root_pem.read_bytes()
+    # and the leaf hash it prints is the RFC 9162 leaf hash of the entry
+    entry = base64.b64decode(world.receipts[0]["entry"])
+    assert hashlib.sha256(b"\0" + entry).hexdigest() in text
+
+
+def test_lean_zip_reader_declines_or_agrees_with_zipfile(world: World, tmp_path: Path) -> None:
+    """Every byte of the container flipped: the lean reader either declines (zipfile then
+    reads or refuses as before) or returns exactly what zipfile returns."""
+    from certmail.bundle import _read_zip, _read_zip_fast
+
+    raw = world.bundle
+    assert _read_zip_fast(raw) == _read_zip(io.BytesIO(raw))
+    path = tmp_path / "b.zip"
+    path.write_bytes(raw)
+    assert read_members(path) == read_members(raw)
+    accepted = 0
+    for pos in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[pos] ^= 1 << (pos % 8)
+        fast = _read_zip_fast(bytes(flipped))
+        if fast is None:
+            continue
+        accepted += 1
+        assert fast == _read_zip(io.BytesIO(bytes(flipped))), pos
+    assert accepted < len(raw) // 20  # only metadata zipfile ignores too (attributes)
+
+
+_JSON_VALUE = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
+                        st.lists(st.text(), max_size=3), st.floats(allow_nan=False),
+                        st.dictionaries(st.text(), st.integers(), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(obj=st.dictionaries(st.text(), _JSON_VALUE, max_size=6))
+def test_direct_canonical_json_is_receipt_text(obj: dict[str, Any]) -> None:
+    from certmail.bundle import _flat_text, receipt_text
+
+    flat = _flat_text(obj)
+    assert (flat is None) == any(type(v) in (float, dict) for v in obj.values())
+    if flat is not None:
+        assert flat == receipt_text(obj)
+
+
+def test_header_parser_is_pgpmimes(world: World) -> None:
+    """bundle's own header/multipart parser gives what certmail.pgpmime's gives."""
+    from certmail import pgpmime
+    from certmail.bundle import _parse_entity, _split_multipart
+
+    b = "b1=_x"
+    signed = (f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
+              f"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary=\"{b}\"\r\n\r\n"
+              f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
+              f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
+              ).encode()
+    cases = [MESSAGE, signed, signed.replace(b"--\r\nepilogue", b""),
+             signed.replace(b"signed", b"encrypted"), b"\r\nbody", b"garbage", b"From: x\r\n",
+             b" From: x\r\n\r\n", b"X: " + b"a" * (256 * 1024) + b"\r\n\r\n"]
+    for raw in cases:
+        try:
+            want = pgpmime.parse_entity(raw)
+        except MalformedError:
+            with pytest.raises(MalformedError):
+                _parse_entity(raw)
+            continue
+        got = _parse_entity(raw)
+        assert (got.header_block, got.body) == (want.header_block, want.body)
+        assert got.headers.items() == want.headers.items()
+        if want.content_type.startswith("multipart/"):
+            try:
+                parts = pgpmime.split_multipart(want)
+            except MalformedError:
+                with pytest.raises(MalformedError):
+                    _split_multipart(got)
+                continue
+            assert _split_multipart(got) == parts
+
+
+def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> None:
+    """``proof verify`` without Click (plain arguments) prints and exits exactly as the Click
+    command does (after ``--``, or with a repeated --json, it goes through Click)."""
+    import os
+    import sys
+
+    bundle = tmp_path / "b.certmail-proof.zip"
+    bundle.write_bytes(world.bundle)
+    bad = tmp_path / "bad.certmail-proof.zip"
+    bad.write_bytes(_flip(read_members(world.bundle), "message.eml", 3, 1))
+    vkey = tmp_path / "n.vkey"
+    vkey.write_text(world.notary.vkey + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
+    env["CERTMAIL_HOME"] = str(tmp_path / "home")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        p = subprocess.run([sys.executable, "-m", "certmail.cli.main", "proof", "verify",
+                            *args], capture_output=True, env=env, check=False, timeout=120)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    for target, opts in ((bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"]),
+                         (bundle, []), (bad, ["--vkey", str(vkey)])):
+        for form in (["--json"], []):
+            fast = run(str(target), *form, *opts)
+            assert fast == run(*form, *opts, "--", str(target))  # "--": through Click
+            if form:  # a repeated flag is not a plain form either
+                assert fast == run(str(target), "--json", "--json", *opts)
+            assert fast[0] == (3 if target == bad else 0), fast
+    table = run(str(bundle), "--vkey", str(vkey), "--tsa-root", str(world.root_pem))
+    assert table[0] == 0 and table[1].rstrip().endswith("valid") and table[2] == ""
+    assert run("--help")[0] == 0 and "Usage:" in run("--help")[1]
+    code, _, err = run(str(tmp_path))  # a directory: Click's own refusal
+    assert code == 2 and "is a directory" in err
+    code, _, err = run(str(bundle), "--bogus")
+    assert code == 2 and "no such option" in err
+
+
+def test_small_members_stored_and_the_older_deflated_form_verifies(world: World) -> None:
+    """New bundles store small members uncompressed; a bundle with every member deflated
+    (as written before) verifies the same, and flipped bytes are caught in it too."""
+    files = read_members(world.bundle)
+    with zipfile.ZipFile(io.BytesIO(world.bundle)) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+    deflated = write_members(files, stored_up_to=-1)
+    with zipfile.ZipFile(io.BytesIO(deflated)) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert read_members(deflated) == files
+    a = verify_bundle(deflated, vkey=world.notary.vkey, tsa_roots=world.roots)
+    b = verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
+    assert a == b
+    for name, content in files.items():
+        for i, pos in enumerate((0, len(content) // 2, len(content) - 1)):
+            data = bytearray(content)
+            data[pos] ^= 0x20
+            changed = dict(files)
+            changed[name] = bytes(data)
+            _expect_failure(world, write_members(changed, stored_up_to=-1), name, i % 2 == 0)
+
+
+def _reference_escape(line: str) -> bytes:
+    """certmail.pdf._escape as it was: encode, then control bytes to ?, then escapes."""
+    raw = line.encode("cp1252", "replace").translate(
+        bytes.maketrans(bytes(range(32)), b"?" * 32))
+    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+
+
+def _reference_page_stream(lines: list[tuple[str, bool]]) -> bytes:
+    parts = [b"BT", b"13 TL", b"50 792 Td"]
+    font = None
+    for text, bold in lines:
+        want = b"/F2 10 Tf" if bold else b"/F1 9 Tf"
+        if want != font:
+            parts.append(want)
+            font = want
+        parts.append(b"(" + _reference_escape(text) + b") Tj T*")
+    parts.append(b"ET")
+    return b"\n".join(parts) + b"\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(lines=st.lists(st.tuples(st.text(), st.booleans()), max_size=8),
+       special=st.text(alphabet="\\()\x00\x1f\n\r\t\x81\x80\u20ac\ud800é€ ?", max_size=20))
+def test_pdf_text_escaping_equals_the_byte_level_reference(
+        lines: list[tuple[str, bool]], special: str) -> None:
+    from certmail.pdf import _escape, _page_stream
+
+    lines = [*lines, (special, False), (special, True)]
+    assert _page_stream(lines) == _reference_page_stream(lines)
+    for text, _ in lines:
+        assert _escape(text) == _reference_escape(text)
+
+
+_NAMES = st.sampled_from(["From", "from", "TO", "To", "Cc", "cC", "Subject", "SUBJECT",
+                          "Content-Type", "content-type", "Message-ID", "X-A", "From ", ""])
+_VALUES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+    st.sampled_from(["Alice <a@x.org>", "a@x, b@y", "\"B, C\" <b@y>", "", "   ",
+                     "multipart/signed; boundary=x", "multipart/encrypted", " Multipart/Mixed ",
+                     "text/plain; charset=utf-8", "=?utf-8?q?caf=C3=A9?=", "a\tb", "é",
+                     "(comment) <c@z>", "undisclosed-recipients:;", "x/y/z", " a@b "]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(fields=st.lists(st.tuples(_NAMES, _VALUES, st.sampled_from([": ", ":", ":  ", " : "])),
+                       max_size=8),
+       fold=st.booleans())
+def test_simple_header_read_equals_the_email_package(
+        fields: list[tuple[str, str, str]], fold: bool) -> None:
+    from certmail.bundle import _header_facts_email, _header_facts_simple
+
+    lines = [f"{n}{sep}{v}" for n, v, sep in fields]
+    if fold and lines:
+        lines.insert(len(lines) // 2 + 1, " folded")
+    message = ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode("utf-8")
+    fast = _header_facts_simple(message)
+    if fast is not None:
+        assert fast == _header_facts_email(message), message

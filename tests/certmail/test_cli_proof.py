@@ -1,0 +1,240 @@
+"""``certmail proof export|verify`` end to end: a real send, a real notary, gpg, openssl."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.notary import NotaryProcess
+
+CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
+
+
+def run(who: Any, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
+                       env=who.env(), check=False, timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
+                                       p.stderr.decode())
+
+
+def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("certmail: error:")]
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def _send(c: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    body = tmp_path / "body.txt"
+    body.write_text("I agree to the terms.\n")
+    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "The deal", "--body-file",
+            str(body), "--via", "smtp", "--json", *extra)
+    assert p.returncode == 0, p.stderr
+    out: dict[str, Any] = json.loads(p.stdout)
+    return out
+
+
+def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
+                              tmp_path: Path) -> None:
+    c = correspondents
+    token = notary_server.token_for(c.alice.email)
+    c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+    sent = _send(c, tmp_path, "--no-encrypt")
+    bundle = tmp_path / "deal.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--reveal-subject")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(bundle) and bundle.is_file()
+    # by Message-ID too; no overwrite without --force
+    again = tmp_path / "again.zip"
+    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(again), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["sha256"] == sent["sha256"]
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(again))
+    assert p.returncode == 7 and "exists" in one_line_error(p)
+    p = run(c.alice, "proof", "export", "f" * 64, "-o", str(tmp_path / "none.zip"))
+    assert p.returncode == 6, p.stderr
+    one_line_error(p)
+
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary_server.vkey + "\n")
+    root = notary_server.directory / "tsa" / "root-ca.pem"
+    # Bob verifies: his keyring holds Alice's key, so her signature is checked too.
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root),
+            "--json")
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr
+    report = json.loads(p.stdout)
+    assert report["valid"] and report["sha256"] == sent["sha256"]
+    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    assert checks["sender signature"]["status"] == "ok"
+    assert c.alice.email in checks["sender signature"]["detail"]
+    assert checks["01 time-stamp"]["status"] == "ok"
+    # the table, and the loud warning without a trusted key or root
+    p = run(c.bob, "proof", "verify", str(bundle))
+    assert p.returncode == 0, p.stderr
+    assert "SubmissionAcceptance" in p.stdout and "valid" in p.stdout
+    assert "certmail: warning: no trusted verifier key" in p.stderr
+    assert "certmail: warning: no trusted TSA root" in p.stderr
+
+    # VERIFY.txt's gpg commands work on the bundle's own files
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(work)
+    text = (work / "VERIFY.txt").read_text()
+    cmds = [ln.strip() for ln in text.splitlines()
+            if ln.strip().startswith(("tail -c", "gpg --verify"))]
+    assert len(cmds) == 3, text
+    env = {**os.environ, "GNUPGHOME": str(c.bob.settings.gnupghome)}
+    for cmd in cmds:
+        r = subprocess.run(cmd, shell=True, cwd=work, env=env, capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, (cmd, r.stderr)
+    assert "Good signature" in r.stderr
+
+    # tampering: one flipped byte in message.eml -> exit 3, one line naming it
+    files = {}
+    with zipfile.ZipFile(bundle) as zf:
+        for name in zf.namelist():
+            files[name] = zf.read(name)
+    eml = bytearray(files["message.eml"])
+    eml[eml.index(b"I agree")] ^= 0x20
+    files["message.eml"] = bytes(eml)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(buf.getvalue())
+    p = run(c.bob, "proof", "verify", str(bad), "--vkey", str(vkey), "--tsa-root", str(root))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "message.eml" in one_line_error(p)
+    # a wrong trusted key -> exit 3
+    from notary.note import Signer
+
+    wrong = tmp_path / "wrong.vkey"
+    wrong.write_text(Signer.generate("notary.test/log").verifier().vkey())
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(wrong))
+    assert p.returncode == 3 and "notary.vkey" in one_line_error(p)
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    p = run(c.bob, "proof", "verify", str(garbage))
+    assert p.returncode == 3 and "not a readable zip" in one_line_error(p)
+
+
+def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProcess,
+                                  tmp_path: Path) -> None:
+    c = correspondents
+    token = notary_server.token_for(c.alice.email)
+    c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+    sent = _send(c, tmp_path)
+    bundle = tmp_path / "sealed.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle))
+    assert p.returncode == 0, p.stderr
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary_server.vkey)
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    assert p.returncode == 0, p.stderr
+    checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
+    assert checks["sender signature"]["detail"] == (
+        "encrypted: signature inside, checkable by a recipient")
+    with zipfile.ZipFile(bundle) as zf:
+        html = zf.read("certificate.html").decode()
+        text = zf.read("VERIFY.txt").decode()
+    assert "The deal" not in html and "not revealed" in html  # no --reveal-subject
+    assert "gpg --decrypt message.asc" in text
+
+
+def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path,
+                  signer: Any = None) -> tuple[dict[str, Any], Path, Path]:
+    """Alice sends to Bob; the message is acknowledged (by Bob's ``certmail open --ack``,
+    or by ``signer``, a keyring whose key merely names Bob's address); Alice exports."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from certmail.ack import make_ack
+
+    c.settings(c.alice, notary_url=notary.url, notary_token=notary.token_for(c.alice.email))
+    sent = _send(c, tmp_path)
+    if signer is None:
+        eml = tmp_path / "delivered.eml"
+        eml.write_bytes(c.sink.messages[-1].data)
+        p = run(c.bob, "open", str(eml), "--ack", "--json")
+        assert p.returncode == 0, p.stderr
+    else:
+        forged = make_ack(signer, sha256=sent["sha256"], message_id=sent["message_id"],
+                          recipient=c.bob.email, notary=notary.url, time=datetime.now(UTC))
+        r = httpx.post(notary.url + "/v1/ack", json=forged.to_json())
+        assert r.status_code == 200, r.text  # the key does name Bob: the notary logs it
+    bundle = tmp_path / "acked.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
+    assert p.returncode == 0, p.stderr
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary.vkey + "\n")
+    return sent, bundle, vkey
+
+
+def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
+                                                   notary_server: NotaryProcess,
+                                                   tmp_path: Path) -> None:
+    c = correspondents
+    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
+    bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
+    # Alice's keyring holds Bob's real key (the one she encrypted to).
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
+                                                      "ContentHandover"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    assert checks["02 acknowledgement"]["status"] == "ok"
+    assert checks["02 acknowledgement"]["detail"] == (
+        f"signed by recipient {c.bob.email} ({bob_fpr})")
+    # The submission's receipt is the one Alice's ledger kept (the checkpoint of its
+    # time), the acknowledgement's is fresh: two checkpoints, linked by a consistency proof.
+    sizes = [e["checkpoint_size"] for e in report["events"]]
+    assert sizes[0] < sizes[1], sizes
+    assert checks["consistency"]["status"] == "ok"
+    assert f"evidence/consistency-{sizes[0]}-{sizes[1]}.json" in zipfile.ZipFile(bundle).namelist()
+    # Without a keyring the acknowledgement is not checked, and says so.
+    empty = tmp_path / "empty-gnupghome"
+    empty.mkdir(mode=0o700)
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json",
+            "--gnupghome", str(empty))
+    assert p.returncode == 0, p.stderr
+    checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
+    assert checks["02 acknowledgement"]["status"] == "skipped"
+    assert bob_fpr in checks["02 acknowledgement"]["detail"]
+
+
+def test_acknowledgement_by_a_key_that_is_not_the_recipients(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path,
+        gnupghome_factory: Any) -> None:
+    from keys.gpg import Keyring
+
+    c = correspondents
+    # Mallory made a key with Bob's very user id; Alice encrypted to Bob's real key.
+    mallory = Keyring(gnupghome_factory())
+    mallory_fpr = mallory.generate_identity(c.bob.email, c.bob.name)
+    assert c.bob.keyring.key_for(c.bob.email).uids == mallory.key_for(mallory_fpr).uids
+    bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
+    assert mallory_fpr != bob_fpr
+    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory)
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    assert p.returncode == 3 and p.stdout == "", p.stderr
+    line = one_line_error(p)
+    assert "evidence 02" in line and "not a recipient's key" in line
+    assert mallory_fpr in line and bob_fpr in line
+    assert "modified" not in line  # the evidence itself is genuine
+    # Even a keyring that also holds Mallory's key (so the signature itself verifies)
+    # says so: the key is not the one it uses for Bob.
+    c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr

@@ -1,0 +1,106 @@
+"""certmail.ledger: durable state transitions, the outbox, and the stored exact bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from certmail.ledger import Ledger
+from keys.errors import ConflictError, NotFoundError
+
+
+def ledger(tmp: Path) -> Ledger:
+    return Ledger(tmp / "ledger.sqlite", tmp / "outbox", tmp / "sent")
+
+
+def queued(lg: Ledger, tmp: Path, data: bytes = b"Subject: x\r\n\r\nhello\r\n",
+           notarize: bool = True) -> str:
+    src = tmp / "m.eml"
+    src.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    lg.enqueue(src, sha256=sha, message_id="<a@b>", mail_from="alice@example.org",
+               recipients=["bob@example.net"], via="smtp", notarize=notarize)
+    return sha
+
+
+def test_lifecycle_and_files(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    assert lg.get(sha).status == "queued"
+    assert lg.message_path(sha) == tmp_path / "outbox" / f"{sha}.eml"
+    assert [e.sha256 for e in lg.outbox()] == [sha]
+    assert lg.claim_send(sha)
+    assert lg.get(sha).status == "uncertain"  # in flight: not retried on its own
+    lg.mark_sent(sha, "250 ok")
+    assert lg.get(sha).status == "notarizing"
+    assert [e.sha256 for e in lg.outbox()] == [sha]
+    lg.add_receipt(sha, {"entry": "e", "proof": "p"})
+    e = lg.get(sha)
+    assert e.status == "sent" and e.smtp_reply == "250 ok" and e.attempts == 1
+    assert lg.outbox() == []
+    assert lg.receipts(sha) == [{"entry": "e", "proof": "p"}]
+    p = lg.message_path(sha)
+    assert p == tmp_path / "sent" / f"{sha}.eml"
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == sha
+
+
+def test_claim_is_exclusive(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    other = ledger(tmp_path)  # a second process
+    sha = queued(lg, tmp_path)
+    assert lg.claim_send(sha)
+    assert not other.claim_send(sha)
+    assert not lg.claim_send(sha)
+    assert other.claim_send(sha, include_uncertain=True)
+
+
+def test_transient_failure_stays_queued_and_survives_reopen(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    lg.claim_send(sha)
+    lg.mark_send_failed(sha, "421 later", permanent=False)
+    lg.close()
+    again = ledger(tmp_path)
+    e = again.get(sha)
+    assert e.status == "queued" and e.last_error == "421 later"
+    assert again.claim_send(sha)
+
+
+def test_uncertain_and_failed(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    a = queued(lg, tmp_path, b"a\r\n")
+    b = queued(lg, tmp_path, b"b\r\n")
+    lg.claim_send(a)
+    lg.mark_send_failed(a, "connection lost after DATA", permanent=False, uncertain=True)
+    lg.claim_send(b)
+    lg.mark_send_failed(b, "550 no", permanent=True)
+    assert lg.get(a).status == "uncertain" and not lg.claim_send(a)
+    assert lg.get(b).status == "failed"
+    assert [e.sha256 for e in lg.outbox()] == [a]
+
+
+def test_crash_while_sending_is_recovered_as_uncertain(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    lg.claim_send(sha)
+    lg.close()  # the process died here
+    again = ledger(tmp_path)
+    assert again.recover() == [sha]
+    assert again.get(sha).smtp == "uncertain"
+
+
+def test_duplicate_and_lookup(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path, notarize=False)
+    with pytest.raises(ConflictError):
+        queued(lg, tmp_path, notarize=False)
+    assert lg.find(sha[:10]).sha256 == sha
+    assert lg.find("<a@b>").sha256 == sha
+    with pytest.raises(NotFoundError):
+        lg.find("deadbeefdeadbeef")
+    lg.claim_send(sha)
+    lg.mark_sent(sha, "250")
+    assert lg.get(sha).status == "sent"  # notary skipped
+    assert (tmp_path / "sent" / f"{sha}.eml").is_file()

@@ -1,0 +1,132 @@
+"""certmail open with hostile input: names, sizes, malware, forgeries. Nothing escapes save_dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certmail.api import Certmail, safe_name
+from certmail.compose import ScanRecord
+from certmail.pgpmime import seal
+from keys.errors import ConflictError, Error, InfectedError, MalformedError, VerificationError
+from tests.certmail.test_interop_gpg import hand_made, inner_entity
+from tests.fixtures.clamd import EICAR
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+HOSTILE = [
+    (b'filename="../../etc/passwd"', "passwd"),
+    (b'filename="/etc/shadow"', "shadow"),
+    (b'filename="..\\\\..\\\\win.ini"', "win.ini"),
+    (b"filename*=iso-8859-1''%E9t%E9.txt", "\u00e9t\u00e9.txt"),
+    (b'filename="\xe9t\xe9-raw.txt"', None),  # raw 8-bit, not UTF-8: some safe name
+    (b'filename=".."', "attachment-6.bin"),
+    (b'filename=".hidden"', "hidden"),
+    (b'filename="nul\\x00.txt"', None),
+]
+
+
+def test_hostile_names_stay_inside(correspondents: Any, tmp_path: Path) -> None:
+    c = correspondents
+    atts = [(params, f"content {i}".encode()) for i, (params, _) in enumerate(HOSTILE)]
+    atts.append((b'filename="empty.txt"', b""))
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(hand_made(c.alice.keyring.gnupghome, inner_entity(atts)))
+    root = tmp_path / "root"
+    save = root / "save"
+    with Certmail(c.bob.settings) as cm:
+        o = cm.open(eml, save_dir=save)
+    assert files_under(root) == {"save"} | {f"save/{Path(a.saved_as).name}" for a in o.attachments
+                                            if a.saved_as}
+    names = [Path(a.saved_as).name for a in o.attachments if a.saved_as]
+    assert len(names) == len(HOSTILE) + 1
+    for (_, want), got in zip(HOSTILE, names, strict=False):
+        if want is not None:
+            assert got == want
+        assert "/" not in got and not got.startswith(".") and "\x00" not in got
+    assert (save / "passwd").read_bytes() == b"content 0"
+    assert (save / "empty.txt").read_bytes() == b""
+    assert any("unsafe" in w for w in o.warnings)
+    assert not Path("/etc/passwd").read_bytes().startswith(b"content")
+
+
+def test_symlink_in_save_dir_not_followed(correspondents: Any, tmp_path: Path) -> None:
+    c = correspondents
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(hand_made(c.alice.keyring.gnupghome,
+                              inner_entity([(b'filename="target.txt"', b"evil")])))
+    save = tmp_path / "save"
+    save.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (save / "target.txt").symlink_to(victim)
+    with Certmail(c.bob.settings) as cm:
+        with pytest.raises(ConflictError):
+            cm.open(eml, save_dir=save)
+        with pytest.raises(Error, match="cannot write"):  # O_NOFOLLOW refuses the link
+            cm.open(eml, save_dir=save, force=True)
+    assert victim.read_bytes() == b"precious"
+
+
+def test_infected_attachment_not_saved(correspondents: Any, clamd_socket: str,
+                                       tmp_path: Path) -> None:
+    c = correspondents
+    f = tmp_path / "eicar.com"
+    f.write_bytes(EICAR)
+    # A sender without a scanner: the manifest says "not scanned".
+    s = seal(c.alice.keyring, tmp_path / "w", _headers(c), b"hi\n",
+             [(f, ScanRecord("not scanned"))])
+    c.settings(c.bob, clamd=clamd_socket)
+    save = tmp_path / "save"
+    with Certmail(c.bob.settings) as cm, pytest.raises(InfectedError, match="Eicar"):
+        cm.open(s.path, save_dir=save)
+    assert not save.exists() or os.listdir(save) == []
+
+
+def test_wrong_recipient_and_garbage(correspondents: Any, tmp_path: Path) -> None:
+    c = correspondents
+    s = seal(c.alice.keyring, tmp_path / "w", _headers(c, to="alice@example.org"), b"x\n")
+    with Certmail(c.bob.settings) as cm:
+        with pytest.raises(VerificationError, match="not encrypted to any of your keys"):
+            cm.open(s.path)
+        bad = tmp_path / "bad.eml"
+        bad.write_bytes(b"From: x\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n")
+        with pytest.raises(MalformedError):
+            cm.open(bad, allow_unsigned=True)
+        empty = tmp_path / "empty.eml"
+        empty.write_bytes(b"")
+        with pytest.raises(MalformedError, match="empty"):
+            cm.open(empty)
+
+
+def test_unsigned_needs_allow(correspondents: Any, tmp_path: Path) -> None:
+    c = correspondents
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(hand_made(c.alice.keyring.gnupghome, inner_entity([]), sign=False))
+    with Certmail(c.bob.settings) as cm:
+        with pytest.raises(VerificationError, match="not signed"):
+            cm.open(eml)
+        o = cm.open(eml, allow_unsigned=True)
+    assert not o.signed and any("NOT signed" in w for w in o.warnings)
+
+
+@pytest.mark.parametrize(("declared", "want"), [
+    ("a.txt", "a.txt"), ("../../etc/passwd", "passwd"), ("C:\\x\\y.doc", "y.doc"),
+    ("", "attachment-1.bin"), (None, "attachment-1.bin"), ("...", "attachment-1.bin"),
+    ("a\nb.txt", "a_b.txt"), ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
+])
+def test_safe_name(declared: str | None, want: str) -> None:
+    assert safe_name(declared, 0) == want
+
+
+def _headers(c: Any, to: str = "bob@example.net") -> Any:
+    from certmail.compose import Headers
+
+    return Headers("alice@example.org", (to,), "s", "<x@example.org>",
+                   "Mon, 01 Jan 2024 00:00:00 +0000")

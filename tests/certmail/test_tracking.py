@@ -1,0 +1,92 @@
+"""``certmail send --track-open`` end to end: a real notary process, real gpg, an SMTP sink.
+
+The link travels inside the encrypted content; following it logs
+ContentAccessTracking (weak) for the sender's account; the notary keeps only
+the token's hash; unknown tokens are 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.fixtures.notary import NotaryProcess
+
+CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
+
+
+def run(who: Any, *args: str, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
+                       env=who.env(**env), check=False, timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
+                                       p.stderr.decode())
+
+
+def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: NotaryProcess,
+                                            tmp_path: Path) -> None:
+    c = correspondents
+    c.settings(c.alice, notary_url=notary_server.url,
+               notary_token=notary_server.token_for(c.alice.email))
+    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Offer", "--via", "smtp",
+            "--track-open", "--json", stdin=b"Our offer.\n")
+    assert p.returncode == 0, p.stderr
+    sent = json.loads(p.stdout)
+    raw = c.sink.messages[-1].data
+    # The link is inside the encryption (a URL has ':' so base64 armor cannot hold it).
+    assert (notary_server.url + "/r/").encode() not in raw
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(raw)
+    save = tmp_path / "save"
+    p = run(c.bob, "open", str(eml), "--save-dir", str(save), "--no-ack", "--json")
+    assert p.returncode == 0, p.stderr
+    page = (save / "read-receipt.html").read_text()
+    (link,) = set(re.findall(r'href="([^"]+)"', page))
+    assert link.startswith(notary_server.url + "/r/")
+    assert link.encode() not in raw
+    token = link.rsplit("/", 1)[1]
+    assert len(token) >= 43  # 256 bits, URL-safe base64
+
+    # Only the token's hash is stored.
+    db = sqlite3.connect(notary_server.directory / "notary.db")
+    try:
+        rows = db.execute("SELECT token_hash, recipient, sha256 FROM tracking_tokens").fetchall()
+    finally:
+        db.close()
+    assert rows == [(hashlib.sha256(token.encode()).digest(), c.bob.email, sent["sha256"])]
+    assert token.encode() not in (notary_server.directory / "notary.db").read_bytes()
+
+    r = httpx.get(link, headers={"User-Agent": "ProxyFetcher/2"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
+    p = run(c.alice, "receipts", sent["sha256"], "--json")
+    assert p.returncode == 0, p.stderr
+    steps = json.loads(p.stdout)["recipients"][c.bob.email]
+    assert [s["event"] for s in steps] == ["SubmissionAcceptance", "ContentAccessTracking"]
+    assert steps[-1]["strength"] == "weak" and "weak evidence" in steps[-1]["step"]
+    stmts = [json.loads(__import__("base64").b64decode(x["entry"]))
+             for x in json.loads(p.stdout)["receipts"]]
+    hit = stmts[-1]
+    assert hit["user_agent"] == "ProxyFetcher/2" and hit["remote_address"] == "127.0.0.1"
+    assert "proxies" in hit["note"]
+
+    unknown = httpx.get(f"{notary_server.url}/r/{secrets.token_urlsafe(32)}")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+
+def test_track_open_refuses_several_recipients(correspondents: Any,
+                                               notary_server: NotaryProcess) -> None:
+    c = correspondents
+    c.settings(c.alice, notary_url=notary_server.url,
+               notary_token=notary_server.token_for(c.alice.email))
+    p = run(c.alice, "send", "--to", c.bob.email, "--cc", c.alice.email, "--subject", "x",
+            "--via", "smtp", "--track-open", stdin=b"x\n")
+    assert p.returncode != 0 and "exactly one recipient" in p.stderr
+    assert "Traceback" not in p.stderr and not c.sink.messages

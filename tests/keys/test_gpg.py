@@ -1,0 +1,303 @@
+"""keys.gpg against the real gpg binary (short GNUPGHOMEs, agent cache off)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from keys.errors import (
+    ConflictError,
+    Error,
+    KeyMaterialError,
+    MalformedError,
+    NotFoundError,
+    VerificationError,
+)
+from keys.gpg import KeyInfo, Keyring, SignatureInfo
+
+KeyringFactory = Callable[[str, str], tuple[Keyring, str]]
+
+
+def pair(keyring_factory: KeyringFactory) -> tuple[Keyring, str, Keyring, str]:
+    """Alice and Bob, each holding the other's public key; Alice trusts Bob."""
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    bob, fb = keyring_factory("bob@example.org", "Bob")
+    alice.import_keys(bob.export_public(fb).encode())
+    bob.import_keys(alice.export_public(fa).encode())
+    alice.trust(fb)
+    bob.trust(fa)
+    return alice, fa, bob, fb
+
+
+def test_new_home_is_private_and_configured(gnupghome_factory: Callable[[], Path]) -> None:
+    home = gnupghome_factory() / "profile" / "gnupg"
+    Keyring(home)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    agent = (home / "gpg-agent.conf").read_text()
+    assert "default-cache-ttl 0" in agent and "max-cache-ttl 0" in agent
+    assert "allow-loopback-pinentry" in agent
+    assert "no-auto-key-retrieve" in (home / "gpg.conf").read_text()
+
+
+def test_generate_identity_ed25519_cv25519(gnupghome_factory: Callable[[], Path]) -> None:
+    keyring = Keyring(gnupghome_factory())
+    fpr = keyring.generate_identity("Carol@Example.org", "Carol Ünicode")
+    assert len(fpr) == 40
+    [key] = keyring.list_keys(secret=True)
+    assert isinstance(key, KeyInfo)
+    assert key.fingerprint == fpr
+    assert key.emails == ("carol@example.org",)
+    assert key.uids == ("Carol Ünicode <Carol@Example.org>",)
+    assert key.algo == "ed25519"
+    assert key.has_secret and key.validity == "ultimate" and key.expires is None
+    colons = subprocess.run(
+        ["gpg", "--homedir", str(keyring.gnupghome), "--with-colons", "--list-keys", fpr],
+        capture_output=True, text=True, check=True).stdout
+    sub = [ln.split(":") for ln in colons.splitlines() if ln.startswith("sub:")]
+    assert [(s[11], s[16]) for s in sub] == [("e", "cv25519")]
+    assert keyring.signing_key("carol@example.org") == fpr
+    assert keyring.encryption_key("carol@example.org") == fpr
+
+
+def test_generate_twice_conflicts(gnupghome_factory: Callable[[], Path]) -> None:
+    keyring = Keyring(gnupghome_factory())
+    keyring.generate_identity("dave@example.org", "Dave")
+    with pytest.raises(ConflictError):
+        keyring.generate_identity("dave@example.org", "Dave Again")
+
+
+def test_generate_rejects_bad_address(gnupghome_factory: Callable[[], Path]) -> None:
+    with pytest.raises(KeyMaterialError):
+        Keyring(gnupghome_factory()).generate_identity("not an address", "X")
+
+
+def test_passphrase_protected_identity(gnupghome_factory: Callable[[], Path],
+                                       tmp_path: Path) -> None:
+    home = gnupghome_factory()
+    keyring = Keyring(home, passphrase="correct horse")
+    fpr = keyring.generate_identity("erin@example.org", "Erin")
+    sig, _micalg = keyring.sign_detached(b"data\r\n", fpr)
+    assert keyring.verify_detached(b"data\r\n", sig).fingerprint == fpr
+    # Without the passphrase the key is unusable: no pinentry, no cache.
+    with pytest.raises(KeyMaterialError):
+        Keyring(home).sign_detached(b"data\r\n", fpr)
+    with pytest.raises(KeyMaterialError):
+        Keyring(home, passphrase="wrong").sign_detached(b"data\r\n", fpr)
+
+
+def test_missing_key_hints_import(keyring_factory: KeyringFactory) -> None:
+    alice, _ = keyring_factory("alice@example.org", "Alice")
+    with pytest.raises(NotFoundError) as e:
+        alice.encryption_key("nobody@example.org")
+    assert e.value.hint == "certmail keys import FILE"
+    assert e.value.exit_code == 6
+    with pytest.raises(NotFoundError) as e2:
+        alice.key_for("0123456789ABCDEF0123456789ABCDEF01234567")
+    assert "import" in (e2.value.hint or "")
+    with pytest.raises(NotFoundError) as e3:
+        alice.signing_key("bob@example.org")
+    assert e3.value.hint == "certmail init --email ADDR --name NAME"
+
+
+def test_untrusted_key_hints_trust(keyring_factory: KeyringFactory, tmp_path: Path) -> None:
+    alice, _fa = keyring_factory("alice@example.org", "Alice")
+    bob, fb = keyring_factory("bob@example.org", "Bob")
+    assert alice.import_keys(bob.export_public("bob@example.org").encode()) == [fb]
+    assert alice.key_for("bob@example.org").validity == "unknown"
+    with pytest.raises(Error) as e:
+        alice.encryption_key("bob@example.org")
+    assert e.value.hint == "certmail keys trust bob@example.org"
+    src = tmp_path / "m.txt"
+    src.write_bytes(b"hello")
+    with pytest.raises(Error) as e2:
+        alice.encrypt_file(src, tmp_path / "m.asc", [fb])
+    assert "keys trust" in (e2.value.hint or "")
+    assert not (tmp_path / "m.asc").exists()
+    assert alice.trust("bob@example.org") == fb
+    assert alice.key_for(fb).validity == "full"
+    assert alice.encryption_key("bob@example.org") == fb
+    alice.encrypt_file(src, tmp_path / "m.asc", [fb])
+    assert (tmp_path / "m.asc").read_bytes().startswith(b"-----BEGIN PGP MESSAGE-----")
+
+
+def test_import_garbage_is_malformed(keyring_factory: KeyringFactory) -> None:
+    alice, _ = keyring_factory("alice@example.org", "Alice")
+    with pytest.raises(MalformedError):
+        alice.import_keys(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnope\n")
+    with pytest.raises(MalformedError):
+        alice.import_keys(b"")
+
+
+def test_export_public_has_no_secret(keyring_factory: KeyringFactory) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    armored = alice.export_public("alice@example.org")
+    assert armored.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert "PRIVATE" not in armored
+    assert alice.export_public(fa) == armored
+
+
+def test_detached_signature_round_trip(keyring_factory: KeyringFactory,
+                                       tmp_path: Path) -> None:
+    alice, fa, bob, _ = pair(keyring_factory)
+    data = b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    sig, micalg = alice.sign_detached(data, "alice@example.org")
+    assert sig.startswith(b"-----BEGIN PGP SIGNATURE-----")
+    assert micalg == "pgp-sha512"
+    info = bob.verify_detached(data, sig)
+    assert isinstance(info, SignatureInfo)
+    assert info.fingerprint == fa and info.primary_fingerprint == fa
+    assert info.signer_email == "alice@example.org"
+    assert info.validity == "full" and info.trusted
+    f = tmp_path / "data"
+    f.write_bytes(data)
+    sig2, micalg2 = alice.sign_detached_file(f, fa)
+    assert micalg2 == micalg
+    assert bob.verify_detached_file(f, sig2).fingerprint == fa
+    assert bob.verify_detached(data, sig2).fingerprint == fa
+
+
+def test_untrusted_signer_is_reported_not_trusted(keyring_factory: KeyringFactory) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    bob, _ = keyring_factory("bob@example.org", "Bob")
+    bob.import_keys(alice.export_public(fa).encode())
+    sig, _ = alice.sign_detached(b"x", fa)
+    info = bob.verify_detached(b"x", sig)
+    assert info.fingerprint == fa
+    assert not info.trusted and info.validity == "unknown"
+
+
+def test_forged_signature_rejected(keyring_factory: KeyringFactory, tmp_path: Path) -> None:
+    alice, fa, bob, _ = pair(keyring_factory)
+    data = b"pay 10 EUR\r\n"
+    sig, _ = alice.sign_detached(data, fa)
+    with pytest.raises(VerificationError) as e:
+        bob.verify_detached(b"pay 99 EUR\r\n", sig)
+    assert "BAD signature" in e.value.message
+    f = tmp_path / "d"
+    f.write_bytes(b"pay 99 EUR\r\n")
+    with pytest.raises(VerificationError):
+        bob.verify_detached_file(f, sig)
+    with pytest.raises(VerificationError):
+        bob.verify_detached(data, b"-----BEGIN PGP SIGNATURE-----\n\ngarbage\n")
+    with pytest.raises(VerificationError):
+        bob.verify_detached(data, b"")
+
+
+def test_signature_by_unknown_key_hints_import(keyring_factory: KeyringFactory) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    bob, _ = keyring_factory("bob@example.org", "Bob")
+    sig, _ = alice.sign_detached(b"x", fa)
+    with pytest.raises(VerificationError) as e:
+        bob.verify_detached(b"x", sig)
+    assert e.value.hint == "certmail keys import FILE"
+
+
+@pytest.mark.parametrize("armor", [True, False])
+def test_sign_encrypt_decrypt_round_trip(keyring_factory: KeyringFactory, tmp_path: Path,
+                                         armor: bool) -> None:
+    alice, fa, bob, fb = pair(keyring_factory)
+    src = tmp_path / "plain.bin"
+    src.write_bytes(os.urandom(300_000))
+    enc = tmp_path / "cipher"
+    alice.sign_encrypt_file(src, enc, [fb, fa], fa, armor=armor)
+    assert enc.read_bytes().startswith(b"-----BEGIN PGP MESSAGE") == armor
+    out = tmp_path / "out.bin"
+    info = bob.decrypt_file(enc, out)
+    assert out.read_bytes() == src.read_bytes()
+    assert info is not None and info.fingerprint == fa and info.trusted
+    # The sender can read her own copy.
+    out2 = tmp_path / "out2.bin"
+    assert alice.decrypt_file(enc, out2) is not None
+    assert out2.read_bytes() == src.read_bytes()
+
+
+def test_encrypt_only_decrypts_without_signature(keyring_factory: KeyringFactory,
+                                                 tmp_path: Path) -> None:
+    alice, _, bob, fb = pair(keyring_factory)
+    src = tmp_path / "p"
+    src.write_bytes(b"")  # a 0-byte file is a valid plaintext
+    alice.encrypt_file(src, tmp_path / "c", [fb])
+    assert bob.decrypt_file(tmp_path / "c", tmp_path / "o") is None
+    assert (tmp_path / "o").read_bytes() == b""
+
+
+def test_plain_gpg_decrypts_what_keyring_encrypts(keyring_factory: KeyringFactory,
+                                                  tmp_path: Path) -> None:
+    alice, fa, bob, fb = pair(keyring_factory)
+    src = tmp_path / "p"
+    src.write_bytes(b"interop\n")
+    alice.sign_encrypt_file(src, tmp_path / "c.asc", [fb], fa)
+    proc = subprocess.run(
+        ["gpg", "--homedir", str(bob.gnupghome), "--batch", "--status-fd", "2",
+         "--decrypt", str(tmp_path / "c.asc")], capture_output=True, check=True)
+    assert proc.stdout == b"interop\n"
+    assert f"VALIDSIG {fa}".encode() in proc.stderr
+
+
+def test_wrong_key_garbage_truncated(keyring_factory: KeyringFactory, tmp_path: Path) -> None:
+    alice, fa, bob, fb = pair(keyring_factory)
+    mallory, _ = keyring_factory("mallory@example.org", "Mallory")
+    src = tmp_path / "p"
+    src.write_bytes(os.urandom(100_000))
+    enc = tmp_path / "c.gpg"
+    alice.sign_encrypt_file(src, enc, [fb], fa, armor=False)
+    data = enc.read_bytes()
+
+    with pytest.raises(VerificationError) as e:
+        mallory.decrypt_file(enc, tmp_path / "o1")
+    assert "not encrypted to any of your keys" in e.value.message
+
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"this is not OpenPGP\n" * 50)
+    with pytest.raises(MalformedError):
+        bob.decrypt_file(garbage, tmp_path / "o2")
+
+    truncated = tmp_path / "t.gpg"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MalformedError):
+        bob.decrypt_file(truncated, tmp_path / "o3")
+
+    flipped = tmp_path / "f.gpg"
+    flipped.write_bytes(data[:-30] + bytes([data[-30] ^ 1]) + data[-29:])
+    with pytest.raises(VerificationError):
+        bob.decrypt_file(flipped, tmp_path / "o4")
+
+    # Nothing half-written is left behind.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o", ".o"))]
+
+
+def test_decrypt_signed_by_unknown_key(keyring_factory: KeyringFactory, tmp_path: Path) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    bob, fb = keyring_factory("bob@example.org", "Bob")
+    alice.import_keys(bob.export_public(fb).encode())
+    alice.trust(fb)
+    src = tmp_path / "p"
+    src.write_bytes(b"hi")
+    alice.sign_encrypt_file(src, tmp_path / "c", [fb], fa)
+    with pytest.raises(VerificationError) as e:
+        bob.decrypt_file(tmp_path / "c", tmp_path / "o")
+    assert e.value.hint == "certmail keys import FILE"
+    assert not (tmp_path / "o").exists()
+
+
+def test_trust_without_own_identity(gnupghome_factory: Callable[[], Path],
+                                    keyring_factory: KeyringFactory) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    empty = Keyring(gnupghome_factory())
+    empty.import_keys(alice.export_public(fa).encode())
+    with pytest.raises(NotFoundError) as e:
+        empty.trust(fa)
+    assert "certmail init" in (e.value.hint or "")
+
+
+def test_key_lookup_by_fingerprint_forms(keyring_factory: KeyringFactory) -> None:
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    spaced = " ".join(fa[i:i + 4] for i in range(0, 40, 4)).lower()
+    assert alice.key_for(spaced).fingerprint == fa
+    assert alice.key_for("0x" + fa[-16:]).fingerprint == fa
+    assert alice.key_for("<ALICE@example.org>").fingerprint == fa

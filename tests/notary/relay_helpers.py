@@ -1,0 +1,136 @@
+"""Helpers for the relay tests: a real notary serving --smtp, submissions, receipts."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import smtplib
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from notary.config import load_config, write_config
+from tests.fixtures.notary import NotaryProcess, free_port
+
+ALICE = "alice@a.test"
+BOB = "bob@b.test"
+
+
+def configure(directory: Path, **changes: Any) -> None:
+    """Change settings in a notary's notary.toml (e.g. relay_retry_initial=0.2)."""
+    write_config(dataclasses.replace(load_config(directory), **changes))
+
+
+class RelayNotary:
+    """A notary subprocess running the relay, delivering through ``smarthost_port``."""
+
+    def __init__(self, directory: Path, smarthost_port: int) -> None:
+        self.proc = NotaryProcess(directory)
+        self.smtp_port = free_port()
+        self.smarthost_port = smarthost_port
+        self.token = self.proc.token_for(ALICE)
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    def start(self) -> None:
+        self.proc.start(["--smtp", f"127.0.0.1:{self.smtp_port}",
+                         "--smarthost", f"127.0.0.1:{self.smarthost_port}"])
+
+    def connect(self, *, tls: bool = True) -> smtplib.SMTP:
+        s = smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30)
+        s.ehlo()
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s.starttls(context=ctx)
+            s.ehlo()
+        return s
+
+    def receipts(self, sha256: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.url}/v1/messages/{sha256}/receipts",
+                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        if r.status_code == 404:
+            return []
+        r.raise_for_status()
+        out: list[dict[str, Any]] = r.json()["receipts"]
+        return out
+
+    def events(self, sha256: str) -> list[dict[str, Any]]:
+        return [json.loads(base64.b64decode(x["entry"])) for x in self.receipts(sha256)]
+
+    def wait_events(self, sha256: str, want: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Poll the receipts until one has event ``want`` (generous: not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.events(sha256)
+            if any(e["event"] == want for e in ev):
+                return ev
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {want} for {sha256}; have {[e['event'] for e in ev]}")
+            time.sleep(0.05)
+
+
+class MxWorld:
+    """A notary relay delivering by MX lookup against a test DNS server.
+
+    Every "mail server" listens on the same port (``relay_mx_port``) at its own
+    loopback address (127.0.0.N), so MX hosts differ by address as on the
+    Internet. ``sink(address)`` starts one; ``zone`` is the DNS server's zone.
+    """
+
+    def __init__(self, directory: Path, tmp: Path) -> None:
+        from tests.fixtures.dns import make_dns_server
+
+        self.tmp = tmp
+        self.dns = make_dns_server()
+        self.port = free_port()
+        configure(directory, relay_retry_initial=0.2, relay_dns_server=self.dns.address,
+                  relay_mx_port=self.port)
+        self.relay = RelayNotary(directory, 0)
+        self.sinks: list[Any] = []
+
+    @property
+    def zone(self) -> dict[str, dict[str, list[str]]]:
+        return self.dns.zone
+
+    def sink(self, address: str) -> Any:
+        """A started recipient server on ``address``:``self.port``."""
+        from tests.fixtures.smtp import SmtpSink
+
+        s = SmtpSink(self.tmp)
+        s.host, s.port = address, self.port
+        s.start()
+        self.sinks.append(s)
+        return s
+
+    def start(self) -> None:
+        self.relay.proc.start(["--smtp", f"127.0.0.1:{self.relay.smtp_port}"])
+
+    def stop(self) -> None:
+        self.relay.proc.stop()
+        for s in self.sinks:
+            s.stop()
+        self.dns.stop()
+
+
+def message(mid: str, *, sender: str = ALICE, to: str = BOB, body: str = "hello",
+            extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <{mid}@a.test>\r\n"
+        f"Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n{extra}\r\n{body}\r\n"
+    ).encode()
+
+
+def wait_for(pred: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,210 @@
+"""POST /v1/ack (ContentHandover), POST /v1/tracking and GET /r/{token} on the real app.
+
+Real gpg keys sign the acknowledgements; the notary checks them with gpg in a
+throw-away GNUPGHOME.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from certmail.ack import make_ack
+from keys.errors import MalformedError
+from keys.gpg import Keyring
+from notary.ack import Ack, ack_text, parse_ack_text
+from notary.api import create_app
+from notary.note import Verifier
+from notary.receipt import Receipt
+from notary.service import NotaryService
+from notary.tracking import PIXEL_GIF, RateLimiter
+from tests.fixtures.notary import init_notary_dir
+
+BOB = "bob@example.net"
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def notary(tmp_path: Path) -> Iterator[NotaryService]:
+    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(notary: NotaryService) -> Iterator[TestClient]:
+    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def bob(keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> tuple[Keyring, str]:
+    return keyring_factory(BOB, "Bob")
+
+
+def _notarize(client: TestClient, notary: NotaryService, data: bytes, mid: str
+              ) -> tuple[dict[str, str], str]:
+    _, token = notary.add_account([f"a{secrets.token_hex(4)}@example.org"])
+    auth = {"Authorization": f"Bearer {token}"}
+    digest = hashlib.sha256(data).hexdigest()
+    r = client.post("/v1/notarize", json={"sha256": digest, "message_id": mid}, headers=auth)
+    assert r.status_code == 200, r.text
+    return auth, digest
+
+
+def _statement(receipt: dict[str, Any], client: TestClient) -> dict[str, Any]:
+    v = Verifier.from_vkey(client.get("/v1/vkey").text.strip())
+    return Receipt.from_json(receipt).verify(v)
+
+
+def test_ack_text_round_trip_and_strictness() -> None:
+    a = Ack("ab" * 32, "<m1@example.org>", BOB, T0, "http://notary.test")
+    text = ack_text(a)
+    assert parse_ack_text(text) == a
+    for bad in (text.replace("v1", "v2"), text.replace("SHA-256", "SHA256"),
+                text + "Extra: 1\n", text.replace("\n", "\r\n"), text[:-1],
+                text.replace(BOB, "bob example.net")):
+        with pytest.raises(MalformedError):
+            parse_ack_text(bad)
+
+
+def test_ack_logs_content_handover_for_the_senders_account(
+        client: TestClient, notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+    auth, digest = _notarize(client, notary, b"message one", "<m1@example.org>")
+    ack = make_ack(bob[0], sha256=digest, message_id="<m1@example.org>", recipient=BOB,
+                   notary="http://notary.test", time=T0)
+    r = client.post("/v1/ack", json=ack.to_json())
+    assert r.status_code == 200, r.text
+    stmt = _statement(r.json(), client)
+    assert stmt["event"] == "ContentHandover"
+    assert stmt["recipient"] == BOB and stmt["fingerprint"] == bob[1]
+    assert stmt["signed"] == ack.signed and stmt["signature"] == ack.signature
+    # The sender sees it among the message's receipts.
+    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    events = [json.loads(base64.b64decode(x["entry"]))["event"] for x in got]
+    assert events == ["SubmissionAcceptance", "ContentHandover"]
+    # Posting the same acknowledgement again logs nothing new.
+    again = client.post("/v1/ack", json=ack.to_json())
+    assert again.status_code == 200 and again.json()["entry"] == r.json()["entry"]
+    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    assert len(got) == 2
+
+
+def test_forged_and_mismatched_acks_are_refused(
+        client: TestClient, notary: NotaryService, bob: tuple[Keyring, str],
+        keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> None:
+    _, digest = _notarize(client, notary, b"message two", "<m2@example.org>")
+    good = make_ack(bob[0], sha256=digest, message_id="<m2@example.org>", recipient=BOB,
+                    notary="http://notary.test", time=T0).to_json()
+    # The text changed after signing: the signature no longer verifies.
+    forged = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
+    r = client.post("/v1/ack", json=forged)
+    assert r.status_code == 422 and r.json()["error"] == "bad_signature", r.text
+    # A flipped byte inside the signature.
+    sig = good["signature"]
+    i = sig.index("\n\n") + 10
+    flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
+    r = client.post("/v1/ack", json=dict(good, signature=flipped))
+    assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "message"}
+    # Signed by Bob, but sent with someone else's public key.
+    carol, _ = keyring_factory("carol@example.com", "Carol")
+    r = client.post("/v1/ack", json=dict(good, public_key=carol.export_public("carol@example.com")))
+    assert r.status_code == 422
+    # A key whose user ids do not include the recipient.
+    ack_c = make_ack(carol, sha256=digest, message_id="<m2@example.org>",
+                     recipient="carol@example.com", notary="x", time=T0).to_json()
+    r = client.post("/v1/ack", json=dict(ack_c, recipient=BOB))
+    assert r.status_code == 400  # the text names carol, the request bob
+    # Request fields that differ from the signed text.
+    r = client.post("/v1/ack", json=dict(good, message_id="<other@example.org>"))
+    assert r.status_code == 400 and "Message-ID" in r.json()["message"]
+    # Unknown message: 404 before any gpg work.
+    other = make_ack(bob[0], sha256="00" * 32, message_id="<m2@example.org>", recipient=BOB,
+                     notary="x", time=T0).to_json()
+    r = client.post("/v1/ack", json=other)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    # Size cap and garbage.
+    r = client.post("/v1/ack", content=b"{" + b" " * (64 * 1024) + b"}",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.post("/v1/ack", content=b"not json").status_code == 400
+    assert client.post("/v1/ack", json=dict(good, extra="x")).status_code == 400
+
+
+def test_ack_for_a_non_recipient_of_a_relayed_message_is_refused(
+        client: TestClient, notary: NotaryService,
+        keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> None:
+    from notary.sequencer import Submission
+
+    digest = hashlib.sha256(b"relayed").hexdigest()
+    acct, _ = notary.add_account(["relay-sender@example.org"])
+    client.portal.call(notary.sequencer.submit, [Submission(  # type: ignore[union-attr]
+        "SubmissionAcceptance", digest, "<r1@example.org>", acct.id,
+        {"recipients": ["dave@example.com"], "channel": "smtp"}, False)])
+    bob_ring, _ = keyring_factory(BOB, "Bob")
+    ack = make_ack(bob_ring, sha256=digest, message_id="<r1@example.org>", recipient=BOB,
+                   notary="x", time=T0)
+    r = client.post("/v1/ack", json=ack.to_json())
+    assert r.status_code == 422 and "not a recipient" in r.json()["message"]
+
+
+def test_tracking_register_hit_and_unknown(client: TestClient, notary: NotaryService) -> None:
+    auth, digest = _notarize(client, notary, b"tracked", "<t1@example.org>")
+    token = secrets.token_urlsafe(32)
+    th = hashlib.sha256(token.encode()).hexdigest()
+    body = {"sha256": digest, "message_id": "<t1@example.org>",
+            "tokens": [{"recipient": BOB, "token_sha256": th}]}
+    assert client.post("/v1/tracking", json=body).status_code == 401
+    r = client.post("/v1/tracking", json=body, headers=auth)
+    assert r.status_code == 200 and r.json() == {"registered": 1}
+    assert client.post("/v1/tracking", json=body, headers=auth).status_code == 409
+    bad = dict(body, tokens=[{"recipient": BOB, "token_sha256": "xyz"}])
+    assert client.post("/v1/tracking", json=bad, headers=auth).status_code == 400
+
+    r = client.get(f"/r/{token}", headers={"User-Agent": "TestMail/1.0"})
+    assert r.status_code == 200 and r.content == PIXEL_GIF
+    assert r.headers["content-type"] == "image/gif"
+    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    stmts = [_statement(x, client) for x in got]
+    hit = [s for s in stmts if s["event"] == "ContentAccessTracking"]
+    assert len(hit) == 1
+    assert hit[0]["recipient"] == BOB and hit[0]["strength"] == "weak"
+    assert hit[0]["user_agent"] == "TestMail/1.0" and hit[0]["remote_address"]
+    assert "proxies" in hit[0]["note"]
+
+    unknown = client.get(f"/r/{secrets.token_urlsafe(32)}")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    assert client.get("/r/short").status_code == 404
+
+
+def test_tracking_hits_are_logged_each_time_but_rate_limited(
+        client: TestClient, notary: NotaryService) -> None:
+    auth, digest = _notarize(client, notary, b"tracked twice", "<t2@example.org>")
+    token = secrets.token_urlsafe(32)
+    client.post("/v1/tracking", headers=auth, json={
+        "sha256": digest, "message_id": "<t2@example.org>",
+        "tokens": [{"recipient": BOB, "token_sha256": hashlib.sha256(token.encode()).hexdigest()}],
+    })
+    codes = [client.get(f"/r/{token}").status_code for _ in range(7)]
+    assert codes == [200] * 5 + [429] * 2
+    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    assert sum(json.loads(base64.b64decode(x["entry"]))["event"] == "ContentAccessTracking"
+               for x in got) == 5
+
+
+def test_rate_limiter_window_with_an_injected_clock() -> None:
+    now = [0.0]
+    lim = RateLimiter(2, 10.0, clock=lambda: now[0])
+    assert [lim.allow(b"k") for _ in range(3)] == [True, True, False]
+    assert lim.allow(b"other")
+    now[0] = 10.5
+    assert lim.allow(b"k")

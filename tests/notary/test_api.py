@@ -1,0 +1,241 @@
+"""The HTTP API in-process (Starlette TestClient over ASGI) on a real notary directory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from keys.errors import VerificationError
+from notary.api import create_app
+from notary.checkpoint import open_checkpoint
+from notary.merkle import verify_consistency
+from notary.note import Verifier
+from notary.receipt import Receipt
+from notary.rfc3161 import verify_token
+from notary.service import NotaryService
+from tests.fixtures.notary import init_notary_dir
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def notary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryService]:
+    d = init_notary_dir(tmp_path_factory.mktemp("api") / "notary")
+    svc = NotaryService.open(d)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def client(notary: NotaryService) -> Iterator[TestClient]:
+    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def alice(notary: NotaryService) -> dict[str, str]:
+    _, token = notary.add_account(["alice@example.test"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def bob(notary: NotaryService) -> dict[str, str]:
+    _, token = notary.add_account(["bob@example.test"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+def verifier(client: TestClient) -> Verifier:
+    r = client.get("/v1/vkey")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return Verifier.from_vkey(r.text.strip())
+
+
+def test_healthz_vkey_checkpoint(client: TestClient, notary: NotaryService) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    v = verifier(client)
+    assert v.vkey() == notary.vkey
+    cp = open_checkpoint(client.get("/v1/checkpoint").content, v)
+    assert cp.origin == "notary.test/log"
+
+
+def test_notarize_returns_a_receipt_that_verifies(
+    client: TestClient, alice: dict[str, str], notary: NotaryService
+) -> None:
+    message = b"From: alice@example.test\r\n\r\nhello\r\n"
+    digest = sha(message)
+    r = client.post("/v1/notarize", json={"sha256": digest, "message_id": "<1@example.test>"},
+                    headers=alice)
+    assert r.status_code == 200, r.text
+    receipt = Receipt.from_json(r.json())
+    stmt = receipt.verify(verifier(client))
+    assert stmt["event"] == "SubmissionAcceptance"
+    assert stmt["message"] == {"sha256": digest, "id": "<1@example.test>"}
+    assert receipt.tst is not None
+    info = verify_token(receipt.tst, roots=[notary.tsa.creds.chain[-1]], data=message)
+    assert info.digest == bytes.fromhex(digest)
+    # the receipt also comes back from the receipts endpoint, against the latest checkpoint
+    got = client.get(f"/v1/messages/{digest}/receipts", headers=alice)
+    assert got.status_code == 200
+    (again,) = [Receipt.from_json(x) for x in got.json()["receipts"]]
+    assert again.entry == receipt.entry and again.tst == receipt.tst
+    again.verify(verifier(client))
+
+
+def test_batch(client: TestClient, alice: dict[str, str]) -> None:
+    items = [{"sha256": sha(bytes([i])), "message_id": f"<b{i}@x>"} for i in range(50)]
+    r = client.post("/v1/notarize/batch", json={"items": items, "tst": False}, headers=alice)
+    assert r.status_code == 200, r.text
+    receipts = [Receipt.from_json(x) for x in r.json()["receipts"]]
+    assert len(receipts) == 50
+    v = verifier(client)
+    for it, rc in zip(items, receipts, strict=True):
+        assert rc.verify(v)["message"]["sha256"] == it["sha256"]
+        assert rc.tst is None
+    assert len({rc.index for rc in receipts}) == 50
+
+
+def test_consistency_between_checkpoints(client: TestClient, alice: dict[str, str]) -> None:
+    v = verifier(client)
+    old = open_checkpoint(client.get("/v1/checkpoint").content, v)
+    client.post("/v1/notarize", json={"sha256": sha(b"c1"), "message_id": "<c1@x>"},
+                headers=alice)
+    new = open_checkpoint(client.get("/v1/checkpoint").content, v)
+    assert new.size > old.size
+    r = client.get(f"/v1/proof/consistency?old={old.size}&new={new.size}")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["old"], body["new"]) == (old.size, new.size)
+    proof = [base64.b64decode(h) for h in body["proof"]]
+    verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    with pytest.raises(VerificationError):
+        verify_consistency(old.size, new.size, proof[:-1], old.root_hash, new.root_hash)
+    assert client.get(f"/v1/proof/consistency?old=1&new={new.size + 5}").status_code == 404
+    assert client.get("/v1/proof/consistency?old=3&new=2").status_code == 400
+    assert client.get("/v1/proof/consistency?old=x&new=2").status_code == 400
+
+
+def test_auth(client: TestClient, alice: dict[str, str], bob: dict[str, str],
+             notary: NotaryService) -> None:
+    body = {"sha256": sha(b"auth"), "message_id": "<auth@x>"}
+    assert client.post("/v1/notarize", json=body).status_code == 401
+    r = client.post("/v1/notarize", json=body, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert client.post("/v1/notarize", json=body,
+                       headers={"Authorization": "Basic abc"}).status_code == 401
+    assert client.post("/v1/notarize", json=body, headers=alice).status_code == 200
+    assert client.get(f"/v1/messages/{body['sha256']}/receipts").status_code == 401
+    r = client.get(f"/v1/messages/{body['sha256']}/receipts", headers=bob)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert client.get(f"/v1/messages/{sha(b'none')}/receipts", headers=bob).status_code == 404
+    # a revoked token stops working at once
+    _acct, token = notary.add_account(["carol@example.test"])
+    carol = {"Authorization": f"Bearer {token}"}
+    assert client.post("/v1/notarize", json=body, headers=carol).status_code == 200
+    notary.storage.revoke_account("carol@example.test")
+    assert client.post("/v1/notarize", json=body, headers=carol).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b"[]", 400),
+        (json.dumps({"sha256": "zz" * 32, "message_id": "<x>"}).encode(), 400),
+        (json.dumps({"sha256": "ab" * 31, "message_id": "<x>"}).encode(), 400),
+        (json.dumps({"sha256": "AB" * 32, "message_id": "<x>"}).encode(), 400),
+        (json.dumps({"sha256": "ab" * 32}).encode(), 400),
+        (json.dumps({"sha256": "ab" * 32, "message_id": ""}).encode(), 400),
+        (json.dumps({"sha256": "ab" * 32, "message_id": "<a\r\nBcc: x>"}).encode(), 400),
+        (json.dumps({"sha256": "ab" * 32, "message_id": "<x>", "extra": 1}).encode(), 400),
+        (b"x" * (2 << 20), 413),
+    ],
+)
+def test_bad_input_is_a_4xx_json_error(
+    client: TestClient, alice: dict[str, str], body: bytes, status: int
+) -> None:
+    r = client.post("/v1/notarize", content=body,
+                    headers={**alice, "content-type": "application/json"})
+    assert r.status_code == status, r.text
+    err = r.json()
+    assert set(err) == {"error", "message"}
+
+
+def test_bad_batches(client: TestClient, alice: dict[str, str]) -> None:
+    assert client.post("/v1/notarize/batch", json={"items": []}, headers=alice).status_code == 400
+    too_many = [{"sha256": "ab" * 32, "message_id": "<x>"}] * 10_001
+    r = client.post("/v1/notarize/batch", json={"items": too_many}, headers=alice)
+    assert r.status_code in (400, 413)
+    assert client.get("/v1/messages/ZZ/receipts", headers=alice).status_code == 400
+    items = [{"sha256": "ab" * 32, "message_id": "<ok@x>"}, {"sha256": "AB" * 32,
+                                                             "message_id": "<bad@x>"}]
+    r = client.post("/v1/notarize/batch", json={"items": items}, headers=alice)
+    assert r.status_code == 400 and r.json()["message"].startswith("items.1:")
+    r = client.post("/v1/notarize/batch", json={"items": items[:1], "tst": "yes"}, headers=alice)
+    assert r.status_code == 400
+    r = client.post("/v1/notarize/batch", json={"items": items[:1], "x": 1}, headers=alice)
+    assert r.status_code == 400
+
+
+def test_metrics(client: TestClient, alice: dict[str, str]) -> None:
+    r = client.post("/v1/notarize", json={"sha256": sha(b"m"), "message_id": "<m@x>"},
+                    headers=alice)
+    assert r.status_code == 200
+    text = client.get("/metrics").text
+    assert "certmail_log_tree_size " in text
+    assert "certmail_sequencer_batch_size_bucket" in text
+    assert "certmail_sequencer_commit_seconds_sum" in text
+    assert 'certmail_sequencer_batch_size_bucket{le="+Inf"}' in text
+    size = int(next(line.split()[1] for line in text.splitlines()
+                    if line.startswith("certmail_log_tree_size ")))
+    assert size >= 1
+
+
+def test_openapi_lists_every_path(client: TestClient) -> None:
+    paths = set(client.get("/openapi.json").json()["paths"])
+    assert {"/healthz", "/v1/vkey", "/v1/checkpoint", "/v1/proof/consistency",
+            "/v1/notarize", "/v1/notarize/batch", "/v1/messages/{sha256}/receipts",
+            "/metrics", "/tsa", "/v1/tsa/chain"} <= paths
+    assert client.get("/docs").status_code == 200
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.binary(max_size=300),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+        max_leaves=10,
+    ).map(lambda o: json.dumps(o).encode()),
+    st.fixed_dictionaries({"sha256": st.text(max_size=70), "message_id": st.text(max_size=40)})
+    .map(lambda o: json.dumps(o).encode()),
+))
+def test_fuzzed_json_never_crashes_or_corrupts(
+    client: TestClient, alice: dict[str, str], body: bytes
+) -> None:
+    for path in ("/v1/notarize", "/v1/notarize/batch"):
+        r = client.post(path, content=body,
+                        headers={**alice, "content-type": "application/json"})
+        assert r.status_code < 500, r.text
+        if r.status_code != 200:
+            assert set(r.json()) == {"error", "message"}
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_log_intact_after_fuzzing(client: TestClient, notary: NotaryService) -> None:
+    v = verifier(client)
+    cp = open_checkpoint(client.get("/v1/checkpoint").content, v)
+    entries = list(notary.storage.iter_entries())
+    assert len(entries) == cp.size
+    from notary.merkle import mth
+
+    assert mth([e.entry for e in entries]) == cp.root_hash

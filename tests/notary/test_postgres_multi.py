@@ -1,0 +1,82 @@
+"""Several `serve` processes share one PostgreSQL log; one sequences at a time."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from notary.checkpoint import open_checkpoint
+from notary.merkle import mth, verify_consistency
+from notary.note import Verifier
+from notary.receipt import Receipt
+from tests.fixtures.notary import NotaryProcess, init_notary_dir
+from tests.notary.storage_backends import NO_PG, PG_DSN, pg_url
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.mark.skipif(not PG_DSN, reason=NO_PG)
+def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
+    from notary.storage.postgres import PostgresStorage
+
+    schema = "multi_" + uuid.uuid4().hex[:12]
+    url = pg_url(schema)
+    d = init_notary_dir(tmp_path / "notary", database=url)
+    a, b = NotaryProcess(d, database=url), NotaryProcess(d, database=url)
+    a.start()
+    b.start()
+    try:
+        token = a.token_for("multi@example.test")
+        auth = {"Authorization": f"Bearer {token}"}
+        verifier = Verifier.from_vkey(a.vkey)
+        got: list[Receipt] = []
+        lock = threading.Lock()
+
+        def client(node: NotaryProcess, n: int) -> None:
+            with httpx.Client(base_url=node.url, timeout=30) as c:
+                for i in range(40):
+                    digest = hashlib.sha256(f"{node.port}-{n}-{i}".encode()).hexdigest()
+                    r = c.post("/v1/notarize", json={"sha256": digest,
+                                                     "message_id": f"<{n}.{i}@multi>"},
+                               headers=auth)
+                    assert r.status_code == 200, r.text
+                    with lock:
+                        got.append(Receipt.from_json(r.json()))
+
+        threads = [threading.Thread(target=client, args=(node, n))
+                   for node in (a, b) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 320
+        # every index once: the two sequencers never appended over each other
+        assert sorted(r.index for r in got) == list(range(320))
+        for r in got:
+            r.verify(verifier)
+        cp_a = open_checkpoint(httpx.get(a.url + "/v1/checkpoint").content, verifier)
+        cp_b = open_checkpoint(httpx.get(b.url + "/v1/checkpoint").content, verifier)
+        assert cp_a == cp_b and cp_a.size == 320
+        st = PostgresStorage(url)
+        try:
+            assert mth([e.entry for e in st.iter_entries()]) == cp_a.root_hash
+            # each receipt's checkpoint is a prefix of the final one
+            for r in got:
+                old = r.checkpoint()
+                proof = httpx.get(
+                    a.url + f"/v1/proof/consistency?old={old.size}&new={cp_a.size}"
+                ).json()["proof"]
+                verify_consistency(old.size, cp_a.size, [base64.b64decode(h) for h in proof],
+                                   old.root_hash, cp_a.root_hash)
+        finally:
+            st.drop_schema()
+            st.close()
+    finally:
+        a.stop()
+        b.stop()

@@ -1,0 +1,109 @@
+"""Receipt emails (opt-in per account): after each relay evidence event the notary mails
+the sender the receipt, DKIM-signed by the relay domain, through its own delivery
+path (MX lookup against a real DNS server, real aiosmtpd servers on loopback)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from certmail.relay_client import submit
+from keys.dkim import dkim_verify, dns_record, find_dkim_key, generate_dkim_key
+from notary.note import Verifier
+from notary.receipt import Receipt
+from tests.fixtures.notary import CERTMAIL, init_notary_dir
+from tests.notary.relay_helpers import ALICE, MxWorld, message, wait_for
+
+CAROL = "carol@c.test"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[MxWorld]:
+    d = init_notary_dir(tmp_path / "notary")
+    generate_dkim_key(d / "dkim", "notary.test", "relay", "ed25519")
+    w = MxWorld(d, tmp_path)
+    w.zone.update({
+        "a.test": {"MX": ["10 mx.a.test."]}, "mx.a.test": {"A": ["127.0.0.21"]},
+        "b.test": {"MX": ["10 mx.b.test."]}, "mx.b.test": {"A": ["127.0.0.22"]},
+        "c.test": {"MX": ["10 mx.c.test."]}, "mx.c.test": {"A": ["127.0.0.23"]},
+    })
+    w.start()
+    yield w
+    w.stop()
+
+
+def _cli(w: MxWorld, *args: str) -> str:
+    out = subprocess.run([*CERTMAIL, "notary", "accounts", *args, "--dir",
+                          str(w.relay.proc.directory)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _attachment(msg: Message) -> tuple[str, str, bytes]:
+    parts = [p for p in msg.walk() if p.get_filename()]
+    assert len(parts) == 1, [p.get_content_type() for p in msg.walk()]
+    payload = parts[0].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return parts[0].get_filename() or "", parts[0].get_content_type(), payload
+
+
+def test_receipt_emails_opt_in(world: MxWorld) -> None:
+    w = world
+    alice_mx, bob_mx, carol_mx = (w.sink(f"127.0.0.{n}") for n in (21, 22, 23))
+    # Carol opts in when her account is made, then out again; Alice opts in later.
+    carol_token = _cli(w, "add", CAROL, "--receipt-emails").strip().splitlines()[-1]
+    _cli(w, "set", CAROL, "--no-receipt-emails")
+    _cli(w, "set", ALICE, "--receipt-emails")
+    listed = {a["addresses"][0]: a["receipt_emails"] for a in json.loads(_cli(w, "list", "--json"))}
+    assert listed == {ALICE: True, CAROL: False}
+
+    carol_sha = submit(message("c1", sender=CAROL, to="bob@b.test"), mail_from=CAROL,
+                       recipients=["bob@b.test"], notary_url=w.relay.url, token=carol_token)
+    wait_for(lambda: len(bob_mx.messages) == 1, what="carol's message at bob's server")
+
+    # Alice: one recipient delivered, one failing (NXDOMAIN): two events, two emails.
+    rcpts = ["bob@b.test", "dave@nowhere.test"]
+    sha = submit(message("a1", to=", ".join(rcpts)), mail_from=ALICE, recipients=rcpts,
+                 notary_url=w.relay.url, token=w.relay.token)
+    wait_for(lambda: len(alice_mx.messages) == 2, what="two receipt emails at alice's server")
+
+    verifier = Verifier.from_vkey(w.relay.proc.vkey)
+    key = find_dkim_key(w.relay.proc.directory / "dkim", "notary.test")
+    assert key is not None
+    _, record = dns_record(key)
+    logged = {e["event"]: e for e in w.relay.events(sha)}
+    seen: dict[str, Any] = {}
+    for got in alice_mx.messages:
+        assert got.mail_from == "<>" and got.rcpt_tos == [ALICE]  # null reverse-path
+        dkim_verify(got.data, dnsfunc=lambda q: record.encode()
+                    if q == b"relay._domainkey.notary.test" else b"")
+        msg = message_from_bytes(got.data)
+        assert msg["From"] == "certmail notary <postmaster@notary.test>"
+        name, ctype, raw = _attachment(msg)
+        assert ctype == "application/json"
+        receipt = Receipt.from_json(json.loads(raw))
+        receipt.verify(verifier)
+        entry = json.loads(receipt.entry)
+        assert name == f"receipt-{entry['event']}.json"
+        assert entry["message"]["sha256"] == sha
+        seen[entry["event"]] = entry
+    assert set(seen) == {"RelayToNonERDS", "RelayToNonERDSFailure"}
+    assert seen["RelayToNonERDS"] == logged["RelayToNonERDS"]
+    assert seen["RelayToNonERDSFailure"]["recipient"] == "dave@nowhere.test"
+    # Carol's delivery was logged before Alice's message was even sent; no email for it.
+    r = httpx.get(f"{w.relay.url}/v1/messages/{carol_sha}/receipts",
+                  headers={"Authorization": f"Bearer {carol_token}"}, timeout=10)
+    carol_events = [json.loads(base64.b64decode(x["entry"]))["event"]
+                    for x in r.json()["receipts"]]
+    assert carol_events == ["SubmissionAcceptance", "RelayToNonERDS"]
+    assert carol_mx.messages == []
+    assert len(bob_mx.messages) == 2  # the two real messages, no receipt emails

@@ -1,0 +1,121 @@
+"""One test suite, run against every storage backend."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from keys.errors import ConflictError, NotFoundError
+from notary.errors import StorageError
+from notary.storage import NewEntry, Storage, StoredCheckpoint
+from tests.notary.storage_backends import BACKENDS, open_backend
+
+T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    yield from open_backend(request.param, tmp_path)
+
+
+def _entry(i: int) -> NewEntry:
+    sha = hashlib.sha256(str(i).encode()).hexdigest()
+    return NewEntry(
+        account_id=1, sha256=sha, message_id=f"<{i}@x>", event="SubmissionAcceptance",
+        entry=f"entry {i}".encode(), tst=b"tst" if i % 2 else None,
+    )
+
+
+def _append(storage: Storage, n: int) -> None:
+    with storage.sequence() as tx:
+        start = tx.tree_size()
+        hstart = tx.latest_checkpoint().size * 2 if tx.latest_checkpoint() else 0
+        tx.append(
+            start,
+            [_entry(start + i) for i in range(n)],
+            [bytes([i % 256]) * 32 for i in range(n)],
+            hstart + 1000 * start,
+            StoredCheckpoint(start + n, b"r" * 32, T0, f"note {start + n}".encode()),
+        )
+
+
+def test_empty_log(storage: Storage) -> None:
+    assert storage.latest_checkpoint() is None
+    with storage.sequence() as tx:
+        assert tx.tree_size() == 0
+        assert tx.latest_checkpoint() is None
+    assert storage.entry(0) is None
+    assert storage.entries_for_message("00" * 32) == []
+
+
+def test_append_and_read_back(storage: Storage) -> None:
+    _append(storage, 3)
+    cp = storage.latest_checkpoint()
+    assert cp is not None and cp.size == 3 and cp.note == b"note 3"
+    assert cp.time == T0
+    e = storage.entry(1)
+    assert e is not None and e.entry == b"entry 1" and e.tst == b"tst" and e.index == 1
+    assert storage.entry(0) is not None and storage.entry(0).tst is None  # type: ignore[union-attr]
+    assert storage.read_hashes([2, 0]) == [bytes([2]) * 32, bytes([0]) * 32]
+    sha = hashlib.sha256(b"2").hexdigest()
+    assert [x.index for x in storage.entries_for_message(sha)] == [2]
+    assert [x.index for x in storage.iter_entries(1)] == [1, 2]
+    assert storage.checkpoint_at(3) is not None and storage.checkpoint_at(2) is None
+    _append(storage, 2)
+    with storage.sequence() as tx:
+        assert tx.tree_size() == 5
+        assert tx.latest_checkpoint().size == 5  # type: ignore[union-attr]
+
+
+def test_missing_hash_is_a_storage_error(storage: Storage) -> None:
+    _append(storage, 1)
+    with pytest.raises(StorageError, match="missing"):
+        storage.read_hashes([0, 99])
+
+
+def test_failed_batch_leaves_nothing(storage: Storage) -> None:
+    _append(storage, 2)
+    with pytest.raises(RuntimeError), storage.sequence() as tx:
+        tx.append(2, [_entry(2)], [b"h" * 32], 500, StoredCheckpoint(3, b"r" * 32, T0, b"n"))
+        raise RuntimeError("crash mid-batch")
+    assert storage.entry(2) is None
+    assert storage.latest_checkpoint().size == 2  # type: ignore[union-attr]
+    with pytest.raises(StorageError):
+        storage.read_hashes([500])
+
+
+def test_accounts(storage: Storage) -> None:
+    a = storage.add_account(["a@x.test", "b@x.test"], b"h1" * 16, T0)
+    assert a.addresses == ("a@x.test", "b@x.test") and not a.revoked
+    assert storage.account_by_token_hash(b"h1" * 16) == a
+    assert storage.account_by_token_hash(b"zz" * 16) is None
+    assert storage.account_by_address("b@x.test") == a
+    with pytest.raises(ConflictError):
+        storage.add_account(["b@x.test"], b"h2" * 16, T0)
+    r = storage.revoke_account("a@x.test")
+    assert r.revoked and r.id == a.id
+    assert storage.account_by_token_hash(b"h1" * 16) is None
+    assert storage.account_by_address("a@x.test") is None
+    b = storage.add_account(["b@x.test"], b"h2" * 16, T0)
+    assert [x.id for x in storage.accounts()] == [a.id, b.id]
+    with pytest.raises(NotFoundError):
+        storage.revoke_account("nobody@x.test")
+    assert storage.revoke_account(str(b.id)).revoked
+
+
+def test_sqlite_commit_survives_reopen(tmp_path: Path) -> None:
+    from notary.storage.sqlite import SQLiteStorage
+
+    s = SQLiteStorage(tmp_path / "n.db")
+    _append(s, 4)
+    s.close()
+    s2 = SQLiteStorage(tmp_path / "n.db")
+    assert s2.latest_checkpoint().size == 4  # type: ignore[union-attr]
+    mode = s2._reader.execute("PRAGMA journal_mode").fetchone()[0]
+    sync = s2._reader.execute("PRAGMA synchronous").fetchone()[0]
+    assert (mode, sync) == ("wal", 2)  # 2 = FULL
+    s2.close()

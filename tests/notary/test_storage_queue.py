@@ -1,0 +1,129 @@
+"""The relay's spool and delivery queue, run against every storage backend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from notary.errors import StorageError
+from notary.storage import DeliveryUpdate, QueueWrite, SpoolItem, Storage
+from tests.notary.storage_backends import BACKENDS, open_backend
+
+T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+LEASE = T0 + timedelta(minutes=10)
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    yield from open_backend(request.param, tmp_path)
+
+
+def _item(n: int, rcpts: tuple[str, ...] = ("b@x.test",), *, held: bool = True,
+          node: str = "n1") -> SpoolItem:
+    return SpoolItem(f"{n:064x}", f"<{n}@x>", 1, "a@x.test", rcpts, b"bytes %d" % n, T0,
+                     node, 7, held=held)
+
+
+def test_held_until_released(storage: Storage) -> None:
+    (sid,) = storage.queue_write(QueueWrite(spool=[_item(1, ("b@x.test", "c@x.test"))]))
+    assert storage.spooled_data(sid) == b"bytes 1"
+    assert storage.claim_deliveries("n1", T0, LEASE, 10) == []
+    (h,) = storage.held_messages(T0 + timedelta(seconds=1))
+    assert (h.spool_id, h.log_size, h.node, h.sha256) == (sid, 7, "n1", f"{1:064x}")
+    assert storage.held_messages(T0 + timedelta(seconds=1), "other") == []
+    assert storage.held_messages(T0) == []  # spooled at T0, not before
+    storage.queue_write(QueueWrite(release=[sid]))
+    assert storage.held_messages(T0 + timedelta(seconds=1)) == []
+    got = storage.claim_deliveries("n1", T0, LEASE, 10)
+    assert sorted(d.recipient for d in got) == ["b@x.test", "c@x.test"]
+    assert {(d.spool_id, d.sha256, d.message_id, d.mail_from, d.kind, d.attempts)
+            for d in got} == {(sid, f"{1:064x}", "<1@x>", "a@x.test", "message", 0)}
+    assert got[0].received == T0
+    assert storage.queue_counts()["queued"] == 2
+
+
+def test_lease_excludes_others_until_it_expires_or_is_released(storage: Storage) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
+    assert storage.claim_deliveries("n2", T0, LEASE, 10) == []
+    assert [x.id for x in storage.claim_deliveries("n2", LEASE + timedelta(seconds=1),
+                                                   LEASE + timedelta(minutes=10), 10)] == [d.id]
+    assert storage.release_leases("n1") == 0  # n2 holds it now
+    assert storage.release_leases("n2") == 1
+    assert [x.id for x in storage.claim_deliveries("n1", T0, LEASE, 10)] == [d.id]
+
+
+def test_outcomes_retry_and_purge(storage: Storage) -> None:
+    (sid,) = storage.queue_write(QueueWrite(spool=[_item(1, ("b@x.test", "c@x.test"),
+                                                         held=False)]))
+    d1, d2 = storage.claim_deliveries("n1", T0, LEASE, 10)
+    later = T0 + timedelta(minutes=5)
+    storage.queue_write(QueueWrite(updates=[
+        DeliveryUpdate(d1.id, "delivered"),
+        DeliveryUpdate(d2.id, "queued", next_attempt=later, error="451 later", warned=True),
+    ]))
+    assert storage.spooled_data(sid) == b"bytes 1"  # one recipient is still to do
+    assert storage.claim_deliveries("n1", T0 + timedelta(minutes=1), LEASE, 10) == []
+    (again,) = storage.claim_deliveries("n1", later, LEASE + timedelta(minutes=5), 10)
+    assert again.id == d2.id and again.attempts == 1 and again.warned
+    storage.queue_write(QueueWrite(updates=[DeliveryUpdate(d2.id, "failed", error="550")]))
+    assert storage.spooled_data(sid) is None  # every recipient final: bytes purged
+    counts = storage.queue_counts()
+    assert (counts["delivered"], counts["failed"], counts["queued"]) == (1, 1, 0)
+
+
+def test_discard_only_drops_held_messages(storage: Storage) -> None:
+    a, b = storage.queue_write(QueueWrite(spool=[_item(1), _item(2, held=False)]))
+    storage.queue_write(QueueWrite(discard=[a, b]))
+    assert storage.spooled_data(a) is None
+    assert storage.spooled_data(b) == b"bytes 2"
+    assert storage.held_messages(T0 + timedelta(hours=1)) == []
+    assert len(storage.claim_deliveries("n1", T0, LEASE, 10)) == 1
+
+
+def test_a_failed_write_leaves_nothing(storage: Storage) -> None:
+    bad = SpoolItem("a" * 64, "<m@x>", 1, "a@x.test", ("b@x.test",), b"x", T0, "n1", 0)
+    with pytest.raises(StorageError):
+        storage.queue_write(QueueWrite(spool=[bad], updates=[DeliveryUpdate(1, "bogus")]))
+    assert storage.queue_counts()["held"] == 0
+    assert storage.held_messages(T0 + timedelta(hours=1)) == []
+
+
+def test_concurrent_claimers_never_share_a_delivery(storage: Storage, tmp_path: Path) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(i, held=False) for i in range(200)]))
+    others = list(_second_handle(storage, tmp_path))
+    got: dict[str, list[int]] = {}
+
+    def claim(name: str, s: Storage) -> None:
+        ids: list[int] = []
+        while batch := s.claim_deliveries(name, T0, LEASE, 7):
+            ids += [d.id for d in batch]
+        got[name] = ids
+
+    threads = [threading.Thread(target=claim, args=(f"n{i}", s))
+               for i, s in enumerate([storage, *others, *others])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ids = [i for ids in got.values() for i in ids]
+    assert len(all_ids) == 200 and len(set(all_ids)) == 200
+    for s in others:
+        s.close()
+
+
+def _second_handle(storage: Storage, tmp_path: Path) -> Iterator[Storage]:
+    """Another connection set onto the same database, as a second serve process has."""
+    from notary.storage.sqlite import SQLiteStorage
+
+    if isinstance(storage, SQLiteStorage):
+        yield SQLiteStorage(storage.path)
+        return
+    from notary.storage.postgres import PostgresStorage
+
+    assert isinstance(storage, PostgresStorage)
+    yield PostgresStorage(storage.url, schema=storage.schema)
