@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(gnupg clamav clamav-daemon swaks openssl chromium fonts-dejavu-core)
+# swaks needs the perl TLS and SASL modules for --tls and --auth (only Recommends).
+debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
+      libauthen-sasl-perl openssl chromium fonts-dejavu-core)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
