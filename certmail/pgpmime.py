@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Literal
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring, SignatureInfo
 
+from .armor import BEGIN_MESSAGE, END_MESSAGE, Crc24, fast_crc24
 from .compose import (
     MANIFEST_TYPE,
     Headers,
@@ -569,6 +570,10 @@ def _encrypt_pipeline(
     - ``encrypt`` (no compression: the payload is base64 text): its stdin gets
       the ``multipart/signed`` head, then ``inner`` spliced in the kernel, then
       the signature part once ``sign`` is done;
+    - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
+      gpg writes binary, a thread here takes its CRC-24 and passes it on to
+      ``base64 -w 64``, and the armor is framed here (gpg's own armor writer
+      costs as much CPU as the encryption); otherwise gpg armors;
     - the armored ciphertext is read here, turned into CRLF lines, written into
       the message file (hashed) and, the same bytes, into the check: with GNU
       ``base64`` installed its body goes through ``base64 -d`` straight into
@@ -587,10 +592,20 @@ def _encrypt_pipeline(
             sign_run = keyring.start_sign_detached(src, signer)
         finally:
             src.close()
-    enc = keyring.start_encrypt(fprs, armor=True, compress=False)
     # The check decodes the armor body (the bytes written to the message) with
     # GNU base64 and gives gpg binary: its own armor reader costs 3x more.
     tool = gnu_base64()
+    self_armor = tool is not None and fast_crc24()
+    enc = keyring.start_encrypt(fprs, armor=not self_armor, compress=False)
+    b64e = None
+    crc = Crc24()
+    if self_armor:
+        assert tool is not None
+        b64e = subprocess.Popen([tool, "-w", "64"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert b64e.stdin is not None and b64e.stdout is not None
+        for pipe in (b64e.stdin, b64e.stdout):
+            _widen_pipe(pipe.fileno())
     b64d = None
     if tool is not None:
         b64d = subprocess.Popen([tool, "-d", "-i"], stdin=subprocess.PIPE,
@@ -605,6 +620,29 @@ def _encrypt_pipeline(
     errors: list[BaseException] = []
     plain = hashlib.sha256()
 
+    signed: list[bytes] = []
+    signature_ready = threading.Event()
+
+    def sign_and_verify() -> None:
+        """Collect the signature as soon as gpg has it, then verify it over ``inner``.
+
+        This runs while the payload is still being encrypted, so the
+        verification is not a serial step at the end.
+        """
+        assert sign_run is not None
+        try:
+            try:
+                signature, used = keyring.finish_sign_detached(sign_run)
+                if used != micalg:
+                    raise Error(f"gpg signed with {used}, not the announced {micalg}",
+                                hint="this is a bug in certmail or gpg; nothing was sent")
+                signed.append(signature)
+            finally:
+                signature_ready.set()
+            keyring.verify_detached_file(inner, signature)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
     def feed() -> None:
         assert enc.stdin is not None
         fd = enc.stdin.fileno()
@@ -613,15 +651,12 @@ def _encrypt_pipeline(
             with inner.open("rb") as f:
                 _pump(f.fileno(), fd)
             if sign_run is not None:
-                signature, used = keyring.finish_sign_detached(sign_run)
-                if used != micalg:
-                    raise Error(f"gpg signed with {used}, not the announced {micalg}",
-                                hint="this is a bug in certmail or gpg; nothing was sent")
-                tail = signed_tail(signature, boundary)
+                signature_ready.wait()
+                if not signed:
+                    return  # the signing failed: reported by sign_and_verify
+                tail = signed_tail(signed[0], boundary)
                 payload_hash.update(tail)
                 _write_all(fd, tail)
-                enc.stdin.close()
-                keyring.verify_detached_file(inner, signature)
         except BaseException as e:  # reported by the main thread
             errors.append(e)
         finally:
@@ -634,8 +669,26 @@ def _encrypt_pipeline(
             while chunk := dec.stdout.read(_COPY):
                 plain.update(chunk)
 
+    def armor_feed() -> None:
+        """gpg's binary ciphertext: CRC-24 here, on to ``base64 -w 64``."""
+        assert b64e is not None and b64e.stdin is not None and enc.stdout is not None
+        src, dst = enc.stdout.fileno(), b64e.stdin.fileno()
+        try:
+            while chunk := os.read(src, _COPY):
+                crc.update(chunk)
+                _write_all(dst, chunk)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            b64e.stdin.close()
+
     threads = [threading.Thread(target=feed, daemon=True),
                threading.Thread(target=drain, daemon=True)]
+    if sign_run is not None:
+        threads.append(threading.Thread(target=sign_and_verify, daemon=True))
+    armorer = threading.Thread(target=armor_feed, daemon=True)
+    if b64e is not None:
+        threads.append(armorer)
     for t in threads:
         t.start()
     eb = new_boundary()
@@ -646,13 +699,29 @@ def _encrypt_pipeline(
         with unsigned.open("wb") as out:
             w = _HashingWriter(out)  # type: ignore[arg-type]
             w.write(encrypted_head(eb, outer))
+            source = enc.stdout if b64e is None else b64e.stdout
+            assert source is not None
             last = b""
-            with enc.stdout:
-                while chunk := enc.stdout.read(_COPY):
+            if b64e is not None:
+                begin = BEGIN_MESSAGE + b"\r\n\r\n"
+                w.write(begin)
+                check.write(begin)
+            with source:
+                while chunk := source.read(_COPY):
                     chunk = _crlf(chunk)
                     w.write(chunk)
                     check.write(chunk)
                     last = chunk[-2:]
+            if b64e is not None:
+                armorer.join()
+                if errors:
+                    raise errors[0]
+                end = b"%s\r\n%s\r\n" % (crc.checksum_line(), END_MESSAGE)
+                if last != b"\r\n":
+                    end = b"\r\n" + end
+                w.write(end)
+                check.write(end)
+                last = b"\r\n"
             if last != b"\r\n":
                 w.write(b"\r\n")
             w.write(encrypted_tail(eb))
@@ -667,6 +736,8 @@ def _encrypt_pipeline(
         keyring.finish_decrypt(dec)
         if b64d is not None and b64d.wait() != 0:
             raise VerificationError("the armored ciphertext is not valid base64")
+        if b64e is not None and b64e.wait() != 0:
+            raise VerificationError("base64 failed to encode the ciphertext")
         if plain.digest() != payload_hash.digest():
             raise VerificationError("the encrypted bytes do not decrypt to what was signed")
     except (VerificationError, MalformedError) as e:
@@ -678,9 +749,10 @@ def _encrypt_pipeline(
         for run in (sign_run, enc, dec):
             if run is not None:
                 run.kill()
-        if b64d is not None and b64d.poll() is None:
-            b64d.kill()
-            b64d.wait()
+        for proc in (b64d, b64e):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return w.digest.hexdigest(), w.size
 
 

@@ -232,11 +232,19 @@ def test_outer_headers_carry_no_secrets(people: People, tmp_path: Path) -> None:
     assert proc.stdout.count(b":pubkey enc packet:") == 2  # Bob and Alice herself
 
 
-def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path: Path) -> None:
+@pytest.mark.parametrize("self_armor", [True, False], ids=["certmail-armors", "gpg-armors"])
+def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        self_armor: bool) -> None:
     """The streaming pipeline (GNU base64 attachment encoding, armor checked through
-    base64 -d) yields a message plain ``gpg --decrypt`` reads without a warning."""
+    base64 -d) yields a message plain ``gpg --decrypt`` reads without a warning,
+    whether certmail writes the armor (binary from gpg, libgcrypt's CRC-24) or gpg."""
     import os
 
+    import certmail.pgpmime
+
+    if not self_armor:
+        monkeypatch.setattr(certmail.pgpmime, "fast_crc24", lambda: False)
     att = tmp_path / "big.bin"
     att.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # several pipe/read chunks
     s = make(people.alice, tmp_path / "w", [att])
@@ -251,6 +259,15 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path
     u = unseal(people.bob, raw, tmp_path / "open")
     check_manifest(u)
     assert [x.data for x in u.parts] == [att.read_bytes()]
+    # The CRC-24 line is checked by gpg, so a wrong one would have been caught.
+    m = re.search(rb"\r\n=([A-Za-z0-9+/]{4})\r\n-----END", armored)
+    assert m is not None
+    crc = base64.b64decode(m.group(1))
+    bad = base64.b64encode(bytes([crc[0] ^ 1]) + crc[1:])
+    broken = armored[: m.start(1)] + bad + armored[m.end(1) :]
+    p = subprocess.run(["gpg", "--homedir", str(people.bob.gnupghome), "--batch",
+                        "--decrypt"], input=broken, capture_output=True, check=False)
+    assert p.returncode != 0 and b"CRC error" in p.stderr
 
 
 @pytest.mark.parametrize("armor, error", [
