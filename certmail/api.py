@@ -317,11 +317,13 @@ class Certmail:
         require_scan: bool | None = None,
         progress: Progress | None = None,
         track_open: bool = False,
+        request_mdn: bool = False,
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
         ``track_open`` adds a tracking link for the (single) recipient, registered
-        with the notary before sending (docs/ack.md).
+        with the notary before sending (docs/ack.md). ``request_mdn`` asks for an
+        RFC 8098 read receipt (``Disposition-Notification-To:`` the sender).
 
         Raises InfectedError (nothing sent), QueuedError (kept in the outbox, a
         transient failure), UncertainDeliveryError, DeliveryError, NotaryError,
@@ -352,6 +354,8 @@ class Certmail:
             message_id=new_message_id(_domain(s.email)), date=date, from_name=s.name or None,
         )
         extra = [f"{NOTARY_HEADER}: {notary.url}"] if notary else []
+        if request_mdn:
+            extra.append(f"Disposition-Notification-To: {s.email}")
         dkim = self._dkim_signer(_domain(s.email))
         data = body.encode("utf-8") if isinstance(body, str) else body
         with self._workdir() as work:

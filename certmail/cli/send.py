@@ -108,12 +108,15 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
 @click.option("--track-open", is_flag=True,
               help="Add a tracking link (one recipient) the notary logs as weak evidence "
                    "when followed (docs/ack.md).")
+@click.option("--request-mdn", is_flag=True,
+              help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
+                   "the recipient's certmail open --ack --mdn sends it, PGP-signed.")
 @json_option
 @home_option
 def send(to: tuple[str, ...], cc: tuple[str, ...], subject: str, body_file: Path | None,
          attach: tuple[Path, ...], via: str | None, no_encrypt: bool, no_sign: bool,
-         no_notarize: bool, require_scan: bool | None, track_open: bool, as_json: bool,
-         home: Path | None) -> None:
+         no_notarize: bool, require_scan: bool | None, track_open: bool, request_mdn: bool,
+         as_json: bool, home: Path | None) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
     The body comes from --body-file or stdin. With CERTMAIL_NOTARY_URL and
@@ -147,7 +150,7 @@ def send(to: tuple[str, ...], cc: tuple[str, ...], subject: str, body_file: Path
             result = cm.send(to=to, cc=cc, subject=subject, body=body, attachments=attach,
                              via=via, encrypt=not no_encrypt, sign=not no_sign,
                              notarize=not no_notarize, require_scan=require_scan, progress=bar,
-                             track_open=track_open)
+                             track_open=track_open, request_mdn=request_mdn)
         except QueuedError as e:
             for w in e.result.warnings:
                 warn(w)

@@ -193,3 +193,29 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
         pass
     else:
         raise AssertionError("a changed MDN verified")
+
+
+def test_send_request_mdn_gets_a_signed_read_receipt(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """``certmail send --request-mdn`` asks for the MDN; Bob's ``open --ack --mdn`` answers
+    it; without the flag (the test above) nothing asks and no MDN is sent."""
+    c = correspondents
+    _setup(c, notary_server)
+    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Read me", "--via", "smtp",
+            "--request-mdn", "--json", stdin=b"Tell me when you read it.\n")
+    assert p.returncode == 0, p.stderr
+    sent = json.loads(p.stdout)
+    raw = c.sink.messages[-1].data
+    outer = message_from_bytes(raw)
+    assert outer["Disposition-Notification-To"] == c.alice.email
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(raw)
+    before = len(c.sink.messages)
+    p = run(c.bob, "open", str(eml), "--ack", "--mdn", "--json")
+    assert p.returncode == 0, p.stderr
+    ack = json.loads(p.stdout)["ack"]
+    assert ack["sha256"] == sent["sha256"]
+    assert ack["mdn_to"] == c.alice.email and ack["mdn_reply"].startswith("250")
+    (got,) = c.sink.messages[before:]
+    assert got.rcpt_tos == [c.alice.email]
+    assert sent["message_id"].encode() in got.data  # Original-Message-ID
