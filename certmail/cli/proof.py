@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,9 +38,19 @@ def proof() -> None:
 @click.option("--reveal-subject", is_flag=True,
               help="Show the Subject: in certificate.html/.pdf (hidden by default).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--keep-all-acks", is_flag=True,
+              help="Keep acknowledgements signed by a key that is not the recipient's "
+                   "(left out by default: such a bundle fails verification).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def export(ref: str, output: Path, reveal_subject: bool, force: bool, as_json: bool) -> None:
-    """Write the proof bundle of a sent message, with its latest receipts from the notary."""
+def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool,
+           as_json: bool) -> None:
+    """Write the proof bundle of a sent message, with its latest receipts from the notary.
+
+    Acknowledgements (ContentHandover) are checked against the recipients' keys in
+    your keyring, the keys you encrypted to: one signed by another key (anyone can
+    post an acknowledgement naming a recipient; the notary logs what it is given)
+    is left out with a warning, unless --keep-all-acks.
+    """
     import base64
     import os
     import tempfile
@@ -74,6 +85,9 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, as_json: b
             except (VerificationError, MalformedError):
                 continue
             receipts.append(r)
+        left_out: list[dict[str, str]] = []
+        if not keep_all_acks:
+            receipts, left_out = _without_foreign_acks(receipts, settings)
         events = len({r.get("entry") for r in receipts})
         vkey = client.vkey()
 
@@ -110,13 +124,51 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, as_json: b
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for lo in left_out:
+        click.echo(f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
+                   f"{lo['reason']} (--keep-all-acks keeps it)", err=True)
     if as_json:
         click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
                                "message_id": entry.message_id, "events": events,
-                               "size": len(data)}))
+                               "size": len(data), "left_out": left_out}))
         return
     click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
     click.echo(str(output))
+
+
+def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The receipts less the ContentHandover ones the keyring shows are not by the
+    recipient's key (or whose signature fails); those it cannot judge (no key for
+    the recipient) stay, and ``proof verify`` reports them as unchecked."""
+    import base64
+
+    from certmail.ack import check_handover
+    from keys.errors import NotFoundError
+    from keys.gpg import Keyring
+    from notary.evidence import parse_statement
+
+    ring: Keyring | None = None
+    kept: list[dict[str, Any]] = []
+    left_out: list[dict[str, str]] = []
+    for r in receipts:
+        stmt = parse_statement(base64.b64decode(r["entry"]))
+        if stmt.get("event") != "ContentHandover":
+            kept.append(r)
+            continue
+        ring = ring or Keyring(settings.gnupghome)
+        try:
+            ring.key_for(str(stmt.get("recipient") or ""))
+        except (NotFoundError, Error):
+            kept.append(r)  # cannot judge it here
+            continue
+        check = check_handover(stmt, ring)
+        if check.ok:
+            kept.append(r)
+        elif not any(lo["entry"] == r["entry"] for lo in left_out):
+            left_out.append({"entry": r["entry"], "recipient": check.recipient,
+                             "fingerprint": check.fingerprint or "", "reason": check.detail})
+    return kept, left_out
 
 
 @proof.command("verify")

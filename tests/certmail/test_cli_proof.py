@@ -151,8 +151,8 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     assert "gpg --decrypt message.asc" in text
 
 
-def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path,
-                  signer: Any = None) -> tuple[dict[str, Any], Path, Path]:
+def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = None,
+                  export_args: tuple[str, ...] = ()) -> tuple[dict[str, Any], Path, Path]:
     """Alice sends to Bob; the message is acknowledged (by Bob's ``certmail open --ack``,
     or by ``signer``, a keyring whose key merely names Bob's address); Alice exports."""
     from datetime import UTC, datetime
@@ -174,7 +174,7 @@ def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path,
         r = httpx.post(notary.url + "/v1/ack", json=forged.to_json())
         assert r.status_code == 200, r.text  # the key does name Bob: the notary logs it
     bundle = tmp_path / "acked.certmail-proof.zip"
-    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), *export_args)
     assert p.returncode == 0, p.stderr
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary.vkey + "\n")
@@ -226,7 +226,8 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     assert c.bob.keyring.key_for(c.bob.email).uids == mallory.key_for(mallory_fpr).uids
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     assert mallory_fpr != bob_fpr
-    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory)
+    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory,
+                                    export_args=("--keep-all-acks",))
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
@@ -238,3 +239,55 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
+
+
+def test_export_leaves_out_an_acknowledgement_by_another_key(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path,
+        gnupghome_factory: Any) -> None:
+    """Anyone can post an acknowledgement naming Bob; by default the sender's export
+    leaves out one not signed by Bob's key (the key she encrypted to), says so, and
+    the bundle verifies; Bob's own acknowledgement is kept."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from certmail.ack import make_ack
+    from keys.gpg import Keyring
+
+    c = correspondents
+    mallory = Keyring(gnupghome_factory())
+    mallory_fpr = mallory.generate_identity(c.bob.email, c.bob.name)
+    c.settings(c.alice, notary_url=notary_server.url,
+               notary_token=notary_server.token_for(c.alice.email))
+    sent = _send(c, tmp_path)
+    forged = make_ack(mallory, sha256=sent["sha256"], message_id=sent["message_id"],
+                      recipient=c.bob.email, notary=notary_server.url, time=datetime.now(UTC))
+    assert httpx.post(notary_server.url + "/v1/ack", json=forged.to_json()).status_code == 200
+    eml = tmp_path / "delivered.eml"
+    eml.write_bytes(c.sink.messages[-1].data)
+    p = run(c.bob, "open", str(eml), "--ack", "--json")
+    assert p.returncode == 0, p.stderr
+
+    bundle = tmp_path / "b.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [lo["fingerprint"] for lo in out["left_out"]] == [mallory_fpr]
+    assert f"not {c.bob.email}'s" in out["left_out"][0]["reason"]
+    assert "warning: left out an acknowledgement" in p.stderr and "--keep-all-acks" in p.stderr
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary_server.vkey + "\n")
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
+                                                      "ContentHandover"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    assert checks["02 acknowledgement"]["status"] == "ok"
+
+    # --keep-all-acks keeps the forged one, and verification then names it.
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force",
+            "--keep-all-acks")
+    assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
