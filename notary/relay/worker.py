@@ -12,9 +12,12 @@ bytes follow unchanged. Outcomes (ETSI EN 319 522 events, docs/relay.md):
   time the sender gets one delay notice.
 
 Deliveries are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)
-so several serve processes share the queue. A crash after the recipient's 250
-and before the outcome commits means the delivery is made again after the
-lease expires (SMTP is at-least-once); nothing is lost.
+so several serve processes share the queue. While an attempt runs its lease is
+renewed every third of the lease time, so a slow attempt (many MX hosts, a big
+message over a slow link) is never taken over by another node while it is still
+going. A crash after the recipient's 250 and before the outcome commits means the
+delivery is made again after the lease expires (SMTP is at-least-once); nothing
+is lost.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        #: Deliveries with an attempt in flight (their leases are renewed).
+        self.inflight: set[int] = set()
         self.delivered = 0
         self.failed = 0
         self.deferred = 0
@@ -96,15 +102,18 @@ class DeliveryWorker:
         if released:
             log.info("took back %d deliveries this node had leased before it stopped", released)
         self._task = asyncio.create_task(self._run(), name="relay-delivery")
+        self._renewer = asyncio.create_task(self._renew(), name="relay-lease-renewal")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for attr in ("_task", "_renewer"):
+            task = getattr(self, attr)
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                setattr(self, attr, None)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -138,7 +147,7 @@ class DeliveryWorker:
                 except Exception as e:
                     log.error("cannot claim deliveries: %s", e)
             for d in claimed:
-                t = asyncio.create_task(self._deliver(d), name=f"deliver-{d.id}")
+                t = asyncio.create_task(self._attempt(d), name=f"deliver-{d.id}")
                 self._tasks.add(t)
                 t.add_done_callback(self._done)
             if len(claimed) >= free > 0:
@@ -149,6 +158,23 @@ class DeliveryWorker:
                 pass
             self._wake.clear()
             await asyncio.sleep(0.003)  # gather a few more before the next claim
+
+    async def _renew(self) -> None:
+        """Every third of the lease, extend the leases of the attempts in flight."""
+        while True:
+            await asyncio.sleep(self.s.lease / 3)
+            ids = sorted(self.inflight)
+            if not ids:
+                continue
+            until = self.clock() + timedelta(seconds=self.s.lease)
+            try:
+                held = await asyncio.to_thread(self.storage.renew_leases, self.s.node, ids,
+                                               until)
+            except Exception as e:
+                log.error("cannot renew the leases of %d deliveries: %s", len(ids), e)
+                continue
+            if held < len(ids):
+                log.debug("renewed %d of %d leases (the others just finished)", held, len(ids))
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._tasks.discard(t)
@@ -179,6 +205,13 @@ class DeliveryWorker:
         )
         dkim = self.dkim_sign(data) if self.dkim_sign is not None else b""
         return received.encode("utf-8") + evidence.encode("utf-8") + dkim
+
+    async def _attempt(self, d: Delivery) -> None:
+        self.inflight.add(d.id)
+        try:
+            await self._deliver(d)
+        finally:
+            self.inflight.discard(d.id)
 
     async def _deliver(self, d: Delivery) -> None:
         data = self._data(d)

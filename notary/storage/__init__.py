@@ -282,6 +282,10 @@ class Storage(Protocol):
     ) -> list[HeldMessage]:
         """Held messages spooled before ``received_before`` (by ``node``, if given)."""
 
+    def renew_leases(self, node: str, ids: Sequence[int], lease_until: datetime) -> int:
+        """Extend to ``lease_until`` the leases ``node`` still holds on deliveries ``ids``
+        (its attempts in flight); return how many it still held."""
+
     def release_leases(self, node: str) -> int:
         """Drop every lease ``node`` holds (it restarted); return how many."""
 

@@ -546,6 +546,17 @@ class PostgresStorage:
             for r in rows
         ]
 
+    def renew_leases(self, node: str, ids: Sequence[int], lease_until: datetime) -> int:
+        if not ids:
+            return 0
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE deliveries SET lease_until = %s"
+                " WHERE lease_owner = %s AND state = 'queued' AND id = ANY(%s)",
+                (lease_until.timestamp(), node, list(ids)),
+            )
+            return int(cur.rowcount)
+
     def release_leases(self, node: str) -> int:
         with self._write() as conn:
             cur = conn.execute(

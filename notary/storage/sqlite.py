@@ -530,6 +530,18 @@ class SQLiteStorage:
             for r in rows
         ]
 
+    def renew_leases(self, node: str, ids: Sequence[int], lease_until: datetime) -> int:
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE deliveries SET lease_until = ?"  # noqa: S608
+                f" WHERE lease_owner = ? AND state = 'queued' AND id IN ({marks})",
+                (lease_until.timestamp(), node, *ids),
+            )
+            return int(cur.rowcount)
+
     def release_leases(self, node: str) -> int:
         with self._write() as conn:
             cur = conn.execute(

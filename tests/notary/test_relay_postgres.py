@@ -239,3 +239,43 @@ def test_a_killed_nodes_leased_deliveries_are_taken_over_after_the_lease(
     finally:
         c.close()
         tarpit.close()
+
+
+class SlowRecorder(Recorder):
+    """A recipient server that takes ``stall`` seconds before answering the first DATA."""
+
+    def __init__(self, stall: float) -> None:
+        super().__init__()
+        self.stall = stall
+        self.data_commands = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import asyncio
+
+        self.data_commands += 1
+        if self.data_commands == 1:
+            await asyncio.sleep(self.stall)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_slow_delivery_keeps_its_lease_and_is_made_once(tmp_path: Path) -> None:
+    """An attempt that outlasts the lease renews it: the other node, idle and polling
+    the queue all along, never takes the delivery over, so it is made once."""
+    slow = SlowRecorder(stall=3 * SHORT_LEASE)
+    slow.controller.start()
+    c = Cluster(tmp_path, relay_lease=SHORT_LEASE)
+    try:
+        c.start("node-a", slow.port)
+        c.start("node-b", slow.port)
+        shas: dict[str, str] = {}
+        c.submit("node-a", ["slow.1"], shas)
+        wait_for(lambda: _all_final(c, 1), 60, "the slow delivery to finish")
+        assert slow.data_commands == 1, "another node delivered while the first was sending"
+        assert slow.counts() == Counter(dict.fromkeys(shas, 1))
+        (row,) = c.deliveries()
+        assert row["state"] == "delivered" and row["lease_owner"] is None
+        (sha,) = shas.values()
+        assert sorted(c.events(sha)) == ["RelayToNonERDS", "SubmissionAcceptance"]
+    finally:
+        c.close()
+        slow.controller.stop()

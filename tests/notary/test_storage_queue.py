@@ -57,6 +57,20 @@ def test_lease_excludes_others_until_it_expires_or_is_released(storage: Storage)
     assert [x.id for x in storage.claim_deliveries("n1", T0, LEASE, 10)] == [d.id]
 
 
+def test_renew_extends_only_the_holders_leases(storage: Storage) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(1, held=False), _item(2, held=False)]))
+    d1, d2 = storage.claim_deliveries("n1", T0, LEASE, 10)
+    later = LEASE + timedelta(minutes=10)
+    assert storage.renew_leases("n2", [d1.id, d2.id], later) == 0  # not n2's
+    assert storage.renew_leases("n1", [d1.id], later) == 1
+    assert storage.renew_leases("n1", [], later) == 0
+    # Past the first lease only d2 (not renewed) may be taken over.
+    got = storage.claim_deliveries("n2", LEASE + timedelta(seconds=1), later, 10)
+    assert [x.id for x in got] == [d2.id]
+    assert storage.claim_deliveries("n2", later + timedelta(seconds=1),
+                                    later + timedelta(minutes=10), 10)[0].id == d1.id
+
+
 def test_outcomes_retry_and_purge(storage: Storage) -> None:
     (sid,) = storage.queue_write(QueueWrite(spool=[_item(1, ("b@x.test", "c@x.test"),
                                                          held=False)]))
