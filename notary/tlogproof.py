@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from notary import merkle
@@ -31,6 +32,9 @@ HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_HASHES = 63
 #: Largest proof accepted: the checkpoint note cap plus the proof lines.
 MAX_PROOF_SIZE = MAX_NOTE_SIZE + 64 * 1024
+#: The canonical base64 of a 32-byte hash: 43 characters, the last with its two
+#: unused low bits zero, and one "=".
+_HASH_LINE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
 def _b64(s: str, what: str) -> bytes:
@@ -97,38 +101,37 @@ class TlogProof:
         """
         if len(data) > MAX_PROOF_SIZE:
             raise MalformedError("malformed tlog-proof: too large")
-        pos = 0
-
-        def line() -> str:
-            nonlocal pos
-            end = data.find(b"\n", pos)
-            if end < 0:
-                raise MalformedError("malformed tlog-proof: truncated")
-            raw = data[pos:end]
-            pos = end + 1
-            try:
-                return raw.decode("ascii")
-            except UnicodeDecodeError:
-                raise MalformedError("malformed tlog-proof: non-ASCII proof line") from None
-
-        if line() != HEADER:
+        # The proof lines end at the first empty line; the signed checkpoint follows.
+        blank = data.find(b"\n\n")
+        if blank < 0:
+            raise MalformedError("malformed tlog-proof: truncated")
+        try:
+            lines = data[:blank].decode("ascii").split("\n")
+        except UnicodeDecodeError:
+            raise MalformedError("malformed tlog-proof: non-ASCII proof line") from None
+        if lines[0] != HEADER:
             raise MalformedError(f"malformed tlog-proof: first line must be {HEADER}")
-        cur = line()
+        at = 1
         extra: bytes | None = None
-        if cur.startswith("extra "):
-            extra = _b64(cur[len("extra ") :], "extra")
-            cur = line()
-        if not cur.startswith("index "):
+        if at < len(lines) and lines[at].startswith("extra "):
+            extra = _b64(lines[at][len("extra ") :], "extra")
+            at += 1
+        if at >= len(lines) or not lines[at].startswith("index "):
             raise MalformedError("malformed tlog-proof: missing index line")
-        index = _parse_decimal(cur[len("index ") :], "tlog-proof index")
+        index = _parse_decimal(lines[at][len("index ") :], "tlog-proof index")
+        hash_lines = lines[at + 1 :]
+        if len(hash_lines) > MAX_PROOF_HASHES:
+            raise MalformedError("malformed tlog-proof: too many hashes")
         hashes: list[bytes] = []
-        while (cur := line()) != "":
-            if len(hashes) == MAX_PROOF_HASHES:
-                raise MalformedError("malformed tlog-proof: too many hashes")
+        for cur in hash_lines:
+            if _HASH_LINE.fullmatch(cur):  # canonical base64 of 32 bytes: no re-encoding
+                hashes.append(binascii.a2b_base64(cur))
+                continue
             h = _b64(cur, "proof hash")
             if len(h) != 32:
                 raise MalformedError("malformed tlog-proof: proof hash is not 32 bytes")
             hashes.append(h)
+        pos = blank + 2
         checkpoint = data[pos:]
         cp = parsed_checkpoint(checkpoint)[1]
         if index >= cp.size:

@@ -198,3 +198,20 @@ def test_verify_of_a_constructed_proof_with_a_bad_checkpoint_text_is_unchanged()
         with pytest.raises(VerificationError) as want:
             open_checkpoint(note, v)
         assert (type(got.value), got.value.message) == (type(want.value), want.value.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 3))
+def test_hash_lines_must_be_canonical_base64(h: bytes, low_bits: int) -> None:
+    """A hash line is the one canonical base64 of 32 bytes; setting the unused low bits
+    of its last character (decodes to the same bytes) is refused."""
+    good = base64.b64encode(h).decode()
+    _, _, note = build(2)
+    proof = TlogProof(0, (h,), note).to_bytes()
+    assert TlogProof.from_bytes(proof).hashes == (h,)
+    if low_bits:
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        bad = good[:42] + alphabet[alphabet.index(good[42]) | low_bits] + "="
+        assert base64.b64decode(bad) == h
+        with pytest.raises(MalformedError, match="non-canonical"):
+            TlogProof.from_bytes(proof.replace(good.encode(), bad.encode()))
