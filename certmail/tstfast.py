@@ -25,7 +25,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,7 +106,20 @@ def _uint(buf: bytes, s: int, e: int) -> int:
     return int.from_bytes(buf[s:e], "big")
 
 
+_DOTTED: dict[bytes, str] = {}
+
+
 def _dotted(content: bytes) -> str:
+    """The dotted form of an OID's content octets (remembered: a TSA has one policy)."""
+    got = _DOTTED.get(content)
+    if got is None:
+        got = _dotted_uncached(content)
+        if len(_DOTTED) < 256:
+            _DOTTED[bytes(content)] = got
+    return got
+
+
+def _dotted_uncached(content: bytes) -> str:
     if not content or content[-1] & 0x80:
         raise _Bad
     arcs: list[int] = []
@@ -296,11 +309,17 @@ def verify_fast(token: bytes, tpl: _Template, message_sha256: bytes) -> FastToke
         return None
 
 
+_ECDSA_SHA256: list[Any] = []
+
+
 def _verify(token: bytes, tpl: _Template, message_sha256: bytes) -> FastTokenInfo | None:
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
 
+    if not _ECDSA_SHA256:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        _ECDSA_SHA256.append(ec.ECDSA(hashes.SHA256()))
     n = len(token)
     # ContentInfo > [0] > SignedData > (version, digestAlgorithms, encap, [certs], signerInfos)
     t, s, e = _read(token, 0, n)
@@ -340,7 +359,7 @@ def _verify(token: bytes, tpl: _Template, message_sha256: bytes) -> FastTokenInf
     if not tpl.not_before <= info.gen_time <= tpl.not_after:
         return None
     try:
-        tpl.key.verify(signature, b"\x31" + _len(len(attrs)) + attrs, ec.ECDSA(hashes.SHA256()))
+        tpl.key.verify(signature, b"\x31" + _len(len(attrs)) + attrs, _ECDSA_SHA256[0])
     except InvalidSignature:
         return None
     return info
