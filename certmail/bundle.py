@@ -609,6 +609,12 @@ def _split_multipart(entity: _Entity) -> list[bytes]:
     return parts
 
 
+#: A To:/Cc: value of bare ``local@domain`` addresses, comma-separated (dot-atoms only).
+_BARE_ADDRESSES = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9.-]+"
+    r"(?:, *[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9.-]+)*")
+
 #: A header field the fast path reads: a name, a colon, printable ASCII; nothing folded.
 _SIMPLE_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+): *([\x20-\x7e]*)")
 
@@ -647,11 +653,18 @@ def _header_facts_simple(message: bytes) -> tuple[str, list[str], str | None, No
         ctype = ctype_value.partition(";")[0].strip().lower()
         if ctype in ("multipart/signed", "multipart/encrypted"):
             return None  # OpenPGP/MIME: the layout needs the full parser
-    from email.utils import getaddresses
-
     sender = (first("from") or "")[:300] or "(no From: header)"
     rcpts: list[str] = []
-    for _name, addr in getaddresses([v for want in ("to", "cc") for k, v in fields if k == want]):
+    values = [v for want in ("to", "cc") for k, v in fields if k == want]
+    if all(_BARE_ADDRESSES.fullmatch(v) for v in values):
+        # Plain comma-separated addr-specs (what certmail writes): getaddresses would
+        # return each one as it is.
+        addrs = [a.strip() for v in values for a in v.split(",")]
+    else:
+        from email.utils import getaddresses
+
+        addrs = [addr for _name, addr in getaddresses(values)]
+    for addr in addrs:
         if addr and addr not in rcpts:
             rcpts.append(addr[:300])
     subject = first("subject")

@@ -589,7 +589,11 @@ _VALUES = st.one_of(
     st.sampled_from(["Alice <a@x.org>", "a@x, b@y", "\"B, C\" <b@y>", "", "   ",
                      "multipart/signed; boundary=x", "multipart/encrypted", " Multipart/Mixed ",
                      "text/plain; charset=utf-8", "=?utf-8?q?caf=C3=A9?=", "a\tb", "é",
-                     "(comment) <c@z>", "undisclosed-recipients:;", "x/y/z", " a@b "]))
+                     "(comment) <c@z>", "undisclosed-recipients:;", "x/y/z", " a@b ",
+                     "a@x.org, b.c@y.net", "a@x,b@y", "a.@x", ".a@x", "a..b@x", "a@x, ",
+                     "a+b@x-y.z,  c@d", "o'neil@x", "a@b@c", "a@[1.2.3.4]", "a@x.org."]),
+    st.from_regex(r"[a-z.+]{1,6}@[a-z.-]{1,6}(, ?[a-z.+]{1,6}@[a-z.-]{1,6}){0,2}",
+                  fullmatch=True))
 
 
 @settings(max_examples=1000, deadline=None)
