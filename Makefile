@@ -21,7 +21,6 @@ test: lint
 	$(VENV)/bin/pytest -q tests
 
 bench: $(STAMP)
-	./scripts/bootstrap.sh wrk
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -8,8 +8,6 @@ cd "$(dirname "$0")/.."
 # swaks needs the perl TLS and SASL modules for --tls and --auth (only Recommends).
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
       libauthen-sasl-perl openssl chromium fonts-dejavu-core)
-# Extra packages named on the command line (`make bench` asks for wrk, the load driver).
-debs+=("$@")
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
