@@ -321,7 +321,7 @@ class Certmail:
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
-        ``track_open`` adds a tracking link for the (single) recipient, registered
+        ``track_open`` adds a tracking link per recipient, registered
         with the notary before sending (docs/ack.md). ``request_mdn`` asks for an
         RFC 8098 read receipt (``Disposition-Notification-To:`` the sender).
 

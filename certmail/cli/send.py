@@ -106,7 +106,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
 @click.option("--require-scan", is_flag=True, default=None,
               help="Refuse to send attachments when no virus scanner is available.")
 @click.option("--track-open", is_flag=True,
-              help="Add a tracking link (one recipient) the notary logs as weak evidence "
+              help="Add a tracking link per recipient the notary logs as weak evidence "
                    "when followed (docs/ack.md).")
 @click.option("--request-mdn", is_flag=True,
               help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "

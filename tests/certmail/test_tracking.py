@@ -81,12 +81,40 @@ def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: 
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
 
 
-def test_track_open_refuses_several_recipients(correspondents: Any,
-                                               notary_server: NotaryProcess) -> None:
+def test_track_open_several_recipients_links_without_images(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """Two recipients share one encrypted part: each gets a link naming them and no
+    image (one client loading images would otherwise report both); following Bob's
+    link logs ContentAccessTracking for Bob only."""
     c = correspondents
     c.settings(c.alice, notary_url=notary_server.url,
                notary_token=notary_server.token_for(c.alice.email))
-    p = run(c.alice, "send", "--to", c.bob.email, "--cc", c.alice.email, "--subject", "x",
-            "--via", "smtp", "--track-open", stdin=b"x\n")
-    assert p.returncode != 0 and "exactly one recipient" in p.stderr
-    assert "Traceback" not in p.stderr and not c.sink.messages
+    p = run(c.alice, "send", "--to", c.bob.email, "--cc", c.alice.email, "--subject", "Offer",
+            "--via", "smtp", "--track-open", "--json", stdin=b"Our offer.\n")
+    assert p.returncode == 0, p.stderr
+    sent = json.loads(p.stdout)
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(c.sink.messages[-1].data)
+    save = tmp_path / "save"
+    p = run(c.bob, "open", str(eml), "--save-dir", str(save), "--no-ack", "--json")
+    assert p.returncode == 0, p.stderr
+    page = (save / "read-receipt.html").read_text()
+    assert "<img" not in page
+    links = dict((who, url) for url, who in re.findall(
+        r'<a href="([^"]+)">Confirm that ([^ ]+) opened this message</a>', page))
+    assert set(links) == {c.bob.email, c.alice.email}
+    assert len(set(links.values())) == 2
+    db = sqlite3.connect(notary_server.directory / "notary.db")
+    try:
+        rows = db.execute("SELECT recipient FROM tracking_tokens WHERE sha256 = ?",
+                          (sent["sha256"],)).fetchall()
+    finally:
+        db.close()
+    assert sorted(r[0] for r in rows) == sorted([c.bob.email, c.alice.email])
+
+    assert httpx.get(links[c.bob.email]).status_code == 200
+    p = run(c.alice, "receipts", sent["sha256"], "--json")
+    assert p.returncode == 0, p.stderr
+    per = json.loads(p.stdout)["recipients"]
+    assert [s["event"] for s in per[c.bob.email]][-1] == "ContentAccessTracking"
+    assert "ContentAccessTracking" not in [s["event"] for s in per[c.alice.email]]
