@@ -154,6 +154,8 @@ class HandoverCheck:
     fingerprint: str | None
     verdict: str  # "recipient's key" | "not the recipient's key" | "bad signature"
     detail: str
+    #: False when the keyring holds no key for the recipient (nothing to compare with).
+    have_key: bool = True
 
     @property
     def ok(self) -> bool:
@@ -174,7 +176,7 @@ def check_handover(stmt: dict[str, Any], keyring: Keyring) -> HandoverCheck:
         theirs = keyring.key_for(recipient).fingerprint.upper()
     except (NotFoundError, Error):
         return HandoverCheck(recipient, fpr, "not the recipient's key",
-                             f"no key for {recipient} in your keyring")
+                             f"no key for {recipient} in your keyring", have_key=False)
     if fpr != theirs:
         return HandoverCheck(recipient, fpr, "not the recipient's key",
                              f"acknowledged by a key that is not {recipient}'s "

@@ -6,8 +6,8 @@ and armors it itself: GNU ``base64`` for the body, and the CRC-24 that
 GnuPG 2.2 still insists on from libgcrypt's ``GCRY_MD_CRC24_RFC2440`` (the
 library gpg itself uses, carry-less-multiply accelerated), loaded with
 ctypes. Where libgcrypt cannot be loaded, :func:`fast_crc24` is False and
-callers let gpg armor (a table-driven CRC-24 in Python remains for small
-inputs and for the tests' cross-check).
+callers let gpg armor. :func:`crc24_python` is the reference (table-driven) that
+the library is checked against when it is loaded, and by the tests.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def _libgcrypt() -> Any:
         if not _gcrypt:
             lib = None
             try:
-                lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so.20")
+                try:
+                    lib = ctypes.CDLL("libgcrypt.so.20")  # the ABI gnupg 2.2 links against
+                except OSError:  # find_library runs ldconfig: only when the soname fails
+                    lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so")
                 lib.gcry_check_version.restype = ctypes.c_char_p
                 lib.gcry_check_version.argtypes = [ctypes.c_char_p]
                 lib.gcry_md_open.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
@@ -111,26 +114,25 @@ def fast_crc24() -> bool:
 
 
 class Crc24:
-    """A running CRC-24 (RFC 4880 §6.1) over the binary that an armor encodes."""
+    """A running CRC-24 (RFC 4880 §6.1) by libgcrypt; only where :func:`fast_crc24`."""
 
     def __init__(self) -> None:
         lib = _libgcrypt()
-        self._g = _GcryptCrc24(lib) if lib is not None else None
-        self._crc = CRC24_INIT
-        self._done: int | None = None
+        if lib is None:
+            raise OSError("libgcrypt is not available")
+        self._g: _GcryptCrc24 | None = _GcryptCrc24(lib)
+        self._value: int | None = None
 
     def update(self, data: bytes) -> None:
-        if self._done is not None:
+        if self._g is None:
             raise ValueError("CRC-24 already finished")
-        if self._g is not None:
-            self._g.update(data)
-        else:
-            self._crc = crc24_python(data, self._crc)
+        self._g.update(data)
 
     def value(self) -> int:
-        if self._done is None:
-            self._done = self._g.value() if self._g is not None else self._crc
-        return self._done
+        if self._g is not None:
+            self._value, self._g = self._g.value(), None
+        assert self._value is not None
+        return self._value
 
     def checksum_line(self) -> bytes:
         """The armor checksum line, ``=`` and four base64 characters, without line end."""

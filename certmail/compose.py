@@ -21,6 +21,7 @@ import json
 import mimetypes
 import os
 import secrets
+import subprocess
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -261,7 +262,6 @@ def gnu_base64() -> str | None:
     """The path of GNU coreutils' ``base64`` (``-w`` line width, ``-d -i``), or None."""
     if not _GNU_BASE64:
         import shutil
-        import subprocess
 
         path = shutil.which("base64")
         found = None
@@ -285,14 +285,10 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
     bytes encoded) and writes them to the encoder; a helper thread writes the
     encoder's output to ``out``.
     """
-    import subprocess
     import threading
 
-    proc = subprocess.Popen([tool, "-w", "76"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = _base64_process(tool, "-w", "76")
     assert proc.stdin is not None and proc.stdout is not None
-    for pipe in (proc.stdin, proc.stdout):
-        _widen_pipe(pipe.fileno())
     errors: list[BaseException] = []
 
     def drain(f: BinaryIO) -> None:
@@ -323,6 +319,16 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
         raise errors[0]
     if code != 0:
         raise Error(f"base64 exited with status {code}", hint="this is a bug; nothing was sent")
+
+
+def _base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
+    """GNU ``base64`` (``tool``) with ``args``, between two widened pipes."""
+    proc = subprocess.Popen([tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    for pipe in (proc.stdin, proc.stdout):
+        _widen_pipe(pipe.fileno())
+    return proc
 
 
 def _widen_pipe(fd: int, size: int = 1 << 20) -> None:

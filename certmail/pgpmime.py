@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
@@ -39,7 +38,7 @@ from .compose import (
     Manifest,
     Progress,
     ScanRecord,
-    _widen_pipe,
+    _base64_process,
     canonical_text,
     compose_inner,
     gnu_base64,
@@ -597,22 +596,12 @@ def _encrypt_pipeline(
     tool = gnu_base64()
     self_armor = tool is not None and fast_crc24()
     enc = keyring.start_encrypt(fprs, armor=not self_armor, compress=False)
-    b64e = None
-    crc = Crc24()
-    if self_armor:
-        assert tool is not None
-        b64e = subprocess.Popen([tool, "-w", "64"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert b64e.stdin is not None and b64e.stdout is not None
-        for pipe in (b64e.stdin, b64e.stdout):
-            _widen_pipe(pipe.fileno())
+    b64e = _base64_process(tool, "-w", "64") if self_armor and tool is not None else None
+    crc = Crc24() if b64e is not None else None
     b64d = None
     if tool is not None:
-        b64d = subprocess.Popen([tool, "-d", "-i"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert b64d.stdout is not None and b64d.stdin is not None
-        for pipe in (b64d.stdin, b64d.stdout):
-            _widen_pipe(pipe.fileno())
+        b64d = _base64_process(tool, "-d", "-i")
+        assert b64d.stdout is not None
         dec = keyring.start_decrypt(stdin=b64d.stdout)
         b64d.stdout.close()
     else:
@@ -672,6 +661,7 @@ def _encrypt_pipeline(
     def armor_feed() -> None:
         """gpg's binary ciphertext: CRC-24 here, on to ``base64 -w 64``."""
         assert b64e is not None and b64e.stdin is not None and enc.stdout is not None
+        assert crc is not None
         src, dst = enc.stdout.fileno(), b64e.stdin.fileno()
         try:
             while chunk := os.read(src, _COPY):
@@ -686,8 +676,8 @@ def _encrypt_pipeline(
                threading.Thread(target=drain, daemon=True)]
     if sign_run is not None:
         threads.append(threading.Thread(target=sign_and_verify, daemon=True))
-    armorer = threading.Thread(target=armor_feed, daemon=True)
-    if b64e is not None:
+    armorer = threading.Thread(target=armor_feed, daemon=True) if b64e is not None else None
+    if armorer is not None:
         threads.append(armorer)
     for t in threads:
         t.start()
@@ -712,7 +702,8 @@ def _encrypt_pipeline(
                     w.write(chunk)
                     check.write(chunk)
                     last = chunk[-2:]
-            if b64e is not None:
+            if armorer is not None:
+                assert crc is not None
                 armorer.join()
                 if errors:
                     raise errors[0]

@@ -143,31 +143,28 @@ def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any
     the recipient) stay, and ``proof verify`` reports them as unchecked."""
     import base64
 
-    from certmail.ack import check_handover
-    from keys.errors import NotFoundError
+    from certmail.ack import HandoverCheck, check_handover
     from keys.gpg import Keyring
     from notary.evidence import parse_statement
 
     ring: Keyring | None = None
+    checked: dict[str, HandoverCheck] = {}  # by entry: receipts repeat entries
     kept: list[dict[str, Any]] = []
-    left_out: list[dict[str, str]] = []
     for r in receipts:
-        stmt = parse_statement(base64.b64decode(r["entry"]))
-        if stmt.get("event") != "ContentHandover":
+        entry = r["entry"]
+        if entry not in checked:
+            stmt = parse_statement(base64.b64decode(entry))
+            if stmt.get("event") != "ContentHandover":
+                kept.append(r)
+                continue
+            ring = ring or Keyring(settings.gnupghome)
+            checked[entry] = check_handover(stmt, ring)
+        check = checked[entry]
+        if check.ok or not check.have_key:
             kept.append(r)
-            continue
-        ring = ring or Keyring(settings.gnupghome)
-        try:
-            ring.key_for(str(stmt.get("recipient") or ""))
-        except (NotFoundError, Error):
-            kept.append(r)  # cannot judge it here
-            continue
-        check = check_handover(stmt, ring)
-        if check.ok:
-            kept.append(r)
-        elif not any(lo["entry"] == r["entry"] for lo in left_out):
-            left_out.append({"entry": r["entry"], "recipient": check.recipient,
-                             "fingerprint": check.fingerprint or "", "reason": check.detail})
+    left_out = [{"entry": e, "recipient": c.recipient, "fingerprint": c.fingerprint or "",
+                 "reason": c.detail}
+                for e, c in checked.items() if c.have_key and not c.ok]
     return kept, left_out
 
 

@@ -138,6 +138,20 @@ def test_the_notarized_hash_rule(tmp_path: Path) -> None:
         raise AssertionError("a changed message passed")
 
 
+def _open_with_mdn(c: Any, raw: bytes, tmp_path: Path) -> tuple[dict[str, Any], Any]:
+    """Bob opens ``raw`` with ``--ack --mdn``: the ack JSON, and the one message (the MDN)
+    that reached the sink, sent to Alice."""
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(raw)
+    before = len(c.sink.messages)
+    p = run(c.bob, "open", str(eml), "--ack", "--mdn", "--json")
+    assert p.returncode == 0, p.stderr
+    ack: dict[str, Any] = json.loads(p.stdout)["ack"]
+    assert ack["mdn_to"] == c.alice.email and ack["mdn_reply"].startswith("250")
+    (got,) = c.sink.messages[before:]
+    return ack, got
+
+
 def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
                             tmp_path: Path) -> None:
     """A message asking for an MDN (Disposition-Notification-To), sealed and notarized
@@ -159,15 +173,7 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
     data = sealed.path.read_bytes()
     with NotaryClient(notary_server.url, c.alice.settings.notary_token) as nc:
         nc.notarize(hashlib.sha256(data).hexdigest(), mid)
-    eml = tmp_path / "in.eml"
-    eml.write_bytes(data)
-    before = len(c.sink.messages)
-    p = run(c.bob, "open", str(eml), "--ack", "--mdn", "--json")
-    assert p.returncode == 0, p.stderr
-    ack = json.loads(p.stdout)["ack"]
-    assert ack["mdn_to"] == c.alice.email and ack["mdn_reply"].startswith("250")
-
-    (got,) = c.sink.messages[before:]
+    _ack, got = _open_with_mdn(c, data, tmp_path)
     assert got.rcpt_tos == [c.alice.email] and got.mail_from in ("", "<>")
     msg = message_from_bytes(got.data)
     assert msg.get_content_type() == "multipart/signed"
@@ -208,14 +214,7 @@ def test_send_request_mdn_gets_a_signed_read_receipt(
     raw = c.sink.messages[-1].data
     outer = message_from_bytes(raw)
     assert outer["Disposition-Notification-To"] == c.alice.email
-    eml = tmp_path / "in.eml"
-    eml.write_bytes(raw)
-    before = len(c.sink.messages)
-    p = run(c.bob, "open", str(eml), "--ack", "--mdn", "--json")
-    assert p.returncode == 0, p.stderr
-    ack = json.loads(p.stdout)["ack"]
+    ack, got = _open_with_mdn(c, raw, tmp_path)
     assert ack["sha256"] == sent["sha256"]
-    assert ack["mdn_to"] == c.alice.email and ack["mdn_reply"].startswith("250")
-    (got,) = c.sink.messages[before:]
     assert got.rcpt_tos == [c.alice.email]
     assert sent["message_id"].encode() in got.data  # Original-Message-ID

@@ -181,6 +181,20 @@ def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = N
     return sent, bundle, vkey
 
 
+def _verified_with_ack(c: Any, bundle: Path, vkey: Path
+                       ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
+    ok against her keyring. The report and its checks by item."""
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    assert p.returncode == 0, p.stderr
+    report: dict[str, Any] = json.loads(p.stdout)
+    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
+                                                      "ContentHandover"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    assert checks["02 acknowledgement"]["status"] == "ok"
+    return report, checks
+
+
 def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
                                                    notary_server: NotaryProcess,
                                                    tmp_path: Path) -> None:
@@ -188,13 +202,7 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
     _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     # Alice's keyring holds Bob's real key (the one she encrypted to).
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
-    assert p.returncode == 0, p.stderr
-    report = json.loads(p.stdout)
-    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
-                                                      "ContentHandover"]
-    checks = {ch["item"]: ch for ch in report["checks"]}
-    assert checks["02 acknowledgement"]["status"] == "ok"
+    report, checks = _verified_with_ack(c, bundle, vkey)
     assert checks["02 acknowledgement"]["detail"] == (
         f"signed by recipient {c.bob.email} ({bob_fpr})")
     # The submission's receipt is the one Alice's ledger kept (the checkpoint of its
@@ -277,13 +285,7 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     assert "warning: left out an acknowledgement" in p.stderr and "--keep-all-acks" in p.stderr
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey + "\n")
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
-    assert p.returncode == 0, p.stderr
-    report = json.loads(p.stdout)
-    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
-                                                      "ContentHandover"]
-    checks = {ch["item"]: ch for ch in report["checks"]}
-    assert checks["02 acknowledgement"]["status"] == "ok"
+    _verified_with_ack(c, bundle, vkey)
 
     # --keep-all-acks keeps the forged one, and verification then names it.
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force",

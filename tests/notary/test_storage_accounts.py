@@ -13,7 +13,7 @@ import pytest
 
 from keys.errors import NotFoundError
 from notary.storage import Storage
-from tests.notary.storage_backends import BACKENDS, PG_DSN, open_backend
+from tests.notary.storage_backends import BACKENDS, NO_PG, PG_DSN, open_backend
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -73,7 +73,7 @@ def test_sqlite_database_from_before_receipt_emails(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_database_from_before_receipt_emails() -> None:
     if not PG_DSN:
-        pytest.skip("CERTMAIL_TEST_POSTGRES_DSN is not set: no PostgreSQL server to test against")
+        pytest.skip(NO_PG)
     import psycopg
 
     from notary.storage.postgres import PostgresStorage
