@@ -46,8 +46,9 @@ from .compose import (
     now_date,
 )
 from .ledger import Entry, Ledger
+from .mime import parse_entity
 from .notary_client import NotaryClient, NotaryError
-from .pgpmime import Unsealed, check_manifest, parse_entity, seal, signed_parts, unseal
+from .pgpmime import Unsealed, check_manifest, seal, signed_parts, unseal
 from .smtp import DeliveryError, UncertainDeliveryError, parse_smtp_url, send_file
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy

@@ -95,7 +95,8 @@ def signed_mdn(keyring: Keyring, mdn: Mdn, *, date: str | None = None) -> bytes:
     write_signed(out, io.BytesIO(report), sig, micalg, fields)
     data = out.getvalue()
     # Re-verify what leaves: the signature over the exact bytes of part 1.
-    from .pgpmime import canonicalize, parse_entity, signed_parts
+    from .mime import canonicalize, parse_entity
+    from .pgpmime import signed_parts
 
     sp = signed_parts(parse_entity(canonicalize(data)))
     keyring.verify_detached(sp.signed, sp.signature)

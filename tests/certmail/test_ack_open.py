@@ -158,8 +158,9 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
     through the library; Bob opens it with --ack --mdn; the MDN reaches the sink."""
     from certmail.api import Certmail
     from certmail.compose import Headers, new_message_id, now_date
+    from certmail.mime import canonicalize, parse_entity
     from certmail.notary_client import NotaryClient
-    from certmail.pgpmime import canonicalize, parse_entity, seal, signed_parts
+    from certmail.pgpmime import seal, signed_parts
 
     c = correspondents
     _setup(c, notary_server)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from certmail.api import Certmail
-from certmail.pgpmime import encrypted_payload, parse_entity, signed_parts
+from certmail.mime import parse_entity
+from certmail.pgpmime import encrypted_payload, signed_parts
 
 
 def gpg(home: Path, *args: str, stdin: bytes = b"") -> bytes:

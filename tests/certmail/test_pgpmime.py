@@ -12,17 +12,15 @@ from typing import Any
 import pytest
 
 from certmail.compose import Headers, ScanRecord
+from certmail.mime import canonicalize, parse_entity, split_multipart
 from certmail.pgpmime import (
     OBSCURED_SUBJECT,
     Sealed,
-    canonicalize,
     check_manifest,
     dearmor,
     encrypted_payload,
-    parse_entity,
     seal,
     signed_parts,
-    split_multipart,
     unseal,
 )
 from keys.errors import MalformedError, VerificationError

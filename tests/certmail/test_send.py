@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certmail.api import Certmail, QueuedError
-from certmail.pgpmime import parse_entity
+from certmail.mime import parse_entity
 from certmail.smtp import DeliveryError, UncertainDeliveryError, dot_stuff, parse_smtp_url
 from keys.errors import Error, InfectedError, TemporaryError
 from tests.fixtures.clamd import EICAR
