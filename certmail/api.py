@@ -787,7 +787,8 @@ class Certmail:
         """
         p = Path(path)
         raw = _read_message(p)
-        from .pgpmime import _fields, canonicalize
+        from .mime import canonicalize
+        from .pgpmime import _fields
 
         top = parse_entity(canonicalize(raw))
         fields = _fields(top.headers)
