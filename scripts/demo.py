@@ -196,6 +196,12 @@ def main() -> None:
     finally:
         if mx is not None:
             mx.stop()
+        # gpg starts an agent per home on first use; stop them so nothing outlives the demo.
+        for who in ("alice", "bob"):
+            gnupghome = OUT / who / "gnupg"
+            if gnupghome.is_dir():
+                subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
+                               check=False, capture_output=True)
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
             try:
