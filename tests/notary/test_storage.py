@@ -115,7 +115,5 @@ def test_sqlite_commit_survives_reopen(tmp_path: Path) -> None:
     s.close()
     s2 = SQLiteStorage(tmp_path / "n.db")
     assert s2.latest_checkpoint().size == 4  # type: ignore[union-attr]
-    mode = s2._reader.execute("PRAGMA journal_mode").fetchone()[0]
-    sync = s2._reader.execute("PRAGMA synchronous").fetchone()[0]
-    assert (mode, sync) == ("wal", 2)  # 2 = FULL
+    assert s2.durability() == ("wal", 2)  # 2 = FULL
     s2.close()
