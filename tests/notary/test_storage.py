@@ -168,3 +168,19 @@ def test_sqlite_database_and_directory_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
     finally:
         s.close()
+
+
+def test_postgres_tests_fail_in_ci_without_a_server() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_TEST_POSTGRES_DSN"}
+    test = "tests/notary/test_storage_tracking.py::test_tracking_tokens_round_trip_and_conflict"
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{test}[postgres]"]
+    ci = subprocess.run(run, env={**env, "CI": "true"}, capture_output=True, text=True,
+                        check=False, cwd=Path(__file__).parents[2])
+    assert ci.returncode == 1 and "CI must run the PostgreSQL tests" in ci.stdout, ci.stdout
+    dev = subprocess.run(run, env={**env, "CI": ""}, capture_output=True, text=True,
+                         check=False, cwd=Path(__file__).parents[2])
+    assert dev.returncode == 0 and "1 skipped" in dev.stdout, dev.stdout
