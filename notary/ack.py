@@ -4,9 +4,9 @@ The acknowledgement text is a small line-oriented UTF-8 document the recipient
 signs with their OpenPGP key (detached, armored). :func:`ack_text` writes it,
 :func:`parse_ack_text` reads it strictly; both sides use them. The notary
 checks the signature with the public key sent along, in a throw-away
-GNUPGHOME per request, then logs ``ContentHandover`` for every account that
-caused a ``SubmissionAcceptance`` of the message (so the sender sees it in
-``GET /v1/messages/{sha256}/receipts``).
+GNUPGHOME per request, then logs ``ContentHandover`` for the account of the
+message's first ``SubmissionAcceptance`` (so the sender sees it in
+``GET /v1/messages/{sha256}/receipts``, and no one who notarized the same hash later).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ async def acknowledge(service: Any, req: AckRequest) -> Receipt:
         "fingerprint": signer.fingerprint,
         "signing_key": signer.signing_fingerprint,
     }
-    accounts = list(dict.fromkeys(e.account_id for e in accepted))
+    accounts = [accepted[0].account_id]  # the acknowledged message's: its first acceptance
     receipts = await service.sequencer.submit([
         Submission("ContentHandover", req.sha256, req.message_id, a, extra, False)
         for a in accounts

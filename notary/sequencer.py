@@ -39,7 +39,7 @@ from notary.merkle import (
 )
 from notary.note import Signer
 from notary.receipt import Receipt
-from notary.storage import NewEntry, Storage, StoredCheckpoint
+from notary.storage import LogStore, NewEntry, StoredCheckpoint
 from notary.tlogproof import TlogProof
 
 log = logging.getLogger("certmail.notary.sequencer")
@@ -127,7 +127,7 @@ class Sequencer:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: LogStore,
         signer: Signer,
         *,
         tsa: Stamper | None = None,

@@ -163,7 +163,8 @@ class NotaryService:
         entries = [e for e in self.storage.entries_for_message(sha256) if cp and e.index < cp.size]
         if not entries or cp is None:
             raise NotFoundError(f"no evidence for message {sha256}")
-        mine = [e for e in entries if e.account_id == account.id]
+        mine = [e for e in self.storage.entries_for_account(sha256, account.id)
+                if e.index < cp.size]
         if not mine:
             raise ForbiddenError("this message's evidence belongs to another account")
         return [self.receipt_for(e, cp.size, cp.note) for e in mine]

@@ -36,7 +36,7 @@ from notary.relay import mx
 from notary.relay.smtp_client import Pool, SMTPConnectionError, SMTPRejected
 from notary.relay.writer import QueueWriter
 from notary.sequencer import Submission
-from notary.storage import Delivery, DeliveryUpdate, SpoolItem
+from notary.storage import AccountStore, Delivery, DeliveryUpdate, QueueStore, SpoolItem
 
 if TYPE_CHECKING:
     from notary.service import NotaryService
@@ -77,7 +77,8 @@ class DeliveryWorker:
         dkim_sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.service = service
-        self.storage = service.storage
+        self.storage: QueueStore = service.storage
+        self.accounts: AccountStore = service.storage
         self.writer = writer
         self.s = settings
         self.clock = service.clock
@@ -318,7 +319,7 @@ class DeliveryWorker:
         from notary.relay.notices import receipt_email
 
         assert d.account_id is not None
-        account = await asyncio.to_thread(self.storage.account, d.account_id)
+        account = await asyncio.to_thread(self.accounts.account, d.account_id)
         if account is None or not account.receipt_emails:
             return
         now = self.clock()

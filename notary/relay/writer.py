@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from notary.errors import StorageError
-from notary.storage import DeliveryUpdate, QueueWrite, SpoolItem, Storage
+from notary.storage import DeliveryUpdate, QueueStore, QueueWrite, SpoolItem
 
 log = logging.getLogger("certmail.notary.relay")
 
@@ -23,7 +23,7 @@ _Op = tuple[str, object, "asyncio.Future[int | None] | None"]
 class QueueWriter:
     """Batches queue changes into one transaction (see the module docstring)."""
 
-    def __init__(self, storage: Storage, *, max_batch: int = 1024) -> None:
+    def __init__(self, storage: QueueStore, *, max_batch: int = 1024) -> None:
         self.storage = storage
         self.max_batch = max_batch
         self._pending: list[_Op] = []

@@ -1,23 +1,18 @@
-"""Storage for the notary: one interface, two backends (SQLite, PostgreSQL).
+"""Storage for the notary: four small stores, two backends (SQLite, PostgreSQL).
 
-Durability guarantee, kept by every backend: a method that writes returns only
-after what it wrote is durable (committed and fsynced: SQLite in WAL mode with
-``synchronous=FULL``, PostgreSQL with its default ``synchronous_commit=on``).
-:meth:`Storage.sequence` is all-or-nothing: the entries, tree hashes and the
-checkpoint of one batch become durable together when the ``with`` block exits
-without an exception, or not at all. Readers only ever see committed batches,
-so a checkpoint they read always matches the stored hashes it covers.
+Each caller sees the store it uses, each with its durability guarantee in its
+docstring (as Sunlight's storage interfaces do):
 
-Exactly one :meth:`Storage.sequence` block runs at a time across every process
-sharing the database (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction
-advisory lock), so several ``serve`` processes can share one log.
+- :class:`LogStore` — entries, tree hashes, checkpoints and the sequencer's
+  :class:`LogTransaction` (the sequencer, receipts, proofs);
+- :class:`AccountStore` — API and relay accounts;
+- :class:`TrackingStore` — open-tracking links (docs/ack.md);
+- :class:`QueueStore` — the relay's spool, deliveries and held messages
+  (docs/relay.md).
 
-The relay's spool and delivery queue (docs/relay.md) live here too.
-:meth:`Storage.queue_write` applies one :class:`QueueWrite` (new spooled
-messages, releases, discards, delivery outcomes) in one durable transaction.
-:meth:`Storage.claim_deliveries` leases due deliveries to one node; on
-PostgreSQL concurrent claimers skip each other's rows (``FOR UPDATE SKIP
-LOCKED``), so each delivery is handed to one node at a time.
+:class:`Storage` is all four over one database, as :func:`open_storage` opens
+it. Both backends run the same statements (:mod:`notary.storage.sql`); only
+connections, transactions, locks and a small dialect differ.
 """
 
 from __future__ import annotations
@@ -177,7 +172,11 @@ class QueueWrite:
 
 
 class LogTransaction(Protocol):
-    """What the sequencer may do while it holds the sequencing lock."""
+    """What the sequencer may do while it holds the sequencing lock.
+
+    Nothing it writes is visible to readers, or durable, before the
+    :meth:`LogStore.sequence` block that handed it out exits cleanly.
+    """
 
     def tree_size(self) -> int:
         """Number of entries committed so far."""
@@ -199,10 +198,20 @@ class LogTransaction(Protocol):
         """Add entries at ``start..``, stored hashes at ``hash_start..`` and the checkpoint."""
 
 
-class Storage(Protocol):
-    """The notary's storage. See the module docstring for the durability guarantee."""
+class LogStore(Protocol):
+    """The log (DESIGN §4.1): entries, stored tree hashes and signed checkpoints.
 
-    # --- log -------------------------------------------------------------
+    Durability: :meth:`sequence` is all-or-nothing. The entries, tree hashes and
+    the checkpoint of one batch become durable together when the ``with`` block
+    exits without an exception, or not at all; after a crash the log ends at
+    the last batch whose block had exited. Readers only ever see committed
+    batches, so a checkpoint they read always matches the stored hashes it
+    covers. Exactly one :meth:`sequence` block runs at a time across every
+    process sharing the log (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a
+    transaction advisory lock keyed by the schema), so several ``serve``
+    processes can share one log, and logs in other schemas never wait for it.
+    """
+
     def sequence(self) -> AbstractContextManager[LogTransaction]:
         """Hold the (cross-process) sequencing lock; commit durably on clean exit."""
 
@@ -219,15 +228,37 @@ class Storage(Protocol):
         """One committed entry by index."""
 
     def entries_for_message(self, sha256: str) -> list[StoredEntry]:
-        """Every committed entry about a message, in log order."""
+        """Every committed entry about a message, whoever caused it, in log order."""
+
+    def entries_for_account(self, sha256: str, account_id: int) -> list[StoredEntry]:
+        """The committed entries about a message that belong to one account, in log order.
+
+        Entries are private to the account that caused them (DESIGN §4.1). An
+        acknowledgement (``ContentHandover``) belongs to the account of the
+        acknowledged message: the first ``SubmissionAcceptance`` of its SHA-256
+        and Message-ID. Another account that notarized the same hash later
+        never sees it, even where older versions logged a copy for it.
+        """
 
     def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
         """Committed entries from ``start`` on, in log order."""
 
-    # --- accounts ----------------------------------------------------------
+
+class AccountStore(Protocol):
+    """API and relay accounts: their addresses, token hashes and settings.
+
+    Durability: a method that writes returns only after the change is durable;
+    each write is one transaction, serialised with every other writer, so two
+    :meth:`add_account` calls never both get one address.
+    """
+
     def add_account(
-        self, addresses: Sequence[str], token_hash: bytes, created: datetime,
-        *, receipt_emails: bool = False,
+        self,
+        addresses: Sequence[str],
+        token_hash: bytes,
+        created: datetime,
+        *,
+        receipt_emails: bool = False,
     ) -> Account:
         """Create an account; ConflictError if an address already belongs to an active one."""
 
@@ -249,14 +280,35 @@ class Storage(Protocol):
     def revoke_account(self, address_or_id: str) -> Account:
         """Revoke an account by one of its addresses or its id; NotFoundError if none."""
 
-    # --- open tracking (docs/ack.md) ------------------------------------------------
+
+class TrackingStore(Protocol):
+    """Open-tracking links (docs/ack.md), stored by the SHA-256 of their token.
+
+    Durability: :meth:`add_tracking_tokens` returns only after every token it
+    was given is durable, or raises having stored none of them.
+    """
+
     def add_tracking_tokens(self, tokens: Sequence[TrackingToken]) -> None:
         """Store tracking tokens (by hash) durably, all or none; ConflictError on a repeat."""
 
     def tracking_token(self, token_hash: bytes) -> TrackingToken | None:
         """The tracking token whose SHA-256 is ``token_hash``, if any."""
 
-    # --- relay spool and delivery queue -------------------------------------------
+
+class QueueStore(Protocol):
+    """The relay's spool, delivery queue and held messages (docs/relay.md).
+
+    Durability: :meth:`queue_write` applies one :class:`QueueWrite` (new spooled
+    messages, releases, discards, delivery outcomes) in one transaction that is
+    durable when it returns; after a crash either all of it or none of it is
+    there, so a message the relay answered 250 for is never lost. Leases are
+    not durable promises: a lease whose node crashed expires (or is dropped by
+    :meth:`release_leases` when the node restarts) and the delivery is claimed
+    again. :meth:`claim_deliveries` hands each due delivery to one node at a
+    time; on PostgreSQL concurrent claimers skip each other's rows
+    (``FOR UPDATE SKIP LOCKED``).
+    """
+
     def queue_write(self, write: QueueWrite) -> list[int]:
         """Apply ``write`` durably in one transaction; return the new spool ids in order.
 
@@ -291,6 +343,16 @@ class Storage(Protocol):
 
     def queue_counts(self) -> dict[str, int]:
         """Number of deliveries in each state."""
+
+
+class Storage(LogStore, AccountStore, TrackingStore, QueueStore, Protocol):
+    """A whole backend: every store over one database, as the notary service opens it.
+
+    A write returns only after what it wrote is durable (committed and fsynced:
+    SQLite in WAL mode with ``synchronous=FULL``, PostgreSQL with its default
+    ``synchronous_commit=on``); each store's docstring says what that means
+    for it.
+    """
 
     def close(self) -> None:
         """Release connections."""

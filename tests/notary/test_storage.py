@@ -115,7 +115,72 @@ def test_sqlite_commit_survives_reopen(tmp_path: Path) -> None:
     s.close()
     s2 = SQLiteStorage(tmp_path / "n.db")
     assert s2.latest_checkpoint().size == 4  # type: ignore[union-attr]
-    mode = s2._reader.execute("PRAGMA journal_mode").fetchone()[0]
-    sync = s2._reader.execute("PRAGMA synchronous").fetchone()[0]
-    assert (mode, sync) == ("wal", 2)  # 2 = FULL
+    assert s2.durability() == ("wal", 2)  # 2 = FULL
     s2.close()
+
+
+def test_an_acknowledgement_belongs_to_the_first_acceptance_of_its_message(
+    storage: Storage,
+) -> None:
+    # alice (1) notarized the message; mallory (2) later notarized the same hash
+    # and Message-ID. An older notary logged bob's ContentHandover for both.
+    sha, mid = "ab" * 32, "<alice-1@x>"
+
+    def entry(account: int, event: str) -> NewEntry:
+        return NewEntry(account, sha, mid, event, f"{event} {account}".encode())
+
+    log = [entry(1, "SubmissionAcceptance"), entry(2, "SubmissionAcceptance"),
+           entry(1, "ContentHandover"), entry(2, "ContentHandover"),
+           entry(2, "RelayToNonERDS"),
+           NewEntry(2, sha, "<mallory-own@x>", "SubmissionAcceptance", b"own"),
+           NewEntry(2, sha, "<mallory-own@x>", "ContentHandover", b"own ack")]
+    with storage.sequence() as tx:
+        tx.append(0, log, [b"h" * 32] * len(log), 0,
+                  StoredCheckpoint(len(log), b"r" * 32, T0, b"note"))
+    alice = [(e.event, e.account_id) for e in storage.entries_for_account(sha, 1)]
+    assert alice == [("SubmissionAcceptance", 1), ("ContentHandover", 1)]
+    mallory = [(e.event, e.message_id) for e in storage.entries_for_account(sha, 2)]
+    assert mallory == [("SubmissionAcceptance", mid), ("RelayToNonERDS", mid),
+                       ("SubmissionAcceptance", "<mallory-own@x>"),
+                       ("ContentHandover", "<mallory-own@x>")]
+    assert storage.entries_for_account(sha, 3) == []
+    assert len(storage.entries_for_message(sha)) == len(log)
+
+
+def test_sqlite_database_and_directory_are_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from notary.storage.sqlite import SQLiteStorage
+
+    old = os.umask(0o022)  # the usual umask, which would make them 0644 / 0755
+    try:
+        s = SQLiteStorage(tmp_path / "new" / "notary.db")
+        _append(s, 2)  # the WAL and shared-memory files exist once something is written
+    finally:
+        os.umask(old)
+    try:
+        d = tmp_path / "new"
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        names = {p.name for p in d.iterdir()}
+        assert {"notary.db", "notary.db-wal", "notary.db-shm"} <= names
+        for p in d.iterdir():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
+    finally:
+        s.close()
+
+
+def test_postgres_tests_fail_in_ci_without_a_server() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_TEST_POSTGRES_DSN"}
+    test = "tests/notary/test_storage_tracking.py::test_tracking_tokens_round_trip_and_conflict"
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{test}[postgres]"]
+    ci = subprocess.run(run, env={**env, "CI": "true"}, capture_output=True, text=True,
+                        check=False, cwd=Path(__file__).parents[2])
+    assert ci.returncode == 1 and "CI must run the PostgreSQL tests" in ci.stdout, ci.stdout
+    dev = subprocess.run(run, env={**env, "CI": ""}, capture_output=True, text=True,
+                         check=False, cwd=Path(__file__).parents[2])
+    assert dev.returncode == 0 and "1 skipped" in dev.stdout, dev.stdout

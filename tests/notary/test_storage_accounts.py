@@ -13,7 +13,7 @@ import pytest
 
 from keys.errors import NotFoundError
 from notary.storage import Storage
-from tests.notary.storage_backends import BACKENDS, NO_PG, PG_DSN, open_backend
+from tests.notary.storage_backends import BACKENDS, open_backend, require_pg
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -72,26 +72,25 @@ def test_sqlite_database_from_before_receipt_emails(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_postgres_database_from_before_receipt_emails() -> None:
-    if not PG_DSN:
-        pytest.skip(NO_PG)
+    dsn = require_pg()
     import psycopg
 
     from notary.storage.postgres import PostgresStorage
 
     schema = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'SET search_path TO "{schema}"')
         conn.execute("CREATE TABLE accounts (id BIGSERIAL PRIMARY KEY, token_hash BYTEA NOT NULL"
                      " UNIQUE, created TIMESTAMPTZ NOT NULL,"
                      " revoked BOOLEAN NOT NULL DEFAULT FALSE)")
         conn.execute("INSERT INTO accounts (token_hash, created) VALUES ('\\x01', now())")
-    s = PostgresStorage(PG_DSN, schema=schema)
+    s = PostgresStorage(dsn, schema=schema)
     try:
         old = s.account(1)
         assert old is not None and not old.receipt_emails
         assert s.set_receipt_emails("1", True).receipt_emails
-        PostgresStorage(PG_DSN, schema=schema).close()  # idempotent
+        PostgresStorage(dsn, schema=schema).close()  # idempotent
     finally:
         s.drop_schema()
         s.close()

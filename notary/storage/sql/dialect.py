@@ -1,0 +1,216 @@
+"""The dialect under the shared SQL: what differs between SQLite and PostgreSQL.
+
+Every statement of notary.storage.sql is written once, with ``?`` placeholders,
+and run through a :class:`Dialect`, which says only what differs: the
+placeholder style, the column types of :data:`SCHEMA`, how a timestamp is
+stored, how a list of values is matched, bulk inserts, and the locks
+(``BEGIN IMMEDIATE`` already excludes every other writer on SQLite; PostgreSQL
+takes advisory and table locks). :class:`SQLBase` is what a backend provides:
+the dialect, a reading cursor and one durable write transaction.
+
+The table layout is the one both backends have always created: databases
+made by earlier versions open unchanged (:meth:`SQLBase._migrate` adds the
+columns they lack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, ClassVar, Protocol
+
+#: The tables, with the types each dialect fills in (:attr:`Dialect.types`).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    idx {bigint} PRIMARY KEY,
+    account_id {bigint},
+    sha256 TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    entry {blob} NOT NULL,
+    tst {blob}
+);
+CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
+CREATE TABLE IF NOT EXISTS hashes (idx {bigint} PRIMARY KEY, hash {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size {bigint} PRIMARY KEY,
+    root {blob} NOT NULL,
+    time {time} NOT NULL,
+    note {blob} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id {serial},
+    token_hash {blob} NOT NULL UNIQUE,
+    created {time} NOT NULL,
+    revoked {bool} NOT NULL DEFAULT {false},
+    receipt_emails {bool} NOT NULL DEFAULT {false}
+);
+CREATE TABLE IF NOT EXISTS addresses (
+{address_pos}    address TEXT NOT NULL,
+    account_id {bigint} NOT NULL REFERENCES accounts(id),
+    PRIMARY KEY (address, account_id)
+);
+CREATE TABLE IF NOT EXISTS spool (
+    id {serial},
+    sha256 TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    account_id {bigint},
+    mail_from TEXT NOT NULL,
+    received {real} NOT NULL,
+    node TEXT NOT NULL,
+    log_size {bigint} NOT NULL,
+    kind TEXT NOT NULL,
+    data {blob}
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id {serial},
+    spool_id {bigint} NOT NULL REFERENCES spool(id),
+    recipient TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('held', 'queued', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt {real},
+    lease_owner TEXT,
+    lease_until {real},
+    warned {bool} NOT NULL DEFAULT {false},
+    last_error TEXT,
+    last_node TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
+CREATE INDEX IF NOT EXISTS deliveries_spool ON deliveries (spool_id);
+CREATE TABLE IF NOT EXISTS tracking_tokens (
+    token_hash {blob} PRIMARY KEY,
+    account_id {bigint} NOT NULL,
+    sha256 TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    created {time} NOT NULL
+);
+"""
+
+#: Columns that databases created by older versions lack: (table, column, type).
+MIGRATIONS = (
+    ("accounts", "receipt_emails", "{bool} NOT NULL DEFAULT {false}"),
+    ("deliveries", "last_node", "TEXT"),
+)
+
+
+class Cursor(Protocol):
+    """The DB-API cursor both drivers (sqlite3, psycopg) hand out."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@lru_cache(maxsize=256)
+def _pyformat(query: str) -> str:
+    if "%" in query:
+        raise ValueError("a shared statement must not contain '%'")
+    return query.replace("?", "%s")
+
+
+class Dialect:
+    """What differs between the SQL of two databases; the base is SQLite's ``?`` style."""
+
+    #: Placeholder style: ``qmark`` (``?``) or ``format`` (``%s``).
+    paramstyle = "qmark"
+    #: The words :data:`SCHEMA` and :data:`MIGRATIONS` are filled with.
+    types: ClassVar[Mapping[str, str]] = {}
+    #: Most values matched by one ``IN (...)`` list; None: one array parameter.
+    max_in: int | None = 500
+    #: The column that keeps an account's addresses in the order they were given.
+    address_order = "rowid"
+    #: Appended to the claim's SELECT so concurrent claimers skip each other's rows.
+    skip_locked = ""
+    #: How ``ALTER TABLE`` adds a column.
+    add_column = "ADD COLUMN"
+    #: The driver's base error and its unique-constraint error.
+    error: type[Exception] = Exception
+    unique_violation: type[Exception] = Exception
+
+    def run(self, cur: Cursor, query: str, params: Sequence[Any] = ()) -> Any:
+        """Execute ``query`` (written with ``?``) on ``cur``; return the cursor."""
+        return cur.execute(self.sql(query), tuple(params))
+
+    def sql(self, query: str) -> str:
+        """``query`` (written with ``?``) in this dialect's placeholder style."""
+        return query if self.paramstyle == "qmark" else _pyformat(query)
+
+    def schema(self) -> str:
+        return SCHEMA.format(**self.types)
+
+    def time_param(self, t: datetime) -> Any:
+        """A timestamp as this database stores it (SQLite: ISO 8601 text, UTC)."""
+        return t.astimezone(UTC).isoformat()
+
+    def time_value(self, v: Any) -> datetime:
+        """A stored timestamp back as an aware datetime."""
+        return datetime.fromisoformat(str(v))
+
+    def in_lists(self, column: str, values: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
+        """``column`` matched against ``values``, as (condition, parameters) per chunk."""
+        if self.max_in is None:
+            if values:
+                yield f"{column} = ANY(?)", [list(values)]
+            return
+        for i in range(0, len(values), self.max_in):
+            chunk = list(values[i : i + self.max_in])
+            yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+    def bulk_insert(
+        self, cur: Cursor, table: str, columns: str, rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert many rows (inside the caller's transaction)."""
+        marks = ",".join("?" * len(columns.split(",")))
+        cur.executemany(
+            self.sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})"),  # noqa: S608
+            [tuple(r) for r in rows],
+        )
+
+    def columns(self, cur: Cursor, table: str) -> set[str]:
+        """The names of ``table``'s columns."""
+        return {str(r[1]) for r in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def lock_sequencer(self, cur: Cursor) -> None:
+        """Make this write transaction the only sequencing one (SQLite: it already is)."""
+
+    def lock_addresses(self, cur: Cursor) -> None:
+        """Serialise address ownership checks (SQLite: the write transaction already does)."""
+
+
+class SQLBase:
+    """What a backend provides to the shared SQL.
+
+    :attr:`dialect`; :meth:`_read`, a cursor that sees committed data; and
+    :meth:`_write`, one durable write transaction, serialised with every other
+    writer of this object, that turns the driver's unique-constraint error
+    into a StorageError caused by it.
+    """
+
+    dialect: Dialect
+
+    def _read(self) -> Cursor:
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[Cursor]:
+        raise NotImplementedError
+
+    def _migrate(self, cur: Cursor) -> None:
+        """Add the columns that databases created by older versions lack (idempotent)."""
+        d = self.dialect
+        for table, column, decl in MIGRATIONS:
+            if column not in d.columns(cur, table):
+                cur.execute(
+                    f"ALTER TABLE {table} {d.add_column} {column} " + decl.format(**d.types)
+                )

@@ -1,0 +1,226 @@
+"""The relay queue's SQL (notary.storage.QueueStore): spool, deliveries, leases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from notary.errors import StorageError
+from notary.storage import DELIVERY_STATES, Delivery, HeldMessage, QueueWrite
+from notary.storage.sql.dialect import Cursor, SQLBase
+
+_DUE = "state = 'queued' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until < ?)"
+
+
+def _delivery(r: Sequence[Any]) -> Delivery:
+    return Delivery(
+        int(r[0]),
+        int(r[1]),
+        str(r[2]),
+        int(r[3]),
+        bool(r[4]),
+        str(r[5]),
+        str(r[6]),
+        None if r[7] is None else int(r[7]),
+        str(r[8]),
+        datetime.fromtimestamp(float(r[9]), UTC),
+        str(r[10]),
+    )
+
+
+class QueueSQL(SQLBase):
+    """The QueueStore methods of a backend."""
+
+    def queue_write(self, write: QueueWrite) -> list[int]:
+        try:
+            with self._write() as cur:
+                return self._queue_write(cur, write)
+        except self.dialect.error as e:
+            raise StorageError(f"cannot write the relay queue: {e}") from e
+
+    def _queue_write(self, cur: Cursor, write: QueueWrite) -> list[int]:
+        d = self.dialect
+        ids: list[int] = []
+        for it in write.spool:
+            row = d.run(
+                cur,
+                "INSERT INTO spool (sha256, message_id, account_id, mail_from, received,"
+                " node, log_size, kind, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    it.sha256,
+                    it.message_id,
+                    it.account_id,
+                    it.mail_from,
+                    it.received.timestamp(),
+                    it.node,
+                    it.log_size,
+                    it.kind,
+                    it.data,
+                ),
+            ).fetchone()
+            sid = int(row[0])
+            ids.append(sid)
+            state = "held" if it.held else "queued"
+            cur.executemany(
+                d.sql(
+                    "INSERT INTO deliveries (spool_id, recipient, state, next_attempt)"
+                    " VALUES (?, ?, ?, ?)"
+                ),
+                [(sid, r, state, it.received.timestamp()) for r in it.recipients],
+            )
+        for cond, params in self.dialect.in_lists("spool_id", write.release):
+            d.run(
+                cur,
+                f"UPDATE deliveries SET state = 'queued' WHERE {cond} AND state = 'held'",  # noqa: S608
+                params,
+            )
+        for sid in write.discard:
+            row = d.run(
+                cur,
+                "SELECT COUNT(*) FROM deliveries WHERE spool_id = ? AND state != 'held'",
+                (sid,),
+            ).fetchone()
+            if int(row[0]) == 0:
+                d.run(cur, "DELETE FROM deliveries WHERE spool_id = ?", (sid,))
+                d.run(cur, "DELETE FROM spool WHERE id = ?", (sid,))
+        if write.updates:
+            cur.executemany(
+                d.sql(
+                    "UPDATE deliveries SET state = ?, next_attempt = ?, last_error = ?,"
+                    " warned = ?, attempts = attempts + 1, lease_owner = NULL,"
+                    " lease_until = NULL, last_node = COALESCE(?, last_node) WHERE id = ?"
+                ),
+                [
+                    (
+                        u.state,
+                        u.next_attempt.timestamp() if u.next_attempt else None,
+                        u.error,
+                        u.warned,
+                        u.node,
+                        u.delivery_id,
+                    )
+                    for u in write.updates
+                ],
+            )
+            final = [u.delivery_id for u in write.updates if u.state != "queued"]
+            for cond, params in self.dialect.in_lists("id", final):
+                d.run(
+                    cur,
+                    "UPDATE spool SET data = NULL WHERE id IN (SELECT spool_id FROM"  # noqa: S608
+                    f" deliveries WHERE {cond}) AND NOT EXISTS (SELECT 1 FROM"
+                    " deliveries d WHERE d.spool_id = spool.id"
+                    " AND d.state IN ('held', 'queued'))",
+                    params,
+                )
+        return ids
+
+    def claim_deliveries(
+        self, node: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[Delivery]:
+        d, t = self.dialect, now.timestamp()
+        # A cheap read first: no write transaction (and no fsync) when nothing is due.
+        if (
+            d.run(
+                self._read(),
+                f"SELECT 1 FROM deliveries WHERE {_DUE} LIMIT 1",  # noqa: S608
+                (t, t),
+            ).fetchone()
+            is None
+        ):
+            return []
+        with self._write() as cur:
+            # Each due row goes to one claimer: on PostgreSQL rows another node is
+            # claiming right now are skipped, not waited for.
+            ids = [
+                int(r[0])
+                for r in d.run(
+                    cur,
+                    f"SELECT id FROM deliveries WHERE {_DUE} ORDER BY next_attempt, id LIMIT ?"  # noqa: S608
+                    + self.dialect.skip_locked,
+                    (t, t, limit),
+                ).fetchall()
+            ]
+            rows: list[Any] = []
+            for cond, params in self.dialect.in_lists("id", ids):
+                d.run(
+                    cur,
+                    f"UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE {cond}",  # noqa: S608
+                    (node, lease_until.timestamp(), *params),
+                )
+            for cond, params in self.dialect.in_lists("d.id", ids):
+                rows += d.run(
+                    cur,
+                    "SELECT d.id, d.spool_id, d.recipient, d.attempts, d.warned, s.sha256,"  # noqa: S608
+                    " s.message_id, s.account_id, s.mail_from, s.received, s.kind,"
+                    " d.next_attempt FROM deliveries d JOIN spool s ON s.id = d.spool_id"
+                    f" WHERE {cond}",
+                    params,
+                ).fetchall()
+        rows.sort(key=lambda r: (r[11], r[0]))
+        return [_delivery(r) for r in rows]
+
+    def spooled_data(self, spool_id: int) -> bytes | None:
+        row = self.dialect.run(
+            self._read(), "SELECT data FROM spool WHERE id = ?", (spool_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def held_messages(
+        self, received_before: datetime, node: str | None = None
+    ) -> list[HeldMessage]:
+        rows = self.dialect.run(
+            self._read(),
+            "SELECT DISTINCT s.id, s.sha256, s.message_id, s.account_id, s.received,"
+            " s.log_size, s.node FROM spool s JOIN deliveries d ON d.spool_id = s.id"
+            " WHERE d.state = 'held' AND s.received < ?"
+            " AND (CAST(? AS TEXT) IS NULL OR s.node = ?) ORDER BY s.id",
+            (received_before.timestamp(), node, node),
+        ).fetchall()
+        return [
+            HeldMessage(
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                None if r[3] is None else int(r[3]),
+                datetime.fromtimestamp(float(r[4]), UTC),
+                int(r[5]),
+                str(r[6]),
+            )
+            for r in rows
+        ]
+
+    def renew_leases(self, node: str, ids: Sequence[int], lease_until: datetime) -> int:
+        if not ids:
+            return 0
+        n = 0
+        with self._write() as cur:
+            for cond, params in self.dialect.in_lists("id", ids):
+                n += int(
+                    self.dialect.run(
+                        cur,
+                        "UPDATE deliveries SET lease_until = ?"  # noqa: S608
+                        f" WHERE lease_owner = ? AND state = 'queued' AND {cond}",
+                        (lease_until.timestamp(), node, *params),
+                    ).rowcount
+                )
+        return n
+
+    def release_leases(self, node: str) -> int:
+        with self._write() as cur:
+            return int(
+                self.dialect.run(
+                    cur,
+                    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL"
+                    " WHERE lease_owner = ?",
+                    (node,),
+                ).rowcount
+            )
+
+    def queue_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(DELIVERY_STATES, 0)
+        for state, n in self.dialect.run(
+            self._read(), "SELECT state, COUNT(*) FROM deliveries GROUP BY state"
+        ).fetchall():
+            counts[str(state)] = int(n)
+        return counts
