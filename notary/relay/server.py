@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from keys.errors import TemporaryError
-from notary.relay.content import RelayRefusal, check_recipients, check_sender, inspect
+from notary.relay.content import (
+    RelayRefusal,
+    check_recipients,
+    check_sender,
+    inspect,
+    scan_input,
+)
 from notary.sequencer import Submission
 from notary.storage import Account, SpoolItem
 
@@ -114,11 +120,9 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
     sha256 = hashlib.sha256(data).hexdigest()
     svc = relay.service
     content: dict[str, Any]
-    if info.encrypted:
-        content = {"encrypted": True}
-    elif relay.scanner is not None:
+    if relay.scanner is not None:
         try:
-            verdict = await asyncio.to_thread(relay.scanner.scan_bytes, data)
+            verdict = await asyncio.to_thread(relay.scanner.scan_bytes, scan_input(data, info))
         except TemporaryError as e:
             log.error("virus scan failed: %s", e.message)
             raise RelayRefusal("451 4.7.0 The virus scanner is unavailable; try again later") \
@@ -131,7 +135,9 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
             )])
             raise RelayRefusal(f"554 5.7.1 Message refused: virus found ({verdict.signature})")
         content = {"encrypted": False, "scan": {"result": "clean", "engine": verdict.engine}}
-    else:
+    if info.encrypted:
+        content = {"encrypted": True}
+    elif relay.scanner is None:
         content = {"encrypted": False, "scan": None}
     received = svc.clock()
     item = SpoolItem(sha256, info.message_id, account.id, mail_from, tuple(rcpt_tos), data,

@@ -298,9 +298,13 @@ def test_infected_plain_message_is_refused_with_evidence(scanning_relay: RelayNo
 
 
 def test_encrypted_content_is_opaque(scanning_relay: RelayNotary, smtp_sink: Any) -> None:
+    # Real OpenPGP ciphertext (SKESK + SEIPD) of EICAR: opaque, so not scanned.
+    from tests.notary.test_relay_ciphertext import _gpg
+
+    armor = _gpg("--symmetric", "--armor", data=EICAR).replace(b"\n", b"\r\n").decode()
     body = (
         "--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
-        "--b\r\nContent-Type: application/octet-stream\r\n\r\n" + EICAR.decode() + "\r\n--b--"
+        "--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armor + "\r\n--b--"
     )
     data = message("enc", body=body, extra=(
         'MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; '
