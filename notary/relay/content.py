@@ -29,6 +29,7 @@ from notary.relay.headers import (
     HeaderSection,
     RelayRefusal,
     bare_line_ending,
+    field_title,
     originators,
     parse_header_section,
 )
@@ -99,7 +100,7 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
         spans = _parts(data[body_at:], body_at, params.get("boundary", ""))
         if spans is None or len(spans) != 2:
             return None
-        (c0, e0), (c1, e1) = spans
+        c1, e1 = spans[1]
         try:
             control, payload = (parse_header_section(data[s:e] + b"\r\n") for s, e in spans)
         except RelayRefusal:
@@ -149,9 +150,9 @@ def check_sender(info: MessageInfo, own: frozenset[str]) -> None:
     """Every originator address (From, Sender, Resent-From, Resent-Sender) must be own."""
     for field, address in info.originators:
         if address not in own:
-            name = "-".join(p.capitalize() for p in field.split("-"))
             raise RelayRefusal(
-                f"550 5.7.1 {name}: {address} is not an address of the authenticated account"
+                f"550 5.7.1 {field_title(field)}: {address} is not an address of the "
+                "authenticated account"
             )
 
 

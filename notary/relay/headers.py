@@ -15,7 +15,8 @@ bare CR, a second From: seen by one parser only). Refused, each with a 554
   the colon (obs-optional, RFC 5322 §4.5);
 - a second instance of a field RFC 5322 §3.6 (or RFC 2045 for MIME) allows once;
 - an originator field (From, Sender, Resent-From, Resent-Sender) that is not
-  valid UTF-8, that has parse defects, that names a group, or that Python's
+  valid UTF-8, that has parse defects other than obsolete syntax, that names
+  a group, or that Python's
   two address parsers (``email.headerregistry`` and ``email.utils``) read as
   different addresses.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import ObsoleteHeaderDefect
 from email.policy import default as _default_policy
 from email.utils import getaddresses
 
@@ -101,17 +103,17 @@ def parse_header_section(data: bytes) -> HeaderSection:
                               "white space (obsolete syntax)")
             fields[-1][1].append(line)
             continue
-        name, colon, value = line.partition(b":")
+        raw_name, colon, value = line.partition(b":")
         if not colon:
             raise _refuse("a header line without a colon")
-        if not _FIELD_NAME.fullmatch(name):
+        if not _FIELD_NAME.fullmatch(raw_name):
             raise _refuse("a header field name with white space before the colon or "
                           "characters outside printable ASCII (obsolete syntax)")
-        fields.append((name.decode("ascii").lower(), [value]))
+        fields.append((raw_name.decode("ascii").lower(), [value]))
     seen: set[str] = set()
     for name, _ in fields:
         if name in SINGLE_FIELDS and name in seen:
-            raise _refuse(f"more than one {name} header field")
+            raise _refuse(f"more than one {field_title(name)} header field")
         seen.add(name)
     return HeaderSection(block, tuple(
         (name, b"".join(parts).decode("utf-8", "surrogateescape").strip())
@@ -119,13 +121,22 @@ def parse_header_section(data: bytes) -> HeaderSection:
     ))
 
 
-def _mailboxes(name: str, value: str) -> list[str]:
+def field_title(name: str) -> str:
+    """``resent-from`` as ``Resent-From``."""
+    return "-".join(p.capitalize() for p in name.split("-"))
+
+
+def _mailboxes(field: str, value: str) -> list[str]:
     """The addresses of an originator field, read the same by both parsers, or refuse."""
+    name = field_title(field)
     if any("\udc80" <= c <= "\udcff" for c in value):
         raise _refuse(f"{name} header field is not valid UTF-8")
-    header = _default_policy.header_factory(name, value)
-    if header.defects:
-        raise _refuse(f"{name} header field cannot be parsed strictly: {header.defects[0]}")
+    header = _default_policy.header_factory(field, value)
+    # Obsolete syntax (e.g. "John Q. Public <jqp@x>") is read alike by both parsers;
+    # anything invalid is not.
+    invalid = [d for d in header.defects if not isinstance(d, ObsoleteHeaderDefect)]
+    if invalid:
+        raise _refuse(f"{name} header field cannot be parsed strictly: {invalid[0]}")
     if any(g.display_name is not None for g in header.groups):
         raise _refuse(f"{name} header field names a group, not a mailbox")
     strict = [a.addr_spec.lower() for a in header.addresses]
@@ -146,7 +157,7 @@ def originators(section: HeaderSection) -> tuple[tuple[str, str], ...]:
         for value in section.get_all(name):
             boxes = _mailboxes(name, value)
             if not boxes or (name.endswith("sender") and len(boxes) != 1):
-                raise _refuse(f"{name} header field needs "
+                raise _refuse(f"{field_title(name)} header field needs "
                               f"{'exactly one' if name.endswith('sender') else 'a'} mailbox")
             out.extend((name, a) for a in boxes)
     froms = [a for n, a in out if n == "from"]

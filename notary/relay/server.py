@@ -30,6 +30,7 @@ from notary.relay.content import (
     inspect,
     scan_input,
 )
+from notary.relay.session import RelaySMTP
 from notary.sequencer import Submission
 from notary.storage import Account, SpoolItem
 
@@ -96,6 +97,8 @@ class SubmissionHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if isinstance(server, RelaySMTP):
+            server.suspend_deadline()  # the message is in; what follows is the relay's time
         account = session.auth_data
         if not isinstance(account, Account):
             return "530 5.7.0 Authentication required"
