@@ -5,7 +5,9 @@
   behind, so it is refused with ``550 5.5.2`` (Postfix's wording for
   ``smtpd_forbid_bare_newline = reject``), and nothing is stored.
 - The header section is read strictly (:mod:`notary.relay.headers`) and every
-  originator address must be the account's.
+  originator address must be the account's. Envelope recipients need not be
+  named in To:/Cc: (blind copies), but a Bcc: field naming addresses is
+  refused: the relay cannot remove it.
 - Ciphertext: a message counts as encrypted, and is not scanned, only where
   its bytes are OpenPGP (RFC 3156 §4 multipart/encrypted around an armored
   message) or CMS (S/MIME application/pkcs7-mime enveloped-data) ciphertext
@@ -34,8 +36,8 @@ from notary.relay.headers import (
     parse_header_section,
 )
 
-__all__ = ["MessageInfo", "RelayRefusal", "check_line_endings", "check_recipients",
-           "check_sender", "inspect"]
+__all__ = ["MessageInfo", "RelayRefusal", "check_bcc", "check_line_endings", "check_sender",
+           "inspect", "scan_input"]
 
 _MESSAGE_ID = re.compile(r"<[\x21-\x3d\x3f-\x7e]{1,994}>")  # printable ASCII, no '>'
 MAX_PARTS = 16
@@ -48,6 +50,7 @@ class MessageInfo:
     message_id: str
     #: (field, address) of every From, Sender, Resent-From and Resent-Sender address.
     originators: tuple[tuple[str, str], ...]
+    #: The addresses named in To: and Cc: (envelope recipients beyond them are blind copies).
     recipients: frozenset[str]
     #: Where the ciphertext lies in the message (start, end), when it really is encrypted.
     ciphertext: tuple[int, int] | None
@@ -133,6 +136,7 @@ def inspect(data: bytes) -> MessageInfo:
     if len(mids) != 1 or not _MESSAGE_ID.fullmatch(mids[0]):
         raise RelayRefusal("554 5.6.0 exactly one Message-ID header (<id@domain>) is required")
     senders = originators(section)
+    check_bcc(section)
     rcpts = [a.strip().lower() for _, a in getaddresses(section.get_all("to") +
                                                         section.get_all("cc")) if a.strip()]
     return MessageInfo(mids[0], senders, frozenset(rcpts), _ciphertext(data, section))
@@ -156,8 +160,16 @@ def check_sender(info: MessageInfo, own: frozenset[str]) -> None:
             )
 
 
-def check_recipients(info: MessageInfo, rcpt_tos: list[str]) -> None:
-    """Every envelope recipient must be named in To: or Cc:."""
-    missing = [r for r in rcpt_tos if r.lower() not in info.recipients]
-    if missing:
-        raise RelayRefusal(f"550 5.7.1 recipient {missing[0]} is not in the To: or Cc: header")
+def check_bcc(section: HeaderSection) -> None:
+    """Refuse a Bcc: field that names addresses (RFC 5322 §3.6.3).
+
+    Blind copies are envelope recipients the header does not name. The relay
+    never changes the bytes it notarizes, so it cannot remove such a field,
+    and every recipient would see it.
+    """
+    for value in section.get_all("bcc"):
+        if any(a.strip() for _, a in getaddresses([value])):
+            raise RelayRefusal(
+                "554 5.6.0 a Bcc header field would show its addresses to every recipient "
+                "(the relay does not change messages); name blind copies in RCPT TO only"
+            )
