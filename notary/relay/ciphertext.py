@@ -122,7 +122,9 @@ def is_cms_enveloped(der: bytes) -> bool:
             return False
         content = info["content"]
         recipients = content["recipient_infos"]
-        return len(recipients) > 0 and content["encrypted_content_info"]["content_type"].native \
-            is not None
+        return (
+            len(recipients) > 0
+            and content["encrypted_content_info"]["content_type"].native is not None
+        )
     except (ValueError, TypeError, KeyError):
         return False

@@ -36,8 +36,15 @@ from notary.relay.headers import (
     parse_header_section,
 )
 
-__all__ = ["MessageInfo", "RelayRefusal", "check_bcc", "check_line_endings", "check_sender",
-           "inspect", "scan_input"]
+__all__ = [
+    "MessageInfo",
+    "RelayRefusal",
+    "check_bcc",
+    "check_line_endings",
+    "check_sender",
+    "inspect",
+    "scan_input",
+]
 
 _MESSAGE_ID = re.compile(r"<[\x21-\x3d\x3f-\x7e]{1,994}>")  # printable ASCII, no '>'
 MAX_PARTS = 16
@@ -98,8 +105,10 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
     """Where the message's ciphertext lies, if it really is encrypted (module docstring)."""
     ctype, params = _content_type(section)
     body_at = len(section.block) + 2
-    if ctype == "multipart/encrypted" and params.get("protocol", "").lower() == \
-            "application/pgp-encrypted":
+    if (
+        ctype == "multipart/encrypted"
+        and params.get("protocol", "").lower() == "application/pgp-encrypted"
+    ):
         spans = _parts(data[body_at:], body_at, params.get("boundary", ""))
         if spans is None or len(spans) != 2:
             return None
@@ -108,18 +117,22 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
             control, payload = (parse_header_section(data[s:e] + b"\r\n") for s, e in spans)
         except RelayRefusal:
             return None
-        if _content_type(control)[0] != "application/pgp-encrypted" or \
-                _content_type(payload)[0] != "application/octet-stream" or \
-                (payload.get("content-transfer-encoding") or "7bit").lower() not in \
-                ("7bit", "8bit", "binary"):
+        if (
+            _content_type(control)[0] != "application/pgp-encrypted"
+            or _content_type(payload)[0] != "application/octet-stream"
+            or (payload.get("content-transfer-encoding") or "7bit").lower()
+            not in ("7bit", "8bit", "binary")
+        ):
             return None
         start = c1 + len(payload.block) + 2
         armor = armored_openpgp_message(data[start:e1])
         return None if armor is None else (start, e1)
-    if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime") and \
-            params.get("smime-type", "enveloped-data").lower() in \
-            ("enveloped-data", "authenveloped-data") and \
-            (section.get("content-transfer-encoding") or "").lower() == "base64":
+    if (
+        ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime")
+        and params.get("smime-type", "enveloped-data").lower()
+        in ("enveloped-data", "authenveloped-data")
+        and (section.get("content-transfer-encoding") or "").lower() == "base64"
+    ):
         try:
             der = binascii.a2b_base64(data[body_at:].replace(b"\r\n", b""), strict_mode=True)
         except binascii.Error:
@@ -137,8 +150,11 @@ def inspect(data: bytes) -> MessageInfo:
         raise RelayRefusal("554 5.6.0 exactly one Message-ID header (<id@domain>) is required")
     senders = originators(section)
     check_bcc(section)
-    rcpts = [a.strip().lower() for _, a in getaddresses(section.get_all("to") +
-                                                        section.get_all("cc")) if a.strip()]
+    rcpts = [
+        a.strip().lower()
+        for _, a in getaddresses(section.get_all("to") + section.get_all("cc"))
+        if a.strip()
+    ]
     return MessageInfo(mids[0], senders, frozenset(rcpts), _ciphertext(data, section))
 
 

@@ -36,10 +36,24 @@ from notary.errors import NotaryError
 MAX_HEADER_BYTES = 256 * 1024
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext
 #: Fields RFC 5322 §3.6 (and RFC 2045 §§4, 5, 6) allow at most once.
-SINGLE_FIELDS = frozenset({
-    "date", "from", "sender", "reply-to", "to", "cc", "bcc", "message-id", "in-reply-to",
-    "references", "subject", "mime-version", "content-type", "content-transfer-encoding",
-})
+SINGLE_FIELDS = frozenset(
+    {
+        "date",
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "subject",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
 #: Originator fields (RFC 5322 §3.6.2, §3.6.6): each address must be the account's.
 ORIGINATOR_FIELDS = ("from", "sender", "resent-from", "resent-sender")
 
@@ -99,26 +113,33 @@ def parse_header_section(data: bytes) -> HeaderSection:
             if not fields:
                 raise _refuse("the header section starts with a folded line")
             if not line.strip(b" \t"):
-                raise _refuse(f"header field {fields[-1][0]} has a folded line of only "
-                              "white space (obsolete syntax)")
+                raise _refuse(
+                    f"header field {fields[-1][0]} has a folded line of only "
+                    "white space (obsolete syntax)"
+                )
             fields[-1][1].append(line)
             continue
         raw_name, colon, value = line.partition(b":")
         if not colon:
             raise _refuse("a header line without a colon")
         if not _FIELD_NAME.fullmatch(raw_name):
-            raise _refuse("a header field name with white space before the colon or "
-                          "characters outside printable ASCII (obsolete syntax)")
+            raise _refuse(
+                "a header field name with white space before the colon or "
+                "characters outside printable ASCII (obsolete syntax)"
+            )
         fields.append((raw_name.decode("ascii").lower(), [value]))
     seen: set[str] = set()
     for name, _ in fields:
         if name in SINGLE_FIELDS and name in seen:
             raise _refuse(f"more than one {field_title(name)} header field")
         seen.add(name)
-    return HeaderSection(block, tuple(
-        (name, b"".join(parts).decode("utf-8", "surrogateescape").strip())
-        for name, parts in fields
-    ))
+    return HeaderSection(
+        block,
+        tuple(
+            (name, b"".join(parts).decode("utf-8", "surrogateescape").strip())
+            for name, parts in fields
+        ),
+    )
 
 
 def field_title(name: str) -> str:
@@ -157,8 +178,10 @@ def originators(section: HeaderSection) -> tuple[tuple[str, str], ...]:
         for value in section.get_all(name):
             boxes = _mailboxes(name, value)
             if not boxes or (name.endswith("sender") and len(boxes) != 1):
-                raise _refuse(f"{field_title(name)} header field needs "
-                              f"{'exactly one' if name.endswith('sender') else 'a'} mailbox")
+                raise _refuse(
+                    f"{field_title(name)} header field needs "
+                    f"{'exactly one' if name.endswith('sender') else 'a'} mailbox"
+                )
             out.extend((name, a) for a in boxes)
     froms = [a for n, a in out if n == "from"]
     if len(section.get_all("from")) != 1 or not froms:

@@ -26,7 +26,7 @@ AUTH_FAILURES_PER_PEER = 10
 AUTH_FAILURE_WINDOW = 600.0
 #: Seconds before a failed AUTH is answered, and failures per session before it is closed.
 AUTH_FAILURE_DELAY = 0.5
-AUTH_FAILURES_PER_SESSION = 3
+AUTH_FAILURES_PER_SESSION = 5
 
 
 def peer_key(peer: object) -> str:
@@ -46,10 +46,14 @@ def peer_key(peer: object) -> str:
 class PeerLimits:
     """Connection counts and failed-AUTH budgets per peer (see the module docstring)."""
 
-    def __init__(self, *, max_connections: int = MAX_CONNECTIONS_PER_PEER,
-                 auth_failures: int = AUTH_FAILURES_PER_PEER,
-                 auth_window: float = AUTH_FAILURE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS_PER_PEER,
+        auth_failures: int = AUTH_FAILURES_PER_PEER,
+        auth_window: float = AUTH_FAILURE_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_connections = max_connections
         self.auth_failures = auth_failures
         self.auth_window = auth_window

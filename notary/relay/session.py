@@ -40,8 +40,15 @@ BACKSTOP = 900.0
 class RelaySMTP(SMTP):
     """One SMTP session of the relay (see the module docstring)."""
 
-    def __init__(self, handler: Any, *, limits: PeerLimits, idle_timeout: float,
-                 data_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limits: PeerLimits,
+        idle_timeout: float,
+        data_timeout: float,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, timeout=idle_timeout + data_timeout + BACKSTOP, **kwargs)
         self.limits = limits
         self.idle_timeout = idle_timeout
@@ -112,8 +119,7 @@ class RelaySMTP(SMTP):
             self.limits.auth_failed(self.peer)
             self._failures += 1
             await asyncio.sleep(AUTH_FAILURE_DELAY)
-            if self._failures >= AUTH_FAILURES_PER_SESSION or \
-                    self.limits.auth_blocked(self.peer):
+            if self._failures >= AUTH_FAILURES_PER_SESSION or self.limits.auth_blocked(self.peer):
                 await super().push(status)
                 self._close(TOO_MANY_FAILURES)
                 return

@@ -30,9 +30,23 @@ def _gpg(*args: str, data: bytes) -> bytes:
         pw = Path(home) / "pw"
         pw.write_text("test passphrase\n")
         out = subprocess.run(
-            ["gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback",
-             "--passphrase-file", str(pw), *args], input=data, capture_output=True, check=True,
-            timeout=60)
+            [
+                "gpg",
+                "--homedir",
+                home,
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-file",
+                str(pw),
+                *args,
+            ],
+            input=data,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
         subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
         return out.stdout
 
@@ -40,19 +54,26 @@ def _gpg(*args: str, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def armored() -> bytes:
     """A real OpenPGP message (SKESK + SEIPD) whose plaintext is EICAR, CRLF armor."""
-    return _gpg("--symmetric", "--armor", data=EICAR).replace(b"\r\n", b"\n").replace(
-        b"\n", b"\r\n")
+    return (
+        _gpg("--symmetric", "--armor", data=EICAR).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    )
 
 
 def _pgp_mime(mid: str, armor: bytes, *, preamble: str = "OpenPGP/MIME (RFC 3156)") -> bytes:
     body = (
         f"{preamble}\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
-        "--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armor.decode().strip()
+        "--b\r\nContent-Type: application/octet-stream\r\n\r\n"
+        + armor.decode().strip()
         + "\r\n--b--\r\n"
     )
-    return message(mid, body=body, extra=(
-        'MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; '
-        'protocol="application/pgp-encrypted"; boundary="b"\r\n'))
+    return message(
+        mid,
+        body=body,
+        extra=(
+            "MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; "
+            'protocol="application/pgp-encrypted"; boundary="b"\r\n'
+        ),
+    )
 
 
 def _cms_enveloped(data: bytes) -> bytes:
@@ -65,14 +86,21 @@ def _cms_enveloped(data: bytes) -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bob")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    return (pkcs7.PKCS7EnvelopeBuilder().set_data(data).add_recipient(cert)
-            .encrypt(Encoding.DER, []))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return pkcs7.PKCS7EnvelopeBuilder().set_data(data).add_recipient(cert).encrypt(Encoding.DER, [])
 
 
 # --- the recognisers ---------------------------------------------------------------------
+
 
 def test_real_openpgp_ciphertext_is_recognised(armored: bytes) -> None:
     assert armored_openpgp_message(armored) is not None
@@ -82,13 +110,15 @@ def test_real_openpgp_ciphertext_is_recognised(armored: bytes) -> None:
 
 def test_what_is_not_openpgp_ciphertext_is_not(armored: bytes) -> None:
     signed = _gpg("--symmetric", "--armor", data=b"x")  # then tampered below
-    fake = (b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64.b64encode(EICAR)
-            + b"\r\n-----END PGP MESSAGE-----\r\n")
+    fake = (
+        b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
+        + base64.b64encode(EICAR)
+        + b"\r\n-----END PGP MESSAGE-----\r\n"
+    )
     assert armored_openpgp_message(fake) is None  # armor decodes, but EICAR is no packet
     assert armored_openpgp_message(EICAR) is None
     assert armored_openpgp_message(armored + EICAR) is None  # something after the armor
-    assert armored_openpgp_message(signed.replace(b"-----END", b"-----END PGP SIGNATURE")) \
-        is None
+    assert armored_openpgp_message(signed.replace(b"-----END", b"-----END PGP SIGNATURE")) is None
     binary = _gpg("--symmetric", data=b"hello")
     assert not is_openpgp_message(binary[:-1])  # truncated
     assert not is_openpgp_message(binary + b"\xc0")  # trailing garbage
@@ -113,21 +143,33 @@ def test_inspect_needs_ciphertext_not_a_label(armored: bytes) -> None:
     label_only = _pgp_mime("label", base64.encodebytes(EICAR).replace(b"\n", b"\r\n"))
     assert not inspect(label_only).encrypted
     three = _pgp_mime("three", armored).replace(
-        b"\r\n--b--", b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--")
+        b"\r\n--b--", b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--"
+    )
     assert not inspect(three).encrypted
-    smime = message("smime", body=base64.encodebytes(_cms_enveloped(EICAR)).decode().replace(
-        "\n", "\r\n"), extra=("MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n"
-                              "Content-Type: application/pkcs7-mime; smime-type=enveloped-data"
-                              "\r\n"))
+    smime = message(
+        "smime",
+        body=base64.encodebytes(_cms_enveloped(EICAR)).decode().replace("\n", "\r\n"),
+        extra=(
+            "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n"
+            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data"
+            "\r\n"
+        ),
+    )
     assert inspect(smime).encrypted
-    fake_smime = message("fsmime", body=base64.encodebytes(EICAR).decode().replace(
-        "\n", "\r\n"), extra=("MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n"
-                              "Content-Type: application/pkcs7-mime; smime-type=enveloped-data"
-                              "\r\n"))
+    fake_smime = message(
+        "fsmime",
+        body=base64.encodebytes(EICAR).decode().replace("\n", "\r\n"),
+        extra=(
+            "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n"
+            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data"
+            "\r\n"
+        ),
+    )
     assert not inspect(fake_smime).encrypted
 
 
 # --- through the relay, with clamd --------------------------------------------------------
+
 
 @pytest.fixture
 def scanning_relay(notary_dir: Path, smtp_sink: Any, clamd_socket: str) -> Iterator[RelayNotary]:
@@ -149,11 +191,13 @@ def _data(r: RelayNotary, data: bytes) -> tuple[int, bytes]:
         s.close()
 
 
-def test_eicar_under_an_encrypted_label_is_scanned(scanning_relay: RelayNotary,
-                                                   smtp_sink: Any, armored: bytes) -> None:
+def test_eicar_under_an_encrypted_label_is_scanned(
+    scanning_relay: RelayNotary, smtp_sink: Any, armored: bytes
+) -> None:
     r = scanning_relay
-    label_only = _pgp_mime("label", b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + EICAR
-                           + b"\r\n-----END PGP MESSAGE-----")
+    label_only = _pgp_mime(
+        "label", b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + EICAR + b"\r\n-----END PGP MESSAGE-----"
+    )
     code, text = _data(r, label_only)
     assert code == 554 and b"virus" in text, (code, text)
     (ev,) = r.events(hashlib.sha256(label_only).hexdigest())

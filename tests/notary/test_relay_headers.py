@@ -19,8 +19,10 @@ from notary.relay.content import RelayRefusal, check_sender, inspect
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure
 
 OWN = frozenset({ALICE})
-TAIL = (f"To: {BOB}\r\nSubject: test\r\nMessage-ID: <{{mid}}@a.test>\r\n"
-        "Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n")
+TAIL = (
+    f"To: {BOB}\r\nSubject: test\r\nMessage-ID: <{{mid}}@a.test>\r\n"
+    "Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n"
+)
 
 
 def _msg(mid: str, head: str, *, tail: str = TAIL) -> bytes:
@@ -36,8 +38,11 @@ ATTACKS = [
     ("from-hidden-by-bare-cr", f"X-Note: x\rFrom: ceo@a.test\r\nFrom: {ALICE}\r\n", 550),
     ("from-hidden-by-bare-lf", f"X-Note: x\nFrom: ceo@a.test\r\nFrom: {ALICE}\r\n", 550),
     ("duplicate-from", f"From: {ALICE}\r\nFrom: ceo@a.test\r\n", 554),
-    ("duplicate-content-type", f"From: {ALICE}\r\nContent-Type: text/plain\r\n"
-                               "Content-Type: multipart/encrypted\r\n", 554),
+    (
+        "duplicate-content-type",
+        f"From: {ALICE}\r\nContent-Type: text/plain\r\nContent-Type: multipart/encrypted\r\n",
+        554,
+    ),
     ("nul", f"From: {ALICE}\r\nX-Note: a\0b\r\n", 554),
     ("folded-whitespace-only", f"From: {ALICE}\r\n \r\nX-Note: b\r\n", 554),
     ("first-line-folded", f" X-Note: b\r\nFrom: {ALICE}\r\n", 554),
@@ -45,8 +50,11 @@ ATTACKS = [
     ("sender", f"From: {ALICE}\r\nSender: ceo@a.test\r\n", 550),
     ("resent-from", f"From: {ALICE}\r\nResent-From: ceo@a.test\r\n", 550),
     ("resent-sender", f"From: {ALICE}\r\nResent-Sender: ceo@a.test\r\n", 550),
-    ("second-resent-block", f"From: {ALICE}\r\nResent-From: {ALICE}\r\n"
-                            "Resent-From: ceo@a.test\r\n", 550),
+    (
+        "second-resent-block",
+        f"From: {ALICE}\r\nResent-From: {ALICE}\r\nResent-From: ceo@a.test\r\n",
+        550,
+    ),
     ("quoted-display-name", f'From: "{ALICE}" <ceo@a.test>\r\n', 550),
     ("comment", f"From: ceo@a.test ({ALICE})\r\n", 550),
     ("two-parsers-disagree", f"From: {ALICE} <ceo@a.test>\r\n", 554),
@@ -73,19 +81,23 @@ def test_header_attack_is_refused(name: str, head: str, code: int) -> None:
 def test_every_originator_field_is_named_in_the_reply() -> None:
     for field in ("Sender", "Resent-From", "Resent-Sender"):
         reply = _refusal(_msg("f", f"From: {ALICE}\r\n{field}: ceo@a.test\r\n"))
-        assert reply == f"550 5.7.1 {field}: ceo@a.test is not an address of the " \
-                        "authenticated account"
+        assert (
+            reply == f"550 5.7.1 {field}: ceo@a.test is not an address of the authenticated account"
+        )
 
 
-@pytest.mark.parametrize("head", [
-    f"From: {ALICE}\r\n",
-    f"From: Alice <{ALICE}>\r\n",
-    f"From: John Q. Public <{ALICE}>\r\n",  # obsolete phrase: both parsers agree
-    f'From: "Smith, Alice" <{ALICE}>\r\nSender: {ALICE}\r\n',
-    f"From: Alice\r\n <{ALICE}>\r\nResent-From: {ALICE}\r\nResent-Sender: {ALICE}\r\n",
-    f"From: =?utf-8?q?M=C3=BCller?= <{ALICE}>\r\nX-Folded: a\r\n\tb\r\n",
-    f"From: Müller <{ALICE}>\r\n",
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        f"From: {ALICE}\r\n",
+        f"From: Alice <{ALICE}>\r\n",
+        f"From: John Q. Public <{ALICE}>\r\n",  # obsolete phrase: both parsers agree
+        f'From: "Smith, Alice" <{ALICE}>\r\nSender: {ALICE}\r\n',
+        f"From: Alice\r\n <{ALICE}>\r\nResent-From: {ALICE}\r\nResent-Sender: {ALICE}\r\n",
+        f"From: =?utf-8?q?M=C3=BCller?= <{ALICE}>\r\nX-Folded: a\r\n\tb\r\n",
+        f"From: Müller <{ALICE}>\r\n",
+    ],
+)
 def test_honest_headers_pass(head: str) -> None:
     info = inspect(_msg("ok", head))
     check_sender(info, OWN)
@@ -93,6 +105,7 @@ def test_honest_headers_pass(head: str) -> None:
 
 
 # --- through the relay -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RelayNotary, Any]]:

@@ -63,8 +63,7 @@ def _read_until_closed(sock: socket.socket | ssl.SSLSocket) -> bytes:
         try:
             chunk = sock.recv(4096)
         except TimeoutError:
-            raise AssertionError(f"the relay kept the connection open; it said {out!r}") \
-                from None
+            raise AssertionError(f"the relay kept the connection open; it said {out!r}") from None
         except (ConnectionResetError, ssl.SSLError):
             return out
         if not chunk:
@@ -151,8 +150,9 @@ def test_failed_auth_is_throttled(relay: RelayNotary) -> None:
         code = 535
         while code == 535 and tries < 3 * AUTH_FAILURES_PER_PEER:  # bounded either way
             tries += 1
-            code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
-                f"\0{ALICE}\0wrong-{tries}".encode()).decode())
+            code, _ = s.docmd(
+                "AUTH", "PLAIN " + base64.b64encode(f"\0{ALICE}\0wrong-{tries}".encode()).decode()
+            )
             failures += code == 535
         assert code == 421, (code, failures)
         closed_by_relay += 1
@@ -162,8 +162,9 @@ def test_failed_auth_is_throttled(relay: RelayNotary) -> None:
     assert failures == AUTH_FAILURES_PER_PEER and closed_by_relay > 1
     # The budget is used up: even the right token is not tried now.
     s = relay.connect()
-    code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
-        f"\0{ALICE}\0{relay.token}".encode()).decode())
+    code, _ = s.docmd(
+        "AUTH", "PLAIN " + base64.b64encode(f"\0{ALICE}\0{relay.token}".encode()).decode()
+    )
     assert code == 421
 
 
@@ -179,7 +180,10 @@ def test_peer_limits_unit() -> None:
     assert lim.auth_blocked("p") and not lim.auth_blocked("q")
     now[0] = 10.5
     assert not lim.auth_blocked("p")
-    assert peer_key(("2001:db8::1", 25, 0, 0)) == peer_key(("2001:db8::2", 25, 0, 0)) \
+    assert (
+        peer_key(("2001:db8::1", 25, 0, 0))
+        == peer_key(("2001:db8::2", 25, 0, 0))
         == "2001:db8::/64"
+    )
     assert peer_key(("::ffff:192.0.2.1", 25, 0, 0)) == "192.0.2.1"
     assert peer_key(("192.0.2.1", 25)) == "192.0.2.1"

@@ -27,8 +27,9 @@ from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, messa
 MALLORY = "mallory@m.test"
 ENDINGS = (b"\r\n", b"\n", b"\r")
 #: Every <eol>.<eol> but the real CRLF.CRLF: \n.\n, \n.\r\n, \r\n.\n, \r\n.\r, \r.\r, ...
-VARIANTS = [a + b"." + b for a, b in itertools.product(ENDINGS, ENDINGS)
-            if (a, b) != (b"\r\n", b"\r\n")]
+VARIANTS = [
+    a + b"." + b for a, b in itertools.product(ENDINGS, ENDINGS) if (a, b) != (b"\r\n", b"\r\n")
+]
 SMUGGLED = (
     f"MAIL FROM:<{ALICE}>\r\nRCPT TO:<{BOB}>\r\nDATA\r\n"
     f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: urgent: new bank details\r\n"
@@ -43,8 +44,11 @@ class _World:
         self.controls = 0
 
     def events(self, sha: str) -> list[str]:
-        r = httpx.get(f"{self.relay.url}/v1/messages/{sha}/receipts",
-                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r = httpx.get(
+            f"{self.relay.url}/v1/messages/{sha}/receipts",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
         if r.status_code == 404:
             return []
         r.raise_for_status()
