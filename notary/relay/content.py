@@ -72,10 +72,16 @@ class MessageInfo:
 
 
 def check_line_endings(data: bytes) -> None:
-    """Refuse DATA with a CR or LF outside a CRLF pair (SMTP smuggling)."""
+    """Refuse DATA with a CR or LF outside a CRLF pair, or a NUL (SMTP smuggling).
+
+    NUL is not 8BITMIME text (RFC 6152; the relay offers no BINARYMIME), and
+    some servers skip it, reading ``CRLF NUL . CRLF`` as the end of the data.
+    """
     bare = bare_line_ending(data)
     if bare:
         raise RelayRefusal(f"550 5.5.2 Error: bare <{bare}> received")
+    if b"\0" in data:
+        raise RelayRefusal("550 5.6.0 Error: NUL in message data")
 
 
 def _content_type(section: HeaderSection) -> tuple[str, dict[str, str]]:

@@ -43,7 +43,7 @@ ATTACKS = [
         f"From: {ALICE}\r\nContent-Type: text/plain\r\nContent-Type: multipart/encrypted\r\n",
         554,
     ),
-    ("nul", f"From: {ALICE}\r\nX-Note: a\0b\r\n", 554),
+    ("nul", f"From: {ALICE}\r\nX-Note: a\0b\r\n", 550),  # NUL anywhere in DATA
     ("folded-whitespace-only", f"From: {ALICE}\r\n \r\nX-Note: b\r\n", 554),
     ("first-line-folded", f" X-Note: b\r\nFrom: {ALICE}\r\n", 554),
     ("line-without-colon", f"From: {ALICE}\r\nFrom ceo@a.test\r\n", 554),
