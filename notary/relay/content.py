@@ -3,7 +3,11 @@
 - Line endings: every CR and LF in DATA must be part of a CRLF pair (RFC 5321
   §2.3.8). A bare CR or LF is what SMTP smuggling hides a second transaction
   behind, so it is refused with ``550 5.5.2`` (Postfix's wording for
-  ``smtpd_forbid_bare_newline = reject``), and nothing is stored.
+  ``smtpd_forbid_bare_newline = reject``), and nothing is stored. aiosmtpd
+  (1.4) ends DATA only at CRLF.CRLF, splits lines only at CRLF and removes a
+  leading dot only after CRLF: a bare CR or LF reaches ``handle_DATA``
+  untouched, in ``envelope.original_content``, where this check sees it.
+  A NUL is refused too (``550 5.6.0``; see :func:`check_line_endings`).
 - The header section is read strictly (:mod:`notary.relay.headers`) and every
   originator address must be the account's. Envelope recipients need not be
   named in To:/Cc: (blind copies), but a Bcc: field naming addresses is
