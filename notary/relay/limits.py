@@ -21,7 +21,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-MAX_CONNECTIONS_PER_PEER = 20
+MAX_CONNECTIONS_PER_PEER = 50  # as Postfix's smtpd_client_connection_count_limit
 AUTH_FAILURES_PER_PEER = 10
 AUTH_FAILURE_WINDOW = 600.0
 #: Seconds before a failed AUTH is answered, and failures per session before it is closed.
