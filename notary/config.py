@@ -57,6 +57,8 @@ class NotaryConfig:
     relay_dns_server: str = ""
     relay_mx_port: int = 25
     relay_lease: float = 600.0
+    relay_idle_timeout: float = 60.0
+    relay_data_timeout: float = 600.0
     clamd: str = ""
 
     @property
@@ -122,6 +124,8 @@ def write_config(cfg: NotaryConfig) -> None:
         "relay_dns_server": cfg.relay_dns_server,
         "relay_mx_port": cfg.relay_mx_port,
         "relay_lease": cfg.relay_lease,
+        "relay_idle_timeout": cfg.relay_idle_timeout,
+        "relay_data_timeout": cfg.relay_data_timeout,
         "clamd": cfg.clamd,
     }
     text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
@@ -167,6 +171,8 @@ def load_config(directory: Path) -> NotaryConfig:
             relay_dns_server=str(data.get("relay_dns_server", "")),
             relay_mx_port=int(data.get("relay_mx_port", 25)),
             relay_lease=float(data.get("relay_lease", 600.0)),
+            relay_idle_timeout=float(data.get("relay_idle_timeout", 60.0)),
+            relay_data_timeout=float(data.get("relay_data_timeout", 600.0)),
             clamd=str(data.get("clamd", "")),
         )
     except (KeyError, ValueError, TypeError) as e:

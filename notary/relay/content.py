@@ -1,87 +1,201 @@
-"""Checks on a submitted message's header section (RFC 5322) before it is accepted.
+"""Checks on a submitted message before it is accepted (RFC 5321 §2.3.8, RFC 5322, RFC 3156).
 
-Only the header section is parsed; the bytes are never changed. A refusal is
-a :class:`RelayRefusal` carrying the SMTP reply (RFC 5321 §4.2, enhanced status
+- Line endings: every CR and LF in DATA must be part of a CRLF pair (RFC 5321
+  §2.3.8). A bare CR or LF is what SMTP smuggling hides a second transaction
+  behind, so it is refused with ``550 5.5.2`` (Postfix's wording for
+  ``smtpd_forbid_bare_newline = reject``), and nothing is stored. aiosmtpd
+  (1.4) ends DATA only at CRLF.CRLF, splits lines only at CRLF and removes a
+  leading dot only after CRLF: a bare CR or LF reaches ``handle_DATA``
+  untouched, in ``envelope.original_content``, where this check sees it.
+  A NUL is refused too (``550 5.6.0``; see :func:`check_line_endings`).
+- The header section is read strictly (:mod:`notary.relay.headers`) and every
+  originator address must be the account's. Envelope recipients need not be
+  named in To:/Cc: (blind copies), but a Bcc: field naming addresses is
+  refused: the relay cannot remove it.
+- Ciphertext: a message counts as encrypted, and is not scanned, only where
+  its bytes are OpenPGP (RFC 3156 §4 multipart/encrypted around an armored
+  message) or CMS (S/MIME application/pkcs7-mime enveloped-data) ciphertext
+  (:mod:`notary.relay.ciphertext`); what lies outside the ciphertext is scanned.
+
+Only the message is read; the bytes are never changed. A refusal is a
+:class:`RelayRefusal` carrying the SMTP reply (RFC 5321 §4.2, enhanced status
 codes per RFC 3463).
 """
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from email.message import Message
 from email.utils import getaddresses
 
-from notary.errors import NotaryError
+from notary.relay.ciphertext import armored_openpgp_message, is_cms_enveloped
+from notary.relay.headers import (
+    HeaderSection,
+    RelayRefusal,
+    bare_line_ending,
+    field_title,
+    originators,
+    parse_header_section,
+)
 
-MAX_HEADER_BYTES = 256 * 1024
+__all__ = [
+    "MessageInfo",
+    "RelayRefusal",
+    "check_bcc",
+    "check_line_endings",
+    "check_sender",
+    "inspect",
+    "scan_input",
+]
+
 _MESSAGE_ID = re.compile(r"<[\x21-\x3d\x3f-\x7e]{1,994}>")  # printable ASCII, no '>'
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-class RelayRefusal(NotaryError):
-    """The relay refuses a command or message; ``reply`` is the full SMTP reply line."""
-
-    def __init__(self, reply: str) -> None:
-        super().__init__(reply)
-        self.reply = reply
+MAX_PARTS = 16
 
 
 @dataclass(frozen=True)
 class MessageInfo:
-    """What the relay needs from a message's header section."""
+    """What the relay needs from a message."""
 
     message_id: str
-    senders: tuple[str, ...]
+    #: (field, address) of every From, Sender, Resent-From and Resent-Sender address.
+    originators: tuple[tuple[str, str], ...]
+    #: The addresses named in To: and Cc: (envelope recipients beyond them are blind copies).
     recipients: frozenset[str]
-    encrypted: bool
+    #: Where the ciphertext lies in the message (start, end), when it really is encrypted.
+    ciphertext: tuple[int, int] | None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.ciphertext is not None
+
+    @property
+    def senders(self) -> tuple[str, ...]:
+        return tuple(a for _, a in self.originators)
 
 
-def _addresses(values: list[str]) -> list[str]:
-    return [a.strip().lower() for _, a in getaddresses(values) if a.strip()]
+def check_line_endings(data: bytes) -> None:
+    """Refuse DATA with a CR or LF outside a CRLF pair, or a NUL (SMTP smuggling).
+
+    NUL is not 8BITMIME text (RFC 6152; the relay offers no BINARYMIME), and
+    some servers skip it, reading ``CRLF NUL . CRLF`` as the end of the data.
+    """
+    bare = bare_line_ending(data)
+    if bare:
+        raise RelayRefusal(f"550 5.5.2 Error: bare <{bare}> received")
+    if b"\0" in data:
+        raise RelayRefusal("550 5.6.0 Error: NUL in message data")
+
+
+def _content_type(section: HeaderSection) -> tuple[str, dict[str, str]]:
+    msg = Message()
+    msg["Content-Type"] = section.get("content-type") or "text/plain"
+    params = msg.get_params([], header="Content-Type")
+    return msg.get_content_type(), {k.lower(): str(v) for k, v in params[1:]}
+
+
+def _parts(body: bytes, offset: int, boundary: str) -> list[tuple[int, int]] | None:
+    """(start, end) of each body part of a multipart body (RFC 2046 §5.1.1), or None."""
+    if not boundary or len(boundary) > 70:
+        return None
+    delim = re.escape(b"--" + boundary.encode("ascii", "replace"))
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for m in re.finditer(rb"(?:^|\r\n)" + delim + rb"(--)?[ \t]*\r\n", body):
+        if start is not None:
+            spans.append((offset + start, offset + m.start()))
+        if m.group(1):
+            return spans if len(spans) <= MAX_PARTS else None
+        start = m.end()
+    return None
+
+
+def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
+    """Where the message's ciphertext lies, if it really is encrypted (module docstring)."""
+    ctype, params = _content_type(section)
+    body_at = len(section.block) + 2
+    if (
+        ctype == "multipart/encrypted"
+        and params.get("protocol", "").lower() == "application/pgp-encrypted"
+    ):
+        spans = _parts(data[body_at:], body_at, params.get("boundary", ""))
+        if spans is None or len(spans) != 2:
+            return None
+        c1, e1 = spans[1]
+        try:
+            control, payload = (parse_header_section(data[s:e] + b"\r\n") for s, e in spans)
+        except RelayRefusal:
+            return None
+        if (
+            _content_type(control)[0] != "application/pgp-encrypted"
+            or _content_type(payload)[0] != "application/octet-stream"
+            or (payload.get("content-transfer-encoding") or "7bit").lower()
+            not in ("7bit", "8bit", "binary")
+        ):
+            return None
+        start = c1 + len(payload.block) + 2
+        armor = armored_openpgp_message(data[start:e1])
+        return None if armor is None else (start, e1)
+    if (
+        ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime")
+        and params.get("smime-type", "enveloped-data").lower()
+        in ("enveloped-data", "authenveloped-data")
+        and (section.get("content-transfer-encoding") or "").lower() == "base64"
+    ):
+        try:
+            der = binascii.a2b_base64(data[body_at:].replace(b"\r\n", b""), strict_mode=True)
+        except binascii.Error:
+            return None
+        return (body_at, len(data)) if is_cms_enveloped(der) else None
+    return None
 
 
 def inspect(data: bytes) -> MessageInfo:
-    """Parse the header section of ``data``; raise RelayRefusal when it is unusable."""
-    m = _HEADER_END.search(data, 0, MAX_HEADER_BYTES + 4)
-    if m is None:
-        raise RelayRefusal("554 5.6.0 no header section (or one over 256 KiB)")
-    try:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(data[: m.end()])
-    except (ValueError, TypeError, UnicodeError):
-        raise RelayRefusal("554 5.6.0 the header section cannot be parsed") from None
-    mids = msg.get_all("Message-ID") or []
-    if len(mids) != 1 or not _MESSAGE_ID.fullmatch(str(mids[0]).strip()):
+    """Read ``data`` (see the module docstring); raise RelayRefusal when it is unusable."""
+    check_line_endings(data)
+    section = parse_header_section(data)
+    mids = section.get_all("message-id")
+    if len(mids) != 1 or not _MESSAGE_ID.fullmatch(mids[0]):
         raise RelayRefusal("554 5.6.0 exactly one Message-ID header (<id@domain>) is required")
-    froms = msg.get_all("From") or []
-    senders = _addresses([str(v) for v in froms])
-    if len(froms) != 1 or not senders:
-        raise RelayRefusal("554 5.6.0 exactly one From header with an address is required")
-    rcpts = _addresses([str(v) for v in (msg.get_all("To") or []) + (msg.get_all("Cc") or [])])
-    ctype = str(msg.get("Content-Type", "")).split(";", 1)[0].strip().lower()
-    params = {k.lower(): v.lower() for k, v in msg.get_params([], header="Content-Type")[1:]}
-    encrypted = (
-        ctype == "multipart/encrypted"
-        or ctype == "application/pgp-encrypted"
-        or (ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime")
-            and params.get("smime-type", "enveloped-data")
-            in ("enveloped-data", "authenveloped-data"))
-    )
-    return MessageInfo(str(mids[0]).strip(), tuple(senders), frozenset(rcpts), encrypted)
+    senders = originators(section)
+    check_bcc(section)
+    rcpts = [
+        a.strip().lower()
+        for _, a in getaddresses(section.get_all("to") + section.get_all("cc"))
+        if a.strip()
+    ]
+    return MessageInfo(mids[0], senders, frozenset(rcpts), _ciphertext(data, section))
+
+
+def scan_input(data: bytes, info: MessageInfo) -> bytes:
+    """What the virus scanner must see: the message without its ciphertext."""
+    if info.ciphertext is None:
+        return data
+    start, end = info.ciphertext
+    return data[:start] + data[end:]
 
 
 def check_sender(info: MessageInfo, own: frozenset[str]) -> None:
-    """Every From: address must be one of the account's own."""
-    foreign = [a for a in info.senders if a not in own]
-    if foreign:
-        raise RelayRefusal(
-            f"550 5.7.1 From: {foreign[0]} is not an address of the authenticated account"
-        )
+    """Every originator address (From, Sender, Resent-From, Resent-Sender) must be own."""
+    for field, address in info.originators:
+        if address not in own:
+            raise RelayRefusal(
+                f"550 5.7.1 {field_title(field)}: {address} is not an address of the "
+                "authenticated account"
+            )
 
 
-def check_recipients(info: MessageInfo, rcpt_tos: list[str]) -> None:
-    """Every envelope recipient must be named in To: or Cc:."""
-    missing = [r for r in rcpt_tos if r.lower() not in info.recipients]
-    if missing:
-        raise RelayRefusal(f"550 5.7.1 recipient {missing[0]} is not in the To: or Cc: header")
+def check_bcc(section: HeaderSection) -> None:
+    """Refuse a Bcc: field that names addresses (RFC 5322 §3.6.3).
+
+    Blind copies are envelope recipients the header does not name. The relay
+    never changes the bytes it notarizes, so it cannot remove such a field,
+    and every recipient would see it.
+    """
+    for value in section.get_all("bcc"):
+        if any(a.strip() for _, a in getaddresses([value])):
+            raise RelayRefusal(
+                "554 5.6.0 a Bcc header field would show its addresses to every recipient "
+                "(the relay does not change messages); name blind copies in RCPT TO only"
+            )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from notary.relay.limits import PeerLimits
 from notary.relay.tls import certificate_sha256, server_context
 from notary.relay.worker import DeliveryWorker, WorkerSettings
 from notary.relay.writer import QueueWriter
@@ -106,6 +107,7 @@ class Relay:
                                      dkim_sign=self._dkim_signer())
         self.writer.on_release = self.worker.wake
         self.in_flight: set[int] = set()
+        self.peer_limits = PeerLimits()
         self._size_hint = 0
         self._server: Server | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -130,24 +132,9 @@ class Relay:
         return await accept(self, account, mail_from, rcpt_tos, data)
 
     def _smtp(self) -> Any:
-        from aiosmtpd.smtp import SMTP
+        from notary.relay.session import relay_smtp
 
-        from notary.relay.server import Authenticator, SubmissionHandler
-
-        return SMTP(
-            SubmissionHandler(self),
-            hostname=self.service.config.relay_hostname,
-            ident="certmail notary relay",
-            tls_context=self.tls_context,
-            require_starttls=True,
-            auth_required=True,
-            auth_require_tls=True,
-            authenticator=Authenticator(self),
-            data_size_limit=self.service.config.relay_max_message_bytes,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            timeout=300,
-        )
+        return relay_smtp(self)
 
     async def start(self) -> None:
         """Recover what a previous run left, then serve SMTP and deliver."""

@@ -3,12 +3,16 @@
 Rules (docs/relay.md): every command but EHLO/HELO/NOOP/QUIT/STARTTLS needs
 STARTTLS first (530); AUTH PLAIN or LOGIN only over TLS (538 otherwise), with
 the account's address as user name and its API token as password (535 when
-wrong); MAIL FROM must be one of the account's addresses (553) and so must
-the From: header (550); every envelope recipient must be in To: or Cc: (550).
+wrong; throttled per peer, :mod:`notary.relay.session`); MAIL FROM must be one
+of the account's addresses (553). Envelope recipients not named in To:/Cc:
+are blind copies, each delivered (and evidenced) on its own.
 
-On DATA: hash the exact bytes, scan them with ClamAV unless they are encrypted
-(infected: VirusDetected evidence and 554), spool them durably (held), log
-SubmissionAcceptance with an RFC 3161 token, queue them, and only then answer
+On DATA (:mod:`notary.relay.content`): refuse a bare CR or LF (550 5.5.2),
+read the header section strictly (554 5.6.0 where it is ambiguous) and
+check every originator field against the account (550 5.7.1); hash the exact
+bytes, scan with ClamAV all but real ciphertext (infected: VirusDetected
+evidence and 554), spool them durably (held), log SubmissionAcceptance with
+an RFC 3161 token, queue them, and only then answer
 ``250 2.0.0 accepted sha256=<hex>``. A failure before that answers 451 and
 leaves nothing behind.
 """
@@ -23,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from keys.errors import TemporaryError
-from notary.relay.content import RelayRefusal, check_recipients, check_sender, inspect
+from notary.relay.content import (
+    RelayRefusal,
+    check_sender,
+    inspect,
+    scan_input,
+)
+from notary.relay.session import RelaySMTP
 from notary.sequencer import Submission
 from notary.storage import Account, SpoolItem
 
@@ -90,6 +100,8 @@ class SubmissionHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if isinstance(server, RelaySMTP):
+            server.suspend_deadline()  # the message is in; what follows is the relay's time
         account = session.auth_data
         if not isinstance(account, Account):
             return "530 5.7.0 Authentication required"
@@ -110,15 +122,12 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
     info = inspect(data)
     own = frozenset(account.addresses)
     check_sender(info, own)
-    check_recipients(info, rcpt_tos)
     sha256 = hashlib.sha256(data).hexdigest()
     svc = relay.service
     content: dict[str, Any]
-    if info.encrypted:
-        content = {"encrypted": True}
-    elif relay.scanner is not None:
+    if relay.scanner is not None:
         try:
-            verdict = await asyncio.to_thread(relay.scanner.scan_bytes, data)
+            verdict = await asyncio.to_thread(relay.scanner.scan_bytes, scan_input(data, info))
         except TemporaryError as e:
             log.error("virus scan failed: %s", e.message)
             raise RelayRefusal("451 4.7.0 The virus scanner is unavailable; try again later") \
@@ -131,7 +140,9 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
             )])
             raise RelayRefusal(f"554 5.7.1 Message refused: virus found ({verdict.signature})")
         content = {"encrypted": False, "scan": {"result": "clean", "engine": verdict.engine}}
-    else:
+    if info.encrypted:
+        content = {"encrypted": True}
+    elif relay.scanner is None:
         content = {"encrypted": False, "scan": None}
     received = svc.clock()
     item = SpoolItem(sha256, info.message_id, account.id, mail_from, tuple(rcpt_tos), data,

@@ -1,0 +1,130 @@
+"""Is a body really ciphertext? OpenPGP messages (RFC 9580 §§4, 5.1, 5.3, 6) and CMS
+EnvelopedData / AuthEnvelopedData (RFC 5652 §6, RFC 5083).
+
+The relay does not scan what it cannot read, and records ``encrypted: true``
+in its evidence; a label (``Content-Type: multipart/encrypted``) is not
+enough for either. These functions look at the bytes: an armored OpenPGP
+message must decode and consist of one or more session-key packets (PKESK,
+tag 1, or SKESK, tag 3; marker packets, tag 10, allowed) followed by exactly
+one encrypted-data packet (SED 9, SEIPD 18, OCB 20) that ends where the data
+ends. A CMS object must be a DER ContentInfo of type id-envelopedData or
+id-ct-authEnvelopedData, with nothing after it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+
+from asn1crypto import cms
+
+_ESK_TAGS = (1, 3)
+_MARKER = 10
+_DATA_TAGS = (9, 18, 20)
+_ARMOR = re.compile(
+    rb"-----BEGIN PGP MESSAGE-----[ \t]*\r?\n(.*?)\r?\n-----END PGP MESSAGE-----[ \t]*",
+    re.DOTALL,
+)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _length(data: bytes, i: int, new: bool, lentype: int) -> tuple[int, int, bool]:
+    """(body length, offset of the body, partial?) of the header length at ``i``."""
+    if not new:
+        if lentype == 3:
+            return len(data) - i, i, False
+        n = (1, 2, 4)[lentype]
+        if i + n > len(data):
+            raise _Malformed
+        return int.from_bytes(data[i : i + n], "big"), i + n, False
+    if i >= len(data):
+        raise _Malformed
+    o1 = data[i]
+    if o1 < 192:
+        return o1, i + 1, False
+    if o1 < 224:
+        if i + 2 > len(data):
+            raise _Malformed
+        return ((o1 - 192) << 8) + data[i + 1] + 192, i + 2, False
+    if o1 == 255:
+        if i + 5 > len(data):
+            raise _Malformed
+        return int.from_bytes(data[i + 1 : i + 5], "big"), i + 5, False
+    return 1 << (o1 & 0x1F), i + 1, True
+
+
+def _packets(data: bytes) -> list[tuple[int, bytes]]:
+    """(tag, first body bytes) of each packet; raise _Malformed unless they tile ``data``."""
+    out: list[tuple[int, bytes]] = []
+    i = 0
+    while i < len(data):
+        b = data[i]
+        if not b & 0x80:
+            raise _Malformed
+        new = bool(b & 0x40)
+        tag = b & 0x3F if new else (b >> 2) & 0x0F
+        n, start, partial = _length(data, i + 1, new, b & 3)
+        body_start = start
+        while partial:  # RFC 9580 §4.2.1.4: chunks until a definite length
+            start += n
+            n, start, partial = _length(data, start, True, 0)
+        end = start + n
+        if end > len(data):
+            raise _Malformed
+        out.append((tag, data[body_start : body_start + 1]))
+        i = end
+    return out
+
+
+def is_openpgp_message(binary: bytes) -> bool:
+    """True when ``binary`` is an encrypted OpenPGP message (see the module docstring)."""
+    try:
+        packets = [(t, b) for t, b in _packets(binary) if t != _MARKER]
+    except _Malformed:
+        return False
+    if len(packets) < 2:
+        return False
+    *esks, (last, _) = packets
+    versions = {1: (3, 6), 3: (4, 5, 6)}
+    return last in _DATA_TAGS and all(
+        t in _ESK_TAGS and b[:1] and b[0] in versions[t] for t, b in esks
+    )
+
+
+def armored_openpgp_message(text: bytes) -> bytes | None:
+    """The armor block of ``text`` (a MIME part body) when it is all the part holds
+    and it decodes to an encrypted OpenPGP message; else None."""
+    m = _ARMOR.search(text)
+    if m is None or text[: m.start()].strip() or text[m.end() :].strip():
+        return None
+    lines = m.group(1).split(b"\n")
+    try:  # armor headers (RFC 9580 §6.2) end at the first blank line
+        blank = next(k for k, ln in enumerate(lines) if not ln.strip())
+    except StopIteration:
+        return None
+    b64 = b"".join(ln.strip() for ln in lines[blank + 1 :] if not ln.startswith(b"="))
+    try:
+        binary = binascii.a2b_base64(b64, strict_mode=True)
+    except binascii.Error:
+        return None
+    return m.group(0) if is_openpgp_message(binary) else None
+
+
+def is_cms_enveloped(der: bytes) -> bool:
+    """True when ``der`` is a CMS ContentInfo holding (Auth)EnvelopedData."""
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        kind = info["content_type"].native
+        if kind not in ("enveloped_data", "authenticated_enveloped_data"):
+            return False
+        content = info["content"]
+        recipients = content["recipient_infos"]
+        return (
+            len(recipients) > 0
+            and content["encrypted_content_info"]["content_type"].native is not None
+        )
+    except (ValueError, TypeError, KeyError):
+        return False
