@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import mimetypes
@@ -255,26 +256,22 @@ def _write_b64_python(src: BinaryIO, out: BinaryIO, on_bytes: Callable[[bytes], 
         out.write(b64_lines(carry))
 
 
-_GNU_BASE64: list[str | None] = []
-
-
+@functools.cache
 def gnu_base64() -> str | None:
-    """The path of GNU coreutils' ``base64`` (``-w`` line width, ``-d -i``), or None."""
-    if not _GNU_BASE64:
-        import shutil
+    """The path of GNU coreutils' ``base64`` (``-w`` line width, ``-d -i``), or None.
 
-        path = shutil.which("base64")
-        found = None
-        if path is not None and not os.environ.get("CERTMAIL_NO_EXTERNAL_BASE64"):
-            try:
-                r = subprocess.run([path, "--version"], capture_output=True, timeout=10,
-                                   check=False)
-                if r.returncode == 0 and b"GNU coreutils" in r.stdout:
-                    found = path
-            except (OSError, subprocess.SubprocessError):
-                pass
-        _GNU_BASE64.append(found)
-    return _GNU_BASE64[0]
+    None also when ``CERTMAIL_NO_EXTERNAL_BASE64`` is set (read once per process).
+    """
+    import shutil
+
+    path = shutil.which("base64")
+    if path is None or os.environ.get("CERTMAIL_NO_EXTERNAL_BASE64"):
+        return None
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if r.returncode == 0 and b"GNU coreutils" in r.stdout else None
 
 
 def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
@@ -287,7 +284,7 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
     """
     import threading
 
-    proc = _base64_process(tool, "-w", "76")
+    proc = base64_process(tool, "-w", "76")
     assert proc.stdin is not None and proc.stdout is not None
     errors: list[BaseException] = []
 
@@ -321,7 +318,7 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
         raise Error(f"base64 exited with status {code}", hint="this is a bug; nothing was sent")
 
 
-def _base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
+def base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
     """GNU ``base64`` (``tool``) with ``args``, between two widened pipes."""
     proc = subprocess.Popen([tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ import pytest
 
 from certmail.api import Certmail, safe_name
 from certmail.compose import ScanRecord
-from certmail.pgpmime import seal
+from certmail.seal import seal
 from keys.errors import ConflictError, Error, InfectedError, MalformedError, VerificationError
 from tests.certmail.test_interop_gpg import hand_made, inner_entity
 from tests.fixtures.clamd import EICAR
