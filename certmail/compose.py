@@ -14,7 +14,6 @@ their size.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
@@ -337,11 +336,6 @@ def _widen_pipe(fd: int, size: int = 1 << 20) -> None:
         pass
 
 
-def _b64_lines(data: bytes) -> bytes:
-    enc = base64.b64encode(data)
-    return b"".join(enc[i : i + 76] + b"\r\n" for i in range(0, len(enc), 76))
-
-
 def _qp(body: bytes) -> bytes:
     lf = body.replace(b"\r\n", b"\n")
     enc = binascii.b2a_qp(lf, quotetabs=False, istext=True, header=False)
@@ -434,6 +428,6 @@ def compose_inner(
     w(f'Content-Type: {MANIFEST_TYPE}; charset="utf-8"\r\n'.encode())
     w(f'Content-Disposition: attachment; filename="{MANIFEST_FILENAME}"\r\n'.encode())
     w(b"Content-Transfer-Encoding: base64\r\n\r\n")
-    w(_b64_lines(manifest.to_bytes()))
+    w(b64_lines(manifest.to_bytes()))
     w(f"--{boundary}--\r\n".encode())
     return manifest

@@ -298,3 +298,34 @@ def test_armor_check_passes_only_the_body() -> None:
         check.write(armor[i : i + 5])
     check.close()
     assert sink.getvalue() == body
+
+
+def test_manifest_from_compared_exactly(people: People, tmp_path: Path) -> None:
+    """The manifest's from is the From address itself, not text inside it."""
+    s = make(people.alice, tmp_path / "w", encrypt=False)
+    u = unseal(people.bob, s.path.read_bytes(), tmp_path / "o")
+    assert u.sender == ALICE
+    check_manifest(u)
+    assert u.manifest is not None
+    for claimed in ("lice@example.org", "alice@example.or", "", None):
+        u.manifest["from"] = claimed
+        with pytest.raises(VerificationError, match="From address does not match"):
+            check_manifest(u)
+    u.manifest["from"] = ALICE.upper()
+    check_manifest(u)
+
+
+def test_any_user_id_address_of_the_signing_key(people: People, tmp_path: Path) -> None:
+    """A From that is another user ID of the signing key (not the one gpg reports) is the
+    signer too (an address on no user ID of it is not: test_signer_must_be_the_sender)."""
+    m = people.mallory
+    fpr = m.key_for("mallory@example.org").fingerprint
+    subprocess.run(["gpg", "--homedir", str(m.gnupghome), "--batch", "--quick-add-uid", fpr,
+                    "Mallory <mallory@other.example>"], check=True, capture_output=True)
+    people.bob.import_keys(m.export_public(fpr).encode())
+    for frm in ("mallory@example.org", "mallory@other.example"):
+        s = make(m, tmp_path / frm, h=headers(frm=frm), encrypt=False)
+        u = unseal(people.bob, s.path.read_bytes(), tmp_path / f"o-{frm}")
+        check_manifest(u)
+        assert u.sender == frm and u.signature is not None
+        assert u.signature.primary_fingerprint == fpr
