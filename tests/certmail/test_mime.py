@@ -7,27 +7,30 @@ import pytest
 from certmail.mime import header_fields, parse_entity, same_address, single_mailbox
 
 
-@pytest.mark.parametrize(("value", "want"), [
-    ("alice@example.org", "alice@example.org"),
-    ("Alice <alice@example.org>", "alice@example.org"),
-    ("<alice@example.org>", "alice@example.org"),
-    ('"Smith, Alice" <alice@example.org>', "alice@example.org"),
-    ("Alice\r\n <alice@example.org>", "alice@example.org"),  # folded
-    ("=?utf-8?q?Al=C3=AFce?= <alice@example.org>", "alice@example.org"),
-    # Display names and comments are not addresses.
-    ('"bob@example.net" <ceo@example.org>', "ceo@example.org"),
-    ("ceo@example.org (bob@example.net)", "ceo@example.org"),
-    ("=?utf-8?q?bob@example.net?= <ceo@example.org>", "ceo@example.org"),
-    # Not exactly one mailbox, or not parseable without a defect: nothing.
-    ("bob@example.net, ceo@example.org", None),
-    ("friends: bob@example.net;", None),
-    ("bob@example.net <ceo@example.org>", None),
-    ("bob@example.net ceo@example.org", None),
-    ("bob", None),
-    ("", None),
-    ("bob@example.net\rFrom: ceo@example.org", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("alice@example.org", "alice@example.org"),
+        ("Alice <alice@example.org>", "alice@example.org"),
+        ("<alice@example.org>", "alice@example.org"),
+        ('"Smith, Alice" <alice@example.org>', "alice@example.org"),
+        ("Alice\r\n <alice@example.org>", "alice@example.org"),  # folded
+        ("=?utf-8?q?Al=C3=AFce?= <alice@example.org>", "alice@example.org"),
+        # Display names and comments are not addresses.
+        ('"bob@example.net" <ceo@example.org>', "ceo@example.org"),
+        ("ceo@example.org (bob@example.net)", "ceo@example.org"),
+        ("=?utf-8?q?bob@example.net?= <ceo@example.org>", "ceo@example.org"),
+        # Not exactly one mailbox, or not parseable without a defect: nothing.
+        ("bob@example.net, ceo@example.org", None),
+        ("friends: bob@example.net;", None),
+        ("bob@example.net <ceo@example.org>", None),
+        ("bob@example.net ceo@example.org", None),
+        ("bob", None),
+        ("", None),
+        ("bob@example.net\rFrom: ceo@example.org", None),
+        (None, None),
+    ],
+)
 def test_single_mailbox(value: str | None, want: str | None) -> None:
     assert single_mailbox(value) == want
 
@@ -49,7 +52,12 @@ def test_same_address_is_whole_and_case_insensitive() -> None:
 
 
 def test_header_fields_decoded() -> None:
-    e = parse_entity(b"From: =?utf-8?q?Al=C3=AFce?= <a@example.org>\r\nSubject: a\r\n b\r\n"
-                     b"Certmail-Notary: one\r\nCertmail-Notary: two\r\nX-Other: x\r\n\r\n")
-    assert header_fields(e.headers) == {"From": "Al\u00efce <a@example.org>",
-                                        "Subject": "a b", "Certmail-Notary": "one"}
+    e = parse_entity(
+        b"From: =?utf-8?q?Al=C3=AFce?= <a@example.org>\r\nSubject: a\r\n b\r\n"
+        b"Certmail-Notary: one\r\nCertmail-Notary: two\r\nX-Other: x\r\n\r\n"
+    )
+    assert header_fields(e.headers) == {
+        "From": "Al\u00efce <a@example.org>",
+        "Subject": "a b",
+        "Certmail-Notary": "one",
+    }
