@@ -48,8 +48,10 @@ from .compose import (
 from .ledger import Entry, Ledger
 from .mime import parse_entity
 from .notary_client import NotaryClient, NotaryError
-from .pgpmime import Unsealed, check_manifest, seal, signed_parts, unseal
+from .rfc3156 import signed_parts
+from .seal import seal
 from .smtp import DeliveryError, UncertainDeliveryError, parse_smtp_url, send_file
+from .unseal import Unsealed, check_manifest, check_sender, unseal
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from keys.gpg import Keyring, SignatureInfo
@@ -787,11 +789,10 @@ class Certmail:
         """
         p = Path(path)
         raw = _read_message(p)
-        from .mime import canonicalize
-        from .pgpmime import _fields
+        from .mime import canonicalize, header_fields
 
         top = parse_entity(canonicalize(raw))
-        fields = _fields(top.headers)
+        fields = header_fields(top.headers)
         warnings: list[str] = []
         pgp, sig = "unsigned", None
         if top.content_type == "multipart/encrypted":
@@ -803,10 +804,7 @@ class Certmail:
             sig = self.keyring.verify_detached(sp.signed, sp.signature)
             pgp = "valid"
             inner = parse_entity(sp.signed)
-            inner_from = _fields(inner.headers).get("From", fields.get("From", ""))
-            if sig.signer_email and sig.signer_email.lower() not in inner_from.lower():
-                raise VerificationError(
-                    f"signed by {sig.signer_email}, but the message says it is from {inner_from}")
+            check_sender(self.keyring, sig, inner.headers.get("From", top.headers.get("From")))
             if not sig.trusted:
                 warnings.append(f"the signer's key is not certified (validity {sig.validity})")
         dkim_state, dkim_domain = "absent", None

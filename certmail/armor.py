@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import ctypes.util
-import threading
+import functools
 from typing import Any
 
 CRC24_INIT = 0xB704CE
@@ -48,42 +48,31 @@ def crc24_python(data: bytes, crc: int = CRC24_INIT) -> int:
     return crc
 
 
-_lock = threading.Lock()
-_gcrypt: list[Any] = []
-
-
+@functools.cache
 def _libgcrypt() -> Any:
-    """libgcrypt loaded and initialised, or None."""
-    with _lock:
-        if not _gcrypt:
-            lib = None
-            try:
-                try:
-                    lib = ctypes.CDLL("libgcrypt.so.20")  # the ABI gnupg 2.2 links against
-                except OSError:  # find_library runs ldconfig: only when the soname fails
-                    lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so")
-                lib.gcry_check_version.restype = ctypes.c_char_p
-                lib.gcry_check_version.argtypes = [ctypes.c_char_p]
-                lib.gcry_md_open.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                                             ctypes.c_uint]
-                lib.gcry_md_open.restype = ctypes.c_uint
-                lib.gcry_md_write.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-                lib.gcry_md_write.restype = None
-                lib.gcry_md_read.argtypes = [ctypes.c_void_p, ctypes.c_int]
-                lib.gcry_md_read.restype = ctypes.POINTER(ctypes.c_ubyte)
-                lib.gcry_md_close.argtypes = [ctypes.c_void_p]
-                lib.gcry_md_close.restype = None
-                if lib.gcry_check_version(None) is None:
-                    lib = None
-                else:
-                    probe = _GcryptCrc24(lib)
-                    probe.update(b"certmail")
-                    if probe.value() != crc24_python(b"certmail"):
-                        lib = None
-            except (OSError, AttributeError):
-                lib = None
-            _gcrypt.append(lib)
-        return _gcrypt[0]
+    """libgcrypt loaded and initialised (and checked against the reference), or None."""
+    try:
+        try:
+            lib = ctypes.CDLL("libgcrypt.so.20")  # the ABI gnupg 2.2 links against
+        except OSError:  # find_library runs ldconfig: only when the soname fails
+            lib = ctypes.CDLL(ctypes.util.find_library("gcrypt") or "libgcrypt.so")
+        lib.gcry_check_version.restype = ctypes.c_char_p
+        lib.gcry_check_version.argtypes = [ctypes.c_char_p]
+        lib.gcry_md_open.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_uint]
+        lib.gcry_md_open.restype = ctypes.c_uint
+        lib.gcry_md_write.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.gcry_md_write.restype = None
+        lib.gcry_md_read.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.gcry_md_read.restype = ctypes.POINTER(ctypes.c_ubyte)
+        lib.gcry_md_close.argtypes = [ctypes.c_void_p]
+        lib.gcry_md_close.restype = None
+        if lib.gcry_check_version(None) is None:
+            return None
+        probe = _GcryptCrc24(lib)
+        probe.update(b"certmail")
+        return lib if probe.value() == crc24_python(b"certmail") else None
+    except (OSError, AttributeError):
+        return None
 
 
 class _GcryptCrc24:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from keys.errors import Error
 
 from .compose import canonical_text, encode_header_value, new_boundary, new_message_id, now_date
-from .pgpmime import write_signed
+from .rfc3156 import write_signed
 
 if TYPE_CHECKING:
     from keys.gpg import Keyring
@@ -96,7 +96,7 @@ def signed_mdn(keyring: Keyring, mdn: Mdn, *, date: str | None = None) -> bytes:
     data = out.getvalue()
     # Re-verify what leaves: the signature over the exact bytes of part 1.
     from .mime import canonicalize, parse_entity
-    from .pgpmime import signed_parts
+    from .rfc3156 import signed_parts
 
     sp = signed_parts(parse_entity(canonicalize(data)))
     keyring.verify_detached(sp.signed, sp.signature)

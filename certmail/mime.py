@@ -1,8 +1,11 @@
-"""Raw-bytes MIME (RFC 2045, RFC 2046 §5.1.1): the one MIME splitter of certmail.
+"""Raw-bytes MIME (RFC 2045, RFC 2046 §5.1.1) and header fields (RFC 5322, RFC 2047).
 
-Parsing keeps the exact bytes of every entity, so a signed part can be handed to
-gpg and a message hashed as sent (Python's email package would re-serialise
-them). This module imports no GnuPG: the bundle verifier uses it too.
+The one MIME splitter and the one header-field reader of certmail. Parsing
+keeps the exact bytes of every entity, so a signed part can be handed to gpg and
+a message hashed as sent (Python's email package would re-serialise them). The
+From field is read strictly (exactly one mailbox, RFC 5322 §3.4) by
+:func:`single_mailbox`. This module imports no GnuPG: the bundle verifier uses
+it too.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
+from email.header import Header, decode_header, make_header
+from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -106,3 +111,69 @@ def decode_body(entity: Entity) -> bytes:
     if cte in ("7bit", "8bit", "binary"):
         return body
     raise MalformedError(f"unknown Content-Transfer-Encoding {cte!r}")
+
+
+#: The header fields :func:`header_fields` reads (the RFC 9788 protected ones).
+FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
+NOTARY_FIELD = "Certmail-Notary"
+
+
+def header_fields(msg: Message) -> dict[str, str]:
+    """The fields of :data:`FIELDS` (and the first ``Certmail-Notary``), RFC 2047 decoded."""
+    out: dict[str, str] = {}
+    for name in FIELDS:
+        v = msg.get(name)
+        if v is not None:
+            out[name] = decode_field(str(v))
+    for v in msg.get_all(NOTARY_FIELD) or []:
+        out.setdefault(NOTARY_FIELD, decode_field(str(v)))
+    return out
+
+
+def decode_field(value: str) -> str:
+    """A field value for display: RFC 2047 encoded-words decoded, line breaks removed."""
+    try:
+        return str(make_header(decode_header(value))).replace("\r", "").replace("\n", "")
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return value.replace("\r", "").replace("\n", "")
+
+
+def single_mailbox(value: str | Header | None) -> str | None:
+    """The addr-spec of a field that holds exactly one mailbox, or None (RFC 5322 §3.4).
+
+    Strict: the raw (not RFC 2047 decoded) value must parse without any defect
+    as one mailbox outside a group, with a local part and a domain. Display
+    names and comments are ignored, so ``"bob@example.net" <ceo@example.org>``
+    and ``ceo@example.org (bob@example.net)`` are both ``ceo@example.org``.
+    """
+    if value is None:
+        return None
+    unfolded = str(value).replace("\r\n", "")
+    if "\r" in unfolded or "\n" in unfolded:
+        return None
+    try:
+        # compat32 keeps raw 8-bit bytes as surrogates: they must be UTF-8 (RFC 6532).
+        unfolded = unfolded.encode("utf-8", "surrogateescape").decode("utf-8")
+        field = _REGISTRY("From", unfolded)
+        groups, defects = field.groups, field.defects  # type: ignore[attr-defined]
+    except (UnicodeError, ValueError, IndexError, TypeError, AttributeError):
+        return None
+    if defects or len(groups) != 1 or groups[0].display_name is not None:
+        return None
+    (box,) = groups[0].addresses or (None,)
+    if box is None or len(groups[0].addresses) != 1 or not box.username or not box.domain:
+        return None
+    return str(box.addr_spec)
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two addr-specs name one mailbox: compared whole, case-insensitively.
+
+    The rule of the bundle verifier and of gpg's user-ID lookup: the domain is
+    case-insensitive (RFC 5321 §2.4), and the local part is compared
+    case-insensitively too (no mail system certmail meets distinguishes them).
+    """
+    return a.lower() == b.lower()
+
+
+_REGISTRY = HeaderRegistry()

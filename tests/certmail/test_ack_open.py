@@ -160,7 +160,8 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
     from certmail.compose import Headers, new_message_id, now_date
     from certmail.mime import canonicalize, parse_entity
     from certmail.notary_client import NotaryClient
-    from certmail.pgpmime import seal, signed_parts
+    from certmail.rfc3156 import signed_parts
+    from certmail.seal import seal
 
     c = correspondents
     _setup(c, notary_server)

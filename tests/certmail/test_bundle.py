@@ -458,7 +458,7 @@ def test_direct_canonical_json_is_receipt_text(obj: dict[str, Any]) -> None:
 
 def test_header_parser_is_pgpmimes(world: World) -> None:
     """bundle's own header/multipart parser gives what certmail.pgpmime's gives."""
-    from certmail import pgpmime
+    from certmail import mime as pgpmime
     from certmail.bundle import _parse_entity, _split_multipart
 
     b = "b1=_x"

@@ -118,15 +118,18 @@ def test_canonical_text() -> None:
 
 # ---------------------------------------------------------------- base64 fast paths
 
+
+def test_reference_only_switches_gnu_base64_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    monkeypatch.delenv("CERTMAIL_NO_EXTERNAL_BASE64", raising=False)
+    assert gnu_base64() is not None  # the tests run where coreutils is installed
+    monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
+    assert gnu_base64() is None
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from certmail.compose import (  # noqa: E402
-    _write_b64_external,
-    _write_b64_python,
-    b64_lines,
-    gnu_base64,
-)
+from certmail.compose import b64_lines, gnu_base64, write_base64  # noqa: E402
 
 
 def stdlib_b64(data: bytes) -> bytes:
@@ -152,12 +155,11 @@ def test_b64_lines_equals_stdlib(data: bytes, width: int) -> None:
 @given(st.binary(max_size=3000), st.booleans())
 def test_streamed_base64_equals_stdlib(data: bytes, trickle: bool) -> None:
     seen: list[bytes] = []
-    for write in (_write_b64_python, lambda s, o, cb: _write_b64_external(
-            gnu_base64() or "base64", s, o, cb)):
+    for tool in (None, gnu_base64() or "base64"):
         src = Trickle(data) if trickle else io.BytesIO(data)
         out = io.BytesIO()
         seen.clear()
-        write(src, out, seen.append)
+        write_base64(src, out, seen.append, tool)
         assert out.getvalue() == stdlib_b64(data)
         assert b"".join(seen) == data
 
@@ -165,8 +167,7 @@ def test_streamed_base64_equals_stdlib(data: bytes, trickle: bool) -> None:
 def test_streamed_base64_large_chunks_equal_stdlib() -> None:
     data = os.urandom(57 * 16384 * 2 + 1001)  # several read chunks, a partial last line
     assert gnu_base64() is not None  # the tests run where coreutils is installed
-    for write in (_write_b64_python, lambda s, o, cb: _write_b64_external(
-            gnu_base64() or "base64", s, o, cb)):
+    for tool in (None, gnu_base64()):
         out = io.BytesIO()
-        write(io.BytesIO(data), out, lambda b: None)
+        write_base64(io.BytesIO(data), out, lambda b: None, tool)
         assert out.getvalue() == stdlib_b64(data)

@@ -17,7 +17,7 @@ import pytest
 
 from certmail.api import Certmail
 from certmail.mime import parse_entity
-from certmail.pgpmime import encrypted_payload, signed_parts
+from certmail.rfc3156 import encrypted_payload, signed_parts
 
 
 def gpg(home: Path, *args: str, stdin: bytes = b"") -> bytes:

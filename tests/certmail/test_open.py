@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,10 @@ import pytest
 
 from certmail.api import Certmail, safe_name
 from certmail.compose import ScanRecord
-from certmail.pgpmime import seal
+from certmail.seal import seal
 from keys.errors import ConflictError, Error, InfectedError, MalformedError, VerificationError
-from tests.certmail.test_interop_gpg import hand_made, inner_entity
+from tests.certmail.test_cli_send_open import one_line_error, run
+from tests.certmail.test_interop_gpg import crlf, gpg, hand_made, inner_entity
 from tests.fixtures.clamd import EICAR
 
 
@@ -130,3 +132,68 @@ def _headers(c: Any, to: str = "bob@example.net") -> Any:
 
     return Headers("alice@example.org", (to,), "s", "<x@example.org>",
                    "Mon, 01 Jan 2024 00:00:00 +0000")
+
+
+# ------------------------------------------------ the signer must be the From address
+
+#: Froms that contain the signer's address alice@example.org without being it.
+FORGED_FROMS = [
+    b"jimalice@example.org",
+    b"alice@example.org.attacker.test",
+    b'"alice@example.org" <ceo@example.org>',
+    b"ceo@example.org (alice@example.org)",
+]
+GENUINE_FROMS = [b"alice@example.org", b"Alice <ALICE@Example.ORG>"]
+
+
+def signed_by_alice(alice_home: Path, frm: bytes, *, encrypt: bool) -> bytes:
+    """A message with From ``frm`` (outer and protected), signed with Alice's real key."""
+    inner = inner_entity([]).replace(b"From: alice@example.org", b"From: " + frm)
+    assert b"From: " + frm in inner
+    if encrypt:
+        return hand_made(alice_home, inner).replace(b"From: alice@example.org", b"From: " + frm)
+    sig = gpg(alice_home, "--armor", "--detach-sign", "-u", "alice@example.org", stdin=inner)
+    return (b"From: " + frm + b"\r\nTo: bob@example.net\r\nSubject: by hand\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/signed; micalg=pgp-sha512;\r\n'
+            b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+            b"--sig\r\n" + inner + b"\r\n--sig\r\n"
+            b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) +
+            b"\r\n--sig--\r\n")
+
+
+@pytest.mark.parametrize("frm", FORGED_FROMS, ids=lambda f: f.decode())
+def test_forged_from_refused_by_open_and_verify(correspondents: Any, tmp_path: Path,
+                                                frm: bytes) -> None:
+    """Signed by alice@example.org, From only containing that text: refused, exit 3."""
+    c = correspondents
+    home = c.alice.keyring.gnupghome
+    for encrypt in (True, False):
+        eml = tmp_path / f"forged-{encrypt}.eml"
+        eml.write_bytes(signed_by_alice(home, frm, encrypt=encrypt))
+        p = run(c.bob, "open", str(eml), "--save-dir", str(tmp_path / "save"))
+        assert p.returncode == 3 and p.stdout == "", p.stderr
+        assert "signed by alice@example.org, but" in one_line_error(p)
+        with Certmail(c.bob.settings) as cm, pytest.raises(VerificationError, match="signed by"):
+            cm.open(eml, save_dir=tmp_path / "save")
+    assert not (tmp_path / "save").exists()
+    p = run(c.bob, "verify", str(eml))  # the signed-only one: verify checks its signature
+    assert p.returncode == 3 and p.stdout == "", p.stderr
+    assert "signed by alice@example.org, but" in one_line_error(p)
+
+
+@pytest.mark.parametrize("frm", GENUINE_FROMS, ids=lambda f: f.decode())
+def test_genuine_from_accepted_by_open_and_verify(correspondents: Any, tmp_path: Path,
+                                                  frm: bytes) -> None:
+    c = correspondents
+    home = c.alice.keyring.gnupghome
+    for encrypt in (True, False):
+        eml = tmp_path / f"genuine-{encrypt}.eml"
+        eml.write_bytes(signed_by_alice(home, frm, encrypt=encrypt))
+        p = run(c.bob, "open", str(eml), "--json")
+        assert p.returncode == 0, p.stderr
+        o = json.loads(p.stdout)
+        assert o["signer"] == "alice@example.org" and o["trusted"]
+        assert o["body"] == "Hello from gpg"
+    p = run(c.bob, "verify", str(eml))
+    assert p.returncode == 0 and "pgp: valid signature by alice@example.org" in p.stdout

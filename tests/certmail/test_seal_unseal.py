@@ -1,4 +1,4 @@
-"""certmail.pgpmime: RFC 3156 seal/unseal with real gpg, and the ways a message can be bad."""
+"""certmail.seal / certmail.unseal: RFC 3156 with real gpg, and the ways a message can be bad."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import pytest
 
 from certmail.compose import Headers, ScanRecord
 from certmail.mime import canonicalize, parse_entity, split_multipart
-from certmail.pgpmime import (
-    OBSCURED_SUBJECT,
-    Sealed,
-    check_manifest,
-    dearmor,
-    encrypted_payload,
-    seal,
-    signed_parts,
-    unseal,
-)
+from certmail.rfc3156 import OBSCURED_SUBJECT, dearmor, encrypted_payload, signed_parts
+from certmail.seal import Sealed, seal
+from certmail.unseal import check_manifest, unseal
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import Keyring
 
@@ -239,10 +232,10 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path
     whether certmail writes the armor (binary from gpg, libgcrypt's CRC-24) or gpg."""
     import os
 
-    import certmail.pgpmime
+    import certmail.pipeline
 
     if not self_armor:
-        monkeypatch.setattr(certmail.pgpmime, "fast_crc24", lambda: False)
+        monkeypatch.setattr(certmail.pipeline, "fast_crc24", lambda: False)
     att = tmp_path / "big.bin"
     att.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # several pipe/read chunks
     s = make(people.alice, tmp_path / "w", [att])
@@ -276,10 +269,10 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path
 def test_armor_check_refuses_broken_framing(armor: bytes, error: str) -> None:
     import io
 
-    from certmail.pgpmime import _ArmorCheck
+    from certmail.pipeline import ArmorCheck
 
     sink = io.BytesIO()
-    check = _ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
+    check = ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
     with pytest.raises(MalformedError, match=error):
         for i in range(0, len(armor), 7):
             check.write(armor[i : i + 7])
@@ -289,7 +282,7 @@ def test_armor_check_refuses_broken_framing(armor: bytes, error: str) -> None:
 def test_armor_check_passes_only_the_body() -> None:
     import io
 
-    from certmail.pgpmime import _ArmorCheck
+    from certmail.pipeline import ArmorCheck
 
     body = b"".join(b"A" * 64 + b"\r\n" for _ in range(10)) + b"QUFB\r\n"
     armor = (b"-----BEGIN PGP MESSAGE-----\r\nComment: x\r\n\r\n" + body
@@ -300,8 +293,39 @@ def test_armor_check_passes_only_the_body() -> None:
             pass
 
     sink = Keep()
-    check = _ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
+    check = ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
     for i in range(0, len(armor), 5):
         check.write(armor[i : i + 5])
     check.close()
     assert sink.getvalue() == body
+
+
+def test_manifest_from_compared_exactly(people: People, tmp_path: Path) -> None:
+    """The manifest's from is the From address itself, not text inside it."""
+    s = make(people.alice, tmp_path / "w", encrypt=False)
+    u = unseal(people.bob, s.path.read_bytes(), tmp_path / "o")
+    assert u.sender == ALICE
+    check_manifest(u)
+    assert u.manifest is not None
+    for claimed in ("lice@example.org", "alice@example.or", "", None):
+        u.manifest["from"] = claimed
+        with pytest.raises(VerificationError, match="From address does not match"):
+            check_manifest(u)
+    u.manifest["from"] = ALICE.upper()
+    check_manifest(u)
+
+
+def test_any_user_id_address_of_the_signing_key(people: People, tmp_path: Path) -> None:
+    """A From that is another user ID of the signing key (not the one gpg reports) is the
+    signer too (an address on no user ID of it is not: test_signer_must_be_the_sender)."""
+    m = people.mallory
+    fpr = m.key_for("mallory@example.org").fingerprint
+    subprocess.run(["gpg", "--homedir", str(m.gnupghome), "--batch", "--quick-add-uid", fpr,
+                    "Mallory <mallory@other.example>"], check=True, capture_output=True)
+    people.bob.import_keys(m.export_public(fpr).encode())
+    for frm in ("mallory@example.org", "mallory@other.example"):
+        s = make(m, tmp_path / frm, h=headers(frm=frm), encrypt=False)
+        u = unseal(people.bob, s.path.read_bytes(), tmp_path / f"o-{frm}")
+        check_manifest(u)
+        assert u.sender == frm and u.signature is not None
+        assert u.signature.primary_fingerprint == fpr

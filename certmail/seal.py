@@ -1,0 +1,232 @@
+"""Seal a message: compose, sign and encrypt it (RFC 3156 §6.2), then re-verify it.
+
+The layout is RFC 3156 with RFC 9788 header protection (:mod:`certmail.rfc3156`)
+around the inner entity of :mod:`certmail.compose`. Every stage goes file to
+file; the encrypted case runs the one-pass gpg pipeline of
+:mod:`certmail.pipeline`. Before :func:`seal` returns, the final bytes are
+checked (DESIGN §5: re-verify the bytes before they leave).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from keys.errors import Error, MalformedError, VerificationError
+from keys.gpg import Keyring
+
+from .compose import (
+    Headers,
+    Manifest,
+    Progress,
+    ScanRecord,
+    compose_inner,
+    header_lines,
+    new_boundary,
+)
+from .mime import canonicalize
+from .pipeline import (
+    REVERIFY_HINT,
+    EncryptPipeline,
+    HashingWriter,
+    Tap,
+    close_file,
+    copy_file,
+    file_sha256,
+    start_writeback,
+)
+from .rfc3156 import OBSCURED_SUBJECT, autocrypt_header, copy_stream, signed_head, write_signed
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A finished message on disk: the exact bytes that will be sent."""
+
+    path: Path
+    sha256: str
+    size: int
+    manifest: Manifest
+    signed: bool
+    encrypted: bool
+
+
+def seal(
+    keyring: Keyring,
+    workdir: Path,
+    headers: Headers,
+    body: bytes,
+    attachments: Sequence[tuple[Path, ScanRecord]] = (),
+    *,
+    sign: bool = True,
+    encrypt: bool = True,
+    extra_outer: Sequence[str] = (),
+    autocrypt: bool = True,
+    dkim: Callable[[Path], bytes] | None = None,
+    progress: Progress | None = None,
+) -> Sealed:
+    """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
+
+    Every stage goes file to file inside ``workdir``; the result is
+    ``workdir/message.eml``. ``dkim``, when given, reads the finished message
+    file and returns the DKIM-Signature field line(s) to prepend. Before
+    returning, the final bytes are checked: decryptable with our own key, the
+    decrypted bytes equal to what was signed, and the signature valid.
+
+    Encrypted messages go through one pipeline of gpg processes
+    (:class:`certmail.pipeline.EncryptPipeline`): the signature is made while
+    the payload is already being encrypted, and the armored ciphertext is
+    decrypted again as it is written, so the re-verification costs no extra
+    pass over the file.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    outer = _outer_fields(
+        keyring, headers, sign=sign, encrypt=encrypt, extra_outer=extra_outer, autocrypt=autocrypt
+    )
+    signer = keyring.signing_key(headers.from_addr) if sign else None
+    unsigned = workdir / "message.unsigned"
+    args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
+    if encrypt:
+        manifest, digest, size = _seal_encrypted(*args)
+    else:
+        manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
+    final = workdir / "message.eml"
+    if dkim is not None:
+        digest, size = _prepend_dkim(dkim, unsigned, final)
+    else:
+        os.replace(unsigned, final)
+    return Sealed(final, digest, size, manifest, sign, encrypt)
+
+
+def _outer_fields(
+    keyring: Keyring,
+    headers: Headers,
+    *,
+    sign: bool,
+    encrypt: bool,
+    extra_outer: Sequence[str],
+    autocrypt: bool,
+) -> list[str]:
+    """The outer header field lines: Subject obscured when encrypted (RFC 9788), Autocrypt."""
+    outer = [
+        *header_lines(headers, subject=OBSCURED_SUBJECT if encrypt else None),
+        "MIME-Version: 1.0",
+        *extra_outer,
+    ]
+    if autocrypt and (sign or encrypt):
+        outer.append(autocrypt_header(headers.from_addr, keyring.export_public(headers.from_addr)))
+    return outer
+
+
+def _seal_encrypted(
+    keyring: Keyring,
+    workdir: Path,
+    headers: Headers,
+    body: bytes,
+    attachments: Sequence[tuple[Path, ScanRecord]],
+    outer: Sequence[str],
+    signer: str | None,
+    unsigned: Path,
+    progress: Progress | None,
+) -> tuple[Manifest, str, int]:
+    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``."""
+    hp: Literal["cipher"] = "cipher"
+    inner = workdir / "inner.mime"
+    recipients = [keyring.encryption_key(a) for a in headers.recipients]
+    own = keyring.encryption_key(headers.from_addr)
+    fprs = [*dict.fromkeys([*recipients, own])]
+    micalg = keyring.micalg(signer) if signer is not None else None
+    sb = new_boundary()
+    # The payload gpg encrypts is [multipart/signed head][inner][signature part];
+    # its SHA-256 is taken as it is written, to compare with the decryption.
+    phead = signed_head(micalg, sb) if micalg is not None else b""
+    payload_hash = hashlib.sha256(phead)
+    with inner.open("wb") as f:
+        manifest = compose_inner(
+            Tap(f, payload_hash),  # type: ignore[arg-type]
+            headers,
+            body,
+            attachments,
+            hp=hp,
+            outer_subject=OBSCURED_SUBJECT,
+            progress=progress,
+        )
+    if progress is not None:
+        progress("encrypt", 0, 1)
+    pipeline = EncryptPipeline(
+        keyring,
+        inner,
+        fprs,
+        signer=signer,
+        micalg=micalg,
+        payload_head=phead,
+        payload_hash=payload_hash,
+        boundary=sb,
+    )
+    digest, size = pipeline.run(unsigned, outer)
+    return manifest, digest, size
+
+
+def _seal_clear(
+    keyring: Keyring,
+    workdir: Path,
+    headers: Headers,
+    body: bytes,
+    attachments: Sequence[tuple[Path, ScanRecord]],
+    outer: Sequence[str],
+    signer: str | None,
+    unsigned: Path,
+    progress: Progress | None,
+    *,
+    extra_outer: Sequence[str],
+) -> tuple[Manifest, str, int]:
+    """``multipart/signed`` (RFC 3156 §5), or the bare inner entity, to ``unsigned``."""
+    hp: Literal["clear"] | None = "clear" if signer is not None else None
+    inner = workdir / "inner.mime"
+    with inner.open("wb") as f:
+        manifest = compose_inner(f, headers, body, attachments, hp=hp, progress=progress)
+    out = unsigned.open("wb")
+    writer = HashingWriter(out)  # type: ignore[arg-type]
+    signature: bytes | None = None
+    if signer is not None:
+        if progress is not None:
+            progress("sign", 0, 1)
+        signature, micalg_used = keyring.sign_detached_file(inner, signer)
+        with inner.open("rb") as src:
+            write_signed(writer, src, signature, micalg_used, outer)  # type: ignore[arg-type]
+    else:
+        # Neither signed nor encrypted: the inner entity is the message.
+        if extra_outer:
+            writer.write(("\r\n".join(extra_outer) + "\r\n").encode("ascii"))
+        with inner.open("rb") as src:
+            copy_stream(src, writer)  # type: ignore[arg-type]
+    close_file(out)
+    if progress is not None:
+        progress("check", 0, 1)
+    if signature is not None:
+        try:
+            keyring.verify_detached_file(inner, signature)
+        except (VerificationError, MalformedError) as e:
+            raise Error(
+                f"refusing to send: the finished message did not re-verify ({e.message})",
+                hint=REVERIFY_HINT,
+            ) from e
+    return manifest, writer.digest.hexdigest(), writer.size
+
+
+def _prepend_dkim(dkim: Callable[[Path], bytes], unsigned: Path, final: Path) -> tuple[str, int]:
+    """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``."""
+    prefix = canonicalize(dkim(unsigned))
+    with final.open("wb") as f:
+        f.write(prefix)
+        f.flush()
+        with unsigned.open("rb") as src:
+            copy_file(src, f)
+        f.flush()
+        start_writeback(f.fileno(), 0, 0)
+    unsigned.unlink()
+    # Read back: the stored bytes are the ones hashed, notarized and sent.
+    return file_sha256(final), final.stat().st_size
