@@ -20,6 +20,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from keys.encoding import Base64Error, b64decode_canonical
 from notary import merkle
 from notary.checkpoint import Checkpoint, _parse_decimal, open_checkpoint, verify_opened
 from notary.errors import MalformedError, VerificationError
@@ -39,12 +40,9 @@ _HASH_LINE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 def _b64(s: str, what: str) -> bytes:
     try:
-        raw = base64.b64decode(s.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise MalformedError(f"malformed tlog-proof: bad base64 in {what}") from None
-    if base64.b64encode(raw).decode("ascii") != s:
-        raise MalformedError(f"malformed tlog-proof: non-canonical base64 in {what}")
-    return raw
+        return b64decode_canonical(s)
+    except Base64Error as e:
+        raise MalformedError(f"malformed tlog-proof: {e} in {what}") from None
 
 
 #: Parsed signed checkpoints by their exact bytes (receipts of one log share a few):
