@@ -267,6 +267,25 @@ def dkim_verify(message: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = No
     raise VerificationError(f"DKIM signature did not verify: {detail}")
 
 
+def signing_domain(field_value: str | bytes) -> str | None:
+    """The ``d=`` domain of a DKIM-Signature field value, or None if it has none.
+
+    The tag=value list is read by dkimpy's own parser (RFC 6376 §3.2,
+    :func:`dkim.util.parse_tag_value`) after unfolding; folding whitespace
+    inside the value is removed (§3.5 allows FWS in ``d=``). A list dkimpy
+    cannot parse (duplicate tags, a tag without ``=``) has no domain.
+    """
+    from dkim.util import InvalidTagValueList, parse_tag_value
+
+    raw = field_value.encode("utf-8", "replace") if isinstance(field_value, str) else field_value
+    try:
+        tags = parse_tag_value(re.sub(rb"\r?\n", b"", raw))
+    except InvalidTagValueList:
+        return None
+    domain = b"".join(tags.get(b"d", b"").split())
+    return domain.decode("utf-8", "replace") or None
+
+
 # ---------------------------------------------------------------- streaming
 
 _EOL = re.compile(rb"\r?\n")
