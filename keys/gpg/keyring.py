@@ -51,6 +51,7 @@ from keys.gpg.status import (
     IMPORT_HINT,
     MICALG,
     SIG_STATUS,
+    STDERR_ENCODING,
     SignatureInfo,
     check_recipients_accepted,
     check_secret_key_used,
@@ -78,7 +79,7 @@ class Keyring:
         prepare_home(self.gnupghome)
         try:
             self._gpg = gnupg.GPG(
-                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding="utf-8"
+                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
             )
         except (OSError, ValueError) as e:
             raise KeyMaterialError(
@@ -107,7 +108,7 @@ class Keyring:
     def _listing(self, *, secret: bool) -> list[Listed]:
         proc = self._run(["--list-secret-keys" if secret else "--list-keys"])
         if proc.returncode not in (0, 2):
-            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr.decode())}")
+            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")
         secret_fprs: set[str] = set()
         if not secret:
             secret_fprs = {k.info.fingerprint for k in self._listing(secret=True)}
@@ -211,7 +212,7 @@ class Keyring:
         )
         if proc.returncode != 0:
             raise KeyMaterialError(
-                f"cannot certify {key.fingerprint}: {gpg_message(proc.stderr.decode())}",
+                f"cannot certify {key.fingerprint}: {gpg_message(proc.stderr)}",
                 hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
             )
         self._run(["--check-trustdb"])
@@ -373,7 +374,7 @@ class Keyring:
                 output=str(tmp),
                 extra_args=["--yes", *self._secret_args()],
             )
-            stderr = result.stderr or ""
+            stderr = getattr(result, "stderr", None) or ""
             if not result.ok or result.returncode not in (0, 2):
                 check_secret_key_used(stderr)
                 if status_values(stderr, "BADSIG"):

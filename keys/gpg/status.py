@@ -9,6 +9,8 @@ error that says why not (:func:`signature_info`).
 
 from __future__ import annotations
 
+import codecs
+import encodings.utf_8
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = [
     "MICALG",
     "SIG_STATUS",
     "SIG_VALIDITY",
+    "STDERR_ENCODING",
     "SignatureInfo",
     "check_recipients_accepted",
     "check_secret_key_used",
@@ -72,6 +75,39 @@ SIG_STATUS = ("NEWSIG", "GOODSIG", "BADSIG", "ERRSIG", "VALIDSIG", "EXPSIG", "EX
               "REVKEYSIG")  # fmt: skip
 
 
+#: The codec python-gnupg reads gpg's stderr with: UTF-8, but undecodable bytes
+#: become U+FFFD instead of killing python-gnupg's reader thread. Status lines are
+#: UTF-8 with binary values percent-escaped (doc/DETAILS); gpg's human lines are
+#: not: they print notation values raw, and Sequoia (``sq``) adds a binary
+#: ``salt@notations.sequoia-pgp.org`` notation to every signature.
+STDERR_ENCODING = "certmail_gpg_utf8"
+
+
+class _ReplacingReader(encodings.utf_8.StreamReader):
+    """UTF-8 stream reader whose default error handling is "replace"."""
+
+    def __init__(self, stream: Any, errors: str = "replace") -> None:
+        super().__init__(stream, errors)
+
+
+def _codec(name: str) -> codecs.CodecInfo | None:
+    if name != STDERR_ENCODING:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        utf8.encode,
+        utf8.decode,
+        streamreader=_ReplacingReader,
+        streamwriter=utf8.streamwriter,
+        incrementalencoder=utf8.incrementalencoder,
+        incrementaldecoder=utf8.incrementaldecoder,
+        name=STDERR_ENCODING,
+    )
+
+
+codecs.register(_codec)
+
+
 @dataclass(frozen=True)
 class SignatureInfo:
     """A good OpenPGP signature: who made it, when, and how far we trust the key."""
@@ -94,8 +130,11 @@ def status_values(stderr: str, keyword: str) -> list[str]:
     return values
 
 
-def gpg_message(stderr: str) -> str:
-    """The last human line gpg wrote (not a status line), for error messages."""
+def gpg_message(stderr: str | bytes) -> str:
+    """The last human line gpg wrote (not a status line), for error messages. Bytes
+    are read as UTF-8 with replacement: gpg's human lines may carry binary values."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
     lines = [
         ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("[GNUPG:]")
     ]
@@ -120,6 +159,8 @@ def signature_micalg(code: int, stderr: str) -> str:
 
 def signature_info(result: Any) -> SignatureInfo:
     """Turn a python-gnupg verify/decrypt result into SignatureInfo or raise."""
+    if getattr(result, "stderr", None) is None:  # python-gnupg could not read gpg's answer
+        raise VerificationError("signature did not verify: gpg's answer could not be read")
     status = result.status or ""
     if result.valid and result.fingerprint:
         level = result.trust_text or "TRUST_UNDEFINED"
