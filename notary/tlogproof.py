@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 
@@ -45,26 +46,29 @@ def _b64(s: str, what: str) -> bytes:
         raise MalformedError(f"malformed tlog-proof: {e} in {what}") from None
 
 
-#: Parsed signed checkpoints by their exact bytes (receipts of one log share a few):
-#: :func:`parsed_checkpoint` is a pure function of the bytes; only successes are kept,
-#: only notes up to ``_MEMO_NOTE_SIZE`` bytes, at most ``_MEMO_ENTRIES`` of them.
-_MEMO: dict[bytes, tuple[Note, Checkpoint]] = {}
+#: Parsed signed checkpoints are remembered by their exact bytes (receipts of one log
+#: share a few): :func:`parsed_checkpoint` is a pure function of the bytes; only
+#: successes are kept (lru_cache does not keep exceptions), only notes up to
+#: ``_MEMO_NOTE_SIZE`` bytes, at most ``_MEMO_ENTRIES`` of them.
 _MEMO_ENTRIES = 1024
 _MEMO_NOTE_SIZE = 4096
+
+
+def _parse_checkpoint_note(note: bytes) -> tuple[Note, Checkpoint]:
+    parsed = parse_note(note)
+    return parsed, Checkpoint.from_text(parsed.text)
+
+
+_parse_small_checkpoint_note = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_parse_checkpoint_note)
 
 
 def parsed_checkpoint(note: bytes) -> tuple[Note, Checkpoint]:
     """``parse_note(note)`` and the checkpoint its text holds, NOT verified; MalformedError.
     Remembered for small notes (a pure function of the bytes)."""
-    got = _MEMO.get(note)
-    if got is None:
-        parsed = parse_note(note)
-        got = (parsed, Checkpoint.from_text(parsed.text))
-        if len(note) <= _MEMO_NOTE_SIZE:
-            if len(_MEMO) >= _MEMO_ENTRIES:
-                _MEMO.clear()
-            _MEMO[bytes(note)] = got
-    return got
+    note = bytes(note)
+    if len(note) <= _MEMO_NOTE_SIZE:
+        return _parse_small_checkpoint_note(note)
+    return _parse_checkpoint_note(note)
 
 
 @dataclass(frozen=True)
