@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from keys.encoding import Base64Error, b64decode_canonical
 from notary import merkle
-from notary.checkpoint import Checkpoint, _parse_decimal, open_checkpoint, verify_opened
+from notary.checkpoint import Checkpoint, open_checkpoint, parse_decimal, verify_opened
 from notary.errors import MalformedError, VerificationError
 from notary.note import MAX_NOTE_SIZE, Note, Verifier, parse_note
 
@@ -120,7 +120,7 @@ class TlogProof:
             at += 1
         if at >= len(lines) or not lines[at].startswith("index "):
             raise MalformedError("malformed tlog-proof: missing index line")
-        index = _parse_decimal(lines[at][len("index ") :], "tlog-proof index")
+        index = parse_decimal(lines[at][len("index ") :], "tlog-proof index")
         hash_lines = lines[at + 1 :]
         if len(hash_lines) > MAX_PROOF_HASHES:
             raise MalformedError("malformed tlog-proof: too many hashes")
