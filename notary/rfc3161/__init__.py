@@ -13,6 +13,7 @@ Modules, each with one job:
 - :mod:`~notary.rfc3161.template`: the token layout the TSA issues, written
   and read back (the one template for issuing and for the fast check);
 - :mod:`~notary.rfc3161.tsa`: :class:`TimeStampAuthority`;
+- :mod:`~notary.rfc3161.info`: :class:`TokenInfo`, what a verified token says;
 - :mod:`~notary.rfc3161.chain`: the TSA certificate and its path to a root;
 - :mod:`~notary.rfc3161.reference`: the full verifier (asn1crypto);
 - :mod:`~notary.rfc3161.verify`: :func:`verify_token`, template first.

@@ -698,3 +698,20 @@ def test_a_tampered_token_fails_in_both_modes(mode: str, pos: int, mask: int) ->
 @functools.cache
 def _template_token() -> bytes:
     return _chain_tsa()[0].stamp(hashlib.sha256(MESSAGE).digest(), nonce=7, cert_req=False)
+
+
+def test_the_tsa_issues_with_the_template_the_verifier_reads() -> None:
+    """One template: the one built from tsa-chain.pem is the TSA's own, and a token
+    rebuilt from its parts by that template is the token."""
+    from notary.rfc3161.template import TokenTemplate
+
+    tsa, chain = _chain_tsa()
+    template = TokenTemplate.for_chain(chain)
+    assert template == tsa.template
+    token = tsa.stamp(hashlib.sha256(MESSAGE).digest(), nonce=1)
+    parts = template.match(token)
+    assert parts is not None
+    tst, attrs, signature = parts
+    assert template.token(tst, attrs, signature, True) == token
+    assert template.read_tst_info(tst, hashlib.sha256(MESSAGE).digest()) is not None
+    assert template.read_tst_info(tst, bytes(32)) is None  # another imprint
