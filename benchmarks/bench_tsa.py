@@ -137,8 +137,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: How long uvicorn may take to listen (its imports alone take seconds on a loaded machine).
+START_TIMEOUT = 60.0
+
+
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"uvicorn exited with {proc.returncode}")
         try:

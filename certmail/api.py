@@ -809,15 +809,11 @@ class Certmail:
                 warnings.append(f"the signer's key is not certified (validity {sig.validity})")
         dkim_state, dkim_domain = "absent", None
         if top.headers.get("DKIM-Signature") is not None:
-            from keys.dkim import dkim_verify
+            from keys.dkim import dkim_verify, signing_domain
 
             dkim_verify(raw, dnsfunc=dnsfunc)
             dkim_state = "valid"
-            tags = dict(
-                t.strip().split("=", 1) for t in str(top.headers["DKIM-Signature"]).split(";")
-                if "=" in t
-            )
-            dkim_domain = "".join(tags.get("d", "").split()) or None
+            dkim_domain = signing_domain(str(top.headers["DKIM-Signature"]))
         if pgp != "valid" and dkim_state != "valid":
             if pgp == "encrypted":
                 warnings.append("no DKIM signature: nothing can be checked without decrypting")

@@ -752,9 +752,9 @@ def _check(
     """Verify every machine-readable member; derive the facts. Raises VerificationError."""
 
     from certmail.certificate import CheckpointFact, EventFact, Facts, TsaFact
-    from certmail.tstfast import template_for, verify_fast
     from notary import merkle
     from notary.receipt import Receipt
+    from notary.rfc3161 import verify_token
 
     checks: list[Check] = []
     warnings: list[str] = []
@@ -809,8 +809,6 @@ def _check(
         checks.append(Check("TSA chain", "warning",
                             f"not pinned: using the root at the end of {CHAIN}"))
 
-    template = template_for(files[CHAIN], chain, roots)
-
     # evidence
     numbered: dict[int, dict[str, str]] = {}
     consistency_files: dict[tuple[int, int], str] = {}
@@ -862,13 +860,9 @@ def _check(
             tname = names["tsr"]
             if files[tname] != receipt.tst:
                 raise _fail(f"{tname} is not the token in {jname}")
-            token = None if template is None else verify_fast(receipt.tst, template, digest)
             try:
-                if token is None:  # not in our TSA's exact layout: the general check
-                    from notary.rfc3161 import verify_token
-
-                    token = verify_token(receipt.tst, roots=roots, data=message,
-                                         certificates=chain)
+                token = verify_token(receipt.tst, roots=roots, data=message, certificates=chain)
+                if not token.from_template:  # not in our TSA's exact layout
                     _check_token_form(receipt.tst, chain, tname)
             except VerificationError as err:
                 raise _fail(f"{tname}: {err.message}") from None

@@ -16,7 +16,6 @@ into a note signer.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from keys.encoding import Base64Error, b64decode_canonical
 from keys.errors import ConflictError, KeyMaterialError
 
 __all__ = [
@@ -106,11 +106,9 @@ def parse_skey(skey: str) -> CheckpointKey:
     if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
         raise KeyMaterialError("malformed signer key: key id must be 8 lowercase hex digits")
     try:
-        raw = base64.b64decode(key64.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise KeyMaterialError("malformed signer key: bad base64") from None
-    if base64.b64encode(raw).decode("ascii") != key64:
-        raise KeyMaterialError("malformed signer key: non-canonical base64")
+        raw = b64decode_canonical(key64)
+    except Base64Error as e:
+        raise KeyMaterialError(f"malformed signer key: {e}") from None
     if len(raw) != 33 or raw[0] != ALG_ED25519:
         raise KeyMaterialError("malformed signer key: not an Ed25519 key (0x01 || 32-byte seed)")
     key = CheckpointKey(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))

@@ -9,19 +9,26 @@ the origin.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 
+from keys.encoding import Base64Error, NonCanonicalBase64Error, b64decode_canonical
 from notary.errors import MalformedError, VerificationError
 from notary.note import CONTROL, Note, Signer, Verifier, open_note, sign_note, verify_note
 
-__all__ = ["MAX_TREE_SIZE", "Checkpoint", "open_checkpoint", "sign_checkpoint", "verify_opened"]
+__all__ = [
+    "MAX_TREE_SIZE",
+    "Checkpoint",
+    "open_checkpoint",
+    "parse_decimal",
+    "sign_checkpoint",
+    "verify_opened",
+]
 
 #: Largest tree size accepted (a signed 64-bit integer, as in Go's tlog).
 MAX_TREE_SIZE = (1 << 63) - 1
 
 
-def _parse_decimal(s: str, what: str) -> int:
+def parse_decimal(s: str, what: str) -> int:
     """An ASCII decimal with no sign, no leading zeros (but "0"), at most MAX_TREE_SIZE."""
     if not s or len(s) > 19 or not all("0" <= c <= "9" for c in s):
         raise MalformedError(f"malformed {what}: not a decimal number")
@@ -70,13 +77,16 @@ class Checkpoint:
         origin, size_s, root_s, *extensions = lines
         if not origin:
             raise MalformedError("malformed checkpoint: empty origin")
-        size = _parse_decimal(size_s, "checkpoint size")
+        size = parse_decimal(size_s, "checkpoint size")
+        not_a_hash = "malformed checkpoint: root hash is not 32 bytes of base64"
         try:
-            root = base64.b64decode(root_s.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError):
+            root = b64decode_canonical(root_s)
+        except NonCanonicalBase64Error:
+            raise MalformedError(not_a_hash) from None
+        except Base64Error:
             raise MalformedError("malformed checkpoint: bad base64 root hash") from None
-        if len(root) != 32 or base64.b64encode(root).decode("ascii") != root_s:
-            raise MalformedError("malformed checkpoint: root hash is not 32 bytes of base64")
+        if len(root) != 32:
+            raise MalformedError(not_a_hash)
         if any(not ext for ext in extensions):
             raise MalformedError("malformed checkpoint: empty extension line")
         return cls(origin, size, root, tuple(extensions))

@@ -13,7 +13,6 @@ verification returns the note or raises :class:`~notary.errors.VerificationError
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from keys.checkpoint_key import (
     is_valid_key_name,
     parse_skey,
 )
+from keys.encoding import Base64Error, b64decode_canonical
 from keys.errors import KeyMaterialError
 from notary.errors import MalformedError, VerificationError
 
@@ -59,17 +59,6 @@ _EM_DASH_PREFIX = "\u2014 "
 def key_id(name: str, public_key: bytes) -> bytes:
     """The Ed25519 key id: SHA-256(name || "\\n" || 0x01 || public key)[:4]."""
     return ed25519_key_id(name, public_key)
-
-
-def _b64decode_canonical(s: str) -> bytes:
-    """Decode standard base64, rejecting anything but its one canonical encoding."""
-    try:
-        raw = base64.b64decode(s.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise MalformedError("bad base64") from None
-    if base64.b64encode(raw).decode("ascii") != s:
-        raise MalformedError("non-canonical base64")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -125,9 +114,9 @@ class Verifier:
         if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
             raise MalformedError("malformed verifier key: key id must be 8 lowercase hex digits")
         try:
-            raw = _b64decode_canonical(key64)
-        except MalformedError as e:
-            raise MalformedError(f"malformed verifier key: {e.message}") from None
+            raw = b64decode_canonical(key64)
+        except Base64Error as e:
+            raise MalformedError(f"malformed verifier key: {e}") from None
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise MalformedError("malformed verifier key: not an Ed25519 key (0x01 || 32 bytes)")
         v = cls(name, raw[1:])
@@ -275,9 +264,9 @@ def parse_note(data: bytes) -> Note:
         if not sep or not is_valid_key_name(name) or not b64:
             raise MalformedError("malformed signature line")
         try:
-            raw = _b64decode_canonical(b64)
-        except MalformedError as e:
-            raise MalformedError(f"malformed signature line: {e.message}") from None
+            raw = b64decode_canonical(b64)
+        except Base64Error as e:
+            raise MalformedError(f"malformed signature line: {e}") from None
         if len(raw) < 5:
             raise MalformedError("malformed signature line: signature too short")
         sigs.append(Signature(name, raw[:4], raw[4:]))

@@ -14,10 +14,10 @@ notary's verifier key alone. :meth:`Receipt.verify` does not check the TST
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from keys.encoding import Base64Error, NonCanonicalBase64Error, b64decode_canonical
 from notary.checkpoint import Checkpoint
 from notary.errors import MalformedError, VerificationError
 from notary.evidence import MAX_STATEMENT_SIZE, parse_statement
@@ -38,12 +38,11 @@ def _b64(value: object, what: str, cap: int) -> bytes:
     if len(value) > (cap // 3 + 1) * 4:
         raise MalformedError(f"malformed receipt: {what} too large")
     try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+        return b64decode_canonical(value)
+    except NonCanonicalBase64Error:
+        raise MalformedError(f"malformed receipt: {what} is not canonical base64") from None
+    except Base64Error:
         raise MalformedError(f"malformed receipt: {what} is not base64") from None
-    if base64.b64encode(raw).decode("ascii") != value:
-        raise MalformedError(f"malformed receipt: {what} is not canonical base64")
-    return raw
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 
+from keys.encoding import Base64Error, b64decode_canonical
 from notary import merkle
-from notary.checkpoint import Checkpoint, _parse_decimal, open_checkpoint, verify_opened
+from notary.checkpoint import Checkpoint, open_checkpoint, parse_decimal, verify_opened
 from notary.errors import MalformedError, VerificationError
 from notary.note import MAX_NOTE_SIZE, Note, Verifier, parse_note
 
@@ -39,34 +41,34 @@ _HASH_LINE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 def _b64(s: str, what: str) -> bytes:
     try:
-        raw = base64.b64decode(s.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise MalformedError(f"malformed tlog-proof: bad base64 in {what}") from None
-    if base64.b64encode(raw).decode("ascii") != s:
-        raise MalformedError(f"malformed tlog-proof: non-canonical base64 in {what}")
-    return raw
+        return b64decode_canonical(s)
+    except Base64Error as e:
+        raise MalformedError(f"malformed tlog-proof: {e} in {what}") from None
 
 
-#: Parsed signed checkpoints by their exact bytes (receipts of one log share a few):
-#: :func:`parsed_checkpoint` is a pure function of the bytes; only successes are kept,
-#: only notes up to ``_MEMO_NOTE_SIZE`` bytes, at most ``_MEMO_ENTRIES`` of them.
-_MEMO: dict[bytes, tuple[Note, Checkpoint]] = {}
+#: Parsed signed checkpoints are remembered by their exact bytes (receipts of one log
+#: share a few): :func:`parsed_checkpoint` is a pure function of the bytes; only
+#: successes are kept (lru_cache does not keep exceptions), only notes up to
+#: ``_MEMO_NOTE_SIZE`` bytes, at most ``_MEMO_ENTRIES`` of them.
 _MEMO_ENTRIES = 1024
 _MEMO_NOTE_SIZE = 4096
+
+
+def _parse_checkpoint_note(note: bytes) -> tuple[Note, Checkpoint]:
+    parsed = parse_note(note)
+    return parsed, Checkpoint.from_text(parsed.text)
+
+
+_parse_small_checkpoint_note = functools.lru_cache(maxsize=_MEMO_ENTRIES)(_parse_checkpoint_note)
 
 
 def parsed_checkpoint(note: bytes) -> tuple[Note, Checkpoint]:
     """``parse_note(note)`` and the checkpoint its text holds, NOT verified; MalformedError.
     Remembered for small notes (a pure function of the bytes)."""
-    got = _MEMO.get(note)
-    if got is None:
-        parsed = parse_note(note)
-        got = (parsed, Checkpoint.from_text(parsed.text))
-        if len(note) <= _MEMO_NOTE_SIZE:
-            if len(_MEMO) >= _MEMO_ENTRIES:
-                _MEMO.clear()
-            _MEMO[bytes(note)] = got
-    return got
+    note = bytes(note)
+    if len(note) <= _MEMO_NOTE_SIZE:
+        return _parse_small_checkpoint_note(note)
+    return _parse_checkpoint_note(note)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class TlogProof:
             at += 1
         if at >= len(lines) or not lines[at].startswith("index "):
             raise MalformedError("malformed tlog-proof: missing index line")
-        index = _parse_decimal(lines[at][len("index ") :], "tlog-proof index")
+        index = parse_decimal(lines[at][len("index ") :], "tlog-proof index")
         hash_lines = lines[at + 1 :]
         if len(hash_lines) > MAX_PROOF_HASHES:
             raise MalformedError("malformed tlog-proof: too many hashes")

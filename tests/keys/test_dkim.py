@@ -21,6 +21,7 @@ from keys.dkim import (
     dns_record,
     find_dkim_key,
     generate_dkim_key,
+    signing_domain,
 )
 from keys.errors import ConflictError, KeyMaterialError, MalformedError, VerificationError
 
@@ -278,3 +279,18 @@ def test_sign_file_requires_from(tmp_path: Path) -> None:
     path.write_bytes(b"To: bob@example.net\r\n\r\nbody\r\n")
     with pytest.raises(MalformedError):
         dkim_sign_file(path, key)
+
+
+def test_signing_domain_reads_the_tag_list_as_dkimpy_does(tmp_path: Path) -> None:
+    generate_dkim_key(tmp_path, "example.org", "sel")
+    key = find_dkim_key(tmp_path, "example.org")
+    assert key is not None
+    header = dkim_sign(MESSAGE, key)
+    value = header.split(b":", 1)[1]
+    assert signing_domain(value) == "example.org"
+    assert signing_domain(value.decode("ascii")) == "example.org"
+    # folding whitespace inside d= (RFC 6376 §3.5) and a trailing semicolon
+    assert signing_domain("v=1; d=exa\r\n mple.net ; s=x;") == "example.net"
+    assert signing_domain("v=1; s=sel") is None
+    assert signing_domain("v=1; d=a.example; d=b.example") is None  # duplicate tag
+    assert signing_domain("v=1; garbage") is None

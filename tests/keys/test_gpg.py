@@ -301,3 +301,51 @@ def test_key_lookup_by_fingerprint_forms(keyring_factory: KeyringFactory) -> Non
     assert alice.key_for(spaced).fingerprint == fa
     assert alice.key_for("0x" + fa[-16:]).fingerprint == fa
     assert alice.key_for("<ALICE@example.org>").fingerprint == fa
+
+
+# --- signatures made by Sequoia (issue 10 item 13) ----------------------------------
+
+SQ = Path(__file__).resolve().parents[1] / "vectors" / "sequoia-sq"
+
+
+def test_a_sequoia_signature_with_a_binary_notation_verifies(
+    gnupghome_factory: Callable[[], Path],
+) -> None:
+    """sq adds a binary notation to every signature; gpg prints it raw. It used to kill
+    python-gnupg's reader (AttributeError: no 'stderr'); now the signature verifies."""
+    keyring = Keyring(gnupghome_factory())
+    [bob] = keyring.import_keys((SQ / "bob.cert").read_bytes())
+    message, sig = (SQ / "message.eml").read_bytes(), (SQ / "message.eml.sig").read_bytes()
+    for info in (
+        keyring.verify_detached(message, sig),
+        keyring.verify_detached_file(SQ / "message.eml", sig),
+    ):
+        assert info.primary_fingerprint == bob and info.signer_email == "bob@example.net"
+        assert not info.trusted  # imported, not certified
+    with pytest.raises(VerificationError, match="BAD signature"):
+        keyring.verify_detached(message.replace(b"hello", b"Hello"), sig)
+
+
+def test_a_sequoia_signed_and_encrypted_message_decrypts(
+    gnupghome_factory: Callable[[], Path], tmp_path: Path
+) -> None:
+    keyring = Keyring(gnupghome_factory())
+    keyring.import_keys((SQ / "alice-secret.pgp").read_bytes())
+    [bob] = keyring.import_keys((SQ / "bob.cert").read_bytes())
+    out = tmp_path / "plain.eml"
+    info = keyring.decrypt_file(SQ / "message.eml.pgp", out)
+    assert out.read_bytes() == (SQ / "message.eml").read_bytes()
+    assert info is not None and info.primary_fingerprint == bob
+
+
+def test_an_unreadable_gpg_answer_is_a_verification_error() -> None:
+    """Whatever leaves python-gnupg's result without gpg's output is refused plainly."""
+    from keys.gpg.status import signature_info
+
+    class Unread:  # what python-gnupg returns when its reader thread died
+        status = None
+        valid = False
+        fingerprint = None
+
+    with pytest.raises(VerificationError, match="could not be read"):
+        signature_info(Unread())

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import os
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.tsa import ROOT_CERT, TSA_CHAIN, TsaCredentials, generate_tsa_pki
+from notary import fastpath
 from notary.errors import VerificationError
 from notary.rfc3161 import (
     DEFAULT_POLICY_OID,
@@ -580,3 +585,133 @@ def test_openssl_verifies_an_expired_tsa_token_at_gen_time(tmp_path: Path) -> No
     assert "certificate has expired" in now.stdout + now.stderr
     out = run(*cmd, "-attime", str(int(gen_time.timestamp())))
     assert "Verification: OK" in out
+
+
+# --- verify_token on the template path and with CERTMAIL_REFERENCE_ONLY=1 ----------
+#
+# (These replace tests/certmail/test_tstfast.py: the template check now lives
+# inside verify_token, so each case runs once with the fast path on and once
+# with CERTMAIL_REFERENCE_ONLY=1, and must give the same verdict.)
+
+MODES = ["template", "reference"]
+
+
+@contextlib.contextmanager
+def verifier_mode(mode: str) -> Iterator[None]:
+    """Run the block with the fast paths on ("template") or off ("reference")."""
+    before = os.environ.get(fastpath.ENV)
+    if mode == "reference":
+        os.environ[fastpath.ENV] = "1"
+    else:
+        os.environ.pop(fastpath.ENV, None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(fastpath.ENV, None)
+        else:
+            os.environ[fastpath.ENV] = before
+
+
+@functools.cache
+def _chain_tsa() -> tuple[TimeStampAuthority, tuple[x509.Certificate, ...]]:
+    d = Path(tempfile.mkdtemp(prefix="rfc3161-template-"))
+    tsa = TimeStampAuthority(generate_tsa_pki(d / "tsa", "Template TSA"), state_dir=d / "tsa")
+    return tsa, tuple(x509.load_pem_x509_certificates(tsa.chain_pem()))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_verify_token_in_both_modes_says_what_the_token_says(mode: str) -> None:
+    tsa, chain = _chain_tsa()
+    roots = chain[-1:]
+    digest = hashlib.sha256(MESSAGE).digest()
+    cases = [
+        (tsa.stamp(digest), None),
+        (tsa.stamp(digest, nonce=2**63 + 5), 2**63 + 5),
+        (tsa.stamp(digest, cert_req=False), None),
+    ]
+    for token, nonce in cases:
+        with verifier_mode(mode):
+            info = verify_token(token, roots=roots, data=MESSAGE, certificates=chain)
+            by_digest = verify_token(token, roots=roots, digest=digest, certificates=chain)
+        with verifier_mode("reference"):
+            reference = verify_token(token, roots=roots, data=MESSAGE, certificates=chain)
+        assert info.from_template == (mode == "template") == by_digest.from_template
+        assert info == by_digest == reference  # from_template takes no part in ==
+        assert (info.digest, info.hash_name, info.nonce) == (digest, "sha256", nonce)
+        assert info.policy == DEFAULT_POLICY_OID and info.tsa_cert == chain[0]
+        assert abs(info.gen_time - datetime.now(UTC)) < timedelta(minutes=5)
+        with verifier_mode(mode), pytest.raises(VerificationError, match="imprint"):
+            verify_token(token, roots=roots, data=MESSAGE + b" ", certificates=chain)
+        with verifier_mode(mode), pytest.raises(VerificationError, match="policy"):
+            verify_token(token, roots=roots, data=MESSAGE, certificates=chain, policy="1.2.3")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_other_layouts_and_foreign_chains_in_both_modes(tmp_path: Path, mode: str) -> None:
+    tsa, chain = _chain_tsa()
+    roots = chain[-1:]
+    other = TimeStampAuthority(generate_tsa_pki(tmp_path / "other", "Other TSA"))
+    other_chain = x509.load_pem_x509_certificates(other.chain_pem())
+    with verifier_mode(mode):
+        # signed by another TSA, our chain given: refused on either path
+        with pytest.raises(VerificationError):
+            verify_token(
+                other.stamp(hashlib.sha256(MESSAGE).digest()),
+                roots=roots,
+                data=MESSAGE,
+                certificates=chain,
+            )
+        # a SHA-384 imprint is not the template's layout: the reference path accepts it
+        sha384 = tsa.stamp(hashlib.sha384(MESSAGE).digest(), "sha384")
+        info = verify_token(sha384, roots=roots, data=MESSAGE, certificates=chain)
+        assert info.hash_name == "sha384" and not info.from_template
+        # a chain that does not end at the given roots: refused
+        with pytest.raises(VerificationError, match="chain"):
+            verify_token(
+                tsa.stamp(hashlib.sha256(MESSAGE).digest()),
+                roots=other_chain[-1:],
+                data=MESSAGE,
+                certificates=chain,
+            )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mode=st.sampled_from(MODES), pos=st.integers(0, 10**6), mask=st.integers(1, 255))
+def test_a_tampered_token_fails_in_both_modes(mode: str, pos: int, mask: int) -> None:
+    """Every byte of a token without embedded certificates is covered by a check (the
+    embedded certificates are not: the signer comes from ``certificates``; the bundle's
+    form check refuses foreign ones)."""
+    _, chain = _chain_tsa()
+    token = _template_token()
+    roots = chain[-1:]
+    bad = bytearray(token)
+    bad[pos % len(token)] ^= mask
+    with verifier_mode(mode):
+        assert verify_token(token, roots=roots, data=MESSAGE, certificates=chain).from_template == (
+            mode == "template"
+        )
+        with pytest.raises(VerificationError):
+            verify_token(bytes(bad), roots=roots, data=MESSAGE, certificates=chain)
+
+
+@functools.cache
+def _template_token() -> bytes:
+    return _chain_tsa()[0].stamp(hashlib.sha256(MESSAGE).digest(), nonce=7, cert_req=False)
+
+
+def test_the_tsa_issues_with_the_template_the_verifier_reads() -> None:
+    """One template: the one built from tsa-chain.pem is the TSA's own, and a token
+    rebuilt from its parts by that template is the token."""
+    from notary.rfc3161.template import TokenTemplate
+
+    tsa, chain = _chain_tsa()
+    template = TokenTemplate.for_chain(chain)
+    assert template == tsa.template
+    token = tsa.stamp(hashlib.sha256(MESSAGE).digest(), nonce=1)
+    parts = template.match(token)
+    assert parts is not None
+    tst, attrs, signature = parts
+    assert template.token(tst, attrs, signature, True) == token
+    assert template.read_tst_info(tst, hashlib.sha256(MESSAGE).digest()) is not None
+    assert template.read_tst_info(tst, bytes(32)) is None  # another imprint

@@ -1,0 +1,499 @@
+"""The OpenPGP keyring: RFC 9580 / RFC 4880 keys and operations through GnuPG.
+
+One :class:`Keyring` wraps one GNUPGHOME (one per certmail profile) and drives
+``gpg`` through python-gnupg, or :class:`~keys.gpg.process.GpgProcess` to stream.
+Bulk operations stream file to file: a 200 MB attachment is never held in memory.
+No network: ``gpg.conf`` turns off key auto-retrieval and WKD lookups.
+
+Trust model: GnuPG's classic ``pgp`` model. Your own identity is ultimately
+trusted; someone else's key becomes valid when you certify it locally with
+:meth:`Keyring.trust` (a non-exportable ``lsign``). Encryption goes only to
+valid keys: ``--trust-model always`` is never used. See docs/keys.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import gnupg
+
+from keys.errors import (
+    ConflictError,
+    Error,
+    KeyMaterialError,
+    MalformedError,
+    NotFoundError,
+    VerificationError,
+)
+from keys.gpg.colons import (
+    FPR_RE,
+    KeyInfo,
+    Listed,
+    normalize_fingerprint,
+    parse_listing,
+)
+from keys.gpg.home import prepare_home
+from keys.gpg.process import GPG_BINARY, GpgProcess, atomic_output, run_gpg
+from keys.gpg.selection import (
+    encryption_key_of,
+    find_keys,
+    signing_key_of,
+    trusted_by_fingerprint,
+)
+from keys.gpg.status import (
+    IMPORT_HINT,
+    MICALG,
+    SIG_STATUS,
+    STDERR_ENCODING,
+    SignatureInfo,
+    check_recipients_accepted,
+    check_secret_key_used,
+    gpg_message,
+    signature_info,
+    signature_micalg,
+    status_values,
+)
+
+__all__ = ["BUFFER_SIZE", "Keyring"]
+
+BUFFER_SIZE = 1 << 20
+
+
+class Keyring:
+    """One GnuPG home: the identity's keys and the keys of correspondents.
+
+    ``passphrase`` unlocks the own secret key for signing and decryption; it is
+    sent to gpg through ``--pinentry-mode loopback`` on a pipe, never on argv.
+    """
+
+    def __init__(self, gnupghome: Path, *, passphrase: str | None = None) -> None:
+        self.gnupghome = Path(gnupghome)
+        self.passphrase = passphrase
+        prepare_home(self.gnupghome)
+        try:
+            self._gpg = gnupg.GPG(
+                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
+            )
+        except (OSError, ValueError) as e:
+            raise KeyMaterialError(
+                f"cannot run gpg: {e}", hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)"
+            ) from e
+        self._gpg.buffer_size = BUFFER_SIZE
+        #: micalg by signing-key fingerprint: one probe per key and keyring.
+        self._micalg_of = functools.cache(self._probe_micalg)
+
+    # -- running gpg -----------------------------------------------------------
+
+    def _run(
+        self, args: Sequence[str], *, stdin: bytes | None = None, passphrase: bool = False
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run gpg directly (for listings and small key-management commands)."""
+        return run_gpg(
+            self.gnupghome, args, stdin=stdin or b"", secret=passphrase, passphrase=self.passphrase
+        )
+
+    def _secret_args(self) -> list[str]:
+        """Extra arguments for operations that use the secret key."""
+        return [] if self.passphrase is not None else ["--pinentry-mode", "error"]
+
+    # -- listing ---------------------------------------------------------------
+
+    def _listing(self, *, secret: bool) -> list[Listed]:
+        proc = self._run(["--list-secret-keys" if secret else "--list-keys"])
+        if proc.returncode not in (0, 2):
+            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")
+        secret_fprs: set[str] = set()
+        if not secret:
+            secret_fprs = {k.info.fingerprint for k in self._listing(secret=True)}
+        text = proc.stdout.decode("utf-8", "replace")
+        return parse_listing(text, secret=secret, secret_fprs=secret_fprs)
+
+    def list_keys(self, *, secret: bool = False) -> list[KeyInfo]:
+        """Every key in the keyring (``secret=True``: only those with a secret key)."""
+        return [k.info for k in self._listing(secret=secret)]
+
+    def _find(self, addr_or_fpr: str, *, secret: bool = False) -> list[Listed]:
+        """Keys matching a fingerprint (or key id suffix) or an address, newest first."""
+        return find_keys(self._listing(secret=secret), addr_or_fpr)
+
+    def key_for(self, addr_or_fpr: str) -> KeyInfo:
+        """The key for an address or fingerprint (newest usable one if several)."""
+        found = self._find(addr_or_fpr)
+        if not found:
+            raise NotFoundError(f"no OpenPGP key for {addr_or_fpr}", hint=IMPORT_HINT)
+        return found[0].info
+
+    def encryption_key(self, addr: str) -> str:
+        """Fingerprint of a valid, trusted key for ``addr`` that can encrypt."""
+        return encryption_key_of(self._find(addr), addr)
+
+    def signing_key(self, addr: str) -> str:
+        """Fingerprint of the own secret key for ``addr`` that can sign."""
+        return signing_key_of(self._find(addr, secret=True), addr)
+
+    # -- key management --------------------------------------------------------
+
+    def generate_identity(self, email: str, name: str, passphrase: str | None = None) -> str:
+        """Create an Ed25519 (sign, certify) key with a Cv25519 encryption subkey."""
+        email = email.strip()
+        if "@" not in email or any(c in email for c in "<> \t\r\n"):
+            raise KeyMaterialError(f"not an email address: {email!r}")
+        if any(c in name for c in "<>\r\n") or not name.strip():
+            raise KeyMaterialError(f"not a usable name: {name!r}")
+        if self._find(email, secret=True):
+            raise ConflictError(
+                f"a secret key for {email} already exists in {self.gnupghome}",
+                hint=f"certmail keys fingerprint {email}",
+            )
+        secret = passphrase if passphrase is not None else self.passphrase
+        if secret is not None and not self._gpg.is_valid_passphrase(secret):
+            raise KeyMaterialError("a passphrase must not contain line breaks or NUL")
+        params = [
+            "Key-Type: EDDSA",
+            "Key-Curve: ed25519",
+            "Key-Usage: sign,cert",
+            "Subkey-Type: ECDH",
+            "Subkey-Curve: cv25519",
+            "Subkey-Usage: encrypt",
+            f"Name-Real: {name.strip()}",
+            f"Name-Email: {email}",
+            "Expire-Date: 0",
+        ]
+        params.append(f"Passphrase: {secret}" if secret else "%no-protection")
+        params.append("%commit")
+        result = self._gpg.gen_key("\n".join(params) + "\n")
+        if not result.fingerprint:
+            raise KeyMaterialError(f"key generation failed: {gpg_message(result.stderr)}")
+        return str(result.fingerprint)
+
+    def export_public(self, addr_or_fpr: str) -> str:
+        """The public key, ASCII-armored (``-----BEGIN PGP PUBLIC KEY BLOCK-----``)."""
+        fpr = self.key_for(addr_or_fpr).fingerprint
+        armored = self._gpg.export_keys(fpr, armor=True)
+        if not armored:
+            raise KeyMaterialError(f"cannot export {fpr}")
+        return str(armored)
+
+    def import_keys(self, data: bytes) -> list[str]:
+        """Import OpenPGP keys (armored or binary); returns the fingerprints imported."""
+        result = self._gpg.import_keys(data, extra_args=["--import-options", "import-clean"])
+        fprs = list(dict.fromkeys(str(f) for f in result.fingerprints if f))
+        if not fprs:
+            raise MalformedError(
+                "no OpenPGP key found in the input",
+                hint="export the key with gpg --export --armor ADDR and import that file",
+            )
+        return fprs
+
+    def trust(self, addr_or_fpr: str) -> str:
+        """Certify the key locally with your own key (``lsign``) so that it is fully valid."""
+        key = self.key_for(addr_or_fpr)
+        if key.has_secret and key.validity == "ultimate":
+            return key.fingerprint
+        own = [
+            k for k in self._listing(secret=True) if "C" in k.capabilities or "c" in k.capabilities
+        ]
+        own = [k for k in own if k.info.validity not in ("expired", "revoked")]
+        if not own:
+            raise NotFoundError(
+                "no identity of your own to certify the key with",
+                hint="certmail init --email ADDR --name NAME",
+            )
+        signer = own[0].info.fingerprint
+        proc = self._run(
+            ["--local-user", signer, "--quick-lsign-key", key.fingerprint], passphrase=True
+        )
+        if proc.returncode != 0:
+            raise KeyMaterialError(
+                f"cannot certify {key.fingerprint}: {gpg_message(proc.stderr)}",
+                hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
+            )
+        self._run(["--check-trustdb"])
+        return key.fingerprint
+
+    # -- signatures ------------------------------------------------------------
+
+    def _sign_result(self, result: Any) -> tuple[bytes, str]:
+        if not result.fingerprint or result.returncode not in (0, None):
+            raise KeyMaterialError(
+                f"signing failed: {result.status or gpg_message(result.stderr)}",
+                hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
+            )
+        micalg = MICALG.get(str(result.hash_algo))
+        if micalg is None:
+            raise KeyMaterialError(f"gpg used an unknown hash algorithm {result.hash_algo}")
+        data = result.data
+        return (data if isinstance(data, bytes) else str(data).encode()), micalg
+
+    def _resolve_signer(self, signer: str) -> str:
+        query = normalize_fingerprint(signer)
+        if FPR_RE.match(query):
+            return query
+        return self.signing_key(signer)
+
+    def _sign_stream(self, f: IO[bytes], signer: str) -> tuple[bytes, str]:
+        result = self._gpg.sign_file(
+            f,
+            keyid=self._resolve_signer(signer),
+            passphrase=self.passphrase,
+            clearsign=False,
+            detach=True,
+            extra_args=self._secret_args(),
+        )
+        return self._sign_result(result)
+
+    def sign_detached(self, data: bytes, signer: str) -> tuple[bytes, str]:
+        """An ASCII-armored detached signature over ``data`` and its RFC 3156 micalg."""
+        with io.BytesIO(data) as f:
+            return self._sign_stream(f, signer)
+
+    def sign_detached_file(self, path: Path, signer: str) -> tuple[bytes, str]:
+        """Like :meth:`sign_detached`, streaming the data from ``path``."""
+        with open(path, "rb") as f:
+            return self._sign_stream(f, signer)
+
+    def verify_detached(self, data: bytes, signature: bytes) -> SignatureInfo:
+        """Verify a detached signature over ``data``; raise VerificationError if it fails."""
+        with tempfile.NamedTemporaryFile(prefix="certmail-sig-", delete=False) as sig:
+            sig.write(signature)
+        try:
+            result = self._gpg.verify_data(sig.name, data)
+        finally:
+            os.unlink(sig.name)
+        return signature_info(result)
+
+    def verify_detached_file(self, path: Path, signature: bytes) -> SignatureInfo:
+        """Like :meth:`verify_detached`; gpg reads the data from ``path`` itself."""
+        if not Path(path).is_file():
+            raise NotFoundError(f"no such file: {path}")
+        with io.BytesIO(signature) as sig:
+            result = self._gpg.verify_file(sig, data_filename=str(path), close_file=False)
+        return signature_info(result)
+
+    # -- encryption ------------------------------------------------------------
+
+    def _check_recipients(self, recipients: Sequence[str]) -> list[str]:
+        if not recipients:
+            raise Error("no recipients to encrypt to")
+        listed = self._listing(secret=False)
+        fprs: list[str] = []
+        for r in recipients:
+            if FPR_RE.match(normalize_fingerprint(r)):
+                fprs.append(trusted_by_fingerprint(listed, r))
+            else:
+                fprs.append(self.encryption_key(r))
+        return fprs
+
+    def _encrypt(
+        self,
+        src: Path,
+        dst: Path,
+        recipients: Sequence[str],
+        signer: str | None,
+        armor: bool,
+        compress: bool = True,
+    ) -> None:
+        fprs = self._check_recipients(recipients)
+        sign = self._resolve_signer(signer) if signer else None
+        with atomic_output(dst) as tmp, open(src, "rb") as f:
+            extra = ["--yes"] + (self._secret_args() if sign else [])
+            if not compress:
+                extra += ["--compress-algo", "none"]
+            result = self._gpg.encrypt_file(
+                f,
+                fprs,
+                sign=sign,
+                always_trust=False,
+                passphrase=self.passphrase if sign else None,
+                armor=armor,
+                output=str(tmp),
+                extra_args=extra,
+            )
+            if not result.ok or result.returncode != 0:
+                check_recipients_accepted(result.stderr)
+                if status_values(result.stderr, "INV_SGNR"):
+                    raise KeyMaterialError(
+                        f"cannot sign with {sign}", hint="certmail init --email ADDR --name NAME"
+                    )
+                raise KeyMaterialError(
+                    f"encryption failed: {result.status or gpg_message(result.stderr)}",
+                    hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase"
+                    if sign
+                    else None,
+                )
+
+    def encrypt_file(
+        self,
+        src: Path,
+        dst: Path,
+        recipients: Sequence[str],
+        *,
+        armor: bool = True,
+        compress: bool = True,
+    ) -> None:
+        """Encrypt ``src`` to ``dst`` for valid recipient keys (fingerprints), streaming.
+
+        ``compress=False`` (``--compress-algo none``) skips gpg's compression:
+        base64 text or already-compressed data gains little and costs most of
+        the time of a large encryption.
+        """
+        self._encrypt(src, dst, recipients, None, armor, compress)
+
+    def sign_encrypt_file(
+        self,
+        src: Path,
+        dst: Path,
+        recipients: Sequence[str],
+        signer: str,
+        *,
+        armor: bool = True,
+        compress: bool = True,
+    ) -> None:
+        """Sign with ``signer`` and encrypt in one OpenPGP message, streaming."""
+        self._encrypt(src, dst, recipients, signer, armor, compress)
+
+    def decrypt_file(self, src: Path, dst: Path) -> SignatureInfo | None:
+        """Decrypt ``src`` to ``dst``; verify and return the signature if it was signed.
+
+        ``dst`` appears only when decryption (and any signature) succeeded.
+        """
+        src = Path(src)
+        if not src.is_file():
+            raise NotFoundError(f"no such file: {src}")
+        with atomic_output(dst) as tmp, open(src, "rb") as f:
+            result = self._gpg.decrypt_file(
+                f,
+                passphrase=self.passphrase,
+                output=str(tmp),
+                extra_args=["--yes", *self._secret_args()],
+            )
+            stderr = getattr(result, "stderr", None) or ""
+            if not result.ok or result.returncode not in (0, 2):
+                check_secret_key_used(stderr)
+                if status_values(stderr, "BADSIG"):
+                    raise VerificationError(
+                        "BAD signature: the data or the signature was modified",
+                    )
+                if status_values(stderr, "BEGIN_DECRYPTION"):
+                    raise MalformedError(
+                        "decryption failed: the message is truncated or was modified",
+                    )
+                raise MalformedError(
+                    f"not an OpenPGP encrypted message ({result.status or gpg_message(stderr)})",
+                )
+            signed = any(status_values(stderr, kw) for kw in SIG_STATUS)
+            info = signature_info(result) if signed else None
+            if result.returncode != 0 and info is None:
+                raise MalformedError(f"decryption failed: {gpg_message(stderr)}")
+        return info
+
+    # -- streaming (data through file descriptors, not Python buffers) ------------
+
+    def spawn(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: int | IO[bytes] | None = None,
+        stdout: int | IO[bytes] | None = None,
+        secret: bool = False,
+        collect_stdout: bool = False,
+    ) -> GpgProcess:
+        """Start gpg on this keyring with ``args``; ``secret``: it uses the secret key."""
+        return GpgProcess.start(
+            self.gnupghome,
+            args,
+            stdin=stdin,
+            stdout=stdout,
+            passphrase=self.passphrase if secret else None,
+            secret=secret,
+            collect_stdout=collect_stdout,
+        )
+
+    def micalg(self, signer: str) -> str:
+        """The RFC 3156 micalg gpg will use for detached signatures by ``signer``.
+
+        gpg picks the digest from the key and the preferences; a one-time probe
+        (an empty signature) tells which, before any data is signed, so that the
+        ``multipart/signed`` header can be written ahead of the signature. The
+        probe's answer is kept per keyring and signing key.
+        """
+        return self._micalg_of(self._resolve_signer(signer))
+
+    def _probe_micalg(self, fpr: str) -> str:
+        run = self.spawn(["--local-user", fpr, "--detach-sign", "--armor"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, secret=True,
+                         collect_stdout=True)  # fmt: skip
+        code, stderr, _ = run.wait()
+        return signature_micalg(code, stderr)
+
+    def start_sign_detached(self, src: IO[bytes] | int, signer: str) -> GpgProcess:
+        """Start an armored detached signature over ``src`` (gpg reads the file itself)."""
+        fpr = self._resolve_signer(signer)
+        return self.spawn(
+            ["--local-user", fpr, "--detach-sign", "--armor"],
+            stdin=src,
+            stdout=subprocess.PIPE,
+            secret=True,
+            collect_stdout=True,
+        )
+
+    def finish_sign_detached(self, run: GpgProcess) -> tuple[bytes, str]:
+        """The signature and its micalg once :meth:`start_sign_detached` is done."""
+        code, stderr, out = run.wait()
+        return out, signature_micalg(code, stderr)
+
+    def start_encrypt(
+        self,
+        recipients: Sequence[str],
+        *,
+        armor: bool = True,
+        compress: bool = True,
+        stdout: int | IO[bytes] | None = None,
+    ) -> GpgProcess:
+        """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``."""
+        fprs = self._check_recipients(recipients)
+        args = ["--trust-model", "pgp", "--encrypt"]
+        for f in fprs:
+            args += ["--recipient", f]
+        if armor:
+            args.append("--armor")
+        if not compress:
+            args += ["--compress-algo", "none"]
+        return self.spawn(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if stdout is None else stdout
+        )
+
+    def finish_encrypt(self, run: GpgProcess) -> None:
+        code, stderr, _ = run.wait()
+        if code == 0 and status_values(stderr, "END_ENCRYPTION"):
+            return
+        check_recipients_accepted(stderr)
+        raise KeyMaterialError(f"encryption failed: {gpg_message(stderr)}")
+
+    def start_decrypt(self, *, stdin: int | IO[bytes] | None = None) -> GpgProcess:
+        """Start decrypting ``stdin`` (default: a pipe); the plaintext comes out of a pipe."""
+        return self.spawn(
+            ["--decrypt"],
+            stdin=subprocess.PIPE if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            secret=True,
+        )
+
+    def finish_decrypt(self, run: GpgProcess) -> None:
+        """Raise unless the decryption succeeded with an intact integrity check."""
+        code, stderr, _ = run.wait()
+        if (
+            code == 0
+            and status_values(stderr, "DECRYPTION_OKAY")
+            and not status_values(stderr, "DECRYPTION_FAILED")
+        ):
+            return
+        check_secret_key_used(stderr)
+        raise MalformedError(f"decryption failed: {gpg_message(stderr)}")

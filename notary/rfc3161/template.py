@@ -1,0 +1,251 @@
+"""The token template: the one layout certmail's TSA issues, written and read back.
+
+A TimeStampToken (RFC 3161 §2.4.2) is a CMS SignedData (RFC 5652 §5) whose
+content is a TSTInfo. For one TSA certificate chain everything around the
+TSTInfo and the ECDSA signature is fixed: the SignedData and SignerInfo
+versions, the sid (issuerAndSerialNumber), the digest and signature algorithms,
+the signed attributes except the message digest (content-type TSTInfo,
+SigningCertificateV2 with an ESSCertIDv2 whose hashAlgorithm is omitted for
+SHA-256, RFC 5816), and the embedded certificates (DER-sorted). A
+:class:`TokenTemplate` holds those fixed bytes once.
+
+:class:`~notary.rfc3161.tsa.TimeStampAuthority` issues every token with
+:meth:`TokenTemplate.token`; the verifier's fast path reads a token's two
+variable parts back (:meth:`TokenTemplate.match`), rebuilds the token with the
+same method and requires it to equal the token byte for byte, so that only the
+signature, the TSTInfo's fields and the chain remain to be checked. Pure bytes
+work: no asn1crypto.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from notary.rfc3161 import der, oids
+
+__all__ = ["TokenTemplate", "TstFields"]
+
+_SHA256_ALG = der.seq(der.oid(oids.HASH_OIDS["sha256"]))
+_SIG_ALG = der.seq(der.oid(oids.ECDSA_SHA256))
+_SD_HEAD = der.integer(3) + der.tlv(0x31, _SHA256_ALG)  # version 3, digestAlgorithms
+_ENCAP_HEAD = der.oid(oids.TST_INFO)
+_CI_HEAD = der.oid(oids.SIGNED_DATA)
+_TST_VERSION = der.integer(1)
+#: GeneralizedTime as DER requires it (X.690 §11.7): UTC, no trailing zeros in the fraction.
+_GEN_TIME = re.compile(rb"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{0,5}[1-9]))?Z")
+
+
+def _name_fields(cert_der: bytes) -> tuple[bytes, bytes]:
+    """(issuer, subject) Name DER of a certificate, exactly as encoded in it."""
+    _, s, e = der.read(cert_der, 0, len(cert_der))
+    _, ts, te = der.read(cert_der, s, e)  # TBSCertificate
+    kids = der.children(cert_der, ts, te)
+    if kids[0][0] == 0xA0:  # [0] version
+        kids = kids[1:]
+    # serialNumber, signature, issuer, validity, subject
+    issuer, subject = kids[2], kids[4]
+    return cert_der[issuer[1] : issuer[3]], cert_der[subject[1] : subject[3]]
+
+
+@dataclass(frozen=True)
+class TstFields:
+    """The TSTInfo fields a template-layout token varies (RFC 3161 §2.4.2)."""
+
+    gen_time: datetime
+    serial: int
+    policy: str
+    nonce: int | None
+
+
+@dataclass(frozen=True)
+class TokenTemplate:
+    """The fixed bytes of every token issued under one TSA certificate chain."""
+
+    attrs_before: bytes  # signed attributes up to the message digest's value
+    attrs_after: bytes  # signed attributes after it
+    signer_head: bytes  # SignerInfo version, sid, digestAlgorithm
+    certs_field: bytes  # [0] IMPLICIT SET OF Certificate, DER-sorted
+    tsa_name: bytes  # TSTInfo tsa [0] GeneralName directoryName
+
+    @classmethod
+    def for_chain(cls, chain: Sequence[x509.Certificate]) -> TokenTemplate:
+        """The template of the TSA certificate ``chain[0]``, embedding all of ``chain``."""
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        issuer_der, subject_der = _name_fields(ders[0])
+        serial = der.integer(chain[0].serial_number)
+        ess_cert_id_v2 = der.seq(  # hashAlgorithm omitted: DEFAULT sha256 (RFC 5035)
+            der.octets(hashlib.sha256(ders[0]).digest()),
+            der.seq(der.seq(der.tlv(0xA4, issuer_der)), serial),  # IssuerSerial
+        )
+        attrs = [
+            der.seq(der.oid(oids.CONTENT_TYPE), der.tlv(0x31, der.oid(oids.TST_INFO))),
+            der.seq(der.oid(oids.MESSAGE_DIGEST), der.tlv(0x31, der.octets(b"\x00" * 32))),
+            der.seq(der.oid(oids.SIGNING_CERT_V2), der.tlv(0x31, der.seq(der.seq(ess_cert_id_v2)))),
+        ]
+        md_attr = attrs[1]
+        ordered = sorted(attrs)  # DER SET OF order
+        # The message-digest attribute's length differs from the others', so its
+        # place in the order is fixed whatever the digest is.
+        if len({len(a) for a in attrs}) != 3:
+            raise ValueError("signed attributes of equal length: no fixed DER order")
+        i = ordered.index(md_attr)
+        return cls(
+            attrs_before=b"".join(ordered[:i]) + md_attr[:-32],
+            attrs_after=b"".join(ordered[i + 1 :]),
+            signer_head=der.integer(1) + der.seq(issuer_der, serial) + _SHA256_ALG,
+            certs_field=der.tlv(0xA0, b"".join(sorted(ders))),
+            tsa_name=der.tlv(0xA0, der.tlv(0xA4, subject_der)),
+        )
+
+    # -- writing --
+
+    def tst_info(
+        self,
+        policy: bytes,
+        imprint: bytes,
+        serial: int,
+        gen_time: bytes,
+        accuracy: bytes,
+        nonce: bytes | None,
+    ) -> bytes:
+        """The TSTInfo DER from its encoded fields (``policy`` an OID TLV)."""
+        return der.tlv(
+            0x30,
+            _TST_VERSION
+            + policy
+            + imprint
+            + der.integer(serial)
+            + gen_time
+            + accuracy
+            + (nonce or b"")
+            + self.tsa_name,
+        )
+
+    def signed_attrs(self, tst_info: bytes) -> bytes:
+        """The content of the signed-attributes SET for ``tst_info``."""
+        return self.attrs_before + hashlib.sha256(tst_info).digest() + self.attrs_after
+
+    @staticmethod
+    def signed_bytes(attrs: bytes) -> bytes:
+        """What the signature covers: the attributes with the SET OF tag (RFC 5652 §5.4)."""
+        return b"\x31" + der.length(len(attrs)) + attrs
+
+    def token(self, tst_info: bytes, attrs: bytes, signature: bytes, with_certs: bool) -> bytes:
+        """The whole TimeStampToken (a DER ContentInfo)."""
+        signer_info = der.tlv(
+            0x30,
+            self.signer_head + der.tlv(0xA0, attrs) + _SIG_ALG + der.octets(signature),
+        )
+        encap = der.seq(_ENCAP_HEAD, der.tlv(0xA0, der.octets(tst_info)))
+        signed_data = der.tlv(
+            0x30,
+            _SD_HEAD
+            + encap
+            + (self.certs_field if with_certs else b"")
+            + der.tlv(0x31, signer_info),
+        )
+        return der.seq(_CI_HEAD, der.tlv(0xA0, signed_data))
+
+    # -- reading --
+
+    def match(self, token: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """(TSTInfo, signed attributes, signature) of a token in exactly this template's
+        layout, or None. Nothing is verified yet but the layout. Raises DerError."""
+        n = len(token)
+        # ContentInfo > [0] > SignedData > (version, digestAlgorithms, encap, [certs], signerInfos)
+        t, s, e = der.read(token, 0, n)
+        if t != 0x30 or e != n:
+            return None
+        kids = der.children(token, s, e)
+        if len(kids) != 2 or kids[1][0] != 0xA0:
+            return None
+        _, s, e = der.read(token, kids[1][2], kids[1][3])
+        sd = der.children(token, s, e)
+        if len(sd) not in (4, 5):
+            return None
+        encap = der.children(token, sd[2][2], sd[2][3])
+        if len(encap) != 2:
+            return None
+        _, os_, oe = der.read(token, encap[1][2], encap[1][3])
+        tst = token[os_:oe]
+        sis = der.children(token, sd[-1][2], sd[-1][3])
+        if len(sis) != 1:
+            return None
+        si = der.children(token, sis[0][2], sis[0][3])
+        signature = token[si[-1][2] : si[-1][3]]
+        attrs = self.signed_attrs(tst)
+        if self.token(tst, attrs, signature, len(sd) == 5) != token:
+            return None
+        return tst, attrs, signature
+
+    def read_tst_info(self, tst: bytes, sha256: bytes) -> TstFields | None:
+        """The fields of a TSTInfo in the TSA's layout over the SHA-256 digest ``sha256``
+        (version 1, that imprint, genTime, a minimal accuracy, this template's tsa
+        name), or None. Raises DerError."""
+        t, s, e = der.read(tst, 0, len(tst))
+        if t != 0x30 or e != len(tst):
+            return None
+        kids = der.children(tst, s, e)
+        if len(kids) not in (7, 8):
+            return None
+        version, policy, imprint, serial, gen, accuracy = kids[:6]
+        nonce = kids[6] if len(kids) == 8 else None
+        tsa = kids[-1]
+
+        def whole(k: tuple[int, int, int, int]) -> bytes:
+            return tst[k[1] : k[3]]
+
+        if whole(version) != _TST_VERSION or policy[0] != 0x06:
+            return None
+        if whole(imprint) != der.seq(_SHA256_ALG, der.octets(sha256)):
+            return None
+        if whole(tsa) != self.tsa_name:
+            return None
+        if serial[0] != 0x02 or gen[0] != 0x18 or accuracy[0] != 0x30:
+            return None
+        if not _minimal_accuracy(tst, accuracy[2], accuracy[3]):
+            return None
+        nonce_value = None
+        if nonce is not None:
+            if nonce[0] != 0x02:
+                return None
+            nonce_value = der.uint(tst, nonce[2], nonce[3])
+        gen_time = _gen_time(tst[gen[2] : gen[3]])
+        if gen_time is None:
+            return None
+        return TstFields(
+            gen_time=gen_time,
+            serial=der.uint(tst, serial[2], serial[3]),
+            policy=der.dotted(tst[policy[2] : policy[3]]),
+            nonce=nonce_value,
+        )
+
+
+def _minimal_accuracy(tst: bytes, start: int, end: int) -> bool:
+    """Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] 1..999 OPTIONAL },
+    each present value non-zero (what the TSA writes; no micros)."""
+    acc = der.children(tst, start, end)
+    if [a[0] for a in acc] not in ([], [0x02], [0x80], [0x02, 0x80]):
+        return False
+    for a in acc:
+        v = der.uint(tst, a[2], a[3])
+        if v == 0 or (a[0] == 0x80 and v > 999):
+            return False
+    return True
+
+
+def _gen_time(text: bytes) -> datetime | None:
+    m = _GEN_TIME.fullmatch(text)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (int(x) for x in m.groups()[:6])
+    frac = m.group(7) or b""
+    micros = int(frac.ljust(6, b"0")) if frac else 0
+    return datetime(y, mo, d, h, mi, sec, micros, tzinfo=UTC)
