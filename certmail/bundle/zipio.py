@@ -130,49 +130,18 @@ def _directory(buf: bytes) -> tuple[int, list[_Entry]]:
     for _ in range(count):
         if at + _CENTRAL.size > end:
             raise _unreadable("truncated central directory")
-        # "version made by" and the attributes are not repeated locally and prove nothing
-        (
-            sig,
-            _made,
-            _made_os,
-            need,
-            need_os,
-            flags,
-            method,
-            time,
-            date,
-            crc,
-            csize,
-            usize,
-            nlen,
-            xlen,
-            clen,
-            disk_start,
-            _iattr,
-            _eattr,
-            offset,
-        ) = _CENTRAL.unpack_from(buf, at)
-        if sig != b"PK\x01\x02" or disk_start or at + _CENTRAL.size + nlen > end:
+        f = _CENTRAL.unpack_from(buf, at)
+        nlen, xlen, clen, disk_start = f[12:16]
+        if f[0] != b"PK\x01\x02" or disk_start or at + _CENTRAL.size + nlen > end:
             raise _unreadable("bad central directory entry")
         if xlen or clen:
             raise _unreadable("extra fields or file comments")
         raw = buf[at + _CENTRAL.size : at + _CENTRAL.size + nlen]
         at += _CENTRAL.size + nlen
-        local = (
-            b"PK\x03\x04",
-            need,
-            need_os,
-            flags,
-            method,
-            time,
-            date,
-            crc,
-            csize,
-            usize,
-            nlen,
-            0,
-        )
-        entries.append(_Entry(raw, offset, flags, method, crc, csize, usize, local))
+        # The local header repeats version needed .. name length, with no extra field;
+        # "version made by" and the attributes are central only and prove nothing.
+        local = (b"PK\x03\x04", *f[3:13], 0)
+        entries.append(_Entry(raw, f[18], f[5], f[6], f[9], f[10], f[11], local))
     if at != end:
         raise _unreadable("data after the central directory")
     return cd_off, entries

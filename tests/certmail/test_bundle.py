@@ -597,3 +597,26 @@ def test_pdf_text_escaping_equals_the_byte_level_reference(
     assert _page_stream(lines) == _reference_page_stream(lines)
     for text, _ in lines:
         assert _escape(text) == _reference_escape(text)
+
+
+GOLDEN = Path(__file__).resolve().parent.parent / "vectors" / "certmail-proof"
+
+
+def test_golden_bundle_verifies() -> None:
+    """A bundle exported by the released code still verifies, documents byte for byte, in
+    both zip forms (stored as written, and every member deflated as older bundles were)."""
+    bundle = GOLDEN / "typical-v1.certmail-proof.zip"
+    vkey = (GOLDEN / "notary.vkey").read_text().strip()
+    roots = x509.load_pem_x509_certificates((GOLDEN / "tsa-root.pem").read_bytes())
+    files = read_members(bundle)
+    for raw in (bundle.read_bytes(), write_members(files, stored_up_to=-1)):
+        report = verify_bundle(raw, vkey=vkey, tsa_roots=roots)
+        assert report.warnings == () and len(report.events) == 3
+        assert [c.item for c in report.checks] == [
+            "notary key", "TSA chain", "01 time-stamp", "01 SubmissionAcceptance",
+            "02 SubmissionAcceptance", "03 SubmissionAcceptance", "consistency", "consistency",
+            "sender signature", "documents"]
+        assert all(c.status == "ok" for c in report.checks if c.item != "sender signature")
+    changed = files | {"VERIFY.txt": files["VERIFY.txt"] + b" "}
+    with pytest.raises(VerificationError, match=r"VERIFY.txt"):
+        verify_bundle(write_members(changed), vkey=vkey, tsa_roots=roots)
