@@ -620,3 +620,35 @@ def test_golden_bundle_verifies() -> None:
     changed = files | {"VERIFY.txt": files["VERIFY.txt"] + b" "}
     with pytest.raises(VerificationError, match=r"VERIFY.txt"):
         verify_bundle(write_members(changed), vkey=vkey, tsa_roots=roots)
+
+
+def test_header_facts_of_folded_encoded_and_openpgp_messages() -> None:
+    """The one header reader: RFC 2047 words decoded, folded To: split into addresses, the
+    OpenPGP/MIME byte ranges that VERIFY.txt's tail | head commands cut out."""
+    from certmail.bundle.headers import header_facts
+
+    b = "b1=_x"
+    signed = (f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
+              f"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary=\"{b}\"\r\n\r\n"
+              f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
+              f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
+              ).encode()
+    got = header_facts(signed)
+    assert (got.sender, got.recipients, got.subject) == (
+        "Alïce <alice@example.org>", ("a@x", "b@y"), None)
+    assert got.layout is not None and got.layout.kind == "signed"
+    assert got.layout.signature is not None
+    (o1, n1), (o2, n2) = got.layout.first, got.layout.signature
+    assert signed[o1:o1 + n1] == b"Content-Type: text/plain\r\n\r\nhi"
+    assert signed[o2:o2 + n2] == b"SIG"
+    encrypted = header_facts(signed.replace(b"signed", b"encrypted"))
+    assert encrypted.layout is not None and encrypted.layout.kind == "encrypted"
+    (o, n) = encrypted.layout.first
+    assert signed.replace(b"signed", b"encrypted")[o:o + n] == b"SIG"
+    assert header_facts(signed.replace(b"--\r\nepilogue", b"")).layout is None  # unclosed
+    plain = header_facts(MESSAGE)
+    assert (plain.sender, plain.recipients, plain.subject, plain.layout) == (
+        "Alice <alice@example.org>", ("bob@example.net",), "The contract", None)
+    for garbage in (b"garbage", b" From: x\r\n\r\n"):
+        assert header_facts(garbage).sender == "(message.eml has no readable header)"
+    assert header_facts(b"\r\nbody").sender == "(no From: header)"
