@@ -418,13 +418,17 @@ def test_verify_txt_openssl_commands_work(world: World, tmp_path: Path) -> None:
     assert hashlib.sha256(b"\0" + entry).hexdigest() in text
 
 
-def test_lean_zip_reader_declines_or_agrees_with_zipfile(world: World, tmp_path: Path) -> None:
-    """Every byte of the container flipped: the lean reader either declines (zipfile then
-    reads or refuses as before) or returns exactly what zipfile returns."""
-    from certmail.bundle import _read_zip, _read_zip_fast
+def _zipfile_members(raw: bytes) -> dict[str, bytes]:
+    """The members as the stdlib reads them: the reference the strict reader must match."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
 
+
+def test_zip_reader_refuses_or_agrees_with_zipfile(world: World, tmp_path: Path) -> None:
+    """Every byte of the container flipped: the one reader either refuses (MalformedError)
+    or returns exactly what zipfile returns."""
     raw = world.bundle
-    assert _read_zip_fast(raw) == _read_zip(io.BytesIO(raw))
+    assert read_members(raw) == _zipfile_members(raw)
     path = tmp_path / "b.zip"
     path.write_bytes(raw)
     assert read_members(path) == read_members(raw)
@@ -432,62 +436,74 @@ def test_lean_zip_reader_declines_or_agrees_with_zipfile(world: World, tmp_path:
     for pos in range(len(raw)):
         flipped = bytearray(raw)
         flipped[pos] ^= 1 << (pos % 8)
-        fast = _read_zip_fast(bytes(flipped))
-        if fast is None:
+        try:
+            got = read_members(bytes(flipped))
+        except MalformedError:
             continue
         accepted += 1
-        assert fast == _read_zip(io.BytesIO(bytes(flipped))), pos
+        assert got == _zipfile_members(bytes(flipped)), pos
     assert accepted < len(raw) // 20  # only metadata zipfile ignores too (attributes)
 
 
-_JSON_VALUE = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
-                        st.lists(st.text(), max_size=3), st.floats(allow_nan=False),
-                        st.dictionaries(st.text(), st.integers(), max_size=2))
+def _with_zip_feature(raw: bytes, feature: str) -> bytes:
+    """The members of ``raw`` zipped with one feature zipfile reads but the bundle
+    layout does not have."""
+    buf = io.BytesIO()
+    if feature == "prefix":
+        buf.write(b"#!/bin/sh\nexit 0\n")  # a self-extracting stub before the zip
+    with zipfile.ZipFile(buf, "a" if feature == "prefix" else "w") as zf:
+        for name, data in read_members(raw).items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            if feature == "extra":
+                info.extra = struct.pack("<HH4s", 0xCAFE, 4, b"meta")
+            if feature == "bzip2" and name == "message.eml":
+                info.compress_type = zipfile.ZIP_BZIP2
+            zf.writestr(info, data)
+        if feature == "comment":
+            zf.comment = b"hello"
+    return buf.getvalue()
 
 
-@settings(max_examples=400, deadline=None)
-@given(obj=st.dictionaries(st.text(), _JSON_VALUE, max_size=6))
-def test_direct_canonical_json_is_receipt_text(obj: dict[str, Any]) -> None:
-    from certmail.bundle import _flat_text, receipt_text
+@pytest.mark.parametrize("feature", ["comment", "extra", "prefix", "bzip2"])
+def test_zip_features_outside_the_layout_are_refused(world: World, feature: str) -> None:
+    """zipfile reads these, the strict reader refuses them: a bundle is only ever in the
+    layout write_members writes."""
+    raw = _with_zip_feature(world.bundle, feature)
+    assert _zipfile_members(raw) == read_members(world.bundle)
+    with pytest.raises(MalformedError, match=r"not a readable zip file"):
+        read_members(raw)
+    with pytest.raises(MalformedError, match=r"not a readable zip file"):
+        verify_bundle(raw, vkey=world.notary.vkey, tsa_roots=world.roots)
 
-    flat = _flat_text(obj)
-    assert (flat is None) == any(type(v) in (float, dict) for v in obj.values())
-    if flat is not None:
-        assert flat == receipt_text(obj)
+
+def test_big_messages_read_from_bytes_and_files(world: World, tmp_path: Path) -> None:
+    """A message above 16 MiB (the old lean reader's limit), deflated and stored, reads
+    as zipfile reads it, from bytes and from a file."""
+    import os
+
+    files = read_members(world.bundle)
+    files["message.eml"] = os.urandom(17 << 20)
+    for stored_up_to in (-1, 32 << 20):
+        raw = write_members(files, stored_up_to=stored_up_to)
+        path = tmp_path / "big.zip"
+        path.write_bytes(raw)
+        assert read_members(path) == read_members(raw) == _zipfile_members(raw) == files
 
 
-def test_header_parser_is_pgpmimes(world: World) -> None:
-    """bundle's own header/multipart parser gives what certmail.pgpmime's gives."""
-    from certmail import mime as pgpmime
-    from certmail.bundle import _parse_entity, _split_multipart
+def test_reference_only_checks_tokens_with_the_general_verifier(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CERTMAIL_REFERENCE_ONLY=1 switches the token template off; the report is the same."""
+    import notary.rfc3161.verify
 
-    b = "b1=_x"
-    signed = (f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
-              f"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary=\"{b}\"\r\n\r\n"
-              f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
-              f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
-              ).encode()
-    cases = [MESSAGE, signed, signed.replace(b"--\r\nepilogue", b""),
-             signed.replace(b"signed", b"encrypted"), b"\r\nbody", b"garbage", b"From: x\r\n",
-             b" From: x\r\n\r\n", b"X: " + b"a" * (256 * 1024) + b"\r\n\r\n"]
-    for raw in cases:
-        try:
-            want = pgpmime.parse_entity(raw)
-        except MalformedError:
-            with pytest.raises(MalformedError):
-                _parse_entity(raw)
-            continue
-        got = _parse_entity(raw)
-        assert (got.header_block, got.body) == (want.header_block, want.body)
-        assert got.headers.items() == want.headers.items()
-        if want.content_type.startswith("multipart/"):
-            try:
-                parts = pgpmime.split_multipart(want)
-            except MalformedError:
-                with pytest.raises(MalformedError):
-                    _split_multipart(got)
-                continue
-            assert _split_multipart(got) == parts
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    want = verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
+    monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
+
+    def unused(*_: object) -> None:
+        raise AssertionError("the token template ran with CERTMAIL_REFERENCE_ONLY=1")
+
+    monkeypatch.setattr(notary.rfc3161.verify, "_verify_by_template", unused)
+    assert verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots) == want
 
 
 def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> None:
@@ -550,7 +566,7 @@ def test_small_members_stored_and_the_older_deflated_form_verifies(world: World)
 
 
 def _reference_escape(line: str) -> bytes:
-    """certmail.pdf._escape as it was: encode, then control bytes to ?, then escapes."""
+    """certmail.bundle.documents.pdf._escape as it was: encode, control bytes to ?, escapes."""
     raw = line.encode("cp1252", "replace").translate(
         bytes.maketrans(bytes(range(32)), b"?" * 32))
     return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
@@ -574,7 +590,7 @@ def _reference_page_stream(lines: list[tuple[str, bool]]) -> bytes:
        special=st.text(alphabet="\\()\x00\x1f\n\r\t\x81\x80\u20ac\ud800é€ ?", max_size=20))
 def test_pdf_text_escaping_equals_the_byte_level_reference(
         lines: list[tuple[str, bool]], special: str) -> None:
-    from certmail.pdf import _escape, _page_stream
+    from certmail.bundle.documents.pdf import _escape, _page_stream
 
     lines = [*lines, (special, False), (special, True)]
     assert _page_stream(lines) == _reference_page_stream(lines)
@@ -582,32 +598,56 @@ def test_pdf_text_escaping_equals_the_byte_level_reference(
         assert _escape(text) == _reference_escape(text)
 
 
-_NAMES = st.sampled_from(["From", "from", "TO", "To", "Cc", "cC", "Subject", "SUBJECT",
-                          "Content-Type", "content-type", "Message-ID", "X-A", "From ", ""])
-_VALUES = st.one_of(
-    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
-    st.sampled_from(["Alice <a@x.org>", "a@x, b@y", "\"B, C\" <b@y>", "", "   ",
-                     "multipart/signed; boundary=x", "multipart/encrypted", " Multipart/Mixed ",
-                     "text/plain; charset=utf-8", "=?utf-8?q?caf=C3=A9?=", "a\tb", "é",
-                     "(comment) <c@z>", "undisclosed-recipients:;", "x/y/z", " a@b ",
-                     "a@x.org, b.c@y.net", "a@x,b@y", "a.@x", ".a@x", "a..b@x", "a@x, ",
-                     "a+b@x-y.z,  c@d", "o'neil@x", "a@b@c", "a@[1.2.3.4]", "a@x.org."]),
-    st.from_regex(r"[a-z.+]{1,6}@[a-z.-]{1,6}(, ?[a-z.+]{1,6}@[a-z.-]{1,6}){0,2}",
-                  fullmatch=True))
+GOLDEN = Path(__file__).resolve().parent.parent / "vectors" / "certmail-proof"
 
 
-@settings(max_examples=1000, deadline=None)
-@given(fields=st.lists(st.tuples(_NAMES, _VALUES, st.sampled_from([": ", ":", ":  ", " : "])),
-                       max_size=8),
-       fold=st.booleans())
-def test_simple_header_read_equals_the_email_package(
-        fields: list[tuple[str, str, str]], fold: bool) -> None:
-    from certmail.bundle import _header_facts_email, _header_facts_simple
+def test_golden_bundle_verifies() -> None:
+    """A bundle exported by the released code still verifies, documents byte for byte, in
+    both zip forms (stored as written, and every member deflated as older bundles were)."""
+    bundle = GOLDEN / "typical-v1.certmail-proof.zip"
+    vkey = (GOLDEN / "notary.vkey").read_text().strip()
+    roots = x509.load_pem_x509_certificates((GOLDEN / "tsa-root.pem").read_bytes())
+    files = read_members(bundle)
+    for raw in (bundle.read_bytes(), write_members(files, stored_up_to=-1)):
+        report = verify_bundle(raw, vkey=vkey, tsa_roots=roots)
+        assert report.warnings == () and len(report.events) == 3
+        assert [c.item for c in report.checks] == [
+            "notary key", "TSA chain", "01 time-stamp", "01 SubmissionAcceptance",
+            "02 SubmissionAcceptance", "03 SubmissionAcceptance", "consistency", "consistency",
+            "sender signature", "documents"]
+        assert all(c.status == "ok" for c in report.checks if c.item != "sender signature")
+    changed = files | {"VERIFY.txt": files["VERIFY.txt"] + b" "}
+    with pytest.raises(VerificationError, match=r"VERIFY.txt"):
+        verify_bundle(write_members(changed), vkey=vkey, tsa_roots=roots)
 
-    lines = [f"{n}{sep}{v}" for n, v, sep in fields]
-    if fold and lines:
-        lines.insert(len(lines) // 2 + 1, " folded")
-    message = ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode("utf-8")
-    fast = _header_facts_simple(message)
-    if fast is not None:
-        assert fast == _header_facts_email(message), message
+
+def test_header_facts_of_folded_encoded_and_openpgp_messages() -> None:
+    """The one header reader: RFC 2047 words decoded, folded To: split into addresses, the
+    OpenPGP/MIME byte ranges that VERIFY.txt's tail | head commands cut out."""
+    from certmail.bundle.headers import header_facts
+
+    b = "b1=_x"
+    signed = (f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
+              f"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary=\"{b}\"\r\n\r\n"
+              f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
+              f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
+              ).encode()
+    got = header_facts(signed)
+    assert (got.sender, got.recipients, got.subject) == (
+        "Alïce <alice@example.org>", ("a@x", "b@y"), None)
+    assert got.layout is not None and got.layout.kind == "signed"
+    assert got.layout.signature is not None
+    (o1, n1), (o2, n2) = got.layout.first, got.layout.signature
+    assert signed[o1:o1 + n1] == b"Content-Type: text/plain\r\n\r\nhi"
+    assert signed[o2:o2 + n2] == b"SIG"
+    encrypted = header_facts(signed.replace(b"signed", b"encrypted"))
+    assert encrypted.layout is not None and encrypted.layout.kind == "encrypted"
+    (o, n) = encrypted.layout.first
+    assert signed.replace(b"signed", b"encrypted")[o:o + n] == b"SIG"
+    assert header_facts(signed.replace(b"--\r\nepilogue", b"")).layout is None  # unclosed
+    plain = header_facts(MESSAGE)
+    assert (plain.sender, plain.recipients, plain.subject, plain.layout) == (
+        "Alice <alice@example.org>", ("bob@example.net",), "The contract", None)
+    for garbage in (b"garbage", b" From: x\r\n\r\n"):
+        assert header_facts(garbage).sender == "(message.eml has no readable header)"
+    assert header_facts(b"\r\nbody").sender == "(no From: header)"

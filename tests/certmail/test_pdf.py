@@ -1,4 +1,4 @@
-"""certmail.pdf: the text-only PDF writer the certificate uses (byte-exact, regenerable)."""
+"""certmail.bundle.documents.pdf: the text-only PDF writer of the certificate (byte-exact)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certmail.pdf import _ESCAPES, _LINES_PER_PAGE, _escaped, text_pdf
+from certmail.bundle.documents.pdf import _ESCAPES, _LINES_PER_PAGE, _escaped, text_pdf
 
 
 @settings(max_examples=500, deadline=None)

@@ -22,8 +22,7 @@ _LINES_PER_PAGE = (_PAGE_H - 2 * _MARGIN) // _LEADING
 #: Control characters to ``?`` and ``\\ ( )`` escaped, before the WinAnsi encoding: the
 #: same bytes as encoding first (cp1252 maps exactly these characters to those bytes,
 #: and what it cannot encode becomes ``?``, which needs no escape).
-_ESCAPES = {**{c: "?" for c in range(32)}, ord("\\"): "\\\\", ord("("): "\\(",
-            ord(")"): "\\)"}
+_ESCAPES = {**{c: "?" for c in range(32)}, ord("\\"): "\\\\", ord("("): "\\(", ord(")"): "\\)"}
 
 
 def _escaped(text: str) -> str:
@@ -65,11 +64,11 @@ def text_pdf(lines: Sequence[str], *, title: str = "") -> bytes:
     page_ids = [6 + 2 * i for i in range(n_pages)]
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [" + b" ".join(f"{p} 0 R".encode() for p in page_ids)
+        b"<< /Type /Pages /Kids ["
+        + b" ".join(f"{p} 0 R".encode() for p in page_ids)
         + f"] /Count {n_pages} >>".encode(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold"
-        b" /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
         b"<< /Title (" + _escape(title) + b") /Producer (certmail) >>",
     ]
     for i, page in enumerate(pages):
@@ -79,8 +78,7 @@ def text_pdf(lines: Sequence[str], *, title: str = "") -> bytes:
             f" /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >>"
             f" /Contents {page_ids[i] + 1} 0 R >>".encode()
         )
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream
-                       + b"endstream")
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"endstream")
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for num, body in enumerate(objects, start=1):
@@ -91,6 +89,8 @@ def text_pdf(lines: Sequence[str], *, title: str = "") -> bytes:
     out += b"0000000000 65535 f \n"
     for off in offsets:
         out += f"{off:010d} 00000 n \n".encode()
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 5 0 R >>\n"
-            f"startxref\n{xref}\n%%EOF\n").encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 5 0 R >>\n"
+        f"startxref\n{xref}\n%%EOF\n"
+    ).encode()
     return bytes(out)

@@ -1,0 +1,182 @@
+"""VERIFY.txt of a proof bundle: how to check every item with stock tools (DESIGN §4.5).
+
+A pure function of :class:`Facts`. The commands are the exact ones that work on
+the unzipped bundle: ``sha256sum``, ``openssl ts -verify ... -token_in`` (RFC 3161),
+the RFC 9162 leaf hashes and proofs, and ``gpg --verify`` on byte ranges (RFC 3156).
+"""
+
+from __future__ import annotations
+
+from certmail.bundle.documents.facts import Facts
+
+__all__ = ["render_verify_txt"]
+
+
+def _message(f: Facts) -> list[str]:
+    return [
+        "How to verify this proof bundle",
+        "================================",
+        "",
+        "Unzip the bundle and run these commands in its directory. Everything is",
+        "checked offline. Trust comes from two things you must get from a source",
+        "you trust, NOT from this bundle: the notary's verifier key and the TSA's",
+        "root certificate. All in one step:",
+        "",
+        "    certmail proof verify BUNDLE.zip --vkey TRUSTED.vkey --tsa-root TRUSTED-ROOT.pem",
+        "",
+        "1. The message",
+        "--------------",
+        "message.eml holds the exact bytes the notary hashed. Its SHA-256 must be",
+        f"    {f.sha256}",
+        "",
+        "    sha256sum message.eml",
+        "",
+        "Every evidence statement names this hash (member message.sha256).",
+        "",
+    ]
+
+
+def _timestamps(f: Facts) -> list[str]:
+    out = [
+        "2. The RFC 3161 time-stamps (openssl)",
+        "-------------------------------------",
+        "tsa-chain.pem holds the TSA certificate, then its issuers; the last one is",
+        "the root. Take the root you trust, or split the bundle's copy off and",
+        "compare its fingerprint with the one the TSA operator publishes:",
+        "",
+        f"    awk '/-----BEGIN CERTIFICATE-----/{{n++}} n=={len(f.tsa_chain)}' tsa-chain.pem"
+        " > tsa-root.pem",
+        "    openssl x509 -in tsa-root.pem -noout -fingerprint -sha256",
+        "",
+        "(this bundle's root says "
+        f"{f.tsa_chain[-1][1] if f.tsa_chain else 'nothing'}: as trustworthy as the bundle)",
+        "",
+    ]
+    tokens = [e for e in f.events if e.tsa is not None]
+    if not tokens:
+        return [*out, "    (this bundle holds no RFC 3161 token)", ""]
+    for e in tokens:
+        out.append(
+            f"    openssl ts -verify -in evidence/{e.stem}.tsr -token_in "
+            "-data message.eml -CAfile tsa-root.pem -untrusted tsa-chain.pem"
+        )
+    return [
+        *out,
+        "",
+        'Each must print "Verification: OK". To read a token:',
+        f"    openssl ts -reply -in evidence/{tokens[0].stem}.tsr -token_in -text",
+        "",
+    ]
+
+
+def _log(f: Facts) -> list[str]:
+    out = [
+        "3. The transparency log (RFC 9162, c2sp.org/tlog-proof)",
+        "-------------------------------------------------------",
+        "Each evidence/NN-<event>.json is a receipt: entry (base64 of the exact",
+        "log entry, an RFC 8785 JSON statement), proof (the same text as",
+        "evidence/NN-<event>.tlog-proof) and, for submissions, tst (the .tsr).",
+        "Read a statement:",
+        "",
+        "    jq -j .entry evidence/01-*.json | base64 -d; echo",
+        "",
+        "The checkpoint at the end of each .tlog-proof is a C2SP signed note; check",
+        "its Ed25519 signature with the notary's verifier key, e.g. with Go's",
+        "golang.org/x/mod/sumdb/note (note.Open with note.NewVerifier(vkey)).",
+        "The bundle's notary.vkey is the key the exporter used; compare it with",
+        "the key you trust:",
+        f"    {f.vkey}",
+        "",
+        "Then check inclusion with any RFC 9162 verifier (section 2.1.3.2):",
+        "leaf hash = SHA-256(0x00 || entry bytes):",
+        "",
+        "    jq -j .entry evidence/01-*.json | base64 -d > entry.bin",
+        "    (printf '\\000'; cat entry.bin) | sha256sum",
+        "",
+    ]
+    for e in f.events:
+        out.append(f"  evidence/{e.stem}: index {e.index}, tree size {e.checkpoint_size}")
+        out.append(f"    leaf hash {e.leaf_hash}")
+        for i, h in enumerate(e.proof_hashes):
+            out.append(f"    proof[{i}]  {h}")
+    for c in f.checkpoints:
+        out.append(f"  checkpoint size {c.size} root {c.root_hex}")
+    out.append("")
+    if f.consistency:
+        out += [
+            "evidence/consistency-M-N.json holds the RFC 9162 consistency proof (section",
+            "2.1.4.2) between the checkpoints of sizes M and N, as answered by the",
+            "notary's GET /v1/proof/consistency?old=M&new=N: every later checkpoint",
+            "extends every earlier one.",
+            "",
+        ]
+    return out
+
+
+def _message_signature(f: Facts) -> list[str]:
+    if f.mime is not None and f.mime.kind == "signed" and f.mime.signature is not None:
+        (o1, n1), (o2, n2) = f.mime.first, f.mime.signature
+        return [
+            "message.eml is multipart/signed (RFC 3156). Cut out the signed part and",
+            "the signature by byte range, then check with the sender's public key:",
+            "",
+            f"    tail -c +{o1 + 1} message.eml | head -c {n1} > signed-part.eml",
+            f"    tail -c +{o2 + 1} message.eml | head -c {n2} > signature.asc",
+            "    gpg --verify signature.asc signed-part.eml",
+            "",
+        ]
+    if f.mime is not None and f.mime.kind == "encrypted":
+        o1, n1 = f.mime.first
+        return [
+            "message.eml is encrypted (RFC 3156 multipart/encrypted): the sender's",
+            "signature is inside; a recipient can check it while decrypting:",
+            "",
+            f"    tail -c +{o1 + 1} message.eml | head -c {n1} > message.asc",
+            "    gpg --decrypt message.asc > /dev/null",
+            "",
+        ]
+    return ["message.eml carries no OpenPGP/MIME signature.", ""]
+
+
+def _acknowledgements(f: Facts) -> list[str]:
+    out: list[str] = []
+    for e in f.events:
+        if e.event != "ContentHandover":
+            continue
+        out += [
+            f"Acknowledgement evidence/{e.stem}.json: the recipient's signature",
+            "over the acknowledgement text, both inside the statement:",
+            "",
+            f"    jq -j .entry evidence/{e.stem}.json | base64 -d | jq -j .signed"
+            f" > ack-{e.number:02d}.txt",
+            f"    jq -j .entry evidence/{e.stem}.json | base64 -d | jq -j .signature"
+            f" > ack-{e.number:02d}.asc",
+            f"    gpg --verify ack-{e.number:02d}.asc ack-{e.number:02d}.txt",
+            "",
+        ]
+    return out
+
+
+_DOCUMENTS = [
+    "5. The human-readable files",
+    "---------------------------",
+    "certificate.html, certificate.pdf and this file are derived from the",
+    "evidence: certmail proof verify regenerates them and requires them to be",
+    "identical, so they cannot claim more than the evidence proves.",
+    "",
+]
+
+
+def render_verify_txt(f: Facts) -> bytes:
+    """VERIFY.txt: how to check every item of the bundle with stock tools."""
+    out = [
+        *_message(f),
+        *_timestamps(f),
+        *_log(f),
+        "4. OpenPGP signatures (gpg)",
+        "---------------------------",
+        *_message_signature(f),
+        *_acknowledgements(f),
+        *_DOCUMENTS,
+    ]
+    return "\n".join(out).encode("utf-8")

@@ -1,0 +1,109 @@
+"""Exporting a proof bundle (DESIGN §4.5) from a message and the receipts the notary gave.
+
+The bundle is verified against the notary's key before it is returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from certmail.bundle.layout import (
+    CHAIN,
+    MAX_EVENTS,
+    MESSAGE,
+    VKEY,
+    consistency_text,
+    receipt_text,
+)
+from keys.errors import MalformedError
+
+if TYPE_CHECKING:
+    from notary.receipt import Receipt
+
+__all__ = ["export_bundle"]
+
+
+def _earliest(receipts: Sequence[Mapping[str, Any]], vkey: str) -> list[Receipt]:
+    """One verified receipt per entry, in time (then log) order: of several for one entry
+    the one with the smallest checkpoint (a token preferred on a tie)."""
+    from notary.evidence import parse_statement
+    from notary.note import Verifier
+    from notary.receipt import Receipt
+
+    verifier = Verifier.from_vkey(vkey)
+    best: dict[bytes, Receipt] = {}
+    for obj in receipts:
+        r = Receipt.from_json(dict(obj))
+        r.verify(verifier)
+        have = best.get(r.entry)
+        if have is None or (r.checkpoint().size, r.tst is None) < (
+            have.checkpoint().size,
+            have.tst is None,
+        ):
+            best[r.entry] = r
+    if not best:
+        raise ValueError("no receipts to export")
+    if len(best) > MAX_EVENTS:
+        raise ValueError(f"more than {MAX_EVENTS} events")
+    return sorted(best.values(), key=lambda r: (parse_statement(r.entry)["time"], r.index))
+
+
+def export_bundle(
+    message: bytes,
+    receipts: Sequence[Mapping[str, Any]],
+    *,
+    vkey: str,
+    tsa_chain_pem: bytes,
+    consistency: Callable[[int, int], Sequence[bytes]] | None = None,
+    reveal_subject: bool = False,
+) -> bytes:
+    """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
+
+    Receipts are JSON objects as the notary answers them (fresh ones, and older
+    ones the sender kept); of several receipts for the same entry the one with
+    the smallest checkpoint is kept (the receipt issued nearest the event, a
+    token preferred on a tie), so the bundle holds the checkpoints of the
+    events' times and the consistency proofs linking them. ``consistency(old, new)``
+    returns the RFC 9162 consistency proof between two tree sizes (the
+    notary's ``GET /v1/proof/consistency``); it is called for each pair of
+    successive checkpoints the receipts use. The bundle is verified against
+    ``vkey`` and the chain's own root before it is returned (VerificationError).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certmail.bundle import documents
+    from certmail.bundle.verify import check_evidence, verify_bundle
+    from certmail.bundle.zipio import write_members
+    from notary.evidence import parse_statement
+    from notary.note import Verifier
+
+    vkey = Verifier.from_vkey(vkey.strip()).vkey()
+    ordered = _earliest(receipts, vkey)
+    try:
+        chain = x509.load_pem_x509_certificates(tsa_chain_pem)
+    except ValueError:
+        raise MalformedError("the TSA chain holds no PEM certificates") from None
+    files: dict[str, bytes] = {
+        MESSAGE: message,
+        VKEY: (vkey + "\n").encode("ascii"),
+        CHAIN: b"".join(c.public_bytes(Encoding.PEM) for c in chain),
+    }
+    for n, r in enumerate(ordered, start=1):
+        stem = f"evidence/{n:02d}-{parse_statement(r.entry)['event']}"
+        files[f"{stem}.json"] = receipt_text(r.to_json())
+        files[f"{stem}.tlog-proof"] = r.proof.to_bytes()
+        if r.tst is not None:
+            files[f"{stem}.tsr"] = r.tst
+    sizes = sorted({r.checkpoint().size for r in ordered})
+    for m, n in itertools.pairwise(sizes):
+        if consistency is None:
+            raise ValueError("receipts use several checkpoints: pass consistency=")
+        files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
+    _, _, facts = check_evidence(files, vkey, None, None, documents=False)
+    files.update(documents.render(facts, reveal_subject))
+    data = write_members(files)
+    verify_bundle(data, vkey=vkey)
+    return data

@@ -1,0 +1,81 @@
+"""What the certificate says of message.eml: From:, To:/Cc:, Subject: and where its
+OpenPGP parts are (RFC 5322 header fields read by the email package, compat32; RFC 3156
+multipart/signed and multipart/encrypted split by :mod:`certmail.mime`, which keeps
+the exact bytes). Best effort: a message without a readable header still verifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from certmail.bundle.documents.facts import MimeLayout
+from certmail.mime import Entity, parse_entity, split_multipart
+from keys.errors import MalformedError
+
+__all__ = ["HeaderFacts", "header_facts"]
+
+#: Longest value shown for any one field.
+_SHOWN = 300
+
+
+@dataclass(frozen=True)
+class HeaderFacts:
+    """The facts of message.eml's header the certificate states."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str | None
+    layout: MimeLayout | None
+
+
+def _text(value: object) -> str:
+    """A header value with RFC 2047 encoded words decoded, cut to the shown length."""
+    from email.header import decode_header, make_header
+
+    try:
+        return str(make_header(decode_header(str(value))))[:_SHOWN]
+    except (ValueError, LookupError, UnicodeError, TypeError):
+        return str(value)[:_SHOWN]
+
+
+def header_facts(message: bytes) -> HeaderFacts:
+    """The :class:`HeaderFacts` of ``message``."""
+    from email.utils import getaddresses
+
+    try:
+        entity = parse_entity(message)
+    except (MalformedError, ValueError, LookupError):
+        return HeaderFacts("(message.eml has no readable header)", (), None, None)
+    h = entity.headers
+    sender = _text(h.get("From", "")) or "(no From: header)"
+    rcpts: list[str] = []
+    for _name, addr in getaddresses([str(v) for k in ("To", "Cc") for v in h.get_all(k, [])]):
+        if addr and addr not in rcpts:
+            rcpts.append(addr[:_SHOWN])
+    subject = _text(h["Subject"]) if h.get("Subject") is not None else None
+    return HeaderFacts(sender, tuple(rcpts), subject, _openpgp_layout(entity))
+
+
+def _openpgp_layout(entity: Entity) -> MimeLayout | None:
+    """Byte ranges of the signed part and signature (multipart/signed) or of the
+    ciphertext (multipart/encrypted), when the parts are 7bit or 8bit; else None."""
+    base = len(entity.header_block) + 2
+    try:
+        ctype = entity.content_type
+        if ctype not in ("multipart/signed", "multipart/encrypted"):
+            return None
+        parts = split_multipart(entity)
+        if len(parts) != 2:
+            return None
+        off0 = entity.body.find(parts[0])
+        off1 = entity.body.find(parts[1], off0 + len(parts[0]))
+        second = parse_entity(parts[1])
+        cte = str(second.headers.get("Content-Transfer-Encoding") or "7bit").lower()
+    except (MalformedError, ValueError, LookupError):
+        return None
+    if off0 < 0 or off1 < 0 or cte.strip() not in ("7bit", "8bit"):
+        return None
+    body = (base + off1 + len(second.header_block) + 2, len(second.body))
+    if ctype == "multipart/signed":
+        return MimeLayout("signed", (base + off0, len(parts[0])), body)
+    return MimeLayout("encrypted", body)

@@ -1,0 +1,88 @@
+"""The members of a proof bundle (DESIGN §4.5, docs/proof-bundle.md): names, size caps,
+and the one canonical form of each JSON member.
+
+Every machine-readable member must be in its one canonical form: a receipt or
+consistency proof is JSON with sorted keys, a two-space indent, ASCII only and a
+final LF (:func:`receipt_text`, the stdlib ``json`` writer; this is the bundle's
+own presentation form, not RFC 8785, and bundles already issued use it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from keys.errors import MalformedError, VerificationError
+
+MESSAGE = "message.eml"
+VKEY = "notary.vkey"
+CHAIN = "tsa-chain.pem"
+HTML = "certificate.html"
+PDF = "certificate.pdf"
+VERIFY_TXT = "VERIFY.txt"
+DOCUMENTS = (HTML, PDF, VERIFY_TXT)
+
+#: Largest message.eml accepted, in bytes.
+MAX_MESSAGE_SIZE = 256 << 20
+#: Largest other member, in bytes (a receipt holds a tlog-proof of at most ~1.1 MiB).
+MAX_MEMBER_SIZE = 4 << 20
+#: Largest bundle file, and largest total of its uncompressed members.
+MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + (64 << 20)
+#: Most events in one bundle.
+MAX_EVENTS = 999
+#: Most members in one bundle.
+MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6
+
+#: evidence/NN-<event>.(json|tlog-proof|tsr): number, event, kind.
+EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)")
+#: evidence/consistency-M-N.json: old and new tree size.
+CONSISTENCY = re.compile(r"evidence/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json")
+_FIXED = frozenset((MESSAGE, VKEY, CHAIN, *DOCUMENTS))
+
+
+def fail(what: str) -> VerificationError:
+    """The error for an item that did not verify."""
+    return VerificationError(f"{what}; the bundle may have been modified maliciously")
+
+
+def check_name(name: str) -> None:
+    """Refuse (MalformedError) a member name outside the layout."""
+    if name in _FIXED or EVIDENCE.fullmatch(name) or CONSISTENCY.fullmatch(name):
+        return
+    shown = name.encode("unicode_escape").decode("ascii")[:120]
+    raise MalformedError(f"the bundle holds an unexpected member {shown!r}")
+
+
+def size_cap(name: str) -> int:
+    """The largest size, in bytes, of the member ``name``."""
+    return MAX_MESSAGE_SIZE if name == MESSAGE else MAX_MEMBER_SIZE
+
+
+def receipt_text(obj: Mapping[str, Any]) -> bytes:
+    """The one form of evidence/NN-<event>.json: sorted keys, 2-space indent, ASCII, LF."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def consistency_text(old: int, new: int, proof: Sequence[bytes]) -> bytes:
+    """The one form of evidence/consistency-M-N.json."""
+    hashes = [base64.b64encode(h).decode("ascii") for h in proof]
+    return receipt_text({"old": old, "new": new, "proof": hashes})
+
+
+def json_member(files: Mapping[str, bytes], name: str) -> Any:
+    """The JSON value of member ``name``, which must be in its canonical form."""
+    data = files[name]
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        raise fail(f"{name} is not JSON") from None
+    try:
+        canonical = receipt_text(obj)
+    except (TypeError, ValueError):
+        raise fail(f"{name} is not in its canonical form") from None
+    if canonical != data:
+        raise fail(f"{name} is not in its canonical form")
+    return obj

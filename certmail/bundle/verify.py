@@ -1,0 +1,209 @@
+"""Verifying a proof bundle offline (DESIGN §4.5): the driver that runs the checks in
+order, derives the :class:`Facts` the documents state, and builds the report.
+
+Every member is covered: the machine-readable ones must be in their one
+canonical form and verify (:mod:`certmail.bundle.checks`, ``.tokens``,
+``.openpgp``); the human-readable ones are regenerated from the verified
+evidence and must be byte-identical (:mod:`certmail.bundle.documents`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from certmail.bundle import checks
+from certmail.bundle.checks import Event, Verified, cert_facts
+from certmail.bundle.layout import CHAIN, DOCUMENTS, HTML, MESSAGE, PDF, VERIFY_TXT, VKEY, fail
+from certmail.bundle.report import BundleReport, Check, ReportEvent
+from certmail.bundle.zipio import read_members
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certmail.bundle.documents import EventFact, Facts
+    from keys.gpg import Keyring
+
+__all__ = ["check_evidence", "verify_bundle"]
+
+
+def check_evidence(
+    files: Mapping[str, bytes],
+    vkey: str | None,
+    tsa_roots: Sequence[x509.Certificate] | None,
+    keyring: Keyring | None,
+    *,
+    documents: bool,
+) -> tuple[Verified, list[Check], Facts]:
+    """Run every check of the machine-readable members, in order; derive the facts.
+    Raises VerificationError naming what failed."""
+    from certmail.bundle.headers import header_facts
+    from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
+    from certmail.bundle.tokens import check_token
+
+    checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
+    v = Verified(files, hashlib.sha256(files[MESSAGE]).digest())
+    report = [checks.check_notary_key(v, vkey), checks.check_tsa_chain(v, tsa_roots)]
+    numbered, consistency_files = checks.evidence_members(files)
+    for number, names in enumerate(numbered, start=1):
+        event = checks.read_receipt(v, number, names)
+        statement = checks.check_statement(v, event, names)
+        token = check_token(v, event, names)
+        report += [statement] if token is None else [token, statement]
+        v.events.append(event)
+    checks.check_time_order(v.events)
+    checks.check_checkpoints(v, consistency_files)
+    for old, new in v.consistency:
+        report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
+    header = header_facts(v.message)
+    rcpts = list(header.recipients)
+    for ev in v.events:
+        for key in ("recipient", "recipients"):
+            val = ev.statement.get(key)
+            for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
+                if isinstance(r, str) and r not in rcpts:
+                    rcpts.append(r[:300])
+    report.append(check_sender_signature(v.message, header.layout, header.sender, keyring))
+    for ev in v.events:
+        if ev.statement["event"] == "ContentHandover":
+            report.append(check_acknowledgement(ev, rcpts, v.sha256, keyring))
+    return v, report, _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+
+
+def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
+    """The certificate's lines about a delivery: server, reply, reason, TLS, signer key."""
+    out = []
+    mx = stmt.get("mx") or stmt.get("host")
+    if isinstance(mx, str):
+        out.append(f"server: {mx[:200]}")
+    reply = stmt.get("reply")
+    if isinstance(reply, dict):
+        reply = f"{reply.get('code', '')} {reply.get('text', '')}".strip()
+    if isinstance(reply, str):
+        out.append(f"reply: {reply[:300]}")
+    reason = stmt.get("reason")
+    if isinstance(reason, str):
+        out.append(f"reason: {reason[:300]}")
+    tls = stmt.get("tls")
+    if isinstance(tls, dict):
+        out.append(f"TLS: {str(tls.get('version', ''))[:40]} {str(tls.get('cipher', ''))[:80]}")
+    fpr = stmt.get("fingerprint")
+    if isinstance(fpr, str):
+        out.append(f"signer key: {fpr[:80]}")
+    return tuple(out)
+
+
+def _event_fact(e: Event) -> EventFact:
+    from certmail.bundle.documents import EventFact, TsaFact
+    from notary import merkle
+
+    recipient = e.statement.get("recipient")
+    return EventFact(
+        number=e.number,
+        event=e.statement["event"],
+        time=e.statement["time"],
+        index=e.receipt.index,
+        recipient=recipient if isinstance(recipient, str) else None,
+        details=_details(e.statement),
+        checkpoint_size=e.checkpoint.size,
+        leaf_hash=merkle.leaf_hash(e.receipt.entry).hex(),
+        proof_hashes=tuple(h.hex() for h in e.receipt.proof.hashes),
+        stem=e.stem,
+        tsa=None
+        if e.token is None
+        else TsaFact(
+            file=f"evidence/{e.stem}.tsr",
+            gen_time=f"{e.token.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
+            serial=format(e.token.serial, "x"),
+            policy=e.token.policy,
+            signer=cert_facts(e.token.tsa_cert)[0],
+        ),
+    )
+
+
+def _facts(
+    v: Verified, sender: str, recipients: tuple[str, ...], subject: str | None, layout: Any
+) -> Facts:
+    from certmail.bundle.documents import CheckpointFact, Facts
+
+    assert v.verifier is not None and v.message_id is not None
+    cps = v.checkpoints
+    return Facts(
+        sha256=v.sha256,
+        message_id=v.message_id,
+        size=len(v.message),
+        sender=sender,
+        recipients=recipients,
+        subject=subject,
+        vkey=v.verifier.vkey(),
+        events=tuple(_event_fact(e) for e in v.events),
+        checkpoints=tuple(
+            CheckpointFact(cps[s].origin, s, cps[s].root_hash.hex()) for s in sorted(cps)
+        ),
+        consistency=tuple(v.consistency),
+        tsa_chain=tuple(cert_facts(c) for c in v.chain),
+        mime=layout,
+    )
+
+
+def check_documents(files: Mapping[str, bytes], facts: Facts) -> Check:
+    """certificate.html, certificate.pdf and VERIFY.txt are those rendered from the facts."""
+    from certmail.bundle import documents
+
+    if not documents.matches(files, facts):
+        forms = (documents.render(facts, False), documents.render(facts, True))
+        bad = [n for n in DOCUMENTS if files[n] not in (forms[0][n], forms[1][n])]
+        raise fail(f"{', '.join(bad) or HTML} does not match the evidence")
+    return Check(
+        "documents",
+        "ok",
+        f"{HTML}, {PDF} and {VERIFY_TXT} regenerated from the evidence: identical",
+    )
+
+
+def verify_bundle(
+    source: str | Path | bytes,
+    *,
+    vkey: str | None,
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+    keyring: Keyring | None = None,
+) -> BundleReport:
+    """Verify a proof bundle offline; return what it proves or raise VerificationError.
+
+    ``vkey`` is the notary's verifier key from a source the caller trusts;
+    ``None`` falls back to the bundle's notary.vkey with a warning in the
+    report. ``tsa_roots`` likewise for the TSA. With a ``keyring``, the
+    sender's signature (signed-only messages) and recipients' acknowledgements
+    are checked where the keyring holds the keys.
+    """
+    from certmail.bundle.documents import proves
+
+    files = read_members(source)
+    v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
+    report.append(check_documents(files, facts))
+    return BundleReport(
+        sha256=facts.sha256,
+        message_id=facts.message_id,
+        sender=facts.sender,
+        recipients=facts.recipients,
+        vkey=facts.vkey,
+        vkey_trusted=v.vkey_trusted,
+        tsa_root_trusted=v.root_trusted,
+        events=tuple(
+            ReportEvent(
+                number=ef.number,
+                event=ef.event,
+                time=ef.time,
+                recipient=ef.recipient,
+                index=ef.index,
+                checkpoint_size=ef.checkpoint_size,
+                timestamp=ef.tsa.gen_time if ef.tsa else None,
+                proves=proves(ef.event, ef.tsa is not None),
+            )
+            for ef in facts.events
+        ),
+        checks=tuple(report),
+        warnings=tuple(v.warnings),
+    )

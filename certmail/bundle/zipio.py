@@ -1,0 +1,206 @@
+"""The proof bundle's zip container (PKWARE APPNOTE.TXT 6.3, the subset certmail writes).
+
+:func:`write_members` writes a deterministic zip with :mod:`zipfile` (fixed
+dates and modes; small members stored, larger ones deflated).
+
+:func:`read_members` is the one reader, and a strict one: it accepts exactly the
+layout zipfile writes for a bundle -- local headers back to back from offset 0,
+then the central directory, then the end record; each central entry equal to its
+local header; no archive comment, extra fields, general-purpose flags, data
+descriptors, zip64 or multi-disk records; methods stored (0) or deflated (8);
+sizes and CRC-32 right, every name in the bundle layout and there once, within
+the size caps -- and refuses everything else with MalformedError (a
+VerificationError). Dates, times and file attributes are not looked at (they
+carry nothing a bundle proves, and zips made by hand differ in them).
+
+Why this reader and not zipfile: it is a benchmarked fast path (DESIGN §5).
+Measured on a typical bundle (13 members, 25,223 bytes), both readers in one run
+(best of 5 x 2,000 reads, 2 cores shared by 8 engineers): the lean reader of
+6fb96f7 164 µs stored / 146 µs deflated against 584 / 854 µs with zipfile (load
+4) -- about 420 µs of the ~2,500 µs that verifying a bundle takes; this strict
+reader 389 / 915 µs against 1,594 / 2,704 µs with zipfile (load 13). Being the
+only reader, it is not switched off by ``CERTMAIL_REFERENCE_ONLY`` (there is no
+other to switch to); the tests check it against zipfile byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from certmail.bundle.layout import MAX_BUNDLE_SIZE, MAX_MEMBERS, check_name, size_cap
+from keys.errors import MalformedError
+
+__all__ = ["STORED_UP_TO", "read_members", "write_members"]
+
+#: Members up to this size are written uncompressed (ZIP_STORED): a few KB of JSON or
+#: text costs more to inflate (zlib's set-up per member) than it saves in the file.
+STORED_UP_TO = 64 << 10
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_LOCAL = struct.Struct("<4s2B4HL2L2H")  # APPNOTE 4.3.7, version needed split in two bytes
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # APPNOTE 4.3.12
+_END = struct.Struct("<4s4H2LH")  # APPNOTE 4.3.16
+_ENCRYPTED = 0x0001  # general purpose flag bit 0
+
+
+def write_members(files: Mapping[str, bytes], *, stored_up_to: int = STORED_UP_TO) -> bytes:
+    """A deterministic zip of ``files`` (fixed dates and modes); members up to
+    ``stored_up_to`` bytes stored, larger ones deflated. The reader accepts both forms
+    (bundles written before were deflated throughout: ``stored_up_to=-1``)."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = (
+                zipfile.ZIP_STORED if len(data) <= stored_up_to else zipfile.ZIP_DEFLATED
+            )
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def read_members(source: str | Path | bytes) -> dict[str, bytes]:
+    """The members of a bundle zip, by name in zip order; MalformedError for anything
+    outside the layout above or over a size cap, NotFoundError for a missing file."""
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        try:
+            if path.stat().st_size > MAX_BUNDLE_SIZE:
+                raise MalformedError("the bundle is too large")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            from keys.errors import NotFoundError
+
+            raise NotFoundError(f"no such bundle: {path}") from None
+        except IsADirectoryError:
+            raise MalformedError(f"{path} is a directory, not a bundle") from None
+    if len(data) > MAX_BUNDLE_SIZE:
+        raise MalformedError("the bundle is too large")
+    return _members(data)
+
+
+def _unreadable(why: str) -> MalformedError:
+    return MalformedError(f"the bundle is not a readable zip file ({why})")
+
+
+class _Entry(NamedTuple):
+    """A central directory entry, and the local header it implies (no extra field)."""
+
+    raw_name: bytes
+    offset: int
+    flags: int
+    method: int
+    crc: int
+    csize: int
+    usize: int
+    local: tuple[object, ...]
+
+
+def _directory(buf: bytes) -> tuple[int, list[_Entry]]:
+    """Where the central directory starts, and its entries, after the end record and
+    every entry's fixed form are checked."""
+    n = len(buf)
+    if n < _END.size:
+        raise _unreadable("no end of central directory record")
+    sig, disk, disk_cd, count, total, cd_size, cd_off, comment = _END.unpack_from(
+        buf, n - _END.size
+    )
+    if sig != b"PK\x05\x06":
+        raise _unreadable("no end of central directory record at the end")
+    if disk or disk_cd or count != total:
+        raise _unreadable("multi-disk or zip64 archive")
+    if comment:
+        raise _unreadable("archive comment")
+    if count > MAX_MEMBERS:
+        raise MalformedError("the bundle has too many members")
+    end = n - _END.size
+    if cd_off + cd_size != end:
+        raise _unreadable("the central directory is not where the end record says")
+    entries = []
+    at = cd_off
+    for _ in range(count):
+        if at + _CENTRAL.size > end:
+            raise _unreadable("truncated central directory")
+        f = _CENTRAL.unpack_from(buf, at)
+        nlen, xlen, clen, disk_start = f[12:16]
+        if f[0] != b"PK\x01\x02" or disk_start or at + _CENTRAL.size + nlen > end:
+            raise _unreadable("bad central directory entry")
+        if xlen or clen:
+            raise _unreadable("extra fields or file comments")
+        raw = buf[at + _CENTRAL.size : at + _CENTRAL.size + nlen]
+        at += _CENTRAL.size + nlen
+        # The local header repeats version needed .. name length, with no extra field;
+        # "version made by" and the attributes are central only and prove nothing.
+        local = (b"PK\x03\x04", *f[3:13], 0)
+        entries.append(_Entry(raw, f[18], f[5], f[6], f[9], f[10], f[11], local))
+    if at != end:
+        raise _unreadable("data after the central directory")
+    return cd_off, entries
+
+
+def _members(buf: bytes) -> dict[str, bytes]:
+    cd_off, entries = _directory(buf)
+    out: dict[str, bytes] = {}
+    pos = 0  # where the next local header must start
+    total = 0
+    for e in entries:
+        raw, flags, method, usize = e.raw_name, e.flags, e.method, e.usize
+        name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        check_name(name)
+        if name in out:
+            raise MalformedError(f"the bundle holds {name} twice")
+        if flags & _ENCRYPTED:
+            raise MalformedError(f"{name} is encrypted")
+        if flags:
+            raise _unreadable(f"{name} has general-purpose flags {flags:#06x}")
+        if method not in (0, 8):
+            raise _unreadable(f"{name} uses compression method {method}")
+        if usize > size_cap(name):
+            raise MalformedError(f"{name} is too large")
+        start = pos + _LOCAL.size + len(raw)
+        if e.offset != pos or start > cd_off or _LOCAL.unpack_from(buf, pos) != e.local:
+            raise _unreadable(
+                f"the local header of {name} is not where or what its central entry says"
+            )
+        if buf[pos + _LOCAL.size : start] != raw:
+            raise _unreadable(f"the local header of {name} names another member")
+        pos = start + e.csize
+        if pos > cd_off:
+            raise _unreadable(f"{name} runs into the central directory")
+        data = _inflate(buf[start:pos], method, usize, name)
+        if zlib.crc32(data) != e.crc:
+            raise _unreadable(f"bad CRC-32 for {name}")
+        total += usize
+        if total > MAX_BUNDLE_SIZE:
+            raise MalformedError("the bundle's contents are too large")
+        out[name] = data
+    if pos != cd_off:
+        raise _unreadable("data between the members and the central directory")
+    return out
+
+
+def _inflate(body: bytes, method: int, usize: int, name: str) -> bytes:
+    """The member's bytes: stored as they are, or raw DEFLATE (RFC 1951) of exactly
+    ``usize`` bytes with nothing after the final block (never more is inflated)."""
+    if method == 0:
+        if len(body) != usize:
+            raise _unreadable(f"{name} is stored with two different sizes")
+        return body
+    d = zlib.decompressobj(-15)
+    try:
+        data = d.decompress(body, usize + 1)
+    except zlib.error as e:
+        raise _unreadable(f"{name}: {e}") from None
+    if len(data) != usize or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise _unreadable(f"{name} does not inflate to its stated size")
+    return data
