@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
@@ -48,7 +48,9 @@ def inspect(data: bytes) -> MessageInfo:
     if m is None:
         raise RelayRefusal("554 5.6.0 no header section (or one over 256 KiB)")
     try:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(data[: m.end()])
+        # UTF-8 header fields (RFC 6532) as text; other 8-bit bytes stay surrogates.
+        text = data[: m.end()].decode("utf-8", "surrogateescape")
+        msg = HeaderParser(policy=compat32).parsestr(text)
     except (ValueError, TypeError, UnicodeError):
         raise RelayRefusal("554 5.6.0 the header section cannot be parsed") from None
     mids = msg.get_all("Message-ID") or []
