@@ -110,34 +110,61 @@ def test_8bit_body_uses_8bitmime_without_smtputf8(smtp_sink: Any) -> None:
 
 
 class _MiniServer:
-    """An SMTP server that offers nothing but PIPELINING (no 8BITMIME, no SIZE)."""
+    """An SMTP server that offers nothing but PIPELINING (no 8BITMIME, no SIZE); with
+    ``drip``, its greeting starts with that many continuation lines, 0.2 s apart."""
 
-    def __init__(self) -> None:
+    def __init__(self, drip: int = 0) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
         self.port = self.sock.getsockname()[1]
         self.host = "127.0.0.1"
+        self.drip = drip
         self.commands: list[bytes] = []
+        self.received: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
+        import time
+
         conn, _ = self.sock.accept()
         f = conn.makefile("rwb")
-        f.write(b"220 mini\r\n")
-        f.flush()
+        try:
+            for _ in range(self.drip):
+                f.write(b"220-still greeting\r\n")
+                f.flush()
+                time.sleep(0.2)
+            f.write(b"220 mini\r\n")
+            f.flush()
+            self._dialogue(f)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _dialogue(self, f: Any) -> None:
         for line in f:
             self.commands.append(line)
-            if line.upper().startswith(b"EHLO"):
+            verb = line.upper()[:4]
+            if verb == b"EHLO":
                 f.write(b"250-mini\r\n250 PIPELINING\r\n")
-            elif line.upper().startswith(b"QUIT"):
+            elif verb == b"DATA":
+                f.write(b"354 go\r\n")
+                f.flush()
+                data = b""
+                for body_line in f:
+                    if body_line == b".\r\n":
+                        break
+                    data += body_line[1:] if body_line.startswith(b".") else body_line
+                self.received.append(data)
+                f.write(b"250 ok\r\n")
+            elif verb == b"QUIT":
                 f.write(b"221 bye\r\n")
                 f.flush()
-                break
+                return
             else:
                 f.write(b"250 ok\r\n")
             f.flush()
-        conn.close()
 
 
 def test_8bit_body_to_a_server_without_8bitmime_is_refused() -> None:
@@ -256,3 +283,29 @@ def test_pool_reuses_a_session_and_recovers_from_a_stale_one(smtp_sink: Any) -> 
         "b2@b.test",
         "c@b.test",
     ]
+
+
+def test_a_dripping_reply_is_cut_off_after_the_timeout() -> None:
+    """The timeout covers the whole reply, not each of its lines: a greeting that drips
+    a line every 0.2 s for 10 s fails a 1 s timeout (it would pass a per-line one)."""
+    server = _MiniServer(drip=50)
+    with pytest.raises(SMTPConnectionError):
+        asyncio.run(
+            send(
+                server.host,
+                server.port,
+                mail_from="a@a.test",
+                recipient="b@b.test",
+                data=MSG,
+                helo="relay.test",
+                timeout=1.0,
+            )
+        )
+    assert server.commands == []
+
+
+def test_the_mini_server_takes_a_message() -> None:
+    """The server of the test above, without the drip, is a working SMTP server."""
+    server = _MiniServer()
+    sent = _send(server)
+    assert sent.reply.code == 250 and server.received == [MSG]
