@@ -1,19 +1,21 @@
 """Relay mode (``certmail send --via relay``): submit exact bytes to the notary's SMTP relay.
 
 ``GET /v1/relay`` on the notary names where the relay listens and the TLS
-certificate it presents. :func:`submit` connects there, requires STARTTLS
-(RFC 3207), pins that certificate (its SHA-256 must match before any
-credential is sent), authenticates with AUTH PLAIN (RFC 4616: the sender's
-address and the account's API token), sends the bytes unchanged and returns
-the SHA-256 the relay states in its ``250`` reply, after checking it is the
-hash of what was sent.
+certificate it presents. :func:`submit` connects there through the one
+submitter (:mod:`certmail.submitter`) with that certificate pinned: STARTTLS
+(RFC 3207) is required and the certificate's SHA-256 must match before any
+credential is sent; it authenticates with AUTH (RFC 4954, PLAIN per RFC 4616:
+the sender's address and the account's API token), sends the bytes unchanged
+and returns the SHA-256 the relay states in its ``250`` reply, after checking
+it is the hash of what was sent.
 
 Errors: :class:`keys.errors.TemporaryError` for what a retry may fix (no
-connection, 4xx); :class:`certmail.smtp.DeliveryError` for a 5xx refusal;
-:class:`certmail.smtp.UncertainDeliveryError` when the connection broke after
-the final dot; :class:`keys.errors.VerificationError` when the certificate does not match
-(nothing was sent) and its subclass :class:`HashMismatchError` when the hash
-the relay states is not that of the bytes sent; :class:`RelayLoginError` for
+connection, 4xx); :class:`certmail.submitter.DeliveryError` for a 5xx refusal;
+:class:`certmail.submitter.UncertainDeliveryError` when the connection broke
+after the final dot; :class:`keys.errors.VerificationError` when the
+certificate does not match or the relay offers no STARTTLS (nothing was
+sent), and its subclass :class:`HashMismatchError` when the hash the relay
+states is not that of the bytes sent; :class:`RelayLoginError` for
 a refused AUTH (nothing was sent); :class:`NoRelayError` when the notary runs
 no relay.
 """
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import smtplib
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,8 @@ import httpx
 
 from keys.errors import Error, TemporaryError, VerificationError
 
-from .smtp import DeliveryError, UncertainDeliveryError
+from .submitter import LoginError, Peer
+from .submitter import submit as submit_bytes
 
 _SHA256_REPLY = re.compile(r"\bsha256=([0-9a-f]{64})\b")
 TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
@@ -66,8 +67,12 @@ class RelayEndpoint:
     @classmethod
     def from_json(cls, obj: Any) -> RelayEndpoint:
         try:
-            ep = cls(str(obj["host"]), int(obj["port"]), str(obj["cert_sha256"]).lower(),
-                     int(obj["max_message_bytes"]))
+            ep = cls(
+                str(obj["host"]),
+                int(obj["port"]),
+                str(obj["cert_sha256"]).lower(),
+                int(obj["max_message_bytes"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise Error("the notary's GET /v1/relay answer is malformed") from None
         if not re.fullmatch(r"[0-9a-f]{64}", ep.cert_sha256):
@@ -81,25 +86,21 @@ def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
     try:
         resp = httpx.get(url, timeout=timeout, headers={"User-Agent": "certmail"})
     except httpx.HTTPError as e:
-        raise TemporaryError(f"cannot reach the notary at {notary_url}: {e.__class__.__name__}",
-                             hint="check CERTMAIL_NOTARY_URL, or retry later") from None
+        raise TemporaryError(
+            f"cannot reach the notary at {notary_url}: {e.__class__.__name__}",
+            hint="check CERTMAIL_NOTARY_URL, or retry later",
+        ) from None
     if resp.status_code == 404:
-        raise NoRelayError(f"the notary at {notary_url} runs no SMTP relay",
-                    hint="send with --via smtp (direct mode), or ask its operator for --smtp")
+        raise NoRelayError(
+            f"the notary at {notary_url} runs no SMTP relay",
+            hint="send with --via smtp (direct mode), or ask its operator for --smtp",
+        )
     if resp.status_code >= 400:
         raise TemporaryError(f"the notary answered {resp.status_code} to GET /v1/relay")
     try:
         return RelayEndpoint.from_json(resp.json())
     except ValueError:
         raise Error("the notary's GET /v1/relay answer is not JSON") from None
-
-
-def _reply(code: int, text: bytes | str, what: str) -> Error:
-    msg = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    line = f"the notary relay refused {what}: {code} {' '.join(msg.split())}"
-    if code >= 500:
-        return DeliveryError(line)
-    return TemporaryError(line, hint="retry later: the message is kept in the outbox")
 
 
 def submit(
@@ -126,77 +127,36 @@ def submit(
         raise Error("no recipients")
     ep = endpoint or relay_endpoint(notary_url)
     if len(data) > ep.max_message_bytes:
-        raise Error(f"the message ({len(data)} bytes) is larger than the relay accepts "
-                    f"({ep.max_message_bytes} bytes)")
+        raise Error(
+            f"the message ({len(data)} bytes) is larger than the relay accepts "
+            f"({ep.max_message_bytes} bytes)"
+        )
     sha256 = hashlib.sha256(data).hexdigest()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False  # the certificate is pinned by hash below, before AUTH
-    ctx.verify_mode = ssl.CERT_NONE
-    where = f"{ep.host}:{ep.port}"
+    peer = Peer(
+        ep.host,
+        ep.port,
+        starttls="require",
+        pin_sha256=ep.cert_sha256,
+        name="the notary relay",
+        retry_hint="retry later: the message is kept in the outbox",
+        uncertain_hint="certmail receipts (the notary may have accepted it)",
+    )
     try:
-        smtp = smtplib.SMTP(ep.host, ep.port, timeout=timeout)
-    except (OSError, smtplib.SMTPException) as e:
-        raise TemporaryError(f"cannot connect to the notary relay at {where}: {e}",
-                             hint="retry later: the message is kept in the outbox") from None
-    sent_dot = False
-    try:
-        smtp.ehlo()
-        if not smtp.has_extn("starttls"):
-            raise VerificationError(f"the notary relay at {where} does not offer STARTTLS")
-        code, text = smtp.starttls(context=ctx)
-        sock = smtp.sock
-        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        if not der or hashlib.sha256(der).hexdigest() != ep.cert_sha256:
-            raise VerificationError(
-                f"the relay at {where} presents a certificate other than the one the notary "
-                "names in GET /v1/relay: the connection may be intercepted",
-                hint="nothing was sent; check CERTMAIL_NOTARY_URL and the network",
-            )
-        smtp.ehlo()
-        try:
-            smtp.login(mail_from, token)
-        except smtplib.SMTPAuthenticationError as e:
-            raise RelayLoginError(
-                f"the notary relay refused the login for {mail_from} with the token in "
-                f"CERTMAIL_NOTARY_TOKEN: {e.smtp_code} {' '.join(_text(e.smtp_error).split())}",
-                hint=LOGIN_HINT) from None
-        code, text = smtp.mail(mail_from)
-        if code != 250:
-            raise _reply(code, text, f"sender {mail_from}")
-        for r in recipients:
-            code, text = smtp.rcpt(r)
-            if code not in (250, 251):
-                raise _reply(code, text, f"recipient {r}")
-        sent_dot = True
-        code, text = smtp.data(data)
-        if code != 250:
-            raise _reply(code, text, "the message")
-    except smtplib.SMTPResponseException as e:
-        raise _reply(e.smtp_code, e.smtp_error, "the message") from None
-    except (OSError, smtplib.SMTPException) as e:
-        if sent_dot:
-            raise UncertainDeliveryError(
-                f"the connection to the notary relay broke after the message was sent: {e}",
-                hint="certmail receipts (the notary may have accepted it)",
-            ) from None
-        raise TemporaryError(f"the notary relay at {where} failed: {e}",
-                             hint="retry later: the message is kept in the outbox") from None
-    finally:
-        try:
-            smtp.quit()
-        except (TimeoutError, OSError, smtplib.SMTPException):
-            smtp.close()
-    m = _SHA256_REPLY.search(_text(text))
+        result = submit_bytes(
+            peer, mail_from, recipients, data, login=(mail_from, token), timeout=timeout
+        )
+    except LoginError as e:
+        raise RelayLoginError(
+            f"the notary relay refused the login for {mail_from} with the token in "
+            f"CERTMAIL_NOTARY_TOKEN: {e.code} {e.text}",
+            hint=LOGIN_HINT,
+        ) from None
+    m = _SHA256_REPLY.search(result.reply)
     if m is None:
-        raise VerificationError(f"the relay's 250 reply names no sha256: {_text(text)!r}")
+        raise VerificationError(f"the relay's 250 reply names no sha256: {result.reply!r}")
     if m.group(1) != sha256:
         raise HashMismatchError(
             f"the relay hashed {m.group(1)} but the message sent hashes to {sha256}",
             hint="the bytes changed in transit: do not rely on this submission",
         )
     return sha256
-
-
-def _text(t: bytes | str) -> str:
-    return t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)

@@ -1,21 +1,37 @@
-"""A small asyncio SMTP client for delivery (RFC 5321, STARTTLS per RFC 3207).
+"""The relay's delivery client: RFC 5321 over aiosmtplib, with a small connection pool.
 
-It sends exact bytes (dot-stuffed on the wire, RFC 5321 §4.5.2), uses
-STARTTLS whenever the server offers it (opportunistic: the certificate is
-recorded, not verified, as for MX delivery without DANE/MTA-STS), and reports
-the TLS version and the SHA-256 of the server's certificate.
+The protocol (replies, EHLO, STARTTLS per RFC 3207, dot-stuffing per RFC 5321
+§4.5.2) is aiosmtplib's; this module decides what to send and what the
+answers mean for the worker (:mod:`notary.relay.worker`):
+
+- exact bytes: a message with a bare CR or LF is not sent (on the wire it
+  would be altered, and it could end DATA early at the next hop);
+- SIZE (RFC 1870): ``SIZE=n`` on MAIL, and no attempt when the message is
+  larger than the peer's advertised limit (a permanent ``552 5.3.4``);
+- SMTPUTF8 (RFC 6531): used when an address or a header is UTF-8, refused
+  (``550 5.6.7``) when the peer does not offer it; 8BITMIME (RFC 6152):
+  ``BODY=8BITMIME`` when the message has 8-bit bytes, refused (``554 5.6.3``)
+  when the peer does not offer it;
+- STARTTLS whenever the server offers it (opportunistic: the certificate is
+  recorded, not verified, as for MX delivery without DANE/MTA-STS); the TLS
+  version and the SHA-256 of the server's certificate are reported.
+
+Every reply must come within ``timeout`` seconds (the greeting, each command,
+the reply to the final dot), so a server that drips a reply line by line is
+cut off after ``timeout``, not after ``timeout`` per line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from dataclasses import dataclass
 
-from keys.errors import Error, TemporaryError
+import aiosmtplib
 
-MAX_REPLY_LINES = 100
+from keys.errors import Error, TemporaryError
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,8 @@ class Sent:
 
 
 class SMTPRejected(Error):
-    """The server answered a command with a 4xx or 5xx reply."""
+    """The server answered a command with a 4xx or 5xx reply, or the message cannot be
+    sent to it as it is (``stage`` names the extension: SIZE, SMTPUTF8, 8BITMIME, DATA)."""
 
     def __init__(self, stage: str, reply: Reply, tls: TLSInfo | None) -> None:
         super().__init__(f"{stage}: {reply.code} {reply.text}")
@@ -62,16 +79,7 @@ class SMTPConnectionError(TemporaryError):
     """The server could not be reached or the connection broke."""
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The DATA payload: leading dots doubled, CRLF at the end, then ``.CRLF``."""
-    body = data.replace(b"\r\n.", b"\r\n..")
-    if body.startswith(b"."):
-        body = b"." + body
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return body + b".\r\n"
-
-
+@functools.cache
 def client_context() -> ssl.SSLContext:
     """Opportunistic TLS: encrypt, record the certificate, do not verify it."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -81,37 +89,49 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
-_CONTEXT: ssl.SSLContext | None = None
+_BROKEN = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    aiosmtplib.SMTPConnectError,
+    OSError,
+    TimeoutError,
+    ssl.SSLError,
+    UnicodeError,
+)
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 timeout: float) -> None:
-        self.reader, self.writer, self.timeout = reader, writer, timeout
-        self.tls: TLSInfo | None = None
+    """One open session: the aiosmtplib client and the TLS it negotiated."""
 
-    async def reply(self) -> Reply:
-        lines: list[str] = []
-        code = 0
-        while len(lines) < MAX_REPLY_LINES:
-            raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
-            if not raw.endswith(b"\n"):
-                raise SMTPConnectionError("the server closed the connection")
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit():
-                raise SMTPConnectionError(f"malformed reply line {line[:80]!r}")
-            code = int(line[:3])
-            lines.append(line[4:])
-            if len(line) == 3 or line[3] != "-":
-                return Reply(code, "\n".join(lines))
-        raise SMTPConnectionError("reply too long")
+    def __init__(self, client: aiosmtplib.SMTP, tls: TLSInfo | None) -> None:
+        self.client, self.tls = client, tls
 
-    async def command(self, stage: str, line: bytes, ok: tuple[int, ...] = (250,)) -> Reply:
-        self.writer.write(line + b"\r\n")
-        r = await self.reply()
-        if r.code not in ok:
-            raise SMTPRejected(stage, r, self.tls)
-        return r
+    def offers(self, extension: str) -> bool:
+        return self.client.supports_extension(extension)
+
+    def size_limit(self) -> int:
+        """The peer's SIZE (RFC 1870 §4), 0 when it states none."""
+        value = self.client.esmtp_extensions.get("size", "").strip()
+        return int(value) if value.isdigit() else 0
+
+    async def command(self, stage: str, *args: bytes, ok: tuple[int, ...] = (250,)) -> Reply:
+        r = await self.client.execute_command(*args)
+        reply = _reply(r)
+        if reply.code not in ok:
+            raise SMTPRejected(stage, reply, self.tls)
+        return reply
+
+
+def _reply(r: aiosmtplib.SMTPResponse) -> Reply:
+    if r.code < 200:  # aiosmtplib's code for a malformed reply line
+        raise SMTPConnectionError(f"malformed reply: {r.message[:80]!r}")
+    return Reply(r.code, r.message)
+
+
+def _rejected(stage: str, e: aiosmtplib.SMTPResponseException, tls: TLSInfo | None) -> Error:
+    if e.code < 200:
+        return SMTPConnectionError(f"malformed reply: {e.message[:80]!r}")
+    return SMTPRejected(stage, Reply(e.code, e.message), tls)
 
 
 @dataclass
@@ -134,19 +154,34 @@ class Pool:
                 await _close(sess.conn, quit_first=True)
         self._idle.clear()
 
-    async def send(self, host: str, port: int, *, mail_from: str, recipient: str, data: bytes,
-                   helo: str, timeout: float = 60.0, starttls: bool = True) -> Sent:
+    async def send(
+        self,
+        host: str,
+        port: int,
+        *,
+        mail_from: str,
+        recipient: str,
+        data: bytes,
+        helo: str,
+        timeout: float = 60.0,
+        starttls: bool = True,
+    ) -> Sent:
         """Like :func:`send`, over a kept session when there is one."""
         loop = asyncio.get_running_loop()
         idle = self._idle.setdefault((host, port), [])
         while idle:
             sess = idle.pop()
-            if loop.time() - sess.last_used > self.idle_seconds:
+            if loop.time() - sess.last_used > self.idle_seconds or (
+                not sess.conn.client.is_connected
+            ):
                 await _close(sess.conn, quit_first=True)
                 continue
             try:
                 sent = await _transaction(sess.conn, mail_from, recipient, data)
-            except (SMTPConnectionError, OSError, TimeoutError, ssl.SSLError, SMTPRejected) as e:
+            except (SMTPConnectionError, SMTPRejected) as e:
+                if isinstance(e, SMTPRejected) and e.stage not in ("MAIL", "RCPT", "DATA"):
+                    self._keep(host, port, sess.conn)  # refused here, the session is fine
+                    raise
                 await _close(sess.conn, quit_first=False)
                 if isinstance(e, SMTPRejected) and e.stage != "MAIL":
                     raise
@@ -171,33 +206,42 @@ class Pool:
 
 
 async def _open(host: str, port: int, helo: str, timeout: float, starttls: bool) -> _Conn:
-    global _CONTEXT
+    """Connect, read the greeting, EHLO, and STARTTLS (then EHLO again) when offered."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=1 << 16), timeout
+        client = aiosmtplib.SMTP(
+            hostname=host,
+            port=port,
+            local_hostname=helo,
+            timeout=timeout,
+            use_tls=False,
+            start_tls=False,
         )
-    except (OSError, TimeoutError) as e:
-        raise SMTPConnectionError(f"cannot connect to {host}:{port}: {e}") from None
-    conn = _Conn(reader, writer, timeout)
+    except ValueError as e:
+        raise SMTPConnectionError(f"{host}:{port}: {e}") from None
+    conn = _Conn(client, None)
     try:
-        greeting = await conn.reply()
-        if greeting.code != 220:
-            raise SMTPRejected("connect", greeting, None)
-        ehlo = await conn.command("EHLO", b"EHLO " + helo.encode("ascii"))
-        exts = {ln.split(" ", 1)[0].upper() for ln in ehlo.text.split("\n")[1:]}
-        if starttls and "STARTTLS" in exts:
-            await conn.command("STARTTLS", b"STARTTLS", (220,))
-            if _CONTEXT is None:
-                _CONTEXT = client_context()
-            await asyncio.wait_for(writer.start_tls(_CONTEXT, server_hostname=None), timeout)
-            sslobj = writer.get_extra_info("ssl_object")
-            der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        await client.connect()
+    except aiosmtplib.SMTPConnectResponseError as e:
+        client.close()
+        raise _rejected("connect", e, None) from None
+    except _BROKEN as e:
+        client.close()
+        raise SMTPConnectionError(f"cannot connect to {host}:{port}: {e}") from None
+    try:
+        await _ehlo(conn, helo)
+        if starttls and conn.offers("starttls"):
+            await client.starttls(tls_context=client_context(), server_hostname=None)
+            ssl_object = client.get_transport_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             conn.tls = TLSInfo(
-                sslobj.version() or "unknown" if sslobj is not None else "unknown",
+                (ssl_object.version() if ssl_object is not None else None) or "unknown",
                 hashlib.sha256(der).hexdigest() if der else None,
             )
-            await conn.command("EHLO", b"EHLO " + helo.encode("ascii"))
-    except (OSError, TimeoutError, ssl.SSLError, UnicodeEncodeError) as e:
+            await _ehlo(conn, helo)
+    except aiosmtplib.SMTPResponseException as e:
+        await _close(conn, quit_first=False)
+        raise _rejected("STARTTLS", e, conn.tls) from None
+    except _BROKEN as e:
         await _close(conn, quit_first=False)
         raise SMTPConnectionError(f"{host}:{port}: {e.__class__.__name__}: {e}") from None
     except BaseException:
@@ -206,39 +250,109 @@ async def _open(host: str, port: int, helo: str, timeout: float, starttls: bool)
     return conn
 
 
-async def _transaction(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> Sent:
+async def _ehlo(conn: _Conn, helo: str) -> None:
     try:
-        await conn.command("MAIL", b"MAIL FROM:<" + mail_from.encode("utf-8") + b">")
+        await conn.client.ehlo(hostname=helo)
+    except aiosmtplib.SMTPHeloError as e:
+        raise _rejected("EHLO", e, conn.tls) from None
+
+
+def _check(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> list[str]:
+    """The MAIL parameters for ``data``; raise SMTPRejected when the peer cannot take it."""
+    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+        raise SMTPRejected(
+            "DATA",
+            Reply(
+                554, "5.6.0 the message has a bare CR or LF: it cannot travel unchanged over SMTP"
+            ),
+            conn.tls,
+        )
+    params: list[str] = []
+    if conn.offers("size"):
+        limit = conn.size_limit()
+        if limit and len(data) > limit:
+            raise SMTPRejected(
+                "SIZE",
+                Reply(
+                    552,
+                    f"5.3.4 the message ({len(data)} bytes) is "
+                    f"larger than the server's SIZE {limit}",
+                ),
+                conn.tls,
+            )
+        params.append(f"SIZE={len(data)}")
+    header_end = data.find(b"\r\n\r\n")
+    header = data if header_end < 0 else data[:header_end]
+    utf8 = not (mail_from.isascii() and recipient.isascii() and header.isascii())
+    if utf8:
+        if not conn.offers("smtputf8"):
+            what = "addresses" if header.isascii() else "header fields"
+            raise SMTPRejected(
+                "SMTPUTF8",
+                Reply(
+                    550,
+                    f"5.6.7 the message has UTF-8 {what} and the server does not offer SMTPUTF8",
+                ),
+                conn.tls,
+            )
+        params.append("SMTPUTF8")
+    if not data.isascii():
+        if not conn.offers("8bitmime"):
+            raise SMTPRejected(
+                "8BITMIME",
+                Reply(
+                    554,
+                    "5.6.3 the message has 8-bit content and the server does not offer 8BITMIME",
+                ),
+                conn.tls,
+            )
+        params.append("BODY=8BITMIME")
+    return params
+
+
+async def _transaction(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> Sent:
+    params = _check(conn, mail_from, recipient, data)
+    try:
+        await conn.command(
+            "MAIL",
+            b"MAIL",
+            b"FROM:<" + mail_from.encode("utf-8") + b">",
+            *(p.encode("ascii") for p in params),
+        )
         try:
-            await conn.command("RCPT", b"RCPT TO:<" + recipient.encode("utf-8") + b">",
-                               (250, 251))
-            await conn.command("DATA", b"DATA", (354,))
-        except SMTPRejected:
-            conn.writer.write(b"RSET\r\n")
-            await conn.reply()
+            await conn.command(
+                "RCPT", b"RCPT", b"TO:<" + recipient.encode("utf-8") + b">", ok=(250, 251)
+            )
+            response = await conn.client.data(data)  # dot-stuffed by aiosmtplib
+        except (SMTPRejected, aiosmtplib.SMTPResponseException):
+            await _rset(conn)
             raise
-        conn.writer.write(dot_stuff(data))
-        await asyncio.wait_for(conn.writer.drain(), conn.timeout)
-        final = await conn.reply()
-    except (OSError, TimeoutError, ssl.SSLError, UnicodeEncodeError) as e:
+    except aiosmtplib.SMTPResponseException as e:
+        raise _rejected("DATA", e, conn.tls) from None
+    except _BROKEN as e:
         raise SMTPConnectionError(f"{e.__class__.__name__}: {e}") from None
+    final = _reply(response)
     if final.code != 250:
         raise SMTPRejected("DATA", final, conn.tls)
     return Sent(final, conn.tls)
 
 
+async def _rset(conn: _Conn) -> None:
+    """End a refused transaction (best effort: a broken session is closed by the caller)."""
+    try:
+        await conn.client.rset()
+    except (aiosmtplib.SMTPException, *_BROKEN):
+        pass
+
+
 async def _close(conn: _Conn, *, quit_first: bool) -> None:
-    try:
-        if quit_first:
-            conn.writer.write(b"QUIT\r\n")
-            await asyncio.wait_for(conn.reply(), 2.0)
-    except (OSError, TimeoutError, SMTPConnectionError, ssl.SSLError):
-        pass
-    conn.writer.close()
-    try:
-        await asyncio.wait_for(conn.writer.wait_closed(), 2.0)
-    except (OSError, TimeoutError, ssl.SSLError):
-        pass
+    client = conn.client
+    if quit_first and client.is_connected:
+        try:
+            await client.quit(timeout=2.0)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError):
+            pass
+    client.close()
 
 
 async def send(
