@@ -14,7 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from keys.errors import Error, MalformedError, VerificationError
-from notary.ack import MAX_ACK_BODY, acknowledge, parse_ack_request
+from notary.ack import acknowledge
+from notary.ackformat import MAX_ACK_BODY, parse_ack_request
 from notary.tracking import (
     PIXEL_GIF,
     RateLimited,

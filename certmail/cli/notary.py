@@ -290,12 +290,14 @@ def serve(
     svc = _open(directory, database)
     relay = None
     if smtp_addr is not None:
+        from certmail.scan import Scanner
         from notary.relay.runtime import Relay
         from notary.relay.tls import ensure_relay_certificate
 
         ensure_relay_certificate(svc.config)
         relay = Relay(svc, smtp_addr[0], smtp_addr[1], smarthost=smart,
-                      public_host=smtp_public_host, node=node)
+                      public_host=smtp_public_host, node=node,
+                      scanner=Scanner(svc.config.clamd) if svc.config.clamd else None)
     app = create_app(svc, relay=relay)
     config = uvicorn.Config(
         app,

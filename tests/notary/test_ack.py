@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from certmail.ack import make_ack
 from keys.errors import MalformedError
 from keys.gpg import Keyring
-from notary.ack import Ack, ack_text, parse_ack_text
+from notary.ackformat import Ack, ack_text, parse_ack_text
 from notary.api import create_app
 from notary.note import Verifier
 from notary.receipt import Receipt
