@@ -13,21 +13,69 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from keys.errors import NotFoundError, VerificationError
+from keys.errors import NotFoundError, TemporaryError, VerificationError
 from notary.ackformat import AckRequest
 from notary.evidence import parse_statement
 from notary.receipt import Receipt
 from notary.sequencer import Submission
 
-__all__ = ["SignerKey", "acknowledge", "check_signature"]
+__all__ = ["Busy", "SignatureChecks", "SignerKey", "acknowledge", "check_signature"]
 
-# At most this many gpg verifications run at once (each is a subprocess).
-_GPG_SLOTS = threading.BoundedSemaphore(4)
+#: At most this many gpg verifications run at once in a process (each is a subprocess).
+GPG_CONCURRENCY = 2
+#: At most this many more wait for one; beyond, ``POST /v1/ack`` is answered 503 at once.
+GPG_QUEUE = 16
+
+
+class Busy(TemporaryError):
+    """Too many acknowledgements are waiting for their signature check: try again shortly."""
+
+
+@cache
+def _gpg_pool() -> ThreadPoolExecutor:
+    """The threads gpg verifications run in: their own, not the event loop's default pool
+    (which the sequencer commits in), so a flood of checks never delays a commit."""
+    return ThreadPoolExecutor(max_workers=GPG_CONCURRENCY, thread_name_prefix="ack-gpg")
+
+
+class SignatureChecks:
+    """Runs :func:`check_signature` off the event loop, bounded in concurrency and queue.
+
+    At most :data:`GPG_CONCURRENCY` checks run at once (per process); of one
+    app, at most ``queue`` more wait, and one more raises :class:`Busy` at once,
+    before it costs anything.
+    """
+
+    def __init__(self, queue: int = GPG_QUEUE) -> None:
+        self.limit = GPG_CONCURRENCY + queue
+        self.active = 0
+
+    async def check(self, req: AckRequest) -> SignerKey:
+        if self.active >= self.limit:
+            raise Busy("too many acknowledgements are being checked; try again shortly")
+        loop = asyncio.get_running_loop()
+        self.active += 1
+        job = _gpg_pool().submit(
+            check_signature, req.signed, req.signature, req.public_key, req.recipient
+        )
+        # Counted until gpg is done, even when the request is abandoned meanwhile.
+        job.add_done_callback(lambda _: self._release(loop))
+        return await asyncio.wrap_future(job)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.call_soon_threadsafe(self._done)
+        except RuntimeError:  # the loop is gone: so is everyone who counted
+            pass
+
+    def _done(self) -> None:
+        self.active -= 1
 
 
 @dataclass(frozen=True)
@@ -45,13 +93,9 @@ def check_signature(text: str, signature: str, public_key: str, recipient: str) 
     Runs gpg in a fresh temporary GNUPGHOME (nothing of one request is seen by
     another). The key must carry a user id with ``recipient``'s address.
     Raises VerificationError (bad signature, other key, no such user id) or
-    MalformedError (not a key / not a signature).
+    MalformedError (not a key / not a signature). Blocks: call it through
+    :class:`SignatureChecks` from the event loop.
     """
-    with _GPG_SLOTS:
-        return _check_signature(text, signature, public_key, recipient)
-
-
-def _check_signature(text: str, signature: str, public_key: str, recipient: str) -> SignerKey:
     from keys.gpg import Keyring
 
     home = Path(tempfile.mkdtemp(prefix="cm-ack-"))
@@ -73,8 +117,19 @@ def _check_signature(text: str, signature: str, public_key: str, recipient: str)
         shutil.rmtree(home, ignore_errors=True)
 
 
-async def acknowledge(service: Any, req: AckRequest) -> Receipt:
+@cache
+def _default_checks() -> SignatureChecks:
+    return SignatureChecks()
+
+
+async def acknowledge(
+    service: Any, req: AckRequest, checks: SignatureChecks | None = None
+) -> Receipt:
     """Check an acknowledgement and log ``ContentHandover``; return its receipt.
+
+    Cheap checks first: the log must hold the message and the recipient must
+    be one of its own before the signature is checked (by ``checks``, off the
+    event loop; :class:`Busy` when too many wait).
 
     NotFoundError when the log has no SubmissionAcceptance of the message (with
     that Message-ID); VerificationError for a bad signature or a recipient the
@@ -107,9 +162,7 @@ async def acknowledge(service: Any, req: AckRequest) -> Receipt:
         if cp is not None and handovers[0].index < cp.size:
             receipt: Receipt = service.receipt_for(handovers[0], cp.size, cp.note)
             return receipt
-    signer = await asyncio.to_thread(
-        check_signature, req.signed, req.signature, req.public_key, req.recipient
-    )
+    signer = await (checks or _default_checks()).check(req)
     extra = {
         "recipient": req.recipient,
         "signed": req.signed,
