@@ -2,7 +2,7 @@
 
 The recipient: :func:`notarized_sha256` finds the SHA-256 the notary logged
 for a delivered file, :func:`make_ack` builds and signs the acknowledgement
-text (format: :mod:`notary.ack`), :func:`post_ack` sends it to the notary's
+text (format: :mod:`notary.ackformat`), :func:`post_ack` sends it to the notary's
 ``POST /v1/ack`` and checks the receipt.
 
 The sender: :func:`check_handover` checks a ``ContentHandover`` statement
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, MalformedError, NotFoundError, VerificationError
-from notary.ack import Ack, ack_text, parse_ack_text
+from notary.ackformat import Ack, ack_text, parse_ack_text
 
 if TYPE_CHECKING:
     from keys.gpg import Keyring

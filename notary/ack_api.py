@@ -2,6 +2,12 @@
 
 ``POST /v1/ack`` (unauthenticated: the OpenPGP signature is the
 authentication), ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}``.
+
+``POST /v1/ack`` is bounded so that a flood costs the log nothing and never
+slows authenticated traffic: at most ``ack_per_source`` requests per source
+address and ``ack_per_message`` per message in any ``ack_window`` seconds
+(429 with Retry-After), and the gpg checks run in their own few threads with
+a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from keys.errors import Error, MalformedError, VerificationError
-from notary.ack import MAX_ACK_BODY, acknowledge, parse_ack_request
+from notary.ack import Busy, SignatureChecks, acknowledge
+from notary.ackformat import MAX_ACK_BODY, parse_ack_request
 from notary.tracking import (
     PIXEL_GIF,
     RateLimited,
@@ -25,8 +32,10 @@ from notary.tracking import (
 )
 
 
-def _err(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse({"error": code, "message": message}, status_code=status,
+                        headers=headers)
 
 
 async def _json_body(request: Request, limit: int) -> Any:
@@ -50,19 +59,36 @@ def include_ack_routes(app: FastAPI, service: Any,
                        authenticate: Callable[[Any, str | None], Any]) -> None:
     """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
     limiter = RateLimiter()
+    cfg = service.config
+    per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
+    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
+    checks = SignatureChecks()
+    retry_after = str(max(1, int(cfg.ack_window)))
 
     @app.post("/v1/ack", summary="A recipient's signed acknowledgement: logs ContentHandover",
               tags=["acknowledgements"])
     async def ack(request: Request) -> Response:
+        # Unauthenticated, so cheapest checks first: the source's rate before
+        # the body is read, the message's after it is parsed, the log lookup
+        # next, the gpg check last (bounded, off the event loop).
+        source = request.client.host if request.client else ""
+        if not per_source.allow(b"source:" + source.encode()):
+            return _err(429, "rate_limited", "too many acknowledgements from this address",
+                        retry_after)
         try:
             req = parse_ack_request(await _json_body(request, MAX_ACK_BODY))
-            receipt = await acknowledge(service, req)
+            if not per_message.allow(b"message:" + req.sha256.encode()):
+                return _err(429, "rate_limited", "too many acknowledgements of this message",
+                            retry_after)
+            receipt = await acknowledge(service, req, checks)
         except _TooLarge as e:
             return _err(413, "too_large", f"body over {e.limit} bytes")
         except MalformedError as e:
             return _err(400, "bad_request", e.message)
         except VerificationError as e:
             return _err(422, "bad_signature", e.message)
+        except Busy as e:
+            return _err(503, "busy", e.message, "1")
         # Other errors (malformed 400, unknown message 404, log unavailable 503)
         # are answered by the app's handler for keys.errors.Error.
         return Response(json.dumps(receipt.to_json(), separators=(",", ":")),

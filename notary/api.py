@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keys.errors import ConflictError, Error, NotFoundError
 from notary.ack_api import include_ack_routes
 from notary.errors import SequencerError, StorageError
+from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
 
@@ -311,9 +312,16 @@ def _json(obj: Any) -> Response:
 
 
 def create_app(
-    service: NotaryService, *, manage_sequencer: bool = True, relay: "Relay | None" = None
+    service: NotaryService,
+    *,
+    manage_sequencer: bool = True,
+    relay: "Relay | None" = None,
+    close_service: bool = False,
 ) -> ASGIApp:
-    """The ASGI application serving ``service`` (and starting ``relay``, if given)."""
+    """The ASGI application serving ``service`` (and starting ``relay``, if given).
+
+    With ``close_service`` the lifespan's shutdown closes ``service`` last.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -327,6 +335,8 @@ def create_app(
             await relay.stop()
         if manage_sequencer:
             await service.sequencer.stop()
+        if close_service:
+            service.close()
 
     app = FastAPI(
         title="certmail notary",
@@ -439,8 +449,8 @@ def create_app(
         return _json(relay.info.to_json())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-    def metrics() -> str:
-        return render_metrics(service)
+    def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post(
         "/tsa",
@@ -464,38 +474,3 @@ def create_app(
         asgi = TSAMiddleware(asgi, service.tsa)
     return BodyLimit(asgi, service.config.max_body_bytes)
 
-
-def _histogram(
-    name: str, help_text: str, buckets: dict[Any, int], total: float, count: int
-) -> list[str]:
-    """One Prometheus histogram: HELP, TYPE, cumulative buckets, sum and count."""
-    return [
-        f"# HELP {name} {help_text}",
-        f"# TYPE {name} histogram",
-        *(f'{name}_bucket{{le="{b}"}} {n}' for b, n in buckets.items()),
-        f'{name}_bucket{{le="+Inf"}} {count}',
-        f"{name}_sum {total:g}",
-        f"{name}_count {count}",
-    ]
-
-
-def render_metrics(service: NotaryService) -> str:
-    """The Prometheus text exposition of the notary's counters."""
-    m = service.metrics
-    cp = service.storage.latest_checkpoint()
-    lines = [
-        "# HELP certmail_log_entries_total Entries this process appended to the log.",
-        "# TYPE certmail_log_entries_total counter",
-        f"certmail_log_entries_total {m.entries}",
-        "# HELP certmail_log_tree_size Entries in the log at the latest checkpoint.",
-        "# TYPE certmail_log_tree_size gauge",
-        f"certmail_log_tree_size {cp.size if cp else 0}",
-        "# HELP certmail_log_failed_batches_total Batches that failed to commit.",
-        "# TYPE certmail_log_failed_batches_total counter",
-        f"certmail_log_failed_batches_total {m.failed_batches}",
-        *_histogram("certmail_sequencer_batch_size", "Entries per committed batch.",
-                    m.batch_size_buckets, m.batch_size_sum, m.batches),
-        *_histogram("certmail_sequencer_commit_seconds", "Time to sign and commit one batch.",
-                    m.commit_seconds_buckets, m.commit_seconds_sum, m.batches),
-    ]
-    return "\n".join(lines) + "\n"

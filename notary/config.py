@@ -35,6 +35,11 @@ RELAY_DIR = "relay"
 DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024  # bytes of one relayed message
 DEFAULT_RETRY_DEADLINE = 24 * 3600  # seconds before a delivery is given up
 DEFAULT_WARN_AFTER = 12 * 3600  # seconds before the sender hears of a delay
+# POST /v1/ack (unauthenticated): at most so many per source address, and per
+# message, in any window of DEFAULT_ACK_WINDOW seconds.
+DEFAULT_ACK_PER_SOURCE = 30
+DEFAULT_ACK_PER_MESSAGE = 10
+DEFAULT_ACK_WINDOW = 60.0
 _ORIGIN_RE = re.compile(r"[A-Za-z0-9._~:/@!$&'()*,;=-]{1,255}")
 
 
@@ -60,6 +65,9 @@ class NotaryConfig:
     relay_idle_timeout: float = 60.0
     relay_data_timeout: float = 600.0
     clamd: str = ""
+    ack_per_source: int = DEFAULT_ACK_PER_SOURCE
+    ack_per_message: int = DEFAULT_ACK_PER_MESSAGE
+    ack_window: float = DEFAULT_ACK_WINDOW
 
     @property
     def relay_dir(self) -> Path:
@@ -127,6 +135,9 @@ def write_config(cfg: NotaryConfig) -> None:
         "relay_idle_timeout": cfg.relay_idle_timeout,
         "relay_data_timeout": cfg.relay_data_timeout,
         "clamd": cfg.clamd,
+        "ack_per_source": cfg.ack_per_source,
+        "ack_per_message": cfg.ack_per_message,
+        "ack_window": cfg.ack_window,
     }
     text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in values.items()
@@ -174,6 +185,9 @@ def load_config(directory: Path) -> NotaryConfig:
             relay_idle_timeout=float(data.get("relay_idle_timeout", 60.0)),
             relay_data_timeout=float(data.get("relay_data_timeout", 600.0)),
             clamd=str(data.get("clamd", "")),
+            ack_per_source=int(data.get("ack_per_source", DEFAULT_ACK_PER_SOURCE)),
+            ack_per_message=int(data.get("ack_per_message", DEFAULT_ACK_PER_MESSAGE)),
+            ack_window=float(data.get("ack_window", DEFAULT_ACK_WINDOW)),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None

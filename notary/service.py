@@ -21,9 +21,10 @@ from keys.errors import Error, NotFoundError
 from notary.config import NotaryConfig, load_config
 from notary.errors import NotaryError
 from notary.merkle import prove_consistency, prove_inclusion
+from notary.metrics import ServiceMetrics
 from notary.note import Signer
 from notary.receipt import Receipt
-from notary.sequencer import Clock, Metrics, Sequencer, Submission, utc_now
+from notary.sequencer import Clock, Sequencer, Submission, utc_now
 from notary.storage import Account, Storage, StoredEntry, open_storage
 from notary.tlogproof import TlogProof
 
@@ -71,7 +72,7 @@ class NotaryService:
         self.signer = signer
         self.tsa = tsa
         self.clock = clock
-        self.metrics = Metrics()
+        self.metrics = ServiceMetrics(self.tree_size)
         self.sequencer = Sequencer(storage, signer, tsa=tsa, clock=clock, metrics=self.metrics)
         self.vkey = signer.verifier().vkey()
 
@@ -126,6 +127,11 @@ class NotaryService:
         return account
 
     # --- log -----------------------------------------------------------------
+    def tree_size(self) -> int:
+        """Entries in the log at the latest checkpoint (0 before the first)."""
+        cp = self.storage.latest_checkpoint()
+        return cp.size if cp else 0
+
     def checkpoint(self) -> bytes:
         """The latest signed checkpoint (signing the empty tree on first use)."""
         cp = self.storage.latest_checkpoint()

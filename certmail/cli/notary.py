@@ -290,12 +290,14 @@ def serve(
     svc = _open(directory, database)
     relay = None
     if smtp_addr is not None:
+        from certmail.scan import Scanner
         from notary.relay.runtime import Relay
         from notary.relay.tls import ensure_relay_certificate
 
         ensure_relay_certificate(svc.config)
         relay = Relay(svc, smtp_addr[0], smtp_addr[1], smarthost=smart,
-                      public_host=smtp_public_host, node=node)
+                      public_host=smtp_public_host, node=node,
+                      scanner=Scanner(svc.config.clamd) if svc.config.clamd else None)
     app = create_app(svc, relay=relay)
     config = uvicorn.Config(
         app,
@@ -324,73 +326,12 @@ def serve(
 
 
 def _serve_workers(directory: Path, http: str, database: str | None, workers: int) -> None:
-    """Fork ``workers`` uvicorn servers on one listening socket; stop them all together."""
-    import logging
-    import os
-    import signal
-    import socket
-
-    import uvicorn
-
-    from notary.api import create_app
+    """Serve the HTTP API from ``workers`` processes on one port (:mod:`notary.serve`)."""
+    from notary.serve import serve_workers
 
     host, port = parse_hostport(http, "--http")
-    _open(directory, database).close()  # fail here, once, if the notary cannot open
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        raise Error(f"could not serve on {http}: {e.strerror}",
-                    hint="is the port free? pick another with --http") from None
-    sock.listen(4096)
-    sock.set_inheritable(True)
-    click.echo(f"certmail notary serving http://{host}:{port} with {workers} workers", err=True)
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # a worker: its own service, connections and event loop
-            code = 0
-            try:
-                logging.basicConfig(level=logging.INFO,
-                                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
-                svc = _open(directory, database)
-                config = uvicorn.Config(create_app(svc), loop="uvloop", http="httptools",
-                                        access_log=False, log_level="warning", lifespan="on")
-                uvicorn.Server(config).run(sockets=[sock])
-                svc.close()
-            except BaseException:
-                logging.getLogger("certmail.notary").exception("worker failed")
-                code = 1
-            os._exit(code)
-        children.append(pid)
-    sock.close()
-
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    failed = False
-    for _ in children:
-        _, status = os.wait()
-        # uvicorn re-raises the signal it stopped on: that is a clean stop.
-        asked = stopping and os.WIFSIGNALED(status) and os.WTERMSIG(status) in (
-            signal.SIGTERM, signal.SIGINT)
-        if status != 0 and not asked:
-            failed = True
-            stop(signal.SIGTERM, None)
-    if failed:
-        raise Error("a notary worker failed", hint="see the log above")
+    serve_workers(directory, host, port, database, workers, bound=lambda: click.echo(
+        f"certmail notary serving http://{host}:{port} with {workers} workers", err=True))
 
 
 def _open(directory: Path, database: str | None):  # type: ignore[no-untyped-def]

@@ -10,5 +10,6 @@
 - :mod:`notary.relay.mx`: MX lookup (RFC 5321 §5.1, null MX per RFC 7505).
 - :mod:`notary.relay.content`: header checks on submitted messages.
 - :mod:`notary.relay.tls`: the relay's TLS certificate.
+- :mod:`notary.relay.scanning`: the scanner Protocol the relay is given.
 - :mod:`notary.relay.runtime`: everything above started on one event loop.
 """

@@ -23,7 +23,7 @@ from notary.storage import Account
 if TYPE_CHECKING:
     from asyncio import Server
 
-    from certmail.scan import Scanner
+    from notary.relay.scanning import Scanner
     from notary.service import NotaryService
 
 log = logging.getLogger("certmail.notary.relay")
@@ -66,7 +66,12 @@ class RelayInfo:
 
 
 class Relay:
-    """The notary's SMTP relay (see :mod:`notary.relay`)."""
+    """The notary's SMTP relay (see :mod:`notary.relay`).
+
+    ``scanner`` scans every submission that is not encrypted (see
+    :mod:`notary.relay.scanning`); without one, nothing is scanned and the
+    evidence records ``"scan": null``.
+    """
 
     def __init__(
         self,
@@ -85,10 +90,6 @@ class Relay:
         self.host, self.port = host, port
         self.node = node or default_node(str(cfg.directory.resolve()))
         self.scanner = scanner
-        if self.scanner is None and cfg.clamd:
-            from certmail.scan import Scanner
-
-            self.scanner = Scanner(cfg.clamd)
         self.tls_context = server_context(cfg)
         pem = cfg.relay_cert_path.read_text(encoding="ascii")
         self.info = RelayInfo(

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from certmail.ack import make_ack
 from keys.errors import MalformedError
 from keys.gpg import Keyring
-from notary.ack import Ack, ack_text, parse_ack_text
+from notary.ackformat import Ack, ack_text, parse_ack_text
 from notary.api import create_app
 from notary.note import Verifier
 from notary.receipt import Receipt
@@ -208,3 +208,82 @@ def test_rate_limiter_window_with_an_injected_clock() -> None:
     assert lim.allow(b"other")
     now[0] = 10.5
     assert lim.allow(b"k")
+
+
+def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
+        notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+    import dataclasses
+    import threading
+
+    # A window longer than the test, so the counts below are exact.
+    notary.config = dataclasses.replace(notary.config, ack_window=3600.0)
+    per_source, per_message = notary.config.ack_per_source, notary.config.ack_per_message
+    with TestClient(create_app(notary), raise_server_exceptions=False) as client:
+        auth, digest = _notarize(client, notary, b"flooded", "<f1@example.org>")
+        good = make_ack(bob[0], sha256=digest, message_id="<f1@example.org>", recipient=BOB,
+                        notary="http://notary.test", time=T0).to_json()
+        bad = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
+        size_before = notary.tree_size()
+        entries_before = len(list(notary.storage.iter_entries()))
+        answers: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def flood(n: int) -> None:
+            for _ in range(n):
+                r = client.post("/v1/ack", json=bad)
+                with lock:
+                    answers.append((r.status_code, r.json()["message"]))
+
+        threads = [threading.Thread(target=flood, args=(50,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        # Authenticated traffic is served while the flood goes on.
+        notarized = []
+        for i in range(5):
+            d = hashlib.sha256(f"during-{i}".encode()).hexdigest()
+            r = client.post("/v1/notarize", json={"sha256": d, "message_id": f"<d{i}@x>"},
+                            headers=auth)
+            notarized.append(r.status_code)
+        for t in threads:
+            t.join()
+        assert notarized == [200] * 5
+        codes = [c for c, _ in answers]
+        assert len(codes) == 300
+        # The first per_message acks of the message reach gpg and fail there ...
+        assert codes.count(422) == per_message
+        # ... the rest of the source's allowance is stopped by the message's limit ...
+        by_message = [m for c, m in answers if c == 429 and "this message" in m]
+        assert len(by_message) == per_source - per_message
+        # ... and everything after it by the source's, before the body is read.
+        by_source = [m for c, m in answers if c == 429 and "this address" in m]
+        assert len(by_source) == 300 - per_source
+        assert codes.count(422) + codes.count(429) == 300
+        # Nothing of the flood was logged: only the five notarizations are new.
+        assert len(list(notary.storage.iter_entries())) == entries_before + 5
+        assert notary.tree_size() >= size_before
+        r = client.post("/v1/ack", json=bad)
+        assert r.status_code == 429 and r.headers["retry-after"] == "3600"
+
+
+def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+    import asyncio
+
+    from notary.ack import GPG_CONCURRENCY, Busy, SignatureChecks
+    from notary.ackformat import parse_ack_request
+
+    good = make_ack(bob[0], sha256="ab" * 32, message_id="<b1@example.org>", recipient=BOB,
+                    notary="x", time=T0).to_json()
+    req = parse_ack_request(good)
+    checks = SignatureChecks(queue=1)
+
+    async def burst() -> list[Any]:
+        n = GPG_CONCURRENCY + 1 + 2  # two more than may run or wait
+        return await asyncio.gather(*(checks.check(req) for _ in range(n)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(burst())
+    busy = [r for r in results if isinstance(r, Busy)]
+    signed = [r for r in results if not isinstance(r, BaseException)]
+    assert len(busy) == 2 and len(signed) == GPG_CONCURRENCY + 1
+    assert all(s.fingerprint == bob[1] for s in signed)
+    assert checks.active == 0  # every slot is given back

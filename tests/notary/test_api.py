@@ -194,9 +194,28 @@ def test_metrics(client: TestClient, alice: dict[str, str]) -> None:
     assert "certmail_sequencer_batch_size_bucket" in text
     assert "certmail_sequencer_commit_seconds_sum" in text
     assert 'certmail_sequencer_batch_size_bucket{le="+Inf"}' in text
-    size = int(next(line.split()[1] for line in text.splitlines()
-                    if line.startswith("certmail_log_tree_size ")))
+    # prometheus_client writes every value as a float ("3.0").
+    size = int(float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("certmail_log_tree_size "))))
     assert size >= 1
+
+
+def test_metrics_count_entries_and_failed_batches() -> None:
+    from notary.metrics import ServiceMetrics
+
+    m = ServiceMetrics(lambda: 7)
+    m.observe(3, 0.002, 7)
+    m.observe(2, 0.5, 9)
+    m.failed_batches += 1  # what the sequencer does when a batch fails
+    text = m.render().decode()
+    assert "certmail_log_entries_total 5.0" in text
+    assert 'certmail_sequencer_batch_size_bucket{le="1.0"} 0.0' in text
+    assert 'certmail_sequencer_batch_size_bucket{le="4.0"} 2.0' in text
+    assert 'certmail_sequencer_commit_seconds_bucket{le="0.25"} 1.0' in text
+    assert "certmail_sequencer_commit_seconds_count 2.0" in text
+    assert "certmail_log_failed_batches_total 1.0" in text
+    assert "certmail_log_tree_size 7.0" in text
+    assert (m.entries, m.batches, m.failed_batches) == (5, 2, 1)
 
 
 def test_openapi_lists_every_path(client: TestClient) -> None:

@@ -1,0 +1,128 @@
+"""Serve the HTTP API from several worker processes, under uvicorn's supervisor.
+
+``certmail notary serve --workers N`` calls :func:`serve_workers`. The parent
+binds the listening socket once and hands it to N workers: uvicorn's
+:class:`~uvicorn.supervisors.Multiprocess` spawns them, pings them, replaces a
+worker that dies, and on SIGTERM or SIGINT stops them all and returns. Each
+worker opens its own :class:`~notary.service.NotaryService` (its own database
+connection, sequencer and event loop); they share the log through storage
+and sequence one at a time (docs/notary.md).
+
+Metrics: before the workers start, ``PROMETHEUS_MULTIPROC_DIR`` is pointed at
+a fresh directory private to this serve (0700, removed when it stops), so
+``GET /metrics`` from any worker answers the totals of all (see
+:mod:`notary.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from keys.errors import Error
+from notary.metrics import MULTIPROC_ENV
+
+__all__ = ["WorkerApp", "bind", "serve_workers"]
+
+log = logging.getLogger("certmail.notary.serve")
+
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+BACKLOG = 4096
+
+
+@dataclass(frozen=True)
+class WorkerApp:
+    """The ASGI application factory each worker calls (picklable: spawned workers get it)."""
+
+    directory: Path
+    database: str | None
+
+    def __call__(self) -> object:
+        from uvicorn.config import STARTUP_FAILURE
+
+        from notary.api import create_app
+        from notary.service import NotaryService
+
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        try:
+            service = NotaryService.open(self.directory, database=self.database)
+        except Exception as e:  # the supervisor stops rather than restart in a loop
+            log.error("worker cannot open the notary: %s", e)
+            sys.exit(STARTUP_FAILURE)
+        return create_app(service, close_service=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port``, to share with the workers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise Error(
+            f"could not serve on {host}:{port}: {e.strerror}",
+            hint="is the port free? pick another with --http",
+        ) from None
+    sock.listen(BACKLOG)
+    return sock
+
+
+def serve_workers(
+    directory: Path,
+    host: str,
+    port: int,
+    database: str | None,
+    workers: int,
+    *,
+    bound: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT from ``workers`` processes on one socket.
+
+    ``bound`` is called once the socket listens, before the workers start.
+    Raises :class:`keys.errors.Error` when the notary cannot be opened, the
+    port cannot be bound, or a worker fails to start (then all are stopped).
+    """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from notary.service import NotaryService
+
+    NotaryService.open(directory, database=database).close()  # fail here, once
+    sock = bind(host, port)
+    if bound is not None:
+        bound()
+    metrics_dir = tempfile.mkdtemp(prefix="certmail-notary-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers
+    try:
+        config = uvicorn.Config(
+            WorkerApp(directory, database),
+            factory=True,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+        )
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+    finally:
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise Error("a notary worker failed to start", hint="see the log above")
