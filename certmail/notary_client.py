@@ -4,7 +4,8 @@
 answers a receipt (DESIGN §4.3); ``GET /v1/messages/{sha256}/receipts`` lists
 them; ``GET /v1/vkey`` is the log's checkpoint verifier key. Connection errors,
 timeouts and 5xx replies are :class:`keys.errors.TemporaryError` (retry later:
-the message stays in the outbox); 4xx replies are permanent :class:`NotaryError`.
+the message stays in the outbox); 4xx replies are permanent
+:class:`certmail.errors.NotaryRequestError`.
 
 Every receipt is checked before it is kept: its inclusion proof must verify
 against the notary's verifier key, and its statement must name this message's
@@ -18,18 +19,15 @@ from typing import Any
 
 import httpx
 
-from keys.errors import Error, NotFoundError, TemporaryError, VerificationError
+from keys.errors import Error, TemporaryError, VerificationError
+
+from .errors import NotaryNotFoundError, NotaryRequestError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
 
 
-class NotaryError(Error):
-    """The notary refused a request for good (a 4xx reply)."""
-
-
-class NotaryNotFoundError(NotaryError, NotFoundError):
-    """The notary has no such thing (a 404 reply), e.g. no evidence yet for a message."""
+__all__ = ["TOKEN_HINT", "NotaryClient", "NotaryNotFoundError", "NotaryRequestError"]
 
 
 class NotaryClient:
@@ -59,7 +57,7 @@ class NotaryClient:
         headers = {}
         if auth:
             if not self.token:
-                raise NotaryError("no notary token", hint=TOKEN_HINT)
+                raise NotaryRequestError("no notary token", hint=TOKEN_HINT)
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             resp = self._http.request(method, path, json=json, headers=headers)
@@ -77,7 +75,7 @@ class NotaryClient:
             raise NotaryNotFoundError(f"not found at the notary: {_message(resp)}")
         if resp.status_code >= 400:
             hint = TOKEN_HINT if resp.status_code in (401, 403) else None
-            raise NotaryError(f"the notary refused: {_message(resp)}", hint=hint)
+            raise NotaryRequestError(f"the notary refused: {_message(resp)}", hint=hint)
         return resp
 
     def vkey(self) -> str:
@@ -101,7 +99,7 @@ class NotaryClient:
         body = _json_object(self._request("GET", f"/v1/messages/{sha256}/receipts"))
         items = body.get("receipts")
         if not isinstance(items, list):
-            raise NotaryError("the notary's answer has no receipts list")
+            raise NotaryRequestError("the notary's answer has no receipts list")
         return [r for r in items if isinstance(r, dict)]
 
     def check_receipt(self, receipt: dict[str, Any], sha256: str, message_id: str | None) -> None:

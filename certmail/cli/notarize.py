@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from certmail.cli.app import App, home_option, json_option, pass_app
 from keys.errors import Error
 
 
@@ -22,8 +23,10 @@ from keys.errors import Error
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the receipt here (default: FILE.receipt.json).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the receipt JSON on stdout.")
-def notarize(file: Path, message_id: str | None, output: Path | None, as_json: bool) -> None:
+@json_option("Print the receipt JSON on stdout.")
+@home_option
+@pass_app
+def notarize(app: App, file: Path, message_id: str | None, output: Path | None) -> None:
     """Notarize FILE: log the SHA-256 of its exact bytes and keep the receipt.
 
     Uses CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN (or `certmail config`).
@@ -36,10 +39,9 @@ def notarize(file: Path, message_id: str | None, output: Path | None, as_json: b
     """
     from email.parser import BytesHeaderParser
 
-    from certmail.config import load_settings
     from certmail.notary_client import NotaryClient
 
-    settings = load_settings()
+    settings = app.settings()
     if not settings.notary_url:
         raise Error("no notary configured", hint="set CERTMAIL_NOTARY_URL=https://notary.example")
     data = file.read_bytes()
@@ -56,7 +58,7 @@ def notarize(file: Path, message_id: str | None, output: Path | None, as_json: b
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     tmp.replace(output)
-    if as_json:
+    if app.as_json:
         sys.stdout.write(json.dumps(receipt) + "\n")
         return
     click.echo(f"notarized {file} sha256={digest}", err=True)

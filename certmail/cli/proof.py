@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from certmail.cli.app import App, home_option, json_option, pass_app
 from keys.errors import Error
 
 
@@ -41,9 +42,11 @@ def proof() -> None:
 @click.option("--keep-all-acks", is_flag=True,
               help="Keep acknowledgements signed by a key that is not the recipient's "
                    "(left out by default: such a bundle fails verification).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool,
-           as_json: bool) -> None:
+@json_option("Print a JSON summary on stdout.")
+@home_option
+@pass_app
+def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
+           keep_all_acks: bool) -> None:
     """Write the proof bundle of a sent message, with its latest receipts from the notary.
 
     Acknowledgements (ContentHandover) are checked against the recipients' keys in
@@ -58,14 +61,14 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
     import httpx
 
     from certmail.bundle import export_bundle
-    from certmail.config import load_settings
+    from certmail.errors import NotaryRequestError
     from certmail.ledger import Ledger
-    from certmail.notary_client import NotaryClient, NotaryError
+    from certmail.notary_client import NotaryClient
     from keys.errors import ConflictError, MalformedError, TemporaryError, VerificationError
 
     if output.exists() and not force:
         raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
-    settings = load_settings()
+    settings = app.settings()
     if not settings.notary_url:
         raise Error("no notary configured",
                     hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN")
@@ -100,7 +103,7 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
             if resp.status_code >= 500:
                 raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
             if resp.status_code >= 400:
-                raise NotaryError(f"the notary refused {path}: {resp.status_code}")
+                raise NotaryRequestError(f"the notary refused {path}: {resp.status_code}")
             return resp
 
         chain = get("/v1/tsa/chain").content
@@ -127,7 +130,7 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
     for lo in left_out:
         click.echo(f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
                    f"{lo['reason']} (--keep-all-acks keeps it)", err=True)
-    if as_json:
+    if app.as_json:
         click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
                                "message_id": entry.message_id, "events": events,
                                "size": len(data), "left_out": left_out}))
@@ -177,10 +180,12 @@ def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
               help="Check signatures with this GnuPG home (default: your certmail keyring, "
                    "if there is one).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def verify(bundle: Path, vkey_file: Path | None, tsa_root: Path | None,
-           gnupghome: Path | None, as_json: bool) -> None:
+@json_option("Print the report as JSON on stdout.")
+@home_option
+@pass_app
+def verify(app: App, bundle: Path, vkey_file: Path | None, tsa_root: Path | None,
+           gnupghome: Path | None) -> None:
     """Check a proof bundle offline: exit 0 when valid, 3 when not."""
     from certmail.cli.proof_verify import VerifyArgs, run_verify
 
-    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, as_json))
+    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, app.as_json, app.home))

@@ -30,6 +30,7 @@ class VerifyArgs(NamedTuple):
     tsa_root: Path | None
     gnupghome: Path | None
     as_json: bool
+    home: Path | None = None  # the certmail home whose keyring is the default --gnupghome
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -117,7 +118,7 @@ def run_verify(a: VerifyArgs) -> None:
             raise Error(f"cannot read --tsa-root {a.tsa_root}: {e.strerror or e}") from None
         except ValueError:
             raise MalformedError(f"--tsa-root {a.tsa_root} holds no PEM certificates") from None
-    keyring = _keyring(a.gnupghome)
+    keyring = _keyring(a.gnupghome, a.home)
     report = verify_bundle(a.bundle, vkey=vkey, tsa_roots=roots, keyring=keyring)
     for w in report.warnings:
         _echo(_WARN + w, err=True)
@@ -127,9 +128,9 @@ def run_verify(a: VerifyArgs) -> None:
     _table(report)
 
 
-def _keyring(gnupghome: Path | None) -> Any:
+def _keyring(gnupghome: Path | None, certmail_home: Path | None = None) -> Any:
     if gnupghome is None:
-        home = _default_gnupghome()
+        home = _default_gnupghome(certmail_home)
         if home is None or not home.is_dir():
             return None
         gnupghome = home
@@ -154,16 +155,17 @@ class _LazyKeyring:
         return getattr(self._keyring, name)
 
 
-def _default_gnupghome() -> Path | None:
-    """The certmail keyring's directory, as ``load_settings().gnupghome`` gives it; without
-    reading the settings when CERTMAIL_HOME is set and has no keyring (nothing to find)."""
-    home = os.environ.get("CERTMAIL_HOME")
+def _default_gnupghome(certmail_home: Path | None = None) -> Path | None:
+    """The certmail keyring's directory, as ``load_settings(home).gnupghome`` gives it;
+    without reading the settings when the home (``--home`` or CERTMAIL_HOME) is given and
+    has no keyring (nothing to find)."""
+    home = str(certmail_home) if certmail_home is not None else os.environ.get("CERTMAIL_HOME")
     if home and not (Path(home).expanduser() / "gnupg").is_dir():
         return None
     from certmail.config import load_settings
 
     try:
-        return load_settings().gnupghome
+        return load_settings(certmail_home).gnupghome
     except Error:
         return None
 

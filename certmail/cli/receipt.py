@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from certmail.cli.app import App, json_option, pass_app
 from keys.errors import Error
 
 _PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -31,15 +32,16 @@ def receipt() -> None:
 @click.option("--sha256", help="Or: the expected SHA-256 (hex) of the message.")
 @click.option("--tsa-root", type=_PATH, help="Trusted TSA root certificate (PEM).")
 @click.option("--tsa-chain", type=_PATH, help="TSA certificate chain (PEM), from the notary.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
+@pass_app
 def verify(
+    app: App,
     file: Path,
     vkey_path: Path,
     data_path: Path | None,
     sha256: str | None,
     tsa_root: Path | None,
     tsa_chain: Path | None,
-    as_json: bool,
 ) -> None:
     """Verify receipt FILE offline; exit 0 when valid, 3 when not.
 
@@ -81,7 +83,7 @@ def verify(
             "policy": result.token.policy,
         },
     }
-    if as_json:
+    if app.as_json:
         sys.stdout.write(json.dumps(out) + "\n")
         return
     click.echo(f"receipt valid: {stmt['event']} of {stmt['message']['sha256']}")

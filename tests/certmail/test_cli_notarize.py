@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.fixtures.cli import cli
 from tests.fixtures.notary import NotaryProcess
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CERTMAIL, *args], env=env, capture_output=True, text=True)
 
 
 def test_notarize_then_verify_offline(notary_server: NotaryProcess, tmp_path: Path) -> None:
