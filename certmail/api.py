@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -570,6 +571,7 @@ class _KeyCache:
 
 
 def _read_message(p: Path) -> bytes:
+    """The bytes of a message file; NotFoundError or MalformedError when it is not one."""
     try:
         size = p.stat().st_size
     except FileNotFoundError:
@@ -578,7 +580,24 @@ def _read_message(p: Path) -> bytes:
         raise MalformedError(f"{p} is empty (0 bytes): not a message")
     if size > MAX_OPEN_SIZE:
         raise MalformedError(f"{p} is larger than {MAX_OPEN_SIZE >> 20} MB")
-    return p.read_bytes()
+    raw = p.read_bytes()
+    _check_mail(p, raw)
+    return raw
+
+
+_HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then a colon
+
+
+def _check_mail(p: Path, raw: bytes) -> None:
+    """Refuse, saying what it is, a file that is plainly not an RFC 5322 message."""
+    if raw.startswith(b"PK\x03\x04"):
+        raise MalformedError(f"{p} is a zip archive, not a mail message",
+                             hint=f"a proof bundle? certmail proof verify {p}")
+    if raw.startswith(b"From "):  # an mbox separator line: the message follows
+        return
+    if not _HEADER_START.match(raw):
+        raise MalformedError(f"{p} is not a mail message (it does not start with header fields)",
+                             hint="give the message file (.eml) as your mail program saved it")
 
 
 # ------------------------------------------------------------------ module-level verbs

@@ -27,7 +27,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
 
 
-__all__ = ["TOKEN_HINT", "NotaryClient", "NotaryNotFoundError", "NotaryRequestError"]
+__all__ = [
+    "TOKEN_HINT",
+    "NotaryClient",
+    "NotaryNotFoundError",
+    "NotaryRequestError",
+    "http_failure",
+]
 
 
 class NotaryClient:
@@ -63,7 +69,7 @@ class NotaryClient:
             resp = self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as e:
             raise TemporaryError(
-                f"cannot reach the notary at {self.url}: {e.__class__.__name__}",
+                f"cannot reach the notary at {self.url}: {http_failure(e)}",
                 hint="certmail outbox flush (the message is queued for notarization)",
             ) from None
         if resp.status_code >= 500:
@@ -114,6 +120,20 @@ class NotaryClient:
             raise VerificationError("the notary's receipt is for another message hash")
         if message_id is not None and msg.get("id") != message_id:
             raise VerificationError("the notary's receipt names another Message-ID")
+
+
+def http_failure(e: httpx.HTTPError) -> str:
+    """What went wrong with an HTTP request, in words (no exception class names)."""
+    if isinstance(e, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return "its answer is not HTTP (is the URL the notary's HTTP API?)"
+    if isinstance(e, httpx.ConnectError):
+        text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(e)).strip()
+        return text[:1].lower() + text[1:] if text else "the connection failed"
+    if isinstance(e, httpx.TooManyRedirects):
+        return "it redirects too often"
+    return "the connection failed"
 
 
 def _json_object(resp: httpx.Response) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from keys.errors import EXIT_ERROR
+
 if TYPE_CHECKING:
     from certmail.api import Certmail
     from certmail.config import Settings
@@ -128,7 +130,7 @@ def print_error(message: str, hint: str | None = None, *, detail: Sequence[str] 
     sys.stderr.flush()
 
 
-def fail(message: str, hint: str | None = None, code: int = 1) -> None:
+def fail(message: str, hint: str | None = None, code: int = EXIT_ERROR) -> None:
     """Print the one-line error (and hint) on stderr and exit with ``code``."""
     print_error(message, hint)
     sys.exit(code)
@@ -136,11 +138,12 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> None:
 
 def error_detail(e: Error) -> list[str]:
     """What ``--verbose`` adds to an error: its :meth:`~keys.errors.Error.diagnostics`
-    beyond the first line (less the hint, printed anyway), then its cause."""
+    beyond the first line (less the hint, printed anyway), then what caused it (also
+    when the message replaced it: ``raise ... from None``)."""
     lines = e.diagnostics().splitlines()[1:]
     if e.hint:
         lines = lines[: len(lines) - len(f"hint: {e.hint}".splitlines())]
-    cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    cause = e.__cause__ or e.__context__
     if cause is not None:
         lines.append(f"caused by {type(cause).__name__}: {cause}".rstrip(": "))
     return lines

@@ -63,7 +63,7 @@ def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
     from certmail.bundle import export_bundle
     from certmail.errors import NotaryRequestError
     from certmail.ledger import Ledger
-    from certmail.notary_client import NotaryClient
+    from certmail.notary_client import NotaryClient, http_failure
     from keys.errors import ConflictError, MalformedError, TemporaryError, VerificationError
 
     if output.exists() and not force:
@@ -99,7 +99,7 @@ def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
                 resp = httpx.get(client.url + path, params=params, timeout=30.0)
             except httpx.HTTPError as e:
                 raise TemporaryError(f"cannot reach the notary at {client.url}: "
-                                     f"{e.__class__.__name__}") from None
+                                     f"{http_failure(e)}") from None
             if resp.status_code >= 500:
                 raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
             if resp.status_code >= 400:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from keys.errors import Error
+from keys.errors import Error, NotFoundError
 
 _WARN = "certmail: warning: "
 _PATH_OPTIONS = {"--vkey": "vkey_file", "--tsa-root": "tsa_root", "--gnupghome": "gnupghome"}
@@ -104,6 +104,9 @@ def run_verify(a: VerifyArgs) -> None:
     if a.vkey_file is not None:
         try:
             vkey = a.vkey_file.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            raise NotFoundError(f"no such file: --vkey {a.vkey_file}",
+                                hint="give the notary's verifier key file (notary.vkey)") from None
         except (OSError, UnicodeDecodeError) as e:
             raise Error(f"cannot read --vkey {a.vkey_file}: {e}") from None
     roots = None
@@ -114,6 +117,8 @@ def run_verify(a: VerifyArgs) -> None:
 
         try:
             roots = x509.load_pem_x509_certificates(a.tsa_root.read_bytes())
+        except FileNotFoundError:
+            raise NotFoundError(f"no such file: --tsa-root {a.tsa_root}") from None
         except OSError as e:
             raise Error(f"cannot read --tsa-root {a.tsa_root}: {e.strerror or e}") from None
         except ValueError:

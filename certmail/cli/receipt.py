@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, json_option, pass_app
-from keys.errors import Error
+from keys.errors import Error, NotFoundError
 
-_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+# Missing files are reported by the command (exit 6, as everywhere), not by Click (exit 2).
+_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group("receipt")
@@ -51,6 +52,10 @@ def verify(
     """
     from certmail.receipts import load_certificates, load_receipt, verify_receipt
 
+    for what, path in (("", file), ("--vkey ", vkey_path), ("--data ", data_path),
+                       ("--tsa-root ", tsa_root), ("--tsa-chain ", tsa_chain)):
+        if path is not None and not path.exists():
+            raise NotFoundError(f"no such file: {what}{path}")
     rc = load_receipt(file)
     vkey = vkey_path.read_text(encoding="utf-8").strip()
     chain = load_certificates(tsa_chain) if tsa_chain else None
