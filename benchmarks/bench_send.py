@@ -144,7 +144,7 @@ def large(alice: Path, sink: FastSink, mb: int, work: Path, *,
 
 def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
     import certmail.api as api
-    from certmail import notary_client, outbox, pgpmime
+    from certmail import notary_client, outbox, pgpmime, sealing
     from tests.fixtures.notary import NotaryProcess, init_notary_dir
 
     nd = init_notary_dir(work / "notary")
@@ -177,7 +177,7 @@ def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
         kr_cls.encryption_key = timer("gpg key lookups", kr_cls.encryption_key)  # type: ignore
         kr_cls.signing_key = timer("gpg key lookups", kr_cls.signing_key)  # type: ignore
         kr_cls.export_public = timer("gpg key lookups", kr_cls.export_public)  # type: ignore
-        api.seal = timer("seal (total)", pgpmime.seal)  # type: ignore
+        sealing.seal = timer("seal (total)", pgpmime.seal)  # type: ignore
         outbox.send_file = timer("smtp", outbox.send_file)  # type: ignore
         notary_client.NotaryClient.notarize = timer(  # type: ignore
             "notarize (HTTP + receipt check)", notary_client.NotaryClient.notarize)

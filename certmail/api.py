@@ -22,15 +22,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from keys.errors import Error, MalformedError, NotFoundError, VerificationError
+from keys.errors import Error
 
 from .attachments import safe_name, save_all, scan_files, scan_parts
 from .compose import (
@@ -45,23 +44,22 @@ from .compose import (
 )
 from .errors import DeliveryError, QueuedError, UncertainDeliveryError
 from .ledger import Entry, Ledger
-from .mime import parse_entity
+from .mailfile import read_message
 from .notary_client import NotaryClient
 from .outbox import Outbox
-from .pgpmime import check_manifest, seal, signed_parts, unseal
+from .pgpmime import check_manifest, unseal
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
+from .sealing import NOTARY_HEADER, Sealer
+from .signatures import verify_signatures
 from .smtp import parse_smtp_url
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from keys.gpg import Keyring, SignatureInfo
 
     from .config import Settings
-    from .pgpmime import Sealed, Unsealed
+    from .pgpmime import Unsealed
     from .scan import Scanner
     from .tracking import Tracking
-
-MAX_OPEN_SIZE = 1 << 30
-NOTARY_HEADER = "Certmail-Notary"
 
 
 def _domain(addr: str) -> str:
@@ -110,12 +108,12 @@ class Certmail:
         self.passphrase = passphrase if passphrase is not None else settings.passphrase()
         self.clock = clock
         self._keyring: Keyring | None = None
-        self._cached: _KeyCache | None = None
         self._ledger: Ledger | None = None
         self._notary: NotaryClient | None = None
         self._scanner: Scanner | None = None
         self._scanner_looked_up = False
         self._outbox = Outbox(settings, lambda: self.ledger, self.notary)
+        self._sealer = Sealer(lambda: self.keyring, settings.dkim_dir)
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -140,12 +138,6 @@ class Certmail:
 
             self._keyring = Keyring(self.settings.gnupghome, passphrase=self.passphrase)
         return self._keyring
-
-    def _sealing_keyring(self) -> Keyring:
-        """The keyring with key lookups remembered for this instance (bulk sends)."""
-        if self._cached is None:
-            self._cached = _KeyCache(self.keyring)
-        return cast("Keyring", self._cached)
 
     @property
     def ledger(self) -> Ledger:
@@ -238,12 +230,12 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
-            sealed = self._seal(
+            sealed = self._sealer.seal(
                 work,
                 headers,
                 data,
                 scanned,
-                notary=notary,
+                notary_url=notary.url if notary else None,
                 sign=sign,
                 encrypt=encrypt,
                 request_mdn=request_mdn,
@@ -263,7 +255,15 @@ class Certmail:
                 notarize=notary is not None,
                 move=True,
             )
-        result = SendResult(
+        result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
+        self._outbox.deliver(entry, result=result, progress=progress)
+        return result
+
+    def _queued_result(
+        self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]
+    ) -> SendResult:
+        """The result of a message just stored in the outbox (delivery updates it)."""
+        return SendResult(
             sha256=entry.sha256,
             message_id=entry.message_id,
             recipients=list(entry.recipients),
@@ -271,13 +271,11 @@ class Certmail:
             status=entry.status,
             size=entry.size,
             path=str(self.ledger.message_path(entry.sha256)),
-            signed=sign,
-            encrypted=encrypt,
+            signed=signed,
+            encrypted=encrypted,
             warnings=warnings,
-            via=via,
+            via=entry.via,
         )
-        self._outbox.deliver(entry, result=result, progress=progress)
-        return result
 
     def _check_send_settings(self, via: str, to: Sequence[str], cc: Sequence[str]) -> None:
         s = self.settings
@@ -318,72 +316,6 @@ class Certmail:
             raise Error("--track-open needs a notary", hint="set CERTMAIL_NOTARY_URL")
         return prepare_tracking(notary.url, headers.recipients, work)
 
-    def _seal(
-        self,
-        work: Path,
-        headers: Headers,
-        data: bytes,
-        scanned: list[tuple[Path, ScanRecord]],
-        *,
-        notary: NotaryClient | None,
-        sign: bool,
-        encrypt: bool,
-        request_mdn: bool,
-        progress: Progress | None,
-    ) -> Sealed:
-        """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message."""
-        extra = [f"{NOTARY_HEADER}: {notary.url}"] if notary else []
-        if request_mdn:
-            extra.append(f"Disposition-Notification-To: {headers.from_addr}")
-        dkim = self._dkim_signer(_domain(headers.from_addr))
-        sealed = seal(
-            self._sealing_keyring(),
-            work,
-            headers,
-            data,
-            scanned,
-            sign=sign,
-            encrypt=encrypt,
-            extra_outer=extra,
-            dkim=dkim,
-            progress=progress,
-        )
-        if dkim is not None:
-            self._dkim_check(sealed.path)
-        return sealed
-
-    def _dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:
-        from keys.dkim import dkim_sign_file, find_dkim_key
-
-        key = find_dkim_key(self.settings.dkim_dir, domain)
-        if key is None:
-            return None
-
-        def sign(path: Path) -> bytes:  # streams the body: memory does not grow with it
-            return dkim_sign_file(path, key)
-
-        return sign
-
-    def _dkim_check(self, path: Path) -> None:
-        """DKIM-verify the finished bytes against our own key's public record."""
-        from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
-
-        key = find_dkim_key(self.settings.dkim_dir, _domain(self.settings.email or ""))
-        if key is None:
-            return
-        name, record = dns_record(key)
-
-        def dnsfunc(qname: bytes) -> bytes:
-            return record.encode() if qname.decode().rstrip(".") == name else b""
-
-        try:
-            dkim_verify_file(path, dnsfunc=dnsfunc)
-        except VerificationError as e:
-            raise Error(
-                f"refusing to send: the DKIM signature does not verify ({e.message})",
-                hint="certmail keys dkim record (check the DKIM key)",
-            ) from e
-
     # -- outbox ------------------------------------------------------------------
 
     def outbox(self) -> list[Entry]:
@@ -415,7 +347,7 @@ class Certmail:
         MalformedError, InfectedError (nothing saved), ConflictError (would
         overwrite; nothing saved).
         """
-        raw = _read_message(Path(path))
+        raw = read_message(Path(path))
         sha = hashlib.sha256(raw).hexdigest()
         warnings: list[str] = []
         with self._workdir() as work:
@@ -462,54 +394,8 @@ class Certmail:
         Raises VerificationError when a signature present does not verify, or
         when there is nothing that can be verified at all.
         """
-        p = Path(path)
-        raw = _read_message(p)
-        from .mime import canonicalize
-        from .pgpmime import _fields
-
-        top = parse_entity(canonicalize(raw))
-        fields = _fields(top.headers)
-        warnings: list[str] = []
-        pgp, sig = "unsigned", None
-        if top.content_type == "multipart/encrypted":
-            pgp = "encrypted"
-            warnings.append(
-                "the PGP signature is inside the encryption: certmail open FILE checks it"
-            )
-        elif top.content_type == "multipart/signed":
-            sp = signed_parts(top)
-            sig = self.keyring.verify_detached(sp.signed, sp.signature)
-            pgp = "valid"
-            inner = parse_entity(sp.signed)
-            inner_from = _fields(inner.headers).get("From", fields.get("From", ""))
-            if sig.signer_email and sig.signer_email.lower() not in inner_from.lower():
-                raise VerificationError(
-                    f"signed by {sig.signer_email}, but the message says it is from {inner_from}"
-                )
-            if not sig.trusted:
-                warnings.append(f"the signer's key is not certified (validity {sig.validity})")
-        dkim_state, dkim_domain = "absent", None
-        if top.headers.get("DKIM-Signature") is not None:
-            dkim_domain = _dkim_verify(raw, str(top.headers["DKIM-Signature"]), dnsfunc)
-            dkim_state = "valid"
-        if pgp != "valid" and dkim_state != "valid":
-            if pgp == "encrypted":
-                warnings.append("no DKIM signature: nothing can be checked without decrypting")
-            else:
-                raise VerificationError(
-                    "the message carries no PGP or DKIM signature", hint="certmail open FILE"
-                )
-        return VerifyResult(
-            sha256=hashlib.sha256(raw).hexdigest(),
-            pgp=pgp,
-            signer=sig.signer_email if sig else None,
-            signer_fingerprint=sig.primary_fingerprint if sig else None,
-            trust=sig.validity if sig else None,
-            dkim=dkim_state,
-            dkim_domain=dkim_domain,
-            headers=fields,
-            warnings=warnings,
-        )
+        raw = read_message(Path(path))
+        return verify_signatures(lambda: self.keyring, raw, dnsfunc=dnsfunc)
 
 
 # ------------------------------------------------------------------ helpers
@@ -529,75 +415,6 @@ def _open_warnings(u: Unsealed) -> list[str]:
     if u.encrypted and u.header_protection != "cipher":
         out.append("the header fields are not protected (no RFC 9788 hp=cipher)")
     return out
-
-
-def _dkim_verify(raw: bytes, field: str, dnsfunc: Callable[[bytes], bytes] | None) -> str | None:
-    """Verify the message's DKIM signature (VerificationError when bad); its ``d=`` domain."""
-    from keys.dkim import dkim_verify
-
-    dkim_verify(raw, dnsfunc=dnsfunc)
-    tags = dict(t.strip().split("=", 1) for t in field.split(";") if "=" in t)
-    return "".join(tags.get("d", "").split()) or None
-
-
-class _KeyCache:
-    """Delegates to a Keyring, remembering which key serves which address.
-
-    Each lookup runs gpg; a bulk send would otherwise repeat the same four
-    lookups per message. The cache lives as long as one :class:`Certmail`.
-    """
-
-    def __init__(self, keyring: Keyring) -> None:
-        self._keyring = keyring
-        self._memo: dict[tuple[str, str], str] = {}
-
-    def _memoized(self, kind: str, addr: str) -> str:
-        key = (kind, addr.lower())
-        if key not in self._memo:
-            self._memo[key] = str(getattr(self._keyring, kind)(addr))
-        return self._memo[key]
-
-    def encryption_key(self, addr: str) -> str:
-        return self._memoized("encryption_key", addr)
-
-    def signing_key(self, addr: str) -> str:
-        return self._memoized("signing_key", addr)
-
-    def export_public(self, addr: str) -> str:
-        return self._memoized("export_public", addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._keyring, name)
-
-
-def _read_message(p: Path) -> bytes:
-    """The bytes of a message file; NotFoundError or MalformedError when it is not one."""
-    try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise NotFoundError(f"no such file: {p}") from None
-    if size == 0:
-        raise MalformedError(f"{p} is empty (0 bytes): not a message")
-    if size > MAX_OPEN_SIZE:
-        raise MalformedError(f"{p} is larger than {MAX_OPEN_SIZE >> 20} MB")
-    raw = p.read_bytes()
-    _check_mail(p, raw)
-    return raw
-
-
-_HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then a colon
-
-
-def _check_mail(p: Path, raw: bytes) -> None:
-    """Refuse, saying what it is, a file that is plainly not an RFC 5322 message."""
-    if raw.startswith(b"PK\x03\x04"):
-        raise MalformedError(f"{p} is a zip archive, not a mail message",
-                             hint=f"a proof bundle? certmail proof verify {p}")
-    if raw.startswith(b"From "):  # an mbox separator line: the message follows
-        return
-    if not _HEADER_START.match(raw):
-        raise MalformedError(f"{p} is not a mail message (it does not start with header fields)",
-                             hint="give the message file (.eml) as your mail program saved it")
 
 
 # ------------------------------------------------------------------ module-level verbs

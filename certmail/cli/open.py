@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+
+if TYPE_CHECKING:
+    from certmail.ack import AckOutcome
+    from certmail.results import OpenResult
 
 
 @click.command("open")
@@ -64,8 +69,6 @@ def open_(
     Attachments are listed; with --save-dir they are scanned, then saved under
     safe names (never outside the directory, never over a file without --force).
     """
-    from rich.markup import escape
-
     from certmail.ack import acknowledge, disposition_notification_to
 
     with app.client() as cm:
@@ -103,6 +106,14 @@ def open_(
         out["ack"] = done.to_json() if done else None
         emit_json(out)
         return
+    say(_summary(r, done))
+    click.echo(r.body, nl=not r.body.endswith("\n"))
+
+
+def _summary(r: OpenResult, done: AckOutcome | None) -> str:
+    """Who sent it, who signed it, what is attached, what was acknowledged (rich markup)."""
+    from rich.markup import escape
+
     h = r.headers
     lines = [f"From:    {escape(h.get('From', '?'))}", f"To:      {escape(h.get('To', '?'))}"]
     if h.get("Cc"):
@@ -133,5 +144,4 @@ def open_(
         )
         if done.mdn_to:
             lines.append(f"read notification sent to {escape(done.mdn_to)} ({done.mdn_reply})")
-    say("\n".join(lines))
-    click.echo(r.body, nl=not r.body.endswith("\n"))
+    return "\n".join(lines)

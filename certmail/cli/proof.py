@@ -55,8 +55,6 @@ def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
     is left out with a warning, unless --keep-all-acks.
     """
     import base64
-    import os
-    import tempfile
 
     import httpx
 
@@ -114,6 +112,26 @@ def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
 
         data = export_bundle(message, receipts, vkey=vkey, tsa_chain_pem=chain,
                              consistency=consistency, reveal_subject=reveal_subject)
+    _write_new(output, data, force)
+    for lo in left_out:
+        click.echo(f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
+                   f"{lo['reason']} (--keep-all-acks keeps it)", err=True)
+    if app.as_json:
+        click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
+                               "message_id": entry.message_id, "events": events,
+                               "size": len(data), "left_out": left_out}))
+        return
+    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
+    click.echo(str(output))
+
+
+def _write_new(output: Path, data: bytes, force: bool) -> None:
+    """Write ``output`` durably via a temporary file; ConflictError if it appeared meanwhile."""
+    import os
+    import tempfile
+
+    from keys.errors import ConflictError
+
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".proof-", dir=output.parent)
     try:
@@ -127,16 +145,6 @@ def export(app: App, ref: str, output: Path, reveal_subject: bool, force: bool,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for lo in left_out:
-        click.echo(f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
-                   f"{lo['reason']} (--keep-all-acks keeps it)", err=True)
-    if app.as_json:
-        click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
-                               "message_id": entry.message_id, "events": events,
-                               "size": len(data), "left_out": left_out}))
-        return
-    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
-    click.echo(str(output))
 
 
 def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any

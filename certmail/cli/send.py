@@ -15,10 +15,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+
+if TYPE_CHECKING:
+    from certmail.results import SendResult
 
 BIG = 8 << 20  # show a progress bar when attachments add up to more than this
 
@@ -138,23 +142,9 @@ def send(
       certmail send --to bob@example.net --subject Contract --attach contract.pdf < note.txt
     """
     from certmail.api import QueuedError
-    from keys.errors import Error
 
-    if body_file is not None:
-        try:
-            body = body_file.read_bytes()
-        except OSError as e:
-            raise Error(f"cannot read {body_file}: {e.strerror}") from None
-    else:
-        if sys.stdin.isatty():
-            say("[dim]type the message, then Ctrl-D[/]")
-        body = sys.stdin.buffer.read()
-    total = 0
-    for a in attach:
-        try:
-            total += a.stat().st_size
-        except OSError:
-            pass  # reported by the library with a hint
+    body = _read_body(body_file)
+    total = _total_size(attach)
     show = not app.as_json and sys.stderr.isatty() and total > BIG
     with app.client() as cm, progress_bar(show) as bar:
         try:
@@ -185,6 +175,34 @@ def send(
         emit_json(result.to_json())
         return
     click.echo(result.sha256)
+    _summary(result)
+
+
+def _read_body(body_file: Path | None) -> bytes:
+    from keys.errors import Error
+
+    if body_file is not None:
+        try:
+            return body_file.read_bytes()
+        except OSError as e:
+            raise Error(f"cannot read {body_file}: {e.strerror}") from None
+    if sys.stdin.isatty():
+        say("[dim]type the message, then Ctrl-D[/]")
+    return sys.stdin.buffer.read()
+
+
+def _total_size(attach: tuple[Path, ...]) -> int:
+    total = 0
+    for a in attach:
+        try:
+            total += a.stat().st_size
+        except OSError:
+            pass  # reported by the library with a hint
+    return total
+
+
+def _summary(result: SendResult) -> None:
+    """What was sent, how, and what to run next (stderr)."""
     what = (
         "signed, encrypted"
         if result.encrypted and result.signed
