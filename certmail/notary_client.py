@@ -39,15 +39,26 @@ __all__ = [
 class NotaryClient:
     """A notary at ``url`` used with the account token ``token``."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
-                 vkey: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        vkey: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise Error(f"not a notary URL: {url!r}", hint="set CERTMAIL_NOTARY_URL=https://...")
         self.url = url.rstrip("/")
         self.token = token
         self._vkey = vkey
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                  headers={"User-Agent": "certmail"})
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": "certmail"},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -58,8 +69,9 @@ class NotaryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, auth: bool = True,
-                 json: Any = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, auth: bool = True, json: Any = None
+    ) -> httpx.Response:
         headers = {}
         if auth:
             if not self.token:
@@ -94,8 +106,9 @@ class NotaryClient:
         """Notarize ``sha256``; return the receipt after checking it (see module doc)."""
         if not _SHA256.match(sha256):
             raise ValueError("sha256 must be 64 lowercase hex digits")
-        resp = self._request("POST", "/v1/notarize",
-                             json={"sha256": sha256, "message_id": message_id})
+        resp = self._request(
+            "POST", "/v1/notarize", json={"sha256": sha256, "message_id": message_id}
+        )
         receipt = _json_object(resp)
         self.check_receipt(receipt, sha256, message_id)
         return receipt

@@ -27,8 +27,9 @@ from keys.errors import ConflictError, Error, NotFoundError
 @json_option("Print the receipt JSON on stdout.")
 @home_option
 @pass_app
-def notarize(app: App, file: Path, message_id: str | None, output: Path | None,
-              force: bool) -> None:
+def notarize(
+    app: App, file: Path, message_id: str | None, output: Path | None, force: bool
+) -> None:
     """Notarize FILE: log the SHA-256 of its exact bytes and keep the receipt.
 
     Uses CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN (or `certmail config`).
@@ -73,8 +74,10 @@ def notarize(app: App, file: Path, message_id: str | None, output: Path | None,
 def _refuse_existing(output: Path, force: bool) -> None:
     """ConflictError (exit 7) when ``output`` exists, unless ``force``: as ``proof export``."""
     if not force and (output.exists() or output.is_symlink()):
-        raise ConflictError(f"{output} exists; nothing was notarized",
-                            hint="choose another -o, or add --force to replace it")
+        raise ConflictError(
+            f"{output} exists; nothing was notarized",
+            hint="choose another -o, or add --force to replace it",
+        )
 
 
 def _write_receipt(output: Path, receipt: dict[str, object], force: bool) -> None:
@@ -91,8 +94,9 @@ def _write_receipt(output: Path, receipt: dict[str, object], force: bool) -> Non
             try:
                 os.link(tmp, output)  # fails if output exists: no clobbering
             except FileExistsError:
-                raise ConflictError(f"{output} exists; the receipt was not written",
-                                    hint="choose another -o, or add --force to replace it",
-                                    ) from None
+                raise ConflictError(
+                    f"{output} exists; the receipt was not written",
+                    hint="choose another -o, or add --force to replace it",
+                ) from None
     finally:
         tmp.unlink(missing_ok=True)

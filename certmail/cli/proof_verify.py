@@ -86,8 +86,7 @@ def parse_fast(args: list[str]) -> VerifyArgs | None:
     def path(key: str) -> Path | None:
         return Path(got[key]) if key in got else None
 
-    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"),
-                      as_json)
+    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"), as_json)
 
 
 def _echo(text: str, *, err: bool = False) -> None:
@@ -105,8 +104,10 @@ def run_verify(a: VerifyArgs) -> None:
         try:
             vkey = a.vkey_file.read_text(encoding="ascii").strip()
         except FileNotFoundError:
-            raise NotFoundError(f"no such file: --vkey {a.vkey_file}",
-                                hint="give the notary's verifier key file (notary.vkey)") from None
+            raise NotFoundError(
+                f"no such file: --vkey {a.vkey_file}",
+                hint="give the notary's verifier key file (notary.vkey)",
+            ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise Error(f"cannot read --vkey {a.vkey_file}: {e}") from None
     roots = None
@@ -192,9 +193,15 @@ def _table(report: Any) -> None:
         table.add_column(col)
     for e in report.events:
         weak = e.event == "ContentAccessTracking"
-        table.add_row(Text(f"{e.number:02d}"), Text(e.time), Text(e.event),
-                      Text(e.recipient or ""), Text(str(e.index)), Text(e.timestamp or ""),
-                      Text(e.proves, style="yellow" if weak else ""))
+        table.add_row(
+            Text(f"{e.number:02d}"),
+            Text(e.time),
+            Text(e.event),
+            Text(e.recipient or ""),
+            Text(str(e.index)),
+            Text(e.timestamp or ""),
+            Text(e.proves, style="yellow" if weak else ""),
+        )
     out.print(table)
     checks = Table(show_header=True)
     checks.add_column("Check")
@@ -202,11 +209,13 @@ def _table(report: Any) -> None:
     checks.add_column("Detail")
     colour = {"ok": "green", "warning": "yellow", "skipped": "dim"}
     for c in report.checks:
-        checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")),
-                       Text(c.detail))
+        checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")), Text(c.detail))
     out.print(checks)
-    out.print("[bold green]valid[/]" if not report.warnings
-              else "[bold yellow]valid, with warnings (see stderr)[/]")
+    out.print(
+        "[bold green]valid[/]"
+        if not report.warnings
+        else "[bold yellow]valid, with warnings (see stderr)[/]"
+    )
 
 
 def _clean(text: str) -> str:
@@ -216,19 +225,38 @@ def _clean(text: str) -> str:
 
 def _plain(report: Any) -> None:
     """The same report as aligned plain text (stdout is not a terminal: no rich needed)."""
+
     def grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
         rows = [tuple(_clean(c) for c in r) for r in rows]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                for r in [head, *rows]]
+        return [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]
+        ]
 
-    lines = [_clean(f"message {report.message_id}  sha256 {report.sha256}"),
-             _clean(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"), ""]
-    lines += grid(("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"),
-                  [(f"{e.number:02d}", e.time, e.event, e.recipient or "", str(e.index),
-                    e.timestamp or "", e.proves) for e in report.events])
+    lines = [
+        _clean(f"message {report.message_id}  sha256 {report.sha256}"),
+        _clean(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"),
+        "",
+    ]
+    lines += grid(
+        ("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"),
+        [
+            (
+                f"{e.number:02d}",
+                e.time,
+                e.event,
+                e.recipient or "",
+                str(e.index),
+                e.timestamp or "",
+                e.proves,
+            )
+            for e in report.events
+        ],
+    )
     lines.append("")
-    lines += grid(("Check", "Result", "Detail"),
-                  [(c.item, c.status, c.detail) for c in report.checks])
+    lines += grid(
+        ("Check", "Result", "Detail"), [(c.item, c.status, c.detail) for c in report.checks]
+    )
     lines += ["", "valid" if not report.warnings else "valid, with warnings (see stderr)"]
     _echo("\n".join(lines))

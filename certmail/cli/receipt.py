@@ -52,8 +52,13 @@ def verify(
     """
     from certmail.receipts import load_certificates, load_receipt, verify_receipt
 
-    for what, path in (("", file), ("--vkey ", vkey_path), ("--data ", data_path),
-                       ("--tsa-root ", tsa_root), ("--tsa-chain ", tsa_chain)):
+    for what, path in (
+        ("", file),
+        ("--vkey ", vkey_path),
+        ("--data ", data_path),
+        ("--tsa-root ", tsa_root),
+        ("--tsa-chain ", tsa_chain),
+    ):
         if path is not None and not path.exists():
             raise NotFoundError(f"no such file: {what}{path}")
     rc = load_receipt(file)
