@@ -4,7 +4,8 @@
 answers a receipt (DESIGN §4.3); ``GET /v1/messages/{sha256}/receipts`` lists
 them; ``GET /v1/vkey`` is the log's checkpoint verifier key. Connection errors,
 timeouts and 5xx replies are :class:`keys.errors.TemporaryError` (retry later:
-the message stays in the outbox); 4xx replies are permanent :class:`NotaryError`.
+the message stays in the outbox); 4xx replies are permanent
+:class:`certmail.errors.NotaryRequestError`.
 
 Every receipt is checked before it is kept: its inclusion proof must verify
 against the notary's verifier key, and its statement must name this message's
@@ -18,32 +19,46 @@ from typing import Any
 
 import httpx
 
-from keys.errors import Error, NotFoundError, TemporaryError, VerificationError
+from keys.errors import Error, TemporaryError, VerificationError
+
+from .errors import NotaryNotFoundError, NotaryRequestError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
 
 
-class NotaryError(Error):
-    """The notary refused a request for good (a 4xx reply)."""
-
-
-class NotaryNotFoundError(NotaryError, NotFoundError):
-    """The notary has no such thing (a 404 reply), e.g. no evidence yet for a message."""
+__all__ = [
+    "TOKEN_HINT",
+    "NotaryClient",
+    "NotaryNotFoundError",
+    "NotaryRequestError",
+    "http_failure",
+]
 
 
 class NotaryClient:
     """A notary at ``url`` used with the account token ``token``."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0,
-                 vkey: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        vkey: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise Error(f"not a notary URL: {url!r}", hint="set CERTMAIL_NOTARY_URL=https://...")
         self.url = url.rstrip("/")
         self.token = token
         self._vkey = vkey
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                  headers={"User-Agent": "certmail"})
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": "certmail"},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -54,18 +69,19 @@ class NotaryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, auth: bool = True,
-                 json: Any = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, auth: bool = True, json: Any = None
+    ) -> httpx.Response:
         headers = {}
         if auth:
             if not self.token:
-                raise NotaryError("no notary token", hint=TOKEN_HINT)
+                raise NotaryRequestError("no notary token", hint=TOKEN_HINT)
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             resp = self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as e:
             raise TemporaryError(
-                f"cannot reach the notary at {self.url}: {e.__class__.__name__}",
+                f"cannot reach the notary at {self.url}: {http_failure(e)}",
                 hint="certmail outbox flush (the message is queued for notarization)",
             ) from None
         if resp.status_code >= 500:
@@ -77,7 +93,7 @@ class NotaryClient:
             raise NotaryNotFoundError(f"not found at the notary: {_message(resp)}")
         if resp.status_code >= 400:
             hint = TOKEN_HINT if resp.status_code in (401, 403) else None
-            raise NotaryError(f"the notary refused: {_message(resp)}", hint=hint)
+            raise NotaryRequestError(f"the notary refused: {_message(resp)}", hint=hint)
         return resp
 
     def vkey(self) -> str:
@@ -90,8 +106,9 @@ class NotaryClient:
         """Notarize ``sha256``; return the receipt after checking it (see module doc)."""
         if not _SHA256.match(sha256):
             raise ValueError("sha256 must be 64 lowercase hex digits")
-        resp = self._request("POST", "/v1/notarize",
-                             json={"sha256": sha256, "message_id": message_id})
+        resp = self._request(
+            "POST", "/v1/notarize", json={"sha256": sha256, "message_id": message_id}
+        )
         receipt = _json_object(resp)
         self.check_receipt(receipt, sha256, message_id)
         return receipt
@@ -101,7 +118,7 @@ class NotaryClient:
         body = _json_object(self._request("GET", f"/v1/messages/{sha256}/receipts"))
         items = body.get("receipts")
         if not isinstance(items, list):
-            raise NotaryError("the notary's answer has no receipts list")
+            raise NotaryRequestError("the notary's answer has no receipts list")
         return [r for r in items if isinstance(r, dict)]
 
     def check_receipt(self, receipt: dict[str, Any], sha256: str, message_id: str | None) -> None:
@@ -116,6 +133,20 @@ class NotaryClient:
             raise VerificationError("the notary's receipt is for another message hash")
         if message_id is not None and msg.get("id") != message_id:
             raise VerificationError("the notary's receipt names another Message-ID")
+
+
+def http_failure(e: httpx.HTTPError) -> str:
+    """What went wrong with an HTTP request, in words (no exception class names)."""
+    if isinstance(e, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return "its answer is not HTTP (is the URL the notary's HTTP API?)"
+    if isinstance(e, httpx.ConnectError):
+        text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(e)).strip()
+        return text[:1].lower() + text[1:] if text else "the connection failed"
+    if isinstance(e, httpx.TooManyRedirects):
+        return "it redirects too often"
+    return "the connection failed"
 
 
 def _json_object(resp: httpx.Response) -> dict[str, Any]:

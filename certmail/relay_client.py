@@ -86,10 +86,10 @@ def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
     try:
         resp = httpx.get(url, timeout=timeout, headers={"User-Agent": "certmail"})
     except httpx.HTTPError as e:
-        raise TemporaryError(
-            f"cannot reach the notary at {notary_url}: {e.__class__.__name__}",
-            hint="check CERTMAIL_NOTARY_URL, or retry later",
-        ) from None
+        from .notary_client import http_failure
+
+        raise TemporaryError(f"cannot reach the notary at {notary_url}: {http_failure(e)}",
+                             hint="check CERTMAIL_NOTARY_URL, or retry later") from None
     if resp.status_code == 404:
         raise NoRelayError(
             f"the notary at {notary_url} runs no SMTP relay",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from certmail.cli.keys import emit_json, home_option, json_option, say, settings_for
+from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say
 
 
 @click.group()
@@ -21,15 +19,16 @@ def config() -> None:
 
 @config.command("show")
 @home_option
-@json_option
+@json_option()
 @click.option("--reveal", is_flag=True, help="Show secrets (the notary token) in full.")
-def show_cmd(home: Path | None, as_json: bool, reveal: bool) -> None:
+@pass_app
+def show_cmd(app: App, reveal: bool) -> None:
     """Show the effective settings, their source (file, env, default) and the home layout."""
     import os
 
     from certmail.config import OPTIONS, SECRET_OPTIONS, env_name, load_settings
 
-    settings = settings_for(home)
+    settings = app.settings()
     file_only = load_settings(settings.home, env={})
     rows = []
     for name, description in OPTIONS.items():
@@ -42,8 +41,15 @@ def show_cmd(home: Path | None, as_json: bool, reveal: bool) -> None:
             source = "default"
         if name in SECRET_OPTIONS and value and not reveal:
             value = "********"
-        rows.append({"name": name, "value": value, "source": source,
-                     "env": env_name(name), "description": description})
+        rows.append(
+            {
+                "name": name,
+                "value": value,
+                "source": source,
+                "env": env_name(name),
+                "description": description,
+            }
+        )
     paths = {
         "home": str(settings.home),
         "config": str(settings.config_path),
@@ -53,10 +59,14 @@ def show_cmd(home: Path | None, as_json: bool, reveal: bool) -> None:
         "sent_dir": str(settings.sent_dir),
         "outbox_dir": str(settings.outbox_dir),
     }
-    if as_json:
-        emit_json({"options": {r["name"]: r["value"] for r in rows},
-                   "sources": {r["name"]: r["source"] for r in rows},
-                   "paths": paths})
+    if app.as_json:
+        emit_json(
+            {
+                "options": {r["name"]: r["value"] for r in rows},
+                "sources": {r["name"]: r["source"] for r in rows},
+                "paths": paths,
+            }
+        )
         return
     for r in rows:
         shown = "" if r["value"] is None else r["value"]
@@ -70,8 +80,9 @@ def show_cmd(home: Path | None, as_json: bool, reveal: bool) -> None:
 @click.argument("name")
 @click.argument("value")
 @home_option
-@json_option
-def set_cmd(name: str, value: str, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def set_cmd(app: App, name: str, value: str) -> None:
     """Set NAME to VALUE in config.toml ("" removes it).
 
     \b
@@ -89,13 +100,13 @@ def set_cmd(name: str, value: str, home: Path | None, as_json: bool) -> None:
 
     from certmail.config import SECRET_OPTIONS, canonical_name, env_name, set_option
 
-    settings = settings_for(home)
+    settings = app.settings()
     key = canonical_name(name)
     set_option(settings, key, value)
     shown = getattr(settings, key)
     if key in SECRET_OPTIONS and shown:
         shown = "********"
-    if as_json:
+    if app.as_json:
         emit_json({"name": key, "value": shown, "config": str(settings.config_path)})
         return
     say(f"{key} set in {settings.config_path}")

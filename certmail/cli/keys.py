@@ -5,49 +5,27 @@ Heavy imports happen inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from certmail.cli.app import (
+    App,
+    emit_json,
+    home_option,
+    interactive,
+    json_option,
+    pass_app,
+    say,
+)
+
 if TYPE_CHECKING:
     from certmail.config import Settings
     from keys.gpg import KeyInfo, Keyring
 
 T = TypeVar("T")
-
-home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="CERTMAIL_HOME",
-    help="The certmail home (default: $CERTMAIL_HOME, else ~/.config/certmail).",
-)
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON object on stdout.")
-
-
-def settings_for(home: Path | None) -> Settings:
-    """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
-    from certmail.config import load_settings
-
-    return load_settings(home)
-
-
-def interactive() -> bool:
-    """Prompts are allowed only when stdin is a terminal."""
-    return sys.stdin.isatty()
-
-
-def say(message: str) -> None:
-    """A message for people, on stderr."""
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message)
-
-
-def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def with_keyring(settings: Settings, action: Callable[[Keyring], T]) -> T:
@@ -85,7 +63,7 @@ def key_json(key: KeyInfo) -> dict[str, Any]:
 
 def grouped(fingerprint: str) -> str:
     """``ABCD 1234 ...``: the form people compare aloud."""
-    return " ".join(fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4))
+    return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
 
 
 @click.group()
@@ -105,8 +83,9 @@ def keys() -> None:
 @keys.command("list")
 @click.option("--secret", is_flag=True, help="Only keys whose secret part you hold.")
 @home_option
-@json_option
-def list_cmd(secret: bool, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def list_cmd(app: App, secret: bool) -> None:
     """List the keys in your keyring: fingerprint, validity, user ids.
 
     Validity "full" or "ultimate" means certmail will encrypt to the key;
@@ -114,9 +93,9 @@ def list_cmd(secret: bool, home: Path | None, as_json: bool) -> None:
     """
     from keys.gpg import Keyring
 
-    settings = settings_for(home)
+    settings = app.settings()
     found = Keyring(settings.gnupghome).list_keys(secret=secret)
-    if as_json:
+    if app.as_json:
         emit_json({"keys": [key_json(k) for k in found]})
         return
     if not found:
@@ -131,17 +110,22 @@ def list_cmd(secret: bool, home: Path | None, as_json: bool) -> None:
 
 @keys.command("export")
 @click.argument("addr")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE instead of stdout.",
+)
 @home_option
-def export_cmd(addr: str, output: Path | None, home: Path | None) -> None:
+@pass_app
+def export_cmd(app: App, addr: str, output: Path | None) -> None:
     """Print the ASCII-armored public key of ADDR (an address or fingerprint).
 
     Send the output to your correspondents; they run `certmail keys import FILE`.
     """
     from keys.gpg import Keyring
 
-    settings = settings_for(home)
+    settings = app.settings()
     armored = Keyring(settings.gnupghome).export_public(addr)
     if output is None:
         click.echo(armored, nl=not armored.endswith("\n"))
@@ -153,8 +137,9 @@ def export_cmd(addr: str, output: Path | None, home: Path | None) -> None:
 @keys.command("import")
 @click.argument("file", type=click.File("rb"))
 @home_option
-@json_option
-def import_cmd(file: Any, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def import_cmd(app: App, file: Any) -> None:
     """Import OpenPGP public keys from FILE ("-" reads stdin).
 
     An imported key is not trusted yet: compare its fingerprint with its owner
@@ -162,11 +147,11 @@ def import_cmd(file: Any, home: Path | None, as_json: bool) -> None:
     """
     from keys.gpg import Keyring
 
-    settings = settings_for(home)
+    settings = app.settings()
     keyring = Keyring(settings.gnupghome)
     fprs = keyring.import_keys(file.read())
     infos = [keyring.key_for(f) for f in fprs]
-    if as_json:
+    if app.as_json:
         emit_json({"imported": [key_json(k) for k in infos]})
         return
     for k in infos:
@@ -181,11 +166,16 @@ def import_cmd(file: Any, home: Path | None, as_json: bool) -> None:
 
 @keys.command("trust")
 @click.argument("addr_or_fingerprint")
-@click.option("-y", "--yes", is_flag=True,
-              help="Do not ask for confirmation (never asked when stdin is not a terminal).")
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation (never asked when stdin is not a terminal).",
+)
 @home_option
-@json_option
-def trust_cmd(addr_or_fingerprint: str, yes: bool, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def trust_cmd(app: App, addr_or_fingerprint: str, yes: bool) -> None:
     """Trust a correspondent's key after you have checked its fingerprint.
 
     Certifies the key locally with your own key (a non-exportable signature,
@@ -195,34 +185,37 @@ def trust_cmd(addr_or_fingerprint: str, yes: bool, home: Path | None, as_json: b
     """
     from keys.gpg import Keyring
 
-    settings = settings_for(home)
+    settings = app.settings()
     key = Keyring(settings.gnupghome).key_for(addr_or_fingerprint)
-    if not yes and interactive() and not as_json:
+    if not yes and interactive() and not app.as_json:
         say(f"key  {grouped(key.fingerprint)}")
         for uid in key.uids:
             say(f"     {uid}")
         click.confirm("Did you check this fingerprint with its owner?", abort=True, err=True)
     fpr = with_keyring(settings, lambda kr: kr.trust(key.fingerprint))
     after = Keyring(settings.gnupghome).key_for(fpr)
-    if as_json:
+    if app.as_json:
         emit_json(key_json(after))
         return
     click.echo(fpr)
-    say(f"trusted {grouped(fpr)} ({', '.join(after.emails) or 'no address'}): "
-        f"validity {after.validity}")
+    say(
+        f"trusted {grouped(fpr)} ({', '.join(after.emails) or 'no address'}): "
+        f"validity {after.validity}"
+    )
 
 
 @keys.command("fingerprint")
 @click.argument("addr")
 @home_option
-@json_option
-def fingerprint_cmd(addr: str, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def fingerprint_cmd(app: App, addr: str) -> None:
     """Print the fingerprint of the key for ADDR, to compare with its owner."""
     from keys.gpg import Keyring
 
-    settings = settings_for(home)
+    settings = app.settings()
     key = Keyring(settings.gnupghome).key_for(addr)
-    if as_json:
+    if app.as_json:
         emit_json(key_json(key))
         return
     click.echo(key.fingerprint)
@@ -235,7 +228,7 @@ def fingerprint_cmd(addr: str, home: Path | None, as_json: bool) -> None:
 
 def zone_line(name: str, value: str) -> str:
     """A zone-file TXT line; values over 255 bytes are split into several strings."""
-    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
     quoted = " ".join(f'"{c}"' for c in chunks)
     return f"{name}. IN TXT {quoted}" if len(chunks) == 1 else f"{name}. IN TXT ( {quoted} )"
 
@@ -252,45 +245,62 @@ def dkim_group() -> None:
 
 @dkim_group.command("generate")
 @click.option("--domain", required=True, help="The domain of your From: address.")
-@click.option("--selector", required=True,
-              help="A name for this key, published at SELECTOR._domainkey.DOMAIN.")
-@click.option("--algorithm", type=click.Choice(["ed25519", "rsa"]), default="ed25519",
-              show_default=True,
-              help="ed25519 (RFC 8463, small) or rsa (2048 bits, understood everywhere).")
+@click.option(
+    "--selector",
+    required=True,
+    help="A name for this key, published at SELECTOR._domainkey.DOMAIN.",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ed25519", "rsa"]),
+    default="ed25519",
+    show_default=True,
+    help="ed25519 (RFC 8463, small) or rsa (2048 bits, understood everywhere).",
+)
 @home_option
-@json_option
-def dkim_generate_cmd(domain: str, selector: str, algorithm: str, home: Path | None,
-                      as_json: bool) -> None:
+@json_option()
+@pass_app
+def dkim_generate_cmd(app: App, domain: str, selector: str, algorithm: str) -> None:
     """Create a DKIM key and print the DNS TXT record to publish."""
     from keys.dkim import DkimKey, dns_record, generate_dkim_key
 
-    settings = settings_for(home)
+    settings = app.settings()
     path = generate_dkim_key(settings.dkim_dir, domain, selector, algorithm)
     key = DkimKey(domain.strip().lower().rstrip("."), selector.strip().lower(), algorithm, path)
     name, value = dns_record(key)
-    if as_json:
-        emit_json({"domain": key.domain, "selector": key.selector, "algorithm": algorithm,
-                   "private_key_path": str(path), "name": name, "value": value})
+    if app.as_json:
+        emit_json(
+            {
+                "domain": key.domain,
+                "selector": key.selector,
+                "algorithm": algorithm,
+                "private_key_path": str(path),
+                "name": name,
+                "value": value,
+            }
+        )
         return
     click.echo(zone_line(name, value))
-    say(f"wrote {path}; publish the TXT record above, then mail from @{key.domain} "
-        "is DKIM-signed")
+    say(f"wrote {path}; publish the TXT record above, then mail from @{key.domain} is DKIM-signed")
 
 
 @dkim_group.command("record")
 @click.option("--domain", help="The domain (default: the domain of your configured email).")
 @home_option
-@json_option
-def dkim_record_cmd(domain: str | None, home: Path | None, as_json: bool) -> None:
+@json_option()
+@pass_app
+def dkim_record_cmd(app: App, domain: str | None) -> None:
     """Print the DNS TXT record for the DKIM key of a domain."""
     from keys.dkim import dns_record, find_dkim_key
     from keys.errors import NotFoundError
 
-    settings = settings_for(home)
+    settings = app.settings()
     if domain is None:
         if not settings.email:
-            raise NotFoundError("no --domain given and no email configured",
-                                hint="certmail keys dkim record --domain DOMAIN")
+            raise NotFoundError(
+                "no --domain given and no email configured",
+                hint="certmail keys dkim record --domain DOMAIN",
+            )
         domain = settings.email.rsplit("@", 1)[1]
     key = find_dkim_key(settings.dkim_dir, domain)
     if key is None:
@@ -299,9 +309,16 @@ def dkim_record_cmd(domain: str | None, home: Path | None, as_json: bool) -> Non
             hint=f"certmail keys dkim generate --domain {domain} --selector SELECTOR",
         )
     name, value = dns_record(key)
-    if as_json:
-        emit_json({"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm,
-                   "private_key_path": str(key.private_key_path), "name": name,
-                   "value": value})
+    if app.as_json:
+        emit_json(
+            {
+                "domain": key.domain,
+                "selector": key.selector,
+                "algorithm": key.algorithm,
+                "private_key_path": str(key.private_key_path),
+                "name": name,
+                "value": value,
+            }
+        )
         return
     click.echo(zone_line(name, value))

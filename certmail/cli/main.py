@@ -2,16 +2,21 @@
 
 Command groups live in their own modules and are imported only when used, so
 ``certmail --help`` stays fast. Errors derived from :class:`keys.errors.Error`
-are caught once, here, and printed as ``certmail: error: ...`` plus a hint.
+are caught once, here, and printed as ``certmail: error: ...`` plus a hint
+(with ``--verbose``, their full detail); the exit status is the error's
+``exit_code``, from the ``EXIT_*`` table (docs/cli.md).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keys.errors import Error
+from keys.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Error
+
+if TYPE_CHECKING:
+    from certmail.cli.app import App
 
 # name -> "module:attribute"; each module defines one Click command or group.
 COMMANDS: dict[str, str] = {
@@ -29,14 +34,14 @@ COMMANDS: dict[str, str] = {
     "outbox": "certmail.cli.outbox:outbox",
 }
 
-EXIT_USAGE = 2
-
 
 def _cli() -> Any:
     """The Click group (Click is imported here: ``proof verify`` runs without it)."""
     import importlib
 
     import click
+
+    from certmail.cli.app import home_option, json_option, verbose_option
 
     class LazyGroup(click.Group):
         """A group whose subcommands are imported on first use."""
@@ -52,30 +57,40 @@ def _cli() -> Any:
             cmd: click.Command = getattr(importlib.import_module(module_name), attr)
             return cmd
 
-    @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(
+        cls=LazyGroup,
+        invoke_without_command=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     @click.version_option(package_name="certmail")
-    def cli() -> None:
+    @home_option
+    @json_option("Print JSON on stdout (every command that has --json).")
+    @verbose_option
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
         """certmail: registered post for email.
 
         Send signed, encrypted, virus-scanned mail whose hand-over a notary
         witnesses, and prove it later offline. Run a notary with `certmail notary`.
         Exit codes are listed in docs/cli.md.
         """
+        if ctx.invoked_subcommand is None:  # no command: the command list
+            click.echo(ctx.get_help())
+            ctx.exit(EXIT_OK)
 
     return cli
 
 
-def fail(message: str, hint: str | None = None, code: int = 1) -> None:
+def fail(message: str, hint: str | None = None, code: int = EXIT_ERROR) -> None:
     """Print the one-line error (and hint) on stderr and exit with ``code``."""
-    sys.stderr.write(f"certmail: error: {message}\n")
-    if hint:
-        sys.stderr.write(f"certmail: hint: {hint}\n")
-    sys.stderr.flush()
-    sys.exit(code)
+    from certmail.cli.app import fail as app_fail
+
+    app_fail(message, hint, code)
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; deliberate errors become one line and an exit code."""
+    apps: list[App] = []  # the app object, once Click runs (for --verbose)
     try:
         args = sys.argv[1:] if argv is None else argv
         if args[:2] == ["proof", "verify"]:  # the fast path: no Click when plain
@@ -85,33 +100,53 @@ def main(argv: list[str] | None = None) -> Any:
             if parsed is not None:
                 run_verify(parsed)
                 return None
-        return _click_main(argv)
+        return _click_main(argv, apps)
     except Error as e:
+        from certmail.cli.app import error_detail, print_error
+
         first = e.message.splitlines()[0] if e.message else type(e).__name__
-        fail(first, e.hint, e.exit_code)
+        verbose = bool(apps) and apps[0].verbose
+        print_error(first, e.hint, detail=error_detail(e) if verbose else ())
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        fail("interrupted", code=130)
+        fail("interrupted", code=EXIT_INTERRUPTED)
     except BrokenPipeError:
-        sys.exit(0)
+        sys.exit(EXIT_OK)
     except Exception as e:  # a bug or an unforeseen failure: still no traceback
         if os.environ.get("CERTMAIL_DEBUG"):
             raise
-        fail(
-            f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(
-                ": "
-            ),
-            hint="run again with CERTMAIL_DEBUG=1 for the traceback, and report it",
-        )
+        _unexpected(e, verbose=bool(apps) and apps[0].verbose)
     return None
 
 
-def _click_main(argv: list[str] | None) -> Any:
+def _unexpected(e: Exception, *, verbose: bool) -> None:
+    from certmail.cli.app import print_error
+
+    text = str(e).splitlines()[0] if str(e) else ""
+    detail: list[str] = []
+    if verbose:
+        import traceback
+
+        detail = "".join(traceback.format_exception(e)).rstrip("\n").splitlines()
+    print_error(
+        f"unexpected {type(e).__name__}: {text}".rstrip(": "),
+        "run again with CERTMAIL_DEBUG=1 for the traceback, and report it",
+        detail=detail,
+    )
+    sys.exit(EXIT_ERROR)
+
+
+def _click_main(argv: list[str] | None, apps: list[App]) -> Any:
     import click
 
+    from certmail.cli.app import App
+
+    app = App()
+    apps.append(app)
     try:
-        return _cli().main(args=argv, prog_name="certmail", standalone_mode=False)
+        return _cli().main(args=argv, prog_name="certmail", standalone_mode=False, obj=app)
     except click.exceptions.Abort:
-        fail("aborted", code=130)
+        fail("aborted", code=EXIT_INTERRUPTED)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

@@ -10,20 +10,26 @@ from pathlib import Path
 
 import click
 
-from keys.errors import Error
+from certmail.cli.app import App, home_option, json_option, pass_app
+from keys.errors import ConflictError, Error, NotFoundError
 
 
 @click.command("notarize")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--message-id", help="The Message-ID to record (default: the file's, or <sha@file>).")
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the receipt here (default: FILE.receipt.json).",
+    help="Write the receipt here (default: FILE.receipt.json); never over a file without --force.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the receipt JSON on stdout.")
-def notarize(file: Path, message_id: str | None, output: Path | None, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing receipt file.")
+@json_option("Print the receipt JSON on stdout.")
+@home_option
+@pass_app
+def notarize(
+    app: App, file: Path, message_id: str | None, output: Path | None, force: bool
+) -> None:
     """Notarize FILE: log the SHA-256 of its exact bytes and keep the receipt.
 
     Uses CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN (or `certmail config`).
@@ -36,13 +42,19 @@ def notarize(file: Path, message_id: str | None, output: Path | None, as_json: b
     """
     from email.parser import BytesHeaderParser
 
-    from certmail.config import load_settings
     from certmail.notary_client import NotaryClient
 
-    settings = load_settings()
+    if not file.exists():
+        raise NotFoundError(f"no such file: {file}")
+    output = output or file.with_name(file.name + ".receipt.json")
+    _refuse_existing(output, force)
+    settings = app.settings()
     if not settings.notary_url:
         raise Error("no notary configured", hint="set CERTMAIL_NOTARY_URL=https://notary.example")
-    data = file.read_bytes()
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {file}") from None
     digest = hashlib.sha256(data).hexdigest()
     if message_id is None:
         found = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
@@ -50,15 +62,41 @@ def notarize(file: Path, message_id: str | None, output: Path | None, as_json: b
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
         receipt = client.notarize(digest, message_id)
         vkey = client.vkey()
-    output = output or file.with_name(file.name + ".receipt.json")
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(receipt, indent=2) + "\n", encoding="utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(output)
-    if as_json:
+    _write_receipt(output, receipt, force)
+    if app.as_json:
         sys.stdout.write(json.dumps(receipt) + "\n")
         return
     click.echo(f"notarized {file} sha256={digest}", err=True)
     click.echo(f"notary key: {vkey}", err=True)
     click.echo(f"receipt: {output}")
+
+
+def _refuse_existing(output: Path, force: bool) -> None:
+    """ConflictError (exit 7) when ``output`` exists, unless ``force``: as ``proof export``."""
+    if not force and (output.exists() or output.is_symlink()):
+        raise ConflictError(
+            f"{output} exists; nothing was notarized",
+            hint="choose another -o, or add --force to replace it",
+        )
+
+
+def _write_receipt(output: Path, receipt: dict[str, object], force: bool) -> None:
+    """Write the receipt durably; without ``force``, never over a file (even one made meanwhile)."""
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(json.dumps(receipt, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            tmp.replace(output)
+        else:
+            try:
+                os.link(tmp, output)  # fails if output exists: no clobbering
+            except FileExistsError:
+                raise ConflictError(
+                    f"{output} exists; the receipt was not written",
+                    hint="choose another -o, or add --force to replace it",
+                ) from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from certmail.cli.app import App, json_option, pass_app
 from keys.errors import Error
 
 DIR_OPTION = click.option(
@@ -60,15 +61,16 @@ def notary() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The imported TSA certificate's issuers up to the root (PEM).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print what was created as JSON.")
+@json_option("Print what was created as JSON.")
+@pass_app
 def init_cmd(
+    app: App,
     directory: Path,
     origin: str | None,
     database: str | None,
     tsa_cert: Path | None,
     tsa_key: Path | None,
     tsa_chain: Path | None,
-    as_json: bool,
 ) -> None:
     """Create a notary: checkpoint key, TSA PKI, database and config in DIR.
 
@@ -85,7 +87,7 @@ def init_cmd(
         tsa_chain=tsa_chain,
     )
     vkey = cfg.vkey_path.read_text().strip()
-    if as_json:
+    if app.as_json:
         click.echo(json.dumps({"directory": str(directory), "origin": cfg.origin, "vkey": vkey}))
         return
     click.echo(f"notary created in {directory}", err=True)
@@ -132,15 +134,16 @@ def accounts_add(addresses: tuple[str, ...], directory: Path, database: str | No
 @accounts.command("list")
 @DIR_OPTION
 @click.option("--db", "database", help="Database URL (default: from the notary's config).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def accounts_list(directory: Path, database: str | None, as_json: bool) -> None:
+@json_option("Print JSON.")
+@pass_app
+def accounts_list(app: App, directory: Path, database: str | None) -> None:
     """List accounts and their addresses."""
     svc = _open(directory, database)
     try:
         rows = svc.storage.accounts()
     finally:
         svc.close()
-    if as_json:
+    if app.as_json:
         click.echo(
             json.dumps(
                 [

@@ -4,76 +4,131 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from certmail.cli.send import client, emit_json, home_option, json_option, say, warn
+from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+
+if TYPE_CHECKING:
+    from certmail.ack import AckOutcome
+    from certmail.results import OpenResult
 
 
 @click.command("open")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--save-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Save the attachments here (after they were scanned).")
+@click.option(
+    "--save-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the attachments here (after they were scanned).",
+)
 @click.option("--force", is_flag=True, help="Overwrite files that exist in --save-dir.")
-@click.option("--allow-unsigned", is_flag=True,
-              help="Show a message even though it carries no signature.")
-@click.option("--require-scan", is_flag=True, default=None,
-              help="Refuse to save attachments when no virus scanner is available.")
-@click.option("--ack/--no-ack", default=None,
-              help="Sign an acknowledgement of receipt and post it to the message's notary "
-                   "(default: ask on a terminal when the message is certified).")
-@click.option("--mdn/--no-mdn", default=None,
-              help="Also send a signed RFC 8098 disposition notification when the message "
-                   "asks for one (default: ask on a terminal).")
-@click.option("--notary", "notary_url", metavar="URL",
-              help="The notary to acknowledge to when the message names none.")
-@json_option
+@click.option(
+    "--allow-unsigned", is_flag=True, help="Show a message even though it carries no signature."
+)
+@click.option(
+    "--require-scan",
+    is_flag=True,
+    default=None,
+    help="Refuse to save attachments when no virus scanner is available.",
+)
+@click.option(
+    "--ack/--no-ack",
+    default=None,
+    help="Sign an acknowledgement of receipt and post it to the message's notary "
+    "(default: ask on a terminal when the message is certified).",
+)
+@click.option(
+    "--mdn/--no-mdn",
+    default=None,
+    help="Also send a signed RFC 8098 disposition notification when the message "
+    "asks for one (default: ask on a terminal).",
+)
+@click.option(
+    "--notary",
+    "notary_url",
+    metavar="URL",
+    help="The notary to acknowledge to when the message names none.",
+)
+@json_option()
 @home_option
-def open_(file: Path, save_dir: Path | None, force: bool, allow_unsigned: bool,
-          require_scan: bool | None, ack: bool | None, mdn: bool | None,
-          notary_url: str | None, as_json: bool, home: Path | None) -> None:
+@pass_app
+def open_(
+    app: App,
+    file: Path,
+    save_dir: Path | None,
+    force: bool,
+    allow_unsigned: bool,
+    require_scan: bool | None,
+    ack: bool | None,
+    mdn: bool | None,
+    notary_url: str | None,
+) -> None:
     """Open a received message: the body on stdout, who signed it on stderr.
 
     Attachments are listed; with --save-dir they are scanned, then saved under
     safe names (never outside the directory, never over a file without --force).
     """
-    from rich.markup import escape
-
     from certmail.ack import acknowledge, disposition_notification_to
 
-    with client(home) as cm:
-        r = cm.open(file, save_dir=save_dir, force=force, allow_unsigned=allow_unsigned,
-                    require_scan=require_scan)
+    with app.client() as cm:
+        r = cm.open(
+            file,
+            save_dir=save_dir,
+            force=force,
+            allow_unsigned=allow_unsigned,
+            require_scan=require_scan,
+        )
         for w in r.warnings:
             warn(w)
-        interactive = not as_json and sys.stdin.isatty() and sys.stderr.isatty()
+        interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
         if ack is None and interactive and r.notary:
-            ack = click.confirm(f"certmail: this certified message asks for an acknowledgement;"
-                                f" sign one and send it to {r.notary}?", default=False,
-                                err=True)
+            ack = click.confirm(
+                f"certmail: this certified message asks for an acknowledgement;"
+                f" sign one and send it to {r.notary}?",
+                default=False,
+                err=True,
+            )
         done = None
         if ack:
             if mdn is None and interactive and disposition_notification_to(file.read_bytes()):
-                mdn = click.confirm("certmail: the sender also asks for a read notification"
-                                    " (RFC 8098 MDN); send one?", default=False, err=True)
+                mdn = click.confirm(
+                    "certmail: the sender also asks for a read notification"
+                    " (RFC 8098 MDN); send one?",
+                    default=False,
+                    err=True,
+                )
             done = acknowledge(cm, file, r, mdn=bool(mdn), notary_url=notary_url)
             for w in done.warnings:
                 warn(w)
-    if as_json:
+    if app.as_json:
         out = r.to_json()
         out["ack"] = done.to_json() if done else None
         emit_json(out)
         return
+    say(_summary(r, done))
+    click.echo(r.body, nl=not r.body.endswith("\n"))
+
+
+def _summary(r: OpenResult, done: AckOutcome | None) -> str:
+    """Who sent it, who signed it, what is attached, what was acknowledged (rich markup)."""
+    from rich.markup import escape
+
     h = r.headers
     lines = [f"From:    {escape(h.get('From', '?'))}", f"To:      {escape(h.get('To', '?'))}"]
     if h.get("Cc"):
         lines.append(f"Cc:      {escape(h['Cc'])}")
     lines += [f"Subject: {escape(h.get('Subject', ''))}", f"Date:    {escape(h.get('Date', ''))}"]
     if r.signed:
-        mark = ("[green]good signature[/]" if r.trusted
-                else "[yellow]good signature, key not certified[/]")
-        lines.append(f"{mark} from {escape(r.signer or '?')} (key {r.signer_primary_fingerprint}, "
-                     f"trust {r.trust})")
+        mark = (
+            "[green]good signature[/]"
+            if r.trusted
+            else "[yellow]good signature, key not certified[/]"
+        )
+        lines.append(
+            f"{mark} from {escape(r.signer or '?')} (key {r.signer_primary_fingerprint}, "
+            f"trust {r.trust})"
+        )
     lines.append(f"manifest: {r.manifest}; encrypted: {'yes' if r.encrypted else 'no'}")
     for a in r.attachments:
         where = f" -> {escape(a.saved_as)}" if a.saved_as else ""
@@ -83,9 +138,10 @@ def open_(file: Path, save_dir: Path | None, force: bool, allow_unsigned: bool,
     if r.receipts:
         lines.append(f"receipts in your ledger: {len(r.receipts)}")
     if done is not None:
-        lines.append(f"[green]acknowledged[/] to {escape(done.notary)} with key {done.fingerprint}"
-                     f" (message sha256 {done.sha256})")
+        lines.append(
+            f"[green]acknowledged[/] to {escape(done.notary)} with key {done.fingerprint}"
+            f" (message sha256 {done.sha256})"
+        )
         if done.mdn_to:
             lines.append(f"read notification sent to {escape(done.mdn_to)} ({done.mdn_reply})")
-    say("\n".join(lines))
-    click.echo(r.body, nl=not r.body.endswith("\n"))
+    return "\n".join(lines)

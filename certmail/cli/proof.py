@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from certmail.cli.app import App, home_option, json_option, pass_app
 from keys.errors import Error
 
 
@@ -33,17 +34,32 @@ def proof() -> None:
 
 @proof.command("export")
 @click.argument("ref", metavar="SHA256|MESSAGE-ID")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="Where to write the bundle (.certmail-proof.zip).")
-@click.option("--reveal-subject", is_flag=True,
-              help="Show the Subject: in certificate.html/.pdf (hidden by default).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the bundle (.certmail-proof.zip).",
+)
+@click.option(
+    "--reveal-subject",
+    is_flag=True,
+    help="Show the Subject: in certificate.html/.pdf (hidden by default).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("--keep-all-acks", is_flag=True,
-              help="Keep acknowledgements signed by a key that is not the recipient's "
-                   "(left out by default: such a bundle fails verification).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool,
-           as_json: bool) -> None:
+@click.option(
+    "--keep-all-acks",
+    is_flag=True,
+    help="Keep acknowledgements signed by a key that is not the recipient's "
+    "(left out by default: such a bundle fails verification).",
+)
+@json_option("Print a JSON summary on stdout.")
+@home_option
+@pass_app
+def export(
+    app: App, ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool
+) -> None:
     """Write the proof bundle of a sent message, with its latest receipts from the notary.
 
     Acknowledgements (ContentHandover) are checked against the recipients' keys in
@@ -52,23 +68,22 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
     is left out with a warning, unless --keep-all-acks.
     """
     import base64
-    import os
-    import tempfile
 
     import httpx
 
     from certmail.bundle import export_bundle
-    from certmail.config import load_settings
+    from certmail.errors import NotaryRequestError
     from certmail.ledger import Ledger
-    from certmail.notary_client import NotaryClient, NotaryError
+    from certmail.notary_client import NotaryClient, http_failure
     from keys.errors import ConflictError, MalformedError, TemporaryError, VerificationError
 
     if output.exists() and not force:
         raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
-    settings = load_settings()
+    settings = app.settings()
     if not settings.notary_url:
-        raise Error("no notary configured",
-                    hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN")
+        raise Error(
+            "no notary configured", hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN"
+        )
     with Ledger(settings.ledger_path, settings.outbox_dir, settings.sent_dir) as ledger:
         entry = ledger.find(ref)
         message = ledger.message_path(entry.sha256).read_bytes()
@@ -95,12 +110,13 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
             try:
                 resp = httpx.get(client.url + path, params=params, timeout=30.0)
             except httpx.HTTPError as e:
-                raise TemporaryError(f"cannot reach the notary at {client.url}: "
-                                     f"{e.__class__.__name__}") from None
+                raise TemporaryError(
+                    f"cannot reach the notary at {client.url}: {http_failure(e)}"
+                ) from None
             if resp.status_code >= 500:
                 raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
             if resp.status_code >= 400:
-                raise NotaryError(f"the notary refused {path}: {resp.status_code}")
+                raise NotaryRequestError(f"the notary refused {path}: {resp.status_code}")
             return resp
 
         chain = get("/v1/tsa/chain").content
@@ -109,8 +125,46 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
             body = get("/v1/proof/consistency", old=old, new=new).json()
             return [base64.b64decode(h, validate=True) for h in body["proof"]]
 
-        data = export_bundle(message, receipts, vkey=vkey, tsa_chain_pem=chain,
-                             consistency=consistency, reveal_subject=reveal_subject)
+        data = export_bundle(
+            message,
+            receipts,
+            vkey=vkey,
+            tsa_chain_pem=chain,
+            consistency=consistency,
+            reveal_subject=reveal_subject,
+        )
+    _write_new(output, data, force)
+    for lo in left_out:
+        click.echo(
+            f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
+            f"{lo['reason']} (--keep-all-acks keeps it)",
+            err=True,
+        )
+    if app.as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "bundle": str(output),
+                    "sha256": entry.sha256,
+                    "message_id": entry.message_id,
+                    "events": events,
+                    "size": len(data),
+                    "left_out": left_out,
+                }
+            )
+        )
+        return
+    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
+    click.echo(str(output))
+
+
+def _write_new(output: Path, data: bytes, force: bool) -> None:
+    """Write ``output`` durably via a temporary file; ConflictError if it appeared meanwhile."""
+    import os
+    import tempfile
+
+    from keys.errors import ConflictError
+
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".proof-", dir=output.parent)
     try:
@@ -124,20 +178,11 @@ def export(ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_a
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for lo in left_out:
-        click.echo(f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
-                   f"{lo['reason']} (--keep-all-acks keeps it)", err=True)
-    if as_json:
-        click.echo(json.dumps({"bundle": str(output), "sha256": entry.sha256,
-                               "message_id": entry.message_id, "events": events,
-                               "size": len(data), "left_out": left_out}))
-        return
-    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
-    click.echo(str(output))
 
 
-def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any
-                          ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _without_foreign_acks(
+    receipts: list[dict[str, Any]], settings: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The receipts less the ContentHandover ones the keyring shows are not by the
     recipient's key (or whose signature fails); those it cannot judge (no key for
     the recipient) stay, and ``proof verify`` reports them as unchecked."""
@@ -162,25 +207,45 @@ def _without_foreign_acks(receipts: list[dict[str, Any]], settings: Any
         check = checked[entry]
         if check.ok or not check.have_key:
             kept.append(r)
-    left_out = [{"entry": e, "recipient": c.recipient, "fingerprint": c.fingerprint or "",
-                 "reason": c.detail}
-                for e, c in checked.items() if c.have_key and not c.ok]
+    left_out = [
+        {
+            "entry": e,
+            "recipient": c.recipient,
+            "fingerprint": c.fingerprint or "",
+            "reason": c.detail,
+        }
+        for e, c in checked.items()
+        if c.have_key and not c.ok
+    ]
     return kept, left_out
 
 
 @proof.command("verify")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--vkey", "vkey_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The notary's verifier key, from a source you trust.")
-@click.option("--tsa-root", "tsa_root", type=click.Path(dir_okay=False, path_type=Path),
-              help="The TSA's root certificate(s), PEM, from a source you trust.")
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
-              help="Check signatures with this GnuPG home (default: your certmail keyring, "
-                   "if there is one).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def verify(bundle: Path, vkey_file: Path | None, tsa_root: Path | None,
-           gnupghome: Path | None, as_json: bool) -> None:
+@click.option(
+    "--vkey",
+    "vkey_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The notary's verifier key, from a source you trust.",
+)
+@click.option(
+    "--tsa-root",
+    "tsa_root",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The TSA's root certificate(s), PEM, from a source you trust.",
+)
+@click.option(
+    "--gnupghome",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Check signatures with this GnuPG home (default: your certmail keyring, if there is one).",
+)
+@json_option("Print the report as JSON on stdout.")
+@home_option
+@pass_app
+def verify(
+    app: App, bundle: Path, vkey_file: Path | None, tsa_root: Path | None, gnupghome: Path | None
+) -> None:
     """Check a proof bundle offline: exit 0 when valid, 3 when not."""
     from certmail.cli.proof_verify import VerifyArgs, run_verify
 
-    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, as_json))
+    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, app.as_json, app.home))

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from keys.errors import Error
+from keys.errors import Error, NotFoundError
 
 _WARN = "certmail: warning: "
 _PATH_OPTIONS = {"--vkey": "vkey_file", "--tsa-root": "tsa_root", "--gnupghome": "gnupghome"}
@@ -30,6 +30,7 @@ class VerifyArgs(NamedTuple):
     tsa_root: Path | None
     gnupghome: Path | None
     as_json: bool
+    home: Path | None = None  # the certmail home whose keyring is the default --gnupghome
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -85,8 +86,7 @@ def parse_fast(args: list[str]) -> VerifyArgs | None:
     def path(key: str) -> Path | None:
         return Path(got[key]) if key in got else None
 
-    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"),
-                      as_json)
+    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"), as_json)
 
 
 def _echo(text: str, *, err: bool = False) -> None:
@@ -103,6 +103,11 @@ def run_verify(a: VerifyArgs) -> None:
     if a.vkey_file is not None:
         try:
             vkey = a.vkey_file.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"no such file: --vkey {a.vkey_file}",
+                hint="give the notary's verifier key file (notary.vkey)",
+            ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise Error(f"cannot read --vkey {a.vkey_file}: {e}") from None
     roots = None
@@ -113,11 +118,13 @@ def run_verify(a: VerifyArgs) -> None:
 
         try:
             roots = x509.load_pem_x509_certificates(a.tsa_root.read_bytes())
+        except FileNotFoundError:
+            raise NotFoundError(f"no such file: --tsa-root {a.tsa_root}") from None
         except OSError as e:
             raise Error(f"cannot read --tsa-root {a.tsa_root}: {e.strerror or e}") from None
         except ValueError:
             raise MalformedError(f"--tsa-root {a.tsa_root} holds no PEM certificates") from None
-    keyring = _keyring(a.gnupghome)
+    keyring = _keyring(a.gnupghome, a.home)
     report = verify_bundle(a.bundle, vkey=vkey, tsa_roots=roots, keyring=keyring)
     for w in report.warnings:
         _echo(_WARN + w, err=True)
@@ -127,9 +134,9 @@ def run_verify(a: VerifyArgs) -> None:
     _table(report)
 
 
-def _keyring(gnupghome: Path | None) -> Any:
+def _keyring(gnupghome: Path | None, certmail_home: Path | None = None) -> Any:
     if gnupghome is None:
-        home = _default_gnupghome()
+        home = _default_gnupghome(certmail_home)
         if home is None or not home.is_dir():
             return None
         gnupghome = home
@@ -154,16 +161,17 @@ class _LazyKeyring:
         return getattr(self._keyring, name)
 
 
-def _default_gnupghome() -> Path | None:
-    """The certmail keyring's directory, as ``load_settings().gnupghome`` gives it; without
-    reading the settings when CERTMAIL_HOME is set and has no keyring (nothing to find)."""
-    home = os.environ.get("CERTMAIL_HOME")
+def _default_gnupghome(certmail_home: Path | None = None) -> Path | None:
+    """The certmail keyring's directory, as ``load_settings(home).gnupghome`` gives it;
+    without reading the settings when the home (``--home`` or CERTMAIL_HOME) is given and
+    has no keyring (nothing to find)."""
+    home = str(certmail_home) if certmail_home is not None else os.environ.get("CERTMAIL_HOME")
     if home and not (Path(home).expanduser() / "gnupg").is_dir():
         return None
     from certmail.config import load_settings
 
     try:
-        return load_settings().gnupghome
+        return load_settings(certmail_home).gnupghome
     except Error:
         return None
 
@@ -185,9 +193,15 @@ def _table(report: Any) -> None:
         table.add_column(col)
     for e in report.events:
         weak = e.event == "ContentAccessTracking"
-        table.add_row(Text(f"{e.number:02d}"), Text(e.time), Text(e.event),
-                      Text(e.recipient or ""), Text(str(e.index)), Text(e.timestamp or ""),
-                      Text(e.proves, style="yellow" if weak else ""))
+        table.add_row(
+            Text(f"{e.number:02d}"),
+            Text(e.time),
+            Text(e.event),
+            Text(e.recipient or ""),
+            Text(str(e.index)),
+            Text(e.timestamp or ""),
+            Text(e.proves, style="yellow" if weak else ""),
+        )
     out.print(table)
     checks = Table(show_header=True)
     checks.add_column("Check")
@@ -195,11 +209,13 @@ def _table(report: Any) -> None:
     checks.add_column("Detail")
     colour = {"ok": "green", "warning": "yellow", "skipped": "dim"}
     for c in report.checks:
-        checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")),
-                       Text(c.detail))
+        checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")), Text(c.detail))
     out.print(checks)
-    out.print("[bold green]valid[/]" if not report.warnings
-              else "[bold yellow]valid, with warnings (see stderr)[/]")
+    out.print(
+        "[bold green]valid[/]"
+        if not report.warnings
+        else "[bold yellow]valid, with warnings (see stderr)[/]"
+    )
 
 
 def _clean(text: str) -> str:
@@ -209,19 +225,38 @@ def _clean(text: str) -> str:
 
 def _plain(report: Any) -> None:
     """The same report as aligned plain text (stdout is not a terminal: no rich needed)."""
+
     def grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
         rows = [tuple(_clean(c) for c in r) for r in rows]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                for r in [head, *rows]]
+        return [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]
+        ]
 
-    lines = [_clean(f"message {report.message_id}  sha256 {report.sha256}"),
-             _clean(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"), ""]
-    lines += grid(("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"),
-                  [(f"{e.number:02d}", e.time, e.event, e.recipient or "", str(e.index),
-                    e.timestamp or "", e.proves) for e in report.events])
+    lines = [
+        _clean(f"message {report.message_id}  sha256 {report.sha256}"),
+        _clean(f"from {report.sender}  to {', '.join(report.recipients) or '-'}"),
+        "",
+    ]
+    lines += grid(
+        ("No", "Time (UTC)", "Event", "Recipient", "Index", "Time-stamp", "Proves"),
+        [
+            (
+                f"{e.number:02d}",
+                e.time,
+                e.event,
+                e.recipient or "",
+                str(e.index),
+                e.timestamp or "",
+                e.proves,
+            )
+            for e in report.events
+        ],
+    )
     lines.append("")
-    lines += grid(("Check", "Result", "Detail"),
-                  [(c.item, c.status, c.detail) for c in report.checks])
+    lines += grid(
+        ("Check", "Result", "Detail"), [(c.item, c.status, c.detail) for c in report.checks]
+    )
     lines += ["", "valid" if not report.warnings else "valid, with warnings (see stderr)"]
     _echo("\n".join(lines))

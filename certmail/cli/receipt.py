@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
-from keys.errors import Error
+from certmail.cli.app import App, json_option, pass_app
+from keys.errors import Error, NotFoundError
 
-_PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
+# Missing files are reported by the command (exit 6, as everywhere), not by Click (exit 2).
+_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group("receipt")
@@ -31,15 +33,16 @@ def receipt() -> None:
 @click.option("--sha256", help="Or: the expected SHA-256 (hex) of the message.")
 @click.option("--tsa-root", type=_PATH, help="Trusted TSA root certificate (PEM).")
 @click.option("--tsa-chain", type=_PATH, help="TSA certificate chain (PEM), from the notary.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
+@pass_app
 def verify(
+    app: App,
     file: Path,
     vkey_path: Path,
     data_path: Path | None,
     sha256: str | None,
     tsa_root: Path | None,
     tsa_chain: Path | None,
-    as_json: bool,
 ) -> None:
     """Verify receipt FILE offline; exit 0 when valid, 3 when not.
 
@@ -49,6 +52,15 @@ def verify(
     """
     from certmail.receipts import load_certificates, load_receipt, verify_receipt
 
+    for what, path in (
+        ("", file),
+        ("--vkey ", vkey_path),
+        ("--data ", data_path),
+        ("--tsa-root ", tsa_root),
+        ("--tsa-chain ", tsa_chain),
+    ):
+        if path is not None and not path.exists():
+            raise NotFoundError(f"no such file: {what}{path}")
     rc = load_receipt(file)
     vkey = vkey_path.read_text(encoding="utf-8").strip()
     chain = load_certificates(tsa_chain) if tsa_chain else None
@@ -81,7 +93,7 @@ def verify(
             "policy": result.token.policy,
         },
     }
-    if as_json:
+    if app.as_json:
         sys.stdout.write(json.dumps(out) + "\n")
         return
     click.echo(f"receipt valid: {stmt['event']} of {stmt['message']['sha256']}")

@@ -11,50 +11,20 @@ progress and the summary go to stderr. Exit codes: docs/cli.md.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+
 if TYPE_CHECKING:
-    from certmail.api import Certmail
+    from certmail.results import SendResult
 
 BIG = 8 << 20  # show a progress bar when attachments add up to more than this
-
-home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="CERTMAIL_HOME",
-    help="The certmail home (default: $CERTMAIL_HOME, else the platform's config dir).",
-)
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON object on stdout.")
-
-
-def client(home: Path | None) -> Certmail:
-    from certmail.api import Certmail
-    from certmail.config import load_settings
-
-    return Certmail(load_settings(home))
-
-
-def say(message: str) -> None:
-    """A message for people, on stderr."""
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message)
-
-
-def warn(message: str) -> None:
-    from rich.markup import escape
-
-    say(f"[yellow]certmail: warning:[/] {escape(message)}")
-
-
-def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 @contextmanager
@@ -72,16 +42,26 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
         TransferSpeedColumn,
     )
 
-    labels = {"compose": "scanning done; encoding", "sign": "signing", "encrypt": "encrypting",
-              "check": "re-verifying", "smtp": "sending"}
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True) as bar:
+    labels = {
+        "compose": "scanning done; encoding",
+        "sign": "signing",
+        "encrypt": "encrypting",
+        "check": "re-verifying",
+        "smtp": "sending",
+    }
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("preparing", total=None)
 
         def update(stage: str, done: int, total: int) -> None:
             if total > 1:
-                bar.update(task, description=labels.get(stage, stage), completed=done,
-                           total=total)
+                bar.update(task, description=labels.get(stage, stage), completed=done, total=total)
             else:
                 bar.update(task, description=labels.get(stage, stage), total=None)
 
@@ -89,34 +69,69 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
 
 
 @click.command()
-@click.option("--to", "to", multiple=True, required=True, metavar="ADDR",
-              help="Recipient (repeat for more).")
+@click.option(
+    "--to", "to", multiple=True, required=True, metavar="ADDR", help="Recipient (repeat for more)."
+)
 @click.option("--cc", multiple=True, metavar="ADDR", help="Copy recipient (repeat for more).")
 @click.option("--subject", required=True, help="The subject (protected: not shown outside).")
-@click.option("--body-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The text body (UTF-8); default: read stdin.")
-@click.option("--attach", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              metavar="FILE", help="Attach a file (repeat for more); scanned first.")
-@click.option("--via", type=click.Choice(["smtp", "relay"]), envvar="CERTMAIL_VIA",
-              help="relay: through the notary's relay (registered; the default when a notary "
-                   "is configured); smtp: your own server, the notary notarizes the hash.")
+@click.option(
+    "--body-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The text body (UTF-8); default: read stdin.",
+)
+@click.option(
+    "--attach",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Attach a file (repeat for more); scanned first.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["smtp", "relay"]),
+    envvar="CERTMAIL_VIA",
+    help="relay: through the notary's relay (registered; the default when a notary "
+    "is configured); smtp: your own server, the notary notarizes the hash.",
+)
 @click.option("--no-encrypt", is_flag=True, help="Sign only (the content is readable in transit).")
 @click.option("--no-sign", is_flag=True, help="Do not sign.")
 @click.option("--no-notarize", is_flag=True, help="Do not ask the notary to timestamp the hash.")
-@click.option("--require-scan", is_flag=True, default=None,
-              help="Refuse to send attachments when no virus scanner is available.")
-@click.option("--track-open", is_flag=True,
-              help="Add a tracking link per recipient the notary logs as weak evidence "
-                   "when followed (docs/ack.md).")
-@click.option("--request-mdn", is_flag=True,
-              help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
-                   "the recipient's certmail open --ack --mdn sends it, PGP-signed.")
-@json_option
+@click.option(
+    "--require-scan",
+    is_flag=True,
+    default=None,
+    help="Refuse to send attachments when no virus scanner is available.",
+)
+@click.option(
+    "--track-open",
+    is_flag=True,
+    help="Add a tracking link per recipient the notary logs as weak evidence "
+    "when followed (docs/ack.md).",
+)
+@click.option(
+    "--request-mdn",
+    is_flag=True,
+    help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
+    "the recipient's certmail open --ack --mdn sends it, PGP-signed.",
+)
+@json_option()
 @home_option
-def send(to: tuple[str, ...], cc: tuple[str, ...], subject: str, body_file: Path | None,
-         attach: tuple[Path, ...], via: str | None, no_encrypt: bool, no_sign: bool,
-         no_notarize: bool, require_scan: bool | None, track_open: bool, request_mdn: bool,
-         as_json: bool, home: Path | None) -> None:
+@pass_app
+def send(
+    app: App,
+    to: tuple[str, ...],
+    cc: tuple[str, ...],
+    subject: str,
+    body_file: Path | None,
+    attach: tuple[Path, ...],
+    via: str | None,
+    no_encrypt: bool,
+    no_sign: bool,
+    no_notarize: bool,
+    require_scan: bool | None,
+    track_open: bool,
+    request_mdn: bool,
+) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
     The body comes from --body-file or stdin. With CERTMAIL_NOTARY_URL and
@@ -127,49 +142,81 @@ def send(to: tuple[str, ...], cc: tuple[str, ...], subject: str, body_file: Path
       certmail send --to bob@example.net --subject Contract --attach contract.pdf < note.txt
     """
     from certmail.api import QueuedError
+
+    body = _read_body(body_file)
+    total = _total_size(attach)
+    show = not app.as_json and sys.stderr.isatty() and total > BIG
+    with app.client() as cm, progress_bar(show) as bar:
+        try:
+            result = cm.send(
+                to=to,
+                cc=cc,
+                subject=subject,
+                body=body,
+                attachments=attach,
+                via=via,
+                encrypt=not no_encrypt,
+                sign=not no_sign,
+                notarize=not no_notarize,
+                require_scan=require_scan,
+                progress=bar,
+                track_open=track_open,
+                request_mdn=request_mdn,
+            )
+        except QueuedError as e:
+            for w in e.result.warnings:
+                warn(w)
+            if app.as_json:
+                emit_json(e.result.to_json())
+            raise
+    for w in result.warnings:
+        warn(w)
+    if app.as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(result.sha256)
+    _summary(result)
+
+
+def _read_body(body_file: Path | None) -> bytes:
     from keys.errors import Error
 
     if body_file is not None:
         try:
-            body = body_file.read_bytes()
+            return body_file.read_bytes()
         except OSError as e:
             raise Error(f"cannot read {body_file}: {e.strerror}") from None
-    else:
-        if sys.stdin.isatty():
-            say("[dim]type the message, then Ctrl-D[/]")
-        body = sys.stdin.buffer.read()
+    if sys.stdin.isatty():
+        say("[dim]type the message, then Ctrl-D[/]")
+    return sys.stdin.buffer.read()
+
+
+def _total_size(attach: tuple[Path, ...]) -> int:
     total = 0
     for a in attach:
         try:
             total += a.stat().st_size
         except OSError:
             pass  # reported by the library with a hint
-    show = not as_json and sys.stderr.isatty() and total > BIG
-    with client(home) as cm, progress_bar(show) as bar:
-        try:
-            result = cm.send(to=to, cc=cc, subject=subject, body=body, attachments=attach,
-                             via=via, encrypt=not no_encrypt, sign=not no_sign,
-                             notarize=not no_notarize, require_scan=require_scan, progress=bar,
-                             track_open=track_open, request_mdn=request_mdn)
-        except QueuedError as e:
-            for w in e.result.warnings:
-                warn(w)
-            if as_json:
-                emit_json(e.result.to_json())
-            raise
-    for w in result.warnings:
-        warn(w)
-    if as_json:
-        emit_json(result.to_json())
-        return
-    click.echo(result.sha256)
-    what = "signed, encrypted" if result.encrypted and result.signed else (
-        "encrypted" if result.encrypted else "signed" if result.signed else "plain")
+    return total
+
+
+def _summary(result: SendResult) -> None:
+    """What was sent, how, and what to run next (stderr)."""
+    what = (
+        "signed, encrypted"
+        if result.encrypted and result.signed
+        else ("encrypted" if result.encrypted else "signed" if result.signed else "plain")
+    )
     how = "through the notary relay" if result.via == "relay" else "via SMTP"
-    say(f"sent {result.message_id} to {', '.join(result.recipients)} {how} ({what}, "
-        f"{result.size:,} bytes)")
+    say(
+        f"sent {result.message_id} to {', '.join(result.recipients)} {how} ({what}, "
+        f"{result.size:,} bytes)"
+    )
     if result.via == "relay":
-        say(f"accepted by the notary: receipt kept in the ledger; follow delivery with "
-            f"certmail receipts {result.sha256[:16]} --watch")
+        say(
+            f"accepted by the notary: receipt kept in the ledger; follow delivery with "
+            f"certmail receipts {result.sha256[:16]} --watch"
+        )
     elif result.receipts:
         say(f"notarized: {len(result.receipts)} receipt(s) kept in the ledger")

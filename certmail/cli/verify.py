@@ -6,28 +6,30 @@ from pathlib import Path
 
 import click
 
-from certmail.cli.send import client, emit_json, home_option, json_option, warn
+from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, warn
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@json_option
+@json_option()
 @home_option
-def verify(file: Path, as_json: bool, home: Path | None) -> None:
+@pass_app
+def verify(app: App, file: Path) -> None:
     """Verify a message's signatures (PGP when not encrypted, DKIM) without decrypting.
 
     Exits 3 when a signature does not verify or when there is none.
     """
-    with client(home) as cm:
+    with app.client() as cm:
         r = cm.verify(file)
     for w in r.warnings:
         warn(w)
-    if as_json:
+    if app.as_json:
         emit_json(r.to_json())
         return
     if r.pgp == "valid":
-        click.echo(f"pgp: valid signature by {r.signer} (key {r.signer_fingerprint}, "
-                   f"trust {r.trust})")
+        click.echo(
+            f"pgp: valid signature by {r.signer} (key {r.signer_fingerprint}, trust {r.trust})"
+        )
     else:
         click.echo(f"pgp: {r.pgp}")
     click.echo(f"dkim: {r.dkim}" + (f" (d={r.dkim_domain})" if r.dkim_domain else ""))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from email import message_from_bytes
 from pathlib import Path
@@ -21,20 +19,12 @@ import httpx
 
 from certmail.ack import make_ack, notarized_sha256
 from keys.errors import VerificationError
+from tests.fixtures.cli import run, use_notary
 from tests.fixtures.notary import NotaryProcess
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def run(who: Any, *args: str, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
-                       env=who.env(**env), check=False, timeout=120)
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
-                                       p.stderr.decode())
 
 
 def _setup(c: Any, notary: NotaryProcess) -> None:
-    c.settings(c.alice, notary_url=notary.url, notary_token=notary.token_for(c.alice.email))
+    use_notary(c, c.alice, notary)
     c.settings(c.bob, smtp_url=c.sink.url)
 
 

@@ -7,7 +7,6 @@ not a terminal, so nothing may prompt), with real gpg and a short home.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from keys.dkim import dkim_sign, dkim_verify, find_dkim_key
 from keys.gpg import Keyring
+from tests.fixtures.cli import clean_env
 
 CERTMAIL = str(Path(sys.executable).with_name("certmail"))
 
@@ -44,11 +44,8 @@ def new_home() -> Iterator[Callable[[], Path]]:
 
 def run(home: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None,
         ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
-    base["CERTMAIL_HOME"] = str(home)
-    base.update(env or {})
     return subprocess.run([CERTMAIL, *args], input=stdin, capture_output=True, text=True,
-                          env=base, timeout=120, check=False)
+                          env=clean_env(home, **(env or {})), timeout=120, check=False)
 
 
 def init(home: Path, email: str, name: str) -> str:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.fixtures.cli import cli
 from tests.fixtures.notary import NotaryProcess
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CERTMAIL, *args], env=env, capture_output=True, text=True)
 
 
 def test_notarize_then_verify_offline(notary_server: NotaryProcess, tmp_path: Path) -> None:
@@ -78,3 +71,28 @@ def test_notarize_without_notary_names_the_fix(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "certmail: error: no notary configured" in r.stderr
     assert "certmail: hint: set CERTMAIL_NOTARY_URL" in r.stderr
+
+
+def test_notarize_never_overwrites_without_force(notary_server: NotaryProcess,
+                                                 tmp_path: Path) -> None:
+    token = notary_server.token_for("alice@example.test")
+    env = {**os.environ, "CERTMAIL_HOME": str(tmp_path / "home"),
+           "CERTMAIL_NOTARY_URL": notary_server.url, "CERTMAIL_NOTARY_TOKEN": token}
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(b"Message-ID: <m2@example.test>\r\n\r\nbody\r\n")
+    letter = tmp_path / "letter.txt"
+    letter.write_bytes(b"Dear Bob, ...\n")
+    r = cli("notarize", str(msg), "-o", str(letter), env=env)
+    assert r.returncode == 7, r.stderr
+    assert "letter.txt exists" in r.stderr and "--force" in r.stderr
+    assert letter.read_bytes() == b"Dear Bob, ...\n"
+    assert cli("notarize", str(msg), env=env).returncode == 0
+    rpath = tmp_path / "m.eml.receipt.json"
+    first = rpath.read_bytes()
+    again = cli("notarize", str(msg), env=env)  # a second run keeps the first receipt
+    assert again.returncode == 7, again.stderr
+    assert rpath.read_bytes() == first
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    forced = cli("notarize", str(msg), "--force", "--json", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(rpath.read_text()) == json.loads(forced.stdout)

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from keys.tsa import generate_tsa_pki
 from notary.checkpoint import open_checkpoint
 from notary.note import Verifier
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CERTMAIL, *args], capture_output=True, text=True)
+from tests.fixtures.cli import cli
 
 
 def test_init_accounts_checkpoint(tmp_path: Path) -> None:

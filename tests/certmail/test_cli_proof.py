@@ -6,28 +6,12 @@ import io
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.cli import one_line_error, run, use_notary
 from tests.fixtures.notary import NotaryProcess
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def run(who: Any, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
-                       env=who.env(), check=False, timeout=120)
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
-                                       p.stderr.decode())
-
-
-def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("certmail: error:")]
-    assert len(lines) == 1, p.stderr
-    assert "Traceback" not in p.stderr
-    return lines[0]
 
 
 def _send(c: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
@@ -161,7 +145,7 @@ def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = N
 
     from certmail.ack import make_ack
 
-    c.settings(c.alice, notary_url=notary.url, notary_token=notary.token_for(c.alice.email))
+    use_notary(c, c.alice, notary)
     sent = _send(c, tmp_path)
     if signer is None:
         eml = tmp_path / "delivered.eml"

@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures.clamd import EICAR
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def run(who: Any, *args: str, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
-                       env=who.env(**env), check=False, timeout=120)
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
-                                       p.stderr.decode())
-
-
-def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("certmail: error:")]
-    assert len(lines) == 1, p.stderr
-    assert "Traceback" not in p.stderr
-    return lines[0]
+from tests.fixtures.cli import one_line_error, run
 
 
 def test_send_json_then_open_and_verify(correspondents: Any, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import stat
 import tomllib
 from pathlib import Path
@@ -17,6 +19,8 @@ from certmail.config import (
     set_option,
 )
 from keys.errors import Error
+from tests.fixtures.cli import clean_env, cli
+from tests.fixtures.notary import free_port
 
 
 def test_home_from_env_then_xdg_then_home(tmp_path: Path) -> None:
@@ -140,3 +144,31 @@ def test_passphrase_file(tmp_path: Path) -> None:
     missing = load_settings(tmp_path, env={"CERTMAIL_PASSPHRASE_FILE": str(tmp_path / "no")})
     with pytest.raises(Error):
         missing.passphrase()
+
+
+@pytest.mark.parametrize("where", ["root", "command", "env"])
+def test_every_command_that_reads_the_home_takes_home(where: str, tmp_path: Path) -> None:
+    """--home before the command, after it, or CERTMAIL_HOME: notarize and proof export
+    read that home's settings (its notary URL, unreachable here: exit 5 naming it)."""
+    home = tmp_path / "home"
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
+    assert cli("--home", str(home), "config", "set", "notary_url", url, env=env).returncode == 0
+    assert cli("config", "set", "notary_token", "t" * 32, env=clean_env(home)).returncode == 0
+    shown = cli("config", "show", "--home", str(home), "--json", env=env)
+    assert json.loads(shown.stdout)["options"]["notary_url"] == url
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(b"Message-ID: <h@example.test>\r\n\r\nhi\r\n")
+    for args in (("notarize", str(msg)), ("proof", "export", "0" * 64, "-o", "x.zip")):
+        if where == "root":
+            p = cli("--home", str(home), *args, env=env)
+        elif where == "command":
+            p = cli(*args, "--home", str(home), env=env)
+        else:
+            p = cli(*args, env=clean_env(home))
+        if args[0] == "notarize":
+            assert p.returncode == 5, p.stderr
+            assert url in p.stderr
+        else:  # the ledger of that home has no such message
+            assert p.returncode == 6, p.stderr
+            assert not (tmp_path / "x.zip").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,8 @@ import pytest
 
 from certmail.ledger import Ledger
 from certmail.relay_client import submit
+from tests.fixtures.cli import CERTMAIL
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
 
 
 @pytest.fixture

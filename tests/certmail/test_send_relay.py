@@ -12,10 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,10 +26,9 @@ import pytest
 from certmail.ledger import Ledger
 from notary.note import Verifier
 from notary.receipt import Receipt
+from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error
 from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
 from tests.notary.relay_helpers import configure
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
 
 
 @dataclass
@@ -68,34 +65,20 @@ def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
     for key in ("email", "name"):
         subprocess.run([*CERTMAIL, "config", "set", key,
                         getattr(correspondents.alice, key)],
-                       env=_env(correspondents.alice.home), check=True, capture_output=True)
+                       env=clean_env(correspondents.alice.home), check=True, capture_output=True)
     yield r
     r.proc.stop()
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
-    env["CERTMAIL_HOME"] = str(home)
-    env.update(extra)
-    return env
 
 
 def alice(c: Any, relay: Relay, *args: str, stdin: bytes = b"",
           **extra: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as Alice with only her home and the notary's URL and token."""
-    env = _env(c.alice.home, CERTMAIL_NOTARY_URL=relay.url, CERTMAIL_NOTARY_TOKEN=relay.token)
+    env = clean_env(c.alice.home, CERTMAIL_NOTARY_URL=relay.url, CERTMAIL_NOTARY_TOKEN=relay.token)
     env.update(extra)
     p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True, env=env,
                        check=False, timeout=180)
     return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
                                        p.stderr.decode())
-
-
-def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("certmail: error:")]
-    assert len(lines) == 1, p.stderr
-    assert "Traceback" not in p.stderr
-    return lines[0]
 
 
 def wait_for(pred: Any, what: str, timeout: float = 60.0) -> None:

@@ -12,23 +12,13 @@ import json
 import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.fixtures.cli import run
 from tests.fixtures.notary import NotaryProcess
-
-CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
-
-
-def run(who: Any, *args: str, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True,
-                       env=who.env(**env), check=False, timeout=120)
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
-                                       p.stderr.decode())
 
 
 def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: NotaryProcess,

@@ -1,0 +1,149 @@
+"""What every ``certmail`` command shares: the app object, the global options, output.
+
+The root group and each command that reads a certmail home take ``--home``
+(env ``CERTMAIL_HOME``) and ``--json``; the root group also takes
+``--verbose`` (env ``CERTMAIL_VERBOSE``). Their values land on one
+:class:`App` in ``ctx.obj``, which commands receive with :data:`pass_app`
+(Click's ``pass_obj``, as hatch does). Data goes to stdout, messages for
+people to stderr; errors have one shape, ``certmail: error: ...`` then
+``certmail: hint: ...``, printed by :func:`print_error`. Exit codes come from
+the ``EXIT_*`` table of :mod:`certmail.errors` (docs/cli.md).
+
+Only Click is imported here; everything heavy is imported inside the
+functions and command bodies, so ``certmail --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from keys.errors import EXIT_ERROR
+
+if TYPE_CHECKING:
+    from certmail.api import Certmail
+    from certmail.config import Settings
+    from keys.errors import Error
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HOME_HELP = "The certmail home (default: $CERTMAIL_HOME, else the platform's config dir)."
+
+
+@dataclass
+class App:
+    """The options every command sees (``ctx.obj``)."""
+
+    home: Path | None = None
+    as_json: bool = False
+    verbose: bool = False
+
+    def settings(self) -> Settings:
+        """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
+        from certmail.config import load_settings
+
+        return load_settings(self.home)
+
+    def client(self) -> Certmail:
+        """The Python API's :class:`certmail.api.Certmail` for this home."""
+        from certmail.api import Certmail
+
+        return Certmail(self.settings())
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value not in (None, False):  # a subcommand's option adds to the root's
+            setattr(ctx.ensure_object(App), attr, value)
+
+    return callback
+
+
+home_option: Callable[[F], F] = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CERTMAIL_HOME",
+    expose_value=False,
+    callback=_store("home"),
+    help=HOME_HELP,
+)
+
+
+def json_option(help: str = "Print one JSON object on stdout.") -> Callable[[F], F]:
+    """``--json``: data for scripts on stdout (``App.as_json``)."""
+    return click.option(
+        "--json", is_flag=True, expose_value=False, callback=_store("as_json"), help=help
+    )
+
+
+verbose_option: Callable[[F], F] = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    envvar="CERTMAIL_VERBOSE",
+    expose_value=False,
+    callback=_store("verbose"),
+    help="On an error, print its full detail (every line of the message, the cause).",
+)
+
+
+def interactive() -> bool:
+    """Prompts are allowed only when stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+def say(message: str) -> None:
+    """A message for people, on stderr (rich markup)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message)
+
+
+def warn(message: str) -> None:
+    """``certmail: warning: ...`` on stderr (the text is not markup)."""
+    from rich.markup import escape
+
+    say(f"[yellow]certmail: warning:[/] {escape(message)}")
+
+
+def emit_json(obj: Any) -> None:
+    """One indented JSON document on stdout."""
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def print_error(message: str, hint: str | None = None, *, detail: Sequence[str] = ()) -> None:
+    """The one error shape on stderr: the error, its detail lines, the hint."""
+    sys.stderr.write(f"certmail: error: {message}\n")
+    for line in detail:
+        sys.stderr.write(f"certmail: detail: {line}\n")
+    if hint:
+        sys.stderr.write(f"certmail: hint: {hint}\n")
+    sys.stderr.flush()
+
+
+def fail(message: str, hint: str | None = None, code: int = EXIT_ERROR) -> None:
+    """Print the one-line error (and hint) on stderr and exit with ``code``."""
+    print_error(message, hint)
+    sys.exit(code)
+
+
+def error_detail(e: Error) -> list[str]:
+    """What ``--verbose`` adds to an error: its :meth:`~keys.errors.Error.diagnostics`
+    beyond the first line (less the hint, printed anyway), then what caused it (also
+    when the message replaced it: ``raise ... from None``)."""
+    lines = e.diagnostics().splitlines()[1:]
+    if e.hint:
+        lines = lines[: len(lines) - len(f"hint: {e.hint}".splitlines())]
+    cause = e.__cause__ or e.__context__
+    if cause is not None:
+        lines.append(f"caused by {type(cause).__name__}: {cause}".rstrip(": "))
+    return lines

@@ -1,0 +1,198 @@
+"""A message's receipt timeline: what the notary's evidence says happened, per recipient.
+
+The notary's receipts (DESIGN §4.3) carry evidence statements (§4.2) named
+after ETSI EN 319 522 events. :func:`statements` decodes them;
+:func:`build_timeline` turns them into :class:`Event` objects per recipient
+(accepted, delivered or failed, acknowledged, opened) and says whether every
+recipient is done. The CLI's ``certmail receipts`` renders this; scripts call
+it directly::
+
+    from certmail.timeline import build_timeline
+    tl = build_timeline(client.receipts(sha256), ["bob@example.net"], keyring=ring)
+    for rcpt, events in tl.recipients.items():
+        print(rcpt, tl.status(rcpt))
+
+A message sent directly (``--via smtp``) has one receipt, the notarization of
+its hash (channel ``api``): the notary never sees its delivery, so that
+receipt is the whole timeline and it is final at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keys.gpg import Keyring
+
+    from .ack import HandoverCheck
+
+__all__ = ["STEPS", "Event", "Timeline", "build_timeline", "statement_of", "statements"]
+
+#: Event -> the word the timeline shows for it.
+STEPS = {
+    "SubmissionAcceptance": "accepted",
+    "RelayToNonERDS": "delivered",
+    "RelayToNonERDSFailure": "failed",
+    "ContentHandover": "acknowledged",
+    "ContentAccessTracking": "opened (tracking link: weak evidence)",
+    "VirusDetected": "refused: virus",
+    "SubmissionRejection": "rejected",
+}
+#: Events that concern every recipient of the message at once.
+_WHOLE_MESSAGE = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")
+#: Events after which nothing more happens for a recipient.
+_FINAL = ("RelayToNonERDS", "RelayToNonERDSFailure", "VirusDetected", "SubmissionRejection")
+
+
+def statement_of(receipt: dict[str, Any]) -> dict[str, Any] | None:
+    """The evidence statement a receipt carries, or None when it cannot be decoded.
+
+    Not a verification: check the receipt first (``NotaryClient.check_receipt``).
+    """
+    try:
+        stmt = json.loads(base64.b64decode(receipt["entry"]))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    return stmt if isinstance(stmt, dict) else None
+
+
+def statements(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evidence statements inside receipts, in log order (undecodable ones left out)."""
+    return [s for s in map(statement_of, receipts) if s is not None]
+
+
+@dataclass
+class Event:
+    """One step of one recipient's timeline.
+
+    ``step`` is the word shown (:data:`STEPS`), ``event`` the evidence event.
+    Delivery steps carry ``host`` and ``reply`` (the server's ``{"code", "text"}``),
+    failures ``reason`` and ``reply``, acknowledgements the signing key's
+    ``fingerprint`` and, when checked against the keyring, ``key`` (the verdict)
+    and ``detail``; tracked opens their ``strength``.
+    """
+
+    step: str
+    event: str
+    time: str | None
+    host: str | None = None
+    reply: dict[str, Any] | None = None
+    reason: str | None = None
+    fingerprint: str | None = None
+    key: str | None = None
+    detail: str | None = None
+    strength: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The step as ``certmail receipts --json`` prints it (only its event's members)."""
+        out: dict[str, Any] = {"step": self.step, "event": self.event, "time": self.time}
+        if self.event == "RelayToNonERDS":
+            out.update(host=self.host, reply=self.reply)
+        elif self.event == "RelayToNonERDSFailure":
+            out.update(reason=self.reason, reply=self.reply)
+        elif self.event == "ContentHandover":
+            out["fingerprint"] = self.fingerprint
+            if self.key is not None:
+                out["key"] = self.key
+            if self.detail is not None:
+                out["detail"] = self.detail
+        elif self.event == "ContentAccessTracking":
+            out["strength"] = self.strength
+        return out
+
+
+@dataclass
+class Timeline:
+    """Per recipient, its events in log order; ``final`` once every recipient is done."""
+
+    recipients: dict[str, list[Event]] = field(default_factory=dict)
+    final: bool = False
+    message_id: str | None = None  # as the evidence names it
+
+    def status(self, recipient: str) -> str:
+        """The latest step of ``recipient`` ("no evidence yet" without one)."""
+        steps = self.recipients.get(recipient) or []
+        return steps[-1].step if steps else "no evidence yet"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipients": {r: [e.to_json() for e in steps] for r, steps in self.recipients.items()},
+            "final": self.final,
+        }
+
+
+def _handover(
+    event: Event, stmt: dict[str, Any], recipient: str, check: HandoverCheck | None
+) -> None:
+    event.fingerprint = stmt.get("fingerprint")
+    if check is None:
+        return
+    event.key = check.verdict
+    if not check.ok:
+        event.step = (
+            f"acknowledged by a key that is not {recipient}'s"
+            if check.verdict == "not the recipient's key"
+            else "acknowledgement with a BAD signature"
+        )
+        event.detail = check.detail
+
+
+def build_timeline(
+    receipts: list[dict[str, Any]],
+    recipients: list[str],
+    *,
+    keyring: Keyring | Callable[[], Keyring] | None = None,
+) -> Timeline:
+    """The timeline of a message's (already checked) receipts, for ``recipients``.
+
+    With ``keyring``, each acknowledgement (ContentHandover) is checked against
+    the recipient's key in it (docs/ack.md); the verdict is the event's ``key``.
+    ``keyring`` may be a function making one, called only when there is an
+    acknowledgement to check. Recipients the evidence names beyond ``recipients`` are added.
+    """
+    stmts = statements(receipts)
+    checks: dict[int, HandoverCheck] = {}
+    if keyring is not None and any(s.get("event") == "ContentHandover" for s in stmts):
+        from .ack import check_handover
+
+        ring = keyring() if callable(keyring) else keyring
+        checks = {
+            i: check_handover(s, ring)
+            for i, s in enumerate(stmts)
+            if s.get("event") == "ContentHandover"
+        }
+    per: dict[str, list[Event]] = {r: [] for r in recipients}
+    direct = False
+    for i, s in enumerate(stmts):
+        name = s.get("event", "")
+        event = Event(STEPS.get(name, name), name, s.get("time"))
+        if name == "SubmissionAcceptance" and s.get("channel") == "api":
+            direct = True  # notarized hash of a message sent directly: nothing follows
+            event.step = "notarized (sent directly, not through the relay)"
+        if name in _WHOLE_MESSAGE:
+            for r in s.get("recipients") or list(per):
+                per.setdefault(r, []).append(event)
+            continue
+        r = s.get("recipient")
+        if not isinstance(r, str):
+            continue
+        if name == "RelayToNonERDS":
+            event.host, event.reply = s.get("host"), s.get("reply")
+        elif name == "RelayToNonERDSFailure":
+            event.reason, event.reply = s.get("reason"), s.get("reply")
+        elif name == "ContentHandover":
+            _handover(event, s, r, checks.get(i))
+        elif name == "ContentAccessTracking":
+            event.strength = s.get("strength")
+        per.setdefault(r, []).append(event)
+    final = bool(per) and (
+        direct or all(any(e.event in _FINAL for e in steps) for steps in per.values())
+    )
+    message = stmts[0].get("message") if stmts else None
+    message_id = message.get("id") if isinstance(message, dict) else None
+    return Timeline(per, final, message_id)
