@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keys.errors import ConflictError, Error, NotFoundError
+from notary import fastpath
 from notary.ack_api import include_ack_routes
 from notary.errors import SequencerError, StorageError
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -457,16 +458,38 @@ def create_app(
         summary="RFC 3161 time-stamp (application/timestamp-query in, -reply out)",
         response_class=Response,
     )
-    def tsa_doc() -> Response:  # served by TSAMiddleware; listed here for OpenAPI
-        raise ApiError(404, "not_found", "no TSA configured")
+    async def tsa(request: Request) -> Response:
+        # Served by TSAMiddleware; this reference route answers when the fast paths
+        # are off (CERTMAIL_REFERENCE_ONLY=1), with the same checks (check_query).
+        from notary.tsa_asgi import MAX_QUERY_BYTES, REPLY_TYPE, check_query
 
-    @app.get(
-        "/v1/tsa/chain", summary="TSA certificate chain (PEM), TSA first", response_class=Response
+        if service.tsa is None:
+            raise ApiError(404, "not_found", "no TSA configured")
+        length = request.headers.get("content-length", "")
+        ctype = request.headers.get("content-type", "").encode("latin-1")
+        refusal = check_query(ctype, int(length) if length.isdigit() else -1, MAX_QUERY_BYTES)
+        body = b"" if refusal else await request.body()
+        refusal = refusal or check_query(ctype, len(body), MAX_QUERY_BYTES)
+        if refusal is not None:
+            raise ApiError(*refusal)
+        return Response(service.tsa.respond(body), media_type=REPLY_TYPE.decode())
+
+    @app.api_route(
+        "/v1/tsa/chain",
+        methods=["GET", "HEAD"],
+        summary="TSA certificate chain (PEM), TSA first",
+        response_class=Response,
     )
-    def tsa_chain_doc() -> Response:  # served by TSAMiddleware
-        raise ApiError(404, "not_found", "no TSA configured")
+    def tsa_chain() -> Response:  # served by TSAMiddleware unless CERTMAIL_REFERENCE_ONLY=1
+        from notary.tsa_asgi import CHAIN_TYPE
+
+        if service.tsa is None:
+            raise ApiError(404, "not_found", "no TSA configured")
+        return Response(service.tsa.chain_pem(), media_type=CHAIN_TYPE.decode())
 
     include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
+    if not fastpath.enabled():  # CERTMAIL_REFERENCE_ONLY=1: the FastAPI routes alone
+        return BodyLimit(app, service.config.max_body_bytes)
     asgi: ASGIApp = NotarizeFastPath(app, service)
     if service.tsa is not None:
         from notary.tsa_asgi import TSAMiddleware

@@ -14,6 +14,7 @@ and any further members the event needs (documented in docs/formats.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any
 
 import rfc8785
 
+from notary import fastpath
 from notary.errors import MalformedError
 
 __all__ = [
@@ -93,7 +95,12 @@ def _check_common(event: object, notary: object, sha256: object, message_id: obj
 
 _MAX_SAFE_INT = 2**53 - 1
 _str = encode_basestring  # the C encoder json.dumps(ensure_ascii=False) uses
-_key_order: dict[tuple[str, ...], list[str]] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _member_order(shape: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 8785 §3.2.3: member names sorted by their UTF-16 code units."""
+    return tuple(sorted(shape, key=lambda k: k.encode("utf-16-be", "surrogatepass")))
 
 
 def _fast(obj: Any, out: list[str]) -> bool:
@@ -122,14 +129,7 @@ def _fast(obj: Any, out: list[str]) -> bool:
                 return False
         out.append("{")
         first = True
-        # RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
-        shape = tuple(obj)
-        order = _key_order.get(shape)
-        if order is None:
-            order = sorted(obj, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
-            if len(_key_order) < 1024:
-                _key_order[shape] = order
-        for k in order:
+        for k in _member_order(tuple(obj)):
             if not first:
                 out.append(",")
             first = False
@@ -152,9 +152,12 @@ def _fast(obj: Any, out: list[str]) -> bool:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes of ``obj`` (fast path, rfc8785 for the rest)."""
+    """RFC 8785 canonical JSON bytes of ``obj`` (fast path, rfc8785 for the rest).
+
+    With ``CERTMAIL_REFERENCE_ONLY=1`` (:mod:`notary.fastpath`) the rfc8785 package alone.
+    """
     out: list[str] = []
-    if _fast(obj, out):
+    if fastpath.enabled() and _fast(obj, out):
         try:
             return "".join(out).encode("utf-8")
         except UnicodeEncodeError:

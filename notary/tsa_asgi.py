@@ -29,13 +29,14 @@ CHAIN_PATH = "/v1/tsa/chain"
 QUERY_TYPE = b"application/timestamp-query"
 REPLY_TYPE = b"application/timestamp-reply"
 CHAIN_TYPE = b"application/pem-certificate-chain"
+MAX_QUERY_BYTES = 64 * 1024
 
 
 class TSAMiddleware:
     """Serve ``POST /tsa`` and ``GET /v1/tsa/chain`` directly; pass the rest to ``app``."""
 
     def __init__(
-        self, app: ASGIApp, tsa: TimeStampAuthority, max_query_bytes: int = 64 * 1024
+        self, app: ASGIApp, tsa: TimeStampAuthority, max_query_bytes: int = MAX_QUERY_BYTES
     ) -> None:
         self.app = app
         self.tsa = tsa
@@ -72,18 +73,10 @@ class TSAMiddleware:
                     length = int(value)
                 except ValueError:
                     length = -1
-        if content_type.split(b";", 1)[0].strip().lower() != QUERY_TYPE:
-            await _error(
-                send,
-                415,
-                "unsupported_media_type",
-                "send an RFC 3161 TimeStampReq as application/timestamp-query",
-            )
+        refusal = check_query(content_type, length, self.max_query_bytes)
+        if refusal is not None:
+            await _error(send, *refusal)
             return
-        if length > self.max_query_bytes:
-            await _too_large(send, self.max_query_bytes)
-            return
-
         body = b""
         more = True
         while more:
@@ -120,8 +113,29 @@ class TSAMiddleware:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else self._chain})
 
 
+def check_query(content_type: bytes, length: int, limit: int) -> tuple[int, str, str] | None:
+    """The HTTP refusal (status, code, message) of a time-stamp request, or None.
+
+    Shared by :class:`TSAMiddleware` and the reference FastAPI route that serves
+    ``POST /tsa`` when the fast paths are off (``CERTMAIL_REFERENCE_ONLY=1``).
+    """
+    if content_type.split(b";", 1)[0].strip().lower() != QUERY_TYPE:
+        return (
+            415,
+            "unsupported_media_type",
+            "send an RFC 3161 TimeStampReq as application/timestamp-query",
+        )
+    if length > limit:
+        return _too_large_refusal(limit)
+    return None
+
+
+def _too_large_refusal(limit: int) -> tuple[int, str, str]:
+    return 413, "payload_too_large", f"a time-stamp query is at most {limit} bytes"
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    await _error(send, 413, "payload_too_large", f"a time-stamp query is at most {limit} bytes")
+    await _error(send, *_too_large_refusal(limit))
 
 
 async def _error(

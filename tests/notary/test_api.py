@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -270,3 +271,53 @@ def test_log_intact_after_fuzzing(
     from notary.merkle import mth
 
     assert mth([e.entry for e in entries]) == cp.root_hash
+
+
+@pytest.mark.parametrize("reference_only", ["", "1"])
+def test_fast_paths_and_reference_routes_answer_alike(
+    notary: NotaryService, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    reference_only: str, tmp_path: Path,
+) -> None:
+    """With CERTMAIL_REFERENCE_ONLY=1 the raw-ASGI notarize and /tsa handlers are not in the
+    stack, and the FastAPI routes give the same answers (a token, a receipt, the same errors)."""
+    import subprocess
+
+    from notary.api import NotarizeFastPath
+    from notary.tsa_asgi import TSAMiddleware
+
+    monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", reference_only)
+    app = create_app(notary)
+    layers = []
+    inner: object = app
+    while hasattr(inner, "app"):
+        layers.append(type(inner))
+        inner = inner.app
+    fast = {NotarizeFastPath, TSAMiddleware} & set(layers)
+    assert fast == (set() if reference_only else {NotarizeFastPath, TSAMiddleware})
+    with TestClient(app, raise_server_exceptions=False) as c:
+        work = tmp_path
+        (work / "m").write_bytes(b"reference or fast\r\n")
+        subprocess.run(["openssl", "ts", "-query", "-data", str(work / "m"), "-sha256", "-cert",
+                        "-out", str(work / "q.tsq")], check=True, capture_output=True)
+        r = c.post("/tsa", content=(work / "q.tsq").read_bytes(),
+                   headers={"content-type": "application/timestamp-query"})
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/timestamp-reply"
+        (work / "r.tsr").write_bytes(r.content)
+        chain = c.get("/v1/tsa/chain")
+        assert chain.status_code == 200 and chain.text.startswith("-----BEGIN CERTIFICATE-----")
+        bad = c.post("/tsa", content=b"x", headers={"content-type": "text/plain"})
+        assert bad.status_code == 415 and bad.json()["error"] == "unsupported_media_type"
+        big = c.post("/tsa", content=b"\x30" * (70 * 1024),
+                     headers={"content-type": "application/timestamp-query"})
+        assert big.status_code == 413 and big.json()["error"] == "payload_too_large"
+        msg = f"reference {reference_only}".encode()
+        n = c.post("/v1/notarize", headers=alice,
+                   json={"sha256": sha(msg), "message_id": f"<ref{reference_only}@example.org>"})
+        assert n.status_code == 200 and n.json()["entry"]
+    # The token verifies with openssl against the TSA chain.
+    (work / "chain.pem").write_text(chain.text)
+    out = subprocess.run(["openssl", "ts", "-verify", "-queryfile", str(work / "q.tsq"),
+                          "-in", str(work / "r.tsr"), "-CAfile", str(work / "chain.pem")],
+                         capture_output=True, text=True)
+    assert "Verification: OK" in out.stdout, out.stdout + out.stderr

@@ -303,3 +303,18 @@ def test_parse_statement_fast_path_equals_reference(data: st.DataObject) -> None
                         .encode("utf-8", "surrogatepass"))
     assert _outcome(parse_statement, bytes(raw)) == _outcome(_reference_parse_statement,
                                                              bytes(raw))
+
+
+def test_reference_only_encodes_with_rfc8785_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CERTMAIL_REFERENCE_ONLY=1 switches the RFC 8785 fast encoder off: same bytes."""
+    import notary.evidence as evidence
+
+    obj = {"b": [1, "é", None, True], "a": {"z": "\u2028", "\u00e9": -5}}
+    fast = evidence.canonical_json(obj)
+    monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
+
+    def unused(*_: object) -> bool:
+        raise AssertionError("the fast encoder ran with CERTMAIL_REFERENCE_ONLY=1")
+
+    monkeypatch.setattr(evidence, "_fast", unused)
+    assert evidence.canonical_json(obj) == fast
