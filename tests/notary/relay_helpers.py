@@ -7,6 +7,8 @@ import dataclasses
 import json
 import smtplib
 import ssl
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,30 @@ def wait_for(pred: Any, timeout: float = 30.0, what: str = "condition") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def gpg(*args: str, data: bytes) -> bytes:
+    """Run gpg in a throwaway home (passphrase from a file, never argv); its stdout."""
+    with tempfile.TemporaryDirectory(prefix="g", dir="/tmp") as home:
+        pw = Path(home) / "pw"
+        pw.write_text("test passphrase\n")
+        out = subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                home,
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-file",
+                str(pw),
+                *args,
+            ],
+            input=data,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
+        return out.stdout

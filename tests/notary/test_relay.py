@@ -20,7 +20,15 @@ from notary.note import Verifier
 from notary.receipt import Receipt
 from tests.fixtures.clamd import EICAR
 from tests.fixtures.notary import CERTMAIL
-from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message, wait_for
+from tests.notary.relay_helpers import (
+    ALICE,
+    BOB,
+    RelayNotary,
+    configure,
+    gpg,
+    message,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -320,9 +328,7 @@ def test_infected_plain_message_is_refused_with_evidence(scanning_relay: RelayNo
 
 def test_encrypted_content_is_opaque(scanning_relay: RelayNotary, smtp_sink: Any) -> None:
     # Real OpenPGP ciphertext (SKESK + SEIPD) of EICAR: opaque, so not scanned.
-    from tests.notary.test_relay_ciphertext import _gpg
-
-    armor = _gpg("--symmetric", "--armor", data=EICAR).replace(b"\n", b"\r\n").decode()
+    armor = gpg("--symmetric", "--armor", data=EICAR).replace(b"\n", b"\r\n").decode()
     body = (
         "--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
         "--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armor + "\r\n--b--"

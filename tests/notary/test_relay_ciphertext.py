@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,41 +20,13 @@ import pytest
 from notary.relay.ciphertext import armored_openpgp_message, is_cms_enveloped, is_openpgp_message
 from notary.relay.content import inspect
 from tests.fixtures.clamd import EICAR
-from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message
-
-
-def _gpg(*args: str, data: bytes) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="g", dir="/tmp") as home:
-        pw = Path(home) / "pw"
-        pw.write_text("test passphrase\n")
-        out = subprocess.run(
-            [
-                "gpg",
-                "--homedir",
-                home,
-                "--batch",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-file",
-                str(pw),
-                *args,
-            ],
-            input=data,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
-        return out.stdout
+from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, gpg, message
 
 
 @pytest.fixture(scope="module")
 def armored() -> bytes:
     """A real OpenPGP message (SKESK + SEIPD) whose plaintext is EICAR, CRLF armor."""
-    return (
-        _gpg("--symmetric", "--armor", data=EICAR).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    )
+    return gpg("--symmetric", "--armor", data=EICAR).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _pgp_mime(mid: str, armor: bytes, *, preamble: str = "OpenPGP/MIME (RFC 3156)") -> bytes:
@@ -104,12 +74,12 @@ def _cms_enveloped(data: bytes) -> bytes:
 
 def test_real_openpgp_ciphertext_is_recognised(armored: bytes) -> None:
     assert armored_openpgp_message(armored) is not None
-    binary = _gpg("--symmetric", data=b"hello")
+    binary = gpg("--symmetric", data=b"hello")
     assert is_openpgp_message(binary)
 
 
 def test_what_is_not_openpgp_ciphertext_is_not(armored: bytes) -> None:
-    signed = _gpg("--symmetric", "--armor", data=b"x")  # then tampered below
+    signed = gpg("--symmetric", "--armor", data=b"x")  # then tampered below
     fake = (
         b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
         + base64.b64encode(EICAR)
@@ -119,7 +89,7 @@ def test_what_is_not_openpgp_ciphertext_is_not(armored: bytes) -> None:
     assert armored_openpgp_message(EICAR) is None
     assert armored_openpgp_message(armored + EICAR) is None  # something after the armor
     assert armored_openpgp_message(signed.replace(b"-----END", b"-----END PGP SIGNATURE")) is None
-    binary = _gpg("--symmetric", data=b"hello")
+    binary = gpg("--symmetric", data=b"hello")
     assert not is_openpgp_message(binary[:-1])  # truncated
     assert not is_openpgp_message(binary + b"\xc0")  # trailing garbage
     # A literal-data packet (tag 11) alone is plaintext, not ciphertext.
