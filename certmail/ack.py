@@ -135,7 +135,7 @@ def post_ack(notary_url: str, ack: SignedAck, *, timeout: float = 30.0) -> dict[
     from .notary_client import NotaryClient
 
     with NotaryClient(notary_url, None, timeout=timeout) as client:
-        resp = client._request("POST", "/v1/ack", auth=False, json=ack.to_json())
+        resp = client.request("POST", "/v1/ack", auth=False, json=ack.to_json())
         try:
             receipt = resp.json()
         except ValueError:

@@ -69,7 +69,7 @@ class NotaryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(
+    def request(
         self, method: str, path: str, *, auth: bool = True, json: Any = None
     ) -> httpx.Response:
         headers = {}
@@ -99,14 +99,14 @@ class NotaryClient:
     def vkey(self) -> str:
         """The notary's verifier key text (fetched once, then pinned for this client)."""
         if self._vkey is None:
-            self._vkey = self._request("GET", "/v1/vkey", auth=False).text.strip()
+            self._vkey = self.request("GET", "/v1/vkey", auth=False).text.strip()
         return self._vkey
 
     def notarize(self, sha256: str, message_id: str) -> dict[str, Any]:
         """Notarize ``sha256``; return the receipt after checking it (see module doc)."""
         if not _SHA256.match(sha256):
             raise ValueError("sha256 must be 64 lowercase hex digits")
-        resp = self._request(
+        resp = self.request(
             "POST", "/v1/notarize", json={"sha256": sha256, "message_id": message_id}
         )
         receipt = _json_object(resp)
@@ -115,7 +115,7 @@ class NotaryClient:
 
     def receipts(self, sha256: str) -> list[dict[str, Any]]:
         """Every receipt the notary holds for ``sha256`` (for this account)."""
-        body = _json_object(self._request("GET", f"/v1/messages/{sha256}/receipts"))
+        body = _json_object(self.request("GET", f"/v1/messages/{sha256}/receipts"))
         items = body.get("receipts")
         if not isinstance(items, list):
             raise NotaryRequestError("the notary's answer has no receipts list")

@@ -78,4 +78,4 @@ def register_tracking(notary: Any, sha256: str, message_id: str, tracking: Track
         "tokens": [{"recipient": r, "token_sha256": hashlib.sha256(t.encode()).hexdigest()}
                    for r, t in tracking.tokens.items()],
     }
-    notary._request("POST", "/v1/tracking", json=body)
+    notary.request("POST", "/v1/tracking", json=body)
