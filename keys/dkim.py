@@ -250,17 +250,15 @@ def dkim_sign(message: bytes, key: DkimKey, *, headers: Sequence[bytes] | None =
     return out if out.endswith(b"\r\n") else out.rstrip(b"\r\n") + b"\r\n"
 
 
-def dkim_verify(message: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
-    """Return if at least one DKIM signature of ``message`` verifies, else raise.
-
-    ``dnsfunc(name) -> TXT record`` answers the key lookups (offline checks,
-    tests): ``name`` is ``b"<selector>._domainkey.<domain>"`` without a final
-    dot; return ``b""`` for no record. Without it dkimpy asks DNS.
-    """
+def _verifier(
+    message: bytes, dnsfunc: Callable[[bytes], bytes] | None
+) -> tuple[Any, int, Any, dict[str, object]]:
+    """dkimpy's verifier over ``message`` (its header block at least), the number of
+    DKIM-Signature fields (VerificationError when none), the collected log, and the
+    keyword arguments that route key lookups to ``dnsfunc``."""
     import dkim
 
-    present = _header_names(message)
-    count = present.count(b"dkim-signature")
+    count = _header_names(message).count(b"dkim-signature")
     if count == 0:
         raise VerificationError("the message has no DKIM signature")
     logger, collected = _logger()
@@ -273,6 +271,19 @@ def dkim_verify(message: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = No
             return lookup(name.rstrip(b"."))
 
         kwargs["dnsfunc"] = txt
+    return d, count, collected, kwargs
+
+
+def dkim_verify(message: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
+    """Return if at least one DKIM signature of ``message`` verifies, else raise.
+
+    ``dnsfunc(name) -> TXT record`` answers the key lookups (offline checks,
+    tests): ``name`` is ``b"<selector>._domainkey.<domain>"`` without a final
+    dot; return ``b""`` for no record. Without it dkimpy asks DNS.
+    """
+    import dkim
+
+    d, count, collected, kwargs = _verifier(message, dnsfunc)
     reasons: list[str] = []
     for idx in range(count):
         try:
@@ -380,20 +391,7 @@ def dkim_verify_file(path: Path, *,
     path = Path(path)
     with open(path, "rb") as f:
         head, _ = read_head(f)
-    present = _header_names(head + b"\r\n")
-    count = present.count(b"dkim-signature")
-    if count == 0:
-        raise VerificationError("the message has no DKIM signature")
-    logger, collected = _logger()
-    d = dkim.DKIM(head + b"\r\n", logger=logger, minkey=1024)
-    kwargs: dict[str, object] = {}
-    if dnsfunc is not None:
-        lookup = dnsfunc
-
-        def txt(name: bytes, timeout: int = 5) -> bytes:
-            return lookup(name.rstrip(b"."))
-
-        kwargs["dnsfunc"] = txt
+    d, count, collected, kwargs = _verifier(head + b"\r\n", dnsfunc)
     hashes: dict[bytes, bytes] = {}
     reasons: list[str] = []
     for idx in range(count):
