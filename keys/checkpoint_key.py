@@ -40,6 +40,7 @@ __all__ = [
     "is_valid_key_name",
     "load_checkpoint_key",
     "parse_skey",
+    "split_key_text",
 ]
 
 #: The C2SP signed-note signature type byte of Ed25519.
@@ -47,6 +48,29 @@ ALG_ED25519 = 0x01
 
 _SKEY_PREFIX = "PRIVATE+KEY+"
 _MAX_KEY_FILE = 4096
+
+
+def split_key_text(text: str) -> tuple[str, str, bytes]:
+    """``<name>+<8 hex id>+<base64(0x01 || 32 bytes)>`` (C2SP signed-note key text) split
+    strictly into name, key id hex and the 33 raw bytes; ValueError says what is wrong.
+
+    The one parser under signer keys (``PRIVATE+KEY+`` then this) and verifier keys.
+    """
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise ValueError("expected <name>+<key id>+<key>")
+    name, id_hex, key64 = parts
+    if not is_valid_key_name(name):
+        raise ValueError("invalid key name")
+    if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
+        raise ValueError("key id must be 8 lowercase hex digits")
+    try:
+        raw = b64decode_canonical(key64)
+    except Base64Error as e:
+        raise ValueError(str(e)) from None
+    if len(raw) != 33 or raw[0] != ALG_ED25519:
+        raise ValueError("not an Ed25519 key (0x01 || 32 bytes)")
+    return name, id_hex, raw
 
 
 def is_valid_key_name(name: str) -> bool:
@@ -97,20 +121,10 @@ def parse_skey(skey: str) -> CheckpointKey:
     """
     if not skey.startswith(_SKEY_PREFIX):
         raise KeyMaterialError("malformed signer key: it must start with PRIVATE+KEY+")
-    parts = skey[len(_SKEY_PREFIX) :].split("+", 2)
-    if len(parts) != 3:
-        raise KeyMaterialError("malformed signer key: expected PRIVATE+KEY+<name>+<id>+<key>")
-    name, id_hex, key64 = parts
-    if not is_valid_key_name(name):
-        raise KeyMaterialError("malformed signer key: invalid key name")
-    if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
-        raise KeyMaterialError("malformed signer key: key id must be 8 lowercase hex digits")
     try:
-        raw = b64decode_canonical(key64)
-    except Base64Error as e:
+        name, id_hex, raw = split_key_text(skey[len(_SKEY_PREFIX) :])
+    except ValueError as e:
         raise KeyMaterialError(f"malformed signer key: {e}") from None
-    if len(raw) != 33 or raw[0] != ALG_ED25519:
-        raise KeyMaterialError("malformed signer key: not an Ed25519 key (0x01 || 32-byte seed)")
     key = CheckpointKey(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
     if key.key_id.hex() != id_hex:
         raise KeyMaterialError("malformed signer key: key id does not match the key")

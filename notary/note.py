@@ -29,6 +29,7 @@ from keys.checkpoint_key import (
     ed25519_key_id,
     is_valid_key_name,
     parse_skey,
+    split_key_text,
 )
 from keys.encoding import Base64Error, b64decode_canonical
 from keys.errors import KeyMaterialError
@@ -105,20 +106,10 @@ class Verifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
         """Parse ``<name>+<8 hex id>+<base64(0x01 || public key)>`` strictly."""
-        parts = vkey.split("+", 2)
-        if len(parts) != 3:
-            raise MalformedError("malformed verifier key: expected <name>+<key id>+<key>")
-        name, id_hex, key64 = parts
-        if not is_valid_key_name(name):
-            raise MalformedError("malformed verifier key: invalid key name")
-        if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
-            raise MalformedError("malformed verifier key: key id must be 8 lowercase hex digits")
         try:
-            raw = b64decode_canonical(key64)
-        except Base64Error as e:
+            name, id_hex, raw = split_key_text(vkey)
+        except ValueError as e:
             raise MalformedError(f"malformed verifier key: {e}") from None
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise MalformedError("malformed verifier key: not an Ed25519 key (0x01 || 32 bytes)")
         v = cls(name, raw[1:])
         if v.key_id.hex() != id_hex:
             raise MalformedError("malformed verifier key: key id does not match the key")
