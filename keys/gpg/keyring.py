@@ -47,6 +47,7 @@ from keys.gpg.passphrase import (
     PassphraseError,
     PassphraseRequest,
     check_secret_key_used,
+    named,
     raise_for_passphrase,
     usable_passphrase,
 )
@@ -130,32 +131,32 @@ class Keyring:
         loopback arguments itself when it has one)."""
         return [] if passphrase is not None else ["--pinentry-mode", "error"]
 
-    def _unlocked(self, op: Callable[[str | None], T], key: str) -> T:
+    def _unlocked(self, op: Callable[[str | None], T], fpr: str | None = None) -> T:
         """Run ``op(passphrase)``, a secret-key operation that raises
         :class:`PassphraseError` when the key stayed locked; on that, get a
         passphrase from :attr:`ask` and run it again (at most MAX_TRIES asks).
 
-        The passphrase that worked is kept in :attr:`passphrase`.
+        ``fpr`` names the key in prompts and errors. The passphrase that worked
+        is kept in :attr:`passphrase`.
         """
         passphrase = self.passphrase
         asked = 0
+        key: str | None = None
         while True:
             try:
                 if passphrase is not None:
                     usable_passphrase(passphrase)
                 result = op(passphrase)
             except PassphraseError as e:
+                key = key or self.describe_key(fpr)
                 if self.ask is None:
-                    raise
+                    raise named(e, key) from None
                 if asked >= MAX_TRIES:
-                    if isinstance(e, BadPassphraseError):
-                        raise BadPassphraseError(
-                            f"wrong passphrase for {key} ({MAX_TRIES} tries)", hint=e.hint
-                        ) from None
-                    raise
+                    raise named(e, key, tries=asked) from None
                 asked += 1
-                wrong = isinstance(e, BadPassphraseError)
-                passphrase = self.ask(PassphraseRequest(key, asked, wrong))
+                passphrase = self.ask(
+                    PassphraseRequest(key, asked, isinstance(e, BadPassphraseError))
+                )
                 continue
             self.passphrase = passphrase
             return result
@@ -285,10 +286,10 @@ class Keyring:
             )
             if proc.returncode != 0:
                 stderr = proc.stderr.decode("utf-8", "replace")
-                raise_for_passphrase(stderr, self.describe_key(signer))
+                raise_for_passphrase(stderr)
                 raise KeyMaterialError(f"cannot certify {key.fingerprint}: {gpg_message(stderr)}")
 
-        self._unlocked(lsign, self.describe_key(signer))
+        self._unlocked(lsign, signer)
         self._run(["--check-trustdb"])
         return key.fingerprint
 
@@ -315,7 +316,6 @@ class Keyring:
     def _sign_stream(self, open_data: Callable[[], IO[bytes]], signer: str) -> tuple[bytes, str]:
         """A detached signature over what ``open_data()`` reads (opened again for each try)."""
         fpr = self._resolve_signer(signer)
-        key = self.describe_key(fpr)
 
         def sign(passphrase: str | None) -> tuple[bytes, str]:
             with open_data() as f:
@@ -328,10 +328,10 @@ class Keyring:
                     extra_args=self._secret_args(passphrase),
                 )
             if not result.fingerprint:
-                raise_for_passphrase(result.stderr or "", key)
+                raise_for_passphrase(result.stderr or "")
             return self._sign_result(result)
 
-        return self._unlocked(sign, key)
+        return self._unlocked(sign, fpr)
 
     def sign_detached(self, data: bytes, signer: str) -> tuple[bytes, str]:
         """An ASCII-armored detached signature over ``data`` and its RFC 3156 micalg."""
@@ -403,7 +403,7 @@ class Keyring:
                 if not result.ok or result.returncode != 0:
                     check_recipients_accepted(result.stderr)
                     if sign:
-                        raise_for_passphrase(result.stderr or "", self.describe_key(sign))
+                        raise_for_passphrase(result.stderr or "")
                     if status_values(result.stderr, "INV_SGNR"):
                         raise KeyMaterialError(
                             f"cannot sign with {sign}",
@@ -416,7 +416,7 @@ class Keyring:
         if sign is None:
             encrypt(None)
         else:
-            self._unlocked(encrypt, self.describe_key(sign))
+            self._unlocked(encrypt, sign)
 
     def encrypt_file(
         self,
@@ -456,9 +456,7 @@ class Keyring:
         src = Path(src)
         if not src.is_file():
             raise NotFoundError(f"no such file: {src}")
-        return self._unlocked(
-            lambda passphrase: self._decrypt_once(src, dst, passphrase), self.describe_key()
-        )
+        return self._unlocked(lambda passphrase: self._decrypt_once(src, dst, passphrase))
 
     def _decrypt_once(self, src: Path, dst: Path, passphrase: str | None) -> SignatureInfo | None:
         with atomic_output(dst) as tmp, open(src, "rb") as f:
@@ -470,7 +468,7 @@ class Keyring:
             )
             stderr = getattr(result, "stderr", None) or ""
             if not result.ok or result.returncode not in (0, 2):
-                check_secret_key_used(stderr, self.describe_key())
+                check_secret_key_used(stderr)
                 if status_values(stderr, "BADSIG"):
                     raise VerificationError(
                         "BAD signature: the data or the signature was modified",
@@ -527,8 +525,6 @@ class Keyring:
         return self._micalg_of(self._resolve_signer(signer))
 
     def _probe_micalg(self, fpr: str) -> str:
-        key = self.describe_key(fpr)
-
         def probe(passphrase: str | None) -> str:
             run = self.spawn(
                 ["--local-user", fpr, "--detach-sign", "--armor"],
@@ -540,15 +536,14 @@ class Keyring:
             )
             code, stderr, _ = run.wait()
             if code != 0:
-                raise_for_passphrase(stderr, key)
+                raise_for_passphrase(stderr)
             return signature_micalg(code, stderr)
 
-        return self._unlocked(probe, key)
+        return self._unlocked(probe, fpr)
 
     def unlock_decryption(self, fpr: str) -> None:
         """Make sure the own key ``fpr`` can decrypt (asking for its passphrase if needed)
         before a streaming decryption: a few bytes are encrypted to it and decrypted."""
-        key = self.describe_key(fpr)
         with tempfile.TemporaryDirectory(prefix="certmail-unlock-") as tmp:
             plain, sealed, out = Path(tmp, "p"), Path(tmp, "c"), Path(tmp, "o")
             plain.write_bytes(b"certmail\n")
@@ -557,7 +552,7 @@ class Keyring:
             def probe(passphrase: str | None) -> None:
                 self._decrypt_once(sealed, out, passphrase)
 
-            self._unlocked(probe, key)
+            self._unlocked(probe, fpr)
 
     def start_sign_detached(self, src: IO[bytes] | int, signer: str) -> GpgProcess:
         """Start an armored detached signature over ``src`` (gpg reads the file itself)."""

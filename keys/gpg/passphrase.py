@@ -34,6 +34,7 @@ __all__ = [
     "PassphraseRequest",
     "PassphraseRequiredError",
     "check_secret_key_used",
+    "named",
     "passphrase_failure",
     "raise_for_passphrase",
     "usable_passphrase",
@@ -114,6 +115,14 @@ def raise_for_passphrase(stderr: str, key: str = "your OpenPGP key") -> None:
         raise BadPassphraseError(f"wrong passphrase for {key}")
     if failure is PassphraseRequiredError:
         raise PassphraseRequiredError(f"{key} needs its passphrase")
+
+
+def named(error: PassphraseError, key: str, *, tries: int = 0) -> PassphraseError:
+    """``error`` again, its message naming ``key`` (and the number of ``tries``)."""
+    after = f" ({tries} tries)" if tries else ""
+    if isinstance(error, BadPassphraseError):
+        return BadPassphraseError(f"wrong passphrase for {key}{after}", hint=error.hint)
+    return PassphraseRequiredError(f"{key} needs its passphrase{after}", hint=error.hint)
 
 
 def usable_passphrase(passphrase: str) -> None:
