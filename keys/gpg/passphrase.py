@@ -120,9 +120,10 @@ def raise_for_passphrase(stderr: str, key: str = "your OpenPGP key") -> None:
 def named(error: PassphraseError, key: str, *, tries: int = 0) -> PassphraseError:
     """``error`` again, its message naming ``key`` (and the number of ``tries``)."""
     after = f" ({tries} tries)" if tries else ""
+    hint = "check your passphrase and run the command again" if tries else error.hint
     if isinstance(error, BadPassphraseError):
-        return BadPassphraseError(f"wrong passphrase for {key}{after}", hint=error.hint)
-    return PassphraseRequiredError(f"{key} needs its passphrase{after}", hint=error.hint)
+        return BadPassphraseError(f"wrong passphrase for {key}{after}", hint=hint)
+    return PassphraseRequiredError(f"{key} needs its passphrase{after}", hint=hint)
 
 
 def usable_passphrase(passphrase: str) -> None:
