@@ -76,10 +76,10 @@ def protected(correspondents: Any, tmp_path: Path) -> Any:
     return c
 
 
-def _sent(c: Any, tmp_path: Path, *args: str) -> Path:
+def _sent(c: Any, tmp_path: Path, *args: str, notarize: bool = False) -> Path:
     """Alice sends Bob a message (with her passphrase file); the delivered file."""
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Contract", "--no-notarize",
-            *args, stdin=b"Please sign.\n",
+    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Contract",
+            *([] if notarize else ["--no-notarize"]), *args, stdin=b"Please sign.\n",
             CERTMAIL_PASSPHRASE_FILE=c.pw("alice-pw", ALICE_PW))  # fmt: skip
     assert p.returncode == 0, p.stderr
     eml = tmp_path / "in.eml"
@@ -318,3 +318,21 @@ def test_prompt_in_a_pty_for_send_and_trust(protected: Any, tmp_path: Path,
     assert code == 0, text
     assert "wrong passphrase (try 2 of 3)" in text and "gpg:" not in text
     assert c.bob.keyring.key_for(fpr).validity == "full"
+
+
+def test_open_ack_signs_with_the_same_passphrase(protected: Any, notary_server: Any,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    from tests.fixtures.cli import use_notary
+
+    c = protected
+    use_notary(c, c.alice, notary_server)
+    eml = _sent(c, tmp_path, notarize=True)
+    p = run(c.bob, "open", str(eml), "--ack", "--json",
+            CERTMAIL_PASSPHRASE_FILE=c.pw("bob", BOB_PW))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    ack = json.loads(p.stdout)["ack"]
+    assert ack["fingerprint"] == c.bob.keyring.key_for(c.bob.email).fingerprint
+    # On a terminal: one prompt for both the decryption and the acknowledgement.
+    code, out = _in_pty(["open", str(eml), "--ack", "--no-mdn"], c.bob.env(), [BOB_PW])
+    assert code == 0, out.decode("utf-8", "replace")
+    assert _prompts(out) == 1
