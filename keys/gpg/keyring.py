@@ -236,12 +236,22 @@ class Keyring:
             f"Name-Email: {email}",
             "Expire-Date: 0",
         ]
-        params.append(f"Passphrase: {secret}" if secret else "%no-protection")
+        if not secret:
+            params.append("%no-protection")
         params.append("%commit")
-        result = self._gpg.gen_key("\n".join(params) + "\n")
-        if not result.fingerprint:
-            raise KeyMaterialError(f"key generation failed: {gpg_message(result.stderr)}")
-        return str(result.fingerprint)
+        # The parameters on stdin; the passphrase on its own pipe (loopback): gpg-agent
+        # never tries a pinentry, which fails off a terminal.
+        proc = self._run(
+            ["--gen-key"],
+            stdin=("\n".join(params) + "\n").encode(),
+            secret=True,
+            passphrase=secret or None,
+        )
+        stderr = proc.stderr.decode("utf-8", "replace")
+        created = [v.split() for v in status_values(stderr, "KEY_CREATED")]
+        if proc.returncode != 0 or not created or len(created[-1]) < 2:
+            raise KeyMaterialError(f"key generation failed: {gpg_message(stderr)}")
+        return created[-1][1]
 
     def export_public(self, addr_or_fpr: str) -> str:
         """The public key, ASCII-armored (``-----BEGIN PGP PUBLIC KEY BLOCK-----``)."""
