@@ -54,7 +54,7 @@ from .smtp import parse_smtp_url
 from .unseal import check_manifest, unseal
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
-    from keys.gpg import Keyring, SignatureInfo
+    from keys.gpg import Ask, Keyring, SignatureInfo
 
     from .config import Settings
     from .scan import Scanner
@@ -98,6 +98,7 @@ class Certmail:
         settings: Settings | None = None,
         *,
         passphrase: str | None = None,
+        ask: Ask | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if settings is None:
@@ -105,7 +106,8 @@ class Certmail:
 
             settings = load_settings()
         self.settings = settings
-        self.passphrase = passphrase if passphrase is not None else settings.passphrase()
+        self.ask = ask  # asked when gpg needs the passphrase (certmail.passphrase)
+        self.passphrase = passphrase if passphrase is not None or ask else settings.passphrase()
         self.clock = clock
         self._keyring: Keyring | None = None
         self._ledger: Ledger | None = None
@@ -136,7 +138,9 @@ class Certmail:
         if self._keyring is None:
             from keys.gpg import Keyring
 
-            self._keyring = Keyring(self.settings.gnupghome, passphrase=self.passphrase)
+            self._keyring = Keyring(
+                self.settings.gnupghome, passphrase=self.passphrase, ask=self.ask
+            )
         return self._keyring
 
     @property

@@ -138,7 +138,12 @@ def _seal_encrypted(
     recipients = [keyring.encryption_key(a) for a in headers.recipients]
     own = keyring.encryption_key(headers.from_addr)
     fprs = [*dict.fromkeys([*recipients, own])]
+    # Unlock the keys before the streaming pipeline, whose runs cannot be repeated:
+    # the micalg probe signs (asking for the passphrase if needed); unsigned, a
+    # probe decrypts for the re-verification.
     micalg = keyring.micalg(signer) if signer is not None else None
+    if signer is None:
+        keyring.unlock_decryption(own)
     sb = new_boundary()
     # The payload gpg encrypts is [multipart/signed head][inner][signature part];
     # its SHA-256 is taken as it is written, to compare with the decryption.

@@ -2,7 +2,9 @@
 
 The root group and each command that reads a certmail home take ``--home``
 (env ``CERTMAIL_HOME``) and ``--json``; the root group also takes
-``--verbose`` (env ``CERTMAIL_VERBOSE``). Their values land on one
+``--verbose`` (env ``CERTMAIL_VERBOSE``) and ``--passphrase-fd N`` (env
+``CERTMAIL_PASSPHRASE_FD``; also on ``keys trust``): the passphrase of your
+key is read from descriptor N (:mod:`certmail.passphrase`). Their values land on one
 :class:`App` in ``ctx.obj``, which commands receive with :data:`pass_app`
 (Click's ``pass_obj``, as hatch does). Data goes to stdout, messages for
 people to stderr; errors have one shape, ``certmail: error: ...`` then
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from certmail.api import Certmail
     from certmail.config import Settings
     from keys.errors import Error
+    from keys.gpg import Ask, Keyring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +46,7 @@ class App:
     home: Path | None = None
     as_json: bool = False
     verbose: bool = False
+    passphrase_fd: int | None = None
 
     def settings(self) -> Settings:
         """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
@@ -50,11 +54,26 @@ class App:
 
         return load_settings(self.home)
 
+    def passphrase_source(self, settings: Settings | None = None) -> Ask | None:
+        """Where the key's passphrase comes from when gpg needs it: ``--passphrase-fd``,
+        CERTMAIL_PASSPHRASE_FILE, else a prompt on the terminal (docs/keys.md)."""
+        from certmail.passphrase import passphrase_source
+
+        return passphrase_source(settings or self.settings(), fd=self.passphrase_fd)
+
+    def keyring(self, settings: Settings | None = None) -> Keyring:
+        """The home's keyring, asking for the key's passphrase when gpg needs it."""
+        from keys.gpg import Keyring
+
+        settings = settings or self.settings()
+        return Keyring(settings.gnupghome, ask=self.passphrase_source(settings))
+
     def client(self) -> Certmail:
         """The Python API's :class:`certmail.api.Certmail` for this home."""
         from certmail.api import Certmail
 
-        return Certmail(self.settings())
+        settings = self.settings()
+        return Certmail(settings, ask=self.passphrase_source(settings))
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
@@ -93,6 +112,17 @@ verbose_option: Callable[[F], F] = click.option(
     expose_value=False,
     callback=_store("verbose"),
     help="On an error, print its full detail (every line of the message, the cause).",
+)
+
+
+passphrase_fd_option: Callable[[F], F] = click.option(
+    "--passphrase-fd",
+    type=click.IntRange(min=0),
+    envvar="CERTMAIL_PASSPHRASE_FD",
+    metavar="N",
+    expose_value=False,
+    callback=_store("passphrase_fd"),
+    help="Read your key's passphrase from file descriptor N (its first line), e.g. 3<FILE.",
 )
 
 

@@ -5,9 +5,8 @@ Heavy imports happen inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,33 +17,12 @@ from certmail.cli.app import (
     interactive,
     json_option,
     pass_app,
+    passphrase_fd_option,
     say,
 )
 
 if TYPE_CHECKING:
-    from certmail.config import Settings
-    from keys.gpg import KeyInfo, Keyring
-
-T = TypeVar("T")
-
-
-def with_keyring(settings: Settings, action: Callable[[Keyring], T]) -> T:
-    """Run ``action`` on the profile's keyring, asking for the key's passphrase if needed.
-
-    The passphrase comes from CERTMAIL_PASSPHRASE_FILE; without it, a protected
-    key is retried once with a prompt when stdin is a terminal.
-    """
-    from keys.errors import KeyMaterialError
-    from keys.gpg import Keyring
-
-    keyring = Keyring(settings.gnupghome, passphrase=settings.passphrase())
-    try:
-        return action(keyring)
-    except KeyMaterialError:
-        if settings.passphrase_file is not None or not interactive():
-            raise
-        passphrase = click.prompt("passphrase of your OpenPGP key", hide_input=True, err=True)
-        return action(Keyring(settings.gnupghome, passphrase=passphrase))
+    from keys.gpg import KeyInfo
 
 
 def key_json(key: KeyInfo) -> dict[str, Any]:
@@ -173,6 +151,7 @@ def import_cmd(app: App, file: Any) -> None:
     help="Do not ask for confirmation (never asked when stdin is not a terminal).",
 )
 @home_option
+@passphrase_fd_option
 @json_option()
 @pass_app
 def trust_cmd(app: App, addr_or_fingerprint: str, yes: bool) -> None:
@@ -181,7 +160,8 @@ def trust_cmd(app: App, addr_or_fingerprint: str, yes: bool) -> None:
     Certifies the key locally with your own key (a non-exportable signature,
     like `gpg --quick-lsign-key`); certmail then encrypts to it and reports
     signatures from it as trusted. Needs your passphrase if your key has one
-    (prompt, or CERTMAIL_PASSPHRASE_FILE).
+    and the agent has not unlocked it: asked on the terminal (three tries), or
+    from --passphrase-fd N or CERTMAIL_PASSPHRASE_FILE.
     """
     from keys.gpg import Keyring
 
@@ -192,7 +172,7 @@ def trust_cmd(app: App, addr_or_fingerprint: str, yes: bool) -> None:
         for uid in key.uids:
             say(f"     {uid}")
         click.confirm("Did you check this fingerprint with its owner?", abort=True, err=True)
-    fpr = with_keyring(settings, lambda kr: kr.trust(key.fingerprint))
+    fpr = app.keyring(settings).trust(key.fingerprint)
     after = Keyring(settings.gnupghome).key_for(fpr)
     if app.as_json:
         emit_json(key_json(after))

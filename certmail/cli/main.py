@@ -41,7 +41,7 @@ def _cli() -> Any:
 
     import click
 
-    from certmail.cli.app import home_option, json_option, verbose_option
+    from certmail.cli.app import home_option, json_option, passphrase_fd_option, verbose_option
 
     class LazyGroup(click.Group):
         """A group whose subcommands are imported on first use."""
@@ -66,6 +66,7 @@ def _cli() -> Any:
     @home_option
     @json_option("Print JSON on stdout (every command that has --json).")
     @verbose_option
+    @passphrase_fd_option
     @click.pass_context
     def cli(ctx: click.Context) -> None:
         """certmail: registered post for email.

@@ -4,6 +4,8 @@
 - :mod:`keys.gpg.colons`: the colon key listing (:class:`KeyInfo`);
 - :mod:`keys.gpg.status`: ``[GNUPG:]`` status lines (:class:`SignatureInfo`);
 - :mod:`keys.gpg.process`: streaming gpg processes (:class:`GpgProcess`);
+- :mod:`keys.gpg.passphrase`: a locked secret key (:class:`PassphraseError`,
+  the :data:`Ask` protocol a keyring uses to get a passphrase);
 - :mod:`keys.gpg.home`: the GNUPGHOME layout and configuration.
 
 Import the public names from here (``from keys.gpg import Keyring``).
@@ -21,6 +23,14 @@ from keys.gpg.colons import (
 )
 from keys.gpg.home import GPG_AGENT_CONF, GPG_CONF
 from keys.gpg.keyring import BUFFER_SIZE, Keyring
+from keys.gpg.passphrase import (
+    MAX_TRIES,
+    Ask,
+    BadPassphraseError,
+    PassphraseError,
+    PassphraseRequest,
+    PassphraseRequiredError,
+)
 from keys.gpg.process import GPG_BINARY, GpgProcess
 from keys.gpg.status import (
     IMPORT_HINT,
@@ -38,15 +48,21 @@ __all__ = [
     "GPG_CONF",
     "IMPORT_HINT",
     "INVALID_REASON",
+    "MAX_TRIES",
     "MICALG",
     "PK_ALGO",
     "SIG_STATUS",
     "SIG_VALIDITY",
     "TRUSTED_VALIDITY",
     "VALIDITY",
+    "Ask",
+    "BadPassphraseError",
     "GpgProcess",
     "KeyInfo",
     "Keyring",
+    "PassphraseError",
+    "PassphraseRequest",
+    "PassphraseRequiredError",
     "SignatureInfo",
     "email_of",
     "normalize_fingerprint",

@@ -18,9 +18,9 @@ import io
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import gnupg
 
@@ -40,6 +40,17 @@ from keys.gpg.colons import (
     parse_listing,
 )
 from keys.gpg.home import prepare_home
+from keys.gpg.passphrase import (
+    MAX_TRIES,
+    Ask,
+    BadPassphraseError,
+    PassphraseError,
+    PassphraseRequest,
+    check_secret_key_used,
+    named,
+    raise_for_passphrase,
+    usable_passphrase,
+)
 from keys.gpg.process import GPG_BINARY, GpgProcess, atomic_output, run_gpg
 from keys.gpg.selection import (
     encryption_key_of,
@@ -54,7 +65,6 @@ from keys.gpg.status import (
     STDERR_ENCODING,
     SignatureInfo,
     check_recipients_accepted,
-    check_secret_key_used,
     gpg_message,
     signature_info,
     signature_micalg,
@@ -64,6 +74,7 @@ from keys.gpg.status import (
 __all__ = ["BUFFER_SIZE", "Keyring"]
 
 BUFFER_SIZE = 1 << 20
+T = TypeVar("T")
 
 
 class Keyring:
@@ -71,11 +82,20 @@ class Keyring:
 
     ``passphrase`` unlocks the own secret key for signing and decryption; it is
     sent to gpg through ``--pinentry-mode loopback`` on a pipe, never on argv.
+    Without one, gpg runs with ``--pinentry-mode error``: an unprotected key, or
+    one the agent has unlocked (its cache), just works. ``ask``
+    (:mod:`keys.gpg.passphrase`) is called when gpg needs a passphrase or
+    refused the one it got, up to :data:`~keys.gpg.passphrase.MAX_TRIES` times;
+    the passphrase that worked is kept for the keyring's later operations (the
+    streaming ones, which cannot be run twice, use it).
     """
 
-    def __init__(self, gnupghome: Path, *, passphrase: str | None = None) -> None:
+    def __init__(
+        self, gnupghome: Path, *, passphrase: str | None = None, ask: Ask | None = None
+    ) -> None:
         self.gnupghome = Path(gnupghome)
         self.passphrase = passphrase
+        self.ask = ask
         prepare_home(self.gnupghome)
         try:
             self._gpg = gnupg.GPG(
@@ -92,16 +112,66 @@ class Keyring:
     # -- running gpg -----------------------------------------------------------
 
     def _run(
-        self, args: Sequence[str], *, stdin: bytes | None = None, passphrase: bool = False
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        passphrase: str | None = None,
+        secret: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run gpg directly (for listings and small key-management commands)."""
         return run_gpg(
-            self.gnupghome, args, stdin=stdin or b"", secret=passphrase, passphrase=self.passphrase
+            self.gnupghome, args, stdin=stdin or b"", secret=secret, passphrase=passphrase
         )
 
-    def _secret_args(self) -> list[str]:
-        """Extra arguments for operations that use the secret key."""
-        return [] if self.passphrase is not None else ["--pinentry-mode", "error"]
+    @staticmethod
+    def _secret_args(passphrase: str | None) -> list[str]:
+        """Extra python-gnupg arguments for an operation that uses the secret key:
+        with no passphrase, gpg may not start a pinentry (python-gnupg adds the
+        loopback arguments itself when it has one)."""
+        return [] if passphrase is not None else ["--pinentry-mode", "error"]
+
+    def _unlocked(self, op: Callable[[str | None], T], fpr: str | None = None) -> T:
+        """Run ``op(passphrase)``, a secret-key operation that raises
+        :class:`PassphraseError` when the key stayed locked; on that, get a
+        passphrase from :attr:`ask` and run it again (at most MAX_TRIES asks).
+
+        ``fpr`` names the key in prompts and errors. The passphrase that worked
+        is kept in :attr:`passphrase`.
+        """
+        passphrase = self.passphrase
+        asked = 0
+        key: str | None = None
+        while True:
+            try:
+                if passphrase is not None:
+                    usable_passphrase(passphrase)
+                result = op(passphrase)
+            except PassphraseError as e:
+                key = key or self.describe_key(fpr)
+                if self.ask is None:
+                    raise named(e, key) from None
+                if asked >= MAX_TRIES:
+                    raise named(e, key, tries=asked) from None
+                asked += 1
+                passphrase = self.ask(
+                    PassphraseRequest(key, asked, isinstance(e, BadPassphraseError))
+                )
+                continue
+            self.passphrase = passphrase
+            return result
+
+    def describe_key(self, fpr: str | None = None) -> str:
+        """``Name <addr> (key id)`` of an own secret key, for a passphrase prompt; without
+        ``fpr``, the only secret key (or "your OpenPGP key" when there are several)."""
+        own = self._listing(secret=True)
+        if fpr is not None:
+            own = [k for k in own if k.info.fingerprint == fpr]
+        if len(own) != 1:
+            return "your OpenPGP key"
+        info = own[0].info
+        uid = info.uids[0] if info.uids else info.fingerprint
+        return f"{uid} ({info.fingerprint[-16:]})"
 
     # -- listing ---------------------------------------------------------------
 
@@ -166,12 +236,22 @@ class Keyring:
             f"Name-Email: {email}",
             "Expire-Date: 0",
         ]
-        params.append(f"Passphrase: {secret}" if secret else "%no-protection")
+        if not secret:
+            params.append("%no-protection")
         params.append("%commit")
-        result = self._gpg.gen_key("\n".join(params) + "\n")
-        if not result.fingerprint:
-            raise KeyMaterialError(f"key generation failed: {gpg_message(result.stderr)}")
-        return str(result.fingerprint)
+        # The parameters on stdin; the passphrase on its own pipe (loopback): gpg-agent
+        # never tries a pinentry, which fails off a terminal.
+        proc = self._run(
+            ["--gen-key"],
+            stdin=("\n".join(params) + "\n").encode(),
+            secret=True,
+            passphrase=secret or None,
+        )
+        stderr = proc.stderr.decode("utf-8", "replace")
+        created = [v.split() for v in status_values(stderr, "KEY_CREATED")]
+        if proc.returncode != 0 or not created or len(created[-1]) < 2:
+            raise KeyMaterialError(f"key generation failed: {gpg_message(stderr)}")
+        return created[-1][1]
 
     def export_public(self, addr_or_fpr: str) -> str:
         """The public key, ASCII-armored (``-----BEGIN PGP PUBLIC KEY BLOCK-----``)."""
@@ -207,14 +287,19 @@ class Keyring:
                 hint="certmail init --email ADDR --name NAME",
             )
         signer = own[0].info.fingerprint
-        proc = self._run(
-            ["--local-user", signer, "--quick-lsign-key", key.fingerprint], passphrase=True
-        )
-        if proc.returncode != 0:
-            raise KeyMaterialError(
-                f"cannot certify {key.fingerprint}: {gpg_message(proc.stderr)}",
-                hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
+
+        def lsign(passphrase: str | None) -> None:
+            proc = self._run(
+                ["--local-user", signer, "--quick-lsign-key", key.fingerprint],
+                secret=True,
+                passphrase=passphrase,
             )
+            if proc.returncode != 0:
+                stderr = proc.stderr.decode("utf-8", "replace")
+                raise_for_passphrase(stderr)
+                raise KeyMaterialError(f"cannot certify {key.fingerprint}: {gpg_message(stderr)}")
+
+        self._unlocked(lsign, signer)
         self._run(["--check-trustdb"])
         return key.fingerprint
 
@@ -224,7 +309,7 @@ class Keyring:
         if not result.fingerprint or result.returncode not in (0, None):
             raise KeyMaterialError(
                 f"signing failed: {result.status or gpg_message(result.stderr)}",
-                hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
+                hint="certmail keys list --secret",
             )
         micalg = MICALG.get(str(result.hash_algo))
         if micalg is None:
@@ -238,26 +323,33 @@ class Keyring:
             return query
         return self.signing_key(signer)
 
-    def _sign_stream(self, f: IO[bytes], signer: str) -> tuple[bytes, str]:
-        result = self._gpg.sign_file(
-            f,
-            keyid=self._resolve_signer(signer),
-            passphrase=self.passphrase,
-            clearsign=False,
-            detach=True,
-            extra_args=self._secret_args(),
-        )
-        return self._sign_result(result)
+    def _sign_stream(self, open_data: Callable[[], IO[bytes]], signer: str) -> tuple[bytes, str]:
+        """A detached signature over what ``open_data()`` reads (opened again for each try)."""
+        fpr = self._resolve_signer(signer)
+
+        def sign(passphrase: str | None) -> tuple[bytes, str]:
+            with open_data() as f:
+                result = self._gpg.sign_file(
+                    f,
+                    keyid=fpr,
+                    passphrase=passphrase,
+                    clearsign=False,
+                    detach=True,
+                    extra_args=self._secret_args(passphrase),
+                )
+            if not result.fingerprint:
+                raise_for_passphrase(result.stderr or "")
+            return self._sign_result(result)
+
+        return self._unlocked(sign, fpr)
 
     def sign_detached(self, data: bytes, signer: str) -> tuple[bytes, str]:
         """An ASCII-armored detached signature over ``data`` and its RFC 3156 micalg."""
-        with io.BytesIO(data) as f:
-            return self._sign_stream(f, signer)
+        return self._sign_stream(lambda: io.BytesIO(data), signer)
 
     def sign_detached_file(self, path: Path, signer: str) -> tuple[bytes, str]:
         """Like :meth:`sign_detached`, streaming the data from ``path``."""
-        with open(path, "rb") as f:
-            return self._sign_stream(f, signer)
+        return self._sign_stream(lambda: open(path, "rb"), signer)
 
     def verify_detached(self, data: bytes, signature: bytes) -> SignatureInfo:
         """Verify a detached signature over ``data``; raise VerificationError if it fails."""
@@ -302,32 +394,39 @@ class Keyring:
     ) -> None:
         fprs = self._check_recipients(recipients)
         sign = self._resolve_signer(signer) if signer else None
-        with atomic_output(dst) as tmp, open(src, "rb") as f:
-            extra = ["--yes"] + (self._secret_args() if sign else [])
-            if not compress:
-                extra += ["--compress-algo", "none"]
-            result = self._gpg.encrypt_file(
-                f,
-                fprs,
-                sign=sign,
-                always_trust=False,
-                passphrase=self.passphrase if sign else None,
-                armor=armor,
-                output=str(tmp),
-                extra_args=extra,
-            )
-            if not result.ok or result.returncode != 0:
-                check_recipients_accepted(result.stderr)
-                if status_values(result.stderr, "INV_SGNR"):
-                    raise KeyMaterialError(
-                        f"cannot sign with {sign}", hint="certmail init --email ADDR --name NAME"
-                    )
-                raise KeyMaterialError(
-                    f"encryption failed: {result.status or gpg_message(result.stderr)}",
-                    hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase"
-                    if sign
-                    else None,
+
+        def encrypt(passphrase: str | None) -> None:
+            with atomic_output(dst) as tmp, open(src, "rb") as f:
+                extra = ["--yes"] + (self._secret_args(passphrase) if sign else [])
+                if not compress:
+                    extra += ["--compress-algo", "none"]
+                result = self._gpg.encrypt_file(
+                    f,
+                    fprs,
+                    sign=sign,
+                    always_trust=False,
+                    passphrase=passphrase if sign else None,
+                    armor=armor,
+                    output=str(tmp),
+                    extra_args=extra,
                 )
+                if not result.ok or result.returncode != 0:
+                    check_recipients_accepted(result.stderr)
+                    if sign:
+                        raise_for_passphrase(result.stderr or "")
+                    if status_values(result.stderr, "INV_SGNR"):
+                        raise KeyMaterialError(
+                            f"cannot sign with {sign}",
+                            hint="certmail init --email ADDR --name NAME",
+                        )
+                    raise KeyMaterialError(
+                        f"encryption failed: {result.status or gpg_message(result.stderr)}"
+                    )
+
+        if sign is None:
+            encrypt(None)
+        else:
+            self._unlocked(encrypt, sign)
 
     def encrypt_file(
         self,
@@ -367,12 +466,15 @@ class Keyring:
         src = Path(src)
         if not src.is_file():
             raise NotFoundError(f"no such file: {src}")
+        return self._unlocked(lambda passphrase: self._decrypt_once(src, dst, passphrase))
+
+    def _decrypt_once(self, src: Path, dst: Path, passphrase: str | None) -> SignatureInfo | None:
         with atomic_output(dst) as tmp, open(src, "rb") as f:
             result = self._gpg.decrypt_file(
                 f,
-                passphrase=self.passphrase,
+                passphrase=passphrase,
                 output=str(tmp),
-                extra_args=["--yes", *self._secret_args()],
+                extra_args=["--yes", *self._secret_args(passphrase)],
             )
             stderr = getattr(result, "stderr", None) or ""
             if not result.ok or result.returncode not in (0, 2):
@@ -404,14 +506,20 @@ class Keyring:
         stdout: int | IO[bytes] | None = None,
         secret: bool = False,
         collect_stdout: bool = False,
+        passphrase: str | None = None,
     ) -> GpgProcess:
-        """Start gpg on this keyring with ``args``; ``secret``: it uses the secret key."""
+        """Start gpg on this keyring with ``args``; ``secret``: it uses the secret key
+        (unlocked with ``passphrase``, default :attr:`passphrase`). Streaming runs
+        cannot be repeated: unlock the key first (:meth:`micalg`,
+        :meth:`unlock_decryption`), which asks for the passphrase when needed."""
         return GpgProcess.start(
             self.gnupghome,
             args,
             stdin=stdin,
             stdout=stdout,
-            passphrase=self.passphrase if secret else None,
+            passphrase=(passphrase if passphrase is not None else self.passphrase)
+            if secret
+            else None,
             secret=secret,
             collect_stdout=collect_stdout,
         )
@@ -427,11 +535,34 @@ class Keyring:
         return self._micalg_of(self._resolve_signer(signer))
 
     def _probe_micalg(self, fpr: str) -> str:
-        run = self.spawn(["--local-user", fpr, "--detach-sign", "--armor"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, secret=True,
-                         collect_stdout=True)  # fmt: skip
-        code, stderr, _ = run.wait()
-        return signature_micalg(code, stderr)
+        def probe(passphrase: str | None) -> str:
+            run = self.spawn(
+                ["--local-user", fpr, "--detach-sign", "--armor"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                secret=True,
+                collect_stdout=True,
+                passphrase=passphrase,
+            )
+            code, stderr, _ = run.wait()
+            if code != 0:
+                raise_for_passphrase(stderr)
+            return signature_micalg(code, stderr)
+
+        return self._unlocked(probe, fpr)
+
+    def unlock_decryption(self, fpr: str) -> None:
+        """Make sure the own key ``fpr`` can decrypt (asking for its passphrase if needed)
+        before a streaming decryption: a few bytes are encrypted to it and decrypted."""
+        with tempfile.TemporaryDirectory(prefix="certmail-unlock-") as tmp:
+            plain, sealed, out = Path(tmp, "p"), Path(tmp, "c"), Path(tmp, "o")
+            plain.write_bytes(b"certmail\n")
+            self.encrypt_file(plain, sealed, [fpr], armor=False)
+
+            def probe(passphrase: str | None) -> None:
+                self._decrypt_once(sealed, out, passphrase)
+
+            self._unlocked(probe, fpr)
 
     def start_sign_detached(self, src: IO[bytes] | int, signer: str) -> GpgProcess:
         """Start an armored detached signature over ``src`` (gpg reads the file itself)."""
@@ -447,6 +578,8 @@ class Keyring:
     def finish_sign_detached(self, run: GpgProcess) -> tuple[bytes, str]:
         """The signature and its micalg once :meth:`start_sign_detached` is done."""
         code, stderr, out = run.wait()
+        if code != 0:
+            raise_for_passphrase(stderr)
         return out, signature_micalg(code, stderr)
 
     def start_encrypt(

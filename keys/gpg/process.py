@@ -10,6 +10,7 @@ gives the pipes a 1 MiB buffer on Linux.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 import tempfile
@@ -20,7 +21,16 @@ from typing import IO
 
 from keys.errors import KeyMaterialError
 
-__all__ = ["GPG_BINARY", "GpgProcess", "atomic_output", "base_command", "run_gpg", "widen_pipe"]
+__all__ = [
+    "GPG_BINARY",
+    "GpgProcess",
+    "atomic_output",
+    "base_command",
+    "passphrase_pipe",
+    "run_gpg",
+    "secret_args",
+    "widen_pipe",
+]
 
 GPG_BINARY = "gpg"
 
@@ -30,17 +40,48 @@ _F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 def widen_pipe(fd: int, size: int = 1 << 20) -> None:
     """Give a pipe a 1 MiB buffer (Linux; the default 64 KiB makes gpg and Python
     take turns every 64 KiB: many context switches for a large message)."""
-    try:
-        import fcntl
-
+    with contextlib.suppress(OSError):
         fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
-    except (OSError, ImportError):
-        pass
 
 
 def base_command(home: Path) -> list[str]:
     """gpg on the GNUPGHOME ``home``, non-interactive, status lines on stderr."""
     return [GPG_BINARY, "--homedir", str(home), "--batch", "--no-tty", "--status-fd", "2"]
+
+
+def passphrase_pipe(passphrase: str) -> int:
+    """The read end of a pipe that holds ``passphrase`` and a newline, then EOF.
+
+    gpg reads it with ``--passphrase-fd N`` (the fd is passed to the child with
+    ``pass_fds``, at the same number). The number is never 0, 1 or 2, so it can
+    not collide with the data on stdin and stdout, even in a process started
+    with a standard stream closed. A passphrase is far smaller than a pipe's
+    buffer: the write never blocks.
+    """
+    rfd, wfd = os.pipe()
+    try:
+        _write_all(wfd, passphrase.encode("utf-8") + b"\n")
+    finally:
+        os.close(wfd)
+    if rfd < 3:
+        high = fcntl.fcntl(rfd, fcntl.F_DUPFD_CLOEXEC, 3)
+        os.close(rfd)
+        rfd = high
+    return rfd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def secret_args(passphrase: str | None, fd: int | None) -> list[str]:
+    """How gpg gets the secret key: the passphrase from ``fd`` (loopback pinentry),
+    or, with none, never a pinentry (the agent's cache or an unprotected key)."""
+    if passphrase is None or fd is None:
+        return ["--pinentry-mode", "error"]
+    return ["--pinentry-mode", "loopback", "--passphrase-fd", str(fd)]
 
 
 def run_gpg(
@@ -52,17 +93,20 @@ def run_gpg(
     passphrase: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run gpg to completion with colon listings (small commands: listings, key
-    management). With ``secret``, the passphrase (if any) goes first on stdin
-    through loopback pinentry; without one, gpg may not prompt."""
+    management). With ``secret``, the passphrase (if any) goes through its own
+    pipe with loopback pinentry; without one, gpg may not prompt."""
     cmd = [*base_command(home), "--with-colons", "--fixed-list-mode"]
-    data = stdin
-    if secret and passphrase is not None:
-        cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
-        data = passphrase.encode() + b"\n" + data
-    elif secret:
-        cmd += ["--pinentry-mode", "error"]
-    cmd += list(args)
-    return subprocess.run(cmd, input=data, capture_output=True, check=False)
+    fd = passphrase_pipe(passphrase) if secret and passphrase is not None else None
+    try:
+        if secret:
+            cmd += secret_args(passphrase, fd)
+        cmd += list(args)
+        return subprocess.run(
+            cmd, input=stdin, capture_output=True, check=False, pass_fds=() if fd is None else (fd,)
+        )
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -93,17 +137,17 @@ class GpgProcess:
     def __init__(self, cmd: list[str], *, stdin: int | IO[bytes] | None,
                  stdout: int | IO[bytes] | None, passphrase: str | None,
                  collect_stdout: bool) -> None:  # fmt: skip
-        pass_fds: tuple[int, ...] = ()
-        rfd = -1
-        if passphrase is not None:
-            rfd, wfd = os.pipe()
-            os.write(wfd, passphrase.encode() + b"\n")
-            os.close(wfd)
-            pass_fds = (rfd,)
-            cmd = [cmd[0], "--pinentry-mode", "loopback", "--passphrase-fd", str(rfd), *cmd[1:]]
+        rfd = passphrase_pipe(passphrase) if passphrase is not None else -1
+        if rfd >= 0:
+            cmd = [cmd[0], *secret_args(passphrase, rfd), *cmd[1:]]
         try:
-            self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout,
-                                         stderr=subprocess.PIPE, pass_fds=pass_fds)  # fmt: skip
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                pass_fds=(rfd,) if rfd >= 0 else (),
+            )
         except OSError as e:
             raise KeyMaterialError(f"cannot run gpg: {e}",
                                    hint="install GnuPG 2.2 or later") from e  # fmt: skip
@@ -143,7 +187,7 @@ class GpgProcess:
         prompt (``--pinentry-mode error``)."""
         cmd = [*base_command(home), "--yes"]
         if secret and passphrase is None:
-            cmd += ["--pinentry-mode", "error"]
+            cmd += secret_args(None, None)
         return cls([*cmd, *args], stdin=stdin, stdout=stdout, passphrase=passphrase,
                    collect_stdout=collect_stdout)  # fmt: skip
 

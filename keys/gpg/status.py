@@ -27,7 +27,6 @@ __all__ = [
     "STDERR_ENCODING",
     "SignatureInfo",
     "check_recipients_accepted",
-    "check_secret_key_used",
     "gpg_message",
     "signature_info",
     "signature_micalg",
@@ -147,7 +146,7 @@ def signature_micalg(code: int, stderr: str) -> str:
     if code != 0 or not created:
         raise KeyMaterialError(
             f"signing failed: {gpg_message(stderr)}",
-            hint="set CERTMAIL_PASSPHRASE_FILE if your key has a passphrase",
+            hint="certmail keys list --secret",
         )
     # SIG_CREATED <type> <pk_algo> <hash_algo> <class> <timestamp> <fpr>
     fields = created[-1].split()
@@ -204,17 +203,4 @@ def check_recipients_accepted(stderr: str) -> None:
         raise Error(
             f"cannot encrypt to {who}: {reason}",
             hint=f"certmail keys trust {who}" if code == "10" else IMPORT_HINT,
-        )
-
-
-def check_secret_key_used(stderr: str) -> None:
-    """Raise if a decryption failed for want of a secret key or its passphrase."""
-    if status_values(stderr, "NO_SECKEY") and not status_values(stderr, "DECRYPTION_KEY"):
-        raise VerificationError(
-            "not encrypted to any of your keys", hint="certmail keys list --secret"
-        )
-    if status_values(stderr, "BAD_PASSPHRASE") or status_values(stderr, "MISSING_PASSPHRASE"):
-        raise KeyMaterialError(
-            "your secret key needs its passphrase",
-            hint="set CERTMAIL_PASSPHRASE_FILE or run the command on a terminal",
         )

@@ -349,3 +349,116 @@ def test_an_unreadable_gpg_answer_is_a_verification_error() -> None:
 
     with pytest.raises(VerificationError, match="could not be read"):
         signature_info(Unread())
+
+
+# ---------------------------------------------------------------- passphrases
+
+# Status lines of GnuPG 2.2 for a protected key (recorded with --status-fd 2).
+NO_PINENTRY_DECRYPT = """\
+[GNUPG:] ENC_TO ECF15895F82EB0C4 18 0
+[GNUPG:] NO_SECKEY 4485A7B8306309FF
+gpg: public key decryption failed: No pinentry
+[GNUPG:] ERROR pkdecrypt_failed 67108949
+[GNUPG:] BEGIN_DECRYPTION
+[GNUPG:] DECRYPTION_FAILED
+gpg: decryption failed: No secret key
+"""
+BAD_PASSPHRASE_SIGN = """\
+[GNUPG:] BEGIN_SIGNING H10
+gpg: signing failed: Bad passphrase
+[GNUPG:] FAILURE sign 67108875
+"""
+NO_PASSPHRASE_SIGN = "[GNUPG:] FAILURE sign 67109041\n"
+NOT_FOR_YOU = """\
+[GNUPG:] ENC_TO 4485A7B8306309FF 18 0
+[GNUPG:] NO_SECKEY 4485A7B8306309FF
+[GNUPG:] BEGIN_DECRYPTION
+[GNUPG:] DECRYPTION_FAILED
+"""
+
+
+def test_passphrase_failures_from_status_lines() -> None:
+    from keys.gpg import BadPassphraseError, PassphraseRequiredError
+    from keys.gpg.passphrase import check_secret_key_used, passphrase_failure
+
+    assert passphrase_failure(NO_PINENTRY_DECRYPT) is PassphraseRequiredError
+    assert passphrase_failure(NO_PASSPHRASE_SIGN) is PassphraseRequiredError
+    assert passphrase_failure("[GNUPG:] MISSING_PASSPHRASE\n") is PassphraseRequiredError
+    assert passphrase_failure(BAD_PASSPHRASE_SIGN) is BadPassphraseError
+    assert passphrase_failure("[GNUPG:] BAD_PASSPHRASE 0123456789ABCDEF\n") is BadPassphraseError
+    assert passphrase_failure(NOT_FOR_YOU) is None
+    # A locked key is never "not encrypted to any of your keys", even with a
+    # NO_SECKEY line for another recipient's key beside it.
+    with pytest.raises(PassphraseRequiredError) as locked:
+        check_secret_key_used(NO_PINENTRY_DECRYPT)
+    assert locked.value.exit_code == 1
+    with pytest.raises(BadPassphraseError):
+        check_secret_key_used(NO_PINENTRY_DECRYPT.replace("67108949", "67108875"))
+    with pytest.raises(VerificationError, match="not encrypted to any of your keys") as e:
+        check_secret_key_used(NOT_FOR_YOU)
+    assert e.value.exit_code == 3
+
+
+def _protected(gnupghome_factory: Callable[[], Path]) -> tuple[Path, str]:
+    home = gnupghome_factory()
+    fpr = Keyring(home, passphrase="correct horse").generate_identity("pat@example.org", "Pat")
+    return home, fpr
+
+
+def test_ask_is_called_until_the_passphrase_is_right(gnupghome_factory: Callable[[], Path],
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    from keys.gpg import BadPassphraseError, PassphraseRequest, PassphraseRequiredError
+
+    home, fpr = _protected(gnupghome_factory)
+    plain, sealed, out = tmp_path / "p", tmp_path / "c", tmp_path / "o"
+    plain.write_bytes(b"secret text\n")
+    Keyring(home).encrypt_file(plain, sealed, [fpr])
+    asked: list[PassphraseRequest] = []
+
+    def ask(answers: list[str]) -> Callable[[PassphraseRequest], str]:
+        def answer(r: PassphraseRequest) -> str:
+            asked.append(r)
+            return answers[r.attempt - 1]
+
+        return answer
+
+    ring = Keyring(home, ask=ask(["no", "", "correct horse"]))
+    assert ring.decrypt_file(sealed, out) is None and out.read_bytes() == b"secret text\n"
+    # First try without a passphrase (the agent's cache), then each answer; an empty
+    # one counts as none given, not as wrong.
+    assert [(r.attempt, r.wrong) for r in asked] == [(1, False), (2, True), (3, False)]
+    assert "Pat <pat@example.org>" in asked[0].key
+    assert ring.passphrase == "correct horse"
+    ring.sign_detached(b"kept for the next operation", fpr)
+    assert len(asked) == 3
+
+    asked.clear()
+    with pytest.raises(BadPassphraseError, match=r"wrong passphrase for Pat .*\(3 tries\)"):
+        Keyring(home, ask=ask(["a", "b", "c", "correct horse"])).sign_detached(b"x", fpr)
+    assert len(asked) == 3
+    with pytest.raises(PassphraseRequiredError, match="needs its passphrase"):
+        Keyring(home).decrypt_file(sealed, out)
+    with pytest.raises(BadPassphraseError, match="wrong passphrase"):
+        Keyring(home, passphrase="nope").micalg(fpr)
+
+
+def test_passphrase_fd_never_collides_with_stdin(gnupghome_factory: Callable[[], Path],
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """With fd 0 closed, os.pipe() returns 0 for the passphrase pipe; gpg's stdin (a
+    new pipe, dup2'd to 0 in the child) must not replace it."""
+    import sys
+
+    home, fpr = _protected(gnupghome_factory)
+    result = tmp_path / "micalg"
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "os.close(0)\n"
+        "from keys.gpg import Keyring\n"
+        f"m = Keyring(Path({str(home)!r}), passphrase='correct horse').micalg({fpr!r})\n"
+        f"Path({str(result)!r}).write_text(m)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       cwd=Path(__file__).parents[2])  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert result.read_text() == "pgp-sha512"
