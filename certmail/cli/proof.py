@@ -239,13 +239,43 @@ def _without_foreign_acks(
     type=click.Path(file_okay=False, path_type=Path),
     help="Check signatures with this GnuPG home (default: your certmail keyring, if there is one).",
 )
+@click.option(
+    "--trust-bundle-key",
+    is_flag=True,
+    help="Without --vkey: accept the bundle's own notary.vkey (else exit 3).",
+)
+@click.option(
+    "--trust-bundle-root",
+    is_flag=True,
+    help="Without --tsa-root: accept the root at the end of the bundle's tsa-chain.pem "
+    "(else exit 3).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
 def verify(
-    app: App, bundle: Path, vkey_file: Path | None, tsa_root: Path | None, gnupghome: Path | None
+    app: App,
+    bundle: Path,
+    vkey_file: Path | None,
+    tsa_root: Path | None,
+    gnupghome: Path | None,
+    trust_bundle_key: bool,
+    trust_bundle_root: bool,
 ) -> None:
-    """Check a proof bundle offline: exit 0 when valid, 3 when not."""
+    """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
+    TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
+    --trust-bundle-key / --trust-bundle-root was not given)."""
     from certmail.cli.proof_verify import VerifyArgs, run_verify
 
-    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, app.as_json, app.home))
+    run_verify(
+        VerifyArgs(
+            bundle,
+            vkey_file,
+            tsa_root,
+            gnupghome,
+            app.as_json,
+            app.home,
+            trust_bundle_key=trust_bundle_key,
+            trust_bundle_root=trust_bundle_root,
+        )
+    )

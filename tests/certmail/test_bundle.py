@@ -526,14 +526,26 @@ def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> No
                             *args], capture_output=True, env=env, check=False, timeout=120)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
-    for target, opts in ((bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"]),
-                         (bundle, []), (bad, ["--vkey", str(vkey)])):
+    own = ["--trust-bundle-key", "--trust-bundle-root"]
+    for target, opts, code in (
+        (bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"], 0),
+        (bundle, own, 0),
+        (bundle, [], 3),  # only consistent with itself: not verified (issue 10 item 16)
+        (bundle, ["--vkey", str(vkey)], 3),  # the TSA root is not pinned
+        (bundle, ["--trust-bundle-key", f"--tsa-root={world.root_pem}"], 0),
+        (bad, ["--vkey", str(vkey)], 3),
+        (bad, own, 3),
+    ):
         for form in (["--json"], []):
             fast = run(str(target), *form, *opts)
             assert fast == run(*form, *opts, "--", str(target))  # "--": through Click
             if form:  # a repeated flag is not a plain form either
                 assert fast == run(str(target), "--json", "--json", *opts)
-            assert fast[0] == (3 if target == bad else 0), fast
+            assert fast[0] == code, fast
+            if code == 3 and target == bundle:
+                assert fast[1] == "" and "not verified against a trusted" in fast[2], fast
+    # a repeated flag goes through Click, which accepts it: the same answer
+    assert run(str(bundle), *own, "--trust-bundle-key") == run(str(bundle), *own)
     table = run(str(bundle), "--vkey", str(vkey), "--tsa-root", str(world.root_pem))
     assert table[0] == 0 and table[1].rstrip().endswith("valid") and table[2] == ""
     assert run("--help")[0] == 0 and "Usage:" in run("--help")[1]

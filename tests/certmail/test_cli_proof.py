@@ -60,8 +60,16 @@ def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
     assert checks["sender signature"]["status"] == "ok"
     assert c.alice.email in checks["sender signature"]["detail"]
     assert checks["01 time-stamp"]["status"] == "ok"
-    # the table, and the loud warning without a trusted key or root
+    # without a trusted key or root: only consistent with itself, so exit 3 (issue 10 item 16)
     p = run(c.bob, "proof", "verify", str(bundle))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "not verified against a trusted notary key" in one_line_error(p)
+    assert "--trust-bundle-key" in p.stderr
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "not verified against a trusted TSA root" in one_line_error(p)
+    # the table, and the loud warning when the user accepts the bundle's own key and root
+    p = run(c.bob, "proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root")
     assert p.returncode == 0, p.stderr
     assert "SubmissionAcceptance" in p.stdout and "valid" in p.stdout
     assert "certmail: warning: no trusted verifier key" in p.stderr
@@ -123,7 +131,8 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     assert p.returncode == 0, p.stderr
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
     assert checks["sender signature"]["detail"] == (
@@ -169,7 +178,8 @@ def _verified_with_ack(c: Any, bundle: Path, vkey: Path
                        ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
     assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
@@ -198,7 +208,8 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
     # Without a keyring the acknowledgement is not checked, and says so.
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json",
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json",
             "--gnupghome", str(empty))
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
@@ -220,7 +231,7 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     assert mallory_fpr != bob_fpr
     _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory,
                                     export_args=("--keep-all-acks",))
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
     assert "evidence 02" in line and "not a recipient's key" in line
@@ -229,7 +240,8 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     # Even a keyring that also holds Mallory's key (so the signature itself verifies)
     # says so: the key is not the one it uses for Bob.
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
 
 
@@ -275,5 +287,5 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force",
             "--keep-all-acks")
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
