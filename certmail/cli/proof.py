@@ -125,6 +125,11 @@ def export(
             body = get("/v1/proof/consistency", old=old, new=new).json()
             return [base64.b64decode(h, validate=True) for h in body["proof"]]
 
+        protected = None
+        if reveal_subject:
+            protected, note = protected_subject(message, settings)
+            if note:
+                click.echo(f"certmail: warning: {note}", err=True)
         data = export_bundle(
             message,
             receipts,
@@ -132,6 +137,7 @@ def export(
             tsa_chain_pem=chain,
             consistency=consistency,
             reveal_subject=reveal_subject,
+            protected_subject=protected,
         )
     _write_new(output, data, force)
     for lo in left_out:
@@ -178,6 +184,33 @@ def _write_new(output: Path, data: bytes, force: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | None]:
+    """The Subject inside the encryption of the sender's copy (RFC 9788: the outer one is
+    ``[...]``), and a note when it cannot be read. ``send`` encrypts to the sender's own
+    key too, so the sender's keyring decrypts its copy; (None, None) for a message that
+    is not encrypted (its outer Subject is the real one)."""
+    import tempfile
+
+    from certmail.bundle.headers import header_facts
+    from certmail.unseal import unseal
+    from keys.gpg import Keyring
+
+    layout = header_facts(message).layout
+    if layout is None or layout.kind != "encrypted":
+        return None, None
+    outer = " (the certificate shows the outer Subject, [...])"
+    try:
+        with tempfile.TemporaryDirectory(prefix="certmail-subject-") as work:
+            opened = unseal(Keyring(settings.gnupghome), message, Path(work), allow_unsigned=True)
+    except Error as e:
+        first = e.message.splitlines()[0] if e.message else type(e).__name__
+        return None, f"cannot decrypt your copy to read its Subject: {first}{outer}"
+    subject = opened.fields.get("Subject") if opened.header_protection else None
+    if subject is None:
+        return None, f"your copy has no protected Subject inside its encryption{outer}"
+    return subject, None
 
 
 def _without_foreign_acks(

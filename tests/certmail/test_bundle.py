@@ -663,3 +663,34 @@ def test_header_facts_of_folded_encoded_and_openpgp_messages() -> None:
     for garbage in (b"garbage", b" From: x\r\n\r\n"):
         assert header_facts(garbage).sender == "(message.eml has no readable header)"
     assert header_facts(b"\r\nbody").sender == "(no From: header)"
+
+
+def test_documents_of_every_released_renderer_verify_and_no_other() -> None:
+    """Issue 10 item 14: renderer 2 words a submission by its channel; the documents of
+    renderer 1 (the golden bundle's) still verify, a mix of the two does not, and a
+    protected Subject is accepted only for an encrypted message."""
+    from dataclasses import replace
+
+    from certmail.bundle import documents
+    from certmail.bundle.documents import proves
+    from certmail.bundle.layout import HTML, PDF, VERIFY_TXT
+    from certmail.bundle.verify import check_evidence
+
+    assert "registered delivery" in proves("SubmissionAcceptance", False)  # renderer 1
+    assert "registered delivery" in proves("SubmissionAcceptance", False, "smtp", 2)
+    direct = proves("SubmissionAcceptance", True, "api", 2)
+    assert "registered delivery" not in direct and "saw only the hash" in direct
+    assert "registered delivery" not in proves("SubmissionAcceptance", False, None, 2)
+    files = read_members(GOLDEN / "typical-v1.certmail-proof.zip")
+    vkey = (GOLDEN / "notary.vkey").read_text()
+    _, _, facts = check_evidence(files, vkey, None, None, documents=False)
+    assert facts.events[0].channel == "api"
+    v1 = documents.render(replace(facts, renderer=1), False)
+    v2 = documents.render(facts, False)
+    assert v1 == {n: files[n] for n in v1} and v1[HTML] != v2[HTML]
+    assert documents.matches({**files, **v2}, facts)
+    assert not documents.matches({**files, **v2, VERIFY_TXT: v1[VERIFY_TXT]}, facts)
+    assert not documents.matches({**files, **v2, PDF: v1[PDF]}, facts)
+    # a "protected" Subject on a message that is not encrypted: refused
+    fake = documents.render(facts, True, protected_subject="Pay now")
+    assert b"Pay now" in fake[HTML] and not documents.matches({**files, **fake}, facts)

@@ -289,3 +289,51 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
+
+
+def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_subject(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """Issue 10 item 14: a direct (``--via smtp``) send is notarized as a hash: the
+    certificate says so, not "accepted this exact message for registered delivery";
+    ``--reveal-subject`` on encrypted mail shows the Subject from inside the sender's
+    copy (send encrypts to the sender too), marked as such, and the bundle verifies."""
+    c = correspondents
+    token = notary_server.token_for(c.alice.email)
+    c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+    sent = _send(c, tmp_path)
+    bundle = tmp_path / "revealed.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle),
+            "--reveal-subject")
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr
+    with zipfile.ZipFile(bundle) as zf:
+        html = zf.read("certificate.html").decode()
+        pdf = zf.read("certificate.pdf")
+        text = zf.read("VERIFY.txt").decode()
+    assert "for registered delivery" not in html
+    assert "the notary saw only the hash, not the message" in html
+    assert "<dd>The deal <em>(as read by the sender from inside the encryption" in html
+    assert "[...]" not in html
+    assert b"The deal" in pdf and b"registered delivery" not in pdf
+    assert "--trust-bundle-key" in text and "exits non-zero" in text
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary_server.vkey)
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert "direct mode" in report["events"][0]["proves"]
+    # a keyring that cannot decrypt the copy: said so, and the outer Subject it is
+    from types import SimpleNamespace
+
+    from certmail.cli.proof import protected_subject
+
+    raw = (c.alice.home / "sent" / f"{sent['sha256']}.eml").read_bytes()
+    assert protected_subject(raw, SimpleNamespace(gnupghome=c.alice.home / "gnupg")) == (
+        "The deal", None)
+    empty = tmp_path / "empty-gnupghome"
+    empty.mkdir(mode=0o700)
+    subject, note = protected_subject(raw, SimpleNamespace(gnupghome=empty))
+    assert subject is None and note is not None
+    assert note.startswith("cannot decrypt your copy to read its Subject")
+    assert note.endswith("(the certificate shows the outer Subject, [...])")
