@@ -283,6 +283,11 @@ def _without_foreign_acks(
     help="Without --tsa-root: accept the root at the end of the bundle's tsa-chain.pem "
     "(else exit 3).",
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Exit 0 also when some checks could not run (valid, but N checks could not run).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
@@ -294,6 +299,7 @@ def verify(
     gnupghome: Path | None,
     trust_bundle_key: bool,
     trust_bundle_root: bool,
+    allow_partial: bool,
 ) -> None:
     """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
     TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
@@ -310,5 +316,6 @@ def verify(
             app.home,
             trust_bundle_key=trust_bundle_key,
             trust_bundle_root=trust_bundle_root,
+            allow_partial=allow_partial,
         )
     )

@@ -3,12 +3,15 @@
 A fresh ``certmail proof verify`` process should take well under 300 ms, and
 importing Click costs a large part of that. :func:`parse_fast` accepts the
 command's plain forms (one BUNDLE, ``--vkey``, ``--tsa-root``, ``--gnupghome``,
-``--trust-bundle-key``, ``--trust-bundle-root``, ``--json``); anything else
+``--trust-bundle-key``, ``--trust-bundle-root``, ``--allow-partial``, ``--json``);
+anything else
 (``--help``, an unknown or repeated option, a path Click would refuse) returns
 None and the caller runs Click, so usage errors stay Click's. :func:`run_verify`
 is the command itself; the Click command in :mod:`certmail.cli.proof` calls it
 too. A valid bundle checked only against its own notary key or TSA root exits 3
-unless ``--trust-bundle-key`` / ``--trust-bundle-root`` accepts that.
+unless ``--trust-bundle-key`` / ``--trust-bundle-root`` accepts that; one where some
+checks could not run ("valid, but N checks could not run") exits 3 unless
+``--allow-partial``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from keys.errors import Error, NotFoundError
 
 _WARN = "certmail: warning: "
 _PATH_OPTIONS = {"--vkey": "vkey_file", "--tsa-root": "tsa_root", "--gnupghome": "gnupghome"}
-_FLAGS = ("--json", "--trust-bundle-key", "--trust-bundle-root")
+_FLAGS = ("--json", "--trust-bundle-key", "--trust-bundle-root", "--allow-partial")
 
 
 class VerifyArgs(NamedTuple):
@@ -36,6 +39,7 @@ class VerifyArgs(NamedTuple):
     home: Path | None = None  # the certmail home whose keyring is the default --gnupghome
     trust_bundle_key: bool = False  # accept the bundle's own notary.vkey without --vkey
     trust_bundle_root: bool = False  # accept the root ending tsa-chain.pem without --tsa-root
+    allow_partial: bool = False  # exit 0 although some checks could not run
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -99,6 +103,7 @@ def parse_fast(args: list[str]) -> VerifyArgs | None:
         "--json" in flags,
         trust_bundle_key="--trust-bundle-key" in flags,
         trust_bundle_root="--trust-bundle-root" in flags,
+        allow_partial="--allow-partial" in flags,
     )
 
 
@@ -144,6 +149,7 @@ def run_verify(a: VerifyArgs) -> None:
     for w in report.warnings:
         _echo(_WARN + w, err=True)
     _require_anchors(report, a)
+    _require_complete(report, a)
     if a.as_json:
         _echo(json.dumps(report.to_json()))
         return
@@ -170,6 +176,20 @@ def _require_anchors(report: Any, a: VerifyArgs) -> None:
             "(the operator, or GET /v1/tsa/chain), "
             "or --trust-bundle-root to accept the bundle's own",
         )
+
+
+def _require_complete(report: Any, a: VerifyArgs) -> None:
+    """Exit 3 when some checks could not run, unless ``--allow-partial``."""
+    from keys.errors import VerificationError
+
+    if not report.unchecked or a.allow_partial:
+        return
+    items = "; ".join(f"{c.item}: {c.detail}" for c in report.unchecked)
+    raise VerificationError(
+        f"{a.bundle}: {report.verdict} ({items})",
+        hint="--allow-partial accepts a bundle whose present items all verified; "
+        "--gnupghome DIR with the sender's and recipients' keys runs the OpenPGP checks",
+    )
 
 
 def _keyring(gnupghome: Path | None, certmail_home: Path | None = None) -> Any:
@@ -250,10 +270,18 @@ def _table(report: Any) -> None:
         checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")), Text(c.detail))
     out.print(checks)
     out.print(
-        "[bold green]valid[/]"
-        if not report.warnings
-        else "[bold yellow]valid, with warnings (see stderr)[/]"
+        Text(
+            _verdict(report),
+            style="bold green" if _verdict(report) == "valid" else "bold yellow",
+        )
     )
+
+
+def _verdict(report: Any) -> str:
+    """The last line: ``valid``, ``valid, but N checks could not run``, and the warnings."""
+    if not report.warnings:
+        return str(report.verdict)
+    return f"{report.verdict}, with warnings (see stderr)"
 
 
 def _clean(text: str) -> str:
@@ -296,5 +324,5 @@ def _plain(report: Any) -> None:
     lines += grid(
         ("Check", "Result", "Detail"), [(c.item, c.status, c.detail) for c in report.checks]
     )
-    lines += ["", "valid" if not report.warnings else "valid, with warnings (see stderr)"]
+    lines += ["", _verdict(report)]
     _echo("\n".join(lines))

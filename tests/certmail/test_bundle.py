@@ -530,6 +530,7 @@ def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> No
     for target, opts, code in (
         (bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"], 0),
         (bundle, own, 0),
+        (bundle, [*own, "--allow-partial"], 0),
         (bundle, [], 3),  # only consistent with itself: not verified (issue 10 item 16)
         (bundle, ["--vkey", str(vkey)], 3),  # the TSA root is not pinned
         (bundle, ["--trust-bundle-key", f"--tsa-root={world.root_pem}"], 0),
@@ -694,3 +695,31 @@ def test_documents_of_every_released_renderer_verify_and_no_other() -> None:
     # a "protected" Subject on a message that is not encrypted: refused
     fake = documents.render(facts, True, protected_subject="Pay now")
     assert b"Pay now" in fake[HTML] and not documents.matches({**files, **fake}, facts)
+
+
+def test_golden_bundle_verifies_through_the_cli_with_the_new_verdict(tmp_path: Path) -> None:
+    """Issue 10 items 15/16 on the pre-split golden bundle: with its trusted key and root
+    the CLI exits 0 and says "valid" (its message is not OpenPGP: nothing could not run);
+    without them it exits 3. The verdict counts only checks that apply."""
+    import os
+    import sys
+
+    from certmail.bundle.report import BundleReport, Check
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
+    env["CERTMAIL_HOME"] = str(tmp_path / "home")
+    base = [sys.executable, "-m", "certmail.cli.main", "proof", "verify",
+            str(GOLDEN / "typical-v1.certmail-proof.zip")]
+    pinned = ["--vkey", str(GOLDEN / "notary.vkey"), "--tsa-root", str(GOLDEN / "tsa-root.pem")]
+    p = subprocess.run([*base, *pinned, "--json"], capture_output=True, env=env, timeout=120,
+                       check=False, text=True)
+    assert p.returncode == 0, p.stderr
+    assert '"verdict": "valid"' in p.stdout and '"unchecked": []' in p.stdout
+    p = subprocess.run(base, capture_output=True, env=env, timeout=120, check=False)
+    assert p.returncode == 3
+    skipped = Check("sender signature", "skipped", "no keyring given")
+    na = Check("sender signature", "skipped", "message.eml is not OpenPGP/MIME", applies=False)
+    report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (na,))
+    assert report.verdict == "valid" and report.unchecked == ()
+    report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (skipped, skipped))
+    assert report.verdict == "valid, but 2 checks could not run"

@@ -131,12 +131,26 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     assert p.returncode == 0, p.stderr
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
+    # the sender's signature is inside the encryption: a check that could not run, so
+    # "valid, but 1 check could not run", exit 3 unless --allow-partial (item 15)
     p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
             "--trust-bundle-root", "--json")
+    assert p.returncode == 3 and p.stdout == ""
+    assert "valid, but 1 check could not run (sender signature: encrypted" in one_line_error(p)
+    assert "--allow-partial" in p.stderr
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json", "--allow-partial")
     assert p.returncode == 0, p.stderr
-    checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
+    report = json.loads(p.stdout)
+    assert report["verdict"] == "valid, but 1 check could not run"
+    assert report["unchecked"] == ["sender signature"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
     assert checks["sender signature"]["detail"] == (
         "encrypted: signature inside, checkable by a recipient")
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--allow-partial")
+    assert p.returncode == 0 and p.stdout.rstrip().endswith(
+        "valid, but 1 check could not run, with warnings (see stderr)"), p.stdout
     with zipfile.ZipFile(bundle) as zf:
         html = zf.read("certificate.html").decode()
         text = zf.read("VERIFY.txt").decode()
@@ -179,7 +193,7 @@ def _verified_with_ack(c: Any, bundle: Path, vkey: Path
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json")
+            "--trust-bundle-root", "--json", "--allow-partial")
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
     assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
@@ -209,7 +223,7 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json",
+            "--trust-bundle-root", "--json", "--allow-partial",
             "--gnupghome", str(empty))
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
@@ -319,7 +333,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
     p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json")
+            "--trust-bundle-root", "--json", "--allow-partial")
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert "direct mode" in report["events"][0]["proves"]
