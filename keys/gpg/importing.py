@@ -67,7 +67,7 @@ def nothing_imported(facts: KeyFileFacts, gpg_version: str) -> Error:
 
 
 def key_state(key: KeyInfo) -> str | None:
-    """"revoked", "expired on YYYY-MM-DD" or None for a key that is neither."""
+    """ "revoked", "expired on YYYY-MM-DD" or None for a key that is neither."""
     if key.validity == "revoked":
         return "revoked"
     if key.validity == "expired":
