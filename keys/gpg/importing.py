@@ -67,7 +67,7 @@ def nothing_imported(facts: KeyFileFacts, gpg_version: str) -> Error:
 
 
 def key_state(key: KeyInfo) -> str | None:
-    """ "revoked", "expired on YYYY-MM-DD" or None for a key that is neither."""
+    """The state of a revoked or expired key ("revoked", "expired on YYYY-MM-DD"), else None."""
     if key.validity == "revoked":
         return "revoked"
     if key.validity == "expired":
