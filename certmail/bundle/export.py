@@ -58,6 +58,7 @@ def export_bundle(
     tsa_chain_pem: bytes,
     consistency: Callable[[int, int], Sequence[bytes]] | None = None,
     reveal_subject: bool = False,
+    protected_subject: str | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -70,6 +71,10 @@ def export_bundle(
     notary's ``GET /v1/proof/consistency``); it is called for each pair of
     successive checkpoints the receipts use. The bundle is verified against
     ``vkey`` and the chain's own root before it is returned (VerificationError).
+
+    With ``reveal_subject`` the certificate shows the Subject: for an encrypted
+    message, ``protected_subject`` (what the sender read inside the encryption of
+    their own copy) marked as such, else the outer one (``[...]``, RFC 9788).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -103,7 +108,17 @@ def export_bundle(
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
     _, _, facts = check_evidence(files, vkey, None, None, documents=False)
-    files.update(documents.render(facts, reveal_subject))
+    if protected_subject is not None:
+        if facts.mime is None or facts.mime.kind != "encrypted":
+            raise ValueError("protected_subject is for an encrypted message only")
+        protected_subject = _one_line(protected_subject)
+    files.update(documents.render(facts, reveal_subject, protected_subject))
     data = write_members(files)
     verify_bundle(data, vkey=vkey)
     return data
+
+
+def _one_line(text: str) -> str:
+    """A Subject as the certificate shows it: one line, control characters as spaces,
+    at most 300 characters (as the header facts cut them)."""
+    return "".join(c if c.isprintable() else " " for c in text).strip()[:300]

@@ -28,7 +28,7 @@ def check_sender_signature(
     """The sender's OpenPGP signature, by the key of the From: address."""
     item = "sender signature"
     if layout is None:
-        return Check(item, "skipped", "message.eml is not OpenPGP/MIME")
+        return Check(item, "skipped", "message.eml is not OpenPGP/MIME", applies=False)
     if layout.kind == "encrypted":
         return Check(item, "skipped", "encrypted: signature inside, checkable by a recipient")
     if keyring is None:

@@ -10,11 +10,14 @@ __all__ = ["BundleReport", "Check", "ReportEvent"]
 
 @dataclass(frozen=True)
 class Check:
-    """One item checked: what, how it came out (ok, warning, skipped) and the detail."""
+    """One item checked: what, how it came out (ok, warning, skipped) and the detail.
+    ``applies`` is false for a check with nothing to check (a message that is not
+    OpenPGP has no signature): skipped, but not a check that could not run."""
 
     item: str
     status: str
     detail: str
+    applies: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,25 @@ class BundleReport:
     checks: tuple[Check, ...]
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def unchecked(self) -> tuple[Check, ...]:
+        """The checks that could not run (status ``skipped`` where the check applies): no
+        keyring, no key for a signer, a signature inside the encryption."""
+        return tuple(c for c in self.checks if c.status == "skipped" and c.applies)
+
+    @property
+    def verdict(self) -> str:
+        """``valid``, or ``valid, but N checks could not run``."""
+        n = len(self.unchecked)
+        if not n:
+            return "valid"
+        return f"valid, but {n} check{'s' if n > 1 else ''} could not run"
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready object (``valid`` is always true: invalid bundles raise)."""
+        """A JSON-ready object (``valid`` is always true: invalid bundles raise);
+        ``verdict`` and ``unchecked`` (the items of the checks that could not run)."""
         obj = asdict(self)
         obj["valid"] = True
+        obj["verdict"] = self.verdict
+        obj["unchecked"] = [c.item for c in self.unchecked]
         return obj

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,7 @@ def _event_fact(e: Event) -> EventFact:
     from notary import merkle
 
     recipient = e.statement.get("recipient")
+    channel = e.statement.get("channel")
     return EventFact(
         number=e.number,
         event=e.statement["event"],
@@ -120,6 +122,7 @@ def _event_fact(e: Event) -> EventFact:
             policy=e.token.policy,
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
+        channel=channel[:40] if isinstance(channel, str) else None,
     )
 
 
@@ -153,8 +156,12 @@ def check_documents(files: Mapping[str, bytes], facts: Facts) -> Check:
     from certmail.bundle import documents
 
     if not documents.matches(files, facts):
-        forms = (documents.render(facts, False), documents.render(facts, True))
-        bad = [n for n in DOCUMENTS if files[n] not in (forms[0][n], forms[1][n])]
+        forms = [
+            documents.render(replace(facts, renderer=r), reveal)
+            for r in documents.RENDERERS
+            for reveal in (False, True)
+        ]
+        bad = [n for n in DOCUMENTS if all(files[n] != form[n] for form in forms)]
         raise fail(f"{', '.join(bad) or HTML} does not match the evidence")
     return Check(
         "documents",
@@ -178,7 +185,7 @@ def verify_bundle(
     sender's signature (signed-only messages) and recipients' acknowledgements
     are checked where the keyring holds the keys.
     """
-    from certmail.bundle.documents import proves
+    from certmail.bundle.documents import RENDERER, proves
 
     files = read_members(source)
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
@@ -200,7 +207,7 @@ def verify_bundle(
                 index=ef.index,
                 checkpoint_size=ef.checkpoint_size,
                 timestamp=ef.tsa.gen_time if ef.tsa else None,
-                proves=proves(ef.event, ef.tsa is not None),
+                proves=proves(ef.event, ef.tsa is not None, ef.channel, RENDERER),
             )
             for ef in facts.events
         ),

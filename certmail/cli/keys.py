@@ -19,6 +19,7 @@ from certmail.cli.app import (
     pass_app,
     passphrase_fd_option,
     say,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -114,29 +115,59 @@ def export_cmd(app: App, addr: str, output: Path | None) -> None:
 
 @keys.command("import")
 @click.argument("file", type=click.File("rb"))
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Also import secret keys (your own, e.g. moved from another machine). "
+    "Without it a file with a secret key is refused (asked on a terminal).",
+)
 @home_option
 @json_option()
 @pass_app
-def import_cmd(app: App, file: Any) -> None:
+def import_cmd(app: App, file: Any, secret: bool) -> None:
     """Import OpenPGP public keys from FILE ("-" reads stdin).
 
     An imported key is not trusted yet: compare its fingerprint with its owner
-    over another channel, then run `certmail keys trust ADDR`.
+    over another channel, then run `certmail keys trust ADDR`. A secret key is
+    imported only with --secret (or when you say yes on a terminal); a revoked
+    or expired key is imported and named as such (nothing can be sent to it).
     """
     from keys.gpg import Keyring
+    from keys.gpg.importing import key_state
+    from keys.gpg.packets import scan_keys
 
     settings = app.settings()
+    data = file.read()
+    if not secret and scan_keys(data).secret and interactive() and not app.as_json:
+        secret = click.confirm(
+            f"{file.name} holds a SECRET key (a correspondent sends only public keys). "
+            "Import the secret key into your keyring?",
+            default=False,
+            err=True,
+        )
     keyring = Keyring(settings.gnupghome)
-    fprs = keyring.import_keys(file.read())
+    fprs = keyring.import_keys(data, secret=secret)
     infos = [keyring.key_for(f) for f in fprs]
+    unusable = [(k, s) for k in infos if (s := key_state(k)) is not None]
+    notes = [
+        f"{k.fingerprint} ({', '.join(k.emails) or 'no address'}) is {s}: "
+        "nothing can be sent to it; ask its owner for a current key"
+        for k, s in unusable
+    ]
     if app.as_json:
-        emit_json({"imported": [key_json(k) for k in infos]})
+        emit_json({"imported": [key_json(k) for k in infos], "warnings": notes})
         return
+    from rich.markup import escape
+
     for k in infos:
         click.echo(k.fingerprint)
-        who = ", ".join(k.uids) or "(no user id)"
-        say(f"imported {grouped(k.fingerprint)}  {who}  [{k.validity}]")
-    untrusted = [k for k in infos if k.validity not in ("full", "ultimate")]
+        who = ", ".join(k.uids) or "(no user id)"  # from the key: never markup
+        say(escape(f"imported {grouped(k.fingerprint)}  {who}  [{key_state(k) or k.validity}]"))
+    for note in notes:
+        warn(note)
+    untrusted = [
+        k for k in infos if k.validity not in ("full", "ultimate") and key_state(k) is None
+    ]
     if untrusted:
         first = untrusted[0].emails[0] if untrusted[0].emails else untrusted[0].fingerprint
         say(f"check the fingerprint with its owner, then: certmail keys trust {first}")
@@ -164,9 +195,11 @@ def trust_cmd(app: App, addr_or_fingerprint: str, yes: bool) -> None:
     from --passphrase-fd N or CERTMAIL_PASSPHRASE_FILE.
     """
     from keys.gpg import Keyring
+    from keys.gpg.importing import require_usable
 
     settings = app.settings()
     key = Keyring(settings.gnupghome).key_for(addr_or_fingerprint)
+    require_usable(key)  # revoked or expired: said so, before asking anything
     if not yes and interactive() and not app.as_json:
         say(f"key  {grouped(key.fingerprint)}")
         for uid in key.uids:

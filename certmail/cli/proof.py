@@ -125,6 +125,11 @@ def export(
             body = get("/v1/proof/consistency", old=old, new=new).json()
             return [base64.b64decode(h, validate=True) for h in body["proof"]]
 
+        protected = None
+        if reveal_subject:
+            protected, note = protected_subject(message, settings)
+            if note:
+                click.echo(f"certmail: warning: {note}", err=True)
         data = export_bundle(
             message,
             receipts,
@@ -132,6 +137,7 @@ def export(
             tsa_chain_pem=chain,
             consistency=consistency,
             reveal_subject=reveal_subject,
+            protected_subject=protected,
         )
     _write_new(output, data, force)
     for lo in left_out:
@@ -178,6 +184,33 @@ def _write_new(output: Path, data: bytes, force: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | None]:
+    """The Subject inside the encryption of the sender's copy (RFC 9788: the outer one is
+    ``[...]``), and a note when it cannot be read. ``send`` encrypts to the sender's own
+    key too, so the sender's keyring decrypts its copy; (None, None) for a message that
+    is not encrypted (its outer Subject is the real one)."""
+    import tempfile
+
+    from certmail.bundle.headers import header_facts
+    from certmail.unseal import unseal
+    from keys.gpg import Keyring
+
+    layout = header_facts(message).layout
+    if layout is None or layout.kind != "encrypted":
+        return None, None
+    outer = " (the certificate shows the outer Subject, [...])"
+    try:
+        with tempfile.TemporaryDirectory(prefix="certmail-subject-") as work:
+            opened = unseal(Keyring(settings.gnupghome), message, Path(work), allow_unsigned=True)
+    except Error as e:
+        first = e.message.splitlines()[0] if e.message else type(e).__name__
+        return None, f"cannot decrypt your copy to read its Subject: {first}{outer}"
+    subject = opened.fields.get("Subject") if opened.header_protection else None
+    if subject is None:
+        return None, f"your copy has no protected Subject inside its encryption{outer}"
+    return subject, None
 
 
 def _without_foreign_acks(
@@ -239,13 +272,50 @@ def _without_foreign_acks(
     type=click.Path(file_okay=False, path_type=Path),
     help="Check signatures with this GnuPG home (default: your certmail keyring, if there is one).",
 )
+@click.option(
+    "--trust-bundle-key",
+    is_flag=True,
+    help="Without --vkey: accept the bundle's own notary.vkey (else exit 3).",
+)
+@click.option(
+    "--trust-bundle-root",
+    is_flag=True,
+    help="Without --tsa-root: accept the root at the end of the bundle's tsa-chain.pem "
+    "(else exit 3).",
+)
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Exit 0 also when some checks could not run (valid, but N checks could not run).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
 def verify(
-    app: App, bundle: Path, vkey_file: Path | None, tsa_root: Path | None, gnupghome: Path | None
+    app: App,
+    bundle: Path,
+    vkey_file: Path | None,
+    tsa_root: Path | None,
+    gnupghome: Path | None,
+    trust_bundle_key: bool,
+    trust_bundle_root: bool,
+    allow_partial: bool,
 ) -> None:
-    """Check a proof bundle offline: exit 0 when valid, 3 when not."""
+    """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
+    TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
+    --trust-bundle-key / --trust-bundle-root was not given)."""
     from certmail.cli.proof_verify import VerifyArgs, run_verify
 
-    run_verify(VerifyArgs(bundle, vkey_file, tsa_root, gnupghome, app.as_json, app.home))
+    run_verify(
+        VerifyArgs(
+            bundle,
+            vkey_file,
+            tsa_root,
+            gnupghome,
+            app.as_json,
+            app.home,
+            trust_bundle_key=trust_bundle_key,
+            trust_bundle_root=trust_bundle_root,
+            allow_partial=allow_partial,
+        )
+    )

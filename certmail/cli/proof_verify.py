@@ -3,10 +3,15 @@
 A fresh ``certmail proof verify`` process should take well under 300 ms, and
 importing Click costs a large part of that. :func:`parse_fast` accepts the
 command's plain forms (one BUNDLE, ``--vkey``, ``--tsa-root``, ``--gnupghome``,
-``--json``); anything else (``--help``, an unknown or repeated option, a path
-Click would refuse) returns None and the caller runs Click, so usage errors stay
-Click's. :func:`run_verify` is the command itself; the Click command in
-:mod:`certmail.cli.proof` calls it too.
+``--trust-bundle-key``, ``--trust-bundle-root``, ``--allow-partial``, ``--json``);
+anything else
+(``--help``, an unknown or repeated option, a path Click would refuse) returns
+None and the caller runs Click, so usage errors stay Click's. :func:`run_verify`
+is the command itself; the Click command in :mod:`certmail.cli.proof` calls it
+too. A valid bundle checked only against its own notary key or TSA root exits 3
+unless ``--trust-bundle-key`` / ``--trust-bundle-root`` accepts that; one where some
+checks could not run ("valid, but N checks could not run") exits 3 unless
+``--allow-partial``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from keys.errors import Error, NotFoundError
 
 _WARN = "certmail: warning: "
 _PATH_OPTIONS = {"--vkey": "vkey_file", "--tsa-root": "tsa_root", "--gnupghome": "gnupghome"}
+_FLAGS = ("--json", "--trust-bundle-key", "--trust-bundle-root", "--allow-partial")
 
 
 class VerifyArgs(NamedTuple):
@@ -31,6 +37,9 @@ class VerifyArgs(NamedTuple):
     gnupghome: Path | None
     as_json: bool
     home: Path | None = None  # the certmail home whose keyring is the default --gnupghome
+    trust_bundle_key: bool = False  # accept the bundle's own notary.vkey without --vkey
+    trust_bundle_root: bool = False  # accept the root ending tsa-chain.pem without --tsa-root
+    allow_partial: bool = False  # exit 0 although some checks could not run
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -52,15 +61,15 @@ def parse_fast(args: list[str]) -> VerifyArgs | None:
     """The arguments after ``proof verify`` when they are in a plain form; else None."""
     got: dict[str, str] = {}
     bundle: str | None = None
-    as_json = False
+    flags: set[str] = set()
     i = 0
     while i < len(args):
         a = args[i]
         i += 1
-        if a == "--json":
-            if as_json:
+        if a in _FLAGS:
+            if a in flags:
                 return None
-            as_json = True
+            flags.add(a)
             continue
         name, eq, value = a.partition("=")
         if name in _PATH_OPTIONS:
@@ -86,7 +95,16 @@ def parse_fast(args: list[str]) -> VerifyArgs | None:
     def path(key: str) -> Path | None:
         return Path(got[key]) if key in got else None
 
-    return VerifyArgs(Path(bundle), path("vkey_file"), path("tsa_root"), path("gnupghome"), as_json)
+    return VerifyArgs(
+        Path(bundle),
+        path("vkey_file"),
+        path("tsa_root"),
+        path("gnupghome"),
+        "--json" in flags,
+        trust_bundle_key="--trust-bundle-key" in flags,
+        trust_bundle_root="--trust-bundle-root" in flags,
+        allow_partial="--allow-partial" in flags,
+    )
 
 
 def _echo(text: str, *, err: bool = False) -> None:
@@ -96,7 +114,9 @@ def _echo(text: str, *, err: bool = False) -> None:
 
 
 def run_verify(a: VerifyArgs) -> None:
-    """Check a proof bundle offline and print the report; VerificationError when invalid."""
+    """Check a proof bundle offline and print the report; VerificationError when invalid,
+    or when valid but checked only against its own notary key or TSA root and the user
+    did not accept that (``--trust-bundle-key``, ``--trust-bundle-root``)."""
     from certmail.bundle import verify_bundle
 
     vkey = None
@@ -128,10 +148,48 @@ def run_verify(a: VerifyArgs) -> None:
     report = verify_bundle(a.bundle, vkey=vkey, tsa_roots=roots, keyring=keyring)
     for w in report.warnings:
         _echo(_WARN + w, err=True)
+    _require_anchors(report, a)
+    _require_complete(report, a)
     if a.as_json:
         _echo(json.dumps(report.to_json()))
         return
     _table(report)
+
+
+def _require_anchors(report: Any, a: VerifyArgs) -> None:
+    """A bundle that is only consistent with itself proves nothing: refuse it (exit 3)
+    unless the user said they accept the bundle's own notary key and TSA root."""
+    from keys.errors import VerificationError
+
+    if not report.vkey_trusted and not a.trust_bundle_key:
+        raise VerificationError(
+            f"{a.bundle}: not verified against a trusted notary key "
+            "(the bundle is consistent with its own notary.vkey, which a forger could replace)",
+            hint="pass --vkey with the notary's key from a source you trust "
+            "(the operator, or GET /v1/vkey), or --trust-bundle-key to accept the bundle's own",
+        )
+    if not report.tsa_root_trusted and not a.trust_bundle_root:
+        raise VerificationError(
+            f"{a.bundle}: not verified against a trusted TSA root "
+            "(the time-stamps chain to the root in the bundle's own tsa-chain.pem)",
+            hint="pass --tsa-root with the TSA's root from a source you trust "
+            "(the operator, or GET /v1/tsa/chain), "
+            "or --trust-bundle-root to accept the bundle's own",
+        )
+
+
+def _require_complete(report: Any, a: VerifyArgs) -> None:
+    """Exit 3 when some checks could not run, unless ``--allow-partial``."""
+    from keys.errors import VerificationError
+
+    if not report.unchecked or a.allow_partial:
+        return
+    items = "; ".join(f"{c.item}: {c.detail}" for c in report.unchecked)
+    raise VerificationError(
+        f"{a.bundle}: {report.verdict} ({items})",
+        hint="--allow-partial accepts a bundle whose present items all verified; "
+        "--gnupghome DIR with the sender's and recipients' keys runs the OpenPGP checks",
+    )
 
 
 def _keyring(gnupghome: Path | None, certmail_home: Path | None = None) -> Any:
@@ -212,10 +270,18 @@ def _table(report: Any) -> None:
         checks.add_row(Text(c.item), Text(c.status, style=colour.get(c.status, "")), Text(c.detail))
     out.print(checks)
     out.print(
-        "[bold green]valid[/]"
-        if not report.warnings
-        else "[bold yellow]valid, with warnings (see stderr)[/]"
+        Text(
+            _verdict(report),
+            style="bold green" if _verdict(report) == "valid" else "bold yellow",
+        )
     )
+
+
+def _verdict(report: Any) -> str:
+    """The last line: ``valid``, ``valid, but N checks could not run``, and the warnings."""
+    if not report.warnings:
+        return str(report.verdict)
+    return f"{report.verdict}, with warnings (see stderr)"
 
 
 def _clean(text: str) -> str:
@@ -258,5 +324,5 @@ def _plain(report: Any) -> None:
     lines += grid(
         ("Check", "Result", "Detail"), [(c.item, c.status, c.detail) for c in report.checks]
     )
-    lines += ["", "valid" if not report.warnings else "valid, with warnings (see stderr)"]
+    lines += ["", _verdict(report)]
     _echo("\n".join(lines))

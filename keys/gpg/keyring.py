@@ -40,6 +40,7 @@ from keys.gpg.colons import (
     parse_listing,
 )
 from keys.gpg.home import prepare_home
+from keys.gpg.importing import check_before_import, nothing_imported, require_usable
 from keys.gpg.passphrase import (
     MAX_TRIES,
     Ask,
@@ -261,20 +262,20 @@ class Keyring:
             raise KeyMaterialError(f"cannot export {fpr}")
         return str(armored)
 
-    def import_keys(self, data: bytes) -> list[str]:
-        """Import OpenPGP keys (armored or binary); returns the fingerprints imported."""
+    def import_keys(self, data: bytes, *, secret: bool = False) -> list[str]:
+        """Import OpenPGP keys (armored or binary); returns the fingerprints imported.
+        Secret keys only with ``secret`` (else SecretKeyRefused, nothing imported)."""
+        facts = check_before_import(data, secret=secret)
         result = self._gpg.import_keys(data, extra_args=["--import-options", "import-clean"])
         fprs = list(dict.fromkeys(str(f) for f in result.fingerprints if f))
         if not fprs:
-            raise MalformedError(
-                "no OpenPGP key found in the input",
-                hint="export the key with gpg --export --armor ADDR and import that file",
-            )
+            raise nothing_imported(facts, ".".join(map(str, self._gpg.version or ())))
         return fprs
 
     def trust(self, addr_or_fpr: str) -> str:
         """Certify the key locally with your own key (``lsign``) so that it is fully valid."""
         key = self.key_for(addr_or_fpr)
+        require_usable(key)
         if key.has_secret and key.validity == "ultimate":
             return key.fingerprint
         own = [

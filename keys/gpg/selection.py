@@ -3,8 +3,9 @@
 Pure functions over :class:`~keys.gpg.colons.Listed` keys: the newest usable
 key first; encryption only to a key that can encrypt and whose user id for the
 address (or, by fingerprint, the key) is fully valid (GnuPG ``pgp`` trust
-model); signing only with an own key that can sign and is neither expired nor
-revoked. Each raises the error a person can act on, with the next command.
+model), a revoked or expired key named as such; signing only with an own key
+that can sign and is neither expired nor revoked. Each raises the error a person
+can act on, with the next command.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from keys.errors import Error, KeyMaterialError, NotFoundError
 from keys.gpg.colons import FPR_RE, TRUSTED_VALIDITY, Listed, normalize_fingerprint
+from keys.gpg.importing import UNUSABLE, require_usable
 from keys.gpg.status import IMPORT_HINT
 
 __all__ = ["encryption_key_of", "find_keys", "signing_key_of", "trusted_by_fingerprint"]
@@ -37,6 +39,8 @@ def encryption_key_of(found: Sequence[Listed], addr: str) -> str:
     addr_l = normalize_fingerprint(addr).strip("<>").lower()
     if not found:
         raise NotFoundError(f"no OpenPGP key for {addr}", hint=IMPORT_HINT)
+    if all(k.info.validity in UNUSABLE for k in found):
+        require_usable(found[0].info, addr)  # names the key and says revoked / expired
     capable = [k for k in found if "E" in k.capabilities and "D" not in k.capabilities]
     if not capable:
         states = ", ".join(sorted({k.info.validity for k in found}))

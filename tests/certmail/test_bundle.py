@@ -526,14 +526,27 @@ def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> No
                             *args], capture_output=True, env=env, check=False, timeout=120)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
-    for target, opts in ((bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"]),
-                         (bundle, []), (bad, ["--vkey", str(vkey)])):
+    own = ["--trust-bundle-key", "--trust-bundle-root"]
+    for target, opts, code in (
+        (bundle, ["--vkey", str(vkey), f"--tsa-root={world.root_pem}"], 0),
+        (bundle, own, 0),
+        (bundle, [*own, "--allow-partial"], 0),
+        (bundle, [], 3),  # only consistent with itself: not verified (issue 10 item 16)
+        (bundle, ["--vkey", str(vkey)], 3),  # the TSA root is not pinned
+        (bundle, ["--trust-bundle-key", f"--tsa-root={world.root_pem}"], 0),
+        (bad, ["--vkey", str(vkey)], 3),
+        (bad, own, 3),
+    ):
         for form in (["--json"], []):
             fast = run(str(target), *form, *opts)
             assert fast == run(*form, *opts, "--", str(target))  # "--": through Click
             if form:  # a repeated flag is not a plain form either
                 assert fast == run(str(target), "--json", "--json", *opts)
-            assert fast[0] == (3 if target == bad else 0), fast
+            assert fast[0] == code, fast
+            if code == 3 and target == bundle:
+                assert fast[1] == "" and "not verified against a trusted" in fast[2], fast
+    # a repeated flag goes through Click, which accepts it: the same answer
+    assert run(str(bundle), *own, "--trust-bundle-key") == run(str(bundle), *own)
     table = run(str(bundle), "--vkey", str(vkey), "--tsa-root", str(world.root_pem))
     assert table[0] == 0 and table[1].rstrip().endswith("valid") and table[2] == ""
     assert run("--help")[0] == 0 and "Usage:" in run("--help")[1]
@@ -651,3 +664,62 @@ def test_header_facts_of_folded_encoded_and_openpgp_messages() -> None:
     for garbage in (b"garbage", b" From: x\r\n\r\n"):
         assert header_facts(garbage).sender == "(message.eml has no readable header)"
     assert header_facts(b"\r\nbody").sender == "(no From: header)"
+
+
+def test_documents_of_every_released_renderer_verify_and_no_other() -> None:
+    """Issue 10 item 14: renderer 2 words a submission by its channel; the documents of
+    renderer 1 (the golden bundle's) still verify, a mix of the two does not, and a
+    protected Subject is accepted only for an encrypted message."""
+    from dataclasses import replace
+
+    from certmail.bundle import documents
+    from certmail.bundle.documents import proves
+    from certmail.bundle.layout import HTML, PDF, VERIFY_TXT
+    from certmail.bundle.verify import check_evidence
+
+    assert "registered delivery" in proves("SubmissionAcceptance", False)  # renderer 1
+    assert "registered delivery" in proves("SubmissionAcceptance", False, "smtp", 2)
+    direct = proves("SubmissionAcceptance", True, "api", 2)
+    assert "registered delivery" not in direct and "saw only the hash" in direct
+    assert "registered delivery" not in proves("SubmissionAcceptance", False, None, 2)
+    files = read_members(GOLDEN / "typical-v1.certmail-proof.zip")
+    vkey = (GOLDEN / "notary.vkey").read_text()
+    _, _, facts = check_evidence(files, vkey, None, None, documents=False)
+    assert facts.events[0].channel == "api"
+    v1 = documents.render(replace(facts, renderer=1), False)
+    v2 = documents.render(facts, False)
+    assert v1 == {n: files[n] for n in v1} and v1[HTML] != v2[HTML]
+    assert documents.matches({**files, **v2}, facts)
+    assert not documents.matches({**files, **v2, VERIFY_TXT: v1[VERIFY_TXT]}, facts)
+    assert not documents.matches({**files, **v2, PDF: v1[PDF]}, facts)
+    # a "protected" Subject on a message that is not encrypted: refused
+    fake = documents.render(facts, True, protected_subject="Pay now")
+    assert b"Pay now" in fake[HTML] and not documents.matches({**files, **fake}, facts)
+
+
+def test_golden_bundle_verifies_through_the_cli_with_the_new_verdict(tmp_path: Path) -> None:
+    """Issue 10 items 15/16 on the pre-split golden bundle: with its trusted key and root
+    the CLI exits 0 and says "valid" (its message is not OpenPGP: nothing could not run);
+    without them it exits 3. The verdict counts only checks that apply."""
+    import os
+    import sys
+
+    from certmail.bundle.report import BundleReport, Check
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
+    env["CERTMAIL_HOME"] = str(tmp_path / "home")
+    base = [sys.executable, "-m", "certmail.cli.main", "proof", "verify",
+            str(GOLDEN / "typical-v1.certmail-proof.zip")]
+    pinned = ["--vkey", str(GOLDEN / "notary.vkey"), "--tsa-root", str(GOLDEN / "tsa-root.pem")]
+    p = subprocess.run([*base, *pinned, "--json"], capture_output=True, env=env, timeout=120,
+                       check=False, text=True)
+    assert p.returncode == 0, p.stderr
+    assert '"verdict": "valid"' in p.stdout and '"unchecked": []' in p.stdout
+    p = subprocess.run(base, capture_output=True, env=env, timeout=120, check=False)
+    assert p.returncode == 3
+    skipped = Check("sender signature", "skipped", "no keyring given")
+    na = Check("sender signature", "skipped", "message.eml is not OpenPGP/MIME", applies=False)
+    report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (na,))
+    assert report.verdict == "valid" and report.unchecked == ()
+    report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (skipped, skipped))
+    assert report.verdict == "valid, but 2 checks could not run"

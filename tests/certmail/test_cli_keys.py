@@ -250,3 +250,98 @@ def test_help_teaches(new_home: Callable[[], Path], args: list[str]) -> None:
     r = run(new_home(), *args)
     assert r.returncode == 0
     assert "certmail" in r.stdout or "CERTMAIL" in r.stdout
+
+
+def _gpg(gnupghome: Path, *args: str, stdin: bytes = b"") -> bytes:
+    p = subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--yes", *args],
+                       input=stdin, capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_import_refuses_a_secret_key_unless_asked(new_home: Callable[[], Path],
+                                                  tmp_path: Path) -> None:
+    """Issue 10 item 12: a file with a secret key is refused (off a terminal) with the
+    --secret hint, and nothing is imported; --secret imports it."""
+    alice, bob = new_home(), new_home()
+    init(alice, "alice@example.org", "Alice")
+    fb = init(bob, "bob@example.org", "Bob")
+    secret = tmp_path / "bob-secret.asc"
+    secret.write_bytes(_gpg(bob / "gnupg", "--pinentry-mode", "loopback", "--passphrase", "",
+                            "--armor", "--export-secret-keys", fb))
+    refused = run(alice, "keys", "import", str(secret))
+    assert refused.returncode == 1, refused.stderr
+    assert "certmail: error: the file holds a secret key" in refused.stderr
+    assert "certmail: hint: to import your own secret key on purpose: " \
+           "certmail keys import --secret FILE" in refused.stderr
+    listed = json.loads(run(alice, "keys", "list", "--json").stdout)["keys"]
+    assert fb not in [k["fingerprint"] for k in listed]
+    binary = tmp_path / "bob-secret.gpg"
+    binary.write_bytes(_gpg(bob / "gnupg", "--pinentry-mode", "loopback", "--passphrase", "",
+                            "--export-secret-keys", fb))
+    assert run(alice, "keys", "import", str(binary)).returncode == 1
+    ok = run(alice, "keys", "import", "--secret", str(secret))
+    assert ok.returncode == 0, ok.stderr
+    held = json.loads(run(alice, "keys", "list", "--secret", "--json").stdout)["keys"]
+    assert fb in [k["fingerprint"] for k in held]
+
+
+def test_import_of_a_v6_key_says_gnupg_does_not_support_it(
+        new_home: Callable[[], Path]) -> None:
+    """The RFC 9580 Appendix A.3 sample v6 certificate (tests/vectors/rfc9580): GnuPG 2.2
+    cannot read it, and the error says that instead of "no OpenPGP key found"."""
+    home = new_home()
+    init(home, "alice@example.org", "Alice")
+    v6 = Path(__file__).resolve().parent.parent / "vectors" / "rfc9580" / "v6-certificate.asc"
+    p = run(home, "keys", "import", str(v6))
+    version = subprocess.run(["gpg", "--version"], capture_output=True, text=True,
+                             check=True).stdout.split()[2]
+    if version.startswith("2.2") or version.startswith("2.4"):
+        assert p.returncode == 3, p.stderr
+        assert "no OpenPGP key found" not in p.stderr
+        assert (f"the file holds an OpenPGP v6 key (RFC 9580), which is not supported by "
+                f"the installed GnuPG {version}") in p.stderr
+    else:  # a GnuPG that reads v6 keys imports it
+        assert p.returncode == 0, p.stderr
+
+
+def test_revoked_and_expired_keys_are_named_on_import_trust_and_send(
+        new_home: Callable[[], Path], tmp_path: Path) -> None:
+    alice, bob, carol = new_home(), new_home(), new_home()
+    init(alice, "alice@example.org", "Alice")
+    fb = init(bob, "bob@example.org", "Bob")
+    # Bob revokes his key with the certificate GnuPG made for it, then exports it.
+    rev = (bob / "gnupg" / "openpgp-revocs.d" / f"{fb}.rev").read_text()
+    _gpg(bob / "gnupg", "--import", stdin=rev.replace(":-----BEGIN", "-----BEGIN").encode())
+    revoked = run(bob, "keys", "export", fb).stdout
+    # Carol's key expired: made two years ago (faked time) valid for a day.
+    cg = carol / "gnupg"
+    cg.mkdir(mode=0o700)
+    old = ("--faked-system-time", "20200101T000000", "--passphrase", "")
+    _gpg(cg, *old, "--quick-gen-key", "Carol <carol@example.org>", "ed25519", "sign,cert", "1d")
+    fc = _gpg(cg, "--with-colons", "--list-keys").decode().split("fpr:::::::::")[1][:40]
+    _gpg(cg, *old, "--quick-add-key", fc, "cv25519", "encr", "1d")
+    expired = _gpg(cg, "--armor", "--export", fc).decode()
+
+    p = run(alice, "keys", "import", "-", stdin=revoked)
+    assert p.returncode == 0, p.stderr
+    assert f"certmail: warning: {fb} (bob@example.org) is revoked" in p.stderr
+    assert "[revoked]" in p.stderr and "certmail keys trust" not in p.stderr
+    p = run(alice, "keys", "import", "-", "--json", stdin=expired)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["warnings"] == [
+        f"{fc} (carol@example.org) is expired on 2020-01-02: nothing can be sent to it; "
+        "ask its owner for a current key"]
+
+    for addr, fpr, state in (("bob@example.org", fb, "revoked"),
+                             ("carol@example.org", fc, "expired on 2020-01-02")):
+        p = run(alice, "keys", "trust", addr, "--yes")
+        assert p.returncode == 1, p.stderr
+        assert f"certmail: error: the key {fpr} for {addr} is {state}" in p.stderr
+        assert f"certmail: hint: ask {addr} for a current key" in p.stderr
+        body = tmp_path / "body.txt"
+        body.write_text("hello\n")
+        p = run(alice, "send", "--to", addr, "--subject", "s", "--body-file", str(body),
+                "--via", "smtp", "--no-notarize", env={"CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"})
+        assert p.returncode == 1, p.stderr
+        assert f"certmail: error: the key {fpr} for {addr} is {state}" in p.stderr

@@ -60,8 +60,16 @@ def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
     assert checks["sender signature"]["status"] == "ok"
     assert c.alice.email in checks["sender signature"]["detail"]
     assert checks["01 time-stamp"]["status"] == "ok"
-    # the table, and the loud warning without a trusted key or root
+    # without a trusted key or root: only consistent with itself, so exit 3 (issue 10 item 16)
     p = run(c.bob, "proof", "verify", str(bundle))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "not verified against a trusted notary key" in one_line_error(p)
+    assert "--trust-bundle-key" in p.stderr
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "not verified against a trusted TSA root" in one_line_error(p)
+    # the table, and the loud warning when the user accepts the bundle's own key and root
+    p = run(c.bob, "proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root")
     assert p.returncode == 0, p.stderr
     assert "SubmissionAcceptance" in p.stdout and "valid" in p.stdout
     assert "certmail: warning: no trusted verifier key" in p.stderr
@@ -123,11 +131,26 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     assert p.returncode == 0, p.stderr
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    # the sender's signature is inside the encryption: a check that could not run, so
+    # "valid, but 1 check could not run", exit 3 unless --allow-partial (item 15)
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
+    assert p.returncode == 3 and p.stdout == ""
+    assert "valid, but 1 check could not run (sender signature: encrypted" in one_line_error(p)
+    assert "--allow-partial" in p.stderr
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json", "--allow-partial")
     assert p.returncode == 0, p.stderr
-    checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
+    report = json.loads(p.stdout)
+    assert report["verdict"] == "valid, but 1 check could not run"
+    assert report["unchecked"] == ["sender signature"]
+    checks = {ch["item"]: ch for ch in report["checks"]}
     assert checks["sender signature"]["detail"] == (
         "encrypted: signature inside, checkable by a recipient")
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--allow-partial")
+    assert p.returncode == 0 and p.stdout.rstrip().endswith(
+        "valid, but 1 check could not run, with warnings (see stderr)"), p.stdout
     with zipfile.ZipFile(bundle) as zf:
         html = zf.read("certificate.html").decode()
         text = zf.read("VERIFY.txt").decode()
@@ -169,7 +192,8 @@ def _verified_with_ack(c: Any, bundle: Path, vkey: Path
                        ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json", "--allow-partial")
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
     assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
@@ -198,7 +222,8 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
     # Without a keyring the acknowledgement is not checked, and says so.
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json",
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json", "--allow-partial",
             "--gnupghome", str(empty))
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
@@ -220,7 +245,7 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     assert mallory_fpr != bob_fpr
     _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory,
                                     export_args=("--keep-all-acks",))
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
     assert "evidence 02" in line and "not a recipient's key" in line
@@ -229,7 +254,8 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     # Even a keyring that also holds Mallory's key (so the signature itself verifies)
     # says so: the key is not the one it uses for Bob.
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--json")
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
 
 
@@ -275,5 +301,53 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force",
             "--keep-all-acks")
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
+
+
+def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_subject(
+        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """Issue 10 item 14: a direct (``--via smtp``) send is notarized as a hash: the
+    certificate says so, not "accepted this exact message for registered delivery";
+    ``--reveal-subject`` on encrypted mail shows the Subject from inside the sender's
+    copy (send encrypts to the sender too), marked as such, and the bundle verifies."""
+    c = correspondents
+    token = notary_server.token_for(c.alice.email)
+    c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+    sent = _send(c, tmp_path)
+    bundle = tmp_path / "revealed.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle),
+            "--reveal-subject")
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr
+    with zipfile.ZipFile(bundle) as zf:
+        html = zf.read("certificate.html").decode()
+        pdf = zf.read("certificate.pdf")
+        text = zf.read("VERIFY.txt").decode()
+    assert "for registered delivery" not in html
+    assert "the notary saw only the hash, not the message" in html
+    assert "<dd>The deal <em>(as read by the sender from inside the encryption" in html
+    assert "[...]" not in html
+    assert b"The deal" in pdf and b"registered delivery" not in pdf
+    assert "--trust-bundle-key" in text and "exits non-zero" in text
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary_server.vkey)
+    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
+            "--trust-bundle-root", "--json", "--allow-partial")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert "direct mode" in report["events"][0]["proves"]
+    # a keyring that cannot decrypt the copy: said so, and the outer Subject it is
+    from types import SimpleNamespace
+
+    from certmail.cli.proof import protected_subject
+
+    raw = (c.alice.home / "sent" / f"{sent['sha256']}.eml").read_bytes()
+    assert protected_subject(raw, SimpleNamespace(gnupghome=c.alice.home / "gnupg")) == (
+        "The deal", None)
+    empty = tmp_path / "empty-gnupghome"
+    empty.mkdir(mode=0o700)
+    subject, note = protected_subject(raw, SimpleNamespace(gnupghome=empty))
+    assert subject is None and note is not None
+    assert note.startswith("cannot decrypt your copy to read its Subject")
+    assert note.endswith("(the certificate shows the outer Subject, [...])")

@@ -330,7 +330,7 @@ def test_a_sequoia_signed_and_encrypted_message_decrypts(
     gnupghome_factory: Callable[[], Path], tmp_path: Path
 ) -> None:
     keyring = Keyring(gnupghome_factory())
-    keyring.import_keys((SQ / "alice-secret.pgp").read_bytes())
+    keyring.import_keys((SQ / "alice-secret.pgp").read_bytes(), secret=True)
     [bob] = keyring.import_keys((SQ / "bob.cert").read_bytes())
     out = tmp_path / "plain.eml"
     info = keyring.decrypt_file(SQ / "message.eml.pgp", out)
@@ -462,3 +462,43 @@ def test_passphrase_fd_never_collides_with_stdin(gnupghome_factory: Callable[[],
                        cwd=Path(__file__).parents[2])  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert result.read_text() == "pgp-sha512"
+
+
+V6_CERT = Path(__file__).resolve().parent.parent / "vectors" / "rfc9580" / "v6-certificate.asc"
+
+
+def _export(keyring: Keyring, fpr: str, *args: str) -> bytes:
+    """``gpg --export ARGS FPR`` of the keyring's home (stock gpg, no passphrase)."""
+    return subprocess.run(
+        ["gpg", "--homedir", str(keyring.gnupghome), "--batch", "--pinentry-mode", "loopback",
+         "--passphrase", "", *args, fpr], capture_output=True, check=True, timeout=60).stdout
+
+
+def test_key_file_facts_from_packet_headers(keyring_factory: KeyringFactory) -> None:
+    """keys.gpg.packets.scan_keys: secret or public, and the key packet versions, for
+    armored and binary input (issue 10 item 12); garbage is unreadable, not a key."""
+    from keys.gpg.packets import scan_keys
+
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    public = alice.export_public(fa).encode()
+    assert scan_keys(public) == scan_keys(_export(alice, fa, "--export"))
+    facts = scan_keys(public)
+    assert not facts.secret and facts.versions == {4} and facts.readable
+    v6 = scan_keys(V6_CERT.read_bytes())
+    assert not v6.secret and v6.versions == {6} and v6.readable
+    assert scan_keys(_export(alice, fa, "--export-secret-keys")).secret
+    assert not scan_keys(b"not a key").readable and not scan_keys(b"").versions
+
+
+def test_import_keys_refuses_secret_keys_and_names_v6(keyring_factory: KeyringFactory) -> None:
+    from keys.gpg.importing import SecretKeyRefused
+
+    alice, fa = keyring_factory("alice@example.org", "Alice")
+    bob, _ = keyring_factory("bob@example.org", "Bob")
+    secret = _export(alice, fa, "--armor", "--export-secret-keys")
+    with pytest.raises(SecretKeyRefused, match="holds a secret key"):
+        bob.import_keys(secret)
+    assert fa not in {k.fingerprint for k in bob.list_keys()}  # nothing imported
+    assert bob.import_keys(secret, secret=True) == [fa]
+    with pytest.raises(MalformedError, match=r"v6 key .* not supported by the installed GnuPG"):
+        bob.import_keys(V6_CERT.read_bytes())

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from certmail.bundle.documents.facts import (
+    RENDERER,
+    RENDERERS,
     CheckpointFact,
     EventFact,
     Facts,
@@ -20,12 +22,14 @@ from certmail.bundle.documents.facts import (
     TsaFact,
     proves,
 )
-from certmail.bundle.documents.html import render_html
+from certmail.bundle.documents.html import render_html, stated_subject
 from certmail.bundle.documents.text import render_pdf
 from certmail.bundle.documents.verify_txt import render_verify_txt
 from certmail.bundle.layout import HTML, PDF, VERIFY_TXT
 
 __all__ = [
+    "RENDERER",
+    "RENDERERS",
     "CheckpointFact",
     "EventFact",
     "Facts",
@@ -40,10 +44,19 @@ __all__ = [
 ]
 
 
-def render(facts: Facts, reveal_subject: bool) -> dict[str, bytes]:
-    """The three documents of ``facts``; the Subject: shown only with ``reveal_subject``
-    (VERIFY.txt never shows it)."""
-    shown = facts if reveal_subject else replace(facts, subject=None)
+def render(
+    facts: Facts, reveal_subject: bool, protected_subject: str | None = None
+) -> dict[str, bytes]:
+    """The three documents of ``facts`` by the current renderer; the Subject: shown only
+    with ``reveal_subject`` (VERIFY.txt never shows it), and then ``protected_subject``
+    (the Subject the exporter read inside the encryption) instead of the outer one,
+    marked as such, when given."""
+    if not reveal_subject:
+        shown = replace(facts, subject=None)
+    elif protected_subject is not None:
+        shown = replace(facts, subject=protected_subject, protected_subject=True)
+    else:
+        shown = facts
     return {
         HTML: render_html(shown),
         PDF: render_pdf(shown),
@@ -51,11 +64,30 @@ def render(facts: Facts, reveal_subject: bool) -> dict[str, bytes]:
     }
 
 
+def _shown(files: Mapping[str, bytes], facts: Facts) -> list[Facts]:
+    """The forms of ``facts`` the certificate may show: the Subject hidden, the outer one,
+    and (renderer 2, encrypted message) the protected one the page states. The stated
+    one is only a candidate: the page must be byte-identical to the one rendered with it."""
+    out = [replace(facts, subject=None)]
+    if facts.subject is not None:
+        out.append(facts)
+    if facts.renderer >= 2 and facts.mime is not None and facts.mime.kind == "encrypted":
+        stated = stated_subject(files[HTML])
+        if stated is not None:
+            out.append(replace(facts, subject=stated, protected_subject=True))
+    return out
+
+
 def matches(files: Mapping[str, bytes], facts: Facts) -> bool:
     """True when the three documents in ``files`` are those :func:`render` makes of
-    ``facts``, the Subject: hidden or shown, rendering only as far as needed."""
-    if files[VERIFY_TXT] != render_verify_txt(facts):
-        return False
-    hidden = facts if facts.subject is None else replace(facts, subject=None)
-    shown = [hidden] if hidden is facts else [hidden, facts]
-    return any(files[HTML] == render_html(f) and files[PDF] == render_pdf(f) for f in shown)
+    ``facts`` by one released renderer (:data:`RENDERERS`), the Subject: hidden or shown,
+    rendering only as far as needed."""
+    for renderer in RENDERERS:
+        f = replace(facts, renderer=renderer)
+        if files[VERIFY_TXT] != render_verify_txt(f):
+            continue
+        if any(
+            files[HTML] == render_html(g) and files[PDF] == render_pdf(g) for g in _shown(files, f)
+        ):
+            return True
+    return False

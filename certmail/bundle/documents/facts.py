@@ -9,10 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WEAK", "CheckpointFact", "EventFact", "Facts", "MimeLayout", "TsaFact", "proves"]
+__all__ = [
+    "PROTECTED_NOTE",
+    "RENDERER",
+    "RENDERERS",
+    "WEAK",
+    "CheckpointFact",
+    "EventFact",
+    "Facts",
+    "MimeLayout",
+    "TsaFact",
+    "proves",
+]
 
 #: The event that is weak evidence (ETSI EN 319 522 ContentAccessTracking).
 WEAK = "ContentAccessTracking"
+
+#: The renderer release new bundles are written with. Every released one stays, and
+#: verify accepts the documents of any of them (DESIGN §4.8: golden bundles verify
+#: forever): 1, up to issue 10; 2, each submission worded by its channel (relay or
+#: direct notarization of a hash), the trust flags of ``proof verify``, a protected
+#: Subject revealed from the sender's copy.
+RENDERER = 2
+RENDERERS = (2, 1)
+
+#: After a Subject the exporter read inside the encryption (renderer 2).
+PROTECTED_NOTE = (
+    "(as read by the sender from inside the encryption: message.eml holds it encrypted, "
+    "so only a recipient who decrypts it can check it)"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,7 @@ class EventFact:
     proof_hashes: tuple[str, ...]
     stem: str
     tsa: TsaFact | None
+    channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,8 @@ class Facts:
     consistency: tuple[tuple[int, int], ...]
     tsa_chain: tuple[tuple[str, str], ...]  # (subject, SHA-256 fingerprint), TSA first
     mime: MimeLayout | None
+    renderer: int = RENDERER  # the renderer release (RENDERERS) the documents are made by
+    protected_subject: bool = False  # subject: read by the exporter inside the encryption
 
 
 _PROVES = {
@@ -95,9 +123,25 @@ _PROVES = {
 }
 
 
-def proves(event: str, with_token: bool) -> str:
-    """One sentence: what an event proves."""
-    text = _PROVES.get(event, event)
+#: SubmissionAcceptance by the statement's ``channel`` (renderer 2 on).
+_ACCEPTED_BY = {
+    "smtp": "the notary's relay received this exact message (its SHA-256) for registered "
+    "delivery at this time",
+    "api": "the sender had the notary time-stamp and log this message's SHA-256 at this "
+    "time (direct mode: the notary saw only the hash, not the message, and did not "
+    "deliver it)",
+}
+_ACCEPTED_OTHER = "the notary logged this message's SHA-256 at this time"
+
+
+def proves(event: str, with_token: bool, channel: str | None = None, renderer: int = 1) -> str:
+    """One sentence: what an event proves. From renderer 2 a SubmissionAcceptance is
+    worded by its ``channel``; renderer 1 said "accepted ... for registered delivery"
+    whatever the channel."""
+    if renderer >= 2 and event == "SubmissionAcceptance":
+        text = _ACCEPTED_BY.get(channel or "", _ACCEPTED_OTHER)
+    else:
+        text = _PROVES.get(event, event)
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

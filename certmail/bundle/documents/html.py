@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from html import escape
 
-from certmail.bundle.documents.facts import WEAK, Facts, proves
+from certmail.bundle.documents.facts import PROTECTED_NOTE, WEAK, Facts, proves
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "stated_subject"]
+
+_SUBJECT_AT = "<dt>Subject</dt><dd>"
 
 
 def _pre(text: str) -> str:
@@ -54,6 +56,8 @@ nothing by itself: the evidence files do, and anyone can check them offline with
 
 def _message(f: Facts) -> str:
     subject = escape(f.subject) if f.subject is not None else "<em>not revealed</em>"
+    if f.subject is not None and f.protected_subject:
+        subject += f" <em>{PROTECTED_NOTE}</em>"
     recipients = escape(", ".join(f.recipients)) or "<em>none named</em>"
     return f"""<h2>Message</h2>
 <dl>
@@ -71,7 +75,7 @@ def _events(f: Facts) -> str:
     rows = []
     for e in f.events:
         cls = ' class="weak"' if e.event == WEAK else ""
-        what = escape(proves(e.event, e.tsa is not None))
+        what = escape(proves(e.event, e.tsa is not None, e.channel, f.renderer))
         if e.event == WEAK:
             what = "<strong>weak evidence</strong>: " + what
         extra = "".join(f"<br>{escape(d)}" for d in e.details)
@@ -130,6 +134,32 @@ def _timestamps(f: Facts) -> str:
 """
 
 
+def stated_subject(page: bytes) -> str | None:
+    """The protected Subject a certificate.html states (renderer 2), unescaped; else None.
+    Only a candidate: the page must still be byte-identical to the one rendered with it."""
+    from html import unescape
+
+    text = page.decode("utf-8", "replace")
+    at = text.find(_SUBJECT_AT)
+    end = text.find(f" <em>{PROTECTED_NOTE}</em></dd>", at)
+    if at < 0 or end < 0:
+        return None
+    return unescape(text[at + len(_SUBJECT_AT) : end])
+
+
+_HOW_TO_VERIFY_2 = """<h2>How to verify</h2>
+<ol>
+<li>Get the notary's verifier key and the TSA root from a source you trust
+(not from this bundle).</li>
+<li>Run <code>certmail proof verify BUNDLE.zip --vkey notary.vkey --tsa-root root.pem</code>.
+Without them it exits non-zero: a bundle checked only against its own key and root proves
+nothing (<code>--trust-bundle-key</code>, <code>--trust-bundle-root</code> accept them).</li>
+<li>Or check each item with stock tools (openssl, gpg, sha256sum): see VERIFY.txt.</li>
+</ol>
+</body>
+</html>
+"""
+
 _HOW_TO_VERIFY = """<h2>How to verify</h2>
 <ol>
 <li>Get the notary's verifier key and the TSA root from a source you trust
@@ -144,5 +174,6 @@ _HOW_TO_VERIFY = """<h2>How to verify</h2>
 
 def render_html(f: Facts) -> bytes:
     """certificate.html: self-contained, no scripts, no external resources."""
-    page = _head(f) + _message(f) + _events(f) + _log(f) + _timestamps(f) + _HOW_TO_VERIFY
+    how = _HOW_TO_VERIFY if f.renderer == 1 else _HOW_TO_VERIFY_2
+    page = _head(f) + _message(f) + _events(f) + _log(f) + _timestamps(f) + how
     return page.encode("utf-8")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from certmail.bundle.documents.facts import Facts, proves
+from certmail.bundle.documents.facts import PROTECTED_NOTE, Facts, proves
 from certmail.bundle.documents.pdf import text_pdf
 
 __all__ = ["render_pdf"]
@@ -24,6 +24,7 @@ def _text_lines(f: Facts) -> list[str]:
         f"From:        {f.sender}",
         f"To:          {', '.join(f.recipients) or '(none named)'}",
         f"Subject:     {f.subject if f.subject is not None else '(not revealed)'}",
+        *_protected(f),
         f"Message-ID:  {f.message_id}",
         f"SHA-256:     {f.sha256}",
         f"Size:        {f.size} bytes",
@@ -33,7 +34,8 @@ def _text_lines(f: Facts) -> list[str]:
     for e in f.events:
         who = f"  {e.recipient}" if e.recipient else ""
         lines.append(f"{e.number:02d} {e.time}  {e.event}{who}  (log index {e.index})")
-        for chunk in _wrap("proves: " + proves(e.event, e.tsa is not None), 90):
+        what = proves(e.event, e.tsa is not None, e.channel, f.renderer)
+        for chunk in _wrap("proves: " + what, 90):
             lines.append("     " + chunk)
         for d in e.details:
             for chunk in _wrap(d, 90):
@@ -54,9 +56,24 @@ def _text_lines(f: Facts) -> list[str]:
         "",
         "# How to verify",
         "certmail proof verify BUNDLE.zip --vkey notary.vkey --tsa-root root.pem",
+        *(
+            ()
+            if f.renderer == 1
+            else (
+                "(without both it exits non-zero: the bundle's own key and root prove nothing;",
+                "--trust-bundle-key and --trust-bundle-root accept them)",
+            )
+        ),
         "or with stock tools: see VERIFY.txt in the bundle.",
     ]
     return lines
+
+
+def _protected(f: Facts) -> tuple[str, ...]:
+    """The note under a Subject the exporter read inside the encryption."""
+    if f.subject is None or not f.protected_subject:
+        return ()
+    return tuple("             " + c for c in _wrap(PROTECTED_NOTE, 78))
 
 
 @lru_cache(maxsize=512)

@@ -24,6 +24,18 @@ def _message(f: Facts) -> list[str]:
         "",
         "    certmail proof verify BUNDLE.zip --vkey TRUSTED.vkey --tsa-root TRUSTED-ROOT.pem",
         "",
+        *(
+            ()
+            if f.renderer == 1
+            else (
+                "Without --vkey or --tsa-root it runs every check and exits non-zero",
+                "(3): a bundle checked only against its own notary.vkey and the root in",
+                "its own tsa-chain.pem is merely consistent with itself, since whoever",
+                "forges a bundle makes those too. --trust-bundle-key and",
+                "--trust-bundle-root say that you accept the bundle's own.",
+                "",
+            )
+        ),
         "1. The message",
         "--------------",
         "message.eml holds the exact bytes the notary hashed. Its SHA-256 must be",
