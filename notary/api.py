@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keys.errors import ConflictError, Error, NotFoundError
+from notary import fastpath
 from notary.ack_api import include_ack_routes
 from notary.errors import SequencerError, StorageError
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -133,19 +134,28 @@ class BodyLimit:
                     await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
                     return
         seen = 0
-        started = False
+        answered = False  # the 413 went out: drop whatever the app sends after it
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, answered
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    # Answer here, before the app sees the error: Starlette's
+                    # error middleware would turn the exception into a 500.
+                    if not started:
+                        answered = True
+                        await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
                     raise _BodyTooLarge
             return msg
 
+        started = False
+
         async def tracking_send(msg: Message) -> None:
             nonlocal started
+            if answered:
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -153,8 +163,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited, tracking_send)
         except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
+            pass
 
 
 class _BodyTooLarge(Exception):
@@ -467,7 +476,9 @@ def create_app(
         raise ApiError(404, "not_found", "no TSA configured")
 
     include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
-    asgi: ASGIApp = NotarizeFastPath(app, service)
+    asgi: ASGIApp = app
+    if fastpath.enabled():  # CERTMAIL_REFERENCE_ONLY=1: the FastAPI route answers
+        asgi = NotarizeFastPath(app, service)
     if service.tsa is not None:
         from notary.tsa_asgi import TSAMiddleware
 

@@ -40,6 +40,10 @@ DEFAULT_WARN_AFTER = 12 * 3600  # seconds before the sender hears of a delay
 DEFAULT_ACK_PER_SOURCE = 30
 DEFAULT_ACK_PER_MESSAGE = 10
 DEFAULT_ACK_WINDOW = 60.0
+# HTTP: concurrent connections from one address, and seconds to send a
+# request's header section (notary.http_limits).
+DEFAULT_HTTP_PER_PEER = 128
+DEFAULT_HTTP_HEADER_TIMEOUT = 10.0
 _ORIGIN_RE = re.compile(r"[A-Za-z0-9._~:/@!$&'()*,;=-]{1,255}")
 
 
@@ -68,6 +72,8 @@ class NotaryConfig:
     ack_per_source: int = DEFAULT_ACK_PER_SOURCE
     ack_per_message: int = DEFAULT_ACK_PER_MESSAGE
     ack_window: float = DEFAULT_ACK_WINDOW
+    http_max_connections_per_peer: int = DEFAULT_HTTP_PER_PEER
+    http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT
 
     @property
     def relay_dir(self) -> Path:
@@ -138,6 +144,8 @@ def write_config(cfg: NotaryConfig) -> None:
         "ack_per_source": cfg.ack_per_source,
         "ack_per_message": cfg.ack_per_message,
         "ack_window": cfg.ack_window,
+        "http_max_connections_per_peer": cfg.http_max_connections_per_peer,
+        "http_header_timeout": cfg.http_header_timeout,
     }
     text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in values.items()
@@ -188,6 +196,12 @@ def load_config(directory: Path) -> NotaryConfig:
             ack_per_source=int(data.get("ack_per_source", DEFAULT_ACK_PER_SOURCE)),
             ack_per_message=int(data.get("ack_per_message", DEFAULT_ACK_PER_MESSAGE)),
             ack_window=float(data.get("ack_window", DEFAULT_ACK_WINDOW)),
+            http_max_connections_per_peer=int(
+                data.get("http_max_connections_per_peer", DEFAULT_HTTP_PER_PEER)
+            ),
+            http_header_timeout=float(
+                data.get("http_header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)
+            ),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None

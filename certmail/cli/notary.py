@@ -282,6 +282,7 @@ def serve(
     import uvicorn
 
     from notary.api import create_app
+    from notary.serve import raise_nofile_limit, uvicorn_config
 
     host, port = parse_hostport(http, "--http")
     smtp_addr = parse_hostport(smtp, "--smtp") if smtp else None
@@ -291,6 +292,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command log
     svc = _open(directory, database)
+    raise_nofile_limit()
     relay = None
     if smtp_addr is not None:
         from certmail.scan import Scanner
@@ -302,17 +304,7 @@ def serve(
                       public_host=smtp_public_host, node=node,
                       scanner=Scanner(svc.config.clamd) if svc.config.clamd else None)
     app = create_app(svc, relay=relay)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-        backlog=4096,
-    )
+    config = uvicorn_config(app, svc.config, host=host, port=port, backlog=4096)
     server = uvicorn.Server(config)
     click.echo(f"certmail notary {svc.origin} serving http://{host}:{port}", err=True)
     if smtp_addr is not None:
