@@ -182,3 +182,23 @@ def test_oversized_chunked_body_is_413(
     finally:
         p.stop()
     assert "Traceback" not in p.log_path.read_text()
+
+
+def test_limits_hold_in_every_worker(notary_dir: Path) -> None:
+    """`--workers 2`: the spawned workers serve with the same limits (the config is pickled)."""
+    set_limits(notary_dir, http_max_connections_per_peer=5, http_header_timeout=1.0)
+    p = NotaryProcess(notary_dir)
+    p.start(extra=["--workers", "2"])
+    try:
+        idle = [connect_from("127.0.0.2", p.port) for _ in range(40)]
+        try:
+            answers = [read_until_closed(s) for s in idle]
+        finally:
+            for s in idle:
+                s.close()
+        # each worker holds at most 5 from the peer (and closes them after the timeout)
+        assert sum(a.startswith(b"HTTP/1.1 503") for a in answers) >= 40 - 2 * 5
+        assert all(a.startswith((b"HTTP/1.1 503", b"HTTP/1.1 408")) for a in answers)
+        assert httpx.get(p.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        p.stop()
