@@ -183,7 +183,7 @@ def load_config(directory: Path) -> NotaryConfig:
         return NotaryConfig(
             directory=directory,
             origin=str(data["origin"]),
-            database=str(data.get("database") or f"sqlite:///{directory / DB_NAME}"),
+            database=str(data.get("database") or f"sqlite:///{directory.resolve() / DB_NAME}"),
             policy_oid=str(data["policy_oid"]),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             relay_domain=str(data.get("relay_domain", "")),
