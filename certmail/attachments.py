@@ -141,17 +141,21 @@ def safe_name(declared: str | None, index: int) -> str:
 
 
 def _unique_names(u: Unsealed, warnings: list[str]) -> list[str]:
-    """One safe, distinct name per part (``name-1.ext`` for repeats)."""
+    """One safe, distinct name per part (``name-1.ext`` for repeats), in linear time."""
     names: list[str] = []
+    used: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for i, part in enumerate(u.parts):
-        name = safe_name(part.filename, i)
-        base, n = name, 1
-        while name in names:
+        base = name = safe_name(part.filename, i)
+        n = next_suffix.get(base, 1)
+        while name in used:
             stem, dot, ext = base.rpartition(".")
             name = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
             n += 1
+        next_suffix[base] = n
         if part.filename is not None and name != part.filename:
             warnings.append(f"attachment name {part.filename!r} is unsafe; saved as {name!r}")
+        used.add(name)
         names.append(name)
     return names
 

@@ -218,6 +218,16 @@ def _toml_value(value: str | bool) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def ensure_home(home: Path) -> None:
+    """Create the certmail home 0700, or make an existing one 0700 (DESIGN §5: Files).
+
+    It holds the keyring, the ledger, the sent copies and the notary token.
+    """
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_mode & 0o077:
+        os.chmod(home, 0o700)
+
+
 def write_config(path: Path, values: Mapping[str, str | bool | None]) -> None:
     """Write ``config.toml`` atomically, mode 0600 (it may hold the notary token)."""
     lines = ["# certmail settings; see docs/config.md. CERTMAIL_<NAME> env vars override."]
@@ -227,7 +237,7 @@ def write_config(path: Path, values: Mapping[str, str | bool | None]) -> None:
             continue
         lines.append(f"{key} = {_toml_value(value)}")
     text = "\n".join(lines) + "\n"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_home(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

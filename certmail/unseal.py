@@ -38,6 +38,10 @@ from .mime import (
 from .rfc3156 import encrypted_payload, signed_parts
 
 MAX_DEPTH = 20  # MIME nesting
+# MIME entities (multipart containers and leaves) one message may hold. With
+# the nesting bound this also bounds the walk's work: every entity is parsed
+# once, and its bytes are copied at most MAX_DEPTH times.
+MAX_PARTS = 1000
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def unseal(
     if signature is not None:
         check_sender(keyring, signature, headers.get("From"))
     parts: list[Part] = []
-    _walk(entity, parts)
+    _walk(entity, parts, [MAX_PARTS])
     body, rest, manifest = _sort_parts(parts)
     return Unsealed(
         encrypted,
@@ -183,13 +187,21 @@ def _sort_parts(
     return body, rest, manifest
 
 
-def _walk(entity: Entity, out: list[Part], depth: int = 0) -> None:
+def _walk(entity: Entity, out: list[Part], budget: list[int], depth: int = 0) -> None:
+    """Collect the leaves of ``entity``; ``budget[0]`` counts the entities still allowed.
+
+    Raises :class:`MalformedError` past :data:`MAX_DEPTH` levels or
+    :data:`MAX_PARTS` entities.
+    """
     if depth > MAX_DEPTH:
         raise MalformedError("MIME nesting too deep")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise MalformedError(f"too many parts (more than {MAX_PARTS} MIME entities)")
     ct = entity.content_type
     if ct.startswith("multipart/"):
         for raw in split_multipart(entity):
-            _walk(parse_entity(raw), out, depth + 1)
+            _walk(parse_entity(raw), out, budget, depth + 1)
         return
     try:
         filename = entity.headers.get_filename()

@@ -11,7 +11,12 @@ File layout of a TSA directory (the same whether generated or imported)::
     tsa-cert.pem      the TSA certificate
     tsa-chain.pem     the TSA certificate, then its issuers up to the root
     root-ca.pem       the root of that chain (the trust anchor verifiers use)
-    root-ca-key.pem   the root's private key, mode 0600 (generated PKIs only)
+    root-ca-key.pem   the root's private key, mode 0600 (generated PKIs only,
+                      unless ``root_dir`` puts it elsewhere)
+
+Serving needs only the TSA's own key: :func:`generate_tsa_pki` with
+``root_dir`` writes the root's key (and a copy of its certificate) to that
+separate directory (0700), to be kept offline; ``notary init`` does so.
 
 No network I/O; nothing here prints.
 """
@@ -68,14 +73,23 @@ class TsaCredentials:
 
 
 def generate_tsa_pki(
-    directory: Path, common_name: str, *, now: datetime | None = None
+    directory: Path,
+    common_name: str,
+    *,
+    now: datetime | None = None,
+    root_dir: Path | None = None,
 ) -> TsaCredentials:
     """Create a P-256 root CA and a TSA certificate under ``directory``.
 
-    Refuses with :class:`ConflictError` if any of the files already exists.
+    With ``root_dir`` the root CA's private key is written there (with a copy
+    of the root certificate), not under ``directory``: the serving directory
+    then holds only the TSA's own key. Refuses with :class:`ConflictError` if
+    any of the files already exists.
     """
     now = _utc(now)
     _refuse_overwrite(directory, (TSA_KEY, TSA_CERT, TSA_CHAIN, ROOT_CERT, ROOT_KEY))
+    if root_dir is not None:
+        _refuse_overwrite(root_dir, (ROOT_CERT, ROOT_KEY))
 
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} Root CA")])
@@ -145,7 +159,13 @@ def generate_tsa_pki(
     creds = TsaCredentials(key=tsa_key, cert=tsa, chain=(root,))
     validate_tsa_certificate(tsa, creds.chain, tsa_key, now)
     _write_layout(directory, creds)
-    _write_secret(directory / ROOT_KEY, _key_pem(root_key))
+    if root_dir is None:
+        _write_secret(directory / ROOT_KEY, _key_pem(root_key))
+    else:
+        root_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(root_dir, 0o700)
+        _write_secret(root_dir / ROOT_KEY, _key_pem(root_key))
+        _write_public(root_dir / ROOT_CERT, _pem([root]))
     return creds
 
 
@@ -354,7 +374,7 @@ def _pem(certs: Sequence[x509.Certificate]) -> bytes:
 
 
 def _write_layout(directory: Path, creds: TsaCredentials) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write_secret(directory / TSA_KEY, _key_pem(creds.key))
     _write_public(directory / TSA_CERT, _pem([creds.cert]))
     _write_public(directory / TSA_CHAIN, _pem([creds.cert, *creds.chain]))

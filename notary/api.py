@@ -134,19 +134,28 @@ class BodyLimit:
                     await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
                     return
         seen = 0
-        started = False
+        answered = False  # the 413 went out: drop whatever the app sends after it
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, answered
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    # Answer here, before the app sees the error: Starlette's
+                    # error middleware would turn the exception into a 500.
+                    if not started:
+                        answered = True
+                        await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
                     raise _BodyTooLarge
             return msg
 
+        started = False
+
         async def tracking_send(msg: Message) -> None:
             nonlocal started
+            if answered:
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -154,8 +163,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited, tracking_send)
         except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, "too_large", f"body over {self.limit} bytes")
+            pass
 
 
 class _BodyTooLarge(Exception):

@@ -2,13 +2,19 @@
 
 Layout of a notary directory::
 
-    notary.toml       configuration (origin, database URL, TSA policy, limits)
+    notary.toml       configuration (origin, database URL, TSA policy, limits), 0600
     checkpoint.key    Ed25519 checkpoint signing key (skey text, 0600)
     notary.vkey       its verifier key, the text clients pin
     tsa/              RFC 3161 TSA: tsa-key.pem (0600), tsa-cert.pem, tsa-chain.pem,
-                      root-ca.pem, root-ca-key.pem (0600), serial state
-    notary.db         the SQLite database (default backend)
+                      root-ca.pem, serial state
+    notary.db         the SQLite database (default backend), 0600
     relay/            the SMTP relay's TLS certificate and key (relay-key.pem 0600)
+
+The directory itself is 0700. A generated TSA's root CA key is not in it:
+``notary init`` writes ``root-ca-key.pem`` to a separate root directory
+(``--root-dir``, default ``DIR-root`` beside it), to be kept offline; serving
+needs only the leaf keys. :func:`check_permissions` is what ``notary serve``
+checks at start (docs/notary.md, "Files and permissions").
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ DEFAULT_WARN_AFTER = 12 * 3600  # seconds before the sender hears of a delay
 DEFAULT_ACK_PER_SOURCE = 30
 DEFAULT_ACK_PER_MESSAGE = 10
 DEFAULT_ACK_WINDOW = 60.0
+# HTTP: concurrent connections from one address, and seconds to send a
+# request's header section (notary.http_limits).
+DEFAULT_HTTP_PER_PEER = 128
+DEFAULT_HTTP_HEADER_TIMEOUT = 10.0
 _ORIGIN_RE = re.compile(r"[A-Za-z0-9._~:/@!$&'()*,;=-]{1,255}")
 
 
@@ -68,6 +78,8 @@ class NotaryConfig:
     ack_per_source: int = DEFAULT_ACK_PER_SOURCE
     ack_per_message: int = DEFAULT_ACK_PER_MESSAGE
     ack_window: float = DEFAULT_ACK_WINDOW
+    http_max_connections_per_peer: int = DEFAULT_HTTP_PER_PEER
+    http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT
 
     @property
     def relay_dir(self) -> Path:
@@ -138,13 +150,17 @@ def write_config(cfg: NotaryConfig) -> None:
         "ack_per_source": cfg.ack_per_source,
         "ack_per_message": cfg.ack_per_message,
         "ack_window": cfg.ack_window,
+        "http_max_connections_per_peer": cfg.http_max_connections_per_peer,
+        "http_header_timeout": cfg.http_header_timeout,
     }
     text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in values.items()
     )
     path = cfg.directory / CONFIG_NAME
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -167,7 +183,7 @@ def load_config(directory: Path) -> NotaryConfig:
         return NotaryConfig(
             directory=directory,
             origin=str(data["origin"]),
-            database=str(data.get("database") or f"sqlite:///{directory / DB_NAME}"),
+            database=str(data.get("database") or f"sqlite:///{directory.resolve() / DB_NAME}"),
             policy_oid=str(data["policy_oid"]),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             relay_domain=str(data.get("relay_domain", "")),
@@ -188,6 +204,12 @@ def load_config(directory: Path) -> NotaryConfig:
             ack_per_source=int(data.get("ack_per_source", DEFAULT_ACK_PER_SOURCE)),
             ack_per_message=int(data.get("ack_per_message", DEFAULT_ACK_PER_MESSAGE)),
             ack_window=float(data.get("ack_window", DEFAULT_ACK_WINDOW)),
+            http_max_connections_per_peer=int(
+                data.get("http_max_connections_per_peer", DEFAULT_HTTP_PER_PEER)
+            ),
+            http_header_timeout=float(
+                data.get("http_header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)
+            ),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None
@@ -202,10 +224,14 @@ def init_notary(
     tsa_key: Path | None = None,
     tsa_chain: Path | None = None,
     now: datetime | None = None,
+    root_dir: Path | None = None,
 ) -> NotaryConfig:
     """Create a notary in ``directory``: keys, TSA PKI, database and config.
 
-    Refuses (ConflictError) when the directory already holds a notary.
+    A generated TSA's root CA key goes to ``root_dir`` (default
+    :func:`default_root_dir`), never into ``directory``. The directory is
+    made 0700, the config and the SQLite database 0600. Refuses
+    (ConflictError) when the directory already holds a notary.
     """
     from keys.checkpoint_key import generate_checkpoint_key, is_valid_key_name
     from keys.tsa import generate_tsa_pki, import_tsa
@@ -228,23 +254,87 @@ def init_notary(
             f"{directory} already holds a notary",
             hint="refusing to overwrite its keys; choose another --dir",
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
+    db_path = directory.resolve() / DB_NAME  # absolute: serve may run from elsewhere
     cfg = NotaryConfig(
         directory=directory,
         origin=origin,
-        database=database or f"sqlite:///{directory / DB_NAME}",
+        database=database or f"sqlite:///{db_path}",
         policy_oid=DEFAULT_POLICY_OID,
     )
     if tsa_cert is not None and tsa_key is not None:
         import_tsa(cfg.tsa_dir, tsa_cert, tsa_key, tsa_chain, now=now)
     else:
-        generate_tsa_pki(cfg.tsa_dir, common_name=f"{origin} TSA", now=now)
+        generate_tsa_pki(
+            cfg.tsa_dir,
+            common_name=f"{origin} TSA",
+            now=now,
+            root_dir=root_dir or default_root_dir(directory),
+        )
     key = generate_checkpoint_key(cfg.key_path, origin)
     cfg.vkey_path.write_text(key.vkey() + "\n", encoding="utf-8")
     from notary.relay.tls import ensure_relay_certificate
 
     ensure_relay_certificate(cfg, now=now)
     open_storage(cfg.database).close()
+    if database is None:
+        for p in (db_path, *_sidecars(db_path)):
+            if p.exists():
+                os.chmod(p, 0o600)  # SQLite gives its -wal and -shm the same mode
     write_config(cfg)
     return cfg
+
+
+def default_root_dir(directory: Path) -> Path:
+    """Where ``notary init`` puts the TSA root CA's key: ``DIR-root`` beside ``DIR``."""
+    d = directory.absolute()
+    return d.with_name(d.name + "-root")
+
+
+def _sidecars(db: Path) -> tuple[Path, Path]:
+    return db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+
+
+def _open_to_others(path: Path) -> int | None:
+    """The group/other permission bits of ``path`` (None when it does not exist)."""
+    try:
+        return path.stat().st_mode & 0o077
+    except FileNotFoundError:
+        return None
+
+
+def check_permissions(cfg: NotaryConfig) -> list[str]:
+    """What ``notary serve`` checks at start, as ssh does for its keys.
+
+    Raises :class:`keys.errors.Error` when the directory or a private key
+    (checkpoint, TSA, relay TLS) is open to group or others; answers warnings
+    for the config and the SQLite database (readable only through the
+    directory, so a warning), and for a TSA root CA key left in the serving
+    directory.
+    """
+    from keys.tsa import ROOT_KEY, TSA_KEY
+
+    refuse = [cfg.directory, cfg.key_path, cfg.tsa_dir / TSA_KEY, cfg.relay_key_path]
+    for p in refuse:
+        bits = _open_to_others(p)
+        if bits:
+            fix = "700" if p == cfg.directory else "600"
+            raise Error(
+                f"{p} is accessible by others (mode {p.stat().st_mode & 0o777:o})",
+                hint=f"chmod {fix} {p}",
+            )
+    warnings = []
+    files = [cfg.directory / CONFIG_NAME]
+    if cfg.database.startswith("sqlite:///"):
+        db = Path(cfg.database.removeprefix("sqlite:///"))
+        files += [db, *_sidecars(db)]
+    for p in files:
+        if _open_to_others(p):
+            warnings.append(f"{p} is readable by others: chmod 600 {p}")
+    if (cfg.tsa_dir / ROOT_KEY).exists():
+        warnings.append(
+            f"the TSA root CA key {cfg.tsa_dir / ROOT_KEY} is in the serving directory: "
+            "move it offline (serving does not need it)"
+        )
+    return warnings

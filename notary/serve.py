@@ -8,6 +8,11 @@ worker opens its own :class:`~notary.service.NotaryService` (its own database
 connection, sequencer and event loop); they share the log through storage
 and sequence one at a time (docs/notary.md).
 
+Limits: :func:`raise_nofile_limit` lifts the soft descriptor limit to the
+hard one before serving, and :func:`uvicorn_config` serves with the per-peer
+connection cap and header-read timeout of :mod:`notary.http_limits`, both
+single-process (``certmail notary serve``) and with workers.
+
 Metrics: before the workers start, ``PROMETHEUS_MULTIPROC_DIR`` is pointed at
 a fresh directory private to this serve (0700, removed when it stops), so
 ``GET /metrics`` from any worker answers the totals of all (see
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import socket
 import sys
@@ -25,16 +31,60 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error
 from notary.metrics import MULTIPROC_ENV
 
-__all__ = ["WorkerApp", "bind", "serve_workers"]
+if TYPE_CHECKING:
+    import uvicorn
+
+    from notary.config import NotaryConfig
+
+__all__ = ["WorkerApp", "bind", "raise_nofile_limit", "serve_workers", "uvicorn_config"]
 
 log = logging.getLogger("certmail.notary.serve")
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 BACKLOG = 4096
+# Soft descriptor limit to ask for when the hard limit is unlimited.
+NOFILE_WHEN_UNLIMITED = 1 << 20
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; answer the soft limit now in force.
+
+    Idle connections hold a descriptor each: at the usual soft limit of 1,024
+    they starve the HTTP and SMTP listeners long before the per-peer caps do.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = NOFILE_WHEN_UNLIMITED if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (OSError, ValueError) as e:
+            log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, want, e)
+    return soft
+
+
+def uvicorn_config(app: object, config: NotaryConfig, **kwargs: Any) -> uvicorn.Config:
+    """The uvicorn settings every notary server uses, with the HTTP limits of ``config``."""
+    from notary.http_limits import HttpLimits, LimitedConfig
+
+    limits = HttpLimits(
+        per_peer=config.http_max_connections_per_peer,
+        header_timeout=config.http_header_timeout,
+    )
+    return LimitedConfig(
+        app,
+        limits=limits,
+        loop="uvloop",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        **kwargs,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,13 +141,15 @@ def serve_workers(
     Raises :class:`keys.errors.Error` when the notary cannot be opened, the
     port cannot be bound, or a worker fails to start (then all are stopped).
     """
-    import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     from notary.service import NotaryService
 
-    NotaryService.open(directory, database=database).close()  # fail here, once
+    probe = NotaryService.open(directory, database=database)  # fail here, once
+    notary_config = probe.config
+    probe.close()
+    raise_nofile_limit()  # before the workers start: they inherit it
     sock = bind(host, port)
     if bound is not None:
         bound()
@@ -105,15 +157,8 @@ def serve_workers(
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers
     try:
-        config = uvicorn.Config(
-            WorkerApp(directory, database),
-            factory=True,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-            lifespan="on",
+        config = uvicorn_config(
+            WorkerApp(directory, database), notary_config, factory=True, workers=workers
         )
         supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()

@@ -164,15 +164,18 @@ class NotaryService:
         return Receipt(entry.entry, TlogProof(entry.index, tuple(proof), note), entry.tst)
 
     def receipts(self, account: Account, sha256: str) -> list[Receipt]:
-        """Every receipt about a message the account caused, against the latest checkpoint."""
+        """Every receipt about a message the account caused, against the latest checkpoint.
+
+        NotFoundError when there is none, whether or not other accounts have
+        evidence about the message: the answer does not tell whether a hash
+        is in the log (DESIGN §4.1, entries are private).
+        """
         cp = self.storage.latest_checkpoint()
-        entries = [e for e in self.storage.entries_for_message(sha256) if cp and e.index < cp.size]
-        if not entries or cp is None:
-            raise NotFoundError(f"no evidence for message {sha256}")
-        mine = [e for e in self.storage.entries_for_account(sha256, account.id)
-                if e.index < cp.size]
-        if not mine:
-            raise ForbiddenError("this message's evidence belongs to another account")
+        mine = [] if cp is None else [
+            e for e in self.storage.entries_for_account(sha256, account.id) if e.index < cp.size
+        ]
+        if cp is None or not mine:
+            raise NotFoundError(f"no evidence for message {sha256} in this account")
         return [self.receipt_for(e, cp.size, cp.note) for e in mine]
 
     def consistency(self, old: int, new: int) -> list[bytes]:

@@ -31,12 +31,12 @@ def init(app: App, email: str, name: str, no_passphrase: bool) -> None:
       certmail init --email alice@example.org --name "Alice Example"
       certmail keys export alice@example.org > alice.asc
     """
-    from certmail.config import set_option, validate
+    from certmail.config import ensure_home, set_option, validate
     from keys.errors import ConflictError, Error
     from keys.gpg import Keyring
 
     settings = app.settings()
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_home(settings.home)
     validate("email", email)
     validate("name", name)
     existing = [

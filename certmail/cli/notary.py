@@ -61,6 +61,12 @@ def notary() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The imported TSA certificate's issuers up to the root (PEM).",
 )
+@click.option(
+    "--root-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the new TSA root CA's private key goes (default: DIR-root beside DIR);"
+    " keep it offline: serving does not need it.",
+)
 @json_option("Print what was created as JSON.")
 @pass_app
 def init_cmd(
@@ -71,13 +77,18 @@ def init_cmd(
     tsa_cert: Path | None,
     tsa_key: Path | None,
     tsa_chain: Path | None,
+    root_dir: Path | None,
 ) -> None:
     """Create a notary: checkpoint key, TSA PKI, database and config in DIR.
 
-    Refuses to touch a directory that already holds a notary.
+    DIR is made 0700, its secrets 0600. A new TSA's root CA key is written
+    to --root-dir, outside DIR. Refuses to touch a directory that already
+    holds a notary.
     """
-    from notary.config import init_notary
+    from notary.config import default_root_dir, init_notary
 
+    if root_dir is not None and tsa_cert is not None:
+        raise Error("--root-dir is for a new TSA PKI", hint="leave it out with --tsa-cert")
     cfg = init_notary(
         directory,
         origin,
@@ -85,13 +96,19 @@ def init_cmd(
         tsa_cert=tsa_cert,
         tsa_key=tsa_key,
         tsa_chain=tsa_chain,
+        root_dir=root_dir,
     )
     vkey = cfg.vkey_path.read_text().strip()
+    root = None if tsa_cert is not None else str(root_dir or default_root_dir(directory))
     if app.as_json:
-        click.echo(json.dumps({"directory": str(directory), "origin": cfg.origin, "vkey": vkey}))
+        click.echo(json.dumps({"directory": str(directory), "origin": cfg.origin, "vkey": vkey,
+                               "root_dir": root}))
         return
     click.echo(f"notary created in {directory}", err=True)
     click.echo(f"origin: {cfg.origin}", err=True)
+    if root is not None:
+        click.echo(f"TSA root CA key in {root}: move it offline (serving does not need it)",
+                   err=True)
     click.echo("verifier key (publish it; clients pin it):", err=True)
     click.echo(vkey)
 
@@ -270,7 +287,12 @@ def serve(
     Everything runs in one process and one event loop until interrupted. With
     --workers N, N processes share the HTTP port and the log; they sequence
     one at a time (see docs/notary.md), so N=2 uses both cores of a small box.
+
+    Refuses to start when DIR or a private key in it is open to group or
+    others; warns when the config or the database is (docs/notary.md).
     """
+    parse_hostport(http, "--http")  # usage errors first
+    _check_files(directory)
     if workers > 1:
         if smtp:
             raise Error("--workers needs the relay elsewhere",
@@ -282,6 +304,7 @@ def serve(
     import uvicorn
 
     from notary.api import create_app
+    from notary.serve import raise_nofile_limit, uvicorn_config
 
     host, port = parse_hostport(http, "--http")
     smtp_addr = parse_hostport(smtp, "--smtp") if smtp else None
@@ -291,6 +314,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command log
     svc = _open(directory, database)
+    raise_nofile_limit()
     relay = None
     if smtp_addr is not None:
         from certmail.scan import Scanner
@@ -302,17 +326,7 @@ def serve(
                       public_host=smtp_public_host, node=node,
                       scanner=Scanner(svc.config.clamd) if svc.config.clamd else None)
     app = create_app(svc, relay=relay)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-        backlog=4096,
-    )
+    config = uvicorn_config(app, svc.config, host=host, port=port, backlog=4096)
     server = uvicorn.Server(config)
     click.echo(f"certmail notary {svc.origin} serving http://{host}:{port}", err=True)
     if smtp_addr is not None:
@@ -335,6 +349,15 @@ def _serve_workers(directory: Path, http: str, database: str | None, workers: in
     host, port = parse_hostport(http, "--http")
     serve_workers(directory, host, port, database, workers, bound=lambda: click.echo(
         f"certmail notary serving http://{host}:{port} with {workers} workers", err=True))
+
+
+def _check_files(directory: Path) -> None:
+    """The start-up permission check of ``serve`` (:func:`notary.config.check_permissions`)."""
+    from certmail.cli.app import warn
+    from notary.config import check_permissions, load_config
+
+    for w in check_permissions(load_config(directory)):
+        warn(w)
 
 
 def _open(directory: Path, database: str | None):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, AnyStr, cast
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from notary.relay.limits import (
     AUTH_FAILURE_DELAY,
@@ -60,6 +60,15 @@ class RelaySMTP(SMTP):
         self._closing = False
         self._failures = 0
         self._deadline: asyncio.TimerHandle | None = None
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed STARTTLS handshake is one log line, not a traceback (issue 10 item 20)."""
+        if isinstance(error, TLSSetupException):
+            from notary.relay.tls import handshake_failure
+
+            log.info("%s: TLS handshake failed: %s", self.peer, handshake_failure(error))
+            return "421 4.7.0 TLS handshake failed"  # aiosmtpd closes; nothing is sent
+        return await super().handle_exception(error)
 
     # --- per-peer connection cap ---------------------------------------------------------
 

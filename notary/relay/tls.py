@@ -90,3 +90,14 @@ def server_context(cfg: NotaryConfig) -> ssl.SSLContext:
             hint="set relay_tls_cert and relay_tls_key in notary.toml",
         ) from None
     return ctx
+
+
+def handshake_failure(error: BaseException) -> str:
+    """One line saying why a client's TLS handshake failed (e.g. it rejected the certificate).
+
+    aiosmtpd wraps the handshake's :class:`ssl.SSLError` in its own
+    ``TLSSetupException``; the reason is the cause's (OpenSSL's) reason code.
+    """
+    cause = error.__cause__ or error
+    reason = getattr(cause, "reason", None) or getattr(cause, "strerror", None) or str(cause)
+    return str(reason or type(cause).__name__).lower().replace("_", " ")

@@ -134,9 +134,14 @@ def test_auth(client: TestClient, alice: dict[str, str], bob: dict[str, str],
                        headers={"Authorization": "Basic abc"}).status_code == 401
     assert client.post("/v1/notarize", json=body, headers=alice).status_code == 200
     assert client.get(f"/v1/messages/{body['sha256']}/receipts").status_code == 401
-    r = client.get(f"/v1/messages/{body['sha256']}/receipts", headers=bob)
-    assert r.status_code == 403 and r.json()["error"] == "forbidden"
-    assert client.get(f"/v1/messages/{sha(b'none')}/receipts", headers=bob).status_code == 404
+    # Another account's message and a hash never logged get the same answer (issue 10
+    # item 6: a 403 told bob that the hash is in the log).
+    theirs = client.get(f"/v1/messages/{body['sha256']}/receipts", headers=bob)
+    absent = client.get(f"/v1/messages/{sha(b'none')}/receipts", headers=bob)
+    assert theirs.status_code == absent.status_code == 404
+    assert theirs.json()["error"] == absent.json()["error"] == "not_found"
+    assert (theirs.json()["message"].replace(body["sha256"], "H")
+            == absent.json()["message"].replace(sha(b"none"), "H"))
     # a revoked token stops working at once
     _acct, token = notary.add_account(["carol@example.test"])
     carol = {"Authorization": f"Bearer {token}"}

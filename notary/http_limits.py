@@ -1,0 +1,144 @@
+"""Connection limits of the notary's HTTP server (RFC 9112 over uvicorn's httptools protocol).
+
+uvicorn bounds keep-alive idleness (``timeout_keep_alive``) and, globally, the
+number of connections (``limit_concurrency``), but in the installed version it
+has no timeout for reading a request's header section and no limit per peer:
+a client that opens a connection and sends nothing, or drips its headers a
+line at a time (slowloris), holds a descriptor forever. This module adds both
+to uvicorn's :class:`~uvicorn.protocols.http.httptools_impl.HttpToolsProtocol`,
+which :class:`LimitedConfig` hands to uvicorn as its ``http=`` class:
+
+- at most ``per_peer`` concurrent connections from one peer address (per
+  process: with ``--workers N`` each worker counts its own). One over the cap
+  is answered ``503`` with a JSON error and ``Connection: close``, then closed.
+- a request's header section (from the connection's start, or from the first
+  byte of a later request on a kept-alive connection) must be complete within
+  ``header_timeout`` seconds; otherwise the answer is ``408`` JSON and the
+  connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["HttpLimits", "LimitedConfig", "LimitedHttpToolsProtocol"]
+
+log = logging.getLogger("certmail.notary.http")
+
+DEFAULT_PER_PEER = 128
+DEFAULT_HEADER_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Per-peer connection cap and header-read timeout (seconds)."""
+
+    per_peer: int = DEFAULT_PER_PEER
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+
+
+class LimitedConfig(uvicorn.Config):
+    """A uvicorn config serving with :class:`LimitedHttpToolsProtocol` under ``limits``.
+
+    Picklable, so spawned workers (``--workers N``) get the same limits.
+    """
+
+    def __init__(self, app: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(app, http=LimitedHttpToolsProtocol, **kwargs)
+        self.http_limits = limits
+
+
+# Open connections per peer address, per server (a server's protocols share its state).
+_PEERS: weakref.WeakKeyDictionary[object, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+def _answer(status: int, reason: str, code: str, message: str) -> bytes:
+    body = json.dumps({"error": code, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a per-peer cap and a header-read timeout."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits: HttpLimits = getattr(config, "http_limits", HttpLimits())
+        self._peer: str | None = None  # set while this connection is counted
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = self.client[0] if self.client else ""
+        peers = _PEERS.setdefault(self.server_state, Counter())
+        if peers[peer] >= self.limits.per_peer:
+            log.warning("refusing a connection from %s: %d open", peer, peers[peer])
+            transport.write(
+                _answer(
+                    503,
+                    "Service Unavailable",
+                    "too_many_connections",
+                    f"at most {self.limits.per_peer} connections per address",
+                )
+            )
+            transport.close()
+            return
+        peers[peer] += 1
+        self._peer = peer
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        if self._peer is not None:
+            peers = _PEERS.get(self.server_state)
+            if peers is not None:
+                peers[self._peer] -= 1
+                if peers[self._peer] <= 0:
+                    del peers[self._peer]
+            self._peer = None
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:  # a later request on a kept-alive connection
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered: its headers did arrive
+        self.transport.write(
+            _answer(
+                408,
+                "Request Timeout",
+                "timeout",
+                f"request headers not received within {self.limits.header_timeout:g} s",
+            )
+        )
+        self.transport.close()
