@@ -72,11 +72,10 @@ def test_a_recipient_server_without_smtputf8_gets_failure_evidence(
 
 
 def test_utf8_header_addresses_are_read_as_utf8() -> None:
-    from notary.relay.content import check_recipients, inspect
+    from notary.relay.content import inspect
 
     info = inspect(message("utf8-3", to=f"Zhang <{RECIPIENT}>"))
-    assert RECIPIENT in info.recipients
-    check_recipients(info, [RECIPIENT])
+    assert RECIPIENT in info.recipients  # the UTF-8 address, read as UTF-8 from the To: field
 
 
 def test_a_message_over_the_recipient_servers_size_fails_with_evidence(
