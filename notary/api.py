@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keys.errors import ConflictError, Error, NotFoundError
 from notary.ack_api import include_ack_routes
+from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, StorageError
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.service import ForbiddenError, Notarization, NotaryService
@@ -467,6 +468,7 @@ def create_app(
         raise ApiError(404, "not_found", "no TSA configured")
 
     include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
+    include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     asgi: ASGIApp = NotarizeFastPath(app, service)
     if service.tsa is not None:
         from notary.tsa_asgi import TSAMiddleware
