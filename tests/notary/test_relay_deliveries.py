@@ -121,14 +121,17 @@ def _parts(msg: Message) -> dict[str, Message]:
     """The report's own parts by type (not the field blocks inside message/delivery-status)."""
     parts = msg.get_payload()
     assert isinstance(parts, list)
-    return {p.get_content_type(): p for p in parts}
+    return {p.get_content_type(): p for p in parts if isinstance(p, Message)}
 
 
 def _dsn_fields(msg: Message) -> tuple[Message, Message]:
     assert msg.get_content_type() == "multipart/report"
     assert msg.get_param("report-type") == "delivery-status"
     status = _parts(msg)["message/delivery-status"]
-    per_message, per_recipient = status.get_payload()  # type: ignore[misc]
+    blocks = status.get_payload()
+    assert isinstance(blocks, list) and len(blocks) == 2
+    per_message, per_recipient = blocks
+    assert isinstance(per_message, Message) and isinstance(per_recipient, Message)
     return per_message, per_recipient
 
 
