@@ -193,3 +193,57 @@ def test_postponed_deliveries_are_due_later_without_an_attempt(storage: Storage)
     assert storage.claim_deliveries("n1", T0 + timedelta(seconds=1), LEASE, 10) == []
     (again,) = storage.claim_deliveries("n2", later, LEASE, 10)
     assert again.attempts == 0
+
+
+OLD_LAYOUT = [  # back to the layout before delivery attempts were recorded
+    "DROP TABLE delivery_attempts",
+    "ALTER TABLE deliveries DROP COLUMN last_reply",
+    "ALTER TABLE deliveries DROP COLUMN last_attempt",
+]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_queue_from_before_delivery_attempts_opens_and_works(kind: str,
+                                                               tmp_path: Path) -> None:
+    import uuid
+
+    from notary.storage.postgres import PostgresStorage
+    from notary.storage.sqlite import SQLiteStorage
+    from tests.notary.storage_backends import require_pg
+
+    def reopen() -> Storage:
+        if kind == "sqlite":
+            return SQLiteStorage(tmp_path / "old.db")
+        return PostgresStorage(require_pg(), schema=schema)
+
+    schema = "t_" + uuid.uuid4().hex[:16]
+    s = reopen()
+    s.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    if kind == "sqlite":
+        import sqlite3
+
+        s.close()
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            for q in OLD_LAYOUT:
+                conn.execute(q)
+    else:
+        import psycopg
+
+        with psycopg.connect(require_pg(), autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{schema}"')
+            for q in OLD_LAYOUT:
+                pg.execute(q)
+        s.close()
+    s = reopen()
+    try:
+        (d,) = s.claim_deliveries("n1", T0, LEASE, 10)
+        assert d.last_reply is None and d.settled is None
+        a = s.start_attempt(d.id, d.recipient, "n1", T0)
+        assert s.record_final(a, "RelayToNonERDS", "{}", None, None, T0)
+        (st,) = s.deliveries_for_message(f"{1:064x}", 1)
+        assert st.state == "queued" and st.last_reply is None
+        reopen().close()  # the migration is idempotent
+    finally:
+        if isinstance(s, PostgresStorage):
+            s.drop_schema()
+        s.close()
