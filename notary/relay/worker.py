@@ -11,13 +11,20 @@ bytes follow unchanged. Outcomes (ETSI EN 319 522 events, docs/relay.md):
   deadline ``RelayToNonERDSFailure`` (reason ``deadline``); past the warning
   time the sender gets one delay notice.
 
+Each attempt has a hard deadline (``asyncio.timeout`` over routing, connecting,
+the greeting and the transaction), and at most ``per_destination`` attempts run
+per recipient domain: a claimed delivery whose domain is busy is handed back
+(due again shortly, no attempt counted) so one slow domain never holds every slot.
+
 Deliveries are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)
 so several serve processes share the queue. While an attempt runs its lease is
 renewed every third of the lease time, so a slow attempt (many MX hosts, a big
 message over a slow link) is never taken over by another node while it is still
-going. A crash after the recipient's 250 and before the outcome commits means the
-delivery is made again after the lease expires (SMTP is at-least-once); nothing
-is lost.
+going. The intent of each attempt is committed before it starts and its final
+outcome before it is logged (one per delivery, a unique key); a delivery claimed
+again after a crash is settled from a recorded outcome without being sent again.
+Only a crash between the next hop's commit on the final dot and the recording of
+its reply makes a second copy (docs/relay.md, "Crashes"); nothing is lost.
 """
 
 from __future__ import annotations
