@@ -279,7 +279,7 @@ class DeliveryWorker:
         except TimeoutError:
             out = _Outcome(why=f"attempt deadline ({self.s.attempt_deadline:g} s) exceeded")
         if out.event is None:
-            await self._retry(d, out.why, out.reply)
+            await self._retry(d, out.why, out.reply, attempt=attempt)
         else:
             await self._final(d, out.event, out.extra, attempt=attempt)
 
@@ -423,7 +423,10 @@ class DeliveryWorker:
             kind="notice", held=False,
         ))
 
-    async def _retry(self, d: Delivery, why: str, reply: dict[str, Any] | None = None) -> None:
+    async def _retry(
+        self, d: Delivery, why: str, reply: dict[str, Any] | None = None, *,
+        attempt: int | None = None,
+    ) -> None:
         now = self.clock()
         age = (now - d.received).total_seconds()
         last_reply = reply or d.last_reply
@@ -432,7 +435,7 @@ class DeliveryWorker:
                 "recipient": d.recipient, "reason": "deadline",
                 "detail": f"not delivered within {int(self.s.deadline)} s; last: {why}"[:2000],
                 "reply": last_reply, "attempts": d.attempts + 1,
-            })
+            }, attempt=attempt)
             return
         delay = min(self.s.retry_initial * (2 ** min(d.attempts, 30)), self.s.retry_max)
         until = d.received + timedelta(seconds=self.s.deadline)
