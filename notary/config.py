@@ -74,6 +74,9 @@ class NotaryConfig:
     relay_lease: float = 600.0
     relay_idle_timeout: float = 60.0
     relay_data_timeout: float = 600.0
+    relay_attempt_deadline: float = 300.0
+    relay_destination_concurrency: int = 20
+    relay_concurrency: int = 100
     clamd: str = ""
     ack_per_source: int = DEFAULT_ACK_PER_SOURCE
     ack_per_message: int = DEFAULT_ACK_PER_MESSAGE
@@ -146,6 +149,9 @@ def write_config(cfg: NotaryConfig) -> None:
         "relay_lease": cfg.relay_lease,
         "relay_idle_timeout": cfg.relay_idle_timeout,
         "relay_data_timeout": cfg.relay_data_timeout,
+        "relay_attempt_deadline": cfg.relay_attempt_deadline,
+        "relay_destination_concurrency": cfg.relay_destination_concurrency,
+        "relay_concurrency": cfg.relay_concurrency,
         "clamd": cfg.clamd,
         "ack_per_source": cfg.ack_per_source,
         "ack_per_message": cfg.ack_per_message,
@@ -200,6 +206,9 @@ def load_config(directory: Path) -> NotaryConfig:
             relay_lease=float(data.get("relay_lease", 600.0)),
             relay_idle_timeout=float(data.get("relay_idle_timeout", 60.0)),
             relay_data_timeout=float(data.get("relay_data_timeout", 600.0)),
+            relay_attempt_deadline=float(data.get("relay_attempt_deadline", 300.0)),
+            relay_destination_concurrency=int(data.get("relay_destination_concurrency", 20)),
+            relay_concurrency=int(data.get("relay_concurrency", 100)),
             clamd=str(data.get("clamd", "")),
             ack_per_source=int(data.get("ack_per_source", DEFAULT_ACK_PER_SOURCE)),
             ack_per_message=int(data.get("ack_per_message", DEFAULT_ACK_PER_MESSAGE)),

@@ -102,7 +102,9 @@ class Relay:
             retry_initial=cfg.relay_retry_initial, deadline=float(cfg.relay_retry_deadline),
             warn_after=float(cfg.relay_warn_after),
             mx_port=cfg.relay_mx_port, dns_server=cfg.relay_dns_server,
-            lease=cfg.relay_lease,
+            lease=cfg.relay_lease, attempt_deadline=cfg.relay_attempt_deadline,
+            per_destination=cfg.relay_destination_concurrency,
+            concurrency=cfg.relay_concurrency,
         )
         self.worker = DeliveryWorker(service, self.writer, self.settings,
                                      dkim_sign=self._dkim_signer())

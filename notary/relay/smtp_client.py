@@ -18,7 +18,9 @@ answers mean for the worker (:mod:`notary.relay.worker`):
 
 Every reply must come within ``timeout`` seconds (the greeting, each command,
 the reply to the final dot), so a server that drips a reply line by line is
-cut off after ``timeout``, not after ``timeout`` per line.
+cut off after ``timeout``, not after ``timeout`` per line. The worker puts a
+hard deadline over a whole attempt (``asyncio.timeout``); a cancelled send
+closes its connection.
 """
 
 from __future__ import annotations
@@ -186,6 +188,9 @@ class Pool:
                 if isinstance(e, SMTPRejected) and e.stage != "MAIL":
                     raise
                 continue  # a stale session: the server closed it; open a new one
+            except BaseException:  # cancelled mid-transaction: the session is unusable
+                await _close(sess.conn, quit_first=False)
+                raise
             self._keep(host, port, sess.conn)
             return sent
         conn = await _open(host, port, helo, timeout, starttls)
@@ -227,6 +232,9 @@ async def _open(host: str, port: int, helo: str, timeout: float, starttls: bool)
     except _BROKEN as e:
         client.close()
         raise SMTPConnectionError(f"cannot connect to {host}:{port}: {e}") from None
+    except BaseException:  # cancelled (the attempt's deadline): no half-open connection
+        client.close()
+        raise
     try:
         await _ehlo(conn, helo)
         if starttls and conn.offers("starttls"):

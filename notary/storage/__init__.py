@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,25 @@ class Delivery:
     mail_from: str
     received: datetime
     kind: str
+    #: The last reply of a server to an earlier attempt ({code, text}), if any.
+    last_reply: dict[str, Any] | None = None
+    #: A final outcome an earlier attempt recorded (:meth:`QueueStore.record_final`)
+    #: whose delivery was not settled (the process died): (event, evidence JSON).
+    settled: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """What the sender may see of one delivery (``GET /v1/messages/{sha256}/deliveries``)."""
+
+    recipient: str
+    state: str
+    attempts: int
+    received: datetime
+    next_attempt: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    last_reply: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,10 @@ class DeliveryUpdate:
     error: str | None = None
     warned: bool = False
     node: str | None = None
+    #: The server's reply to this attempt ({code, text}); None keeps the last one.
+    reply: dict[str, Any] | None = None
+    #: When the attempt was made (kept as ``last_attempt``).
+    attempted: datetime | None = None
 
 
 @dataclass
@@ -343,6 +366,30 @@ class QueueStore(Protocol):
 
     def queue_counts(self) -> dict[str, int]:
         """Number of deliveries in each state."""
+
+    def postpone_deliveries(self, node: str, ids: Sequence[int], until: datetime) -> int:
+        """Give back deliveries ``node`` leased but did not attempt, due again at ``until``
+        (no attempt is counted); return how many it still held."""
+
+    def start_attempt(self, delivery_id: int, recipient: str, node: str, started: datetime) -> int:
+        """Durably record that an attempt is about to be made; return its id.
+
+        Earlier attempts of the delivery that never recorded an outcome (their
+        process died) are marked ``uncertain``.
+        """
+
+    def record_final(
+        self, attempt_id: int, event: str, evidence: str, reply: dict[str, Any] | None,
+        queue_id: str | None, finished: datetime,
+    ) -> bool:
+        """Durably record an attempt's final outcome (its evidence JSON) before it is logged.
+
+        At most one attempt per delivery has a final outcome (a unique key): returns
+        False, recording nothing, when another attempt already has one.
+        """
+
+    def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
+        """The deliveries of the account's relayed messages with this SHA-256."""
 
 
 class Storage(LogStore, AccountStore, TrackingStore, QueueStore, Protocol):

@@ -141,3 +141,109 @@ def _second_handle(storage: Storage, tmp_path: Path) -> Iterator[Storage]:
 
     assert isinstance(storage, PostgresStorage)
     yield PostgresStorage(storage.url, schema=storage.schema)
+
+
+def test_attempts_are_recorded_and_one_final_outcome_per_delivery(storage: Storage) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
+    assert d.settled is None and d.last_reply is None
+    # A first attempt that never ended (the process died), then a second one.
+    storage.start_attempt(d.id, d.recipient, "n1", T0)
+    a2 = storage.start_attempt(d.id, d.recipient, "n1", T0 + timedelta(seconds=1))
+    reply = {"code": 250, "text": "2.0.0 Ok: queued as ABC123"}
+    assert storage.record_final(a2, "RelayToNonERDS", '{"recipient":"b@x.test"}', reply,
+                                "ABC123", T0 + timedelta(seconds=2))
+    # A third attempt (another node, after a takeover) cannot record a second one.
+    a3 = storage.start_attempt(d.id, d.recipient, "n2", T0 + timedelta(seconds=3))
+    assert not storage.record_final(a3, "RelayToNonERDS", "{}", reply, "XYZ",
+                                    T0 + timedelta(seconds=4))
+    # The delivery was not settled (crash): a new claim carries the recorded outcome.
+    storage.release_leases("n1")
+    (again,) = storage.claim_deliveries("n1", T0, LEASE, 10)
+    assert again.settled == ("RelayToNonERDS", '{"recipient":"b@x.test"}')
+
+
+def test_delivery_state_keeps_the_last_reply(storage: Storage) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
+    nxt = T0 + timedelta(minutes=1)
+    grey = {"code": 451, "text": "4.7.1 greylisted"}
+    storage.queue_write(QueueWrite(updates=[DeliveryUpdate(
+        d.id, "queued", next_attempt=nxt, error="RCPT: 451 4.7.1 greylisted", reply=grey,
+        attempted=T0)]))
+    (st,) = storage.deliveries_for_message(f"{1:064x}", 1)
+    assert (st.recipient, st.state, st.attempts) == ("b@x.test", "queued", 1)
+    assert st.next_attempt == nxt and st.last_attempt == T0 and st.last_reply == grey
+    assert st.last_error == "RCPT: 451 4.7.1 greylisted"
+    assert storage.deliveries_for_message(f"{1:064x}", 2) == []  # another account's
+    # A later attempt without a reply (no connection) keeps the last reply.
+    (d,) = storage.claim_deliveries("n1", nxt, nxt + timedelta(minutes=10), 10)
+    assert d.last_reply == grey
+    storage.queue_write(QueueWrite(updates=[DeliveryUpdate(d.id, "failed", error="deadline")]))
+    (st,) = storage.deliveries_for_message(f"{1:064x}", 1)
+    assert st.state == "failed" and st.next_attempt is None and st.last_reply == grey
+
+
+def test_postponed_deliveries_are_due_later_without_an_attempt(storage: Storage) -> None:
+    storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
+    later = T0 + timedelta(seconds=5)
+    assert storage.postpone_deliveries("n2", [d.id], later) == 0  # not n2's lease
+    assert storage.postpone_deliveries("n1", [d.id], later) == 1
+    assert storage.claim_deliveries("n1", T0 + timedelta(seconds=1), LEASE, 10) == []
+    (again,) = storage.claim_deliveries("n2", later, LEASE, 10)
+    assert again.attempts == 0
+
+
+OLD_LAYOUT = [  # back to the layout before delivery attempts were recorded
+    "DROP TABLE delivery_attempts",
+    "ALTER TABLE deliveries DROP COLUMN last_reply",
+    "ALTER TABLE deliveries DROP COLUMN last_attempt",
+]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_queue_from_before_delivery_attempts_opens_and_works(kind: str,
+                                                               tmp_path: Path) -> None:
+    import uuid
+
+    from notary.storage.postgres import PostgresStorage
+    from notary.storage.sqlite import SQLiteStorage
+    from tests.notary.storage_backends import require_pg
+
+    def reopen() -> Storage:
+        if kind == "sqlite":
+            return SQLiteStorage(tmp_path / "old.db")
+        return PostgresStorage(require_pg(), schema=schema)
+
+    schema = "t_" + uuid.uuid4().hex[:16]
+    s = reopen()
+    s.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+    if kind == "sqlite":
+        import sqlite3
+
+        s.close()
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            for q in OLD_LAYOUT:
+                conn.execute(q)
+    else:
+        import psycopg
+
+        with psycopg.connect(require_pg(), autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{schema}"')
+            for q in OLD_LAYOUT:
+                pg.execute(q)
+        s.close()
+    s = reopen()
+    try:
+        (d,) = s.claim_deliveries("n1", T0, LEASE, 10)
+        assert d.last_reply is None and d.settled is None
+        a = s.start_attempt(d.id, d.recipient, "n1", T0)
+        assert s.record_final(a, "RelayToNonERDS", "{}", None, None, T0)
+        (st,) = s.deliveries_for_message(f"{1:064x}", 1)
+        assert st.state == "queued" and st.last_reply is None
+        reopen().close()  # the migration is idempotent
+    finally:
+        if isinstance(s, PostgresStorage):
+            s.drop_schema()
+        s.close()

@@ -10,7 +10,8 @@ the dialect, a reading cursor and one durable write transaction.
 
 The table layout is the one both backends have always created: databases
 made by earlier versions open unchanged (:meth:`SQLBase._migrate` adds the
-columns they lack).
+columns they lack; new tables, such as ``delivery_attempts``, are created by
+:data:`SCHEMA` itself).
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 CREATE INDEX IF NOT EXISTS deliveries_spool ON deliveries (spool_id);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id {serial},
+    delivery_id {bigint} NOT NULL REFERENCES deliveries(id),
+    recipient TEXT NOT NULL,
+    node TEXT NOT NULL,
+    started {real} NOT NULL,
+    finished {real},
+    outcome TEXT,
+    reply TEXT,
+    queue_id TEXT,
+    event TEXT,
+    evidence TEXT
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_delivery ON delivery_attempts (delivery_id);
+CREATE UNIQUE INDEX IF NOT EXISTS delivery_attempts_final
+    ON delivery_attempts (delivery_id) WHERE outcome = 'final';
 CREATE TABLE IF NOT EXISTS tracking_tokens (
     token_hash {blob} PRIMARY KEY,
     account_id {bigint} NOT NULL,
@@ -93,6 +110,8 @@ CREATE TABLE IF NOT EXISTS tracking_tokens (
 MIGRATIONS = (
     ("accounts", "receipt_emails", "{bool} NOT NULL DEFAULT {false}"),
     ("deliveries", "last_node", "TEXT"),
+    ("deliveries", "last_reply", "TEXT"),
+    ("deliveries", "last_attempt", "{real}"),
 )
 
 

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from notary.errors import StorageError
-from notary.storage import DELIVERY_STATES, Delivery, HeldMessage, QueueWrite
+from notary.storage import (
+    DELIVERY_STATES,
+    Delivery,
+    DeliveryStatus,
+    HeldMessage,
+    QueueWrite,
+)
 from notary.storage.sql.dialect import Cursor, SQLBase
 
 _DUE = "state = 'queued' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until < ?)"
+
+
+def _json_or_none(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    out: dict[str, Any] = json.loads(str(v))
+    return out
+
+
+def _time_or_none(v: Any) -> datetime | None:
+    return None if v is None else datetime.fromtimestamp(float(v), UTC)
 
 
 def _delivery(r: Sequence[Any]) -> Delivery:
@@ -26,6 +44,8 @@ def _delivery(r: Sequence[Any]) -> Delivery:
         str(r[8]),
         datetime.fromtimestamp(float(r[9]), UTC),
         str(r[10]),
+        _json_or_none(r[12]),
+        None if r[13] is None else (str(r[13]), str(r[14])),
     )
 
 
@@ -89,7 +109,9 @@ class QueueSQL(SQLBase):
                 d.sql(
                     "UPDATE deliveries SET state = ?, next_attempt = ?, last_error = ?,"
                     " warned = ?, attempts = attempts + 1, lease_owner = NULL,"
-                    " lease_until = NULL, last_node = COALESCE(?, last_node) WHERE id = ?"
+                    " lease_until = NULL, last_node = COALESCE(?, last_node),"
+                    " last_reply = COALESCE(?, last_reply),"
+                    " last_attempt = COALESCE(?, last_attempt) WHERE id = ?"
                 ),
                 [
                     (
@@ -98,6 +120,24 @@ class QueueSQL(SQLBase):
                         u.error,
                         u.warned,
                         u.node,
+                        None if u.reply is None else json.dumps(u.reply),
+                        u.attempted.timestamp() if u.attempted else None,
+                        u.delivery_id,
+                    )
+                    for u in write.updates
+                ],
+            )
+            # The attempts these outcomes end (a final one was recorded before it was logged).
+            cur.executemany(
+                d.sql(
+                    "UPDATE delivery_attempts SET outcome = ?, finished = ?, reply = ?"
+                    " WHERE delivery_id = ? AND outcome IS NULL"
+                ),
+                [
+                    (
+                        "deferred" if u.state == "queued" else u.state,
+                        (u.attempted or datetime.now(UTC)).timestamp(),
+                        None if u.reply is None else json.dumps(u.reply),
                         u.delivery_id,
                     )
                     for u in write.updates
@@ -153,8 +193,10 @@ class QueueSQL(SQLBase):
                     cur,
                     "SELECT d.id, d.spool_id, d.recipient, d.attempts, d.warned, s.sha256,"  # noqa: S608
                     " s.message_id, s.account_id, s.mail_from, s.received, s.kind,"
-                    " d.next_attempt FROM deliveries d JOIN spool s ON s.id = d.spool_id"
-                    f" WHERE {cond}",
+                    " d.next_attempt, d.last_reply, a.event, a.evidence"
+                    " FROM deliveries d JOIN spool s ON s.id = d.spool_id"
+                    " LEFT JOIN delivery_attempts a ON a.delivery_id = d.id"
+                    f" AND a.outcome = 'final' WHERE {cond}",
                     params,
                 ).fetchall()
         rows.sort(key=lambda r: (r[11], r[0]))
@@ -224,3 +266,90 @@ class QueueSQL(SQLBase):
         ).fetchall():
             counts[str(state)] = int(n)
         return counts
+
+    def postpone_deliveries(self, node: str, ids: Sequence[int], until: datetime) -> int:
+        if not ids:
+            return 0
+        n = 0
+        with self._write() as cur:
+            for cond, params in self.dialect.in_lists("id", ids):
+                n += int(
+                    self.dialect.run(
+                        cur,
+                        "UPDATE deliveries SET next_attempt = ?, lease_owner = NULL,"  # noqa: S608
+                        f" lease_until = NULL WHERE lease_owner = ? AND state = 'queued'"
+                        f" AND {cond}",
+                        (until.timestamp(), node, *params),
+                    ).rowcount
+                )
+        return n
+
+    def start_attempt(self, delivery_id: int, recipient: str, node: str, started: datetime) -> int:
+        d = self.dialect
+        with self._write() as cur:
+            d.run(
+                cur,
+                "UPDATE delivery_attempts SET outcome = 'uncertain'"
+                " WHERE delivery_id = ? AND outcome IS NULL",
+                (delivery_id,),
+            )
+            row = d.run(
+                cur,
+                "INSERT INTO delivery_attempts (delivery_id, recipient, node, started)"
+                " VALUES (?, ?, ?, ?) RETURNING id",
+                (delivery_id, recipient, node, started.timestamp()),
+            ).fetchone()
+            return int(row[0])
+
+    def record_final(
+        self,
+        attempt_id: int,
+        event: str,
+        evidence: str,
+        reply: dict[str, Any] | None,
+        queue_id: str | None,
+        finished: datetime,
+    ) -> bool:
+        try:
+            with self._write() as cur:
+                self.dialect.run(
+                    cur,
+                    "UPDATE delivery_attempts SET outcome = 'final', event = ?, evidence = ?,"
+                    " reply = ?, queue_id = ?, finished = ? WHERE id = ?",
+                    (
+                        event,
+                        evidence,
+                        None if reply is None else json.dumps(reply),
+                        queue_id,
+                        finished.timestamp(),
+                        attempt_id,
+                    ),
+                )
+        except StorageError as e:
+            if isinstance(e.__cause__, self.dialect.unique_violation):
+                return False
+            raise
+        return True
+
+    def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
+        rows = self.dialect.run(
+            self._read(),
+            "SELECT d.recipient, d.state, d.attempts, s.received, d.next_attempt,"
+            " d.last_attempt, d.last_error, d.last_reply FROM deliveries d"
+            " JOIN spool s ON s.id = d.spool_id WHERE s.sha256 = ? AND s.account_id = ?"
+            " AND s.kind = 'message' ORDER BY d.id",
+            (sha256, account_id),
+        ).fetchall()
+        return [
+            DeliveryStatus(
+                str(r[0]),
+                str(r[1]),
+                int(r[2]),
+                datetime.fromtimestamp(float(r[3]), UTC),
+                _time_or_none(r[4]) if r[1] == "queued" else None,
+                _time_or_none(r[5]),
+                None if r[6] is None else str(r[6]),
+                _json_or_none(r[7]),
+            )
+            for r in rows
+        ]
