@@ -20,13 +20,16 @@ def outbox() -> None:
 @home_option
 @pass_app
 def list_(app: App, show_all: bool) -> None:
-    """List queued, uncertain and not-yet-notarized messages."""
+    """List everything in the outbox: queued, uncertain and not-yet-notarized messages,
+    refused ones whose copy is kept there, and acknowledgements still to post.
+    """
     with app.client() as cm:
-        entries = cm.ledger.all() if show_all else cm.outbox()
+        entries = cm.ledger.all() if show_all else [*cm.outbox(), *cm.ledger.kept()]
+        acks = cm.ledger.pending_acks(include_failed=True)
     if app.as_json:
-        emit_json({"messages": [e.to_json() for e in entries]})
+        emit_json({"messages": [e.to_json() for e in entries], "acks": [a.to_json() for a in acks]})
         return
-    if not entries:
+    if not entries and not acks:
         say("the outbox is empty")
         return
     for e in entries:
@@ -34,6 +37,44 @@ def list_(app: App, show_all: bool) -> None:
             f"{e.sha256[:16]}  {e.status:<10}  {e.created[:19]}  {e.message_id}  "
             f"{', '.join(e.recipients)}" + (f"  ({e.last_error})" if e.last_error else "")
         )
+    for a in acks:
+        click.echo(
+            f"{a.sha256[:16]}  {a.status:<10}  {a.created[:19]}  {a.message_id}  "
+            f"-> {a.notary}" + (f"  ({a.last_error})" if a.last_error else "")
+        )
+
+
+@outbox.command()
+@click.argument("ref", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option()
+@home_option
+@pass_app
+def remove(app: App, ref: str, yes: bool) -> None:
+    """Remove a message from the outbox (it will not be sent) and delete its stored copy.
+
+    ID is a SHA-256 prefix (at least 8 hex digits) or the Message-ID, as `outbox list`
+    shows. Asks on a terminal unless --yes; off a terminal --yes is required.
+    """
+    from keys.errors import Error
+
+    with app.client() as cm:
+        entry = cm.ledger.find(ref)
+        if not yes:
+            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+                raise click.UsageError("removing needs --yes when not on a terminal")
+            if not click.confirm(
+                f"certmail: remove {entry.status} message {entry.sha256[:16]} "
+                f"({entry.message_id}) and delete its stored copy?",
+                default=False,
+                err=True,
+            ):
+                raise Error("nothing was removed")
+        gone = cm.ledger.remove(entry.sha256)
+    if app.as_json:
+        emit_json({"removed": gone.to_json()})
+        return
+    say(f"removed {gone.sha256[:16]} ({gone.message_id}) from the outbox")
 
 
 @outbox.command()
