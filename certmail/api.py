@@ -220,8 +220,9 @@ class Certmail:
         notary = self.notary() if notarize or via == "relay" else None
         data = body.encode("utf-8") if isinstance(body, str) else body
         limit = self._relay_limit(via)
+        paths = [Path(a) for a in attachments]
         if limit is not None and encrypt:
-            self._check_size(limit, len(data), [Path(a) for a in attachments])
+            self._check_size(limit, len(data), paths)
         scanned = self.scan_attachments(
             [Path(a) for a in attachments],
             require_scan=self._require_scan(require_scan),
@@ -243,6 +244,7 @@ class Certmail:
                 encrypt=encrypt,
                 request_mdn=request_mdn,
                 progress=progress,
+                compress=encrypt and _should_compress(len(data), paths, limit),
             )
             if limit is not None and sealed.size > limit:
                 raise _too_large(sealed.size, limit)  # nothing stored: no copy is left behind
@@ -426,6 +428,12 @@ class Certmail:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _should_compress(body: int, paths: Sequence[Path], limit: int | None) -> bool:
+    from .msgsize import should_compress
+
+    return all(p.is_file() for p in paths) and should_compress(body, paths, limit)
 
 
 def _too_large(size: int, limit: int, *, estimated: bool = False) -> Error:

@@ -23,7 +23,7 @@ import pytest
 
 from certmail.api import Certmail
 from certmail.compose import NOT_SCANNED, Headers, ScanRecord, new_message_id, now_date
-from certmail.msgsize import RATIO_UNCOMPRESSED, estimate
+from certmail.msgsize import RATIO_UNCOMPRESSED, estimate, should_compress
 from certmail.seal import seal
 from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error, run
 from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
@@ -163,6 +163,10 @@ def test_sealed_size_per_attachment_byte(
     n = 2_000_000
     f = tmp_path / f"{kind}.bin"
     f.write_bytes(os.urandom(n) if kind == "random" else _text(n))
+    # Text compresses: always. Random data only when it would not fit otherwise
+    # (compression costs CPU).
+    assert should_compress(2, [f], None) is (kind == "text")
+    assert should_compress(2, [f], 3_000_000)
     h = Headers(
         from_addr=c.alice.email,
         to=(c.bob.email,),
@@ -173,9 +177,13 @@ def test_sealed_size_per_attachment_byte(
         from_name="Alice",
     )
     with Certmail(c.alice.settings) as cm:
-        sealed = seal(cm.keyring, tmp_path / "w", h, b"x\n", [(f, ScanRecord(NOT_SCANNED))])
-    ratio = sealed.size / n
-    print(f"{kind}: sealed/attachment = {ratio:.3f} (uncompressed {RATIO_UNCOMPRESSED:.3f})")
+        plain = seal(cm.keyring, tmp_path / "w0", h, b"x\n", [(f, ScanRecord(NOT_SCANNED))])
+        sealed = seal(
+            cm.keyring, tmp_path / "w1", h, b"x\n", [(f, ScanRecord(NOT_SCANNED))], compress=True
+        )
+    before, ratio = plain.size / n, sealed.size / n
+    print(f"{kind}: sealed/attachment {before:.3f} -> {ratio:.3f}")
+    assert abs(before - RATIO_UNCOMPRESSED) < 0.05
     assert ratio < most
     assert sealed.size <= estimate(2, [f], compress=True)
 
