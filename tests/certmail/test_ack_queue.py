@@ -172,3 +172,11 @@ def test_a_notary_url_that_speaks_smtp_is_a_configuration_error(
     assert "CERTMAIL_NOTARY_URL" in p.stderr and "retry" not in p.stderr
     p = run(c.alice, "send", "--via", "smtp", "--to", c.bob.email, "--subject", "x", stdin=b"x\n")
     assert "CERTMAIL_NOTARY_URL" in p.stderr, p.stderr
+    # Relay mode (the default with a notary) asks it where its relay is first:
+    # the same configuration error, and nothing is queued.
+    before = json.loads(run(c.alice, "outbox", "list", "--json").stdout)["messages"]
+    assert [m["status"] for m in before] == ["unnotarized"]  # the direct send above
+    p = run(c.alice, "send", "--via", "relay", "--to", c.bob.email, "--subject", "x", stdin=b"x\n")
+    assert p.returncode == 1, p.stderr
+    assert "does not answer HTTP" in one_line_error(p)
+    assert json.loads(run(c.alice, "outbox", "list", "--json").stdout)["messages"] == before
