@@ -382,6 +382,34 @@ class Ledger:
                        ("interrupted while sending: it may or may not have gone out",))
         return [r["sha256"] for r in rows]
 
+    def orphans(self) -> list[Path]:
+        """Files in the outbox directory that no ledger row accounts for.
+
+        A process killed between storing a copy and recording it (:meth:`enqueue`)
+        leaves ``<sha256>.eml`` without a row, or a ``.in-*`` temporary file: they
+        are listed so that nothing in the outbox is hidden, and
+        :meth:`remove_orphan` deletes one.
+        """
+        known = {r["sha256"] for r in self._db.execute("SELECT sha256 FROM messages")}
+        return sorted(
+            p for p in self.outbox_dir.iterdir()
+            if p.is_file() and (p.name.startswith(".in-") or p.stem not in known)
+        )
+
+    def find_orphan(self, ref: str) -> Path:
+        """The orphaned outbox file whose name starts with ``ref`` (8+ characters)."""
+        hits = [p for p in self.orphans() if len(ref) >= 8 and p.name.startswith(ref)]
+        if len(hits) != 1:
+            raise NotFoundError(f"no message {ref!r} in the outbox", hint="certmail outbox list")
+        return hits[0]
+
+    def remove_orphan(self, path: Path) -> None:
+        """Delete an orphaned outbox file (one of :meth:`orphans`)."""
+        if path not in self.orphans():
+            raise NotFoundError(f"{path} is not an orphaned outbox file")
+        path.unlink()
+        _fsync_dir(self.outbox_dir)
+
     def remove(self, ref: str) -> Entry:
         """Forget an outbox message (by sha256 prefix or Message-ID) and delete its stored copy.
 

@@ -150,3 +150,19 @@ def test_queued_acks(tmp_path: Path) -> None:
     lg.enqueue_ack(sha256=sha, message_id="<m@x>", recipient="bob@example.net",
                    notary="http://n", body=body, error="x")
     assert lg.ack(sha, "bob@example.net", "http://n").state == "sent"
+
+
+def test_orphaned_copies_are_listed_and_removable(tmp_path: Path) -> None:
+    """A copy stored but never recorded (a crash inside enqueue) is not hidden."""
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    stray = tmp_path / "outbox" / f"{'cd' * 32}.eml"
+    stray.write_bytes(b"x")
+    tmp = tmp_path / "outbox" / ".in-abcdefgh"
+    tmp.write_bytes(b"y")
+    assert lg.orphans() == sorted([stray, tmp])
+    assert lg.find_orphan("cdcdcdcd") == stray
+    with pytest.raises(NotFoundError):
+        lg.find_orphan(sha[:12])  # recorded: not an orphan
+    lg.remove_orphan(stray)
+    assert lg.orphans() == [tmp] and not stray.exists()

@@ -222,3 +222,14 @@ def test_outbox_lists_refused_copies_and_removes_them(correspondents: Any) -> No
     assert not copy.exists()
     assert json.loads(run(c.alice, "outbox", "list", "--json").stdout)["messages"] == []
     assert json.loads(run(c.alice, "outbox", "list", "--all", "--json").stdout)["messages"] == []
+
+    # A copy stored but never recorded (a send killed inside the ledger's enqueue).
+    stray = c.alice.home / "outbox" / f"{'cd' * 32}.eml"
+    stray.write_bytes(b"x")
+    lst = json.loads(run(c.alice, "outbox", "list", "--json").stdout)
+    assert lst["orphans"] == [{"file": str(stray), "size": 1}]
+    assert "orphan" in run(c.alice, "outbox", "list").stdout
+    p = run(c.alice, "outbox", "remove", "cdcdcdcd", "--yes")
+    assert p.returncode == 0, p.stderr
+    assert not stray.exists()
+    assert "orphans" not in json.loads(run(c.alice, "outbox", "list", "--json").stdout)
