@@ -63,11 +63,11 @@ def notarize(
         try:
             receipt = client.notarize(digest, message_id)
             vkey = client.vkey()
-        except TemporaryError as e:  # nothing is queued here: say so
-            raise TemporaryError(
-                f"{e.message}; nothing was notarized",
-                hint=f"certmail notarize {file} again once the notary is back",
-            ) from None
+        except TemporaryError as e:  # nothing is queued here: say so (its cause stays)
+            e.message = f"{e.message}; nothing was notarized"
+            e.args = (e.message,)
+            e.hint = f"certmail notarize {file} again once the notary is back"
+            raise
     _write_receipt(output, receipt, force)
     if app.as_json:
         sys.stdout.write(json.dumps(receipt) + "\n")

@@ -195,11 +195,9 @@ def _show(
                 err=True,
             )
         _render(tl, sha256, message_id, status)
-    if offline is not None:
-        raise TemporaryError(
-            offline.message,
-            hint=f"certmail receipts {sha256[:16]} again once the notary is back",
-        )
+    if offline is not None:  # what was shown is the stored view: exit 5 (its cause stays)
+        offline.hint = f"certmail receipts {sha256[:16]} again once the notary is back"
+        raise offline
 
 
 def _echo_new(tl: Timeline, shown: set[str]) -> None:
