@@ -3,7 +3,10 @@
 The recipient: :func:`notarized_sha256` finds the SHA-256 the notary logged
 for a delivered file, :func:`make_ack` builds and signs the acknowledgement
 text (format: :mod:`notary.ackformat`), :func:`post_ack` sends it to the notary's
-``POST /v1/ack`` and checks the receipt.
+``POST /v1/ack`` and checks the receipt. :func:`acknowledge` (``open --ack``)
+keeps a signed acknowledgement the notary could not take in the ledger
+(:meth:`certmail.ledger.Ledger.enqueue_ack`); ``certmail outbox flush`` posts
+it (:meth:`certmail.outbox.Outbox.flush_acks`).
 
 The sender: :func:`check_handover` checks a ``ContentHandover`` statement
 against the keys the message was encrypted to.
@@ -18,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keys.errors import Error, MalformedError, NotFoundError, VerificationError
+from keys.errors import Error, MalformedError, NotFoundError, TemporaryError, VerificationError
 from notary.ackformat import Ack, ack_text, parse_ack_text
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ __all__ = [
     "make_ack",
     "notarized_sha256",
     "post_ack",
+    "post_body",
 ]
 
 EVIDENCE_HEADER = "Certmail-Evidence"
@@ -135,15 +139,7 @@ def post_ack(notary_url: str, ack: SignedAck, *, timeout: float = 30.0) -> dict[
     from .notary_client import NotaryClient
 
     with NotaryClient(notary_url, None, timeout=timeout) as client:
-        resp = client.request("POST", "/v1/ack", auth=False, json=ack.to_json())
-        try:
-            receipt = resp.json()
-        except ValueError:
-            raise Error("the notary's answer to the acknowledgement is not JSON") from None
-        if not isinstance(receipt, dict):
-            raise Error("the notary's answer to the acknowledgement is not a receipt")
-        client.check_receipt(receipt, ack.sha256, ack.message_id)
-    return receipt
+        return client.post_ack(ack.to_json(), ack.sha256, ack.message_id)
 
 
 @dataclass(frozen=True)
@@ -224,7 +220,12 @@ class AckOutcome:
     recipient: str
     notary: str
     fingerprint: str
-    receipt: dict[str, Any]
+    receipt: dict[str, Any] | None
+    #: ``sent`` (``receipt`` holds the ContentHandover receipt) or ``queued``
+    #: (the notary could not be reached: the signed acknowledgement is in the
+    #: ledger, ``certmail outbox flush`` posts it; ``error`` says why).
+    status: str = "sent"
+    error: str | None = None
     mdn_to: str | None = None
     mdn_reply: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -235,6 +236,52 @@ class AckOutcome:
         return asdict(self)
 
 
+def _sign_and_post(cm: Any, sha: str, message_id: str, me: str, notary: str) -> AckOutcome:
+    """Post the acknowledgement; when the notary cannot be reached, keep it queued.
+
+    An acknowledgement queued before (by an earlier ``open --ack``) is the one
+    posted, so the notary never sees two signatures for one handover.
+    """
+    from datetime import UTC
+    from datetime import datetime as _dt
+
+    ledger = cm.ledger
+    try:
+        queued = ledger.ack(sha, me, notary)
+    except NotFoundError:
+        queued = None
+    if queued is not None and queued.state == "sent" and queued.receipt is not None:
+        fpr = str(queued.body.get("fingerprint") or "")
+        return AckOutcome(sha, message_id, me, notary, fpr, queued.receipt)
+    if queued is not None and queued.state == "pending":
+        body = queued.body
+    else:
+        now = cm.clock() if cm.clock else _dt.now(UTC)
+        signed = make_ack(cm.keyring, sha256=sha, message_id=message_id, recipient=me,
+                          notary=notary, time=now)
+        body = {**signed.to_json(), "fingerprint": signed.fingerprint}
+    fpr = str(body["fingerprint"])
+    try:
+        receipt = post_body(notary, body)
+    except TemporaryError as e:
+        ledger.enqueue_ack(sha256=sha, message_id=message_id, recipient=me, notary=notary,
+                           body=body, error=e.message)
+        return AckOutcome(sha, message_id, me, notary, fpr, None, status="queued",
+                          error=e.message)
+    if queued is not None:
+        ledger.mark_ack_sent(queued.id, receipt)
+    return AckOutcome(sha, message_id, me, notary, fpr, receipt)
+
+
+def post_body(notary_url: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """POST a stored acknowledgement body (``SignedAck.to_json()`` plus ``fingerprint``)."""
+    from .notary_client import NotaryClient
+
+    wire = {k: v for k, v in body.items() if k != "fingerprint"}
+    with NotaryClient(notary_url, None, timeout=timeout) as client:
+        return client.post_ack(wire, str(body["sha256"]), str(body["message_id"]))
+
+
 def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
                 notary_url: str | None = None) -> AckOutcome:
     """Sign and post an acknowledgement of the opened message; with ``mdn`` also send an MDN.
@@ -243,9 +290,6 @@ def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
     its ``open`` returned for ``path``. The notary is the one the message
     names (``Certmail-Notary``), else ``notary_url``, else the configured one.
     """
-    from datetime import UTC
-    from datetime import datetime as _dt
-
     from .compose import check_address
 
     s = cm.settings
@@ -265,11 +309,7 @@ def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
                     hint="certmail open FILE --ack --notary URL")
     raw = path.read_bytes()
     sha, _ = notarized_sha256(raw)
-    now = cm.clock() if cm.clock else _dt.now(UTC)
-    signed = make_ack(cm.keyring, sha256=sha, message_id=message_id, recipient=me,
-                      notary=notary, time=now)
-    receipt = post_ack(notary, signed)
-    out = AckOutcome(sha, message_id, me, notary, signed.fingerprint, receipt)
+    out = _sign_and_post(cm, sha, message_id, me, notary)
     if mdn:
         dnt = disposition_notification_to(raw)
         if dnt is None:
@@ -277,8 +317,9 @@ def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
                                 "(no Disposition-Notification-To): none was sent")
             return out
         if not s.smtp_url:
+            done = "sent" if out.status == "sent" else "queued in the outbox"
             raise Error("no SMTP server configured to send the notification through "
-                        "(the acknowledgement was sent)",
+                        f"(the acknowledgement was {done})",
                         hint="set CERTMAIL_SMTP_URL=smtp://user:pass@host:587")
         from .mdn import Mdn, send_mdn
 

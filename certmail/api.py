@@ -222,13 +222,17 @@ class Certmail:
         via = self._outbox.choose_via(via, notarize, warnings)
         self._check_send_settings(via, to, cc)
         notary = self.notary() if notarize or via == "relay" else None
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        limit = self._relay_limit(via)
+        paths = [Path(a) for a in attachments]
+        if limit is not None and encrypt:
+            self._check_size(limit, len(data), paths)
         scanned = self.scan_attachments(
             [Path(a) for a in attachments],
             require_scan=self._require_scan(require_scan),
             warnings=warnings,
         )
         headers = self._headers(to, cc, subject)
-        data = body.encode("utf-8") if isinstance(body, str) else body
         with self._workdir() as work:
             tracking = None
             if track_open:
@@ -244,7 +248,10 @@ class Certmail:
                 encrypt=encrypt,
                 request_mdn=request_mdn,
                 progress=progress,
+                compress=encrypt and _should_compress(len(data), paths, limit),
             )
+            if limit is not None and sealed.size > limit:
+                raise _too_large(sealed.size, limit)  # nothing stored: no copy is left behind
             if tracking is not None and notary is not None:
                 from .tracking import register_tracking
 
@@ -262,6 +269,28 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _relay_limit(self, via: str) -> int | None:
+        """The relay's advertised message size limit (``GET /v1/relay``), if it can be asked."""
+        from keys.errors import TemporaryError
+
+        if via != "relay":
+            return None
+        try:
+            return self._outbox.relay_endpoint().max_message_bytes
+        except TemporaryError:
+            return None  # unreachable: the message is queued, the relay checks it later
+
+    def _check_size(self, limit: int, body: int, attachments: Sequence[Path]) -> None:
+        """Refuse, before scanning and encrypting, a message the relay cannot take."""
+        from .msgsize import estimate
+
+        for p in attachments:
+            if not p.is_file():
+                return  # the scan says which file is missing
+        expected = estimate(body, attachments, compress=True)
+        if expected > limit:
+            raise _too_large(expected, limit, estimated=True)
 
     def _queued_result(
         self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]
@@ -403,6 +432,25 @@ class Certmail:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _should_compress(body: int, paths: Sequence[Path], limit: int | None) -> bool:
+    from .msgsize import should_compress
+
+    return all(p.is_file() for p in paths) and should_compress(body, paths, limit)
+
+
+def _too_large(size: int, limit: int, *, estimated: bool = False) -> Error:
+    from .msgsize import largest_attachment
+
+    mb = 1_000_000
+    what = f"about {size / mb:.1f} MB" if estimated else f"{size / mb:.1f} MB"
+    fits = largest_attachment(limit, compress=True) / mb
+    return Error(
+        f"the message would be {what}, and the notary relay takes at most {limit / mb:.1f} MB"
+        f" (attachments of up to about {fits:.1f} MB in total fit); nothing was sent or stored",
+        hint="send it with --via smtp (your own SMTP server; the notary notarizes its hash)",
+    )
 
 
 def _open_warnings(u: Unsealed) -> list[str]:

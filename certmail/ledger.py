@@ -58,11 +58,29 @@ CREATE TABLE IF NOT EXISTS receipts (
     received    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS receipts_sha256 ON receipts (sha256);
+CREATE TABLE IF NOT EXISTS acks (
+    id          INTEGER PRIMARY KEY,
+    sha256      TEXT NOT NULL,          -- the acknowledged message (someone else's)
+    message_id  TEXT NOT NULL,
+    recipient   TEXT NOT NULL,          -- who acknowledges (this identity)
+    notary      TEXT NOT NULL,          -- the notary URL to post it to
+    body        TEXT NOT NULL,          -- the signed POST /v1/ack body (JSON)
+    state       TEXT NOT NULL,          -- pending sent failed
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    receipt     TEXT,                   -- the ContentHandover receipt, once posted
+    UNIQUE (sha256, recipient, notary)
+);
 """
 
 OUTBOX_SQL = (
     "smtp IN ('pending', 'sending', 'uncertain') OR (smtp = 'sent' AND notary = 'pending')"
 )
+#: Messages done with for good (refused, or sent but refused by the notary)
+#: whose copy is still kept in the outbox directory.
+KEPT_SQL = "smtp = 'failed' OR notary = 'failed'"
 
 
 def _now() -> str:
@@ -127,6 +145,47 @@ def _entry(row: sqlite3.Row) -> Entry:
         recipients=tuple(json.loads(row["recipients"])), via=row["via"], size=row["size"],
         created=row["created"], updated=row["updated"], smtp=row["smtp"], notary=row["notary"],
         smtp_reply=row["smtp_reply"], attempts=row["attempts"], last_error=row["last_error"],
+    )
+
+
+@dataclass(frozen=True)
+class QueuedAck:
+    """A signed acknowledgement of receipt waiting for (or posted to) its notary."""
+
+    id: int
+    sha256: str
+    message_id: str
+    recipient: str
+    notary: str
+    body: dict[str, Any]
+    state: str  # pending | sent | failed
+    created: str
+    updated: str
+    attempts: int
+    last_error: str | None
+    receipt: dict[str, Any] | None
+
+    @property
+    def status(self) -> str:
+        """One word: ``ack queued``, ``ack sent`` or ``ack failed``."""
+        return f"ack {'queued' if self.state == 'pending' else self.state}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "sha256": self.sha256, "message_id": self.message_id,
+            "recipient": self.recipient, "notary": self.notary, "status": self.status,
+            "created": self.created, "updated": self.updated, "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
+
+def _ack(row: sqlite3.Row) -> QueuedAck:
+    return QueuedAck(
+        id=row["id"], sha256=row["sha256"], message_id=row["message_id"],
+        recipient=row["recipient"], notary=row["notary"], body=json.loads(row["body"]),
+        state=row["state"], created=row["created"], updated=row["updated"],
+        attempts=row["attempts"], last_error=row["last_error"],
+        receipt=json.loads(row["receipt"]) if row["receipt"] else None,
     )
 
 
@@ -323,6 +382,113 @@ class Ledger:
                        ("interrupted while sending: it may or may not have gone out",))
         return [r["sha256"] for r in rows]
 
+    def orphans(self) -> list[Path]:
+        """Files in the outbox directory that no ledger row accounts for.
+
+        A process killed between storing a copy and recording it (:meth:`enqueue`)
+        leaves ``<sha256>.eml`` without a row, or a ``.in-*`` temporary file: they
+        are listed so that nothing in the outbox is hidden, and
+        :meth:`remove_orphan` deletes one.
+        """
+        known = {r["sha256"] for r in self._db.execute("SELECT sha256 FROM messages")}
+        return sorted(
+            p for p in self.outbox_dir.iterdir()
+            if p.is_file() and (p.name.startswith(".in-") or p.stem not in known)
+        )
+
+    def find_orphan(self, ref: str) -> Path:
+        """The orphaned outbox file whose name starts with ``ref`` (8+ characters)."""
+        hits = [p for p in self.orphans() if len(ref) >= 8 and p.name.startswith(ref)]
+        if len(hits) != 1:
+            raise NotFoundError(f"no message {ref!r} in the outbox", hint="certmail outbox list")
+        return hits[0]
+
+    def remove_orphan(self, path: Path) -> None:
+        """Delete an orphaned outbox file (one of :meth:`orphans`)."""
+        if path not in self.orphans():
+            raise NotFoundError(f"{path} is not an orphaned outbox file")
+        path.unlink()
+        _fsync_dir(self.outbox_dir)
+
+    def remove(self, ref: str) -> Entry:
+        """Forget an outbox message (by sha256 prefix or Message-ID) and delete its stored copy.
+
+        Only messages still in the outbox (queued, uncertain, awaiting
+        notarization, or kept after a refusal) can be removed; a message being
+        sent right now is refused (ConflictError), a sent one is not in the
+        outbox (NotFoundError).
+        """
+        entry = self.find(ref)
+        in_outbox = {e.sha256 for e in (*self.outbox(), *self.kept())}
+        if entry.sha256 not in in_outbox:
+            raise NotFoundError(
+                f"message {entry.sha256[:16]} is not in the outbox (it was sent)",
+                hint="certmail outbox list",
+            )
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM messages WHERE sha256=? AND smtp != 'sending'",
+                             (entry.sha256,))
+            if cur.rowcount != 1:
+                raise ConflictError(
+                    f"message {entry.sha256[:16]} is being sent right now; nothing was removed",
+                    hint="certmail outbox list",
+                )
+            db.execute("DELETE FROM receipts WHERE sha256=?", (entry.sha256,))
+        with contextlib.suppress(FileNotFoundError):
+            (self.outbox_dir / f"{entry.sha256}.eml").unlink()
+            _fsync_dir(self.outbox_dir)
+        return entry
+
+    # -- acknowledgements ----------------------------------------------------------
+
+    def enqueue_ack(self, *, sha256: str, message_id: str, recipient: str, notary: str,
+                    body: dict[str, Any], error: str) -> QueuedAck:
+        """Keep a signed acknowledgement that could not be posted yet (durably).
+
+        One per (message, recipient, notary): a second one replaces the pending
+        body (an acknowledgement already posted is kept as it is).
+        """
+        now = _now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO acks (sha256, message_id, recipient, notary, body, state, created,"
+                " updated, attempts, last_error) VALUES (?,?,?,?,?,'pending',?,?,1,?)"
+                " ON CONFLICT (sha256, recipient, notary) DO UPDATE SET body=excluded.body,"
+                " attempts=attempts+1, last_error=excluded.last_error, updated=excluded.updated"
+                " WHERE state='pending'",
+                (sha256, message_id, recipient, notary, json.dumps(body, sort_keys=True),
+                 now, now, error),
+            )
+        return self.ack(sha256, recipient, notary)
+
+    def ack(self, sha256: str, recipient: str, notary: str) -> QueuedAck:
+        row = self._db.execute(
+            "SELECT * FROM acks WHERE sha256=? AND recipient=? AND notary=?",
+            (sha256, recipient, notary),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no acknowledgement of {sha256} in the ledger")
+        return _ack(row)
+
+    def pending_acks(self, *, include_failed: bool = False) -> list[QueuedAck]:
+        """Acknowledgements still to post (and, with ``include_failed``, refused ones)."""
+        states = "('pending', 'failed')" if include_failed else "('pending')"
+        rows = self._db.execute(
+            f"SELECT * FROM acks WHERE state IN {states} ORDER BY id"  # noqa: S608
+        ).fetchall()
+        return [_ack(r) for r in rows]
+
+    def mark_ack_sent(self, ack_id: int, receipt: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE acks SET state='sent', receipt=?, last_error=NULL, updated=?"
+                       " WHERE id=?", (json.dumps(receipt, sort_keys=True), _now(), ack_id))
+
+    def mark_ack_failed(self, ack_id: int, error: str, *, permanent: bool) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE acks SET state=?, attempts=attempts+1, last_error=?, updated=?"
+                       " WHERE id=?",
+                       ("failed" if permanent else "pending", error, _now(), ack_id))
+
     # -- queries -----------------------------------------------------------------
 
     def get(self, sha256: str) -> Entry:
@@ -348,6 +514,13 @@ class Ledger:
     def outbox(self) -> list[Entry]:
         rows = self._db.execute(
             f"SELECT * FROM messages WHERE {OUTBOX_SQL} ORDER BY created"  # noqa: S608
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def kept(self) -> list[Entry]:
+        """Messages refused for good whose copy is still kept in the outbox directory."""
+        rows = self._db.execute(
+            f"SELECT * FROM messages WHERE {KEPT_SQL} ORDER BY created"  # noqa: S608
         ).fetchall()
         return [_entry(r) for r in rows]
 

@@ -24,15 +24,18 @@ from keys.errors import Error, TemporaryError, VerificationError
 from .errors import NotaryNotFoundError, NotaryRequestError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+URL_HINT = "check CERTMAIL_NOTARY_URL: it must be the notary's HTTP API (http[s]://host:port)"
 TOKEN_HINT = "set CERTMAIL_NOTARY_TOKEN (ask the notary operator for a token)"  # noqa: S105
 
 
 __all__ = [
     "TOKEN_HINT",
+    "URL_HINT",
     "NotaryClient",
     "NotaryNotFoundError",
     "NotaryRequestError",
     "http_failure",
+    "speaks_http",
 ]
 
 
@@ -80,14 +83,22 @@ class NotaryClient:
         try:
             resp = self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as e:
+            if isinstance(e, httpx.RemoteProtocolError | httpx.ConnectError) and not speaks_http(
+                self.url
+            ):
+                raise Error(
+                    f"{self.url} does not answer HTTP: it is not a notary's HTTP API",
+                    hint=URL_HINT,
+                ) from None
+            # Say what happened; whoever queued something says so in its own hint.
             raise TemporaryError(
                 f"cannot reach the notary at {self.url}: {http_failure(e)}",
-                hint="certmail outbox flush (the message is queued for notarization)",
+                hint=f"check that the notary at {self.url} is running, then try again",
             ) from None
         if resp.status_code >= 500:
             raise TemporaryError(
                 f"the notary answered {resp.status_code}: {_message(resp)}",
-                hint="certmail outbox flush (the message is queued for notarization)",
+                hint="try again later (the notary has a temporary problem)",
             )
         if resp.status_code == 404:
             raise NotaryNotFoundError(f"not found at the notary: {_message(resp)}")
@@ -110,6 +121,12 @@ class NotaryClient:
             "POST", "/v1/notarize", json={"sha256": sha256, "message_id": message_id}
         )
         receipt = _json_object(resp)
+        self.check_receipt(receipt, sha256, message_id)
+        return receipt
+
+    def post_ack(self, body: dict[str, Any], sha256: str, message_id: str) -> dict[str, Any]:
+        """``POST /v1/ack`` (unauthenticated); the ContentHandover receipt after checking it."""
+        receipt = _json_object(self.request("POST", "/v1/ack", auth=False, json=body))
         self.check_receipt(receipt, sha256, message_id)
         return receipt
 
@@ -147,6 +164,41 @@ def http_failure(e: httpx.HTTPError) -> str:
     if isinstance(e, httpx.TooManyRedirects):
         return "it redirects too often"
     return "the connection failed"
+
+
+def speaks_http(url: str, *, timeout: float = 2.0) -> bool:
+    """False when the server at ``url`` plainly speaks another protocol.
+
+    Called after a request broke: a server that greets first (SMTP ``220``,
+    IMAP, SSH) is not an HTTP server; for ``https`` a TLS handshake that the
+    peer answers with plaintext is the same mistake. True when in doubt (the
+    failure is then treated as transient).
+    """
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    host, port = parts.hostname or "", parts.port or (443 if secure else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if secure:
+                try:
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+                    ctx.wrap_socket(sock, server_hostname=host).close()
+                except ssl.SSLError as e:
+                    return "WRONG_VERSION_NUMBER" not in str(e).upper()
+                return True
+            sock.settimeout(min(timeout, 1.0))
+            try:
+                first = sock.recv(16)
+            except TimeoutError:
+                return True  # it waits for a request, as HTTP servers do
+            return not first or first.startswith(b"HTTP/")
+    except OSError:
+        return True
 
 
 def _json_object(resp: httpx.Response) -> dict[str, Any]:

@@ -390,7 +390,32 @@ class Outbox:
         Messages whose delivery is uncertain are left alone unless
         ``include_uncertain`` (they may reach the recipient twice).
         """
-        return [self._flush_one(e, include_uncertain) for e in self.ledger.outbox()]
+        sent = [self._flush_one(e, include_uncertain) for e in self.ledger.outbox()]
+        return sent + self.flush_acks()
+
+    def flush_acks(self) -> list[FlushItem]:
+        """Post every queued acknowledgement of receipt (``open --ack`` while the notary was down).
+
+        Posting one twice is harmless: the notary answers an acknowledgement it
+        already logged with its existing receipt.
+        """
+        from .ack import post_body
+
+        ledger, out = self.ledger, []
+        for a in ledger.pending_acks():
+            try:
+                receipt = post_body(a.notary, a.body)
+            except TemporaryError as e:
+                ledger.mark_ack_failed(a.id, e.message, permanent=False)
+                out.append(FlushItem(a.sha256, a.message_id, "ack queued", e.message, e.exit_code))
+                continue
+            except Error as e:
+                ledger.mark_ack_failed(a.id, e.message, permanent=True)
+                out.append(FlushItem(a.sha256, a.message_id, "ack failed", e.message, e.exit_code))
+                continue
+            ledger.mark_ack_sent(a.id, receipt)
+            out.append(FlushItem(a.sha256, a.message_id, "ack sent"))
+        return out
 
     def _flush_one(self, entry: Entry, include_uncertain: bool) -> FlushItem:
         relay = entry.via == "relay"  # the notary's log tells whether it was accepted

@@ -26,6 +26,7 @@ from keys.gpg import GpgProcess, Keyring
 from .armor import BEGIN_MESSAGE, END_MESSAGE, Crc24, fast_crc24
 from .compose import base64_process, gnu_base64, new_boundary
 from .mime import MAX_HEADER_BLOCK
+from .msgsize import COMPRESS_LEVEL
 from .rfc3156 import COPY_CHUNK, copy_stream, encrypted_head, encrypted_tail, signed_tail
 
 WRITEBACK = 8 << 20  # bytes between two early write-back requests
@@ -226,7 +227,8 @@ class EncryptPipeline:
     The processes, data flowing through file descriptors:
 
     - ``sign``: a detached signature over ``inner`` (gpg reads the file);
-    - ``encrypt`` (no compression: the payload is base64 text): its stdin gets
+    - ``encrypt`` (with ``compress``, zlib at :data:`certmail.msgsize.COMPRESS_LEVEL`:
+      it takes back base64's 8/6 even for incompressible attachments): its stdin gets
       the ``multipart/signed`` head, then ``inner`` spliced in the kernel, then
       the signature part once ``sign`` is done (:meth:`_feed`);
     - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
@@ -254,8 +256,13 @@ class EncryptPipeline:
         payload_head: bytes,
         payload_hash: Any,
         boundary: str,
+        compress: bool = False,
     ) -> None:
-        """``payload_hash`` has seen ``payload_head`` and ``inner``; the signature part is added."""
+        """``payload_hash`` has seen ``payload_head`` and ``inner``; the signature part is added.
+
+        ``compress``: gpg deflates the payload (:data:`certmail.msgsize.COMPRESS_LEVEL`).
+        """
+        self.compress = compress
         self.keyring = keyring
         self.inner = inner
         self.recipients = recipients
@@ -311,7 +318,12 @@ class EncryptPipeline:
                 self.sign_run = self.keyring.start_sign_detached(src, self.signer)
         tool = gnu_base64()
         self_armor = tool is not None and fast_crc24()
-        self.enc = self.keyring.start_encrypt(self.recipients, armor=not self_armor, compress=False)
+        self.enc = self.keyring.start_encrypt(
+            self.recipients,
+            armor=not self_armor,
+            compress=self.compress,
+            compress_level=COMPRESS_LEVEL,
+        )
         if self_armor and tool is not None:
             self.b64e = base64_process(tool, "-w", "64")
             self.crc = Crc24()

@@ -67,8 +67,12 @@ def seal(
     autocrypt: bool = True,
     dkim: Callable[[Path], bytes] | None = None,
     progress: Progress | None = None,
+    compress: bool = False,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
+
+    ``compress`` lets gpg deflate the signed part before encrypting it
+    (:func:`certmail.msgsize.should_compress` decides; docs/send-open.md#size).
 
     Every stage goes file to file inside ``workdir``; the result is
     ``workdir/message.eml``. ``dkim``, when given, reads the finished message
@@ -90,7 +94,7 @@ def seal(
     unsigned = workdir / "message.unsigned"
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
     if encrypt:
-        manifest, digest, size = _seal_encrypted(*args)
+        manifest, digest, size = _seal_encrypted(*args, compress=compress)
     else:
         manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
     final = workdir / "message.eml"
@@ -131,6 +135,8 @@ def _seal_encrypted(
     signer: str | None,
     unsigned: Path,
     progress: Progress | None,
+    *,
+    compress: bool = False,
 ) -> tuple[Manifest, str, int]:
     """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``."""
     hp: Literal["cipher"] = "cipher"
@@ -170,6 +176,7 @@ def _seal_encrypted(
         payload_head=phead,
         payload_hash=payload_hash,
         boundary=sb,
+        compress=compress,
     )
     digest, size = pipeline.run(unsigned, outer)
     return manifest, digest, size

@@ -57,6 +57,7 @@ class Sealer:
         encrypt: bool,
         request_mdn: bool,
         progress: Progress | None,
+        compress: bool = False,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message."""
         extra = [f"{NOTARY_HEADER}: {notary_url}"] if notary_url else []
@@ -74,6 +75,7 @@ class Sealer:
             extra_outer=extra,
             dkim=dkim,
             progress=progress,
+            compress=compress,
         )
         if dkim is not None:
             self.dkim_check(sealed.path, headers.from_addr)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
-from keys.errors import ConflictError, Error, NotFoundError
+from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 
 
 @click.command("notarize")
@@ -60,8 +60,14 @@ def notarize(
         found = BytesHeaderParser().parsebytes(data[:65536]).get("Message-ID")
         message_id = str(found).strip() if found else f"<{digest}@file>"
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
-        receipt = client.notarize(digest, message_id)
-        vkey = client.vkey()
+        try:
+            receipt = client.notarize(digest, message_id)
+            vkey = client.vkey()
+        except TemporaryError as e:  # nothing is queued here: say so (its cause stays)
+            e.message = f"{e.message}; nothing was notarized"
+            e.args = (e.message,)
+            e.hint = f"certmail notarize {file} again once the notary is back"
+            raise
     _write_receipt(output, receipt, force)
     if app.as_json:
         sys.stdout.write(json.dumps(receipt) + "\n")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
     from certmail.ack import AckOutcome
@@ -90,6 +91,7 @@ def open_(
                 err=True,
             )
         done = None
+        failed: Error | None = None
         if ack:
             if mdn is None and interactive and disposition_notification_to(file.read_bytes()):
                 mdn = click.confirm(
@@ -98,16 +100,27 @@ def open_(
                     default=False,
                     err=True,
                 )
-            done = acknowledge(cm, file, r, mdn=bool(mdn), notary_url=notary_url)
-            for w in done.warnings:
-                warn(w)
+            try:
+                done = acknowledge(cm, file, r, mdn=bool(mdn), notary_url=notary_url)
+            except Error as e:
+                failed = e  # the message is shown all the same, then the error
+            if done is not None:
+                for w in done.warnings:
+                    warn(w)
     if app.as_json:
         out = r.to_json()
         out["ack"] = done.to_json() if done else None
         emit_json(out)
-        return
-    say(_summary(r, done))
-    click.echo(r.body, nl=not r.body.endswith("\n"))
+    else:
+        say(_summary(r, done))
+        click.echo(r.body, nl=not r.body.endswith("\n"))
+    if failed is not None:
+        raise failed
+    if done is not None and done.status == "queued":
+        raise TemporaryError(
+            f"the acknowledgement was signed but not sent: {done.error}",
+            hint="certmail outbox flush (it is kept in the outbox and posted from there)",
+        )
 
 
 def _summary(r: OpenResult, done: AckOutcome | None) -> str:
@@ -137,7 +150,12 @@ def _summary(r: OpenResult, done: AckOutcome | None) -> str:
         lines.append(f"notary: {escape(r.notary)} (message sha256 {r.sha256})")
     if r.receipts:
         lines.append(f"receipts in your ledger: {len(r.receipts)}")
-    if done is not None:
+    if done is not None and done.status == "queued":
+        lines.append(
+            f"[yellow]acknowledgement queued[/] for {escape(done.notary)} with key"
+            f" {done.fingerprint} (the notary could not be reached)"
+        )
+    elif done is not None:
         lines.append(
             f"[green]acknowledged[/] to {escape(done.notary)} with key {done.fingerprint}"
             f" (message sha256 {done.sha256})"

@@ -150,9 +150,17 @@ def _show(
 
     started = time.monotonic()
     shown: set[str] = set()
+    offline: TemporaryError | None = None
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
         while True:
-            got = _fetch(client, ledger, entry, sha256, message_id, watch)
+            try:
+                got = _fetch(client, ledger, entry, sha256, message_id, watch)
+            except TemporaryError as e:
+                if entry is None:
+                    raise
+                # The notary cannot be reached: show what the ledger kept (each
+                # receipt was checked when it was kept).
+                offline, got = e, ledger.receipts(sha256)
             tl = build_timeline(got, recipients, keyring=keyring)
             message_id = message_id or tl.message_id
             if watch and not as_json:
@@ -175,11 +183,21 @@ def _show(
                     **tl.to_json(),
                     "receipts": got,
                     "ledger": status,
+                    "source": "ledger" if offline else "notary",
                 }
             )
         )
-        return
-    _render(tl, sha256, message_id, status)
+    else:
+        if offline is not None:
+            click.echo(
+                "certmail: warning: the notary could not be reached; this is the stored "
+                "view from your ledger, and later events are not shown",
+                err=True,
+            )
+        _render(tl, sha256, message_id, status)
+    if offline is not None:  # what was shown is the stored view: exit 5 (its cause stays)
+        offline.hint = f"certmail receipts {sha256[:16]} again once the notary is back"
+        raise offline
 
 
 def _echo_new(tl: Timeline, shown: set[str]) -> None:

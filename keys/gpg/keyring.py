@@ -589,9 +589,13 @@ class Keyring:
         *,
         armor: bool = True,
         compress: bool = True,
+        compress_level: int | None = None,
         stdout: int | IO[bytes] | None = None,
     ) -> GpgProcess:
-        """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``."""
+        """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``.
+
+        ``compress_level`` (1-9) is gpg's ``-z`` when compressing (default: gpg's).
+        """
         fprs = self._check_recipients(recipients)
         args = ["--trust-model", "pgp", "--encrypt"]
         for f in fprs:
@@ -600,6 +604,8 @@ class Keyring:
             args.append("--armor")
         if not compress:
             args += ["--compress-algo", "none"]
+        elif compress_level is not None:
+            args += ["-z", str(compress_level)]
         return self.spawn(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if stdout is None else stdout
         )

@@ -104,3 +104,65 @@ def test_duplicate_and_lookup(tmp_path: Path) -> None:
     lg.mark_sent(sha, "250")
     assert lg.get(sha).status == "sent"  # notary skipped
     assert (tmp_path / "sent" / f"{sha}.eml").is_file()
+
+
+def test_kept_and_remove(tmp_path: Path) -> None:
+    """Issue 10 item 11: a refused message's copy is listed (kept) and can be removed."""
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    assert lg.claim_send(sha)
+    with pytest.raises(ConflictError):
+        lg.remove(sha[:12])  # being sent right now
+    lg.mark_send_failed(sha, "554 no", permanent=True)
+    assert lg.outbox() == [] and [e.sha256 for e in lg.kept()] == [sha]
+    copy = tmp_path / "outbox" / f"{sha}.eml"
+    assert copy.is_file()
+    assert lg.remove(sha[:12]).sha256 == sha
+    assert not copy.exists() and lg.kept() == [] and lg.all() == []
+    with pytest.raises(NotFoundError):
+        lg.remove(sha[:12])
+    sent = queued(lg, tmp_path, data=b"Subject: y\r\n\r\nsent\r\n", notarize=False)
+    assert lg.claim_send(sent)
+    lg.mark_sent(sent, "250 ok")
+    with pytest.raises(NotFoundError, match="not in the outbox"):
+        lg.remove(sent)
+
+
+def test_queued_acks(tmp_path: Path) -> None:
+    """Issue 10 item 9: a signed acknowledgement kept until the notary takes it."""
+    lg = ledger(tmp_path)
+    sha = "ab" * 32
+    body = {"sha256": sha, "message_id": "<m@x>", "signed": "s", "fingerprint": "F"}
+    a = lg.enqueue_ack(sha256=sha, message_id="<m@x>", recipient="bob@example.net",
+                       notary="http://n", body=body, error="down")
+    assert a.status == "ack queued" and a.body == body and a.attempts == 1
+    again = lg.enqueue_ack(sha256=sha, message_id="<m@x>", recipient="bob@example.net",
+                           notary="http://n", body={**body, "signed": "t"}, error="still down")
+    assert again.id == a.id and again.attempts == 2 and again.last_error == "still down"
+    assert [x.id for x in lg.pending_acks()] == [a.id]
+    lg.mark_ack_failed(a.id, "timeout", permanent=False)
+    assert lg.pending_acks()[0].attempts == 3
+    lg.mark_ack_sent(a.id, {"entry": "e"})
+    assert lg.pending_acks(include_failed=True) == []
+    done = lg.ack(sha, "bob@example.net", "http://n")
+    assert done.state == "sent" and done.receipt == {"entry": "e"}
+    # Posted: a later enqueue does not replace it.
+    lg.enqueue_ack(sha256=sha, message_id="<m@x>", recipient="bob@example.net",
+                   notary="http://n", body=body, error="x")
+    assert lg.ack(sha, "bob@example.net", "http://n").state == "sent"
+
+
+def test_orphaned_copies_are_listed_and_removable(tmp_path: Path) -> None:
+    """A copy stored but never recorded (a crash inside enqueue) is not hidden."""
+    lg = ledger(tmp_path)
+    sha = queued(lg, tmp_path)
+    stray = tmp_path / "outbox" / f"{'cd' * 32}.eml"
+    stray.write_bytes(b"x")
+    tmp = tmp_path / "outbox" / ".in-abcdefgh"
+    tmp.write_bytes(b"y")
+    assert lg.orphans() == sorted([stray, tmp])
+    assert lg.find_orphan("cdcdcdcd") == stray
+    with pytest.raises(NotFoundError):
+        lg.find_orphan(sha[:12])  # recorded: not an orphan
+    lg.remove_orphan(stray)
+    assert lg.orphans() == [tmp] and not stray.exists()
