@@ -15,6 +15,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keys notary certmail tests benchmarks scripts
+	$(VENV)/bin/ruff format --check keys notary certmail tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 

@@ -78,8 +78,11 @@ def sequencer_rate(storage: Storage, label: str, batch: int, batches: int) -> No
     for w in work:
         seq.commit_batch(w)
     dt = time.perf_counter() - t0
-    row(f"sequencer, {label}, batches of {batch:,}", f"{batch * batches / dt:,.0f}/s",
-        "durable: committed with its signed checkpoint")
+    row(
+        f"sequencer, {label}, batches of {batch:,}",
+        f"{batch * batches / dt:,.0f}/s",
+        "durable: committed with its signed checkpoint",
+    )
 
 
 def pg_dsn() -> str | None:
@@ -101,15 +104,33 @@ def free_port() -> int:
 
 def serve(tmp: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
     d = tmp / f"notary{workers}"
-    subprocess.run([*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log"],
-                   check=True, capture_output=True)
-    out = subprocess.run([*CERTMAIL, "notary", "accounts", "add", "bench@example.test",
-                          "--dir", str(d)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*CERTMAIL, "notary", "accounts", "add", "bench@example.test", "--dir", str(d)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     token = out.stdout.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen([*CERTMAIL, "notary", "serve", "--dir", str(d), "--http",
-                             f"127.0.0.1:{port}", "--workers", str(workers)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *CERTMAIL,
+            "notary",
+            "serve",
+            "--dir",
+            str(d),
+            "--http",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -123,18 +144,32 @@ def serve(tmp: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, st
 def http_batch(url: str, token: str, batch: int, per_client: int, clients: int) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     bodies = [
-        [json.dumps({"tst": False, "items": [
-            {"sha256": hashlib.sha256(f"h{c}-{b}-{i}".encode()).hexdigest(),
-             "message_id": f"<{c}.{b}.{i}@bench>"} for i in range(batch)]}).encode()
-         for b in range(per_client)]
+        [
+            json.dumps(
+                {
+                    "tst": False,
+                    "items": [
+                        {
+                            "sha256": hashlib.sha256(f"h{c}-{b}-{i}".encode()).hexdigest(),
+                            "message_id": f"<{c}.{b}.{i}@bench>",
+                        }
+                        for i in range(batch)
+                    ],
+                }
+            ).encode()
+            for b in range(per_client)
+        ]
         for c in range(clients)
     ]
 
     def run(c: int) -> None:
         with httpx.Client(base_url=url, timeout=120) as cl:
             for body in bodies[c]:
-                r = cl.post("/v1/notarize/batch", content=body,
-                            headers={**auth, "content-type": "application/json"})
+                r = cl.post(
+                    "/v1/notarize/batch",
+                    content=body,
+                    headers={**auth, "content-type": "application/json"},
+                )
                 r.raise_for_status()
 
     threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
@@ -144,8 +179,11 @@ def http_batch(url: str, token: str, batch: int, per_client: int, clients: int) 
     for t in threads:
         t.join()
     dt = time.perf_counter() - t0
-    row(f"POST /v1/notarize/batch ({clients} clients, {batch:,}/request, no tst)",
-        f"{batch * per_client * clients / dt:,.0f}/s", "receipts returned over HTTP")
+    row(
+        f"POST /v1/notarize/batch ({clients} clients, {batch:,}/request, no tst)",
+        f"{batch * per_client * clients / dt:,.0f}/s",
+        "receipts returned over HTTP",
+    )
 
 
 WRK_LUA = """
@@ -173,8 +211,11 @@ def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None
         return
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_LUA % token)
-    res = subprocess.run([wrk, "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", f.name,
-                          url], capture_output=True, text=True)
+    res = subprocess.run(
+        [wrk, "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         row("POST /v1/notarize, 64 clients", "failed", (res.stderr or res.stdout).strip()[:80])
         return
@@ -183,8 +224,11 @@ def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = f", {non2xx.group(1)} non-2xx" if non2xx else ""
-    row(f"POST /v1/notarize, 64 concurrent clients (wrk), each with tst{label}",
-        f"{rps:,.0f}/s", f"p50 {lat.get('50')}, p99 {lat.get('99')}{errs}")
+    row(
+        f"POST /v1/notarize, 64 concurrent clients (wrk), each with tst{label}",
+        f"{rps:,.0f}/s",
+        f"p50 {lat.get('50')}, p99 {lat.get('99')}{errs}",
+    )
 
 
 def main() -> None:

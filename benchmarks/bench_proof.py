@@ -56,7 +56,8 @@ DISTINCT = 50
 
 def distinct_message(i: int) -> bytes:
     return MESSAGE.replace(b"<bench-1@", b"<bench-d%d@" % i).replace(
-        b"A typical letter.", b"Letter %04d.  " % i, 1)
+        b"A typical letter.", b"Letter %04d.  " % i, 1
+    )
 
 
 def build(workdir: Path) -> tuple[Path, Path, list[Path], Path, Path]:
@@ -81,8 +82,10 @@ def build(workdir: Path) -> tuple[Path, Path, list[Path], Path, Path]:
                 if i == 0:
                     typical.append(heavy[0])
                 else:
-                    body = {"items": [{"sha256": sha, "message_id": "<bench-1@example.org>"}],
-                            "tst": False}
+                    body = {
+                        "items": [{"sha256": sha, "message_id": "<bench-1@example.org>"}],
+                        "tst": False,
+                    }
                     r = httpx.post(notary.url + "/v1/notarize/batch", json=body, headers=auth)
                     typical.append(r.json()["receipts"][0])
                 client.notarize(hashlib.sha256(b"other %d" % i).hexdigest(), f"<o{i}@x>")
@@ -91,31 +94,47 @@ def build(workdir: Path) -> tuple[Path, Path, list[Path], Path, Path]:
             ids = [f"<bench-d{i}@example.org>" for i in range(DISTINCT)]
             per: list[list[dict[str, object]]] = [
                 [client.notarize(hashlib.sha256(m).hexdigest(), mid)]
-                for m, mid in zip(msgs, ids, strict=True)]
+                for m, mid in zip(msgs, ids, strict=True)
+            ]
             for _ in range(2):
-                body = {"items": [{"sha256": hashlib.sha256(m).hexdigest(), "message_id": mid}
-                                  for m, mid in zip(msgs, ids, strict=True)], "tst": False}
+                body = {
+                    "items": [
+                        {"sha256": hashlib.sha256(m).hexdigest(), "message_id": mid}
+                        for m, mid in zip(msgs, ids, strict=True)
+                    ],
+                    "tst": False,
+                }
                 r = httpx.post(notary.url + "/v1/notarize/batch", json=body, headers=auth)
                 for lst, rec in zip(per, r.json()["receipts"], strict=True):
                     lst.append(rec)
         chain = httpx.get(notary.url + "/v1/tsa/chain").content
 
         def consistency(old: int, new: int) -> list[bytes]:
-            body = httpx.get(notary.url + "/v1/proof/consistency",
-                             params={"old": old, "new": new}).json()
+            body = httpx.get(
+                notary.url + "/v1/proof/consistency", params={"old": old, "new": new}
+            ).json()
             return [base64.b64decode(h) for h in body["proof"]]
 
         bundle = workdir / "typical.certmail-proof.zip"
-        bundle.write_bytes(export_bundle(MESSAGE, typical, vkey=notary.vkey,
-                                         tsa_chain_pem=chain, consistency=consistency))
+        bundle.write_bytes(
+            export_bundle(
+                MESSAGE, typical, vkey=notary.vkey, tsa_chain_pem=chain, consistency=consistency
+            )
+        )
         heavy_bundle = workdir / "heavy.certmail-proof.zip"
-        heavy_bundle.write_bytes(export_bundle(MESSAGE, heavy, vkey=notary.vkey,
-                                               tsa_chain_pem=chain, consistency=consistency))
+        heavy_bundle.write_bytes(
+            export_bundle(
+                MESSAGE, heavy, vkey=notary.vkey, tsa_chain_pem=chain, consistency=consistency
+            )
+        )
         distinct = []
         for i, (m, recs) in enumerate(zip(msgs, per, strict=True)):
             path = workdir / f"d{i:02d}.certmail-proof.zip"
-            path.write_bytes(export_bundle(m, recs, vkey=notary.vkey, tsa_chain_pem=chain,
-                                           consistency=consistency))
+            path.write_bytes(
+                export_bundle(
+                    m, recs, vkey=notary.vkey, tsa_chain_pem=chain, consistency=consistency
+                )
+            )
             distinct.append(path)
     finally:
         notary.stop()
@@ -154,23 +173,43 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-proof-") as tmp:
         work = Path(tmp)
         bundle, heavy, distinct, vkey_file, root = build(work)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CERTMAIL_") and k != "PYTHONDONTWRITEBYTECODE"}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CERTMAIL_") and k != "PYTHONDONTWRITEBYTECODE"
+        }
         env["CERTMAIL_HOME"] = str(work / "home")  # no keyring: nothing to spawn gpg for
         env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        cli = [sys.executable, "-m", "certmail.cli.main", "proof", "verify", str(bundle),
-               "--vkey", str(vkey_file), "--tsa-root", str(root)]
+        cli = [
+            sys.executable,
+            "-m",
+            "certmail.cli.main",
+            "proof",
+            "verify",
+            str(bundle),
+            "--vkey",
+            str(vkey_file),
+            "--tsa-root",
+            str(root),
+        ]
         rows: list[tuple[str, str, str]] = []
         wall([sys.executable, "-c", "pass"], 2, env)  # warm the page cache
         wall(cli, 1, env)  # and the bytecode cache
         floor = wall([sys.executable, "-c", "pass"], args.runs, env)
         table = wall(cli, args.runs, env)
         as_json = wall([*cli, "--json"], args.runs, env)
-        for name, (t, cpu) in (("python -c pass (floor)", floor),
-                               ("certmail proof verify (table)", table),
-                               ("certmail proof verify --json", as_json)):
-            rows.append((name, f"median {statistics.median(t) * 1000:.0f} ms",
-                         f"best {min(t) * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU"))
+        for name, (t, cpu) in (
+            ("python -c pass (floor)", floor),
+            ("certmail proof verify (table)", table),
+            ("certmail proof verify --json", as_json),
+        ):
+            rows.append(
+                (
+                    name,
+                    f"median {statistics.median(t) * 1000:.0f} ms",
+                    f"best {min(t) * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU",
+                )
+            )
 
         vkey = vkey_file.read_text().strip()
         roots = x509.load_pem_x509_certificates(root.read_bytes())
@@ -184,12 +223,18 @@ def main() -> int:
             report = verify_bundle(data, vkey=vkey, tsa_roots=roots)
             assert len(report.events) == 3 and not report.warnings
         elapsed = time.perf_counter() - t0
-        rows.append((f"verify_bundle() typical, {len(datas)} distinct, first sight",
-                     f"{len(datas) / elapsed:,.0f} bundles/s",
-                     f"{elapsed / len(datas) * 1e6:,.0f} µs each, one pass"))
-        for label, paths in ((f"typical, {len(distinct)} distinct", distinct),
-                             ("typical, one repeated", [bundle]),
-                             ("heavy (3 tokens), repeated", [heavy])):
+        rows.append(
+            (
+                f"verify_bundle() typical, {len(datas)} distinct, first sight",
+                f"{len(datas) / elapsed:,.0f} bundles/s",
+                f"{elapsed / len(datas) * 1e6:,.0f} µs each, one pass",
+            )
+        )
+        for label, paths in (
+            (f"typical, {len(distinct)} distinct", distinct),
+            ("typical, one repeated", [bundle]),
+            ("heavy (3 tokens), repeated", [heavy]),
+        ):
             datas = [p.read_bytes() for p in paths]
             sizes.append(f"{label.split(',')[1].strip()}: {len(datas[0]):,} bytes")
             for data in datas:
@@ -202,12 +247,19 @@ def main() -> int:
                 if n % len(datas) == 0 and time.perf_counter() - t0 >= args.seconds:
                     break
             elapsed = time.perf_counter() - t0
-            rows.append((f"verify_bundle() {label}", f"{n / elapsed:,.0f} bundles/s",
-                         f"{elapsed / n * 1e6:,.0f} µs each, one process, one core"))
+            rows.append(
+                (
+                    f"verify_bundle() {label}",
+                    f"{n / elapsed:,.0f} bundles/s",
+                    f"{elapsed / n * 1e6:,.0f} µs each, one process, one core",
+                )
+            )
 
-    print(f"bundles: {'; '.join(sizes[:2])}; 3 events, 3 checkpoints, 2 consistency proofs; "
-          f"{args.runs} runs per CLI row; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"bundles: {'; '.join(sizes[:2])}; 3 events, 3 checkpoints, 2 consistency proofs; "
+        f"{args.runs} runs per CLI row; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
     w = max(len(r[0]) for r in rows)
     print(f"{'what':<{w}}  {'result':<22}  detail")
     for name, a, b in rows:

@@ -67,8 +67,9 @@ def sink_main(port: int, out: str, ready: Any) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: SMTP(H(), data_size_limit=None), "127.0.0.1",
-                                       port, backlog=1024)
+        srv = await loop.create_server(
+            lambda: SMTP(H(), data_size_limit=None), "127.0.0.1", port, backlog=1024
+        )
         ready.set()
         await srv.serve_forever()
 
@@ -87,8 +88,9 @@ class Client:
             if len(line) < 4 or line[3] != "-":
                 return int(line[:3]), " ".join(lines)
 
-    async def _cmd(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, line: str,
-                   want: int) -> str:
+    async def _cmd(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, line: str, want: int
+    ) -> str:
         w.write(line.encode() + b"\r\n")
         code, text = await self._reply(r)
         if code != want:
@@ -107,10 +109,12 @@ class Client:
         cred = base64.b64encode(f"\0{ALICE}\0{self.token}".encode()).decode()
         await self._cmd(r, w, f"AUTH PLAIN {cred}", 235)
         for i in ids:
-            msg = (f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: bench {i}\r\n"
-                   f"Message-ID: <{i}@bench>\r\nMIME-Version: 1.0\r\n"
-                   "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
-                   " boundary=b\r\n\r\n--b\r\n\r\n" + "x" * 900 + "\r\n--b--\r\n")
+            msg = (
+                f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: bench {i}\r\n"
+                f"Message-ID: <{i}@bench>\r\nMIME-Version: 1.0\r\n"
+                'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+                " boundary=b\r\n\r\n--b\r\n\r\n" + "x" * 900 + "\r\n--b--\r\n"
+            )
             await self._cmd(r, w, f"MAIL FROM:<{ALICE}>", 250)
             await self._cmd(r, w, f"RCPT TO:<{BOB}>", 250)
             await self._cmd(r, w, "DATA", 354)
@@ -128,9 +132,13 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--db", help="database URL (default: SQLite in the notary directory)")
-    ap.add_argument("--nodes", type=int, default=1,
-                    help="serve processes sharing the queue (PostgreSQL only); the sessions "
-                         "are spread over their relays")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="serve processes sharing the queue (PostgreSQL only); the sessions "
+        "are spread over their relays",
+    )
     args = ap.parse_args()
     if args.nodes > 1 and not args.db:
         ap.error("--nodes needs --db postgresql://...")
@@ -146,26 +154,46 @@ def main() -> None:
     if db:
         init += ["--db", db]
     subprocess.run(init, check=True, capture_output=True)
-    token = subprocess.run([*CERTMAIL, "notary", "accounts", "add", ALICE, "--dir", str(ndir)],
-                           check=True, capture_output=True, text=True).stdout.split()[-1]
+    token = subprocess.run(
+        [*CERTMAIL, "notary", "accounts", "add", ALICE, "--dir", str(ndir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
     sink_port = free_port()
     smtp_ports = [free_port() for _ in range(args.nodes)]
     http_ports = [free_port() for _ in range(args.nodes)]
     arrivals = work / "arrivals.txt"
     ready = multiprocessing.Event()
-    sink = multiprocessing.Process(target=sink_main, args=(sink_port, str(arrivals), ready),
-                                   daemon=True)
+    sink = multiprocessing.Process(
+        target=sink_main, args=(sink_port, str(arrivals), ready), daemon=True
+    )
     sink.start()
     ready.wait(10)
     serves = []
     for k in range(args.nodes):
         log = open(work / f"serve-{k}.log", "wb")
-        serves.append(subprocess.Popen(
-            [*CERTMAIL, "notary", "serve", "--dir", str(ndir),
-             "--http", f"127.0.0.1:{http_ports[k]}", "--smtp", f"127.0.0.1:{smtp_ports[k]}",
-             "--smarthost", f"127.0.0.1:{sink_port}", "--node", f"bench-{k}"],
-            stdout=log, stderr=log,
-        ))
+        serves.append(
+            subprocess.Popen(
+                [
+                    *CERTMAIL,
+                    "notary",
+                    "serve",
+                    "--dir",
+                    str(ndir),
+                    "--http",
+                    f"127.0.0.1:{http_ports[k]}",
+                    "--smtp",
+                    f"127.0.0.1:{smtp_ports[k]}",
+                    "--smarthost",
+                    f"127.0.0.1:{sink_port}",
+                    "--node",
+                    f"bench-{k}",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        )
     serve = serves[0]
     try:
         import httpx
@@ -190,17 +218,32 @@ def main() -> None:
 
         async def load() -> float:
             t0 = time.monotonic()
-            await asyncio.gather(*(Client(smtp_ports[k % args.nodes], token).run(s, accepted)
-                                   for k, s in enumerate(shares)))
+            await asyncio.gather(
+                *(
+                    Client(smtp_ports[k % args.nodes], token).run(s, accepted)
+                    for k, s in enumerate(shares)
+                )
+            )
             return t0
 
         prof = None
         if os.environ.get("BENCH_PYSPY"):
             spy = str(Path(sys.executable).parent / "py-spy")
             prof = subprocess.Popen(
-                [spy, "record", "-o", os.environ["BENCH_PYSPY"], "-f", "raw",
-                 "-p", str(serve.pid), "-d", "8"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    spy,
+                    "record",
+                    "-o",
+                    os.environ["BENCH_PYSPY"],
+                    "-f",
+                    "raw",
+                    "-p",
+                    str(serve.pid),
+                    "-d",
+                    "8",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         t0 = asyncio.run(load())
         t_accepted = time.monotonic()
@@ -222,8 +265,9 @@ def main() -> None:
             status = Path(f"/proc/{proc.pid}/status").read_text()
             stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             cpu += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-            hwm = max(hwm, int(next(x for x in status.splitlines()
-                                    if x.startswith("VmHWM")).split()[1]))
+            hwm = max(
+                hwm, int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1])
+            )
     finally:
         for proc in serves:
             proc.terminate()
@@ -244,9 +288,11 @@ def main() -> None:
     def p(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
-    print(f"relay benchmark: {args.messages} messages of ~1 KB, {args.connections} sessions, "
-          f"{'PostgreSQL' if args.db else 'SQLite'}, {args.nodes} serve process(es), "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"relay benchmark: {args.messages} messages of ~1 KB, {args.connections} sessions, "
+        f"{'PostgreSQL' if args.db else 'SQLite'}, {args.nodes} serve process(es), "
+        f"{os.cpu_count()} CPUs"
+    )
     if copies != len(delivered):
         print(f"  DUPLICATES: {copies - len(delivered)} extra copies at the recipient")
     print(f"  accepted (250, durable):  {args.messages / (t_accepted - t0):8.0f} msg/s")
@@ -254,8 +300,10 @@ def main() -> None:
     print(f"  accept->delivered p50:    {p(0.50):8.1f} ms")
     print(f"  accept->delivered p99:    {p(0.99):8.1f} ms")
     print(f"  notary peak RSS (VmHWM):  {hwm / 1024:8.1f} MiB (largest process)")
-    print(f"  notary CPU time:          {cpu:8.1f} s ({cpu / (t_end - t0) * 100:.0f}% of one core,"
-          " all processes)")
+    print(
+        f"  notary CPU time:          {cpu:8.1f} s ({cpu / (t_end - t0) * 100:.0f}% of one core,"
+        " all processes)"
+    )
 
 
 if __name__ == "__main__":

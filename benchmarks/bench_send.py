@@ -73,7 +73,7 @@ class FastSink:
                         if not chunk:
                             return
                         data = tail + chunk
-                        if b"\r\n.\r\n" in data[-(len(chunk) + 5):]:
+                        if b"\r\n.\r\n" in data[-(len(chunk) + 5) :]:
                             break
                         tail = data[-5:]
                     self.messages += 1
@@ -113,18 +113,37 @@ def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]
     return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
-def large(alice: Path, sink: FastSink, mb: int, work: Path, *,
-          dkim: bool = False) -> dict[str, Any]:
+def large(
+    alice: Path, sink: FastSink, mb: int, work: Path, *, dkim: bool = False
+) -> dict[str, Any]:
     data = work / f"attach-{mb}.bin"
     with data.open("wb") as f:
         for _ in range(mb):
             f.write(os.urandom(1 << 20))
     gnupg = alice / "gnupg"
-    gpg_cmd = ["gpg", "--homedir", str(gnupg), "--batch", "--yes", "--sign", "--encrypt",
-               "-u", ALICE, "-r", BOB, "-o", str(work / "out.gpg"), str(data)]
+    gpg_cmd = [
+        "gpg",
+        "--homedir",
+        str(gnupg),
+        "--batch",
+        "--yes",
+        "--sign",
+        "--encrypt",
+        "-u",
+        ALICE,
+        "-r",
+        BOB,
+        "-o",
+        str(work / "out.gpg"),
+        str(data),
+    ]
     gpg_wall, gpg_rss, gpg_cpu = timed_child(gpg_cmd, dict(os.environ))
-    env = {**os.environ, "CERTMAIL_HOME": str(alice), "CERTMAIL_EMAIL": ALICE,
-           "CERTMAIL_SMTP_URL": f"smtp://127.0.0.1:{sink.port}"}
+    env = {
+        **os.environ,
+        "CERTMAIL_HOME": str(alice),
+        "CERTMAIL_EMAIL": ALICE,
+        "CERTMAIL_SMTP_URL": f"smtp://127.0.0.1:{sink.port}",
+    }
     env.pop("CERTMAIL_CLAMD", None)
     dkim_dir = alice / "dkim"
     if dkim and not dkim_dir.is_dir():
@@ -133,15 +152,36 @@ def large(alice: Path, sink: FastSink, mb: int, work: Path, *,
         generate_dkim_key(dkim_dir, ALICE.partition("@")[2], "bench", "ed25519")
     elif not dkim and dkim_dir.is_dir():
         shutil.rmtree(dkim_dir)
-    cm_cmd = [sys.executable, "-m", "certmail.cli.main", "send", "--to", BOB, "--subject",
-              "bench", "--attach", str(data), "--no-notarize", "--via", "smtp",
-              "--body-file", str(data.parent / "body.txt")]
+    cm_cmd = [
+        sys.executable,
+        "-m",
+        "certmail.cli.main",
+        "send",
+        "--to",
+        BOB,
+        "--subject",
+        "bench",
+        "--attach",
+        str(data),
+        "--no-notarize",
+        "--via",
+        "smtp",
+        "--body-file",
+        str(data.parent / "body.txt"),
+    ]
     (data.parent / "body.txt").write_text("big one\n")
     cm_wall, cm_rss, cm_cpu = timed_child(cm_cmd, env)
     data.unlink()
-    return {"mb": mb, "gpg": gpg_wall, "certmail": cm_wall, "ratio": cm_wall / gpg_wall,
-            "rss_mb": cm_rss / 1024, "gpg_rss_mb": gpg_rss / 1024, "gpg_cpu": gpg_cpu,
-            "cpu": cm_cpu}
+    return {
+        "mb": mb,
+        "gpg": gpg_wall,
+        "certmail": cm_wall,
+        "ratio": cm_wall / gpg_wall,
+        "rss_mb": cm_rss / 1024,
+        "gpg_rss_mb": gpg_rss / 1024,
+        "gpg_cpu": gpg_cpu,
+        "cpu": cm_cpu,
+    }
 
 
 def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
@@ -156,9 +196,15 @@ def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
     notary.start()
     try:
         token = notary.token_for(ALICE)
-        settings = Settings(home=alice, email=ALICE, name="Alice",
-                            smtp_url=f"smtp://127.0.0.1:{sink.port}", notary_url=notary.url,
-                            notary_token=token, via="smtp")
+        settings = Settings(
+            home=alice,
+            email=ALICE,
+            name="Alice",
+            smtp_url=f"smtp://127.0.0.1:{sink.port}",
+            notary_url=notary.url,
+            notary_token=token,
+            via="smtp",
+        )
         spent: dict[str, float] = defaultdict(float)
 
         def timer(name: str, fn: Any) -> Any:
@@ -168,15 +214,21 @@ def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
                     return fn(*a, **kw)
                 finally:
                     spent[name] += time.perf_counter() - t
+
             return wrapped
 
         kr_cls = Keyring
-        seal_module.compose_inner = timer("compose (MIME, base64, manifest)",  # type: ignore
-                                          seal_module.compose_inner)  # type: ignore[attr-defined]
+        seal_module.compose_inner = timer(
+            "compose (MIME, base64, manifest)",  # type: ignore
+            seal_module.compose_inner,
+        )  # type: ignore[attr-defined]
         EncryptPipeline.run = timer(  # type: ignore
-            "gpg pipeline: sign + encrypt + decrypt-check + verify", EncryptPipeline.run)
-        kr_cls.verify_detached_file = timer("  of which: signature verify",  # type: ignore
-                                            kr_cls.verify_detached_file)
+            "gpg pipeline: sign + encrypt + decrypt-check + verify", EncryptPipeline.run
+        )
+        kr_cls.verify_detached_file = timer(
+            "  of which: signature verify",  # type: ignore
+            kr_cls.verify_detached_file,
+        )
         kr_cls.micalg = timer("gpg key lookups", kr_cls.micalg)  # type: ignore
         kr_cls.encryption_key = timer("gpg key lookups", kr_cls.encryption_key)  # type: ignore
         kr_cls.signing_key = timer("gpg key lookups", kr_cls.signing_key)  # type: ignore
@@ -184,7 +236,8 @@ def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
         sealing.seal = timer("seal (total)", seal_module.seal)  # type: ignore
         outbox.send_file = timer("smtp", outbox.send_file)  # type: ignore
         notary_client.NotaryClient.notarize = timer(  # type: ignore
-            "notarize (HTTP + receipt check)", notary_client.NotaryClient.notarize)
+            "notarize (HTTP + receipt check)", notary_client.NotaryClient.notarize
+        )
         before = sink.messages
         t = time.perf_counter()
         with api.Certmail(settings) as cm:
@@ -211,28 +264,39 @@ def main() -> int:
         big = large(alice, sink, args.mb, work)
         print(f"| {args.mb} MB attachment          | wall s | CPU s | peak RSS MB |")
         print("|-------------------------------|-------:|------:|------------:|")
-        print(f"| gpg --sign --encrypt          | {big['gpg']:6.2f} | {big['gpg_cpu']:5.2f} | "
-              f"{big['gpg_rss_mb']:11.1f} |")
-        print(f"| certmail send (--no-notarize) | {big['certmail']:6.2f} | {big['cpu']:5.2f} | "
-              f"{big['rss_mb']:11.1f} |")
+        print(
+            f"| gpg --sign --encrypt          | {big['gpg']:6.2f} | {big['gpg_cpu']:5.2f} | "
+            f"{big['gpg_rss_mb']:11.1f} |"
+        )
+        print(
+            f"| certmail send (--no-notarize) | {big['certmail']:6.2f} | {big['cpu']:5.2f} | "
+            f"{big['rss_mb']:11.1f} |"
+        )
         print(f"\nratio certmail / gpg: {big['ratio']:.2f} (target <= 1.25)")
         if args.rss_mb:
             rss = large(alice, sink, args.rss_mb, work, dkim=True)
-            print(f"{args.rss_mb} MB attachment, DKIM-signed: certmail send "
-                  f"{rss['certmail']:.1f} s (gpg {rss['gpg']:.1f} s), peak RSS "
-                  f"{rss['rss_mb']:.1f} MB (target < 300 MB)")
+            print(
+                f"{args.rss_mb} MB attachment, DKIM-signed: certmail send "
+                f"{rss['certmail']:.1f} s (gpg {rss['gpg']:.1f} s), peak RSS "
+                f"{rss['rss_mb']:.1f} MB (target < 300 MB)"
+            )
         if args.bulk:
             b = bulk(alice, sink, args.bulk, work)
-            print(f"\nbulk: {b['n']} certified messages in {b['wall']:.1f} s = "
-                  f"{b['per_min']:.0f}/min, {b['n'] / b['wall']:.1f}/s (target >= 200/min)")
+            print(
+                f"\nbulk: {b['n']} certified messages in {b['wall']:.1f} s = "
+                f"{b['per_min']:.0f}/min, {b['n'] / b['wall']:.1f}/s (target >= 200/min)"
+            )
             print("| where the time goes              | total s | ms/message |")
             print("|----------------------------------|--------:|-----------:|")
             for k, v in sorted(b["spent"].items(), key=lambda kv: -kv[1]):
                 print(f"| {k:<32} | {v:7.2f} | {v / b['n'] * 1000:10.1f} |")
     finally:
         for h in (alice, bob):
-            subprocess.run(["gpgconf", "--homedir", str(h / "gnupg"), "--kill", "all"],
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["gpgconf", "--homedir", str(h / "gnupg"), "--kill", "all"],
+                check=False,
+                capture_output=True,
+            )
             shutil.rmtree(h, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -43,11 +43,21 @@ EVIDENCE_HEADER = "Certmail-Evidence"
 #: Fields a receiving mail system may prepend (RFC 5321 §4.4 trace fields and
 #: common delivery fields); stripped from the top when no Certmail-Evidence
 #: field names the hash.
-TRACE_FIELDS = frozenset({
-    "return-path", "received", "delivered-to", "x-original-to", "received-spf",
-    "authentication-results", "arc-seal", "arc-message-signature",
-    "arc-authentication-results", "x-envelope-to", "envelope-to",
-})
+TRACE_FIELDS = frozenset(
+    {
+        "return-path",
+        "received",
+        "delivered-to",
+        "x-original-to",
+        "received-spf",
+        "authentication-results",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "x-envelope-to",
+        "envelope-to",
+    }
+)
 _EVIDENCE_RE = re.compile(rb"sha256=([0-9a-f]{64})")
 _HEADER_LIMIT = 256 * 1024
 
@@ -59,7 +69,7 @@ def _field_starts(raw: bytes) -> list[tuple[int, bytes]]:
     end = min(len(raw), _HEADER_LIMIT)
     while pos < end:
         nl = raw.find(b"\n", pos)
-        line = raw[pos: nl if nl >= 0 else end]
+        line = raw[pos : nl if nl >= 0 else end]
         if line in (b"", b"\r"):
             break
         if line[:1] not in (b" ", b"\t"):
@@ -86,7 +96,7 @@ def notarized_sha256(raw: bytes) -> tuple[str, int]:
     claimed: str | None = None
     for off, name in fields:
         if name == EVIDENCE_HEADER.lower().encode():
-            m = _EVIDENCE_RE.search(raw[off: off + 1000].split(b"\n", 1)[0])
+            m = _EVIDENCE_RE.search(raw[off : off + 1000].split(b"\n", 1)[0])
             if m:
                 claimed = m.group(1).decode()
                 break
@@ -96,7 +106,8 @@ def notarized_sha256(raw: bytes) -> tuple[str, int]:
                 return claimed, off
         raise VerificationError(
             f"the message names the notarized hash {claimed[:16]}..., but no part of the file "
-            "from a header field on has that hash: it was changed after the notary saw it")
+            "from a header field on has that hash: it was changed after the notary saw it"
+        )
     start = 0
     for off, name in fields:
         if name.decode("latin-1") not in TRACE_FIELDS:
@@ -118,20 +129,33 @@ class SignedAck:
     fingerprint: str
 
     def to_json(self) -> dict[str, str]:
-        return {"sha256": self.sha256, "message_id": self.message_id,
-                "recipient": self.recipient, "signed": self.signed,
-                "signature": self.signature, "public_key": self.public_key}
+        return {
+            "sha256": self.sha256,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "signed": self.signed,
+            "signature": self.signature,
+            "public_key": self.public_key,
+        }
 
 
-def make_ack(keyring: Keyring, *, sha256: str, message_id: str, recipient: str,
-             notary: str, time: datetime) -> SignedAck:
+def make_ack(
+    keyring: Keyring, *, sha256: str, message_id: str, recipient: str, notary: str, time: datetime
+) -> SignedAck:
     """Build the acknowledgement text and sign it (detached, armored) with ``recipient``'s key."""
     text = ack_text(Ack(sha256, message_id, recipient, time, notary))
     signer = keyring.signing_key(recipient)
     sig, _ = keyring.sign_detached(text.encode("utf-8"), signer)
     key = keyring.key_for(signer)
-    return SignedAck(sha256, message_id, recipient, text, sig.decode("ascii"),
-                     keyring.export_public(key.fingerprint), key.fingerprint)
+    return SignedAck(
+        sha256,
+        message_id,
+        recipient,
+        text,
+        sig.decode("ascii"),
+        keyring.export_public(key.fingerprint),
+        key.fingerprint,
+    )
 
 
 def post_ack(notary_url: str, ack: SignedAck, *, timeout: float = 30.0) -> dict[str, Any]:
@@ -171,12 +195,21 @@ def check_handover(stmt: dict[str, Any], keyring: Keyring) -> HandoverCheck:
     try:
         theirs = keyring.key_for(recipient).fingerprint.upper()
     except (NotFoundError, Error):
-        return HandoverCheck(recipient, fpr, "not the recipient's key",
-                             f"no key for {recipient} in your keyring", have_key=False)
+        return HandoverCheck(
+            recipient,
+            fpr,
+            "not the recipient's key",
+            f"no key for {recipient} in your keyring",
+            have_key=False,
+        )
     if fpr != theirs:
-        return HandoverCheck(recipient, fpr, "not the recipient's key",
-                             f"acknowledged by a key that is not {recipient}'s "
-                             f"({fpr}; {recipient}'s key is {theirs})")
+        return HandoverCheck(
+            recipient,
+            fpr,
+            "not the recipient's key",
+            f"acknowledged by a key that is not {recipient}'s "
+            f"({fpr}; {recipient}'s key is {theirs})",
+        )
     try:
         signed, signature = str(stmt["signed"]), str(stmt["signature"])
         ack = parse_ack_text(signed)
@@ -257,17 +290,23 @@ def _sign_and_post(cm: Any, sha: str, message_id: str, me: str, notary: str) -> 
         body = queued.body
     else:
         now = cm.clock() if cm.clock else _dt.now(UTC)
-        signed = make_ack(cm.keyring, sha256=sha, message_id=message_id, recipient=me,
-                          notary=notary, time=now)
+        signed = make_ack(
+            cm.keyring, sha256=sha, message_id=message_id, recipient=me, notary=notary, time=now
+        )
         body = {**signed.to_json(), "fingerprint": signed.fingerprint}
     fpr = str(body["fingerprint"])
     try:
         receipt = post_body(notary, body)
     except TemporaryError as e:
-        ledger.enqueue_ack(sha256=sha, message_id=message_id, recipient=me, notary=notary,
-                           body=body, error=e.message)
-        return AckOutcome(sha, message_id, me, notary, fpr, None, status="queued",
-                          error=e.message)
+        ledger.enqueue_ack(
+            sha256=sha,
+            message_id=message_id,
+            recipient=me,
+            notary=notary,
+            body=body,
+            error=e.message,
+        )
+        return AckOutcome(sha, message_id, me, notary, fpr, None, status="queued", error=e.message)
     if queued is not None:
         ledger.mark_ack_sent(queued.id, receipt)
     return AckOutcome(sha, message_id, me, notary, fpr, receipt)
@@ -282,8 +321,9 @@ def post_body(notary_url: str, body: dict[str, Any], *, timeout: float = 30.0) -
         return client.post_ack(wire, str(body["sha256"]), str(body["message_id"]))
 
 
-def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
-                notary_url: str | None = None) -> AckOutcome:
+def acknowledge(
+    cm: Any, path: Path, opened: Any, *, mdn: bool = False, notary_url: str | None = None
+) -> AckOutcome:
     """Sign and post an acknowledgement of the opened message; with ``mdn`` also send an MDN.
 
     ``cm`` is the recipient's :class:`certmail.api.Certmail`, ``opened`` what
@@ -305,22 +345,28 @@ def acknowledge(cm: Any, path: Path, opened: Any, *, mdn: bool = False,
         raise MalformedError("the message has no Message-ID; it cannot be acknowledged")
     notary = opened.notary or notary_url or s.notary_url
     if not notary:
-        raise Error("the message names no notary to acknowledge it to",
-                    hint="certmail open FILE --ack --notary URL")
+        raise Error(
+            "the message names no notary to acknowledge it to",
+            hint="certmail open FILE --ack --notary URL",
+        )
     raw = path.read_bytes()
     sha, _ = notarized_sha256(raw)
     out = _sign_and_post(cm, sha, message_id, me, notary)
     if mdn:
         dnt = disposition_notification_to(raw)
         if dnt is None:
-            out.warnings.append("the message asks for no disposition notification "
-                                "(no Disposition-Notification-To): none was sent")
+            out.warnings.append(
+                "the message asks for no disposition notification "
+                "(no Disposition-Notification-To): none was sent"
+            )
             return out
         if not s.smtp_url:
             done = "sent" if out.status == "sent" else "queued in the outbox"
-            raise Error("no SMTP server configured to send the notification through "
-                        f"(the acknowledgement was {done})",
-                        hint="set CERTMAIL_SMTP_URL=smtp://user:pass@host:587")
+            raise Error(
+                "no SMTP server configured to send the notification through "
+                f"(the acknowledgement was {done})",
+                hint="set CERTMAIL_SMTP_URL=smtp://user:pass@host:587",
+            )
         from .mdn import Mdn, send_mdn
 
         note = Mdn(message_id, me, dnt, opened.headers.get("Subject", ""), sha)

@@ -289,8 +289,9 @@ def _find_gnu_base64() -> str | None:
     return path if r.returncode == 0 and b"GNU coreutils" in r.stdout else None
 
 
-def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
-                        on_bytes: Callable[[bytes], None]) -> None:
+def _write_b64_external(
+    tool: str, src: BinaryIO, out: BinaryIO, on_bytes: Callable[[bytes], None]
+) -> None:
     """The attachment goes through ``base64 -w 76``; LF line ends become CRLF here.
 
     This thread reads ``src`` (hashing it: the manifest's SHA-256 is of the very
@@ -319,7 +320,7 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
             on_bytes(chunk)
             view = memoryview(chunk)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
     except BrokenPipeError:
         pass  # the drain failed: reported below
     finally:
@@ -335,8 +336,9 @@ def _write_b64_external(tool: str, src: BinaryIO, out: BinaryIO,
 
 def base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
     """GNU ``base64`` (``tool``) with ``args``, between two widened pipes."""
-    proc = subprocess.Popen([tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     assert proc.stdin is not None and proc.stdout is not None
     for pipe in (proc.stdin, proc.stdout):
         _widen_pipe(pipe.fileno())

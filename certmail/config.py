@@ -26,13 +26,13 @@ OPTIONS: dict[str, str] = {
     "email": "your address: the From: of what you send and the identity of your OpenPGP key",
     "name": "your name, shown in From: and in your key's user id",
     "smtp_url": "your SMTP server for --via smtp: smtp://[user:pass@]host:port"
-                " (STARTTLS when offered; ?starttls=require to insist) or smtps://host:port",
+    " (STARTTLS when offered; ?starttls=require to insist) or smtps://host:port",
     "notary_url": "the notary's base URL, http(s)://host[:port]",
     "notary_token": "your API token at the notary (kept in config.toml, mode 0600)",
     "clamd": "the ClamAV daemon: unix:///path/clamd.ctl or tcp://host:port"
-             " (default: Debian's /run/clamav/clamd.ctl when it exists)",
+    " (default: Debian's /run/clamav/clamd.ctl when it exists)",
     "via": "how mail leaves: relay (through the notary, the registered default when a"
-           " notary is configured) or smtp (your own server; the notary notarizes the hash)",
+    " notary is configured) or smtp (your own server; the notary notarizes the hash)",
     "require_scan": "true: refuse to send or open attachments when no virus scanner answers",
 }
 
@@ -100,8 +100,9 @@ class Settings:
         try:
             text = self.passphrase_file.read_text(encoding="utf-8")
         except OSError as e:
-            raise Error(f"cannot read {PASSPHRASE_FILE_ENV} {self.passphrase_file}: "
-                        f"{e.strerror or e}") from e
+            raise Error(
+                f"cannot read {PASSPHRASE_FILE_ENV} {self.passphrase_file}: {e.strerror or e}"
+            ) from e
         lines = text.splitlines()
         return lines[0] if lines else ""
 
@@ -123,8 +124,9 @@ def canonical_name(name: str) -> str:
     """``smtp-url`` or ``SMTP_URL`` -> ``smtp_url``; Error for unknown names."""
     key = name.strip().lower().replace("-", "_")
     if key not in OPTIONS:
-        raise Error(f"unknown option {name!r}; options: {', '.join(OPTIONS)}",
-                    hint="certmail config show")
+        raise Error(
+            f"unknown option {name!r}; options: {', '.join(OPTIONS)}", hint="certmail config show"
+        )
     return key
 
 
@@ -145,8 +147,7 @@ def validate(name: str, value: str) -> str | bool | None:
     if name in URL_SCHEMES:
         parts = urlsplit(value)
         schemes = URL_SCHEMES[name]
-        ok = parts.scheme in schemes and (parts.hostname or (parts.scheme == "unix"
-                                                             and parts.path))
+        ok = parts.scheme in schemes and (parts.hostname or (parts.scheme == "unix" and parts.path))
         if ok and parts.scheme != "unix":
             try:
                 parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -154,8 +155,10 @@ def validate(name: str, value: str) -> str | bool | None:
                 ok = False
         if not ok:
             forms = " or ".join(f"{s}://" for s in schemes)
-            raise Error(f"{name} must be a {forms} URL, not {value!r}",
-                        hint=f"certmail config set {name} {schemes[0]}://...")
+            raise Error(
+                f"{name} must be a {forms} URL, not {value!r}",
+                hint=f"certmail config set {name} {schemes[0]}://...",
+            )
     if name == "email" and ("@" not in value or any(c in value for c in " <>")):
         raise Error(f"not an email address: {value!r}")
     if name == "via" and value not in ("smtp", "relay"):

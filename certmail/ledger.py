@@ -75,9 +75,7 @@ CREATE TABLE IF NOT EXISTS acks (
 );
 """
 
-OUTBOX_SQL = (
-    "smtp IN ('pending', 'sending', 'uncertain') OR (smtp = 'sent' AND notary = 'pending')"
-)
+OUTBOX_SQL = "smtp IN ('pending', 'sending', 'uncertain') OR (smtp = 'sent' AND notary = 'pending')"
 #: Messages done with for good (refused, or sent but refused by the notary)
 #: whose copy is still kept in the outbox directory.
 KEPT_SQL = "smtp = 'failed' OR notary = 'failed'"
@@ -141,10 +139,19 @@ class Entry:
 
 def _entry(row: sqlite3.Row) -> Entry:
     return Entry(
-        sha256=row["sha256"], message_id=row["message_id"], mail_from=row["mail_from"],
-        recipients=tuple(json.loads(row["recipients"])), via=row["via"], size=row["size"],
-        created=row["created"], updated=row["updated"], smtp=row["smtp"], notary=row["notary"],
-        smtp_reply=row["smtp_reply"], attempts=row["attempts"], last_error=row["last_error"],
+        sha256=row["sha256"],
+        message_id=row["message_id"],
+        mail_from=row["mail_from"],
+        recipients=tuple(json.loads(row["recipients"])),
+        via=row["via"],
+        size=row["size"],
+        created=row["created"],
+        updated=row["updated"],
+        smtp=row["smtp"],
+        notary=row["notary"],
+        smtp_reply=row["smtp_reply"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
     )
 
 
@@ -172,19 +179,32 @@ class QueuedAck:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "sha256": self.sha256, "message_id": self.message_id,
-            "recipient": self.recipient, "notary": self.notary, "status": self.status,
-            "created": self.created, "updated": self.updated, "attempts": self.attempts,
+            "id": self.id,
+            "sha256": self.sha256,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "notary": self.notary,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+            "attempts": self.attempts,
             "last_error": self.last_error,
         }
 
 
 def _ack(row: sqlite3.Row) -> QueuedAck:
     return QueuedAck(
-        id=row["id"], sha256=row["sha256"], message_id=row["message_id"],
-        recipient=row["recipient"], notary=row["notary"], body=json.loads(row["body"]),
-        state=row["state"], created=row["created"], updated=row["updated"],
-        attempts=row["attempts"], last_error=row["last_error"],
+        id=row["id"],
+        sha256=row["sha256"],
+        message_id=row["message_id"],
+        recipient=row["recipient"],
+        notary=row["notary"],
+        body=json.loads(row["body"]),
+        state=row["state"],
+        created=row["created"],
+        updated=row["updated"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
         receipt=json.loads(row["receipt"]) if row["receipt"] else None,
     )
 
@@ -304,9 +324,18 @@ class Ledger:
 
     # -- transitions ---------------------------------------------------------------
 
-    def enqueue(self, src: Path, *, sha256: str, message_id: str, mail_from: str,
-                recipients: Sequence[str], via: str, notarize: bool,
-                move: bool = False) -> Entry:
+    def enqueue(
+        self,
+        src: Path,
+        *,
+        sha256: str,
+        message_id: str,
+        mail_from: str,
+        recipients: Sequence[str],
+        via: str,
+        notarize: bool,
+        move: bool = False,
+    ) -> Entry:
         """Store the exact bytes durably, then record the message as ``queued``.
 
         ``move=True``: ``src`` is a temporary file the ledger may take over
@@ -320,9 +349,18 @@ class Ledger:
                 db.execute(
                     "INSERT INTO messages (sha256, message_id, mail_from, recipients, via, size,"
                     " created, updated, smtp, notary) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (sha256, message_id, mail_from, json.dumps(list(recipients)), via,
-                     size, now, now, "pending",
-                     "pending" if notarize else "skipped"),
+                    (
+                        sha256,
+                        message_id,
+                        mail_from,
+                        json.dumps(list(recipients)),
+                        via,
+                        size,
+                        now,
+                        now,
+                        "pending",
+                        "pending" if notarize else "skipped",
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise ConflictError(f"message {sha256} is already in the ledger") from None
@@ -344,16 +382,19 @@ class Ledger:
         fields["updated"] = _now()
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
-            db.execute(f"UPDATE messages SET {cols} WHERE sha256=?",  # noqa: S608
-                       (*fields.values(), sha256))
+            db.execute(
+                f"UPDATE messages SET {cols} WHERE sha256=?",  # noqa: S608
+                (*fields.values(), sha256),
+            )
 
     def mark_sent(self, sha256: str, reply: str) -> None:
         self._set(sha256, smtp="sent", smtp_reply=reply, last_error=None)
         if self.get(sha256).status == "sent":
             self._archive(sha256)
 
-    def mark_send_failed(self, sha256: str, error: str, *, permanent: bool,
-                         uncertain: bool = False) -> None:
+    def mark_send_failed(
+        self, sha256: str, error: str, *, permanent: bool, uncertain: bool = False
+    ) -> None:
         state = "failed" if permanent else ("uncertain" if uncertain else "pending")
         self._set(sha256, smtp=state, last_error=error)
 
@@ -361,10 +402,14 @@ class Ledger:
         """Keep a receipt and mark the notarization done (one transaction)."""
         now = _now()
         with self._tx() as db:
-            db.execute("INSERT INTO receipts (sha256, receipt, received) VALUES (?,?,?)",
-                       (sha256, json.dumps(receipt, sort_keys=True), now))
-            db.execute("UPDATE messages SET notary='done', last_error=NULL, updated=?"
-                       " WHERE sha256=?", (now, sha256))
+            db.execute(
+                "INSERT INTO receipts (sha256, receipt, received) VALUES (?,?,?)",
+                (sha256, json.dumps(receipt, sort_keys=True), now),
+            )
+            db.execute(
+                "UPDATE messages SET notary='done', last_error=NULL, updated=? WHERE sha256=?",
+                (now, sha256),
+            )
         if self.get(sha256).status == "sent":
             self._archive(sha256)
 
@@ -378,8 +423,10 @@ class Ledger:
         """
         with self._tx() as db:
             rows = db.execute("SELECT sha256 FROM messages WHERE smtp='sending'").fetchall()
-            db.execute("UPDATE messages SET smtp='uncertain', last_error=? WHERE smtp='sending'",
-                       ("interrupted while sending: it may or may not have gone out",))
+            db.execute(
+                "UPDATE messages SET smtp='uncertain', last_error=? WHERE smtp='sending'",
+                ("interrupted while sending: it may or may not have gone out",),
+            )
         return [r["sha256"] for r in rows]
 
     def orphans(self) -> list[Path]:
@@ -392,7 +439,8 @@ class Ledger:
         """
         known = {r["sha256"] for r in self._db.execute("SELECT sha256 FROM messages")}
         return sorted(
-            p for p in self.outbox_dir.iterdir()
+            p
+            for p in self.outbox_dir.iterdir()
             if p.is_file() and (p.name.startswith(".in-") or p.stem not in known)
         )
 
@@ -426,8 +474,9 @@ class Ledger:
                 hint="certmail outbox list",
             )
         with self._tx() as db:
-            cur = db.execute("DELETE FROM messages WHERE sha256=? AND smtp != 'sending'",
-                             (entry.sha256,))
+            cur = db.execute(
+                "DELETE FROM messages WHERE sha256=? AND smtp != 'sending'", (entry.sha256,)
+            )
             if cur.rowcount != 1:
                 raise ConflictError(
                     f"message {entry.sha256[:16]} is being sent right now; nothing was removed",
@@ -441,8 +490,16 @@ class Ledger:
 
     # -- acknowledgements ----------------------------------------------------------
 
-    def enqueue_ack(self, *, sha256: str, message_id: str, recipient: str, notary: str,
-                    body: dict[str, Any], error: str) -> QueuedAck:
+    def enqueue_ack(
+        self,
+        *,
+        sha256: str,
+        message_id: str,
+        recipient: str,
+        notary: str,
+        body: dict[str, Any],
+        error: str,
+    ) -> QueuedAck:
         """Keep a signed acknowledgement that could not be posted yet (durably).
 
         One per (message, recipient, notary): a second one replaces the pending
@@ -456,8 +513,16 @@ class Ledger:
                 " ON CONFLICT (sha256, recipient, notary) DO UPDATE SET body=excluded.body,"
                 " attempts=attempts+1, last_error=excluded.last_error, updated=excluded.updated"
                 " WHERE state='pending'",
-                (sha256, message_id, recipient, notary, json.dumps(body, sort_keys=True),
-                 now, now, error),
+                (
+                    sha256,
+                    message_id,
+                    recipient,
+                    notary,
+                    json.dumps(body, sort_keys=True),
+                    now,
+                    now,
+                    error,
+                ),
             )
         return self.ack(sha256, recipient, notary)
 
@@ -480,14 +545,17 @@ class Ledger:
 
     def mark_ack_sent(self, ack_id: int, receipt: dict[str, Any]) -> None:
         with self._tx() as db:
-            db.execute("UPDATE acks SET state='sent', receipt=?, last_error=NULL, updated=?"
-                       " WHERE id=?", (json.dumps(receipt, sort_keys=True), _now(), ack_id))
+            db.execute(
+                "UPDATE acks SET state='sent', receipt=?, last_error=NULL, updated=? WHERE id=?",
+                (json.dumps(receipt, sort_keys=True), _now(), ack_id),
+            )
 
     def mark_ack_failed(self, ack_id: int, error: str, *, permanent: bool) -> None:
         with self._tx() as db:
-            db.execute("UPDATE acks SET state=?, attempts=attempts+1, last_error=?, updated=?"
-                       " WHERE id=?",
-                       ("failed" if permanent else "pending", error, _now(), ack_id))
+            db.execute(
+                "UPDATE acks SET state=?, attempts=attempts+1, last_error=?, updated=? WHERE id=?",
+                ("failed" if permanent else "pending", error, _now(), ack_id),
+            )
 
     # -- queries -----------------------------------------------------------------
 

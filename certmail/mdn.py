@@ -51,28 +51,36 @@ def build_mdn(mdn: Mdn, *, reporting_ua: str = "certmail") -> bytes:
     b = new_boundary()
     mid = _check(mdn.original_message_id, "Message-ID")
     rcpt = _check(mdn.final_recipient, "recipient")
-    human = (f"The message {mid} sent to {rcpt} was displayed to the recipient.\n"
-             "This only says the message was displayed; it does not say it was read or "
-             "understood.\n")
+    human = (
+        f"The message {mid} sent to {rcpt} was displayed to the recipient.\n"
+        "This only says the message was displayed; it does not say it was read or "
+        "understood.\n"
+    )
     if mdn.sha256:
         human += f"Notarized message SHA-256: {mdn.sha256}\n"
-    fields = (f"Reporting-UA: {reporting_ua}\r\n"
-              f"Original-Recipient: rfc822;{rcpt}\r\n"
-              f"Final-Recipient: rfc822;{rcpt}\r\n"
-              f"Original-Message-ID: {mid}\r\n"
-              f"Disposition: {DISPOSITION}\r\n")
+    fields = (
+        f"Reporting-UA: {reporting_ua}\r\n"
+        f"Original-Recipient: rfc822;{rcpt}\r\n"
+        f"Final-Recipient: rfc822;{rcpt}\r\n"
+        f"Original-Message-ID: {mid}\r\n"
+        f"Disposition: {DISPOSITION}\r\n"
+    )
     out = (
-        f'Content-Type: multipart/report; report-type=disposition-notification;\r\n'
-        f' boundary="{b}"\r\n\r\n'
-        f"--{b}\r\n"
-        'Content-Type: text/plain; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: 8bit\r\n\r\n"
-    ).encode() + canonical_text(human.encode()) + (
-        f"\r\n--{b}\r\n"
-        "Content-Type: message/disposition-notification\r\n\r\n"
-        f"{fields}"
-        f"\r\n--{b}--\r\n"
-    ).encode()
+        (
+            f"Content-Type: multipart/report; report-type=disposition-notification;\r\n"
+            f' boundary="{b}"\r\n\r\n'
+            f"--{b}\r\n"
+            'Content-Type: text/plain; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        ).encode()
+        + canonical_text(human.encode())
+        + (
+            f"\r\n--{b}\r\n"
+            "Content-Type: message/disposition-notification\r\n\r\n"
+            f"{fields}"
+            f"\r\n--{b}--\r\n"
+        ).encode()
+    )
     return out
 
 

@@ -89,10 +89,13 @@ def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
         from .notary_client import URL_HINT, http_failure, speaks_http
 
         if not speaks_http(notary_url):
-            raise Error(f"{notary_url} does not answer HTTP: it is not a notary's HTTP API",
-                        hint=URL_HINT) from None
-        raise TemporaryError(f"cannot reach the notary at {notary_url}: {http_failure(e)}",
-                             hint="check CERTMAIL_NOTARY_URL, or retry later") from None
+            raise Error(
+                f"{notary_url} does not answer HTTP: it is not a notary's HTTP API", hint=URL_HINT
+            ) from None
+        raise TemporaryError(
+            f"cannot reach the notary at {notary_url}: {http_failure(e)}",
+            hint="check CERTMAIL_NOTARY_URL, or retry later",
+        ) from None
     if resp.status_code == 404:
         raise NoRelayError(
             f"the notary at {notary_url} runs no SMTP relay",

@@ -27,7 +27,9 @@ MAX_REPLY = 64 * 1024
 # Where Debian's clamav-daemon puts its socket (LocalSocket in clamd.conf).
 DEFAULT_SOCKETS = (Path("/var/run/clamav/clamd.ctl"), Path("/run/clamav/clamd.ctl"))
 
-START_HINT = "start clamd (systemctl start clamav-daemon) or: certmail config set clamd unix:///PATH"
+START_HINT = (
+    "start clamd (systemctl start clamav-daemon) or: certmail config set clamd unix:///PATH"
+)
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,9 @@ class Scanner:
         if body == "OK":
             return ScanVerdict(clean=True, signature=None, engine=self._version)
         if body.endswith(" FOUND"):
-            return ScanVerdict(clean=False, signature=body.removesuffix(" FOUND").strip(),
-                               engine=self._version)
+            return ScanVerdict(
+                clean=False, signature=body.removesuffix(" FOUND").strip(), engine=self._version
+            )
         raise TemporaryError(f"clamd gave an unexpected answer for {what}: {reply!r}")
 
     def _instream(self, chunks: list[bytes] | None, path: Path | None, what: str) -> ScanVerdict:
@@ -161,7 +164,7 @@ class Scanner:
                 else:
                     for chunk in chunks or []:
                         for i in range(0, len(chunk), CHUNK_SIZE):
-                            part = chunk[i:i + CHUNK_SIZE]
+                            part = chunk[i : i + CHUNK_SIZE]
                             sock.sendall(struct.pack(">I", len(part)) + part)
                 sock.sendall(struct.pack(">I", 0))
             except (BrokenPipeError, ConnectionResetError):
@@ -170,16 +173,17 @@ class Scanner:
             try:
                 reply = self._read_reply(sock)
             except OSError as e:
-                raise TemporaryError(f"clamd at {self.address} failed: {e}",
-                                     hint=START_HINT) from e
+                raise TemporaryError(f"clamd at {self.address} failed: {e}", hint=START_HINT) from e
         except TimeoutError as e:
-            raise TemporaryError(f"clamd at {self.address} timed out scanning {what}",
-                                 hint=START_HINT) from e
+            raise TemporaryError(
+                f"clamd at {self.address} timed out scanning {what}", hint=START_HINT
+            ) from e
         finally:
             sock.close()
         if not reply:
-            raise TemporaryError(f"clamd at {self.address} closed the connection scanning {what}",
-                                 hint=START_HINT)
+            raise TemporaryError(
+                f"clamd at {self.address} closed the connection scanning {what}", hint=START_HINT
+            )
         return self._verdict(reply, what)
 
     def scan_file(self, path: Path) -> ScanVerdict:

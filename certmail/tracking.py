@@ -51,19 +51,27 @@ def tracking_html(links: dict[str, str]) -> str:
         + "</p>\n"
         for r, u in links.items()
     )
-    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Read receipt</title>"
-            "</head><body>\n<p>The sender asked to know when this message is opened. "
-            "Following the link tells the sender's notary; it is weak evidence.</p>\n"
-            f"{rows}</body></html>\n")
+    return (
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>Read receipt</title>'
+        "</head><body>\n<p>The sender asked to know when this message is opened. "
+        "Following the link tells the sender's notary; it is weak evidence.</p>\n"
+        f"{rows}</body></html>\n"
+    )
 
 
-def prepare_tracking(notary_url: str, recipients: Sequence[str], workdir: Path,
-                     *, token: Callable[[], str] = lambda: secrets.token_urlsafe(32)
-                     ) -> Tracking:
+def prepare_tracking(
+    notary_url: str,
+    recipients: Sequence[str],
+    workdir: Path,
+    *,
+    token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+) -> Tracking:
     """Make one token per recipient and write the HTML part to ``workdir``."""
     if not recipients or len(recipients) > MAX_TRACKED:
-        raise Error(f"--track-open takes 1 to {MAX_TRACKED} recipients",
-                    hint="send to fewer recipients at a time with --track-open")
+        raise Error(
+            f"--track-open takes 1 to {MAX_TRACKED} recipients",
+            hint="send to fewer recipients at a time with --track-open",
+        )
     tokens = {r: token() for r in recipients}
     t = Tracking(tokens, workdir / TRACKING_FILENAME)
     t.html_path.write_text(tracking_html(t.links(notary_url)), encoding="utf-8")
@@ -75,7 +83,9 @@ def register_tracking(notary: Any, sha256: str, message_id: str, tracking: Track
     body = {
         "sha256": sha256,
         "message_id": message_id,
-        "tokens": [{"recipient": r, "token_sha256": hashlib.sha256(t.encode()).hexdigest()}
-                   for r, t in tracking.tokens.items()],
+        "tokens": [
+            {"recipient": r, "token_sha256": hashlib.sha256(t.encode()).hexdigest()}
+            for r, t in tracking.tokens.items()
+        ],
     }
     notary.request("POST", "/v1/tracking", json=body)

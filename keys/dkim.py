@@ -57,9 +57,19 @@ RSA_BITS = 2048
 # Signed, and listed once more than they occur ("oversigned") so that no one
 # can add such a header after signing without breaking the signature.
 DEFAULT_HEADERS: tuple[bytes, ...] = (
-    b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to",
-    b"in-reply-to", b"references", b"mime-version", b"content-type",
-    b"content-transfer-encoding", b"autocrypt",
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"autocrypt",
 )
 
 
@@ -89,8 +99,9 @@ def key_path(directory: Path, domain: str, selector: str, algorithm: str) -> Pat
     return Path(directory) / f"{domain}.{selector}.{algorithm}.key"
 
 
-def generate_dkim_key(directory: Path, domain: str, selector: str,
-                      algorithm: str = "ed25519") -> Path:
+def generate_dkim_key(
+    directory: Path, domain: str, selector: str, algorithm: str = "ed25519"
+) -> Path:
     """Create a new DKIM key file (0600); ConflictError if it already exists."""
     domain = _check_label(domain, "domain")
     selector = _check_label(selector, "selector")
@@ -137,7 +148,7 @@ def find_dkim_key(directory: Path, domain: str) -> DkimKey | None:
         for algorithm in ALGORITHMS:
             suffix = f".{algorithm}.key"
             if name.startswith(domain + ".") and name.endswith(suffix):
-                selector = name[len(domain) + 1: -len(suffix)]
+                selector = name[len(domain) + 1 : -len(suffix)]
                 if selector and "." not in selector:
                     key = DkimKey(domain, selector, algorithm, path)
                     found.append((path.stat().st_mtime, key))
@@ -149,8 +160,9 @@ def find_dkim_key(directory: Path, domain: str) -> DkimKey | None:
 
 def _load_private(key: DkimKey) -> ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey:
     try:
-        private = serialization.load_pem_private_key(key.private_key_path.read_bytes(),
-                                                     password=None)
+        private = serialization.load_pem_private_key(
+            key.private_key_path.read_bytes(), password=None
+        )
     except (OSError, ValueError, TypeError) as e:
         raise KeyMaterialError(f"cannot read DKIM key {key.private_key_path}: {e}") from e
     if not isinstance(private, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
@@ -162,12 +174,14 @@ def dns_record(key: DkimKey) -> tuple[str, str]:
     """The TXT record to publish: (``<selector>._domainkey.<domain>``, ``v=DKIM1; ...``)."""
     private = _load_private(key)
     if isinstance(private, ed25519.Ed25519PrivateKey):
-        raw = private.public_key().public_bytes(serialization.Encoding.Raw,
-                                                serialization.PublicFormat.Raw)
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         k = "ed25519"
     else:
-        raw = private.public_key().public_bytes(serialization.Encoding.DER,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         k = "rsa"
     p = base64.b64encode(raw).decode("ascii")
     return f"{key.selector}._domainkey.{key.domain}", f"v=DKIM1; k={k}; p={p}"
@@ -176,13 +190,17 @@ def dns_record(key: DkimKey) -> tuple[str, str]:
 def _dkimpy_private(private: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> bytes:
     """dkimpy's key format: PEM for RSA, base64 of the 32-byte seed for Ed25519."""
     if isinstance(private, ed25519.Ed25519PrivateKey):
-        seed = private.private_bytes(serialization.Encoding.Raw,
-                                     serialization.PrivateFormat.Raw,
-                                     serialization.NoEncryption())
+        seed = private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
         return base64.b64encode(seed)
-    return private.private_bytes(serialization.Encoding.PEM,
-                                 serialization.PrivateFormat.TraditionalOpenSSL,
-                                 serialization.NoEncryption())
+    return private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 class _Collect(logging.Handler):
@@ -237,10 +255,15 @@ def dkim_sign(message: bytes, key: DkimKey, *, headers: Sequence[bytes] | None =
     logger, collected = _logger()
     try:
         sig = dkim.sign(
-            message, key.selector.encode(), key.domain.encode(), _dkimpy_private(private),
+            message,
+            key.selector.encode(),
+            key.domain.encode(),
+            _dkimpy_private(private),
             canonicalize=(b"relaxed", b"relaxed"),
             signature_algorithm=SIGNATURE_ALGORITHM[key.algorithm],
-            include_headers=chosen, logger=logger, linesep=b"\r\n",
+            include_headers=chosen,
+            logger=logger,
+            linesep=b"\r\n",
         )
     except dkim.DKIMException as e:
         raise KeyMaterialError(f"DKIM signing failed: {e}") from e
@@ -317,8 +340,13 @@ def signing_domain(field_value: str | bytes) -> str | None:
     return domain.decode("utf-8", "replace") or None
 
 
-def dkim_sign_file(path: Path, key: DkimKey, *, headers: Sequence[bytes] | None = None,
-                   timestamp: int | None = None) -> bytes:
+def dkim_sign_file(
+    path: Path,
+    key: DkimKey,
+    *,
+    headers: Sequence[bytes] | None = None,
+    timestamp: int | None = None,
+) -> bytes:
     """Like :func:`dkim_sign` for the message in ``path``, streaming its body.
 
     The body hash is computed incrementally (:class:`BodyHash`); dkimpy then
@@ -341,12 +369,12 @@ def dkim_sign_file(path: Path, key: DkimKey, *, headers: Sequence[bytes] | None 
     algorithm = SIGNATURE_ALGORITHM[key.algorithm]
     logger, collected = _logger()
     try:
-        d = dkim.DKIM(head + b"\r\n", logger=logger, signature_algorithm=algorithm,
-                      linesep=b"\r\n")
+        d = dkim.DKIM(head + b"\r\n", logger=logger, signature_algorithm=algorithm, linesep=b"\r\n")
         pk: Any
         if algorithm == b"ed25519-sha256":
-            pk = nacl.signing.SigningKey(_dkimpy_private(private),
-                                         encoder=nacl.encoding.Base64Encoder)
+            pk = nacl.signing.SigningKey(
+                _dkimpy_private(private), encoder=nacl.encoding.Base64Encoder
+            )
         else:
             pk = parse_pem_private_key(_dkimpy_private(private))
         policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
@@ -378,8 +406,7 @@ def dkim_sign_file(path: Path, key: DkimKey, *, headers: Sequence[bytes] | None 
     return out if out.endswith(b"\r\n") else out.rstrip(b"\r\n") + b"\r\n"
 
 
-def dkim_verify_file(path: Path, *,
-                     dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
+def dkim_verify_file(path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
     """Like :func:`dkim_verify` for the message in ``path``, streaming its body.
 
     Each body hash (``bh=``, for the signature's own ``c=``) is computed

@@ -27,7 +27,6 @@ class Error(Exception):
         return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
 
 
-
 class KeyMaterialError(Error):
     """Key material could not be created, read or validated."""
 

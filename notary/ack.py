@@ -171,9 +171,11 @@ async def acknowledge(
         "signing_key": signer.signing_fingerprint,
     }
     accounts = [accepted[0].account_id]  # the acknowledged message's: its first acceptance
-    receipts = await service.sequencer.submit([
-        Submission("ContentHandover", req.sha256, req.message_id, a, extra, False)
-        for a in accounts
-    ])
+    receipts = await service.sequencer.submit(
+        [
+            Submission("ContentHandover", req.sha256, req.message_id, a, extra, False)
+            for a in accounts
+        ]
+    )
     first: Receipt = receipts[0]
     return first

@@ -34,8 +34,7 @@ from notary.tracking import (
 
 def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
     headers = {"Retry-After": retry_after} if retry_after else None
-    return JSONResponse({"error": code, "message": message}, status_code=status,
-                        headers=headers)
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 async def _json_body(request: Request, limit: int) -> Any:
@@ -55,8 +54,9 @@ class _TooLarge(Exception):
         self.limit = limit
 
 
-def include_ack_routes(app: FastAPI, service: Any,
-                       authenticate: Callable[[Any, str | None], Any]) -> None:
+def include_ack_routes(
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+) -> None:
     """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
     limiter = RateLimiter()
     cfg = service.config
@@ -65,21 +65,26 @@ def include_ack_routes(app: FastAPI, service: Any,
     checks = SignatureChecks()
     retry_after = str(max(1, int(cfg.ack_window)))
 
-    @app.post("/v1/ack", summary="A recipient's signed acknowledgement: logs ContentHandover",
-              tags=["acknowledgements"])
+    @app.post(
+        "/v1/ack",
+        summary="A recipient's signed acknowledgement: logs ContentHandover",
+        tags=["acknowledgements"],
+    )
     async def ack(request: Request) -> Response:
         # Unauthenticated, so cheapest checks first: the source's rate before
         # the body is read, the message's after it is parsed, the log lookup
         # next, the gpg check last (bounded, off the event loop).
         source = request.client.host if request.client else ""
         if not per_source.allow(b"source:" + source.encode()):
-            return _err(429, "rate_limited", "too many acknowledgements from this address",
-                        retry_after)
+            return _err(
+                429, "rate_limited", "too many acknowledgements from this address", retry_after
+            )
         try:
             req = parse_ack_request(await _json_body(request, MAX_ACK_BODY))
             if not per_message.allow(b"message:" + req.sha256.encode()):
-                return _err(429, "rate_limited", "too many acknowledgements of this message",
-                            retry_after)
+                return _err(
+                    429, "rate_limited", "too many acknowledgements of this message", retry_after
+                )
             receipt = await acknowledge(service, req, checks)
         except _TooLarge as e:
             return _err(413, "too_large", f"body over {e.limit} bytes")
@@ -91,11 +96,15 @@ def include_ack_routes(app: FastAPI, service: Any,
             return _err(503, "busy", e.message, "1")
         # Other errors (malformed 400, unknown message 404, log unavailable 503)
         # are answered by the app's handler for keys.errors.Error.
-        return Response(json.dumps(receipt.to_json(), separators=(",", ":")),
-                        media_type="application/json")
+        return Response(
+            json.dumps(receipt.to_json(), separators=(",", ":")), media_type="application/json"
+        )
 
-    @app.post("/v1/tracking", summary="Register open-tracking token hashes for a message",
-              tags=["tracking"])
+    @app.post(
+        "/v1/tracking",
+        summary="Register open-tracking token hashes for a message",
+        tags=["tracking"],
+    )
     async def tracking(request: Request) -> Response:
         try:
             acct = authenticate(service, request.headers.get("authorization"))
@@ -105,14 +114,25 @@ def include_ack_routes(app: FastAPI, service: Any,
             return _err(413, "too_large", f"body over {e.limit} bytes")
         return Response(json.dumps({"registered": n}), media_type="application/json")
 
-    @app.get("/r/{token}", summary="A tracking link: logs ContentAccessTracking (weak evidence)",
-             tags=["tracking"], response_class=Response)
+    @app.get(
+        "/r/{token}",
+        summary="A tracking link: logs ContentAccessTracking (weak evidence)",
+        tags=["tracking"],
+        response_class=Response,
+    )
     async def hit(token: str, request: Request) -> Response:
         try:
-            await record_hit(service, limiter, token,
-                             user_agent=request.headers.get("user-agent"),
-                             remote=request.client.host if request.client else None)
+            await record_hit(
+                service,
+                limiter,
+                token,
+                user_agent=request.headers.get("user-agent"),
+                remote=request.client.host if request.client else None,
+            )
         except RateLimited:
             return _err(429, "rate_limited", "too many hits on this link just now")
-        return Response(PIXEL_GIF, media_type="image/gif",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return Response(
+            PIXEL_GIF,
+            media_type="image/gif",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )

@@ -506,4 +506,3 @@ def create_app(
 
         asgi = TSAMiddleware(asgi, service.tsa)
     return BodyLimit(asgi, service.config.max_body_bytes)
-

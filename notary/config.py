@@ -193,9 +193,7 @@ def load_config(directory: Path) -> NotaryConfig:
             policy_oid=str(data["policy_oid"]),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             relay_domain=str(data.get("relay_domain", "")),
-            relay_max_message_bytes=int(
-                data.get("relay_max_message_bytes", DEFAULT_MAX_MESSAGE)
-            ),
+            relay_max_message_bytes=int(data.get("relay_max_message_bytes", DEFAULT_MAX_MESSAGE)),
             relay_tls_cert=str(data.get("relay_tls_cert", "")),
             relay_tls_key=str(data.get("relay_tls_key", "")),
             relay_retry_deadline=int(data.get("relay_retry_deadline", DEFAULT_RETRY_DEADLINE)),
@@ -216,9 +214,7 @@ def load_config(directory: Path) -> NotaryConfig:
             http_max_connections_per_peer=int(
                 data.get("http_max_connections_per_peer", DEFAULT_HTTP_PER_PEER)
             ),
-            http_header_timeout=float(
-                data.get("http_header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)
-            ),
+            http_header_timeout=float(data.get("http_header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None

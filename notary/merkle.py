@@ -293,9 +293,7 @@ def prove_inclusion(size: int, index: int, reader: HashReader) -> list[Hash]:
     return out
 
 
-def prove_inclusion_many(
-    size: int, indexes: Sequence[int], reader: HashReader
-) -> list[list[Hash]]:
+def prove_inclusion_many(size: int, indexes: Sequence[int], reader: HashReader) -> list[list[Hash]]:
     """Return PATH(i, D[0:size]) for every i in ``indexes``, as :func:`prove_inclusion` does (RFC 9162 §2.1.3.1).
 
     Made for a sequencer batch (many neighbouring records of one tree): the

@@ -171,9 +171,13 @@ class NotaryService:
         is in the log (DESIGN §4.1, entries are private).
         """
         cp = self.storage.latest_checkpoint()
-        mine = [] if cp is None else [
-            e for e in self.storage.entries_for_account(sha256, account.id) if e.index < cp.size
-        ]
+        mine = (
+            []
+            if cp is None
+            else [
+                e for e in self.storage.entries_for_account(sha256, account.id) if e.index < cp.size
+            ]
+        )
         if cp is None or not mine:
             raise NotFoundError(f"no evidence for message {sha256} in this account")
         return [self.receipt_for(e, cp.size, cp.note) for e in mine]

@@ -40,8 +40,10 @@ MAX_TOKENS = 100
 HITS_PER_WINDOW = 5
 WINDOW_SECONDS = 60.0
 MAX_USER_AGENT = 512
-WEAK_NOTE = ("weak evidence: a tracking link was fetched; mail proxies and security scanners "
-             "fetch links and images without anyone reading the message")
+WEAK_NOTE = (
+    "weak evidence: a tracking link was fetched; mail proxies and security scanners "
+    "fetch links and images without anyone reading the message"
+)
 #: A transparent 1x1 GIF.
 PIXEL_GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"
@@ -88,7 +90,7 @@ def parse_registration(obj: Any) -> Registration:
     out = []
     for t in tokens:
         if not isinstance(t, dict) or set(t) != {"recipient", "token_sha256"}:
-            raise MalformedError("each token is {\"recipient\", \"token_sha256\"}")
+            raise MalformedError('each token is {"recipient", "token_sha256"}')
         r, h = t["recipient"], t["token_sha256"]
         if not isinstance(r, str) or not _ADDR.fullmatch(r) or len(r) > 254:
             raise MalformedError("recipient must be a bare address (local@domain)")
@@ -102,17 +104,23 @@ def parse_registration(obj: Any) -> Registration:
 
 def register(service: Any, account_id: int, reg: Registration, now: datetime) -> int:
     """Store the registration's token hashes for ``account_id``; return how many."""
-    service.storage.add_tracking_tokens([
-        TrackingToken(h, account_id, reg.sha256, reg.message_id, r, now) for r, h in reg.tokens
-    ])
+    service.storage.add_tracking_tokens(
+        [TrackingToken(h, account_id, reg.sha256, reg.message_id, r, now) for r, h in reg.tokens]
+    )
     return len(reg.tokens)
 
 
 class RateLimiter:
     """At most ``limit`` events per key in any ``window`` seconds (in memory, per process)."""
 
-    def __init__(self, limit: int = HITS_PER_WINDOW, window: float = WINDOW_SECONDS, *,
-                 clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int = HITS_PER_WINDOW,
+        window: float = WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
         self.limit, self.window, self.clock, self.max_keys = limit, window, clock, max_keys
         self._seen: dict[bytes, list[float]] = {}
 
@@ -133,8 +141,9 @@ class RateLimited(Exception):
     """Too many hits on one token just now."""
 
 
-async def record_hit(service: Any, limiter: RateLimiter, token: str, *,
-                     user_agent: str | None, remote: str | None) -> Receipt:
+async def record_hit(
+    service: Any, limiter: RateLimiter, token: str, *, user_agent: str | None, remote: str | None
+) -> Receipt:
     """Log ``ContentAccessTracking`` for a hit on ``token``; NotFoundError if unknown."""
     if not well_formed_token(token):
         raise NotFoundError("no such tracking link")
@@ -150,9 +159,17 @@ async def record_hit(service: Any, limiter: RateLimiter, token: str, *,
         "strength": "weak",
         "note": WEAK_NOTE,
     }
-    (receipt,) = await service.sequencer.submit([
-        Submission("ContentAccessTracking", found.sha256, found.message_id, found.account_id,
-                   extra, False)
-    ])
+    (receipt,) = await service.sequencer.submit(
+        [
+            Submission(
+                "ContentAccessTracking",
+                found.sha256,
+                found.message_id,
+                found.account_id,
+                extra,
+                False,
+            )
+        ]
+    )
     result: Receipt = receipt
     return result

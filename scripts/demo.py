@@ -83,8 +83,11 @@ def start_clamd(workdir: Path) -> tuple[subprocess.Popen[bytes], Path] | None:
         f"Foreground yes\nLocalSocket {sock}\nDatabaseDirectory {db}\n"
         f"LogFile {workdir / 'clamd.log'}\nTemporaryDirectory {workdir}\nSelfCheck 0\n"
     )
-    proc = subprocess.Popen([clamd, "-c", str(workdir / "clamd.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [clamd, "-c", str(workdir / "clamd.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(600):
         try:
             with socket.socket(socket.AF_UNIX) as s:
@@ -123,15 +126,32 @@ def main() -> None:
         step("the notary: log, TSA and SMTP relay (delivering to bob's MX)")
         ndir = OUT / "notary"
         run("notary", "init", "--dir", str(ndir), "--origin", "notary.demo.test/log")
-        token = run("notary", "accounts", "add", "alice@example.test", "--dir", str(ndir),
-                    show=False).strip().splitlines()[-1]
+        token = (
+            run("notary", "accounts", "add", "alice@example.test", "--dir", str(ndir), show=False)
+            .strip()
+            .splitlines()[-1]
+        )
         http, smtp = free_port(), free_port()
         url = f"http://127.0.0.1:{http}"
-        serve = [*CERTMAIL, "notary", "serve", "--dir", str(ndir), "--http", f"127.0.0.1:{http}",
-                 "--smtp", f"127.0.0.1:{smtp}", "--smarthost", f"127.0.0.1:{mx_port}"]
+        serve = [
+            *CERTMAIL,
+            "notary",
+            "serve",
+            "--dir",
+            str(ndir),
+            "--http",
+            f"127.0.0.1:{http}",
+            "--smtp",
+            f"127.0.0.1:{smtp}",
+            "--smarthost",
+            f"127.0.0.1:{mx_port}",
+        ]
         print("$ certmail " + " ".join(serve[3:]))
-        procs.append(subprocess.Popen(serve, stdout=subprocess.DEVNULL,
-                                      stderr=open(OUT / "notary.log", "wb")))
+        procs.append(
+            subprocess.Popen(
+                serve, stdout=subprocess.DEVNULL, stderr=open(OUT / "notary.log", "wb")
+            )
+        )
         for _ in range(600):
             try:
                 if httpx.get(url + "/v1/relay", timeout=1).status_code == 200:
@@ -146,19 +166,25 @@ def main() -> None:
 
         step("two identities with their own OpenPGP keys")
         base = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
-        alice = {**base, "CERTMAIL_HOME": str(OUT / "alice"), "CERTMAIL_NOTARY_URL": url,
-                 "CERTMAIL_NOTARY_TOKEN": token, "CERTMAIL_CLAMD": clamd_url}
+        alice = {
+            **base,
+            "CERTMAIL_HOME": str(OUT / "alice"),
+            "CERTMAIL_NOTARY_URL": url,
+            "CERTMAIL_NOTARY_TOKEN": token,
+            "CERTMAIL_CLAMD": clamd_url,
+        }
         bob = {**base, "CERTMAIL_HOME": str(OUT / "bob"), "CERTMAIL_CLAMD": clamd_url}
         if not clamd_url:
             alice.pop("CERTMAIL_CLAMD")
             bob.pop("CERTMAIL_CLAMD")
-        run("init", "--email", "alice@example.test", "--name", "Alice", "--no-passphrase",
-            env=alice)
+        run(
+            "init", "--email", "alice@example.test", "--name", "Alice", "--no-passphrase", env=alice
+        )
         run("init", "--email", "bob@example.test", "--name", "Bob", "--no-passphrase", env=bob)
-        (OUT / "alice.asc").write_text(run("keys", "export", "alice@example.test", env=alice,
-                                           show=False))
-        (OUT / "bob.asc").write_text(run("keys", "export", "bob@example.test", env=bob,
-                                         show=False))
+        (OUT / "alice.asc").write_text(
+            run("keys", "export", "alice@example.test", env=alice, show=False)
+        )
+        (OUT / "bob.asc").write_text(run("keys", "export", "bob@example.test", env=bob, show=False))
         run("keys", "import", str(OUT / "bob.asc"), env=alice)
         run("keys", "trust", "bob@example.test", "--yes", env=alice)
         run("keys", "import", str(OUT / "alice.asc"), env=bob)
@@ -167,10 +193,22 @@ def main() -> None:
         step("alice sends a certified message with an attachment (through the relay)")
         (OUT / "contract.txt").write_text("Contract no. 42\nSigned by Alice, 21 Nov 2026.\n")
         (OUT / "body.txt").write_text("Bob,\n\nthe signed contract is attached.\n\nAlice\n")
-        sent = json.loads(run("send", "--to", "bob@example.test", "--subject",
-                              "Contract no. 42", "--body-file", str(OUT / "body.txt"),
-                              "--attach", str(OUT / "contract.txt"), "--json", env=alice,
-                              show=False))
+        sent = json.loads(
+            run(
+                "send",
+                "--to",
+                "bob@example.test",
+                "--subject",
+                "Contract no. 42",
+                "--body-file",
+                str(OUT / "body.txt"),
+                "--attach",
+                str(OUT / "contract.txt"),
+                "--json",
+                env=alice,
+                show=False,
+            )
+        )
         sha = sent["sha256"]
         print(f"sent via {sent.get('via')}: sha256 {sha}, Message-ID {sent['message_id']}")
         print(f"the relay answered: {sent.get('smtp_reply')}")
@@ -192,8 +230,17 @@ def main() -> None:
         run("proof", "export", sha, "-o", str(proof), env=alice)
         # --allow-partial: the sender's signature is inside the encryption, a check a
         # third party cannot run (the report says "valid, but 1 check could not run")
-        run("proof", "verify", str(proof), "--vkey", str(OUT / "notary.vkey"),
-            "--tsa-root", str(ndir / "tsa" / "root-ca.pem"), "--allow-partial", env=alice)
+        run(
+            "proof",
+            "verify",
+            str(proof),
+            "--vkey",
+            str(OUT / "notary.vkey"),
+            "--tsa-root",
+            str(ndir / "tsa" / "root-ca.pem"),
+            "--allow-partial",
+            env=alice,
+        )
         print(f"\nproof: {proof}")
     finally:
         if mx is not None:
@@ -202,8 +249,11 @@ def main() -> None:
         for who in ("alice", "bob"):
             gnupghome = OUT / who / "gnupg"
             if gnupghome.is_dir():
-                subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
-                               check=False, capture_output=True)
+                subprocess.run(
+                    ["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
+                    check=False,
+                    capture_output=True,
+                )
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
             try:

@@ -101,14 +101,18 @@ def init_cmd(
     vkey = cfg.vkey_path.read_text().strip()
     root = None if tsa_cert is not None else str(root_dir or default_root_dir(directory))
     if app.as_json:
-        click.echo(json.dumps({"directory": str(directory), "origin": cfg.origin, "vkey": vkey,
-                               "root_dir": root}))
+        click.echo(
+            json.dumps(
+                {"directory": str(directory), "origin": cfg.origin, "vkey": vkey, "root_dir": root}
+            )
+        )
         return
     click.echo(f"notary created in {directory}", err=True)
     click.echo(f"origin: {cfg.origin}", err=True)
     if root is not None:
-        click.echo(f"TSA root CA key in {root}: move it offline (serving does not need it)",
-                   err=True)
+        click.echo(
+            f"TSA root CA key in {root}: move it offline (serving does not need it)", err=True
+        )
     click.echo("verifier key (publish it; clients pin it):", err=True)
     click.echo(vkey)
 
@@ -122,10 +126,14 @@ def accounts() -> None:
 @click.argument("addresses", nargs=-1, required=True)
 @DIR_OPTION
 @click.option("--db", "database", help="Database URL (default: from the notary's config).")
-@click.option("--receipt-emails", is_flag=True,
-              help="Email the sender a receipt for each relay delivery outcome.")
-def accounts_add(addresses: tuple[str, ...], directory: Path, database: str | None,
-                 receipt_emails: bool) -> None:
+@click.option(
+    "--receipt-emails",
+    is_flag=True,
+    help="Email the sender a receipt for each relay delivery outcome.",
+)
+def accounts_add(
+    addresses: tuple[str, ...], directory: Path, database: str | None, receipt_emails: bool
+) -> None:
     """Create an account for ADDRESSES; print its API token on the last line.
 
     The token is shown once; only its hash is stored.
@@ -139,8 +147,9 @@ def accounts_add(addresses: tuple[str, ...], directory: Path, database: str | No
             )
     svc = _open(directory, database)
     try:
-        account, token = svc.add_account([a.lower() for a in addresses],
-                                         receipt_emails=receipt_emails)
+        account, token = svc.add_account(
+            [a.lower() for a in addresses], receipt_emails=receipt_emails
+        )
     finally:
         svc.close()
     click.echo(f"account {account.id}: {', '.join(account.addresses)}", err=True)
@@ -186,10 +195,15 @@ def accounts_list(app: App, directory: Path, database: str | None) -> None:
 @click.argument("account")
 @DIR_OPTION
 @click.option("--db", "database", help="Database URL (default: from the notary's config).")
-@click.option("--receipt-emails/--no-receipt-emails", "receipt_emails", default=None,
-              help="Email the sender a receipt for each relay delivery outcome, or stop.")
-def accounts_set(account: str, directory: Path, database: str | None,
-                 receipt_emails: bool | None) -> None:
+@click.option(
+    "--receipt-emails/--no-receipt-emails",
+    "receipt_emails",
+    default=None,
+    help="Email the sender a receipt for each relay delivery outcome, or stop.",
+)
+def accounts_set(
+    account: str, directory: Path, database: str | None, receipt_emails: bool | None
+) -> None:
     """Change settings of ACCOUNT (an id or one of its addresses)."""
     if receipt_emails is None:
         raise Error("nothing to set", hint="give --receipt-emails or --no-receipt-emails")
@@ -295,8 +309,10 @@ def serve(
     _check_files(directory)
     if workers > 1:
         if smtp:
-            raise Error("--workers needs the relay elsewhere",
-                        hint="run the relay (--smtp) in its own serve process")
+            raise Error(
+                "--workers needs the relay elsewhere",
+                hint="run the relay (--smtp) in its own serve process",
+            )
         _serve_workers(directory, http, database, workers)
         return
     import logging
@@ -322,9 +338,15 @@ def serve(
         from notary.relay.tls import ensure_relay_certificate
 
         ensure_relay_certificate(svc.config)
-        relay = Relay(svc, smtp_addr[0], smtp_addr[1], smarthost=smart,
-                      public_host=smtp_public_host, node=node,
-                      scanner=Scanner(svc.config.clamd) if svc.config.clamd else None)
+        relay = Relay(
+            svc,
+            smtp_addr[0],
+            smtp_addr[1],
+            smarthost=smart,
+            public_host=smtp_public_host,
+            node=node,
+            scanner=Scanner(svc.config.clamd) if svc.config.clamd else None,
+        )
     app = create_app(svc, relay=relay)
     config = uvicorn_config(app, svc.config, host=host, port=port, backlog=4096)
     server = uvicorn.Server(config)
@@ -338,8 +360,10 @@ def serve(
         svc.close()
     if not server.started:
         what = "--http / --smtp" if smtp else "--http"
-        raise Error(f"could not serve on {http}" + (f" and {smtp}" if smtp else ""),
-                    hint=f"is the port free? pick another with {what}")
+        raise Error(
+            f"could not serve on {http}" + (f" and {smtp}" if smtp else ""),
+            hint=f"is the port free? pick another with {what}",
+        )
 
 
 def _serve_workers(directory: Path, http: str, database: str | None, workers: int) -> None:
@@ -347,8 +371,16 @@ def _serve_workers(directory: Path, http: str, database: str | None, workers: in
     from notary.serve import serve_workers
 
     host, port = parse_hostport(http, "--http")
-    serve_workers(directory, host, port, database, workers, bound=lambda: click.echo(
-        f"certmail notary serving http://{host}:{port} with {workers} workers", err=True))
+    serve_workers(
+        directory,
+        host,
+        port,
+        database,
+        workers,
+        bound=lambda: click.echo(
+            f"certmail notary serving http://{host}:{port} with {workers} workers", err=True
+        ),
+    )
 
 
 def _check_files(directory: Path) -> None:

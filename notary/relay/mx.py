@@ -59,8 +59,9 @@ def parse_nameservers(value: str) -> list[tuple[str, int]]:
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(port)
         except ValueError:
-            raise Error(f"bad name server {part!r}",
-                        hint="give IP[:PORT], e.g. 127.0.0.1:5353 or [::1]:53") from None
+            raise Error(
+                f"bad name server {part!r}", hint="give IP[:PORT], e.g. 127.0.0.1:5353 or [::1]:53"
+            ) from None
         out.append((host, int(port)))
     if not out:
         raise Error(f"no name server in {value!r}", hint="give IP[:PORT], e.g. 127.0.0.1:5353")
@@ -76,8 +77,9 @@ def make_resolver(nameservers: str = "") -> dns.asyncresolver.Resolver:
         r = dns.asyncresolver.Resolver()
     else:
         r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(h, p)
-                         for h, p in parse_nameservers(nameservers)]
+        r.nameservers = [
+            dns.nameserver.Do53Nameserver(h, p) for h, p in parse_nameservers(nameservers)
+        ]
     r.lifetime = LIFETIME
     return r
 
@@ -131,7 +133,8 @@ async def mail_hosts(
             addresses = await _addresses(resolver, domain)
             if not addresses:
                 raise PermanentRouteError(
-                    f"{domain} has no MX and no A/AAAA record: it receives no mail") from None
+                    f"{domain} has no MX and no A/AAAA record: it receives no mail"
+                ) from None
             return [MailHost(domain, a, port) for a in addresses]
     except dns.resolver.NXDOMAIN:
         raise PermanentRouteError(f"no such domain: {domain} (NXDOMAIN)") from None
@@ -158,5 +161,6 @@ async def mail_hosts(
         hosts.extend(MailHost(name, a, port) for a in addresses)
     if not hosts:
         raise TemporaryError(
-            f"no address for any MX host of {domain}: {'; '.join(problems)}"[:2000])
+            f"no address for any MX host of {domain}: {'; '.join(problems)}"[:2000]
+        )
     return hosts

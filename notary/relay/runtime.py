@@ -93,21 +93,31 @@ class Relay:
         self.tls_context = server_context(cfg)
         pem = cfg.relay_cert_path.read_text(encoding="ascii")
         self.info = RelayInfo(
-            public_host or host, port, cfg.relay_hostname, pem, certificate_sha256(pem),
+            public_host or host,
+            port,
+            cfg.relay_hostname,
+            pem,
+            certificate_sha256(pem),
             cfg.relay_max_message_bytes,
         )
         self.writer = QueueWriter(service.storage)
         self.settings = settings or WorkerSettings(
-            node=self.node, helo=cfg.relay_hostname, smarthost=smarthost,
-            retry_initial=cfg.relay_retry_initial, deadline=float(cfg.relay_retry_deadline),
+            node=self.node,
+            helo=cfg.relay_hostname,
+            smarthost=smarthost,
+            retry_initial=cfg.relay_retry_initial,
+            deadline=float(cfg.relay_retry_deadline),
             warn_after=float(cfg.relay_warn_after),
-            mx_port=cfg.relay_mx_port, dns_server=cfg.relay_dns_server,
-            lease=cfg.relay_lease, attempt_deadline=cfg.relay_attempt_deadline,
+            mx_port=cfg.relay_mx_port,
+            dns_server=cfg.relay_dns_server,
+            lease=cfg.relay_lease,
+            attempt_deadline=cfg.relay_attempt_deadline,
             per_destination=cfg.relay_destination_concurrency,
             concurrency=cfg.relay_concurrency,
         )
-        self.worker = DeliveryWorker(service, self.writer, self.settings,
-                                     dkim_sign=self._dkim_signer())
+        self.worker = DeliveryWorker(
+            service, self.writer, self.settings, dkim_sign=self._dkim_signer()
+        )
         self.writer.on_release = self.worker.wake
         self.in_flight: set[int] = set()
         self.peer_limits = PeerLimits()
@@ -118,8 +128,9 @@ class Relay:
     def _dkim_signer(self) -> Any:
         from keys.dkim import dkim_sign, find_dkim_key
 
-        key = find_dkim_key(self.service.config.directory / "dkim",
-                            self.service.config.relay_hostname)
+        key = find_dkim_key(
+            self.service.config.directory / "dkim", self.service.config.relay_hostname
+        )
         if key is None:
             return None
         return lambda data: dkim_sign(data, key)
@@ -128,8 +139,9 @@ class Relay:
         """A tree size no larger than the log's now (entries after it are newer)."""
         return max(self._size_hint, self.service.metrics.tree_size)
 
-    async def accept(self, account: Account, mail_from: str, rcpt_tos: list[str],
-                     data: bytes) -> str:
+    async def accept(
+        self, account: Account, mail_from: str, rcpt_tos: list[str], data: bytes
+    ) -> str:
         from notary.relay.server import accept
 
         return await accept(self, account, mail_from, rcpt_tos, data)
@@ -183,9 +195,11 @@ class Relay:
         storage = self.service.storage
         now = self.service.clock()
         own = await asyncio.to_thread(
-            storage.held_messages, now - timedelta(seconds=own_age), self.node)
+            storage.held_messages, now - timedelta(seconds=own_age), self.node
+        )
         foreign = await asyncio.to_thread(
-            storage.held_messages, now - timedelta(seconds=FOREIGN_HELD_AGE), None)
+            storage.held_messages, now - timedelta(seconds=FOREIGN_HELD_AGE), None
+        )
         seen: set[int] = set()
         for h in [*own, *foreign]:
             if h.spool_id in seen or h.spool_id in self.in_flight:
@@ -193,7 +207,8 @@ class Relay:
             seen.add(h.spool_id)
             entries = await asyncio.to_thread(storage.entries_for_message, h.sha256)
             accepted = any(
-                e.event == "SubmissionAcceptance" and e.account_id == h.account_id
+                e.event == "SubmissionAcceptance"
+                and e.account_id == h.account_id
                 and e.index >= h.log_size
                 for e in entries
             )

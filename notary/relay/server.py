@@ -52,8 +52,9 @@ class Authenticator:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                 auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         try:
@@ -65,8 +66,9 @@ class Authenticator:
             account = self.relay.service.authenticate(token)
         except Exception as e:  # the database is unreachable: say so, temporarily
             log.error("authentication lookup failed: %s", e)
-            return AuthResult(success=False, handled=False,
-                              message="454 4.7.0 Temporary authentication failure")
+            return AuthResult(
+                success=False, handled=False, message="454 4.7.0 Temporary authentication failure"
+            )
         if account is None or user not in account.addresses:
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=account)
@@ -78,8 +80,9 @@ class SubmissionHandler:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         account = session.auth_data
         if not isinstance(account, Account):
             return "530 5.7.0 Authentication required"
@@ -89,8 +92,9 @@ class SubmissionHandler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain or len(address) > 254:
             return f"553 5.1.3 <{address}>: not a valid recipient address"
@@ -116,8 +120,9 @@ class SubmissionHandler:
             return "451 4.3.0 Internal error; nothing was stored, try again later"
 
 
-async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[str],
-                 data: bytes) -> str:
+async def accept(
+    relay: Relay, account: Account, mail_from: str, rcpt_tos: list[str], data: bytes
+) -> str:
     """Accept one submission (see the module docstring); the SMTP reply to give."""
     info = inspect(data)
     own = frozenset(account.addresses)
@@ -130,14 +135,28 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
             verdict = await asyncio.to_thread(relay.scanner.scan_bytes, scan_input(data, info))
         except TemporaryError as e:
             log.error("virus scan failed: %s", e.message)
-            raise RelayRefusal("451 4.7.0 The virus scanner is unavailable; try again later") \
-                from None
+            raise RelayRefusal(
+                "451 4.7.0 The virus scanner is unavailable; try again later"
+            ) from None
         if not verdict.clean:
-            await svc.sequencer.submit([Submission(
-                "VirusDetected", sha256, info.message_id, account.id,
-                {"submitter": mail_from, "channel": "smtp", "recipients": rcpt_tos,
-                 "size": len(data), "signature": verdict.signature, "engine": verdict.engine},
-            )])
+            await svc.sequencer.submit(
+                [
+                    Submission(
+                        "VirusDetected",
+                        sha256,
+                        info.message_id,
+                        account.id,
+                        {
+                            "submitter": mail_from,
+                            "channel": "smtp",
+                            "recipients": rcpt_tos,
+                            "size": len(data),
+                            "signature": verdict.signature,
+                            "engine": verdict.engine,
+                        },
+                    )
+                ]
+            )
             raise RelayRefusal(f"554 5.7.1 Message refused: virus found ({verdict.signature})")
         content = {"encrypted": False, "scan": {"result": "clean", "engine": verdict.engine}}
     if info.encrypted:
@@ -145,8 +164,17 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
     elif relay.scanner is None:
         content = {"encrypted": False, "scan": None}
     received = svc.clock()
-    item = SpoolItem(sha256, info.message_id, account.id, mail_from, tuple(rcpt_tos), data,
-                     received, relay.node, relay.log_size_hint())
+    item = SpoolItem(
+        sha256,
+        info.message_id,
+        account.id,
+        mail_from,
+        tuple(rcpt_tos),
+        data,
+        received,
+        relay.node,
+        relay.log_size_hint(),
+    )
     try:
         spool_id = await relay.writer.spool(item)
     except Exception as e:
@@ -156,12 +184,27 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
     relay.worker.cache(spool_id, data, len(rcpt_tos))
     try:
         try:
-            await asyncio.wait_for(svc.sequencer.submit([Submission(
-                "SubmissionAcceptance", sha256, info.message_id, account.id,
-                {"submitter": mail_from, "channel": "smtp", "recipients": rcpt_tos,
-                 "size": len(data), "content": content},
-                timestamp=True,
-            )]), SEQUENCER_TIMEOUT)
+            await asyncio.wait_for(
+                svc.sequencer.submit(
+                    [
+                        Submission(
+                            "SubmissionAcceptance",
+                            sha256,
+                            info.message_id,
+                            account.id,
+                            {
+                                "submitter": mail_from,
+                                "channel": "smtp",
+                                "recipients": rcpt_tos,
+                                "size": len(data),
+                                "content": content,
+                            },
+                            timestamp=True,
+                        )
+                    ]
+                ),
+                SEQUENCER_TIMEOUT,
+            )
         except Exception as e:
             log.error("cannot log the acceptance of %s: %s", sha256, e)
             relay.worker.uncache(spool_id)
@@ -169,8 +212,9 @@ async def accept(relay: Relay, account: Account, mail_from: str, rcpt_tos: list[
                 await relay.writer.discard(spool_id)
             except Exception as e2:  # recovery discards it later (no acceptance in the log)
                 log.error("cannot discard spooled message %d: %s", spool_id, e2)
-            raise RelayRefusal("451 4.3.0 The log cannot take entries now; try again later") \
-                from None
+            raise RelayRefusal(
+                "451 4.3.0 The log cannot take entries now; try again later"
+            ) from None
         # Accepted and durable (spooled, acceptance logged): the release rides
         # with the next queue batch; if it never commits, recovery queues it.
         relay.writer.release_soon(spool_id)

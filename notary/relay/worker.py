@@ -161,7 +161,10 @@ class DeliveryWorker:
                 try:
                     claimed = await asyncio.to_thread(
                         self.storage.claim_deliveries,
-                        self.s.node, now, now + timedelta(seconds=self.s.lease), free,
+                        self.s.node,
+                        now,
+                        now + timedelta(seconds=self.s.lease),
+                        free,
                     )
                 except Exception as e:
                     log.error("cannot claim deliveries: %s", e)
@@ -202,8 +205,7 @@ class DeliveryWorker:
                 continue
             until = self.clock() + timedelta(seconds=self.s.lease)
             try:
-                held = await asyncio.to_thread(self.storage.renew_leases, self.s.node, ids,
-                                               until)
+                held = await asyncio.to_thread(self.storage.renew_leases, self.s.node, ids, until)
             except Exception as e:
                 log.error("cannot renew the leases of %d deliveries: %s", len(ids), e)
                 continue
@@ -235,7 +237,8 @@ class DeliveryWorker:
         )
         evidence = (
             f"{EVIDENCE_HEADER}: sha256={d.sha256}; notary={self.service.origin}\r\n"
-            if d.kind == "message" else ""
+            if d.kind == "message"
+            else ""
         )
         dkim = self.dkim_sign(data) if self.dkim_sign is not None else b""
         return received.encode("utf-8") + evidence.encode("utf-8") + dkim
@@ -260,19 +263,26 @@ class DeliveryWorker:
             data = await asyncio.to_thread(self.storage.spooled_data, d.spool_id)
         if data is None:
             log.error("spooled message %d is missing; delivery %d fails", d.spool_id, d.id)
-            await self._final(d, "RelayToNonERDSFailure",
-                              {"recipient": d.recipient, "reason": "spool-missing", "reply": None})
+            await self._final(
+                d,
+                "RelayToNonERDSFailure",
+                {"recipient": d.recipient, "reason": "spool-missing", "reply": None},
+            )
             return
         try:
-            prefix = await asyncio.to_thread(self.headers, d, data) if self.dkim_sign else (
-                self.headers(d, data))
+            prefix = (
+                await asyncio.to_thread(self.headers, d, data)
+                if self.dkim_sign
+                else (self.headers(d, data))
+            )
         except Error as e:  # e.g. DKIM signing failed: deliver unsigned rather than never
             log.error("cannot sign message %s: %s", d.sha256, e.message)
             self.dkim_sign = None
             prefix = self.headers(d, data)
         # The intent is durable before anything is sent (reconciled after a crash).
         attempt = await asyncio.to_thread(
-            self.storage.start_attempt, d.id, d.recipient, self.s.node, self.clock())
+            self.storage.start_attempt, d.id, d.recipient, self.s.node, self.clock()
+        )
         try:
             async with asyncio.timeout(self.s.attempt_deadline):
                 out = await self._send(d, prefix + data)
@@ -288,14 +298,19 @@ class DeliveryWorker:
         domain = d.recipient.rpartition("@")[2]
         try:
             if self.s.smarthost:
-                hosts = [mx.MailHost(self.s.smarthost[0], self.s.smarthost[0],
-                                     self.s.smarthost[1])]
+                hosts = [mx.MailHost(self.s.smarthost[0], self.s.smarthost[0], self.s.smarthost[1])]
             else:
                 hosts = await mx.mail_hosts(domain, port=self.s.mx_port, resolver=self.resolver)
         except mx.PermanentRouteError as e:
-            return _Outcome("RelayToNonERDSFailure", {
-                "recipient": d.recipient, "reason": "no-route", "detail": e.message,
-                "reply": None})
+            return _Outcome(
+                "RelayToNonERDSFailure",
+                {
+                    "recipient": d.recipient,
+                    "reason": "no-route",
+                    "detail": e.message,
+                    "reply": None,
+                },
+            )
         except TemporaryError as e:
             return _Outcome(why=e.message)
         last = _Outcome(why="no host to try")
@@ -303,28 +318,48 @@ class DeliveryWorker:
             host, port = mh.host, mh.port
             try:
                 sent = await self.pool.send(
-                    mh.address, port, mail_from=d.mail_from, recipient=d.recipient, data=payload,
-                    helo=self.s.helo, timeout=self.s.timeout,
+                    mh.address,
+                    port,
+                    mail_from=d.mail_from,
+                    recipient=d.recipient,
+                    data=payload,
+                    helo=self.s.helo,
+                    timeout=self.s.timeout,
                 )
             except SMTPConnectionError as e:
                 last = _Outcome(why=e.message)
                 continue
             except SMTPRejected as e:
                 if e.permanent:
-                    return _Outcome("RelayToNonERDSFailure", {
-                        "recipient": d.recipient, "reason": "rejected", "host": host,
-                        "address": mh.address, "port": port, "stage": e.stage,
-                        "reply": e.reply.to_json(),
-                        "tls": e.tls.to_json() if e.tls else None,
-                    })
+                    return _Outcome(
+                        "RelayToNonERDSFailure",
+                        {
+                            "recipient": d.recipient,
+                            "reason": "rejected",
+                            "host": host,
+                            "address": mh.address,
+                            "port": port,
+                            "stage": e.stage,
+                            "reply": e.reply.to_json(),
+                            "tls": e.tls.to_json() if e.tls else None,
+                        },
+                    )
                 return _Outcome(
                     why=f"{host}[{mh.address}]:{port} {e.stage}: {e.reply.code} {e.reply.text}",
-                    reply=e.reply.to_json())
-            return _Outcome("RelayToNonERDS", {
-                "recipient": d.recipient, "host": host, "address": mh.address, "port": port,
-                "reply": sent.reply.to_json(), "tls": sent.tls.to_json() if sent.tls else None,
-                "attempts": d.attempts + 1,
-            })
+                    reply=e.reply.to_json(),
+                )
+            return _Outcome(
+                "RelayToNonERDS",
+                {
+                    "recipient": d.recipient,
+                    "host": host,
+                    "address": mh.address,
+                    "port": port,
+                    "reply": sent.reply.to_json(),
+                    "tls": sent.tls.to_json() if sent.tls else None,
+                    "attempts": d.attempts + 1,
+                },
+            )
         return last
 
     async def _settle(self, d: Delivery, event: str, evidence: str) -> None:
@@ -332,12 +367,19 @@ class DeliveryWorker:
         log its evidence unless the log already has it; never send it again."""
         entries = await asyncio.to_thread(self.service.storage.entries_for_message, d.sha256)
         logged = any(
-            e.event == event and e.account_id == d.account_id
+            e.event == event
+            and e.account_id == d.account_id
             and json.loads(e.entry).get("recipient") == d.recipient
             for e in entries
         )
-        log.info("delivery %d (%s to %s) had its outcome recorded before a restart: %s%s",
-                 d.id, d.sha256, d.recipient, event, " (already logged)" if logged else "")
+        log.info(
+            "delivery %d (%s to %s) had its outcome recorded before a restart: %s%s",
+            d.id,
+            d.sha256,
+            d.recipient,
+            event,
+            " (already logged)" if logged else "",
+        )
         await self._final(d, event, json.loads(evidence), recorded=True, logged=logged)
 
     async def _log(self, d: Delivery, event: str, extra: dict[str, Any]) -> Receipt | None:
@@ -360,8 +402,14 @@ class DeliveryWorker:
                 delay = min(delay * 2, 30.0)
 
     async def _final(
-        self, d: Delivery, event: str, extra: dict[str, Any], *, attempt: int | None = None,
-        recorded: bool = False, logged: bool = False,
+        self,
+        d: Delivery,
+        event: str,
+        extra: dict[str, Any],
+        *,
+        attempt: int | None = None,
+        recorded: bool = False,
+        logged: bool = False,
     ) -> None:
         """Record the outcome durably (one per delivery), log it, then settle the delivery."""
         now = self.clock()
@@ -369,22 +417,28 @@ class DeliveryWorker:
         if not recorded:
             if attempt is None:
                 attempt = await asyncio.to_thread(
-                    self.storage.start_attempt, d.id, d.recipient, self.s.node, now)
+                    self.storage.start_attempt, d.id, d.recipient, self.s.node, now
+                )
             queue_id = _queue_id(reply) if event == "RelayToNonERDS" else None
             first = await asyncio.to_thread(
-                self.storage.record_final, attempt, event, json.dumps(extra), reply, queue_id,
-                now)
+                self.storage.record_final, attempt, event, json.dumps(extra), reply, queue_id, now
+            )
             if not first:  # another attempt recorded (and logs) this delivery's outcome
-                log.warning("delivery %d already has an outcome; not logging %s again",
-                            d.id, event)
+                log.warning("delivery %d already has an outcome; not logging %s again", d.id, event)
                 logged = True
         receipt = None if logged else await self._log(d, event, extra)
         delivered = event == "RelayToNonERDS"
-        await self.writer.update(DeliveryUpdate(
-            d.id, "delivered" if delivered else "failed",
-            error=None if delivered else str(extra.get("reason")), warned=d.warned,
-            node=self.s.node, reply=reply if isinstance(reply, dict) else None, attempted=now,
-        ))
+        await self.writer.update(
+            DeliveryUpdate(
+                d.id,
+                "delivered" if delivered else "failed",
+                error=None if delivered else str(extra.get("reason")),
+                warned=d.warned,
+                node=self.s.node,
+                reply=reply if isinstance(reply, dict) else None,
+                attempted=now,
+            )
+        )
         if delivered:
             self.delivered += 1
         else:
@@ -415,27 +469,57 @@ class DeliveryWorker:
             status = status_code(reply, default) if extra.get("reason") == "rejected" else default
             failure = (d.received, RecipientStatus(d.recipient, "failed", status, reply, now))
         msg, mid, sha = receipt_email(
-            self.s.helo, d.mail_from, event, d.sha256, d.message_id, receipt.to_json(), now,
-            self.service.origin, recipient=d.recipient, failure=failure,
+            self.s.helo,
+            d.mail_from,
+            event,
+            d.sha256,
+            d.message_id,
+            receipt.to_json(),
+            now,
+            self.service.origin,
+            recipient=d.recipient,
+            failure=failure,
         )
-        await self.writer.spool(SpoolItem(
-            sha, mid, None, "", (d.mail_from,), msg, now, self.s.node, 0,
-            kind="notice", held=False,
-        ))
+        await self.writer.spool(
+            SpoolItem(
+                sha,
+                mid,
+                None,
+                "",
+                (d.mail_from,),
+                msg,
+                now,
+                self.s.node,
+                0,
+                kind="notice",
+                held=False,
+            )
+        )
 
     async def _retry(
-        self, d: Delivery, why: str, reply: dict[str, Any] | None = None, *,
+        self,
+        d: Delivery,
+        why: str,
+        reply: dict[str, Any] | None = None,
+        *,
         attempt: int | None = None,
     ) -> None:
         now = self.clock()
         age = (now - d.received).total_seconds()
         last_reply = reply or d.last_reply
         if age >= self.s.deadline:
-            await self._final(d, "RelayToNonERDSFailure", {
-                "recipient": d.recipient, "reason": "deadline",
-                "detail": f"not delivered within {int(self.s.deadline)} s; last: {why}"[:2000],
-                "reply": last_reply, "attempts": d.attempts + 1,
-            }, attempt=attempt)
+            await self._final(
+                d,
+                "RelayToNonERDSFailure",
+                {
+                    "recipient": d.recipient,
+                    "reason": "deadline",
+                    "detail": f"not delivered within {int(self.s.deadline)} s; last: {why}"[:2000],
+                    "reply": last_reply,
+                    "attempts": d.attempts + 1,
+                },
+                attempt=attempt,
+            )
             return
         delay = min(self.s.retry_initial * (2 ** min(d.attempts, 30)), self.s.retry_max)
         until = d.received + timedelta(seconds=self.s.deadline)
@@ -447,24 +531,46 @@ class DeliveryWorker:
         self.deferred += 1
         log.info("delivery of %s to %s deferred: %s", d.sha256, d.recipient, why)
         await self.writer.update(
-            DeliveryUpdate(d.id, "queued", next_attempt=next_attempt, error=why[:2000],
-                           warned=warned, node=self.s.node, reply=reply, attempted=now)
+            DeliveryUpdate(
+                d.id,
+                "queued",
+                next_attempt=next_attempt,
+                error=why[:2000],
+                warned=warned,
+                node=self.s.node,
+                reply=reply,
+                attempted=now,
+            )
         )
 
     async def _notify_delay(
-        self, d: Delivery, why: str, reply: dict[str, Any] | None, now: datetime,
+        self,
+        d: Delivery,
+        why: str,
+        reply: dict[str, Any] | None,
+        now: datetime,
         until: datetime,
     ) -> None:
         """Queue one delay notice (an RFC 3464 DSN, Action: delayed) to the sender."""
         from notary.relay.notices import RecipientStatus, delay_notice, status_code
 
-        rs = RecipientStatus(d.recipient, "delayed", status_code(reply, "4.4.1"), reply, now,
-                             until)
+        rs = RecipientStatus(d.recipient, "delayed", status_code(reply, "4.4.1"), reply, now, until)
         msg, mid, sha = delay_notice(self.s.helo, d, rs, now, self.service.origin, why)
-        await self.writer.spool(SpoolItem(
-            sha, mid, None, "", (d.mail_from,), msg, now,
-            self.s.node, 0, kind="notice", held=False,
-        ))
+        await self.writer.spool(
+            SpoolItem(
+                sha,
+                mid,
+                None,
+                "",
+                (d.mail_from,),
+                msg,
+                now,
+                self.s.node,
+                0,
+                kind="notice",
+                held=False,
+            )
+        )
 
 
 #: RFC 3463 status of a failure that no server reply states.

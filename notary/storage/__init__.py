@@ -379,8 +379,13 @@ class QueueStore(Protocol):
         """
 
     def record_final(
-        self, attempt_id: int, event: str, evidence: str, reply: dict[str, Any] | None,
-        queue_id: str | None, finished: datetime,
+        self,
+        attempt_id: int,
+        event: str,
+        evidence: str,
+        reply: dict[str, Any] | None,
+        queue_id: str | None,
+        finished: datetime,
     ) -> bool:
         """Durably record an attempt's final outcome (its evidence JSON) before it is logged.
 

@@ -29,8 +29,16 @@ def _setup(c: Any, notary: NotaryProcess) -> None:
 
 
 def _send(c: Any, tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Contract", "--json",
-            stdin=b"Please sign.\n")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Contract",
+        "--json",
+        stdin=b"Please sign.\n",
+    )
     assert p.returncode == 0, p.stderr
     sent = json.loads(p.stdout)
     eml = tmp_path / "delivered.eml"
@@ -47,7 +55,8 @@ def _bob_row(c: Any, sha: str) -> list[dict[str, Any]]:
 
 
 def test_open_ack_logs_content_handover_seen_by_the_sender(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
     _setup(c, notary_server)
     sent, eml = _send(c, tmp_path)
@@ -69,17 +78,22 @@ def test_open_ack_logs_content_handover_seen_by_the_sender(
 
 
 def test_ack_by_a_key_that_is_not_the_recipients_is_reported(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path,
-        keyring_factory: Any) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path, keyring_factory: Any
+) -> None:
     c = correspondents
     _setup(c, notary_server)
     sent, _ = _send(c, tmp_path)
     # Mallory made a key with Bob's address; the notary accepts the signature
     # (the key does name bob), but Alice encrypted to another key.
     mallory, mallory_fpr = keyring_factory(c.bob.email, "Not Bob")
-    forged = make_ack(mallory, sha256=sent["sha256"], message_id=sent["message_id"],
-                      recipient=c.bob.email, notary=notary_server.url,
-                      time=datetime.now(UTC))
+    forged = make_ack(
+        mallory,
+        sha256=sent["sha256"],
+        message_id=sent["message_id"],
+        recipient=c.bob.email,
+        notary=notary_server.url,
+        time=datetime.now(UTC),
+    )
     r = httpx.post(notary_server.url + "/v1/ack", json=forged.to_json())
     assert r.status_code == 200, r.text
     steps = _bob_row(c, sent["sha256"])
@@ -92,13 +106,19 @@ def test_ack_by_a_key_that_is_not_the_recipients_is_reported(
 
 
 def test_forged_signature_is_refused_by_the_notary(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
     _setup(c, notary_server)
     sent, _ = _send(c, tmp_path)
-    good = make_ack(c.bob.keyring, sha256=sent["sha256"], message_id=sent["message_id"],
-                    recipient=c.bob.email, notary=notary_server.url,
-                    time=datetime.now(UTC)).to_json()
+    good = make_ack(
+        c.bob.keyring,
+        sha256=sent["sha256"],
+        message_id=sent["message_id"],
+        recipient=c.bob.email,
+        notary=notary_server.url,
+        time=datetime.now(UTC),
+    ).to_json()
     forged = dict(good, signed=good["signed"].replace("Time: 2", "Time: 1"))
     r = httpx.post(notary_server.url + "/v1/ack", json=forged)
     assert r.status_code == 422 and r.json()["error"] == "bad_signature"
@@ -114,9 +134,12 @@ def test_the_notarized_hash_rule(tmp_path: Path) -> None:
     traced = b"Return-Path: <a@x.test>\r\nReceived: from x\r\n by y; now\r\n" + body
     assert notarized_sha256(traced)[0] == sha
     # The relay names the hash in Certmail-Evidence, under its own prepended fields.
-    relayed = (b"Received: from relay\r\nDKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n"
-               + f"Certmail-Evidence: sha256={sha}; notary=notary.test/log\r\n".encode()
-               + b"X-Other: 1\r\n" + body)
+    relayed = (
+        b"Received: from relay\r\nDKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n"
+        + f"Certmail-Evidence: sha256={sha}; notary=notary.test/log\r\n".encode()
+        + b"X-Other: 1\r\n"
+        + body
+    )
     relayed = b"Received: by mx\r\n" + relayed
     assert notarized_sha256(relayed)[0] == sha
     # A changed body no longer has the named hash.
@@ -142,8 +165,9 @@ def _open_with_mdn(c: Any, raw: bytes, tmp_path: Path) -> tuple[dict[str, Any], 
     return ack, got
 
 
-def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
-                            tmp_path: Path) -> None:
+def test_mdn_arrives_signed(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     """A message asking for an MDN (Disposition-Notification-To), sealed and notarized
     through the library; Bob opens it with --ack --mdn; the MDN reaches the sink."""
     from certmail.api import Certmail
@@ -156,12 +180,26 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
     c = correspondents
     _setup(c, notary_server)
     mid = new_message_id("example.org")
-    h = Headers(from_addr=c.alice.email, to=(c.bob.email,), cc=(), subject="Read me",
-                message_id=mid, date=now_date(), from_name="Alice")
+    h = Headers(
+        from_addr=c.alice.email,
+        to=(c.bob.email,),
+        cc=(),
+        subject="Read me",
+        message_id=mid,
+        date=now_date(),
+        from_name="Alice",
+    )
     with Certmail(c.alice.settings) as cm:
-        sealed = seal(cm.keyring, tmp_path / "w", h, b"Tell me when you read it.\n",
-                      extra_outer=[f"Certmail-Notary: {notary_server.url}",
-                                   f"Disposition-Notification-To: {c.alice.email}"])
+        sealed = seal(
+            cm.keyring,
+            tmp_path / "w",
+            h,
+            b"Tell me when you read it.\n",
+            extra_outer=[
+                f"Certmail-Notary: {notary_server.url}",
+                f"Disposition-Notification-To: {c.alice.email}",
+            ],
+        )
     data = sealed.path.read_bytes()
     with NotaryClient(notary_server.url, c.alice.settings.notary_token) as nc:
         nc.notarize(hashlib.sha256(data).hexdigest(), mid)
@@ -185,8 +223,7 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
     assert "Disposition: manual-action/MDN-sent-manually; displayed" in text
     # A flipped byte in the report breaks the signature.
     try:
-        c.alice.keyring.verify_detached(sp.signed.replace(b"displayed", b"deleted!!"),
-                                        sp.signature)
+        c.alice.keyring.verify_detached(sp.signed.replace(b"displayed", b"deleted!!"), sp.signature)
     except VerificationError:
         pass
     else:
@@ -194,13 +231,25 @@ def test_mdn_arrives_signed(correspondents: Any, notary_server: NotaryProcess,
 
 
 def test_send_request_mdn_gets_a_signed_read_receipt(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     """``certmail send --request-mdn`` asks for the MDN; Bob's ``open --ack --mdn`` answers
     it; without the flag (the test above) nothing asks and no MDN is sent."""
     c = correspondents
     _setup(c, notary_server)
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Read me", "--via", "smtp",
-            "--request-mdn", "--json", stdin=b"Tell me when you read it.\n")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Read me",
+        "--via",
+        "smtp",
+        "--request-mdn",
+        "--json",
+        stdin=b"Tell me when you read it.\n",
+    )
     assert p.returncode == 0, p.stderr
     sent = json.loads(p.stdout)
     raw = c.sink.messages[-1].data

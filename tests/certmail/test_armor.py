@@ -41,8 +41,12 @@ def test_checksum_line_matches_gpg_armor(tmp_path: Path) -> None:
     data = os.urandom(200_000)
     src = tmp_path / "d.bin"
     src.write_bytes(data)
-    out = subprocess.run(["gpg", "--homedir", str(tmp_path), "--batch", "--enarmor"],
-                         input=data, capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["gpg", "--homedir", str(tmp_path), "--batch", "--enarmor"],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout
     gpg_line = next(ln for ln in out.splitlines() if ln.startswith(b"=") and len(ln) == 5)
     c = Crc24()
     for i in range(0, len(data), 65_536):

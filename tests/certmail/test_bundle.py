@@ -60,8 +60,9 @@ class World:
     receipts: list[dict[str, Any]]
 
     def consistency(self, old: int, new: int) -> list[bytes]:
-        body = httpx.get(f"{self.notary.url}/v1/proof/consistency",
-                         params={"old": old, "new": new}).json()
+        body = httpx.get(
+            f"{self.notary.url}/v1/proof/consistency", params={"old": old, "new": new}
+        ).json()
         return [base64.b64decode(h) for h in body["proof"]]
 
 
@@ -84,8 +85,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         chain = httpx.get(notary.url + "/v1/tsa/chain").content
         w = World(notary, b"", b"", [], directory / "tsa" / "root-ca.pem", chain, [r1, r2])
         w.roots = x509.load_pem_x509_certificates(w.root_pem.read_bytes())
-        w.bundle = export_bundle(MESSAGE, [r1, r2], vkey=notary.vkey, tsa_chain_pem=chain,
-                                 consistency=w.consistency, reveal_subject=True)
+        w.bundle = export_bundle(
+            MESSAGE,
+            [r1, r2],
+            vkey=notary.vkey,
+            tsa_chain_pem=chain,
+            consistency=w.consistency,
+            reveal_subject=True,
+        )
         w.other = export_bundle(OTHER, other_receipts, vkey=notary.vkey, tsa_chain_pem=chain)
         yield w
     finally:
@@ -95,18 +102,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def test_layout_and_report(world: World) -> None:
     files = read_members(world.bundle)
     assert list(files) == [
-        "message.eml", "notary.vkey", "tsa-chain.pem",
-        "evidence/01-SubmissionAcceptance.json", "evidence/01-SubmissionAcceptance.tlog-proof",
+        "message.eml",
+        "notary.vkey",
+        "tsa-chain.pem",
+        "evidence/01-SubmissionAcceptance.json",
+        "evidence/01-SubmissionAcceptance.tlog-proof",
         "evidence/01-SubmissionAcceptance.tsr",
-        "evidence/02-SubmissionAcceptance.json", "evidence/02-SubmissionAcceptance.tlog-proof",
+        "evidence/02-SubmissionAcceptance.json",
+        "evidence/02-SubmissionAcceptance.tlog-proof",
         "evidence/02-SubmissionAcceptance.tsr",
         "evidence/consistency-1-3.json",
-        "certificate.html", "certificate.pdf", "VERIFY.txt",
+        "certificate.html",
+        "certificate.pdf",
+        "VERIFY.txt",
     ]
     assert files["message.eml"] == MESSAGE
     assert files["notary.vkey"] == (world.notary.vkey + "\n").encode()
     assert files["evidence/01-SubmissionAcceptance.tsr"] == base64.b64decode(
-        world.receipts[0]["tst"])
+        world.receipts[0]["tst"]
+    )
     report = verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
     assert report.sha256 == _sha(MESSAGE) and report.message_id == "<contract-1@example.org>"
     assert report.vkey_trusted and report.tsa_root_trusted and report.warnings == ()
@@ -176,7 +190,8 @@ def test_any_flipped_byte_anywhere_is_caught(world: World, data: st.DataObject) 
 @settings(max_examples=150, deadline=None)
 @given(pos=st.integers(0, 10**9), mask=st.integers(1, 255))
 def test_flips_in_the_zip_container_never_pass_changed_content(
-        world: World, pos: int, mask: int) -> None:
+    world: World, pos: int, mask: int
+) -> None:
     raw = bytearray(world.bundle)
     raw[pos % len(raw)] ^= mask
     try:
@@ -222,8 +237,13 @@ def test_checkpoint_signed_by_another_key(world: World) -> None:
     mallory = Signer.generate(ORIGIN)
     forged = [_resign(r, mallory) for r in world.receipts]
     # a consistent forgery: every checkpoint, notary.vkey and documents by mallory
-    bundle = export_bundle(MESSAGE, forged, vkey=mallory.verifier().vkey(),
-                           tsa_chain_pem=world.chain, consistency=world.consistency)
+    bundle = export_bundle(
+        MESSAGE,
+        forged,
+        vkey=mallory.verifier().vkey(),
+        tsa_chain_pem=world.chain,
+        consistency=world.consistency,
+    )
     with pytest.raises(VerificationError, match=r"notary.vkey is not the trusted verifier key"):
         verify_bundle(bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
     # ... which is why verifying without a trusted key warns loudly
@@ -232,7 +252,8 @@ def test_checkpoint_signed_by_another_key(world: World) -> None:
     # the notary's own notary.vkey, one checkpoint re-signed by mallory
     files = read_members(world.bundle)
     files["evidence/02-SubmissionAcceptance.json"] = read_members(bundle)[
-        "evidence/02-SubmissionAcceptance.json"]
+        "evidence/02-SubmissionAcceptance.json"
+    ]
     for vkey in (world.notary.vkey, None):
         with pytest.raises(VerificationError, match=r"02-SubmissionAcceptance.json"):
             verify_bundle(write_members(files), vkey=vkey, tsa_roots=world.roots)
@@ -246,11 +267,20 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name", [
-    "../message.eml", "/etc/passwd", "evidence/../../x.json", "evidence\\01-X.json",
-    "evidence/", "extra.txt", "evidence/1-SubmissionAcceptance.json",
-    "evidence/consistency-01-3.json", "message.eml/",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../message.eml",
+        "/etc/passwd",
+        "evidence/../../x.json",
+        "evidence\\01-X.json",
+        "evidence/",
+        "extra.txt",
+        "evidence/1-SubmissionAcceptance.json",
+        "evidence/consistency-01-3.json",
+        "message.eml/",
+    ],
+)
 def test_hostile_names_are_refused(world: World, name: str) -> None:
     members = [*list(read_members(world.bundle).items()), (name, b"x")]
     with pytest.raises(MalformedError, match=r"unexpected member"):
@@ -303,7 +333,8 @@ class _Refs(html.parser.HTMLParser):
 
 
 def test_certificate_is_self_contained_and_renders_in_chromium(
-        world: World, tmp_path: Path) -> None:
+    world: World, tmp_path: Path
+) -> None:
     page = read_members(world.bundle)["certificate.html"]
     text = page.decode()
     refs = _Refs()
@@ -318,11 +349,23 @@ def test_certificate_is_self_contained_and_renders_in_chromium(
     html_path.write_bytes(page)
     png = tmp_path / "certificate.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={png}", "--window-size=1000,1400", html_path.as_uri()],
-        capture_output=True, timeout=60, check=False,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={png}",
+            "--window-size=1000,1400",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert png.is_file() and png.stat().st_size > 10_000
     grey = _png_grey(png.read_bytes())
@@ -341,7 +384,7 @@ def _png_grey(png: bytes) -> list[int]:
     height = channels = 0
     while pos < len(png):
         (length,) = struct.unpack_from(">I", png, pos)
-        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour = struct.unpack_from(">IIBB", body)
             assert depth == 8 and colour in (2, 6)
@@ -355,7 +398,7 @@ def _png_grey(png: bytes) -> list[int]:
     grey: list[int] = []
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - channels] if i >= channels else 0
             b = prev[i]
@@ -371,8 +414,7 @@ def _png_grey(png: bytes) -> list[int]:
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
                 line[i] = (line[i] + pred) & 0xFF
-        grey.extend((line[i] + line[i + 1] + line[i + 2]) // 3
-                    for i in range(0, stride, channels))
+        grey.extend((line[i] + line[i + 1] + line[i + 2]) // 3 for i in range(0, stride, channels))
         prev = line
     return grey
 
@@ -389,7 +431,7 @@ def test_pdf_is_a_real_pdf(world: World) -> None:
         assert pdf[off:].startswith(f"{num} 0 obj\n".encode())
     for m in re.finditer(rb"<< /Length (\d+) >>\nstream\n", pdf):
         end = m.end() + int(m.group(1))
-        assert pdf[end:end + 9] == b"endstream"
+        assert pdf[end : end + 9] == b"endstream"
     assert b"/BaseFont /Helvetica" in pdf and b"(Certificate of registered email) Tj" in pdf
     if shutil.which("pdftotext"):
         out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
@@ -400,12 +442,16 @@ def test_verify_txt_openssl_commands_work(world: World, tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(world.bundle)) as zf:
         zf.extractall(tmp_path)
     text = (tmp_path / "VERIFY.txt").read_text()
-    commands = [ln.strip() for ln in text.splitlines()
-                if ln.strip().startswith(("awk ", "openssl ts -verify", "sha256sum"))]
+    commands = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip().startswith(("awk ", "openssl ts -verify", "sha256sum"))
+    ]
     assert sum(c.startswith("openssl ts -verify") for c in commands) == 2
     for cmd in commands:
-        p = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                           check=False)
+        p = subprocess.run(
+            cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, check=False
+        )
         assert p.returncode == 0, (cmd, p.stderr)
         if cmd.startswith("openssl"):
             assert "Verification: OK" in p.stdout
@@ -491,7 +537,8 @@ def test_big_messages_read_from_bytes_and_files(world: World, tmp_path: Path) ->
 
 
 def test_reference_only_checks_tokens_with_the_general_verifier(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CERTMAIL_REFERENCE_ONLY=1 switches the token template off; the report is the same."""
     import notary.rfc3161.verify
 
@@ -522,8 +569,13 @@ def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> No
     env["CERTMAIL_HOME"] = str(tmp_path / "home")
 
     def run(*args: str) -> tuple[int, str, str]:
-        p = subprocess.run([sys.executable, "-m", "certmail.cli.main", "proof", "verify",
-                            *args], capture_output=True, env=env, check=False, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "certmail.cli.main", "proof", "verify", *args],
+            capture_output=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     own = ["--trust-bundle-key", "--trust-bundle-root"]
@@ -580,8 +632,7 @@ def test_small_members_stored_and_the_older_deflated_form_verifies(world: World)
 
 def _reference_escape(line: str) -> bytes:
     """certmail.bundle.documents.pdf._escape as it was: encode, control bytes to ?, escapes."""
-    raw = line.encode("cp1252", "replace").translate(
-        bytes.maketrans(bytes(range(32)), b"?" * 32))
+    raw = line.encode("cp1252", "replace").translate(bytes.maketrans(bytes(range(32)), b"?" * 32))
     return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
@@ -599,10 +650,13 @@ def _reference_page_stream(lines: list[tuple[str, bool]]) -> bytes:
 
 
 @settings(max_examples=500, deadline=None)
-@given(lines=st.lists(st.tuples(st.text(), st.booleans()), max_size=8),
-       special=st.text(alphabet="\\()\x00\x1f\n\r\t\x81\x80\u20ac\ud800é€ ?", max_size=20))
+@given(
+    lines=st.lists(st.tuples(st.text(), st.booleans()), max_size=8),
+    special=st.text(alphabet="\\()\x00\x1f\n\r\t\x81\x80\u20ac\ud800é€ ?", max_size=20),
+)
 def test_pdf_text_escaping_equals_the_byte_level_reference(
-        lines: list[tuple[str, bool]], special: str) -> None:
+    lines: list[tuple[str, bool]], special: str
+) -> None:
     from certmail.bundle.documents.pdf import _escape, _page_stream
 
     lines = [*lines, (special, False), (special, True)]
@@ -625,9 +679,17 @@ def test_golden_bundle_verifies() -> None:
         report = verify_bundle(raw, vkey=vkey, tsa_roots=roots)
         assert report.warnings == () and len(report.events) == 3
         assert [c.item for c in report.checks] == [
-            "notary key", "TSA chain", "01 time-stamp", "01 SubmissionAcceptance",
-            "02 SubmissionAcceptance", "03 SubmissionAcceptance", "consistency", "consistency",
-            "sender signature", "documents"]
+            "notary key",
+            "TSA chain",
+            "01 time-stamp",
+            "01 SubmissionAcceptance",
+            "02 SubmissionAcceptance",
+            "03 SubmissionAcceptance",
+            "consistency",
+            "consistency",
+            "sender signature",
+            "documents",
+        ]
         assert all(c.status == "ok" for c in report.checks if c.item != "sender signature")
     changed = files | {"VERIFY.txt": files["VERIFY.txt"] + b" "}
     with pytest.raises(VerificationError, match=r"VERIFY.txt"):
@@ -640,27 +702,35 @@ def test_header_facts_of_folded_encoded_and_openpgp_messages() -> None:
     from certmail.bundle.headers import header_facts
 
     b = "b1=_x"
-    signed = (f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
-              f"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary=\"{b}\"\r\n\r\n"
-              f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
-              f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
-              ).encode()
+    signed = (
+        f"From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>\r\nTo: a@x,\r\n b@y\r\n"
+        f'Content-Type: multipart/signed; micalg=pgp-sha256;\r\n boundary="{b}"\r\n\r\n'
+        f"preamble\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b} \r\n"
+        f"Content-Type: application/pgp-signature\r\n\r\nSIG\r\n--{b}--\r\nepilogue"
+    ).encode()
     got = header_facts(signed)
     assert (got.sender, got.recipients, got.subject) == (
-        "Alïce <alice@example.org>", ("a@x", "b@y"), None)
+        "Alïce <alice@example.org>",
+        ("a@x", "b@y"),
+        None,
+    )
     assert got.layout is not None and got.layout.kind == "signed"
     assert got.layout.signature is not None
     (o1, n1), (o2, n2) = got.layout.first, got.layout.signature
-    assert signed[o1:o1 + n1] == b"Content-Type: text/plain\r\n\r\nhi"
-    assert signed[o2:o2 + n2] == b"SIG"
+    assert signed[o1 : o1 + n1] == b"Content-Type: text/plain\r\n\r\nhi"
+    assert signed[o2 : o2 + n2] == b"SIG"
     encrypted = header_facts(signed.replace(b"signed", b"encrypted"))
     assert encrypted.layout is not None and encrypted.layout.kind == "encrypted"
     (o, n) = encrypted.layout.first
-    assert signed.replace(b"signed", b"encrypted")[o:o + n] == b"SIG"
+    assert signed.replace(b"signed", b"encrypted")[o : o + n] == b"SIG"
     assert header_facts(signed.replace(b"--\r\nepilogue", b"")).layout is None  # unclosed
     plain = header_facts(MESSAGE)
     assert (plain.sender, plain.recipients, plain.subject, plain.layout) == (
-        "Alice <alice@example.org>", ("bob@example.net",), "The contract", None)
+        "Alice <alice@example.org>",
+        ("bob@example.net",),
+        "The contract",
+        None,
+    )
     for garbage in (b"garbage", b" From: x\r\n\r\n"):
         assert header_facts(garbage).sender == "(message.eml has no readable header)"
     assert header_facts(b"\r\nbody").sender == "(no From: header)"
@@ -708,11 +778,23 @@ def test_golden_bundle_verifies_through_the_cli_with_the_new_verdict(tmp_path: P
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}
     env["CERTMAIL_HOME"] = str(tmp_path / "home")
-    base = [sys.executable, "-m", "certmail.cli.main", "proof", "verify",
-            str(GOLDEN / "typical-v1.certmail-proof.zip")]
+    base = [
+        sys.executable,
+        "-m",
+        "certmail.cli.main",
+        "proof",
+        "verify",
+        str(GOLDEN / "typical-v1.certmail-proof.zip"),
+    ]
     pinned = ["--vkey", str(GOLDEN / "notary.vkey"), "--tsa-root", str(GOLDEN / "tsa-root.pem")]
-    p = subprocess.run([*base, *pinned, "--json"], capture_output=True, env=env, timeout=120,
-                       check=False, text=True)
+    p = subprocess.run(
+        [*base, *pinned, "--json"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert '"verdict": "valid"' in p.stdout and '"unchecked": []' in p.stdout
     p = subprocess.run(base, capture_output=True, env=env, timeout=120, check=False)

@@ -37,15 +37,29 @@ def new_home() -> Iterator[Callable[[], Path]]:
 
     yield make
     for home in homes:
-        subprocess.run(["gpgconf", "--homedir", str(home / "gnupg"), "--kill", "all"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home / "gnupg"), "--kill", "all"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run(home: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CERTMAIL, *args], input=stdin, capture_output=True, text=True,
-                          env=clean_env(home, **(env or {})), timeout=120, check=False)
+def run(
+    home: Path,
+    *args: str,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CERTMAIL, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env(home, **(env or {})),
+        timeout=120,
+        check=False,
+    )
 
 
 def init(home: Path, email: str, name: str) -> str:
@@ -81,8 +95,9 @@ def test_init_json(new_home: Callable[[], Path]) -> None:
     assert len(out["fingerprint"]) == 40
 
 
-def test_init_needs_a_passphrase_source_off_a_terminal(new_home: Callable[[], Path],
-                                                        tmp_path: Path) -> None:
+def test_init_needs_a_passphrase_source_off_a_terminal(
+    new_home: Callable[[], Path], tmp_path: Path
+) -> None:
     home = new_home()
     r = run(home, "init", "--email", "p@example.org", "--name", "P")
     assert r.returncode == 1
@@ -90,8 +105,15 @@ def test_init_needs_a_passphrase_source_off_a_terminal(new_home: Callable[[], Pa
     assert not list((home / "gnupg").glob("private-keys-v1.d/*.key"))
     pw = tmp_path / "pw"
     pw.write_text("a long passphrase\n")
-    r = run(home, "init", "--email", "p@example.org", "--name", "P",
-            env={"CERTMAIL_PASSPHRASE_FILE": str(pw)})
+    r = run(
+        home,
+        "init",
+        "--email",
+        "p@example.org",
+        "--name",
+        "P",
+        env={"CERTMAIL_PASSPHRASE_FILE": str(pw)},
+    )
     assert r.returncode == 0, r.stderr
     fpr = r.stdout.strip()
     # The key is protected: unusable without the passphrase, usable with it.
@@ -135,15 +157,15 @@ def test_exchange_import_trust(new_home: Callable[[], Path], tmp_path: Path) -> 
     assert [k["fingerprint"] for k in secret] == [fa]
 
 
-def test_trust_with_protected_key_off_a_terminal(new_home: Callable[[], Path],
-                                                  tmp_path: Path) -> None:
+def test_trust_with_protected_key_off_a_terminal(
+    new_home: Callable[[], Path], tmp_path: Path
+) -> None:
     alice, bob = new_home(), new_home()
     pw = tmp_path / "pw"
     pw.write_text("bob's secret\n")
     env = {"CERTMAIL_PASSPHRASE_FILE": str(pw)}
     fa = init(alice, "alice@example.org", "Alice")
-    assert run(bob, "init", "--email", "bob@example.org", "--name", "Bob",
-               env=env).returncode == 0
+    assert run(bob, "init", "--email", "bob@example.org", "--name", "Bob", env=env).returncode == 0
     run(bob, "keys", "import", "-", stdin=run(alice, "keys", "export", fa).stdout)
     no_pass = run(bob, "keys", "trust", fa)
     assert no_pass.returncode != 0
@@ -183,8 +205,19 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     init(home, "alice@example.org", "Alice")
     no_key = run(home, "keys", "dkim", "record")
     assert no_key.returncode == 6 and "keys dkim generate" in no_key.stderr
-    gen = run(home, "keys", "dkim", "generate", "--domain", "example.org", "--selector",
-              "cm1", "--algorithm", algorithm, "--json")
+    gen = run(
+        home,
+        "keys",
+        "dkim",
+        "generate",
+        "--domain",
+        "example.org",
+        "--selector",
+        "cm1",
+        "--algorithm",
+        algorithm,
+        "--json",
+    )
     assert gen.returncode == 0, gen.stderr
     out = json.loads(gen.stdout)
     assert out["name"] == "cm1._domainkey.example.org"
@@ -201,8 +234,18 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     msg = b"From: alice@example.org\r\nSubject: s\r\n\r\nbody\r\n"
     records = {out["name"].encode(): out["value"].encode()}
     dkim_verify(dkim_sign(msg, key) + msg, dnsfunc=lambda n: records.get(n, b""))
-    twice = run(home, "keys", "dkim", "generate", "--domain", "example.org", "--selector",
-                "cm1", "--algorithm", algorithm)
+    twice = run(
+        home,
+        "keys",
+        "dkim",
+        "generate",
+        "--domain",
+        "example.org",
+        "--selector",
+        "cm1",
+        "--algorithm",
+        algorithm,
+    )
     assert twice.returncode == 7
 
 
@@ -242,10 +285,16 @@ def test_home_option_overrides_env(new_home: Callable[[], Path]) -> None:
     assert (opt_home / "config.toml").exists() and not (env_home / "config.toml").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ["init", "--help"], ["keys", "--help"], ["keys", "trust", "--help"],
-    ["keys", "dkim", "generate", "--help"], ["config", "set", "--help"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["init", "--help"],
+        ["keys", "--help"],
+        ["keys", "trust", "--help"],
+        ["keys", "dkim", "generate", "--help"],
+        ["config", "set", "--help"],
+    ],
+)
 def test_help_teaches(new_home: Callable[[], Path], args: list[str]) -> None:
     r = run(new_home(), *args)
     assert r.returncode == 0
@@ -253,32 +302,59 @@ def test_help_teaches(new_home: Callable[[], Path], args: list[str]) -> None:
 
 
 def _gpg(gnupghome: Path, *args: str, stdin: bytes = b"") -> bytes:
-    p = subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--yes", *args],
-                       input=stdin, capture_output=True, timeout=60, check=False)
+    p = subprocess.run(
+        ["gpg", "--homedir", str(gnupghome), "--batch", "--yes", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     return p.stdout
 
 
-def test_import_refuses_a_secret_key_unless_asked(new_home: Callable[[], Path],
-                                                  tmp_path: Path) -> None:
+def test_import_refuses_a_secret_key_unless_asked(
+    new_home: Callable[[], Path], tmp_path: Path
+) -> None:
     """Issue 10 item 12: a file with a secret key is refused (off a terminal) with the
     --secret hint, and nothing is imported; --secret imports it."""
     alice, bob = new_home(), new_home()
     init(alice, "alice@example.org", "Alice")
     fb = init(bob, "bob@example.org", "Bob")
     secret = tmp_path / "bob-secret.asc"
-    secret.write_bytes(_gpg(bob / "gnupg", "--pinentry-mode", "loopback", "--passphrase", "",
-                            "--armor", "--export-secret-keys", fb))
+    secret.write_bytes(
+        _gpg(
+            bob / "gnupg",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--armor",
+            "--export-secret-keys",
+            fb,
+        )
+    )
     refused = run(alice, "keys", "import", str(secret))
     assert refused.returncode == 1, refused.stderr
     assert "certmail: error: the file holds a secret key" in refused.stderr
-    assert "certmail: hint: to import your own secret key on purpose: " \
-           "certmail keys import --secret FILE" in refused.stderr
+    assert (
+        "certmail: hint: to import your own secret key on purpose: "
+        "certmail keys import --secret FILE" in refused.stderr
+    )
     listed = json.loads(run(alice, "keys", "list", "--json").stdout)["keys"]
     assert fb not in [k["fingerprint"] for k in listed]
     binary = tmp_path / "bob-secret.gpg"
-    binary.write_bytes(_gpg(bob / "gnupg", "--pinentry-mode", "loopback", "--passphrase", "",
-                            "--export-secret-keys", fb))
+    binary.write_bytes(
+        _gpg(
+            bob / "gnupg",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--export-secret-keys",
+            fb,
+        )
+    )
     assert run(alice, "keys", "import", str(binary)).returncode == 1
     ok = run(alice, "keys", "import", "--secret", str(secret))
     assert ok.returncode == 0, ok.stderr
@@ -286,27 +362,30 @@ def test_import_refuses_a_secret_key_unless_asked(new_home: Callable[[], Path],
     assert fb in [k["fingerprint"] for k in held]
 
 
-def test_import_of_a_v6_key_says_gnupg_does_not_support_it(
-        new_home: Callable[[], Path]) -> None:
+def test_import_of_a_v6_key_says_gnupg_does_not_support_it(new_home: Callable[[], Path]) -> None:
     """The RFC 9580 Appendix A.3 sample v6 certificate (tests/vectors/rfc9580): GnuPG 2.2
     cannot read it, and the error says that instead of "no OpenPGP key found"."""
     home = new_home()
     init(home, "alice@example.org", "Alice")
     v6 = Path(__file__).resolve().parent.parent / "vectors" / "rfc9580" / "v6-certificate.asc"
     p = run(home, "keys", "import", str(v6))
-    version = subprocess.run(["gpg", "--version"], capture_output=True, text=True,
-                             check=True).stdout.split()[2]
+    version = subprocess.run(
+        ["gpg", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[2]
     if version.startswith("2.2") or version.startswith("2.4"):
         assert p.returncode == 3, p.stderr
         assert "no OpenPGP key found" not in p.stderr
-        assert (f"the file holds an OpenPGP v6 key (RFC 9580), which is not supported by "
-                f"the installed GnuPG {version}") in p.stderr
+        assert (
+            f"the file holds an OpenPGP v6 key (RFC 9580), which is not supported by "
+            f"the installed GnuPG {version}"
+        ) in p.stderr
     else:  # a GnuPG that reads v6 keys imports it
         assert p.returncode == 0, p.stderr
 
 
 def test_revoked_and_expired_keys_are_named_on_import_trust_and_send(
-        new_home: Callable[[], Path], tmp_path: Path) -> None:
+    new_home: Callable[[], Path], tmp_path: Path
+) -> None:
     alice, bob, carol = new_home(), new_home(), new_home()
     init(alice, "alice@example.org", "Alice")
     fb = init(bob, "bob@example.org", "Bob")
@@ -331,17 +410,32 @@ def test_revoked_and_expired_keys_are_named_on_import_trust_and_send(
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["warnings"] == [
         f"{fc} (carol@example.org) is expired on 2020-01-02: nothing can be sent to it; "
-        "ask its owner for a current key"]
+        "ask its owner for a current key"
+    ]
 
-    for addr, fpr, state in (("bob@example.org", fb, "revoked"),
-                             ("carol@example.org", fc, "expired on 2020-01-02")):
+    for addr, fpr, state in (
+        ("bob@example.org", fb, "revoked"),
+        ("carol@example.org", fc, "expired on 2020-01-02"),
+    ):
         p = run(alice, "keys", "trust", addr, "--yes")
         assert p.returncode == 1, p.stderr
         assert f"certmail: error: the key {fpr} for {addr} is {state}" in p.stderr
         assert f"certmail: hint: ask {addr} for a current key" in p.stderr
         body = tmp_path / "body.txt"
         body.write_text("hello\n")
-        p = run(alice, "send", "--to", addr, "--subject", "s", "--body-file", str(body),
-                "--via", "smtp", "--no-notarize", env={"CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"})
+        p = run(
+            alice,
+            "send",
+            "--to",
+            addr,
+            "--subject",
+            "s",
+            "--body-file",
+            str(body),
+            "--via",
+            "smtp",
+            "--no-notarize",
+            env={"CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
+        )
         assert p.returncode == 1, p.stderr
         assert f"certmail: error: the key {fpr} for {addr} is {state}" in p.stderr

@@ -12,8 +12,12 @@ from tests.fixtures.notary import NotaryProcess
 
 def test_notarize_then_verify_offline(notary_server: NotaryProcess, tmp_path: Path) -> None:
     token = notary_server.token_for("alice@example.test")
-    env = {**os.environ, "CERTMAIL_HOME": str(tmp_path / "home"),
-           "CERTMAIL_NOTARY_URL": notary_server.url, "CERTMAIL_NOTARY_TOKEN": token}
+    env = {
+        **os.environ,
+        "CERTMAIL_HOME": str(tmp_path / "home"),
+        "CERTMAIL_NOTARY_URL": notary_server.url,
+        "CERTMAIL_NOTARY_TOKEN": token,
+    }
     msg = tmp_path / "m.eml"
     msg.write_bytes(b"Message-ID: <m1@example.test>\r\n\r\nbody\r\n")
     r = cli("notarize", str(msg), "--json", env=env)
@@ -26,8 +30,21 @@ def test_notarize_then_verify_offline(notary_server: NotaryProcess, tmp_path: Pa
     vkey.write_text(notary_server.vkey + "\n")
     root = notary_server.directory / "tsa" / "root-ca.pem"
     chain = notary_server.directory / "tsa" / "tsa-chain.pem"
-    r = cli("receipt", "verify", str(rpath), "--vkey", str(vkey), "--data", str(msg),
-            "--tsa-root", str(root), "--tsa-chain", str(chain), "--json", env=env)
+    r = cli(
+        "receipt",
+        "verify",
+        str(rpath),
+        "--vkey",
+        str(vkey),
+        "--data",
+        str(msg),
+        "--tsa-root",
+        str(root),
+        "--tsa-chain",
+        str(chain),
+        "--json",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["valid"] and out["message"]["id"] == "<m1@example.test>"
@@ -73,11 +90,16 @@ def test_notarize_without_notary_names_the_fix(tmp_path: Path) -> None:
     assert "certmail: hint: set CERTMAIL_NOTARY_URL" in r.stderr
 
 
-def test_notarize_never_overwrites_without_force(notary_server: NotaryProcess,
-                                                 tmp_path: Path) -> None:
+def test_notarize_never_overwrites_without_force(
+    notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     token = notary_server.token_for("alice@example.test")
-    env = {**os.environ, "CERTMAIL_HOME": str(tmp_path / "home"),
-           "CERTMAIL_NOTARY_URL": notary_server.url, "CERTMAIL_NOTARY_TOKEN": token}
+    env = {
+        **os.environ,
+        "CERTMAIL_HOME": str(tmp_path / "home"),
+        "CERTMAIL_NOTARY_URL": notary_server.url,
+        "CERTMAIL_NOTARY_TOKEN": token,
+    }
     msg = tmp_path / "m.eml"
     msg.write_bytes(b"Message-ID: <m2@example.test>\r\n\r\nbody\r\n")
     letter = tmp_path / "letter.txt"

@@ -63,15 +63,36 @@ def test_init_imports_a_tsa_and_refuses_a_ca(tmp_path: Path) -> None:
     src = tmp_path / "pki"
     generate_tsa_pki(src, "Imported TSA")
     d = tmp_path / "n"
-    r = cli("notary", "init", "--dir", str(d), "--origin", "i.test/log",
-            "--tsa-cert", str(src / "tsa-cert.pem"), "--tsa-key", str(src / "tsa-key.pem"),
-            "--tsa-chain", str(src / "root-ca.pem"))
+    r = cli(
+        "notary",
+        "init",
+        "--dir",
+        str(d),
+        "--origin",
+        "i.test/log",
+        "--tsa-cert",
+        str(src / "tsa-cert.pem"),
+        "--tsa-key",
+        str(src / "tsa-key.pem"),
+        "--tsa-chain",
+        str(src / "root-ca.pem"),
+    )
     assert r.returncode == 0, r.stderr
     assert (d / "tsa" / "tsa-cert.pem").read_bytes() == (src / "tsa-cert.pem").read_bytes()
     # the root CA as a TSA certificate is refused, and no notary is left behind
     bad = tmp_path / "bad"
-    r = cli("notary", "init", "--dir", str(bad), "--origin", "i.test/log",
-            "--tsa-cert", str(src / "root-ca.pem"), "--tsa-key", str(src / "root-ca-key.pem"))
+    r = cli(
+        "notary",
+        "init",
+        "--dir",
+        str(bad),
+        "--origin",
+        "i.test/log",
+        "--tsa-cert",
+        str(src / "root-ca.pem"),
+        "--tsa-key",
+        str(src / "root-ca-key.pem"),
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.startswith("certmail: error:")
     assert not (bad / "notary.toml").exists()

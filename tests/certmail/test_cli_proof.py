@@ -17,15 +17,28 @@ from tests.fixtures.notary import NotaryProcess
 def _send(c: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
     body = tmp_path / "body.txt"
     body.write_text("I agree to the terms.\n")
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "The deal", "--body-file",
-            str(body), "--via", "smtp", "--json", *extra)
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "The deal",
+        "--body-file",
+        str(body),
+        "--via",
+        "smtp",
+        "--json",
+        *extra,
+    )
     assert p.returncode == 0, p.stderr
     out: dict[str, Any] = json.loads(p.stdout)
     return out
 
 
-def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
-                              tmp_path: Path) -> None:
+def test_export_verify_tamper(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
     token = notary_server.token_for(c.alice.email)
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
@@ -49,8 +62,17 @@ def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
     vkey.write_text(notary_server.vkey + "\n")
     root = notary_server.directory / "tsa" / "root-ca.pem"
     # Bob verifies: his keyring holds Alice's key, so her signature is checked too.
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root),
-            "--json")
+    p = run(
+        c.bob,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--tsa-root",
+        str(root),
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr
     report = json.loads(p.stdout)
@@ -80,13 +102,15 @@ def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
     with zipfile.ZipFile(bundle) as zf:
         zf.extractall(work)
     text = (work / "VERIFY.txt").read_text()
-    cmds = [ln.strip() for ln in text.splitlines()
-            if ln.strip().startswith(("tail -c", "gpg --verify"))]
+    cmds = [
+        ln.strip() for ln in text.splitlines() if ln.strip().startswith(("tail -c", "gpg --verify"))
+    ]
     assert len(cmds) == 3, text
     env = {**os.environ, "GNUPGHOME": str(c.bob.settings.gnupghome)}
     for cmd in cmds:
-        r = subprocess.run(cmd, shell=True, cwd=work, env=env, capture_output=True, text=True,
-                           check=False)
+        r = subprocess.run(
+            cmd, shell=True, cwd=work, env=env, capture_output=True, text=True, check=False
+        )
         assert r.returncode == 0, (cmd, r.stderr)
     assert "Good signature" in r.stderr
 
@@ -120,8 +144,9 @@ def test_export_verify_tamper(correspondents: Any, notary_server: NotaryProcess,
     assert p.returncode == 3 and "not a readable zip" in one_line_error(p)
 
 
-def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProcess,
-                                  tmp_path: Path) -> None:
+def test_encrypted_message_bundle(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
     token = notary_server.token_for(c.alice.email)
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
@@ -133,24 +158,44 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     vkey.write_text(notary_server.vkey)
     # the sender's signature is inside the encryption: a check that could not run, so
     # "valid, but 1 check could not run", exit 3 unless --allow-partial (item 15)
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json")
+    p = run(
+        c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root", "--json"
+    )
     assert p.returncode == 3 and p.stdout == ""
     assert "valid, but 1 check could not run (sender signature: encrypted" in one_line_error(p)
     assert "--allow-partial" in p.stderr
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json", "--allow-partial")
+    p = run(
+        c.bob,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--json",
+        "--allow-partial",
+    )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert report["verdict"] == "valid, but 1 check could not run"
     assert report["unchecked"] == ["sender signature"]
     checks = {ch["item"]: ch for ch in report["checks"]}
     assert checks["sender signature"]["detail"] == (
-        "encrypted: signature inside, checkable by a recipient")
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--allow-partial")
+        "encrypted: signature inside, checkable by a recipient"
+    )
+    p = run(
+        c.bob,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--allow-partial",
+    )
     assert p.returncode == 0 and p.stdout.rstrip().endswith(
-        "valid, but 1 check could not run, with warnings (see stderr)"), p.stdout
+        "valid, but 1 check could not run, with warnings (see stderr)"
+    ), p.stdout
     with zipfile.ZipFile(bundle) as zf:
         html = zf.read("certificate.html").decode()
         text = zf.read("VERIFY.txt").decode()
@@ -158,8 +203,13 @@ def test_encrypted_message_bundle(correspondents: Any, notary_server: NotaryProc
     assert "gpg --decrypt message.asc" in text
 
 
-def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = None,
-                  export_args: tuple[str, ...] = ()) -> tuple[dict[str, Any], Path, Path]:
+def _acked_bundle(
+    c: Any,
+    notary: NotaryProcess,
+    tmp_path: Path,
+    signer: Any = None,
+    export_args: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], Path, Path]:
     """Alice sends to Bob; the message is acknowledged (by Bob's ``certmail open --ack``,
     or by ``signer``, a keyring whose key merely names Bob's address); Alice exports."""
     from datetime import UTC, datetime
@@ -176,8 +226,14 @@ def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = N
         p = run(c.bob, "open", str(eml), "--ack", "--json")
         assert p.returncode == 0, p.stderr
     else:
-        forged = make_ack(signer, sha256=sent["sha256"], message_id=sent["message_id"],
-                          recipient=c.bob.email, notary=notary.url, time=datetime.now(UTC))
+        forged = make_ack(
+            signer,
+            sha256=sent["sha256"],
+            message_id=sent["message_id"],
+            recipient=c.bob.email,
+            notary=notary.url,
+            time=datetime.now(UTC),
+        )
         r = httpx.post(notary.url + "/v1/ack", json=forged.to_json())
         assert r.status_code == 200, r.text  # the key does name Bob: the notary logs it
     bundle = tmp_path / "acked.certmail-proof.zip"
@@ -188,31 +244,41 @@ def _acked_bundle(c: Any, notary: NotaryProcess, tmp_path: Path, signer: Any = N
     return sent, bundle, vkey
 
 
-def _verified_with_ack(c: Any, bundle: Path, vkey: Path
-                       ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def _verified_with_ack(
+    c: Any, bundle: Path, vkey: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json", "--allow-partial")
+    p = run(
+        c.alice,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--json",
+        "--allow-partial",
+    )
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
-    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance",
-                                                      "ContentHandover"]
+    assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance", "ContentHandover"]
     checks = {ch["item"]: ch for ch in report["checks"]}
     assert checks["02 acknowledgement"]["status"] == "ok"
     return report, checks
 
 
-def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
-                                                   notary_server: NotaryProcess,
-                                                   tmp_path: Path) -> None:
+def test_acknowledgement_by_the_recipient_verifies(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
     _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     # Alice's keyring holds Bob's real key (the one she encrypted to).
     report, checks = _verified_with_ack(c, bundle, vkey)
     assert checks["02 acknowledgement"]["detail"] == (
-        f"signed by recipient {c.bob.email} ({bob_fpr})")
+        f"signed by recipient {c.bob.email} ({bob_fpr})"
+    )
     # The submission's receipt is the one Alice's ledger kept (the checkpoint of its
     # time), the acknowledgement's is fresh: two checkpoints, linked by a consistency proof.
     sizes = [e["checkpoint_size"] for e in report["events"]]
@@ -222,9 +288,19 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
     # Without a keyring the acknowledgement is not checked, and says so.
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json", "--allow-partial",
-            "--gnupghome", str(empty))
+    p = run(
+        c.alice,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--json",
+        "--allow-partial",
+        "--gnupghome",
+        str(empty),
+    )
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
     assert checks["02 acknowledgement"]["status"] == "skipped"
@@ -232,8 +308,8 @@ def test_acknowledgement_by_the_recipient_verifies(correspondents: Any,
 
 
 def test_acknowledgement_by_a_key_that_is_not_the_recipients(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path,
-        gnupghome_factory: Any) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path, gnupghome_factory: Any
+) -> None:
     from keys.gpg import Keyring
 
     c = correspondents
@@ -243,8 +319,9 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     assert c.bob.keyring.key_for(c.bob.email).uids == mallory.key_for(mallory_fpr).uids
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     assert mallory_fpr != bob_fpr
-    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, signer=mallory,
-                                    export_args=("--keep-all-acks",))
+    _, bundle, vkey = _acked_bundle(
+        c, notary_server, tmp_path, signer=mallory, export_args=("--keep-all-acks",)
+    )
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
@@ -254,14 +331,22 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     # Even a keyring that also holds Mallory's key (so the signature itself verifies)
     # says so: the key is not the one it uses for Bob.
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json")
+    p = run(
+        c.alice,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--json",
+    )
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
 
 
 def test_export_leaves_out_an_acknowledgement_by_another_key(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path,
-        gnupghome_factory: Any) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path, gnupghome_factory: Any
+) -> None:
     """Anyone can post an acknowledgement naming Bob; by default the sender's export
     leaves out one not signed by Bob's key (the key she encrypted to), says so, and
     the bundle verifies; Bob's own acknowledgement is kept."""
@@ -275,11 +360,18 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     c = correspondents
     mallory = Keyring(gnupghome_factory())
     mallory_fpr = mallory.generate_identity(c.bob.email, c.bob.name)
-    c.settings(c.alice, notary_url=notary_server.url,
-               notary_token=notary_server.token_for(c.alice.email))
+    c.settings(
+        c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
+    )
     sent = _send(c, tmp_path)
-    forged = make_ack(mallory, sha256=sent["sha256"], message_id=sent["message_id"],
-                      recipient=c.bob.email, notary=notary_server.url, time=datetime.now(UTC))
+    forged = make_ack(
+        mallory,
+        sha256=sent["sha256"],
+        message_id=sent["message_id"],
+        recipient=c.bob.email,
+        notary=notary_server.url,
+        time=datetime.now(UTC),
+    )
     assert httpx.post(notary_server.url + "/v1/ack", json=forged.to_json()).status_code == 200
     eml = tmp_path / "delivered.eml"
     eml.write_bytes(c.sink.messages[-1].data)
@@ -298,15 +390,17 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     _verified_with_ack(c, bundle, vkey)
 
     # --keep-all-acks keeps the forged one, and verification then names it.
-    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force",
-            "--keep-all-acks")
+    p = run(
+        c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force", "--keep-all-acks"
+    )
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
 
 
 def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_subject(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     """Issue 10 item 14: a direct (``--via smtp``) send is notarized as a hash: the
     certificate says so, not "accepted this exact message for registered delivery";
     ``--reveal-subject`` on encrypted mail shows the Subject from inside the sender's
@@ -316,8 +410,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
     sent = _send(c, tmp_path)
     bundle = tmp_path / "revealed.certmail-proof.zip"
-    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle),
-            "--reveal-subject")
+    p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle), "--reveal-subject")
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr
     with zipfile.ZipFile(bundle) as zf:
@@ -332,8 +425,17 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     assert "--trust-bundle-key" in text and "exits non-zero" in text
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey),
-            "--trust-bundle-root", "--json", "--allow-partial")
+    p = run(
+        c.bob,
+        "proof",
+        "verify",
+        str(bundle),
+        "--vkey",
+        str(vkey),
+        "--trust-bundle-root",
+        "--json",
+        "--allow-partial",
+    )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert "direct mode" in report["events"][0]["proves"]
@@ -344,7 +446,9 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
 
     raw = (c.alice.home / "sent" / f"{sent['sha256']}.eml").read_bytes()
     assert protected_subject(raw, SimpleNamespace(gnupghome=c.alice.home / "gnupg")) == (
-        "The deal", None)
+        "The deal",
+        None,
+    )
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
     subject, note = protected_subject(raw, SimpleNamespace(gnupghome=empty))

@@ -15,8 +15,19 @@ def test_send_json_then_open_and_verify(correspondents: Any, tmp_path: Path) -> 
     c = correspondents
     att = tmp_path / "report.txt"
     att.write_bytes(b"quarterly numbers\n")
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Q3", "--attach", str(att),
-            "--no-notarize", "--json", stdin=b"Hi Bob,\nsee attached.\n")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Q3",
+        "--attach",
+        str(att),
+        "--no-notarize",
+        "--json",
+        stdin=b"Hi Bob,\nsee attached.\n",
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert {"sha256", "message_id", "recipients", "receipts"} <= set(out)
@@ -45,8 +56,18 @@ def test_signed_only_verify_and_forgery(correspondents: Any, tmp_path: Path) -> 
     c = correspondents
     body = tmp_path / "body.txt"
     body.write_text("I agree.\n")
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Yes", "--body-file", str(body),
-            "--no-encrypt", "--no-notarize")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Yes",
+        "--body-file",
+        str(body),
+        "--no-encrypt",
+        "--no-notarize",
+    )
     assert p.returncode == 0, p.stderr
     assert len(p.stdout.strip()) == 64
     eml = tmp_path / "m.eml"
@@ -60,13 +81,25 @@ def test_signed_only_verify_and_forgery(correspondents: Any, tmp_path: Path) -> 
     assert p.returncode == 3 and p.stdout == ""
 
 
-def test_infected_exit_4_nothing_sent(correspondents: Any, clamd_socket: str,
-                                      tmp_path: Path) -> None:
+def test_infected_exit_4_nothing_sent(
+    correspondents: Any, clamd_socket: str, tmp_path: Path
+) -> None:
     c = correspondents
     bad = tmp_path / "eicar.com"
     bad.write_bytes(EICAR)
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "x", "--attach", str(bad),
-            "--no-notarize", stdin=b"x", CERTMAIL_CLAMD=clamd_socket)
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "x",
+        "--attach",
+        str(bad),
+        "--no-notarize",
+        stdin=b"x",
+        CERTMAIL_CLAMD=clamd_socket,
+    )
     assert p.returncode == 4
     assert "Eicar" in one_line_error(p)
     assert c.sink.messages == [] and c.sink.handler.rcpt_seen == []
@@ -75,8 +108,17 @@ def test_infected_exit_4_nothing_sent(correspondents: Any, clamd_socket: str,
 def test_outbox_cli(correspondents: Any) -> None:
     c = correspondents
     c.sink.stop()
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "later", "--no-notarize",
-            "--json", stdin=b"x")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "later",
+        "--no-notarize",
+        "--json",
+        stdin=b"x",
+    )
     assert p.returncode == 5 and "certmail outbox flush" in p.stderr
     sha = json.loads(p.stdout)["sha256"]
     p = run(c.alice, "outbox", "list", "--json")
@@ -96,8 +138,18 @@ def test_usage_errors(correspondents: Any, tmp_path: Path) -> None:
     assert p.returncode == 2
     p = run(c.alice, "send", "--to", c.bob.email, "--subject", "x", "--via", "relay", stdin=b"x")
     assert p.returncode == 1 and "relay" in one_line_error(p)
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "x", "--attach",
-            str(tmp_path / "missing.pdf"), "--no-notarize", stdin=b"x")
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "x",
+        "--attach",
+        str(tmp_path / "missing.pdf"),
+        "--no-notarize",
+        stdin=b"x",
+    )
     assert p.returncode in (2, 6)
     p = run(c.alice, "send", "--to", c.bob.email, "--subject", "x", stdin=b"x")
     assert p.returncode == 1 and "CERTMAIL_NOTARY_URL" in p.stderr  # notarize by default

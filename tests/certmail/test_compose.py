@@ -35,8 +35,9 @@ HEADERS = Headers(
 
 def compose(body: bytes, files: list[Path], **kw: object) -> tuple[bytes, object]:
     out = io.BytesIO()
-    m = compose_inner(out, HEADERS, body, [(f, ScanRecord("clean", "ClamAV 1.0/1")) for f in files],
-                      **kw)  # type: ignore[arg-type]
+    m = compose_inner(
+        out, HEADERS, body, [(f, ScanRecord("clean", "ClamAV 1.0/1")) for f in files], **kw
+    )  # type: ignore[arg-type]
     return out.getvalue(), m
 
 
@@ -58,7 +59,11 @@ def test_manifest_matches_content(tmp_path: Path) -> None:
     msg = email.message_from_bytes(raw, policy=policy.default)
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == [
-        "text/plain", "application/pdf", "text/plain", MANIFEST_TYPE]
+        "text/plain",
+        "application/pdf",
+        "text/plain",
+        MANIFEST_TYPE,
+    ]
     payload = parts[-1].get_payload(decode=True)
     assert isinstance(payload, bytes)
     data = json.loads(payload)
@@ -126,6 +131,7 @@ def test_reference_only_switches_gnu_base64_off(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
     assert gnu_base64() is None
 
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -146,8 +152,10 @@ class Trickle(io.BytesIO):
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=5000), st.sampled_from([76, 64]))
 def test_b64_lines_equals_stdlib(data: bytes, width: int) -> None:
-    want = b"".join(base64.b64encode(data)[i : i + width] + b"\r\n"
-                    for i in range(0, len(base64.b64encode(data)), width))
+    want = b"".join(
+        base64.b64encode(data)[i : i + width] + b"\r\n"
+        for i in range(0, len(base64.b64encode(data)), width)
+    )
     assert b64_lines(data, width) == want
 
 

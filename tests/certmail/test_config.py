@@ -35,9 +35,15 @@ def test_home_from_env_then_xdg_then_home(tmp_path: Path) -> None:
 def test_derived_paths(tmp_path: Path) -> None:
     s = load_settings(tmp_path, env={})
     assert (s.gnupghome, s.dkim_dir, s.ledger_path) == (
-        tmp_path / "gnupg", tmp_path / "dkim", tmp_path / "ledger.db")
+        tmp_path / "gnupg",
+        tmp_path / "dkim",
+        tmp_path / "ledger.db",
+    )
     assert (s.sent_dir, s.outbox_dir, s.config_path) == (
-        tmp_path / "sent", tmp_path / "outbox", tmp_path / "config.toml")
+        tmp_path / "sent",
+        tmp_path / "outbox",
+        tmp_path / "config.toml",
+    )
 
 
 def test_defaults_without_file(tmp_path: Path) -> None:
@@ -88,9 +94,16 @@ def test_env_overrides_file(tmp_path: Path) -> None:
 
 
 def test_every_option_has_an_env_var(tmp_path: Path) -> None:
-    samples = {"email": "a@b.c", "name": "N", "smtp_url": "smtp://h:25",
-               "notary_url": "https://n", "notary_token": "t", "clamd": "unix:///s",
-               "via": "smtp", "require_scan": "true"}
+    samples = {
+        "email": "a@b.c",
+        "name": "N",
+        "smtp_url": "smtp://h:25",
+        "notary_url": "https://n",
+        "notary_token": "t",
+        "clamd": "unix:///s",
+        "via": "smtp",
+        "require_scan": "true",
+    }
     assert set(samples) == set(OPTIONS)
     env = {env_name(k): v for k, v in samples.items()}
     s = load_settings(tmp_path, env=env)
@@ -99,19 +112,22 @@ def test_every_option_has_an_env_var(tmp_path: Path) -> None:
         assert got == (True if key == "require_scan" else value)
 
 
-@pytest.mark.parametrize("name,value", [
-    ("smtp_url", "http://mail.example.org"),
-    ("smtp_url", "mail.example.org:25"),
-    ("smtp_url", "smtp://host:notaport"),
-    ("notary_url", "ftp://notary"),
-    ("clamd", "/run/clamav/clamd.ctl"),
-    ("clamd", "http://clamd"),
-    ("via", "pigeon"),
-    ("require_scan", "maybe"),
-    ("email", "not-an-address"),
-    ("name", "two\nlines"),
-    ("colour", "blue"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("smtp_url", "http://mail.example.org"),
+        ("smtp_url", "mail.example.org:25"),
+        ("smtp_url", "smtp://host:notaport"),
+        ("notary_url", "ftp://notary"),
+        ("clamd", "/run/clamav/clamd.ctl"),
+        ("clamd", "http://clamd"),
+        ("via", "pigeon"),
+        ("require_scan", "maybe"),
+        ("email", "not-an-address"),
+        ("name", "two\nlines"),
+        ("colour", "blue"),
+    ],
+)
 def test_set_option_rejects(tmp_path: Path, name: str, value: str) -> None:
     s = load_settings(tmp_path, env={})
     with pytest.raises(Error):

@@ -21,8 +21,12 @@ from certmail.rfc3156 import encrypted_payload, signed_parts
 
 
 def gpg(home: Path, *args: str, stdin: bytes = b"") -> bytes:
-    p = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty", *args],
-                       input=stdin, capture_output=True, check=False)
+    p = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr.decode()
     return p.stdout
 
@@ -31,48 +35,69 @@ def crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def inner_entity(attachments: list[tuple[bytes, bytes]], body: bytes = b"Hello from gpg\r\n",
-                 subject: bytes = b"by hand") -> bytes:
+def inner_entity(
+    attachments: list[tuple[bytes, bytes]],
+    body: bytes = b"Hello from gpg\r\n",
+    subject: bytes = b"by hand",
+) -> bytes:
     """A multipart/mixed with protected headers; attachments are (disposition params, data)."""
-    out = [b'Content-Type: multipart/mixed; boundary="in"; hp="cipher"\r\n',
-           b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: " + subject + b"\r\n",
-           b"Message-ID: <hand@example.org>\r\n\r\n",
-           b"--in\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", body]
+    out = [
+        b'Content-Type: multipart/mixed; boundary="in"; hp="cipher"\r\n',
+        b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: " + subject + b"\r\n",
+        b"Message-ID: <hand@example.org>\r\n\r\n",
+        b"--in\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+        body,
+    ]
     for params, data in attachments:
-        out += [b"--in\r\nContent-Type: application/octet-stream\r\n",
-                b"Content-Disposition: attachment; " + params + b"\r\n",
-                b"Content-Transfer-Encoding: base64\r\n\r\n",
-                base64.encodebytes(data).replace(b"\n", b"\r\n")]
+        out += [
+            b"--in\r\nContent-Type: application/octet-stream\r\n",
+            b"Content-Disposition: attachment; " + params + b"\r\n",
+            b"Content-Transfer-Encoding: base64\r\n\r\n",
+            base64.encodebytes(data).replace(b"\n", b"\r\n"),
+        ]
     out.append(b"--in--\r\n")
     return b"".join(out)
 
 
-def hand_made(alice_home: Path, inner: bytes, *, combined: bool = False,
-              sign: bool = True) -> bytes:
+def hand_made(
+    alice_home: Path, inner: bytes, *, combined: bool = False, sign: bool = True
+) -> bytes:
     """An RFC 3156 message made with the gpg CLI, assembled by hand."""
     if combined:
         payload = inner
-        ct = gpg(alice_home, "--armor", "--sign", "--encrypt", "-u", "alice@example.org",
-                 "-r", "bob@example.net", stdin=payload)
+        ct = gpg(
+            alice_home,
+            "--armor",
+            "--sign",
+            "--encrypt",
+            "-u",
+            "alice@example.org",
+            "-r",
+            "bob@example.net",
+            stdin=payload,
+        )
     else:
         if sign:
-            sig = gpg(alice_home, "--armor", "--detach-sign", "-u", "alice@example.org",
-                      stdin=inner)
-            payload = (b'Content-Type: multipart/signed; micalg=pgp-sha512;\r\n'
-                       b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
-                       b"--sig\r\n" + inner + b"\r\n--sig\r\n"
-                       b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) +
-                       b"\r\n--sig--\r\n")
+            sig = gpg(
+                alice_home, "--armor", "--detach-sign", "-u", "alice@example.org", stdin=inner
+            )
+            payload = (
+                b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
+                b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+                b"--sig\r\n" + inner + b"\r\n--sig\r\n"
+                b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
+            )
         else:
             payload = inner
         ct = gpg(alice_home, "--armor", "--encrypt", "-r", "bob@example.net", stdin=payload)
-    return (b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
-            b' boundary="enc"\r\n\r\n'
-            b"--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
-            b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n" + crlf(ct) +
-            b"\r\n--enc--\r\n")
+    return (
+        b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+        b' boundary="enc"\r\n\r\n'
+        b"--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+        b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n" + crlf(ct) + b"\r\n--enc--\r\n"
+    )
 
 
 def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) -> None:
@@ -80,8 +105,9 @@ def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) ->
     att = tmp_path / "data.bin"
     att.write_bytes(bytes(range(256)) * 40)
     with Certmail(c.alice.settings) as cm:
-        cm.send(to=[c.bob.email], subject="interop", body="for gpg\n", attachments=[att],
-                notarize=False)
+        cm.send(
+            to=[c.bob.email], subject="interop", body="for gpg\n", attachments=[att], notarize=False
+        )
     raw = c.sink.messages[0].data
     armored = encrypted_payload(parse_entity(raw))
     bob_home = c.bob.keyring.gnupghome
@@ -90,20 +116,37 @@ def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) ->
     data, sig = tmp_path / "part.mime", tmp_path / "part.sig"
     data.write_bytes(sp.signed)
     sig.write_bytes(sp.signature)
-    p = subprocess.run(["gpg", "--homedir", str(bob_home), "--batch", "--status-fd", "1",
-                        "--verify", str(sig), str(data)], capture_output=True, check=False)
+    p = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(bob_home),
+            "--batch",
+            "--status-fd",
+            "1",
+            "--verify",
+            str(sig),
+            str(data),
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr.decode()
     assert b"[GNUPG:] GOODSIG" in p.stdout and b"alice@example.org" in p.stdout
     # One flipped byte in the part and plain gpg refuses too.
     data.write_bytes(sp.signed.replace(b"for gpg", b"for gPg"))
-    p = subprocess.run(["gpg", "--homedir", str(bob_home), "--batch", "--verify", str(sig),
-                        str(data)], capture_output=True, check=False)
+    p = subprocess.run(
+        ["gpg", "--homedir", str(bob_home), "--batch", "--verify", str(sig), str(data)],
+        capture_output=True,
+        check=False,
+    )
     assert p.returncode != 0
 
 
 @pytest.mark.parametrize("combined", [False, True], ids=["rfc3156-6.1", "rfc3156-6.2"])
-def test_plain_gpg_message_opens_with_certmail(correspondents: Any, tmp_path: Path,
-                                               combined: bool) -> None:
+def test_plain_gpg_message_opens_with_certmail(
+    correspondents: Any, tmp_path: Path, combined: bool
+) -> None:
     c = correspondents
     inner = inner_entity([(b'filename="notes.txt"', b"some notes\n")])
     eml = tmp_path / "hand.eml"

@@ -44,8 +44,9 @@ def test_hostile_names_stay_inside(correspondents: Any, tmp_path: Path) -> None:
     save = root / "save"
     with Certmail(c.bob.settings) as cm:
         o = cm.open(eml, save_dir=save)
-    assert files_under(root) == {"save"} | {f"save/{Path(a.saved_as).name}" for a in o.attachments
-                                            if a.saved_as}
+    assert files_under(root) == {"save"} | {
+        f"save/{Path(a.saved_as).name}" for a in o.attachments if a.saved_as
+    }
     names = [Path(a.saved_as).name for a in o.attachments if a.saved_as]
     assert len(names) == len(HOSTILE) + 1
     for (_, want), got in zip(HOSTILE, names, strict=False):
@@ -61,8 +62,9 @@ def test_hostile_names_stay_inside(correspondents: Any, tmp_path: Path) -> None:
 def test_symlink_in_save_dir_not_followed(correspondents: Any, tmp_path: Path) -> None:
     c = correspondents
     eml = tmp_path / "m.eml"
-    eml.write_bytes(hand_made(c.alice.keyring.gnupghome,
-                              inner_entity([(b'filename="target.txt"', b"evil")])))
+    eml.write_bytes(
+        hand_made(c.alice.keyring.gnupghome, inner_entity([(b'filename="target.txt"', b"evil")]))
+    )
     save = tmp_path / "save"
     save.mkdir()
     victim = tmp_path / "victim.txt"
@@ -76,14 +78,16 @@ def test_symlink_in_save_dir_not_followed(correspondents: Any, tmp_path: Path) -
     assert victim.read_bytes() == b"precious"
 
 
-def test_infected_attachment_not_saved(correspondents: Any, clamd_socket: str,
-                                       tmp_path: Path) -> None:
+def test_infected_attachment_not_saved(
+    correspondents: Any, clamd_socket: str, tmp_path: Path
+) -> None:
     c = correspondents
     f = tmp_path / "eicar.com"
     f.write_bytes(EICAR)
     # A sender without a scanner: the manifest says "not scanned".
-    s = seal(c.alice.keyring, tmp_path / "w", _headers(c), b"hi\n",
-             [(f, ScanRecord("not scanned"))])
+    s = seal(
+        c.alice.keyring, tmp_path / "w", _headers(c), b"hi\n", [(f, ScanRecord("not scanned"))]
+    )
     c.settings(c.bob, clamd=clamd_socket)
     save = tmp_path / "save"
     with Certmail(c.bob.settings) as cm, pytest.raises(InfectedError, match="Eicar"):
@@ -118,11 +122,19 @@ def test_unsigned_needs_allow(correspondents: Any, tmp_path: Path) -> None:
     assert not o.signed and any("NOT signed" in w for w in o.warnings)
 
 
-@pytest.mark.parametrize(("declared", "want"), [
-    ("a.txt", "a.txt"), ("../../etc/passwd", "passwd"), ("C:\\x\\y.doc", "y.doc"),
-    ("", "attachment-1.bin"), (None, "attachment-1.bin"), ("...", "attachment-1.bin"),
-    ("a\nb.txt", "a_b.txt"), ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
-])
+@pytest.mark.parametrize(
+    ("declared", "want"),
+    [
+        ("a.txt", "a.txt"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\x\\y.doc", "y.doc"),
+        ("", "attachment-1.bin"),
+        (None, "attachment-1.bin"),
+        ("...", "attachment-1.bin"),
+        ("a\nb.txt", "a_b.txt"),
+        ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
+    ],
+)
 def test_safe_name(declared: str | None, want: str) -> None:
     assert safe_name(declared, 0) == want
 
@@ -130,8 +142,9 @@ def test_safe_name(declared: str | None, want: str) -> None:
 def _headers(c: Any, to: str = "bob@example.net") -> Any:
     from certmail.compose import Headers
 
-    return Headers("alice@example.org", (to,), "s", "<x@example.org>",
-                   "Mon, 01 Jan 2024 00:00:00 +0000")
+    return Headers(
+        "alice@example.org", (to,), "s", "<x@example.org>", "Mon, 01 Jan 2024 00:00:00 +0000"
+    )
 
 
 # ------------------------------------------------ the signer must be the From address
@@ -153,18 +166,20 @@ def signed_by_alice(alice_home: Path, frm: bytes, *, encrypt: bool) -> bytes:
     if encrypt:
         return hand_made(alice_home, inner).replace(b"From: alice@example.org", b"From: " + frm)
     sig = gpg(alice_home, "--armor", "--detach-sign", "-u", "alice@example.org", stdin=inner)
-    return (b"From: " + frm + b"\r\nTo: bob@example.net\r\nSubject: by hand\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/signed; micalg=pgp-sha512;\r\n'
-            b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
-            b"--sig\r\n" + inner + b"\r\n--sig\r\n"
-            b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) +
-            b"\r\n--sig--\r\n")
+    return (
+        b"From: " + frm + b"\r\nTo: bob@example.net\r\nSubject: by hand\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
+        b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+        b"--sig\r\n" + inner + b"\r\n--sig\r\n"
+        b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
+    )
 
 
 @pytest.mark.parametrize("frm", FORGED_FROMS, ids=lambda f: f.decode())
-def test_forged_from_refused_by_open_and_verify(correspondents: Any, tmp_path: Path,
-                                                frm: bytes) -> None:
+def test_forged_from_refused_by_open_and_verify(
+    correspondents: Any, tmp_path: Path, frm: bytes
+) -> None:
     """Signed by alice@example.org, From only containing that text: refused, exit 3."""
     c = correspondents
     home = c.alice.keyring.gnupghome
@@ -183,8 +198,9 @@ def test_forged_from_refused_by_open_and_verify(correspondents: Any, tmp_path: P
 
 
 @pytest.mark.parametrize("frm", GENUINE_FROMS, ids=lambda f: f.decode())
-def test_genuine_from_accepted_by_open_and_verify(correspondents: Any, tmp_path: Path,
-                                                  frm: bytes) -> None:
+def test_genuine_from_accepted_by_open_and_verify(
+    correspondents: Any, tmp_path: Path, frm: bytes
+) -> None:
     c = correspondents
     home = c.alice.keyring.gnupghome
     for encrypt in (True, False):

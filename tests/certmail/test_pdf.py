@@ -34,7 +34,7 @@ def test_cross_reference_table_points_at_every_object() -> None:
     offsets = re.findall(rb"(\d{10}) 00000 n \n", pdf[start:])
     assert len(offsets) == count - 1
     for num, off in enumerate(offsets, start=1):
-        assert pdf[int(off):].startswith(b"%d 0 obj\n" % num)
+        assert pdf[int(off) :].startswith(b"%d 0 obj\n" % num)
     # Stream lengths are exact.
     for m in re.finditer(rb"<< /Length (\d+) >>\nstream\n", pdf):
         end = m.end() + int(m.group(1))

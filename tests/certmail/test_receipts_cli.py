@@ -27,25 +27,37 @@ def relay(notary_dir: Path, smtp_sink: Any) -> Iterator[RelayNotary]:
 
 
 def _run(home: Path, relay: RelayNotary, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CERTMAIL_HOME": str(home), "CERTMAIL_NOTARY_URL": relay.url,
-           "CERTMAIL_NOTARY_TOKEN": relay.token}
-    return subprocess.run([*CERTMAIL, "receipts", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    env = {
+        **os.environ,
+        "CERTMAIL_HOME": str(home),
+        "CERTMAIL_NOTARY_URL": relay.url,
+        "CERTMAIL_NOTARY_TOKEN": relay.token,
+    }
+    return subprocess.run(
+        [*CERTMAIL, "receipts", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
-def test_watch_by_message_id_keeps_receipts_in_the_ledger(relay: RelayNotary, tmp_path: Path,
-                                                          smtp_sink: Any) -> None:
+def test_watch_by_message_id_keeps_receipts_in_the_ledger(
+    relay: RelayNotary, tmp_path: Path, smtp_sink: Any
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     data = message("watched")
     eml = tmp_path / "m.eml"
     eml.write_bytes(data)
     smtp_sink.fail("rcpt", 451, "later")  # first attempt deferred: --watch has to wait
-    sha = submit(data, mail_from=ALICE, recipients=[BOB], notary_url=relay.url,
-                 token=relay.token)
+    sha = submit(data, mail_from=ALICE, recipients=[BOB], notary_url=relay.url, token=relay.token)
     with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
-        ledger.enqueue(eml, sha256=sha, message_id="<watched@a.test>", mail_from=ALICE,
-                       recipients=[BOB], via="relay", notarize=True)
+        ledger.enqueue(
+            eml,
+            sha256=sha,
+            message_id="<watched@a.test>",
+            mail_from=ALICE,
+            recipients=[BOB],
+            via="relay",
+            notarize=True,
+        )
     out = _run(home, relay, "<watched@a.test>", "--watch", "--interval", "0.1", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)

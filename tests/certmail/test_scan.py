@@ -113,8 +113,7 @@ def test_addresses_parse() -> None:
     assert scan.parse_address("tcp://scanner.internal")[1] == ("scanner.internal", 3310)
 
 
-def test_from_settings(clamd_socket: str, tmp_path: Path,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_settings(clamd_socket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     explicit = Scanner.from_settings(clamd_socket)
     assert explicit is not None and explicit.address == clamd_socket
     monkeypatch.setattr(scan, "DEFAULT_SOCKETS", (tmp_path / "absent.ctl",))

@@ -48,8 +48,14 @@ def headers(subject: str = "Secret: the deal", frm: str = ALICE) -> Headers:
 
 
 def make(kr: Keyring, tmp: Path, files: list[Path] | None = None, **kw: Any) -> Sealed:
-    return seal(kr, tmp, kw.pop("h", headers()), kw.pop("body", b"Hello Bob\n"),
-                [(f, ScanRecord("clean", "ClamAV")) for f in files or []], **kw)
+    return seal(
+        kr,
+        tmp,
+        kw.pop("h", headers()),
+        kw.pop("body", b"Hello Bob\n"),
+        [(f, ScanRecord("clean", "ClamAV")) for f in files or []],
+        **kw,
+    )
 
 
 def test_encrypted_roundtrip_protects_subject(people: People, tmp_path: Path) -> None:
@@ -86,8 +92,9 @@ def test_signed_only_is_exact_bytes(people: People, tmp_path: Path) -> None:
     assert u.header_protection == "clear" and not u.encrypted
 
 
-def test_autocrypt_keydata_is_the_senders_key(people: People, tmp_path: Path,
-                                               gnupghome_factory: Callable[[], Path]) -> None:
+def test_autocrypt_keydata_is_the_senders_key(
+    people: People, tmp_path: Path, gnupghome_factory: Callable[[], Path]
+) -> None:
     raw = make(people.alice, tmp_path / "w").path.read_bytes()
     value = str(parse_entity(raw).headers["Autocrypt"])
     keydata = base64.b64decode("".join(value.split("keydata=", 1)[1].split()))
@@ -109,7 +116,9 @@ def test_signature_by_another_key_fails(people: People, tmp_path: Path) -> None:
     raw = make(people.alice, tmp_path / "w", encrypt=False).path.read_bytes()
     sp = signed_parts(parse_entity(raw))
     sig, _ = people.mallory.sign_detached(sp.signed, "mallory@example.org")
-    old = raw[raw.index(b"-----BEGIN PGP SIGNATURE"):raw.index(b"-----END PGP SIGNATURE-----") + 27]
+    old = raw[
+        raw.index(b"-----BEGIN PGP SIGNATURE") : raw.index(b"-----END PGP SIGNATURE-----") + 27
+    ]
     forged = raw.replace(old, canonicalize(sig).strip())
     # Bob does not know Mallory's key at all.
     with pytest.raises(VerificationError, match="unknown key"):
@@ -178,17 +187,20 @@ def test_flipped_ciphertext_byte(people: People, tmp_path: Path) -> None:
         unseal(people.bob, raw.replace(armored, b"\r\n".join(lines)), tmp_path / "o")
 
 
-@pytest.mark.parametrize("raw", [
-    b"not a message at all",
-    b"Content-Type: multipart/encrypted; boundary=x\r\n\r\n--x\r\nfoo\r\n",
-    b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b\r\n\r\n"
-    b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n",
-    b"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n"
-    b"\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\n"
-    b"Content-Type: application/octet-stream\r\n\r\nnot armor\r\n--b--\r\n",
-    b"\x00\x01\x02",
-    b"   \r\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not a message at all",
+        b"Content-Type: multipart/encrypted; boundary=x\r\n\r\n--x\r\nfoo\r\n",
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=b\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n",
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b\r\n'
+        b"\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\nnot armor\r\n--b--\r\n",
+        b"\x00\x01\x02",
+        b"   \r\n",
+    ],
+)
 def test_malformed_mime(people: People, tmp_path: Path, raw: bytes) -> None:
     with pytest.raises(MalformedError):
         unseal(people.bob, raw, tmp_path / "o")
@@ -217,16 +229,20 @@ def test_outer_headers_carry_no_secrets(people: People, tmp_path: Path) -> None:
     raw = make(people.alice, tmp_path / "w").path.read_bytes()
     head = raw.split(b"\r\n\r\n", 1)[0].decode()
     assert re.search(r"^Subject: \[\.\.\.\]\r$", head, re.M)
-    proc = subprocess.run(["gpg", "--list-packets"], input=encrypted_payload(parse_entity(raw)),
-                          capture_output=True, check=False)
+    proc = subprocess.run(
+        ["gpg", "--list-packets"],
+        input=encrypted_payload(parse_entity(raw)),
+        capture_output=True,
+        check=False,
+    )
     assert b"pubkey enc packet" in proc.stdout
     assert proc.stdout.count(b":pubkey enc packet:") == 2  # Bob and Alice herself
 
 
 @pytest.mark.parametrize("self_armor", [True, False], ids=["certmail-armors", "gpg-armors"])
-def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        self_armor: bool) -> None:
+def test_multi_megabyte_message_decrypts_with_plain_gpg(
+    people: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, self_armor: bool
+) -> None:
     """The streaming pipeline (GNU base64 attachment encoding, armor checked through
     base64 -d) yields a message plain ``gpg --decrypt`` reads without a warning,
     whether certmail writes the armor (binary from gpg, libgcrypt's CRC-24) or gpg."""
@@ -242,9 +258,12 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path
     raw = s.path.read_bytes()
     armored = encrypted_payload(parse_entity(raw))
     assert re.search(rb"\r\n=[A-Za-z0-9+/]{4}\r\n-----END PGP MESSAGE-----", armored)
-    p = subprocess.run(["gpg", "--homedir", str(people.bob.gnupghome), "--batch",
-                        "--status-fd", "2", "--decrypt"], input=armored,
-                       capture_output=True, check=False)
+    p = subprocess.run(
+        ["gpg", "--homedir", str(people.bob.gnupghome), "--batch", "--status-fd", "2", "--decrypt"],
+        input=armored,
+        capture_output=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert b"DECRYPTION_OKAY" in p.stderr and b"invalid radix64" not in p.stderr
     u = unseal(people.bob, raw, tmp_path / "open")
@@ -256,16 +275,23 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(people: People, tmp_path
     crc = base64.b64decode(m.group(1))
     bad = base64.b64encode(bytes([crc[0] ^ 1]) + crc[1:])
     broken = armored[: m.start(1)] + bad + armored[m.end(1) :]
-    p = subprocess.run(["gpg", "--homedir", str(people.bob.gnupghome), "--batch",
-                        "--decrypt"], input=broken, capture_output=True, check=False)
+    p = subprocess.run(
+        ["gpg", "--homedir", str(people.bob.gnupghome), "--batch", "--decrypt"],
+        input=broken,
+        capture_output=True,
+        check=False,
+    )
     assert p.returncode != 0 and b"CRC error" in p.stderr
 
 
-@pytest.mark.parametrize("armor, error", [
-    (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n-----END PGP MESSAGE-----\r\n", "CRC-24"),
-    (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n=abcd\r\n", "END line"),
-    (b"-----BEGIN PGP SIGNATURE-----\r\n\r\nqUFB\r\n=abcd\r\n", "armor line"),
-])
+@pytest.mark.parametrize(
+    "armor, error",
+    [
+        (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n-----END PGP MESSAGE-----\r\n", "CRC-24"),
+        (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n=abcd\r\n", "END line"),
+        (b"-----BEGIN PGP SIGNATURE-----\r\n\r\nqUFB\r\n=abcd\r\n", "armor line"),
+    ],
+)
 def test_armor_check_refuses_broken_framing(armor: bytes, error: str) -> None:
     import io
 
@@ -285,8 +311,11 @@ def test_armor_check_passes_only_the_body() -> None:
     from certmail.pipeline import ArmorCheck
 
     body = b"".join(b"A" * 64 + b"\r\n" for _ in range(10)) + b"QUFB\r\n"
-    armor = (b"-----BEGIN PGP MESSAGE-----\r\nComment: x\r\n\r\n" + body
-             + b"=abcd\r\n-----END PGP MESSAGE-----\r\n")
+    armor = (
+        b"-----BEGIN PGP MESSAGE-----\r\nComment: x\r\n\r\n"
+        + body
+        + b"=abcd\r\n-----END PGP MESSAGE-----\r\n"
+    )
 
     class Keep(io.BytesIO):
         def close(self) -> None:
@@ -320,8 +349,19 @@ def test_any_user_id_address_of_the_signing_key(people: People, tmp_path: Path) 
     signer too (an address on no user ID of it is not: test_signer_must_be_the_sender)."""
     m = people.mallory
     fpr = m.key_for("mallory@example.org").fingerprint
-    subprocess.run(["gpg", "--homedir", str(m.gnupghome), "--batch", "--quick-add-uid", fpr,
-                    "Mallory <mallory@other.example>"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(m.gnupghome),
+            "--batch",
+            "--quick-add-uid",
+            fpr,
+            "Mallory <mallory@other.example>",
+        ],
+        check=True,
+        capture_output=True,
+    )
     people.bob.import_keys(m.export_public(fpr).encode())
     for frm in ("mallory@example.org", "mallory@other.example"):
         s = make(m, tmp_path / frm, h=headers(frm=frm), encrypt=False)

@@ -56,8 +56,9 @@ def test_carol_has_no_key(correspondents: Any) -> None:
     assert c.sink.messages == []
 
 
-def test_infected_attachment_refused(correspondents: Any, clamd_socket: str,
-                                     tmp_path: Path) -> None:
+def test_infected_attachment_refused(
+    correspondents: Any, clamd_socket: str, tmp_path: Path
+) -> None:
     c = correspondents
     c.settings(c.alice, clamd=clamd_socket)
     bad = tmp_path / "invoice.com"
@@ -193,13 +194,15 @@ def test_starttls_required_but_not_offered(correspondents: Any) -> None:
     assert c.sink.messages == []
 
 
-def test_starttls_and_auth(correspondents: Any, smtp_sink_factory: Any,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starttls_and_auth(
+    correspondents: Any, smtp_sink_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = correspondents
     sink = smtp_sink_factory(tls=True, auth=("alice", "s3cret pass"))
     monkeypatch.setenv("SSL_CERT_FILE", str(sink.ca_file))
-    c.settings(c.alice, smtp_url=f"smtp://alice:s3cret%20pass@127.0.0.1:{sink.port}"
-                                 "?starttls=require")
+    c.settings(
+        c.alice, smtp_url=f"smtp://alice:s3cret%20pass@127.0.0.1:{sink.port}?starttls=require"
+    )
     send(c)
     assert len(sink.messages) == 1 and sink.messages[0].tls
     c.settings(c.alice, smtp_url=f"smtp://alice:wrong@127.0.0.1:{sink.port}")
@@ -211,15 +214,19 @@ def test_starttls_and_auth(correspondents: Any, smtp_sink_factory: Any,
 def test_smtp_url_parsing() -> None:
     t = parse_smtp_url("smtp://u%40x:p%3Aw@mail.example.org?starttls=require")
     assert (t.host, t.port, t.username, t.password, t.starttls) == (
-        "mail.example.org", 587, "u@x", "p:w", "require")
+        "mail.example.org",
+        587,
+        "u@x",
+        "p:w",
+        "require",
+    )
     assert parse_smtp_url("smtps://h").port == 465 and parse_smtp_url("smtps://h").implicit_tls
     for bad in ("http://h", "smtp://", "smtp://h?starttls=maybe", "smtp://h:99999"):
         with pytest.raises(Error):
             parse_smtp_url(bad)
 
 
-@given(st.lists(st.sampled_from([b".", b"..", b"a", b"\r\n", b".\r\n", b"x.y", b" "]),
-                max_size=40))
+@given(st.lists(st.sampled_from([b".", b"..", b"a", b"\r\n", b".\r\n", b"x.y", b" "]), max_size=40))
 def test_dot_stuffing_matches_smtplib(pieces: list[bytes]) -> None:
     data = b"".join(pieces)
     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n")
@@ -282,7 +289,8 @@ def test_connection_dropped_after_final_dot_is_uncertain(correspondents: Any) ->
     sha = hashlib.sha256(data).hexdigest()
     with Certmail(c.alice.settings) as cm:
         assert [(e.sha256, e.status, e.smtp) for e in cm.outbox()] == [
-            (sha, "uncertain", "uncertain")]
+            (sha, "uncertain", "uncertain")
+        ]
     # `certmail outbox flush` leaves it alone ...
     cmd = [sys.executable, "-m", "certmail.cli.main", "outbox", "flush", "--json"]
     p = subprocess.run(cmd, env=c.alice.env(), capture_output=True, check=False, timeout=120)
@@ -291,8 +299,13 @@ def test_connection_dropped_after_final_dot_is_uncertain(correspondents: Any) ->
     assert [(i["sha256"], i["status"]) for i in items] == [(sha, "uncertain")]
     assert c.sink.messages == [] and c.sink.handler.rcpt_seen == [c.bob.email]
     # ... and sends it again only when told to.
-    p = subprocess.run([*cmd, "--include-uncertain"], env=c.alice.env(), capture_output=True,
-                       check=False, timeout=120)
+    p = subprocess.run(
+        [*cmd, "--include-uncertain"],
+        env=c.alice.env(),
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert [i["status"] for i in json.loads(p.stdout)["messages"]] == ["sent"]
     assert [m.data for m in c.sink.messages] == [data]
@@ -302,8 +315,9 @@ def test_connection_dropped_after_final_dot_is_uncertain(correspondents: Any) ->
 
 # aiosmtpd counts only STARTTLS as TLS for AUTH; this server is TLS from the first byte.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-def test_smtps_implicit_tls(correspondents: Any, smtp_sink_factory: Any,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smtps_implicit_tls(
+    correspondents: Any, smtp_sink_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = correspondents
     sink = smtp_sink_factory(implicit_tls=True, auth=("alice", "s3cret"))
     assert sink.url.startswith("smtps://")
@@ -333,19 +347,31 @@ def _send_child(c: Any, tmp_path: Path, attachment: Path) -> int:
 
     body = tmp_path / "body.txt"
     body.write_text("see attachment\n")
-    cmd = [sys.executable, "-m", "certmail.cli.main", "send", "--to", c.bob.email,
-           "--subject", "big", "--attach", str(attachment), "--body-file", str(body),
-           "--no-notarize", "--via", "smtp"]
-    p = subprocess.Popen(cmd, env=c.alice.env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "certmail.cli.main",
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "big",
+        "--attach",
+        str(attachment),
+        "--body-file",
+        str(body),
+        "--no-notarize",
+        "--via",
+        "smtp",
+    ]
+    p = subprocess.Popen(cmd, env=c.alice.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     err = p.stderr.read().decode() if p.stderr else ""
     assert os.waitstatus_to_exitcode(status) == 0, err
     return int(usage.ru_maxrss)
 
 
-def test_dkim_signed_large_send_memory_does_not_grow(correspondents: Any,
-                                                     tmp_path: Path) -> None:
+def test_dkim_signed_large_send_memory_does_not_grow(correspondents: Any, tmp_path: Path) -> None:
     """A DKIM-signed send streams: peak RSS of a 30 MB send stays near a 1 KB send's.
 
     Holding the message in memory (as dkimpy's bytes API does, with copies for

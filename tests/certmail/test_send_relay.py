@@ -45,8 +45,14 @@ class Relay:
         return self.proc.url
 
     def start(self) -> None:
-        self.proc.start(["--smtp", f"127.0.0.1:{self.smtp_port}",
-                         "--smarthost", f"127.0.0.1:{self.smarthost_port}"])
+        self.proc.start(
+            [
+                "--smtp",
+                f"127.0.0.1:{self.smtp_port}",
+                "--smarthost",
+                f"127.0.0.1:{self.smarthost_port}",
+            ]
+        )
 
     def verifier(self) -> Verifier:
         return Verifier.from_vkey(self.proc.vkey)
@@ -58,27 +64,32 @@ def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
     d = init_notary_dir(tmp_path / "notary")
     configure(d, relay_retry_initial=0.2)
     proc = NotaryProcess(d)
-    r = Relay(proc, free_port(), correspondents.sink.port,
-              proc.token_for(correspondents.alice.email))
+    r = Relay(
+        proc, free_port(), correspondents.sink.port, proc.token_for(correspondents.alice.email)
+    )
     r.start()
     # Alice's identity lives in her home, as `certmail init` leaves it.
     for key in ("email", "name"):
-        subprocess.run([*CERTMAIL, "config", "set", key,
-                        getattr(correspondents.alice, key)],
-                       env=clean_env(correspondents.alice.home), check=True, capture_output=True)
+        subprocess.run(
+            [*CERTMAIL, "config", "set", key, getattr(correspondents.alice, key)],
+            env=clean_env(correspondents.alice.home),
+            check=True,
+            capture_output=True,
+        )
     yield r
     r.proc.stop()
 
 
-def alice(c: Any, relay: Relay, *args: str, stdin: bytes = b"",
-          **extra: str) -> subprocess.CompletedProcess[str]:
+def alice(
+    c: Any, relay: Relay, *args: str, stdin: bytes = b"", **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as Alice with only her home and the notary's URL and token."""
     env = clean_env(c.alice.home, CERTMAIL_NOTARY_URL=relay.url, CERTMAIL_NOTARY_TOKEN=relay.token)
     env.update(extra)
-    p = subprocess.run([*CERTMAIL, *args], input=stdin, capture_output=True, env=env,
-                       check=False, timeout=180)
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
-                                       p.stderr.decode())
+    p = subprocess.run(
+        [*CERTMAIL, *args], input=stdin, capture_output=True, env=env, check=False, timeout=180
+    )
+    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
 
 
 def wait_for(pred: Any, what: str, timeout: float = 60.0) -> None:
@@ -91,8 +102,9 @@ def wait_for(pred: Any, what: str, timeout: float = 60.0) -> None:
 
 
 def stored_copy(c: Any, sha: str) -> bytes:
-    with Ledger(c.alice.home / "ledger.db", c.alice.home / "outbox",
-                c.alice.home / "sent") as ledger:
+    with Ledger(
+        c.alice.home / "ledger.db", c.alice.home / "outbox", c.alice.home / "sent"
+    ) as ledger:
         return ledger.message_path(sha).read_bytes()
 
 
@@ -104,12 +116,24 @@ _HEADER_LINE = re.compile(rb"([!-9;-~]+:|[ \t])[^\r\n]*\r\n")
 
 
 def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
-        correspondents: Any, relay: Relay, tmp_path: Path) -> None:
+    correspondents: Any, relay: Relay, tmp_path: Path
+) -> None:
     c = correspondents
     att = tmp_path / "contract.txt"
     att.write_bytes(b"the signed contract\n")
-    p = alice(c, relay, "send", "--to", c.bob.email, "--subject", "Contract",
-              "--attach", str(att), "--json", stdin=b"Dear Bob,\nhere it is.\n")
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Contract",
+        "--attach",
+        str(att),
+        "--json",
+        stdin=b"Dear Bob,\nhere it is.\n",
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["via"] == "relay" and out["status"] == "sent"
@@ -140,8 +164,13 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
     eml = tmp_path / "in.eml"
     eml.write_bytes(got.data)
     save = tmp_path / "save"
-    o = subprocess.run([*CERTMAIL, "open", str(eml), "--save-dir", str(save), "--json"],
-                       capture_output=True, text=True, env=c.bob.env(), timeout=120)
+    o = subprocess.run(
+        [*CERTMAIL, "open", str(eml), "--save-dir", str(save), "--json"],
+        capture_output=True,
+        text=True,
+        env=c.bob.env(),
+        timeout=120,
+    )
     assert o.returncode == 0, o.stderr
     opened = json.loads(o.stdout)
     assert opened["signer"] == c.alice.email and opened["trusted"]
@@ -151,8 +180,9 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
     assert opened["notary"] == relay.url
 
     # The timeline: accepted, then delivered to Bob; every receipt verifies; kept.
-    r = alice(c, relay, "receipts", sha, "--watch", "--interval", "0.1", "--timeout", "120",
-              "--json")
+    r = alice(
+        c, relay, "receipts", sha, "--watch", "--interval", "0.1", "--timeout", "120", "--json"
+    )
     assert r.returncode == 0, r.stderr
     tl = json.loads(r.stdout)
     assert tl["sha256"] == sha and tl["message_id"] == out["message_id"] and tl["final"]
@@ -162,8 +192,9 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
     assert events(tl["receipts"]) == ["SubmissionAcceptance", "RelayToNonERDS"]
     for rc in tl["receipts"]:
         assert Receipt.from_json(rc).verify(relay.verifier())["message"]["sha256"] == sha
-    with Ledger(c.alice.home / "ledger.db", c.alice.home / "outbox",
-                c.alice.home / "sent") as ledger:
+    with Ledger(
+        c.alice.home / "ledger.db", c.alice.home / "outbox", c.alice.home / "sent"
+    ) as ledger:
         assert events(ledger.receipts(sha)) == ["SubmissionAcceptance", "RelayToNonERDS"]
         assert ledger.get(sha).via == "relay" and ledger.outbox() == []
     # By Message-ID, in words.
@@ -175,8 +206,17 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
 def test_relay_down_queues_then_flush_delivers_once(correspondents: Any, relay: Relay) -> None:
     c = correspondents
     relay.proc.stop()
-    p = alice(c, relay, "send", "--to", c.bob.email, "--subject", "Later", "--json",
-              stdin=b"when you are back\n")
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Later",
+        "--json",
+        stdin=b"when you are back\n",
+    )
     assert p.returncode == 5, p.stderr
     assert "outbox" in p.stderr and "Traceback" not in p.stderr
     queued = json.loads(p.stdout)
@@ -193,30 +233,40 @@ def test_relay_down_queues_then_flush_delivers_once(correspondents: Any, relay: 
     relay.start()
     f = alice(c, relay, "outbox", "flush", "--json")
     assert f.returncode == 0, f.stderr
-    assert [(i["sha256"], i["status"]) for i in json.loads(f.stdout)["messages"]] == [
-        (sha, "sent")]
+    assert [(i["sha256"], i["status"]) for i in json.loads(f.stdout)["messages"]] == [(sha, "sent")]
     f = alice(c, relay, "outbox", "flush", "--json")
     assert f.returncode == 0 and json.loads(f.stdout)["messages"] == []
-    r = alice(c, relay, "receipts", sha, "--watch", "--interval", "0.1", "--timeout", "120",
-              "--json")
+    r = alice(
+        c, relay, "receipts", sha, "--watch", "--interval", "0.1", "--timeout", "120", "--json"
+    )
     assert r.returncode == 0, r.stderr
-    assert events(json.loads(r.stdout)["receipts"]) == ["SubmissionAcceptance",
-                                                       "RelayToNonERDS"]
+    assert events(json.loads(r.stdout)["receipts"]) == ["SubmissionAcceptance", "RelayToNonERDS"]
     wait_for(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
     assert c.sink.messages[0].data.endswith(stored_copy(c, sha))
     assert len(c.sink.messages) == 1  # submitted once: one acceptance, one delivery
 
 
-def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any,
-                                                         relay: Relay) -> None:
+def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any, relay: Relay) -> None:
     c = correspondents
-    p = alice(c, relay, "send", "--to", c.bob.email, "--subject", "x",
-              stdin=b"x\n", CERTMAIL_NOTARY_TOKEN="0" * 64)
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "x",
+        stdin=b"x\n",
+        CERTMAIL_NOTARY_TOKEN="0" * 64,
+    )
     assert p.returncode == 1
     line = one_line_error(p)
     assert "refused the login" in line and "CERTMAIL_NOTARY_TOKEN" in line
-    assert "certmail: hint:" in p.stderr and "CERTMAIL_NOTARY_TOKEN" in p.stderr.split(
-        "certmail: hint:")[1] and "outbox flush" in p.stderr
+    assert (
+        "certmail: hint:" in p.stderr
+        and "CERTMAIL_NOTARY_TOKEN" in p.stderr.split("certmail: hint:")[1]
+        and "outbox flush" in p.stderr
+    )
     assert p.stdout == ""
     lst = alice(c, relay, "outbox", "list", "--json")
     (m,) = json.loads(lst.stdout)["messages"]
@@ -235,8 +285,20 @@ def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any,
 
 def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     c = correspondents
-    p = alice(c, relay, "send", "--via", "smtp", "--to", c.bob.email, "--subject", "direct",
-              "--json", stdin=b"straight to the server\n", CERTMAIL_SMTP_URL=c.sink.url)
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--via",
+        "smtp",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "direct",
+        "--json",
+        stdin=b"straight to the server\n",
+        CERTMAIL_SMTP_URL=c.sink.url,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["via"] == "smtp" and out["status"] == "sent"
@@ -248,35 +310,69 @@ def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     assert stmt["message"] == {"sha256": out["sha256"], "id": out["message_id"]}
     assert stmt["channel"] == "api"
     # Its timeline is that one notarization: --watch does not wait for a delivery.
-    r = alice(c, relay, "receipts", out["sha256"], "--watch", "--interval", "0.1",
-              "--timeout", "60", "--json")
+    r = alice(
+        c,
+        relay,
+        "receipts",
+        out["sha256"],
+        "--watch",
+        "--interval",
+        "0.1",
+        "--timeout",
+        "60",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     tl = json.loads(r.stdout)
     assert tl["final"] and tl["ledger"]["via"] == "smtp"
     assert [s["step"] for s in tl["recipients"][c.bob.email]] == [
-        "notarized (sent directly, not through the relay)"]
+        "notarized (sent directly, not through the relay)"
+    ]
     # Relay mode cannot skip the notary; direct mode can.
-    p = alice(c, relay, "send", "--via", "relay", "--no-notarize", "--to", c.bob.email,
-              "--subject", "x", stdin=b"x\n")
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--via",
+        "relay",
+        "--no-notarize",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "x",
+        stdin=b"x\n",
+    )
     assert p.returncode == 1 and "--no-notarize" in one_line_error(p)
-    p = alice(c, relay, "send", "--no-notarize", "--to", c.bob.email, "--subject", "y",
-              "--json", stdin=b"y\n", CERTMAIL_SMTP_URL=c.sink.url)
+    p = alice(
+        c,
+        relay,
+        "send",
+        "--no-notarize",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "y",
+        "--json",
+        stdin=b"y\n",
+        CERTMAIL_SMTP_URL=c.sink.url,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["via"] == "smtp" and len(c.sink.messages) == 2
 
 
-def test_flush_settles_an_uncertain_relay_submission_from_the_log(correspondents: Any,
-                                                                  relay: Relay) -> None:
+def test_flush_settles_an_uncertain_relay_submission_from_the_log(
+    correspondents: Any, relay: Relay
+) -> None:
     """A process that died after the final dot leaves the message ``uncertain``: the
     notary's log shows it was accepted, so a flush marks it sent and never resubmits."""
     c = correspondents
-    p = alice(c, relay, "send", "--to", c.bob.email, "--subject", "crash", "--json",
-              stdin=b"z\n")
+    p = alice(c, relay, "send", "--to", c.bob.email, "--subject", "crash", "--json", stdin=b"z\n")
     assert p.returncode == 0, p.stderr
     sha = json.loads(p.stdout)["sha256"]
     wait_for(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
-    with Ledger(c.alice.home / "ledger.db", c.alice.home / "outbox",
-                c.alice.home / "sent") as ledger:
+    with Ledger(
+        c.alice.home / "ledger.db", c.alice.home / "outbox", c.alice.home / "sent"
+    ) as ledger:
         # What a SIGKILL during DATA leaves behind (see Ledger.recover), receipt not kept.
         ledger._db.execute("DELETE FROM receipts WHERE sha256=?", (sha,))
         ledger._set(sha, smtp="sending", notary="pending")
@@ -284,10 +380,14 @@ def test_flush_settles_an_uncertain_relay_submission_from_the_log(correspondents
     f = alice(c, relay, "outbox", "flush", "--json")
     assert f.returncode == 0, f.stderr
     assert [i["status"] for i in json.loads(f.stdout)["messages"]] == ["sent"]
-    with Ledger(c.alice.home / "ledger.db", c.alice.home / "outbox",
-                c.alice.home / "sent") as ledger:
+    with Ledger(
+        c.alice.home / "ledger.db", c.alice.home / "outbox", c.alice.home / "sent"
+    ) as ledger:
         assert events(ledger.receipts(sha)) == ["SubmissionAcceptance"]
-    acc = httpx.get(f"{relay.url}/v1/messages/{sha}/receipts",
-                    headers={"Authorization": f"Bearer {relay.token}"}, timeout=10).json()
+    acc = httpx.get(
+        f"{relay.url}/v1/messages/{sha}/receipts",
+        headers={"Authorization": f"Bearer {relay.token}"},
+        timeout=10,
+    ).json()
     assert events(acc["receipts"]).count("SubmissionAcceptance") == 1
     assert len(c.sink.messages) == 1

@@ -21,13 +21,26 @@ from tests.fixtures.cli import run
 from tests.fixtures.notary import NotaryProcess
 
 
-def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: NotaryProcess,
-                                            tmp_path: Path) -> None:
+def test_track_open_link_logs_weak_evidence(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     c = correspondents
-    c.settings(c.alice, notary_url=notary_server.url,
-               notary_token=notary_server.token_for(c.alice.email))
-    p = run(c.alice, "send", "--to", c.bob.email, "--subject", "Offer", "--via", "smtp",
-            "--track-open", "--json", stdin=b"Our offer.\n")
+    c.settings(
+        c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
+    )
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--subject",
+        "Offer",
+        "--via",
+        "smtp",
+        "--track-open",
+        "--json",
+        stdin=b"Our offer.\n",
+    )
     assert p.returncode == 0, p.stderr
     sent = json.loads(p.stdout)
     raw = c.sink.messages[-1].data
@@ -61,8 +74,10 @@ def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: 
     steps = json.loads(p.stdout)["recipients"][c.bob.email]
     assert [s["event"] for s in steps] == ["SubmissionAcceptance", "ContentAccessTracking"]
     assert steps[-1]["strength"] == "weak" and "weak evidence" in steps[-1]["step"]
-    stmts = [json.loads(__import__("base64").b64decode(x["entry"]))
-             for x in json.loads(p.stdout)["receipts"]]
+    stmts = [
+        json.loads(__import__("base64").b64decode(x["entry"]))
+        for x in json.loads(p.stdout)["receipts"]
+    ]
     hit = stmts[-1]
     assert hit["user_agent"] == "ProxyFetcher/2" and hit["remote_address"] == "127.0.0.1"
     assert "proxies" in hit["note"]
@@ -72,15 +87,30 @@ def test_track_open_link_logs_weak_evidence(correspondents: Any, notary_server: 
 
 
 def test_track_open_several_recipients_links_without_images(
-        correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
     """Two recipients share one encrypted part: each gets a link naming them and no
     image (one client loading images would otherwise report both); following Bob's
     link logs ContentAccessTracking for Bob only."""
     c = correspondents
-    c.settings(c.alice, notary_url=notary_server.url,
-               notary_token=notary_server.token_for(c.alice.email))
-    p = run(c.alice, "send", "--to", c.bob.email, "--cc", c.alice.email, "--subject", "Offer",
-            "--via", "smtp", "--track-open", "--json", stdin=b"Our offer.\n")
+    c.settings(
+        c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
+    )
+    p = run(
+        c.alice,
+        "send",
+        "--to",
+        c.bob.email,
+        "--cc",
+        c.alice.email,
+        "--subject",
+        "Offer",
+        "--via",
+        "smtp",
+        "--track-open",
+        "--json",
+        stdin=b"Our offer.\n",
+    )
     assert p.returncode == 0, p.stderr
     sent = json.loads(p.stdout)
     eml = tmp_path / "in.eml"
@@ -90,14 +120,19 @@ def test_track_open_several_recipients_links_without_images(
     assert p.returncode == 0, p.stderr
     page = (save / "read-receipt.html").read_text()
     assert "<img" not in page
-    links = dict((who, url) for url, who in re.findall(
-        r'<a href="([^"]+)">Confirm that ([^ ]+) opened this message</a>', page))
+    links = dict(
+        (who, url)
+        for url, who in re.findall(
+            r'<a href="([^"]+)">Confirm that ([^ ]+) opened this message</a>', page
+        )
+    )
     assert set(links) == {c.bob.email, c.alice.email}
     assert len(set(links.values())) == 2
     db = sqlite3.connect(notary_server.directory / "notary.db")
     try:
-        rows = db.execute("SELECT recipient FROM tracking_tokens WHERE sha256 = ?",
-                          (sent["sha256"],)).fetchall()
+        rows = db.execute(
+            "SELECT recipient FROM tracking_tokens WHERE sha256 = ?", (sent["sha256"],)
+        ).fetchall()
     finally:
         db.close()
     assert sorted(r[0] for r in rows) == sorted([c.bob.email, c.alice.email])

@@ -102,8 +102,7 @@ def test_unsigned_message_fails() -> None:
 
 def test_garbage_signature_header_fails(tmp_path: Path) -> None:
     with pytest.raises(VerificationError):
-        dkim_verify(b"DKIM-Signature: v=1; a=nonsense\r\n" + MESSAGE,
-                    dnsfunc=lambda name: b"")
+        dkim_verify(b"DKIM-Signature: v=1; a=nonsense\r\n" + MESSAGE, dnsfunc=lambda name: b"")
 
 
 def test_dns_record(tmp_path: Path) -> None:
@@ -126,14 +125,18 @@ def test_generate_twice_conflicts(tmp_path: Path) -> None:
         generate_dkim_key(tmp_path, "example.org", "sel")
 
 
-@pytest.mark.parametrize("domain,selector,algorithm", [
-    ("example.org", "sel", "dsa"),
-    ("bad domain", "sel", "ed25519"),
-    ("example.org", "a.b", "ed25519"),
-    ("example.org", "../x", "ed25519"),
-])
-def test_generate_rejects_bad_input(tmp_path: Path, domain: str, selector: str,
-                                    algorithm: str) -> None:
+@pytest.mark.parametrize(
+    "domain,selector,algorithm",
+    [
+        ("example.org", "sel", "dsa"),
+        ("bad domain", "sel", "ed25519"),
+        ("example.org", "a.b", "ed25519"),
+        ("example.org", "../x", "ed25519"),
+    ],
+)
+def test_generate_rejects_bad_input(
+    tmp_path: Path, domain: str, selector: str, algorithm: str
+) -> None:
     with pytest.raises(KeyMaterialError):
         generate_dkim_key(tmp_path, domain, selector, algorithm)
     assert list(tmp_path.iterdir()) == []
@@ -170,15 +173,29 @@ def test_explicit_headers(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- streaming (files)
 
-_BODY_PIECES = [b"a", b"bc", b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r", b"x y", b"\r\n\r\n",
-                b" \r\n", b"\t\r\n", b"."]
+_BODY_PIECES = [
+    b"a",
+    b"bc",
+    b" ",
+    b"  ",
+    b"\t",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"x y",
+    b"\r\n\r\n",
+    b" \r\n",
+    b"\t\r\n",
+    b".",
+]
 
 
-@given(body=st.lists(st.sampled_from(_BODY_PIECES), max_size=30).map(b"".join),
-       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
-       canon=st.sampled_from([b"relaxed", b"simple"]))
-def test_body_hash_equals_dkimpy_in_any_pieces(body: bytes, cuts: list[int],
-                                               canon: bytes) -> None:
+@given(
+    body=st.lists(st.sampled_from(_BODY_PIECES), max_size=30).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
+    canon=st.sampled_from([b"relaxed", b"simple"]),
+)
+def test_body_hash_equals_dkimpy_in_any_pieces(body: bytes, cuts: list[int], canon: bytes) -> None:
     import hashlib
 
     import dkim
@@ -198,19 +215,27 @@ def test_body_hash_equals_dkimpy_in_any_pieces(body: bytes, cuts: list[int],
 
 
 _HEADER_VALUES = st.text(alphabet="ab c\t=;", min_size=1, max_size=12).filter(
-    lambda v: v.strip() != "")
+    lambda v: v.strip() != ""
+)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(subject=_HEADER_VALUES, body=st.lists(st.sampled_from(_BODY_PIECES),
-                                             max_size=30).map(b"".join),
-       algorithm=st.sampled_from(["ed25519", "rsa"]), lf=st.booleans())
-def test_sign_file_equals_dkimpy_and_verifies(tmp_path: Path, subject: str, body: bytes,
-                                              algorithm: str, lf: bool) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    subject=_HEADER_VALUES,
+    body=st.lists(st.sampled_from(_BODY_PIECES), max_size=30).map(b"".join),
+    algorithm=st.sampled_from(["ed25519", "rsa"]),
+    lf=st.booleans(),
+)
+def test_sign_file_equals_dkimpy_and_verifies(
+    tmp_path: Path, subject: str, body: bytes, algorithm: str, lf: bool
+) -> None:
     key = _key(tmp_path, algorithm)
-    head = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
-            b"Subject: " + subject.encode() + b"\r\n\t folded\r\nMIME-Version: 1.0\r\n\r\n")
+    head = (
+        b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
+        b"Subject: " + subject.encode() + b"\r\n\t folded\r\nMIME-Version: 1.0\r\n\r\n"
+    )
     if lf:
         head = head.replace(b"\r\n", b"\n")
     message = head + body
@@ -243,8 +268,7 @@ def _key(tmp_path: Path, algorithm: str) -> DkimKey:
 
 
 @pytest.mark.parametrize("algorithm", ["ed25519", "rsa"])
-def test_sign_file_verifies_with_dkimpy_and_detects_changes(tmp_path: Path,
-                                                             algorithm: str) -> None:
+def test_sign_file_verifies_with_dkimpy_and_detects_changes(tmp_path: Path, algorithm: str) -> None:
     generate_dkim_key(tmp_path / "k", "example.org", "sel", algorithm)
     key = find_dkim_key(tmp_path / "k", "example.org")
     assert key is not None

@@ -57,7 +57,10 @@ def test_generate_identity_ed25519_cv25519(gnupghome_factory: Callable[[], Path]
     assert key.has_secret and key.validity == "ultimate" and key.expires is None
     colons = subprocess.run(
         ["gpg", "--homedir", str(keyring.gnupghome), "--with-colons", "--list-keys", fpr],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     sub = [ln.split(":") for ln in colons.splitlines() if ln.startswith("sub:")]
     assert [(s[11], s[16]) for s in sub] == [("e", "cv25519")]
     assert keyring.signing_key("carol@example.org") == fpr
@@ -76,8 +79,9 @@ def test_generate_rejects_bad_address(gnupghome_factory: Callable[[], Path]) -> 
         Keyring(gnupghome_factory()).generate_identity("not an address", "X")
 
 
-def test_passphrase_protected_identity(gnupghome_factory: Callable[[], Path],
-                                       tmp_path: Path) -> None:
+def test_passphrase_protected_identity(
+    gnupghome_factory: Callable[[], Path], tmp_path: Path
+) -> None:
     home = gnupghome_factory()
     keyring = Keyring(home, passphrase="correct horse")
     fpr = keyring.generate_identity("erin@example.org", "Erin")
@@ -141,8 +145,7 @@ def test_export_public_has_no_secret(keyring_factory: KeyringFactory) -> None:
     assert alice.export_public(fa) == armored
 
 
-def test_detached_signature_round_trip(keyring_factory: KeyringFactory,
-                                       tmp_path: Path) -> None:
+def test_detached_signature_round_trip(keyring_factory: KeyringFactory, tmp_path: Path) -> None:
     alice, fa, bob, _ = pair(keyring_factory)
     data = b"Content-Type: text/plain\r\n\r\nhello\r\n"
     sig, micalg = alice.sign_detached(data, "alice@example.org")
@@ -198,8 +201,9 @@ def test_signature_by_unknown_key_hints_import(keyring_factory: KeyringFactory) 
 
 
 @pytest.mark.parametrize("armor", [True, False])
-def test_sign_encrypt_decrypt_round_trip(keyring_factory: KeyringFactory, tmp_path: Path,
-                                         armor: bool) -> None:
+def test_sign_encrypt_decrypt_round_trip(
+    keyring_factory: KeyringFactory, tmp_path: Path, armor: bool
+) -> None:
     alice, fa, bob, fb = pair(keyring_factory)
     src = tmp_path / "plain.bin"
     src.write_bytes(os.urandom(300_000))
@@ -216,8 +220,9 @@ def test_sign_encrypt_decrypt_round_trip(keyring_factory: KeyringFactory, tmp_pa
     assert out2.read_bytes() == src.read_bytes()
 
 
-def test_encrypt_only_decrypts_without_signature(keyring_factory: KeyringFactory,
-                                                 tmp_path: Path) -> None:
+def test_encrypt_only_decrypts_without_signature(
+    keyring_factory: KeyringFactory, tmp_path: Path
+) -> None:
     alice, _, bob, fb = pair(keyring_factory)
     src = tmp_path / "p"
     src.write_bytes(b"")  # a 0-byte file is a valid plaintext
@@ -226,15 +231,27 @@ def test_encrypt_only_decrypts_without_signature(keyring_factory: KeyringFactory
     assert (tmp_path / "o").read_bytes() == b""
 
 
-def test_plain_gpg_decrypts_what_keyring_encrypts(keyring_factory: KeyringFactory,
-                                                  tmp_path: Path) -> None:
+def test_plain_gpg_decrypts_what_keyring_encrypts(
+    keyring_factory: KeyringFactory, tmp_path: Path
+) -> None:
     alice, fa, bob, fb = pair(keyring_factory)
     src = tmp_path / "p"
     src.write_bytes(b"interop\n")
     alice.sign_encrypt_file(src, tmp_path / "c.asc", [fb], fa)
     proc = subprocess.run(
-        ["gpg", "--homedir", str(bob.gnupghome), "--batch", "--status-fd", "2",
-         "--decrypt", str(tmp_path / "c.asc")], capture_output=True, check=True)
+        [
+            "gpg",
+            "--homedir",
+            str(bob.gnupghome),
+            "--batch",
+            "--status-fd",
+            "2",
+            "--decrypt",
+            str(tmp_path / "c.asc"),
+        ],
+        capture_output=True,
+        check=True,
+    )
     assert proc.stdout == b"interop\n"
     assert f"VALIDSIG {fa}".encode() in proc.stderr
 
@@ -285,8 +302,9 @@ def test_decrypt_signed_by_unknown_key(keyring_factory: KeyringFactory, tmp_path
     assert not (tmp_path / "o").exists()
 
 
-def test_trust_without_own_identity(gnupghome_factory: Callable[[], Path],
-                                    keyring_factory: KeyringFactory) -> None:
+def test_trust_without_own_identity(
+    gnupghome_factory: Callable[[], Path], keyring_factory: KeyringFactory
+) -> None:
     alice, fa = keyring_factory("alice@example.org", "Alice")
     empty = Keyring(gnupghome_factory())
     empty.import_keys(alice.export_public(fa).encode())
@@ -297,7 +315,7 @@ def test_trust_without_own_identity(gnupghome_factory: Callable[[], Path],
 
 def test_key_lookup_by_fingerprint_forms(keyring_factory: KeyringFactory) -> None:
     alice, fa = keyring_factory("alice@example.org", "Alice")
-    spaced = " ".join(fa[i:i + 4] for i in range(0, 40, 4)).lower()
+    spaced = " ".join(fa[i : i + 4] for i in range(0, 40, 4)).lower()
     assert alice.key_for(spaced).fingerprint == fa
     assert alice.key_for("0x" + fa[-16:]).fingerprint == fa
     assert alice.key_for("<ALICE@example.org>").fingerprint == fa
@@ -470,8 +488,22 @@ V6_CERT = Path(__file__).resolve().parent.parent / "vectors" / "rfc9580" / "v6-c
 def _export(keyring: Keyring, fpr: str, *args: str) -> bytes:
     """``gpg --export ARGS FPR`` of the keyring's home (stock gpg, no passphrase)."""
     return subprocess.run(
-        ["gpg", "--homedir", str(keyring.gnupghome), "--batch", "--pinentry-mode", "loopback",
-         "--passphrase", "", *args, fpr], capture_output=True, check=True, timeout=60).stdout
+        [
+            "gpg",
+            "--homedir",
+            str(keyring.gnupghome),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            *args,
+            fpr,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_key_file_facts_from_packet_headers(keyring_factory: KeyringFactory) -> None:

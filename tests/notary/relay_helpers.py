@@ -41,8 +41,14 @@ class RelayNotary:
         return self.proc.url
 
     def start(self) -> None:
-        self.proc.start(["--smtp", f"127.0.0.1:{self.smtp_port}",
-                         "--smarthost", f"127.0.0.1:{self.smarthost_port}"])
+        self.proc.start(
+            [
+                "--smtp",
+                f"127.0.0.1:{self.smtp_port}",
+                "--smarthost",
+                f"127.0.0.1:{self.smarthost_port}",
+            ]
+        )
 
     def connect(self, *, tls: bool = True) -> smtplib.SMTP:
         s = smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30)
@@ -56,8 +62,11 @@ class RelayNotary:
         return s
 
     def receipts(self, sha256: str) -> list[dict[str, Any]]:
-        r = httpx.get(f"{self.url}/v1/messages/{sha256}/receipts",
-                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r = httpx.get(
+            f"{self.url}/v1/messages/{sha256}/receipts",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
         if r.status_code == 404:
             return []
         r.raise_for_status()
@@ -93,8 +102,12 @@ class MxWorld:
         self.tmp = tmp
         self.dns = make_dns_server()
         self.port = free_port()
-        configure(directory, relay_retry_initial=0.2, relay_dns_server=self.dns.address,
-                  relay_mx_port=self.port)
+        configure(
+            directory,
+            relay_retry_initial=0.2,
+            relay_dns_server=self.dns.address,
+            relay_mx_port=self.port,
+        )
         self.relay = RelayNotary(directory, 0)
         self.sinks: list[Any] = []
 
@@ -122,8 +135,9 @@ class MxWorld:
         self.dns.stop()
 
 
-def message(mid: str, *, sender: str = ALICE, to: str = BOB, body: str = "hello",
-            extra: str = "") -> bytes:
+def message(
+    mid: str, *, sender: str = ALICE, to: str = BOB, body: str = "hello", extra: str = ""
+) -> bytes:
     return (
         f"From: {sender}\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <{mid}@a.test>\r\n"
         f"Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n{extra}\r\n{body}\r\n"

@@ -35,6 +35,7 @@ def pg_dsn() -> str:
     """The PostgreSQL test DSN (see :func:`require_pg`)."""
     return require_pg()
 
+
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),

@@ -51,8 +51,9 @@ def bob(keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> tuple[Key
     return keyring_factory(BOB, "Bob")
 
 
-def _notarize(client: TestClient, notary: NotaryService, data: bytes, mid: str
-              ) -> tuple[dict[str, str], str]:
+def _notarize(
+    client: TestClient, notary: NotaryService, data: bytes, mid: str
+) -> tuple[dict[str, str], str]:
     _, token = notary.add_account([f"a{secrets.token_hex(4)}@example.org"])
     auth = {"Authorization": f"Bearer {token}"}
     digest = hashlib.sha256(data).hexdigest()
@@ -70,18 +71,30 @@ def test_ack_text_round_trip_and_strictness() -> None:
     a = Ack("ab" * 32, "<m1@example.org>", BOB, T0, "http://notary.test")
     text = ack_text(a)
     assert parse_ack_text(text) == a
-    for bad in (text.replace("v1", "v2"), text.replace("SHA-256", "SHA256"),
-                text + "Extra: 1\n", text.replace("\n", "\r\n"), text[:-1],
-                text.replace(BOB, "bob example.net")):
+    for bad in (
+        text.replace("v1", "v2"),
+        text.replace("SHA-256", "SHA256"),
+        text + "Extra: 1\n",
+        text.replace("\n", "\r\n"),
+        text[:-1],
+        text.replace(BOB, "bob example.net"),
+    ):
         with pytest.raises(MalformedError):
             parse_ack_text(bad)
 
 
 def test_ack_logs_content_handover_for_the_senders_account(
-        client: TestClient, notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+    client: TestClient, notary: NotaryService, bob: tuple[Keyring, str]
+) -> None:
     auth, digest = _notarize(client, notary, b"message one", "<m1@example.org>")
-    ack = make_ack(bob[0], sha256=digest, message_id="<m1@example.org>", recipient=BOB,
-                   notary="http://notary.test", time=T0)
+    ack = make_ack(
+        bob[0],
+        sha256=digest,
+        message_id="<m1@example.org>",
+        recipient=BOB,
+        notary="http://notary.test",
+        time=T0,
+    )
     r = client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 200, r.text
     stmt = _statement(r.json(), client)
@@ -100,11 +113,20 @@ def test_ack_logs_content_handover_for_the_senders_account(
 
 
 def test_forged_and_mismatched_acks_are_refused(
-        client: TestClient, notary: NotaryService, bob: tuple[Keyring, str],
-        keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> None:
+    client: TestClient,
+    notary: NotaryService,
+    bob: tuple[Keyring, str],
+    keyring_factory: Callable[[str, str], tuple[Keyring, str]],
+) -> None:
     _, digest = _notarize(client, notary, b"message two", "<m2@example.org>")
-    good = make_ack(bob[0], sha256=digest, message_id="<m2@example.org>", recipient=BOB,
-                    notary="http://notary.test", time=T0).to_json()
+    good = make_ack(
+        bob[0],
+        sha256=digest,
+        message_id="<m2@example.org>",
+        recipient=BOB,
+        notary="http://notary.test",
+        time=T0,
+    ).to_json()
     # The text changed after signing: the signature no longer verifies.
     forged = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
     r = client.post("/v1/ack", json=forged)
@@ -112,7 +134,7 @@ def test_forged_and_mismatched_acks_are_refused(
     # A flipped byte inside the signature.
     sig = good["signature"]
     i = sig.index("\n\n") + 10
-    flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
+    flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1 :]
     r = client.post("/v1/ack", json=dict(good, signature=flipped))
     assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "message"}
     # Signed by Bob, but sent with someone else's public key.
@@ -120,39 +142,62 @@ def test_forged_and_mismatched_acks_are_refused(
     r = client.post("/v1/ack", json=dict(good, public_key=carol.export_public("carol@example.com")))
     assert r.status_code == 422
     # A key whose user ids do not include the recipient.
-    ack_c = make_ack(carol, sha256=digest, message_id="<m2@example.org>",
-                     recipient="carol@example.com", notary="x", time=T0).to_json()
+    ack_c = make_ack(
+        carol,
+        sha256=digest,
+        message_id="<m2@example.org>",
+        recipient="carol@example.com",
+        notary="x",
+        time=T0,
+    ).to_json()
     r = client.post("/v1/ack", json=dict(ack_c, recipient=BOB))
     assert r.status_code == 400  # the text names carol, the request bob
     # Request fields that differ from the signed text.
     r = client.post("/v1/ack", json=dict(good, message_id="<other@example.org>"))
     assert r.status_code == 400 and "Message-ID" in r.json()["message"]
     # Unknown message: 404 before any gpg work.
-    other = make_ack(bob[0], sha256="00" * 32, message_id="<m2@example.org>", recipient=BOB,
-                     notary="x", time=T0).to_json()
+    other = make_ack(
+        bob[0], sha256="00" * 32, message_id="<m2@example.org>", recipient=BOB, notary="x", time=T0
+    ).to_json()
     r = client.post("/v1/ack", json=other)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     # Size cap and garbage.
-    r = client.post("/v1/ack", content=b"{" + b" " * (64 * 1024) + b"}",
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/ack",
+        content=b"{" + b" " * (64 * 1024) + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
     assert client.post("/v1/ack", content=b"not json").status_code == 400
     assert client.post("/v1/ack", json=dict(good, extra="x")).status_code == 400
 
 
 def test_ack_for_a_non_recipient_of_a_relayed_message_is_refused(
-        client: TestClient, notary: NotaryService,
-        keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> None:
+    client: TestClient,
+    notary: NotaryService,
+    keyring_factory: Callable[[str, str], tuple[Keyring, str]],
+) -> None:
     from notary.sequencer import Submission
 
     digest = hashlib.sha256(b"relayed").hexdigest()
     acct, _ = notary.add_account(["relay-sender@example.org"])
-    client.portal.call(notary.sequencer.submit, [Submission(  # type: ignore[union-attr]
-        "SubmissionAcceptance", digest, "<r1@example.org>", acct.id,
-        {"recipients": ["dave@example.com"], "channel": "smtp"}, False)])
+    client.portal.call(
+        notary.sequencer.submit,
+        [
+            Submission(  # type: ignore[union-attr]
+                "SubmissionAcceptance",
+                digest,
+                "<r1@example.org>",
+                acct.id,
+                {"recipients": ["dave@example.com"], "channel": "smtp"},
+                False,
+            )
+        ],
+    )
     bob_ring, _ = keyring_factory(BOB, "Bob")
-    ack = make_ack(bob_ring, sha256=digest, message_id="<r1@example.org>", recipient=BOB,
-                   notary="x", time=T0)
+    ack = make_ack(
+        bob_ring, sha256=digest, message_id="<r1@example.org>", recipient=BOB, notary="x", time=T0
+    )
     r = client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 422 and "not a recipient" in r.json()["message"]
 
@@ -161,8 +206,11 @@ def test_tracking_register_hit_and_unknown(client: TestClient, notary: NotarySer
     auth, digest = _notarize(client, notary, b"tracked", "<t1@example.org>")
     token = secrets.token_urlsafe(32)
     th = hashlib.sha256(token.encode()).hexdigest()
-    body = {"sha256": digest, "message_id": "<t1@example.org>",
-            "tokens": [{"recipient": BOB, "token_sha256": th}]}
+    body = {
+        "sha256": digest,
+        "message_id": "<t1@example.org>",
+        "tokens": [{"recipient": BOB, "token_sha256": th}],
+    }
     assert client.post("/v1/tracking", json=body).status_code == 401
     r = client.post("/v1/tracking", json=body, headers=auth)
     assert r.status_code == 200 and r.json() == {"registered": 1}
@@ -187,18 +235,31 @@ def test_tracking_register_hit_and_unknown(client: TestClient, notary: NotarySer
 
 
 def test_tracking_hits_are_logged_each_time_but_rate_limited(
-        client: TestClient, notary: NotaryService) -> None:
+    client: TestClient, notary: NotaryService
+) -> None:
     auth, digest = _notarize(client, notary, b"tracked twice", "<t2@example.org>")
     token = secrets.token_urlsafe(32)
-    client.post("/v1/tracking", headers=auth, json={
-        "sha256": digest, "message_id": "<t2@example.org>",
-        "tokens": [{"recipient": BOB, "token_sha256": hashlib.sha256(token.encode()).hexdigest()}],
-    })
+    client.post(
+        "/v1/tracking",
+        headers=auth,
+        json={
+            "sha256": digest,
+            "message_id": "<t2@example.org>",
+            "tokens": [
+                {"recipient": BOB, "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
+            ],
+        },
+    )
     codes = [client.get(f"/r/{token}").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
     got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
-    assert sum(json.loads(base64.b64decode(x["entry"]))["event"] == "ContentAccessTracking"
-               for x in got) == 5
+    assert (
+        sum(
+            json.loads(base64.b64decode(x["entry"]))["event"] == "ContentAccessTracking"
+            for x in got
+        )
+        == 5
+    )
 
 
 def test_rate_limiter_window_with_an_injected_clock() -> None:
@@ -211,7 +272,8 @@ def test_rate_limiter_window_with_an_injected_clock() -> None:
 
 
 def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
-        notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+    notary: NotaryService, bob: tuple[Keyring, str]
+) -> None:
     import dataclasses
     import threading
 
@@ -220,8 +282,14 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
     per_source, per_message = notary.config.ack_per_source, notary.config.ack_per_message
     with TestClient(create_app(notary), raise_server_exceptions=False) as client:
         auth, digest = _notarize(client, notary, b"flooded", "<f1@example.org>")
-        good = make_ack(bob[0], sha256=digest, message_id="<f1@example.org>", recipient=BOB,
-                        notary="http://notary.test", time=T0).to_json()
+        good = make_ack(
+            bob[0],
+            sha256=digest,
+            message_id="<f1@example.org>",
+            recipient=BOB,
+            notary="http://notary.test",
+            time=T0,
+        ).to_json()
         bad = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
         size_before = notary.tree_size()
         entries_before = len(list(notary.storage.iter_entries()))
@@ -241,8 +309,9 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
         notarized = []
         for i in range(5):
             d = hashlib.sha256(f"during-{i}".encode()).hexdigest()
-            r = client.post("/v1/notarize", json={"sha256": d, "message_id": f"<d{i}@x>"},
-                            headers=auth)
+            r = client.post(
+                "/v1/notarize", json={"sha256": d, "message_id": f"<d{i}@x>"}, headers=auth
+            )
             notarized.append(r.status_code)
         for t in threads:
             t.join()
@@ -271,15 +340,15 @@ def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring,
     from notary.ack import GPG_CONCURRENCY, Busy, SignatureChecks
     from notary.ackformat import parse_ack_request
 
-    good = make_ack(bob[0], sha256="ab" * 32, message_id="<b1@example.org>", recipient=BOB,
-                    notary="x", time=T0).to_json()
+    good = make_ack(
+        bob[0], sha256="ab" * 32, message_id="<b1@example.org>", recipient=BOB, notary="x", time=T0
+    ).to_json()
     req = parse_ack_request(good)
     checks = SignatureChecks(queue=1)
 
     async def burst() -> list[Any]:
         n = GPG_CONCURRENCY + 1 + 2  # two more than may run or wait
-        return await asyncio.gather(*(checks.check(req) for _ in range(n)),
-                                    return_exceptions=True)
+        return await asyncio.gather(*(checks.check(req) for _ in range(n)), return_exceptions=True)
 
     results = asyncio.run(burst())
     busy = [r for r in results if isinstance(r, Busy)]

@@ -73,8 +73,9 @@ def test_notarize_returns_a_receipt_that_verifies(
 ) -> None:
     message = b"From: alice@example.test\r\n\r\nhello\r\n"
     digest = sha(message)
-    r = client.post("/v1/notarize", json={"sha256": digest, "message_id": "<1@example.test>"},
-                    headers=alice)
+    r = client.post(
+        "/v1/notarize", json={"sha256": digest, "message_id": "<1@example.test>"}, headers=alice
+    )
     assert r.status_code == 200, r.text
     receipt = Receipt.from_json(r.json())
     stmt = receipt.verify(verifier(client))
@@ -107,8 +108,7 @@ def test_batch(client: TestClient, alice: dict[str, str]) -> None:
 def test_consistency_between_checkpoints(client: TestClient, alice: dict[str, str]) -> None:
     v = verifier(client)
     old = open_checkpoint(client.get("/v1/checkpoint").content, v)
-    client.post("/v1/notarize", json={"sha256": sha(b"c1"), "message_id": "<c1@x>"},
-                headers=alice)
+    client.post("/v1/notarize", json={"sha256": sha(b"c1"), "message_id": "<c1@x>"}, headers=alice)
     new = open_checkpoint(client.get("/v1/checkpoint").content, v)
     assert new.size > old.size
     r = client.get(f"/v1/proof/consistency?old={old.size}&new={new.size}")
@@ -124,14 +124,17 @@ def test_consistency_between_checkpoints(client: TestClient, alice: dict[str, st
     assert client.get("/v1/proof/consistency?old=x&new=2").status_code == 400
 
 
-def test_auth(client: TestClient, alice: dict[str, str], bob: dict[str, str],
-             notary: NotaryService) -> None:
+def test_auth(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], notary: NotaryService
+) -> None:
     body = {"sha256": sha(b"auth"), "message_id": "<auth@x>"}
     assert client.post("/v1/notarize", json=body).status_code == 401
     r = client.post("/v1/notarize", json=body, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
-    assert client.post("/v1/notarize", json=body,
-                       headers={"Authorization": "Basic abc"}).status_code == 401
+    assert (
+        client.post("/v1/notarize", json=body, headers={"Authorization": "Basic abc"}).status_code
+        == 401
+    )
     assert client.post("/v1/notarize", json=body, headers=alice).status_code == 200
     assert client.get(f"/v1/messages/{body['sha256']}/receipts").status_code == 401
     # Another account's message and a hash never logged get the same answer (issue 10
@@ -140,8 +143,9 @@ def test_auth(client: TestClient, alice: dict[str, str], bob: dict[str, str],
     absent = client.get(f"/v1/messages/{sha(b'none')}/receipts", headers=bob)
     assert theirs.status_code == absent.status_code == 404
     assert theirs.json()["error"] == absent.json()["error"] == "not_found"
-    assert (theirs.json()["message"].replace(body["sha256"], "H")
-            == absent.json()["message"].replace(sha(b"none"), "H"))
+    assert theirs.json()["message"].replace(body["sha256"], "H") == absent.json()[
+        "message"
+    ].replace(sha(b"none"), "H")
     # a revoked token stops working at once
     _acct, token = notary.add_account(["carol@example.test"])
     carol = {"Authorization": f"Bearer {token}"}
@@ -168,8 +172,9 @@ def test_auth(client: TestClient, alice: dict[str, str], bob: dict[str, str],
 def test_bad_input_is_a_4xx_json_error(
     client: TestClient, alice: dict[str, str], body: bytes, status: int
 ) -> None:
-    r = client.post("/v1/notarize", content=body,
-                    headers={**alice, "content-type": "application/json"})
+    r = client.post(
+        "/v1/notarize", content=body, headers={**alice, "content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     err = r.json()
     assert set(err) == {"error", "message"}
@@ -181,8 +186,10 @@ def test_bad_batches(client: TestClient, alice: dict[str, str]) -> None:
     r = client.post("/v1/notarize/batch", json={"items": too_many}, headers=alice)
     assert r.status_code in (400, 413)
     assert client.get("/v1/messages/ZZ/receipts", headers=alice).status_code == 400
-    items = [{"sha256": "ab" * 32, "message_id": "<ok@x>"}, {"sha256": "AB" * 32,
-                                                             "message_id": "<bad@x>"}]
+    items = [
+        {"sha256": "ab" * 32, "message_id": "<ok@x>"},
+        {"sha256": "AB" * 32, "message_id": "<bad@x>"},
+    ]
     r = client.post("/v1/notarize/batch", json={"items": items}, headers=alice)
     assert r.status_code == 400 and r.json()["message"].startswith("items.1:")
     r = client.post("/v1/notarize/batch", json={"items": items[:1], "tst": "yes"}, headers=alice)
@@ -192,8 +199,9 @@ def test_bad_batches(client: TestClient, alice: dict[str, str]) -> None:
 
 
 def test_metrics(client: TestClient, alice: dict[str, str]) -> None:
-    r = client.post("/v1/notarize", json={"sha256": sha(b"m"), "message_id": "<m@x>"},
-                    headers=alice)
+    r = client.post(
+        "/v1/notarize", json={"sha256": sha(b"m"), "message_id": "<m@x>"}, headers=alice
+    )
     assert r.status_code == 200
     text = client.get("/metrics").text
     assert "certmail_log_tree_size " in text
@@ -201,8 +209,15 @@ def test_metrics(client: TestClient, alice: dict[str, str]) -> None:
     assert "certmail_sequencer_commit_seconds_sum" in text
     assert 'certmail_sequencer_batch_size_bucket{le="+Inf"}' in text
     # prometheus_client writes every value as a float ("3.0").
-    size = int(float(next(line.split()[1] for line in text.splitlines()
-                          if line.startswith("certmail_log_tree_size "))))
+    size = int(
+        float(
+            next(
+                line.split()[1]
+                for line in text.splitlines()
+                if line.startswith("certmail_log_tree_size ")
+            )
+        )
+    )
     assert size >= 1
 
 
@@ -226,30 +241,44 @@ def test_metrics_count_entries_and_failed_batches() -> None:
 
 def test_openapi_lists_every_path(client: TestClient) -> None:
     paths = set(client.get("/openapi.json").json()["paths"])
-    assert {"/healthz", "/v1/vkey", "/v1/checkpoint", "/v1/proof/consistency",
-            "/v1/notarize", "/v1/notarize/batch", "/v1/messages/{sha256}/receipts",
-            "/metrics", "/tsa", "/v1/tsa/chain"} <= paths
+    assert {
+        "/healthz",
+        "/v1/vkey",
+        "/v1/checkpoint",
+        "/v1/proof/consistency",
+        "/v1/notarize",
+        "/v1/notarize/batch",
+        "/v1/messages/{sha256}/receipts",
+        "/metrics",
+        "/tsa",
+        "/v1/tsa/chain",
+    } <= paths
     assert client.get("/docs").status_code == 200
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(
-    st.binary(max_size=300),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=80),
-        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-        max_leaves=10,
-    ).map(lambda o: json.dumps(o).encode()),
-    st.fixed_dictionaries({"sha256": st.text(max_size=70), "message_id": st.text(max_size=40)})
-    .map(lambda o: json.dumps(o).encode()),
-))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+            lambda c: (
+                st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4)
+            ),
+            max_leaves=10,
+        ).map(lambda o: json.dumps(o).encode()),
+        st.fixed_dictionaries(
+            {"sha256": st.text(max_size=70), "message_id": st.text(max_size=40)}
+        ).map(lambda o: json.dumps(o).encode()),
+    )
+)
 def test_fuzzed_json_never_crashes_or_corrupts(
     client: TestClient, alice: dict[str, str], body: bytes
 ) -> None:
     for path in ("/v1/notarize", "/v1/notarize/batch"):
-        r = client.post(path, content=body,
-                        headers={**alice, "content-type": "application/json"})
+        r = client.post(path, content=body, headers={**alice, "content-type": "application/json"})
         assert r.status_code < 500, r.text
         if r.status_code != 200:
             assert set(r.json()) == {"error", "message"}
@@ -262,12 +291,20 @@ def test_log_intact_after_fuzzing(
     # Good and bad requests of its own, so that the log it checks has entries
     # whether or not the fuzzing test ran before it.
     for i in range(3):
-        r = client.post("/v1/notarize", json={"sha256": sha(f"intact {i}".encode()),
-                                              "message_id": f"<intact-{i}@example.test>"},
-                        headers=alice)
+        r = client.post(
+            "/v1/notarize",
+            json={
+                "sha256": sha(f"intact {i}".encode()),
+                "message_id": f"<intact-{i}@example.test>",
+            },
+            headers=alice,
+        )
         assert r.status_code == 200, r.text
-        r = client.post("/v1/notarize", content=b'{"sha256": ' + str(i).encode() + b"}",
-                        headers={**alice, "content-type": "application/json"})
+        r = client.post(
+            "/v1/notarize",
+            content=b'{"sha256": ' + str(i).encode() + b"}",
+            headers={**alice, "content-type": "application/json"},
+        )
         assert 400 <= r.status_code < 500
     v = verifier(client)
     cp = open_checkpoint(client.get("/v1/checkpoint").content, v)
@@ -280,8 +317,11 @@ def test_log_intact_after_fuzzing(
 
 @pytest.mark.parametrize("reference_only", ["", "1"])
 def test_fast_paths_and_reference_routes_answer_alike(
-    notary: NotaryService, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-    reference_only: str, tmp_path: Path,
+    notary: NotaryService,
+    alice: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    reference_only: str,
+    tmp_path: Path,
 ) -> None:
     """With CERTMAIL_REFERENCE_ONLY=1 the raw-ASGI notarize and /tsa handlers are not in the
     stack, and the FastAPI routes give the same answers (a token, a receipt, the same errors)."""
@@ -302,10 +342,26 @@ def test_fast_paths_and_reference_routes_answer_alike(
     with TestClient(app, raise_server_exceptions=False) as c:
         work = tmp_path
         (work / "m").write_bytes(b"reference or fast\r\n")
-        subprocess.run(["openssl", "ts", "-query", "-data", str(work / "m"), "-sha256", "-cert",
-                        "-out", str(work / "q.tsq")], check=True, capture_output=True)
-        r = c.post("/tsa", content=(work / "q.tsq").read_bytes(),
-                   headers={"content-type": "application/timestamp-query"})
+        subprocess.run(
+            [
+                "openssl",
+                "ts",
+                "-query",
+                "-data",
+                str(work / "m"),
+                "-sha256",
+                "-cert",
+                "-out",
+                str(work / "q.tsq"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        r = c.post(
+            "/tsa",
+            content=(work / "q.tsq").read_bytes(),
+            headers={"content-type": "application/timestamp-query"},
+        )
         assert r.status_code == 200
         assert r.headers["content-type"] == "application/timestamp-reply"
         (work / "r.tsr").write_bytes(r.content)
@@ -313,16 +369,34 @@ def test_fast_paths_and_reference_routes_answer_alike(
         assert chain.status_code == 200 and chain.text.startswith("-----BEGIN CERTIFICATE-----")
         bad = c.post("/tsa", content=b"x", headers={"content-type": "text/plain"})
         assert bad.status_code == 415 and bad.json()["error"] == "unsupported_media_type"
-        big = c.post("/tsa", content=b"\x30" * (70 * 1024),
-                     headers={"content-type": "application/timestamp-query"})
+        big = c.post(
+            "/tsa",
+            content=b"\x30" * (70 * 1024),
+            headers={"content-type": "application/timestamp-query"},
+        )
         assert big.status_code == 413 and big.json()["error"] == "payload_too_large"
         msg = f"reference {reference_only}".encode()
-        n = c.post("/v1/notarize", headers=alice,
-                   json={"sha256": sha(msg), "message_id": f"<ref{reference_only}@example.org>"})
+        n = c.post(
+            "/v1/notarize",
+            headers=alice,
+            json={"sha256": sha(msg), "message_id": f"<ref{reference_only}@example.org>"},
+        )
         assert n.status_code == 200 and n.json()["entry"]
     # The token verifies with openssl against the TSA chain.
     (work / "chain.pem").write_text(chain.text)
-    out = subprocess.run(["openssl", "ts", "-verify", "-queryfile", str(work / "q.tsq"),
-                          "-in", str(work / "r.tsr"), "-CAfile", str(work / "chain.pem")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-queryfile",
+            str(work / "q.tsq"),
+            "-in",
+            str(work / "r.tsr"),
+            "-CAfile",
+            str(work / "chain.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "Verification: OK" in out.stdout, out.stdout + out.stderr

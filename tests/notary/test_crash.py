@@ -39,9 +39,11 @@ def test_sigkill_while_submitting_loses_nothing_acknowledged(notary_server: Nota
                 digest = hashlib.sha256(f"{n}-{i}".encode()).hexdigest()
                 i += 1
                 try:
-                    r = c.post("/v1/notarize", json={"sha256": digest,
-                                                     "message_id": f"<{n}.{i}@crash>"},
-                               headers=auth)
+                    r = c.post(
+                        "/v1/notarize",
+                        json={"sha256": digest, "message_id": f"<{n}.{i}@crash>"},
+                        headers=auth,
+                    )
                     if r.status_code == 200:
                         with lock:
                             received.append((digest, Receipt.from_json(r.json())))
@@ -95,8 +97,9 @@ def test_sigkill_while_submitting_loses_nothing_acknowledged(notary_server: Nota
             if cp.size:
                 consistent(cp)
         # the log still takes entries after the crash
-        r = c.post("/v1/notarize", json={"sha256": "ab" * 32, "message_id": "<after@crash>"},
-                   headers=auth)
+        r = c.post(
+            "/v1/notarize", json={"sha256": "ab" * 32, "message_id": "<after@crash>"}, headers=auth
+        )
         assert r.status_code == 200
         Receipt.from_json(r.json()).verify(verifier)
 
@@ -105,8 +108,11 @@ def test_restart_keeps_checkpoint(notary_dir: Path) -> None:
     p = NotaryProcess(notary_dir)
     p.start()
     token = p.token_for("r@example.test")
-    r = httpx.post(p.url + "/v1/notarize", json={"sha256": "cd" * 32, "message_id": "<r@x>"},
-                   headers={"Authorization": f"Bearer {token}"})
+    r = httpx.post(
+        p.url + "/v1/notarize",
+        json={"sha256": "cd" * 32, "message_id": "<r@x>"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 200
     before = httpx.get(p.url + "/v1/checkpoint").content
     p.stop()
@@ -160,7 +166,8 @@ def _relay_kill_run(notary_dir: Path, sink: Any) -> dict[str, int]:
         for k in range(1, RELAY_KILLS + 1):
             deadline = time.monotonic() + 60
             while len(acked) < k * RELAY_MESSAGES // (RELAY_KILLS + 1) and (
-                    time.monotonic() < deadline):
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             relay.proc.kill()
             relay.start()
@@ -202,7 +209,9 @@ def _relay_kill_run(notary_dir: Path, sink: Any) -> dict[str, int]:
             (n,) = db.execute(
                 "SELECT COUNT(*) FROM delivery_attempts a JOIN deliveries d ON d.id ="
                 " a.delivery_id JOIN spool s ON s.id = d.spool_id WHERE s.sha256 = ?"
-                " AND a.outcome = 'uncertain'", (acked[mid],)).fetchone()
+                " AND a.outcome = 'uncertain'",
+                (acked[mid],),
+            ).fetchone()
             unexplained += n == 0
         db.close()
         return {
@@ -218,8 +227,9 @@ def _relay_kill_run(notary_dir: Path, sink: Any) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_relay_sigkill_while_delivering(notary_dir: Path, smtp_sink: Any,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_relay_sigkill_while_delivering(
+    notary_dir: Path, smtp_sink: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Nothing acknowledged is lost; at most one RelayToNonERDS per delivery (the unique
     outcome key); a duplicate copy only where the kill fell inside the next hop's DATA
     exchange (between its commit and the relay recording the reply): that attempt is

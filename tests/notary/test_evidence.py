@@ -197,8 +197,11 @@ def test_free_members_round_trip(s: str, n: int, b: bool) -> None:
 @settings(max_examples=500, deadline=None)
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**60), 2**60)
-        | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**60), 2**60)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
         lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=5),
         max_leaves=20,
     )
@@ -240,14 +243,24 @@ def _outcome(f: Any, *args: Any) -> tuple[str, Any]:
 
 
 _DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=3) | st.sampled_from(
-    ["٢", "٠", "00", "60", "61", "24", "29", "31", "13", "0000", "9999"])
+    ["٢", "٠", "00", "60", "61", "24", "29", "31", "13", "0000", "9999"]
+)
 
 
 @settings(max_examples=1500, deadline=None)
-@given(y=st.integers(0, 10000), mo=_DIGITS, d=_DIGITS, h=_DIGITS, mi=_DIGITS, sec=_DIGITS,
-       frac=st.integers(0, 999999), uni=st.booleans())
-def test_parse_time_equals_strptime_reference(y: int, mo: str, d: str, h: str, mi: str,
-                                              sec: str, frac: int, uni: bool) -> None:
+@given(
+    y=st.integers(0, 10000),
+    mo=_DIGITS,
+    d=_DIGITS,
+    h=_DIGITS,
+    mi=_DIGITS,
+    sec=_DIGITS,
+    frac=st.integers(0, 999999),
+    uni=st.booleans(),
+)
+def test_parse_time_equals_strptime_reference(
+    y: int, mo: str, d: str, h: str, mi: str, sec: str, frac: int, uni: bool
+) -> None:
     s = f"{y:04d}-{mo:0>2}-{d:0>2}T{h:0>2}:{mi:0>2}:{sec:0>2}.{frac:06d}Z"
     if uni:  # a non-ASCII digit the regex's \d admits
         s = s.replace("0", "\u0660", 1)
@@ -271,9 +284,15 @@ def _reference_parse_statement(data: bytes) -> dict[str, Any]:
         evidence._parse_canonical = fast
 
 
-_VALID = statement("SubmissionAcceptance", time=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
-                   notary="notary.example/log", sha256="ab" * 32, message_id="<m@x>",
-                   extra={"a": [1, "ü", None, True]}, n=5)
+_VALID = statement(
+    "SubmissionAcceptance",
+    time=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    notary="notary.example/log",
+    sha256="ab" * 32,
+    message_id="<m@x>",
+    extra={"a": [1, "ü", None, True]},
+    n=5,
+)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -292,17 +311,25 @@ def test_parse_statement_fast_path_equals_reference(data: st.DataObject) -> None
         raw[at:at] = dup if at == 1 else b"," + dup[:-1]
     elif kind == "insert":
         at = data.draw(st.integers(0, len(raw)))
-        raw[at:at] = data.draw(st.sampled_from([b" ", b"NaN", b"1.0", b"\\u00fc", b"\xc3",
-                                                b'"', b"{}", b"[]", b"\n"]))
+        raw[at:at] = data.draw(
+            st.sampled_from([b" ", b"NaN", b"1.0", b"\\u00fc", b"\xc3", b'"', b"{}", b"[]", b"\n"])
+        )
     else:
-        obj = data.draw(st.recursive(
-            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
-                                                                max_size=3), max_leaves=8))
-        raw = bytearray(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-                        .encode("utf-8", "surrogatepass"))
-    assert _outcome(parse_statement, bytes(raw)) == _outcome(_reference_parse_statement,
-                                                             bytes(raw))
+        obj = data.draw(
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                lambda c: (
+                    st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3)
+                ),
+                max_leaves=8,
+            )
+        )
+        raw = bytearray(
+            json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
+    assert _outcome(parse_statement, bytes(raw)) == _outcome(_reference_parse_statement, bytes(raw))
 
 
 def test_reference_only_encodes_with_rfc8785_alone(monkeypatch: pytest.MonkeyPatch) -> None:

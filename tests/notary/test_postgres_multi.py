@@ -41,15 +41,18 @@ def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
             with httpx.Client(base_url=node.url, timeout=30) as c:
                 for i in range(40):
                     digest = hashlib.sha256(f"{node.port}-{n}-{i}".encode()).hexdigest()
-                    r = c.post("/v1/notarize", json={"sha256": digest,
-                                                     "message_id": f"<{n}.{i}@multi>"},
-                               headers=auth)
+                    r = c.post(
+                        "/v1/notarize",
+                        json={"sha256": digest, "message_id": f"<{n}.{i}@multi>"},
+                        headers=auth,
+                    )
                     assert r.status_code == 200, r.text
                     with lock:
                         got.append(Receipt.from_json(r.json()))
 
-        threads = [threading.Thread(target=client, args=(node, n))
-                   for node in (a, b) for n in range(4)]
+        threads = [
+            threading.Thread(target=client, args=(node, n)) for node in (a, b) for n in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -71,8 +74,13 @@ def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
                 proof = httpx.get(
                     a.url + f"/v1/proof/consistency?old={old.size}&new={cp_a.size}"
                 ).json()["proof"]
-                verify_consistency(old.size, cp_a.size, [base64.b64decode(h) for h in proof],
-                                   old.root_hash, cp_a.root_hash)
+                verify_consistency(
+                    old.size,
+                    cp_a.size,
+                    [base64.b64decode(h) for h in proof],
+                    old.root_hash,
+                    cp_a.root_hash,
+                )
         finally:
             st.drop_schema()
             st.close()

@@ -58,8 +58,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayNotary]:
 
 
 def _submit(relay: RelayNotary, data: bytes, rcpts: list[str] | None = None) -> str:
-    return submit(data, mail_from=ALICE, recipients=rcpts or [BOB], notary_url=relay.url,
-                  token=relay.token)
+    return submit(
+        data, mail_from=ALICE, recipients=rcpts or [BOB], notary_url=relay.url, token=relay.token
+    )
 
 
 def test_submit_deliver_and_receipts(relay: RelayNotary, smtp_sink: Any) -> None:
@@ -97,13 +98,20 @@ def test_relay_endpoint_names_the_certificate(shared: RelayNotary) -> None:
     assert info["starttls"] is True and info["max_message_bytes"] == 200_000
 
 
-def test_client_refuses_a_certificate_other_than_the_pinned_one(relay: RelayNotary,
-                                                                smtp_sink: Any) -> None:
+def test_client_refuses_a_certificate_other_than_the_pinned_one(
+    relay: RelayNotary, smtp_sink: Any
+) -> None:
     ep = relay_endpoint(relay.url)
     wrong = RelayEndpoint(ep.host, ep.port, "00" * 32, ep.max_message_bytes)
     with pytest.raises(VerificationError, match="intercepted"):
-        submit(message("pin"), mail_from=ALICE, recipients=[BOB], notary_url=relay.url,
-               token=relay.token, endpoint=wrong)
+        submit(
+            message("pin"),
+            mail_from=ALICE,
+            recipients=[BOB],
+            notary_url=relay.url,
+            token=relay.token,
+            endpoint=wrong,
+        )
     assert smtp_sink.messages == []
 
 
@@ -111,16 +119,37 @@ def test_swaks_submits(relay: RelayNotary, smtp_sink: Any, tmp_path: Path) -> No
     data = message("swaks", body="sent by swaks")
     token = relay.token
     while token.startswith("-"):  # swaks reads a value starting with "-" as an option
-        subprocess.run([*CERTMAIL, "notary", "accounts", "revoke", ALICE, "--dir",
-                        str(relay.proc.directory)], check=True, capture_output=True)
+        subprocess.run(
+            [*CERTMAIL, "notary", "accounts", "revoke", ALICE, "--dir", str(relay.proc.directory)],
+            check=True,
+            capture_output=True,
+        )
         token = relay.token = relay.proc.token_for(ALICE)
     eml = tmp_path / "m.eml"
     eml.write_bytes(data)
     out = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{relay.smtp_port}", "--tls", "--auth", "LOGIN",
-         "--auth-user", ALICE, "--auth-password", token, "--from", ALICE, "--to", BOB,
-         "--data", str(eml), "--suppress-data"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{relay.smtp_port}",
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            ALICE,
+            "--auth-password",
+            token,
+            "--from",
+            ALICE,
+            "--to",
+            BOB,
+            "--data",
+            str(eml),
+            "--suppress-data",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     line = next(x for x in out.stdout.splitlines() if "Accepted sha256=" in x)
@@ -136,11 +165,16 @@ def test_swaks_submits(relay: RelayNotary, smtp_sink: Any, tmp_path: Path) -> No
 
 # --- never an open relay ---------------------------------------------------------------
 
+
 def test_mail_before_starttls_is_refused(shared: RelayNotary) -> None:
     s = shared.connect(tls=False)
     assert "auth" not in s.esmtp_features
-    assert s.docmd("AUTH", "PLAIN " + base64.b64encode(
-        f"\0{ALICE}\0{shared.token}".encode()).decode())[0] == 530
+    assert (
+        s.docmd(
+            "AUTH", "PLAIN " + base64.b64encode(f"\0{ALICE}\0{shared.token}".encode()).decode()
+        )[0]
+        == 530
+    )
     assert s.mail(ALICE)[0] == 530
     s.close()
 
@@ -178,18 +212,18 @@ def test_foreign_from_header_is_refused(relay: RelayNotary, smtp_sink: Any) -> N
     code, text = s.data(message("forged", sender="ceo@a.test"))
     assert code == 550 and b"From: ceo@a.test" in text
     s.close()
-    assert relay.events(hashlib.sha256(message("forged", sender="ceo@a.test")).hexdigest()) \
-        == []
+    assert relay.events(hashlib.sha256(message("forged", sender="ceo@a.test")).hexdigest()) == []
     assert smtp_sink.messages == []
 
 
-def test_blind_copy_is_delivered_with_its_own_evidence(relay: RelayNotary,
-                                                       smtp_sink: Any) -> None:
+def test_blind_copy_is_delivered_with_its_own_evidence(relay: RelayNotary, smtp_sink: Any) -> None:
     # carol@c.test is in neither To: nor Cc: (issue 10, item 18: this was a 550).
     data = message("hidden")
     sha = _submit(relay, data, [BOB, "carol@c.test"])
-    wait_for(lambda: len([e for e in relay.events(sha) if e["event"] == "RelayToNonERDS"]) == 2,
-             what="two deliveries")
+    wait_for(
+        lambda: len([e for e in relay.events(sha) if e["event"] == "RelayToNonERDS"]) == 2,
+        what="two deliveries",
+    )
     events = relay.wait_events(sha, "RelayToNonERDS")
     assert events[0]["recipients"] == [BOB, "carol@c.test"]
     assert sorted(e["recipient"] for e in events[1:]) == [BOB, "carol@c.test"]
@@ -221,6 +255,7 @@ def test_oversized_message_is_refused(shared: RelayNotary) -> None:
 
 
 # --- delivery outcomes -------------------------------------------------------------------
+
 
 def test_recipient_down_then_back(relay: RelayNotary, smtp_sink: Any) -> None:
     smtp_sink.stop()
@@ -275,6 +310,7 @@ def test_delivery_with_starttls_records_tls(notary_dir: Path, smtp_sink_factory:
         assert rel["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
         assert sink.ca_file is not None
         import ssl as _ssl
+
         der = _ssl.PEM_cert_to_DER_cert(sink.ca_file.read_text())
         assert rel["tls"]["cert_sha256"] == hashlib.sha256(der).hexdigest()
         assert sink.messages[0].tls
@@ -291,11 +327,13 @@ def test_sigkill_after_250_loses_nothing(relay: RelayNotary, smtp_sink: Any) -> 
     for sha in shas:
         events = relay.wait_events(sha, "RelayToNonERDS")
         assert [e["event"] for e in events] == ["SubmissionAcceptance", "RelayToNonERDS"]
-    assert sorted(m.data[-200:].split(b"Message-ID: <")[1].split(b"@")[0]
-                  for m in smtp_sink.messages) == [f"crash{i}".encode() for i in range(5)]
+    assert sorted(
+        m.data[-200:].split(b"Message-ID: <")[1].split(b"@")[0] for m in smtp_sink.messages
+    ) == [f"crash{i}".encode() for i in range(5)]
 
 
 # --- content scanning --------------------------------------------------------------------
+
 
 @pytest.fixture
 def scanning_relay(notary_dir: Path, smtp_sink: Any, clamd_socket: str) -> Iterator[RelayNotary]:
@@ -306,8 +344,9 @@ def scanning_relay(notary_dir: Path, smtp_sink: Any, clamd_socket: str) -> Itera
     r.proc.stop()
 
 
-def test_infected_plain_message_is_refused_with_evidence(scanning_relay: RelayNotary,
-                                                         smtp_sink: Any) -> None:
+def test_infected_plain_message_is_refused_with_evidence(
+    scanning_relay: RelayNotary, smtp_sink: Any
+) -> None:
     r = scanning_relay
     data = message("virus", body=EICAR.decode())
     s = r.connect()
@@ -333,9 +372,14 @@ def test_encrypted_content_is_opaque(scanning_relay: RelayNotary, smtp_sink: Any
         "--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
         "--b\r\nContent-Type: application/octet-stream\r\n\r\n" + armor + "\r\n--b--"
     )
-    data = message("enc", body=body, extra=(
-        'MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; '
-        'protocol="application/pgp-encrypted"; boundary="b"\r\n'))
+    data = message(
+        "enc",
+        body=body,
+        extra=(
+            "MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; "
+            'protocol="application/pgp-encrypted"; boundary="b"\r\n'
+        ),
+    )
     sha = _submit(scanning_relay, data)
     acc = scanning_relay.wait_events(sha, "RelayToNonERDS")[0]
     assert acc["content"] == {"encrypted": True}

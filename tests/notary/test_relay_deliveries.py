@@ -60,13 +60,19 @@ class DripServer:
 
 
 def _deliveries(w: MxWorld, sha: str, token: str | None = None) -> httpx.Response:
-    return httpx.get(f"{w.relay.url}/v1/messages/{sha}/deliveries",
-                     headers={"Authorization": f"Bearer {token or w.relay.token}"}, timeout=10)
+    return httpx.get(
+        f"{w.relay.url}/v1/messages/{sha}/deliveries",
+        headers={"Authorization": f"Bearer {token or w.relay.token}"},
+        timeout=10,
+    )
 
 
 def _cli(w: MxWorld, *args: str) -> str:
-    out = subprocess.run([*CERTMAIL, "notary", "accounts", *args, "--dir",
-                          str(w.relay.proc.directory)], capture_output=True, text=True)
+    out = subprocess.run(
+        [*CERTMAIL, "notary", "accounts", *args, "--dir", str(w.relay.proc.directory)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -75,29 +81,49 @@ def _cli(w: MxWorld, *args: str) -> str:
 def world(tmp_path: Path) -> Iterator[MxWorld]:
     d = init_notary_dir(tmp_path / "notary")
     w = MxWorld(d, tmp_path)
-    w.zone.update({
-        "a.test": {"MX": ["10 mx.a.test."]}, "mx.a.test": {"A": ["127.0.0.41"]},
-        "b.test": {"MX": ["10 mx.b.test."]}, "mx.b.test": {"A": ["127.0.0.42"]},
-        "slow.test": {"MX": ["10 mx.slow.test."]}, "mx.slow.test": {"A": ["127.0.0.43"]},
-    })
+    w.zone.update(
+        {
+            "a.test": {"MX": ["10 mx.a.test."]},
+            "mx.a.test": {"A": ["127.0.0.41"]},
+            "b.test": {"MX": ["10 mx.b.test."]},
+            "mx.b.test": {"A": ["127.0.0.42"]},
+            "slow.test": {"MX": ["10 mx.slow.test."]},
+            "mx.slow.test": {"A": ["127.0.0.43"]},
+        }
+    )
     yield w
     w.stop()
 
 
 def test_a_dripping_destination_does_not_starve_the_others(world: MxWorld) -> None:
     w = world
-    configure(w.relay.proc.directory, relay_attempt_deadline=1.5, relay_concurrency=4,
-              relay_destination_concurrency=2, relay_retry_initial=0.2)
+    configure(
+        w.relay.proc.directory,
+        relay_attempt_deadline=1.5,
+        relay_concurrency=4,
+        relay_destination_concurrency=2,
+        relay_retry_initial=0.2,
+    )
     drip = DripServer("127.0.0.43", w.port)
     try:
         bob_mx = w.sink("127.0.0.42")
         w.start()
         slow = [f"u{i}@slow.test" for i in range(8)]
-        slow_sha = submit(message("slow", to=", ".join(slow)), mail_from=ALICE, recipients=slow,
-                          notary_url=w.relay.url, token=w.relay.token)
+        slow_sha = submit(
+            message("slow", to=", ".join(slow)),
+            mail_from=ALICE,
+            recipients=slow,
+            notary_url=w.relay.url,
+            token=w.relay.token,
+        )
         wait_for(lambda: drip.connections >= 2, what="attempts at the dripping server")
-        sha = submit(message("fast"), mail_from=ALICE, recipients=["bob@b.test"],
-                     notary_url=w.relay.url, token=w.relay.token)
+        sha = submit(
+            message("fast"),
+            mail_from=ALICE,
+            recipients=["bob@b.test"],
+            notary_url=w.relay.url,
+            token=w.relay.token,
+        )
         w.relay.wait_events(sha, "RelayToNonERDS")
         assert len(bob_mx.messages) == 1
         # The slow domain's deliveries are still undelivered, not failed ...
@@ -108,9 +134,11 @@ def test_a_dripping_destination_does_not_starve_the_others(world: MxWorld) -> No
         def all_cut_off() -> bool:
             rows = _deliveries(w, slow_sha).json()["deliveries"]
             return len(rows) == 8 and all(
-                r["state"] == "queued" and r["attempts"] >= 1
+                r["state"] == "queued"
+                and r["attempts"] >= 1
                 and "attempt deadline (1.5 s) exceeded" in (r["last_error"] or "")
-                for r in rows)
+                for r in rows
+            )
 
         wait_for(all_cut_off, timeout=60, what="every slow attempt cut off at its deadline")
     finally:
@@ -137,15 +165,21 @@ def _dsn_fields(msg: Message) -> tuple[Message, Message]:
 
 def test_deferrals_are_visible_and_reported_as_dsns(world: MxWorld) -> None:
     w = world
-    configure(w.relay.proc.directory, relay_retry_initial=0.3, relay_warn_after=2,
-              relay_retry_deadline=5)
+    configure(
+        w.relay.proc.directory, relay_retry_initial=0.3, relay_warn_after=2, relay_retry_deadline=5
+    )
     alice_mx, bob_mx = w.sink("127.0.0.41"), w.sink("127.0.0.42")
     bob_mx.fail("rcpt", 451, "4.7.1 greylisted, come back later", sticky=True)
     w.start()
     _cli(w, "set", ALICE, "--receipt-emails")
     carol_token = _cli(w, "add", "carol@a.test").strip().splitlines()[-1]
-    sha = submit(message("grey"), mail_from=ALICE, recipients=["bob@b.test"],
-                 notary_url=w.relay.url, token=w.relay.token)
+    sha = submit(
+        message("grey"),
+        mail_from=ALICE,
+        recipients=["bob@b.test"],
+        notary_url=w.relay.url,
+        token=w.relay.token,
+    )
 
     # The delivery state shows the deferral: attempts, the server's reply, the next attempt.
     def deferred() -> dict[str, Any] | None:
@@ -199,7 +233,8 @@ def test_deferrals_are_visible_and_reported_as_dsns(world: MxWorld) -> None:
     _, _, rcpt = by_action["failed"]
     assert rcpt["Status"] == "5.4.7" and "451 4.7.1" in str(rcpt["Diagnostic-Code"])
     assert "receipt-RelayToNonERDSFailure.json" in {
-        p.get_filename() for p in by_action["failed"][0].walk()}
+        p.get_filename() for p in by_action["failed"][0].walk()
+    }
 
 
 def test_duration_reads_as_people_say_it() -> None:

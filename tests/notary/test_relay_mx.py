@@ -27,8 +27,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MxWorld]:
 
 
 def _send(w: MxWorld, mid: str, to: str) -> str:
-    return submit(message(mid, to=to), mail_from=ALICE, recipients=[to],
-                  notary_url=w.relay.url, token=w.relay.token)
+    return submit(
+        message(mid, to=to),
+        mail_from=ALICE,
+        recipients=[to],
+        notary_url=w.relay.url,
+        token=w.relay.token,
+    )
 
 
 def test_delivered_to_the_mx_host(world: MxWorld) -> None:

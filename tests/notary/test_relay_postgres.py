@@ -40,6 +40,7 @@ pytestmark = pytest.mark.postgres
 def _postgres() -> None:
     require_pg()  # skipped without a server, a failure in CI
 
+
 #: Lease of the takeover test (seconds): short, so the survivor takes over soon.
 SHORT_LEASE = 3.0
 
@@ -57,8 +58,9 @@ class Recorder:
     def __init__(self) -> None:
         self.arrivals: list[Arrival] = []
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
-                                     ready_timeout=10, data_size_limit=None)
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, ready_timeout=10, data_size_limit=None
+        )
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content
@@ -85,8 +87,16 @@ class Cluster:
         p = NotaryProcess(self.dir, database=self.url)
         p.log_path = self.dir / f"serve-{node}.log"
         smtp_port = free_port()
-        p.start(["--smtp", f"127.0.0.1:{smtp_port}", "--smarthost", f"127.0.0.1:{smarthost}",
-                 "--node", node])
+        p.start(
+            [
+                "--smtp",
+                f"127.0.0.1:{smtp_port}",
+                "--smarthost",
+                f"127.0.0.1:{smarthost}",
+                "--node",
+                node,
+            ]
+        )
         self.nodes[node] = (p, smtp_port)
         if not self.token:
             self.token = p.token_for(ALICE)
@@ -113,8 +123,11 @@ class Cluster:
     def events(self, sha256: str) -> list[str]:
         """The logged events of one message, through any live node's HTTP API."""
         p = next(p for p, _ in self.nodes.values() if p.proc and p.proc.poll() is None)
-        r = httpx.get(f"{p.url}/v1/messages/{sha256}/receipts",
-                      headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r = httpx.get(
+            f"{p.url}/v1/messages/{sha256}/receipts",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
         r.raise_for_status()
         return [json.loads(base64.b64decode(x["entry"]))["event"] for x in r.json()["receipts"]]
 
@@ -129,8 +142,15 @@ class Cluster:
                 " d.lease_until FROM deliveries d JOIN spool s ON s.id = d.spool_id"
                 " WHERE s.kind = 'message' ORDER BY d.id"
             ).fetchall()
-        keys = ("id", "message_id", "accepted_by", "state", "last_node", "lease_owner",
-                "lease_until")
+        keys = (
+            "id",
+            "message_id",
+            "accepted_by",
+            "state",
+            "last_node",
+            "lease_owner",
+            "lease_until",
+        )
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def close(self) -> None:
@@ -159,7 +179,8 @@ def _all_final(c: Cluster, n: int) -> bool:
 
 
 def test_two_relays_share_the_queue_and_deliver_each_message_once(
-    tmp_path: Path, recorder: Recorder,
+    tmp_path: Path,
+    recorder: Recorder,
 ) -> None:
     c = Cluster(tmp_path)
     try:
@@ -174,8 +195,10 @@ def test_two_relays_share_the_queue_and_deliver_each_message_once(
             except BaseException as e:  # reported by the main thread
                 errors.append(e)
 
-        threads = [threading.Thread(target=session, args=(node, k))
-                   for k, node in enumerate(["node-a", "node-b", "node-a", "node-b"])]
+        threads = [
+            threading.Thread(target=session, args=(node, k))
+            for k, node in enumerate(["node-a", "node-b", "node-a", "node-b"])
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -188,8 +211,10 @@ def test_two_relays_share_the_queue_and_deliver_each_message_once(
         assert recorder.counts() == Counter(dict.fromkeys(shas, 1))
         # Each arrived as submitted, after prepended header lines only.
         for a in recorder.arrivals:
-            assert hashlib.sha256(a.data[a.data.index(b"From: "):]).hexdigest() == (
-                shas[a.message_id])
+            assert (
+                hashlib.sha256(a.data[a.data.index(b"From: ") :]).hexdigest()
+                == (shas[a.message_id])
+            )
         # Exactly one RelayToNonERDS per message in the shared log.
         for sha in shas.values():
             assert sorted(c.events(sha)) == ["RelayToNonERDS", "SubmissionAcceptance"]
@@ -204,7 +229,8 @@ def test_two_relays_share_the_queue_and_deliver_each_message_once(
 
 
 def test_a_killed_nodes_leased_deliveries_are_taken_over_after_the_lease(
-    tmp_path: Path, recorder: Recorder,
+    tmp_path: Path,
+    recorder: Recorder,
 ) -> None:
     c = Cluster(tmp_path, relay_lease=SHORT_LEASE)
     # Node A's smarthost accepts connections and never answers: A claims its
@@ -221,11 +247,15 @@ def test_a_killed_nodes_leased_deliveries_are_taken_over_after_the_lease(
         def settled() -> bool:  # released from held, and each leased or done
             rows = c.deliveries()
             return len(rows) == 10 and all(
-                r["state"] == "delivered" or r["lease_owner"] is not None for r in rows)
+                r["state"] == "delivered" or r["lease_owner"] is not None for r in rows
+            )
 
         wait_for(settled, 30, "node A's messages to be queued and claimed")
-        held_by_a = {r["id"]: r for r in c.deliveries()
-                     if r["state"] == "queued" and r["lease_owner"] == "node-a"}
+        held_by_a = {
+            r["id"]: r
+            for r in c.deliveries()
+            if r["state"] == "queued" and r["lease_owner"] == "node-a"
+        }
         assert held_by_a, "node A claimed none of its own deliveries"
         a.kill()
 

@@ -31,19 +31,27 @@ def world(tmp_path: Path) -> Iterator[MxWorld]:
     d = init_notary_dir(tmp_path / "notary")
     generate_dkim_key(d / "dkim", "notary.test", "relay", "ed25519")
     w = MxWorld(d, tmp_path)
-    w.zone.update({
-        "a.test": {"MX": ["10 mx.a.test."]}, "mx.a.test": {"A": ["127.0.0.21"]},
-        "b.test": {"MX": ["10 mx.b.test."]}, "mx.b.test": {"A": ["127.0.0.22"]},
-        "c.test": {"MX": ["10 mx.c.test."]}, "mx.c.test": {"A": ["127.0.0.23"]},
-    })
+    w.zone.update(
+        {
+            "a.test": {"MX": ["10 mx.a.test."]},
+            "mx.a.test": {"A": ["127.0.0.21"]},
+            "b.test": {"MX": ["10 mx.b.test."]},
+            "mx.b.test": {"A": ["127.0.0.22"]},
+            "c.test": {"MX": ["10 mx.c.test."]},
+            "mx.c.test": {"A": ["127.0.0.23"]},
+        }
+    )
     w.start()
     yield w
     w.stop()
 
 
 def _cli(w: MxWorld, *args: str) -> str:
-    out = subprocess.run([*CERTMAIL, "notary", "accounts", *args, "--dir",
-                          str(w.relay.proc.directory)], capture_output=True, text=True)
+    out = subprocess.run(
+        [*CERTMAIL, "notary", "accounts", *args, "--dir", str(w.relay.proc.directory)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -66,14 +74,24 @@ def test_receipt_emails_opt_in(world: MxWorld) -> None:
     listed = {a["addresses"][0]: a["receipt_emails"] for a in json.loads(_cli(w, "list", "--json"))}
     assert listed == {ALICE: True, CAROL: False}
 
-    carol_sha = submit(message("c1", sender=CAROL, to="bob@b.test"), mail_from=CAROL,
-                       recipients=["bob@b.test"], notary_url=w.relay.url, token=carol_token)
+    carol_sha = submit(
+        message("c1", sender=CAROL, to="bob@b.test"),
+        mail_from=CAROL,
+        recipients=["bob@b.test"],
+        notary_url=w.relay.url,
+        token=carol_token,
+    )
     wait_for(lambda: len(bob_mx.messages) == 1, what="carol's message at bob's server")
 
     # Alice: one recipient delivered, one failing (NXDOMAIN): two events, two emails.
     rcpts = ["bob@b.test", "dave@nowhere.test"]
-    sha = submit(message("a1", to=", ".join(rcpts)), mail_from=ALICE, recipients=rcpts,
-                 notary_url=w.relay.url, token=w.relay.token)
+    sha = submit(
+        message("a1", to=", ".join(rcpts)),
+        mail_from=ALICE,
+        recipients=rcpts,
+        notary_url=w.relay.url,
+        token=w.relay.token,
+    )
     wait_for(lambda: len(alice_mx.messages) == 2, what="two receipt emails at alice's server")
 
     verifier = Verifier.from_vkey(w.relay.proc.vkey)
@@ -84,8 +102,10 @@ def test_receipt_emails_opt_in(world: MxWorld) -> None:
     seen: dict[str, Any] = {}
     for got in alice_mx.messages:
         assert got.mail_from == "<>" and got.rcpt_tos == [ALICE]  # null reverse-path
-        dkim_verify(got.data, dnsfunc=lambda q: record.encode()
-                    if q == b"relay._domainkey.notary.test" else b"")
+        dkim_verify(
+            got.data,
+            dnsfunc=lambda q: record.encode() if q == b"relay._domainkey.notary.test" else b"",
+        )
         msg = message_from_bytes(got.data)
         assert msg["From"] == "certmail notary <postmaster@notary.test>"
         name, ctype, raw = _attachment(msg)
@@ -100,10 +120,12 @@ def test_receipt_emails_opt_in(world: MxWorld) -> None:
     assert seen["RelayToNonERDS"] == logged["RelayToNonERDS"]
     assert seen["RelayToNonERDSFailure"]["recipient"] == "dave@nowhere.test"
     # Carol's delivery was logged before Alice's message was even sent; no email for it.
-    r = httpx.get(f"{w.relay.url}/v1/messages/{carol_sha}/receipts",
-                  headers={"Authorization": f"Bearer {carol_token}"}, timeout=10)
-    carol_events = [json.loads(base64.b64decode(x["entry"]))["event"]
-                    for x in r.json()["receipts"]]
+    r = httpx.get(
+        f"{w.relay.url}/v1/messages/{carol_sha}/receipts",
+        headers={"Authorization": f"Bearer {carol_token}"},
+        timeout=10,
+    )
+    carol_events = [json.loads(base64.b64decode(x["entry"]))["event"] for x in r.json()["receipts"]]
     assert carol_events == ["SubmissionAcceptance", "RelayToNonERDS"]
     assert carol_mx.messages == []
     assert len(bob_mx.messages) == 2  # the two real messages, no receipt emails

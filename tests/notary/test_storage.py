@@ -25,8 +25,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def _entry(i: int) -> NewEntry:
     sha = hashlib.sha256(str(i).encode()).hexdigest()
     return NewEntry(
-        account_id=1, sha256=sha, message_id=f"<{i}@x>", event="SubmissionAcceptance",
-        entry=f"entry {i}".encode(), tst=b"tst" if i % 2 else None,
+        account_id=1,
+        sha256=sha,
+        message_id=f"<{i}@x>",
+        event="SubmissionAcceptance",
+        entry=f"entry {i}".encode(),
+        tst=b"tst" if i % 2 else None,
     )
 
 
@@ -129,20 +133,28 @@ def test_an_acknowledgement_belongs_to_the_first_acceptance_of_its_message(
     def entry(account: int, event: str) -> NewEntry:
         return NewEntry(account, sha, mid, event, f"{event} {account}".encode())
 
-    log = [entry(1, "SubmissionAcceptance"), entry(2, "SubmissionAcceptance"),
-           entry(1, "ContentHandover"), entry(2, "ContentHandover"),
-           entry(2, "RelayToNonERDS"),
-           NewEntry(2, sha, "<mallory-own@x>", "SubmissionAcceptance", b"own"),
-           NewEntry(2, sha, "<mallory-own@x>", "ContentHandover", b"own ack")]
+    log = [
+        entry(1, "SubmissionAcceptance"),
+        entry(2, "SubmissionAcceptance"),
+        entry(1, "ContentHandover"),
+        entry(2, "ContentHandover"),
+        entry(2, "RelayToNonERDS"),
+        NewEntry(2, sha, "<mallory-own@x>", "SubmissionAcceptance", b"own"),
+        NewEntry(2, sha, "<mallory-own@x>", "ContentHandover", b"own ack"),
+    ]
     with storage.sequence() as tx:
-        tx.append(0, log, [b"h" * 32] * len(log), 0,
-                  StoredCheckpoint(len(log), b"r" * 32, T0, b"note"))
+        tx.append(
+            0, log, [b"h" * 32] * len(log), 0, StoredCheckpoint(len(log), b"r" * 32, T0, b"note")
+        )
     alice = [(e.event, e.account_id) for e in storage.entries_for_account(sha, 1)]
     assert alice == [("SubmissionAcceptance", 1), ("ContentHandover", 1)]
     mallory = [(e.event, e.message_id) for e in storage.entries_for_account(sha, 2)]
-    assert mallory == [("SubmissionAcceptance", mid), ("RelayToNonERDS", mid),
-                       ("SubmissionAcceptance", "<mallory-own@x>"),
-                       ("ContentHandover", "<mallory-own@x>")]
+    assert mallory == [
+        ("SubmissionAcceptance", mid),
+        ("RelayToNonERDS", mid),
+        ("SubmissionAcceptance", "<mallory-own@x>"),
+        ("ContentHandover", "<mallory-own@x>"),
+    ]
     assert storage.entries_for_account(sha, 3) == []
     assert len(storage.entries_for_message(sha)) == len(log)
 
@@ -178,9 +190,21 @@ def test_postgres_tests_fail_in_ci_without_a_server() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_TEST_POSTGRES_DSN"}
     test = "tests/notary/test_storage_tracking.py::test_tracking_tokens_round_trip_and_conflict"
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{test}[postgres]"]
-    ci = subprocess.run(run, env={**env, "CI": "true"}, capture_output=True, text=True,
-                        check=False, cwd=Path(__file__).parents[2])
+    ci = subprocess.run(
+        run,
+        env={**env, "CI": "true"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
     assert ci.returncode == 1 and "CI must run the PostgreSQL tests" in ci.stdout, ci.stdout
-    dev = subprocess.run(run, env={**env, "CI": ""}, capture_output=True, text=True,
-                         check=False, cwd=Path(__file__).parents[2])
+    dev = subprocess.run(
+        run,
+        env={**env, "CI": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
     assert dev.returncode == 0 and "1 skipped" in dev.stdout, dev.stdout

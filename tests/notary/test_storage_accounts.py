@@ -81,9 +81,11 @@ def test_postgres_database_from_before_receipt_emails() -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'SET search_path TO "{schema}"')
-        conn.execute("CREATE TABLE accounts (id BIGSERIAL PRIMARY KEY, token_hash BYTEA NOT NULL"
-                     " UNIQUE, created TIMESTAMPTZ NOT NULL,"
-                     " revoked BOOLEAN NOT NULL DEFAULT FALSE)")
+        conn.execute(
+            "CREATE TABLE accounts (id BIGSERIAL PRIMARY KEY, token_hash BYTEA NOT NULL"
+            " UNIQUE, created TIMESTAMPTZ NOT NULL,"
+            " revoked BOOLEAN NOT NULL DEFAULT FALSE)"
+        )
         conn.execute("INSERT INTO accounts (token_hash, created) VALUES ('\\x01', now())")
     s = PostgresStorage(dsn, schema=schema)
     try:

@@ -64,19 +64,24 @@ def test_another_account_notarizing_the_same_hash_never_sees_the_ack(
         for name in ("alice", "mallory"):
             _, token = notary.add_account([f"{name}@example.org"])
             auths[name] = {"Authorization": f"Bearer {token}"}
-            r = client.post("/v1/notarize", json={"sha256": digest, "message_id": mid},
-                            headers=auths[name])
+            r = client.post(
+                "/v1/notarize", json={"sha256": digest, "message_id": mid}, headers=auths[name]
+            )
             assert r.status_code == 200, r.text
-        ack = make_ack(bob, sha256=digest, message_id=mid, recipient=BOB,
-                       notary="http://notary.test", time=T0)
+        ack = make_ack(
+            bob, sha256=digest, message_id=mid, recipient=BOB, notary="http://notary.test", time=T0
+        )
         r = client.post("/v1/ack", json=ack.to_json())
         assert r.status_code == 200, r.text
         assert _events(client, digest, auths["alice"]) == [
-            "SubmissionAcceptance", "ContentHandover"]
+            "SubmissionAcceptance",
+            "ContentHandover",
+        ]
         assert _events(client, digest, auths["mallory"]) == ["SubmissionAcceptance"]
     # The log holds one ContentHandover, alice's.
     alice = notary.storage.account_by_address("alice@example.org")
     assert alice is not None
-    handovers = [e for e in notary.storage.entries_for_message(digest)
-                 if e.event == "ContentHandover"]
+    handovers = [
+        e for e in notary.storage.entries_for_message(digest) if e.event == "ContentHandover"
+    ]
     assert [e.account_id for e in handovers] == [alice.id]

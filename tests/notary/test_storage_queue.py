@@ -22,10 +22,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
     yield from open_backend(request.param, tmp_path)
 
 
-def _item(n: int, rcpts: tuple[str, ...] = ("b@x.test",), *, held: bool = True,
-          node: str = "n1") -> SpoolItem:
-    return SpoolItem(f"{n:064x}", f"<{n}@x>", 1, "a@x.test", rcpts, b"bytes %d" % n, T0,
-                     node, 7, held=held)
+def _item(
+    n: int, rcpts: tuple[str, ...] = ("b@x.test",), *, held: bool = True, node: str = "n1"
+) -> SpoolItem:
+    return SpoolItem(
+        f"{n:064x}", f"<{n}@x>", 1, "a@x.test", rcpts, b"bytes %d" % n, T0, node, 7, held=held
+    )
 
 
 def test_held_until_released(storage: Storage) -> None:
@@ -40,8 +42,9 @@ def test_held_until_released(storage: Storage) -> None:
     assert storage.held_messages(T0 + timedelta(seconds=1)) == []
     got = storage.claim_deliveries("n1", T0, LEASE, 10)
     assert sorted(d.recipient for d in got) == ["b@x.test", "c@x.test"]
-    assert {(d.spool_id, d.sha256, d.message_id, d.mail_from, d.kind, d.attempts)
-            for d in got} == {(sid, f"{1:064x}", "<1@x>", "a@x.test", "message", 0)}
+    assert {(d.spool_id, d.sha256, d.message_id, d.mail_from, d.kind, d.attempts) for d in got} == {
+        (sid, f"{1:064x}", "<1@x>", "a@x.test", "message", 0)
+    }
     assert got[0].received == T0
     assert storage.queue_counts()["queued"] == 2
 
@@ -50,8 +53,12 @@ def test_lease_excludes_others_until_it_expires_or_is_released(storage: Storage)
     storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
     (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
     assert storage.claim_deliveries("n2", T0, LEASE, 10) == []
-    assert [x.id for x in storage.claim_deliveries("n2", LEASE + timedelta(seconds=1),
-                                                   LEASE + timedelta(minutes=10), 10)] == [d.id]
+    assert [
+        x.id
+        for x in storage.claim_deliveries(
+            "n2", LEASE + timedelta(seconds=1), LEASE + timedelta(minutes=10), 10
+        )
+    ] == [d.id]
     assert storage.release_leases("n1") == 0  # n2 holds it now
     assert storage.release_leases("n2") == 1
     assert [x.id for x in storage.claim_deliveries("n1", T0, LEASE, 10)] == [d.id]
@@ -67,19 +74,26 @@ def test_renew_extends_only_the_holders_leases(storage: Storage) -> None:
     # Past the first lease only d2 (not renewed) may be taken over.
     got = storage.claim_deliveries("n2", LEASE + timedelta(seconds=1), later, 10)
     assert [x.id for x in got] == [d2.id]
-    assert storage.claim_deliveries("n2", later + timedelta(seconds=1),
-                                    later + timedelta(minutes=10), 10)[0].id == d1.id
+    assert (
+        storage.claim_deliveries(
+            "n2", later + timedelta(seconds=1), later + timedelta(minutes=10), 10
+        )[0].id
+        == d1.id
+    )
 
 
 def test_outcomes_retry_and_purge(storage: Storage) -> None:
-    (sid,) = storage.queue_write(QueueWrite(spool=[_item(1, ("b@x.test", "c@x.test"),
-                                                         held=False)]))
+    (sid,) = storage.queue_write(QueueWrite(spool=[_item(1, ("b@x.test", "c@x.test"), held=False)]))
     d1, d2 = storage.claim_deliveries("n1", T0, LEASE, 10)
     later = T0 + timedelta(minutes=5)
-    storage.queue_write(QueueWrite(updates=[
-        DeliveryUpdate(d1.id, "delivered"),
-        DeliveryUpdate(d2.id, "queued", next_attempt=later, error="451 later", warned=True),
-    ]))
+    storage.queue_write(
+        QueueWrite(
+            updates=[
+                DeliveryUpdate(d1.id, "delivered"),
+                DeliveryUpdate(d2.id, "queued", next_attempt=later, error="451 later", warned=True),
+            ]
+        )
+    )
     assert storage.spooled_data(sid) == b"bytes 1"  # one recipient is still to do
     assert storage.claim_deliveries("n1", T0 + timedelta(minutes=1), LEASE, 10) == []
     (again,) = storage.claim_deliveries("n1", later, LEASE + timedelta(minutes=5), 10)
@@ -118,8 +132,10 @@ def test_concurrent_claimers_never_share_a_delivery(storage: Storage, tmp_path: 
             ids += [d.id for d in batch]
         got[name] = ids
 
-    threads = [threading.Thread(target=claim, args=(f"n{i}", s))
-               for i, s in enumerate([storage, *others, *others])]
+    threads = [
+        threading.Thread(target=claim, args=(f"n{i}", s))
+        for i, s in enumerate([storage, *others, *others])
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -151,12 +167,14 @@ def test_attempts_are_recorded_and_one_final_outcome_per_delivery(storage: Stora
     storage.start_attempt(d.id, d.recipient, "n1", T0)
     a2 = storage.start_attempt(d.id, d.recipient, "n1", T0 + timedelta(seconds=1))
     reply = {"code": 250, "text": "2.0.0 Ok: queued as ABC123"}
-    assert storage.record_final(a2, "RelayToNonERDS", '{"recipient":"b@x.test"}', reply,
-                                "ABC123", T0 + timedelta(seconds=2))
+    assert storage.record_final(
+        a2, "RelayToNonERDS", '{"recipient":"b@x.test"}', reply, "ABC123", T0 + timedelta(seconds=2)
+    )
     # A third attempt (another node, after a takeover) cannot record a second one.
     a3 = storage.start_attempt(d.id, d.recipient, "n2", T0 + timedelta(seconds=3))
-    assert not storage.record_final(a3, "RelayToNonERDS", "{}", reply, "XYZ",
-                                    T0 + timedelta(seconds=4))
+    assert not storage.record_final(
+        a3, "RelayToNonERDS", "{}", reply, "XYZ", T0 + timedelta(seconds=4)
+    )
     # The delivery was not settled (crash): a new claim carries the recorded outcome.
     storage.release_leases("n1")
     (again,) = storage.claim_deliveries("n1", T0, LEASE, 10)
@@ -168,9 +186,20 @@ def test_delivery_state_keeps_the_last_reply(storage: Storage) -> None:
     (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
     nxt = T0 + timedelta(minutes=1)
     grey = {"code": 451, "text": "4.7.1 greylisted"}
-    storage.queue_write(QueueWrite(updates=[DeliveryUpdate(
-        d.id, "queued", next_attempt=nxt, error="RCPT: 451 4.7.1 greylisted", reply=grey,
-        attempted=T0)]))
+    storage.queue_write(
+        QueueWrite(
+            updates=[
+                DeliveryUpdate(
+                    d.id,
+                    "queued",
+                    next_attempt=nxt,
+                    error="RCPT: 451 4.7.1 greylisted",
+                    reply=grey,
+                    attempted=T0,
+                )
+            ]
+        )
+    )
     (st,) = storage.deliveries_for_message(f"{1:064x}", 1)
     assert (st.recipient, st.state, st.attempts) == ("b@x.test", "queued", 1)
     assert st.next_attempt == nxt and st.last_attempt == T0 and st.last_reply == grey
@@ -203,8 +232,7 @@ OLD_LAYOUT = [  # back to the layout before delivery attempts were recorded
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_a_queue_from_before_delivery_attempts_opens_and_works(kind: str,
-                                                               tmp_path: Path) -> None:
+def test_a_queue_from_before_delivery_attempts_opens_and_works(kind: str, tmp_path: Path) -> None:
     import uuid
 
     from notary.storage.postgres import PostgresStorage

@@ -24,8 +24,14 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 
 
 def _tok(name: str, account_id: int = 1) -> TrackingToken:
-    return TrackingToken(hashlib.sha256(name.encode()).digest(), account_id, "ab" * 32,
-                         "<m@x.test>", f"{name}@x.test", T0)
+    return TrackingToken(
+        hashlib.sha256(name.encode()).digest(),
+        account_id,
+        "ab" * 32,
+        "<m@x.test>",
+        f"{name}@x.test",
+        T0,
+    )
 
 
 def test_tracking_tokens_round_trip_and_conflict(storage: Storage) -> None:
@@ -46,9 +52,11 @@ def test_sqlite_database_from_before_tracking(tmp_path: Path) -> None:
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE entries (idx INTEGER PRIMARY KEY, account_id INTEGER,"
-                     " sha256 TEXT NOT NULL, message_id TEXT NOT NULL, event TEXT NOT NULL,"
-                     " entry BLOB NOT NULL, tst BLOB)")
+        conn.execute(
+            "CREATE TABLE entries (idx INTEGER PRIMARY KEY, account_id INTEGER,"
+            " sha256 TEXT NOT NULL, message_id TEXT NOT NULL, event TEXT NOT NULL,"
+            " entry BLOB NOT NULL, tst BLOB)"
+        )
     s = SQLiteStorage(path)
     try:
         s.add_tracking_tokens([_tok("old")])

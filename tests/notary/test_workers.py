@@ -28,8 +28,11 @@ def test_two_workers_share_the_log(notary_dir: Path) -> None:
             with httpx.Client(base_url=p.url, timeout=30) as c:
                 for i in range(30):
                     d = hashlib.sha256(f"{n}-{i}".encode()).hexdigest()
-                    r = c.post("/v1/notarize", json={"sha256": d, "message_id": f"<{n}.{i}@w>"},
-                               headers=auth)
+                    r = c.post(
+                        "/v1/notarize",
+                        json={"sha256": d, "message_id": f"<{n}.{i}@w>"},
+                        headers=auth,
+                    )
                     assert r.status_code == 200, r.text
                     with lock:
                         got.append(Receipt.from_json(r.json()))
@@ -54,9 +57,23 @@ def test_workers_refuse_the_relay(notary_dir: Path) -> None:
 
     from tests.fixtures.notary import CERTMAIL
 
-    r = subprocess.run([*CERTMAIL, "notary", "serve", "--dir", str(notary_dir), "--http",
-                        "127.0.0.1:1", "--smtp", "127.0.0.1:2", "--workers", "2"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            *CERTMAIL,
+            "notary",
+            "serve",
+            "--dir",
+            str(notary_dir),
+            "--http",
+            "127.0.0.1:1",
+            "--smtp",
+            "127.0.0.1:2",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "--workers needs the relay elsewhere" in r.stderr
 
 
@@ -100,11 +117,16 @@ def _entries_of(directory: Path, worker: int) -> float:
 
 def _notarize_spread(url: str, auth: dict[str, str], tag: str, clients: int, each: int) -> None:
     """clients x each notarizations, each on a new connection (so both workers answer)."""
+
     def client(n: int) -> None:
         for i in range(each):
             d = hashlib.sha256(f"{tag}-{n}-{i}".encode()).hexdigest()
-            r = httpx.post(url + "/v1/notarize", headers=auth, timeout=30,
-                           json={"sha256": d, "message_id": f"<{tag}.{n}.{i}@w>"})
+            r = httpx.post(
+                url + "/v1/notarize",
+                headers=auth,
+                timeout=30,
+                json={"sha256": d, "message_id": f"<{tag}.{n}.{i}@w>"},
+            )
             assert r.status_code == 200, r.text
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -181,8 +203,21 @@ def test_workers_port_in_use_is_one_error_line(notary_dir: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = subprocess.run([*CERTMAIL, "notary", "serve", "--dir", str(notary_dir), "--http",
-                            f"127.0.0.1:{port}", "--workers", "2"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                *CERTMAIL,
+                "notary",
+                "serve",
+                "--dir",
+                str(notary_dir),
+                "--http",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert r.returncode == 1 and "could not serve on" in r.stderr
     assert "serving" not in r.stderr and "Traceback" not in r.stderr
