@@ -450,6 +450,14 @@ class DeliveryWorker:
             except Exception as e:  # the evidence stands; the email is a convenience
                 log.error("cannot send the %s receipt email for %s: %s", event, d.sha256, e)
 
+    async def _spool_notice(self, to: str, msg: bytes, mid: str, sha: str, now: datetime) -> None:
+        """Queue a notice the notary writes itself (a DSN) to ``to``."""
+        await self.writer.spool(
+            SpoolItem(
+                sha, mid, None, "", (to,), msg, now, self.s.node, 0, kind="notice", held=False
+            )
+        )
+
     async def _receipt_email(
         self, d: Delivery, event: str, receipt: Receipt, extra: dict[str, Any]
     ) -> None:
@@ -480,21 +488,7 @@ class DeliveryWorker:
             recipient=d.recipient,
             failure=failure,
         )
-        await self.writer.spool(
-            SpoolItem(
-                sha,
-                mid,
-                None,
-                "",
-                (d.mail_from,),
-                msg,
-                now,
-                self.s.node,
-                0,
-                kind="notice",
-                held=False,
-            )
-        )
+        await self._spool_notice(d.mail_from, msg, mid, sha, now)
 
     async def _retry(
         self,
@@ -556,21 +550,7 @@ class DeliveryWorker:
 
         rs = RecipientStatus(d.recipient, "delayed", status_code(reply, "4.4.1"), reply, now, until)
         msg, mid, sha = delay_notice(self.s.helo, d, rs, now, self.service.origin, why)
-        await self.writer.spool(
-            SpoolItem(
-                sha,
-                mid,
-                None,
-                "",
-                (d.mail_from,),
-                msg,
-                now,
-                self.s.node,
-                0,
-                kind="notice",
-                held=False,
-            )
-        )
+        await self._spool_notice(d.mail_from, msg, mid, sha, now)
 
 
 #: RFC 3463 status of a failure that no server reply states.
