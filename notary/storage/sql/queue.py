@@ -233,20 +233,7 @@ class QueueSQL(SQLBase):
         ]
 
     def renew_leases(self, node: str, ids: Sequence[int], lease_until: datetime) -> int:
-        if not ids:
-            return 0
-        n = 0
-        with self._write() as cur:
-            for cond, params in self.dialect.in_lists("id", ids):
-                n += int(
-                    self.dialect.run(
-                        cur,
-                        "UPDATE deliveries SET lease_until = ?"  # noqa: S608
-                        f" WHERE lease_owner = ? AND state = 'queued' AND {cond}",
-                        (lease_until.timestamp(), node, *params),
-                    ).rowcount
-                )
-        return n
+        return self._update_leased(node, ids, "lease_until = ?", (lease_until.timestamp(),))
 
     def release_leases(self, node: str) -> int:
         with self._write() as cur:
@@ -268,6 +255,17 @@ class QueueSQL(SQLBase):
         return counts
 
     def postpone_deliveries(self, node: str, ids: Sequence[int], until: datetime) -> int:
+        return self._update_leased(
+            node,
+            ids,
+            "next_attempt = ?, lease_owner = NULL, lease_until = NULL",
+            (until.timestamp(),),
+        )
+
+    def _update_leased(
+        self, node: str, ids: Sequence[int], assignments: str, values: tuple[object, ...]
+    ) -> int:
+        """``UPDATE deliveries SET <assignments>`` on the queued ``ids`` ``node`` leases."""
         if not ids:
             return 0
         n = 0
@@ -276,10 +274,9 @@ class QueueSQL(SQLBase):
                 n += int(
                     self.dialect.run(
                         cur,
-                        "UPDATE deliveries SET next_attempt = ?, lease_owner = NULL,"  # noqa: S608
-                        f" lease_until = NULL WHERE lease_owner = ? AND state = 'queued'"
-                        f" AND {cond}",
-                        (until.timestamp(), node, *params),
+                        f"UPDATE deliveries SET {assignments}"  # noqa: S608
+                        f" WHERE lease_owner = ? AND state = 'queued' AND {cond}",
+                        (*values, node, *params),
                     ).rowcount
                 )
         return n
