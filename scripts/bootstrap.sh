@@ -6,8 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # swaks needs the perl TLS and SASL modules for --tls and --auth (only Recommends).
+# postfix, dovecot-imapd, neomutt, sq: the real mail software the recipient-side tests
+# run against; chromium-driver: the headless browser tests; xmlsec1, poppler-utils:
+# independent verifiers of XML evidence and PDF signatures.
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
-      libauthen-sasl-perl openssl chromium fonts-dejavu-core)
+      libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core
+      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,6 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
         export DEBIAN_FRONTEND=noninteractive
+        # Postfix unconfigured: the tests write their own main.cf on loopback ports.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         # clamav-daemon's own service is not used: tests start a private clamd.
