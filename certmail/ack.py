@@ -14,8 +14,6 @@ against the keys the message was encrypted to.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, MalformedError, NotFoundError, TemporaryError, VerificationError
 from notary.ackformat import Ack, ack_text, parse_ack_text
+
+from .inbox.notarized import EVIDENCE_HEADER, TRACE_FIELDS, notarized
 
 if TYPE_CHECKING:
     from keys.gpg import Keyring
@@ -39,81 +39,14 @@ __all__ = [
     "post_body",
 ]
 
-EVIDENCE_HEADER = "Certmail-Evidence"
-#: Fields a receiving mail system may prepend (RFC 5321 §4.4 trace fields and
-#: common delivery fields); stripped from the top when no Certmail-Evidence
-#: field names the hash.
-TRACE_FIELDS = frozenset(
-    {
-        "return-path",
-        "received",
-        "delivered-to",
-        "x-original-to",
-        "received-spf",
-        "authentication-results",
-        "arc-seal",
-        "arc-message-signature",
-        "arc-authentication-results",
-        "x-envelope-to",
-        "envelope-to",
-    }
-)
-_EVIDENCE_RE = re.compile(rb"sha256=([0-9a-f]{64})")
 _HEADER_LIMIT = 256 * 1024
 
 
-def _field_starts(raw: bytes) -> list[tuple[int, bytes]]:
-    """(offset, lower-case name) of each header field, in order, up to the blank line."""
-    out: list[tuple[int, bytes]] = []
-    pos = 0
-    end = min(len(raw), _HEADER_LIMIT)
-    while pos < end:
-        nl = raw.find(b"\n", pos)
-        line = raw[pos : nl if nl >= 0 else end]
-        if line in (b"", b"\r"):
-            break
-        if line[:1] not in (b" ", b"\t"):
-            out.append((pos, line.split(b":", 1)[0].strip().lower()))
-        if nl < 0:
-            break
-        pos = nl + 1
-    return out
-
-
 def notarized_sha256(raw: bytes) -> tuple[str, int]:
-    """The SHA-256 the notary logged for the delivered bytes ``raw``, and where they start.
-
-    The rule (docs/ack.md): the notary hashed the bytes it accepted, which
-    delivery may have prefixed with header fields (the relay: ``Received``,
-    ``Certmail-Evidence``, ``DKIM-Signature``; the recipient's own servers:
-    trace fields). When a ``Certmail-Evidence: sha256=<hex>`` field is present,
-    that hash is the one, and it must be the hash of ``raw`` from one of its
-    header-field boundaries on (else VerificationError). Without one, the
-    leading trace fields (:data:`TRACE_FIELDS`) are stripped and the rest is
-    hashed.
-    """
-    fields = _field_starts(raw)
-    claimed: str | None = None
-    for off, name in fields:
-        if name == EVIDENCE_HEADER.lower().encode():
-            m = _EVIDENCE_RE.search(raw[off : off + 1000].split(b"\n", 1)[0])
-            if m:
-                claimed = m.group(1).decode()
-                break
-    if claimed is not None:
-        for off, _ in fields:
-            if hashlib.sha256(raw[off:]).hexdigest() == claimed:
-                return claimed, off
-        raise VerificationError(
-            f"the message names the notarized hash {claimed[:16]}..., but no part of the file "
-            "from a header field on has that hash: it was changed after the notary saw it"
-        )
-    start = 0
-    for off, name in fields:
-        if name.decode("latin-1") not in TRACE_FIELDS:
-            start = off
-            break
-    return hashlib.sha256(raw[start:]).hexdigest(), start
+    """The SHA-256 the notary logged for the delivered copy ``raw``, and where it starts
+    in the copy's canonical form: the rule of :mod:`certmail.inbox.notarized`."""
+    n = notarized(raw)
+    return n.sha256, n.start
 
 
 @dataclass(frozen=True)
@@ -307,8 +240,11 @@ def _sign_and_post(cm: Any, sha: str, message_id: str, me: str, notary: str) -> 
             error=e.message,
         )
         return AckOutcome(sha, message_id, me, notary, fpr, None, status="queued", error=e.message)
-    if queued is not None:
-        ledger.mark_ack_sent(queued.id, receipt)
+    if queued is None:  # kept as sent: `inbox list` shows it, a second --ack posts nothing
+        queued = ledger.enqueue_ack(
+            sha256=sha, message_id=message_id, recipient=me, notary=notary, body=body, error=""
+        )
+    ledger.mark_ack_sent(queued.id, receipt)
     return AckOutcome(sha, message_id, me, notary, fpr, receipt)
 
 

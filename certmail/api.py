@@ -20,7 +20,6 @@ subclasses with a hint and a documented exit code.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from .compose import (
     now_date,
 )
 from .errors import DeliveryError, QueuedError, UncertainDeliveryError
+from .inbox.notarized import notarized
 from .ledger import Entry, Ledger
 from .mailfile import read_message
 from .notary_client import NotaryClient
@@ -381,7 +381,7 @@ class Certmail:
         overwrite; nothing saved).
         """
         raw = read_message(Path(path))
-        sha = hashlib.sha256(raw).hexdigest()
+        sha = notarized(raw).sha256  # the bytes the notary saw (certmail/inbox/notarized.py)
         warnings: list[str] = []
         with self._workdir() as work:
             u = unseal(self.keyring, raw, work, allow_unsigned=allow_unsigned)

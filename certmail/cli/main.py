@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "open": "certmail.cli.open:open_",
     "verify": "certmail.cli.verify:verify",
     "outbox": "certmail.cli.outbox:outbox",
+    "inbox": "certmail.cli.inbox:inbox",
 }
 
 

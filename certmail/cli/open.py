@@ -69,9 +69,14 @@ def open_(
 
     Attachments are listed; with --save-dir they are scanned, then saved under
     safe names (never outside the directory, never over a file without --force).
+    FILE - reads the message from standard input (a mail client's pipe).
     """
     from certmail.ack import acknowledge, disposition_notification_to
 
+    if str(file) == "-":  # a mail client's pipe command (docs/inbox.md)
+        from certmail.inbox.spool import spool_stdin
+
+        file = spool_stdin(click.get_current_context().call_on_close, sys.stdin.buffer)
     with app.client() as cm:
         r = cm.open(
             file,

@@ -1,0 +1,103 @@
+"""Bounds on what an IMAP server may send: literal size, bytes and time per command.
+
+imaplib (under imapclient) reads a literal whole, however large the server
+says it is, and waits for a tagged answer however many untagged lines come
+first. :class:`Limits` bounds both, per command: a literal larger than
+``max_literal`` is refused before it is read, and a command whose answer
+passes ``max_response`` bytes or ``seconds`` is cut off. Either is an
+``imaplib.IMAP4.abort``, which :mod:`certmail.inbox.imap` turns into a
+one-line error.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.imap4 import IMAP4WithTimeout
+from imapclient.tls import IMAP4_TLS
+
+__all__ = ["GuardedIMAPClient", "Limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-command bounds (a FETCH of one chunk of a message is one command)."""
+
+    max_literal: int = 4 << 20
+    max_response: int = 16 << 20
+    seconds: float = 60.0
+
+
+class _Guard:
+    """Mixin over an ``imaplib.IMAP4`` class: every read counts against the command's bounds."""
+
+    limits: Limits
+    _left: int
+    _deadline: float
+
+    def _arm(self) -> None:
+        self._left = self.limits.max_response
+        self._deadline = time.monotonic() + self.limits.seconds
+
+    def _spend(self, n: int) -> None:
+        self._left -= n
+        if self._left < 0:
+            raise imaplib.IMAP4.abort(
+                f"the server's answer passed {self.limits.max_response >> 20} MB"
+                " without ending (a never-ending response)"
+            )
+        if time.monotonic() > self._deadline:
+            raise imaplib.IMAP4.abort(
+                f"the server did not finish its answer within {self.limits.seconds:g} s"
+            )
+
+    def _command(self, name: str, *args: Any) -> Any:
+        self._arm()
+        return super()._command(name, *args)  # type: ignore[misc]
+
+    def read(self, size: int) -> bytes:
+        if size > self.limits.max_literal:
+            raise imaplib.IMAP4.abort(
+                f"the server announced a {size:,}-byte literal, more than the"
+                f" {self.limits.max_literal:,} bytes asked for"
+            )
+        self._spend(size)
+        data: bytes = super().read(size)  # type: ignore[misc]
+        return data
+
+    def readline(self) -> bytes:
+        line: bytes = super().readline()  # type: ignore[misc]
+        self._spend(len(line))
+        return line
+
+
+class _GuardedTLS(_Guard, IMAP4_TLS):  # type: ignore[misc]
+    def __init__(self, limits: Limits, *args: Any) -> None:
+        self.limits = limits
+        self._arm()
+        super().__init__(*args)
+
+
+class _GuardedPlain(_Guard, IMAP4WithTimeout):  # type: ignore[misc]
+    def __init__(self, limits: Limits, *args: Any) -> None:
+        self.limits = limits
+        self._arm()
+        super().__init__(*args)
+
+
+class GuardedIMAPClient(IMAPClient):  # type: ignore[misc]
+    """An :class:`imapclient.IMAPClient` whose connection keeps :class:`Limits`."""
+
+    def __init__(self, host: str, *, limits: Limits, **kwargs: Any) -> None:
+        self._limits = limits
+        super().__init__(host, **kwargs)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:  # imapclient's hook for the connection class
+        connect = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _GuardedTLS(self._limits, self.host, self.port, self.ssl_context, connect)
+        return _GuardedPlain(self._limits, self.host, self.port, connect)
