@@ -7,6 +7,8 @@
   served on loopback.
 - tests/fixtures/smtp.py: aiosmtpd servers on 127.0.0.1 as recipients' MX.
 - tests/fixtures/dns.py: an authoritative DNS server on 127.0.0.1 (MX tests).
+- tests/fixtures/postfix.py, tests/fixtures/dovecot.py: private Postfix (the
+  recipient's MX, Maildir and mbox) and Dovecot (IMAP, a test CA) instances.
 """
 
 pytest_plugins = [
@@ -15,4 +17,6 @@ pytest_plugins = [
     "tests.fixtures.notary",
     "tests.fixtures.smtp",
     "tests.fixtures.dns",
+    "tests.fixtures.postfix",
+    "tests.fixtures.dovecot",
 ]
