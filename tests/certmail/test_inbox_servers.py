@@ -225,3 +225,30 @@ def test_relay_mode_postfix_maildir_open_stdin_and_ack(
     p = run(c.bob, "open", str(changed), "--ack")
     assert p.returncode == 3
     assert "changed after the notary saw it" in one_line_error(p)
+
+
+def test_a_large_message_over_imap_comes_in_pieces_and_hashes_the_same(
+    correspondents: Any, postfix_mx: Postfix, dovecot_imap: Dovecot, tmp_path: Path
+) -> None:
+    """6 MB: more than one IMAP literal may carry (4 MiB), so only the chunked copy reads it."""
+    import base64
+    import hashlib
+    import os
+    import smtplib
+
+    blob = base64.encodebytes(os.urandom(4_500_000)).replace(b"\n", b"\r\n")
+    msg = (
+        b"From: carol@example.org\r\nTo: bob@example.net\r\nSubject: big\r\n"
+        b"Message-ID: <big@example.org>\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + blob
+    )
+    assert len(msg) > 6_000_000 and len(msg) % (1 << 20) != 0
+    with smtplib.SMTP("127.0.0.1", postfix_mx.port) as s:
+        s.sendmail("carol@example.org", [BOB], msg)
+    postfix_mx.wait_maildir(BOB, 1)
+    env = _imap_env(dovecot_imap, tmp_path)
+    (over_imap,) = _listing(correspondents, "--imap", dovecot_imap.url(), **env)["messages"]
+    (on_disk,) = _listing(correspondents, "--maildir", str(postfix_mx.maildir(BOB)))["messages"]
+    assert over_imap["sha256"] == on_disk["sha256"] == hashlib.sha256(msg).hexdigest()
+    assert over_imap["size"] > 6_000_000 and not over_imap["certified"]
