@@ -201,4 +201,7 @@ def _guarded(fn: Any, url: ImapUrl) -> Any:
     except TimeoutError:
         raise TemporaryError(f"the IMAP server {where} did not answer in time") from None
     except (ssl.SSLError, OSError) as e:
-        raise TemporaryError(f"cannot talk to the IMAP server {where}: {e}") from None
+        raise TemporaryError(
+            f"cannot talk to the IMAP server {where}: {e}",
+            hint="check the host and port in the URL (imaps: 993, imap with STARTTLS: 143)",
+        ) from None

@@ -8,6 +8,7 @@ fresh 0700 directory (the file 0600), never held whole in memory; more than
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from ..mailfile import MAX_OPEN_SIZE
 __all__ = ["CHUNK", "Spool", "private_dir", "spool_stdin", "spool_stream"]
 
 CHUNK = 1 << 20
+_HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then a colon
 
 
 @contextmanager
@@ -73,4 +75,18 @@ def spool_stdin(on_close: Callable[[Callable[[], None]], object], src: BinaryIO)
     """
     d = Path(tempfile.mkdtemp(prefix="certmail-stdin-"))
     on_close(lambda: shutil.rmtree(d, ignore_errors=True))
-    return spool_stream(src, d / "message.eml")
+    path = spool_stream(src, d / "message.eml")
+    with open(path, "rb") as f:
+        start = f.read(1024)
+    if not start:
+        raise MalformedError(
+            "nothing came on standard input: no message to open",
+            hint="pipe a message into it, e.g. certmail open - < message.eml",
+        )
+    if not (start.startswith(b"From ") or _HEADER_START.match(start)):
+        raise MalformedError(
+            "what came on standard input is not a mail message"
+            " (it does not start with header fields)",
+            hint="pipe the raw message (NeoMutt: unset pipe_decode; aerc: :pipe -m)",
+        )
+    return path

@@ -151,3 +151,16 @@ def test_imap_urls() -> None:
     ):
         with pytest.raises(Error, match=said):
             parse_imap_url(bad)
+
+
+def test_open_stdin_refuses_what_is_not_mail_and_leaves_nothing(tmp_path: Path) -> None:
+    import glob
+
+    from tests.fixtures.cli import clean_env, cli, one_line_error
+
+    env = clean_env(tmp_path / "home", TMPDIR=str(tmp_path))
+    for stdin, said in (("", "nothing came on standard input"), ("hello\n", "not a mail")):
+        p = cli("open", "-", env=env, stdin=stdin)
+        assert p.returncode == 3, p.stderr
+        assert said in one_line_error(p)
+    assert glob.glob(str(tmp_path / "certmail-stdin-*")) == []  # the spooled copy is gone
