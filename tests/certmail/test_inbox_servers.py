@@ -182,6 +182,7 @@ def test_relay_mode_postfix_maildir_open_stdin_and_ack(
     correspondents: Any,
     relay_to_postfix: NotaryProcess,
     postfix_mx: Postfix,
+    dovecot_imap: Dovecot,
     tmp_path: Path,
 ) -> None:
     c = correspondents
@@ -200,6 +201,9 @@ def test_relay_mode_postfix_maildir_open_stdin_and_ack(
     assert m["signature"] == "good"
     mbox = postfix_mx.wait_mbox(BOB, 1)
     assert _listing(c, "--mbox", str(mbox))["messages"][0]["sha256"] == sent["sha256"]
+    env = _imap_env(dovecot_imap, tmp_path)
+    (over_imap,) = _listing(c, "--imap", dovecot_imap.url(), **env)["messages"]
+    assert over_imap["sha256"] == sent["sha256"] and over_imap["signature"] == "good"
 
     # A mail client's pipe: `certmail open -` shows the same hash.
     p = subprocess.run(
