@@ -4,7 +4,9 @@ imaplib (under imapclient) reads a literal whole, however large the server
 says it is, and waits for a tagged answer however many untagged lines come
 first. :class:`Limits` bounds both, per command: a literal larger than
 ``max_literal`` is refused before it is read, and a command whose answer
-passes ``max_response`` bytes or ``seconds`` is cut off. Either is an
+passes ``max_response`` bytes or ``seconds`` is cut off (lines and literals are
+read piece by piece, each read bounded by the deadline: a server trickling
+bytes times out). Either is an
 ``imaplib.IMAP4.abort``, which :mod:`certmail.inbox.imap` turns into a
 one-line error.
 """
@@ -59,6 +61,15 @@ class _Guard:
         self._arm()
         return super()._command(name, *args)  # type: ignore[misc]
 
+    def _tighten(self) -> None:
+        """No single read may outlast the command's deadline."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the command's deadline passed")
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+
     def read(self, size: int) -> bytes:
         if size > self.limits.max_literal:
             raise imaplib.IMAP4.abort(
@@ -66,13 +77,38 @@ class _Guard:
                 f" {self.limits.max_literal:,} bytes asked for"
             )
         self._spend(size)
-        data: bytes = super().read(size)  # type: ignore[misc]
-        return data
+        f = self.file  # type: ignore[attr-defined]
+        if not hasattr(f, "read1"):
+            data: bytes = super().read(size)  # type: ignore[misc]
+            return data
+        buf = bytearray()
+        while len(buf) < size:  # piece by piece: a trickling server meets the deadline
+            self._tighten()
+            piece = f.read1(min(size - len(buf), 1 << 16))
+            if not piece:
+                break
+            buf += piece
+        return bytes(buf)
 
     def readline(self) -> bytes:
-        line: bytes = super().readline()  # type: ignore[misc]
-        self._spend(len(line))
-        return line
+        f = self.file  # type: ignore[attr-defined]
+        if not hasattr(f, "peek"):
+            line: bytes = super().readline()  # type: ignore[misc]
+            self._spend(len(line))
+            return line
+        buf = bytearray()
+        while True:
+            self._tighten()
+            ahead = f.peek(1)  # what one read of the socket brought, at least a byte
+            if not ahead:
+                break
+            nl = ahead.find(b"\n")
+            take = len(ahead) if nl < 0 else nl + 1
+            buf += f.read(take)
+            self._spend(take)
+            if nl >= 0:
+                break
+        return bytes(buf)
 
 
 class _GuardedTLS(_Guard, IMAP4_TLS):  # type: ignore[misc]

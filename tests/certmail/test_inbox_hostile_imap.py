@@ -82,6 +82,12 @@ class HostileImap:
         elif cmd in ("LOGIN", "NOOP"):
             w.write(ok)
         elif cmd in ("EXAMINE", "SELECT"):
+            if self.mode == "trickle":
+                w.write(b"* OK ")
+                while True:  # a line that never ends, a byte at a time
+                    await asyncio.sleep(0.1)
+                    w.write(b"x")
+                    await w.drain()
             if self.mode == "endless":
                 while True:  # untagged lines, never the tagged answer
                     w.write(b"* OK " + b"x" * 1000 + b"\r\n")
@@ -146,7 +152,7 @@ def _env(srv: HostileImap, tmp_path: Path) -> dict[str, str]:
     return {
         "CERTMAIL_IMAP_PASSWORD_FILE": str(pw),
         "CERTMAIL_IMAP_CA": str(srv.ca.ca),
-        "CERTMAIL_IMAP_TIMEOUT": "20",
+        "CERTMAIL_IMAP_TIMEOUT": "3" if srv.mode == "trickle" else "20",
     }
 
 
@@ -219,3 +225,13 @@ def test_imap_without_starttls_is_refused_before_login(
     assert p.returncode == 1
     assert "offers no STARTTLS" in one_line_error(p) and "imaps://" in p.stderr
     assert not any(" LOGIN " in x.upper() for x in srv.commands), srv.commands
+
+
+def test_a_server_trickling_bytes_is_cut_off_at_the_deadline(
+    correspondents: Any, hostile: Any, tmp_path: Path
+) -> None:
+    srv = hostile("trickle")
+    url = f"imaps://bob@127.0.0.1:{srv.port}/INBOX"
+    p = run(correspondents.bob, "inbox", "list", "--imap", url, **_env(srv, tmp_path))
+    assert p.returncode == 5, p.stderr
+    assert "did not answer in time" in one_line_error(p)
