@@ -76,3 +76,116 @@ def test_unknown_message_is_a_clear_error(relay: RelayNotary, tmp_path: Path) ->
     assert out.returncode == 6
     assert out.stderr.startswith("certmail: error: no message")
     assert "Traceback" not in out.stderr
+
+
+def _wait_deferred(relay: RelayNotary, sha: str) -> None:
+    """Until the relay has made one attempt (generous bound: not a timing assertion)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = httpx.get(
+            f"{relay.url}/v1/messages/{sha}/deliveries",
+            headers={"Authorization": f"Bearer {relay.token}"},
+            timeout=10,
+        )
+        if r.status_code == 200 and r.json()["deliveries"][0]["attempts"] >= 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the relay made no delivery attempt")
+
+
+@pytest.fixture
+def slow_retry_relay(notary_dir: Path, smtp_sink: Any) -> Iterator[RelayNotary]:
+    """A relay whose next attempt after a deferral is a minute away (the deferral lasts)."""
+    configure(notary_dir, relay_retry_initial=60.0)
+    r = RelayNotary(notary_dir, smtp_sink.port)
+    r.start()
+    yield r
+    r.proc.stop()
+
+
+def test_a_deferral_is_visible_with_attempts_last_reply_and_next_attempt(
+    slow_retry_relay: RelayNotary, tmp_path: Path, smtp_sink: Any
+) -> None:
+    relay = slow_retry_relay
+    home = tmp_path / "home"
+    home.mkdir()
+    data = message("deferred")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(data)
+    smtp_sink.fail("rcpt", 451, "4.7.1 greylisted, come back later", sticky=True)
+    sha = submit(data, mail_from=ALICE, recipients=[BOB], notary_url=relay.url, token=relay.token)
+    with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
+        ledger.enqueue(
+            eml,
+            sha256=sha,
+            message_id="<deferred@a.test>",
+            mail_from=ALICE,
+            recipients=[BOB],
+            via="relay",
+            notarize=True,
+        )
+    _wait_deferred(relay, sha)
+
+    out = _run(home, relay, sha, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["final"] is False and doc["deliveries_error"] is None
+    assert [s["step"] for s in doc["recipients"][BOB]] == ["accepted"]
+    d = doc["deliveries"][BOB]
+    assert d["state"] == "queued" and d["attempts"] >= 1
+    assert d["last_reply"]["code"] == 451
+    assert "greylisted" in d["last_reply"]["text"]
+    assert d["next_attempt"] is not None and d["last_attempt"] is not None
+
+    text = _run(home, relay, sha[:16])
+    assert text.returncode == 0, text.stderr
+    assert f"{BOB}: accepted" in text.stdout
+    assert "relay: queued, " in text.stdout and "last reply 451 4.7.1 greylisted" in text.stdout
+    assert f"next attempt {d['next_attempt']}" in text.stdout
+
+    # Offline: the stored timeline, and a plain word that the delivery state is missing.
+    relay.proc.stop()
+    off = _run(home, relay, sha[:16])
+    assert off.returncode == 5, off.stderr
+    assert f"{BOB}: accepted" in off.stdout and "relay:" not in off.stdout
+    assert "the delivery state could not be fetched" in off.stderr
+    assert "Traceback" not in off.stderr
+    off_json = json.loads(_run(home, relay, sha, "--json").stdout)
+    assert off_json["source"] == "ledger" and off_json["deliveries"] == {}
+    assert off_json["deliveries_error"] == "the notary could not be reached"
+
+
+def test_a_message_sent_directly_has_no_delivery_state(relay: RelayNotary, tmp_path: Path) -> None:
+    """--via smtp: the notary only notarized the hash; receipts asks for no delivery state."""
+    home = tmp_path / "home"
+    home.mkdir()
+    data = message("direct")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(data)
+    import hashlib
+
+    from certmail.notary_client import NotaryClient
+
+    sha = hashlib.sha256(data).hexdigest()
+    with NotaryClient(relay.url, relay.token) as client:
+        receipt = client.notarize(sha, "<direct@a.test>")
+    with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
+        ledger.enqueue(
+            eml,
+            sha256=sha,
+            message_id="<direct@a.test>",
+            mail_from=ALICE,
+            recipients=[BOB],
+            via="smtp",
+            notarize=True,
+        )
+        ledger.add_receipt(sha, receipt)
+    out = _run(home, relay, sha, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["deliveries"] == {} and doc["deliveries_error"] is None
+    assert doc["final"] is True

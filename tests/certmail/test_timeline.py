@@ -119,3 +119,36 @@ def test_acknowledgement_checked_against_the_keyring(tmp_path: Path) -> None:
     assert checked.key == "not the recipient's key"
     assert checked.detail == f"no key for {BOB} in your keyring"
     assert checked.to_json()["key"] == checked.key
+
+
+def test_delivery_state_reads_the_relays_answer_and_says_it_in_one_line() -> None:
+    from certmail.timeline import delivery_states
+
+    states = delivery_states(
+        [
+            {
+                "recipient": BOB,
+                "state": "queued",
+                "attempts": 2,
+                "last_attempt": "2026-12-01T10:00:00Z",
+                "last_reply": {"code": 451, "text": "4.7.1  greylisted"},
+                "last_error": "RCPT: 451 4.7.1 greylisted",
+                "next_attempt": "2026-12-01T10:05:00Z",
+            },
+            {
+                "recipient": CAROL,
+                "state": "failed",
+                "attempts": 1,
+                "last_reply": None,
+                "last_error": "connection refused",
+                "attempts_extra": "ignored",
+            },
+            {"recipient": "odd@example.net", "state": None, "attempts": "many"},
+        ]
+    )
+    assert states[BOB].summary() == (
+        "queued, 2 attempts, last reply 451 4.7.1 greylisted, next attempt 2026-12-01T10:05:00Z"
+    )
+    assert states[CAROL].summary() == "failed, 1 attempt, last reply connection refused"
+    assert states["odd@example.net"].summary() == "unknown, 0 attempts"
+    assert states[BOB].to_json()["last_reply"] == {"code": 451, "text": "4.7.1  greylisted"}
