@@ -2,8 +2,9 @@
 
 This module is the facade: :class:`Certmail` wires one identity's pieces
 (keyring, ledger, scanner, notary) to the modules that do the work —
-composing and sealing (:mod:`certmail.sealing` over :mod:`certmail.seal`), the outbox's
-delivery state machine (:mod:`certmail.outbox`), scanning and safe saving of attachments
+composing and sealing (:mod:`certmail.signer`, the identity's keys and DKIM
+key, over :mod:`certmail.seal`), the outbox's delivery state machine
+(:mod:`certmail.outbox`), scanning and safe saving of attachments
 (:mod:`certmail.attachments`). Results are the dataclasses of
 :mod:`certmail.results`; errors are those of :mod:`certmail.errors`. The CLI
 is a thin layer over this module. Nothing here prints: results carry
@@ -44,7 +45,6 @@ from .mailfile import read_message
 from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
-from .sealing import NOTARY_HEADER, Sealer
 from .sendcheck import (
     check_send_settings,
     check_size,
@@ -54,6 +54,7 @@ from .sendcheck import (
     too_large,
 )
 from .signatures import verify_signatures
+from .signer import NOTARY_HEADER, Sealer
 from .unseal import check_manifest, unseal
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
