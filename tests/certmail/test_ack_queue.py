@@ -19,26 +19,13 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cli import one_line_error, run, use_notary
+from tests.fixtures.cli import one_line_error, run, send_contract, use_notary
 from tests.fixtures.notary import NotaryProcess
 
 
 def _send(c: Any, notary: NotaryProcess, tmp_path: Path) -> tuple[dict[str, Any], Path]:
     use_notary(c, c.alice, notary)
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Contract",
-        "--json",
-        stdin=b"Please sign.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    eml = tmp_path / "delivered.eml"
-    eml.write_bytes(c.sink.messages[-1].data)
-    return json.loads(p.stdout), eml
+    return send_contract(c, tmp_path)
 
 
 def _events(c: Any, sha: str) -> list[str]:

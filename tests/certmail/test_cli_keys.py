@@ -19,7 +19,7 @@ import pytest
 
 from keys.dkim import dkim_sign, dkim_verify, find_dkim_key
 from keys.gpg import Keyring
-from tests.fixtures.cli import clean_env
+from tests.fixtures.cli import clean_env, send_args
 
 CERTMAIL = str(Path(sys.executable).with_name("certmail"))
 
@@ -425,16 +425,9 @@ def test_revoked_and_expired_keys_are_named_on_import_trust_and_send(
         body.write_text("hello\n")
         p = run(
             alice,
-            "send",
-            "--to",
-            addr,
-            "--subject",
-            "s",
-            "--body-file",
-            str(body),
-            "--via",
-            "smtp",
-            "--no-notarize",
+            *send_args(
+                addr, "s", "--body-file", str(body), "--via", "smtp", "--no-notarize", as_json=False
+            ),
             env={"CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
         )
         assert p.returncode == 1, p.stderr

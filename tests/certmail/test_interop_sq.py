@@ -46,13 +46,22 @@ def _sq_message(signer: SqKey, bob_cert: Path, inner: bytes, *, combined: bool) 
         )
     else:
         sig = signer.sign_detached(inner).encode()
-        payload = (
-            b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
-            b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
-            b"--sig\r\n" + inner + b"\r\n--sig\r\n"
-            b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
-        )
-        ct = sq("encrypt", "--recipient-cert", str(bob_cert), stdin=payload)
+        ct = sq("encrypt", "--recipient-cert", str(bob_cert), stdin=_signed(inner, sig))
+    return _encrypted(ct)
+
+
+def _signed(inner: bytes, sig: bytes) -> bytes:
+    """RFC 3156 §5 multipart/signed of ``inner`` with the detached signature ``sig``."""
+    return (
+        b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
+        b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+        b"--sig\r\n" + inner + b"\r\n--sig\r\n"
+        b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
+    )
+
+
+def _encrypted(ct: bytes) -> bytes:
+    """RFC 3156 §4 multipart/encrypted around the OpenPGP message ``ct``, from Carol."""
     return (
         b"From: " + CAROL.encode() + b"\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
         b"MIME-Version: 1.0\r\n"
@@ -122,22 +131,9 @@ def test_sq_signature_over_other_bytes_is_a_bad_signature(
     c = correspondents
     sig = carol.sign_detached(_inner()).encode()
     changed = _inner().replace(b"Hello from Sequoia", b"Pay to account 666")
-    payload = (
-        b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
-        b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
-        b"--sig\r\n" + changed + b"\r\n--sig\r\n"
-        b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
-    )
-    ct = sq("encrypt", "--recipient-cert", str(_bob_cert(c, tmp_path)), stdin=payload)
+    ct = sq("encrypt", "--recipient-cert", str(_bob_cert(c, tmp_path)), stdin=_signed(changed, sig))
     eml = tmp_path / "moved.eml"
-    eml.write_bytes(
-        b"From: " + CAROL.encode() + b"\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
-        b"MIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
-        b' boundary="enc"\r\n\r\n'
-        b"--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
-        b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n" + crlf(ct) + b"\r\n--enc--\r\n"
-    )
+    eml.write_bytes(_encrypted(ct))
     p = run(c.bob, "open", str(eml), "--json", "--no-ack", "--no-mdn")
     assert "Traceback" not in p.stderr and "AttributeError" not in p.stderr
     assert p.returncode != 0, p.stdout

@@ -17,13 +17,17 @@ from tests.fixtures.cli import CERTMAIL
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message
 
 
-@pytest.fixture
-def relay(notary_dir: Path, smtp_sink: Any) -> Iterator[RelayNotary]:
-    configure(notary_dir, relay_retry_initial=0.2)
+def _serve(notary_dir: Path, smtp_sink: Any, retry: float) -> Iterator[RelayNotary]:
+    configure(notary_dir, relay_retry_initial=retry)
     r = RelayNotary(notary_dir, smtp_sink.port)
     r.start()
     yield r
     r.proc.stop()
+
+
+@pytest.fixture
+def relay(notary_dir: Path, smtp_sink: Any) -> Iterator[RelayNotary]:
+    yield from _serve(notary_dir, smtp_sink, 0.2)
 
 
 def _run(home: Path, relay: RelayNotary, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,26 +42,32 @@ def _run(home: Path, relay: RelayNotary, *args: str) -> subprocess.CompletedProc
     )
 
 
+def _keep(home: Path, data: bytes, mid: str, sha: str, *, via: str = "relay") -> Ledger:
+    """Record the message in ``home``'s ledger as ``certmail send`` would (returns it open)."""
+    eml = home.parent / f"{mid}.eml"
+    eml.write_bytes(data)
+    ledger = Ledger(home / "ledger.db", home / "outbox", home / "sent")
+    ledger.enqueue(
+        eml,
+        sha256=sha,
+        message_id=f"<{mid}@a.test>",
+        mail_from=ALICE,
+        recipients=[BOB],
+        via=via,
+        notarize=True,
+    )
+    return ledger
+
+
 def test_watch_by_message_id_keeps_receipts_in_the_ledger(
     relay: RelayNotary, tmp_path: Path, smtp_sink: Any
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
     data = message("watched")
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(data)
     smtp_sink.fail("rcpt", 451, "later")  # first attempt deferred: --watch has to wait
     sha = submit(data, mail_from=ALICE, recipients=[BOB], notary_url=relay.url, token=relay.token)
-    with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
-        ledger.enqueue(
-            eml,
-            sha256=sha,
-            message_id="<watched@a.test>",
-            mail_from=ALICE,
-            recipients=[BOB],
-            via="relay",
-            notarize=True,
-        )
+    _keep(home, data, "watched", sha).close()
     out = _run(home, relay, "<watched@a.test>", "--watch", "--interval", "0.1", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -100,11 +110,7 @@ def _wait_deferred(relay: RelayNotary, sha: str) -> None:
 @pytest.fixture
 def slow_retry_relay(notary_dir: Path, smtp_sink: Any) -> Iterator[RelayNotary]:
     """A relay whose next attempt after a deferral is a minute away (the deferral lasts)."""
-    configure(notary_dir, relay_retry_initial=60.0)
-    r = RelayNotary(notary_dir, smtp_sink.port)
-    r.start()
-    yield r
-    r.proc.stop()
+    yield from _serve(notary_dir, smtp_sink, 60.0)
 
 
 def test_a_deferral_is_visible_with_attempts_last_reply_and_next_attempt(
@@ -114,20 +120,9 @@ def test_a_deferral_is_visible_with_attempts_last_reply_and_next_attempt(
     home = tmp_path / "home"
     home.mkdir()
     data = message("deferred")
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(data)
     smtp_sink.fail("rcpt", 451, "4.7.1 greylisted, come back later", sticky=True)
     sha = submit(data, mail_from=ALICE, recipients=[BOB], notary_url=relay.url, token=relay.token)
-    with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
-        ledger.enqueue(
-            eml,
-            sha256=sha,
-            message_id="<deferred@a.test>",
-            mail_from=ALICE,
-            recipients=[BOB],
-            via="relay",
-            notarize=True,
-        )
+    _keep(home, data, "deferred", sha).close()
     _wait_deferred(relay, sha)
 
     out = _run(home, relay, sha, "--json")
@@ -164,8 +159,6 @@ def test_a_message_sent_directly_has_no_delivery_state(relay: RelayNotary, tmp_p
     home = tmp_path / "home"
     home.mkdir()
     data = message("direct")
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(data)
     import hashlib
 
     from certmail.notary_client import NotaryClient
@@ -173,16 +166,7 @@ def test_a_message_sent_directly_has_no_delivery_state(relay: RelayNotary, tmp_p
     sha = hashlib.sha256(data).hexdigest()
     with NotaryClient(relay.url, relay.token) as client:
         receipt = client.notarize(sha, "<direct@a.test>")
-    with Ledger(home / "ledger.db", home / "outbox", home / "sent") as ledger:
-        ledger.enqueue(
-            eml,
-            sha256=sha,
-            message_id="<direct@a.test>",
-            mail_from=ALICE,
-            recipients=[BOB],
-            via="smtp",
-            notarize=True,
-        )
+    with _keep(home, data, "direct", sha, via="smtp") as ledger:
         ledger.add_receipt(sha, receipt)
     out = _run(home, relay, sha, "--json")
     assert out.returncode == 0, out.stderr

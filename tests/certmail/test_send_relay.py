@@ -26,7 +26,7 @@ import pytest
 from certmail.ledger import Ledger
 from notary.note import Verifier
 from notary.receipt import Receipt
-from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error
+from tests.fixtures.cli import CERTMAIL, clean_env, json_of, one_line_error, send_args
 from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
 from tests.notary.relay_helpers import configure
 
@@ -121,21 +121,14 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
     c = correspondents
     att = tmp_path / "contract.txt"
     att.write_bytes(b"the signed contract\n")
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Contract",
-        "--attach",
-        str(att),
-        "--json",
-        stdin=b"Dear Bob,\nhere it is.\n",
+    out = json_of(
+        alice(
+            c,
+            relay,
+            *send_args(c.bob.email, "Contract", "--attach", str(att)),
+            stdin=b"Dear Bob,\nhere it is.\n",
+        )
     )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
     assert out["via"] == "relay" and out["status"] == "sent"
     assert out["recipients"] == [c.bob.email]
     sha = out["sha256"]
@@ -206,17 +199,7 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
 def test_relay_down_queues_then_flush_delivers_once(correspondents: Any, relay: Relay) -> None:
     c = correspondents
     relay.proc.stop()
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Later",
-        "--json",
-        stdin=b"when you are back\n",
-    )
+    p = alice(c, relay, *send_args(c.bob.email, "Later"), stdin=b"when you are back\n")
     assert p.returncode == 5, p.stderr
     assert "outbox" in p.stderr and "Traceback" not in p.stderr
     queued = json.loads(p.stdout)
@@ -251,11 +234,7 @@ def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any, re
     p = alice(
         c,
         relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
+        *send_args(c.bob.email, "x", as_json=False),
         stdin=b"x\n",
         CERTMAIL_NOTARY_TOKEN="0" * 64,
     )
@@ -285,22 +264,15 @@ def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any, re
 
 def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     c = correspondents
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--via",
-        "smtp",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "direct",
-        "--json",
-        stdin=b"straight to the server\n",
-        CERTMAIL_SMTP_URL=c.sink.url,
+    out = json_of(
+        alice(
+            c,
+            relay,
+            *send_args(c.bob.email, "direct", "--via", "smtp"),
+            stdin=b"straight to the server\n",
+            CERTMAIL_SMTP_URL=c.sink.url,
+        )
     )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
     assert out["via"] == "smtp" and out["status"] == "sent"
     # Exactly the sealed bytes, nothing prepended: the notary's relay was not involved.
     (got,) = c.sink.messages
@@ -332,27 +304,14 @@ def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     p = alice(
         c,
         relay,
-        "send",
-        "--via",
-        "relay",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
+        *send_args(c.bob.email, "x", "--via", "relay", "--no-notarize", as_json=False),
         stdin=b"x\n",
     )
     assert p.returncode == 1 and "--no-notarize" in one_line_error(p)
     p = alice(
         c,
         relay,
-        "send",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "y",
-        "--json",
+        *send_args(c.bob.email, "y", "--no-notarize"),
         stdin=b"y\n",
         CERTMAIL_SMTP_URL=c.sink.url,
     )

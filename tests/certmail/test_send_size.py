@@ -25,7 +25,7 @@ from certmail.api import Certmail
 from certmail.compose import NOT_SCANNED, Headers, ScanRecord, new_message_id, now_date
 from certmail.msgsize import RATIO_UNCOMPRESSED, estimate, should_compress
 from certmail.seal import seal
-from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error, run
+from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error, run, send_args
 from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
 from tests.notary.relay_helpers import configure
 
@@ -192,17 +192,7 @@ def test_outbox_lists_refused_copies_and_removes_them(correspondents: Any) -> No
     c = correspondents
     c.sink.fail("data", 554, "content rejected")
     p = run(
-        c.alice,
-        "send",
-        "--via",
-        "smtp",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Refused",
-        "--json",
-        stdin=b"x\n",
+        c.alice, *send_args(c.bob.email, "Refused", "--via", "smtp", "--no-notarize"), stdin=b"x\n"
     )
     assert p.returncode == 1, p.stderr
     lst = json.loads(run(c.alice, "outbox", "list", "--json").stdout)

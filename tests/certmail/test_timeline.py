@@ -26,6 +26,9 @@ def receipt(event: str, time: str, **members: Any) -> dict[str, Any]:
     return {"entry": base64.b64encode(json.dumps(stmt).encode()).decode(), "proof": "-"}
 
 
+QUEUED = {"code": 250, "text": "2.0.0 queued as 42"}
+
+
 def never() -> Keyring:
     raise AssertionError("the keyring is made only when an acknowledgement needs it")
 
@@ -33,32 +36,16 @@ def never() -> Keyring:
 def test_relay_timeline_per_recipient_and_final() -> None:
     got = [
         receipt("SubmissionAcceptance", "t1", channel="smtp", recipients=[BOB, CAROL]),
-        receipt(
-            "RelayToNonERDS",
-            "t2",
-            recipient=BOB,
-            host="mx.example.net",
-            reply={"code": 250, "text": "2.0.0 queued as 42"},
-        ),
+        receipt("RelayToNonERDS", "t2", recipient=BOB, host="mx.example.net", reply=QUEUED),
     ]
     tl = build_timeline(got, [BOB, CAROL], keyring=never)
     assert [e.step for e in tl.recipients[BOB]] == ["accepted", "delivered"]
     assert tl.status(CAROL) == "accepted" and not tl.final
     assert tl.message_id == "<m@a.test>"
     delivered = tl.recipients[BOB][1]
-    assert (delivered.host, delivered.reply) == (
-        "mx.example.net",
-        {"code": 250, "text": "2.0.0 queued as 42"},
-    )
-    got.append(
-        receipt(
-            "RelayToNonERDSFailure",
-            "t3",
-            recipient=CAROL,
-            reason="5.1.1 no such user",
-            reply={"code": 550, "text": "no such user"},
-        )
-    )
+    assert (delivered.host, delivered.reply) == ("mx.example.net", QUEUED)
+    no_user, why = {"code": 550, "text": "no such user"}, "5.1.1 no such user"
+    got.append(receipt("RelayToNonERDSFailure", "t3", recipient=CAROL, reason=why, reply=no_user))
     tl = build_timeline(got, [BOB, CAROL])
     assert tl.final and tl.status(CAROL) == "failed"
     assert tl.recipients[CAROL][-1].reason == "5.1.1 no such user"
