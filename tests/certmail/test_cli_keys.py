@@ -205,19 +205,8 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     init(home, "alice@example.org", "Alice")
     no_key = run(home, "keys", "dkim", "record")
     assert no_key.returncode == 6 and "keys dkim generate" in no_key.stderr
-    gen = run(
-        home,
-        "keys",
-        "dkim",
-        "generate",
-        "--domain",
-        "example.org",
-        "--selector",
-        "cm1",
-        "--algorithm",
-        algorithm,
-        "--json",
-    )
+    generate = ["keys", "dkim", "generate", "--domain", "example.org", "--selector", "cm1"]
+    gen = run(home, *generate, "--algorithm", algorithm, "--json")
     assert gen.returncode == 0, gen.stderr
     out = json.loads(gen.stdout)
     assert out["name"] == "cm1._domainkey.example.org"
@@ -234,18 +223,7 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     msg = b"From: alice@example.org\r\nSubject: s\r\n\r\nbody\r\n"
     records = {out["name"].encode(): out["value"].encode()}
     dkim_verify(dkim_sign(msg, key) + msg, dnsfunc=lambda n: records.get(n, b""))
-    twice = run(
-        home,
-        "keys",
-        "dkim",
-        "generate",
-        "--domain",
-        "example.org",
-        "--selector",
-        "cm1",
-        "--algorithm",
-        algorithm,
-    )
+    twice = run(home, *generate, "--algorithm", algorithm)
     assert twice.returncode == 7
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.clamd import EICAR
+from tests.fixtures.clamd import eicar_file
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args
 
 
@@ -70,8 +70,7 @@ def test_infected_exit_4_nothing_sent(
     correspondents: Any, clamd_socket: str, tmp_path: Path
 ) -> None:
     c = correspondents
-    bad = tmp_path / "eicar.com"
-    bad.write_bytes(EICAR)
+    bad = eicar_file(tmp_path)
     p = run(
         c.alice,
         *send_args(c.bob.email, "x", "--attach", str(bad), "--no-notarize", as_json=False),

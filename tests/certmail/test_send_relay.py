@@ -16,7 +16,6 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,72 +23,20 @@ import httpx
 import pytest
 
 from certmail.ledger import Ledger
-from notary.note import Verifier
 from notary.receipt import Receipt
-from tests.fixtures.cli import CERTMAIL, clean_env, json_of, one_line_error, send_args
-from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
-from tests.notary.relay_helpers import configure
-
-
-@dataclass
-class Relay:
-    """A notary serving HTTP and the SMTP relay, delivering to ``smarthost_port``."""
-
-    proc: NotaryProcess
-    smtp_port: int
-    smarthost_port: int
-    token: str
-
-    @property
-    def url(self) -> str:
-        return self.proc.url
-
-    def start(self) -> None:
-        self.proc.start(
-            [
-                "--smtp",
-                f"127.0.0.1:{self.smtp_port}",
-                "--smarthost",
-                f"127.0.0.1:{self.smarthost_port}",
-            ]
-        )
-
-    def verifier(self) -> Verifier:
-        return Verifier.from_vkey(self.proc.vkey)
+from tests.fixtures.cli import CERTMAIL, json_of, one_line_error, send_args
+from tests.fixtures.relay import Relay, as_sender, start_relay
 
 
 @pytest.fixture
 def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
     """Alice's notary (an account for her address) relaying to Bob's server (the sink)."""
-    d = init_notary_dir(tmp_path / "notary")
-    configure(d, relay_retry_initial=0.2)
-    proc = NotaryProcess(d)
-    r = Relay(
-        proc, free_port(), correspondents.sink.port, proc.token_for(correspondents.alice.email)
-    )
-    r.start()
-    # Alice's identity lives in her home, as `certmail init` leaves it.
-    for key in ("email", "name"):
-        subprocess.run(
-            [*CERTMAIL, "config", "set", key, getattr(correspondents.alice, key)],
-            env=clean_env(correspondents.alice.home),
-            check=True,
-            capture_output=True,
-        )
+    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
     yield r
-    r.proc.stop()
+    r.stop()
 
 
-def alice(
-    c: Any, relay: Relay, *args: str, stdin: bytes = b"", **extra: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as Alice with only her home and the notary's URL and token."""
-    env = clean_env(c.alice.home, CERTMAIL_NOTARY_URL=relay.url, CERTMAIL_NOTARY_TOKEN=relay.token)
-    env.update(extra)
-    p = subprocess.run(
-        [*CERTMAIL, *args], input=stdin, capture_output=True, env=env, check=False, timeout=180
-    )
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+alice = as_sender
 
 
 def wait_for(pred: Any, what: str, timeout: float = 60.0) -> None:
