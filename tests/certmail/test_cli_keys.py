@@ -300,18 +300,8 @@ def test_import_refuses_a_secret_key_unless_asked(
     init(alice, "alice@example.org", "Alice")
     fb = init(bob, "bob@example.org", "Bob")
     secret = tmp_path / "bob-secret.asc"
-    secret.write_bytes(
-        _gpg(
-            bob / "gnupg",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--armor",
-            "--export-secret-keys",
-            fb,
-        )
-    )
+    export = ["--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys", fb]
+    secret.write_bytes(_gpg(bob / "gnupg", "--armor", *export))
     refused = run(alice, "keys", "import", str(secret))
     assert refused.returncode == 1, refused.stderr
     assert "certmail: error: the file holds a secret key" in refused.stderr
@@ -322,17 +312,7 @@ def test_import_refuses_a_secret_key_unless_asked(
     listed = json.loads(run(alice, "keys", "list", "--json").stdout)["keys"]
     assert fb not in [k["fingerprint"] for k in listed]
     binary = tmp_path / "bob-secret.gpg"
-    binary.write_bytes(
-        _gpg(
-            bob / "gnupg",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--export-secret-keys",
-            fb,
-        )
-    )
+    binary.write_bytes(_gpg(bob / "gnupg", *export))
     assert run(alice, "keys", "import", str(binary)).returncode == 1
     ok = run(alice, "keys", "import", "--secret", str(secret))
     assert ok.returncode == 0, ok.stderr
