@@ -187,7 +187,8 @@ def large(
 def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
     import certmail.api as api
     import certmail.seal as seal_module
-    from certmail import notary_client, outbox, sealing
+    from certmail import notary_client, outbox
+    from certmail import signer as sealing
     from certmail.pipeline import EncryptPipeline
     from tests.fixtures.notary import NotaryProcess, init_notary_dir
 

@@ -2,8 +2,9 @@
 
 This module is the facade: :class:`Certmail` wires one identity's pieces
 (keyring, ledger, scanner, notary) to the modules that do the work —
-composing and sealing (:mod:`certmail.sealing` over :mod:`certmail.seal`), the outbox's
-delivery state machine (:mod:`certmail.outbox`), scanning and safe saving of attachments
+composing and sealing (:mod:`certmail.signer`, the identity's keys and DKIM
+key, over :mod:`certmail.seal`), the outbox's delivery state machine
+(:mod:`certmail.outbox`), scanning and safe saving of attachments
 (:mod:`certmail.attachments`). Results are the dataclasses of
 :mod:`certmail.results`; errors are those of :mod:`certmail.errors`. The CLI
 is a thin layer over this module. Nothing here prints: results carry
@@ -36,10 +37,6 @@ from .compose import (
     Headers,
     Progress,
     ScanRecord,
-    check_address,
-    date_from,
-    new_message_id,
-    now_date,
 )
 from .errors import DeliveryError, QueuedError, UncertainDeliveryError
 from .inbox.notarized import notarized
@@ -48,9 +45,16 @@ from .mailfile import read_message
 from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
-from .sealing import NOTARY_HEADER, Sealer
+from .sendcheck import (
+    check_send_settings,
+    check_size,
+    make_headers,
+    relay_limit,
+    should_compress,
+    too_large,
+)
 from .signatures import verify_signatures
-from .smtp import parse_smtp_url
+from .signer import NOTARY_HEADER, Sealer
 from .unseal import check_manifest, unseal
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
@@ -60,10 +64,6 @@ if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from .scan import Scanner
     from .tracking import Tracking
     from .unseal import Unsealed
-
-
-def _domain(addr: str) -> str:
-    return addr.rpartition("@")[2].lower()
 
 
 def _sig_json(sig: SignatureInfo | None) -> dict[str, Any]:
@@ -220,19 +220,19 @@ class Certmail:
         """
         warnings: list[str] = []
         via = self._outbox.choose_via(via, notarize, warnings)
-        self._check_send_settings(via, to, cc)
+        check_send_settings(self.settings, via, to, cc)
         notary = self.notary() if notarize or via == "relay" else None
         data = body.encode("utf-8") if isinstance(body, str) else body
-        limit = self._relay_limit(via)
+        limit = relay_limit(self._outbox, via)
         paths = [Path(a) for a in attachments]
         if limit is not None and encrypt:
-            self._check_size(limit, len(data), paths)
+            check_size(limit, len(data), paths)
         scanned = self.scan_attachments(
             [Path(a) for a in attachments],
             require_scan=self._require_scan(require_scan),
             warnings=warnings,
         )
-        headers = self._headers(to, cc, subject)
+        headers = make_headers(self.settings, self.clock, to, cc, subject)
         with self._workdir() as work:
             tracking = None
             if track_open:
@@ -248,10 +248,10 @@ class Certmail:
                 encrypt=encrypt,
                 request_mdn=request_mdn,
                 progress=progress,
-                compress=encrypt and _should_compress(len(data), paths, limit),
+                compress=encrypt and should_compress(len(data), paths, limit),
             )
             if limit is not None and sealed.size > limit:
-                raise _too_large(sealed.size, limit)  # nothing stored: no copy is left behind
+                raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
             if tracking is not None and notary is not None:
                 from .tracking import register_tracking
 
@@ -270,28 +270,6 @@ class Certmail:
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
 
-    def _relay_limit(self, via: str) -> int | None:
-        """The relay's advertised message size limit (``GET /v1/relay``), if it can be asked."""
-        from keys.errors import TemporaryError
-
-        if via != "relay":
-            return None
-        try:
-            return self._outbox.relay_endpoint().max_message_bytes
-        except TemporaryError:
-            return None  # unreachable: the message is queued, the relay checks it later
-
-    def _check_size(self, limit: int, body: int, attachments: Sequence[Path]) -> None:
-        """Refuse, before scanning and encrypting, a message the relay cannot take."""
-        from .msgsize import estimate
-
-        for p in attachments:
-            if not p.is_file():
-                return  # the scan says which file is missing
-        expected = estimate(body, attachments, compress=True)
-        if expected > limit:
-            raise _too_large(expected, limit, estimated=True)
-
     def _queued_result(
         self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]
     ) -> SendResult:
@@ -308,36 +286,6 @@ class Certmail:
             encrypted=encrypted,
             warnings=warnings,
             via=entry.via,
-        )
-
-    def _check_send_settings(self, via: str, to: Sequence[str], cc: Sequence[str]) -> None:
-        s = self.settings
-        if not s.email:
-            raise Error("no sender identity", hint="certmail init --email ADDR --name NAME")
-        if not to:
-            raise Error("no recipients", hint="give --to ADDR")
-        for a in (s.email, *to, *cc):
-            check_address(a)
-        if via == "smtp":
-            if not s.smtp_url:
-                raise Error(
-                    "no SMTP server configured",
-                    hint="set CERTMAIL_SMTP_URL=smtp://user:pass@host:587",
-                )
-            parse_smtp_url(s.smtp_url)
-
-    def _headers(self, to: Sequence[str], cc: Sequence[str], subject: str) -> Headers:
-        s = self.settings
-        email = s.email or ""
-        date = date_from(self.clock()) if self.clock else now_date()
-        return Headers(
-            from_addr=email,
-            to=tuple(to),
-            cc=tuple(cc),
-            subject=subject,
-            message_id=new_message_id(_domain(email)),
-            date=date,
-            from_name=s.name or None,
         )
 
     def _prepare_tracking(
@@ -432,25 +380,6 @@ class Certmail:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _should_compress(body: int, paths: Sequence[Path], limit: int | None) -> bool:
-    from .msgsize import should_compress
-
-    return all(p.is_file() for p in paths) and should_compress(body, paths, limit)
-
-
-def _too_large(size: int, limit: int, *, estimated: bool = False) -> Error:
-    from .msgsize import largest_attachment
-
-    mb = 1_000_000
-    what = f"about {size / mb:.1f} MB" if estimated else f"{size / mb:.1f} MB"
-    fits = largest_attachment(limit, compress=True) / mb
-    return Error(
-        f"the message would be {what}, and the notary relay takes at most {limit / mb:.1f} MB"
-        f" (attachments of up to about {fits:.1f} MB in total fit); nothing was sent or stored",
-        hint="send it with --via smtp (your own SMTP server; the notary notarizes its hash)",
-    )
 
 
 def _open_warnings(u: Unsealed) -> list[str]:

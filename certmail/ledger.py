@@ -27,186 +27,23 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from keys.errors import ConflictError, NotFoundError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    sha256      TEXT PRIMARY KEY,
-    message_id  TEXT NOT NULL,
-    mail_from   TEXT NOT NULL,
-    recipients  TEXT NOT NULL,          -- JSON array
-    via         TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    created     TEXT NOT NULL,
-    updated     TEXT NOT NULL,
-    smtp        TEXT NOT NULL,          -- pending sending sent failed uncertain
-    notary      TEXT NOT NULL,          -- pending done failed skipped
-    smtp_reply  TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_error  TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_created ON messages (created);
-CREATE TABLE IF NOT EXISTS receipts (
-    id          INTEGER PRIMARY KEY,
-    sha256      TEXT NOT NULL REFERENCES messages (sha256),
-    receipt     TEXT NOT NULL,          -- the notary's receipt JSON, as received
-    received    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS receipts_sha256 ON receipts (sha256);
-CREATE TABLE IF NOT EXISTS acks (
-    id          INTEGER PRIMARY KEY,
-    sha256      TEXT NOT NULL,          -- the acknowledged message (someone else's)
-    message_id  TEXT NOT NULL,
-    recipient   TEXT NOT NULL,          -- who acknowledges (this identity)
-    notary      TEXT NOT NULL,          -- the notary URL to post it to
-    body        TEXT NOT NULL,          -- the signed POST /v1/ack body (JSON)
-    state       TEXT NOT NULL,          -- pending sent failed
-    created     TEXT NOT NULL,
-    updated     TEXT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_error  TEXT,
-    receipt     TEXT,                   -- the ContentHandover receipt, once posted
-    UNIQUE (sha256, recipient, notary)
-);
-"""
+from .ledger_rows import (
+    KEPT_SQL,
+    OUTBOX_SQL,
+    SCHEMA,
+    Entry,
+    QueuedAck,
+    ack_from_row,
+    entry_from_row,
+    now_text,
+)
 
-OUTBOX_SQL = "smtp IN ('pending', 'sending', 'uncertain') OR (smtp = 'sent' AND notary = 'pending')"
-#: Messages done with for good (refused, or sent but refused by the notary)
-#: whose copy is still kept in the outbox directory.
-KEPT_SQL = "smtp = 'failed' OR notary = 'failed'"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One ledger row."""
-
-    sha256: str
-    message_id: str
-    mail_from: str
-    recipients: tuple[str, ...]
-    via: str
-    size: int
-    created: str
-    updated: str
-    smtp: str
-    notary: str
-    smtp_reply: str | None
-    attempts: int
-    last_error: str | None
-
-    @property
-    def status(self) -> str:
-        """One word: queued, uncertain, sent, notarizing, failed, unnotarized."""
-        if self.smtp == "failed":
-            return "failed"
-        if self.notary == "failed":
-            return "unnotarized"  # sent, but the notary refused it for good
-        if self.smtp in ("sending", "uncertain"):
-            return "uncertain"
-        if self.smtp == "pending":
-            return "queued"
-        if self.notary == "pending":
-            return "notarizing"
-        return "sent"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256,
-            "message_id": self.message_id,
-            "from": self.mail_from,
-            "recipients": list(self.recipients),
-            "via": self.via,
-            "size": self.size,
-            "created": self.created,
-            "updated": self.updated,
-            "status": self.status,
-            "smtp": self.smtp,
-            "notary": self.notary,
-            "smtp_reply": self.smtp_reply,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-        }
-
-
-def _entry(row: sqlite3.Row) -> Entry:
-    return Entry(
-        sha256=row["sha256"],
-        message_id=row["message_id"],
-        mail_from=row["mail_from"],
-        recipients=tuple(json.loads(row["recipients"])),
-        via=row["via"],
-        size=row["size"],
-        created=row["created"],
-        updated=row["updated"],
-        smtp=row["smtp"],
-        notary=row["notary"],
-        smtp_reply=row["smtp_reply"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-    )
-
-
-@dataclass(frozen=True)
-class QueuedAck:
-    """A signed acknowledgement of receipt waiting for (or posted to) its notary."""
-
-    id: int
-    sha256: str
-    message_id: str
-    recipient: str
-    notary: str
-    body: dict[str, Any]
-    state: str  # pending | sent | failed
-    created: str
-    updated: str
-    attempts: int
-    last_error: str | None
-    receipt: dict[str, Any] | None
-
-    @property
-    def status(self) -> str:
-        """One word: ``ack queued``, ``ack sent`` or ``ack failed``."""
-        return f"ack {'queued' if self.state == 'pending' else self.state}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sha256": self.sha256,
-            "message_id": self.message_id,
-            "recipient": self.recipient,
-            "notary": self.notary,
-            "status": self.status,
-            "created": self.created,
-            "updated": self.updated,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-        }
-
-
-def _ack(row: sqlite3.Row) -> QueuedAck:
-    return QueuedAck(
-        id=row["id"],
-        sha256=row["sha256"],
-        message_id=row["message_id"],
-        recipient=row["recipient"],
-        notary=row["notary"],
-        body=json.loads(row["body"]),
-        state=row["state"],
-        created=row["created"],
-        updated=row["updated"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        receipt=json.loads(row["receipt"]) if row["receipt"] else None,
-    )
+__all__ = ["KEPT_SQL", "OUTBOX_SQL", "SCHEMA", "Entry", "Ledger", "QueuedAck"]
 
 
 def _copy_file(src: BinaryIO, dst: BinaryIO) -> None:
@@ -343,7 +180,7 @@ class Ledger:
         """
         size = src.stat().st_size
         self._store(src, sha256, move=move)
-        now = _now()
+        now = now_text()
         try:
             with self._tx() as db:
                 db.execute(
@@ -374,12 +211,12 @@ class Ledger:
             cur = db.execute(
                 f"UPDATE messages SET smtp='sending', attempts=attempts+1, updated=?"  # noqa: S608
                 f" WHERE sha256=? AND smtp IN ({marks})",
-                (_now(), sha256, *states),
+                (now_text(), sha256, *states),
             )
             return cur.rowcount == 1
 
     def _set(self, sha256: str, **fields: Any) -> None:
-        fields["updated"] = _now()
+        fields["updated"] = now_text()
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
             db.execute(
@@ -400,7 +237,7 @@ class Ledger:
 
     def add_receipt(self, sha256: str, receipt: dict[str, Any]) -> None:
         """Keep a receipt and mark the notarization done (one transaction)."""
-        now = _now()
+        now = now_text()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO receipts (sha256, receipt, received) VALUES (?,?,?)",
@@ -505,7 +342,7 @@ class Ledger:
         One per (message, recipient, notary): a second one replaces the pending
         body (an acknowledgement already posted is kept as it is).
         """
-        now = _now()
+        now = now_text()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO acks (sha256, message_id, recipient, notary, body, state, created,"
@@ -533,7 +370,7 @@ class Ledger:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no acknowledgement of {sha256} in the ledger")
-        return _ack(row)
+        return ack_from_row(row)
 
     def pending_acks(self, *, include_failed: bool = False) -> list[QueuedAck]:
         """Acknowledgements still to post (and, with ``include_failed``, refused ones)."""
@@ -541,20 +378,20 @@ class Ledger:
         rows = self._db.execute(
             f"SELECT * FROM acks WHERE state IN {states} ORDER BY id"  # noqa: S608
         ).fetchall()
-        return [_ack(r) for r in rows]
+        return [ack_from_row(r) for r in rows]
 
     def mark_ack_sent(self, ack_id: int, receipt: dict[str, Any]) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE acks SET state='sent', receipt=?, last_error=NULL, updated=? WHERE id=?",
-                (json.dumps(receipt, sort_keys=True), _now(), ack_id),
+                (json.dumps(receipt, sort_keys=True), now_text(), ack_id),
             )
 
     def mark_ack_failed(self, ack_id: int, error: str, *, permanent: bool) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE acks SET state=?, attempts=attempts+1, last_error=?, updated=? WHERE id=?",
-                ("failed" if permanent else "pending", error, _now(), ack_id),
+                ("failed" if permanent else "pending", error, now_text(), ack_id),
             )
 
     # -- queries -----------------------------------------------------------------
@@ -563,7 +400,7 @@ class Ledger:
         row = self._db.execute("SELECT * FROM messages WHERE sha256=?", (sha256,)).fetchone()
         if row is None:
             raise NotFoundError(f"no message {sha256} in the ledger", hint="certmail outbox list")
-        return _entry(row)
+        return entry_from_row(row)
 
     def find(self, prefix_or_message_id: str) -> Entry:
         """A message by sha256 (or a unique prefix of at least 8 hex) or Message-ID."""
@@ -577,26 +414,26 @@ class Ledger:
                 f"no single message matches {q!r}" if rows else f"no message {q!r} in the ledger",
                 hint="certmail outbox list --all",
             )
-        return _entry(rows[0])
+        return entry_from_row(rows[0])
 
     def outbox(self) -> list[Entry]:
         rows = self._db.execute(
             f"SELECT * FROM messages WHERE {OUTBOX_SQL} ORDER BY created"  # noqa: S608
         ).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     def kept(self) -> list[Entry]:
         """Messages refused for good whose copy is still kept in the outbox directory."""
         rows = self._db.execute(
             f"SELECT * FROM messages WHERE {KEPT_SQL} ORDER BY created"  # noqa: S608
         ).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     def all(self, limit: int = 100) -> list[Entry]:
         rows = self._db.execute(
             "SELECT * FROM messages ORDER BY created DESC LIMIT ?", (limit,)
         ).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     def receipts(self, sha256: str) -> list[dict[str, Any]]:
         rows = self._db.execute(

@@ -2,10 +2,11 @@
 
 ``POST /v1/notarize`` with ``{"sha256", "message_id"}`` and a bearer token
 answers a receipt (DESIGN §4.3); ``GET /v1/messages/{sha256}/receipts`` lists
-them; ``GET /v1/vkey`` is the log's checkpoint verifier key. Connection errors,
-timeouts and 5xx replies are :class:`keys.errors.TemporaryError` (retry later:
-the message stays in the outbox); 4xx replies are permanent
-:class:`certmail.errors.NotaryRequestError`.
+them; ``GET /v1/messages/{sha256}/deliveries`` is the relay's delivery state
+(attempts, last reply, next attempt) per recipient; ``GET /v1/vkey`` is the
+log's checkpoint verifier key. Connection errors, timeouts and 5xx replies
+are :class:`keys.errors.TemporaryError` (retry later: the message stays in
+the outbox); 4xx replies are permanent :class:`certmail.errors.NotaryRequestError`.
 
 Every receipt is checked before it is kept: its inclusion proof must verify
 against the notary's verifier key, and its statement must name this message's
@@ -137,6 +138,20 @@ class NotaryClient:
         if not isinstance(items, list):
             raise NotaryRequestError("the notary's answer has no receipts list")
         return [r for r in items if isinstance(r, dict)]
+
+    def deliveries(self, sha256: str) -> list[dict[str, Any]]:
+        """The relay's delivery state of ``sha256`` per recipient (``GET .../deliveries``).
+
+        Each item has ``recipient``, ``state``, ``attempts``, ``last_attempt``,
+        ``last_reply`` (``{code, text}`` or null), ``last_error`` and
+        ``next_attempt`` (docs/api.md). A message the relay never carried for
+        this account raises :class:`NotaryNotFoundError`.
+        """
+        body = _json_object(self.request("GET", f"/v1/messages/{sha256}/deliveries"))
+        items = body.get("deliveries")
+        if not isinstance(items, list):
+            raise NotaryRequestError("the notary's answer has no deliveries list")
+        return [d for d in items if isinstance(d, dict) and isinstance(d.get("recipient"), str)]
 
     def check_receipt(self, receipt: dict[str, Any], sha256: str, message_id: str | None) -> None:
         """Raise VerificationError unless ``receipt`` proves ``sha256`` was logged."""

@@ -1,4 +1,4 @@
-"""Where the passphrase of your OpenPGP key comes from: a descriptor, a file, the terminal.
+"""Where the passphrase of your OpenPGP key comes from: a descriptor, a file, the caller.
 
 Each source is a :data:`keys.gpg.Ask`: a :class:`keys.gpg.Keyring` calls it
 only when gpg needs the passphrase (the key is protected and the agent has not
@@ -7,27 +7,24 @@ unlocked it) or refused the one it got (docs/keys.md#passphrases):
 - :class:`FdSource`: the first line read from a file descriptor
   (``--passphrase-fd N``); one try;
 - :class:`FileSource`: the first line of ``CERTMAIL_PASSPHRASE_FILE``; one try;
-- :class:`TerminalPrompt`: asks on the controlling terminal (``/dev/tty``)
-  without echo, saying "wrong passphrase" when gpg refused the last one; the
-  keyring stops after :data:`keys.gpg.MAX_TRIES` tries.
+- the caller's ``fallback``: any :data:`keys.gpg.Ask` (the CLI passes its
+  terminal prompt, :class:`certmail.cli.prompt.TerminalPrompt`, when a person
+  is at a terminal; the keyring stops after :data:`keys.gpg.MAX_TRIES` tries).
 
 :func:`passphrase_source` picks one, in that order. The passphrase goes to gpg
 through a pipe; it is never put on a command line or in the environment. The
-library never prompts on its own: only a caller that passes a
-:class:`TerminalPrompt` (the CLI, on a terminal) gets one.
+library never prompts and never touches the terminal: asking a person is the
+caller's callback.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
-import sys
 from typing import TYPE_CHECKING
 
 from keys.errors import Error
 from keys.gpg import (
-    MAX_TRIES,
     Ask,
     BadPassphraseError,
     PassphraseRequest,
@@ -37,17 +34,9 @@ from keys.gpg import (
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = [
-    "MAX_LINE",
-    "FdSource",
-    "FileSource",
-    "TerminalPrompt",
-    "passphrase_source",
-    "terminal_available",
-]
+__all__ = ["MAX_LINE", "FdSource", "FileSource", "passphrase_source"]
 
 MAX_LINE = 4096  # bytes read from a passphrase descriptor
-TTY = "/dev/tty"
 
 
 class _OneShot:
@@ -111,45 +100,13 @@ class FdSource(_OneShot):
             raise Error(f"the passphrase from {self.where} is not UTF-8") from None
 
 
-class TerminalPrompt:
-    """Asks on the controlling terminal, without echo (:func:`getpass.getpass` on ``/dev/tty``)."""
-
-    def _tell(self, text: str) -> None:
-        with contextlib.suppress(OSError), open(TTY, "w", encoding="utf-8") as tty:
-            tty.write(text)
-
-    def __call__(self, request: PassphraseRequest) -> str:
-        if request.wrong:
-            self._tell(f"certmail: wrong passphrase (try {request.attempt} of {MAX_TRIES})\n")
-        try:
-            return getpass.getpass(f"passphrase for {request.key}: ")
-        except EOFError:  # Ctrl-D
-            raise PassphraseRequiredError(
-                "no passphrase was entered", hint="run the command again to be asked"
-            ) from None
-
-
-def terminal_available() -> bool:
-    """A person can be asked: stderr is a terminal and there is a controlling terminal."""
-    if not sys.stderr.isatty():
-        return False
-    try:
-        fd = os.open(TTY, os.O_RDWR | os.O_NOCTTY)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
-
-
 def passphrase_source(
-    settings: Settings, *, fd: int | None = None, terminal: bool | None = None
+    settings: Settings, *, fd: int | None = None, fallback: Ask | None = None
 ) -> Ask | None:
     """The source for this run: ``--passphrase-fd``, else CERTMAIL_PASSPHRASE_FILE, else
-    the terminal (``terminal``: default :func:`terminal_available`), else none."""
+    ``fallback`` (the caller's own way of asking, e.g. the CLI's terminal prompt), else none."""
     if fd is not None:
         return FdSource(fd)
     if settings.passphrase_file is not None:
         return FileSource(settings)
-    if terminal if terminal is not None else terminal_available():
-        return TerminalPrompt()
-    return None
+    return fallback

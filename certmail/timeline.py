@@ -12,6 +12,14 @@ it directly::
     for rcpt, events in tl.recipients.items():
         print(rcpt, tl.status(rcpt))
 
+The relay's delivery state (``NotaryClient.deliveries``: per recipient the
+attempts, the last server reply and the next attempt) is not evidence, but it
+shows a deferral while it lasts: :func:`delivery_states` reads it, and
+``Timeline.deliveries`` carries it beside the events::
+
+    tl.deliveries = delivery_states(client.deliveries(sha256))
+    print(tl.deliveries["bob@example.net"].summary())
+
 A message sent directly (``--via smtp``) has one receipt, the notarization of
 its hash (channel ``api``): the notary never sees its delivery, so that
 receipt is the whole timeline and it is final at once.
@@ -31,7 +39,16 @@ if TYPE_CHECKING:
 
     from .ack import HandoverCheck
 
-__all__ = ["STEPS", "Event", "Timeline", "build_timeline", "statement_of", "statements"]
+__all__ = [
+    "STEPS",
+    "Delivery",
+    "Event",
+    "Timeline",
+    "build_timeline",
+    "delivery_states",
+    "statement_of",
+    "statements",
+]
 
 #: Event -> the word the timeline shows for it.
 STEPS = {
@@ -106,13 +123,88 @@ class Event:
         return out
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """The relay's delivery state of one recipient (not evidence: the queue's view).
+
+    ``state`` is ``held``, ``queued``, ``delivered`` or ``failed``; ``last_reply``
+    the next hop's last ``{"code", "text"}``; ``next_attempt`` is set while queued.
+    """
+
+    recipient: str
+    state: str
+    attempts: int
+    last_attempt: str | None = None
+    last_reply: dict[str, Any] | None = None
+    last_error: str | None = None
+    next_attempt: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Delivery:
+        """One item of ``GET /v1/messages/{sha256}/deliveries`` (odd members left out)."""
+
+        def text(name: str) -> str | None:
+            v = obj.get(name)
+            return v if isinstance(v, str) else None
+
+        reply = obj.get("last_reply")
+        attempts = obj.get("attempts")
+        return cls(
+            recipient=str(obj["recipient"]),
+            state=text("state") or "unknown",
+            attempts=attempts if isinstance(attempts, int) and attempts >= 0 else 0,
+            last_attempt=text("last_attempt"),
+            last_reply=reply if isinstance(reply, dict) else None,
+            last_error=text("last_error"),
+            next_attempt=text("next_attempt"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_attempt": self.last_attempt,
+            "last_reply": self.last_reply,
+            "last_error": self.last_error,
+            "next_attempt": self.next_attempt,
+        }
+
+    def reply_text(self) -> str | None:
+        """The last reply as ``"451 4.7.1 greylisted"`` (or the last error without one)."""
+        if self.last_reply is not None:
+            code, text = self.last_reply.get("code"), str(self.last_reply.get("text", ""))
+            return " ".join(f"{code} {text}".split())[:120]
+        return self.last_error
+
+    def summary(self) -> str:
+        """One line: ``queued, 2 attempts, last reply 451 ..., next attempt ...``."""
+        n = self.attempts
+        parts = [self.state, f"{n} attempt{'' if n == 1 else 's'}"]
+        if (reply := self.reply_text()) is not None:
+            parts.append(f"last reply {reply}")
+        if self.next_attempt is not None:
+            parts.append(f"next attempt {self.next_attempt}")
+        return ", ".join(parts)
+
+
+def delivery_states(items: list[dict[str, Any]]) -> dict[str, Delivery]:
+    """``NotaryClient.deliveries(...)`` per recipient."""
+    return {d.recipient: d for d in map(Delivery.from_json, items)}
+
+
 @dataclass
 class Timeline:
-    """Per recipient, its events in log order; ``final`` once every recipient is done."""
+    """Per recipient, its events in log order; ``final`` once every recipient is done.
+
+    ``deliveries`` is the relay's delivery state per recipient when it was
+    fetched (:func:`delivery_states`), else empty; :meth:`to_json` is the
+    evidence only (``certmail receipts --json`` adds ``deliveries`` beside it).
+    """
 
     recipients: dict[str, list[Event]] = field(default_factory=dict)
     final: bool = False
     message_id: str | None = None  # as the evidence names it
+    deliveries: dict[str, Delivery] = field(default_factory=dict)
 
     def status(self, recipient: str) -> str:
         """The latest step of ``recipient`` ("no evidence yet" without one)."""

@@ -57,9 +57,12 @@ class App:
     def passphrase_source(self, settings: Settings | None = None) -> Ask | None:
         """Where the key's passphrase comes from when gpg needs it: ``--passphrase-fd``,
         CERTMAIL_PASSPHRASE_FILE, else a prompt on the terminal (docs/keys.md)."""
+        from certmail.cli.prompt import terminal_prompt
         from certmail.passphrase import passphrase_source
 
-        return passphrase_source(settings or self.settings(), fd=self.passphrase_fd)
+        return passphrase_source(
+            settings or self.settings(), fd=self.passphrase_fd, fallback=terminal_prompt()
+        )
 
     def keyring(self, settings: Settings | None = None) -> Keyring:
         """The home's keyring, asking for the key's passphrase when gpg needs it."""

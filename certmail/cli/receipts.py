@@ -4,7 +4,9 @@ Fetches the receipts the notary holds for a message (``GET
 /v1/messages/{sha256}/receipts``), checks each against the notary's verifier
 key, keeps new ones in the ledger and shows the timeline the library builds
 (:func:`certmail.timeline.build_timeline`): per recipient, when the message
-was accepted, delivered (or failed) and acknowledged. Without an argument it
+was accepted, delivered (or failed) and acknowledged, and beside it the
+relay's delivery state (``GET /v1/messages/{sha256}/deliveries``: attempts,
+last reply, next attempt), so a deferral is visible while it lasts. Without an argument it
 lists the ledger's recent messages.
 """
 
@@ -14,12 +16,13 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
-from keys.errors import Error
+from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
     from certmail.config import Settings
@@ -97,7 +100,7 @@ def _fetch(
     watch: bool,
 ) -> list[dict[str, Any]]:
     """The notary's receipts, each checked; new ones kept in the ledger."""
-    from keys.errors import NotFoundError, TemporaryError
+    from keys.errors import NotFoundError
 
     try:
         got = client.receipts(sha256)
@@ -117,6 +120,43 @@ def _fetch(
     return got
 
 
+@dataclass
+class _Target:
+    """The message asked about: its ledger entry (if any), hash, Message-ID and recipients."""
+
+    entry: Entry | None
+    sha256: str
+    message_id: str | None
+    recipients: list[str]
+
+    @property
+    def relayed(self) -> bool:
+        """Whether the relay may hold a delivery state (not for a message sent directly)."""
+        return self.entry is None or self.entry.via != "smtp"
+
+
+@dataclass
+class _View:
+    """What one poll saw: the timeline, the receipts, and what could not be fetched."""
+
+    tl: Timeline
+    got: list[dict[str, Any]]
+    offline: TemporaryError | None = None  # the notary was not reachable: the stored view
+    deliveries_error: str | None = None  # why the delivery state is missing
+
+
+def _target(ledger: Ledger, ref: str) -> _Target:
+    from keys.errors import NotFoundError
+
+    try:
+        e = ledger.find(ref)
+    except NotFoundError:
+        if not _SHA256.fullmatch(ref):
+            raise
+        return _Target(None, ref, None, [])
+    return _Target(e, e.sha256, e.message_id, list(e.recipients))
+
+
 def _show(
     ledger: Ledger,
     settings: Settings,
@@ -127,17 +167,8 @@ def _show(
     as_json: bool,
 ) -> None:
     from certmail.notary_client import NotaryClient
-    from certmail.timeline import build_timeline
-    from keys.errors import NotFoundError, TemporaryError
 
-    entry = None
-    try:
-        entry = ledger.find(ref)
-        sha256, message_id, recipients = entry.sha256, entry.message_id, list(entry.recipients)
-    except NotFoundError:
-        if not _SHA256.fullmatch(ref):
-            raise
-        sha256, message_id, recipients = ref, None, []
+    target = _target(ledger, ref)
     if not settings.notary_url:
         raise Error(
             "no notary configured", hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN"
@@ -150,64 +181,103 @@ def _show(
 
     started = time.monotonic()
     shown: set[str] = set()
-    offline: TemporaryError | None = None
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
         while True:
-            try:
-                got = _fetch(client, ledger, entry, sha256, message_id, watch)
-            except TemporaryError as e:
-                if entry is None:
-                    raise
-                # The notary cannot be reached: show what the ledger kept (each
-                # receipt was checked when it was kept).
-                offline, got = e, ledger.receipts(sha256)
-            tl = build_timeline(got, recipients, keyring=keyring)
-            message_id = message_id or tl.message_id
+            view = _poll(client, ledger, target, keyring, watch)
+            target.message_id = target.message_id or view.tl.message_id
             if watch and not as_json:
-                _echo_new(tl, shown)
-            if not watch or tl.final:
+                _echo_new(view.tl, shown)
+            if not watch or view.tl.final or view.offline is not None:
                 break
             if watch_timeout is not None and time.monotonic() - started > watch_timeout:
                 raise TemporaryError(
                     f"not every recipient is done after {watch_timeout:g} s",
-                    hint=f"certmail receipts {sha256[:16]} --watch",
+                    hint=f"certmail receipts {target.sha256[:16]} --watch",
                 )
             time.sleep(interval)
-    status = ledger.get(sha256).to_json() if entry is not None else None
+    _emit(ledger, target, view, as_json)
+
+
+def _poll(
+    client: NotaryClient, ledger: Ledger, target: _Target, keyring: Any, watch: bool
+) -> _View:
+    """Fetch receipts and delivery state once (the ledger's receipts when offline)."""
+    from certmail.timeline import build_timeline, delivery_states
+    from keys.errors import NotFoundError
+
+    sha256, entry = target.sha256, target.entry
+    try:
+        got = _fetch(client, ledger, entry, sha256, target.message_id, watch)
+    except TemporaryError as e:
+        if entry is None:
+            raise
+        # The notary cannot be reached: show what the ledger kept (each receipt
+        # was checked when it was kept). The delivery state is not kept.
+        got = ledger.receipts(sha256)
+        view = _View(build_timeline(got, target.recipients, keyring=keyring), got, offline=e)
+        view.deliveries_error = "the notary could not be reached"
+        return view
+    view = _View(build_timeline(got, target.recipients, keyring=keyring), got)
+    if not target.relayed:
+        return view
+    try:
+        view.tl.deliveries = delivery_states(client.deliveries(sha256))
+    except NotFoundError:
+        pass  # the relay never carried it (yet): the receipts are the whole story
+    except Error as e:
+        view.deliveries_error = e.message
+    return view
+
+
+def _emit(ledger: Ledger, target: _Target, view: _View, as_json: bool) -> None:
+    """Print the view (JSON or text); exit 5 after showing a stored (offline) view."""
+    sha256, offline = target.sha256, view.offline
+    status = ledger.get(sha256).to_json() if target.entry is not None else None
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "sha256": sha256,
-                    "message_id": message_id,
-                    **tl.to_json(),
-                    "receipts": got,
-                    "ledger": status,
-                    "source": "ledger" if offline else "notary",
-                }
-            )
-        )
+        doc = {
+            "sha256": sha256,
+            "message_id": target.message_id,
+            **view.tl.to_json(),
+            "deliveries": {r: d.to_json() for r, d in view.tl.deliveries.items()},
+            "deliveries_error": view.deliveries_error,
+            "receipts": view.got,
+            "ledger": status,
+            "source": "ledger" if offline else "notary",
+        }
+        click.echo(json.dumps(doc))
     else:
         if offline is not None:
             click.echo(
                 "certmail: warning: the notary could not be reached; this is the stored "
-                "view from your ledger, and later events are not shown",
+                "view from your ledger: the delivery state could not be fetched, and "
+                "later events are not shown",
                 err=True,
             )
-        _render(tl, sha256, message_id, status)
+        elif view.deliveries_error is not None:
+            click.echo(
+                f"certmail: warning: the delivery state could not be fetched: "
+                f"{view.deliveries_error}",
+                err=True,
+            )
+        _render(view.tl, sha256, target.message_id, status)
     if offline is not None:  # what was shown is the stored view: exit 5 (its cause stays)
         offline.hint = f"certmail receipts {sha256[:16]} again once the notary is back"
         raise offline
 
 
 def _echo_new(tl: Timeline, shown: set[str]) -> None:
-    """With --watch: each step once, as it appears."""
+    """With --watch: each step once, as it appears (and each change of delivery state)."""
     for rcpt, steps in tl.recipients.items():
         for s in steps:
             key = f"{rcpt} {s.event} {s.time}"
             if key not in shown:
                 shown.add(key)
                 click.echo(f"{s.time}  {rcpt}: {s.step}", err=True)
+    for rcpt, d in tl.deliveries.items():
+        key = f"{rcpt} delivery {d.state} {d.attempts}"
+        if d.state != "delivered" and key not in shown:
+            shown.add(key)
+            click.echo(f"{d.last_attempt or '-'}  {rcpt}: relay {d.summary()}", err=True)
 
 
 def _detail(s: Event) -> str:
@@ -232,10 +302,12 @@ def _render(
             "certmail outbox flush",
             err=True,
         )
-    if not tl.recipients:
+    if not tl.recipients and not tl.deliveries:
         click.echo("  no evidence yet", err=True)
-    for rcpt, steps in tl.recipients.items():
+    for rcpt in [*tl.recipients, *(r for r in tl.deliveries if r not in tl.recipients)]:
         click.echo(f"  {rcpt}: {tl.status(rcpt)}")
-        for s in steps:
+        for s in tl.recipients.get(rcpt, []):
             click.echo(f"    {s.time}  {s.step}{_detail(s)}")
+        if (d := tl.deliveries.get(rcpt)) is not None:
+            click.echo(f"    relay: {d.summary()}")
     sys.stdout.flush()

@@ -1,6 +1,8 @@
 """OpenPGP through GnuPG: the keyring and what reads gpg's output.
 
-- :mod:`keys.gpg.keyring`: :class:`Keyring`, one GNUPGHOME and its operations;
+- :mod:`keys.gpg.keyring`: :class:`Keyring`, one GNUPGHOME and its operations
+  (over :mod:`keys.gpg.base`: running gpg, choosing and unlocking keys, and
+  :mod:`keys.gpg.streaming`: the start/finish operations of the pipelines);
 - :mod:`keys.gpg.colons`: the colon key listing (:class:`KeyInfo`);
 - :mod:`keys.gpg.status`: ``[GNUPG:]`` status lines (:class:`SignatureInfo`);
 - :mod:`keys.gpg.process`: streaming gpg processes (:class:`GpgProcess`);

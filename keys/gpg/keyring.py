@@ -2,6 +2,10 @@
 
 One :class:`Keyring` wraps one GNUPGHOME (one per certmail profile) and drives
 ``gpg`` through python-gnupg, or :class:`~keys.gpg.process.GpgProcess` to stream.
+It is built in three layers: :mod:`keys.gpg.base` (running gpg, listing and
+choosing keys, unlocking the secret key), :mod:`keys.gpg.streaming` (the
+start/finish operations the send and open pipelines stream through) and this
+module (key management and whole-file sign, verify, encrypt, decrypt).
 Bulk operations stream file to file: a 200 MB attachment is never held in memory.
 No network: ``gpg.conf`` turns off key auto-retrieval and WKD lookups.
 
@@ -13,72 +17,39 @@ valid keys: ``--trust-model always`` is never used. See docs/keys.md.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
-
-import gnupg
+from typing import IO, Any
 
 from keys.errors import (
     ConflictError,
-    Error,
     KeyMaterialError,
     MalformedError,
     NotFoundError,
     VerificationError,
 )
-from keys.gpg.colons import (
-    FPR_RE,
-    KeyInfo,
-    Listed,
-    normalize_fingerprint,
-    parse_listing,
-)
-from keys.gpg.home import prepare_home
+from keys.gpg.base import BUFFER_SIZE
 from keys.gpg.importing import check_before_import, nothing_imported, require_usable
-from keys.gpg.passphrase import (
-    MAX_TRIES,
-    Ask,
-    BadPassphraseError,
-    PassphraseError,
-    PassphraseRequest,
-    check_secret_key_used,
-    named,
-    raise_for_passphrase,
-    usable_passphrase,
-)
-from keys.gpg.process import GPG_BINARY, GpgProcess, atomic_output, run_gpg
-from keys.gpg.selection import (
-    encryption_key_of,
-    find_keys,
-    signing_key_of,
-    trusted_by_fingerprint,
-)
+from keys.gpg.passphrase import check_secret_key_used, raise_for_passphrase
+from keys.gpg.process import atomic_output
 from keys.gpg.status import (
-    IMPORT_HINT,
     MICALG,
     SIG_STATUS,
-    STDERR_ENCODING,
     SignatureInfo,
     check_recipients_accepted,
     gpg_message,
     signature_info,
-    signature_micalg,
     status_values,
 )
+from keys.gpg.streaming import StreamingKeyring
 
 __all__ = ["BUFFER_SIZE", "Keyring"]
 
-BUFFER_SIZE = 1 << 20
-T = TypeVar("T")
 
-
-class Keyring:
+class Keyring(StreamingKeyring):
     """One GnuPG home: the identity's keys and the keys of correspondents.
 
     ``passphrase`` unlocks the own secret key for signing and decryption; it is
@@ -90,124 +61,6 @@ class Keyring:
     the passphrase that worked is kept for the keyring's later operations (the
     streaming ones, which cannot be run twice, use it).
     """
-
-    def __init__(
-        self, gnupghome: Path, *, passphrase: str | None = None, ask: Ask | None = None
-    ) -> None:
-        self.gnupghome = Path(gnupghome)
-        self.passphrase = passphrase
-        self.ask = ask
-        prepare_home(self.gnupghome)
-        try:
-            self._gpg = gnupg.GPG(
-                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
-            )
-        except (OSError, ValueError) as e:
-            raise KeyMaterialError(
-                f"cannot run gpg: {e}", hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)"
-            ) from e
-        self._gpg.buffer_size = BUFFER_SIZE
-        #: micalg by signing-key fingerprint: one probe per key and keyring.
-        self._micalg_of = functools.cache(self._probe_micalg)
-
-    # -- running gpg -----------------------------------------------------------
-
-    def _run(
-        self,
-        args: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        passphrase: str | None = None,
-        secret: bool = False,
-    ) -> subprocess.CompletedProcess[bytes]:
-        """Run gpg directly (for listings and small key-management commands)."""
-        return run_gpg(
-            self.gnupghome, args, stdin=stdin or b"", secret=secret, passphrase=passphrase
-        )
-
-    @staticmethod
-    def _secret_args(passphrase: str | None) -> list[str]:
-        """Extra python-gnupg arguments for an operation that uses the secret key:
-        with no passphrase, gpg may not start a pinentry (python-gnupg adds the
-        loopback arguments itself when it has one)."""
-        return [] if passphrase is not None else ["--pinentry-mode", "error"]
-
-    def _unlocked(self, op: Callable[[str | None], T], fpr: str | None = None) -> T:
-        """Run ``op(passphrase)``, a secret-key operation that raises
-        :class:`PassphraseError` when the key stayed locked; on that, get a
-        passphrase from :attr:`ask` and run it again (at most MAX_TRIES asks).
-
-        ``fpr`` names the key in prompts and errors. The passphrase that worked
-        is kept in :attr:`passphrase`.
-        """
-        passphrase = self.passphrase
-        asked = 0
-        key: str | None = None
-        while True:
-            try:
-                if passphrase is not None:
-                    usable_passphrase(passphrase)
-                result = op(passphrase)
-            except PassphraseError as e:
-                key = key or self.describe_key(fpr)
-                if self.ask is None:
-                    raise named(e, key) from None
-                if asked >= MAX_TRIES:
-                    raise named(e, key, tries=asked) from None
-                asked += 1
-                passphrase = self.ask(
-                    PassphraseRequest(key, asked, isinstance(e, BadPassphraseError))
-                )
-                continue
-            self.passphrase = passphrase
-            return result
-
-    def describe_key(self, fpr: str | None = None) -> str:
-        """``Name <addr> (key id)`` of an own secret key, for a passphrase prompt; without
-        ``fpr``, the only secret key (or "your OpenPGP key" when there are several)."""
-        own = self._listing(secret=True)
-        if fpr is not None:
-            own = [k for k in own if k.info.fingerprint == fpr]
-        if len(own) != 1:
-            return "your OpenPGP key"
-        info = own[0].info
-        uid = info.uids[0] if info.uids else info.fingerprint
-        return f"{uid} ({info.fingerprint[-16:]})"
-
-    # -- listing ---------------------------------------------------------------
-
-    def _listing(self, *, secret: bool) -> list[Listed]:
-        proc = self._run(["--list-secret-keys" if secret else "--list-keys"])
-        if proc.returncode not in (0, 2):
-            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")
-        secret_fprs: set[str] = set()
-        if not secret:
-            secret_fprs = {k.info.fingerprint for k in self._listing(secret=True)}
-        text = proc.stdout.decode("utf-8", "replace")
-        return parse_listing(text, secret=secret, secret_fprs=secret_fprs)
-
-    def list_keys(self, *, secret: bool = False) -> list[KeyInfo]:
-        """Every key in the keyring (``secret=True``: only those with a secret key)."""
-        return [k.info for k in self._listing(secret=secret)]
-
-    def _find(self, addr_or_fpr: str, *, secret: bool = False) -> list[Listed]:
-        """Keys matching a fingerprint (or key id suffix) or an address, newest first."""
-        return find_keys(self._listing(secret=secret), addr_or_fpr)
-
-    def key_for(self, addr_or_fpr: str) -> KeyInfo:
-        """The key for an address or fingerprint (newest usable one if several)."""
-        found = self._find(addr_or_fpr)
-        if not found:
-            raise NotFoundError(f"no OpenPGP key for {addr_or_fpr}", hint=IMPORT_HINT)
-        return found[0].info
-
-    def encryption_key(self, addr: str) -> str:
-        """Fingerprint of a valid, trusted key for ``addr`` that can encrypt."""
-        return encryption_key_of(self._find(addr), addr)
-
-    def signing_key(self, addr: str) -> str:
-        """Fingerprint of the own secret key for ``addr`` that can sign."""
-        return signing_key_of(self._find(addr, secret=True), addr)
 
     # -- key management --------------------------------------------------------
 
@@ -318,12 +171,6 @@ class Keyring:
         data = result.data
         return (data if isinstance(data, bytes) else str(data).encode()), micalg
 
-    def _resolve_signer(self, signer: str) -> str:
-        query = normalize_fingerprint(signer)
-        if FPR_RE.match(query):
-            return query
-        return self.signing_key(signer)
-
     def _sign_stream(self, open_data: Callable[[], IO[bytes]], signer: str) -> tuple[bytes, str]:
         """A detached signature over what ``open_data()`` reads (opened again for each try)."""
         fpr = self._resolve_signer(signer)
@@ -371,18 +218,6 @@ class Keyring:
         return signature_info(result)
 
     # -- encryption ------------------------------------------------------------
-
-    def _check_recipients(self, recipients: Sequence[str]) -> list[str]:
-        if not recipients:
-            raise Error("no recipients to encrypt to")
-        listed = self._listing(secret=False)
-        fprs: list[str] = []
-        for r in recipients:
-            if FPR_RE.match(normalize_fingerprint(r)):
-                fprs.append(trusted_by_fingerprint(listed, r))
-            else:
-                fprs.append(self.encryption_key(r))
-        return fprs
 
     def _encrypt(
         self,
@@ -497,60 +332,7 @@ class Keyring:
                 raise MalformedError(f"decryption failed: {gpg_message(stderr)}")
         return info
 
-    # -- streaming (data through file descriptors, not Python buffers) ------------
-
-    def spawn(
-        self,
-        args: Sequence[str],
-        *,
-        stdin: int | IO[bytes] | None = None,
-        stdout: int | IO[bytes] | None = None,
-        secret: bool = False,
-        collect_stdout: bool = False,
-        passphrase: str | None = None,
-    ) -> GpgProcess:
-        """Start gpg on this keyring with ``args``; ``secret``: it uses the secret key
-        (unlocked with ``passphrase``, default :attr:`passphrase`). Streaming runs
-        cannot be repeated: unlock the key first (:meth:`micalg`,
-        :meth:`unlock_decryption`), which asks for the passphrase when needed."""
-        return GpgProcess.start(
-            self.gnupghome,
-            args,
-            stdin=stdin,
-            stdout=stdout,
-            passphrase=(passphrase if passphrase is not None else self.passphrase)
-            if secret
-            else None,
-            secret=secret,
-            collect_stdout=collect_stdout,
-        )
-
-    def micalg(self, signer: str) -> str:
-        """The RFC 3156 micalg gpg will use for detached signatures by ``signer``.
-
-        gpg picks the digest from the key and the preferences; a one-time probe
-        (an empty signature) tells which, before any data is signed, so that the
-        ``multipart/signed`` header can be written ahead of the signature. The
-        probe's answer is kept per keyring and signing key.
-        """
-        return self._micalg_of(self._resolve_signer(signer))
-
-    def _probe_micalg(self, fpr: str) -> str:
-        def probe(passphrase: str | None) -> str:
-            run = self.spawn(
-                ["--local-user", fpr, "--detach-sign", "--armor"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                secret=True,
-                collect_stdout=True,
-                passphrase=passphrase,
-            )
-            code, stderr, _ = run.wait()
-            if code != 0:
-                raise_for_passphrase(stderr)
-            return signature_micalg(code, stderr)
-
-        return self._unlocked(probe, fpr)
+    # -- before a streaming decryption -------------------------------------------
 
     def unlock_decryption(self, fpr: str) -> None:
         """Make sure the own key ``fpr`` can decrypt (asking for its passphrase if needed)
@@ -564,76 +346,3 @@ class Keyring:
                 self._decrypt_once(sealed, out, passphrase)
 
             self._unlocked(probe, fpr)
-
-    def start_sign_detached(self, src: IO[bytes] | int, signer: str) -> GpgProcess:
-        """Start an armored detached signature over ``src`` (gpg reads the file itself)."""
-        fpr = self._resolve_signer(signer)
-        return self.spawn(
-            ["--local-user", fpr, "--detach-sign", "--armor"],
-            stdin=src,
-            stdout=subprocess.PIPE,
-            secret=True,
-            collect_stdout=True,
-        )
-
-    def finish_sign_detached(self, run: GpgProcess) -> tuple[bytes, str]:
-        """The signature and its micalg once :meth:`start_sign_detached` is done."""
-        code, stderr, out = run.wait()
-        if code != 0:
-            raise_for_passphrase(stderr)
-        return out, signature_micalg(code, stderr)
-
-    def start_encrypt(
-        self,
-        recipients: Sequence[str],
-        *,
-        armor: bool = True,
-        compress: bool = True,
-        compress_level: int | None = None,
-        stdout: int | IO[bytes] | None = None,
-    ) -> GpgProcess:
-        """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``.
-
-        ``compress_level`` (1-9) is gpg's ``-z`` when compressing (default: gpg's).
-        """
-        fprs = self._check_recipients(recipients)
-        args = ["--trust-model", "pgp", "--encrypt"]
-        for f in fprs:
-            args += ["--recipient", f]
-        if armor:
-            args.append("--armor")
-        if not compress:
-            args += ["--compress-algo", "none"]
-        elif compress_level is not None:
-            args += ["-z", str(compress_level)]
-        return self.spawn(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if stdout is None else stdout
-        )
-
-    def finish_encrypt(self, run: GpgProcess) -> None:
-        code, stderr, _ = run.wait()
-        if code == 0 and status_values(stderr, "END_ENCRYPTION"):
-            return
-        check_recipients_accepted(stderr)
-        raise KeyMaterialError(f"encryption failed: {gpg_message(stderr)}")
-
-    def start_decrypt(self, *, stdin: int | IO[bytes] | None = None) -> GpgProcess:
-        """Start decrypting ``stdin`` (default: a pipe); the plaintext comes out of a pipe."""
-        return self.spawn(
-            ["--decrypt"],
-            stdin=subprocess.PIPE if stdin is None else stdin,
-            stdout=subprocess.PIPE,
-            secret=True,
-        )
-
-    def finish_decrypt(self, run: GpgProcess) -> None:
-        """Raise unless the decryption succeeded with an intact integrity check."""
-        code, stderr, _ = run.wait()
-        if (
-            code == 0
-            and status_values(stderr, "DECRYPTION_OKAY")
-            and not status_values(stderr, "DECRYPTION_FAILED")
-        ):
-            return
-        check_secret_key_used(stderr)
-        raise MalformedError(f"decryption failed: {gpg_message(stderr)}")

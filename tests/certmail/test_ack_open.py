@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from certmail.ack import make_ack, notarized_sha256
+from certmail.ack import notarized_sha256
 from keys.errors import VerificationError
-from tests.fixtures.cli import run, use_notary
+from tests.fixtures.cli import json_of, run, send_args, send_contract, signed_ack, use_notary
 from tests.fixtures.notary import NotaryProcess
+
+#: (correspondents, Alice's ``send --json``, Bob's copy of the message)
+Contract = tuple[Any, dict[str, Any], Path]
 
 
 def _setup(c: Any, notary: NotaryProcess) -> None:
@@ -28,22 +31,12 @@ def _setup(c: Any, notary: NotaryProcess) -> None:
     c.settings(c.bob, smtp_url=c.sink.url)
 
 
-def _send(c: Any, tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Contract",
-        "--json",
-        stdin=b"Please sign.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    sent = json.loads(p.stdout)
-    eml = tmp_path / "delivered.eml"
-    eml.write_bytes(c.sink.messages[-1].data)
-    return sent, eml
+@pytest.fixture
+def contract(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> Contract:
+    """Alice (with the notary) has sent Bob the contract: (correspondents, send --json, copy)."""
+    _setup(correspondents, notary_server)
+    sent, eml = send_contract(correspondents, tmp_path)
+    return correspondents, sent, eml
 
 
 def _bob_row(c: Any, sha: str) -> list[dict[str, Any]]:
@@ -55,11 +48,9 @@ def _bob_row(c: Any, sha: str) -> list[dict[str, Any]]:
 
 
 def test_open_ack_logs_content_handover_seen_by_the_sender(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+    contract: Contract, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    c = correspondents
-    _setup(c, notary_server)
-    sent, eml = _send(c, tmp_path)
+    c, sent, eml = contract
     p = run(c.bob, "open", str(eml), "--ack", "--json")
     assert p.returncode == 0, p.stderr
     ack = json.loads(p.stdout)["ack"]
@@ -78,22 +69,16 @@ def test_open_ack_logs_content_handover_seen_by_the_sender(
 
 
 def test_ack_by_a_key_that_is_not_the_recipients_is_reported(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path, keyring_factory: Any
+    contract: Contract,
+    notary_server: NotaryProcess,
+    tmp_path: Path,
+    keyring_factory: Any,
 ) -> None:
-    c = correspondents
-    _setup(c, notary_server)
-    sent, _ = _send(c, tmp_path)
+    c, sent, _ = contract
     # Mallory made a key with Bob's address; the notary accepts the signature
     # (the key does name bob), but Alice encrypted to another key.
     mallory, mallory_fpr = keyring_factory(c.bob.email, "Not Bob")
-    forged = make_ack(
-        mallory,
-        sha256=sent["sha256"],
-        message_id=sent["message_id"],
-        recipient=c.bob.email,
-        notary=notary_server.url,
-        time=datetime.now(UTC),
-    )
+    forged = signed_ack(mallory, sent, c.bob.email, notary_server.url)
     r = httpx.post(notary_server.url + "/v1/ack", json=forged.to_json())
     assert r.status_code == 200, r.text
     steps = _bob_row(c, sent["sha256"])
@@ -106,19 +91,10 @@ def test_ack_by_a_key_that_is_not_the_recipients_is_reported(
 
 
 def test_forged_signature_is_refused_by_the_notary(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+    contract: Contract, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    c = correspondents
-    _setup(c, notary_server)
-    sent, _ = _send(c, tmp_path)
-    good = make_ack(
-        c.bob.keyring,
-        sha256=sent["sha256"],
-        message_id=sent["message_id"],
-        recipient=c.bob.email,
-        notary=notary_server.url,
-        time=datetime.now(UTC),
-    ).to_json()
+    c, sent, _ = contract
+    good = signed_ack(c.bob.keyring, sent, c.bob.email, notary_server.url).to_json()
     forged = dict(good, signed=good["signed"].replace("Time: 2", "Time: 1"))
     r = httpx.post(notary_server.url + "/v1/ack", json=forged)
     assert r.status_code == 422 and r.json()["error"] == "bad_signature"
@@ -237,21 +213,8 @@ def test_send_request_mdn_gets_a_signed_read_receipt(
     it; without the flag (the test above) nothing asks and no MDN is sent."""
     c = correspondents
     _setup(c, notary_server)
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Read me",
-        "--via",
-        "smtp",
-        "--request-mdn",
-        "--json",
-        stdin=b"Tell me when you read it.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    sent = json.loads(p.stdout)
+    args = send_args(c.bob.email, "Read me", "--via", "smtp", "--request-mdn")
+    sent = json_of(run(c.alice, *args, stdin=b"Tell me when you read it.\n"))
     raw = c.sink.messages[-1].data
     outer = message_from_bytes(raw)
     assert outer["Disposition-Notification-To"] == c.alice.email

@@ -19,26 +19,25 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cli import one_line_error, run, use_notary
+from tests.fixtures.cli import one_line_error, run, send_contract, use_notary
 from tests.fixtures.notary import NotaryProcess
 
 
 def _send(c: Any, notary: NotaryProcess, tmp_path: Path) -> tuple[dict[str, Any], Path]:
     use_notary(c, c.alice, notary)
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Contract",
-        "--json",
-        stdin=b"Please sign.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    eml = tmp_path / "delivered.eml"
-    eml.write_bytes(c.sink.messages[-1].data)
-    return json.loads(p.stdout), eml
+    return send_contract(c, tmp_path)
+
+
+#: (correspondents, Alice's ``send --json``, Bob's copy), sent while the notary was up
+Sent = tuple[Any, dict[str, Any], Path]
+
+
+@pytest.fixture
+def sent_then_down(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> Sent:
+    """Alice sent Bob the contract through the notary, which is down now."""
+    sent, eml = _send(correspondents, notary_server, tmp_path)
+    notary_server.stop()
+    return correspondents, sent, eml
 
 
 def _events(c: Any, sha: str) -> list[str]:
@@ -48,11 +47,9 @@ def _events(c: Any, sha: str) -> list[str]:
 
 
 def test_open_ack_with_the_notary_down_shows_the_body_and_queues_the_ack(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+    sent_then_down: Sent, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    c = correspondents
-    sent, eml = _send(c, notary_server, tmp_path)
-    notary_server.stop()
+    c, sent, eml = sent_then_down
 
     p = run(c.bob, "open", str(eml), "--ack")
     assert p.returncode == 5, p.stderr
@@ -93,11 +90,9 @@ def test_open_ack_with_the_notary_down_shows_the_body_and_queues_the_ack(
 
 
 def test_receipts_offline_shows_the_stored_timeline(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+    sent_then_down: Sent, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    c = correspondents
-    sent, _ = _send(c, notary_server, tmp_path)
-    notary_server.stop()
+    c, sent, _ = sent_then_down
     p = run(c.alice, "receipts", sent["sha256"])
     assert p.returncode == 5
     assert "stored view from your ledger" in p.stderr
@@ -110,11 +105,9 @@ def test_receipts_offline_shows_the_stored_timeline(
 
 
 def test_commands_that_queue_nothing_do_not_mention_the_outbox(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+    sent_then_down: Sent, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    c = correspondents
-    sent, _ = _send(c, notary_server, tmp_path)
-    notary_server.stop()
+    c, sent, _ = sent_then_down
     letter = tmp_path / "letter.txt"
     letter.write_text("hello\n")
     p = run(c.alice, "notarize", str(letter))

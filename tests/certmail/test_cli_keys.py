@@ -19,7 +19,7 @@ import pytest
 
 from keys.dkim import dkim_sign, dkim_verify, find_dkim_key
 from keys.gpg import Keyring
-from tests.fixtures.cli import clean_env
+from tests.fixtures.cli import clean_env, send_args
 
 CERTMAIL = str(Path(sys.executable).with_name("certmail"))
 
@@ -205,19 +205,8 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     init(home, "alice@example.org", "Alice")
     no_key = run(home, "keys", "dkim", "record")
     assert no_key.returncode == 6 and "keys dkim generate" in no_key.stderr
-    gen = run(
-        home,
-        "keys",
-        "dkim",
-        "generate",
-        "--domain",
-        "example.org",
-        "--selector",
-        "cm1",
-        "--algorithm",
-        algorithm,
-        "--json",
-    )
+    generate = ["keys", "dkim", "generate", "--domain", "example.org", "--selector", "cm1"]
+    gen = run(home, *generate, "--algorithm", algorithm, "--json")
     assert gen.returncode == 0, gen.stderr
     out = json.loads(gen.stdout)
     assert out["name"] == "cm1._domainkey.example.org"
@@ -234,18 +223,7 @@ def test_dkim_generate_and_record(new_home: Callable[[], Path], algorithm: str) 
     msg = b"From: alice@example.org\r\nSubject: s\r\n\r\nbody\r\n"
     records = {out["name"].encode(): out["value"].encode()}
     dkim_verify(dkim_sign(msg, key) + msg, dnsfunc=lambda n: records.get(n, b""))
-    twice = run(
-        home,
-        "keys",
-        "dkim",
-        "generate",
-        "--domain",
-        "example.org",
-        "--selector",
-        "cm1",
-        "--algorithm",
-        algorithm,
-    )
+    twice = run(home, *generate, "--algorithm", algorithm)
     assert twice.returncode == 7
 
 
@@ -322,18 +300,8 @@ def test_import_refuses_a_secret_key_unless_asked(
     init(alice, "alice@example.org", "Alice")
     fb = init(bob, "bob@example.org", "Bob")
     secret = tmp_path / "bob-secret.asc"
-    secret.write_bytes(
-        _gpg(
-            bob / "gnupg",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--armor",
-            "--export-secret-keys",
-            fb,
-        )
-    )
+    export = ["--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys", fb]
+    secret.write_bytes(_gpg(bob / "gnupg", "--armor", *export))
     refused = run(alice, "keys", "import", str(secret))
     assert refused.returncode == 1, refused.stderr
     assert "certmail: error: the file holds a secret key" in refused.stderr
@@ -344,17 +312,7 @@ def test_import_refuses_a_secret_key_unless_asked(
     listed = json.loads(run(alice, "keys", "list", "--json").stdout)["keys"]
     assert fb not in [k["fingerprint"] for k in listed]
     binary = tmp_path / "bob-secret.gpg"
-    binary.write_bytes(
-        _gpg(
-            bob / "gnupg",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--export-secret-keys",
-            fb,
-        )
-    )
+    binary.write_bytes(_gpg(bob / "gnupg", *export))
     assert run(alice, "keys", "import", str(binary)).returncode == 1
     ok = run(alice, "keys", "import", "--secret", str(secret))
     assert ok.returncode == 0, ok.stderr
@@ -425,16 +383,9 @@ def test_revoked_and_expired_keys_are_named_on_import_trust_and_send(
         body.write_text("hello\n")
         p = run(
             alice,
-            "send",
-            "--to",
-            addr,
-            "--subject",
-            "s",
-            "--body-file",
-            str(body),
-            "--via",
-            "smtp",
-            "--no-notarize",
+            *send_args(
+                addr, "s", "--body-file", str(body), "--via", "smtp", "--no-notarize", as_json=False
+            ),
             env={"CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
         )
         assert p.returncode == 1, p.stderr

@@ -6,18 +6,12 @@ import json
 import os
 from pathlib import Path
 
-from tests.fixtures.cli import cli
+from tests.fixtures.cli import cli, notary_env
 from tests.fixtures.notary import NotaryProcess
 
 
 def test_notarize_then_verify_offline(notary_server: NotaryProcess, tmp_path: Path) -> None:
-    token = notary_server.token_for("alice@example.test")
-    env = {
-        **os.environ,
-        "CERTMAIL_HOME": str(tmp_path / "home"),
-        "CERTMAIL_NOTARY_URL": notary_server.url,
-        "CERTMAIL_NOTARY_TOKEN": token,
-    }
+    env = notary_env(notary_server, tmp_path / "home")
     msg = tmp_path / "m.eml"
     msg.write_bytes(b"Message-ID: <m1@example.test>\r\n\r\nbody\r\n")
     r = cli("notarize", str(msg), "--json", env=env)
@@ -93,13 +87,7 @@ def test_notarize_without_notary_names_the_fix(tmp_path: Path) -> None:
 def test_notarize_never_overwrites_without_force(
     notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
-    token = notary_server.token_for("alice@example.test")
-    env = {
-        **os.environ,
-        "CERTMAIL_HOME": str(tmp_path / "home"),
-        "CERTMAIL_NOTARY_URL": notary_server.url,
-        "CERTMAIL_NOTARY_TOKEN": token,
-    }
+    env = notary_env(notary_server, tmp_path / "home")
     msg = tmp_path / "m.eml"
     msg.write_bytes(b"Message-ID: <m2@example.test>\r\n\r\nbody\r\n")
     letter = tmp_path / "letter.txt"

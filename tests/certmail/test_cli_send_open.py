@@ -7,38 +7,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.clamd import EICAR
-from tests.fixtures.cli import one_line_error, run
+from tests.fixtures.clamd import eicar_file
+from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args
 
 
 def test_send_json_then_open_and_verify(correspondents: Any, tmp_path: Path) -> None:
     c = correspondents
     att = tmp_path / "report.txt"
     att.write_bytes(b"quarterly numbers\n")
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Q3",
-        "--attach",
-        str(att),
-        "--no-notarize",
-        "--json",
-        stdin=b"Hi Bob,\nsee attached.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    args = send_args(c.bob.email, "Q3", "--attach", str(att), "--no-notarize")
+    p = run(c.alice, *args, stdin=b"Hi Bob,\nsee attached.\n")
+    out = json_of(p)
     assert {"sha256", "message_id", "recipients", "receipts"} <= set(out)
     assert out["recipients"] == [c.bob.email] and out["receipts"] == []
     assert "not scanned" in p.stderr
-    eml = tmp_path / "in.eml"
-    eml.write_bytes(c.sink.messages[0].data)
+    eml = delivered(c, tmp_path, "in.eml")
     save = tmp_path / "save"
-    p = run(c.bob, "open", str(eml), "--save-dir", str(save), "--json")
-    assert p.returncode == 0, p.stderr
-    o = json.loads(p.stdout)
+    o = json_of(run(c.bob, "open", str(eml), "--save-dir", str(save), "--json"))
     assert o["headers"]["Subject"] == "Q3" and o["signer"] == c.alice.email and o["trusted"]
     assert o["body"] == "Hi Bob,\nsee attached.\n" and o["manifest"] == "verified"
     assert (save / "report.txt").read_bytes() == b"quarterly numbers\n"
@@ -58,15 +43,15 @@ def test_signed_only_verify_and_forgery(correspondents: Any, tmp_path: Path) -> 
     body.write_text("I agree.\n")
     p = run(
         c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Yes",
-        "--body-file",
-        str(body),
-        "--no-encrypt",
-        "--no-notarize",
+        *send_args(
+            c.bob.email,
+            "Yes",
+            "--body-file",
+            str(body),
+            "--no-encrypt",
+            "--no-notarize",
+            as_json=False,
+        ),
     )
     assert p.returncode == 0, p.stderr
     assert len(p.stdout.strip()) == 64
@@ -85,18 +70,10 @@ def test_infected_exit_4_nothing_sent(
     correspondents: Any, clamd_socket: str, tmp_path: Path
 ) -> None:
     c = correspondents
-    bad = tmp_path / "eicar.com"
-    bad.write_bytes(EICAR)
+    bad = eicar_file(tmp_path)
     p = run(
         c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
-        "--attach",
-        str(bad),
-        "--no-notarize",
+        *send_args(c.bob.email, "x", "--attach", str(bad), "--no-notarize", as_json=False),
         stdin=b"x",
         CERTMAIL_CLAMD=clamd_socket,
     )
@@ -108,17 +85,7 @@ def test_infected_exit_4_nothing_sent(
 def test_outbox_cli(correspondents: Any) -> None:
     c = correspondents
     c.sink.stop()
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "later",
-        "--no-notarize",
-        "--json",
-        stdin=b"x",
-    )
+    p = run(c.alice, *send_args(c.bob.email, "later", "--no-notarize"), stdin=b"x")
     assert p.returncode == 5 and "certmail outbox flush" in p.stderr
     sha = json.loads(p.stdout)["sha256"]
     p = run(c.alice, "outbox", "list", "--json")
@@ -140,14 +107,14 @@ def test_usage_errors(correspondents: Any, tmp_path: Path) -> None:
     assert p.returncode == 1 and "relay" in one_line_error(p)
     p = run(
         c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
-        "--attach",
-        str(tmp_path / "missing.pdf"),
-        "--no-notarize",
+        *send_args(
+            c.bob.email,
+            "x",
+            "--attach",
+            str(tmp_path / "missing.pdf"),
+            "--no-notarize",
+            as_json=False,
+        ),
         stdin=b"x",
     )
     assert p.returncode in (2, 6)

@@ -141,23 +141,15 @@ def test_queued_acks(tmp_path: Path) -> None:
     lg = ledger(tmp_path)
     sha = "ab" * 32
     body = {"sha256": sha, "message_id": "<m@x>", "signed": "s", "fingerprint": "F"}
-    a = lg.enqueue_ack(
-        sha256=sha,
-        message_id="<m@x>",
-        recipient="bob@example.net",
-        notary="http://n",
-        body=body,
-        error="down",
-    )
+    to = {
+        "sha256": sha,
+        "message_id": "<m@x>",
+        "recipient": "bob@example.net",
+        "notary": "http://n",
+    }
+    a = lg.enqueue_ack(**to, body=body, error="down")
     assert a.status == "ack queued" and a.body == body and a.attempts == 1
-    again = lg.enqueue_ack(
-        sha256=sha,
-        message_id="<m@x>",
-        recipient="bob@example.net",
-        notary="http://n",
-        body={**body, "signed": "t"},
-        error="still down",
-    )
+    again = lg.enqueue_ack(**to, body={**body, "signed": "t"}, error="still down")
     assert again.id == a.id and again.attempts == 2 and again.last_error == "still down"
     assert [x.id for x in lg.pending_acks()] == [a.id]
     lg.mark_ack_failed(a.id, "timeout", permanent=False)
@@ -167,14 +159,7 @@ def test_queued_acks(tmp_path: Path) -> None:
     done = lg.ack(sha, "bob@example.net", "http://n")
     assert done.state == "sent" and done.receipt == {"entry": "e"}
     # Posted: a later enqueue does not replace it.
-    lg.enqueue_ack(
-        sha256=sha,
-        message_id="<m@x>",
-        recipient="bob@example.net",
-        notary="http://n",
-        body=body,
-        error="x",
-    )
+    lg.enqueue_ack(**to, body=body, error="x")
     assert lg.ack(sha, "bob@example.net", "http://n").state == "sent"
 
 

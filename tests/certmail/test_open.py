@@ -15,7 +15,7 @@ from certmail.seal import seal
 from keys.errors import ConflictError, Error, InfectedError, MalformedError, VerificationError
 from tests.certmail.test_cli_send_open import one_line_error, run
 from tests.certmail.test_interop_gpg import crlf, gpg, hand_made, inner_entity
-from tests.fixtures.clamd import EICAR
+from tests.fixtures.clamd import eicar_file
 
 
 def files_under(root: Path) -> set[str]:
@@ -82,8 +82,7 @@ def test_infected_attachment_not_saved(
     correspondents: Any, clamd_socket: str, tmp_path: Path
 ) -> None:
     c = correspondents
-    f = tmp_path / "eicar.com"
-    f.write_bytes(EICAR)
+    f = eicar_file(tmp_path)
     # A sender without a scanner: the manifest says "not scanned".
     s = seal(
         c.alice.keyring, tmp_path / "w", _headers(c), b"hi\n", [(f, ScanRecord("not scanned"))]

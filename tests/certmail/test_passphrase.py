@@ -336,3 +336,27 @@ def test_open_ack_signs_with_the_same_passphrase(protected: Any, notary_server: 
     code, out = _in_pty(["open", str(eml), "--ack", "--no-mdn"], c.bob.env(), [BOB_PW])
     assert code == 0, out.decode("utf-8", "replace")
     assert _prompts(out) == 1
+
+
+def test_the_library_takes_the_way_of_asking_from_its_caller(tmp_path: Path) -> None:
+    """certmail.passphrase never prompts: without a descriptor or a file it returns the
+    caller's ``fallback`` (the CLI passes its terminal prompt), else nothing."""
+    import certmail.passphrase as lib
+    from certmail.passphrase import FdSource, FileSource, passphrase_source
+    from tests.fixtures.smtp import make_settings
+
+    def ask(request: Any) -> str:
+        return "from the caller"
+
+    settings = make_settings(tmp_path)
+    assert passphrase_source(settings) is None
+    assert passphrase_source(settings, fallback=ask) is ask
+    assert isinstance(passphrase_source(settings, fd=7, fallback=ask), FdSource)
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    import dataclasses
+
+    with_file = dataclasses.replace(settings, passphrase_file=pw)
+    assert isinstance(passphrase_source(with_file, fallback=ask), FileSource)
+    source = Path(lib.__file__).read_text()
+    assert "getpass" not in source and "/dev/tty" not in source

@@ -16,7 +16,6 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,72 +23,20 @@ import httpx
 import pytest
 
 from certmail.ledger import Ledger
-from notary.note import Verifier
 from notary.receipt import Receipt
-from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error
-from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
-from tests.notary.relay_helpers import configure
-
-
-@dataclass
-class Relay:
-    """A notary serving HTTP and the SMTP relay, delivering to ``smarthost_port``."""
-
-    proc: NotaryProcess
-    smtp_port: int
-    smarthost_port: int
-    token: str
-
-    @property
-    def url(self) -> str:
-        return self.proc.url
-
-    def start(self) -> None:
-        self.proc.start(
-            [
-                "--smtp",
-                f"127.0.0.1:{self.smtp_port}",
-                "--smarthost",
-                f"127.0.0.1:{self.smarthost_port}",
-            ]
-        )
-
-    def verifier(self) -> Verifier:
-        return Verifier.from_vkey(self.proc.vkey)
+from tests.fixtures.cli import CERTMAIL, json_of, one_line_error, send_args
+from tests.fixtures.relay import Relay, as_sender, start_relay
 
 
 @pytest.fixture
 def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
     """Alice's notary (an account for her address) relaying to Bob's server (the sink)."""
-    d = init_notary_dir(tmp_path / "notary")
-    configure(d, relay_retry_initial=0.2)
-    proc = NotaryProcess(d)
-    r = Relay(
-        proc, free_port(), correspondents.sink.port, proc.token_for(correspondents.alice.email)
-    )
-    r.start()
-    # Alice's identity lives in her home, as `certmail init` leaves it.
-    for key in ("email", "name"):
-        subprocess.run(
-            [*CERTMAIL, "config", "set", key, getattr(correspondents.alice, key)],
-            env=clean_env(correspondents.alice.home),
-            check=True,
-            capture_output=True,
-        )
+    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
     yield r
-    r.proc.stop()
+    r.stop()
 
 
-def alice(
-    c: Any, relay: Relay, *args: str, stdin: bytes = b"", **extra: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as Alice with only her home and the notary's URL and token."""
-    env = clean_env(c.alice.home, CERTMAIL_NOTARY_URL=relay.url, CERTMAIL_NOTARY_TOKEN=relay.token)
-    env.update(extra)
-    p = subprocess.run(
-        [*CERTMAIL, *args], input=stdin, capture_output=True, env=env, check=False, timeout=180
-    )
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+alice = as_sender
 
 
 def wait_for(pred: Any, what: str, timeout: float = 60.0) -> None:
@@ -121,21 +68,14 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
     c = correspondents
     att = tmp_path / "contract.txt"
     att.write_bytes(b"the signed contract\n")
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Contract",
-        "--attach",
-        str(att),
-        "--json",
-        stdin=b"Dear Bob,\nhere it is.\n",
+    out = json_of(
+        alice(
+            c,
+            relay,
+            *send_args(c.bob.email, "Contract", "--attach", str(att)),
+            stdin=b"Dear Bob,\nhere it is.\n",
+        )
     )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
     assert out["via"] == "relay" and out["status"] == "sent"
     assert out["recipients"] == [c.bob.email]
     sha = out["sha256"]
@@ -206,17 +146,7 @@ def test_relay_is_the_default_delivers_exact_bytes_opens_and_has_receipts(
 def test_relay_down_queues_then_flush_delivers_once(correspondents: Any, relay: Relay) -> None:
     c = correspondents
     relay.proc.stop()
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Later",
-        "--json",
-        stdin=b"when you are back\n",
-    )
+    p = alice(c, relay, *send_args(c.bob.email, "Later"), stdin=b"when you are back\n")
     assert p.returncode == 5, p.stderr
     assert "outbox" in p.stderr and "Traceback" not in p.stderr
     queued = json.loads(p.stdout)
@@ -251,11 +181,7 @@ def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any, re
     p = alice(
         c,
         relay,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
+        *send_args(c.bob.email, "x", as_json=False),
         stdin=b"x\n",
         CERTMAIL_NOTARY_TOKEN="0" * 64,
     )
@@ -285,22 +211,15 @@ def test_wrong_token_names_the_fix_and_keeps_the_message(correspondents: Any, re
 
 def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     c = correspondents
-    p = alice(
-        c,
-        relay,
-        "send",
-        "--via",
-        "smtp",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "direct",
-        "--json",
-        stdin=b"straight to the server\n",
-        CERTMAIL_SMTP_URL=c.sink.url,
+    out = json_of(
+        alice(
+            c,
+            relay,
+            *send_args(c.bob.email, "direct", "--via", "smtp"),
+            stdin=b"straight to the server\n",
+            CERTMAIL_SMTP_URL=c.sink.url,
+        )
     )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
     assert out["via"] == "smtp" and out["status"] == "sent"
     # Exactly the sealed bytes, nothing prepended: the notary's relay was not involved.
     (got,) = c.sink.messages
@@ -332,27 +251,14 @@ def test_via_smtp_still_goes_direct(correspondents: Any, relay: Relay) -> None:
     p = alice(
         c,
         relay,
-        "send",
-        "--via",
-        "relay",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "x",
+        *send_args(c.bob.email, "x", "--via", "relay", "--no-notarize", as_json=False),
         stdin=b"x\n",
     )
     assert p.returncode == 1 and "--no-notarize" in one_line_error(p)
     p = alice(
         c,
         relay,
-        "send",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "y",
-        "--json",
+        *send_args(c.bob.email, "y", "--no-notarize"),
         stdin=b"y\n",
         CERTMAIL_SMTP_URL=c.sink.url,
     )

@@ -25,9 +25,9 @@ from certmail.api import Certmail
 from certmail.compose import NOT_SCANNED, Headers, ScanRecord, new_message_id, now_date
 from certmail.msgsize import RATIO_UNCOMPRESSED, estimate, should_compress
 from certmail.seal import seal
-from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error, run
-from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
-from tests.notary.relay_helpers import configure
+from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error, run, send_args
+from tests.fixtures.notary import free_port
+from tests.fixtures.relay import start_relay
 
 LIMIT = 400_000
 
@@ -35,27 +35,14 @@ LIMIT = 400_000
 @pytest.fixture
 def small_relay(tmp_path: Path, correspondents: Any) -> Iterator[dict[str, str]]:
     """A notary relay taking messages of at most LIMIT bytes; Alice's environment for it."""
-    d = init_notary_dir(tmp_path / "notary")
-    configure(d, relay_retry_initial=0.2, relay_max_message_bytes=LIMIT)
-    proc = NotaryProcess(d)
-    token = proc.token_for(correspondents.alice.email)
-    proc.start(
-        [
-            "--smtp",
-            f"127.0.0.1:{free_port()}",
-            "--smarthost",
-            f"127.0.0.1:{correspondents.sink.port}",
-        ]
+    relay = start_relay(
+        tmp_path / "notary",
+        correspondents,
+        relay_retry_initial=0.2,
+        relay_max_message_bytes=LIMIT,
     )
-    for key in ("email", "name"):
-        subprocess.run(
-            [*CERTMAIL, "config", "set", key, getattr(correspondents.alice, key)],
-            env=clean_env(correspondents.alice.home),
-            check=True,
-            capture_output=True,
-        )
-    yield {"CERTMAIL_NOTARY_URL": proc.url, "CERTMAIL_NOTARY_TOKEN": token}
-    proc.stop()
+    yield relay.env
+    relay.stop()
 
 
 def _alice(c: Any, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -192,17 +179,7 @@ def test_outbox_lists_refused_copies_and_removes_them(correspondents: Any) -> No
     c = correspondents
     c.sink.fail("data", 554, "content rejected")
     p = run(
-        c.alice,
-        "send",
-        "--via",
-        "smtp",
-        "--no-notarize",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Refused",
-        "--json",
-        stdin=b"x\n",
+        c.alice, *send_args(c.bob.email, "Refused", "--via", "smtp", "--no-notarize"), stdin=b"x\n"
     )
     assert p.returncode == 1, p.stderr
     lst = json.loads(run(c.alice, "outbox", "list", "--json").stdout)

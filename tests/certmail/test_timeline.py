@@ -26,6 +26,9 @@ def receipt(event: str, time: str, **members: Any) -> dict[str, Any]:
     return {"entry": base64.b64encode(json.dumps(stmt).encode()).decode(), "proof": "-"}
 
 
+QUEUED = {"code": 250, "text": "2.0.0 queued as 42"}
+
+
 def never() -> Keyring:
     raise AssertionError("the keyring is made only when an acknowledgement needs it")
 
@@ -33,32 +36,16 @@ def never() -> Keyring:
 def test_relay_timeline_per_recipient_and_final() -> None:
     got = [
         receipt("SubmissionAcceptance", "t1", channel="smtp", recipients=[BOB, CAROL]),
-        receipt(
-            "RelayToNonERDS",
-            "t2",
-            recipient=BOB,
-            host="mx.example.net",
-            reply={"code": 250, "text": "2.0.0 queued as 42"},
-        ),
+        receipt("RelayToNonERDS", "t2", recipient=BOB, host="mx.example.net", reply=QUEUED),
     ]
     tl = build_timeline(got, [BOB, CAROL], keyring=never)
     assert [e.step for e in tl.recipients[BOB]] == ["accepted", "delivered"]
     assert tl.status(CAROL) == "accepted" and not tl.final
     assert tl.message_id == "<m@a.test>"
     delivered = tl.recipients[BOB][1]
-    assert (delivered.host, delivered.reply) == (
-        "mx.example.net",
-        {"code": 250, "text": "2.0.0 queued as 42"},
-    )
-    got.append(
-        receipt(
-            "RelayToNonERDSFailure",
-            "t3",
-            recipient=CAROL,
-            reason="5.1.1 no such user",
-            reply={"code": 550, "text": "no such user"},
-        )
-    )
+    assert (delivered.host, delivered.reply) == ("mx.example.net", QUEUED)
+    no_user, why = {"code": 550, "text": "no such user"}, "5.1.1 no such user"
+    got.append(receipt("RelayToNonERDSFailure", "t3", recipient=CAROL, reason=why, reply=no_user))
     tl = build_timeline(got, [BOB, CAROL])
     assert tl.final and tl.status(CAROL) == "failed"
     assert tl.recipients[CAROL][-1].reason == "5.1.1 no such user"
@@ -119,3 +106,36 @@ def test_acknowledgement_checked_against_the_keyring(tmp_path: Path) -> None:
     assert checked.key == "not the recipient's key"
     assert checked.detail == f"no key for {BOB} in your keyring"
     assert checked.to_json()["key"] == checked.key
+
+
+def test_delivery_state_reads_the_relays_answer_and_says_it_in_one_line() -> None:
+    from certmail.timeline import delivery_states
+
+    states = delivery_states(
+        [
+            {
+                "recipient": BOB,
+                "state": "queued",
+                "attempts": 2,
+                "last_attempt": "2026-12-01T10:00:00Z",
+                "last_reply": {"code": 451, "text": "4.7.1  greylisted"},
+                "last_error": "RCPT: 451 4.7.1 greylisted",
+                "next_attempt": "2026-12-01T10:05:00Z",
+            },
+            {
+                "recipient": CAROL,
+                "state": "failed",
+                "attempts": 1,
+                "last_reply": None,
+                "last_error": "connection refused",
+                "attempts_extra": "ignored",
+            },
+            {"recipient": "odd@example.net", "state": None, "attempts": "many"},
+        ]
+    )
+    assert states[BOB].summary() == (
+        "queued, 2 attempts, last reply 451 4.7.1 greylisted, next attempt 2026-12-01T10:05:00Z"
+    )
+    assert states[CAROL].summary() == "failed, 1 attempt, last reply connection refused"
+    assert states["odd@example.net"].summary() == "unknown, 0 attempts"
+    assert states[BOB].to_json()["last_reply"] == {"code": 451, "text": "4.7.1  greylisted"}

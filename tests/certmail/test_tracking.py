@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.cli import run
+from tests.fixtures.cli import json_of, run, send_args, use_notary
 from tests.fixtures.notary import NotaryProcess
 
 
@@ -25,24 +25,14 @@ def test_track_open_link_logs_weak_evidence(
     correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     c = correspondents
-    c.settings(
-        c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
+    use_notary(c, c.alice, notary_server)
+    sent = json_of(
+        run(
+            c.alice,
+            *send_args(c.bob.email, "Offer", "--via", "smtp", "--track-open"),
+            stdin=b"Our offer.\n",
+        )
     )
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "Offer",
-        "--via",
-        "smtp",
-        "--track-open",
-        "--json",
-        stdin=b"Our offer.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    sent = json.loads(p.stdout)
     raw = c.sink.messages[-1].data
     # The link is inside the encryption (a URL has ':' so base64 armor cannot hold it).
     assert (notary_server.url + "/r/").encode() not in raw
@@ -93,26 +83,16 @@ def test_track_open_several_recipients_links_without_images(
     image (one client loading images would otherwise report both); following Bob's
     link logs ContentAccessTracking for Bob only."""
     c = correspondents
-    c.settings(
-        c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
+    use_notary(c, c.alice, notary_server)
+    sent = json_of(
+        run(
+            c.alice,
+            *send_args(
+                c.bob.email, "Offer", "--cc", c.alice.email, "--via", "smtp", "--track-open"
+            ),
+            stdin=b"Our offer.\n",
+        )
     )
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--cc",
-        c.alice.email,
-        "--subject",
-        "Offer",
-        "--via",
-        "smtp",
-        "--track-open",
-        "--json",
-        stdin=b"Our offer.\n",
-    )
-    assert p.returncode == 0, p.stderr
-    sent = json.loads(p.stdout)
     eml = tmp_path / "in.eml"
     eml.write_bytes(c.sink.messages[-1].data)
     save = tmp_path / "save"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -25,6 +24,7 @@ from keys.tsa import (
     load_tsa,
     validate_tsa_certificate,
 )
+from tests.fixtures.x509 import certificate
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -234,17 +234,6 @@ def test_validate_refuses_an_intermediate_that_is_not_a_ca(tmp_path: Path) -> No
     creds = generate_tsa_pki(tmp_path / "tsa", "Example TSA", now=NOW)
     # A "chain" whose issuer is the TSA's own sibling: an end-entity certificate.
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not a CA")])
-    not_ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    not_ca = certificate("Not a CA", key, ca=False, now=NOW, days=1, serial=1)
     with pytest.raises(KeyMaterialError, match="not a CA"):
         validate_tsa_certificate(creds.cert, (not_ca,), creds.key, NOW)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from notary.config import load_config, write_config
-from tests.fixtures.notary import NotaryProcess, free_port
+from tests.fixtures.notary import NotaryProcess, free_port, relay_args
 
 ALICE = "alice@a.test"
 BOB = "bob@b.test"
@@ -41,14 +41,7 @@ class RelayNotary:
         return self.proc.url
 
     def start(self) -> None:
-        self.proc.start(
-            [
-                "--smtp",
-                f"127.0.0.1:{self.smtp_port}",
-                "--smarthost",
-                f"127.0.0.1:{self.smarthost_port}",
-            ]
-        )
+        self.proc.start(relay_args(self.smtp_port, self.smarthost_port))
 
     def connect(self, *, tls: bool = True) -> smtplib.SMTP:
         s = smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 import uuid
 from pathlib import Path
@@ -14,8 +13,7 @@ import pytest
 from notary.checkpoint import open_checkpoint
 from notary.merkle import mth, verify_consistency
 from notary.note import Verifier
-from notary.receipt import Receipt
-from tests.fixtures.notary import NotaryProcess, init_notary_dir
+from tests.fixtures.notary import NotaryProcess, init_notary_dir, notarize_concurrently
 from tests.notary.storage_backends import pg_url
 
 pytestmark = pytest.mark.postgres
@@ -32,31 +30,8 @@ def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
     b.start()
     try:
         token = a.token_for("multi@example.test")
-        auth = {"Authorization": f"Bearer {token}"}
         verifier = Verifier.from_vkey(a.vkey)
-        got: list[Receipt] = []
-        lock = threading.Lock()
-
-        def client(node: NotaryProcess, n: int) -> None:
-            with httpx.Client(base_url=node.url, timeout=30) as c:
-                for i in range(40):
-                    digest = hashlib.sha256(f"{node.port}-{n}-{i}".encode()).hexdigest()
-                    r = c.post(
-                        "/v1/notarize",
-                        json={"sha256": digest, "message_id": f"<{n}.{i}@multi>"},
-                        headers=auth,
-                    )
-                    assert r.status_code == 200, r.text
-                    with lock:
-                        got.append(Receipt.from_json(r.json()))
-
-        threads = [
-            threading.Thread(target=client, args=(node, n)) for node in (a, b) for n in range(4)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        got = notarize_concurrently([a.url, b.url], token, threads=4, each=40, tag="multi")
         assert len(got) == 320
         # every index once: the two sequencers never appended over each other
         assert sorted(r.index for r in got) == list(range(320))

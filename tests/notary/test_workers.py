@@ -10,8 +10,7 @@ import httpx
 
 from notary.checkpoint import open_checkpoint
 from notary.note import Verifier
-from notary.receipt import Receipt
-from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.notary import NotaryProcess, notarize_concurrently, serve_command
 
 
 def test_two_workers_share_the_log(notary_dir: Path) -> None:
@@ -19,29 +18,8 @@ def test_two_workers_share_the_log(notary_dir: Path) -> None:
     p.start(extra=["--workers", "2"])
     try:
         token = p.token_for("w@example.test")
-        auth = {"Authorization": f"Bearer {token}"}
         verifier = Verifier.from_vkey(p.vkey)
-        got: list[Receipt] = []
-        lock = threading.Lock()
-
-        def client(n: int) -> None:
-            with httpx.Client(base_url=p.url, timeout=30) as c:
-                for i in range(30):
-                    d = hashlib.sha256(f"{n}-{i}".encode()).hexdigest()
-                    r = c.post(
-                        "/v1/notarize",
-                        json={"sha256": d, "message_id": f"<{n}.{i}@w>"},
-                        headers=auth,
-                    )
-                    assert r.status_code == 200, r.text
-                    with lock:
-                        got.append(Receipt.from_json(r.json()))
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        got = notarize_concurrently([p.url], token, threads=6, each=30, tag="w")
         assert sorted(r.index for r in got) == list(range(180))
         for r in got:
             r.verify(verifier)
@@ -55,22 +33,10 @@ def test_two_workers_share_the_log(notary_dir: Path) -> None:
 def test_workers_refuse_the_relay(notary_dir: Path) -> None:
     import subprocess
 
-    from tests.fixtures.notary import CERTMAIL
-
     r = subprocess.run(
-        [
-            *CERTMAIL,
-            "notary",
-            "serve",
-            "--dir",
-            str(notary_dir),
-            "--http",
-            "127.0.0.1:1",
-            "--smtp",
-            "127.0.0.1:2",
-            "--workers",
-            "2",
-        ],
+        serve_command(
+            notary_dir, "--http", "127.0.0.1:1", "--smtp", "127.0.0.1:2", "--workers", "2"
+        ),
         capture_output=True,
         text=True,
     )
@@ -197,24 +163,12 @@ def test_workers_port_in_use_is_one_error_line(notary_dir: Path) -> None:
     import socket
     import subprocess
 
-    from tests.fixtures.notary import CERTMAIL
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         r = subprocess.run(
-            [
-                *CERTMAIL,
-                "notary",
-                "serve",
-                "--dir",
-                str(notary_dir),
-                "--http",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-            ],
+            serve_command(notary_dir, "--http", f"127.0.0.1:{port}", "--workers", "2"),
             capture_output=True,
             text=True,
             timeout=60,

@@ -1,6 +1,8 @@
-"""Sealing an outgoing message: compose, sign, encrypt (RFC 3156), DKIM-sign (RFC 6376).
+"""Signing as one identity: its OpenPGP keys and its DKIM key (RFC 3156, RFC 6376).
 
-:class:`Sealer` runs :func:`certmail.seal.seal` with the identity's keys and
+:mod:`certmail.seal` builds a sealed message from a keyring and parts; this
+module is the identity around it. :class:`Sealer` runs :func:`certmail.seal.seal`
+with the identity's keys and
 its DKIM key (when ``HOME/dkim`` has one for the From: domain), then
 DKIM-verifies the finished bytes against that key's own public record before
 they may leave. It remembers key lookups (:class:`KeyCache`) for bulk sends.

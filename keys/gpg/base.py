@@ -1,0 +1,180 @@
+"""The base of :class:`keys.gpg.Keyring`: one GNUPGHOME, gpg run on it, keys listed and chosen.
+
+:class:`KeyringBase` holds what every keyring operation needs: the home
+(prepared by :mod:`keys.gpg.home`), the python-gnupg handle, running ``gpg``
+for small commands, unlocking the own secret key (the passphrase or the
+:data:`~keys.gpg.passphrase.Ask` callback, at most MAX_TRIES asks) and the
+key listing with the choice of a key for an address. The operations live in
+:mod:`keys.gpg.streaming` and :mod:`keys.gpg.keyring`; import
+:class:`~keys.gpg.Keyring` from :mod:`keys.gpg`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import gnupg
+
+from keys.errors import Error, KeyMaterialError, NotFoundError
+from keys.gpg.colons import FPR_RE, KeyInfo, Listed, normalize_fingerprint, parse_listing
+from keys.gpg.home import prepare_home
+from keys.gpg.passphrase import (
+    MAX_TRIES,
+    Ask,
+    BadPassphraseError,
+    PassphraseError,
+    PassphraseRequest,
+    named,
+    usable_passphrase,
+)
+from keys.gpg.process import GPG_BINARY, run_gpg
+from keys.gpg.selection import (
+    encryption_key_of,
+    find_keys,
+    signing_key_of,
+    trusted_by_fingerprint,
+)
+from keys.gpg.status import IMPORT_HINT, STDERR_ENCODING, gpg_message
+
+__all__ = ["BUFFER_SIZE", "KeyringBase"]
+
+#: python-gnupg's read buffer for streamed operations.
+BUFFER_SIZE = 1 << 20
+T = TypeVar("T")
+
+
+class KeyringBase:
+    """One GnuPG home and the keys in it (see :class:`keys.gpg.Keyring`)."""
+
+    def __init__(
+        self, gnupghome: Path, *, passphrase: str | None = None, ask: Ask | None = None
+    ) -> None:
+        self.gnupghome = Path(gnupghome)
+        self.passphrase = passphrase
+        self.ask = ask
+        prepare_home(self.gnupghome)
+        try:
+            self._gpg = gnupg.GPG(
+                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
+            )
+        except (OSError, ValueError) as e:
+            raise KeyMaterialError(
+                f"cannot run gpg: {e}", hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)"
+            ) from e
+        self._gpg.buffer_size = BUFFER_SIZE
+
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        passphrase: str | None = None,
+        secret: bool = False,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run gpg directly (for listings and small key-management commands)."""
+        return run_gpg(
+            self.gnupghome, args, stdin=stdin or b"", secret=secret, passphrase=passphrase
+        )
+
+    @staticmethod
+    def _secret_args(passphrase: str | None) -> list[str]:
+        """Extra python-gnupg arguments for an operation that uses the secret key:
+        with no passphrase, gpg may not start a pinentry (python-gnupg adds the
+        loopback arguments itself when it has one)."""
+        return [] if passphrase is not None else ["--pinentry-mode", "error"]
+
+    def _unlocked(self, op: Callable[[str | None], T], fpr: str | None = None) -> T:
+        """Run ``op(passphrase)``, a secret-key operation that raises
+        :class:`PassphraseError` when the key stayed locked; on that, get a
+        passphrase from :attr:`ask` and run it again (at most MAX_TRIES asks).
+
+        ``fpr`` names the key in prompts and errors. The passphrase that worked
+        is kept in :attr:`passphrase`.
+        """
+        passphrase = self.passphrase
+        asked = 0
+        key: str | None = None
+        while True:
+            try:
+                if passphrase is not None:
+                    usable_passphrase(passphrase)
+                result = op(passphrase)
+            except PassphraseError as e:
+                key = key or self.describe_key(fpr)
+                if self.ask is None:
+                    raise named(e, key) from None
+                if asked >= MAX_TRIES:
+                    raise named(e, key, tries=asked) from None
+                asked += 1
+                passphrase = self.ask(
+                    PassphraseRequest(key, asked, isinstance(e, BadPassphraseError))
+                )
+                continue
+            self.passphrase = passphrase
+            return result
+
+    def describe_key(self, fpr: str | None = None) -> str:
+        """``Name <addr> (key id)`` of an own secret key, for a passphrase prompt; without
+        ``fpr``, the only secret key (or "your OpenPGP key" when there are several)."""
+        own = self._listing(secret=True)
+        if fpr is not None:
+            own = [k for k in own if k.info.fingerprint == fpr]
+        if len(own) != 1:
+            return "your OpenPGP key"
+        info = own[0].info
+        uid = info.uids[0] if info.uids else info.fingerprint
+        return f"{uid} ({info.fingerprint[-16:]})"
+
+    def _listing(self, *, secret: bool) -> list[Listed]:
+        proc = self._run(["--list-secret-keys" if secret else "--list-keys"])
+        if proc.returncode not in (0, 2):
+            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")
+        secret_fprs: set[str] = set()
+        if not secret:
+            secret_fprs = {k.info.fingerprint for k in self._listing(secret=True)}
+        text = proc.stdout.decode("utf-8", "replace")
+        return parse_listing(text, secret=secret, secret_fprs=secret_fprs)
+
+    def list_keys(self, *, secret: bool = False) -> list[KeyInfo]:
+        """Every key in the keyring (``secret=True``: only those with a secret key)."""
+        return [k.info for k in self._listing(secret=secret)]
+
+    def _find(self, addr_or_fpr: str, *, secret: bool = False) -> list[Listed]:
+        """Keys matching a fingerprint (or key id suffix) or an address, newest first."""
+        return find_keys(self._listing(secret=secret), addr_or_fpr)
+
+    def key_for(self, addr_or_fpr: str) -> KeyInfo:
+        """The key for an address or fingerprint (newest usable one if several)."""
+        found = self._find(addr_or_fpr)
+        if not found:
+            raise NotFoundError(f"no OpenPGP key for {addr_or_fpr}", hint=IMPORT_HINT)
+        return found[0].info
+
+    def encryption_key(self, addr: str) -> str:
+        """Fingerprint of a valid, trusted key for ``addr`` that can encrypt."""
+        return encryption_key_of(self._find(addr), addr)
+
+    def signing_key(self, addr: str) -> str:
+        """Fingerprint of the own secret key for ``addr`` that can sign."""
+        return signing_key_of(self._find(addr, secret=True), addr)
+
+    def _resolve_signer(self, signer: str) -> str:
+        query = normalize_fingerprint(signer)
+        if FPR_RE.match(query):
+            return query
+        return self.signing_key(signer)
+
+    def _check_recipients(self, recipients: Sequence[str]) -> list[str]:
+        if not recipients:
+            raise Error("no recipients to encrypt to")
+        listed = self._listing(secret=False)
+        fprs: list[str] = []
+        for r in recipients:
+            if FPR_RE.match(normalize_fingerprint(r)):
+                fprs.append(trusted_by_fingerprint(listed, r))
+            else:
+                fprs.append(self.encryption_key(r))
+        return fprs
