@@ -91,7 +91,7 @@ def export_bundle(
 
     from certmail.bundle import documents
     from certmail.bundle.verify import check_evidence
-    from certmail.bundle.zipio import read_members, write_members
+    from certmail.bundle.zipio import same_members, write_members
     from notary.evidence import parse_statement
     from notary.note import Verifier
 
@@ -126,7 +126,7 @@ def export_bundle(
         protected_subject = _one_line(protected_subject)
     files.update(documents.render(facts, reveal_subject, protected_subject))
     data = write_members(files)
-    if read_members(data) != files:
+    if not same_members(data, files):
         raise VerificationError("the bundle written does not read back as written")
     return data
 

@@ -190,16 +190,18 @@ def _bundle_keys(
 ) -> dict[str, bytes]:
     """The keys/ members: the sender's key (the keyring's for the From: address) and the
     key of each acknowledgement judged to be by the recipient's key."""
+    from email.parser import BytesHeaderParser
     from email.utils import parseaddr
 
-    from certmail.bundle.headers import header_facts
     from certmail.bundle.pgpkeys import export_keys
     from keys.errors import NotFoundError
     from keys.gpg import Keyring
 
     if not Path(settings.gnupghome).is_dir():
         return {}
-    addr = parseaddr(header_facts(message).sender)[1].lower()
+    end = message.find(b"\r\n\r\n")  # the header only: the body may be 100s of MB
+    header = BytesHeaderParser().parsebytes(message[: end if end >= 0 else 64 << 10])
+    addr = parseaddr(str(header.get("From", "")))[1].lower()
     sender = None
     if addr:
         try:

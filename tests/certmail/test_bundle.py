@@ -103,6 +103,7 @@ def test_layout_and_report(world: World) -> None:
     files = read_members(world.bundle)
     assert list(files) == [
         "message.eml",
+        "bundle.json",
         "notary.vkey",
         "tsa-chain.pem",
         "evidence/01-SubmissionAcceptance.json",
@@ -117,6 +118,7 @@ def test_layout_and_report(world: World) -> None:
         "VERIFY.txt",
     ]
     assert files["message.eml"] == MESSAGE
+    assert files["bundle.json"] == b'{\n  "format": 2\n}\n'
     assert files["notary.vkey"] == (world.notary.vkey + "\n").encode()
     assert files["evidence/01-SubmissionAcceptance.tsr"] == base64.b64decode(
         world.receipts[0]["tst"]
@@ -133,7 +135,7 @@ def test_layout_and_report(world: World) -> None:
     assert items["documents"].status == "ok"
     assert report.recipients == ("bob@example.net",)
     js = report.to_json()
-    assert js["valid"] is True and len(js["events"]) == 2
+    assert js["valid"] is True and len(js["events"]) == 2 and js["format"] == 2
     html = files["certificate.html"].decode()
     assert "The contract" in html and "alice@example.org" in html  # --reveal-subject
     other = read_members(world.other)
@@ -628,6 +630,37 @@ def test_small_members_stored_and_the_older_deflated_form_verifies(world: World)
             changed = dict(files)
             changed[name] = bytes(data)
             _expect_failure(world, write_members(changed, stored_up_to=-1), name, i % 2 == 0)
+
+
+def _zipfile_writes(files: dict[str, bytes], stored: set[str]) -> bytes:
+    """The zip :mod:`zipfile` writes of ``files`` with the bundle's fixed settings."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def test_writer_is_zipfile_byte_for_byte_and_stores_the_message(world: World) -> None:
+    """Issue 16 item 1: message.eml is stored however large (ciphertext or compressed
+    already), other members above 64 KiB deflated; the bytes are zipfile's, and the
+    bundle verifies."""
+    import os
+
+    files = read_members(world.bundle)
+    big = {**files, "message.eml": os.urandom(300_000), "certificate.pdf": b"%PDF" * 40_000}
+    stored = {n for n, d in big.items() if len(d) <= 64 << 10} | {"message.eml"}
+    assert write_members(big) == _zipfile_writes(big, stored)
+    assert write_members(big, stored_up_to=-1) == _zipfile_writes(big, set())
+    assert write_members(files) == _zipfile_writes(files, set(files)) == world.bundle
+    with zipfile.ZipFile(io.BytesIO(write_members(big))) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist()}
+    assert kinds["message.eml"] == zipfile.ZIP_STORED
+    assert kinds["certificate.pdf"] == zipfile.ZIP_DEFLATED
 
 
 def _reference_escape(line: str) -> bytes:

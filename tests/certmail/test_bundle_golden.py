@@ -30,7 +30,7 @@ def _gnupghome(tmp_path: Path, version: Path) -> Path:
     home.mkdir(mode=0o700)
     keys = [str(version / "alice.asc"), str(version / "bob.asc")]
     subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--import", *keys],
+        ["gpg", "--homedir", str(home), "--batch", "--no-autostart", "--import", *keys],
         check=True,
         capture_output=True,
         timeout=60,
@@ -86,3 +86,39 @@ def test_golden_bundle_verifies_forever(version: str, kind: str, tmp_path: Path)
     p = _verify(bad, vdir, tmp_path, "--gnupghome", str(gh), "--allow-partial")
     assert p.returncode == 3 and p.stdout == ""
     assert name in p.stderr
+
+
+@pytest.mark.parametrize("kind", ["signed-ack", "encrypted-ack"])
+def test_golden_v2_verifies_with_its_own_keys_and_stock_gpg(kind: str, tmp_path: Path) -> None:
+    """Format 2: with no keyring at all the acknowledgement (and the sender's signature of
+    the signed message) is checked with the keys the bundle carries; the OpenPGP commands
+    its VERIFY.txt prints succeed with plain gpg (the decryption, a recipient's step,
+    aside)."""
+    import zipfile
+
+    from tests.certmail.test_cli_proof import openpgp_commands, run_commands
+
+    vdir = VECTORS / "v2"
+    bundle = vdir / f"{kind}.certmail-proof.zip"
+    p = _verify(bundle, vdir, tmp_path, "--allow-partial")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["format"] == 2
+    checks = {c["item"]: c for c in report["checks"]}
+    assert checks["02 acknowledgement"]["status"] == "ok"
+    assert checks["02 acknowledgement"]["detail"].endswith(
+        "the key the bundle carries, certified by the sender"
+    )
+    if kind == "signed-ack":
+        assert report["verdict"] == "valid" and checks["sender signature"]["status"] == "ok"
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(work)
+    cmds = [
+        c for c in openpgp_commands((work / "VERIFY.txt").read_text()) if "message.asc" not in c
+    ]
+    results = run_commands(cmds, work)
+    assert len(results) == len(cmds) and all(r.returncode == 0 for r in results), [
+        (r.args, r.stderr) for r in results
+    ]
+    assert 'Good signature from "Bob <bob@example.net>" [full]' in results[-1].stderr

@@ -249,8 +249,8 @@ def _acknowledgements_v3(f: Facts) -> list[str]:
             "",
             f'It must say "Good signature" from {_shown(e.recipient or "the recipient")}'
             + (
-                ' and "[full]": with the sender\'s key as the one trusted key, "full"\n'
-                "means the sender certified that key for that address."
+                ', marked\n"[full]": with the sender\'s key as the one trusted key, "full" means\n'
+                "that the sender certified this key for that address."
                 if sender
                 else "."
             ),
