@@ -838,3 +838,84 @@ def test_golden_bundle_verifies_through_the_cli_with_the_new_verdict(tmp_path: P
     assert report.verdict == "valid" and report.unchecked == ()
     report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (skipped, skipped))
     assert report.verdict == "valid, but 2 checks could not run"
+
+
+def _reference_layout(message: bytes) -> Any:
+    """The OpenPGP byte ranges by the copying splitter: certmail.mime.split_multipart's
+    parts, placed where its delimiter expression matched (the reference for the
+    in-place search)."""
+    from certmail.bundle.documents import MimeLayout
+    from certmail.mime import parse_entity, split_multipart
+
+    try:
+        entity = parse_entity(message)
+        base = len(entity.header_block) + 2
+        ctype = entity.content_type
+        if ctype not in ("multipart/signed", "multipart/encrypted"):
+            return None
+        parts = split_multipart(entity)
+        delim = re.escape(b"--" + str(entity.param("boundary")).encode())
+        where, start = [], None
+        for m in re.finditer(b"(?:^|\r\n)" + delim + b"(--)?[ \t]*(?:\r\n|$)", entity.body):
+            if start is not None:
+                where.append((base + start, base + m.start()))
+            if m.group(1):
+                break
+            start = m.end()
+        assert [message[a:b] for a, b in where] == parts
+        if len(parts) != 2:
+            return None
+        second = parse_entity(parts[1])
+        cte = str(second.headers.get("Content-Transfer-Encoding") or "7bit").lower()
+    except (MalformedError, ValueError, LookupError):
+        return None
+    if cte.strip() not in ("7bit", "8bit"):
+        return None
+    (s0, e0), (s1, _) = where
+    body = (s1 + len(second.header_block) + 2, len(second.body))
+    if ctype == "multipart/signed":
+        return MimeLayout("signed", (s0, e0 - s0), body)
+    return MimeLayout("encrypted", body)
+
+
+_PIECES = [
+    "--b1=_x\r\n",
+    "--b1=_x \r\n",
+    "--b1=_x--\r\n",
+    "--b1=_x--",
+    "--b1=_xy\r\n",
+    "Content-Type: text/plain\r\n\r\n",
+    "Content-Transfer-Encoding: base64\r\n\r\n",
+    "Content-Type: application/pgp-signature\r\n\r\n",
+    "\r\n",
+    "hi\r\n",
+    "SIG",
+    "text --b1=_x not a line\r\n",
+    "\n",
+    "\t",
+    "--",
+    "Content-Transfer-Encoding: 8bit\r\n",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(["signed", "encrypted", "mixed"]),
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=14),
+)
+def test_openpgp_ranges_found_in_place_agree_with_split_multipart(
+    kind: str, pieces: list[str]
+) -> None:
+    """Issue 16: header_facts locates the OpenPGP parts with bytes.find, without copying
+    message.eml; the ranges are those the copying split found, for any arrangement of
+    delimiter lines, padding, preamble, epilogue and part headers."""
+    from certmail.bundle.headers import header_facts
+
+    head = f'From: a@x\r\nContent-Type: multipart/{kind}; boundary="b1=_x"\r\n\r\n'
+    message = (head + "".join(pieces)).encode()
+    assert header_facts(message).layout == _reference_layout(message)
+    first = ["--b1=_x\r\n", "Content-Type: text/plain\r\n\r\n", "hi\r\n", "--b1=_x \r\n"]
+    second = ["Content-Type: application/pgp-signature\r\n\r\n", "SIG\r\n", "--b1=_x--\r\n"]
+    message = (head + "".join([*first, *second])).encode()
+    assert header_facts(message).layout == _reference_layout(message)
+    assert (header_facts(message).layout is None) == (kind == "mixed")
