@@ -344,7 +344,8 @@ def _judge_acks(
 @click.option(
     "--gnupghome",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Check signatures with this GnuPG home (default: your certmail keyring, if there is one).",
+    help="Check signatures with this GnuPG home (default: your certmail keyring, if there is "
+    "one); where it holds no key, the keys the bundle carries are used.",
 )
 @click.option(
     "--trust-bundle-key",
