@@ -50,15 +50,23 @@ def key_members(files: Mapping[str, bytes]) -> list[str]:
 
 
 def _gpg(home: Path, args: Sequence[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    from keys.errors import KeyMaterialError
     from keys.gpg.process import base_command
 
-    return subprocess.run(
-        [*base_command(home), "--no-autostart", *args],
-        input=stdin,
-        capture_output=True,
-        check=False,
-        timeout=_TIMEOUT,
-    )
+    try:
+        return subprocess.run(
+            [*base_command(home), "--no-autostart", *args],
+            input=stdin,
+            capture_output=True,
+            check=False,
+            timeout=_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise KeyMaterialError(f"gpg took over {_TIMEOUT} s on the bundle's keys") from None
+    except OSError as e:
+        raise KeyMaterialError(
+            f"cannot run gpg: {e.strerror or e}", hint="install GnuPG 2.2 or later"
+        ) from None
 
 
 @contextlib.contextmanager
