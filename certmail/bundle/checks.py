@@ -26,10 +26,14 @@ from certmail.bundle.layout import (
     CHAIN,
     CONSISTENCY,
     EVIDENCE,
+    FORMAT_FILE,
+    FORMATS,
+    KEY_MEMBER,
     MAX_EVENTS,
     MESSAGE,
     VKEY,
     fail,
+    format_text,
     json_member,
 )
 from certmail.bundle.report import Check
@@ -83,6 +87,8 @@ class Verified:
     message_id: str | None = None
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     consistency: list[tuple[int, int]] = field(default_factory=list)
+    format: int = 1  # the bundle format version (bundle.json)
+    keys: tuple[tuple[str, str], ...] = ()  # keys/: (fingerprint, address), format 2
 
     @property
     def message(self) -> bytes:
@@ -166,6 +172,27 @@ def require_members(files: Mapping[str, bytes], names: Sequence[str]) -> None:
     for name in names:
         if name not in files:
             raise fail(f"the bundle has no {name}")
+
+
+def check_format(files: Mapping[str, bytes]) -> int:
+    """The bundle's format version: bundle.json's (format 2 on, in its one form), else 1;
+    a format 1 bundle holds no member that came later."""
+    if FORMAT_FILE not in files:
+        later = [n for n in files if KEY_MEMBER.fullmatch(n)]
+        if later:
+            raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
+        return 1
+    obj = json_member(files, FORMAT_FILE)
+    version = obj.get("format") if isinstance(obj, dict) and len(obj) == 1 else None
+    if type(version) is not int or version == 1 or format_text(version) != files[FORMAT_FILE]:
+        raise fail(f"{FORMAT_FILE} is not a format version")
+    if version not in FORMATS:
+        raise VerificationError(
+            f"{FORMAT_FILE}: bundle format {version} is newer than this certmail knows "
+            f"(formats {', '.join(map(str, FORMATS))})",
+            hint="upgrade certmail to verify this bundle",
+        )
+    return version
 
 
 def check_notary_key(v: Verified, vkey: str | None) -> Check:

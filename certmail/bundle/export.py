@@ -1,6 +1,6 @@
 """Exporting a proof bundle (DESIGN §4.5) from a message and the receipts the notary gave.
 
-The bundle is verified against the notary's key before it is returned.
+The bundle is verified against the notary's key (once) before it is returned.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
     CHAIN,
+    FORMAT,
+    FORMAT_FILE,
     MAX_EVENTS,
     MESSAGE,
     VKEY,
     consistency_text,
+    format_text,
     receipt_text,
 )
-from keys.errors import MalformedError
+from keys.errors import MalformedError, VerificationError
 
 if TYPE_CHECKING:
     from notary.receipt import Receipt
@@ -59,6 +62,7 @@ def export_bundle(
     consistency: Callable[[int, int], Sequence[bytes]] | None = None,
     reveal_subject: bool = False,
     protected_subject: str | None = None,
+    keys: Mapping[str, bytes] | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -75,13 +79,19 @@ def export_bundle(
     With ``reveal_subject`` the certificate shows the Subject: for an encrypted
     message, ``protected_subject`` (what the sender read inside the encryption of
     their own copy) marked as such, else the outer one (``[...]``, RFC 9788).
+
+    ``keys`` are the ``keys/<FPR>.asc`` members (:func:`certmail.bundle.pgpkeys.export_keys`:
+    the sender's and the acknowledging recipients' public keys). The bundle is written in
+    the current format (:data:`certmail.bundle.layout.FORMAT`), message.eml stored.
+    Everything is verified once, before the documents are rendered from what verified;
+    the zip is then read back and must hold exactly what was written.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certmail.bundle import documents
-    from certmail.bundle.verify import check_evidence, verify_bundle
-    from certmail.bundle.zipio import write_members
+    from certmail.bundle.verify import check_evidence
+    from certmail.bundle.zipio import same_members, write_members
     from notary.evidence import parse_statement
     from notary.note import Verifier
 
@@ -93,6 +103,7 @@ def export_bundle(
         raise MalformedError("the TSA chain holds no PEM certificates") from None
     files: dict[str, bytes] = {
         MESSAGE: message,
+        FORMAT_FILE: format_text(FORMAT),
         VKEY: (vkey + "\n").encode("ascii"),
         CHAIN: b"".join(c.public_bytes(Encoding.PEM) for c in chain),
     }
@@ -107,14 +118,16 @@ def export_bundle(
         if consistency is None:
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
-    _, _, facts = check_evidence(files, vkey, None, None, documents=False)
+    files.update(sorted((keys or {}).items()))
+    _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":
             raise ValueError("protected_subject is for an encrypted message only")
         protected_subject = _one_line(protected_subject)
     files.update(documents.render(facts, reveal_subject, protected_subject))
     data = write_members(files)
-    verify_bundle(data, vkey=vkey)
+    if not same_members(data, files):
+        raise VerificationError("the bundle written does not read back as written")
     return data
 
 

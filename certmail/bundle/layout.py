@@ -24,6 +24,14 @@ HTML = "certificate.html"
 PDF = "certificate.pdf"
 VERIFY_TXT = "VERIFY.txt"
 DOCUMENTS = (HTML, PDF, VERIFY_TXT)
+#: The format version member (format 2 on; a bundle without it is format 1).
+FORMAT_FILE = "bundle.json"
+
+#: The bundle format new bundles are written in. Every released format verifies
+#: forever (DESIGN §4.8); the table is in docs/proof-bundle.md.
+#: 1: up to issue 10 (no bundle.json, no keys/); 2: bundle.json, keys/<FPR>.asc.
+FORMAT = 2
+FORMATS = (1, 2)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -33,14 +41,18 @@ MAX_MEMBER_SIZE = 4 << 20
 MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + (64 << 20)
 #: Most events in one bundle.
 MAX_EVENTS = 999
+#: Most OpenPGP keys in one bundle.
+MAX_KEYS = 64
 #: Most members in one bundle.
-MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6
+MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS
 
 #: evidence/NN-<event>.(json|tlog-proof|tsr): number, event, kind.
 EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)")
 #: evidence/consistency-M-N.json: old and new tree size.
 CONSISTENCY = re.compile(r"evidence/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json")
-_FIXED = frozenset((MESSAGE, VKEY, CHAIN, *DOCUMENTS))
+#: keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint.
+KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
+_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, *DOCUMENTS))
 
 
 def fail(what: str) -> VerificationError:
@@ -50,7 +62,12 @@ def fail(what: str) -> VerificationError:
 
 def check_name(name: str) -> None:
     """Refuse (MalformedError) a member name outside the layout."""
-    if name in _FIXED or EVIDENCE.fullmatch(name) or CONSISTENCY.fullmatch(name):
+    if (
+        name in _FIXED
+        or EVIDENCE.fullmatch(name)
+        or CONSISTENCY.fullmatch(name)
+        or KEY_MEMBER.fullmatch(name)
+    ):
         return
     shown = name.encode("unicode_escape").decode("ascii")[:120]
     raise MalformedError(f"the bundle holds an unexpected member {shown!r}")
@@ -70,6 +87,11 @@ def consistency_text(old: int, new: int, proof: Sequence[bytes]) -> bytes:
     """The one form of evidence/consistency-M-N.json."""
     hashes = [base64.b64encode(h).decode("ascii") for h in proof]
     return receipt_text({"old": old, "new": new, "proof": hashes})
+
+
+def format_text(version: int) -> bytes:
+    """The one form of bundle.json."""
+    return receipt_text({"format": version})
 
 
 def json_member(files: Mapping[str, bytes], name: str) -> Any:

@@ -23,9 +23,15 @@ __all__ = ["check_acknowledgement", "check_sender_signature"]
 
 
 def check_sender_signature(
-    message: bytes, layout: MimeLayout | None, sender: str, keyring: Keyring | None
+    message: bytes,
+    layout: MimeLayout | None,
+    sender: str,
+    keyring: Keyring | None,
+    *,
+    from_bundle: bool = False,
 ) -> Check:
-    """The sender's OpenPGP signature, by the key of the From: address."""
+    """The sender's OpenPGP signature, by the key of the From: address (``from_bundle``:
+    ``keyring`` holds the bundle's own keys, :mod:`certmail.bundle.pgpkeys`)."""
     item = "sender signature"
     if layout is None:
         return Check(item, "skipped", "message.eml is not OpenPGP/MIME", applies=False)
@@ -43,7 +49,8 @@ def check_sender_signature(
         info = keyring.verify_detached(message[o1 : o1 + n1], message[o2 : o2 + n2])
     except VerificationError as e:
         if e.hint == IMPORT_HINT:
-            return Check(item, "skipped", "the sender's key is not in the keyring")
+            where = "the bundle carries" if from_bundle else "the keyring holds"
+            return Check(item, "skipped", f"{where} no key for the sender")
         raise fail(f"the sender's signature in message.eml: {e.message}") from None
     addr = parseaddr(sender)[1].lower()
     if info.signer_email is None or info.signer_email.lower() != addr:
@@ -52,7 +59,10 @@ def check_sender_signature(
             f"not by its From: address {addr or '(none)'}"
         )
     return Check(
-        item, "ok", f"good OpenPGP signature by {info.signer_email} ({info.primary_fingerprint})"
+        item,
+        "ok",
+        f"good OpenPGP signature by {info.signer_email} ({info.primary_fingerprint})"
+        + (", the key the bundle carries" if from_bundle else ""),
     )
 
 
@@ -101,13 +111,21 @@ def _acknowledger(e: Event, recipients: Sequence[str], sha256: str) -> tuple[str
 
 
 def check_acknowledgement(
-    e: Event, recipients: Sequence[str], sha256: str, keyring: Keyring | None
+    e: Event,
+    recipients: Sequence[str],
+    sha256: str,
+    keyring: Keyring | None,
+    *,
+    from_bundle: bool = False,
 ) -> Check:
     """A ContentHandover acknowledgement against the recipient's key.
 
     The key that signed must be the one the keyring uses for the acknowledging
     recipient's address (as the sender's ``certmail receipts`` checks it): a key
-    that merely carries the same user id is *not a recipient's key*.
+    that merely carries the same user id is *not a recipient's key*. With
+    ``from_bundle`` (the bundle's own keys, the sender's key the one trust anchor)
+    only a key the sender certified for the address counts: an uncertified one
+    leaves the check unrun.
     """
     from keys.errors import NotFoundError
 
@@ -127,6 +145,12 @@ def check_acknowledgement(
             f"several keys for {who} in the keyring and none "
             f"certified: cannot tell whether {fpr} is {who}'s",
         )
+    if from_bundle and held and not certified:
+        return Check(
+            label,
+            "skipped",
+            f"the bundle's key for {who} is not certified by the sender's key (signer key {fpr})",
+        )
     theirs_all = [k.fingerprint.upper() for k in (certified or held)]
     theirs = " or ".join(theirs_all) or None
     if theirs is not None and signer not in theirs_all:
@@ -134,11 +158,12 @@ def check_acknowledgement(
     try:
         keyring.key_for(signer)
     except NotFoundError:
-        return Check(
-            label,
-            "skipped",
-            f"neither the signer's key {fpr} nor a key for {who} is in the keyring",
+        detail = (
+            f"the bundle carries neither the signer's key {fpr} nor a key for {who}"
+            if from_bundle
+            else f"neither the signer's key {fpr} nor a key for {who} is in the keyring"
         )
+        return Check(label, "skipped", detail)
     try:
         info = keyring.verify_detached(signed.encode("utf-8"), sig.encode("utf-8"))
     except VerificationError as ex:
@@ -153,4 +178,5 @@ def check_acknowledgement(
         raise _not_recipients_key(
             e.number, f"{info.primary_fingerprint} ({email or '?'})", who, theirs
         )
-    return Check(label, "ok", f"signed by recipient {email} ({info.primary_fingerprint})")
+    how = ", the key the bundle carries, certified by the sender" if from_bundle else ""
+    return Check(label, "ok", f"signed by recipient {email} ({info.primary_fingerprint}){how}")

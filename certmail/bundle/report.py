@@ -53,6 +53,7 @@ class BundleReport:
     events: tuple[ReportEvent, ...]
     checks: tuple[Check, ...]
     warnings: tuple[str, ...] = field(default=())
+    format: int = 1  # the bundle format version (docs/proof-bundle.md)
 
     @property
     def unchecked(self) -> tuple[Check, ...]:

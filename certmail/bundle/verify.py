@@ -10,7 +10,7 @@ evidence and must be byte-identical (:mod:`certmail.bundle.documents`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from certmail.bundle.documents import EventFact, Facts
+    from certmail.bundle.headers import HeaderFacts
     from keys.gpg import Keyring
 
 __all__ = ["check_evidence", "verify_bundle"]
@@ -37,15 +38,18 @@ def check_evidence(
     keyring: Keyring | None,
     *,
     documents: bool,
+    openpgp: bool = True,
 ) -> tuple[Verified, list[Check], Facts]:
     """Run every check of the machine-readable members, in order; derive the facts.
-    Raises VerificationError naming what failed."""
+    Raises VerificationError naming what failed. Without ``openpgp`` (export: the
+    exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
+    signatures are not checked, the key members still are."""
     from certmail.bundle.headers import header_facts
-    from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
     from certmail.bundle.tokens import check_token
 
     checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
     v = Verified(files, hashlib.sha256(files[MESSAGE]).digest())
+    v.format = checks.check_format(files)
     report = [checks.check_notary_key(v, vkey), checks.check_tsa_chain(v, tsa_roots)]
     numbered, consistency_files = checks.evidence_members(files)
     for number, names in enumerate(numbered, start=1):
@@ -66,11 +70,55 @@ def check_evidence(
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
                 if isinstance(r, str) and r not in rcpts:
                     rcpts.append(r[:300])
-    report.append(check_sender_signature(v.message, header.layout, header.sender, keyring))
-    for ev in v.events:
-        if ev.statement["event"] == "ContentHandover":
-            report.append(check_acknowledgement(ev, rcpts, v.sha256, keyring))
-    return v, report, _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+    report += _openpgp_checks(v, header, rcpts, keyring, run=openpgp)
+    facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+    return v, report, replace(facts, keys=v.keys)
+
+
+def _openpgp_checks(
+    v: Verified, header: HeaderFacts, rcpts: Sequence[str], keyring: Keyring | None, *, run: bool
+) -> list[Check]:
+    """The sender's signature and each acknowledgement: with the caller's keyring where
+    it can judge, else with the bundle's own keys (format 2; checked in their one form
+    whether used or not)."""
+    from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
+    from certmail.bundle.pgpkeys import bundle_keyring
+
+    def either(check: Callable[[Keyring | None, bool], Check]) -> Check:
+        first = check(keyring, False) if keyring is not None or ring is None else None
+        if ring is not None and (first is None or (first.status == "skipped" and first.applies)):
+            second = check(ring, True)
+            if first is None or second.status != "skipped":
+                return second
+        assert first is not None
+        return first
+
+    out: list[Check] = []
+    with bundle_keyring(v.files, header.sender) as ring:
+        if ring is not None:
+            v.keys = tuple(
+                (k.fingerprint.upper(), (k.emails or ("",))[0].lower())
+                for k in sorted(ring.list_keys(), key=lambda k: k.fingerprint)
+            )
+        if not run:
+            return out
+        out.append(
+            either(
+                lambda kr, b: check_sender_signature(
+                    v.message, header.layout, header.sender, kr, from_bundle=b
+                )
+            )
+        )
+        for ev in v.events:
+            if ev.statement["event"] == "ContentHandover":
+                out.append(
+                    either(
+                        lambda kr, b, ev=ev: check_acknowledgement(  # type: ignore[misc]
+                            ev, rcpts, v.sha256, kr, from_bundle=b
+                        )
+                    )
+                )
+    return out
 
 
 def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
@@ -151,14 +199,16 @@ def _facts(
     )
 
 
-def check_documents(files: Mapping[str, bytes], facts: Facts) -> Check:
-    """certificate.html, certificate.pdf and VERIFY.txt are those rendered from the facts."""
+def check_documents(files: Mapping[str, bytes], facts: Facts, fmt: int) -> Check:
+    """certificate.html, certificate.pdf and VERIFY.txt are those rendered from the facts
+    by a renderer of the bundle's format ``fmt``."""
     from certmail.bundle import documents
 
-    if not documents.matches(files, facts):
+    renderers = documents.renderers_of(fmt)
+    if not documents.matches(files, facts, renderers):
         forms = [
             documents.render(replace(facts, renderer=r), reveal)
-            for r in documents.RENDERERS
+            for r in renderers
             for reveal in (False, True)
         ]
         bad = [n for n in DOCUMENTS if all(files[n] != form[n] for form in forms)]
@@ -189,8 +239,9 @@ def verify_bundle(
 
     files = read_members(source)
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
-    report.append(check_documents(files, facts))
+    report.append(check_documents(files, facts, v.format))
     return BundleReport(
+        format=v.format,
         sha256=facts.sha256,
         message_id=facts.message_id,
         sender=facts.sender,

@@ -1,7 +1,9 @@
 """The proof bundle's zip container (PKWARE APPNOTE.TXT 6.3, the subset certmail writes).
 
-:func:`write_members` writes a deterministic zip with :mod:`zipfile` (fixed
-dates and modes; small members stored, larger ones deflated).
+:func:`write_members` writes a deterministic zip (fixed dates and modes;
+message.eml and small members stored, larger ones deflated), byte for byte the
+one :mod:`zipfile` writes with those settings, without copying the members
+(message.eml may be hundreds of MB); a test compares it with zipfile.
 
 :func:`read_members` is the one reader, and a strict one: it accepts exactly the
 layout zipfile writes for a bundle -- local headers back to back from offset 0,
@@ -25,14 +27,13 @@ other to switch to); the tests check it against zipfile byte for byte.
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from certmail.bundle.layout import MAX_BUNDLE_SIZE, MAX_MEMBERS, check_name, size_cap
+from certmail.bundle.layout import MAX_BUNDLE_SIZE, MAX_MEMBERS, MESSAGE, check_name, size_cap
 from keys.errors import MalformedError
 
 __all__ = ["STORED_UP_TO", "read_members", "write_members"]
@@ -46,25 +47,56 @@ _LOCAL = struct.Struct("<4s2B4HL2L2H")  # APPNOTE 4.3.7, version needed split in
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # APPNOTE 4.3.12
 _END = struct.Struct("<4s4H2LH")  # APPNOTE 4.3.16
 _ENCRYPTED = 0x0001  # general purpose flag bit 0
+_DEFAULT_VERSION = 20  # version made by / needed to extract, as zipfile writes it
+_DOS_DATE = 0x21  # 1980-01-01 (00:00:00 is time 0)
+_ATTRIBUTES = 0o644 << 16  # external attributes: a regular file, rw-r--r--
 
 
 def write_members(files: Mapping[str, bytes], *, stored_up_to: int = STORED_UP_TO) -> bytes:
-    """A deterministic zip of ``files`` (fixed dates and modes); members up to
-    ``stored_up_to`` bytes stored, larger ones deflated. The reader accepts both forms
-    (bundles written before were deflated throughout: ``stored_up_to=-1``)."""
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = (
-                zipfile.ZIP_STORED if len(data) <= stored_up_to else zipfile.ZIP_DEFLATED
+    """A deterministic zip of ``files`` (fixed dates and modes), byte for byte the one
+    :mod:`zipfile` writes: message.eml and members up to ``stored_up_to`` bytes stored,
+    larger ones deflated (``stored_up_to=-1``: every member deflated, message.eml too, as
+    bundles written before were; the reader accepts both forms). message.eml is
+    ciphertext or already compressed: deflating it costs seconds and saves nothing.
+    The members are referenced, not copied, until the one join of the result."""
+    chunks: list[bytes | memoryview] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, data in files.items():
+        raw = name.encode("ascii")
+        stored = len(data) <= stored_up_to or (name == MESSAGE and stored_up_to >= 0)
+        body: bytes | memoryview = data if stored else _deflate(data)
+        crc = zlib.crc32(data)
+        fixed = (_DEFAULT_VERSION, 0, 0, 0 if stored else 8, 0, _DOS_DATE, crc, len(body))
+        local = _LOCAL.pack(b"PK\x03\x04", *fixed, len(data), len(raw), 0)
+        central.append(
+            _CENTRAL.pack(
+                b"PK\x01\x02",
+                _DEFAULT_VERSION,
+                3,
+                *fixed,
+                len(data),
+                len(raw),
+                0,
+                0,
+                0,
+                0,
+                _ATTRIBUTES,
+                offset,
             )
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            zf.writestr(info, data)
-    return buf.getvalue()
+            + raw
+        )
+        chunks += [local, raw, body]
+        offset += len(local) + len(raw) + len(body)
+    directory = b"".join(central)
+    end = _END.pack(b"PK\x05\x06", 0, 0, len(central), len(central), len(directory), offset, 0)
+    return b"".join([*chunks, directory, end])
+
+
+def _deflate(data: bytes) -> bytes:
+    """Raw DEFLATE (RFC 1951) as zipfile writes it: zlib's default level, wbits -15."""
+    c = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
 
 
 def read_members(source: str | Path | bytes) -> dict[str, bytes]:
@@ -86,7 +118,7 @@ def read_members(source: str | Path | bytes) -> dict[str, bytes]:
             raise MalformedError(f"{path} is a directory, not a bundle") from None
     if len(data) > MAX_BUNDLE_SIZE:
         raise MalformedError("the bundle is too large")
-    return _members(data)
+    return cast("dict[str, bytes]", _members(data))  # bytes in, bytes out
 
 
 def _unreadable(why: str) -> MalformedError:
@@ -106,7 +138,7 @@ class _Entry(NamedTuple):
     local: tuple[object, ...]
 
 
-def _directory(buf: bytes) -> tuple[int, list[_Entry]]:
+def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
     """Where the central directory starts, and its entries, after the end record and
     every entry's fixed form are checked."""
     n = len(buf)
@@ -137,7 +169,7 @@ def _directory(buf: bytes) -> tuple[int, list[_Entry]]:
             raise _unreadable("bad central directory entry")
         if xlen or clen:
             raise _unreadable("extra fields or file comments")
-        raw = buf[at + _CENTRAL.size : at + _CENTRAL.size + nlen]
+        raw = bytes(buf[at + _CENTRAL.size : at + _CENTRAL.size + nlen])
         at += _CENTRAL.size + nlen
         # The local header repeats version needed .. name length, with no extra field;
         # "version made by" and the attributes are central only and prove nothing.
@@ -148,9 +180,18 @@ def _directory(buf: bytes) -> tuple[int, list[_Entry]]:
     return cd_off, entries
 
 
-def _members(buf: bytes) -> dict[str, bytes]:
+def same_members(data: bytes, files: Mapping[str, bytes]) -> bool:
+    """True when the zip ``data`` reads (by the one strict reader) as exactly ``files``,
+    in order; stored members are compared in place, without a copy."""
+    got = _members(memoryview(data))
+    return list(got) == list(files) and all(got[n] == files[n] for n in files)
+
+
+def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
+    """The members of ``buf``: bytes from bytes; from a memoryview, stored members as
+    views into it (no copy)."""
     cd_off, entries = _directory(buf)
-    out: dict[str, bytes] = {}
+    out: dict[str, bytes | memoryview] = {}
     pos = 0  # where the next local header must start
     total = 0
     for e in entries:
@@ -189,7 +230,7 @@ def _members(buf: bytes) -> dict[str, bytes]:
     return out
 
 
-def _inflate(body: bytes, method: int, usize: int, name: str) -> bytes:
+def _inflate(body: bytes | memoryview, method: int, usize: int, name: str) -> bytes | memoryview:
     """The member's bytes: stored as they are, or raw DEFLATE (RFC 1951) of exactly
     ``usize`` bytes with nothing after the final block (never more is inflated)."""
     if method == 0:

@@ -67,15 +67,7 @@ def export(
     post an acknowledgement naming a recipient; the notary logs what it is given)
     is left out with a warning, unless --keep-all-acks.
     """
-    import base64
-
-    import httpx
-
-    from certmail.bundle import export_bundle
-    from certmail.errors import NotaryRequestError
-    from certmail.ledger import Ledger
-    from certmail.notary_client import NotaryClient, http_failure
-    from keys.errors import ConflictError, MalformedError, TemporaryError, VerificationError
+    from keys.errors import ConflictError
 
     if output.exists() and not force:
         raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
@@ -84,52 +76,102 @@ def export(
         raise Error(
             "no notary configured", hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN"
         )
+    entry, message, kept = _ledger_copy(settings, ref)
+    protected = _revealed_subject(message, settings) if reveal_subject else None
+    data, events, left_out = _build(
+        settings, entry, message, kept, keep_all_acks, reveal_subject, protected
+    )
+    _write_new(output, data, force)
+    _report(app, output, entry, events, len(data), left_out)
+
+
+def _ledger_copy(settings: Any, ref: str) -> tuple[Any, bytes, list[dict[str, Any]]]:
+    """The ledger's entry for ``ref``, the exact bytes of its stored copy and the receipts
+    the ledger kept."""
+    from certmail.ledger import Ledger
+
     with Ledger(settings.ledger_path, settings.outbox_dir, settings.sent_dir) as ledger:
         entry = ledger.find(ref)
         message = ledger.message_path(entry.sha256).read_bytes()
         kept = ledger.receipts(entry.sha256)
-    with NotaryClient(settings.notary_url, settings.notary_token) as client:
-        receipts = client.receipts(entry.sha256)
-        for r in receipts:
+    return entry, message, kept
+
+
+def _revealed_subject(message: bytes, settings: Any) -> str | None:
+    """The protected Subject to show (--reveal-subject), warning when it cannot be read."""
+    protected, note = protected_subject(message, settings)
+    if note:
+        click.echo(f"certmail: warning: {note}", err=True)
+    return protected
+
+
+def _all_receipts(client: Any, entry: Any, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notary's receipts for the message, and the older ones the ledger kept (each
+    event's own checkpoint) where they verify against this notary's key (a ledger may
+    hold some from a notary used before)."""
+    from keys.errors import MalformedError, VerificationError
+
+    receipts: list[dict[str, Any]] = client.receipts(entry.sha256)
+    for r in receipts:
+        client.check_receipt(r, entry.sha256, entry.message_id)
+    for r in kept:
+        try:
             client.check_receipt(r, entry.sha256, entry.message_id)
-        # older receipts the ledger kept (each event's own checkpoint), where they verify
-        # against this notary's key (a ledger may hold some from a notary used before)
-        for r in kept:
-            try:
-                client.check_receipt(r, entry.sha256, entry.message_id)
-            except (VerificationError, MalformedError):
-                continue
-            receipts.append(r)
-        left_out: list[dict[str, str]] = []
-        if not keep_all_acks:
-            receipts, left_out = _without_foreign_acks(receipts, settings)
-        events = len({r.get("entry") for r in receipts})
+        except (VerificationError, MalformedError):
+            continue
+        receipts.append(r)
+    return receipts
+
+
+def _getter(url: str) -> Any:
+    """GET on the notary's public API: TemporaryError when it is down or answers 5xx,
+    NotaryRequestError for 4xx."""
+    import httpx
+
+    from certmail.errors import NotaryRequestError
+    from certmail.notary_client import http_failure
+    from keys.errors import TemporaryError
+
+    def get(path: str, **params: int) -> httpx.Response:
+        try:
+            resp = httpx.get(url + path, params=params, timeout=30.0)
+        except httpx.HTTPError as e:
+            raise TemporaryError(f"cannot reach the notary at {url}: {http_failure(e)}") from None
+        if resp.status_code >= 500:
+            raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
+        if resp.status_code >= 400:
+            raise NotaryRequestError(f"the notary refused {path}: {resp.status_code}")
+        return resp
+
+    return get
+
+
+def _build(
+    settings: Any,
+    entry: Any,
+    message: bytes,
+    kept: list[dict[str, Any]],
+    keep_all_acks: bool,
+    reveal_subject: bool,
+    protected: str | None,
+) -> tuple[bytes, int, list[dict[str, str]]]:
+    """The bundle's bytes, its number of events and the acknowledgements left out."""
+    import base64
+
+    from certmail.bundle import export_bundle
+    from certmail.notary_client import NotaryClient
+
+    with NotaryClient(settings.notary_url, settings.notary_token) as client:
+        receipts = _all_receipts(client, entry, kept)
+        receipts, left_out, ack_keys = _judge_acks(receipts, settings, keep_all_acks)
         vkey = client.vkey()
-
-        def get(path: str, **params: int) -> httpx.Response:
-            try:
-                resp = httpx.get(client.url + path, params=params, timeout=30.0)
-            except httpx.HTTPError as e:
-                raise TemporaryError(
-                    f"cannot reach the notary at {client.url}: {http_failure(e)}"
-                ) from None
-            if resp.status_code >= 500:
-                raise TemporaryError(f"the notary answered {resp.status_code} for {path}")
-            if resp.status_code >= 400:
-                raise NotaryRequestError(f"the notary refused {path}: {resp.status_code}")
-            return resp
-
+        get = _getter(client.url)
         chain = get("/v1/tsa/chain").content
 
         def consistency(old: int, new: int) -> list[bytes]:
             body = get("/v1/proof/consistency", old=old, new=new).json()
             return [base64.b64decode(h, validate=True) for h in body["proof"]]
 
-        protected = None
-        if reveal_subject:
-            protected, note = protected_subject(message, settings)
-            if note:
-                click.echo(f"certmail: warning: {note}", err=True)
         data = export_bundle(
             message,
             receipts,
@@ -138,8 +180,40 @@ def export(
             consistency=consistency,
             reveal_subject=reveal_subject,
             protected_subject=protected,
+            keys=_bundle_keys(message, settings, ack_keys),
         )
-    _write_new(output, data, force)
+    return data, len({r.get("entry") for r in receipts}), left_out
+
+
+def _bundle_keys(
+    message: bytes, settings: Any, ack_keys: list[tuple[str, str]]
+) -> dict[str, bytes]:
+    """The keys/ members: the sender's key (the keyring's for the From: address) and the
+    key of each acknowledgement judged to be by the recipient's key."""
+    from email.parser import BytesHeaderParser
+    from email.utils import parseaddr
+
+    from certmail.bundle.pgpkeys import export_keys
+    from keys.errors import NotFoundError
+    from keys.gpg import Keyring
+
+    if not Path(settings.gnupghome).is_dir():
+        return {}
+    end = message.find(b"\r\n\r\n")  # the header only: the body may be 100s of MB
+    header = BytesHeaderParser().parsebytes(message[: end if end >= 0 else 64 << 10])
+    addr = parseaddr(str(header.get("From", "")))[1].lower()
+    sender = None
+    if addr:
+        try:
+            sender = (Keyring(settings.gnupghome).key_for(addr).fingerprint, addr)
+        except (NotFoundError, Error):
+            sender = None
+    return export_keys(Path(settings.gnupghome), sender, ack_keys)
+
+
+def _report(
+    app: App, output: Path, entry: Any, events: int, size: int, left_out: list[dict[str, str]]
+) -> None:
     for lo in left_out:
         click.echo(
             f"certmail: warning: left out an acknowledgement for {lo['recipient']}: "
@@ -147,20 +221,17 @@ def export(
             err=True,
         )
     if app.as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "bundle": str(output),
-                    "sha256": entry.sha256,
-                    "message_id": entry.message_id,
-                    "events": events,
-                    "size": len(data),
-                    "left_out": left_out,
-                }
-            )
-        )
+        summary = {
+            "bundle": str(output),
+            "sha256": entry.sha256,
+            "message_id": entry.message_id,
+            "events": events,
+            "size": size,
+            "left_out": left_out,
+        }
+        click.echo(json.dumps(summary))
         return
-    click.echo(f"certmail: wrote {output} ({events} events, {len(data)} bytes)", err=True)
+    click.echo(f"certmail: wrote {output} ({events} events, {size} bytes)", err=True)
     click.echo(str(output))
 
 
@@ -213,12 +284,14 @@ def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | 
     return subject, None
 
 
-def _without_foreign_acks(
-    receipts: list[dict[str, Any]], settings: Any
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The receipts less the ContentHandover ones the keyring shows are not by the
-    recipient's key (or whose signature fails); those it cannot judge (no key for
-    the recipient) stay, and ``proof verify`` reports them as unchecked."""
+def _judge_acks(
+    receipts: list[dict[str, Any]], settings: Any, keep_all: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[tuple[str, str]]]:
+    """The receipts less (unless ``keep_all``) the ContentHandover ones the keyring shows
+    are not by the recipient's key (or whose signature fails); those it cannot judge (no
+    key for the recipient) stay, and ``proof verify`` reports them as unchecked. Also
+    the acknowledgements left out, and the (fingerprint, recipient) of each one judged
+    to be by the recipient's key: the keys the bundle carries."""
     import base64
 
     from certmail.ack import HandoverCheck, check_handover
@@ -238,7 +311,7 @@ def _without_foreign_acks(
             ring = ring or Keyring(settings.gnupghome)
             checked[entry] = check_handover(stmt, ring)
         check = checked[entry]
-        if check.ok or not check.have_key:
+        if keep_all or check.ok or not check.have_key:
             kept.append(r)
     left_out = [
         {
@@ -248,9 +321,10 @@ def _without_foreign_acks(
             "reason": c.detail,
         }
         for e, c in checked.items()
-        if c.have_key and not c.ok
+        if c.have_key and not c.ok and not keep_all
     ]
-    return kept, left_out
+    ok = {(c.fingerprint, c.recipient.lower()) for c in checked.values() if c.ok and c.fingerprint}
+    return kept, left_out, sorted(ok)
 
 
 @proof.command("verify")
@@ -270,7 +344,8 @@ def _without_foreign_acks(
 @click.option(
     "--gnupghome",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Check signatures with this GnuPG home (default: your certmail keyring, if there is one).",
+    help="Check signatures with this GnuPG home (default: your certmail keyring, if there is "
+    "one); where it holds no key, the keys the bundle carries are used.",
 )
 @click.option(
     "--trust-bundle-key",

@@ -103,6 +103,7 @@ def test_layout_and_report(world: World) -> None:
     files = read_members(world.bundle)
     assert list(files) == [
         "message.eml",
+        "bundle.json",
         "notary.vkey",
         "tsa-chain.pem",
         "evidence/01-SubmissionAcceptance.json",
@@ -117,6 +118,7 @@ def test_layout_and_report(world: World) -> None:
         "VERIFY.txt",
     ]
     assert files["message.eml"] == MESSAGE
+    assert files["bundle.json"] == b'{\n  "format": 2\n}\n'
     assert files["notary.vkey"] == (world.notary.vkey + "\n").encode()
     assert files["evidence/01-SubmissionAcceptance.tsr"] == base64.b64decode(
         world.receipts[0]["tst"]
@@ -133,7 +135,7 @@ def test_layout_and_report(world: World) -> None:
     assert items["documents"].status == "ok"
     assert report.recipients == ("bob@example.net",)
     js = report.to_json()
-    assert js["valid"] is True and len(js["events"]) == 2
+    assert js["valid"] is True and len(js["events"]) == 2 and js["format"] == 2
     html = files["certificate.html"].decode()
     assert "The contract" in html and "alice@example.org" in html  # --reveal-subject
     other = read_members(world.other)
@@ -630,6 +632,37 @@ def test_small_members_stored_and_the_older_deflated_form_verifies(world: World)
             _expect_failure(world, write_members(changed, stored_up_to=-1), name, i % 2 == 0)
 
 
+def _zipfile_writes(files: dict[str, bytes], stored: set[str]) -> bytes:
+    """The zip :mod:`zipfile` writes of ``files`` with the bundle's fixed settings."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def test_writer_is_zipfile_byte_for_byte_and_stores_the_message(world: World) -> None:
+    """Issue 16 item 1: message.eml is stored however large (ciphertext or compressed
+    already), other members above 64 KiB deflated; the bytes are zipfile's, and the
+    bundle verifies."""
+    import os
+
+    files = read_members(world.bundle)
+    big = {**files, "message.eml": os.urandom(300_000), "certificate.pdf": b"%PDF" * 40_000}
+    stored = {n for n, d in big.items() if len(d) <= 64 << 10} | {"message.eml"}
+    assert write_members(big) == _zipfile_writes(big, stored)
+    assert write_members(big, stored_up_to=-1) == _zipfile_writes(big, set())
+    assert write_members(files) == _zipfile_writes(files, set(files)) == world.bundle
+    with zipfile.ZipFile(io.BytesIO(write_members(big))) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist()}
+    assert kinds["message.eml"] == zipfile.ZIP_STORED
+    assert kinds["certificate.pdf"] == zipfile.ZIP_DEFLATED
+
+
 def _reference_escape(line: str) -> bytes:
     """certmail.bundle.documents.pdf._escape as it was: encode, control bytes to ?, escapes."""
     raw = line.encode("cp1252", "replace").translate(bytes.maketrans(bytes(range(32)), b"?" * 32))
@@ -805,3 +838,84 @@ def test_golden_bundle_verifies_through_the_cli_with_the_new_verdict(tmp_path: P
     assert report.verdict == "valid" and report.unchecked == ()
     report = BundleReport("0" * 64, "<m@x>", "a@x", (), "v", True, True, (), (skipped, skipped))
     assert report.verdict == "valid, but 2 checks could not run"
+
+
+def _reference_layout(message: bytes) -> Any:
+    """The OpenPGP byte ranges by the copying splitter: certmail.mime.split_multipart's
+    parts, placed where its delimiter expression matched (the reference for the
+    in-place search)."""
+    from certmail.bundle.documents import MimeLayout
+    from certmail.mime import parse_entity, split_multipart
+
+    try:
+        entity = parse_entity(message)
+        base = len(entity.header_block) + 2
+        ctype = entity.content_type
+        if ctype not in ("multipart/signed", "multipart/encrypted"):
+            return None
+        parts = split_multipart(entity)
+        delim = re.escape(b"--" + str(entity.param("boundary")).encode())
+        where, start = [], None
+        for m in re.finditer(b"(?:^|\r\n)" + delim + b"(--)?[ \t]*(?:\r\n|$)", entity.body):
+            if start is not None:
+                where.append((base + start, base + m.start()))
+            if m.group(1):
+                break
+            start = m.end()
+        assert [message[a:b] for a, b in where] == parts
+        if len(parts) != 2:
+            return None
+        second = parse_entity(parts[1])
+        cte = str(second.headers.get("Content-Transfer-Encoding") or "7bit").lower()
+    except (MalformedError, ValueError, LookupError):
+        return None
+    if cte.strip() not in ("7bit", "8bit"):
+        return None
+    (s0, e0), (s1, _) = where
+    body = (s1 + len(second.header_block) + 2, len(second.body))
+    if ctype == "multipart/signed":
+        return MimeLayout("signed", (s0, e0 - s0), body)
+    return MimeLayout("encrypted", body)
+
+
+_PIECES = [
+    "--b1=_x\r\n",
+    "--b1=_x \r\n",
+    "--b1=_x--\r\n",
+    "--b1=_x--",
+    "--b1=_xy\r\n",
+    "Content-Type: text/plain\r\n\r\n",
+    "Content-Transfer-Encoding: base64\r\n\r\n",
+    "Content-Type: application/pgp-signature\r\n\r\n",
+    "\r\n",
+    "hi\r\n",
+    "SIG",
+    "text --b1=_x not a line\r\n",
+    "\n",
+    "\t",
+    "--",
+    "Content-Transfer-Encoding: 8bit\r\n",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(["signed", "encrypted", "mixed"]),
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=14),
+)
+def test_openpgp_ranges_found_in_place_agree_with_split_multipart(
+    kind: str, pieces: list[str]
+) -> None:
+    """Issue 16: header_facts locates the OpenPGP parts with bytes.find, without copying
+    message.eml; the ranges are those the copying split found, for any arrangement of
+    delimiter lines, padding, preamble, epilogue and part headers."""
+    from certmail.bundle.headers import header_facts
+
+    head = f'From: a@x\r\nContent-Type: multipart/{kind}; boundary="b1=_x"\r\n\r\n'
+    message = (head + "".join(pieces)).encode()
+    assert header_facts(message).layout == _reference_layout(message)
+    first = ["--b1=_x\r\n", "Content-Type: text/plain\r\n\r\n", "hi\r\n", "--b1=_x \r\n"]
+    second = ["Content-Type: application/pgp-signature\r\n\r\n", "SIG\r\n", "--b1=_x--\r\n"]
+    message = (head + "".join([*first, *second])).encode()
+    assert header_facts(message).layout == _reference_layout(message)
+    assert (header_facts(message).layout is None) == (kind == "mixed")

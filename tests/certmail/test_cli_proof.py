@@ -14,6 +14,56 @@ from tests.fixtures.cli import one_line_error, run, use_notary
 from tests.fixtures.notary import NotaryProcess
 
 
+def openpgp_commands(verify_txt: str) -> list[str]:
+    """The commands of VERIFY.txt's section 4 (OpenPGP), in order, as printed."""
+    section = verify_txt.split("4. OpenPGP signatures (gpg)", 1)[1].split("\n5. ", 1)[0]
+    return [ln[4:] for ln in section.splitlines() if ln.startswith("    ") and ln.strip()]
+
+
+def run_commands(
+    cmds: list[str], cwd: Path, reader: Path | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``cmds`` in order with /bin/sh in ``cwd``, plain gpg; stop at the first that
+    fails. The bundle's steps name their own --homedir; ``reader`` is the GnuPG home of
+    whoever runs the rest (a recipient decrypting message.eml), else none of ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTMAIL_", "GNUPG"))}
+    env["HOME"] = str(cwd)  # no ~/.gnupg of the user's: only what the commands make
+    if reader is not None:
+        env["GNUPGHOME"] = str(reader)
+    out = []
+    for cmd in cmds:
+        r = subprocess.run(
+            cmd,
+            shell=True,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        out.append(r)
+        if r.returncode != 0:
+            break
+    return out
+
+
+def notary_vkey(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _tamper_ack(path: Path) -> None:
+    """Change one character of the acknowledgement's signed text inside the receipt."""
+    import base64
+
+    receipt = json.loads(path.read_text())
+    stmt = json.loads(base64.b64decode(receipt["entry"]))
+    assert "bob@" in stmt["signed"]
+    stmt["signed"] = stmt["signed"].replace("bob@", "eve@", 1)
+    receipt["entry"] = base64.b64encode(json.dumps(stmt).encode()).decode()
+    path.write_text(json.dumps(receipt))
+
+
 def _send(c: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
     body = tmp_path / "body.txt"
     body.write_text("I agree to the terms.\n")
@@ -97,22 +147,15 @@ def test_export_verify_tamper(
     assert "certmail: warning: no trusted verifier key" in p.stderr
     assert "certmail: warning: no trusted TSA root" in p.stderr
 
-    # VERIFY.txt's gpg commands work on the bundle's own files
+    # VERIFY.txt's gpg commands work on the bundle's own files, with the keys it carries
     work = tmp_path / "unzipped"
     with zipfile.ZipFile(bundle) as zf:
         zf.extractall(work)
-    text = (work / "VERIFY.txt").read_text()
-    cmds = [
-        ln.strip() for ln in text.splitlines() if ln.strip().startswith(("tail -c", "gpg --verify"))
-    ]
-    assert len(cmds) == 3, text
-    env = {**os.environ, "GNUPGHOME": str(c.bob.settings.gnupghome)}
-    for cmd in cmds:
-        r = subprocess.run(
-            cmd, shell=True, cwd=work, env=env, capture_output=True, text=True, check=False
-        )
-        assert r.returncode == 0, (cmd, r.stderr)
-    assert "Good signature" in r.stderr
+    cmds = openpgp_commands((work / "VERIFY.txt").read_text())
+    assert len(cmds) == 5 and cmds[-1].startswith("gpg --homedir gnupg"), cmds
+    results = run_commands(cmds, work)
+    assert all(r.returncode == 0 for r in results), [(r.args, r.stderr) for r in results]
+    assert f'Good signature from "Alice <{c.alice.email}>"' in results[-1].stderr
 
     # tampering: one flipped byte in message.eml -> exit 3, one line naming it
     files = {}
@@ -302,9 +345,47 @@ def test_acknowledgement_by_the_recipient_verifies(
         str(empty),
     )
     assert p.returncode == 0, p.stderr
-    checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
-    assert checks["02 acknowledgement"]["status"] == "skipped"
-    assert bob_fpr in checks["02 acknowledgement"]["detail"]
+    report = json.loads(p.stdout)
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    # ... with the keys the bundle carries (issue 10 item 15), Bob's certified by Alice
+    assert checks["02 acknowledgement"]["status"] == "ok", checks
+    assert checks["02 acknowledgement"]["detail"] == (
+        f"signed by recipient {c.bob.email} ({bob_fpr}), the key the bundle carries, "
+        "certified by the sender"
+    )
+    assert report["format"] == 2
+    names = zipfile.ZipFile(bundle).namelist()
+    alice_fpr = c.alice.keyring.key_for(c.alice.email).fingerprint
+    assert sorted(n for n in names if n.startswith("keys/")) == sorted(
+        [f"keys/{bob_fpr}.asc", f"keys/{alice_fpr}.asc"]
+    )
+    # Without the bundle's keys (a bundle of format 1 has none) it could not run.
+    from certmail.bundle import read_members, write_members
+
+    files = read_members(bundle)
+    v1 = {n: d for n, d in files.items() if not n.startswith("keys/")}
+    from certmail.bundle.verify import check_evidence
+
+    _, found, _ = check_evidence(v1, notary_vkey(vkey), None, None, documents=False)
+    ack = {ch.item: ch for ch in found}["02 acknowledgement"]
+    assert ack.status == "skipped" and bob_fpr in ack.detail
+    assert write_members(files) == bundle.read_bytes()
+
+    # VERIFY.txt: the exact commands, with plain gpg, check Bob's acknowledgement with
+    # the bundle's keys and say that Alice certified his key; a tampered ack fails.
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(work)
+    cmds = openpgp_commands((work / "VERIFY.txt").read_text())
+    assert any("--trusted-key" in cmd and "--verify ack-02.asc" in cmd for cmd in cmds), cmds
+    results = run_commands(cmds, work, c.bob.settings.gnupghome)  # Bob decrypts
+    assert all(r.returncode == 0 for r in results), [(r.args, r.stderr) for r in results]
+    assert f'Good signature from "Bob <{c.bob.email}>" [full]' in results[-1].stderr
+    _tamper_ack(work / "evidence" / "02-ContentHandover.json")
+    (work / "gnupg").rename(work / "gnupg-old")
+    results = run_commands(cmds, work, c.bob.settings.gnupghome)
+    assert results[-1].args == cmds[-1] and results[-1].returncode != 0
+    assert "BAD signature" in results[-1].stderr
 
 
 def test_acknowledgement_by_a_key_that_is_not_the_recipients(

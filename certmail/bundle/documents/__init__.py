@@ -41,7 +41,17 @@ __all__ = [
     "render_html",
     "render_pdf",
     "render_verify_txt",
+    "renderers_of",
 ]
+
+#: The renderers whose documents a bundle of each format may hold, newest first. A
+#: format's renderers never change once released (docs/proof-bundle.md, version table).
+FORMAT_RENDERERS = {1: (2, 1), 2: (3,)}
+
+
+def renderers_of(fmt: int) -> tuple[int, ...]:
+    """The released renderers of bundle format ``fmt``."""
+    return FORMAT_RENDERERS[fmt]
 
 
 def render(
@@ -78,11 +88,14 @@ def _shown(files: Mapping[str, bytes], facts: Facts) -> list[Facts]:
     return out
 
 
-def matches(files: Mapping[str, bytes], facts: Facts) -> bool:
+def matches(
+    files: Mapping[str, bytes], facts: Facts, renderers: tuple[int, ...] = RENDERERS
+) -> bool:
     """True when the three documents in ``files`` are those :func:`render` makes of
-    ``facts`` by one released renderer (:data:`RENDERERS`), the Subject: hidden or shown,
-    rendering only as far as needed."""
-    for renderer in RENDERERS:
+    ``facts`` by one of ``renderers`` (released ones, :data:`RENDERERS`; a bundle's are
+    those of its format, :func:`renderers_of`), the Subject: hidden or shown, rendering
+    only as far as needed."""
+    for renderer in renderers:
         f = replace(facts, renderer=renderer)
         if files[VERIFY_TXT] != render_verify_txt(f):
             continue

@@ -29,9 +29,10 @@ WEAK = "ContentAccessTracking"
 #: verify accepts the documents of any of them (DESIGN §4.8: golden bundles verify
 #: forever): 1, up to issue 10; 2, each submission worded by its channel (relay or
 #: direct notarization of a hash), the trust flags of ``proof verify``, a protected
-#: Subject revealed from the sender's copy.
-RENDERER = 2
-RENDERERS = (2, 1)
+#: Subject revealed from the sender's copy; 3 (bundle format 2), VERIFY.txt checks the
+#: OpenPGP signatures with the keys the bundle carries (keys/).
+RENDERER = 3
+RENDERERS = (3, 2, 1)
 
 #: After a Subject the exporter read inside the encryption (renderer 2).
 PROTECTED_NOTE = (
@@ -105,6 +106,7 @@ class Facts:
     mime: MimeLayout | None
     renderer: int = RENDERER  # the renderer release (RENDERERS) the documents are made by
     protected_subject: bool = False  # subject: read by the exporter inside the encryption
+    keys: tuple[tuple[str, str], ...] = ()  # keys/<FPR>.asc: (fingerprint, address), format 2
 
 
 _PROVES = {

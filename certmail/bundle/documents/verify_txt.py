@@ -169,6 +169,104 @@ def _acknowledgements(f: Facts) -> list[str]:
     return out
 
 
+#: stock gpg on the bundle's own keys, in a GnuPG home of their own, no agent started.
+_GPG = "gpg --homedir gnupg --batch --no-autostart"
+
+
+def _shown(text: str) -> str:
+    """Text from a key for this file: printable, cut to 200 characters."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
+
+
+def _sender_key(f: Facts) -> str | None:
+    from email.utils import parseaddr
+
+    addr = parseaddr(f.sender)[1].lower()
+    found = [fpr for fpr, a in f.keys if addr and a == addr]
+    return found[0] if len(found) == 1 else None
+
+
+def _keys_v3(f: Facts) -> list[str]:
+    """Renderer 3: importing the keys the bundle carries."""
+    if not f.keys:
+        return [
+            "This bundle carries no OpenPGP keys: check the signatures below with",
+            "gpg and keys from a source you trust (leave out --homedir gnupg).",
+            "",
+        ]
+    return [
+        "keys/ holds the public keys of the sender and of each acknowledging",
+        "recipient, as the sender's keyring held them: each with the one user ID",
+        "of its address, a recipient's key with the sender's certification (the",
+        "sender trusted that key for that address). Import them into a new GnuPG",
+        "home of their own:",
+        "",
+        "    mkdir -m 700 gnupg",
+        f"    {_GPG} --import --import-options import-local-sigs keys/*.asc",
+        "",
+        *(f"  keys/{fpr}.asc  {_shown(addr)}" for fpr, addr in f.keys),
+        "",
+        "They are only the sender's copies: compare a fingerprint with one you",
+        "trust (or use your own keyring) before relying on it.",
+        "",
+    ]
+
+
+def _message_signature_v3(f: Facts) -> list[str]:
+    if f.mime is None or f.mime.kind != "signed" or f.mime.signature is None:
+        return _message_signature(f)
+    (o1, n1), (o2, n2) = f.mime.first, f.mime.signature
+    sender = _sender_key(f)
+    return [
+        "message.eml is multipart/signed (RFC 3156). Cut out the signed part and",
+        "the signature by byte range, then check them with the sender's key:",
+        "",
+        f"    tail -c +{o1 + 1} message.eml | head -c {n1} > signed-part.eml",
+        f"    tail -c +{o2 + 1} message.eml | head -c {n2} > signature.asc",
+        f"    {_GPG} --verify signature.asc signed-part.eml",
+        "",
+        f'It must say "Good signature" from {_shown(f.sender)}'
+        + (f",\nkey {sender}." if sender else "."),
+        "",
+    ]
+
+
+def _acknowledgements_v3(f: Facts) -> list[str]:
+    sender = _sender_key(f)
+    trusted = f" --trusted-key {sender}" if sender else ""
+    out: list[str] = []
+    for e in f.events:
+        if e.event != "ContentHandover":
+            continue
+        n = f"{e.number:02d}"
+        out += [
+            f"Acknowledgement evidence/{e.stem}.json: the recipient's signature",
+            "over the acknowledgement text, both inside the statement:",
+            "",
+            f"    jq -j .entry evidence/{e.stem}.json | base64 -d | jq -j .signed > ack-{n}.txt",
+            f"    jq -j .entry evidence/{e.stem}.json | base64 -d | jq -j .signature > ack-{n}.asc",
+            f"    {_GPG}{trusted} --verify ack-{n}.asc ack-{n}.txt",
+            "",
+            f'It must say "Good signature" from {_shown(e.recipient or "the recipient")}'
+            + (
+                ', marked\n"[full]": with the sender\'s key as the one trusted key, "full" means\n'
+                "that the sender certified this key for that address."
+                if sender
+                else "."
+            ),
+            "",
+        ]
+    return out
+
+
+def _openpgp(f: Facts) -> list[str]:
+    """Section 4 by the renderer: up to 2 with the reader's keyring, from 3 with the
+    keys the bundle carries."""
+    if f.renderer < 3:
+        return [*_message_signature(f), *_acknowledgements(f)]
+    return [*_keys_v3(f), *_message_signature_v3(f), *_acknowledgements_v3(f)]
+
+
 _DOCUMENTS = [
     "5. The human-readable files",
     "---------------------------",
@@ -187,8 +285,7 @@ def render_verify_txt(f: Facts) -> bytes:
         *_log(f),
         "4. OpenPGP signatures (gpg)",
         "---------------------------",
-        *_message_signature(f),
-        *_acknowledgements(f),
+        *_openpgp(f),
         *_DOCUMENTS,
     ]
     return "\n".join(out).encode("utf-8")
