@@ -87,7 +87,9 @@ export function samePem(a, b) {
   return equal(a.der, b.der);
 }
 
-const PEM = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
+// Any PEM block; its BEGIN and END labels must agree (as the Rust pem parser under
+// cryptography requires), and only CERTIFICATE blocks are read.
+const PEM = /-----BEGIN ([^\n-]*)-----([\s\S]*?)-----END ([^\n-]*)-----/g;
 
 /** PEM text in the form cryptography writes (64-character lines). */
 export function pemOf(der) {
@@ -100,7 +102,9 @@ export function pemOf(der) {
 export async function loadPem(text) {
   const out = [];
   for (const m of text.matchAll(PEM)) {
-    const b64 = m[1].replace(/[\s]+/g, "");
+    if (m[1] !== m[3]) return null;
+    if (m[1] !== "CERTIFICATE") continue;
+    const b64 = m[2].replace(/[\s]+/g, "");
     let der;
     try {
       der = b64decodeCanonical(b64);
