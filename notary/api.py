@@ -24,12 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keys.errors import ConflictError, Error, NotFoundError
 from notary import fastpath
 from notary.ack_api import include_ack_routes
-from notary.web.routes import include_web_routes
 from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, StorageError
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
+from notary.web.routes import include_web_routes
 
 if TYPE_CHECKING:
     from notary.relay.runtime import Relay

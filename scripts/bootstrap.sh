@@ -36,4 +36,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# The web pages' script, from the npm lockfile (docs/web.md): npm ci, then esbuild.
+# --ignore-scripts: esbuild's binary comes as an optional dependency; nothing else runs.
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+npm run --silent build
 touch .venv/.installed

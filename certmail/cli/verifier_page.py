@@ -82,7 +82,9 @@ def verifier_page(
             }
         )
         return
-    click.echo(f"wrote {output}: open it in a browser; nothing it checks leaves the browser", err=True)
+    click.echo(
+        f"wrote {output}: open it in a browser; nothing it checks leaves the browser", err=True
+    )
 
 
 def _read_vkey(path: Path) -> str:

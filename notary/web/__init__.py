@@ -121,8 +121,14 @@ def verify_page(trust: Trust, *, self_contained: bool, static_prefix: str = "/we
 
 def _default_source(trust: Trust) -> str:
     if trust.vkey or trust.tsa_root:
-        return "The trust roots below were filled in by whoever made this page; compare their fingerprints with the notary operator's."
-    return "No trust roots are filled in: paste the notary's verifier key and TSA root, or the page uses the bundle's own and says so."
+        return (
+            "The trust roots below were filled in by whoever made this page; "
+            "compare their fingerprints with the notary operator's."
+        )
+    return (
+        "No trust roots are filled in: paste the notary's verifier key and TSA root, "
+        "or the page uses the bundle's own and says so."
+    )
 
 
 def security_headers(csp: str = SERVED_CSP) -> dict[str, str]:

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from notary.web import STATIC_TYPES, Trust, WebAssetsMissing, security_headers, static_asset, verify_page
+from notary.web import (
+    STATIC_TYPES,
+    Trust,
+    WebAssetsMissing,
+    security_headers,
+    static_asset,
+    verify_page,
+)
 
 if TYPE_CHECKING:
     from notary.service import NotaryService

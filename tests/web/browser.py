@@ -62,7 +62,8 @@ const [items, vkey, root, done] = arguments;
   for (const [b64, trusted] of items) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     try {
-      const r = await globalThis.certmailVerifier.verify(bytes, trusted ? vkey : null, trusted ? root : null);
+      const r = await globalThis.certmailVerifier.verify(
+        bytes, trusted ? vkey : null, trusted ? root : null);
       out.push({valid: r.valid, error: r.error, failed: r.failed, verdict: r.verdict,
                 checks: r.checks, warnings: r.warnings, events: r.events});
     } catch (e) {

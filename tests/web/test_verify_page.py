@@ -19,8 +19,8 @@ import pytest
 
 from certmail.cli.proof_verify import VerifyArgs, run_verify
 from keys.errors import Error
-from tests.certmail.test_bundle import World, world  # noqa: F401  (the shared fixture)
-from tests.web.browser import browser, verify_in_page  # noqa: F401
+from tests.certmail.test_bundle import World
+from tests.web.browser import verify_in_page
 from tests.web.bundle_cases import DOCUMENTS, Case, all_tampered
 
 CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
@@ -104,8 +104,17 @@ def test_good_bundle_same_checks_as_the_cli(
     bundle.write_bytes(world.bundle)
     vkey = _vkey_file(world, tmp_path)
     cli = subprocess.run(
-        [*CERTMAIL, "proof", "verify", str(bundle), "--json", "--vkey", str(vkey)]
-        + ["--tsa-root", str(world.root_pem)],
+        [
+            *CERTMAIL,
+            "proof",
+            "verify",
+            str(bundle),
+            "--json",
+            "--vkey",
+            str(vkey),
+            "--tsa-root",
+            str(world.root_pem),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -122,7 +131,9 @@ def test_good_bundle_same_checks_as_the_cli(
     assert trusted["valid"] and py["valid"]
     _same_checks(py, trusted)
     assert trusted["verdict"] == "valid, but 1 check could not run"  # documents
-    assert all(c["status"] == "ok" for c in trusted["checks"] if c["applies"] and c["item"] != "documents")
+    assert all(
+        c["status"] == "ok" for c in trusted["checks"] if c["applies"] and c["item"] != "documents"
+    )
     _same_checks(_cli_verify(bundle, world, trusted=False), untrusted)
     assert len(untrusted["warnings"]) == 2
 
@@ -161,3 +172,224 @@ def test_every_tampered_bundle_fails_where_the_cli_fails(
         exact += js["error"] == py["error"]
     assert not mismatches, "\n".join(map(str, mismatches))
     print(f"{len(cases)} tampered bundles; {exact} failure messages word for word")
+
+
+# ------------------------------------------------------------------- the page itself
+
+
+def _drop(driver: Any, path: Path, timeout: float = 60) -> Any:
+    """Pick ``path`` in the page's file input (what a drop does) and wait for the verdict."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return document.body.dataset.ready") == "true"
+    )
+    driver.execute_script("document.getElementById('result').replaceChildren()")
+    driver.find_element(By.ID, "bundle").send_keys(str(path))
+    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.ID, "verdict")))
+
+
+def _rows(driver: Any) -> dict[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {
+        r.get_attribute("data-item"): r.get_attribute("data-status")
+        for r in driver.find_elements(By.CSS_SELECTOR, "#checks tbody tr")
+    }
+
+
+def _csp_errors(driver: Any) -> list[str]:
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if "Content Security Policy" in e["message"] or "Refused" in e["message"]
+    ]
+
+
+def _tampered(world: World, tmp_path: Path) -> Path:
+    from certmail.bundle import read_members, write_members
+
+    files = read_members(world.bundle)
+    name = "evidence/02-SubmissionAcceptance.json"
+    data = bytearray(files[name])
+    data[len(data) // 2] ^= 0x04
+    path = tmp_path / "tampered.certmail-proof.zip"
+    path.write_bytes(write_members({**files, name: bytes(data)}))
+    return path
+
+
+def test_served_page_headers(world: World) -> None:
+    r = httpx.get(world.notary.url + "/verify")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    for directive in (
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'none'",
+    ):
+        assert directive in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert world.notary.vkey in r.text  # configured with this notary's key
+    assert "http://" not in r.text and "https://" not in r.text  # nothing from elsewhere
+    js = httpx.get(world.notary.url + "/web/static/verify.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert "content-security-policy" in js.headers
+    css = httpx.get(world.notary.url + "/web/static/verify.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    missing = httpx.get(world.notary.url + "/web/static/../notary.toml")
+    assert missing.status_code == 404
+    nope = httpx.get(world.notary.url + "/web/static/nope.js")
+    assert nope.status_code == 404 and nope.json()["error"] == "not_found"
+
+
+def test_drop_good_then_tampered_bundle_on_the_served_page(
+    world: World, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    good = tmp_path / "good.certmail-proof.zip"
+    good.write_bytes(world.bundle)
+    browser.get(world.notary.url + "/verify")
+    verdict = _drop(browser, good)
+    assert verdict.get_attribute("data-valid") == "true", verdict.text
+    assert "valid, but 1 check could not run" in verdict.text
+    rows = _rows(browser)
+    assert rows.pop("documents") == "skipped" and rows.pop("sender signature") == "skipped"
+    assert set(rows.values()) == {"ok"} and "01 time-stamp" in rows and "consistency" in rows
+    key_id = world.notary.vkey.split("+")[1]
+    assert key_id in browser.find_element(By.ID, "vkey-fpr").text
+    assert "SHA-256" in browser.find_element(By.ID, "root-fpr").text
+    assert not browser.find_elements(By.CSS_SELECTOR, ".warning.loud")
+    timeline = browser.find_element(By.CSS_SELECTOR, "ol.timeline").text
+    assert timeline.count("SubmissionAcceptance") == 2 and "time-stamp" in timeline
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert resources and all(u.startswith(world.notary.url + "/") for u in resources)
+
+    verdict = _drop(browser, _tampered(world, tmp_path))
+    assert verdict.get_attribute("data-valid") == "false"
+    error = browser.find_element(By.ID, "error").text
+    assert "evidence/02-SubmissionAcceptance.json" in error
+    assert list(_rows(browser).values())[-1] == "failed"
+
+    # without trust roots: valid, and said loudly
+    browser.execute_script(
+        "for (const id of ['vkey', 'tsa-root']) document.getElementById(id).value = ''"
+    )
+    _drop(browser, good)
+    loud = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".warning.loud")]
+    assert len(loud) == 2 and "no trusted verifier key" in loud[0]
+    assert "bundle's own keys" in browser.find_element(By.ID, "verdict").text
+    assert _csp_errors(browser) == []
+
+
+def test_self_contained_page_with_trust_roots(world: World, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "verify.html"
+    vkey = _vkey_file(world, tmp_path)
+    p = subprocess.run(
+        [
+            *CERTMAIL,
+            *("proof", "verifier-page", "-o", str(out), "--json"),
+            *("--vkey", str(vkey), "--tsa-root", str(world.root_pem)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["vkey"] == world.notary.vkey
+    text = out.read_text()
+    assert '<meta http-equiv="Content-Security-Policy"' in text and "'sha256-" in text
+    assert 'src="' not in text and 'href="' not in text  # everything inline
+    again = subprocess.run(
+        [*CERTMAIL, "proof", "verifier-page", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (
+        again.returncode != 0 and "certmail: error:" in again.stderr and "--force" in again.stderr
+    )
+    good = tmp_path / "good.certmail-proof.zip"
+    good.write_bytes(world.bundle)
+    browser.get(out.as_uri())
+    verdict = _drop(browser, good)
+    assert verdict.get_attribute("data-valid") == "true"
+    assert browser.find_element(By.ID, "vkey").get_attribute("value") == world.notary.vkey
+    assert not browser.find_elements(By.CSS_SELECTOR, ".warning.loud")
+    assert _csp_errors(browser) == []
+
+
+def test_keyboard_and_labels(world: World, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(world.notary.url + "/verify")
+    _drop(browser, _tampered(world, tmp_path))
+    # the verdict takes the focus, so a screen reader reads it out
+    assert browser.execute_script("return document.activeElement.id") == "verdict"
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+    seen = []
+    for _ in range(3):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        seen.append(browser.execute_script("return document.activeElement.id"))
+    assert seen == ["vkey", "tsa-root", "bundle"]
+    unlabelled = browser.execute_script(
+        "return [...document.querySelectorAll('input, textarea')]"
+        ".filter(e => !document.querySelector(`label[for='${e.id}']`)).map(e => e.id)"
+    )
+    assert unlabelled == []
+    assert (
+        browser.execute_script("return document.getElementById('result').getAttribute('aria-live')")
+        == "polite"
+    )
+
+
+@pytest.mark.parametrize("width", [360, 1280])
+def test_screenshots_fit_the_width(world: World, browser: Any, tmp_path: Path, width: int) -> None:
+    from tests.certmail.test_bundle import _png_grey
+
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    try:
+        good = tmp_path / "good.certmail-proof.zip"
+        good.write_bytes(world.bundle)
+        browser.get(world.notary.url + "/verify")
+        _drop(browser, good)
+        layout = browser.execute_script(
+            """
+            const w = document.documentElement.clientWidth;
+            const wide = [...document.querySelectorAll('main *')]
+              .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.scroll'))
+              .map(e => e.tagName + '#' + e.id + '.' + e.className);
+            return {w, scroll: document.documentElement.scrollWidth, wide,
+                    font: parseFloat(getComputedStyle(document.body).fontSize),
+                    verdict: document.getElementById('verdict').getBoundingClientRect().width,
+                    table: document.getElementById('checks').getBoundingClientRect().right};
+            """
+        )
+        assert layout["w"] == width
+        assert layout["scroll"] <= width, layout  # no horizontal overflow
+        assert layout["wide"] == [], layout
+        assert layout["table"] <= width + 1, layout  # the checks fit too, not only scroll
+        assert layout["font"] >= 16 and layout["verdict"] > width * 0.7
+        png = tmp_path / f"verify-{width}.png"
+        png.write_bytes(browser.get_screenshot_as_png())
+        grey = _png_grey(png.read_bytes())
+        assert min(grey) < 64 and max(grey) > 200  # dark text on a light page
+        assert sum(1 for p in grey if p < 128) > 2_000  # not blank
+        Path(f"/tmp/certmail-web-verify-{width}.png").write_bytes(png.read_bytes())
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
