@@ -11,7 +11,10 @@ import {
   CONSISTENCY,
   DOCUMENTS,
   EVIDENCE,
+  FORMAT_FILE,
+  FORMATS,
   HTML,
+  KEY_MEMBER,
   jsonMember,
   MAX_EVENTS,
   MESSAGE,
@@ -44,6 +47,25 @@ export const NOT_HERE = {
     "not checked here: the page has no OpenPGP implementation; " +
     "run certmail proof verify --gnupghome DIR with the keys",
 };
+
+/** The bundle's format version: bundle.json's (format 2 on, in its one form), else 1
+ * (checks.py check_format). */
+function checkFormat(files) {
+  if (!files.has(FORMAT_FILE)) {
+    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n));
+    if (later.length) throw fail(`${later[0]} in a bundle without ${FORMAT_FILE} (format 1)`);
+    return 1;
+  }
+  const obj = jsonMember(files, FORMAT_FILE);
+  const version = obj && typeof obj === "object" && !Array.isArray(obj) && Object.keys(obj).length === 1 ? obj.format : undefined;
+  if (!Number.isSafeInteger(version) || version === 1) throw fail(`${FORMAT_FILE} is not a format version`);
+  if (!FORMATS.includes(version)) {
+    throw new VerificationError(
+      `${FORMAT_FILE}: bundle format ${version} is newer than this page knows (formats ${FORMATS.join(", ")})`,
+    );
+  }
+  return version;
+}
 
 const check = (item, status, detail, applies = true) => ({ item, status, detail, applies });
 
@@ -219,11 +241,13 @@ async function checkConsistency(v, oldSize, newSize, name) {
   return check("consistency", "ok", `${name}: the checkpoint of size ${newSize} extends that of size ${oldSize}`);
 }
 
-function checkSenderSignature(header) {
+function checkSenderSignature(v, header) {
   const item = "sender signature";
   if (header.layout === null) return check(item, "skipped", "message.eml is not OpenPGP/MIME", false);
   if (header.layout === "encrypted") return check(item, "skipped", "encrypted: signature inside, checkable by a recipient");
-  return check(item, "skipped", NOT_HERE.openpgp);
+  const keys = [...v.files.keys()].filter((n) => KEY_MEMBER.test(n)).length;
+  const carried = keys ? ` (the bundle carries ${keys} OpenPGP key${keys > 1 ? "s" : ""} in keys/)` : "";
+  return check(item, "skipped", NOT_HERE.openpgp + carried);
 }
 
 function checkAcknowledgement(ev, recipients, sha) {
@@ -271,6 +295,8 @@ export async function verifyFiles(files, { vkey = null, roots = null } = {}) {
     for (const name of [MESSAGE, VKEY, CHAIN, ...DOCUMENTS]) if (!files.has(name)) throw fail(`the bundle has no ${name}`);
     v.message = files.get(MESSAGE);
     v.sha256 = hex(await sha256(v.message));
+    current = "format";
+    v.format = checkFormat(files);
     current = "notary key";
     checks.push(await checkNotaryKey(v, vkey));
     current = "TSA chain";
@@ -304,7 +330,7 @@ export async function verifyFiles(files, { vkey = null, roots = null } = {}) {
       }
     }
     current = "sender signature";
-    checks.push(checkSenderSignature(header));
+    checks.push(checkSenderSignature(v, header));
     for (const ev of v.events) {
       if (ev.statement.event === "ContentHandover") {
         current = `${pad2(ev.number)} acknowledgement`;
@@ -351,6 +377,7 @@ function report(v, checks, header, rcpts, error, failed) {
   const n = unchecked.length;
   return {
     valid: error === null,
+    format: v.format || null,
     error,
     failed,
     verdict: error !== null ? "invalid" : n ? `valid, but ${n} check${n > 1 ? "s" : ""} could not run` : "valid",

@@ -10,20 +10,27 @@ export const HTML = "certificate.html";
 export const PDF = "certificate.pdf";
 export const VERIFY_TXT = "VERIFY.txt";
 export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
+/** The format version member (format 2 on; a bundle without it is format 1). */
+export const FORMAT_FILE = "bundle.json";
+/** The formats this page knows (docs/proof-bundle.md). */
+export const FORMATS = [1, 2];
 
 export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
 export const MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + 64 * 2 ** 20;
 export const MAX_EVENTS = 999;
-export const MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6;
+export const MAX_KEYS = 64;
+export const MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS;
 
 export const EVIDENCE = /^evidence\/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)$/;
 export const CONSISTENCY = /^evidence\/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json$/;
-const FIXED = new Set([MESSAGE, VKEY, CHAIN, ...DOCUMENTS]);
+/** keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint. */
+export const KEY_MEMBER = /^keys\/([0-9A-F]{40})\.asc$/;
+const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
 export function checkName(name) {
-  if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name)) return;
+  if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name) || KEY_MEMBER.test(name)) return;
   const shown = Array.from(unicodeEscape(name)).slice(0, 120).join("");
   throw new VerificationError(`the bundle holds an unexpected member ${pyRepr(shown)}`);
 }
