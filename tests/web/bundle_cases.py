@@ -35,6 +35,7 @@ def browser_cannot(name: str) -> bool:
     under keys/, which need GnuPG."""
     return name in DOCUMENTS or name.startswith("keys/")
 
+
 HOSTILE_NAMES = (
     "../message.eml",
     "/etc/passwd",

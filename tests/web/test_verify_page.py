@@ -400,3 +400,42 @@ def test_screenshots_fit_the_width(world: World, browser: Any, tmp_path: Path, w
         Path(f"/tmp/certmail-web-verify-{width}.png").write_bytes(png.read_bytes())
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_encrypted_acknowledged_bundle_from_the_real_flow(
+    correspondents: Any, notary_server: Any, browser: Any, page: Path, tmp_path: Path
+) -> None:
+    """Alice sends encrypted to Bob, Bob acknowledges with `certmail open --ack`, Alice
+    exports: the page's checks are the CLI's, the OpenPGP ones "not checked here"."""
+    from tests.certmail.test_cli_proof import _acked_bundle
+    from tests.fixtures.cli import run
+
+    c = correspondents
+    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
+    empty = tmp_path / "empty-gnupghome"
+    empty.mkdir(mode=0o700)
+    reports = {}
+    for label, home in (("no keyring", empty), ("alice", None)):
+        extra = ("--gnupghome", str(home)) if home else ()
+        p = run(
+            c.alice,
+            *("proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root"),
+            *("--json", "--allow-partial", *extra),
+        )
+        assert p.returncode == 0, p.stderr
+        reports[label] = json.loads(p.stdout)
+    browser.get(page.as_uri())
+    (js,) = verify_in_page(browser, [(bundle.read_bytes(), True)], notary_server.vkey, "")
+    assert js["valid"], js
+    assert [e["event"] for e in js["events"]] == ["SubmissionAcceptance", "ContentHandover"]
+    for py in reports.values():
+        _same_checks(py, js)
+    by_item = {ch["item"]: ch for ch in js["checks"]}
+    assert by_item["sender signature"]["detail"].startswith("encrypted: signature inside")
+    ack = by_item["02 acknowledgement"]
+    assert ack["status"] == "skipped" and "not checked here" in ack["detail"]
+    bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
+    assert bob_fpr in ack["detail"]
+    assert {ch["item"]: ch for ch in reports["alice"]["checks"]}["02 acknowledgement"][
+        "status"
+    ] == "ok"
