@@ -1,5 +1,6 @@
 """The notary's web routes: ``GET /verify`` (the in-browser proof verifier, configured
-with this notary's verifier key and TSA root) and ``GET /web/static/{name}``.
+with this notary's verifier key and TSA root), ``GET /log`` (the public log page) and
+``GET /web/static/{name}``.
 
 Every answer carries :func:`notary.web.security_headers` (a strict CSP, no framing).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from notary.web import (
@@ -59,6 +60,24 @@ def include_web_routes(app: FastAPI, service: NotaryService) -> None:
             ),
         )
         return HTMLResponse(verify_page(trust, self_contained=False), headers=security_headers())
+
+    @app.get("/log", response_class=HTMLResponse, summary="The public log: checkpoint, keys, audit")
+    def log(request: Request) -> Response:
+        from notary.web.log_page import log_page
+
+        service.checkpoint()  # the first checkpoint of an empty log, as /v1/checkpoint
+        cp = service.storage.latest_checkpoint()
+        page = log_page(
+            origin=service.origin,
+            vkey=service.vkey,
+            size=cp.size if cp else 0,
+            root_hash=cp.root_hash if cp else b"",
+            signed=cp.time if cp else None,
+            checkpoint=cp.note if cp else b"",
+            chain_pem=service.tsa.chain_pem() if service.tsa is not None else b"",
+            base_url=str(request.base_url),
+        )
+        return HTMLResponse(page, headers=security_headers())
 
     @app.get("/web/static/{name}", summary="The web pages' scripts and styles")
     def static(name: str) -> Response:
