@@ -81,6 +81,7 @@ def _same_checks(py: dict[str, Any], js: dict[str, Any]) -> None:
             assert j["status"] == "skipped" and j["detail"].startswith("not checked here")
             continue
         assert j["status"] == p["status"], (p, j)
+        assert j["applies"] == p["applies"], (p, j)
         if p["status"] != "skipped":
             assert j["detail"] == p["detail"], (p, j)
     assert js["warnings"] == py["warnings"]

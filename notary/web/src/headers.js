@@ -1,23 +1,85 @@
 // What the verifier needs of message.eml's header (certmail/bundle/headers.py, best
-// effort): From:, the To:/Cc: addresses, and whether it is OpenPGP/MIME.
+// effort): From:, the To:/Cc: addresses, and whether it is OpenPGP/MIME in the layout
+// whose signature the CLI can check (certmail/mime.py parse_entity, split_multipart).
 
-function headerBlock(message) {
-  const n = Math.min(message.length, 1 << 20);
-  const head = new TextDecoder("latin1").decode(message.subarray(0, n));
-  const m = /\r?\n\r?\n/.exec(head);
-  return m ? head.slice(0, m.index) : null;
+const MAX_HEADER_BLOCK = 256 * 1024;
+
+/** latin1 view of bytes: one character per byte, so offsets are byte offsets. */
+function latin1(bytes) {
+  return new TextDecoder("latin1").decode(bytes);
 }
 
-function fields(block) {
-  const out = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (/^[ \t]/.test(line) && out.length) out[out.length - 1][1] += " " + line.trim();
+/** {block, body, fields} of a CRLF entity, or null when it has no readable header. */
+function parseEntity(raw) {
+  if (raw.startsWith("\r\n")) return { block: "", body: raw.slice(2), fields: [] };
+  let end = raw.indexOf("\r\n\r\n");
+  if (end < 0) {
+    if (raw.endsWith("\r\n") && raw.includes(":")) end = raw.length - 2;
+    else return null;
+  }
+  if (end > MAX_HEADER_BLOCK) return null;
+  const block = raw.slice(0, end + 2);
+  const first = block.split("\r\n", 1)[0];
+  if (!first.includes(":") || first[0] === " " || first[0] === "\t") return null;
+  const fields = [];
+  for (const line of block.split("\r\n")) {
+    if (/^[ \t]/.test(line) && fields.length) fields[fields.length - 1][1] += " " + line.trim();
     else {
       const i = line.indexOf(":");
-      if (i > 0) out.push([line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim()]);
+      if (i > 0) fields.push([line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim()]);
     }
   }
-  return out;
+  return { block, body: raw.slice(end + 4), fields };
+}
+
+function get(entity, name) {
+  return entity.fields.filter(([k]) => k === name).map(([, v]) => v);
+}
+
+function contentType(entity) {
+  const v = get(entity, "content-type")[0];
+  const t = v ? v.split(";")[0].trim().toLowerCase() : "";
+  return /^[^/\s]+\/[^/\s]+$/.test(t) ? t : "text/plain";
+}
+
+function param(entity, name) {
+  const v = get(entity, "content-type")[0] || "";
+  const re = new RegExp(`;\\s*${name}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;\\s]+))`, "i");
+  const m = re.exec(v);
+  return m ? (m[1] !== undefined ? m[1].replace(/\\(.)/g, "$1") : m[2]) : null;
+}
+
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** The raw body parts of a multipart entity (RFC 2046 §5.1.1); null if unreadable. */
+function splitMultipart(entity) {
+  const boundary = param(entity, "boundary");
+  if (!boundary || boundary.length > 200) return null;
+  const pattern = new RegExp(`(?:^|\\r\\n)${escapeRe("--" + boundary)}(--)?[ \\t]*(?:\\r\\n|$)`, "g");
+  const parts = [];
+  let start = null;
+  let closed = false;
+  for (const m of entity.body.matchAll(pattern)) {
+    if (start !== null) parts.push(entity.body.slice(start, m.index));
+    if (m[1]) {
+      closed = true;
+      break;
+    }
+    start = m.index + m[0].length;
+  }
+  return closed && parts.length ? parts : null;
+}
+
+function openpgpLayout(entity) {
+  const ctype = contentType(entity);
+  if (ctype !== "multipart/signed" && ctype !== "multipart/encrypted") return null;
+  const parts = splitMultipart(entity);
+  if (parts === null || parts.length !== 2) return null;
+  const second = parseEntity(parts[1]);
+  if (second === null) return null;
+  const cte = (get(second, "content-transfer-encoding")[0] || "7bit").trim().toLowerCase();
+  if (cte !== "7bit" && cte !== "8bit") return null;
+  return ctype === "multipart/signed" ? "signed" : "encrypted";
 }
 
 /** The addr-specs of an address list (as email.utils.getaddresses finds them). */
@@ -44,18 +106,13 @@ export function addresses(value) {
 }
 
 export function headerFacts(message) {
-  const block = headerBlock(message);
-  if (block === null) return { sender: "(message.eml has no readable header)", recipients: [], layout: null };
-  const f = fields(block);
-  const get = (name) => f.filter(([k]) => k === name).map(([, v]) => v);
-  const sender = (get("from")[0] || "").slice(0, 300) || "(no From: header)";
+  // only the header block and, for the layout, the top-level parts are read
+  const entity = parseEntity(latin1(message));
+  if (entity === null) return { sender: "(message.eml has no readable header)", recipients: [], layout: null };
+  const sender = (get(entity, "from")[0] || "").slice(0, 300) || "(no From: header)";
   const recipients = [];
-  for (const v of [...get("to"), ...get("cc")]) {
+  for (const v of [...get(entity, "to"), ...get(entity, "cc")]) {
     for (const a of addresses(v)) if (!recipients.includes(a)) recipients.push(a.slice(0, 300));
   }
-  const ctype = (get("content-type")[0] || "").toLowerCase();
-  let layout = null;
-  if (/^multipart\/signed\s*(;|$)/.test(ctype)) layout = "signed";
-  else if (/^multipart\/encrypted\s*(;|$)/.test(ctype)) layout = "encrypted";
-  return { sender, recipients, layout };
+  return { sender, recipients, layout: openpgpLayout(entity) };
 }
