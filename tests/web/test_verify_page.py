@@ -285,6 +285,9 @@ def test_drop_good_then_tampered_bundle_on_the_served_page(
     error = browser.find_element(By.ID, "error").text
     assert "evidence/02-SubmissionAcceptance.json" in error
     assert list(_rows(browser).values())[-1] == "failed"
+    not_run = browser.find_element(By.ID, "not-run").text  # and says what did not run
+    assert "consistency" in not_run and "documents" in not_run
+    assert "01 SubmissionAcceptance" not in not_run
 
     # without trust roots: valid, and said loudly
     browser.execute_script(

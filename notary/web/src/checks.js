@@ -265,6 +265,32 @@ function checkAcknowledgement(ev, recipients, sha) {
   return check(label, "skipped", `${NOT_HERE.openpgp} (signer key ${fpr})`);
 }
 
+/** The checks a bundle's members call for, in the order they run (what is listed as
+ * "not run" after a failure). */
+export function plannedChecks(files) {
+  const items = ["notary key", "TSA chain"];
+  const byNumber = new Map();
+  const consistency = [];
+  for (const name of files.keys()) {
+    const m = EVIDENCE.exec(name);
+    if (m) {
+      const n = Number(m[1]);
+      if (!byNumber.has(n)) byNumber.set(n, { event: m[2], tsr: false });
+      if (m[3] === "tsr") byNumber.get(n).tsr = true;
+    } else if (CONSISTENCY.test(name)) consistency.push("consistency");
+  }
+  const numbers = [...byNumber.keys()].sort((a, b) => a - b);
+  for (const n of numbers) {
+    const e = byNumber.get(n);
+    if (e.tsr) items.push(`${pad2(n)} time-stamp`);
+    items.push(`${pad2(n)} ${e.event}`);
+  }
+  items.push(...consistency, "sender signature");
+  for (const n of numbers) if (byNumber.get(n).event === "ContentHandover") items.push(`${pad2(n)} acknowledgement`);
+  items.push("documents");
+  return items;
+}
+
 /** Parse trust inputs: a vkey text (or null) and PEM text of TSA roots (or null). */
 export async function trustRoots(pemText) {
   if (!pemText || !pemText.trim()) return null;
@@ -341,7 +367,10 @@ export async function verifyFiles(files, { vkey = null, roots = null } = {}) {
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;
-    return report(v, checks, null, [], e.message, current);
+    const r = report(v, checks, null, [], e.message, current);
+    const done = new Set([...checks.map((c) => c.item), current]);
+    r.not_run = plannedChecks(files).filter((item) => !done.has(item));
+    return r;
   }
 }
 
@@ -359,6 +388,24 @@ const ACCEPTED_BY = {
   smtp: "the notary's relay received this exact message (its SHA-256) for registered delivery at this time",
   api: "the sender had the notary time-stamp and log this message's SHA-256 at this time (direct mode: the notary saw only the hash, not the message, and did not deliver it)",
 };
+
+/** The certificate's lines about an event: server, reply, reason, TLS, signer key
+ * (verify.py _details). */
+export function details(stmt) {
+  const out = [];
+  const mx = stmt.mx || stmt.host;
+  if (typeof mx === "string") out.push(`server: ${mx.slice(0, 200)}`);
+  let reply = stmt.reply;
+  if (reply && typeof reply === "object" && !Array.isArray(reply)) reply = `${reply.code ?? ""} ${reply.text ?? ""}`.trim();
+  if (typeof reply === "string") out.push(`reply: ${reply.slice(0, 300)}`);
+  if (typeof stmt.reason === "string") out.push(`reason: ${stmt.reason.slice(0, 300)}`);
+  const tls = stmt.tls;
+  if (tls && typeof tls === "object" && !Array.isArray(tls)) {
+    out.push(`TLS: ${String(tls.version ?? "").slice(0, 40)} ${String(tls.cipher ?? "").slice(0, 80)}`);
+  }
+  if (typeof stmt.fingerprint === "string") out.push(`signer key: ${stmt.fingerprint.slice(0, 80)}`);
+  return out;
+}
 
 export function proves(event, withToken, channel) {
   let text = event === "SubmissionAcceptance" ? ACCEPTED_BY[channel] || PROVES[event] : PROVES[event] || event;
@@ -383,6 +430,7 @@ function report(v, checks, header, rcpts, error, failed) {
     verdict: error !== null ? "invalid" : n ? `valid, but ${n} check${n > 1 ? "s" : ""} could not run` : "valid",
     checks,
     unchecked: unchecked.map((c) => c.item),
+    not_run: [],
     warnings: v.warnings,
     sha256: v.sha256 || null,
     message_id: v.messageId,
@@ -401,6 +449,7 @@ function report(v, checks, header, rcpts, error, failed) {
       checkpoint_size: Number(e.checkpoint.size),
       timestamp: e.token ? genTimeText(e.token.genTime) : null,
       proves: proves(e.statement.event, e.token !== null, e.statement.channel),
+      details: details(e.statement),
     })),
   };
 }

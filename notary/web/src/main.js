@@ -94,6 +94,7 @@ function render(report, fileName, ms) {
           el("time", {}, e.time.replace("T", " ").replace(/\.\d+Z$/, " UTC")),
           el("strong", {}, ` ${e.event}${who}: `),
           e.proves + (e.timestamp ? ` (time-stamp ${e.timestamp.replace(/\.\d+Z$/, "Z")})` : ""),
+          ...(e.details.length ? [el("ul", { class: "details" }, ...e.details.map((d) => el("li", {}, d)))] : []),
         ),
       );
     }
@@ -116,6 +117,9 @@ function render(report, fileName, ms) {
   out.append(el("div", { class: "scroll" }, table));
   if (!report.valid) {
     out.append(el("p", {}, "The checks after the one that failed did not run: a bundle is valid only when every check passes."));
+    if (report.not_run && report.not_run.length) {
+      out.append(el("p", { id: "not-run" }, `Not run: ${report.not_run.join(", ")}.`));
+    }
   }
   out.append(
     el("h3", {}, "Not checked in the browser"),
