@@ -460,3 +460,72 @@ def test_too_large_a_file_is_refused_before_it_is_read(
     assert verdict.get_attribute("data-valid") == "false"
     assert "the bundle is too large" in browser.find_element(By.ID, "error").text
     assert browser.execute_script("return 1 + 1") == 2
+
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+
+RUN_VECTORS = """
+const [cases, done] = arguments;
+const b64 = (s) => Uint8Array.from(atob(s || ""), (c) => c.charCodeAt(0));
+const { verifyInclusion, verifyConsistency } = globalThis.certmailVerifier.merkle;
+(async () => {
+  const out = [];
+  for (const [kind, c] of cases) {
+    try {
+      if (kind === "inclusion") {
+        await verifyInclusion(b64(c.leafHash), BigInt(c.leafIdx), BigInt(c.treeSize),
+                              (c.proof || []).map(b64), b64(c.root));
+      } else {
+        await verifyConsistency(BigInt(c.size1), BigInt(c.size2), (c.proof || []).map(b64),
+                                b64(c.root1), b64(c.root2));
+      }
+      out.push(false);
+    } catch (e) {
+      out.push(e.name === "VerificationError" ? true : "page error: " + e.message);
+    }
+  }
+  done(out);
+})();
+"""
+
+
+def test_official_rfc9162_vectors_in_the_page(browser: Any, page: Path) -> None:
+    """The page's Merkle checks over every official vector, as tests/notary/test_merkle.py
+    runs notary/merkle.py over them."""
+    files = sorted((VECTORS / "rfc9162-merkle").rglob("*.json"))
+    assert len(files) == 196
+    root = VECTORS / "rfc9162-merkle"
+    cases = [[f.relative_to(root).parts[0], json.loads(f.read_text())] for f in files]
+    browser.get(page.as_uri())
+    got = browser.execute_async_script(RUN_VECTORS, cases)
+    want = [c["wantErr"] for _, c in cases]
+    wrong = [str(f) for f, g, w in zip(files, got, want, strict=True) if g is not w]
+    assert wrong == []
+
+
+def test_golden_bundle_same_checks_as_the_cli(browser: Any, page: Path, tmp_path: Path) -> None:
+    """tests/vectors/certmail-proof (made by released code): valid in both, check for check."""
+    golden = VECTORS / "certmail-proof"
+    bundle = golden / "typical-v1.certmail-proof.zip"
+    cli = subprocess.run(
+        [
+            *CERTMAIL,
+            *("proof", "verify", str(bundle), "--json"),
+            *("--vkey", str(golden / "notary.vkey"), "--tsa-root", str(golden / "tsa-root.pem")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"CERTMAIL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+    )
+    assert cli.returncode == 0, cli.stderr
+    browser.get(page.as_uri())
+    (js,) = verify_in_page(
+        browser,
+        [(bundle.read_bytes(), True)],
+        (golden / "notary.vkey").read_text().strip(),
+        (golden / "tsa-root.pem").read_text(),
+    )
+    assert js["valid"], js
+    _same_checks(json.loads(cli.stdout), js)

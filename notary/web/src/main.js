@@ -6,6 +6,7 @@ import { hex, sha256, VerificationError } from "./bytes.js";
 import { NOT_HERE, trustRoots, verifyBundle } from "./checks.js";
 import { MAX_BUNDLE_SIZE } from "./layout.js";
 import { Verifier } from "./log.js";
+import { verifyConsistency, verifyInclusion } from "./merkle.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -186,6 +187,8 @@ globalThis.certmailVerifier = {
     return verifyBundle(bytes, { vkey, roots: await trustRoots(rootPem) });
   },
   sha256: async (bytes) => hex(await sha256(bytes)),
+  /** The RFC 9162 proof checks (sizes and indexes as BigInt), for the vector tests. */
+  merkle: { verifyInclusion, verifyConsistency },
   VerificationError,
 };
 

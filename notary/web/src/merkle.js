@@ -15,8 +15,21 @@ export function nodeHash(left, right) {
 // Sizes and indexes are BigInt: a tree holds up to 2**63 - 1 leaves.
 const odd = (x) => (x & 1n) === 1n;
 
+const EMPTY_ROOT_HEX = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+function checkHash(h, what) {
+  if (!(h instanceof Uint8Array) || h.length !== 32) throw new VerificationError(`${what} is not a 32-byte hash`);
+}
+
+function checkProof(proof) {
+  proof.forEach((h, i) => checkHash(h, `proof hash ${i}`));
+}
+
 /** RFC 9162 §2.1.3.2 */
 export async function verifyInclusion(leaf, index, size, proof, root) {
+  checkHash(leaf, "leaf hash");
+  checkHash(root, "root hash");
+  checkProof(proof);
   if (index < 0n || size < 0n) throw new VerificationError("inclusion proof: negative index or size");
   if (index >= size) {
     throw new VerificationError(`inclusion proof: index ${index} is not in a tree of size ${size}`);
@@ -44,11 +57,11 @@ export async function verifyInclusion(leaf, index, size, proof, root) {
   if (!equal(r, root)) throw new VerificationError("inclusion proof does not lead to the root hash");
 }
 
-/** RFC 9162 §2.1.4.2 (old > 0: the bundle's checkpoints are never empty trees). */
+/** RFC 9162 §2.1.4.2; equal sizes need an empty proof and equal roots, and a non-empty
+ * tree is never proved consistent with the empty tree (notary/merkle.py). */
 export async function verifyConsistency(oldSize, newSize, proof, oldRoot, newRoot) {
-  for (const [i, h] of proof.entries()) {
-    if (h.length !== 32) throw new VerificationError(`proof hash ${i} is not a 32-byte hash`);
-  }
+  checkProof(proof);
+  if (oldSize < 0n || newSize < 0n) throw new VerificationError("consistency proof: negative tree size");
   if (oldSize > newSize) {
     throw new VerificationError(
       `consistency proof: old size ${oldSize} is larger than new size ${newSize}`,
@@ -57,8 +70,13 @@ export async function verifyConsistency(oldSize, newSize, proof, oldRoot, newRoo
   if (oldSize === newSize) {
     if (proof.length) throw new VerificationError("consistency proof between equal sizes must be empty");
     if (!equal(oldRoot, newRoot)) throw new VerificationError("roots of the same tree size differ");
+    if (oldSize === 0n && Array.from(oldRoot, (b) => b.toString(16).padStart(2, "0")).join("") !== EMPTY_ROOT_HEX) {
+      throw new VerificationError("root of the empty tree is not the empty hash");
+    }
     return;
   }
+  checkHash(oldRoot, "old root hash");
+  checkHash(newRoot, "new root hash");
   if (oldSize === 0n) throw new VerificationError("a consistency proof from the empty tree is meaningless");
   if (!proof.length) throw new VerificationError("consistency proof is empty");
   const path = [...proof];
