@@ -4,7 +4,7 @@
 // what failed. To add a check, add a step to CHECKS-in-order in verifyFiles and
 // the same item to the Python side; tests/web/test_verify_page.py compares the two.
 
-import { fail, hex, sha256, utf8, VerificationError } from "./bytes.js";
+import { encoder, fail, hex, sha256, utf8, VerificationError } from "./bytes.js";
 import { headerFacts } from "./headers.js";
 import {
   CHAIN,
@@ -24,6 +24,7 @@ import {
 } from "./layout.js";
 import { parseReceipt, Verifier, verifyReceipt } from "./log.js";
 import { verifyConsistency } from "./merkle.js";
+import { UnknownKey, verifyDetached } from "./pgp.js";
 import { verifyToken } from "./tsp.js";
 import { loadPem, pemChain, samePem, issuedBy } from "./x509.js";
 import { readMembers } from "./zip.js";
@@ -44,8 +45,8 @@ export const NOT_HERE = {
     "and VERIFY.txt from the evidence and compares them byte for byte; the page shows the " +
     "timeline from the verified evidence instead",
   openpgp:
-    "not checked here: the page has no OpenPGP implementation; " +
-    "run certmail proof verify --gnupghome DIR with the keys",
+    "not checked here: no OpenPGP keys given; paste the sender's and recipients' public " +
+    "keys (from a source you trust) under Trust roots, or run certmail proof verify --gnupghome DIR",
 };
 
 /** The bundle's format version: bundle.json's (format 2 on, in its one form), else 1
@@ -241,28 +242,85 @@ async function checkConsistency(v, oldSize, newSize, name) {
   return check("consistency", "ok", `${name}: the checkpoint of size ${newSize} extends that of size ${oldSize}`);
 }
 
-function checkSenderSignature(v, header) {
+async function checkSenderSignature(v, header, ring) {
   const item = "sender signature";
-  if (header.layout === null) return check(item, "skipped", "message.eml is not OpenPGP/MIME", false);
-  if (header.layout === "encrypted") return check(item, "skipped", "encrypted: signature inside, checkable by a recipient");
-  const keys = [...v.files.keys()].filter((n) => KEY_MEMBER.test(n)).length;
-  const carried = keys ? ` (the bundle carries ${keys} OpenPGP key${keys > 1 ? "s" : ""} in keys/)` : "";
-  return check(item, "skipped", NOT_HERE.openpgp + carried);
+  const layout = header.layout;
+  if (layout === null) return check(item, "skipped", "message.eml is not OpenPGP/MIME", false);
+  if (layout.kind === "encrypted") return check(item, "skipped", "encrypted: signature inside, checkable by a recipient");
+  if (ring === null) {
+    const keys = [...v.files.keys()].filter((n) => KEY_MEMBER.test(n)).length;
+    const carried = keys ? ` (the bundle carries ${keys} OpenPGP key${keys > 1 ? "s" : ""} in keys/)` : "";
+    return check(item, "skipped", NOT_HERE.openpgp + carried);
+  }
+  let info;
+  try {
+    info = await verifyDetached(ring, layout.signed, layout.signature);
+  } catch (e) {
+    if (e instanceof UnknownKey) return check(item, "skipped", "the sender's key is not in the keyring");
+    if (!(e instanceof VerificationError)) throw e;
+    throw fail(`the sender's signature in message.eml: ${e.message}`);
+  }
+  const addr = header.senderAddress;
+  if (!info.email || info.email !== addr) {
+    throw fail(`message.eml is signed by ${info.email || info.fingerprint}, not by its From: address ${addr || "(none)"}`);
+  }
+  return check(item, "ok", `good OpenPGP signature by ${info.email} (${info.primary})`);
 }
 
-function checkAcknowledgement(ev, recipients, sha) {
+function notRecipientsKey(number, signer, recipient, theirs) {
+  const held = theirs ? `the keyring's key for ${recipient} is ${theirs}` : `the keyring holds no key for ${recipient}`;
+  return new VerificationError(
+    `evidence ${pad2(number)}: the acknowledgement is signed by ${signer}, which is not a ` +
+      `recipient's key (${held}); it does not prove that ${recipient} received the message`,
+  );
+}
+
+function normalizeFingerprint(value) {
+  const compact = value.replaceAll(" ", "").trim();
+  if (/^(0[xX])?[0-9A-Fa-f]{40}$/.test(compact)) return compact.replace(/^0[xX]/, "").toUpperCase();
+  return value.trim();
+}
+
+async function checkAcknowledgement(ev, recipients, sha, ring) {
   const s = ev.statement;
-  const label = `${pad2(ev.number)} acknowledgement`;
-  const [sig, signed, fpr, who] = ["signature", "signed", "fingerprint", "recipient"].map((k) => s[k]);
-  if (![sig, signed, fpr, who].every((x) => typeof x === "string")) {
-    throw fail(`evidence ${pad2(ev.number)}: the acknowledgement lacks signature, signed, fingerprint or recipient`);
+  const n = pad2(ev.number);
+  const label = `${n} acknowledgement`;
+  const [sig, signed, fpr, whoRaw] = ["signature", "signed", "fingerprint", "recipient"].map((k) => s[k]);
+  if (![sig, signed, fpr, whoRaw].every((x) => typeof x === "string")) {
+    throw fail(`evidence ${n}: the acknowledgement lacks signature, signed, fingerprint or recipient`);
   }
-  if (!signed.includes(sha)) throw fail(`evidence ${pad2(ev.number)}: the acknowledgement is about another message`);
-  const lower = who.toLowerCase();
-  if (!recipients.some((r) => r.toLowerCase() === lower)) {
-    throw new VerificationError(`evidence ${pad2(ev.number)}: the acknowledgement is by ${lower}, who is not a recipient of the message`);
+  if (!signed.includes(sha)) throw fail(`evidence ${n}: the acknowledgement is about another message`);
+  const who = whoRaw.toLowerCase();
+  if (!recipients.some((r) => r.toLowerCase() === who)) {
+    throw new VerificationError(`evidence ${n}: the acknowledgement is by ${who}, who is not a recipient of the message`);
   }
-  return check(label, "skipped", `${NOT_HERE.openpgp} (signer key ${fpr})`);
+  if (ring === null) return check(label, "skipped", `${NOT_HERE.openpgp} (signer key ${fpr})`);
+  // The keys given are the checker's trusted keys, but carry no certification the page
+  // could weigh: two for one address cannot be told apart (openpgp.py: several keys and
+  // none certified).
+  const signer = normalizeFingerprint(fpr);
+  const theirsAll = ring.filter((k) => k.emails.includes(who)).map((k) => k.fingerprint);
+  if (theirsAll.length > 1) {
+    return check(label, "skipped", `several keys for ${who} given: cannot tell whether ${fpr} is ${who}'s`);
+  }
+  const theirs = theirsAll.join(" or ") || null;
+  if (theirs !== null && !theirsAll.includes(signer)) throw notRecipientsKey(ev.number, signer, who, theirs);
+  if (!ring.some((k) => k.fingerprint === signer || k.subkeys.includes(signer))) {
+    return check(label, "skipped", `neither the signer's key ${fpr} nor a key for ${who} is in the keyring`);
+  }
+  let info;
+  try {
+    info = await verifyDetached(ring, encoder.encode(signed), sig);
+  } catch (e) {
+    if (!(e instanceof VerificationError)) throw e;
+    throw fail(`evidence ${n}: acknowledgement signature: ${e.message}`);
+  }
+  if (signer !== info.primary && signer !== info.fingerprint) {
+    throw fail(`evidence ${n}: the acknowledgement was signed by ${info.primary}, not the key it names (${fpr})`);
+  }
+  const email = (info.email || "").toLowerCase();
+  if (theirs === null || email !== who) throw notRecipientsKey(ev.number, `${info.primary} (${email || "?"})`, who, theirs);
+  return check(label, "ok", `signed by recipient ${email} (${info.primary})`);
 }
 
 /** The checks a bundle's members call for, in the order they run (what is listed as
@@ -301,7 +359,7 @@ export async function trustRoots(pemText) {
 
 /** Verify the members of a bundle (a Map). Returns the report; `report.valid` false
  * with `report.error` naming what failed (and `report.failed`, the check it failed in). */
-export async function verifyFiles(files, { vkey = null, roots = null } = {}) {
+export async function verifyFiles(files, { vkey = null, roots = null, keyring = null } = {}) {
   const v = {
     files,
     warnings: [],
@@ -356,11 +414,11 @@ export async function verifyFiles(files, { vkey = null, roots = null } = {}) {
       }
     }
     current = "sender signature";
-    checks.push(checkSenderSignature(v, header));
+    checks.push(await checkSenderSignature(v, header, keyring));
     for (const ev of v.events) {
       if (ev.statement.event === "ContentHandover") {
         current = `${pad2(ev.number)} acknowledgement`;
-        checks.push(checkAcknowledgement(ev, rcpts, v.sha256));
+        checks.push(await checkAcknowledgement(ev, rcpts, v.sha256, keyring));
       }
     }
     checks.push(check("documents", "skipped", NOT_HERE.documents));

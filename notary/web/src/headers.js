@@ -4,9 +4,20 @@
 
 const MAX_HEADER_BLOCK = 256 * 1024;
 
-/** latin1 view of bytes: one character per byte, so offsets are byte offsets. */
+/** A latin1 view of bytes: one character per byte (code point = byte value), so
+ * offsets are byte offsets and the bytes come back with `bytesOf`. */
 function latin1(bytes) {
-  return new TextDecoder("latin1").decode(bytes);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return s;
+}
+
+export function bytesOf(latin1Text) {
+  const out = new Uint8Array(latin1Text.length);
+  for (let i = 0; i < latin1Text.length; i++) out[i] = latin1Text.charCodeAt(i);
+  return out;
 }
 
 /** {block, body, fields} of a CRLF entity, or null when it has no readable header. */
@@ -79,7 +90,9 @@ function openpgpLayout(entity) {
   if (second === null) return null;
   const cte = (get(second, "content-transfer-encoding")[0] || "7bit").trim().toLowerCase();
   if (cte !== "7bit" && cte !== "8bit") return null;
-  return ctype === "multipart/signed" ? "signed" : "encrypted";
+  if (ctype !== "multipart/signed") return { kind: "encrypted" };
+  // the signed part's exact bytes and the signature part's body (RFC 3156 §5)
+  return { kind: "signed", signed: bytesOf(parts[0]), signature: second.body };
 }
 
 /** The addr-specs of an address list (as email.utils.getaddresses finds them). */
@@ -108,11 +121,15 @@ export function addresses(value) {
 export function headerFacts(message) {
   // only the header block and, for the layout, the top-level parts are read
   const entity = parseEntity(latin1(message));
-  if (entity === null) return { sender: "(message.eml has no readable header)", recipients: [], layout: null };
-  const sender = (get(entity, "from")[0] || "").slice(0, 300) || "(no From: header)";
+  if (entity === null) {
+    return { sender: "(message.eml has no readable header)", senderAddress: "", recipients: [], layout: null };
+  }
+  const from = get(entity, "from")[0] || "";
+  const sender = from.slice(0, 300) || "(no From: header)";
   const recipients = [];
   for (const v of [...get(entity, "to"), ...get(entity, "cc")]) {
     for (const a of addresses(v)) if (!recipients.includes(a)) recipients.push(a.slice(0, 300));
   }
-  return { sender, recipients, layout: openpgpLayout(entity) };
+  const senderAddress = (addresses(from)[0] || "").toLowerCase();
+  return { sender, senderAddress, recipients, layout: openpgpLayout(entity) };
 }

@@ -7,6 +7,7 @@ import { NOT_HERE, trustRoots, verifyBundle } from "./checks.js";
 import { MAX_BUNDLE_SIZE } from "./layout.js";
 import { Verifier } from "./log.js";
 import { verifyConsistency, verifyInclusion } from "./merkle.js";
+import { readKeyring } from "./pgp.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,6 +49,19 @@ async function readTrust() {
     }
   } else {
     $("root-fpr").textContent = "none given: the root at the end of the bundle's tsa-chain.pem will be used";
+  }
+  const pgpText = $("pgp-keys").value.trim();
+  if (pgpText) {
+    try {
+      out.keyring = await readKeyring(pgpText);
+      $("pgp-fpr").textContent = out.keyring.map((k) => `${k.primaryEmail || "(no address)"} ${k.fingerprint}`).join("; ");
+    } catch (e) {
+      out.problems.push(e.message);
+      $("pgp-fpr").textContent = "unreadable";
+    }
+  } else {
+    out.keyring = null;
+    $("pgp-fpr").textContent = "none given: OpenPGP signatures are not checked";
   }
   return out;
 }
@@ -124,7 +138,7 @@ function render(report, fileName, ms) {
   }
   out.append(
     el("h3", {}, "Not checked in the browser"),
-    el("ul", { class: "not-here" }, el("li", {}, `Documents: ${NOT_HERE.documents}.`), el("li", {}, `OpenPGP signatures (sender, acknowledgements): ${NOT_HERE.openpgp}.`)),
+    el("ul", { class: "not-here" }, el("li", {}, `Documents: ${NOT_HERE.documents}.`), el("li", {}, `OpenPGP signatures (sender, acknowledgements): checked with the keys given above; with none, ${NOT_HERE.openpgp}.`)),
   );
   $("verdict").focus();
 }
@@ -165,6 +179,7 @@ function setup() {
   readTrust();
   $("vkey").addEventListener("change", readTrust);
   $("tsa-root").addEventListener("change", readTrust);
+  $("pgp-keys").addEventListener("change", readTrust);
   const input = $("bundle");
   input.addEventListener("change", () => input.files[0] && run(input.files[0]));
   const zone = $("drop");
@@ -182,9 +197,10 @@ function setup() {
 }
 
 globalThis.certmailVerifier = {
-  /** Verify bundle bytes with a vkey text and TSA root PEM text (null: the bundle's own). */
-  async verify(bytes, vkey = null, rootPem = null) {
-    return verifyBundle(bytes, { vkey, roots: await trustRoots(rootPem) });
+  /** Verify bundle bytes with a vkey text and TSA root PEM text (null: the bundle's own),
+   * and optionally armored OpenPGP public keys. */
+  async verify(bytes, vkey = null, rootPem = null, armoredKeys = null) {
+    return verifyBundle(bytes, { vkey, roots: await trustRoots(rootPem), keyring: await readKeyring(armoredKeys) });
   },
   sha256: async (bytes) => hex(await sha256(bytes)),
   /** The RFC 9162 proof checks (sizes and indexes as BigInt), for the vector tests. */
