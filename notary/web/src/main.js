@@ -169,6 +169,7 @@ async function run(file) {
 }
 
 function setup() {
+  $("result").replaceChildren();
   const cfg = $("certmail-trust");
   if (cfg) {
     const trust = JSON.parse(cfg.textContent);
