@@ -498,7 +498,7 @@ def create_app(
         return Response(service.tsa.chain_pem(), media_type=CHAIN_TYPE.decode())
 
     include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
-    include_web_routes(app, service)  # /verify, /web/static/ (notary/web/routes.py)
+    include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     if not fastpath.enabled():  # CERTMAIL_REFERENCE_ONLY=1: the FastAPI routes alone
         return BodyLimit(app, service.config.max_body_bytes)
