@@ -3,14 +3,25 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup web clean
 
-setup: $(STAMP)
+# The web pages' script (notary/web/static/verify.js), built from notary/web/src by
+# esbuild from the npm lockfile; the notary serves it with no Node at run time (docs/web.md).
+WEB_JS := notary/web/static/verify.js
+WEB_SRC := $(wildcard notary/web/src/*.js) notary/web/build.mjs package.json package-lock.json
+
+setup: $(STAMP) $(WEB_JS)
+
+web: $(WEB_JS)
+
+$(WEB_JS): $(WEB_SRC)
+	npm ci --ignore-scripts --no-audit --no-fund
+	npm run build
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
 
-demo: $(STAMP)
+demo: $(STAMP) $(WEB_JS)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
@@ -19,11 +30,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
-test: lint
+test: lint $(WEB_JS)
 	$(VENV)/bin/pytest -q tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) node_modules $(WEB_JS) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

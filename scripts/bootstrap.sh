@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # independent verifiers of XML evidence and PDF signatures.
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
       libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core
-      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils)
+      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils nodejs npm)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,4 +36,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# The web pages' script, from the npm lockfile (docs/web.md): npm ci, then esbuild.
+# --ignore-scripts: esbuild's binary comes as an optional dependency; nothing else runs.
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+npm run --silent build
 touch .venv/.installed

@@ -394,3 +394,8 @@ def verify(
             allow_partial=allow_partial,
         )
     )
+
+
+from certmail.cli.verifier_page import verifier_page as _verifier_page  # noqa: E402  (web helper)
+
+proof.add_command(_verifier_page)

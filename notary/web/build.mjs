@@ -1,0 +1,18 @@
+// Build the verify page's script with esbuild: src/main.js and what it imports (PKI.js,
+// asn1js) into one ES module, static/verify.js. Run by `npm run build` (make, bootstrap).
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+await build({
+  entryPoints: [path.join(here, "src", "main.js")],
+  outfile: path.join(here, "static", "verify.js"),
+  bundle: true,
+  format: "esm",
+  target: ["chrome120"],
+  minify: true,
+  legalComments: "eof",
+  charset: "utf8",
+  logLevel: "warning",
+});

@@ -1,0 +1,62 @@
+"""``GET /log``: the notary's public log page (issue 13 item 3): the current checkpoint and
+tree size, the verifier key and TSA chain to copy, the witnesses, how to audit.
+
+Pure rendering from values the routes read from the service; every value is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from importlib import resources
+from string import Template
+
+__all__ = ["log_page"]
+
+
+def _chain_list(chain_pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    if not chain_pem:
+        return "<li>no TSA configured</li>"
+    items = []
+    for cert in x509.load_pem_x509_certificates(chain_pem):
+        subject = html.escape(cert.subject.rfc4514_string())
+        fpr = cert.fingerprint(hashes.SHA256()).hex()
+        items.append(f"<li>{subject} — SHA-256 <span class='mono'>{fpr}</span></li>")
+    return "".join(items)
+
+
+def log_page(
+    *,
+    origin: str,
+    vkey: str,
+    size: int,
+    root_hash: bytes,
+    signed: datetime | None,
+    checkpoint: bytes,
+    chain_pem: bytes,
+    base_url: str,
+    static_prefix: str = "/web/static",
+) -> str:
+    """The log page's HTML."""
+    import base64
+
+    text = resources.files(__package__).joinpath("templates", "log.html").read_text("utf-8")
+    e = html.escape
+    return Template(text).substitute(
+        origin=e(origin),
+        static=e(static_prefix),
+        size=str(size),
+        root=e(base64.b64encode(root_hash).decode()) if root_hash else "(empty log)",
+        signed=e(f"{signed:%Y-%m-%d %H:%M:%S} UTC") if signed else "(not yet)",
+        checkpoint=e(checkpoint.decode("utf-8", "replace")),
+        vkey=e(vkey),
+        key_id=e(vkey.split("+")[1] if vkey.count("+") >= 2 else "?"),
+        chain=e(chain_pem.decode("ascii", "replace")),
+        chain_list=_chain_list(chain_pem),
+        witnesses="No witnesses cosign this log's checkpoints yet (C2SP tlog-witness); "
+        "audit it yourself as below.",
+        base=e(base_url.rstrip("/")),
+    )

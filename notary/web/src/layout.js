@@ -1,0 +1,113 @@
+// The members of a proof bundle (certmail/bundle/layout.py): names, size caps and the
+// one canonical form of each JSON member.
+
+import { fail, pyRepr, unicodeEscape, utf8, VerificationError } from "./bytes.js";
+
+export const MESSAGE = "message.eml";
+export const VKEY = "notary.vkey";
+export const CHAIN = "tsa-chain.pem";
+export const HTML = "certificate.html";
+export const PDF = "certificate.pdf";
+export const VERIFY_TXT = "VERIFY.txt";
+export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
+/** The format version member (format 2 on; a bundle without it is format 1). */
+export const FORMAT_FILE = "bundle.json";
+/** The formats this page knows (docs/proof-bundle.md). */
+export const FORMATS = [1, 2];
+
+export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
+export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
+export const MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + 64 * 2 ** 20;
+export const MAX_EVENTS = 999;
+export const MAX_KEYS = 64;
+export const MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS;
+
+export const EVIDENCE = /^evidence\/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)$/;
+export const CONSISTENCY = /^evidence\/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json$/;
+/** keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint. */
+export const KEY_MEMBER = /^keys\/([0-9A-F]{40})\.asc$/;
+const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ...DOCUMENTS]);
+
+/** Refuse a member name outside the layout. */
+export function checkName(name) {
+  if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name) || KEY_MEMBER.test(name)) return;
+  const shown = Array.from(unicodeEscape(name)).slice(0, 120).join("");
+  throw new VerificationError(`the bundle holds an unexpected member ${pyRepr(shown)}`);
+}
+
+export function sizeCap(name) {
+  return name === MESSAGE ? MAX_MESSAGE_SIZE : MAX_MEMBER_SIZE;
+}
+
+function pyString(s) {
+  // json.dumps(ensure_ascii=True) for one string
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const ch = s[i];
+    if (ch === '"') out += '\\"';
+    else if (ch === "\\") out += "\\\\";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (ch === "\b") out += "\\b";
+    else if (ch === "\f") out += "\\f";
+    else if (c < 0x20 || c > 0x7e) out += "\\u" + c.toString(16).padStart(4, "0");
+    else out += ch;
+  }
+  return out + '"';
+}
+
+function pyCodePointCompare(a, b) {
+  const x = Array.from(a, (c) => c.codePointAt(0));
+  const y = Array.from(b, (c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+function pyDump(v, indent) {
+  const pad = "\n" + "  ".repeat(indent + 1);
+  const end = "\n" + "  ".repeat(indent);
+  if (v === null) return "null";
+  if (v === true) return "true";
+  if (v === false) return "false";
+  if (typeof v === "string") return pyString(v);
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) throw new TypeError("not an integer");
+    return String(v);
+  }
+  if (Array.isArray(v)) {
+    if (!v.length) return "[]";
+    return "[" + v.map((x) => pad + pyDump(x, indent + 1)).join(",") + end + "]";
+  }
+  const keys = Object.keys(v).sort(pyCodePointCompare);
+  if (!keys.length) return "{}";
+  return (
+    "{" + keys.map((k) => pad + pyString(k) + ": " + pyDump(v[k], indent + 1)).join(",") + end + "}"
+  );
+}
+
+/** The one form of evidence/NN-<event>.json: sorted keys, 2-space indent, ASCII, LF. */
+export function receiptText(obj) {
+  return pyDump(obj, 0) + "\n";
+}
+
+/** The JSON value of member `name`, which must be in its canonical form. */
+export function jsonMember(files, name) {
+  const text = utf8(files.get(name));
+  let obj;
+  try {
+    if (text === null) throw new Error();
+    obj = JSON.parse(text);
+  } catch {
+    throw fail(`${name} is not JSON`);
+  }
+  let canonical;
+  try {
+    canonical = receiptText(obj);
+  } catch {
+    throw fail(`${name} is not in its canonical form`);
+  }
+  if (canonical !== text) throw fail(`${name} is not in its canonical form`);
+  return obj;
+}
