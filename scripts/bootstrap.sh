@@ -11,11 +11,14 @@ cd "$(dirname "$0")/.."
 # independent verifiers of XML evidence and PDF signatures.
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
       libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core
-      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils nodejs npm)
+      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm build the web pages' script (docs/web.md); a machine that has them
+# from elsewhere (e.g. NodeSource, which bundles npm) keeps its own.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
