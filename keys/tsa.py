@@ -90,11 +90,38 @@ def generate_tsa_pki(
     _refuse_overwrite(directory, (TSA_KEY, TSA_CERT, TSA_CHAIN, ROOT_CERT, ROOT_KEY))
     if root_dir is not None:
         _refuse_overwrite(root_dir, (ROOT_CERT, ROOT_KEY))
-
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} Root CA")])
-    root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-    root = (
+    root = _root_certificate(root_key, f"{common_name} Root CA", now)
+    tsa_key = ec.generate_private_key(ec.SECP256R1())
+    tsa = _tsa_certificate(tsa_key.public_key(), common_name, root, root_key, now)
+    creds = TsaCredentials(key=tsa_key, cert=tsa, chain=(root,))
+    validate_tsa_certificate(tsa, creds.chain, tsa_key, now)
+    _write_layout(directory, creds)
+    _write_root_key(root_dir or directory, root_key, root if root_dir is not None else None)
+    return creds
+
+
+def _key_usage(*, digital_signature: bool, content_commitment: bool, ca: bool) -> x509.KeyUsage:
+    """A keyUsage with the given bits set: a CA's (keyCertSign, cRLSign) or a signer's."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=content_commitment,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _root_certificate(
+    root_key: ec.EllipticCurvePrivateKey, name: str, now: datetime
+) -> x509.Certificate:
+    """The self-signed root CA (pathLen 0: it issues only the TSA certificate)."""
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return (
         x509.CertificateBuilder()
         .subject_name(root_name)
         .issuer_name(root_name)
@@ -104,51 +131,39 @@ def generate_tsa_pki(
         .not_valid_after(now + ROOT_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            _key_usage(digital_signature=False, content_commitment=False, ca=True), critical=True
         )
-        .add_extension(root_ski, critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
+        )
         .sign(root_key, hashes.SHA256())
     )
 
-    tsa_key = ec.generate_private_key(ec.SECP256R1())
-    tsa = (
+
+def _tsa_certificate(
+    public_key: ec.EllipticCurvePublicKey,
+    common_name: str,
+    root: x509.Certificate,
+    root_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+) -> x509.Certificate:
+    """The TSA certificate ``root`` issues: exactly one, critical, timeStamping EKU
+    (RFC 3161 §2.3), digitalSignature and nonRepudiation."""
+    root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(root_name)
-        .public_key(tsa_key.public_key())
+        .issuer_name(root.subject)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + TSA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            _key_usage(digital_signature=True, content_commitment=True, ca=False), critical=True
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(tsa_key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
             critical=False,
@@ -156,17 +171,18 @@ def generate_tsa_pki(
         .sign(root_key, hashes.SHA256())
     )
 
-    creds = TsaCredentials(key=tsa_key, cert=tsa, chain=(root,))
-    validate_tsa_certificate(tsa, creds.chain, tsa_key, now)
-    _write_layout(directory, creds)
-    if root_dir is None:
-        _write_secret(directory / ROOT_KEY, _key_pem(root_key))
-    else:
-        root_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(root_dir, 0o700)
-        _write_secret(root_dir / ROOT_KEY, _key_pem(root_key))
-        _write_public(root_dir / ROOT_CERT, _pem([root]))
-    return creds
+
+def _write_root_key(
+    directory: Path, root_key: ec.EllipticCurvePrivateKey, root: x509.Certificate | None
+) -> None:
+    """Write the root's private key under ``directory``; with ``root`` (a separate,
+    offline root directory) make that directory 0700 and put a copy of the root there."""
+    if root is not None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(directory, 0o700)
+    _write_secret(directory / ROOT_KEY, _key_pem(root_key))
+    if root is not None:
+        _write_public(directory / ROOT_CERT, _pem([root]))
 
 
 def import_tsa(

@@ -47,13 +47,21 @@ class HttpLimits:
 
 
 class LimitedConfig(uvicorn.Config):
-    """A uvicorn config serving with :class:`LimitedHttpToolsProtocol` under ``limits``.
+    """A uvicorn config serving with :class:`LimitedHttpToolsProtocol` (or ``protocol``,
+    a subclass of it) under ``limits``.
 
     Picklable, so spawned workers (``--workers N``) get the same limits.
     """
 
-    def __init__(self, app: Any, *, limits: HttpLimits, **kwargs: Any) -> None:
-        super().__init__(app, http=LimitedHttpToolsProtocol, **kwargs)
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limits: HttpLimits,
+        protocol: type[LimitedHttpToolsProtocol] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, http=protocol or LimitedHttpToolsProtocol, **kwargs)
         self.http_limits = limits
 
 
@@ -100,7 +108,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
+        self.cancel_header_timer()
         if self._peer is not None:
             peers = _PEERS.get(self.server_state)
             if peers is not None:
@@ -116,13 +124,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_timer()
 
     def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
+        self.cancel_header_timer()
         super().on_headers_complete()
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
 
-    def _cancel_header_timer(self) -> None:
+    def cancel_header_timer(self) -> None:
+        """Stop the header-read timeout: the request's header section is complete."""
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None

@@ -71,6 +71,7 @@ def raise_nofile_limit() -> int:
 def uvicorn_config(app: object, config: NotaryConfig, **kwargs: Any) -> uvicorn.Config:
     """The uvicorn settings every notary server uses, with the HTTP limits of ``config``."""
     from notary.http_limits import HttpLimits, LimitedConfig
+    from notary.tsa_protocol import TsaHttpProtocol
 
     limits = HttpLimits(
         per_peer=config.http_max_connections_per_peer,
@@ -79,6 +80,7 @@ def uvicorn_config(app: object, config: NotaryConfig, **kwargs: Any) -> uvicorn.
     return LimitedConfig(
         app,
         limits=limits,
+        protocol=TsaHttpProtocol,  # POST /tsa answered in the protocol (notary/tsa_protocol.py)
         loop="uvloop",
         access_log=False,
         log_level="warning",

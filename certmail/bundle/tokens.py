@@ -36,7 +36,7 @@ def check_token(v: Verified, event: Event, names: Mapping[str, str]) -> Check | 
     if v.files[tname] != tst:
         raise fail(f"{tname} is not the token in {names['json']}")
     try:
-        token = verify_token(tst, roots=v.roots, data=v.message, certificates=v.chain)
+        token = verify_token(tst, roots=v.roots, digest=v.digest, certificates=v.chain)
         if not token.from_template:  # not in our TSA's exact layout
             _check_token_form(tst, v.chain, tname)
     except VerificationError as err:

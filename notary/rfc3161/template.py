@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +39,8 @@ _SD_HEAD = der.integer(3) + der.tlv(0x31, _SHA256_ALG)  # version 3, digestAlgor
 _ENCAP_HEAD = der.oid(oids.TST_INFO)
 _CI_HEAD = der.oid(oids.SIGNED_DATA)
 _TST_VERSION = der.integer(1)
+#: A SHA-256 MessageImprint up to its 32-byte hashedMessage.
+_SHA256_IMPRINT_HEAD = der.seq(_SHA256_ALG, der.octets(bytes(32)))[:-32]
 #: GeneralizedTime as DER requires it (X.690 §11.7): UTC, no trailing zeros in the fraction.
 _GEN_TIME = re.compile(rb"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{0,5}[1-9]))?Z")
 
@@ -54,8 +57,7 @@ def _name_fields(cert_der: bytes) -> tuple[bytes, bytes]:
     return cert_der[issuer[1] : issuer[3]], cert_der[subject[1] : subject[3]]
 
 
-@dataclass(frozen=True)
-class TstFields:
+class TstFields(NamedTuple):
     """The TSTInfo fields a template-layout token varies (RFC 3161 §2.4.2)."""
 
     gen_time: datetime
@@ -73,6 +75,7 @@ class TokenTemplate:
     signer_head: bytes  # SignerInfo version, sid, digestAlgorithm
     certs_field: bytes  # [0] IMPLICIT SET OF Certificate, DER-sorted
     tsa_name: bytes  # TSTInfo tsa [0] GeneralName directoryName
+    attrs_head: bytes  # the length octets of the signed attributes (always the same)
 
     @classmethod
     def for_chain(cls, chain: Sequence[x509.Certificate]) -> TokenTemplate:
@@ -96,12 +99,14 @@ class TokenTemplate:
         if len({len(a) for a in attrs}) != 3:
             raise ValueError("signed attributes of equal length: no fixed DER order")
         i = ordered.index(md_attr)
+        before, after = b"".join(ordered[:i]) + md_attr[:-32], b"".join(ordered[i + 1 :])
         return cls(
-            attrs_before=b"".join(ordered[:i]) + md_attr[:-32],
-            attrs_after=b"".join(ordered[i + 1 :]),
+            attrs_before=before,
+            attrs_after=after,
             signer_head=der.integer(1) + der.seq(issuer_der, serial) + _SHA256_ALG,
             certs_field=der.tlv(0xA0, b"".join(sorted(ders))),
             tsa_name=der.tlv(0xA0, der.tlv(0xA4, subject_der)),
+            attrs_head=der.length(len(before) + 32 + len(after)),
         )
 
     # -- writing --
@@ -132,16 +137,15 @@ class TokenTemplate:
         """The content of the signed-attributes SET for ``tst_info``."""
         return self.attrs_before + hashlib.sha256(tst_info).digest() + self.attrs_after
 
-    @staticmethod
-    def signed_bytes(attrs: bytes) -> bytes:
+    def signed_bytes(self, attrs: bytes) -> bytes:
         """What the signature covers: the attributes with the SET OF tag (RFC 5652 §5.4)."""
-        return b"\x31" + der.length(len(attrs)) + attrs
+        return b"\x31" + self.attrs_head + attrs
 
     def token(self, tst_info: bytes, attrs: bytes, signature: bytes, with_certs: bool) -> bytes:
         """The whole TimeStampToken (a DER ContentInfo)."""
         signer_info = der.tlv(
             0x30,
-            self.signer_head + der.tlv(0xA0, attrs) + _SIG_ALG + der.octets(signature),
+            self.signer_head + b"\xa0" + self.attrs_head + attrs + _SIG_ALG + der.octets(signature),
         )
         encap = der.seq(_ENCAP_HEAD, der.tlv(0xA0, der.octets(tst_info)))
         signed_data = der.tlv(
@@ -204,7 +208,7 @@ class TokenTemplate:
 
         if whole(version) != _TST_VERSION or policy[0] != 0x06:
             return None
-        if whole(imprint) != der.seq(_SHA256_ALG, der.octets(sha256)):
+        if whole(imprint) != _SHA256_IMPRINT_HEAD + sha256:
             return None
         if whole(tsa) != self.tsa_name:
             return None

@@ -68,7 +68,9 @@ def verify_token(
     if certificates and fastpath.enabled():
         sha256 = hashlib.sha256(data).digest() if data is not None else digest
         if sha256 is not None and len(sha256) == 32:
-            info = _verify_by_template(bytes(token), tuple(certificates), tuple(roots), sha256)
+            if type(token) is not bytes:
+                token = bytes(token)
+            info = _verify_by_template(token, tuple(certificates), tuple(roots), sha256)
             if info is not None and (policy is None or info.policy == policy):
                 return info
     from notary.rfc3161.reference import verify_reference  # asn1crypto: imported when needed
