@@ -20,7 +20,6 @@ subclasses with a hint and a documented exit code.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -51,7 +50,7 @@ from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyRe
 from .sealing import NOTARY_HEADER, Sealer
 from .signatures import verify_signatures
 from .smtp import parse_smtp_url
-from .unseal import check_manifest, unseal
+from .unseal import check_manifest, unseal_file
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from keys.gpg import Ask, Keyring, SignatureInfo
@@ -373,18 +372,22 @@ class Certmail:
         force: bool = False,
         allow_unsigned: bool = False,
         require_scan: bool | None = None,
+        progress: Progress | None = None,
     ) -> OpenResult:
         """Decrypt, verify, check the manifest, scan and (with ``save_dir``) save attachments.
 
+        The file is read as a stream (big messages are never held in memory);
+        ``progress`` is told (stage, bytes done, bytes total).
         Raises VerificationError (bad or missing signature, manifest mismatch),
         MalformedError, InfectedError (nothing saved), ConflictError (would
         overwrite; nothing saved).
         """
-        raw = read_message(Path(path))
-        sha = hashlib.sha256(raw).hexdigest()
         warnings: list[str] = []
         with self._workdir() as work:
-            u = unseal(self.keyring, raw, work, allow_unsigned=allow_unsigned)
+            u = unseal_file(
+                self.keyring, Path(path), work, allow_unsigned=allow_unsigned, progress=progress
+            )
+            sha = u.sha256 or ""
             check_manifest(u)
             atts = scan_parts(
                 self.scanner,

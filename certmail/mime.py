@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import binascii
 import io
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.header import Header, decode_header, make_header
 from email.headerregistry import HeaderRegistry
@@ -186,34 +187,101 @@ def decode_to(
 ) -> None:
     """Decode the body of a leaf entity into ``write``, a chunk at a time.
 
-    Base64 (RFC 2045 §6.8): characters outside the alphabet are ignored, as
-    decoders do; quoted-printable (§6.7) is cut at line ends; 7bit, 8bit and
-    binary bodies pass unchanged. ``progress`` sees the encoded bytes read.
+    Base64 (RFC 2045 §6.8) goes through :func:`decode_base64`; quoted-printable
+    (§6.7) is cut at line ends; 7bit, 8bit and binary bodies pass unchanged.
+    ``progress`` sees the encoded bytes read.
     """
     cte = transfer_encoding(entity)
-    buf, pos, end = entity.buf, entity.body_start, entity.end
-    carry = b""
-    while pos < end:
-        stop = min(end, pos + DECODE_CHUNK)
-        if cte == "quoted-printable" and stop < end:
-            nl = buf.find(b"\n", stop, min(end, stop + MAX_HEADER_BLOCK))
-            stop = end if nl < 0 else nl + 1
-        chunk = buf[pos:stop]
-        if cte == "base64":
-            data = carry + chunk.translate(None, _NOT_B64)
-            cut = len(data) - len(data) % 4 if stop < end else len(data)
-            carry = data[cut:]
-            try:
-                write(binascii.a2b_base64(data[:cut], strict_mode=False))
-            except binascii.Error:
-                raise MalformedError("a base64 part is not valid base64") from None
-        elif cte == "quoted-printable":
-            write(binascii.a2b_qp(chunk))
-        else:
-            write(chunk)
-        pos = stop
+    if cte == "base64":
+        decode_base64(entity.buf, entity.body_start, entity.end, write, progress)
+        return
+    for chunk in line_chunks(entity.buf, entity.body_start, entity.end):
+        write(binascii.a2b_qp(chunk) if cte == "quoted-printable" else chunk)
         if progress is not None:
             progress(len(chunk))
+
+
+def line_chunks(buf: Buffer, start: int, end: int) -> Iterator[bytes]:
+    """``buf[start:end]`` in pieces of about :data:`DECODE_CHUNK`, each cut after a LF."""
+    pos = start
+    while pos < end:
+        stop = min(end, pos + DECODE_CHUNK)
+        if stop < end:
+            nl = buf.find(b"\n", stop, min(end, stop + MAX_HEADER_BLOCK))
+            stop = end if nl < 0 else nl + 1
+        yield buf[pos:stop]
+        pos = stop
+
+
+def decode_base64(
+    buf: Buffer,
+    start: int,
+    end: int,
+    write: Callable[[bytes], object],
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Base64 text ``buf[start:end]`` decoded into ``write`` chunk by chunk (RFC 2045 §6.8).
+
+    Characters outside the base64 alphabet (line breaks, white space) are
+    ignored, as decoders do. Chunks end at line ends; where a chunk's
+    characters do not make whole 4-character groups (odd line lengths), the
+    rest is carried over to the next.
+    """
+    carry = b""
+    for chunk in line_chunks(buf, start, end):
+        data = carry + chunk
+        carry = b""
+        try:
+            out = binascii.a2b_base64(data, strict_mode=False)
+        except binascii.Error:
+            data = data.translate(None, _NOT_B64)
+            cut = len(data) - len(data) % 4
+            data, carry = data[:cut], data[cut:]
+            try:
+                out = binascii.a2b_base64(data, strict_mode=False)
+            except binascii.Error:
+                raise MalformedError("a base64 part is not valid base64") from None
+        write(out)
+        if progress is not None:
+            progress(len(chunk))
+    if carry:
+        raise MalformedError("a base64 part is not valid base64 (it ends in a partial group)")
+
+
+class FileBuffer:
+    """A file read as a :class:`notary.mime.Buffer`: ``find`` and slices by ``pread``.
+
+    The message is never held whole: a slice reads just that range, and
+    ``find`` searches in chunks of :data:`DECODE_CHUNK`, so memory stays
+    bounded however large the file is.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: slice) -> bytes:
+        start, stop, step = index.indices(self.size)
+        if step != 1:
+            raise ValueError("FileBuffer slices have step 1")
+        if stop <= start:
+            return b""
+        return os.pread(self.fd, stop - start, start)
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        end = self.size if end is None else min(end, self.size)
+        pos = max(start, 0)
+        while pos < end:
+            stop = min(end, pos + DECODE_CHUNK)
+            chunk = self[pos : min(end, stop + len(sub) - 1)]
+            i = chunk.find(sub)
+            if i >= 0:
+                return pos + i
+            pos = stop
+        return -1
 
 
 #: The header fields :func:`header_fields` reads (the RFC 9788 protected ones).

@@ -11,47 +11,89 @@ compares the certmail manifest (docs/send-open.md) with what was opened.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
+import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import Keyring, SignatureInfo
+from notary.mime import Buffer
 
-from .compose import MANIFEST_TYPE, canonical_text
+from .compose import MANIFEST_TYPE, Progress, canonical_text
+from .mailfile import check_message_file
 from .mime import (
     Entity,
+    FileBuffer,
     canonicalize,
     decode_body,
     decode_field,
+    decode_to,
     header_fields,
+    is_canonical,
     parse_entity,
+    parts,
     same_address,
     single_mailbox,
-    split_multipart,
 )
-from .rfc3156 import encrypted_payload, signed_parts
+from .rfc3156 import (
+    COPY_CHUNK,
+    SignedSpan,
+    encrypted_part,
+    signed_span,
+    write_ciphertext,
+)
 
 MAX_DEPTH = 20  # MIME nesting
 # MIME entities (multipart containers and leaves) one message may hold. With
 # the nesting bound this also bounds the walk's work: every entity is parsed
 # once, and its bytes are copied at most MAX_DEPTH times.
 MAX_PARTS = 1000
+#: Parts up to this many encoded bytes are decoded in memory; bigger ones into files.
+INLINE = 1 << 20
+MAX_MANIFEST = 16 << 20
 
 
 @dataclass(frozen=True)
 class Part:
-    """A leaf of the opened message: decoded content and its declared names."""
+    """A leaf of the opened message: decoded content and its declared names.
+
+    ``content`` is the decoded bytes, or for a big part (over :data:`INLINE`
+    encoded bytes) the file in the work directory that holds them: read it
+    with :meth:`open`; :attr:`data` reads it whole.
+    """
 
     content_type: str
     filename: str | None  # as declared (RFC 2231 / 2047 decoded), untrusted
-    data: bytes
+    content: bytes | Path
     is_attachment: bool
+    size: int = -1  # of the decoded content (-1: len(content))
+    sha256: str = ""  # hex of the decoded content ("": computed when asked)
+
+    @property
+    def data(self) -> bytes:
+        return self.content if isinstance(self.content, bytes) else self.content.read_bytes()
+
+    @property
+    def length(self) -> int:
+        return self.size if self.size >= 0 else len(self.data)
+
+    @property
+    def digest(self) -> str:
+        return self.sha256 or hashlib.sha256(self.data).hexdigest()
+
+    def open(self) -> BinaryIO:
+        """The decoded content as a binary file object."""
+        if isinstance(self.content, bytes):
+            return io.BytesIO(self.content)
+        return self.content.open("rb")
 
 
 @dataclass
@@ -67,6 +109,45 @@ class Unsealed:
     parts: list[Part]
     manifest: dict[str, Any] | None
     sender: str | None = None  # the addr-spec of the (protected) From, strictly parsed
+    sha256: str | None = None  # of the message file's exact bytes (unseal_file)
+
+
+def unseal_file(
+    keyring: Keyring,
+    path: Path,
+    workdir: Path,
+    *,
+    allow_unsigned: bool = False,
+    progress: Progress | None = None,
+) -> Unsealed:
+    """:func:`unseal` of a message file, read through the file, never whole in memory.
+
+    The file is checked as :func:`certmail.mailfile.read_message` does, its
+    SHA-256 (:attr:`Unsealed.sha256`) taken in one streaming pass; gpg
+    decrypts to a file, and big parts are decoded into files in ``workdir``.
+    ``progress`` is told (stage, bytes done, bytes total) as it goes.
+    """
+    check_message_file(path)
+    with path.open("rb") as f:
+        buf = FileBuffer(f.fileno())
+        sha = _hash(buf, progress)
+        if not is_canonical(buf):
+            raw = canonicalize(buf[0 : len(buf)])  # bare LF: a small file saved by a MUA
+            u = unseal(keyring, raw, workdir, allow_unsigned=allow_unsigned)
+        else:
+            u = _unseal(keyring, buf, workdir, allow_unsigned, progress)
+    u.sha256 = sha
+    return u
+
+
+def _hash(buf: FileBuffer, progress: Progress | None) -> str:
+    h = hashlib.sha256()
+    step = 4 << 20
+    for i in range(0, len(buf), step):
+        h.update(buf[i : i + step])
+        if progress is not None:
+            progress("read", min(i + step, len(buf)), len(buf))
+    return h.hexdigest()
 
 
 def unseal(
@@ -79,24 +160,35 @@ def unseal(
     the From address's, and :class:`MalformedError` for anything that is not
     well-formed MIME / OpenPGP.
     """
-    if not raw.strip():
+    return _unseal(keyring, canonicalize(raw), workdir, allow_unsigned, None)
+
+
+def _unseal(
+    keyring: Keyring,
+    buf: Buffer,
+    workdir: Path,
+    allow_unsigned: bool,
+    progress: Progress | None,
+) -> Unsealed:
+    if _blank(buf):
         raise MalformedError("the message file is empty")
     workdir.mkdir(parents=True, exist_ok=True)
-    top = parse_entity(canonicalize(raw))
-    entity, encrypted, signature = _open_layers(keyring, top, workdir)
-    if signature is None and not allow_unsigned:
-        raise VerificationError(
-            "the message is not signed (the signature may have been stripped)",
-            hint="certmail open --allow-unsigned FILE to read it anyway",
-        )
-    hp = entity.param("hp")
-    protected = bool(hp or "From" in entity.headers)
-    headers = entity.headers if protected else top.headers
-    if signature is not None:
-        check_sender(keyring, signature, headers.get("From"))
-    parts: list[Part] = []
-    _walk(entity, parts, [MAX_PARTS])
-    body, rest, manifest = _sort_parts(parts)
+    top = parse_entity(buf)
+    with contextlib.ExitStack() as stack:
+        entity, encrypted, signature = _open_layers(keyring, top, workdir, stack, progress)
+        if signature is None and not allow_unsigned:
+            raise VerificationError(
+                "the message is not signed (the signature may have been stripped)",
+                hint="certmail open --allow-unsigned FILE to read it anyway",
+            )
+        hp = entity.param("hp")
+        protected = bool(hp or "From" in entity.headers)
+        headers = entity.headers if protected else top.headers
+        if signature is not None:
+            check_sender(keyring, signature, headers.get("From"))
+        walk = _Walk(workdir, progress, entity.end - entity.start)
+        walk.entity(entity)
+    body, rest, manifest = _sort_parts(walk.out)
     return Unsealed(
         encrypted,
         signature,
@@ -110,29 +202,87 @@ def unseal(
     )
 
 
+def _blank(buf: Buffer) -> bool:
+    step = 1 << 20
+    return all(not buf[i : i + step].strip() for i in range(0, len(buf), step))
+
+
 def _open_layers(
-    keyring: Keyring, top: Entity, workdir: Path
+    keyring: Keyring,
+    top: Entity,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    progress: Progress | None,
 ) -> tuple[Entity, bool, SignatureInfo | None]:
-    """Decrypt (RFC 3156 §4) and verify (§5): the payload entity, encrypted?, signature."""
+    """Decrypt (RFC 3156 §4) and verify (§5): the payload entity, encrypted?, signature.
+
+    The plaintext stays in a file in ``workdir``, read through a
+    :class:`FileBuffer` kept open by ``stack``.
+    """
     entity = top
     encrypted = False
     signature: SignatureInfo | None = None
     if top.content_type == "multipart/encrypted":
         encrypted = True
-        ct = workdir / "encrypted.asc"
-        ct.write_bytes(encrypted_payload(top))
+        part = encrypted_part(top)
+        ct = workdir / "encrypted.pgp"
+        with ct.open("wb") as f:
+            write_ciphertext(part, f.write)
         pt = workdir / "decrypted.mime"
+        if progress is not None:
+            progress("decrypt", 0, 1)
         signature = keyring.decrypt_file(ct, pt)
-        entity = parse_entity(canonicalize(pt.read_bytes()))
-    elif top.content_type == "application/pgp-encrypted" or top.body.lstrip().startswith(
-        b"-----BEGIN PGP MESSAGE"
-    ):
+        ct.unlink()
+        fh = stack.enter_context(pt.open("rb"))
+        buf: Buffer = FileBuffer(fh.fileno())
+        if not is_canonical(buf):
+            buf = canonicalize(pt.read_bytes())
+        entity = parse_entity(buf)
+    elif top.content_type == "application/pgp-encrypted" or top.buf[
+        top.body_start : top.body_start + 4096
+    ].lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
         raise MalformedError("inline PGP is not supported; certmail reads PGP/MIME (RFC 3156)")
     if entity.content_type == "multipart/signed":
-        sp = signed_parts(entity)
-        signature = keyring.verify_detached(sp.signed, sp.signature)
-        entity = parse_entity(sp.signed)
+        sp = signed_span(entity)
+        if progress is not None:
+            progress("verify", 0, 1)
+        signature = _verify(keyring, entity.buf, sp, workdir)
+        entity = parse_entity(entity.buf, sp.start, sp.end)
     return entity, encrypted, signature
+
+
+def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> SignatureInfo:
+    """The detached signature checked over ``buf[sp.start:sp.end]`` (a file when it is big)."""
+    if sp.end - sp.start <= INLINE:
+        return keyring.verify_detached(bytes(buf[sp.start : sp.end]), sp.signature)
+    signed = workdir / "signed.mime"
+    with signed.open("wb") as out:
+        copy_range(buf, sp.start, sp.end, out)
+    try:
+        return keyring.verify_detached_file(signed, sp.signature)
+    finally:
+        signed.unlink()
+
+
+def copy_range(buf: Buffer, start: int, end: int, out: BinaryIO) -> None:
+    """Write ``buf[start:end]`` to ``out``: in the kernel (copy_file_range) from a file."""
+    if isinstance(buf, FileBuffer):
+        out.flush()
+        pos = start
+        try:
+            while pos < end:
+                n = os.copy_file_range(buf.fd, out.fileno(), end - pos, pos)
+                if n <= 0:
+                    break
+                pos += n
+        except OSError:
+            pass
+        while pos < end:
+            chunk = buf[pos : min(end, pos + COPY_CHUNK)]
+            out.write(chunk)
+            pos += len(chunk)
+        return
+    out.write(memoryview(buf)[start:end])  # type: ignore[arg-type]
 
 
 def check_sender(
@@ -173,6 +323,8 @@ def _sort_parts(
     rest: list[Part] = []
     for p in parts:
         if p.content_type == MANIFEST_TYPE and manifest is None:
+            if p.length > MAX_MANIFEST:
+                raise MalformedError("the manifest part is too large")
             try:
                 obj = json.loads(p.data)
             except ValueError:
@@ -180,41 +332,94 @@ def _sort_parts(
             if not isinstance(obj, dict):
                 raise MalformedError("the manifest part is not a JSON object")
             manifest = obj
-        elif body is None and p.content_type == "text/plain" and not p.is_attachment:
+        elif (
+            body is None
+            and p.content_type == "text/plain"
+            and not p.is_attachment
+            and isinstance(p.content, bytes)
+        ):
             body = p.data
         else:
             rest.append(p)
     return body, rest, manifest
 
 
-def _walk(entity: Entity, out: list[Part], budget: list[int], depth: int = 0) -> None:
-    """Collect the leaves of ``entity``; ``budget[0]`` counts the entities still allowed.
+class _Walk:
+    """Collects the leaves of an entity, decoded: small ones in memory, big ones to files.
 
     Raises :class:`MalformedError` past :data:`MAX_DEPTH` levels or
-    :data:`MAX_PARTS` entities.
+    :data:`MAX_PARTS` entities; a multipart body is split only up to the
+    entities still allowed, so the work is bounded by the caps, not the input.
     """
-    if depth > MAX_DEPTH:
-        raise MalformedError("MIME nesting too deep")
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise MalformedError(f"too many parts (more than {MAX_PARTS} MIME entities)")
-    ct = entity.content_type
-    if ct.startswith("multipart/"):
-        for raw in split_multipart(entity):
-            _walk(parse_entity(raw), out, budget, depth + 1)
-        return
-    try:
-        filename = entity.headers.get_filename()
-    except (ValueError, LookupError, UnicodeError):
-        filename = None
-    raw_filename = _raw_filename(entity.headers)
-    if filename is None and raw_filename is not None:
-        filename = raw_filename
-    disp = str(entity.headers.get("Content-Disposition") or "").split(";")[0].strip().lower()
-    if filename is not None:
-        filename = str(filename)
-    attached = disp == "attachment" or filename is not None
-    out.append(Part(ct, filename, decode_body(entity), attached))
+
+    def __init__(self, workdir: Path, progress: Progress | None, total: int) -> None:
+        self.workdir = workdir
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.budget = MAX_PARTS
+        self.out: list[Part] = []
+
+    def entity(self, entity: Entity, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise MalformedError("MIME nesting too deep")
+        self.budget -= 1
+        if self.budget < 0:
+            raise MalformedError(f"too many parts (more than {MAX_PARTS} MIME entities)")
+        if entity.content_type.startswith("multipart/"):
+            try:
+                children = parts(entity, max_parts=self.budget)
+            except MalformedError as e:
+                if "too many parts" in e.message:
+                    raise MalformedError(
+                        f"too many parts (more than {MAX_PARTS} MIME entities)"
+                    ) from None
+                raise
+            for child in children:
+                self.entity(child, depth + 1)
+            return
+        self.out.append(self.leaf(entity))
+
+    def leaf(self, entity: Entity) -> Part:
+        try:
+            filename = entity.headers.get_filename()
+        except (ValueError, LookupError, UnicodeError):
+            filename = None
+        raw_filename = _raw_filename(entity.headers)
+        if filename is None and raw_filename is not None:
+            filename = raw_filename
+        disp = str(entity.headers.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        if filename is not None:
+            filename = str(filename)
+        attached = disp == "attachment" or filename is not None
+        content, size, digest = self.decode(entity)
+        return Part(entity.content_type, filename, content, attached, size, digest)
+
+    def decode(self, entity: Entity) -> tuple[bytes | Path, int, str]:
+        """The decoded body (bytes, or a file for a big one), its size and SHA-256."""
+        h = hashlib.sha256()
+        size = 0
+        if entity.body_size <= INLINE:
+            data = decode_body(entity)
+            h.update(data)
+            self._advance(entity.body_size)
+            return data, len(data), h.hexdigest()
+        path = self.workdir / f"part-{len(self.out)}"
+        with path.open("wb") as f:
+
+            def write(chunk: bytes) -> None:
+                nonlocal size
+                h.update(chunk)
+                size += len(chunk)
+                f.write(chunk)
+
+            decode_to(entity, write, self._advance)
+        return path, size, h.hexdigest()
+
+    def _advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress("decode", self.done, self.total)
 
 
 def _raw_filename(headers: Message) -> str | None:
@@ -266,7 +471,7 @@ def check_manifest(u: Unsealed) -> None:
                 f"the manifest lists {len(atts)} attachments, the message has {len(u.parts)}"
             )
         for rec, part in zip(atts, u.parts, strict=True):
-            if hashlib.sha256(part.data).hexdigest() != rec["sha256"]:
+            if part.digest != rec["sha256"]:
                 raise VerificationError(
                     f"attachment {rec.get('filename')!r} does not match the manifest's SHA-256"
                 )
