@@ -104,6 +104,20 @@ def is_canonical(buf: Buffer) -> bool:
     return True
 
 
+def canonical_chunks(buf: Buffer) -> Iterator[bytes]:
+    """:func:`canonicalize` of ``buf``, a chunk at a time (a CR at a chunk's end waits)."""
+    step = 1 << 24
+    carry = b""
+    for i in range(0, len(buf), step):
+        chunk = carry + buf[i : i + step]
+        carry = b""
+        if chunk.endswith(b"\r") and i + step < len(buf):
+            chunk, carry = chunk[:-1], b"\r"
+        yield chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if carry:
+        yield carry
+
+
 def parse_entity(raw: Buffer, start: int = 0, end: int | None = None) -> Entity:
     """Read the entity ``raw[start:end]`` (CRLF canonical): its header block, where its body is."""
     end = len(raw) if end is None else end

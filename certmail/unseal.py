@@ -17,6 +17,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
@@ -32,6 +33,7 @@ from .mailfile import check_message_file
 from .mime import (
     Entity,
     FileBuffer,
+    canonical_chunks,
     canonicalize,
     decode_body,
     decode_field,
@@ -59,6 +61,9 @@ MAX_PARTS = 1000
 #: Parts up to this many encoded bytes are decoded in memory; bigger ones into files.
 INLINE = 1 << 20
 MAX_MANIFEST = 16 << 20
+#: Messages and payloads up to this size get bare LF line ends mended before anything
+#: is read; bigger ones are read as they are (and mended, into a file, only if that fails).
+CHECK_CANONICAL = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -128,16 +133,37 @@ def unseal_file(
     ``progress`` is told (stage, bytes done, bytes total) as it goes.
     """
     check_message_file(path)
-    with path.open("rb") as f:
+    with path.open("rb") as f, ThreadPoolExecutor(1) as pool:
         buf = FileBuffer(f.fileno())
-        sha = _hash(buf, progress)
-        if not is_canonical(buf):
-            raw = canonicalize(buf[0 : len(buf)])  # bare LF: a small file saved by a MUA
-            u = unseal(keyring, raw, workdir, allow_unsigned=allow_unsigned)
+        sha = pool.submit(_hash, buf, progress)  # beside the rest: hashlib and pread free the GIL
+        if len(buf) <= CHECK_CANONICAL:
+            u = unseal(keyring, buf[0 : len(buf)], workdir, allow_unsigned=allow_unsigned)
         else:
-            u = _unseal(keyring, buf, workdir, allow_unsigned, progress)
-    u.sha256 = sha
+            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress)
+        u.sha256 = sha.result()
     return u
+
+
+def _unseal_big(
+    keyring: Keyring,
+    buf: FileBuffer,
+    workdir: Path,
+    allow_unsigned: bool,
+    progress: Progress | None,
+) -> Unsealed:
+    """A big message read as it is (its ciphertext is decoded whatever its line ends);
+    when that fails on a file with bare LF line ends, a CRLF copy of it (streamed)."""
+    try:
+        return _unseal(keyring, buf, workdir, allow_unsigned, progress)
+    except MalformedError:
+        if is_canonical(buf):
+            raise
+    copy = workdir / "canonical.eml"
+    with copy.open("wb") as out:
+        for chunk in canonical_chunks(buf):
+            out.write(chunk)
+    with copy.open("rb") as f:
+        return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress)
 
 
 def _hash(buf: FileBuffer, progress: Progress | None) -> str:
@@ -175,19 +201,25 @@ def _unseal(
     workdir.mkdir(parents=True, exist_ok=True)
     top = parse_entity(buf)
     with contextlib.ExitStack() as stack:
-        entity, encrypted, signature = _open_layers(keyring, top, workdir, stack, progress)
-        if signature is None and not allow_unsigned:
+        entity, encrypted, pending = _open_layers(keyring, top, workdir, stack, progress)
+        if pending is None and not allow_unsigned:
             raise VerificationError(
                 "the message is not signed (the signature may have been stripped)",
                 hint="certmail open --allow-unsigned FILE to read it anyway",
             )
-        hp = entity.param("hp")
-        protected = bool(hp or "From" in entity.headers)
-        headers = entity.headers if protected else top.headers
-        if signature is not None:
-            check_sender(keyring, signature, headers.get("From"))
         walk = _Walk(workdir, progress, entity.end - entity.start)
-        walk.entity(entity)
+        try:  # while gpg checks the signature
+            walk.entity(entity)
+        except MalformedError:
+            if pending is not None:
+                pending.result()  # a bad signature is the error to report
+            raise
+        signature = pending.result() if pending is not None else None
+    hp = entity.param("hp")
+    protected = bool(hp or "From" in entity.headers)
+    headers = entity.headers if protected else top.headers
+    if signature is not None:
+        check_sender(keyring, signature, headers.get("From"))
     body, rest, manifest = _sort_parts(walk.out)
     return Unsealed(
         encrypted,
@@ -213,31 +245,23 @@ def _open_layers(
     workdir: Path,
     stack: contextlib.ExitStack,
     progress: Progress | None,
-) -> tuple[Entity, bool, SignatureInfo | None]:
+) -> tuple[Entity, bool, Future[SignatureInfo | None] | None]:
     """Decrypt (RFC 3156 §4) and verify (§5): the payload entity, encrypted?, signature.
 
     The plaintext stays in a file in ``workdir``, read through a
-    :class:`FileBuffer` kept open by ``stack``.
+    :class:`FileBuffer` kept open by ``stack``. The signature (None: not
+    signed) is a future: gpg checks a ``multipart/signed`` payload in a thread
+    of ``stack`` while the parts are decoded.
     """
     entity = top
     encrypted = False
-    signature: SignatureInfo | None = None
+    pending: Future[SignatureInfo | None] | None = None
     if top.content_type == "multipart/encrypted":
         encrypted = True
-        part = encrypted_part(top)
-        ct = workdir / "encrypted.pgp"
-        with ct.open("wb") as f:
-            write_ciphertext(part, f.write)
-        pt = workdir / "decrypted.mime"
-        if progress is not None:
-            progress("decrypt", 0, 1)
-        signature = keyring.decrypt_file(ct, pt)
-        ct.unlink()
-        fh = stack.enter_context(pt.open("rb"))
-        buf: Buffer = FileBuffer(fh.fileno())
-        if not is_canonical(buf):
-            buf = canonicalize(pt.read_bytes())
-        entity = parse_entity(buf)
+        entity, signature = _decrypt(keyring, top, workdir, stack, progress)
+        if signature is not None:
+            pending = Future()
+            pending.set_result(signature)
     elif top.content_type == "application/pgp-encrypted" or top.buf[
         top.body_start : top.body_start + 4096
     ].lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
@@ -246,12 +270,38 @@ def _open_layers(
         sp = signed_span(entity)
         if progress is not None:
             progress("verify", 0, 1)
-        signature = _verify(keyring, entity.buf, sp, workdir)
+        pool = stack.enter_context(ThreadPoolExecutor(1))
+        pending = pool.submit(_verify, keyring, entity.buf, sp, workdir)
         entity = parse_entity(entity.buf, sp.start, sp.end)
-    return entity, encrypted, signature
+    return entity, encrypted, pending
 
 
-def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> SignatureInfo:
+def _decrypt(
+    keyring: Keyring,
+    top: Entity,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    progress: Progress | None,
+) -> tuple[Entity, SignatureInfo | None]:
+    """gpg decrypts the ciphertext (taken out of its armor) to a file; its entity, signature."""
+    part = encrypted_part(top)
+    ct = workdir / "encrypted.pgp"
+    with ct.open("wb") as f:
+        write_ciphertext(part, f.write)
+    pt = workdir / "decrypted.mime"
+    if progress is not None:
+        progress("decrypt", 0, 1)
+    signature = keyring.decrypt_file(ct, pt)
+    ct.unlink()
+    fh = stack.enter_context(pt.open("rb"))
+    buf: Buffer = FileBuffer(fh.fileno())
+    # A signed payload is canonical (RFC 3156 §5); only a small one is mended.
+    if len(buf) <= CHECK_CANONICAL and not is_canonical(buf):
+        buf = canonicalize(pt.read_bytes())
+    return parse_entity(buf), signature
+
+
+def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> SignatureInfo | None:
     """The detached signature checked over ``buf[sp.start:sp.end]`` (a file when it is big)."""
     if sp.end - sp.start <= INLINE:
         return keyring.verify_detached(bytes(buf[sp.start : sp.end]), sp.signature)
