@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import io
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from notary import mime as rawmime
 from notary.mime import Buffer
 
 MAX_HEADER_BLOCK = 256 * 1024
+#: Bytes read per step by :func:`is_canonical` and :func:`canonical_chunks`.
+CANON_CHUNK = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def canonicalize(raw: bytes) -> bytes:
 
 def is_canonical(buf: Buffer) -> bool:
     """Whether every LF in ``buf`` is preceded by a CR, read in chunks (no whole copy)."""
-    step = 1 << 24
+    step = CANON_CHUNK
     prev = b""
     for i in range(0, len(buf), step):
         chunk = prev + buf[i : i + step]
@@ -106,7 +109,7 @@ def is_canonical(buf: Buffer) -> bool:
 
 def canonical_chunks(buf: Buffer) -> Iterator[bytes]:
     """:func:`canonicalize` of ``buf``, a chunk at a time (a CR at a chunk's end waits)."""
-    step = 1 << 24
+    step = CANON_CHUNK
     carry = b""
     for i in range(0, len(buf), step):
         chunk = carry + buf[i : i + step]
@@ -192,6 +195,8 @@ def decode_body(entity: Entity) -> bytes:
 
 #: Encoded bytes decoded per step by :func:`decode_to`.
 DECODE_CHUNK = 4 << 20
+#: Bytes searched per mapped window by :meth:`FileBuffer.find`.
+FIND_WINDOW = 32 << 20
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _NOT_B64 = bytes(c for c in range(256) if c not in _B64_ALPHABET)
 
@@ -286,16 +291,44 @@ class FileBuffer:
         return os.pread(self.fd, stop - start, start)
 
     def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """The first offset of ``sub`` in ``[start, end)``, or -1 (searched in mapped windows)."""
         end = self.size if end is None else min(end, self.size)
         pos = max(start, 0)
         while pos < end:
-            stop = min(end, pos + DECODE_CHUNK)
-            chunk = self[pos : min(end, stop + len(sub) - 1)]
-            i = chunk.find(sub)
+            stop = min(end, pos + FIND_WINDOW)
+            i = self._find_in(sub, pos, min(end, stop + len(sub) - 1))
             if i >= 0:
-                return pos + i
+                return i
             pos = stop
         return -1
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """The last offset of ``sub`` in ``[start, end)``, or -1 (searched from the end)."""
+        end = self.size if end is None else min(end, self.size)
+        start = max(start, 0)
+        stop = end
+        while stop > start:
+            pos = max(start, stop - DECODE_CHUNK)
+            chunk = self[pos : min(end, stop + len(sub) - 1)]
+            i = chunk.rfind(sub)
+            if i >= 0:
+                return pos + i
+            stop = pos
+        return -1
+
+    def _find_in(self, sub: bytes, start: int, end: int) -> int:
+        """``find`` in one window, through a read-only map of just that window.
+
+        The map is dropped at once, so the pages never stay counted against
+        this process, and nothing is copied into Python.
+        """
+        if end - start < (1 << 16):
+            i = self[start:end].find(sub)
+            return -1 if i < 0 else start + i
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self.fd, end - base, access=mmap.ACCESS_READ, offset=base) as m:
+            i = m.find(sub, start - base)
+        return -1 if i < 0 else base + i
 
 
 #: The header fields :func:`header_fields` reads (the RFC 9788 protected ones).

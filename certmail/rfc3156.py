@@ -238,7 +238,7 @@ def write_ciphertext(part: Entity, write: Callable[[bytes], object]) -> None:
         return
     begin = buf.find(BEGIN_MESSAGE + b"\r\n", part.body_start, part.end)
     head_end = -1 if begin < 0 else buf.find(b"\r\n\r\n", begin, begin + MAX_HEADER_BLOCK)
-    end = -1 if head_end < 0 else buf.find(b"\r\n" + END_MESSAGE, head_end, part.end)
+    end = -1 if head_end < 0 else buf.rfind(b"\r\n" + END_MESSAGE, head_end, part.end)
     if end < 0:
         raise MalformedError("the encrypted part holds no complete ASCII-armored OpenPGP message")
     tail = buf[max(head_end, end - 128) : end]
