@@ -135,7 +135,7 @@ def unseal_file(
     check_message_file(path)
     with path.open("rb") as f, ThreadPoolExecutor(1) as pool:
         buf = FileBuffer(f.fileno())
-        sha = pool.submit(_hash, buf, progress)  # beside the rest: hashlib and pread free the GIL
+        sha = pool.submit(_hash, buf)  # beside the rest: hashlib and pread free the GIL
         if len(buf) <= CHECK_CANONICAL:
             u = unseal(keyring, buf[0 : len(buf)], workdir, allow_unsigned=allow_unsigned)
         else:
@@ -166,13 +166,11 @@ def _unseal_big(
         return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress)
 
 
-def _hash(buf: FileBuffer, progress: Progress | None) -> str:
+def _hash(buf: FileBuffer) -> str:
     h = hashlib.sha256()
     step = 4 << 20
     for i in range(0, len(buf), step):
         h.update(buf[i : i + step])
-        if progress is not None:
-            progress("read", min(i + step, len(buf)), len(buf))
     return h.hexdigest()
 
 
@@ -214,6 +212,8 @@ def _unseal(
             if pending is not None:
                 pending.result()  # a bad signature is the error to report
             raise
+        if progress is not None:
+            progress("decode", walk.total, walk.total)
         signature = pending.result() if pending is not None else None
     hp = entity.param("hp")
     protected = bool(hp or "From" in entity.headers)

@@ -71,15 +71,19 @@ def open_(
     safe names (never outside the directory, never over a file without --force).
     """
     from certmail.ack import acknowledge, disposition_notification_to
+    from certmail.cli.send import BIG, progress_bar
 
+    show = not app.as_json and sys.stderr.isatty() and _size(file) > BIG
     with app.client() as cm:
-        r = cm.open(
-            file,
-            save_dir=save_dir,
-            force=force,
-            allow_unsigned=allow_unsigned,
-            require_scan=require_scan,
-        )
+        with progress_bar(show, OPEN_STAGES) as bar:
+            r = cm.open(
+                file,
+                save_dir=save_dir,
+                force=force,
+                allow_unsigned=allow_unsigned,
+                require_scan=require_scan,
+                progress=bar,
+            )
         for w in r.warnings:
             warn(w)
         interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
@@ -121,6 +125,22 @@ def open_(
             f"the acknowledgement was signed but not sent: {done.error}",
             hint="certmail outbox flush (it is kept in the outbox and posted from there)",
         )
+
+
+#: What the progress bar of a big message says at each stage of the library's open.
+OPEN_STAGES = {
+    "read": "reading",
+    "decrypt": "decrypting",
+    "verify": "checking the signature",
+    "decode": "decoding attachments",
+}
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0  # reported by the library with a hint
 
 
 def _summary(r: OpenResult, done: AckOutcome | None) -> str:
