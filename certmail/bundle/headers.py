@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from certmail.bundle.documents.facts import MimeLayout
-from certmail.mime import Entity, parse_entity, split_multipart
+from certmail.mime import Entity, parse_entity, part_spans
 from keys.errors import MalformedError
 
 __all__ = ["HeaderFacts", "header_facts"]
@@ -59,23 +59,21 @@ def header_facts(message: bytes) -> HeaderFacts:
 def _openpgp_layout(entity: Entity) -> MimeLayout | None:
     """Byte ranges of the signed part and signature (multipart/signed) or of the
     ciphertext (multipart/encrypted), when the parts are 7bit or 8bit; else None."""
-    base = len(entity.header_block) + 2
     try:
         ctype = entity.content_type
         if ctype not in ("multipart/signed", "multipart/encrypted"):
             return None
-        parts = split_multipart(entity)
-        if len(parts) != 2:
+        spans = part_spans(entity)  # offsets into the message: nothing copied
+        if len(spans) != 2:
             return None
-        off0 = entity.body.find(parts[0])
-        off1 = entity.body.find(parts[1], off0 + len(parts[0]))
-        second = parse_entity(parts[1])
+        (s0, e0), (s1, e1) = spans
+        second = parse_entity(entity.buf, s1, e1)
         cte = str(second.headers.get("Content-Transfer-Encoding") or "7bit").lower()
     except (MalformedError, ValueError, LookupError):
         return None
-    if off0 < 0 or off1 < 0 or cte.strip() not in ("7bit", "8bit"):
+    if cte.strip() not in ("7bit", "8bit"):
         return None
-    body = (base + off1 + len(second.header_block) + 2, len(second.body))
+    body = (second.body_start, second.end - second.body_start)
     if ctype == "multipart/signed":
-        return MimeLayout("signed", (base + off0, len(parts[0])), body)
+        return MimeLayout("signed", (s0, e0 - s0), body)
     return MimeLayout("encrypted", body)
