@@ -164,7 +164,7 @@ def main() -> int:
     )
     print(f"| certmail open --save-dir | {r['certmail']:.2f} | {r['cpu']:.2f} | {r['rss']:.1f} |")
     print(
-        f"\nratio certmail / gpg: {r['certmail'] / r['gpg']:.2f} (target <= 1.5); "
+        f"\nratio certmail / gpg: {r['certmail'] / r['gpg']:.2f} (target <= 1.5 at 100 MB); "
         f"peak RSS {r['rss']:.0f} MB (target < 300 MB at 200 MB)"
     )
     return 0

@@ -143,6 +143,10 @@ def parse_entity(raw: Buffer, start: int = 0, end: int | None = None) -> Entity:
     return Entity(raw, start, min(hend + 4, end), end, headers, hend + 2)
 
 
+class TooManyParts(MalformedError):
+    """A multipart body with more parts than its reader allows (:func:`part_spans`)."""
+
+
 def _boundary(entity: Entity) -> bytes:
     boundary = entity.param("boundary")
     if not boundary or len(boundary) > rawmime.MAX_BOUNDARY:
@@ -160,7 +164,7 @@ def part_spans(entity: Entity, *, max_parts: int | None = None) -> list[tuple[in
         entity.buf, _boundary(entity), entity.body_start, entity.end, max_parts=max_parts
     )
     if max_parts is not None and len(found.parts) > max_parts:
-        raise MalformedError(f"too many parts (more than {max_parts} MIME entities)")
+        raise TooManyParts(f"too many parts (more than {max_parts} MIME entities)")
     if not found.closed:
         raise MalformedError("multipart body has no closing boundary (truncated?)")
     if not found.parts:

@@ -6,6 +6,11 @@ the protected From must hold exactly one mailbox (RFC 5322 §3.4) and that
 address must be one of the signing key's user-ID addresses
 (:func:`check_sender`), the rule of the bundle verifier. :func:`check_manifest`
 compares the certmail manifest (docs/send-open.md) with what was opened.
+
+:func:`unseal_file` reads a message file as a stream (docs/send-open.md, big
+messages): the file through :class:`certmail.mime.FileBuffer`, gpg decrypting
+to a file, the signature checked in a thread while the parts are decoded, big
+parts into files in the work directory.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .mailfile import check_message_file
 from .mime import (
     Entity,
     FileBuffer,
+    TooManyParts,
     canonical_chunks,
     canonicalize,
     decode_body,
@@ -137,7 +143,8 @@ def unseal_file(
         buf = FileBuffer(f.fileno())
         sha = pool.submit(_hash, buf)  # beside the rest: hashlib and pread free the GIL
         if len(buf) <= CHECK_CANONICAL:
-            u = unseal(keyring, buf[0 : len(buf)], workdir, allow_unsigned=allow_unsigned)
+            raw = buf[0 : len(buf)]  # small: mended to CRLF first, as it always was
+            u = unseal(keyring, raw, workdir, allow_unsigned=allow_unsigned, progress=progress)
         else:
             u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress)
         u.sha256 = sha.result()
@@ -175,7 +182,12 @@ def _hash(buf: FileBuffer) -> str:
 
 
 def unseal(
-    keyring: Keyring, raw: bytes, workdir: Path, *, allow_unsigned: bool = False
+    keyring: Keyring,
+    raw: bytes,
+    workdir: Path,
+    *,
+    allow_unsigned: bool = False,
+    progress: Progress | None = None,
 ) -> Unsealed:
     """Decrypt and verify an RFC 3156 message; parse its payload.
 
@@ -184,7 +196,7 @@ def unseal(
     the From address's, and :class:`MalformedError` for anything that is not
     well-formed MIME / OpenPGP.
     """
-    return _unseal(keyring, canonicalize(raw), workdir, allow_unsigned, None)
+    return _unseal(keyring, canonicalize(raw), workdir, allow_unsigned, progress)
 
 
 def _unseal(
@@ -419,12 +431,10 @@ class _Walk:
         if entity.content_type.startswith("multipart/"):
             try:
                 children = parts(entity, max_parts=self.budget)
-            except MalformedError as e:
-                if "too many parts" in e.message:
-                    raise MalformedError(
-                        f"too many parts (more than {MAX_PARTS} MIME entities)"
-                    ) from None
-                raise
+            except TooManyParts:
+                raise MalformedError(
+                    f"too many parts (more than {MAX_PARTS} MIME entities)"
+                ) from None
             for child in children:
                 self.entity(child, depth + 1)
             return
