@@ -43,8 +43,8 @@ class Entity:
     ``buf`` is the whole message (``bytes`` or a read-only ``mmap``); the
     entity is ``buf[start:end]``, its body from ``body_start``. Nothing is
     copied until :attr:`raw`, :attr:`header_block` or :attr:`body` is asked
-    for (small entities); big ones are read through :meth:`view` and
-    :func:`parts`.
+    for (small entities); big ones are read by offsets (:func:`parts`,
+    :func:`decode_to`).
     """
 
     buf: Buffer
@@ -70,10 +70,6 @@ class Entity:
     @property
     def body_size(self) -> int:
         return self.end - self.body_start
-
-    def view(self) -> memoryview:
-        """The body as a memoryview of ``buf`` (no copy)."""
-        return memoryview(self.buf)[self.body_start : self.end]  # type: ignore[arg-type]
 
     @property
     def content_type(self) -> str:
