@@ -1,5 +1,9 @@
 """`make bench`: run every benchmarks/bench_*.py in turn, each printing its table.
 
+Big-message benchmarks (bench_send, bench_open) use a small attachment by
+default; ``CERTMAIL_BENCH_MB=100 make bench`` runs them at issue 16's size
+(``make bench`` with ``CERTMAIL_BENCH_MB=200`` for the memory target).
+
 Load generators some benchmarks use (wrk) are installed from Debian when
 missing and running as root.
 """

@@ -39,7 +39,7 @@ from .compose import (
     ScanRecord,
 )
 from .errors import DeliveryError, QueuedError, UncertainDeliveryError
-from .inbox.notarized import notarized
+from .inbox.notarized import notarized_file
 from .ledger import Entry, Ledger
 from .mailfile import read_message
 from .notary_client import NotaryClient
@@ -55,7 +55,7 @@ from .sendcheck import (
 )
 from .signatures import verify_signatures
 from .signer import NOTARY_HEADER, Sealer
-from .unseal import check_manifest, unseal
+from .unseal import check_manifest, unseal_file
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from keys.gpg import Ask, Keyring, SignatureInfo
@@ -321,18 +321,24 @@ class Certmail:
         force: bool = False,
         allow_unsigned: bool = False,
         require_scan: bool | None = None,
+        progress: Progress | None = None,
     ) -> OpenResult:
         """Decrypt, verify, check the manifest, scan and (with ``save_dir``) save attachments.
 
+        The file is read as a stream (big messages are never held in memory);
+        ``progress`` is told (stage, bytes done, bytes total).
         Raises VerificationError (bad or missing signature, manifest mismatch),
         MalformedError, InfectedError (nothing saved), ConflictError (would
         overwrite; nothing saved).
         """
-        raw = read_message(Path(path))
-        sha = notarized(raw).sha256  # the bytes the notary saw (certmail/inbox/notarized.py)
         warnings: list[str] = []
         with self._workdir() as work:
-            u = unseal(self.keyring, raw, work, allow_unsigned=allow_unsigned)
+            u = unseal_file(
+                self.keyring, Path(path), work, allow_unsigned=allow_unsigned, progress=progress
+            )
+            # The bytes the notary saw (certmail/inbox/notarized.py), read as a
+            # stream; the whole file's hash, taken while unsealing, is reused.
+            sha = notarized_file(Path(path), whole_sha256=u.sha256).sha256
             check_manifest(u)
             atts = scan_parts(
                 self.scanner,

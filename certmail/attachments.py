@@ -11,7 +11,6 @@ INSTREAM, :mod:`certmail.scan`) and refuse infected content with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -21,11 +20,12 @@ from typing import TYPE_CHECKING
 from keys.errors import ConflictError, Error, InfectedError, NotFoundError
 
 from .compose import NOT_SCANNED, ScanRecord
+from .pipeline import copy_file
 from .results import AttachmentInfo
 
 if TYPE_CHECKING:
     from .scan import Scanner
-    from .unseal import Unsealed
+    from .unseal import Part, Unsealed
 
 __all__ = ["safe_name", "save_all", "scan_files", "scan_parts"]
 
@@ -81,20 +81,14 @@ def scan_files(
 def scan_parts(
     scanner_of: Callable[[], Scanner | None],
     u: Unsealed,
-    work: Path,
+    work: Path | None = None,
     *,
     require_scan: bool,
     warnings: list[str],
 ) -> list[AttachmentInfo]:
     """Describe and scan the attachments of an opened message (InfectedError: save nothing)."""
     infos = [
-        AttachmentInfo(
-            part.filename,
-            part.content_type,
-            len(part.data),
-            hashlib.sha256(part.data).hexdigest(),
-            NOT_SCANNED,
-        )
+        AttachmentInfo(part.filename, part.content_type, part.length, part.digest, NOT_SCANNED)
         for part in u.parts
     ]
     if not u.parts:
@@ -105,11 +99,12 @@ def scan_parts(
             require_scan, warnings, "no virus scanner available: attachments were not scanned"
         )
         return infos
-    for i, (part, info) in enumerate(zip(u.parts, infos, strict=True)):
-        tmp = work / f"scan-{i}"
-        tmp.write_bytes(part.data)
-        verdict = scanner.scan_file(tmp)
-        tmp.unlink()
+    for part, info in zip(u.parts, infos, strict=True):
+        # A big part is already a file (streamed to clamd); a small one goes from memory.
+        if isinstance(part.content, Path):
+            verdict = scanner.scan_file(part.content)
+        else:
+            verdict = scanner.scan_bytes(part.content)
         if not verdict.clean:
             raise InfectedError(
                 f"attachment {part.filename!r} is infected ({verdict.signature}); nothing was saved"
@@ -176,13 +171,14 @@ def save_all(
                     hint="add --force to overwrite, or choose another --save-dir",
                 )
         for part, name, info in zip(u.parts, names, infos, strict=True):
-            _write_at(dfd, name, part.data, force=force, shown=save_dir / name)
+            _write_at(dfd, name, part, force=force, shown=save_dir / name)
             info.saved_as = str(save_dir / name)
     finally:
         os.close(dfd)
 
 
-def _write_at(dfd: int, name: str, data: bytes, *, force: bool, shown: Path) -> None:
+def _write_at(dfd: int, name: str, part: Part, *, force: bool, shown: Path) -> None:
+    """Write ``part``'s content to ``name`` in ``dfd`` (a big part copied in the kernel)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     flags |= os.O_TRUNC if force else os.O_EXCL
     try:
@@ -192,7 +188,11 @@ def _write_at(dfd: int, name: str, data: bytes, *, force: bool, shown: Path) -> 
     except OSError as e:
         raise Error(f"cannot write {shown}: {e.strerror}") from None
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        if isinstance(part.content, bytes):
+            f.write(part.content)
+            return
+        with part.content.open("rb") as src:
+            copy_file(src, f)  # type: ignore[arg-type]
 
 
 def _exists_at(dfd: int, name: str) -> bool:

@@ -13,13 +13,21 @@ from pathlib import Path
 
 from keys.errors import MalformedError, NotFoundError
 
-__all__ = ["MAX_OPEN_SIZE", "read_message"]
+__all__ = ["MAX_OPEN_SIZE", "check_message_file", "read_message"]
 
 MAX_OPEN_SIZE = 1 << 30
 
 
 def read_message(p: Path) -> bytes:
     """The bytes of a message file; NotFoundError or MalformedError when it is not one."""
+    check_message_file(p, head=False)
+    raw = p.read_bytes()
+    _check_mail(p, raw)
+    return raw
+
+
+def check_message_file(p: Path, *, head: bool = True) -> None:
+    """The checks of :func:`read_message` without reading the file whole (its head only)."""
     try:
         size = p.stat().st_size
     except FileNotFoundError:
@@ -28,9 +36,9 @@ def read_message(p: Path) -> bytes:
         raise MalformedError(f"{p} is empty (0 bytes): not a message")
     if size > MAX_OPEN_SIZE:
         raise MalformedError(f"{p} is larger than {MAX_OPEN_SIZE >> 20} MB")
-    raw = p.read_bytes()
-    _check_mail(p, raw)
-    return raw
+    if head:
+        with p.open("rb") as f:
+            _check_mail(p, f.read(4096))
 
 
 _HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then a colon

@@ -180,6 +180,11 @@ class ArmorCheck:
 
     def _send(self, data: bytes) -> None:
         if self.dst is not None and data:
+            if self.body_only:
+                # GNU base64 -d reads LF lines much faster than with -i (which would
+                # skip the CRs): 0.25 against 0.58 CPU s for 135 MB. A CR anywhere
+                # but before a LF stays, and base64 refuses it.
+                data = data.replace(b"\r\n", b"\n")
             try:
                 self.dst.write(data)
             except BrokenPipeError:
@@ -202,6 +207,8 @@ class ArmorCheck:
             chunk, self.head = self.head[end + 4 :], b""
         data = self.held + chunk
         cut = max(0, len(data) - self._HOLD)
+        if data[cut - 1 : cut] == b"\r":
+            cut -= 1  # never between the CR and the LF of one line end
         self._send(data[:cut])
         self.held = data[cut:]
 
@@ -237,8 +244,9 @@ class EncryptPipeline:
     - :meth:`_write_message` reads the armored ciphertext, turns it into CRLF
       lines and writes it into the message file (hashed) and, the same bytes,
       into the check (:class:`ArmorCheck`): with GNU ``base64`` installed its
-      body goes through ``base64 -d`` straight into ``decrypt`` (binary input:
-      gpg's armor reader costs ~3x more), the framing lines checked here;
+      body, line ends back to LF, goes through ``base64 -d`` straight into
+      ``decrypt`` (binary input: gpg's armor reader costs ~3x more), the
+      framing lines checked here;
       otherwise the armor goes to ``decrypt`` as it is;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
@@ -279,7 +287,7 @@ class EncryptPipeline:
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
         self.b64e: Any = None  # base64 -w 64 (armor), a Popen
-        self.b64d: Any = None  # base64 -d -i (check), a Popen
+        self.b64d: Any = None  # base64 -d (check), a Popen
         self.crc: Crc24 | None = None
 
     def run(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
@@ -328,7 +336,7 @@ class EncryptPipeline:
             self.b64e = base64_process(tool, "-w", "64")
             self.crc = Crc24()
         if tool is not None:
-            self.b64d = base64_process(tool, "-d", "-i")
+            self.b64d = base64_process(tool, "-d")
             self.dec = self.keyring.start_decrypt(stdin=self.b64d.stdout)
             self.b64d.stdout.close()
         else:

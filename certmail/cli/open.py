@@ -72,19 +72,23 @@ def open_(
     FILE - reads the message from standard input (a mail client's pipe).
     """
     from certmail.ack import acknowledge, disposition_notification_to
+    from certmail.cli.send import BIG, progress_bar
 
     if str(file) == "-":  # a mail client's pipe command (docs/inbox.md)
         from certmail.inbox.spool import spool_stdin
 
         file = spool_stdin(click.get_current_context().call_on_close, sys.stdin.buffer)
+    show = not app.as_json and sys.stderr.isatty() and _size(file) > BIG
     with app.client() as cm:
-        r = cm.open(
-            file,
-            save_dir=save_dir,
-            force=force,
-            allow_unsigned=allow_unsigned,
-            require_scan=require_scan,
-        )
+        with progress_bar(show, OPEN_STAGES) as bar:
+            r = cm.open(
+                file,
+                save_dir=save_dir,
+                force=force,
+                allow_unsigned=allow_unsigned,
+                require_scan=require_scan,
+                progress=bar,
+            )
         for w in r.warnings:
             warn(w)
         interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
@@ -126,6 +130,22 @@ def open_(
             f"the acknowledgement was signed but not sent: {done.error}",
             hint="certmail outbox flush (it is kept in the outbox and posted from there)",
         )
+
+
+#: What the progress bar of a big message says at each stage of the library's open.
+OPEN_STAGES = {
+    "read": "reading",
+    "decrypt": "decrypting",
+    "verify": "checking the signature",
+    "decode": "decoding attachments",
+}
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0  # reported by the library with a hint
 
 
 def _summary(r: OpenResult, done: AckOutcome | None) -> str:

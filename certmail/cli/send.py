@@ -27,9 +27,24 @@ if TYPE_CHECKING:
 BIG = 8 << 20  # show a progress bar when attachments add up to more than this
 
 
+SEND_STAGES = {
+    "compose": "scanning done; encoding",
+    "sign": "signing",
+    "encrypt": "encrypting",
+    "check": "re-verifying",
+    "smtp": "sending",
+}
+
+
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr, fed by the library's (stage, done, total) callback."""
+def progress_bar(
+    enabled: bool, labels: dict[str, str] | None = None
+) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on stderr, fed by the library's (stage, done, total) callback.
+
+    ``labels`` names the stages (default: those of ``send``).
+    """
+    labels = SEND_STAGES if labels is None else labels
     if not enabled:
         yield None
         return
@@ -42,13 +57,6 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
         TransferSpeedColumn,
     )
 
-    labels = {
-        "compose": "scanning done; encoding",
-        "sign": "signing",
-        "encrypt": "encrypting",
-        "check": "re-verifying",
-        "smtp": "sending",
-    }
     with Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),

@@ -22,12 +22,15 @@ received message is hashed:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from keys.errors import VerificationError
 
-from ..mime import canonicalize
+from ..mime import FileBuffer, canonicalize, is_canonical
 
 __all__ = [
     "EVIDENCE_HEADER",
@@ -36,6 +39,7 @@ __all__ = [
     "from_mbox",
     "notarized",
     "notarized_bytes",
+    "notarized_file",
 ]
 
 EVIDENCE_HEADER = "Certmail-Evidence"
@@ -59,6 +63,9 @@ TRACE_FIELDS = frozenset(
 )
 _EVIDENCE_RE = re.compile(rb"sha256=([0-9a-f]{64})(?:;\s*notary=([!-:<-~]+))?")
 _HEADER_LIMIT = 256 * 1024
+#: Files above this size are hashed as a stream when already canonical.
+_STREAM_FROM = 16 * 1024 * 1024
+_CHUNK = 1024 * 1024
 _MBOX_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
 
 
@@ -112,26 +119,26 @@ def _field_starts(raw: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def notarized_bytes(raw: bytes) -> tuple[bytes, Notarized]:
-    """The canonical copy of ``raw`` and where in it the notarized bytes begin.
+def _locate(head: bytes, sha_from: Callable[[int], str]) -> Notarized:
+    """Where the notarized bytes begin, from the canonical copy's first bytes.
 
-    Raises :class:`VerificationError` when a Certmail-Evidence field names a
-    hash that no part of the copy has.
+    ``head`` is the start of the canonical copy (at least its header block, up
+    to :data:`_HEADER_LIMIT`); ``sha_from(offset)`` hashes the copy from
+    ``offset`` to its end.
     """
-    copy = canonicalize(from_mbox(raw))
-    fields = _field_starts(copy)
+    fields = _field_starts(head)
     evidence = EVIDENCE_HEADER.lower().encode()
     for i, (off, name) in enumerate(fields):
         if name != evidence:
             continue
-        m = _EVIDENCE_RE.search(copy[off : off + 1000].split(b"\r\n", 1)[0])
+        m = _EVIDENCE_RE.search(head[off : off + 1000].split(b"\r\n", 1)[0])
         if m is None:
             continue
         claimed = m.group(1).decode()
         origin = m.group(2).decode() if m.group(2) else None
         for below, _ in fields[i + 1 :]:
-            if hashlib.sha256(memoryview(copy)[below:]).hexdigest() == claimed:
-                return copy, Notarized(claimed, below, True, origin)
+            if sha_from(below) == claimed:
+                return Notarized(claimed, below, True, origin)
         raise VerificationError(
             f"the message names the notarized hash {claimed[:16]}..., but no part of it "
             "from a header field on has that hash: it was changed after the notary saw it"
@@ -141,8 +148,47 @@ def notarized_bytes(raw: bytes) -> tuple[bytes, Notarized]:
         if name.decode("latin-1") not in TRACE_FIELDS:
             start = off
             break
-    sha = hashlib.sha256(memoryview(copy)[start:]).hexdigest()
-    return copy, Notarized(sha, start, False)
+    return Notarized(sha_from(start), start, False)
+
+
+def notarized_bytes(raw: bytes) -> tuple[bytes, Notarized]:
+    """The canonical copy of ``raw`` and where in it the notarized bytes begin.
+
+    Raises :class:`VerificationError` when a Certmail-Evidence field names a
+    hash that no part of the copy has.
+    """
+    copy = canonicalize(from_mbox(raw))
+    view = memoryview(copy)
+    return copy, _locate(copy, lambda start: hashlib.sha256(view[start:]).hexdigest())
+
+
+def notarized_file(path: Path, *, whole_sha256: str | None = None) -> Notarized:
+    """:func:`notarized` of the message file at ``path``, read as a stream.
+
+    A large file already in canonical form (what the relay and ``certmail
+    send`` write, and what IMAP serves) is hashed in chunks from the offset
+    found, never held whole; ``whole_sha256`` (the hash of the whole file, if
+    the caller already took it) is reused when the notarized bytes are the
+    whole file. Small files, mbox copies and LF-stored copies are read whole
+    and canonicalised (:func:`notarized_bytes`).
+    """
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_HEADER_LIMIT + 1000)
+        if size > _STREAM_FROM and not head.startswith(b"From "):
+            buf = FileBuffer(f.fileno())
+            if is_canonical(buf):
+
+                def sha_from(start: int) -> str:
+                    if start == 0 and whole_sha256:
+                        return whole_sha256
+                    h = hashlib.sha256()
+                    for pos in range(start, size, _CHUNK):
+                        h.update(buf[pos : min(pos + _CHUNK, size)])
+                    return h.hexdigest()
+
+                return _locate(head, sha_from)
+    return notarized(path.read_bytes())
 
 
 def notarized(raw: bytes) -> Notarized:

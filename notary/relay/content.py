@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from email.message import Message
 from email.utils import getaddresses
 
+from notary.mime import split
 from notary.relay.ciphertext import armored_openpgp_message, is_cms_enveloped
 from notary.relay.headers import (
     HeaderSection,
@@ -95,20 +96,15 @@ def _content_type(section: HeaderSection) -> tuple[str, dict[str, str]]:
     return msg.get_content_type(), {k.lower(): str(v) for k, v in params[1:]}
 
 
-def _parts(body: bytes, offset: int, boundary: str) -> list[tuple[int, int]] | None:
-    """(start, end) of each body part of a multipart body (RFC 2046 §5.1.1), or None."""
+def _parts(data: bytes, start: int, boundary: str) -> list[tuple[int, int]] | None:
+    """(start, end) of each body part of the multipart body at ``data[start:]``, or None.
+
+    RFC 2046 §5.1.1 through the one splitter, :func:`notary.mime.split`.
+    """
     if not boundary or len(boundary) > 70:
         return None
-    delim = re.escape(b"--" + boundary.encode("ascii", "replace"))
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    for m in re.finditer(rb"(?:^|\r\n)" + delim + rb"(--)?[ \t]*\r\n", body):
-        if start is not None:
-            spans.append((offset + start, offset + m.start()))
-        if m.group(1):
-            return spans if len(spans) <= MAX_PARTS else None
-        start = m.end()
-    return None
+    found = split(data, boundary.encode("ascii", "replace"), start, max_parts=MAX_PARTS)
+    return found.parts if found.closed else None
 
 
 def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
@@ -119,7 +115,7 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
         ctype == "multipart/encrypted"
         and params.get("protocol", "").lower() == "application/pgp-encrypted"
     ):
-        spans = _parts(data[body_at:], body_at, params.get("boundary", ""))
+        spans = _parts(data, body_at, params.get("boundary", ""))
         if spans is None or len(spans) != 2:
             return None
         c1, e1 = spans[1]

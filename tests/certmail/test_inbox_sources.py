@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from certmail.inbox import notarized as notarized_mod
 from certmail.inbox.imapurl import parse_imap_url
 from certmail.inbox.maildir import MaildirSource
 from certmail.inbox.mbox import MboxSource
-from certmail.inbox.notarized import from_mbox, notarized, notarized_bytes
+from certmail.inbox.notarized import from_mbox, notarized, notarized_bytes, notarized_file
 from keys.errors import Error, NotFoundError, VerificationError
 
 SUBMITTED = (
@@ -64,6 +65,30 @@ def test_a_changed_copy_is_refused() -> None:
     # A hash named above the relay's own fields cannot be matched by a prefix above it.
     with pytest.raises(VerificationError):
         notarized(RELAYED.replace(b"end\r\n", b"end\r\nmore\r\n"))
+
+
+@pytest.mark.parametrize("stream_from", [0, 1 << 40])
+def test_a_file_streamed_or_read_whole_gives_the_same_notarized_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream_from: int
+) -> None:
+    """notarized_file (open's way, streamed for big canonical files) agrees with notarized."""
+    monkeypatch.setattr(notarized_mod, "_STREAM_FROM", stream_from)
+    monkeypatch.setattr(notarized_mod, "_CHUNK", 7)  # hashes across many chunk borders
+    traced = b"Return-Path: <a@x>\r\nReceived: from x\r\n\tby y\r\n" + SUBMITTED
+    for i, copy in enumerate((RELAYED, lf(RELAYED), traced, SUBMITTED)):
+        f = tmp_path / f"{i}.eml"
+        f.write_bytes(copy)
+        assert notarized_file(f) == notarized(copy)
+        assert notarized_file(f).sha256 == SHA
+    # The whole file's hash, when the caller has it, is reused only for offset 0.
+    f = tmp_path / "whole.eml"
+    f.write_bytes(SUBMITTED)
+    assert notarized_file(f, whole_sha256="0" * 64).sha256 == (
+        "0" * 64 if stream_from == 0 else SHA
+    )
+    f.write_bytes(RELAYED.replace(b"end\r\n", b"end!\r\n"))
+    with pytest.raises(VerificationError, match="changed after the notary saw it"):
+        notarized_file(f, whole_sha256="0" * 64)
 
 
 def test_mbox_form_is_undone() -> None:
