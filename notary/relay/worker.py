@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from keys.errors import Error, TemporaryError
 from notary.receipt import Receipt
 from notary.relay import mx
+from notary.relay.budget import ByteBudget
 from notary.relay.smtp_client import Pool, SMTPConnectionError, SMTPRejected
 from notary.relay.writer import QueueWriter
 from notary.sequencer import Submission
@@ -78,6 +79,8 @@ class WorkerSettings:
     retry_max: float = 3600.0
     deadline: float = 24 * 3600.0
     warn_after: float = 12 * 3600.0
+    #: Bytes of large messages (over 1 MiB) being delivered at once (notary.relay.budget).
+    memory_budget: int = 50 * 1024 * 1024
     timeout: float = 60.0
 
 
@@ -101,6 +104,7 @@ class DeliveryWorker:
         self.dkim_sign = dkim_sign
         self.resolver = mx.make_resolver(settings.dns_server)
         self._cache: dict[int, list[Any]] = {}
+        self.budget = ByteBudget(settings.memory_budget)
         self.pool = Pool()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
@@ -259,16 +263,26 @@ class DeliveryWorker:
 
     async def _deliver(self, d: Delivery) -> None:
         data = self._data(d)
-        if data is None:
-            data = await asyncio.to_thread(self.storage.spooled_data, d.spool_id)
-        if data is None:
-            log.error("spooled message %d is missing; delivery %d fails", d.spool_id, d.id)
-            await self._final(
-                d,
-                "RelayToNonERDSFailure",
-                {"recipient": d.recipient, "reason": "spool-missing", "reply": None},
-            )
+        if data is not None:
+            await self._deliver_bytes(d, data)
             return
+        size = await asyncio.to_thread(self.storage.spooled_size, d.spool_id)
+        # A large message's bytes (and the copies made to send them) count against
+        # the budget from the moment they are read back until the attempt ends.
+        async with self.budget.hold(size or 0):
+            if size is not None:
+                data = await asyncio.to_thread(self.storage.spooled_data, d.spool_id)
+            if data is None:
+                log.error("spooled message %d is missing; delivery %d fails", d.spool_id, d.id)
+                await self._final(
+                    d,
+                    "RelayToNonERDSFailure",
+                    {"recipient": d.recipient, "reason": "spool-missing", "reply": None},
+                )
+                return
+            await self._deliver_bytes(d, data)
+
+    async def _deliver_bytes(self, d: Delivery, data: bytes) -> None:
         try:
             prefix = (
                 await asyncio.to_thread(self.headers, d, data)
@@ -285,15 +299,16 @@ class DeliveryWorker:
         )
         try:
             async with asyncio.timeout(self.s.attempt_deadline):
-                out = await self._send(d, prefix + data)
+                out = await self._send(d, prefix, data)
         except TimeoutError:
             out = _Outcome(why=f"attempt deadline ({self.s.attempt_deadline:g} s) exceeded")
+        del data
         if out.event is None:
             await self._retry(d, out.why, out.reply, attempt=attempt)
         else:
             await self._final(d, out.event, out.extra, attempt=attempt)
 
-    async def _send(self, d: Delivery, payload: bytes) -> _Outcome:
+    async def _send(self, d: Delivery, prefix: bytes, data: bytes) -> _Outcome:
         """Route and try the hosts in turn (the part under the attempt's deadline)."""
         domain = d.recipient.rpartition("@")[2]
         try:
@@ -322,7 +337,8 @@ class DeliveryWorker:
                     port,
                     mail_from=d.mail_from,
                     recipient=d.recipient,
-                    data=payload,
+                    data=data,
+                    prefix=prefix,
                     helo=self.s.helo,
                     timeout=self.s.timeout,
                 )
