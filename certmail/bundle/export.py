@@ -59,6 +59,7 @@ def export_bundle(
     consistency: Callable[[int, int], Sequence[bytes]] | None = None,
     reveal_subject: bool = False,
     protected_subject: str | None = None,
+    for_recipient: str | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -75,18 +76,22 @@ def export_bundle(
     With ``reveal_subject`` the certificate shows the Subject: for an encrypted
     message, ``protected_subject`` (what the sender read inside the encryption of
     their own copy) marked as such, else the outer one (``[...]``, RFC 9788).
+
+    Blind copies' statements are left out unless the bundle is ``for_recipient``
+    that blind copy (:mod:`certmail.bundle.blind`).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certmail.bundle import documents
+    from certmail.bundle.blind import visible_to
     from certmail.bundle.verify import check_evidence, verify_bundle
     from certmail.bundle.zipio import write_members
     from notary.evidence import parse_statement
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
-    ordered = _earliest(receipts, vkey)
+    ordered = _earliest(visible_to(receipts, for_recipient), vkey)
     try:
         chain = x509.load_pem_x509_certificates(tsa_chain_pem)
     except ValueError:

@@ -54,11 +54,24 @@ def proof() -> None:
     help="Keep acknowledgements signed by a key that is not the recipient's "
     "(left out by default: such a bundle fails verification).",
 )
+@click.option(
+    "--for",
+    "for_recipient",
+    metavar="ADDRESS",
+    help="Make the bundle for this blind-copy (Bcc) recipient: keep its evidence "
+    "(left out by default, so no bundle shows a blind copy to the others).",
+)
 @json_option("Print a JSON summary on stdout.")
 @home_option
 @pass_app
 def export(
-    app: App, ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool
+    app: App,
+    ref: str,
+    output: Path,
+    reveal_subject: bool,
+    force: bool,
+    keep_all_acks: bool,
+    for_recipient: str | None,
 ) -> None:
     """Write the proof bundle of a sent message, with its latest receipts from the notary.
 
@@ -138,6 +151,7 @@ def export(
             consistency=consistency,
             reveal_subject=reveal_subject,
             protected_subject=protected,
+            for_recipient=for_recipient,
         )
     _write_new(output, data, force)
     for lo in left_out:

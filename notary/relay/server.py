@@ -197,7 +197,7 @@ async def _scan(relay: Relay, sub: _Submission, data: bytes) -> dict[str, Any]:
         extra = {
             "submitter": sub.mail_from,
             "channel": "smtp",
-            "recipients": list(sub.recipients),
+            "recipients": list(sub.named),  # never a blind copy (docs/relay.md)
             "size": sub.incoming.size,
             "signature": verdict.signature,
             "engine": verdict.engine,
