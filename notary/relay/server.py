@@ -1,6 +1,7 @@
 """The submission server: an aiosmtpd handler in front of the notary (RFC 6409 style).
 
-Rules (docs/relay.md): every command but EHLO/HELO/NOOP/QUIT/STARTTLS needs
+EHLO offers SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH (after STARTTLS) and
+PIPELINING (RFC 2920). Rules (docs/relay.md): every command but EHLO/HELO/NOOP/QUIT/STARTTLS needs
 STARTTLS first (530); AUTH PLAIN or LOGIN only over TLS (538 otherwise), with
 the account's address as user name and its API token as password (535 when
 wrong; throttled per peer, :mod:`notary.relay.session`); MAIL FROM must be one
@@ -84,6 +85,15 @@ class SubmissionHandler:
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Also advertise PIPELINING (RFC 2920): the relay reads commands and DATA in
+        order from one stream, so a client may send MAIL, RCPT and DATA (and the next
+        transaction after the final dot) without waiting for each reply."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
