@@ -60,17 +60,19 @@ def check_evidence(
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
     header = header_facts(v.message)
     rcpts = list(header.recipients)
+    blind: list[str] = []  # a blind copy's own acceptance names it (docs/relay.md, Bcc)
     for ev in v.events:
         for key in ("recipient", "recipients"):
             val = ev.statement.get(key)
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
-                if isinstance(r, str) and r not in rcpts:
-                    rcpts.append(r[:300])
+                if isinstance(r, str) and r[:300] not in rcpts + blind:
+                    (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
     report.append(check_sender_signature(v.message, header.layout, header.sender, keyring))
     for ev in v.events:
         if ev.statement["event"] == "ContentHandover":
-            report.append(check_acknowledgement(ev, rcpts, v.sha256, keyring))
-    return v, report, _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+            report.append(check_acknowledgement(ev, rcpts + blind, v.sha256, keyring))
+    facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+    return v, report, replace(facts, blind=tuple(blind)) if blind else facts
 
 
 def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
@@ -194,7 +196,7 @@ def verify_bundle(
         sha256=facts.sha256,
         message_id=facts.message_id,
         sender=facts.sender,
-        recipients=facts.recipients,
+        recipients=facts.recipients + facts.blind,
         vkey=facts.vkey,
         vkey_trusted=v.vkey_trusted,
         tsa_root_trusted=v.root_trusted,

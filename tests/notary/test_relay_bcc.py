@@ -114,6 +114,11 @@ def test_bcc_is_delivered_with_its_own_evidence_and_hidden_from_others(
     assert ("RelayToNonERDS", CAROL) in [(s["event"], s.get("recipient")) for s in stmts]
     report = verify_bundle(hers, vkey=vkey)
     assert CAROL in report.recipients
+    # Its certificate names carol as the blind copy it is made for, not as a To: recipient.
+    cert = zipfile.ZipFile(io.BytesIO(hers)).read("certificate.html").decode()
+    assert f"<dt>To</dt><dd>{BOB}</dd>" in cert
+    assert f"<dt>Bcc</dt><dd>{CAROL} (blind copy" in cert
+    assert "Bcc" not in zipfile.ZipFile(io.BytesIO(public)).read("certificate.html").decode()
 
 
 def test_bcc_header_naming_addresses_is_still_refused(relay: RelayNotary, smtp_sink: Any) -> None:

@@ -95,6 +95,7 @@ class Facts:
     message_id: str
     size: int
     sender: str
+    #: The recipients named in To:/Cc: and by the evidence, blind copies excepted.
     recipients: tuple[str, ...]
     subject: str | None
     vkey: str
@@ -105,6 +106,8 @@ class Facts:
     mime: MimeLayout | None
     renderer: int = RENDERER  # the renderer release (RENDERERS) the documents are made by
     protected_subject: bool = False  # subject: read by the exporter inside the encryption
+    #: The blind copy (Bcc) a bundle was made for, if any: only its own bundle names it.
+    blind: tuple[str, ...] = ()
 
 
 _PROVES = {
