@@ -12,6 +12,8 @@ the notary's ``relay/incoming/`` directory. On the way it
 - notes a CR or LF outside a CRLF pair and a NUL (SMTP smuggling,
   :func:`notary.relay.content.check_line_endings`): the data is still read to
   its real end, then refused;
+- notes a failed write (the disk is full): the data is read to its end, then
+  ``451``;
 - keeps the first ``MAX_HEADER_BYTES + 4`` bytes, where the header section
   must end, so the header checks run without reading the file back.
 
@@ -37,6 +39,8 @@ WRITE_BUFFER = 1024 * 1024
 #: The 5xx replies for data read to its end but not taken (aiosmtpd's wording).
 TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 TOO_MUCH = "552 Error: Too much mail data"
+#: The staging file could not be written (e.g. the disk is full): read to the end, then this.
+CANNOT_STORE = "451 4.3.0 Cannot store the message now; try again later"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Receiver:
         self.size = 0
         self.too_much = False
         self.too_long = False
+        self.write_failed = False
         self._lf = self._cr = self._nul = False
 
     def line(self, line: bytes) -> None:
@@ -82,7 +87,7 @@ class Receiver:
         if line[:1] == b".":
             line = line[1:]
         self.size += len(line)
-        if self.too_much or self.too_long:
+        if self.too_much or self.too_long or self.write_failed:
             return
         if self.limit and self.size > self.limit:
             self.too_much = True
@@ -106,18 +111,27 @@ class Receiver:
 
     def _flush(self) -> None:
         self._hash.update(self._buf)
-        self._file.write(self._buf)
+        try:
+            self._file.write(self._buf)
+        except OSError:  # the rest is still read (never taken as commands), then 451
+            self.write_failed = True
         self._buf.clear()
 
     def refusal(self) -> str | None:
-        """The reply when the data was read but cannot be taken (too long, too much)."""
+        """The reply when the data was read but cannot be taken (too long, too much,
+        not stored); it writes what is buffered first."""
+        if not (self.too_long or self.too_much or self.write_failed):
+            self._flush()
         if self.too_long:
             return TOO_LONG
         if self.too_much:
             return TOO_MUCH
+        if self.write_failed:
+            return CANNOT_STORE
         return None
 
     def finish(self) -> Incoming:
+        """The message received (when :meth:`refusal` is None)."""
         self._flush()
         self._file.close()
         return Incoming(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from notary.relay.budget import ByteBudget
-from notary.relay.incoming import TOO_LONG, TOO_MUCH, Receiver, receive
+from notary.relay.incoming import CANNOT_STORE, TOO_LONG, TOO_MUCH, Receiver, receive
 from notary.relay.smtp_client import stuffed_chunks
 from notary.storage import QueueWrite, SpoolItem, Storage
 from tests.notary.storage_backends import BACKENDS, open_backend
@@ -112,3 +112,22 @@ def test_spooled_size_without_reading(storage: Storage) -> None:
     (sid,) = storage.queue_write(QueueWrite(spool=[item]))
     assert storage.spooled_size(sid) == 1234
     assert storage.spooled_size(sid + 999) is None
+
+
+def test_receiver_on_a_full_disk_reads_to_the_end_then_451(tmp_path: Path) -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk would.
+    async def main() -> Receiver:
+        reader = asyncio.StreamReader(limit=1001)
+        reader.feed_data(b"h: v\r\n\r\n" + (b"z" * 900 + b"\r\n") * 1300 + b".\r\nQUIT\r\n")
+        reader.feed_eof()
+        r = Receiver(tmp_path, None)
+        r._file.close()
+        r._file = open("/dev/full", "wb", buffering=0)
+        await receive(reader, r)
+        assert r.write_failed  # already while the data streamed in (over 1 MiB)
+        assert await reader.read() == b"QUIT\r\n"  # the data was not taken as commands
+        return r
+
+    r = asyncio.run(main())
+    assert r.refusal() == CANNOT_STORE
+    r.discard()
