@@ -17,8 +17,9 @@ the notary's ``relay/incoming/`` directory. On the way it
 - keeps the first ``MAX_HEADER_BYTES + 4`` bytes, where the header section
   must end, so the header checks run without reading the file back.
 
-So a session holds at most one line and one write buffer, whatever the
-message's size. The file is only a staging area: the message is durable once
+So a session holds at most one line and one write buffer (1 MiB), whatever
+the message's size; a message that fits in the buffer never touches the disk.
+The file is only a staging area: the message is durable once
 the queue has spooled it (the database), and the file is removed then, or
 when the session ends; :func:`clear` empties the directory at start.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from notary.relay.headers import MAX_HEADER_BYTES
+
+log = logging.getLogger("certmail.notary.relay")
 
 WRITE_BUFFER = 1024 * 1024
 #: The 5xx replies for data read to its end but not taken (aiosmtpd's wording).
@@ -47,7 +51,8 @@ CANNOT_STORE = "451 4.3.0 Cannot store the message now; try again later"
 class Incoming:
     """One message as received: where its bytes are and what was seen on the way."""
 
-    path: Path
+    #: The staging file, or None when the message is small enough to stay in ``data``.
+    path: Path | None
     size: int
     sha256: str
     #: The first ``MAX_HEADER_BYTES + 4`` bytes (the header section ends within them).
@@ -55,23 +60,28 @@ class Incoming:
     #: ``"CR"``/``"LF"`` when one was seen outside a CRLF pair, else None.
     bare: str | None
     nul: bool
+    data: bytes | None = None
 
     def read(self) -> bytes:
-        """The whole message (blocking: call it in a thread)."""
+        """The whole message (blocking when it is staged: call it in a thread)."""
+        if self.path is None:
+            assert self.data is not None
+            return self.data
         return self.path.read_bytes()
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 class Receiver:
-    """Accumulates the lines of one DATA into a spool file (see the module docstring)."""
+    """Accumulates the lines of one DATA (see the module docstring). A message up to
+    ``WRITE_BUFFER`` bytes stays in memory; the staging file is made at the first flush."""
 
     def __init__(self, directory: Path, limit: int | None) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="data-", dir=directory)
-        self.path = Path(name)
-        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        self.directory = directory
+        self.path: Path | None = None
+        self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._buf = bytearray()
         self._head = bytearray()
@@ -109,19 +119,28 @@ class Receiver:
         """A line over the reader's limit: the rest is read and dropped (500)."""
         self.too_long = True
 
+    def _open(self) -> BinaryIO:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="data-", dir=self.directory)
+        self.path = Path(name)
+        return os.fdopen(fd, "wb", buffering=0)
+
     def _flush(self) -> None:
+        if not self._buf:
+            return
         self._hash.update(self._buf)
         try:
+            if self._file is None:
+                self._file = self._open()
             self._file.write(self._buf)
-        except OSError:  # the rest is still read (never taken as commands), then 451
+        except OSError as e:  # the rest is still read (never taken as commands), then 451
+            log.error("cannot stage DATA in %s: %s", self.directory, e)
             self.write_failed = True
         self._buf.clear()
 
     def refusal(self) -> str | None:
         """The reply when the data was read but cannot be taken (too long, too much,
-        not stored); it writes what is buffered first."""
-        if not (self.too_long or self.too_much or self.write_failed):
-            self._flush()
+        not stored)."""
         if self.too_long:
             return TOO_LONG
         if self.too_much:
@@ -132,20 +151,23 @@ class Receiver:
 
     def finish(self) -> Incoming:
         """The message received (when :meth:`refusal` is None)."""
+        bare = "LF" if self._lf else "CR" if self._cr else None
+        head = bytes(self._head)
+        if self._file is None:  # small: it never left memory
+            data = bytes(self._buf)
+            self._hash.update(data)
+            self._buf.clear()
+            return Incoming(None, self.size, self._hash.hexdigest(), head, bare, self._nul, data)
         self._flush()
         self._file.close()
-        return Incoming(
-            self.path,
-            self.size,
-            self._hash.hexdigest(),
-            bytes(self._head),
-            "LF" if self._lf else "CR" if self._cr else None,
-            self._nul,
-        )
+        return Incoming(self.path, self.size, self._hash.hexdigest(), head, bare, self._nul)
 
     def discard(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        self._buf.clear()
+        if self._file is not None:
+            self._file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 async def receive(reader: asyncio.StreamReader, receiver: Receiver) -> None:

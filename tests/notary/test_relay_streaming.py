@@ -34,7 +34,8 @@ def test_receiver_unstuffs_hashes_and_keeps_the_head(tmp_path: Path) -> None:
     r = asyncio.run(_read(wire, tmp_path))
     got = r.finish()
     exact = body.replace(b"\r\n..", b"\r\n.")
-    assert got.path.read_bytes() == exact and got.size == len(exact)
+    assert got.path is None  # small: it never left memory
+    assert got.read() == exact and got.size == len(exact)
     assert got.sha256 == hashlib.sha256(exact).hexdigest()
     assert got.head == exact and got.bare is None and not got.nul
     got.remove()
@@ -56,7 +57,19 @@ def test_receiver_reads_to_the_real_end_of_data(tmp_path: Path) -> None:
     # "<LF>.<LF>" ends nothing: what follows it is data, not a command.
     smuggled = b"h: v\r\n\r\nhi\n.\nMAIL FROM:<x>\r\nRCPT TO:<y>\r\n"
     got = asyncio.run(_read(smuggled + b".\r\nQUIT\r\n", tmp_path)).finish()
-    assert got.bare == "LF" and got.path.read_bytes() == smuggled
+    assert got.bare == "LF" and got.read() == smuggled
+
+
+def test_receiver_stages_a_large_message_on_disk(tmp_path: Path) -> None:
+    body = b"h: v\r\n\r\n" + (b"." + b"q" * 70 + b"\r\n") * 20_000  # 1.4 MB, dots stuffed
+    r = asyncio.run(_read(body + b".\r\nQUIT\r\n", tmp_path))
+    got = r.finish()
+    exact = body.replace(b"\r\n.", b"\r\n")
+    assert got.path is not None and got.path.parent == tmp_path and got.data is None
+    assert got.read() == exact and got.sha256 == hashlib.sha256(exact).hexdigest()
+    assert got.head == exact[: len(got.head)] and len(got.head) == 256 * 1024 + 4
+    got.remove()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_receiver_over_the_limit_or_an_overlong_line(tmp_path: Path) -> None:
@@ -121,7 +134,6 @@ def test_receiver_on_a_full_disk_reads_to_the_end_then_451(tmp_path: Path) -> No
         reader.feed_data(b"h: v\r\n\r\n" + (b"z" * 900 + b"\r\n") * 1300 + b".\r\nQUIT\r\n")
         reader.feed_eof()
         r = Receiver(tmp_path, None)
-        r._file.close()
         r._file = open("/dev/full", "wb", buffering=0)
         await receive(reader, r)
         assert r.write_failed  # already while the data streamed in (over 1 MiB)
