@@ -394,6 +394,10 @@ async def _data(conn: _Conn, parts: tuple[bytes, ...]) -> aiosmtplib.SMTPRespons
     proto = conn.client.protocol
     if proto is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    end = b".\r\n" if not parts or parts[-1].endswith(b"\r\n") else b"\r\n.\r\n"
+    if sum(len(p) for p in parts) <= CHUNK:  # small: one write (one segment) is cheaper
+        proto.write(b"".join(b"".join(stuffed_chunks(p)) for p in parts) + end)
+        return await proto.read_response(timeout=conn.client.timeout)
     for part in parts:
         for piece in stuffed_chunks(part):
             proto.write(piece)
@@ -403,7 +407,6 @@ async def _data(conn: _Conn, parts: tuple[bytes, ...]) -> aiosmtplib.SMTPRespons
                 if t.is_closing():
                     raise aiosmtplib.SMTPServerDisconnected("Connection lost")
                 await asyncio.sleep(0.001)
-    end = b".\r\n" if not parts or parts[-1].endswith(b"\r\n") else b"\r\n.\r\n"
     proto.write(end)  # and read the reply at once (nothing else runs in between)
     return await proto.read_response(timeout=conn.client.timeout)
 
