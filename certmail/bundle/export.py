@@ -63,6 +63,7 @@ def export_bundle(
     reveal_subject: bool = False,
     protected_subject: str | None = None,
     keys: Mapping[str, bytes] | None = None,
+    for_recipient: str | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -85,18 +86,21 @@ def export_bundle(
     the current format (:data:`certmail.bundle.layout.FORMAT`), message.eml stored.
     Everything is verified once, before the documents are rendered from what verified;
     the zip is then read back and must hold exactly what was written.
+    Blind copies' statements are left out unless the bundle is ``for_recipient``
+    that blind copy (:mod:`certmail.bundle.blind`).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certmail.bundle import documents
+    from certmail.bundle.blind import visible_to
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
     from notary.evidence import parse_statement
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
-    ordered = _earliest(receipts, vkey)
+    ordered = _earliest(visible_to(receipts, for_recipient), vkey)
     try:
         chain = x509.load_pem_x509_certificates(tsa_chain_pem)
     except ValueError:

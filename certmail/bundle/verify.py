@@ -64,15 +64,16 @@ def check_evidence(
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
     header = header_facts(v.message)
     rcpts = list(header.recipients)
+    blind: list[str] = []  # a blind copy's own acceptance names it (docs/relay.md, Bcc)
     for ev in v.events:
         for key in ("recipient", "recipients"):
             val = ev.statement.get(key)
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
-                if isinstance(r, str) and r not in rcpts:
-                    rcpts.append(r[:300])
-    report += _openpgp_checks(v, header, rcpts, keyring, run=openpgp)
+                if isinstance(r, str) and r[:300] not in rcpts + blind:
+                    (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
+    report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp)
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
-    return v, report, replace(facts, keys=v.keys)
+    return v, report, replace(facts, keys=v.keys, blind=tuple(blind))
 
 
 def _openpgp_checks(
@@ -245,7 +246,7 @@ def verify_bundle(
         sha256=facts.sha256,
         message_id=facts.message_id,
         sender=facts.sender,
-        recipients=facts.recipients,
+        recipients=facts.recipients + facts.blind,
         vkey=facts.vkey,
         vkey_trusted=v.vkey_trusted,
         tsa_root_trusted=v.root_trusted,

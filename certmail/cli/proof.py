@@ -54,11 +54,24 @@ def proof() -> None:
     help="Keep acknowledgements signed by a key that is not the recipient's "
     "(left out by default: such a bundle fails verification).",
 )
+@click.option(
+    "--for",
+    "for_recipient",
+    metavar="ADDRESS",
+    help="Make the bundle for this blind-copy (Bcc) recipient: keep its evidence "
+    "(left out by default, so no bundle shows a blind copy to the others).",
+)
 @json_option("Print a JSON summary on stdout.")
 @home_option
 @pass_app
 def export(
-    app: App, ref: str, output: Path, reveal_subject: bool, force: bool, keep_all_acks: bool
+    app: App,
+    ref: str,
+    output: Path,
+    reveal_subject: bool,
+    force: bool,
+    keep_all_acks: bool,
+    for_recipient: str | None,
 ) -> None:
     """Write the proof bundle of a sent message, with its latest receipts from the notary.
 
@@ -79,7 +92,7 @@ def export(
     entry, message, kept = _ledger_copy(settings, ref)
     protected = _revealed_subject(message, settings) if reveal_subject else None
     data, events, left_out = _build(
-        settings, entry, message, kept, keep_all_acks, reveal_subject, protected
+        settings, entry, message, kept, keep_all_acks, reveal_subject, protected, for_recipient
     )
     _write_new(output, data, force)
     _report(app, output, entry, events, len(data), left_out)
@@ -154,6 +167,7 @@ def _build(
     keep_all_acks: bool,
     reveal_subject: bool,
     protected: str | None,
+    for_recipient: str | None = None,
 ) -> tuple[bytes, int, list[dict[str, str]]]:
     """The bundle's bytes, its number of events and the acknowledgements left out."""
     import base64
@@ -181,6 +195,7 @@ def _build(
             reveal_subject=reveal_subject,
             protected_subject=protected,
             keys=_bundle_keys(message, settings, ack_keys),
+            for_recipient=for_recipient,
         )
     return data, len({r.get("entry") for r in receipts}), left_out
 

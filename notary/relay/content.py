@@ -3,10 +3,11 @@
 - Line endings: every CR and LF in DATA must be part of a CRLF pair (RFC 5321
   §2.3.8). A bare CR or LF is what SMTP smuggling hides a second transaction
   behind, so it is refused with ``550 5.5.2`` (Postfix's wording for
-  ``smtpd_forbid_bare_newline = reject``), and nothing is stored. aiosmtpd
-  (1.4) ends DATA only at CRLF.CRLF, splits lines only at CRLF and removes a
-  leading dot only after CRLF: a bare CR or LF reaches ``handle_DATA``
-  untouched, in ``envelope.original_content``, where this check sees it.
+  ``smtpd_forbid_bare_newline = reject``), and nothing is stored. The relay's
+  DATA reader (:mod:`notary.relay.incoming`, like aiosmtpd's) ends DATA only
+  at CRLF.CRLF, splits lines only at CRLF and removes a leading dot only
+  after CRLF: it notes a bare CR or LF as the data streams by, and
+  :func:`check_line_endings` makes the same check on bytes in memory.
   A NUL is refused too (``550 5.6.0``; see :func:`check_line_endings`).
 - The header section is read strictly (:mod:`notary.relay.headers`) and every
   originator address must be the account's. Envelope recipients need not be
@@ -25,8 +26,9 @@ codes per RFC 3463).
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 from email.utils import getaddresses
 
@@ -48,6 +50,8 @@ __all__ = [
     "check_line_endings",
     "check_sender",
     "inspect",
+    "inspect_header",
+    "locate_ciphertext",
     "scan_input",
 ]
 
@@ -66,6 +70,7 @@ class MessageInfo:
     recipients: frozenset[str]
     #: Where the ciphertext lies in the message (start, end), when it really is encrypted.
     ciphertext: tuple[int, int] | None
+    section: HeaderSection | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def encrypted(self) -> bool:
@@ -147,10 +152,9 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
     return None
 
 
-def inspect(data: bytes) -> MessageInfo:
-    """Read ``data`` (see the module docstring); raise RelayRefusal when it is unusable."""
-    check_line_endings(data)
-    section = parse_header_section(data)
+def inspect_header(head: bytes) -> MessageInfo:
+    """Read the header section at the start of ``head`` (no ciphertext located yet)."""
+    section = parse_header_section(head)
     mids = section.get_all("message-id")
     if len(mids) != 1 or not _MESSAGE_ID.fullmatch(mids[0]):
         raise RelayRefusal("554 5.6.0 exactly one Message-ID header (<id@domain>) is required")
@@ -161,7 +165,19 @@ def inspect(data: bytes) -> MessageInfo:
         for _, a in getaddresses(section.get_all("to") + section.get_all("cc"))
         if a.strip()
     ]
-    return MessageInfo(mids[0], senders, frozenset(rcpts), _ciphertext(data, section))
+    return MessageInfo(mids[0], senders, frozenset(rcpts), None, section)
+
+
+def locate_ciphertext(info: MessageInfo, data: bytes) -> MessageInfo:
+    """``info`` (from :func:`inspect_header` of ``data``) with the ciphertext located."""
+    assert info.section is not None
+    return replace(info, ciphertext=_ciphertext(data, info.section))
+
+
+def inspect(data: bytes) -> MessageInfo:
+    """Read ``data`` (see the module docstring); raise RelayRefusal when it is unusable."""
+    check_line_endings(data)
+    return locate_ciphertext(inspect_header(data), data)
 
 
 def scan_input(data: bytes, info: MessageInfo) -> bytes:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from notary.relay import incoming
+from notary.relay.budget import ByteBudget, return_large_buffers
 from notary.relay.limits import PeerLimits
 from notary.relay.tls import certificate_sha256, server_context
 from notary.relay.worker import DeliveryWorker, WorkerSettings
@@ -23,6 +25,7 @@ from notary.storage import Account
 if TYPE_CHECKING:
     from asyncio import Server
 
+    from notary.relay.incoming import Incoming
     from notary.relay.scanning import Scanner
     from notary.service import NotaryService
 
@@ -114,6 +117,7 @@ class Relay:
             attempt_deadline=cfg.relay_attempt_deadline,
             per_destination=cfg.relay_destination_concurrency,
             concurrency=cfg.relay_concurrency,
+            memory_budget=cfg.relay_max_message_bytes,
         )
         self.worker = DeliveryWorker(
             service, self.writer, self.settings, dkim_sign=self._dkim_signer()
@@ -121,6 +125,10 @@ class Relay:
         self.writer.on_release = self.worker.wake
         self.in_flight: set[int] = set()
         self.peer_limits = PeerLimits()
+        #: Where sessions stream DATA (:mod:`notary.relay.incoming`).
+        self.incoming = cfg.directory / "relay" / "incoming"
+        #: Bytes of large submissions read back into memory at once (docs/relay.md).
+        self.budget = ByteBudget(cfg.relay_max_message_bytes)
         self._size_hint = 0
         self._server: Server | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -140,11 +148,11 @@ class Relay:
         return max(self._size_hint, self.service.metrics.tree_size)
 
     async def accept(
-        self, account: Account, mail_from: str, rcpt_tos: list[str], data: bytes
+        self, account: Account, mail_from: str, rcpt_tos: list[str], received: Incoming
     ) -> str:
         from notary.relay.server import accept
 
-        return await accept(self, account, mail_from, rcpt_tos, data)
+        return await accept(self, account, mail_from, rcpt_tos, received)
 
     def _smtp(self) -> Any:
         from notary.relay.session import relay_smtp
@@ -155,6 +163,8 @@ class Relay:
         """Recover what a previous run left, then serve SMTP and deliver."""
         cp = await asyncio.to_thread(self.service.storage.latest_checkpoint)
         self._size_hint = cp.size if cp else 0
+        await asyncio.to_thread(incoming.clear, self.incoming)
+        return_large_buffers()
         await self.writer.start()
         await self.recover(own_age=0.0)
         await self.worker.start()

@@ -1,6 +1,7 @@
 """The submission server: an aiosmtpd handler in front of the notary (RFC 6409 style).
 
-Rules (docs/relay.md): every command but EHLO/HELO/NOOP/QUIT/STARTTLS needs
+EHLO offers SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH (after STARTTLS) and
+PIPELINING (RFC 2920). Rules (docs/relay.md): every command but EHLO/HELO/NOOP/QUIT/STARTTLS needs
 STARTTLS first (530); AUTH PLAIN or LOGIN only over TLS (538 otherwise), with
 the account's address as user name and its API token as password (535 when
 wrong; throttled per peer, :mod:`notary.relay.session`); MAIL FROM must be one
@@ -20,19 +21,22 @@ leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from keys.errors import TemporaryError
 from notary.relay.content import (
+    MessageInfo,
     RelayRefusal,
     check_sender,
-    inspect,
+    inspect_header,
+    locate_ciphertext,
     scan_input,
 )
+from notary.relay.incoming import Incoming
 from notary.relay.session import RelaySMTP
 from notary.sequencer import Submission
 from notary.storage import Account, SpoolItem
@@ -44,6 +48,8 @@ log = logging.getLogger("certmail.notary.relay")
 
 MAX_RECIPIENTS = 1000
 SEQUENCER_TIMEOUT = 120.0
+#: Messages up to this size stay in memory for their first delivery attempts.
+CACHE_BYTES = 1024 * 1024
 
 
 class Authenticator:
@@ -80,6 +86,15 @@ class SubmissionHandler:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Also advertise PIPELINING (RFC 2920): the relay reads commands and DATA in
+        order from one stream, so a client may send MAIL, RCPT and DATA (and the next
+        transaction after the final dot) without waiting for each reply."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
@@ -111,7 +126,7 @@ class SubmissionHandler:
             return "530 5.7.0 Authentication required"
         try:
             return await self.relay.accept(
-                account, envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
+                account, envelope.mail_from, list(envelope.rcpt_tos), envelope.incoming
             )
         except RelayRefusal as r:
             return r.reply
@@ -120,105 +135,162 @@ class SubmissionHandler:
             return "451 4.3.0 Internal error; nothing was stored, try again later"
 
 
+@dataclass(frozen=True)
+class _Submission:
+    """One submission being accepted: who, to whom, what."""
+
+    account: Account
+    mail_from: str
+    #: Envelope recipients named in To:/Cc:, and the blind copies (the others).
+    named: tuple[str, ...]
+    blind: tuple[str, ...]
+    incoming: Incoming
+    info: MessageInfo
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.named + self.blind
+
+
+def _received(incoming: Incoming) -> None:
+    """Refuse what the DATA reader saw on the way: bare CR or LF, NUL (SMTP smuggling)."""
+    if incoming.bare:
+        raise RelayRefusal(f"550 5.5.2 Error: bare <{incoming.bare}> received")
+    if incoming.nul:
+        raise RelayRefusal("550 5.6.0 Error: NUL in message data")
+
+
 async def accept(
-    relay: Relay, account: Account, mail_from: str, rcpt_tos: list[str], data: bytes
+    relay: Relay, account: Account, mail_from: str, rcpt_tos: list[str], incoming: Incoming
 ) -> str:
     """Accept one submission (see the module docstring); the SMTP reply to give."""
-    info = inspect(data)
-    own = frozenset(account.addresses)
-    check_sender(info, own)
-    sha256 = hashlib.sha256(data).hexdigest()
-    svc = relay.service
-    content: dict[str, Any]
-    if relay.scanner is not None:
-        try:
-            verdict = await asyncio.to_thread(relay.scanner.scan_bytes, scan_input(data, info))
-        except TemporaryError as e:
-            log.error("virus scan failed: %s", e.message)
-            raise RelayRefusal(
-                "451 4.7.0 The virus scanner is unavailable; try again later"
-            ) from None
-        if not verdict.clean:
-            await svc.sequencer.submit(
-                [
-                    Submission(
-                        "VirusDetected",
-                        sha256,
-                        info.message_id,
-                        account.id,
-                        {
-                            "submitter": mail_from,
-                            "channel": "smtp",
-                            "recipients": rcpt_tos,
-                            "size": len(data),
-                            "signature": verdict.signature,
-                            "engine": verdict.engine,
-                        },
-                    )
-                ]
-            )
-            raise RelayRefusal(f"554 5.7.1 Message refused: virus found ({verdict.signature})")
-        content = {"encrypted": False, "scan": {"result": "clean", "engine": verdict.engine}}
-    if info.encrypted:
-        content = {"encrypted": True}
-    elif relay.scanner is None:
-        content = {"encrypted": False, "scan": None}
-    received = svc.clock()
-    item = SpoolItem(
-        sha256,
-        info.message_id,
-        account.id,
-        mail_from,
-        tuple(rcpt_tos),
-        data,
-        received,
-        relay.node,
-        relay.log_size_hint(),
-    )
-    try:
-        spool_id = await relay.writer.spool(item)
-    except Exception as e:
-        log.error("cannot spool %s: %s", sha256, e)
-        raise RelayRefusal("451 4.3.0 Cannot store the message now; try again later") from None
+    _received(incoming)
+    info = inspect_header(incoming.head)  # before the body is read back
+    check_sender(info, frozenset(account.addresses))
+    named = tuple(r for r in rcpt_tos if r.lower() in info.recipients)
+    blind = tuple(r for r in rcpt_tos if r.lower() not in info.recipients)
+    sub = _Submission(account, mail_from, named, blind, incoming, info)
+    async with relay.budget.hold(incoming.size):
+        data = await asyncio.to_thread(incoming.read)
+        sub = replace(sub, info=locate_ciphertext(info, data))
+        content = await _scan(relay, sub, data)
+        spool_id = await _spool(relay, sub, data)
+        if incoming.size <= CACHE_BYTES:
+            relay.worker.cache(spool_id, data, len(rcpt_tos))
+        del data
     relay.in_flight.add(spool_id)
-    relay.worker.cache(spool_id, data, len(rcpt_tos))
     try:
-        try:
-            await asyncio.wait_for(
-                svc.sequencer.submit(
-                    [
-                        Submission(
-                            "SubmissionAcceptance",
-                            sha256,
-                            info.message_id,
-                            account.id,
-                            {
-                                "submitter": mail_from,
-                                "channel": "smtp",
-                                "recipients": rcpt_tos,
-                                "size": len(data),
-                                "content": content,
-                            },
-                            timestamp=True,
-                        )
-                    ]
-                ),
-                SEQUENCER_TIMEOUT,
-            )
-        except Exception as e:
-            log.error("cannot log the acceptance of %s: %s", sha256, e)
-            relay.worker.uncache(spool_id)
-            try:
-                await relay.writer.discard(spool_id)
-            except Exception as e2:  # recovery discards it later (no acceptance in the log)
-                log.error("cannot discard spooled message %d: %s", spool_id, e2)
-            raise RelayRefusal(
-                "451 4.3.0 The log cannot take entries now; try again later"
-            ) from None
+        await _log_acceptance(relay, sub, spool_id, content)
         # Accepted and durable (spooled, acceptance logged): the release rides
         # with the next queue batch; if it never commits, recovery queues it.
         relay.writer.release_soon(spool_id)
     finally:
         relay.in_flight.discard(spool_id)
     relay.worker.wake()
-    return f"250 2.0.0 Accepted sha256={sha256}"
+    return f"250 2.0.0 Accepted sha256={incoming.sha256}"
+
+
+async def _scan(relay: Relay, sub: _Submission, data: bytes) -> dict[str, Any]:
+    """Scan all but real ciphertext; the evidence's ``content`` member. Infected: refuse."""
+    if sub.info.encrypted:
+        content: dict[str, Any] = {"encrypted": True}
+    else:
+        content = {"encrypted": False, "scan": None}
+    if relay.scanner is None:
+        return content
+    try:
+        verdict = await asyncio.to_thread(relay.scanner.scan_bytes, scan_input(data, sub.info))
+    except TemporaryError as e:
+        log.error("virus scan failed: %s", e.message)
+        raise RelayRefusal("451 4.7.0 The virus scanner is unavailable; try again later") from None
+    if not verdict.clean:
+        extra = {
+            "submitter": sub.mail_from,
+            "channel": "smtp",
+            "recipients": list(sub.named),  # never a blind copy (docs/relay.md)
+            "size": sub.incoming.size,
+            "signature": verdict.signature,
+            "engine": verdict.engine,
+        }
+        await relay.service.sequencer.submit(
+            [
+                Submission(
+                    "VirusDetected",
+                    sub.incoming.sha256,
+                    sub.info.message_id,
+                    sub.account.id,
+                    extra,
+                )
+            ]
+        )
+        raise RelayRefusal(f"554 5.7.1 Message refused: virus found ({verdict.signature})")
+    if sub.info.encrypted:
+        return content
+    return {"encrypted": False, "scan": {"result": "clean", "engine": verdict.engine}}
+
+
+async def _spool(relay: Relay, sub: _Submission, data: bytes) -> int:
+    """Spool the bytes and one held delivery per recipient, durably; the spool id."""
+    item = SpoolItem(
+        sub.incoming.sha256,
+        sub.info.message_id,
+        sub.account.id,
+        sub.mail_from,
+        sub.recipients,
+        data,
+        relay.service.clock(),
+        relay.node,
+        relay.log_size_hint(),
+    )
+    try:
+        return await relay.writer.spool(item)
+    except Exception as e:
+        log.error("cannot spool %s: %s", sub.incoming.sha256, e)
+        raise RelayRefusal("451 4.3.0 Cannot store the message now; try again later") from None
+
+
+def acceptances(sub: _Submission, content: dict[str, Any]) -> list[Submission]:
+    """The SubmissionAcceptance statements (docs/relay.md, "Blind copies").
+
+    One names the recipients in To:/Cc:; each blind copy gets its own, naming
+    only it (``"blind": true``), so no statement shows a blind copy to anyone else.
+    """
+
+    def one(recipients: tuple[str, ...], blind: bool) -> Submission:
+        extra: dict[str, Any] = {
+            "submitter": sub.mail_from,
+            "channel": "smtp",
+            "recipients": list(recipients),
+            "size": sub.incoming.size,
+            "content": content,
+        }
+        if blind:
+            extra["blind"] = True
+        return Submission(
+            "SubmissionAcceptance",
+            sub.incoming.sha256,
+            sub.info.message_id,
+            sub.account.id,
+            extra,
+            timestamp=True,
+        )
+
+    return [one(sub.named, False), *(one((r,), True) for r in sub.blind)]
+
+
+async def _log_acceptance(
+    relay: Relay, sub: _Submission, spool_id: int, content: dict[str, Any]
+) -> None:
+    """Log the acceptance statements (one sequencer batch); undo the spool when that fails."""
+    try:
+        await asyncio.wait_for(
+            relay.service.sequencer.submit(acceptances(sub, content)), SEQUENCER_TIMEOUT
+        )
+    except Exception as e:
+        log.error("cannot log the acceptance of %s: %s", sub.incoming.sha256, e)
+        relay.worker.uncache(spool_id)
+        try:
+            await relay.writer.discard(spool_id)
+        except Exception as e2:  # recovery discards it later (no acceptance in the log)
+            log.error("cannot discard spooled message %d: %s", spool_id, e2)
+        raise RelayRefusal("451 4.3.0 The log cannot take entries now; try again later") from None

@@ -9,16 +9,23 @@ relay's reply is sent, so a client that drips a command byte by byte
 (slowloris) gets no more time than an idle one. Connections and failed AUTH
 per peer are bounded by :class:`notary.relay.limits.PeerLimits`; a failed
 AUTH is answered after a delay, and a session is closed after a few.
+
+DATA is not gathered in memory as aiosmtpd does: :meth:`RelaySMTP.smtp_DATA`
+streams it to a staging file (:mod:`notary.relay.incoming`) and hands the
+handler ``envelope.incoming`` (an :class:`~notary.relay.incoming.Incoming`)
+instead of ``envelope.original_content``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
+from notary.relay.incoming import Receiver, receive
 from notary.relay.limits import (
     AUTH_FAILURE_DELAY,
     AUTH_FAILURES_PER_SESSION,
@@ -47,12 +54,14 @@ class RelaySMTP(SMTP):
         limits: PeerLimits,
         idle_timeout: float,
         data_timeout: float,
+        incoming: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, timeout=idle_timeout + data_timeout + BACKSTOP, **kwargs)
         self.limits = limits
         self.idle_timeout = idle_timeout
         self.data_timeout = data_timeout
+        self.incoming = incoming
         self.peer = ""
         self._counted = False
         self._started = False
@@ -142,6 +151,41 @@ class RelaySMTP(SMTP):
             return
         await super().smtp_AUTH(arg)
 
+    # --- DATA, streamed --------------------------------------------------------------------
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA (RFC 5321 §4.1.1.4) into a staging file; then the handler's ``handle_DATA``."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        receiver = Receiver(self.incoming, self.data_size_limit)
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await receive(self._reader, receiver)
+        except BaseException:  # the connection went (or the deadline closed it)
+            receiver.discard()
+            raise
+        refusal = receiver.refusal()
+        if refusal is not None:
+            receiver.discard()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(refusal)
+            return
+        incoming = receiver.finish()
+        try:
+            self.envelope.incoming = incoming  # type: ignore[attr-defined]
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        finally:
+            incoming.remove()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
 
 def relay_smtp(relay: Relay) -> RelaySMTP:
     """The protocol for one connection to ``relay``'s SMTP port."""
@@ -153,6 +197,7 @@ def relay_smtp(relay: Relay) -> RelaySMTP:
         limits=relay.peer_limits,
         idle_timeout=cfg.relay_idle_timeout,
         data_timeout=cfg.relay_data_timeout,
+        incoming=relay.incoming,
         hostname=cfg.relay_hostname,
         ident="certmail notary relay",
         tls_context=relay.tls_context,

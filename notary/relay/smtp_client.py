@@ -1,8 +1,11 @@
 """The relay's delivery client: RFC 5321 over aiosmtplib, with a small connection pool.
 
-The protocol (replies, EHLO, STARTTLS per RFC 3207, dot-stuffing per RFC 5321
-§4.5.2) is aiosmtplib's; this module decides what to send and what the
-answers mean for the worker (:mod:`notary.relay.worker`):
+The protocol (replies, EHLO, STARTTLS per RFC 3207, commands) is aiosmtplib's;
+this module decides what to send and what the answers mean for the worker
+(:mod:`notary.relay.worker`). The message itself is written here, dot-stuffed
+(RFC 5321 §4.5.2) in chunks of about 1 MiB with the transport's write buffer
+kept short, so sending a large message costs one chunk of memory beyond its
+bytes (aiosmtplib's ``data()`` makes three whole copies):
 
 - exact bytes: a message with a bare CR or LF is not sent (on the wire it
   would be altered, and it could end DATA early at the next hop);
@@ -28,8 +31,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import re
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import aiosmtplib
 
@@ -164,11 +170,13 @@ class Pool:
         mail_from: str,
         recipient: str,
         data: bytes,
+        prefix: bytes = b"",
         helo: str,
         timeout: float = 60.0,
         starttls: bool = True,
     ) -> Sent:
         """Like :func:`send`, over a kept session when there is one."""
+        parts = (prefix, data) if prefix else (data,)
         loop = asyncio.get_running_loop()
         idle = self._idle.setdefault((host, port), [])
         while idle:
@@ -179,7 +187,7 @@ class Pool:
                 await _close(sess.conn, quit_first=True)
                 continue
             try:
-                sent = await _transaction(sess.conn, mail_from, recipient, data)
+                sent = await _transaction(sess.conn, mail_from, recipient, parts)
             except (SMTPConnectionError, SMTPRejected) as e:
                 if isinstance(e, SMTPRejected) and e.stage not in ("MAIL", "RCPT", "DATA"):
                     self._keep(host, port, sess.conn)  # refused here, the session is fine
@@ -195,7 +203,7 @@ class Pool:
             return sent
         conn = await _open(host, port, helo, timeout, starttls)
         try:
-            sent = await _transaction(conn, mail_from, recipient, data)
+            sent = await _transaction(conn, mail_from, recipient, parts)
         except BaseException:
             await _close(conn, quit_first=False)
             raise
@@ -265,9 +273,16 @@ async def _ehlo(conn: _Conn, helo: str) -> None:
         raise _rejected("EHLO", e, conn.tls) from None
 
 
-def _check(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> list[str]:
-    """The MAIL parameters for ``data``; raise SMTPRejected when the peer cannot take it."""
-    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+def _bare(part: bytes) -> bool:
+    crlf = part.count(b"\r\n")
+    return part.count(b"\n") != crlf or part.count(b"\r") != crlf
+
+
+def _check(conn: _Conn, mail_from: str, recipient: str, parts: tuple[bytes, ...]) -> list[str]:
+    """The MAIL parameters for the message ``parts`` (header lines to prepend, then the
+    submitted bytes); raise SMTPRejected when the peer cannot take it."""
+    size = sum(len(p) for p in parts)
+    if any(_bare(p) for p in parts):
         raise SMTPRejected(
             "DATA",
             Reply(
@@ -278,19 +293,19 @@ def _check(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> list[str
     params: list[str] = []
     if conn.offers("size"):
         limit = conn.size_limit()
-        if limit and len(data) > limit:
+        if limit and size > limit:
             raise SMTPRejected(
                 "SIZE",
                 Reply(
                     552,
-                    f"5.3.4 the message ({len(data)} bytes) is "
-                    f"larger than the server's SIZE {limit}",
+                    f"5.3.4 the message ({size} bytes) is larger than the server's SIZE {limit}",
                 ),
                 conn.tls,
             )
-        params.append(f"SIZE={len(data)}")
+        params.append(f"SIZE={size}")
+    data = parts[-1]
     header_end = data.find(b"\r\n\r\n")
-    header = data if header_end < 0 else data[:header_end]
+    header = b"".join(parts[:-1]) + (data if header_end < 0 else data[:header_end])
     utf8 = not (mail_from.isascii() and recipient.isascii() and header.isascii())
     if utf8:
         if not conn.offers("smtputf8"):
@@ -304,7 +319,7 @@ def _check(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> list[str
                 conn.tls,
             )
         params.append("SMTPUTF8")
-    if not data.isascii():
+    if not all(p.isascii() for p in parts):
         if not conn.offers("8bitmime"):
             raise SMTPRejected(
                 "8BITMIME",
@@ -318,8 +333,10 @@ def _check(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> list[str
     return params
 
 
-async def _transaction(conn: _Conn, mail_from: str, recipient: str, data: bytes) -> Sent:
-    params = _check(conn, mail_from, recipient, data)
+async def _transaction(
+    conn: _Conn, mail_from: str, recipient: str, parts: tuple[bytes, ...]
+) -> Sent:
+    params = _check(conn, mail_from, recipient, parts)
     try:
         await conn.command(
             "MAIL",
@@ -331,7 +348,7 @@ async def _transaction(conn: _Conn, mail_from: str, recipient: str, data: bytes)
             await conn.command(
                 "RCPT", b"RCPT", b"TO:<" + recipient.encode("utf-8") + b">", ok=(250, 251)
             )
-            response = await conn.client.data(data)  # dot-stuffed by aiosmtplib
+            response = await _data(conn, parts)
         except (SMTPRejected, aiosmtplib.SMTPResponseException):
             await _rset(conn)
             raise
@@ -343,6 +360,55 @@ async def _transaction(conn: _Conn, mail_from: str, recipient: str, data: bytes)
     if final.code != 250:
         raise SMTPRejected("DATA", final, conn.tls)
     return Sent(final, conn.tls)
+
+
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+CHUNK = 1024 * 1024
+#: The transport's write buffer is let drain below this before the next chunk.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+def stuffed_chunks(part: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
+    """``part`` (starting at a line start) dot-stuffed (RFC 5321 §4.5.2), chunk by chunk."""
+    n, start = len(part), 0
+    view = memoryview(part)
+    while start < n:
+        end = min(start + chunk, n)
+        if end < n:
+            cut = part.rfind(b"\n", start, end)
+            if cut >= start:
+                end = cut + 1
+        if start and part[start - 1 : start] != b"\n" and part[start : start + 1] == b".":
+            yield b"."  # not a line start (a line longer than a chunk): no stuffing
+            start += 1
+            continue
+        yield _LINE_START_DOT.sub(b"..", view[start:end])
+        start = end
+
+
+async def _data(conn: _Conn, parts: tuple[bytes, ...]) -> aiosmtplib.SMTPResponse:
+    """DATA: the parts dot-stuffed, then ``<CRLF>.<CRLF>``; the reply to the final dot."""
+    r = await conn.client.execute_command(b"DATA")
+    if r.code != 354:
+        raise aiosmtplib.SMTPDataError(r.code, r.message)
+    proto = conn.client.protocol
+    if proto is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    end = b".\r\n" if not parts or parts[-1].endswith(b"\r\n") else b"\r\n.\r\n"
+    if sum(len(p) for p in parts) <= CHUNK:  # small: one write (one segment) is cheaper
+        proto.write(b"".join(b"".join(stuffed_chunks(p)) for p in parts) + end)
+        return await proto.read_response(timeout=conn.client.timeout)
+    for part in parts:
+        for piece in stuffed_chunks(part):
+            proto.write(piece)
+            while (t := cast("asyncio.WriteTransport | None", proto.transport)) is not None and (
+                t.get_write_buffer_size() > WRITE_HIGH_WATER
+            ):
+                if t.is_closing():
+                    raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+                await asyncio.sleep(0.001)
+    proto.write(end)  # and read the reply at once (nothing else runs in between)
+    return await proto.read_response(timeout=conn.client.timeout)
 
 
 async def _rset(conn: _Conn) -> None:
@@ -370,16 +436,19 @@ async def send(
     mail_from: str,
     recipient: str,
     data: bytes,
+    prefix: bytes = b"",
     helo: str,
     timeout: float = 60.0,
     starttls: bool = True,
 ) -> Sent:
-    """Deliver ``data`` to ``recipient`` via ``host:port`` on a new connection.
+    """Deliver ``prefix`` (header lines) and ``data`` to ``recipient`` via ``host:port``
+    on a new connection.
 
     Raises SMTPRejected (4xx/5xx) or SMTPConnectionError.
     """
+    parts = (prefix, data) if prefix else (data,)
     conn = await _open(host, port, helo, timeout, starttls)
     try:
-        return await _transaction(conn, mail_from, recipient, data)
+        return await _transaction(conn, mail_from, recipient, parts)
     finally:
         await _close(conn, quit_first=True)

@@ -352,6 +352,9 @@ class QueueStore(Protocol):
     def spooled_data(self, spool_id: int) -> bytes | None:
         """The exact bytes of a spooled message (None once purged or unknown)."""
 
+    def spooled_size(self, spool_id: int) -> int | None:
+        """The size of a spooled message's bytes, without reading them (None as above)."""
+
     def held_messages(
         self, received_before: datetime, node: str | None = None
     ) -> list[HeldMessage]:

@@ -84,7 +84,8 @@ def test_big_message_with_bare_lf_line_ends_is_mended(correspondents: Any, tmp_p
     lf.write_bytes(msg.read_bytes().replace(b"\r\n", b"\n"))
     with Certmail(c.bob.settings) as cm:
         o = cm.open(lf, save_dir=tmp_path / "save")
-    # The notarized bytes are the canonical (CRLF) form (docs/formats.md §7), not the file as stored.
+    # The notarized bytes are the canonical (CRLF) form (docs/formats.md §7),
+    # not the file as stored.
     assert o.sha256 == hashlib.sha256(msg.read_bytes()).hexdigest()
     assert (tmp_path / "save" / "big.bin").read_bytes() == data
 

@@ -96,6 +96,7 @@ class Facts:
     message_id: str
     size: int
     sender: str
+    #: The recipients named in To:/Cc: and by the evidence, blind copies excepted.
     recipients: tuple[str, ...]
     subject: str | None
     vkey: str
@@ -107,6 +108,8 @@ class Facts:
     renderer: int = RENDERER  # the renderer release (RENDERERS) the documents are made by
     protected_subject: bool = False  # subject: read by the exporter inside the encryption
     keys: tuple[tuple[str, str], ...] = ()  # keys/<FPR>.asc: (fingerprint, address), format 2
+    #: The blind copy (Bcc) a bundle was made for, if any: only its own bundle names it.
+    blind: tuple[str, ...] = ()
 
 
 _PROVES = {

@@ -54,6 +54,14 @@ nothing by itself: the evidence files do, and anyone can check them offline with
 """
 
 
+def _blind(f: Facts) -> str:
+    """The blind copy a bundle was made for (docs/relay.md, "Blind copies"); else nothing."""
+    if not f.blind:
+        return ""
+    who = escape(", ".join(f.blind))
+    return f"\n<dt>Bcc</dt><dd>{who} (blind copy: this bundle is made for it)</dd>"
+
+
 def _message(f: Facts) -> str:
     subject = escape(f.subject) if f.subject is not None else "<em>not revealed</em>"
     if f.subject is not None and f.protected_subject:
@@ -62,7 +70,7 @@ def _message(f: Facts) -> str:
     return f"""<h2>Message</h2>
 <dl>
 <dt>From</dt><dd>{escape(f.sender)}</dd>
-<dt>To</dt><dd>{recipients}</dd>
+<dt>To</dt><dd>{recipients}</dd>{_blind(f)}
 <dt>Subject</dt><dd>{subject}</dd>
 <dt>Message-ID</dt><dd>{_pre(f.message_id)}</dd>
 <dt>SHA-256</dt><dd>{_pre(f.sha256)}</dd>

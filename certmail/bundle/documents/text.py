@@ -23,6 +23,11 @@ def _text_lines(f: Facts) -> list[str]:
         "# Message",
         f"From:        {f.sender}",
         f"To:          {', '.join(f.recipients) or '(none named)'}",
+        *(
+            [f"Bcc:         {', '.join(f.blind)} (blind copy: this bundle is made for it)"]
+            if f.blind
+            else []
+        ),
         f"Subject:     {f.subject if f.subject is not None else '(not revealed)'}",
         *_protected(f),
         f"Message-ID:  {f.message_id}",

@@ -208,6 +208,12 @@ class QueueSQL(SQLBase):
         ).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
+    def spooled_size(self, spool_id: int) -> int | None:
+        row = self.dialect.run(
+            self._read(), "SELECT length(data) FROM spool WHERE id = ?", (spool_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def held_messages(
         self, received_before: datetime, node: str | None = None
     ) -> list[HeldMessage]:
