@@ -87,6 +87,9 @@ def open_(
         )
         for w in r.warnings:
             warn(w)
+        from certmail.cli.keys import autocrypt_seen  # issue 11 item 7: Autocrypt state
+
+        autocrypt_seen(app, file)
         interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
         if ack is None and interactive and r.notary:
             ack = click.confirm(

@@ -114,6 +114,11 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
     help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
     "the recipient's certmail open --ack --mdn sends it, PGP-signed.",
 )
+@click.option(
+    "--no-locate",
+    is_flag=True,
+    help="Do not look up missing recipient keys (WKD, keyserver, Autocrypt; docs/keys.md).",
+)
 @json_option()
 @home_option
 @pass_app
@@ -131,6 +136,7 @@ def send(
     require_scan: bool | None,
     track_open: bool,
     request_mdn: bool,
+    no_locate: bool = False,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -144,6 +150,10 @@ def send(
     from certmail.api import QueuedError
 
     body = _read_body(body_file)
+    if not no_encrypt and not no_locate:  # issue 11 item 7: keys found, never trusted
+        from certmail.cli.keys import locate_for_send
+
+        locate_for_send(app, [*to, *cc])
     total = _total_size(attach)
     show = not app.as_json and sys.stderr.isatty() and total > BIG
     with app.client() as cm, progress_bar(show) as bar:
