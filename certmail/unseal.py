@@ -35,6 +35,13 @@ from .mime import (
     single_mailbox,
     split_multipart,
 )
+from .protected import (
+    is_protected,
+    merged_fields,
+    scheme,
+    strip_legacy_display,
+    without_legacy_display,
+)
 from .rfc3156 import encrypted_payload, signed_parts
 
 MAX_DEPTH = 20  # MIME nesting
@@ -89,9 +96,8 @@ def unseal(
             "the message is not signed (the signature may have been stripped)",
             hint="certmail open --allow-unsigned FILE to read it anyway",
         )
-    hp = entity.param("hp")
-    protected = bool(hp or "From" in entity.headers)
-    headers = entity.headers if protected else top.headers
+    hp = scheme(entity)  # RFC 9788 hp, or "v1" (certmail.protected: other clients)
+    headers = merged_fields(entity, top.headers) if is_protected(entity) else top.headers
     if signature is not None:
         check_sender(keyring, signature, headers.get("From"))
     parts: list[Part] = []
@@ -200,8 +206,9 @@ def _walk(entity: Entity, out: list[Part], budget: list[int], depth: int = 0) ->
         raise MalformedError(f"too many parts (more than {MAX_PARTS} MIME entities)")
     ct = entity.content_type
     if ct.startswith("multipart/"):
-        for raw in split_multipart(entity):
-            _walk(parse_entity(raw), out, budget, depth + 1)
+        children = [parse_entity(raw) for raw in split_multipart(entity)]
+        for child in without_legacy_display(entity, children):
+            _walk(child, out, budget, depth + 1)
         return
     try:
         filename = entity.headers.get_filename()
@@ -214,7 +221,7 @@ def _walk(entity: Entity, out: list[Part], budget: list[int], depth: int = 0) ->
     if filename is not None:
         filename = str(filename)
     attached = disp == "attachment" or filename is not None
-    out.append(Part(ct, filename, decode_body(entity), attached))
+    out.append(Part(ct, filename, strip_legacy_display(entity, decode_body(entity)), attached))
 
 
 def _raw_filename(headers: Message) -> str | None:
