@@ -77,6 +77,10 @@ def open_(
         from certmail.inbox.spool import spool_stdin
 
         file = spool_stdin(click.get_current_context().call_on_close, sys.stdin.buffer)
+    from certmail.cli.mdns import open_mdn  # issue 11 item 5: a read receipt coming back
+
+    if open_mdn(app, file):
+        return
     with app.client() as cm:
         r = cm.open(
             file,
