@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -340,3 +341,42 @@ def test_cli_keys_locate_hostile_is_one_line(tmp_path: Path, keys: dict[str, byt
         )
     assert p.returncode == 3
     assert "another address" in one_line_error(p)
+
+
+def test_open_feeds_autocrypt_and_a_garbage_header_changes_nothing(
+    correspondents: Any, tmp_path: Path
+) -> None:
+    """Alice's certmail sends an Autocrypt header; Bob's open keeps it (TOFU, not trusted).
+    The same message with its Autocrypt header replaced by garbage still opens, with one
+    warning, and the state Bob has for Alice is unchanged."""
+    from tests.fixtures.cli import delivered, run, send_args
+
+    c = correspondents
+    sent = run(
+        c.alice, *send_args(c.bob.email, "Hi", "--via", "smtp", "--no-notarize"), stdin=b"Hello.\n"
+    )
+    assert sent.returncode == 0, sent.stderr
+    eml = delivered(c, tmp_path)
+    p = run(c.bob, "open", str(eml), "--no-ack")
+    assert p.returncode == 0, p.stderr
+    assert f"kept the Autocrypt key of {c.alice.email}" in p.stderr
+    peer = get_peer(c.bob.settings.home, c.alice.email)
+    assert peer is not None and peer.keydata and peer.prefer_encrypt == "mutual"
+    raw = eml.read_bytes()
+    start = raw.index(b"Autocrypt: ")
+    end = raw.index(b"\r\n", raw.index(b"keydata=", start) + 10)
+    while raw[end + 2 : end + 3] in (b" ", b"\t"):
+        end = raw.index(b"\r\n", end + 2)
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(
+        raw[:start]
+        + b"Autocrypt: addr="
+        + c.alice.email.encode()
+        + b"; keydata=!!!garbage"
+        + raw[end:]
+    )
+    p = run(c.bob, "open", str(bad), "--no-ack")
+    assert p.returncode == 0, p.stderr
+    assert "ignored the message's Autocrypt header" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert get_peer(c.bob.settings.home, c.alice.email) == peer
