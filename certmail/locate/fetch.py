@@ -125,7 +125,7 @@ def _read(resp: httpx.Response, url: str, max_bytes: int, deadline: float) -> by
             f"{max_bytes:,} a key may take; refused"
         )
     buf = bytearray()
-    for chunk in resp.iter_bytes(64 * 1024):
+    for chunk in resp.iter_bytes():
         buf += chunk
         if len(buf) > max_bytes:
             raise AnswerTooLargeError(

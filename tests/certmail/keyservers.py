@@ -3,7 +3,7 @@
 - :class:`KeyServer`: a threaded HTTP(S) server answering from ``routes``
   ``{path_with_query: (status, body)}``; ``body`` may be the string ``"HUGE"``
   (2 MiB streamed with no Content-Length) or ``"HUGE-DECLARED"`` (a declared
-  1 GB answer whose first bytes follow).
+  1 GB answer whose first bytes follow) or ``"TRICKLE"`` (a byte a second).
 - :func:`wkd_tls`: a test CA and a TLS server context for
   ``openpgpkey.<domain>`` and ``<domain>`` (the CA file goes into
   ``CERTMAIL_KEYS_CA``).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -49,6 +50,17 @@ class KeyServer:
                     try:
                         for _ in range(32):
                             self.wfile.write(b"\x99" * 65536)
+                    except OSError:
+                        pass
+                    return
+                if body == "TRICKLE":  # one byte a second, for ever
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    try:
+                        for _ in range(120):
+                            self.wfile.write(b"\x99")
+                            self.wfile.flush()
+                            time.sleep(1)
                     except OSError:
                         pass
                     return

@@ -380,3 +380,21 @@ def test_open_feeds_autocrypt_and_a_garbage_header_changes_nothing(
     assert "ignored the message's Autocrypt header" in p.stderr
     assert "Traceback" not in p.stderr
     assert get_peer(c.bob.settings.home, c.alice.email) == peer
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    from certmail.locate.fetch import get_bounded
+    from keys.errors import TemporaryError
+
+    with KeyServer({"/slow": (200, "TRICKLE")}) as srv:
+        with pytest.raises(TemporaryError, match="did not answer in time"):
+            get_bounded(f"http://{srv.address}/slow", env={}, timeout=2)
+
+
+def test_an_override_that_is_not_host_ip_port_is_one_clear_error(
+    tmp_path: Path, mine: Keyring
+) -> None:
+    from keys.errors import Error
+
+    with pytest.raises(Error, match="is not host=IP:PORT"):
+        locate(mine, tmp_path, BOB, methods=("wkd",), env={"CERTMAIL_WKD_HOST_OVERRIDE": "junk"})
