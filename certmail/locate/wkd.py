@@ -9,18 +9,36 @@ encoded in z-base-32 (§3.1); the key is fetched from
 The direct method is tried only when the ``openpgpkey`` sub-domain cannot be
 reached (the draft: "only if the required sub-domain does not exist"). The
 answer is a binary (or, tolerated, armored) transferable public key.
+
+Special-use domains (RFC 2606, RFC 6761: ``.test``, ``.example``,
+``.invalid``, ``.localhost`` and ``example.com``/``.net``/``.org``) host no
+one's keys and are never asked on the network, unless
+``CERTMAIL_WKD_HOST_OVERRIDE`` names the host (tests on loopback).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from keys.errors import Error, TemporaryError
 
-from .fetch import Answer, get_bounded
+from .fetch import Answer, get_bounded, overrides
+
+SPECIAL_TLDS = ("test", "example", "invalid", "localhost")
+SPECIAL_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def special_use(domain: str) -> bool:
+    """Whether ``domain`` is reserved (RFC 2606 §2-3, RFC 6761 §6)."""
+    d = domain.lower().rstrip(".")
+    return d.rpartition(".")[2] in SPECIAL_TLDS or any(
+        d == s or d.endswith("." + s) for s in SPECIAL_DOMAINS
+    )
+
 
 #: z-base-32 alphabet (Zooko's "human-oriented base-32").
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
@@ -80,6 +98,10 @@ def lookup(addr: str, *, env: Mapping[str, str] | None = None) -> WkdAnswer | No
     the errors of :func:`certmail.locate.fetch.get_bounded`.
     """
     advanced, direct = wkd_urls(addr)
+    domain = split_address(addr)[1]
+    named = overrides(os.environ if env is None else env)
+    if special_use(domain) and not ({domain, "openpgpkey." + domain} & named.keys()):
+        return None  # reserved: nobody publishes keys there (and tests stay offline)
     try:
         answer = get_bounded(advanced, env=env)
         method = "advanced"

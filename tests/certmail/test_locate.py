@@ -398,3 +398,14 @@ def test_an_override_that_is_not_host_ip_port_is_one_clear_error(
 
     with pytest.raises(Error, match="is not host=IP:PORT"):
         locate(mine, tmp_path, BOB, methods=("wkd",), env={"CERTMAIL_WKD_HOST_OVERRIDE": "junk"})
+
+
+def test_special_use_domains_are_not_asked_without_an_override(
+    tmp_path: Path, mine: Keyring
+) -> None:
+    from certmail.locate.wkd import special_use
+
+    assert special_use("example.test") and special_use("mail.example.org")
+    assert not special_use("example.de") and not special_use("notexample.org")
+    with pytest.raises(NotFoundError):
+        locate(mine, tmp_path, BOB, methods=("wkd",), env={})
