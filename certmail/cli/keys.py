@@ -328,8 +328,11 @@ def autocrypt_seen(app: App, file: Path) -> None:
     """`open`'s step: feed the message's Autocrypt header to the peer state (TOFU)."""
     from certmail.autocrypt import MAX_HEADER_BYTES, AutocryptError, ingest
 
-    with file.open("rb") as f:
-        head = f.read(MAX_HEADER_BYTES + 4)
+    try:
+        with file.open("rb") as f:
+            head = f.read(MAX_HEADER_BYTES + 4)
+    except OSError:
+        return
     try:
         done = ingest(app.settings().home, head)
     except AutocryptError as e:

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 def _head(path: Path) -> bytes:
     from certmail.mdn_in import MAX_MDN_BYTES
 
-    with path.open("rb") as f:
-        return f.read(MAX_MDN_BYTES + 1)
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_MDN_BYTES + 1)
+    except OSError:
+        return b""  # open itself says what is wrong with the file
 
 
 def describe(s: StoredMdn) -> str:
