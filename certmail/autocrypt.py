@@ -89,15 +89,21 @@ class Ingested:
     reason: str = ""
 
 
-def ingest(home: Path, raw: bytes, *, now: datetime | None = None) -> Ingested:
+def ingest(
+    home: Path, raw: bytes, *, now: datetime | None = None, protected_from: str | None = None
+) -> Ingested:
     """Update the Autocrypt state of ``home`` from a received message's header.
 
+    ``protected_from`` is the From address the opened message proved (inside
+    the signature); an outer From naming someone else changes nothing.
     Raises :class:`AutocryptError` (nothing changed) for an unreadable header.
     """
     headers = _headers(raw)
     sender = _from_addr(headers)
     if sender is None:
         return Ingested(None, "skipped", "no single From address")
+    if protected_from is not None and protected_from.strip().lower() != sender:
+        return Ingested(sender, "skipped", "the outer From is not the protected one")
     if headers.get_content_type() == "multipart/report":
         return Ingested(sender, "skipped", "a multipart/report message")
     found = _valid_header(headers, sender)

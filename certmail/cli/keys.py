@@ -324,9 +324,13 @@ def locate_for_send(app: App, addrs: list[str]) -> None:
             )
 
 
-def autocrypt_seen(app: App, file: Path) -> None:
-    """`open`'s step: feed the message's Autocrypt header to the peer state (TOFU)."""
+def autocrypt_seen(app: App, file: Path, from_field: str | None = None) -> None:
+    """`open`'s step: feed the message's Autocrypt header to the peer state (TOFU).
+
+    ``from_field`` is the opened message's (protected, signature-checked) From.
+    """
     from certmail.autocrypt import MAX_HEADER_BYTES, AutocryptError, ingest
+    from certmail.mime import single_mailbox
 
     try:
         with file.open("rb") as f:
@@ -334,7 +338,10 @@ def autocrypt_seen(app: App, file: Path) -> None:
     except OSError:
         return
     try:
-        done = ingest(app.settings().home, head)
+        proved = single_mailbox(from_field) if from_field else None
+        if from_field and proved is None:
+            return  # the opened From is not one plain address: no Autocrypt update
+        done = ingest(app.settings().home, head, protected_from=proved)
     except AutocryptError as e:
         warn(f"ignored the message's Autocrypt header: {e.message}; nothing stored")
         return

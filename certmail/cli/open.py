@@ -93,7 +93,7 @@ def open_(
             warn(w)
         from certmail.cli.keys import autocrypt_seen  # issue 11 item 7: Autocrypt state
 
-        autocrypt_seen(app, file)
+        autocrypt_seen(app, file, r.headers.get("From"))
         interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
         if ack is None and interactive and r.notary:
             ack = click.confirm(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def locate(
                 record_source(
                     home, KeySource(fpr, addr, found.source, found.label, found.url, now_text())
                 )
-            return Located(**{**found.__dict__, "warnings": [p.message for p in problems]})
+            return replace(found, warnings=[p.message for p in problems])
     refused = [p for p in problems if isinstance(p, VerificationError)]
     if refused or problems:
         raise (refused or problems)[0]

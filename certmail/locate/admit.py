@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from keys.errors import Error, VerificationError
+from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
 
 
@@ -44,8 +44,8 @@ def vet(data: bytes, addr: str, *, source: str) -> bytes:
         scratch = Keyring(tmp / "g")
         try:
             fprs = scratch.import_keys(data, secret=False)
-        except Error as e:
-            raise type(e)(f"{source} answered no usable key: {e.message}") from None
+        except Error as e:  # garbage, no key, a secret key, a v6 key GnuPG cannot read
+            raise MalformedError(f"{source} answered no usable key: {e.message}") from None
         for fpr in fprs:
             key = scratch.key_for(fpr)
             if want not in (e.lower() for e in key.emails):

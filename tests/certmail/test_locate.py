@@ -409,3 +409,13 @@ def test_special_use_domains_are_not_asked_without_an_override(
     assert not special_use("example.de") and not special_use("notexample.org")
     with pytest.raises(NotFoundError):
         locate(mine, tmp_path, BOB, methods=("wkd",), env={})
+
+
+def test_an_outer_from_that_is_not_the_protected_one_changes_nothing(
+    tmp_path: Path, keys: dict[str, bytes]
+) -> None:
+    home = tmp_path / "home"
+    mail = autocrypt_mail(keys["bob"], date="Tue, 01 Dec 2026 10:00:00 +0000")
+    done = ingest(home, mail, now=NOW, protected_from="mallory@example.test")
+    assert done.action == "skipped"
+    assert get_peer(home, BOB) is None
