@@ -102,7 +102,7 @@ def locate(
     refused = [p for p in problems if isinstance(p, VerificationError)]
     if refused or problems:
         raise (refused or problems)[0]
-    tried = ", ".join(m for m in methods if m != "keyserver" or keyserver)
+    tried = ", ".join(_tried(m, addr, env) for m in methods if m != "keyserver" or keyserver)
     raise NotFoundError(
         f"no key found for {addr} ({tried})",
         hint=f"ask {addr} for their key, then certmail keys import FILE",
@@ -139,6 +139,17 @@ def _try(
         detail = f"header of {seen}, prefer-encrypt={peer.prefer_encrypt}"
         return Located(addr, fprs, "autocrypt", LABELS["autocrypt"], None, detail)
     raise Error(f"unknown key discovery method {method!r}")
+
+
+def _tried(method: str, addr: str, env: Mapping[str, str]) -> str:
+    """How a method appears in the not-found message (WKD may not have been asked)."""
+    from .fetch import overrides
+
+    domain = wkd.split_address(addr)[1]
+    named = overrides(env).keys() & {domain, "openpgpkey." + domain}
+    if method == "wkd" and wkd.special_use(domain) and not named:
+        return "wkd not asked: special-use domain"
+    return method
 
 
 def missing(keyring: Keyring, addrs: list[str]) -> list[str]:

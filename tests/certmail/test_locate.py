@@ -419,3 +419,53 @@ def test_an_outer_from_that_is_not_the_protected_one_changes_nothing(
     done = ingest(home, mail, now=NOW, protected_from="mallory@example.test")
     assert done.action == "skipped"
     assert get_peer(home, BOB) is None
+
+
+def test_send_uses_certmail_keyserver(tmp_path: Path, keys: dict[str, bytes]) -> None:
+    """The env var alone makes send ask the keyserver (WKD is not asked for .test)."""
+    home = tmp_path / "alice"
+    with KeyServer({"/vks/v1/by-email/bob%40example.test": (200, keys["bob"])}) as srv:
+        env = clean_env(home, CERTMAIL_KEYSERVER=f"http://{srv.address}")
+        init = subprocess.run(
+            [*CERTMAIL, "init", "--email", "alice@example.org", "--name", "A", "--no-passphrase"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert init.returncode == 0, init.stderr
+        send = subprocess.run(
+            [*CERTMAIL, "send", "--to", BOB, "--subject", "s", "--via", "smtp", "--no-notarize"],
+            input="hello\n",
+            env={**env, "CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert srv.hits == ["/vks/v1/by-email/bob%40example.test"]
+        again = subprocess.run(
+            [
+                *CERTMAIL,
+                "send",
+                "--to",
+                BOB,
+                "--subject",
+                "s",
+                "--via",
+                "smtp",
+                "--no-locate",
+                "--no-notarize",
+            ],
+            input="hello\n",
+            env={**env, "CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert len(srv.hits) == 1  # --no-locate (and the key is there now anyway)
+    assert "in the keyserver (VKS by-email; keyserver)" in send.stderr
+    assert "not trusted" in one_line_error(send)
+    assert "not trusted" in one_line_error(again)
