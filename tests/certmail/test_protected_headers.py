@@ -20,6 +20,7 @@ from certmail.mime import Entity, parse_entity
 from certmail.protected import merged_fields, strip_legacy_display, without_legacy_display
 from certmail.unseal import unseal
 from keys.gpg import Keyring
+from tests.fixtures.cli import clean_env, cli, json_of
 from tests.fixtures.sequoia import sq
 
 pytestmark = pytest.mark.timeout(120)
@@ -108,6 +109,21 @@ def test_a_message_from_real_neomutt_opens_with_its_protected_subject(
     assert u.sender == ALICE
     assert u.signature is not None and u.signature.primary_fingerprint == afpr
     assert u.body is not None and u.body.startswith(b"Hello Bob, from NeoMutt.")
+    # The same through the CLI, from a Maildir and as a file.
+    home = tmp_path / "bobhome"
+    home.mkdir(mode=0o700)
+    (home / "gnupg").symlink_to(bob.gnupghome)
+    maildir = tmp_path / "Maildir"
+    for d in ("cur", "new", "tmp"):
+        (maildir / d).mkdir(parents=True)
+    (maildir / "new" / "1700000000.M1P1.mx").write_bytes(raw)
+    listed = json_of(cli("inbox", "list", "--maildir", str(maildir), "--json", env=clean_env(home)))
+    [m] = listed["messages"]
+    assert (m["subject"], m["subject_protected"]) == ("the protected subject", True)
+    opened = json_of(
+        cli("open", str(tmp_path / "out.eml"), "--no-ack", "--json", env=clean_env(home))
+    )
+    assert opened["headers"]["Subject"] == "the protected subject"
 
 
 def pgp_mime(armored: bytes, outer_subject: str) -> bytes:
