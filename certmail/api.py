@@ -399,7 +399,7 @@ def _open_warnings(u: Unsealed) -> list[str]:
             "check the fingerprint, then: "
             f"certmail keys trust {u.signature.primary_fingerprint}"
         )
-    if u.encrypted and u.header_protection != "cipher":
+    if u.encrypted and u.header_protection not in ("cipher", "v1"):  # v1: other clients
         out.append("the header fields are not protected (no RFC 9788 hp=cipher)")
     return out
 

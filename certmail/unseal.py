@@ -51,6 +51,13 @@ from .mime import (
     same_address,
     single_mailbox,
 )
+from .protected import (
+    is_protected,
+    merged_fields,
+    scheme,
+    strip_legacy_display,
+    without_legacy_display,
+)
 from .rfc3156 import (
     COPY_CHUNK,
     SignedSpan,
@@ -227,9 +234,8 @@ def _unseal(
         if progress is not None:
             progress("decode", walk.total, walk.total)
         signature = pending.result() if pending is not None else None
-    hp = entity.param("hp")
-    protected = bool(hp or "From" in entity.headers)
-    headers = entity.headers if protected else top.headers
+    hp = scheme(entity)  # RFC 9788 hp, or "v1" (certmail.protected: other clients)
+    headers = merged_fields(entity, top.headers) if is_protected(entity) else top.headers
     if signature is not None:
         check_sender(keyring, signature, headers.get("From"))
     body, rest, manifest = _sort_parts(walk.out)
@@ -435,7 +441,7 @@ class _Walk:
                 raise MalformedError(
                     f"too many parts (more than {MAX_PARTS} MIME entities)"
                 ) from None
-            for child in children:
+            for child in without_legacy_display(entity, children):
                 self.entity(child, depth + 1)
             return
         self.out.append(self.leaf(entity))
@@ -460,7 +466,7 @@ class _Walk:
         h = hashlib.sha256()
         size = 0
         if entity.body_size <= INLINE:
-            data = decode_body(entity)
+            data = strip_legacy_display(entity, decode_body(entity))
             h.update(data)
             self._advance(entity.body_size)
             return data, len(data), h.hexdigest()

@@ -132,6 +132,7 @@ def _open_source(ctx: click.Context, *, writable: bool = False) -> Iterator[Sour
 def list_(ctx: click.Context, /, unread: bool, **_: Any) -> None:
     """One line per message: id, date, sender, subject, certified?, signature, acknowledged?"""
     app = ctx.ensure_object(App)
+    from certmail.cli.mdns import collect as collect_mdn
     from certmail.inbox.spool import private_dir
     from certmail.inbox.summary import describe
 
@@ -140,7 +141,8 @@ def list_(ctx: click.Context, /, unread: bool, **_: Any) -> None:
         for i, item in enumerate(src.items(unread=unread)):
             work = tmp / str(i)
             work.mkdir()
-            out.append(describe(cm, item, src.copy(item.id, work / "message.eml")))
+            out.append(describe(cm, item, copy := src.copy(item.id, work / "message.eml")))
+            collect_mdn(cm, copy, out[-1])  # an RFC 8098 MDN for a message sent: kept
         kind = src.kind
     if app.as_json:
         emit_json({"source": kind, "messages": [s.to_json() for s in out]})
@@ -161,7 +163,8 @@ def _line(s: Summary) -> str:
     else:
         cert = "not certified"
     who = f" by {s.signer}" if s.signer else ""
-    return f"{head}\n    signature {s.signature}{who}; {cert}"
+    mdn = f"\n    {s.mdn}" if s.mdn else ""
+    return f"{head}\n    signature {s.signature}{who}; {cert}{mdn}"
 
 
 @inbox.command("open")

@@ -236,6 +236,122 @@ def fingerprint_cmd(app: App, addr: str) -> None:
         say(f"{grouped(key.fingerprint)}  [{key.validity}]")
 
 
+@keys.command("locate")
+@click.argument("addr")
+@click.option("--wkd", "use_wkd", is_flag=True, help="Ask the Web Key Directory of ADDR's domain.")
+@click.option(
+    "--keyserver",
+    metavar="URL",
+    envvar="CERTMAIL_KEYSERVER",
+    help="A VKS keyserver (keys.openpgp.org's API), e.g. https://keys.openpgp.org.",
+)
+@click.option(
+    "--autocrypt", "use_autocrypt", is_flag=True, help="Use the Autocrypt state of mail received."
+)
+@home_option
+@json_option()
+@pass_app
+def locate_cmd(
+    app: App, addr: str, use_wkd: bool, keyserver: str | None, use_autocrypt: bool
+) -> None:
+    """Find ADDR's key (WKD, keyserver, Autocrypt) and import it, untrusted.
+
+    Without a flag every source is tried in that order (the keyserver only
+    when one is given or CERTMAIL_KEYSERVER is set). The key must carry a
+    user ID with exactly ADDR. It is imported with validity unknown: check the
+    fingerprint with its owner, then `certmail keys trust ADDR`.
+    """
+    from certmail.locate import METHODS, locate
+    from keys.gpg import Keyring
+
+    chosen = tuple(
+        m
+        for m, on in zip(
+            METHODS,
+            (use_wkd, bool(keyserver) and _explicit_keyserver(), use_autocrypt),
+            strict=True,
+        )
+        if on
+    )
+    settings = app.settings()
+    keyring = Keyring(settings.gnupghome)
+    found = locate(keyring, settings.home, addr, methods=chosen or METHODS, keyserver=keyserver)
+    for w in found.warnings:
+        warn(w)
+    if app.as_json:
+        emit_json(found.to_json())
+        return
+    for fpr in found.fingerprints:
+        click.echo(fpr)
+        say(f"found {grouped(fpr)} for {addr} in {found.describe()}; not trusted")
+    say(f"check the fingerprint with its owner, then: certmail keys trust {addr}")
+
+
+def _explicit_keyserver() -> bool:
+    """Whether --keyserver was on the command line (not only CERTMAIL_KEYSERVER)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source("keyserver") == ParameterSource.COMMANDLINE
+
+
+def locate_for_send(app: App, addrs: list[str]) -> None:
+    """`send`'s step: find the keys missing for ``addrs``; say where each came from.
+
+    A key found is imported untrusted, so the send that follows still stops
+    at it with the hint `certmail keys trust ADDR` (nothing is trusted
+    silently). A lookup that fails is a warning; the send then says the key
+    is missing.
+    """
+    from certmail.locate import locate, missing
+    from keys.errors import Error
+    from keys.gpg import Keyring
+
+    settings = app.settings()
+    keyring = Keyring(settings.gnupghome)
+    for addr in missing(keyring, addrs):
+        try:
+            found = locate(keyring, settings.home, addr)
+        except Error as e:
+            warn(f"no key for {addr} in your keyring, and none found: {e.message}")
+            continue
+        for w in found.warnings:
+            warn(w)
+        for fpr in found.fingerprints:
+            warn(
+                f"no key for {addr} in your keyring: found {fpr} in {found.describe()}; "
+                "imported, not trusted"
+            )
+
+
+def autocrypt_seen(app: App, file: Path, from_field: str | None = None) -> None:
+    """`open`'s step: feed the message's Autocrypt header to the peer state (TOFU).
+
+    ``from_field`` is the opened message's (protected, signature-checked) From.
+    """
+    from certmail.autocrypt import MAX_HEADER_BYTES, AutocryptError, ingest
+    from certmail.mime import single_mailbox
+
+    try:
+        with file.open("rb") as f:
+            head = f.read(MAX_HEADER_BYTES + 4)
+    except OSError:
+        return
+    try:
+        proved = single_mailbox(from_field) if from_field else None
+        if from_field and proved is None:
+            return  # the opened From is not one plain address: no Autocrypt update
+        done = ingest(app.settings().home, head, protected_from=proved)
+    except AutocryptError as e:
+        warn(f"ignored the message's Autocrypt header: {e.message}; nothing stored")
+        return
+    if done.action == "key" and not app.as_json:
+        say(
+            f"kept the Autocrypt key of {done.addr} (TOFU, not trusted); to use it: "
+            f"certmail keys locate {done.addr} --autocrypt"
+        )
+
+
 # -- DKIM ------------------------------------------------------------------------
 
 

@@ -78,6 +78,11 @@ def open_(
         from certmail.inbox.spool import spool_stdin
 
         file = spool_stdin(click.get_current_context().call_on_close, sys.stdin.buffer)
+    from certmail.cli.mdns import open_mdn  # issue 11 item 5: a read receipt coming back
+
+    if open_mdn(app, file):
+        return
+
     show = not app.as_json and sys.stderr.isatty() and _size(file) > BIG
     with app.client() as cm:
         with progress_bar(show, OPEN_STAGES) as bar:
@@ -91,6 +96,9 @@ def open_(
             )
         for w in r.warnings:
             warn(w)
+        from certmail.cli.keys import autocrypt_seen  # issue 11 item 7: Autocrypt state
+
+        autocrypt_seen(app, file, r.headers.get("From"))
         interactive = not app.as_json and sys.stdin.isatty() and sys.stderr.isatty()
         if ack is None and interactive and r.notary:
             ack = click.confirm(

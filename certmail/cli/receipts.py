@@ -231,6 +231,8 @@ def _poll(
 
 def _emit(ledger: Ledger, target: _Target, view: _View, as_json: bool) -> None:
     """Print the view (JSON or text); exit 5 after showing a stored (offline) view."""
+    from certmail.cli.mdns import show as show_mdns
+
     sha256, offline = target.sha256, view.offline
     status = ledger.get(sha256).to_json() if target.entry is not None else None
     if as_json:
@@ -244,6 +246,7 @@ def _emit(ledger: Ledger, target: _Target, view: _View, as_json: bool) -> None:
             "ledger": status,
             "source": "ledger" if offline else "notary",
         }
+        show_mdns(ledger.path, sha256, doc)  # RFC 8098 read receipts kept (issue 11)
         click.echo(json.dumps(doc))
     else:
         if offline is not None:
@@ -260,6 +263,7 @@ def _emit(ledger: Ledger, target: _Target, view: _View, as_json: bool) -> None:
                 err=True,
             )
         _render(view.tl, sha256, target.message_id, status)
+        show_mdns(ledger.path, sha256, None)
     if offline is not None:  # what was shown is the stored view: exit 5 (its cause stays)
         offline.hint = f"certmail receipts {sha256[:16]} again once the notary is back"
         raise offline

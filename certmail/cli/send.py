@@ -122,6 +122,11 @@ def progress_bar(
     help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
     "the recipient's certmail open --ack --mdn sends it, PGP-signed.",
 )
+@click.option(
+    "--no-locate",
+    is_flag=True,
+    help="Do not look up missing recipient keys (WKD, keyserver, Autocrypt; docs/keys.md).",
+)
 @json_option()
 @home_option
 @pass_app
@@ -139,6 +144,7 @@ def send(
     require_scan: bool | None,
     track_open: bool,
     request_mdn: bool,
+    no_locate: bool = False,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -152,6 +158,10 @@ def send(
     from certmail.api import QueuedError
 
     body = _read_body(body_file)
+    if not no_encrypt and not no_locate:  # issue 11 item 7: keys found, never trusted
+        from certmail.cli.keys import locate_for_send
+
+        locate_for_send(app, [*to, *cc])
     total = _total_size(attach)
     show = not app.as_json and sys.stderr.isatty() and total > BIG
     with app.client() as cm, progress_bar(show) as bar:

@@ -46,6 +46,8 @@ class Summary:
     signer: str | None
     #: "yes" | "queued" | "no" (certified messages only), else None
     acknowledged: str | None
+    #: an RFC 8098 read receipt for a message you sent: what it says and is worth
+    mdn: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,145 @@
+"""RFC 8098 read receipts coming back (issue 11 item 5), end to end.
+
+Alice sends with ``--request-mdn`` (direct mode, a real notary process, an SMTP
+sink); Bob's ``open --ack --mdn`` sends a signed MDN; Alice's ``open`` (or
+``inbox list`` over a Maildir) recognises it, matches it to her message by
+Original-Message-ID, keeps it in her ledger, and ``receipts`` shows it labelled.
+An unsigned MDN (as Thunderbird writes one) is kept as weak; a forged one, or
+one for a message she never sent, is refused with nothing stored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certmail.mdn_in import stored
+from tests.fixtures.cli import json_of, one_line_error, run, send_args, use_notary
+from tests.fixtures.notary import NotaryProcess
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def thunderbird_mdn(bob: str, alice: str, message_id: str) -> bytes:
+    """An unsigned MDN laid out as Thunderbird sends one (three parts, RFC 8098 §3)."""
+    return (
+        f"From: Bob <{bob}>\r\nTo: {alice}\r\n"
+        "Subject: Return Receipt (displayed) - Read me\r\n"
+        "Message-ID: <tb-mdn-1@example.net>\r\nDate: Tue, 01 Dec 2026 12:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=disposition-notification;\r\n"
+        ' boundary="------------mdn"\r\n\r\n'
+        "This is a multi-part message in MIME format.\r\n"
+        "--------------mdn\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+        f"This is a Return Receipt for the mail that you sent to {bob}.\r\n"
+        "--------------mdn\r\n"
+        'Content-Type: message/disposition-notification; name="MDNPart2.txt"\r\n'
+        "Content-Disposition: inline\r\n\r\n"
+        "Reporting-UA: example.net; Thunderbird 115.3.1\r\n"
+        f"Final-Recipient: rfc822;{bob}\r\n"
+        f"Original-Message-ID: {message_id}\r\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n"
+        "--------------mdn\r\n"
+        'Content-Type: text/rfc822-headers; name="MDNPart3.txt"\r\n\r\n'
+        f"Message-ID: {message_id}\r\nSubject: ...\r\n\r\n"
+        "--------------mdn--\r\n"
+    ).encode()
+
+
+@pytest.fixture
+def sent_and_mdn(
+    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> tuple[Any, dict[str, Any], bytes]:
+    """Alice's ``send --json`` and the signed MDN Bob's certmail sent back."""
+    c = correspondents
+    use_notary(c, c.alice, notary_server)
+    c.settings(c.bob, smtp_url=c.sink.url)
+    args = send_args(c.bob.email, "Read me", "--via", "smtp", "--request-mdn")
+    sent = json_of(run(c.alice, *args, stdin=b"Tell me when you read it.\n"))
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(c.sink.messages[-1].data)
+    before = len(c.sink.messages)
+    json_of(run(c.bob, "open", str(eml), "--ack", "--mdn", "--json"))
+    (mdn,) = c.sink.messages[before:]
+    return c, sent, mdn.data
+
+
+def test_a_signed_mdn_is_kept_and_shown_in_receipts(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    c, sent, raw = sent_and_mdn
+    f = tmp_path / "mdn.eml"
+    f.write_bytes(raw.replace(b"\r\n", b"\n"))  # as a Maildir keeps it
+    got = json_of(run(c.alice, "open", str(f), "--json"))["mdn"]
+    assert got["label"] == "signed" and got["sha256"] == sent["sha256"]
+    assert got["final_recipient"] == c.bob.email
+    assert got["signer_fingerprint"] == c.bob.keyring.key_for(c.bob.email).fingerprint
+    assert got["disposition"].endswith("displayed")
+    # Opened twice: kept once.
+    json_of(run(c.alice, "open", str(f), "--json"))
+    assert len(stored(c.alice.settings.ledger_path, sent["sha256"])) == 1
+    doc = json_of(run(c.alice, "receipts", sent["sha256"], "--json"))
+    assert [m["label"] for m in doc["mdns"]] == ["signed"]
+    text = run(c.alice, "receipts", sent["sha256"])
+    assert "signed MDN from the recipient's key" in text.stdout
+
+
+def test_an_unsigned_mdn_is_kept_as_weak_and_found_by_inbox(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    c, sent, _ = sent_and_mdn
+    maildir = tmp_path / "Maildir"
+    for d in ("cur", "new", "tmp"):
+        (maildir / d).mkdir(parents=True)
+    mdn = thunderbird_mdn(c.bob.email, c.alice.email, sent["message_id"])
+    (maildir / "new" / "1700000000.M1P1.mx").write_bytes(mdn.replace(b"\r\n", b"\n"))
+    p = run(c.alice, "inbox", "list", "--maildir", str(maildir))
+    assert p.returncode == 0, p.stderr
+    assert "unsigned MDN (weak" in p.stdout
+    [m] = stored(c.alice.settings.ledger_path, sent["sha256"])
+    assert (m.label, m.reporting_ua) == ("unsigned", "example.net; Thunderbird 115.3.1")
+    doc = json_of(run(c.alice, "receipts", sent["sha256"], "--json"))
+    assert [x["label"] for x in doc["mdns"]] == ["unsigned"]
+
+
+def test_a_forged_signed_mdn_is_refused_and_nothing_kept(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    c, sent, raw = sent_and_mdn
+    f = tmp_path / "forged.eml"
+    f.write_bytes(raw.replace(b"displayed", b"deleted!!", 1))
+    p = run(c.alice, "open", str(f))
+    assert p.returncode == 3
+    one_line_error(p)
+    assert stored(c.alice.settings.ledger_path, sent["sha256"]) == []
+
+
+def test_an_mdn_for_a_message_never_sent_is_refused(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    c, sent, _ = sent_and_mdn
+    f = tmp_path / "other.eml"
+    f.write_bytes(thunderbird_mdn(c.bob.email, c.alice.email, "<never@example.org>"))
+    p = run(c.alice, "open", str(f), "--json")
+    assert p.returncode == 6
+    assert "not a message you sent" in one_line_error(p)
+    assert stored(c.alice.settings.ledger_path, sent["sha256"]) == []
+    assert json.loads(run(c.alice, "receipts", sent["sha256"], "--json").stdout)["mdns"] == []
+
+
+def test_label_says_who_signed() -> None:
+    from certmail.mdn_in import IncomingMdn, label_of
+
+    base = IncomingMdn("<m@x>", "bob@example.net", None, "a/b; displayed", None, "0" * 64)
+    assert label_of(base, ("bob@example.net",)) == "unsigned"
+    by_bob = IncomingMdn(
+        **{**base.__dict__, "signer_fingerprint": "F" * 40, "signer_emails": ("Bob@Example.net",)}
+    )
+    assert label_of(by_bob, ("bob@example.net",)) == "signed"
+    # Signed by the key it names, but the message never went to that address.
+    assert label_of(by_bob, ("carol@example.net",)) == "signed-other"
+    by_eve = IncomingMdn(**{**by_bob.__dict__, "signer_emails": ("eve@evil.test",)})
+    assert label_of(by_eve, ("bob@example.net",)) == "signed-other"
