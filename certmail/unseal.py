@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import Keyring, SignatureInfo
@@ -36,6 +36,10 @@ from .mime import (
     split_multipart,
 )
 from .rfc3156 import encrypted_payload, signed_parts
+from .smime.entities import is_smime
+
+if TYPE_CHECKING:
+    from .smime.opening import SmimeContext
 
 MAX_DEPTH = 20  # MIME nesting
 # MIME entities (multipart containers and leaves) one message may hold. With
@@ -70,20 +74,33 @@ class Unsealed:
 
 
 def unseal(
-    keyring: Keyring, raw: bytes, workdir: Path, *, allow_unsigned: bool = False
+    keyring: Keyring,
+    raw: bytes,
+    workdir: Path,
+    *,
+    allow_unsigned: bool = False,
+    smime: SmimeContext | None = None,
 ) -> Unsealed:
     """Decrypt and verify an RFC 3156 message; parse its payload.
 
     Raises :class:`VerificationError` for a bad, forged or (unless
     ``allow_unsigned``) missing signature, or a signature by a key that is not
     the From address's, and :class:`MalformedError` for anything that is not
-    well-formed MIME / OpenPGP.
+    well-formed MIME / OpenPGP. S/MIME (RFC 8551) is opened with ``smime``
+    (:mod:`certmail.smime.opening`).
     """
     if not raw.strip():
         raise MalformedError("the message file is empty")
     workdir.mkdir(parents=True, exist_ok=True)
     top = parse_entity(canonicalize(raw))
-    entity, encrypted, signature = _open_layers(keyring, top, workdir)
+    if is_smime(top):  # RFC 8551: certmail/smime/
+        from .smime.opening import open_layers
+
+        if smime is None:
+            raise MalformedError("S/MIME is not read here", hint="certmail open FILE")
+        entity, encrypted, signature = open_layers(smime, top, workdir)
+    else:
+        entity, encrypted, signature = _open_layers(keyring, top, workdir)
     if signature is None and not allow_unsigned:
         raise VerificationError(
             "the message is not signed (the signature may have been stripped)",

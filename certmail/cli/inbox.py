@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option
+from certmail.cli.smime import smime_ca_option
 from keys.errors import Error
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ def _line(s: Summary) -> str:
 )
 @click.option("--mark-read", is_flag=True, help="Then flag it read (IMAP \\Seen, Maildir S).")
 @source_options
+@smime_ca_option
 @json_option()
 @home_option
 @click.pass_context

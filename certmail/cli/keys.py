@@ -335,3 +335,8 @@ def dkim_record_cmd(app: App, domain: str | None) -> None:
         )
         return
     click.echo(zone_line(name, value))
+
+
+from certmail.cli.smime import smime as _smime  # noqa: E402 - `keys smime ...` (docs/smime.md)
+
+keys.add_command(_smime)

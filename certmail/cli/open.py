@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+from certmail.cli.smime import smime_ca_option
 from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     metavar="URL",
     help="The notary to acknowledge to when the message names none.",
 )
+@smime_ca_option
 @json_option()
 @home_option
 @pass_app

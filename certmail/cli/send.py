@@ -114,6 +114,12 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
     help="Ask for an RFC 8098 read receipt (Disposition-Notification-To: you); "
     "the recipient's certmail open --ack --mdn sends it, PGP-signed.",
 )
+@click.option(
+    "--smime",
+    is_flag=True,
+    help="Sign and encrypt with S/MIME (RFC 8551) instead of OpenPGP: your key from "
+    "keys smime import, the recipients' certificates from keys smime import-cert.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -131,6 +137,7 @@ def send(
     require_scan: bool | None,
     track_open: bool,
     request_mdn: bool,
+    smime: bool,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -162,6 +169,7 @@ def send(
                 progress=bar,
                 track_open=track_open,
                 request_mdn=request_mdn,
+                smime=smime,
             )
         except QueuedError as e:
             for w in e.result.warnings:
