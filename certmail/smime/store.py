@@ -197,7 +197,7 @@ def _check_pfx(data: bytes, name: str) -> None:
         pfx["auth_safe"]["content_type"].native  # noqa: B018 - parses it
     except (ValueError, TypeError, KeyError):
         raise MalformedError(f"{name} is not a PKCS #12 file (.p12 / .pfx)") from None
-    if version != 3:
+    if version not in (3, "v3"):
         raise MalformedError(f"{name}: PKCS #12 version {version} is not supported")
 
 
