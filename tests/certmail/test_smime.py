@@ -13,38 +13,18 @@ from __future__ import annotations
 import datetime
 import json
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args
-from tests.fixtures.smime import PASSPHRASE, SmimePerson, SmimePki, openssl
-
-
-@dataclass
-class Smime:
-    c: Any  # the correspondents (tests/fixtures/smtp.py)
-    pki: SmimePki
-    alice: SmimePerson
-    bob: SmimePerson
-    dir: Path
-    env: dict[str, str]  # CERTMAIL_PASSPHRASE_FILE and CERTMAIL_SMIME_CA
+from tests.fixtures.smime import PASSPHRASE, Smime, SmimePerson, SmimePki, openssl, smime_homes
 
 
 @pytest.fixture
 def smime(correspondents: Any, tmp_path: Path) -> Smime:
-    c = correspondents
-    pki = SmimePki(tmp_path / "pki")
-    alice, bob = pki.person(c.alice.email), pki.person(c.bob.email)
-    pw = tmp_path / "passphrase"
-    pw.write_text(PASSPHRASE + "\n")
-    env = {"CERTMAIL_PASSPHRASE_FILE": str(pw), "CERTMAIL_SMIME_CA": str(pki.ca)}
-    for who, me, other in ((c.alice, alice, bob), (c.bob, bob, alice)):
-        json_of(run(who, "keys", "smime", "import", str(me.p12), "--json", **env))
-        json_of(run(who, "keys", "smime", "import-cert", str(other.cert_pem), "--json", **env))
-    return Smime(c, pki, alice, bob, tmp_path, env)
+    return smime_homes(correspondents, tmp_path)
 
 
 def _message(sender: str, to: str, body: bytes = b"Please sign.\r\n") -> bytes:
