@@ -127,6 +127,7 @@ def _open_source(ctx: click.Context, *, writable: bool = False) -> Iterator[Sour
 @inbox.command("list")
 @click.option("--unread", is_flag=True, help="Only the messages not read yet.")
 @source_options
+@smime_ca_option
 @json_option()
 @home_option
 @click.pass_context

@@ -139,7 +139,12 @@ def _summary(r: OpenResult, done: AckOutcome | None) -> str:
     if h.get("Cc"):
         lines.append(f"Cc:      {escape(h['Cc'])}")
     lines += [f"Subject: {escape(h.get('Subject', ''))}", f"Date:    {escape(h.get('Date', ''))}"]
-    if r.signed:
+    if r.signed and r.trust == "x509":  # S/MIME: the certificate chained to the CA bundle
+        lines.append(
+            f"[green]good S/MIME signature[/] from {escape(r.signer or '?')} "
+            f"(certificate sha256 {r.signer_fingerprint}, chain verified)"
+        )
+    elif r.signed:
         mark = (
             "[green]good signature[/]"
             if r.trusted

@@ -41,13 +41,13 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str | None], ...] = (
         "name the CA bundle with --smime-ca FILE or CERTMAIL_SMIME_CA (default: the system store)",
     ),
     (
-        ("unsupported certificate purpose", "invalid purpose"),
+        ("unsuitable certificate purpose", "unsupported certificate purpose", "invalid purpose"),
         "the signer's certificate is not for S/MIME signing (key usage or extended key usage)",
         None,
     ),
     (("certificate revoked",), "the signer's S/MIME certificate is revoked", None),
     (
-        ("digest failure", "content verify error", "signature failure", "verify error"),
+        ("digest failure", "content verify error", "signature failure", "verification failure"),
         "the S/MIME signature does not verify: the message was changed or the signature forged",
         None,
     ),
@@ -91,7 +91,12 @@ def explain(stderr: bytes, default: str) -> VerificationError:
     low = text.lower()
     for needles, message, hint in _CAUSES:
         if any(n in low for n in needles):
+            if "certificate verify error" in low and message.startswith("the S/MIME signature"):
+                break  # the certificate failed for a reason not listed: said below
             return VerificationError(message, hint=hint)
+    if "verify error:" in low:
+        why = low.rsplit("verify error:", 1)[1].strip().splitlines()[0][:200]
+        return VerificationError(f"the signer's S/MIME certificate does not verify ({why})")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     last = lines[-1] if lines else "no detail"
     return VerificationError(f"{default} (openssl: {last[:200]})")

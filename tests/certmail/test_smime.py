@@ -134,7 +134,7 @@ def test_openssl_signed_opens(smime: Smime, opaque: bool) -> None:
     assert o["body"] == "Please sign.\n" and not o["encrypted"]
     p = _open(s, path)
     assert p.returncode == 0
-    assert f"good signature from {s.alice.email}" in p.stderr.replace("\n", " ")
+    assert f"good S/MIME signature from {s.alice.email}" in p.stderr.replace("\n", " ")
     v = json_of(run(s.c.bob, "verify", str(path), "--json", **s.env))
     assert v["smime"] == "valid" and v["signer"] == s.alice.email and v["pgp"] == "unsigned"
 
@@ -281,3 +281,56 @@ def _sha256() -> Any:
     from cryptography.hazmat.primitives import hashes
 
     return hashes.SHA256()
+
+
+def test_inbox_lists_and_opens_smime(smime: Smime, tmp_path: Path) -> None:
+    """`inbox list` names the S/MIME signer and the protected subject; `inbox open` opens it."""
+    s = smime
+    args = send_args(s.bob.email, "Contract", "--smime", "--no-notarize")
+    json_of(run(s.c.alice, *args, stdin=b"Please sign.\n", **s.env))
+    maildir = tmp_path / "Maildir"
+    for d in ("cur", "new", "tmp"):
+        (maildir / d).mkdir(parents=True)
+    (maildir / "new" / "1700000000.M1P1.test").write_bytes(s.c.sink.messages[-1].data)
+    listed = json_of(run(s.c.bob, "inbox", "list", "--maildir", str(maildir), "--json", **s.env))
+    (m,) = listed["messages"]
+    assert m["signature"] == "good" and m["signer"] == s.alice.email
+    assert m["subject"] == "Contract" and m["subject_protected"]
+    o = json_of(
+        run(s.c.bob, "inbox", "open", m["id"], "--maildir", str(maildir), "--no-ack", "--json",
+            **s.env)
+    )  # fmt: skip
+    assert o["signer"] == s.alice.email and o["encrypted"] and o["body"] == "Please sign.\n"
+    # --smime-ca on `inbox open` too: a bundle without the test CA refuses the signer.
+    other = SmimePki(tmp_path / "other", "Other Root")
+    p = run(s.c.bob, "inbox", "open", m["id"], "--maildir", str(maildir), "--no-ack",
+            "--smime-ca", str(other.ca), **s.env)  # fmt: skip
+    assert p.returncode == 3 and "does not chain" in one_line_error(p)
+
+
+def test_garbage_smime_is_one_error(smime: Smime, tmp_path: Path) -> None:
+    s = smime
+    bad = tmp_path / "bad.eml"
+    for body in (b"bm90IERFUg==\r\n", b"MAMCAQM=\r\n"):  # not DER; DER that is no CMS object
+        bad.write_bytes(
+            _outer(s.alice.email, s.bob.email)
+            + b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; name=smime.p7m\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + body
+        )
+        p = _open(s, bad)
+        assert p.returncode == 3 and "Traceback" not in p.stderr
+        assert "S/MIME part" in one_line_error(p)
+
+
+def test_certificate_not_for_signing_email(smime: Smime) -> None:
+    """Key usage without digitalSignature, or an extended key usage without emailProtection."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    s = smime
+    enc_only = x509.KeyUsage(False, False, True, False, False, False, False, False, False)
+    p = _open(s, _signed_by(s, s.pki.person(s.alice.email, stem="encr", usage=enc_only)))
+    assert p.returncode == 3 and "not for S/MIME signing" in one_line_error(p)
+    tls = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    p = _open(s, _signed_by(s, s.pki.person(s.alice.email, stem="tls", eku=tls)))
+    assert p.returncode == 3 and "not for S/MIME signing" in one_line_error(p)
