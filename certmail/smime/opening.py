@@ -31,7 +31,7 @@ from keys.gpg import BadPassphraseError, PassphraseRequest, SignatureInfo
 
 from ..mime import Entity, canonicalize, parse_entity, single_mailbox
 from . import openssl
-from .certs import check_certificate, emails, fingerprint, load_certificates
+from .certs import check_certificate, emails, fingerprint, load_certificates, to_pem
 from .entities import detached_parts, is_smime, p7_der, smime_kind
 from .store import OwnKey, SmimeStore
 
@@ -142,6 +142,10 @@ def verify(
     else:
         args += ["-out", str(workdir / "smime-content")]
     trust = [*openssl.ca_args(ctx.ca), "-purpose", "smimesign"] if chain else ["-noverify"]
+    known = ctx.store.correspondents()
+    if known:  # a signature that does not carry its certificate (RFC 5652 §5.1)
+        (workdir / "smime-known.pem").write_bytes(to_pem(known))
+        trust += ["-certfile", str(workdir / "smime-known.pem")]
     args += [*trust, "-signer", str(signer_pem)]
     r = openssl.run(args, what="verify an S/MIME signature")
     if r.returncode != 0:
@@ -173,7 +177,7 @@ def decrypt(ctx: SmimeContext, der: bytes, workdir: Path) -> bytes:
         return pkcs7.pkcs7_decrypt_der(der, own.cert, own.key, [])  # type: ignore[arg-type]
     except UnsupportedAlgorithm:
         pass  # 3DES, AES-GCM, ECDH ...: OpenSSL decrypts those
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         if "EnvelopedData" not in str(e):  # AuthEnvelopedData is not one
             raise _not_for_you(own) from None
     return _openssl_decrypt(own, der, workdir)

@@ -132,7 +132,7 @@ def seal_smime(
         raise Error("--smime needs signing or encryption", hint="drop --no-sign or --no-encrypt")
     workdir.mkdir(parents=True, exist_ok=True)
     own = ctx.own()
-    check_certificate(own.cert, "sign", address=headers.from_addr)
+    check_certificate(own.cert, "sign" if sign else "encrypt", address=headers.from_addr)
     certs = recipient_certificates(ctx, headers.recipients, workdir) if encrypt else []
     inner = workdir / "inner.mime"
     with inner.open("wb") as f:

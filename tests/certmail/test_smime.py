@@ -334,3 +334,10 @@ def test_certificate_not_for_signing_email(smime: Smime) -> None:
     tls = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
     p = _open(s, _signed_by(s, s.pki.person(s.alice.email, stem="tls", eku=tls)))
     assert p.returncode == 3 and "not for S/MIME signing" in one_line_error(p)
+
+
+def test_signature_without_certificates_uses_the_keyring(smime: Smime) -> None:
+    """`-nocerts`: the signer's certificate comes from `import-cert`, still chained to the CA."""
+    s = smime
+    o = json_of(_open(s, _signed_by(s, s.alice, "-nocerts"), "--json"))
+    assert o["signer"] == s.alice.email and o["trusted"]

@@ -85,3 +85,25 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
         return "ContentHandover" in [st["event"] for st in steps]
 
     _wait(handed_over, "the acknowledgement in Alice's receipts")
+
+
+def test_smime_proof_bundle_exports_and_verifies(
+    correspondents: Any, relay: Relay, tmp_path: Path
+) -> None:
+    """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5)."""
+    c = correspondents
+    s = smime_homes(c, tmp_path)
+    args = send_args(c.bob.email, "Contract", "--smime")
+    out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
+    _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
+    bundle = tmp_path / "p.zip"
+    p = as_sender(c, relay, "proof", "export", out["sha256"], "-o", str(bundle), **s.env)
+    assert p.returncode == 0, p.stderr
+    v = json_of(
+        as_sender(
+            c, relay, "proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root",
+            "--json",
+        )
+    )  # fmt: skip
+    assert v["valid"] and v["sha256"] == out["sha256"]
+    assert [e["event"] for e in v["events"]] == ["SubmissionAcceptance", "RelayToNonERDS"]
