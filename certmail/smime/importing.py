@@ -2,7 +2,7 @@
 
 Each end-entity certificate of the file must name an address (SubjectAltName
 rfc822Name), be valid now, allow email encryption, and chain to the CA bundle
-(``openssl verify -purpose smimeencrypt``); the other certificates of the file
+(``openssl verify``; key usage is checked by certmail); the other certificates of the file
 may serve as intermediates. Nothing is kept when one fails.
 """
 
@@ -42,7 +42,7 @@ def import_certificates(ctx: SmimeContext, data: bytes, name: str) -> list[CertI
             path = work / "leaf.pem"
             path.write_bytes(to_pem([cert]))
             try:
-                openssl.verify_chain(path, ctx.ca, "smimeencrypt", untrusted=others)
+                openssl.verify_chain(path, ctx.ca, untrusted=others)
             except VerificationError as e:
                 who = ", ".join(emails(cert))
                 raise VerificationError(

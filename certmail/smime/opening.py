@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from keys.errors import MalformedError, VerificationError
@@ -173,14 +174,59 @@ def signing_time(der: bytes) -> object:
 def decrypt(ctx: SmimeContext, der: bytes, workdir: Path) -> bytes:
     """The plaintext of an EnvelopedData or AuthEnvelopedData addressed to your key."""
     own = ctx.own()
+    if not addressed_to(der, own.cert):
+        raise _not_for_you(own)
+    if not isinstance(own.key, rsa.RSAPrivateKey):  # cryptography decrypts with RSA only
+        return _openssl_decrypt(own, der, workdir)
     try:
-        return pkcs7.pkcs7_decrypt_der(der, own.cert, own.key, [])  # type: ignore[arg-type]
+        return pkcs7.pkcs7_decrypt_der(der, own.cert, own.key, [])
     except UnsupportedAlgorithm:
-        pass  # 3DES, AES-GCM, ECDH ...: OpenSSL decrypts those
+        pass  # 3DES, AES-GCM ...: OpenSSL decrypts those
     except (ValueError, TypeError) as e:
         if "EnvelopedData" not in str(e):  # AuthEnvelopedData is not one
-            raise _not_for_you(own) from None
+            raise VerificationError(f"the S/MIME message cannot be decrypted ({e})") from None
     return _openssl_decrypt(own, der, workdir)
+
+
+def addressed_to(der: bytes, cert: x509.Certificate) -> bool:
+    """Does a RecipientInfo of the (Auth)EnvelopedData name ``cert`` (RFC 5652 §6.2)?
+
+    By issuer and serial number, or by subject key identifier (key transport,
+    ``ktri``, and key agreement, ``kari``). MalformedError for no such structure.
+    """
+    from asn1crypto import cms
+
+    serial, issuer = cert.serial_number, cert.issuer.public_bytes()
+    try:
+        ski: bytes | None = cert.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value.digest
+    except x509.ExtensionNotFound:
+        ski = None
+    try:
+        infos = cms.ContentInfo.load(der)["content"]["recipient_infos"]
+        rids = []
+        for info in infos:
+            if info.name == "ktri":
+                rids.append(info.chosen["rid"])
+            elif info.name == "kari":
+                rids += [k["rid"] for k in info.chosen["recipient_encrypted_keys"]]
+        for rid in rids:
+            v = rid.chosen
+            if rid.name == "issuer_and_serial_number":
+                if v["serial_number"].native == serial and v["issuer"].dump() == issuer:
+                    return True
+            elif ski is not None and rid.name in ("subject_key_identifier", "r_key_id"):
+                key_id = (
+                    v.native
+                    if rid.name == "subject_key_identifier"
+                    else v["subject_key_identifier"].native
+                )
+                if key_id == ski:
+                    return True
+    except (ValueError, TypeError, KeyError):
+        raise MalformedError("the S/MIME part is not a well-formed EnvelopedData") from None
+    return False
 
 
 def _openssl_decrypt(own: OwnKey, der: bytes, workdir: Path) -> bytes:
@@ -206,13 +252,7 @@ def _openssl_decrypt(own: OwnKey, der: bytes, workdir: Path) -> bytes:
     finally:
         key.unlink()
     if r.returncode != 0:
-        err = openssl.explain(r.stderr, "the S/MIME message cannot be decrypted")
-        if (
-            "not encrypted to your" in err.message
-            or "decrypt" in r.stderr.decode("utf-8", "replace").lower()
-        ):
-            raise _not_for_you(own) from None
-        raise err
+        raise openssl.explain(r.stderr, "the S/MIME message cannot be decrypted")
     return out.read_bytes()
 
 

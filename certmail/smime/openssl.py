@@ -107,13 +107,17 @@ def ca_args(ca: Path | None) -> list[str]:
     return [] if ca is None else ["-CAfile", str(ca)]
 
 
-def verify_chain(cert: Path, ca: Path | None, purpose: str, *, untrusted: Path | None) -> None:
-    """Raise VerificationError unless ``cert`` chains to ``ca`` for ``purpose``
-    (``smimesign`` or ``smimeencrypt``; OpenSSL checks dates and key usage too)."""
-    args = ["verify", *ca_args(ca), "-purpose", purpose]
+def verify_chain(cert: Path, ca: Path | None, *, untrusted: Path | None) -> None:
+    """Raise VerificationError unless ``cert`` chains to ``ca`` and is valid now.
+
+    No ``-purpose``: OpenSSL's ``smimeencrypt`` asks for keyEncipherment, which
+    an EC certificate (keyAgreement) lacks; the caller checks key usage itself
+    (:func:`certmail.smime.certs.check_certificate`).
+    """
+    args = ["verify", *ca_args(ca)]
     if untrusted is not None:
         args += ["-untrusted", str(untrusted)]
     r = run([*args, str(cert)], what="check a certificate chain")
     if r.returncode != 0:
         err = explain(r.stdout + r.stderr, "the S/MIME certificate does not verify")
-        raise VerificationError(err.message.replace("the signer's", "the"), hint=err.hint) from None
+        raise VerificationError(err.message.replace("the signer's", "the"), hint=err.hint)

@@ -4,16 +4,18 @@ The inner entity is :mod:`certmail.compose`'s (with its certmail manifest and
 RFC 9788 header protection, as for PGP/MIME). It is signed as part 1 of a
 ``multipart/signed`` (detached CMS SignedData, SHA-256, your certificate and
 the issuers your PKCS #12 file carried), and that entity is encrypted
-(EnvelopedData, AES-256-CBC, RSA key transport) to every recipient's
+(EnvelopedData, AES-256-CBC; RSA key transport by ``cryptography``, or
+ECDH key agreement, RFC 5753, by ``openssl cms -encrypt`` when a recipient's
+key is EC) to every recipient's
 certificate and to yours, as ``application/pkcs7-mime;
 smime-type=enveloped-data`` (§3.3). Before the bytes may leave, they are
 checked: decrypted again with your key, equal to what was signed, and the
 signature verified by ``openssl cms -verify`` (DESIGN §5).
 
 Recipients' certificates come from the home's store and must be valid, for
-email encryption, and chain to the CA bundle (``openssl verify -purpose
-smimeencrypt``). :class:`SmimeSealer` is the S/MIME twin of
-:class:`certmail.signer.Sealer` (same ``seal`` interface, same DKIM steps).
+email encryption, and chain to the CA bundle (``openssl verify``).
+:class:`SmimeSealer` is the S/MIME twin of :class:`certmail.signer.Sealer`
+(same ``seal`` interface, same DKIM steps).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from keys.errors import Error, KeyMaterialError, MalformedError, VerificationError
+from keys.errors import Error, MalformedError, VerificationError
 
 from ..compose import (
     Headers,
@@ -97,14 +99,10 @@ def recipient_certificates(
     for addr in addrs:
         cert = ctx.store.certificate_for(addr)
         check_certificate(cert, "encrypt", address=addr)
-        if not isinstance(cert.public_key(), rsa.RSAPublicKey):
-            raise KeyMaterialError(
-                f"the S/MIME certificate of {addr} has an EC key; certmail encrypts to RSA only"
-            )
         path = work / "smime-recipient.pem"
         path.write_bytes(to_pem([cert]))
         try:
-            openssl.verify_chain(path, ctx.ca, "smimeencrypt", untrusted=None)
+            openssl.verify_chain(path, ctx.ca, untrusted=None)
         except VerificationError as e:
             raise VerificationError(f"not encrypting to {addr}: {e.message}", hint=e.hint) from None
         out.append(cert)
@@ -154,7 +152,7 @@ def seal_smime(
     if encrypt:
         if progress is not None:
             progress("encrypt", 0, 1)
-        der = _encrypt(payload, [*certs, own.cert])
+        der = _encrypt(payload, [*certs, own.cert], workdir)
         message = enveloped_entity(der, "enveloped-data", outer)
     else:
         message = payload
@@ -182,12 +180,28 @@ def _signed(ctx: SmimeContext, content: bytes, fields: Sequence[str]) -> bytes:
     return signed_entity_head(b, fields) + content + signed_entity_tail(sig, b)
 
 
-def _encrypt(payload: bytes, certs: list[x509.Certificate]) -> bytes:
-    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(payload)
-    builder = builder.set_content_encryption_algorithm(algorithms.AES256)
-    for c in {c.fingerprint(hashes.SHA256()): c for c in certs}.values():
-        builder = builder.add_recipient(c)
-    return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+def _encrypt(payload: bytes, certs: list[x509.Certificate], work: Path) -> bytes:
+    """EnvelopedData of ``payload`` for ``certs`` (each once), AES-256-CBC."""
+    unique = list({c.fingerprint(hashes.SHA256()): c for c in certs}.values())
+    if all(isinstance(c.public_key(), rsa.RSAPublicKey) for c in unique):
+        builder = pkcs7.PKCS7EnvelopeBuilder().set_data(payload)
+        builder = builder.set_content_encryption_algorithm(algorithms.AES256)
+        for c in unique:
+            builder = builder.add_recipient(c)
+        return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    # An EC recipient: cryptography encrypts to RSA only; OpenSSL does ECDH (RFC 5753).
+    src, out = work / "smime-payload", work / "smime-enveloped.der"
+    src.write_bytes(payload)
+    args = ["cms", "-encrypt", "-binary", "-aes-256-cbc", "-outform", "DER"]
+    args += ["-in", str(src), "-out", str(out)]
+    for i, c in enumerate(unique):
+        path = work / f"smime-recipient-{i}.pem"
+        path.write_bytes(to_pem([c]))
+        args.append(str(path))
+    r = openssl.run(args, what="encrypt an S/MIME message")
+    if r.returncode != 0:
+        raise openssl.explain(r.stderr, "openssl could not encrypt the message")
+    return out.read_bytes()
 
 
 def _reverify(

@@ -341,3 +341,31 @@ def test_signature_without_certificates_uses_the_keyring(smime: Smime) -> None:
     s = smime
     o = json_of(_open(s, _signed_by(s, s.alice, "-nocerts"), "--json"))
     assert o["signer"] == s.alice.email and o["trusted"]
+
+
+def test_ec_keys_both_ways(smime: Smime, tmp_path: Path) -> None:
+    """An EC (P-256) recipient: certmail encrypts with ECDH (openssl), openssl decrypts, and
+    Bob's certmail with his EC key opens what openssl encrypted to it."""
+    s = smime
+    bob_ec = s.pki.person(s.bob.email, stem="bob-ec", days=60, ec_key=True)
+    json_of(run(s.c.bob, "keys", "smime", "import", str(bob_ec.p12), "--json", **s.env))
+    json_of(run(s.c.alice, "keys", "smime", "import-cert", str(bob_ec.cert_pem), "--json", **s.env))
+    args = send_args(s.bob.email, "EC", "--smime", "--no-notarize")
+    json_of(run(s.c.alice, *args, stdin=b"Elliptic.\n", **s.env))
+    eml = delivered(s.c, tmp_path, "ec.eml")
+    plain = openssl(
+        "cms", "-decrypt", "-in", str(eml), "-recip", str(bob_ec.cert_pem),
+        "-inkey", str(bob_ec.key_pem),
+    )  # fmt: skip
+    assert b"application/pkcs7-signature" in plain
+    o = json_of(_open(s, eml, "--json"))
+    assert o["signer"] == s.alice.email and o["body"] == "Elliptic.\n"
+    # And an EC signer: openssl signs with Bob's EC key; Alice's certmail verifies.
+    src = tmp_path / "c.mime"
+    src.write_bytes(_message(s.bob.email, s.alice.email))
+    out = openssl("cms", "-sign", "-in", str(src), "-signer", str(bob_ec.cert_pem),
+                  "-inkey", str(bob_ec.key_pem))  # fmt: skip
+    signed = tmp_path / "ec-signed.eml"
+    signed.write_bytes(_outer(s.bob.email, s.alice.email) + out)
+    o = json_of(run(s.c.alice, "open", str(signed), "--no-ack", "--json", **s.env))
+    assert o["signer"] == s.bob.email
