@@ -369,3 +369,21 @@ def test_ec_keys_both_ways(smime: Smime, tmp_path: Path) -> None:
     signed.write_bytes(_outer(s.bob.email, s.alice.email) + out)
     o = json_of(run(s.c.alice, "open", str(signed), "--no-ack", "--json", **s.env))
     assert o["signer"] == s.bob.email
+
+
+def test_python_api_opens_smime_with_a_passphrase(smime: Smime) -> None:
+    """`Certmail(settings, passphrase=...)` unlocks the S/MIME key as it does the OpenPGP one."""
+    import dataclasses
+
+    from certmail.api import Certmail
+    from keys.errors import Error
+
+    s = smime
+    signed = _signed_by(s, s.alice).read_bytes()
+    path = _encrypted_to(s, signed[signed.index(b"MIME-Version:") :], s.bob.cert_pem, "-aes256")
+    settings = dataclasses.replace(s.c.bob.settings, smime_ca=str(s.pki.ca))
+    with Certmail(settings, passphrase=PASSPHRASE) as cm:
+        r = cm.open(path)
+    assert r.signer == s.alice.email and r.encrypted and r.trust == "x509"
+    with Certmail(settings, passphrase="wrong") as cm, pytest.raises(Error, match="wrong passphrase"):
+        cm.open(path)
