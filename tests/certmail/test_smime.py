@@ -385,5 +385,6 @@ def test_python_api_opens_smime_with_a_passphrase(smime: Smime) -> None:
     with Certmail(settings, passphrase=PASSPHRASE) as cm:
         r = cm.open(path)
     assert r.signer == s.alice.email and r.encrypted and r.trust == "x509"
-    with Certmail(settings, passphrase="wrong") as cm, pytest.raises(Error, match="wrong passphrase"):
-        cm.open(path)
+    with Certmail(settings, passphrase="wrong") as cm:
+        with pytest.raises(Error, match="wrong passphrase"):
+            cm.open(path)
