@@ -55,11 +55,13 @@ class OwnKey:
 
 
 def _unlock(what: str, attempt: Callable[[bytes | None], Any], ask: Ask | None) -> tuple[Any, str]:
-    """``attempt(None)``, else ``attempt(passphrase)`` asked up to MAX_TRIES times."""
-    try:
-        return attempt(None), ""
-    except (ValueError, TypeError):
-        pass
+    """``attempt(None)`` or with an empty passphrase, else ``attempt(passphrase)`` asked up
+    to MAX_TRIES times."""
+    for none in (None, b""):
+        try:
+            return attempt(none), ""
+        except (ValueError, TypeError):
+            pass
     if ask is None:
         raise PassphraseRequiredError(f"{what} needs its passphrase")
     wrong = False

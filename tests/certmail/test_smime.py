@@ -119,6 +119,13 @@ def test_keys_import_refusals(smime: Smime, tmp_path: Path) -> None:
         os.close(r)
     assert p2.returncode == 0, p2.stderr
     assert json.loads(p2.stdout)["imported"]["emails"] == ["carol@example.com"]
+    # A PKCS #12 file without a passphrase needs none (and its key is kept unencrypted, 0600).
+    erin = s.pki.person("erin@example.com", passphrase="")
+    p = run(s.c.bob, "keys", "smime", "import", str(erin.p12), "--json")
+    assert p.returncode == 0, p.stderr
+    key = s.c.bob.home / "smime" / "key.pem"
+    assert b"BEGIN PRIVATE KEY" in key.read_bytes()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
 
 # ---------------------------------------------------------------- openssl -> certmail
