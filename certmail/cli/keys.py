@@ -56,6 +56,7 @@ def keys() -> None:
       certmail keys import bob.asc                      # a correspondent's key
       certmail keys fingerprint bob@example.org         # compare it with Bob
       certmail keys trust bob@example.org               # then mail to Bob works
+      certmail keys smime --help                        # S/MIME keys and certificates
     """
 
 
