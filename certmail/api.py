@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # keeps the imports of the other modules lazy
 
     from .config import Settings
     from .scan import Scanner
+    from .smime.opening import SmimeContext
     from .tracking import Tracking
     from .unseal import Unsealed
 
@@ -116,6 +117,7 @@ class Certmail:
         self._scanner_looked_up = False
         self._outbox = Outbox(settings, lambda: self.ledger, self.notary)
         self._sealer = Sealer(lambda: self.keyring, settings.dkim_dir)
+        self._smime: SmimeContext | None = None
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -149,6 +151,15 @@ class Certmail:
             s = self.settings
             self._ledger = Ledger(s.ledger_path, s.outbox_dir, s.sent_dir)
         return self._ledger
+
+    @property
+    def smime(self) -> SmimeContext:
+        """The S/MIME keys and CA bundle of this home (docs/smime.md)."""
+        if self._smime is None:
+            from .smime.opening import smime_context
+
+            self._smime = smime_context(self.settings, self.ask, self.passphrase)
+        return self._smime
 
     def notary(self) -> NotaryClient:
         if self._notary is None:
@@ -207,12 +218,14 @@ class Certmail:
         progress: Progress | None = None,
         track_open: bool = False,
         request_mdn: bool = False,
+        smime: bool = False,
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
         ``track_open`` adds a tracking link per recipient, registered
         with the notary before sending (docs/ack.md). ``request_mdn`` asks for an
         RFC 8098 read receipt (``Disposition-Notification-To:`` the sender).
+        ``smime`` signs and encrypts with S/MIME instead of OpenPGP (docs/smime.md).
 
         Raises InfectedError (nothing sent), QueuedError (kept in the outbox, a
         transient failure), UncertainDeliveryError, DeliveryError,
@@ -238,7 +251,12 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
-            sealed = self._sealer.seal(
+            sealer = self._sealer
+            if smime:
+                from .smime.sealing import SmimeSealer
+
+                sealer = SmimeSealer(lambda: self.keyring, self.settings.dkim_dir, self.smime)
+            sealed = sealer.seal(
                 work,
                 headers,
                 data,
@@ -334,7 +352,12 @@ class Certmail:
         warnings: list[str] = []
         with self._workdir() as work:
             u = unseal_file(
-                self.keyring, Path(path), work, allow_unsigned=allow_unsigned, progress=progress
+                self.keyring,
+                Path(path),
+                work,
+                allow_unsigned=allow_unsigned,
+                progress=progress,
+                smime=self.smime,
             )
             # The bytes the notary saw (certmail/inbox/notarized.py), read as a
             # stream; the whole file's hash, taken while unsealing, is reused.
@@ -382,7 +405,7 @@ class Certmail:
         when there is nothing that can be verified at all.
         """
         raw = read_message(Path(path))
-        return verify_signatures(lambda: self.keyring, raw, dnsfunc=dnsfunc)
+        return verify_signatures(lambda: self.keyring, raw, dnsfunc=dnsfunc, smime=self.smime)
 
 
 # ------------------------------------------------------------------ helpers

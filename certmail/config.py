@@ -33,6 +33,8 @@ OPTIONS: dict[str, str] = {
     " (default: Debian's /run/clamav/clamd.ctl when it exists)",
     "via": "how mail leaves: relay (through the notary, the registered default when a"
     " notary is configured) or smtp (your own server; the notary notarizes the hash)",
+    "smime_ca": "the CA certificates (PEM file) S/MIME signers and recipients must chain to"
+    " (default: the system store; docs/smime.md)",
     "require_scan": "true: refuse to send or open attachments when no virus scanner answers",
 }
 
@@ -67,6 +69,7 @@ class Settings:
     clamd: str | None = None
     via: str | None = None
     require_scan: bool = False
+    smime_ca: str | None = None  # docs/smime.md
     passphrase_file: Path | None = None  # CERTMAIL_PASSPHRASE_FILE (env only)
 
     @property

@@ -83,6 +83,7 @@ class VerifyResult:
     dkim_domain: str | None
     headers: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    smime: str = "absent"  # "valid", "encrypted" (inside the encryption), "absent"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

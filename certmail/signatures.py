@@ -18,27 +18,38 @@ from keys.errors import VerificationError
 from .mime import Entity, canonicalize, header_fields, parse_entity
 from .results import VerifyResult
 from .rfc3156 import signed_parts
+from .smime.entities import is_smime
 from .unseal import check_sender
 
 if TYPE_CHECKING:
     from keys.gpg import Keyring, SignatureInfo
 
+    from .smime.opening import SmimeContext
+
 __all__ = ["verify_signatures"]
 
 
 def verify_signatures(
-    keyring: Callable[[], Keyring], raw: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = None
+    keyring: Callable[[], Keyring],
+    raw: bytes,
+    *,
+    dnsfunc: Callable[[bytes], bytes] | None = None,
+    smime: SmimeContext | None = None,
 ) -> VerifyResult:
     """Check the PGP signature (when not encrypted) and any DKIM signature of ``raw``.
 
     ``keyring`` is called only for a signed message; ``dnsfunc(name) -> bytes``
-    answers DKIM key lookups offline.
+    answers DKIM key lookups offline; ``smime`` checks S/MIME (certmail/smime/checking.py).
     """
     top = parse_entity(canonicalize(raw))
     fields = header_fields(top.headers)
     warnings: list[str] = []
-    pgp, sig = "unsigned", None
-    if top.content_type == "multipart/encrypted":
+    pgp, sig, smime_state = "unsigned", None, "absent"
+    if smime is not None and is_smime(top):  # RFC 8551
+        from .smime.checking import check_smime
+
+        smime_state, sig = check_smime(smime, top, warnings)
+    elif top.content_type == "multipart/encrypted":
         pgp = "encrypted"
         warnings.append("the PGP signature is inside the encryption: certmail open FILE checks it")
     elif top.content_type == "multipart/signed":
@@ -48,8 +59,8 @@ def verify_signatures(
     if top.headers.get("DKIM-Signature") is not None:
         dkim_domain = _dkim_verify(raw, str(top.headers["DKIM-Signature"]), dnsfunc)
         dkim_state = "valid"
-    if pgp != "valid" and dkim_state != "valid":
-        if pgp == "encrypted":
+    if "valid" not in (pgp, smime_state, dkim_state):
+        if "encrypted" in (pgp, smime_state):
             warnings.append("no DKIM signature: nothing can be checked without decrypting")
         else:
             raise VerificationError(
@@ -65,6 +76,7 @@ def verify_signatures(
         dkim_domain=dkim_domain,
         headers=fields,
         warnings=warnings,
+        smime=smime_state,
     )
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import Keyring, SignatureInfo
@@ -65,6 +65,10 @@ from .rfc3156 import (
     signed_span,
     write_ciphertext,
 )
+from .smime.entities import is_smime
+
+if TYPE_CHECKING:
+    from .smime.opening import SmimeContext
 
 MAX_DEPTH = 20  # MIME nesting
 # MIME entities (multipart containers and leaves) one message may hold. With
@@ -137,6 +141,7 @@ def unseal_file(
     *,
     allow_unsigned: bool = False,
     progress: Progress | None = None,
+    smime: SmimeContext | None = None,
 ) -> Unsealed:
     """:func:`unseal` of a message file, read through the file, never whole in memory.
 
@@ -151,9 +156,16 @@ def unseal_file(
         sha = pool.submit(_hash, buf)  # beside the rest: hashlib and pread free the GIL
         if len(buf) <= CHECK_CANONICAL:
             raw = buf[0 : len(buf)]  # small: mended to CRLF first, as it always was
-            u = unseal(keyring, raw, workdir, allow_unsigned=allow_unsigned, progress=progress)
+            u = unseal(
+                keyring,
+                raw,
+                workdir,
+                allow_unsigned=allow_unsigned,
+                progress=progress,
+                smime=smime,
+            )
         else:
-            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress)
+            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime)
         u.sha256 = sha.result()
     return u
 
@@ -164,11 +176,12 @@ def _unseal_big(
     workdir: Path,
     allow_unsigned: bool,
     progress: Progress | None,
+    smime: SmimeContext | None = None,
 ) -> Unsealed:
     """A big message read as it is (its ciphertext is decoded whatever its line ends);
     when that fails on a file with bare LF line ends, a CRLF copy of it (streamed)."""
     try:
-        return _unseal(keyring, buf, workdir, allow_unsigned, progress)
+        return _unseal(keyring, buf, workdir, allow_unsigned, progress, smime)
     except MalformedError:
         if is_canonical(buf):
             raise
@@ -177,7 +190,7 @@ def _unseal_big(
         for chunk in canonical_chunks(buf):
             out.write(chunk)
     with copy.open("rb") as f:
-        return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress)
+        return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress, smime)
 
 
 def _hash(buf: FileBuffer) -> str:
@@ -195,15 +208,17 @@ def unseal(
     *,
     allow_unsigned: bool = False,
     progress: Progress | None = None,
+    smime: SmimeContext | None = None,
 ) -> Unsealed:
     """Decrypt and verify an RFC 3156 message; parse its payload.
 
     Raises :class:`VerificationError` for a bad, forged or (unless
     ``allow_unsigned``) missing signature, or a signature by a key that is not
     the From address's, and :class:`MalformedError` for anything that is not
-    well-formed MIME / OpenPGP.
+    well-formed MIME / OpenPGP. S/MIME (RFC 8551) is opened with ``smime``
+    (:mod:`certmail.smime.opening`).
     """
-    return _unseal(keyring, canonicalize(raw), workdir, allow_unsigned, progress)
+    return _unseal(keyring, canonicalize(raw), workdir, allow_unsigned, progress, smime)
 
 
 def _unseal(
@@ -212,13 +227,17 @@ def _unseal(
     workdir: Path,
     allow_unsigned: bool,
     progress: Progress | None,
+    smime: SmimeContext | None = None,
 ) -> Unsealed:
     if _blank(buf):
         raise MalformedError("the message file is empty")
     workdir.mkdir(parents=True, exist_ok=True)
     top = parse_entity(buf)
     with contextlib.ExitStack() as stack:
-        entity, encrypted, pending = _open_layers(keyring, top, workdir, stack, progress)
+        if is_smime(top):  # RFC 8551: certmail/smime/
+            entity, encrypted, pending = _open_smime(smime, top, workdir)
+        else:
+            entity, encrypted, pending = _open_layers(keyring, top, workdir, stack, progress)
         if pending is None and not allow_unsigned:
             raise VerificationError(
                 "the message is not signed (the signature may have been stripped)",
@@ -250,6 +269,23 @@ def _unseal(
         manifest,
         single_mailbox(headers.get("From")),
     )
+
+
+def _open_smime(
+    smime: SmimeContext | None, top: Entity, workdir: Path
+) -> tuple[Entity, bool, Future[SignatureInfo | None] | None]:
+    """The S/MIME layers opened (:func:`certmail.smime.opening.open_layers`), its
+    signature result shaped as the OpenPGP path's pending check."""
+    from .smime.opening import open_layers
+
+    if smime is None:
+        raise MalformedError("S/MIME is not read here", hint="certmail open FILE")
+    entity, encrypted, signature = open_layers(smime, top, workdir)
+    if signature is None:
+        return entity, encrypted, None
+    done: Future[SignatureInfo | None] = Future()
+    done.set_result(signature)
+    return entity, encrypted, done
 
 
 def _blank(buf: Buffer) -> bool:

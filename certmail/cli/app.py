@@ -47,12 +47,16 @@ class App:
     as_json: bool = False
     verbose: bool = False
     passphrase_fd: int | None = None
+    smime_ca: Path | None = None  # --smime-ca (certmail/cli/smime.py)
 
     def settings(self) -> Settings:
         """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
         from certmail.config import load_settings
 
-        return load_settings(self.home)
+        settings = load_settings(self.home)
+        if self.smime_ca is not None:
+            settings.smime_ca = str(self.smime_ca)
+        return settings
 
     def passphrase_source(self, settings: Settings | None = None) -> Ask | None:
         """Where the key's passphrase comes from when gpg needs it: ``--passphrase-fd``,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option
+from certmail.cli.smime import smime_ca_option
 from keys.errors import Error
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def _open_source(ctx: click.Context, *, writable: bool = False) -> Iterator[Sour
 @inbox.command("list")
 @click.option("--unread", is_flag=True, help="Only the messages not read yet.")
 @source_options
+@smime_ca_option
 @json_option()
 @home_option
 @click.pass_context
@@ -186,6 +188,7 @@ def _line(s: Summary) -> str:
 )
 @click.option("--mark-read", is_flag=True, help="Then flag it read (IMAP \\Seen, Maildir S).")
 @source_options
+@smime_ca_option
 @json_option()
 @home_option
 @click.pass_context

@@ -56,6 +56,7 @@ def keys() -> None:
       certmail keys import bob.asc                      # a correspondent's key
       certmail keys fingerprint bob@example.org         # compare it with Bob
       certmail keys trust bob@example.org               # then mail to Bob works
+      certmail keys smime --help                        # S/MIME keys and certificates
     """
 
 
@@ -451,3 +452,8 @@ def dkim_record_cmd(app: App, domain: str | None) -> None:
         )
         return
     click.echo(zone_line(name, value))
+
+
+from certmail.cli.smime import smime as _smime  # noqa: E402 - `keys smime ...` (docs/smime.md)
+
+keys.add_command(_smime)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+from certmail.cli.smime import smime_ca_option
 from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     metavar="URL",
     help="The notary to acknowledge to when the message names none.",
 )
+@smime_ca_option
 @json_option()
 @home_option
 @pass_app
@@ -165,7 +167,12 @@ def _summary(r: OpenResult, done: AckOutcome | None) -> str:
     if h.get("Cc"):
         lines.append(f"Cc:      {escape(h['Cc'])}")
     lines += [f"Subject: {escape(h.get('Subject', ''))}", f"Date:    {escape(h.get('Date', ''))}"]
-    if r.signed:
+    if r.signed and r.trust == "x509":  # S/MIME: the certificate chained to the CA bundle
+        lines.append(
+            f"[green]good S/MIME signature[/] from {escape(r.signer or '?')} "
+            f"(certificate sha256 {r.signer_fingerprint}, chain verified)"
+        )
+    elif r.signed:
         mark = (
             "[green]good signature[/]"
             if r.trusted

@@ -127,6 +127,12 @@ def progress_bar(
     is_flag=True,
     help="Do not look up missing recipient keys (WKD, keyserver, Autocrypt; docs/keys.md).",
 )
+@click.option(
+    "--smime",
+    is_flag=True,
+    help="Sign and encrypt with S/MIME (RFC 8551) instead of OpenPGP: your key from "
+    "keys smime import, the recipients' certificates from keys smime import-cert.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -145,6 +151,7 @@ def send(
     track_open: bool,
     request_mdn: bool,
     no_locate: bool = False,
+    smime: bool = False,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -158,7 +165,8 @@ def send(
     from certmail.api import QueuedError
 
     body = _read_body(body_file)
-    if not no_encrypt and not no_locate:  # issue 11 item 7: keys found, never trusted
+    # issue 11 item 7: missing OpenPGP keys looked up (WKD, keyserver, Autocrypt), never trusted
+    if not no_encrypt and not no_locate and not smime:
         from certmail.cli.keys import locate_for_send
 
         locate_for_send(app, [*to, *cc])
@@ -180,6 +188,7 @@ def send(
                 progress=bar,
                 track_open=track_open,
                 request_mdn=request_mdn,
+                smime=smime,
             )
         except QueuedError as e:
             for w in e.result.warnings:

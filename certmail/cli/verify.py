@@ -7,15 +7,17 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, warn
+from certmail.cli.smime import smime_ca_option
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@smime_ca_option
 @json_option()
 @home_option
 @pass_app
 def verify(app: App, file: Path) -> None:
-    """Verify a message's signatures (PGP when not encrypted, DKIM) without decrypting.
+    """Verify a message's signatures (PGP or S/MIME when not encrypted, DKIM) without decrypting.
 
     Exits 3 when a signature does not verify or when there is none.
     """
@@ -32,5 +34,8 @@ def verify(app: App, file: Path) -> None:
         )
     else:
         click.echo(f"pgp: {r.pgp}")
+    if r.smime != "absent":
+        by = f" signature by {r.signer} (certificate {r.signer_fingerprint})"
+        click.echo(f"smime: {r.smime}" + (by if r.smime == "valid" else ""))
     click.echo(f"dkim: {r.dkim}" + (f" (d={r.dkim_domain})" if r.dkim_domain else ""))
     click.echo(f"sha256: {r.sha256}")

@@ -107,7 +107,7 @@ def _open(
     if partial:
         return {}, "not opened: too large to check in a list (certmail inbox open ID)", None
     try:
-        u = unseal(cm.keyring, body, work / "unseal", allow_unsigned=True)
+        u = unseal(cm.keyring, body, work / "unseal", allow_unsigned=True, smime=cm.smime)
     except VerificationError as e:
         return {}, f"bad: {e.message}", None
     except Error as e:

@@ -103,6 +103,7 @@ def test_every_option_has_an_env_var(tmp_path: Path) -> None:
         "clamd": "unix:///s",
         "via": "smtp",
         "require_scan": "true",
+        "smime_ca": "/etc/ssl/smime-ca.pem",
     }
     assert set(samples) == set(OPTIONS)
     env = {env_name(k): v for k, v in samples.items()}

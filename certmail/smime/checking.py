@@ -1,0 +1,43 @@
+"""``certmail verify`` of an S/MIME message, without decrypting (RFC 8551 §3.5).
+
+A signed message (``multipart/signed`` or opaque SignedData) is verified as
+:mod:`certmail.smime.opening` does when it opens one; an enveloped one is
+reported ``"encrypted"``: its signature, if any, is inside the encryption,
+and ``certmail open`` checks it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from keys.gpg import SignatureInfo
+
+from ..mime import Entity
+from .entities import smime_kind
+from .opening import SmimeContext, open_layers
+
+__all__ = ["check_smime"]
+
+
+def check_smime(
+    ctx: SmimeContext, top: Entity, warnings: list[str]
+) -> tuple[str, SignatureInfo | None]:
+    """``("valid", signature)`` or ``("encrypted", None)``; VerificationError when bad."""
+    kind = smime_kind(top)
+    if kind in ("enveloped-data", "authenveloped-data"):
+        warnings.append(
+            "the S/MIME signature (if any) is inside the encryption: certmail open FILE checks it"
+        )
+        return "encrypted", None
+    base = ctx.store.dir.parent / "tmp"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix="smime", dir=base))
+    try:
+        _, _, sig = open_layers(ctx, top, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if sig is None:  # not reached: a signed kind yields a signature or raises
+        return "unsigned", None
+    return "valid", sig
