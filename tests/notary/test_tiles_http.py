@@ -30,7 +30,7 @@ from notary.merkle import (
     tree_hash,
     verify_consistency,
 )
-from notary.note import Verifier
+from notary.note import Signer, Verifier
 from notary.receipt import Receipt
 from notary.service import NotaryService
 from notary.tiles import Tile, TileHashReader, tiles_for_size
@@ -234,7 +234,7 @@ def test_real_notary_tiles_verify_with_go_tlog(notary_dir: Path, tlogcheck: Path
         )
         assert lines[-1] == f"ok inclusion {receipt.index}"
         # Go refuses what is wrong: another key, a proof with one byte flipped
-        other = "notary.test/log+00000000+AQ" + "A" * 42 + "="
+        other = Signer.generate(cp.origin).verifier().vkey()
         bad = subprocess.run(
             [str(tlogcheck), "-url", proc.url, "-vkey", other],
             capture_output=True,
