@@ -79,6 +79,10 @@ class Answer:
         out.append((b"content-length", str(len(self.body)).encode()))
         return out
 
+    def start(self) -> dict[str, Any]:
+        """The ASGI ``http.response.start`` message."""
+        return {"type": "http.response.start", "status": self.status, "headers": self.raw_headers()}
+
 
 def _error(status: int, code: str, message: str) -> Answer:
     body = json.dumps({"error": code, "message": message}).encode()
@@ -100,17 +104,15 @@ class TileServer:
         self.source, self._checkpoint = source, checkpoint
         self._size = 0
         self._cache: dict[Tile, bytes] = {}
+        # path -> (raw headers, body) of tiles in the cache: one look-up per hit
+        self._hits: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
         self._limit = cache
         self._lock = threading.Lock()
 
-    def cached(self, path: str) -> Answer | None:
-        """The answer for ``path`` (after ``/``) when it needs no storage read, else None."""
-        try:
-            tile = parse_tile_path(path)
-        except MalformedError:
-            return None
-        data = self._cache.get(tile)
-        return None if data is None else self._tile_answer(data)
+    def cached(self, path: str) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        """The raw headers and body of the 200 for ``path`` (after ``/``) if it is a tile
+        answered before (no storage read, nothing parsed), else None."""
+        return self._hits.get(path)
 
     def tile(self, path: str) -> Answer:
         """The answer for ``GET /<path>``, ``path`` starting with ``tile/``."""
@@ -129,7 +131,10 @@ class TileServer:
                     return _error(404, "not_found", f"the log has no {tile.path()} yet")
             data = read_tile(tile, self.source)
             self._keep(tile, data)
-        return self._tile_answer(data)
+        answer = self._tile_answer(data)
+        if path == tile.path() and len(self._hits) < self._limit:
+            self._hits[path] = (answer.raw_headers(), data)
+        return answer
 
     def checkpoint(self) -> Answer:
         """The answer for ``GET /checkpoint``."""
@@ -142,7 +147,9 @@ class TileServer:
     def _keep(self, tile: Tile, data: bytes) -> None:
         with self._lock:
             if len(self._cache) >= self._limit:
-                self._cache.pop(next(iter(self._cache)))  # the oldest: tiles are all alike
+                old = next(iter(self._cache))  # the oldest: tiles are all alike
+                del self._cache[old]
+                self._hits.pop(old.path(), None)
             self._cache[tile] = data
 
     @staticmethod
@@ -169,24 +176,20 @@ class TileMiddleware:
         if not is_tile and path != CHECKPOINT_PATH:
             await self.app(scope, receive, send)
             return
+        if is_tile and scope["method"] == "GET":
+            hit = self.server.cached(path[1:])
+            if hit is not None:
+                await send({"type": "http.response.start", "status": 200, "headers": hit[0]})
+                await send({"type": "http.response.body", "body": hit[1]})
+                return
         answer = await self._answer(scope["method"], path, is_tile)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": answer.raw_headers(),
-            }
-        )
+        await send(answer.start())
         body = b"" if scope["method"] == "HEAD" else answer.body
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, method: str, path: str, is_tile: bool) -> Answer:
         if method not in ("GET", "HEAD"):
             return _error(405, "method_not_allowed", "use GET")
-        if is_tile:
-            answer = self.server.cached(path[1:])
-            if answer is not None:
-                return answer
         from starlette.concurrency import run_in_threadpool
 
         if is_tile:
