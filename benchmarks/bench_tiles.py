@@ -8,8 +8,12 @@ partial ones, level 1 and 2), beside, in the same run:
 
 - ``GET /v1/checkpoint`` and ``GET /checkpoint`` on the same server (the notary's
   own cheapest dynamic answer);
+- the same tiles from a raw ASGI app holding them in a dict, under the same
+  uvicorn (uvloop, httptools): the ceiling of the server stack on this machine;
 - the same tiles written to files and served by ``python -m http.server``
-  (``--protocol HTTP/1.1``, keep-alive), the static file server a mirror could use.
+  (``--protocol HTTP/1.1``, keep-alive), the static file server at hand (no nginx
+  here); it writes headers and body separately, so Nagle's algorithm and delayed
+  ACKs hold each answer back: a floor, not a fair rival.
 
 Before each run the tiles are checked to reproduce the checkpoint's root; non-2xx
 answers and socket errors are counted and printed. wrk comes from Debian
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -29,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,6 +47,24 @@ from notary.tiles import Tile, TileHashReader, tiles_for_size  # noqa: E402
 
 CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
 TARGET = 5000.0
+ENV_STATIC = "CERTMAIL_BENCH_TILES_DIR"
+
+
+def make_static_app() -> Any:
+    """uvicorn factory: a raw ASGI app answering the tile files from memory (the ceiling)."""
+    root = Path(os.environ[ENV_STATIC])
+    files = {"/" + str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    head = [(b"content-type", b"application/octet-stream")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = files.get(scope["path"])
+        status = 200 if body is not None else 404
+        body = body or b""
+        headers = [*head, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def free_port() -> int:
@@ -205,6 +229,23 @@ def static_run(static: Path, cp: Checkpoint, lua: Path, connections: int, second
         stop(peer)
 
 
+def ceiling_run(static: Path, cp: Checkpoint, lua: Path, connections: int, seconds: float) -> Row:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench_tiles:make_static_app"]
+    cmd += ["--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    env = {**os.environ, ENV_STATIC: str(static)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_up(url + "/checkpoint", proc)
+        check_tiles(url, cp.size, cp.root_hash)
+        what = "peer: raw ASGI dict of the tiles under uvicorn (its ceiling)"
+        return (what, *wrk(url, lua, connections, seconds))
+    finally:
+        stop(proc)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--entries", type=int, default=70_000)
@@ -224,6 +265,7 @@ def main() -> int:
             "GET /checkpoint": lua_paths(work, ["/checkpoint"]),
         }
         rows = notary_runs(d, cp, luas, args.connections, args.seconds)
+        rows.append(ceiling_run(static, cp, luas["GET /tile/..."], args.connections, args.seconds))
         rows.append(static_run(static, cp, luas["GET /tile/..."], args.connections, args.seconds))
     print(f"\n{'what':62} {'req/s':>10} {'failures':>9}")
     for what, rps, failures in rows:
