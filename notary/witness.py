@@ -60,6 +60,20 @@ class Reply:
     body: bytes
 
 
+@dataclass
+class _Pending:
+    """One add-checkpoint request waiting for the group commit."""
+
+    old: int
+    proof: list[bytes]
+    note: bytes
+    text: str
+    cp: Checkpoint
+    body: bytes
+    reply: Reply | None = None
+    done: bool = False
+
+
 def _text(status: int, message: str) -> Reply:
     return Reply(status, "text/plain; charset=utf-8", message.encode() + b"\n")
 
@@ -180,7 +194,9 @@ class Witness:
         self.cosigner = _load_cosigner(directory, self.name)
         self.logs = {v.name: v for v in (Verifier.from_vkey(x) for x in logs)}
         self.clock = clock
-        self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._pending: list[_Pending] = []
         self._db = sqlite3.connect(
             directory / "state.db", isolation_level=None, check_same_thread=False
         )
@@ -223,42 +239,62 @@ class Witness:
             return _text(403, f"no valid signature by the log: {e.message}")
         if old > cp.size:
             return _text(400, f"old size {old} is larger than the checkpoint's {cp.size}")
-        with self._lock:
-            return self._check_and_record(old, proof, note, cp, body)
+        item = _Pending(old, proof, note, parse_note(note).text, cp, body)
+        with self._queue_lock:
+            self._pending.append(item)
+        with self._commit_lock:  # group commit: whoever holds it commits every request queued
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(batch)
+        if item.reply is not None:
+            return item.reply
+        line = self.cosigner.cosign(item.text, int(self.clock()))
+        return Reply(200, "text/plain; charset=utf-8", line.encode())
 
-    def _check_and_record(
-        self, old: int, proof: list[bytes], note: bytes, cp: Checkpoint, body: bytes
-    ) -> Reply:
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Check each request in order against the state (and the batch's earlier ones),
+        then record the accepted ones and the refusals in one durable transaction."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        view: dict[str, tuple[int, bytes, bytes] | None] = {}
+        updates: dict[str, tuple[int, bytes, bytes]] = {}
+        refused: list[tuple[str, float, str, bytes]] = []
         try:
-            latest = self.latest(cp.origin)
-            size = latest[0] if latest else 0
-            if old != size:
-                db.execute("ROLLBACK")
-                return Reply(409, SIZE_TYPE, f"{size}\n".encode())
-            refusal = self._refusal(old, proof, cp, latest)
-            if refusal is not None:
-                db.execute(
-                    "INSERT INTO refused (origin, at, reason, body) VALUES (?, ?, ?, ?)",
-                    (cp.origin, self.clock(), refusal.body.decode().strip(), body),
-                )
-                db.execute("COMMIT")
-                return refusal
-            if latest is None or cp.size > size:
+            db.execute("BEGIN IMMEDIATE")
+            for it in batch:
+                origin = it.cp.origin
+                if origin not in view:
+                    view[origin] = self.latest(origin)
+                latest = view[origin]
+                size = latest[0] if latest else 0
+                if it.old != size:
+                    it.reply = Reply(409, SIZE_TYPE, f"{size}\n".encode())
+                    continue
+                it.reply = self._refusal(it.old, it.proof, it.cp, latest)
+                if it.reply is not None:
+                    reason = it.reply.body.decode().strip()
+                    refused.append((origin, self.clock(), reason, it.body))
+                elif latest is None or it.cp.size > size:
+                    view[origin] = updates[origin] = (it.cp.size, it.cp.root_hash, it.note)
+            for origin, (size, root, note) in updates.items():
                 db.execute(
                     "INSERT INTO logs (origin, size, root, note) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (origin) DO UPDATE SET size = excluded.size,"
                     " root = excluded.root, note = excluded.note",
-                    (cp.origin, cp.size, cp.root_hash, note),
+                    (origin, size, root, note),
                 )
-            db.execute("COMMIT")  # durable (synchronous=FULL) before the cosignature leaves
-        except BaseException:
+            db.executemany(
+                "INSERT INTO refused (origin, at, reason, body) VALUES (?, ?, ?, ?)", refused
+            )
+            db.execute("COMMIT")  # durable (synchronous=FULL) before any cosignature leaves
+        except sqlite3.Error as e:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise
-        line = self.cosigner.cosign(parse_note(note).text, int(self.clock()))
-        return Reply(200, "text/plain; charset=utf-8", line.encode())
+            for it in batch:
+                it.reply = _text(503, f"the witness could not record its state: {e}")
+        finally:
+            for it in batch:
+                it.done = True
 
     @staticmethod
     def _refusal(
