@@ -178,3 +178,36 @@ def test_state_survives_reopening(setup: tuple[Witness, Log, Path]) -> None:
         assert (r.status, r.body) == (409, b"40\n")
     finally:
         again.close()
+
+
+def test_racing_requests_never_roll_back(setup: tuple[Witness, Log, Path]) -> None:
+    """The tlog-witness race: requests from one old size to different new sizes at
+    once; exactly one is cosigned per round and the state is its size."""
+    import threading
+
+    w, log, _ = setup
+    log.grow(1)
+    assert w.add_checkpoint(log.body(0)).status == 200
+    for _round in range(5):
+        old = log.store.size
+        bodies = {}
+        for _ in range(8):  # sizes old+1 .. old+8, each proved from old
+            note = log.grow(1)
+            bodies[log.store.size] = log.body(old, note=note)
+        barrier = threading.Barrier(len(bodies))
+        status: dict[int, int] = {}
+
+        def send(size: int, body: bytes) -> None:
+            barrier.wait()
+            status[size] = w.add_checkpoint(body).status
+
+        threads = [threading.Thread(target=send, args=kv) for kv in bodies.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [s for s, st in status.items() if st == 200]
+        assert len(won) == 1 and all(st in (200, 409) for st in status.values()), status
+        assert w.latest(ORIGIN)[0] == won[0]
+        # catch up to the log's head from the winner
+        assert w.add_checkpoint(log.body(won[0])).status == 200
