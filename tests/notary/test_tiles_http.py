@@ -274,3 +274,32 @@ def test_openapi_lists_the_tile_paths(
     client, _, _ = served
     paths = set(client.get("/openapi.json").json()["paths"])
     assert {"/tile/{path}", "/checkpoint"} <= paths
+
+
+@pytest.mark.postgres
+def test_tiles_from_postgresql(tmp_path: Path) -> None:
+    """The same tiles from the PostgreSQL backend (one storage interface)."""
+    import uuid
+
+    from tests.notary.storage_backends import pg_url
+
+    url = pg_url(f"tiles_{uuid.uuid4().hex[:12]}")
+    d = init_notary_dir(tmp_path / "notary", database=url)
+    svc = NotaryService.open(d, database=url)
+    try:
+        _, token = svc.add_account(["alice@example.test"])
+        with TestClient(create_app(svc), raise_server_exceptions=False) as client:
+            auth = {"Authorization": f"Bearer {token}"}
+            receipts = _batch(client, auth, "pg", 700)
+            cp = open_checkpoint(client.get("/checkpoint").content, Verifier.from_vkey(svc.vkey))
+
+            def fetch(tiles: Sequence[Tile]) -> list[bytes]:
+                return [client.get("/" + t.path()).content for t in tiles]
+
+            tiles = TileHashReader(cp.size, fetch)
+            assert tree_hash(cp.size, tiles) == cp.root_hash
+            r = receipts[-1]
+            assert tuple(prove_inclusion(cp.size, r.index, tiles)) == r.proof.hashes
+    finally:
+        svc.storage.drop_schema()  # type: ignore[attr-defined]
+        svc.close()
