@@ -204,7 +204,13 @@ def include_tile_routes(app: FastAPI, service: Any) -> TileServer:
     them before FastAPI's routing; the routes document them and answer when
     ``CERTMAIL_REFERENCE_ONLY=1``.
     """
-    server = TileServer(service.storage, service.checkpoint)
+    from notary.cosigning import Cosigning
+
+    cosigning = Cosigning(
+        service.config.directory, service.storage.latest_checkpoint, service.consistency
+    )
+    cosigning.start()  # only with witnesses configured (witnesses.toml)
+    server = TileServer(service.storage, lambda: cosigning.with_cosignatures(service.checkpoint()))
 
     def respond(answer: Answer) -> Response:
         return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
@@ -227,6 +233,17 @@ def include_tile_routes(app: FastAPI, service: Any) -> TileServer:
     )
     def checkpoint() -> Response:
         return respond(server.checkpoint())
+
+    @app.get(
+        "/checkpoint/cosigned",
+        summary="The newest checkpoint a quorum of this notary's witnesses cosigned",
+        response_class=Response,
+    )
+    def cosigned() -> Response:
+        if cosigning.cosigned is None:
+            return respond(_error(404, "not_found", "no checkpoint cosigned by a quorum yet"))
+        headers = {"cache-control": f"public, max-age={CHECKPOINT_MAX_AGE}"}
+        return Response(cosigning.cosigned, media_type=CHECKPOINT_TYPE, headers=headers)
 
     if fastpath.enabled():
         app.add_middleware(TileMiddleware, server=server)  # type: ignore[arg-type]

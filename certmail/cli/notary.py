@@ -401,3 +401,6 @@ def _open(directory: Path, database: str | None):  # type: ignore[no-untyped-def
 from certmail.cli.monitor import monitor as _monitor  # noqa: E402 - `certmail notary monitor`
 
 notary.add_command(_monitor)
+from certmail.cli.witness import notary_witnesses as _witnesses  # noqa: E402
+
+notary.add_command(_witnesses)

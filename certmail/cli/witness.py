@@ -154,3 +154,70 @@ def feed(log_url: str, log_vkey: str, witness_url: str, witness_vkey: str, old: 
             witness_url, note, tiles_consistency(log.tiles), wv, post, old=old
         )
     sys.stdout.write(cosigned.decode("utf-8"))
+
+
+# --- `certmail notary witnesses ...`: the witnesses a notary asks ------------------------
+
+NOTARY_DIR = click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CERTMAIL_NOTARY_DIR",
+    help="The notary's directory (env CERTMAIL_NOTARY_DIR).",
+)
+QUORUM = click.option(
+    "--quorum",
+    type=click.IntRange(min=0),
+    help="Cosignatures a checkpoint needs (default: every witness).",
+)
+
+
+@click.group("witnesses")
+def notary_witnesses() -> None:
+    """The witnesses this notary asks to cosign its checkpoints (witnesses.toml)."""
+
+
+@notary_witnesses.command("add")
+@click.argument("url")
+@click.argument("vkey")
+@NOTARY_DIR
+@QUORUM
+def witnesses_add(url: str, vkey: str, directory: Path, quorum: int | None) -> None:
+    """Ask the witness at URL, whose cosigner key is VKEY; restart serve to apply."""
+    from notary.config import load_config
+    from notary.cosigning import add_witness
+
+    load_config(directory)  # a notary directory, or a clear error
+    e = add_witness(directory, url, vkey, quorum)
+    say(f"witness {e.verifier.name} added; restart `certmail notary serve` to apply")
+
+
+@notary_witnesses.command("list")
+@NOTARY_DIR
+@json_option()
+@pass_app
+def witnesses_list(app: App, directory: Path) -> None:
+    """The witnesses and the quorum."""
+    from notary.cosigning import load_witnesses
+
+    entries, quorum = load_witnesses(directory)
+    rows = [{"name": e.verifier.name, "url": e.url, "vkey": e.vkey} for e in entries]
+    if app.as_json:
+        emit_json({"quorum": quorum, "witnesses": rows})
+        return
+    click.echo(f"quorum {quorum} of {len(rows)}")
+    for r in rows:
+        click.echo(f"{r['name']}\t{r['url']}\t{r['vkey']}")
+
+
+@notary_witnesses.command("remove")
+@click.argument("name")
+@NOTARY_DIR
+@QUORUM
+def witnesses_remove(name: str, directory: Path, quorum: int | None) -> None:
+    """Stop asking the witness NAME (its key name or URL)."""
+    from notary.cosigning import remove_witness
+
+    remove_witness(directory, name, quorum)
+    say(f"witness {name} removed; restart `certmail notary serve` to apply")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
+from notary.errors import VerificationError
 from tests.fixtures.cli import CERTMAIL, cli, one_line_error
 from tests.fixtures.notary import NotaryProcess, free_port
 
@@ -210,3 +211,73 @@ def test_no_cosignature_is_lost_to_sigkill(witness_dir: Path, witness: WitnessPr
     listed = cli("witness", "logs", "list", "--dir", str(witness_dir), "--json")
     (row,) = [r for r in json.loads(listed.stdout)["logs"] if r["origin"] == "log.test/a"]
     assert row["size"] >= max(cosigned)
+
+
+def _wait_cosigned(
+    url: str, size: int, wvs: list[CosignatureVerifier], quorum: int, path: str = "/cosigned"
+) -> bytes:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = httpx.get(url + "/checkpoint" + path, timeout=5)
+        if r.status_code == 200 and f"\n{size}\n".encode() in r.content:
+            try:
+                verify_cosignatures(r.content, wvs, quorum)
+                return r.content
+            except VerificationError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint of size {size} cosigned by {quorum}")
+
+
+def test_notary_asks_its_witnesses(notary_dir: Path, tmp_path: Path) -> None:
+    from notary.checkpoint import open_checkpoint
+    from notary.note import Verifier
+
+    witnesses, wvs = [], []
+    for i in (1, 2):
+        d = tmp_path / f"w{i}"
+        p = cli("witness", "init", "--dir", str(d), "--name", f"witness.test/w{i}")
+        assert p.returncode == 0
+        vkey = (d / "witness.vkey").read_text().strip()
+        wvs.append(CosignatureVerifier.from_vkey(vkey))
+        w = WitnessProcess(d)
+        witnesses.append(w)
+    real = NotaryProcess(notary_dir)
+    for w, wv in zip(witnesses, wvs, strict=True):
+        assert cli("witness", "logs", "add", real.vkey, "--dir", str(w.directory)).returncode == 0
+        p = cli("notary", "witnesses", "add", w.url, wv.vkey(), "--dir", str(notary_dir))
+        assert p.returncode == 0, p.stderr
+    p = cli("notary", "witnesses", "list", "--dir", str(notary_dir), "--json")
+    listed = json.loads(p.stdout)
+    assert listed["quorum"] == 2 and [x["name"] for x in listed["witnesses"]] == [
+        "witness.test/w1",
+        "witness.test/w2",
+    ]
+    try:
+        for w in witnesses:
+            w.start()
+        real.start()
+        token = real.token_for("alice@example.test")
+        _grow(real, token, "a", 100)
+        _wait_cosigned(real.url, 100, wvs, 2)
+        # GET /checkpoint carries them too, and still opens under the log's key alone
+        note = httpx.get(real.url + "/checkpoint").content
+        open_checkpoint(note, Verifier.from_vkey(real.vkey))
+        # a witness down delays cosigning, never the log
+        witnesses[1].kill()
+        started = time.monotonic()
+        _grow(real, token, "b", 50)
+        assert time.monotonic() - started < 10
+        _wait_cosigned(real.url, 150, wvs[:1], 1, path="")  # /checkpoint: w1 cosigned 150 ...
+        time.sleep(0.5)
+        r = httpx.get(real.url + "/checkpoint/cosigned")
+        assert b"\n100\n" in r.content  # ... but the quorum of 2 is still at 100
+        witnesses[1].start()  # back: it holds 100, learns to prove 100 -> 150
+        _wait_cosigned(real.url, 150, wvs, 2)
+        assert (notary_dir / "cosigned-checkpoint").read_bytes() == httpx.get(
+            real.url + "/checkpoint/cosigned"
+        ).content
+    finally:
+        real.stop()
+        for w in witnesses:
+            w.stop()
