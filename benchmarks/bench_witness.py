@@ -13,6 +13,11 @@ its consistency proof from the previous one, goes to ``add-checkpoint``:
 beside, in the same run, the floors those costs are made of: one Ed25519
 signature verification plus one signature (pyca/cryptography) per checkpoint,
 and one SQLite ``synchronous=FULL`` commit per checkpoint.
+
+Then the log's side: entries/s notarized through ``certmail notary serve``
+(4 clients, batches of 250 with RFC 3161 tokens) without witnesses and with 3
+witnesses configured and cosigning (at most once a second), best of three runs each
+(target: within 10 %).
 """
 
 from __future__ import annotations
@@ -155,6 +160,90 @@ def floors(work: Path, count: int) -> tuple[float, float]:
     return crypto, commits
 
 
+def _serve(cmd: list[str], health: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            httpx.get(health, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{cmd[3]} did not start")
+
+
+def _notarize_rate(url: str, token: str, tag: str, batches: int, size: int) -> float:
+    auth = {"Authorization": f"Bearer {token}"}
+    done = [0]
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            for b in range(k, batches, 4):
+                items = [
+                    {"sha256": os.urandom(32).hex(), "message_id": f"<{tag}.{b}.{i}@bench>"}
+                    for i in range(size)
+                ]
+                r = c.post("/v1/notarize/batch", json={"items": items}, headers=auth)
+                r.raise_for_status()
+                done[0] += size
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return rate(done[0], time.perf_counter() - t)
+
+
+def sequencing(work: Path, batches: int = 40, size: int = 250) -> tuple[float, float]:
+    """Entries/s notarized (4 clients, batches with RFC 3161 tokens) without and with
+    3 witnesses configured (each served by certmail witness serve); best of 3 each."""
+    d = work / "notary"
+    subprocess.run(
+        [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/seq"],
+        check=True,
+        capture_output=True,
+    )
+    add = [*CERTMAIL, "notary", "accounts", "add", "b@example.test", "--dir", str(d)]
+    token = subprocess.run(add, check=True, capture_output=True, text=True).stdout.split()[-1]
+    vkey = (d / "notary.vkey").read_text().strip()
+    witnesses = []
+    for i in range(3):
+        wd = work / f"seqw{i}"
+        wv = init_witness(wd, f"bench.test/sw{i}")
+        add_log(wd, vkey)
+        port = free_port()
+        cmd = [*CERTMAIL, "witness", "serve", "--dir", str(wd), "--http", f"127.0.0.1:{port}"]
+        witnesses.append((_serve(cmd, f"http://127.0.0.1:{port}/"), port, wv))
+    best = {False: 0.0, True: 0.0}
+    try:
+        for round_ in range(3):
+            for with_witnesses in (False, True):
+                cfg = d / "witnesses.toml"
+                cfg.unlink(missing_ok=True)
+                if with_witnesses:
+                    from notary.cosigning import add_witness
+
+                    for _, port, wv in witnesses:
+                        add_witness(d, f"http://127.0.0.1:{port}", wv.vkey(), None)
+                port = free_port()
+                cmd = [*CERTMAIL, "notary", "serve", "--dir", str(d), "--http", f"127.0.0.1:{port}"]
+                url = f"http://127.0.0.1:{port}"
+                proc = _serve(cmd, url + "/healthz")
+                try:
+                    tag = f"{round_}{with_witnesses}"
+                    r = _notarize_rate(url, token, tag, batches, size)
+                    best[with_witnesses] = max(best[with_witnesses], r)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+    finally:
+        for proc, _, _ in witnesses:
+            proc.terminate()
+            proc.wait(30)
+    return best[False], best[True]
+
+
 def main() -> int:
     count = int(os.environ.get("BENCH_WITNESS_COUNT", "3200"))
     with tempfile.TemporaryDirectory(prefix="bench-witness-") as tmp:
@@ -166,12 +255,18 @@ def main() -> int:
             ("certmail witness serve, 1 keep-alive client", over_http(work, count, 1)),
             ("certmail witness serve, 16 clients, 16 logs", over_http(work, count, 16)),
         ]
+        without, with3 = sequencing(work)
         crypto, commits = floors(work, count)
         rows.append(("floor: Ed25519 verify + sign (cryptography)", crypto))
         rows.append(("floor: SQLite synchronous=FULL commit", commits))
     print(f"{'what':58} {'checkpoints/s':>14}")
     for what, r in rows:
         print(f"{what:58} {r:14.0f}")
+    print(f"\n{'sequencing, 4 clients, batches of 250 with tokens':58} {'entries/s':>14}")
+    print(f"{'notary serve, no witnesses':58} {without:14.0f}")
+    print(f"{'notary serve, 3 witnesses configured (cosigning live)':58} {with3:14.0f}")
+    change = (with3 - without) / without * 100 if without else 0.0
+    print(f"with 3 witnesses: {change:+.1f} % (target: within 10 %)")
     best = max(r for w, r in rows[:5])
     verdict = "meets" if best >= TARGET else "misses"
     print(f"\nwitness cosigning: {best:.0f} checkpoints/s ({verdict} the {TARGET:.0f}/s target)")

@@ -123,7 +123,7 @@ class Cosigning:
         consistency: Callable[[int, int], list[bytes]],
         *,
         post: Post | None = None,
-        interval: float = 0.2,
+        interval: float = 1.0,
     ) -> None:
         self.directory = directory
         self.witnesses, self.quorum = load_witnesses(directory)
