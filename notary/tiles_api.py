@@ -23,6 +23,7 @@ Full tiles read once are kept in a bounded in-memory cache.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import Response
 
 from notary import fastpath
-from notary.errors import MalformedError
+from notary.errors import MalformedError, StorageError
 from notary.tiles import Tile, available, parse_tile_path, read_tile
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from notary.storage import StoredCheckpoint
 
 __all__ = ["TileMiddleware", "TileServer", "include_tile_routes"]
+
+log = logging.getLogger("certmail.notary.tiles")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -129,7 +132,11 @@ class TileServer:
                 self._size = max(self._size, cp.size if cp else 0)
                 if not available(tile, self._size):
                     return _error(404, "not_found", f"the log has no {tile.path()} yet")
-            data = read_tile(tile, self.source)
+            try:
+                data = read_tile(tile, self.source)
+            except StorageError as e:
+                log.error("tile %s unreadable: %s", tile.path(), e.message)
+                return _error(503, "unavailable", "the log cannot be read right now")
             self._keep(tile, data)
         answer = self._tile_answer(data)
         if path == tile.path() and len(self._hits) < self._limit:

@@ -303,3 +303,21 @@ def test_tiles_from_postgresql(tmp_path: Path) -> None:
     finally:
         svc.storage.drop_schema()  # type: ignore[attr-defined]
         svc.close()
+
+
+def test_an_unreadable_store_is_503_not_500() -> None:
+    from notary.errors import StorageError
+    from notary.tiles_api import TileServer
+
+    class Broken:
+        def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+            raise StorageError("disk on fire")
+
+        def latest_checkpoint(self) -> object:
+            class Cp:
+                size = 1000
+
+            return Cp()
+
+    answer = TileServer(Broken(), lambda: b"").tile("tile/0/000")  # type: ignore[arg-type]
+    assert answer.status == 503 and b"unavailable" in answer.body
