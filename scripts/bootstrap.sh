@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 # swaks needs the perl TLS and SASL modules for --tls and --auth (only Recommends).
 # postfix, dovecot-imapd, neomutt, sq: the real mail software the recipient-side tests
 # run against; chromium-driver: the headless browser tests; xmlsec1, poppler-utils:
-# independent verifiers of XML evidence and PDF signatures; wrk: the HTTP benchmarks.
+# independent verifiers of XML evidence and PDF signatures; wrk: the HTTP benchmarks;
+# golang-go + golang-golang-x-mod-dev: Go's sumdb/tlog, an independent tiles verifier.
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
       libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core
-      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils wrk)
+      postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils wrk
+      golang-go golang-golang-x-mod-dev)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -396,3 +396,11 @@ def _open(directory: Path, database: str | None):  # type: ignore[no-untyped-def
     from notary.service import NotaryService
 
     return NotaryService.open(directory, database=database)
+
+
+from certmail.cli.monitor import monitor as _monitor  # noqa: E402 - `certmail notary monitor`
+
+notary.add_command(_monitor)
+from certmail.cli.witness import notary_witnesses as _witnesses  # noqa: E402
+
+notary.add_command(_witnesses)

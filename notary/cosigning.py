@@ -1,0 +1,202 @@
+"""The notary asking its witnesses to cosign (c2sp.org/tlog-witness, the log's side).
+
+The witnesses a notary uses and the quorum it wants are kept in the notary
+directory's ``witnesses.toml`` (``certmail notary witnesses add URL VKEY``).
+:class:`Cosigning` runs beside the log, never in its way: a background thread
+that, whenever the latest committed checkpoint changes, sends it to every
+witness with a consistency proof from the size that witness holds
+(:func:`notary.witness_client.request_cosignature`), and keeps the newest
+checkpoint that a quorum cosigned (``cosigned-checkpoint`` in the directory,
+replaced atomically). A witness down or refusing delays cosigning, never the
+log: the sequencer does not wait for witnesses.
+
+``GET /checkpoint`` (notary/tiles_api.py) serves the latest checkpoint with the
+cosignatures gathered for it so far; ``GET /checkpoint/cosigned`` the newest
+one that reached the quorum.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keys.errors import ConflictError, Error, NotFoundError
+from notary.cosignature import CosignatureVerifier, verify_cosignatures
+from notary.errors import MalformedError
+
+__all__ = ["Cosigning", "WitnessEntry", "add_witness", "load_witnesses", "remove_witness"]
+
+CONFIG = "witnesses.toml"
+COSIGNED = "cosigned-checkpoint"
+log = logging.getLogger("certmail.notary.cosigning")
+
+
+@dataclass(frozen=True)
+class WitnessEntry:
+    """A witness the notary asks: where it listens and its cosigner key."""
+
+    url: str
+    vkey: str
+
+    @property
+    def verifier(self) -> CosignatureVerifier:
+        return CosignatureVerifier.from_vkey(self.vkey)
+
+
+def load_witnesses(directory: Path) -> tuple[list[WitnessEntry], int]:
+    """The witnesses and quorum of a notary directory (none, 0 without the file)."""
+    try:
+        cfg = tomllib.loads((directory / CONFIG).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], 0
+    except tomllib.TOMLDecodeError as e:
+        raise Error(f"{directory / CONFIG} is not valid TOML: {e}") from None
+    entries = [WitnessEntry(str(w["url"]), str(w["vkey"])) for w in cfg.get("witness", [])]
+    return entries, int(cfg.get("quorum", len(entries)))
+
+
+def _save(directory: Path, entries: list[WitnessEntry], quorum: int) -> None:
+    if not 0 <= quorum <= len(entries):
+        raise Error(f"a quorum of {quorum} with {len(entries)} witness(es) can never be met")
+    lines = ["# witnesses this notary asks to cosign (docs/witness.md)", f"quorum = {quorum}"]
+    for e in entries:
+        lines += ["", "[[witness]]", f"url = {json.dumps(e.url)}", f"vkey = {json.dumps(e.vkey)}"]
+    _atomic_write(directory / CONFIG, ("\n".join(lines) + "\n").encode())
+
+
+def add_witness(directory: Path, url: str, vkey: str, quorum: int | None) -> WitnessEntry:
+    """Add a witness (and set the quorum: default, every witness)."""
+    try:
+        v = CosignatureVerifier.from_vkey(vkey)
+    except MalformedError as e:
+        raise Error(f"not a witness key: {e}", hint="the witness's witness.vkey") from None
+    if not url.startswith(("http://", "https://")):
+        raise Error(f"the witness URL must be http:// or https://, got {url!r}")
+    entries, _ = load_witnesses(directory)
+    if any(e.verifier.name == v.name for e in entries):
+        raise ConflictError(f"witness {v.name} is configured already")
+    entries.append(WitnessEntry(url.rstrip("/"), v.vkey()))
+    _save(directory, entries, len(entries) if quorum is None else quorum)
+    return entries[-1]
+
+
+def remove_witness(directory: Path, name: str, quorum: int | None) -> None:
+    """Remove the witness named ``name`` (its key name or URL)."""
+    entries, old_quorum = load_witnesses(directory)
+    kept = [e for e in entries if name not in (e.verifier.name, e.url)]
+    if len(kept) == len(entries):
+        raise NotFoundError(f"no witness {name!r}", hint="certmail notary witnesses list")
+    _save(directory, kept, min(old_quorum, len(kept)) if quorum is None else quorum)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+Post = Callable[[str, bytes], tuple[int, str, bytes]]
+
+
+class Cosigning:
+    """Gathers cosignatures on the log's checkpoints in a background thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        latest: Callable[[], Any],
+        consistency: Callable[[int, int], list[bytes]],
+        *,
+        post: Post | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        self.directory = directory
+        self.witnesses, self.quorum = load_witnesses(directory)
+        self._latest, self._consistency = latest, consistency
+        self._post = post or _httpx_post
+        self.interval = interval
+        self._held: dict[str, int] = {}  # witness name -> the size it is believed to hold
+        self._lines: dict[bytes, dict[str, bytes]] = {}  # note -> witness name -> line
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        path = directory / COSIGNED
+        self.cosigned: bytes | None = path.read_bytes() if path.exists() else None
+
+    def start(self) -> None:
+        if self.witnesses and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cosigning", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def with_cosignatures(self, note: bytes) -> bytes:
+        """``note`` with every cosignature gathered for it so far."""
+        with self._lock:
+            return note + b"".join(self._lines.get(note, {}).values())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                cp = self._latest()
+                if cp is not None and cp.size > 0:
+                    self.round(cp.note, cp.size)
+            except Exception:  # never let the thread die: a witness or storage hiccup
+                log.exception("cosigning round failed")
+
+    def round(self, note: bytes, size: int) -> None:
+        """Ask each witness that has not cosigned ``note`` yet; keep it once a quorum has."""
+        from notary.witness_client import request_cosignature
+
+        with self._lock:
+            got = dict(self._lines.get(note, {}))
+        for w in self.witnesses:
+            v = w.verifier
+            if v.name in got:
+                continue
+            try:
+                cosigned, _ = request_cosignature(
+                    w.url, note, self._consistency, v, self._post, old=self._held.get(v.name, 0)
+                )
+            except Error as e:
+                log.warning("witness %s did not cosign: %s", v.name, e.message)
+                continue
+            got[v.name] = cosigned[len(note) :]
+            self._held[v.name] = size
+        with self._lock:
+            self._lines = {note: got}  # only the newest checkpoint's cosignatures are kept
+        full = self.with_cosignatures(note)
+        if len(got) >= self.quorum and self.cosigned != full:
+            verify_cosignatures(full, [w.verifier for w in self.witnesses], self.quorum)
+            _atomic_write(self.directory / COSIGNED, full)
+            self.cosigned = full
+
+
+def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:
+    import httpx
+
+    from keys.errors import TemporaryError
+
+    try:
+        r = httpx.post(url, content=body, timeout=10)
+    except httpx.HTTPError as e:
+        raise TemporaryError(f"cannot reach {url}: {e}") from None
+    return r.status_code, r.headers.get("content-type", ""), r.content
