@@ -58,7 +58,12 @@ def include_ack_routes(
     app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
 ) -> None:
     """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
-    limiter = RateLimiter()
+    include_acknowledgement_route(app, service)
+    include_tracking_routes(app, service, authenticate)
+
+
+def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
+    """Add ``POST /v1/ack`` (bounded per source and per message; see the module docstring)."""
     cfg = service.config
     per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
     per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
@@ -99,6 +104,13 @@ def include_ack_routes(
         return Response(
             json.dumps(receipt.to_json(), separators=(",", ":")), media_type="application/json"
         )
+
+
+def include_tracking_routes(
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+) -> None:
+    """Add ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}`` (rate-limited per link)."""
+    limiter = RateLimiter()
 
     @app.post(
         "/v1/tracking",

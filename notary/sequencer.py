@@ -87,6 +87,10 @@ class Metrics:
     )
     failed_batches: int = 0
 
+    def batch_failed(self) -> None:
+        """One batch failed to commit (the sequencer calls this once per failure)."""
+        self.failed_batches += 1
+
     def observe(self, size: int, seconds: float, tree_size: int) -> None:
         self.entries += size
         self.tree_size = tree_size
@@ -293,7 +297,7 @@ class Sequencer:
                 try:
                     receipts = await asyncio.to_thread(self.commit_batch, flat)
                 except Exception as e:  # one batch failed: its callers hear why
-                    self.metrics.failed_batches += 1
+                    self.metrics.batch_failed()
                     log.error("batch of %d failed: %s", len(flat), e)
                     for _, fut in batch:
                         if not fut.done():

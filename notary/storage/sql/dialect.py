@@ -192,9 +192,10 @@ class Dialect:
     ) -> None:
         """Insert many rows (inside the caller's transaction)."""
         marks = ",".join("?" * len(columns.split(",")))
+        # executemany takes the rows as they come: no list of copies first.
         cur.executemany(
             self.sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})"),  # noqa: S608
-            [tuple(r) for r in rows],
+            rows,
         )
 
     def columns(self, cur: Cursor, table: str) -> set[str]:
@@ -224,6 +225,19 @@ class SQLBase:
 
     def _write(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
+
+    def accounts_version(self) -> int | None:
+        """A number that changes whenever an account changes, in any process (no query).
+
+        None when it cannot be known right now: then cache no account.
+        """
+        return None
+
+    def _accounts_changing(self, cur: Cursor) -> None:
+        """Inside the transaction that changes an account (PostgreSQL: NOTIFY)."""
+
+    def _accounts_changed(self) -> None:
+        """After that transaction committed (SQLite: bump the version file)."""
 
     def _migrate(self, cur: Cursor) -> None:
         """Add the columns that databases created by older versions lack (idempotent)."""
