@@ -59,6 +59,7 @@ class PostgresDialect(Dialect):
         "false": "FALSE",
         "real": "DOUBLE PRECISION",
         "address_pos": "    pos BIGSERIAL,\n",
+        "without_rowid": "",
     }
     max_in = None
     address_order = "pos"

@@ -44,6 +44,7 @@ class SQLiteDialect(Dialect):
         "false": "0",
         "real": "REAL",
         "address_pos": "",
+        "without_rowid": " WITHOUT ROWID",
     }
     error = sqlite3.Error
     unique_violation = sqlite3.IntegrityError

@@ -1,7 +1,18 @@
-"""The log's SQL (notary.storage.LogStore): entries, tree hashes, checkpoints."""
+"""The log's SQL (notary.storage.LogStore): entries, tree hashes, checkpoints.
+
+An entry is stored as its exact bytes (with its account and RFC 3161 token);
+the message's SHA-256, Message-ID and event are read back from those bytes,
+never kept twice. ``message_index`` finds a message's entries: the first 8
+bytes of its SHA-256 as a signed 64-bit integer (:func:`message_key`) beside
+the entry's index, in a table that is its own B-tree (SQLite ``WITHOUT
+ROWID``): 8-byte keys, not 64 characters of hex, so the index is a quarter of
+the size and each insert dirties less of it. Two messages may share a key;
+readers compare the full SHA-256 from the entry.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -10,21 +21,55 @@ from notary.errors import StorageError
 from notary.storage import NewEntry, StoredCheckpoint, StoredEntry
 from notary.storage.sql.dialect import Cursor, Dialect, SQLBase
 
-_ENTRY_COLS = "idx, account_id, sha256, message_id, event, entry, tst"
+_ENTRY_COLS = "idx, account_id, entry, tst"
 _CHECKPOINT_COLS = "size, root, time, note"
 
 
+def message_key(sha256_hex: str) -> int:
+    """The ``message_index`` key of a message: its SHA-256's first 8 bytes, signed."""
+    return int.from_bytes(bytes.fromhex(sha256_hex[:16]), "big", signed=True)
+
+
 def _entry(row: Sequence[Any]) -> StoredEntry:
-    idx, account_id, sha256, message_id, event, entry, tst = row
+    idx, account_id, entry, tst = row
+    data = bytes(entry)
+    st = json.loads(data)  # the statement (notary.evidence): event, message.sha256, message.id
     return StoredEntry(
         index=int(idx),
         account_id=None if account_id is None else int(account_id),
-        sha256=str(sha256),
-        message_id=str(message_id),
-        event=str(event),
-        entry=bytes(entry),
+        sha256=str(st["message"]["sha256"]),
+        message_id=str(st["message"]["id"]),
+        event=str(st["event"]),
+        entry=data,
         tst=None if tst is None else bytes(tst),
     )
+
+
+def _for_message(d: Dialect, cur: Cursor, sha256: str) -> list[StoredEntry]:
+    rows = d.run(
+        cur,
+        f"SELECT {', '.join('e.' + c for c in _ENTRY_COLS.split(', '))}"  # noqa: S608
+        " FROM message_index m JOIN entries e ON e.idx = m.idx WHERE m.msg_key = ? ORDER BY m.idx",
+        (message_key(sha256),),
+    ).fetchall()
+    return [e for e in map(_entry, rows) if e.sha256 == sha256]
+
+
+def migrate_log_v1(d: Dialect, cur: Cursor) -> None:
+    """Move a version-1 ``entries`` table (text columns, text index) to the current layout."""
+    cur.execute("DROP INDEX IF EXISTS entries_sha256")
+    cur.execute(
+        f"CREATE TABLE entries_v2 (idx {d.types['bigint']} PRIMARY KEY,"
+        f" account_id {d.types['bigint']}, entry {d.types['blob']} NOT NULL,"
+        f" tst {d.types['blob']})"
+    )
+    cur.execute(f"INSERT INTO entries_v2 ({_ENTRY_COLS}) SELECT {_ENTRY_COLS} FROM entries")  # noqa: S608
+    keys = [
+        (message_key(str(h)), int(i)) for i, h in cur.execute("SELECT idx, sha256 FROM entries")
+    ]
+    d.bulk_insert(cur, "message_index", "msg_key, idx", keys)
+    cur.execute("DROP TABLE entries")
+    cur.execute("ALTER TABLE entries_v2 RENAME TO entries")
 
 
 def checkpoint(d: Dialect, cur: Cursor, size: int | None) -> StoredCheckpoint | None:
@@ -80,10 +125,13 @@ class SQLTransaction:
             self.cur,
             "entries",
             _ENTRY_COLS,
-            (
-                (start + i, e.account_id, e.sha256, e.message_id, e.event, e.entry, e.tst)
-                for i, e in enumerate(entries)
-            ),
+            ((start + i, e.account_id, e.entry, e.tst) for i, e in enumerate(entries)),
+        )
+        d.bulk_insert(
+            self.cur,
+            "message_index",
+            "msg_key, idx",
+            ((message_key(e.sha256), start + i) for i, e in enumerate(entries)),
         )
         d.bulk_insert(
             self.cur, "hashes", "idx, hash", ((hash_start + i, h) for i, h in enumerate(hashes))
@@ -122,26 +170,22 @@ class LogSQL(SQLBase):
         return None if row is None else _entry(row)
 
     def entries_for_message(self, sha256: str) -> list[StoredEntry]:
-        rows = self.dialect.run(
-            self._read(),
-            f"SELECT {_ENTRY_COLS} FROM entries WHERE sha256 = ? ORDER BY idx",  # noqa: S608
-            (sha256,),
-        ).fetchall()
-        return [_entry(r) for r in rows]
+        return _for_message(self.dialect, self._read(), sha256)
 
     def entries_for_account(self, sha256: str, account_id: int) -> list[StoredEntry]:
         # A ContentHandover is the account's only if the account made the first
         # SubmissionAcceptance of the acknowledged message (sha256 and Message-ID).
-        rows = self.dialect.run(
-            self._read(),
-            f"SELECT {_ENTRY_COLS} FROM entries e WHERE e.sha256 = ? AND e.account_id = ?"  # noqa: S608
-            " AND (e.event != 'ContentHandover' OR e.account_id = ("
-            "SELECT a.account_id FROM entries a WHERE a.sha256 = e.sha256"
-            " AND a.message_id = e.message_id AND a.event = 'SubmissionAcceptance'"
-            " ORDER BY a.idx LIMIT 1)) ORDER BY e.idx",
-            (sha256, account_id),
-        ).fetchall()
-        return [_entry(r) for r in rows]
+        every = _for_message(self.dialect, self._read(), sha256)
+        first: dict[str, int | None] = {}
+        for e in every:
+            if e.event == "SubmissionAcceptance":
+                first.setdefault(e.message_id, e.account_id)
+        return [
+            e
+            for e in every
+            if e.account_id == account_id
+            and (e.event != "ContentHandover" or first.get(e.message_id) == account_id)
+        ]
 
     def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
         cur = self.dialect.run(
