@@ -22,19 +22,16 @@ import hashlib
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from notary.merkle import prove_inclusion  # noqa: E402
-from notary.note import Signer  # noqa: E402
-from notary.sequencer import Sequencer, Submission  # noqa: E402
-from notary.storage import Storage  # noqa: E402
+from notary.merkle import prove_inclusion
+from notary.note import Signer
+from notary.sequencer import Sequencer, Submission
+from notary.storage import Storage
 
 TILES_BYTES_PER_ENTRY = 291  # C2SP tlog-tiles, from the measurement
 FILL_BATCH = 10_000

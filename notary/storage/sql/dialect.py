@@ -13,8 +13,9 @@ adds the columns they lack, and moves a version-1 log (``entries`` with
 ``sha256``/``message_id``/``event`` text columns and a text index) to the
 current layout (:data:`SCHEMA_VERSION`, kept in ``schema_version``): the
 entry bytes alone, and ``message_index``, the first 8 bytes of the message's
-SHA-256 as an integer beside the entry's index. New tables, such as
-``delivery_attempts``, are created by :data:`SCHEMA` itself.
+SHA-256 as an integer beside the entry's index, in levels (see
+notary.storage.sql.log). New tables, such as ``delivery_attempts``, are
+created by :data:`SCHEMA` itself.
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ CREATE TABLE IF NOT EXISTS entries (
     tst {blob}
 );
 CREATE TABLE IF NOT EXISTS message_index (
+    level INTEGER NOT NULL,
     msg_key {bigint} NOT NULL,
     idx {bigint} NOT NULL,
-    PRIMARY KEY (msg_key, idx)
+    PRIMARY KEY (level, msg_key, idx)
 ){without_rowid};
+CREATE TABLE IF NOT EXISTS message_index_levels (
+    level INTEGER PRIMARY KEY,
+    n {bigint} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hashes (idx {bigint} PRIMARY KEY, hash {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size {bigint} PRIMARY KEY,
