@@ -7,7 +7,10 @@ authentication), ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}``.
 slows authenticated traffic: at most ``ack_per_source`` requests per source
 address and ``ack_per_message`` per message in any ``ack_window`` seconds
 (429 with Retry-After), and the gpg checks run in their own few threads with
-a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`.
+a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`. The two limits
+hold across the worker processes of ``serve --workers N``: their counts are
+shared through a small file in the notary's directory
+(:class:`notary.ratelimit.SharedRateLimiter`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from keys.errors import Error, MalformedError, VerificationError
 from notary.ack import Busy, SignatureChecks, acknowledge
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.ratelimit import SharedRateLimiter
 from notary.tracking import (
     PIXEL_GIF,
     RateLimited,
@@ -30,6 +34,9 @@ from notary.tracking import (
     record_hit,
     register,
 )
+
+#: The file in the notary's directory that holds the /v1/ack allowances of every worker.
+ACK_LIMITS_FILE = "ack-limits.db"
 
 
 def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
@@ -65,8 +72,9 @@ def include_ack_routes(
 def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
     """Add ``POST /v1/ack`` (bounded per source and per message; see the module docstring)."""
     cfg = service.config
-    per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
-    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
+    shared = cfg.directory / ACK_LIMITS_FILE  # one allowance for every worker
+    per_source = SharedRateLimiter(shared, "source", cfg.ack_per_source, cfg.ack_window)
+    per_message = SharedRateLimiter(shared, "message", cfg.ack_per_message, cfg.ack_window)
     checks = SignatureChecks()
     retry_after = str(max(1, int(cfg.ack_window)))
 
