@@ -29,7 +29,7 @@ def test_lookups_find_every_entry_across_levels(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(log_sql, "LEVEL0_ROWS", 4)  # levels of 4, 16, 64, ... keys
-    monkeypatch.setattr(log_sql, "FANOUT", 4)
+    monkeypatch.setattr(log_sql, "FANOUT", 4)  # (a batch over 4 goes higher at once)
     seq = Sequencer(storage, Signer.generate("index.test/log"))
     total = 0
     for n in (1, 3, 7, 2, 30, 5, 60, 1, 11):

@@ -10,11 +10,12 @@ Random keys in one B-tree would cost a page write per entry once the index
 outgrows a batch (the version-1 text index: 12.3 KB written per entry at 10^7
 entries). So the index is kept in levels, like an LSM tree, all in one table
 ordered by (level, key): a batch goes into level 0, which stays small
-(:data:`LEVEL0_ROWS`); when level L holds more than ``LEVEL0_ROWS *
-FANOUT**L`` keys it is moved, in key order, into level L + 1. Each key is
-written once per level (a few dozen bytes each time, about log4 of the log's
-size times), and a lookup probes every level (:data:`MAX_LEVELS` seeks of
-one index). The sizes are in ``message_index_levels``.
+(:data:`LEVEL0_ROWS`; a larger batch into the first level that can hold it);
+when level L holds more than ``LEVEL0_ROWS * FANOUT**L`` keys it is moved, in
+key order, into level L + 1. Each key is written once per level (a few dozen
+bytes each time, about log8 of the log's size times), and a lookup probes
+every level (:data:`MAX_LEVELS` seeks of one index). The sizes are in
+``message_index_levels``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from notary.storage import NewEntry, StoredCheckpoint, StoredEntry
 from notary.storage.sql.dialect import Cursor, Dialect, SQLBase
 
 _ENTRY_COLS = "idx, account_id, entry, tst"
-LEVEL0_ROWS = 4096
-FANOUT = 4
+LEVEL0_ROWS = 8192
+FANOUT = 8
 MAX_LEVELS = 16
 _LEVELS = ",".join(str(i) for i in range(MAX_LEVELS))
 _CHECKPOINT_COLS = "size, root, time, note"
@@ -88,10 +89,13 @@ def index_keys(d: Dialect, cur: Cursor, keys: Sequence[tuple[int, int]]) -> None
     """Add (key, entry index) pairs to level 0, then move full levels up (module docstring)."""
     if not keys:
         return
-    d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((0, k, i) for k, i in keys))
-    sizes = {int(lv): int(n) for lv, n in d.run(cur, "SELECT level, n FROM message_index_levels")}
-    sizes[0] = sizes.get(0, 0) + len(keys)
+    # A batch larger than level 0 goes straight to the first level that can hold it.
     level = 0
+    while level + 1 < MAX_LEVELS and len(keys) > LEVEL0_ROWS * FANOUT**level:
+        level += 1
+    d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((level, k, i) for k, i in keys))
+    sizes = {int(lv): int(n) for lv, n in d.run(cur, "SELECT level, n FROM message_index_levels")}
+    sizes[level] = sizes.get(level, 0) + len(keys)
     while level + 1 < MAX_LEVELS and sizes.get(level, 0) > LEVEL0_ROWS * FANOUT**level:
         d.run(
             cur,
