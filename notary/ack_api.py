@@ -16,7 +16,7 @@ shared through a small file in the notary's directory
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -62,7 +62,7 @@ class _TooLarge(Exception):
 
 
 def include_ack_routes(
-    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Awaitable[Any]]
 ) -> None:
     """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
     include_acknowledgement_route(app, service)
@@ -115,7 +115,7 @@ def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
 
 
 def include_tracking_routes(
-    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Awaitable[Any]]
 ) -> None:
     """Add ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}`` (rate-limited per link)."""
     limiter = RateLimiter()
@@ -127,7 +127,7 @@ def include_tracking_routes(
     )
     async def tracking(request: Request) -> Response:
         try:
-            acct = authenticate(service, request.headers.get("authorization"))
+            acct = await authenticate(service, request.headers.get("authorization"))
             reg = parse_registration(await _json_body(request, 64 * 1024))
             n = register(service, acct.id, reg, service.clock())
         except _TooLarge as e:

@@ -376,6 +376,6 @@ def create_app(
     include_notarize_routes(app, service)
     include_service_routes(app, service, relay)
     include_tsa_routes(app, service)
-    include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
+    include_ack_routes(app, service, authenticate_async)  # /v1/ack, /v1/tracking, /r/{token}
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)
