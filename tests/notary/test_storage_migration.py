@@ -117,7 +117,6 @@ def _to_version_1(b: _Backend, st: Storage) -> None:
         [
             ("DROP TABLE entries", None),
             ("DROP TABLE message_index", None),
-            ("DROP TABLE message_index_levels", None),
             ("DROP TABLE schema_version", None),
             *((q, None) for q in ddl.split(";") if q.strip()),
             (

@@ -41,10 +41,6 @@ CREATE TABLE IF NOT EXISTS message_index (
     idx {bigint} NOT NULL,
     PRIMARY KEY (level, msg_key, idx)
 ){without_rowid};
-CREATE TABLE IF NOT EXISTS message_index_levels (
-    level INTEGER PRIMARY KEY,
-    n {bigint} NOT NULL
-);
 CREATE TABLE IF NOT EXISTS hashes (idx {bigint} PRIMARY KEY, hash {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size {bigint} PRIMARY KEY,

@@ -11,11 +11,11 @@ outgrows a batch (the version-1 text index: 12.3 KB written per entry at 10^7
 entries). So the index is kept in levels, like an LSM tree, all in one table
 ordered by (level, key): a batch goes into level 0, which stays small
 (:data:`LEVEL0_ROWS`; a larger batch into the first level that can hold it);
-when level L holds more than ``LEVEL0_ROWS * FANOUT**L`` keys it is moved, in
-key order, into level L + 1. Each key is written once per level (a few dozen
-bytes each time, about log8 of the log's size times), and a lookup probes
-every level (:data:`MAX_LEVELS` seeks of one index). The sizes are in
-``message_index_levels``.
+whenever the log passes a multiple of level L's capacity (``LEVEL0_ROWS *
+FANOUT**L``) level L is moved, in key order, into level L + 1, so the levels
+follow from the tree size and no sizes are stored. Each key is written once
+per level (a few dozen bytes each time, about log8 of the log's size times),
+and a lookup probes every level (:data:`MAX_LEVELS` seeks of one index).
 """
 
 from __future__ import annotations
@@ -82,33 +82,39 @@ def migrate_log_v1(d: Dialect, cur: Cursor) -> None:
     ]
     cur.execute("DROP TABLE entries")
     cur.execute("ALTER TABLE entries_v2 RENAME TO entries")
-    index_keys(d, cur, keys)
+    index_keys(d, cur, keys, 0, len(keys))
 
 
-def index_keys(d: Dialect, cur: Cursor, keys: Sequence[tuple[int, int]]) -> None:
-    """Add (key, entry index) pairs to level 0, then move full levels up (module docstring)."""
+def _capacity(level: int) -> int:
+    return int(LEVEL0_ROWS * FANOUT**level)
+
+
+def index_keys(
+    d: Dialect, cur: Cursor, keys: Sequence[tuple[int, int]], start: int, end: int
+) -> None:
+    """Index the (key, entry index) pairs of entries ``start``..``end`` (module docstring).
+
+    The levels follow from the tree size alone: level L is moved up whenever
+    the log passes a multiple of its capacity, so it never holds much more
+    than that, and no sizes need to be kept.
+    """
     if not keys:
         return
-    # A batch larger than level 0 goes straight to the first level that can hold it.
-    level = 0
-    while level + 1 < MAX_LEVELS and len(keys) > LEVEL0_ROWS * FANOUT**level:
+    level = 0  # a batch larger than level 0 goes straight to the first level that holds it
+    while level + 1 < MAX_LEVELS and len(keys) > _capacity(level):
         level += 1
     d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((level, k, i) for k, i in keys))
-    sizes = {int(lv): int(n) for lv, n in d.run(cur, "SELECT level, n FROM message_index_levels")}
-    sizes[level] = sizes.get(level, 0) + len(keys)
-    while level + 1 < MAX_LEVELS and sizes.get(level, 0) > LEVEL0_ROWS * FANOUT**level:
+    for lv in range(MAX_LEVELS - 1):
+        cap = _capacity(lv)
+        if end // cap == start // cap:
+            break  # the capacities are multiples of each other: no higher one was passed
         d.run(
             cur,
             "INSERT INTO message_index (level, msg_key, idx) SELECT ?, msg_key, idx"
             " FROM message_index WHERE level = ? ORDER BY msg_key, idx",
-            (level + 1, level),
+            (lv + 1, lv),
         )
-        d.run(cur, "DELETE FROM message_index WHERE level = ?", (level,))
-        sizes[level + 1] = sizes.get(level + 1, 0) + sizes[level]
-        sizes[level] = 0
-        level += 1
-    d.run(cur, "DELETE FROM message_index_levels")
-    d.bulk_insert(cur, "message_index_levels", "level, n", sorted(sizes.items()))
+        d.run(cur, "DELETE FROM message_index WHERE level = ?", (lv,))
 
 
 def checkpoint(d: Dialect, cur: Cursor, size: int | None) -> StoredCheckpoint | None:
@@ -166,7 +172,8 @@ class SQLTransaction:
             _ENTRY_COLS,
             ((start + i, e.account_id, e.entry, e.tst) for i, e in enumerate(entries)),
         )
-        index_keys(d, self.cur, [(message_key(e.sha256), start + i) for i, e in enumerate(entries)])
+        keys = [(message_key(e.sha256), start + i) for i, e in enumerate(entries)]
+        index_keys(d, self.cur, keys, start, start + len(entries))
         d.bulk_insert(
             self.cur, "hashes", "idx, hash", ((hash_start + i, h) for i, h in enumerate(hashes))
         )
