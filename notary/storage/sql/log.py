@@ -146,13 +146,32 @@ class SQLTransaction:
 
     def __init__(self, d: Dialect, cur: Cursor) -> None:
         self.d, self.cur = d, cur
+        self._state: tuple[int, StoredCheckpoint | None] | None = None
+
+    def _tree_state(self) -> tuple[int, StoredCheckpoint | None]:
+        # The size and the latest checkpoint in one statement (one round trip),
+        # read once per transaction: nobody else appends while it holds the lock.
+        if self._state is None:
+            row = self.d.run(
+                self.cur,
+                "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries),"  # noqa: S608
+                f" {', '.join('c.' + c for c in _CHECKPOINT_COLS.split(', '))}"
+                " FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT"
+                f" {_CHECKPOINT_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1) AS c ON 1 = 1",
+            ).fetchone()
+            cp = None
+            if row[1] is not None:
+                cp = StoredCheckpoint(
+                    int(row[1]), bytes(row[2]), self.d.time_value(row[3]), bytes(row[4])
+                )
+            self._state = (int(row[0]), cp)
+        return self._state
 
     def tree_size(self) -> int:
-        row = self.d.run(self.cur, "SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()
-        return int(row[0]) if row else 0
+        return self._tree_state()[0]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        return checkpoint(self.d, self.cur, None)
+        return self._tree_state()[1]
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         return read_hashes(self.d, self.cur, indexes)
@@ -166,6 +185,7 @@ class SQLTransaction:
         checkpoint: StoredCheckpoint,
     ) -> None:
         d = self.d
+        self._state = None  # the size and checkpoint change with this append
         d.bulk_insert(
             self.cur,
             "entries",
