@@ -65,6 +65,7 @@ class PostgresDialect(Dialect):
     address_order = "pos"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     add_column = "ADD COLUMN IF NOT EXISTS"
+    leveled_index = False  # one B-tree: see notary.storage.sql.log
     error = psycopg.Error
     unique_violation = psycopg.errors.UniqueViolation
 

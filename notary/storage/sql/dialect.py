@@ -163,6 +163,8 @@ class Dialect:
     address_order = "rowid"
     #: Appended to the claim's SELECT so concurrent claimers skip each other's rows.
     skip_locked = ""
+    #: Whether the message index is kept in levels (notary.storage.sql.log).
+    leveled_index = True
     #: How ``ALTER TABLE`` adds a column.
     add_column = "ADD COLUMN"
     #: The driver's base error and its unique-constraint error.

@@ -16,6 +16,11 @@ FANOUT**L``) level L is moved, in key order, into level L + 1, so the levels
 follow from the tree size and no sizes are stored. Each key is written once
 per level (a few dozen bytes each time, about log8 of the log's size times),
 and a lookup probes every level (:data:`MAX_LEVELS` seeks of one index).
+
+PostgreSQL keeps one level (:attr:`Dialect.leveled_index` is off there): moving
+a level is a logged insert and delete of every row, which costs it more than
+random inserts into its B-tree, whose pages it writes to the WAL in full only
+once per checkpoint.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ def index_keys(
     than that, and no sizes need to be kept.
     """
     if not keys:
+        return
+    if not d.leveled_index:
+        d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((0, k, i) for k, i in keys))
         return
     level = 0  # a batch larger than level 0 goes straight to the first level that holds it
     while level + 1 < MAX_LEVELS and len(keys) > _capacity(level):
