@@ -102,10 +102,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(tmp: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
-    d = tmp / f"notary{workers}"
+def serve(
+    tmp: Path, workers: int = 1, database: str | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    d = tmp / f"notary{workers}{'pg' if database else ''}"
+    db = ["--db", database] if database else []
     subprocess.run(
-        [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log"],
+        [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log", *db],
         check=True,
         capture_output=True,
     )
@@ -231,6 +234,22 @@ def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None
     )
 
 
+def notarize_on_postgres(tmp: Path, dsn: str) -> None:
+    """POST /v1/notarize, 64 clients, with the log on PostgreSQL (the SQLite row is the peer)."""
+    import psycopg
+
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    sep = "&" if "?" in dsn else "?"
+    proc, url, token = serve(tmp, database=f"{dsn}{sep}schema={schema}")
+    try:
+        wrk_single(url, token, label=", 1 process, PostgreSQL")
+    finally:
+        proc.terminate()
+        proc.wait()
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def main() -> None:
     print("certmail log benchmark (2-core machine; figures side by side)", file=sys.stderr)
     ceilings()
@@ -265,6 +284,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait()
+        if dsn:
+            notarize_on_postgres(Path(tmp), dsn)
     print("\n| measure | figure | note |\n|---|---:|---|")
     for what, value, note in ROWS:
         print(f"| {what} | {value} | {note} |")

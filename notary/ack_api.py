@@ -7,13 +7,16 @@ authentication), ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}``.
 slows authenticated traffic: at most ``ack_per_source`` requests per source
 address and ``ack_per_message`` per message in any ``ack_window`` seconds
 (429 with Retry-After), and the gpg checks run in their own few threads with
-a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`.
+a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`. The two limits
+hold across the worker processes of ``serve --workers N``: their counts are
+shared through a small file in the notary's directory
+(:class:`notary.ratelimit.SharedRateLimiter`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from keys.errors import Error, MalformedError, VerificationError
 from notary.ack import Busy, SignatureChecks, acknowledge
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.ratelimit import SharedRateLimiter
 from notary.tracking import (
     PIXEL_GIF,
     RateLimited,
@@ -30,6 +34,9 @@ from notary.tracking import (
     record_hit,
     register,
 )
+
+#: The file in the notary's directory that holds the /v1/ack allowances of every worker.
+ACK_LIMITS_FILE = "ack-limits.db"
 
 
 def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
@@ -55,13 +62,19 @@ class _TooLarge(Exception):
 
 
 def include_ack_routes(
-    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Awaitable[Any]]
 ) -> None:
     """Add ``POST /v1/ack``, ``POST /v1/tracking`` and ``GET /r/{token}`` to ``app``."""
-    limiter = RateLimiter()
+    include_acknowledgement_route(app, service)
+    include_tracking_routes(app, service, authenticate)
+
+
+def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
+    """Add ``POST /v1/ack`` (bounded per source and per message; see the module docstring)."""
     cfg = service.config
-    per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
-    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
+    shared = cfg.directory / ACK_LIMITS_FILE  # one allowance for every worker
+    per_source = SharedRateLimiter(shared, "source", cfg.ack_per_source, cfg.ack_window)
+    per_message = SharedRateLimiter(shared, "message", cfg.ack_per_message, cfg.ack_window)
     checks = SignatureChecks()
     retry_after = str(max(1, int(cfg.ack_window)))
 
@@ -100,6 +113,13 @@ def include_ack_routes(
             json.dumps(receipt.to_json(), separators=(",", ":")), media_type="application/json"
         )
 
+
+def include_tracking_routes(
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Awaitable[Any]]
+) -> None:
+    """Add ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}`` (rate-limited per link)."""
+    limiter = RateLimiter()
+
     @app.post(
         "/v1/tracking",
         summary="Register open-tracking token hashes for a message",
@@ -107,7 +127,7 @@ def include_ack_routes(
     )
     async def tracking(request: Request) -> Response:
         try:
-            acct = authenticate(service, request.headers.get("authorization"))
+            acct = await authenticate(service, request.headers.get("authorization"))
             reg = parse_registration(await _json_body(request, 64 * 1024))
             n = register(service, acct.id, reg, service.clock())
         except _TooLarge as e:

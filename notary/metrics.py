@@ -84,7 +84,6 @@ class ServiceMetrics(Metrics):
             buckets=COMMIT_SECONDS_BUCKETS,
             registry=r,
         )
-        self._failed_count = 0
         super().__init__()
         r.register(self._tree_size)
 
@@ -94,16 +93,9 @@ class ServiceMetrics(Metrics):
         self._batch_size.observe(size)
         self._commit_seconds.observe(seconds)
 
-    @property  # type: ignore[override]
-    def failed_batches(self) -> int:
-        """Batches of this process that failed; the sequencer adds one per failure."""
-        return self._failed_count
-
-    @failed_batches.setter
-    def failed_batches(self, value: int) -> None:
-        if value > self._failed_count:
-            self._failed.inc(value - self._failed_count)
-        self._failed_count = value
+    def batch_failed(self) -> None:
+        super().batch_failed()
+        self._failed.inc()
 
     def render(self) -> bytes:
         """The text exposition: this process's metrics, or every worker's added up."""

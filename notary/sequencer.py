@@ -6,6 +6,13 @@ Callers get their receipts only after the batch is durable. Before signing, the
 sequencer checks that the new tree is consistent with the last checkpoint
 (RFC 9162 §2.1.4) and that time moved forward; it refuses to sign otherwise.
 
+Stored hashes never change once committed, so the sequencer keeps the ones
+its batches wrote or read (the tree's right edge, at most
+:data:`COMMITTED_HASHES`) and the next batch reads them from memory instead
+of the database; the check against the last checkpoint is then made over the
+hashes this process committed, and a sequencer that starts (or another
+process) reads them all from the log.
+
 Errors are split as in Sunlight: a failure of one batch (the database briefly
 unavailable, the clock not moving forward) fails that batch's submissions; an
 inconsistency between the stored tree and the last checkpoint is fatal and
@@ -87,6 +94,10 @@ class Metrics:
     )
     failed_batches: int = 0
 
+    def batch_failed(self) -> None:
+        """One batch failed to commit (the sequencer calls this once per failure)."""
+        self.failed_batches += 1
+
     def observe(self, size: int, seconds: float, tree_size: int) -> None:
         self.entries += size
         self.tree_size = tree_size
@@ -102,24 +113,34 @@ class Metrics:
 
 
 class _Layered:
-    """A HashReader over hashes made in memory, backed by storage for the rest."""
+    """A HashReader over hashes made in memory, then ``committed``, then storage.
 
-    def __init__(self, backing: HashReader) -> None:
+    ``committed`` holds stored hashes already durable in the log (a stored
+    hash never changes once committed, whichever process wrote it), so the
+    next batch reads the tree's right edge from memory, not the database.
+    """
+
+    def __init__(self, backing: HashReader, committed: dict[int, Hash]) -> None:
         self.backing = backing
+        self.committed = committed
         self.mem: dict[int, Hash] = {}
 
     def add(self, start: int, hashes: Sequence[Hash]) -> None:
         self.mem.update(zip(range(start, start + len(hashes)), hashes, strict=True))
 
     def read_hashes(self, indexes: Sequence[int]) -> list[Hash]:
-        mem = self.mem
-        missing = [i for i in indexes if i not in mem]
+        mem, committed = self.mem, self.committed
+        missing = [i for i in indexes if i not in mem and i not in committed]
         if missing:
             self.add_many(missing, self.backing.read_hashes(missing))
-        return [mem[i] for i in indexes]
+        return [mem[i] if i in mem else committed[i] for i in indexes]
 
     def add_many(self, indexes: Sequence[int], hashes: Sequence[Hash]) -> None:
         self.mem.update(zip(indexes, hashes, strict=True))
+
+
+#: Most committed stored hashes the sequencer keeps between batches.
+COMMITTED_HASHES = 1 << 16
 
 
 class Sequencer:
@@ -146,6 +167,7 @@ class Sequencer:
         self._pending: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._committed: dict[int, Hash] = {}
 
     # --- the synchronous core ------------------------------------------------
     def commit_batch(
@@ -197,7 +219,7 @@ class Sequencer:
                 for s in items
             ]
             leaves = [leaf_hash(e) for e in entries]
-            reader = _Layered(tx)
+            reader = _Layered(tx, self._committed)
             hash_start = stored_hash_count(size)
             new_hashes = stored_hashes_for_batch(size, leaves, reader)
             reader.add(hash_start, new_hashes)
@@ -216,8 +238,10 @@ class Sequencer:
                 hash_start,
                 StoredCheckpoint(new_size, root, now, note),
             )
-        # Committed: every hash the proofs need is in memory or in storage.
+        # Committed: every hash the proofs need is in memory or in storage, and
+        # what this batch wrote or read is durable, so later batches may reuse it.
         reader.backing = self.storage
+        self._remember(reader.mem)
         proofs = prove_inclusion_many(new_size, range(size, new_size), reader)
         receipts = [
             Receipt(e, TlogProof(size + i, tuple(p), note), t)
@@ -225,6 +249,13 @@ class Sequencer:
         ]
         self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
         return receipts
+
+    def _remember(self, hashes: dict[int, Hash]) -> None:
+        committed = self._committed
+        committed.update(hashes)
+        if len(committed) > COMMITTED_HASHES:  # keep the newest half (insertion order)
+            for i in list(committed)[: len(committed) // 2]:
+                del committed[i]
 
     def _check_consistent(
         self, last: StoredCheckpoint, new_size: int, root: bytes, reader: _Layered
@@ -293,7 +324,7 @@ class Sequencer:
                 try:
                     receipts = await asyncio.to_thread(self.commit_batch, flat)
                 except Exception as e:  # one batch failed: its callers hear why
-                    self.metrics.failed_batches += 1
+                    self.metrics.batch_failed()
                     log.error("batch of %d failed: %s", len(flat), e)
                     for _, fut in batch:
                         if not fut.done():

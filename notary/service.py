@@ -18,6 +18,7 @@ from typing import Any
 
 from keys.checkpoint_key import load_checkpoint_key
 from keys.errors import Error, NotFoundError
+from notary.account_cache import AccountCache
 from notary.config import NotaryConfig, load_config
 from notary.errors import NotaryError
 from notary.merkle import prove_consistency, prove_inclusion
@@ -75,6 +76,8 @@ class NotaryService:
         self.metrics = ServiceMetrics(self.tree_size)
         self.sequencer = Sequencer(storage, signer, tsa=tsa, clock=clock, metrics=self.metrics)
         self.vkey = signer.verifier().vkey()
+        self.accounts = AccountCache(storage.accounts_version)
+        storage.accounts_version()  # start watching for account changes now, off any loop
 
     @classmethod
     def open(
@@ -116,15 +119,24 @@ class NotaryService:
         return account, token
 
     def authenticate(self, token: str) -> Account | None:
-        """The active account holding ``token``, or None."""
+        """The active account holding ``token``, or None (may ask the store: blocking)."""
         if not token or len(token) > 256:
             return None
         h = token_hash(token)
-        account = self.storage.account_by_token_hash(h)
+        account = self.accounts.lookup(h, self.storage.account_by_token_hash)
         # The lookup is by hash; compare again in constant time for good measure.
         if account is None or not hmac.compare_digest(h, token_hash(token)):
             return None
         return account
+
+    def cached_account(self, token: str) -> Account | None:
+        """The account holding ``token`` if the cache knows it (never blocks); else None.
+
+        None does not mean the token is bad: ask :meth:`authenticate` (in a thread).
+        """
+        if not token or len(token) > 256:
+            return None
+        return self.accounts.get(token_hash(token))
 
     # --- log -----------------------------------------------------------------
     def tree_size(self) -> int:

@@ -303,6 +303,13 @@ class AccountStore(Protocol):
     def revoke_account(self, address_or_id: str) -> Account:
         """Revoke an account by one of its addresses or its id; NotFoundError if none."""
 
+    def accounts_version(self) -> int | None:
+        """A number that changes whenever an account is revoked or changed, in any process.
+
+        Read without a database round trip (notary.storage.versions); None when
+        it cannot be known right now, and then a cache must not be trusted.
+        """
+
 
 class TrackingStore(Protocol):
     """Open-tracking links (docs/ack.md), stored by the SHA-256 of their token.

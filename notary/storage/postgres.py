@@ -26,6 +26,7 @@ import psycopg
 
 from notary.errors import StorageError
 from notary.storage.sql import Cursor, Dialect, SQLStorage
+from notary.storage.versions import NotifyListener
 
 #: The sequencer's pg_advisory_xact_lock key in the ``public`` schema:
 #: "certmail" in ASCII, as a bigint (what every version has used there).
@@ -58,11 +59,13 @@ class PostgresDialect(Dialect):
         "false": "FALSE",
         "real": "DOUBLE PRECISION",
         "address_pos": "    pos BIGSERIAL,\n",
+        "without_rowid": "",
     }
     max_in = None
     address_order = "pos"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     add_column = "ADD COLUMN IF NOT EXISTS"
+    leveled_index = False  # one B-tree: see notary.storage.sql.log
     error = psycopg.Error
     unique_violation = psycopg.errors.UniqueViolation
 
@@ -129,6 +132,8 @@ class PostgresStorage(SQLStorage):
                 self.dialect.lock_sequencer(cur)
                 cur.execute(self.dialect.schema())
                 self._migrate(cur)
+        self._channel = f"certmail_accounts_{self.dialect.lock_key & 0xFFFFFFFFFFFFFFFF:x}"
+        self._listener: NotifyListener | None = None
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         try:
@@ -160,6 +165,18 @@ class PostgresStorage(SQLStorage):
             except psycopg.errors.UniqueViolation as e:
                 raise StorageError(f"conflicting write: {e}") from e
 
+    def accounts_version(self) -> int | None:
+        if self._listener is None:  # started on first use: CLI commands never need it
+            with self._write_lock:
+                if self._listener is None:
+                    self._listener = NotifyListener(
+                        lambda: self._connect(autocommit=True), self._channel
+                    )
+        return self._listener.read()
+
+    def _accounts_changing(self, cur: Cursor) -> None:
+        cur.execute(f"NOTIFY {self._channel}")  # delivered when the transaction commits
+
     @property
     def sequencer_lock_key(self) -> int:
         """The advisory-lock key of this log's sequencer (see :func:`sequencer_lock_key`)."""
@@ -172,6 +189,8 @@ class PostgresStorage(SQLStorage):
                 cur.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         for conn in self._all:
             if not conn.closed:
                 conn.close()

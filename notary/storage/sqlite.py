@@ -9,7 +9,8 @@ transactions and the dialect.
 
 The database holds every account's token hash and every private entry: a new
 file is created 0600 (its ``-wal`` and ``-shm`` files take the same mode) in
-a directory created 0700.
+a directory created 0700. Beside it, ``<file>-accounts`` holds the accounts
+version every process's token cache checks (notary.storage.versions).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import ClassVar
 
 from notary.errors import StorageError
 from notary.storage.sql import Cursor, Dialect, SQLStorage
+from notary.storage.versions import VersionFile
 
 #: The mode of a database file this backend creates, and of its directory.
 FILE_MODE = 0o600
@@ -42,6 +44,7 @@ class SQLiteDialect(Dialect):
         "false": "0",
         "real": "REAL",
         "address_pos": "",
+        "without_rowid": " WITHOUT ROWID",
     }
     error = sqlite3.Error
     unique_violation = sqlite3.IntegrityError
@@ -72,6 +75,10 @@ class SQLiteStorage(SQLStorage):
         except OSError as e:
             raise StorageError(f"cannot create the database {self.path}: {e}") from e
         self._writer = self._connect()
+        try:
+            self._version = VersionFile(self.path + "-accounts", FILE_MODE)
+        except OSError as e:
+            raise StorageError(f"cannot open {self.path}-accounts: {e}") from e
         with self._write_lock:
             self._writer.executescript(self.dialect.schema())
         with self._write() as cur:
@@ -112,6 +119,12 @@ class SQLiteStorage(SQLStorage):
             else:
                 conn.execute("COMMIT")
 
+    def accounts_version(self) -> int | None:
+        return self._version.read()
+
+    def _accounts_changed(self) -> None:
+        self._version.bump()
+
     def durability(self) -> tuple[str, int]:
         """This thread's connection's ``journal_mode`` and ``synchronous`` (2 = FULL)."""
         cur = self._read()
@@ -121,6 +134,7 @@ class SQLiteStorage(SQLStorage):
 
     def close(self) -> None:
         self._writer.close()
+        self._version.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -227,7 +227,7 @@ def test_metrics_count_entries_and_failed_batches() -> None:
     m = ServiceMetrics(lambda: 7)
     m.observe(3, 0.002, 7)
     m.observe(2, 0.5, 9)
-    m.failed_batches += 1  # what the sequencer does when a batch fails
+    m.batch_failed()  # what the sequencer calls when a batch fails
     text = m.render().decode()
     assert "certmail_log_entries_total 5.0" in text
     assert 'certmail_sequencer_batch_size_bucket{le="1.0"} 0.0' in text

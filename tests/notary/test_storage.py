@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
     yield from open_backend(request.param, tmp_path)
 
 
+def _bytes(sha: str, mid: str, event: str, note: str) -> bytes:
+    """Entry bytes as the sequencer writes them: a statement naming its message."""
+    message = {"id": mid, "sha256": sha}
+    return json.dumps({"event": event, "message": message, "note": note}).encode()
+
+
 def _entry(i: int) -> NewEntry:
     sha = hashlib.sha256(str(i).encode()).hexdigest()
     return NewEntry(
@@ -29,7 +36,7 @@ def _entry(i: int) -> NewEntry:
         sha256=sha,
         message_id=f"<{i}@x>",
         event="SubmissionAcceptance",
-        entry=f"entry {i}".encode(),
+        entry=_bytes(sha, f"<{i}@x>", "SubmissionAcceptance", f"entry {i}"),
         tst=b"tst" if i % 2 else None,
     )
 
@@ -62,7 +69,7 @@ def test_append_and_read_back(storage: Storage) -> None:
     assert cp is not None and cp.size == 3 and cp.note == b"note 3"
     assert cp.time == T0
     e = storage.entry(1)
-    assert e is not None and e.entry == b"entry 1" and e.tst == b"tst" and e.index == 1
+    assert e is not None and e.entry == _entry(1).entry and e.tst == b"tst" and e.index == 1
     assert storage.entry(0) is not None and storage.entry(0).tst is None  # type: ignore[union-attr]
     assert storage.read_hashes([2, 0]) == [bytes([2]) * 32, bytes([0]) * 32]
     sha = hashlib.sha256(b"2").hexdigest()
@@ -130,8 +137,8 @@ def test_an_acknowledgement_belongs_to_the_first_acceptance_of_its_message(
     # and Message-ID. An older notary logged bob's ContentHandover for both.
     sha, mid = "ab" * 32, "<alice-1@x>"
 
-    def entry(account: int, event: str) -> NewEntry:
-        return NewEntry(account, sha, mid, event, f"{event} {account}".encode())
+    def entry(account: int, event: str, m: str = mid) -> NewEntry:
+        return NewEntry(account, sha, m, event, _bytes(sha, m, event, str(account)))
 
     log = [
         entry(1, "SubmissionAcceptance"),
@@ -139,8 +146,8 @@ def test_an_acknowledgement_belongs_to_the_first_acceptance_of_its_message(
         entry(1, "ContentHandover"),
         entry(2, "ContentHandover"),
         entry(2, "RelayToNonERDS"),
-        NewEntry(2, sha, "<mallory-own@x>", "SubmissionAcceptance", b"own"),
-        NewEntry(2, sha, "<mallory-own@x>", "ContentHandover", b"own ack"),
+        entry(2, "SubmissionAcceptance", "<mallory-own@x>"),
+        entry(2, "ContentHandover", "<mallory-own@x>"),
     ]
     with storage.sequence() as tx:
         tx.append(

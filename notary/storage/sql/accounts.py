@@ -128,7 +128,10 @@ class AccountSQL(SQLBase):
         with self._write() as cur:
             account_id = find_account(d, cur, address_or_id)
             d.run(cur, f"UPDATE accounts SET {column} = ? WHERE id = ?", (value, account_id))  # noqa: S608
-            return account(d, cur, account_id)
+            self._accounts_changing(cur)
+            changed = account(d, cur, account_id)
+        self._accounts_changed()  # committed: every process's cache drops what it holds
+        return changed
 
 
 class TrackingSQL(SQLBase):

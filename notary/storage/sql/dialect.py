@@ -8,10 +8,14 @@ stored, how a list of values is matched, bulk inserts, and the locks
 takes advisory and table locks). :class:`SQLBase` is what a backend provides:
 the dialect, a reading cursor and one durable write transaction.
 
-The table layout is the one both backends have always created: databases
-made by earlier versions open unchanged (:meth:`SQLBase._migrate` adds the
-columns they lack; new tables, such as ``delivery_attempts``, are created by
-:data:`SCHEMA` itself).
+Databases made by earlier versions keep opening: :meth:`SQLBase._migrate`
+adds the columns they lack, and moves a version-1 log (``entries`` with
+``sha256``/``message_id``/``event`` text columns and a text index) to the
+current layout (:data:`SCHEMA_VERSION`, kept in ``schema_version``): the
+entry bytes alone, and ``message_index``, the first 8 bytes of the message's
+SHA-256 as an integer beside the entry's index, in levels (see
+notary.storage.sql.log). New tables, such as ``delivery_attempts``, are
+created by :data:`SCHEMA` itself.
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ from typing import Any, ClassVar, Protocol
 
 #: The tables, with the types each dialect fills in (:attr:`Dialect.types`).
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
     idx {bigint} PRIMARY KEY,
     account_id {bigint},
-    sha256 TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    event TEXT NOT NULL,
     entry {blob} NOT NULL,
     tst {blob}
 );
-CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256);
+CREATE TABLE IF NOT EXISTS message_index (
+    level INTEGER NOT NULL,
+    msg_key {bigint} NOT NULL,
+    idx {bigint} NOT NULL,
+    PRIMARY KEY (level, msg_key, idx)
+){without_rowid};
 CREATE TABLE IF NOT EXISTS hashes (idx {bigint} PRIMARY KEY, hash {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size {bigint} PRIMARY KEY,
@@ -106,6 +113,10 @@ CREATE TABLE IF NOT EXISTS tracking_tokens (
 );
 """
 
+#: The layout :data:`SCHEMA` creates; version 1 had the hex SHA-256, Message-ID
+#: and event of each entry in text columns of their own (notary.storage.sql.log).
+SCHEMA_VERSION = 2
+
 #: Columns that databases created by older versions lack: (table, column, type).
 MIGRATIONS = (
     ("accounts", "receipt_emails", "{bool} NOT NULL DEFAULT {false}"),
@@ -152,6 +163,8 @@ class Dialect:
     address_order = "rowid"
     #: Appended to the claim's SELECT so concurrent claimers skip each other's rows.
     skip_locked = ""
+    #: Whether the message index is kept in levels (notary.storage.sql.log).
+    leveled_index = True
     #: How ``ALTER TABLE`` adds a column.
     add_column = "ADD COLUMN"
     #: The driver's base error and its unique-constraint error.
@@ -192,9 +205,10 @@ class Dialect:
     ) -> None:
         """Insert many rows (inside the caller's transaction)."""
         marks = ",".join("?" * len(columns.split(",")))
+        # executemany takes the rows as they come: no list of copies first.
         cur.executemany(
             self.sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})"),  # noqa: S608
-            [tuple(r) for r in rows],
+            rows,
         )
 
     def columns(self, cur: Cursor, table: str) -> set[str]:
@@ -225,11 +239,39 @@ class SQLBase:
     def _write(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
 
+    def accounts_version(self) -> int | None:
+        """A number that changes whenever an account changes, in any process (no query).
+
+        None when it cannot be known right now: then cache no account.
+        """
+        return None
+
+    def _accounts_changing(self, cur: Cursor) -> None:
+        """Inside the transaction that changes an account (PostgreSQL: NOTIFY)."""
+
+    def _accounts_changed(self) -> None:
+        """After that transaction committed (SQLite: bump the version file)."""
+
     def _migrate(self, cur: Cursor) -> None:
-        """Add the columns that databases created by older versions lack (idempotent)."""
+        """Bring a database made by an older version to :data:`SCHEMA_VERSION` (idempotent)."""
+        from notary.storage.sql.log import migrate_log_v1
+
         d = self.dialect
         for table, column, decl in MIGRATIONS:
             if column not in d.columns(cur, table):
                 cur.execute(
                     f"ALTER TABLE {table} {d.add_column} {column} " + decl.format(**d.types)
                 )
+        row = d.run(cur, "SELECT MAX(version) FROM schema_version").fetchone()
+        version = None if row is None or row[0] is None else int(row[0])
+        if version is None:
+            if "sha256" in d.columns(cur, "entries"):
+                migrate_log_v1(d, cur)
+            d.run(cur, "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version > SCHEMA_VERSION:
+            from notary.errors import StorageError
+
+            raise StorageError(
+                f"the database has schema version {version}; this notary knows {SCHEMA_VERSION}",
+                hint="upgrade certmail before opening this database",
+            )

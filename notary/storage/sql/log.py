@@ -1,7 +1,31 @@
-"""The log's SQL (notary.storage.LogStore): entries, tree hashes, checkpoints."""
+"""The log's SQL (notary.storage.LogStore): entries, tree hashes, checkpoints.
+
+An entry is stored as its exact bytes (with its account and RFC 3161 token);
+the message's SHA-256, Message-ID and event are read back from those bytes,
+never kept twice. ``message_index`` finds a message's entries by the first 8
+bytes of its SHA-256 as a signed 64-bit integer (:func:`message_key`); two
+messages may share a key, so readers compare the full SHA-256 of the entry.
+
+Random keys in one B-tree would cost a page write per entry once the index
+outgrows a batch (the version-1 text index: 12.3 KB written per entry at 10^7
+entries). So the index is kept in levels, like an LSM tree, all in one table
+ordered by (level, key): a batch goes into level 0, which stays small
+(:data:`LEVEL0_ROWS`; a larger batch into the first level that can hold it);
+whenever the log passes a multiple of level L's capacity (``LEVEL0_ROWS *
+FANOUT**L``) level L is moved, in key order, into level L + 1, so the levels
+follow from the tree size and no sizes are stored. Each key is written once
+per level (a few dozen bytes each time, about log8 of the log's size times),
+and a lookup probes every level (:data:`MAX_LEVELS` seeks of one index).
+
+PostgreSQL keeps one level (:attr:`Dialect.leveled_index` is off there): moving
+a level is a logged insert and delete of every row, which costs it more than
+random inserts into its B-tree, whose pages it writes to the WAL in full only
+once per checkpoint.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -10,21 +34,95 @@ from notary.errors import StorageError
 from notary.storage import NewEntry, StoredCheckpoint, StoredEntry
 from notary.storage.sql.dialect import Cursor, Dialect, SQLBase
 
-_ENTRY_COLS = "idx, account_id, sha256, message_id, event, entry, tst"
+_ENTRY_COLS = "idx, account_id, entry, tst"
+LEVEL0_ROWS = 8192
+FANOUT = 8
+MAX_LEVELS = 16
+_LEVELS = ",".join(str(i) for i in range(MAX_LEVELS))
 _CHECKPOINT_COLS = "size, root, time, note"
 
 
+def message_key(sha256_hex: str) -> int:
+    """The ``message_index`` key of a message: its SHA-256's first 8 bytes, signed."""
+    return int.from_bytes(bytes.fromhex(sha256_hex[:16]), "big", signed=True)
+
+
 def _entry(row: Sequence[Any]) -> StoredEntry:
-    idx, account_id, sha256, message_id, event, entry, tst = row
+    idx, account_id, entry, tst = row
+    data = bytes(entry)
+    st = json.loads(data)  # the statement (notary.evidence): event, message.sha256, message.id
     return StoredEntry(
         index=int(idx),
         account_id=None if account_id is None else int(account_id),
-        sha256=str(sha256),
-        message_id=str(message_id),
-        event=str(event),
-        entry=bytes(entry),
+        sha256=str(st["message"]["sha256"]),
+        message_id=str(st["message"]["id"]),
+        event=str(st["event"]),
+        entry=data,
         tst=None if tst is None else bytes(tst),
     )
+
+
+def _for_message(d: Dialect, cur: Cursor, sha256: str) -> list[StoredEntry]:
+    rows = d.run(
+        cur,
+        f"SELECT {', '.join('e.' + c for c in _ENTRY_COLS.split(', '))}"  # noqa: S608
+        " FROM message_index m JOIN entries e ON e.idx = m.idx"
+        f" WHERE m.level IN ({_LEVELS}) AND m.msg_key = ? ORDER BY m.idx",
+        (message_key(sha256),),
+    ).fetchall()
+    return [e for e in map(_entry, rows) if e.sha256 == sha256]
+
+
+def migrate_log_v1(d: Dialect, cur: Cursor) -> None:
+    """Move a version-1 ``entries`` table (text columns, text index) to the current layout."""
+    cur.execute("DROP INDEX IF EXISTS entries_sha256")
+    cur.execute(
+        f"CREATE TABLE entries_v2 (idx {d.types['bigint']} PRIMARY KEY,"
+        f" account_id {d.types['bigint']}, entry {d.types['blob']} NOT NULL,"
+        f" tst {d.types['blob']})"
+    )
+    cur.execute(f"INSERT INTO entries_v2 ({_ENTRY_COLS}) SELECT {_ENTRY_COLS} FROM entries")  # noqa: S608
+    keys = [
+        (message_key(str(h)), int(i)) for i, h in cur.execute("SELECT idx, sha256 FROM entries")
+    ]
+    cur.execute("DROP TABLE entries")
+    cur.execute("ALTER TABLE entries_v2 RENAME TO entries")
+    index_keys(d, cur, keys, 0, len(keys))
+
+
+def _capacity(level: int) -> int:
+    return int(LEVEL0_ROWS * FANOUT**level)
+
+
+def index_keys(
+    d: Dialect, cur: Cursor, keys: Sequence[tuple[int, int]], start: int, end: int
+) -> None:
+    """Index the (key, entry index) pairs of entries ``start``..``end`` (module docstring).
+
+    The levels follow from the tree size alone: level L is moved up whenever
+    the log passes a multiple of its capacity, so it never holds much more
+    than that, and no sizes need to be kept.
+    """
+    if not keys:
+        return
+    if not d.leveled_index:
+        d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((0, k, i) for k, i in keys))
+        return
+    level = 0  # a batch larger than level 0 goes straight to the first level that holds it
+    while level + 1 < MAX_LEVELS and len(keys) > _capacity(level):
+        level += 1
+    d.bulk_insert(cur, "message_index", "level, msg_key, idx", ((level, k, i) for k, i in keys))
+    for lv in range(MAX_LEVELS - 1):
+        cap = _capacity(lv)
+        if end // cap == start // cap:
+            break  # the capacities are multiples of each other: no higher one was passed
+        d.run(
+            cur,
+            "INSERT INTO message_index (level, msg_key, idx) SELECT ?, msg_key, idx"
+            " FROM message_index WHERE level = ? ORDER BY msg_key, idx",
+            (lv + 1, lv),
+        )
+        d.run(cur, "DELETE FROM message_index WHERE level = ?", (lv,))
 
 
 def checkpoint(d: Dialect, cur: Cursor, size: int | None) -> StoredCheckpoint | None:
@@ -56,13 +154,32 @@ class SQLTransaction:
 
     def __init__(self, d: Dialect, cur: Cursor) -> None:
         self.d, self.cur = d, cur
+        self._state: tuple[int, StoredCheckpoint | None] | None = None
+
+    def _tree_state(self) -> tuple[int, StoredCheckpoint | None]:
+        # The size and the latest checkpoint in one statement (one round trip),
+        # read once per transaction: nobody else appends while it holds the lock.
+        if self._state is None:
+            row = self.d.run(
+                self.cur,
+                "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries),"  # noqa: S608
+                f" {', '.join('c.' + c for c in _CHECKPOINT_COLS.split(', '))}"
+                " FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT"
+                f" {_CHECKPOINT_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1) AS c ON 1 = 1",
+            ).fetchone()
+            cp = None
+            if row[1] is not None:
+                cp = StoredCheckpoint(
+                    int(row[1]), bytes(row[2]), self.d.time_value(row[3]), bytes(row[4])
+                )
+            self._state = (int(row[0]), cp)
+        return self._state
 
     def tree_size(self) -> int:
-        row = self.d.run(self.cur, "SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()
-        return int(row[0]) if row else 0
+        return self._tree_state()[0]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        return checkpoint(self.d, self.cur, None)
+        return self._tree_state()[1]
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         return read_hashes(self.d, self.cur, indexes)
@@ -76,15 +193,15 @@ class SQLTransaction:
         checkpoint: StoredCheckpoint,
     ) -> None:
         d = self.d
+        self._state = None  # the size and checkpoint change with this append
         d.bulk_insert(
             self.cur,
             "entries",
             _ENTRY_COLS,
-            (
-                (start + i, e.account_id, e.sha256, e.message_id, e.event, e.entry, e.tst)
-                for i, e in enumerate(entries)
-            ),
+            ((start + i, e.account_id, e.entry, e.tst) for i, e in enumerate(entries)),
         )
+        keys = [(message_key(e.sha256), start + i) for i, e in enumerate(entries)]
+        index_keys(d, self.cur, keys, start, start + len(entries))
         d.bulk_insert(
             self.cur, "hashes", "idx, hash", ((hash_start + i, h) for i, h in enumerate(hashes))
         )
@@ -122,26 +239,22 @@ class LogSQL(SQLBase):
         return None if row is None else _entry(row)
 
     def entries_for_message(self, sha256: str) -> list[StoredEntry]:
-        rows = self.dialect.run(
-            self._read(),
-            f"SELECT {_ENTRY_COLS} FROM entries WHERE sha256 = ? ORDER BY idx",  # noqa: S608
-            (sha256,),
-        ).fetchall()
-        return [_entry(r) for r in rows]
+        return _for_message(self.dialect, self._read(), sha256)
 
     def entries_for_account(self, sha256: str, account_id: int) -> list[StoredEntry]:
         # A ContentHandover is the account's only if the account made the first
         # SubmissionAcceptance of the acknowledged message (sha256 and Message-ID).
-        rows = self.dialect.run(
-            self._read(),
-            f"SELECT {_ENTRY_COLS} FROM entries e WHERE e.sha256 = ? AND e.account_id = ?"  # noqa: S608
-            " AND (e.event != 'ContentHandover' OR e.account_id = ("
-            "SELECT a.account_id FROM entries a WHERE a.sha256 = e.sha256"
-            " AND a.message_id = e.message_id AND a.event = 'SubmissionAcceptance'"
-            " ORDER BY a.idx LIMIT 1)) ORDER BY e.idx",
-            (sha256, account_id),
-        ).fetchall()
-        return [_entry(r) for r in rows]
+        every = _for_message(self.dialect, self._read(), sha256)
+        first: dict[str, int | None] = {}
+        for e in every:
+            if e.event == "SubmissionAcceptance":
+                first.setdefault(e.message_id, e.account_id)
+        return [
+            e
+            for e in every
+            if e.account_id == account_id
+            and (e.event != "ContentHandover" or first.get(e.message_id) == account_id)
+        ]
 
     def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
         cur = self.dialect.run(

@@ -12,8 +12,10 @@ from notary.storage import (
     DELIVERY_STATES,
     Delivery,
     DeliveryStatus,
+    DeliveryUpdate,
     HeldMessage,
     QueueWrite,
+    SpoolItem,
 )
 from notary.storage.sql.dialect import Cursor, SQLBase
 
@@ -60,100 +62,115 @@ class QueueSQL(SQLBase):
             raise StorageError(f"cannot write the relay queue: {e}") from e
 
     def _queue_write(self, cur: Cursor, write: QueueWrite) -> list[int]:
+        """Apply ``write`` in the caller's transaction; the ids of its new spool rows."""
+        ids = [self._spool_one(cur, it) for it in write.spool]
         d = self.dialect
-        ids: list[int] = []
-        for it in write.spool:
-            row = d.run(
-                cur,
-                "INSERT INTO spool (sha256, message_id, account_id, mail_from, received,"
-                " node, log_size, kind, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    it.sha256,
-                    it.message_id,
-                    it.account_id,
-                    it.mail_from,
-                    it.received.timestamp(),
-                    it.node,
-                    it.log_size,
-                    it.kind,
-                    it.data,
-                ),
-            ).fetchone()
-            sid = int(row[0])
-            ids.append(sid)
-            state = "held" if it.held else "queued"
-            cur.executemany(
-                d.sql(
-                    "INSERT INTO deliveries (spool_id, recipient, state, next_attempt)"
-                    " VALUES (?, ?, ?, ?)"
-                ),
-                [(sid, r, state, it.received.timestamp()) for r in it.recipients],
-            )
-        for cond, params in self.dialect.in_lists("spool_id", write.release):
+        for cond, params in d.in_lists("spool_id", write.release):
             d.run(
                 cur,
                 f"UPDATE deliveries SET state = 'queued' WHERE {cond} AND state = 'held'",  # noqa: S608
                 params,
             )
         for sid in write.discard:
-            row = d.run(
-                cur,
-                "SELECT COUNT(*) FROM deliveries WHERE spool_id = ? AND state != 'held'",
-                (sid,),
-            ).fetchone()
-            if int(row[0]) == 0:
-                d.run(cur, "DELETE FROM deliveries WHERE spool_id = ?", (sid,))
-                d.run(cur, "DELETE FROM spool WHERE id = ?", (sid,))
+            self._discard_held(cur, sid)
         if write.updates:
-            cur.executemany(
-                d.sql(
-                    "UPDATE deliveries SET state = ?, next_attempt = ?, last_error = ?,"
-                    " warned = ?, attempts = attempts + 1, lease_owner = NULL,"
-                    " lease_until = NULL, last_node = COALESCE(?, last_node),"
-                    " last_reply = COALESCE(?, last_reply),"
-                    " last_attempt = COALESCE(?, last_attempt) WHERE id = ?"
-                ),
-                [
-                    (
-                        u.state,
-                        u.next_attempt.timestamp() if u.next_attempt else None,
-                        u.error,
-                        u.warned,
-                        u.node,
-                        None if u.reply is None else json.dumps(u.reply),
-                        u.attempted.timestamp() if u.attempted else None,
-                        u.delivery_id,
-                    )
-                    for u in write.updates
-                ],
-            )
-            # The attempts these outcomes end (a final one was recorded before it was logged).
-            cur.executemany(
-                d.sql(
-                    "UPDATE delivery_attempts SET outcome = ?, finished = ?, reply = ?"
-                    " WHERE delivery_id = ? AND outcome IS NULL"
-                ),
-                [
-                    (
-                        "deferred" if u.state == "queued" else u.state,
-                        (u.attempted or datetime.now(UTC)).timestamp(),
-                        None if u.reply is None else json.dumps(u.reply),
-                        u.delivery_id,
-                    )
-                    for u in write.updates
-                ],
-            )
-            final = [u.delivery_id for u in write.updates if u.state != "queued"]
-            for cond, params in self.dialect.in_lists("id", final):
-                d.run(
-                    cur,
-                    "UPDATE spool SET data = NULL WHERE id IN (SELECT spool_id FROM"  # noqa: S608
-                    f" deliveries WHERE {cond}) AND NOT EXISTS (SELECT 1 FROM"
-                    " deliveries d WHERE d.spool_id = spool.id"
-                    " AND d.state IN ('held', 'queued'))",
-                    params,
-                )
+            self._record_outcomes(cur, write.updates)
         return ids
+
+    def _spool_one(self, cur: Cursor, it: SpoolItem) -> int:
+        """Spool one message and its deliveries (held or queued); its spool id."""
+        d = self.dialect
+        received = it.received.timestamp()
+        row = d.run(
+            cur,
+            "INSERT INTO spool (sha256, message_id, account_id, mail_from, received,"
+            " node, log_size, kind, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                it.sha256,
+                it.message_id,
+                it.account_id,
+                it.mail_from,
+                received,
+                it.node,
+                it.log_size,
+                it.kind,
+                it.data,
+            ),
+        ).fetchone()
+        sid = int(row[0])
+        state = "held" if it.held else "queued"
+        cur.executemany(
+            d.sql(
+                "INSERT INTO deliveries (spool_id, recipient, state, next_attempt)"
+                " VALUES (?, ?, ?, ?)"
+            ),
+            [(sid, r, state, received) for r in it.recipients],
+        )
+        return sid
+
+    def _discard_held(self, cur: Cursor, sid: int) -> None:
+        """Delete spool row ``sid`` and its deliveries if none of them left 'held'."""
+        d = self.dialect
+        row = d.run(
+            cur,
+            "SELECT COUNT(*) FROM deliveries WHERE spool_id = ? AND state != 'held'",
+            (sid,),
+        ).fetchone()
+        if int(row[0]) == 0:
+            d.run(cur, "DELETE FROM deliveries WHERE spool_id = ?", (sid,))
+            d.run(cur, "DELETE FROM spool WHERE id = ?", (sid,))
+
+    def _record_outcomes(self, cur: Cursor, updates: Sequence[DeliveryUpdate]) -> None:
+        """Each delivery's new state, the attempt it ends, and spool data no longer needed."""
+        d = self.dialect
+        cur.executemany(
+            d.sql(
+                "UPDATE deliveries SET state = ?, next_attempt = ?, last_error = ?,"
+                " warned = ?, attempts = attempts + 1, lease_owner = NULL,"
+                " lease_until = NULL, last_node = COALESCE(?, last_node),"
+                " last_reply = COALESCE(?, last_reply),"
+                " last_attempt = COALESCE(?, last_attempt) WHERE id = ?"
+            ),
+            [
+                (
+                    u.state,
+                    u.next_attempt.timestamp() if u.next_attempt else None,
+                    u.error,
+                    u.warned,
+                    u.node,
+                    None if u.reply is None else json.dumps(u.reply),
+                    u.attempted.timestamp() if u.attempted else None,
+                    u.delivery_id,
+                )
+                for u in updates
+            ],
+        )
+        # The attempts these outcomes end (a final one was recorded before it was logged).
+        cur.executemany(
+            d.sql(
+                "UPDATE delivery_attempts SET outcome = ?, finished = ?, reply = ?"
+                " WHERE delivery_id = ? AND outcome IS NULL"
+            ),
+            [
+                (
+                    "deferred" if u.state == "queued" else u.state,
+                    (u.attempted or datetime.now(UTC)).timestamp(),
+                    None if u.reply is None else json.dumps(u.reply),
+                    u.delivery_id,
+                )
+                for u in updates
+            ],
+        )
+        final = [u.delivery_id for u in updates if u.state != "queued"]
+        for cond, params in d.in_lists("id", final):
+            d.run(
+                cur,
+                "UPDATE spool SET data = NULL WHERE id IN (SELECT spool_id FROM"  # noqa: S608
+                f" deliveries WHERE {cond}) AND NOT EXISTS (SELECT 1 FROM"
+                " deliveries d WHERE d.spool_id = spool.id"
+                " AND d.state IN ('held', 'queued'))",
+                params,
+            )
 
     def claim_deliveries(
         self, node: str, now: datetime, lease_until: datetime, limit: int

@@ -1,0 +1,82 @@
+"""ASGI middleware that bounds request bodies: over the limit is 413 JSON, never a 500."""
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 JSON."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await send_json(send, 413, "too_large", f"body over {self.limit} bytes")
+                    return
+        seen = 0
+        answered = False  # the 413 went out: drop whatever the app sends after it
+
+        async def limited() -> Message:
+            nonlocal seen, answered
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    # Answer here, before the app sees the error: Starlette's
+                    # error middleware would turn the exception into a 500.
+                    if not started:
+                        answered = True
+                        await send_json(send, 413, "too_large", f"body over {self.limit} bytes")
+                    raise _BodyTooLarge
+            return msg
+
+        started = False
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if answered:
+                return
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except _BodyTooLarge:
+            pass
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def send_json(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
