@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "verify": "certmail.cli.verify:verify",
     "outbox": "certmail.cli.outbox:outbox",
     "inbox": "certmail.cli.inbox:inbox",
+    "campaign": "certmail.cli.campaign:campaign",
 }
 
 
