@@ -190,8 +190,9 @@ def proofs(ctx: click.Context, app: App, name: str, outdir: Path) -> None:
     for r in rows:
         bundle = outdir / f"{r['row']:06d}-{r['sha256'][:16]}.certmail-proof.zip"
         buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            ctx.invoke(export, quiet, ref=r["sha256"], output=bundle, reveal_subject=False,
+        sub = click.Context(export, parent=ctx, obj=quiet)
+        with contextlib.redirect_stdout(buf), sub:
+            sub.invoke(export, ref=r["sha256"], output=bundle, reveal_subject=False,
                        force=True, keep_all_acks=False)
         w.writerow([bundle.name, r["email"], r["state"], r["sha256"]])
     (outdir / "index.csv").write_text(index.getvalue(), encoding="utf-8")
