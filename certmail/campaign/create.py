@@ -43,8 +43,10 @@ class CampaignInputError(Error):
         self.problems = list(problems)
         first = self.problems[0]
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
-        super().__init__(f"{first}{more}; nothing was created or sent",
-                         hint="fix the rows listed, then run campaign create again")
+        super().__init__(
+            f"{first}{more}; nothing was created or sent",
+            hint="fix the rows listed, then run campaign create again",
+        )
 
 
 @dataclass
@@ -57,9 +59,14 @@ class CreateResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.campaign.to_json(), "recipients": self.recipients,
-                "columns": self.columns, "fields": self.fields,
-                "attachments": self.attachments, "warnings": self.warnings}
+        return {
+            **self.campaign.to_json(),
+            "recipients": self.recipients,
+            "columns": self.columns,
+            "fields": self.fields,
+            "attachments": self.attachments,
+            "warnings": self.warnings,
+        }
 
 
 def campaign_dir(home: Path, name: str) -> Path:
@@ -68,8 +75,10 @@ def campaign_dir(home: Path, name: str) -> Path:
 
 def _check_name(name: str) -> None:
     if not NAME_RE.fullmatch(name):
-        raise Error(f"not a campaign name: {name!r}",
-                    hint="letters, digits, '.', '_' and '-' (up to 64), e.g. notice-2026-12")
+        raise Error(
+            f"not a campaign name: {name!r}",
+            hint="letters, digits, '.', '_' and '-' (up to 64), e.g. notice-2026-12",
+        )
 
 
 def _body(path: Path) -> str:
@@ -91,8 +100,13 @@ def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[P
     for r in rows:
         s = subject.render(r.fields)
         if not s.strip() or "\r" in s or "\n" in s:
-            out.append(Problem(r.line, "the subject is empty or has a line break here",
-                               "check the columns the subject uses"))
+            out.append(
+                Problem(
+                    r.line,
+                    "the subject is empty or has a line break here",
+                    "check the columns the subject uses",
+                )
+            )
         body.render(r.fields)
     return out
 
@@ -112,24 +126,33 @@ def _key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Pro
     with ThreadPoolExecutor(4) as pool:
         for r, got in pool.map(lookup, rows):
             if isinstance(got, Error):
-                problems.append(Problem(r.line, f"no usable key for {r.email}: {got.message}",
-                                        "certmail keys import FILE (then keys trust); "
-                                        "--sealed/--pickup-if-no-key are not available yet"))
+                problems.append(
+                    Problem(
+                        r.line,
+                        f"no usable key for {r.email}: {got.message}",
+                        "certmail keys import FILE (then keys trust); "
+                        "--sealed/--pickup-if-no-key are not available yet",
+                    )
+                )
             else:
                 keys[r.email.lower()] = got
     return keys, problems
 
 
-def _attachments(cm: Certmail, paths: Sequence[Path], dest: Path,
-                 warnings: list[str]) -> list[dict[str, Any]]:
+def _attachments(
+    cm: Certmail, paths: Sequence[Path], dest: Path, warnings: list[str]
+) -> list[dict[str, Any]]:
     for p in paths:
         if not p.is_file():
             raise NotFoundError(f"no such file: {p}", hint="check the --attach path")
         if p.stat().st_size == 0:
-            raise Error(f"{p.name} is empty (0 bytes); nothing was created or sent",
-                        hint="attach the file that holds the notice")
-    scanned = cm.scan_attachments(list(paths), require_scan=bool(cm.settings.require_scan),
-                                  warnings=warnings)
+            raise Error(
+                f"{p.name} is empty (0 bytes); nothing was created or sent",
+                hint="attach the file that holds the notice",
+            )
+    scanned = cm.scan_attachments(
+        list(paths), require_scan=bool(cm.settings.require_scan), warnings=warnings
+    )
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     out = []
     for i, (p, rec) in enumerate(scanned):
@@ -137,8 +160,15 @@ def _attachments(cm: Certmail, paths: Sequence[Path], dest: Path,
         target.parent.mkdir(mode=0o700, exist_ok=True)
         shutil.copyfile(p, target)
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
-        out.append({"path": str(target), "name": p.name, "size": target.stat().st_size,
-                    "sha256": digest, "scan": rec.to_json()})
+        out.append(
+            {
+                "path": str(target),
+                "name": p.name,
+                "size": target.stat().st_size,
+                "sha256": digest,
+                "scan": rec.to_json(),
+            }
+        )
     return out
 
 
@@ -165,15 +195,19 @@ def create_campaign(
         if any(c.name == name for c in store.all()):
             from keys.errors import ConflictError
 
-            raise ConflictError(f"a campaign named {name!r} exists",
-                                hint="choose another name, or: certmail campaign list")
+            raise ConflictError(
+                f"a campaign named {name!r} exists",
+                hint="choose another name, or: certmail campaign list",
+            )
     subj, body = parse(subject, "subject"), parse(_body(body_file), "body")
     columns, rows, problems = read_rows(recipients)
     unknown = sorted((subj.fields | body.fields) - set(columns))
     if unknown:
-        raise Error(f"the templates name {', '.join(unknown)}, not a column of the CSV "
-                    f"(columns: {', '.join(columns)}); nothing was created or sent",
-                    hint="fix the template or add the column")
+        raise Error(
+            f"the templates name {', '.join(unknown)}, not a column of the CSV "
+            f"(columns: {', '.join(columns)}); nothing was created or sent",
+            hint="fix the template or add the column",
+        )
     warnings: list[str] = []
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
@@ -185,10 +219,18 @@ def create_campaign(
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()
-    spec = {"via": chosen, "subject": subject, "body": str(home_dir / "body.txt"),
-            "attachments": atts, "track_open": track_open, "request_mdn": request_mdn,
-            "keys": keys, "columns": columns}
+    spec = {
+        "via": chosen,
+        "subject": subject,
+        "body": str(home_dir / "body.txt"),
+        "attachments": atts,
+        "track_open": track_open,
+        "request_mdn": request_mdn,
+        "keys": keys,
+        "columns": columns,
+    }
     with CampaignStore(settings.ledger_path) as store:
-        c = store.create(name, spec,
-                         [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows])
+        c = store.create(
+            name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
+        )
     return CreateResult(c, len(rows), columns, sorted(subj.fields | body.fields), atts, warnings)

@@ -51,13 +51,13 @@ def _text(path: Path) -> str:
     if not path.is_file():
         raise Error(f"no such file: {path}", hint="give --recipients FILE.csv")
     if path.stat().st_size > MAX_CSV_BYTES:
-        raise Error(f"{path} is larger than {MAX_CSV_BYTES >> 20} MiB",
-                    hint="split the campaign in several")
+        raise Error(
+            f"{path} is larger than {MAX_CSV_BYTES >> 20} MiB", hint="split the campaign in several"
+        )
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise Error(f"{path} is not UTF-8 (byte {e.start})",
-                    hint="save the CSV as UTF-8") from None
+        raise Error(f"{path} is not UTF-8 (byte {e.start})", hint="save the CSV as UTF-8") from None
 
 
 def read_rows(path: Path) -> tuple[list[str], list[Row], list[Problem]]:
@@ -66,17 +66,22 @@ def read_rows(path: Path) -> tuple[list[str], list[Row], list[Problem]]:
     try:
         header = next(reader)
     except StopIteration:
-        raise Error(f"{path} is empty", hint="the first line names the columns: email,...") \
-            from None
+        raise Error(
+            f"{path} is empty", hint="the first line names the columns: email,..."
+        ) from None
     except csv.Error as e:
         raise Error(f"{path} line 1 is not CSV: {e}", hint="check quoting") from None
     columns = [c.strip() for c in header]
     if "email" not in columns:
-        raise Error(f"{path} has no 'email' column (columns: {', '.join(columns)})",
-                    hint="name the column of addresses 'email' in the first line")
+        raise Error(
+            f"{path} has no 'email' column (columns: {', '.join(columns)})",
+            hint="name the column of addresses 'email' in the first line",
+        )
     if len(set(columns)) != len(columns) or "" in columns:
-        raise Error(f"{path}: column names must be unique and not empty",
-                    hint="fix the first line of the CSV")
+        raise Error(
+            f"{path}: column names must be unique and not empty",
+            hint="fix the first line of the CSV",
+        )
     rows: list[Row] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
@@ -99,28 +104,45 @@ def read_rows(path: Path) -> tuple[list[str], list[Row], list[Problem]]:
     return columns, rows, problems
 
 
-def _check_row(line: int, columns: list[str], values: list[str], seen: dict[str, int],
-               problems: list[Problem]) -> Row | None:
+def _check_row(
+    line: int, columns: list[str], values: list[str], seen: dict[str, int], problems: list[Problem]
+) -> Row | None:
     if len(values) != len(columns):
-        problems.append(Problem(line, f"{len(values)} fields where the header has "
-                                f"{len(columns)}", "quote fields that contain a comma"))
+        problems.append(
+            Problem(
+                line,
+                f"{len(values)} fields where the header has {len(columns)}",
+                "quote fields that contain a comma",
+            )
+        )
         return None
     fields = dict(zip(columns, (v.strip() for v in values), strict=True))
     if any(len(v) > MAX_FIELD for v in fields.values()):
-        problems.append(Problem(line, f"a field is longer than {MAX_FIELD} characters",
-                                "shorten it"))
+        problems.append(
+            Problem(line, f"a field is longer than {MAX_FIELD} characters", "shorten it")
+        )
         return None
     email = fields["email"]
     try:
         check_address(email)
     except Error:
-        problems.append(Problem(line, f"not an email address: {email!r}",
-                                "give a plain address like bob@example.net"))
+        problems.append(
+            Problem(
+                line,
+                f"not an email address: {email!r}",
+                "give a plain address like bob@example.net",
+            )
+        )
         return None
     key = email.lower()
     if key in seen:
-        problems.append(Problem(line, f"duplicate address {email} (first on row {seen[key]})",
-                                "each recipient once: remove the duplicate line"))
+        problems.append(
+            Problem(
+                line,
+                f"duplicate address {email} (first on row {seen[key]})",
+                "each recipient once: remove the duplicate line",
+            )
+        )
         return None
     seen[key] = line
     return Row(line, email, fields)

@@ -51,9 +51,15 @@ class SendSummary:
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"campaign": self.name, "total": self.total, "to_send": self.todo,
-                "counts": self.counts, "settled": self.settled,
-                "elapsed_s": round(self.elapsed, 3), "dry_run": self.dry_run}
+        return {
+            "campaign": self.name,
+            "total": self.total,
+            "to_send": self.todo,
+            "counts": self.counts,
+            "settled": self.settled,
+            "elapsed_s": round(self.elapsed, 3),
+            "dry_run": self.dry_run,
+        }
 
 
 @contextlib.contextmanager
@@ -64,15 +70,18 @@ def _locked(directory: Path, name: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConflictError(f"campaign {name} is being sent by another process",
-                                hint="certmail campaign status " + name) from None
+            raise ConflictError(
+                f"campaign {name} is being sent by another process",
+                hint="certmail campaign status " + name,
+            ) from None
         yield
     finally:
         os.close(fd)
 
 
-def settle(cm: Certmail, store: CampaignStore, name: str, via: str,
-           settle_timeout: float) -> list[dict[str, Any]]:
+def settle(
+    cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
+) -> list[dict[str, Any]]:
     """Settle recipients whose hand-over a killed run left unknown (module docstring)."""
     from ..outbox import Outbox
 
@@ -94,10 +103,18 @@ def settle(cm: Certmail, store: CampaignStore, name: str, via: str,
         still = []
         for r, entry in unsure:
             if via == "relay" and (got := outbox.relay_acceptance(entry)) is not None:
-                ledger.mark_sent(entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)")
+                ledger.mark_sent(
+                    entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)"
+                )
                 ledger.add_receipt(entry.sha256, got)
-                store.update(name, r.email, "accepted", reply="250 accepted (found in the log)",
-                             submitted_at=got.get("time"), error=None)
+                store.update(
+                    name,
+                    r.email,
+                    "accepted",
+                    reply="250 accepted (found in the log)",
+                    submitted_at=got.get("time"),
+                    error=None,
+                )
                 out.append({"email": r.email, "settled": "accepted (in the notary's log)"})
             else:
                 still.append((r, entry))
@@ -107,28 +124,45 @@ def settle(cm: Certmail, store: CampaignStore, name: str, via: str,
         time.sleep(0.5)
     for r, entry in unsure:
         if via == "relay":  # not in the log after the relay's deadline: it was not taken
-            ledger.mark_send_failed(entry.sha256, "interrupted before the relay took it",
-                                    permanent=False)
+            ledger.mark_send_failed(
+                entry.sha256, "interrupted before the relay took it", permanent=False
+            )
             store.update(name, r.email, "queued", error="interrupted before the relay took it")
             out.append({"email": r.email, "settled": "not accepted: submitted again"})
         else:
-            ledger.mark_send_failed(entry.sha256, "interrupted while sending", permanent=False,
-                                    uncertain=True)
-            store.update(name, r.email, "uncertain", error="interrupted while sending: it may "
-                         "or may not have gone out (not resent)")
+            ledger.mark_send_failed(
+                entry.sha256, "interrupted while sending", permanent=False, uncertain=True
+            )
+            store.update(
+                name,
+                r.email,
+                "uncertain",
+                error="interrupted while sending: it may or may not have gone out (not resent)",
+            )
             out.append({"email": r.email, "settled": "uncertain (direct mode: not resent)"})
     return out
 
 
-def _dry_run(store: CampaignStore, name: str, spec: dict[str, Any],
-             todo: list[Recipient], on_event: Event | None) -> None:
+def _dry_run(
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+    on_event: Event | None,
+) -> None:
     subject = parse(spec["subject"], "subject")
     body = parse(Path(spec["body"]).read_text(encoding="utf-8"), "body")
     for r in todo:
         body.render(r.fields)
         if on_event:
-            on_event({"row": r.row_no, "email": r.email, "state": "would send",
-                      "subject": subject.render(r.fields)})
+            on_event(
+                {
+                    "row": r.row_no,
+                    "email": r.email,
+                    "state": "would send",
+                    "subject": subject.render(r.fields),
+                }
+            )
 
 
 def send_campaign(
@@ -145,8 +179,10 @@ def send_campaign(
     """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done."""
     settings = cm.settings
     t0 = time.monotonic()
-    with CampaignStore(settings.ledger_path) as store, \
-            _locked(campaign_dir(settings.home, name), name):
+    with (
+        CampaignStore(settings.ledger_path) as store,
+        _locked(campaign_dir(settings.home, name), name),
+    ):
         c = store.get(name)
         if c.state == "cancelled":
             raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
@@ -170,14 +206,25 @@ def send_campaign(
     return summary
 
 
-def _run_pool(cm: Certmail, store: CampaignStore, name: str, spec: dict[str, Any],
-              todo: list[Recipient], concurrency: int | None, rate: float | None,
-              on_event: Event | None) -> None:
+def _run_pool(
+    cm: Certmail,
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+    concurrency: int | None,
+    rate: float | None,
+    on_event: Event | None,
+) -> None:
     n = max(1, concurrency or (os.cpu_count() or 2) * 2)
     ctx = multiprocessing.get_context("fork")
     start = time.monotonic()
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=init_worker,
-                             initargs=(cm.settings, cm.passphrase, name, spec)) as pool:
+    with ProcessPoolExecutor(
+        n,
+        mp_context=ctx,
+        initializer=init_worker,
+        initargs=(cm.settings, cm.passphrase, name, spec),
+    ) as pool:
         pending: set[Future[dict[str, Any]]] = set()
         queue = list(reversed(todo))
         sent = 0

@@ -159,8 +159,9 @@ class CampaignStore:
         row = self._db.execute("SELECT * FROM campaigns WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"no campaign named {name!r}", hint="certmail campaign list")
-        return Campaign(row["name"], json.loads(row["spec"]), row["state"], row["created"],
-                        row["updated"])
+        return Campaign(
+            row["name"], json.loads(row["spec"]), row["state"], row["created"], row["updated"]
+        )
 
     def all(self) -> list[Campaign]:
         rows = self._db.execute("SELECT name FROM campaigns ORDER BY created").fetchall()

@@ -29,8 +29,9 @@ class Template:
         from jinja2 import StrictUndefined
         from jinja2.sandbox import SandboxedEnvironment
 
-        env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                   keep_trailing_newline=True)
+        env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
         return env.from_string(self.source).render(row)
 
 
@@ -44,19 +45,25 @@ def parse(source: str, what: str) -> Template:
     try:
         ast = env.parse(source)
     except TemplateSyntaxError as e:
-        raise Error(f"the {what} template is not valid: {e.message} (line {e.lineno})",
-                    hint=TEMPLATE_HINT) from None
+        raise Error(
+            f"the {what} template is not valid: {e.message} (line {e.lineno})", hint=TEMPLATE_HINT
+        ) from None
     fields: set[str] = set()
     for node in ast.body:
         if not isinstance(node, nodes.Output):
-            raise Error(f"the {what} template uses logic ({type(node).__name__.lower()})",
-                        hint=TEMPLATE_HINT)
+            raise Error(
+                f"the {what} template uses logic ({type(node).__name__.lower()})",
+                hint=TEMPLATE_HINT,
+            )
         for item in node.nodes:
             if isinstance(item, nodes.TemplateData):
                 continue
             if isinstance(item, nodes.Name) and item.ctx == "load":
                 fields.add(item.name)
                 continue
-            raise Error(f"the {what} template has an expression that is not a plain column "
-                        f"name ({type(item).__name__.lower()})", hint=TEMPLATE_HINT)
+            raise Error(
+                f"the {what} template has an expression that is not a plain column "
+                f"name ({type(item).__name__.lower()})",
+                hint=TEMPLATE_HINT,
+            )
     return Template(source, frozenset(fields))

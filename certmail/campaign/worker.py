@@ -50,8 +50,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def init_worker(settings: Settings, passphrase: str | None, name: str,
-                spec: dict[str, Any]) -> None:
+def init_worker(
+    settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
+) -> None:
     """Process-pool initializer: one Certmail and one campaign store per worker."""
     from ..api import Certmail
     from ..outbox import Outbox
@@ -64,14 +65,22 @@ def init_worker(settings: Settings, passphrase: str | None, name: str,
     for a in spec["attachments"]:
         p = Path(a["path"])
         if hashlib.sha256(p.read_bytes()).hexdigest() != a["sha256"]:
-            raise Error(f"the campaign's copy of {a['name']} changed since it was scanned",
-                        hint="create the campaign again")
+            raise Error(
+                f"the campaign's copy of {a['name']} changed since it was scanned",
+                hint="create the campaign again",
+            )
         scanned.append((p, ScanRecord(a["scan"]["status"], a["scan"]["engine"])))
-    _W.update(cm=cm, name=name, spec=spec, store=CampaignStore(settings.ledger_path),
-              outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
-              sealer=Sealer(lambda: cm.keyring, settings.dkim_dir),
-              subject=parse(spec["subject"], "subject"), body=parse(body_text, "body"),
-              scanned=scanned)
+    _W.update(
+        cm=cm,
+        name=name,
+        spec=spec,
+        store=CampaignStore(settings.ledger_path),
+        outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
+        sealer=Sealer(lambda: cm.keyring, settings.dkim_dir),
+        subject=parse(spec["subject"], "subject"),
+        body=parse(body_text, "body"),
+        scanned=scanned,
+    )
 
 
 @contextlib.contextmanager
@@ -95,9 +104,14 @@ def _find(cm: Certmail, message_id: str) -> Entry | None:
 def _seal(r: Recipient) -> Entry:
     cm: Certmail = _W["cm"]
     spec, s = _W["spec"], cm.settings
-    headers = Headers(from_addr=s.email or "", to=(r.email,),
-                      subject=_W["subject"].render(r.fields), message_id=r.message_id,
-                      date=now_date(), from_name=s.name or None)
+    headers = Headers(
+        from_addr=s.email or "",
+        to=(r.email,),
+        subject=_W["subject"].render(r.fields),
+        message_id=r.message_id,
+        date=now_date(),
+        from_name=s.name or None,
+    )
     data = _W["body"].render(r.fields).encode("utf-8")
     notary = cm.notary() if s.notary_url else None
     with _workdir(s.home) as work:
@@ -108,18 +122,31 @@ def _seal(r: Recipient) -> Entry:
 
             tracking = prepare_tracking(notary.url, headers.recipients, work)
             scanned.append((tracking.html_path, ScanRecord("not scanned")))
-        sealed = _W["sealer"].seal(work, headers, data, scanned,
-                                   notary_url=notary.url if notary else None, sign=True,
-                                   encrypt=True, request_mdn=bool(spec.get("request_mdn")),
-                                   progress=None)
+        sealed = _W["sealer"].seal(
+            work,
+            headers,
+            data,
+            scanned,
+            notary_url=notary.url if notary else None,
+            sign=True,
+            encrypt=True,
+            request_mdn=bool(spec.get("request_mdn")),
+            progress=None,
+        )
         if tracking is not None and notary is not None:
             from ..tracking import register_tracking
 
             register_tracking(notary, sealed.sha256, headers.message_id, tracking)
-        return cm.ledger.enqueue(sealed.path, sha256=sealed.sha256,
-                                 message_id=headers.message_id, mail_from=headers.from_addr,
-                                 recipients=headers.recipients, via=spec["via"],
-                                 notarize=notary is not None, move=True)
+        return cm.ledger.enqueue(
+            sealed.path,
+            sha256=sealed.sha256,
+            message_id=headers.message_id,
+            mail_from=headers.from_addr,
+            recipients=headers.recipients,
+            via=spec["via"],
+            notarize=notary is not None,
+            move=True,
+        )
 
 
 def run_one(r: Recipient) -> dict[str, Any]:
@@ -137,8 +164,9 @@ def run_one(r: Recipient) -> dict[str, Any]:
         entry = _find(cm, r.message_id)
         if entry is None:
             entry = _seal(r)
-        store.update(name, r.email, "sealed", sha256=entry.sha256,
-                     queued_at=r.queued_at or entry.created)
+        store.update(
+            name, r.email, "sealed", sha256=entry.sha256, queued_at=r.queued_at or entry.created
+        )
         t1 = time.perf_counter()
         out.update(sha256=entry.sha256, seal_s=t1 - t0)
         store.update(name, r.email, "submitting")
@@ -157,6 +185,5 @@ def run_one(r: Recipient) -> dict[str, Any]:
         store.update(name, r.email, "uncertain", error=done.last_error)
         return {**out, "state": "uncertain", "error": done.last_error}
     state = "accepted" if done.notary == "done" else "submitted"
-    store.update(name, r.email, state, reply=done.smtp_reply, error=None,
-                 submitted_at=done.updated)
+    store.update(name, r.email, state, reply=done.smtp_reply, error=None, submitted_at=done.updated)
     return {**out, "state": state, "reply": done.smtp_reply}

@@ -36,59 +36,103 @@ def campaign() -> None:
 @json_option()
 @home_option
 @pass_app
-def create(app: App, name: str, recipients: Path, subject: str, body_file: Path,
-           attach: tuple[Path, ...], via: str | None, track_open: bool, request_mdn: bool,
-           sealed: bool, pickup_if_no_key: bool) -> None:
+def create(
+    app: App,
+    name: str,
+    recipients: Path,
+    subject: str,
+    body_file: Path,
+    attach: tuple[Path, ...],
+    via: str | None,
+    track_open: bool,
+    request_mdn: bool,
+    sealed: bool,
+    pickup_if_no_key: bool,
+) -> None:
     """Check every row, template field, key and attachment; record the campaign."""
     from certmail.campaign.create import CampaignInputError, create_campaign
     from keys.errors import Error
 
     if sealed or pickup_if_no_key:
-        raise Error("--sealed and --pickup-if-no-key are not available yet",
-                    hint="recipients need an OpenPGP key in your keyring for now")
+        raise Error(
+            "--sealed and --pickup-if-no-key are not available yet",
+            hint="recipients need an OpenPGP key in your keyring for now",
+        )
     with app.client() as cm:
         try:
-            res = create_campaign(cm, name, recipients=recipients, subject=subject,
-                                  body_file=body_file, attachments=list(attach), via=via,
-                                  track_open=track_open, request_mdn=request_mdn)
+            res = create_campaign(
+                cm,
+                name,
+                recipients=recipients,
+                subject=subject,
+                body_file=body_file,
+                attachments=list(attach),
+                via=via,
+                track_open=track_open,
+                request_mdn=request_mdn,
+            )
         except CampaignInputError as e:
             if app.as_json:
                 emit_json({"error": "input", "problems": [p.to_json() for p in e.problems]})
             for p in e.problems:
-                sys.stderr.write(f"certmail: row {p.line}: {p.message}\ncertmail:   hint: "
-                                 f"{p.hint}\n")
+                sys.stderr.write(
+                    f"certmail: row {p.line}: {p.message}\ncertmail:   hint: {p.hint}\n"
+                )
             raise
     if app.as_json:
         emit_json(res.to_json())
         return
     for w in res.warnings:
         say(f"[yellow]certmail: warning:[/] {w}")
-    click.echo(f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
-               f"fields {', '.join(res.fields) or '(none)'}, "
-               f"{len(res.attachments)} attachment(s) scanned")
+    click.echo(
+        f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
+        f"fields {', '.join(res.fields) or '(none)'}, "
+        f"{len(res.attachments)} attachment(s) scanned"
+    )
     say(f"next: certmail campaign send {name} --dry-run, then certmail campaign send {name}")
 
 
 @campaign.command("send")
 @click.argument("name")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
-              help="Worker processes (default: 2 per core).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (default: 2 per core).",
+)
 @click.option("--rate", type=click.FloatRange(min=0.01), default=None, metavar="MSGS/S")
 @click.option("--dry-run", is_flag=True, help="Render every message; send nothing.")
-@click.option("--settle-timeout", type=click.FloatRange(min=0), default=150.0,
-              help="Seconds to wait for the notary's log to show an interrupted submission.")
+@click.option(
+    "--settle-timeout",
+    type=click.FloatRange(min=0),
+    default=150.0,
+    help="Seconds to wait for the notary's log to show an interrupted submission.",
+)
 @json_option("One JSON line per recipient, then a summary line.")
 @home_option
 @pass_app
-def send(app: App, name: str, concurrency: int | None, rate: float | None, dry_run: bool,
-         settle_timeout: float) -> None:
+def send(
+    app: App,
+    name: str,
+    concurrency: int | None,
+    rate: float | None,
+    dry_run: bool,
+    settle_timeout: float,
+) -> None:
     """Send (or resume) a campaign: nobody gets it twice, nobody is skipped."""
     from certmail.campaign.runner import send_campaign
 
     with app.client() as cm, _progress(app) as (on_start, on_event):
-        summary = send_campaign(cm, name, concurrency=concurrency, rate=rate, dry_run=dry_run,
-                                settle_timeout=settle_timeout, on_start=on_start,
-                                on_event=on_event)
+        summary = send_campaign(
+            cm,
+            name,
+            concurrency=concurrency,
+            rate=rate,
+            dry_run=dry_run,
+            settle_timeout=settle_timeout,
+            on_start=on_start,
+            on_event=on_event,
+        )
     if app.as_json:
         click.echo(json.dumps({"summary": summary.to_json()}))
         return
@@ -101,6 +145,7 @@ def send(app: App, name: str, concurrency: int | None, rate: float | None, dry_r
 @contextlib.contextmanager
 def _progress(app: App) -> Any:
     if app.as_json:
+
         def on_event(ev: dict[str, Any]) -> None:
             click.echo(json.dumps(ev))
             sys.stdout.flush()
@@ -108,12 +153,23 @@ def _progress(app: App) -> Any:
         yield None, on_event
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]:.1f} msg/s"), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} msg/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
     task: list[Any] = []
 
     def on_start(total: int, todo: int) -> None:
@@ -144,8 +200,9 @@ def status(app: App, name: str) -> None:
     if app.as_json:
         emit_json({**c.to_json(), "counts": counts, "total": sum(counts.values())})
         return
-    click.echo(f"campaign {name}: {c.state}; " +
-               ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    click.echo(
+        f"campaign {name}: {c.state}; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
 
 
 @campaign.command("report")
@@ -169,8 +226,9 @@ def report(app: App, name: str, fmt: str, output: Path | None) -> None:
 
 @campaign.command("proofs")
 @click.argument("name")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path, file_okay=False),
-              required=True)
+@click.option(
+    "-o", "--output", "outdir", type=click.Path(path_type=Path, file_okay=False), required=True
+)
 @home_option
 @pass_app
 @click.pass_context
@@ -180,8 +238,11 @@ def proofs(ctx: click.Context, app: App, name: str, outdir: Path) -> None:
     from certmail.cli.proof import export
 
     with app.client() as cm:
-        rows = [r for r in campaign_rows(cm, name) if r["sha256"]
-                and r["state"] not in ("pending", "sealed", "queued", "cancelled")]
+        rows = [
+            r
+            for r in campaign_rows(cm, name)
+            if r["sha256"] and r["state"] not in ("pending", "sealed", "queued", "cancelled")
+        ]
     outdir.mkdir(parents=True, exist_ok=True)
     index = io.StringIO()
     w = csv.writer(index, lineterminator="\r\n")
@@ -192,8 +253,14 @@ def proofs(ctx: click.Context, app: App, name: str, outdir: Path) -> None:
         buf = io.StringIO()
         sub = click.Context(export, parent=ctx, obj=quiet)
         with contextlib.redirect_stdout(buf), sub:
-            sub.invoke(export, ref=r["sha256"], output=bundle, reveal_subject=False,
-                       force=True, keep_all_acks=False)
+            sub.invoke(
+                export,
+                ref=r["sha256"],
+                output=bundle,
+                reveal_subject=False,
+                force=True,
+                keep_all_acks=False,
+            )
         w.writerow([bundle.name, r["email"], r["state"], r["sha256"]])
     (outdir / "index.csv").write_text(index.getvalue(), encoding="utf-8")
     click.echo(str(outdir / "index.csv"))

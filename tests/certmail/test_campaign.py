@@ -55,8 +55,10 @@ def few(correspondents: Any) -> Iterator[Recipients]:
 
 
 def _csv(tmp: Path, emails: list[str]) -> Path:
-    return write_csv(tmp / "r.csv", [{"email": e, "name": f"Tenant {i}", "flat": str(i)}
-                                     for i, e in enumerate(emails)])
+    return write_csv(
+        tmp / "r.csv",
+        [{"email": e, "name": f"Tenant {i}", "flat": str(i)} for i, e in enumerate(emails)],
+    )
 
 
 def _body(tmp: Path, text: str = "Dear {{ name }},\nflat {{ flat }}: the rent changes.\n") -> Path:
@@ -65,18 +67,53 @@ def _body(tmp: Path, text: str = "Dear {{ name }},\nflat {{ flat }}: the rent ch
     return p
 
 
-def _create(c: Any, relay: Relay, tmp: Path, csv_path: Path, *extra: str,
-            body: Path | None = None, name: str = "rent") -> subprocess.CompletedProcess[str]:
-    return as_sender(c, relay, "campaign", "create", name, "--recipients", str(csv_path),
-                     "--subject", "Rent notice for {{ name }}", "--body-file",
-                     str(body or _body(tmp)), *extra)
+def _create(
+    c: Any,
+    relay: Relay,
+    tmp: Path,
+    csv_path: Path,
+    *extra: str,
+    body: Path | None = None,
+    name: str = "rent",
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    return as_sender(
+        c,
+        relay,
+        "campaign",
+        "create",
+        name,
+        "--recipients",
+        str(csv_path),
+        "--subject",
+        "Rent notice for {{ name }}",
+        "--body-file",
+        str(body or _body(tmp)),
+        *extra,
+        **env,
+    )
 
 
 def _send_popen(c: Any, relay: Relay, name: str = "rent", *extra: str) -> subprocess.Popen[str]:
     env = clean_env(c.alice.home, **relay.env)
-    return subprocess.Popen([*CERTMAIL, "campaign", "send", name, "--json", "--concurrency", "4",
-                             "--settle-timeout", "20", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [
+            *CERTMAIL,
+            "campaign",
+            "send",
+            name,
+            "--json",
+            "--concurrency",
+            "4",
+            "--settle-timeout",
+            "20",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _ledger(c: Any) -> Ledger:
@@ -93,10 +130,18 @@ def wait_for(pred: Any, what: str, timeout: float = 300.0) -> None:
 
 
 def _pkesk_keyids(home: Path, data: bytes) -> set[str]:
-    p = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--list-packets",
-                        "--list-only"], input=data, capture_output=True, check=False)
-    return set(re.findall(r"pubkey enc packet: version \d+, algo \d+, keyid ([0-9A-F]{16})",
-                          p.stdout.decode() + p.stderr.decode()))
+    p = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--list-packets", "--list-only"],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    return set(
+        re.findall(
+            r"pubkey enc packet: version \d+, algo \d+, keyid ([0-9A-F]{16})",
+            p.stdout.decode() + p.stderr.decode(),
+        )
+    )
 
 
 def _armored(data: bytes) -> bytes:
@@ -107,8 +152,11 @@ def _armored(data: bytes) -> bytes:
 
 def _subkey_ids(home: Path) -> dict[str, str]:
     """email -> the 16-hex id of its encryption subkey."""
-    out = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-keys"],
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["gpg", "--homedir", str(home), "--with-colons", "--list-keys"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     ids: dict[str, str] = {}
     email, last_sub = None, None
     for line in out.splitlines():
@@ -129,8 +177,16 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
     c = correspondents
     att = tmp_path / "notice.pdf"
     att.write_bytes(b"%PDF-1.4 the notice\n" * 50)
-    made = _create(c, relay, tmp_path, _csv(tmp_path, many.emails), "--attach", str(att),
-                   "--json", **{"CERTMAIL_CLAMD": clamd_socket})
+    made = _create(
+        c,
+        relay,
+        tmp_path,
+        _csv(tmp_path, many.emails),
+        "--attach",
+        str(att),
+        "--json",
+        **{"CERTMAIL_CLAMD": clamd_socket},
+    )
     assert made.returncode == 0, made.stderr
     info = json.loads(made.stdout)
     assert info["recipients"] == N and info["attachments"][0]["scan"]["status"] == "clean"
@@ -150,8 +206,21 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
         p.stdout.close()
         assert p.stderr is not None
         p.stderr.close()
-    final = as_sender(c, relay, "campaign", "send", "rent", "--json", "--concurrency", "4",
-                      "--settle-timeout", "20")
+        st = json.loads(as_sender(c, relay, "campaign", "status", "rent", "--json").stdout)
+        assert 0 < st["counts"].get("accepted", 0) < N, st  # killed mid-campaign
+        assert st["state"] == "sending"
+    final = as_sender(
+        c,
+        relay,
+        "campaign",
+        "send",
+        "rent",
+        "--json",
+        "--concurrency",
+        "4",
+        "--settle-timeout",
+        "20",
+    )
     assert final.returncode == 0, final.stderr
     summary = json.loads(final.stdout.strip().splitlines()[-1])["summary"]
     assert summary["counts"] == {"accepted": N}, summary
@@ -164,8 +233,9 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
         assert len(m.rcpt_tos) == 1
         by_rcpt.setdefault(m.rcpt_tos[0], []).append(m.data)
     assert sorted(by_rcpt) == sorted(many.emails)
-    assert all(len(v) == 1 for v in by_rcpt.values()), [k for k, v in by_rcpt.items()
-                                                          if len(v) != 1]
+    assert all(len(v) == 1 for v in by_rcpt.values()), [
+        k for k, v in by_rcpt.items() if len(v) != 1
+    ]
 
     st = json.loads(as_sender(c, relay, "campaign", "status", "rent", "--json").stdout)
     assert st["counts"] == {"accepted": N} and st["state"] == "done"
@@ -187,19 +257,24 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
             assert _pkesk_keyids(many.home, _armored(sealed)) == {sub[email], alice_sub}
     # One decrypts with the recipients' keys and says what its row said.
     first = many.emails[7]
-    plain = subprocess.run(["gpg", "--homedir", str(many.home), "--batch", "--decrypt"],
-                           input=_armored(by_rcpt[first][0]), capture_output=True, check=True)
+    plain = subprocess.run(
+        ["gpg", "--homedir", str(many.home), "--batch", "--decrypt"],
+        input=_armored(by_rcpt[first][0]),
+        capture_output=True,
+        check=True,
+    )
     assert b"Dear Tenant 7," in plain.stdout and b"flat 7: the rent changes." in plain.stdout
 
 
-def test_status_report_proofs_list_cancel(correspondents: Any, relay: Relay, few: Recipients,
-                                          tmp_path: Path) -> None:
+def test_status_report_proofs_list_cancel(
+    correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path
+) -> None:
     c = correspondents
     assert _create(c, relay, tmp_path, _csv(tmp_path, few.emails)).returncode == 0
     dry = as_sender(c, relay, "campaign", "send", "rent", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
-    assert [json.loads(x)["subject"] for x in dry.stdout.splitlines()[:-1]][0] == \
-        "Rent notice for Tenant 0"
+    subjects = [json.loads(x)["subject"] for x in dry.stdout.splitlines()[:-1]]
+    assert subjects == [f"Rent notice for Tenant {i}" for i in range(4)]
     assert c.sink.messages == []
     sent = as_sender(c, relay, "campaign", "send", "rent")
     assert sent.returncode == 0, sent.stderr
@@ -223,9 +298,23 @@ def test_status_report_proofs_list_cancel(correspondents: Any, relay: Relay, few
     assert index[0] == "bundle,recipient,state,sha256" and len(index) == 5
     for line in index[1:]:
         bundle = line.split(",")[0]
-        v = subprocess.run([*CERTMAIL, "proof", "verify", str(out / bundle), "--vkey", str(vkey),
-                            "--trust-bundle-root", "--allow-partial", "--gnupghome", str(c.alice.keyring.gnupghome)],
-                           capture_output=True, env=clean_env(c.alice.home), check=False)
+        v = subprocess.run(
+            [
+                *CERTMAIL,
+                "proof",
+                "verify",
+                str(out / bundle),
+                "--vkey",
+                str(vkey),
+                "--trust-bundle-root",
+                "--allow-partial",
+                "--gnupghome",
+                str(c.alice.keyring.gnupghome),
+            ],
+            capture_output=True,
+            env=clean_env(c.alice.home),
+            check=False,
+        )
         assert v.returncode == 0, v.stderr.decode()[-1200:].replace("\n", " // ")
     listed = json.loads(as_sender(c, relay, "campaign", "list", "--json").stdout)
     assert [x["name"] for x in listed["campaigns"]] == ["rent"]
@@ -239,11 +328,20 @@ def test_status_report_proofs_list_cancel(correspondents: Any, relay: Relay, few
     assert len(c.sink.messages) == 4
 
 
-@pytest.mark.parametrize("case", ["malformed", "duplicate", "unknown_field", "missing_key",
-                                  "bad_address", "empty_attachment", "infected"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "malformed",
+        "duplicate",
+        "unknown_field",
+        "missing_key",
+        "bad_address",
+        "empty_attachment",
+        "infected",
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_sent(
-    case: str, correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path,
-    clamd_socket: str
+    case: str, correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path, clamd_socket: str
 ) -> None:
     c = correspondents
     emails = list(few.emails)
@@ -275,9 +373,21 @@ def test_bad_input_is_refused_before_anything_is_sent(
         want = "eicar.com is infected"
     path = tmp_path / "r.csv"
     path.write_text("\n".join(lines) + "\n")
-    p = as_sender(c, relay, "campaign", "create", "rent", "--recipients", str(path),
-                  "--subject", "Notice {{ name }}", "--body-file", str(body or _body(tmp_path)),
-                  *extra, CERTMAIL_CLAMD=clamd_socket)
+    p = as_sender(
+        c,
+        relay,
+        "campaign",
+        "create",
+        "rent",
+        "--recipients",
+        str(path),
+        "--subject",
+        "Notice {{ name }}",
+        "--body-file",
+        str(body or _body(tmp_path)),
+        *extra,
+        CERTMAIL_CLAMD=clamd_socket,
+    )
     assert p.returncode != 0
     assert want in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and "certmail: error:" in p.stderr
