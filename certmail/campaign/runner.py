@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SendSummary", "cancel_campaign", "send_campaign", "settle"]
 
-TODO = ("pending", "sealed", "submitting", "queued")
+TODO = ("pending", "queued")
 Event = Callable[[dict[str, Any]], None]
 
 
@@ -88,7 +88,7 @@ def settle(
     outbox = Outbox(cm.settings, lambda: cm.ledger, cm.notary)
     ledger = cm.ledger
     unsure = []
-    for r in store.recipients(name, ("sealed", "submitting", "uncertain")):
+    for r in store.recipients(name, ("pending", "queued", "uncertain")):
         try:
             entry = ledger.find(r.message_id)
         except NotFoundError:
@@ -216,7 +216,7 @@ def _run_pool(
     rate: float | None,
     on_event: Event | None,
 ) -> None:
-    n = max(1, concurrency or (os.cpu_count() or 2) * 2)
+    n = max(1, concurrency or os.cpu_count() or 2)
     ctx = multiprocessing.get_context("fork")
     start = time.monotonic()
     with ProcessPoolExecutor(
@@ -239,8 +239,9 @@ def _run_pool(
                 pending.add(pool.submit(run_one, queue.pop()))
                 sent += 1
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for f in done:
-                ev = f.result()
+            results = [f.result() for f in done]
+            store.record(name, [r for r in results if r["state"] != "cancelled"])
+            for ev in results:
                 if on_event:
                     on_event(ev)
             if done and store.get(name).state == "cancelled":
@@ -248,19 +249,43 @@ def _run_pool(
 
 
 def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
-    """Stop what has not been handed over: pending and queued recipients, and the
-    sealed messages still in the outbox (removed from it); report what was."""
+    """Stop what has not been handed over (nothing stored, or stored and not yet claimed
+    for sending: removed from the outbox); report what has been, or may have been."""
+    ledger = cm.ledger
     with CampaignStore(cm.settings.ledger_path) as store:
         store.get(name)
-        removed = 0
-        for r in store.recipients(name, ("sealed",)):
+        results: list[dict[str, Any]] = []
+        handed: list[str] = []
+        for r in store.recipients(name, TODO):
             try:
-                entry = cm.ledger.find(r.message_id)
-                if entry.smtp == "pending":
-                    cm.ledger.remove(entry.sha256)
-                    store.update(name, r.email, "cancelled")
-                    removed += 1
-            except (NotFoundError, ConflictError):
+                entry = ledger.find(r.message_id)
+            except NotFoundError:
+                results.append({"email": r.email, "state": "cancelled"})
                 continue
-        cancelled = store.cancel(name) + removed
-        return {"campaign": name, "cancelled": cancelled, "counts": store.counts(name)}
+            if entry.smtp == "pending":
+                try:
+                    ledger.remove(entry.sha256)
+                except ConflictError:  # claimed for sending meanwhile
+                    handed.append(r.email)
+                    continue
+                results.append({"email": r.email, "state": "cancelled"})
+            elif entry.smtp == "sent":
+                done = "accepted" if entry.notary == "done" else "submitted"
+                results.append(
+                    {
+                        "email": r.email,
+                        "state": done,
+                        "sha256": entry.sha256,
+                        "reply": entry.smtp_reply,
+                    }
+                )
+            else:
+                handed.append(r.email)
+        store.record(name, results)
+        store.set_state(name, "cancelled")
+        return {
+            "campaign": name,
+            "cancelled": sum(1 for x in results if x["state"] == "cancelled"),
+            "in_flight": handed,
+            "counts": store.counts(name),
+        }

@@ -4,11 +4,12 @@ They live in the same SQLite file as the ledger (:mod:`certmail.ledger`), WAL an
 ``synchronous=FULL``: a state change is durable once the method making it
 returns. A recipient's ``state`` moves forward only::
 
-    pending ──► sealed ──► submitting ──► submitted ──► accepted
-       │           │            │              │
-       └───────────┴────────────┴──► queued (a transient failure: retried)
-                                 └──► failed (for good) | uncertain | skipped
+    pending ──► accepted | submitted (handed over; no receipt yet)
+       │   ──► queued (a transient failure: retried by the next send)
+       │   ──► failed (for good) | uncertain (direct mode, interrupted) | cancelled
 
+The steps in between (sealed and stored, ``sending``, sent, receipt kept) are
+the ledger's own state machine for the recipient's message (:mod:`certmail.outbox`).
 ``message_id`` is chosen when the campaign is created, so the ledger's message
 for a recipient (:meth:`certmail.ledger.Ledger.find` by Message-ID) is found
 again after a crash at any point: the ledger, not this table, says whether a
@@ -201,33 +202,24 @@ class CampaignStore:
 
     def update(self, name: str, email: str, state: str, **fields: Any) -> None:
         """Move one recipient to ``state`` (with ``sha256``, ``reply``, ``error``...)."""
-        allowed = {"sha256", "reply", "error", "queued_at", "submitted_at"}
-        cols = ["state=?", "updated=?"]
-        args: list[Any] = [state, now_text()]
-        for k, v in fields.items():
-            if k not in allowed:
-                raise ValueError(k)
-            cols.append(f"{k}=?")
-            args.append(v)
-        if state == "submitting":
-            cols.append("attempts=attempts+1")
-        with self._tx() as db:
-            db.execute(
-                f"UPDATE campaign_recipients SET {', '.join(cols)}"  # noqa: S608
-                " WHERE campaign=? AND email=?",
-                [*args, name, email],
-            )
+        self.record(name, [{"email": email, "state": state, **fields}])
 
-    def cancel(self, name: str) -> int:
-        """Mark every recipient not yet handed over ``cancelled``; how many were."""
+    def record(self, name: str, results: Sequence[dict[str, Any]]) -> None:
+        """Several recipients' new states in one transaction (each a dict with ``email``,
+        ``state`` and any of ``sha256``, ``reply``, ``error``, ``queued_at``,
+        ``submitted_at``; other keys are ignored)."""
+        allowed = ("sha256", "reply", "error", "queued_at", "submitted_at")
+        now = now_text()
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE campaign_recipients SET state='cancelled', updated=?"
-                " WHERE campaign=? AND state IN ('pending', 'queued')",
-                (now_text(), name),
-            )
-            db.execute(
-                "UPDATE campaigns SET state='cancelled', updated=? WHERE name=?",
-                (now_text(), name),
-            )
-        return cur.rowcount
+            for r in results:
+                cols = ["state=?", "updated=?", "attempts=attempts+1"]
+                args: list[Any] = [r["state"], now]
+                for k in allowed:
+                    if k in r:
+                        cols.append(f"{k}=?")
+                        args.append(r[k])
+                db.execute(
+                    f"UPDATE campaign_recipients SET {', '.join(cols)}"  # noqa: S608
+                    " WHERE campaign=? AND email=?",
+                    [*args, name, r["email"]],
+                )

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from keys.errors import Error, NotFoundError, TemporaryError
 
@@ -32,6 +32,8 @@ from .store import CampaignStore, Recipient
 from .templates import parse
 
 if TYPE_CHECKING:
+    from keys.gpg import Keyring
+
     from ..api import Certmail
     from ..config import Settings
     from ..ledger import Entry
@@ -40,6 +42,27 @@ __all__ = ["init_worker", "run_one"]
 
 _W: dict[str, Any] = {}
 PR_SET_PDEATHSIG = 1
+
+
+class CampaignKeys:
+    """The sender's keyring with every recipient's encryption key already looked up.
+
+    ``campaign create`` resolved each recipient's key once (and ``campaign send``
+    checks again once per run); the workers use those fingerprints instead of
+    listing the keyring again for every message. Everything else is the
+    keyring's own (the encryption itself still checks the key is valid).
+    """
+
+    def __init__(self, keyring: Any, keys: dict[str, str]) -> None:
+        self._keyring = keyring
+        self._keys = keys
+
+    def encryption_key(self, addr: str) -> str:
+        fpr = self._keys.get(addr.lower())
+        return fpr if fpr is not None else str(self._keyring.encryption_key(addr))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._keyring, name)
 
 
 def _die_with_parent() -> None:
@@ -76,7 +99,9 @@ def init_worker(
         spec=spec,
         store=CampaignStore(settings.ledger_path),
         outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
-        sealer=Sealer(lambda: cm.keyring, settings.dkim_dir),
+        sealer=Sealer(
+            lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])), settings.dkim_dir
+        ),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
         scanned=scanned,
@@ -150,40 +175,41 @@ def _seal(r: Recipient) -> Entry:
 
 
 def run_one(r: Recipient) -> dict[str, Any]:
-    """Seal (unless the ledger has it) and hand over one recipient's message."""
+    """Seal (unless the ledger has it) and hand over one recipient's message.
+
+    Returns the recipient's new state (``state``, ``sha256``, ``reply``,
+    ``error``, timings); the parent records it. The ledger is already durable
+    about it: a lost answer is found again there by Message-ID.
+    """
     from ..smtp import UncertainDeliveryError
 
     cm: Certmail = _W["cm"]
     store: CampaignStore = _W["store"]
-    name = _W["name"]
     t0 = time.perf_counter()
     out: dict[str, Any] = {"row": r.row_no, "email": r.email, "message_id": r.message_id}
-    if store.recipient(name, r.email).state == "cancelled":
+    if store.recipient(_W["name"], r.email).state == "cancelled":
         return {**out, "state": "cancelled"}
     try:
         entry = _find(cm, r.message_id)
         if entry is None:
             entry = _seal(r)
-        store.update(
-            name, r.email, "sealed", sha256=entry.sha256, queued_at=r.queued_at or entry.created
-        )
         t1 = time.perf_counter()
-        out.update(sha256=entry.sha256, seal_s=t1 - t0)
-        store.update(name, r.email, "submitting")
+        out.update(sha256=entry.sha256, queued_at=r.queued_at or entry.created, seal_s=t1 - t0)
         done = _W["outbox"].deliver(entry)
         out["submit_s"] = time.perf_counter() - t1
     except UncertainDeliveryError as e:
-        store.update(name, r.email, "uncertain", error=e.message)
         return {**out, "state": "uncertain", "error": e.message}
     except TemporaryError as e:
-        store.update(name, r.email, "queued", error=e.message)
         return {**out, "state": "queued", "error": e.message}
     except Error as e:
-        store.update(name, r.email, "failed", error=e.message)
         return {**out, "state": "failed", "error": e.message}
     if done.smtp in ("uncertain", "sending"):
-        store.update(name, r.email, "uncertain", error=done.last_error)
         return {**out, "state": "uncertain", "error": done.last_error}
     state = "accepted" if done.notary == "done" else "submitted"
-    store.update(name, r.email, state, reply=done.smtp_reply, error=None, submitted_at=done.updated)
-    return {**out, "state": state, "reply": done.smtp_reply}
+    return {
+        **out,
+        "state": state,
+        "reply": done.smtp_reply,
+        "error": None,
+        "submitted_at": done.updated,
+    }
