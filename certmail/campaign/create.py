@@ -111,7 +111,7 @@ def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[P
     return out
 
 
-def _key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Problem]]:
+def key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Problem]]:
     """Each recipient's encryption key, looked up once (several gpg runs at a time)."""
     keyring = cm.keyring
 
@@ -212,7 +212,7 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    keys, key_problems = _key_checks(cm, rows)
+    keys, key_problems = key_checks(cm, rows)
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))

@@ -196,7 +196,8 @@ def send_campaign(
             _dry_run(store, name, c.spec, todo, on_event)
         elif todo:
             store.set_state(name, "sending")
-            _run_pool(cm, store, name, c.spec, todo, concurrency, rate, on_event)
+            spec, todo = _recheck_keys(cm, store, name, c.spec, todo, on_event)
+            _run_pool(cm, store, name, spec, todo, concurrency, rate, on_event)
         counts = store.counts(name)
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
@@ -204,6 +205,34 @@ def send_campaign(
         summary.counts = counts
     summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def _recheck_keys(
+    cm: Certmail,
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+    on_event: Event | None,
+) -> tuple[dict[str, Any], list[Recipient]]:
+    """Look every recipient's key up again, once per run (it may have been revoked or
+    expired since ``create``); a recipient without one now fails, with the reason."""
+    from .create import key_checks
+    from .recipients import Row
+
+    keys, problems = key_checks(cm, [Row(r.row_no, r.email, r.fields) for r in todo])
+    bad = {p.line: p for p in problems}
+    failed = [
+        {"email": r.email, "state": "failed", "error": bad[r.row_no].message, "row": r.row_no}
+        for r in todo
+        if r.row_no in bad
+    ]
+    if failed:
+        store.record(name, failed)
+        for ev in failed:
+            if on_event:
+                on_event(ev)
+    return {**spec, "keys": keys}, [r for r in todo if r.row_no not in bad]
 
 
 def _run_pool(
