@@ -397,3 +397,57 @@ def test_bad_input_is_refused_before_anything_is_sent(
     assert c.sink.messages == []
     sent = as_sender(c, relay, "campaign", "send", "rent")
     assert sent.returncode == 6 and "no campaign named 'rent'" in sent.stderr
+
+
+def _db(c: Any) -> Any:
+    import sqlite3
+
+    return sqlite3.connect(c.alice.home / "ledger.db", isolation_level=None)
+
+
+def test_resume_settles_an_interrupted_hand_over_by_the_notarys_log(
+    correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path
+) -> None:
+    """The two ends of the crash window, made deterministic: a message left ``sending``
+    that the relay did take (its acceptance is in the log: never sent again), and one
+    that never reached it (not in the log after --settle-timeout: submitted again)."""
+    c = correspondents
+    assert _create(c, relay, tmp_path, _csv(tmp_path, few.emails[:2])).returncode == 0
+    taken, lost = few.emails[0], few.emails[1]
+    # `lost`: its message is stored, then the relay is away: queued, not handed over.
+    relay.stop()
+    first = as_sender(c, relay, "campaign", "send", "rent", "--json", "--concurrency", "1")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["summary"]["counts"] == {"queued": 2}
+    relay.start()
+    db = _db(c)
+    (lost_sha,) = db.execute(
+        "SELECT sha256 FROM campaign_recipients WHERE email=?", (lost,)
+    ).fetchone()
+    db.execute("UPDATE campaign_recipients SET state='pending' WHERE email=?", (lost,))
+    # Now only `taken` goes out (lost is claimed by a "process that died").
+    with _ledger(c) as ledger:
+        assert ledger.claim_send(lost_sha)
+    second = as_sender(c, relay, "campaign", "send", "rent", "--json", "--settle-timeout", "2")
+    assert second.returncode == 0, second.stderr
+    wait_for(lambda: len(c.sink.messages) == 2, "both deliveries")
+    # `taken` as if killed after its final dot: the ledger says sending, no receipt kept.
+    (taken_sha,) = db.execute(
+        "SELECT sha256 FROM campaign_recipients WHERE email=?", (taken,)
+    ).fetchone()
+    db.execute("UPDATE messages SET smtp='sending', notary='pending' WHERE sha256=?", (taken_sha,))
+    db.execute("DELETE FROM receipts WHERE sha256=?", (taken_sha,))
+    db.execute("UPDATE campaign_recipients SET state='pending' WHERE email=?", (taken,))
+    db.close()
+    third = as_sender(c, relay, "campaign", "send", "rent", "--json", "--settle-timeout", "2")
+    assert third.returncode == 0, third.stderr
+    summary = json.loads(third.stdout.splitlines()[-1])["summary"]
+    assert summary["settled"] == [{"email": taken, "settled": "accepted (in the notary's log)"}]
+    assert summary["counts"] == {"accepted": 2}
+    time.sleep(1.0)
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted([taken, lost])
+    second_events = [json.loads(x) for x in second.stdout.splitlines()[:-1]]
+    assert {e["email"]: e["state"] for e in second_events} == {taken: "accepted", lost: "accepted"}
+    assert json.loads(second.stdout.splitlines()[-1])["summary"]["settled"] == [
+        {"email": lost, "settled": "not accepted: submitted again"}
+    ]
