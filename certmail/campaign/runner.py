@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SendSummary", "cancel_campaign", "send_campaign", "settle"]
 
-TODO = ("pending", "queued")
+TODO = ("pending", "queued", "submitted")  # submitted: the receipt is still to fetch
 Event = Callable[[dict[str, Any]], None]
 
 

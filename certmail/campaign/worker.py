@@ -200,7 +200,8 @@ def run_one(r: Recipient) -> dict[str, Any]:
     except UncertainDeliveryError as e:
         return {**out, "state": "uncertain", "error": e.message}
     except TemporaryError as e:
-        return {**out, "state": "queued", "error": e.message}
+        sent = (got := _find(cm, r.message_id)) is not None and got.smtp == "sent"
+        return {**out, "state": "submitted" if sent else "queued", "error": e.message}
     except Error as e:
         return {**out, "state": "failed", "error": e.message}
     if done.smtp in ("uncertain", "sending"):

@@ -98,7 +98,7 @@ def create(
     "--concurrency",
     type=click.IntRange(1, 64),
     default=None,
-    help="Worker processes (default: 2 per core).",
+    help="Worker processes (default: one per core).",
 )
 @click.option("--rate", type=click.FloatRange(min=0.01), default=None, metavar="MSGS/S")
 @click.option("--dry-run", is_flag=True, help="Render every message; send nothing.")
@@ -135,11 +135,34 @@ def send(
         )
     if app.as_json:
         click.echo(json.dumps({"summary": summary.to_json()}))
+    else:
+        for s in summary.settled:
+            say(f"settled {s['email']}: {s['settled']}")
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
+        click.echo(f"campaign {name}: {counts} ({summary.elapsed:.1f} s)")
+    _exit_for(name, summary.counts, dry_run)
+
+
+def _exit_for(name: str, counts: dict[str, int], dry_run: bool) -> None:
+    """Exit 5 while recipients are left to send (run again), 1 when some failed for good."""
+    from certmail.cli.app import print_error
+    from keys.errors import EXIT_ERROR, EXIT_TEMPORARY
+
+    if dry_run:
         return
-    for s in summary.settled:
-        say(f"settled {s['email']}: {s['settled']}")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
-    click.echo(f"campaign {name}: {counts} ({summary.elapsed:.1f} s)")
+    left = sum(counts.get(s, 0) for s in ("pending", "queued", "submitted", "uncertain"))
+    if left:
+        print_error(
+            f"{left} recipient(s) of campaign {name} not done yet",
+            f"certmail campaign send {name} (resumes; nobody gets it twice)",
+        )
+        sys.exit(EXIT_TEMPORARY)
+    if counts.get("failed"):
+        print_error(
+            f"{counts['failed']} recipient(s) of campaign {name} failed",
+            f"certmail campaign report {name} (the replies)",
+        )
+        sys.exit(EXIT_ERROR)
 
 
 @contextlib.contextmanager
