@@ -8,6 +8,7 @@ recipients' mail server (tests/fixtures/smtp.py).
 
 from __future__ import annotations
 
+import email
 import hashlib
 import json
 import os
@@ -452,3 +453,47 @@ def test_resume_settles_an_interrupted_hand_over_by_the_notarys_log(
     assert json.loads(second.stdout.splitlines()[-1])["summary"]["settled"] == [
         {"email": lost, "settled": "not accepted: submitted again"}
     ]
+
+
+def test_track_open_and_request_mdn_per_recipient(
+    correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path
+) -> None:
+    """Each recipient's message asks for a read receipt, and carries its own tracking
+    link, registered at the notary: opening it is logged for that recipient only."""
+    import httpx
+
+    c = correspondents
+    made = _create(
+        c, relay, tmp_path, _csv(tmp_path, few.emails[:2]), "--track-open", "--request-mdn"
+    )
+    assert made.returncode == 0, made.stderr
+    sent = as_sender(c, relay, "campaign", "send", "rent")
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: len(c.sink.messages) == 2, "deliveries")
+    links = {}
+    for m in c.sink.messages:
+        assert f"Disposition-Notification-To: {c.alice.email}".encode() in m.data
+        plain = subprocess.run(
+            ["gpg", "--homedir", str(few.home), "--batch", "--decrypt"],
+            input=_armored(m.data),
+            capture_output=True,
+            check=True,
+        ).stdout
+        texts = [
+            part.get_payload(decode=True) or b""
+            for part in email.message_from_bytes(plain).walk()
+            if not part.is_multipart()
+        ]
+        found = set(re.findall(rb"https?://[^\s\"<>]+/r/[A-Za-z0-9_-]+", b"".join(texts)))
+        assert len(found) == 1, found
+        links[m.rcpt_tos[0]] = found.pop().decode()
+    assert len(set(links.values())) == 2  # one link per recipient
+    opened = few.emails[0]
+    httpx.get(links[opened], timeout=30)
+
+    def seen() -> bool:
+        r = as_sender(c, relay, "campaign", "report", "rent", "--format", "json")
+        rows = {x["email"]: x for x in json.loads(r.stdout)["recipients"]}
+        return bool(rows[opened]["opened"]) and not rows[few.emails[1]]["opened"]
+
+    wait_for(seen, "the open in the report", timeout=60)
