@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ __all__ = ["MAX_CSV_BYTES", "Problem", "Row", "read_rows"]
 
 MAX_CSV_BYTES = 64 << 20
 MAX_FIELD = 8192
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ def _check_row(
     if any(len(v) > MAX_FIELD for v in fields.values()):
         problems.append(
             Problem(line, f"a field is longer than {MAX_FIELD} characters", "shorten it")
+        )
+        return None
+    if any(_CONTROL.search(v) for v in fields.values()):
+        problems.append(
+            Problem(line, "a field has a control character (NUL, ESC, ...)", "remove it")
         )
         return None
     email = fields["email"]
