@@ -497,3 +497,30 @@ def test_track_open_and_request_mdn_per_recipient(
         return bool(rows[opened]["opened"]) and not rows[few.emails[1]]["opened"]
 
     wait_for(seen, "the open in the report", timeout=60)
+
+
+def test_direct_mode_sends_through_your_smtp_server_and_notarizes_each(
+    correspondents: Any, relay: Relay, few: Recipients, tmp_path: Path
+) -> None:
+    c = correspondents
+    smtp = {"CERTMAIL_SMTP_URL": c.sink.url}
+    made = _create(
+        c, relay, tmp_path, _csv(tmp_path, few.emails), "--via", "smtp", "--json", **smtp
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["via"] == "smtp"
+    sent = as_sender(c, relay, "campaign", "send", "rent", "--json", **smtp)
+    assert sent.returncode == 0, sent.stderr
+    events = [json.loads(x) for x in sent.stdout.splitlines()[:-1]]
+    assert sorted(e["email"] for e in events) == sorted(few.emails)
+    assert {e["state"] for e in events} == {"accepted"}
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(few.emails)
+    with _ledger(c) as ledger:
+        for e in events:
+            (receipt,) = ledger.receipts(e["sha256"])
+            stmt = Receipt.from_json(receipt).verify(relay.verifier())
+            assert stmt["message"]["sha256"] == e["sha256"]
+            assert (
+                hashlib.sha256(ledger.message_path(e["sha256"]).read_bytes()).hexdigest()
+                == e["sha256"]
+            )
