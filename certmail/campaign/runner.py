@@ -33,6 +33,8 @@ from .worker import init_worker, run_one
 
 if TYPE_CHECKING:
     from ..api import Certmail
+    from ..ledger import Entry as LedgerEntry
+    from ..ledger import Ledger
 
 __all__ = ["SendSummary", "cancel_campaign", "send_campaign", "settle"]
 
@@ -79,6 +81,14 @@ def _locked(directory: Path, name: str) -> Iterator[None]:
         os.close(fd)
 
 
+def _entry(ledger: Ledger, store: CampaignStore, message_id: str) -> LedgerEntry:
+    """The ledger's message for a recipient (NotFoundError: none stored yet)."""
+    sha = store.ledger_sha256(message_id)
+    if sha is None:
+        raise NotFoundError(f"no message {message_id} in the ledger")
+    return ledger.get(sha)
+
+
 def settle(
     cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
 ) -> list[dict[str, Any]]:
@@ -90,7 +100,7 @@ def settle(
     unsure = []
     for r in store.recipients(name, ("pending", "queued", "uncertain")):
         try:
-            entry = ledger.find(r.message_id)
+            entry = _entry(ledger, store, r.message_id)
         except NotFoundError:
             continue
         if entry.smtp in ("sending", "uncertain"):
@@ -287,7 +297,7 @@ def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
         handed: list[str] = []
         for r in store.recipients(name, TODO):
             try:
-                entry = ledger.find(r.message_id)
+                entry = _entry(ledger, store, r.message_id)
             except NotFoundError:
                 results.append({"email": r.email, "state": "cancelled"})
                 continue

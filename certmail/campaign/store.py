@@ -113,6 +113,27 @@ class CampaignStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(CAMPAIGN_SCHEMA)
+        self._message_index = False
+
+    def ledger_sha256(self, message_id: str) -> str | None:
+        """The SHA-256 of the ledger's message with ``message_id`` (None: not stored).
+
+        The ledger's own ``find`` also matches sha256 prefixes (a scan of the table);
+        a campaign looks its messages up by Message-ID only, with an index on it.
+        """
+        if not self._message_index:
+            with contextlib.suppress(sqlite3.OperationalError):  # no ledger table yet
+                self._db.execute(
+                    "CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id)"
+                )
+                self._message_index = True
+        try:
+            row = self._db.execute(
+                "SELECT sha256 FROM messages WHERE message_id=?", (message_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row["sha256"])
 
     def close(self) -> None:
         self._db.close()

@@ -120,8 +120,11 @@ def _workdir(home: Path) -> Iterator[Path]:
 
 
 def _find(cm: Certmail, message_id: str) -> Entry | None:
+    sha = _W["store"].ledger_sha256(message_id)
+    if sha is None:
+        return None
     try:
-        return cm.ledger.find(message_id)
+        return cm.ledger.get(sha)
     except NotFoundError:
         return None
 
