@@ -206,8 +206,8 @@ def send_campaign(
             _dry_run(store, name, c.spec, todo, on_event)
         elif todo:
             store.set_state(name, "sending")
-            spec, todo = _recheck_keys(cm, store, name, c.spec, todo, on_event)
-            _run_pool(cm, store, name, spec, todo, concurrency, rate, on_event)
+            spec, todo, failed = _recheck_keys(cm, store, name, c.spec, todo)
+            _run_pool(cm, store, name, spec, todo, concurrency, rate, on_event, failed)
         counts = store.counts(name)
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
@@ -223,8 +223,7 @@ def _recheck_keys(
     name: str,
     spec: dict[str, Any],
     todo: list[Recipient],
-    on_event: Event | None,
-) -> tuple[dict[str, Any], list[Recipient]]:
+) -> tuple[dict[str, Any], list[Recipient], list[dict[str, Any]]]:
     """Look every recipient's key up again, once per run (it may have been revoked or
     expired since ``create``); a recipient without one now fails, with the reason."""
     from .create import key_checks
@@ -237,12 +236,8 @@ def _recheck_keys(
         for r in todo
         if r.row_no in bad
     ]
-    if failed:
-        store.record(name, failed)
-        for ev in failed:
-            if on_event:
-                on_event(ev)
-    return {**spec, "keys": keys}, [r for r in todo if r.row_no not in bad]
+    store.record(name, failed)
+    return {**spec, "keys": keys}, [r for r in todo if r.row_no not in bad], failed
 
 
 def _run_pool(
@@ -254,7 +249,11 @@ def _run_pool(
     concurrency: int | None,
     rate: float | None,
     on_event: Event | None,
+    early: list[dict[str, Any]],
 ) -> None:
+    """Run ``todo`` through the pool. Events (``early`` ones first) are reported only
+    after the first submission, which forks every worker: the parent has no other
+    thread (a progress bar) when it forks."""
     n = max(1, concurrency or os.cpu_count() or 2)
     ctx = multiprocessing.get_context("fork")
     start = time.monotonic()
@@ -280,9 +279,10 @@ def _run_pool(
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             results = [f.result() for f in done]
             store.record(name, [r for r in results if r["state"] != "cancelled"])
-            for ev in results:
+            for ev in [*early, *results]:  # early ones are recorded already
                 if on_event:
                     on_event(ev)
+            early = []
             if done and store.get(name).state == "cancelled":
                 queue.clear()  # what was handed to the pool still finishes its step
 

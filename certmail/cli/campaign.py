@@ -199,14 +199,18 @@ def _progress(app: App) -> Any:
         task.append(bar.add_task("sending", total=todo, rate=0.0))
 
     def on_event_bar(ev: dict[str, Any]) -> None:
+        if not bar.live.is_started:  # its refresh thread starts after the workers forked
+            bar.start()
         bar.advance(task[0])
         t = bar.tasks[0]
         bar.update(task[0], rate=(t.completed / t.elapsed) if t.elapsed else 0.0)
         if ev.get("state") in ("failed", "queued", "uncertain"):
             bar.console.print(f"{ev['email']}: {ev['state']}: {ev.get('error')}")
 
-    with bar:
+    try:
         yield on_start, on_event_bar
+    finally:
+        bar.stop()
 
 
 @campaign.command("status")
