@@ -524,3 +524,43 @@ def test_direct_mode_sends_through_your_smtp_server_and_notarizes_each(
                 hashlib.sha256(ledger.message_path(e["sha256"]).read_bytes()).hexdigest()
                 == e["sha256"]
             )
+
+
+@pytest.fixture
+def some(correspondents: Any) -> Iterator[Recipients]:
+    yield from _recipients(correspondents, 30)
+
+
+def test_cancel_while_sending_stops_the_rest_and_reports_what_went(
+    correspondents: Any, relay: Relay, some: Recipients, tmp_path: Path
+) -> None:
+    c = correspondents
+    assert _create(c, relay, tmp_path, _csv(tmp_path, some.emails)).returncode == 0
+    p = _send_popen(c, relay, "rent", "--concurrency", "1")
+    assert p.stdout is not None and p.stderr is not None
+    for n, _line in enumerate(p.stdout, 1):
+        if n == 3:
+            break
+    cancel = as_sender(c, relay, "campaign", "cancel", "rent", "--json")
+    assert cancel.returncode == 0, cancel.stderr
+    rest = p.stdout.read()
+    err = p.stderr.read()
+    p.wait(timeout=120)
+    p.stdout.close()
+    p.stderr.close()
+    assert "Traceback" not in err
+    summary = json.loads(rest.strip().splitlines()[-1])["summary"]
+    counts = summary["counts"]
+    assert set(counts) <= {"accepted", "cancelled"} and sum(counts.values()) == 30, counts
+    assert counts.get("cancelled", 0) >= 1 and counts["accepted"] >= 3
+    wait_for(lambda: len(c.sink.messages) >= counts["accepted"], "the deliveries of the accepted")
+    time.sleep(1.0)  # anything more would arrive right behind
+    got = sorted(m.rcpt_tos[0] for m in c.sink.messages)
+    assert len(got) == counts["accepted"] and len(set(got)) == len(got)
+    rows = json.loads(as_sender(c, relay, "campaign", "report", "rent", "--format", "json").stdout)
+    accepted = {r["email"] for r in rows["recipients"] if r["state"] != "cancelled"}
+    assert {m.rcpt_tos[0] for m in c.sink.messages} == accepted
+    with _ledger(c) as ledger:
+        assert ledger.outbox() == []  # nothing cancelled is left to go out by a flush
+    again = as_sender(c, relay, "campaign", "send", "rent")
+    assert again.returncode == 1 and "was cancelled" in again.stderr
