@@ -536,7 +536,7 @@ def test_cancel_while_sending_stops_the_rest_and_reports_what_went(
 ) -> None:
     c = correspondents
     assert _create(c, relay, tmp_path, _csv(tmp_path, some.emails)).returncode == 0
-    p = _send_popen(c, relay, "rent", "--concurrency", "1")
+    p = _send_popen(c, relay, "rent", "--concurrency", "1", "--rate", "2")  # 15 s for all
     assert p.stdout is not None and p.stderr is not None
     for n, _line in enumerate(p.stdout, 1):
         if n == 3:
