@@ -121,8 +121,10 @@ def settle(
                     name,
                     r.email,
                     "accepted",
+                    sha256=entry.sha256,
+                    queued_at=r.queued_at or entry.created,
                     reply="250 accepted (found in the log)",
-                    submitted_at=got.get("time"),
+                    submitted_at=ledger.get(entry.sha256).updated,
                     error=None,
                 )
                 out.append({"email": r.email, "settled": "accepted (in the notary's log)"})
@@ -137,7 +139,14 @@ def settle(
             ledger.mark_send_failed(
                 entry.sha256, "interrupted before the relay took it", permanent=False
             )
-            store.update(name, r.email, "queued", error="interrupted before the relay took it")
+            store.update(
+                name,
+                r.email,
+                "queued",
+                sha256=entry.sha256,
+                queued_at=r.queued_at or entry.created,
+                error="interrupted before the relay took it",
+            )
             out.append({"email": r.email, "settled": "not accepted: submitted again"})
         else:
             ledger.mark_send_failed(
@@ -147,6 +156,8 @@ def settle(
                 name,
                 r.email,
                 "uncertain",
+                sha256=entry.sha256,
+                queued_at=r.queued_at or entry.created,
                 error="interrupted while sending: it may or may not have gone out (not resent)",
             )
             out.append({"email": r.email, "settled": "uncertain (direct mode: not resent)"})

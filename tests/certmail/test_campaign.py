@@ -439,13 +439,20 @@ def test_resume_settles_an_interrupted_hand_over_by_the_notarys_log(
     ).fetchone()
     db.execute("UPDATE messages SET smtp='sending', notary='pending' WHERE sha256=?", (taken_sha,))
     db.execute("DELETE FROM receipts WHERE sha256=?", (taken_sha,))
-    db.execute("UPDATE campaign_recipients SET state='pending' WHERE email=?", (taken,))
+    db.execute(
+        "UPDATE campaign_recipients SET state='pending', sha256=NULL WHERE email=?", (taken,)
+    )
     db.close()
     third = as_sender(c, relay, "campaign", "send", "rent", "--json", "--settle-timeout", "2")
     assert third.returncode == 0, third.stderr
     summary = json.loads(third.stdout.splitlines()[-1])["summary"]
     assert summary["settled"] == [{"email": taken, "settled": "accepted (in the notary's log)"}]
     assert summary["counts"] == {"accepted": 2}
+    rep = json.loads(as_sender(c, relay, "campaign", "report", "rent", "--format", "json").stdout)
+    assert {r["email"]: r["sha256"] for r in rep["recipients"]} == {
+        taken: taken_sha,
+        lost: lost_sha,
+    }
     time.sleep(1.0)
     assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted([taken, lost])
     second_events = [json.loads(x) for x in second.stdout.splitlines()[:-1]]
