@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "outbox": "certmail.cli.outbox:outbox",
     "inbox": "certmail.cli.inbox:inbox",
     "witness": "certmail.cli.witness:witness",
+    "campaign": "certmail.cli.campaign:campaign",
 }
 
 

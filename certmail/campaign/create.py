@@ -1,0 +1,236 @@
+"""``campaign create``: check everything a campaign needs, then record it (nothing is sent).
+
+Every row, every template field, every recipient's key and every attachment is
+checked first, and all problems are reported together with their CSV line, so a
+campaign that is created can be sent. Attachments are scanned here, once per
+campaign, and copied (with their SHA-256) into ``HOME/campaigns/NAME/``: what
+is sent later is exactly what was scanned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import Error, NotFoundError
+
+from ..compose import new_message_id
+from .recipients import Problem, Row, read_rows
+from .store import Campaign, CampaignStore
+from .templates import Template, parse
+
+if TYPE_CHECKING:
+    from ..api import Certmail
+
+__all__ = ["CampaignInputError", "CreateResult", "campaign_dir", "create_campaign"]
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_BODY = 1 << 20
+
+
+class CampaignInputError(Error):
+    """Rows of the CSV (or the templates) are wrong: nothing was created or sent."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        first = self.problems[0]
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(
+            f"{first}{more}; nothing was created or sent",
+            hint="fix the rows listed, then run campaign create again",
+        )
+
+
+@dataclass
+class CreateResult:
+    campaign: Campaign
+    recipients: int
+    columns: list[str]
+    fields: list[str]
+    attachments: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.campaign.to_json(),
+            "recipients": self.recipients,
+            "columns": self.columns,
+            "fields": self.fields,
+            "attachments": self.attachments,
+            "warnings": self.warnings,
+        }
+
+
+def campaign_dir(home: Path, name: str) -> Path:
+    return home / "campaigns" / name
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise Error(
+            f"not a campaign name: {name!r}",
+            hint="letters, digits, '.', '_' and '-' (up to 64), e.g. notice-2026-12",
+        )
+
+
+def _body(path: Path) -> str:
+    if not path.is_file():
+        raise NotFoundError(f"no such file: {path}", hint="give --body-file TEMPLATE")
+    if path.stat().st_size > MAX_BODY:
+        raise Error(f"{path} is larger than 1 MiB", hint="put long content in an attachment")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise Error(f"{path} is not UTF-8", hint="save the body template as UTF-8") from None
+    if not text.strip():
+        raise Error(f"{path} is empty", hint="write the notice in the body template")
+    return text
+
+
+def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[Problem]:
+    out = []
+    for r in rows:
+        s = subject.render(r.fields)
+        if not s.strip() or "\r" in s or "\n" in s:
+            out.append(
+                Problem(
+                    r.line,
+                    "the subject is empty or has a line break here",
+                    "check the columns the subject uses",
+                )
+            )
+        body.render(r.fields)
+    return out
+
+
+def key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Problem]]:
+    """Each recipient's encryption key, looked up once (several gpg runs at a time)."""
+    keyring = cm.keyring
+
+    def lookup(r: Row) -> tuple[Row, str | Error]:
+        try:
+            return r, keyring.encryption_key(r.email)
+        except Error as e:
+            return r, e
+
+    keys: dict[str, str] = {}
+    problems = []
+    with ThreadPoolExecutor(4) as pool:
+        for r, got in pool.map(lookup, rows):
+            if isinstance(got, Error):
+                problems.append(
+                    Problem(
+                        r.line,
+                        f"no usable key for {r.email}: {got.message}",
+                        "certmail keys import FILE (then keys trust); "
+                        "--sealed/--pickup-if-no-key are not available yet",
+                    )
+                )
+            else:
+                keys[r.email.lower()] = got
+    return keys, problems
+
+
+def _attachments(
+    cm: Certmail, paths: Sequence[Path], dest: Path, warnings: list[str]
+) -> list[dict[str, Any]]:
+    for p in paths:
+        if not p.is_file():
+            raise NotFoundError(f"no such file: {p}", hint="check the --attach path")
+        if p.stat().st_size == 0:
+            raise Error(
+                f"{p.name} is empty (0 bytes); nothing was created or sent",
+                hint="attach the file that holds the notice",
+            )
+    scanned = cm.scan_attachments(
+        list(paths), require_scan=bool(cm.settings.require_scan), warnings=warnings
+    )
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = []
+    for i, (p, rec) in enumerate(scanned):
+        target = dest / f"{i:02d}" / p.name
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        shutil.copyfile(p, target)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        out.append(
+            {
+                "path": str(target),
+                "name": p.name,
+                "size": target.stat().st_size,
+                "sha256": digest,
+                "scan": rec.to_json(),
+            }
+        )
+    return out
+
+
+def create_campaign(
+    cm: Certmail,
+    name: str,
+    *,
+    recipients: Path,
+    subject: str,
+    body_file: Path,
+    attachments: Sequence[Path] = (),
+    via: str | None = None,
+    track_open: bool = False,
+    request_mdn: bool = False,
+) -> CreateResult:
+    """Check the whole campaign (CampaignInputError lists bad rows), then record it."""
+    from ..outbox import Outbox
+    from ..sendcheck import check_send_settings
+
+    _check_name(name)
+    settings = cm.settings
+    home_dir = campaign_dir(settings.home, name)
+    with CampaignStore(settings.ledger_path) as store:
+        if any(c.name == name for c in store.all()):
+            from keys.errors import ConflictError
+
+            raise ConflictError(
+                f"a campaign named {name!r} exists",
+                hint="choose another name, or: certmail campaign list",
+            )
+    subj, body = parse(subject, "subject"), parse(_body(body_file), "body")
+    columns, rows, problems = read_rows(recipients)
+    unknown = sorted((subj.fields | body.fields) - set(columns))
+    if unknown:
+        raise Error(
+            f"the templates name {', '.join(unknown)}, not a column of the CSV "
+            f"(columns: {', '.join(columns)}); nothing was created or sent",
+            hint="fix the template or add the column",
+        )
+    warnings: list[str] = []
+    chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
+    check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
+    problems += _render_checks(rows, subj, body)
+    keys, key_problems = key_checks(cm, rows)
+    problems += key_problems
+    if problems:
+        raise CampaignInputError(sorted(problems, key=lambda p: p.line))
+    atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
+    (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
+    domain = (settings.email or "").rpartition("@")[2].lower()
+    spec = {
+        "via": chosen,
+        "subject": subject,
+        "body": str(home_dir / "body.txt"),
+        "attachments": atts,
+        "track_open": track_open,
+        "request_mdn": request_mdn,
+        "keys": keys,
+        "columns": columns,
+    }
+    with CampaignStore(settings.ledger_path) as store:
+        c = store.create(
+            name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
+        )
+    return CreateResult(c, len(rows), columns, sorted(subj.fields | body.fields), atts, warnings)

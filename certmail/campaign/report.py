@@ -1,0 +1,213 @@
+"""``campaign status`` and ``campaign report``: each recipient's steps, from the ledger and
+the notary's evidence (the receipt timeline of :mod:`certmail.timeline`).
+
+Per recipient: queued (sealed and stored), accepted (the relay's
+SubmissionAcceptance), delivered / deferred (last reply) / failed (reply),
+acknowledged, opened (a tracking link: weak evidence), with times. The HTML
+report adds the totals and a histogram of delivery times (queued → delivered)
+as an inline SVG chart: one self-contained file, no script, no external request.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import Error
+
+from .store import CampaignStore
+
+if TYPE_CHECKING:
+    from ..api import Certmail
+    from ..notary_client import NotaryClient
+
+__all__ = ["COLUMNS", "campaign_rows", "render"]
+
+COLUMNS = [
+    "row",
+    "email",
+    "state",
+    "sha256",
+    "message_id",
+    "queued",
+    "accepted",
+    "delivered",
+    "deferred",
+    "failed",
+    "acknowledged",
+    "opened",
+    "reply",
+    "error",
+]
+
+
+def _ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _evidence(cm: Certmail, sha: str, email: str, message_id: str) -> dict[str, Any]:
+    """The steps the notary's receipts show for one message (nothing when unreachable)."""
+    from ..timeline import build_timeline
+
+    try:
+        client = cm.notary()
+        got = client.receipts(sha)
+        for r in got:
+            client.check_receipt(r, sha, message_id)
+    except Error:
+        return {}
+    out: dict[str, Any] = {}
+    for ev in build_timeline(got, [email]).recipients.get(email, []):
+        step = ev.step.split(" ")[0]
+        if step in ("accepted", "delivered", "failed", "acknowledged", "opened", "deferred"):
+            out[step] = ev.time
+            reply = ev.reply
+            if reply:
+                out["reply"] = f"{reply.get('code')} {reply.get('text')}"
+    if not any(k in out for k in ("delivered", "failed")):
+        out.update(_deferred(client, sha, email))
+    return out
+
+
+def _deferred(client: NotaryClient, sha: str, email: str) -> dict[str, Any]:
+    """The relay's delivery state when it has tried and will try again (not evidence)."""
+    try:
+        states = client.deliveries(sha)
+    except Error:
+        return {}
+    for d in states:
+        if d.get("recipient") == email and d.get("attempts") and d.get("next_attempt"):
+            return {
+                "deferred": d.get("last_attempt"),
+                "reply": d.get("last_reply") or d.get("last_error"),
+            }
+    return {}
+
+
+def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dict[str, Any]]:
+    """One dict per recipient (COLUMNS), with the notary's evidence when ``evidence``."""
+    with CampaignStore(cm.settings.ledger_path) as store:
+        store.get(name)
+        recipients = store.recipients(name)
+    out = []
+    for r in recipients:
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(
+            row=r.row_no,
+            email=r.email,
+            state=r.state,
+            sha256=r.sha256,
+            message_id=r.message_id,
+            queued=r.queued_at,
+            reply=r.reply,
+            error=r.error,
+        )
+        if r.state == "accepted":
+            row["accepted"] = r.submitted_at
+        if evidence and r.sha256 and r.state in ("accepted", "submitted"):
+            ev = _evidence(cm, r.sha256, r.email, r.message_id)
+            row.update({k: v for k, v in ev.items() if v})
+            if row["delivered"] or row["failed"] or row["acknowledged"]:
+                row["state"] = (
+                    "acknowledged"
+                    if row["acknowledged"]
+                    else "delivered"
+                    if row["delivered"]
+                    else "failed"
+                )
+        out.append(row)
+    return out
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    t: dict[str, int] = {}
+    for r in rows:
+        t[r["state"]] = t.get(r["state"], 0) + 1
+    return t
+
+
+def delivery_seconds(rows: list[dict[str, Any]]) -> list[float]:
+    out = []
+    for r in rows:
+        a, b = _ts(r["queued"]), _ts(r["delivered"])
+        if a and b:
+            out.append(max(0.0, (b - a).total_seconds()))
+    return out
+
+
+def svg_histogram(values: list[float], bins: int = 12) -> str:
+    """An inline SVG bar chart of ``values`` (seconds from queued to delivered)."""
+    w, h, pad = 640, 240, 40
+    if not values:
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="60" role="img">'
+            '<text x="10" y="30">no deliveries yet</text></svg>'
+        )
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / span * bins))] += 1
+    top = max(counts)
+    bw = (w - 2 * pad) / bins
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+        'aria-label="delivery time histogram">',
+        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#333"/>',
+    ]
+    for i, c in enumerate(counts):
+        bh = (h - 2 * pad) * c / top
+        x = pad + i * bw
+        edge = lo + span * i / bins
+        parts.append(
+            f'<rect x="{x:.1f}" y="{h - pad - bh:.1f}" width="{bw - 2:.1f}" '
+            f'height="{bh:.1f}" fill="#3a6ea5"><title>{edge:.1f}s: {c}</title></rect>'
+        )
+        if c:
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{h - pad - bh - 4:.1f}" '
+                f'font-size="10" text-anchor="middle">{c}</text>'
+            )
+    parts.append(f'<text x="{pad}" y="{h - 12}" font-size="11">{lo:.1f} s</text>')
+    parts.append(
+        f'<text x="{w - pad}" y="{h - 12}" font-size="11" text-anchor="end">'
+        f"{hi:.1f} s (queued to delivered)</text></svg>"
+    )
+    return "".join(parts)
+
+
+def render(name: str, rows: list[dict[str, Any]], fmt: str) -> str:
+    """The report as ``csv``, ``json`` or ``html``."""
+    if fmt == "json":
+        return json.dumps({"campaign": name, "totals": totals(rows), "recipients": rows}, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, COLUMNS, lineterminator="\r\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    if fmt != "html":
+        raise Error(f"unknown report format {fmt!r}", hint="--format csv, json or html")
+    e = html.escape
+    tot = "".join(f"<li>{e(k)}: {v}</li>" for k, v in sorted(totals(rows).items()))
+    head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{e(str(r[c] or ''))}</td>" for c in COLUMNS) + "</tr>" for r in rows
+    )
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>Campaign {e(name)}'
+        "</title><style>body{font-family:sans-serif}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 4px}</style></head><body>"
+        f"<h1>Campaign {e(name)}</h1><h2>Totals ({len(rows)} recipients)</h2><ul>{tot}</ul>"
+        f"<h2>Delivery time</h2>{svg_histogram(delivery_seconds(rows))}"
+        f"<h2>Recipients</h2><table><tr>{head}</tr>{body}</table></body></html>\n"
+    )

@@ -1,0 +1,341 @@
+"""``campaign send``: every recipient its own message, through a pool of worker processes.
+
+One sender at a time per campaign (a lock file); before anything new is sent,
+recipients a killed run left mid-way are settled (:func:`settle`): a message
+the ledger shows ``sending`` or ``uncertain`` is looked up in the notary's log
+(relay mode): its SubmissionAcceptance there means it was handed over, and it
+is never sent again; none after ``settle_timeout`` seconds (longer than the
+relay takes to log or refuse what it received) means the relay did not take
+it, and it is submitted again. In direct mode (``--via smtp``) nobody can tell,
+so such a recipient stays ``uncertain`` and is reported, not resent
+(docs/campaigns.md#crash-safety).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import ConflictError, Error, NotFoundError
+
+from .create import campaign_dir
+from .store import CampaignStore, Recipient
+from .templates import parse
+from .worker import init_worker, run_one
+
+if TYPE_CHECKING:
+    from ..api import Certmail
+    from ..ledger import Entry as LedgerEntry
+    from ..ledger import Ledger
+
+__all__ = ["SendSummary", "cancel_campaign", "send_campaign", "settle"]
+
+TODO = ("pending", "queued", "submitted")  # submitted: the receipt is still to fetch
+Event = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SendSummary:
+    name: str
+    total: int
+    todo: int
+    counts: dict[str, int] = field(default_factory=dict)
+    settled: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.name,
+            "total": self.total,
+            "to_send": self.todo,
+            "counts": self.counts,
+            "settled": self.settled,
+            "elapsed_s": round(self.elapsed, 3),
+            "dry_run": self.dry_run,
+        }
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, name: str) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / "send.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(
+                f"campaign {name} is being sent by another process",
+                hint="certmail campaign status " + name,
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _entry(ledger: Ledger, store: CampaignStore, message_id: str) -> LedgerEntry:
+    """The ledger's message for a recipient (NotFoundError: none stored yet)."""
+    sha = store.ledger_sha256(message_id)
+    if sha is None:
+        raise NotFoundError(f"no message {message_id} in the ledger")
+    return ledger.get(sha)
+
+
+def settle(
+    cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
+) -> list[dict[str, Any]]:
+    """Settle recipients whose hand-over a killed run left unknown (module docstring)."""
+    from ..outbox import Outbox
+
+    outbox = Outbox(cm.settings, lambda: cm.ledger, cm.notary)
+    ledger = cm.ledger
+    unsure = []
+    for r in store.recipients(name, ("pending", "queued", "uncertain")):
+        try:
+            entry = _entry(ledger, store, r.message_id)
+        except NotFoundError:
+            continue
+        if entry.smtp in ("sending", "uncertain"):
+            unsure.append((r, entry))
+    out: list[dict[str, Any]] = []
+    if not unsure:
+        return out
+    deadline = time.monotonic() + settle_timeout
+    while unsure:
+        still = []
+        for r, entry in unsure:
+            if via == "relay" and (got := outbox.relay_acceptance(entry)) is not None:
+                ledger.mark_sent(
+                    entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)"
+                )
+                ledger.add_receipt(entry.sha256, got)
+                store.update(
+                    name,
+                    r.email,
+                    "accepted",
+                    sha256=entry.sha256,
+                    queued_at=r.queued_at or entry.created,
+                    reply="250 accepted (found in the log)",
+                    submitted_at=ledger.get(entry.sha256).updated,
+                    error=None,
+                )
+                out.append({"email": r.email, "settled": "accepted (in the notary's log)"})
+            else:
+                still.append((r, entry))
+        unsure = still
+        if not unsure or via != "relay" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for r, entry in unsure:
+        if via == "relay":  # not in the log after the relay's deadline: it was not taken
+            ledger.mark_send_failed(
+                entry.sha256, "interrupted before the relay took it", permanent=False
+            )
+            store.update(
+                name,
+                r.email,
+                "queued",
+                sha256=entry.sha256,
+                queued_at=r.queued_at or entry.created,
+                error="interrupted before the relay took it",
+            )
+            out.append({"email": r.email, "settled": "not accepted: submitted again"})
+        else:
+            ledger.mark_send_failed(
+                entry.sha256, "interrupted while sending", permanent=False, uncertain=True
+            )
+            store.update(
+                name,
+                r.email,
+                "uncertain",
+                sha256=entry.sha256,
+                queued_at=r.queued_at or entry.created,
+                error="interrupted while sending: it may or may not have gone out (not resent)",
+            )
+            out.append({"email": r.email, "settled": "uncertain (direct mode: not resent)"})
+    return out
+
+
+def _dry_run(
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+    on_event: Event | None,
+) -> None:
+    subject = parse(spec["subject"], "subject")
+    body = parse(Path(spec["body"]).read_text(encoding="utf-8"), "body")
+    for r in todo:
+        body.render(r.fields)
+        if on_event:
+            on_event(
+                {
+                    "row": r.row_no,
+                    "email": r.email,
+                    "state": "would send",
+                    "subject": subject.render(r.fields),
+                }
+            )
+
+
+def send_campaign(
+    cm: Certmail,
+    name: str,
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    dry_run: bool = False,
+    settle_timeout: float = 150.0,
+    on_start: Callable[[int, int], None] | None = None,
+    on_event: Event | None = None,
+) -> SendSummary:
+    """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done."""
+    settings = cm.settings
+    t0 = time.monotonic()
+    with (
+        CampaignStore(settings.ledger_path) as store,
+        _locked(campaign_dir(settings.home, name), name),
+    ):
+        c = store.get(name)
+        if c.state == "cancelled":
+            raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
+        total = sum(store.counts(name).values())
+        settled = [] if dry_run else settle(cm, store, name, c.spec["via"], settle_timeout)
+        todo = store.recipients(name, TODO)
+        summary = SendSummary(name, total, len(todo), settled=settled, dry_run=dry_run)
+        if on_start:
+            on_start(total, len(todo))
+        if dry_run:
+            _dry_run(store, name, c.spec, todo, on_event)
+        elif todo:
+            store.set_state(name, "sending")
+            spec, todo, failed = _recheck_keys(cm, store, name, c.spec, todo)
+            _run_pool(cm, store, name, spec, todo, concurrency, rate, on_event, failed)
+        counts = store.counts(name)
+        if not dry_run and store.get(name).state != "cancelled":
+            left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
+            store.set_state(name, "sending" if left else "done")
+        summary.counts = counts
+    summary.elapsed = time.monotonic() - t0
+    return summary
+
+
+def _recheck_keys(
+    cm: Certmail,
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+) -> tuple[dict[str, Any], list[Recipient], list[dict[str, Any]]]:
+    """Look every recipient's key up again, once per run (it may have been revoked or
+    expired since ``create``); a recipient without one now fails, with the reason."""
+    from .create import key_checks
+    from .recipients import Row
+
+    keys, problems = key_checks(cm, [Row(r.row_no, r.email, r.fields) for r in todo])
+    bad = {p.line: p for p in problems}
+    failed = [
+        {"email": r.email, "state": "failed", "error": bad[r.row_no].message, "row": r.row_no}
+        for r in todo
+        if r.row_no in bad
+    ]
+    store.record(name, failed)
+    return {**spec, "keys": keys}, [r for r in todo if r.row_no not in bad], failed
+
+
+def _run_pool(
+    cm: Certmail,
+    store: CampaignStore,
+    name: str,
+    spec: dict[str, Any],
+    todo: list[Recipient],
+    concurrency: int | None,
+    rate: float | None,
+    on_event: Event | None,
+    early: list[dict[str, Any]],
+) -> None:
+    """Run ``todo`` through the pool. Events (``early`` ones first) are reported only
+    after the first submission, which forks every worker: the parent has no other
+    thread (a progress bar) when it forks."""
+    n = max(1, concurrency or os.cpu_count() or 2)
+    ctx = multiprocessing.get_context("fork")
+    start = time.monotonic()
+    with ProcessPoolExecutor(
+        n,
+        mp_context=ctx,
+        initializer=init_worker,
+        initargs=(cm.settings, cm.passphrase, name, spec),
+    ) as pool:
+        pending: set[Future[dict[str, Any]]] = set()
+        queue = list(reversed(todo))
+        sent = 0
+        while queue or pending:
+            while queue and len(pending) < n * 2:
+                if rate:
+                    delay = start + sent / rate - time.monotonic()
+                    if delay > 0:
+                        if pending:
+                            break
+                        time.sleep(delay)
+                pending.add(pool.submit(run_one, queue.pop()))
+                sent += 1
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            results = [f.result() for f in done]
+            store.record(name, [r for r in results if r["state"] != "cancelled"])
+            for ev in [*early, *results]:  # early ones are recorded already
+                if on_event:
+                    on_event(ev)
+            early = []
+            if done and store.get(name).state == "cancelled":
+                queue.clear()  # what was handed to the pool still finishes its step
+
+
+def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
+    """Stop what has not been handed over (nothing stored, or stored and not yet claimed
+    for sending: removed from the outbox); report what has been, or may have been."""
+    ledger = cm.ledger
+    with CampaignStore(cm.settings.ledger_path) as store:
+        store.get(name)
+        results: list[dict[str, Any]] = []
+        handed: list[str] = []
+        for r in store.recipients(name, TODO):
+            try:
+                entry = _entry(ledger, store, r.message_id)
+            except NotFoundError:
+                results.append({"email": r.email, "state": "cancelled"})
+                continue
+            if entry.smtp == "pending":
+                try:
+                    ledger.remove(entry.sha256)
+                except ConflictError:  # claimed for sending meanwhile
+                    handed.append(r.email)
+                    continue
+                results.append({"email": r.email, "state": "cancelled"})
+            elif entry.smtp == "sent":
+                done = "accepted" if entry.notary == "done" else "submitted"
+                results.append(
+                    {
+                        "email": r.email,
+                        "state": done,
+                        "sha256": entry.sha256,
+                        "reply": entry.smtp_reply,
+                    }
+                )
+            else:
+                handed.append(r.email)
+        store.record(name, results)
+        store.set_state(name, "cancelled")
+        return {
+            "campaign": name,
+            "cancelled": sum(1 for x in results if x["state"] == "cancelled"),
+            "in_flight": handed,
+            "counts": store.counts(name),
+        }

@@ -1,0 +1,246 @@
+"""The campaign tables of the ledger: one row per campaign, one per recipient.
+
+They live in the same SQLite file as the ledger (:mod:`certmail.ledger`), WAL and
+``synchronous=FULL``: a state change is durable once the method making it
+returns. A recipient's ``state`` moves forward only::
+
+    pending ──► accepted | submitted (handed over; no receipt yet)
+       │   ──► queued (a transient failure: retried by the next send)
+       │   ──► failed (for good) | uncertain (direct mode, interrupted) | cancelled
+
+The steps in between (sealed and stored, ``sending``, sent, receipt kept) are
+the ledger's own state machine for the recipient's message (:mod:`certmail.outbox`).
+``message_id`` is chosen when the campaign is created, so the ledger's message
+for a recipient (:meth:`certmail.ledger.Ledger.find` by Message-ID) is found
+again after a crash at any point: the ledger, not this table, says whether a
+message was handed over (docs/campaigns.md#crash-safety).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keys.errors import ConflictError, NotFoundError
+
+from ..ledger_rows import now_text
+
+__all__ = ["CAMPAIGN_SCHEMA", "Campaign", "CampaignStore", "Recipient"]
+
+CAMPAIGN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    name        TEXT PRIMARY KEY,
+    spec        TEXT NOT NULL,          -- JSON: subject, body, attachments, via, flags
+    state       TEXT NOT NULL,          -- created sending done cancelled
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_recipients (
+    campaign    TEXT NOT NULL REFERENCES campaigns (name),
+    row_no      INTEGER NOT NULL,       -- the CSV line (the header is line 1)
+    email       TEXT NOT NULL,
+    fields      TEXT NOT NULL,          -- JSON: the CSV row
+    message_id  TEXT NOT NULL UNIQUE,
+    state       TEXT NOT NULL,
+    sha256      TEXT,
+    reply       TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    queued_at   TEXT,
+    submitted_at TEXT,
+    updated     TEXT NOT NULL,
+    PRIMARY KEY (campaign, email)
+);
+CREATE INDEX IF NOT EXISTS campaign_recipients_state ON campaign_recipients (campaign, state);
+"""
+
+DONE_STATES = ("submitted", "accepted", "failed", "skipped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    spec: dict[str, Any]
+    state: str
+    created: str
+    updated: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "created": self.created,
+            "updated": self.updated,
+            **{k: self.spec[k] for k in ("via", "subject", "attachments") if k in self.spec},
+        }
+
+
+@dataclass(frozen=True)
+class Recipient:
+    campaign: str
+    row_no: int
+    email: str
+    fields: dict[str, str]
+    message_id: str
+    state: str
+    sha256: str | None
+    reply: str | None
+    error: str | None
+    attempts: int
+    queued_at: str | None
+    submitted_at: str | None
+    updated: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Recipient:
+        d = dict(row)
+        d["fields"] = json.loads(d["fields"])
+        return cls(**d)
+
+
+class CampaignStore:
+    """The campaign tables in the ledger database at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(CAMPAIGN_SCHEMA)
+        self._message_index = False
+
+    def ledger_sha256(self, message_id: str) -> str | None:
+        """The SHA-256 of the ledger's message with ``message_id`` (None: not stored).
+
+        The ledger's own ``find`` also matches sha256 prefixes (a scan of the table);
+        a campaign looks its messages up by Message-ID only, with an index on it.
+        """
+        if not self._message_index:
+            with contextlib.suppress(sqlite3.OperationalError):  # no ledger table yet
+                self._db.execute(
+                    "CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id)"
+                )
+                self._message_index = True
+        try:
+            row = self._db.execute(
+                "SELECT sha256 FROM messages WHERE message_id=?", (message_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row["sha256"])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> CampaignStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- campaigns ---------------------------------------------------------------
+
+    def create(
+        self, name: str, spec: dict[str, Any], rows: Sequence[tuple[int, str, dict[str, str], str]]
+    ) -> Campaign:
+        """Record a campaign and its recipients ``(row_no, email, fields, message_id)``."""
+        now = now_text()
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM campaigns WHERE name=?", (name,)).fetchone():
+                raise ConflictError(
+                    f"a campaign named {name!r} exists", hint="certmail campaign list"
+                )
+            db.execute(
+                "INSERT INTO campaigns (name, spec, state, created, updated) VALUES (?,?,?,?,?)",
+                (name, json.dumps(spec), "created", now, now),
+            )
+            db.executemany(
+                "INSERT INTO campaign_recipients (campaign, row_no, email, fields, message_id,"
+                " state, updated) VALUES (?,?,?,?,?,'pending',?)",
+                [(name, r, e, json.dumps(f), m, now) for r, e, f, m in rows],
+            )
+        return self.get(name)
+
+    def get(self, name: str) -> Campaign:
+        row = self._db.execute("SELECT * FROM campaigns WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no campaign named {name!r}", hint="certmail campaign list")
+        return Campaign(
+            row["name"], json.loads(row["spec"]), row["state"], row["created"], row["updated"]
+        )
+
+    def all(self) -> list[Campaign]:
+        rows = self._db.execute("SELECT name FROM campaigns ORDER BY created").fetchall()
+        return [self.get(r["name"]) for r in rows]
+
+    def set_state(self, name: str, state: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE campaigns SET state=?, updated=? WHERE name=?", (state, now_text(), name)
+            )
+
+    # -- recipients ----------------------------------------------------------------
+
+    def recipients(self, name: str, states: Sequence[str] | None = None) -> list[Recipient]:
+        q = "SELECT * FROM campaign_recipients WHERE campaign=?"
+        args: list[Any] = [name]
+        if states is not None:
+            q += f" AND state IN ({','.join('?' * len(states))})"
+            args += list(states)
+        rows = self._db.execute(q + " ORDER BY row_no", args).fetchall()
+        return [Recipient.from_row(r) for r in rows]
+
+    def recipient(self, name: str, email: str) -> Recipient:
+        row = self._db.execute(
+            "SELECT * FROM campaign_recipients WHERE campaign=? AND email=?", (name, email)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no recipient {email} in campaign {name}")
+        return Recipient.from_row(row)
+
+    def counts(self, name: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT state, count(*) AS n FROM campaign_recipients WHERE campaign=? GROUP BY state",
+            (name,),
+        ).fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
+    def update(self, name: str, email: str, state: str, **fields: Any) -> None:
+        """Move one recipient to ``state`` (with ``sha256``, ``reply``, ``error``...)."""
+        self.record(name, [{"email": email, "state": state, **fields}])
+
+    def record(self, name: str, results: Sequence[dict[str, Any]]) -> None:
+        """Several recipients' new states in one transaction (each a dict with ``email``,
+        ``state`` and any of ``sha256``, ``reply``, ``error``, ``queued_at``,
+        ``submitted_at``; other keys are ignored)."""
+        allowed = ("sha256", "reply", "error", "queued_at", "submitted_at")
+        now = now_text()
+        with self._tx() as db:
+            for r in results:
+                cols = ["state=?", "updated=?", "attempts=attempts+1"]
+                args: list[Any] = [r["state"], now]
+                for k in allowed:
+                    if k in r:
+                        cols.append(f"{k}=?")
+                        args.append(r[k])
+                db.execute(
+                    f"UPDATE campaign_recipients SET {', '.join(cols)}"  # noqa: S608
+                    " WHERE campaign=? AND email=?",
+                    [*args, name, r["email"]],
+                )

@@ -1,0 +1,219 @@
+"""One recipient's message, in a worker process: seal it, store it, hand it over.
+
+Each worker process holds one :class:`certmail.api.Certmail` (its keyring with
+key lookups remembered, its ledger connection, its notary client) for the
+whole campaign, and dies with the process that started it (``PR_SET_PDEATHSIG``),
+so a SIGKILL of ``campaign send`` leaves no worker running on.
+
+Per recipient (:func:`run_one`), every step is durable before the next starts:
+the sealed bytes go into the ledger under the Message-ID chosen at create time
+(:meth:`certmail.ledger.Ledger.enqueue`), then the ledger's own outbox state
+machine (:class:`certmail.outbox.Outbox`) hands them over, writing ``sending``
+before the DATA command. The campaign row follows the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from keys.errors import Error, NotFoundError, TemporaryError
+
+from ..compose import Headers, ScanRecord, now_date
+from .store import CampaignStore, Recipient
+from .templates import parse
+
+if TYPE_CHECKING:
+    from keys.gpg import Keyring
+
+    from ..api import Certmail
+    from ..config import Settings
+    from ..ledger import Entry
+
+__all__ = ["init_worker", "run_one"]
+
+_W: dict[str, Any] = {}
+PR_SET_PDEATHSIG = 1
+
+
+class CampaignKeys:
+    """The sender's keyring with every recipient's encryption key already looked up.
+
+    ``campaign create`` resolved each recipient's key once (and ``campaign send``
+    checks again once per run); the workers use those fingerprints instead of
+    listing the keyring again for every message. Everything else is the
+    keyring's own (the encryption itself still checks the key is valid).
+    """
+
+    def __init__(self, keyring: Any, keys: dict[str, str]) -> None:
+        self._keyring = keyring
+        self._keys = keys
+
+    def encryption_key(self, addr: str) -> str:
+        fpr = self._keys.get(addr.lower())
+        return fpr if fpr is not None else str(self._keyring.encryption_key(addr))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._keyring, name)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the lock file still guards resumes
+        pass
+
+
+def init_worker(
+    settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
+) -> None:
+    """Process-pool initializer: one Certmail and one campaign store per worker."""
+    from ..api import Certmail
+    from ..outbox import Outbox
+    from ..signer import Sealer
+
+    _die_with_parent()
+    cm = Certmail(settings, passphrase=passphrase)
+    body_text = Path(spec["body"]).read_text(encoding="utf-8")
+    scanned = []
+    for a in spec["attachments"]:
+        p = Path(a["path"])
+        if hashlib.sha256(p.read_bytes()).hexdigest() != a["sha256"]:
+            raise Error(
+                f"the campaign's copy of {a['name']} changed since it was scanned",
+                hint="create the campaign again",
+            )
+        scanned.append((p, ScanRecord(a["scan"]["status"], a["scan"]["engine"])))
+    _W.update(
+        cm=cm,
+        name=name,
+        spec=spec,
+        store=CampaignStore(settings.ledger_path),
+        outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
+        sealer=Sealer(
+            lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])), settings.dkim_dir
+        ),
+        subject=parse(spec["subject"], "subject"),
+        body=parse(body_text, "body"),
+        scanned=scanned,
+    )
+
+
+@contextlib.contextmanager
+def _workdir(home: Path) -> Iterator[Path]:
+    base = home / "tmp"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = Path(tempfile.mkdtemp(prefix="c", dir=base))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _find(cm: Certmail, message_id: str) -> Entry | None:
+    sha = _W["store"].ledger_sha256(message_id)
+    if sha is None:
+        return None
+    try:
+        return cm.ledger.get(sha)
+    except NotFoundError:
+        return None
+
+
+def _seal(r: Recipient) -> Entry:
+    cm: Certmail = _W["cm"]
+    spec, s = _W["spec"], cm.settings
+    headers = Headers(
+        from_addr=s.email or "",
+        to=(r.email,),
+        subject=_W["subject"].render(r.fields),
+        message_id=r.message_id,
+        date=now_date(),
+        from_name=s.name or None,
+    )
+    data = _W["body"].render(r.fields).encode("utf-8")
+    notary = cm.notary() if s.notary_url else None
+    with _workdir(s.home) as work:
+        scanned = list(_W["scanned"])
+        tracking = None
+        if spec.get("track_open") and notary is not None:
+            from ..tracking import prepare_tracking
+
+            tracking = prepare_tracking(notary.url, headers.recipients, work)
+            scanned.append((tracking.html_path, ScanRecord("not scanned")))
+        sealed = _W["sealer"].seal(
+            work,
+            headers,
+            data,
+            scanned,
+            notary_url=notary.url if notary else None,
+            sign=True,
+            encrypt=True,
+            request_mdn=bool(spec.get("request_mdn")),
+            progress=None,
+        )
+        if tracking is not None and notary is not None:
+            from ..tracking import register_tracking
+
+            register_tracking(notary, sealed.sha256, headers.message_id, tracking)
+        return cm.ledger.enqueue(
+            sealed.path,
+            sha256=sealed.sha256,
+            message_id=headers.message_id,
+            mail_from=headers.from_addr,
+            recipients=headers.recipients,
+            via=spec["via"],
+            notarize=notary is not None,
+            move=True,
+        )
+
+
+def run_one(r: Recipient) -> dict[str, Any]:
+    """Seal (unless the ledger has it) and hand over one recipient's message.
+
+    Returns the recipient's new state (``state``, ``sha256``, ``reply``,
+    ``error``, timings); the parent records it. The ledger is already durable
+    about it: a lost answer is found again there by Message-ID.
+    """
+    from ..smtp import UncertainDeliveryError
+
+    cm: Certmail = _W["cm"]
+    store: CampaignStore = _W["store"]
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"row": r.row_no, "email": r.email, "message_id": r.message_id}
+    if store.recipient(_W["name"], r.email).state == "cancelled":
+        return {**out, "state": "cancelled"}
+    try:
+        entry = _find(cm, r.message_id)
+        if entry is None:
+            entry = _seal(r)
+        t1 = time.perf_counter()
+        out.update(sha256=entry.sha256, queued_at=r.queued_at or entry.created, seal_s=t1 - t0)
+        done = _W["outbox"].deliver(entry)
+        out["submit_s"] = time.perf_counter() - t1
+    except UncertainDeliveryError as e:
+        return {**out, "state": "uncertain", "error": e.message}
+    except TemporaryError as e:
+        sent = (got := _find(cm, r.message_id)) is not None and got.smtp == "sent"
+        return {**out, "state": "submitted" if sent else "queued", "error": e.message}
+    except Error as e:
+        return {**out, "state": "failed", "error": e.message}
+    if done.smtp in ("uncertain", "sending"):
+        return {**out, "state": "uncertain", "error": done.last_error}
+    state = "accepted" if done.notary == "done" else "submitted"
+    return {
+        **out,
+        "state": state,
+        "reply": done.smtp_reply,
+        "error": None,
+        "submitted_at": done.updated,
+    }
