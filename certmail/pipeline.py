@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -106,6 +107,22 @@ class Tap:
     def write(self, data: bytes) -> int:
         self.h.update(data)
         return self.f.write(data)
+
+
+class Fanout:
+    """A writer that hashes what is written and sends it to a file and to pipes."""
+
+    def __init__(self, f: BinaryIO, fds: Sequence[int], h: Any) -> None:
+        self.f = f
+        self.fds = fds
+        self.h = h
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        self.f.write(data)
+        for fd in self.fds:
+            write_all(fd, data)
+        return len(data)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -265,11 +282,21 @@ class EncryptPipeline:
         payload_hash: Any,
         boundary: str,
         compress: bool = False,
+        write_inner: Callable[[Any], Any] | None = None,
     ) -> None:
-        """``payload_hash`` has seen ``payload_head`` and ``inner``; the signature part is added.
+        """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
+        part are added as they go into ``encrypt``.
 
-        ``compress``: gpg deflates the payload (:data:`certmail.msgsize.COMPRESS_LEVEL`).
+        ``write_inner(out)`` writes the inner entity (``out`` has ``write``), in
+        the feeding thread while gpg signs and encrypts; what it returns is
+        :attr:`composed`. Without it, ``inner`` is an existing file (its bytes are
+        read and hashed here). ``compress``: gpg deflates the payload
+        (:data:`certmail.msgsize.COMPRESS_LEVEL`).
         """
+        self.write_inner = write_inner
+        self.composed: Any = None
+        #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
+        self.compose_error: BaseException | None = None
         self.compress = compress
         self.keyring = keyring
         self.inner = inner
@@ -283,6 +310,7 @@ class EncryptPipeline:
         self.plain = hashlib.sha256()
         self.signature: list[bytes] = []
         self.signature_ready = threading.Event()
+        self.inner_done = threading.Event()  # all of the inner entity is in sign and inner
         self.sign_run: GpgProcess | None = None
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
@@ -293,23 +321,33 @@ class EncryptPipeline:
     def run(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """Write the ``multipart/encrypted`` message with ``outer`` fields; (sha256, size)."""
         try:
-            self._start()
-            threads = [
-                threading.Thread(target=self._feed, daemon=True),
-                threading.Thread(target=self._drain, daemon=True),
-            ]
-            if self.sign_run is not None:
-                threads.append(threading.Thread(target=self._sign_and_verify, daemon=True))
-            armorer = None
-            if self.b64e is not None:
-                armorer = threading.Thread(target=self._armor_feed, daemon=True)
-                threads.append(armorer)
-            for t in threads:
-                t.start()
-            result = self._write_message(message, outer, armorer)
-            for t in threads:
-                t.join()
-            self._finish()
+            try:
+                self._start()
+                threads = [
+                    threading.Thread(target=self._feed, daemon=True),
+                    threading.Thread(target=self._drain, daemon=True),
+                ]
+                if self.sign_run is not None:
+                    threads.append(threading.Thread(target=self._sign_and_verify, daemon=True))
+                armorer = None
+                if self.b64e is not None:
+                    armorer = threading.Thread(target=self._armor_feed, daemon=True)
+                    threads.append(armorer)
+                for t in threads:
+                    t.start()
+                result = self._write_message(message, outer, armorer)
+                for t in threads:
+                    t.join()
+                if self.compose_error is not None:
+                    raise self.compose_error
+                self._finish()
+            except BaseException:
+                # What went wrong first: the inner entity could not be written (a
+                # missing attachment, a body that is not text) is not a failed check.
+                self._stop()
+                if self.compose_error is not None:
+                    raise self.compose_error from None
+                raise
         except (VerificationError, MalformedError) as e:
             raise Error(
                 f"refusing to send: the finished message did not re-verify ({e.message})",
@@ -322,8 +360,7 @@ class EncryptPipeline:
     def _start(self) -> None:
         """Start the processes: sign, encrypt, the base64 coders, decrypt."""
         if self.signer is not None:
-            with self.inner.open("rb") as src:
-                self.sign_run = self.keyring.start_sign_detached(src, self.signer)
+            self.sign_run = self.keyring.start_sign_detached(subprocess.PIPE, self.signer)
         tool = gnu_base64()
         self_armor = tool is not None and fast_crc24()
         self.enc = self.keyring.start_encrypt(
@@ -347,6 +384,7 @@ class EncryptPipeline:
         assert self.sign_run is not None
         try:
             try:
+                self.inner_done.wait()  # finishing closes sign's stdin: only once all is in
                 signature, used = self.keyring.finish_sign_detached(self.sign_run)
                 if used != self.micalg:
                     raise Error(
@@ -361,14 +399,18 @@ class EncryptPipeline:
             self.errors.append(e)
 
     def _feed(self) -> None:
-        """The payload into ``encrypt``: head, ``inner`` (spliced), the signature part."""
+        """The payload into ``encrypt``: head, the inner entity, the signature part.
+
+        The inner entity goes, as it is written (:meth:`_feed_inner`), into
+        ``encrypt``, into ``sign`` and into the file ``inner`` (the signature is
+        verified over it once gpg has made it).
+        """
         assert self.enc is not None and self.enc.stdin is not None
         stdin = self.enc.stdin
         fd = stdin.fileno()
         try:
             write_all(fd, self.payload_head)
-            with self.inner.open("rb") as f:
-                pump(f.fileno(), fd)
+            self._feed_inner(fd)
             if self.sign_run is not None:
                 self.signature_ready.wait()
                 if not self.signature:
@@ -379,8 +421,35 @@ class EncryptPipeline:
         except BaseException as e:  # reported by the main thread
             self.errors.append(e)
         finally:
+            self.inner_done.set()
             if not stdin.closed:
                 stdin.close()
+
+    def _feed_inner(self, fd: int) -> None:
+        """The inner entity into the pipe ``fd``, ``sign``'s stdin, ``inner`` and the hash."""
+        sign_in = self.sign_run.stdin if self.sign_run is not None else None
+        try:
+            with self.inner.open("wb" if self.write_inner is not None else "rb") as f:
+                fds = [fd] if sign_in is None else [fd, sign_in.fileno()]
+                if self.write_inner is None:
+                    while chunk := f.read(COPY_CHUNK):
+                        self.payload_hash.update(chunk)
+                        for dst in fds:
+                            write_all(dst, chunk)
+                    return
+                fanout = Fanout(f, fds, self.payload_hash)  # type: ignore[arg-type]
+                try:
+                    self.composed = self.write_inner(fanout)
+                except BaseException as e:  # a gpg that died (a broken pipe) says why itself
+                    if not isinstance(e, BrokenPipeError):
+                        self.compose_error = e
+                    raise
+                f.flush()
+        finally:
+            if sign_in is not None and not sign_in.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    sign_in.close()
+            self.inner_done.set()
 
     def _drain(self) -> None:
         """Hash the plaintext the verifying ``decrypt`` gives back."""

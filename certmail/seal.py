@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
@@ -33,7 +33,6 @@ from .pipeline import (
     REVERIFY_HINT,
     EncryptPipeline,
     HashingWriter,
-    Tap,
     close_file,
     copy_file,
     file_sha256,
@@ -152,12 +151,15 @@ def _seal_encrypted(
         keyring.unlock_decryption(own)
     sb = new_boundary()
     # The payload gpg encrypts is [multipart/signed head][inner][signature part];
-    # its SHA-256 is taken as it is written, to compare with the decryption.
+    # its SHA-256 is taken as it goes into gpg, to compare with the decryption.
+    # The inner entity is composed straight into gpg (and into ``inner``, for the
+    # signature check) while gpg signs and encrypts: no stage waits for a whole file.
     phead = signed_head(micalg, sb) if micalg is not None else b""
     payload_hash = hashlib.sha256(phead)
-    with inner.open("wb") as f:
+
+    def write_inner(out: BinaryIO) -> Manifest:
         manifest = compose_inner(
-            Tap(f, payload_hash),  # type: ignore[arg-type]
+            out,
             headers,
             body,
             attachments,
@@ -165,8 +167,10 @@ def _seal_encrypted(
             outer_subject=OBSCURED_SUBJECT,
             progress=progress,
         )
-    if progress is not None:
-        progress("encrypt", 0, 1)
+        if progress is not None:
+            progress("encrypt", 0, 1)
+        return manifest
+
     pipeline = EncryptPipeline(
         keyring,
         inner,
@@ -177,8 +181,10 @@ def _seal_encrypted(
         payload_hash=payload_hash,
         boundary=sb,
         compress=compress,
+        write_inner=write_inner,
     )
     digest, size = pipeline.run(unsigned, outer)
+    manifest: Manifest = pipeline.composed
     return manifest, digest, size
 
 
