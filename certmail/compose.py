@@ -413,7 +413,10 @@ def compose_inner(
     w(_qp(text))
     w(b"\r\n")
 
-    total = sum(p.stat().st_size for p, _ in attachments)
+    try:
+        total = sum(p.stat().st_size for p, _ in attachments)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no such file: {e.filename}", hint="check the --attach path") from None
     done = 0
     records: list[AttachmentRecord] = []
     for path, scan in attachments:

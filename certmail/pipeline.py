@@ -349,6 +349,8 @@ class EncryptPipeline:
                     raise self.compose_error from None
                 raise
         except (VerificationError, MalformedError) as e:
+            if e is self.compose_error:
+                raise
             raise Error(
                 f"refusing to send: the finished message did not re-verify ({e.message})",
                 hint=REVERIFY_HINT,
@@ -477,47 +479,70 @@ class EncryptPipeline:
     ) -> tuple[str, int]:
         """The message file: outer fields, the armored ciphertext in CRLF lines, the close.
 
-        The armor goes, byte for byte as written, into the check as well.
+        The armor goes, byte for byte as written, into the check as well. When
+        certmail armors (``base64 -w 64``), the check is fed each body chunk as
+        ``base64`` wrote it, before its LFs became CRLFs: exactly what turning
+        the written CRLFs back into LFs gives (a chunk with a CR is refused), so
+        the written bytes need not be converted back (:meth:`_self_armored`).
         """
         assert self.enc is not None and self.dec is not None
         eb = new_boundary()
-        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
-        assert check_dst is not None
-        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
-        source = self.enc.stdout if self.b64e is None else self.b64e.stdout
-        assert source is not None
-
         with message.open("wb") as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
-
-            def put(data: bytes) -> None:
-                w.write(data)
-                check.write(data)
-
             w.write(encrypted_head(eb, outer))
-            last = b""
             if self.b64e is not None:
-                put(BEGIN_MESSAGE + b"\r\n\r\n")
-            with source:
-                while chunk := source.read(COPY_CHUNK):
-                    chunk = crlf(chunk)
-                    put(chunk)
-                    last = chunk[-2:]
-            if armorer is not None:
-                assert self.crc is not None
-                armorer.join()
-                if self.errors:
-                    raise self.errors[0]
-                end = b"%s\r\n%s\r\n" % (self.crc.checksum_line(), END_MESSAGE)
-                put(end if last == b"\r\n" else b"\r\n" + end)
-                last = b"\r\n"
-            if last != b"\r\n":
-                w.write(b"\r\n")
+                assert armorer is not None
+                self._self_armored(w, armorer)
+            else:
+                self._gpg_armored(w)
             w.write(encrypted_tail(eb))
-            check.close()
             out.flush()
             start_writeback(out.fileno(), 0, 0)
         return w.digest.hexdigest(), w.size
+
+    def _self_armored(self, w: HashingWriter, armorer: threading.Thread) -> None:
+        """The armor framed here around ``base64 -w 64``'s body; the body to ``base64 -d``."""
+        assert self.b64e is not None and self.b64d is not None and self.crc is not None
+        source, check = self.b64e.stdout, self.b64d.stdin
+        assert source is not None and check is not None
+        fd: int | None = check.fileno()
+        w.write(BEGIN_MESSAGE + b"\r\n\r\n")
+        last = b"\n"
+        with source:
+            while chunk := source.read(COPY_CHUNK):
+                if b"\r" in chunk:
+                    raise MalformedError("base64 wrote a CR into the armor")
+                w.write(chunk.replace(b"\n", b"\r\n"))
+                if fd is not None:
+                    try:
+                        write_all(fd, chunk)
+                    except BrokenPipeError:
+                        fd = None  # the decrypt failed: _finish says why
+                last = chunk[-1:]
+        with contextlib.suppress(BrokenPipeError):
+            check.close()
+        armorer.join()
+        if self.errors:
+            raise self.errors[0]
+        end = b"%s\r\n%s\r\n" % (self.crc.checksum_line(), END_MESSAGE)
+        w.write(end if last == b"\n" else b"\r\n" + end)
+
+    def _gpg_armored(self, w: HashingWriter) -> None:
+        """gpg's own armor, in CRLF lines, to the message and (:class:`ArmorCheck`) the check."""
+        assert self.enc is not None and self.dec is not None
+        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
+        assert check_dst is not None and self.enc.stdout is not None
+        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
+        last = b""
+        with self.enc.stdout as source:
+            while chunk := source.read(COPY_CHUNK):
+                chunk = crlf(chunk)
+                w.write(chunk)
+                check.write(chunk)
+                last = chunk[-2:]
+        if last != b"\r\n":
+            w.write(b"\r\n")
+        check.close()
 
     def _finish(self) -> None:
         """Every process succeeded, and the decryption gave back exactly the payload."""
