@@ -55,7 +55,7 @@ class BodyHash:
             piece = _WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", piece))
         return piece
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | memoryview) -> None:
         if self._pending:
             self._h.update(b"\r\n" * self._pending)
             self.size += 2 * self._pending
@@ -73,14 +73,43 @@ class BodyHash:
             self._emit(canon[:end] if end != len(canon) else canon)
         self._pending += (len(canon) - end) // 2
 
+    def _canonical(self, data: bytes, start: int, end: int) -> bool:
+        """Whether ``data[start:end]`` is already in canonical form (nothing to rewrite)."""
+        if data.count(b"\n", start, end) != data.count(b"\r\n", start, end):
+            return False
+        return not self.relaxed or (
+            data.find(b" ", start, end) < 0 and data.find(b"\t", start, end) < 0
+        )
+
+    def _span(self, data: bytes, start: int, end: int) -> None:
+        """Whole lines ``data[start:end]``: hashed in place when already canonical (the
+        usual case: base64 and armor lines), without a copy; rewritten otherwise."""
+        if not self._canonical(data, start, end):
+            self._lines(data[start:end])
+            return
+        stop = end
+        while stop - start >= 2 and data[stop - 2 : stop] == b"\r\n":
+            stop -= 2
+        if stop > start:
+            self._emit(memoryview(data)[start:stop])
+        self._pending += (end - stop) // 2
+
     def update(self, data: bytes) -> None:
         """Feed the next bytes of the body."""
+        start = 0
         if self._carry:
-            data = self._carry + data
-        cut = data.rfind(b"\n") + 1
-        self._carry = data[cut:]
-        if cut:
-            self._lines(data[:cut] if cut != len(data) else data)
+            first = data.find(b"\n") + 1
+            if not first:
+                self._carry += data
+                return
+            self._lines(self._carry + data[:first])  # the line split across pieces
+            self._carry = b""
+            start = first
+        end = data.rfind(b"\n", start) + 1
+        if end > start:
+            self._span(data, start, end)
+            start = end
+        self._carry = data[start:] if start < len(data) else b""
 
     def digest(self) -> bytes:
         """The SHA-256 of the canonical body (call once, after the last update)."""
