@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
@@ -67,6 +67,7 @@ def seal(
     dkim: Callable[[Path], bytes] | None = None,
     progress: Progress | None = None,
     compress: bool = False,
+    dkim_check: Callable[[Path, Any], None] | None = None,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
@@ -75,7 +76,10 @@ def seal(
 
     Every stage goes file to file inside ``workdir``; the result is
     ``workdir/message.eml``. ``dkim``, when given, reads the finished message
-    file and returns the DKIM-Signature field line(s) to prepend. Before
+    file and returns the DKIM-Signature field line(s) to prepend;
+    ``dkim_check(path, sha256)`` then DKIM-verifies the finished file, feeding
+    ``sha256`` (a :mod:`hashlib` object) every byte it reads: the message's
+    SHA-256 is taken in that same pass. Before
     returning, the final bytes are checked: decryptable with our own key, the
     decrypted bytes equal to what was signed, and the signature valid.
 
@@ -98,7 +102,7 @@ def seal(
         manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
     final = workdir / "message.eml"
     if dkim is not None:
-        digest, size = _prepend_dkim(dkim, unsigned, final)
+        digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check)
     else:
         os.replace(unsigned, final)
     return Sealed(final, digest, size, manifest, sign, encrypt)
@@ -235,8 +239,17 @@ def _seal_clear(
     return manifest, writer.digest.hexdigest(), writer.size
 
 
-def _prepend_dkim(dkim: Callable[[Path], bytes], unsigned: Path, final: Path) -> tuple[str, int]:
-    """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``."""
+def _prepend_dkim(
+    dkim: Callable[[Path], bytes],
+    unsigned: Path,
+    final: Path,
+    check: Callable[[Path, Any], None] | None = None,
+) -> tuple[str, int]:
+    """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``.
+
+    The finished file is read back once: its SHA-256 (and, with ``check``, the
+    DKIM check of the same bytes) come from what is stored.
+    """
     prefix = canonicalize(dkim(unsigned))
     with final.open("wb") as f:
         f.write(prefix)
@@ -247,4 +260,8 @@ def _prepend_dkim(dkim: Callable[[Path], bytes], unsigned: Path, final: Path) ->
         start_writeback(f.fileno(), 0, 0)
     unsigned.unlink()
     # Read back: the stored bytes are the ones hashed, notarized and sent.
-    return file_sha256(final), final.stat().st_size
+    if check is None:
+        return file_sha256(final), final.stat().st_size
+    digest = hashlib.sha256()
+    check(final, digest)
+    return digest.hexdigest(), final.stat().st_size

@@ -406,12 +406,18 @@ def dkim_sign_file(
     return out if out.endswith(b"\r\n") else out.rstrip(b"\r\n") + b"\r\n"
 
 
-def dkim_verify_file(path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
+def dkim_verify_file(
+    path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = None, tap: Any = None
+) -> None:
     """Like :func:`dkim_verify` for the message in ``path``, streaming its body.
 
     Each body hash (``bh=``, for the signature's own ``c=``) is computed
     incrementally and compared here; dkimpy checks the header signature
     against the key record. Signatures with ``l=`` are not accepted.
+    ``tap`` (e.g. ``hashlib.sha256()``) is fed every byte of the file in the
+    pass that computes the first body hash, so that a sender can take the
+    SHA-256 of the very bytes it DKIM-checked without reading them again; it
+    has seen the whole file whenever this function returns.
     """
     import dkim
 
@@ -437,7 +443,8 @@ def dkim_verify_file(path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = N
             body_c = sig.get(b"c", b"simple/simple").split(b"/")
             canon = body_c[1] if len(body_c) > 1 else b"simple"
             if canon not in hashes:
-                hashes[canon] = body_hash_file(path, canon)[1]
+                hashes[canon] = body_hash_file(path, canon, tap=tap)[1]
+                tap = None
             want = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
             if want != hashes[canon]:
                 reasons.append("body hash mismatch")

@@ -142,12 +142,23 @@ def read_head(f: Any) -> tuple[bytes, int]:
             raise MalformedError("the message's header block is too large for DKIM")
 
 
-def body_hash_file(path: Path, canonicalization: bytes = b"relaxed") -> tuple[bytes, bytes]:
-    """(header block, DKIM body hash) of the message in ``path``, streaming the body."""
+def body_hash_file(
+    path: Path, canonicalization: bytes = b"relaxed", *, tap: Any = None
+) -> tuple[bytes, bytes]:
+    """(header block, DKIM body hash) of the message in ``path``, streaming the body.
+
+    ``tap`` (e.g. a :mod:`hashlib` object), when given, is fed every byte of the
+    file, head and body, in the same pass.
+    """
     with open(path, "rb") as f:
         head, body_at = read_head(f)
-        f.seek(body_at)
+        f.seek(0)
+        start = f.read(body_at)
+        if tap is not None:
+            tap.update(start)
         bh = BodyHash(canonicalization)
         while chunk := f.read(_CHUNK):
             bh.update(chunk)
+            if tap is not None:
+                tap.update(chunk)
     return head, bh.digest()

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +117,62 @@ def test_compose_errors_surface_as_they_are(pair: tuple[Keyring, Keyring], tmp_p
         seal(alice, tmp_path / "w1", _headers(), b"hi\n", [(missing, ScanRecord("clean"))])
     with pytest.raises(MalformedError, match="not UTF-8"):
         seal(alice, tmp_path / "w2", _headers(), b"\xff\xfe", [])
+
+
+def _sealer(alice: Keyring, tmp_path: Path) -> Any:
+    from certmail.signer import Sealer
+    from keys.dkim import generate_dkim_key
+
+    generate_dkim_key(tmp_path / "dkim", "example.org", "sel", "ed25519")
+    return Sealer(lambda: alice, tmp_path / "dkim")
+
+
+def _seal_with(sealer: Any, tmp_path: Path) -> Any:
+    f = _attachment(tmp_path, 500_000)
+    return sealer.seal(
+        tmp_path / "w",
+        _headers(),
+        b"Hello Bob\n",
+        [(f, ScanRecord("clean"))],
+        notary_url=None,
+        sign=True,
+        encrypt=True,
+        request_mdn=False,
+        progress=None,
+    )
+
+
+def test_dkim_signed_sha256_is_of_the_checked_file(
+    pair: tuple[Keyring, Keyring], tmp_path: Path
+) -> None:
+    """The SHA-256 taken in the DKIM check's pass is the stored file's; the file verifies."""
+    import hashlib
+
+    from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
+
+    sealer = _sealer(pair[0], tmp_path)
+    s = _seal_with(sealer, tmp_path)
+    raw = s.path.read_bytes()
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert s.sha256 == hashlib.sha256(raw).hexdigest() and s.size == len(raw)
+    key = find_dkim_key(tmp_path / "dkim", "example.org")
+    assert key is not None
+    _, record = dns_record(key)
+    dkim_verify_file(s.path, dnsfunc=lambda q: record.encode())
+
+
+def test_bad_dkim_signature_is_refused(pair: tuple[Keyring, Keyring], tmp_path: Path) -> None:
+    """A DKIM-Signature whose body hash is not of the body: the check refuses the message."""
+    sealer = _sealer(pair[0], tmp_path)
+    sign = sealer.dkim_signer("example.org")
+    assert sign is not None
+
+    def wrong_body(path: Path) -> bytes:
+        other = tmp_path / "other.eml"
+        raw = path.read_bytes()
+        other.write_bytes(raw.replace(b"-----END PGP MESSAGE-----", b"-----END PGP MESSAGE----X"))
+        return bytes(sign(other))
+
+    sealer.dkim_signer = lambda domain: wrong_body
+    with pytest.raises(Error, match="refusing to send: the DKIM signature does not verify"):
+        _seal_with(sealer, tmp_path)
