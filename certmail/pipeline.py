@@ -1,10 +1,11 @@
 """The streaming gpg pipeline that signs, encrypts and re-verifies a message in one pass.
 
 RFC 3156 §6.2 (signed, then encrypted) over the inner entity of
-:mod:`certmail.compose`, with the armor of RFC 4880 §6 / RFC 9580 §6.2. Four gpg
-processes run at once, the data flowing through file descriptors, so that the
-re-verification DESIGN §5 asks for ("re-verify the bytes before they leave")
-costs no extra pass over the file. :class:`EncryptPipeline` has one method per
+:mod:`certmail.compose`, with the armor of RFC 4880 §6 / RFC 9580 §6.2. The
+inner entity is composed straight into gpg; four gpg processes run at once, the
+data flowing through file descriptors, so that the re-verification DESIGN §5
+asks for ("re-verify the bytes before they leave") costs no extra pass over
+the message file. :class:`EncryptPipeline` has one method per
 stage; the file helpers (hashing writer, kernel copies, early write-back) are
 shared with :mod:`certmail.seal`.
 """
@@ -97,18 +98,6 @@ class HashingWriter:
         return n
 
 
-class Tap:
-    """A binary file wrapper that also feeds what is written to a hash."""
-
-    def __init__(self, f: BinaryIO, h: Any) -> None:
-        self.f = f
-        self.h = h
-
-    def write(self, data: bytes) -> int:
-        self.h.update(data)
-        return self.f.write(data)
-
-
 class Fanout:
     """A writer that hashes what is written and sends it to a file and to pipes."""
 
@@ -130,18 +119,6 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def pump(src: int, dst: int) -> None:
-    """Move the rest of file ``src`` into pipe ``dst`` in the kernel (splice(2))."""
-    try:
-        while os.splice(src, dst, COPY_CHUNK):
-            pass
-        return
-    except (OSError, AttributeError):  # no splice here: copy through a buffer
-        pass
-    while chunk := os.read(src, COPY_CHUNK):
-        write_all(dst, chunk)
 
 
 def copy_file(src: BinaryIO, dst: BinaryIO) -> None:
@@ -250,24 +227,33 @@ class EncryptPipeline:
 
     The processes, data flowing through file descriptors:
 
-    - ``sign``: a detached signature over ``inner`` (gpg reads the file);
+    - the inner entity is composed (``write_inner``, :func:`certmail.compose.compose_inner`)
+      in the feeding thread straight into the pipes of ``sign`` and ``encrypt`` and
+      into the file ``inner`` (:meth:`_feed_inner`, :class:`Fanout`), hashed as it
+      goes: no stage waits for a whole file, no copy of it is held in memory;
+    - ``sign``: a detached signature over the inner entity (its stdin);
     - ``encrypt`` (with ``compress``, zlib at :data:`certmail.msgsize.COMPRESS_LEVEL`:
       it takes back base64's 8/6 even for incompressible attachments): its stdin gets
-      the ``multipart/signed`` head, then ``inner`` spliced in the kernel, then
-      the signature part once ``sign`` is done (:meth:`_feed`);
+      the ``multipart/signed`` head, the inner entity, then the signature part
+      once ``sign`` is done (:meth:`_feed`);
     - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
       gpg writes binary, :meth:`_armor_feed` takes its CRC-24 and passes it on
-      to ``base64 -w 64``, and the armor is framed here; otherwise gpg armors;
-    - :meth:`_write_message` reads the armored ciphertext, turns it into CRLF
-      lines and writes it into the message file (hashed) and, the same bytes,
-      into the check (:class:`ArmorCheck`): with GNU ``base64`` installed its
-      body, line ends back to LF, goes through ``base64 -d`` straight into
-      ``decrypt`` (binary input: gpg's armor reader costs ~3x more), the
-      framing lines checked here;
-      otherwise the armor goes to ``decrypt`` as it is;
+      to ``base64 -w 64``, and the armor is framed here (:meth:`_self_armored`);
+      otherwise gpg armors (:meth:`_gpg_armored`);
+    - the message file gets the armored ciphertext in CRLF lines (hashed) and
+      the check the same bytes: with certmail's armor each body chunk goes to
+      ``base64 -d`` as ``base64`` wrote it (the written CRLFs turned back into
+      LFs, which is that chunk), straight into ``decrypt`` (binary input: gpg's
+      armor reader costs ~3x more); otherwise the armor goes through
+      :class:`ArmorCheck` (its framing checked) to ``decrypt`` or ``base64 -d``;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
+
+    The check is one symmetric pass: gpg's public-key step is one operation on a
+    session key of a few dozen bytes, so checking "with the session key"
+    (``--show-session-key`` / ``--override-session-key``) would save nothing
+    measurable; GnuPG 2.2 does not report the session key when it encrypts.
     """
 
     def __init__(
