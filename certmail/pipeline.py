@@ -86,9 +86,13 @@ class HashingWriter:
         self.digest = hashlib.sha256()
         self.size = 0
         self._synced = 0
+        #: Also fed what is written, when set (the DKIM body hash, from the body on).
+        self.tap: Any = None
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        if self.tap is not None:
+            self.tap.update(data)
         self.size += len(data)
         n = self.f.write(data)
         if self.size - self._synced >= WRITEBACK:
@@ -269,6 +273,7 @@ class EncryptPipeline:
         boundary: str,
         compress: bool = False,
         write_inner: Callable[[Any], Any] | None = None,
+        body_hash: Any = None,
     ) -> None:
         """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
         part are added as they go into ``encrypt``.
@@ -277,8 +282,13 @@ class EncryptPipeline:
         the feeding thread while gpg signs and encrypts; what it returns is
         :attr:`composed`. Without it, ``inner`` is an existing file (its bytes are
         read and hashed here). ``compress``: gpg deflates the payload
-        (:data:`certmail.msgsize.COMPRESS_LEVEL`).
+        (:data:`certmail.msgsize.COMPRESS_LEVEL`). ``body_hash`` (a
+        :class:`keys.dkim_body.BodyHash`), when given, is fed the message's body
+        as it is written, for its DKIM signature; :attr:`header_block` is then
+        the message's header block (its field lines, without the empty line).
         """
+        self.body_hash = body_hash
+        self.header_block = b""
         self.write_inner = write_inner
         self.composed: Any = None
         #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
@@ -475,7 +485,13 @@ class EncryptPipeline:
         eb = new_boundary()
         with message.open("wb") as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
-            w.write(encrypted_head(eb, outer))
+            head = encrypted_head(eb, outer)
+            w.write(head)
+            if self.body_hash is not None:
+                cut = head.index(b"\r\n\r\n")  # our own fields: no empty line before
+                self.header_block = head[: cut + 2]
+                self.body_hash.update(head[cut + 4 :])
+                w.tap = self.body_hash
             if self.b64e is not None:
                 assert armorer is not None
                 self._self_armored(w, armorer)

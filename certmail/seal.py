@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from keys.dkim_body import SIGNING_CANONICALIZATION, BodyHash
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
 
@@ -68,6 +69,7 @@ def seal(
     progress: Progress | None = None,
     compress: bool = False,
     dkim_check: Callable[[Path, Any], None] | None = None,
+    dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
@@ -79,7 +81,10 @@ def seal(
     file and returns the DKIM-Signature field line(s) to prepend;
     ``dkim_check(path, sha256)`` then DKIM-verifies the finished file, feeding
     ``sha256`` (a :mod:`hashlib` object) every byte it reads: the message's
-    SHA-256 is taken in that same pass. Before
+    SHA-256 is taken in that same pass. ``dkim_hashed(header block, body
+    hash)``, when given with ``dkim``, makes the same field from the body hash
+    (:data:`keys.dkim_body.SIGNING_CANONICALIZATION`) taken while an encrypted
+    message is written, so the file is not read again to sign it. Before
     returning, the final bytes are checked: decryptable with our own key, the
     decrypted bytes equal to what was signed, and the signature valid.
 
@@ -97,7 +102,16 @@ def seal(
     unsigned = workdir / "message.unsigned"
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
     if encrypt:
-        manifest, digest, size = _seal_encrypted(*args, compress=compress)
+        streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
+        manifest, digest, size, head = _seal_encrypted(*args, compress=compress, dkim=streamed)
+        if streamed is not None and dkim_hashed is not None:
+            bh = streamed.digest()
+
+            def dkim_from_hash(_: Path) -> bytes:
+                assert dkim_hashed is not None
+                return dkim_hashed(head, bh)
+
+            dkim = dkim_from_hash
     else:
         manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
     final = workdir / "message.eml"
@@ -140,8 +154,13 @@ def _seal_encrypted(
     progress: Progress | None,
     *,
     compress: bool = False,
-) -> tuple[Manifest, str, int]:
-    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``."""
+    dkim: BodyHash | None = None,
+) -> tuple[Manifest, str, int, bytes]:
+    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``.
+
+    ``dkim`` is fed the body as it is written; the header block is returned with
+    the manifest, the SHA-256 and the size.
+    """
     hp: Literal["cipher"] = "cipher"
     inner = workdir / "inner.mime"
     recipients = [keyring.encryption_key(a) for a in headers.recipients]
@@ -186,10 +205,11 @@ def _seal_encrypted(
         boundary=sb,
         compress=compress,
         write_inner=write_inner,
+        body_hash=dkim,
     )
     digest, size = pipeline.run(unsigned, outer)
     manifest: Manifest = pipeline.composed
-    return manifest, digest, size
+    return manifest, digest, size, pipeline.header_block
 
 
 def _seal_clear(

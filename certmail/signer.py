@@ -87,6 +87,7 @@ class Sealer:
             progress=progress,
             compress=compress,
             dkim_check=dkim_check if dkim is not None else None,
+            dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
         )
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:
@@ -99,6 +100,20 @@ class Sealer:
 
         def sign(path: Path) -> bytes:  # streams the body: memory does not grow with it
             return dkim_sign_file(path, key)
+
+        return sign
+
+    def dkim_hashed(self, domain: str) -> Callable[[bytes, bytes], bytes] | None:
+        """A DKIM signer from a header block and a body hash taken as the body was
+        written (:func:`keys.dkim.dkim_sign_hashed`), or None without a key."""
+        from keys.dkim import dkim_sign_hashed, find_dkim_key
+
+        key = find_dkim_key(self.dkim_dir, domain)
+        if key is None:
+            return None
+
+        def sign(head: bytes, bh: bytes) -> bytes:
+            return dkim_sign_hashed(head, bh, key)
 
         return sign
 

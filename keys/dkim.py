@@ -27,7 +27,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from keys.dkim_body import MAX_HEADER_BLOCK, BodyHash, body_hash_file, read_head
+from keys.dkim_body import (
+    MAX_HEADER_BLOCK,
+    SIGNING_CANONICALIZATION,
+    BodyHash,
+    body_hash_file,
+    read_head,
+)
 from keys.errors import ConflictError, KeyMaterialError, MalformedError, VerificationError
 
 __all__ = [
@@ -354,6 +360,22 @@ def dkim_sign_file(
     order and folding), so for the same ``timestamp`` (``t=``, default now)
     the header equals :func:`dkim_sign`'s byte for byte.
     """
+    head, bh = body_hash_file(Path(path), SIGNING_CANONICALIZATION)
+    return dkim_sign_hashed(head, bh, key, headers=headers, timestamp=timestamp)
+
+
+def dkim_sign_hashed(
+    head: bytes,
+    bh: bytes,
+    key: DkimKey,
+    *,
+    headers: Sequence[bytes] | None = None,
+    timestamp: int | None = None,
+) -> bytes:
+    """The DKIM-Signature field for a message with header block ``head`` (its field
+    lines, each CRLF-ended, without the empty line) and body hash ``bh``: the
+    :class:`BodyHash` (:data:`SIGNING_CANONICALIZATION`) of its body, taken as the
+    body was written. Equal to :func:`dkim_sign_file` for the same bytes."""
     import dkim
     import nacl.encoding
     import nacl.signing
@@ -361,7 +383,6 @@ def dkim_sign_file(
     from dkim.crypto import parse_pem_private_key
 
     private = _load_private(key)
-    head, bh = body_hash_file(Path(path), b"relaxed")
     present = _header_names(head + b"\r\n")
     chosen = _headers_to_sign(present, headers)
     if b"from" not in chosen:
@@ -377,7 +398,9 @@ def dkim_sign_file(
             )
         else:
             pk = parse_pem_private_key(_dkimpy_private(private))
-        policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+        policy = CanonicalizationPolicy.from_c_value(
+            SIGNING_CANONICALIZATION + b"/" + SIGNING_CANONICALIZATION
+        )
         domain, selector = key.domain.encode(), key.selector.encode()
         include = tuple(chosen)
         d.include_headers = include

@@ -16,13 +16,21 @@ from typing import Any
 
 from keys.errors import MalformedError
 
-__all__ = ["MAX_HEADER_BLOCK", "BodyHash", "body_hash_file", "read_head"]
+__all__ = [
+    "MAX_HEADER_BLOCK",
+    "SIGNING_CANONICALIZATION",
+    "BodyHash",
+    "body_hash_file",
+    "read_head",
+]
 
 _EOL = re.compile(rb"\r?\n")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _WSP = re.compile(rb"[\t ]+")
 _CHUNK = 1 << 20
 MAX_HEADER_BLOCK = 256 * 1024
+#: The body canonicalization certmail signs with (``c=relaxed/relaxed``).
+SIGNING_CANONICALIZATION = b"relaxed"
 
 
 class BodyHash:

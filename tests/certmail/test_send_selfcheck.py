@@ -164,15 +164,31 @@ def test_dkim_signed_sha256_is_of_the_checked_file(
 def test_bad_dkim_signature_is_refused(pair: tuple[Keyring, Keyring], tmp_path: Path) -> None:
     """A DKIM-Signature whose body hash is not of the body: the check refuses the message."""
     sealer = _sealer(pair[0], tmp_path)
-    sign = sealer.dkim_signer("example.org")
+    sign = sealer.dkim_hashed("example.org")
     assert sign is not None
-
-    def wrong_body(path: Path) -> bytes:
-        other = tmp_path / "other.eml"
-        raw = path.read_bytes()
-        other.write_bytes(raw.replace(b"-----END PGP MESSAGE-----", b"-----END PGP MESSAGE----X"))
-        return bytes(sign(other))
-
-    sealer.dkim_signer = lambda domain: wrong_body
+    sealer.dkim_hashed = lambda domain: lambda head, bh: sign(head, bytes(32))
     with pytest.raises(Error, match="refusing to send: the DKIM signature does not verify"):
         _seal_with(sealer, tmp_path)
+
+
+def test_dkim_hash_taken_while_writing_equals_the_files(
+    pair: tuple[Keyring, Keyring], tmp_path: Path
+) -> None:
+    """The body hash taken as the message is written is the one of the stored body."""
+    from keys.dkim_body import body_hash_file
+
+    sealer = _sealer(pair[0], tmp_path)
+    seen: list[tuple[bytes, bytes]] = []
+    sign = sealer.dkim_hashed("example.org")
+    assert sign is not None
+
+    def recording(head: bytes, bh: bytes) -> bytes:
+        seen.append((head, bh))
+        return bytes(sign(head, bh))
+
+    sealer.dkim_hashed = lambda domain: recording
+    s = _seal_with(sealer, tmp_path)
+    raw = s.path.read_bytes()
+    head, bh = body_hash_file(s.path)
+    prefix_end = raw.index(b"\r\nFrom: ") + 2  # the DKIM-Signature field(s) come first
+    assert seen == [(head[prefix_end:], bh)]
