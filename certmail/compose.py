@@ -217,12 +217,13 @@ def write_base64(
     The bytes are those of :func:`b64_lines` over the whole of ``src`` (RFC 2045
     §6.8); ``on_bytes`` sees every byte read. ``tool`` is GNU coreutils'
     ``base64`` (:func:`gnu_base64`) or None for ``binascii`` in this process.
-    Measured on 100 MB (2 cores, loaded): binascii in 0.9 MB chunks takes
-    1.1-1.6 s wall and 0.8-1.2 s CPU of this (GIL-holding) process; GNU base64
-    0.3-0.8 s wall and 0.2 s CPU here, the encoding running in its own process.
-    A whole ``certmail send`` of 100 MB (benchmarks/bench_send.py, three runs
-    each, with the pipeline's armor): 6.9-7.3 CPU s with GNU base64, 8.1-9.6
-    without (gpg 3.9-4.5): kept, as send is still above its 1.25x-gpg target.
+    Why the external tool stays (issue 9; measured on 100 MB, 2 loaded cores,
+    ``write_base64`` alone, two runs each): binascii with the lines cut by
+    slicing takes 0.32-0.35 CPU s, all of it holding this process's GIL, which
+    the send pipeline's other threads (armor, hashing, the check) need; GNU
+    base64 takes 0.19-0.20 CPU s, half of it in its own process, and 0.26-0.52 s
+    wall against 0.94-2.17. In ``send`` the inner entity streams into gpg
+    (:mod:`certmail.pipeline`), so the encoder runs beside gpg on the other core.
     """
     if tool is None:
         _write_b64_python(src, out, on_bytes)
@@ -413,7 +414,10 @@ def compose_inner(
     w(_qp(text))
     w(b"\r\n")
 
-    total = sum(p.stat().st_size for p, _ in attachments)
+    try:
+        total = sum(p.stat().st_size for p, _ in attachments)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no such file: {e.filename}", hint="check the --attach path") from None
     done = 0
     records: list[AttachmentRecord] = []
     for path, scan in attachments:

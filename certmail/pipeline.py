@@ -1,10 +1,11 @@
 """The streaming gpg pipeline that signs, encrypts and re-verifies a message in one pass.
 
 RFC 3156 §6.2 (signed, then encrypted) over the inner entity of
-:mod:`certmail.compose`, with the armor of RFC 4880 §6 / RFC 9580 §6.2. Four gpg
-processes run at once, the data flowing through file descriptors, so that the
-re-verification DESIGN §5 asks for ("re-verify the bytes before they leave")
-costs no extra pass over the file. :class:`EncryptPipeline` has one method per
+:mod:`certmail.compose`, with the armor of RFC 4880 §6 / RFC 9580 §6.2. The
+inner entity is composed straight into gpg; four gpg processes run at once, the
+data flowing through file descriptors, so that the re-verification DESIGN §5
+asks for ("re-verify the bytes before they leave") costs no extra pass over
+the message file. :class:`EncryptPipeline` has one method per
 stage; the file helpers (hashing writer, kernel copies, early write-back) are
 shared with :mod:`certmail.seal`.
 """
@@ -15,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,9 +86,13 @@ class HashingWriter:
         self.digest = hashlib.sha256()
         self.size = 0
         self._synced = 0
+        #: Also fed what is written, when set (the DKIM body hash, from the body on).
+        self.tap: Any = None
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        if self.tap is not None:
+            self.tap.update(data)
         self.size += len(data)
         n = self.f.write(data)
         if self.size - self._synced >= WRITEBACK:
@@ -96,16 +102,20 @@ class HashingWriter:
         return n
 
 
-class Tap:
-    """A binary file wrapper that also feeds what is written to a hash."""
+class Fanout:
+    """A writer that hashes what is written and sends it to a file and to pipes."""
 
-    def __init__(self, f: BinaryIO, h: Any) -> None:
+    def __init__(self, f: BinaryIO, fds: Sequence[int], h: Any) -> None:
         self.f = f
+        self.fds = fds
         self.h = h
 
     def write(self, data: bytes) -> int:
         self.h.update(data)
-        return self.f.write(data)
+        self.f.write(data)
+        for fd in self.fds:
+            write_all(fd, data)
+        return len(data)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -113,18 +123,6 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def pump(src: int, dst: int) -> None:
-    """Move the rest of file ``src`` into pipe ``dst`` in the kernel (splice(2))."""
-    try:
-        while os.splice(src, dst, COPY_CHUNK):
-            pass
-        return
-    except (OSError, AttributeError):  # no splice here: copy through a buffer
-        pass
-    while chunk := os.read(src, COPY_CHUNK):
-        write_all(dst, chunk)
 
 
 def copy_file(src: BinaryIO, dst: BinaryIO) -> None:
@@ -233,24 +231,33 @@ class EncryptPipeline:
 
     The processes, data flowing through file descriptors:
 
-    - ``sign``: a detached signature over ``inner`` (gpg reads the file);
+    - the inner entity is composed (``write_inner``, :func:`certmail.compose.compose_inner`)
+      in the feeding thread straight into the pipes of ``sign`` and ``encrypt`` and
+      into the file ``inner`` (:meth:`_feed_inner`, :class:`Fanout`), hashed as it
+      goes: no stage waits for a whole file, no copy of it is held in memory;
+    - ``sign``: a detached signature over the inner entity (its stdin);
     - ``encrypt`` (with ``compress``, zlib at :data:`certmail.msgsize.COMPRESS_LEVEL`:
       it takes back base64's 8/6 even for incompressible attachments): its stdin gets
-      the ``multipart/signed`` head, then ``inner`` spliced in the kernel, then
-      the signature part once ``sign`` is done (:meth:`_feed`);
+      the ``multipart/signed`` head, the inner entity, then the signature part
+      once ``sign`` is done (:meth:`_feed`);
     - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
       gpg writes binary, :meth:`_armor_feed` takes its CRC-24 and passes it on
-      to ``base64 -w 64``, and the armor is framed here; otherwise gpg armors;
-    - :meth:`_write_message` reads the armored ciphertext, turns it into CRLF
-      lines and writes it into the message file (hashed) and, the same bytes,
-      into the check (:class:`ArmorCheck`): with GNU ``base64`` installed its
-      body, line ends back to LF, goes through ``base64 -d`` straight into
-      ``decrypt`` (binary input: gpg's armor reader costs ~3x more), the
-      framing lines checked here;
-      otherwise the armor goes to ``decrypt`` as it is;
+      to ``base64 -w 64``, and the armor is framed here (:meth:`_self_armored`);
+      otherwise gpg armors (:meth:`_gpg_armored`);
+    - the message file gets the armored ciphertext in CRLF lines (hashed) and
+      the check the same bytes: with certmail's armor each body chunk goes to
+      ``base64 -d`` as ``base64`` wrote it (the written CRLFs turned back into
+      LFs, which is that chunk), straight into ``decrypt`` (binary input: gpg's
+      armor reader costs ~3x more); otherwise the armor goes through
+      :class:`ArmorCheck` (its framing checked) to ``decrypt`` or ``base64 -d``;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
+
+    The check is one symmetric pass: gpg's public-key step is one operation on a
+    session key of a few dozen bytes, so checking "with the session key"
+    (``--show-session-key`` / ``--override-session-key``) would save nothing
+    measurable; GnuPG 2.2 does not report the session key when it encrypts.
     """
 
     def __init__(
@@ -265,11 +272,27 @@ class EncryptPipeline:
         payload_hash: Any,
         boundary: str,
         compress: bool = False,
+        write_inner: Callable[[Any], Any] | None = None,
+        body_hash: Any = None,
     ) -> None:
-        """``payload_hash`` has seen ``payload_head`` and ``inner``; the signature part is added.
+        """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
+        part are added as they go into ``encrypt``.
 
-        ``compress``: gpg deflates the payload (:data:`certmail.msgsize.COMPRESS_LEVEL`).
+        ``write_inner(out)`` writes the inner entity (``out`` has ``write``), in
+        the feeding thread while gpg signs and encrypts; what it returns is
+        :attr:`composed`. Without it, ``inner`` is an existing file (its bytes are
+        read and hashed here). ``compress``: gpg deflates the payload
+        (:data:`certmail.msgsize.COMPRESS_LEVEL`). ``body_hash`` (a
+        :class:`keys.dkim_body.BodyHash`), when given, is fed the message's body
+        as it is written, for its DKIM signature; :attr:`header_block` is then
+        the message's header block (its field lines, without the empty line).
         """
+        self.body_hash = body_hash
+        self.header_block = b""
+        self.write_inner = write_inner
+        self.composed: Any = None
+        #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
+        self.compose_error: BaseException | None = None
         self.compress = compress
         self.keyring = keyring
         self.inner = inner
@@ -283,6 +306,7 @@ class EncryptPipeline:
         self.plain = hashlib.sha256()
         self.signature: list[bytes] = []
         self.signature_ready = threading.Event()
+        self.inner_done = threading.Event()  # all of the inner entity is in sign and inner
         self.sign_run: GpgProcess | None = None
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
@@ -293,24 +317,36 @@ class EncryptPipeline:
     def run(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """Write the ``multipart/encrypted`` message with ``outer`` fields; (sha256, size)."""
         try:
-            self._start()
-            threads = [
-                threading.Thread(target=self._feed, daemon=True),
-                threading.Thread(target=self._drain, daemon=True),
-            ]
-            if self.sign_run is not None:
-                threads.append(threading.Thread(target=self._sign_and_verify, daemon=True))
-            armorer = None
-            if self.b64e is not None:
-                armorer = threading.Thread(target=self._armor_feed, daemon=True)
-                threads.append(armorer)
-            for t in threads:
-                t.start()
-            result = self._write_message(message, outer, armorer)
-            for t in threads:
-                t.join()
-            self._finish()
+            try:
+                self._start()
+                threads = [
+                    threading.Thread(target=self._feed, daemon=True),
+                    threading.Thread(target=self._drain, daemon=True),
+                ]
+                if self.sign_run is not None:
+                    threads.append(threading.Thread(target=self._sign_and_verify, daemon=True))
+                armorer = None
+                if self.b64e is not None:
+                    armorer = threading.Thread(target=self._armor_feed, daemon=True)
+                    threads.append(armorer)
+                for t in threads:
+                    t.start()
+                result = self._write_message(message, outer, armorer)
+                for t in threads:
+                    t.join()
+                if self.compose_error is not None:
+                    raise self.compose_error
+                self._finish()
+            except BaseException:
+                # What went wrong first: the inner entity could not be written (a
+                # missing attachment, a body that is not text) is not a failed check.
+                self._stop()
+                if self.compose_error is not None:
+                    raise self.compose_error from None
+                raise
         except (VerificationError, MalformedError) as e:
+            if e is self.compose_error:
+                raise
             raise Error(
                 f"refusing to send: the finished message did not re-verify ({e.message})",
                 hint=REVERIFY_HINT,
@@ -322,8 +358,7 @@ class EncryptPipeline:
     def _start(self) -> None:
         """Start the processes: sign, encrypt, the base64 coders, decrypt."""
         if self.signer is not None:
-            with self.inner.open("rb") as src:
-                self.sign_run = self.keyring.start_sign_detached(src, self.signer)
+            self.sign_run = self.keyring.start_sign_detached(subprocess.PIPE, self.signer)
         tool = gnu_base64()
         self_armor = tool is not None and fast_crc24()
         self.enc = self.keyring.start_encrypt(
@@ -347,6 +382,7 @@ class EncryptPipeline:
         assert self.sign_run is not None
         try:
             try:
+                self.inner_done.wait()  # finishing closes sign's stdin: only once all is in
                 signature, used = self.keyring.finish_sign_detached(self.sign_run)
                 if used != self.micalg:
                     raise Error(
@@ -361,14 +397,18 @@ class EncryptPipeline:
             self.errors.append(e)
 
     def _feed(self) -> None:
-        """The payload into ``encrypt``: head, ``inner`` (spliced), the signature part."""
+        """The payload into ``encrypt``: head, the inner entity, the signature part.
+
+        The inner entity goes, as it is written (:meth:`_feed_inner`), into
+        ``encrypt``, into ``sign`` and into the file ``inner`` (the signature is
+        verified over it once gpg has made it).
+        """
         assert self.enc is not None and self.enc.stdin is not None
         stdin = self.enc.stdin
         fd = stdin.fileno()
         try:
             write_all(fd, self.payload_head)
-            with self.inner.open("rb") as f:
-                pump(f.fileno(), fd)
+            self._feed_inner(fd)
             if self.sign_run is not None:
                 self.signature_ready.wait()
                 if not self.signature:
@@ -379,8 +419,35 @@ class EncryptPipeline:
         except BaseException as e:  # reported by the main thread
             self.errors.append(e)
         finally:
+            self.inner_done.set()
             if not stdin.closed:
                 stdin.close()
+
+    def _feed_inner(self, fd: int) -> None:
+        """The inner entity into the pipe ``fd``, ``sign``'s stdin, ``inner`` and the hash."""
+        sign_in = self.sign_run.stdin if self.sign_run is not None else None
+        try:
+            with self.inner.open("wb" if self.write_inner is not None else "rb") as f:
+                fds = [fd] if sign_in is None else [fd, sign_in.fileno()]
+                if self.write_inner is None:
+                    while chunk := f.read(COPY_CHUNK):
+                        self.payload_hash.update(chunk)
+                        for dst in fds:
+                            write_all(dst, chunk)
+                    return
+                fanout = Fanout(f, fds, self.payload_hash)  # type: ignore[arg-type]
+                try:
+                    self.composed = self.write_inner(fanout)
+                except BaseException as e:  # a gpg that died (a broken pipe) says why itself
+                    if not isinstance(e, BrokenPipeError):
+                        self.compose_error = e
+                    raise
+                f.flush()
+        finally:
+            if sign_in is not None and not sign_in.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    sign_in.close()
+            self.inner_done.set()
 
     def _drain(self) -> None:
         """Hash the plaintext the verifying ``decrypt`` gives back."""
@@ -408,47 +475,76 @@ class EncryptPipeline:
     ) -> tuple[str, int]:
         """The message file: outer fields, the armored ciphertext in CRLF lines, the close.
 
-        The armor goes, byte for byte as written, into the check as well.
+        The armor goes, byte for byte as written, into the check as well. When
+        certmail armors (``base64 -w 64``), the check is fed each body chunk as
+        ``base64`` wrote it, before its LFs became CRLFs: exactly what turning
+        the written CRLFs back into LFs gives (a chunk with a CR is refused), so
+        the written bytes need not be converted back (:meth:`_self_armored`).
         """
         assert self.enc is not None and self.dec is not None
         eb = new_boundary()
-        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
-        assert check_dst is not None
-        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
-        source = self.enc.stdout if self.b64e is None else self.b64e.stdout
-        assert source is not None
-
         with message.open("wb") as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
-
-            def put(data: bytes) -> None:
-                w.write(data)
-                check.write(data)
-
-            w.write(encrypted_head(eb, outer))
-            last = b""
+            head = encrypted_head(eb, outer)
+            w.write(head)
+            if self.body_hash is not None:
+                cut = head.index(b"\r\n\r\n")  # our own fields: no empty line before
+                self.header_block = head[: cut + 2]
+                self.body_hash.update(head[cut + 4 :])
+                w.tap = self.body_hash
             if self.b64e is not None:
-                put(BEGIN_MESSAGE + b"\r\n\r\n")
-            with source:
-                while chunk := source.read(COPY_CHUNK):
-                    chunk = crlf(chunk)
-                    put(chunk)
-                    last = chunk[-2:]
-            if armorer is not None:
-                assert self.crc is not None
-                armorer.join()
-                if self.errors:
-                    raise self.errors[0]
-                end = b"%s\r\n%s\r\n" % (self.crc.checksum_line(), END_MESSAGE)
-                put(end if last == b"\r\n" else b"\r\n" + end)
-                last = b"\r\n"
-            if last != b"\r\n":
-                w.write(b"\r\n")
+                assert armorer is not None
+                self._self_armored(w, armorer)
+            else:
+                self._gpg_armored(w)
             w.write(encrypted_tail(eb))
-            check.close()
             out.flush()
             start_writeback(out.fileno(), 0, 0)
         return w.digest.hexdigest(), w.size
+
+    def _self_armored(self, w: HashingWriter, armorer: threading.Thread) -> None:
+        """The armor framed here around ``base64 -w 64``'s body; the body to ``base64 -d``."""
+        assert self.b64e is not None and self.b64d is not None and self.crc is not None
+        source, check = self.b64e.stdout, self.b64d.stdin
+        assert source is not None and check is not None
+        fd: int | None = check.fileno()
+        w.write(BEGIN_MESSAGE + b"\r\n\r\n")
+        last = b"\n"
+        with source:
+            while chunk := source.read(COPY_CHUNK):
+                if b"\r" in chunk:
+                    raise MalformedError("base64 wrote a CR into the armor")
+                w.write(chunk.replace(b"\n", b"\r\n"))
+                if fd is not None:
+                    try:
+                        write_all(fd, chunk)
+                    except BrokenPipeError:
+                        fd = None  # the decrypt failed: _finish says why
+                last = chunk[-1:]
+        with contextlib.suppress(BrokenPipeError):
+            check.close()
+        armorer.join()
+        if self.errors:
+            raise self.errors[0]
+        end = b"%s\r\n%s\r\n" % (self.crc.checksum_line(), END_MESSAGE)
+        w.write(end if last == b"\n" else b"\r\n" + end)
+
+    def _gpg_armored(self, w: HashingWriter) -> None:
+        """gpg's own armor, in CRLF lines, to the message and (:class:`ArmorCheck`) the check."""
+        assert self.enc is not None and self.dec is not None
+        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
+        assert check_dst is not None and self.enc.stdout is not None
+        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
+        last = b""
+        with self.enc.stdout as source:
+            while chunk := source.read(COPY_CHUNK):
+                chunk = crlf(chunk)
+                w.write(chunk)
+                check.write(chunk)
+                last = chunk[-2:]
+        if last != b"\r\n":
+            w.write(b"\r\n")
+        check.close()
 
     def _finish(self) -> None:
         """Every process succeeded, and the decryption gave back exactly the payload."""

@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
+from keys.dkim_body import SIGNING_CANONICALIZATION, BodyHash
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
 
@@ -33,7 +34,6 @@ from .pipeline import (
     REVERIFY_HINT,
     EncryptPipeline,
     HashingWriter,
-    Tap,
     close_file,
     copy_file,
     file_sha256,
@@ -68,6 +68,8 @@ def seal(
     dkim: Callable[[Path], bytes] | None = None,
     progress: Progress | None = None,
     compress: bool = False,
+    dkim_check: Callable[[Path, Any], None] | None = None,
+    dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
@@ -76,7 +78,13 @@ def seal(
 
     Every stage goes file to file inside ``workdir``; the result is
     ``workdir/message.eml``. ``dkim``, when given, reads the finished message
-    file and returns the DKIM-Signature field line(s) to prepend. Before
+    file and returns the DKIM-Signature field line(s) to prepend;
+    ``dkim_check(path, sha256)`` then DKIM-verifies the finished file, feeding
+    ``sha256`` (a :mod:`hashlib` object) every byte it reads: the message's
+    SHA-256 is taken in that same pass. ``dkim_hashed(header block, body
+    hash)``, when given with ``dkim``, makes the same field from the body hash
+    (:data:`keys.dkim_body.SIGNING_CANONICALIZATION`) taken while an encrypted
+    message is written, so the file is not read again to sign it. Before
     returning, the final bytes are checked: decryptable with our own key, the
     decrypted bytes equal to what was signed, and the signature valid.
 
@@ -94,12 +102,21 @@ def seal(
     unsigned = workdir / "message.unsigned"
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
     if encrypt:
-        manifest, digest, size = _seal_encrypted(*args, compress=compress)
+        streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
+        manifest, digest, size, head = _seal_encrypted(*args, compress=compress, dkim=streamed)
+        if streamed is not None and dkim_hashed is not None:
+            bh = streamed.digest()
+
+            def dkim_from_hash(_: Path) -> bytes:
+                assert dkim_hashed is not None
+                return dkim_hashed(head, bh)
+
+            dkim = dkim_from_hash
     else:
         manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
     final = workdir / "message.eml"
     if dkim is not None:
-        digest, size = _prepend_dkim(dkim, unsigned, final)
+        digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check)
     else:
         os.replace(unsigned, final)
     return Sealed(final, digest, size, manifest, sign, encrypt)
@@ -137,8 +154,13 @@ def _seal_encrypted(
     progress: Progress | None,
     *,
     compress: bool = False,
-) -> tuple[Manifest, str, int]:
-    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``."""
+    dkim: BodyHash | None = None,
+) -> tuple[Manifest, str, int, bytes]:
+    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``.
+
+    ``dkim`` is fed the body as it is written; the header block is returned with
+    the manifest, the SHA-256 and the size.
+    """
     hp: Literal["cipher"] = "cipher"
     inner = workdir / "inner.mime"
     recipients = [keyring.encryption_key(a) for a in headers.recipients]
@@ -152,12 +174,15 @@ def _seal_encrypted(
         keyring.unlock_decryption(own)
     sb = new_boundary()
     # The payload gpg encrypts is [multipart/signed head][inner][signature part];
-    # its SHA-256 is taken as it is written, to compare with the decryption.
+    # its SHA-256 is taken as it goes into gpg, to compare with the decryption.
+    # The inner entity is composed straight into gpg (and into ``inner``, for the
+    # signature check) while gpg signs and encrypts: no stage waits for a whole file.
     phead = signed_head(micalg, sb) if micalg is not None else b""
     payload_hash = hashlib.sha256(phead)
-    with inner.open("wb") as f:
+
+    def write_inner(out: BinaryIO) -> Manifest:
         manifest = compose_inner(
-            Tap(f, payload_hash),  # type: ignore[arg-type]
+            out,
             headers,
             body,
             attachments,
@@ -165,8 +190,10 @@ def _seal_encrypted(
             outer_subject=OBSCURED_SUBJECT,
             progress=progress,
         )
-    if progress is not None:
-        progress("encrypt", 0, 1)
+        if progress is not None:
+            progress("encrypt", 0, 1)
+        return manifest
+
     pipeline = EncryptPipeline(
         keyring,
         inner,
@@ -177,9 +204,12 @@ def _seal_encrypted(
         payload_hash=payload_hash,
         boundary=sb,
         compress=compress,
+        write_inner=write_inner,
+        body_hash=dkim,
     )
     digest, size = pipeline.run(unsigned, outer)
-    return manifest, digest, size
+    manifest: Manifest = pipeline.composed
+    return manifest, digest, size, pipeline.header_block
 
 
 def _seal_clear(
@@ -229,8 +259,17 @@ def _seal_clear(
     return manifest, writer.digest.hexdigest(), writer.size
 
 
-def _prepend_dkim(dkim: Callable[[Path], bytes], unsigned: Path, final: Path) -> tuple[str, int]:
-    """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``."""
+def _prepend_dkim(
+    dkim: Callable[[Path], bytes],
+    unsigned: Path,
+    final: Path,
+    check: Callable[[Path, Any], None] | None = None,
+) -> tuple[str, int]:
+    """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``.
+
+    The finished file is read back once: its SHA-256 (and, with ``check``, the
+    DKIM check of the same bytes) come from what is stored.
+    """
     prefix = canonicalize(dkim(unsigned))
     with final.open("wb") as f:
         f.write(prefix)
@@ -241,4 +280,8 @@ def _prepend_dkim(dkim: Callable[[Path], bytes], unsigned: Path, final: Path) ->
         start_writeback(f.fileno(), 0, 0)
     unsigned.unlink()
     # Read back: the stored bytes are the ones hashed, notarized and sent.
-    return file_sha256(final), final.stat().st_size
+    if check is None:
+        return file_sha256(final), final.stat().st_size
+    digest = hashlib.sha256()
+    check(final, digest)
+    return digest.hexdigest(), final.stat().st_size

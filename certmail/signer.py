@@ -61,12 +61,20 @@ class Sealer:
         progress: Progress | None,
         compress: bool = False,
     ) -> Sealed:
-        """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message."""
+        """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message.
+
+        The DKIM check reads the finished file once, and the message's SHA-256 is
+        taken in that same pass (:func:`certmail.seal.seal`'s ``dkim_check``).
+        """
         extra = [f"{NOTARY_HEADER}: {notary_url}"] if notary_url else []
         if request_mdn:
             extra.append(f"Disposition-Notification-To: {headers.from_addr}")
         dkim = self.dkim_signer(_domain(headers.from_addr))
-        sealed = seal(
+
+        def dkim_check(path: Path, sha256: Any) -> None:
+            self.dkim_check(path, headers.from_addr, tap=sha256)
+
+        return seal(
             self.keyring(),
             work,
             headers,
@@ -78,10 +86,9 @@ class Sealer:
             dkim=dkim,
             progress=progress,
             compress=compress,
+            dkim_check=dkim_check if dkim is not None else None,
+            dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
         )
-        if dkim is not None:
-            self.dkim_check(sealed.path, headers.from_addr)
-        return sealed
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:
         """A DKIM signer with the domain's key, or None when there is no key for it."""
@@ -96,12 +103,34 @@ class Sealer:
 
         return sign
 
-    def dkim_check(self, path: Path, from_addr: str) -> None:
-        """DKIM-verify the finished bytes against our own key's public record."""
+    def dkim_hashed(self, domain: str) -> Callable[[bytes, bytes], bytes] | None:
+        """A DKIM signer from a header block and a body hash taken as the body was
+        written (:func:`keys.dkim.dkim_sign_hashed`), or None without a key."""
+        from keys.dkim import dkim_sign_hashed, find_dkim_key
+
+        key = find_dkim_key(self.dkim_dir, domain)
+        if key is None:
+            return None
+
+        def sign(head: bytes, bh: bytes) -> bytes:
+            return dkim_sign_hashed(head, bh, key)
+
+        return sign
+
+    def dkim_check(self, path: Path, from_addr: str, *, tap: Any = None) -> None:
+        """DKIM-verify the finished bytes against our own key's public record.
+
+        ``tap`` (a :mod:`hashlib` object) is fed the file's bytes as they are
+        checked (:func:`keys.dkim.dkim_verify_file`)."""
         from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, _domain(from_addr))
         if key is None:
+            if tap is not None:  # the message was signed with a key that is gone now
+                raise Error(
+                    "refusing to send: the DKIM key went away while the message was sealed",
+                    hint="certmail keys dkim record (check the DKIM key)",
+                )
             return
         name, record = dns_record(key)
 
@@ -109,7 +138,7 @@ class Sealer:
             return record.encode() if qname.decode().rstrip(".") == name else b""
 
         try:
-            dkim_verify_file(path, dnsfunc=dnsfunc)
+            dkim_verify_file(path, dnsfunc=dnsfunc, tap=tap)
         except VerificationError as e:
             raise Error(
                 f"refusing to send: the DKIM signature does not verify ({e.message})",

@@ -27,7 +27,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from keys.dkim_body import MAX_HEADER_BLOCK, BodyHash, body_hash_file, read_head
+from keys.dkim_body import (
+    MAX_HEADER_BLOCK,
+    SIGNING_CANONICALIZATION,
+    BodyHash,
+    body_hash_file,
+    read_head,
+)
 from keys.errors import ConflictError, KeyMaterialError, MalformedError, VerificationError
 
 __all__ = [
@@ -354,6 +360,22 @@ def dkim_sign_file(
     order and folding), so for the same ``timestamp`` (``t=``, default now)
     the header equals :func:`dkim_sign`'s byte for byte.
     """
+    head, bh = body_hash_file(Path(path), SIGNING_CANONICALIZATION)
+    return dkim_sign_hashed(head, bh, key, headers=headers, timestamp=timestamp)
+
+
+def dkim_sign_hashed(
+    head: bytes,
+    bh: bytes,
+    key: DkimKey,
+    *,
+    headers: Sequence[bytes] | None = None,
+    timestamp: int | None = None,
+) -> bytes:
+    """The DKIM-Signature field for a message with header block ``head`` (its field
+    lines, each CRLF-ended, without the empty line) and body hash ``bh``: the
+    :class:`BodyHash` (:data:`SIGNING_CANONICALIZATION`) of its body, taken as the
+    body was written. Equal to :func:`dkim_sign_file` for the same bytes."""
     import dkim
     import nacl.encoding
     import nacl.signing
@@ -361,7 +383,6 @@ def dkim_sign_file(
     from dkim.crypto import parse_pem_private_key
 
     private = _load_private(key)
-    head, bh = body_hash_file(Path(path), b"relaxed")
     present = _header_names(head + b"\r\n")
     chosen = _headers_to_sign(present, headers)
     if b"from" not in chosen:
@@ -377,7 +398,9 @@ def dkim_sign_file(
             )
         else:
             pk = parse_pem_private_key(_dkimpy_private(private))
-        policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+        policy = CanonicalizationPolicy.from_c_value(
+            SIGNING_CANONICALIZATION + b"/" + SIGNING_CANONICALIZATION
+        )
         domain, selector = key.domain.encode(), key.selector.encode()
         include = tuple(chosen)
         d.include_headers = include
@@ -406,12 +429,18 @@ def dkim_sign_file(
     return out if out.endswith(b"\r\n") else out.rstrip(b"\r\n") + b"\r\n"
 
 
-def dkim_verify_file(path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = None) -> None:
+def dkim_verify_file(
+    path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = None, tap: Any = None
+) -> None:
     """Like :func:`dkim_verify` for the message in ``path``, streaming its body.
 
     Each body hash (``bh=``, for the signature's own ``c=``) is computed
     incrementally and compared here; dkimpy checks the header signature
     against the key record. Signatures with ``l=`` are not accepted.
+    ``tap`` (e.g. ``hashlib.sha256()``) is fed every byte of the file in the
+    pass that computes the first body hash, so that a sender can take the
+    SHA-256 of the very bytes it DKIM-checked without reading them again; it
+    has seen the whole file whenever this function returns.
     """
     import dkim
 
@@ -437,7 +466,8 @@ def dkim_verify_file(path: Path, *, dnsfunc: Callable[[bytes], bytes] | None = N
             body_c = sig.get(b"c", b"simple/simple").split(b"/")
             canon = body_c[1] if len(body_c) > 1 else b"simple"
             if canon not in hashes:
-                hashes[canon] = body_hash_file(path, canon)[1]
+                hashes[canon] = body_hash_file(path, canon, tap=tap)[1]
+                tap = None
             want = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
             if want != hashes[canon]:
                 reasons.append("body hash mismatch")

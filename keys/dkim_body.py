@@ -16,13 +16,21 @@ from typing import Any
 
 from keys.errors import MalformedError
 
-__all__ = ["MAX_HEADER_BLOCK", "BodyHash", "body_hash_file", "read_head"]
+__all__ = [
+    "MAX_HEADER_BLOCK",
+    "SIGNING_CANONICALIZATION",
+    "BodyHash",
+    "body_hash_file",
+    "read_head",
+]
 
 _EOL = re.compile(rb"\r?\n")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _WSP = re.compile(rb"[\t ]+")
 _CHUNK = 1 << 20
 MAX_HEADER_BLOCK = 256 * 1024
+#: The body canonicalization certmail signs with (``c=relaxed/relaxed``).
+SIGNING_CANONICALIZATION = b"relaxed"
 
 
 class BodyHash:
@@ -55,7 +63,7 @@ class BodyHash:
             piece = _WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", piece))
         return piece
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | memoryview) -> None:
         if self._pending:
             self._h.update(b"\r\n" * self._pending)
             self.size += 2 * self._pending
@@ -73,14 +81,43 @@ class BodyHash:
             self._emit(canon[:end] if end != len(canon) else canon)
         self._pending += (len(canon) - end) // 2
 
+    def _canonical(self, data: bytes, start: int, end: int) -> bool:
+        """Whether ``data[start:end]`` is already in canonical form (nothing to rewrite)."""
+        if data.count(b"\n", start, end) != data.count(b"\r\n", start, end):
+            return False
+        return not self.relaxed or (
+            data.find(b" ", start, end) < 0 and data.find(b"\t", start, end) < 0
+        )
+
+    def _span(self, data: bytes, start: int, end: int) -> None:
+        """Whole lines ``data[start:end]``: hashed in place when already canonical (the
+        usual case: base64 and armor lines), without a copy; rewritten otherwise."""
+        if not self._canonical(data, start, end):
+            self._lines(data[start:end])
+            return
+        stop = end
+        while stop - start >= 2 and data[stop - 2 : stop] == b"\r\n":
+            stop -= 2
+        if stop > start:
+            self._emit(memoryview(data)[start:stop])
+        self._pending += (end - stop) // 2
+
     def update(self, data: bytes) -> None:
         """Feed the next bytes of the body."""
+        start = 0
         if self._carry:
-            data = self._carry + data
-        cut = data.rfind(b"\n") + 1
-        self._carry = data[cut:]
-        if cut:
-            self._lines(data[:cut] if cut != len(data) else data)
+            first = data.find(b"\n") + 1
+            if not first:
+                self._carry += data
+                return
+            self._lines(self._carry + data[:first])  # the line split across pieces
+            self._carry = b""
+            start = first
+        end = data.rfind(b"\n", start) + 1
+        if end > start:
+            self._span(data, start, end)
+            start = end
+        self._carry = data[start:] if start < len(data) else b""
 
     def digest(self) -> bytes:
         """The SHA-256 of the canonical body (call once, after the last update)."""
@@ -113,12 +150,23 @@ def read_head(f: Any) -> tuple[bytes, int]:
             raise MalformedError("the message's header block is too large for DKIM")
 
 
-def body_hash_file(path: Path, canonicalization: bytes = b"relaxed") -> tuple[bytes, bytes]:
-    """(header block, DKIM body hash) of the message in ``path``, streaming the body."""
+def body_hash_file(
+    path: Path, canonicalization: bytes = b"relaxed", *, tap: Any = None
+) -> tuple[bytes, bytes]:
+    """(header block, DKIM body hash) of the message in ``path``, streaming the body.
+
+    ``tap`` (e.g. a :mod:`hashlib` object), when given, is fed every byte of the
+    file, head and body, in the same pass.
+    """
     with open(path, "rb") as f:
         head, body_at = read_head(f)
-        f.seek(body_at)
+        f.seek(0)
+        start = f.read(body_at)
+        if tap is not None:
+            tap.update(start)
         bh = BodyHash(canonicalization)
         while chunk := f.read(_CHUNK):
             bh.update(chunk)
+            if tap is not None:
+                tap.update(chunk)
     return head, bh.digest()

@@ -1,0 +1,194 @@
+"""The send-side self-check (DESIGN §5): the bytes written are decrypted and verified
+before they may leave, while the inner entity streams into gpg.
+
+The ciphertext is tampered with between gpg and the message file (one flipped
+byte in gpg's output, so the armor, its CRC-24 and the file all carry it): the
+check must refuse the message. Both ways of armoring are covered: certmail's
+own (GNU base64) and gpg's (``CERTMAIL_REFERENCE_ONLY=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import certmail.seal as seal_module
+from certmail.compose import Headers, ScanRecord
+from certmail.pipeline import EncryptPipeline
+from certmail.seal import seal
+from certmail.unseal import check_manifest, unseal
+from keys.errors import Error, MalformedError, NotFoundError
+from keys.gpg import Keyring
+
+ALICE = "alice@example.org"
+BOB = "bob@example.net"
+
+
+@pytest.fixture
+def pair(keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> tuple[Keyring, Keyring]:
+    alice, _ = keyring_factory(ALICE, "Alice")
+    bob, _ = keyring_factory(BOB, "Bob")
+    for me, other, addr in ((alice, bob, BOB), (bob, alice, ALICE)):
+        me.import_keys(other.export_public(addr).encode())
+        me.trust(addr)
+    return alice, bob
+
+
+@pytest.fixture(params=["fast", "reference"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "reference":
+        monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
+    else:
+        monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    return str(request.param)
+
+
+def _headers() -> Headers:
+    return Headers(ALICE, (BOB,), "the deal", "<m1@example.org>", "Mon, 01 Jan 2024 00:00:00 +0000")
+
+
+def _attachment(tmp_path: Path, size: int = 200_000) -> Path:
+    f = tmp_path / "deal.bin"
+    f.write_bytes(os.urandom(size))
+    return f
+
+
+class TamperingPipeline(EncryptPipeline):
+    """The real pipeline with one byte of gpg's ciphertext flipped on its way out."""
+
+    at = 20_000  # well inside the encrypted data packet
+
+    def _start(self) -> None:
+        super()._start()
+        assert self.enc is not None and self.enc.stdout is not None
+        original = self.enc.stdout
+        r, w = os.pipe()
+
+        def relay() -> None:
+            seen = 0
+            with original, os.fdopen(w, "wb") as out:
+                while chunk := original.read(65536):
+                    if seen <= self.at < seen + len(chunk):
+                        i = self.at - seen
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0x01]) + chunk[i + 1 :]
+                    seen += len(chunk)
+                    out.write(chunk)
+
+        threading.Thread(target=relay, daemon=True).start()
+        self.enc.proc.stdout = os.fdopen(r, "rb")
+
+
+def test_streamed_send_roundtrips(pair: tuple[Keyring, Keyring], tmp_path: Path, mode: str) -> None:
+    alice, bob = pair
+    f = _attachment(tmp_path, 3_000_001)  # not a multiple of 57: a short last base64 line
+    s = seal(alice, tmp_path / "w", _headers(), b"Hello Bob\n", [(f, ScanRecord("clean"))])
+    assert s.manifest.attachments[0].size == 3_000_001
+    assert not (tmp_path / "w" / "message.unsigned").exists()
+    u = unseal(bob, s.path.read_bytes(), tmp_path / "o")
+    check_manifest(u)
+    assert u.signature is not None and u.signature.signer_email == ALICE
+    assert [p.data for p in u.parts if p.filename == "deal.bin"] == [f.read_bytes()]
+
+
+def test_tampered_ciphertext_is_refused(
+    pair: tuple[Keyring, Keyring],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    alice, _ = pair
+    monkeypatch.setattr(seal_module, "EncryptPipeline", TamperingPipeline)
+    f = _attachment(tmp_path)
+    with pytest.raises(Error, match="refusing to send: the finished message did not re-verify"):
+        seal(alice, tmp_path / "w", _headers(), b"Hello Bob\n", [(f, ScanRecord("clean"))])
+    assert not (tmp_path / "w" / "message.eml").exists()
+
+
+def test_compose_errors_surface_as_they_are(pair: tuple[Keyring, Keyring], tmp_path: Path) -> None:
+    """A bad input found while composing into gpg is that error, not a failed check."""
+    alice, _ = pair
+    missing = tmp_path / "gone.bin"
+    with pytest.raises(NotFoundError, match="no such file"):
+        seal(alice, tmp_path / "w1", _headers(), b"hi\n", [(missing, ScanRecord("clean"))])
+    with pytest.raises(MalformedError, match="not UTF-8"):
+        seal(alice, tmp_path / "w2", _headers(), b"\xff\xfe", [])
+
+
+def _sealer(alice: Keyring, tmp_path: Path) -> Any:
+    from certmail.signer import Sealer
+    from keys.dkim import generate_dkim_key
+
+    generate_dkim_key(tmp_path / "dkim", "example.org", "sel", "ed25519")
+    return Sealer(lambda: alice, tmp_path / "dkim")
+
+
+def _seal_with(sealer: Any, tmp_path: Path) -> Any:
+    f = _attachment(tmp_path, 500_000)
+    return sealer.seal(
+        tmp_path / "w",
+        _headers(),
+        b"Hello Bob\n",
+        [(f, ScanRecord("clean"))],
+        notary_url=None,
+        sign=True,
+        encrypt=True,
+        request_mdn=False,
+        progress=None,
+    )
+
+
+def test_dkim_signed_sha256_is_of_the_checked_file(
+    pair: tuple[Keyring, Keyring], tmp_path: Path
+) -> None:
+    """The SHA-256 taken in the DKIM check's pass is the stored file's; the file verifies."""
+    import hashlib
+
+    from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
+
+    sealer = _sealer(pair[0], tmp_path)
+    s = _seal_with(sealer, tmp_path)
+    raw = s.path.read_bytes()
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert s.sha256 == hashlib.sha256(raw).hexdigest() and s.size == len(raw)
+    key = find_dkim_key(tmp_path / "dkim", "example.org")
+    assert key is not None
+    _, record = dns_record(key)
+    dkim_verify_file(s.path, dnsfunc=lambda q: record.encode())
+
+
+def test_bad_dkim_signature_is_refused(pair: tuple[Keyring, Keyring], tmp_path: Path) -> None:
+    """A DKIM-Signature whose body hash is not of the body: the check refuses the message."""
+    sealer = _sealer(pair[0], tmp_path)
+    sign = sealer.dkim_hashed("example.org")
+    assert sign is not None
+    sealer.dkim_hashed = lambda domain: lambda head, bh: sign(head, bytes(32))
+    with pytest.raises(Error, match="refusing to send: the DKIM signature does not verify"):
+        _seal_with(sealer, tmp_path)
+
+
+def test_dkim_hash_taken_while_writing_equals_the_files(
+    pair: tuple[Keyring, Keyring], tmp_path: Path
+) -> None:
+    """The body hash taken as the message is written is the one of the stored body."""
+    from keys.dkim_body import body_hash_file
+
+    sealer = _sealer(pair[0], tmp_path)
+    seen: list[tuple[bytes, bytes]] = []
+    sign = sealer.dkim_hashed("example.org")
+    assert sign is not None
+
+    def recording(head: bytes, bh: bytes) -> bytes:
+        seen.append((head, bh))
+        return bytes(sign(head, bh))
+
+    sealer.dkim_hashed = lambda domain: recording
+    s = _seal_with(sealer, tmp_path)
+    raw = s.path.read_bytes()
+    head, bh = body_hash_file(s.path)
+    prefix_end = raw.index(b"\r\nFrom: ") + 2  # the DKIM-Signature field(s) come first
+    assert seen == [(head[prefix_end:], bh)]
