@@ -135,7 +135,7 @@ class _Entry(NamedTuple):
     crc: int
     csize: int
     usize: int
-    local: tuple[object, ...]
+    local: bytes  # the local header and name, exactly
 
 
 def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
@@ -173,7 +173,7 @@ def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
         at += _CENTRAL.size + nlen
         # The local header repeats version needed .. name length, with no extra field;
         # "version made by" and the attributes are central only and prove nothing.
-        local = (b"PK\x03\x04", *f[3:13], 0)
+        local = _LOCAL.pack(b"PK\x03\x04", *f[3:13], 0) + raw
         entries.append(_Entry(raw, f[18], f[5], f[6], f[9], f[10], f[11], local))
     if at != end:
         raise _unreadable("data after the central directory")
@@ -196,7 +196,10 @@ def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
     total = 0
     for e in entries:
         raw, flags, method, usize = e.raw_name, e.flags, e.method, e.usize
-        name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        # ASCII reads the same in UTF-8 and cp437 (and every layout name is ASCII)
+        name = raw.decode(
+            "ascii" if raw.isascii() else "utf-8" if flags & 0x800 else "cp437", "replace"
+        )
         check_name(name)
         if name in out:
             raise MalformedError(f"the bundle holds {name} twice")
@@ -208,13 +211,17 @@ def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
             raise _unreadable(f"{name} uses compression method {method}")
         if usize > size_cap(name):
             raise MalformedError(f"{name} is too large")
-        start = pos + _LOCAL.size + len(raw)
-        if e.offset != pos or start > cd_off or _LOCAL.unpack_from(buf, pos) != e.local:
+        start = pos + len(e.local)
+        if e.offset != pos or start > cd_off or buf[pos:start] != e.local:
+            if (
+                e.offset == pos
+                and start <= cd_off
+                and buf[pos : pos + _LOCAL.size] == e.local[: _LOCAL.size]
+            ):
+                raise _unreadable(f"the local header of {name} names another member")
             raise _unreadable(
                 f"the local header of {name} is not where or what its central entry says"
             )
-        if buf[pos + _LOCAL.size : start] != raw:
-            raise _unreadable(f"the local header of {name} names another member")
         pos = start + e.csize
         if pos > cd_off:
             raise _unreadable(f"{name} runs into the central directory")
