@@ -71,8 +71,7 @@ def check_evidence(
                 if isinstance(r, str) and r not in rcpts:
                     rcpts.append(r[:300])
     report += _openpgp_checks(v, header, rcpts, keyring, run=openpgp)
-    facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
-    return v, report, replace(facts, keys=v.keys)
+    return v, report, _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
 
 
 def _openpgp_checks(
@@ -196,6 +195,7 @@ def _facts(
         consistency=tuple(v.consistency),
         tsa_chain=tuple(cert_facts(c) for c in v.chain),
         mime=layout,
+        keys=v.keys,
     )
 
 
