@@ -37,6 +37,7 @@ from certmail.bundle.layout import (
 )
 from certmail.bundle.report import Check
 from keys.errors import MalformedError, VerificationError
+from notary import merkle
 from notary.note import Verifier
 
 if TYPE_CHECKING:
@@ -348,8 +349,6 @@ def check_checkpoints(v: Verified, consistency_files: Mapping[tuple[int, int], s
 def check_consistency(v: Verified, old: int, new: int, name: str) -> Check:
     """evidence/consistency-M-N.json proves that checkpoint N extends checkpoint M
     (RFC 9162 §2.1.4.2)."""
-    from notary import merkle
-
     obj = json_member(v.files, name)
     try:
         if (

@@ -104,13 +104,22 @@ _COMPACT = json.JSONEncoder(sort_keys=True, ensure_ascii=True, separators=(",", 
 
 def _lines(value: Any) -> int:
     """How many lines :func:`receipt_text` writes for ``value`` (a parsed JSON value): one
-    for a scalar or an empty container, else its brackets' two and its items' own."""
+    for a scalar or an empty container, else its brackets' two and one per item, more for
+    a non-empty container item."""
     t = type(value)
-    if t is dict and value:
-        return 2 + sum(map(_lines, value.values()))
-    if t is list and value:
-        return 2 + sum(map(_lines, value))
-    return 1
+    if t is dict:
+        items = value.values()
+    elif t is list:
+        items = value
+    else:
+        return 1
+    if not items:
+        return 1
+    return (
+        2
+        + len(items)
+        + sum(_lines(v) - 1 for v in items if v and (type(v) is dict or type(v) is list))
+    )
 
 
 def is_receipt_text(data: bytes, obj: object) -> bool:

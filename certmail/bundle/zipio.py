@@ -217,7 +217,10 @@ def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
         pos = start + csize
         if pos > cd_off:
             raise _unreadable(f"{name} runs into the central directory")
-        data = _inflate(buf[start:pos], method, usize, name)
+        if method == 0 and csize == usize:
+            data = buf[start:pos]  # stored (_inflate would return it as it is)
+        else:
+            data = _inflate(buf[start:pos], method, usize, name)
         if zlib.crc32(data) != crc:
             raise _unreadable(f"bad CRC-32 for {name}")
         total += usize
