@@ -33,11 +33,11 @@ from certmail.bundle.layout import (
     MESSAGE,
     VKEY,
     fail,
-    format_text,
     json_member,
 )
 from certmail.bundle.report import Check
 from keys.errors import MalformedError, VerificationError
+from notary import merkle
 from notary.note import Verifier
 
 if TYPE_CHECKING:
@@ -184,7 +184,8 @@ def check_format(files: Mapping[str, bytes]) -> int:
         return 1
     obj = json_member(files, FORMAT_FILE)
     version = obj.get("format") if isinstance(obj, dict) and len(obj) == 1 else None
-    if type(version) is not int or version == 1 or format_text(version) != files[FORMAT_FILE]:
+    # json_member has checked that the bytes are receipt_text(obj), i.e. format_text(version)
+    if type(version) is not int or version == 1:
         raise fail(f"{FORMAT_FILE} is not a format version")
     if version not in FORMATS:
         raise VerificationError(
@@ -236,6 +237,19 @@ def check_tsa_chain(v: Verified, tsa_roots: Sequence[x509.Certificate] | None) -
     return Check("TSA chain", "ok", f"{CHAIN} ends at a trusted root")
 
 
+@lru_cache(maxsize=4096)
+def _evidence_role(name: str) -> tuple[int, str, int] | None:
+    """(number, kind, 0) of evidence/NN-<event>.<kind>, (old, "", new) of
+    evidence/consistency-M-N.json, else None; remembered (every bundle repeats its names)."""
+    m = EVIDENCE.fullmatch(name)
+    if m:
+        return int(m.group(1)), m.group(3), 0
+    c = CONSISTENCY.fullmatch(name)
+    if c:
+        return int(c.group(1)), "", int(c.group(2))
+    return None
+
+
 def evidence_members(
     files: Mapping[str, bytes],
 ) -> tuple[list[dict[str, str]], dict[tuple[int, int], str]]:
@@ -244,13 +258,14 @@ def evidence_members(
     numbered: dict[int, dict[str, str]] = {}
     consistency: dict[tuple[int, int], str] = {}
     for name in files:
-        m = EVIDENCE.fullmatch(name)
-        if m:
-            numbered.setdefault(int(m.group(1)), {})[m.group(3)] = name
+        role = _evidence_role(name)
+        if role is None:
             continue
-        c = CONSISTENCY.fullmatch(name)
-        if c:
-            consistency[(int(c.group(1)), int(c.group(2)))] = name
+        number, kind, new = role
+        if kind:
+            numbered.setdefault(number, {})[kind] = name
+        else:
+            consistency[(number, new)] = name
     if not numbered:
         raise fail("the bundle holds no evidence")
     if sorted(numbered) != list(range(1, len(numbered) + 1)) or len(numbered) > MAX_EVENTS:
@@ -334,8 +349,6 @@ def check_checkpoints(v: Verified, consistency_files: Mapping[tuple[int, int], s
 def check_consistency(v: Verified, old: int, new: int, name: str) -> Check:
     """evidence/consistency-M-N.json proves that checkpoint N extends checkpoint M
     (RFC 9162 §2.1.4.2)."""
-    from notary import merkle
-
     obj = json_member(v.files, name)
     try:
         if (

@@ -7,6 +7,8 @@ the exact bytes). Best effort: a message without a readable header still verifie
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.header import decode_header, make_header
+from email.utils import getaddresses
 
 from certmail.bundle.documents.facts import MimeLayout
 from certmail.mime import Entity, parse_entity, part_spans
@@ -29,19 +31,19 @@ class HeaderFacts:
 
 
 def _text(value: object) -> str:
-    """A header value with RFC 2047 encoded words decoded, cut to the shown length."""
-    from email.header import decode_header, make_header
-
+    """A header value with RFC 2047 encoded words decoded, cut to the shown length (a
+    value without ``=?`` has none: decode_header returns it as it is, make_header too)."""
+    text = str(value)
+    if "=?" not in text:
+        return text[:_SHOWN]
     try:
-        return str(make_header(decode_header(str(value))))[:_SHOWN]
+        return str(make_header(decode_header(text)))[:_SHOWN]
     except (ValueError, LookupError, UnicodeError, TypeError):
-        return str(value)[:_SHOWN]
+        return text[:_SHOWN]
 
 
 def header_facts(message: bytes) -> HeaderFacts:
-    """The :class:`HeaderFacts` of ``message``."""
-    from email.utils import getaddresses
-
+    """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message)."""
     try:
         entity = parse_entity(message)
     except (MalformedError, ValueError, LookupError):

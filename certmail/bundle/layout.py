@@ -13,6 +13,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from keys.errors import MalformedError, VerificationError
@@ -60,8 +61,10 @@ def fail(what: str) -> VerificationError:
     return VerificationError(f"{what}; the bundle may have been modified maliciously")
 
 
+@lru_cache(maxsize=4096)
 def check_name(name: str) -> None:
-    """Refuse (MalformedError) a member name outside the layout."""
+    """Refuse (MalformedError) a member name outside the layout (the names that pass are
+    remembered: every bundle repeats them; lru_cache keeps no exception)."""
     if (
         name in _FIXED
         or EVIDENCE.fullmatch(name)
@@ -94,17 +97,77 @@ def format_text(version: int) -> bytes:
     return receipt_text({"format": version})
 
 
+#: The stdlib's C encoder (used when there is no indent): the canonical form less the
+#: line breaks and indentation (``", "`` becomes ``","`` there, as ``indent`` makes it).
+_COMPACT = json.JSONEncoder(sort_keys=True, ensure_ascii=True, separators=(",", ": ")).encode
+
+
+def _lines(value: Any) -> int:
+    """How many lines :func:`receipt_text` writes for ``value`` (a parsed JSON value): one
+    for a scalar or an empty container, else its brackets' two and one per item, more for
+    a non-empty container item."""
+    t = type(value)
+    if t is dict:
+        items = value.values()
+    elif t is list:
+        items = value
+    else:
+        return 1
+    if not items:
+        return 1
+    return (
+        2
+        + len(items)
+        + sum(_lines(v) - 1 for v in items if v and (type(v) is dict or type(v) is list))
+    )
+
+
+def is_receipt_text(data: bytes, obj: object) -> bool:
+    """``data == receipt_text(obj)`` for ``obj = json.loads(data)``, without the stdlib's
+    pure-Python indenting encoder: the lines of ``data``, their indentation removed, must
+    join to the C encoder's compact form (no line break inside a string: JSON escapes
+    them), each line break must be one the indent writes (after ``,`` or a non-empty
+    container's opening bracket, before its closing one), there must be as many as it
+    writes, and each line indented by two spaces per open bracket."""
+    if not data.endswith(b"\n"):
+        return False
+    lines = data[:-1].split(b"\n")
+    if len(lines) != _lines(obj):
+        return False
+    parts = []
+    depth = 0
+    last = ord(",")  # the previous line's last byte: the first line needs no break rule
+    for line in lines:
+        content = line.lstrip(b" ")
+        if not content:
+            return False
+        if content[0] in b"]}":
+            if last in b"[{":
+                return False  # an empty container is written "[]" or "{}", on one line
+            depth -= 1
+        elif last not in b",[{":
+            return False  # a line break the indent does not write
+        if len(line) - len(content) != 2 * depth:
+            return False
+        last = content[-1]
+        if last in b"[{":
+            depth += 1
+        parts.append(content)
+    return b"".join(parts) == _COMPACT(obj).encode("ascii")
+
+
 def json_member(files: Mapping[str, bytes], name: str) -> Any:
-    """The JSON value of member ``name``, which must be in its canonical form."""
+    """The JSON value of member ``name``, which must be in its canonical form
+    (:func:`receipt_text` of its value, checked by :func:`is_receipt_text`)."""
     data = files[name]
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):
         raise fail(f"{name} is not JSON") from None
     try:
-        canonical = receipt_text(obj)
-    except (TypeError, ValueError):
+        canonical = is_receipt_text(data, obj)
+    except (TypeError, ValueError, RecursionError):
         raise fail(f"{name} is not in its canonical form") from None
-    if canonical != data:
+    if not canonical:
         raise fail(f"{name} is not in its canonical form")
     return obj

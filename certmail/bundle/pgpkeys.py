@@ -46,7 +46,7 @@ _TIMEOUT = 60
 
 def key_members(files: Mapping[str, bytes]) -> list[str]:
     """The key members of a bundle, sorted."""
-    return sorted(n for n in files if KEY_MEMBER.fullmatch(n))
+    return sorted(n for n in files if n.startswith("keys/") and KEY_MEMBER.fullmatch(n))
 
 
 def _gpg(home: Path, args: Sequence[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -15,16 +15,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certmail.bundle import checks
+from certmail.bundle import checks, documents
 from certmail.bundle.checks import Event, Verified, cert_facts
+from certmail.bundle.documents import (
+    RENDERER,
+    CheckpointFact,
+    EventFact,
+    Facts,
+    TsaFact,
+    proves,
+)
+from certmail.bundle.headers import header_facts
 from certmail.bundle.layout import CHAIN, DOCUMENTS, HTML, MESSAGE, PDF, VERIFY_TXT, VKEY, fail
 from certmail.bundle.report import BundleReport, Check, ReportEvent
 from certmail.bundle.zipio import read_members
+from notary import merkle
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from certmail.bundle.documents import EventFact, Facts
     from certmail.bundle.headers import HeaderFacts
     from keys.gpg import Keyring
 
@@ -44,7 +53,6 @@ def check_evidence(
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are."""
-    from certmail.bundle.headers import header_facts
     from certmail.bundle.tokens import check_token
 
     checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
@@ -73,7 +81,7 @@ def check_evidence(
                     (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
     report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp)
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
-    return v, report, replace(facts, keys=v.keys, blind=tuple(blind))
+    return v, report, replace(facts, blind=tuple(blind)) if blind else facts
 
 
 def _openpgp_checks(
@@ -146,9 +154,6 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _event_fact(e: Event) -> EventFact:
-    from certmail.bundle.documents import EventFact, TsaFact
-    from notary import merkle
-
     recipient = e.statement.get("recipient")
     channel = e.statement.get("channel")
     return EventFact(
@@ -178,8 +183,6 @@ def _event_fact(e: Event) -> EventFact:
 def _facts(
     v: Verified, sender: str, recipients: tuple[str, ...], subject: str | None, layout: Any
 ) -> Facts:
-    from certmail.bundle.documents import CheckpointFact, Facts
-
     assert v.verifier is not None and v.message_id is not None
     cps = v.checkpoints
     return Facts(
@@ -197,14 +200,13 @@ def _facts(
         consistency=tuple(v.consistency),
         tsa_chain=tuple(cert_facts(c) for c in v.chain),
         mime=layout,
+        keys=v.keys,
     )
 
 
 def check_documents(files: Mapping[str, bytes], facts: Facts, fmt: int) -> Check:
     """certificate.html, certificate.pdf and VERIFY.txt are those rendered from the facts
     by a renderer of the bundle's format ``fmt``."""
-    from certmail.bundle import documents
-
     renderers = documents.renderers_of(fmt)
     if not documents.matches(files, facts, renderers):
         forms = [
@@ -236,8 +238,6 @@ def verify_bundle(
     sender's signature (signed-only messages) and recipients' acknowledgements
     are checked where the keyring holds the keys.
     """
-    from certmail.bundle.documents import RENDERER, proves
-
     files = read_members(source)
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
     report.append(check_documents(files, facts, v.format))

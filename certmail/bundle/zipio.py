@@ -31,7 +31,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple, cast
+from typing import cast
 
 from certmail.bundle.layout import MAX_BUNDLE_SIZE, MAX_MEMBERS, MESSAGE, check_name, size_cap
 from keys.errors import MalformedError
@@ -125,17 +125,10 @@ def _unreadable(why: str) -> MalformedError:
     return MalformedError(f"the bundle is not a readable zip file ({why})")
 
 
-class _Entry(NamedTuple):
-    """A central directory entry, and the local header it implies (no extra field)."""
-
-    raw_name: bytes
-    offset: int
-    flags: int
-    method: int
-    crc: int
-    csize: int
-    usize: int
-    local: tuple[object, ...]
+#: A central directory entry, and the local header and name it implies (no extra field):
+#: (raw name, offset, flags, method, CRC-32, compressed size, size, local header + name).
+#: A plain tuple: a NamedTuple costs a Python-level constructor call per member.
+_Entry = tuple[bytes, int, int, int, int, int, int, bytes]
 
 
 def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
@@ -158,7 +151,7 @@ def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
     end = n - _END.size
     if cd_off + cd_size != end:
         raise _unreadable("the central directory is not where the end record says")
-    entries = []
+    entries: list[_Entry] = []
     at = cd_off
     for _ in range(count):
         if at + _CENTRAL.size > end:
@@ -173,8 +166,8 @@ def _directory(buf: bytes | memoryview) -> tuple[int, list[_Entry]]:
         at += _CENTRAL.size + nlen
         # The local header repeats version needed .. name length, with no extra field;
         # "version made by" and the attributes are central only and prove nothing.
-        local = (b"PK\x03\x04", *f[3:13], 0)
-        entries.append(_Entry(raw, f[18], f[5], f[6], f[9], f[10], f[11], local))
+        local = _LOCAL.pack(b"PK\x03\x04", *f[3:13], 0) + raw
+        entries.append((raw, f[18], f[5], f[6], f[9], f[10], f[11], local))
     if at != end:
         raise _unreadable("data after the central directory")
     return cd_off, entries
@@ -194,9 +187,11 @@ def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
     out: dict[str, bytes | memoryview] = {}
     pos = 0  # where the next local header must start
     total = 0
-    for e in entries:
-        raw, flags, method, usize = e.raw_name, e.flags, e.method, e.usize
-        name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    for raw, offset, flags, method, crc, csize, usize, local in entries:
+        # ASCII reads the same in UTF-8 and cp437 (and every layout name is ASCII)
+        name = raw.decode(
+            "ascii" if raw.isascii() else "utf-8" if flags & 0x800 else "cp437", "replace"
+        )
         check_name(name)
         if name in out:
             raise MalformedError(f"the bundle holds {name} twice")
@@ -208,18 +203,25 @@ def _members(buf: bytes | memoryview) -> dict[str, bytes | memoryview]:
             raise _unreadable(f"{name} uses compression method {method}")
         if usize > size_cap(name):
             raise MalformedError(f"{name} is too large")
-        start = pos + _LOCAL.size + len(raw)
-        if e.offset != pos or start > cd_off or _LOCAL.unpack_from(buf, pos) != e.local:
+        start = pos + len(local)
+        if offset != pos or start > cd_off or buf[pos:start] != local:
+            if (
+                offset == pos
+                and start <= cd_off
+                and buf[pos : pos + _LOCAL.size] == local[: _LOCAL.size]
+            ):
+                raise _unreadable(f"the local header of {name} names another member")
             raise _unreadable(
                 f"the local header of {name} is not where or what its central entry says"
             )
-        if buf[pos + _LOCAL.size : start] != raw:
-            raise _unreadable(f"the local header of {name} names another member")
-        pos = start + e.csize
+        pos = start + csize
         if pos > cd_off:
             raise _unreadable(f"{name} runs into the central directory")
-        data = _inflate(buf[start:pos], method, usize, name)
-        if zlib.crc32(data) != e.crc:
+        if method == 0 and csize == usize:
+            data = buf[start:pos]  # stored (_inflate would return it as it is)
+        else:
+            data = _inflate(buf[start:pos], method, usize, name)
+        if zlib.crc32(data) != crc:
             raise _unreadable(f"bad CRC-32 for {name}")
         total += usize
         if total > MAX_BUNDLE_SIZE:

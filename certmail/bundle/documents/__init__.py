@@ -96,7 +96,7 @@ def matches(
     those of its format, :func:`renderers_of`), the Subject: hidden or shown, rendering
     only as far as needed."""
     for renderer in renderers:
-        f = replace(facts, renderer=renderer)
+        f = facts if facts.renderer == renderer else replace(facts, renderer=renderer)
         if files[VERIFY_TXT] != render_verify_txt(f):
             continue
         if any(

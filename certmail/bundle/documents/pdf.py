@@ -32,7 +32,23 @@ def _escaped(text: str) -> str:
     result: backslashes are doubled before the parentheses add theirs)."""
     if not text.isprintable():
         return text.translate(_ESCAPES)
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    """``\\ ( )`` escaped (backslashes first, then the parentheses add theirs)."""
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def _escaped_lines(texts: Sequence[str]) -> list[str]:
+    """:func:`_escaped` of each of ``texts``: when all are printable (nearly always), the
+    three ``replace`` calls once over the lines joined by LF (no printable line holds
+    one), then split again."""
+    if not texts:
+        return []
+    if "".join(texts).isprintable():
+        return _quoted("\n".join(texts)).split("\n")
+    return [_escaped(t) for t in texts]
 
 
 def _escape(line: str) -> bytes:
@@ -43,12 +59,12 @@ def _escape(line: str) -> bytes:
 def _page_stream(lines: Sequence[tuple[str, bool]]) -> bytes:
     parts = ["BT", f"{_LEADING} TL", f"{_MARGIN} {_PAGE_H - _MARGIN} Td"]
     font = None
-    for text, bold in lines:
+    for (_, bold), text in zip(lines, _escaped_lines([t for t, _ in lines]), strict=True):
         want = "/F2 10 Tf" if bold else "/F1 9 Tf"
         if want != font:
             parts.append(want)
             font = want
-        parts.append("(" + _escaped(text) + ") Tj T*")
+        parts.append("(" + text + ") Tj T*")
     parts.append("ET\n")
     return "\n".join(parts).encode("cp1252", "replace")
 
