@@ -45,6 +45,7 @@ from .mailfile import read_message
 from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
+from .sealed.opening import SealedOpening, is_sealed, open_sealed
 from .sendcheck import (
     check_send_settings,
     check_size,
@@ -207,18 +208,22 @@ class Certmail:
         progress: Progress | None = None,
         track_open: bool = False,
         request_mdn: bool = False,
+        seal_until: datetime | None = None,
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
         ``track_open`` adds a tracking link per recipient, registered
         with the notary before sending (docs/ack.md). ``request_mdn`` asks for an
         RFC 8098 read receipt (``Disposition-Notification-To:`` the sender).
+        ``seal_until`` (the expiry) seals the content: readable only once the
+        recipient's acknowledgement is logged (certmail/sealed/, docs/sealed.md).
 
         Raises InfectedError (nothing sent), QueuedError (kept in the outbox, a
         transient failure), UncertainDeliveryError, DeliveryError,
         NotaryRequestError, NotFoundError (keys, files), Error (see certmail.errors).
         """
         warnings: list[str] = []
+        expires = seal_until
         via = self._outbox.choose_via(via, notarize, warnings)
         check_send_settings(self.settings, via, to, cc)
         notary = self.notary() if notarize or via == "relay" else None
@@ -238,6 +243,9 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
+            seal = self._prepare_seal(expires, work, headers, data, scanned, notary, encrypt)
+            if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
+                data, scanned = seal.body, seal.parts
             sealed = self._sealer.seal(
                 work,
                 headers,
@@ -252,6 +260,8 @@ class Certmail:
             )
             if limit is not None and sealed.size > limit:
                 raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
+            if seal is not None and notary is not None and expires is not None:
+                seal.register(notary, sealed.sha256, headers.message_id, expires)
             if tracking is not None and notary is not None:
                 from .tracking import register_tracking
 
@@ -269,6 +279,24 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _prepare_seal(
+        self,
+        expires: datetime | None,
+        work: Path,
+        headers: Headers,
+        data: bytes,
+        scanned: list[tuple[Path, ScanRecord]],
+        notary: NotaryClient | None,
+        encrypt: bool,
+    ) -> Any:
+        if expires is None:
+            return None
+        if notary is None or not encrypt:
+            raise Error("--sealed needs a notary and encryption", hint="set CERTMAIL_NOTARY_URL")
+        from .sealed.sending import prepare_sealed
+
+        return prepare_sealed(work, self.keyring, headers, data, scanned, notary.url)
 
     def _queued_result(
         self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]
@@ -322,6 +350,7 @@ class Certmail:
         allow_unsigned: bool = False,
         require_scan: bool | None = None,
         progress: Progress | None = None,
+        sealed: SealedOpening | None = None,
     ) -> OpenResult:
         """Decrypt, verify, check the manifest, scan and (with ``save_dir``) save attachments.
 
@@ -329,7 +358,8 @@ class Certmail:
         ``progress`` is told (stage, bytes done, bytes total).
         Raises VerificationError (bad or missing signature, manifest mismatch),
         MalformedError, InfectedError (nothing saved), ConflictError (would
-        overwrite; nothing saved).
+        overwrite; nothing saved). A sealed message (docs/sealed.md) is opened
+        as ``sealed`` decides (acknowledge or refuse; none: AckNeeded).
         """
         warnings: list[str] = []
         with self._workdir() as work:
@@ -339,6 +369,9 @@ class Certmail:
             # The bytes the notary saw (certmail/inbox/notarized.py), read as a
             # stream; the whole file's hash, taken while unsealing, is reused.
             sha = notarized_file(Path(path), whole_sha256=u.sha256).sha256
+            if is_sealed(u):  # issue 12: handed over only against a logged acknowledgement
+                check_manifest(u)  # the outer layer's, over K_r and the sealed content
+                u = open_sealed(self, u, sha, work, sealed or SealedOpening())
             check_manifest(u)
             atts = scan_parts(
                 self.scanner,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,6 +128,20 @@ def progress_bar(
     is_flag=True,
     help="Do not look up missing recipient keys (WKD, keyserver, Autocrypt; docs/keys.md).",
 )
+@click.option(
+    "--sealed",
+    is_flag=True,
+    help="Seal the content: the recipient reads it only once their signed "
+    "acknowledgement is logged by the notary (docs/sealed.md).",
+)
+@click.option(
+    "--seal-expires",
+    type=click.IntRange(1, 366 * 86400),
+    default=14 * 86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --sealed: how long the notary keeps its key share.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -145,6 +160,8 @@ def send(
     track_open: bool,
     request_mdn: bool,
     no_locate: bool = False,
+    sealed: bool = False,
+    seal_expires: int = 14 * 86400,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -180,6 +197,7 @@ def send(
                 progress=bar,
                 track_open=track_open,
                 request_mdn=request_mdn,
+                seal_until=_expiry(seal_expires) if sealed else None,
             )
         except QueuedError as e:
             for w in e.result.warnings:
@@ -194,6 +212,12 @@ def send(
         return
     click.echo(result.sha256)
     _summary(result)
+
+
+def _expiry(seconds: int) -> datetime:
+    from datetime import UTC, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def _read_body(body_file: Path | None) -> bytes:
