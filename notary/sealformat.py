@@ -55,6 +55,7 @@ _REFUSAL_HEAD = (
     f"{REFUSAL_TITLE}\n\nI refuse the message identified below: do not hand its content over.\n\n"
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_ADDR = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
 _FPR = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 
 
@@ -67,16 +68,17 @@ class SealRegistration:
     share: bytes  # K_n, 32 bytes
     fingerprints: tuple[str, ...]  # primary key fingerprints, upper-case hex
     expires: datetime
+    recipients: tuple[str, ...]  # the addresses it is for (lower case)
 
 
 def parse_registration(obj: Any) -> SealRegistration:
     """Validate a ``POST /v1/seals`` body; MalformedError naming what is wrong."""
     if not isinstance(obj, dict):
         raise MalformedError("the body must be a JSON object")
-    names = {"sha256", "message_id", "share", "fingerprints", "expires"}
+    names = {"sha256", "message_id", "share", "fingerprints", "expires", "recipients"}
     if set(obj) != names:
         raise MalformedError(f"the body has exactly the members {sorted(names)}")
-    sha, mid, share, fprs, expires = (obj[n] for n in sorted(names, key=_order))
+    sha, mid, share, fprs, expires, rcpts = (obj[n] for n in sorted(names, key=_order))
     if not isinstance(sha, str) or not _HEX64.fullmatch(sha):
         raise MalformedError("sha256 must be 64 lowercase hex digits")
     if not isinstance(mid, str) or not mid or len(mid) > 998 or not mid.isprintable():
@@ -91,13 +93,24 @@ def parse_registration(obj: Any) -> SealRegistration:
         raise MalformedError(f"fingerprints must list 1 to {MAX_SEAL_RECIPIENTS} keys")
     if not all(isinstance(f, str) and _FPR.fullmatch(f) for f in fprs):
         raise MalformedError("each fingerprint is 40 or 64 upper-case hex digits")
+    if not isinstance(rcpts, list) or not 1 <= len(rcpts) <= MAX_SEAL_RECIPIENTS:
+        raise MalformedError(f"recipients must list 1 to {MAX_SEAL_RECIPIENTS} addresses")
+    if not all(isinstance(r, str) and _ADDR.fullmatch(r) and len(r) <= 254 for r in rcpts):
+        raise MalformedError("each recipient is a bare address (local@domain)")
     if not isinstance(expires, str):
         raise MalformedError("expires must be an RFC 3339 UTC time")
-    return SealRegistration(sha, mid, key, tuple(dict.fromkeys(fprs)), parse_time(expires))
+    return SealRegistration(
+        sha,
+        mid,
+        key,
+        tuple(dict.fromkeys(fprs)),
+        parse_time(expires),
+        tuple(dict.fromkeys(r.lower() for r in rcpts)),
+    )
 
 
 def _order(name: str) -> int:
-    return ("sha256", "message_id", "share", "fingerprints", "expires").index(name)
+    return ("sha256", "message_id", "share", "fingerprints", "expires", "recipients").index(name)
 
 
 def refusal_text(ack: Ack) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -41,6 +42,8 @@ from notary.sequencer import Submission
 
 __all__ = ["FAULT_ENV", "Gone", "Seal", "SealedChecks", "Seals"]
 
+log = logging.getLogger(__name__)
+
 SEAL_KEY_FILE = "seal.key"
 SEALS_DB = "seals.db"
 #: Test-only fault injection: ``after-log`` SIGKILLs the notary between logging the
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS seals (
   expires TEXT NOT NULL,
   created TEXT NOT NULL,
   wrapped BLOB,
-  state TEXT NOT NULL
+  state TEXT NOT NULL,
+  recipients TEXT NOT NULL
 )
 """
 
@@ -76,6 +80,7 @@ class Seal:
     expires: datetime
     wrapped: bytes | None  # nonce ‖ AES-GCM(seal key, K_n); None once destroyed
     state: str  # sealed | released | refused | expired
+    recipients: tuple[str, ...]
 
 
 def load_seal_key(directory: Path) -> bytes:
@@ -136,13 +141,15 @@ class Seals:
     def get(self, sha256: str) -> Seal | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT sha256, message_id, account_id, fingerprints, expires, wrapped, state"
+                "SELECT sha256, message_id, account_id, fingerprints, expires, wrapped, state,"
+                " recipients"
                 " FROM seals WHERE sha256 = ?",
                 (sha256,),
             ).fetchone()
         if row is None:
             return None
-        return Seal(row[0], row[1], row[2], tuple(json.loads(row[3])), _dt(row[4]), row[5], row[6])
+        fprs, rcpts = tuple(json.loads(row[3])), tuple(json.loads(row[7]))
+        return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], row[6], rcpts)
 
     def _set(self, sha256: str, state: str, destroy: bool) -> None:
         with self._lock:
@@ -160,10 +167,11 @@ class Seals:
             raise Error("expires must be in the future")
         old = self.get(reg.sha256)
         if old is not None:
-            same = (old.account_id, old.message_id, old.fingerprints) == (
+            same = (old.account_id, old.message_id, old.fingerprints, old.recipients) == (
                 account_id,
                 reg.message_id,
                 reg.fingerprints,
+                reg.recipients,
             )
             if same and old.wrapped is not None and self._unwrap(old) == reg.share:
                 return old
@@ -172,7 +180,7 @@ class Seals:
         wrapped = nonce + self._aead.encrypt(nonce, reg.share, reg.sha256.encode())
         with self._lock:
             self._db.execute(
-                "INSERT INTO seals VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed')",
+                "INSERT INTO seals VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed', ?)",
                 (
                     reg.sha256,
                     reg.message_id,
@@ -181,9 +189,9 @@ class Seals:
                     format_time(reg.expires),
                     format_time(now),
                     wrapped,
+                    json.dumps(list(reg.recipients)),
                 ),
             )
-        self.changed.set()
         return self.get(reg.sha256)  # type: ignore[return-value]
 
     def _unwrap(self, seal: Seal) -> bytes:
@@ -223,7 +231,11 @@ class Seals:
         lock = self._opening.setdefault(sha256, asyncio.Lock())
         async with lock:
             seal = self.get(sha256) or seal
-            done = self._logged(seal, "ContentHandover")
+            done = [
+                (e, st)
+                for e, st in self._logged(seal, "ContentHandover")
+                if str(st.get("recipient", "")).lower() == req.recipient.lower()
+            ]
             if done:  # a retry: the same key, the entry logged before
                 entry, stmt = done[0]
                 if stmt.get("signature") != req.signature:
@@ -308,43 +320,44 @@ class Seals:
         return _dt(row[0]) if row and row[0] else None
 
     async def sweep(self) -> int:
-        """Log ``ContentHandoverFailure`` for each expired seal never handed over; destroy
-        every expired share. Returns how many failures were logged."""
+        """Log ``ContentHandoverFailure`` for each recipient of an expired seal who had no
+        handover (and did not refuse); destroy every expired share. Returns how many
+        failures were logged."""
         logged = 0
         for seal in self.due():
             async with self._opening.setdefault(seal.sha256, asyncio.Lock()):
-                handed = self._logged(seal, "ContentHandover")
-                failed = self._logged(seal, "ContentHandoverFailure")
-                if not handed and not failed and seal.state != "refused":
-                    extra = {
-                        "mode": "sealed",
-                        "reason": "expired",
-                        "expires": format_time(seal.expires),
-                        "fingerprints": list(seal.fingerprints),
-                    }
-                    await self.service.sequencer.submit(
-                        [
-                            Submission(
-                                "ContentHandoverFailure",
-                                seal.sha256,
-                                seal.message_id,
-                                seal.account_id,
-                                extra,
-                            )
-                        ]
-                    )
-                    logged += 1
-                state = "released" if handed else _after_expiry(seal.state)
-                self._set(seal.sha256, state, destroy=True)
+                done = {
+                    str(st.get("recipient", "")).lower()
+                    for event in ("ContentHandover", "ContentHandoverFailure")
+                    for _, st in self._logged(seal, event)
+                }
+                todo = (
+                    [] if seal.state == "refused" else [r for r in seal.recipients if r not in done]
+                )
+                if todo:
+                    await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
+                    logged += len(todo)
+                self._set(seal.sha256, _after_expiry(seal.state), destroy=True)
         return logged
+
+    def _failure(self, seal: Seal, recipient: str) -> Submission:
+        extra = {
+            "mode": "sealed",
+            "recipient": recipient,
+            "reason": "expired",
+            "expires": format_time(seal.expires),
+        }
+        return Submission(
+            "ContentHandoverFailure", seal.sha256, seal.message_id, seal.account_id, extra
+        )
 
     async def run_sweeper(self, longest: float = 30.0) -> None:
         """Sweep at start, then whenever the next expiry is due (at least every ``longest`` s)."""
         while True:
             try:
                 await self.sweep()
-            except Error:
-                pass  # the log is unavailable for a moment: the next round retries
+            except Exception:  # the log unavailable for a moment...: the next round retries
+                log.exception("the sweep of expired seals failed")
             nxt = self.next_expiry()
             wait = longest
             if nxt is not None:
@@ -357,7 +370,7 @@ class Seals:
 
 
 def _after_expiry(state: str) -> str:
-    return "refused" if state == "refused" else "expired"
+    return state if state in ("refused", "released") else "expired"
 
 
 def _dt(s: str) -> datetime:

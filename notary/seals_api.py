@@ -93,6 +93,7 @@ def include_seal_routes(
             acct = authenticate(service, request.headers.get("authorization"))
             reg = parse_registration(await _body(request, MAX_REGISTRATION_BODY))
             seal = await asyncio.to_thread(seals.register, acct.id, reg)
+            seals.changed.set()  # the sweeper's next expiry may be this one
         except (_TooLarge, Error) as e:  # a bad token is the app's ApiError: 401
             return _refused(e, MAX_REGISTRATION_BODY)
         return JSONResponse({"sha256": seal.sha256, "state": seal.state})

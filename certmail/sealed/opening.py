@@ -140,7 +140,8 @@ def open_sealed(cm: Any, u: Unsealed, sha256: str, work: Path, how: SealedOpenin
     body = _signed(cm.keyring, Ack(sha256, message_id, me, now, kp.notary), choice)
     how.fingerprint = body.pop("fingerprint")
     with NotaryClient(kp.notary, None) as client:
-        resp = client.request("POST", f"/v1/seals/{sha256}/{choice}", auth=False, json=body)
+        route = f"/v1/seals/{sha256}/{'open' if choice == 'ack' else 'refuse'}"
+        resp = client.request("POST", route, auth=False, json=body)
         answer = resp.json()
         receipt = answer.get("receipt") if isinstance(answer, dict) else None
         if not isinstance(receipt, dict):

@@ -49,6 +49,7 @@ class Prepared:
     parts: list[tuple[Path, ScanRecord]]
     share: bytes  # K_n
     fingerprints: tuple[str, ...]
+    recipients: tuple[str, ...]
 
     def register(
         self, notary: NotaryClient, sha256: str, message_id: str, expires: datetime
@@ -60,6 +61,7 @@ class Prepared:
             "share": base64.b64encode(self.share).decode("ascii"),
             "fingerprints": list(self.fingerprints),
             "expires": format_time(expires),
+            "recipients": list(self.recipients),
         }
         resp = notary.request("POST", "/v1/seals", json=body)
         out: dict[str, Any] = resp.json()
@@ -91,4 +93,6 @@ def prepare_sealed(
     key_path.write_bytes(part.to_bytes())
     content_path.write_bytes(blob)
     parts = [(key_path, ScanRecord(NOT_SCANNED)), (content_path, ScanRecord(NOT_SCANNED))]
-    return Prepared(SEALED_BODY, parts, share, tuple(dict.fromkeys(fprs)))
+    return Prepared(
+        SEALED_BODY, parts, share, tuple(dict.fromkeys(fprs)), tuple(headers.recipients)
+    )
