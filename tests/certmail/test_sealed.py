@@ -12,6 +12,7 @@ import base64
 import json
 import sqlite3
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,14 @@ def test_sealed_content_is_released_only_after_the_ack_is_logged(
     flags = ("--vkey", str(vkey), "--trust-bundle-root", "--allow-partial", "--json")
     v = run(c.alice, "proof", "verify", str(bundle), *flags)
     assert v.returncode == 0, v.stderr + v.stdout
-    assert "ContentHandover" in v.stdout
+    report = json.loads(v.stdout)
+    (handover,) = [e for e in report["events"] if e["event"] == "ContentHandover"]
+    assert "the content could not be read before the signature was logged" in handover["proves"]
+    cert = tmp_path / "cert"
+    with zipfile.ZipFile(bundle) as z:
+        z.extract("certificate.html", cert)
+    html = (cert / "certificate.html").read_text()
+    assert "the content could not be read before the signature was logged" in html
 
 
 def test_forged_acks_release_nothing_and_log_nothing(
