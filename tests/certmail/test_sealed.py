@@ -165,6 +165,8 @@ def test_refusal_is_logged_and_the_share_destroyed(sealed: Any, tmp_path: Path) 
     out = json_of(run(c.bob, "open", str(eml), "--refuse", "--json"))
     assert out["sealed"]["outcome"] == "refused" and "Friday" not in out["body"]
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "RejectionByRecipient"]
+    shown = run(c.alice, "receipts", sent["sha256"])
+    assert f"{c.bob.email}: refused by the recipient" in shown.stdout, shown.stdout
     p = run(c.bob, "open", str(eml), "--ack", "--json")
     assert p.returncode != 0 and "refused" in one_line_error(p)
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "RejectionByRecipient"]
