@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import json
 import logging
 import os
 import signal
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SEAL_KEY_FILE = "seal.key"
 SEALS_DB = "seals.db"
+SEALS_LOCK = "seals.lock"
 #: Test-only fault injection: ``after-log`` SIGKILLs the notary between logging the
 #: ContentHandover and answering K_n (tests/notary/test_seals.py). Never set it in production.
 FAULT_ENV = "CERTMAIL_TEST_SEAL_FAULT"
@@ -131,10 +135,26 @@ class Seals:
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
         self._opening: dict[str, asyncio.Lock] = {}
+        self._lockfile = os.open(directory / SEALS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self.changed = asyncio.Event()
 
     def close(self) -> None:
         self._db.close()
+        os.close(self._lockfile)
+
+    @asynccontextmanager
+    async def _exclusive(self, sha256: str) -> AsyncIterator[None]:
+        """One open, refusal or sweep of a message at a time: among this process's tasks
+        (an asyncio lock) and among notary processes on this directory (a POSIX record
+        lock on one byte of ``seals.lock`` chosen by the hash; released by the kernel
+        if the process dies)."""
+        async with self._opening.setdefault(sha256, asyncio.Lock()):
+            where = int(sha256[:8], 16)
+            await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._lockfile, fcntl.LOCK_UN, 1, where)
 
     # -- store -------------------------------------------------------------------
 
@@ -228,8 +248,7 @@ class Seals:
     ) -> tuple[bytes, Receipt]:
         """K_n and the ContentHandover receipt, once the acknowledgement is logged."""
         seal = self._check_request(sha256, req)
-        lock = self._opening.setdefault(sha256, asyncio.Lock())
-        async with lock:
+        async with self._exclusive(sha256):
             seal = self.get(sha256) or seal
             done = [
                 (e, st)
@@ -274,8 +293,7 @@ class Seals:
     async def refuse(self, sha256: str, req: AckRequest, checks: SignatureChecks) -> Receipt:
         """Log ``RejectionByRecipient`` for a refusal signed by an allowed key; destroy K_n."""
         seal = self._check_request(sha256, req)
-        lock = self._opening.setdefault(sha256, asyncio.Lock())
-        async with lock:
+        async with self._exclusive(sha256):
             seal = self.get(sha256) or seal
             done = self._logged(seal, "RejectionByRecipient")
             if done:
@@ -325,7 +343,7 @@ class Seals:
         failures were logged."""
         logged = 0
         for seal in self.due():
-            async with self._opening.setdefault(seal.sha256, asyncio.Lock()):
+            async with self._exclusive(seal.sha256):
                 done = {
                     str(st.get("recipient", "")).lower()
                     for event in ("ContentHandover", "ContentHandoverFailure")
