@@ -147,7 +147,19 @@ def open_sealed(cm: Any, u: Unsealed, sha256: str, work: Path, how: SealedOpenin
         if not isinstance(receipt, dict):
             raise VerificationError("the notary's answer carries no receipt")
         client.check_receipt(receipt, sha256, message_id)
+    _check_event(receipt, choice, me)
     how.receipt = receipt
+    if choice == "ack":  # kept as sent: `inbox list` shows it acknowledged
+        ledger = cm.ledger
+        kept = ledger.enqueue_ack(
+            sha256=sha256,
+            message_id=message_id,
+            recipient=me,
+            notary=kp.notary,
+            body={**body, "fingerprint": how.fingerprint},
+            error="",
+        )
+        ledger.mark_ack_sent(kept.id, receipt)
     if choice == "refuse":
         how.outcome = "refused"
         return u
@@ -164,6 +176,18 @@ def open_sealed(cm: Any, u: Unsealed, sha256: str, work: Path, how: SealedOpenin
     v = unseal(cm.keyring, inner, work / "sealed", allow_unsigned=True)
     how.outcome = "opened"
     return dataclasses.replace(u, body=v.body, parts=v.parts, manifest=v.manifest)
+
+
+def _check_event(receipt: dict[str, Any], choice: str, me: str) -> None:
+    """The (verified) receipt must log what we asked for, about us, in sealed mode."""
+    from notary.evidence import parse_statement
+    from notary.receipt import Receipt
+
+    stmt = parse_statement(Receipt.from_json(receipt).entry)
+    want = "ContentHandover" if choice == "ack" else "RejectionByRecipient"
+    who = str(stmt.get("recipient", "")).lower()
+    if stmt.get("event") != want or stmt.get("mode") != "sealed" or who != me.lower():
+        raise VerificationError(f"the notary's receipt is not the sealed {want} of {me}")
 
 
 def _signed(keyring: Any, ack: Ack, choice: str) -> dict[str, str]:
