@@ -262,3 +262,31 @@ def test_on_a_terminal_the_sender_subject_and_size_come_before_the_question(
     code, seen = _on_a_terminal(c.bob, ["open", str(eml)], b"y")
     assert code == 0 and b"Friday" in seen.split(b"[y/N]")[1], seen
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "ContentHandover"]
+
+
+def test_sealed_through_the_relay(correspondents: Any, tmp_path: Path) -> None:
+    """Registered delivery (relay mode, the default): sealed, relayed, acknowledged, opened."""
+    from tests.fixtures.relay import as_sender, start_relay
+
+    c = correspondents
+    relay = start_relay(tmp_path / "relay-notary", c, relay_retry_initial=0.2)
+    try:
+        p = as_sender(
+            c, relay, *("send", "--to", c.bob.email, "--subject", "Contract"),
+            *("--sealed", "--json"), stdin=BODY,
+        )  # fmt: skip
+        sent = json_of(p)
+        assert sent["via"] == "relay"
+        deadline = time.monotonic() + 60
+        while not c.sink.messages:
+            assert time.monotonic() < deadline, "the relay never delivered"
+            time.sleep(0.1)
+        eml = tmp_path / "relayed.eml"
+        eml.write_bytes(c.sink.messages[-1].data)  # with the relay's prepended fields
+        assert b"Friday" not in eml.read_bytes()
+        out = json_of(run(c.bob, "open", str(eml), "--ack", "--json"))
+        assert out["body"] == BODY.decode() and out["sha256"] == sent["sha256"]
+        stmt = parse_statement(Receipt.from_json(out["sealed"]["receipt"]).entry)
+        assert stmt["event"] == "ContentHandover" and stmt["mode"] == "sealed"
+    finally:
+        relay.stop()
