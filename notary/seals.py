@@ -236,6 +236,13 @@ class Seals:
             out.append((e, stmt))
         return out
 
+    def _accepted(self, seal: Seal) -> bool:
+        """Whether the log holds the message's SubmissionAcceptance (it was sent)."""
+        return any(
+            e.event == "SubmissionAcceptance" and e.message_id == seal.message_id
+            for e in self.service.storage.entries_for_message(seal.sha256)
+        )
+
     def _receipt(self, entry: Any) -> Receipt:
         cp = self.service.storage.latest_checkpoint()
         receipt: Receipt = self.service.receipt_for(entry, cp.size, cp.note)
@@ -349,9 +356,9 @@ class Seals:
                     for event in ("ContentHandover", "ContentHandoverFailure")
                     for _, st in self._logged(seal, event)
                 }
-                todo = (
-                    [] if seal.state == "refused" else [r for r in seal.recipients if r not in done]
-                )
+                todo = [r for r in seal.recipients if r not in done]
+                if seal.state == "refused" or not self._accepted(seal):
+                    todo = []  # refused; or never sent: no handover was due
                 if todo:
                     await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
                     logged += len(todo)

@@ -84,6 +84,7 @@ def include_seal_routes(
     checks = SignatureChecks()
     cfg = service.config
     per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
+    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
     retry_after = str(max(1, int(cfg.ack_window)))
     _run_sweeper_with(app, seals)
 
@@ -102,7 +103,10 @@ def include_seal_routes(
         source = request.client.host if request.client else ""
         if not per_source.allow(b"seal:" + source.encode()):
             return _err(429, "rate_limited", "too many requests from this address", retry_after)
-        return parse(await _body(request, MAX_ACK_BODY))
+        req = parse(await _body(request, MAX_ACK_BODY))
+        if not per_message.allow(b"seal:" + sha256.encode()[:64]):
+            return _err(429, "rate_limited", "too many requests for this message", retry_after)
+        return req
 
     @app.post(
         "/v1/seals/{sha256}/open",
