@@ -88,20 +88,33 @@ class Seal:
 
 
 def load_seal_key(directory: Path) -> bytes:
-    """The notary's seal key (32 bytes), created 0600 on first use."""
+    """The notary's seal key (32 bytes), created 0600 on first use.
+
+    Written to a temporary file, fsynced, then linked into place, so several
+    processes starting at once all read the one complete key.
+    """
     path = directory / SEAL_KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise Error(f"{path} is not a seal key (32 bytes)") from None
-        return key
-    key = AESGCM.generate_key(256)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
+    if not path.exists():
+        tmp = directory / f".{SEAL_KEY_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(AESGCM.generate_key(256))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process linked its key first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise Error(f"{path} is not a seal key (32 bytes)")
     return key
 
 
