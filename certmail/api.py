@@ -46,6 +46,7 @@ from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
 from .sealed.opening import SealedOpening, is_sealed, open_sealed
+from .sealed.sending import prepare_for_send
 from .sendcheck import (
     check_send_settings,
     check_size,
@@ -223,7 +224,6 @@ class Certmail:
         NotaryRequestError, NotFoundError (keys, files), Error (see certmail.errors).
         """
         warnings: list[str] = []
-        expires = seal_until
         via = self._outbox.choose_via(via, notarize, warnings)
         check_send_settings(self.settings, via, to, cc)
         notary = self.notary() if notarize or via == "relay" else None
@@ -243,7 +243,9 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
-            seal = self._prepare_seal(expires, work, headers, data, scanned, notary, encrypt)
+            seal = prepare_for_send(
+                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt
+            )
             if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
                 data, scanned = seal.body, seal.parts
             sealed = self._sealer.seal(
@@ -260,8 +262,8 @@ class Certmail:
             )
             if limit is not None and sealed.size > limit:
                 raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
-            if seal is not None and notary is not None and expires is not None:
-                seal.register(notary, sealed.sha256, headers.message_id, expires)
+            if seal is not None:  # K_n with the notary before anything leaves
+                seal.register(sealed.sha256, headers.message_id)
             if tracking is not None and notary is not None:
                 from .tracking import register_tracking
 
@@ -279,24 +281,6 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
-
-    def _prepare_seal(
-        self,
-        expires: datetime | None,
-        work: Path,
-        headers: Headers,
-        data: bytes,
-        scanned: list[tuple[Path, ScanRecord]],
-        notary: NotaryClient | None,
-        encrypt: bool,
-    ) -> Any:
-        if expires is None:
-            return None
-        if notary is None or not encrypt:
-            raise Error("--sealed needs a notary and encryption", hint="set CERTMAIL_NOTARY_URL")
-        from .sealed.sending import prepare_sealed
-
-        return prepare_sealed(work, self.keyring, headers, data, scanned, notary.url)
 
     def _queued_result(
         self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]

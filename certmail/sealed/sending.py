@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..notary_client import NotaryClient
 
-__all__ = ["DEFAULT_EXPIRY", "SEALED_BODY", "Prepared", "prepare_sealed"]
+__all__ = ["DEFAULT_EXPIRY", "SEALED_BODY", "Prepared", "prepare_for_send", "prepare_sealed"]
 
 #: How long the notary keeps K_n when the sender does not say (14 days).
 DEFAULT_EXPIRY = timedelta(days=14)
@@ -50,22 +50,46 @@ class Prepared:
     share: bytes  # K_n
     fingerprints: tuple[str, ...]
     recipients: tuple[str, ...]
+    notary: NotaryClient | None = None
+    expires: datetime | None = None
 
-    def register(
-        self, notary: NotaryClient, sha256: str, message_id: str, expires: datetime
-    ) -> dict[str, Any]:
+    def register(self, sha256: str, message_id: str) -> dict[str, Any]:
         """``POST /v1/seals``: the notary keeps K_n for the listed keys until ``expires``."""
+        if self.notary is None or self.expires is None:
+            raise Error("a sealed message needs a notary and an expiry to register with")
         body = {
             "sha256": sha256,
             "message_id": message_id,
             "share": base64.b64encode(self.share).decode("ascii"),
             "fingerprints": list(self.fingerprints),
-            "expires": format_time(expires),
+            "expires": format_time(self.expires),
             "recipients": list(self.recipients),
         }
-        resp = notary.request("POST", "/v1/seals", json=body)
+        resp = self.notary.request("POST", "/v1/seals", json=body)
         out: dict[str, Any] = resp.json()
         return out
+
+
+def prepare_for_send(
+    until: datetime | None,
+    work: Path,
+    keyring: Keyring,
+    headers: Headers,
+    body: bytes,
+    scanned: list[tuple[Path, ScanRecord]],
+    notary: NotaryClient | None,
+    encrypt: bool = True,
+) -> Prepared | None:
+    """:func:`prepare_sealed` for ``Certmail.send(seal_until=...)``; None when not sealing."""
+    if until is None:
+        return None
+    if not encrypt:  # K_r would travel in clear beside the content it opens
+        raise Error("--sealed needs encryption", hint="drop --no-encrypt")
+    if notary is None:
+        raise Error("--sealed needs a notary", hint="set CERTMAIL_NOTARY_URL")
+    prepared = prepare_sealed(work, keyring, headers, body, scanned, notary.url)
+    prepared.notary, prepared.expires = notary, until
+    return prepared
 
 
 def prepare_sealed(

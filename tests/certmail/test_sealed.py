@@ -158,6 +158,11 @@ def test_forged_acks_release_nothing_and_log_nothing(
     # Registration needs a token.
     r = httpx.post(f"{notary_server.url}/v1/seals", json={})
     assert r.status_code == 401
+    # Sealing without encryption would put K_r in clear beside the content: refused.
+    before = len(c.sink.messages)
+    p = run(c.alice, *("send", "--to", c.bob.email, "--subject", "x", "--sealed", "--no-encrypt"))
+    assert p.returncode == 1 and "--sealed needs encryption" in one_line_error(p)
+    assert len(c.sink.messages) == before
 
 
 def test_refusal_is_logged_and_the_share_destroyed(sealed: Any, tmp_path: Path) -> None:
