@@ -45,6 +45,8 @@ from .mailfile import read_message
 from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
+from .sealed.opening import SealedOpening, is_sealed, open_sealed
+from .sealed.sending import prepare_for_send
 from .sendcheck import (
     check_send_settings,
     check_size,
@@ -219,6 +221,7 @@ class Certmail:
         track_open: bool = False,
         request_mdn: bool = False,
         smime: bool = False,
+        seal_until: datetime | None = None,
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
@@ -226,6 +229,8 @@ class Certmail:
         with the notary before sending (docs/ack.md). ``request_mdn`` asks for an
         RFC 8098 read receipt (``Disposition-Notification-To:`` the sender).
         ``smime`` signs and encrypts with S/MIME instead of OpenPGP (docs/smime.md).
+        ``seal_until`` (the expiry) seals the content: readable only once the
+        recipient's acknowledgement is logged (certmail/sealed/, docs/sealed.md).
 
         Raises InfectedError (nothing sent), QueuedError (kept in the outbox, a
         transient failure), UncertainDeliveryError, DeliveryError,
@@ -251,6 +256,11 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
+            seal = prepare_for_send(
+                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt
+            )
+            if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
+                data, scanned = seal.body, seal.parts
             sealer = self._sealer
             if smime:
                 from .smime.sealing import SmimeSealer
@@ -270,6 +280,8 @@ class Certmail:
             )
             if limit is not None and sealed.size > limit:
                 raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
+            if seal is not None:  # K_n with the notary before anything leaves
+                seal.register(sealed.sha256, headers.message_id)
             if tracking is not None and notary is not None:
                 from .tracking import register_tracking
 
@@ -340,6 +352,7 @@ class Certmail:
         allow_unsigned: bool = False,
         require_scan: bool | None = None,
         progress: Progress | None = None,
+        sealed: SealedOpening | None = None,
     ) -> OpenResult:
         """Decrypt, verify, check the manifest, scan and (with ``save_dir``) save attachments.
 
@@ -347,7 +360,8 @@ class Certmail:
         ``progress`` is told (stage, bytes done, bytes total).
         Raises VerificationError (bad or missing signature, manifest mismatch),
         MalformedError, InfectedError (nothing saved), ConflictError (would
-        overwrite; nothing saved).
+        overwrite; nothing saved). A sealed message (docs/sealed.md) is opened
+        as ``sealed`` decides (acknowledge or refuse; none: AckNeeded).
         """
         warnings: list[str] = []
         with self._workdir() as work:
@@ -362,6 +376,9 @@ class Certmail:
             # The bytes the notary saw (certmail/inbox/notarized.py), read as a
             # stream; the whole file's hash, taken while unsealing, is reused.
             sha = notarized_file(Path(path), whole_sha256=u.sha256).sha256
+            if is_sealed(u):  # issue 12: handed over only against a logged acknowledgement
+                check_manifest(u)  # the outer layer's, over K_r and the sealed content
+                u = open_sealed(self, u, sha, work, sealed or SealedOpening())
             check_manifest(u)
             atts = scan_parts(
                 self.scanner,

@@ -59,6 +59,8 @@ STEPS = {
     "ContentAccessTracking": "opened (tracking link: weak evidence)",
     "VirusDetected": "refused: virus",
     "SubmissionRejection": "rejected",
+    "RejectionByRecipient": "refused by the recipient (sealed: content not handed over)",
+    "ContentHandoverFailure": "not acknowledged before the seal expired (content destroyed)",
 }
 #: Events that concern every recipient of the message at once.
 _WHOLE_MESSAGE = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")

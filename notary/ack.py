@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -123,7 +124,10 @@ def _default_checks() -> SignatureChecks:
 
 
 async def acknowledge(
-    service: Any, req: AckRequest, checks: SignatureChecks | None = None
+    service: Any,
+    req: AckRequest,
+    checks: SignatureChecks | None = None,
+    more: Mapping[str, Any] | None = None,
 ) -> Receipt:
     """Check an acknowledgement and log ``ContentHandover``; return its receipt.
 
@@ -132,7 +136,8 @@ async def acknowledge(
     event loop; :class:`Busy` when too many wait).
 
     NotFoundError when the log has no SubmissionAcceptance of the message (with
-    that Message-ID); VerificationError for a bad signature or a recipient the
+    that Message-ID); ``more`` adds statement members (sealed delivery: ``mode``,
+    notary/seals.py). VerificationError for a bad signature or a recipient the
     notary knows was not one of the message's. An acknowledgement already
     logged (the same signature) is answered with its existing receipt.
     """
@@ -169,6 +174,7 @@ async def acknowledge(
         "signature": req.signature,
         "fingerprint": signer.fingerprint,
         "signing_key": signer.signing_fingerprint,
+        **(more or {}),
     }
     accounts = [accepted[0].account_id]  # the acknowledged message's: its first acceptance
     receipts = await service.sequencer.submit(

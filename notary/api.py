@@ -48,6 +48,7 @@ from notary.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, send_jso
 from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, StorageError
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from notary.seals_api import include_seal_routes
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
 from notary.tiles_api import include_tile_routes
@@ -382,4 +383,5 @@ def create_app(
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
+    include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)

@@ -45,6 +45,8 @@ EVENTS: frozenset[str] = frozenset(
         "ContentHandover",
         "ContentAccessTracking",
         "VirusDetected",
+        "RejectionByRecipient",  # sealed delivery: the recipient refused (notary/seals.py)
+        "ContentHandoverFailure",  # sealed delivery: expired before any handover
     }
 )
 

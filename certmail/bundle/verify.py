@@ -177,6 +177,7 @@ def _event_fact(e: Event) -> EventFact:
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
+        mode="sealed" if e.statement.get("mode") == "sealed" else None,
     )
 
 
@@ -259,7 +260,7 @@ def verify_bundle(
                 index=ef.index,
                 checkpoint_size=ef.checkpoint_size,
                 timestamp=ef.tsa.gen_time if ef.tsa else None,
-                proves=proves(ef.event, ef.tsa is not None, ef.channel, RENDERER),
+                proves=proves(ef.event, ef.tsa is not None, ef.channel, RENDERER, ef.mode),
             )
             for ef in facts.events
         ),

@@ -53,6 +53,12 @@ if TYPE_CHECKING:
     help="The notary to acknowledge to when the message names none.",
 )
 @smime_ca_option
+@click.option(
+    "--refuse",
+    is_flag=True,
+    help="Refuse a sealed message: a signed refusal is logged, its content is never "
+    "handed over (docs/sealed.md).",
+)
 @json_option()
 @home_option
 @pass_app
@@ -66,6 +72,7 @@ def open_(
     ack: bool | None,
     mdn: bool | None,
     notary_url: str | None,
+    refuse: bool = False,
 ) -> None:
     """Open a received message: the body on stdout, who signed it on stderr.
 
@@ -86,16 +93,22 @@ def open_(
         return
 
     show = not app.as_json and sys.stderr.isatty() and _size(file) > BIG
+    from certmail.cli.sealed import sealed_done, sealed_opening  # issue 12
+
+    sealing = sealed_opening(app, ack, refuse)
     with app.client() as cm:
         with progress_bar(show, OPEN_STAGES) as bar:
             r = cm.open(
                 file,
-                save_dir=save_dir,
+                save_dir=None if refuse else save_dir,
                 force=force,
                 allow_unsigned=allow_unsigned,
                 require_scan=require_scan,
                 progress=bar,
+                sealed=sealing,
             )
+        if sealing.outcome is not None or refuse:
+            return sealed_done(app, r, sealing, _summary(r, None))
         for w in r.warnings:
             warn(w)
         from certmail.cli.keys import autocrypt_seen  # issue 11 item 7: Autocrypt state

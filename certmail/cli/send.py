@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,6 +134,20 @@ def progress_bar(
     help="Sign and encrypt with S/MIME (RFC 8551) instead of OpenPGP: your key from "
     "keys smime import, the recipients' certificates from keys smime import-cert.",
 )
+@click.option(
+    "--sealed",
+    is_flag=True,
+    help="Seal the content: the recipient reads it only once their signed "
+    "acknowledgement is logged by the notary (docs/sealed.md).",
+)
+@click.option(
+    "--seal-expires",
+    type=click.IntRange(1, 366 * 86400),
+    default=14 * 86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --sealed: how long the notary keeps its key share.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -152,6 +167,8 @@ def send(
     request_mdn: bool,
     no_locate: bool = False,
     smime: bool = False,
+    sealed: bool = False,
+    seal_expires: int = 14 * 86400,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -189,6 +206,7 @@ def send(
                 track_open=track_open,
                 request_mdn=request_mdn,
                 smime=smime,
+                seal_until=_expiry(seal_expires) if sealed else None,
             )
         except QueuedError as e:
             for w in e.result.warnings:
@@ -203,6 +221,12 @@ def send(
         return
     click.echo(result.sha256)
     _summary(result)
+
+
+def _expiry(seconds: int) -> datetime:
+    from datetime import UTC, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def _read_body(body_file: Path | None) -> bytes:

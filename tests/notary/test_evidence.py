@@ -58,6 +58,8 @@ def test_events_are_the_design_list() -> None:
         "ContentHandover",
         "ContentAccessTracking",
         "VirusDetected",
+        "RejectionByRecipient",  # sealed delivery (docs/sealed.md)
+        "ContentHandoverFailure",
     }
 
 

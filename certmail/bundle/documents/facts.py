@@ -77,6 +77,7 @@ class EventFact:
     stem: str
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
+    mode: str | None = None  # ContentHandover: "sealed" (docs/sealed.md), else None
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ _PROVES = {
 }
 
 
+#: Added to a sealed ContentHandover (docs/sealed.md): K_n is answered only once it is logged.
+SEALED_HANDOVER = (
+    "; the message was sealed: the content could not be read before the signature was logged"
+)
+
 #: SubmissionAcceptance by the statement's ``channel`` (renderer 2 on).
 _ACCEPTED_BY = {
     "smtp": "the notary's relay received this exact message (its SHA-256) for registered "
@@ -139,7 +145,13 @@ _ACCEPTED_BY = {
 _ACCEPTED_OTHER = "the notary logged this message's SHA-256 at this time"
 
 
-def proves(event: str, with_token: bool, channel: str | None = None, renderer: int = 1) -> str:
+def proves(
+    event: str,
+    with_token: bool,
+    channel: str | None = None,
+    renderer: int = 1,
+    mode: str | None = None,
+) -> str:
     """One sentence: what an event proves. From renderer 2 a SubmissionAcceptance is
     worded by its ``channel``; renderer 1 said "accepted ... for registered delivery"
     whatever the channel."""
@@ -147,6 +159,8 @@ def proves(event: str, with_token: bool, channel: str | None = None, renderer: i
         text = _ACCEPTED_BY.get(channel or "", _ACCEPTED_OTHER)
     else:
         text = _PROVES.get(event, event)
+    if event == "ContentHandover" and mode == "sealed":  # issue 12: sealed delivery
+        text += SEALED_HANDOVER
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

@@ -83,7 +83,7 @@ def _events(f: Facts) -> str:
     rows = []
     for e in f.events:
         cls = ' class="weak"' if e.event == WEAK else ""
-        what = escape(proves(e.event, e.tsa is not None, e.channel, f.renderer))
+        what = escape(proves(e.event, e.tsa is not None, e.channel, f.renderer, e.mode))
         if e.event == WEAK:
             what = "<strong>weak evidence</strong>: " + what
         extra = "".join(f"<br>{escape(d)}" for d in e.details)

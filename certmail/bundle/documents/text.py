@@ -39,7 +39,7 @@ def _text_lines(f: Facts) -> list[str]:
     for e in f.events:
         who = f"  {e.recipient}" if e.recipient else ""
         lines.append(f"{e.number:02d} {e.time}  {e.event}{who}  (log index {e.index})")
-        what = proves(e.event, e.tsa is not None, e.channel, f.renderer)
+        what = proves(e.event, e.tsa is not None, e.channel, f.renderer, e.mode)
         for chunk in _wrap("proves: " + what, 90):
             lines.append("     " + chunk)
         for d in e.details:

@@ -465,8 +465,12 @@ export function details(stmt) {
   return out;
 }
 
-export function proves(event, withToken, channel) {
+/** Added to a sealed ContentHandover (docs/sealed.md; facts.py SEALED_HANDOVER). */
+const SEALED_HANDOVER = "; the message was sealed: the content could not be read before the signature was logged";
+
+export function proves(event, withToken, channel, mode) {
   let text = event === "SubmissionAcceptance" ? ACCEPTED_BY[channel] || PROVES[event] : PROVES[event] || event;
+  if (event === "ContentHandover" && mode === "sealed") text += SEALED_HANDOVER;
   if (withToken) text += "; an independent RFC 3161 time-stamp covers the message's SHA-256";
   return text;
 }
@@ -506,7 +510,7 @@ function report(v, checks, header, rcpts, error, failed) {
       index: Number(e.receipt.index),
       checkpoint_size: Number(e.checkpoint.size),
       timestamp: e.token ? genTimeText(e.token.genTime) : null,
-      proves: proves(e.statement.event, e.token !== null, e.statement.channel),
+      proves: proves(e.statement.event, e.token !== null, e.statement.channel, e.statement.mode),
       details: details(e.statement),
     })),
   };

@@ -1,0 +1,158 @@
+"""HTTP routes of sealed delivery (docs/sealed.md, docs/api.md), added to the v1 app.
+
+``POST /v1/seals`` (authenticated: the sender registers K_n),
+``POST /v1/seals/{sha256}/open`` (the recipient's signed acknowledgement;
+answers K_n and the ContentHandover receipt once it is logged) and
+``POST /v1/seals/{sha256}/refuse`` (a signed refusal: RejectionByRecipient).
+The open and refuse routes are unauthenticated (the OpenPGP signature is the
+authentication) and bounded like ``POST /v1/ack``: per source address, a small
+body, gpg checks in their own few threads. The expiry sweep runs beside the
+app (:meth:`notary.seals.Seals.run_sweeper`), started and stopped with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from keys.errors import ConflictError, Error, MalformedError, NotFoundError, VerificationError
+from notary.ack import Busy, SignatureChecks
+from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.sealformat import MAX_REGISTRATION_BODY, parse_refusal_request, parse_registration
+from notary.seals import Gone, Seals, share_b64
+from notary.tracking import RateLimiter
+
+__all__ = ["include_seal_routes"]
+
+
+def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> Any:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _TooLarge
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedError("the body is not valid JSON") from None
+
+
+def _refused(e: Exception, limit: int) -> JSONResponse:
+    """The JSON error for an exception of the seal routes."""
+    if isinstance(e, _TooLarge):
+        return _err(413, "too_large", f"body over {limit} bytes")
+    if isinstance(e, MalformedError):
+        return _err(400, "bad_request", e.message)
+    if isinstance(e, VerificationError):
+        return _err(422, "bad_signature", e.message)
+    if isinstance(e, Gone):
+        return _err(410, "gone", e.message)
+    if isinstance(e, NotFoundError):
+        return _err(404, "not_found", e.message)
+    if isinstance(e, ConflictError):
+        return _err(409, "conflict", e.message)
+    if isinstance(e, Busy):
+        return _err(503, "busy", e.message, "1")
+    assert isinstance(e, Error)
+    return _err(400, "bad_request", e.message)
+
+
+def include_seal_routes(
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+) -> None:
+    """Add the ``/v1/seals`` routes to ``app`` and run the expiry sweep beside it."""
+    seals = Seals(service, service.config.directory)
+    checks = SignatureChecks()
+    cfg = service.config
+    per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
+    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
+    retry_after = str(max(1, int(cfg.ack_window)))
+    _run_sweeper_with(app, seals)
+
+    @app.post("/v1/seals", summary="Register K_n of a sealed message", tags=["sealed"])
+    async def register(request: Request) -> Response:
+        try:
+            acct = authenticate(service, request.headers.get("authorization"))
+            reg = parse_registration(await _body(request, MAX_REGISTRATION_BODY))
+            seal = await asyncio.to_thread(seals.register, acct.id, reg)
+            seals.changed.set()  # the sweeper's next expiry may be this one
+        except (_TooLarge, Error) as e:  # a bad token is the app's ApiError: 401
+            return _refused(e, MAX_REGISTRATION_BODY)
+        return JSONResponse({"sha256": seal.sha256, "state": seal.state})
+
+    async def signed(request: Request, sha256: str, parse: Callable[[Any], Any]) -> Any:
+        source = request.client.host if request.client else ""
+        if not per_source.allow(b"seal:" + source.encode()):
+            return _err(429, "rate_limited", "too many requests from this address", retry_after)
+        req = parse(await _body(request, MAX_ACK_BODY))
+        if not per_message.allow(b"seal:" + sha256.encode()[:64]):
+            return _err(429, "rate_limited", "too many requests for this message", retry_after)
+        return req
+
+    @app.post(
+        "/v1/seals/{sha256}/open",
+        summary="A signed acknowledgement: logs ContentHandover, then answers K_n",
+        tags=["sealed"],
+    )
+    async def open_seal(sha256: str, request: Request) -> Response:
+        try:
+            req = await signed(request, sha256, parse_ack_request)
+            if isinstance(req, Response):
+                return req
+            share, receipt = await seals.open(sha256, req, checks)
+        except (_TooLarge, Error) as e:
+            return _refused(e, MAX_ACK_BODY)
+        return JSONResponse({"share": share_b64(share), "receipt": receipt.to_json()})
+
+    @app.post(
+        "/v1/seals/{sha256}/refuse",
+        summary="A signed refusal: logs RejectionByRecipient, destroys K_n",
+        tags=["sealed"],
+    )
+    async def refuse_seal(sha256: str, request: Request) -> Response:
+        try:
+            req = await signed(request, sha256, parse_refusal_request)
+            if isinstance(req, Response):
+                return req
+            receipt = await seals.refuse(sha256, req, checks)
+        except (_TooLarge, Error) as e:
+            return _refused(e, MAX_ACK_BODY)
+        return JSONResponse({"receipt": receipt.to_json()})
+
+
+def _run_sweeper_with(app: FastAPI, seals: Seals) -> None:
+    """Run ``seals``' expiry sweep inside the app's lifespan (after the sequencer started)."""
+    outer = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with outer(a) as state:
+            task = asyncio.create_task(seals.run_sweeper())
+            try:
+                yield state
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                seals.close()
+
+    app.router.lifespan_context = lifespan
