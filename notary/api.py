@@ -26,6 +26,7 @@ from notary import fastpath
 from notary.ack_api import include_ack_routes
 from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, StorageError
+from notary.etsi.api import include_etsi_routes
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
@@ -500,6 +501,7 @@ def create_app(
     include_ack_routes(app, service, _authenticate)  # /v1/ack, /v1/tracking, /r/{token}
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
+    include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
     if not fastpath.enabled():  # CERTMAIL_REFERENCE_ONLY=1: the FastAPI routes alone
         return BodyLimit(app, service.config.max_body_bytes)
     asgi: ASGIApp = NotarizeFastPath(app, service)
