@@ -1,0 +1,113 @@
+"""ETSI EN 319 522-3 evidence in a proof bundle (``proof export --etsi``, docs/etsi.md).
+
+Members: ``evidence/NN-<event>.xml`` beside the event's ``.json`` (the same
+stem: ``<event>`` is certmail's event name, the XML's EventCode is the ETSI
+one, notary/etsi/mapping.py), and ``evidence-chain.pem``, the notary's evidence
+certificate then its root CA. An event with no ETSI counterpart
+(ContentAccessTracking) has no ``.xml``.
+
+``proof verify`` checks each ``.xml``: its XAdES signature against the root at
+the end of ``evidence-chain.pem`` (signxml), its SignatureTimeStamp against
+the bundle's TSA roots, and that what it signs is the event's own: the very
+log entry, proof, event, SHA-256 and Message-ID of the ``.json`` with the same
+number. A failure names the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from certmail.bundle.layout import ETSI_CHAIN, fail
+from certmail.bundle.report import Check
+
+if TYPE_CHECKING:
+    from certmail.bundle.checks import Verified
+    from notary.receipt import Receipt
+
+__all__ = ["check_etsi", "etsi_members"]
+
+UNTRUSTED_EVIDENCE_CA = (
+    f"the evidence CA is the root at the end of the bundle's {ETSI_CHAIN}: compare it "
+    "with the one the notary publishes (GET /v1/evidence/chain)"
+)
+
+
+def etsi_members(
+    ordered: Sequence[Receipt], xmls: Sequence[bytes], chain_pem: bytes | None
+) -> dict[str, bytes]:
+    """The bundle members for the notary's evidence XMLs, numbered as ``ordered`` is.
+
+    Each XML is placed beside the receipt whose log entry it carries; one for an
+    entry the bundle does not hold (a blind copy left out) is dropped.
+    """
+    from lxml import etree  # type: ignore[import-untyped]
+
+    from notary.etsi.xml import read_evidence
+    from notary.evidence import parse_statement
+
+    if not xmls:
+        return {}
+    if chain_pem is None:
+        raise ValueError("ETSI evidence needs the notary's evidence chain")
+    numbers = {r.entry: (n, parse_statement(r.entry)["event"]) for n, r in enumerate(ordered, 1)}
+    out: dict[str, bytes] = {ETSI_CHAIN: chain_pem}
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    for xml in xmls:
+        place = numbers.get(read_evidence(etree.fromstring(xml, parser)).entry)
+        if place is not None:
+            out[f"evidence/{place[0]:02d}-{place[1]}.xml"] = xml
+    return out
+
+
+def check_etsi(v: Verified, numbered: Sequence[Mapping[str, str]]) -> list[Check]:
+    """Verify every ``evidence/NN-<event>.xml`` (see the module docstring)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from notary.errors import VerificationError
+
+    xml_names = [(n, names["xml"]) for n, names in enumerate(numbered) if "xml" in names]
+    if not xml_names:
+        if ETSI_CHAIN in v.files:
+            raise fail(f"{ETSI_CHAIN} is there without ETSI evidence")
+        return []
+    if ETSI_CHAIN not in v.files:
+        raise fail(f"the ETSI evidence comes without {ETSI_CHAIN}")
+    try:
+        chain = x509.load_pem_x509_certificates(v.files[ETSI_CHAIN])
+    except ValueError:
+        raise fail(f"{ETSI_CHAIN} holds no PEM certificates") from None
+    root = chain[-1].public_bytes(Encoding.PEM)
+    v.warnings.append(UNTRUSTED_EVIDENCE_CA)
+    for i, name in xml_names:
+        try:
+            _check_one(v, i, v.files[name], root)
+        except VerificationError as err:
+            raise fail(f"{name}: {err.message}") from None
+    return [
+        Check(
+            "ETSI evidence",
+            "ok",
+            f"{len(xml_names)} XAdES-B-T evidence file(s) verify and state their events",
+        )
+    ]
+
+
+def _check_one(v: Verified, i: int, xml: bytes, root: bytes) -> None:
+    from notary.errors import VerificationError
+    from notary.etsi.mapping import etsi_event, event_uri
+    from notary.etsi.sign import verify_evidence
+
+    event = v.events[i]
+    got = verify_evidence(xml, evidence_ca=root, tsa_roots=v.roots, tsa_certificates=v.chain)
+    facts, stmt = got.facts, event.statement
+    name = etsi_event(stmt["event"])
+    if facts.entry != event.receipt.entry:
+        raise VerificationError("it carries another log entry than its .json")
+    if name is None or facts.event_uri != event_uri(name):
+        raise VerificationError(f"its EventCode {facts.event_uri} is not {stmt['event']}'s")
+    if facts.sha256 != v.sha256 or facts.message_id != stmt["message"]["id"]:
+        raise VerificationError("it names another message (SHA-256 or Message-ID)")
+    if facts.proof.encode("utf-8") != event.proof_text:
+        raise VerificationError("its tlog-proof is not the one in its .json")
