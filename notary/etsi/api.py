@@ -1,4 +1,7 @@
-"""``GET /v1/messages/{sha256}/evidence?format=etsi`` and ``GET /v1/evidence/chain``.
+"""The notary's ETSI evidence, its signed PDF certificate and the evidence chain.
+
+``GET /v1/messages/{sha256}/evidence?format=etsi``, ``GET /v1/messages/{sha256}/certificate.pdf``
+(notary/etsi/certificate.py) and ``GET /v1/evidence/chain``.
 
 The evidence of a message is the account's receipts for it (the same ones
 ``/v1/messages/{sha256}/receipts`` answers; another account's message answers
@@ -108,3 +111,25 @@ def include_etsi_routes(
             ],
         }
         return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+    @app.get(
+        "/v1/messages/{sha256}/certificate.pdf",
+        summary="A plain-language PDF/A certificate of the message's events, signed PAdES-B-T",
+        tags=["evidence"],
+    )
+    def certificate_pdf(
+        sha256: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        from notary.etsi.certificate import render_certificate, sign_certificate
+
+        acct = authenticate(service, authorization)
+        if not _SHA256.fullmatch(sha256):
+            raise Error("sha256 must be 64 lowercase hex digits")
+        stmts = [parse_statement(r.entry) for r in service.receipts(acct, sha256)]
+        if service.tsa is None:
+            raise NotFoundError("this notary has no TSA to time-stamp its certificate")
+        pdf = render_certificate(
+            stmts, origin=service.origin, sha256=sha256, message_id=stmts[0]["message"]["id"]
+        )
+        signed = sign_certificate(pdf, issuer.creds(), service.tsa.respond)
+        return Response(signed, media_type="application/pdf")

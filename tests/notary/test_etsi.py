@@ -184,3 +184,51 @@ def test_one_entry_as_xml_and_errors(
     assert r.status_code == 400 and "format" in r.json()["message"]
     r = client.get("/v1/messages/XYZ/evidence", headers=alice)
     assert r.status_code == 400
+
+
+def test_certificate_pdf_is_signed_pades_and_verifies(
+    client: TestClient, alice: dict[str, str], ca_pem: Path, tmp_path: Path
+) -> None:
+    r = client.get(f"/v1/messages/{SHA}/certificate.pdf", headers=alice)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF-")
+    pdf = tmp_path / "certificate.pdf"
+    pdf.write_bytes(r.content)
+    out = subprocess.run(["pdfsig", str(pdf)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Signature is Valid." in out.stdout, out.stdout + out.stderr
+    assert "ETSI.CAdES.detached" in out.stdout  # PAdES, not adbe.pkcs7
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, timeout=60)
+    assert "DejaVuSans" in fonts.stdout and " yes " in fonts.stdout  # embedded
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert MID in text and SHA in text and "does not prove" in text
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    root = x509.load_pem_x509_certificate(ca_pem.read_bytes())
+    tsa_root = tsa_roots(client)[0]
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def vc(c: x509.Certificate) -> ValidationContext:
+        der = c.public_bytes(Encoding.DER)
+        return ValidationContext(trust_roots=[asn1_x509.Certificate.load(der)])
+
+    with pdf.open("rb") as f:
+        sig = PdfFileReader(f).embedded_signatures[0]
+        status = validate_pdf_signature(sig, vc(root), ts_validation_context=vc(tsa_root))
+    assert status.intact and status.valid and status.trusted, status.pretty_print_details()
+    assert status.timestamp_validity is not None and status.timestamp_validity.trusted
+    # a changed byte in the signed range fails both verifiers
+    raw = bytearray(r.content)
+    i = 1000  # a byte of the original document, inside the signed byte range
+    raw[i] ^= 0x01
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(bytes(raw))
+    out = subprocess.run(["pdfsig", str(bad)], capture_output=True, text=True, timeout=60)
+    assert "Signature is Valid." not in out.stdout
+    with bad.open("rb") as f:
+        sig = PdfFileReader(f).embedded_signatures[0]
+        status = validate_pdf_signature(sig, vc(root), ts_validation_context=vc(tsa_root))
+    assert not status.intact
