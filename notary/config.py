@@ -329,6 +329,7 @@ def check_permissions(cfg: NotaryConfig) -> list[str]:
     from keys.tsa import ROOT_KEY, TSA_KEY
 
     refuse = [cfg.directory, cfg.key_path, cfg.tsa_dir / TSA_KEY, cfg.relay_key_path]
+    refuse.append(cfg.directory / "evidence" / "evidence-key.pem")  # ETSI evidence key
     for p in refuse:
         bits = _open_to_others(p)
         if bits:
