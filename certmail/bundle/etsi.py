@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from certmail.bundle.layout import ETSI_CHAIN, fail
+from certmail.bundle.layout import ETSI_CHAIN, NOTARY_PDF, fail
 from certmail.bundle.report import Check
 
 if TYPE_CHECKING:
@@ -35,7 +35,10 @@ UNTRUSTED_EVIDENCE_CA = (
 
 
 def etsi_members(
-    ordered: Sequence[Receipt], xmls: Sequence[bytes], chain_pem: bytes | None
+    ordered: Sequence[Receipt],
+    xmls: Sequence[bytes],
+    chain_pem: bytes | None,
+    pdf: bytes | None = None,
 ) -> dict[str, bytes]:
     """The bundle members for the notary's evidence XMLs, numbered as ``ordered`` is.
 
@@ -53,6 +56,8 @@ def etsi_members(
         raise ValueError("ETSI evidence needs the notary's evidence chain")
     numbers = {r.entry: (n, parse_statement(r.entry)["event"]) for n, r in enumerate(ordered, 1)}
     out: dict[str, bytes] = {ETSI_CHAIN: chain_pem}
+    if pdf is not None:
+        out[NOTARY_PDF] = pdf
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     for xml in xmls:
         place = numbers.get(read_evidence(etree.fromstring(xml, parser)).entry)
@@ -70,8 +75,9 @@ def check_etsi(v: Verified, numbered: Sequence[Mapping[str, str]]) -> list[Check
 
     xml_names = [(n, names["xml"]) for n, names in enumerate(numbered) if "xml" in names]
     if not xml_names:
-        if ETSI_CHAIN in v.files:
-            raise fail(f"{ETSI_CHAIN} is there without ETSI evidence")
+        for extra in (ETSI_CHAIN, NOTARY_PDF):
+            if extra in v.files:
+                raise fail(f"{extra} is there without ETSI evidence")
         return []
     if ETSI_CHAIN not in v.files:
         raise fail(f"the ETSI evidence comes without {ETSI_CHAIN}")
@@ -86,13 +92,18 @@ def check_etsi(v: Verified, numbered: Sequence[Mapping[str, str]]) -> list[Check
             _check_one(v, i, v.files[name], root)
         except VerificationError as err:
             raise fail(f"{name}: {err.message}") from None
-    return [
+    report = [
         Check(
             "ETSI evidence",
             "ok",
             f"{len(xml_names)} XAdES-B-T evidence file(s) verify and state their events",
         )
     ]
+    if NOTARY_PDF in v.files:
+        from certmail.bundle.etsi_pdf import check_signed_pdf
+
+        report.append(check_signed_pdf(v, v.files[NOTARY_PDF], chain[-1]))
+    return report
 
 
 def _check_one(v: Verified, i: int, xml: bytes, root: bytes) -> None:

@@ -66,6 +66,7 @@ def export_bundle(
     for_recipient: str | None = None,
     etsi: Sequence[bytes] = (),
     etsi_chain_pem: bytes | None = None,
+    etsi_pdf: bytes | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -90,7 +91,8 @@ def export_bundle(
     the zip is then read back and must hold exactly what was written.
     Blind copies' statements are left out unless the bundle is ``for_recipient``
     that blind copy (:mod:`certmail.bundle.blind`). ``etsi`` are the notary's ETSI
-    evidence XMLs (with ``etsi_chain_pem``, its evidence chain: certmail/bundle/etsi.py).
+    evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
+    signed certificate.pdf: certmail/bundle/etsi.py).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -127,7 +129,7 @@ def export_bundle(
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
     files.update(sorted((keys or {}).items()))
-    files.update(etsi_members(ordered, etsi, etsi_chain_pem))  # proof export --etsi
+    files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":

@@ -26,6 +26,8 @@ VERIFY_TXT = "VERIFY.txt"
 DOCUMENTS = (HTML, PDF, VERIFY_TXT)
 #: The notary's evidence certificate and its root (with ETSI evidence, certmail/bundle/etsi.py).
 ETSI_CHAIN = "evidence-chain.pem"
+#: The notary's signed PDF certificate (with ETSI evidence, certmail/bundle/etsi.py).
+NOTARY_PDF = "notary-certificate.pdf"
 #: The format version member (format 2 on; a bundle without it is format 1).
 FORMAT_FILE = "bundle.json"
 
@@ -54,7 +56,7 @@ EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|ts
 CONSISTENCY = re.compile(r"evidence/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json")
 #: keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint.
 KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
-_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, *DOCUMENTS))
+_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, *DOCUMENTS))
 
 
 def fail(what: str) -> VerificationError:

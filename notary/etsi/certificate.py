@@ -75,6 +75,11 @@ def _event_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def subject_of(sha256: str) -> str:
+    """The PDF's /Subject: the message it certifies (what proof verify matches)."""
+    return f"certmail message sha256={sha256}"
+
+
 def render_certificate(
     stmts: Sequence[dict[str, Any]], *, origin: str, sha256: str, message_id: str
 ) -> bytes:
@@ -84,6 +89,7 @@ def render_certificate(
     pdf = FPDF(format="A4", enforce_compliance="PDFA_2B")
     pdf.set_title(f"Certificate of registered delivery {message_id}")
     pdf.set_author(origin)
+    pdf.set_subject(subject_of(sha256))
     pdf.set_lang("en")
     pdf.add_font("DejaVu", "", str(FONT))
     pdf.add_font("DejaVu", "B", str(FONT_BOLD))

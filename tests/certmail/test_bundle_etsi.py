@@ -52,6 +52,7 @@ def _export(client: TestClient, auth: dict[str, str], etsi: bool) -> bytes:
         extra = {
             "etsi": [e["xml"].encode() for e in ev["evidence"]],
             "etsi_chain_pem": client.get("/v1/evidence/chain").content,
+            "etsi_pdf": client.get(f"/v1/messages/{SHA}/certificate.pdf", headers=auth).content,
         }
 
     def consistency(old: int, new: int) -> list[bytes]:
@@ -106,6 +107,9 @@ def test_export_adds_xml_beside_each_event_and_verify_checks_them(
     report = verify_bundle(world.bundle, vkey=world.client.get("/v1/vkey").text.strip())
     etsi = [c for c in report.checks if c.item == "ETSI evidence"]
     assert etsi and etsi[0].status == "ok" and "2 XAdES-B-T" in etsi[0].detail
+    pdf = [c for c in report.checks if c.item == "notary certificate.pdf"]
+    assert pdf and pdf[0].status == "ok"
+    assert files["notary-certificate.pdf"].startswith(b"%PDF-")
     assert any("evidence CA" in w for w in report.warnings)
     # xmlsec1 verifies the members as they are in the bundle
     ca = tmp_path / "ca.pem"
@@ -128,7 +132,9 @@ def _rezip(files: dict[str, bytes]) -> bytes:
     return write_members(files)
 
 
-@pytest.mark.parametrize("how", ["tamper", "swap", "orphan-chain", "no-chain"])
+@pytest.mark.parametrize(
+    "how", ["tamper", "swap", "orphan-chain", "no-chain", "pdf-byte", "pdf-appended"]
+)
 def test_a_bad_xml_fails_naming_the_file(world: World, how: str) -> None:
     files = dict(read_members(world.bundle))
     a, b = "evidence/01-SubmissionAcceptance.xml", "evidence/02-RelayToNonERDS.xml"
@@ -142,9 +148,18 @@ def test_a_bad_xml_fails_naming_the_file(world: World, how: str) -> None:
     elif how == "orphan-chain":
         files = {k: v for k, v in files.items() if not k.endswith(".xml")}
         expect = "evidence-chain.pem"
-    else:
+    elif how == "no-chain":
         del files["evidence-chain.pem"]
         expect = "evidence-chain.pem"
+    elif how == "pdf-byte":
+        pdf = bytearray(files["notary-certificate.pdf"])
+        pdf[1000] ^= 0x01
+        files["notary-certificate.pdf"] = bytes(pdf)
+        expect = "notary-certificate.pdf"
+    else:  # an incremental update after the signature
+        pdf = files["notary-certificate.pdf"]
+        files["notary-certificate.pdf"] = pdf + b"\n1 0 obj\n(x)\nendobj\n"
+        expect = "notary-certificate.pdf"
     with pytest.raises(VerificationError) as err:
         verify_bundle(_rezip(files), vkey=world.client.get("/v1/vkey").text.strip())
     assert expect in err.value.message

@@ -39,11 +39,12 @@ def test_export_etsi_then_verify_and_tamper(
     xmls = sorted(n for n in names if n.endswith(".xml"))
     assert xmls == ["evidence/01-SubmissionAcceptance.xml", "evidence/02-ContentHandover.xml"]
     assert b"http://uri.etsi.org/19522/Event/ConsignmentAcceptance" in members[xmls[1]]
-    assert "evidence-chain.pem" in names
+    assert "evidence-chain.pem" in names and "notary-certificate.pdf" in names
     p = _verify(c, bundle, vkey)
     assert p.returncode == 0, p.stderr
     checks = {ch["item"]: ch for ch in json.loads(p.stdout)["checks"]}
     assert checks["ETSI evidence"]["status"] == "ok"
+    assert checks["notary certificate.pdf"]["status"] == "ok"
     # one changed character in the signed Message-ID: exit 3, naming the file
     bad = tmp_path / "bad.zip"
     buf = io.BytesIO()
