@@ -47,6 +47,7 @@ def etsi_members(
     """
     from lxml import etree  # type: ignore[import-untyped]
 
+    from keys.errors import MalformedError
     from notary.etsi.xml import read_evidence
     from notary.evidence import parse_statement
 
@@ -60,7 +61,12 @@ def etsi_members(
         out[NOTARY_PDF] = pdf
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     for xml in xmls:
-        place = numbers.get(read_evidence(etree.fromstring(xml, parser)).entry)
+        try:
+            entry = read_evidence(etree.fromstring(xml, parser)).entry
+        except (etree.XMLSyntaxError, ValueError, MalformedError) as exc:
+            msg = exc.message if isinstance(exc, MalformedError) else str(exc)
+            raise MalformedError(f"the notary's ETSI evidence is malformed: {msg}") from None
+        place = numbers.get(entry)
         if place is not None:
             out[f"evidence/{place[0]:02d}-{place[1]}.xml"] = xml
     return out

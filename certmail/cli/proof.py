@@ -219,7 +219,12 @@ def _build(
 def _etsi_evidence(client: Any, sha256: str) -> dict[str, Any]:
     """The notary's ETSI evidence XMLs, evidence chain and signed certificate.pdf."""
     body = client.request("GET", f"/v1/messages/{sha256}/evidence?format=etsi").json()
-    xmls = [e["xml"].encode("utf-8") for e in body.get("evidence", []) if isinstance(e, dict)]
+    items = body.get("evidence") if isinstance(body, dict) else None
+    xmls = [
+        e["xml"].encode("utf-8")
+        for e in (items if isinstance(items, list) else [])
+        if isinstance(e, dict) and isinstance(e.get("xml"), str)
+    ]
     chain = client.request("GET", "/v1/evidence/chain", auth=False).content
     pdf = client.request("GET", f"/v1/messages/{sha256}/certificate.pdf").content
     return {"etsi": xmls, "etsi_chain_pem": chain, "etsi_pdf": pdf}

@@ -163,3 +163,19 @@ def test_a_bad_xml_fails_naming_the_file(world: World, how: str) -> None:
     with pytest.raises(VerificationError) as err:
         verify_bundle(_rezip(files), vkey=world.client.get("/v1/vkey").text.strip())
     assert expect in err.value.message
+
+
+@pytest.mark.parametrize("xml", [b"garbage", b"<a/>", b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'])
+def test_export_refuses_malformed_evidence_from_the_notary(world: World, xml: bytes) -> None:
+    from keys.errors import MalformedError
+
+    receipts = world.client.get(f"/v1/messages/{SHA}/receipts", headers=world.auth).json()
+    with pytest.raises(MalformedError, match="ETSI evidence is malformed"):
+        export_bundle(
+            MESSAGE,
+            receipts["receipts"][:1],
+            vkey=world.client.get("/v1/vkey").text,
+            tsa_chain_pem=world.client.get("/v1/tsa/chain").content,
+            etsi=[xml],
+            etsi_chain_pem=world.chain,
+        )
