@@ -277,6 +277,14 @@ def init_notary(
             now=now,
             root_dir=root_dir or default_root_dir(directory),
         )
+    from keys.evidence_ca import generate_evidence_pki  # ETSI evidence key (notary/etsi/)
+
+    generate_evidence_pki(
+        directory / "evidence",
+        f"{origin} Evidence",
+        now=now,
+        root_dir=root_dir or default_root_dir(directory),
+    )
     key = generate_checkpoint_key(cfg.key_path, origin)
     cfg.vkey_path.write_text(key.vkey() + "\n", encoding="utf-8")
     from notary.relay.tls import ensure_relay_certificate
@@ -321,6 +329,7 @@ def check_permissions(cfg: NotaryConfig) -> list[str]:
     from keys.tsa import ROOT_KEY, TSA_KEY
 
     refuse = [cfg.directory, cfg.key_path, cfg.tsa_dir / TSA_KEY, cfg.relay_key_path]
+    refuse.append(cfg.directory / "evidence" / "evidence-key.pem")  # ETSI evidence key
     for p in refuse:
         bits = _open_to_others(p)
         if bits:

@@ -64,6 +64,9 @@ def export_bundle(
     protected_subject: str | None = None,
     keys: Mapping[str, bytes] | None = None,
     for_recipient: str | None = None,
+    etsi: Sequence[bytes] = (),
+    etsi_chain_pem: bytes | None = None,
+    etsi_pdf: bytes | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -87,13 +90,16 @@ def export_bundle(
     Everything is verified once, before the documents are rendered from what verified;
     the zip is then read back and must hold exactly what was written.
     Blind copies' statements are left out unless the bundle is ``for_recipient``
-    that blind copy (:mod:`certmail.bundle.blind`).
+    that blind copy (:mod:`certmail.bundle.blind`). ``etsi`` are the notary's ETSI
+    evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
+    signed certificate.pdf: certmail/bundle/etsi.py).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from certmail.bundle import documents
     from certmail.bundle.blind import visible_to
+    from certmail.bundle.etsi import etsi_members
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
     from notary.evidence import parse_statement
@@ -123,6 +129,7 @@ def export_bundle(
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
     files.update(sorted((keys or {}).items()))
+    files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":

@@ -25,6 +25,10 @@ HTML = "certificate.html"
 PDF = "certificate.pdf"
 VERIFY_TXT = "VERIFY.txt"
 DOCUMENTS = (HTML, PDF, VERIFY_TXT)
+#: The notary's evidence certificate and its root (with ETSI evidence, certmail/bundle/etsi.py).
+ETSI_CHAIN = "evidence-chain.pem"
+#: The notary's signed PDF certificate (with ETSI evidence, certmail/bundle/etsi.py).
+NOTARY_PDF = "notary-certificate.pdf"
 #: The format version member (format 2 on; a bundle without it is format 1).
 FORMAT_FILE = "bundle.json"
 
@@ -45,15 +49,15 @@ MAX_EVENTS = 999
 #: Most OpenPGP keys in one bundle.
 MAX_KEYS = 64
 #: Most members in one bundle.
-MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS
+MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS
 
-#: evidence/NN-<event>.(json|tlog-proof|tsr): number, event, kind.
-EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)")
+#: evidence/NN-<event>.(json|tlog-proof|tsr|xml): number, event, kind (xml: ETSI evidence).
+EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr|xml)")
 #: evidence/consistency-M-N.json: old and new tree size.
 CONSISTENCY = re.compile(r"evidence/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json")
 #: keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint.
 KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
-_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, *DOCUMENTS))
+_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, *DOCUMENTS))
 
 
 def fail(what: str) -> VerificationError:

@@ -53,6 +53,7 @@ def check_evidence(
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are."""
+    from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
     from certmail.bundle.tokens import check_token
 
     checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
@@ -67,6 +68,7 @@ def check_evidence(
         report += [statement] if token is None else [token, statement]
         v.events.append(event)
     checks.check_time_order(v.events)
+    report += check_etsi(v, numbered)  # evidence/NN-<event>.xml (certmail/bundle/etsi.py)
     checks.check_checkpoints(v, consistency_files)
     for old, new in v.consistency:
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))

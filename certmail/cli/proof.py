@@ -61,6 +61,11 @@ def proof() -> None:
     help="Make the bundle for this blind-copy (Bcc) recipient: keep its evidence "
     "(left out by default, so no bundle shows a blind copy to the others).",
 )
+@click.option(
+    "--etsi",
+    is_flag=True,
+    help="Add the notary's ETSI EN 319 522 evidence (evidence/NN-<event>.xml, docs/etsi.md).",
+)
 @json_option("Print a JSON summary on stdout.")
 @home_option
 @pass_app
@@ -72,6 +77,7 @@ def export(
     force: bool,
     keep_all_acks: bool,
     for_recipient: str | None,
+    etsi: bool,
 ) -> None:
     """Write the proof bundle of a sent message, with its latest receipts from the notary.
 
@@ -92,7 +98,15 @@ def export(
     entry, message, kept = _ledger_copy(settings, ref)
     protected = _revealed_subject(message, settings) if reveal_subject else None
     data, events, left_out = _build(
-        settings, entry, message, kept, keep_all_acks, reveal_subject, protected, for_recipient
+        settings,
+        entry,
+        message,
+        kept,
+        keep_all_acks,
+        reveal_subject,
+        protected,
+        for_recipient,
+        etsi,
     )
     _write_new(output, data, force)
     _report(app, output, entry, events, len(data), left_out)
@@ -168,6 +182,7 @@ def _build(
     reveal_subject: bool,
     protected: str | None,
     for_recipient: str | None = None,
+    etsi: bool = False,
 ) -> tuple[bytes, int, list[dict[str, str]]]:
     """The bundle's bytes, its number of events and the acknowledgements left out."""
     import base64
@@ -196,8 +211,23 @@ def _build(
             protected_subject=protected,
             keys=_bundle_keys(message, settings, ack_keys),
             for_recipient=for_recipient,
+            **(_etsi_evidence(client, entry.sha256) if etsi else {}),
         )
     return data, len({r.get("entry") for r in receipts}), left_out
+
+
+def _etsi_evidence(client: Any, sha256: str) -> dict[str, Any]:
+    """The notary's ETSI evidence XMLs, evidence chain and signed certificate.pdf."""
+    body = client.request("GET", f"/v1/messages/{sha256}/evidence?format=etsi").json()
+    items = body.get("evidence") if isinstance(body, dict) else None
+    xmls = [
+        e["xml"].encode("utf-8")
+        for e in (items if isinstance(items, list) else [])
+        if isinstance(e, dict) and isinstance(e.get("xml"), str)
+    ]
+    chain = client.request("GET", "/v1/evidence/chain", auth=False).content
+    pdf = client.request("GET", f"/v1/messages/{sha256}/certificate.pdf").content
+    return {"etsi": xmls, "etsi_chain_pem": chain, "etsi_pdf": pdf}
 
 
 def _bundle_keys(

@@ -1,0 +1,176 @@
+"""``certificate.pdf``: a plain-language certificate the notary issues and signs (issue 14 item 5).
+
+Written with fpdf2 as PDF/A-2B (its compliance mode: XMP metadata, sRGB
+output intent), A4, in DejaVu Sans embedded as a subset (Latin, Greek,
+Cyrillic; DejaVu has no CJK or Hangul glyphs: docs/etsi.md). Signed PAdES-B-T
+with pyHanko by the notary's evidence certificate, the signature time-stamped
+by the notary's own TSA (the token comes from a callable, so nothing here
+imports the service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from keys.evidence_ca import EvidenceCredentials
+
+#: The font embedded (fonts-dejavu-core).
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+
+#: A callable answering a DER TimeStampResp for a DER TimeStampReq (the TSA's ``respond``).
+Respond = Callable[[bytes], bytes]
+
+_PROVES = {
+    "SubmissionAcceptance": (
+        "The notary accepted the message for registered delivery at this time.",
+        "It does not show that anyone received or read it.",
+    ),
+    "SubmissionRejection": ("The notary refused the message.", ""),
+    "VirusDetected": ("The notary's virus scan refused the message.", ""),
+    "RelayToNonERDS": (
+        "The notary handed the message to the recipient's mail server, which accepted it.",
+        "It does not show that the recipient opened or read it.",
+    ),
+    "RelayToNonERDSFailure": ("Delivery to this recipient failed for good.", ""),
+    "ContentHandover": (
+        "The recipient acknowledged the message with a signature made by their OpenPGP key.",
+        "It shows the key's holder signed; that the key is the recipient's rests on the key.",
+    ),
+    "ContentAccessTracking": (
+        "WEAK: something fetched the recipient's tracking link.",
+        "It does not show that the recipient read the message: mail scanners fetch links too.",
+    ),
+}
+
+
+def _channel(stmts: Sequence[dict[str, Any]]) -> str:
+    chans = {s.get("channel") for s in stmts if s["event"] == "SubmissionAcceptance"}
+    if "smtp" in chans:
+        return (
+            "Relay mode: the sender sent the message through the notary, which saw the "
+            "message and handed it over to each recipient's mail server itself."
+        )
+    return (
+        "Direct mode: the notary saw only the message's SHA-256 hash, never its content, "
+        "sender or recipients beyond what the sender's account states."
+    )
+
+
+def _event_lines(s: dict[str, Any]) -> list[str]:
+    lines = [f"{s['time']}  {s['event']}"]
+    who = s.get("recipient") or ", ".join(map(str, s.get("recipients") or []))
+    if who:
+        lines.append(f"    recipient(s): {who}")
+    if s["event"] == "ContentHandover" and s.get("fingerprint"):
+        lines.append(f"    acknowledging key: {s['fingerprint']}")
+    proves, not_proved = _PROVES.get(s["event"], ("", ""))
+    lines.append(f"    proves: {proves}")
+    if not_proved:
+        lines.append(f"    does not prove: {not_proved}")
+    return lines
+
+
+def subject_of(sha256: str) -> str:
+    """The PDF's /Subject: the message it certifies (what proof verify matches)."""
+    return f"certmail message sha256={sha256}"
+
+
+def render_certificate(
+    stmts: Sequence[dict[str, Any]], *, origin: str, sha256: str, message_id: str
+) -> bytes:
+    """The unsigned PDF/A-2B certificate for a message's statements, in log order."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4", enforce_compliance="PDFA_2B")
+    pdf.set_title(f"Certificate of registered delivery {message_id}")
+    pdf.set_author(origin)
+    pdf.set_subject(subject_of(sha256))
+    pdf.set_lang("en")
+    pdf.add_font("DejaVu", "", str(FONT))
+    pdf.add_font("DejaVu", "B", str(FONT_BOLD))
+    pdf.set_auto_page_break(True, margin=18)
+    pdf.add_page()
+    pdf.set_font("DejaVu", "B", 15)
+    pdf.multi_cell(0, 8, "Certificate of registered delivery", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 9.5)
+    sender = next((s["submitter"] for s in stmts if isinstance(s.get("submitter"), str)), None)
+    head = [
+        f"Issued by the notary {origin}, signed with its evidence certificate.",
+        f"Message-ID: {message_id}",
+        f"SHA-256 of the exact message: {sha256}",
+        f"Sender (as the notary's account states): {sender or 'not stated'}",
+        _channel(stmts),
+        "",
+        "Events, in the order the notary's append-only log holds them:",
+    ]
+    body = [line for s in stmts for line in [*_event_lines(s), ""]]
+    tail = [
+        "How to verify: this PDF's signature (PAdES-B-T) verifies against the notary's "
+        "evidence root CA (GET /v1/evidence/chain); each event is in the notary's log, "
+        "provable with `certmail proof verify` on the proof bundle. This is not a "
+        "qualified trust service's evidence (eIDAS Art. 43(1): admissible, no presumption).",
+    ]
+    for line in head + body + tail:
+        pdf.multi_cell(0, 5, line or " ", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+class _LocalTimeStamper:
+    """A pyHanko TimeStamper asking the notary's own TSA in-process."""
+
+    @staticmethod
+    def make(respond: Respond) -> Any:
+        from asn1crypto import tsp
+        from pyhanko.sign.timestamps.api import TimeStamper
+
+        class Local(TimeStamper):  # type: ignore[misc]
+            async def async_request_tsa_response(self, req: Any) -> Any:
+                return tsp.TimeStampResp.load(respond(req.dump()))
+
+        return Local()  # type: ignore[no-untyped-call]
+
+
+def sign_certificate(pdf: bytes, creds: EvidenceCredentials, respond: Respond) -> bytes:
+    """Sign ``pdf`` PAdES-B-T with the evidence key, time-stamped through ``respond``."""
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    der = serialization.Encoding.DER
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    key = asn1_keys.PrivateKeyInfo.load(
+        creds.key.private_bytes(der, pkcs8, serialization.NoEncryption())
+    )
+    cert = asn1_x509.Certificate.load(creds.cert.public_bytes(der))
+    root = asn1_x509.Certificate.load(creds.root.public_bytes(der))
+    signer = signers.SimpleSigner(
+        signing_cert=cert,
+        signing_key=key,
+        cert_registry=SimpleCertificateStore.from_certs([cert, root]),  # type: ignore[no-untyped-call]
+    )
+    meta = PdfSignatureMetadata(
+        field_name="NotarySignature",
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        reason="Certificate of registered delivery",
+    )
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    out = BytesIO()
+
+    async def run() -> None:
+        pdf_signer = signers.PdfSigner(
+            meta, signer=signer, timestamper=_LocalTimeStamper.make(respond)
+        )
+        await pdf_signer.async_sign_pdf(writer, output=out)
+
+    asyncio.run(run())
+    return out.getvalue()
