@@ -261,12 +261,7 @@ class Certmail:
             )
             if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
                 data, scanned = seal.body, seal.parts
-            sealer = self._sealer
-            if smime:
-                from .smime.sealing import SmimeSealer
-
-                sealer = SmimeSealer(lambda: self.keyring, self.settings.dkim_dir, self.smime)
-            sealed = sealer.seal(
+            sealed = self._sealer_for(smime).seal(
                 work,
                 headers,
                 data,
@@ -278,14 +273,7 @@ class Certmail:
                 progress=progress,
                 compress=encrypt and should_compress(len(data), paths, limit),
             )
-            if limit is not None and sealed.size > limit:
-                raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
-            if seal is not None:  # K_n with the notary before anything leaves
-                seal.register(sealed.sha256, headers.message_id)
-            if tracking is not None and notary is not None:
-                from .tracking import register_tracking
-
-                register_tracking(notary, sealed.sha256, headers.message_id, tracking)
+            self._before_it_leaves(sealed, limit, seal, tracking, notary, headers.message_id)
             entry = self.ledger.enqueue(
                 sealed.path,
                 sha256=sealed.sha256,
@@ -299,6 +287,34 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _sealer_for(self, smime: bool) -> Any:
+        """The OpenPGP sealer, or with ``smime`` the S/MIME one (docs/smime.md)."""
+        if not smime:
+            return self._sealer
+        from .smime.sealing import SmimeSealer
+
+        return SmimeSealer(lambda: self.keyring, self.settings.dkim_dir, self.smime)
+
+    @staticmethod
+    def _before_it_leaves(
+        sealed: Any,
+        limit: int | None,
+        seal: Any,
+        tracking: Any,
+        notary: Any,
+        message_id: str,
+    ) -> None:
+        """The sealed message checked against the relay's limit, then what the notary
+        must hold before it leaves: the sealed share K_n, the tracking links."""
+        if limit is not None and sealed.size > limit:
+            raise too_large(sealed.size, limit)  # nothing stored: no copy is left behind
+        if seal is not None:  # K_n with the notary before anything leaves
+            seal.register(sealed.sha256, message_id)
+        if tracking is not None and notary is not None:
+            from .tracking import register_tracking
+
+            register_tracking(notary, sealed.sha256, message_id, tracking)
 
     def _queued_result(
         self, entry: Entry, *, signed: bool, encrypted: bool, warnings: list[str]

@@ -94,19 +94,44 @@ def export_bundle(
     evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
     signed certificate.pdf: certmail/bundle/etsi.py).
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from certmail.bundle import documents
     from certmail.bundle.blind import visible_to
     from certmail.bundle.etsi import etsi_members
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
-    from notary.evidence import parse_statement
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
     ordered = _earliest(visible_to(receipts, for_recipient), vkey)
+    files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency)
+    files.update(sorted((keys or {}).items()))
+    files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
+    _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
+    if protected_subject is not None:
+        if facts.mime is None or facts.mime.kind != "encrypted":
+            raise ValueError("protected_subject is for an encrypted message only")
+        protected_subject = _one_line(protected_subject)
+    files.update(documents.render(facts, reveal_subject, protected_subject))
+    data = write_members(files)
+    if not same_members(data, files):
+        raise VerificationError("the bundle written does not read back as written")
+    return data
+
+
+def _evidence_members(
+    message: bytes,
+    ordered: Sequence[Any],
+    vkey: str,
+    tsa_chain_pem: bytes,
+    consistency: Callable[[int, int], Sequence[bytes]] | None,
+) -> dict[str, bytes]:
+    """message.eml, the format, the verifier key, the TSA chain, each receipt's
+    evidence/NN-<event> members and the consistency proofs between their checkpoints."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from notary.evidence import parse_statement
+
     try:
         chain = x509.load_pem_x509_certificates(tsa_chain_pem)
     except ValueError:
@@ -128,18 +153,7 @@ def export_bundle(
         if consistency is None:
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
-    files.update(sorted((keys or {}).items()))
-    files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
-    _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
-    if protected_subject is not None:
-        if facts.mime is None or facts.mime.kind != "encrypted":
-            raise ValueError("protected_subject is for an encrypted message only")
-        protected_subject = _one_line(protected_subject)
-    files.update(documents.render(facts, reveal_subject, protected_subject))
-    data = write_members(files)
-    if not same_members(data, files):
-        raise VerificationError("the bundle written does not read back as written")
-    return data
+    return files
 
 
 def _one_line(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -80,7 +80,6 @@ def open_(
     safe names (never outside the directory, never over a file without --force).
     FILE - reads the message from standard input (a mail client's pipe).
     """
-    from certmail.ack import acknowledge, disposition_notification_to
     from certmail.cli.send import BIG, progress_bar
 
     if str(file) == "-":  # a mail client's pipe command (docs/inbox.md)
@@ -122,23 +121,36 @@ def open_(
                 default=False,
                 err=True,
             )
-        done = None
-        failed: Error | None = None
-        if ack:
-            if mdn is None and interactive and disposition_notification_to(file.read_bytes()):
-                mdn = click.confirm(
-                    "certmail: the sender also asks for a read notification"
-                    " (RFC 8098 MDN); send one?",
-                    default=False,
-                    err=True,
-                )
-            try:
-                done = acknowledge(cm, file, r, mdn=bool(mdn), notary_url=notary_url)
-            except Error as e:
-                failed = e  # the message is shown all the same, then the error
-            if done is not None:
-                for w in done.warnings:
-                    warn(w)
+        done, failed = (
+            _acknowledge(cm, file, r, mdn, notary_url, interactive) if ack else (None, None)
+        )
+    _emit(app, r, done, failed)
+
+
+def _acknowledge(
+    cm: Any, file: Path, r: OpenResult, mdn: bool | None, notary_url: str | None, interactive: bool
+) -> tuple[AckOutcome | None, Error | None]:
+    """The signed acknowledgement sent (and, asked on a terminal, an RFC 8098 MDN); an
+    error is returned, not raised: the message is shown all the same, then the error."""
+    from certmail.ack import acknowledge, disposition_notification_to
+
+    if mdn is None and interactive and disposition_notification_to(file.read_bytes()):
+        mdn = click.confirm(
+            "certmail: the sender also asks for a read notification (RFC 8098 MDN); send one?",
+            default=False,
+            err=True,
+        )
+    try:
+        done = acknowledge(cm, file, r, mdn=bool(mdn), notary_url=notary_url)
+    except Error as e:
+        return None, e
+    for w in done.warnings:
+        warn(w)
+    return done, None
+
+
+def _emit(app: App, r: OpenResult, done: AckOutcome | None, failed: Error | None) -> None:
+    """The opened message shown (or its JSON), then what went wrong with its acknowledgement."""
     if app.as_json:
         out = r.to_json()
         out["ack"] = done.to_json() if done else None

@@ -872,7 +872,9 @@ def _reference_layout(message: bytes) -> Any:
     if cte.strip() not in ("7bit", "8bit"):
         return None
     (s0, e0), (s1, _) = where
-    body = (s1 + len(second.header_block) + 2, len(second.body))
+    # Where the copy's body starts (a part whose header block has no blank line has an
+    # empty body at its end, not two bytes past it).
+    body = (s1 + second.body_start, len(second.body))
     if ctype == "multipart/signed":
         return MimeLayout("signed", (s0, e0 - s0), body)
     return MimeLayout("encrypted", body)
