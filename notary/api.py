@@ -280,13 +280,18 @@ def include_notarize_routes(app: FastAPI, service: NotaryService) -> None:
 
     @app.get(
         "/v1/messages/{sha256}/receipts",
-        summary="Every receipt about a message, proved against the latest checkpoint",
+        summary="Every receipt about a message, against the newest cosigned or latest checkpoint",
         responses={200: {"model": ReceiptsModel}},
     )
     def receipts(sha256: str, acct: Auth) -> Response:
         if not re.fullmatch(SHA256_PATTERN, sha256):
             raise ApiError(400, "bad_sha256", "sha256 must be 64 lowercase hex digits")
-        return _json({"receipts": [r.to_json() for r in service.receipts(acct, sha256)]})
+        from notary.cosigning import cosigned_receipts  # issue 14: receipts carry cosignatures
+
+        got = cosigned_receipts(
+            service.config.directory, service.receipts(acct, sha256), service.storage
+        )
+        return _json({"receipts": [r.to_json() for r in got]})
 
 
 def include_service_routes(app: FastAPI, service: NotaryService, relay: "Relay | None") -> None:

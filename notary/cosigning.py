@@ -26,13 +26,23 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConflictError, Error, NotFoundError
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
 from notary.errors import MalformedError
 
-__all__ = ["Cosigning", "WitnessEntry", "add_witness", "load_witnesses", "remove_witness"]
+__all__ = [
+    "Cosigning",
+    "WitnessEntry",
+    "add_witness",
+    "cosigned_receipts",
+    "load_witnesses",
+    "remove_witness",
+]
+
+if TYPE_CHECKING:
+    from notary.receipt import Receipt
 
 CONFIG = "witnesses.toml"
 COSIGNED = "cosigned-checkpoint"
@@ -188,6 +198,34 @@ class Cosigning:
             verify_cosignatures(full, [w.verifier for w in self.witnesses], self.quorum)
             _atomic_write(self.directory / COSIGNED, full)
             self.cosigned = full
+
+
+def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) -> list[Receipt]:
+    """``receipts`` proved against the newest checkpoint a quorum cosigned
+    (``cosigned-checkpoint``), with its cosignature lines after the notary's own
+    signature, where that checkpoint covers the entry; the others as they are.
+
+    Old verifiers verify the notary's signature and ignore the other lines
+    (C2SP signed-note); ``proof export`` puts the cosigned note in the bundle.
+    """
+    from notary.merkle import prove_inclusion
+    from notary.receipt import Receipt
+    from notary.tlogproof import TlogProof, parsed_checkpoint
+
+    try:
+        note = (directory / COSIGNED).read_bytes()
+    except FileNotFoundError:
+        return receipts
+    size = parsed_checkpoint(note)[1].size
+    out = []
+    for r in receipts:
+        if r.index >= size:
+            out.append(r)
+            continue
+        same = r.checkpoint().size == size
+        hashes = r.proof.hashes if same else tuple(prove_inclusion(size, r.index, storage))
+        out.append(Receipt(r.entry, TlogProof(r.index, hashes, note, r.proof.extra), r.tst))
+    return out
 
 
 def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from certmail.bundle.layout import (
     CHAIN,
     CONSISTENCY,
+    COSIGNED,
     EVIDENCE,
     FORMAT_FILE,
     FORMATS,
@@ -89,6 +90,7 @@ class Verified:
     consistency: list[tuple[int, int]] = field(default_factory=list)
     format: int = 1  # the bundle format version (bundle.json)
     keys: tuple[tuple[str, str], ...] = ()  # keys/: (fingerprint, address), format 2
+    cosigned: dict[int, Checkpoint] = field(default_factory=dict)  # format 3, by size
 
     @property
     def message(self) -> bytes:
@@ -178,7 +180,7 @@ def check_format(files: Mapping[str, bytes]) -> int:
     """The bundle's format version: bundle.json's (format 2 on, in its one form), else 1;
     a format 1 bundle holds no member that came later."""
     if FORMAT_FILE not in files:
-        later = [n for n in files if KEY_MEMBER.fullmatch(n)]
+        later = [n for n in files if KEY_MEMBER.fullmatch(n) or COSIGNED.fullmatch(n)]
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1
@@ -193,6 +195,9 @@ def check_format(files: Mapping[str, bytes]) -> int:
             f"(formats {', '.join(map(str, FORMATS))})",
             hint="upgrade certmail to verify this bundle",
         )
+    cosigned = [n for n in files if COSIGNED.fullmatch(n)]
+    if cosigned and version < 3:
+        raise fail(f"{cosigned[0]} in a bundle of format {version} (cosigned checkpoints: 3)")
     return version
 
 
@@ -329,11 +334,15 @@ def check_time_order(events: Sequence[Event]) -> None:
         raise fail("evidence files are not in time order")
 
 
-def check_checkpoints(v: Verified, consistency_files: Mapping[tuple[int, int], str]) -> None:
+def check_checkpoints(
+    v: Verified,
+    consistency_files: Mapping[tuple[int, int], str],
+    extra: Sequence[Checkpoint] = (),
+) -> None:
     """No two checkpoints of one size differ (a fork); a consistency proof is there for
-    each pair of successive sizes, and no other."""
-    for ev in v.events:
-        cp = ev.checkpoint
+    each pair of successive sizes, and no other. ``extra``: the cosigned checkpoints
+    (format 3), linked to the receipts' by consistency proofs like them."""
+    for cp in [ev.checkpoint for ev in v.events] + list(extra):
         have = v.checkpoints.get(cp.size)
         if have is not None and have.root_hash != cp.root_hash:
             raise fail(f"two checkpoints of size {cp.size} with different roots: the log forked")

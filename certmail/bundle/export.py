@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
     CHAIN,
+    COSIGNED,
     FORMAT,
+    FORMAT_COSIGNED,
     FORMAT_FILE,
     MAX_EVENTS,
     MESSAGE,
@@ -102,8 +104,10 @@ def export_bundle(
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
-    ordered = _earliest(visible_to(receipts, for_recipient), vkey)
-    files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency)
+    visible = visible_to(receipts, for_recipient)
+    ordered = _earliest(visible, vkey)
+    cosigned = _cosigned(visible, ordered, vkey)
+    files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, cosigned)
     files.update(sorted((keys or {}).items()))
     files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
@@ -124,6 +128,7 @@ def _evidence_members(
     vkey: str,
     tsa_chain_pem: bytes,
     consistency: Callable[[int, int], Sequence[bytes]] | None,
+    cosigned: Mapping[str, bytes],
 ) -> dict[str, bytes]:
     """message.eml, the format, the verifier key, the TSA chain, each receipt's
     evidence/NN-<event> members and the consistency proofs between their checkpoints."""
@@ -138,7 +143,7 @@ def _evidence_members(
         raise MalformedError("the TSA chain holds no PEM certificates") from None
     files: dict[str, bytes] = {
         MESSAGE: message,
-        FORMAT_FILE: format_text(FORMAT),
+        FORMAT_FILE: format_text(FORMAT_COSIGNED if cosigned else FORMAT),
         VKEY: (vkey + "\n").encode("ascii"),
         CHAIN: b"".join(c.public_bytes(Encoding.PEM) for c in chain),
     }
@@ -148,12 +153,41 @@ def _evidence_members(
         files[f"{stem}.tlog-proof"] = r.proof.to_bytes()
         if r.tst is not None:
             files[f"{stem}.tsr"] = r.tst
-    sizes = sorted({r.checkpoint().size for r in ordered})
+    files.update(cosigned)
+    sizes = sorted({r.checkpoint().size for r in ordered} | {_size(n) for n in cosigned})
     for m, n in itertools.pairwise(sizes):
         if consistency is None:
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
     return files
+
+
+def _cosigned(
+    receipts: Sequence[Mapping[str, Any]], ordered: Sequence[Receipt], vkey: str
+) -> dict[str, bytes]:
+    """The evidence/checkpoint-N.cosigned members: the cosigned checkpoint notes of the
+    receipts (verified by the notary key) at least as large as every checkpoint the
+    kept receipts use, so that the cosigned one covers them all (docs/witness.md)."""
+    from certmail.bundle.cosigned import cosigned_members
+    from notary.note import Verifier
+    from notary.receipt import Receipt
+
+    verifier = Verifier.from_vkey(vkey)
+    top = max(r.checkpoint().size for r in ordered)
+    notes = []
+    for obj in receipts:
+        r = Receipt.from_json(dict(obj))
+        if r.checkpoint().size >= top:
+            r.verify(verifier)
+            notes.append(r.proof.checkpoint)
+    members = cosigned_members(notes)
+    return dict(list(members.items())[:1])  # the smallest cosigned one covering them all
+
+
+def _size(name: str) -> int:
+    m = COSIGNED.fullmatch(name)
+    assert m is not None
+    return int(m.group(1))
 
 
 def _one_line(text: str) -> str:

@@ -34,9 +34,12 @@ FORMAT_FILE = "bundle.json"
 
 #: The bundle format new bundles are written in. Every released format verifies
 #: forever (DESIGN §4.8); the table is in docs/proof-bundle.md.
-#: 1: up to issue 10 (no bundle.json, no keys/); 2: bundle.json, keys/<FPR>.asc.
+#: 1: up to issue 10 (no bundle.json, no keys/); 2: bundle.json, keys/<FPR>.asc;
+#: 3: evidence/checkpoint-<N>.cosigned (witness cosignatures, issue 14), written only
+#: when the bundle holds cosigned checkpoints (else the bundle is exactly format 2).
 FORMAT = 2
-FORMATS = (1, 2)
+FORMAT_COSIGNED = 3
+FORMATS = (1, 2, 3)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -57,6 +60,9 @@ EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|ts
 CONSISTENCY = re.compile(r"evidence/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json")
 #: keys/<FPR>.asc: an OpenPGP public key (format 2), named by its v4 fingerprint.
 KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
+#: evidence/checkpoint-<N>.cosigned: the notary's checkpoint of size N with its witnesses'
+#: cosignature lines (C2SP tlog-cosignature; format 3, certmail/bundle/cosigned.py).
+COSIGNED = re.compile(r"evidence/checkpoint-([1-9]\d{0,18})\.cosigned")
 _FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, *DOCUMENTS))
 
 
@@ -74,6 +80,7 @@ def check_name(name: str) -> None:
         or EVIDENCE.fullmatch(name)
         or CONSISTENCY.fullmatch(name)
         or KEY_MEMBER.fullmatch(name)
+        or COSIGNED.fullmatch(name)
     ):
         return
     shown = name.encode("unicode_escape").decode("ascii")[:120]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from certmail.bundle.headers import HeaderFacts
     from keys.gpg import Keyring
+    from notary.cosignature import CosignatureVerifier
 
 __all__ = ["check_evidence", "verify_bundle"]
 
@@ -53,6 +54,7 @@ def check_evidence(
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are."""
+    from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
     from certmail.bundle.tokens import check_token
 
@@ -69,7 +71,8 @@ def check_evidence(
         v.events.append(event)
     checks.check_time_order(v.events)
     report += check_etsi(v, numbered)  # evidence/NN-<event>.xml (certmail/bundle/etsi.py)
-    checks.check_checkpoints(v, consistency_files)
+    v.cosigned = read_cosigned(v)  # evidence/checkpoint-N.cosigned (format 3)
+    checks.check_checkpoints(v, consistency_files, list(v.cosigned.values()))
     for old, new in v.consistency:
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
     header = header_facts(v.message)
@@ -232,6 +235,8 @@ def verify_bundle(
     vkey: str | None,
     tsa_roots: Sequence[x509.Certificate] | None = None,
     keyring: Keyring | None = None,
+    witnesses: Sequence[CosignatureVerifier] = (),
+    quorum: int | None = None,
 ) -> BundleReport:
     """Verify a proof bundle offline; return what it proves or raise VerificationError.
 
@@ -239,10 +244,19 @@ def verify_bundle(
     ``None`` falls back to the bundle's notary.vkey with a warning in the
     report. ``tsa_roots`` likewise for the TSA. With a ``keyring``, the
     sender's signature (signed-only messages) and recipients' acknowledgements
-    are checked where the keyring holds the keys.
+    are checked where the keyring holds the keys. With ``witnesses`` the largest
+    checkpoint the bundle relies on must carry ``quorum`` (default: all) of their valid
+    cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`).
     """
+    from certmail.bundle.cosigned import check_witnesses
+
+    if quorum is not None and not 1 <= quorum <= len(witnesses):
+        raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
+    cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
+    if cosig is not None:
+        report.append(cosig)
     report.append(check_documents(files, facts, v.format))
     return BundleReport(
         format=v.format,

@@ -408,6 +408,25 @@ def _judge_acks(
     is_flag=True,
     help="Exit 0 also when some checks could not run (valid, but N checks could not run).",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY",
+    help="A witness's cosigner key (name+keyid+base64, or a file holding it); repeatable. "
+    "The bundle's checkpoints must be cosigned by --quorum of them (docs/witness.md).",
+)
+@click.option(
+    "--witnesses",
+    "witnesses_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file of witness keys: one vkey a line, or a notary's witnesses.toml.",
+)
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=1),
+    help="How many of the witnesses must have cosigned (default: all given).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
@@ -420,6 +439,9 @@ def verify(
     trust_bundle_key: bool,
     trust_bundle_root: bool,
     allow_partial: bool,
+    witnesses: tuple[str, ...],
+    witnesses_file: Path | None,
+    quorum: int | None,
 ) -> None:
     """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
     TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
@@ -437,6 +459,9 @@ def verify(
             trust_bundle_key=trust_bundle_key,
             trust_bundle_root=trust_bundle_root,
             allow_partial=allow_partial,
+            witnesses=witnesses,
+            witnesses_file=witnesses_file,
+            quorum=quorum,
         )
     )
 

@@ -40,6 +40,9 @@ class VerifyArgs(NamedTuple):
     trust_bundle_key: bool = False  # accept the bundle's own notary.vkey without --vkey
     trust_bundle_root: bool = False  # accept the root ending tsa-chain.pem without --tsa-root
     allow_partial: bool = False  # exit 0 although some checks could not run
+    witnesses: tuple[str, ...] = ()  # --witness VKEY (or a file holding one)
+    witnesses_file: Path | None = None  # --witnesses FILE: one vkey a line, or witnesses.toml
+    quorum: int | None = None  # --quorum N (default: every witness given)
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -145,7 +148,20 @@ def run_verify(a: VerifyArgs) -> None:
         except ValueError:
             raise MalformedError(f"--tsa-root {a.tsa_root} holds no PEM certificates") from None
     keyring = _keyring(a.gnupghome, a.home)
-    report = verify_bundle(a.bundle, vkey=vkey, tsa_roots=roots, keyring=keyring)
+    witnesses = _witnesses(a)
+    if a.quorum is not None and not 1 <= a.quorum <= len(witnesses):
+        raise Error(
+            f"--quorum {a.quorum} with {len(witnesses)} witness key(s) can never be met",
+            hint="give --witness VKEY (or --witnesses FILE) for at least N witnesses",
+        )
+    report = verify_bundle(
+        a.bundle,
+        vkey=vkey,
+        tsa_roots=roots,
+        keyring=keyring,
+        witnesses=witnesses,
+        quorum=a.quorum,
+    )
     for w in report.warnings:
         _echo(_WARN + w, err=True)
     _require_anchors(report, a)
@@ -154,6 +170,55 @@ def run_verify(a: VerifyArgs) -> None:
         _echo(json.dumps(report.to_json()))
         return
     _table(report)
+
+
+def _witnesses(a: VerifyArgs) -> list[Any]:
+    """The witness keys of --witness (a vkey, or a file holding one) and --witnesses FILE
+    (one vkey a line, ``#`` comments; or a notary's witnesses.toml), parsed strictly."""
+    from keys.errors import MalformedError
+    from notary.cosignature import CosignatureVerifier
+
+    given = [(f"--witness {w}", w) for w in a.witnesses]
+    if a.witnesses_file is not None:
+        for n, line in enumerate(_witness_lines(a.witnesses_file), start=1):
+            given.append((f"--witnesses {a.witnesses_file} line {n}", line))
+    out: list[Any] = []
+    for where, text in given:
+        if "+" not in text and Path(text).is_file():
+            text = _read(Path(text), "--witness").strip()
+        try:
+            v = CosignatureVerifier.from_vkey(text)
+        except MalformedError as e:
+            raise MalformedError(
+                f"{where[:200]}: {e.message}", hint="a witness's witness.vkey: name+keyid+base64"
+            ) from None
+        if any(o.name == v.name for o in out):
+            raise Error(f"{where[:200]}: witness {v.name} given twice")
+        out.append(v)
+    return out
+
+
+def _witness_lines(path: Path) -> list[str]:
+    import tomllib
+
+    text = _read(path, "--witnesses")
+    try:
+        cfg = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        cfg = None
+    if isinstance(cfg, dict) and isinstance(cfg.get("witness"), list):
+        return [str(w.get("vkey", "")) for w in cfg["witness"] if isinstance(w, dict)]
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def _read(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {option} {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Error(f"cannot read {option} {path}: {e}") from None
 
 
 def _require_anchors(report: Any, a: VerifyArgs) -> None:
