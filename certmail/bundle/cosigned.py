@@ -78,8 +78,9 @@ def check_witnesses(
 ) -> Check | None:
     """The largest checkpoint the bundle relies on must carry ``quorum`` (default: all)
     valid cosignatures by ``witnesses``; VerificationError naming the checkpoint's file
-    and the witnesses missing or invalid. Without witnesses: a skipped check when the
-    bundle holds cosigned checkpoints, else none."""
+    and the witnesses missing or invalid. Without witnesses: a skipped check (one that
+    does not apply: the verdict stays "valid") when the bundle holds cosigned
+    checkpoints, else none."""
     if not witnesses:
         if not cosigned:
             return None
@@ -88,6 +89,7 @@ def check_witnesses(
             "cosignatures",
             "skipped",
             f"cosigned checkpoint(s) of size {sizes} not checked (no --witness given)",
+            applies=False,  # nothing was asked of the witnesses: not "could not run"
         )
     need = len(witnesses) if quorum is None else quorum
     top = max(v.checkpoints)

@@ -10,7 +10,7 @@ import json
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -75,16 +75,21 @@ def _rewrite(bundle: Path, out: Path, change: Any) -> Path:
     return out
 
 
-def test_cosigned_receipts_bundle_and_verify(
-    correspondents: Any, notary_dir: Path, tmp_path: Path
-) -> None:
-    c = correspondents
+class Cosigned(NamedTuple):
+    bundle: Path
+    vkey: Path
+    root: Path
+    wkeys: list[str]
+
+
+def export_cosigned(c: Any, notary_dir: Path, tmp_path: Path) -> Cosigned:
+    """Alice sends through a notary with two real witnesses; once her receipts carry
+    both cosignatures she exports the bundle (the processes stopped after)."""
     real = NotaryProcess(notary_dir)
     witnesses = _witnesses(notary_dir, tmp_path, real)
     wkeys = [(w.directory / "witness.vkey").read_text().strip() for w in witnesses]
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(real.vkey + "\n")
-    root = notary_dir / "tsa" / "root-ca.pem"
     try:
         for w in witnesses:
             w.start()
@@ -96,54 +101,80 @@ def test_cosigned_receipts_bundle_and_verify(
         note = receipts[0]["proof"].split("\n\n", 1)[1].encode()
         first = parse_note(note).signatures[0]
         assert first.name == real.vkey.split("+")[0]  # the notary's own signature first
-
         bundle = tmp_path / "cosigned.zip"
         p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
         assert p.returncode == 0, p.stderr
-        with zipfile.ZipFile(bundle) as z:
-            names = z.namelist()
-            assert json.loads(z.read("bundle.json")) == {"format": 3}
-        (cos_name,) = [n for n in names if COSIGNED.fullmatch(n)]
-
-        # both witnesses -> valid; the JSON report carries the check
-        wargs = ["--witness", wkeys[0], "--witness", wkeys[1]]
-        p = _verify(c, bundle, vkey, root, *wargs, "--json")
-        assert p.returncode == 0, p.stderr
-        checks = [ch for ch in json.loads(p.stdout)["checks"] if ch["item"] == "cosignatures"]
-        assert len(checks) == 1 and checks[0]["status"] == "ok"
-        assert "witness.test/w1, witness.test/w2" in checks[0]["detail"]
-        # --witnesses FILE and quorum 1 of a right and a wrong key: valid
-        wrong = Cosigner("witness.test/w2", b"\x07" * 32).verifier.vkey()
-        listed = tmp_path / "witnesses.txt"
-        listed.write_text(f"# ours\n{wkeys[0]}\n{wrong}\n")
-        p = _verify(c, bundle, vkey, root, "--witnesses", str(listed), "--quorum", "1")
-        assert p.returncode == 0, p.stderr
-        # quorum 2 with one witness's key wrong -> fails naming the file and the witness
-        p = _verify(c, bundle, vkey, root, "--witnesses", str(listed), "--quorum", "2")
-        assert p.returncode == 3
-        err = one_line_error(p)
-        assert cos_name in err and "witness.test/w2" in err
-
-        # a tampered cosignature -> fails naming the file
-        def flip(members: dict[str, bytes]) -> dict[str, bytes]:
-            lines = members[cos_name].decode().split("\n")
-            sig = lines[-2].rsplit(" ", 1)
-            raw = bytearray(base64.b64decode(sig[1]))
-            raw[-1] ^= 1
-            lines[-2] = sig[0] + " " + base64.b64encode(bytes(raw)).decode()
-            members[cos_name] = "\n".join(lines).encode()
-            return members
-
-        bad = _rewrite(bundle, tmp_path / "bad.zip", flip)
-        p = _verify(c, bad, vkey, root, *wargs)
-        assert p.returncode == 3
-        err = one_line_error(p)
-        assert cos_name in err and "does not verify" in err
-
     finally:
         real.stop()
         for w in witnesses:
             w.stop()
+    return Cosigned(bundle, vkey, notary_dir / "tsa" / "root-ca.pem", wkeys)
+
+
+def test_cosigned_receipts_bundle_and_verify(
+    correspondents: Any, notary_dir: Path, tmp_path: Path
+) -> None:
+    c = correspondents
+    bundle, vkey, root, wkeys = export_cosigned(c, notary_dir, tmp_path)
+    with zipfile.ZipFile(bundle) as z:
+        names = z.namelist()
+        assert json.loads(z.read("bundle.json")) == {"format": 3}
+    (cos_name,) = [n for n in names if COSIGNED.fullmatch(n)]
+    # no --witness: valid (old verifiers' checks), the cosignatures not checked
+    p = _verify(c, bundle, vkey, root, "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    (row,) = [ch for ch in report["checks"] if ch["item"] == "cosignatures"]
+    assert row["status"] == "skipped" and not row["applies"]
+    assert "cosignatures" not in report.get("unchecked", [])
+    assert report["verdict"] == "valid"
+
+    # both witnesses -> valid; the JSON report carries the check
+    wargs = ["--witness", wkeys[0], "--witness", wkeys[1]]
+    p = _verify(c, bundle, vkey, root, *wargs, "--json")
+    assert p.returncode == 0, p.stderr
+    checks = [ch for ch in json.loads(p.stdout)["checks"] if ch["item"] == "cosignatures"]
+    assert len(checks) == 1 and checks[0]["status"] == "ok"
+    assert "witness.test/w1, witness.test/w2" in checks[0]["detail"]
+    # --witnesses FILE and quorum 1 of a right and a wrong key: valid
+    wrong = Cosigner("witness.test/w2", b"\x07" * 32).verifier.vkey()
+    listed = tmp_path / "witnesses.txt"
+    listed.write_text(f"# ours\n{wkeys[0]}\n{wrong}\n")
+    p = _verify(c, bundle, vkey, root, "--witnesses", str(listed), "--quorum", "1")
+    assert p.returncode == 0, p.stderr
+    # quorum 2 with one witness's key wrong -> fails naming the file and the witness
+    p = _verify(c, bundle, vkey, root, "--witnesses", str(listed), "--quorum", "2")
+    assert p.returncode == 3
+    err = one_line_error(p)
+    assert cos_name in err and "witness.test/w2" in err
+
+    # a tampered cosignature -> fails naming the file
+    def flip(members: dict[str, bytes]) -> dict[str, bytes]:
+        lines = members[cos_name].decode().split("\n")
+        sig = lines[-2].rsplit(" ", 1)
+        raw = bytearray(base64.b64decode(sig[1]))
+        raw[-1] ^= 1
+        lines[-2] = sig[0] + " " + base64.b64encode(bytes(raw)).decode()
+        members[cos_name] = "\n".join(lines).encode()
+        return members
+
+    bad = _rewrite(bundle, tmp_path / "bad.zip", flip)
+    p = _verify(c, bad, vkey, root, *wargs)
+    assert p.returncode == 3
+    err = one_line_error(p)
+    assert cos_name in err and "does not verify" in err
+
+    # the notary's signature moved after the cosignatures -> refused even without --witness
+    def reorder(members: dict[str, bytes]) -> dict[str, bytes]:
+        text, sigs = members[cos_name].decode().split("\n\n", 1)
+        lines = sigs.splitlines(True)
+        members[cos_name] = (text + "\n\n" + "".join(lines[1:] + lines[:1])).encode()
+        return members
+
+    p = _verify(c, _rewrite(bundle, tmp_path / "order.zip", reorder), vkey, root)
+    assert p.returncode == 3
+    err = one_line_error(p)
+    assert cos_name in err and "the notary's signature is not the first line" in err
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

@@ -9,6 +9,7 @@ import { headerFacts } from "./headers.js";
 import {
   CHAIN,
   CONSISTENCY,
+  COSIGNED,
   DOCUMENTS,
   EVIDENCE,
   FORMAT_FILE,
@@ -22,7 +23,7 @@ import {
   VERIFY_TXT,
   VKEY,
 } from "./layout.js";
-import { parseReceipt, Verifier, verifyReceipt } from "./log.js";
+import { openCheckpoint, parseCheckpoint, parseNote, parseReceipt, Verifier, verifyReceipt } from "./log.js";
 import { verifyConsistency } from "./merkle.js";
 import { UnknownKey, verifyDetached } from "./pgp.js";
 import { verifyToken } from "./tsp.js";
@@ -44,6 +45,9 @@ export const NOT_HERE = {
     "not checked here: certmail proof verify regenerates certificate.html, certificate.pdf " +
     "and VERIFY.txt from the evidence and compares them byte for byte; the page shows the " +
     "timeline from the verified evidence instead",
+  cosignatures:
+    "not checked here: the witnesses' cosignatures on the evidence/checkpoint-N.cosigned " +
+    "members; run certmail proof verify --witness VKEY (docs/witness.md)",
   openpgp:
     "not checked here: no OpenPGP keys given; paste the sender's and recipients' public " +
     "keys (from a source you trust) under Trust roots, or run certmail proof verify --gnupghome DIR",
@@ -53,7 +57,7 @@ export const NOT_HERE = {
  * (checks.py check_format). */
 function checkFormat(files) {
   if (!files.has(FORMAT_FILE)) {
-    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n));
+    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n) || COSIGNED.test(n));
     if (later.length) throw fail(`${later[0]} in a bundle without ${FORMAT_FILE} (format 1)`);
     return 1;
   }
@@ -65,6 +69,8 @@ function checkFormat(files) {
       `${FORMAT_FILE}: bundle format ${version} is newer than this page knows (formats ${FORMATS.join(", ")})`,
     );
   }
+  const cosigned = [...files.keys()].filter((n) => COSIGNED.test(n));
+  if (cosigned.length && version < 3) throw fail(`${cosigned[0]} in a bundle of format ${version} (cosigned checkpoints: 3)`);
   return version;
 }
 
@@ -203,9 +209,33 @@ function checkTimeOrder(events) {
   if (order.some((e, i) => e.number !== events[i].number)) throw fail("evidence files are not in time order");
 }
 
-function checkCheckpoints(v, consistencyFiles) {
-  for (const ev of v.events) {
-    const cp = ev.checkpoint;
+/** Each evidence/checkpoint-N.cosigned: a checkpoint of size N signed by the notary key,
+ * its signature first (cosigned.py read_cosigned); the cosignatures are not checked here. */
+async function readCosigned(v) {
+  const out = [];
+  for (const name of [...v.files.keys()].filter((n) => COSIGNED.test(n)).sort()) {
+    const size = BigInt(COSIGNED.exec(name)[1]);
+    let cp;
+    let note;
+    try {
+      note = parseNote(v.files.get(name));
+      cp = await openCheckpoint(note, parseCheckpoint(note.text), v.verifier);
+    } catch (e) {
+      if (!(e instanceof VerificationError)) throw e;
+      throw fail(`${name}: ${e.message}`);
+    }
+    const first = note.signatures[0];
+    if (first.name !== v.verifier.name || hex(first.keyId) !== hex(v.verifier.keyId)) {
+      throw fail(`${name}: the notary's signature is not the first line`);
+    }
+    if (cp.size !== size) throw fail(`${name} holds a checkpoint of size ${cp.size}`);
+    out.push(cp);
+  }
+  return out;
+}
+
+function checkCheckpoints(v, consistencyFiles, extra = []) {
+  for (const cp of [...v.events.map((ev) => ev.checkpoint), ...extra]) {
     const have = v.checkpoints.get(cp.size);
     if (have && hex(have.rootHash) !== hex(cp.rootHash)) {
       throw fail(`two checkpoints of size ${cp.size} with different roots: the log forked`);
@@ -372,6 +402,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     messageId: null,
     checkpoints: new Map(),
     consistency: [],
+    cosigned: [],
   };
   const checks = [];
   let current = "bundle";
@@ -401,7 +432,8 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     current = "time order";
     checkTimeOrder(v.events);
     current = "consistency";
-    checkCheckpoints(v, consistencyFiles);
+    v.cosigned = await readCosigned(v);
+    checkCheckpoints(v, consistencyFiles, v.cosigned);
     for (const [m, n] of v.consistency) checks.push(await checkConsistency(v, m, n, consistencyFiles.get(`${m}-${n}`)));
     const header = headerFacts(v.message);
     const rcpts = [...header.recipients];
@@ -422,6 +454,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
       }
     }
     checks.push(check("documents", "skipped", NOT_HERE.documents));
+    if (v.cosigned.length) checks.push(check("cosignatures", "skipped", NOT_HERE.cosignatures, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;

@@ -149,7 +149,7 @@ export function parseCheckpoint(text) {
 }
 
 /** A signed checkpoint note, verified against `verifier` (key name = origin). */
-async function openCheckpoint(note, cp, verifier) {
+export async function openCheckpoint(note, cp, verifier) {
   const raw = encoder.encode(note.text);
   let verified = 0;
   for (const sig of note.signatures) {
