@@ -196,6 +196,6 @@ def test_old_bundle_with_and_without_witness(version: str, tmp_path: Path) -> No
     assert f"holds no cosigned checkpoint (bundle format {version[1]})" in err
     # usage errors: a malformed key, a quorum that can never be met
     p = cli(*args, "--witness", "nope", env=clean_env(tmp_path))
-    assert p.returncode != 0 and "--witness nope" in one_line_error(p)
+    assert p.returncode == 3 and "--witness nope" in one_line_error(p)
     p = cli(*args, "--witness", w, "--quorum", "2", env=clean_env(tmp_path))
-    assert p.returncode != 0 and "--quorum 2 with 1 witness key(s)" in one_line_error(p)
+    assert p.returncode == 1 and "--quorum 2 with 1 witness key(s)" in one_line_error(p)
