@@ -17,9 +17,10 @@ import pytest
 
 from certmail.bundle.layout import COSIGNED
 from notary.cosignature import Cosigner
-from notary.note import parse_note
+from notary.note import Verifier, parse_note
+from notary.receipt import Receipt
 from tests.certmail.test_cli_proof import _send
-from tests.certmail.test_witness_cli import WitnessProcess
+from tests.certmail.test_witness_cli import WitnessProcess, _grow
 from tests.fixtures.cli import clean_env, cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 
@@ -101,6 +102,18 @@ def export_cosigned(c: Any, notary_dir: Path, tmp_path: Path) -> Cosigned:
         note = receipts[0]["proof"].split("\n\n", 1)[1].encode()
         first = parse_note(note).signatures[0]
         assert first.name == real.vkey.split("+")[0]  # the notary's own signature first
+        # one witness down, the log grows: receipts stay proved against the cosigned
+        # checkpoint (re-proved, older than the latest), and verify under the notary key
+        cosigned_size = Receipt.from_json(receipts[0]).checkpoint().size
+        witnesses[1].kill()
+        _grow(real, token, "later", 3)
+        again = _wait_receipts_cosigned(real.url, token, sent["sha256"])
+        latest = parse_note(httpx.get(real.url + "/checkpoint", timeout=10).content)
+        assert int(latest.text.split("\n")[1]) == cosigned_size + 3
+        for obj in again:
+            r = Receipt.from_json(obj)
+            assert r.checkpoint().size == cosigned_size
+            r.verify(Verifier.from_vkey(real.vkey))
         bundle = tmp_path / "cosigned.zip"
         p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
         assert p.returncode == 0, p.stderr
