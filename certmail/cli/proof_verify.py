@@ -175,6 +175,8 @@ def run_verify(a: VerifyArgs) -> None:
 def _witnesses(a: VerifyArgs) -> list[Any]:
     """The witness keys of --witness (a vkey, or a file holding one) and --witnesses FILE
     (one vkey a line, ``#`` comments; or a notary's witnesses.toml), parsed strictly."""
+    if not a.witnesses and a.witnesses_file is None:
+        return []  # the fast path imports nothing more
     from keys.errors import MalformedError
     from notary.cosignature import CosignatureVerifier
 
