@@ -3,8 +3,8 @@
 Each worker process holds one :class:`certmail.api.Certmail` (its keyring with
 key lookups remembered, its ledger connection, its notary client) for the
 whole campaign, keeps one SMTP session open across its submissions
-(:func:`certmail.submitter.keep_sessions`), and dies with the process that started it (``PR_SET_PDEATHSIG``),
-so a SIGKILL of ``campaign send`` leaves no worker running on.
+(:func:`certmail.submitter.keep_sessions`), and dies with the process that
+started it (``PR_SET_PDEATHSIG``), so a SIGKILL of ``campaign send`` leaves no worker running on.
 
 Per recipient (:func:`run_one`), every step is durable before the next starts:
 the sealed bytes go into the ledger under the Message-ID chosen at create time
