@@ -388,10 +388,18 @@ def _open(
         tls = isinstance(client.sock, ssl.SSLSocket)
         if login is not None:
             _login(peer, client, login, tls)
+        return _Session(client, tls, cert)
+    except smtplib.SMTPResponseException as e:
+        _quit(client)
+        raise _reply_error(peer, e.smtp_code, e.smtp_error, "the connection") from None
+    except (OSError, smtplib.SMTPException) as e:
+        _quit(client)
+        raise TemporaryError(
+            f"SMTP with {peer.where} failed: {_why(e)}", hint=peer.retry_hint
+        ) from None
     except BaseException:
         _quit(client)
         raise
-    return _Session(client, tls, cert)
 
 
 class _Stale(Exception):
