@@ -19,6 +19,14 @@ peak RSS for 100 MB against 28 MiB streamed, measured on loopback; so this
 module stays on the standard library's smtplib.) The transaction is
 all-or-nothing: if any recipient is refused, RSET is sent before DATA.
 
+One connection per message by default; a process that sends many (a campaign
+worker) calls :func:`keep_sessions` and then reuses one session per peer and
+login: no TLS handshake and AUTH per message. A kept session is checked with
+NOOP before it carries a message; if it was closed (the server's idle timeout,
+a restart), a new one is opened and the message goes over it, but never once
+the final dot of that message was written (that stays
+:class:`UncertainDeliveryError`).
+
 Failures are classified: :class:`keys.errors.TemporaryError` for what a retry
 may fix (connection refused, timeouts, 4xx replies), :class:`DeliveryError`
 for permanent refusals (5xx), :class:`LoginError` (a :class:`DeliveryError`)
@@ -31,12 +39,14 @@ is not retried on its own).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,24 +334,53 @@ def _envelope(
         raise deferred
 
 
-def submit(
-    peer: Peer,
-    mail_from: str,
-    recipients: Sequence[str],
-    source: Path | bytes,
-    *,
-    login: tuple[str, str] | None = None,
-    timeout: float = 60.0,
-    local_hostname: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> SmtpResult:
-    """Submit ``source``'s bytes unchanged to ``recipients``; raise on any failure."""
-    if not recipients:
-        raise Error("no recipients")
-    size = len(source) if isinstance(source, bytes) else source.stat().st_size
-    # smtplib would call socket.getfqdn(), a reverse DNS lookup per connection.
-    client = _connect(peer, timeout, local_hostname or socket.gethostname() or "localhost")
-    handed_over = False
+@dataclass
+class _Session:
+    """An open, greeted (and logged-in) SMTP connection."""
+
+    client: smtplib.SMTP
+    tls: bool
+    cert: str | None
+    used: float = 0.0
+
+
+#: Seconds a kept session may have been idle and still be reused (the notary's relay
+#: closes an idle session after 60 s by default).
+IDLE_REUSE = 30.0
+_SessionKey = tuple[Peer, tuple[str, str] | None, str]
+_kept: dict[_SessionKey, _Session] | None = None
+
+
+def keep_sessions() -> None:
+    """From now on, this process keeps each SMTP session open after a message and
+    submits the next message to the same peer and login over it (a campaign worker:
+    no TLS handshake and AUTH per message). A kept session that broke or was closed
+    is replaced by a new one, unless the message had already been handed over."""
+    global _kept
+    if _kept is None:
+        _kept = {}
+        atexit.register(close_sessions)
+
+
+def close_sessions() -> None:
+    """QUIT every kept session (and stop keeping them)."""
+    global _kept
+    kept, _kept = _kept, None
+    for sess in (kept or {}).values():
+        _quit(sess.client)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
+
+
+def _open(
+    peer: Peer, login: tuple[str, str] | None, timeout: float, local_hostname: str
+) -> _Session:
+    client = _connect(peer, timeout, local_hostname)
     try:
         if client.sock is not None:  # commands and replies are small: no Nagle delays
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -349,6 +388,40 @@ def submit(
         tls = isinstance(client.sock, ssl.SSLSocket)
         if login is not None:
             _login(peer, client, login, tls)
+        return _Session(client, tls, cert)
+    except smtplib.SMTPResponseException as e:
+        _quit(client)
+        raise _reply_error(peer, e.smtp_code, e.smtp_error, "the connection") from None
+    except (OSError, smtplib.SMTPException) as e:
+        _quit(client)
+        raise TemporaryError(
+            f"SMTP with {peer.where} failed: {_why(e)}", hint=peer.retry_hint
+        ) from None
+    except BaseException:
+        _quit(client)
+        raise
+
+
+class _Stale(Exception):
+    """A reused session turned out closed before anything of the message was sent."""
+
+
+def _transaction(
+    peer: Peer,
+    sess: _Session,
+    mail_from: str,
+    recipients: Sequence[str],
+    source: Path | bytes,
+    size: int,
+    progress: Callable[[int, int], None] | None,
+    reused: bool,
+) -> SmtpResult:
+    """MAIL, RCPT, DATA and the bytes over ``sess``; raise on any failure."""
+    client = sess.client
+    handed_over = False
+    try:
+        if reused and client.noop()[0] != 250:  # closed by the server while kept
+            raise _Stale()
         _envelope(peer, client, mail_from, recipients, size)
         client.putcmd("data")
         code, text = client.getreply()
@@ -372,8 +445,10 @@ def submit(
         code, text = client.getreply()
         if code != 250:
             raise _reply_error(peer, code, text, "the message")
-        result = SmtpResult(code, _text(text), tls, cert)
+        return SmtpResult(code, _text(text), sess.tls, sess.cert)
     except smtplib.SMTPResponseException as e:
+        if reused and not handed_over and e.smtp_code == 421:
+            raise _Stale() from None
         raise _reply_error(peer, e.smtp_code, e.smtp_error, "the connection") from None
     except (OSError, smtplib.SMTPException) as e:
         if handed_over:
@@ -382,12 +457,56 @@ def submit(
                 f"the server confirmed it ({_why(e)})",
                 hint=peer.uncertain_hint,
             ) from None
+        if reused:
+            raise _Stale() from None
         raise TemporaryError(
             f"SMTP with {peer.where} failed: {_why(e)}", hint=peer.retry_hint
         ) from None
+
+
+def submit(
+    peer: Peer,
+    mail_from: str,
+    recipients: Sequence[str],
+    source: Path | bytes,
+    *,
+    login: tuple[str, str] | None = None,
+    timeout: float = 60.0,
+    local_hostname: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SmtpResult:
+    """Submit ``source``'s bytes unchanged to ``recipients``; raise on any failure.
+
+    After :func:`keep_sessions`, the session stays open for the next message."""
+    if not recipients:
+        raise Error("no recipients")
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    # smtplib would call socket.getfqdn(), a reverse DNS lookup per connection.
+    hostname = local_hostname or socket.gethostname() or "localhost"
+    key: _SessionKey = (peer, login, hostname)
+    sess = _kept.pop(key, None) if _kept is not None else None
+    if sess is not None and time.monotonic() - sess.used > IDLE_REUSE:
+        _quit(sess.client)
+        sess = None
+    ok = False
+    try:
+        if sess is not None:
+            try:
+                result = _transaction(
+                    peer, sess, mail_from, recipients, source, size, progress, True
+                )
+                ok = True
+                return result
+            except _Stale:
+                sess.client.close()
+        sess = _open(peer, login, timeout, hostname)
+        result = _transaction(peer, sess, mail_from, recipients, source, size, progress, False)
+        ok = True
+        return result
     finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
-    return result
+        if sess is not None:
+            if ok and _kept is not None:
+                sess.used = time.monotonic()
+                _kept[key] = sess
+            else:
+                _quit(sess.client)

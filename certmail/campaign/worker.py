@@ -2,8 +2,9 @@
 
 Each worker process holds one :class:`certmail.api.Certmail` (its keyring with
 key lookups remembered, its ledger connection, its notary client) for the
-whole campaign, and dies with the process that started it (``PR_SET_PDEATHSIG``),
-so a SIGKILL of ``campaign send`` leaves no worker running on.
+whole campaign, keeps one SMTP session open across its submissions
+(:func:`certmail.submitter.keep_sessions`), and dies with the process that
+started it (``PR_SET_PDEATHSIG``), so a SIGKILL of ``campaign send`` leaves no worker running on.
 
 Per recipient (:func:`run_one`), every step is durable before the next starts:
 the sealed bytes go into the ledger under the Message-ID chosen at create time
@@ -77,11 +78,18 @@ def init_worker(
     settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
 ) -> None:
     """Process-pool initializer: one Certmail and one campaign store per worker."""
+    from multiprocessing.util import Finalize
+
     from ..api import Certmail
     from ..outbox import Outbox
     from ..signer import Sealer
+    from ..submitter import close_sessions, keep_sessions
 
     _die_with_parent()
+    # One SMTP session per worker for the whole campaign (QUIT when the pool ends:
+    # a pool worker leaves through multiprocessing's exit, not atexit).
+    keep_sessions()
+    Finalize(None, close_sessions, exitpriority=10)
     cm = Certmail(settings, passphrase=passphrase)
     body_text = Path(spec["body"]).read_text(encoding="utf-8")
     scanned = []

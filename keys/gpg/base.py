@@ -11,7 +11,9 @@ key listing with the choice of a key for an address. The operations live in
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -45,6 +47,30 @@ __all__ = ["BUFFER_SIZE", "KeyringBase"]
 BUFFER_SIZE = 1 << 20
 T = TypeVar("T")
 
+#: The files whose change means the listing (keys, validity) may have changed.
+_STATE_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "private-keys-v1.d")
+#: A remembered listing is used at most this long (seconds): validity that changes
+#: with time alone (a key expiring) is seen again within it.
+LISTING_TTL = 5.0
+#: Listing commands: every other gpg command run on the home forgets the listings.
+_LISTING_ARGS = ("--list-keys", "--list-secret-keys")
+
+
+_State = tuple[tuple[int, int, int], ...]
+
+
+def _home_state(home: Path) -> _State:
+    """(inode, size, mtime_ns) of each keyring state file, (0, 0, 0) when absent."""
+    out = []
+    for name in _STATE_FILES:
+        try:
+            st = os.stat(home / name)
+        except OSError:
+            out.append((0, 0, 0))
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
 
 class KeyringBase:
     """One GnuPG home and the keys in it (see :class:`keys.gpg.Keyring`)."""
@@ -65,6 +91,12 @@ class KeyringBase:
                 f"cannot run gpg: {e}", hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)"
             ) from e
         self._gpg.buffer_size = BUFFER_SIZE
+        #: The last listing by ``secret``: (home state, monotonic time, keys).
+        self._listed: dict[bool, tuple[_State, float, list[Listed]]] = {}
+
+    def forget_listing(self) -> None:
+        """Drop the remembered key listings (after changing the keyring)."""
+        self._listed.clear()
 
     def _run(
         self,
@@ -75,6 +107,8 @@ class KeyringBase:
         secret: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run gpg directly (for listings and small key-management commands)."""
+        if not args or args[0] not in _LISTING_ARGS:
+            self.forget_listing()
         return run_gpg(
             self.gnupghome, args, stdin=stdin or b"", secret=secret, passphrase=passphrase
         )
@@ -129,6 +163,17 @@ class KeyringBase:
         return f"{uid} ({info.fingerprint[-16:]})"
 
     def _listing(self, *, secret: bool) -> list[Listed]:
+        """The parsed listing; remembered while the home's key files are unchanged
+        (inode, size, mtime) and for at most :data:`LISTING_TTL` seconds."""
+        state = _home_state(self.gnupghome)
+        hit = self._listed.get(secret)
+        if hit is not None and hit[0] == state and time.monotonic() - hit[1] < LISTING_TTL:
+            return list(hit[2])
+        listed = self._list_now(secret=secret)
+        self._listed[secret] = (state, time.monotonic(), listed)
+        return list(listed)
+
+    def _list_now(self, *, secret: bool) -> list[Listed]:
         proc = self._run(["--list-secret-keys" if secret else "--list-keys"])
         if proc.returncode not in (0, 2):
             raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")

@@ -120,6 +120,7 @@ class Keyring(StreamingKeyring):
         Secret keys only with ``secret`` (else SecretKeyRefused, nothing imported)."""
         facts = check_before_import(data, secret=secret)
         result = self._gpg.import_keys(data, extra_args=["--import-options", "import-clean"])
+        self.forget_listing()
         fprs = list(dict.fromkeys(str(f) for f in result.fingerprints if f))
         if not fprs:
             raise nothing_imported(facts, ".".join(map(str, self._gpg.version or ())))
