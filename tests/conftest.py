@@ -20,3 +20,33 @@ pytest_plugins = [
     "tests.fixtures.postfix",
     "tests.fixtures.dovecot",
 ]
+
+
+import subprocess  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_gpg_agent_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used ``tmp_path``, stop every gpg-agent whose home lies under
+    it (a GnuPG home a test made itself, e.g. for stock gpg or ``--gnupghome``): no
+    agent outlives its test."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    root: Path = request.getfixturevalue("tmp_path")
+    yield
+    try:
+        homes = [sock.parent for sock in root.rglob("S.gpg-agent")]
+    except OSError:  # a tree a test's own processes are still changing
+        homes = []
+    for home in homes:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
