@@ -183,7 +183,8 @@ def _doc_receipt() -> dict[str, object]:
     from pathlib import Path
 
     doc = (Path(__file__).parents[2] / "docs" / "formats.md").read_text()
-    block = doc.split("```json\n")[-1].split("```")[0]
+    section = doc.split("## 6. Receipt (JSON)", 1)[1].split("\n## ", 1)[0]  # its worked example
+    block = section.split("```json\n", 1)[1].split("```")[0]
     return json.loads(block)  # type: ignore[no-any-return]
 
 
