@@ -84,8 +84,8 @@ class NotaryClient:
         try:
             resp = self._http.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as e:
-            if isinstance(e, httpx.RemoteProtocolError | httpx.ConnectError) and not speaks_http(
-                self.url
+            if isinstance(e, httpx.RemoteProtocolError | httpx.NetworkError) and not_http(
+                e, self.url
             ):
                 raise Error(
                     f"{self.url} does not answer HTTP: it is not a notary's HTTP API",
@@ -181,6 +181,15 @@ def http_failure(e: httpx.HTTPError) -> str:
     return "the connection failed"
 
 
+def not_http(error: httpx.HTTPError, url: str) -> bool:
+    """Whether a request to ``url`` broke because the server speaks another protocol:
+    what it answered is no HTTP status line (an SMTP ``220`` greeting, say), or,
+    failing that evidence, a fresh connection shows it (:func:`speaks_http`)."""
+    if isinstance(error, httpx.RemoteProtocolError) and "illegal status line" in str(error):
+        return True
+    return not speaks_http(url)
+
+
 def speaks_http(url: str, *, timeout: float = 2.0) -> bool:
     """False when the server at ``url`` plainly speaks another protocol.
 
@@ -206,7 +215,7 @@ def speaks_http(url: str, *, timeout: float = 2.0) -> bool:
                 except ssl.SSLError as e:
                     return "WRONG_VERSION_NUMBER" not in str(e).upper()
                 return True
-            sock.settimeout(min(timeout, 1.0))
+            sock.settimeout(timeout)
             try:
                 first = sock.recv(16)
             except TimeoutError:

@@ -86,9 +86,9 @@ def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
     try:
         resp = httpx.get(url, timeout=timeout, headers={"User-Agent": "certmail"})
     except httpx.HTTPError as e:
-        from .notary_client import URL_HINT, http_failure, speaks_http
+        from .notary_client import URL_HINT, http_failure, not_http
 
-        if not speaks_http(notary_url):
+        if not_http(e, notary_url):
             raise Error(
                 f"{notary_url} does not answer HTTP: it is not a notary's HTTP API", hint=URL_HINT
             ) from None
