@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, MalformedError, NotFoundError, TemporaryError, VerificationError
-from notary.ackformat import Ack, ack_text, parse_ack_text
+from notary.ackformat import Ack, AttachmentScan, ack_text, parse_ack_text
 
 from .inbox.notarized import EVIDENCE_HEADER, TRACE_FIELDS, notarized
 
@@ -73,10 +73,20 @@ class SignedAck:
 
 
 def make_ack(
-    keyring: Keyring, *, sha256: str, message_id: str, recipient: str, notary: str, time: datetime
+    keyring: Keyring,
+    *,
+    sha256: str,
+    message_id: str,
+    recipient: str,
+    notary: str,
+    time: datetime,
+    scans: tuple[AttachmentScan, ...] | None = None,
 ) -> SignedAck:
-    """Build the acknowledgement text and sign it (detached, armored) with ``recipient``'s key."""
-    text = ack_text(Ack(sha256, message_id, recipient, time, notary))
+    """Build the acknowledgement text and sign it (detached, armored) with ``recipient``'s key.
+
+    With ``scans`` (:func:`certmail.scanverdicts.scans_of`) the text is of version 2 and
+    states each attachment's scan verdicts, the sender's and the recipient's."""
+    text = ack_text(Ack(sha256, message_id, recipient, time, notary, scans))
     signer = keyring.signing_key(recipient)
     sig, _ = keyring.sign_detached(text.encode("utf-8"), signer)
     key = keyring.key_for(signer)
@@ -202,8 +212,16 @@ class AckOutcome:
         return asdict(self)
 
 
-def _sign_and_post(cm: Any, sha: str, message_id: str, me: str, notary: str) -> AckOutcome:
-    """Post the acknowledgement; when the notary cannot be reached, keep it queued.
+def _sign_and_post(
+    cm: Any,
+    sha: str,
+    message_id: str,
+    me: str,
+    notary: str,
+    scans: tuple[AttachmentScan, ...] | None = None,
+) -> AckOutcome:
+    """Post the acknowledgement (with the attachments' ``scans``); when the notary cannot
+    be reached, keep it queued.
 
     An acknowledgement queued before (by an earlier ``open --ack``) is the one
     posted, so the notary never sees two signatures for one handover.
@@ -224,7 +242,13 @@ def _sign_and_post(cm: Any, sha: str, message_id: str, me: str, notary: str) -> 
     else:
         now = cm.clock() if cm.clock else _dt.now(UTC)
         signed = make_ack(
-            cm.keyring, sha256=sha, message_id=message_id, recipient=me, notary=notary, time=now
+            cm.keyring,
+            sha256=sha,
+            message_id=message_id,
+            recipient=me,
+            notary=notary,
+            time=now,
+            scans=scans,
         )
         body = {**signed.to_json(), "fingerprint": signed.fingerprint}
     fpr = str(body["fingerprint"])
@@ -262,6 +286,9 @@ def acknowledge(
 ) -> AckOutcome:
     """Sign and post an acknowledgement of the opened message; with ``mdn`` also send an MDN.
 
+    The acknowledgement states each attachment's scan verdicts (version 2): what the
+    sender's manifest says and what this terminal's scan found on opening.
+
     ``cm`` is the recipient's :class:`certmail.api.Certmail`, ``opened`` what
     its ``open`` returned for ``path``. The notary is the one the message
     names (``Certmail-Notary``), else ``notary_url``, else the configured one.
@@ -287,7 +314,9 @@ def acknowledge(
         )
     raw = path.read_bytes()
     sha, _ = notarized_sha256(raw)
-    out = _sign_and_post(cm, sha, message_id, me, notary)
+    from .scanverdicts import scans_of
+
+    out = _sign_and_post(cm, sha, message_id, me, notary, scans_of(opened.attachments))
     if mdn:
         dnt = disposition_notification_to(raw)
         if dnt is None:

@@ -87,10 +87,15 @@ def scan_parts(
     warnings: list[str],
 ) -> list[AttachmentInfo]:
     """Describe and scan the attachments of an opened message (InfectedError: save nothing)."""
+    listed = (u.manifest or {}).get("attachments")
+    records = listed if isinstance(listed, list) and len(listed) == len(u.parts) else []
     infos = [
         AttachmentInfo(part.filename, part.content_type, part.length, part.digest, NOT_SCANNED)
         for part in u.parts
     ]
+    for info, rec in zip(infos, records, strict=False):  # the manifest's verdicts (issue 11)
+        scan = rec.get("scan") if isinstance(rec, dict) else None
+        info.manifest_scan = scan if isinstance(scan, dict) else None
     if not u.parts:
         return infos
     scanner = scanner_of()
@@ -109,7 +114,7 @@ def scan_parts(
             raise InfectedError(
                 f"attachment {part.filename!r} is infected ({verdict.signature}); nothing was saved"
             )
-        info.scan = "clean"
+        info.scan, info.scan_engine = "clean", verdict.engine
     return infos
 
 

@@ -42,6 +42,9 @@ class AttachmentInfo:
     sha256: str
     scan: str  # "clean", "not scanned"
     saved_as: str | None = None
+    scan_engine: str | None = None  # clamd's VERSION answer, when scanned
+    #: The manifest's ``scan`` member for it: what the sender's terminal said (untrusted).
+    manifest_scan: dict[str, Any] | None = None
 
 
 @dataclass

@@ -93,7 +93,9 @@ class Event:
     Delivery steps carry ``host`` and ``reply`` (the server's ``{"code", "text"}``),
     failures ``reason`` and ``reply``, acknowledgements the signing key's
     ``fingerprint`` and, when checked against the keyring, ``key`` (the verdict)
-    and ``detail``; tracked opens their ``strength``.
+    and ``detail``, and (a version 2 acknowledgement) ``scans``, the attachments' virus-scan
+    verdicts at both ends (:func:`certmail.scanverdicts.labelled`); tracked opens their
+    ``strength``.
     """
 
     step: str
@@ -106,6 +108,7 @@ class Event:
     key: str | None = None
     detail: str | None = None
     strength: str | None = None
+    scans: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The step as ``certmail receipts --json`` prints it (only its event's members)."""
@@ -120,6 +123,8 @@ class Event:
                 out["key"] = self.key
             if self.detail is not None:
                 out["detail"] = self.detail
+            if self.scans is not None:
+                out["scans"] = self.scans
         elif self.event == "ContentAccessTracking":
             out["strength"] = self.strength
         return out
@@ -223,7 +228,11 @@ class Timeline:
 def _handover(
     event: Event, stmt: dict[str, Any], recipient: str, check: HandoverCheck | None
 ) -> None:
+    from .scanverdicts import handover_scans
+
     event.fingerprint = stmt.get("fingerprint")
+    if check is None or check.ok:  # a bad signature's verdicts are nobody's
+        event.scans = handover_scans(stmt)
     if check is None:
         return
     event.key = check.verdict

@@ -2,7 +2,9 @@
 
 The acknowledgement text is a small line-oriented UTF-8 document the recipient
 signs with their OpenPGP key (detached, armored). :func:`ack_text` writes it,
-:func:`parse_ack_text` reads it strictly; :func:`parse_ack_request` validates a
+:func:`parse_ack_text` reads it strictly (both versions: v1, the five fields; v2,
+the same fields and then, per attachment, the virus-scan verdict the sender's
+manifest states and the recipient's own, issue 11 item 6); :func:`parse_ack_request` validates a
 ``POST /v1/ack`` body. Clients (:mod:`certmail.ack`) and the notary
 (:mod:`notary.ack`) both use this module; it imports nothing of the service,
 storage, HTTP or gpg.
@@ -20,22 +22,31 @@ from notary.evidence import format_time, parse_time
 
 __all__ = [
     "ACK_TITLE",
+    "ACK_TITLE_V2",
     "MAX_ACK_BODY",
     "MAX_PUBLIC_KEY",
     "MAX_SIGNATURE",
     "MAX_TEXT",
     "Ack",
     "AckRequest",
+    "AttachmentScan",
+    "ScanResult",
     "ack_text",
     "parse_ack_request",
     "parse_ack_text",
 ]
 
-#: The first line of every acknowledgement text (version 1).
+#: The first line of an acknowledgement text of version 1 (no scan verdicts).
 ACK_TITLE = "certmail acknowledgement of receipt v1"
+#: The first line of version 2: the v1 fields, then the attachments' scan verdicts.
+ACK_TITLE_V2 = "certmail acknowledgement of receipt v2"
 #: Largest ``POST /v1/ack`` body accepted, in bytes (text + signature + public key).
 MAX_ACK_BODY = 48 * 1024
-MAX_TEXT = 4096
+MAX_TEXT = 12 * 1024
+#: Most attachments a version 2 text lists.
+MAX_SCANNED = 40
+#: Longest engine name (clamd's VERSION answer) in a verdict.
+MAX_ENGINE = 200
 MAX_SIGNATURE = 8192
 MAX_PUBLIC_KEY = 32 * 1024
 
@@ -44,52 +55,143 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PRINTABLE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _ADDR = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+")
 _STATEMENT = "I received the message identified below."
+_SCANS_HEAD = "Attachments scanned for viruses"
+#: The results a verdict may state; ``not stated``: the manifest said nothing usable.
+_RESULTS = ("clean", "not scanned", "not stated")
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """One virus-scan verdict: ``clean`` (by ``engine``, clamd's VERSION answer
+    ``ClamAV x.y.z/DBVER/date``), ``not scanned``, or (a manifest's) ``not stated``."""
+
+    result: str
+    engine: str | None = None
+
+    def text(self) -> str:
+        """The verdict as a v2 line writes it: ``clean by ENGINE``, ``not scanned``."""
+        return f"{self.result} by {self.engine}" if self.engine is not None else self.result
+
+
+@dataclass(frozen=True)
+class AttachmentScan:
+    """One attachment of an acknowledgement of version 2: its SHA-256, what the sender's
+    signed manifest states about its scan before sending, and the recipient's own scan
+    on opening."""
+
+    sha256: str
+    manifest: ScanResult
+    opened: ScanResult
 
 
 @dataclass(frozen=True)
 class Ack:
-    """The facts an acknowledgement text states."""
+    """The facts an acknowledgement text states; ``scans`` (version 2) the attachments'
+    verdicts, ``None`` for a version 1 text (which states none)."""
 
     sha256: str
     message_id: str
     recipient: str
     time: datetime
     notary: str
+    scans: tuple[AttachmentScan, ...] | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.scans is None else 2
 
 
 def ack_text(ack: Ack) -> str:
-    """The exact text to sign: LF line ends, ASCII, fields in a fixed order."""
+    """The exact text to sign: LF line ends, ASCII, fields in a fixed order (version 2,
+    with the scan verdicts, when ``ack.scans`` is not None)."""
+    title = ACK_TITLE if ack.scans is None else ACK_TITLE_V2
     text = (
-        f"{ACK_TITLE}\n\n{_STATEMENT}\n\n"
+        f"{title}\n\n{_STATEMENT}\n\n"
         f"SHA-256: {ack.sha256}\n"
         f"Message-ID: {ack.message_id}\n"
         f"Recipient: {ack.recipient}\n"
         f"Time: {format_time(ack.time)}\n"
         f"Notary: {ack.notary}\n"
     )
+    if ack.scans is not None:
+        text += f"\n{_SCANS_HEAD}: {len(ack.scans)}\n"
+        for s in ack.scans:
+            text += (
+                f"\nAttachment: {s.sha256}\n"
+                f"Manifest-Scan: {s.manifest.text()}\n"
+                f"Opened-Scan: {s.opened.text()}\n"
+            )
     parse_ack_text(text)  # refuse to write what the notary would refuse to read
     return text
 
 
+def _field(name: str, line: str) -> str:
+    prefix = f"{name}: "
+    if not line.startswith(prefix):
+        raise MalformedError(f"expected the {name} field, got {line[:40]!r}")
+    value = line[len(prefix) :]
+    if not _PRINTABLE.fullmatch(value):
+        raise MalformedError(f"the {name} field must be printable ASCII")
+    return value
+
+
+def _verdict(name: str, line: str) -> ScanResult:
+    """``clean by ENGINE`` | ``clean`` | ``not scanned`` (| ``not stated``, Manifest-Scan)."""
+    value = _field(name, line)
+    result, by, engine = value.partition(" by ")
+    allowed = _RESULTS if name == "Manifest-Scan" else _RESULTS[:2]
+    if result not in allowed or (by and result != "clean"):
+        raise MalformedError(f"{name} must be one of {', '.join(allowed)} (clean by ENGINE)")
+    if by and (not engine or len(engine) > MAX_ENGINE):
+        raise MalformedError(f"{name}: the engine must be 1 to {MAX_ENGINE} characters")
+    return ScanResult(result, engine if by else None)
+
+
+def _scans(lines: list[str]) -> tuple[AttachmentScan, ...]:
+    """A version 2 text's lines after the five fields: a blank line, the count, and per
+    attachment a blank line and its three lines."""
+    if len(lines) < 2 or lines[0] != "":
+        raise MalformedError("a v2 acknowledgement lists its attachments after the fields")
+    count = _field(_SCANS_HEAD, lines[1])
+    if not count.isdigit() or count != str(int(count)) or not 1 <= int(count) <= MAX_SCANNED:
+        raise MalformedError(f"a v2 acknowledgement lists 1 to {MAX_SCANNED} attachments")
+    blocks = lines[2:]
+    if len(blocks) != 4 * int(count):
+        raise MalformedError(f"the acknowledgement does not list {count} attachments")
+    out = []
+    for i in range(0, len(blocks), 4):
+        blank, att, sent, opened = blocks[i : i + 4]
+        if blank != "":
+            raise MalformedError("a blank line must precede each attachment")
+        sha = _field("Attachment", att)
+        if not _HEX64.fullmatch(sha):
+            raise MalformedError("Attachment must be a SHA-256: 64 lowercase hex digits")
+        out.append(
+            AttachmentScan(sha, _verdict("Manifest-Scan", sent), _verdict("Opened-Scan", opened))
+        )
+    return tuple(out)
+
+
 def parse_ack_text(text: str) -> Ack:
-    """Read an acknowledgement text written by :func:`ack_text`; MalformedError otherwise."""
+    """Read an acknowledgement text written by :func:`ack_text` (v1 or v2);
+    MalformedError otherwise."""
     if len(text) > MAX_TEXT:
         raise MalformedError("the acknowledgement text is too long")
-    head = f"{ACK_TITLE}\n\n{_STATEMENT}\n\n"
-    if not text.startswith(head) or not text.endswith("\n"):
+    for title in (ACK_TITLE, ACK_TITLE_V2):
+        head = f"{title}\n\n{_STATEMENT}\n\n"
+        if text.startswith(head) and text.endswith("\n"):
+            break
+    else:
         raise MalformedError(f"not a certmail acknowledgement: it must start with {ACK_TITLE!r}")
     lines = text[len(head) : -1].split("\n")
-    if len(lines) != len(_FIELDS):
+    if title == ACK_TITLE and len(lines) != len(_FIELDS):
         raise MalformedError(f"an acknowledgement has exactly the fields {', '.join(_FIELDS)}")
-    values: dict[str, str] = {}
-    for name, line in zip(_FIELDS, lines, strict=True):
-        prefix = f"{name}: "
-        if not line.startswith(prefix):
-            raise MalformedError(f"expected the {name} field, got {line[:40]!r}")
-        value = line[len(prefix) :]
-        if not _PRINTABLE.fullmatch(value):
-            raise MalformedError(f"the {name} field must be printable ASCII")
-        values[name] = value
+    scans = _scans(lines[len(_FIELDS) :]) if title == ACK_TITLE_V2 else None
+    values = {
+        name: _field(name, line) for name, line in zip(_FIELDS, lines[: len(_FIELDS)], strict=False)
+    }
+    if len(values) != len(_FIELDS):
+        raise MalformedError(f"an acknowledgement has exactly the fields {', '.join(_FIELDS)}")
     if not _HEX64.fullmatch(values["SHA-256"]):
         raise MalformedError("SHA-256 must be 64 lowercase hex digits")
     if len(values["Message-ID"]) > 998:
@@ -102,6 +204,7 @@ def parse_ack_text(text: str) -> Ack:
         values["Recipient"],
         parse_time(values["Time"]),
         values["Notary"],
+        scans,
     )
 
 

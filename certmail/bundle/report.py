@@ -32,6 +32,9 @@ class ReportEvent:
     checkpoint_size: int
     timestamp: str | None
     proves: str
+    #: A version 2 acknowledgement's virus-scan verdicts, each labelled with who asserted
+    #: it (:func:`certmail.scanverdicts.labelled`); None otherwise.
+    scans: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

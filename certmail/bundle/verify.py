@@ -249,6 +249,7 @@ def verify_bundle(
     cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`).
     """
     from certmail.bundle.cosigned import check_witnesses
+    from certmail.scanverdicts import handover_scans
 
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
@@ -277,8 +278,9 @@ def verify_bundle(
                 checkpoint_size=ef.checkpoint_size,
                 timestamp=ef.tsa.gen_time if ef.tsa else None,
                 proves=proves(ef.event, ef.tsa is not None, ef.channel, RENDERER, ef.mode),
+                scans=handover_scans(ev.statement) if ef.event == "ContentHandover" else None,
             )
-            for ef in facts.events
+            for ef, ev in zip(facts.events, v.events, strict=True)
         ),
         checks=tuple(report),
         warnings=tuple(v.warnings),

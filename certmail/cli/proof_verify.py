@@ -328,6 +328,8 @@ def _table(report: Any) -> None:
             Text(e.proves, style="yellow" if weak else ""),
         )
     out.print(table)
+    for line in _scan_lines(report):
+        out.print(Text(line))
     checks = Table(show_header=True)
     checks.add_column("Check")
     checks.add_column("Result")
@@ -342,6 +344,15 @@ def _table(report: Any) -> None:
             style="bold green" if _verdict(report) == "valid" else "bold yellow",
         )
     )
+
+
+def _scan_lines(report: Any) -> list[str]:
+    """Each acknowledgement's virus-scan verdicts, labelled with who asserted them."""
+    from certmail.scanverdicts import sentences
+
+    return [
+        _clean(f"{e.number:02d} {line}") for e in report.events for line in sentences(e.scans or [])
+    ]
 
 
 def _verdict(report: Any) -> str:
@@ -387,6 +398,7 @@ def _plain(report: Any) -> None:
             for e in report.events
         ],
     )
+    lines += _scan_lines(report)
     lines.append("")
     lines += grid(
         ("Check", "Result", "Detail"), [(c.item, c.status, c.detail) for c in report.checks]

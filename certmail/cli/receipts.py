@@ -299,6 +299,8 @@ def _detail(s: Event) -> str:
 def _render(
     tl: Timeline, sha256: str, message_id: str | None, status: dict[str, Any] | None
 ) -> None:
+    from certmail.scanverdicts import sentences
+
     click.echo(f"message {message_id or '?'}  sha256 {sha256}")
     if status is not None and status["status"] in ("queued", "uncertain"):
         click.echo(
@@ -312,6 +314,8 @@ def _render(
         click.echo(f"  {rcpt}: {tl.status(rcpt)}")
         for s in tl.recipients.get(rcpt, []):
             click.echo(f"    {s.time}  {s.step}{_detail(s)}")
+            for line in sentences(s.scans or []):  # a v2 acknowledgement's scan verdicts
+                click.echo(f"      {line}")
         if (d := tl.deliveries.get(rcpt)) is not None:
             click.echo(f"    relay: {d.summary()}")
     sys.stdout.flush()
