@@ -2,7 +2,10 @@
 
 The mailbox is opened with EXAMINE (read-only: nothing can be deleted,
 moved or flagged) unless ``--mark-read`` asked to set ``\\Seen``. Ids are
-UIDs. A message is copied in chunks (``BODY.PEEK[]<offset.length>``) to a
+``UIDVALIDITY.UID`` (RFC 3501 §2.3.1.1: a UID names a message only together with
+the mailbox's UIDVALIDITY): an id listed before the mailbox was recreated or
+renumbered is refused, never taken for the message that now has its UID. A
+message is copied in chunks (``BODY.PEEK[]<offset.length>``) to a
 temporary file, never held whole; its size (``RFC822.SIZE``) and header
 (``BODY.PEEK[HEADER]``) are fetched first and must be those of what arrived,
 so a message that changes between FETCHes is refused. Every command is
@@ -45,7 +48,10 @@ class ImapSource:
         self._c = _guarded(lambda: _connect(url, self.limits), url)
         try:
             _guarded(lambda: self._c.login(url.user, password), url)
-            _guarded(lambda: self._c.select_folder(url.mailbox, readonly=not writable), url)
+            selected = _guarded(
+                lambda: self._c.select_folder(url.mailbox, readonly=not writable), url
+            )
+            self.uidvalidity = _uidvalidity(selected, url)
         except BaseException:
             self.close()
             raise
@@ -61,7 +67,8 @@ class ImapSource:
                     if d is None:
                         continue
                     seen = b"\\Seen" in tuple(d.get(b"FLAGS", ()))
-                    out.append(Item(str(uid), not seen, _int(d.get(b"RFC822.SIZE"))))
+                    size = _int(d.get(b"RFC822.SIZE"))
+                    out.append(Item(f"{self.uidvalidity}.{uid}", not seen, size))
             return out
 
         items: list[Item] = _guarded(run, self.url)
@@ -88,9 +95,22 @@ class ImapSource:
         return dest
 
     def _uid(self, msg_id: str) -> int:
-        if not msg_id.isdigit() or int(msg_id) <= 0:
-            raise NotFoundError(f"{msg_id!r} is not an IMAP UID", hint="certmail inbox list")
-        return int(msg_id)
+        """The UID an id names, once its UIDVALIDITY is the mailbox's."""
+        validity, dot, uid = msg_id.partition(".")
+        if not (dot and _number(validity) and _number(uid)):
+            raise NotFoundError(
+                f"{msg_id[:40]!r} is not an IMAP message id (UIDVALIDITY.UID)",
+                hint="certmail inbox list (the id column)",
+            )
+        if int(validity) != self.uidvalidity:
+            raise NotFoundError(
+                f"message id {msg_id} is out of date: {self.url.mailbox} was recreated or"
+                f" renumbered since it was listed (UIDVALIDITY {validity}, now"
+                f" {self.uidvalidity}), and UID {uid} may name another message now;"
+                " nothing was opened",
+                hint="certmail inbox list (for the current ids)",
+            )
+        return int(uid)
 
     def _head(self, uid: int) -> tuple[int, bytes]:
         got = self._c.fetch([uid], ["RFC822.SIZE", "BODY.PEEK[HEADER]"]).get(uid)
@@ -141,6 +161,21 @@ class ImapSource:
 
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) else None
+
+
+def _number(text: str) -> bool:
+    """A non-zero 32-bit unsigned number (RFC 3501 nz-number), written without leading 0."""
+    return text.isascii() and text.isdigit() and text[0] != "0" and int(text) < 1 << 32
+
+
+def _uidvalidity(selected: Any, url: ImapUrl) -> int:
+    """The mailbox's UIDVALIDITY, from the SELECT/EXAMINE answer (required: RFC 3501)."""
+    v = selected.get(b"UIDVALIDITY") if isinstance(selected, dict) else None
+    if not isinstance(v, int) or not 0 < v < 1 << 32:
+        raise MalformedError(
+            f"the IMAP server {url.host}:{url.port} gave {url.mailbox} no valid UIDVALIDITY"
+        )
+    return v
 
 
 def _context(url: ImapUrl) -> ssl.SSLContext:

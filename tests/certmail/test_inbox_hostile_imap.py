@@ -180,7 +180,7 @@ def test_a_hostile_imap_server_gets_one_clear_line(
     srv = hostile(mode)
     save = tmp_path / "save"
     url = f"imaps://bob@127.0.0.1:{srv.port}/INBOX"
-    args = ["open", "1", "--ack", "--save-dir", str(save)] if command == "open" else ["list"]
+    args = ["open", "7.1", "--ack", "--save-dir", str(save)] if command == "open" else ["list"]
     p = run(c.bob, "inbox", *args, "--imap", url, **_env(srv, tmp_path))
     assert p.returncode == 3, p.stderr
     assert said in one_line_error(p)
@@ -213,7 +213,7 @@ def test_an_unverified_certificate_or_no_starttls_is_refused(
         **_env(srv, tmp_path),
     )
     assert p.returncode == 0, p.stderr
-    assert '"id": "1"' in p.stdout
+    assert '"id": "7.1"' in p.stdout
 
 
 def test_imap_without_starttls_is_refused_before_login(
