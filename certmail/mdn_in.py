@@ -180,6 +180,23 @@ def read_mdn(keyring: Keyring, raw: bytes) -> IncomingMdn:
     )
 
 
+def unverified_fields(raw: bytes) -> tuple[dict[str, str], bool]:
+    """An MDN's ``message/disposition-notification`` fields and whether it is signed,
+    read without checking any signature (a proof bundle states them; MalformedError)."""
+    if len(raw) > MAX_MDN_BYTES:
+        raise MalformedError(f"a disposition notification larger than {MAX_MDN_BYTES:,} bytes")
+    top = parse_entity(canonicalize(raw))
+    report = _report(top)
+    if report is None:
+        raise MalformedError("not an RFC 8098 disposition notification")
+    return _fields(report), report is not top
+
+
+def address_of(value: str) -> str:
+    """``rfc822;bob@example.net`` -> ``bob@example.net`` (RFC 8098 §3.2.3, §3.2.4)."""
+    return _address(value)
+
+
 def _fields(report: Entity) -> dict[str, str]:
     for raw in split_multipart(report):
         part = parse_entity(raw)

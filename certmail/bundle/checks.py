@@ -31,6 +31,7 @@ from certmail.bundle.layout import (
     FORMATS,
     KEY_MEMBER,
     MAX_EVENTS,
+    MDN_MEMBER,
     MESSAGE,
     VKEY,
     fail,
@@ -181,6 +182,7 @@ def check_format(files: Mapping[str, bytes]) -> int:
     a format 1 bundle holds no member that came later."""
     if FORMAT_FILE not in files:
         later = [n for n in files if KEY_MEMBER.fullmatch(n) or COSIGNED.fullmatch(n)]
+        later += [n for n in files if MDN_MEMBER.fullmatch(n)]  # format 4 (bundle/mdns.py)
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1

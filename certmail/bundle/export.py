@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
@@ -69,6 +70,7 @@ def export_bundle(
     etsi: Sequence[bytes] = (),
     etsi_chain_pem: bytes | None = None,
     etsi_pdf: bytes | None = None,
+    mdns: Sequence[bytes] = (),
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -94,13 +96,18 @@ def export_bundle(
     Blind copies' statements are left out unless the bundle is ``for_recipient``
     that blind copy (:mod:`certmail.bundle.blind`). ``etsi`` are the notary's ETSI
     evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
-    signed certificate.pdf: certmail/bundle/etsi.py).
+    signed certificate.pdf: certmail/bundle/etsi.py). ``mdns`` are the read receipts
+    (RFC 8098 MDNs, as received) that came back: ``mdns/NN.eml``. A bundle with read
+    receipts or a version 2 acknowledgement is written in format 4 (certmail/bundle/mdns.py).
     """
     from certmail.bundle import documents
     from certmail.bundle.blind import visible_to
+    from certmail.bundle.documents.facts import RENDERER_MDNS
     from certmail.bundle.etsi import etsi_members
+    from certmail.bundle.mdns import FORMAT_MDNS, mdn_members, needs_format_4
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
+    from notary.evidence import parse_statement
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
@@ -110,7 +117,13 @@ def export_bundle(
     files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, cosigned)
     files.update(sorted((keys or {}).items()))
     files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
+    files.update(mdn_members(mdns))  # format 4: the read receipts, mdns/NN.eml
+    format_4 = needs_format_4(files, [parse_statement(r.entry) for r in ordered])
+    if format_4:
+        files[FORMAT_FILE] = format_text(FORMAT_MDNS)
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
+    if format_4:
+        facts = replace(facts, renderer=RENDERER_MDNS)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":
             raise ValueError("protected_subject is for an encrypted message only")

@@ -37,9 +37,11 @@ FORMAT_FILE = "bundle.json"
 #: 1: up to issue 10 (no bundle.json, no keys/); 2: bundle.json, keys/<FPR>.asc;
 #: 3: evidence/checkpoint-<N>.cosigned (witness cosignatures, issue 14), written only
 #: when the bundle holds cosigned checkpoints (else the bundle is exactly format 2).
+#: 4: mdns/NN.eml (read receipts) and renderer 4 (scan verdicts, read receipts; issue 11),
+#: written only when the bundle holds either (certmail/bundle/mdns.py).
 FORMAT = 2
 FORMAT_COSIGNED = 3
-FORMATS = (1, 2, 3)
+FORMATS = (1, 2, 3, 4)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -52,7 +54,7 @@ MAX_EVENTS = 999
 #: Most OpenPGP keys in one bundle.
 MAX_KEYS = 64
 #: Most members in one bundle.
-MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS
+MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS + 99  # 99: mdns/NN.eml
 
 #: evidence/NN-<event>.(json|tlog-proof|tsr|xml): number, event, kind (xml: ETSI evidence).
 EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr|xml)")
@@ -63,6 +65,8 @@ KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
 #: evidence/checkpoint-<N>.cosigned: the notary's checkpoint of size N with its witnesses'
 #: cosignature lines (C2SP tlog-cosignature; format 3, certmail/bundle/cosigned.py).
 COSIGNED = re.compile(r"evidence/checkpoint-([1-9]\d{0,18})\.cosigned")
+#: mdns/NN.eml: a read receipt (RFC 8098) as received (format 4, certmail/bundle/mdns.py).
+MDN_MEMBER = re.compile(r"mdns/(\d{2})\.eml")
 _FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, *DOCUMENTS))
 
 
@@ -81,6 +85,7 @@ def check_name(name: str) -> None:
         or CONSISTENCY.fullmatch(name)
         or KEY_MEMBER.fullmatch(name)
         or COSIGNED.fullmatch(name)
+        or MDN_MEMBER.fullmatch(name)
     ):
         return
     shown = name.encode("unicode_escape").decode("ascii")[:120]

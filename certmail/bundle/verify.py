@@ -25,6 +25,7 @@ from certmail.bundle.documents import (
     TsaFact,
     proves,
 )
+from certmail.bundle.documents.facts import MdnFact
 from certmail.bundle.headers import header_facts
 from certmail.bundle.layout import CHAIN, DOCUMENTS, HTML, MESSAGE, PDF, VERIFY_TXT, VKEY, fail
 from certmail.bundle.report import BundleReport, Check, ReportEvent
@@ -56,6 +57,7 @@ def check_evidence(
     signatures are not checked, the key members still are."""
     from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
+    from certmail.bundle.mdns import mdn_facts
     from certmail.bundle.tokens import check_token
 
     checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
@@ -84,17 +86,26 @@ def check_evidence(
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
                 if isinstance(r, str) and r[:300] not in rcpts + blind:
                     (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
-    report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp)
+    mdns = mdn_facts(v)  # mdns/NN.eml, format 4 (certmail/bundle/mdns.py)
+    report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns)
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
+    facts = replace(facts, mdns=mdns) if mdns else facts
     return v, report, replace(facts, blind=tuple(blind)) if blind else facts
 
 
 def _openpgp_checks(
-    v: Verified, header: HeaderFacts, rcpts: Sequence[str], keyring: Keyring | None, *, run: bool
+    v: Verified,
+    header: HeaderFacts,
+    rcpts: Sequence[str],
+    keyring: Keyring | None,
+    *,
+    run: bool,
+    mdns: Sequence[MdnFact] = (),
 ) -> list[Check]:
     """The sender's signature and each acknowledgement: with the caller's keyring where
     it can judge, else with the bundle's own keys (format 2; checked in their one form
     whether used or not)."""
+    from certmail.bundle.mdns import check_mdns
     from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
     from certmail.bundle.pgpkeys import bundle_keyring
 
@@ -132,6 +143,7 @@ def _openpgp_checks(
                         )
                     )
                 )
+        out += check_mdns(v, rcpts, ring if ring is not None else keyring, mdns)
     return out
 
 
@@ -183,7 +195,17 @@ def _event_fact(e: Event) -> EventFact:
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
         mode="sealed" if e.statement.get("mode") == "sealed" else None,
+        scans=_scans(e.statement),
     )
+
+
+def _scans(stmt: Mapping[str, Any]) -> tuple[str, ...]:
+    """A v2 acknowledgement's scan verdicts, labelled (renderer 4 states them)."""
+    from certmail.scanverdicts import handover_scans, sentences
+
+    if stmt.get("event") != "ContentHandover":
+        return ()
+    return tuple(sentences(handover_scans(dict(stmt)) or []))
 
 
 def _facts(

@@ -188,11 +188,13 @@ def _build(
     import base64
 
     from certmail.bundle import export_bundle
+    from certmail.bundle.mdns import kept_read_receipts
     from certmail.notary_client import NotaryClient
 
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
         receipts = _all_receipts(client, entry, kept)
         receipts, left_out, ack_keys = _judge_acks(receipts, settings, keep_all_acks)
+        mdns, mdn_keys = kept_read_receipts(settings.ledger_path, entry.sha256)  # format 4
         vkey = client.vkey()
         get = _getter(client.url)
         chain = get("/v1/tsa/chain").content
@@ -209,8 +211,9 @@ def _build(
             consistency=consistency,
             reveal_subject=reveal_subject,
             protected_subject=protected,
-            keys=_bundle_keys(message, settings, ack_keys),
+            keys=_bundle_keys(message, settings, ack_keys + mdn_keys),
             for_recipient=for_recipient,
+            mdns=mdns,
             **(_etsi_evidence(client, entry.sha256) if etsi else {}),
         )
     return data, len({r.get("entry") for r in receipts}), left_out

@@ -10,6 +10,7 @@ asserted it; a verdict changed in the signed text no longer verifies.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,14 @@ def test_clean_attachment_verdicts_of_both_ends_reach_the_senders_evidence(
     shown = run(c.alice, *args, "--allow-partial").stdout
     assert "02 attachment" in shown and "the recipient's terminal scanned it on opening" in shown
 
-    # The verdicts are in the signed text: change one and the signature no longer holds.
+    # Format 4 (renderer 4): the certificate states both verdicts, each by who asserted it.
     files = read_members(bundle.read_bytes())
+    assert json.loads(files["bundle.json"]) == {"format": 4} and report["format"] == 4
+    page = files["certificate.html"].decode()
+    assert f"the recipient&#x27;s terminal scanned it on opening: clean ({engine})" in page
+    assert f"the sender&#x27;s terminal scanned it before sending: clean ({engine})" in page
+
+    # The verdicts are in the signed text: change one and the signature no longer holds.
     v, _, _ = check_evidence(files, notary_server.vkey, None, None, documents=False)
     handover = next(e for e in v.events if e.statement["event"] == "ContentHandover")
     signed = handover.statement["signed"]

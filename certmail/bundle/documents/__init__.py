@@ -46,7 +46,7 @@ __all__ = [
 
 #: The renderers whose documents a bundle of each format may hold, newest first. A
 #: format's renderers never change once released (docs/proof-bundle.md, version table).
-FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,)}
+FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,), 4: (4,)}
 
 
 def renderers_of(fmt: int) -> tuple[int, ...]:

@@ -13,10 +13,12 @@ __all__ = [
     "PROTECTED_NOTE",
     "RENDERER",
     "RENDERERS",
+    "RENDERER_MDNS",
     "WEAK",
     "CheckpointFact",
     "EventFact",
     "Facts",
+    "MdnFact",
     "MimeLayout",
     "TsaFact",
     "proves",
@@ -30,9 +32,12 @@ WEAK = "ContentAccessTracking"
 #: forever): 1, up to issue 10; 2, each submission worded by its channel (relay or
 #: direct notarization of a hash), the trust flags of ``proof verify``, a protected
 #: Subject revealed from the sender's copy; 3 (bundle format 2), VERIFY.txt checks the
-#: OpenPGP signatures with the keys the bundle carries (keys/).
+#: OpenPGP signatures with the keys the bundle carries (keys/); 4 (bundle format 4, issue 11),
+#: the attachments' scan verdicts of each v2 acknowledgement and the read receipts (mdns/).
 RENDERER = 3
-RENDERERS = (3, 2, 1)
+RENDERERS = (4, 3, 2, 1)
+#: The renderer of a format 4 bundle (certmail/bundle/mdns.py).
+RENDERER_MDNS = 4
 
 #: After a Subject the exporter read inside the encryption (renderer 2).
 PROTECTED_NOTE = (
@@ -78,6 +83,18 @@ class EventFact:
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
     mode: str | None = None  # ContentHandover: "sealed" (docs/sealed.md), else None
+    #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 4 shows them).
+    scans: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MdnFact:
+    """A read receipt the bundle carries (mdns/NN.eml, format 4), as its content states it."""
+
+    file: str
+    final_recipient: str
+    disposition: str
+    signed: bool
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,7 @@ class Facts:
     keys: tuple[tuple[str, str], ...] = ()  # keys/<FPR>.asc: (fingerprint, address), format 2
     #: The blind copy (Bcc) a bundle was made for, if any: only its own bundle names it.
     blind: tuple[str, ...] = ()
+    mdns: tuple[MdnFact, ...] = ()  # mdns/NN.eml (format 4)
 
 
 _PROVES = {

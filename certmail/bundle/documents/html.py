@@ -9,6 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from certmail.bundle.documents.facts import PROTECTED_NOTE, WEAK, Facts, proves
+from certmail.bundle.documents.receipts4 import mdns_html, shown_scans
 
 __all__ = ["render_html", "stated_subject"]
 
@@ -86,7 +87,7 @@ def _events(f: Facts) -> str:
         what = escape(proves(e.event, e.tsa is not None, e.channel, f.renderer, e.mode))
         if e.event == WEAK:
             what = "<strong>weak evidence</strong>: " + what
-        extra = "".join(f"<br>{escape(d)}" for d in e.details)
+        extra = "".join(f"<br>{escape(d)}" for d in (*e.details, *shown_scans(f, e)))
         rows.append(
             f"<tr{cls}><td>{e.number:02d}</td><td>{escape(e.event)}</td>"
             f'<td class="t">{escape(e.time)}</td><td>{escape(e.recipient or "")}</td>'
@@ -183,5 +184,5 @@ _HOW_TO_VERIFY = """<h2>How to verify</h2>
 def render_html(f: Facts) -> bytes:
     """certificate.html: self-contained, no scripts, no external resources."""
     how = _HOW_TO_VERIFY if f.renderer == 1 else _HOW_TO_VERIFY_2
-    page = _head(f) + _message(f) + _events(f) + _log(f) + _timestamps(f) + how
+    page = _head(f) + _message(f) + _events(f) + mdns_html(f) + _log(f) + _timestamps(f) + how
     return page.encode("utf-8")

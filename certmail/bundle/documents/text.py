@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from certmail.bundle.documents.facts import PROTECTED_NOTE, Facts, proves
 from certmail.bundle.documents.pdf import text_pdf
+from certmail.bundle.documents.receipts4 import mdn_lines, shown_scans
 
 __all__ = ["render_pdf"]
 
@@ -42,9 +43,11 @@ def _text_lines(f: Facts) -> list[str]:
         what = proves(e.event, e.tsa is not None, e.channel, f.renderer, e.mode)
         for chunk in _wrap("proves: " + what, 90):
             lines.append("     " + chunk)
-        for d in e.details:
+        for d in (*e.details, *shown_scans(f, e)):
             for chunk in _wrap(d, 90):
                 lines.append("     " + chunk)
+    for line in mdn_lines(f):  # renderer 4: the read receipts (certmail/bundle/mdns.py)
+        lines += [chunk if i == 0 else "     " + chunk for i, chunk in enumerate(_wrap(line, 90))]
     lines += ["", "# Transparency log", f"Verifier key: {f.vkey}"]
     for c in f.checkpoints:
         lines.append(f"checkpoint {c.origin} size {c.size}")

@@ -17,6 +17,7 @@ import {
   HTML,
   KEY_MEMBER,
   jsonMember,
+  MDN_MEMBER,
   MAX_EVENTS,
   MESSAGE,
   PDF,
@@ -48,6 +49,9 @@ export const NOT_HERE = {
   cosignatures:
     "not checked here: the witnesses' cosignatures on the evidence/checkpoint-N.cosigned " +
     "members; run certmail proof verify --witness VKEY (docs/witness.md)",
+  mdns:
+    "not checked here: the read receipts (mdns/NN.eml, RFC 8098 MDNs) and their signatures; " +
+    "run certmail proof verify",
   openpgp:
     "not checked here: no OpenPGP keys given; paste the sender's and recipients' public " +
     "keys (from a source you trust) under Trust roots, or run certmail proof verify --gnupghome DIR",
@@ -57,7 +61,7 @@ export const NOT_HERE = {
  * (checks.py check_format). */
 function checkFormat(files) {
   if (!files.has(FORMAT_FILE)) {
-    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n) || COSIGNED.test(n));
+    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n) || COSIGNED.test(n) || MDN_MEMBER.test(n));
     if (later.length) throw fail(`${later[0]} in a bundle without ${FORMAT_FILE} (format 1)`);
     return 1;
   }
@@ -71,6 +75,8 @@ function checkFormat(files) {
   }
   const cosigned = [...files.keys()].filter((n) => COSIGNED.test(n));
   if (cosigned.length && version < 3) throw fail(`${cosigned[0]} in a bundle of format ${version} (cosigned checkpoints: 3)`);
+  const mdns = [...files.keys()].filter((n) => MDN_MEMBER.test(n)).sort();
+  if (mdns.length && version < 4) throw fail(`${mdns[0]} in a bundle of format ${version} (read receipts: 4)`);
   return version;
 }
 
@@ -455,6 +461,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     }
     checks.push(check("documents", "skipped", NOT_HERE.documents));
     if (v.cosigned.length) checks.push(check("cosignatures", "skipped", NOT_HERE.cosignatures, false));
+    if ([...v.files.keys()].some((n) => MDN_MEMBER.test(n))) checks.push(check("read receipts", "skipped", NOT_HERE.mdns, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;

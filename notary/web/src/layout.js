@@ -13,7 +13,7 @@ export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
 /** The format version member (format 2 on; a bundle without it is format 1). */
 export const FORMAT_FILE = "bundle.json";
 /** The formats this page knows (docs/proof-bundle.md). */
-export const FORMATS = [1, 2, 3];
+export const FORMATS = [1, 2, 3, 4];
 
 export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
@@ -28,11 +28,13 @@ export const CONSISTENCY = /^evidence\/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{
 export const KEY_MEMBER = /^keys\/([0-9A-F]{40})\.asc$/;
 /** evidence/checkpoint-<N>.cosigned: a checkpoint with its witnesses' cosignatures (format 3). */
 export const COSIGNED = /^evidence\/checkpoint-([1-9]\d{0,18})\.cosigned$/;
+/** mdns/NN.eml: a read receipt (RFC 8098), format 4 (certmail/bundle/mdns.py). */
+export const MDN_MEMBER = /^mdns\/(\d{2})\.eml$/;
 const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
 export function checkName(name) {
-  if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name) || KEY_MEMBER.test(name) || COSIGNED.test(name)) return;
+  if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name) || KEY_MEMBER.test(name) || COSIGNED.test(name) || MDN_MEMBER.test(name)) return;
   const shown = Array.from(unicodeEscape(name)).slice(0, 120).join("");
   throw new VerificationError(`the bundle holds an unexpected member ${pyRepr(shown)}`);
 }

@@ -1,0 +1,102 @@
+"""Read receipts in the proof bundle (issue 11 item 5; bundle format 4, certmail/bundle/mdns.py).
+
+The RFC 8098 MDNs kept in Alice's ledger (a signed one from Bob's certmail, an unsigned
+one as Thunderbird writes it) travel as mdns/NN.eml; ``proof verify`` checks the signed
+one with Bob's key the bundle carries and reports the unsigned one as weak without
+failing; the certificate states what each proves. A changed MDN, one about another
+message, or mdns/ in a bundle of an older format fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certmail.bundle.zipio import read_members, write_members
+from certmail.mdn_in import stored
+from tests.certmail.test_mdn_in import sent_and_mdn, thunderbird_mdn
+from tests.fixtures.cli import json_of, one_line_error, run
+from tests.fixtures.notary import NotaryProcess
+
+__all__ = ["sent_and_mdn"]  # the fixture, shared with test_mdn_in.py
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _verify(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path) -> Any:
+    vkey = tmp_path / "trusted.vkey"
+    vkey.write_text(notary.vkey + "\n")
+    root = notary.directory / "tsa" / "root-ca.pem"
+    args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root)]
+    return run(c.alice, *args, "--allow-partial", "--json")
+
+
+def test_read_receipts_travel_in_the_bundle_and_are_checked(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], notary_server: NotaryProcess, tmp_path: Path
+) -> None:
+    c, sent, signed_mdn = sent_and_mdn
+    for name, raw in (
+        ("signed.eml", signed_mdn),
+        ("tb.eml", thunderbird_mdn(c.bob.email, c.alice.email, sent["message_id"])),
+    ):
+        (tmp_path / name).write_bytes(raw)
+        json_of(run(c.alice, "open", str(tmp_path / name), "--json"))
+    assert [m.label for m in stored(c.alice.settings.ledger_path, sent["sha256"])] == [
+        "signed",
+        "unsigned",
+    ]
+    bundle = tmp_path / "deal.zip"
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
+    assert p.returncode == 0, p.stderr
+    files = read_members(bundle.read_bytes())
+    assert files["mdns/01.eml"] == signed_mdn and b"Thunderbird" in files["mdns/02.eml"]
+    assert json.loads(files["bundle.json"]) == {"format": 4}
+
+    report = json_of(_verify(c, notary_server, bundle, tmp_path))
+    assert report["format"] == 4
+    checks = {ch["item"]: ch for ch in report["checks"]}
+    bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
+    first, second = checks["read receipt mdns/01.eml"], checks["read receipt mdns/02.eml"]
+    assert first["status"] == "ok" and bob_fpr in first["detail"]
+    assert f"signed by recipient {c.bob.email}'s key" in first["detail"]
+    assert second["status"] == "ok" and second["detail"].startswith("unsigned, weak")
+    page = files["certificate.html"].decode()
+    assert "Read receipts (RFC 8098)" in page
+    assert "a read receipt (RFC 8098 MDN) signed with an OpenPGP key" in page
+    assert "WEAK EVIDENCE: an unsigned read receipt (RFC 8098 MDN) reporting the message" in page
+
+    def tampered(name: str, **members: bytes) -> str:
+        out = tmp_path / name
+        out.write_bytes(write_members({**files, **members}))
+        p = _verify(c, notary_server, out, tmp_path)
+        assert p.returncode == 3 and p.stdout == "", p.stderr
+        return one_line_error(p)
+
+    changed = signed_mdn.replace(b"displayed", b"deleted", 1)
+    assert changed != signed_mdn
+    assert "mdns/01.eml: read receipt signature" in tampered("t1.zip", **{"mdns/01.eml": changed})
+    other = thunderbird_mdn(c.bob.email, c.alice.email, "<another@example.org>")
+    assert "read receipt for another message" in tampered("t2.zip", **{"mdns/02.eml": other})
+    gap = {n: b for n, b in files.items() if n != "mdns/01.eml"}
+    out = tmp_path / "t3.zip"
+    out.write_bytes(write_members(gap))
+    p = _verify(c, notary_server, out, tmp_path)
+    assert p.returncode == 3 and "not numbered 01, 02" in one_line_error(p)
+    older = tampered("t4.zip", **{"bundle.json": b'{\n  "format": 2\n}\n'})
+    assert "mdns/01.eml in a bundle of format 2 (read receipts: 4)" in older
+
+
+def test_a_bundle_without_read_receipts_or_verdicts_stays_format_2(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    """Nothing that needs format 4: the bundle is exactly what older certmails verify."""
+    c, sent, _ = sent_and_mdn  # the MDN came back but was never opened: not kept
+    bundle = tmp_path / "plain.zip"
+    assert run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle)).returncode == 0
+    files = read_members(bundle.read_bytes())
+    assert json.loads(files["bundle.json"]) == {"format": 2}
+    assert not any(n.startswith("mdns/") for n in files)
+    assert b"Read receipts" not in files["certificate.html"]
