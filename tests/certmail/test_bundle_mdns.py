@@ -21,12 +21,12 @@ from tests.certmail.test_mdn_in import sent_and_mdn, thunderbird_mdn
 from tests.fixtures.cli import json_of, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 
-__all__ = ["sent_and_mdn"]  # the fixture, shared with test_mdn_in.py
+__all__ = ["export_with_mdns", "sent_and_mdn", "verify_cli"]  # sent_and_mdn: test_mdn_in.py's
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _verify(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path) -> Any:
+def verify_cli(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path) -> Any:
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary.vkey + "\n")
     root = notary.directory / "tsa" / "root-ca.pem"
@@ -34,10 +34,8 @@ def _verify(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path) -> Any:
     return run(c.alice, *args, "--allow-partial", "--json")
 
 
-def test_read_receipts_travel_in_the_bundle_and_are_checked(
-    sent_and_mdn: tuple[Any, dict[str, Any], bytes], notary_server: NotaryProcess, tmp_path: Path
-) -> None:
-    c, sent, signed_mdn = sent_and_mdn
+def export_with_mdns(c: Any, sent: dict[str, Any], signed_mdn: bytes, tmp_path: Path) -> Path:
+    """Alice keeps Bob's signed MDN and a Thunderbird-style unsigned one, then exports."""
     for name, raw in (
         ("signed.eml", signed_mdn),
         ("tb.eml", thunderbird_mdn(c.bob.email, c.alice.email, sent["message_id"])),
@@ -51,11 +49,19 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     bundle = tmp_path / "deal.zip"
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
     assert p.returncode == 0, p.stderr
+    return bundle
+
+
+def test_read_receipts_travel_in_the_bundle_and_are_checked(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], notary_server: NotaryProcess, tmp_path: Path
+) -> None:
+    c, sent, signed_mdn = sent_and_mdn
+    bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
     files = read_members(bundle.read_bytes())
     assert files["mdns/01.eml"] == signed_mdn and b"Thunderbird" in files["mdns/02.eml"]
     assert json.loads(files["bundle.json"]) == {"format": 4}
 
-    report = json_of(_verify(c, notary_server, bundle, tmp_path))
+    report = json_of(verify_cli(c, notary_server, bundle, tmp_path))
     assert report["format"] == 4
     checks = {ch["item"]: ch for ch in report["checks"]}
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
@@ -71,7 +77,7 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     def tampered(name: str, **members: bytes) -> str:
         out = tmp_path / name
         out.write_bytes(write_members({**files, **members}))
-        p = _verify(c, notary_server, out, tmp_path)
+        p = verify_cli(c, notary_server, out, tmp_path)
         assert p.returncode == 3 and p.stdout == "", p.stderr
         return one_line_error(p)
 
@@ -83,7 +89,7 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     gap = {n: b for n, b in files.items() if n != "mdns/01.eml"}
     out = tmp_path / "t3.zip"
     out.write_bytes(write_members(gap))
-    p = _verify(c, notary_server, out, tmp_path)
+    p = verify_cli(c, notary_server, out, tmp_path)
     assert p.returncode == 3 and "not numbered 01, 02" in one_line_error(p)
     older = tampered("t4.zip", **{"bundle.json": b'{\n  "format": 2\n}\n'})
     assert "mdns/01.eml in a bundle of format 2 (read receipts: 4)" in older
