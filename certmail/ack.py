@@ -316,7 +316,13 @@ def acknowledge(
     sha, _ = notarized_sha256(raw)
     from .scanverdicts import scans_of
 
-    out = _sign_and_post(cm, sha, message_id, me, notary, scans_of(opened.attachments))
+    scans = scans_of(opened.attachments)
+    out = _sign_and_post(cm, sha, message_id, me, notary, scans)
+    if opened.attachments and scans is None:
+        out.warnings.append(
+            f"{len(opened.attachments)} attachments are more than an acknowledgement lists: "
+            "it states no scan verdicts"
+        )
     if mdn:
         dnt = disposition_notification_to(raw)
         if dnt is None:

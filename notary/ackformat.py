@@ -42,7 +42,7 @@ ACK_TITLE = "certmail acknowledgement of receipt v1"
 ACK_TITLE_V2 = "certmail acknowledgement of receipt v2"
 #: Largest ``POST /v1/ack`` body accepted, in bytes (text + signature + public key).
 MAX_ACK_BODY = 48 * 1024
-MAX_TEXT = 12 * 1024
+MAX_TEXT = 24 * 1024  # 40 attachments with 200-character engine names fit
 #: Most attachments a version 2 text lists.
 MAX_SCANNED = 40
 #: Longest engine name (clamd's VERSION answer) in a verdict.

@@ -208,3 +208,31 @@ def test_verdict_json_splits_clamds_version_and_names_who_asserted_it() -> None:
     assert one["sent"]["result"] == "not stated"  # a manifest's odd scan member: no claim
     assert manifest_verdict({"status": "clean", "engine": "x\ny"}) == ScanResult("clean")
     assert sentences([one])[1].endswith(f"on opening: clean ({full})")
+
+
+def test_more_attachments_than_a_text_lists_make_a_version_1_acknowledgement() -> None:
+    from certmail.results import AttachmentInfo
+    from certmail.scanverdicts import scans_of
+    from notary.ackformat import MAX_SCANNED
+
+    def infos(n: int) -> list[AttachmentInfo]:
+        return [AttachmentInfo("a", "text/plain", 1, "ab" * 32, "not scanned") for _ in range(n)]
+
+    assert scans_of([]) is None
+    listed = scans_of(infos(MAX_SCANNED))
+    assert listed is not None and len(listed) == MAX_SCANNED
+    assert listed[0].manifest.result == "not stated" and listed[0].opened.result == "not scanned"
+    assert scans_of(infos(MAX_SCANNED + 1)) is None
+
+
+def test_the_largest_v2_text_is_written_and_read_back() -> None:
+    from datetime import UTC, datetime
+
+    from notary.ackformat import MAX_ENGINE, MAX_SCANNED, Ack, AttachmentScan, ScanResult, ack_text
+
+    v = ScanResult("clean", "C" * MAX_ENGINE)
+    scans = tuple(AttachmentScan(f"{i:064x}", v, v) for i in range(MAX_SCANNED))
+    ack = Ack(
+        "ab" * 32, "<" + "m" * 990 + "@x>", "bob@example.net", datetime.now(UTC), "http://n", scans
+    )
+    assert parse_ack_text(ack_text(ack)) == ack
