@@ -53,6 +53,7 @@ from notary.seals_api import include_seal_routes
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
 from notary.tiles_api import include_tile_routes
+from notary.web.app_routes import include_app_routes
 from notary.web.routes import include_web_routes
 
 if TYPE_CHECKING:
@@ -391,4 +392,5 @@ def create_app(
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
     include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
+    include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (notary/web/app_routes.py)
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)

@@ -16,3 +16,13 @@ await build({
   charset: "utf8",
   logLevel: "warning",
 });
+// The sender's view's script (GET /app): src/app.js into static/app.js.
+await build({
+  entryPoints: [path.join(here, "src", "app.js")],
+  outfile: path.join(here, "static", "app.js"),
+  bundle: true,
+  format: "esm",
+  target: ["chrome120"],
+  minify: true,
+  logLevel: "warning",
+});
