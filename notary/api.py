@@ -392,5 +392,5 @@ def create_app(
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
     include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
-    include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (notary/web/app_routes.py)
+    include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (web/app_routes.py)
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)
