@@ -47,6 +47,8 @@ PAGE_SIZE = 50
 MAX_FORM = 8192
 _SHA = re.compile(r"[0-9a-f]{64}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: What any message the account does not have answers (its own or unknown: the same).
+_NO_SUCH = "no such message"
 
 
 class PageError(Exception):
@@ -169,11 +171,11 @@ class AppPages:
     def timeline(self, s: Signed, sha256: str) -> tuple[str, str, bool]:
         """(Message-ID, timeline HTML, live) of one of the account's messages; 404 otherwise."""
         if not _SHA.fullmatch(sha256):
-            raise PageError(404, "no such message")
+            raise PageError(404, _NO_SUCH)
         try:
             receipts = self.service.receipts(s.account, sha256)
         except NotFoundError:
-            raise PageError(404, "no such message") from None
+            raise PageError(404, _NO_SUCH) from None
         stmts = [parse_statement(r.entry) for r in receipts]
         deliveries = self.service.storage.deliveries_for_message(sha256, s.account.id)
         live = any(d.state in ("held", "queued") for d in deliveries)
@@ -355,11 +357,11 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
         if s is None:
             return pages.signin(request, "sign in to download receipts", 401)
         if not _SHA.fullmatch(sha256):
-            return pages.error(PageError(404, "no such message"))
+            return pages.error(PageError(404, _NO_SUCH))
         try:
             got = service.receipts(s.account, sha256)
         except NotFoundError:
-            return pages.error(PageError(404, "no such message"))
+            return pages.error(PageError(404, _NO_SUCH))
         body = json.dumps({"receipts": [r.to_json() for r in got]}, indent=2)
         return _download(body.encode(), "application/json", f"{sha256[:16]}.receipts.json")
 
@@ -371,12 +373,17 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
         if s is None:
             return pages.signin(request, "sign in to download the certificate", 401)
         if not _SHA.fullmatch(sha256):
-            return pages.error(PageError(404, "no such message"))
+            return pages.error(PageError(404, _NO_SUCH))
         try:
             pdf = signed_certificate(service, s.account, sha256)
-        except NotFoundError as e:
-            return pages.error(PageError(404, e.message))
+        except NotFoundError as e:  # not this account's (as unknown), or no TSA
+            return pages.error(PageError(404, e.message if service.tsa is None else _NO_SUCH))
         return _download(pdf, "application/pdf", f"{sha256[:16]}.certificate.pdf")
+
+
+    @app.get("/app/{rest:path}", include_in_schema=False)
+    def unknown(rest: str) -> Response:  # registered last: any other /app/... path
+        return pages.error(PageError(404, "no such page"))
 
 
 def _download(body: bytes, media_type: str, name: str) -> Response:
