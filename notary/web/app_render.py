@@ -124,7 +124,7 @@ def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], Deli
 
 def _filters_form(f: Filters) -> str:
     opts = "".join(
-        f'<option value="{s}"{" selected" if f.state == s else ""}>{s}</option>'
+        f'<option value="{s}"{" selected" if f.state == s else ""}>{s or "any"}</option>'
         for s in ("", *STATES, "notarized")
     )
 
@@ -186,7 +186,9 @@ def list_page(
     )
     poll = f' data-poll="/app/list.json?{e(qs)}"' if live else ""
     body = f"""<h1>Your certified messages</h1>
-<section aria-labelledby="chart-h"><h2 id="chart-h">Last 30 days</h2>{chart}</section>
+<section aria-labelledby="chart-h"><h2 id="chart-h">Last 30 days</h2>{chart}
+<p class="fpr">Bars: messages accepted per day (left scale). Dots: the median time from
+acceptance to delivery of that day's recipients (right scale).</p></section>
 <section aria-labelledby="list-h"><h2 id="list-h">Messages</h2>
 {_filters_form(filters)}
 <p id="count">{total} message{"" if total == 1 else "s"} · page {page} of {max(pages, 1)}</p>
