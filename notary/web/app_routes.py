@@ -380,7 +380,6 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
             return pages.error(PageError(404, e.message if service.tsa is None else _NO_SUCH))
         return _download(pdf, "application/pdf", f"{sha256[:16]}.certificate.pdf")
 
-
     @app.get("/app/{rest:path}", include_in_schema=False)
     def unknown(rest: str) -> Response:  # registered last: any other /app/... path
         return pages.error(PageError(404, "no such page"))
