@@ -81,6 +81,8 @@ def growth_sample(storage: LogStore, size: int, points: int = 40) -> list[Stored
         if out and want <= out[-1].size:
             continue
         cp = storage.checkpoint_from(want)
-        if cp is not None and (not out or cp.size > out[-1].size):
+        if cp is None or cp.size > size:  # none yet, or signed after the page's checkpoint
+            break
+        if not out or cp.size > out[-1].size:
             out.append(cp)
     return out
