@@ -40,6 +40,8 @@ _EVENT_STATES = {
     "VirusDetected": ("virus", 4),
     "SubmissionRejection": ("rejected", 4),
 }
+#: Events that concern a whole message (and may be its first entry).
+_MESSAGE_EVENTS = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")
 #: The states a filter may ask for (``notarized``: sent directly, only its hash logged).
 STATES = ("accepted", "delivered", "failed", "opened", "acknowledged", "refused", "expired")
 STATES_ALL = (*STATES, "virus", "rejected", "notarized")
@@ -146,22 +148,10 @@ class MessageIndex:
     def _apply(self, cur: sqlite3.Cursor, e: StoredEntry) -> None:
         st: dict[str, Any] = json.loads(e.entry)
         when = str(st.get("time", ""))
-        if e.event == "SubmissionAcceptance":
-            cur.execute(
-                "INSERT OR IGNORE INTO app_messages"
-                " (account_id, sha256, message_id, first_idx, time, channel)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (e.account_id, e.sha256, e.message_id, e.index, when, str(st.get("channel", ""))),
-            )
-            if cur.rowcount:
-                rcpts = [r for r in st.get("recipients") or [] if isinstance(r, str)]
-                cur.executemany(
-                    "INSERT OR IGNORE INTO app_recipients"
-                    " (message, account_id, recipient, state, rank, changed)"
-                    " VALUES (?, ?, ?, 'accepted', 0, ?)",
-                    [(cur.lastrowid, e.account_id, r, when) for r in rcpts],
-                )
-            return
+        if e.event in _MESSAGE_EVENTS:  # a message refused outright has no acceptance
+            self._add_message(cur, e, st, when)
+            if e.event == "SubmissionAcceptance":
+                return
         if e.event not in _EVENT_STATES:
             return
         found = cur.execute(
@@ -193,6 +183,25 @@ class MessageIndex:
             f" WHERE message = ? AND rank <= ?{where}"
         )
         cur.execute(update, (state, rank, when, secs, found[0], rank, *args))
+
+    def _add_message(
+        self, cur: sqlite3.Cursor, e: StoredEntry, st: dict[str, Any], when: str
+    ) -> None:
+        """The message's row and its recipients (``accepted``), unless it has one."""
+        cur.execute(
+            "INSERT OR IGNORE INTO app_messages"
+            " (account_id, sha256, message_id, first_idx, time, channel)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (e.account_id, e.sha256, e.message_id, e.index, when, str(st.get("channel", ""))),
+        )
+        if cur.rowcount:
+            rcpts = [r for r in st.get("recipients") or [] if isinstance(r, str)]
+            cur.executemany(
+                "INSERT OR IGNORE INTO app_recipients"
+                " (message, account_id, recipient, state, rank, changed)"
+                " VALUES (?, ?, ?, 'accepted', 0, ?)",
+                [(cur.lastrowid, e.account_id, r, when) for r in rcpts],
+            )
 
     def _where(self, account_id: int, f: Filters) -> tuple[str, list[Any]]:
         sql, args = ["m.account_id = ?"], list[Any]([account_id])

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from notary.storage import DeliveryStatus
-from notary.web.app_index import STATES, Filters, MessageRow, state_of_event
+from notary.web.app_index import STATES_ALL, Filters, MessageRow, state_of_event
 
 __all__ = [
     "detail_page",
@@ -125,7 +125,7 @@ def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], Deli
 def _filters_form(f: Filters) -> str:
     opts = "".join(
         f'<option value="{s}"{" selected" if f.state == s else ""}>{s or "any"}</option>'
-        for s in ("", *STATES, "notarized")
+        for s in ("", *STATES_ALL)
     )
 
     def field(name: str, label: str, value: str | None, kind: str = "text") -> str:
