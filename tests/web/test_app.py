@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.fixtures.cli import clean_env, cli, one_line_error
-from tests.fixtures.notary import NotaryProcess, init_notary_dir
+from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
 
 ALICE, MALLORY = "alice@example.org", "mallory@example.net"
 
@@ -146,9 +146,14 @@ def test_sign_in_link_works_once(app_world: AppWorld, tmp_path: Path) -> None:
 def test_web_login_refuses_a_bad_token_in_one_line(app_world: AppWorld, tmp_path: Path) -> None:
     env = clean_env(tmp_path, CERTMAIL_NOTARY_URL=app_world.url, CERTMAIL_NOTARY_TOKEN="nope")
     p = cli("web-login", env=env)
-    assert p.returncode != 0 and "unknown or revoked token" in one_line_error(p)
+    assert p.returncode == 1 and "unknown or revoked token" in one_line_error(p)
     p = cli("web-login", env=clean_env(tmp_path))
-    assert p.returncode != 0 and "no notary configured" in one_line_error(p)
+    assert p.returncode == 1 and "no notary configured" in one_line_error(p)
+    down = f"http://127.0.0.1:{free_port()}"
+    p = cli(
+        "web-login", env=clean_env(tmp_path, CERTMAIL_NOTARY_URL=down, CERTMAIL_NOTARY_TOKEN="t")
+    )
+    assert p.returncode == 5 and "cannot reach the notary" in one_line_error(p)
     r = httpx.post(app_world.url + "/v1/web/login")
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
 
