@@ -38,6 +38,7 @@ __all__ = [
     "AppPages",
     "PageError",
     "Signed",
+    "app_headers",
     "check_pre",
     "parse_filters",
     "read_form",
@@ -131,7 +132,7 @@ class AppPages:
         return Signed(sid, session, account)
 
     def html(self, body: str, status: int = 200) -> HTMLResponse:
-        return HTMLResponse(body, status_code=status, headers=security_headers(APP_CSP))
+        return HTMLResponse(body, status_code=status, headers=app_headers())
 
     def error(self, e: PageError) -> HTMLResponse:
         return self.html(render.error_page(self.service.origin, e.status, e.message), e.status)
@@ -151,12 +152,12 @@ class AppPages:
         return resp
 
     def signed_out(self) -> Response:
-        resp = RedirectResponse("/app", status_code=303, headers=security_headers(APP_CSP))
+        resp = RedirectResponse("/app", status_code=303, headers=app_headers())
         resp.delete_cookie(COOKIE, path="/app")
         return resp
 
     def start_session(self, request: Request, sid: str) -> Response:
-        resp = RedirectResponse("/app", status_code=303, headers=security_headers(APP_CSP))
+        resp = RedirectResponse("/app", status_code=303, headers=app_headers())
         _cookie(resp, request, COOKIE, sid, int(SESSION_TTL.total_seconds()))
         resp.delete_cookie(PRE_COOKIE, path="/app")
         return resp
@@ -194,6 +195,11 @@ class AppPages:
         deliveries = self.service.storage.deliveries_for_message(sha256, s.account.id)
         live = any(d.state in ("held", "queued") for d in deliveries)
         return str(stmts[0]["message"]["id"]), render.timeline_html(stmts, deliveries), live
+
+
+def app_headers() -> dict[str, str]:
+    """The security headers of every ``/app`` answer; an account's pages are never stored."""
+    return {**security_headers(APP_CSP), "Cache-Control": "no-store"}
 
 
 def _cookie(resp: Response, request: Request, name: str, value: str, max_age: int) -> None:

@@ -22,13 +22,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from keys.errors import NotFoundError
 from notary.evidence import format_time
-from notary.web import APP_CSP, security_headers
 from notary.web import app_render as render
 from notary.web.app_pages import (
     NO_SUCH,
     SHA256,
     AppPages,
     PageError,
+    app_headers,
     check_pre,
     read_form,
 )
@@ -220,10 +220,10 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
 
 
 def _download(body: bytes, media_type: str, name: str) -> Response:
-    headers = security_headers(APP_CSP)
+    headers = app_headers()
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return Response(body, media_type=media_type, headers=headers)
 
 
 def _json(obj: Any, status: int = 200) -> Response:
-    return JSONResponse(obj, status_code=status, headers=security_headers(APP_CSP))
+    return JSONResponse(obj, status_code=status, headers=app_headers())

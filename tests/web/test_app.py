@@ -281,6 +281,8 @@ def test_every_app_page_sends_the_security_headers(app_world: AppWorld) -> None:
             and r.headers["x-content-type-options"] == "nosniff"
         )
         assert r.headers["referrer-policy"] == "no-referrer"
+        if "/app" in str(r.url):
+            assert r.headers["cache-control"] == "no-store"
     page = answers[0].text
     assert "<script>" not in page and "https://" not in page.replace("http://www.w3.org", "")
     assert re.findall(r"<script[^>]*>", page) == ['<script type="module" src="/web/static/app.js">']
