@@ -187,3 +187,26 @@ def test_screenshots_fit_the_width(live: Live, browser: Any, tmp_path: Path, wid
         assert _csp_violations(browser) == []
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_keyboard_alone_signs_in_and_out(live: Live, browser: Any) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.delete_all_cookies()
+    browser.get(live.url + "/app")
+
+    def tab_to(target: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            if browser.execute_script("return document.activeElement.id") == target:
+                return
+        raise AssertionError(f"Tab never reached #{target}")
+
+    tab_to("token")
+    ActionChains(browser).send_keys(live.relay.token, Keys.ENTER).perform()
+    _wait(browser, "return document.getElementById('rows')", "the list")
+    tab_to("f-q")  # the search box; then on, round to the header's sign-out button
+    tab_to("signout")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _wait(browser, "return document.getElementById('token')", "the sign-in form")
