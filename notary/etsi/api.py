@@ -118,18 +118,25 @@ def include_etsi_routes(
         tags=["evidence"],
     )
     def certificate_pdf(
-        sha256: str, authorization: Annotated[str | None, Header()] = None
+        sha256: str, authorization: Annotated[str | None, Header()] = None, paper: str = "a4"
     ) -> Response:
-        from notary.etsi.certificate import render_certificate, sign_certificate
+        from notary.etsi.certificate import PAPERS, render_certificate, sign_certificate
 
         acct = authenticate(service, authorization)
         if not _SHA256.fullmatch(sha256):
             raise Error("sha256 must be 64 lowercase hex digits")
+        size = {p.lower(): p for p in PAPERS}.get(paper)
+        if size is None:
+            raise Error(f"paper must be one of {', '.join(p.lower() for p in PAPERS)}")
         stmts = [parse_statement(r.entry) for r in service.receipts(acct, sha256)]
         if service.tsa is None:
             raise NotFoundError("this notary has no TSA to time-stamp its certificate")
         pdf = render_certificate(
-            stmts, origin=service.origin, sha256=sha256, message_id=stmts[0]["message"]["id"]
+            stmts,
+            origin=service.origin,
+            sha256=sha256,
+            message_id=stmts[0]["message"]["id"],
+            paper=size,
         )
         signed = sign_certificate(pdf, issuer.creds(), service.tsa.respond)
         return Response(signed, media_type="application/pdf")
