@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import tempfile
 import threading
 import time
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keys.errors import ConflictError, Error, NotFoundError, TemporaryError, VerificationError
+from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -199,7 +198,8 @@ def anchored_at_least(directory: Path, size: int) -> Anchored | None:
     )
 
 
-Post = Callable[[str, bytes], tuple[int, str, bytes]]
+#: POSTs a DER TimeStampReq to a TSA's URL: (HTTP status, body).
+Post = Callable[[str, bytes], tuple[int, bytes]]
 
 
 class Anchoring:
@@ -286,22 +286,12 @@ class Anchoring:
 
     def timestamp(self, a: AnchorEntry, note: bytes) -> bytes:
         """A token over SHA-256(``note``) from TSA ``a``, verified against its root."""
-        from notary.rfc3161 import verify_token
-        from notary.rfc3161.client import build_query, read_response
+        from notary.rfc3161.client import request_token
 
         digest = hashlib.sha256(note).digest()
-        nonce = secrets.randbits(63)
-        status, _ctype, body = self._post(a.url, build_query(digest, nonce))
-        if status != 200:
-            raise TemporaryError(f"HTTP {status} from {a.url}")
-        token = read_response(body)
-        try:
-            info = verify_token(token, roots=a.root_certificates(self.directory), digest=digest)
-        except VerificationError as e:
-            raise VerificationError(f"its token does not verify: {e.message}") from None
-        if info.nonce != nonce:
-            raise VerificationError("its token does not echo the nonce asked")
-        return token
+        return request_token(
+            lambda query: self._post(a.url, query), digest, a.root_certificates(self.directory)
+        )
 
     def _keep(self, size: int, note: bytes, tsa: str, token: bytes) -> None:
         d = self.directory / TOKENS
@@ -311,20 +301,26 @@ class Anchoring:
         atomic_write(d / f"{size}-{tsa}.tsr", token)
 
 
-def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:
+def _httpx_post(url: str, body: bytes) -> tuple[int, bytes]:
+    """POST an RFC 3161 query over httpx (TemporaryError when the TSA cannot be reached)."""
+    return post_query(url, body, timeout=10)
+
+
+def post_query(url: str, body: bytes, *, timeout: float) -> tuple[int, bytes]:
+    """POST ``body`` as ``application/timestamp-query`` to ``url``: (status, answer), at
+    most MAX_RESPONSE_BYTES read; TemporaryError when the TSA cannot be reached."""
     import httpx
 
     from notary.rfc3161.client import MAX_RESPONSE_BYTES
 
+    headers = {"content-type": "application/timestamp-query"}
     try:
-        r = httpx.post(
-            url,
-            content=body,
-            headers={"content-type": "application/timestamp-query"},
-            timeout=10,
-        )
+        with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as r:
+            answer = b""
+            for chunk in r.iter_bytes():
+                answer += chunk
+                if len(answer) > MAX_RESPONSE_BYTES:
+                    raise TemporaryError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+            return r.status_code, answer
     except httpx.HTTPError as e:
         raise TemporaryError(f"cannot reach {url}: {e}") from None
-    if len(r.content) > MAX_RESPONSE_BYTES:
-        raise TemporaryError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
-    return r.status_code, r.headers.get("content-type", ""), r.content

@@ -55,7 +55,7 @@ MAX_EVENTS = 999
 #: Most OpenPGP keys in one bundle.
 MAX_KEYS = 64
 #: Most members in one bundle.
-MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS
+MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS + 3 * 99
 
 #: evidence/NN-<event>.(json|tlog-proof|tsr|xml): number, event, kind (xml: ETSI evidence).
 EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr|xml)")
@@ -71,6 +71,9 @@ COSIGNED = re.compile(r"evidence/checkpoint-([1-9]\d{0,18})\.cosigned")
 ANCHOR_CHECKPOINT = re.compile(r"evidence/anchor-([1-9]\d{0,18})\.checkpoint")
 ANCHOR_TOKEN = re.compile(r"evidence/anchor-([1-9]\d{0,18})-([0-9a-f]{8})\.tsr")
 ANCHOR_ROOTS = "anchor-roots.pem"
+#: renewals/NN.(json|tsr|pem): archive time-stamps over the whole bundle (any format,
+#: added after export: certmail/bundle/renew.py).
+RENEWAL = re.compile(r"renewals/(\d{2})\.(json|tsr|pem)")
 _FIXED = frozenset(
     (MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, ANCHOR_ROOTS, *DOCUMENTS)
 )
@@ -93,6 +96,7 @@ def check_name(name: str) -> None:
         or COSIGNED.fullmatch(name)
         or ANCHOR_CHECKPOINT.fullmatch(name)
         or ANCHOR_TOKEN.fullmatch(name)
+        or RENEWAL.fullmatch(name)
     ):
         return
     shown = name.encode("unicode_escape").decode("ascii")[:120]

@@ -270,10 +270,13 @@ def verify_bundle(
     """
     from certmail.bundle.anchors import check_anchor_roots
     from certmail.bundle.cosigned import check_witnesses
+    from certmail.bundle.renew import chain_not_after, check_renewals
 
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
+    # renewals/NN.* first (certmail/bundle/renew.py): a member changed after a renewal is named
+    renewals, renewal_warnings = check_renewals(files, chain_not_after(files.get(CHAIN)))
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
     cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
     if cosig is not None:
@@ -282,6 +285,8 @@ def verify_bundle(
     if anchors is not None:
         report.append(anchors)
     report.append(check_documents(files, facts, v.format))
+    report += renewals
+    v.warnings += renewal_warnings
     return BundleReport(
         format=v.format,
         sha256=facts.sha256,

@@ -492,3 +492,6 @@ def verify(
 from certmail.cli.verifier_page import verifier_page as _verifier_page  # noqa: E402  (web helper)
 
 proof.add_command(_verifier_page)
+from certmail.cli.renew import renew as _renew  # noqa: E402  (certmail proof renew)
+
+proof.add_command(_renew)

@@ -8,11 +8,21 @@ against the TSA's root, then compare its nonce with the one asked.
 
 from __future__ import annotations
 
-from notary.errors import VerificationError
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from keys.errors import TemporaryError, VerificationError
 from notary.rfc3161 import der
 from notary.rfc3161.oids import HASH_OIDS
 
-__all__ = ["MAX_RESPONSE_BYTES", "build_query", "read_response"]
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = ["MAX_RESPONSE_BYTES", "build_query", "read_response", "request_token"]
+
+#: Sends a DER TimeStampReq to a TSA: (HTTP status, body). The transport is the caller's.
+Post = Callable[[bytes], tuple[int, bytes]]
 
 #: Largest TimeStampResp read (a token with a few certificates is a few KiB).
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -58,3 +68,23 @@ def read_response(resp: bytes) -> bytes:
     if len(parts) != 2 or parts[1][0] != 0x30:
         raise VerificationError("the TSA's answer grants a time-stamp but holds no token")
     return resp[parts[1][1] : parts[1][3]]
+
+
+def request_token(post: Post, digest: bytes, roots: Sequence[x509.Certificate]) -> bytes:
+    """Ask a TSA through ``post`` for a token over the SHA-256 ``digest`` (a fresh 63-bit
+    nonce) and return it once it verifies against ``roots`` and echoes the nonce;
+    TemporaryError for an HTTP failure, VerificationError for a refusal or a bad token."""
+    from notary.rfc3161.verify import verify_token
+
+    nonce = secrets.randbits(63)
+    status, body = post(build_query(digest, nonce))
+    if status != 200:
+        raise TemporaryError(f"the TSA answered HTTP {status}")
+    token = read_response(body)
+    try:
+        info = verify_token(token, roots=roots, digest=digest)
+    except VerificationError as e:
+        raise VerificationError(f"the TSA's token does not verify: {e.message}") from None
+    if info.nonce != nonce:
+        raise VerificationError("the TSA's token does not echo the nonce asked")
+    return token
