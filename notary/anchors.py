@@ -237,7 +237,7 @@ class Anchoring:
     def start(self) -> None:
         if not self.anchors or self._thread is not None:
             return
-        (self.directory / TOKENS).mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.directory / "anchors").mkdir(exist_ok=True, mode=0o700)
         self._thread = threading.Thread(target=self._run, name="anchoring", daemon=True)
         self._thread.start()
 
@@ -295,6 +295,7 @@ class Anchoring:
 
     def _keep(self, size: int, note: bytes, tsa: str, token: bytes) -> None:
         d = self.directory / TOKENS
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
         cp = d / f"{size}.checkpoint"
         if not cp.exists():
             atomic_write(cp, note)
