@@ -15,6 +15,10 @@ bundles, the notary's verifier key, its TSA root and Alice's and Bob's public ke
 With ``GOLDEN_WITNESSES=1`` (format 3, tests/vectors/proof-bundle/v3) the notary has two
 real witnesses (``certmail witness serve``) and each bundle is exported once both have
 cosigned its receipts' checkpoint; their cosigner keys are written as witness-N.vkey.
+With ``GOLDEN_ANCHORS=1`` (format 4, tests/vectors/proof-bundle/v4) the notary anchors
+its checkpoints with an independent ``openssl ts -reply`` TSA (tests/fixtures/openssl_tsa.py,
+``--every 1``) and each bundle is exported once its latest checkpoint is anchored; that
+TSA's root is written as anchor-root.pem.
 """
 
 from __future__ import annotations
@@ -67,6 +71,31 @@ def _send_acked(
     return bundle
 
 
+def _outside_tsa(notary_dir: Path, tmp: Path, out: Path) -> Any:
+    """An openssl TSA the notary anchors with every second; its root as anchor-root.pem."""
+    from tests.fixtures.cli import cli
+    from tests.fixtures.openssl_tsa import OpensslTsa
+
+    tsa = OpensslTsa(tmp / "outside-tsa").start()
+    args = ["notary", "anchors", "add", tsa.url, "--root", str(tsa.root), "--every", "1"]
+    assert cli(*args, "--dir", str(notary_dir)).returncode == 0
+    shutil.copy(tsa.root, out / "anchor-root.pem")
+    return tsa
+
+
+def _wait_anchored(url: str) -> None:
+    """Until the notary's latest checkpoint is anchored."""
+    import time
+
+    import httpx
+
+    size = int(httpx.get(url + "/checkpoint", timeout=10).text.split("\n")[1])
+    deadline = time.monotonic() + 60
+    while httpx.get(url + "/v1/anchors", params={"size": size}, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the checkpoint was never anchored"
+        time.sleep(0.2)
+
+
 def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> None:
     from tests.certmail.test_proof_witnesses import _wait_receipts_cosigned, _witnesses
 
@@ -78,6 +107,7 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
     witnesses = _witnesses(notary_dir, tmp_path, notary_server) if with_witnesses else []
     for i, w in enumerate(witnesses, start=1):
         shutil.copy(w.directory / "witness.vkey", out / f"witness-{i}.vkey")
+    tsa = _outside_tsa(notary_dir, tmp_path, out) if os.environ.get("GOLDEN_ANCHORS") else None
     try:
         for w in witnesses:
             w.start()
@@ -86,6 +116,8 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
         c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
 
         def settle(sha256: str) -> object:
+            if tsa is not None:
+                _wait_anchored(notary_server.url)
             return witnesses and _wait_receipts_cosigned(notary_server.url, token, sha256)
 
         signed = _send_acked(
@@ -96,6 +128,8 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
         notary_server.stop()
         for w in witnesses:
             w.stop()
+        if tsa is not None:
+            tsa.stop()
     shutil.copy(signed, out / signed.name)
     shutil.copy(encrypted, out / encrypted.name)
     (out / "notary.vkey").write_text(notary_server.vkey.strip() + "\n")
