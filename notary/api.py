@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keys.errors import ConflictError, Error, NotFoundError
 from notary import fastpath
 from notary.ack_api import include_ack_routes
+from notary.anchors_api import include_anchor_routes
 from notary.api_schema import (
     SHA256_PATTERN,
     ApiError,
@@ -393,4 +394,5 @@ def create_app(
     include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
     include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (web/app_routes.py)
+    include_anchor_routes(app, service)  # /v1/anchors: outside time-stamps (notary/anchors.py)
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)
