@@ -193,3 +193,28 @@ def test_unreachable_notary_says_so(
     submit_with_keyboard(browser, CAROL)
     assert "cannot be reached" in wait_for(lambda: text_of(browser, "error"), "the error")
     assert not visible(browser, "content")
+
+
+def test_pickup_bundle_reads_the_same_in_the_verify_page(
+    correspondents: Any, notary_server: NotaryProcess, browser: Any, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.certmail.test_pickup_evidence import picked_up_bundle
+    from tests.fixtures.cli import CERTMAIL
+    from tests.web.browser import verify_in_page
+
+    bundle, _, py = picked_up_bundle(correspondents, notary_server, tmp_path)
+    page = tmp_path / "verify.html"
+    made = subprocess.run(
+        [*CERTMAIL, "proof", "verifier-page", "-o", str(page)], capture_output=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    browser.get(page.as_uri())
+    (js,) = verify_in_page(browser, [(bundle.read_bytes(), True)], notary_server.vkey, "")
+    assert js["valid"], js
+    assert [(e["event"], e["proves"]) for e in js["events"]] == [
+        (e["event"], e["proves"]) for e in py["events"]
+    ]
+    ack = [c for c in js["checks"] if c["item"].endswith("acknowledgement")]
+    assert ack == [c for c in py["checks"] if c["item"].endswith("acknowledgement")]
