@@ -217,3 +217,19 @@ def test_pickup_cli_errors_are_one_line(alice: Any, tmp_path: Path) -> None:
         stdin=b"x\n",
     )
     assert p.returncode != 0 and "one recipient" in one_line_error(p)
+
+
+def test_a_registered_pickup_survives_a_kill(
+    alice: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
+    """Registered, then the notary SIGKILLed: after restart the link still opens."""
+    sent, _, url = send_pickup(alice, tmp_path)
+    _, token, k_link = parts(url)
+    notary_server.kill()
+    notary_server.start()
+    with httpx.Client() as h:
+        r = h.post(api(notary_server, token, "/ack"), json={"address": CAROL})
+        assert r.status_code == 200, r.text
+        blob = h.get(api(notary_server, token, "/content")).content
+    share = base64.b64decode(r.json()["share"])
+    assert open_pickup(blob, xor(k_link, share), sent["message_id"])[0] == BODY.decode()
