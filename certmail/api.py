@@ -46,7 +46,7 @@ from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
 from .sealed.opening import SealedOpening, is_sealed, open_sealed
-from .sealed.pickup_sending import PickupOptions, prepare_pickup
+from .sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from .sealed.sending import prepare_for_send
 from .sendcheck import (
     check_send_settings,
@@ -265,6 +265,7 @@ class Certmail:
             ) or prepare_pickup(pickup, headers, data, scanned, notary, encrypt)
             if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
                 data, scanned = seal.body, seal.parts
+            html = {"html": seal.html} if isinstance(seal, PickupPrepared) else {}
             sealed = self._sealer_for(smime).seal(
                 work,
                 headers,
@@ -276,6 +277,7 @@ class Certmail:
                 request_mdn=request_mdn,
                 progress=progress,
                 compress=encrypt and should_compress(len(data), paths, limit),
+                **html,  # the pickup notice's HTML alternative (docs/sealed.md)
             )
             self._before_it_leaves(sealed, limit, seal, tracking, notary, headers.message_id)
             entry = self.ledger.enqueue(

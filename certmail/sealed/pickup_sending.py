@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import mimetypes
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,7 @@ class PickupPrepared:
     registration: dict[str, Any]
     parts: list[tuple[Path, ScanRecord]] = field(default_factory=list)
     link: str = ""
+    html: bytes = b""  # the text's HTML alternative
 
     def register(self, sha256: str, message_id: str) -> dict[str, Any]:
         """``POST /v1/pickups``: K_n and the ciphertext kept until the expiry."""
@@ -107,7 +109,8 @@ def prepare_pickup(
         "passphrase": _passphrase(keys, salt),
     }
     email = _email_text(headers, url, options, len(files))
-    return PickupPrepared(email, notary, registration, link=url)
+    html = _email_html(headers, url, options, len(files))
+    return PickupPrepared(email, notary, registration, link=url, html=html)
 
 
 def _passphrase(keys: PickupKeys, salt: bytes | None) -> dict[str, Any] | None:
@@ -142,3 +145,34 @@ def _email_text(headers: Headers, url: str, options: PickupOptions, files: int) 
     if options.passphrase is not None:
         lines += ["", "You also need the passphrase the sender gives you separately."]
     return canonical_text(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _email_html(headers: Headers, url: str, options: PickupOptions, files: int) -> bytes:
+    """The same notice as HTML: no image, no style sheet, no script, nothing fetched."""
+    e = html.escape
+    who = e(headers.from_name or headers.from_addr)
+    passphrase = (
+        "<p>You also need the passphrase the sender gives you separately.</p>"
+        if options.passphrase is not None
+        else ""
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(headers.subject)}</title></head>
+<body>
+<p><strong>{who}</strong> &lt;{e(headers.from_addr)}&gt; sent you a registered message
+through certmail.</p>
+<table>
+<tr><th align="left">Subject</th><td>{e(headers.subject)}</td></tr>
+<tr><th align="left">Attachments</th><td>{files}</td></tr>
+<tr><th align="left">Kept for you until</th><td>{e(format_time(options.expires))}</td></tr>
+</table>
+<p><a href="{e(url)}">Open the registered message</a></p>
+<p>The page asks you to confirm your email address and to acknowledge receipt (or to
+refuse the message). The notary logs your acknowledgement, then the page decrypts the
+message in your browser. This email holds no content of the message, and without the
+whole link the message cannot be read.</p>
+{passphrase}
+<p>If the link does not open, copy it into your browser: {e(url)}</p>
+</body></html>
+"""
+    return page.encode("utf-8")

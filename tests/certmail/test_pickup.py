@@ -87,6 +87,7 @@ def test_pickup_is_released_only_after_the_handover_is_logged(
     sent, eml, url = send_pickup(alice, tmp_path)
     page, token, k_link = parts(url)
     assert b"under the mat" not in eml and b"secret contract" not in eml
+    assert b"multipart/alternative" in eml and b'Content-Type: text/html; charset="utf-8"' in eml
     sha, mid = sent["sha256"], sent["message_id"]
     # everything the notary stores: the seal store, the ciphertext file, the token's hash only
     blob = (notary_server.directory / "pickups" / f"{sha}.bin").read_bytes()
