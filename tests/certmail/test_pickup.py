@@ -182,7 +182,7 @@ def test_ack_after_expiry_is_gone(alice: Any, notary_server: NotaryProcess, tmp_
 
     from notary.evidence import parse_time
 
-    _, _, url = send_pickup(alice, tmp_path, "--seal-expires", "8")
+    sent, _, url = send_pickup(alice, tmp_path, "--seal-expires", "8")
     _, token, _ = parts(url)
     with httpx.Client() as h:
         expires = parse_time(h.get(api(notary_server, token)).json()["expires"])
@@ -191,6 +191,16 @@ def test_ack_after_expiry_is_gone(alice: Any, notary_server: NotaryProcess, tmp_
         assert r.status_code == 410 and "expired" in r.json()["message"]
         assert h.get(api(notary_server, token)).json()["state"] == "expired"
         assert h.get(api(notary_server, token, "/content")).status_code in (409, 410)
+    # the sweep logs the handover failure and destroys the share, the purge the content
+    blob = notary_server.directory / "pickups" / f"{sent['sha256']}.bin"
+    deadline = time.monotonic() + 60
+    events: list[str] = []
+    while time.monotonic() < deadline and ("ContentHandoverFailure" not in events or blob.exists()):
+        time.sleep(0.5)
+        p = run(alice.alice, "receipts", sent["sha256"], "--json")
+        events = [e["event"] for e in json_of(p)["recipients"][CAROL]]
+    assert "ContentHandoverFailure" in events and "ContentHandover" not in events
+    assert not blob.exists()
 
 
 def test_refusal_is_logged_and_destroys_the_content(
