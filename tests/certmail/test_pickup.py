@@ -244,3 +244,20 @@ def test_a_registered_pickup_survives_a_kill(
         blob = h.get(api(notary_server, token, "/content")).content
     share = base64.b64decode(r.json()["share"])
     assert open_pickup(blob, xor(k_link, share), sent["message_id"])[0] == BODY.decode()
+
+
+def test_the_sealed_routes_release_no_pickup_share(
+    alice: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
+    """A pickup's K_n lives in the seal store, but no signed ack on /v1/seals opens it: the
+    seal has no registered key."""
+    from tests.fixtures.cli import signed_ack
+
+    sent, _, _ = send_pickup(alice, tmp_path)
+    url = f"{notary_server.url}/v1/seals/{sent['sha256']}"
+    ack = signed_ack(alice.bob.keyring, sent, alice.bob.email, notary_server.url).to_json()
+    for what in ("/open", "/refuse"):
+        r = httpx.post(url + what, json=ack)
+        assert r.status_code in (400, 422) and "share" not in r.json(), r.text
+    steps = json_of(run(alice.alice, "receipts", sent["sha256"], "--json"))["recipients"][CAROL]
+    assert [s["event"] for s in steps] == ["SubmissionAcceptance"]
