@@ -235,6 +235,7 @@ def _handover(
         setattr(event, name, value[:200] if isinstance(value, str) else None)
     if event.mode == "pickup":  # no signature: the page's confirmation (docs/sealed.md)
         event.step = f"acknowledged on the pickup page ({event.assurance or 'link holder'})"
+        event.detail = f"key share released {event.released}" if event.released else None
         return
     if check is None:
         return

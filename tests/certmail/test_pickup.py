@@ -119,6 +119,9 @@ def test_pickup_is_released_only_after_the_handover_is_logged(
     (handover,) = [s for s in steps if s["event"] == "ContentHandover"]
     assert handover["mode"] == "pickup" and handover["released"] == stmt["released"]
     assert "pickup page" in handover["step"]
+    human = run(alice.alice, "receipts", sha)
+    assert human.returncode == 0 and "holder of the mailbox link" in human.stdout + human.stderr
+    assert f"key share released {stmt['released']}" in human.stdout + human.stderr
 
 
 def test_hostile_requests_release_nothing(
