@@ -213,11 +213,13 @@ class Pickups:
         async with self.seals.exclusive(p.sha256):
             p, seal = self._checked(token, req)
             done = [
-                e for e, st in self.seals.logged(seal, "ContentHandover")
+                (e, st) for e, st in self.seals.logged(seal, "ContentHandover")
                 if str(st.get("recipient", "")).lower() == p.recipient
             ]  # fmt: skip
-            if done:  # opened before: the same key, the entry logged then
-                return self.seals.unwrap(seal), self.seals.receipt(done[0]), p
+            if done:  # opened before (or logged just before a crash): the same entry
+                entry, stmt = done[0]
+                p = self._mark_released(p, str(stmt.get("released") or stmt["time"]))
+                return self.seals.unwrap(seal), self.seals.receipt(entry), p
             if not self.seals.accepted(seal):
                 raise NotYet("the notary has no record that this message was sent yet")
             released = format_time(self.service.clock())
@@ -230,14 +232,19 @@ class Pickups:
             receipts = await self.service.sequencer.submit(
                 [Submission("ContentHandover", p.sha256, seal.message_id, seal.account_id, extra)]
             )
+            first: Receipt = receipts[0]
+            return self.seals.unwrap(seal), first, self._mark_released(p, released)
+
+    def _mark_released(self, p: Pickup, released: str) -> Pickup:
+        """Record the release (the log's entry is what counts: this only follows it)."""
+        if p.released is None:
             self.seals.set_state(p.sha256, "released", destroy=False)
             with self._lock:
                 self._db.execute(
                     "UPDATE pickups SET released = ? WHERE token_sha256 = ? AND released IS NULL",
                     (released, p.token_sha256),
                 )
-            first: Receipt = receipts[0]
-            return self.seals.unwrap(seal), first, self._by_hash(p.token_sha256)
+        return self._by_hash(p.token_sha256)
 
     async def refuse(self, token: str, req: PickupRequest) -> Receipt:
         """Log ``RejectionByRecipient`` (mode pickup); destroy K_n and the ciphertext."""

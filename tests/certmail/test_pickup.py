@@ -109,7 +109,7 @@ def test_pickup_is_released_only_after_the_handover_is_logged(
         text, files = open_pickup(h.get(api(notary_server, token, "/content")).content,
                                   xor(k_link, share), mid)  # fmt: skip
         again = h.post(api(notary_server, token, "/ack"), json={"address": CAROL})
-        assert again.json()["receipt"] == r.json()["receipt"]  # reopened: the same entry
+        assert again.json()["receipt"]["entry"] == r.json()["receipt"]["entry"]  # reopened
     assert text == BODY.decode() and [(f.name, f.data) for f in files] == [("contract.pdf", SECRET)]
     stmt = parse_statement(base64.b64decode(r.json()["receipt"]["entry"]))
     assert (stmt["event"], stmt["mode"], stmt["recipient"]) == ("ContentHandover", "pickup", CAROL)
@@ -264,3 +264,29 @@ def test_the_sealed_routes_release_no_pickup_share(
         assert r.status_code in (400, 422) and "share" not in r.json(), r.text
     steps = json_of(run(alice.alice, "receipts", sent["sha256"], "--json"))["recipients"][CAROL]
     assert [s["event"] for s in steps] == ["SubmissionAcceptance"]
+
+
+def test_a_handover_logged_before_a_crash_is_answered_again(
+    alice: Any, notary_server: NotaryProcess, tmp_path: Path
+) -> None:
+    """The log says what happened: a ContentHandover committed but not yet recorded in
+    seals.db (a crash between the two) is answered with the same entry, content included."""
+    sent, _, url = send_pickup(alice, tmp_path)
+    _, token, k_link = parts(url)
+    first = httpx.post(api(notary_server, token, "/ack"), json={"address": CAROL})
+    assert first.status_code == 200, first.text
+    notary_server.kill()
+    with sqlite3.connect(notary_server.directory / "seals.db") as db:  # as if it died then
+        db.execute("UPDATE pickups SET released = NULL")
+        db.execute("UPDATE seals SET state = 'sealed'")
+    notary_server.start()
+    with httpx.Client() as h:
+        assert h.get(api(notary_server, token, "/content")).status_code == 409
+        again = h.post(api(notary_server, token, "/ack"), json={"address": CAROL})
+        assert again.status_code == 200
+        assert again.json()["receipt"]["entry"] == first.json()["receipt"]["entry"]
+        blob = h.get(api(notary_server, token, "/content")).content
+    share = base64.b64decode(again.json()["share"])
+    assert open_pickup(blob, xor(k_link, share), sent["message_id"])[0] == BODY.decode()
+    steps = json_of(run(alice.alice, "receipts", sent["sha256"], "--json"))["recipients"][CAROL]
+    assert [s["event"] for s in steps].count("ContentHandover") == 1
