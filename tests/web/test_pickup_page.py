@@ -105,6 +105,9 @@ def test_open_acknowledge_read_and_download(
         "the download",
     )
     assert [p.name for p in done] == ["contract.pdf"] and done[0].read_bytes() == SECRET
+    Path("/tmp/certmail-web-pickup-opened.png").write_bytes(browser.get_screenshot_as_png())
+    logs = [e["message"] for e in browser.get_log("browser")]
+    assert not [m for m in logs if "Content Security Policy" in m], logs  # no CSP violation
     browser.refresh()  # reopening: allowed until expiry, said so, nothing new logged
     wait_for(lambda: visible(browser, "opened"), "the already-opened note")
     assert "acknowledged this message" in text_of(browser, "opened")
