@@ -160,6 +160,10 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
     fpr = stmt.get("fingerprint")
     if isinstance(fpr, str):
         out.append(f"signer key: {fpr[:80]}")
+    for name, label in (("assurance", "identity assurance"), ("released", "key share released")):
+        value = stmt.get(name)  # sealed and pickup delivery (docs/sealed.md)
+        if isinstance(value, str):
+            out.append(f"{label}: {value[:200]}")
     return tuple(out)
 
 
@@ -187,7 +191,7 @@ def _event_fact(e: Event) -> EventFact:
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
-        mode="sealed" if e.statement.get("mode") == "sealed" else None,
+        mode=mode if (mode := e.statement.get("mode")) in ("sealed", "pickup") else None,
     )
 
 

@@ -103,7 +103,7 @@ class EventFact:
     stem: str
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
-    mode: str | None = None  # ContentHandover: "sealed" (docs/sealed.md), else None
+    mode: str | None = None  # ContentHandover: "sealed" or "pickup" (docs/sealed.md), else None
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,13 @@ SEALED_HANDOVER = (
     "; the message was sealed: the content could not be read before the signature was logged"
 )
 
+#: A pickup ContentHandover (docs/sealed.md "Pickup"): no signature, the page's confirmation.
+PICKUP_HANDOVER = (
+    "the recipient confirmed receipt on the notary's pickup page (no signature: the identity "
+    "assurance says who could do that), and the notary logged it; the content could not be "
+    "read before this was logged: the notary released its key share only after"
+)
+
 #: SubmissionAcceptance by the statement's ``channel`` (renderer 2 on).
 _ACCEPTED_BY = {
     "smtp": "the notary's relay received this exact message (its SHA-256) for registered "
@@ -188,6 +195,8 @@ def proves(
         text = _PROVES.get(event, event)
     if event == "ContentHandover" and mode == "sealed":  # issue 12: sealed delivery
         text += SEALED_HANDOVER
+    elif event == "ContentHandover" and mode == "pickup":
+        text = PICKUP_HANDOVER
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

@@ -378,6 +378,10 @@ async function checkAcknowledgement(ev, recipients, sha, ring) {
   const s = ev.statement;
   const n = pad2(ev.number);
   const label = `${n} acknowledgement`;
+  if (s.mode === "pickup") {  // the pickup page's confirmation (openpgp.py pickup_detail)
+    const assurance = String(s.assurance ?? "").slice(0, 200);
+    return check(label, "skipped", `confirmed on the pickup page, no signature to check (identity assurance: ${assurance})`, false);
+  }
   const [sig, signed, fpr, whoRaw] = ["signature", "signed", "fingerprint", "recipient"].map((k) => s[k]);
   if (![sig, signed, fpr, whoRaw].every((x) => typeof x === "string")) {
     throw fail(`evidence ${n}: the acknowledgement lacks signature, signed, fingerprint or recipient`);
@@ -561,15 +565,22 @@ export function details(stmt) {
     out.push(`TLS: ${String(tls.version ?? "").slice(0, 40)} ${String(tls.cipher ?? "").slice(0, 80)}`);
   }
   if (typeof stmt.fingerprint === "string") out.push(`signer key: ${stmt.fingerprint.slice(0, 80)}`);
+  for (const [name, label] of [["assurance", "identity assurance"], ["released", "key share released"]]) {
+    if (typeof stmt[name] === "string") out.push(`${label}: ${stmt[name].slice(0, 200)}`);
+  }
   return out;
 }
 
 /** Added to a sealed ContentHandover (docs/sealed.md; facts.py SEALED_HANDOVER). */
 const SEALED_HANDOVER = "; the message was sealed: the content could not be read before the signature was logged";
 
+/** A pickup ContentHandover (docs/sealed.md "Pickup"; facts.py PICKUP_HANDOVER). */
+const PICKUP_HANDOVER = "the recipient confirmed receipt on the notary's pickup page (no signature: the identity assurance says who could do that), and the notary logged it; the content could not be read before this was logged: the notary released its key share only after";
+
 export function proves(event, withToken, channel, mode) {
   let text = event === "SubmissionAcceptance" ? ACCEPTED_BY[channel] || PROVES[event] : PROVES[event] || event;
   if (event === "ContentHandover" && mode === "sealed") text += SEALED_HANDOVER;
+  else if (event === "ContentHandover" && mode === "pickup") text = PICKUP_HANDOVER;
   if (withToken) text += "; an independent RFC 3161 time-stamp covers the message's SHA-256";
   return text;
 }
