@@ -108,6 +108,9 @@ class Event:
     key: str | None = None
     detail: str | None = None
     strength: str | None = None
+    mode: str | None = None  # ContentHandover: sealed | pickup (docs/sealed.md)
+    assurance: str | None = None  # ContentHandover: how the recipient was identified
+    released: str | None = None  # pickup: when the notary released its key share
     scans: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -123,8 +126,9 @@ class Event:
                 out["key"] = self.key
             if self.detail is not None:
                 out["detail"] = self.detail
-            if self.scans is not None:
-                out["scans"] = self.scans
+            for name in ("mode", "assurance", "released", "scans"):
+                if (value := getattr(self, name)) is not None:
+                    out[name] = value
         elif self.event == "ContentAccessTracking":
             out["strength"] = self.strength
         return out
@@ -231,6 +235,13 @@ def _handover(
     from .scanverdicts import handover_scans
 
     event.fingerprint = stmt.get("fingerprint")
+    for name in ("mode", "assurance", "released"):
+        value = stmt.get(name)
+        setattr(event, name, value[:200] if isinstance(value, str) else None)
+    if event.mode == "pickup":  # no signature: the page's confirmation (docs/sealed.md)
+        event.step = f"acknowledged on the pickup page ({event.assurance or 'link holder'})"
+        event.detail = f"key share released {event.released}" if event.released else None
+        return
     if check is None or check.ok:  # a bad signature's verdicts are nobody's
         event.scans = handover_scans(stmt)
     if check is None:
@@ -267,7 +278,7 @@ def build_timeline(
         checks = {
             i: check_handover(s, ring)
             for i, s in enumerate(stmts)
-            if s.get("event") == "ContentHandover"
+            if s.get("event") == "ContentHandover" and s.get("mode") != "pickup"
         }
     per: dict[str, list[Event]] = {r: [] for r in recipients}
     direct = False

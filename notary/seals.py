@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS seals (
 """
 
 
+#: The statement members a sealed ContentHandover adds (docs/formats.md §8).
+SEALED_MEMBERS = {"mode": "sealed", "assurance": "holder of a registered OpenPGP key"}
+
+
 class Gone(Error):
     """The seal expired, was refused or its share destroyed: nothing can be released."""
 
@@ -85,6 +89,12 @@ class Seal:
     wrapped: bytes | None  # nonce ‖ AES-GCM(seal key, K_n); None once destroyed
     state: str  # sealed | released | refused | expired
     recipients: tuple[str, ...]
+
+    @property
+    def mode(self) -> str:
+        """``sealed`` (K_r to registered OpenPGP keys) or ``pickup`` (no key: a link,
+        notary/pickup.py)."""
+        return "sealed" if self.fingerprints else "pickup"
 
 
 def load_seal_key(directory: Path) -> bytes:
@@ -156,7 +166,7 @@ class Seals:
         os.close(self._lockfile)
 
     @asynccontextmanager
-    async def _exclusive(self, sha256: str) -> AsyncIterator[None]:
+    async def exclusive(self, sha256: str) -> AsyncIterator[None]:
         """One open, refusal or sweep of a message at a time: among this process's tasks
         (an asyncio lock) and among notary processes on this directory (a POSIX record
         lock on one byte of ``seals.lock`` chosen by the hash; released by the kernel
@@ -184,7 +194,7 @@ class Seals:
         fprs, rcpts = tuple(json.loads(row[3])), tuple(json.loads(row[7]))
         return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], row[6], rcpts)
 
-    def _set(self, sha256: str, state: str, destroy: bool) -> None:
+    def set_state(self, sha256: str, state: str, destroy: bool) -> None:
         with self._lock:
             if destroy:
                 self._db.execute(
@@ -206,7 +216,7 @@ class Seals:
                 reg.fingerprints,
                 reg.recipients,
             )
-            if same and old.wrapped is not None and self._unwrap(old) == reg.share:
+            if same and old.wrapped is not None and self.unwrap(old) == reg.share:
                 return old
             raise ConflictError(f"a seal for {reg.sha256} is already registered")
         nonce = os.urandom(12)
@@ -227,7 +237,7 @@ class Seals:
             )
         return self.get(reg.sha256)  # type: ignore[return-value]
 
-    def _unwrap(self, seal: Seal) -> bytes:
+    def unwrap(self, seal: Seal) -> bytes:
         if seal.wrapped is None:
             raise Gone("the share of this sealed message was destroyed")
         w = seal.wrapped
@@ -235,28 +245,33 @@ class Seals:
 
     # -- the log -----------------------------------------------------------------
 
-    def _logged(self, seal: Seal, event: str) -> list[Any]:
-        """The committed entries of ``event`` (mode sealed) about ``seal``'s message."""
+    def logged(self, seal: Seal, event: str) -> list[Any]:
+        """The committed entries of ``event`` (of the seal's mode) about ``seal``'s message."""
         out = []
         for e in self.service.storage.entries_for_message(seal.sha256):
             if e.event != event or e.message_id != seal.message_id:
                 continue
             stmt = parse_statement(e.entry)
-            if stmt.get("mode") != "sealed":
+            if stmt.get("mode") != seal.mode:
                 continue
-            if event == "ContentHandover" and stmt.get("fingerprint") not in seal.fingerprints:
+            sealed = seal.mode == "sealed"
+            if (
+                sealed
+                and event == "ContentHandover"
+                and stmt.get("fingerprint") not in seal.fingerprints
+            ):
                 continue
             out.append((e, stmt))
         return out
 
-    def _accepted(self, seal: Seal) -> bool:
+    def accepted(self, seal: Seal) -> bool:
         """Whether the log holds the message's SubmissionAcceptance (it was sent)."""
         return any(
             e.event == "SubmissionAcceptance" and e.message_id == seal.message_id
             for e in self.service.storage.entries_for_message(seal.sha256)
         )
 
-    def _receipt(self, entry: Any) -> Receipt:
+    def receipt(self, entry: Any) -> Receipt:
         cp = self.service.storage.latest_checkpoint()
         receipt: Receipt = self.service.receipt_for(entry, cp.size, cp.note)
         return receipt
@@ -268,29 +283,29 @@ class Seals:
     ) -> tuple[bytes, Receipt]:
         """K_n and the ContentHandover receipt, once the acknowledgement is logged."""
         seal = self._check_request(sha256, req)
-        async with self._exclusive(sha256):
+        async with self.exclusive(sha256):
             seal = self.get(sha256) or seal
             done = [
                 (e, st)
-                for e, st in self._logged(seal, "ContentHandover")
+                for e, st in self.logged(seal, "ContentHandover")
                 if str(st.get("recipient", "")).lower() == req.recipient.lower()
             ]
             if done:  # a retry: the same key, the entry logged before
                 entry, stmt = done[0]
                 if stmt.get("signature") != req.signature:
                     await SealedChecks(checks, seal.fingerprints).check(req)
-                return self._unwrap(seal), self._receipt(entry)
-            self._check_open(seal)
+                return self.unwrap(seal), self.receipt(entry)
+            self.check_open(seal)
             receipt = await acknowledge(
-                self.service, req, SealedChecks(checks, seal.fingerprints), {"mode": "sealed"}
+                self.service, req, SealedChecks(checks, seal.fingerprints), SEALED_MEMBERS
             )
             if os.environ.get(FAULT_ENV) == "after-log":
                 os.kill(os.getpid(), signal.SIGKILL)
             stmt = parse_statement(receipt.entry)
             if stmt.get("fingerprint") not in seal.fingerprints:
                 raise VerificationError("this acknowledgement was not made with an allowed key")
-            self._set(sha256, "released", destroy=False)
-            return self._unwrap(seal), receipt
+            self.set_state(sha256, "released", destroy=False)
+            return self.unwrap(seal), receipt
 
     def _check_request(self, sha256: str, req: AckRequest) -> Seal:
         if req.sha256 != sha256:
@@ -302,7 +317,7 @@ class Seals:
             raise VerificationError("the acknowledgement names another Message-ID")
         return seal
 
-    def _check_open(self, seal: Seal) -> None:
+    def check_open(self, seal: Seal) -> None:
         if seal.state == "refused":
             raise Gone("the recipient refused this sealed message; its share was destroyed")
         if seal.wrapped is None or seal.expires <= self.service.clock():
@@ -313,14 +328,14 @@ class Seals:
     async def refuse(self, sha256: str, req: AckRequest, checks: SignatureChecks) -> Receipt:
         """Log ``RejectionByRecipient`` for a refusal signed by an allowed key; destroy K_n."""
         seal = self._check_request(sha256, req)
-        async with self._exclusive(sha256):
+        async with self.exclusive(sha256):
             seal = self.get(sha256) or seal
-            done = self._logged(seal, "RejectionByRecipient")
+            done = self.logged(seal, "RejectionByRecipient")
             if done:
-                return self._receipt(done[0][0])
-            if self._logged(seal, "ContentHandover"):
+                return self.receipt(done[0][0])
+            if self.logged(seal, "ContentHandover"):
                 raise Gone("the content of this sealed message was already handed over")
-            self._check_open(seal)
+            self.check_open(seal)
             signer = await SealedChecks(checks, seal.fingerprints).check(req)
             extra = {
                 "mode": "sealed",
@@ -337,7 +352,7 @@ class Seals:
                     )
                 ]
             )
-            self._set(sha256, "refused", destroy=True)
+            self.set_state(sha256, "refused", destroy=True)
             first: Receipt = receipts[0]
             return first
 
@@ -363,24 +378,24 @@ class Seals:
         failures were logged."""
         logged = 0
         for seal in self.due():
-            async with self._exclusive(seal.sha256):
+            async with self.exclusive(seal.sha256):
                 done = {
                     str(st.get("recipient", "")).lower()
                     for event in ("ContentHandover", "ContentHandoverFailure")
-                    for _, st in self._logged(seal, event)
+                    for _, st in self.logged(seal, event)
                 }
                 todo = [r for r in seal.recipients if r not in done]
-                if seal.state == "refused" or not self._accepted(seal):
+                if seal.state == "refused" or not self.accepted(seal):
                     todo = []  # refused; or never sent: no handover was due
                 if todo:
                     await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
                     logged += len(todo)
-                self._set(seal.sha256, _after_expiry(seal.state), destroy=True)
+                self.set_state(seal.sha256, _after_expiry(seal.state), destroy=True)
         return logged
 
     def _failure(self, seal: Seal, recipient: str) -> Submission:
         extra = {
-            "mode": "sealed",
+            "mode": seal.mode,
             "recipient": recipient,
             "reason": "expired",
             "expires": format_time(seal.expires),

@@ -6,7 +6,10 @@ SMTP relay; a local mail server standing in for bob's MX; a private ClamAV
 message with an attachment through the relay; the notary witnesses acceptance
 and delivery; bob opens it and signs an acknowledgement; alice reads the
 receipt timeline, exports a proof bundle and verifies it offline. Everything
-stays in ./demo-out for a look afterwards; the proof's path is printed last.
+stays in ./demo-out for a look afterwards. It ends by printing the proof's path,
+a one-time sign-in link to alice's view in a browser (``certmail web-login``)
+and the verify page's URL; on a terminal the notary keeps running until Enter
+or Ctrl-C, off one (tests, CI) it stops at once.
 """
 
 from __future__ import annotations
@@ -99,6 +102,17 @@ def start_clamd(workdir: Path) -> tuple[subprocess.Popen[bytes], Path] | None:
             time.sleep(0.05)
     proc.kill()
     return None
+
+
+def keep_serving() -> None:
+    """On a terminal, keep the notary up until Enter or Ctrl-C; off one (CI), stop now."""
+    if not sys.stdin.isatty():
+        return
+    print("\nthe notary keeps running: press Enter (or Ctrl-C) to stop it", flush=True)
+    try:
+        input()
+    except (KeyboardInterrupt, EOFError):
+        print()
 
 
 def main() -> None:
@@ -242,6 +256,13 @@ def main() -> None:
             env=alice,
         )
         print(f"\nproof: {proof}")
+
+        step("in a browser: alice's certified mail, and the verify page")
+        link = run("web-login", env=alice, show=False).strip()
+        print(f"sender's view: {link}")
+        print(f"verify page:   {url}/verify  (drop {proof.name} on it: nothing is uploaded)")
+        print(f"public log:    {url}/log")
+        keep_serving()
     finally:
         if mx is not None:
             mx.stop()

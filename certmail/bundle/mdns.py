@@ -1,4 +1,4 @@
-"""Read receipts in a proof bundle: ``mdns/NN.eml`` (bundle format 4, issue 11 item 5;
+"""Read receipts in a proof bundle: ``mdns/NN.eml`` (bundle format 5, issue 11 item 5;
 docs/proof-bundle.md).
 
 The RFC 8098 MDNs that came back for the message (kept in the sender's ledger by
@@ -8,9 +8,11 @@ is checked like an acknowledgement: its signature must be good, by a key carryin
 ``Final-Recipient`` address, one the message was sent to (the bundle's ``keys/`` or the
 caller's keyring); an unsigned one is shown as ``unsigned, weak`` and never fails.
 
-Format 4 is written only when a bundle needs it: it carries MDNs, or an
-acknowledgement of text version 2 (the attachments' scan verdicts, which renderer 4
-states on the certificate); any other bundle is exactly format 2 (or 3) as before.
+Format 5 is written only when a bundle needs it: it carries MDNs, or an
+acknowledgement of text version 2 (the attachments' scan verdicts, which renderer 5
+states on the certificate); any other bundle is exactly format 2, 3 or 4 as before.
+Formats are cumulative: a format 5 bundle may hold cosigned checkpoints (3) and
+outside time-stamps (4) too, and renderer 5 shows the latter as renderer 4 does.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from certmail.bundle.documents.facts import MdnFact
-from certmail.bundle.layout import MDN_MEMBER, fail
+from certmail.bundle.layout import FORMAT_MDNS, MDN_MEMBER, fail
 from certmail.bundle.report import Check
 from keys.errors import Error, MalformedError, VerificationError
 
@@ -37,11 +39,9 @@ __all__ = [
     "kept_read_receipts",
     "mdn_facts",
     "mdn_members",
-    "needs_format_4",
+    "needs_format_5",
 ]
 
-#: The bundle format that added mdns/NN.eml and renderer 4.
-FORMAT_MDNS = 4
 #: Most read receipts in one bundle.
 MAX_MDNS = 99
 
@@ -67,8 +67,8 @@ def kept_read_receipts(ledger_path: Path, sha256: str) -> tuple[list[bytes], lis
     return [raw_of(ledger_path, m.mdn_sha256) for m in kept], keys
 
 
-def needs_format_4(files: Mapping[str, bytes], statements: Sequence[Mapping[str, object]]) -> bool:
-    """Whether a bundle of these members and evidence statements is written in format 4."""
+def needs_format_5(files: Mapping[str, bytes], statements: Sequence[Mapping[str, object]]) -> bool:
+    """Whether a bundle of these members and evidence statements is written in format 5."""
     from notary.ackformat import ACK_TITLE_V2
 
     if any(MDN_MEMBER.fullmatch(n) for n in files):
@@ -82,10 +82,10 @@ def needs_format_4(files: Mapping[str, bytes], statements: Sequence[Mapping[str,
 
 
 def _names(v: Verified) -> list[str]:
-    """The mdns/ members, numbered 01.. without gaps, allowed from format 4 only."""
+    """The mdns/ members, numbered 01.. without gaps, allowed from format 5 only."""
     names = sorted(n for n in v.files if MDN_MEMBER.fullmatch(n))
     if names and v.format < FORMAT_MDNS:
-        raise fail(f"{names[0]} in a bundle of format {v.format} (read receipts: 4)")
+        raise fail(f"{names[0]} in a bundle of format {v.format} (read receipts: 5)")
     if names != [f"mdns/{n:02d}.eml" for n in range(1, len(names) + 1)]:
         raise fail("the mdns/ files are not numbered 01, 02, ... without gaps")
     return names
@@ -93,13 +93,13 @@ def _names(v: Verified) -> list[str]:
 
 def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
     """What each read receipt states (signature not checked: :func:`check_mdns`); each
-    must be an MDN about the bundle's message. A format 4 bundle must need format 4
-    (:func:`needs_format_4`: it is written only then, so each bundle has one form)."""
+    must be an MDN about the bundle's message. A format 5 bundle must need format 5
+    (:func:`needs_format_5`: it is written only then, so each bundle has one form)."""
     from certmail.mdn_in import address_of, unverified_fields
 
     names = _names(v)
-    if v.format == FORMAT_MDNS and not needs_format_4(v.files, [e.statement for e in v.events]):
-        raise fail("bundle.json says format 4, but the bundle holds nothing of format 4")
+    if v.format == FORMAT_MDNS and not needs_format_5(v.files, [e.statement for e in v.events]):
+        raise fail("bundle.json says format 5, but the bundle holds nothing of format 5")
     out = []
     for name in names:
         try:

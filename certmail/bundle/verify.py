@@ -19,15 +19,27 @@ from certmail.bundle import checks, documents
 from certmail.bundle.checks import Event, Verified, cert_facts
 from certmail.bundle.documents import (
     RENDERER,
+    RENDERER_ANCHORED,
+    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
     TsaFact,
     proves,
 )
-from certmail.bundle.documents.facts import MdnFact
+from certmail.bundle.documents.facts import RENDERER_MDNS, MdnFact
 from certmail.bundle.headers import header_facts
-from certmail.bundle.layout import CHAIN, DOCUMENTS, HTML, MESSAGE, PDF, VERIFY_TXT, VKEY, fail
+from certmail.bundle.layout import (
+    CHAIN,
+    DOCUMENTS,
+    FORMAT_MDNS,
+    HTML,
+    MESSAGE,
+    PDF,
+    VERIFY_TXT,
+    VKEY,
+    fail,
+)
 from certmail.bundle.report import BundleReport, Check, ReportEvent
 from certmail.bundle.zipio import read_members
 from notary import merkle
@@ -55,6 +67,7 @@ def check_evidence(
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are."""
+    from certmail.bundle.anchors import read_anchors
     from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
     from certmail.bundle.mdns import mdn_facts
@@ -74,7 +87,9 @@ def check_evidence(
     checks.check_time_order(v.events)
     report += check_etsi(v, numbered)  # evidence/NN-<event>.xml (certmail/bundle/etsi.py)
     v.cosigned = read_cosigned(v)  # evidence/checkpoint-N.cosigned (format 3)
-    checks.check_checkpoints(v, consistency_files, list(v.cosigned.values()))
+    anchored, v.anchors = read_anchors(v)  # evidence/anchor-N.* (format 4)
+    extra = [*v.cosigned.values(), *anchored.values()]
+    checks.check_checkpoints(v, consistency_files, extra)
     for old, new in v.consistency:
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
     header = header_facts(v.message)
@@ -86,7 +101,7 @@ def check_evidence(
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
                 if isinstance(r, str) and r[:300] not in rcpts + blind:
                     (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
-    mdns = mdn_facts(v)  # mdns/NN.eml, format 4 (certmail/bundle/mdns.py)
+    mdns = mdn_facts(v)  # mdns/NN.eml, format 5 (certmail/bundle/mdns.py)
     report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns)
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
     facts = replace(facts, mdns=mdns) if mdns else facts
@@ -167,6 +182,10 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
     fpr = stmt.get("fingerprint")
     if isinstance(fpr, str):
         out.append(f"signer key: {fpr[:80]}")
+    for name, label in (("assurance", "identity assurance"), ("released", "key share released")):
+        value = stmt.get(name)  # sealed and pickup delivery (docs/sealed.md)
+        if isinstance(value, str):
+            out.append(f"{label}: {value[:200]}")
     return tuple(out)
 
 
@@ -194,13 +213,13 @@ def _event_fact(e: Event) -> EventFact:
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
-        mode="sealed" if e.statement.get("mode") == "sealed" else None,
+        mode=mode if (mode := e.statement.get("mode")) in ("sealed", "pickup") else None,
         scans=_scans(e.statement),
     )
 
 
 def _scans(stmt: Mapping[str, Any]) -> tuple[str, ...]:
-    """A v2 acknowledgement's scan verdicts, labelled (renderer 4 states them)."""
+    """A v2 acknowledgement's scan verdicts, labelled (renderer 5 states them)."""
     from certmail.scanverdicts import handover_scans, sentences
 
     if stmt.get("event") != "ContentHandover":
@@ -229,7 +248,27 @@ def _facts(
         tsa_chain=tuple(cert_facts(c) for c in v.chain),
         mime=layout,
         keys=v.keys,
+        renderer=_renderer(v),
+        anchors=tuple(
+            AnchorFact(
+                file=a.file,
+                checkpoint_file=a.checkpoint_file,
+                size=a.size,
+                gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
+                serial=format(a.info.serial, "x"),
+                signer=cert_facts(a.info.tsa_cert)[0],
+            )
+            for a in v.anchors
+        ),
     )
+
+
+def _renderer(v: Verified) -> int:
+    """The renderer a bundle is written with: 5 in format 5 (cumulative: it shows the
+    outside time-stamps too), 4 with outside time-stamps, else 3."""
+    if v.format == FORMAT_MDNS:
+        return RENDERER_MDNS
+    return RENDERER_ANCHORED if v.anchors else RENDERER
 
 
 def check_documents(files: Mapping[str, bytes], facts: Facts, fmt: int) -> Check:
@@ -259,6 +298,7 @@ def verify_bundle(
     keyring: Keyring | None = None,
     witnesses: Sequence[CosignatureVerifier] = (),
     quorum: int | None = None,
+    anchor_roots: Sequence[x509.Certificate] | None = None,
 ) -> BundleReport:
     """Verify a proof bundle offline; return what it proves or raise VerificationError.
 
@@ -268,19 +308,30 @@ def verify_bundle(
     sender's signature (signed-only messages) and recipients' acknowledgements
     are checked where the keyring holds the keys. With ``witnesses`` the largest
     checkpoint the bundle relies on must carry ``quorum`` (default: all) of their valid
-    cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`).
+    cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`). With
+    ``anchor_roots`` the outside time-stamps over checkpoints must chain to them
+    (:func:`certmail.bundle.anchors.check_anchor_roots`).
     """
+    from certmail.bundle.anchors import check_anchor_roots
     from certmail.bundle.cosigned import check_witnesses
+    from certmail.bundle.renew import chain_not_after, check_renewals
     from certmail.scanverdicts import handover_scans
 
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
+    # renewals/NN.* first (certmail/bundle/renew.py): a member changed after a renewal is named
+    renewals, renewal_warnings = check_renewals(files, chain_not_after(files.get(CHAIN)))
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
     cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
     if cosig is not None:
         report.append(cosig)
+    anchors = check_anchor_roots(v.anchors, anchor_roots)
+    if anchors is not None:
+        report.append(anchors)
     report.append(check_documents(files, facts, v.format))
+    report += renewals
+    v.warnings += renewal_warnings
     return BundleReport(
         format=v.format,
         sha256=facts.sha256,

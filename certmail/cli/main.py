@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "inbox": "certmail.cli.inbox:inbox",
     "witness": "certmail.cli.witness:witness",
     "campaign": "certmail.cli.campaign:campaign",
+    "web-login": "certmail.cli.web_login:web_login",
 }
 
 

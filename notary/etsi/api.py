@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,7 +67,7 @@ def include_etsi_routes(
     from notary.etsi.mapping import etsi_event
     from notary.evidence import parse_statement
 
-    issuer = _Issuer(service)
+    issuer = _issuer(service)
 
     @app.get("/v1/evidence/chain", summary="The evidence certificate, then its root CA (PEM)")
     def evidence_chain() -> Response:
@@ -118,18 +119,46 @@ def include_etsi_routes(
         tags=["evidence"],
     )
     def certificate_pdf(
-        sha256: str, authorization: Annotated[str | None, Header()] = None
+        sha256: str, authorization: Annotated[str | None, Header()] = None, paper: str = "a4"
     ) -> Response:
-        from notary.etsi.certificate import render_certificate, sign_certificate
-
         acct = authenticate(service, authorization)
         if not _SHA256.fullmatch(sha256):
             raise Error("sha256 must be 64 lowercase hex digits")
-        stmts = [parse_statement(r.entry) for r in service.receipts(acct, sha256)]
-        if service.tsa is None:
-            raise NotFoundError("this notary has no TSA to time-stamp its certificate")
-        pdf = render_certificate(
-            stmts, origin=service.origin, sha256=sha256, message_id=stmts[0]["message"]["id"]
+        return Response(
+            signed_certificate(service, acct, sha256, paper), media_type="application/pdf"
         )
-        signed = sign_certificate(pdf, issuer.creds(), service.tsa.respond)
-        return Response(signed, media_type="application/pdf")
+
+
+def signed_certificate(service: Any, account: Any, sha256: str, paper: str = "a4") -> bytes:
+    """The account's message's PDF certificate on ``paper`` (a4 or letter), signed
+    PAdES-B-T (Error: another paper; NotFoundError: not its message, or no TSA). Also
+    served by the sender's view (notary/web/app_routes.py)."""
+    from notary.etsi.certificate import PAPERS, render_certificate, sign_certificate
+    from notary.evidence import parse_statement
+
+    size = {p.lower(): p for p in PAPERS}.get(paper)
+    if size is None:
+        raise Error(f"paper must be one of {', '.join(p.lower() for p in PAPERS)}")
+
+    stmts = [parse_statement(r.entry) for r in service.receipts(account, sha256)]
+    if service.tsa is None:
+        raise NotFoundError("this notary has no TSA to time-stamp its certificate")
+    pdf = render_certificate(
+        stmts,
+        origin=service.origin,
+        sha256=sha256,
+        message_id=stmts[0]["message"]["id"],
+        paper=size,
+    )
+    return bytes(sign_certificate(pdf, _issuer(service).creds(), service.tsa.respond))
+
+
+_ISSUERS: weakref.WeakKeyDictionary[Any, _Issuer] = weakref.WeakKeyDictionary()
+
+
+def _issuer(service: Any) -> _Issuer:
+    """The service's one evidence issuer (its key loaded once)."""
+    got = _ISSUERS.get(service)
+    if got is None:
+        got = _ISSUERS[service] = _Issuer(service)
+    return got

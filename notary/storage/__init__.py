@@ -247,6 +247,9 @@ class LogStore(Protocol):
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
         """The checkpoint committed at exactly this tree size, if any."""
 
+    def checkpoint_from(self, size: int) -> StoredCheckpoint | None:
+        """The first checkpoint committed at this tree size or above, if any."""
+
     def entry(self, index: int) -> StoredEntry | None:
         """One committed entry by index."""
 

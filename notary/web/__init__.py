@@ -22,6 +22,7 @@ from string import Template
 from keys.errors import Error
 
 __all__ = [
+    "APP_CSP",
     "STATIC_TYPES",
     "Trust",
     "WebAssetsMissing",
@@ -35,6 +36,10 @@ __all__ = [
 STATIC_TYPES = {
     "verify.js": "text/javascript; charset=utf-8",
     "verify.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "pickup.js": "text/javascript; charset=utf-8",  # the pickup page (notary/pickup_api.py)
+    "pickup.css": "text/css; charset=utf-8",
 }
 
 #: The CSP of the served pages: nothing but this origin's script and style, no
@@ -42,6 +47,12 @@ STATIC_TYPES = {
 SERVED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+#: The CSP of the sender's view (``/app``): as :data:`SERVED_CSP`, but its script may
+#: poll this origin and its forms post to it.
+APP_CSP = SERVED_CSP.replace("connect-src 'none'", "connect-src 'self'").replace(
+    "form-action 'none'", "form-action 'self'"
 )
 
 

@@ -1,5 +1,6 @@
 """``GET /log``: the notary's public log page (issue 13 item 3): the current checkpoint and
-tree size, the verifier key and TSA chain to copy, the witnesses, how to audit.
+tree size, the verifier key and TSA chain to copy, the witnesses, how to audit, and the tree's
+growth over time (its stored checkpoints, an inline SVG chart).
 
 Pure rendering from values the routes read from the service; every value is escaped.
 """
@@ -7,11 +8,15 @@ Pure rendering from values the routes read from the service; every value is esca
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
 from string import Template
 
-__all__ = ["log_page"]
+from notary.storage import LogStore, StoredCheckpoint
+from notary.web.chart import growth_chart
+
+__all__ = ["growth_sample", "log_page"]
 
 
 def _chain_list(chain_pem: bytes) -> str:
@@ -38,9 +43,10 @@ def log_page(
     checkpoint: bytes,
     chain_pem: bytes,
     base_url: str,
+    growth: Sequence[StoredCheckpoint] = (),
     static_prefix: str = "/web/static",
 ) -> str:
-    """The log page's HTML."""
+    """The log page's HTML; ``growth`` is checkpoints in size order (the chart)."""
     import base64
 
     text = resources.files(__package__).joinpath("templates", "log.html").read_text("utf-8")
@@ -59,4 +65,24 @@ def log_page(
         witnesses="No witnesses cosign this log's checkpoints yet (C2SP tlog-witness); "
         "audit it yourself as below.",
         base=e(base_url.rstrip("/")),
+        growth_chart=growth_chart([(f"{c.time:%Y-%m-%d %H:%M}", c.size) for c in growth]),
+        growth_rows="".join(
+            f"<tr><td>{c.time:%Y-%m-%d %H:%M:%S}</td><td>{c.size}</td></tr>" for c in growth
+        ),
     )
+
+
+def growth_sample(storage: LogStore, size: int, points: int = 40) -> list[StoredCheckpoint]:
+    """Up to ``points`` stored checkpoints spread over the sizes 1..``size`` (one indexed
+    lookup each: the first checkpoint at or above each step)."""
+    out: list[StoredCheckpoint] = []
+    for i in range(1, points + 1):
+        want = max(1, size * i // points)
+        if out and want <= out[-1].size:
+            continue
+        cp = storage.checkpoint_from(want)
+        if cp is None or cp.size > size:  # none yet, or signed after the page's checkpoint
+            break
+        if not out or cp.size > out[-1].size:
+            out.append(cp)
+    return out

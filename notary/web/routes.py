@@ -63,7 +63,7 @@ def include_web_routes(app: FastAPI, service: NotaryService) -> None:
 
     @app.get("/log", response_class=HTMLResponse, summary="The public log: checkpoint, keys, audit")
     def log(request: Request) -> Response:
-        from notary.web.log_page import log_page
+        from notary.web.log_page import growth_sample, log_page
 
         service.checkpoint()  # the first checkpoint of an empty log, as /v1/checkpoint
         cp = service.storage.latest_checkpoint()
@@ -76,6 +76,7 @@ def include_web_routes(app: FastAPI, service: NotaryService) -> None:
             checkpoint=cp.note if cp else b"",
             chain_pem=service.tsa.chain_pem() if service.tsa is not None else b"",
             base_url=str(request.base_url),
+            growth=growth_sample(service.storage, cp.size if cp else 0),
         )
         return HTMLResponse(page, headers=security_headers())
 

@@ -1,4 +1,4 @@
-"""Read receipts in the proof bundle (issue 11 item 5; bundle format 4, certmail/bundle/mdns.py).
+"""Read receipts in the proof bundle (issue 11 item 5; bundle format 5, certmail/bundle/mdns.py).
 
 The RFC 8098 MDNs kept in Alice's ledger (a signed one from Bob's certmail, an unsigned
 one as Thunderbird writes it) travel as mdns/NN.eml; ``proof verify`` checks the signed
@@ -59,10 +59,10 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
     files = read_members(bundle.read_bytes())
     assert files["mdns/01.eml"] == signed_mdn and b"Thunderbird" in files["mdns/02.eml"]
-    assert json.loads(files["bundle.json"]) == {"format": 4}
+    assert json.loads(files["bundle.json"]) == {"format": 5}
 
     report = json_of(verify_cli(c, notary_server, bundle, tmp_path))
-    assert report["format"] == 4
+    assert report["format"] == 5
     checks = {ch["item"]: ch for ch in report["checks"]}
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     first, second = checks["read receipt mdns/01.eml"], checks["read receipt mdns/02.eml"]
@@ -92,13 +92,13 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     p = verify_cli(c, notary_server, out, tmp_path)
     assert p.returncode == 3 and "not numbered 01, 02" in one_line_error(p)
     older = tampered("t4.zip", **{"bundle.json": b'{\n  "format": 2\n}\n'})
-    assert "mdns/01.eml in a bundle of format 2 (read receipts: 4)" in older
+    assert "mdns/01.eml in a bundle of format 2 (read receipts: 5)" in older
 
 
 def test_a_bundle_without_read_receipts_or_verdicts_stays_format_2(
     sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
 ) -> None:
-    """Nothing that needs format 4: the bundle is exactly what older certmails verify."""
+    """Nothing that needs format 5: the bundle is exactly what older certmails verify."""
     c, sent, _ = sent_and_mdn  # the MDN came back but was never opened: not kept
     bundle = tmp_path / "plain.zip"
     assert run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle)).returncode == 0

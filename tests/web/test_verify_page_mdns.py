@@ -1,4 +1,4 @@
-"""The in-browser verifier on a bundle of format 4 (read receipts, mdns/NN.eml, issue 11):
+"""The in-browser verifier on a bundle of format 5 (read receipts, mdns/NN.eml, issue 11):
 valid as `certmail proof verify` finds it, check for check, the read receipts "not
 checked here"; an mdns/ member in a bundle that says format 2 refused, as the CLI does."""
 
@@ -44,4 +44,4 @@ def test_read_receipts_bundle_in_the_page(
     assert rows["read receipts"]["detail"].startswith("not checked here")
     py = dict(cli, checks=[ch for ch in cli["checks"] if not ch["item"].startswith("read receipt")])
     _same_checks(py, dict(js, checks=[ch for ch in js["checks"] if ch["item"] != "read receipts"]))
-    assert not js_older["valid"] and "(read receipts: 4)" in js_older["error"], js_older
+    assert not js_older["valid"] and "(read receipts: 5)" in js_older["error"], js_older

@@ -15,6 +15,7 @@ __all__ = [
     "RENDERERS",
     "RENDERER_MDNS",
     "WEAK",
+    "AnchorFact",
     "CheckpointFact",
     "EventFact",
     "Facts",
@@ -32,12 +33,16 @@ WEAK = "ContentAccessTracking"
 #: forever): 1, up to issue 10; 2, each submission worded by its channel (relay or
 #: direct notarization of a hash), the trust flags of ``proof verify``, a protected
 #: Subject revealed from the sender's copy; 3 (bundle format 2), VERIFY.txt checks the
-#: OpenPGP signatures with the keys the bundle carries (keys/); 4 (bundle format 4, issue 11),
-#: the attachments' scan verdicts of each v2 acknowledgement and the read receipts (mdns/).
+#: OpenPGP signatures with the keys the bundle carries (keys/); 4 (bundle format 4), the
+#: outside time-stamps over checkpoints (what they prove, the ``openssl ts -verify`` of
+#: each); 5 (bundle format 5, issue 11), all of 4 and the attachments' scan verdicts of
+#: each v2 acknowledgement and the read receipts (mdns/). New bundles are written with 3,
+#: 4 when they hold outside time-stamps, 5 when they need format 5 (certmail/bundle/mdns.py).
 RENDERER = 3
-RENDERERS = (4, 3, 2, 1)
-#: The renderer of a format 4 bundle (certmail/bundle/mdns.py).
-RENDERER_MDNS = 4
+RENDERER_ANCHORED = 4
+#: The renderer of a format 5 bundle (certmail/bundle/mdns.py).
+RENDERER_MDNS = 5
+RENDERERS = (5, 4, 3, 2, 1)
 
 #: After a Subject the exporter read inside the encryption (renderer 2).
 PROTECTED_NOTE = (
@@ -55,6 +60,28 @@ class TsaFact:
     serial: str
     policy: str
     signer: str
+
+
+@dataclass(frozen=True)
+class AnchorFact:
+    """A verified outside RFC 3161 token over a checkpoint (renderer 4)."""
+
+    file: str  # evidence/anchor-N-ID.tsr
+    checkpoint_file: str  # evidence/anchor-N.checkpoint
+    size: int
+    gen_time: str
+    serial: str
+    signer: str  # the outside TSA certificate's subject
+
+
+#: What an outside time-stamp over a checkpoint proves (renderer 4).
+ANCHOR_PROVES = (
+    "an outside TSA, independent of the notary, time-stamped the notary's signed "
+    "checkpoint of this tree size at this time: the checkpoint, and through the "
+    "consistency proofs every entry of the smaller checkpoints, existed then, so the "
+    "notary cannot have back-dated those events past it; it says nothing of what the "
+    "entries mean"
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +109,14 @@ class EventFact:
     stem: str
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
-    mode: str | None = None  # ContentHandover: "sealed" (docs/sealed.md), else None
-    #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 4 shows them).
+    mode: str | None = None  # ContentHandover: "sealed" or "pickup" (docs/sealed.md), else None
+    #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 5 shows them).
     scans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class MdnFact:
-    """A read receipt the bundle carries (mdns/NN.eml, format 4), as its content states it."""
+    """A read receipt the bundle carries (mdns/NN.eml, format 5), as its content states it."""
 
     file: str
     final_recipient: str
@@ -128,7 +155,8 @@ class Facts:
     keys: tuple[tuple[str, str], ...] = ()  # keys/<FPR>.asc: (fingerprint, address), format 2
     #: The blind copy (Bcc) a bundle was made for, if any: only its own bundle names it.
     blind: tuple[str, ...] = ()
-    mdns: tuple[MdnFact, ...] = ()  # mdns/NN.eml (format 4)
+    anchors: tuple[AnchorFact, ...] = ()  # outside time-stamps over checkpoints, format 4
+    mdns: tuple[MdnFact, ...] = ()  # mdns/NN.eml (format 5)
 
 
 _PROVES = {
@@ -150,6 +178,13 @@ _PROVES = {
 #: Added to a sealed ContentHandover (docs/sealed.md): K_n is answered only once it is logged.
 SEALED_HANDOVER = (
     "; the message was sealed: the content could not be read before the signature was logged"
+)
+
+#: A pickup ContentHandover (docs/sealed.md "Pickup"): no signature, the page's confirmation.
+PICKUP_HANDOVER = (
+    "the recipient confirmed receipt on the notary's pickup page (no signature: the identity "
+    "assurance says who could do that), and the notary logged it; the content could not be "
+    "read before this was logged: the notary released its key share only after"
 )
 
 #: SubmissionAcceptance by the statement's ``channel`` (renderer 2 on).
@@ -179,6 +214,8 @@ def proves(
         text = _PROVES.get(event, event)
     if event == "ContentHandover" and mode == "sealed":  # issue 12: sealed delivery
         text += SEALED_HANDOVER
+    elif event == "ContentHandover" and mode == "pickup":
+        text = PICKUP_HANDOVER
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from certmail.bundle.documents.anchored import anchors_text
 from certmail.bundle.documents.facts import PROTECTED_NOTE, Facts, proves
 from certmail.bundle.documents.pdf import text_pdf
-from certmail.bundle.documents.receipts4 import mdn_lines, shown_scans
+from certmail.bundle.documents.receipts5 import mdn_lines, shown_scans
 
 __all__ = ["render_pdf"]
 
@@ -46,7 +47,7 @@ def _text_lines(f: Facts) -> list[str]:
         for d in (*e.details, *shown_scans(f, e)):
             for chunk in _wrap(d, 90):
                 lines.append("     " + chunk)
-    for line in mdn_lines(f):  # renderer 4: the read receipts (certmail/bundle/mdns.py)
+    for line in mdn_lines(f):  # renderer 5: the read receipts (certmail/bundle/mdns.py)
         lines += [chunk if i == 0 else "     " + chunk for i, chunk in enumerate(_wrap(line, 90))]
     lines += ["", "# Transparency log", f"Verifier key: {f.vkey}"]
     for c in f.checkpoints:
@@ -60,6 +61,7 @@ def _text_lines(f: Facts) -> list[str]:
     for subject, fp in f.tsa_chain:
         lines.append(f"chain: {subject}")
         lines.append(f"     sha256 {fp}")
+    lines += anchors_text(f)  # renderer 4: outside time-stamps over checkpoints
     lines += [
         "",
         "# How to verify",

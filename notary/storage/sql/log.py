@@ -125,9 +125,15 @@ def index_keys(
         d.run(cur, "DELETE FROM message_index WHERE level = ?", (lv,))
 
 
-def checkpoint(d: Dialect, cur: Cursor, size: int | None) -> StoredCheckpoint | None:
-    """The checkpoint at ``size``, or the latest one (``size`` None)."""
-    if size is None:
+def checkpoint(
+    d: Dialect, cur: Cursor, size: int | None, *, at_least: bool = False
+) -> StoredCheckpoint | None:
+    """The checkpoint at ``size`` (the first at or above it, ``at_least``), or the latest
+    one (``size`` None)."""
+    if at_least:
+        q = f"SELECT {_CHECKPOINT_COLS} FROM checkpoints WHERE size >= ? ORDER BY size LIMIT 1"  # noqa: S608
+        row = d.run(cur, q, (size,)).fetchone()
+    elif size is None:
         q = f"SELECT {_CHECKPOINT_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1"  # noqa: S608
         row = d.run(cur, q).fetchone()
     else:
@@ -229,6 +235,9 @@ class LogSQL(SQLBase):
 
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
         return checkpoint(self.dialect, self._read(), size)
+
+    def checkpoint_from(self, size: int) -> StoredCheckpoint | None:
+        return checkpoint(self.dialect, self._read(), size, at_least=True)
 
     def entry(self, index: int) -> StoredEntry | None:
         row = self.dialect.run(

@@ -1,6 +1,7 @@
-"""What renderer 4 adds to the certificate (bundle format 4, certmail/bundle/mdns.py):
+"""What renderer 5 adds to the certificate (bundle format 5, certmail/bundle/mdns.py):
 each v2 acknowledgement's virus-scan verdicts, labelled with who asserted them, and the
-read receipts (RFC 8098 MDNs) the bundle carries, with what each proves. Pure."""
+read receipts (RFC 8098 MDNs) the bundle carries, with what each proves (beside what
+renderer 4 shows of outside time-stamps: certmail/bundle/documents/anchored.py). Pure."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ _UNSIGNED = (
 
 
 def shown_scans(f: Facts, e: EventFact) -> tuple[str, ...]:
-    """The scan verdict lines of an event, from renderer 4 on."""
+    """The scan verdict lines of an event, from renderer 5 on."""
     return e.scans if f.renderer >= RENDERER_MDNS else ()
 
 
