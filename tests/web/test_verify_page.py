@@ -492,7 +492,7 @@ const { verifyInclusion, verifyConsistency } = globalThis.certmailVerifier.merkl
 
 def test_official_rfc9162_vectors_in_the_page(browser: Any, page: Path) -> None:
     """The page's Merkle checks over every official vector, as tests/notary/test_merkle.py
-    runs notary/merkle.py over them."""
+    runs notary/merkle/ over them."""
     files = sorted((VECTORS / "rfc9162-merkle").rglob("*.json"))
     assert len(files) == 196
     root = VECTORS / "rfc9162-merkle"
