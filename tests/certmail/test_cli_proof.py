@@ -61,15 +61,7 @@ def test_export_verify_tamper(
     vkey.write_text(notary_server.vkey + "\n")
     root = notary_server.directory / "tsa" / "root-ca.pem"
     # Bob verifies: his keyring holds Alice's key, so her signature is checked too.
-    p = proof_verify(
-        c.bob,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--tsa-root",
-        str(root),
-        "--json",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, root=root, as_json=True)
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr
     report = json.loads(p.stdout)
@@ -80,15 +72,15 @@ def test_export_verify_tamper(
     assert c.alice.email in checks["sender signature"]["detail"]
     assert checks["01 time-stamp"]["status"] == "ok"
     # without a trusted key or root: only consistent with itself, so exit 3 (issue 10 item 16)
-    p = proof_verify(c.bob, str(bundle))
+    p = proof_verify(c.bob, bundle)
     assert p.returncode == 3 and p.stdout == ""
     assert "not verified against a trusted notary key" in one_line_error(p)
     assert "--trust-bundle-key" in p.stderr
-    p = proof_verify(c.bob, str(bundle), "--vkey", str(vkey))
+    p = proof_verify(c.bob, bundle, vkey=vkey)
     assert p.returncode == 3 and p.stdout == ""
     assert "not verified against a trusted TSA root" in one_line_error(p)
     # the table, and the loud warning when the user accepts the bundle's own key and root
-    p = proof_verify(c.bob, str(bundle), "--trust-bundle-key", "--trust-bundle-root")
+    p = proof_verify(c.bob, bundle, "--trust-bundle-key", trust_root=True)
     assert p.returncode == 0, p.stderr
     assert "SubmissionAcceptance" in p.stdout and "valid" in p.stdout
     assert "certmail: warning: no trusted verifier key" in p.stderr
@@ -118,7 +110,7 @@ def test_export_verify_tamper(
             zf.writestr(name, data)
     bad = tmp_path / "bad.zip"
     bad.write_bytes(buf.getvalue())
-    p = proof_verify(c.bob, str(bad), "--vkey", str(vkey), "--tsa-root", str(root))
+    p = proof_verify(c.bob, bad, vkey=vkey, root=root)
     assert p.returncode == 3 and p.stdout == ""
     assert "message.eml" in one_line_error(p)
     # a wrong trusted key -> exit 3
@@ -126,11 +118,11 @@ def test_export_verify_tamper(
 
     wrong = tmp_path / "wrong.vkey"
     wrong.write_text(Signer.generate("notary.test/log").verifier().vkey())
-    p = proof_verify(c.bob, str(bundle), "--vkey", str(wrong))
+    p = proof_verify(c.bob, bundle, vkey=wrong)
     assert p.returncode == 3 and "notary.vkey" in one_line_error(p)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"not a zip at all")
-    p = proof_verify(c.bob, str(garbage))
+    p = proof_verify(c.bob, garbage)
     assert p.returncode == 3 and "not a readable zip" in one_line_error(p)
 
 
@@ -148,21 +140,11 @@ def test_encrypted_message_bundle(
     vkey.write_text(notary_server.vkey)
     # the sender's signature is inside the encryption: a check that could not run, so
     # "valid, but 1 check could not run", exit 3 unless --allow-partial (item 15)
-    p = run(
-        c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root", "--json"
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True)
     assert p.returncode == 3 and p.stdout == ""
     assert "valid, but 1 check could not run (sender signature: encrypted" in one_line_error(p)
     assert "--allow-partial" in p.stderr
-    p = proof_verify(
-        c.bob,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert report["verdict"] == "valid, but 1 check could not run"
@@ -171,14 +153,7 @@ def test_encrypted_message_bundle(
     assert checks["sender signature"]["detail"] == (
         "encrypted: signature inside, checkable by a recipient"
     )
-    p = proof_verify(
-        c.bob,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, partial=True)
     assert p.returncode == 0 and p.stdout.rstrip().endswith(
         "valid, but 1 check could not run, with warnings (see stderr)"
     ), p.stdout
@@ -194,15 +169,7 @@ def _verified_with_ack(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
-    p = proof_verify(
-        c.alice,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
     assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance", "ContentHandover"]
@@ -233,14 +200,13 @@ def test_acknowledgement_by_the_recipient_verifies(
     empty.mkdir(mode=0o700)
     p = proof_verify(
         c.alice,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
+        bundle,
         "--gnupghome",
         str(empty),
+        vkey=vkey,
+        trust_root=True,
+        as_json=True,
+        partial=True,
     )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
@@ -301,7 +267,7 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     _, bundle, vkey = acked_bundle(
         c, notary_server, tmp_path, signer=mallory, export_args=("--keep-all-acks",)
     )
-    p = proof_verify(c.alice, str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True)
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
     assert "evidence 02" in line and "not a recipient's key" in line
@@ -310,14 +276,7 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     # Even a keyring that also holds Mallory's key (so the signature itself verifies)
     # says so: the key is not the one it uses for Bob.
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
-    p = proof_verify(
-        c.alice,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-    )
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True)
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
 
 
@@ -371,7 +330,7 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
         c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force", "--keep-all-acks"
     )
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
-    p = proof_verify(c.alice, str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True)
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
 
 
@@ -402,15 +361,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     assert "--trust-bundle-key" in text and "exits non-zero" in text
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
-    p = proof_verify(
-        c.bob,
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert "direct mode" in report["events"][0]["proves"]

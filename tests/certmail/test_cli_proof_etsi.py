@@ -14,15 +14,7 @@ from tests.fixtures.proof import acked_bundle, proof_verify
 
 
 def _verify(c: Any, bundle: Path, vkey: Path) -> Any:
-    return proof_verify(
-        c.alice,
-        bundle,
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    return proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
 
 
 def test_export_etsi_then_verify_and_tamper(
