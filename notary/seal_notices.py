@@ -24,6 +24,7 @@ next time; one interrupted after it finds the row and writes nothing.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from notary.service import NotaryService
 
 __all__ = ["expiry_notice", "notice_key", "queue_expiry_notice", "sender_address"]
+
+log = logging.getLogger(__name__)
 
 EVENT = "ContentHandoverFailure"
 
@@ -66,8 +69,8 @@ def expiry_notice(
     expired = format_time(seal.expires)
     who = "\r\n".join(f"    {r}" for r, _ in receipts)
     text = (
-        f"Your sealed message {seal.message_id} was not opened before it expired\r\n"
-        f"at {expired} by:\r\n\r\n{who}\r\n\r\n"
+        f"Your sealed message {seal.message_id} expired at {expired}\r\n"
+        f"before these recipients opened it:\r\n\r\n{who}\r\n\r\n"
         f"  message sha256: {seal.sha256}\r\n\r\n"
         f"The notary {service.origin} logged {EVENT} for each of them and\r\n"
         f"destroyed its key share of the message: nobody can open it any more\r\n"
@@ -92,6 +95,9 @@ def queue_expiry_notice(service: NotaryService, seal: Seal, failures: Sequence[A
         return False
     to = sender_address(service, seal)
     if to is None:
+        log.warning(
+            "no address for the expiry notice of %s (account %d)", seal.sha256, seal.account_id
+        )
         return False
     cp = service.storage.latest_checkpoint()
     assert cp is not None  # the failures are logged, so a checkpoint covers them

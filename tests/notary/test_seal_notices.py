@@ -9,11 +9,13 @@ the expiry. Delivery to a mailbox is tests/notary/test_seal_notices_relay.py.
 from __future__ import annotations
 
 import asyncio
+import email
 import hashlib
 import multiprocessing
 import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from pathlib import Path
 
 from notary.seal_notices import notice_key
@@ -64,6 +66,14 @@ def _notices(directory: Path, reg: SealRegistration) -> list[str]:
             (notice_key(reg.sha256),),
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def _notice(directory: Path, reg: SealRegistration) -> Message:
+    with sqlite3.connect(directory / "notary.db") as db:
+        (data,) = db.execute(
+            "SELECT data FROM spool WHERE sha256 = ?", (notice_key(reg.sha256),)
+        ).fetchone()
+    return email.message_from_bytes(data)
 
 
 def _failures(svc: NotaryService, reg: SealRegistration) -> list[str]:
@@ -133,6 +143,12 @@ def test_one_notice_from_two_sweeping_workers_and_after_interrupted_sweeps(
             assert _notices(d, reg) == [ALICE]
             assert _failures(svc, reg) == ["ContentHandoverFailure"] * 2
             assert seals.get(reg.sha256).wrapped is None  # type: ignore[union-attr]
+
+        notice = _notice(d, first)  # both recipients named, a receipt for each attached
+        text = notice.get_payload(0).get_payload(decode=True).decode()  # type: ignore[union-attr]
+        assert all(r in text for r in RCPTS) and first.message_id in notice["Subject"]
+        names = [p.get_filename() for p in notice.walk() if p.get_filename()]
+        assert names == [f"receipt-ContentHandoverFailure-{i}.json" for i in (1, 2)]
 
         _undo_destroy(d, first.sha256)  # died after the spool commit: nothing is sent again
         assert sweep_in_a_process(d) == 0
