@@ -46,6 +46,7 @@ from .notary_client import NotaryClient
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
 from .sealed.opening import SealedOpening, is_sealed, open_sealed
+from .sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from .sealed.sending import prepare_for_send
 from .sendcheck import (
     check_send_settings,
@@ -222,6 +223,7 @@ class Certmail:
         request_mdn: bool = False,
         smime: bool = False,
         seal_until: datetime | None = None,
+        pickup: PickupOptions | None = None,
     ) -> SendResult:
         """Scan, compose, sign, encrypt, submit over SMTP and notarize one message.
 
@@ -231,6 +233,8 @@ class Certmail:
         ``smime`` signs and encrypts with S/MIME instead of OpenPGP (docs/smime.md).
         ``seal_until`` (the expiry) seals the content: readable only once the
         recipient's acknowledgement is logged (certmail/sealed/, docs/sealed.md).
+        ``pickup`` sends a recipient without a key a link to the notary's pickup
+        page instead of the content (docs/sealed.md "Pickup").
 
         Raises InfectedError (nothing sent), QueuedError (kept in the outbox, a
         transient failure), UncertainDeliveryError, DeliveryError,
@@ -258,9 +262,10 @@ class Certmail:
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
             seal = prepare_for_send(
                 seal_until, work, self.keyring, headers, data, scanned, notary, encrypt
-            )
+            ) or prepare_pickup(pickup, headers, data, scanned, notary, encrypt)
             if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
                 data, scanned = seal.body, seal.parts
+            html = {"html": seal.html} if isinstance(seal, PickupPrepared) else {}
             sealed = self._sealer_for(smime).seal(
                 work,
                 headers,
@@ -272,6 +277,7 @@ class Certmail:
                 request_mdn=request_mdn,
                 progress=progress,
                 compress=encrypt and should_compress(len(data), paths, limit),
+                **html,  # the pickup notice's HTML alternative (docs/sealed.md)
             )
             self._before_it_leaves(sealed, limit, seal, tracking, notary, headers.message_id)
             entry = self.ledger.enqueue(

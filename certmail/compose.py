@@ -383,12 +383,16 @@ def compose_inner(
     hp: Literal["cipher", "clear"] | None = "cipher",
     outer_subject: str | None = None,
     progress: Progress | None = None,
+    html: bytes | None = None,
 ) -> Manifest:
     """Write the inner entity to ``out`` and return its manifest.
 
     ``body`` is UTF-8 text (any line ends); ``attachments`` pairs each file with
     its scan verdict. ``hp`` is the RFC 9788 header-protection mode; with
     ``"cipher"`` an ``HP-Outer`` field records the obscured outer Subject.
+    ``html`` (UTF-8) makes the body a ``multipart/alternative`` of the text and
+    this HTML (RFC 2046 §5.1.4; the pickup notice, docs/sealed.md); the
+    manifest covers the text.
     """
     try:
         body.decode("utf-8")
@@ -409,10 +413,18 @@ def compose_inner(
     w = out.write
     w(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
     w(f"This is a MIME-formatted message.\r\n--{boundary}\r\n".encode())
+    alt = new_boundary()
+    if html is not None:
+        w(f'Content-Type: multipart/alternative; boundary="{alt}"\r\n\r\n--{alt}\r\n'.encode())
     w(b'Content-Type: text/plain; charset="utf-8"\r\n')
     w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
     w(_qp(text))
     w(b"\r\n")
+    if html is not None:
+        w(f'--{alt}\r\nContent-Type: text/html; charset="utf-8"\r\n'.encode())
+        w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        w(_qp(canonical_text(html)))
+        w(f"\r\n--{alt}--\r\n".encode())
 
     try:
         total = sum(p.stat().st_size for p, _ in attachments)

@@ -70,8 +70,12 @@ def seal(
     compress: bool = False,
     dkim_check: Callable[[Path, Any], None] | None = None,
     dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
+    html: bytes | None = None,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
+
+    ``html``: an HTML alternative of the body, for a message that is not encrypted
+    (the pickup notice; :func:`certmail.compose.compose_inner`).
 
     ``compress`` lets gpg deflate the signed part before encrypting it
     (:func:`certmail.msgsize.should_compress` decides; docs/send-open.md#size).
@@ -113,7 +117,7 @@ def seal(
 
             dkim = dkim_from_hash
     else:
-        manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer)
+        manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer, html=html)
     final = workdir / "message.eml"
     if dkim is not None:
         digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check)
@@ -224,12 +228,13 @@ def _seal_clear(
     progress: Progress | None,
     *,
     extra_outer: Sequence[str],
+    html: bytes | None = None,
 ) -> tuple[Manifest, str, int]:
     """``multipart/signed`` (RFC 3156 §5), or the bare inner entity, to ``unsigned``."""
     hp: Literal["clear"] | None = "clear" if signer is not None else None
     inner = workdir / "inner.mime"
     with inner.open("wb") as f:
-        manifest = compose_inner(f, headers, body, attachments, hp=hp, progress=progress)
+        manifest = compose_inner(f, headers, body, attachments, hp=hp, progress=progress, html=html)
     out = unsigned.open("wb")
     writer = HashingWriter(out)  # type: ignore[arg-type]
     signature: bytes | None = None

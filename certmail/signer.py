@@ -60,6 +60,7 @@ class Sealer:
         request_mdn: bool,
         progress: Progress | None,
         compress: bool = False,
+        html: bytes | None = None,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message.
 
@@ -88,6 +89,7 @@ class Sealer:
             compress=compress,
             dkim_check=dkim_check if dkim is not None else None,
             dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
+            html=html,
         )
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:

@@ -106,6 +106,9 @@ class Event:
     key: str | None = None
     detail: str | None = None
     strength: str | None = None
+    mode: str | None = None  # ContentHandover: sealed | pickup (docs/sealed.md)
+    assurance: str | None = None  # ContentHandover: how the recipient was identified
+    released: str | None = None  # pickup: when the notary released its key share
 
     def to_json(self) -> dict[str, Any]:
         """The step as ``certmail receipts --json`` prints it (only its event's members)."""
@@ -120,6 +123,9 @@ class Event:
                 out["key"] = self.key
             if self.detail is not None:
                 out["detail"] = self.detail
+            for name in ("mode", "assurance", "released"):
+                if (value := getattr(self, name)) is not None:
+                    out[name] = value
         elif self.event == "ContentAccessTracking":
             out["strength"] = self.strength
         return out
@@ -224,6 +230,13 @@ def _handover(
     event: Event, stmt: dict[str, Any], recipient: str, check: HandoverCheck | None
 ) -> None:
     event.fingerprint = stmt.get("fingerprint")
+    for name in ("mode", "assurance", "released"):
+        value = stmt.get(name)
+        setattr(event, name, value[:200] if isinstance(value, str) else None)
+    if event.mode == "pickup":  # no signature: the page's confirmation (docs/sealed.md)
+        event.step = f"acknowledged on the pickup page ({event.assurance or 'link holder'})"
+        event.detail = f"key share released {event.released}" if event.released else None
+        return
     if check is None:
         return
     event.key = check.verdict
@@ -258,7 +271,7 @@ def build_timeline(
         checks = {
             i: check_handover(s, ring)
             for i, s in enumerate(stmts)
-            if s.get("event") == "ContentHandover"
+            if s.get("event") == "ContentHandover" and s.get("mode") != "pickup"
         }
     per: dict[str, list[Event]] = {r: [] for r in recipients}
     direct = False

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keys.errors import ConflictError, Error, NotFoundError
 from notary import fastpath
 from notary.ack_api import include_ack_routes
+from notary.anchors_api import include_anchor_routes
 from notary.api_schema import (
     SHA256_PATTERN,
     ApiError,
@@ -49,6 +50,7 @@ from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, StorageError
 from notary.etsi.api import include_etsi_routes
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from notary.pickup_api import include_pickup_routes
 from notary.seals_api import include_seal_routes
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
@@ -391,6 +393,8 @@ def create_app(
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
     include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
+    include_pickup_routes(app, service, _authenticate)  # /v1/pickup(s), /p/ (notary/pickup_api.py)
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
     include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (web/app_routes.py)
+    include_anchor_routes(app, service)  # /v1/anchors: outside time-stamps (notary/anchors.py)
     return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)

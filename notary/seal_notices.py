@@ -69,7 +69,7 @@ def expiry_notice(
     expired = format_time(seal.expires)
     who = "\r\n".join(f"    {r}" for r, _ in receipts)
     text = (
-        f"Your sealed message {seal.message_id} expired at {expired}\r\n"
+        f"Your {seal.mode} message {seal.message_id} expired at {expired}\r\n"
         f"before these recipients opened it:\r\n\r\n{who}\r\n\r\n"
         f"  message sha256: {seal.sha256}\r\n\r\n"
         f"The notary {service.origin} logged {EVENT} for each of them and\r\n"
@@ -80,7 +80,7 @@ def expiry_notice(
     )
     names = [EVENT] if len(receipts) == 1 else [f"{EVENT}-{i}" for i in range(1, len(receipts) + 1)]
     attached = [(n, r) for n, (_, r) in zip(names, receipts, strict=True)]
-    subject = f"Sealed message not opened: {seal.message_id}"
+    subject = f"{seal.mode.capitalize()} message not opened: {seal.message_id}"
     return notice_with_receipts(
         service.config.relay_hostname, to, subject, text, attached, service.clock()
     )

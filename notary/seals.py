@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS seals (
 """
 
 
+#: The statement members a sealed ContentHandover adds (docs/formats.md §8).
+SEALED_MEMBERS = {"mode": "sealed", "assurance": "holder of a registered OpenPGP key"}
+
+
 class Gone(Error):
     """The seal expired, was refused or its share destroyed: nothing can be released."""
 
@@ -86,6 +90,12 @@ class Seal:
     wrapped: bytes | None  # nonce ‖ AES-GCM(seal key, K_n); None once destroyed
     state: str  # sealed | released | refused | expired
     recipients: tuple[str, ...]
+
+    @property
+    def mode(self) -> str:
+        """``sealed`` (K_r to registered OpenPGP keys) or ``pickup`` (no key: a link,
+        notary/pickup.py)."""
+        return "sealed" if self.fingerprints else "pickup"
 
 
 def load_seal_key(directory: Path) -> bytes:
@@ -147,24 +157,35 @@ class Seals:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        # The "released" mark is a hint (the log says whether a handover happened,
+        # and a retry finds it there): written without a wait for the disk, on the
+        # event loop; the next durable write (or WAL checkpoint) carries it to disk.
+        self._marks = sqlite3.connect(
+            directory / SEALS_DB, check_same_thread=False, isolation_level=None
+        )
+        self._marks.execute("PRAGMA synchronous=OFF")
         self._lock = threading.Lock()
         self._opening: dict[str, asyncio.Lock] = {}
         self._lockfile = os.open(directory / SEALS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self.changed = asyncio.Event()
 
     def close(self) -> None:
+        self._marks.close()
         self._db.close()
         os.close(self._lockfile)
 
     @asynccontextmanager
-    async def _exclusive(self, sha256: str) -> AsyncIterator[None]:
+    async def exclusive(self, sha256: str) -> AsyncIterator[None]:
         """One open, refusal or sweep of a message at a time: among this process's tasks
         (an asyncio lock) and among notary processes on this directory (a POSIX record
         lock on one byte of ``seals.lock`` chosen by the hash; released by the kernel
         if the process dies)."""
         async with self._opening.setdefault(sha256, asyncio.Lock()):
             where = int(sha256[:8], 16)
-            await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
+            try:  # uncontended (the usual case): taken at once, no thread
+                fcntl.lockf(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, where)
+            except OSError:  # another process holds it: wait for it off the event loop
+                await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
             try:
                 yield
             finally:
@@ -185,14 +206,15 @@ class Seals:
         fprs, rcpts = tuple(json.loads(row[3])), tuple(json.loads(row[7]))
         return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], row[6], rcpts)
 
-    def _set(self, sha256: str, state: str, destroy: bool) -> None:
+    def set_state(self, sha256: str, state: str, destroy: bool) -> None:
+        """Set a seal's state, durably when its share is destroyed (refused, expired)."""
         with self._lock:
             if destroy:
                 self._db.execute(
                     "UPDATE seals SET state = ?, wrapped = NULL WHERE sha256 = ?", (state, sha256)
                 )
             else:
-                self._db.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
+                self._marks.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
 
     def register(self, account_id: int, reg: SealRegistration) -> Seal:
         """Keep K_n (encrypted) for ``reg``; the same registration again is a no-op."""
@@ -207,7 +229,7 @@ class Seals:
                 reg.fingerprints,
                 reg.recipients,
             )
-            if same and old.wrapped is not None and self._unwrap(old) == reg.share:
+            if same and old.wrapped is not None and self.unwrap(old) == reg.share:
                 return old
             raise ConflictError(f"a seal for {reg.sha256} is already registered")
         nonce = os.urandom(12)
@@ -228,7 +250,7 @@ class Seals:
             )
         return self.get(reg.sha256)  # type: ignore[return-value]
 
-    def _unwrap(self, seal: Seal) -> bytes:
+    def unwrap(self, seal: Seal) -> bytes:
         if seal.wrapped is None:
             raise Gone("the share of this sealed message was destroyed")
         w = seal.wrapped
@@ -236,28 +258,33 @@ class Seals:
 
     # -- the log -----------------------------------------------------------------
 
-    def _logged(self, seal: Seal, event: str) -> list[Any]:
-        """The committed entries of ``event`` (mode sealed) about ``seal``'s message."""
+    def logged(self, seal: Seal, event: str) -> list[Any]:
+        """The committed entries of ``event`` (of the seal's mode) about ``seal``'s message."""
         out = []
         for e in self.service.storage.entries_for_message(seal.sha256):
             if e.event != event or e.message_id != seal.message_id:
                 continue
             stmt = parse_statement(e.entry)
-            if stmt.get("mode") != "sealed":
+            if stmt.get("mode") != seal.mode:
                 continue
-            if event == "ContentHandover" and stmt.get("fingerprint") not in seal.fingerprints:
+            sealed = seal.mode == "sealed"
+            if (
+                sealed
+                and event == "ContentHandover"
+                and stmt.get("fingerprint") not in seal.fingerprints
+            ):
                 continue
             out.append((e, stmt))
         return out
 
-    def _accepted(self, seal: Seal) -> bool:
+    def accepted(self, seal: Seal) -> bool:
         """Whether the log holds the message's SubmissionAcceptance (it was sent)."""
         return any(
             e.event == "SubmissionAcceptance" and e.message_id == seal.message_id
             for e in self.service.storage.entries_for_message(seal.sha256)
         )
 
-    def _receipt(self, entry: Any) -> Receipt:
+    def receipt(self, entry: Any) -> Receipt:
         cp = self.service.storage.latest_checkpoint()
         receipt: Receipt = self.service.receipt_for(entry, cp.size, cp.note)
         return receipt
@@ -269,29 +296,31 @@ class Seals:
     ) -> tuple[bytes, Receipt]:
         """K_n and the ContentHandover receipt, once the acknowledgement is logged."""
         seal = self._check_request(sha256, req)
-        async with self._exclusive(sha256):
+        async with self.exclusive(sha256):
             seal = self.get(sha256) or seal
             done = [
                 (e, st)
-                for e, st in self._logged(seal, "ContentHandover")
+                for e, st in self.logged(seal, "ContentHandover")
                 if str(st.get("recipient", "")).lower() == req.recipient.lower()
             ]
             if done:  # a retry: the same key, the entry logged before
                 entry, stmt = done[0]
                 if stmt.get("signature") != req.signature:
                     await SealedChecks(checks, seal.fingerprints).check(req)
-                return self._unwrap(seal), self._receipt(entry)
-            self._check_open(seal)
+                if seal.state == "sealed":  # the mark was lost in a crash: set it again
+                    self.set_state(sha256, "released", destroy=False)
+                return self.unwrap(seal), self.receipt(entry)
+            self.check_open(seal)
             receipt = await acknowledge(
-                self.service, req, SealedChecks(checks, seal.fingerprints), {"mode": "sealed"}
+                self.service, req, SealedChecks(checks, seal.fingerprints), SEALED_MEMBERS
             )
             if os.environ.get(FAULT_ENV) == "after-log":
                 os.kill(os.getpid(), signal.SIGKILL)
             stmt = parse_statement(receipt.entry)
             if stmt.get("fingerprint") not in seal.fingerprints:
                 raise VerificationError("this acknowledgement was not made with an allowed key")
-            self._set(sha256, "released", destroy=False)
-            return self._unwrap(seal), receipt
+            self.set_state(sha256, "released", destroy=False)
+            return self.unwrap(seal), receipt
 
     def _check_request(self, sha256: str, req: AckRequest) -> Seal:
         if req.sha256 != sha256:
@@ -303,7 +332,7 @@ class Seals:
             raise VerificationError("the acknowledgement names another Message-ID")
         return seal
 
-    def _check_open(self, seal: Seal) -> None:
+    def check_open(self, seal: Seal) -> None:
         if seal.state == "refused":
             raise Gone("the recipient refused this sealed message; its share was destroyed")
         if seal.wrapped is None or seal.expires <= self.service.clock():
@@ -314,14 +343,14 @@ class Seals:
     async def refuse(self, sha256: str, req: AckRequest, checks: SignatureChecks) -> Receipt:
         """Log ``RejectionByRecipient`` for a refusal signed by an allowed key; destroy K_n."""
         seal = self._check_request(sha256, req)
-        async with self._exclusive(sha256):
+        async with self.exclusive(sha256):
             seal = self.get(sha256) or seal
-            done = self._logged(seal, "RejectionByRecipient")
+            done = self.logged(seal, "RejectionByRecipient")
             if done:
-                return self._receipt(done[0][0])
-            if self._logged(seal, "ContentHandover"):
+                return self.receipt(done[0][0])
+            if self.logged(seal, "ContentHandover"):
                 raise Gone("the content of this sealed message was already handed over")
-            self._check_open(seal)
+            self.check_open(seal)
             signer = await SealedChecks(checks, seal.fingerprints).check(req)
             extra = {
                 "mode": "sealed",
@@ -338,7 +367,7 @@ class Seals:
                     )
                 ]
             )
-            self._set(sha256, "refused", destroy=True)
+            self.set_state(sha256, "refused", destroy=True)
             first: Receipt = receipts[0]
             return first
 
@@ -364,26 +393,26 @@ class Seals:
         failures were logged."""
         logged = 0
         for seal in self.due():
-            async with self._exclusive(seal.sha256):
+            async with self.exclusive(seal.sha256):
                 done = {
                     str(st.get("recipient", "")).lower()
                     for event in ("ContentHandover", "ContentHandoverFailure")
-                    for _, st in self._logged(seal, event)
+                    for _, st in self.logged(seal, event)
                 }
                 todo = [r for r in seal.recipients if r not in done]
-                if seal.state == "refused" or not self._accepted(seal):
+                if seal.state == "refused" or not self.accepted(seal):
                     todo = []  # refused; or never sent: no handover was due
                 if todo:
                     await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
                     logged += len(todo)
-                failures = self._logged(seal, "ContentHandoverFailure")  # the sender's notice:
+                failures = self.logged(seal, "ContentHandoverFailure")  # the sender's notice:
                 await asyncio.to_thread(queue_expiry_notice, self.service, seal, failures)
-                self._set(seal.sha256, _after_expiry(seal.state), destroy=True)
+                self.set_state(seal.sha256, _after_expiry(seal.state), destroy=True)
         return logged
 
     def _failure(self, seal: Seal, recipient: str) -> Submission:
         extra = {
-            "mode": "sealed",
+            "mode": seal.mode,
             "recipient": recipient,
             "reason": "expired",
             "expires": format_time(seal.expires),

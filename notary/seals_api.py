@@ -6,7 +6,7 @@ answers K_n and the ContentHandover receipt once it is logged) and
 ``POST /v1/seals/{sha256}/refuse`` (a signed refusal: RejectionByRecipient).
 The open and refuse routes are unauthenticated (the OpenPGP signature is the
 authentication) and bounded like ``POST /v1/ack``: per source address, a small
-body, gpg checks in their own few threads. The expiry sweep runs beside the
+body, signature checks in their own few threads. The expiry sweep runs beside the
 app (:meth:`notary.seals.Seals.run_sweeper`), started and stopped with it.
 """
 
@@ -29,27 +29,32 @@ from notary.sealformat import MAX_REGISTRATION_BODY, parse_refusal_request, pars
 from notary.seals import Gone, Seals, share_b64
 from notary.tracking import RateLimiter
 
-__all__ = ["include_seal_routes"]
+__all__ = ["TooLarge", "include_seal_routes", "json_error", "read_body"]
 
 
-def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
+def json_error(
+    status: int, code: str, message: str, retry_after: str | None = None
+) -> JSONResponse:
+    """The API's JSON error answer."""
     headers = {"Retry-After": retry_after} if retry_after else None
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-class _TooLarge(Exception):
-    pass
+class TooLarge(Exception):
+    """The request body is over its limit (answered 413)."""
 
 
-async def _body(request: Request, limit: int) -> Any:
+async def read_body(request: Request, limit: int) -> Any:
+    """The request's JSON body, read up to ``limit`` bytes (TooLarge beyond, MalformedError
+    when it is not JSON)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise _TooLarge
+        raise TooLarge
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _TooLarge
+            raise TooLarge
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
@@ -58,22 +63,22 @@ async def _body(request: Request, limit: int) -> Any:
 
 def _refused(e: Exception, limit: int) -> JSONResponse:
     """The JSON error for an exception of the seal routes."""
-    if isinstance(e, _TooLarge):
-        return _err(413, "too_large", f"body over {limit} bytes")
+    if isinstance(e, TooLarge):
+        return json_error(413, "too_large", f"body over {limit} bytes")
     if isinstance(e, MalformedError):
-        return _err(400, "bad_request", e.message)
+        return json_error(400, "bad_request", e.message)
     if isinstance(e, VerificationError):
-        return _err(422, "bad_signature", e.message)
+        return json_error(422, "bad_signature", e.message)
     if isinstance(e, Gone):
-        return _err(410, "gone", e.message)
+        return json_error(410, "gone", e.message)
     if isinstance(e, NotFoundError):
-        return _err(404, "not_found", e.message)
+        return json_error(404, "not_found", e.message)
     if isinstance(e, ConflictError):
-        return _err(409, "conflict", e.message)
+        return json_error(409, "conflict", e.message)
     if isinstance(e, Busy):
-        return _err(503, "busy", e.message, "1")
+        return json_error(503, "busy", e.message, "1")
     assert isinstance(e, Error)
-    return _err(400, "bad_request", e.message)
+    return json_error(400, "bad_request", e.message)
 
 
 def include_seal_routes(
@@ -81,6 +86,7 @@ def include_seal_routes(
 ) -> None:
     """Add the ``/v1/seals`` routes to ``app`` and run the expiry sweep beside it."""
     seals = Seals(service, service.config.directory)
+    app.state.seals = seals  # the one seal store: pickup delivery's routes share it
     checks = SignatureChecks()
     cfg = service.config
     per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
@@ -92,20 +98,24 @@ def include_seal_routes(
     async def register(request: Request) -> Response:
         try:
             acct = authenticate(service, request.headers.get("authorization"))
-            reg = parse_registration(await _body(request, MAX_REGISTRATION_BODY))
+            reg = parse_registration(await read_body(request, MAX_REGISTRATION_BODY))
             seal = await asyncio.to_thread(seals.register, acct.id, reg)
             seals.changed.set()  # the sweeper's next expiry may be this one
-        except (_TooLarge, Error) as e:  # a bad token is the app's ApiError: 401
+        except (TooLarge, Error) as e:  # a bad token is the app's ApiError: 401
             return _refused(e, MAX_REGISTRATION_BODY)
         return JSONResponse({"sha256": seal.sha256, "state": seal.state})
 
     async def signed(request: Request, sha256: str, parse: Callable[[Any], Any]) -> Any:
         source = request.client.host if request.client else ""
         if not per_source.allow(b"seal:" + source.encode()):
-            return _err(429, "rate_limited", "too many requests from this address", retry_after)
-        req = parse(await _body(request, MAX_ACK_BODY))
+            return json_error(
+                429, "rate_limited", "too many requests from this address", retry_after
+            )
+        req = parse(await read_body(request, MAX_ACK_BODY))
         if not per_message.allow(b"seal:" + sha256.encode()[:64]):
-            return _err(429, "rate_limited", "too many requests for this message", retry_after)
+            return json_error(
+                429, "rate_limited", "too many requests for this message", retry_after
+            )
         return req
 
     @app.post(
@@ -119,7 +129,7 @@ def include_seal_routes(
             if isinstance(req, Response):
                 return req
             share, receipt = await seals.open(sha256, req, checks)
-        except (_TooLarge, Error) as e:
+        except (TooLarge, Error) as e:
             return _refused(e, MAX_ACK_BODY)
         return JSONResponse({"share": share_b64(share), "receipt": receipt.to_json()})
 
@@ -134,7 +144,7 @@ def include_seal_routes(
             if isinstance(req, Response):
                 return req
             receipt = await seals.refuse(sha256, req, checks)
-        except (_TooLarge, Error) as e:
+        except (TooLarge, Error) as e:
             return _refused(e, MAX_ACK_BODY)
         return JSONResponse({"receipt": receipt.to_json()})
 

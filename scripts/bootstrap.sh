@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # run against; chromium-driver: the headless browser tests; xmlsec1, poppler-utils:
 # independent verifiers of XML evidence and PDF signatures; wrk: the HTTP benchmarks;
 # golang-go + golang-golang-x-mod-dev: Go's sumdb/tlog, an independent tiles verifier.
+# fonts-noto-cjk: the CJK and Hangul glyphs of the notary's signed PDF certificate.
 debs=(gnupg clamav clamav-daemon swaks libnet-ssleay-perl libio-socket-ssl-perl
-      libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core
+      libauthen-sasl-perl openssl chromium chromium-driver fonts-dejavu-core fonts-noto-cjk
       postfix dovecot-imapd neomutt sq xmlsec1 poppler-utils wrk
       golang-go golang-golang-x-mod-dev)
 missing=()

@@ -23,6 +23,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
+    ANCHOR_CHECKPOINT,
+    ANCHOR_TOKEN,
     CHAIN,
     CONSISTENCY,
     COSIGNED,
@@ -91,6 +93,7 @@ class Verified:
     format: int = 1  # the bundle format version (bundle.json)
     keys: tuple[tuple[str, str], ...] = ()  # keys/: (fingerprint, address), format 2
     cosigned: dict[int, Checkpoint] = field(default_factory=dict)  # format 3, by size
+    anchors: list[Any] = field(default_factory=list)  # format 4: certmail.bundle.anchors.Anchor
 
     @property
     def message(self) -> bytes:
@@ -181,6 +184,7 @@ def check_format(files: Mapping[str, bytes]) -> int:
     a format 1 bundle holds no member that came later."""
     if FORMAT_FILE not in files:
         later = [n for n in files if KEY_MEMBER.fullmatch(n) or COSIGNED.fullmatch(n)]
+        later += [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1
@@ -198,6 +202,9 @@ def check_format(files: Mapping[str, bytes]) -> int:
     cosigned = [n for n in files if COSIGNED.fullmatch(n)]
     if cosigned and version < 3:
         raise fail(f"{cosigned[0]} in a bundle of format {version} (cosigned checkpoints: 3)")
+    anchored = [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
+    if anchored and version < 4:
+        raise fail(f"{anchored[0]} in a bundle of format {version} (outside time-stamps: 4)")
     return version
 
 

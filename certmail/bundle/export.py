@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
+    ANCHOR_CHECKPOINT,
     CHAIN,
     COSIGNED,
     FORMAT,
+    FORMAT_ANCHORED,
     FORMAT_COSIGNED,
     FORMAT_FILE,
     MAX_EVENTS,
@@ -69,6 +71,7 @@ def export_bundle(
     etsi: Sequence[bytes] = (),
     etsi_chain_pem: bytes | None = None,
     etsi_pdf: bytes | None = None,
+    anchored: Callable[[int], Mapping[str, Any] | None] | None = None,
 ) -> bytes:
     """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
 
@@ -94,7 +97,10 @@ def export_bundle(
     Blind copies' statements are left out unless the bundle is ``for_recipient``
     that blind copy (:mod:`certmail.bundle.blind`). ``etsi`` are the notary's ETSI
     evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
-    signed certificate.pdf: certmail/bundle/etsi.py).
+    signed certificate.pdf: certmail/bundle/etsi.py). ``anchored(size)`` answers the
+    notary's ``GET /v1/anchors?size=N`` (the smallest checkpoint of at least N entries
+    outside TSAs time-stamped, or None): asked for each checkpoint size the kept receipts
+    use, its answers go in as outside time-stamps (format 4: certmail/bundle/anchors.py).
     """
     from certmail.bundle import documents
     from certmail.bundle.blind import visible_to
@@ -106,8 +112,15 @@ def export_bundle(
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
     visible = visible_to(receipts, for_recipient)
     ordered = _earliest(visible, vkey)
-    cosigned = _cosigned(visible, ordered, vkey)
-    files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, cosigned)
+    from certmail.bundle.anchors import anchor_members
+
+    answers = {}
+    for size in sorted({r.checkpoint().size for r in ordered}) if anchored else ():
+        got = anchored(size)  # type: ignore[misc]
+        if got is not None:
+            answers[int(got["size"])] = got
+    extra = {**_cosigned(visible, ordered, vkey), **anchor_members(list(answers.values()))}
+    files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, extra)
     files.update(sorted((keys or {}).items()))
     files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
@@ -128,10 +141,12 @@ def _evidence_members(
     vkey: str,
     tsa_chain_pem: bytes,
     consistency: Callable[[int, int], Sequence[bytes]] | None,
-    cosigned: Mapping[str, bytes],
+    extra: Mapping[str, bytes],
 ) -> dict[str, bytes]:
     """message.eml, the format, the verifier key, the TSA chain, each receipt's
-    evidence/NN-<event> members and the consistency proofs between their checkpoints."""
+    evidence/NN-<event> members, the ``extra`` members (cosigned checkpoints, format 3;
+    outside time-stamps, format 4) and the consistency proofs between all their
+    checkpoints."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -143,7 +158,7 @@ def _evidence_members(
         raise MalformedError("the TSA chain holds no PEM certificates") from None
     files: dict[str, bytes] = {
         MESSAGE: message,
-        FORMAT_FILE: format_text(FORMAT_COSIGNED if cosigned else FORMAT),
+        FORMAT_FILE: format_text(_format(extra)),
         VKEY: (vkey + "\n").encode("ascii"),
         CHAIN: b"".join(c.public_bytes(Encoding.PEM) for c in chain),
     }
@@ -153,8 +168,8 @@ def _evidence_members(
         files[f"{stem}.tlog-proof"] = r.proof.to_bytes()
         if r.tst is not None:
             files[f"{stem}.tsr"] = r.tst
-    files.update(cosigned)
-    sizes = sorted({r.checkpoint().size for r in ordered} | {_size(n) for n in cosigned})
+    files.update(extra)
+    sizes = sorted({r.checkpoint().size for r in ordered} | {_size(n) for n in extra} - {0})
     for m, n in itertools.pairwise(sizes):
         if consistency is None:
             raise ValueError("receipts use several checkpoints: pass consistency=")
@@ -185,9 +200,17 @@ def _cosigned(
 
 
 def _size(name: str) -> int:
-    m = COSIGNED.fullmatch(name)
-    assert m is not None
-    return int(m.group(1))
+    """The checkpoint size a cosigned or anchored checkpoint member is of; 0 for the others."""
+    m = COSIGNED.fullmatch(name) or ANCHOR_CHECKPOINT.fullmatch(name)
+    return int(m.group(1)) if m else 0
+
+
+def _format(extra: Mapping[str, bytes]) -> int:
+    """The format the members need: 4 with outside time-stamps, 3 with cosigned
+    checkpoints, else 2."""
+    if any(ANCHOR_CHECKPOINT.fullmatch(n) for n in extra):
+        return FORMAT_ANCHORED
+    return FORMAT_COSIGNED if any(COSIGNED.fullmatch(n) for n in extra) else FORMAT
 
 
 def _one_line(text: str) -> str:

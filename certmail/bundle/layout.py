@@ -37,9 +37,12 @@ FORMAT_FILE = "bundle.json"
 #: 1: up to issue 10 (no bundle.json, no keys/); 2: bundle.json, keys/<FPR>.asc;
 #: 3: evidence/checkpoint-<N>.cosigned (witness cosignatures, issue 14), written only
 #: when the bundle holds cosigned checkpoints (else the bundle is exactly format 2).
+#: 4: evidence/anchor-<N>.checkpoint, evidence/anchor-<N>-<id>.tsr and anchor-roots.pem
+#: (outside time-stamps, certmail/bundle/anchors.py), written only when there are some.
 FORMAT = 2
 FORMAT_COSIGNED = 3
-FORMATS = (1, 2, 3)
+FORMAT_ANCHORED = 4
+FORMATS = (1, 2, 3, 4)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -52,7 +55,7 @@ MAX_EVENTS = 999
 #: Most OpenPGP keys in one bundle.
 MAX_KEYS = 64
 #: Most members in one bundle.
-MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS
+MAX_MEMBERS = 4 * MAX_EVENTS + MAX_EVENTS + 7 + 1 + MAX_KEYS + 3 * 99
 
 #: evidence/NN-<event>.(json|tlog-proof|tsr|xml): number, event, kind (xml: ETSI evidence).
 EVIDENCE = re.compile(r"evidence/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr|xml)")
@@ -63,7 +66,17 @@ KEY_MEMBER = re.compile(r"keys/([0-9A-F]{40})\.asc")
 #: evidence/checkpoint-<N>.cosigned: the notary's checkpoint of size N with its witnesses'
 #: cosignature lines (C2SP tlog-cosignature; format 3, certmail/bundle/cosigned.py).
 COSIGNED = re.compile(r"evidence/checkpoint-([1-9]\d{0,18})\.cosigned")
-_FIXED = frozenset((MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, *DOCUMENTS))
+#: Outside time-stamps (format 4, certmail/bundle/anchors.py): the checkpoint note the
+#: tokens are over, each outside TSA's token, the outside TSAs' roots.
+ANCHOR_CHECKPOINT = re.compile(r"evidence/anchor-([1-9]\d{0,18})\.checkpoint")
+ANCHOR_TOKEN = re.compile(r"evidence/anchor-([1-9]\d{0,18})-([0-9a-f]{8})\.tsr")
+ANCHOR_ROOTS = "anchor-roots.pem"
+#: renewals/NN.(json|tsr|pem): archive time-stamps over the whole bundle (any format,
+#: added after export: certmail/bundle/renew.py).
+RENEWAL = re.compile(r"renewals/(\d{2})\.(json|tsr|pem)")
+_FIXED = frozenset(
+    (MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, ANCHOR_ROOTS, *DOCUMENTS)
+)
 
 
 def fail(what: str) -> VerificationError:
@@ -81,6 +94,9 @@ def check_name(name: str) -> None:
         or CONSISTENCY.fullmatch(name)
         or KEY_MEMBER.fullmatch(name)
         or COSIGNED.fullmatch(name)
+        or ANCHOR_CHECKPOINT.fullmatch(name)
+        or ANCHOR_TOKEN.fullmatch(name)
+        or RENEWAL.fullmatch(name)
     ):
         return
     shown = name.encode("unicode_escape").decode("ascii")[:120]

@@ -8,7 +8,7 @@ Without a keyring, or without the keys, a check is reported as skipped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import fail
 from certmail.bundle.report import Check
@@ -110,6 +110,12 @@ def _acknowledger(e: Event, recipients: Sequence[str], sha256: str) -> tuple[str
     return sig, signed, fpr, who
 
 
+def pickup_detail(stmt: Any) -> str:
+    """The acknowledgement check's detail for a pickup ContentHandover: nothing signed."""
+    assurance = str(stmt.get("assurance", ""))[:200]
+    return f"confirmed on the pickup page, no signature to check (identity assurance: {assurance})"
+
+
 def check_acknowledgement(
     e: Event,
     recipients: Sequence[str],
@@ -130,6 +136,8 @@ def check_acknowledgement(
     from keys.errors import NotFoundError
 
     label = f"{e.number:02d} acknowledgement"
+    if e.statement.get("mode") == "pickup":  # the pickup page's confirmation (docs/sealed.md)
+        return Check(label, "skipped", pickup_detail(e.statement), applies=False)
     sig, signed, fpr, who = _acknowledger(e, recipients, sha256)
     if keyring is None:
         return Check(label, "skipped", f"no keyring given (signer key {fpr})")

@@ -19,6 +19,8 @@ from certmail.bundle import checks, documents
 from certmail.bundle.checks import Event, Verified, cert_facts
 from certmail.bundle.documents import (
     RENDERER,
+    RENDERER_ANCHORED,
+    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
@@ -54,6 +56,7 @@ def check_evidence(
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are."""
+    from certmail.bundle.anchors import read_anchors
     from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
     from certmail.bundle.tokens import check_token
@@ -72,7 +75,9 @@ def check_evidence(
     checks.check_time_order(v.events)
     report += check_etsi(v, numbered)  # evidence/NN-<event>.xml (certmail/bundle/etsi.py)
     v.cosigned = read_cosigned(v)  # evidence/checkpoint-N.cosigned (format 3)
-    checks.check_checkpoints(v, consistency_files, list(v.cosigned.values()))
+    anchored, v.anchors = read_anchors(v)  # evidence/anchor-N.* (format 4)
+    extra = [*v.cosigned.values(), *anchored.values()]
+    checks.check_checkpoints(v, consistency_files, extra)
     for old, new in v.consistency:
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
     header = header_facts(v.message)
@@ -155,6 +160,10 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
     fpr = stmt.get("fingerprint")
     if isinstance(fpr, str):
         out.append(f"signer key: {fpr[:80]}")
+    for name, label in (("assurance", "identity assurance"), ("released", "key share released")):
+        value = stmt.get(name)  # sealed and pickup delivery (docs/sealed.md)
+        if isinstance(value, str):
+            out.append(f"{label}: {value[:200]}")
     return tuple(out)
 
 
@@ -182,7 +191,7 @@ def _event_fact(e: Event) -> EventFact:
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
-        mode="sealed" if e.statement.get("mode") == "sealed" else None,
+        mode=mode if (mode := e.statement.get("mode")) in ("sealed", "pickup") else None,
     )
 
 
@@ -207,6 +216,18 @@ def _facts(
         tsa_chain=tuple(cert_facts(c) for c in v.chain),
         mime=layout,
         keys=v.keys,
+        renderer=RENDERER_ANCHORED if v.anchors else RENDERER,
+        anchors=tuple(
+            AnchorFact(
+                file=a.file,
+                checkpoint_file=a.checkpoint_file,
+                size=a.size,
+                gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
+                serial=format(a.info.serial, "x"),
+                signer=cert_facts(a.info.tsa_cert)[0],
+            )
+            for a in v.anchors
+        ),
     )
 
 
@@ -237,6 +258,7 @@ def verify_bundle(
     keyring: Keyring | None = None,
     witnesses: Sequence[CosignatureVerifier] = (),
     quorum: int | None = None,
+    anchor_roots: Sequence[x509.Certificate] | None = None,
 ) -> BundleReport:
     """Verify a proof bundle offline; return what it proves or raise VerificationError.
 
@@ -246,18 +268,29 @@ def verify_bundle(
     sender's signature (signed-only messages) and recipients' acknowledgements
     are checked where the keyring holds the keys. With ``witnesses`` the largest
     checkpoint the bundle relies on must carry ``quorum`` (default: all) of their valid
-    cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`).
+    cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`). With
+    ``anchor_roots`` the outside time-stamps over checkpoints must chain to them
+    (:func:`certmail.bundle.anchors.check_anchor_roots`).
     """
+    from certmail.bundle.anchors import check_anchor_roots
     from certmail.bundle.cosigned import check_witnesses
+    from certmail.bundle.renew import chain_not_after, check_renewals
 
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
+    # renewals/NN.* first (certmail/bundle/renew.py): a member changed after a renewal is named
+    renewals, renewal_warnings = check_renewals(files, chain_not_after(files.get(CHAIN)))
     v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
     cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
     if cosig is not None:
         report.append(cosig)
+    anchors = check_anchor_roots(v.anchors, anchor_roots)
+    if anchors is not None:
+        report.append(anchors)
     report.append(check_documents(files, facts, v.format))
+    report += renewals
+    v.warnings += renewal_warnings
     return BundleReport(
         format=v.format,
         sha256=facts.sha256,

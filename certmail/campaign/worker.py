@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import os
 import shutil
 import signal
 import tempfile
@@ -43,6 +44,8 @@ __all__ = ["init_worker", "run_one"]
 
 _W: dict[str, Any] = {}
 PR_SET_PDEATHSIG = 1
+#: Attachments (together) below this size are base64-encoded in the worker itself.
+SMALL = 4 << 20
 
 
 class CampaignKeys:
@@ -86,6 +89,11 @@ def init_worker(
     from ..submitter import close_sessions, keep_sessions
 
     _die_with_parent()
+    if sum(int(a.get("size", SMALL)) for a in spec["attachments"]) < SMALL:
+        # Small messages: binascii and gpg's own armor in this process cost less than
+        # the three GNU base64 processes per message the large-message fast path starts
+        # (certmail.compose.gnu_base64); this worker process seals nothing else.
+        os.environ["CERTMAIL_NO_EXTERNAL_BASE64"] = "1"
     # One SMTP session per worker for the whole campaign (QUIT when the pool ends:
     # a pool worker leaves through multiprocessing's exit, not atexit).
     keep_sessions()
@@ -197,7 +205,12 @@ def run_one(r: Recipient) -> dict[str, Any]:
     cm: Certmail = _W["cm"]
     store: CampaignStore = _W["store"]
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"row": r.row_no, "email": r.email, "message_id": r.message_id}
+    out: dict[str, Any] = {
+        "row": r.row_no,
+        "email": r.email,
+        "message_id": r.message_id,
+        "started_at": round(time.time(), 6),  # wall clock: latency to "delivered"
+    }
     if store.recipient(_W["name"], r.email).state == "cancelled":
         return {**out, "state": "cancelled"}
     try:

@@ -404,3 +404,6 @@ notary.add_command(_monitor)
 from certmail.cli.witness import notary_witnesses as _witnesses  # noqa: E402
 
 notary.add_command(_witnesses)
+from certmail.cli.anchors import notary_anchors as _anchors  # noqa: E402
+
+notary.add_command(_anchors)

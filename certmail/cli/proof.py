@@ -212,8 +212,21 @@ def _build(
             keys=_bundle_keys(message, settings, ack_keys),
             for_recipient=for_recipient,
             **(_etsi_evidence(client, entry.sha256) if etsi else {}),
+            anchored=lambda size: _anchored(get, size),
         )
     return data, len({r.get("entry") for r in receipts}), left_out
+
+
+def _anchored(get: Any, size: int) -> dict[str, Any] | None:
+    """The notary's outside time-stamps over its smallest checkpoint of at least ``size``
+    entries (``GET /v1/anchors``); None when it has none (or no such route)."""
+    from certmail.errors import NotaryRequestError
+
+    try:
+        body = get("/v1/anchors", size=size).json()
+    except NotaryRequestError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _etsi_evidence(client: Any, sha256: str) -> dict[str, Any]:
@@ -427,6 +440,14 @@ def _judge_acks(
     type=click.IntRange(min=1),
     help="How many of the witnesses must have cosigned (default: all given).",
 )
+@click.option(
+    "--anchor-root",
+    "anchor_roots",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An outside TSA's root (PEM), repeatable: the bundle's outside time-stamps over "
+    "checkpoints must chain to one of them (docs/anchors.md).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
@@ -442,6 +463,7 @@ def verify(
     witnesses: tuple[str, ...],
     witnesses_file: Path | None,
     quorum: int | None,
+    anchor_roots: tuple[Path, ...],
 ) -> None:
     """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
     TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
@@ -462,6 +484,7 @@ def verify(
             witnesses=witnesses,
             witnesses_file=witnesses_file,
             quorum=quorum,
+            anchor_roots=anchor_roots,
         )
     )
 
@@ -469,3 +492,6 @@ def verify(
 from certmail.cli.verifier_page import verifier_page as _verifier_page  # noqa: E402  (web helper)
 
 proof.add_command(_verifier_page)
+from certmail.cli.renew import renew as _renew  # noqa: E402  (certmail proof renew)
+
+proof.add_command(_renew)

@@ -43,6 +43,7 @@ class VerifyArgs(NamedTuple):
     witnesses: tuple[str, ...] = ()  # --witness VKEY (or a file holding one)
     witnesses_file: Path | None = None  # --witnesses FILE: one vkey a line, or witnesses.toml
     quorum: int | None = None  # --quorum N (default: every witness given)
+    anchor_roots: tuple[Path, ...] = ()  # --anchor-root PEM: outside TSAs' roots (format 4)
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -133,20 +134,8 @@ def run_verify(a: VerifyArgs) -> None:
             ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise Error(f"cannot read --vkey {a.vkey_file}: {e}") from None
-    roots = None
-    if a.tsa_root is not None:
-        from cryptography import x509
-
-        from keys.errors import MalformedError
-
-        try:
-            roots = x509.load_pem_x509_certificates(a.tsa_root.read_bytes())
-        except FileNotFoundError:
-            raise NotFoundError(f"no such file: --tsa-root {a.tsa_root}") from None
-        except OSError as e:
-            raise Error(f"cannot read --tsa-root {a.tsa_root}: {e.strerror or e}") from None
-        except ValueError:
-            raise MalformedError(f"--tsa-root {a.tsa_root} holds no PEM certificates") from None
+    roots = None if a.tsa_root is None else _pem_certificates(a.tsa_root, "--tsa-root")
+    anchor_roots = [c for p in a.anchor_roots for c in _pem_certificates(p, "--anchor-root")]
     keyring = _keyring(a.gnupghome, a.home)
     witnesses = _witnesses(a)
     if a.quorum is not None and not 1 <= a.quorum <= len(witnesses):
@@ -161,6 +150,7 @@ def run_verify(a: VerifyArgs) -> None:
         keyring=keyring,
         witnesses=witnesses,
         quorum=a.quorum,
+        anchor_roots=anchor_roots or None,
     )
     for w in report.warnings:
         _echo(_WARN + w, err=True)
@@ -170,6 +160,22 @@ def run_verify(a: VerifyArgs) -> None:
         _echo(json.dumps(report.to_json()))
         return
     _table(report)
+
+
+def _pem_certificates(path: Path, option: str) -> list[Any]:
+    """The certificates of a PEM file given as ``option``; a clear error otherwise."""
+    from cryptography import x509
+
+    from keys.errors import MalformedError
+
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {option} {path}") from None
+    except OSError as e:
+        raise Error(f"cannot read {option} {path}: {e.strerror or e}") from None
+    except ValueError:
+        raise MalformedError(f"{option} {path} holds no PEM certificates") from None
 
 
 def _witnesses(a: VerifyArgs) -> list[Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -146,7 +146,19 @@ def progress_bar(
     default=14 * 86400,
     show_default=True,
     metavar="SECONDS",
-    help="With --sealed: how long the notary keeps its key share.",
+    help="With --sealed or --pickup: how long the notary keeps its key share.",
+)
+@click.option(
+    "--pickup",
+    is_flag=True,
+    help="For a recipient without a key: email a link to the notary's pickup page, where "
+    "they acknowledge receipt, then read the content in the browser (docs/sealed.md).",
+)
+@click.option(
+    "--pickup-passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --pickup: the page also asks for this passphrase (give it to the "
+    "recipient another way); its first line is the passphrase.",
 )
 @json_option()
 @home_option
@@ -169,6 +181,8 @@ def send(
     smime: bool = False,
     sealed: bool = False,
     seal_expires: int = 14 * 86400,
+    pickup: bool = False,
+    pickup_passphrase_file: Path | None = None,
 ) -> None:
     """Send a signed, encrypted, virus-scanned, notarized message.
 
@@ -182,6 +196,8 @@ def send(
     from certmail.api import QueuedError
 
     body = _read_body(body_file)
+    pickup_options = _pickup_options(pickup, pickup_passphrase_file, seal_expires, via, sealed)
+    no_encrypt = no_encrypt or pickup
     # issue 11 item 7: missing OpenPGP keys looked up (WKD, keyserver, Autocrypt), never trusted
     if not no_encrypt and not no_locate and not smime:
         from certmail.cli.keys import locate_for_send
@@ -207,6 +223,7 @@ def send(
                 request_mdn=request_mdn,
                 smime=smime,
                 seal_until=_expiry(seal_expires) if sealed else None,
+                pickup=pickup_options,
             )
         except QueuedError as e:
             for w in e.result.warnings:
@@ -221,6 +238,36 @@ def send(
         return
     click.echo(result.sha256)
     _summary(result)
+
+
+def _pickup_options(
+    pickup: bool, passphrase_file: Path | None, expires: int, via: str | None, sealed: bool
+) -> Any:
+    """``--pickup``'s options (docs/sealed.md "Pickup"), or None without it."""
+    from keys.errors import Error
+
+    if not pickup:
+        if passphrase_file is not None:
+            raise Error("--pickup-passphrase-file needs --pickup")
+        return None
+    if sealed:
+        raise Error("--sealed and --pickup exclude each other", hint="--pickup: no key needed")
+    from certmail.sealed.pickup_sending import PickupOptions
+
+    passphrase = None
+    if passphrase_file is not None:
+        try:
+            passphrase = passphrase_file.read_bytes().splitlines()[0].strip()
+        except (OSError, IndexError):
+            raise Error(f"cannot read a passphrase from {passphrase_file}") from None
+        if len(passphrase) < 8:
+            raise Error("the pickup passphrase is shorter than 8 characters")
+    elif via != "smtp":
+        warn(
+            "the notary's relay carries the pickup link, so the notary could read the content; "
+            "add --pickup-passphrase-file (or send --via smtp) to prevent that"
+        )
+    return PickupOptions(_expiry(expires), passphrase)
 
 
 def _expiry(seconds: int) -> datetime:

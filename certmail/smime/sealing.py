@@ -76,8 +76,11 @@ class SmimeSealer(Sealer):
         request_mdn: bool,
         progress: Progress | None,
         compress: bool = False,
+        html: bytes | None = None,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) with S/MIME."""
+        if html is not None:  # only the pickup notice has one (docs/sealed.md)
+            raise Error("--pickup does not go with --smime", hint="drop --smime")
         extra = [f"{NOTARY_HEADER}: {notary_url}"] if notary_url else []
         if request_mdn:
             extra.append(f"Disposition-Notification-To: {headers.from_addr}")

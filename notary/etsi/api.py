@@ -119,25 +119,36 @@ def include_etsi_routes(
         tags=["evidence"],
     )
     def certificate_pdf(
-        sha256: str, authorization: Annotated[str | None, Header()] = None
+        sha256: str, authorization: Annotated[str | None, Header()] = None, paper: str = "a4"
     ) -> Response:
         acct = authenticate(service, authorization)
         if not _SHA256.fullmatch(sha256):
             raise Error("sha256 must be 64 lowercase hex digits")
-        return Response(signed_certificate(service, acct, sha256), media_type="application/pdf")
+        return Response(
+            signed_certificate(service, acct, sha256, paper), media_type="application/pdf"
+        )
 
 
-def signed_certificate(service: Any, account: Any, sha256: str) -> bytes:
-    """The account's message's PDF certificate, signed PAdES-B-T (NotFoundError: not its
-    message, or no TSA). Also served by the sender's view (notary/web/app_routes.py)."""
-    from notary.etsi.certificate import render_certificate, sign_certificate
+def signed_certificate(service: Any, account: Any, sha256: str, paper: str = "a4") -> bytes:
+    """The account's message's PDF certificate on ``paper`` (a4 or letter), signed
+    PAdES-B-T (Error: another paper; NotFoundError: not its message, or no TSA). Also
+    served by the sender's view (notary/web/app_routes.py)."""
+    from notary.etsi.certificate import PAPERS, render_certificate, sign_certificate
     from notary.evidence import parse_statement
+
+    size = {p.lower(): p for p in PAPERS}.get(paper)
+    if size is None:
+        raise Error(f"paper must be one of {', '.join(p.lower() for p in PAPERS)}")
 
     stmts = [parse_statement(r.entry) for r in service.receipts(account, sha256)]
     if service.tsa is None:
         raise NotFoundError("this notary has no TSA to time-stamp its certificate")
     pdf = render_certificate(
-        stmts, origin=service.origin, sha256=sha256, message_id=stmts[0]["message"]["id"]
+        stmts,
+        origin=service.origin,
+        sha256=sha256,
+        message_id=stmts[0]["message"]["id"],
+        paper=size,
     )
     return bytes(sign_certificate(pdf, _issuer(service).creds(), service.tsa.respond))
 

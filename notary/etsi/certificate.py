@@ -1,8 +1,10 @@
 """``certificate.pdf``: a plain-language certificate the notary issues and signs (issue 14 item 5).
 
 Written with fpdf2 as PDF/A-2B (its compliance mode: XMP metadata, sRGB
-output intent), A4, in DejaVu Sans embedded as a subset (Latin, Greek,
-Cyrillic; DejaVu has no CJK or Hangul glyphs: docs/etsi.md). Signed PAdES-B-T
+output intent), A4 or US Letter, in DejaVu Sans embedded as a subset (Latin,
+Greek, Cyrillic), with Noto Sans CJK (fonts-noto-cjk) as fpdf2's fallback font
+for what DejaVu lacks (CJK, Hangul), embedded only when the text needs it
+(parsing the CJK collection costs about a second). Signed PAdES-B-T
 with pyHanko by the notary's evidence certificate, the signature time-stamped
 by the notary's own TSA (the token comes from a callable, so nothing here
 imports the service).
@@ -21,6 +23,10 @@ from keys.evidence_ca import EvidenceCredentials
 #: The font embedded (fonts-dejavu-core).
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+#: The fallback for the scripts DejaVu lacks (fonts-noto-cjk): CJK and Hangul.
+FONT_CJK = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+#: The paper sizes a certificate is laid out for (fpdf2's names).
+PAPERS = ("A4", "Letter")
 
 #: A callable answering a DER TimeStampResp for a DER TimeStampReq (the TSA's ``respond``).
 Respond = Callable[[bytes], bytes]
@@ -80,13 +86,27 @@ def subject_of(sha256: str) -> str:
     return f"certmail message sha256={sha256}"
 
 
+def _needs_fallback(pdf: Any, lines: Sequence[str]) -> bool:
+    """Whether ``lines`` hold a character DejaVu Sans (the font set on ``pdf``) lacks."""
+    have = pdf.current_font.cmap
+    return any(ord(c) not in have for line in lines for c in line if not c.isspace())
+
+
 def render_certificate(
-    stmts: Sequence[dict[str, Any]], *, origin: str, sha256: str, message_id: str
+    stmts: Sequence[dict[str, Any]],
+    *,
+    origin: str,
+    sha256: str,
+    message_id: str,
+    paper: str = "A4",
 ) -> bytes:
-    """The unsigned PDF/A-2B certificate for a message's statements, in log order."""
+    """The unsigned PDF/A-2B certificate for a message's statements, in log order, on
+    ``paper`` (one of :data:`PAPERS`); every line wraps within the page's margins."""
     from fpdf import FPDF
 
-    pdf = FPDF(format="A4", enforce_compliance="PDFA_2B")
+    if paper not in PAPERS:
+        raise ValueError(f"paper must be one of {', '.join(PAPERS)}")
+    pdf = FPDF(format=paper, enforce_compliance="PDFA_2B")
     pdf.set_title(f"Certificate of registered delivery {message_id}")
     pdf.set_author(origin)
     pdf.set_subject(subject_of(sha256))
@@ -115,6 +135,9 @@ def render_certificate(
         "provable with `certmail proof verify` on the proof bundle. This is not a "
         "qualified trust service's evidence (eIDAS Art. 43(1): admissible, no presumption).",
     ]
+    if _needs_fallback(pdf, head + body):
+        pdf.add_font("NotoSansCJK", "", str(FONT_CJK), collection_font_number=0)
+        pdf.set_fallback_fonts(["NotoSansCJK"], exact_match=False)
     for line in head + body + tail:
         pdf.multi_cell(0, 5, line or " ", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

@@ -38,6 +38,8 @@ STATIC_TYPES = {
     "verify.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "pickup.js": "text/javascript; charset=utf-8",  # the pickup page (notary/pickup_api.py)
+    "pickup.css": "text/css; charset=utf-8",
 }
 
 #: The CSP of the served pages: nothing but this origin's script and style, no

@@ -1,13 +1,14 @@
-// Build the verify page's script with esbuild: src/main.js and what it imports (PKI.js,
+// Build the pages' scripts with esbuild: src/main.js (the verify page; src/pickup.js, the pickup
+// page, with @noble/hashes' scrypt likewise into static/pickup.js) and what it imports (PKI.js,
 // asn1js) into one ES module, static/verify.js. Run by `npm run build` (make, bootstrap).
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-await build({
-  entryPoints: [path.join(here, "src", "main.js")],
-  outfile: path.join(here, "static", "verify.js"),
+for (const [entry, out] of [["main.js", "verify.js"], ["pickup.js", "pickup.js"]]) await build({
+  entryPoints: [path.join(here, "src", entry)],
+  outfile: path.join(here, "static", out),
   bundle: true,
   format: "esm",
   target: ["chrome120"],

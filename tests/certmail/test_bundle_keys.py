@@ -63,7 +63,7 @@ def test_bundle_keys_every_byte_certification_and_format(
 
     # the format version: one form, known versions only; keys only from format 2
     for text, why in (
-        (b'{\n  "format": 4\n}\n', "newer than this certmail knows"),
+        (b'{\n  "format": 5\n}\n', "newer than this certmail knows"),
         (b'{\n  "format": 1\n}\n', "bundle.json is not a format version"),
         (b'{\n  "format": "2"\n}\n', "bundle.json is not a format version"),
         (b'{"format": 2}\n', "bundle.json is not in its canonical form"),

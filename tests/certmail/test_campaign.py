@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -24,12 +25,23 @@ import pytest
 
 from certmail.ledger import Ledger
 from notary.receipt import Receipt
-from tests.fixtures.campaign import Recipients, kill_agent, make_recipients, write_csv
+from tests.fixtures.campaign import (
+    Recipients,
+    SqRecipients,
+    kill_agent,
+    make_recipients,
+    make_sq_recipients,
+    write_csv,
+)
 from tests.fixtures.clamd import eicar_file
 from tests.fixtures.cli import CERTMAIL, clean_env
 from tests.fixtures.relay import Relay, as_sender, start_relay
+from tests.fixtures.sequoia import SQ, sq
 
-N = int(os.environ.get("CERTMAIL_TEST_CAMPAIGN_N", "200"))
+#: Recipients of the kill -9 test. The issue's 1,000 is the long run,
+#: ``CERTMAIL_TEST_CAMPAIGN_N=1000`` (6-12 minutes on the loaded 2-core machine);
+#: ``make test`` runs 300 to stay within its time.
+N = int(os.environ.get("CERTMAIL_TEST_CAMPAIGN_N", "300"))
 
 
 @pytest.fixture
@@ -46,8 +58,11 @@ def _recipients(c: Any, n: int) -> Iterator[Recipients]:
 
 
 @pytest.fixture
-def many(correspondents: Any) -> Iterator[Recipients]:
-    yield from _recipients(correspondents, N)
+def many(correspondents: Any) -> Iterator[SqRecipients]:
+    """N addresses over N / 10 Sequoia keys (tests/fixtures/campaign.py says why)."""
+    rs = make_sq_recipients(N, Path(correspondents.alice.keyring.gnupghome))
+    yield rs
+    shutil.rmtree(rs.directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -172,8 +187,27 @@ def _subkey_ids(home: Path) -> dict[str, str]:
     return ids
 
 
-def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
-    correspondents: Any, relay: Relay, many: Recipients, tmp_path: Path, clamd_socket: str
+def _kill_mid_campaign(c: Any, relay: Relay, after: int) -> None:
+    """Start ``campaign send``, SIGKILL it once it has reported ``after`` recipients."""
+    p = _send_popen(c, relay)
+    done = 0
+    assert p.stdout is not None and p.stderr is not None
+    for line in p.stdout:
+        done += '"state"' in line
+        if done >= after:
+            break
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    p.stdout.close()
+    p.stderr.close()
+    st = json.loads(as_sender(c, relay, "campaign", "status", "rent", "--json").stdout)
+    assert 0 < st["counts"].get("accepted", 0) < N, st  # killed mid-campaign
+    assert st["state"] == "sending"
+
+
+@pytest.mark.timeout(max(600, N))
+def test_campaign_through_the_relay_killed_three_times_is_exactly_once_each(
+    correspondents: Any, relay: Relay, many: SqRecipients, tmp_path: Path, clamd_socket: str
 ) -> None:
     c = correspondents
     att = tmp_path / "notice.pdf"
@@ -192,38 +226,14 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
     info = json.loads(made.stdout)
     assert info["recipients"] == N and info["attachments"][0]["scan"]["status"] == "clean"
 
-    # SIGKILL the sender twice mid-campaign, then let a third run finish.
-    for kill_after in (N // 5, (N * 3) // 5):
-        p = _send_popen(c, relay)
-        done = 0
-        assert p.stdout is not None
-        for line in p.stdout:
-            if '"state"' in line:
-                done += 1
-            if done >= kill_after - N // 10:  # ahead of the earlier runs' progress
-                break
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
-        p.stdout.close()
-        assert p.stderr is not None
-        p.stderr.close()
-        st = json.loads(as_sender(c, relay, "campaign", "status", "rent", "--json").stdout)
-        assert 0 < st["counts"].get("accepted", 0) < N, st  # killed mid-campaign
-        assert st["state"] == "sending"
-    final = as_sender(
-        c,
-        relay,
-        "campaign",
-        "send",
-        "rent",
-        "--json",
-        "--concurrency",
-        "4",
-        "--settle-timeout",
-        "20",
-    )
-    assert final.returncode == 0, final.stderr
-    summary = json.loads(final.stdout.strip().splitlines()[-1])["summary"]
+    # SIGKILL the sender three times mid-campaign (each run a fifth of the way on),
+    # then let a fourth run finish.
+    for _ in range(3):
+        _kill_mid_campaign(c, relay, N // 5)
+    final = _send_popen(c, relay)
+    out, err = final.communicate()  # no deadline but the test's own: N scales it
+    assert final.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
     assert summary["counts"] == {"accepted": N}, summary
 
     # Every recipient exactly one message, at their address only.
@@ -243,8 +253,8 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
 
     # Each message: the receipt's hash is the hash of the exact bytes delivered, and it is
     # encrypted to that recipient's key and the sender's, nobody else's.
-    sub = _subkey_ids(many.home)
-    alice_sub = _subkey_ids(Path(c.alice.keyring.gnupghome))[c.alice.email]
+    alice_home = Path(c.alice.keyring.gnupghome)
+    alice_sub = _subkey_ids(alice_home)[c.alice.email]
     rep = json.loads(as_sender(c, relay, "campaign", "report", "rent", "--format", "json").stdout)
     rows = {r["email"]: r for r in rep["recipients"]}
     with _ledger(c) as ledger:
@@ -255,16 +265,22 @@ def test_campaign_through_the_relay_killed_twice_is_exactly_once_each(
             (acc, *_) = ledger.receipts(sha)
             stmt = Receipt.from_json(acc).verify(relay.verifier())
             assert stmt["message"]["sha256"] == sha and stmt["recipients"] == [email]
-            assert _pkesk_keyids(many.home, _armored(sealed)) == {sub[email], alice_sub}
-    # One decrypts with the recipients' keys and says what its row said.
-    first = many.emails[7]
-    plain = subprocess.run(
-        ["gpg", "--homedir", str(many.home), "--batch", "--decrypt"],
-        input=_armored(by_rcpt[first][0]),
-        capture_output=True,
-        check=True,
-    )
-    assert b"Dear Tenant 7," in plain.stdout and b"flat 7: the rent changes." in plain.stdout
+            assert _pkesk_keyids(alice_home, _armored(sealed)) == {many.subkey[email], alice_sub}
+    # A sample decrypts with the recipient's own key (Sequoia, not the gpg that made it)
+    # and says what its row said; with another recipient's key it does not decrypt.
+    for i in range(7, N, max(1, N // 20)):
+        email, other = many.emails[i], many.emails[(i + N // 2) % N]
+        assert many.key_file[email] != many.key_file[other]
+        armored = _armored(by_rcpt[email][0])
+        plain = sq("decrypt", "--recipient-key", str(many.key_file[email]), stdin=armored)
+        assert f"Dear Tenant {i},".encode() in plain and f"flat {i}: the rent".encode() in plain
+        refused = subprocess.run(
+            [SQ, "decrypt", "--recipient-key", str(many.key_file[other])],
+            input=armored,
+            capture_output=True,
+            check=False,
+        )
+        assert refused.returncode != 0 and b"Dear Tenant" not in refused.stdout
 
 
 def test_status_report_proofs_list_cancel(

@@ -14,7 +14,9 @@ from dataclasses import replace
 
 from certmail.bundle.documents.facts import (
     RENDERER,
+    RENDERER_ANCHORED,
     RENDERERS,
+    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
@@ -30,6 +32,8 @@ from certmail.bundle.layout import HTML, PDF, VERIFY_TXT
 __all__ = [
     "RENDERER",
     "RENDERERS",
+    "RENDERER_ANCHORED",
+    "AnchorFact",
     "CheckpointFact",
     "EventFact",
     "Facts",
@@ -46,7 +50,7 @@ __all__ = [
 
 #: The renderers whose documents a bundle of each format may hold, newest first. A
 #: format's renderers never change once released (docs/proof-bundle.md, version table).
-FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,)}
+FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,), 4: (4,)}
 
 
 def renderers_of(fmt: int) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ __all__ = [
     "RENDERER",
     "RENDERERS",
     "WEAK",
+    "AnchorFact",
     "CheckpointFact",
     "EventFact",
     "Facts",
@@ -30,9 +31,12 @@ WEAK = "ContentAccessTracking"
 #: forever): 1, up to issue 10; 2, each submission worded by its channel (relay or
 #: direct notarization of a hash), the trust flags of ``proof verify``, a protected
 #: Subject revealed from the sender's copy; 3 (bundle format 2), VERIFY.txt checks the
-#: OpenPGP signatures with the keys the bundle carries (keys/).
+#: OpenPGP signatures with the keys the bundle carries (keys/); 4 (bundle format 4), the
+#: outside time-stamps over checkpoints (what they prove, the ``openssl ts -verify`` of
+#: each). New bundles are written with 3, or 4 when they hold outside time-stamps.
 RENDERER = 3
-RENDERERS = (3, 2, 1)
+RENDERER_ANCHORED = 4
+RENDERERS = (4, 3, 2, 1)
 
 #: After a Subject the exporter read inside the encryption (renderer 2).
 PROTECTED_NOTE = (
@@ -50,6 +54,28 @@ class TsaFact:
     serial: str
     policy: str
     signer: str
+
+
+@dataclass(frozen=True)
+class AnchorFact:
+    """A verified outside RFC 3161 token over a checkpoint (renderer 4)."""
+
+    file: str  # evidence/anchor-N-ID.tsr
+    checkpoint_file: str  # evidence/anchor-N.checkpoint
+    size: int
+    gen_time: str
+    serial: str
+    signer: str  # the outside TSA certificate's subject
+
+
+#: What an outside time-stamp over a checkpoint proves (renderer 4).
+ANCHOR_PROVES = (
+    "an outside TSA, independent of the notary, time-stamped the notary's signed "
+    "checkpoint of this tree size at this time: the checkpoint, and through the "
+    "consistency proofs every entry of the smaller checkpoints, existed then, so the "
+    "notary cannot have back-dated those events past it; it says nothing of what the "
+    "entries mean"
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +103,7 @@ class EventFact:
     stem: str
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
-    mode: str | None = None  # ContentHandover: "sealed" (docs/sealed.md), else None
+    mode: str | None = None  # ContentHandover: "sealed" or "pickup" (docs/sealed.md), else None
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,7 @@ class Facts:
     keys: tuple[tuple[str, str], ...] = ()  # keys/<FPR>.asc: (fingerprint, address), format 2
     #: The blind copy (Bcc) a bundle was made for, if any: only its own bundle names it.
     blind: tuple[str, ...] = ()
+    anchors: tuple[AnchorFact, ...] = ()  # outside time-stamps over checkpoints, format 4
 
 
 _PROVES = {
@@ -132,6 +159,13 @@ _PROVES = {
 #: Added to a sealed ContentHandover (docs/sealed.md): K_n is answered only once it is logged.
 SEALED_HANDOVER = (
     "; the message was sealed: the content could not be read before the signature was logged"
+)
+
+#: A pickup ContentHandover (docs/sealed.md "Pickup"): no signature, the page's confirmation.
+PICKUP_HANDOVER = (
+    "the recipient confirmed receipt on the notary's pickup page (no signature: the identity "
+    "assurance says who could do that), and the notary logged it; the content could not be "
+    "read before this was logged: the notary released its key share only after"
 )
 
 #: SubmissionAcceptance by the statement's ``channel`` (renderer 2 on).
@@ -161,6 +195,8 @@ def proves(
         text = _PROVES.get(event, event)
     if event == "ContentHandover" and mode == "sealed":  # issue 12: sealed delivery
         text += SEALED_HANDOVER
+    elif event == "ContentHandover" and mode == "pickup":
+        text = PICKUP_HANDOVER
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from certmail.bundle.documents.anchored import anchors_html
 from certmail.bundle.documents.facts import PROTECTED_NOTE, WEAK, Facts, proves
 
 __all__ = ["render_html", "stated_subject"]
@@ -183,5 +184,5 @@ _HOW_TO_VERIFY = """<h2>How to verify</h2>
 def render_html(f: Facts) -> bytes:
     """certificate.html: self-contained, no scripts, no external resources."""
     how = _HOW_TO_VERIFY if f.renderer == 1 else _HOW_TO_VERIFY_2
-    page = _head(f) + _message(f) + _events(f) + _log(f) + _timestamps(f) + how
+    page = _head(f) + _message(f) + _events(f) + _log(f) + _timestamps(f) + anchors_html(f) + how
     return page.encode("utf-8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from certmail.bundle.documents.anchored import anchors_text
 from certmail.bundle.documents.facts import PROTECTED_NOTE, Facts, proves
 from certmail.bundle.documents.pdf import text_pdf
 
@@ -57,6 +58,7 @@ def _text_lines(f: Facts) -> list[str]:
     for subject, fp in f.tsa_chain:
         lines.append(f"chain: {subject}")
         lines.append(f"     sha256 {fp}")
+    lines += anchors_text(f)  # renderer 4: outside time-stamps over checkpoints
     lines += [
         "",
         "# How to verify",

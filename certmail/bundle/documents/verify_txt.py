@@ -7,6 +7,7 @@ the RFC 9162 leaf hashes and proofs, and ``gpg --verify`` on byte ranges (RFC 31
 
 from __future__ import annotations
 
+from certmail.bundle.documents.anchored import anchors_verify_txt
 from certmail.bundle.documents.facts import Facts
 
 __all__ = ["render_verify_txt"]
@@ -282,6 +283,7 @@ def render_verify_txt(f: Facts) -> bytes:
     out = [
         *_message(f),
         *_timestamps(f),
+        *anchors_verify_txt(f),  # renderer 4: outside time-stamps over checkpoints
         *_log(f),
         "4. OpenPGP signatures (gpg)",
         "---------------------------",

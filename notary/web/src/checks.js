@@ -7,6 +7,9 @@
 import { encoder, fail, hex, sha256, utf8, VerificationError } from "./bytes.js";
 import { headerFacts } from "./headers.js";
 import {
+  ANCHOR_CHECKPOINT,
+  ANCHOR_ROOTS,
+  ANCHOR_TOKEN,
   CHAIN,
   CONSISTENCY,
   COSIGNED,
@@ -20,6 +23,7 @@ import {
   MAX_EVENTS,
   MESSAGE,
   PDF,
+  RENEWAL,
   VERIFY_TXT,
   VKEY,
 } from "./layout.js";
@@ -27,7 +31,7 @@ import { openCheckpoint, parseCheckpoint, parseNote, parseReceipt, Verifier, ver
 import { verifyConsistency } from "./merkle.js";
 import { UnknownKey, verifyDetached } from "./pgp.js";
 import { verifyToken } from "./tsp.js";
-import { loadPem, pemChain, samePem, issuedBy } from "./x509.js";
+import { loadPem, pemChain, pemOf, samePem, issuedBy } from "./x509.js";
 import { readMembers } from "./zip.js";
 
 export const UNTRUSTED_VKEY =
@@ -48,6 +52,12 @@ export const NOT_HERE = {
   cosignatures:
     "not checked here: the witnesses' cosignatures on the evidence/checkpoint-N.cosigned " +
     "members; run certmail proof verify --witness VKEY (docs/witness.md)",
+  anchors:
+    "not checked here: the outside time-stamps were checked against the bundle's own " +
+    "anchor-roots.pem only; run certmail proof verify --anchor-root PEM (docs/anchors.md)",
+  renewals:
+    "not checked here: the archive time-stamps of renewals/ (certmail proof renew); " +
+    "run certmail proof verify (docs/proof-bundle.md, Renewals)",
   openpgp:
     "not checked here: no OpenPGP keys given; paste the sender's and recipients' public " +
     "keys (from a source you trust) under Trust roots, or run certmail proof verify --gnupghome DIR",
@@ -57,7 +67,9 @@ export const NOT_HERE = {
  * (checks.py check_format). */
 function checkFormat(files) {
   if (!files.has(FORMAT_FILE)) {
-    const later = [...files.keys()].filter((n) => KEY_MEMBER.test(n) || COSIGNED.test(n));
+    const later = [...files.keys()].filter(
+      (n) => KEY_MEMBER.test(n) || COSIGNED.test(n) || ANCHOR_TOKEN.test(n) || ANCHOR_CHECKPOINT.test(n),
+    );
     if (later.length) throw fail(`${later[0]} in a bundle without ${FORMAT_FILE} (format 1)`);
     return 1;
   }
@@ -71,6 +83,8 @@ function checkFormat(files) {
   }
   const cosigned = [...files.keys()].filter((n) => COSIGNED.test(n));
   if (cosigned.length && version < 3) throw fail(`${cosigned[0]} in a bundle of format ${version} (cosigned checkpoints: 3)`);
+  const anchored = [...files.keys()].filter((n) => ANCHOR_TOKEN.test(n) || ANCHOR_CHECKPOINT.test(n));
+  if (anchored.length && version < 4) throw fail(`${anchored[0]} in a bundle of format ${version} (outside time-stamps: 4)`);
   return version;
 }
 
@@ -234,6 +248,55 @@ async function readCosigned(v) {
   return out;
 }
 
+/** The outside time-stamps (anchors.py read_anchors): each evidence/anchor-N.checkpoint
+ * signed by the notary key (its one signature) and of size N, each token over it valid
+ * against anchor-roots.pem, every token with its checkpoint and every checkpoint with a token. */
+async function readAnchors(v) {
+  const names = [...v.files.keys()];
+  const notes = new Map(names.filter((n) => ANCHOR_CHECKPOINT.test(n)).map((n) => [ANCHOR_CHECKPOINT.exec(n)[1], n]));
+  const tokens = names.filter((n) => ANCHOR_TOKEN.test(n)).sort();
+  if (!notes.size && !tokens.length) {
+    if (v.files.has(ANCHOR_ROOTS)) throw fail(`${ANCHOR_ROOTS} in a bundle without outside time-stamps`);
+    return [[], 0];
+  }
+  if (!v.files.has(ANCHOR_ROOTS)) throw fail(`the bundle holds outside time-stamps but no ${ANCHOR_ROOTS}`);
+  const pemText = new TextDecoder("latin1").decode(v.files.get(ANCHOR_ROOTS));
+  const roots = await loadPem(pemText);
+  if (roots === null) throw fail(`${ANCHOR_ROOTS} holds no readable PEM certificates`);
+  if (roots.map((r) => pemOf(r.der)).join("") !== pemText || roots.length > 16) {
+    throw fail(`${ANCHOR_ROOTS} is not in its canonical PEM form`);
+  }
+  const checkpoints = [];
+  for (const [size, name] of [...notes.entries()].sort((a, b) => (BigInt(a[0]) < BigInt(b[0]) ? -1 : 1))) {
+    let cp;
+    let note;
+    try {
+      note = parseNote(v.files.get(name));
+      cp = await openCheckpoint(note, parseCheckpoint(note.text), v.verifier);
+    } catch (e) {
+      if (!(e instanceof VerificationError)) throw e;
+      throw fail(`${name}: ${e.message}`);
+    }
+    if (note.signatures.length !== 1) throw fail(`${name} must hold the notary's signature only`);
+    if (cp.size !== BigInt(size)) throw fail(`${name} holds a checkpoint of size ${cp.size}`);
+    checkpoints.push(cp);
+  }
+  const covered = new Set();
+  for (const name of tokens) {
+    const size = ANCHOR_TOKEN.exec(name)[1];
+    if (!notes.has(size)) throw fail(`${name} has no evidence/anchor-${size}.checkpoint beside it`);
+    try {
+      await verifyToken(v.files.get(name), { roots, data: v.files.get(notes.get(size)), chain: [], form: false });
+    } catch (e) {
+      if (!(e instanceof VerificationError)) throw e;
+      throw fail(`${name}: ${e.message}`);
+    }
+    covered.add(size);
+  }
+  for (const [size, name] of notes) if (!covered.has(size)) throw fail(`${name} has no token over it`);
+  return [checkpoints, tokens.length];
+}
+
 function checkCheckpoints(v, consistencyFiles, extra = []) {
   for (const cp of [...v.events.map((ev) => ev.checkpoint), ...extra]) {
     const have = v.checkpoints.get(cp.size);
@@ -315,6 +378,10 @@ async function checkAcknowledgement(ev, recipients, sha, ring) {
   const s = ev.statement;
   const n = pad2(ev.number);
   const label = `${n} acknowledgement`;
+  if (s.mode === "pickup") {  // the pickup page's confirmation (openpgp.py pickup_detail)
+    const assurance = String(s.assurance ?? "").slice(0, 200);
+    return check(label, "skipped", `confirmed on the pickup page, no signature to check (identity assurance: ${assurance})`, false);
+  }
   const [sig, signed, fpr, whoRaw] = ["signature", "signed", "fingerprint", "recipient"].map((k) => s[k]);
   if (![sig, signed, fpr, whoRaw].every((x) => typeof x === "string")) {
     throw fail(`evidence ${n}: the acknowledgement lacks signature, signed, fingerprint or recipient`);
@@ -433,7 +500,8 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     checkTimeOrder(v.events);
     current = "consistency";
     v.cosigned = await readCosigned(v);
-    checkCheckpoints(v, consistencyFiles, v.cosigned);
+    const [anchored, anchorTokens] = await readAnchors(v); // evidence/anchor-N.* (format 4)
+    checkCheckpoints(v, consistencyFiles, [...v.cosigned, ...anchored]);
     for (const [m, n] of v.consistency) checks.push(await checkConsistency(v, m, n, consistencyFiles.get(`${m}-${n}`)));
     const header = headerFacts(v.message);
     const rcpts = [...header.recipients];
@@ -455,6 +523,8 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     }
     checks.push(check("documents", "skipped", NOT_HERE.documents));
     if (v.cosigned.length) checks.push(check("cosignatures", "skipped", NOT_HERE.cosignatures, false));
+    if (anchorTokens) checks.push(check("outside time-stamps", "skipped", NOT_HERE.anchors, false));
+    if ([...files.keys()].some((n) => RENEWAL.test(n))) checks.push(check("renewals", "skipped", NOT_HERE.renewals, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;
@@ -495,15 +565,22 @@ export function details(stmt) {
     out.push(`TLS: ${String(tls.version ?? "").slice(0, 40)} ${String(tls.cipher ?? "").slice(0, 80)}`);
   }
   if (typeof stmt.fingerprint === "string") out.push(`signer key: ${stmt.fingerprint.slice(0, 80)}`);
+  for (const [name, label] of [["assurance", "identity assurance"], ["released", "key share released"]]) {
+    if (typeof stmt[name] === "string") out.push(`${label}: ${stmt[name].slice(0, 200)}`);
+  }
   return out;
 }
 
 /** Added to a sealed ContentHandover (docs/sealed.md; facts.py SEALED_HANDOVER). */
 const SEALED_HANDOVER = "; the message was sealed: the content could not be read before the signature was logged";
 
+/** A pickup ContentHandover (docs/sealed.md "Pickup"; facts.py PICKUP_HANDOVER). */
+const PICKUP_HANDOVER = "the recipient confirmed receipt on the notary's pickup page (no signature: the identity assurance says who could do that), and the notary logged it; the content could not be read before this was logged: the notary released its key share only after";
+
 export function proves(event, withToken, channel, mode) {
   let text = event === "SubmissionAcceptance" ? ACCEPTED_BY[channel] || PROVES[event] : PROVES[event] || event;
   if (event === "ContentHandover" && mode === "sealed") text += SEALED_HANDOVER;
+  else if (event === "ContentHandover" && mode === "pickup") text = PICKUP_HANDOVER;
   if (withToken) text += "; an independent RFC 3161 time-stamp covers the message's SHA-256";
   return text;
 }

@@ -13,14 +13,14 @@ export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
 /** The format version member (format 2 on; a bundle without it is format 1). */
 export const FORMAT_FILE = "bundle.json";
 /** The formats this page knows (docs/proof-bundle.md). */
-export const FORMATS = [1, 2, 3];
+export const FORMATS = [1, 2, 3, 4];
 
 export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
 export const MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + 64 * 2 ** 20;
 export const MAX_EVENTS = 999;
 export const MAX_KEYS = 64;
-export const MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS;
+export const MAX_MEMBERS = 3 * MAX_EVENTS + MAX_EVENTS + 6 + 1 + MAX_KEYS + 3 * 99;
 
 export const EVIDENCE = /^evidence\/(\d{2,3})-([A-Za-z]{1,64})\.(json|tlog-proof|tsr)$/;
 export const CONSISTENCY = /^evidence\/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{0,18})\.json$/;
@@ -28,11 +28,18 @@ export const CONSISTENCY = /^evidence\/consistency-(0|[1-9]\d{0,18})-(0|[1-9]\d{
 export const KEY_MEMBER = /^keys\/([0-9A-F]{40})\.asc$/;
 /** evidence/checkpoint-<N>.cosigned: a checkpoint with its witnesses' cosignatures (format 3). */
 export const COSIGNED = /^evidence\/checkpoint-([1-9]\d{0,18})\.cosigned$/;
-const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ...DOCUMENTS]);
+/** Outside time-stamps over checkpoints (format 4, certmail/bundle/anchors.py). */
+export const ANCHOR_CHECKPOINT = /^evidence\/anchor-([1-9]\d{0,18})\.checkpoint$/;
+export const ANCHOR_TOKEN = /^evidence\/anchor-([1-9]\d{0,18})-([0-9a-f]{8})\.tsr$/;
+export const ANCHOR_ROOTS = "anchor-roots.pem";
+/** renewals/NN.(json|tsr|pem): archive time-stamps over the whole bundle (certmail/bundle/renew.py). */
+export const RENEWAL = /^renewals\/(\d{2})\.(json|tsr|pem)$/;
+const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
 export function checkName(name) {
   if (FIXED.has(name) || EVIDENCE.test(name) || CONSISTENCY.test(name) || KEY_MEMBER.test(name) || COSIGNED.test(name)) return;
+  if (ANCHOR_CHECKPOINT.test(name) || ANCHOR_TOKEN.test(name) || RENEWAL.test(name)) return;
   const shown = Array.from(unicodeEscape(name)).slice(0, 120).join("");
   throw new VerificationError(`the bundle holds an unexpected member ${pyRepr(shown)}`);
 }

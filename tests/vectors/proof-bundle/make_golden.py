@@ -11,6 +11,14 @@ temporary GnuPG homes, ``certmail send --via smtp`` to a loopback SMTP sink, Bob
 (``--no-encrypt``) and an encrypted one, each acknowledged by Bob. It writes the two
 bundles, the notary's verifier key, its TSA root and Alice's and Bob's public keys
 (public material only; the private keys go with the temporary directories).
+
+With ``GOLDEN_WITNESSES=1`` (format 3, tests/vectors/proof-bundle/v3) the notary has two
+real witnesses (``certmail witness serve``) and each bundle is exported once both have
+cosigned its receipts' checkpoint; their cosigner keys are written as witness-N.vkey.
+With ``GOLDEN_ANCHORS=1`` (format 4, tests/vectors/proof-bundle/v4) the notary anchors
+its checkpoints with an independent ``openssl ts -reply`` TSA (tests/fixtures/openssl_tsa.py,
+``--every 1``) and each bundle is exported once its latest checkpoint is anchored; that
+TSA's root is written as anchor-root.pem.
 """
 
 from __future__ import annotations
@@ -18,14 +26,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.cli import run, use_notary
+from tests.fixtures.cli import run
 from tests.fixtures.notary import NotaryProcess
 
 
-def _send_acked(c: Any, notary: NotaryProcess, tmp: Path, name: str, *extra: str) -> Path:
+def _send_acked(
+    c: Any,
+    notary: NotaryProcess,
+    tmp: Path,
+    name: str,
+    *extra: str,
+    settle: Callable[[str], object] = lambda sha256: None,
+) -> Path:
     body = tmp / f"{name}.txt"
     body.write_text("I agree to the terms of the contract.\n")
     p = run(
@@ -48,19 +64,72 @@ def _send_acked(c: Any, notary: NotaryProcess, tmp: Path, name: str, *extra: str
     eml.write_bytes(c.sink.messages[-1].data)
     p = run(c.bob, "open", str(eml), "--ack", "--json")
     assert p.returncode == 0, p.stderr
+    settle(sent["sha256"])
     bundle = tmp / f"{name}.certmail-proof.zip"
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
     assert p.returncode == 0, p.stderr
     return bundle
 
 
-def test_make_golden(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+def _outside_tsa(notary_dir: Path, tmp: Path, out: Path) -> Any:
+    """An openssl TSA the notary anchors with every second; its root as anchor-root.pem."""
+    from tests.fixtures.cli import cli
+    from tests.fixtures.openssl_tsa import OpensslTsa
+
+    tsa = OpensslTsa(tmp / "outside-tsa").start()
+    args = ["notary", "anchors", "add", tsa.url, "--root", str(tsa.root), "--every", "1"]
+    assert cli(*args, "--dir", str(notary_dir)).returncode == 0
+    shutil.copy(tsa.root, out / "anchor-root.pem")
+    return tsa
+
+
+def _wait_anchored(url: str) -> None:
+    """Until the notary's latest checkpoint is anchored."""
+    import time
+
+    import httpx
+
+    size = int(httpx.get(url + "/checkpoint", timeout=10).text.split("\n")[1])
+    deadline = time.monotonic() + 60
+    while httpx.get(url + "/v1/anchors", params={"size": size}, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the checkpoint was never anchored"
+        time.sleep(0.2)
+
+
+def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> None:
+    from tests.certmail.test_proof_witnesses import _wait_receipts_cosigned, _witnesses
+
     out = Path(os.environ["GOLDEN_OUT"])
     out.mkdir(parents=True, exist_ok=True)
     c = correspondents
-    use_notary(c, c.alice, notary_server)
-    signed = _send_acked(c, notary_server, tmp_path, "signed-ack", "--no-encrypt")
-    encrypted = _send_acked(c, notary_server, tmp_path, "encrypted-ack")
+    notary_server = NotaryProcess(notary_dir)
+    with_witnesses = os.environ.get("GOLDEN_WITNESSES") == "1"
+    witnesses = _witnesses(notary_dir, tmp_path, notary_server) if with_witnesses else []
+    for i, w in enumerate(witnesses, start=1):
+        shutil.copy(w.directory / "witness.vkey", out / f"witness-{i}.vkey")
+    tsa = _outside_tsa(notary_dir, tmp_path, out) if os.environ.get("GOLDEN_ANCHORS") else None
+    try:
+        for w in witnesses:
+            w.start()
+        notary_server.start()
+        token = notary_server.token_for(c.alice.email)
+        c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+
+        def settle(sha256: str) -> object:
+            if tsa is not None:
+                _wait_anchored(notary_server.url)
+            return witnesses and _wait_receipts_cosigned(notary_server.url, token, sha256)
+
+        signed = _send_acked(
+            c, notary_server, tmp_path, "signed-ack", "--no-encrypt", settle=settle
+        )
+        encrypted = _send_acked(c, notary_server, tmp_path, "encrypted-ack", settle=settle)
+    finally:
+        notary_server.stop()
+        for w in witnesses:
+            w.stop()
+        if tsa is not None:
+            tsa.stop()
     shutil.copy(signed, out / signed.name)
     shutil.copy(encrypted, out / encrypted.name)
     (out / "notary.vkey").write_text(notary_server.vkey.strip() + "\n")
