@@ -11,8 +11,8 @@ handover happened: a retry after a crash finds the entry and answers the same
 key with a receipt for the same entry, never logging a second one.
 
 A refusal logs ``RejectionByRecipient``; a seal past its expiry with no
-handover logs ``ContentHandoverFailure`` (:meth:`Seals.sweep`). Either way the
-share is destroyed.
+handover logs ``ContentHandoverFailure`` (:meth:`Seals.sweep`) and queues the
+sender's notice (:mod:`notary.seal_notices`). Either way the share is destroyed.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from notary.ack import SignatureChecks, SignerKey, acknowledge
 from notary.ackformat import AckRequest
 from notary.evidence import format_time, parse_statement
 from notary.receipt import Receipt
+from notary.seal_notices import queue_expiry_notice
 from notary.sealformat import SealRegistration
 from notary.sequencer import Submission
 
@@ -404,6 +405,8 @@ class Seals:
                 if todo:
                     await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
                     logged += len(todo)
+                failures = self.logged(seal, "ContentHandoverFailure")  # the sender's notice:
+                await asyncio.to_thread(queue_expiry_notice, self.service, seal, failures)
                 self.set_state(seal.sha256, _after_expiry(seal.state), destroy=True)
         return logged
 
