@@ -104,9 +104,8 @@ class Receiver:
         dots still on)."""
         if self.too_long or not block:
             return
-        if len(block) > self.line_limit + 2 and (
-            max(map(len, block.split(b"\r\n"))) > self.line_limit
-        ):
+        lines = block.split(b"\r\n")  # the last is empty: the block ends with CRLF
+        if max(map(len, lines)) > self.line_limit:
             self.too_long = True
             return
         if self.too_much or self.write_failed:
@@ -117,13 +116,13 @@ class Receiver:
             self.too_much = True
             return
         # Every line ends with CRLF, so any other CR or LF is bare (the LF wins, as in
-        # content.check_line_endings).
-        crlf = data.count(b"\r\n")
-        if data.count(b"\n") != crlf:
+        # content.check_line_endings). Removing the dots changed no CR or LF.
+        crlf = len(lines) - 1
+        if block.count(b"\n") != crlf:
             self._lf = True
-        elif data.count(b"\r") != crlf:
+        elif block.count(b"\r") != crlf:
             self._cr = True
-        if b"\0" in data:
+        if b"\0" in block:
             self._nul = True
         if len(self._head) < MAX_HEADER_BYTES + 4:
             self._head += data[: MAX_HEADER_BYTES + 4 - len(self._head)]
