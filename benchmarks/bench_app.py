@@ -16,8 +16,10 @@ times. Prints one table:
   small endpoint the page polls: the server's share of the work) timed by an HTTP client,
   and the first paint of ``/verify`` (the notary's other page, no account data) in the same
   browser;
-- once, the first request after the messages were logged, which brings the page's message
-  index (``web.db``) up to date with the log: the index's catch-up cost.
+- once, the first ``GET /app/list.json`` (httpx, signed in by the token form) right after
+  the last message was logged: what a request waits for the message index (``web.db``),
+  which ``notary serve`` catches up in the background (notary/web/app_follow.py); then
+  the browser's sign-in to the list.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def fill(url: str, token: str, n: int, tag: str) -> None:
             r.raise_for_status()
 
 
+def first_list_ms(url: str, token: str) -> float:
+    """Sign in by the token form, then time the first ``GET /app/list.json``."""
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=600) as c:
+        page = c.get("/app").text
+        m = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert m, page
+        c.post("/app/signin", data={"token": token, "csrf": m.group(1)})
+        t = time.perf_counter()
+        r = c.get("/app/list.json")
+        ms = (time.perf_counter() - t) * 1000
+        r.raise_for_status()
+        return ms
+
+
 def paint_after(driver: Any, url: str) -> dict[str, Any]:
     driver.get(url)
     deadline = time.monotonic() + 30
@@ -96,11 +116,12 @@ def main() -> int:
             token = notary.token_for("alice@example.org")
             fill(notary.url, token, args.messages, "alice")
             fill(notary.url, notary.token_for("carol@example.org"), 1000, "carol")
+            first = first_list_ms(notary.url, token)
             driver = start_browser(work / "chromium")
             driver.get(notary.url + "/app")
             driver.find_element("id", "token").send_keys(token)
             t0 = time.perf_counter()
-            driver.find_element("id", "signin").click()  # the first /app: the index catches up
+            driver.find_element("id", "signin").click()
             while not driver.execute_script("return document.getElementById('rows')"):
                 time.sleep(0.02)
             catch_up = (time.perf_counter() - t0) * 1000
@@ -135,7 +156,8 @@ def main() -> int:
     print(f"{'/app DOMContentLoaded end':<52} {med_max([a['dcl'] for a in app]):>18}")
     print(f"{'peer: GET /app/list.json, same page as JSON (httpx)':<52} {med_max(js):>18}")
     print(f"{'peer: /verify first contentful paint':<52} {med_max([v['fcp'] for v in verify]):>18}")
-    print(f"{'once: sign-in to list, index catch-up of the log':<52} {catch_up:>11.0f}")
+    print(f"{'once: first GET /app/list.json after the backlog':<52} {first:>11.0f}")
+    print(f"{'once: sign-in to the list in the browser':<52} {catch_up:>11.0f}")
     ok = statistics.median(fcp) <= TARGET_MS
     print(f"\ntarget: first paint <= {TARGET_MS:.0f} ms: {'met' if ok else 'NOT met'}")
     return 0

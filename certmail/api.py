@@ -43,6 +43,7 @@ from .inbox.notarized import notarized_file
 from .ledger import Entry, Ledger
 from .mailfile import read_message
 from .notary_client import NotaryClient
+from .opened import open_result
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
 from .sealed.opening import SealedOpening, is_sealed, open_sealed
@@ -57,37 +58,16 @@ from .sendcheck import (
     too_large,
 )
 from .signatures import verify_signatures
-from .signer import NOTARY_HEADER, Sealer
+from .signer import Sealer
 from .unseal import check_manifest, unseal_file
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
-    from keys.gpg import Ask, Keyring, SignatureInfo
+    from keys.gpg import Ask, Keyring
 
     from .config import Settings
     from .scan import Scanner
     from .smime.opening import SmimeContext
     from .tracking import Tracking
-    from .unseal import Unsealed
-
-
-def _sig_json(sig: SignatureInfo | None) -> dict[str, Any]:
-    if sig is None:
-        return {
-            "signer": None,
-            "signer_fingerprint": None,
-            "signer_primary_fingerprint": None,
-            "trust": None,
-            "trusted": False,
-            "signed_at": None,
-        }
-    return {
-        "signer": sig.signer_email,
-        "signer_fingerprint": sig.fingerprint,
-        "signer_primary_fingerprint": sig.primary_fingerprint,
-        "trust": sig.validity,
-        "trusted": sig.trusted,
-        "signed_at": sig.created.isoformat(),
-    }
 
 
 class Certmail:
@@ -247,13 +227,7 @@ class Certmail:
         data = body.encode("utf-8") if isinstance(body, str) else body
         limit = relay_limit(self._outbox, via)
         paths = [Path(a) for a in attachments]
-        if limit is not None and encrypt:
-            check_size(limit, len(data), paths)
-        scanned = self.scan_attachments(
-            [Path(a) for a in attachments],
-            require_scan=self._require_scan(require_scan),
-            warnings=warnings,
-        )
+        scanned = self._checked_parts(paths, len(data), limit, encrypt, require_scan, warnings)
         headers = make_headers(self.settings, self.clock, to, cc, subject)
         with self._workdir() as work:
             tracking = None
@@ -293,6 +267,23 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _checked_parts(
+        self,
+        paths: list[Path],
+        body_size: int,
+        limit: int | None,
+        encrypt: bool,
+        require_scan: bool | None,
+        warnings: list[str],
+    ) -> list[tuple[Path, ScanRecord]]:
+        """The relay's size limit checked before any work (an encrypted message is about
+        the size of its parts), then every file scanned (InfectedError: nothing sent)."""
+        if limit is not None and encrypt:
+            check_size(limit, body_size, paths)
+        return self.scan_attachments(
+            paths, require_scan=self._require_scan(require_scan), warnings=warnings
+        )
 
     def _sealer_for(self, smime: bool) -> Any:
         """The OpenPGP sealer, or with ``smime`` the S/MIME one (docs/smime.md)."""
@@ -411,27 +402,11 @@ class Certmail:
             )
             if save_dir is not None:
                 save_all(u, atts, Path(save_dir), force, warnings)
-        warnings += _open_warnings(u)
-        notary = u.outer_fields.get(NOTARY_HEADER) or u.fields.get(NOTARY_HEADER)
         receipts: list[dict[str, Any]] = []
         with contextlib.suppress(Error):
             if self.settings.ledger_path.exists():
                 receipts = self.ledger.receipts(sha)
-        body = (u.body or b"").decode("utf-8", "replace").replace("\r\n", "\n")
-        return OpenResult(
-            sha256=sha,
-            encrypted=u.encrypted,
-            signed=u.signature is not None,
-            **_sig_json(u.signature),
-            header_protection=u.header_protection,
-            headers=u.fields,
-            body=body,
-            manifest="verified" if u.manifest else "absent",
-            attachments=atts,
-            notary=notary,
-            receipts=receipts,
-            warnings=warnings,
-        )
+        return open_result(u, sha, atts, receipts, warnings)
 
     # -- verify ------------------------------------------------------------------
 
@@ -445,25 +420,6 @@ class Certmail:
         """
         raw = read_message(Path(path))
         return verify_signatures(lambda: self.keyring, raw, dnsfunc=dnsfunc, smime=self.smime)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _open_warnings(u: Unsealed) -> list[str]:
-    """What a person should know about an opened message's signature and headers."""
-    out = []
-    if u.signature is None:
-        out.append("the message is NOT signed: its sender is not proven")
-    elif not u.signature.trusted:
-        out.append(
-            f"the signer's key is not certified (validity {u.signature.validity}); "
-            "check the fingerprint, then: "
-            f"certmail keys trust {u.signature.primary_fingerprint}"
-        )
-    if u.encrypted and u.header_protection not in ("cipher", "v1"):  # v1: other clients
-        out.append("the header fields are not protected (no RFC 9788 hp=cipher)")
-    return out
 
 
 # ------------------------------------------------------------------ module-level verbs

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from keys.errors import ConflictError, Error, InfectedError, NotFoundError
 
 from .compose import NOT_SCANNED, ScanRecord
-from .pipeline import copy_file
+from .fileio import copy_file
 from .results import AttachmentInfo
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,6 +42,7 @@ from .ledger_rows import (
     entry_from_row,
     now_text,
 )
+from .sqlitedb import SqliteStore
 
 __all__ = ["KEPT_SQL", "OUTBOX_SQL", "SCHEMA", "Entry", "Ledger", "QueuedAck"]
 
@@ -66,7 +67,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class Ledger:
+class Ledger(SqliteStore):
     """The SQLite ledger at ``path`` with message copies in ``outbox_dir`` / ``sent_dir``.
 
     Every method that changes state commits before it returns.
@@ -78,31 +79,7 @@ class Ledger:
         self.sent_dir = Path(sent_dir)
         for d in (self.path.parent, self.outbox_dir, self.sent_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        super().__init__(self.path, SCHEMA, timeout=30, foreign_keys=True)
 
     # -- files -------------------------------------------------------------------
 

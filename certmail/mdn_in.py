@@ -39,6 +39,7 @@ from keys.errors import Error, MalformedError, NotFoundError
 
 from .mime import Entity, canonicalize, decode_body, parse_entity, same_address, split_multipart
 from .rfc3156 import signed_parts
+from .sqlitedb import session
 
 if TYPE_CHECKING:
     from keys.gpg import Keyring, SignatureInfo
@@ -231,15 +232,8 @@ def label_of(mdn: IncomingMdn, recipients: tuple[str, ...]) -> str:
 
 @contextmanager
 def _db(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
-        with conn:
-            yield conn
-    finally:
-        conn.close()
+    with session(path, SCHEMA) as conn:
+        yield conn
 
 
 def store(ledger: Ledger, mdn: IncomingMdn, raw: bytes, received: str) -> StoredMdn:

@@ -4,7 +4,9 @@
 checkpoint's Ed25519 signature against the pinned verifier key, the RFC 9162
 inclusion proof of the exact entry bytes, the evidence statement, that it
 names the expected message, and the RFC 3161 token over the message against
-a trusted TSA root. It returns what was proved or raises VerificationError.
+a trusted TSA root (the log's tokens carry no certificates: the TSA's chain,
+``GET /v1/tsa/chain``, is given beside them; older tokens that embed it verify
+without). It returns what was proved or raises VerificationError.
 """
 
 from __future__ import annotations
@@ -78,7 +80,19 @@ def verify_receipt(
         kwargs: dict[str, Any] = (
             {"data": data} if data is not None else {"digest": bytes.fromhex(got)}
         )
-        token = verify_token(receipt.tst, roots=tsa_roots, certificates=tsa_chain or (), **kwargs)
+        try:
+            token = verify_token(
+                receipt.tst, roots=tsa_roots, certificates=tsa_chain or (), **kwargs
+            )
+        except VerificationError as e:
+            if tsa_chain:
+                raise
+            # The log's tokens carry no certificates: the chain comes from the notary.
+            raise VerificationError(
+                e.message,
+                hint="give the TSA's chain with --tsa-chain (GET /v1/tsa/chain of the notary,"
+                " or tsa-chain.pem of a proof bundle)",
+            ) from None
         if token.digest != bytes.fromhex(got):
             raise VerificationError("the time-stamp token is for another message")
     return VerifiedReceipt(statement, checkpoint, receipt.index, token)

@@ -29,16 +29,9 @@ from .compose import (
     header_lines,
     new_boundary,
 )
+from .fileio import HashingWriter, close_file, copy_file, file_sha256, start_writeback
 from .mime import canonicalize
-from .pipeline import (
-    REVERIFY_HINT,
-    EncryptPipeline,
-    HashingWriter,
-    close_file,
-    copy_file,
-    file_sha256,
-    start_writeback,
-)
+from .pipeline import REVERIFY_HINT, EncryptPipeline
 from .rfc3156 import OBSCURED_SUBJECT, autocrypt_header, copy_stream, signed_head, write_signed
 
 

@@ -47,13 +47,14 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from keys.errors import Error, TemporaryError, VerificationError
 
-_CHUNK = 1 << 20
+from .smtpdata import DotStuffer, chunks
+from .smtpdata import dot_stuff as dot_stuff  # importable from here, as smtp.py does
 
 
 class DeliveryError(Error):
@@ -146,50 +147,6 @@ def verifying_context(
                 hint="name a PEM file with the server's CA certificate",
             ) from None
     return ssl.create_default_context()
-
-
-class _Data:
-    """Dot-stuffing (RFC 5321 §4.5.2) over a CRLF message streamed in chunks."""
-
-    def __init__(self) -> None:
-        self.carry = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self.carry + chunk
-        cut = data.rfind(b"\n") + 1
-        self.carry = data[cut:]
-        return self._stuff(data[:cut])
-
-    def end(self) -> bytes:
-        tail = self._stuff(self.carry)
-        self.carry = b""
-        if tail and not tail.endswith(b"\r\n"):
-            tail += b"\r\n"
-        return tail + b".\r\n"
-
-    @staticmethod
-    def _stuff(lines: bytes) -> bytes:
-        # Each piece starts at a line start.
-        if lines.startswith(b"."):
-            lines = b"." + lines
-        return lines.replace(b"\n.", b"\n..")
-
-
-def dot_stuff(data: bytes) -> bytes:
-    """``data`` as it travels after DATA, terminator included (for tests)."""
-    d = _Data()
-    return d.feed(data) + d.end()
-
-
-def _chunks(source: Path | bytes) -> Iterator[bytes]:
-    if isinstance(source, bytes):
-        view = memoryview(source)
-        for i in range(0, len(source), _CHUNK):
-            yield bytes(view[i : i + _CHUNK])
-        return
-    with source.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            yield chunk
 
 
 def _text(t: bytes | str) -> str:
@@ -430,10 +387,10 @@ def _transaction(
             raise _reply_error(peer, code, text, "DATA")
         sock = client.sock
         assert sock is not None
-        stuffer = _Data()
+        stuffer = DotStuffer()
         done = 0
         pending = b""
-        for chunk in _chunks(source):
+        for chunk in chunks(source):
             if pending:
                 sock.sendall(pending)
             pending = stuffer.feed(chunk)

@@ -1,6 +1,6 @@
 """The notary's evidence-signing key: what signs its ETSI evidence and PDF certificates.
 
-Built with the same certificate steps as the TSA (:mod:`keys.tsa`): an ECDSA
+Built with the certificate steps the TSA uses too (:mod:`keys.x509ca`): an ECDSA
 P-256 root CA of its own ("<origin> Evidence Root CA") issues one end-entity
 certificate with digitalSignature and nonRepudiation (contentCommitment), no
 extendedKeyUsage. Its root is a separate CA from the TSA's, so the TSA's
@@ -25,19 +25,17 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from keys.errors import ConflictError, KeyMaterialError, NotFoundError
-from keys.tsa import (
-    BACKDATE,
-    _key_pem,
-    _key_usage,
-    _pem,
-    _root_certificate,
-    _write_public,
-    _write_secret,
+from keys.x509ca import (
+    certs_pem,
+    key_pem,
+    root_certificate,
+    signer_certificate,
+    write_public,
+    write_secret,
 )
 
 EVIDENCE_KEY = "evidence-key.pem"
@@ -59,36 +57,7 @@ class EvidenceCredentials:
 
     def chain_pem(self) -> bytes:
         """The certificate, then the root, in PEM."""
-        return _pem([self.cert, self.root])
-
-
-def _evidence_certificate(
-    public_key: ec.EllipticCurvePublicKey,
-    common_name: str,
-    root: x509.Certificate,
-    root_key: ec.EllipticCurvePrivateKey,
-    now: datetime,
-) -> x509.Certificate:
-    root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(root.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + EVIDENCE_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, content_commitment=True, ca=False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
-            critical=False,
-        )
-        .sign(root_key, hashes.SHA256())
-    )
+        return certs_pem([self.cert, self.root])
 
 
 def generate_evidence_pki(
@@ -105,17 +74,17 @@ def generate_evidence_pki(
             hint="keep it, or move the directory away before creating a new one",
         )
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _root_certificate(root_key, f"{common_name} Root CA", now)
+    root = root_certificate(root_key, f"{common_name} Root CA", now)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _evidence_certificate(key.public_key(), common_name, root, root_key, now)
+    cert = signer_certificate(key.public_key(), common_name, root, root_key, now, EVIDENCE_LIFETIME)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     root_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_secret(directory / EVIDENCE_KEY, _key_pem(key))
-    _write_public(directory / EVIDENCE_CERT, _pem([cert]))
-    _write_public(directory / EVIDENCE_CHAIN, _pem([cert, root]))
-    _write_public(directory / EVIDENCE_CA, _pem([root]))
-    _write_secret(root_dir / EVIDENCE_CA_KEY, _key_pem(root_key))
-    _write_public(root_dir / EVIDENCE_CA, _pem([root]))
+    write_secret(directory / EVIDENCE_KEY, key_pem(key))
+    write_public(directory / EVIDENCE_CERT, certs_pem([cert]))
+    write_public(directory / EVIDENCE_CHAIN, certs_pem([cert, root]))
+    write_public(directory / EVIDENCE_CA, certs_pem([root]))
+    write_secret(root_dir / EVIDENCE_CA_KEY, key_pem(root_key))
+    write_public(root_dir / EVIDENCE_CA, certs_pem([root]))
     return EvidenceCredentials(key=key, cert=cert, root=root)
 
 

@@ -32,11 +32,19 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from keys.errors import ConflictError, KeyMaterialError, NotFoundError
+from keys.x509ca import (
+    certs_pem,
+    key_pem,
+    root_certificate,
+    signer_certificate,
+    write_public,
+    write_secret,
+)
 
 TSA_KEY = "tsa-key.pem"
 TSA_CERT = "tsa-cert.pem"
@@ -44,13 +52,10 @@ TSA_CHAIN = "tsa-chain.pem"
 ROOT_CERT = "root-ca.pem"
 ROOT_KEY = "root-ca-key.pem"
 
-#: Lifetimes of generated certificates. A token stays verifiable after the TSA
+#: The TSA certificate's lifetime. A token stays verifiable after the TSA
 #: certificate expires (verifiers check the chain at genTime), so the TSA
-#: certificate is shorter-lived than the root.
-ROOT_LIFETIME = timedelta(days=20 * 365)
+#: certificate is shorter-lived than the root (`keys.x509ca.ROOT_LIFETIME`).
 TSA_LIFETIME = timedelta(days=10 * 365)
-#: Generated certificates start slightly in the past to tolerate clock skew.
-BACKDATE = timedelta(minutes=5)
 
 _IMPORT_HINT = "pass --tsa-cert/--tsa-key/--tsa-chain for a valid TSA, or omit them to generate one"
 
@@ -91,85 +96,23 @@ def generate_tsa_pki(
     if root_dir is not None:
         _refuse_overwrite(root_dir, (ROOT_CERT, ROOT_KEY))
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _root_certificate(root_key, f"{common_name} Root CA", now)
+    root = root_certificate(root_key, f"{common_name} Root CA", now)
     tsa_key = ec.generate_private_key(ec.SECP256R1())
-    tsa = _tsa_certificate(tsa_key.public_key(), common_name, root, root_key, now)
+    # RFC 3161 §2.3: exactly one extendedKeyUsage, critical, only timeStamping.
+    tsa = signer_certificate(
+        tsa_key.public_key(),
+        common_name,
+        root,
+        root_key,
+        now,
+        TSA_LIFETIME,
+        extended_key_usage=x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
+    )
     creds = TsaCredentials(key=tsa_key, cert=tsa, chain=(root,))
     validate_tsa_certificate(tsa, creds.chain, tsa_key, now)
     _write_layout(directory, creds)
     _write_root_key(root_dir or directory, root_key, root if root_dir is not None else None)
     return creds
-
-
-def _key_usage(*, digital_signature: bool, content_commitment: bool, ca: bool) -> x509.KeyUsage:
-    """A keyUsage with the given bits set: a CA's (keyCertSign, cRLSign) or a signer's."""
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=content_commitment,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _root_certificate(
-    root_key: ec.EllipticCurvePrivateKey, name: str, now: datetime
-) -> x509.Certificate:
-    """The self-signed root CA (pathLen 0: it issues only the TSA certificate)."""
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + ROOT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=False, content_commitment=False, ca=True), critical=True
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
-        )
-        .sign(root_key, hashes.SHA256())
-    )
-
-
-def _tsa_certificate(
-    public_key: ec.EllipticCurvePublicKey,
-    common_name: str,
-    root: x509.Certificate,
-    root_key: ec.EllipticCurvePrivateKey,
-    now: datetime,
-) -> x509.Certificate:
-    """The TSA certificate ``root`` issues: exactly one, critical, timeStamping EKU
-    (RFC 3161 §2.3), digitalSignature and nonRepudiation."""
-    root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(root.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + TSA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, content_commitment=True, ca=False), critical=True
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
-            critical=False,
-        )
-        .sign(root_key, hashes.SHA256())
-    )
 
 
 def _write_root_key(
@@ -180,9 +123,9 @@ def _write_root_key(
     if root is not None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
-    _write_secret(directory / ROOT_KEY, _key_pem(root_key))
+    write_secret(directory / ROOT_KEY, key_pem(root_key))
     if root is not None:
-        _write_public(directory / ROOT_CERT, _pem([root]))
+        write_public(directory / ROOT_CERT, certs_pem([root]))
 
 
 def import_tsa(
@@ -377,48 +320,12 @@ def _refuse_overwrite(directory: Path, names: Sequence[str]) -> None:
         )
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _pem(certs: Sequence[x509.Certificate]) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
 def _write_layout(directory: Path, creds: TsaCredentials) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_secret(directory / TSA_KEY, _key_pem(creds.key))
-    _write_public(directory / TSA_CERT, _pem([creds.cert]))
-    _write_public(directory / TSA_CHAIN, _pem([creds.cert, *creds.chain]))
-    _write_public(directory / ROOT_CERT, _pem([creds.root()]))
-
-
-def _write_secret(path: Path, data: bytes) -> None:
-    _write_new(path, data, 0o600)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    _write_new(path, data, 0o644)
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (never overwrite), write ``data`` and fsync it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError as exc:
-        raise ConflictError(
-            f"{path} already exists", hint="move it away before creating a new TSA"
-        ) from exc
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_secret(directory / TSA_KEY, key_pem(creds.key))
+    write_public(directory / TSA_CERT, certs_pem([creds.cert]))
+    write_public(directory / TSA_CHAIN, certs_pem([creds.cert, *creds.chain]))
+    write_public(directory / ROOT_CERT, certs_pem([creds.root()]))
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -1,26 +1,35 @@
 """Acknowledgements of receipt, notary side: ``POST /v1/ack`` → ``ContentHandover`` (docs/ack.md).
 
 The text and request formats are in :mod:`notary.ackformat`. The notary
-checks the signature with the public key sent along, in a throw-away
-GNUPGHOME per request, then logs ``ContentHandover`` for the account of the
+checks the signature with the certificate sent along, in-process with
+Sequoia-PGP (pysequoia): nothing of one request is kept for another but the
+parsed certificate, then logs ``ContentHandover`` for the account of the
 message's first ``SubmissionAcceptance`` (so the sender sees it in
 ``GET /v1/messages/{sha256}/receipts``, and no one who notarized the same hash later).
+The offline verifier and the client check signatures with GnuPG
+(:mod:`keys.gpg`); tests/notary/test_ack_crosscheck.py shows both give the
+same verdicts on the same signatures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
+from threading import Lock
 from typing import Any
 
-from keys.errors import NotFoundError, TemporaryError, VerificationError
+import pysequoia
+from pysequoia.packet import PacketPile, SignatureType, Tag
+
+from keys.errors import MalformedError, NotFoundError, TemporaryError, VerificationError
+from keys.gpg import email_of
+from keys.gpg.importing import check_before_import
 from notary.ackformat import AckRequest
 from notary.evidence import parse_statement
 from notary.receipt import Receipt
@@ -28,10 +37,13 @@ from notary.sequencer import Submission
 
 __all__ = ["Busy", "SignatureChecks", "SignerKey", "acknowledge", "check_signature"]
 
-#: At most this many gpg verifications run at once in a process (each is a subprocess).
-GPG_CONCURRENCY = 2
+#: At most this many signature checks run at once in a process (Sequoia releases
+#: the GIL while it verifies: one thread per core of this 2-core target).
+CHECK_CONCURRENCY = 2
 #: At most this many more wait for one; beyond, ``POST /v1/ack`` is answered 503 at once.
-GPG_QUEUE = 16
+CHECK_QUEUE = 16
+#: Parsed certificates kept by the hash of their text (an acknowledger sends the same one).
+CERT_CACHE = 1024
 
 
 class Busy(TemporaryError):
@@ -39,22 +51,22 @@ class Busy(TemporaryError):
 
 
 @cache
-def _gpg_pool() -> ThreadPoolExecutor:
-    """The threads gpg verifications run in: their own, not the event loop's default pool
+def _check_pool() -> ThreadPoolExecutor:
+    """The threads signature checks run in: their own, not the event loop's default pool
     (which the sequencer commits in), so a flood of checks never delays a commit."""
-    return ThreadPoolExecutor(max_workers=GPG_CONCURRENCY, thread_name_prefix="ack-gpg")
+    return ThreadPoolExecutor(max_workers=CHECK_CONCURRENCY, thread_name_prefix="ack-check")
 
 
 class SignatureChecks:
     """Runs :func:`check_signature` off the event loop, bounded in concurrency and queue.
 
-    At most :data:`GPG_CONCURRENCY` checks run at once (per process); of one
+    At most :data:`CHECK_CONCURRENCY` checks run at once (per process); of one
     app, at most ``queue`` more wait, and one more raises :class:`Busy` at once,
     before it costs anything.
     """
 
-    def __init__(self, queue: int = GPG_QUEUE) -> None:
-        self.limit = GPG_CONCURRENCY + queue
+    def __init__(self, queue: int = CHECK_QUEUE) -> None:
+        self.limit = CHECK_CONCURRENCY + queue
         self.active = 0
 
     async def check(self, req: AckRequest) -> SignerKey:
@@ -62,10 +74,10 @@ class SignatureChecks:
             raise Busy("too many acknowledgements are being checked; try again shortly")
         loop = asyncio.get_running_loop()
         self.active += 1
-        job = _gpg_pool().submit(
+        job = _check_pool().submit(
             check_signature, req.signed, req.signature, req.public_key, req.recipient
         )
-        # Counted until gpg is done, even when the request is abandoned meanwhile.
+        # Counted until the check is done, even when the request is abandoned meanwhile.
         job.add_done_callback(lambda _: self._release(loop))
         return await asyncio.wrap_future(job)
 
@@ -88,34 +100,128 @@ class SignerKey:
     emails: tuple[str, ...]
 
 
+_certs: OrderedDict[bytes, list[pysequoia.Cert]] = OrderedDict()
+_certs_lock = Lock()
+
+
+def _parse_certs(public_key: str) -> list[pysequoia.Cert]:
+    """The certificates in ``public_key`` (parsed once per distinct text, LRU-kept).
+
+    A parsed certificate is immutable and judged afresh (expiry, revocation)
+    at each verification, so keeping it changes no verdict.
+    """
+    data = public_key.encode("utf-8")
+    key = hashlib.sha256(data).digest()
+    with _certs_lock:
+        hit = _certs.get(key)
+        if hit is not None:
+            _certs.move_to_end(key)
+            return hit
+    check_before_import(data, secret=False)  # a secret key is refused, as by keys import
+    try:
+        certs = pysequoia.Cert.split_bytes(data)
+    except Exception:  # pysequoia raises plain exceptions (with Rust's message)
+        certs = []
+    if not certs:
+        raise MalformedError("no OpenPGP key found in public_key")
+    with _certs_lock:
+        _certs[key] = certs
+        while len(_certs) > CERT_CACHE:
+            _certs.popitem(last=False)
+    return certs
+
+
+def _not_accepted(cert: pysequoia.Cert, now: datetime) -> str | None:
+    """Why ``cert``'s signatures are not accepted now (revoked, expired), else None."""
+    if cert.is_revoked:
+        return "signing key was revoked"
+    if cert.expiration is not None and cert.expiration <= now:
+        return "signing key has expired"
+    return None
+
+
+def _verifies(data: bytes, sig: Any, certs: list[pysequoia.Cert]) -> list[Any]:
+    """Sequoia's good signatures of ``certs`` in ``sig`` over ``data`` (none: [])."""
+    try:
+        found = pysequoia.verify(bytes=data, store=lambda _ids: certs, signature=sig)
+        return list(found.valid_sigs)
+    except Exception:  # no good signature (pysequoia's text holds Rust's, never shown)
+        return []
+
+
+def _subkey_expiry(cert: pysequoia.Cert, subkey: str, data: bytes, sig: Any) -> datetime | None:
+    """When the signing subkey ``subkey`` expires by its newest binding signature that
+    Sequoia verifies, or None (no expiry, or none found).
+
+    Sequoia judges a key at the signature's creation time, GnuPG (and the
+    notary, which witnesses the acknowledgement now) at the present: each
+    binding signature is tried alone, in a certificate made of the primary
+    key's part and the subkey with that one binding, so only a binding that
+    Sequoia verified (and that held when the signature was made) is read.
+    """
+    pkts = list(PacketPile.from_bytes(bytes(cert)))
+    subs = [i for i, p in enumerate(pkts) if p.tag == Tag.PublicSubkey]
+    at = next(i for i in subs if pkts[i].fingerprint == subkey)
+    sigs = pkts[at + 1 :]
+    end = next((i for i, p in enumerate(sigs) if p.tag != Tag.Signature), len(sigs))
+    best: Any = None
+    for b in sigs[:end]:
+        if b.signature_type != SignatureType.SubkeyBinding or b.signature_created is None:
+            continue
+        if best is not None and b.signature_created <= best.signature_created:
+            continue
+        alone = [pysequoia.Cert.from_packets([*pkts[: subs[0]], pkts[at], b])]
+        if _verifies(data, sig, alone):
+            best = b
+    created = pkts[at].key_created
+    if best is None or best.key_validity_period is None or created is None:
+        return None
+    expiry: datetime = created + best.key_validity_period
+    return expiry
+
+
 def check_signature(text: str, signature: str, public_key: str, recipient: str) -> SignerKey:
     """Verify ``signature`` over ``text`` with ``public_key`` alone; return the signer.
 
-    Runs gpg in a fresh temporary GNUPGHOME (nothing of one request is seen by
-    another). The key must carry a user id with ``recipient``'s address.
-    Raises VerificationError (bad signature, other key, no such user id) or
-    MalformedError (not a key / not a signature). Blocks: call it through
+    In-process with Sequoia under its standard policy: the signing (sub)key
+    must have been valid and signing-capable when it signed, and the
+    certificate must be neither revoked nor expired now (as GnuPG judges
+    it). The key must carry a (non-revoked) user id with ``recipient``'s
+    address. Raises VerificationError (bad signature, other key, no such user
+    id, revoked or expired key) or MalformedError (not a key / not a
+    signature). Takes about a millisecond: call it through
     :class:`SignatureChecks` from the event loop.
     """
-    from keys.gpg import Keyring
-
-    home = Path(tempfile.mkdtemp(prefix="cm-ack-"))
+    certs = _parse_certs(public_key)
+    data = text.encode("utf-8")
     try:
-        ring = Keyring(home)
-        fprs = ring.import_keys(public_key.encode("utf-8"))
-        sig = ring.verify_detached(text.encode("utf-8"), signature.encode("utf-8"))
-        primary = sig.primary_fingerprint.upper()
-        if primary not in {f.upper() for f in fprs}:
-            raise VerificationError("the signature was not made by the key sent with it")
-        key = ring.key_for(primary)
-        if recipient.lower() not in {e.lower() for e in key.emails}:
-            raise VerificationError(f"the signing key {primary} has no user id for {recipient}")
-        return SignerKey(primary, sig.fingerprint.upper(), key.emails)
-    finally:
-        subprocess.run(
-            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+        sig = pysequoia.Sig.from_bytes(signature.encode("utf-8"))
+    except Exception:
+        raise MalformedError("not an OpenPGP signature") from None
+    valid = _verifies(data, sig, certs)
+    now = datetime.now(UTC)
+    if not valid:
+        state = next((st for c in certs if (st := _not_accepted(c, now))), None)
+        if state is not None:
+            raise VerificationError(f"signature not accepted: {state}")
+        issuer = (sig.issuer_fingerprint or sig.issuer_key_id or "?").upper()
+        raise VerificationError(
+            "BAD signature: the data or the signature was modified, "
+            f"or it was made by another key ({issuer}) than the one sent with it"
         )
-        shutil.rmtree(home, ignore_errors=True)
+    primary, signing = valid[0].certificate.upper(), valid[0].signing_key.upper()
+    cert = next(c for c in certs if c.fingerprint.upper() == primary)
+    state = _not_accepted(cert, now)
+    if state is None and signing != primary:
+        expiry = _subkey_expiry(cert, signing.lower(), data, sig)
+        if expiry is not None and expiry <= now:
+            state = "signing key has expired"
+    if state is not None:
+        raise VerificationError(f"signature not accepted: {state}")
+    emails = tuple(dict.fromkeys(e for e in (email_of(str(u)) for u in cert.user_ids) if e))
+    if recipient.lower() not in emails:
+        raise VerificationError(f"the signing key {primary} has no user id for {recipient}")
+    return SignerKey(primary, signing, emails)
 
 
 @cache

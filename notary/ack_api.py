@@ -6,7 +6,7 @@ authentication), ``POST /v1/tracking`` (authenticated) and ``GET /r/{token}``.
 ``POST /v1/ack`` is bounded so that a flood costs the log nothing and never
 slows authenticated traffic: at most ``ack_per_source`` requests per source
 address and ``ack_per_message`` per message in any ``ack_window`` seconds
-(429 with Retry-After), and the gpg checks run in their own few threads with
+(429 with Retry-After), and the signature checks run in their own few threads with
 a short queue (503 ``busy`` beyond it); see :mod:`notary.ack`. The two limits
 hold across the worker processes of ``serve --workers N``: their counts are
 shared through a small file in the notary's directory
@@ -86,7 +86,7 @@ def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
     async def ack(request: Request) -> Response:
         # Unauthenticated, so cheapest checks first: the source's rate before
         # the body is read, the message's after it is parsed, the log lookup
-        # next, the gpg check last (bounded, off the event loop).
+        # next, the signature check last (bounded, off the event loop).
         source = request.client.host if request.client else ""
         if not per_source.allow(b"source:" + source.encode()):
             return _err(

@@ -339,12 +339,10 @@ def include_tsa_routes(app: FastAPI, service: NotaryService) -> None:
             raise ApiError(*refusal)
         return Response(service.tsa.respond(body), media_type=REPLY_TYPE.decode())
 
-    @app.api_route(
-        "/v1/tsa/chain",
-        methods=["GET", "HEAD"],
-        summary="TSA certificate chain (PEM), TSA first",
-        response_class=Response,
+    @app.get(
+        "/v1/tsa/chain", summary="TSA certificate chain (PEM), TSA first", response_class=Response
     )
+    @app.head("/v1/tsa/chain", summary="Headers of the TSA chain", response_class=Response)
     def tsa_chain() -> Response:  # served by TSAMiddleware unless CERTMAIL_REFERENCE_ONLY=1
         from notary.tsa_asgi import CHAIN_TYPE
 

@@ -11,8 +11,8 @@ handover happened: a retry after a crash finds the entry and answers the same
 key with a receipt for the same entry, never logging a second one.
 
 A refusal logs ``RejectionByRecipient``; a seal past its expiry with no
-handover logs ``ContentHandoverFailure`` (:meth:`Seals.sweep`). Either way the
-share is destroyed.
+handover logs ``ContentHandoverFailure`` (:meth:`Seals.sweep`) and queues the
+sender's notice (:mod:`notary.seal_notices`). Either way the share is destroyed.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from notary.ack import SignatureChecks, SignerKey, acknowledge
 from notary.ackformat import AckRequest
 from notary.evidence import format_time, parse_statement
 from notary.receipt import Receipt
+from notary.seal_notices import queue_expiry_notice
 from notary.sealformat import SealRegistration
 from notary.sequencer import Submission
 
@@ -156,12 +157,20 @@ class Seals:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        # The "released" mark is a hint (the log says whether a handover happened,
+        # and a retry finds it there): written without a wait for the disk, on the
+        # event loop; the next durable write (or WAL checkpoint) carries it to disk.
+        self._marks = sqlite3.connect(
+            directory / SEALS_DB, check_same_thread=False, isolation_level=None
+        )
+        self._marks.execute("PRAGMA synchronous=OFF")
         self._lock = threading.Lock()
         self._opening: dict[str, asyncio.Lock] = {}
         self._lockfile = os.open(directory / SEALS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self.changed = asyncio.Event()
 
     def close(self) -> None:
+        self._marks.close()
         self._db.close()
         os.close(self._lockfile)
 
@@ -173,7 +182,10 @@ class Seals:
         if the process dies)."""
         async with self._opening.setdefault(sha256, asyncio.Lock()):
             where = int(sha256[:8], 16)
-            await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
+            try:  # uncontended (the usual case): taken at once, no thread
+                fcntl.lockf(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, where)
+            except OSError:  # another process holds it: wait for it off the event loop
+                await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
             try:
                 yield
             finally:
@@ -195,13 +207,14 @@ class Seals:
         return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], row[6], rcpts)
 
     def set_state(self, sha256: str, state: str, destroy: bool) -> None:
+        """Set a seal's state, durably when its share is destroyed (refused, expired)."""
         with self._lock:
             if destroy:
                 self._db.execute(
                     "UPDATE seals SET state = ?, wrapped = NULL WHERE sha256 = ?", (state, sha256)
                 )
             else:
-                self._db.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
+                self._marks.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
 
     def register(self, account_id: int, reg: SealRegistration) -> Seal:
         """Keep K_n (encrypted) for ``reg``; the same registration again is a no-op."""
@@ -294,6 +307,8 @@ class Seals:
                 entry, stmt = done[0]
                 if stmt.get("signature") != req.signature:
                     await SealedChecks(checks, seal.fingerprints).check(req)
+                if seal.state == "sealed":  # the mark was lost in a crash: set it again
+                    self.set_state(sha256, "released", destroy=False)
                 return self.unwrap(seal), self.receipt(entry)
             self.check_open(seal)
             receipt = await acknowledge(
@@ -390,6 +405,8 @@ class Seals:
                 if todo:
                     await self.service.sequencer.submit([self._failure(seal, r) for r in todo])
                     logged += len(todo)
+                failures = self.logged(seal, "ContentHandoverFailure")  # the sender's notice:
+                await asyncio.to_thread(queue_expiry_notice, self.service, seal, failures)
                 self.set_state(seal.sha256, _after_expiry(seal.state), destroy=True)
         return logged
 

@@ -6,7 +6,7 @@ answers K_n and the ContentHandover receipt once it is logged) and
 ``POST /v1/seals/{sha256}/refuse`` (a signed refusal: RejectionByRecipient).
 The open and refuse routes are unauthenticated (the OpenPGP signature is the
 authentication) and bounded like ``POST /v1/ack``: per source address, a small
-body, gpg checks in their own few threads. The expiry sweep runs beside the
+body, signature checks in their own few threads. The expiry sweep runs beside the
 app (:meth:`notary.seals.Seals.run_sweeper`), started and stopped with it.
 """
 

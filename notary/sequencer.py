@@ -62,7 +62,9 @@ def utc_now() -> datetime:
 class Stamper(Protocol):
     """What the sequencer needs of the RFC 3161 TSA."""
 
-    def stamp(self, digest: bytes, hash_name: str = "sha256") -> bytes: ...
+    def stamp(
+        self, digest: bytes, hash_name: str = "sha256", *, cert_req: bool = True
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,12 @@ class Sequencer:
         if not items and not sign_empty:
             return []
         started = _time.perf_counter()
+        # The log's tokens carry no certificates (RFC 3161 certReq false): the chain is
+        # served once (GET /v1/tsa/chain) and is in every proof bundle (tsa-chain.pem).
         tsts: list[bytes | None] = [
-            self.tsa.stamp(bytes.fromhex(s.sha256)) if (s.timestamp and self.tsa) else None
+            self.tsa.stamp(bytes.fromhex(s.sha256), cert_req=False)
+            if (s.timestamp and self.tsa)
+            else None
             for s in items
         ]
         with self.storage.sequence() as tx:

@@ -222,22 +222,22 @@ def include_tile_routes(app: FastAPI, service: Any) -> TileServer:
     def respond(answer: Answer) -> Response:
         return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
 
-    @app.api_route(
+    @app.get(
         "/tile/{path:path}",
-        methods=["GET", "HEAD"],
         summary="C2SP tlog-tiles hash tile /tile/<L>/<N>[.p/<W>] (entry bundles: 404)",
         response_class=Response,
         responses={200: {"content": {TILE_TYPE: {}}}},
     )
+    @app.head("/tile/{path:path}", summary="Headers of a tile", response_class=Response)
     def tile(path: str) -> Response:
         return respond(server.tile("tile/" + path))
 
-    @app.api_route(
+    @app.get(
         CHECKPOINT_PATH,
-        methods=["GET", "HEAD"],
         summary="Latest signed checkpoint (C2SP tlog-tiles location, short-lived cache)",
         response_class=Response,
     )
+    @app.head(CHECKPOINT_PATH, summary="Headers of the latest checkpoint", response_class=Response)
     def checkpoint() -> Response:
         return respond(server.checkpoint())
 

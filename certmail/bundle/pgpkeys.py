@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from email.utils import parseaddr
 from pathlib import Path
@@ -35,6 +32,8 @@ from typing import TYPE_CHECKING
 from certmail.bundle.layout import KEY_MEMBER, MAX_KEYS, fail
 
 if TYPE_CHECKING:
+    import subprocess
+
     from keys.gpg import Keyring
 
 __all__ = ["EXPORT_OPTIONS", "KEY_MEMBER", "bundle_keyring", "export_keys", "key_members"]
@@ -50,6 +49,8 @@ def key_members(files: Mapping[str, bytes]) -> list[str]:
 
 
 def _gpg(home: Path, args: Sequence[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    import subprocess  # here: a bundle without keys verifies without gpg's modules
+
     from keys.errors import KeyMaterialError
     from keys.gpg.process import base_command
 
@@ -72,6 +73,9 @@ def _gpg(home: Path, args: Sequence[str], stdin: bytes = b"") -> subprocess.Comp
 @contextlib.contextmanager
 def _scratch() -> Iterator[Path]:
     """A temporary GNUPGHOME with certmail's configuration and no agent."""
+    import shutil
+    import tempfile
+
     from keys.gpg.home import GPG_CONF
 
     home = Path(tempfile.mkdtemp(prefix="cm-keys-"))

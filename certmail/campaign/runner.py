@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -268,7 +267,7 @@ def _run_pool(
     thread (a progress bar) when it forks."""
     n = max(1, concurrency or os.cpu_count() or 2)
     ctx = multiprocessing.get_context("fork")
-    _launch_agent(cm.keyring.gnupghome)
+    cm.keyring.ensure_agent()  # once, before the workers fork
     start = time.monotonic()
     with ProcessPoolExecutor(
         n,
@@ -341,15 +340,3 @@ def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
             "in_flight": handed,
             "counts": store.counts(name),
         }
-
-
-def _launch_agent(gnupghome: Path) -> None:
-    """Start the home's gpg-agent once, before the workers fork: workers that all
-    autostart it at once can race, and a gpg that loses the race reports the secret
-    key missing (the self-check's decryption then fails for no reason of its own)."""
-    subprocess.run(
-        ["gpgconf", "--homedir", str(gnupghome), "--launch", "gpg-agent"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )

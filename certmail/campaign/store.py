@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from keys.errors import ConflictError, NotFoundError
 
 from ..ledger_rows import now_text
+from ..sqlitedb import SqliteStore
 
 __all__ = ["CAMPAIGN_SCHEMA", "Campaign", "CampaignStore", "Recipient"]
 
@@ -103,16 +104,12 @@ class Recipient:
         return cls(**d)
 
 
-class CampaignStore:
+class CampaignStore(SqliteStore):
     """The campaign tables in the ledger database at ``path``."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(CAMPAIGN_SCHEMA)
+        super().__init__(path, CAMPAIGN_SCHEMA, timeout=60)
         self._message_index = False
 
     def ledger_sha256(self, message_id: str) -> str | None:
@@ -134,25 +131,6 @@ class CampaignStore:
         except sqlite3.OperationalError:
             return None
         return None if row is None else str(row["sha256"])
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> CampaignStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # -- campaigns ---------------------------------------------------------------
 

@@ -108,7 +108,9 @@ def export(
         for_recipient,
         etsi,
     )
-    _write_new(output, data, force)
+    from certmail.cli.files import write_new
+
+    write_new(output, data, force)
     _report(app, output, entry, events, len(data), left_out)
 
 
@@ -294,28 +296,6 @@ def _report(
         return
     click.echo(f"certmail: wrote {output} ({events} events, {size} bytes)", err=True)
     click.echo(str(output))
-
-
-def _write_new(output: Path, data: bytes, force: bool) -> None:
-    """Write ``output`` durably via a temporary file; ConflictError if it appeared meanwhile."""
-    import os
-    import tempfile
-
-    from keys.errors import ConflictError
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".proof-", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if not force and output.exists():
-            raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | None]:

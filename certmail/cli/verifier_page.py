@@ -51,11 +51,12 @@ def verifier_page(
     import hashlib
 
     from certmail.cli.app import emit_json
+    from certmail.cli.files import write_new
     from keys.errors import ConflictError
     from notary.web import Trust, verify_page
 
-    if output.exists() and not force:
-        raise ConflictError(f"{output} exists", hint="pass --force to overwrite it")
+    if output.exists() and not force:  # before reading the trust files
+        raise ConflictError(f"{output} exists", hint="choose another -o or pass --force")
     vkey = _read_vkey(vkey_file) if vkey_file is not None else ""
     root = _read_root(tsa_root) if tsa_root is not None else ""
     source = (
@@ -65,12 +66,7 @@ def verifier_page(
         else ""
     )
     page = verify_page(Trust(vkey, root, source), self_contained=True)
-    try:
-        output.write_text(page, encoding="utf-8")
-    except OSError as e:
-        from keys.errors import Error
-
-        raise Error(f"cannot write {output}: {e.strerror or e}") from None
+    write_new(output, page.encode("utf-8"), force)
     if app.as_json:
         emit_json(
             {

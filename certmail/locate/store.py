@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from certmail.sqlitedb import session
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_sources (
     fingerprint TEXT NOT NULL, addr TEXT NOT NULL, source TEXT NOT NULL,
@@ -65,15 +67,8 @@ def connect(home: Path) -> Iterator[sqlite3.Connection]:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
-        with conn:
-            yield conn
-    finally:
-        conn.close()
+    with session(path, SCHEMA) as conn:
+        yield conn
 
 
 def record_source(home: Path, src: KeySource) -> None:

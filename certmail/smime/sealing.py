@@ -40,8 +40,9 @@ from ..compose import (
     header_lines,
     new_boundary,
 )
+from ..fileio import copy_file, file_sha256
 from ..mime import canonicalize
-from ..pipeline import REVERIFY_HINT, copy_file, file_sha256
+from ..pipeline import REVERIFY_HINT
 from ..rfc3156 import OBSCURED_SUBJECT
 from ..seal import Sealed
 from ..signer import NOTARY_HEADER, Sealer

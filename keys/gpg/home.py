@@ -9,9 +9,10 @@ cache. Existing files are never overwritten.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
-__all__ = ["GPG_AGENT_CONF", "GPG_CONF", "prepare_home"]
+__all__ = ["GPG_AGENT_CONF", "GPG_CONF", "launch_agent", "prepare_home"]
 
 GPG_CONF = """\
 # Written by certmail. Keys are never fetched from the network.
@@ -42,3 +43,22 @@ def prepare_home(home: Path) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+
+
+def launch_agent(home: Path) -> None:
+    """Start ``home``'s gpg-agent now (``gpgconf --launch``; a running one is kept).
+
+    gpg autostarts its agent on first use; several gpg processes that all start it
+    at once (forked workers) can race, and one that loses the race reports the secret
+    key missing. Launching it first leaves them one agent to find. Best effort: a
+    failure here shows up, with gpg's own message, at the first operation.
+    """
+    try:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        pass

@@ -32,6 +32,7 @@ from keys.errors import (
     VerificationError,
 )
 from keys.gpg.base import BUFFER_SIZE
+from keys.gpg.home import launch_agent
 from keys.gpg.importing import check_before_import, nothing_imported, require_usable
 from keys.gpg.passphrase import check_secret_key_used, raise_for_passphrase
 from keys.gpg.process import atomic_output
@@ -332,6 +333,13 @@ class Keyring(StreamingKeyring):
             if result.returncode != 0 and info is None:
                 raise MalformedError(f"decryption failed: {gpg_message(stderr)}")
         return info
+
+    # -- before forking workers --------------------------------------------------
+
+    def ensure_agent(self) -> None:
+        """Have this home's gpg-agent running before processes that share it start
+        (e.g. a campaign's forked workers): their racing autostarts are avoided."""
+        launch_agent(self.gnupghome)
 
     # -- before a streaming decryption -------------------------------------------
 

@@ -14,17 +14,17 @@ id-ct-authEnvelopedData, with nothing after it.
 from __future__ import annotations
 
 import binascii
-import re
+from itertools import filterfalse
+from operator import methodcaller
 
 from asn1crypto import cms
 
 _ESK_TAGS = (1, 3)
 _MARKER = 10
 _DATA_TAGS = (9, 18, 20)
-_ARMOR = re.compile(
-    rb"-----BEGIN PGP MESSAGE-----[ \t]*\r?\n(.*?)\r?\n-----END PGP MESSAGE-----[ \t]*",
-    re.DOTALL,
-)
+_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+_END = b"\n-----END PGP MESSAGE-----"
+_CHECKSUM_LINE = methodcaller("startswith", b"=")
 
 
 class _Malformed(Exception):
@@ -94,23 +94,67 @@ def is_openpgp_message(binary: bytes) -> bool:
     )
 
 
+def _armor(text: bytes) -> tuple[int, int, int, int] | None:
+    """Where the armor block lies in ``text`` (BEGIN to the end of the END line) and its
+    content (after the BEGIN line, up to the CRLF of the END line), when the block is
+    all ``text`` holds, white space aside.
+
+    With ``find``, not a regular expression: the content is megabytes of base64.
+    """
+    start = text.find(_BEGIN)
+    if start < 0 or text[:start].strip():
+        return None
+    i = start + len(_BEGIN)
+    while text[i : i + 1] in (b" ", b"\t"):
+        i += 1
+    i += text[i : i + 1] == b"\r"
+    if text[i : i + 1] != b"\n":
+        return None
+    end = text.find(_END, i + 1)
+    if end < 0 or text[end + len(_END) :].strip():
+        return None
+    content_end = end - (end > i + 1 and text[end - 1 : end] == b"\r")
+    return start, i + 1, content_end, end + len(_END)
+
+
+def _base64_text(body: bytes) -> bytes:
+    """The armor's base64: each line of ``body`` stripped of white space, the checksum
+    line (``=``, any line that starts so) left out."""
+    if body.count(b"\r") != body.count(b"\r\n") or any(
+        c in body for c in (b" ", b"\t", b"\x0b", b"\x0c")
+    ):  # other white space than line ends: strip line by line (C iterators still)
+        return b"".join(map(bytes.strip, filterfalse(_CHECKSUM_LINE, body.split(b"\n"))))
+    # Only CRLF/LF line ends (as gpg writes): cut out the checksum lines, then the line ends.
+    text, pieces, i = b"\n" + body, [], 0
+    while (j := text.find(b"\n=", i)) >= 0:
+        pieces.append(text[i:j])
+        k = text.find(b"\n", j + 1)
+        i = len(text) if k < 0 else k
+    pieces.append(text[i:])
+    return b"".join(pieces).translate(None, b"\r\n")
+
+
 def armored_openpgp_message(text: bytes) -> bytes | None:
     """The armor block of ``text`` (a MIME part body) when it is all the part holds
     and it decodes to an encrypted OpenPGP message; else None."""
-    m = _ARMOR.search(text)
-    if m is None or text[: m.start()].strip() or text[m.end() :].strip():
+    found = _armor(text)
+    if found is None:
         return None
-    lines = m.group(1).split(b"\n")
-    try:  # armor headers (RFC 9580 §6.2) end at the first blank line
-        blank = next(k for k, ln in enumerate(lines) if not ln.strip())
-    except StopIteration:
-        return None
-    b64 = b"".join(ln.strip() for ln in lines[blank + 1 :] if not ln.startswith(b"="))
+    start, pos, content_end, after = found
+    while True:  # armor headers (RFC 9580 §6.2) end at the first blank line
+        nl = text.find(b"\n", pos, content_end)
+        line_end = content_end if nl < 0 else nl
+        if not text[pos:line_end].strip():
+            break
+        if nl < 0:
+            return None
+        pos = nl + 1
+    b64 = _base64_text(text[line_end + 1 : content_end])
     try:
         binary = binascii.a2b_base64(b64, strict_mode=True)
     except binascii.Error:
         return None
-    return m.group(0) if is_openpgp_message(binary) else None
+    return text[start:after] if is_openpgp_message(binary) else None
 
 
 def is_cms_enveloped(der: bytes) -> bool:

@@ -35,6 +35,7 @@ from email.utils import getaddresses
 from notary.mime import split
 from notary.relay.ciphertext import armored_openpgp_message, is_cms_enveloped
 from notary.relay.headers import (
+    MAX_HEADER_BYTES,
     HeaderSection,
     RelayRefusal,
     bare_line_ending,
@@ -124,8 +125,11 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
         if spans is None or len(spans) != 2:
             return None
         c1, e1 = spans[1]
-        try:
-            control, payload = (parse_header_section(data[s:e] + b"\r\n") for s, e in spans)
+        try:  # each part's header section lies in its first MAX_HEADER_BYTES + 4 bytes
+            control, payload = (
+                parse_header_section(data[s : min(e, s + MAX_HEADER_BYTES + 4)] + b"\r\n")
+                for s, e in spans
+            )
         except RelayRefusal:
             return None
         if (

@@ -1,4 +1,4 @@
-"""Mail the notary writes itself: delivery status notifications and receipt emails.
+"""Mail the notary writes itself: delivery status notifications, receipt emails, notices.
 
 Delay notices and failure notices are DSNs (RFC 3464): ``multipart/report;
 report-type=delivery-status`` (RFC 6522) holding a human-readable part and a
@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -187,12 +188,26 @@ def receipt_email(
             delivery_status(domain, arrival, rs),
             _json_part(event, receipt),
         )
+    return notice_with_receipts(domain, to, f"{event}: {message_id}", text, [(event, receipt)], now)
+
+
+def notice_with_receipts(
+    domain: str,
+    to: str,
+    subject: str,
+    text: str,
+    receipts: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> tuple[bytes, str, str]:
+    """A notice the notary writes (``multipart/mixed``): ``text`` (CRLF lines), then each
+    ``(name, receipt)`` attached as ``receipt-<name>.json``; (bytes, Message-ID, sha256)."""
     mid = _message_id(domain)
     boundary = "certmail-" + secrets.token_hex(12)
+    parts = "".join(f"--{boundary}\r\n{_json_part(n, r)}\r\n" for n, r in receipts)
     msg = (
         f"From: certmail notary <postmaster@{domain}>\r\n"
         f"To: <{to}>\r\n"
-        f"Subject: {event}: {message_id}\r\n"
+        f"Subject: {subject}\r\n"
         f"Date: {format_datetime(now)}\r\n"
         f"Message-ID: {mid}\r\n"
         f"Auto-Submitted: auto-generated\r\n"
@@ -201,8 +216,7 @@ def receipt_email(
         f"\r\n"
         f"--{boundary}\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
-        f"--{boundary}\r\n"
-        f"{_json_part(event, receipt)}\r\n"
+        f"{parts}"
         f"--{boundary}--\r\n"
     ).encode()
     return msg, mid, hashlib.sha256(msg).hexdigest()

@@ -164,7 +164,7 @@ class RelaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        receiver = Receiver(self.incoming, self.data_size_limit)
+        receiver = Receiver(self.incoming, self.data_size_limit, self.line_length_limit)
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             await receive(self._reader, receiver)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -362,7 +361,6 @@ async def _transaction(
     return Sent(final, conn.tls)
 
 
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
 CHUNK = 1024 * 1024
 #: The transport's write buffer is let drain below this before the next chunk.
 WRITE_HIGH_WATER = 256 * 1024
@@ -371,7 +369,6 @@ WRITE_HIGH_WATER = 256 * 1024
 def stuffed_chunks(part: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
     """``part`` (starting at a line start) dot-stuffed (RFC 5321 §4.5.2), chunk by chunk."""
     n, start = len(part), 0
-    view = memoryview(part)
     while start < n:
         end = min(start + chunk, n)
         if end < n:
@@ -382,7 +379,8 @@ def stuffed_chunks(part: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
             yield b"."  # not a line start (a line longer than a chunk): no stuffing
             start += 1
             continue
-        yield _LINE_START_DOT.sub(b"..", view[start:end])
+        piece = part[start:end].replace(b"\n.", b"\n..")  # bytes.replace: no regex per line
+        yield b"." + piece if part[start : start + 1] == b"." else piece
         start = end
 
 

@@ -409,6 +409,10 @@ class QueueStore(Protocol):
     def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
         """The deliveries of the account's relayed messages with this SHA-256."""
 
+    def notice_spooled(self, sha256: str) -> bool:
+        """Whether a notice (``kind="notice"``) was ever spooled under this SHA-256 (the key
+        of a notice that must be sent once, notary/seal_notices.py)."""
+
 
 class Storage(LogStore, AccountStore, TrackingStore, QueueStore, Protocol):
     """A whole backend: every store over one database, as the notary service opens it.

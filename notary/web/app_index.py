@@ -7,7 +7,12 @@ log alone and kept in ``web.db`` (:mod:`notary.web.app_db`): :meth:`MessageIndex
 reads the entries committed since it last ran (``iter_entries`` from its
 cursor) and applies them, in one transaction with the cursor, so several
 worker processes may run it at once and each entry is applied exactly once.
+It runs in the background (:mod:`notary.web.app_follow`); requests only read.
 It may be deleted at any time: it is rebuilt from the log.
+
+``deferred`` is not a log state: the index keeps such a recipient ``accepted``
+and a ``deferred`` filter reads as ``accepted`` here; the caller narrows it with
+the relay's queue (:meth:`notary.web.app_pages.AppPages.list_rows`).
 
 Privacy follows the log's rule (DESIGN §4.1, ``LogStore.entries_for_account``):
 an entry counts for the account that caused it, and an acknowledgement only for
@@ -43,9 +48,18 @@ _EVENT_STATES = {
 #: Events that concern a whole message (and may be its first entry).
 _MESSAGE_EVENTS = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")
 #: The states a filter may ask for (``notarized``: sent directly, only its hash logged).
-STATES = ("accepted", "delivered", "failed", "opened", "acknowledged", "refused", "expired")
+STATES = (
+    "accepted",
+    "deferred",
+    "delivered",
+    "failed",
+    "opened",
+    "acknowledged",
+    "refused",
+    "expired",
+)
 STATES_ALL = (*STATES, "virus", "rejected", "notarized")
-#: Entries applied per :meth:`MessageIndex.catch_up` call at most (bounded request time).
+#: Entries applied per :meth:`MessageIndex.catch_up` call (one transaction) at most.
 CATCH_UP_LIMIT = 20_000
 
 SCHEMA = """
@@ -119,17 +133,21 @@ class MessageRow:
 
 
 class MessageIndex:
-    """The index over ``web.db``; :meth:`catch_up` before reading."""
+    """The index over ``web.db``, kept caught up by :meth:`catch_up`."""
 
     def __init__(self, db: WebDB, log: LogStore) -> None:
         self.db, self.log = db, log
+
+    def cursor(self) -> int:
+        """How many log entries the index covers (the next index it applies)."""
+        row = self.db.read().execute("SELECT next FROM app_cursor").fetchone()
+        return int(row[0]) if row else 0
 
     def catch_up(self, limit: int = CATCH_UP_LIMIT) -> int:
         """Apply the entries committed since the last call (at most ``limit``); how many."""
         latest = self.log.latest_checkpoint()
         size = latest.size if latest else 0
-        row = self.db.read().execute("SELECT next FROM app_cursor").fetchone()
-        if (row[0] if row else 0) >= size:
+        if self.cursor() >= size:
             return 0  # nothing new: no write transaction
         n = 0
         with self.db.write() as cur:
@@ -223,7 +241,7 @@ class MessageIndex:
                 args += [account_id, f.recipient]
             if f.state and f.state != "notarized":
                 cond.append("r.state = ?")
-                args.append(f.state)
+                args.append("accepted" if f.state == "deferred" else f.state)
             sql.append(f"EXISTS (SELECT 1 FROM app_recipients r WHERE {' AND '.join(cond)})")  # noqa: S608
         return " AND ".join(sql), args
 

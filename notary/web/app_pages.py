@@ -20,15 +20,16 @@ from notary.evidence import parse_statement
 from notary.web import APP_CSP, security_headers
 from notary.web import app_render as render
 from notary.web.app_db import WEB_DB, WebDB
+from notary.web.app_follow import IndexFollower
 from notary.web.app_index import SCHEMA as INDEX_SCHEMA
-from notary.web.app_index import STATES_ALL, Filters, MessageIndex
+from notary.web.app_index import STATES_ALL, Filters, MessageIndex, MessageRow
 from notary.web.app_sessions import SCHEMA as SESSION_SCHEMA
 from notary.web.app_sessions import SESSION_TTL, Session, SessionStore, new_secret
 from notary.web.chart import volume_chart
 
 if TYPE_CHECKING:
     from notary.service import NotaryService
-    from notary.storage import Account
+    from notary.storage import Account, DeliveryStatus
 
 __all__ = [
     "COOKIE",
@@ -120,6 +121,8 @@ class AppPages:
         db = WebDB(service.config.directory / WEB_DB, SESSION_SCHEMA + INDEX_SCHEMA)
         self.sessions = SessionStore(db, service.clock)
         self.index = MessageIndex(db, service.storage)
+        #: Keeps the index caught up; run in the app's lifespan (app_routes.py).
+        self.follower = IndexFollower(self.index, service.storage)
 
     def signed(self, request: Request) -> Signed | None:
         sid = request.cookies.get(COOKIE)
@@ -163,17 +166,45 @@ class AppPages:
         return resp
 
     def list_rows(self, s: Signed, q: dict[str, str]) -> tuple[Filters, int, int, int, str, bool]:
+        """One page of the list (reads only: the index is caught up in the background)."""
         f, page = parse_filters(q)
-        self.index.catch_up()
-        total, rows = self.index.page(s.account.id, f, (page - 1) * PAGE_SIZE, PAGE_SIZE)
-        deliveries = {}
-        for r in rows:
-            if r.in_flight:
-                for d in self.service.storage.deliveries_for_message(r.sha256, s.account.id):
-                    deliveries[(r.sha256, d.recipient)] = d
+        offset, account_id = (page - 1) * PAGE_SIZE, s.account.id
+        if f.state == "deferred":
+            total, rows = self._deferred(account_id, f, offset)
+        else:
+            total, rows = self.index.page(account_id, f, offset, PAGE_SIZE)
+        deliveries = self._deliveries(account_id, rows)
         live = any(r.in_flight for r in rows)
         pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         return f, page, pages, total, render.rows_html(rows, deliveries), live
+
+    def _deliveries(
+        self, account_id: int, rows: list[MessageRow]
+    ) -> dict[tuple[str, str], DeliveryStatus]:
+        """The relay's deliveries of the rows' messages in flight, by (sha256, recipient)."""
+        out = {}
+        for r in rows:
+            if r.in_flight:
+                for d in self.service.storage.deliveries_for_message(r.sha256, account_id):
+                    out[(r.sha256, d.recipient)] = d
+        return out
+
+    def _deferred(self, account_id: int, f: Filters, offset: int) -> tuple[int, list[MessageRow]]:
+        """The total and one page of the messages with a recipient the relay retries: the
+        index's ``accepted`` ones, narrowed by the queue (one query per message in flight)."""
+        _, rows = self.index.page(account_id, f, 0, -1)
+        deliveries = self._deliveries(account_id, rows)
+        kept = [
+            r
+            for r in rows
+            if any(
+                state == "accepted"
+                and f.recipient in (None, rcpt)
+                and render.deferral(deliveries.get((r.sha256, rcpt)))
+                for rcpt, state, _ in r.recipients
+            )
+        ]
+        return len(kept), kept[offset : offset + PAGE_SIZE]
 
     def chart(self, s: Signed) -> str:
         today = self.service.clock().date()

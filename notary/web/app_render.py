@@ -91,7 +91,7 @@ def _state(word: str, detail: str = "") -> str:
     return f'<span class="state {e(cls)}"{tip}>{e(word)}</span>'
 
 
-def _deferred(d: DeliveryStatus | None) -> str:
+def deferral(d: DeliveryStatus | None) -> str:
     """``deferred: 451 ...`` while the relay retries, else ""."""
     if d is None or d.state != "queued" or d.attempts == 0:
         return ""
@@ -108,7 +108,7 @@ def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], Deli
     for r in rows:
         items = []
         for rcpt, state, changed in r.recipients:
-            d = _deferred(deliveries.get((r.sha256, rcpt))) if state == "accepted" else ""
+            d = deferral(deliveries.get((r.sha256, rcpt))) if state == "accepted" else ""
             word = _state("deferred", d) if d else _state(state, f"since {changed}")
             items.append(f"<li>{e(rcpt)} {word}{f' <small>{e(d)}</small>' if d else ''}</li>")
         if r.channel == "api":
@@ -237,7 +237,7 @@ def timeline_html(
         for r in targets:
             per.setdefault(r, []).append(line)
     for d in deliveries:
-        if text := _deferred(d):
+        if text := deferral(d):
             per.setdefault(d.recipient, []).append(
                 f"<li>{_state('deferred')} <small>{e(text)}</small></li>"
             )

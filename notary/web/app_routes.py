@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from keys.errors import NotFoundError
 from notary.evidence import format_time
 from notary.web import app_render as render
+from notary.web.app_follow import follow_in_lifespan
 from notary.web.app_pages import (
     NO_SUCH,
     SHA256,
@@ -44,6 +45,7 @@ def include_app_routes(
 ) -> None:
     """Add ``/app`` and its pages, and ``POST /v1/web/login``, to ``app``."""
     pages = AppPages(service)
+    follow_in_lifespan(app, pages.follower)  # the message index, caught up in the background
     _include_signin(app, pages, authenticate)
     _include_views(app, pages)
 
@@ -109,14 +111,17 @@ def _include_views(app: FastAPI, pages: AppPages) -> None:
     service = pages.service
 
     @app.get("/app", response_class=HTMLResponse, summary="The sender's view (sign in)")
-    def listing(request: Request) -> Response:
-        s = pages.signed(request)
+    async def listing(request: Request) -> Response:
+        s = await asyncio.to_thread(pages.signed, request)
         if s is None:
             return pages.signin(request)
+        await pages.follower.current()  # the whole list, never a partial page
         try:
-            f, page, n, total, rows, live = pages.list_rows(s, dict(request.query_params))
+            got = await asyncio.to_thread(pages.list_rows, s, dict(request.query_params))
         except PageError as e:
             return pages.error(e)
+        f, page, n, total, rows, live = got
+        chart = await asyncio.to_thread(pages.chart, s)
         return pages.html(
             render.list_page(
                 origin=service.origin,
@@ -128,17 +133,19 @@ def _include_views(app: FastAPI, pages: AppPages) -> None:
                 total=total,
                 rows_body=rows,
                 live=live,
-                chart=pages.chart(s),
+                chart=chart,
             )
         )
 
     @app.get("/app/list.json", include_in_schema=False)
-    def list_json(request: Request) -> Response:
-        s = pages.signed(request)
+    async def list_json(request: Request) -> Response:
+        s = await asyncio.to_thread(pages.signed, request)
         if s is None:
             return _json({"error": "unauthorized", "message": "sign in again"}, 401)
+        await pages.follower.current()
         try:
-            _, _, _, total, rows, live = pages.list_rows(s, dict(request.query_params))
+            got = await asyncio.to_thread(pages.list_rows, s, dict(request.query_params))
+            _, _, _, total, rows, live = got
         except PageError as e:
             return _json({"error": "bad_request", "message": e.message}, e.status)
         return _json({"html": rows, "live": live, "total": total})

@@ -12,12 +12,9 @@ import shutil
 import struct
 import subprocess
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings
@@ -30,73 +27,22 @@ from certmail.bundle import (
     verify_bundle,
     write_members,
 )
-from certmail.notary_client import NotaryClient
 from keys.errors import MalformedError, VerificationError
 from notary.note import Signer
-from notary.receipt import Receipt
-from notary.tlogproof import TlogProof
-from tests.fixtures.notary import ORIGIN, NotaryProcess, init_notary_dir
-
-MESSAGE = (
-    b"From: Alice <alice@example.org>\r\n"
-    b"To: Bob <bob@example.net>\r\n"
-    b"Subject: The contract\r\n"
-    b"Message-ID: <contract-1@example.org>\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"\r\n"
-    b"Signed copy attached in spirit.\r\n"
+from tests.fixtures import bundle_world
+from tests.fixtures.bundle_world import (
+    MESSAGE,
+    World,
+    flip,
+    png_grey,
+    resign,
+    sha_hex,
+    with_zip_feature,
+    zip_members,
 )
-OTHER = MESSAGE.replace(b"contract-1", b"contract-2").replace(b"spirit", b"letter")
+from tests.fixtures.notary import ORIGIN
 
-
-@dataclass(repr=False)
-class World:
-    notary: NotaryProcess
-    bundle: bytes
-    other: bytes
-    roots: list[x509.Certificate]
-    root_pem: Path
-    chain: bytes
-    receipts: list[dict[str, Any]]
-
-    def consistency(self, old: int, new: int) -> list[bytes]:
-        body = httpx.get(
-            f"{self.notary.url}/v1/proof/consistency", params={"old": old, "new": new}
-        ).json()
-        return [base64.b64decode(h) for h in body["proof"]]
-
-
-def _sha(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    directory = init_notary_dir(tmp_path_factory.mktemp("bundle") / "notary")
-    notary = NotaryProcess(directory)
-    notary.start()
-    try:
-        token = notary.token_for("alice@example.org")
-        with NotaryClient(notary.url, token) as client:
-            r1 = client.notarize(_sha(MESSAGE), "<contract-1@example.org>")
-            client.notarize(_sha(OTHER), "<contract-2@example.org>")  # the log moves on
-            r2 = client.notarize(_sha(MESSAGE), "<contract-1@example.org>")
-            other_receipts = client.receipts(_sha(OTHER))
-        chain = httpx.get(notary.url + "/v1/tsa/chain").content
-        w = World(notary, b"", b"", [], directory / "tsa" / "root-ca.pem", chain, [r1, r2])
-        w.roots = x509.load_pem_x509_certificates(w.root_pem.read_bytes())
-        w.bundle = export_bundle(
-            MESSAGE,
-            [r1, r2],
-            vkey=notary.vkey,
-            tsa_chain_pem=chain,
-            consistency=w.consistency,
-            reveal_subject=True,
-        )
-        w.other = export_bundle(OTHER, other_receipts, vkey=notary.vkey, tsa_chain_pem=chain)
-        yield w
-    finally:
-        notary.stop()
+world = bundle_world.world  # the module-scoped fixture (a real notary, two bundles)
 
 
 def test_layout_and_report(world: World) -> None:
@@ -124,7 +70,7 @@ def test_layout_and_report(world: World) -> None:
         world.receipts[0]["tst"]
     )
     report = verify_bundle(world.bundle, vkey=world.notary.vkey, tsa_roots=world.roots)
-    assert report.sha256 == _sha(MESSAGE) and report.message_id == "<contract-1@example.org>"
+    assert report.sha256 == sha_hex(MESSAGE) and report.message_id == "<contract-1@example.org>"
     assert report.vkey_trusted and report.tsa_root_trusted and report.warnings == ()
     assert [e.event for e in report.events] == ["SubmissionAcceptance"] * 2
     assert [e.checkpoint_size for e in report.events] == [1, 3]
@@ -151,14 +97,6 @@ def test_untrusted_key_and_root_are_warned_about(world: World) -> None:
     assert "no trusted TSA root" in report.warnings[1]
 
 
-def _flip(files: dict[str, bytes], name: str, pos: int, mask: int) -> bytes:
-    data = bytearray(files[name])
-    data[pos] ^= mask
-    changed = dict(files)
-    changed[name] = bytes(data)
-    return write_members(changed)
-
-
 def _expect_failure(world: World, bundle: bytes, name: str, trusted: bool) -> None:
     with pytest.raises(VerificationError) as ei:
         if trusted:
@@ -175,7 +113,7 @@ def test_every_file_many_positions(world: World) -> None:
         n = len(content)
         positions = sorted({0, n - 1, *range(0, n, max(1, n // 40))})
         for i, pos in enumerate(positions):
-            _expect_failure(world, _flip(files, name, pos, 0x01 << (i % 8)), name, i % 2 == 0)
+            _expect_failure(world, flip(files, name, pos, 0x01 << (i % 8)), name, i % 2 == 0)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -186,7 +124,7 @@ def test_any_flipped_byte_anywhere_is_caught(world: World, data: st.DataObject) 
     pos = data.draw(st.integers(0, len(files[name]) - 1), label="position")
     mask = data.draw(st.integers(1, 255), label="xor")
     trusted = data.draw(st.booleans(), label="trusted")
-    _expect_failure(world, _flip(files, name, pos, mask), name, trusted)
+    _expect_failure(world, flip(files, name, pos, mask), name, trusted)
 
 
 @settings(max_examples=150, deadline=None)
@@ -225,19 +163,9 @@ def test_evidence_swapped_between_bundles(world: World) -> None:
     _expect_failure(world, write_members(mixed), "certificate.html", True)
 
 
-def _resign(receipt: dict[str, Any], signer: Signer) -> dict[str, Any]:
-    from notary.checkpoint import Checkpoint, sign_checkpoint
-    from notary.note import parse_note
-
-    r = Receipt.from_json(receipt)
-    cp = Checkpoint.from_text(parse_note(r.proof.checkpoint).text)
-    forged = TlogProof(r.proof.index, r.proof.hashes, sign_checkpoint(cp, signer))
-    return Receipt(r.entry, forged, r.tst).to_json()
-
-
 def test_checkpoint_signed_by_another_key(world: World) -> None:
     mallory = Signer.generate(ORIGIN)
-    forged = [_resign(r, mallory) for r in world.receipts]
+    forged = [resign(r, mallory) for r in world.receipts]
     # a consistent forgery: every checkpoint, notary.vkey and documents by mallory
     bundle = export_bundle(
         MESSAGE,
@@ -261,14 +189,6 @@ def test_checkpoint_signed_by_another_key(world: World) -> None:
             verify_bundle(write_members(files), vkey=vkey, tsa_roots=world.roots)
 
 
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members:
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -286,14 +206,14 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
 def test_hostile_names_are_refused(world: World, name: str) -> None:
     members = [*list(read_members(world.bundle).items()), (name, b"x")]
     with pytest.raises(MalformedError, match=r"unexpected member"):
-        verify_bundle(_zip(members), vkey=world.notary.vkey)
+        verify_bundle(zip_members(members), vkey=world.notary.vkey)
 
 
 def test_duplicates_bombs_and_garbage_are_refused(world: World) -> None:
     files = read_members(world.bundle)
     dup = [*list(files.items()), ("message.eml", MESSAGE)]
     with pytest.warns(UserWarning):  # zipfile itself warns about the duplicate name
-        data = _zip(dup)
+        data = zip_members(dup)
     with pytest.raises(MalformedError, match=r"message.eml twice"):
         verify_bundle(data, vkey=world.notary.vkey)
     bomb = dict(files)
@@ -370,55 +290,11 @@ def test_certificate_is_self_contained_and_renders_in_chromium(
         check=False,
     )
     assert png.is_file() and png.stat().st_size > 10_000
-    grey = _png_grey(png.read_bytes())
+    grey = png_grey(png.read_bytes())
     assert min(grey) < 64 and max(grey) > 200  # dark text on a light page
     dark = sum(1 for p in grey if p < 128)
     assert 5_000 < dark < len(grey) // 2
     shutil.copy(png, Path("/tmp/certmail-certificate.png"))
-
-
-def _png_grey(png: bytes) -> list[int]:
-    """Decode an 8-bit RGB/RGBA PNG (RFC 2083) into one grey value per pixel."""
-    import zlib
-
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    pos, idat, width = 8, b"", 0
-    height = channels = 0
-    while pos < len(png):
-        (length,) = struct.unpack_from(">I", png, pos)
-        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack_from(">IIBB", body)
-            assert depth == 8 and colour in (2, 6)
-            channels = 3 if colour == 2 else 4
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = width * channels
-    prev = bytearray(stride)
-    grey: list[int] = []
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b = prev[i]
-            c = prev[i - channels] if i >= channels else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
-                line[i] = (line[i] + pred) & 0xFF
-        grey.extend((line[i] + line[i + 1] + line[i + 2]) // 3 for i in range(0, stride, channels))
-        prev = line
-    return grey
 
 
 def test_pdf_is_a_real_pdf(world: World) -> None:
@@ -437,7 +313,7 @@ def test_pdf_is_a_real_pdf(world: World) -> None:
     assert b"/BaseFont /Helvetica" in pdf and b"(Certificate of registered email) Tj" in pdf
     if shutil.which("pdftotext"):
         out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
-        assert _sha(MESSAGE).encode() in out.stdout
+        assert sha_hex(MESSAGE).encode() in out.stdout
 
 
 def test_verify_txt_openssl_commands_work(world: World, tmp_path: Path) -> None:
@@ -458,7 +334,7 @@ def test_verify_txt_openssl_commands_work(world: World, tmp_path: Path) -> None:
         if cmd.startswith("openssl"):
             assert "Verification: OK" in p.stdout
         if cmd.startswith("sha256sum"):
-            assert _sha(MESSAGE) in p.stdout
+            assert sha_hex(MESSAGE) in p.stdout
     # the root split off the chain is the notary's root
     assert (tmp_path / "tsa-root.pem").read_bytes() == world.root_pem.read_bytes()
     # and the leaf hash it prints is the RFC 9162 leaf hash of the entry
@@ -493,30 +369,11 @@ def test_zip_reader_refuses_or_agrees_with_zipfile(world: World, tmp_path: Path)
     assert accepted < len(raw) // 20  # only metadata zipfile ignores too (attributes)
 
 
-def _with_zip_feature(raw: bytes, feature: str) -> bytes:
-    """The members of ``raw`` zipped with one feature zipfile reads but the bundle
-    layout does not have."""
-    buf = io.BytesIO()
-    if feature == "prefix":
-        buf.write(b"#!/bin/sh\nexit 0\n")  # a self-extracting stub before the zip
-    with zipfile.ZipFile(buf, "a" if feature == "prefix" else "w") as zf:
-        for name, data in read_members(raw).items():
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            if feature == "extra":
-                info.extra = struct.pack("<HH4s", 0xCAFE, 4, b"meta")
-            if feature == "bzip2" and name == "message.eml":
-                info.compress_type = zipfile.ZIP_BZIP2
-            zf.writestr(info, data)
-        if feature == "comment":
-            zf.comment = b"hello"
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("feature", ["comment", "extra", "prefix", "bzip2"])
 def test_zip_features_outside_the_layout_are_refused(world: World, feature: str) -> None:
     """zipfile reads these, the strict reader refuses them: a bundle is only ever in the
     layout write_members writes."""
-    raw = _with_zip_feature(world.bundle, feature)
+    raw = with_zip_feature(world.bundle, feature)
     assert _zipfile_members(raw) == read_members(world.bundle)
     with pytest.raises(MalformedError, match=r"not a readable zip file"):
         read_members(raw)
@@ -564,7 +421,7 @@ def test_cli_fast_path_answers_as_click_does(world: World, tmp_path: Path) -> No
     bundle = tmp_path / "b.certmail-proof.zip"
     bundle.write_bytes(world.bundle)
     bad = tmp_path / "bad.certmail-proof.zip"
-    bad.write_bytes(_flip(read_members(world.bundle), "message.eml", 3, 1))
+    bad.write_bytes(flip(read_members(world.bundle), "message.eml", 3, 1))
     vkey = tmp_path / "n.vkey"
     vkey.write_text(world.notary.vkey + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMAIL_")}

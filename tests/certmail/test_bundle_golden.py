@@ -96,7 +96,7 @@ def test_golden_v2_verifies_with_its_own_keys_and_stock_gpg(kind: str, tmp_path:
     aside)."""
     import zipfile
 
-    from tests.certmail.test_cli_proof import openpgp_commands, run_commands
+    from tests.fixtures.proof import openpgp_commands, run_commands
 
     vdir = VECTORS / "v2"
     bundle = vdir / f"{kind}.certmail-proof.zip"

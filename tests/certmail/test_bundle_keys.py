@@ -12,8 +12,8 @@ import pytest
 from certmail.bundle import read_members, verify_bundle, write_members
 from certmail.bundle.pgpkeys import export_keys
 from keys.errors import VerificationError
-from tests.certmail.test_cli_proof import _acked_bundle
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import acked_bundle
 
 
 def _checks(data: bytes, vkey: str) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def test_bundle_keys_every_byte_certification_and_format(
     correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     c = correspondents
-    _, bundle, vkey_file = _acked_bundle(c, notary_server, tmp_path, export_args=())
+    _, bundle, vkey_file = acked_bundle(c, notary_server, tmp_path, export_args=())
     vkey = vkey_file.read_text().strip()
     files = read_members(bundle)
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint

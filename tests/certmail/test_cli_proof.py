@@ -4,48 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.cli import one_line_error, run, use_notary
+from tests.fixtures.cli import one_line_error, run
 from tests.fixtures.notary import NotaryProcess
-
-
-def openpgp_commands(verify_txt: str) -> list[str]:
-    """The commands of VERIFY.txt's section 4 (OpenPGP), in order, as printed."""
-    section = verify_txt.split("4. OpenPGP signatures (gpg)", 1)[1].split("\n5. ", 1)[0]
-    return [ln[4:] for ln in section.splitlines() if ln.startswith("    ") and ln.strip()]
-
-
-def run_commands(
-    cmds: list[str], cwd: Path, reader: Path | None = None
-) -> list[subprocess.CompletedProcess[str]]:
-    """Run ``cmds`` in order with /bin/sh in ``cwd``, plain gpg; stop at the first that
-    fails. The bundle's steps name their own --homedir; ``reader`` is the GnuPG home of
-    whoever runs the rest (a recipient decrypting message.eml), else none of ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTMAIL_", "GNUPG"))}
-    env["HOME"] = str(cwd)  # no ~/.gnupg of the user's: only what the commands make
-    if reader is not None:
-        env["GNUPGHOME"] = str(reader)
-    out = []
-    for cmd in cmds:
-        r = subprocess.run(
-            cmd,
-            shell=True,
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        out.append(r)
-        if r.returncode != 0:
-            break
-    return out
+from tests.fixtures.proof import (
+    acked_bundle,
+    openpgp_commands,
+    proof_verify,
+    run_commands,
+    send_deal,
+)
 
 
 def notary_vkey(path: Path) -> str:
@@ -64,35 +35,13 @@ def _tamper_ack(path: Path) -> None:
     path.write_text(json.dumps(receipt))
 
 
-def _send(c: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    body = tmp_path / "body.txt"
-    body.write_text("I agree to the terms.\n")
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "The deal",
-        "--body-file",
-        str(body),
-        "--via",
-        "smtp",
-        "--json",
-        *extra,
-    )
-    assert p.returncode == 0, p.stderr
-    out: dict[str, Any] = json.loads(p.stdout)
-    return out
-
-
 def test_export_verify_tamper(
     correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     c = correspondents
     token = notary_server.token_for(c.alice.email)
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
-    sent = _send(c, tmp_path, "--no-encrypt")
+    sent = send_deal(c, tmp_path, "--no-encrypt")
     bundle = tmp_path / "deal.certmail-proof.zip"
     p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--reveal-subject")
     assert p.returncode == 0, p.stderr
@@ -112,17 +61,7 @@ def test_export_verify_tamper(
     vkey.write_text(notary_server.vkey + "\n")
     root = notary_server.directory / "tsa" / "root-ca.pem"
     # Bob verifies: his keyring holds Alice's key, so her signature is checked too.
-    p = run(
-        c.bob,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--tsa-root",
-        str(root),
-        "--json",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, root=root, as_json=True)
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr
     report = json.loads(p.stdout)
@@ -133,15 +72,15 @@ def test_export_verify_tamper(
     assert c.alice.email in checks["sender signature"]["detail"]
     assert checks["01 time-stamp"]["status"] == "ok"
     # without a trusted key or root: only consistent with itself, so exit 3 (issue 10 item 16)
-    p = run(c.bob, "proof", "verify", str(bundle))
+    p = proof_verify(c.bob, bundle)
     assert p.returncode == 3 and p.stdout == ""
     assert "not verified against a trusted notary key" in one_line_error(p)
     assert "--trust-bundle-key" in p.stderr
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey))
+    p = proof_verify(c.bob, bundle, vkey=vkey)
     assert p.returncode == 3 and p.stdout == ""
     assert "not verified against a trusted TSA root" in one_line_error(p)
     # the table, and the loud warning when the user accepts the bundle's own key and root
-    p = run(c.bob, "proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root")
+    p = proof_verify(c.bob, bundle, "--trust-bundle-key", trust_root=True)
     assert p.returncode == 0, p.stderr
     assert "SubmissionAcceptance" in p.stdout and "valid" in p.stdout
     assert "certmail: warning: no trusted verifier key" in p.stderr
@@ -171,7 +110,7 @@ def test_export_verify_tamper(
             zf.writestr(name, data)
     bad = tmp_path / "bad.zip"
     bad.write_bytes(buf.getvalue())
-    p = run(c.bob, "proof", "verify", str(bad), "--vkey", str(vkey), "--tsa-root", str(root))
+    p = proof_verify(c.bob, bad, vkey=vkey, root=root)
     assert p.returncode == 3 and p.stdout == ""
     assert "message.eml" in one_line_error(p)
     # a wrong trusted key -> exit 3
@@ -179,11 +118,11 @@ def test_export_verify_tamper(
 
     wrong = tmp_path / "wrong.vkey"
     wrong.write_text(Signer.generate("notary.test/log").verifier().vkey())
-    p = run(c.bob, "proof", "verify", str(bundle), "--vkey", str(wrong))
+    p = proof_verify(c.bob, bundle, vkey=wrong)
     assert p.returncode == 3 and "notary.vkey" in one_line_error(p)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"not a zip at all")
-    p = run(c.bob, "proof", "verify", str(garbage))
+    p = proof_verify(c.bob, garbage)
     assert p.returncode == 3 and "not a readable zip" in one_line_error(p)
 
 
@@ -193,7 +132,7 @@ def test_encrypted_message_bundle(
     c = correspondents
     token = notary_server.token_for(c.alice.email)
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
-    sent = _send(c, tmp_path)
+    sent = send_deal(c, tmp_path)
     bundle = tmp_path / "sealed.certmail-proof.zip"
     p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle))
     assert p.returncode == 0, p.stderr
@@ -201,23 +140,11 @@ def test_encrypted_message_bundle(
     vkey.write_text(notary_server.vkey)
     # the sender's signature is inside the encryption: a check that could not run, so
     # "valid, but 1 check could not run", exit 3 unless --allow-partial (item 15)
-    p = run(
-        c.bob, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root", "--json"
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True)
     assert p.returncode == 3 and p.stdout == ""
     assert "valid, but 1 check could not run (sender signature: encrypted" in one_line_error(p)
     assert "--allow-partial" in p.stderr
-    p = run(
-        c.bob,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert report["verdict"] == "valid, but 1 check could not run"
@@ -226,16 +153,7 @@ def test_encrypted_message_bundle(
     assert checks["sender signature"]["detail"] == (
         "encrypted: signature inside, checkable by a recipient"
     )
-    p = run(
-        c.bob,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, partial=True)
     assert p.returncode == 0 and p.stdout.rstrip().endswith(
         "valid, but 1 check could not run, with warnings (see stderr)"
     ), p.stdout
@@ -246,63 +164,12 @@ def test_encrypted_message_bundle(
     assert "gpg --decrypt message.asc" in text
 
 
-def _acked_bundle(
-    c: Any,
-    notary: NotaryProcess,
-    tmp_path: Path,
-    signer: Any = None,
-    export_args: tuple[str, ...] = (),
-) -> tuple[dict[str, Any], Path, Path]:
-    """Alice sends to Bob; the message is acknowledged (by Bob's ``certmail open --ack``,
-    or by ``signer``, a keyring whose key merely names Bob's address); Alice exports."""
-    from datetime import UTC, datetime
-
-    import httpx
-
-    from certmail.ack import make_ack
-
-    use_notary(c, c.alice, notary)
-    sent = _send(c, tmp_path)
-    if signer is None:
-        eml = tmp_path / "delivered.eml"
-        eml.write_bytes(c.sink.messages[-1].data)
-        p = run(c.bob, "open", str(eml), "--ack", "--json")
-        assert p.returncode == 0, p.stderr
-    else:
-        forged = make_ack(
-            signer,
-            sha256=sent["sha256"],
-            message_id=sent["message_id"],
-            recipient=c.bob.email,
-            notary=notary.url,
-            time=datetime.now(UTC),
-        )
-        r = httpx.post(notary.url + "/v1/ack", json=forged.to_json())
-        assert r.status_code == 200, r.text  # the key does name Bob: the notary logs it
-    bundle = tmp_path / "acked.certmail-proof.zip"
-    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), *export_args)
-    assert p.returncode == 0, p.stderr
-    vkey = tmp_path / "trusted.vkey"
-    vkey.write_text(notary.vkey + "\n")
-    return sent, bundle, vkey
-
-
 def _verified_with_ack(
     c: Any, bundle: Path, vkey: Path
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Alice verifies ``bundle``: valid, a submission then Bob's acknowledgement, checked
     ok against her keyring. The report and its checks by item."""
-    p = run(
-        c.alice,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report: dict[str, Any] = json.loads(p.stdout)
     assert [e["event"] for e in report["events"]] == ["SubmissionAcceptance", "ContentHandover"]
@@ -315,7 +182,7 @@ def test_acknowledgement_by_the_recipient_verifies(
     correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     c = correspondents
-    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
+    _, bundle, vkey = acked_bundle(c, notary_server, tmp_path)
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     # Alice's keyring holds Bob's real key (the one she encrypted to).
     report, checks = _verified_with_ack(c, bundle, vkey)
@@ -331,18 +198,15 @@ def test_acknowledgement_by_the_recipient_verifies(
     # Without a keyring the acknowledgement is not checked, and says so.
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
-    p = run(
+    p = proof_verify(
         c.alice,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
+        bundle,
         "--gnupghome",
         str(empty),
+        vkey=vkey,
+        trust_root=True,
+        as_json=True,
+        partial=True,
     )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
@@ -400,10 +264,10 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     assert c.bob.keyring.key_for(c.bob.email).uids == mallory.key_for(mallory_fpr).uids
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     assert mallory_fpr != bob_fpr
-    _, bundle, vkey = _acked_bundle(
+    _, bundle, vkey = acked_bundle(
         c, notary_server, tmp_path, signer=mallory, export_args=("--keep-all-acks",)
     )
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True)
     assert p.returncode == 3 and p.stdout == "", p.stderr
     line = one_line_error(p)
     assert "evidence 02" in line and "not a recipient's key" in line
@@ -412,16 +276,7 @@ def test_acknowledgement_by_a_key_that_is_not_the_recipients(
     # Even a keyring that also holds Mallory's key (so the signature itself verifies)
     # says so: the key is not the one it uses for Bob.
     c.alice.keyring.import_keys(mallory.export_public(mallory_fpr).encode())
-    p = run(
-        c.alice,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-    )
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True)
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p), p.stderr
 
 
@@ -444,7 +299,7 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     c.settings(
         c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
     )
-    sent = _send(c, tmp_path)
+    sent = send_deal(c, tmp_path)
     forged = make_ack(
         mallory,
         sha256=sent["sha256"],
@@ -475,7 +330,7 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
         c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), "--force", "--keep-all-acks"
     )
     assert p.returncode == 0 and "left out" not in p.stderr, p.stderr
-    p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")
+    p = proof_verify(c.alice, bundle, vkey=vkey, trust_root=True)
     assert p.returncode == 3 and "not a recipient's key" in one_line_error(p)
 
 
@@ -489,7 +344,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     c = correspondents
     token = notary_server.token_for(c.alice.email)
     c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
-    sent = _send(c, tmp_path)
+    sent = send_deal(c, tmp_path)
     bundle = tmp_path / "revealed.certmail-proof.zip"
     p = run(c.alice, "proof", "export", sent["message_id"], "-o", str(bundle), "--reveal-subject")
     assert p.returncode == 0, p.stderr
@@ -506,17 +361,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     assert "--trust-bundle-key" in text and "exits non-zero" in text
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary_server.vkey)
-    p = run(
-        c.bob,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    p = proof_verify(c.bob, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert "direct mode" in report["events"][0]["proves"]

@@ -9,30 +9,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.certmail.test_cli_proof import _acked_bundle
-from tests.fixtures.cli import run
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import acked_bundle, proof_verify
 
 
 def _verify(c: Any, bundle: Path, vkey: Path) -> Any:
-    return run(
-        c.alice,
-        "proof",
-        "verify",
-        str(bundle),
-        "--vkey",
-        str(vkey),
-        "--trust-bundle-root",
-        "--json",
-        "--allow-partial",
-    )
+    return proof_verify(c.alice, bundle, vkey=vkey, trust_root=True, as_json=True, partial=True)
 
 
 def test_export_etsi_then_verify_and_tamper(
     correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     c = correspondents
-    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path, export_args=("--etsi",))
+    _, bundle, vkey = acked_bundle(c, notary_server, tmp_path, export_args=("--etsi",))
     with zipfile.ZipFile(bundle) as z:
         names = z.namelist()
         members = {n: z.read(n) for n in names}

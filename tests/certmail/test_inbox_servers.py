@@ -24,6 +24,7 @@ from tests.fixtures.cli import CERTMAIL, one_line_error, run, use_notary
 from tests.fixtures.dovecot import Dovecot
 from tests.fixtures.notary import NotaryProcess, free_port, init_notary_dir
 from tests.fixtures.postfix import Postfix
+from tests.fixtures.proof import proof_verify
 from tests.notary.relay_helpers import configure
 
 BOB = "bob@example.net"
@@ -72,11 +73,9 @@ def _proof_has_handover(c: Any, notary: NotaryProcess, sha: str, tmp_path: Path)
     vkey = tmp_path / "trusted.vkey"
     vkey.write_text(notary.vkey + "\n")
     root = notary.directory / "tsa" / "root-ca.pem"
-    p = run(
+    p = proof_verify(
         c.alice,
-        "proof",
-        "verify",
-        str(bundle),
+        bundle,
         "--vkey",
         str(vkey),
         "--tsa-root",

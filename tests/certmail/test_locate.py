@@ -27,7 +27,8 @@ from certmail.locate.wkd import wkd_hash, wkd_urls
 from keys.errors import MalformedError, NotFoundError, VerificationError
 from keys.gpg import Keyring
 from tests.certmail.keyservers import KeyServer, wkd_tls
-from tests.fixtures.cli import CERTMAIL, clean_env, one_line_error
+from tests.fixtures.cli import CERTMAIL, clean_env, cli, one_line_error
+from tests.fixtures.locate import init_and_send
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,43 +288,11 @@ def test_cli_keys_locate_and_send_never_trust(tmp_path: Path, keys: dict[str, by
     ca, tls = wkd_tls(tmp_path, "example.test")
     with KeyServer({ADV: (200, keys["bob"])}, tls) as srv:
         env = clean_env(home, **wkd_env(tmp_path, srv, ca))
-        init = subprocess.run(
-            [
-                *CERTMAIL,
-                "init",
-                "--email",
-                "alice@example.org",
-                "--name",
-                "Alice",
-                "--no-passphrase",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert init.returncode == 0, init.stderr
-        send = subprocess.run(
-            [*CERTMAIL, "send", "--to", BOB, "--subject", "s", "--via", "smtp", "--no-notarize"],
-            input="hello\n",
-            env={**env, "CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        send = init_and_send(env, BOB, name="Alice")
         assert "in the Web Key Directory (advanced method; domain-verified)" in send.stderr
         assert "not trusted" in one_line_error(send)
         assert send.returncode != 0
-        again = subprocess.run(
-            [*CERTMAIL, "keys", "locate", BOB, "--wkd", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        again = cli("keys", "locate", BOB, "--wkd", "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert '"label": "domain-verified"' in again.stdout and '"trusted": false' in again.stdout
 
@@ -426,24 +395,7 @@ def test_send_uses_certmail_keyserver(tmp_path: Path, keys: dict[str, bytes]) ->
     home = tmp_path / "alice"
     with KeyServer({"/vks/v1/by-email/bob%40example.test": (200, keys["bob"])}) as srv:
         env = clean_env(home, CERTMAIL_KEYSERVER=f"http://{srv.address}")
-        init = subprocess.run(
-            [*CERTMAIL, "init", "--email", "alice@example.org", "--name", "A", "--no-passphrase"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert init.returncode == 0, init.stderr
-        send = subprocess.run(
-            [*CERTMAIL, "send", "--to", BOB, "--subject", "s", "--via", "smtp", "--no-notarize"],
-            input="hello\n",
-            env={**env, "CERTMAIL_SMTP_URL": "smtp://127.0.0.1:9"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        send = init_and_send(env, BOB, name="A")
         assert srv.hits == ["/vks/v1/by-email/bob%40example.test"]
         again = subprocess.run(
             [

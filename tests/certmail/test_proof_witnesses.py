@@ -19,10 +19,10 @@ from certmail.bundle.layout import COSIGNED
 from notary.cosignature import Cosigner
 from notary.note import Verifier, parse_note
 from notary.receipt import Receipt
-from tests.certmail.test_cli_proof import _send
 from tests.certmail.test_witness_cli import WitnessProcess, _grow
 from tests.fixtures.cli import clean_env, cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import send_deal
 
 
 def _witnesses(notary_dir: Path, tmp_path: Path, real: NotaryProcess) -> list[WitnessProcess]:
@@ -97,7 +97,7 @@ def export_cosigned(c: Any, notary_dir: Path, tmp_path: Path) -> Cosigned:
         real.start()
         token = real.token_for(c.alice.email)
         c.settings(c.alice, notary_url=real.url, notary_token=token)
-        sent = _send(c, tmp_path, "--no-encrypt")
+        sent = send_deal(c, tmp_path, "--no-encrypt")
         receipts = _wait_receipts_cosigned(real.url, token, sent["sha256"])
         note = receipts[0]["proof"].split("\n\n", 1)[1].encode()
         first = parse_note(note).signatures[0]

@@ -337,7 +337,7 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
 def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring, str]) -> None:
     import asyncio
 
-    from notary.ack import GPG_CONCURRENCY, Busy, SignatureChecks
+    from notary.ack import CHECK_CONCURRENCY, Busy, SignatureChecks
     from notary.ackformat import parse_ack_request
 
     good = make_ack(
@@ -347,12 +347,12 @@ def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring,
     checks = SignatureChecks(queue=1)
 
     async def burst() -> list[Any]:
-        n = GPG_CONCURRENCY + 1 + 2  # two more than may run or wait
+        n = CHECK_CONCURRENCY + 1 + 2  # two more than may run or wait
         return await asyncio.gather(*(checks.check(req) for _ in range(n)), return_exceptions=True)
 
     results = asyncio.run(burst())
     busy = [r for r in results if isinstance(r, Busy)]
     signed = [r for r in results if not isinstance(r, BaseException)]
-    assert len(busy) == 2 and len(signed) == GPG_CONCURRENCY + 1
+    assert len(busy) == 2 and len(signed) == CHECK_CONCURRENCY + 1
     assert all(s.fingerprint == bob[1] for s in signed)
     assert checks.active == 0  # every slot is given back

@@ -2,8 +2,8 @@
 same ``world`` fixture (a real notary, two bundles): the shared input of the tests that
 compare the browser's verifier with ``certmail proof verify``.
 
-The helpers come from test_bundle.py itself (``_flip``, ``_zip``, ``_resign``,
-``_with_zip_feature``), so a new tampering there is one line here.
+The helpers are the ones test_bundle.py uses (tests/fixtures/bundle_world.py: ``flip``,
+``zip_members``, ``resign``, ``with_zip_feature``), so a new tampering there is one line here.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 from certmail.bundle import MAX_MEMBER_SIZE, export_bundle, read_members, write_members
 from notary.note import Signer
-from tests.certmail.test_bundle import (
+from tests.fixtures.bundle_world import (
     MESSAGE,
     World,
-    _flip,
-    _resign,
-    _with_zip_feature,
-    _zip,
+    flip,
+    resign,
+    with_zip_feature,
+    zip_members,
 )
 from tests.fixtures.notary import ORIGIN
 
@@ -72,7 +72,7 @@ def flipped_cases(world: World, *, random_flips: int = 60) -> list[Case]:
             out.append(
                 Case(
                     f"{name}@{pos}",
-                    _flip(files, name, pos, 0x01 << (i % 8)),
+                    flip(files, name, pos, 0x01 << (i % 8)),
                     i % 2 == 0,
                     browser_cannot(name),
                 )
@@ -85,7 +85,7 @@ def flipped_cases(world: World, *, random_flips: int = 60) -> list[Case]:
         out.append(
             Case(
                 f"{name}@{pos}^random",
-                _flip(files, name, pos, rng.randrange(1, 256)),
+                flip(files, name, pos, rng.randrange(1, 256)),
                 rng.random() < 0.5,
                 browser_cannot(name),
             )
@@ -113,7 +113,7 @@ def structural_cases(world: World) -> list[Case]:
         )
     )
     mallory = Signer.generate(ORIGIN)
-    forged = [_resign(r, mallory) for r in world.receipts]
+    forged = [resign(r, mallory) for r in world.receipts]
     bundle = export_bundle(
         MESSAGE,
         forged,
@@ -127,7 +127,7 @@ def structural_cases(world: World) -> list[Case]:
     out.append(Case("one checkpoint by mallory, trusted", write_members(one), True))
     out.append(Case("one checkpoint by mallory, untrusted", write_members(one), False))
     for name in HOSTILE_NAMES:
-        out.append(Case(f"hostile name {name!r}", _zip([*a.items(), (name, b"x")]), True))
+        out.append(Case(f"hostile name {name!r}", zip_members([*a.items(), (name, b"x")]), True))
     out += _container_cases(world, a)
     return out
 
@@ -137,7 +137,7 @@ def _container_cases(world: World, files: dict[str, bytes]) -> list[Case]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dup = _zip([*files.items(), ("message.eml", MESSAGE)])
+        dup = zip_members([*files.items(), ("message.eml", MESSAGE)])
     bomb_files = {**files, "VERIFY.txt": b"\0" * (MAX_MEMBER_SIZE + 1)}
     bomb = write_members(bomb_files)
     lying = bytearray(bomb)
@@ -164,7 +164,7 @@ def _container_cases(world: World, files: dict[str, bytes]) -> list[Case]:
         ),
     ]
     for feature in ("comment", "extra", "prefix", "bzip2"):
-        out.append(Case(f"zip {feature}", _with_zip_feature(world.bundle, feature), True))
+        out.append(Case(f"zip {feature}", with_zip_feature(world.bundle, feature), True))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.certmail.test_bundle import World
+from tests.fixtures.bundle_world import World
 
 
 def test_log_page_states_what_the_api_serves(world: World) -> None:

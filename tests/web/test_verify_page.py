@@ -19,7 +19,7 @@ import pytest
 
 from certmail.cli.proof_verify import VerifyArgs, run_verify
 from keys.errors import Error
-from tests.certmail.test_bundle import World
+from tests.fixtures.bundle_world import World
 from tests.web.browser import verify_in_page
 from tests.web.bundle_cases import DOCUMENTS, Case, all_tampered
 
@@ -369,7 +369,7 @@ def test_keyboard_and_labels(world: World, browser: Any, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("width", [360, 1280])
 def test_screenshots_fit_the_width(world: World, browser: Any, tmp_path: Path, width: int) -> None:
-    from tests.certmail.test_bundle import _png_grey
+    from tests.fixtures.bundle_world import png_grey
 
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
@@ -399,7 +399,7 @@ def test_screenshots_fit_the_width(world: World, browser: Any, tmp_path: Path, w
         assert layout["font"] >= 16 and layout["verdict"] > width * 0.7
         png = tmp_path / f"verify-{width}.png"
         png.write_bytes(browser.get_screenshot_as_png())
-        grey = _png_grey(png.read_bytes())
+        grey = png_grey(png.read_bytes())
         assert min(grey) < 64 and max(grey) > 200  # dark text on a light page
         assert sum(1 for p in grey if p < 128) > 2_000  # not blank
         Path(f"/tmp/certmail-web-verify-{width}.png").write_bytes(png.read_bytes())
@@ -412,11 +412,11 @@ def test_encrypted_acknowledged_bundle_from_the_real_flow(
 ) -> None:
     """Alice sends encrypted to Bob, Bob acknowledges with `certmail open --ack`, Alice
     exports: the page's checks are the CLI's, the OpenPGP ones "not checked here"."""
-    from tests.certmail.test_cli_proof import _acked_bundle
     from tests.fixtures.cli import run
+    from tests.fixtures.proof import acked_bundle
 
     c = correspondents
-    _, bundle, vkey = _acked_bundle(c, notary_server, tmp_path)
+    _, bundle, vkey = acked_bundle(c, notary_server, tmp_path)
     empty = tmp_path / "empty-gnupghome"
     empty.mkdir(mode=0o700)
     reports = {}
@@ -492,7 +492,7 @@ const { verifyInclusion, verifyConsistency } = globalThis.certmailVerifier.merkl
 
 def test_official_rfc9162_vectors_in_the_page(browser: Any, page: Path) -> None:
     """The page's Merkle checks over every official vector, as tests/notary/test_merkle.py
-    runs notary/merkle.py over them."""
+    runs notary/merkle/ over them."""
     files = sorted((VECTORS / "rfc9162-merkle").rglob("*.json"))
     assert len(files) == 196
     root = VECTORS / "rfc9162-merkle"
@@ -550,12 +550,12 @@ def test_signed_acknowledged_bundle_with_openpgp_keys(
     import base64
 
     from certmail.bundle import read_members, write_members
-    from tests.certmail.test_cli_proof import _send
     from tests.fixtures.cli import run, use_notary
+    from tests.fixtures.proof import send_deal
 
     c = correspondents
     use_notary(c, c.alice, notary_server)
-    sent = _send(c, tmp_path, "--no-encrypt")
+    sent = send_deal(c, tmp_path, "--no-encrypt")
     eml = tmp_path / "delivered.eml"
     eml.write_bytes(c.sink.messages[-1].data)
     p = run(c.bob, "open", str(eml), "--ack", "--json")
@@ -631,13 +631,13 @@ def test_acknowledgement_by_another_key_is_refused_as_the_cli_refuses_it(
     import base64
 
     from keys.gpg import Keyring
-    from tests.certmail.test_cli_proof import _acked_bundle
     from tests.fixtures.cli import run
+    from tests.fixtures.proof import acked_bundle
 
     c = correspondents
     mallory = Keyring(gnupghome_factory())
     mallory_fpr = mallory.generate_identity(c.bob.email, c.bob.name)
-    _, bundle, vkey = _acked_bundle(
+    _, bundle, vkey = acked_bundle(
         c, notary_server, tmp_path, signer=mallory, export_args=("--keep-all-acks",)
     )
     p = run(c.alice, "proof", "verify", str(bundle), "--vkey", str(vkey), "--trust-bundle-root")

@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT,
     last_node TEXT
 );
+CREATE INDEX IF NOT EXISTS spool_sha256 ON spool (sha256);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 CREATE INDEX IF NOT EXISTS deliveries_spool ON deliveries (spool_id);
 CREATE TABLE IF NOT EXISTS delivery_attempts (

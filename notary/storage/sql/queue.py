@@ -351,6 +351,14 @@ class QueueSQL(SQLBase):
             raise
         return True
 
+    def notice_spooled(self, sha256: str) -> bool:
+        row = self.dialect.run(
+            self._read(),
+            "SELECT 1 FROM spool WHERE sha256 = ? AND kind = 'notice' LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return row is not None
+
     def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
         rows = self.dialect.run(
             self._read(),

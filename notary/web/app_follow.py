@@ -1,0 +1,94 @@
+"""The sender's view's message index, kept caught up with the log in the background.
+
+Each ``serve`` worker runs one :class:`IndexFollower` inside the app's lifespan:
+at start-up it brings ``web.db``'s index (:class:`notary.web.app_index.MessageIndex`)
+up to the log, then checks again every :data:`POLL` seconds (and at once when
+nudged). :meth:`MessageIndex.catch_up` applies each batch in one transaction
+with its cursor, so followers of several workers (or nodes on one ``web.db``)
+never apply an entry twice; whichever gets there first does the work.
+
+A request does no catching up itself. :meth:`IndexFollower.current` nudges the
+follower and waits (up to :data:`WAIT_LIMIT` seconds) until the index covers
+the log as it was when the request came, so the list it reads is whole: never a
+partial page while a backlog is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from notary.storage import LogStore
+from notary.web.app_index import MessageIndex
+
+__all__ = ["POLL", "WAIT_LIMIT", "IndexFollower", "follow_in_lifespan"]
+
+log = logging.getLogger("certmail.notary.web")
+
+#: Seconds between two checks of the log for new entries.
+POLL = 0.5
+#: Seconds a request waits for the index at most (then it reads what is there).
+WAIT_LIMIT = 30.0
+
+
+class IndexFollower:
+    """Applies new log entries to ``index`` in the background (see the module docstring)."""
+
+    def __init__(self, index: MessageIndex, log_store: LogStore, poll: float = POLL) -> None:
+        self.index, self.log, self.poll = index, log_store, poll
+        self._wake: asyncio.Event | None = None
+        self._moved: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        """Catch up now, then whenever nudged or every ``poll`` seconds, until cancelled."""
+        self._wake, self._moved = asyncio.Event(), asyncio.Event()
+        while True:
+            self._wake.clear()
+            try:
+                while await asyncio.to_thread(self.index.catch_up):
+                    self._moved.set()
+            except Exception:  # web.db or the log unavailable for a moment: the next round
+                log.exception("the /app message index could not catch up")
+            self._moved.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def current(self) -> None:
+        """Return once the index covers the log's size at the call (or after WAIT_LIMIT s)."""
+        latest = await asyncio.to_thread(self.log.latest_checkpoint)
+        size = latest.size if latest else 0
+        deadline = time.monotonic() + WAIT_LIMIT
+        while await asyncio.to_thread(self.index.cursor) < size:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake is None or self._moved is None:
+                log.warning("the /app message index is behind the log; answering what it has")
+                return
+            self._moved.clear()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):  # another worker's follower may move it
+                await asyncio.wait_for(self._moved.wait(), min(left, self.poll))
+
+
+def follow_in_lifespan(app: FastAPI, follower: IndexFollower) -> None:
+    """Run ``follower`` inside the app's lifespan (started with it, cancelled at its end)."""
+    outer = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with outer(a) as state:
+            task = asyncio.create_task(follower.run(), name="app-index-follower")
+            try:
+                yield state
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app.router.lifespan_context = lifespan

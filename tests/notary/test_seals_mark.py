@@ -1,0 +1,89 @@
+"""The ``released`` mark of seals.db is a hint; the log says whether a handover happened.
+
+notary/seals.py writes the mark without waiting for the disk (it is on the
+path of every release). Shown on the real app: a release sets it; when it is
+lost (as a crash right after the answer may lose it), opening again answers the
+same share with a receipt for the same entry, logs nothing more, and sets the
+mark again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pysequoia
+import pytest
+from starlette.testclient import TestClient
+
+from notary.ackformat import Ack, ack_text
+from notary.api import create_app
+from notary.evidence import format_time
+from notary.service import NotaryService
+from tests.fixtures.notary import init_notary_dir
+
+BOB = "bob@example.net"
+MID = "<mark@example.org>"
+
+
+@pytest.fixture
+def notary(tmp_path: Path) -> Iterator[NotaryService]:
+    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
+    yield svc
+    svc.close()
+
+
+def _state(directory: Path, sha: str) -> str:
+    with sqlite3.connect(directory / "seals.db") as db:
+        return str(db.execute("SELECT state FROM seals WHERE sha256 = ?", (sha,)).fetchone()[0])
+
+
+def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
+    notary: NotaryService,
+) -> None:
+    bob = pysequoia.Tsk.generate(f"Bob <{BOB}>")
+    cert = bob.extract_certificate()
+    sha = hashlib.sha256(b"a sealed message").hexdigest()
+    share = os.urandom(32)
+    _, token = notary.add_account(["alice@example.org"])
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(notary), raise_server_exceptions=False) as client:
+        r = client.post("/v1/notarize", json={"sha256": sha, "message_id": MID}, headers=auth)
+        assert r.status_code == 200, r.text
+        seal = {
+            "sha256": sha,
+            "message_id": MID,
+            "share": base64.b64encode(share).decode(),
+            "fingerprints": [cert.fingerprint.upper()],
+            "expires": format_time(datetime.now(UTC) + timedelta(hours=1)),
+            "recipients": [BOB],
+        }
+        assert client.post("/v1/seals", json=seal, headers=auth).status_code == 200
+        text = ack_text(Ack(sha, MID, BOB, datetime.now(UTC), "http://notary.test"))
+        mode = pysequoia.SignatureMode.DETACHED
+        ack = {
+            "sha256": sha,
+            "message_id": MID,
+            "recipient": BOB,
+            "signed": text,
+            "signature": pysequoia.sign(bob.signer(), text.encode(), mode=mode).decode(),
+            "public_key": str(cert),
+        }
+        first = client.post(f"/v1/seals/{sha}/open", json=ack)
+        assert first.status_code == 200, first.text
+        assert base64.b64decode(first.json()["share"]) == share
+        directory = notary.config.directory
+        assert _state(directory, sha) == "released"
+        with sqlite3.connect(directory / "seals.db") as db:  # the mark lost
+            db.execute("UPDATE seals SET state = 'sealed' WHERE sha256 = ?", (sha,))
+        again = client.post(f"/v1/seals/{sha}/open", json=ack)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()  # the same share, the same receipt
+        assert _state(directory, sha) == "released"
+    events = [e.event for e in notary.storage.entries_for_message(sha)]
+    assert events == ["SubmissionAcceptance", "ContentHandover"]
