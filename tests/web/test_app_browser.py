@@ -17,7 +17,7 @@ import pytest
 from certmail.relay_client import submit
 from tests.fixtures.smtp import SmtpSink
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message, wait_for
-from tests.web.test_app import notarize, sha, web_login
+from tests.web.app_world import notarize, sha, web_login
 
 
 class Live:
