@@ -16,7 +16,7 @@ import httpx
 
 from certmail.bundle import read_members, write_members
 from certmail.bundle.layout import ANCHOR_TOKEN
-from tests.certmail.test_cli_proof import _send
+from tests.fixtures.proof import send_deal as _send
 from tests.certmail.test_witness_cli import _grow
 from tests.fixtures.cli import cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
