@@ -16,11 +16,11 @@ import httpx
 
 from certmail.bundle import read_members, write_members
 from certmail.bundle.layout import ANCHOR_TOKEN
-from tests.fixtures.proof import send_deal as _send
 from tests.certmail.test_witness_cli import _grow
 from tests.fixtures.cli import cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.openssl_tsa import OpensslTsa
+from tests.fixtures.proof import send_deal as _send
 
 
 def _wait_anchored(url: str, size: int, timeout: float = 60) -> dict[str, Any]:
