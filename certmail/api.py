@@ -254,19 +254,23 @@ class Certmail:
                 **html,  # the pickup notice's HTML alternative (docs/sealed.md)
             )
             self._before_it_leaves(sealed, limit, seal, tracking, notary, headers.message_id)
-            entry = self.ledger.enqueue(
-                sealed.path,
-                sha256=sealed.sha256,
-                message_id=headers.message_id,
-                mail_from=headers.from_addr,
-                recipients=headers.recipients,
-                via=via,
-                notarize=notary is not None,
-                move=True,
-            )
+            entry = self._enqueue(sealed, headers, via, notarized=notary is not None)
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _enqueue(self, sealed: Any, headers: Headers, via: str, *, notarized: bool) -> Entry:
+        """Move the sealed message into the ledger's outbox, queued for delivery."""
+        return self.ledger.enqueue(
+            sealed.path,
+            sha256=sealed.sha256,
+            message_id=headers.message_id,
+            mail_from=headers.from_addr,
+            recipients=headers.recipients,
+            via=via,
+            notarize=notarized,
+            move=True,
+        )
 
     def _checked_parts(
         self,

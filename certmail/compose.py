@@ -374,6 +374,37 @@ def attachment_name(path: Path) -> str:
     return unicodedata.normalize("NFC", os.fsdecode(path.name))
 
 
+def _body_text(body: bytes) -> bytes:
+    """The message body as canonical CRLF text ending in a line end; refuse non-UTF-8."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedError(
+            "the message body is not UTF-8 text", hint="send binary content with --attach FILE"
+        ) from None
+    text = canonical_text(body)
+    if text and not text.endswith(b"\r\n"):
+        text += b"\r\n"
+    return text
+
+
+def _write_body_part(out: BinaryIO, text: bytes, html: bytes | None) -> None:
+    """Write the text body part, or a ``multipart/alternative`` of it and ``html``."""
+    w = out.write
+    alt = new_boundary()
+    if html is not None:
+        w(f'Content-Type: multipart/alternative; boundary="{alt}"\r\n\r\n--{alt}\r\n'.encode())
+    w(b'Content-Type: text/plain; charset="utf-8"\r\n')
+    w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    w(_qp(text))
+    w(b"\r\n")
+    if html is not None:
+        w(f'--{alt}\r\nContent-Type: text/html; charset="utf-8"\r\n'.encode())
+        w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        w(_qp(canonical_text(html)))
+        w(f"\r\n--{alt}--\r\n".encode())
+
+
 def compose_inner(
     out: BinaryIO,
     headers: Headers,
@@ -394,15 +425,7 @@ def compose_inner(
     this HTML (RFC 2046 §5.1.4; the pickup notice, docs/sealed.md); the
     manifest covers the text.
     """
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedError(
-            "the message body is not UTF-8 text", hint="send binary content with --attach FILE"
-        ) from None
-    text = canonical_text(body)
-    if text and not text.endswith(b"\r\n"):
-        text += b"\r\n"
+    text = _body_text(body)
     boundary = new_boundary()
     ctype = f'multipart/mixed; boundary="{boundary}"'
     if hp is not None:
@@ -413,18 +436,7 @@ def compose_inner(
     w = out.write
     w(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
     w(f"This is a MIME-formatted message.\r\n--{boundary}\r\n".encode())
-    alt = new_boundary()
-    if html is not None:
-        w(f'Content-Type: multipart/alternative; boundary="{alt}"\r\n\r\n--{alt}\r\n'.encode())
-    w(b'Content-Type: text/plain; charset="utf-8"\r\n')
-    w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-    w(_qp(text))
-    w(b"\r\n")
-    if html is not None:
-        w(f'--{alt}\r\nContent-Type: text/html; charset="utf-8"\r\n'.encode())
-        w(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-        w(_qp(canonical_text(html)))
-        w(f"\r\n--{alt}--\r\n".encode())
+    _write_body_part(out, text, html)
 
     try:
         total = sum(p.stat().st_size for p, _ in attachments)

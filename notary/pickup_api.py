@@ -70,15 +70,11 @@ def _refused(e: Exception, limit: int) -> JSONResponse:
     return json_error(400, "bad_request", e.message)
 
 
-def include_pickup_routes(
-    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
-) -> None:
-    """Add the pickup routes to ``app`` (after :func:`notary.seals_api.include_seal_routes`)."""
-    pickups = Pickups(app.state.seals, service.config.directory)
-    cfg = service.config
+def _page_gate(cfg: Any) -> Callable[[Request, str], Response | None]:
+    """The check before each page route: the refusal for a source address over its
+    rate (429) or a token that cannot be one (404), else None."""
     per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
     retry_after = str(max(1, int(cfg.ack_window)))
-    _purge_with(app, pickups)
 
     def limited(request: Request, token: str) -> Response | None:
         source = request.client.host if request.client else ""
@@ -89,6 +85,18 @@ def include_pickup_routes(
         if not is_token(token):
             return json_error(404, "not_found", _NO_LINK)
         return None
+
+    return limited
+
+
+def include_pickup_routes(
+    app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
+) -> None:
+    """Add the pickup routes to ``app`` (after :func:`notary.seals_api.include_seal_routes`)."""
+    pickups = Pickups(app.state.seals, service.config.directory)
+    cfg = service.config
+    limited = _page_gate(cfg)
+    _purge_with(app, pickups)
 
     @app.post("/v1/pickups", summary="Register a pickup: K_n and the ciphertext", tags=["pickup"])
     async def register(request: Request) -> Response:

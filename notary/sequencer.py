@@ -185,14 +185,7 @@ class Sequencer:
         if not items and not sign_empty:
             return []
         started = _time.perf_counter()
-        # The log's tokens carry no certificates (RFC 3161 certReq false): the chain is
-        # served once (GET /v1/tsa/chain) and is in every proof bundle (tsa-chain.pem).
-        tsts: list[bytes | None] = [
-            self.tsa.stamp(bytes.fromhex(s.sha256), cert_req=False)
-            if (s.timestamp and self.tsa)
-            else None
-            for s in items
-        ]
+        tsts = self._stamp(items)
         with self.storage.sequence() as tx:
             size = tx.tree_size()
             last = tx.latest_checkpoint()
@@ -205,14 +198,7 @@ class Sequencer:
                 )
             # Time is read under the lock, so batches from several processes
             # are ordered by it too.
-            now = self.clock()
-            if now.tzinfo is None:
-                raise SequencerError("the clock returned a naive datetime")
-            if last is not None and now <= last.time:
-                raise SequencerError(
-                    f"refusing to sign: time did not move forward ({now.isoformat()} is not"
-                    f" after the last checkpoint's {last.time.isoformat()})"
-                )
+            now = self._signing_time(last)
             entries = [
                 statement(
                     s.event,
@@ -255,6 +241,29 @@ class Sequencer:
         ]
         self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
         return receipts
+
+    def _stamp(self, items: Sequence[Submission]) -> list[bytes | None]:
+        """An RFC 3161 token for each item that asks for one (else None)."""
+        # The log's tokens carry no certificates (RFC 3161 certReq false): the chain is
+        # served once (GET /v1/tsa/chain) and is in every proof bundle (tsa-chain.pem).
+        return [
+            self.tsa.stamp(bytes.fromhex(s.sha256), cert_req=False)
+            if (s.timestamp and self.tsa)
+            else None
+            for s in items
+        ]
+
+    def _signing_time(self, last: StoredCheckpoint | None) -> datetime:
+        """The clock's time for the next checkpoint; it must be aware and after ``last``."""
+        now = self.clock()
+        if now.tzinfo is None:
+            raise SequencerError("the clock returned a naive datetime")
+        if last is not None and now <= last.time:
+            raise SequencerError(
+                f"refusing to sign: time did not move forward ({now.isoformat()} is not"
+                f" after the last checkpoint's {last.time.isoformat()})"
+            )
+        return now
 
     def _remember(self, hashes: dict[int, Hash]) -> None:
         committed = self._committed

@@ -20,7 +20,7 @@ from tests.certmail.test_witness_cli import _grow
 from tests.fixtures.cli import cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.openssl_tsa import OpensslTsa
-from tests.fixtures.proof import send_deal
+from tests.fixtures.proof import send_deal as _send
 
 
 def _wait_anchored(url: str, size: int, timeout: float = 60) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def test_anchors_export_verify_tamper_and_tsa_down(
         real.start()
         token = real.token_for(c.alice.email)
         c.settings(c.alice, notary_url=real.url, notary_token=token)
-        sent = send_deal(c, tmp_path, "--no-encrypt")
+        sent = _send(c, tmp_path, "--no-encrypt")
         anchored = _wait_anchored(real.url, _size(real.url))
         assert [t["tsa"] for t in anchored["tokens"]] == [listed[0]["id"]]
         bundle = tmp_path / "anchored.zip"

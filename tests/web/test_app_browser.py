@@ -17,7 +17,7 @@ import pytest
 from certmail.relay_client import submit
 from tests.fixtures.smtp import SmtpSink
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message, wait_for
-from tests.web.test_app import notarize, sha, web_login
+from tests.web.app_world import notarize, sha, web_login
 
 
 class Live:
@@ -155,7 +155,7 @@ def test_search_from_the_page(live: Live, browser: Any) -> None:
 
 @pytest.mark.parametrize("width", [360, 1280])
 def test_screenshots_fit_the_width(live: Live, browser: Any, tmp_path: Path, width: int) -> None:
-    from tests.certmail.test_bundle import _png_grey
+    from tests.fixtures.bundle_world import png_grey as _png_grey
 
     _sign_in_with_token(browser, live.url, live.relay.token)
     browser.execute_cdp_cmd(

@@ -21,7 +21,7 @@ from notary.web.app_index import CATCH_UP_LIMIT
 from tests.fixtures.notary import NotaryProcess, init_notary_dir
 from tests.fixtures.smtp import SmtpSink
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, configure, message, wait_for
-from tests.web.test_app import rows, sign_in
+from tests.web.app_world import rows, sign_in
 
 BACKLOG = CATCH_UP_LIMIT + 700  # more than one request's worth in the old per-request catch-up
 

@@ -12,7 +12,7 @@ import subprocess
 import httpx
 
 from tests.fixtures.notary import CERTMAIL
-from tests.web.test_app import AppWorld, notarize, rows, sha, sign_in
+from tests.web.app_world import AppWorld, notarize, rows, sha, sign_in
 
 
 def test_an_open_through_a_tracking_link_shows_as_opened(app_world: AppWorld) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.fixtures.notary import NotaryProcess, init_notary_dir
-from tests.web.test_app import form_csrf, notarize, rows, sha, sign_in
+from tests.web.app_world import form_csrf, notarize, rows, sha, sign_in
 
 
 def test_sessions_hold_across_workers_and_die_in_all(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import httpx
 
 from notary.storage import StoredCheckpoint
 from notary.web.log_page import growth_sample
-from tests.certmail.test_bundle import World
+from tests.fixtures.bundle_world import World
 
 
 def test_the_log_page_draws_the_checkpoints_it_has(world: World) -> None:

@@ -162,7 +162,7 @@ def test_expired_and_incomplete_links_say_so(
 def test_screenshots_fit_the_width(
     alice: Any, notary_server: NotaryProcess, browser: Any, tmp_path: Path, width: int
 ) -> None:
-    from tests.certmail.test_bundle import _png_grey
+    from tests.fixtures.bundle_world import png_grey as _png_grey
 
     _, _, url = send_pickup(alice, tmp_path)
     browser.execute_cdp_cmd(
