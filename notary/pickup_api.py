@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -24,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from keys.errors import Error, MalformedError, NotFoundError, VerificationError
+from notary.lifespan import run_in_lifespan
 from notary.pickup import Locked, NotYet, Pickups, WrongSecret
 from notary.pickupformat import (
     MAX_PICKUP_REQUEST,
@@ -164,7 +164,6 @@ def include_pickup_routes(
 def _purge_with(app: FastAPI, pickups: Pickups, every: float = 30.0) -> None:
     """Delete the ciphertext of expired or refused pickups beside the app (the seal
     store's sweep destroys their shares)."""
-    outer = app.router.lifespan_context
 
     async def purge() -> None:
         while True:
@@ -172,16 +171,4 @@ def _purge_with(app: FastAPI, pickups: Pickups, every: float = 30.0) -> None:
                 await asyncio.to_thread(pickups.purge)
             await asyncio.sleep(every)
 
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with outer(a) as state:
-            task = asyncio.create_task(purge())
-            try:
-                yield state
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                pickups.close()
-
-    app.router.lifespan_context = lifespan
+    run_in_lifespan(app, purge, pickups.close)

@@ -13,10 +13,8 @@ app (:meth:`notary.seals.Seals.run_sweeper`), started and stopped with it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from keys.errors import ConflictError, Error, MalformedError, NotFoundError, VerificationError
 from notary.ack import Busy, SignatureChecks
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.lifespan import run_in_lifespan
 from notary.sealformat import MAX_REGISTRATION_BODY, parse_refusal_request, parse_registration
 from notary.seals import Gone, Seals, share_b64
 from notary.tracking import RateLimiter
@@ -151,18 +150,4 @@ def include_seal_routes(
 
 def _run_sweeper_with(app: FastAPI, seals: Seals) -> None:
     """Run ``seals``' expiry sweep inside the app's lifespan (after the sequencer started)."""
-    outer = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with outer(a) as state:
-            task = asyncio.create_task(seals.run_sweeper())
-            try:
-                yield state
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                seals.close()
-
-    app.router.lifespan_context = lifespan
+    run_in_lifespan(app, seals.run_sweeper, seals.close)

@@ -19,12 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
+from notary.lifespan import run_in_lifespan
 from notary.storage import LogStore
 from notary.web.app_index import MessageIndex
 
@@ -78,17 +76,4 @@ class IndexFollower:
 
 def follow_in_lifespan(app: FastAPI, follower: IndexFollower) -> None:
     """Run ``follower`` inside the app's lifespan (started with it, cancelled at its end)."""
-    outer = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with outer(a) as state:
-            task = asyncio.create_task(follower.run(), name="app-index-follower")
-            try:
-                yield state
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    app.router.lifespan_context = lifespan
+    run_in_lifespan(app, follower.run, name="app-index-follower")
