@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import tomllib
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
+from notary.durable import atomic_write
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -140,25 +140,6 @@ def remove_anchor(directory: Path, url: str) -> None:
     if len(kept) == len(entries):
         raise NotFoundError(f"no outside TSA {url!r}", hint="certmail notary anchors list")
     _save(directory, kept)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` durably: a temporary file, fsync, rename, fsync of the directory."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 @dataclass(frozen=True)

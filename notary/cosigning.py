@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import tomllib
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConflictError, Error, NotFoundError
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
+from notary.durable import atomic_write
 from notary.errors import MalformedError
 
 __all__ = [
@@ -79,7 +78,7 @@ def _save(directory: Path, entries: list[WitnessEntry], quorum: int) -> None:
     lines = ["# witnesses this notary asks to cosign (docs/witness.md)", f"quorum = {quorum}"]
     for e in entries:
         lines += ["", "[[witness]]", f"url = {json.dumps(e.url)}", f"vkey = {json.dumps(e.vkey)}"]
-    _atomic_write(directory / CONFIG, ("\n".join(lines) + "\n").encode())
+    atomic_write(directory / CONFIG, ("\n".join(lines) + "\n").encode())
 
 
 def add_witness(directory: Path, url: str, vkey: str, quorum: int | None) -> WitnessEntry:
@@ -105,19 +104,6 @@ def remove_witness(directory: Path, name: str, quorum: int | None) -> None:
     if len(kept) == len(entries):
         raise NotFoundError(f"no witness {name!r}", hint="certmail notary witnesses list")
     _save(directory, kept, min(old_quorum, len(kept)) if quorum is None else quorum)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 Post = Callable[[str, bytes], tuple[int, str, bytes]]
@@ -196,7 +182,7 @@ class Cosigning:
         full = self.with_cosignatures(note)
         if len(got) >= self.quorum and self.cosigned != full:
             verify_cosignatures(full, [w.verifier for w in self.witnesses], self.quorum)
-            _atomic_write(self.directory / COSIGNED, full)
+            atomic_write(self.directory / COSIGNED, full)
             self.cosigned = full
 
 

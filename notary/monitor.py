@@ -30,9 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from typing import Any, Protocol
 
 from keys.errors import Error, NotFoundError, TemporaryError
 from notary.checkpoint import Checkpoint, open_checkpoint
+from notary.durable import atomic_write
 from notary.errors import StorageError, VerificationError
 from notary.merkle import prove_consistency, tree_hash, verify_consistency
 from notary.note import Verifier
@@ -208,21 +207,7 @@ class StateStore:
 
     def _write(self, path: Path, data: bytes) -> Path:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(path, data)
         return path
 
 
