@@ -119,14 +119,7 @@ def export_bundle(
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
     visible = visible_to(receipts, for_recipient)
     ordered = _earliest(visible, vkey)
-    from certmail.bundle.anchors import anchor_members
-
-    answers = {}
-    for size in sorted({r.checkpoint().size for r in ordered}) if anchored else ():
-        got = anchored(size)  # type: ignore[misc]
-        if got is not None:
-            answers[int(got["size"])] = got
-    extra = {**_cosigned(visible, ordered, vkey), **anchor_members(list(answers.values()))}
+    extra = {**_cosigned(visible, ordered, vkey), **_anchored(ordered, anchored)}
     files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, extra)
     files.update(sorted((keys or {}).items()))
     files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
@@ -185,6 +178,21 @@ def _evidence_members(
             raise ValueError("receipts use several checkpoints: pass consistency=")
         files[f"evidence/consistency-{m}-{n}.json"] = consistency_text(m, n, consistency(m, n))
     return files
+
+
+def _anchored(
+    ordered: Sequence[Receipt], anchored: Callable[[int], Mapping[str, Any] | None] | None
+) -> dict[str, bytes]:
+    """The format 4 members: ``anchored(size)``'s answers for each checkpoint size the
+    kept receipts use (one per answered size)."""
+    from certmail.bundle.anchors import anchor_members
+
+    answers = {}
+    for size in sorted({r.checkpoint().size for r in ordered}) if anchored else ():
+        got = anchored(size)  # type: ignore[misc]
+        if got is not None:
+            answers[int(got["size"])] = got
+    return anchor_members(list(answers.values()))
 
 
 def _cosigned(
