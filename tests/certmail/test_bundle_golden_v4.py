@@ -5,34 +5,25 @@ checkpoints) verify forever with the outside TSA's root, their VERIFY.txt's
 
 from __future__ import annotations
 
-import json
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from certmail.bundle import read_members, write_members
+from certmail.bundle import read_members
 from certmail.bundle.layout import ANCHOR_TOKEN
-from tests.fixtures.cli import clean_env, cli, one_line_error
+from tests.fixtures.golden import GOLDEN, flipped_fails_naming, golden_checks
 
-V4 = Path(__file__).resolve().parent.parent / "vectors" / "proof-bundle" / "v4"
-
-
-def _verify(bundle: Path, tmp_path: Path, *extra: str) -> object:
-    pinned = ["--vkey", str(V4 / "notary.vkey"), "--tsa-root", str(V4 / "tsa-root.pem")]
-    args = ["proof", "verify", str(bundle), *pinned, "--anchor-root", str(V4 / "anchor-root.pem")]
-    return cli(*args, "--allow-partial", *extra, env=clean_env(tmp_path))
+V4 = GOLDEN / "v4"
+ANCHOR_ROOT = ["--anchor-root", str(V4 / "anchor-root.pem")]
 
 
 @pytest.mark.parametrize("kind", ["signed-ack", "encrypted-ack"])
 def test_golden_v4_verifies_with_its_outside_tsa(kind: str, tmp_path: Path) -> None:
     bundle = V4 / f"{kind}.certmail-proof.zip"
-    p = _verify(bundle, tmp_path, "--json")
-    assert p.returncode == 0, p.stderr  # type: ignore[attr-defined]
-    report = json.loads(p.stdout)  # type: ignore[attr-defined]
+    report, checks = golden_checks("v4", bundle, tmp_path, *ANCHOR_ROOT)
     assert report["format"] == 4
-    checks = {c["item"]: c for c in report["checks"]}
     assert checks["outside time-stamps"]["status"] == "ok"
     assert checks["documents"]["status"] == "ok"
     work = tmp_path / "unzipped"
@@ -50,10 +41,4 @@ def test_golden_v4_verifies_with_its_outside_tsa(kind: str, tmp_path: Path) -> N
         assert r.returncode == 0 and "Verification: OK" in r.stdout, cmd + r.stdout + r.stderr
     files = read_members(bundle)
     name = sorted(n for n in files if ANCHOR_TOKEN.fullmatch(n))[0]
-    data = bytearray(files[name])
-    data[len(data) // 2] ^= 0x01
-    bad = tmp_path / "bad.zip"
-    bad.write_bytes(write_members({**files, name: bytes(data)}))
-    p = _verify(bad, tmp_path)
-    assert p.returncode == 3  # type: ignore[attr-defined]
-    assert name in one_line_error(p)
+    flipped_fails_naming("v4", bundle, tmp_path, name, len(files[name]) // 2, *ANCHOR_ROOT)
