@@ -29,6 +29,7 @@ from notary.web.app_pages import (
     SHA256,
     AppPages,
     PageError,
+    Signed,
     app_headers,
     check_pre,
     read_form,
@@ -191,11 +192,9 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
 
     @app.get("/app/messages/{sha256}/receipts.json", include_in_schema=False)
     def receipts(sha256: str, request: Request) -> Response:
-        s = pages.signed(request)
-        if s is None:
-            return pages.signin(request, "sign in to download receipts", 401)
-        if not SHA256.fullmatch(sha256):
-            return pages.error(PageError(404, NO_SUCH))
+        s = _downloader(pages, request, sha256, "sign in to download receipts")
+        if isinstance(s, Response):
+            return s
         from notary.cosigning import cosigned_receipts  # as GET /v1/messages/{sha256}/receipts
 
         try:
@@ -210,11 +209,9 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
     def certificate(sha256: str, request: Request) -> Response:
         from notary.etsi.api import signed_certificate
 
-        s = pages.signed(request)
-        if s is None:
-            return pages.signin(request, "sign in to download the certificate", 401)
-        if not SHA256.fullmatch(sha256):
-            return pages.error(PageError(404, NO_SUCH))
+        s = _downloader(pages, request, sha256, "sign in to download the certificate")
+        if isinstance(s, Response):
+            return s
         try:
             pdf = signed_certificate(service, s.account, sha256)
         except NotFoundError as e:  # not this account's (as unknown), or no TSA
@@ -224,6 +221,17 @@ def _include_downloads(app: FastAPI, pages: AppPages) -> None:
     @app.get("/app/{rest:path}", include_in_schema=False)
     def unknown(rest: str) -> Response:  # registered last: any other /app/... path
         return pages.error(PageError(404, "no such page"))
+
+
+def _downloader(pages: AppPages, request: Request, sha256: str, signin: str) -> Signed | Response:
+    """Who downloads a message's file, or the answer: the sign-in page (401, ``signin``
+    said) when not signed in, a 404 page for a malformed digest."""
+    s = pages.signed(request)
+    if s is None:
+        return pages.signin(request, signin, 401)
+    if not SHA256.fullmatch(sha256):
+        return pages.error(PageError(404, NO_SUCH))
+    return s
 
 
 def _download(body: bytes, media_type: str, name: str) -> Response:
