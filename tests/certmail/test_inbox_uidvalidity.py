@@ -9,7 +9,6 @@ error, never opened as that other message.
 from __future__ import annotations
 
 import json
-import pwd
 import shutil
 import ssl
 import tempfile
@@ -22,7 +21,7 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.fixtures.cli import one_line_error, run
-from tests.fixtures.dovecot import Dovecot
+from tests.fixtures.dovecot import Dovecot, bob_dovecot
 
 BOX = "Certified"
 
@@ -39,16 +38,12 @@ def _message(subject: str) -> bytes:
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
     """A Dovecot of its own: bob's Maildir, empty, in a fresh home."""
-    nobody = pwd.getpwnam("nobody")
     home = Path(tempfile.mkdtemp(prefix="uidv", dir="/tmp"))
     home.chmod(0o755)
-    shutil.chown(home, nobody.pw_uid, nobody.pw_gid)
-    d = Dovecot("bob@example.net", "bob-imap-secret", home, nobody.pw_uid, nobody.pw_gid)
     try:
-        d.start()
-        yield d
+        with bob_dovecot(home) as d:
+            yield d
     finally:
-        d.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
