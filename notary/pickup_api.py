@@ -32,7 +32,7 @@ from notary.pickupformat import (
     parse_pickup_request,
 )
 from notary.seals import Gone, share_b64
-from notary.seals_api import TooLarge, json_error, read_body
+from notary.seals_api import Refusal, TooLarge, json_error, read_body, refusal
 from notary.tracking import RateLimiter
 from notary.web import security_headers
 
@@ -46,28 +46,23 @@ PICKUP_CSP = (
 _NO_LINK = "no such pickup link: check that the whole link was copied"
 
 
+_PICKUP_REFUSALS: tuple[Refusal, ...] = (
+    (Locked, 423, "locked"),
+    (MalformedError, 400, "bad_request"),
+    (VerificationError, 422, "refused"),
+    (Gone, 410, "gone"),
+    (NotFoundError, 404, "not_found"),
+    (NotYet, 409, "not_yet"),
+)
+
+
 def _refused(e: Exception, limit: int) -> JSONResponse:
     """The JSON error for an exception of the pickup routes (a sentence the page shows)."""
-    if isinstance(e, TooLarge):
-        return json_error(413, "too_large", f"body over {limit} bytes")
-    if isinstance(e, Locked):
-        return json_error(423, "locked", e.message)
     if isinstance(e, WrongSecret):
         out = json_error(403, "wrong_secret", e.message)
         out.headers["X-Tries-Left"] = str(e.left)
         return out
-    if isinstance(e, MalformedError):
-        return json_error(400, "bad_request", e.message)
-    if isinstance(e, VerificationError):
-        return json_error(422, "refused", e.message)
-    if isinstance(e, Gone):
-        return json_error(410, "gone", e.message)
-    if isinstance(e, NotFoundError):
-        return json_error(404, "not_found", e.message)
-    if isinstance(e, NotYet):
-        return json_error(409, "not_yet", e.message)
-    assert isinstance(e, Error)
-    return json_error(400, "bad_request", e.message)
+    return refusal(e, limit, _PICKUP_REFUSALS)
 
 
 def _page_gate(cfg: Any) -> Callable[[Request, str], Response | None]:

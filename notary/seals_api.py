@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,24 +60,35 @@ async def read_body(request: Request, limit: int) -> Any:
         raise MalformedError("the body is not valid JSON") from None
 
 
-def _refused(e: Exception, limit: int) -> JSONResponse:
-    """The JSON error for an exception of the seal routes."""
+#: An error answer: the exception class (checked in order), the HTTP status, the error code.
+Refusal = tuple[type[Error], int, str]
+
+_SEAL_REFUSALS: tuple[Refusal, ...] = (
+    (MalformedError, 400, "bad_request"),
+    (VerificationError, 422, "bad_signature"),
+    (Gone, 410, "gone"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+)
+
+
+def refusal(e: Exception, limit: int, table: Sequence[Refusal]) -> JSONResponse:
+    """The JSON error for an exception of a route: 413 for TooLarge (over ``limit`` bytes),
+    the first ``table`` row ``e`` is an instance of, else 400."""
     if isinstance(e, TooLarge):
         return json_error(413, "too_large", f"body over {limit} bytes")
-    if isinstance(e, MalformedError):
-        return json_error(400, "bad_request", e.message)
-    if isinstance(e, VerificationError):
-        return json_error(422, "bad_signature", e.message)
-    if isinstance(e, Gone):
-        return json_error(410, "gone", e.message)
-    if isinstance(e, NotFoundError):
-        return json_error(404, "not_found", e.message)
-    if isinstance(e, ConflictError):
-        return json_error(409, "conflict", e.message)
+    assert isinstance(e, Error)
+    for kind, status, code in table:
+        if isinstance(e, kind):
+            return json_error(status, code, e.message)
+    return json_error(400, "bad_request", e.message)
+
+
+def _refused(e: Exception, limit: int) -> JSONResponse:
+    """The JSON error for an exception of the seal routes."""
     if isinstance(e, Busy):
         return json_error(503, "busy", e.message, "1")
-    assert isinstance(e, Error)
-    return json_error(400, "bad_request", e.message)
+    return refusal(e, limit, _SEAL_REFUSALS)
 
 
 def include_seal_routes(
