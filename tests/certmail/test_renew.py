@@ -16,6 +16,7 @@ import pytest
 from certmail.bundle import read_members, write_members
 from certmail.bundle.renew import chain_not_after, check_renewals, covered, tree_root
 from keys.errors import VerificationError
+from tests.fixtures.bundle_world import flip
 from tests.fixtures.cli import clean_env, cli, one_line_error
 from tests.fixtures.openssl_tsa import OpensslTsa
 
@@ -101,10 +102,8 @@ def test_a_member_changed_after_renewal_fails_naming_it(
     renewed: Path, tmp_path: Path, name: str, says: str
 ) -> None:
     files = read_members(renewed)
-    data = bytearray(files[name])
-    data[len(data) // 2] ^= 0x01
     bad = tmp_path / "bad.zip"
-    bad.write_bytes(write_members({**files, name: bytes(data)}))
+    bad.write_bytes(flip(files, name, len(files[name]) // 2, 0x01))
     p = _verify(bad, tmp_path)
     assert p.returncode == 3  # type: ignore[attr-defined]
     assert says in one_line_error(p)
