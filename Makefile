@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-logo
 
 test: lint $(WEB_JS)
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
