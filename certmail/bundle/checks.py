@@ -207,6 +207,14 @@ def check_format(files: Mapping[str, bytes]) -> int:
     anchored = [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
     if anchored and version < 4:
         raise fail(f"{anchored[0]} in a bundle of format {version} (outside time-stamps: 4)")
+    # Each bundle has one form: the exporter writes the lowest format its members need
+    # (export._format), so a format 2 to 4 bundle must need exactly its format (format 5
+    # is checked with its statements, mdns.mdn_facts).
+    needed = 4 if anchored else 3 if cosigned else 2
+    if version < 5 and version != needed:
+        raise fail(
+            f"{FORMAT_FILE} says format {version}, but the bundle holds nothing of format {version}"
+        )
     return version
 
 

@@ -116,6 +116,17 @@ def test_every_file_many_positions(world: World) -> None:
             _expect_failure(world, flip(files, name, pos, 0x01 << (i % 8)), name, i % 2 == 0)
 
 
+@pytest.mark.parametrize("label", [3, 4])
+def test_a_higher_format_label_than_the_members_need_is_refused(world: World, label: int) -> None:
+    """Each bundle has one form: format 2 members relabelled 3 (cosigned checkpoints) or
+    4 (outside time-stamps) with none of those members is a changed bundle."""
+    files = read_members(world.bundle)
+    assert files["bundle.json"] == b'{\n  "format": 2\n}\n'
+    files["bundle.json"] = b'{\n  "format": %d\n}\n' % label
+    for trusted in (True, False):
+        _expect_failure(world, write_members(files), "bundle.json", trusted)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_flipped_byte_anywhere_is_caught(world: World, data: st.DataObject) -> None:
