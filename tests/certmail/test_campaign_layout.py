@@ -1,9 +1,10 @@
 """A campaign message is RFC 3156 §6.2 (signed and encrypted in one OpenPGP message):
 ``certmail open`` reads it (the sender's signature verified, the acknowledgement
-logged), and so does plain ``gpg --decrypt``, which checks the signature.
+logged), and so do plain ``gpg --decrypt``, which checks the signature, and a real
+NeoMutt (its own gpg commands and gpgme).
 
 Real components: gpg, ``certmail notary serve`` with its relay, an aiosmtpd
-server standing in for the recipient's mail server.
+server standing in for the recipient's mail server, NeoMutt on a pseudo-terminal.
 """
 
 from __future__ import annotations
@@ -91,3 +92,54 @@ def test_a_campaign_message_opens_in_certmail_and_in_plain_gpg(
     assert acked.returncode == 0, acked.stderr
     ack = json.loads(acked.stdout)["ack"]
     assert ack["sha256"] == sha
+
+
+@pytest.mark.parametrize("gpgme", [True, False], ids=["gpgme", "classic-gpg"])
+def test_neomutt_reads_a_campaign_message_and_its_signature(
+    correspondents: Any, tmp_path: Path, gpgme: bool
+) -> None:
+    """The campaign's own sealing (:class:`certmail.signer.Sealer`, ``combined``), read
+    by NeoMutt with Bob's keyring: decrypted, Alice's signature good, the body shown."""
+    import sys
+
+    from certmail.compose import Headers
+    from certmail.signer import Sealer
+
+    c = correspondents
+    sealed = Sealer(lambda: c.alice.keyring, tmp_path / "dkim").seal(
+        tmp_path / "w",
+        Headers(c.alice.email, (c.bob.email,), "Rent notice", "<r1@example.org>",
+                "Mon, 01 Jan 2024 00:00:00 +0000"),
+        b"Dear tenant,\nflat 7: the rent changes.\n",
+        [],
+        notary_url=None, sign=True, encrypt=True, request_mdn=False, progress=None,
+        combined=True,
+    )  # fmt: skip
+    mbox = tmp_path / "mbox"
+    mbox.write_bytes(
+        b"From alice@example.org Mon Jan  1 00:00:00 2024\n"
+        + sealed.path.read_bytes().replace(b"\r\n", b"\n")
+        + b"\n"
+    )
+    rc = tmp_path / "neomuttrc"
+    lines = [
+        f"set crypt_use_gpgme={'yes' if gpgme else 'no'}",
+        "set crypt_verify_sig=yes",
+        f"set folder={tmp_path}",
+    ]
+    if not gpgme:
+        lines.append("source /usr/share/doc/neomutt/examples/gpg.rc")
+    rc.write_text("\n".join(lines) + "\n")
+    screen = tmp_path / "screen.txt"
+    driver = Path(__file__).with_name("neomutt_pty.py")
+    p = subprocess.run(
+        [sys.executable, str(driver), "--read", str(rc), str(mbox), str(screen)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "GNUPGHOME": str(c.bob.keyring.gnupghome)},
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    text = " ".join(screen.read_bytes().decode("utf-8", "replace").split())
+    assert p.returncode == 0, text[-2000:]
+    assert "Good signature from" in text and c.alice.email in text, text[-2000:]
+    assert "BAD signature" not in text
+    assert "flat 7: the rent changes." in text
