@@ -1,11 +1,15 @@
 """The streaming gpg pipeline that signs, encrypts and re-verifies a message in one pass.
 
-RFC 3156 §6.2 (signed, then encrypted) over the inner entity of
-:mod:`certmail.compose`, with the armor of RFC 4880 §6 / RFC 9580 §6.2. The
-inner entity is composed straight into gpg; four gpg processes run at once, the
-data flowing through file descriptors, so that the re-verification DESIGN §5
-asks for ("re-verify the bytes before they leave") costs no extra pass over
-the message file. :class:`EncryptPipeline` has one method per
+Signed, then encrypted, over the inner entity of :mod:`certmail.compose`, with
+the armor of RFC 4880 §6 / RFC 9580 §6.2, in either RFC 3156 form: §6.1
+(``multipart/signed`` inside the encryption; four gpg processes: sign, encrypt,
+decrypt, verify) or, ``combined``, §6.2 (one OpenPGP message that is signed and
+encrypted; two gpg processes: ``--sign --encrypt``, and ``--decrypt``, which
+checks the signature as it decrypts). The inner entity is composed straight
+into gpg; the processes run at once, the data flowing through file
+descriptors, so that the re-verification DESIGN §5 asks for ("re-verify the
+bytes before they leave") costs no extra pass over the message file.
+:class:`EncryptPipeline` has one method per
 stage; the file helpers it shares with :mod:`certmail.seal` (hashing writer,
 kernel copies, early write-back) are :mod:`certmail.fileio`.
 """
@@ -139,6 +143,12 @@ class EncryptPipeline:
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
 
+    ``combined`` (RFC 3156 §6.2): no ``sign`` process; ``encrypt`` signs too
+    (``--sign --encrypt``) and its payload is the inner entity alone; ``decrypt``
+    must report exactly one good signature by ``signer`` over that plaintext
+    (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext's hash still equal
+    to the payload's.
+
     The check is one symmetric pass: gpg's public-key step is one operation on a
     session key of a few dozen bytes, so checking "with the session key"
     (``--show-session-key`` / ``--override-session-key``) would save nothing
@@ -159,6 +169,7 @@ class EncryptPipeline:
         compress: bool = False,
         write_inner: Callable[[Any], Any] | None = None,
         body_hash: Any = None,
+        combined: bool = False,
     ) -> None:
         """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
         part are added as they go into ``encrypt``.
@@ -179,6 +190,7 @@ class EncryptPipeline:
         #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
         self.compose_error: BaseException | None = None
         self.compress = compress
+        self.combined = combined and signer is not None
         self.keyring = keyring
         self.inner = inner
         self.recipients = recipients
@@ -242,7 +254,7 @@ class EncryptPipeline:
 
     def _start(self) -> None:
         """Start the processes: sign, encrypt, the base64 coders, decrypt."""
-        if self.signer is not None:
+        if self.signer is not None and not self.combined:
             self.sign_run = self.keyring.start_sign_detached(subprocess.PIPE, self.signer)
         tool = gnu_base64()
         self_armor = tool is not None and fast_crc24()
@@ -251,6 +263,7 @@ class EncryptPipeline:
             armor=not self_armor,
             compress=self.compress,
             compress_level=COMPRESS_LEVEL,
+            signer=self.signer if self.combined else None,
         )
         if self_armor and tool is not None:
             self.b64e = base64_process(tool, "-w", "64")
@@ -434,10 +447,10 @@ class EncryptPipeline:
     def _finish(self) -> None:
         """Every process succeeded, and the decryption gave back exactly the payload."""
         assert self.enc is not None and self.dec is not None
-        self.keyring.finish_encrypt(self.enc)
+        self.keyring.finish_encrypt(self.enc, signed=self.combined)
         if self.errors:
             raise self.errors[0]
-        self.keyring.finish_decrypt(self.dec)
+        self.keyring.finish_decrypt(self.dec, signed_by=self.signer if self.combined else None)
         if self.b64d is not None and self.b64d.wait() != 0:
             raise VerificationError("the armored ciphertext is not valid base64")
         if self.b64e is not None and self.b64e.wait() != 0:

@@ -1,4 +1,4 @@
-"""Seal a message: compose, sign and encrypt it (RFC 3156 §6.2), then re-verify it.
+"""Seal a message: compose, sign and encrypt it (RFC 3156 §6), then re-verify it.
 
 The layout is RFC 3156 with RFC 9788 header protection (:mod:`certmail.rfc3156`)
 around the inner entity of :mod:`certmail.compose`. Every stage goes file to
@@ -64,8 +64,14 @@ def seal(
     dkim_check: Callable[[Path, Any], None] | None = None,
     dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
     html: bytes | None = None,
+    combined: bool = False,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
+
+    ``combined``: a signed and encrypted message is one OpenPGP message signed
+    and encrypted by one gpg run (RFC 3156 §6.2), not ``multipart/signed``
+    inside the encryption (§6.1, the default): two gpg processes instead of
+    four (docs/formats.md, "PGP/MIME layouts").
 
     ``html``: an HTML alternative of the body, for a message that is not encrypted
     (the pickup notice; :func:`certmail.compose.compose_inner`).
@@ -100,7 +106,9 @@ def seal(
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
     if encrypt:
         streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
-        manifest, digest, size, head = _seal_encrypted(*args, compress=compress, dkim=streamed)
+        manifest, digest, size, head = _seal_encrypted(
+            *args, compress=compress, dkim=streamed, combined=combined
+        )
         if streamed is not None and dkim_hashed is not None:
             bh = streamed.digest()
 
@@ -152,8 +160,10 @@ def _seal_encrypted(
     *,
     compress: bool = False,
     dkim: BodyHash | None = None,
+    combined: bool = False,
 ) -> tuple[Manifest, str, int, bytes]:
-    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.2), to ``unsigned``.
+    """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.1), or around
+    the inner entity signed in the encryption (``combined``, §6.2), to ``unsigned``.
 
     ``dkim`` is fed the body as it is written; the header block is returned with
     the manifest, the SHA-256 and the size.
@@ -170,7 +180,10 @@ def _seal_encrypted(
     if signer is None:
         keyring.unlock_decryption(own)
     sb = new_boundary()
-    # The payload gpg encrypts is [multipart/signed head][inner][signature part];
+    if combined:
+        micalg = None  # the probe above unlocked the key; no multipart/signed head
+    # The payload gpg encrypts is [multipart/signed head][inner][signature part] (§6.1)
+    # or the inner entity alone (§6.2);
     # its SHA-256 is taken as it goes into gpg, to compare with the decryption.
     # The inner entity is composed straight into gpg (and into ``inner``, for the
     # signature check) while gpg signs and encrypts: no stage waits for a whole file.
@@ -203,6 +216,7 @@ def _seal_encrypted(
         compress=compress,
         write_inner=write_inner,
         body_hash=dkim,
+        combined=combined,
     )
     digest, size = pipeline.run(unsigned, outer)
     manifest: Manifest = pipeline.composed

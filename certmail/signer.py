@@ -61,8 +61,12 @@ class Sealer:
         progress: Progress | None,
         compress: bool = False,
         html: bytes | None = None,
+        combined: bool = False,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message.
+
+        ``combined``: signed and encrypted in one OpenPGP message (RFC 3156 §6.2,
+        :func:`certmail.seal.seal`).
 
         The DKIM check reads the finished file once, and the message's SHA-256 is
         taken in that same pass (:func:`certmail.seal.seal`'s ``dkim_check``).
@@ -90,6 +94,7 @@ class Sealer:
             dkim_check=dkim_check if dkim is not None else None,
             dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
             html=html,
+            combined=combined,
         )
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:

@@ -176,6 +176,9 @@ def _seal(r: Recipient) -> Entry:
             encrypt=True,
             request_mdn=bool(spec.get("request_mdn")),
             progress=None,
+            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
+            # decryption that checks the signature (two gpg processes, not four).
+            combined=True,
         )
         if tracking is not None and notary is not None:
             from ..tracking import register_tracking

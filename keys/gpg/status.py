@@ -204,3 +204,21 @@ def check_recipients_accepted(stderr: str) -> None:
             f"cannot encrypt to {who}: {reason}",
             hint=f"certmail keys trust {who}" if code == "10" else IMPORT_HINT,
         )
+
+
+def check_signed_by(stderr: str, fpr: str) -> None:
+    """Raise VerificationError unless gpg's status lines show exactly one signature,
+    good and valid, made by the key ``fpr`` (its primary key or a subkey).
+
+    For a decryption whose plaintext was signed in the same OpenPGP message
+    (RFC 3156 §6.2): ``VALIDSIG <fpr> ... <primary fpr>`` (GnuPG doc/DETAILS).
+    """
+    bad = [kw for kw in SIG_STATUS if kw not in ("NEWSIG", "GOODSIG", "VALIDSIG")]
+    if any(status_values(stderr, kw) for kw in bad):
+        raise VerificationError(f"the signature did not verify: {gpg_message(stderr)}")
+    valid = status_values(stderr, "VALIDSIG")
+    if len(valid) != 1 or len(status_values(stderr, "GOODSIG")) != 1:
+        raise VerificationError(f"expected one good signature, gpg reported {len(valid)}")
+    fields = valid[0].split()
+    if fpr.upper() not in (fields[0].upper(), fields[-1].upper()):
+        raise VerificationError(f"signed by {fields[-1]}, not by {fpr}")

@@ -22,6 +22,7 @@ from keys.gpg.passphrase import Ask, check_secret_key_used, raise_for_passphrase
 from keys.gpg.process import GpgProcess
 from keys.gpg.status import (
     check_recipients_accepted,
+    check_signed_by,
     gpg_message,
     signature_micalg,
     status_values,
@@ -119,13 +120,18 @@ class StreamingKeyring(KeyringBase):
         compress: bool = True,
         compress_level: int | None = None,
         stdout: int | IO[bytes] | None = None,
+        signer: str | None = None,
     ) -> GpgProcess:
         """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``.
 
         ``compress_level`` (1-9) is gpg's ``-z`` when compressing (default: gpg's).
+        ``signer``: the same gpg run signs the data too (one OpenPGP message, signed
+        then encrypted: RFC 3156 §6.2); unlock the key first (:meth:`micalg`).
         """
         fprs = self._check_recipients(recipients)
         args = ["--trust-model", "pgp", "--encrypt"]
+        if signer is not None:
+            args = ["--local-user", self._resolve_signer(signer), "--sign", *args]
         for f in fprs:
             args += ["--recipient", f]
         if armor:
@@ -135,14 +141,24 @@ class StreamingKeyring(KeyringBase):
         elif compress_level is not None:
             args += ["-z", str(compress_level)]
         return self.spawn(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if stdout is None else stdout
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            secret=signer is not None,
         )
 
-    def finish_encrypt(self, run: GpgProcess) -> None:
+    def finish_encrypt(self, run: GpgProcess, *, signed: bool = False) -> None:
+        """Raise unless the encryption (and, ``signed``, the signature) was made."""
         code, stderr, _ = run.wait()
-        if code == 0 and status_values(stderr, "END_ENCRYPTION"):
+        if (
+            code == 0
+            and status_values(stderr, "END_ENCRYPTION")
+            and (not signed or status_values(stderr, "SIG_CREATED"))
+        ):
             return
         check_recipients_accepted(stderr)
+        if signed:
+            raise_for_passphrase(stderr)
         raise KeyMaterialError(f"encryption failed: {gpg_message(stderr)}")
 
     def start_decrypt(self, *, stdin: int | IO[bytes] | None = None) -> GpgProcess:
@@ -154,14 +170,20 @@ class StreamingKeyring(KeyringBase):
             secret=True,
         )
 
-    def finish_decrypt(self, run: GpgProcess) -> None:
-        """Raise unless the decryption succeeded with an intact integrity check."""
+    def finish_decrypt(self, run: GpgProcess, *, signed_by: str | None = None) -> None:
+        """Raise unless the decryption succeeded with an intact integrity check.
+
+        ``signed_by``: the plaintext must also carry exactly one signature, good,
+        by that key (:func:`keys.gpg.status.check_signed_by`).
+        """
         code, stderr, _ = run.wait()
         if (
             code == 0
             and status_values(stderr, "DECRYPTION_OKAY")
             and not status_values(stderr, "DECRYPTION_FAILED")
         ):
+            if signed_by is not None:
+                check_signed_by(stderr, self._resolve_signer(signed_by))
             return
         check_secret_key_used(stderr)
         raise MalformedError(f"decryption failed: {gpg_message(stderr)}")

@@ -493,6 +493,14 @@ def test_track_open_and_request_mdn_per_recipient(
     sent = as_sender(c, relay, "campaign", "send", "rent")
     assert sent.returncode == 0, sent.stderr
     wait_for(lambda: len(c.sink.messages) == 2, "deliveries")
+    # The signature is inside the encryption (RFC 3156 §6.2): gpg checks it as it
+    # decrypts, with the sender's key (without it, gpg exits 2: "no public key").
+    subprocess.run(
+        ["gpg", "--homedir", str(few.home), "--batch", "--import"],
+        input=c.alice.keyring.export_public(c.alice.email).encode(),
+        capture_output=True,
+        check=True,
+    )
     links = {}
     for m in c.sink.messages:
         assert f"Disposition-Notification-To: {c.alice.email}".encode() in m.data

@@ -83,10 +83,24 @@ class TamperingPipeline(EncryptPipeline):
         self.enc.proc.stdout = os.fdopen(r, "rb")
 
 
-def test_streamed_send_roundtrips(pair: tuple[Keyring, Keyring], tmp_path: Path, mode: str) -> None:
+#: RFC 3156 §6.1 (multipart/signed inside; certmail send) and §6.2 (combined; campaigns).
+LAYOUTS = pytest.mark.parametrize("combined", [False, True], ids=["rfc3156-6.1", "rfc3156-6.2"])
+
+
+@LAYOUTS
+def test_streamed_send_roundtrips(
+    pair: tuple[Keyring, Keyring], tmp_path: Path, mode: str, combined: bool
+) -> None:
     alice, bob = pair
     f = _attachment(tmp_path, 3_000_001)  # not a multiple of 57: a short last base64 line
-    s = seal(alice, tmp_path / "w", _headers(), b"Hello Bob\n", [(f, ScanRecord("clean"))])
+    s = seal(
+        alice,
+        tmp_path / "w",
+        _headers(),
+        b"Hello Bob\n",
+        [(f, ScanRecord("clean"))],
+        combined=combined,
+    )
     assert s.manifest.attachments[0].size == 3_000_001
     assert not (tmp_path / "w" / "message.unsigned").exists()
     u = unseal(bob, s.path.read_bytes(), tmp_path / "o")
@@ -95,18 +109,63 @@ def test_streamed_send_roundtrips(pair: tuple[Keyring, Keyring], tmp_path: Path,
     assert [p.data for p in u.parts if p.filename == "deal.bin"] == [f.read_bytes()]
 
 
+@LAYOUTS
 def test_tampered_ciphertext_is_refused(
     pair: tuple[Keyring, Keyring],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     mode: str,
+    combined: bool,
 ) -> None:
     alice, _ = pair
     monkeypatch.setattr(seal_module, "EncryptPipeline", TamperingPipeline)
     f = _attachment(tmp_path)
     with pytest.raises(Error, match="refusing to send: the finished message did not re-verify"):
-        seal(alice, tmp_path / "w", _headers(), b"Hello Bob\n", [(f, ScanRecord("clean"))])
+        seal(
+            alice,
+            tmp_path / "w",
+            _headers(),
+            b"Hello Bob\n",
+            [(f, ScanRecord("clean"))],
+            combined=combined,
+        )
     assert not (tmp_path / "w" / "message.eml").exists()
+
+
+A = "A" * 40
+S = "5" * 40
+B = "B" * 40
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [
+        (f"[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG {S[-16:]} a\n[GNUPG:] VALIDSIG {S} x {A}\n", None),
+        (f"[GNUPG:] GOODSIG {A[-16:]} a\n[GNUPG:] VALIDSIG {A} x {A}\n", None),
+        ("[GNUPG:] DECRYPTION_OKAY\n", "expected one good signature"),
+        (f"[GNUPG:] GOODSIG {B[-16:]} b\n[GNUPG:] VALIDSIG {B} x {B}\n", "not by"),
+        (f"[GNUPG:] BADSIG {A[-16:]} a\n", "did not verify"),
+        (f"[GNUPG:] ERRSIG {A[-16:]} 22 10 00 0 9\n[GNUPG:] NO_PUBKEY {A[-16:]}\n", "did not"),
+        (
+            f"[GNUPG:] GOODSIG {A[-16:]} a\n[GNUPG:] VALIDSIG {A} x {A}\n" * 2,
+            "expected one good signature",
+        ),
+    ],
+    ids=["subkey", "primary", "unsigned", "other-key", "bad", "unknown-key", "two"],
+)
+def test_the_combined_check_wants_one_good_signature_by_the_signer(
+    status: str, problem: str | None
+) -> None:
+    """§6.2's re-check: the decryption's status lines must show exactly one good
+    signature by the sender's key (primary or subkey); anything else refuses."""
+    from keys.errors import VerificationError
+    from keys.gpg.status import check_signed_by
+
+    if problem is None:
+        check_signed_by(status, A)
+    else:
+        with pytest.raises(VerificationError, match=problem):
+            check_signed_by(status, A)
 
 
 def test_compose_errors_surface_as_they_are(pair: tuple[Keyring, Keyring], tmp_path: Path) -> None:
