@@ -144,6 +144,13 @@ def check_secret_key_used(stderr: str, key: str = "your OpenPGP key") -> None:
     """
     raise_for_passphrase(stderr, key)
     if status_values(stderr, "NO_SECKEY") and not status_values(stderr, "DECRYPTION_KEY"):
+        errors = (v.split() for v in status_values(stderr, "ERROR"))
+        failed = [f[1] for f in errors if len(f) > 1 and f[0] == "pkdecrypt_failed"]
+        if failed:  # a secret key was there, but gpg-agent failed with it (not a passphrase)
+            raise KeyMaterialError(
+                f"gpg-agent could not decrypt with {key} (gpg error {failed[0]})",
+                hint="run `gpgconf --kill gpg-agent` and try again",
+            )
         raise VerificationError(
             "not encrypted to any of your keys", hint="certmail keys list --secret"
         )

@@ -415,6 +415,11 @@ def test_passphrase_failures_from_status_lines() -> None:
     with pytest.raises(VerificationError, match="not encrypted to any of your keys") as e:
         check_secret_key_used(NOT_FOR_YOU)
     assert e.value.exit_code == 3
+    # The key was there but gpg-agent failed with it (here GPG_ERR_EOF: an agent that
+    # went away): said as such, with gpg's code, never "not encrypted to you".
+    with pytest.raises(KeyMaterialError, match=r"gpg-agent could not decrypt .*16383") as agent:
+        check_secret_key_used(NO_PINENTRY_DECRYPT.replace("67108949", "16383"))
+    assert not isinstance(agent.value, VerificationError) and agent.value.exit_code == 1
 
 
 def _protected(gnupghome_factory: Callable[[], Path]) -> tuple[Path, str]:
