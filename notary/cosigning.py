@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
 
 CONFIG = "witnesses.toml"
@@ -193,8 +195,9 @@ def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) ->
 
     Old verifiers verify the notary's signature and ignore the other lines
     (C2SP signed-note); ``proof export`` puts the cosigned note in the bundle.
+    The proofs are remembered (:func:`_inclusion`): a receipt asked for again
+    against the same cosigned checkpoint is not proved again.
     """
-    from notary.merkle import prove_inclusion
     from notary.receipt import Receipt
     from notary.tlogproof import TlogProof, parsed_checkpoint
 
@@ -202,16 +205,45 @@ def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) ->
         note = (directory / COSIGNED).read_bytes()
     except FileNotFoundError:
         return receipts
-    size = parsed_checkpoint(note)[1].size
+    cp = parsed_checkpoint(note)[1]
     out = []
     for r in receipts:
-        if r.index >= size:
+        if r.index >= cp.size:
             out.append(r)
             continue
-        same = r.checkpoint().size == size
-        hashes = r.proof.hashes if same else tuple(prove_inclusion(size, r.index, storage))
+        same = r.checkpoint().size == cp.size
+        hashes = r.proof.hashes if same else _inclusion(cp, r.index, storage)
         out.append(Receipt(r.entry, TlogProof(r.index, hashes, note, r.proof.extra), r.tst))
     return out
+
+
+#: Inclusion proofs kept by :func:`_inclusion` (a few hundred KB at most).
+PROOF_CACHE = 4096
+_proofs: OrderedDict[tuple[str, int, bytes, int], tuple[bytes, ...]] = OrderedDict()
+_proofs_lock = threading.Lock()
+
+
+def _inclusion(cp: Checkpoint, index: int, storage: Any) -> tuple[bytes, ...]:
+    """The inclusion proof of entry ``index`` against the tree of ``cp``, remembered.
+
+    Safe to keep: the log is append-only, so the proof of an entry against the
+    tree of one size never changes. The key is (origin, size, root hash, index):
+    the root hash names the tree, so two logs in one process never share a proof.
+    """
+    from notary.merkle import prove_inclusion
+
+    key = (cp.origin, cp.size, cp.root_hash, index)
+    with _proofs_lock:
+        hit = _proofs.get(key)
+        if hit is not None:
+            _proofs.move_to_end(key)
+            return hit
+    hashes = tuple(prove_inclusion(cp.size, index, storage))
+    with _proofs_lock:
+        _proofs[key] = hashes
+        while len(_proofs) > PROOF_CACHE:
+            _proofs.popitem(last=False)
+    return hashes
 
 
 def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:
