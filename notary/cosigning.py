@@ -8,7 +8,9 @@ witness with a consistency proof from the size that witness holds
 (:func:`notary.witness_client.request_cosignature`), and keeps the newest
 checkpoint that a quorum cosigned (``cosigned-checkpoint`` in the directory,
 replaced atomically). A witness down or refusing delays cosigning, never the
-log: the sequencer does not wait for witnesses.
+log: the sequencer does not wait for witnesses. One process of a notary
+directory cosigns (``.cosigning.lock``; ``serve --workers N``): a witness is
+asked about each checkpoint once.
 
 ``GET /checkpoint`` (notary/tiles_api.py) serves the latest checkpoint with the
 cosignatures gathered for it so far; ``GET /checkpoint/cosigned`` the newest
@@ -17,8 +19,10 @@ one that reached the quorum.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import threading
 import tomllib
 from collections import OrderedDict
@@ -47,6 +51,9 @@ if TYPE_CHECKING:
 
 CONFIG = "witnesses.toml"
 COSIGNED = "cosigned-checkpoint"
+#: The newest checkpoint with the cosignatures gathered for it so far (any number).
+GATHERED = "cosignatures"
+LOCK = ".cosigning.lock"
 log = logging.getLogger("certmail.notary.cosigning")
 
 
@@ -112,7 +119,15 @@ Post = Callable[[str, bytes], tuple[int, str, bytes]]
 
 
 class Cosigning:
-    """Gathers cosignatures on the log's checkpoints in a background thread."""
+    """Gathers cosignatures on the log's checkpoints in a background thread.
+
+    One process of a notary directory cosigns at a time (an exclusive lock on
+    ``.cosigning.lock``: with ``serve --workers N`` every worker starts the
+    thread, one asks the witnesses, the others wait to take over if it dies).
+    What it gathered reaches the other workers through the directory: the
+    newest checkpoint with its cosignatures so far (``cosignatures``) and the
+    newest a quorum cosigned (``cosigned-checkpoint``), both replaced atomically.
+    """
 
     def __init__(
         self,
@@ -133,8 +148,12 @@ class Cosigning:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        path = directory / COSIGNED
-        self.cosigned: bytes | None = path.read_bytes() if path.exists() else None
+        self._files: dict[str, tuple[tuple[int, int, int], bytes | None]] = {}
+
+    @property
+    def cosigned(self) -> bytes | None:
+        """The newest checkpoint a quorum cosigned (``cosigned-checkpoint``), or None."""
+        return self._read(COSIGNED)
 
     def start(self) -> None:
         if self.witnesses and self._thread is None:
@@ -147,18 +166,54 @@ class Cosigning:
             self._thread.join(10)
 
     def with_cosignatures(self, note: bytes) -> bytes:
-        """``note`` with every cosignature gathered for it so far."""
+        """``note`` with every cosignature gathered for it so far (by any worker)."""
         with self._lock:
-            return note + b"".join(self._lines.get(note, {}).values())
+            mine = self._lines.get(note)
+        if mine is not None:
+            return note + b"".join(mine.values())
+        shared = self._read(GATHERED)
+        if shared is not None and shared.startswith(note):
+            return shared
+        return note
+
+    def _read(self, name: str) -> bytes | None:
+        """A file of the directory, read again only when it was replaced."""
+        path = self.directory / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            seen = self._files.get(name)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        try:
+            data: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        with self._lock:
+            self._files[name] = (stamp, data)
+        return data
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                cp = self._latest()
-                if cp is not None and cp.size > 0:
-                    self.round(cp.note, cp.size)
-            except Exception:  # never let the thread die: a witness or storage hiccup
-                log.exception("cosigning round failed")
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while not self._stop.is_set():
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another worker cosigns
+                    self._stop.wait(5)
+            while not self._stop.wait(self.interval):
+                try:
+                    cp = self._latest()
+                    if cp is not None and cp.size > 0:
+                        self.round(cp.note, cp.size)
+                except Exception:  # never let the thread die: a witness or storage hiccup
+                    log.exception("cosigning round failed")
+        finally:
+            os.close(fd)
 
     def round(self, note: bytes, size: int) -> None:
         """Ask each witness that has not cosigned ``note`` yet; keep it once a quorum has."""
@@ -166,6 +221,7 @@ class Cosigning:
 
         with self._lock:
             got = dict(self._lines.get(note, {}))
+        before = len(got)
         for w in self.witnesses:
             v = w.verifier
             if v.name in got:
@@ -182,10 +238,11 @@ class Cosigning:
         with self._lock:
             self._lines = {note: got}  # only the newest checkpoint's cosignatures are kept
         full = self.with_cosignatures(note)
+        if len(got) > before:  # for GET /checkpoint in the other workers
+            atomic_write(self.directory / GATHERED, full)
         if len(got) >= self.quorum and self.cosigned != full:
             verify_cosignatures(full, [w.verifier for w in self.witnesses], self.quorum)
             atomic_write(self.directory / COSIGNED, full)
-            self.cosigned = full
 
 
 def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) -> list[Receipt]:
