@@ -263,15 +263,16 @@ def _write_b64_python(src: BinaryIO, out: BinaryIO, on_bytes: Callable[[bytes], 
         out.write(b64_lines(carry))
 
 
-def gnu_base64() -> str | None:
+def gnu_base64(*, external: bool = True) -> str | None:
     """The path of GNU coreutils' ``base64`` (``-w`` line width, ``-d -i``), or None.
 
     A fast path (see :func:`write_base64` and :mod:`certmail.pipeline`): None
-    when ``CERTMAIL_REFERENCE_ONLY`` (:mod:`notary.fastpath`) or
-    ``CERTMAIL_NO_EXTERNAL_BASE64`` is set, and then binascii and gpg's own
-    armor do the work.
+    when ``CERTMAIL_REFERENCE_ONLY`` (:mod:`notary.fastpath`) is set or the
+    caller says ``external=False`` (a campaign of small messages,
+    :func:`certmail.campaign.worker.init_worker`), and then binascii and gpg's
+    own armor do the work.
     """
-    if not fastpath.enabled() or os.environ.get("CERTMAIL_NO_EXTERNAL_BASE64"):
+    if not external or not fastpath.enabled():
         return None
     return _find_gnu_base64()
 
@@ -415,6 +416,7 @@ def compose_inner(
     outer_subject: str | None = None,
     progress: Progress | None = None,
     html: bytes | None = None,
+    external_base64: bool = True,
 ) -> Manifest:
     """Write the inner entity to ``out`` and return its manifest.
 
@@ -423,7 +425,8 @@ def compose_inner(
     ``"cipher"`` an ``HP-Outer`` field records the obscured outer Subject.
     ``html`` (UTF-8) makes the body a ``multipart/alternative`` of the text and
     this HTML (RFC 2046 §5.1.4; the pickup notice, docs/sealed.md); the
-    manifest covers the text.
+    manifest covers the text. ``external_base64=False`` encodes the attachments
+    in this process (:func:`gnu_base64`).
     """
     text = _body_text(body)
     boundary = new_boundary()
@@ -464,7 +467,7 @@ def compose_inner(
 
         try:
             with path.open("rb") as src:
-                write_base64(src, out, on_bytes, gnu_base64())
+                write_base64(src, out, on_bytes, gnu_base64(external=external_base64))
         except FileNotFoundError:
             raise NotFoundError(f"no such file: {path}", hint="check the --attach path") from None
         records.append(AttachmentRecord(name, ctype_guess, size, digest.hexdigest(), scan))

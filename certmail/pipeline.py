@@ -170,6 +170,7 @@ class EncryptPipeline:
         write_inner: Callable[[Any], Any] | None = None,
         body_hash: Any = None,
         combined: bool = False,
+        external_base64: bool = True,
     ) -> None:
         """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
         part are added as they go into ``encrypt``.
@@ -182,7 +183,10 @@ class EncryptPipeline:
         :class:`keys.dkim_body.BodyHash`), when given, is fed the message's body
         as it is written, for its DKIM signature; :attr:`header_block` is then
         the message's header block (its field lines, without the empty line).
+        ``external_base64=False``: no GNU ``base64`` processes, gpg armors and
+        the check decodes in gpg (:func:`certmail.compose.gnu_base64`).
         """
+        self.external_base64 = external_base64
         self.body_hash = body_hash
         self.header_block = b""
         self.write_inner = write_inner
@@ -256,7 +260,7 @@ class EncryptPipeline:
         """Start the processes: sign, encrypt, the base64 coders, decrypt."""
         if self.signer is not None and not self.combined:
             self.sign_run = self.keyring.start_sign_detached(subprocess.PIPE, self.signer)
-        tool = gnu_base64()
+        tool = gnu_base64(external=self.external_base64)
         self_armor = tool is not None and fast_crc24()
         self.enc = self.keyring.start_encrypt(
             self.recipients,

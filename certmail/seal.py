@@ -65,6 +65,7 @@ def seal(
     dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
     html: bytes | None = None,
     combined: bool = False,
+    external_base64: bool = True,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
@@ -78,6 +79,9 @@ def seal(
 
     ``compress`` lets gpg deflate the signed part before encrypting it
     (:func:`certmail.msgsize.should_compress` decides; docs/send-open.md#size).
+    ``external_base64=False`` keeps the base64 work in this process: no GNU
+    ``base64`` processes (:func:`certmail.compose.gnu_base64`; cheaper for small
+    messages, a campaign's worker decides).
 
     Every stage goes file to file inside ``workdir``; the result is
     ``workdir/message.eml``. ``dkim``, when given, reads the finished message
@@ -107,7 +111,11 @@ def seal(
     if encrypt:
         streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
         manifest, digest, size, head = _seal_encrypted(
-            *args, compress=compress, dkim=streamed, combined=combined
+            *args,
+            compress=compress,
+            dkim=streamed,
+            combined=combined,
+            external_base64=external_base64,
         )
         if streamed is not None and dkim_hashed is not None:
             bh = streamed.digest()
@@ -118,7 +126,9 @@ def seal(
 
             dkim = dkim_from_hash
     else:
-        manifest, digest, size = _seal_clear(*args, extra_outer=extra_outer, html=html)
+        manifest, digest, size = _seal_clear(
+            *args, extra_outer=extra_outer, html=html, external_base64=external_base64
+        )
     final = workdir / "message.eml"
     if dkim is not None:
         digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check)
@@ -161,6 +171,7 @@ def _seal_encrypted(
     compress: bool = False,
     dkim: BodyHash | None = None,
     combined: bool = False,
+    external_base64: bool = True,
 ) -> tuple[Manifest, str, int, bytes]:
     """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.1), or around
     the inner entity signed in the encryption (``combined``, §6.2), to ``unsigned``.
@@ -199,6 +210,7 @@ def _seal_encrypted(
             hp=hp,
             outer_subject=OBSCURED_SUBJECT,
             progress=progress,
+            external_base64=external_base64,
         )
         if progress is not None:
             progress("encrypt", 0, 1)
@@ -217,6 +229,7 @@ def _seal_encrypted(
         write_inner=write_inner,
         body_hash=dkim,
         combined=combined,
+        external_base64=external_base64,
     )
     digest, size = pipeline.run(unsigned, outer)
     manifest: Manifest = pipeline.composed
@@ -236,12 +249,22 @@ def _seal_clear(
     *,
     extra_outer: Sequence[str],
     html: bytes | None = None,
+    external_base64: bool = True,
 ) -> tuple[Manifest, str, int]:
     """``multipart/signed`` (RFC 3156 §5), or the bare inner entity, to ``unsigned``."""
     hp: Literal["clear"] | None = "clear" if signer is not None else None
     inner = workdir / "inner.mime"
     with inner.open("wb") as f:
-        manifest = compose_inner(f, headers, body, attachments, hp=hp, progress=progress, html=html)
+        manifest = compose_inner(
+            f,
+            headers,
+            body,
+            attachments,
+            hp=hp,
+            progress=progress,
+            html=html,
+            external_base64=external_base64,
+        )
     out = unsigned.open("wb")
     writer = HashingWriter(out)  # type: ignore[arg-type]
     signature: bytes | None = None

@@ -36,7 +36,12 @@ def _domain(addr: str) -> str:
 class Sealer:
     """Seals messages from one identity (its keyring and DKIM directory)."""
 
-    def __init__(self, keyring: Callable[[], Keyring], dkim_dir: Path) -> None:
+    def __init__(
+        self, keyring: Callable[[], Keyring], dkim_dir: Path, *, external_base64: bool = True
+    ) -> None:
+        """``external_base64=False``: seal without GNU ``base64`` processes
+        (:func:`certmail.seal.seal`; a campaign of small messages)."""
+        self.external_base64 = external_base64
         self._keyring = keyring
         self._cached: KeyCache | None = None
         self.dkim_dir = dkim_dir
@@ -95,6 +100,7 @@ class Sealer:
             dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
             html=html,
             combined=combined,
+            external_base64=self.external_base64,
         )
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:

@@ -8,7 +8,9 @@ witness with a consistency proof from the size that witness holds
 (:func:`notary.witness_client.request_cosignature`), and keeps the newest
 checkpoint that a quorum cosigned (``cosigned-checkpoint`` in the directory,
 replaced atomically). A witness down or refusing delays cosigning, never the
-log: the sequencer does not wait for witnesses.
+log: the sequencer does not wait for witnesses. One process of a notary
+directory cosigns (``.cosigning.lock``; ``serve --workers N``): a witness is
+asked about each checkpoint once.
 
 ``GET /checkpoint`` (notary/tiles_api.py) serves the latest checkpoint with the
 cosignatures gathered for it so far; ``GET /checkpoint/cosigned`` the newest
@@ -17,10 +19,13 @@ one that reached the quorum.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import threading
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +46,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
 
 CONFIG = "witnesses.toml"
 COSIGNED = "cosigned-checkpoint"
+#: The newest checkpoint with the cosignatures gathered for it so far (any number).
+GATHERED = "cosignatures"
+LOCK = ".cosigning.lock"
 log = logging.getLogger("certmail.notary.cosigning")
 
 
@@ -110,7 +119,15 @@ Post = Callable[[str, bytes], tuple[int, str, bytes]]
 
 
 class Cosigning:
-    """Gathers cosignatures on the log's checkpoints in a background thread."""
+    """Gathers cosignatures on the log's checkpoints in a background thread.
+
+    One process of a notary directory cosigns at a time (an exclusive lock on
+    ``.cosigning.lock``: with ``serve --workers N`` every worker starts the
+    thread, one asks the witnesses, the others wait to take over if it dies).
+    What it gathered reaches the other workers through the directory: the
+    newest checkpoint with its cosignatures so far (``cosignatures``) and the
+    newest a quorum cosigned (``cosigned-checkpoint``), both replaced atomically.
+    """
 
     def __init__(
         self,
@@ -131,8 +148,12 @@ class Cosigning:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        path = directory / COSIGNED
-        self.cosigned: bytes | None = path.read_bytes() if path.exists() else None
+        self._files: dict[str, tuple[tuple[int, int, int], bytes | None]] = {}
+
+    @property
+    def cosigned(self) -> bytes | None:
+        """The newest checkpoint a quorum cosigned (``cosigned-checkpoint``), or None."""
+        return self._read(COSIGNED)
 
     def start(self) -> None:
         if self.witnesses and self._thread is None:
@@ -145,18 +166,54 @@ class Cosigning:
             self._thread.join(10)
 
     def with_cosignatures(self, note: bytes) -> bytes:
-        """``note`` with every cosignature gathered for it so far."""
+        """``note`` with every cosignature gathered for it so far (by any worker)."""
         with self._lock:
-            return note + b"".join(self._lines.get(note, {}).values())
+            mine = self._lines.get(note)
+        if mine is not None:
+            return note + b"".join(mine.values())
+        shared = self._read(GATHERED)
+        if shared is not None and shared.startswith(note):
+            return shared
+        return note
+
+    def _read(self, name: str) -> bytes | None:
+        """A file of the directory, read again only when it was replaced."""
+        path = self.directory / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            seen = self._files.get(name)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        try:
+            data: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        with self._lock:
+            self._files[name] = (stamp, data)
+        return data
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                cp = self._latest()
-                if cp is not None and cp.size > 0:
-                    self.round(cp.note, cp.size)
-            except Exception:  # never let the thread die: a witness or storage hiccup
-                log.exception("cosigning round failed")
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while not self._stop.is_set():
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another worker cosigns
+                    self._stop.wait(5)
+            while not self._stop.wait(self.interval):
+                try:
+                    cp = self._latest()
+                    if cp is not None and cp.size > 0:
+                        self.round(cp.note, cp.size)
+                except Exception:  # never let the thread die: a witness or storage hiccup
+                    log.exception("cosigning round failed")
+        finally:
+            os.close(fd)
 
     def round(self, note: bytes, size: int) -> None:
         """Ask each witness that has not cosigned ``note`` yet; keep it once a quorum has."""
@@ -164,6 +221,7 @@ class Cosigning:
 
         with self._lock:
             got = dict(self._lines.get(note, {}))
+        before = len(got)
         for w in self.witnesses:
             v = w.verifier
             if v.name in got:
@@ -180,10 +238,11 @@ class Cosigning:
         with self._lock:
             self._lines = {note: got}  # only the newest checkpoint's cosignatures are kept
         full = self.with_cosignatures(note)
+        if len(got) > before:  # for GET /checkpoint in the other workers
+            atomic_write(self.directory / GATHERED, full)
         if len(got) >= self.quorum and self.cosigned != full:
             verify_cosignatures(full, [w.verifier for w in self.witnesses], self.quorum)
             atomic_write(self.directory / COSIGNED, full)
-            self.cosigned = full
 
 
 def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) -> list[Receipt]:
@@ -193,8 +252,9 @@ def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) ->
 
     Old verifiers verify the notary's signature and ignore the other lines
     (C2SP signed-note); ``proof export`` puts the cosigned note in the bundle.
+    The proofs are remembered (:func:`_inclusion`): a receipt asked for again
+    against the same cosigned checkpoint is not proved again.
     """
-    from notary.merkle import prove_inclusion
     from notary.receipt import Receipt
     from notary.tlogproof import TlogProof, parsed_checkpoint
 
@@ -202,16 +262,45 @@ def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) ->
         note = (directory / COSIGNED).read_bytes()
     except FileNotFoundError:
         return receipts
-    size = parsed_checkpoint(note)[1].size
+    cp = parsed_checkpoint(note)[1]
     out = []
     for r in receipts:
-        if r.index >= size:
+        if r.index >= cp.size:
             out.append(r)
             continue
-        same = r.checkpoint().size == size
-        hashes = r.proof.hashes if same else tuple(prove_inclusion(size, r.index, storage))
+        same = r.checkpoint().size == cp.size
+        hashes = r.proof.hashes if same else _inclusion(cp, r.index, storage)
         out.append(Receipt(r.entry, TlogProof(r.index, hashes, note, r.proof.extra), r.tst))
     return out
+
+
+#: Inclusion proofs kept by :func:`_inclusion` (a few hundred KB at most).
+PROOF_CACHE = 4096
+_proofs: OrderedDict[tuple[str, int, bytes, int], tuple[bytes, ...]] = OrderedDict()
+_proofs_lock = threading.Lock()
+
+
+def _inclusion(cp: Checkpoint, index: int, storage: Any) -> tuple[bytes, ...]:
+    """The inclusion proof of entry ``index`` against the tree of ``cp``, remembered.
+
+    Safe to keep: the log is append-only, so the proof of an entry against the
+    tree of one size never changes. The key is (origin, size, root hash, index):
+    the root hash names the tree, so two logs in one process never share a proof.
+    """
+    from notary.merkle import prove_inclusion
+
+    key = (cp.origin, cp.size, cp.root_hash, index)
+    with _proofs_lock:
+        hit = _proofs.get(key)
+        if hit is not None:
+            _proofs.move_to_end(key)
+            return hit
+    hashes = tuple(prove_inclusion(cp.size, index, storage))
+    with _proofs_lock:
+        _proofs[key] = hashes
+        while len(_proofs) > PROOF_CACHE:
+            _proofs.popitem(last=False)
+    return hashes
 
 
 def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:

@@ -11,7 +11,13 @@ and sequence one at a time (docs/notary.md).
 Limits: :func:`raise_nofile_limit` lifts the soft descriptor limit to the
 hard one before serving, and :func:`uvicorn_config` serves with the per-peer
 connection cap and header-read timeout of :mod:`notary.http_limits`, both
-single-process (``certmail notary serve``) and with workers.
+single-process (``certmail notary serve``) and with workers (each worker
+taking its share of the per-peer cap).
+
+Background work that must run once per notary, not once per worker, takes a
+lock file in the notary directory: the witness cosigning
+(:class:`notary.cosigning.Cosigning`) and the outside TSA anchoring
+(:class:`notary.anchors.Anchoring`).
 
 Metrics: before the workers start, ``PROMETHEUS_MULTIPROC_DIR`` is pointed at
 a fresh directory private to this serve (0700, removed when it stops), so
@@ -69,12 +75,18 @@ def raise_nofile_limit() -> int:
 
 
 def uvicorn_config(app: object, config: NotaryConfig, **kwargs: Any) -> uvicorn.Config:
-    """The uvicorn settings every notary server uses, with the HTTP limits of ``config``."""
+    """The uvicorn settings every notary server uses, with the HTTP limits of ``config``.
+
+    With ``workers=N`` each worker counts a peer's connections on its own, so
+    each gets ``1/N`` of the per-peer cap (at least 1): together they hold no
+    more of one peer's connections than the cap.
+    """
     from notary.http_limits import HttpLimits, LimitedConfig
     from notary.tsa_protocol import TsaHttpProtocol
 
+    workers = max(1, int(kwargs.get("workers") or 1))
     limits = HttpLimits(
-        per_peer=config.http_max_connections_per_peer,
+        per_peer=max(1, config.http_max_connections_per_peer // workers),
         header_timeout=config.http_header_timeout,
     )
     return LimitedConfig(

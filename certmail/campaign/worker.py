@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import os
 import shutil
 import signal
 import tempfile
@@ -77,6 +76,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def external_base64(spec: dict[str, Any]) -> bool:
+    """Whether this campaign's messages go through GNU ``base64`` processes.
+
+    Small messages: binascii and gpg's own armor in the worker process cost less
+    than the three GNU base64 processes per message the large-message fast path
+    starts (:func:`certmail.compose.gnu_base64`).
+    """
+    return sum(int(a.get("size", SMALL)) for a in spec["attachments"]) >= SMALL
+
+
 def init_worker(
     settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
 ) -> None:
@@ -89,11 +98,6 @@ def init_worker(
     from ..submitter import close_sessions, keep_sessions
 
     _die_with_parent()
-    if sum(int(a.get("size", SMALL)) for a in spec["attachments"]) < SMALL:
-        # Small messages: binascii and gpg's own armor in this process cost less than
-        # the three GNU base64 processes per message the large-message fast path starts
-        # (certmail.compose.gnu_base64); this worker process seals nothing else.
-        os.environ["CERTMAIL_NO_EXTERNAL_BASE64"] = "1"
     # One SMTP session per worker for the whole campaign (QUIT when the pool ends:
     # a pool worker leaves through multiprocessing's exit, not atexit).
     keep_sessions()
@@ -116,7 +120,9 @@ def init_worker(
         store=CampaignStore(settings.ledger_path),
         outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
         sealer=Sealer(
-            lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])), settings.dkim_dir
+            lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])),
+            settings.dkim_dir,
+            external_base64=external_base64(spec),
         ),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),

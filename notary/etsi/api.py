@@ -16,9 +16,12 @@ one entry's document alone as ``application/xml``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,12 +39,25 @@ def evidence_dir(notary_dir: Path) -> Path:
     return notary_dir / EVIDENCE_DIR
 
 
+#: Signed evidence documents an issuer keeps (a few KB each).
+SIGNED_CACHE = 512
+
+
 class _Issuer:
-    """Loads the evidence key once; signs receipts as ETSI evidence."""
+    """Loads the evidence key once; signs receipts as ETSI evidence, each once.
+
+    The signed document of a receipt is kept by (entry index, checkpoint note,
+    entry hash): the evidence states only the entry and its proof against that
+    checkpoint, which the append-only log never changes, so the same evidence
+    asked for again answers the very same bytes (one signature, one time-stamp)
+    until the log's checkpoint moves on.
+    """
 
     def __init__(self, service: Any) -> None:
         self.service = service
         self._creds: Any = None
+        self._signed: OrderedDict[tuple[int, bytes, bytes], bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def creds(self) -> Any:
         from keys.evidence_ca import load_evidence
@@ -51,6 +67,24 @@ class _Issuer:
         return self._creds
 
     def issue(self, receipt: Any) -> bytes:
+        key = (
+            receipt.index,
+            bytes(receipt.proof.checkpoint),
+            hashlib.sha256(receipt.entry).digest(),
+        )
+        with self._lock:
+            hit = self._signed.get(key)
+            if hit is not None:
+                self._signed.move_to_end(key)
+                return hit
+        signed = self._sign(receipt)
+        with self._lock:  # two requests racing: both answer the first one kept
+            kept = self._signed.setdefault(key, signed)
+            while len(self._signed) > SIGNED_CACHE:
+                self._signed.popitem(last=False)
+        return kept
+
+    def _sign(self, receipt: Any) -> bytes:
         from notary.etsi.sign import sign_evidence
         from notary.etsi.xml import build_evidence
 

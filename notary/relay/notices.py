@@ -157,7 +157,7 @@ def receipt_email(
     event: str,
     sha256: str,
     message_id: str,
-    receipt: dict[str, Any],
+    receipt: dict[str, Any] | None,
     now: datetime,
     origin: str,
     *,
@@ -169,13 +169,18 @@ def receipt_email(
     The attachment is ``receipt-<event>.json`` (``application/json``), exactly
     what ``GET /v1/messages/{sha256}/receipts`` returns for that entry. With
     ``failure`` (the message's arrival and the recipient's status) it is the
-    failure DSN: ``multipart/report`` with the receipt as its third part.
+    failure DSN: ``multipart/report`` with the receipt as its third part, or
+    without one (``receipt`` None: an account without receipt emails).
     """
     to_line = f"\r\n  recipient:      {recipient}" if recipient else ""
+    where = (
+        "The receipt is attached; check it offline with certmail.\r\n"
+        if receipt is not None
+        else f"The receipt is in the notary's log:\r\n  certmail receipts {sha256}\r\n"
+    )
     text = (
         f"The notary {origin} logged {event} for your message {message_id}.\r\n"
-        f"\r\n  message sha256: {sha256}{to_line}\r\n\r\n"
-        f"The receipt is attached; check it offline with certmail.\r\n"
+        f"\r\n  message sha256: {sha256}{to_line}\r\n\r\n{where}"
     )
     if failure is not None:
         arrival, rs = failure
@@ -184,10 +189,12 @@ def receipt_email(
             to,
             f"{event}: {message_id}",
             now,
-            text,
+            ("Your message could not be delivered.\r\n" + text),
             delivery_status(domain, arrival, rs),
-            _json_part(event, receipt),
+            _json_part(event, receipt) if receipt is not None else "",
         )
+    if receipt is None:
+        raise ValueError("a receipt email without a failure needs the receipt")
     return notice_with_receipts(domain, to, f"{event}: {message_id}", text, [(event, receipt)], now)
 
 

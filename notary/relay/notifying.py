@@ -1,4 +1,4 @@
-"""The notices the delivery worker queues: receipt emails and delay DSNs (docs/relay.md).
+"""The notices the delivery worker queues: receipt emails, failure and delay DSNs (docs/relay.md).
 
 They are built by :mod:`notary.relay.notices` (RFC 3464 DSNs, receipt emails)
 and go through the same spool, queue and delivery as any message, as mail the
@@ -25,7 +25,10 @@ FAILURE_STATUS = {"deadline": "5.4.7", "no-route": "5.1.2", "spool-missing": "5.
 async def spool_notice(
     w: DeliveryWorker, to: str, msg: bytes, mid: str, sha: str, now: datetime
 ) -> None:
-    """Queue a notice the notary writes itself (a DSN) to ``to``."""
+    """Queue a notice the notary writes itself (a DSN) to ``to`` (none to the null
+    reverse-path ``<>``: nobody to tell, RFC 5321 §4.5.5)."""
+    if not to:
+        return
     await w.writer.spool(
         SpoolItem(sha, mid, None, "", (to,), msg, now, w.s.node, 0, kind="notice", held=False)
     )
@@ -34,15 +37,23 @@ async def spool_notice(
 async def queue_receipt_email(
     w: DeliveryWorker, d: Delivery, event: str, receipt: Receipt, extra: dict[str, Any]
 ) -> None:
-    """Queue a receipt email to the sender when its account asked for them (for a
-    failure: the failure DSN, with the receipt)."""
+    """Queue the sender's mail about a logged outcome.
+
+    A failure always bounces to the envelope sender (the message's MAIL FROM, as
+    an MTA does; none for ``<>``): the failure DSN, with the receipt attached when
+    the account asked for receipt emails. A delivery is mailed about only then.
+    """
     assert d.account_id is not None
+    failed = event == "RelayToNonERDSFailure"
+    if not d.mail_from:
+        return
     account = await asyncio.to_thread(w.accounts.account, d.account_id)
-    if account is None or not account.receipt_emails:
+    wants = account is not None and account.receipt_emails
+    if not (wants or failed):
         return
     now = w.clock()
     failure = None
-    if event == "RelayToNonERDSFailure":
+    if failed:
         reply = extra.get("reply") or d.last_reply
         default = FAILURE_STATUS.get(str(extra.get("reason")), "5.0.0")
         status = status_code(reply, default) if extra.get("reason") == "rejected" else default
@@ -53,7 +64,7 @@ async def queue_receipt_email(
         event,
         d.sha256,
         d.message_id,
-        receipt.to_json(),
+        receipt.to_json() if wants else None,
         now,
         w.service.origin,
         recipient=d.recipient,

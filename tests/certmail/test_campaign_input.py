@@ -84,3 +84,13 @@ def test_rows_are_checked_with_their_line_numbers(tmp_path: Path) -> None:
 def test_a_bad_file_is_one_clear_error(tmp_path: Path, text: bytes, want: str) -> None:
     with pytest.raises(Error, match=want):
         read_rows(_csv(tmp_path, text))
+
+
+def test_small_campaigns_encode_base64_in_process() -> None:
+    """A campaign whose attachments total under 4 MiB seals without GNU base64 processes
+    (the worker's Sealer gets ``external_base64=False``); a larger one keeps them."""
+    from certmail.campaign.worker import SMALL, external_base64
+
+    assert not external_base64({"attachments": []})
+    assert not external_base64({"attachments": [{"size": SMALL - 1}]})
+    assert external_base64({"attachments": [{"size": SMALL // 2}, {"size": SMALL // 2}]})

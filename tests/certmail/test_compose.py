@@ -126,7 +126,6 @@ def test_canonical_text() -> None:
 
 def test_reference_only_switches_gnu_base64_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
-    monkeypatch.delenv("CERTMAIL_NO_EXTERNAL_BASE64", raising=False)
     assert gnu_base64() is not None  # the tests run where coreutils is installed
     monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
     assert gnu_base64() is None
@@ -182,3 +181,9 @@ def test_streamed_base64_large_chunks_equal_stdlib() -> None:
         out = io.BytesIO()
         write_base64(io.BytesIO(data), out, lambda b: None, tool)
         assert out.getvalue() == stdlib_b64(data)
+
+
+def test_external_false_switches_gnu_base64_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    assert gnu_base64(external=False) is None
+    assert gnu_base64() is not None

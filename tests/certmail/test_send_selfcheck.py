@@ -251,3 +251,34 @@ def test_dkim_hash_taken_while_writing_equals_the_files(
     head, bh = body_hash_file(s.path)
     prefix_end = raw.index(b"\r\nFrom: ") + 2  # the DKIM-Signature field(s) come first
     assert seen == [(head[prefix_end:], bh)]
+
+
+@pytest.mark.parametrize("external", [True, False])
+def test_sealer_external_base64_switch(
+    pair: tuple[Keyring, Keyring],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    external: bool,
+) -> None:
+    """``Sealer(external_base64=False)`` (a campaign of small messages) seals without
+    starting GNU base64; the default starts it. Both messages open for Bob."""
+    import certmail.compose as compose_module
+    import certmail.pipeline as pipeline_module
+
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    started: list[tuple[str, ...]] = []
+    real = compose_module.base64_process
+
+    def counting(tool: str, *args: str) -> Any:
+        started.append(args)
+        return real(tool, *args)
+
+    monkeypatch.setattr(compose_module, "base64_process", counting)
+    monkeypatch.setattr(pipeline_module, "base64_process", counting)
+    sealer = _sealer(pair[0], tmp_path)
+    sealer.external_base64 = external
+    s = _seal_with(sealer, tmp_path)
+    assert bool(started) is external
+    u = unseal(pair[1], s.path.read_bytes(), tmp_path / "o")
+    check_manifest(u)
+    assert u.signature is not None and u.signature.signer_email == ALICE

@@ -356,3 +356,23 @@ def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring,
     assert len(busy) == 2 and len(signed) == CHECK_CONCURRENCY + 1
     assert all(s.fingerprint == bob[1] for s in signed)
     assert checks.active == 0  # every slot is given back
+
+
+@pytest.mark.parametrize(("preset", "want"), [(None, "0"), ("1", "1")])
+def test_rust_errors_capture_no_backtrace_unless_asked(preset: str | None, want: str) -> None:
+    """With ``RUST_BACKTRACE=1`` inherited, Sequoia's errors (a failed check raises
+    several) would each capture a backtrace: the notary switches that capture off
+    (``RUST_LIB_BACKTRACE=0``) unless the operator set ``RUST_LIB_BACKTRACE``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RUST_LIB_BACKTRACE"}
+    env["RUST_BACKTRACE"] = "1"
+    if preset is not None:
+        env["RUST_LIB_BACKTRACE"] = preset
+    code = "import os, notary.ack; print(os.environ['RUST_LIB_BACKTRACE'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == want

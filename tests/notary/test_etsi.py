@@ -232,3 +232,38 @@ def test_certificate_pdf_is_signed_pades_and_verifies(
         sig = PdfFileReader(f).embedded_signatures[0]
         status = validate_pdf_signature(sig, vc(root), ts_validation_context=vc(tsa_root))
     assert not status.intact
+
+
+def test_the_same_evidence_is_signed_once_and_answers_the_same_bytes(
+    client: TestClient, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked twice against the same checkpoint, the evidence is byte-identical and
+    signed (and time-stamped) once; once the log moves on it is signed afresh."""
+    import notary.etsi.sign
+
+    signed: list[bytes] = []
+    real = notary.etsi.sign.sign_evidence
+
+    def counting(evidence: object, creds: object, stamp: object) -> bytes:
+        out = real(evidence, creds, stamp)  # type: ignore[arg-type]
+        signed.append(out)
+        return out
+
+    monkeypatch.setattr(notary.etsi.sign, "sign_evidence", counting)
+    other = hashlib.sha256(b"moves the checkpoint").hexdigest()
+    body = {"sha256": other, "message_id": "<etsi-2@example.test>"}
+    assert client.post("/v1/notarize", json=body, headers=alice).status_code == 200
+    url = f"/v1/messages/{SHA}/evidence"
+    first = client.get(url, headers=alice)
+    assert first.status_code == 200, first.text
+    n = len(first.json()["evidence"])
+    assert len(signed) == n
+    again = client.get(url, headers=alice)
+    assert again.content == first.content and len(signed) == n
+    one = first.json()["evidence"][0]
+    alone = client.get(url, params={"index": one["index"]}, headers=alice)
+    assert alone.content == one["xml"].encode() and len(signed) == n
+    later = {**body, "sha256": SHA[::-1]}
+    assert client.post("/v1/notarize", json=later, headers=alice).status_code == 200
+    moved = client.get(url, headers=alice)
+    assert len(signed) == 2 * n and moved.content != first.content

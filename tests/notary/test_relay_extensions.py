@@ -68,7 +68,10 @@ def test_a_recipient_server_without_smtputf8_gets_failure_evidence(
     failure = next(e for e in events if e["event"] == "RelayToNonERDSFailure")
     assert failure["reason"] == "rejected" and failure["stage"] == "SMTPUTF8"
     assert failure["reply"]["code"] == 550 and "5.6.7" in failure["reply"]["text"]
-    assert smtp_sink.messages == [] and smtp_sink.handler.rcpt_seen == []
+    # the message never reached the server: at most the failure DSN to Alice did (<>)
+    assert [m for m in smtp_sink.messages if m.mail_from != "<>"] == []
+    assert RECIPIENT not in smtp_sink.handler.rcpt_seen
+    assert all(m.rcpt_tos == [ALICE] for m in smtp_sink.messages)
 
 
 def test_utf8_header_addresses_are_read_as_utf8() -> None:
@@ -103,6 +106,5 @@ def test_a_message_over_the_recipient_servers_size_fails_with_evidence(
     failure = next(e for e in events if e["event"] == "RelayToNonERDSFailure")
     assert failure["reason"] == "rejected" and failure["stage"] == "SIZE"
     assert failure["reply"]["code"] == 552 and "2000" in failure["reply"]["text"]
-    assert len(sink.messages) == 1 and any(
-        o.startswith("SIZE=") for o in sink.messages[0].mail_options
-    )
+    sent = [m for m in sink.messages if m.mail_from != "<>"]  # not the failure DSN to Alice
+    assert len(sent) == 1 and any(o.startswith("SIZE=") for o in sent[0].mail_options)

@@ -129,3 +129,47 @@ def test_receipt_emails_opt_in(world: MxWorld) -> None:
     assert carol_events == ["SubmissionAcceptance", "RelayToNonERDS"]
     assert carol_mx.messages == []
     assert len(bob_mx.messages) == 2  # the two real messages, no receipt emails
+
+
+def test_a_failure_bounces_to_the_envelope_sender_without_receipt_emails(
+    world: MxWorld,
+) -> None:
+    """An account without receipt emails still gets the failure DSN (as an MTA bounces
+    to the envelope sender): ``multipart/report; report-type=delivery-status`` from the
+    null reverse-path, the failed recipient in its ``message/delivery-status`` part, no
+    receipt attached; the delivered recipient gets no mail about it."""
+    w = world
+    carol_mx, bob_mx = w.sink("127.0.0.23"), w.sink("127.0.0.22")
+    token = _cli(w, "add", CAROL).strip().splitlines()[-1]
+    rcpts = ["bob@b.test", "dave@nowhere.test"]
+    sha = submit(
+        message("c2", sender=CAROL, to=", ".join(rcpts)),
+        mail_from=CAROL,
+        recipients=rcpts,
+        notary_url=w.relay.url,
+        token=token,
+    )
+    wait_for(lambda: len(carol_mx.messages) == 1, what="the bounce at carol's server")
+    (got,) = carol_mx.messages
+    assert got.mail_from == "<>" and got.rcpt_tos == [CAROL]
+    msg = message_from_bytes(got.data)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status"]
+    assert f"certmail receipts {sha}" in str(parts[0].get_payload())
+    per_message, per_recipient = parts[1].get_payload()  # RFC 3464 §2.2, §2.3
+    assert per_message["Reporting-MTA"] == "dns; notary.test"
+    assert per_recipient["Final-Recipient"] == "rfc822; dave@nowhere.test"
+    assert per_recipient["Action"] == "failed" and per_recipient["Status"] == "5.1.2"
+    assert not [p for p in msg.walk() if p.get_filename()]  # no receipt attached
+    wait_for(lambda: len(bob_mx.messages) == 1, what="the message at bob's server")
+    r = httpx.get(
+        f"{w.relay.url}/v1/messages/{sha}/receipts",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    events = [json.loads(base64.b64decode(x["entry"]))["event"] for x in r.json()["receipts"]]
+    assert "RelayToNonERDSFailure" in events  # the failure is in the receipts as well
+    assert len(carol_mx.messages) == 1  # and the delivery got no mail

@@ -211,3 +211,72 @@ def test_racing_requests_never_roll_back(setup: tuple[Witness, Log, Path]) -> No
         assert w.latest(ORIGIN)[0] == won[0]
         # catch up to the log's head from the winner
         assert w.add_checkpoint(log.body(won[0])).status == 200
+
+
+def test_cosigned_receipts_are_proved_once_per_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receipts asked for again against the same cosigned checkpoint are not proved
+    again (the log is append-only); each stays a valid proof against that checkpoint,
+    and a newer cosigned checkpoint gets proofs of its own."""
+    import secrets
+
+    from starlette.testclient import TestClient
+
+    import notary.merkle
+    from notary.api import create_app
+    from notary.cosigning import COSIGNED
+    from notary.note import Verifier
+    from notary.receipt import Receipt
+    from notary.service import NotaryService
+    from tests.fixtures.notary import init_notary_dir
+
+    calls: list[tuple[int, int]] = []
+    real = notary.merkle.prove_inclusion
+
+    def counting(size: int, index: int, reader: object) -> list[bytes]:
+        calls.append((size, index))
+        return real(size, index, reader)  # type: ignore[arg-type]
+
+    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
+    try:
+        _, token = svc.add_account(["a@example.org"])
+        auth = {"Authorization": f"Bearer {token}"}
+        digest = hashlib.sha256(b"the deal").hexdigest()
+        with TestClient(create_app(svc)) as c:
+            v = Verifier.from_vkey(c.get("/v1/vkey").text.strip())
+
+            def notarize(sha256: str) -> None:
+                body = {"sha256": sha256, "message_id": f"<{secrets.token_hex(4)}@x>"}
+                assert c.post("/v1/notarize", json=body, headers=auth).status_code == 200
+
+            def receipts() -> list[Receipt]:
+                r = c.get(f"/v1/messages/{digest}/receipts", headers=auth)
+                assert r.status_code == 200, r.text
+                return [Receipt.from_json(x) for x in r.json()["receipts"]]
+
+            notarize(digest)
+            notarize(hashlib.sha256(b"other").hexdigest())
+            cosigned = svc.storage.latest_checkpoint()
+            assert cosigned is not None
+            (svc.config.directory / COSIGNED).write_bytes(cosigned.note)
+            for i in range(3):  # the log moves on past the cosigned checkpoint
+                notarize(hashlib.sha256(b"later %d" % i).hexdigest())
+            monkeypatch.setattr(notary.merkle, "prove_inclusion", counting)
+            first = receipts()
+            proved = [x for x in calls if x[0] == cosigned.size]
+            assert len(proved) == 1
+            again = receipts()
+            assert [x for x in calls if x[0] == cosigned.size] == proved  # not proved again
+            assert [r.to_json() for r in again] == [r.to_json() for r in first]
+            for r in again:
+                assert r.checkpoint().size == cosigned.size
+                r.verify(v)
+            newer = svc.storage.latest_checkpoint()
+            assert newer is not None
+            (svc.config.directory / COSIGNED).write_bytes(newer.note)
+            for r in receipts():
+                assert r.checkpoint().size == newer.size
+                r.verify(v)
+    finally:
+        svc.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -175,3 +176,76 @@ def test_workers_port_in_use_is_one_error_line(notary_dir: Path) -> None:
         )
     assert r.returncode == 1 and "could not serve on" in r.stderr
     assert "serving" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_two_workers_run_one_cosigner(notary_dir: Path, tmp_path: Path) -> None:
+    """`--workers 2` with a witness: one worker cosigns, so the (real, loopback)
+    witness is asked once per checkpoint, never twice; both workers answer
+    `GET /checkpoint` with the cosignature."""
+    import asyncio
+    import time
+    from collections import Counter
+
+    import uvicorn
+
+    from notary.cosigning import add_witness
+    from notary.witness import Witness, add_log, asgi_app, init_witness
+    from tests.fixtures.notary import free_port
+
+    wdir = tmp_path / "witness"
+    cosigner = init_witness(wdir, "witness.test/w1")
+    p = NotaryProcess(notary_dir)
+    add_log(wdir, p.vkey)
+    witness = Witness(wdir)
+    inner = asgi_app(witness)
+    asked: Counter[bytes] = Counter()
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+        body, more = b"", True
+        while more:
+            msg = await receive()
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+        asked[body.split(b"\n\n", 1)[-1]] += 1  # per checkpoint note asked about
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await inner(scope, replay, send)
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(counting, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    add_witness(notary_dir, f"http://127.0.0.1:{port}", cosigner.vkey(), None)
+    p.start(extra=["--workers", "2"])
+    try:
+        token = p.token_for("w@example.test")
+        for i in range(3):
+            notarize_concurrently([p.url], token, threads=1, each=2, tag=f"c{i}")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                cosigned = httpx.get(p.url + "/checkpoint/cosigned", timeout=10)
+                if cosigned.status_code == 200 and b"\n%d\n" % (2 * i + 2) in cosigned.content:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the checkpoint was never cosigned")
+        time.sleep(3)  # a second cosigner would have asked by now (1 s rounds)
+        assert asked and set(asked.values()) == {1}, asked
+        notes = {httpx.get(p.url + "/checkpoint", timeout=10).content for _ in range(20)}
+        assert len(notes) == 1 and notes == {cosigned.content}  # both workers: cosigned
+    finally:
+        p.stop()
+        server.should_exit = True
+        thread.join(10)
+        witness.close()
