@@ -51,6 +51,11 @@ def _read_leb128(buf: bytes, pos: int) -> tuple[int, int]:
             return n, pos
 
 
+def _whole(token: bytes) -> bytes:
+    """A token stored whole: as is if it starts as DER does, else after a ``00``."""
+    return token if token[:1] == b"\x30" else bytes((WHOLE,)) + token
+
+
 def _fields(parts: TokenParts, sha256: bytes) -> bytes | None:
     digest = b"" if parts.digest == sha256 else parts.digest
     values = (digest, parts.serial, parts.gen_time, parts.nonce or b"", parts.signature)
@@ -92,7 +97,7 @@ class TokenColumn:
         found = split(token, checked=False)  # checked below, through the stored form
         fields = None if found is None else _fields(found[1], sha256)
         if found is None or fields is None:
-            return token if token[:1] == b"\x30" else bytes((WHOLE,)) + token
+            return _whole(token)
         fixed_bytes = found[0].to_bytes()
         tid = self._ids.get(fixed_bytes)
         if tid is None:
@@ -104,7 +109,7 @@ class TokenColumn:
         # The fixed parts as they are read back from the database.
         fixed = self._by_id.get(tid) or FixedParts.from_bytes(fixed_bytes)
         if self._rebuild(fixed, value, sha256) != token:
-            return bytes((WHOLE,)) + token
+            return _whole(token)
         return value
 
     def committed(self, added: dict[bytes, int]) -> None:
