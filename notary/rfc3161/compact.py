@@ -25,6 +25,8 @@ __all__ = ["FixedParts", "TokenParts", "rebuild", "split"]
 
 _MESSAGE_DIGEST = der.oid(oids.MESSAGE_DIGEST)
 _DIGEST_SIZE = 32  # the message-digest attribute of the template layout: SHA-256
+#: DER ECDSA signature sizes, the likeliest first (P-256: 70 to 72 octets).
+_SIGNATURE_SIZES = (71, 72, 70, *range(69, 7, -1), *range(73, 128))
 _KID_TAGS = (0x02, 0x06, 0x30, 0x02, 0x18, 0x30)  # version .. accuracy of a TSTInfo
 
 
@@ -51,6 +53,30 @@ class FixedParts:
             self.accuracy,
         )
         return b"".join(len(f).to_bytes(2, "big") + f for f in fields)
+
+    def parts_of(self, token: bytes) -> TokenParts | None:
+        """The variable parts of ``token`` if it is exactly this template's, else None.
+
+        The fast way for a template already known: find the TSTInfo by its
+        fixed head and the signature at the end, and require :func:`rebuild`
+        to give back ``token``. Never raises.
+        """
+        at = token.find(self.tst_head)
+        for head in (2, 3):  # a TSTInfo's tag and length octets
+            if at < head:
+                return None
+            try:
+                _, _, parts = _split_tst(token, at - head, len(token))
+            except (der.DerError, IndexError, ValueError):
+                continue
+            for size in _SIGNATURE_SIZES:
+                signature = token[-size:]
+                if token[-size - 2 : -size] != bytes((0x04, size)):
+                    continue
+                parts = parts._replace(signature=signature)
+                if rebuild(self, parts) == token:
+                    return parts
+        return None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FixedParts:

@@ -94,6 +94,12 @@ class TokenColumn:
         ``added`` (fixed bytes → id) for :meth:`committed` to cache.
         """
         sha256 = bytes.fromhex(sha256_hex)
+        for tid, known in reversed(self._by_id.items()):  # the newest template first
+            parts = known.parts_of(token)  # checked: rebuilt from the stored form
+            if parts is not None:
+                fields = _fields(parts, sha256)
+                if fields is not None:
+                    return bytes((COMPACT,)) + _leb128(tid) + fields
         found = split(token, checked=False)  # checked below, through the stored form
         fields = None if found is None else _fields(found[1], sha256)
         if found is None or fields is None:
