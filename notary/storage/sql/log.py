@@ -215,7 +215,10 @@ class SQLTransaction:
             self.cur,
             "entries",
             _ENTRY_COLS,
-            ((start + i, e.account_id, e.entry, t) for i, (e, t) in enumerate(zip(entries, tsts))),
+            (
+                (start + i, e.account_id, e.entry, t)
+                for i, (e, t) in enumerate(zip(entries, tsts, strict=True))
+            ),
         )
         keys = [(message_key(e.sha256), start + i) for i, e in enumerate(entries)]
         index_keys(d, self.cur, keys, start, start + len(entries))
@@ -227,7 +230,6 @@ class SQLTransaction:
             f"INSERT INTO checkpoints ({_CHECKPOINT_COLS}) VALUES (?, ?, ?, ?)",  # noqa: S608
             (checkpoint.size, checkpoint.root_hash, d.time_param(checkpoint.time), checkpoint.note),
         )
-
 
     def _tst(self, e: NewEntry) -> bytes | None:
         if e.tst is None:

@@ -85,32 +85,28 @@ class TokenColumn:
         self._ids: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
-    def encode(
-        self, cur: Cursor, token: bytes, sha256_hex: str, added: dict[bytes, int]
-    ) -> bytes:
+    def encode(self, cur: Cursor, token: bytes, sha256_hex: str, added: dict[bytes, int]) -> bytes:
         """The column value for ``token`` of an entry about ``sha256_hex``.
 
         ``cur`` is the sequencing transaction; templates it adds go into
         ``added`` (fixed bytes → id) for :meth:`committed` to cache.
         """
         sha256 = bytes.fromhex(sha256_hex)
-        for tid, known in reversed(self._by_id.items()):  # the newest template first
+        # The newest template first (a copy: readers may add templates meanwhile).
+        for known_id, known in reversed(list(self._by_id.items())):
             parts = known.parts_of(token)  # checked: rebuilt from the stored form
             if parts is not None:
-                fields = _fields(parts, sha256)
-                if fields is not None:
-                    return bytes((COMPACT,)) + _leb128(tid) + fields
+                known_fields = _fields(parts, sha256)
+                if known_fields is not None:
+                    return bytes((COMPACT,)) + _leb128(known_id) + known_fields
         found = split(token, checked=False)  # checked below, through the stored form
         fields = None if found is None else _fields(found[1], sha256)
         if found is None or fields is None:
             return _whole(token)
         fixed_bytes = found[0].to_bytes()
-        tid = self._ids.get(fixed_bytes)
+        tid = self._ids.get(fixed_bytes, added.get(fixed_bytes))
         if tid is None:
-            tid = added.get(fixed_bytes)
-        if tid is None:
-            tid = self._template_id(cur, fixed_bytes)
-            added[fixed_bytes] = tid
+            tid = added[fixed_bytes] = self._template_id(cur, fixed_bytes)
         value = bytes((COMPACT,)) + _leb128(tid) + fields
         # The fixed parts as they are read back from the database.
         fixed = self._by_id.get(tid) or FixedParts.from_bytes(fixed_bytes)
