@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,3 +213,52 @@ def test_a_missing_template_is_a_clear_storage_error(
     with pytest.raises(StorageError, match="stored RFC 3161 token is damaged"):
         st.entry(0)
     st.close()
+
+
+def _openssl_token(work: Path) -> bytes:
+    """A token OpenSSL's own TSA (``openssl ts -reply``) issued: another layout entirely."""
+    generate_tsa_pki(work / "pki", "Foreign TSA")
+    (work / "serial").write_text("01\n")
+    (work / "ts.cnf").write_text(
+        "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\nserial = serial\nsigner_digest = sha256\n"
+        "default_policy = 1.2.3.4.1\ndigests = sha256\naccuracy = secs:1\n"
+        "ess_cert_id_alg = sha256\n"
+    )
+    digest = hashlib.sha256(b"foreign").hexdigest()
+    run = {"cwd": work, "check": True, "capture_output": True}
+    subprocess.run(
+        ["openssl", "ts", "-query", "-digest", digest, "-sha256", "-out", "q.tsq"], **run
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-reply",
+            "-config",
+            "ts.cnf",
+            "-queryfile",
+            "q.tsq",
+            "-signer",
+            "pki/tsa-cert.pem",
+            "-inkey",
+            "pki/tsa-key.pem",
+            "-token_out",
+            "-out",
+            "t.der",
+        ],
+        **run,
+    )
+    return (work / "t.der").read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_a_token_from_another_tsa_is_stored_whole(
+    storage: Storage, tsa: TimeStampAuthority, tmp_path: Path
+) -> None:
+    foreign = _openssl_token(tmp_path)
+    assert split(foreign) is None
+    ours = tsa.stamp(bytes.fromhex(_sha(1)), cert_req=False)
+    _append(storage, [foreign, ours])
+    assert [e.tst for e in storage.iter_entries()] == [foreign, ours]
+    if isinstance(storage, SQLiteStorage):
+        assert _stored_tst(storage, 0) == foreign
