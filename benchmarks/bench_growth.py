@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import os
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -74,6 +75,30 @@ class SQLiteSide:
             if line.startswith("write_bytes:"):
                 return int(line.split()[1])
         return 0
+
+    def breakdown(self) -> list[str]:
+        """Bytes per entry of each table and index (dbstat), and each token issued vs stored."""
+        conn = sqlite3.connect(self.path)
+        try:
+            n = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] or 1
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            rows = conn.execute(
+                "SELECT name, COUNT(*), SUM(payload), SUM(unused) FROM dbstat"
+                " GROUP BY name HAVING COUNT(*) > 1 ORDER BY COUNT(*) DESC"
+            ).fetchall()
+            stored = conn.execute(
+                "SELECT AVG(LENGTH(entry)), AVG(LENGTH(tst)) FROM entries"
+            ).fetchone()
+        finally:
+            conn.close()
+        out = [
+            f"| {name} | {pages * page / n:,.1f} | {payload / n:,.1f} | {unused / n:,.1f} |"
+            for name, pages, payload, unused in rows
+        ]
+        out.append(f"| (statement bytes, avg) | | {stored[0] or 0:,.1f} | |")
+        if stored[1] is not None:
+            out.append(f"| (token as stored, avg) | | {stored[1]:,.1f} | |")
+        return out
 
     def close(self) -> None:
         self.storage.close()
@@ -145,6 +170,17 @@ def measure(side: Any, seq: Sequencer, size: int, tst: bool) -> dict[str, float]
     }
 
 
+def print_breakdown(side: SQLiteSide, seq: Sequencer, tst: bool) -> None:
+    """Where the bytes are at the last size; with tokens, the issued size beside the stored."""
+    print("\n| table or index | bytes/entry (pages) | payload | unused |")
+    print("|---|---:|---:|---:|")
+    for line in side.breakdown():
+        print(line)
+    if tst and seq.tsa is not None:
+        issued = seq.tsa.stamp(hashlib.sha256(b"size").digest(), cert_req=False)
+        print(f"| (token as issued, certReq false) | | {len(issued):,} | |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--large", action="store_true", help="10^6 and 10^7 entries")
@@ -190,6 +226,8 @@ def main() -> None:
                     f" | {m['written']:,.0f} |",
                     flush=True,
                 )
+            if isinstance(side, SQLiteSide):
+                print_breakdown(side, seq, args.tst)
         finally:
             side.close()
 

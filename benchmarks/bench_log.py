@@ -234,6 +234,31 @@ def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None
     )
 
 
+def batch_totals(url: str) -> tuple[float, float]:
+    """(entries, batches) the sequencers committed so far, summed over the workers."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+
+    def total(name: str) -> float:
+        pattern = rf"^certmail_sequencer_batch_size_{name}(?:{{[^}}]*}})? ([\d.e+]+)$"
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+    return total("sum"), total("count")
+
+
+def wrk_with_batches(url: str, token: str, label: str) -> None:
+    """wrk_single, then the group commit it got: entries per batch and batches per second."""
+    seconds = 10
+    n0, b0 = batch_totals(url)
+    wrk_single(url, token, seconds=seconds, label=label)
+    n1, b1 = batch_totals(url)
+    n, b = n1 - n0, b1 - b0
+    row(
+        f"  group commit{label}",
+        f"{n / max(b, 1):,.1f}/batch",
+        f"{b / seconds:,.0f} commits/s (each worker runs its own sequencer)",
+    )
+
+
 def notarize_on_postgres(tmp: Path, dsn: str) -> None:
     """POST /v1/notarize, 64 clients, with the log on PostgreSQL (the SQLite row is the peer)."""
     import psycopg
@@ -274,13 +299,13 @@ def main() -> None:
         proc, url, token = serve(Path(tmp))
         try:
             http_batch(url, token, batch=5000, per_client=4, clients=2)
-            wrk_single(url, token, label=", 1 process")
+            wrk_with_batches(url, token, label=", 1 process")
         finally:
             proc.terminate()
             proc.wait()
         proc, url, token = serve(Path(tmp), workers=2)
         try:
-            wrk_single(url, token, label=", serve --workers 2")
+            wrk_with_batches(url, token, label=", serve --workers 2")
         finally:
             proc.terminate()
             proc.wait()

@@ -11,7 +11,8 @@ the dialect, a reading cursor and one durable write transaction.
 Databases made by earlier versions keep opening: :meth:`SQLBase._migrate`
 adds the columns they lack, and moves a version-1 log (``entries`` with
 ``sha256``/``message_id``/``event`` text columns and a text index) to the
-current layout (:data:`SCHEMA_VERSION`, kept in ``schema_version``): the
+current layout (:data:`SCHEMA_VERSION`, kept in ``schema_version``; a
+version-2 log only has its number raised: its tokens stay whole): the
 entry bytes alone, and ``message_index``, the first 8 bytes of the message's
 SHA-256 as an integer beside the entry's index, in levels (see
 notary.storage.sql.log). New tables, such as ``delivery_attempts``, are
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS message_index (
     idx {bigint} NOT NULL,
     PRIMARY KEY (level, msg_key, idx)
 ){without_rowid};
+CREATE TABLE IF NOT EXISTS tst_templates (id {serial}, fixed {blob} NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS hashes (idx {bigint} PRIMARY KEY, hash {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size {bigint} PRIMARY KEY,
@@ -115,8 +117,11 @@ CREATE TABLE IF NOT EXISTS tracking_tokens (
 """
 
 #: The layout :data:`SCHEMA` creates; version 1 had the hex SHA-256, Message-ID
-#: and event of each entry in text columns of their own (notary.storage.sql.log).
-SCHEMA_VERSION = 2
+#: and event of each entry in text columns of their own (notary.storage.sql.log);
+#: version 2 stored every RFC 3161 token whole, version 3 stores a token in the
+#: TSA's template layout as its variable parts (notary.storage.sql.tokens). A
+#: version-2 log needs no rewrite: its whole tokens read as they are.
+SCHEMA_VERSION = 3
 
 #: Columns that databases created by older versions lack: (table, column, type).
 MIGRATIONS = (
@@ -269,6 +274,8 @@ class SQLBase:
             if "sha256" in d.columns(cur, "entries"):
                 migrate_log_v1(d, cur)
             d.run(cur, "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:  # 2: tst_templates is new (SCHEMA made it)
+            d.run(cur, "UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         elif version > SCHEMA_VERSION:
             from notary.errors import StorageError
 

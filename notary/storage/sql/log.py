@@ -26,13 +26,14 @@ once per checkpoint.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from notary.errors import StorageError
 from notary.storage import NewEntry, StoredCheckpoint, StoredEntry
 from notary.storage.sql.dialect import Cursor, Dialect, SQLBase
+from notary.storage.sql.tokens import TokenColumn
 
 _ENTRY_COLS = "idx, account_id, entry, tst"
 LEVEL0_ROWS = 8192
@@ -47,22 +48,29 @@ def message_key(sha256_hex: str) -> int:
     return int.from_bytes(bytes.fromhex(sha256_hex[:16]), "big", signed=True)
 
 
-def _entry(row: Sequence[Any]) -> StoredEntry:
-    idx, account_id, entry, tst = row
-    data = bytes(entry)
-    st = json.loads(data)  # the statement (notary.evidence): event, message.sha256, message.id
-    return StoredEntry(
-        index=int(idx),
-        account_id=None if account_id is None else int(account_id),
-        sha256=str(st["message"]["sha256"]),
-        message_id=str(st["message"]["id"]),
-        event=str(st["event"]),
-        entry=data,
-        tst=None if tst is None else bytes(tst),
-    )
+class _Rows:
+    """Turns ``entries`` rows into StoredEntry (the token rebuilt: notary.storage.sql.tokens)."""
+
+    def __init__(self, tokens: TokenColumn, cursor: Callable[[], Cursor]) -> None:
+        self.tokens, self.cursor = tokens, cursor
+
+    def __call__(self, row: Sequence[Any]) -> StoredEntry:
+        idx, account_id, entry, tst = row
+        data = bytes(entry)
+        st = json.loads(data)  # the statement (notary.evidence): event, message.sha256, message.id
+        sha256 = str(st["message"]["sha256"])
+        return StoredEntry(
+            index=int(idx),
+            account_id=None if account_id is None else int(account_id),
+            sha256=sha256,
+            message_id=str(st["message"]["id"]),
+            event=str(st["event"]),
+            entry=data,
+            tst=None if tst is None else self.tokens.decode(bytes(tst), sha256, self.cursor),
+        )
 
 
-def _for_message(d: Dialect, cur: Cursor, sha256: str) -> list[StoredEntry]:
+def _for_message(d: Dialect, cur: Cursor, sha256: str, rows_to: _Rows) -> list[StoredEntry]:
     rows = d.run(
         cur,
         f"SELECT {', '.join('e.' + c for c in _ENTRY_COLS.split(', '))}"  # noqa: S608
@@ -70,7 +78,7 @@ def _for_message(d: Dialect, cur: Cursor, sha256: str) -> list[StoredEntry]:
         f" WHERE m.level IN ({_LEVELS}) AND m.msg_key = ? ORDER BY m.idx",
         (message_key(sha256),),
     ).fetchall()
-    return [e for e in map(_entry, rows) if e.sha256 == sha256]
+    return [e for e in map(rows_to, rows) if e.sha256 == sha256]
 
 
 def migrate_log_v1(d: Dialect, cur: Cursor) -> None:
@@ -158,8 +166,10 @@ def read_hashes(d: Dialect, cur: Cursor, indexes: Sequence[int]) -> list[bytes]:
 class SQLTransaction:
     """A LogTransaction over a backend's write transaction that holds the sequencing lock."""
 
-    def __init__(self, d: Dialect, cur: Cursor) -> None:
-        self.d, self.cur = d, cur
+    def __init__(self, d: Dialect, cur: Cursor, tokens: TokenColumn) -> None:
+        self.d, self.cur, self.tokens = d, cur, tokens
+        #: Token templates this transaction added (cached once it commits).
+        self.added_templates: dict[bytes, int] = {}
         self._state: tuple[int, StoredCheckpoint | None] | None = None
 
     def _tree_state(self) -> tuple[int, StoredCheckpoint | None]:
@@ -200,11 +210,15 @@ class SQLTransaction:
     ) -> None:
         d = self.d
         self._state = None  # the size and checkpoint change with this append
+        tsts = [self._tst(e) for e in entries]  # before the insert: they may add a template
         d.bulk_insert(
             self.cur,
             "entries",
             _ENTRY_COLS,
-            ((start + i, e.account_id, e.entry, e.tst) for i, e in enumerate(entries)),
+            (
+                (start + i, e.account_id, e.entry, t)
+                for i, (e, t) in enumerate(zip(entries, tsts, strict=True))
+            ),
         )
         keys = [(message_key(e.sha256), start + i) for i, e in enumerate(entries)]
         index_keys(d, self.cur, keys, start, start + len(entries))
@@ -217,15 +231,33 @@ class SQLTransaction:
             (checkpoint.size, checkpoint.root_hash, d.time_param(checkpoint.time), checkpoint.note),
         )
 
+    def _tst(self, e: NewEntry) -> bytes | None:
+        if e.tst is None:
+            return None
+        return self.tokens.encode(self.cur, e.tst, e.sha256, self.added_templates)
+
 
 class LogSQL(SQLBase):
     """The LogStore methods of a backend."""
+
+    _token_column: TokenColumn | None = None
+
+    @property
+    def _tokens(self) -> TokenColumn:
+        if self._token_column is None:
+            self._token_column = TokenColumn(self.dialect)
+        return self._token_column
+
+    def _rows(self) -> _Rows:
+        return _Rows(self._tokens, self._read)
 
     @contextmanager
     def sequence(self) -> Iterator[SQLTransaction]:
         with self._write() as cur:
             self.dialect.lock_sequencer(cur)
-            yield SQLTransaction(self.dialect, cur)
+            tx = SQLTransaction(self.dialect, cur, self._tokens)
+            yield tx
+        self._tokens.committed(tx.added_templates)
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         return read_hashes(self.dialect, self._read(), indexes)
@@ -245,15 +277,15 @@ class LogSQL(SQLBase):
             f"SELECT {_ENTRY_COLS} FROM entries WHERE idx = ?",  # noqa: S608
             (index,),
         ).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else self._rows()(row)
 
     def entries_for_message(self, sha256: str) -> list[StoredEntry]:
-        return _for_message(self.dialect, self._read(), sha256)
+        return _for_message(self.dialect, self._read(), sha256, self._rows())
 
     def entries_for_account(self, sha256: str, account_id: int) -> list[StoredEntry]:
         # A ContentHandover is the account's only if the account made the first
         # SubmissionAcceptance of the acknowledged message (sha256 and Message-ID).
-        every = _for_message(self.dialect, self._read(), sha256)
+        every = _for_message(self.dialect, self._read(), sha256, self._rows())
         first: dict[str, int | None] = {}
         for e in every:
             if e.event == "SubmissionAcceptance":
@@ -271,5 +303,6 @@ class LogSQL(SQLBase):
             f"SELECT {_ENTRY_COLS} FROM entries WHERE idx >= ? ORDER BY idx",  # noqa: S608
             (start,),
         )
+        rows_to = self._rows()
         for row in cur:
-            yield _entry(row)
+            yield rows_to(row)
