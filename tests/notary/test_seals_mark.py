@@ -1,10 +1,10 @@
 """The ``released`` mark of seals.db is a hint; the log says whether a handover happened.
 
 notary/seals.py writes the mark after the answer, many releases' marks in one
-statement off the event loop, without waiting for the disk. Shown on the real app: a release sets it; when it is
-lost (as a crash right after the answer may lose it), opening again answers the
-same share with a receipt for the same entry, logs nothing more, and sets the
-mark again.
+statement off the event loop, without waiting for the disk. Shown on the real
+app: a release sets it; when it is lost (as a crash right after the answer may
+lose it), opening again answers the same share with a receipt for the same
+entry, logs nothing more, and sets the mark again.
 """
 
 from __future__ import annotations
