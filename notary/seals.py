@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS seals (
   wrapped BLOB,
   state TEXT NOT NULL,
   recipients TEXT NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS seals_due ON seals (expires) WHERE wrapped IS NOT NULL;
 """
 
 
@@ -156,10 +157,11 @@ class Seals:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         # The "released" mark is a hint (the log says whether a handover happened,
-        # and a retry finds it there): written without a wait for the disk, on the
-        # event loop; the next durable write (or WAL checkpoint) carries it to disk.
+        # and a retry finds it there): written after the answer, many marks in one
+        # statement off the event loop (mark_released), without a wait for the disk;
+        # the next durable write (or WAL checkpoint) carries it to disk.
         self._marks = sqlite3.connect(
             directory / SEALS_DB, check_same_thread=False, isolation_level=None
         )
@@ -168,8 +170,11 @@ class Seals:
         self._opening: dict[str, asyncio.Lock] = {}
         self._lockfile = os.open(directory / SEALS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self.changed = asyncio.Event()
+        self._unmarked: set[str] = set()  # released, the mark not written yet
+        self._marking: asyncio.Task[None] | None = None
 
     def close(self) -> None:
+        self._write_marks(list(self._unmarked))
         self._marks.close()
         self._db.close()
         os.close(self._lockfile)
@@ -204,7 +209,8 @@ class Seals:
         if row is None:
             return None
         fprs, rcpts = tuple(json.loads(row[3])), tuple(json.loads(row[7]))
-        return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], row[6], rcpts)
+        state = "released" if row[6] == "sealed" and sha256 in self._unmarked else row[6]
+        return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], state, rcpts)
 
     def set_state(self, sha256: str, state: str, destroy: bool) -> None:
         """Set a seal's state, durably when its share is destroyed (refused, expired)."""
@@ -215,6 +221,26 @@ class Seals:
                 )
             else:
                 self._marks.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
+
+    def mark_released(self, sha256: str) -> None:
+        """Mark a seal released: at once in :meth:`get`, in ``seals.db`` by the next
+        round of marks (one UPDATE for all the releases since the last, in a thread)."""
+        self._unmarked.add(sha256)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.get_running_loop().create_task(self._flush_marks())
+
+    async def _flush_marks(self) -> None:
+        while self._unmarked:  # the set is changed on the event loop only
+            todo = list(self._unmarked)
+            await asyncio.to_thread(self._write_marks, todo)
+            self._unmarked.difference_update(todo)
+
+    def _write_marks(self, todo: list[str]) -> None:
+        with self._lock:
+            self._marks.executemany(
+                "UPDATE seals SET state = 'released' WHERE sha256 = ? AND state = 'sealed'",
+                [(h,) for h in todo],
+            )
 
     def register(self, account_id: int, reg: SealRegistration) -> Seal:
         """Keep K_n (encrypted) for ``reg``; the same registration again is a no-op."""
@@ -258,10 +284,13 @@ class Seals:
 
     # -- the log -----------------------------------------------------------------
 
-    def logged(self, seal: Seal, event: str) -> list[Any]:
-        """The committed entries of ``event`` (of the seal's mode) about ``seal``'s message."""
+    def logged(self, seal: Seal, event: str, entries: list[Any] | None = None) -> list[Any]:
+        """The committed entries of ``event`` (of the seal's mode) about ``seal``'s message
+        (among ``entries``, the message's entries if the caller read them already)."""
         out = []
-        for e in self.service.storage.entries_for_message(seal.sha256):
+        if entries is None:
+            entries = self.service.storage.entries_for_message(seal.sha256)
+        for e in entries:
             if e.event != event or e.message_id != seal.message_id:
                 continue
             stmt = parse_statement(e.entry)
@@ -294,13 +323,20 @@ class Seals:
     async def open(
         self, sha256: str, req: AckRequest, checks: SignatureChecks
     ) -> tuple[bytes, Receipt]:
-        """K_n and the ContentHandover receipt, once the acknowledgement is logged."""
-        seal = self._check_request(sha256, req)
+        """K_n and the ContentHandover receipt, once the acknowledgement is logged.
+
+        The signature check runs in :class:`~notary.ack.SignatureChecks`' threads
+        and the ContentHandover entry joins the sequencer's group commit; the log
+        is read once (the retry check and the acknowledgement share it) and the
+        "released" mark is written after the answer (:meth:`mark_released`).
+        """
+        seal = self._check_request(sha256, req)  # unknown hashes refused before any lock
         async with self.exclusive(sha256):
             seal = self.get(sha256) or seal
+            entries = self.service.storage.entries_for_message(sha256)
             done = [
                 (e, st)
-                for e, st in self.logged(seal, "ContentHandover")
+                for e, st in self.logged(seal, "ContentHandover", entries)
                 if str(st.get("recipient", "")).lower() == req.recipient.lower()
             ]
             if done:  # a retry: the same key, the entry logged before
@@ -308,18 +344,17 @@ class Seals:
                 if stmt.get("signature") != req.signature:
                     await SealedChecks(checks, seal.fingerprints).check(req)
                 if seal.state == "sealed":  # the mark was lost in a crash: set it again
-                    self.set_state(sha256, "released", destroy=False)
+                    self.mark_released(sha256)
                 return self.unwrap(seal), self.receipt(entry)
             self.check_open(seal)
-            receipt = await acknowledge(
-                self.service, req, SealedChecks(checks, seal.fingerprints), SEALED_MEMBERS
-            )
+            sealed = SealedChecks(checks, seal.fingerprints)
+            receipt = await acknowledge(self.service, req, sealed, SEALED_MEMBERS, entries)
             if os.environ.get(FAULT_ENV) == "after-log":
                 os.kill(os.getpid(), signal.SIGKILL)
             stmt = parse_statement(receipt.entry)
             if stmt.get("fingerprint") not in seal.fingerprints:
                 raise VerificationError("this acknowledgement was not made with an allowed key")
-            self.set_state(sha256, "released", destroy=False)
+            self.mark_released(sha256)
             return self.unwrap(seal), receipt
 
     def _check_request(self, sha256: str, req: AckRequest) -> Seal:

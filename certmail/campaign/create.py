@@ -32,6 +32,8 @@ __all__ = ["CampaignInputError", "CreateResult", "campaign_dir", "create_campaig
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_BODY = 1 << 20
+#: How long the notary keeps a pickup message (seconds after it is sealed), as send's.
+PICKUP_EXPIRES = 14 * 86400
 
 
 class CampaignInputError(Error):
@@ -57,6 +59,7 @@ class CreateResult:
     fields: list[str]
     attachments: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    pickup: list[str] = field(default_factory=list)  # recipients without a key: a link
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class CreateResult:
             "fields": self.fields,
             "attachments": self.attachments,
             "warnings": self.warnings,
+            "pickup": self.pickup,
         }
 
 
@@ -111,8 +115,11 @@ def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[P
     return out
 
 
-def key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Problem]]:
-    """Each recipient's encryption key, looked up once (several gpg runs at a time)."""
+def key_checks(
+    cm: Certmail, rows: list[Row], pickup_if_no_key: bool = False
+) -> tuple[dict[str, str], list[Problem], list[str]]:
+    """Each recipient's encryption key, looked up once (several gpg runs at a time); with
+    ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem."""
     keyring = cm.keyring
 
     def lookup(r: Row) -> tuple[Row, str | Error]:
@@ -123,20 +130,23 @@ def key_checks(cm: Certmail, rows: list[Row]) -> tuple[dict[str, str], list[Prob
 
     keys: dict[str, str] = {}
     problems = []
+    pickup: list[str] = []
     with ThreadPoolExecutor(4) as pool:
         for r, got in pool.map(lookup, rows):
-            if isinstance(got, Error):
+            if isinstance(got, Error) and pickup_if_no_key:
+                pickup.append(r.email.lower())
+            elif isinstance(got, Error):
                 problems.append(
                     Problem(
                         r.line,
                         f"no usable key for {r.email}: {got.message}",
-                        "certmail keys import FILE (then keys trust); "
-                        "--sealed/--pickup-if-no-key are not available yet",
+                        "certmail keys import FILE (then keys trust), "
+                        "or --pickup-if-no-key to send them a pickup link",
                     )
                 )
             else:
                 keys[r.email.lower()] = got
-    return keys, problems
+    return keys, problems, pickup
 
 
 def _attachments(
@@ -172,6 +182,21 @@ def _attachments(
     return out
 
 
+def _check_pickup(cm: Certmail, via: str, warnings: list[str]) -> None:
+    """Pickup needs a notary; through its relay the notary carries the link (a warning)."""
+    if not cm.settings.notary_url:
+        raise Error(
+            "--pickup-if-no-key needs a notary (it keeps the content until picked up); "
+            "nothing was created or sent",
+            hint="set CERTMAIL_NOTARY_URL",
+        )
+    if via == "relay":
+        warnings.append(
+            "the notary's relay carries the pickup links, so the notary could read the "
+            "content of the pickup messages; --via smtp prevents that"
+        )
+
+
 def create_campaign(
     cm: Certmail,
     name: str,
@@ -183,8 +208,14 @@ def create_campaign(
     via: str | None = None,
     track_open: bool = False,
     request_mdn: bool = False,
+    pickup_if_no_key: bool = False,
+    pickup_expires: int = PICKUP_EXPIRES,
 ) -> CreateResult:
-    """Check the whole campaign (CampaignInputError lists bad rows), then record it."""
+    """Check the whole campaign (CampaignInputError lists bad rows), then record it.
+
+    ``pickup_if_no_key``: a recipient without a key gets a link to the notary's
+    pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
+    its message is sealed, instead of being refused."""
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
@@ -212,10 +243,12 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    keys, key_problems = key_checks(cm, rows)
+    keys, key_problems, pickup = key_checks(cm, rows, pickup_if_no_key)
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
+    if pickup:
+        _check_pickup(cm, chosen, warnings)
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()
@@ -228,9 +261,12 @@ def create_campaign(
         "request_mdn": request_mdn,
         "keys": keys,
         "columns": columns,
+        "pickup": sorted(pickup),
+        "pickup_expires": pickup_expires,
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(
             name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
         )
-    return CreateResult(c, len(rows), columns, sorted(subj.fields | body.fields), atts, warnings)
+    fields = sorted(subj.fields | body.fields)
+    return CreateResult(c, len(rows), columns, fields, atts, warnings, sorted(pickup))

@@ -42,6 +42,7 @@ COLUMNS = [
     "opened",
     "reply",
     "error",
+    "delivery",  # encrypted (to the recipient's key) or pickup (a link: no key)
 ]
 
 
@@ -96,7 +97,7 @@ def _deferred(client: NotaryClient, sha: str, email: str) -> dict[str, Any]:
 def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dict[str, Any]]:
     """One dict per recipient (COLUMNS), with the notary's evidence when ``evidence``."""
     with CampaignStore(cm.settings.ledger_path) as store:
-        store.get(name)
+        pickup = set(store.get(name).spec.get("pickup", ()))
         recipients = store.recipients(name)
     out = []
     for r in recipients:
@@ -110,6 +111,7 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
             queued=r.queued_at,
             reply=r.reply,
             error=r.error,
+            delivery="pickup" if r.email.lower() in pickup else "encrypted",
         )
         if r.state == "accepted":
             row["accepted"] = r.submitted_at

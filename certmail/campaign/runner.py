@@ -236,11 +236,14 @@ def _recheck_keys(
     todo: list[Recipient],
 ) -> tuple[dict[str, Any], list[Recipient], list[dict[str, Any]]]:
     """Look every recipient's key up again, once per run (it may have been revoked or
-    expired since ``create``); a recipient without one now fails, with the reason."""
+    expired since ``create``); a recipient without one now fails, with the reason
+    (but for those ``create`` listed for pickup: they need none)."""
     from .create import key_checks
     from .recipients import Row
 
-    keys, problems = key_checks(cm, [Row(r.row_no, r.email, r.fields) for r in todo])
+    pickup = set(spec.get("pickup", ()))
+    rows = [Row(r.row_no, r.email, r.fields) for r in todo if r.email.lower() not in pickup]
+    keys, problems, _ = key_checks(cm, rows)
     bad = {p.line: p for p in problems}
     failed = [
         {"email": r.email, "state": "failed", "error": bad[r.row_no].message, "row": r.row_no}

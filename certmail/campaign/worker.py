@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from keys.errors import Error, NotFoundError, TemporaryError
 
 from ..compose import Headers, ScanRecord, now_date
+from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from .store import CampaignStore, Recipient
 from .templates import parse
 
@@ -127,6 +128,7 @@ def init_worker(
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
         scanned=scanned,
+        pickup=frozenset(spec.get("pickup", ())),
     )
 
 
@@ -172,6 +174,9 @@ def _seal(r: Recipient) -> Entry:
 
             tracking = prepare_tracking(notary.url, headers.recipients, work)
             scanned.append((tracking.html_path, ScanRecord("not scanned")))
+        pickup = _pickup(r, headers, data, scanned, notary)
+        if pickup is not None:  # no key: the email carries a link, the notary the content
+            data, scanned = pickup.body, pickup.parts
         sealed = _W["sealer"].seal(
             work,
             headers,
@@ -179,13 +184,16 @@ def _seal(r: Recipient) -> Entry:
             scanned,
             notary_url=notary.url if notary else None,
             sign=True,
-            encrypt=True,
+            encrypt=pickup is None,
             request_mdn=bool(spec.get("request_mdn")),
             progress=None,
             # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
             # decryption that checks the signature (two gpg processes, not four).
             combined=True,
+            **({"html": pickup.html} if pickup is not None else {}),
         )
+        if pickup is not None:  # K_n and the ciphertext with the notary before it leaves
+            pickup.register(sealed.sha256, headers.message_id)
         if tracking is not None and notary is not None:
             from ..tracking import register_tracking
 
@@ -200,6 +208,18 @@ def _seal(r: Recipient) -> Entry:
             notarize=notary is not None,
             move=True,
         )
+
+
+def _pickup(
+    r: Recipient, headers: Headers, data: bytes, scanned: list[Any], notary: Any
+) -> PickupPrepared | None:
+    """The pickup of a recipient ``campaign create`` found no key for, else None."""
+    if r.email.lower() not in _W["pickup"]:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    expires = datetime.now(UTC) + timedelta(seconds=int(_W["spec"]["pickup_expires"]))
+    return prepare_pickup(PickupOptions(expires), headers, data, scanned, notary, False)
 
 
 def run_one(r: Recipient) -> dict[str, Any]:

@@ -32,7 +32,12 @@ def campaign() -> None:
 @click.option("--track-open", is_flag=True, help="A tracking link per recipient (weak evidence).")
 @click.option("--request-mdn", is_flag=True, help="Ask for RFC 8098 read receipts.")
 @click.option("--sealed", is_flag=True, help="Not available yet.")
-@click.option("--pickup-if-no-key", is_flag=True, help="Not available yet.")
+@click.option(
+    "--pickup-if-no-key",
+    is_flag=True,
+    help="A recipient without a key gets a link to the notary's pickup page instead "
+    "(docs/sealed.md); without it such a row is refused.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -53,10 +58,10 @@ def create(
     from certmail.campaign.create import CampaignInputError, create_campaign
     from keys.errors import Error
 
-    if sealed or pickup_if_no_key:
+    if sealed:
         raise Error(
-            "--sealed and --pickup-if-no-key are not available yet",
-            hint="recipients need an OpenPGP key in your keyring for now",
+            "--sealed is not available for campaigns yet",
+            hint="send sealed messages one by one: certmail send --sealed",
         )
     with app.client() as cm:
         try:
@@ -70,6 +75,7 @@ def create(
                 via=via,
                 track_open=track_open,
                 request_mdn=request_mdn,
+                pickup_if_no_key=pickup_if_no_key,
             )
         except CampaignInputError as e:
             if app.as_json:
@@ -88,6 +94,7 @@ def create(
         f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
         f"fields {', '.join(res.fields) or '(none)'}, "
         f"{len(res.attachments)} attachment(s) scanned"
+        + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
     )
     say(f"next: certmail campaign send {name} --dry-run, then certmail campaign send {name}")
 
