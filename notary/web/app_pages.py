@@ -122,7 +122,9 @@ class AppPages:
         self.sessions = SessionStore(db, service.clock)
         self.index = MessageIndex(db, service.storage)
         #: Keeps the index caught up; run in the app's lifespan (app_routes.py).
-        self.follower = IndexFollower(self.index, service.storage)
+        self.follower = IndexFollower(
+            self.index, service.storage, on_commit=service.sequencer.on_commit
+        )
 
     def signed(self, request: Request) -> Signed | None:
         sid = request.cookies.get(COOKIE)
