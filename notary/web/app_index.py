@@ -31,7 +31,7 @@ from typing import Any
 from notary.storage import LogStore, StoredEntry
 from notary.web.app_db import WebDB
 
-__all__ = ["STATES", "Filters", "MessageIndex", "MessageRow", "state_of_event"]
+__all__ = ["STATES", "Filters", "MessageIndex", "MessageRow", "RecipientState", "state_of_event"]
 
 #: Evidence event -> (state word of a recipient, rank). A later event replaces a
 #: recipient's state unless its rank is lower (an open never hides an acknowledgement).
@@ -118,18 +118,27 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class RecipientState:
+    """One recipient of a listed message: its state word and when it last changed."""
+
+    address: str
+    state: str
+    changed: str
+
+
+@dataclass(frozen=True)
 class MessageRow:
-    """One message of the list: its recipients' ``(address, state, changed)``."""
+    """One message of the list and its recipients' states (by address)."""
 
     sha256: str
     message_id: str
     time: str
     channel: str
-    recipients: tuple[tuple[str, str, str], ...]
+    recipients: tuple[RecipientState, ...]
 
     @property
     def in_flight(self) -> bool:
-        return self.channel != "api" and any(s == "accepted" for _, s, _ in self.recipients)
+        return self.channel != "api" and any(r.state == "accepted" for r in self.recipients)
 
 
 class MessageIndex:
@@ -258,7 +267,7 @@ class MessageIndex:
             f" WHERE {where} ORDER BY first_idx DESC LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
-        per: dict[int, list[tuple[str, str, str]]] = {r[0]: [] for r in rows}
+        per: dict[int, list[RecipientState]] = {r[0]: [] for r in rows}
         if per:
             marks = ",".join("?" * len(per))
             for mid, rcpt, state, changed in cur.execute(
@@ -266,7 +275,7 @@ class MessageIndex:
                 f" WHERE account_id = ? AND message IN ({marks}) ORDER BY recipient",
                 [account_id, *per],
             ):
-                per[mid].append((rcpt, state, changed))
+                per[mid].append(RecipientState(rcpt, state, changed))
         return int(total), [MessageRow(r[1], r[2], r[3], r[4], tuple(per[r[0]])) for r in rows]
 
     def daily(self, account_id: int, since: str) -> list[tuple[str, int, float | None]]:

@@ -167,7 +167,7 @@ class AppPages:
         resp.delete_cookie(PRE_COOKIE, path="/app")
         return resp
 
-    def list_rows(self, s: Signed, q: dict[str, str]) -> tuple[Filters, int, int, int, str, bool]:
+    def list_rows(self, s: Signed, q: dict[str, str]) -> render.ListPage:
         """One page of the list (reads only: the index is caught up in the background)."""
         f, page = parse_filters(q)
         offset, account_id = (page - 1) * PAGE_SIZE, s.account.id
@@ -178,7 +178,7 @@ class AppPages:
         deliveries = self._deliveries(account_id, rows)
         live = any(r.in_flight for r in rows)
         pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        return f, page, pages, total, render.rows_html(rows, deliveries), live
+        return render.ListPage(f, page, pages, total, render.rows_html(rows, deliveries), live)
 
     def _deliveries(
         self, account_id: int, rows: list[MessageRow]
@@ -200,10 +200,10 @@ class AppPages:
             r
             for r in rows
             if any(
-                state == "accepted"
-                and f.recipient in (None, rcpt)
-                and render.deferral(deliveries.get((r.sha256, rcpt)))
-                for rcpt, state, _ in r.recipients
+                rs.state == "accepted"
+                and f.recipient in (None, rs.address)
+                and render.deferral(deliveries.get((r.sha256, rs.address)))
+                for rs in r.recipients
             )
         ]
         return len(kept), kept[offset : offset + PAGE_SIZE]
