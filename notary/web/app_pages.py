@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from keys.errors import NotFoundError
 from notary.evidence import parse_statement
+from notary.states import DEFERRED, LIVE_DELIVERY_STATES
 from notary.web import APP_CSP, security_headers
 from notary.web import app_render as render
 from notary.web.app_db import WEB_DB, WebDB
@@ -171,7 +172,7 @@ class AppPages:
         """One page of the list (reads only: the index is caught up in the background)."""
         f, page = parse_filters(q)
         offset, account_id = (page - 1) * PAGE_SIZE, s.account.id
-        if f.state == "deferred":
+        if f.state == DEFERRED:
             total, rows = self._deferred(account_id, f, offset)
         else:
             total, rows = self.index.page(account_id, f, offset, PAGE_SIZE)
@@ -226,7 +227,7 @@ class AppPages:
             raise PageError(404, NO_SUCH) from None
         stmts = [parse_statement(r.entry) for r in receipts]
         deliveries = self.service.storage.deliveries_for_message(sha256, s.account.id)
-        live = any(d.state in ("held", "queued") for d in deliveries)
+        live = any(d.state in LIVE_DELIVERY_STATES for d in deliveries)
         return str(stmts[0]["message"]["id"]), render.timeline_html(stmts, deliveries), live
 
 

@@ -15,8 +15,9 @@ from string import Template
 from typing import Any
 from urllib.parse import urlencode
 
+from notary.states import DEFERRED, NOTARIZED, state_of_event
 from notary.storage import DeliveryStatus
-from notary.web.app_index import STATES_ALL, Filters, MessageRow, state_of_event
+from notary.web.app_index import STATES_ALL, Filters, MessageRow
 
 __all__ = [
     "ListPage",
@@ -125,10 +126,10 @@ def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], Deli
         items = []
         for rs in r.recipients:
             d = deferral(deliveries.get((r.sha256, rs.address))) if rs.state == "accepted" else ""
-            word = _state("deferred", d) if d else _state(rs.state, f"since {rs.changed}")
+            word = _state(DEFERRED, d) if d else _state(rs.state, f"since {rs.changed}")
             items.append(f"<li>{e(rs.address)} {word}{f' <small>{e(d)}</small>' if d else ''}</li>")
         if r.channel == "api":
-            items.append(f"<li>{_state('notarized')} <small>sent directly</small></li>")
+            items.append(f"<li>{_state(NOTARIZED)} <small>sent directly</small></li>")
         link = f"/app/messages/{r.sha256}"
         out.append(
             f'<tr data-sha256="{r.sha256}"><td><time>{e(r.time[:19].replace("T", " "))}</time></td>'
@@ -236,7 +237,7 @@ def timeline_html(
     for st in statements:
         ev = str(st.get("event", ""))
         when = e(str(st.get("time", ""))[:19].replace("T", " "))
-        word = "notarized" if st.get("channel") == "api" else state_of_event(ev)
+        word = NOTARIZED if st.get("channel") == "api" else state_of_event(ev)
         line = f"<li><time>{when}</time> {_state(word)} <small>{e(_event_detail(st))}</small></li>"
         targets = (
             [st["recipient"]]
@@ -251,7 +252,7 @@ def timeline_html(
     for d in deliveries:
         if text := deferral(d):
             per.setdefault(d.recipient, []).append(
-                f"<li>{_state('deferred')} <small>{e(text)}</small></li>"
+                f"<li>{_state(DEFERRED)} <small>{e(text)}</small></li>"
             )
     return "".join(
         f'<section class="tl" data-recipient="{e(r)}"><h3>{e(r)}</h3>'
