@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from notary.states import EVENT_STATES, MESSAGE_EVENTS, NOTARIZED_STEP
+
 if TYPE_CHECKING:
     from keys.gpg import Keyring
 
@@ -50,20 +52,11 @@ __all__ = [
     "statements",
 ]
 
-#: Event -> the word the timeline shows for it.
-STEPS = {
-    "SubmissionAcceptance": "accepted",
-    "RelayToNonERDS": "delivered",
-    "RelayToNonERDSFailure": "failed",
-    "ContentHandover": "acknowledged",
-    "ContentAccessTracking": "opened (tracking link: weak evidence)",
-    "VirusDetected": "refused: virus",
-    "SubmissionRejection": "rejected",
-    "RejectionByRecipient": "refused by the recipient (sealed: content not handed over)",
-    "ContentHandoverFailure": "not acknowledged before the seal expired (content destroyed)",
-}
+#: Event -> the step the timeline shows for it (notary/states.py, the vocabulary the
+#: notary's web pages share: each step starts with the event's state word).
+STEPS = {event: state.step for event, state in EVENT_STATES.items()}
 #: Events that concern every recipient of the message at once.
-_WHOLE_MESSAGE = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")
+_WHOLE_MESSAGE = MESSAGE_EVENTS
 #: Events after which nothing more happens for a recipient.
 _FINAL = ("RelayToNonERDS", "RelayToNonERDSFailure", "VirusDetected", "SubmissionRejection")
 
@@ -287,7 +280,7 @@ def build_timeline(
         event = Event(STEPS.get(name, name), name, s.get("time"))
         if name == "SubmissionAcceptance" and s.get("channel") == "api":
             direct = True  # notarized hash of a message sent directly: nothing follows
-            event.step = "notarized (sent directly, not through the relay)"
+            event.step = NOTARIZED_STEP
         if name in _WHOLE_MESSAGE:
             for r in s.get("recipients") or list(per):
                 per.setdefault(r, []).append(event)

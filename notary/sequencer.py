@@ -170,6 +170,22 @@ class Sequencer:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._committed: dict[int, Hash] = {}
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_commit(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(size)`` after each batch this sequencer commits, with the log's
+        new size, in the committing thread (so it must be quick and thread-safe, e.g.
+        ``loop.call_soon_threadsafe``); what it raises is logged, never the batch's. Other
+        processes' batches are not seen here. Returns the function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _committed_to(self, size: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(size)
+            except Exception:  # a listener's failure is not the batch's
+                log.exception("a commit listener failed")
 
     # --- the synchronous core ------------------------------------------------
     def commit_batch(
@@ -240,6 +256,7 @@ class Sequencer:
             for i, (e, t, p) in enumerate(zip(entries, tsts, proofs, strict=True))
         ]
         self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
+        self._committed_to(new_size)
         return receipts
 
     def _stamp(self, items: Sequence[Submission]) -> list[bytes | None]:

@@ -23,21 +23,20 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.layout import (
-    ANCHOR_CHECKPOINT,
-    ANCHOR_TOKEN,
     CHAIN,
     CONSISTENCY,
-    COSIGNED,
     EVIDENCE,
+    FEATURES,
     FORMAT_FILE,
     FORMATS,
-    KEY_MEMBER,
+    LABELLED,
     MAX_EVENTS,
-    MDN_MEMBER,
     MESSAGE,
     VKEY,
     fail,
     json_member,
+    members_of,
+    requires,
 )
 from certmail.bundle.report import Check
 from keys.errors import MalformedError, VerificationError
@@ -182,11 +181,10 @@ def require_members(files: Mapping[str, bytes], names: Sequence[str]) -> None:
 
 def check_format(files: Mapping[str, bytes]) -> int:
     """The bundle's format version: bundle.json's (format 2 on, in its one form), else 1;
-    a format 1 bundle holds no member that came later."""
+    no bundle holds a member of a later format (:data:`FEATURES`), and a bundle of format
+    3 or 4 holds its own format's members (:data:`LABELLED`: it is written only then)."""
     if FORMAT_FILE not in files:
-        later = [n for n in files if KEY_MEMBER.fullmatch(n) or COSIGNED.fullmatch(n)]
-        later += [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
-        later += [n for n in files if MDN_MEMBER.fullmatch(n)]  # format 5 (bundle/mdns.py)
+        later = [n for feature in FEATURES for n in members_of(files, feature)]
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1
@@ -201,20 +199,13 @@ def check_format(files: Mapping[str, bytes]) -> int:
             f"(formats {', '.join(map(str, FORMATS))})",
             hint="upgrade certmail to verify this bundle",
         )
-    cosigned = [n for n in files if COSIGNED.fullmatch(n)]
-    if cosigned and version < 3:
-        raise fail(f"{cosigned[0]} in a bundle of format {version} (cosigned checkpoints: 3)")
-    anchored = [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
-    if anchored and version < 4:
-        raise fail(f"{anchored[0]} in a bundle of format {version} (outside time-stamps: 4)")
-    # Each bundle has one form: the exporter writes the lowest format its members need
-    # (export._format), so a format 2 to 4 bundle must need exactly its format (format 5
-    # is checked with its statements, mdns.mdn_facts).
-    needed = 4 if anchored else 3 if cosigned else 2
-    if version < 5 and version != needed:
-        raise fail(
-            f"{FORMAT_FILE} says format {version}, but the bundle holds nothing of format {version}"
-        )
+    for feature, (since, what, _) in FEATURES.items():
+        names = sorted(members_of(files, feature))
+        if names and not requires(version, feature):
+            raise fail(f"{names[0]} in a bundle of format {version} ({what}: {since})")
+    if version in LABELLED and not members_of(files, LABELLED[version]):
+        said = f"{FORMAT_FILE} says format {version}"
+        raise fail(f"{said}, but the bundle holds nothing of format {version}")
     return version
 
 

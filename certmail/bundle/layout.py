@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -80,6 +80,32 @@ ANCHOR_ROOTS = "anchor-roots.pem"
 RENEWAL = re.compile(r"renewals/(\d{2})\.(json|tsr|pem)")
 #: mdns/NN.eml: a read receipt (RFC 8098) as received (format 5, certmail/bundle/mdns.py).
 MDN_MEMBER = re.compile(r"mdns/(\d{2})\.eml")
+#: What each later format added, by name: (the format it needs at least, what it is in an
+#: error, its members). A bundle of format 3 or 4 holds its format's own members: it is
+#: written in that format only then (:func:`certmail.bundle.checks.check_format`; format 5,
+#: which a version 2 acknowledgement calls for too, is checked by certmail/bundle/mdns.py).
+#: The browser's verifier gates by the same table (notary/web/src/layout.js FEATURES).
+FEATURES: dict[str, tuple[int, str, tuple[re.Pattern[str], ...]]] = {
+    "keys": (FORMAT, "OpenPGP keys", (KEY_MEMBER,)),
+    "cosigned": (FORMAT_COSIGNED, "cosigned checkpoints", (COSIGNED,)),
+    "anchors": (FORMAT_ANCHORED, "outside time-stamps", (ANCHOR_TOKEN, ANCHOR_CHECKPOINT)),
+    "mdns": (FORMAT_MDNS, "read receipts", (MDN_MEMBER,)),
+}
+#: The formats a bundle is written in only with their feature's members.
+LABELLED = {FORMAT_COSIGNED: "cosigned", FORMAT_ANCHORED: "anchors"}
+
+
+def requires(version: int, feature: str) -> bool:
+    """Whether a bundle of format ``version`` may hold ``feature`` (:data:`FEATURES`)."""
+    return version >= FEATURES[feature][0]
+
+
+def members_of(files: Iterable[str], feature: str) -> list[str]:
+    """The members among ``files`` (names, in their order) that are ``feature``'s."""
+    patterns = FEATURES[feature][2]
+    return [n for n in files if any(p.fullmatch(n) for p in patterns)]
+
+
 _FIXED = frozenset(
     (MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, ANCHOR_ROOTS, *DOCUMENTS)
 )

@@ -82,10 +82,9 @@ def needs_format_5(files: Mapping[str, bytes], statements: Sequence[Mapping[str,
 
 
 def _names(v: Verified) -> list[str]:
-    """The mdns/ members, numbered 01.. without gaps, allowed from format 5 only."""
-    names = sorted(n for n in v.files if MDN_MEMBER.fullmatch(n))
-    if names and v.format < FORMAT_MDNS:
-        raise fail(f"{names[0]} in a bundle of format {v.format} (read receipts: 5)")
+    """The mdns/ members, numbered 01.. without gaps (allowed from format 5 only:
+    :func:`certmail.bundle.checks.check_format`)."""
+    names = sorted(n for n in v.files if MDN_MEMBER.fullmatch(n))  # format: check_format
     if names != [f"mdns/{n:02d}.eml" for n in range(1, len(names) + 1)]:
         raise fail("the mdns/ files are not numbered 01, 02, ... without gaps")
     return names

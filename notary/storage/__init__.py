@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from notary.states import DELIVERY_STATES as _DELIVERY_STATES
+
 
 @dataclass(frozen=True)
 class Account:
@@ -84,8 +86,9 @@ class StoredCheckpoint:
 
 
 #: Delivery states: ``held`` (spooled, its SubmissionAcceptance not yet known
-#: to be logged), ``queued`` (to deliver), ``delivered`` and ``failed`` (final).
-DELIVERY_STATES = ("held", "queued", "delivered", "failed")
+#: to be logged), ``queued`` (to deliver), ``delivered`` and ``failed`` (final); named
+#: with the evidence's state words in notary/states.py.
+DELIVERY_STATES = _DELIVERY_STATES
 
 
 @dataclass(frozen=True)

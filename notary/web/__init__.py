@@ -34,6 +34,7 @@ __all__ = [
 
 #: The static assets served under /web/static/, with their media types.
 STATIC_TYPES = {
+    "base.css": "text/css; charset=utf-8",  # every page's, linked before its own
     "verify.js": "text/javascript; charset=utf-8",
     "verify.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
@@ -41,6 +42,12 @@ STATIC_TYPES = {
     "pickup.js": "text/javascript; charset=utf-8",  # the pickup page (notary/pickup_api.py)
     "pickup.css": "text/css; charset=utf-8",
 }
+
+#: The verify page's stylesheets, in order: the base every page links first, then its own
+#: (the self-contained page inlines them as its one style, the served page links them:
+#: same-origin, so ``style-src 'self'`` holds). The templates of the log page, ``/app``
+#: (base, verify, app.css) and the pickup page (base, pickup.css) link theirs.
+VERIFY_STYLES = ("base.css", "verify.css")
 
 #: The CSP of the served pages: nothing but this origin's script and style, no
 #: connections, no frames, no forms, no plugins.
@@ -115,7 +122,8 @@ def verify_page(trust: Trust, *, self_contained: bool, static_prefix: str = "/we
     values = {"trust_json": _trust_json(trust), "trust_source": source}
     if self_contained:
         script = static_asset("verify.js").decode("utf-8").replace("</script", "<\\/script")
-        style = static_asset("verify.css").decode("utf-8").replace("</style", "<\\/style")
+        style = "".join(static_asset(n).decode("utf-8") for n in VERIFY_STYLES)
+        style = style.replace("</style", "<\\/style")
         script = "\n" + script + "\n"
         style = "\n" + style + "\n"
         values["csp_meta"] = (
@@ -125,7 +133,9 @@ def verify_page(trust: Trust, *, self_contained: bool, static_prefix: str = "/we
         values["script"] = f'<script type="module">{script}</script>'
     else:
         values["csp_meta"] = ""
-        values["style"] = f'<link rel="stylesheet" href="{static_prefix}/verify.css">'
+        values["style"] = "".join(
+            f'<link rel="stylesheet" href="{static_prefix}/{n}">' for n in VERIFY_STYLES
+        )
         values["script"] = f'<script type="module" src="{static_prefix}/verify.js"></script>'
     return _template().substitute(values)
 

@@ -2,10 +2,12 @@
 
 Each ``serve`` worker runs one :class:`IndexFollower` inside the app's lifespan:
 at start-up it brings ``web.db``'s index (:class:`notary.web.app_index.MessageIndex`)
-up to the log, then checks again every :data:`POLL` seconds (and at once when
-nudged). :meth:`MessageIndex.catch_up` applies each batch in one transaction
-with its cursor, so followers of several workers (or nodes on one ``web.db``)
-never apply an entry twice; whichever gets there first does the work.
+up to the log, then again each time the worker's sequencer commits a batch
+(:meth:`notary.sequencer.Sequencer.on_commit` wakes it), and every :data:`POLL`
+seconds for the batches other workers or nodes commit to the same log, which
+this process does not see. :meth:`MessageIndex.catch_up` applies each batch in
+one transaction with its cursor, so followers of several workers (or nodes on
+one ``web.db``) never apply an entry twice; whichever gets there first does the work.
 
 A request does no catching up itself. :meth:`IndexFollower.current` nudges the
 follower and waits (up to :data:`WAIT_LIMIT` seconds) until the index covers
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
@@ -30,8 +33,11 @@ __all__ = ["POLL", "WAIT_LIMIT", "IndexFollower", "follow_in_lifespan"]
 
 log = logging.getLogger("certmail.notary.web")
 
-#: Seconds between two checks of the log for new entries.
-POLL = 0.5
+#: Seconds between two checks of the log for the entries other processes commit (this
+#: process's own commits wake the follower at once).
+POLL = 5.0
+#: Seconds between two reads of the cursor by a request waiting for the index.
+RECHECK = 0.5
 #: Seconds a request waits for the index at most (then it reads what is there).
 WAIT_LIMIT = 30.0
 
@@ -39,14 +45,38 @@ WAIT_LIMIT = 30.0
 class IndexFollower:
     """Applies new log entries to ``index`` in the background (see the module docstring)."""
 
-    def __init__(self, index: MessageIndex, log_store: LogStore, poll: float = POLL) -> None:
+    def __init__(
+        self,
+        index: MessageIndex,
+        log_store: LogStore,
+        poll: float = POLL,
+        on_commit: Callable[[Callable[[int], None]], Callable[[], None]] | None = None,
+    ) -> None:
+        """``on_commit`` registers a listener of this process's commits (the sequencer's
+        :meth:`~notary.sequencer.Sequencer.on_commit`); without it only ``poll`` wakes it."""
         self.index, self.log, self.poll = index, log_store, poll
+        self._on_commit = on_commit
         self._wake: asyncio.Event | None = None
         self._moved: asyncio.Event | None = None
 
     async def run(self) -> None:
-        """Catch up now, then whenever nudged or every ``poll`` seconds, until cancelled."""
+        """Catch up now, then whenever a commit or a request nudges it, or every ``poll``
+        seconds, until cancelled."""
         self._wake, self._moved = asyncio.Event(), asyncio.Event()
+        loop, wake = asyncio.get_running_loop(), self._wake
+
+        def committed(_size: int) -> None:  # in the committing thread
+            loop.call_soon_threadsafe(wake.set)
+
+        stop = self._on_commit(committed) if self._on_commit is not None else None
+        try:
+            await self._follow()
+        finally:
+            if stop is not None:
+                stop()
+
+    async def _follow(self) -> None:
+        assert self._wake is not None and self._moved is not None
         while True:
             self._wake.clear()
             try:
@@ -71,7 +101,7 @@ class IndexFollower:
             self._moved.clear()
             self._wake.set()
             with contextlib.suppress(TimeoutError):  # another worker's follower may move it
-                await asyncio.wait_for(self._moved.wait(), min(left, self.poll))
+                await asyncio.wait_for(self._moved.wait(), min(left, RECHECK))
 
 
 def follow_in_lifespan(app: FastAPI, follower: IndexFollower) -> None:

@@ -10,7 +10,8 @@ worker processes may run it at once and each entry is applied exactly once.
 It runs in the background (:mod:`notary.web.app_follow`); requests only read.
 It may be deleted at any time: it is rebuilt from the log.
 
-``deferred`` is not a log state: the index keeps such a recipient ``accepted``
+The state words and ranks are notary/states.py's (shared with certmail's receipt
+timeline). ``deferred`` is not a log state: the index keeps such a recipient ``accepted``
 and a ``deferred`` filter reads as ``accepted`` here; the caller narrows it with
 the relay's queue (:meth:`notary.web.app_pages.AppPages.list_rows`).
 
@@ -28,37 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from notary.states import EVENT_STATES, FILTER_STATES, MESSAGE_EVENTS, STATE_WORDS
 from notary.storage import LogStore, StoredEntry
 from notary.web.app_db import WebDB
 
-__all__ = ["STATES", "Filters", "MessageIndex", "MessageRow", "state_of_event"]
+__all__ = ["STATES", "STATES_ALL", "Filters", "MessageIndex", "MessageRow", "RecipientState"]
 
-#: Evidence event -> (state word of a recipient, rank). A later event replaces a
-#: recipient's state unless its rank is lower (an open never hides an acknowledgement).
-_EVENT_STATES = {
-    "RelayToNonERDS": ("delivered", 1),
-    "RelayToNonERDSFailure": ("failed", 1),
-    "ContentAccessTracking": ("opened", 2),
-    "ContentHandover": ("acknowledged", 3),
-    "RejectionByRecipient": ("refused", 3),
-    "ContentHandoverFailure": ("expired", 3),
-    "VirusDetected": ("virus", 4),
-    "SubmissionRejection": ("rejected", 4),
-}
-#: Events that concern a whole message (and may be its first entry).
-_MESSAGE_EVENTS = ("SubmissionAcceptance", "VirusDetected", "SubmissionRejection")
-#: The states a filter may ask for (``notarized``: sent directly, only its hash logged).
-STATES = (
-    "accepted",
-    "deferred",
-    "delivered",
-    "failed",
-    "opened",
-    "acknowledged",
-    "refused",
-    "expired",
-)
-STATES_ALL = (*STATES, "virus", "rejected", "notarized")
+#: The states a filter may ask for, and every state a row may show (notary/states.py).
+STATES = FILTER_STATES
+STATES_ALL = STATE_WORDS
 #: Entries applied per :meth:`MessageIndex.catch_up` call (one transaction) at most.
 CATCH_UP_LIMIT = 20_000
 
@@ -91,11 +70,6 @@ CREATE TABLE IF NOT EXISTS app_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), 
 """
 
 
-def state_of_event(event: str) -> str:
-    """The state word a recipient's event gives it (``accepted`` for an acceptance)."""
-    return _EVENT_STATES.get(event, ("accepted", 0))[0]
-
-
 def _seconds(start: str, end: str) -> float | None:
     try:
         a = datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -118,18 +92,27 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class RecipientState:
+    """One recipient of a listed message: its state word and when it last changed."""
+
+    address: str
+    state: str
+    changed: str
+
+
+@dataclass(frozen=True)
 class MessageRow:
-    """One message of the list: its recipients' ``(address, state, changed)``."""
+    """One message of the list and its recipients' states (by address)."""
 
     sha256: str
     message_id: str
     time: str
     channel: str
-    recipients: tuple[tuple[str, str, str], ...]
+    recipients: tuple[RecipientState, ...]
 
     @property
     def in_flight(self) -> bool:
-        return self.channel != "api" and any(s == "accepted" for _, s, _ in self.recipients)
+        return self.channel != "api" and any(r.state == "accepted" for r in self.recipients)
 
 
 class MessageIndex:
@@ -166,11 +149,11 @@ class MessageIndex:
     def _apply(self, cur: sqlite3.Cursor, e: StoredEntry) -> None:
         st: dict[str, Any] = json.loads(e.entry)
         when = str(st.get("time", ""))
-        if e.event in _MESSAGE_EVENTS:  # a message refused outright has no acceptance
+        if e.event in MESSAGE_EVENTS:  # a message refused outright has no acceptance
             self._add_message(cur, e, st, when)
             if e.event == "SubmissionAcceptance":
                 return
-        if e.event not in _EVENT_STATES:
+        if e.event not in EVENT_STATES:
             return
         found = cur.execute(
             "SELECT id, time FROM app_messages WHERE account_id = ? AND sha256 = ?",
@@ -182,7 +165,7 @@ class MessageIndex:
             mine = self.log.entries_for_account(e.sha256, e.account_id)
             if not any(m.index == e.index for m in mine):
                 return
-        state, rank = _EVENT_STATES[e.event]
+        state, rank = EVENT_STATES[e.event].word, EVENT_STATES[e.event].rank
         r = st.get("recipient")
         where, args = (
             ("", ()) if rank == 4 or not isinstance(r, str) else (" AND recipient = ?", (r,))
@@ -258,7 +241,7 @@ class MessageIndex:
             f" WHERE {where} ORDER BY first_idx DESC LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
-        per: dict[int, list[tuple[str, str, str]]] = {r[0]: [] for r in rows}
+        per: dict[int, list[RecipientState]] = {r[0]: [] for r in rows}
         if per:
             marks = ",".join("?" * len(per))
             for mid, rcpt, state, changed in cur.execute(
@@ -266,7 +249,7 @@ class MessageIndex:
                 f" WHERE account_id = ? AND message IN ({marks}) ORDER BY recipient",
                 [account_id, *per],
             ):
-                per[mid].append((rcpt, state, changed))
+                per[mid].append(RecipientState(rcpt, state, changed))
         return int(total), [MessageRow(r[1], r[2], r[3], r[4], tuple(per[r[0]])) for r in rows]
 
     def daily(self, account_id: int, since: str) -> list[tuple[str, int, float | None]]:

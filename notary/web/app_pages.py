@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from keys.errors import NotFoundError
 from notary.evidence import parse_statement
+from notary.states import DEFERRED, LIVE_DELIVERY_STATES
 from notary.web import APP_CSP, security_headers
 from notary.web import app_render as render
 from notary.web.app_db import WEB_DB, WebDB
@@ -122,7 +123,9 @@ class AppPages:
         self.sessions = SessionStore(db, service.clock)
         self.index = MessageIndex(db, service.storage)
         #: Keeps the index caught up; run in the app's lifespan (app_routes.py).
-        self.follower = IndexFollower(self.index, service.storage)
+        self.follower = IndexFollower(
+            self.index, service.storage, on_commit=service.sequencer.on_commit
+        )
 
     def signed(self, request: Request) -> Signed | None:
         sid = request.cookies.get(COOKIE)
@@ -165,18 +168,18 @@ class AppPages:
         resp.delete_cookie(PRE_COOKIE, path="/app")
         return resp
 
-    def list_rows(self, s: Signed, q: dict[str, str]) -> tuple[Filters, int, int, int, str, bool]:
+    def list_rows(self, s: Signed, q: dict[str, str]) -> render.ListPage:
         """One page of the list (reads only: the index is caught up in the background)."""
         f, page = parse_filters(q)
         offset, account_id = (page - 1) * PAGE_SIZE, s.account.id
-        if f.state == "deferred":
+        if f.state == DEFERRED:
             total, rows = self._deferred(account_id, f, offset)
         else:
             total, rows = self.index.page(account_id, f, offset, PAGE_SIZE)
         deliveries = self._deliveries(account_id, rows)
         live = any(r.in_flight for r in rows)
         pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        return f, page, pages, total, render.rows_html(rows, deliveries), live
+        return render.ListPage(f, page, pages, total, render.rows_html(rows, deliveries), live)
 
     def _deliveries(
         self, account_id: int, rows: list[MessageRow]
@@ -198,10 +201,10 @@ class AppPages:
             r
             for r in rows
             if any(
-                state == "accepted"
-                and f.recipient in (None, rcpt)
-                and render.deferral(deliveries.get((r.sha256, rcpt)))
-                for rcpt, state, _ in r.recipients
+                rs.state == "accepted"
+                and f.recipient in (None, rs.address)
+                and render.deferral(deliveries.get((r.sha256, rs.address)))
+                for rs in r.recipients
             )
         ]
         return len(kept), kept[offset : offset + PAGE_SIZE]
@@ -224,7 +227,7 @@ class AppPages:
             raise PageError(404, NO_SUCH) from None
         stmts = [parse_statement(r.entry) for r in receipts]
         deliveries = self.service.storage.deliveries_for_message(sha256, s.account.id)
-        live = any(d.state in ("held", "queued") for d in deliveries)
+        live = any(d.state in LIVE_DELIVERY_STATES for d in deliveries)
         return str(stmts[0]["message"]["id"]), render.timeline_html(stmts, deliveries), live
 
 

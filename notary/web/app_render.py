@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from string import Template
 from typing import Any
 from urllib.parse import urlencode
 
+from notary.states import DEFERRED, NOTARIZED, state_of_event
 from notary.storage import DeliveryStatus
-from notary.web.app_index import STATES_ALL, Filters, MessageRow, state_of_event
+from notary.web.app_index import STATES_ALL, Filters, MessageRow
 
 __all__ = [
+    "ListPage",
     "detail_page",
     "error_page",
     "link_page",
@@ -100,6 +103,20 @@ def deferral(d: DeliveryStatus | None) -> str:
     return f"deferred after {d.attempts} attempt{'s' if d.attempts > 1 else ''}: {text or ''}"[:200]
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """One page of the list as the routes answer it (the page and ``/app/list.json``):
+    the filters read, the page number and how many pages, the total matching, the table
+    body's HTML (:func:`rows_html`), and whether a message on it is in flight (polled)."""
+
+    filters: Filters
+    page: int
+    pages: int
+    total: int
+    rows_html: str
+    live: bool
+
+
 def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], DeliveryStatus]) -> str:
     """The list's table body."""
     if not rows:
@@ -107,12 +124,12 @@ def rows_html(rows: Sequence[MessageRow], deliveries: dict[tuple[str, str], Deli
     out = []
     for r in rows:
         items = []
-        for rcpt, state, changed in r.recipients:
-            d = deferral(deliveries.get((r.sha256, rcpt))) if state == "accepted" else ""
-            word = _state("deferred", d) if d else _state(state, f"since {changed}")
-            items.append(f"<li>{e(rcpt)} {word}{f' <small>{e(d)}</small>' if d else ''}</li>")
+        for rs in r.recipients:
+            d = deferral(deliveries.get((r.sha256, rs.address))) if rs.state == "accepted" else ""
+            word = _state(DEFERRED, d) if d else _state(rs.state, f"since {rs.changed}")
+            items.append(f"<li>{e(rs.address)} {word}{f' <small>{e(d)}</small>' if d else ''}</li>")
         if r.channel == "api":
-            items.append(f"<li>{_state('notarized')} <small>sent directly</small></li>")
+            items.append(f"<li>{_state(NOTARIZED)} <small>sent directly</small></li>")
         link = f"/app/messages/{r.sha256}"
         out.append(
             f'<tr data-sha256="{r.sha256}"><td><time>{e(r.time[:19].replace("T", " "))}</time></td>'
@@ -164,15 +181,11 @@ def list_page(
     origin: str,
     addresses: Sequence[str],
     csrf: str,
-    filters: Filters,
-    page: int,
-    pages: int,
-    total: int,
-    rows_body: str,
-    live: bool,
+    listing: ListPage,
     chart: str,
 ) -> str:
     """The account's messages, newest first, one page of them."""
+    filters, page, pages, total = listing.filters, listing.page, listing.pages, listing.total
     qs = _query(filters, page)
     prev = (
         f'<a href="/app?{_query(filters, page - 1)}" rel="prev">Newer</a>'
@@ -184,7 +197,7 @@ def list_page(
         if page < pages
         else "<span></span>"
     )
-    poll = f' data-poll="/app/list.json?{e(qs)}"' if live else ""
+    poll = f' data-poll="/app/list.json?{e(qs)}"' if listing.live else ""
     body = f"""<h1>Your certified messages</h1>
 <section aria-labelledby="chart-h"><h2 id="chart-h">Last 30 days</h2>{chart}
 <p class="fpr">Bars: messages accepted per day (left scale). Dots: the median time from
@@ -194,7 +207,7 @@ acceptance to delivery of that day's recipients (right scale).</p></section>
 <p id="count">{total} message{"" if total == 1 else "s"} · page {page} of {max(pages, 1)}</p>
 <div class="scroll"><table class="list"><thead><tr><th scope="col">Accepted (UTC)</th>
 <th scope="col">Message</th><th scope="col">Recipients</th></tr></thead>
-<tbody id="rows" aria-live="polite"{poll}>{rows_body}</tbody></table></div>
+<tbody id="rows" aria-live="polite"{poll}>{listing.rows_html}</tbody></table></div>
 <nav class="pager" aria-label="Pages">{prev}{nxt}</nav></section>"""
     return _layout("Your certified messages", body, origin=origin, header=_signout(addresses, csrf))
 
@@ -224,7 +237,7 @@ def timeline_html(
     for st in statements:
         ev = str(st.get("event", ""))
         when = e(str(st.get("time", ""))[:19].replace("T", " "))
-        word = "notarized" if st.get("channel") == "api" else state_of_event(ev)
+        word = NOTARIZED if st.get("channel") == "api" else state_of_event(ev)
         line = f"<li><time>{when}</time> {_state(word)} <small>{e(_event_detail(st))}</small></li>"
         targets = (
             [st["recipient"]]
@@ -239,7 +252,7 @@ def timeline_html(
     for d in deliveries:
         if text := deferral(d):
             per.setdefault(d.recipient, []).append(
-                f"<li>{_state('deferred')} <small>{e(text)}</small></li>"
+                f"<li>{_state(DEFERRED)} <small>{e(text)}</small></li>"
             )
     return "".join(
         f'<section class="tl" data-recipient="{e(r)}"><h3>{e(r)}</h3>'

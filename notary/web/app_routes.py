@@ -118,22 +118,16 @@ def _include_views(app: FastAPI, pages: AppPages) -> None:
             return pages.signin(request)
         await pages.follower.current()  # the whole list, never a partial page
         try:
-            got = await asyncio.to_thread(pages.list_rows, s, dict(request.query_params))
+            listing = await asyncio.to_thread(pages.list_rows, s, dict(request.query_params))
         except PageError as e:
             return pages.error(e)
-        f, page, n, total, rows, live = got
         chart = await asyncio.to_thread(pages.chart, s)
         return pages.html(
             render.list_page(
                 origin=service.origin,
                 addresses=s.account.addresses,
                 csrf=s.session.csrf,
-                filters=f,
-                page=page,
-                pages=n,
-                total=total,
-                rows_body=rows,
-                live=live,
+                listing=listing,
                 chart=chart,
             )
         )
@@ -146,10 +140,9 @@ def _include_views(app: FastAPI, pages: AppPages) -> None:
         await pages.follower.current()
         try:
             got = await asyncio.to_thread(pages.list_rows, s, dict(request.query_params))
-            _, _, _, total, rows, live = got
         except PageError as e:
             return _json({"error": "bad_request", "message": e.message}, e.status)
-        return _json({"html": rows, "live": live, "total": total})
+        return _json({"html": got.rows_html, "live": got.live, "total": got.total})
 
     @app.get("/app/messages/{sha256}", include_in_schema=False)
     def detail(sha256: str, request: Request) -> Response:

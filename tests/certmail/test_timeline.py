@@ -139,3 +139,21 @@ def test_delivery_state_reads_the_relays_answer_and_says_it_in_one_line() -> Non
     assert states[CAROL].summary() == "failed, 1 attempt, last reply connection refused"
     assert states["odd@example.net"].summary() == "unknown, 0 attempts"
     assert states[BOB].to_json()["last_reply"] == {"code": 451, "text": "4.7.1  greylisted"}
+
+
+def test_one_vocabulary_with_the_senders_view() -> None:
+    """Every event's step starts with the state word the sender's view (/app) shows for it
+    (notary/states.py); a virus and an expired seal read as docs/web.md names them."""
+    from notary.states import EVENT_STATES
+    from notary.web.app_render import timeline_html
+
+    for event, state in EVENT_STATES.items():
+        got = [receipt("SubmissionAcceptance", "t1", channel="smtp", recipients=[BOB])]
+        if event != "SubmissionAcceptance":
+            got.append(receipt(event, "t2", recipient=BOB, recipients=[BOB]))
+        step = build_timeline(got, [BOB]).status(BOB)
+        assert step == state.step and step.split(" ")[0] == state.word, (event, step)
+        page = timeline_html(statements(got[-1:]), [])
+        assert f'<span class="state {state.word}">{state.word}</span>' in page, (event, page)
+    virus = [receipt("VirusDetected", "t1", channel="smtp", recipients=[BOB])]
+    assert build_timeline(virus, [BOB]).status(BOB) == "virus (the message was refused)"

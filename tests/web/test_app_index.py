@@ -58,7 +58,7 @@ def append(storage: Storage, entries: list[NewEntry]) -> None:
 
 def states(index: MessageIndex, account: int, **f: Any) -> dict[str, list[tuple[str, str]]]:
     _, rows = index.page(account, Filters(**f), 0, 100)
-    return {r.message_id: [(a, s) for a, s, _ in r.recipients] for r in rows}
+    return {r.message_id: [(x.address, x.state) for x in r.recipients] for r in rows}
 
 
 def test_states_privacy_and_catch_up(storage: Storage, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@
 import { encoder, fail, hex, sha256, utf8, VerificationError } from "./bytes.js";
 import { headerFacts } from "./headers.js";
 import {
+  ACK_TITLE_V2,
   ANCHOR_CHECKPOINT,
   ANCHOR_ROOTS,
   ANCHOR_TOKEN,
@@ -15,16 +16,19 @@ import {
   COSIGNED,
   DOCUMENTS,
   EVIDENCE,
+  FEATURES,
   FORMAT_FILE,
   FORMATS,
   HTML,
   KEY_MEMBER,
   jsonMember,
-  MDN_MEMBER,
+  LABELLED,
+  membersOf,
   MAX_EVENTS,
   MESSAGE,
   PDF,
   RENEWAL,
+  requires,
   VERIFY_TXT,
   VKEY,
 } from "./layout.js";
@@ -68,13 +72,12 @@ export const NOT_HERE = {
 };
 
 /** The bundle's format version: bundle.json's (format 2 on, in its one form), else 1
- * (checks.py check_format). */
+ * (checks.py check_format): no member of a later format (FEATURES), and a bundle of
+ * format 3 or 4 holds its own format's members (LABELLED). */
 function checkFormat(files) {
+  const names = [...files.keys()];
   if (!files.has(FORMAT_FILE)) {
-    const later = [...files.keys()].filter(
-      (n) =>
-        KEY_MEMBER.test(n) || COSIGNED.test(n) || ANCHOR_TOKEN.test(n) || ANCHOR_CHECKPOINT.test(n) || MDN_MEMBER.test(n),
-    );
+    const later = Object.keys(FEATURES).flatMap((f) => membersOf(names, f));
     if (later.length) throw fail(`${later[0]} in a bundle without ${FORMAT_FILE} (format 1)`);
     return 1;
   }
@@ -86,13 +89,24 @@ function checkFormat(files) {
       `${FORMAT_FILE}: bundle format ${version} is newer than this page knows (formats ${FORMATS.join(", ")})`,
     );
   }
-  const cosigned = [...files.keys()].filter((n) => COSIGNED.test(n));
-  if (cosigned.length && version < 3) throw fail(`${cosigned[0]} in a bundle of format ${version} (cosigned checkpoints: 3)`);
-  const anchored = [...files.keys()].filter((n) => ANCHOR_TOKEN.test(n) || ANCHOR_CHECKPOINT.test(n));
-  if (anchored.length && version < 4) throw fail(`${anchored[0]} in a bundle of format ${version} (outside time-stamps: 4)`);
-  const mdns = [...files.keys()].filter((n) => MDN_MEMBER.test(n)).sort();
-  if (mdns.length && version < 5) throw fail(`${mdns[0]} in a bundle of format ${version} (read receipts: 5)`);
+  for (const [feature, { since, what }] of Object.entries(FEATURES)) {
+    const held = membersOf(names, feature);
+    if (held.length && !requires(version, feature)) throw fail(`${held[0]} in a bundle of format ${version} (${what}: ${since})`);
+  }
+  if (version in LABELLED && !membersOf(names, LABELLED[version]).length) throw notOfFormat(version);
   return version;
+}
+
+const notOfFormat = (version) =>
+  fail(`${FORMAT_FILE} says format ${version}, but the bundle holds nothing of format ${version}`);
+
+/** A bundle that says format 5 holds read receipts or a version 2 acknowledgement
+ * (mdns.py needs_format_5, mdn_facts): it is written in format 5 only then. */
+function checkFormat5(v) {
+  if (v.format !== 5) return;
+  if (membersOf(v.files.keys(), "mdns").length) return;
+  const v2 = (s) => s.event === "ContentHandover" && typeof s.signed === "string" && s.signed.startsWith(ACK_TITLE_V2);
+  if (!v.events.some((ev) => v2(ev.statement))) throw notOfFormat(5);
 }
 
 const check = (item, status, detail, applies = true) => ({ item, status, detail, applies });
@@ -510,6 +524,8 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     const [anchored, anchorTokens] = await readAnchors(v); // evidence/anchor-N.* (format 4)
     checkCheckpoints(v, consistencyFiles, [...v.cosigned, ...anchored]);
     for (const [m, n] of v.consistency) checks.push(await checkConsistency(v, m, n, consistencyFiles.get(`${m}-${n}`)));
+    current = "format";
+    checkFormat5(v); // mdns.py mdn_facts: after the consistency proofs, as there
     const header = headerFacts(v.message);
     const rcpts = [...header.recipients];
     for (const ev of v.events) {
@@ -532,7 +548,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     if (v.cosigned.length) checks.push(check("cosignatures", "skipped", NOT_HERE.cosignatures, false));
     if (anchorTokens) checks.push(check("outside time-stamps", "skipped", NOT_HERE.anchors, false));
     if ([...files.keys()].some((n) => RENEWAL.test(n))) checks.push(check("renewals", "skipped", NOT_HERE.renewals, false));
-    if ([...v.files.keys()].some((n) => MDN_MEMBER.test(n))) checks.push(check("read receipts", "skipped", NOT_HERE.mdns, false));
+    if (membersOf(files.keys(), "mdns").length) checks.push(check("read receipts", "skipped", NOT_HERE.mdns, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;

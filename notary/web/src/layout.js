@@ -36,6 +36,31 @@ export const ANCHOR_ROOTS = "anchor-roots.pem";
 export const RENEWAL = /^renewals\/(\d{2})\.(json|tsr|pem)$/;
 /** mdns/NN.eml: a read receipt (RFC 8098), format 5 (certmail/bundle/mdns.py). */
 export const MDN_MEMBER = /^mdns\/(\d{2})\.eml$/;
+/** What each later format added (certmail/bundle/layout.py FEATURES, the same table):
+ * the format it needs at least, what it is in an error, its members. Formats are cumulative. */
+export const FEATURES = {
+  keys: { since: 2, what: "OpenPGP keys", members: [KEY_MEMBER] },
+  cosigned: { since: 3, what: "cosigned checkpoints", members: [COSIGNED] },
+  anchors: { since: 4, what: "outside time-stamps", members: [ANCHOR_TOKEN, ANCHOR_CHECKPOINT] },
+  mdns: { since: 5, what: "read receipts", members: [MDN_MEMBER] },
+};
+/** The formats a bundle is written in only with their feature's members (format 5, which a
+ * version 2 acknowledgement calls for too: needsFormat5 in checks.js). */
+export const LABELLED = { 3: "cosigned", 4: "anchors" };
+/** The title of a version 2 acknowledgement (notary/ackformat.py ACK_TITLE_V2): format 5. */
+export const ACK_TITLE_V2 = "certmail acknowledgement of receipt v2";
+
+/** Whether a bundle of format `format` may hold `feature` (FEATURES). */
+export function requires(format, feature) {
+  return format >= FEATURES[feature].since;
+}
+
+/** The names among `names` that are `feature`'s members, sorted. */
+export function membersOf(names, feature) {
+  const patterns = FEATURES[feature].members;
+  return [...names].filter((n) => patterns.some((p) => p.test(n))).sort();
+}
+
 const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
