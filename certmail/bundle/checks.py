@@ -35,6 +35,7 @@ from certmail.bundle.layout import (
     MAX_EVENTS,
     MDN_MEMBER,
     MESSAGE,
+    SIGNER_CHAIN,
     VKEY,
     fail,
     json_member,
@@ -187,6 +188,7 @@ def check_format(files: Mapping[str, bytes]) -> int:
         later = [n for n in files if KEY_MEMBER.fullmatch(n) or COSIGNED.fullmatch(n)]
         later += [n for n in files if ANCHOR_TOKEN.fullmatch(n) or ANCHOR_CHECKPOINT.fullmatch(n)]
         later += [n for n in files if MDN_MEMBER.fullmatch(n)]  # format 5 (bundle/mdns.py)
+        later += [n for n in files if n == SIGNER_CHAIN]  # format 6 (bundle/smimesig.py)
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1

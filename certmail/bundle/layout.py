@@ -46,7 +46,11 @@ FORMAT = 2
 FORMAT_COSIGNED = 3
 FORMAT_ANCHORED = 4
 FORMAT_MDNS = 5
-FORMATS = (1, 2, 3, 4, 5)
+#: 6: smime/signer-chain.pem (the S/MIME signer's certificates, certmail/bundle/smimesig.py)
+#: and renderer 6 (VERIFY.txt's openssl cms -verify of it, the stock-tool check of each
+#: signed read receipt); written instead of 5 whenever a bundle needs either.
+FORMAT_SMIME = 6
+FORMATS = (1, 2, 3, 4, 5, 6)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -80,8 +84,20 @@ ANCHOR_ROOTS = "anchor-roots.pem"
 RENEWAL = re.compile(r"renewals/(\d{2})\.(json|tsr|pem)")
 #: mdns/NN.eml: a read receipt (RFC 8098) as received (format 5, certmail/bundle/mdns.py).
 MDN_MEMBER = re.compile(r"mdns/(\d{2})\.eml")
+#: The S/MIME signer's certificate, then its issuers (format 6, certmail/bundle/smimesig.py).
+SIGNER_CHAIN = "smime/signer-chain.pem"
 _FIXED = frozenset(
-    (MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, ANCHOR_ROOTS, *DOCUMENTS)
+    (
+        MESSAGE,
+        VKEY,
+        CHAIN,
+        FORMAT_FILE,
+        ETSI_CHAIN,
+        NOTARY_PDF,
+        ANCHOR_ROOTS,
+        SIGNER_CHAIN,
+        *DOCUMENTS,
+    )
 )
 
 
