@@ -53,6 +53,9 @@ export const NOT_HERE = {
   cosignatures:
     "not checked here: the witnesses' cosignatures on the evidence/checkpoint-N.cosigned " +
     "members; run certmail proof verify --witness VKEY (docs/witness.md)",
+  smime:
+    "not checked here: the S/MIME sender signature (smime/signer-chain.pem); " +
+    "run certmail proof verify --smime-ca FILE",
   mdns:
     "not checked here: the read receipts (mdns/NN.eml, RFC 8098 MDNs) and their signatures; " +
     "run certmail proof verify",
@@ -533,6 +536,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     if (anchorTokens) checks.push(check("outside time-stamps", "skipped", NOT_HERE.anchors, false));
     if ([...files.keys()].some((n) => RENEWAL.test(n))) checks.push(check("renewals", "skipped", NOT_HERE.renewals, false));
     if ([...v.files.keys()].some((n) => MDN_MEMBER.test(n))) checks.push(check("read receipts", "skipped", NOT_HERE.mdns, false));
+    if (v.files.has("smime/signer-chain.pem")) checks.push(check("S/MIME sender signature", "skipped", NOT_HERE.smime, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;

@@ -13,7 +13,7 @@ export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
 /** The format version member (format 2 on; a bundle without it is format 1). */
 export const FORMAT_FILE = "bundle.json";
 /** The formats this page knows (docs/proof-bundle.md). */
-export const FORMATS = [1, 2, 3, 4, 5];
+export const FORMATS = [1, 2, 3, 4, 5, 6];
 
 export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
@@ -36,7 +36,9 @@ export const ANCHOR_ROOTS = "anchor-roots.pem";
 export const RENEWAL = /^renewals\/(\d{2})\.(json|tsr|pem)$/;
 /** mdns/NN.eml: a read receipt (RFC 8098), format 5 (certmail/bundle/mdns.py). */
 export const MDN_MEMBER = /^mdns\/(\d{2})\.eml$/;
-const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, ...DOCUMENTS]);
+/** The S/MIME signer's certificate chain, format 6 (certmail/bundle/smimesig.py). */
+export const SIGNER_CHAIN = "smime/signer-chain.pem";
+const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, SIGNER_CHAIN, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
 export function checkName(name) {
