@@ -156,7 +156,9 @@ def check_smime_signature(v: Verified, sender: str, ca: Path | None) -> Check | 
             raise fail(f"{SIGNER_CHAIN} in a bundle of a message that is not S/MIME signed")
         if v.format == FORMAT_SMIME and not _needs_6_otherwise(v):
             raise fail(
-                f"bundle.json says format {FORMAT_SMIME}, but the bundle lacks {SIGNER_CHAIN}"
+                f"bundle.json says format {FORMAT_SMIME}, but the bundle holds nothing of "
+                f"format {FORMAT_SMIME} ({SIGNER_CHAIN}, read receipts or a version 2 "
+                "acknowledgement)"
             )
         if layout is None:
             return None
