@@ -348,8 +348,11 @@ def render_verify_txt(f: Facts) -> bytes:
         *_timestamps(f),
         *anchors_verify_txt(f),  # renderer 4: outside time-stamps over checkpoints
         *_log(f),
-        "4. OpenPGP signatures (gpg)",
-        "---------------------------",
+        *(
+            ("4. Signatures (gpg, openssl cms)", "--------------------------------")
+            if f.renderer >= 6
+            else ("4. OpenPGP signatures (gpg)", "---------------------------")
+        ),
         *_openpgp(f),
         *_DOCUMENTS,
     ]
