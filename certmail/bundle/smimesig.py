@@ -237,7 +237,8 @@ def _verify(
         if r.returncode != 0:
             e = openssl.explain(r.stderr, "the S/MIME signature does not verify")
             raise VerificationError(
-                f"message.eml: the sender's signature: {e.message}", hint=e.hint
+                f"the sender's S/MIME signature (message.eml, {SIGNER_CHAIN}): {e.message}",
+                hint=e.hint,
             )
         signer = load_certificates((work / "signer.pem").read_bytes(), "the signer")
     finally:

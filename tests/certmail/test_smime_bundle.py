@@ -146,4 +146,4 @@ def test_a_bundle_without_its_chain_says_what_is_missing(
     out.write_bytes(write_members(files))
     p = _verify(c, notary_server, out, tmp_path, "--smime-ca", str(s.pki.ca))
     assert p.returncode == 3
-    assert "sender's signature" in one_line_error(p)
+    assert f"the sender's S/MIME signature (message.eml, {SIGNER_CHAIN})" in one_line_error(p)
