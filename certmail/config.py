@@ -70,6 +70,7 @@ class Settings:
     via: str | None = None
     require_scan: bool = False
     smime_ca: str | None = None  # docs/smime.md
+    smime_crl: str | None = None  # --smime-crl FILE only (docs/smime.md, "Revocation")
     passphrase_file: Path | None = None  # CERTMAIL_PASSPHRASE_FILE (env only)
 
     @property

@@ -17,9 +17,10 @@ from certmail.bundle.layout import (
     FORMAT_ANCHORED,
     FORMAT_COSIGNED,
     FORMAT_FILE,
-    FORMAT_MDNS,
+    FORMAT_SMIME,
     MAX_EVENTS,
     MESSAGE,
+    SIGNER_CHAIN,
     VKEY,
     consistency_text,
     format_text,
@@ -104,13 +105,16 @@ def export_bundle(
     outside TSAs time-stamped, or None): asked for each checkpoint size the kept receipts
     use, its answers go in as outside time-stamps (format 4: certmail/bundle/anchors.py).
     ``mdns`` are the read receipts (RFC 8098 MDNs, as received) that came back:
-    ``mdns/NN.eml``. A bundle with read receipts or a version 2 acknowledgement is
-    written in format 5, with or without outside time-stamps (certmail/bundle/mdns.py).
+    ``mdns/NN.eml``. A bundle with read receipts or a version 2 acknowledgement, or of an
+    S/MIME signed message (``smime/signer-chain.pem``, certmail/bundle/smimesig.py), is
+    written in format 6, with or without outside time-stamps (format 5 is no longer
+    written: renderer 6 adds the stock-tool checks of signed read receipts).
     """
     from certmail.bundle import documents
     from certmail.bundle.blind import visible_to
     from certmail.bundle.etsi import etsi_members
     from certmail.bundle.mdns import mdn_members, needs_format_5
+    from certmail.bundle.smimesig import signer_chain_pem
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
     from notary.evidence import parse_statement
@@ -124,8 +128,11 @@ def export_bundle(
     files.update(sorted((keys or {}).items()))
     files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
     files.update(mdn_members(mdns))  # format 5: the read receipts, mdns/NN.eml
-    if needs_format_5(files, [parse_statement(r.entry) for r in ordered]):
-        files[FORMAT_FILE] = format_text(FORMAT_MDNS)  # cumulative: over 3 and 4 too
+    chain = signer_chain_pem(message)  # format 6: the S/MIME signer's certificates
+    if chain is not None:
+        files[SIGNER_CHAIN] = chain
+    if chain is not None or needs_format_5(files, [parse_statement(r.entry) for r in ordered]):
+        files[FORMAT_FILE] = format_text(FORMAT_SMIME)  # cumulative: over 3 to 5 too
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":

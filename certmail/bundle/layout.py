@@ -46,7 +46,11 @@ FORMAT = 2
 FORMAT_COSIGNED = 3
 FORMAT_ANCHORED = 4
 FORMAT_MDNS = 5
-FORMATS = (1, 2, 3, 4, 5)
+#: 6: smime/signer-chain.pem (the S/MIME signer's certificates, certmail/bundle/smimesig.py)
+#: and renderer 6 (VERIFY.txt's openssl cms -verify of it, the stock-tool check of each
+#: signed read receipt); written instead of 5 whenever a bundle needs either.
+FORMAT_SMIME = 6
+FORMATS = (1, 2, 3, 4, 5, 6)
 
 #: Largest message.eml accepted, in bytes.
 MAX_MESSAGE_SIZE = 256 << 20
@@ -80,16 +84,20 @@ ANCHOR_ROOTS = "anchor-roots.pem"
 RENEWAL = re.compile(r"renewals/(\d{2})\.(json|tsr|pem)")
 #: mdns/NN.eml: a read receipt (RFC 8098) as received (format 5, certmail/bundle/mdns.py).
 MDN_MEMBER = re.compile(r"mdns/(\d{2})\.eml")
+#: The S/MIME signer's certificate, then its issuers (format 6, certmail/bundle/smimesig.py).
+SIGNER_CHAIN = "smime/signer-chain.pem"
 #: What each later format added, by name: (the format it needs at least, what it is in an
 #: error, its members). A bundle of format 3 or 4 holds its format's own members: it is
 #: written in that format only then (:func:`certmail.bundle.checks.check_format`; format 5,
-#: which a version 2 acknowledgement calls for too, is checked by certmail/bundle/mdns.py).
+#: which a version 2 acknowledgement calls for too, is checked by certmail/bundle/mdns.py,
+#: format 6 by certmail/bundle/smimesig.py).
 #: The browser's verifier gates by the same table (notary/web/src/layout.js FEATURES).
 FEATURES: dict[str, tuple[int, str, tuple[re.Pattern[str], ...]]] = {
     "keys": (FORMAT, "OpenPGP keys", (KEY_MEMBER,)),
     "cosigned": (FORMAT_COSIGNED, "cosigned checkpoints", (COSIGNED,)),
     "anchors": (FORMAT_ANCHORED, "outside time-stamps", (ANCHOR_TOKEN, ANCHOR_CHECKPOINT)),
     "mdns": (FORMAT_MDNS, "read receipts", (MDN_MEMBER,)),
+    "smime": (FORMAT_SMIME, "the S/MIME signer's chain", (re.compile(re.escape(SIGNER_CHAIN)),)),
 }
 #: The formats a bundle is written in only with their feature's members.
 LABELLED = {FORMAT_COSIGNED: "cosigned", FORMAT_ANCHORED: "anchors"}
@@ -107,7 +115,17 @@ def members_of(files: Iterable[str], feature: str) -> list[str]:
 
 
 _FIXED = frozenset(
-    (MESSAGE, VKEY, CHAIN, FORMAT_FILE, ETSI_CHAIN, NOTARY_PDF, ANCHOR_ROOTS, *DOCUMENTS)
+    (
+        MESSAGE,
+        VKEY,
+        CHAIN,
+        FORMAT_FILE,
+        ETSI_CHAIN,
+        NOTARY_PDF,
+        ANCHOR_ROOTS,
+        SIGNER_CHAIN,
+        *DOCUMENTS,
+    )
 )
 
 

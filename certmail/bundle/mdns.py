@@ -94,6 +94,7 @@ def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
     """What each read receipt states (signature not checked: :func:`check_mdns`); each
     must be an MDN about the bundle's message. A format 5 bundle must need format 5
     (:func:`needs_format_5`: it is written only then, so each bundle has one form)."""
+    from certmail.bundle.headers import header_facts
     from certmail.mdn_in import address_of, unverified_fields
 
     names = _names(v)
@@ -112,7 +113,8 @@ def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
         disposition = " ".join(fields.get("Disposition", "").split())[:200]
         if not rcpt or not disposition:
             raise fail(f"{name} lacks its Final-Recipient or Disposition")
-        out.append(MdnFact(name, rcpt, disposition.rpartition(";")[2].strip(), signed))
+        layout = header_facts(v.files[name]).layout if signed else None
+        out.append(MdnFact(name, rcpt, disposition.rpartition(";")[2].strip(), signed, layout))
     return tuple(out)
 
 

@@ -27,15 +27,17 @@ from certmail.bundle.documents import (
     TsaFact,
     proves,
 )
-from certmail.bundle.documents.facts import RENDERER_MDNS, MdnFact
+from certmail.bundle.documents.facts import RENDERER_MDNS, RENDERER_SMIME, MdnFact
 from certmail.bundle.headers import header_facts
 from certmail.bundle.layout import (
     CHAIN,
     DOCUMENTS,
     FORMAT_MDNS,
+    FORMAT_SMIME,
     HTML,
     MESSAGE,
     PDF,
+    SIGNER_CHAIN,
     VERIFY_TXT,
     VKEY,
     fail,
@@ -62,15 +64,18 @@ def check_evidence(
     *,
     documents: bool,
     openpgp: bool = True,
+    smime_ca: Path | None = None,
 ) -> tuple[Verified, list[Check], Facts]:
     """Run every check of the machine-readable members, in order; derive the facts.
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
-    signatures are not checked, the key members still are."""
+    signatures are not checked, the key members still are. ``smime_ca``: the CA bundle
+    an S/MIME sender signature's chain must verify to (certmail/bundle/smimesig.py)."""
     from certmail.bundle.anchors import read_anchors
     from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
     from certmail.bundle.mdns import mdn_facts
+    from certmail.bundle.smimesig import smime_fact
     from certmail.bundle.tokens import check_token
 
     checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
@@ -102,9 +107,13 @@ def check_evidence(
                 if isinstance(r, str) and r[:300] not in rcpts + blind:
                     (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
     mdns = mdn_facts(v)  # mdns/NN.eml, format 5 (certmail/bundle/mdns.py)
-    report += _openpgp_checks(v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns)
+    report += _openpgp_checks(
+        v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns, smime_ca=smime_ca
+    )
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
     facts = replace(facts, mdns=mdns) if mdns else facts
+    if SIGNER_CHAIN in files and v.format == FORMAT_SMIME:  # checked: _openpgp_checks
+        facts = replace(facts, smime=smime_fact(v, header.sender))
     return v, report, replace(facts, blind=tuple(blind)) if blind else facts
 
 
@@ -116,13 +125,16 @@ def _openpgp_checks(
     *,
     run: bool,
     mdns: Sequence[MdnFact] = (),
+    smime_ca: Path | None = None,
 ) -> list[Check]:
     """The sender's signature and each acknowledgement: with the caller's keyring where
     it can judge, else with the bundle's own keys (format 2; checked in their one form
-    whether used or not)."""
+    whether used or not). An S/MIME sender signature is checked with the certificates
+    the bundle carries (format 6, certmail/bundle/smimesig.py), also at export."""
     from certmail.bundle.mdns import check_mdns
     from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
     from certmail.bundle.pgpkeys import bundle_keyring
+    from certmail.bundle.smimesig import check_smime_signature
 
     def either(check: Callable[[Keyring | None, bool], Check]) -> Check:
         first = check(keyring, False) if keyring is not None or ring is None else None
@@ -140,10 +152,13 @@ def _openpgp_checks(
                 (k.fingerprint.upper(), (k.emails or ("",))[0].lower())
                 for k in sorted(ring.list_keys(), key=lambda k: k.fingerprint)
             )
+        smime = check_smime_signature(v, header.sender, smime_ca if run else None)
         if not run:
             return out
         out.append(
-            either(
+            smime
+            if smime is not None
+            else either(
                 lambda kr, b: check_sender_signature(
                     v.message, header.layout, header.sender, kr, from_bundle=b
                 )
@@ -264,8 +279,10 @@ def _facts(
 
 
 def _renderer(v: Verified) -> int:
-    """The renderer a bundle is written with: 5 in format 5 (cumulative: it shows the
-    outside time-stamps too), 4 with outside time-stamps, else 3."""
+    """The renderer a bundle is written with: 6 in format 6, 5 in format 5 (cumulative:
+    they show the outside time-stamps too), 4 with outside time-stamps, else 3."""
+    if v.format == FORMAT_SMIME:
+        return RENDERER_SMIME
     if v.format == FORMAT_MDNS:
         return RENDERER_MDNS
     return RENDERER_ANCHORED if v.anchors else RENDERER
@@ -299,6 +316,7 @@ def verify_bundle(
     witnesses: Sequence[CosignatureVerifier] = (),
     quorum: int | None = None,
     anchor_roots: Sequence[x509.Certificate] | None = None,
+    smime_ca: Path | None = None,
 ) -> BundleReport:
     """Verify a proof bundle offline; return what it proves or raise VerificationError.
 
@@ -310,7 +328,9 @@ def verify_bundle(
     checkpoint the bundle relies on must carry ``quorum`` (default: all) of their valid
     cosignatures (:func:`certmail.bundle.cosigned.check_witnesses`). With
     ``anchor_roots`` the outside time-stamps over checkpoints must chain to them
-    (:func:`certmail.bundle.anchors.check_anchor_roots`).
+    (:func:`certmail.bundle.anchors.check_anchor_roots`). With ``smime_ca`` (a PEM CA
+    bundle) an S/MIME sender signature's chain must verify to it
+    (:mod:`certmail.bundle.smimesig`); without, that check is reported unrun.
     """
     from certmail.bundle.anchors import check_anchor_roots
     from certmail.bundle.cosigned import check_witnesses
@@ -322,7 +342,9 @@ def verify_bundle(
     files = read_members(source)
     # renewals/NN.* first (certmail/bundle/renew.py): a member changed after a renewal is named
     renewals, renewal_warnings = check_renewals(files, chain_not_after(files.get(CHAIN)))
-    v, report, facts = check_evidence(files, vkey, tsa_roots, keyring, documents=True)
+    v, report, facts = check_evidence(
+        files, vkey, tsa_roots, keyring, documents=True, smime_ca=smime_ca
+    )
     cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
     if cosig is not None:
         report.append(cosig)

@@ -48,6 +48,7 @@ class App:
     verbose: bool = False
     passphrase_fd: int | None = None
     smime_ca: Path | None = None  # --smime-ca (certmail/cli/smime.py)
+    smime_crl: Path | None = None  # --smime-crl (certmail/cli/smime.py)
 
     def settings(self) -> Settings:
         """Settings of ``--home`` (or CERTMAIL_HOME, or the default home)."""
@@ -56,6 +57,8 @@ class App:
         settings = load_settings(self.home)
         if self.smime_ca is not None:
             settings.smime_ca = str(self.smime_ca)
+        if self.smime_crl is not None:
+            settings.smime_crl = str(self.smime_crl)
         return settings
 
     def passphrase_source(self, settings: Settings | None = None) -> Ask | None:

@@ -431,6 +431,13 @@ def _judge_acks(
     help="An outside TSA's root (PEM), repeatable: the bundle's outside time-stamps over "
     "checkpoints must chain to one of them (docs/anchors.md).",
 )
+@click.option(
+    "--smime-ca",
+    "smime_ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The CA bundle (PEM) you trust for S/MIME: an S/MIME sender signature's "
+    "certificate chain must verify to it (bundle format 6, docs/proof-bundle.md).",
+)
 @json_option("Print the report as JSON on stdout.")
 @home_option
 @pass_app
@@ -447,6 +454,7 @@ def verify(
     witnesses_file: Path | None,
     quorum: int | None,
     anchor_roots: tuple[Path, ...],
+    smime_ca: Path | None,
 ) -> None:
     """Check a proof bundle offline: exit 0 when valid against a trusted notary key and
     TSA root, 3 when not (or when only the bundle's own key or root vouches for it and
@@ -468,6 +476,7 @@ def verify(
             witnesses_file=witnesses_file,
             quorum=quorum,
             anchor_roots=anchor_roots,
+            smime_ca=smime_ca,
         )
     )
 

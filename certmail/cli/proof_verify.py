@@ -44,6 +44,7 @@ class VerifyArgs(NamedTuple):
     witnesses_file: Path | None = None  # --witnesses FILE: one vkey a line, or witnesses.toml
     quorum: int | None = None  # --quorum N (default: every witness given)
     anchor_roots: tuple[Path, ...] = ()  # --anchor-root PEM: outside TSAs' roots (format 4)
+    smime_ca: Path | None = None  # --smime-ca PEM: the S/MIME CAs you trust (format 6)
 
 
 def _path_ok(value: str, *, want_dir: bool) -> bool:
@@ -117,6 +118,14 @@ def _echo(text: str, *, err: bool = False) -> None:
     stream.flush()
 
 
+def _smime_ca(path: Path | None) -> Path | None:
+    """--smime-ca FILE: a readable file of PEM certificates."""
+    if path is None:
+        return None
+    _pem_certificates(path, "--smime-ca")  # a clear error for a missing or bad file
+    return path
+
+
 def run_verify(a: VerifyArgs) -> None:
     """Check a proof bundle offline and print the report; VerificationError when invalid,
     or when valid but checked only against its own notary key or TSA root and the user
@@ -151,6 +160,7 @@ def run_verify(a: VerifyArgs) -> None:
         witnesses=witnesses,
         quorum=a.quorum,
         anchor_roots=anchor_roots or None,
+        smime_ca=_smime_ca(a.smime_ca),
     )
     for w in report.warnings:
         _echo(_WARN + w, err=True)

@@ -25,7 +25,7 @@ def _store_ca(ctx: click.Context, param: click.Parameter, value: Path | None) ->
         ctx.ensure_object(App).smime_ca = value
 
 
-smime_ca_option: Callable[[F], F] = click.option(
+_ca_option: Callable[[F], F] = click.option(
     "--smime-ca",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     expose_value=False,
@@ -34,6 +34,27 @@ smime_ca_option: Callable[[F], F] = click.option(
     help="CA certificates (PEM) S/MIME signers must chain to "
     "(default: $CERTMAIL_SMIME_CA, else the system store).",
 )
+
+
+def _store_crl(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(App).smime_crl = value
+
+
+_crl_option: Callable[[F], F] = click.option(
+    "--smime-crl",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    expose_value=False,
+    callback=_store_crl,
+    metavar="FILE",
+    help="CRLs (PEM) of the S/MIME CAs: the signer's certificate is checked against them "
+    "(openssl -crl_check); a revoked one is refused.",
+)
+
+
+def smime_ca_option(f: F) -> F:
+    """``--smime-ca FILE`` and ``--smime-crl FILE`` (docs/smime.md, "Revocation")."""
+    return _ca_option(_crl_option(f))
 
 
 @click.group("smime")

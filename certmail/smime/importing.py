@@ -42,7 +42,7 @@ def import_certificates(ctx: SmimeContext, data: bytes, name: str) -> list[CertI
             path = work / "leaf.pem"
             path.write_bytes(to_pem([cert]))
             try:
-                openssl.verify_chain(path, ctx.ca, untrusted=others)
+                openssl.verify_chain(path, ctx.ca, untrusted=others, crl=ctx.crl)
             except VerificationError as e:
                 who = ", ".join(emails(cert))
                 raise VerificationError(

@@ -51,12 +51,14 @@ VALIDITY = "x509"  # SignatureInfo.validity of a signature whose chain verified
 class SmimeContext:
     """What opening and sealing S/MIME needs: the key store, the CA bundle, the passphrase.
 
-    ``ca`` None is OpenSSL's default store (the system's CA certificates).
+    ``ca`` None is OpenSSL's default store (the system's CA certificates). With ``crl``
+    (``--smime-crl``) the chain is checked for revocation (``-crl_check``).
     """
 
     store: SmimeStore
     ca: Path | None = None
     ask: Ask | None = None
+    crl: Path | None = None  # CRLs (PEM): the signer's certificate is checked against them
     _own: OwnKey | None = field(default=None, repr=False)
 
     def own(self) -> OwnKey:
@@ -142,7 +144,11 @@ def verify(
         args += ["-content", str(data), "-out", str(workdir / "smime-ignored")]
     else:
         args += ["-out", str(workdir / "smime-content")]
-    trust = [*openssl.ca_args(ctx.ca), "-purpose", "smimesign"] if chain else ["-noverify"]
+    trust = (
+        [*openssl.cms_trust_args(ctx.ca, ctx.crl, workdir), "-purpose", "smimesign"]
+        if chain
+        else ["-noverify"]
+    )
     known = ctx.store.correspondents()
     if known:  # a signature that does not carry its certificate (RFC 5652 §5.1)
         (workdir / "smime-known.pem").write_bytes(to_pem(known))
@@ -277,4 +283,5 @@ def smime_context(settings: Settings, ask: Ask | None, passphrase: str | None) -
 
         ask = ask_fixed
     ca = Path(settings.smime_ca).expanduser() if settings.smime_ca else None
-    return SmimeContext(SmimeStore(settings.home / "smime"), ca, ask)
+    crl = Path(settings.smime_crl).expanduser() if settings.smime_crl else None
+    return SmimeContext(SmimeStore(settings.home / "smime"), ca, ask, crl=crl)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from keys.errors import Error, VerificationError
 
-__all__ = ["TIMEOUT", "explain", "run", "verify_chain"]
+__all__ = ["TIMEOUT", "cms_trust_args", "crl_args", "explain", "run", "verify_chain"]
 
 TIMEOUT = 120.0  # seconds per openssl run (a large message is decrypted in one)
 
@@ -45,7 +45,21 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str | None], ...] = (
         "the signer's certificate is not for S/MIME signing (key usage or extended key usage)",
         None,
     ),
-    (("certificate revoked",), "the signer's S/MIME certificate is revoked", None),
+    (
+        ("certificate revoked",),
+        "the signer's S/MIME certificate is revoked (its CA's CRL lists it)",
+        "do not trust this message's signature; ask the sender how they sign now",
+    ),
+    (
+        ("unable to get certificate crl",),
+        "the CRL file holds no CRL of the signer's CA: cannot tell whether it is revoked",
+        "give the CA's current CRL with --smime-crl FILE",
+    ),
+    (
+        ("crl has expired", "crl is not yet valid", "crl signature failure"),
+        "the CRL given with --smime-crl is not current or not the CA's",
+        "fetch the CA's current CRL",
+    ),
     (
         ("digest failure", "content verify error", "signature failure", "verification failure"),
         "the S/MIME signature does not verify: the message was changed or the signature forged",
@@ -107,14 +121,40 @@ def ca_args(ca: Path | None) -> list[str]:
     return [] if ca is None else ["-CAfile", str(ca)]
 
 
-def verify_chain(cert: Path, ca: Path | None, *, untrusted: Path | None) -> None:
+def crl_args(crl: Path | None) -> list[str]:
+    """``openssl verify``'s ``-crl_check -CRLfile FILE`` (the certificate against its CA's
+    CRL), or nothing: no revocation checking without a CRL."""
+    return [] if crl is None else ["-crl_check", "-CRLfile", str(crl)]
+
+
+def cms_trust_args(ca: Path | None, crl: Path | None, workdir: Path) -> list[str]:
+    """``openssl cms -verify``'s trust: ``-CAfile``; with a CRL (``cms`` has no
+    ``-CRLfile``: its store reads CRLs from the CA file) the CA certificates and the CRLs
+    in one file of ``workdir``, and ``-crl_check``."""
+    if crl is None:
+        return ca_args(ca)
+    import ssl
+
+    cafile = ca or Path(ssl.get_default_verify_paths().openssl_cafile)
+    try:
+        data = cafile.read_bytes().rstrip(b"\n") + b"\n" + crl.read_bytes()
+    except OSError as e:
+        raise Error(f"cannot read {e.filename}: {e.strerror}") from None
+    both = workdir / "smime-trust.pem"
+    both.write_bytes(data)
+    return ["-CAfile", str(both), "-crl_check"]
+
+
+def verify_chain(
+    cert: Path, ca: Path | None, *, untrusted: Path | None, crl: Path | None = None
+) -> None:
     """Raise VerificationError unless ``cert`` chains to ``ca`` and is valid now.
 
     No ``-purpose``: OpenSSL's ``smimeencrypt`` asks for keyEncipherment, which
     an EC certificate (keyAgreement) lacks; the caller checks key usage itself
     (:func:`certmail.smime.certs.check_certificate`).
     """
-    args = ["verify", *ca_args(ca)]
+    args = ["verify", *ca_args(ca), *crl_args(crl)]
     if untrusted is not None:
         args += ["-untrusted", str(untrusted)]
     r = run([*args, str(cert)], what="check a certificate chain")

@@ -110,7 +110,7 @@ def recipient_certificates(
         path = work / "smime-recipient.pem"
         path.write_bytes(to_pem([cert]))
         try:
-            openssl.verify_chain(path, ctx.ca, untrusted=None)
+            openssl.verify_chain(path, ctx.ca, untrusted=None, crl=ctx.crl)
         except VerificationError as e:
             raise VerificationError(f"not encrypting to {addr}: {e.message}", hint=e.hint) from None
         out.append(cert)

@@ -100,9 +100,9 @@ def test_clean_attachment_verdicts_of_both_ends_reach_the_senders_evidence(
     shown = run(c.alice, *args, "--allow-partial").stdout
     assert "02 attachment" in shown and "the recipient's terminal scanned it on opening" in shown
 
-    # Format 5 (renderer 5): the certificate states both verdicts, each by who asserted it.
+    # Format 6 (renderer 6, as 5 here): the certificate states both verdicts, by who said it.
     files = read_members(bundle.read_bytes())
-    assert json.loads(files["bundle.json"]) == {"format": 5} and report["format"] == 5
+    assert json.loads(files["bundle.json"]) == {"format": 6} and report["format"] == 6
     page = files["certificate.html"].decode()
     assert f"the recipient&#x27;s terminal scanned it on opening: clean ({engine})" in page
     assert f"the sender&#x27;s terminal scanned it before sending: clean ({engine})" in page

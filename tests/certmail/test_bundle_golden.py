@@ -63,7 +63,9 @@ def test_golden_bundle_verifies_forever(version: str, kind: str, tmp_path: Path)
     assert (vdir / "PROVENANCE.md").is_file()
     bundle = vdir / f"{kind}.certmail-proof.zip"
     gh = _gnupghome(tmp_path, vdir)
-    p = _verify(bundle, vdir, tmp_path, "--gnupghome", str(gh), "--allow-partial")
+    ca = vdir / "smime-ca.pem"  # v6: the S/MIME CA the sender signature chains to
+    smime = ["--smime-ca", str(ca)] if ca.is_file() else []
+    p = _verify(bundle, vdir, tmp_path, "--gnupghome", str(gh), *smime, "--allow-partial")
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr
     report = json.loads(p.stdout)

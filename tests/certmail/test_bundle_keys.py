@@ -63,7 +63,8 @@ def test_bundle_keys_every_byte_certification_and_format(
 
     # the format version: one form, known versions only; keys only from format 2
     for text, why in (
-        (b'{\n  "format": 6\n}\n', "newer than this certmail knows"),
+        (b'{\n  "format": 7\n}\n', "newer than this certmail knows"),
+        (b'{\n  "format": 6\n}\n', "says format 6, but the bundle holds nothing of format 6"),
         (b'{\n  "format": 5\n}\n', "says format 5, but the bundle holds nothing of format 5"),
         (b'{\n  "format": 1\n}\n', "bundle.json is not a format version"),
         (b'{\n  "format": "2"\n}\n', "bundle.json is not a format version"),

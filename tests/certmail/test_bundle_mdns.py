@@ -59,10 +59,10 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
     files = read_members(bundle.read_bytes())
     assert files["mdns/01.eml"] == signed_mdn and b"Thunderbird" in files["mdns/02.eml"]
-    assert json.loads(files["bundle.json"]) == {"format": 5}
+    assert json.loads(files["bundle.json"]) == {"format": 6}  # renderer 6: format 5 + commands
 
     report = json_of(verify_cli(c, notary_server, bundle, tmp_path))
-    assert report["format"] == 5
+    assert report["format"] == 6
     checks = {ch["item"]: ch for ch in report["checks"]}
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
     first, second = checks["read receipt mdns/01.eml"], checks["read receipt mdns/02.eml"]
@@ -93,6 +93,32 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     assert p.returncode == 3 and "not numbered 01, 02" in one_line_error(p)
     older = tampered("t4.zip", **{"bundle.json": b'{\n  "format": 2\n}\n'})
     assert "mdns/01.eml in a bundle of format 2 (read receipts: 5)" in older
+
+
+def test_verify_txt_checks_the_signed_read_receipt_with_stock_gpg(
+    sent_and_mdn: tuple[Any, dict[str, Any], bytes], tmp_path: Path
+) -> None:
+    """Renderer 6: VERIFY.txt's gpg commands for mdns/01.eml, run as printed in a
+    temporary directory (keys imported as it says), find Bob's good signature."""
+    import zipfile
+
+    from tests.fixtures.proof import openpgp_commands, run_commands
+
+    c, sent, signed_mdn = sent_and_mdn
+    bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(work)
+    text = (work / "VERIFY.txt").read_text()
+    cmds = [cmd for cmd in openpgp_commands(text) if "message.asc" not in cmd]
+    mdn_cmds = [cmd for cmd in cmds if "mdn-01" in cmd]
+    assert len(mdn_cmds) == 3 and "mdn-02" not in text  # the unsigned one has none
+    results = run_commands(cmds, work)
+    assert len(results) == len(cmds) and all(r.returncode == 0 for r in results), [
+        (r.args, r.stderr) for r in results
+    ]
+    assert results[-1].args == mdn_cmds[-1]
+    assert "Good signature from" in results[-1].stderr and c.bob.email in results[-1].stderr
 
 
 def test_a_bundle_without_read_receipts_or_verdicts_stays_format_2(

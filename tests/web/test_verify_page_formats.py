@@ -1,8 +1,8 @@
 """The in-browser verifier gates the bundle format as ``certmail proof verify`` does, by
 one table (notary/web/src/layout.js FEATURES, certmail/bundle/layout.py FEATURES): a
-bundle that says format 3 or 4 without that format's members, or format 5 without read
-receipts or a version 2 acknowledgement, is refused by both in the same words; the
-golden bundles of each format stay valid."""
+bundle that says format 3 or 4 without that format's members, or format 5 (6) without
+read receipts or a version 2 acknowledgement (or the S/MIME signer's chain), is refused
+by both in the same words; the golden bundles of each format stay valid."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def _cases() -> list[tuple[str, str, bytes, str | None]]:
         ("v3 labelled 4", "v3", _labelled(v3, 4), "says format 4"),
         ("v2 labelled 3", "v2", _labelled(v2, 3), "says format 3"),
         ("v4 labelled 5", "v4", _labelled(v4, 5), "says format 5"),
+        ("v4 labelled 6", "v4", _labelled(v4, 6), "says format 6"),
         ("v4 labelled 3", "v4", _labelled(v4, 3), "(outside time-stamps: 4)"),
     ]
 

@@ -50,7 +50,7 @@ __all__ = [
 
 #: The renderers whose documents a bundle of each format may hold, newest first. A
 #: format's renderers never change once released (docs/proof-bundle.md, version table).
-FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,), 4: (4,), 5: (5,)}
+FORMAT_RENDERERS = {1: (2, 1), 2: (3,), 3: (3,), 4: (4,), 5: (5,), 6: (6,)}
 
 
 def renderers_of(fmt: int) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ __all__ = [
     "RENDERER",
     "RENDERERS",
     "RENDERER_MDNS",
+    "RENDERER_SMIME",
     "WEAK",
     "AnchorFact",
     "CheckpointFact",
@@ -21,6 +22,7 @@ __all__ = [
     "Facts",
     "MdnFact",
     "MimeLayout",
+    "SmimeFact",
     "TsaFact",
     "proves",
 ]
@@ -42,7 +44,10 @@ RENDERER = 3
 RENDERER_ANCHORED = 4
 #: The renderer of a format 5 bundle (certmail/bundle/mdns.py).
 RENDERER_MDNS = 5
-RENDERERS = (5, 4, 3, 2, 1)
+#: The renderer of a format 6 bundle: 5, and VERIFY.txt's stock-tool check of the S/MIME
+#: sender signature (certmail/bundle/smimesig.py) and of each signed read receipt.
+RENDERER_SMIME = 6
+RENDERERS = (6, 5, 4, 3, 2, 1)
 
 #: After a Subject the exporter read inside the encryption (renderer 2).
 PROTECTED_NOTE = (
@@ -115,6 +120,19 @@ class EventFact:
 
 
 @dataclass(frozen=True)
+class SmimeFact:
+    """The S/MIME signer the bundle carries (smime/signer-chain.pem, format 6)."""
+
+    address: str  # the From: address, which the certificate names
+    fingerprint: str  # SHA-256 of the signer certificate's DER
+    attime: int  # the submission's time, POSIX seconds: the chain is checked as of then
+    #: multipart/signed: the (offset, length) of the signed part and of the signature
+    #: part's base64 body in message.eml; None for opaque SignedData
+    signed: tuple[int, int] | None = None
+    signature: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class MdnFact:
     """A read receipt the bundle carries (mdns/NN.eml, format 5), as its content states it."""
 
@@ -122,6 +140,7 @@ class MdnFact:
     final_recipient: str
     disposition: str
     signed: bool
+    layout: MimeLayout | None = None  # a signed one's byte ranges (renderer 6's commands)
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,7 @@ class Facts:
     blind: tuple[str, ...] = ()
     anchors: tuple[AnchorFact, ...] = ()  # outside time-stamps over checkpoints, format 4
     mdns: tuple[MdnFact, ...] = ()  # mdns/NN.eml (format 5)
+    smime: SmimeFact | None = None  # smime/signer-chain.pem (format 6)
 
 
 _PROVES = {

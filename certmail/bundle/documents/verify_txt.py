@@ -213,7 +213,69 @@ def _keys_v3(f: Facts) -> list[str]:
     ]
 
 
+def _smime_signature(f: Facts) -> list[str]:
+    """Renderer 6: the S/MIME sender signature with the certificates the bundle carries."""
+    sm = f.smime
+    assert sm is not None
+    if sm.signed is not None and sm.signature is not None:
+        (o1, n1), (o2, n2) = sm.signed, sm.signature
+        cut = [
+            "message.eml is S/MIME multipart/signed (RFC 8551). Cut out the signed part",
+            "and the signature (base64 DER) by byte range:",
+            "",
+            f"    tail -c +{o1 + 1} message.eml | head -c {n1} > smime-signed.eml",
+            f"    tail -c +{o2 + 1} message.eml | head -c {n2} | tr -d '\\r' \\",
+            "      | base64 -d > smime.p7s",
+            "",
+        ]
+        src = "-inform DER -in smime.p7s -content smime-signed.eml"
+    else:
+        cut = ["message.eml is S/MIME opaque signed data (RFC 8551).", ""]
+        src = "-inform SMIME -in message.eml"
+    return [
+        *cut,
+        "smime/signer-chain.pem holds the signer's certificate, then its issuers.",
+        "Check the signature over those exact bytes with that certificate only, and",
+        "its chain to the CA you trust for the sender (your-ca.pem) as of the",
+        "submission's time:",
+        "",
+        f"    openssl cms -verify -binary {src} \\",
+        "      -certfile smime/signer-chain.pem -nointern -CAfile your-ca.pem \\",
+        f"      -purpose smimesign -attime {sm.attime} -out content.eml",
+        "",
+        'It must say "Verification successful". The certificate must name',
+        f"{_shown(sm.address)} (the From: address) in its SubjectAltName; its SHA-256",
+        f"is {sm.fingerprint}",
+        "(openssl x509 -in smime/signer-chain.pem -noout -fingerprint -sha256).",
+        "",
+    ]
+
+
+def _signed_mdns(f: Facts) -> list[str]:
+    """Renderer 6: each signed read receipt's signature, by the keys the bundle carries."""
+    out: list[str] = []
+    for m in f.mdns:
+        if m.layout is None or m.layout.signature is None:
+            continue
+        n = m.file.removeprefix("mdns/").removesuffix(".eml")
+        (o1, n1), (o2, n2) = m.layout.first, m.layout.signature
+        out += [
+            f"Read receipt {m.file} is signed (RFC 3156): cut out the signed part and",
+            "the signature by byte range, then check them with the recipient's key:",
+            "",
+            f"    tail -c +{o1 + 1} {m.file} | head -c {n1} > mdn-{n}.eml",
+            f"    tail -c +{o2 + 1} {m.file} | head -c {n2} > mdn-{n}.asc",
+            f"    {_GPG} --verify mdn-{n}.asc mdn-{n}.eml",
+            "",
+            f'It must say "Good signature" from {_shown(m.final_recipient)}.',
+            "",
+        ]
+    return out
+
+
 def _message_signature_v3(f: Facts) -> list[str]:
+    if f.renderer >= 6 and f.smime is not None:
+        return _smime_signature(f)
     if f.mime is None or f.mime.kind != "signed" or f.mime.signature is None:
         return _message_signature(f)
     (o1, n1), (o2, n2) = f.mime.first, f.mime.signature
@@ -265,7 +327,8 @@ def _openpgp(f: Facts) -> list[str]:
     keys the bundle carries."""
     if f.renderer < 3:
         return [*_message_signature(f), *_acknowledgements(f)]
-    return [*_keys_v3(f), *_message_signature_v3(f), *_acknowledgements_v3(f)]
+    mdns = _signed_mdns(f) if f.renderer >= 6 else []
+    return [*_keys_v3(f), *_message_signature_v3(f), *_acknowledgements_v3(f), *mdns]
 
 
 _DOCUMENTS = [
@@ -285,8 +348,11 @@ def render_verify_txt(f: Facts) -> bytes:
         *_timestamps(f),
         *anchors_verify_txt(f),  # renderer 4: outside time-stamps over checkpoints
         *_log(f),
-        "4. OpenPGP signatures (gpg)",
-        "---------------------------",
+        *(
+            ("4. Signatures (gpg, openssl cms)", "--------------------------------")
+            if f.renderer >= 6
+            else ("4. OpenPGP signatures (gpg)", "---------------------------")
+        ),
         *_openpgp(f),
         *_DOCUMENTS,
     ]

@@ -57,6 +57,9 @@ export const NOT_HERE = {
   cosignatures:
     "not checked here: the witnesses' cosignatures on the evidence/checkpoint-N.cosigned " +
     "members; run certmail proof verify --witness VKEY (docs/witness.md)",
+  smime:
+    "not checked here: the S/MIME sender signature (smime/signer-chain.pem); " +
+    "run certmail proof verify --smime-ca FILE",
   mdns:
     "not checked here: the read receipts (mdns/NN.eml, RFC 8098 MDNs) and their signatures; " +
     "run certmail proof verify",
@@ -101,12 +104,14 @@ const notOfFormat = (version) =>
   fail(`${FORMAT_FILE} says format ${version}, but the bundle holds nothing of format ${version}`);
 
 /** A bundle that says format 5 holds read receipts or a version 2 acknowledgement
- * (mdns.py needs_format_5, mdn_facts): it is written in format 5 only then. */
+ * (mdns.py needs_format_5, mdn_facts): it is written in format 5 only then; one that
+ * says format 6 holds those or the S/MIME signer's chain (smimesig.py). */
 function checkFormat5(v) {
-  if (v.format !== 5) return;
+  if (v.format !== 5 && v.format !== 6) return;
   if (membersOf(v.files.keys(), "mdns").length) return;
+  if (v.format === 6 && membersOf(v.files.keys(), "smime").length) return;
   const v2 = (s) => s.event === "ContentHandover" && typeof s.signed === "string" && s.signed.startsWith(ACK_TITLE_V2);
-  if (!v.events.some((ev) => v2(ev.statement))) throw notOfFormat(5);
+  if (!v.events.some((ev) => v2(ev.statement))) throw notOfFormat(v.format);
 }
 
 const check = (item, status, detail, applies = true) => ({ item, status, detail, applies });
@@ -549,6 +554,7 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     if (anchorTokens) checks.push(check("outside time-stamps", "skipped", NOT_HERE.anchors, false));
     if ([...files.keys()].some((n) => RENEWAL.test(n))) checks.push(check("renewals", "skipped", NOT_HERE.renewals, false));
     if (membersOf(files.keys(), "mdns").length) checks.push(check("read receipts", "skipped", NOT_HERE.mdns, false));
+    if (v.files.has("smime/signer-chain.pem")) checks.push(check("S/MIME sender signature", "skipped", NOT_HERE.smime, false));
     return report(v, checks, header, rcpts, null, null);
   } catch (e) {
     if (!(e instanceof VerificationError)) throw e;

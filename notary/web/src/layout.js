@@ -13,7 +13,7 @@ export const DOCUMENTS = [HTML, PDF, VERIFY_TXT];
 /** The format version member (format 2 on; a bundle without it is format 1). */
 export const FORMAT_FILE = "bundle.json";
 /** The formats this page knows (docs/proof-bundle.md). */
-export const FORMATS = [1, 2, 3, 4, 5];
+export const FORMATS = [1, 2, 3, 4, 5, 6];
 
 export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
@@ -38,11 +38,14 @@ export const RENEWAL = /^renewals\/(\d{2})\.(json|tsr|pem)$/;
 export const MDN_MEMBER = /^mdns\/(\d{2})\.eml$/;
 /** What each later format added (certmail/bundle/layout.py FEATURES, the same table):
  * the format it needs at least, what it is in an error, its members. Formats are cumulative. */
+/** The S/MIME signer's certificate chain, format 6 (certmail/bundle/smimesig.py). */
+export const SIGNER_CHAIN = "smime/signer-chain.pem";
 export const FEATURES = {
   keys: { since: 2, what: "OpenPGP keys", members: [KEY_MEMBER] },
   cosigned: { since: 3, what: "cosigned checkpoints", members: [COSIGNED] },
   anchors: { since: 4, what: "outside time-stamps", members: [ANCHOR_TOKEN, ANCHOR_CHECKPOINT] },
   mdns: { since: 5, what: "read receipts", members: [MDN_MEMBER] },
+  smime: { since: 6, what: "the S/MIME signer's chain", members: [/^smime\/signer-chain\.pem$/] },
 };
 /** The formats a bundle is written in only with their feature's members (format 5, which a
  * version 2 acknowledgement calls for too: needsFormat5 in checks.js). */
@@ -61,7 +64,7 @@ export function membersOf(names, feature) {
   return [...names].filter((n) => patterns.some((p) => p.test(n))).sort();
 }
 
-const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, ...DOCUMENTS]);
+const FIXED = new Set([MESSAGE, VKEY, CHAIN, FORMAT_FILE, ANCHOR_ROOTS, SIGNER_CHAIN, ...DOCUMENTS]);
 
 /** Refuse a member name outside the layout. */
 export function checkName(name) {

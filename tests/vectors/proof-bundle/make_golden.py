@@ -18,7 +18,10 @@ cosigned its receipts' checkpoint; their cosigner keys are written as witness-N.
 With ``GOLDEN_ANCHORS=1`` (format 4, tests/vectors/proof-bundle/v4) the notary anchors
 its checkpoints with an independent ``openssl ts -reply`` TSA (tests/fixtures/openssl_tsa.py,
 ``--every 1``) and each bundle is exported once its latest checkpoint is anchored; that
-TSA's root is written as anchor-root.pem.
+TSA's root is written as anchor-root.pem. With ``GOLDEN_MDNS=1`` and ``-k v5`` (format 5,
+tests/vectors/proof-bundle/v5) each message is sent with ``--request-mdn`` and its bundle
+carries Bob's signed MDN and an unsigned Thunderbird-style one. With ``GOLDEN_SMIME=1`` and
+``-k v6`` (format 6, tests/vectors/proof-bundle/v6) the messages are S/MIME (``send --smime``).
 """
 
 from __future__ import annotations
@@ -132,6 +135,91 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
             tsa.stop()
     shutil.copy(signed, out / signed.name)
     shutil.copy(encrypted, out / encrypted.name)
+    (out / "notary.vkey").write_text(notary_server.vkey.strip() + "\n")
+    shutil.copy(notary_server.directory / "tsa" / "root-ca.pem", out / "tsa-root.pem")
+    (out / "alice.asc").write_text(c.alice.keyring.export_public(c.alice.email))
+    (out / "bob.asc").write_text(c.bob.keyring.export_public(c.bob.email))
+
+
+def _send_acked_with_mdns(c: Any, tmp: Path, kind: str, *extra: str) -> Path:
+    """Alice sends with ``--request-mdn``, Bob opens with ``--ack --mdn`` (his signed MDN
+    comes back), Alice keeps it and a Thunderbird-style unsigned one, then exports."""
+    from tests.certmail.test_mdn_in import thunderbird_mdn
+    from tests.fixtures.cli import json_of, send_args
+
+    args = send_args(c.bob.email, "The contract", "--via", "smtp", "--request-mdn", *extra)
+    sent = json_of(run(c.alice, *args, stdin=b"I agree to the terms of the contract.\n"))
+    eml = tmp / f"{kind}.eml"
+    eml.write_bytes(c.sink.messages[-1].data)
+    before = len(c.sink.messages)
+    json_of(run(c.bob, "open", str(eml), "--ack", "--mdn", "--json"))
+    (mdn,) = c.sink.messages[before:]
+    for name, raw in (
+        (f"{kind}-signed-mdn.eml", mdn.data),
+        (f"{kind}-tb-mdn.eml", thunderbird_mdn(c.bob.email, c.alice.email, sent["message_id"])),
+    ):
+        (tmp / name).write_bytes(raw)
+        json_of(run(c.alice, "open", str(tmp / name), "--json"))
+    bundle = tmp / f"{kind}.certmail-proof.zip"
+    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
+    assert p.returncode == 0, p.stderr
+    return bundle
+
+
+def test_make_golden_v5(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """Format 5 (``GOLDEN_MDNS=1``, tests/vectors/proof-bundle/v5): read receipts (a signed
+    MDN from Bob's certmail, an unsigned Thunderbird-style one) in each bundle."""
+    import pytest
+
+    if os.environ.get("GOLDEN_MDNS") != "1":
+        pytest.skip("GOLDEN_MDNS=1 makes the format 5 golden")
+    from tests.fixtures.cli import use_notary
+
+    out = Path(os.environ["GOLDEN_OUT"])
+    out.mkdir(parents=True, exist_ok=True)
+    c = correspondents
+    use_notary(c, c.alice, notary_server)
+    c.settings(c.bob, smtp_url=c.sink.url)
+    for kind, extra in (("signed-ack", ("--no-encrypt",)), ("encrypted-ack", ())):
+        shutil.copy(_send_acked_with_mdns(c, tmp_path, kind, *extra), out)
+    (out / "notary.vkey").write_text(notary_server.vkey.strip() + "\n")
+    shutil.copy(notary_server.directory / "tsa" / "root-ca.pem", out / "tsa-root.pem")
+    (out / "alice.asc").write_text(c.alice.keyring.export_public(c.alice.email))
+    (out / "bob.asc").write_text(c.bob.keyring.export_public(c.bob.email))
+
+
+def test_make_golden_v6(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+    """Format 6 (``GOLDEN_SMIME=1``, tests/vectors/proof-bundle/v6): S/MIME messages
+    (signed-only and signed+encrypted, ``send --smime``) with Bob's acknowledgement and his
+    signed MDN; the S/MIME CA's root is written as smime-ca.pem."""
+    import pytest
+
+    if os.environ.get("GOLDEN_SMIME") != "1":
+        pytest.skip("GOLDEN_SMIME=1 makes the format 6 golden")
+    from tests.fixtures.cli import json_of, send_args, use_notary
+    from tests.fixtures.smime import smime_homes
+
+    out = Path(os.environ["GOLDEN_OUT"])
+    out.mkdir(parents=True, exist_ok=True)
+    c = correspondents
+    s = smime_homes(c, tmp_path)
+    use_notary(c, c.alice, notary_server)
+    c.settings(c.bob, smtp_url=c.sink.url)
+    for kind, extra in (("signed-ack", ("--no-encrypt",)), ("encrypted-ack", ())):
+        args = send_args(c.bob.email, "The contract", "--smime", "--via", "smtp", *extra)
+        body = b"I agree to the terms of the contract.\n"
+        sent = json_of(run(c.alice, *args, "--request-mdn", stdin=body, **s.env))
+        eml = tmp_path / f"{kind}.eml"
+        eml.write_bytes(c.sink.messages[-1].data)
+        before = len(c.sink.messages)
+        json_of(run(c.bob, "open", str(eml), "--ack", "--mdn", "--json", **s.env))
+        (mdn,) = c.sink.messages[before:]
+        (tmp_path / f"{kind}-mdn.eml").write_bytes(mdn.data)
+        json_of(run(c.alice, "open", str(tmp_path / f"{kind}-mdn.eml"), "--json", **s.env))
+        bundle = out / f"{kind}.certmail-proof.zip"
+        p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle), **s.env)
+        assert p.returncode == 0, p.stderr
+    shutil.copy(s.pki.ca, out / "smime-ca.pem")
     (out / "notary.vkey").write_text(notary_server.vkey.strip() + "\n")
     shutil.copy(notary_server.directory / "tsa" / "root-ca.pem", out / "tsa-root.pem")
     (out / "alice.asc").write_text(c.alice.keyring.export_public(c.alice.email))

@@ -1,0 +1,56 @@
+"""Revocation of S/MIME certificates with a CRL (``--smime-crl FILE``, openssl
+``-crl_check``): a signer the CA's CRL lists is refused, one it does not list opens, a
+CRL file without the signer's CA's CRL is a clear refusal, not a silent pass; an
+expired signer is refused with or without a CRL."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.certmail.test_smime import _open, _signed_by
+from tests.fixtures.cli import json_of, one_line_error
+from tests.fixtures.smime import Smime, SmimePki, smime_homes
+
+
+@pytest.fixture
+def smime(correspondents: Any, tmp_path: Path) -> Smime:
+    return smime_homes(correspondents, tmp_path)
+
+
+def test_a_signer_the_crl_lists_is_refused(smime: Smime, tmp_path: Path) -> None:
+    s = smime
+    signed = _signed_by(s, s.alice)
+    clean = s.pki.crl([], "clean.crl.pem")
+    got = json_of(_open(s, signed, "--smime-crl", str(clean), "--json"))
+    assert got["signer"] == s.alice.email and got["trusted"] is True
+    revoked = s.pki.crl([s.alice.cert], "revoked.crl.pem")
+    p = _open(s, signed, "--smime-crl", str(revoked))
+    assert p.returncode == 3 and p.stdout == ""
+    assert "the signer's S/MIME certificate is revoked" in one_line_error(p)
+    # certmail verify likewise
+    from tests.fixtures.cli import run
+
+    p = run(s.c.bob, "verify", str(signed), "--smime-crl", str(revoked), **s.env)
+    assert p.returncode == 3 and "revoked" in one_line_error(p)
+    # Without --smime-crl no revocation check is made (documented): it opens.
+    assert json_of(_open(s, signed, "--json"))["signer"] == s.alice.email
+
+
+def test_a_crl_of_another_ca_is_a_clear_refusal(smime: Smime, tmp_path: Path) -> None:
+    s = smime
+    other = SmimePki(tmp_path / "other", name="Other Root").crl([])
+    p = _open(s, _signed_by(s, s.alice), "--smime-crl", str(other))
+    assert p.returncode == 3
+    assert "holds no CRL of the signer's CA" in one_line_error(p)
+
+
+def test_an_expired_signer_is_refused_with_a_crl(smime: Smime) -> None:
+    s = smime
+    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=90)
+    old = s.pki.person(s.alice.email, stem="alice-old", now=then, days=30)
+    p = _open(s, _signed_by(s, old), "--smime-crl", str(s.pki.crl([])))
+    assert p.returncode == 3 and "has expired" in one_line_error(p)
