@@ -27,7 +27,9 @@ def _pdf(cached: bool) -> bytes:
     pdf.multi_cell(0, 5, TEXT)
     out = bytes(pdf.output())
     # the clock's dates and the random document ids aside
-    return re.sub(rb'"\d{4}-\d\d-\d\dT[\d:]+\+00:00"|uuid:[0-9a-f-]+|<[0-9A-F]{32}>|D:\d{14}Z?', b"X", out)
+    return re.sub(
+        rb'"\d{4}-\d\d-\d\dT[\d:]+\+00:00"|uuid:[0-9a-f-]+|<[0-9A-F]{32}>|D:\d{14}Z?', b"X", out
+    )
 
 
 def test_cached_cjk_font_writes_what_add_font_writes() -> None:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.certmail.test_proof_witnesses import _rewrite, _verify, export_cosigned
+from tests.fixtures.cosigned import export_cosigned, rewrite_bundle, verify_bundle
 from tests.web.browser import verify_in_page
 from tests.web.test_verify_page import _same_checks, page  # noqa: F401  (the page fixture)
 
@@ -22,7 +22,7 @@ def test_cosigned_bundle_in_the_page(
 ) -> None:
     c = correspondents
     made = export_cosigned(c, notary_dir, tmp_path)
-    p = _verify(c, made.bundle, made.vkey, made.root, "--json")
+    p = verify_bundle(c, made.bundle, made.vkey, made.root, "--json")
     assert p.returncode == 0, p.stderr
     cli = json.loads(p.stdout)
 
@@ -32,7 +32,7 @@ def test_cosigned_bundle_in_the_page(
             members[name] = (text + "\n\n" + "".join(sigs.splitlines(True)[1:])).encode()
         return members
 
-    bad = _rewrite(made.bundle, tmp_path / "bad.zip", drop_notary_sig)
+    bad = rewrite_bundle(made.bundle, tmp_path / "bad.zip", drop_notary_sig)
     browser.get(page.as_uri())
     js, js_bad = verify_in_page(
         browser,
