@@ -110,7 +110,7 @@ def _add_cjk_font(pdf: Any) -> None:
     :func:`_cjk_font`: a copy with this document's own state (its index, subset and
     missing glyphs) and its own lazily opened font file, which the output subsets in
     place."""
-    from fontTools import ttLib
+    from fontTools import ttLib  # type: ignore[import-untyped]
     from fpdf.fonts import SubsetMap
 
     font = copy.copy(_cjk_font())
