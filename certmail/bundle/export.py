@@ -102,8 +102,9 @@ def export_bundle(
     evidence XMLs (with ``etsi_chain_pem``, its evidence chain, and ``etsi_pdf``, its
     signed certificate.pdf: certmail/bundle/etsi.py). ``anchored(size)`` answers the
     notary's ``GET /v1/anchors?size=N`` (the smallest checkpoint of at least N entries
-    outside TSAs time-stamped, or None): asked for each checkpoint size the kept receipts
-    use, its answers go in as outside time-stamps (format 4: certmail/bundle/anchors.py).
+    outside TSAs time-stamped, or None): asked for the kept receipts' smallest checkpoint
+    size, and again only for a size its answer does not cover; the answers go in as
+    outside time-stamps (format 4: certmail/bundle/anchors.py).
     ``mdns`` are the read receipts (RFC 8098 MDNs, as received) that came back:
     ``mdns/NN.eml``. A bundle with read receipts or a version 2 acknowledgement, or of an
     S/MIME signed message (``smime/signer-chain.pem``, certmail/bundle/smimesig.py), is
@@ -191,14 +192,22 @@ def _anchored(
     ordered: Sequence[Receipt], anchored: Callable[[int], Mapping[str, Any] | None] | None
 ) -> dict[str, bytes]:
     """The format 4 members: ``anchored(size)``'s answers for each checkpoint size the
-    kept receipts use (one per answered size)."""
+    kept receipts use (one per answered size). The notary is asked once per export
+    while its answer covers them all: the smallest anchored checkpoint of at least the
+    smallest size that is at least as large as a size is that size's answer too, and
+    when there is none for the smallest size there is none for a larger one."""
     from certmail.bundle.anchors import anchor_members
 
-    answers = {}
+    answers: dict[int, Mapping[str, Any]] = {}
+    covered = 0  # the answers so far also answer every size up to this one
     for size in sorted({r.checkpoint().size for r in ordered}) if anchored else ():
+        if size <= covered:
+            continue
         got = anchored(size)  # type: ignore[misc]
-        if got is not None:
-            answers[int(got["size"])] = got
+        if got is None:
+            break
+        covered = int(got["size"])
+        answers[covered] = got
     return anchor_members(list(answers.values()))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
+from certmail.cli.options import anchor_root_option, tsa_root_option, vkey_option
 from keys.errors import Error
 
 
@@ -370,18 +371,8 @@ def _judge_acks(
 
 @proof.command("verify")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--vkey",
-    "vkey_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The notary's verifier key, from a source you trust.",
-)
-@click.option(
-    "--tsa-root",
-    "tsa_root",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The TSA's root certificate(s), PEM, from a source you trust.",
-)
+@vkey_option()
+@tsa_root_option()
 @click.option(
     "--gnupghome",
     type=click.Path(file_okay=False, path_type=Path),
@@ -423,14 +414,7 @@ def _judge_acks(
     type=click.IntRange(min=1),
     help="How many of the witnesses must have cosigned (default: all given).",
 )
-@click.option(
-    "--anchor-root",
-    "anchor_roots",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="An outside TSA's root (PEM), repeatable: the bundle's outside time-stamps over "
-    "checkpoints must chain to one of them (docs/anchors.md).",
-)
+@anchor_root_option()
 @click.option(
     "--smime-ca",
     "smime_ca",

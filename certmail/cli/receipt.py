@@ -9,10 +9,8 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, json_option, pass_app
+from certmail.cli.options import PATH, tsa_root_option, vkey_option
 from keys.errors import Error, NotFoundError
-
-# Missing files are reported by the command (exit 6, as everywhere), not by Click (exit 2).
-_PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group("receipt")
@@ -21,24 +19,18 @@ def receipt() -> None:
 
 
 @receipt.command("verify")
-@click.argument("file", type=_PATH)
-@click.option(
-    "--vkey",
-    "vkey_path",
-    type=_PATH,
-    required=True,
-    help="The notary's verifier key you trust (notary.vkey).",
-)
-@click.option("--data", "data_path", type=_PATH, help="The exact file or message notarized.")
+@click.argument("file", type=PATH)
+@vkey_option(required=True)
+@click.option("--data", "data_path", type=PATH, help="The exact file or message notarized.")
 @click.option("--sha256", help="Or: the expected SHA-256 (hex) of the message.")
-@click.option("--tsa-root", type=_PATH, help="Trusted TSA root certificate (PEM).")
-@click.option("--tsa-chain", type=_PATH, help="TSA certificate chain (PEM), from the notary.")
+@tsa_root_option()
+@click.option("--tsa-chain", type=PATH, help="TSA certificate chain (PEM), from the notary.")
 @json_option("Print the result as JSON.")
 @pass_app
 def verify(
     app: App,
     file: Path,
-    vkey_path: Path,
+    vkey_file: Path,
     data_path: Path | None,
     sha256: str | None,
     tsa_root: Path | None,
@@ -54,7 +46,7 @@ def verify(
 
     for what, path in (
         ("", file),
-        ("--vkey ", vkey_path),
+        ("--vkey ", vkey_file),
         ("--data ", data_path),
         ("--tsa-root ", tsa_root),
         ("--tsa-chain ", tsa_chain),
@@ -62,7 +54,7 @@ def verify(
         if path is not None and not path.exists():
             raise NotFoundError(f"no such file: {what}{path}")
     rc = load_receipt(file)
-    vkey = vkey_path.read_text(encoding="utf-8").strip()
+    vkey = vkey_file.read_text(encoding="utf-8").strip()
     chain = load_certificates(tsa_chain) if tsa_chain else None
     roots = load_certificates(tsa_root) if tsa_root else None
     if roots is None and chain:
@@ -98,7 +90,7 @@ def verify(
         return
     click.echo(f"receipt valid: {stmt['event']} of {stmt['message']['sha256']}")
     click.echo(f"  logged at index {result.index} by {stmt['notary']} at {stmt['time']}")
-    click.echo(f"  checkpoint size {result.checkpoint.size}, signature checked with {vkey_path}")
+    click.echo(f"  checkpoint size {result.checkpoint.size}, signature checked with {vkey_file}")
     if result.token is not None:
         click.echo(
             f"  RFC 3161 token: genTime {result.token.gen_time.isoformat()}, "

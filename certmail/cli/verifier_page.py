@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, json_option, pass_app
+from certmail.cli.options import tsa_root_option, vkey_option
 
 
 @click.command("verifier-page")
@@ -24,17 +25,8 @@ from certmail.cli.app import App, json_option, pass_app
     required=True,
     help="Where to write the page (.html).",
 )
-@click.option(
-    "--vkey",
-    "vkey_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Fill in this notary verifier key (a notary.vkey file).",
-)
-@click.option(
-    "--tsa-root",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Fill in this TSA root certificate (PEM).",
-)
+@vkey_option("Fill in this notary verifier key (a notary.vkey file).")
+@tsa_root_option("Fill in this TSA root certificate (PEM).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @json_option("Print a JSON summary on stdout.")
 @pass_app

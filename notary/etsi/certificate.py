@@ -4,7 +4,8 @@ Written with fpdf2 as PDF/A-2B (its compliance mode: XMP metadata, sRGB
 output intent), A4 or US Letter, in DejaVu Sans embedded as a subset (Latin,
 Greek, Cyrillic), with Noto Sans CJK (fonts-noto-cjk) as fpdf2's fallback font
 for what DejaVu lacks (CJK, Hangul), embedded only when the text needs it
-(parsing the CJK collection costs about a second). Signed PAdES-B-T
+(parsing the CJK collection costs about a quarter of a second, so it is parsed once a
+process: :func:`_cjk_font`). Signed PAdES-B-T
 with pyHanko by the notary's evidence certificate, the signature time-stamped
 by the notary's own TSA (the token comes from a callable, so nothing here
 imports the service).
@@ -13,6 +14,8 @@ imports the service).
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -25,6 +28,7 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 #: The fallback for the scripts DejaVu lacks (fonts-noto-cjk): CJK and Hangul.
 FONT_CJK = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+_CJK_KEY = "notosanscjk"  # fpdf2's key for the family NotoSansCJK, regular
 #: The paper sizes a certificate is laid out for (fpdf2's names).
 PAPERS = ("A4", "Letter")
 
@@ -92,6 +96,34 @@ def _needs_fallback(pdf: Any, lines: Sequence[str]) -> bool:
     return any(ord(c) not in have for line in lines for c in line if not c.isspace())
 
 
+@functools.cache
+def _cjk_font() -> Any:
+    """fpdf2's parsed Noto Sans CJK (its metrics, cmap and glyph ids), once a process."""
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+    return TTFFont(FPDF(), FONT_CJK, _CJK_KEY, "", None, None, None, 0)
+
+
+def _add_cjk_font(pdf: Any) -> None:
+    """What ``pdf.add_font("NotoSansCJK", "", FONT_CJK)`` does, from the parsed font of
+    :func:`_cjk_font`: a copy with this document's own state (its index, subset and
+    missing glyphs) and its own lazily opened font file, which the output subsets in
+    place."""
+    from fontTools import ttLib  # type: ignore[import-untyped]
+    from fpdf.fonts import SubsetMap
+
+    font = copy.copy(_cjk_font())
+    font.i = len(pdf.fonts) + 1
+    font.ttfont = ttLib.TTFont(FONT_CJK, recalcTimestamp=False, fontNumber=0, lazy=True)
+    font.biggest_size_pt = 0
+    font.missing_glyphs = []
+    font.subset = SubsetMap(font)
+    pdf.fonts[_CJK_KEY] = font
+    if font.is_cff and font.is_cid_keyed:  # as add_font: CID-keyed CFF needs PDF 1.6
+        pdf.pdf_version = max(pdf.pdf_version, "1.6")
+
+
 def render_certificate(
     stmts: Sequence[dict[str, Any]],
     *,
@@ -136,7 +168,7 @@ def render_certificate(
         "qualified trust service's evidence (eIDAS Art. 43(1): admissible, no presumption).",
     ]
     if _needs_fallback(pdf, head + body):
-        pdf.add_font("NotoSansCJK", "", str(FONT_CJK), collection_font_number=0)
+        _add_cjk_font(pdf)
         pdf.set_fallback_fonts(["NotoSansCJK"], exact_match=False)
     for line in head + body + tail:
         pdf.multi_cell(0, 5, line or " ", new_x="LMARGIN", new_y="NEXT")

@@ -16,11 +16,11 @@ import httpx
 
 from certmail.bundle import read_members, write_members
 from certmail.bundle.layout import ANCHOR_TOKEN
-from tests.certmail.test_witness_cli import _grow
 from tests.fixtures.cli import cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.openssl_tsa import OpensslTsa
 from tests.fixtures.proof import send_deal as _send
+from tests.fixtures.witness import grow_log
 
 
 def _wait_anchored(url: str, size: int, timeout: float = 60) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def test_anchors_export_verify_tamper_and_tsa_down(
         # a TSA down delays anchoring, never the log
         tsa.stop()
         before = tsa.queries
-        _grow(real, token, "down", 3)  # answered: the log does not wait for the TSA
+        grow_log(real, token, "down", 3)  # answered: the log does not wait for the TSA
         grown = _size(real.url)
         time.sleep(2)
         r = httpx.get(f"{real.url}/v1/anchors", params={"size": grown}, timeout=10)

@@ -21,8 +21,8 @@ from certmail.bundle.layout import FORMAT_FILE, format_text
 from certmail.bundle.verify import check_evidence
 from keys.errors import VerificationError
 from tests.certmail.test_bundle_golden_v4 import V4
-from tests.certmail.test_mdn_in import thunderbird_mdn
 from tests.fixtures.cli import clean_env, cli, one_line_error
+from tests.fixtures.mdn import thunderbird_mdn
 
 GOLDEN = V4 / "signed-ack.certmail-proof.zip"
 

@@ -17,8 +17,9 @@ import pytest
 
 from certmail.bundle.zipio import read_members, write_members
 from certmail.mdn_in import stored
-from tests.certmail.test_mdn_in import sent_and_mdn, thunderbird_mdn
+from tests.certmail.test_mdn_in import sent_and_mdn
 from tests.fixtures.cli import json_of, one_line_error, run
+from tests.fixtures.mdn import thunderbird_mdn
 from tests.fixtures.notary import NotaryProcess
 
 __all__ = ["export_with_mdns", "sent_and_mdn", "verify_cli"]  # sent_and_mdn: test_mdn_in.py's

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,86 +17,7 @@ import pytest
 from certmail.api import Certmail
 from certmail.mime import parse_entity
 from certmail.rfc3156 import encrypted_payload, signed_parts
-
-
-def gpg(home: Path, *args: str, stdin: bytes = b"") -> bytes:
-    p = subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty", *args],
-        input=stdin,
-        capture_output=True,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr.decode()
-    return p.stdout
-
-
-def crlf(data: bytes) -> bytes:
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def inner_entity(
-    attachments: list[tuple[bytes, bytes]],
-    body: bytes = b"Hello from gpg\r\n",
-    subject: bytes = b"by hand",
-) -> bytes:
-    """A multipart/mixed with protected headers; attachments are (disposition params, data)."""
-    out = [
-        b'Content-Type: multipart/mixed; boundary="in"; hp="cipher"\r\n',
-        b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: " + subject + b"\r\n",
-        b"Message-ID: <hand@example.org>\r\n\r\n",
-        b"--in\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-        body,
-    ]
-    for params, data in attachments:
-        out += [
-            b"--in\r\nContent-Type: application/octet-stream\r\n",
-            b"Content-Disposition: attachment; " + params + b"\r\n",
-            b"Content-Transfer-Encoding: base64\r\n\r\n",
-            base64.encodebytes(data).replace(b"\n", b"\r\n"),
-        ]
-    out.append(b"--in--\r\n")
-    return b"".join(out)
-
-
-def hand_made(
-    alice_home: Path, inner: bytes, *, combined: bool = False, sign: bool = True
-) -> bytes:
-    """An RFC 3156 message made with the gpg CLI, assembled by hand."""
-    if combined:
-        payload = inner
-        ct = gpg(
-            alice_home,
-            "--armor",
-            "--sign",
-            "--encrypt",
-            "-u",
-            "alice@example.org",
-            "-r",
-            "bob@example.net",
-            stdin=payload,
-        )
-    else:
-        if sign:
-            sig = gpg(
-                alice_home, "--armor", "--detach-sign", "-u", "alice@example.org", stdin=inner
-            )
-            payload = (
-                b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
-                b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
-                b"--sig\r\n" + inner + b"\r\n--sig\r\n"
-                b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
-            )
-        else:
-            payload = inner
-        ct = gpg(alice_home, "--armor", "--encrypt", "-r", "bob@example.net", stdin=payload)
-    return (
-        b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
-        b"MIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
-        b' boundary="enc"\r\n\r\n'
-        b"--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
-        b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n" + crlf(ct) + b"\r\n--enc--\r\n"
-    )
+from tests.fixtures.gpg_messages import gpg, hand_made, inner_entity
 
 
 def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.certmail.test_interop_gpg import crlf
 from tests.fixtures.cli import run
+from tests.fixtures.gpg_messages import crlf
 from tests.fixtures.sequoia import SqKey, sq
 
 CAROL = "carol@example.com"

@@ -18,35 +18,10 @@ import pytest
 
 from certmail.mdn_in import stored
 from tests.fixtures.cli import json_of, one_line_error, run, send_args, use_notary
+from tests.fixtures.mdn import thunderbird_mdn
 from tests.fixtures.notary import NotaryProcess
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def thunderbird_mdn(bob: str, alice: str, message_id: str) -> bytes:
-    """An unsigned MDN laid out as Thunderbird sends one (three parts, RFC 8098 §3)."""
-    return (
-        f"From: Bob <{bob}>\r\nTo: {alice}\r\n"
-        "Subject: Return Receipt (displayed) - Read me\r\n"
-        "Message-ID: <tb-mdn-1@example.net>\r\nDate: Tue, 01 Dec 2026 12:00:00 +0000\r\n"
-        "MIME-Version: 1.0\r\n"
-        "Content-Type: multipart/report; report-type=disposition-notification;\r\n"
-        ' boundary="------------mdn"\r\n\r\n'
-        "This is a multi-part message in MIME format.\r\n"
-        "--------------mdn\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
-        f"This is a Return Receipt for the mail that you sent to {bob}.\r\n"
-        "--------------mdn\r\n"
-        'Content-Type: message/disposition-notification; name="MDNPart2.txt"\r\n'
-        "Content-Disposition: inline\r\n\r\n"
-        "Reporting-UA: example.net; Thunderbird 115.3.1\r\n"
-        f"Final-Recipient: rfc822;{bob}\r\n"
-        f"Original-Message-ID: {message_id}\r\n"
-        "Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n"
-        "--------------mdn\r\n"
-        'Content-Type: text/rfc822-headers; name="MDNPart3.txt"\r\n\r\n'
-        f"Message-ID: {message_id}\r\nSubject: ...\r\n\r\n"
-        "--------------mdn--\r\n"
-    ).encode()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from a small proxy in front of the real notary.
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import shutil
@@ -26,22 +25,9 @@ import pytest
 from notary.note import Signer
 from tests.fixtures.cli import cli, one_line_error
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.witness import grow_log
 
 Tamper = Callable[[str, bytes], bytes]
-
-
-def _grow(proc: NotaryProcess, token: str, tag: str, n: int) -> None:
-    items = [
-        {"sha256": hashlib.sha256(f"{tag}{i}".encode()).hexdigest(), "message_id": f"<{i}@{tag}>"}
-        for i in range(n)
-    ]
-    r = httpx.post(
-        proc.url + "/v1/notarize/batch",
-        json={"items": items, "tst": False},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
 
 
 def _monitor(url: str, vkey: str, state: Path) -> tuple[int, Any, str]:
@@ -89,7 +75,7 @@ def test_monitor_follows_a_growing_log_and_catches_a_split_view(
     try:
         token = real.token_for("alice@example.test")
         vkey = real.vkey
-        _grow(real, token, "a", 300)
+        grow_log(real, token, "a", 300)
         code, out, _ = _monitor(real.url, vkey, state)
         assert code == 0 and out["status"] == "first" and out["new"]["size"] == 300
         state_file = Path(out["state"])
@@ -102,7 +88,7 @@ def test_monitor_follows_a_growing_log_and_catches_a_split_view(
         real.stop()
         shutil.copytree(notary_dir, tmp_path / "fork")
         real.start()
-        _grow(real, token, "b", 200)
+        grow_log(real, token, "b", 200)
         code, out, _ = _monitor(real.url, vkey, state)
         assert code == 0 and out["status"] == "grew"
         assert (out["old"]["size"], out["new"]["size"]) == (300, 500)
@@ -119,7 +105,7 @@ def test_monitor_follows_a_growing_log_and_catches_a_split_view(
         evidence = json.loads(Path(out["evidence"]).read_text())
         assert evidence["old"] == out["old"] and evidence["new"] == out["new"]
         # the copy grows differently to the same size: a fork
-        _grow(forked, token, "c", 200)
+        grow_log(forked, token, "c", 200)
         p = cli("notary", "monitor", forked.url, "--vkey", vkey, "--state", str(state))
         assert p.returncode == 3
         assert one_line_error(p).startswith(
@@ -128,13 +114,13 @@ def test_monitor_follows_a_growing_log_and_catches_a_split_view(
         assert "--- last verified checkpoint ---" in p.stderr and seen["checkpoint"] in p.stderr
         assert "--- now served checkpoint ---" in p.stderr
         # and beyond it: a larger tree that does not extend the one verified
-        _grow(forked, token, "d", 10)
+        grow_log(forked, token, "d", 10)
         code, out, _ = _monitor(forked.url, vkey, state)
         assert code == 3 and out["error"] == "inconsistent"
         assert (out["old"]["size"], out["new"]["size"]) == (500, 510)
         # nothing the fork showed became the state; the real log still checks out
         assert json.loads(state_file.read_text()) == seen
-        _grow(real, token, "e", 1)
+        grow_log(real, token, "e", 1)
         code, out, _ = _monitor(real.url, vkey, state)
         assert code == 0 and out["status"] == "grew" and out["new"]["size"] == 501
     finally:
@@ -147,7 +133,7 @@ def test_monitor_refuses_a_bad_signature_and_tampered_tiles(
     notary_server: NotaryProcess, proxy: Callable[[str, Tamper], str], tmp_path: Path
 ) -> None:
     token = notary_server.token_for("alice@example.test")
-    _grow(notary_server, token, "a", 700)
+    grow_log(notary_server, token, "a", 700)
     vkey = notary_server.vkey
 
     def bad_signature(path: str, body: bytes) -> bytes:

@@ -13,9 +13,9 @@ from certmail.api import Certmail, safe_name
 from certmail.compose import ScanRecord
 from certmail.seal import seal
 from keys.errors import ConflictError, Error, InfectedError, MalformedError, VerificationError
-from tests.certmail.test_cli_send_open import one_line_error, run
-from tests.certmail.test_interop_gpg import crlf, gpg, hand_made, inner_entity
 from tests.fixtures.clamd import eicar_file
+from tests.fixtures.cli import one_line_error, run
+from tests.fixtures.gpg_messages import crlf, gpg, hand_made, inner_entity
 
 
 def files_under(root: Path) -> set[str]:

@@ -21,7 +21,7 @@ from certmail.compose import Headers, ScanRecord, new_message_id, now_date
 from certmail.seal import seal
 from certmail.unseal import MAX_PARTS, Part, unseal_file
 from keys.errors import MalformedError, VerificationError
-from tests.certmail.test_interop_gpg import crlf, gpg, hand_made, inner_entity
+from tests.fixtures.gpg_messages import crlf, gpg, hand_made, inner_entity
 
 pytestmark = pytest.mark.timeout(180)
 

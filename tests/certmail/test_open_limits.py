@@ -18,7 +18,7 @@ from certmail.attachments import save_all
 from certmail.results import AttachmentInfo
 from certmail.unseal import MAX_DEPTH, MAX_PARTS, Part, Unsealed
 from keys.errors import MalformedError
-from tests.certmail.test_interop_gpg import hand_made, inner_entity
+from tests.fixtures.gpg_messages import hand_made, inner_entity
 
 pytestmark = pytest.mark.timeout(120)
 

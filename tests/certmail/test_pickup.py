@@ -11,7 +11,6 @@ ContentHandover of mode pickup with its identity assurance and release time.
 from __future__ import annotations
 
 import base64
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,41 +22,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from certmail.sealed.pickup import open_pickup, passphrase_keys
 from keys.errors import VerificationError
 from notary.evidence import parse_statement
-from tests.fixtures.cli import delivered, json_of, one_line_error, run, use_notary
+from tests.fixtures.cli import json_of, one_line_error, run, use_notary
 from tests.fixtures.notary import NotaryProcess
-
-CAROL = "carol@example.com"
-BODY = b"The keys are under the mat.\n"
-SECRET = b"%PDF-1.4 the secret contract \x00\x01\x02\n" * 50
-LINK = re.compile(r"(https?://\S+/p/([A-Za-z0-9_-]{32}))#([A-Za-z0-9_-]{43})")
-
-
-def send_pickup(c: Any, tmp_path: Path, *extra: str) -> tuple[dict[str, Any], bytes, str]:
-    """Alice's ``send --pickup --json`` to Carol, Carol's email and its link."""
-    att = tmp_path / "contract.pdf"
-    att.write_bytes(SECRET)
-    p = run(
-        c.alice,
-        *("send", "--to", CAROL, "--subject", "Keys", "--pickup", "--via", "smtp", "--json"),
-        *("--attach", str(att), *extra),
-        stdin=BODY,
-    )
-    sent = json_of(p)
-    eml = delivered(c, tmp_path).read_bytes()
-    m = LINK.search(eml.decode("utf-8", "replace").replace("=\r\n", ""))
-    assert m, eml
-    return sent, eml, m.group(0)
-
-
-def parts(url: str) -> tuple[str, str, bytes]:
-    """(page URL, token, K_link) of a pickup link."""
-    m = LINK.fullmatch(url)
-    assert m
-    return m.group(1), m.group(2), base64.urlsafe_b64decode(m.group(3) + "=")
-
-
-def api(notary: NotaryProcess, token: str, what: str = "") -> str:
-    return f"{notary.url}/v1/pickup/{token}{what}"
+from tests.fixtures.pickup import BODY, CAROL, SECRET, api, parts, send_pickup
 
 
 def notary_share(notary: NotaryProcess, sha: str) -> bytes:

@@ -4,11 +4,8 @@ copy of the notary refused."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,41 +16,9 @@ import pytest
 
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
 from notary.errors import VerificationError
-from tests.fixtures.cli import CERTMAIL, cli, one_line_error
-from tests.fixtures.notary import NotaryProcess, free_port
-
-
-class WitnessProcess:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [*CERTMAIL, "witness", "serve", "--dir", str(self.directory)]
-        cmd += ["--http", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("witness did not start")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+from tests.fixtures.cli import cli, one_line_error
+from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.witness import WitnessProcess, grow_log
 
 
 @pytest.fixture
@@ -69,20 +34,6 @@ def witness(witness_dir: Path) -> Iterator[WitnessProcess]:
     w = WitnessProcess(witness_dir)
     yield w
     w.stop()
-
-
-def _grow(proc: NotaryProcess, token: str, tag: str, n: int) -> None:
-    items = [
-        {"sha256": hashlib.sha256(f"{tag}{i}".encode()).hexdigest(), "message_id": f"<{i}@{tag}>"}
-        for i in range(n)
-    ]
-    r = httpx.post(
-        proc.url + "/v1/notarize/batch",
-        json={"items": items, "tst": False},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
 
 
 def test_witness_cosigns_a_real_notary_and_keeps_its_promise(
@@ -102,7 +53,7 @@ def test_witness_cosigns_a_real_notary_and_keeps_its_promise(
 
     try:
         token = real.token_for("alice@example.test")
-        _grow(real, token, "a", 300)
+        grow_log(real, token, "a", 300)
         p = feed(real.url)
         assert p.returncode == 0, p.stderr
         times = verify_cosignatures(p.stdout.encode(), [wv], 1)
@@ -110,7 +61,7 @@ def test_witness_cosigns_a_real_notary_and_keeps_its_promise(
         real.stop()
         shutil.copytree(notary_dir, tmp_path / "fork")
         real.start()
-        _grow(real, token, "b", 200)
+        grow_log(real, token, "b", 200)
         p = feed(real.url)  # the witness answers 409 "300", the feeder proves 300 -> 500
         assert p.returncode == 0, p.stderr
         assert "\n500\n" in p.stdout
@@ -128,15 +79,15 @@ def test_witness_cosigns_a_real_notary_and_keeps_its_promise(
         p = feed(forked.url)  # still size 300: the witness holds 500
         assert p.returncode == 3
         assert "holds a tree of size 500, larger than 300" in one_line_error(p)
-        _grow(forked, token, "c", 200)  # 500 again, another root
+        grow_log(forked, token, "c", 200)  # 500 again, another root
         p = feed(forked.url)
         assert p.returncode == 3 and "409" in one_line_error(p) and "fork" in one_line_error(p)
-        _grow(forked, token, "d", 20)  # larger, not an extension
+        grow_log(forked, token, "d", 20)  # larger, not an extension
         p = feed(forked.url)
         assert p.returncode == 3 and "422" in one_line_error(p)
         listed = cli("witness", "logs", "list", "--dir", str(witness_dir), "--json")
         assert json.loads(listed.stdout)["logs"][0]["size"] == 500
-        _grow(real, token, "e", 1)
+        grow_log(real, token, "e", 1)
         assert feed(real.url).returncode == 0
     finally:
         real.stop()
@@ -159,7 +110,7 @@ def test_no_cosignature_is_lost_to_sigkill(witness_dir: Path, witness: WitnessPr
     import random
     import threading
 
-    from tests.notary.test_witness import Log
+    from tests.fixtures.witness_log import Log
 
     log = Log()
     assert (
@@ -258,7 +209,7 @@ def test_notary_asks_its_witnesses(notary_dir: Path, tmp_path: Path) -> None:
             w.start()
         real.start()
         token = real.token_for("alice@example.test")
-        _grow(real, token, "a", 100)
+        grow_log(real, token, "a", 100)
         _wait_cosigned(real.url, 100, wvs, 2)
         # GET /checkpoint carries them too, and still opens under the log's key alone
         note = httpx.get(real.url + "/checkpoint").content
@@ -266,7 +217,7 @@ def test_notary_asks_its_witnesses(notary_dir: Path, tmp_path: Path) -> None:
         # a witness down delays cosigning, never the log
         witnesses[1].kill()
         started = time.monotonic()
-        _grow(real, token, "b", 50)
+        grow_log(real, token, "b", 50)
         assert time.monotonic() - started < 10
         _wait_cosigned(real.url, 150, wvs[:1], 1, path="")  # /checkpoint: w1 cosigned 150 ...
         time.sleep(0.5)

@@ -19,36 +19,10 @@ from notary.cosignature import (
     verify_cosignatures,
 )
 from notary.errors import MalformedError, VerificationError
-from notary.merkle import MemoryHashStore, prove_consistency
+from notary.merkle import prove_consistency
 from notary.note import Signer
 from notary.witness import SIZE_TYPE, Witness, add_log, init_witness
-
-ORIGIN = "log.test/a"
-
-
-class Log:
-    """A log in memory that signs its checkpoints."""
-
-    def __init__(self, signer: Signer | None = None) -> None:
-        self.signer = signer or Signer.generate(ORIGIN)
-        self.store = MemoryHashStore()
-
-    def grow(self, n: int, tag: str = "") -> bytes:
-        self.store.extend(f"{tag}{self.store.size + i}".encode() for i in range(n))
-        return self.note()
-
-    def note(self) -> bytes:
-        cp = Checkpoint(ORIGIN, self.store.size, self.store.root())
-        return sign_checkpoint(cp, self.signer)
-
-    def body(self, old: int, note: bytes | None = None, proof: list[bytes] | None = None) -> bytes:
-        note = note or self.note()
-        if proof is None:
-            size = self.store.size
-            proof = prove_consistency(old, size, self.store) if 0 < old < size else []
-        lines = [f"old {old}"] + [base64.b64encode(h).decode() for h in proof]
-        return ("\n".join(lines) + "\n\n").encode() + note
-
+from tests.fixtures.witness_log import ORIGIN, Log
 
 # --- cosignature/v1 ---------------------------------------------------------------
 

@@ -84,3 +84,33 @@ def verify_in_page(
         batch = [[base64.b64encode(b).decode(), t] for b, t in bundles[i : i + 40]]
         out += driver.execute_async_script(VERIFY_MANY, batch, vkey, root_pem)
     return out
+
+
+#: What the page cannot check that `certmail proof verify` does.
+NOT_IN_BROWSER = {"documents"}
+
+
+def _openpgp(item: str) -> bool:
+    return item == "sender signature" or item.endswith(" acknowledgement")
+
+
+def same_checks(py: dict[str, Any], js: dict[str, Any]) -> None:
+    """Item for item, status for status, detail for detail, but for what the browser
+    cannot check (named in NOT_IN_BROWSER, and OpenPGP checks that ran in neither)."""
+    assert [c["item"] for c in js["checks"]] == [c["item"] for c in py["checks"]]
+    for p, j in zip(py["checks"], js["checks"], strict=True):
+        if p["item"] in NOT_IN_BROWSER:
+            assert j["status"] == "skipped" and j["detail"].startswith("not checked here")
+            continue
+        if _openpgp(p["item"]) and j["status"] == "skipped" and p["status"] != "skipped":
+            # the CLI had keys (a keyring, or a format 2 bundle's own) the page was not given
+            assert j["detail"].startswith("not checked here"), (p, j)
+            continue
+        assert j["status"] == p["status"], (p, j)
+        assert j["applies"] == p["applies"], (p, j)
+        if p["status"] != "skipped":
+            assert j["detail"] == p["detail"], (p, j)
+    assert js["warnings"] == py["warnings"]
+    for p, j in zip(py["events"], js["events"], strict=True):
+        for k in ("number", "event", "time", "recipient", "index", "checkpoint_size", "timestamp"):
+            assert j[k] == p[k], (k, p, j)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.certmail.test_pickup import BODY, CAROL, SECRET, send_pickup
 from tests.fixtures.cli import json_of, run, use_notary
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.pickup import BODY, CAROL, SECRET, send_pickup
 
 WAIT = 60.0
 
@@ -144,7 +144,7 @@ def test_expired_and_incomplete_links_say_so(
     import httpx
 
     from notary.evidence import parse_time
-    from tests.certmail.test_pickup import api, parts
+    from tests.fixtures.pickup import api, parts
 
     _, _, url = send_pickup(alice, tmp_path, "--seal-expires", "8")
     browser.get(url.split("#")[0] + "#AAAA")
@@ -203,8 +203,8 @@ def test_pickup_bundle_reads_the_same_in_the_verify_page(
 ) -> None:
     import subprocess
 
-    from tests.certmail.test_pickup_evidence import picked_up_bundle
     from tests.fixtures.cli import CERTMAIL
+    from tests.fixtures.pickup import picked_up_bundle
     from tests.web.browser import verify_in_page
 
     bundle, _, py = picked_up_bundle(correspondents, notary_server, tmp_path)

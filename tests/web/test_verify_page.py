@@ -20,14 +20,13 @@ import pytest
 from certmail.cli.proof_verify import VerifyArgs, run_verify
 from keys.errors import Error
 from tests.fixtures.bundle_world import World
-from tests.web.browser import verify_in_page
+from tests.web.browser import same_checks, verify_in_page
 from tests.web.bundle_cases import DOCUMENTS, Case, all_tampered
 
 CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
+
+
 #: The check the page reports "not checked here" where the CLI regenerates and compares.
-NOT_IN_BROWSER = {"documents"}
-
-
 def _cli_verify(path: Path, world: World, trusted: bool) -> dict[str, Any]:
     """`certmail proof verify --json` (its body, run_verify, in this process): the JSON
     report, or {"error": the first line of certmail: error: ...}."""
@@ -65,47 +64,6 @@ def _key(message: str) -> str:
     return re.split(r": | \(", message, maxsplit=1)[0]
 
 
-def _openpgp(item: str) -> bool:
-    return item == "sender signature" or item.endswith(" acknowledgement")
-
-
-def _same_checks(py: dict[str, Any], js: dict[str, Any]) -> None:
-    """Item for item, status for status, detail for detail, but for what the browser
-    cannot check (named in NOT_IN_BROWSER, and OpenPGP checks that ran in neither)."""
-    assert [c["item"] for c in js["checks"]] == [c["item"] for c in py["checks"]]
-    for p, j in zip(py["checks"], js["checks"], strict=True):
-        if p["item"] in NOT_IN_BROWSER:
-            assert j["status"] == "skipped" and j["detail"].startswith("not checked here")
-            continue
-        if _openpgp(p["item"]) and j["status"] == "skipped" and p["status"] != "skipped":
-            # the CLI had keys (a keyring, or a format 2 bundle's own) the page was not given
-            assert j["detail"].startswith("not checked here"), (p, j)
-            continue
-        assert j["status"] == p["status"], (p, j)
-        assert j["applies"] == p["applies"], (p, j)
-        if p["status"] != "skipped":
-            assert j["detail"] == p["detail"], (p, j)
-    assert js["warnings"] == py["warnings"]
-    for p, j in zip(py["events"], js["events"], strict=True):
-        for k in ("number", "event", "time", "recipient", "index", "checkpoint_size", "timestamp"):
-            assert j[k] == p[k], (k, p, j)
-
-
-@pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The self-contained page, as `certmail proof verifier-page` writes it."""
-    path = tmp_path_factory.mktemp("page") / "verify.html"
-    p = subprocess.run(
-        [*CERTMAIL, "proof", "verifier-page", "-o", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert p.returncode == 0, p.stderr
-    return path
-
-
 def test_good_bundle_same_checks_as_the_cli(
     world: World, browser: Any, page: Path, tmp_path: Path
 ) -> None:
@@ -138,12 +96,12 @@ def test_good_bundle_same_checks_as_the_cli(
         browser, [(world.bundle, True), (world.bundle, False)], world.notary.vkey, root
     )
     assert trusted["valid"] and py["valid"]
-    _same_checks(py, trusted)
+    same_checks(py, trusted)
     assert trusted["verdict"] == "valid, but 1 check could not run"  # documents
     assert all(
         c["status"] == "ok" for c in trusted["checks"] if c["applies"] and c["item"] != "documents"
     )
-    _same_checks(_cli_verify(bundle, world, trusted=False), untrusted)
+    same_checks(_cli_verify(bundle, world, trusted=False), untrusted)
     assert len(untrusted["warnings"]) == 2
 
 
@@ -168,7 +126,7 @@ def test_every_tampered_bundle_fails_where_the_cli_fails(
             if not js["valid"]:
                 mismatches.append((case.name, "cli valid", js["error"]))
             else:
-                _same_checks(py, js)
+                same_checks(py, js)
             continue
         if case.documents_only:
             # the one difference, by design: the page does not regenerate the documents
@@ -434,7 +392,7 @@ def test_encrypted_acknowledged_bundle_from_the_real_flow(
     assert js["valid"], js
     assert [e["event"] for e in js["events"]] == ["SubmissionAcceptance", "ContentHandover"]
     for py in reports.values():
-        _same_checks(py, js)
+        same_checks(py, js)
     by_item = {ch["item"]: ch for ch in js["checks"]}
     assert by_item["sender signature"]["detail"].startswith("encrypted: signature inside")
     ack = by_item["02 acknowledgement"]
@@ -529,7 +487,7 @@ def test_golden_bundle_same_checks_as_the_cli(browser: Any, page: Path, tmp_path
         (golden / "tsa-root.pem").read_text(),
     )
     assert js["valid"], js
-    _same_checks(json.loads(cli.stdout), js)
+    same_checks(json.loads(cli.stdout), js)
 
 
 VERIFY_WITH_KEYS = """
@@ -592,7 +550,7 @@ def test_signed_acknowledged_bundle_with_openpgp_keys(
             js_items[item],
         )
         assert js_items[item]["detail"] == py_items[item]["detail"]
-    _same_checks(py, js)
+    same_checks(py, js)
     # without keys: both OpenPGP checks "not checked here"
     bare = page_verify(bundle.read_bytes(), None)
     assert {ch["item"]: ch["status"] for ch in bare["checks"]}["sender signature"] == "skipped"

@@ -15,8 +15,7 @@ from certmail.bundle import read_members, write_members
 from certmail.bundle.layout import ANCHOR_TOKEN
 from tests.fixtures.cli import clean_env, cli
 from tests.fixtures.openssl_tsa import OpensslTsa
-from tests.web.browser import verify_in_page
-from tests.web.test_verify_page import _same_checks, page  # noqa: F401  (the page fixture)
+from tests.web.browser import same_checks, verify_in_page
 
 V4 = Path(__file__).resolve().parents[1] / "vectors" / "proof-bundle" / "v4"
 NOT_HERE = ("outside time-stamps", "renewals")
@@ -52,7 +51,7 @@ def _without(report: dict[str, Any]) -> dict[str, Any]:
 def test_anchored_and_renewed_bundles_in_the_page(
     tmp_path: Path,
     browser: Any,
-    page: Path,  # noqa: F811
+    page: Path,
 ) -> None:
     bundle = V4 / "signed-ack.certmail-proof.zip"
     files = read_members(bundle)
@@ -81,9 +80,9 @@ def test_anchored_and_renewed_bundles_in_the_page(
     assert rows["outside time-stamps"]["status"] == "skipped"
     assert rows["outside time-stamps"]["detail"].startswith("not checked here")
     assert not rows["outside time-stamps"]["applies"]
-    _same_checks(_without(_cli_report(bundle, tmp_path)), _without(js))
+    same_checks(_without(_cli_report(bundle, tmp_path)), _without(js))
     assert not js_bad["valid"] and name in js_bad["error"], js_bad
     assert js_renewed["valid"], js_renewed
     rows = {ch["item"]: ch for ch in js_renewed["checks"]}
     assert rows["renewals"]["status"] == "skipped" and not rows["renewals"]["applies"]
-    _same_checks(_without(_cli_report(renewed, tmp_path)), _without(js_renewed))
+    same_checks(_without(_cli_report(renewed, tmp_path)), _without(js_renewed))

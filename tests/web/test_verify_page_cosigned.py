@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.certmail.test_proof_witnesses import _rewrite, _verify, export_cosigned
-from tests.web.browser import verify_in_page
-from tests.web.test_verify_page import _same_checks, page  # noqa: F401  (the page fixture)
+from tests.fixtures.cosigned import export_cosigned, rewrite_bundle, verify_bundle
+from tests.web.browser import same_checks, verify_in_page
 
 
 def test_cosigned_bundle_in_the_page(
@@ -18,11 +17,11 @@ def test_cosigned_bundle_in_the_page(
     notary_dir: Path,
     tmp_path: Path,
     browser: Any,
-    page: Path,  # noqa: F811
+    page: Path,
 ) -> None:
     c = correspondents
     made = export_cosigned(c, notary_dir, tmp_path)
-    p = _verify(c, made.bundle, made.vkey, made.root, "--json")
+    p = verify_bundle(c, made.bundle, made.vkey, made.root, "--json")
     assert p.returncode == 0, p.stderr
     cli = json.loads(p.stdout)
 
@@ -32,7 +31,7 @@ def test_cosigned_bundle_in_the_page(
             members[name] = (text + "\n\n" + "".join(sigs.splitlines(True)[1:])).encode()
         return members
 
-    bad = _rewrite(made.bundle, tmp_path / "bad.zip", drop_notary_sig)
+    bad = rewrite_bundle(made.bundle, tmp_path / "bad.zip", drop_notary_sig)
     browser.get(page.as_uri())
     js, js_bad = verify_in_page(
         browser,
@@ -46,5 +45,5 @@ def test_cosigned_bundle_in_the_page(
     assert rows["cosignatures"]["detail"].startswith("not checked here")
     assert not rows["cosignatures"]["applies"]
     py = dict(cli, checks=[ch for ch in cli["checks"] if ch["item"] != "cosignatures"])
-    _same_checks(py, dict(js, checks=[ch for ch in js["checks"] if ch["item"] != "cosignatures"]))
+    same_checks(py, dict(js, checks=[ch for ch in js["checks"] if ch["item"] != "cosignatures"]))
     assert not js_bad["valid"] and ".cosigned" in js_bad["error"], js_bad

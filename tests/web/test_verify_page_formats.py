@@ -16,7 +16,6 @@ from certmail.bundle import read_members, verify_bundle, write_members
 from certmail.bundle.layout import ANCHOR_CHECKPOINT, ANCHOR_ROOTS, ANCHOR_TOKEN, format_text
 from keys.errors import VerificationError
 from tests.web.browser import verify_in_page
-from tests.web.test_verify_page import page  # noqa: F401  (the page fixture)
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "proof-bundle"
 
@@ -64,7 +63,7 @@ def _python(version: str, bundle: bytes) -> str | None:
 def test_format_gates_match_the_cli(
     version: str,
     browser: Any,
-    page: Path,  # noqa: F811
+    page: Path,
 ) -> None:
     cases = [c for c in _cases() if c[1] == version]
     d = VECTORS / version

@@ -11,8 +11,7 @@ from typing import Any
 from certmail.bundle.zipio import read_members, write_members
 from tests.certmail.test_bundle_mdns import export_with_mdns, sent_and_mdn, verify_cli
 from tests.fixtures.notary import NotaryProcess
-from tests.web.browser import verify_in_page
-from tests.web.test_verify_page import _same_checks, page  # noqa: F401  (the page fixture)
+from tests.web.browser import same_checks, verify_in_page
 
 __all__ = ["sent_and_mdn"]  # the fixture
 
@@ -22,7 +21,7 @@ def test_read_receipts_bundle_in_the_page(
     notary_server: NotaryProcess,
     tmp_path: Path,
     browser: Any,
-    page: Path,  # noqa: F811
+    page: Path,
 ) -> None:
     c, sent, signed_mdn = sent_and_mdn
     bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
@@ -43,5 +42,5 @@ def test_read_receipts_bundle_in_the_page(
     assert rows["read receipts"]["status"] == "skipped" and not rows["read receipts"]["applies"]
     assert rows["read receipts"]["detail"].startswith("not checked here")
     py = dict(cli, checks=[ch for ch in cli["checks"] if not ch["item"].startswith("read receipt")])
-    _same_checks(py, dict(js, checks=[ch for ch in js["checks"] if ch["item"] != "read receipts"]))
+    same_checks(py, dict(js, checks=[ch for ch in js["checks"] if ch["item"] != "read receipts"]))
     assert not js_older["valid"] and "(read receipts: 5)" in js_older["error"], js_older

@@ -100,14 +100,14 @@ def _wait_anchored(url: str) -> None:
 
 
 def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> None:
-    from tests.certmail.test_proof_witnesses import _wait_receipts_cosigned, _witnesses
+    from tests.fixtures.cosigned import serve_witnesses, wait_receipts_cosigned
 
     out = Path(os.environ["GOLDEN_OUT"])
     out.mkdir(parents=True, exist_ok=True)
     c = correspondents
     notary_server = NotaryProcess(notary_dir)
     with_witnesses = os.environ.get("GOLDEN_WITNESSES") == "1"
-    witnesses = _witnesses(notary_dir, tmp_path, notary_server) if with_witnesses else []
+    witnesses = serve_witnesses(notary_dir, tmp_path, notary_server) if with_witnesses else []
     for i, w in enumerate(witnesses, start=1):
         shutil.copy(w.directory / "witness.vkey", out / f"witness-{i}.vkey")
     tsa = _outside_tsa(notary_dir, tmp_path, out) if os.environ.get("GOLDEN_ANCHORS") else None
@@ -121,7 +121,7 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
         def settle(sha256: str) -> object:
             if tsa is not None:
                 _wait_anchored(notary_server.url)
-            return witnesses and _wait_receipts_cosigned(notary_server.url, token, sha256)
+            return witnesses and wait_receipts_cosigned(notary_server.url, token, sha256)
 
         signed = _send_acked(
             c, notary_server, tmp_path, "signed-ack", "--no-encrypt", settle=settle
@@ -144,8 +144,8 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
 def _send_acked_with_mdns(c: Any, tmp: Path, kind: str, *extra: str) -> Path:
     """Alice sends with ``--request-mdn``, Bob opens with ``--ack --mdn`` (his signed MDN
     comes back), Alice keeps it and a Thunderbird-style unsigned one, then exports."""
-    from tests.certmail.test_mdn_in import thunderbird_mdn
     from tests.fixtures.cli import json_of, send_args
+    from tests.fixtures.mdn import thunderbird_mdn
 
     args = send_args(c.bob.email, "The contract", "--via", "smtp", "--request-mdn", *extra)
     sent = json_of(run(c.alice, *args, stdin=b"I agree to the terms of the contract.\n"))

@@ -1,0 +1,46 @@
+"""The click options several commands share for the trust roots they check against:
+``--vkey`` (the notary's verifier key file), ``--tsa-root`` (its TSA's root, PEM) and
+``--anchor-root`` (an outside TSA's root, PEM, repeatable). One declaration each, so
+their names, types and help read the same in ``proof verify``, ``proof verifier-page``
+and ``receipt verify``.
+
+Missing files are reported by the commands (exit 6, as everywhere), not by Click
+(exit 2): the paths are not required to exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["PATH", "anchor_root_option", "tsa_root_option", "vkey_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: A file path, not checked for existence (the commands report a missing file).
+PATH = click.Path(dir_okay=False, path_type=Path)
+
+VKEY_HELP = "The notary's verifier key (notary.vkey), from a source you trust."
+TSA_ROOT_HELP = "The TSA's root certificate(s), PEM, from a source you trust."
+ANCHOR_ROOT_HELP = (
+    "An outside TSA's root (PEM), repeatable: the bundle's outside time-stamps over "
+    "checkpoints must chain to one of them (docs/anchors.md)."
+)
+
+
+def vkey_option(help: str = VKEY_HELP, required: bool = False) -> Callable[[F], F]:
+    """``--vkey FILE``, passed as ``vkey_file``."""
+    return click.option("--vkey", "vkey_file", type=PATH, required=required, help=help)
+
+
+def tsa_root_option(help: str = TSA_ROOT_HELP) -> Callable[[F], F]:
+    """``--tsa-root PEM``, passed as ``tsa_root``."""
+    return click.option("--tsa-root", "tsa_root", type=PATH, help=help)
+
+
+def anchor_root_option(help: str = ANCHOR_ROOT_HELP) -> Callable[[F], F]:
+    """``--anchor-root PEM``, repeatable, passed as ``anchor_roots``."""
+    return click.option("--anchor-root", "anchor_roots", multiple=True, type=PATH, help=help)
