@@ -50,6 +50,8 @@ DEFAULT_ACK_WINDOW = 60.0
 # request's header section (notary.http_limits).
 DEFAULT_HTTP_PER_PEER = 128
 DEFAULT_HTTP_HEADER_TIMEOUT = 10.0
+# Seconds between deletions of expired or refused pickups' ciphertext.
+DEFAULT_PICKUP_PURGE_EVERY = 30.0
 _ORIGIN_RE = re.compile(r"[A-Za-z0-9._~:/@!$&'()*,;=-]{1,255}")
 
 
@@ -83,6 +85,7 @@ class NotaryConfig:
     ack_window: float = DEFAULT_ACK_WINDOW
     http_max_connections_per_peer: int = DEFAULT_HTTP_PER_PEER
     http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT
+    pickup_purge_every: float = DEFAULT_PICKUP_PURGE_EVERY
 
     @property
     def relay_dir(self) -> Path:
@@ -158,6 +161,7 @@ def write_config(cfg: NotaryConfig) -> None:
         "ack_window": cfg.ack_window,
         "http_max_connections_per_peer": cfg.http_max_connections_per_peer,
         "http_header_timeout": cfg.http_header_timeout,
+        "pickup_purge_every": cfg.pickup_purge_every,
     }
     text = "# certmail notary configuration (see docs/notary.md)\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in values.items()
@@ -215,6 +219,7 @@ def load_config(directory: Path) -> NotaryConfig:
                 data.get("http_max_connections_per_peer", DEFAULT_HTTP_PER_PEER)
             ),
             http_header_timeout=float(data.get("http_header_timeout", DEFAULT_HTTP_HEADER_TIMEOUT)),
+            pickup_purge_every=float(data.get("pickup_purge_every", DEFAULT_PICKUP_PURGE_EVERY)),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise Error(f"{path} lacks a valid setting: {e}", hint="fix or restore the file") from None

@@ -91,7 +91,7 @@ def include_pickup_routes(
     pickups = Pickups(app.state.seals, service.config.directory)
     cfg = service.config
     limited = _page_gate(cfg)
-    _purge_with(app, pickups)
+    _purge_with(app, pickups, cfg.pickup_purge_every)
 
     @app.post("/v1/pickups", summary="Register a pickup: K_n and the ciphertext", tags=["pickup"])
     async def register(request: Request) -> Response:
@@ -156,7 +156,7 @@ def include_pickup_routes(
         return HTMLResponse(text, headers=security_headers(PICKUP_CSP))
 
 
-def _purge_with(app: FastAPI, pickups: Pickups, every: float = 30.0) -> None:
+def _purge_with(app: FastAPI, pickups: Pickups, every: float) -> None:
     """Delete the ciphertext of expired or refused pickups beside the app (the seal
     store's sweep destroys their shares)."""
 

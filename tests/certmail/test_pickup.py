@@ -146,13 +146,14 @@ def test_passphrase_is_needed_and_wrong_ones_lock_it(
     assert open_pickup(blob, xor(k_link, k_n, p), mid)[0] == BODY.decode()
 
 
+@pytest.mark.notary_settings(pickup_purge_every=0.5)
 def test_ack_after_expiry_is_gone(alice: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
     import time
     from datetime import UTC, datetime
 
     from notary.evidence import parse_time
 
-    sent, _, url = send_pickup(alice, tmp_path, "--seal-expires", "8")
+    sent, _, url = send_pickup(alice, tmp_path, "--seal-expires", "4")
     _, token, _ = parts(url)
     with httpx.Client() as h:
         expires = parse_time(h.get(api(notary_server, token)).json()["expires"])

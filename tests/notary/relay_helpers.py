@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import smtplib
 import ssl
@@ -15,16 +14,10 @@ from typing import Any
 
 import httpx
 
-from notary.config import load_config, write_config
-from tests.fixtures.notary import NotaryProcess, free_port, relay_args
+from tests.fixtures.notary import NotaryProcess, configure, free_port, relay_args
 
 ALICE = "alice@a.test"
 BOB = "bob@b.test"
-
-
-def configure(directory: Path, **changes: Any) -> None:
-    """Change settings in a notary's notary.toml (e.g. relay_retry_initial=0.2)."""
-    write_config(dataclasses.replace(load_config(directory), **changes))
 
 
 class RelayNotary:

@@ -108,7 +108,7 @@ def test_a_dripping_destination_does_not_starve_the_others(world: MxWorld) -> No
     try:
         bob_mx = w.sink("127.0.0.42")
         w.start()
-        slow = [f"u{i}@slow.test" for i in range(8)]
+        slow = [f"u{i}@slow.test" for i in range(4)]
         slow_sha = submit(
             message("slow", to=", ".join(slow)),
             mail_from=ALICE,
@@ -133,7 +133,7 @@ def test_a_dripping_destination_does_not_starve_the_others(world: MxWorld) -> No
         # ... and each of their attempts ended at its deadline, to be retried.
         def all_cut_off() -> bool:
             rows = _deliveries(w, slow_sha).json()["deliveries"]
-            return len(rows) == 8 and all(
+            return len(rows) == len(slow) and all(
                 r["state"] == "queued"
                 and r["attempts"] >= 1
                 and "attempt deadline (1.5 s) exceeded" in (r["last_error"] or "")
