@@ -20,7 +20,6 @@ its tokens), so a token on disk always has its checkpoint beside it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,6 +35,7 @@ from typing import Any
 
 from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 from notary.durable import atomic_write
+from notary.leader import run_as_leader
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -228,23 +228,14 @@ class Anchoring:
             self._thread.join(10)
 
     def _run(self) -> None:
-        fd = os.open(self.directory / "anchors" / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            while not self._stop.is_set():
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:  # another worker anchors
-                    self._stop.wait(5)
-            while not self._stop.wait(self.interval):
-                try:
-                    cp = self._latest()
-                    if cp is not None and cp.size > 0:
-                        self.round(cp.note, cp.size)
-                except Exception:  # never let the thread die: a TSA or storage hiccup
-                    log.exception("anchoring round failed")
-        finally:
-            os.close(fd)
+        run_as_leader(
+            self.directory / "anchors" / ".lock", self._stop, self.interval, self._step, "anchoring"
+        )
+
+    def _step(self) -> None:
+        cp = self._latest()
+        if cp is not None and cp.size > 0:
+            self.round(cp.note, cp.size)
 
     def round(self, note: bytes, size: int) -> None:
         """Ask each TSA that is due and has not time-stamped a checkpoint this large yet."""

@@ -19,10 +19,8 @@ one that reached the quorum.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import threading
 import tomllib
 from collections import OrderedDict
@@ -35,6 +33,7 @@ from keys.errors import ConflictError, Error, NotFoundError
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
 from notary.durable import atomic_write
 from notary.errors import MalformedError
+from notary.leader import run_as_leader
 
 __all__ = [
     "Cosigning",
@@ -197,23 +196,12 @@ class Cosigning:
         return data
 
     def _run(self) -> None:
-        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            while not self._stop.is_set():
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:  # another worker cosigns
-                    self._stop.wait(5)
-            while not self._stop.wait(self.interval):
-                try:
-                    cp = self._latest()
-                    if cp is not None and cp.size > 0:
-                        self.round(cp.note, cp.size)
-                except Exception:  # never let the thread die: a witness or storage hiccup
-                    log.exception("cosigning round failed")
-        finally:
-            os.close(fd)
+        run_as_leader(self.directory / LOCK, self._stop, self.interval, self._step, "cosigning")
+
+    def _step(self) -> None:
+        cp = self._latest()
+        if cp is not None and cp.size > 0:
+            self.round(cp.note, cp.size)
 
     def round(self, note: bytes, size: int) -> None:
         """Ask each witness that has not cosigned ``note`` yet; keep it once a quorum has."""
