@@ -20,34 +20,33 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _store_ca(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-    if value is not None:
-        ctx.ensure_object(App).smime_ca = value
+def _app_path_option(flag: str, attr: str, help: str) -> Callable[[F], F]:
+    """An option naming an existing file, stored on the :class:`App` as ``attr``."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(App), attr, value)
+
+    return click.option(
+        flag,
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        expose_value=False,
+        callback=store,
+        metavar="FILE",
+        help=help,
+    )
 
 
-_ca_option: Callable[[F], F] = click.option(
+_ca_option: Callable[[F], F] = _app_path_option(
     "--smime-ca",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    expose_value=False,
-    callback=_store_ca,
-    metavar="FILE",
-    help="CA certificates (PEM) S/MIME signers must chain to "
+    "smime_ca",
+    "CA certificates (PEM) S/MIME signers must chain to "
     "(default: $CERTMAIL_SMIME_CA, else the system store).",
 )
-
-
-def _store_crl(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-    if value is not None:
-        ctx.ensure_object(App).smime_crl = value
-
-
-_crl_option: Callable[[F], F] = click.option(
+_crl_option: Callable[[F], F] = _app_path_option(
     "--smime-crl",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    expose_value=False,
-    callback=_store_crl,
-    metavar="FILE",
-    help="CRLs (PEM) of the S/MIME CAs: the signer's certificate is checked against them "
+    "smime_crl",
+    "CRLs (PEM) of the S/MIME CAs: the signer's certificate is checked against them "
     "(openssl -crl_check); a revoked one is refused.",
 )
 
