@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -251,7 +250,6 @@ def _openssl_token(work: Path) -> bytes:
     return (work / "t.der").read_bytes()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 def test_a_token_from_another_tsa_is_stored_whole(
     storage: Storage, tsa: TimeStampAuthority, tmp_path: Path
 ) -> None:
