@@ -235,9 +235,9 @@ class Certmail:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
             seal = prepare_for_send(
-                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt
+                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt, smime
             ) or prepare_pickup(pickup, headers, data, scanned, notary, encrypt)
-            if seal is not None:  # issue 12: the PGP/MIME layer carries K_r and the ciphertext
+            if seal is not None:  # issue 12: the PGP/MIME (or S/MIME) layer carries K_r and C
                 data, scanned = seal.body, seal.parts
             html = {"html": seal.html} if isinstance(seal, PickupPrepared) else {}
             sealed = self._sealer_for(smime).seal(

@@ -198,8 +198,9 @@ def send(
     body = _read_body(body_file)
     pickup_options = _pickup_options(pickup, pickup_passphrase_file, seal_expires, via, sealed)
     no_encrypt = no_encrypt or pickup
-    # issue 11 item 7: missing OpenPGP keys looked up (WKD, keyserver, Autocrypt), never trusted
-    if not no_encrypt and not no_locate and not smime:
+    # issue 11 item 7: missing OpenPGP keys looked up (WKD, keyserver, Autocrypt), never trusted;
+    # with --smime only for --sealed (the notary releases against an OpenPGP-signed ack)
+    if not no_encrypt and not no_locate and (sealed or not smime):
         from certmail.cli.keys import locate_for_send
 
         locate_for_send(app, [*to, *cc])

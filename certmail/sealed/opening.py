@@ -1,6 +1,8 @@
 """``certmail open`` of a sealed message (docs/sealed.md): ask, acknowledge, fetch K_n, decrypt.
 
-The PGP/MIME layer holds K_r and the sealed content; K_n is with the notary.
+The PGP/MIME (or S/MIME) layer holds K_r and the sealed content; K_n is with
+the notary. The acknowledgement is OpenPGP-signed in both cases: the notary
+releases K_n only against a key registered for the message.
 :func:`open_sealed` shows the caller what is known before the acknowledgement
 (:class:`SealedInfo`: sender, protected subject, size), lets it decide
 (:class:`SealedOpening`), then signs the acknowledgement (the one format of
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keys.errors import Error, MalformedError, VerificationError
+from keys.errors import Error, MalformedError, NotFoundError, VerificationError
 from notary.ackformat import Ack
 from notary.sealformat import refusal_text
 
@@ -135,6 +137,7 @@ def open_sealed(cm: Any, u: Unsealed, sha256: str, work: Path, how: SealedOpenin
         u.fields.get("From", "?"), u.fields.get("Subject", ""), kp.size, kp.notary,
         sha256, message_id, me,
     )  # fmt: skip
+    _check_signer(cm.keyring, u, me)  # before asking: the answer is signed with it
     choice = how.decide(info)
     now = cm.clock() if cm.clock else datetime.now(UTC)
     body = _signed(cm.keyring, Ack(sha256, message_id, me, now, kp.notary), choice)
@@ -176,6 +179,21 @@ def open_sealed(cm: Any, u: Unsealed, sha256: str, work: Path, how: SealedOpenin
     v = unseal(cm.keyring, inner, work / "sealed", allow_unsigned=True)
     how.outcome = "opened"
     return dataclasses.replace(u, body=v.body, parts=v.parts, manifest=v.manifest)
+
+
+def _check_signer(keyring: Any, u: Unsealed, me: str) -> None:
+    """Our own OpenPGP signing key, which the acknowledgement (or refusal) is signed with:
+    the notary releases K_n only against a registered OpenPGP key, also for S/MIME mail."""
+    try:
+        keyring.signing_key(me)
+    except Error as e:
+        smime = u.signature is not None and u.signature.validity == "x509"
+        also = " (also for S/MIME mail: the acknowledgement is OpenPGP-signed)" if smime else ""
+        kind = NotFoundError if isinstance(e, NotFoundError) else Error
+        raise kind(
+            f"opening a sealed message needs your OpenPGP key{also}: {e.message}",
+            hint=e.hint or "certmail init --email ADDR --name NAME",
+        ) from None
 
 
 def _check_event(receipt: dict[str, Any], choice: str, me: str) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keys.errors import Error
+from keys.errors import Error, NotFoundError
 from notary.evidence import format_time
 
 from ..compose import NOT_SCANNED, Headers, ScanRecord, compose_inner
@@ -79,15 +79,19 @@ def prepare_for_send(
     scanned: list[tuple[Path, ScanRecord]],
     notary: NotaryClient | None,
     encrypt: bool = True,
+    smime: bool = False,
 ) -> Prepared | None:
-    """:func:`prepare_sealed` for ``Certmail.send(seal_until=...)``; None when not sealing."""
+    """:func:`prepare_sealed` for ``Certmail.send(seal_until=...)``; None when not sealing.
+
+    With ``smime`` K_r travels in the S/MIME layer the sealer makes; the
+    registration still names the recipients' OpenPGP keys (:func:`prepare_sealed`)."""
     if until is None:
         return None
     if not encrypt:  # K_r would travel in clear beside the content it opens
         raise Error("--sealed needs encryption", hint="drop --no-encrypt")
     if notary is None:
         raise Error("--sealed needs a notary", hint="set CERTMAIL_NOTARY_URL")
-    prepared = prepare_sealed(work, keyring, headers, body, scanned, notary.url)
+    prepared = prepare_sealed(work, keyring, headers, body, scanned, notary.url, smime=smime)
     prepared.notary, prepared.expires = notary, until
     return prepared
 
@@ -99,15 +103,28 @@ def prepare_sealed(
     body: bytes,
     scanned: list[tuple[Path, ScanRecord]],
     notary_url: str,
+    *,
+    smime: bool = False,
 ) -> Prepared:
-    """Seal the inner entity of ``headers``/``body``/``scanned`` (held in memory)."""
+    """Seal the inner entity of ``headers``/``body``/``scanned`` (held in memory).
+
+    The notary releases K_n against an acknowledgement signed with a registered
+    OpenPGP key, so each recipient's OpenPGP key is needed here, also when K_r
+    travels in an S/MIME layer (``smime``: only the error says so)."""
     fprs = []
     for addr in headers.recipients:
         try:
             fprs.append(keyring.key_for(addr).fingerprint.upper())
         except Error as e:
-            raise Error(
-                f"sealed delivery needs {addr}'s OpenPGP key: {e.message}",
+            also = (
+                ", also with --smime: the acknowledgement that releases the content is "
+                "signed with the recipient's OpenPGP key"
+                if smime
+                else ""
+            )
+            kind = NotFoundError if isinstance(e, NotFoundError) else Error
+            raise kind(
+                f"sealed delivery needs {addr}'s OpenPGP key{also}: {e.message}",
                 hint=f"certmail keys locate {addr} (or send without --sealed)",
             ) from None
     inner = io.BytesIO()
