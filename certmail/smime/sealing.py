@@ -83,9 +83,8 @@ class SmimeSealer(Sealer):
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) with S/MIME.
 
         ``combined`` is OpenPGP's (RFC 3156 §6.2); S/MIME always signs, then
-        encrypts, as RFC 8551 nests them."""
-        if html is not None:  # only the pickup notice has one (docs/sealed.md)
-            raise Error("--pickup does not go with --smime", hint="drop --smime")
+        encrypts, as RFC 8551 nests them. ``html``: the pickup notice's HTML
+        alternative (signed, not encrypted; docs/sealed.md "Pickup")."""
         extra = [f"{NOTARY_HEADER}: {notary_url}"] if notary_url else []
         if request_mdn:
             extra.append(f"Disposition-Notification-To: {headers.from_addr}")
@@ -93,6 +92,7 @@ class SmimeSealer(Sealer):
         sealed = seal_smime(
             self.smime, work, headers, data, scanned,
             sign=sign, encrypt=encrypt, extra_outer=extra, dkim=dkim, progress=progress,
+            html=html,
         )  # fmt: skip
         if dkim is not None:
             self.dkim_check(sealed.path, headers.from_addr)
@@ -129,11 +129,16 @@ def seal_smime(
     extra_outer: Sequence[str] = (),
     dkim: Callable[[Path], bytes] | None = None,
     progress: Progress | None = None,
+    html: bytes | None = None,
 ) -> Sealed:
     """Compose, S/MIME-sign and -encrypt (to the recipients and to you), re-verify.
 
     The result is ``workdir/message.eml`` (as :func:`certmail.seal.seal`'s).
+    ``html``: an HTML alternative of the body (:func:`certmail.compose.compose_inner`),
+    for a message that is not encrypted (the pickup notice).
     """
+    if html is not None and encrypt:
+        raise Error("an HTML alternative is for a message that is not encrypted")
     if not sign and not encrypt:
         raise Error("--smime needs signing or encryption", hint="drop --no-sign or --no-encrypt")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,7 @@ def seal_smime(
             hp="cipher" if encrypt else "clear",
             outer_subject=OBSCURED_SUBJECT if encrypt else None,
             progress=progress,
+            html=html,
         )  # fmt: skip
     outer = [
         *header_lines(headers, subject=OBSCURED_SUBJECT if encrypt else None),
