@@ -34,6 +34,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_BODY = 1 << 20
 #: How long the notary keeps a pickup message (seconds after it is sealed), as send's.
 PICKUP_EXPIRES = 14 * 86400
+#: How long the notary keeps a sealed message's share (seconds after it is sealed), as send's.
+SEAL_EXPIRES = 14 * 86400
 
 
 class CampaignInputError(Error):
@@ -60,10 +62,12 @@ class CreateResult:
     attachments: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     pickup: list[str] = field(default_factory=list)  # recipients without a key: a link
+    sealed: bool = False  # the others' content released only against their signed ack
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.campaign.to_json(),
+            "sealed": self.sealed,
             "recipients": self.recipients,
             "columns": self.columns,
             "fields": self.fields,
@@ -182,14 +186,17 @@ def _attachments(
     return out
 
 
-def _check_pickup(cm: Certmail, via: str, warnings: list[str]) -> None:
-    """Pickup needs a notary; through its relay the notary carries the link (a warning)."""
+def _check_notary(cm: Certmail, option: str, why: str) -> None:
     if not cm.settings.notary_url:
         raise Error(
-            "--pickup-if-no-key needs a notary (it keeps the content until picked up); "
-            "nothing was created or sent",
+            f"{option} needs a notary ({why}); nothing was created or sent",
             hint="set CERTMAIL_NOTARY_URL",
         )
+
+
+def _check_pickup(cm: Certmail, via: str, warnings: list[str]) -> None:
+    """Pickup needs a notary; through its relay the notary carries the link (a warning)."""
+    _check_notary(cm, "--pickup-if-no-key", "it keeps the content until picked up")
     if via == "relay":
         warnings.append(
             "the notary's relay carries the pickup links, so the notary could read the "
@@ -210,16 +217,22 @@ def create_campaign(
     request_mdn: bool = False,
     pickup_if_no_key: bool = False,
     pickup_expires: int = PICKUP_EXPIRES,
+    sealed: bool = False,
+    seal_expires: int = SEAL_EXPIRES,
 ) -> CreateResult:
     """Check the whole campaign (CampaignInputError lists bad rows), then record it.
 
     ``pickup_if_no_key``: a recipient without a key gets a link to the notary's
     pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
-    its message is sealed, instead of being refused."""
+    its message is sealed, instead of being refused. ``sealed``: every other
+    recipient's content is sealed (docs/sealed.md), the notary keeping K_n
+    ``seal_expires`` seconds after the message is sealed."""
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
     _check_name(name)
+    if sealed:
+        _check_notary(cm, "--sealed", "it keeps each message's key share")
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
     with CampaignStore(settings.ledger_path) as store:
@@ -263,10 +276,12 @@ def create_campaign(
         "columns": columns,
         "pickup": sorted(pickup),
         "pickup_expires": pickup_expires,
+        "sealed": sealed,
+        "seal_expires": seal_expires,
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(
             name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
         )
     fields = sorted(subj.fields | body.fields)
-    return CreateResult(c, len(rows), columns, fields, atts, warnings, sorted(pickup))
+    return CreateResult(c, len(rows), columns, fields, atts, warnings, sorted(pickup), sealed)

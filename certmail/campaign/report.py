@@ -42,8 +42,12 @@ COLUMNS = [
     "opened",
     "reply",
     "error",
-    "delivery",  # encrypted (to the recipient's key) or pickup (a link: no key)
+    "delivery",  # encrypted (to the recipient's key), sealed, or pickup (a link: no key)
+    "seal",  # sealed: registered, released (acknowledged), refused, expired
 ]
+
+#: A sealed message's seal as its receipts tell it (the timeline's step words).
+SEAL_STEPS = {"acknowledged": "released", "refused": "refused", "expired": "expired"}
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -69,6 +73,8 @@ def _evidence(cm: Certmail, sha: str, email: str, message_id: str) -> dict[str, 
     out: dict[str, Any] = {}
     for ev in build_timeline(got, [email]).recipients.get(email, []):
         step = ev.step.split(" ")[0]
+        if step in SEAL_STEPS:
+            out["seal_step"] = SEAL_STEPS[step]
         if step in ("accepted", "delivered", "failed", "acknowledged", "opened", "deferred"):
             out[step] = ev.time
             reply = ev.reply
@@ -97,8 +103,10 @@ def _deferred(client: NotaryClient, sha: str, email: str) -> dict[str, Any]:
 def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dict[str, Any]]:
     """One dict per recipient (COLUMNS), with the notary's evidence when ``evidence``."""
     with CampaignStore(cm.settings.ledger_path) as store:
-        pickup = set(store.get(name).spec.get("pickup", ()))
+        spec = store.get(name).spec
         recipients = store.recipients(name)
+    pickup = set(spec.get("pickup", ()))
+    sealed = "sealed" if spec.get("sealed") else "encrypted"
     out = []
     for r in recipients:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
@@ -111,13 +119,17 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
             queued=r.queued_at,
             reply=r.reply,
             error=r.error,
-            delivery="pickup" if r.email.lower() in pickup else "encrypted",
+            delivery="pickup" if r.email.lower() in pickup else sealed,
+            seal=r.seal,
         )
         if r.state == "accepted":
             row["accepted"] = r.submitted_at
         if evidence and r.sha256 and r.state in ("accepted", "submitted"):
             ev = _evidence(cm, r.sha256, r.email, r.message_id)
+            step = ev.pop("seal_step", None)
             row.update({k: v for k, v in ev.items() if v})
+            if row["seal"] and step:
+                row["seal"] = step
             if row["delivered"] or row["failed"] or row["acknowledged"]:
                 row["state"] = (
                     "acknowledged"

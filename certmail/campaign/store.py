@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS campaign_recipients (
     queued_at   TEXT,
     submitted_at TEXT,
     updated     TEXT NOT NULL,
+    seal        TEXT,                   -- sealed campaigns: 'registered' (K_n with the notary)
     PRIMARY KEY (campaign, email)
 );
 CREATE INDEX IF NOT EXISTS campaign_recipients_state ON campaign_recipients (campaign, state);
@@ -96,6 +97,7 @@ class Recipient:
     queued_at: str | None
     submitted_at: str | None
     updated: str
+    seal: str | None = None  # sealed campaigns: "registered" once K_n is with the notary
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Recipient:
@@ -111,6 +113,14 @@ class CampaignStore(SqliteStore):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         super().__init__(path, CAMPAIGN_SCHEMA, timeout=60)
         self._message_index = False
+        self._add_seal_column()
+
+    def _add_seal_column(self) -> None:
+        """A ledger made before sealed campaigns: its recipient table gains ``seal``."""
+        cols = [r["name"] for r in self._db.execute("PRAGMA table_info(campaign_recipients)")]
+        if "seal" not in cols:
+            with contextlib.suppress(sqlite3.OperationalError), self._tx() as db:
+                db.execute("ALTER TABLE campaign_recipients ADD COLUMN seal TEXT")
 
     def ledger_sha256(self, message_id: str) -> str | None:
         """The SHA-256 of the ledger's message with ``message_id`` (None: not stored).
@@ -206,8 +216,8 @@ class CampaignStore(SqliteStore):
     def record(self, name: str, results: Sequence[dict[str, Any]]) -> None:
         """Several recipients' new states in one transaction (each a dict with ``email``,
         ``state`` and any of ``sha256``, ``reply``, ``error``, ``queued_at``,
-        ``submitted_at``; other keys are ignored)."""
-        allowed = ("sha256", "reply", "error", "queued_at", "submitted_at")
+        ``submitted_at``, ``seal``; other keys are ignored)."""
+        allowed = ("sha256", "reply", "error", "queued_at", "submitted_at", "seal")
         now = now_text()
         with self._tx() as db:
             for r in results:

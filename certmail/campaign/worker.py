@@ -30,6 +30,7 @@ from keys.errors import Error, NotFoundError, TemporaryError
 
 from ..compose import Headers, ScanRecord, now_date
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
+from ..sealed.sending import Prepared, prepare_for_send
 from .store import CampaignStore, Recipient
 from .templates import parse
 
@@ -177,6 +178,9 @@ def _seal(r: Recipient) -> Entry:
         pickup = _pickup(r, headers, data, scanned, notary)
         if pickup is not None:  # no key: the email carries a link, the notary the content
             data, scanned = pickup.body, pickup.parts
+        seal = _sealed(headers, data, scanned, notary, work) if pickup is None else None
+        if seal is not None:  # sealed: the PGP/MIME layer carries K_r and the ciphertext
+            data, scanned = seal.body, seal.parts
         sealed = _W["sealer"].seal(
             work,
             headers,
@@ -192,8 +196,10 @@ def _seal(r: Recipient) -> Entry:
             combined=True,
             **({"html": pickup.html} if pickup is not None else {}),
         )
-        if pickup is not None:  # K_n and the ciphertext with the notary before it leaves
-            pickup.register(sealed.sha256, headers.message_id)
+        # K_n (and a pickup's ciphertext) with the notary before the ledger may send it
+        for share in (pickup, seal):
+            if share is not None:
+                share.register(sealed.sha256, headers.message_id)
         if tracking is not None and notary is not None:
             from ..tracking import register_tracking
 
@@ -222,6 +228,26 @@ def _pickup(
     return prepare_pickup(PickupOptions(expires), headers, data, scanned, notary, False)
 
 
+def _sealed(
+    headers: Headers, data: bytes, scanned: list[Any], notary: Any, work: Path
+) -> Prepared | None:
+    """The sealed content of a ``--sealed`` campaign's message (docs/sealed.md), else None."""
+    spec = _W["spec"]
+    if not spec.get("sealed"):
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    expires = datetime.now(UTC) + timedelta(seconds=int(spec["seal_expires"]))
+    return prepare_for_send(expires, work, _W["cm"].keyring, headers, data, scanned, notary)
+
+
+def _seal_state(r: Recipient) -> dict[str, str]:
+    """The campaign row's ``seal``: a sealed message is stored only after its K_n was
+    registered, so any stored one of a sealed campaign (not a pickup) has it registered."""
+    sealed = _W["spec"].get("sealed") and r.email.lower() not in _W["pickup"]
+    return {"seal": "registered"} if sealed else {}
+
+
 def run_one(r: Recipient) -> dict[str, Any]:
     """Seal (unless the ledger has it) and hand over one recipient's message.
 
@@ -248,6 +274,7 @@ def run_one(r: Recipient) -> dict[str, Any]:
             entry = _seal(r)
         t1 = time.perf_counter()
         out.update(sha256=entry.sha256, queued_at=r.queued_at or entry.created, seal_s=t1 - t0)
+        out.update(_seal_state(r))
         done = _W["outbox"].deliver(entry)
         out["submit_s"] = time.perf_counter() - t1
     except UncertainDeliveryError as e:

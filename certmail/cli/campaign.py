@@ -31,7 +31,20 @@ def campaign() -> None:
 @click.option("--via", type=click.Choice(["relay", "smtp"]), default=None)
 @click.option("--track-open", is_flag=True, help="A tracking link per recipient (weak evidence).")
 @click.option("--request-mdn", is_flag=True, help="Ask for RFC 8098 read receipts.")
-@click.option("--sealed", is_flag=True, help="Not available yet.")
+@click.option(
+    "--sealed",
+    is_flag=True,
+    help="Seal each message: the recipient reads it only once their signed "
+    "acknowledgement is logged by the notary (docs/sealed.md).",
+)
+@click.option(
+    "--seal-expires",
+    type=click.IntRange(1, 366 * 86400),
+    default=14 * 86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --sealed: how long the notary keeps each message's key share.",
+)
 @click.option(
     "--pickup-if-no-key",
     is_flag=True,
@@ -52,17 +65,12 @@ def create(
     track_open: bool,
     request_mdn: bool,
     sealed: bool,
+    seal_expires: int,
     pickup_if_no_key: bool,
 ) -> None:
     """Check every row, template field, key and attachment; record the campaign."""
     from certmail.campaign.create import CampaignInputError, create_campaign
-    from keys.errors import Error
 
-    if sealed:
-        raise Error(
-            "--sealed is not available for campaigns yet",
-            hint="send sealed messages one by one: certmail send --sealed",
-        )
     with app.client() as cm:
         try:
             res = create_campaign(
@@ -76,6 +84,8 @@ def create(
                 track_open=track_open,
                 request_mdn=request_mdn,
                 pickup_if_no_key=pickup_if_no_key,
+                sealed=sealed,
+                seal_expires=seal_expires,
             )
         except CampaignInputError as e:
             if app.as_json:
@@ -94,6 +104,7 @@ def create(
         f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
         f"fields {', '.join(res.fields) or '(none)'}, "
         f"{len(res.attachments)} attachment(s) scanned"
+        + (", sealed" if res.sealed else "")
         + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
     )
     say(f"next: certmail campaign send {name} --dry-run, then certmail campaign send {name}")
