@@ -204,6 +204,17 @@ def _check_pickup(cm: Certmail, via: str, warnings: list[str]) -> None:
         )
 
 
+def _check_new(ledger: Path, name: str) -> None:
+    with CampaignStore(ledger) as store:
+        if any(c.name == name for c in store.all()):
+            from keys.errors import ConflictError
+
+            raise ConflictError(
+                f"a campaign named {name!r} exists",
+                hint="choose another name, or: certmail campaign list",
+            )
+
+
 def create_campaign(
     cm: Certmail,
     name: str,
@@ -235,14 +246,7 @@ def create_campaign(
         _check_notary(cm, "--sealed", "it keeps each message's key share")
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
-    with CampaignStore(settings.ledger_path) as store:
-        if any(c.name == name for c in store.all()):
-            from keys.errors import ConflictError
-
-            raise ConflictError(
-                f"a campaign named {name!r} exists",
-                hint="choose another name, or: certmail campaign list",
-            )
+    _check_new(settings.ledger_path, name)
     subj, body = parse(subject, "subject"), parse(_body(body_file), "body")
     columns, rows, problems = read_rows(recipients)
     unknown = sorted((subj.fields | body.fields) - set(columns))

@@ -28,6 +28,7 @@ from notary.receipt import Receipt
 from notary.seals import FAULT_ENV
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, signed_ack, use_notary
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.terminal import on_a_terminal
 
 BODY = b"Please sign the contract by Friday.\n"
 
@@ -221,50 +222,17 @@ def test_sigkill_between_logging_and_answering_loses_nothing(
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "ContentHandover"]
 
 
-def _on_a_terminal(who: Any, args: list[str], answer: bytes) -> tuple[int, bytes]:
-    """``certmail ARGS`` on a pseudo-terminal, typing ``answer`` at the y/N question."""
-    import os
-    import pty
-    import select
-    import sys
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: certmail, as a person at a terminal runs it
-        os.execvpe(sys.executable, [sys.executable, "-m", "certmail.cli.main", *args], who.env())
-    seen, answered = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if not answered and b"[y/N]" in seen:
-                os.write(fd, answer + b"\r")
-                answered = True
-    finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), seen
-
-
 def test_on_a_terminal_the_sender_subject_and_size_come_before_the_question(
     sealed: Any, tmp_path: Path
 ) -> None:
     c, sent, eml = sealed
-    code, seen = _on_a_terminal(c.bob, ["open", str(eml)], b"n")
+    code, seen = on_a_terminal(c.bob, ["open", str(eml)], b"n")
     before = seen.split(b"[y/N]")[0]
     assert b"alice@example.org" in before and b"Subject: Contract" in before
     assert b"Size:" in before and b"Friday" not in seen
     assert code == 1 and b"not acknowledged" in seen
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance"]
-    code, seen = _on_a_terminal(c.bob, ["open", str(eml)], b"y")
+    code, seen = on_a_terminal(c.bob, ["open", str(eml)], b"y")
     assert code == 0 and b"Friday" in seen.split(b"[y/N]")[1], seen
     assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "ContentHandover"]
 

@@ -25,6 +25,7 @@ from notary.receipt import Receipt
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, signed_ack, use_notary
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.smime import Smime, openssl, smime_homes
+from tests.fixtures.terminal import on_a_terminal
 
 BODY = b"Please sign the contract by Friday.\n"
 SECRET = b"clause 1: the secret terms\n"
@@ -164,3 +165,16 @@ def test_sealing_to_a_recipient_without_an_openpgp_key_is_refused(
     err = one_line_error(p)
     assert p.returncode == 6 and "sealed delivery needs carol@example.com's OpenPGP key" in err
     assert "also with --smime" in err and len(c.sink.messages) == before
+
+
+def test_on_a_terminal_sender_protected_subject_and_size_come_before_the_question(
+    sealed: Any,
+) -> None:
+    s, sent, eml = sealed
+    c = s.c
+    code, seen = on_a_terminal(c.bob, ["open", str(eml)], b"y", **s.env)
+    before, after = seen.split(b"[y/N]", 1)
+    assert b"alice@example.org" in before and b"Subject: Contract" in before
+    assert b"Size:" in before and b"Friday" not in before
+    assert code == 0 and b"Friday" in after, seen
+    assert _names(c, sent["sha256"]) == ["SubmissionAcceptance", "ContentHandover"]
