@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from certmail.api import Certmail
+from certmail.campaign.store import CampaignStore
 from certmail.sealed.box import CONTENT_NAME
 from certmail.sealed.opening import SealedOpening
 from tests.fixtures.campaign import Recipients, kill_agent, make_recipients, write_csv
@@ -146,7 +147,10 @@ def test_a_sealed_campaign_killed_mid_way_is_exactly_once_on_resume(
 ) -> None:
     c = correspondents
     _create(c, relay, tmp_path, tenants)
-    p = _popen(c, relay, "--concurrency", "2", "--rate", "2")
+    # Paced (one worker, a message a second), so the kill mostly lands between hand-overs
+    # and the resume rarely waits --settle-timeout for the relay's log (the 10 s budget);
+    # wherever it lands, the assertions below hold.
+    p = _popen(c, relay, "--concurrency", "1", "--rate", "1")
     assert p.stdout is not None and p.stderr is not None
     done = 0
     for line in p.stdout:
@@ -157,8 +161,9 @@ def test_a_sealed_campaign_killed_mid_way_is_exactly_once_on_resume(
     p.wait(timeout=30)
     p.stdout.close()
     p.stderr.close()
-    st = json.loads(as_sender(c, relay, "campaign", "status", "rent", "--json").stdout)
-    assert 0 < st["counts"].get("accepted", 0) < N, st  # killed mid-campaign
+    with CampaignStore(c.alice.home / "ledger.db") as store:
+        counts = store.counts("rent")
+    assert 0 < counts.get("accepted", 0) < N, counts  # killed mid-campaign
     final = _popen(c, relay, "--concurrency", "2")
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
@@ -166,10 +171,10 @@ def test_a_sealed_campaign_killed_mid_way_is_exactly_once_on_resume(
     by_rcpt = _delivered(c, N)
     assert sorted(by_rcpt) == sorted(tenants.emails)
     assert all(len(v) == 1 for v in by_rcpt.values()), by_rcpt.keys()
-    rep = as_sender(c, relay, "campaign", "report", "rent", "--format", "json")
-    rows = {r["email"]: r for r in json.loads(rep.stdout)["recipients"]}
-    assert {r["seal"] for r in rows.values()} == {"registered"}
-    assert {r["sha256"] for r in rows.values()} <= _seals(relay)
+    with CampaignStore(c.alice.home / "ledger.db") as store:  # the campaign's own rows
+        rows = store.recipients("rent")
+    assert {(r.state, r.seal) for r in rows} == {("accepted", "registered")}
+    assert {r.sha256 for r in rows} <= _seals(relay)
     # One of those sent after the kill opens with its own registered share.
     last = tenants.emails[-1]
     r = _open(tenants, last, by_rcpt[last][0], tmp_path)
