@@ -10,7 +10,9 @@ Per recipient (:func:`run_one`), every step is durable before the next starts:
 the sealed bytes go into the ledger under the Message-ID chosen at create time
 (:meth:`certmail.ledger.Ledger.enqueue`), then the ledger's own outbox state
 machine (:class:`certmail.outbox.Outbox`) hands them over, writing ``sending``
-before the DATA command. The campaign row follows the ledger.
+before the DATA command. The campaign row follows the ledger. A sealed
+campaign's message (``--sealed``, docs/sealed.md) and a pickup's have their
+key share registered with the notary before the ledger stores them.
 """
 
 from __future__ import annotations
