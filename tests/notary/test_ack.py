@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from certmail.ack import make_ack
+from certmail.ack import SignedAck, make_ack
 from keys.errors import MalformedError
 from keys.gpg import Keyring
 from notary.ackformat import Ack, ack_text, parse_ack_text
@@ -47,6 +47,13 @@ def _notarize(
     return auth, digest
 
 
+def _bob_ack(bob: Keyring, digest: str, mid: str) -> SignedAck:
+    """Bob's acknowledgement of message ``mid`` (SHA-256 ``digest``) at T0."""
+    return make_ack(
+        bob, sha256=digest, message_id=mid, recipient=BOB, notary="http://notary.test", time=T0
+    )
+
+
 def _statement(receipt: dict[str, Any], notary_client: TestClient) -> dict[str, Any]:
     v = Verifier.from_vkey(notary_client.get("/v1/vkey").text.strip())
     return Receipt.from_json(receipt).verify(v)
@@ -72,14 +79,7 @@ def test_ack_logs_content_handover_for_the_senders_account(
     notary_client: TestClient, notary_service: NotaryService, bob: tuple[Keyring, str]
 ) -> None:
     auth, digest = _notarize(notary_client, notary_service, b"message one", "<m1@example.org>")
-    ack = make_ack(
-        bob[0],
-        sha256=digest,
-        message_id="<m1@example.org>",
-        recipient=BOB,
-        notary="http://notary.test",
-        time=T0,
-    )
+    ack = _bob_ack(bob[0], digest, "<m1@example.org>")
     r = notary_client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 200, r.text
     stmt = _statement(r.json(), notary_client)
@@ -104,14 +104,7 @@ def test_forged_and_mismatched_acks_are_refused(
     keyring_factory: Callable[[str, str], tuple[Keyring, str]],
 ) -> None:
     _, digest = _notarize(notary_client, notary_service, b"message two", "<m2@example.org>")
-    good = make_ack(
-        bob[0],
-        sha256=digest,
-        message_id="<m2@example.org>",
-        recipient=BOB,
-        notary="http://notary.test",
-        time=T0,
-    ).to_json()
+    good = _bob_ack(bob[0], digest, "<m2@example.org>").to_json()
     # The text changed after signing: the signature no longer verifies.
     forged = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
     r = notary_client.post("/v1/ack", json=forged)
@@ -274,14 +267,7 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
     )
     with TestClient(create_app(notary_service), raise_server_exceptions=False) as notary_client:
         auth, digest = _notarize(notary_client, notary_service, b"flooded", "<f1@example.org>")
-        good = make_ack(
-            bob[0],
-            sha256=digest,
-            message_id="<f1@example.org>",
-            recipient=BOB,
-            notary="http://notary.test",
-            time=T0,
-        ).to_json()
+        good = _bob_ack(bob[0], digest, "<f1@example.org>").to_json()
         bad = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
         size_before = notary_service.tree_size()
         entries_before = len(list(notary_service.storage.iter_entries()))
