@@ -165,21 +165,18 @@ def test_postgres_tests_fail_in_ci_without_a_server() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_TEST_POSTGRES_DSN"}
     test = "tests/notary/test_storage_tracking.py::test_tracking_tokens_round_trip_and_conflict"
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{test}[postgres]"]
-    ci = subprocess.run(
-        run,
-        env={**env, "CI": "true"},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parents[2],
-    )
+
+    def with_ci(ci: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            run,
+            env={**env, "CI": ci},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+
+    ci = with_ci("true")
     assert ci.returncode == 1 and "CI must run the PostgreSQL tests" in ci.stdout, ci.stdout
-    dev = subprocess.run(
-        run,
-        env={**env, "CI": ""},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parents[2],
-    )
+    dev = with_ci("")
     assert dev.returncode == 0 and "1 skipped" in dev.stdout, dev.stdout
