@@ -21,7 +21,13 @@ from certmail.compose import Headers, ScanRecord, new_message_id, now_date
 from certmail.seal import seal
 from certmail.unseal import MAX_PARTS, Part, unseal_file
 from keys.errors import MalformedError, VerificationError
-from tests.fixtures.gpg_messages import crlf, gpg, hand_made, inner_entity, open_refused
+from tests.fixtures.gpg_messages import (
+    crlf,
+    gpg,
+    inner_entity,
+    open_refused,
+    same_named_parts,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -125,8 +131,6 @@ def test_tampered_big_attachment_is_refused(correspondents: Any, tmp_path: Path)
 def test_twenty_thousand_parts_refused(correspondents: Any, tmp_path: Path) -> None:
     """Issue 10 item 5: the bound holds at 20,000 parts (the split stops at the cap)."""
     c = correspondents
-    atts = [(b'filename="same.txt"', b"x")] * 20_000
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(hand_made(c.alice.keyring.gnupghome, inner_entity(atts)))
+    eml = same_named_parts(c.alice.keyring.gnupghome, tmp_path / "m.eml", 20_000)
     open_refused(c.bob.settings, eml, tmp_path / "save", MalformedError, "too many parts")
     assert MAX_PARTS < 20_000
