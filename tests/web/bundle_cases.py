@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from certmail.bundle import MAX_MEMBER_SIZE, read_members, write_members
 from tests.fixtures.bundle_world import (
+    HOSTILE_NAMES,
     MESSAGE,
     World,
     flip,
@@ -32,19 +33,6 @@ def browser_cannot(name: str) -> bool:
     """A member only the CLI checks: the documents, and (bundle format 2) the OpenPGP keys
     under keys/, which need GnuPG."""
     return name in DOCUMENTS or name.startswith("keys/")
-
-
-HOSTILE_NAMES = (
-    "../message.eml",
-    "/etc/passwd",
-    "evidence/../../x.json",
-    "evidence\\01-X.json",
-    "evidence/",
-    "extra.txt",
-    "evidence/1-SubmissionAcceptance.json",
-    "evidence/consistency-01-3.json",
-    "message.eml/",
-)
 
 
 @dataclass(frozen=True)
