@@ -9,6 +9,8 @@
 - tests/fixtures/dns.py: an authoritative DNS server on 127.0.0.1 (MX tests).
 - tests/fixtures/postfix.py, tests/fixtures/dovecot.py: private Postfix (the
   recipient's MX, Maildir and mbox) and Dovecot (IMAP, a test CA) instances.
+- tests/fixtures/mdn.py: a sent message and the signed read receipt (RFC 8098) that
+  came back for it.
 """
 
 pytest_plugins = [
@@ -19,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.dns",
     "tests.fixtures.postfix",
     "tests.fixtures.dovecot",
+    "tests.fixtures.mdn",
 ]
 
 

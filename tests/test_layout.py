@@ -29,13 +29,4 @@ def test_no_module_imports_a_test_module() -> None:
         for p in sorted((ROOT / d).rglob("*.py"))
         if ".venv" not in p.parts and (bad := _test_module_imports(p))
     }
-    known = {  # left for the next step; shrink, never grow
-        "tests/notary/test_storage_checkpoint_from.py",
-        "tests/web/test_app_index.py",
-        "tests/certmail/test_bundle_format5.py",
-        "tests/certmail/test_bundle_mdns.py",
-        "tests/keys/test_evidence_ca.py",
-        "tests/certmail/test_smime_crl.py",  # came in beside this test (h4/smime)
-        "tests/web/test_verify_page_mdns.py",
-    }
-    assert set(found) <= known, {k: v for k, v in found.items() if k not in known}
+    assert found == {}, found

@@ -26,6 +26,7 @@ from notary.ackformat import ACK_TITLE_V2, parse_ack_text
 from tests.fixtures.clamd import eicar_file
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args, use_notary
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import verify_pinned
 
 PDF = b"%PDF-1.4\n% the contract\n" * 100
 
@@ -89,15 +90,13 @@ def test_clean_attachment_verdicts_of_both_ends_reach_the_senders_evidence(
 
     bundle = tmp_path / "deal.zip"
     assert run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle)).returncode == 0
-    vkey = tmp_path / "trusted.vkey"
-    vkey.write_text(notary_server.vkey + "\n")
-    root = notary_server.directory / "tsa" / "root-ca.pem"
-    args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root)]
-    report = json_of(run(c.alice, *args, "--allow-partial", "--json"))
+    report = json_of(
+        verify_pinned(c.alice, notary_server, bundle, tmp_path, "--allow-partial", "--json")
+    )
     ev = next(e for e in report["events"] if e["event"] == "ContentHandover")
     assert ev["scans"] == step["scans"]
     assert {ch["item"]: ch["status"] for ch in report["checks"]}["02 acknowledgement"] == "ok"
-    shown = run(c.alice, *args, "--allow-partial").stdout
+    shown = verify_pinned(c.alice, notary_server, bundle, tmp_path, "--allow-partial").stdout
     assert "02 attachment" in shown and "the recipient's terminal scanned it on opening" in shown
 
     # Format 6 (renderer 6, as 5 here): the certificate states both verdicts, by who said it.

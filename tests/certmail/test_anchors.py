@@ -20,6 +20,7 @@ from tests.fixtures.cli import cli, one_line_error, run
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.openssl_tsa import OpensslTsa
 from tests.fixtures.proof import send_deal as _send
+from tests.fixtures.proof import verify_pinned
 from tests.fixtures.witness import grow_log
 
 
@@ -40,11 +41,7 @@ def _size(url: str) -> int:
 
 
 def _verify(c: Any, bundle: Path, real: NotaryProcess, *extra: str) -> Any:
-    vkey = bundle.parent / "trusted.vkey"
-    vkey.write_text(real.vkey + "\n")
-    root = real.directory / "tsa" / "root-ca.pem"
-    args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root)]
-    return run(c.bob, *args, "--allow-partial", *extra)
+    return verify_pinned(c.bob, real, bundle, bundle.parent, "--allow-partial", *extra)
 
 
 def test_anchors_export_verify_tamper_and_tsa_down(

@@ -20,10 +20,11 @@ from certmail.bundle import documents, read_members, write_members
 from certmail.bundle.layout import FORMAT_FILE, format_text
 from certmail.bundle.verify import check_evidence
 from keys.errors import VerificationError
-from tests.certmail.test_bundle_golden_v4 import V4
+from tests.fixtures import golden
 from tests.fixtures.cli import clean_env, cli, one_line_error
 from tests.fixtures.mdn import thunderbird_mdn
 
+V4 = golden.GOLDEN / "v4"
 GOLDEN = V4 / "signed-ack.certmail-proof.zip"
 
 

@@ -16,41 +16,14 @@ from typing import Any
 import pytest
 
 from certmail.bundle.zipio import read_members, write_members
-from certmail.mdn_in import stored
-from tests.certmail.test_mdn_in import sent_and_mdn
 from tests.fixtures.cli import json_of, one_line_error, run
-from tests.fixtures.mdn import thunderbird_mdn
+from tests.fixtures.mdn import export_with_mdns, thunderbird_mdn
 from tests.fixtures.notary import NotaryProcess
-
-__all__ = ["export_with_mdns", "sent_and_mdn", "verify_cli"]  # sent_and_mdn: test_mdn_in.py's
+from tests.fixtures.proof import verify_pinned
 
 pytestmark = pytest.mark.timeout(300)
 
-
-def verify_cli(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path) -> Any:
-    vkey = tmp_path / "trusted.vkey"
-    vkey.write_text(notary.vkey + "\n")
-    root = notary.directory / "tsa" / "root-ca.pem"
-    args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root)]
-    return run(c.alice, *args, "--allow-partial", "--json")
-
-
-def export_with_mdns(c: Any, sent: dict[str, Any], signed_mdn: bytes, tmp_path: Path) -> Path:
-    """Alice keeps Bob's signed MDN and a Thunderbird-style unsigned one, then exports."""
-    for name, raw in (
-        ("signed.eml", signed_mdn),
-        ("tb.eml", thunderbird_mdn(c.bob.email, c.alice.email, sent["message_id"])),
-    ):
-        (tmp_path / name).write_bytes(raw)
-        json_of(run(c.alice, "open", str(tmp_path / name), "--json"))
-    assert [m.label for m in stored(c.alice.settings.ledger_path, sent["sha256"])] == [
-        "signed",
-        "unsigned",
-    ]
-    bundle = tmp_path / "deal.zip"
-    p = run(c.alice, "proof", "export", sent["sha256"], "-o", str(bundle))
-    assert p.returncode == 0, p.stderr
-    return bundle
+PARTIAL_JSON = ("--allow-partial", "--json")
 
 
 def test_read_receipts_travel_in_the_bundle_and_are_checked(
@@ -62,7 +35,7 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     assert files["mdns/01.eml"] == signed_mdn and b"Thunderbird" in files["mdns/02.eml"]
     assert json.loads(files["bundle.json"]) == {"format": 6}  # renderer 6: format 5 + commands
 
-    report = json_of(verify_cli(c, notary_server, bundle, tmp_path))
+    report = json_of(verify_pinned(c.alice, notary_server, bundle, tmp_path, *PARTIAL_JSON))
     assert report["format"] == 6
     checks = {ch["item"]: ch for ch in report["checks"]}
     bob_fpr = c.bob.keyring.key_for(c.bob.email).fingerprint
@@ -78,7 +51,7 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     def tampered(name: str, **members: bytes) -> str:
         out = tmp_path / name
         out.write_bytes(write_members({**files, **members}))
-        p = verify_cli(c, notary_server, out, tmp_path)
+        p = verify_pinned(c.alice, notary_server, out, tmp_path, *PARTIAL_JSON)
         assert p.returncode == 3 and p.stdout == "", p.stderr
         return one_line_error(p)
 
@@ -90,7 +63,7 @@ def test_read_receipts_travel_in_the_bundle_and_are_checked(
     gap = {n: b for n, b in files.items() if n != "mdns/01.eml"}
     out = tmp_path / "t3.zip"
     out.write_bytes(write_members(gap))
-    p = verify_cli(c, notary_server, out, tmp_path)
+    p = verify_pinned(c.alice, notary_server, out, tmp_path, *PARTIAL_JSON)
     assert p.returncode == 3 and "not numbered 01, 02" in one_line_error(p)
     older = tampered("t4.zip", **{"bundle.json": b'{\n  "format": 2\n}\n'})
     assert "mdns/01.eml in a bundle of format 2 (read receipts: 5)" in older

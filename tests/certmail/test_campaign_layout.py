@@ -22,6 +22,7 @@ import pytest
 from certmail.ledger import Ledger
 from tests.fixtures.campaign import write_csv
 from tests.fixtures.cli import json_of, run
+from tests.fixtures.neomutt import drive_neomutt, neomutt_rc
 from tests.fixtures.relay import Relay, as_sender, start_relay
 
 
@@ -100,8 +101,6 @@ def test_neomutt_reads_a_campaign_message_and_its_signature(
 ) -> None:
     """The campaign's own sealing (:class:`certmail.signer.Sealer`, ``combined``), read
     by NeoMutt with Bob's keyring: decrypted, Alice's signature good, the body shown."""
-    import sys
-
     from certmail.compose import Headers
     from certmail.signer import Sealer
 
@@ -121,23 +120,11 @@ def test_neomutt_reads_a_campaign_message_and_its_signature(
         + sealed.path.read_bytes().replace(b"\r\n", b"\n")
         + b"\n"
     )
-    rc = tmp_path / "neomuttrc"
-    lines = [
-        f"set crypt_use_gpgme={'yes' if gpgme else 'no'}",
-        "set crypt_verify_sig=yes",
-        f"set folder={tmp_path}",
-    ]
-    if not gpgme:
-        lines.append("source /usr/share/doc/neomutt/examples/gpg.rc")
-    rc.write_text("\n".join(lines) + "\n")
+    lines = ["set crypt_verify_sig=yes", f"set folder={tmp_path}"]
+    rc = neomutt_rc(tmp_path / "neomuttrc", lines, gpgme=gpgme)
     screen = tmp_path / "screen.txt"
-    driver = Path(__file__).with_name("neomutt_pty.py")
-    p = subprocess.run(
-        [sys.executable, str(driver), "--read", str(rc), str(mbox), str(screen)],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-             "GNUPGHOME": str(c.bob.keyring.gnupghome)},
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
+    args = ("--read", str(rc), str(mbox), str(screen))
+    p = drive_neomutt(tmp_path, c.bob.keyring.gnupghome, *args)
     text = " ".join(screen.read_bytes().decode("utf-8", "replace").split())
     assert p.returncode == 0, text[-2000:]
     assert "Good signature from" in text and c.alice.email in text, text[-2000:]

@@ -17,29 +17,10 @@ from typing import Any
 import pytest
 
 from certmail.mdn_in import stored
-from tests.fixtures.cli import json_of, one_line_error, run, send_args, use_notary
+from tests.fixtures.cli import json_of, one_line_error, run
 from tests.fixtures.mdn import thunderbird_mdn
-from tests.fixtures.notary import NotaryProcess
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def sent_and_mdn(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
-) -> tuple[Any, dict[str, Any], bytes]:
-    """Alice's ``send --json`` and the signed MDN Bob's certmail sent back."""
-    c = correspondents
-    use_notary(c, c.alice, notary_server)
-    c.settings(c.bob, smtp_url=c.sink.url)
-    args = send_args(c.bob.email, "Read me", "--via", "smtp", "--request-mdn")
-    sent = json_of(run(c.alice, *args, stdin=b"Tell me when you read it.\n"))
-    eml = tmp_path / "in.eml"
-    eml.write_bytes(c.sink.messages[-1].data)
-    before = len(c.sink.messages)
-    json_of(run(c.bob, "open", str(eml), "--ack", "--mdn", "--json"))
-    (mdn,) = c.sink.messages[before:]
-    return c, sent, mdn.data
 
 
 def test_a_signed_mdn_is_kept_and_shown_in_receipts(

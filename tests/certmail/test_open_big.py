@@ -21,7 +21,13 @@ from certmail.compose import Headers, ScanRecord, new_message_id, now_date
 from certmail.seal import seal
 from certmail.unseal import MAX_PARTS, Part, unseal_file
 from keys.errors import MalformedError, VerificationError
-from tests.fixtures.gpg_messages import crlf, gpg, hand_made, inner_entity
+from tests.fixtures.gpg_messages import (
+    crlf,
+    gpg,
+    inner_entity,
+    open_refused,
+    same_named_parts,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -119,20 +125,12 @@ def test_tampered_big_attachment_is_refused(correspondents: Any, tmp_path: Path)
     flipped = b"B" if raw[i : i + 1] != b"B" else b"C"
     bad = tmp_path / "bad.eml"
     bad.write_bytes(raw[:i] + flipped + raw[i + 1 :])
-    save = tmp_path / "save"
-    with Certmail(c.bob.settings) as cm, pytest.raises(VerificationError):
-        cm.open(bad, save_dir=save)
-    assert not save.exists() or not any(save.iterdir())
+    open_refused(c.bob.settings, bad, tmp_path / "save", VerificationError)
 
 
 def test_twenty_thousand_parts_refused(correspondents: Any, tmp_path: Path) -> None:
     """Issue 10 item 5: the bound holds at 20,000 parts (the split stops at the cap)."""
     c = correspondents
-    atts = [(b'filename="same.txt"', b"x")] * 20_000
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(hand_made(c.alice.keyring.gnupghome, inner_entity(atts)))
-    save = tmp_path / "save"
-    with Certmail(c.bob.settings) as cm, pytest.raises(MalformedError, match="too many parts"):
-        cm.open(eml, save_dir=save)
-    assert not save.exists() or not any(save.iterdir())
+    eml = same_named_parts(c.alice.keyring.gnupghome, tmp_path / "m.eml", 20_000)
+    open_refused(c.bob.settings, eml, tmp_path / "save", MalformedError, "too many parts")
     assert MAX_PARTS < 20_000

@@ -18,20 +18,15 @@ from certmail.attachments import save_all
 from certmail.results import AttachmentInfo
 from certmail.unseal import MAX_DEPTH, MAX_PARTS, Part, Unsealed
 from keys.errors import MalformedError
-from tests.fixtures.gpg_messages import hand_made, inner_entity
+from tests.fixtures.gpg_messages import hand_made, inner_entity, open_refused, same_named_parts
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_five_thousand_same_named_parts_refused(correspondents: Any, tmp_path: Path) -> None:
     c = correspondents
-    atts = [(b'filename="same.txt"', b"x")] * 5000
-    eml = tmp_path / "m.eml"
-    eml.write_bytes(hand_made(c.alice.keyring.gnupghome, inner_entity(atts)))
-    save = tmp_path / "save"
-    with Certmail(c.bob.settings) as cm, pytest.raises(MalformedError, match="too many parts"):
-        cm.open(eml, save_dir=save)
-    assert not save.exists() or not any(save.iterdir())
+    eml = same_named_parts(c.alice.keyring.gnupghome, tmp_path / "m.eml", 5000)
+    open_refused(c.bob.settings, eml, tmp_path / "save", MalformedError, "too many parts")
 
 
 def test_many_same_named_parts_under_the_cap_open(correspondents: Any, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ body without its legacy display, and the signature good.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from certmail.protected import merged_fields, strip_legacy_display, without_lega
 from certmail.unseal import unseal
 from keys.gpg import Keyring
 from tests.fixtures.cli import clean_env, cli, json_of
+from tests.fixtures.neomutt import drive_neomutt, neomutt_rc
 from tests.fixtures.sequoia import sq
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,16 +50,15 @@ def people(
     return alice, afpr, bob, bfpr
 
 
-def neomutt_rc(tmp: Path, fpr: str, *, gpgme: bool) -> Path:
+def alice_rc(tmp: Path, fpr: str, *, gpgme: bool) -> Path:
+    """Alice's NeoMutt: sign, encrypt and protect the header fields; sendmail writes out.eml."""
     sendmail = tmp / "sendmail.sh"
     sendmail.write_text(f"#!/bin/sh\ncat > {tmp / 'out.eml'}\n")
     sendmail.chmod(0o700)
-    rc = tmp / "neomuttrc"
     lines = [
         'set from="Alice <alice@example.org>"',
         "set use_from=yes",
         f'set sendmail="{sendmail}"',
-        f"set crypt_use_gpgme={'yes' if gpgme else 'no'}",
         "set crypt_autosign=yes",
         "set crypt_autoencrypt=yes",
         "set crypt_protected_headers_write=yes",
@@ -69,10 +68,7 @@ def neomutt_rc(tmp: Path, fpr: str, *, gpgme: bool) -> Path:
         'set record=""',
         f"set postponed={tmp / 'postponed'}",
     ]
-    if not gpgme:
-        lines.append("source /usr/share/doc/neomutt/examples/gpg.rc")
-    rc.write_text("\n".join(lines) + "\n")
-    return rc
+    return neomutt_rc(tmp / "neomuttrc", lines, gpgme=gpgme)
 
 
 @pytest.mark.parametrize("gpgme", [True, False], ids=["gpgme", "classic-gpg"])
@@ -85,20 +81,8 @@ def test_a_message_from_real_neomutt_opens_with_its_protected_subject(
         "From: Alice <alice@example.org>\nTo: bob@example.net\n"
         "Subject: the protected subject\n\nHello Bob, from NeoMutt.\n"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "GNUPGHOME": str(alice.gnupghome),
-    }
-    rc = neomutt_rc(tmp_path, afpr, gpgme=gpgme)
-    driver = Path(__file__).with_name("neomutt_pty.py")
-    p = subprocess.run(
-        [sys.executable, str(driver), str(rc), str(draft), str(tmp_path / "out.eml")],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    rc = alice_rc(tmp_path, afpr, gpgme=gpgme)
+    p = drive_neomutt(tmp_path, alice.gnupghome, str(rc), str(draft), str(tmp_path / "out.eml"))
     assert p.returncode == 0, p.stderr
     raw = (tmp_path / "out.eml").read_bytes()
     assert b"\nSubject: ...\n" in raw  # NeoMutt hid the subject outside

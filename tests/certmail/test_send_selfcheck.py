@@ -20,7 +20,7 @@ import pytest
 import certmail.seal as seal_module
 from certmail.compose import Headers, ScanRecord
 from certmail.pipeline import EncryptPipeline
-from certmail.seal import seal
+from certmail.seal import Sealed, seal
 from certmail.unseal import check_manifest, unseal
 from keys.errors import Error, MalformedError, NotFoundError
 from keys.gpg import Keyring
@@ -58,6 +58,18 @@ def _attachment(tmp_path: Path, size: int = 200_000) -> Path:
     return f
 
 
+def _seal_attached(alice: Keyring, tmp_path: Path, f: Path, combined: bool) -> Sealed:
+    """Alice seals "Hello Bob" with ``f`` attached (scanned clean) in the layout asked."""
+    return seal(
+        alice,
+        tmp_path / "w",
+        _headers(),
+        b"Hello Bob\n",
+        [(f, ScanRecord("clean"))],
+        combined=combined,
+    )
+
+
 class TamperingPipeline(EncryptPipeline):
     """The real pipeline with one byte of gpg's ciphertext flipped on its way out."""
 
@@ -93,14 +105,7 @@ def test_streamed_send_roundtrips(
 ) -> None:
     alice, bob = pair
     f = _attachment(tmp_path, 3_000_001)  # not a multiple of 57: a short last base64 line
-    s = seal(
-        alice,
-        tmp_path / "w",
-        _headers(),
-        b"Hello Bob\n",
-        [(f, ScanRecord("clean"))],
-        combined=combined,
-    )
+    s = _seal_attached(alice, tmp_path, f, combined)
     assert s.manifest.attachments[0].size == 3_000_001
     assert not (tmp_path / "w" / "message.unsigned").exists()
     u = unseal(bob, s.path.read_bytes(), tmp_path / "o")
@@ -121,14 +126,7 @@ def test_tampered_ciphertext_is_refused(
     monkeypatch.setattr(seal_module, "EncryptPipeline", TamperingPipeline)
     f = _attachment(tmp_path)
     with pytest.raises(Error, match="refusing to send: the finished message did not re-verify"):
-        seal(
-            alice,
-            tmp_path / "w",
-            _headers(),
-            b"Hello Bob\n",
-            [(f, ScanRecord("clean"))],
-            combined=combined,
-        )
+        _seal_attached(alice, tmp_path, f, combined)
     assert not (tmp_path / "w" / "message.eml").exists()
 
 

@@ -19,37 +19,13 @@ from typing import Any
 import pytest
 
 from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args
-from tests.fixtures.smime import PASSPHRASE, Smime, SmimePerson, SmimePki, openssl, smime_homes
+from tests.fixtures.smime import PASSPHRASE, Smime, SmimePki, openssl, smime_homes
+from tests.fixtures.smime_mail import open_as_bob, outer_fields, signed_by, smime_message
 
 
 @pytest.fixture
 def smime(correspondents: Any, tmp_path: Path) -> Smime:
     return smime_homes(correspondents, tmp_path)
-
-
-def _message(sender: str, to: str, body: bytes = b"Please sign.\r\n") -> bytes:
-    """The content entity openssl signs: a text part (the outer fields are added after)."""
-    return b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
-
-
-def _outer(sender: str, to: str, subject: str = "Contract") -> bytes:
-    return (
-        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        "Date: Tue, 01 Dec 2026 12:00:00 +0000\r\nMessage-ID: <smime-test@example.org>\r\n"
-    ).encode()
-
-
-def _signed_by(s: Smime, signer: SmimePerson, *extra: str, sender: str | None = None) -> Path:
-    """A message From ``sender`` (default: the signer) to Bob, signed by ``openssl cms -sign``."""
-    src = s.dir / "content.mime"
-    src.write_bytes(_message(signer.email, s.bob.email))
-    out = openssl(
-        "cms", "-sign", "-in", str(src), "-signer", str(signer.cert_pem),
-        "-inkey", str(signer.key_pem), "-md", "sha256", *extra,
-    )  # fmt: skip
-    path = s.dir / "signed.eml"
-    path.write_bytes(_outer(sender or signer.email, s.bob.email) + out)
-    return path
 
 
 def _encrypted_to(s: Smime, inner: bytes, cert: Path, *cipher: str) -> Path:
@@ -58,12 +34,8 @@ def _encrypted_to(s: Smime, inner: bytes, cert: Path, *cipher: str) -> Path:
     src.write_bytes(inner)
     out = openssl("cms", "-encrypt", "-in", str(src), *cipher, str(cert))
     path = s.dir / "encrypted.eml"
-    path.write_bytes(_outer(s.alice.email, s.bob.email, "[...]") + out)
+    path.write_bytes(outer_fields(s.alice.email, s.bob.email, "[...]") + out)
     return path
-
-
-def _open(s: Smime, path: Path, *args: str, **env: str) -> Any:
-    return run(s.c.bob, "open", str(path), "--no-ack", *args, **{**s.env, **env})
 
 
 # ---------------------------------------------------------------- keys
@@ -134,12 +106,12 @@ def test_keys_import_refusals(smime: Smime, tmp_path: Path) -> None:
 @pytest.mark.parametrize("opaque", [False, True], ids=["multipart-signed", "signed-data"])
 def test_openssl_signed_opens(smime: Smime, opaque: bool) -> None:
     s = smime
-    path = _signed_by(s, s.alice, *(["-nodetach"] if opaque else []))
-    o = json_of(_open(s, path, "--json"))
+    path = signed_by(s, s.alice, *(["-nodetach"] if opaque else []))
+    o = json_of(open_as_bob(s, path, "--json"))
     assert o["signed"] and o["trusted"] and o["signer"] == s.alice.email
     assert o["signer_fingerprint"] == s.alice.cert.fingerprint(_sha256()).hex()
     assert o["body"] == "Please sign.\n" and not o["encrypted"]
-    p = _open(s, path)
+    p = open_as_bob(s, path)
     assert p.returncode == 0
     assert f"good S/MIME signature from {s.alice.email}" in p.stderr.replace("\n", " ")
     v = json_of(run(s.c.bob, "verify", str(path), "--json", **s.env))
@@ -150,10 +122,10 @@ def test_openssl_signed_opens(smime: Smime, opaque: bool) -> None:
 def test_openssl_signed_and_encrypted_opens(smime: Smime, cipher: str) -> None:
     """EnvelopedData (AES by cryptography, 3DES by openssl) and AuthEnvelopedData (RFC 5083)."""
     s = smime
-    signed = _signed_by(s, s.alice).read_bytes()
+    signed = signed_by(s, s.alice).read_bytes()
     inner = signed[signed.index(b"MIME-Version:") :]
     path = _encrypted_to(s, inner, s.bob.cert_pem, cipher)
-    o = json_of(_open(s, path, "--json"))
+    o = json_of(open_as_bob(s, path, "--json"))
     assert o["encrypted"] and o["signed"] and o["signer"] == s.alice.email
     assert o["body"] == "Please sign.\n"
     v = json_of(run(s.c.bob, "verify", str(path), "--json", **s.env))
@@ -163,10 +135,10 @@ def test_openssl_signed_and_encrypted_opens(smime: Smime, cipher: str) -> None:
 def test_encrypted_only_is_named_unsigned(smime: Smime) -> None:
     """Encrypted but not signed: said so (not 'stripped'), and readable with --allow-unsigned."""
     s = smime
-    path = _encrypted_to(s, _message(s.alice.email, s.bob.email), s.bob.cert_pem, "-aes256")
-    p = _open(s, path)
+    path = _encrypted_to(s, smime_message(s.alice.email, s.bob.email), s.bob.cert_pem, "-aes256")
+    p = open_as_bob(s, path)
     assert p.returncode == 3 and "not signed" in one_line_error(p)
-    o = json_of(_open(s, path, "--allow-unsigned", "--json"))
+    o = json_of(open_as_bob(s, path, "--allow-unsigned", "--json"))
     assert o["encrypted"] and not o["signed"] and o["body"] == "Please sign.\n"
 
 
@@ -175,9 +147,9 @@ def test_encrypted_only_is_named_unsigned(smime: Smime) -> None:
 
 def test_forged_signature(smime: Smime) -> None:
     s = smime
-    path = _signed_by(s, s.alice)
+    path = signed_by(s, s.alice)
     path.write_bytes(path.read_bytes().replace(b"Please sign.", b"Please pay!!"))
-    p = _open(s, path)
+    p = open_as_bob(s, path)
     assert p.returncode == 3 and "does not verify" in one_line_error(p)
     assert "Please pay" not in p.stdout
     p = run(s.c.bob, "verify", str(path), **s.env)
@@ -188,7 +160,7 @@ def test_expired_certificate(smime: Smime) -> None:
     s = smime
     then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=90)
     old = s.pki.person(s.alice.email, stem="alice-old", now=then, days=30)
-    p = _open(s, _signed_by(s, old))
+    p = open_as_bob(s, signed_by(s, old))
     assert p.returncode == 3 and "expired" in one_line_error(p)
     assert p.stdout == ""
 
@@ -196,36 +168,38 @@ def test_expired_certificate(smime: Smime) -> None:
 def test_certificate_for_another_address(smime: Smime) -> None:
     s = smime
     carol = s.pki.person("carol@example.com")
-    p = _open(s, _signed_by(s, carol, sender=s.alice.email))
+    p = open_as_bob(s, signed_by(s, carol, sender=s.alice.email))
     line = one_line_error(p)
     assert p.returncode == 3 and "carol@example.com" in line and s.alice.email in line
     # A near miss is a miss: the address is compared whole.
     near = s.pki.person("alice@example.org.evil.test", stem="near")
-    p = _open(s, _signed_by(s, near, sender=s.alice.email))
+    p = open_as_bob(s, signed_by(s, near, sender=s.alice.email))
     assert p.returncode == 3 and "not for alice@example.org" in one_line_error(p)
 
 
 def test_wrong_key_for_decryption(smime: Smime) -> None:
     s = smime
     carol = s.pki.person("carol@example.com")
-    signed = _signed_by(s, s.alice).read_bytes()
+    signed = signed_by(s, s.alice).read_bytes()
     inner = signed[signed.index(b"MIME-Version:") :]
     for cipher in ("-aes256", "-aes-256-gcm"):
-        p = _open(s, _encrypted_to(s, inner, carol.cert_pem, cipher))
+        p = open_as_bob(s, _encrypted_to(s, inner, carol.cert_pem, cipher))
         assert p.returncode == 3 and "not encrypted to your key" in one_line_error(p), cipher
 
 
 def test_not_chaining_to_the_ca(smime: Smime, tmp_path: Path) -> None:
     s = smime
     mallory = SmimePki(tmp_path / "rogue", "Rogue Root").person(s.alice.email, stem="rogue")
-    path = _signed_by(s, mallory)
-    p = _open(s, path)
+    path = signed_by(s, mallory)
+    p = open_as_bob(s, path)
     assert p.returncode == 3 and "does not chain" in one_line_error(p)
     # --smime-ca names the bundle on the command line (over CERTMAIL_SMIME_CA).
-    p = _open(s, path, "--smime-ca", str(mallory.cert_pem.parent / "rogue-root.pem"), "--json")
+    p = open_as_bob(
+        s, path, "--smime-ca", str(mallory.cert_pem.parent / "rogue-root.pem"), "--json"
+    )
     assert p.returncode == 0 and json.loads(p.stdout)["signer"] == s.alice.email
     # The system store (no CA named) does not know the test CA either.
-    p = run(s.c.bob, "open", str(_signed_by(s, s.alice)), "--no-ack")
+    p = run(s.c.bob, "open", str(signed_by(s, s.alice)), "--no-ack")
     assert p.returncode == 3 and "does not chain" in one_line_error(p)
 
 
@@ -256,7 +230,7 @@ def test_send_smime_opens_with_openssl_and_certmail(smime: Smime, tmp_path: Path
     )
     assert b"Subject: Contract" in content and b"certmail-manifest.json" in content
     # Bob's certmail opens it: signer named, manifest verified, attachment intact.
-    o = json_of(_open(s, eml, "--save-dir", str(tmp_path / "save"), "--json"))
+    o = json_of(open_as_bob(s, eml, "--save-dir", str(tmp_path / "save"), "--json"))
     assert o["signer"] == s.alice.email and o["manifest"] == "verified" and o["encrypted"]
     assert o["headers"]["Subject"] == "Contract" and o["sha256"] == sent["sha256"]
     assert (tmp_path / "save" / "terms.txt").read_bytes() == b"the terms\n"
@@ -320,11 +294,11 @@ def test_garbage_smime_is_one_error(smime: Smime, tmp_path: Path) -> None:
     bad = tmp_path / "bad.eml"
     for body in (b"bm90IERFUg==\r\n", b"MAMCAQM=\r\n"):  # not DER; DER that is no CMS object
         bad.write_bytes(
-            _outer(s.alice.email, s.bob.email)
+            outer_fields(s.alice.email, s.bob.email)
             + b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; name=smime.p7m\r\n"
             b"Content-Transfer-Encoding: base64\r\n\r\n" + body
         )
-        p = _open(s, bad)
+        p = open_as_bob(s, bad)
         assert p.returncode == 3 and "Traceback" not in p.stderr
         assert "S/MIME part" in one_line_error(p)
 
@@ -336,17 +310,17 @@ def test_certificate_not_for_signing_email(smime: Smime) -> None:
 
     s = smime
     enc_only = x509.KeyUsage(False, False, True, False, False, False, False, False, False)
-    p = _open(s, _signed_by(s, s.pki.person(s.alice.email, stem="encr", usage=enc_only)))
+    p = open_as_bob(s, signed_by(s, s.pki.person(s.alice.email, stem="encr", usage=enc_only)))
     assert p.returncode == 3 and "not for S/MIME signing" in one_line_error(p)
     tls = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
-    p = _open(s, _signed_by(s, s.pki.person(s.alice.email, stem="tls", eku=tls)))
+    p = open_as_bob(s, signed_by(s, s.pki.person(s.alice.email, stem="tls", eku=tls)))
     assert p.returncode == 3 and "not for S/MIME signing" in one_line_error(p)
 
 
 def test_signature_without_certificates_uses_the_keyring(smime: Smime) -> None:
     """`-nocerts`: the signer's certificate comes from `import-cert`, still chained to the CA."""
     s = smime
-    o = json_of(_open(s, _signed_by(s, s.alice, "-nocerts"), "--json"))
+    o = json_of(open_as_bob(s, signed_by(s, s.alice, "-nocerts"), "--json"))
     assert o["signer"] == s.alice.email and o["trusted"]
 
 
@@ -365,15 +339,15 @@ def test_ec_keys_both_ways(smime: Smime, tmp_path: Path) -> None:
         "-inkey", str(bob_ec.key_pem),
     )  # fmt: skip
     assert b"application/pkcs7-signature" in plain
-    o = json_of(_open(s, eml, "--json"))
+    o = json_of(open_as_bob(s, eml, "--json"))
     assert o["signer"] == s.alice.email and o["body"] == "Elliptic.\n"
     # And an EC signer: openssl signs with Bob's EC key; Alice's certmail verifies.
     src = tmp_path / "c.mime"
-    src.write_bytes(_message(s.bob.email, s.alice.email))
+    src.write_bytes(smime_message(s.bob.email, s.alice.email))
     out = openssl("cms", "-sign", "-in", str(src), "-signer", str(bob_ec.cert_pem),
                   "-inkey", str(bob_ec.key_pem))  # fmt: skip
     signed = tmp_path / "ec-signed.eml"
-    signed.write_bytes(_outer(s.bob.email, s.alice.email) + out)
+    signed.write_bytes(outer_fields(s.bob.email, s.alice.email) + out)
     o = json_of(run(s.c.alice, "open", str(signed), "--no-ack", "--json", **s.env))
     assert o["signer"] == s.bob.email
 
@@ -386,7 +360,7 @@ def test_python_api_opens_smime_with_a_passphrase(smime: Smime) -> None:
     from keys.errors import Error
 
     s = smime
-    signed = _signed_by(s, s.alice).read_bytes()
+    signed = signed_by(s, s.alice).read_bytes()
     path = _encrypted_to(s, signed[signed.index(b"MIME-Version:") :], s.bob.cert_pem, "-aes256")
     settings = dataclasses.replace(s.c.bob.settings, smime_ca=str(s.pki.ca))
     with Certmail(settings, passphrase=PASSPHRASE) as cm:

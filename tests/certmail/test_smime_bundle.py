@@ -22,13 +22,14 @@ from certmail.mime import parse_entity, part_spans
 from keys.errors import VerificationError
 from tests.fixtures.cli import json_of, one_line_error, run, send_args, use_notary
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import verify_pinned
 from tests.fixtures.smime import Smime, smime_homes
+
+SmimeBundle = tuple[Any, Smime, Path, dict[str, Any]]  # correspondents, homes, bundle, sent
 
 
 @pytest.fixture
-def smime_bundle(
-    correspondents: Any, notary_server: NotaryProcess, tmp_path: Path
-) -> tuple[Any, Smime, Path, dict[str, Any]]:
+def smime_bundle(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> SmimeBundle:
     """Alice sends S/MIME signed-only (--no-encrypt) through the notary and exports."""
     c = correspondents
     s = smime_homes(c, tmp_path)
@@ -42,15 +43,21 @@ def smime_bundle(
 
 
 def _verify(c: Any, notary: NotaryProcess, bundle: Path, tmp_path: Path, *extra: str) -> Any:
-    vkey = tmp_path / "trusted.vkey"
-    vkey.write_text(notary.vkey + "\n")
-    root = notary.directory / "tsa" / "root-ca.pem"
-    args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(root)]
-    return run(c.bob, *args, *extra)
+    return verify_pinned(c.bob, notary, bundle, tmp_path, *extra)
+
+
+def _verify_changed(
+    bundle: SmimeBundle, notary: NotaryProcess, files: dict[str, bytes], out: Path
+) -> Any:
+    """``files`` (the bundle's members, changed) written to ``out`` and verified by Bob
+    with the S/MIME CA: what a tampered bundle gets."""
+    c, s, _, _ = bundle
+    out.write_bytes(write_members(files))
+    return _verify(c, notary, out, out.parent, "--smime-ca", str(s.pki.ca))
 
 
 def test_smime_bundle_carries_the_chain_and_verifies(
-    smime_bundle: tuple[Any, Smime, Path, dict[str, Any]],
+    smime_bundle: SmimeBundle,
     notary_server: NotaryProcess,
     tmp_path: Path,
 ) -> None:
@@ -100,7 +107,7 @@ def test_smime_bundle_carries_the_chain_and_verifies(
 
 
 def test_a_tampered_signed_part_fails_the_sender_signature(
-    smime_bundle: tuple[Any, Smime, Path, dict[str, Any]],
+    smime_bundle: SmimeBundle,
     notary_server: NotaryProcess,
     tmp_path: Path,
 ) -> None:
@@ -118,14 +125,12 @@ def test_a_tampered_signed_part_fails_the_sender_signature(
     tampered = dataclasses.replace(v, files={**files, MESSAGE: bad})
     with pytest.raises(VerificationError, match="the message was changed or the signature forged"):
         check_smime_signature(tampered, c.alice.email, s.pki.ca)
-    out = tmp_path / "bad.zip"
-    out.write_bytes(write_members({**files, MESSAGE: bad}))
-    p = _verify(c, notary_server, out, tmp_path, "--smime-ca", str(s.pki.ca))
+    p = _verify_changed(smime_bundle, notary_server, {**files, MESSAGE: bad}, tmp_path / "bad.zip")
     assert p.returncode == 3
 
 
 def test_a_bundle_without_its_chain_says_what_is_missing(
-    smime_bundle: tuple[Any, Smime, Path, dict[str, Any]],
+    smime_bundle: SmimeBundle,
     notary_server: NotaryProcess,
     tmp_path: Path,
 ) -> None:
@@ -133,8 +138,7 @@ def test_a_bundle_without_its_chain_says_what_is_missing(
     files = dict(read_members(bundle))
     del files[SIGNER_CHAIN]
     out = tmp_path / "nochain.zip"
-    out.write_bytes(write_members(files))
-    p = _verify(c, notary_server, out, tmp_path, "--smime-ca", str(s.pki.ca))
+    p = _verify_changed(smime_bundle, notary_server, files, out)
     assert p.returncode == 3
     err = one_line_error(p)
     assert f"lacks {SIGNER_CHAIN}" in err and "signer's certificate chain" in err
@@ -143,7 +147,6 @@ def test_a_bundle_without_its_chain_says_what_is_missing(
     from cryptography.hazmat.primitives import serialization
 
     files[SIGNER_CHAIN] = mallory.cert.public_bytes(serialization.Encoding.PEM)
-    out.write_bytes(write_members(files))
-    p = _verify(c, notary_server, out, tmp_path, "--smime-ca", str(s.pki.ca))
+    p = _verify_changed(smime_bundle, notary_server, files, out)
     assert p.returncode == 3
     assert f"the sender's S/MIME signature (message.eml, {SIGNER_CHAIN})" in one_line_error(p)

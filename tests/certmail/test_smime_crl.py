@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.certmail.test_smime import _open, _signed_by
 from tests.fixtures.cli import json_of, one_line_error
 from tests.fixtures.smime import Smime, SmimePki, smime_homes
+from tests.fixtures.smime_mail import open_as_bob, signed_by
 
 
 @pytest.fixture
@@ -23,12 +23,12 @@ def smime(correspondents: Any, tmp_path: Path) -> Smime:
 
 def test_a_signer_the_crl_lists_is_refused(smime: Smime, tmp_path: Path) -> None:
     s = smime
-    signed = _signed_by(s, s.alice)
+    signed = signed_by(s, s.alice)
     clean = s.pki.crl([], "clean.crl.pem")
-    got = json_of(_open(s, signed, "--smime-crl", str(clean), "--json"))
+    got = json_of(open_as_bob(s, signed, "--smime-crl", str(clean), "--json"))
     assert got["signer"] == s.alice.email and got["trusted"] is True
     revoked = s.pki.crl([s.alice.cert], "revoked.crl.pem")
-    p = _open(s, signed, "--smime-crl", str(revoked))
+    p = open_as_bob(s, signed, "--smime-crl", str(revoked))
     assert p.returncode == 3 and p.stdout == ""
     assert "the signer's S/MIME certificate is revoked" in one_line_error(p)
     # certmail verify likewise
@@ -37,13 +37,13 @@ def test_a_signer_the_crl_lists_is_refused(smime: Smime, tmp_path: Path) -> None
     p = run(s.c.bob, "verify", str(signed), "--smime-crl", str(revoked), **s.env)
     assert p.returncode == 3 and "revoked" in one_line_error(p)
     # Without --smime-crl no revocation check is made (documented): it opens.
-    assert json_of(_open(s, signed, "--json"))["signer"] == s.alice.email
+    assert json_of(open_as_bob(s, signed, "--json"))["signer"] == s.alice.email
 
 
 def test_a_crl_of_another_ca_is_a_clear_refusal(smime: Smime, tmp_path: Path) -> None:
     s = smime
     other = SmimePki(tmp_path / "other", name="Other Root").crl([])
-    p = _open(s, _signed_by(s, s.alice), "--smime-crl", str(other))
+    p = open_as_bob(s, signed_by(s, s.alice), "--smime-crl", str(other))
     assert p.returncode == 3
     assert "holds no CRL of the signer's CA" in one_line_error(p)
 
@@ -52,5 +52,5 @@ def test_an_expired_signer_is_refused_with_a_crl(smime: Smime) -> None:
     s = smime
     then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=90)
     old = s.pki.person(s.alice.email, stem="alice-old", now=then, days=30)
-    p = _open(s, _signed_by(s, old), "--smime-crl", str(s.pki.crl([])))
+    p = open_as_bob(s, signed_by(s, old), "--smime-crl", str(s.pki.crl([])))
     assert p.returncode == 3 and "has expired" in one_line_error(p)

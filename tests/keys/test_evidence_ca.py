@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from keys.errors import ConflictError, KeyMaterialError, NotFoundError
 from keys.evidence_ca import generate_evidence_pki, load_evidence
-from tests.notary.test_init_modes import serve_once
+from tests.fixtures.notary import serve_once
 
 
 def _mode(p: Path) -> int:

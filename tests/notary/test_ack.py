@@ -10,15 +10,14 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from certmail.ack import make_ack
+from certmail.ack import SignedAck, make_ack
 from keys.errors import MalformedError
 from keys.gpg import Keyring
 from notary.ackformat import Ack, ack_text, parse_ack_text
@@ -27,23 +26,9 @@ from notary.note import Verifier
 from notary.receipt import Receipt
 from notary.service import NotaryService
 from notary.tracking import PIXEL_GIF, RateLimiter
-from tests.fixtures.notary import init_notary_dir
 
 BOB = "bob@example.net"
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def notary(tmp_path: Path) -> Iterator[NotaryService]:
-    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(notary: NotaryService) -> Iterator[TestClient]:
-    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
-        yield c
 
 
 @pytest.fixture
@@ -52,18 +37,25 @@ def bob(keyring_factory: Callable[[str, str], tuple[Keyring, str]]) -> tuple[Key
 
 
 def _notarize(
-    client: TestClient, notary: NotaryService, data: bytes, mid: str
+    notary_client: TestClient, notary_service: NotaryService, data: bytes, mid: str
 ) -> tuple[dict[str, str], str]:
-    _, token = notary.add_account([f"a{secrets.token_hex(4)}@example.org"])
+    _, token = notary_service.add_account([f"a{secrets.token_hex(4)}@example.org"])
     auth = {"Authorization": f"Bearer {token}"}
     digest = hashlib.sha256(data).hexdigest()
-    r = client.post("/v1/notarize", json={"sha256": digest, "message_id": mid}, headers=auth)
+    r = notary_client.post("/v1/notarize", json={"sha256": digest, "message_id": mid}, headers=auth)
     assert r.status_code == 200, r.text
     return auth, digest
 
 
-def _statement(receipt: dict[str, Any], client: TestClient) -> dict[str, Any]:
-    v = Verifier.from_vkey(client.get("/v1/vkey").text.strip())
+def _bob_ack(bob: Keyring, digest: str, mid: str) -> SignedAck:
+    """Bob's acknowledgement of message ``mid`` (SHA-256 ``digest``) at T0."""
+    return make_ack(
+        bob, sha256=digest, message_id=mid, recipient=BOB, notary="http://notary.test", time=T0
+    )
+
+
+def _statement(receipt: dict[str, Any], notary_client: TestClient) -> dict[str, Any]:
+    v = Verifier.from_vkey(notary_client.get("/v1/vkey").text.strip())
     return Receipt.from_json(receipt).verify(v)
 
 
@@ -84,62 +76,50 @@ def test_ack_text_round_trip_and_strictness() -> None:
 
 
 def test_ack_logs_content_handover_for_the_senders_account(
-    client: TestClient, notary: NotaryService, bob: tuple[Keyring, str]
+    notary_client: TestClient, notary_service: NotaryService, bob: tuple[Keyring, str]
 ) -> None:
-    auth, digest = _notarize(client, notary, b"message one", "<m1@example.org>")
-    ack = make_ack(
-        bob[0],
-        sha256=digest,
-        message_id="<m1@example.org>",
-        recipient=BOB,
-        notary="http://notary.test",
-        time=T0,
-    )
-    r = client.post("/v1/ack", json=ack.to_json())
+    auth, digest = _notarize(notary_client, notary_service, b"message one", "<m1@example.org>")
+    ack = _bob_ack(bob[0], digest, "<m1@example.org>")
+    r = notary_client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 200, r.text
-    stmt = _statement(r.json(), client)
+    stmt = _statement(r.json(), notary_client)
     assert stmt["event"] == "ContentHandover"
     assert stmt["recipient"] == BOB and stmt["fingerprint"] == bob[1]
     assert stmt["signed"] == ack.signed and stmt["signature"] == ack.signature
     # The sender sees it among the message's receipts.
-    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    got = notary_client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
     events = [json.loads(base64.b64decode(x["entry"]))["event"] for x in got]
     assert events == ["SubmissionAcceptance", "ContentHandover"]
     # Posting the same acknowledgement again logs nothing new.
-    again = client.post("/v1/ack", json=ack.to_json())
+    again = notary_client.post("/v1/ack", json=ack.to_json())
     assert again.status_code == 200 and again.json()["entry"] == r.json()["entry"]
-    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    got = notary_client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
     assert len(got) == 2
 
 
 def test_forged_and_mismatched_acks_are_refused(
-    client: TestClient,
-    notary: NotaryService,
+    notary_client: TestClient,
+    notary_service: NotaryService,
     bob: tuple[Keyring, str],
     keyring_factory: Callable[[str, str], tuple[Keyring, str]],
 ) -> None:
-    _, digest = _notarize(client, notary, b"message two", "<m2@example.org>")
-    good = make_ack(
-        bob[0],
-        sha256=digest,
-        message_id="<m2@example.org>",
-        recipient=BOB,
-        notary="http://notary.test",
-        time=T0,
-    ).to_json()
+    _, digest = _notarize(notary_client, notary_service, b"message two", "<m2@example.org>")
+    good = _bob_ack(bob[0], digest, "<m2@example.org>").to_json()
     # The text changed after signing: the signature no longer verifies.
     forged = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
-    r = client.post("/v1/ack", json=forged)
+    r = notary_client.post("/v1/ack", json=forged)
     assert r.status_code == 422 and r.json()["error"] == "bad_signature", r.text
     # A flipped byte inside the signature.
     sig = good["signature"]
     i = sig.index("\n\n") + 10
     flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1 :]
-    r = client.post("/v1/ack", json=dict(good, signature=flipped))
+    r = notary_client.post("/v1/ack", json=dict(good, signature=flipped))
     assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "message"}
     # Signed by Bob, but sent with someone else's public key.
     carol, _ = keyring_factory("carol@example.com", "Carol")
-    r = client.post("/v1/ack", json=dict(good, public_key=carol.export_public("carol@example.com")))
+    r = notary_client.post(
+        "/v1/ack", json=dict(good, public_key=carol.export_public("carol@example.com"))
+    )
     assert r.status_code == 422
     # A key whose user ids do not include the recipient.
     ack_c = make_ack(
@@ -150,39 +130,39 @@ def test_forged_and_mismatched_acks_are_refused(
         notary="x",
         time=T0,
     ).to_json()
-    r = client.post("/v1/ack", json=dict(ack_c, recipient=BOB))
+    r = notary_client.post("/v1/ack", json=dict(ack_c, recipient=BOB))
     assert r.status_code == 400  # the text names carol, the request bob
     # Request fields that differ from the signed text.
-    r = client.post("/v1/ack", json=dict(good, message_id="<other@example.org>"))
+    r = notary_client.post("/v1/ack", json=dict(good, message_id="<other@example.org>"))
     assert r.status_code == 400 and "Message-ID" in r.json()["message"]
     # Unknown message: 404 before any gpg work.
     other = make_ack(
         bob[0], sha256="00" * 32, message_id="<m2@example.org>", recipient=BOB, notary="x", time=T0
     ).to_json()
-    r = client.post("/v1/ack", json=other)
+    r = notary_client.post("/v1/ack", json=other)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     # Size cap and garbage.
-    r = client.post(
+    r = notary_client.post(
         "/v1/ack",
         content=b"{" + b" " * (64 * 1024) + b"}",
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413
-    assert client.post("/v1/ack", content=b"not json").status_code == 400
-    assert client.post("/v1/ack", json=dict(good, extra="x")).status_code == 400
+    assert notary_client.post("/v1/ack", content=b"not json").status_code == 400
+    assert notary_client.post("/v1/ack", json=dict(good, extra="x")).status_code == 400
 
 
 def test_ack_for_a_non_recipient_of_a_relayed_message_is_refused(
-    client: TestClient,
-    notary: NotaryService,
+    notary_client: TestClient,
+    notary_service: NotaryService,
     keyring_factory: Callable[[str, str], tuple[Keyring, str]],
 ) -> None:
     from notary.sequencer import Submission
 
     digest = hashlib.sha256(b"relayed").hexdigest()
-    acct, _ = notary.add_account(["relay-sender@example.org"])
-    client.portal.call(
-        notary.sequencer.submit,
+    acct, _ = notary_service.add_account(["relay-sender@example.org"])
+    notary_client.portal.call(
+        notary_service.sequencer.submit,
         [
             Submission(  # type: ignore[union-attr]
                 "SubmissionAcceptance",
@@ -198,12 +178,14 @@ def test_ack_for_a_non_recipient_of_a_relayed_message_is_refused(
     ack = make_ack(
         bob_ring, sha256=digest, message_id="<r1@example.org>", recipient=BOB, notary="x", time=T0
     )
-    r = client.post("/v1/ack", json=ack.to_json())
+    r = notary_client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 422 and "not a recipient" in r.json()["message"]
 
 
-def test_tracking_register_hit_and_unknown(client: TestClient, notary: NotaryService) -> None:
-    auth, digest = _notarize(client, notary, b"tracked", "<t1@example.org>")
+def test_tracking_register_hit_and_unknown(
+    notary_client: TestClient, notary_service: NotaryService
+) -> None:
+    auth, digest = _notarize(notary_client, notary_service, b"tracked", "<t1@example.org>")
     token = secrets.token_urlsafe(32)
     th = hashlib.sha256(token.encode()).hexdigest()
     body = {
@@ -211,35 +193,35 @@ def test_tracking_register_hit_and_unknown(client: TestClient, notary: NotarySer
         "message_id": "<t1@example.org>",
         "tokens": [{"recipient": BOB, "token_sha256": th}],
     }
-    assert client.post("/v1/tracking", json=body).status_code == 401
-    r = client.post("/v1/tracking", json=body, headers=auth)
+    assert notary_client.post("/v1/tracking", json=body).status_code == 401
+    r = notary_client.post("/v1/tracking", json=body, headers=auth)
     assert r.status_code == 200 and r.json() == {"registered": 1}
-    assert client.post("/v1/tracking", json=body, headers=auth).status_code == 409
+    assert notary_client.post("/v1/tracking", json=body, headers=auth).status_code == 409
     bad = dict(body, tokens=[{"recipient": BOB, "token_sha256": "xyz"}])
-    assert client.post("/v1/tracking", json=bad, headers=auth).status_code == 400
+    assert notary_client.post("/v1/tracking", json=bad, headers=auth).status_code == 400
 
-    r = client.get(f"/r/{token}", headers={"User-Agent": "TestMail/1.0"})
+    r = notary_client.get(f"/r/{token}", headers={"User-Agent": "TestMail/1.0"})
     assert r.status_code == 200 and r.content == PIXEL_GIF
     assert r.headers["content-type"] == "image/gif"
-    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
-    stmts = [_statement(x, client) for x in got]
+    got = notary_client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    stmts = [_statement(x, notary_client) for x in got]
     hit = [s for s in stmts if s["event"] == "ContentAccessTracking"]
     assert len(hit) == 1
     assert hit[0]["recipient"] == BOB and hit[0]["strength"] == "weak"
     assert hit[0]["user_agent"] == "TestMail/1.0" and hit[0]["remote_address"]
     assert "proxies" in hit[0]["note"]
 
-    unknown = client.get(f"/r/{secrets.token_urlsafe(32)}")
+    unknown = notary_client.get(f"/r/{secrets.token_urlsafe(32)}")
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
-    assert client.get("/r/short").status_code == 404
+    assert notary_client.get("/r/short").status_code == 404
 
 
 def test_tracking_hits_are_logged_each_time_but_rate_limited(
-    client: TestClient, notary: NotaryService
+    notary_client: TestClient, notary_service: NotaryService
 ) -> None:
-    auth, digest = _notarize(client, notary, b"tracked twice", "<t2@example.org>")
+    auth, digest = _notarize(notary_client, notary_service, b"tracked twice", "<t2@example.org>")
     token = secrets.token_urlsafe(32)
-    client.post(
+    notary_client.post(
         "/v1/tracking",
         headers=auth,
         json={
@@ -250,9 +232,9 @@ def test_tracking_hits_are_logged_each_time_but_rate_limited(
             ],
         },
     )
-    codes = [client.get(f"/r/{token}").status_code for _ in range(7)]
+    codes = [notary_client.get(f"/r/{token}").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
-    got = client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
+    got = notary_client.get(f"/v1/messages/{digest}/receipts", headers=auth).json()["receipts"]
     assert (
         sum(
             json.loads(base64.b64decode(x["entry"]))["event"] == "ContentAccessTracking"
@@ -272,33 +254,29 @@ def test_rate_limiter_window_with_an_injected_clock() -> None:
 
 
 def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
-    notary: NotaryService, bob: tuple[Keyring, str]
+    notary_service: NotaryService, bob: tuple[Keyring, str]
 ) -> None:
     import dataclasses
     import threading
 
     # A window longer than the test, so the counts below are exact.
-    notary.config = dataclasses.replace(notary.config, ack_window=3600.0)
-    per_source, per_message = notary.config.ack_per_source, notary.config.ack_per_message
-    with TestClient(create_app(notary), raise_server_exceptions=False) as client:
-        auth, digest = _notarize(client, notary, b"flooded", "<f1@example.org>")
-        good = make_ack(
-            bob[0],
-            sha256=digest,
-            message_id="<f1@example.org>",
-            recipient=BOB,
-            notary="http://notary.test",
-            time=T0,
-        ).to_json()
+    notary_service.config = dataclasses.replace(notary_service.config, ack_window=3600.0)
+    per_source, per_message = (
+        notary_service.config.ack_per_source,
+        notary_service.config.ack_per_message,
+    )
+    with TestClient(create_app(notary_service), raise_server_exceptions=False) as notary_client:
+        auth, digest = _notarize(notary_client, notary_service, b"flooded", "<f1@example.org>")
+        good = _bob_ack(bob[0], digest, "<f1@example.org>").to_json()
         bad = dict(good, signed=good["signed"].replace("12:00:00", "13:00:00"))
-        size_before = notary.tree_size()
-        entries_before = len(list(notary.storage.iter_entries()))
+        size_before = notary_service.tree_size()
+        entries_before = len(list(notary_service.storage.iter_entries()))
         answers: list[tuple[int, str]] = []
         lock = threading.Lock()
 
         def flood(n: int) -> None:
             for _ in range(n):
-                r = client.post("/v1/ack", json=bad)
+                r = notary_client.post("/v1/ack", json=bad)
                 with lock:
                     answers.append((r.status_code, r.json()["message"]))
 
@@ -309,7 +287,7 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
         notarized = []
         for i in range(5):
             d = hashlib.sha256(f"during-{i}".encode()).hexdigest()
-            r = client.post(
+            r = notary_client.post(
                 "/v1/notarize", json={"sha256": d, "message_id": f"<d{i}@x>"}, headers=auth
             )
             notarized.append(r.status_code)
@@ -328,13 +306,15 @@ def test_ack_flood_is_rate_limited_logs_nothing_and_notarize_is_served(
         assert len(by_source) == 300 - per_source
         assert codes.count(422) + codes.count(429) == 300
         # Nothing of the flood was logged: only the five notarizations are new.
-        assert len(list(notary.storage.iter_entries())) == entries_before + 5
-        assert notary.tree_size() >= size_before
-        r = client.post("/v1/ack", json=bad)
+        assert len(list(notary_service.storage.iter_entries())) == entries_before + 5
+        assert notary_service.tree_size() >= size_before
+        r = notary_client.post("/v1/ack", json=bad)
         assert r.status_code == 429 and r.headers["retry-after"] == "3600"
 
 
-def test_signature_checks_are_bounded(notary: NotaryService, bob: tuple[Keyring, str]) -> None:
+def test_signature_checks_are_bounded(
+    notary_service: NotaryService, bob: tuple[Keyring, str]
+) -> None:
     import asyncio
 
     from notary.ack import CHECK_CONCURRENCY, Busy, SignatureChecks

@@ -21,7 +21,7 @@ from notary.note import Verifier
 from notary.receipt import Receipt
 from notary.rfc3161 import verify_token
 from notary.service import NotaryService
-from tests.fixtures.notary import init_notary_dir
+from tests.fixtures.notary import app_client, open_service
 
 
 def sha(data: bytes) -> str:
@@ -30,16 +30,12 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def notary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryService]:
-    d = init_notary_dir(tmp_path_factory.mktemp("api") / "notary")
-    svc = NotaryService.open(d)
-    yield svc
-    svc.close()
+    yield from open_service(tmp_path_factory.mktemp("api") / "notary")
 
 
 @pytest.fixture(scope="module")
 def client(notary: NotaryService) -> Iterator[TestClient]:
-    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
-        yield c
+    yield from app_client(notary)
 
 
 @pytest.fixture(scope="module")

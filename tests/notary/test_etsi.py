@@ -18,12 +18,11 @@ from cryptography import x509
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from notary.api import create_app
 from notary.errors import VerificationError
 from notary.etsi.sign import verify_evidence
 from notary.sequencer import Submission
 from notary.service import NotaryService
-from tests.fixtures.notary import init_notary_dir
+from tests.fixtures.notary import app_client, open_service
 
 NS = {"erds": "http://uri.etsi.org/19522/v1#"}
 MESSAGE = b"From: alice@example.test\r\nTo: bob@rcpt.test\r\nSubject: x\r\n\r\nhello\r\n"
@@ -33,16 +32,12 @@ MID = "<etsi-1@example.test>"
 
 @pytest.fixture(scope="module")
 def notary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryService]:
-    d = init_notary_dir(tmp_path_factory.mktemp("etsi") / "notary")
-    svc = NotaryService.open(d)
-    yield svc
-    svc.close()
+    yield from open_service(tmp_path_factory.mktemp("etsi") / "notary")
 
 
 @pytest.fixture(scope="module")
 def client(notary: NotaryService) -> Iterator[TestClient]:
-    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
-        yield c
+    yield from app_client(notary)
 
 
 @pytest.fixture(scope="module")

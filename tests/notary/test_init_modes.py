@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.notary import CERTMAIL, ORIGIN, NotaryProcess
+from tests.fixtures.notary import CERTMAIL, ORIGIN, NotaryProcess, serve_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,16 +89,6 @@ def test_init_root_dir_option(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "offline" / "root-ca-key.pem").exists()
     assert not (tmp_path / "n-root").exists()
-
-
-def serve_once(d: Path) -> subprocess.CompletedProcess[str]:
-    """A serve that must refuse before it binds (the port is then never used)."""
-    return subprocess.run(
-        [*CERTMAIL, "notary", "serve", "--dir", str(d), "--http", "127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,45 +11,13 @@ import pytest
 from keys.errors import ConflictError, NotFoundError
 from notary.errors import StorageError
 from notary.storage import NewEntry, Storage, StoredCheckpoint
+from tests.fixtures.storage import T0, append_numbered, numbered_entry, statement_bytes
 from tests.notary.storage_backends import BACKENDS, open_backend
-
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     yield from open_backend(request.param, tmp_path)
-
-
-def _bytes(sha: str, mid: str, event: str, note: str) -> bytes:
-    """Entry bytes as the sequencer writes them: a statement naming its message."""
-    message = {"id": mid, "sha256": sha}
-    return json.dumps({"event": event, "message": message, "note": note}).encode()
-
-
-def _entry(i: int) -> NewEntry:
-    sha = hashlib.sha256(str(i).encode()).hexdigest()
-    return NewEntry(
-        account_id=1,
-        sha256=sha,
-        message_id=f"<{i}@x>",
-        event="SubmissionAcceptance",
-        entry=_bytes(sha, f"<{i}@x>", "SubmissionAcceptance", f"entry {i}"),
-        tst=b"tst" if i % 2 else None,
-    )
-
-
-def _append(storage: Storage, n: int) -> None:
-    with storage.sequence() as tx:
-        start = tx.tree_size()
-        hstart = tx.latest_checkpoint().size * 2 if tx.latest_checkpoint() else 0
-        tx.append(
-            start,
-            [_entry(start + i) for i in range(n)],
-            [bytes([i % 256]) * 32 for i in range(n)],
-            hstart + 1000 * start,
-            StoredCheckpoint(start + n, b"r" * 32, T0, f"note {start + n}".encode()),
-        )
 
 
 def test_empty_log(storage: Storage) -> None:
@@ -64,34 +30,36 @@ def test_empty_log(storage: Storage) -> None:
 
 
 def test_append_and_read_back(storage: Storage) -> None:
-    _append(storage, 3)
+    append_numbered(storage, 3)
     cp = storage.latest_checkpoint()
     assert cp is not None and cp.size == 3 and cp.note == b"note 3"
     assert cp.time == T0
     e = storage.entry(1)
-    assert e is not None and e.entry == _entry(1).entry and e.tst == b"tst" and e.index == 1
+    assert e is not None and e.entry == numbered_entry(1).entry and e.tst == b"tst" and e.index == 1
     assert storage.entry(0) is not None and storage.entry(0).tst is None  # type: ignore[union-attr]
     assert storage.read_hashes([2, 0]) == [bytes([2]) * 32, bytes([0]) * 32]
     sha = hashlib.sha256(b"2").hexdigest()
     assert [x.index for x in storage.entries_for_message(sha)] == [2]
     assert [x.index for x in storage.iter_entries(1)] == [1, 2]
     assert storage.checkpoint_at(3) is not None and storage.checkpoint_at(2) is None
-    _append(storage, 2)
+    append_numbered(storage, 2)
     with storage.sequence() as tx:
         assert tx.tree_size() == 5
         assert tx.latest_checkpoint().size == 5  # type: ignore[union-attr]
 
 
 def test_missing_hash_is_a_storage_error(storage: Storage) -> None:
-    _append(storage, 1)
+    append_numbered(storage, 1)
     with pytest.raises(StorageError, match="missing"):
         storage.read_hashes([0, 99])
 
 
 def test_failed_batch_leaves_nothing(storage: Storage) -> None:
-    _append(storage, 2)
+    append_numbered(storage, 2)
     with pytest.raises(RuntimeError), storage.sequence() as tx:
-        tx.append(2, [_entry(2)], [b"h" * 32], 500, StoredCheckpoint(3, b"r" * 32, T0, b"n"))
+        tx.append(
+            2, [numbered_entry(2)], [b"h" * 32], 500, StoredCheckpoint(3, b"r" * 32, T0, b"n")
+        )
         raise RuntimeError("crash mid-batch")
     assert storage.entry(2) is None
     assert storage.latest_checkpoint().size == 2  # type: ignore[union-attr]
@@ -122,7 +90,7 @@ def test_sqlite_commit_survives_reopen(tmp_path: Path) -> None:
     from notary.storage.sqlite import SQLiteStorage
 
     s = SQLiteStorage(tmp_path / "n.db")
-    _append(s, 4)
+    append_numbered(s, 4)
     s.close()
     s2 = SQLiteStorage(tmp_path / "n.db")
     assert s2.latest_checkpoint().size == 4  # type: ignore[union-attr]
@@ -138,7 +106,7 @@ def test_an_acknowledgement_belongs_to_the_first_acceptance_of_its_message(
     sha, mid = "ab" * 32, "<alice-1@x>"
 
     def entry(account: int, event: str, m: str = mid) -> NewEntry:
-        return NewEntry(account, sha, m, event, _bytes(sha, m, event, str(account)))
+        return NewEntry(account, sha, m, event, statement_bytes(sha, m, event, str(account)))
 
     log = [
         entry(1, "SubmissionAcceptance"),
@@ -175,7 +143,7 @@ def test_sqlite_database_and_directory_are_private(tmp_path: Path) -> None:
     old = os.umask(0o022)  # the usual umask, which would make them 0644 / 0755
     try:
         s = SQLiteStorage(tmp_path / "new" / "notary.db")
-        _append(s, 2)  # the WAL and shared-memory files exist once something is written
+        append_numbered(s, 2)  # the WAL and shared-memory files exist once something is written
     finally:
         os.umask(old)
     try:
@@ -197,21 +165,18 @@ def test_postgres_tests_fail_in_ci_without_a_server() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_TEST_POSTGRES_DSN"}
     test = "tests/notary/test_storage_tracking.py::test_tracking_tokens_round_trip_and_conflict"
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{test}[postgres]"]
-    ci = subprocess.run(
-        run,
-        env={**env, "CI": "true"},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parents[2],
-    )
+
+    def with_ci(ci: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            run,
+            env={**env, "CI": ci},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+
+    ci = with_ci("true")
     assert ci.returncode == 1 and "CI must run the PostgreSQL tests" in ci.stdout, ci.stdout
-    dev = subprocess.run(
-        run,
-        env={**env, "CI": ""},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parents[2],
-    )
+    dev = with_ci("")
     assert dev.returncode == 0 and "1 skipped" in dev.stdout, dev.stdout

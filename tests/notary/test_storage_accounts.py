@@ -6,16 +6,14 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from keys.errors import NotFoundError
 from notary.storage import Storage
+from tests.fixtures.storage import T0
 from tests.notary.storage_backends import BACKENDS, open_backend, require_pg
-
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 #: The accounts table as databases created before receipt emails have it.
 OLD_SQLITE = """

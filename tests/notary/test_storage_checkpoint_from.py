@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from notary.storage import Storage
+from tests.fixtures.storage import append_numbered
 from tests.notary.storage_backends import BACKENDS, open_backend
-from tests.notary.test_storage import _append
 
 
 @pytest.fixture(params=BACKENDS)
@@ -21,7 +21,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def test_checkpoint_from(storage: Storage) -> None:
     assert storage.checkpoint_from(0) is None
     for n in (3, 2, 5):  # checkpoints at sizes 3, 5, 10
-        _append(storage, n)
+        append_numbered(storage, n)
     found = {s: storage.checkpoint_from(s) for s in (0, 1, 3, 4, 5, 6, 10, 11)}
     assert {s: c.size if c else None for s, c in found.items()} == {
         0: 3,

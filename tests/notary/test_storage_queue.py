@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from notary.errors import StorageError
 from notary.storage import DeliveryUpdate, QueueWrite, SpoolItem, Storage
+from tests.fixtures.storage import T0
 from tests.notary.storage_backends import BACKENDS, open_backend
 
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 LEASE = T0 + timedelta(minutes=10)
 
 

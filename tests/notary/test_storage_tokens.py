@@ -12,7 +12,6 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,8 @@ from notary.rfc3161.compact import split
 from notary.storage import NewEntry, Storage, StoredCheckpoint
 from notary.storage.sql.dialect import SCHEMA_VERSION
 from notary.storage.sqlite import SQLiteStorage
+from tests.fixtures.storage import T0
 from tests.notary.storage_backends import BACKENDS, open_backend
-
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,14 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from keys.errors import ConflictError
 from notary.storage import Storage, TrackingToken
+from tests.fixtures.storage import T0
 from tests.notary.storage_backends import BACKENDS, open_backend
-
-T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,25 +25,10 @@ from starlette.testclient import TestClient
 
 from certmail.receipts import verify_receipt
 from keys.errors import VerificationError
-from notary.api import create_app
 from notary.receipt import Receipt
 from notary.service import NotaryService
-from tests.fixtures.notary import init_notary_dir
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\n\r\nwithout certificates\r\n"
-
-
-@pytest.fixture
-def notary(tmp_path: Path) -> Iterator[NotaryService]:
-    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(notary: NotaryService) -> Iterator[TestClient]:
-    with TestClient(create_app(notary), raise_server_exceptions=False) as c:
-        yield c
 
 
 def _embedded(token: bytes) -> int:
@@ -53,9 +37,9 @@ def _embedded(token: bytes) -> int:
     return 0 if certs.native is None else len(certs)
 
 
-def _notarized(client: TestClient, notary: NotaryService) -> Receipt:
-    _, token = notary.add_account(["alice@example.org"])
-    r = client.post(
+def _notarized(notary_client: TestClient, notary_service: NotaryService) -> Receipt:
+    _, token = notary_service.add_account(["alice@example.org"])
+    r = notary_client.post(
         "/v1/notarize",
         json={"sha256": hashlib.sha256(MESSAGE).hexdigest(), "message_id": "<nc@example.org>"},
         headers={"Authorization": f"Bearer {token}"},
@@ -65,24 +49,24 @@ def _notarized(client: TestClient, notary: NotaryService) -> Receipt:
 
 
 def test_the_logs_tokens_carry_no_certificates_and_verify_with_the_served_chain(
-    client: TestClient, notary: NotaryService
+    notary_client: TestClient, notary_service: NotaryService
 ) -> None:
-    receipt = _notarized(client, notary)
+    receipt = _notarized(notary_client, notary_service)
     assert receipt.tst is not None and _embedded(receipt.tst) == 0
     # What the log stores is that token too.
-    (stored,) = notary.storage.entries_for_message(hashlib.sha256(MESSAGE).hexdigest())
+    (stored,) = notary_service.storage.entries_for_message(hashlib.sha256(MESSAGE).hexdigest())
     assert stored.tst == receipt.tst
     # Smaller than a token with the chain by about the chain's size.
     digest = hashlib.sha256(MESSAGE).digest()
-    with_certs = notary.tsa.stamp(digest)
-    served = client.get("/v1/tsa/chain")
+    with_certs = notary_service.tsa.stamp(digest)
+    served = notary_client.get("/v1/tsa/chain")
     assert served.status_code == 200
     chain = x509.load_pem_x509_certificates(served.content)
     assert _embedded(with_certs) == len(chain) == 2
     chain_der = sum(len(c.public_bytes(Encoding.DER)) for c in chain)
     assert len(with_certs) - len(receipt.tst) >= chain_der  # (ECDSA signatures vary by a byte)
     # The chain the notary serves verifies it.
-    vkey = client.get("/v1/vkey").text.strip()
+    vkey = notary_client.get("/v1/vkey").text.strip()
     got = verify_receipt(receipt, vkey, data=MESSAGE, tsa_roots=chain[-1:], tsa_chain=chain)
     assert got.token is not None and got.token.digest == digest
     # Without the chain: refused, and told where the chain is.
@@ -92,13 +76,13 @@ def test_the_logs_tokens_carry_no_certificates_and_verify_with_the_served_chain(
 
 
 def test_openssl_verifies_the_token_with_the_chain_as_untrusted(
-    client: TestClient, notary: NotaryService, tmp_path: Path
+    notary_client: TestClient, notary_service: NotaryService, tmp_path: Path
 ) -> None:
-    receipt = _notarized(client, notary)
+    receipt = _notarized(notary_client, notary_service)
     assert receipt.tst is not None
     (tmp_path / "message.eml").write_bytes(MESSAGE)
     (tmp_path / "token.tst").write_bytes(receipt.tst)
-    chain = client.get("/v1/tsa/chain").content
+    chain = notary_client.get("/v1/tsa/chain").content
     (tmp_path / "tsa-chain.pem").write_bytes(chain)
     root = x509.load_pem_x509_certificates(chain)[-1]
     (tmp_path / "tsa-root.pem").write_bytes(root.public_bytes(Encoding.PEM))
@@ -114,24 +98,26 @@ def test_openssl_verifies_the_token_with_the_chain_as_untrusted(
 
 
 def test_an_older_receipt_whose_token_embeds_the_chain_still_verifies_without_it(
-    client: TestClient, notary: NotaryService
+    notary_client: TestClient, notary_service: NotaryService
 ) -> None:
-    receipt = _notarized(client, notary)
-    old_token = notary.tsa.stamp(hashlib.sha256(MESSAGE).digest())  # certReq true, as before
+    receipt = _notarized(notary_client, notary_service)
+    old_token = notary_service.tsa.stamp(
+        hashlib.sha256(MESSAGE).digest()
+    )  # certReq true, as before
     old = Receipt(receipt.entry, receipt.proof, old_token)
-    vkey = client.get("/v1/vkey").text.strip()
-    root = notary.tsa.creds.chain[-1]
+    vkey = notary_client.get("/v1/vkey").text.strip()
+    root = notary_service.tsa.creds.chain[-1]
     got = verify_receipt(Receipt.from_json(old.to_json()), vkey, data=MESSAGE, tsa_roots=[root])
     assert got.token is not None and got.token.digest == hashlib.sha256(MESSAGE).digest()
 
 
-def test_post_tsa_still_embeds_the_certificates_when_asked(client: TestClient) -> None:
+def test_post_tsa_still_embeds_the_certificates_when_asked(notary_client: TestClient) -> None:
     imprint = {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": bytes(32)}
     for cert_req, want in ((True, True), (False, False)):
         query = tsp.TimeStampReq(
             {"version": 1, "message_imprint": imprint, "cert_req": cert_req}
         ).dump()
-        r = client.post(
+        r = notary_client.post(
             "/tsa", content=query, headers={"content-type": "application/timestamp-query"}
         )
         assert r.status_code == 200

@@ -13,17 +13,16 @@ import re
 import struct
 from dataclasses import dataclass
 
-from certmail.bundle import MAX_MEMBER_SIZE, export_bundle, read_members, write_members
-from notary.note import Signer
+from certmail.bundle import MAX_MEMBER_SIZE, read_members, write_members
 from tests.fixtures.bundle_world import (
+    HOSTILE_NAMES,
     MESSAGE,
     World,
     flip,
-    resign,
+    mallory_forgery,
     with_zip_feature,
     zip_members,
 )
-from tests.fixtures.notary import ORIGIN
 
 #: The members the Python verifier regenerates and compares, which the page cannot
 #: (docs/web.md): tampering with one of them only is caught by the CLI, not the page.
@@ -34,19 +33,6 @@ def browser_cannot(name: str) -> bool:
     """A member only the CLI checks: the documents, and (bundle format 2) the OpenPGP keys
     under keys/, which need GnuPG."""
     return name in DOCUMENTS or name.startswith("keys/")
-
-
-HOSTILE_NAMES = (
-    "../message.eml",
-    "/etc/passwd",
-    "evidence/../../x.json",
-    "evidence\\01-X.json",
-    "evidence/",
-    "extra.txt",
-    "evidence/1-SubmissionAcceptance.json",
-    "evidence/consistency-01-3.json",
-    "message.eml/",
-)
 
 
 @dataclass(frozen=True)
@@ -112,15 +98,7 @@ def structural_cases(world: World) -> list[Case]:
             documents_only=True,
         )
     )
-    mallory = Signer.generate(ORIGIN)
-    forged = [resign(r, mallory) for r in world.receipts]
-    bundle = export_bundle(
-        MESSAGE,
-        forged,
-        vkey=mallory.verifier().vkey(),
-        tsa_chain_pem=world.chain,
-        consistency=world.consistency,
-    )
+    _, bundle = mallory_forgery(world)
     out.append(Case("mallory's consistent forgery", bundle, True))
     key = "evidence/02-SubmissionAcceptance.json"
     one = {**a, key: read_members(bundle)[key]}

@@ -17,8 +17,8 @@ import pytest
 from notary.storage import NewEntry, Storage, StoredCheckpoint
 from notary.web.app_db import WEB_DB, WebDB
 from notary.web.app_index import SCHEMA, Filters, MessageIndex
+from tests.fixtures.storage import T0
 from tests.notary.storage_backends import BACKENDS, open_backend
-from tests.notary.test_storage import T0
 
 ALICE, EVE = 1, 2
 

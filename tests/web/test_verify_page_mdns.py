@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from certmail.bundle.zipio import read_members, write_members
-from tests.certmail.test_bundle_mdns import export_with_mdns, sent_and_mdn, verify_cli
+from tests.fixtures.mdn import export_with_mdns
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import verify_pinned
 from tests.web.browser import same_checks, verify_in_page
-
-__all__ = ["sent_and_mdn"]  # the fixture
 
 
 def test_read_receipts_bundle_in_the_page(
@@ -25,7 +24,7 @@ def test_read_receipts_bundle_in_the_page(
 ) -> None:
     c, sent, signed_mdn = sent_and_mdn
     bundle = export_with_mdns(c, sent, signed_mdn, tmp_path)
-    p = verify_cli(c, notary_server, bundle, tmp_path)
+    p = verify_pinned(c.alice, notary_server, bundle, tmp_path, "--allow-partial", "--json")
     assert p.returncode == 0, p.stderr
     cli = json.loads(p.stdout)
     files = read_members(bundle.read_bytes())

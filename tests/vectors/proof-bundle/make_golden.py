@@ -26,7 +26,6 @@ carries Bob's signed MDN and an unsigned Thunderbird-style one. With ``GOLDEN_SM
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 
 from tests.fixtures.cli import run
 from tests.fixtures.notary import NotaryProcess
+from tests.fixtures.proof import send_deal
 
 
 def _send_acked(
@@ -45,24 +45,8 @@ def _send_acked(
     *extra: str,
     settle: Callable[[str], object] = lambda sha256: None,
 ) -> Path:
-    body = tmp / f"{name}.txt"
-    body.write_text("I agree to the terms of the contract.\n")
-    p = run(
-        c.alice,
-        "send",
-        "--to",
-        c.bob.email,
-        "--subject",
-        "The contract",
-        "--body-file",
-        str(body),
-        "--via",
-        "smtp",
-        "--json",
-        *extra,
-    )
-    assert p.returncode == 0, p.stderr
-    sent = json.loads(p.stdout)
+    text = "I agree to the terms of the contract.\n"
+    sent = send_deal(c, tmp, *extra, subject="The contract", text=text, body=f"{name}.txt")
     eml = tmp / f"{name}.eml"
     eml.write_bytes(c.sink.messages[-1].data)
     p = run(c.bob, "open", str(eml), "--ack", "--json")
@@ -100,7 +84,8 @@ def _wait_anchored(url: str) -> None:
 
 
 def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> None:
-    from tests.fixtures.cosigned import serve_witnesses, wait_receipts_cosigned
+    from tests.fixtures.cli import use_notary
+    from tests.fixtures.cosigned import serve_witnesses, serving, wait_receipts_cosigned
 
     out = Path(os.environ["GOLDEN_OUT"])
     out.mkdir(parents=True, exist_ok=True)
@@ -112,25 +97,19 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
         shutil.copy(w.directory / "witness.vkey", out / f"witness-{i}.vkey")
     tsa = _outside_tsa(notary_dir, tmp_path, out) if os.environ.get("GOLDEN_ANCHORS") else None
     try:
-        for w in witnesses:
-            w.start()
-        notary_server.start()
-        token = notary_server.token_for(c.alice.email)
-        c.settings(c.alice, notary_url=notary_server.url, notary_token=token)
+        with serving(notary_server, witnesses):
+            token = use_notary(c, c.alice, notary_server)
 
-        def settle(sha256: str) -> object:
-            if tsa is not None:
-                _wait_anchored(notary_server.url)
-            return witnesses and wait_receipts_cosigned(notary_server.url, token, sha256)
+            def settle(sha256: str) -> object:
+                if tsa is not None:
+                    _wait_anchored(notary_server.url)
+                return witnesses and wait_receipts_cosigned(notary_server.url, token, sha256)
 
-        signed = _send_acked(
-            c, notary_server, tmp_path, "signed-ack", "--no-encrypt", settle=settle
-        )
-        encrypted = _send_acked(c, notary_server, tmp_path, "encrypted-ack", settle=settle)
+            signed = _send_acked(
+                c, notary_server, tmp_path, "signed-ack", "--no-encrypt", settle=settle
+            )
+            encrypted = _send_acked(c, notary_server, tmp_path, "encrypted-ack", settle=settle)
     finally:
-        notary_server.stop()
-        for w in witnesses:
-            w.stop()
         if tsa is not None:
             tsa.stop()
     shutil.copy(signed, out / signed.name)
