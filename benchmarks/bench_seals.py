@@ -170,13 +170,23 @@ def prepare(url: str, token: str, signer: Signer, n: int, tag: str) -> list[dict
     return [signer.ack(url, it["sha256"], it["message_id"]) for it in items]
 
 
-def wrk(url: str, lines: list[str], work: Path, seconds: int, auth: str = "") -> dict[str, Any]:
-    """Post every line once with wrk; its requests/s, p99 ms and whether it ran out."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, lines: list[str], work: Path, seconds: int, pid: int, auth: str = ""
+) -> dict[str, Any]:
+    """Post every line once with wrk; its requests/s, p99 ms, the server's CPU µs per
+    request (``pid``'s user + system time over the run) and whether it ran out."""
     data, script = work / "bodies.txt", work / "post.lua"
     data.write_text("\n".join(lines) + "\n")
     script.write_text(LUA)
     threads = 2
     cmd = ["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url]
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         [*cmd, "--", str(data), str(threads)],
         capture_output=True,
@@ -184,6 +194,7 @@ def wrk(url: str, lines: list[str], work: Path, seconds: int, auth: str = "") ->
         env={**os.environ, "BENCH_AUTH": auth},
         check=True,
     )
+    cpu = cpu_seconds(pid) - cpu
     results = [ln.split()[1:] for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
     requests, duration_us, p99_us, bad = (int(x) for x in results[-1])
     if bad:
@@ -191,6 +202,7 @@ def wrk(url: str, lines: list[str], work: Path, seconds: int, auth: str = "") ->
     return {
         "rate": requests / (duration_us / 1e6),
         "p99": p99_us / 1000,
+        "cpu_us": cpu * 1e6 / max(1, requests),
         "ran_out": requests >= len(lines),
     }
 
@@ -254,11 +266,17 @@ def main() -> int:
         runs = [
             (
                 "POST /v1/seals/{sha256}/open (certmail)",
-                wrk(url, [line(f"/v1/seals/{b['sha256']}/open", b) for b in sealed], work, seconds),
+                wrk(
+                    url,
+                    [line(f"/v1/seals/{b['sha256']}/open", b) for b in sealed],
+                    work,
+                    seconds,
+                    proc.pid,
+                ),
             ),
             (
                 "POST /v1/ack (peer: plain acknowledgement)",
-                wrk(url, [line("/v1/ack", b) for b in plain], work, seconds),
+                wrk(url, [line("/v1/ack", b) for b in plain], work, seconds, proc.pid),
             ),
             (
                 "POST /v1/notarize (peer: a log entry alone)",
@@ -267,6 +285,7 @@ def main() -> int:
                     [line("/v1/notarize", b) for b in notarize],
                     work,
                     seconds,
+                    proc.pid,
                     f"Bearer {token}",
                 ),
             ),
@@ -278,10 +297,11 @@ def main() -> int:
             f"seal releases over HTTP: wrk, {CONNECTIONS} connections, one notary process,"
             f" SQLite (load average {load:.1f} on {os.cpu_count()} cores)"
         )
-        print(f"  {'what':<58} {'per s':>8} {'p99 ms':>8}")
+        print(f"  {'what':<58} {'per s':>8} {'p99 ms':>8} {'CPU µs':>8}")
         for what, r in runs:
             more = f"  (all {n} bodies sent: a lower bound)" if r["ran_out"] else ""
-            print(f"  {what:<58} {r['rate']:>8.0f} {r['p99']:>8.1f}{more}")
+            print(f"  {what:<58} {r['rate']:>8.0f} {r['p99']:>8.1f} {r['cpu_us']:>8.0f}{more}")
+        print("  CPU µs: the notary process's user + system time per request (all threads)")
         print("  signature checks alone, one thread of this process:")
         for what, rate in (
             ("Sequoia in-process (the notary's check now)", seq),

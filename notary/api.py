@@ -51,7 +51,7 @@ from notary.errors import SequencerError, StorageError
 from notary.etsi.api import include_etsi_routes
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.pickup_api import include_pickup_routes
-from notary.seals_api import include_seal_routes
+from notary.seals_api import SealOpenFastPath, SealRoutes, include_seal_routes
 from notary.service import ForbiddenError, Notarization, NotaryService
 from notary.storage import Account
 from notary.tiles_api import include_tile_routes
@@ -351,11 +351,12 @@ def include_tsa_routes(app: FastAPI, service: NotaryService) -> None:
         return Response(service.tsa.chain_pem(), media_type=CHAIN_TYPE.decode())
 
 
-def _with_fast_paths(app: ASGIApp, service: NotaryService) -> ASGIApp:
-    """``app`` behind the raw-ASGI notarize and /tsa handlers, unless they are switched off."""
+def _with_fast_paths(app: ASGIApp, service: NotaryService, seals: SealRoutes) -> ASGIApp:
+    """``app`` behind the raw-ASGI notarize, seal-open and /tsa handlers, unless they are
+    switched off."""
     if not fastpath.enabled():  # CERTMAIL_REFERENCE_ONLY=1: the FastAPI routes alone
         return app
-    asgi: ASGIApp = NotarizeFastPath(app, service)
+    asgi: ASGIApp = SealOpenFastPath(NotarizeFastPath(app, service), seals)
     if service.tsa is not None:
         from notary.tsa_asgi import TSAMiddleware
 
@@ -390,9 +391,9 @@ def create_app(
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
-    include_seal_routes(app, service, _authenticate)  # /v1/seals (notary/seals_api.py)
+    seals = include_seal_routes(app, service, _authenticate)  # /v1/seals (seals_api.py)
     include_pickup_routes(app, service, _authenticate)  # /v1/pickup(s), /p/ (notary/pickup_api.py)
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
     include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (web/app_routes.py)
     include_anchor_routes(app, service)  # /v1/anchors: outside time-stamps (notary/anchors.py)
-    return BodyLimit(_with_fast_paths(app, service), service.config.max_body_bytes)
+    return BodyLimit(_with_fast_paths(app, service, seals), service.config.max_body_bytes)

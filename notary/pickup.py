@@ -27,7 +27,7 @@ import json
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,12 @@ class Pickups:
             ).fetchone()
         if row is None:
             raise NotFoundError("no such pickup link: check that the whole link was copied")
-        return Pickup(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+        return self._row(row)
+
+    def _row(self, row: Any) -> Pickup:
+        """The pickup of a row, with its release time if the mark is not written yet."""
+        released = row[7] or self.seals.marks.released_at(row[1])
+        return Pickup(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], released)
 
     def content_path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.bin"
@@ -200,7 +205,7 @@ class Pickups:
             row = self._db.execute(
                 "SELECT * FROM pickups WHERE token_sha256 = ?", (token_sha256,)
             ).fetchone()
-        return Pickup(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+        return self._row(row)
 
     def seal_of(self, p: Pickup) -> Seal | None:
         return self.seals.get(p.sha256)
@@ -236,15 +241,13 @@ class Pickups:
             return self.seals.unwrap(seal), first, self._mark_released(p, released)
 
     def _mark_released(self, p: Pickup, released: str) -> Pickup:
-        """Record the release (the log's entry is what counts: this only follows it)."""
+        """Record the release (the log's entry is what counts: this only follows it):
+        at once in :meth:`find`, in ``seals.db`` after the answer, batched, in a thread
+        (:class:`~notary.seal_marks.ReleaseMarks`)."""
         if p.released is None:
-            self.seals.set_state(p.sha256, "released", destroy=False)
-            with self._lock:
-                self._db.execute(
-                    "UPDATE pickups SET released = ? WHERE token_sha256 = ? AND released IS NULL",
-                    (released, p.token_sha256),
-                )
-        return self._by_hash(p.token_sha256)
+            self.seals.mark_released(p.sha256, released)
+            p = replace(p, released=released)
+        return p
 
     async def refuse(self, token: str, req: PickupRequest) -> Receipt:
         """Log ``RejectionByRecipient`` (mode pickup); destroy K_n and the ciphertext."""

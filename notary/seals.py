@@ -40,6 +40,7 @@ from notary.ack import SignatureChecks, SignerKey, acknowledge
 from notary.ackformat import AckRequest
 from notary.evidence import format_time, parse_statement
 from notary.receipt import Receipt
+from notary.seal_marks import ReleaseMarks
 from notary.seal_notices import queue_expiry_notice
 from notary.sealformat import SealRegistration
 from notary.sequencer import Submission
@@ -158,24 +159,17 @@ class Seals:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        # The "released" mark is a hint (the log says whether a handover happened,
-        # and a retry finds it there): written after the answer, many marks in one
-        # statement off the event loop (mark_released), without a wait for the disk;
-        # the next durable write (or WAL checkpoint) carries it to disk.
-        self._marks = sqlite3.connect(
-            directory / SEALS_DB, check_same_thread=False, isolation_level=None
-        )
-        self._marks.execute("PRAGMA synchronous=OFF")
+        # The "released" marks: written after the answer, in batches (notary/seal_marks.py).
+        self.marks = ReleaseMarks(directory / SEALS_DB)
         self._lock = threading.Lock()
-        self._opening: dict[str, asyncio.Lock] = {}
+        # One lock per message being opened, refused or swept, with how many hold or
+        # wait for it; removed when the last one leaves (exclusive).
+        self._opening: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._lockfile = os.open(directory / SEALS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self.changed = asyncio.Event()
-        self._unmarked: set[str] = set()  # released, the mark not written yet
-        self._marking: asyncio.Task[None] | None = None
 
     def close(self) -> None:
-        self._write_marks(list(self._unmarked))
-        self._marks.close()
+        self.marks.close()
         self._db.close()
         os.close(self._lockfile)
 
@@ -184,17 +178,28 @@ class Seals:
         """One open, refusal or sweep of a message at a time: among this process's tasks
         (an asyncio lock) and among notary processes on this directory (a POSIX record
         lock on one byte of ``seals.lock`` chosen by the hash; released by the kernel
-        if the process dies)."""
-        async with self._opening.setdefault(sha256, asyncio.Lock()):
-            where = int(sha256[:8], 16)
-            try:  # uncontended (the usual case): taken at once, no thread
-                fcntl.lockf(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, where)
-            except OSError:  # another process holds it: wait for it off the event loop
-                await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self._lockfile, fcntl.LOCK_UN, 1, where)
+        if the process dies). The asyncio lock lives while someone holds or waits for it."""
+        lock, users = self._opening.setdefault(sha256, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                where = int(sha256[:8], 16)
+                try:  # uncontended (the usual case): taken at once, no thread
+                    fcntl.lockf(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, where)
+                except OSError:  # another process holds it: wait for it off the event loop
+                    await asyncio.to_thread(fcntl.lockf, self._lockfile, fcntl.LOCK_EX, 1, where)
+                try:
+                    yield
+                finally:
+                    fcntl.lockf(self._lockfile, fcntl.LOCK_UN, 1, where)
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._opening[sha256]
+
+    def opening(self) -> int:
+        """How many messages have a task opening, refusing or sweeping them (or waiting to)."""
+        return len(self._opening)
 
     # -- store -------------------------------------------------------------------
 
@@ -209,38 +214,23 @@ class Seals:
         if row is None:
             return None
         fprs, rcpts = tuple(json.loads(row[3])), tuple(json.loads(row[7]))
-        state = "released" if row[6] == "sealed" and sha256 in self._unmarked else row[6]
+        state = "released" if row[6] == "sealed" and self.marks.pending(sha256) else row[6]
         return Seal(row[0], row[1], row[2], fprs, _dt(row[4]), row[5], state, rcpts)
 
     def set_state(self, sha256: str, state: str, destroy: bool) -> None:
         """Set a seal's state, durably when its share is destroyed (refused, expired)."""
-        with self._lock:
-            if destroy:
+        if destroy:
+            with self._lock:
                 self._db.execute(
                     "UPDATE seals SET state = ?, wrapped = NULL WHERE sha256 = ?", (state, sha256)
                 )
-            else:
-                self._marks.execute("UPDATE seals SET state = ? WHERE sha256 = ?", (state, sha256))
+        else:
+            self.marks.set_state(sha256, state)
 
-    def mark_released(self, sha256: str) -> None:
-        """Mark a seal released: at once in :meth:`get`, in ``seals.db`` by the next
-        round of marks (one UPDATE for all the releases since the last, in a thread)."""
-        self._unmarked.add(sha256)
-        if self._marking is None or self._marking.done():
-            self._marking = asyncio.get_running_loop().create_task(self._flush_marks())
-
-    async def _flush_marks(self) -> None:
-        while self._unmarked:  # the set is changed on the event loop only
-            todo = list(self._unmarked)
-            await asyncio.to_thread(self._write_marks, todo)
-            self._unmarked.difference_update(todo)
-
-    def _write_marks(self, todo: list[str]) -> None:
-        with self._lock:
-            self._marks.executemany(
-                "UPDATE seals SET state = 'released' WHERE sha256 = ? AND state = 'sealed'",
-                [(h,) for h in todo],
-            )
+    def mark_released(self, sha256: str, released: str | None = None) -> None:
+        """Mark a seal released (a pickup's: at ``released``): at once in :meth:`get`, in
+        ``seals.db`` by the next round of marks (:class:`~notary.seal_marks.ReleaseMarks`)."""
+        self.marks.add(sha256, released)
 
     def register(self, account_id: int, reg: SealRegistration) -> Seal:
         """Keep K_n (encrypted) for ``reg``; the same registration again is a no-op."""
@@ -330,9 +320,9 @@ class Seals:
         is read once (the retry check and the acknowledgement share it) and the
         "released" mark is written after the answer (:meth:`mark_released`).
         """
-        seal = self._check_request(sha256, req)  # unknown hashes refused before any lock
+        _same_message(sha256, req)  # before the lock: the hash is then 64 hex digits
         async with self.exclusive(sha256):
-            seal = self.get(sha256) or seal
+            seal = self._check_request(sha256, req)  # the seal read once, under the lock
             entries = self.service.storage.entries_for_message(sha256)
             done = [
                 (e, st)
@@ -351,15 +341,16 @@ class Seals:
             receipt = await acknowledge(self.service, req, sealed, SEALED_MEMBERS, entries)
             if os.environ.get(FAULT_ENV) == "after-log":
                 os.kill(os.getpid(), signal.SIGKILL)
-            stmt = parse_statement(receipt.entry)
-            if stmt.get("fingerprint") not in seal.fingerprints:
-                raise VerificationError("this acknowledgement was not made with an allowed key")
+            # A new entry names the key SealedChecks allowed; one logged before (the same
+            # signature, acknowledge answers its receipt) may not: it is read and checked.
+            if any(e.entry == receipt.entry for e in entries):
+                stmt = parse_statement(receipt.entry)
+                if stmt.get("fingerprint") not in seal.fingerprints:
+                    raise VerificationError("this acknowledgement was not made with an allowed key")
             self.mark_released(sha256)
             return self.unwrap(seal), receipt
 
     def _check_request(self, sha256: str, req: AckRequest) -> Seal:
-        if req.sha256 != sha256:
-            raise VerificationError("the acknowledgement is for another message")
         seal = self.get(sha256)
         if seal is None:
             raise NotFoundError(f"no sealed message {sha256} is registered")
@@ -377,9 +368,9 @@ class Seals:
 
     async def refuse(self, sha256: str, req: AckRequest, checks: SignatureChecks) -> Receipt:
         """Log ``RejectionByRecipient`` for a refusal signed by an allowed key; destroy K_n."""
-        seal = self._check_request(sha256, req)
+        _same_message(sha256, req)
         async with self.exclusive(sha256):
-            seal = self.get(sha256) or seal
+            seal = self._check_request(sha256, req)
             done = self.logged(seal, "RejectionByRecipient")
             if done:
                 return self.receipt(done[0][0])
@@ -472,6 +463,11 @@ class Seals:
                 await asyncio.wait_for(self.changed.wait(), wait)
             except TimeoutError:
                 pass
+
+
+def _same_message(sha256: str, req: AckRequest) -> None:
+    if req.sha256 != sha256:
+        raise VerificationError("the acknowledgement is for another message")
 
 
 def _after_expiry(state: str) -> str:

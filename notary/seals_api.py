@@ -8,6 +8,11 @@ The open and refuse routes are unauthenticated (the OpenPGP signature is the
 authentication) and bounded like ``POST /v1/ack``: per source address, a small
 body, signature checks in their own few threads. The expiry sweep runs beside the
 app (:meth:`notary.seals.Seals.run_sweeper`), started and stopped with it.
+
+``POST /v1/seals/{sha256}/open`` is served by :class:`SealOpenFastPath`, raw
+ASGI in front of FastAPI's routing (as ``POST /v1/notarize`` is), unless
+``CERTMAIL_REFERENCE_ONLY=1``: the FastAPI route and it call the same
+:meth:`SealRoutes.open` (the same rate limits, validation, answers and errors).
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ from fastapi.responses import JSONResponse, Response
 from keys.errors import ConflictError, Error, MalformedError, NotFoundError, VerificationError
 from notary.ack import Busy, SignatureChecks
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.body_limit import ASGIApp, Receive, Scope, Send
 from notary.lifespan import run_in_lifespan
 from notary.sealformat import MAX_REGISTRATION_BODY, parse_refusal_request, parse_registration
 from notary.seals import Gone, Seals, share_b64
 from notary.tracking import RateLimiter
 
-__all__ = ["TooLarge", "include_seal_routes", "json_error", "read_body"]
+__all__ = [
+    "SealOpenFastPath",
+    "SealRoutes",
+    "TooLarge",
+    "include_seal_routes",
+    "json_error",
+    "read_body",
+]
 
 
 def json_error(
@@ -46,14 +59,28 @@ class TooLarge(Exception):
 async def read_body(request: Request, limit: int) -> Any:
     """The request's JSON body, read up to ``limit`` bytes (TooLarge beyond, MalformedError
     when it is not JSON)."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    return loads(await read_bytes(request, limit))
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The request's body, read up to ``limit`` bytes (TooLarge beyond)."""
+    if _over(request.headers.get("content-length", ""), limit):
         raise TooLarge
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise TooLarge
+    return body
+
+
+def _over(length: str, limit: int) -> bool:
+    """Whether a Content-Length header says more than ``limit`` bytes."""
+    return length.isdigit() and int(length) > limit
+
+
+def loads(body: bytes) -> Any:
+    """A JSON body (MalformedError when it is not JSON)."""
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
@@ -91,17 +118,110 @@ def _refused(e: Exception, limit: int) -> JSONResponse:
     return refusal(e, limit, _SEAL_REFUSALS)
 
 
+class SealRoutes:
+    """What the seal routes share: the seal store, the signature checks, the rate limits,
+    and the open handler both HTTP ways to it call."""
+
+    def __init__(self, service: Any, seals: Seals) -> None:
+        cfg = service.config
+        self.seals = seals
+        self.checks = SignatureChecks()
+        self.per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
+        self.per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
+        self.retry_after = str(max(1, int(cfg.ack_window)))
+
+    def source_limited(self, source: str) -> Response | None:
+        """The 429 for a source over its allowance (counted), else None."""
+        if self.per_source.allow(b"seal:" + source.encode()):
+            return None
+        return json_error(
+            429, "rate_limited", "too many requests from this address", self.retry_after
+        )
+
+    def parsed(self, sha256: str, body: bytes, parse: Callable[[Any], Any]) -> Any:
+        """The signed request in ``body``, or the 429 for a message over its allowance."""
+        req = parse(loads(body))
+        if not self.per_message.allow(b"seal:" + sha256.encode()[:64]):
+            return json_error(
+                429, "rate_limited", "too many requests for this message", self.retry_after
+            )
+        return req
+
+    async def open(self, sha256: str, body: bytes) -> Response:
+        """The answer to ``POST /v1/seals/{sha256}/open`` with ``body`` (already read)."""
+        try:
+            req = self.parsed(sha256, body, parse_ack_request)
+            if isinstance(req, Response):
+                return req
+            share, receipt = await self.seals.open(sha256, req, self.checks)
+        except Error as e:
+            return _refused(e, MAX_ACK_BODY)
+        return JSONResponse({"share": share_b64(share), "receipt": receipt.to_json()})
+
+
+class SealOpenFastPath:
+    """ASGI: answer ``POST /v1/seals/{sha256}/open`` without FastAPI's per-request
+    machinery (routing, dependencies, middleware), through :meth:`SealRoutes.open`."""
+
+    def __init__(self, app: ASGIApp, routes: SealRoutes) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sha256 = _open_path(scope)
+        if sha256 is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        answer = self.routes.source_limited(client[0] if client else "")
+        if answer is None:
+            try:
+                body = await _receive_body(scope, receive, MAX_ACK_BODY)
+            except TooLarge as e:
+                answer = _refused(e, MAX_ACK_BODY)
+            else:
+                if body is None:  # the client went away
+                    return
+                answer = await self.routes.open(sha256, body)
+        await answer(scope, receive, send)
+
+
+def _open_path(scope: Scope) -> str | None:
+    """The ``{sha256}`` of a ``POST /v1/seals/{sha256}/open`` request, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    if not (path.startswith("/v1/seals/") and path.endswith("/open")):
+        return None
+    sha256 = path[len("/v1/seals/") : -len("/open")]
+    return sha256 if sha256 and "/" not in sha256 else None
+
+
+async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body, up to ``limit`` bytes (TooLarge beyond; None: disconnected)."""
+    for k, v in scope["headers"]:
+        if k == b"content-length" and _over(v.decode("latin-1"), limit):
+            raise TooLarge
+    body = b""
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        body += msg.get("body", b"")
+        if len(body) > limit:
+            raise TooLarge
+        more = msg.get("more_body", False)
+    return body
+
+
 def include_seal_routes(
     app: FastAPI, service: Any, authenticate: Callable[[Any, str | None], Any]
-) -> None:
-    """Add the ``/v1/seals`` routes to ``app`` and run the expiry sweep beside it."""
+) -> SealRoutes:
+    """Add the ``/v1/seals`` routes to ``app`` and run the expiry sweep beside it; the
+    routes' shared part (for :class:`SealOpenFastPath`)."""
     seals = Seals(service, service.config.directory)
     app.state.seals = seals  # the one seal store: pickup delivery's routes share it
-    checks = SignatureChecks()
-    cfg = service.config
-    per_source = RateLimiter(cfg.ack_per_source, cfg.ack_window)
-    per_message = RateLimiter(cfg.ack_per_message, cfg.ack_window)
-    retry_after = str(max(1, int(cfg.ack_window)))
+    routes = SealRoutes(service, seals)
     _run_sweeper_with(app, seals)
 
     @app.post("/v1/seals", summary="Register K_n of a sealed message", tags=["sealed"])
@@ -115,33 +235,21 @@ def include_seal_routes(
             return _refused(e, MAX_REGISTRATION_BODY)
         return JSONResponse({"sha256": seal.sha256, "state": seal.state})
 
-    async def signed(request: Request, sha256: str, parse: Callable[[Any], Any]) -> Any:
-        source = request.client.host if request.client else ""
-        if not per_source.allow(b"seal:" + source.encode()):
-            return json_error(
-                429, "rate_limited", "too many requests from this address", retry_after
-            )
-        req = parse(await read_body(request, MAX_ACK_BODY))
-        if not per_message.allow(b"seal:" + sha256.encode()[:64]):
-            return json_error(
-                429, "rate_limited", "too many requests for this message", retry_after
-            )
-        return req
-
     @app.post(
         "/v1/seals/{sha256}/open",
         summary="A signed acknowledgement: logs ContentHandover, then answers K_n",
         tags=["sealed"],
     )
     async def open_seal(sha256: str, request: Request) -> Response:
+        # Served by SealOpenFastPath unless CERTMAIL_REFERENCE_ONLY=1; the same handler.
+        source = request.client.host if request.client else ""
+        if (limited := routes.source_limited(source)) is not None:
+            return limited
         try:
-            req = await signed(request, sha256, parse_ack_request)
-            if isinstance(req, Response):
-                return req
-            share, receipt = await seals.open(sha256, req, checks)
-        except (TooLarge, Error) as e:
+            body = await read_bytes(request, MAX_ACK_BODY)
+        except TooLarge as e:
             return _refused(e, MAX_ACK_BODY)
-        return JSONResponse({"share": share_b64(share), "receipt": receipt.to_json()})
+        return await routes.open(sha256, body)
 
     @app.post(
         "/v1/seals/{sha256}/refuse",
@@ -149,14 +257,21 @@ def include_seal_routes(
         tags=["sealed"],
     )
     async def refuse_seal(sha256: str, request: Request) -> Response:
+        source = request.client.host if request.client else ""
+        if (limited := routes.source_limited(source)) is not None:
+            return limited
         try:
-            req = await signed(request, sha256, parse_refusal_request)
+            req = routes.parsed(
+                sha256, await read_bytes(request, MAX_ACK_BODY), parse_refusal_request
+            )
             if isinstance(req, Response):
                 return req
-            receipt = await seals.refuse(sha256, req, checks)
+            receipt = await seals.refuse(sha256, req, routes.checks)
         except (TooLarge, Error) as e:
             return _refused(e, MAX_ACK_BODY)
         return JSONResponse({"receipt": receipt.to_json()})
+
+    return routes
 
 
 def _run_sweeper_with(app: FastAPI, seals: Seals) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,18 +123,20 @@ class RateLimiter:
         max_keys: int = 100_000,
     ) -> None:
         self.limit, self.window, self.clock, self.max_keys = limit, window, clock, max_keys
-        self._seen: dict[bytes, list[float]] = {}
+        self._seen: dict[bytes, deque[float]] = {}
 
     def allow(self, key: bytes) -> bool:
         now = self.clock()
-        recent = [t for t in self._seen.get(key, ()) if now - t < self.window]
+        recent = self._seen.get(key)
+        if recent is None:
+            if len(self._seen) >= self.max_keys:
+                self._seen.pop(next(iter(self._seen)))
+            recent = self._seen[key] = deque()
+        while recent and now - recent[0] >= self.window:  # oldest first: drop what left
+            recent.popleft()
         if len(recent) >= self.limit:
-            self._seen[key] = recent
             return False
         recent.append(now)
-        if key not in self._seen and len(self._seen) >= self.max_keys:
-            self._seen.pop(next(iter(self._seen)))
-        self._seen[key] = recent
         return True
 
 
