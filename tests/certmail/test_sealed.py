@@ -183,7 +183,7 @@ def test_expiry_logs_the_handover_failure_and_a_late_ack_is_refused(
 ) -> None:
     c = correspondents
     use_notary(c, c.alice, notary_server)
-    sent, _ = _send(c, tmp_path, "--seal-expires", "3")
+    sent, _ = _send(c, tmp_path, "--seal-expires", "6")
     ack = signed_ack(c.bob.keyring, sent, c.bob.email, notary_server.url).to_json()
     deadline = time.monotonic() + 30
     while "ContentHandoverFailure" not in _names(c, sent["sha256"]):
