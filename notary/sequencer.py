@@ -95,6 +95,11 @@ class Metrics:
         default_factory=lambda: dict.fromkeys((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), 0)
     )
     failed_batches: int = 0
+    forwarded: int = 0
+
+    def forward(self, size: int) -> None:
+        """``size`` submissions were sent to the worker that sequences (notary.sequencer_share)."""
+        self.forwarded += size
 
     def batch_failed(self) -> None:
         """One batch failed to commit (the sequencer calls this once per failure)."""
@@ -329,14 +334,19 @@ class Sequencer:
                 fut.set_exception(SequencerError("the notary is shutting down"))
         self._pending.clear()
 
-    async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
-        """Queue ``items`` for the next batch; return their receipts once committed."""
+    def enqueue(self, items: Sequence[Submission]) -> asyncio.Future[list[Receipt]]:
+        """Queue ``items`` for the next batch (on the loop's thread); the future gets
+        their receipts once committed, or the batch's error."""
         if self._wake is None:
             raise SequencerError("the sequencer is not running")
         fut: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
         self._pending.append((list(items), fut))
         self._wake.set()
-        return await fut
+        return fut
+
+    async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
+        """Queue ``items`` for the next batch; return their receipts once committed."""
+        return await self.enqueue(items)
 
     async def _run(self) -> None:
         assert self._wake is not None
