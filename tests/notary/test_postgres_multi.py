@@ -64,6 +64,42 @@ def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
         b.stop()
 
 
+def test_two_machines_with_workers_share_one_log(tmp_path: Path) -> None:
+    """Two `serve --workers 2` in two notary directories (two machines: a lock and a
+    sequencer each) on one PostgreSQL log: the advisory lock orders their batches."""
+    import shutil
+
+    from notary.storage.postgres import PostgresStorage
+
+    schema = "multi_" + uuid.uuid4().hex[:12]
+    url = pg_url(schema)
+    d1 = init_notary_dir(tmp_path / "m1", database=url)
+    d2 = tmp_path / "m2"
+    shutil.copytree(d1, d2)  # the same keys and config, as on a second machine
+    a, b = NotaryProcess(d1), NotaryProcess(d2)
+    a.start(extra=["--workers", "2"])
+    b.start(extra=["--workers", "2"])
+    try:
+        token = a.token_for("multi@example.test")
+        verifier = Verifier.from_vkey(a.vkey)
+        got = notarize_concurrently([a.url, b.url], token, threads=4, each=15, tag="m")
+        assert sorted(r.index for r in got) == list(range(120))
+        for r in got:
+            r.verify(verifier)
+        assert (d1 / ".sequencer.sock").exists() and (d2 / ".sequencer.sock").exists()
+        st = PostgresStorage(url)
+        try:
+            cp = st.latest_checkpoint()
+            assert cp is not None and cp.size == 120
+            assert mth([e.entry for e in st.iter_entries()]) == cp.root_hash
+        finally:
+            st.drop_schema()
+            st.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_logs_in_two_schemas_sequence_at_the_same_time() -> None:
     from notary.storage.postgres import SEQUENCER_LOCK, PostgresStorage, sequencer_lock_key
 
