@@ -181,7 +181,9 @@ class Sequencer:
         """Call ``listener(size)`` after each batch this sequencer commits, with the log's
         new size, in the committing thread (so it must be quick and thread-safe, e.g.
         ``loop.call_soon_threadsafe``); what it raises is logged, never the batch's. Other
-        processes' batches are not seen here. Returns the function that removes it."""
+        processes' batches are not seen here (but a follower of
+        :mod:`notary.sequencer_share` hears the leader's, on its event loop). Returns the
+        function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -333,6 +335,7 @@ class Sequencer:
             if not fut.done():
                 fut.set_exception(SequencerError("the notary is shutting down"))
         self._pending.clear()
+        self._wake = None  # a later submit is refused, never left waiting
 
     def enqueue(self, items: Sequence[Submission]) -> asyncio.Future[list[Receipt]]:
         """Queue ``items`` for the next batch (on the loop's thread); the future gets

@@ -124,7 +124,7 @@ class _Link:
                 if fatal and isinstance(exc, SequencerError):
                     self.fatal(exc)
                 fut.set_exception(exc)
-        except (OSError, EOFError, MalformedError, ValueError) as e:
+        except (OSError, EOFError, MalformedError, ValueError, KeyError, TypeError) as e:
             log.warning("the sequencing worker went away: %s", e or type(e).__name__)
         finally:
             self.close()
@@ -282,6 +282,8 @@ class SharedSequencer(Sequencer):
         self._quit.set()
         if self._server is not None:
             self._server.close()
+            for peer in self._peers:  # their waiting requests are answered 503
+                peer.writer.close()
             path = self._socket_path()
             if os.path.lexists(path):
                 os.unlink(path)  # ours: the lock is still held

@@ -180,7 +180,10 @@ def test_group_commit_does_not_shrink_with_two_workers(notary_dir: Path, tmp_pat
     """The same load on 1 and on 2 workers: entries per committed batch (from /metrics).
     64 clients that each wait for their receipt make batches of about 32 on one
     sequencer (half wait while the other half commits); a sequencer per worker made
-    them about 16, so 10% below the single worker's is the margin for noise."""
+    them about 16 (half of the clients each). With one sequencer fed by both workers
+    they stay at 0.9-1.0 of one worker's (benchmarks/bench_log.py): the few requests in
+    transit between the workers miss a batch. 0.75 leaves room for a loaded machine
+    and still fails the sequencer-per-worker design."""
     p = NotaryProcess(notary_dir)
     token = p.token_for("g@example.test")
     means = []
@@ -194,7 +197,7 @@ def test_group_commit_does_not_shrink_with_two_workers(notary_dir: Path, tmp_pat
             p.stop()
         means.append((n1 - n0) / (b1 - b0))
     one, two = means
-    assert two >= 0.9 * one, means
+    assert two >= 0.75 * one, means
 
 
 def test_sigkill_of_the_sequencing_worker_mid_load(log_dir: Path) -> None:
