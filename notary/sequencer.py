@@ -351,12 +351,16 @@ class Sequencer:
         """Queue ``items`` for the next batch; return their receipts once committed."""
         return await self.enqueue(items)
 
+    async def _gather(self) -> None:
+        """Before each batch: start it at once (a subclass may wait a moment for more)."""
+
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                await self._gather()
                 batch: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
                 count = 0
                 while self._pending and (

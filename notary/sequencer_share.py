@@ -51,6 +51,8 @@ LOCK_NAME = ".sequencer.lock"
 SOCKET_NAME = ".sequencer.sock"
 #: How often a follower tries to take the lock.
 POLL = 0.1
+#: Longest wait of a batch for the workers that fed the last one (see ``_gather``).
+LINGER = 0.005
 #: How long a request waits for a worker to lead before it is answered 503.
 HANDOVER_SECONDS = 5.0
 #: Longest path ``AF_UNIX`` takes; a longer one is reached through ``/proc/self/fd``.
@@ -71,6 +73,8 @@ class _Out:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.chunks: list[bytes] = []
+        self.queued = 0  # the peer's submissions waiting for their batch (leader side)
+        self.answered = False  # some were answered since the last batch started
 
     def send(self, data: bytes) -> None:
         if not self.chunks:
@@ -158,6 +162,7 @@ class SharedSequencer(Sequencer):
         self._link: _Link | None = None
         self._connecting = asyncio.Lock()
         self._dir_fd: int | None = None
+        self._arrived = asyncio.Event()  # a peer queued a submission
 
     def _socket_path(self) -> str:
         path = str(self.directory / SOCKET_NAME)
@@ -222,6 +227,8 @@ class SharedSequencer(Sequencer):
                 except Exception as e:  # not running, malformed: answered like a batch error
                     out.send(wire.frame(wire.ERROR, number, wire.encode_error(e, fatal=False)))
                     continue
+                out.queued += 1
+                self._arrived.set()
                 fut.add_done_callback(functools.partial(self._answer, out, number))
         except (OSError, EOFError, MalformedError) as e:
             if not isinstance(e, asyncio.IncompleteReadError) or e.partial:
@@ -231,6 +238,8 @@ class SharedSequencer(Sequencer):
             writer.close()
 
     def _answer(self, out: _Out, number: int, fut: _Fut) -> None:
+        out.queued -= 1
+        out.answered = True
         if fut.cancelled():
             e: BaseException = SequencerError("the notary is shutting down")
         elif (exc := fut.exception()) is not None:
@@ -240,6 +249,24 @@ class SharedSequencer(Sequencer):
             return
         fatal = self.fatal is not None
         out.send(wire.frame(wire.ERROR, number, wire.encode_error(e, fatal=fatal)))
+
+    async def _gather(self) -> None:
+        """Wait up to :data:`LINGER` for the workers whose entries the last batch held
+        and who have sent nothing since: their answers go through one more process, so
+        without this their clients' next requests miss the batch and form one of their
+        own, and group commit splits (batches of C/4 rather than C/2 for C clients)."""
+        await asyncio.sleep(0)  # let the last batch's answers run (they mark the peers)
+        late = [p for p in self._peers if p.answered and p.queued == 0]
+        for p in self._peers:
+            p.answered = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER
+        while any(p.queued == 0 for p in late) and (left := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return
 
     async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
         """The receipts of ``items`` once committed, from this worker's sequencer if it
