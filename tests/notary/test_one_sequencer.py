@@ -181,9 +181,8 @@ def test_group_commit_does_not_shrink_with_two_workers(notary_dir: Path, tmp_pat
     64 clients that each wait for their receipt make batches of about 32 on one
     sequencer (half wait while the other half commits); a sequencer per worker made
     them about 16 (half of the clients each). With one sequencer fed by both workers
-    they stay at 0.9-1.0 of one worker's (benchmarks/bench_log.py): the few requests in
-    transit between the workers miss a batch. 0.75 leaves room for a loaded machine
-    and still fails the sequencer-per-worker design."""
+    they measured 0.9 to 1.1 of one worker's (benchmarks/bench_log.py); 0.75 leaves
+    room for a loaded machine and still fails the sequencer-per-worker design."""
     p = NotaryProcess(notary_dir)
     token = p.token_for("g@example.test")
     means = []
