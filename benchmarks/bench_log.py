@@ -4,7 +4,10 @@ Prints one table: the machine's SHA-256 and Ed25519 sign rates (the ceiling),
 the sequencer's durable batch rate on SQLite and PostgreSQL (entries in a
 signed, committed checkpoint), batch notarization over HTTP, and single
 POST /v1/notarize with 64 concurrent clients driven by wrk (C, so the load
-generator does not eat the CPU being measured).
+generator does not eat the CPU being measured): one process and
+``serve --workers 2`` side by side (their runs alternated), on SQLite and on
+PostgreSQL, with the group commit each got (entries per batch, from /metrics)
+and the notary processes' CPU time per request.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -103,9 +107,9 @@ def free_port() -> int:
 
 
 def serve(
-    tmp: Path, workers: int = 1, database: str | None = None
+    tmp: Path, workers: int = 1, database: str | None = None, tag: str = ""
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    d = tmp / f"notary{workers}{'pg' if database else ''}"
+    d = tmp / f"notary{workers}{'pg' if database else ''}{tag}"
     db = ["--db", database] if database else []
     subprocess.run(
         [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log", *db],
@@ -207,11 +211,13 @@ end
 """
 
 
-def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None:
+def wrk_run(url: str, token: str, seconds: int) -> tuple[float, int, str] | None:
+    """wrk, 64 connections, POST /v1/notarize (with tst): (requests/s, requests, latency
+    and non-2xx note), or None when wrk is missing or failed (a row says why)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         row("POST /v1/notarize, 64 clients", "skipped", "wrk not installed (apt-get install wrk)")
-        return
+        return None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_LUA % token)
     res = subprocess.run(
@@ -219,19 +225,17 @@ def wrk_single(url: str, token: str, seconds: int = 10, label: str = "") -> None
         capture_output=True,
         text=True,
     )
+    os.unlink(f.name)
     if res.returncode != 0:
         row("POST /v1/notarize, 64 clients", "failed", (res.stderr or res.stdout).strip()[:80])
-        return
+        return None
     out = res.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = f", {non2xx.group(1)} non-2xx" if non2xx else ""
-    row(
-        f"POST /v1/notarize, 64 concurrent clients (wrk), each with tst{label}",
-        f"{rps:,.0f}/s",
-        f"p50 {lat.get('50')}, p99 {lat.get('99')}{errs}",
-    )
+    return rps, done, f"p50 {lat.get('50')}, p99 {lat.get('99')}{errs}"
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -245,33 +249,67 @@ def batch_totals(url: str) -> tuple[float, float]:
     return total("sum"), total("count")
 
 
-def wrk_with_batches(url: str, token: str, label: str) -> None:
-    """wrk_single, then the group commit it got: entries per batch and batches per second."""
-    seconds = 10
-    n0, b0 = batch_totals(url)
-    wrk_single(url, token, seconds=seconds, label=label)
-    n1, b1 = batch_totals(url)
-    n, b = n1 - n0, b1 - b0
-    row(
-        f"  group commit{label}",
-        f"{n / max(b, 1):,.1f}/batch",
-        f"{b / seconds:,.0f} commits/s (each worker runs its own sequencer)",
-    )
+def serve_tree_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) of a serve and its workers so far."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from proctree import cpu_of, tree
+
+    return cpu_of(tree(proc.pid))
 
 
-def notarize_on_postgres(tmp: Path, dsn: str) -> None:
-    """POST /v1/notarize, 64 clients, with the log on PostgreSQL (the SQLite row is the peer)."""
+def workers_peers(
+    tmp: Path, label: str, database: Callable[[int], str] | None, rounds: int = 2
+) -> None:
+    """1 worker and ``serve --workers 2`` side by side on one backend, their wrk runs
+    alternated: requests/s, the group commit (entries per batch, commits/s) and the
+    notary processes' CPU per request (PostgreSQL's own CPU not counted)."""
+    seconds = 5
+    serves = {w: serve(tmp, w, database(w) if database else None, tag="peers") for w in (1, 2)}
+    got: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}
+    try:
+        for _ in range(rounds):
+            for w, (proc, url, token) in serves.items():
+                n0, b0 = batch_totals(url)
+                c0 = serve_tree_cpu(proc)
+                r = wrk_run(url, token, seconds)
+                if r is None:
+                    return
+                c1 = serve_tree_cpu(proc)
+                n1, b1 = batch_totals(url)
+                n, b = n1 - n0, max(b1 - b0, 1)
+                got[w].append((r[0], n / b, b / seconds, (c1 - c0) / max(r[1], 1) * 1e3))
+    finally:
+        for proc, _, _ in serves.values():
+            proc.terminate()
+            proc.wait()
+    for w, runs in got.items():
+        who = "1 process" if w == 1 else "serve --workers 2"
+        for i, (rps, per_batch, commits, cpu_ms) in enumerate(runs):
+            row(
+                f"POST /v1/notarize, 64 clients (wrk), tst, {label}, {who}, run {i + 1}",
+                f"{rps:,.0f}/s",
+                f"{per_batch:,.1f} entries/batch, {commits:,.0f} commits/s,"
+                f" {cpu_ms:.2f} ms CPU/request",
+            )
+
+
+def pg_schemas(dsn: str) -> tuple[Callable[[int], str], list[str]]:
+    """A function naming a fresh schema per serve (for ``workers_peers``), and their list."""
+    made: list[str] = []
+    sep = "&" if "?" in dsn else "?"
+
+    def url(workers: int) -> str:
+        made.append("bench_" + uuid.uuid4().hex[:12])
+        return f"{dsn}{sep}schema={made[-1]}"
+
+    return url, made
+
+
+def drop_schemas(dsn: str, schemas: list[str]) -> None:
     import psycopg
 
-    schema = "bench_" + uuid.uuid4().hex[:12]
-    sep = "&" if "?" in dsn else "?"
-    proc, url, token = serve(tmp, database=f"{dsn}{sep}schema={schema}")
-    try:
-        wrk_single(url, token, label=", 1 process, PostgreSQL")
-    finally:
-        proc.terminate()
-        proc.wait()
-        with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for schema in schemas:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -299,18 +337,16 @@ def main() -> None:
         proc, url, token = serve(Path(tmp))
         try:
             http_batch(url, token, batch=5000, per_client=4, clients=2)
-            wrk_with_batches(url, token, label=", 1 process")
         finally:
             proc.terminate()
             proc.wait()
-        proc, url, token = serve(Path(tmp), workers=2)
-        try:
-            wrk_with_batches(url, token, label=", serve --workers 2")
-        finally:
-            proc.terminate()
-            proc.wait()
+        workers_peers(Path(tmp), "SQLite", None)
         if dsn:
-            notarize_on_postgres(Path(tmp), dsn)
+            name, schemas = pg_schemas(dsn)
+            try:
+                workers_peers(Path(tmp), "PostgreSQL", name)
+            finally:
+                drop_schemas(dsn, schemas)
     print("\n| measure | figure | note |\n|---|---:|---|")
     for what, value, note in ROWS:
         print(f"| {what} | {value} | {note} |")

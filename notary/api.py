@@ -47,7 +47,7 @@ from notary.api_schema import (
 )
 from notary.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, send_json
 from notary.delivery_api import include_delivery_routes
-from notary.errors import SequencerError, StorageError
+from notary.errors import SequencerError, SequencerUnavailableError, StorageError
 from notary.etsi.api import include_etsi_routes
 from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.pickup_api import include_pickup_routes
@@ -108,7 +108,7 @@ class NotarizeFastPath:
             return
         except Error as e:
             status, code, message = _status_of(e)
-            await send_json(send, status, code, message)
+            await send_json(send, status, code, message, _retry_after(e))
             return
         body = json.dumps(receipt.to_json(), separators=(",", ":")).encode()
         await send(
@@ -150,6 +150,13 @@ async def authenticate_async(service: NotaryService, authorization: str | None) 
     if acct is None:
         raise ApiError(401, "unauthorized", "unknown or revoked token")
     return acct
+
+
+def _retry_after(exc: Error) -> dict[str, str]:
+    """``Retry-After`` for an error worth retrying at once (the sequencing worker died)."""
+    if isinstance(exc, SequencerUnavailableError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
 
 
 def _status_of(exc: Error) -> tuple[int, str, str]:
@@ -216,7 +223,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Error)
     async def _error(request: Request, exc: Error) -> JSONResponse:
-        return error_response(*_status_of(exc))
+        status, code, message = _status_of(exc)
+        return JSONResponse(
+            {"error": code, "message": message}, status_code=status, headers=_retry_after(exc)
+        )
 
 
 def include_log_routes(app: FastAPI, service: NotaryService) -> None:

@@ -1,7 +1,7 @@
 """ASGI middleware that bounds request bodies: over the limit is 413 JSON, never a 500."""
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -67,8 +67,11 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def send_json(send: Send, status: int, code: str, message: str) -> None:
+async def send_json(
+    send: Send, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> None:
     body = json.dumps({"error": code, "message": message}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -76,6 +79,7 @@ async def send_json(send: Send, status: int, code: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )

@@ -8,6 +8,7 @@ __all__ = [
     "MalformedError",
     "NotaryError",
     "SequencerError",
+    "SequencerUnavailableError",
     "StorageError",
     "VerificationError",
 ]
@@ -23,3 +24,10 @@ class StorageError(NotaryError):
 
 class SequencerError(NotaryError):
     """The sequencer refused to sign (inconsistent tree, time not moving forward)."""
+
+
+class SequencerUnavailableError(SequencerError):
+    """No sequencer answered: the worker that sequences died with the request in flight,
+    or none has taken over yet. Retry (the API answers 503 with ``Retry-After``)."""
+
+    retry_after = 1

@@ -3,7 +3,9 @@
 With ``certmail notary serve --workers N`` every worker starts the background threads
 (witness cosigning, outside time-stamps); each takes an exclusive ``flock`` on its
 job's lock file first, and only the holder runs rounds. The others retry every
-5 s, so when the holder dies (the kernel drops its lock) another takes over.
+5 s (``poll``), so when the holder dies (the kernel drops its lock) another takes
+over. The shared sequencer (:mod:`notary.sequencer_share`) leads the same way,
+polling faster.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ TAKEOVER_SECONDS = 5.0
 
 
 def run_as_leader(
-    lock: Path, stop: threading.Event, interval: float, step: Callable[[], None], job: str
+    lock: Path,
+    stop: threading.Event,
+    interval: float,
+    step: Callable[[], None],
+    job: str,
+    *,
+    poll: float = TAKEOVER_SECONDS,
 ) -> None:
-    """Until ``stop`` is set: wait for ``lock``, then call ``step`` every ``interval``
-    seconds; an exception in a step is logged ("``job`` round failed") and the next
-    round comes as usual (a peer's or the storage's hiccup never ends the thread)."""
+    """Until ``stop`` is set: wait for ``lock`` (trying every ``poll`` seconds), then call
+    ``step`` every ``interval`` seconds; an exception in a step is logged ("``job`` round
+    failed") and the next round comes as usual (a peer's or the storage's hiccup never
+    ends the thread). The lock is released when ``stop`` is set or the process dies."""
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         while not stop.is_set():
@@ -36,7 +45,7 @@ def run_as_leader(
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # another worker holds it
-                stop.wait(TAKEOVER_SECONDS)
+                stop.wait(poll)
         while not stop.wait(interval):
             try:
                 step()

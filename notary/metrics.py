@@ -72,6 +72,11 @@ class ServiceMetrics(Metrics):
         self._failed = Counter(
             "certmail_log_failed_batches", "Batches that failed to commit.", registry=r
         )
+        self._forwarded = Counter(
+            "certmail_sequencer_forwarded",
+            "Submissions sent to the worker that sequences (serve --workers N).",
+            registry=r,
+        )
         self._batch_size = Histogram(
             "certmail_sequencer_batch_size",
             "Entries per committed batch.",
@@ -92,6 +97,10 @@ class ServiceMetrics(Metrics):
         self._entries.inc(size)
         self._batch_size.observe(size)
         self._commit_seconds.observe(seconds)
+
+    def forward(self, size: int) -> None:
+        super().forward(size)
+        self._forwarded.inc(size)
 
     def batch_failed(self) -> None:
         super().batch_failed()

@@ -95,6 +95,11 @@ class Metrics:
         default_factory=lambda: dict.fromkeys((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), 0)
     )
     failed_batches: int = 0
+    forwarded: int = 0
+
+    def forward(self, size: int) -> None:
+        """``size`` submissions were sent to the worker that sequences (notary.sequencer_share)."""
+        self.forwarded += size
 
     def batch_failed(self) -> None:
         """One batch failed to commit (the sequencer calls this once per failure)."""
@@ -176,7 +181,9 @@ class Sequencer:
         """Call ``listener(size)`` after each batch this sequencer commits, with the log's
         new size, in the committing thread (so it must be quick and thread-safe, e.g.
         ``loop.call_soon_threadsafe``); what it raises is logged, never the batch's. Other
-        processes' batches are not seen here. Returns the function that removes it."""
+        processes' batches are not seen here (but a follower of
+        :mod:`notary.sequencer_share` hears the leader's, on its event loop). Returns the
+        function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -328,15 +335,24 @@ class Sequencer:
             if not fut.done():
                 fut.set_exception(SequencerError("the notary is shutting down"))
         self._pending.clear()
+        self._wake = None  # a later submit is refused, never left waiting
 
-    async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
-        """Queue ``items`` for the next batch; return their receipts once committed."""
+    def enqueue(self, items: Sequence[Submission]) -> asyncio.Future[list[Receipt]]:
+        """Queue ``items`` for the next batch (on the loop's thread); the future gets
+        their receipts once committed, or the batch's error."""
         if self._wake is None:
             raise SequencerError("the sequencer is not running")
         fut: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
         self._pending.append((list(items), fut))
         self._wake.set()
-        return await fut
+        return fut
+
+    async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
+        """Queue ``items`` for the next batch; return their receipts once committed."""
+        return await self.enqueue(items)
+
+    async def _gather(self) -> None:
+        """Before each batch: start it at once (a subclass may wait a moment for more)."""
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -344,6 +360,7 @@ class Sequencer:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                await self._gather()
                 batch: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
                 count = 0
                 while self._pending and (

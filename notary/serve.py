@@ -5,8 +5,9 @@ binds the listening socket once and hands it to N workers: uvicorn's
 :class:`~uvicorn.supervisors.Multiprocess` spawns them, pings them, replaces a
 worker that dies, and on SIGTERM or SIGINT stops them all and returns. Each
 worker opens its own :class:`~notary.service.NotaryService` (its own database
-connection, sequencer and event loop); they share the log through storage
-and sequence one at a time (docs/notary.md).
+connection and event loop); the log has one sequencer, in the worker holding
+``.sequencer.lock``, which the others feed over ``.sequencer.sock``
+(:mod:`notary.sequencer_share`, docs/notary.md).
 
 Limits: :func:`raise_nofile_limit` lifts the soft descriptor limit to the
 hard one before serving, and :func:`uvicorn_config` serves with the per-peer
@@ -117,6 +118,7 @@ class WorkerApp:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         try:
             service = NotaryService.open(self.directory, database=self.database)
+            service.share_sequencer(self.directory)  # one sequencer for all the workers
         except Exception as e:  # the supervisor stops rather than restart in a loop
             log.error("worker cannot open the notary: %s", e)
             sys.exit(STARTUP_FAILURE)

@@ -103,6 +103,20 @@ class NotaryService:
         storage = open_storage(database or config.database)
         return cls(config, storage, signer, tsa=tsa, clock=clock)
 
+    def share_sequencer(self, directory: Path) -> None:
+        """Sequence through the one sequencer of the workers serving ``directory``
+        (:class:`notary.sequencer_share.SharedSequencer`); call before the app starts."""
+        from notary.sequencer_share import SharedSequencer
+
+        self.sequencer = SharedSequencer(
+            self.storage,
+            self.signer,
+            tsa=self.tsa,
+            clock=self.clock,
+            metrics=self.metrics,
+            directory=directory,
+        )
+
     @property
     def origin(self) -> str:
         return self.config.origin

@@ -299,8 +299,9 @@ def serve(
     """Serve the notary's HTTP API (log, receipts, TSA) and, with --smtp, its relay.
 
     Everything runs in one process and one event loop until interrupted. With
-    --workers N, N processes share the HTTP port and the log; they sequence
-    one at a time (see docs/notary.md), so N=2 uses both cores of a small box.
+    --workers N, N processes share the HTTP port and the log; one of them
+    sequences and the others send it their entries (see docs/notary.md), so
+    N=2 uses both cores of a small box.
 
     Refuses to start when DIR or a private key in it is open to group or
     others; warns when the config or the database is (docs/notary.md).

@@ -2,10 +2,11 @@
 
 Each ``serve`` worker runs one :class:`IndexFollower` inside the app's lifespan:
 at start-up it brings ``web.db``'s index (:class:`notary.web.app_index.MessageIndex`)
-up to the log, then again each time the worker's sequencer commits a batch
-(:meth:`notary.sequencer.Sequencer.on_commit` wakes it), and every :data:`POLL`
-seconds for the batches other workers or nodes commit to the same log, which
-this process does not see. :meth:`MessageIndex.catch_up` applies each batch in
+up to the log, then again each time the log's sequencer commits a batch
+(:meth:`notary.sequencer.Sequencer.on_commit` wakes it, in every worker of a
+``serve --workers N``: see :mod:`notary.sequencer_share`), and every :data:`POLL`
+seconds for the batches other nodes commit to the same log, which this serve
+does not see. :meth:`MessageIndex.catch_up` applies each batch in
 one transaction with its cursor, so followers of several workers (or nodes on
 one ``web.db``) never apply an entry twice; whichever gets there first does the work.
 

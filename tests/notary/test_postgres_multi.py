@@ -64,6 +64,51 @@ def test_two_serve_processes_share_one_log(tmp_path: Path) -> None:
         b.stop()
 
 
+def test_a_serve_with_workers_and_another_machine_share_one_log(tmp_path: Path) -> None:
+    """`serve --workers 2` (one sequencer for its workers) and another machine's
+    sequencer (here in the test process, with the same key) append to one PostgreSQL
+    log at the same time: the advisory lock orders their batches, nothing is lost."""
+    from keys.checkpoint_key import load_checkpoint_key
+    from notary.config import load_config
+    from notary.note import Signer
+    from notary.sequencer import Sequencer, Submission
+    from notary.storage.postgres import PostgresStorage
+
+    schema = "multi_" + uuid.uuid4().hex[:12]
+    url = pg_url(schema)
+    d = init_notary_dir(tmp_path / "m1", database=url)
+    a = NotaryProcess(d)
+    a.start(extra=["--workers", "2"])
+    st = PostgresStorage(url)
+    try:
+        token = a.token_for("multi@example.test")
+        verifier = Verifier.from_vkey(a.vkey)
+        other = Sequencer(st, Signer.from_key(load_checkpoint_key(load_config(d).key_path)))
+
+        def machine_b() -> None:
+            for i in range(20):
+                digest = f"{i:064x}"
+                other.commit_batch([Submission("SubmissionAcceptance", digest, f"<{i}@b>", None)])
+
+        b = threading.Thread(target=machine_b)
+        b.start()
+        got = notarize_concurrently([a.url], token, threads=4, each=10, tag="m")
+        b.join()
+        assert (d / ".sequencer.sock").exists()  # the serve's workers share one sequencer
+        for r in got:
+            r.verify(verifier)
+        entries = list(st.iter_entries())
+        cp = st.latest_checkpoint()
+        assert cp is not None and cp.size == len(entries) == 60
+        assert [e.index for e in entries] == list(range(60))
+        assert mth([e.entry for e in entries]) == cp.root_hash
+        assert all(entries[r.index].entry == r.entry for r in got)
+    finally:
+        a.stop()
+        st.drop_schema()
+        st.close()
+
+
 def test_logs_in_two_schemas_sequence_at_the_same_time() -> None:
     from notary.storage.postgres import SEQUENCER_LOCK, PostgresStorage, sequencer_lock_key
 

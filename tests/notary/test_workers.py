@@ -12,6 +12,7 @@ import httpx
 from notary.checkpoint import open_checkpoint
 from notary.note import Verifier
 from tests.fixtures.notary import NotaryProcess, notarize_concurrently, serve_command
+from tests.fixtures.workers import counter_of, metrics_dir, sample, worker_pids
 
 
 def test_two_workers_share_the_log(notary_dir: Path) -> None:
@@ -44,44 +45,6 @@ def test_workers_refuse_the_relay(notary_dir: Path) -> None:
     assert r.returncode == 1 and "--workers needs the relay elsewhere" in r.stderr
 
 
-def _workers(parent: int) -> list[int]:
-    """The worker processes of a serve: its spawned children (not the resource tracker)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(text.rpartition(")")[2].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline:
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
-
-
-def _metrics_dir(worker: int) -> Path:
-    env = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
-    (value,) = [v for v in env if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
-    return Path(value.partition(b"=")[2].decode())
-
-
-def _sample(text: str, name: str) -> float:
-    (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
-    return float(line.split()[1])
-
-
-def _entries_of(directory: Path, worker: int) -> float:
-    """certmail_log_entries_total as written by one worker alone."""
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    files = [str(directory / f"counter_{worker}.db")]
-    for metric in MultiProcessCollector.merge(files):
-        for s in metric.samples:
-            if s.name == "certmail_log_entries_total":
-                return float(s.value)
-    return 0.0
-
-
 def _notarize_spread(url: str, auth: dict[str, str], tag: str, clients: int, each: int) -> None:
     """clients x each notarizations, each on a new connection (so both workers answer)."""
 
@@ -108,22 +71,23 @@ def test_metrics_add_up_across_workers(notary_dir: Path) -> None:
     p.start(extra=["--workers", "2"])
     try:
         assert p.proc is not None
-        workers = _workers(p.proc.pid)
+        workers = worker_pids(p.proc.pid)
         assert len(workers) == 2
-        directory = _metrics_dir(workers[0])
-        assert _metrics_dir(workers[1]) == directory and directory.is_dir()
+        directory = metrics_dir(workers[0])
+        assert metrics_dir(workers[1]) == directory and directory.is_dir()
         token = p.token_for("m@example.test")
         auth = {"Authorization": f"Bearer {token}"}
         _notarize_spread(p.url, auth, "a", clients=4, each=10)
-        # Both workers answered some of the 40: each alone reports only its own.
-        per_worker = [_entries_of(directory, w) for w in workers]
-        assert all(n > 0 for n in per_worker) and sum(per_worker) == 40
+        # Both workers answered some of the 40, but one sequencer committed them all:
+        # its file alone counts them, and any worker's /metrics answers the total.
+        per_worker = [counter_of(directory, w, "certmail_log_entries_total") for w in workers]
+        assert sorted(per_worker) == [0, 40]
         for _ in range(8):  # whichever worker answers /metrics, it answers the totals
             text = httpx.get(p.url + "/metrics", timeout=30).text
-            assert _sample(text, "certmail_log_entries_total") == 40
-            assert _sample(text, "certmail_sequencer_batch_size_sum") == 40
-            assert _sample(text, "certmail_log_tree_size") == 40
-            assert _sample(text, "certmail_log_failed_batches_total") == 0
+            assert sample(text, "certmail_log_entries_total") == 40
+            assert sample(text, "certmail_sequencer_batch_size_sum") == 40
+            assert sample(text, "certmail_log_tree_size") == 40
+            assert sample(text, "certmail_log_failed_batches_total") == 0
     finally:
         p.stop()
     assert p.proc is not None and p.proc.returncode == 0
@@ -142,19 +106,19 @@ def test_a_killed_worker_is_replaced_and_its_counts_kept(notary_dir: Path) -> No
         token = p.token_for("k@example.test")
         auth = {"Authorization": f"Bearer {token}"}
         _notarize_spread(p.url, auth, "before", clients=2, each=8)
-        old = _workers(p.proc.pid)
+        old = worker_pids(p.proc.pid)
         os.kill(old[0], signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            now = _workers(p.proc.pid)
+            now = worker_pids(p.proc.pid)
             if len(now) == 2 and old[0] not in now:
                 break
             time.sleep(0.2)
         assert len(now) == 2 and old[0] not in now and old[1] in now
         _notarize_spread(p.url, auth, "after", clients=2, each=8)
         text = httpx.get(p.url + "/metrics", timeout=30).text
-        assert _sample(text, "certmail_log_entries_total") == 32
-        assert _sample(text, "certmail_log_tree_size") == 32
+        assert sample(text, "certmail_log_entries_total") == 32
+        assert sample(text, "certmail_log_tree_size") == 32
     finally:
         p.stop()
     assert p.proc is not None and p.proc.returncode == 0
