@@ -50,7 +50,7 @@ class CmsSigner:
     """Who made a good CMS signature: the signer's certificate."""
 
     certificate: x509.Certificate
-    sha256: str  # of the certificate's DER, upper-case hex (as openssl x509 -fingerprint)
+    sha256: str  # of the certificate's DER, lower-case hex (as `keys smime list` shows it)
     subject: str  # RFC 4514
     emails: tuple[str, ...]  # SubjectAltName rfc822Name, lower-case
 
@@ -70,7 +70,7 @@ def cert_emails(cert: x509.Certificate) -> tuple[str, ...]:
 
 def signer_of(cert: x509.Certificate) -> CmsSigner:
     der = cert.public_bytes(serialization.Encoding.DER)
-    sha = hashlib.sha256(der).hexdigest().upper()
+    sha = hashlib.sha256(der).hexdigest()
     return CmsSigner(cert, sha, cert.subject.rfc4514_string(), cert_emails(cert))
 
 

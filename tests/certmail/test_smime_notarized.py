@@ -8,6 +8,7 @@ acknowledges it, and Alice's receipts show the hand-over.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -15,16 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from notary.receipt import Receipt
 from tests.fixtures.cli import json_of, run, send_args, use_notary
 from tests.fixtures.relay import Relay, as_sender, start_relay
-from tests.fixtures.smime import smime_homes
+from tests.fixtures.smime import Smime, SmimePki, openssl, smime_homes
 
 
 @pytest.fixture
-def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
-    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
+def smime(tmp_path: Path, correspondents: Any) -> Smime:
+    return smime_homes(correspondents, tmp_path)
+
+
+@pytest.fixture
+def relay(tmp_path: Path, correspondents: Any, smime: Smime) -> Iterator[Relay]:
+    """The notary trusts the test CA for S/MIME acknowledgements (``ack_smime_ca``)."""
+    r = start_relay(
+        tmp_path / "notary",
+        correspondents,
+        relay_retry_initial=0.2,
+        ack_smime_ca=str(smime.pki.ca),
+    )
     yield r
     r.stop()
 
@@ -56,10 +69,10 @@ def test_smime_direct_is_notarized(correspondents: Any, notary_server: Any, tmp_
 
 
 def test_smime_through_the_relay_opens_and_is_acknowledged(
-    correspondents: Any, relay: Relay, tmp_path: Path
+    correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
-    c = correspondents
-    s = smime_homes(c, tmp_path)
+    """Bob's acknowledgement is signed with his S/MIME key (CMS), not an OpenPGP one."""
+    c, s = correspondents, smime
     out = json_of(
         as_sender(
             c, relay, *send_args(c.bob.email, "Contract", "--smime"), stdin=b"Dear Bob.\n", **s.env
@@ -78,21 +91,41 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
     assert o["sha256"] == out["sha256"] and o["notary"] == relay.url
     assert o["signer"] == c.alice.email and o["body"] == "Dear Bob.\n"
     assert o["ack"]["status"] == "sent" and o["ack"]["sha256"] == out["sha256"]
+    bob_cert = s.bob.cert.fingerprint(hashes.SHA256()).hex()
+    assert o["ack"]["fingerprint"] == bob_cert
+    stmt = Receipt.from_json(o["ack"]["receipt"]).verify(relay.verifier())
+    assert stmt["event"] == "ContentHandover" and stmt["certificate_sha256"] == bob_cert
+    # The logged CMS signature verifies with the stock tool against the CA.
+    (tmp_path / "ack.p7s").write_bytes(base64.b64decode(stmt["cms"]))
+    (tmp_path / "ack.txt").write_text(stmt["signed"], encoding="utf-8")
+    openssl(
+        "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "ack.p7s"),
+        "-content", str(tmp_path / "ack.txt"), "-CAfile", str(s.pki.ca), "-purpose", "smimesign",
+    )  # fmt: skip
+    steps: list[dict[str, Any]] = []
 
     def handed_over() -> bool:
-        r = as_sender(c, relay, "receipts", out["sha256"], "--json")
-        steps = json.loads(r.stdout)["recipients"][c.bob.email] if r.returncode == 0 else []
+        r = as_sender(c, relay, "receipts", out["sha256"], "--json", **s.env)
+        steps[:] = json.loads(r.stdout)["recipients"][c.bob.email] if r.returncode == 0 else []
         return "ContentHandover" in [st["event"] for st in steps]
 
     _wait(handed_over, "the acknowledgement in Alice's receipts")
+    (ack,) = [st for st in steps if st["event"] == "ContentHandover"]
+    assert ack["step"] == "acknowledged" and ack["key"] == "recipient's key"
+    assert ack["fingerprint"] == bob_cert and "the one you hold for them" in ack["detail"]
+    # Without the CA in her bundle, Alice's client does not take the certificate as Bob's.
+    other = SmimePki(tmp_path / "other", name="Another Root CA").ca
+    r = as_sender(c, relay, "receipts", out["sha256"], "--json", CERTMAIL_SMIME_CA=str(other))
+    (ack,) = [st for st in json.loads(r.stdout)["recipients"][c.bob.email]
+              if st["event"] == "ContentHandover"]  # fmt: skip
+    assert ack["key"] == "not the recipient's key", ack
 
 
 def test_smime_proof_bundle_exports_and_verifies(
-    correspondents: Any, relay: Relay, tmp_path: Path
+    correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5)."""
-    c = correspondents
-    s = smime_homes(c, tmp_path)
+    c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
     _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
