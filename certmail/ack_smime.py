@@ -101,7 +101,9 @@ def check_cms_handover(stmt: dict[str, Any], ctx: SmimeContext) -> HandoverCheck
         if ack.recipient.lower() != recipient.lower():
             raise VerificationError("the acknowledgement names another recipient")
         at = parse_time(str(stmt["time"])) if isinstance(stmt.get("time"), str) else None
-        signer = verify_detached(signed.encode("utf-8"), decode_cms(str(stmt["cms"])), ctx.ca, at=at)
+        signer = verify_detached(
+            signed.encode("utf-8"), decode_cms(str(stmt["cms"])), ctx.ca, at=at
+        )
         if signer.sha256 != fpr:
             raise VerificationError("signed by another certificate than the one logged")
     except (KeyError, MalformedError, VerificationError, UnicodeError) as e:

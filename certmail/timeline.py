@@ -264,7 +264,8 @@ def build_timeline(
     the recipient's key in it (docs/ack.md); the verdict is the event's ``key``.
     ``keyring`` may be a function making one, called only when there is an
     acknowledgement to check. ``smime`` (an S/MIME context, or a function making one)
-    checks the S/MIME (CMS) ones (:mod:`certmail.ack_smime`). Recipients the evidence names beyond ``recipients`` are added.
+    checks the S/MIME (CMS) ones (:mod:`certmail.ack_smime`). Recipients the evidence
+    names beyond ``recipients`` are added.
     """
     stmts = statements(receipts)
     checks: dict[int, HandoverCheck] = {}

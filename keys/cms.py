@@ -130,7 +130,7 @@ def _why(stderr: bytes) -> VerificationError:
 
 
 def verify_detached(
-    data: bytes, der: bytes, ca: Path | None, *, at: datetime | None = None
+    data: bytes, der: bytes, ca: Path | None, *, at: datetime | None = None, chain: bool = True
 ) -> CmsSigner:
     """Check the detached CMS signature ``der`` over ``data``; return its signer.
 
@@ -138,7 +138,8 @@ def verify_detached(
     store). ``at``: judge the certificates' validity at that time (``-attime``; the
     offline verifier's "when it was logged"), else now. MalformedError for what is
     not a detached one-signer SignedData, VerificationError for a bad signature or
-    a certificate that is not trusted.
+    a certificate that is not trusted. ``chain`` False checks the signature with the
+    certificate it carries only (``-noverify``: no CA, no dates, no purpose).
     """
     signed_data(der)
     with tempfile.TemporaryDirectory(prefix="certmail-cms-") as tmp:
@@ -147,8 +148,11 @@ def verify_detached(
         (work / "data").write_bytes(data)
         args = [_openssl(), "cms", "-verify", "-binary", "-inform", "DER"]
         args += ["-in", str(work / "sig.der"), "-content", str(work / "data")]
-        args += ["-purpose", "smimesign", "-signer", str(work / "signer.pem")]
-        args += ["-out", str(work / "out")] + (["-CAfile", str(ca)] if ca else [])
+        args += ["-signer", str(work / "signer.pem"), "-out", str(work / "out")]
+        if not chain:
+            args.append("-noverify")
+        else:
+            args += ["-purpose", "smimesign", *(["-CAfile", str(ca)] if ca else [])]
         if at is not None:
             args += ["-attime", str(int(at.timestamp()))]
         try:

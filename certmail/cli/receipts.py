@@ -221,7 +221,9 @@ def _poll(
         # The notary cannot be reached: show what the ledger kept (each receipt
         # was checked when it was kept). The delivery state is not kept.
         got = ledger.receipts(sha256)
-        view = _View(build_timeline(got, target.recipients, keyring=keyring, smime=smime), got, offline=e)
+        view = _View(
+            build_timeline(got, target.recipients, keyring=keyring, smime=smime), got, offline=e
+        )
         view.deliveries_error = "the notary could not be reached"
         return view
     view = _View(build_timeline(got, target.recipients, keyring=keyring, smime=smime), got)

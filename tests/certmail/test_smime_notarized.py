@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,20 +126,46 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
 def test_smime_proof_bundle_exports_and_verifies(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
-    """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5)."""
+    """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5); Bob's
+    S/MIME acknowledgement in it is checked by ``proof verify --smime-ca`` and by
+    VERIFY.txt's ``openssl cms -verify`` as printed."""
     c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
     _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
+    eml = tmp_path / "in.eml"
+    eml.write_bytes(c.sink.messages[0].data)
+    assert json_of(run(c.bob, "open", str(eml), "--ack", "--json", **s.env))["ack"]["receipt"]
     bundle = tmp_path / "p.zip"
     p = as_sender(c, relay, "proof", "export", out["sha256"], "-o", str(bundle), **s.env)
     assert p.returncode == 0, p.stderr
+    verify = ("proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root")
     v = json_of(
-        as_sender(
-            c, relay, "proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root",
-            "--json", "--allow-partial",
-        )
-    )  # fmt: skip
+        as_sender(c, relay, *verify, "--json", "--allow-partial", "--smime-ca", str(s.pki.ca))
+    )
     assert v["valid"] and v["sha256"] == out["sha256"]
     assert v["unchecked"] == ["sender signature"]  # encrypted: the signature is inside
-    assert [e["event"] for e in v["events"]] == ["SubmissionAcceptance", "RelayToNonERDS"]
+    assert [e["event"] for e in v["events"]] == [
+        "SubmissionAcceptance", "RelayToNonERDS", "ContentHandover",
+    ]  # fmt: skip
+    (ack,) = [ch for ch in v["checks"] if ch["item"].endswith("acknowledgement")]
+    assert ack["status"] == "ok" and "S/MIME" in ack["detail"], ack
+    assert c.bob.email in ack["detail"] and "chain verified" in ack["detail"]
+    # Without the CA bundle: the signature against its own certificate, the chain unrun.
+    v = json_of(as_sender(c, relay, *verify, "--json", "--allow-partial"))
+    (ack,) = [ch for ch in v["checks"] if ch["item"].endswith("acknowledgement")]
+    assert ack["status"] == "skipped" and "--smime-ca" in ack["detail"]
+    # Another CA: the certificate is not trusted, and the bundle does not verify.
+    other = SmimePki(tmp_path / "other", name="Another Root CA").ca
+    p = as_sender(c, relay, *verify, "--smime-ca", str(other))
+    assert p.returncode == 3 and "does not chain" in p.stderr, p.stderr
+    # VERIFY.txt's commands, as printed, with the stock tools.
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(work)
+        assert json.loads(z.read("bundle.json"))["format"] == 6
+    text = (work / "VERIFY.txt").read_text()
+    lines = text[text.index("S/MIME (CMS)") :].split("\n\n", 2)[1]
+    script = lines.replace("your-ca.pem", str(s.pki.ca))
+    done = subprocess.run(["sh", "-c", script], cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0 and "Verification successful" in done.stderr, done.stderr

@@ -8,7 +8,7 @@ the RFC 9162 leaf hashes and proofs, and ``gpg --verify`` on byte ranges (RFC 31
 from __future__ import annotations
 
 from certmail.bundle.documents.anchored import anchors_verify_txt
-from certmail.bundle.documents.facts import Facts
+from certmail.bundle.documents.facts import EventFact, Facts
 
 __all__ = ["render_verify_txt"]
 
@@ -294,12 +294,41 @@ def _message_signature_v3(f: Facts) -> list[str]:
     ]
 
 
+def _smime_acknowledgement(e: EventFact) -> list[str]:
+    """The stock-tool check of an S/MIME acknowledgement (certmail/bundle/smimeack.py)."""
+    from datetime import datetime
+
+    n = f"{e.number:02d}"
+    attime = int(datetime.fromisoformat(e.time.replace("Z", "+00:00")).timestamp())
+    jq = f"jq -j .entry evidence/{e.stem}.json | base64 -d"
+    return [
+        f"Acknowledgement evidence/{e.stem}.json: the recipient's S/MIME (CMS)",
+        "signature over the acknowledgement text, both inside the statement; the",
+        "signature carries the signer's certificate and its issuers:",
+        "",
+        f"    {jq} | jq -j .signed > ack-{n}.txt",
+        f"    {jq} | jq -j .cms | base64 -d > ack-{n}.p7s",
+        f"    openssl cms -verify -binary -inform DER -in ack-{n}.p7s \\",
+        f"      -content ack-{n}.txt -CAfile your-ca.pem -purpose smimesign \\",
+        f"      -attime {attime} -signer ack-{n}-signer.pem -out /dev/null",
+        "",
+        'It must say "Verification successful" (your-ca.pem: the CAs you trust for',
+        "S/MIME; -attime: the time the notary logged it), and the certificate",
+        f"(openssl x509 -in ack-{n}-signer.pem -noout -ext subjectAltName) must name",
+        f"{_shown(e.recipient or 'the recipient')}.",
+        "",
+    ]
+
+
 def _acknowledgements_v3(f: Facts) -> list[str]:
     sender = _sender_key(f)
     trusted = f" --trusted-key {sender}" if sender else ""
     out: list[str] = []
     for e in f.events:
         if e.event != "ContentHandover":
+            continue
+        if e.mode == "smime":
+            out += _smime_acknowledgement(e)
             continue
         n = f"{e.number:02d}"
         out += [
