@@ -127,15 +127,20 @@ def test_smime_proof_bundle_exports_and_verifies(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5); Bob's
-    S/MIME acknowledgement in it is checked by ``proof verify --smime-ca`` and by
+    S/MIME acknowledgement (by ``inbox open --ack``) in it is checked by ``proof verify --smime-ca`` and by
     VERIFY.txt's ``openssl cms -verify`` as printed."""
     c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
     _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
-    eml = tmp_path / "in.eml"
-    eml.write_bytes(c.sink.messages[0].data)
-    assert json_of(run(c.bob, "open", str(eml), "--ack", "--json", **s.env))["ack"]["receipt"]
+    maildir = tmp_path / "Maildir"  # this time through `inbox open --ack`
+    for d in ("cur", "new", "tmp"):
+        (maildir / d).mkdir(parents=True)
+    (maildir / "new" / "1700000000.M1P1.test").write_bytes(c.sink.messages[0].data)
+    inbox = ("inbox", "open", "1700000000.M1P1.test", "--maildir", str(maildir), "--json")
+    o = json_of(run(c.bob, *inbox, "--ack", **s.env))
+    assert o["sha256"] == out["sha256"] and o["ack"]["receipt"]
+    assert o["ack"]["fingerprint"] == s.bob.cert.fingerprint(hashes.SHA256()).hex()
     bundle = tmp_path / "p.zip"
     p = as_sender(c, relay, "proof", "export", out["sha256"], "-o", str(bundle), **s.env)
     assert p.returncode == 0, p.stderr
