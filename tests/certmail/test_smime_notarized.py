@@ -127,8 +127,8 @@ def test_smime_proof_bundle_exports_and_verifies(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     """The evidence of an S/MIME send is a proof bundle like any other (DESIGN §4.5); Bob's
-    S/MIME acknowledgement (by ``inbox open --ack``) in it is checked by ``proof verify --smime-ca`` and by
-    VERIFY.txt's ``openssl cms -verify`` as printed."""
+    S/MIME acknowledgement (by ``inbox open --ack``) in it is checked by ``proof verify
+    --smime-ca`` and by VERIFY.txt's ``openssl cms -verify`` as printed."""
     c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
