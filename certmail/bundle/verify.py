@@ -176,7 +176,7 @@ def _openpgp_checks(
                         )
                     )
                 )
-        out += check_mdns(v, rcpts, ring if ring is not None else keyring, mdns)
+        out += check_mdns(v, rcpts, ring if ring is not None else keyring, mdns, smime_ca)
     return out
 
 

@@ -12,6 +12,8 @@ kept as weak.
 
 from __future__ import annotations
 
+import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,28 @@ def test_an_smime_signed_mdn_is_verified_kept_and_shown(
     assert [m["label"] for m in doc["mdns"]] == ["signed-smime"]
     text = run(c.alice, "receipts", out["sha256"], **s.env).stdout
     assert f"signed MDN (S/MIME) from CN={c.bob.email}/{c.bob.email}" in text
+    # In the proof bundle: checked by proof verify --smime-ca, and by VERIFY.txt's openssl.
+    bundle = tmp_path / "p.zip"
+    p = run(c.alice, "proof", "export", out["sha256"], "-o", str(bundle), **s.env)
+    assert p.returncode == 0, p.stderr
+    verify = ("proof", "verify", str(bundle), "--trust-bundle-key", "--trust-bundle-root")
+    v = json_of(run(c.alice, *verify, "--json", "--allow-partial", "--smime-ca", str(s.pki.ca)))
+    (mdn,) = [ch for ch in v["checks"] if ch["item"] == "read receipt mdns/01.eml"]
+    assert mdn["status"] == "ok" and "chain verified" in mdn["detail"], mdn
+    assert f"signed (S/MIME) by recipient {c.bob.email}'s certificate" in mdn["detail"]
+    other = SmimePki(tmp_path / "other", name="Another Root CA").ca
+    p = run(c.alice, *verify, "--allow-partial", "--smime-ca", str(other))
+    assert p.returncode == 3 and "does not chain" in p.stderr, p.stderr
+    work = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(work)
+    text = (work / "VERIFY.txt").read_text()
+    script = text[text.index("is signed with S/MIME") :].split("\n\n", 2)[1]
+    done = subprocess.run(
+        ["sh", "-c", script.replace("your-ca.pem", str(s.pki.ca))],
+        cwd=work, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Verification successful" in done.stderr, done.stderr
 
 
 def test_changed_foreign_and_other_peoples_smime_mdns(

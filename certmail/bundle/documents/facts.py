@@ -143,6 +143,7 @@ class MdnFact:
     disposition: str
     signed: bool
     layout: MimeLayout | None = None  # a signed one's byte ranges (renderer 6's commands)
+    smime: bool = False  # signed with S/MIME (certmail/bundle/smimemdn.py), not OpenPGP
 
 
 @dataclass(frozen=True)
