@@ -159,6 +159,8 @@ def verify_detached(
             r = subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise Error("openssl took too long to check a CMS signature") from None
+        if r.returncode != 0 and r.stderr.startswith(b"Error loading file"):
+            raise Error(f"cannot read the CA bundle {ca}", hint="a PEM file of CA certificates")
         if r.returncode != 0:
             raise _why(r.stderr)
         certs = x509.load_pem_x509_certificates((work / "signer.pem").read_bytes())

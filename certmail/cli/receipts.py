@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
+from certmail.cli.smime import smime_ca_only
 from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
     default=None,
     help="Give up watching after this many seconds (exit 5).",
 )
+@smime_ca_only
 @json_option("Print JSON on stdout.")
 @home_option
 @pass_app

@@ -117,7 +117,7 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
     assert ack["fingerprint"] == bob_cert and "the one you hold for them" in ack["detail"]
     # Without the CA in her bundle, Alice's client does not take the certificate as Bob's.
     other = SmimePki(tmp_path / "other", name="Another Root CA").ca
-    r = as_sender(c, relay, "receipts", out["sha256"], "--json", CERTMAIL_SMIME_CA=str(other))
+    r = as_sender(c, relay, "receipts", out["sha256"], "--json", "--smime-ca", str(other))
     (ack,) = [st for st in json.loads(r.stdout)["recipients"][c.bob.email]
               if st["event"] == "ContentHandover"]  # fmt: skip
     assert ack["key"] == "not the recipient's key", ack
