@@ -628,6 +628,8 @@ export function details(stmt) {
     out.push(`TLS: ${String(tls.version ?? "").slice(0, 40)} ${String(tls.cipher ?? "").slice(0, 80)}`);
   }
   if (typeof stmt.fingerprint === "string") out.push(`signer key: ${stmt.fingerprint.slice(0, 80)}`);
+  // an S/MIME acknowledgement's signer (verify.py _details)
+  if (typeof stmt.certificate_sha256 === "string") out.push(`signer certificate (S/MIME, SHA-256): ${stmt.certificate_sha256.slice(0, 80)}`);
   for (const [name, label] of [["assurance", "identity assurance"], ["released", "key share released"]]) {
     if (typeof stmt[name] === "string") out.push(`${label}: ${stmt[name].slice(0, 200)}`);
   }
