@@ -30,10 +30,10 @@ import pysequoia
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
 from keys.cms import CmsSigner
-from keys.errors import MalformedError, NotFoundError, TemporaryError, VerificationError
+from keys.errors import MalformedError, NotFoundError, VerificationError
 from keys.gpg import email_of
 from keys.gpg.importing import check_before_import
-from notary.ack_cms import check_cms, handover_members, smime_ca
+from notary.ack_cms import Busy, check_cms, handover_members, smime_ca
 from notary.ackformat import AckRequest
 from notary.evidence import parse_statement
 from notary.receipt import Receipt
@@ -56,10 +56,6 @@ CHECK_CONCURRENCY = 2
 CHECK_QUEUE = 16
 #: Parsed certificates kept by the hash of their text (an acknowledger sends the same one).
 CERT_CACHE = 1024
-
-
-class Busy(TemporaryError):
-    """Too many acknowledgements are waiting for their signature check: try again shortly."""
 
 
 @cache

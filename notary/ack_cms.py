@@ -14,11 +14,20 @@ recipient's is for the sender to check again (the one they encrypted to,
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from keys.cms import CmsSigner, decode_cms, verify_detached
-from keys.errors import VerificationError
+from keys.errors import TemporaryError, VerificationError
+
+log = logging.getLogger(__name__)
+
+
+class Busy(TemporaryError):
+    """Too many acknowledgements are waiting for their signature check, or S/MIME ones
+    cannot be checked now (the CA bundle is unreadable): 503, try again later."""
+
 
 __all__ = ["check_cms", "handover_members", "smime_ca"]
 
@@ -37,7 +46,11 @@ def check_cms(text: str, cms: str, recipient: str, ca: Path | None) -> CmsSigner
     VerificationError (422) for a bad signature, an untrusted, expired or
     non-signing certificate, or one that does not name ``recipient``.
     """
-    signer = verify_detached(text.encode("utf-8"), decode_cms(cms), ca)
+    der = decode_cms(cms)
+    if ca is not None and not ca.is_file():  # the operator's setting, not the client's fault
+        log.error("ack_smime_ca %s is not a file: S/MIME acknowledgements are refused", ca)
+        raise Busy("this notary cannot check S/MIME acknowledgements right now")
+    signer = verify_detached(text.encode("utf-8"), der, ca)
     if recipient.lower() not in signer.emails:
         named = ", ".join(signer.emails) or "no address"
         raise VerificationError(f"the signer's certificate is for {named}, not for {recipient}")

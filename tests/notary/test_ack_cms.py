@@ -164,3 +164,16 @@ def test_without_a_notary_ca_bundle_a_private_ca_is_not_trusted(
             assert r.status_code == 422 and "does not chain" in r.json()["message"]
     finally:
         svc.close()
+
+
+def test_an_unreadable_notary_ca_bundle_is_the_notarys_fault(
+    client: TestClient, notary: NotaryService, pki: SmimePki, tmp_path: Path
+) -> None:
+    """``ack_smime_ca`` gone: 503 (the operator's to fix), not a client error, no path."""
+    digest = _notarize(client, notary, "<m4@example.org>")
+    text = _text(digest, "<m4@example.org>")
+    cms = _sign(pki.person(BOB), text, tmp_path)
+    pki.ca.unlink()
+    r = client.post("/v1/ack", json=_body(digest, "<m4@example.org>", text, cms))
+    assert r.status_code == 503 and r.json()["error"] == "busy"
+    assert str(pki.ca) not in r.text
