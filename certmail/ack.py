@@ -25,7 +25,13 @@ from notary.ackformat import Ack, AttachmentScan, ack_text, parse_ack_text
 from .inbox.notarized import EVIDENCE_HEADER, TRACE_FIELDS, notarized
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from keys.gpg import Keyring
+
+    from .smime.opening import SmimeContext
+
+    SmimeSource = SmimeContext | Callable[[], SmimeContext]
 
 __all__ = [
     "EVIDENCE_HEADER",
@@ -59,9 +65,20 @@ class SignedAck:
     signed: str
     signature: str
     public_key: str
-    fingerprint: str
+    fingerprint: str  # the OpenPGP key's, or the S/MIME certificate's SHA-256
+    #: The S/MIME form (:mod:`certmail.ack_smime`): a detached CMS SignedData, base64 DER;
+    #: ``signature`` and ``public_key`` are then empty.
+    cms: str = ""
 
     def to_json(self) -> dict[str, str]:
+        if self.cms:
+            return {
+                "sha256": self.sha256,
+                "message_id": self.message_id,
+                "recipient": self.recipient,
+                "signed": self.signed,
+                "cms": self.cms,
+            }
         return {
             "sha256": self.sha256,
             "message_id": self.message_id,
@@ -119,19 +136,33 @@ class HandoverCheck:
     detail: str
     #: False when the keyring holds no key for the recipient (nothing to compare with).
     have_key: bool = True
+    #: ``openpgp`` (``fingerprint``: the key's) or ``cms`` (the S/MIME certificate's SHA-256).
+    kind: str = "openpgp"
 
     @property
     def ok(self) -> bool:
         return self.verdict == "recipient's key"
 
 
-def check_handover(stmt: dict[str, Any], keyring: Keyring) -> HandoverCheck:
+def check_handover(
+    stmt: dict[str, Any], keyring: Keyring, smime: SmimeSource | None = None
+) -> HandoverCheck:
     """Check a ContentHandover statement against the recipient's key in ``keyring``.
 
     The fingerprint the notary logged must be that of the key we hold for the
     recipient (the key we encrypted to), the signature must verify with it and
-    the signed text must name this message and recipient.
+    the signed text must name this message and recipient. An S/MIME (CMS)
+    acknowledgement is checked with ``smime`` (a context, or a function making one)
+    by :func:`certmail.ack_smime.check_cms_handover`.
     """
+    if "cms" in stmt:
+        from .ack_smime import check_cms_handover
+
+        recipient = str(stmt.get("recipient") or "")
+        if smime is None:
+            no = "no S/MIME settings to check an S/MIME acknowledgement with"
+            return HandoverCheck(recipient, None, "not the recipient's key", no, False, "cms")
+        return check_cms_handover(stmt, smime() if callable(smime) else smime)
     recipient = str(stmt.get("recipient") or "")
     fpr = stmt.get("fingerprint")
     fpr = str(fpr).upper() if isinstance(fpr, str) else None
@@ -219,9 +250,11 @@ def _sign_and_post(
     me: str,
     notary: str,
     scans: tuple[AttachmentScan, ...] | None = None,
+    smime: bool = False,
 ) -> AckOutcome:
-    """Post the acknowledgement (with the attachments' ``scans``); when the notary cannot
-    be reached, keep it queued.
+    """Post the acknowledgement (with the attachments' ``scans``; with ``smime`` signed
+    with the S/MIME key, :mod:`certmail.ack_smime`); when the notary cannot be reached,
+    keep it queued.
 
     An acknowledgement queued before (by an earlier ``open --ack``) is the one
     posted, so the notary never sees two signatures for one handover.
@@ -241,15 +274,7 @@ def _sign_and_post(
         body = queued.body
     else:
         now = cm.clock() if cm.clock else _dt.now(UTC)
-        signed = make_ack(
-            cm.keyring,
-            sha256=sha,
-            message_id=message_id,
-            recipient=me,
-            notary=notary,
-            time=now,
-            scans=scans,
-        )
+        signed = _sign(cm, smime, Ack(sha, message_id, me, now, notary, scans))
         body = {**signed.to_json(), "fingerprint": signed.fingerprint}
     fpr = str(body["fingerprint"])
     try:
@@ -270,6 +295,23 @@ def _sign_and_post(
         )
     ledger.mark_ack_sent(queued.id, receipt)
     return AckOutcome(sha, message_id, me, notary, fpr, receipt)
+
+
+def _sign(cm: Any, smime: bool, ack: Ack) -> SignedAck:
+    """``ack`` signed with the S/MIME key (``smime``) or the OpenPGP one."""
+    from .ack_smime import make_cms_ack
+
+    sign = make_cms_ack if smime else make_ack
+    key = cm.smime if smime else cm.keyring
+    return sign(
+        key,
+        sha256=ack.sha256,
+        message_id=ack.message_id,
+        recipient=ack.recipient,
+        notary=ack.notary,
+        time=ack.time,
+        scans=ack.scans,
+    )
 
 
 def post_body(notary_url: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
@@ -317,7 +359,10 @@ def acknowledge(
     from .scanverdicts import scans_of
 
     scans = scans_of(opened.attachments)
-    out = _sign_and_post(cm, sha, message_id, me, notary, scans)
+    from .ack_smime import is_smime_message
+
+    smime = is_smime_message(raw) and cm.smime.store.own_certificate() is not None
+    out = _sign_and_post(cm, sha, message_id, me, notary, scans, smime)
     if opened.attachments and scans is None:
         out.warnings.append(
             f"{len(opened.attachments)} attachments are more than an acknowledgement lists: "

@@ -16,6 +16,9 @@ What it is worth is stated with it (``label``):
   address, and that address is one the message was sent to: the recipient's
   key says the message was displayed (``signer_trusted`` says whether you
   certified that key);
+- ``signed-smime``: a good S/MIME signature (:mod:`certmail.mdn_smime`), the
+  certificate chaining to the CA bundle and naming the Final-Recipient address,
+  one the message was sent to;
 - ``signed-other``: a good signature, but not by a key of the recipient (weak);
 - ``unsigned``: anyone could have written it (weak).
 
@@ -29,7 +32,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, MalformedError, NotFoundError
 
+from .mdn_smime import SmimeSigner, is_smime_signed, verify_smime_mdn
 from .mime import Entity, canonicalize, decode_body, parse_entity, same_address, split_multipart
 from .rfc3156 import signed_parts
 from .sqlitedb import session
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from keys.gpg import Keyring, SignatureInfo
 
     from .ledger import Ledger
+    from .smime.opening import SmimeContext
 
 MAX_MDN_BYTES = 1 << 20  # an MDN is a few kB; a larger "MDN" is not read as one
 REPORT = "multipart/report"
@@ -62,13 +67,15 @@ CREATE TABLE IF NOT EXISTS mdns (
     signer_trusted      INTEGER NOT NULL DEFAULT 0,
     reporting_ua        TEXT,
     received            TEXT NOT NULL,
-    raw                 BLOB NOT NULL
+    raw                 BLOB NOT NULL,
+    signer_subject      TEXT                    -- S/MIME: the certificate's subject
 );
 CREATE INDEX IF NOT EXISTS mdns_sha256 ON mdns (sha256);
 """
 
 LABELS = {
     "signed": "signed MDN from the recipient's key",
+    "signed-smime": "signed MDN (S/MIME) from the recipient's certificate",
     "signed-other": "signed, but not by the recipient's key (weak)",
     "unsigned": "unsigned MDN (weak: anyone could have sent it)",
 }
@@ -87,6 +94,7 @@ class IncomingMdn:
     signer_fingerprint: str | None = None
     signer_emails: tuple[str, ...] = ()
     signer_trusted: bool = False
+    signer_subject: str | None = None  # S/MIME: the certificate's subject (else OpenPGP)
 
     @property
     def signed(self) -> bool:
@@ -111,9 +119,12 @@ class StoredMdn:
     reporting_ua: str | None
     received: str
     mdn_sha256: str
+    signer_subject: str | None = None
 
     @property
     def description(self) -> str:
+        if self.label == "signed-smime":
+            return f"signed MDN (S/MIME) from {self.signer_subject or '?'}/{self.final_recipient}"
         return LABELS.get(self.label, self.label)
 
     def to_json(self) -> dict[str, Any]:
@@ -146,8 +157,9 @@ def _is_report(e: Entity) -> bool:
     return e.content_type == REPORT and kind == "disposition-notification"
 
 
-def read_mdn(keyring: Keyring, raw: bytes) -> IncomingMdn:
-    """Parse and verify an MDN; raise :class:`MalformedError` or ``VerificationError``."""
+def read_mdn(keyring: Keyring, raw: bytes, smime: SmimeContext | None = None) -> IncomingMdn:
+    """Parse and verify an MDN (an S/MIME signed one with ``smime``: its CA bundle);
+    raise :class:`MalformedError` or ``VerificationError``."""
     if len(raw) > MAX_MDN_BYTES:
         raise MalformedError(f"a disposition notification larger than {MAX_MDN_BYTES:,} bytes")
     canon = canonicalize(raw)
@@ -156,16 +168,29 @@ def read_mdn(keyring: Keyring, raw: bytes) -> IncomingMdn:
     if report is None:
         raise MalformedError("not an RFC 8098 disposition notification")
     sig: SignatureInfo | None = None
+    if report is not top and is_smime_signed(top):
+        return _mdn(report, canon, verify_smime_mdn(smime, top))
     if report is not top:
         sp = signed_parts(top)
         sig = keyring.verify_detached(sp.signed, sp.signature)  # raises on a bad one
         from .unseal import check_sender
 
         check_sender(keyring, sig, top.headers.get("From"))
-    fields = _fields(report)
     emails: tuple[str, ...] = ()
     if sig is not None:
         emails = tuple(keyring.key_for(sig.primary_fingerprint).emails)
+    found = _mdn(report, canon, None)
+    return replace(
+        found,
+        signer_fingerprint=sig.primary_fingerprint if sig else None,
+        signer_emails=emails,
+        signer_trusted=bool(sig and sig.trusted),
+    )
+
+
+def _mdn(report: Entity, canon: bytes, smime: SmimeSigner | None) -> IncomingMdn:
+    """What the report says; signed by ``smime`` (an S/MIME certificate) when given."""
+    fields = _fields(report)
     return IncomingMdn(
         original_message_id=_required(fields, "Original-Message-ID"),
         final_recipient=_address(_required(fields, "Final-Recipient")),
@@ -175,9 +200,10 @@ def read_mdn(keyring: Keyring, raw: bytes) -> IncomingMdn:
         disposition=_required(fields, "Disposition"),
         reporting_ua=fields.get("Reporting-UA"),
         mdn_sha256=hashlib.sha256(canon).hexdigest(),
-        signer_fingerprint=sig.primary_fingerprint if sig else None,
-        signer_emails=emails,
-        signer_trusted=bool(sig and sig.trusted),
+        signer_fingerprint=smime.fingerprint if smime else None,
+        signer_emails=smime.emails if smime else (),
+        signer_trusted=smime is not None,  # the chain verified against the CA bundle
+        signer_subject=smime.subject[:300] if smime else None,
     )
 
 
@@ -222,17 +248,23 @@ def _address(value: str) -> str:
 
 
 def label_of(mdn: IncomingMdn, recipients: tuple[str, ...]) -> str:
-    """``signed``, ``signed-other`` or ``unsigned`` (the module docstring)."""
+    """``signed``, ``signed-smime``, ``signed-other`` or ``unsigned`` (the module
+    docstring)."""
     if not mdn.signed:
         return "unsigned"
     to_them = any(same_address(mdn.final_recipient, r) for r in recipients)
     by_them = any(same_address(mdn.final_recipient, e) for e in mdn.signer_emails)
-    return "signed" if to_them and by_them else "signed-other"
+    if not (to_them and by_them):
+        return "signed-other"
+    return "signed-smime" if mdn.signer_subject is not None else "signed"
 
 
 @contextmanager
 def _db(path: Path) -> Iterator[sqlite3.Connection]:
     with session(path, SCHEMA) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(mdns)")}
+        if "signer_subject" not in columns:  # a ledger from before S/MIME MDNs
+            conn.execute("ALTER TABLE mdns ADD COLUMN signer_subject TEXT")
         yield conn
 
 
@@ -263,12 +295,13 @@ def store(ledger: Ledger, mdn: IncomingMdn, raw: bytes, received: str) -> Stored
         mdn.reporting_ua,
         received,
         canonicalize(raw),
+        mdn.signer_subject,
     )
     with _db(ledger.path) as c:
         c.execute(
             "INSERT OR IGNORE INTO mdns (mdn_sha256, sha256, message_id, final_recipient,"
             " disposition, label, signer_fingerprint, signer_trusted, reporting_ua, received,"
-            " raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " raw, signer_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
     return StoredMdn(
@@ -282,6 +315,7 @@ def store(ledger: Ledger, mdn: IncomingMdn, raw: bytes, received: str) -> Stored
         mdn.reporting_ua,
         received,
         mdn.mdn_sha256,
+        mdn.signer_subject,
     )
 
 
@@ -292,12 +326,13 @@ def stored(ledger_path: Path, sha256: str) -> list[StoredMdn]:
     with _db(ledger_path) as c:
         rows = c.execute(
             "SELECT sha256, message_id, final_recipient, disposition, label,"
-            " signer_fingerprint, signer_trusted, reporting_ua, received, mdn_sha256"
-            " FROM mdns WHERE sha256 = ? ORDER BY id",
+            " signer_fingerprint, signer_trusted, reporting_ua, received, mdn_sha256,"
+            " signer_subject FROM mdns WHERE sha256 = ? ORDER BY id",
             (sha256,),
         ).fetchall()
     return [
-        StoredMdn(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9]) for r in rows
+        StoredMdn(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+        for r in rows
     ]
 
 

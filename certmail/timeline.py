@@ -227,7 +227,7 @@ def _handover(
 ) -> None:
     from .scanverdicts import handover_scans
 
-    event.fingerprint = stmt.get("fingerprint")
+    event.fingerprint = stmt.get("fingerprint") or stmt.get("certificate_sha256")
     for name in ("mode", "assurance", "released"):
         value = stmt.get(name)
         setattr(event, name, value[:200] if isinstance(value, str) else None)
@@ -240,6 +240,8 @@ def _handover(
     if check is None:
         return
     event.key = check.verdict
+    if check.kind == "cms":  # which certificate, and whether it is the one held
+        event.detail = check.detail
     if not check.ok:
         event.step = (
             f"acknowledged by a key that is not {recipient}'s"
@@ -254,13 +256,16 @@ def build_timeline(
     recipients: list[str],
     *,
     keyring: Keyring | Callable[[], Keyring] | None = None,
+    smime: Any = None,
 ) -> Timeline:
     """The timeline of a message's (already checked) receipts, for ``recipients``.
 
     With ``keyring``, each acknowledgement (ContentHandover) is checked against
     the recipient's key in it (docs/ack.md); the verdict is the event's ``key``.
     ``keyring`` may be a function making one, called only when there is an
-    acknowledgement to check. Recipients the evidence names beyond ``recipients`` are added.
+    acknowledgement to check. ``smime`` (an S/MIME context, or a function making one)
+    checks the S/MIME (CMS) ones (:mod:`certmail.ack_smime`). Recipients the evidence
+    names beyond ``recipients`` are added.
     """
     stmts = statements(receipts)
     checks: dict[int, HandoverCheck] = {}
@@ -269,7 +274,7 @@ def build_timeline(
 
         ring = keyring() if callable(keyring) else keyring
         checks = {
-            i: check_handover(s, ring)
+            i: check_handover(s, ring, smime)
             for i, s in enumerate(stmts)
             if s.get("event") == "ContentHandover" and s.get("mode") != "pickup"
         }

@@ -18,19 +18,22 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from threading import Lock
 from typing import Any
 
 import pysequoia
 from pysequoia.packet import PacketPile, SignatureType, Tag
 
-from keys.errors import MalformedError, NotFoundError, TemporaryError, VerificationError
+from keys.cms import CmsSigner
+from keys.errors import MalformedError, NotFoundError, VerificationError
 from keys.gpg import email_of
 from keys.gpg.importing import check_before_import
+from notary.ack_cms import Busy, check_cms, handover_members, smime_ca
 from notary.ackformat import AckRequest
 from notary.evidence import parse_statement
 from notary.receipt import Receipt
@@ -55,10 +58,6 @@ CHECK_QUEUE = 16
 CERT_CACHE = 1024
 
 
-class Busy(TemporaryError):
-    """Too many acknowledgements are waiting for their signature check: try again shortly."""
-
-
 @cache
 def _check_pool() -> ThreadPoolExecutor:
     """The threads signature checks run in: their own, not the event loop's default pool
@@ -78,13 +77,19 @@ class SignatureChecks:
         self.limit = CHECK_CONCURRENCY + queue
         self.active = 0
 
-    async def check(self, req: AckRequest) -> SignerKey:
+    async def check(self, req: AckRequest, smime_ca: Path | None = None) -> SignerKey | CmsSigner:
+        """The signer of ``req``: an OpenPGP key, or with ``cms`` an S/MIME certificate
+        (chaining to ``smime_ca``, None: the system store; :mod:`notary.ack_cms`)."""
         if self.active >= self.limit:
             raise Busy("too many acknowledgements are being checked; try again shortly")
         loop = asyncio.get_running_loop()
         self.active += 1
-        job = _check_pool().submit(
-            check_signature, req.signed, req.signature, req.public_key, req.recipient
+        job: Future[SignerKey | CmsSigner] = (
+            _check_pool().submit(check_cms, req.signed, req.cms, req.recipient, smime_ca)
+            if req.cms
+            else _check_pool().submit(
+                check_signature, req.signed, req.signature, req.public_key, req.recipient
+            )
         )
         # Counted until the check is done, even when the request is abandoned meanwhile.
         job.add_done_callback(lambda _: self._release(loop))
@@ -270,6 +275,17 @@ def check_signature(text: str, signature: str, public_key: str, recipient: str) 
     return SignerKey(primary, signing, emails)
 
 
+def _signer_members(req: AckRequest, signer: SignerKey | CmsSigner) -> dict[str, str]:
+    """The ContentHandover members that record the signature and who made it."""
+    if isinstance(signer, CmsSigner):
+        return {"cms": req.cms, **handover_members(signer)}
+    return {
+        "signature": req.signature,
+        "fingerprint": signer.fingerprint,
+        "signing_key": signer.signing_fingerprint,
+    }
+
+
 @cache
 def _default_checks() -> SignatureChecks:
     return SignatureChecks()
@@ -309,7 +325,7 @@ async def acknowledge(
             for r in stmt.get("recipients") or ():
                 if isinstance(r, str):
                     known_recipients.add(r.lower())
-        elif e.event == "ContentHandover" and stmt.get("signature") == req.signature:
+        elif e.event == "ContentHandover" and stmt.get(req.proof[0]) == req.proof[1]:
             handovers.append(e)
     if not accepted:
         raise NotFoundError(
@@ -322,15 +338,9 @@ async def acknowledge(
         if cp is not None and handovers[0].index < cp.size:
             receipt: Receipt = service.receipt_for(handovers[0], cp.size, cp.note)
             return receipt
-    signer = await (checks or _default_checks()).check(req)
-    extra = {
-        "recipient": req.recipient,
-        "signed": req.signed,
-        "signature": req.signature,
-        "fingerprint": signer.fingerprint,
-        "signing_key": signer.signing_fingerprint,
-        **(more or {}),
-    }
+    signer = await (checks or _default_checks()).check(req, smime_ca(service.config))
+    extra = {"recipient": req.recipient, "signed": req.signed, **_signer_members(req, signer)}
+    extra.update(more or {})
     accounts = [accepted[0].account_id]  # the acknowledged message's: its first acceptance
     receipts = await service.sequencer.submit(
         [

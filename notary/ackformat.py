@@ -1,7 +1,8 @@
 """The acknowledgement of receipt as text and as a request (docs/ack.md): pure format.
 
 The acknowledgement text is a small line-oriented UTF-8 document the recipient
-signs with their OpenPGP key (detached, armored). :func:`ack_text` writes it,
+signs with their OpenPGP key (detached, armored) or their S/MIME key (a
+detached CMS SignedData, base64 DER in the request). :func:`ack_text` writes it,
 :func:`parse_ack_text` reads it strictly (both versions: v1, the five fields; v2,
 the same fields and then, per attachment, the virus-scan verdict the sender's
 manifest states and the recipient's own, issue 11 item 6); :func:`parse_ack_request` validates a
@@ -24,6 +25,7 @@ __all__ = [
     "ACK_TITLE",
     "ACK_TITLE_V2",
     "MAX_ACK_BODY",
+    "MAX_CMS_TEXT",
     "MAX_PUBLIC_KEY",
     "MAX_SIGNATURE",
     "MAX_TEXT",
@@ -49,6 +51,8 @@ MAX_SCANNED = 40
 MAX_ENGINE = 200
 MAX_SIGNATURE = 8192
 MAX_PUBLIC_KEY = 32 * 1024
+#: Longest ``cms`` member (base64 of a detached SignedData with the signer's chain).
+MAX_CMS_TEXT = 32 * 1024
 
 _FIELDS = ("SHA-256", "Message-ID", "Recipient", "Time", "Notary")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -219,25 +223,48 @@ class AckRequest:
     signature: str
     public_key: str
     ack: Ack
+    #: The S/MIME form: a detached CMS SignedData (base64 DER, with the signer's
+    #: certificate) over ``signed``; then ``signature`` and ``public_key`` are empty.
+    cms: str = ""
+
+    @property
+    def proof(self) -> tuple[str, str]:
+        """The statement member that carries the signature, and its value."""
+        return ("cms", self.cms) if self.cms else ("signature", self.signature)
 
 
-def parse_ack_request(obj: Any) -> AckRequest:
-    """Validate a ``POST /v1/ack`` JSON body; MalformedError naming what is wrong."""
-    if not isinstance(obj, dict):
-        raise MalformedError("the body must be a JSON object")
-    names = ("sha256", "message_id", "recipient", "signed", "signature", "public_key")
-    unknown = set(obj) - set(names)
+_BASE = ("sha256", "message_id", "recipient", "signed")
+_OPENPGP = ("signature", "public_key")
+
+
+def _signature_members(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The members that carry the signature: OpenPGP's two, or ``cms`` (never both)."""
+    form = ("cms",) if "cms" in obj else _OPENPGP
+    unknown = set(obj) - set(_BASE) - set(form)
     if unknown:
         raise MalformedError(f"unknown members: {sorted(unknown)}")
-    for n in names:
+    for n in (*_BASE, *form):
         if not isinstance(obj.get(n), str) or not obj[n]:
             raise MalformedError(f"{n} must be a non-empty string")
+    if form == ("cms",):
+        if len(obj["cms"]) > MAX_CMS_TEXT:
+            raise MalformedError("cms too large")
+        return form
     if len(obj["signature"]) > MAX_SIGNATURE or len(obj["public_key"]) > MAX_PUBLIC_KEY:
         raise MalformedError("signature or public_key too large")
     if "-----BEGIN PGP SIGNATURE-----" not in obj["signature"]:
         raise MalformedError("signature must be an ASCII-armored OpenPGP signature")
     if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in obj["public_key"]:
         raise MalformedError("public_key must be an ASCII-armored OpenPGP public key")
+    return form
+
+
+def parse_ack_request(obj: Any) -> AckRequest:
+    """Validate a ``POST /v1/ack`` JSON body (the OpenPGP form or the CMS one);
+    MalformedError naming what is wrong."""
+    if not isinstance(obj, dict):
+        raise MalformedError("the body must be a JSON object")
+    form = _signature_members(obj)
     ack = parse_ack_text(obj["signed"])
     if ack.sha256 != obj["sha256"]:
         raise MalformedError("the signed text names another SHA-256 than the request")
@@ -250,7 +277,8 @@ def parse_ack_request(obj: Any) -> AckRequest:
         obj["message_id"],
         obj["recipient"],
         obj["signed"],
-        obj["signature"],
-        obj["public_key"],
+        obj.get("signature", ""),
+        obj.get("public_key", ""),
         ack,
+        obj["cms"] if form == ("cms",) else "",
     )

@@ -83,6 +83,8 @@ class NotaryConfig:
     ack_per_source: int = DEFAULT_ACK_PER_SOURCE
     ack_per_message: int = DEFAULT_ACK_PER_MESSAGE
     ack_window: float = DEFAULT_ACK_WINDOW
+    #: The CA bundle (PEM) S/MIME acknowledgements must chain to; empty: the system store.
+    ack_smime_ca: str = ""
     http_max_connections_per_peer: int = DEFAULT_HTTP_PER_PEER
     http_header_timeout: float = DEFAULT_HTTP_HEADER_TIMEOUT
     pickup_purge_every: float = DEFAULT_PICKUP_PURGE_EVERY
@@ -159,6 +161,7 @@ def write_config(cfg: NotaryConfig) -> None:
         "ack_per_source": cfg.ack_per_source,
         "ack_per_message": cfg.ack_per_message,
         "ack_window": cfg.ack_window,
+        "ack_smime_ca": cfg.ack_smime_ca,
         "http_max_connections_per_peer": cfg.http_max_connections_per_peer,
         "http_header_timeout": cfg.http_header_timeout,
         "pickup_purge_every": cfg.pickup_purge_every,
@@ -215,6 +218,7 @@ def load_config(directory: Path) -> NotaryConfig:
             ack_per_source=int(data.get("ack_per_source", DEFAULT_ACK_PER_SOURCE)),
             ack_per_message=int(data.get("ack_per_message", DEFAULT_ACK_PER_MESSAGE)),
             ack_window=float(data.get("ack_window", DEFAULT_ACK_WINDOW)),
+            ack_smime_ca=str(data.get("ack_smime_ca", "")),
             http_max_connections_per_peer=int(
                 data.get("http_max_connections_per_peer", DEFAULT_HTTP_PER_PEER)
             ),

@@ -138,8 +138,10 @@ class SealedChecks(SignatureChecks):
         self.inner = inner
         self.allowed = allowed
 
-    async def check(self, req: AckRequest) -> SignerKey:
-        signer = await self.inner.check(req)
+    async def check(self, req: AckRequest, smime_ca: Path | None = None) -> SignerKey:
+        signer = await self.inner.check(req, smime_ca)
+        if not isinstance(signer, SignerKey):  # registered keys are OpenPGP (docs/sealed.md)
+            raise VerificationError("a sealed message is acknowledged with an OpenPGP key")
         if signer.fingerprint.upper() not in self.allowed:
             raise VerificationError(
                 f"the key {signer.fingerprint} is not one this sealed message may be opened with"

@@ -107,7 +107,8 @@ def export_bundle(
     outside time-stamps (format 4: certmail/bundle/anchors.py).
     ``mdns`` are the read receipts (RFC 8098 MDNs, as received) that came back:
     ``mdns/NN.eml``. A bundle with read receipts or a version 2 acknowledgement, or of an
-    S/MIME signed message (``smime/signer-chain.pem``, certmail/bundle/smimesig.py), is
+    S/MIME signed message (``smime/signer-chain.pem``, certmail/bundle/smimesig.py) or
+    with an S/MIME acknowledgement (certmail/bundle/smimeack.py), is
     written in format 6, with or without outside time-stamps (format 5 is no longer
     written: renderer 6 adds the stock-tool checks of signed read receipts).
     """
@@ -115,6 +116,7 @@ def export_bundle(
     from certmail.bundle.blind import visible_to
     from certmail.bundle.etsi import etsi_members
     from certmail.bundle.mdns import mdn_members, needs_format_5
+    from certmail.bundle.smimeack import has_cms_ack
     from certmail.bundle.smimesig import signer_chain_pem
     from certmail.bundle.verify import check_evidence
     from certmail.bundle.zipio import same_members, write_members
@@ -132,7 +134,8 @@ def export_bundle(
     chain = signer_chain_pem(message)  # format 6: the S/MIME signer's certificates
     if chain is not None:
         files[SIGNER_CHAIN] = chain
-    if chain is not None or needs_format_5(files, [parse_statement(r.entry) for r in ordered]):
+    stmts = [parse_statement(r.entry) for r in ordered]
+    if chain is not None or needs_format_5(files, stmts) or has_cms_ack(stmts):
         files[FORMAT_FILE] = format_text(FORMAT_SMIME)  # cumulative: over 3 to 5 too
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:

@@ -95,6 +95,7 @@ def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
     must be an MDN about the bundle's message. A format 5 bundle must need format 5
     (:func:`needs_format_5`: it is written only then, so each bundle has one form)."""
     from certmail.bundle.headers import header_facts
+    from certmail.bundle.smimemdn import smime_mdn_layout
     from certmail.mdn_in import address_of, unverified_fields
 
     names = _names(v)
@@ -113,21 +114,33 @@ def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
         disposition = " ".join(fields.get("Disposition", "").split())[:200]
         if not rcpt or not disposition:
             raise fail(f"{name} lacks its Final-Recipient or Disposition")
-        layout = header_facts(v.files[name]).layout if signed else None
-        out.append(MdnFact(name, rcpt, disposition.rpartition(";")[2].strip(), signed, layout))
+        smime = smime_mdn_layout(v.files[name]) if signed else None  # smimemdn.py
+        layout = smime or (header_facts(v.files[name]).layout if signed else None)
+        shown = disposition.rpartition(";")[2].strip()
+        out.append(MdnFact(name, rcpt, shown, signed, layout, smime is not None))
     return tuple(out)
 
 
 def check_mdns(
-    v: Verified, recipients: Sequence[str], keyring: Keyring | None, facts: Sequence[MdnFact]
+    v: Verified,
+    recipients: Sequence[str],
+    keyring: Keyring | None,
+    facts: Sequence[MdnFact],
+    smime_ca: Path | None = None,
 ) -> list[Check]:
-    """One check per read receipt: a signed one's signature (VerificationError when bad),
-    an unsigned one reported as weak."""
+    """One check per read receipt: a signed one's signature (VerificationError when bad;
+    an S/MIME one against ``smime_ca``, certmail/bundle/smimemdn.py), an unsigned one
+    reported as weak."""
+    from certmail.bundle.smimemdn import check_smime_mdn
+    from certmail.bundle.smimesig import submission_time
     from certmail.mdn_in import label_of, read_mdn
 
     out = []
     for m in facts:
         label = f"read receipt {m.file}"
+        if m.smime:
+            out.append(check_smime_mdn(v, m, recipients, smime_ca, submission_time(v)))
+            continue
         if not m.signed:
             out.append(Check(label, "ok", f"unsigned, weak: anyone could have written it "
                                           f"(it names {m.final_recipient})"))  # fmt: skip

@@ -186,11 +186,14 @@ def check_smime_signature(v: Verified, sender: str, ca: Path | None) -> Check | 
 
 
 def _needs_6_otherwise(v: Verified) -> bool:
-    """Whether a bundle without the signer chain needs format 6 for its read receipts
-    or version 2 acknowledgements (:func:`certmail.bundle.mdns.needs_format_5`)."""
+    """Whether a bundle without the signer chain needs format 6 for its read receipts,
+    version 2 acknowledgements (:func:`certmail.bundle.mdns.needs_format_5`) or S/MIME
+    acknowledgements (:func:`certmail.bundle.smimeack.has_cms_ack`)."""
     from certmail.bundle.mdns import needs_format_5
+    from certmail.bundle.smimeack import has_cms_ack
 
-    return needs_format_5(v.files, [e.statement for e in v.events])
+    stmts = [e.statement for e in v.events]
+    return needs_format_5(v.files, stmts) or has_cms_ack(stmts)
 
 
 def _carried_chain(data: bytes) -> list[x509.Certificate]:

@@ -134,6 +134,7 @@ def _openpgp_checks(
     from certmail.bundle.mdns import check_mdns
     from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
     from certmail.bundle.pgpkeys import bundle_keyring
+    from certmail.bundle.smimeack import check_cms_acknowledgement, is_cms_ack
     from certmail.bundle.smimesig import check_smime_signature
 
     def either(check: Callable[[Keyring | None, bool], Check]) -> Check:
@@ -165,7 +166,9 @@ def _openpgp_checks(
             )
         )
         for ev in v.events:
-            if ev.statement["event"] == "ContentHandover":
+            if is_cms_ack(ev.statement):  # S/MIME: certmail/bundle/smimeack.py
+                out.append(check_cms_acknowledgement(ev, rcpts, v.sha256, v.format, smime_ca))
+            elif ev.statement["event"] == "ContentHandover":
                 out.append(
                     either(
                         lambda kr, b, ev=ev: check_acknowledgement(  # type: ignore[misc]
@@ -173,7 +176,7 @@ def _openpgp_checks(
                         )
                     )
                 )
-        out += check_mdns(v, rcpts, ring if ring is not None else keyring, mdns)
+        out += check_mdns(v, rcpts, ring if ring is not None else keyring, mdns, smime_ca)
     return out
 
 
@@ -197,11 +200,25 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
     fpr = stmt.get("fingerprint")
     if isinstance(fpr, str):
         out.append(f"signer key: {fpr[:80]}")
+    cert = stmt.get("certificate_sha256")  # an S/MIME acknowledgement's signer
+    if isinstance(cert, str):
+        out.append(f"signer certificate (S/MIME, SHA-256): {cert[:80]}")
     for name, label in (("assurance", "identity assurance"), ("released", "key share released")):
         value = stmt.get(name)  # sealed and pickup delivery (docs/sealed.md)
         if isinstance(value, str):
             out.append(f"{label}: {value[:200]}")
     return tuple(out)
+
+
+def _mode(stmt: Mapping[str, Any]) -> str | None:
+    """A ContentHandover's kind: ``sealed`` or ``pickup`` (docs/sealed.md), ``smime`` (an
+    S/MIME acknowledgement, certmail/bundle/smimeack.py), else None (OpenPGP)."""
+    from certmail.bundle.smimeack import is_cms_ack
+
+    mode = stmt.get("mode")
+    if mode in ("sealed", "pickup"):
+        return str(mode)
+    return "smime" if is_cms_ack(stmt) else None
 
 
 def _event_fact(e: Event) -> EventFact:
@@ -228,7 +245,7 @@ def _event_fact(e: Event) -> EventFact:
             signer=cert_facts(e.token.tsa_cert)[0],
         ),
         channel=channel[:40] if isinstance(channel, str) else None,
-        mode=mode if (mode := e.statement.get("mode")) in ("sealed", "pickup") else None,
+        mode=_mode(e.statement),
         scans=_scans(e.statement),
     )
 

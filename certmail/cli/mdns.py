@@ -31,7 +31,9 @@ def _head(path: Path) -> bytes:
 def describe(s: StoredMdn) -> str:
     """One line: what the MDN says, about which message, and what it is worth."""
     key = ""
-    if s.signer_fingerprint:
+    if s.signer_fingerprint and s.signer_subject is not None:  # S/MIME: chain verified
+        key = f", certificate {s.signer_fingerprint}"
+    elif s.signer_fingerprint:
         key = f", key {s.signer_fingerprint}{'' if s.signer_trusted else ' (not certified)'}"
     return (
         f"read receipt from {s.final_recipient} for {s.message_id}: {s.disposition}"
@@ -47,7 +49,7 @@ def open_mdn(app: App, file: Path) -> bool:
     if not is_mdn(raw):
         return False
     with app.client() as cm:
-        kept = store(cm.ledger, read_mdn(cm.keyring, raw), raw, _now())
+        kept = store(cm.ledger, read_mdn(cm.keyring, raw, cm.smime), raw, _now())
     if app.as_json:
         emit_json({"mdn": kept.to_json()})
     else:
@@ -65,7 +67,7 @@ def collect(cm: Any, path: Path, summary: Summary) -> None:
     if not is_mdn(raw):
         return
     try:
-        summary.mdn = describe(store(cm.ledger, read_mdn(cm.keyring, raw), raw, _now()))
+        summary.mdn = describe(store(cm.ledger, read_mdn(cm.keyring, raw, cm.smime), raw, _now()))
     except Error as e:
         summary.mdn = f"read receipt not kept: {e.message}"
 

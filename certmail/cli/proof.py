@@ -326,6 +326,13 @@ def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | 
     return subject, None
 
 
+def _smime_of(settings: Any) -> Any:
+    """The S/MIME context S/MIME acknowledgements are judged with (the CA bundle)."""
+    from certmail.smime.opening import smime_context
+
+    return smime_context(settings, None, None)
+
+
 def _judge_acks(
     receipts: list[dict[str, Any]], settings: Any, keep_all: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[tuple[str, str]]]:
@@ -351,7 +358,7 @@ def _judge_acks(
                 kept.append(r)
                 continue
             ring = ring or Keyring(settings.gnupghome)
-            checked[entry] = check_handover(stmt, ring)
+            checked[entry] = check_handover(stmt, ring, lambda: _smime_of(settings))
         check = checked[entry]
         if keep_all or check.ok or not check.have_key:
             kept.append(r)
@@ -365,7 +372,11 @@ def _judge_acks(
         for e, c in checked.items()
         if c.have_key and not c.ok and not keep_all
     ]
-    ok = {(c.fingerprint, c.recipient.lower()) for c in checked.values() if c.ok and c.fingerprint}
+    ok = {
+        (c.fingerprint, c.recipient.lower())
+        for c in checked.values()
+        if c.ok and c.fingerprint and c.kind == "openpgp"  # an OpenPGP key to carry
+    }
     return kept, left_out, sorted(ok)
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
+from certmail.cli.smime import smime_ca_only
 from keys.errors import Error, TemporaryError
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
     default=None,
     help="Give up watching after this many seconds (exit 5).",
 )
+@smime_ca_only
 @json_option("Print JSON on stdout.")
 @home_option
 @pass_app
@@ -179,11 +181,16 @@ def _show(
 
         return Keyring(settings.gnupghome)
 
+    def smime() -> Any:  # the CA bundle S/MIME acknowledgements are checked against
+        from certmail.smime.opening import smime_context
+
+        return smime_context(settings, None, None)
+
     started = time.monotonic()
     shown: set[str] = set()
     with NotaryClient(settings.notary_url, settings.notary_token) as client:
         while True:
-            view = _poll(client, ledger, target, keyring, watch)
+            view = _poll(client, ledger, target, (keyring, smime), watch)
             target.message_id = target.message_id or view.tl.message_id
             if watch and not as_json:
                 _echo_new(view.tl, shown)
@@ -199,9 +206,11 @@ def _show(
 
 
 def _poll(
-    client: NotaryClient, ledger: Ledger, target: _Target, keyring: Any, watch: bool
+    client: NotaryClient, ledger: Ledger, target: _Target, checkers: Any, watch: bool
 ) -> _View:
-    """Fetch receipts and delivery state once (the ledger's receipts when offline)."""
+    """Fetch receipts and delivery state once (the ledger's receipts when offline);
+    ``checkers``: the keyring's and the S/MIME context's makers."""
+    keyring, smime = checkers
     from certmail.timeline import build_timeline, delivery_states
     from keys.errors import NotFoundError
 
@@ -214,10 +223,12 @@ def _poll(
         # The notary cannot be reached: show what the ledger kept (each receipt
         # was checked when it was kept). The delivery state is not kept.
         got = ledger.receipts(sha256)
-        view = _View(build_timeline(got, target.recipients, keyring=keyring), got, offline=e)
+        view = _View(
+            build_timeline(got, target.recipients, keyring=keyring, smime=smime), got, offline=e
+        )
         view.deliveries_error = "the notary could not be reached"
         return view
-    view = _View(build_timeline(got, target.recipients, keyring=keyring), got)
+    view = _View(build_timeline(got, target.recipients, keyring=keyring, smime=smime), got)
     if not target.relayed:
         return view
     try:

@@ -51,6 +51,11 @@ _crl_option: Callable[[F], F] = _app_path_option(
 )
 
 
+def smime_ca_only(f: F) -> F:
+    """``--smime-ca FILE`` alone (``receipts``: the S/MIME acknowledgements' CA bundle)."""
+    return _ca_option(f)
+
+
 def smime_ca_option(f: F) -> F:
     """``--smime-ca FILE`` and ``--smime-crl FILE`` (docs/smime.md, "Revocation")."""
     return _ca_option(_crl_option(f))

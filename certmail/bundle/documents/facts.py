@@ -114,7 +114,9 @@ class EventFact:
     stem: str
     tsa: TsaFact | None
     channel: str | None = None  # SubmissionAcceptance: "smtp" (the relay) or "api" (direct)
-    mode: str | None = None  # ContentHandover: "sealed" or "pickup" (docs/sealed.md), else None
+    #: ContentHandover: "sealed" or "pickup" (docs/sealed.md), "smime" (a CMS signature),
+    #: else None (an OpenPGP signature).
+    mode: str | None = None
     #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 5 shows them).
     scans: tuple[str, ...] = ()
 
@@ -141,6 +143,7 @@ class MdnFact:
     disposition: str
     signed: bool
     layout: MimeLayout | None = None  # a signed one's byte ranges (renderer 6's commands)
+    smime: bool = False  # signed with S/MIME (certmail/bundle/smimemdn.py), not OpenPGP
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,12 @@ SEALED_HANDOVER = (
     "; the message was sealed: the content could not be read before the signature was logged"
 )
 
+#: An S/MIME ContentHandover (certmail/bundle/smimeack.py): a CMS signature, not OpenPGP.
+SMIME_HANDOVER = (
+    "the recipient signed an acknowledgement of receipt with an S/MIME certificate's key "
+    "(CMS), and the notary logged it"
+)
+
 #: A pickup ContentHandover (docs/sealed.md "Pickup"): no signature, the page's confirmation.
 PICKUP_HANDOVER = (
     "the recipient confirmed receipt on the notary's pickup page (no signature: the identity "
@@ -236,6 +245,8 @@ def proves(
         text += SEALED_HANDOVER
     elif event == "ContentHandover" and mode == "pickup":
         text = PICKUP_HANDOVER
+    elif event == "ContentHandover" and mode == "smime":
+        text = SMIME_HANDOVER
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text

@@ -16,6 +16,11 @@ _SIGNED = (
     "reported the message {disposition}; it is the recipient's word only when the signature "
     "is by the recipient's key (certmail proof verify checks it with the keys in keys/)"
 )
+_SIGNED_SMIME = (
+    "a read receipt (RFC 8098 MDN) signed with S/MIME: the recipient's mail program "
+    "reported the message {disposition}; it is the recipient's word only when the "
+    "certificate is the recipient's (certmail proof verify --smime-ca checks it)"
+)
 _WEAK_ROW = ' class="weak"'
 _UNSIGNED = (
     "WEAK EVIDENCE: an unsigned read receipt (RFC 8098 MDN) reporting the message "
@@ -30,7 +35,8 @@ def shown_scans(f: Facts, e: EventFact) -> tuple[str, ...]:
 
 def proves_mdn(m: MdnFact) -> str:
     """One sentence: what a read receipt proves."""
-    return (_SIGNED if m.signed else _UNSIGNED).format(disposition=m.disposition)
+    text = (_SIGNED_SMIME if m.smime else _SIGNED) if m.signed else _UNSIGNED
+    return text.format(disposition=m.disposition)
 
 
 def mdn_lines(f: Facts) -> list[str]:

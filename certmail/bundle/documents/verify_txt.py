@@ -8,7 +8,7 @@ the RFC 9162 leaf hashes and proofs, and ``gpg --verify`` on byte ranges (RFC 31
 from __future__ import annotations
 
 from certmail.bundle.documents.anchored import anchors_verify_txt
-from certmail.bundle.documents.facts import Facts
+from certmail.bundle.documents.facts import EventFact, Facts, MdnFact
 
 __all__ = ["render_verify_txt"]
 
@@ -259,6 +259,9 @@ def _signed_mdns(f: Facts) -> list[str]:
             continue
         n = m.file.removeprefix("mdns/").removesuffix(".eml")
         (o1, n1), (o2, n2) = m.layout.first, m.layout.signature
+        if m.smime:
+            out += _smime_mdn(m, n)
+            continue
         out += [
             f"Read receipt {m.file} is signed (RFC 3156): cut out the signed part and",
             "the signature by byte range, then check them with the recipient's key:",
@@ -271,6 +274,26 @@ def _signed_mdns(f: Facts) -> list[str]:
             "",
         ]
     return out
+
+
+def _smime_mdn(m: MdnFact, n: str) -> list[str]:
+    """An S/MIME signed read receipt's check with openssl (certmail/bundle/smimemdn.py)."""
+    assert m.layout is not None and m.layout.signature is not None
+    (o1, n1), (o2, n2) = m.layout.first, m.layout.signature
+    return [
+        f"Read receipt {m.file} is signed with S/MIME (RFC 8551): cut out the signed",
+        "part and the signature (base64 DER) by byte range, then check them:",
+        "",
+        f"    tail -c +{o1 + 1} {m.file} | head -c {n1} > mdn-{n}.eml",
+        f"    tail -c +{o2 + 1} {m.file} | head -c {n2} | tr -d '\\r' \\",
+        f"      | base64 -d > mdn-{n}.p7s",
+        f"    openssl cms -verify -binary -inform DER -in mdn-{n}.p7s -content mdn-{n}.eml \\",
+        "      -CAfile your-ca.pem -purpose smimesign -out /dev/null",
+        "",
+        'It must say "Verification successful", by a certificate naming',
+        f"{_shown(m.final_recipient)}.",
+        "",
+    ]
 
 
 def _message_signature_v3(f: Facts) -> list[str]:
@@ -294,12 +317,41 @@ def _message_signature_v3(f: Facts) -> list[str]:
     ]
 
 
+def _smime_acknowledgement(e: EventFact) -> list[str]:
+    """The stock-tool check of an S/MIME acknowledgement (certmail/bundle/smimeack.py)."""
+    from datetime import datetime
+
+    n = f"{e.number:02d}"
+    attime = int(datetime.fromisoformat(e.time.replace("Z", "+00:00")).timestamp())
+    jq = f"jq -j .entry evidence/{e.stem}.json | base64 -d"
+    return [
+        f"Acknowledgement evidence/{e.stem}.json: the recipient's S/MIME (CMS)",
+        "signature over the acknowledgement text, both inside the statement; the",
+        "signature carries the signer's certificate and its issuers:",
+        "",
+        f"    {jq} | jq -j .signed > ack-{n}.txt",
+        f"    {jq} | jq -j .cms | base64 -d > ack-{n}.p7s",
+        f"    openssl cms -verify -binary -inform DER -in ack-{n}.p7s \\",
+        f"      -content ack-{n}.txt -CAfile your-ca.pem -purpose smimesign \\",
+        f"      -attime {attime} -signer ack-{n}-signer.pem -out /dev/null",
+        "",
+        'It must say "Verification successful" (your-ca.pem: the CAs you trust for',
+        "S/MIME; -attime: the time the notary logged it), and the certificate",
+        f"(openssl x509 -in ack-{n}-signer.pem -noout -ext subjectAltName) must name",
+        f"{_shown(e.recipient or 'the recipient')}.",
+        "",
+    ]
+
+
 def _acknowledgements_v3(f: Facts) -> list[str]:
     sender = _sender_key(f)
     trusted = f" --trusted-key {sender}" if sender else ""
     out: list[str] = []
     for e in f.events:
         if e.event != "ContentHandover":
+            continue
+        if e.mode == "smime":
+            out += _smime_acknowledgement(e)
             continue
         n = f"{e.number:02d}"
         out += [

@@ -60,6 +60,9 @@ export const NOT_HERE = {
   smime:
     "not checked here: the S/MIME sender signature (smime/signer-chain.pem); " +
     "run certmail proof verify --smime-ca FILE",
+  smimeAck:
+    "not checked here: the S/MIME signature of the acknowledgement (CMS); " +
+    "run certmail proof verify --smime-ca FILE",
   mdns:
     "not checked here: the read receipts (mdns/NN.eml, RFC 8098 MDNs) and their signatures; " +
     "run certmail proof verify",
@@ -105,11 +108,13 @@ const notOfFormat = (version) =>
 
 /** A bundle that says format 5 holds read receipts or a version 2 acknowledgement
  * (mdns.py needs_format_5, mdn_facts): it is written in format 5 only then; one that
- * says format 6 holds those or the S/MIME signer's chain (smimesig.py). */
+ * says format 6 holds those, the S/MIME signer's chain (smimesig.py) or an S/MIME
+ * acknowledgement (smimeack.py). */
 function checkFormat5(v) {
   if (v.format !== 5 && v.format !== 6) return;
   if (membersOf(v.files.keys(), "mdns").length) return;
   if (v.format === 6 && membersOf(v.files.keys(), "smime").length) return;
+  if (v.format === 6 && v.events.some((ev) => isCmsAck(ev.statement))) return;
   const v2 = (s) => s.event === "ContentHandover" && typeof s.signed === "string" && s.signed.startsWith(ACK_TITLE_V2);
   if (!v.events.some((ev) => v2(ev.statement))) throw notOfFormat(v.format);
 }
@@ -400,6 +405,30 @@ function normalizeFingerprint(value) {
   return value.trim();
 }
 
+/** An S/MIME (CMS-signed) acknowledgement (certmail/bundle/smimeack.py is_cms_ack). */
+export function isCmsAck(s) {
+  return s.event === "ContentHandover" && Object.hasOwn(s, "cms");
+}
+
+/** An S/MIME acknowledgement: its members and recipient checked (smimeack.py _members),
+ * the CMS signature not (no CMS verifier in this page). */
+function checkCmsAcknowledgement(ev, recipients, sha, format) {
+  const s = ev.statement;
+  const n = pad2(ev.number);
+  if (format < 6) throw fail(`evidence ${n}: an S/MIME acknowledgement in a bundle of format ${format} (S/MIME: 6)`);
+  const vals = ["signed", "cms", "certificate_sha256", "recipient"].map((k) => s[k]);
+  if (!vals.every((x) => typeof x === "string")) {
+    throw fail(`evidence ${n}: the S/MIME acknowledgement lacks signed, cms, certificate_sha256 or recipient`);
+  }
+  const [signed, , , whoRaw] = vals;
+  if (!signed.includes(sha)) throw fail(`evidence ${n}: the acknowledgement is about another message`);
+  const who = whoRaw.toLowerCase();
+  if (!recipients.some((r) => r.toLowerCase() === who)) {
+    throw new VerificationError(`evidence ${n}: the acknowledgement is by ${whoRaw}, who is not a recipient of the message`);
+  }
+  return check(`${n} acknowledgement`, "skipped", NOT_HERE.smimeAck);
+}
+
 async function checkAcknowledgement(ev, recipients, sha, ring) {
   const s = ev.statement;
   const n = pad2(ev.number);
@@ -546,7 +575,11 @@ export async function verifyFiles(files, { vkey = null, roots = null, keyring = 
     for (const ev of v.events) {
       if (ev.statement.event === "ContentHandover") {
         current = `${pad2(ev.number)} acknowledgement`;
-        checks.push(await checkAcknowledgement(ev, rcpts, v.sha256, keyring));
+        checks.push(
+          isCmsAck(ev.statement)
+            ? checkCmsAcknowledgement(ev, rcpts, v.sha256, v.format)
+            : await checkAcknowledgement(ev, rcpts, v.sha256, keyring),
+        );
       }
     }
     checks.push(check("documents", "skipped", NOT_HERE.documents));
@@ -595,6 +628,8 @@ export function details(stmt) {
     out.push(`TLS: ${String(tls.version ?? "").slice(0, 40)} ${String(tls.cipher ?? "").slice(0, 80)}`);
   }
   if (typeof stmt.fingerprint === "string") out.push(`signer key: ${stmt.fingerprint.slice(0, 80)}`);
+  // an S/MIME acknowledgement's signer (verify.py _details)
+  if (typeof stmt.certificate_sha256 === "string") out.push(`signer certificate (S/MIME, SHA-256): ${stmt.certificate_sha256.slice(0, 80)}`);
   for (const [name, label] of [["assurance", "identity assurance"], ["released", "key share released"]]) {
     if (typeof stmt[name] === "string") out.push(`${label}: ${stmt[name].slice(0, 200)}`);
   }
@@ -604,13 +639,23 @@ export function details(stmt) {
 /** Added to a sealed ContentHandover (docs/sealed.md; facts.py SEALED_HANDOVER). */
 const SEALED_HANDOVER = "; the message was sealed: the content could not be read before the signature was logged";
 
+/** An S/MIME ContentHandover (facts.py SMIME_HANDOVER). */
+const SMIME_HANDOVER = "the recipient signed an acknowledgement of receipt with an S/MIME certificate's key (CMS), and the notary logged it";
+
 /** A pickup ContentHandover (docs/sealed.md "Pickup"; facts.py PICKUP_HANDOVER). */
 const PICKUP_HANDOVER = "the recipient confirmed receipt on the notary's pickup page (no signature: the identity assurance says who could do that), and the notary logged it; the content could not be read before this was logged: the notary released its key share only after";
+
+/** A ContentHandover's kind as verify.py _mode names it: sealed, pickup, smime or none. */
+function handoverMode(s) {
+  if (s.mode === "sealed" || s.mode === "pickup") return s.mode;
+  return isCmsAck(s) ? "smime" : s.mode;
+}
 
 export function proves(event, withToken, channel, mode) {
   let text = event === "SubmissionAcceptance" ? ACCEPTED_BY[channel] || PROVES[event] : PROVES[event] || event;
   if (event === "ContentHandover" && mode === "sealed") text += SEALED_HANDOVER;
   else if (event === "ContentHandover" && mode === "pickup") text = PICKUP_HANDOVER;
+  else if (event === "ContentHandover" && mode === "smime") text = SMIME_HANDOVER;
   if (withToken) text += "; an independent RFC 3161 time-stamp covers the message's SHA-256";
   return text;
 }
@@ -650,7 +695,7 @@ function report(v, checks, header, rcpts, error, failed) {
       index: Number(e.receipt.index),
       checkpoint_size: Number(e.checkpoint.size),
       timestamp: e.token ? genTimeText(e.token.genTime) : null,
-      proves: proves(e.statement.event, e.token !== null, e.statement.channel, e.statement.mode),
+      proves: proves(e.statement.event, e.token !== null, e.statement.channel, handoverMode(e.statement)),
       details: details(e.statement),
     })),
   };

@@ -1,0 +1,169 @@
+"""A detached CMS signature (RFC 5652 SignedData) over exact bytes, checked by ``openssl cms``.
+
+The S/MIME acknowledgement of receipt (docs/ack.md) is such a signature over
+the acknowledgement text. The notary checks it on ``POST /v1/ack`` and the
+sender's client and ``proof verify`` check it again: :func:`verify_detached`
+is the one check all of them run. ``cryptography`` signs CMS but does not
+verify it, so the ``openssl`` program (Debian's package) does, in a private
+work directory, bounded in time: the signature must be over these exact bytes
+(``-binary``: no MIME canonicalisation), the signer's certificate must chain to
+the CA bundle, be valid at the check's time and allow S/MIME signing
+(``-purpose smimesign``: key usage digitalSignature or nonRepudiation,
+extended key usage emailProtection when present). Before any of that, the
+structure is read (:func:`signed_data`): one signer, its certificate carried,
+no content inside (detached).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from keys.errors import Error, MalformedError, VerificationError
+
+__all__ = ["MAX_CMS", "CmsSigner", "cert_emails", "decode_cms", "signed_data", "verify_detached"]
+
+#: Largest CMS signature accepted (DER bytes): a signer's chain of a few certificates.
+MAX_CMS = 24 * 1024
+TIMEOUT = 30.0
+
+_FORGED = ("content verify error", "digest failure", "signerinfo_verify")
+_BAD = (
+    "BAD signature: the text or the CMS signature was modified, "
+    "or it was made by another key than its certificate's"
+)
+_CHAIN = ("unable to get local issuer", "self-signed", "self signed", "unable to get issuer")
+
+
+@dataclass(frozen=True)
+class CmsSigner:
+    """Who made a good CMS signature: the signer's certificate."""
+
+    certificate: x509.Certificate
+    sha256: str  # of the certificate's DER, lower-case hex (as `keys smime list` shows it)
+    subject: str  # RFC 4514
+    emails: tuple[str, ...]  # SubjectAltName rfc822Name, lower-case
+
+    @property
+    def pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def cert_emails(cert: x509.Certificate) -> tuple[str, ...]:
+    """The certificate's SubjectAltName rfc822Name addresses, lower-case (RFC 8550 §3)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(dict.fromkeys(a.lower() for a in san.get_values_for_type(x509.RFC822Name)))
+
+
+def signer_of(cert: x509.Certificate) -> CmsSigner:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha = hashlib.sha256(der).hexdigest()
+    return CmsSigner(cert, sha, cert.subject.rfc4514_string(), cert_emails(cert))
+
+
+def decode_cms(text: str) -> bytes:
+    """The DER of a base64 CMS signature (as ``POST /v1/ack`` and the log carry it)."""
+    try:
+        der = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeError, ValueError):
+        raise MalformedError("cms must be a base64 CMS SignedData (DER)") from None
+    if not der or len(der) > MAX_CMS:
+        raise MalformedError(f"cms must be 1 to {MAX_CMS} bytes of DER")
+    return der
+
+
+def signed_data(der: bytes) -> None:
+    """MalformedError unless ``der`` is a detached SignedData with one signer and certificates."""
+    from asn1crypto import cms
+
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        if info["content_type"].native != "signed_data":
+            raise MalformedError("cms is not a CMS SignedData")
+        sd = info["content"]
+        if sd["encap_content_info"]["content"].native is not None:
+            raise MalformedError("the CMS signature must be detached (no content inside)")
+        if len(sd["signer_infos"]) != 1:
+            raise MalformedError("the CMS signature must have exactly one signer")
+        if not len(sd["certificates"] or ()):
+            raise MalformedError("the CMS signature must carry the signer's certificate")
+    except (ValueError, TypeError, KeyError) as e:
+        raise MalformedError(f"cms is not a CMS SignedData ({str(e)[:80]})") from None
+
+
+def _openssl() -> str:
+    found = shutil.which("openssl")
+    if found is None:
+        raise Error("the openssl program is not installed", hint="apt-get install openssl")
+    return found
+
+
+def _why(stderr: bytes) -> VerificationError:
+    low = stderr.decode("utf-8", "replace").lower()
+    if "certificate has expired" in low:
+        return VerificationError("the signer's certificate has expired")
+    if "not yet valid" in low:
+        return VerificationError("the signer's certificate is not yet valid")
+    if any(n in low for n in _CHAIN):
+        return VerificationError("the signer's certificate does not chain to a trusted CA")
+    if "purpose" in low:
+        return VerificationError("the signer's certificate is not for S/MIME signing")
+    if any(n in low for n in _FORGED):
+        return VerificationError(_BAD)
+    if "verify error:" in low:
+        why = low.rsplit("verify error:", 1)[1].strip().splitlines()[0][:120]
+        return VerificationError(f"the signer's certificate does not verify ({why})")
+    return VerificationError(_BAD)
+
+
+def verify_detached(
+    data: bytes, der: bytes, ca: Path | None, *, at: datetime | None = None, chain: bool = True
+) -> CmsSigner:
+    """Check the detached CMS signature ``der`` over ``data``; return its signer.
+
+    ``ca``: the CA bundle (PEM) the signer must chain to (None: OpenSSL's default
+    store). ``at``: judge the certificates' validity at that time (``-attime``; the
+    offline verifier's "when it was logged"), else now. MalformedError for what is
+    not a detached one-signer SignedData, VerificationError for a bad signature or
+    a certificate that is not trusted. ``chain`` False checks the signature with the
+    certificate it carries only (``-noverify``: no CA, no dates, no purpose).
+    """
+    signed_data(der)
+    with tempfile.TemporaryDirectory(prefix="certmail-cms-") as tmp:
+        work = Path(tmp)
+        (work / "sig.der").write_bytes(der)
+        (work / "data").write_bytes(data)
+        args = [_openssl(), "cms", "-verify", "-binary", "-inform", "DER"]
+        args += ["-in", str(work / "sig.der"), "-content", str(work / "data")]
+        args += ["-signer", str(work / "signer.pem"), "-out", str(work / "out")]
+        if not chain:
+            args.append("-noverify")
+        else:
+            args += ["-purpose", "smimesign", *(["-CAfile", str(ca)] if ca else [])]
+        if at is not None:
+            args += ["-attime", str(int(at.timestamp()))]
+        try:
+            r = subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise Error("openssl took too long to check a CMS signature") from None
+        if r.returncode != 0 and r.stderr.startswith(b"Error loading file"):
+            raise Error(f"cannot read the CA bundle {ca}", hint="a PEM file of CA certificates")
+        if r.returncode != 0:
+            raise _why(r.stderr)
+        certs = x509.load_pem_x509_certificates((work / "signer.pem").read_bytes())
+    if len(certs) != 1:
+        raise MalformedError("the CMS signature must have exactly one signer")
+    return signer_of(certs[0])
