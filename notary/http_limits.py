@@ -89,7 +89,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        peer = self.client[0] if self.client else ""
+        self.admit(transport, self.client[0] if self.client else "")
+
+    def admit(self, transport: asyncio.Transport, peer: str) -> bool:
+        """Count the new connection from ``peer`` and start its header timer; over the
+        per-peer cap, answer 503 and close it instead (and answer False)."""
         peers = _PEERS.setdefault(self.server_state, Counter())
         if peers[peer] >= self.limits.per_peer:
             log.warning("refusing a connection from %s: %d open", peer, peers[peer])
@@ -102,12 +106,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
             transport.close()
-            return
+            return False
         peers[peer] += 1
         self._peer = peer
         self._arm_header_timer()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
+        super().connection_lost(exc)
+
+    def release(self) -> None:
+        """Stop the header timer and uncount the connection (it is closed)."""
         self.cancel_header_timer()
         if self._peer is not None:
             peers = _PEERS.get(self.server_state)
@@ -116,7 +126,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 if peers[self._peer] <= 0:
                     del peers[self._peer]
             self._peer = None
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
