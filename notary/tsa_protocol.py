@@ -105,7 +105,7 @@ class TsaHttpProtocol(LimitedHttpToolsProtocol):
         self.loop = _loop or asyncio.get_event_loop()
         self.limits = getattr(config, "http_limits", HttpLimits())
         self._peer: str | None = None
-        self._header_timer: asyncio.TimerHandle | None = None
+        self.header_awaited = False
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_keep_alive_task = None
         self.cycle = None  # type: ignore[assignment]
@@ -158,10 +158,10 @@ class TsaHttpProtocol(LimitedHttpToolsProtocol):
         data = self._lean_buf
         self._lean, self._lean_bail, self._lean_query = False, False, None
         self._lean_buf, self._tsa_body = b"", None
-        transport, peer, timer = self.transport, self._peer, self._header_timer
+        transport, peer, awaited = self.transport, self._peer, self.header_awaited
         self._unset_keepalive_if_required()
         LimitedHttpToolsProtocol.__init__(self, *self._setup)
-        self._peer, self._header_timer = peer, timer
+        self._peer, self.header_awaited = peer, awaited
         HttpToolsProtocol.connection_made(self, transport)
         if data:
             self.data_received(data)
@@ -203,7 +203,7 @@ class TsaHttpProtocol(LimitedHttpToolsProtocol):
             self._lean_bail = True
             return
         self.url, self.headers, self.expect_100_continue = b"", [], False
-        if self._header_timer is None:  # a later request on a kept-alive connection
+        if not self.header_awaited:  # a later request on a kept-alive connection
             self._arm_header_timer()
 
     # -- the POST /tsa request, lean or not ---------------------------------
