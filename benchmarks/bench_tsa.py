@@ -143,7 +143,10 @@ def check_server(url: str, work: Path, query: Path, root: Path) -> None:
     import httpx
 
     r = httpx.post(
-        url, content=query.read_bytes(), headers={"content-type": "application/timestamp-query"}
+        url,
+        content=query.read_bytes(),
+        headers={"content-type": "application/timestamp-query"},
+        timeout=START_TIMEOUT,  # workers still starting on a loaded machine
     )
     r.raise_for_status()
     reply = work / "http.tsr"

@@ -14,7 +14,9 @@ which :class:`LimitedConfig` hands to uvicorn as its ``http=`` class:
 - a request's header section (from the connection's start, or from the first
   byte of a later request on a kept-alive connection) must be complete within
   ``header_timeout`` seconds; otherwise the answer is ``408`` JSON and the
-  connection is closed.
+  connection is closed. One timer per server sweeps the waiting connections
+  every quarter of the timeout (at most every second), so the answer comes
+  within that much after the deadline, and a connection costs no timer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +66,43 @@ class LimitedConfig(uvicorn.Config):
         self.http_limits = limits
 
 
-# Open connections per peer address, per server (a server's protocols share its state).
-_PEERS: weakref.WeakKeyDictionary[object, Counter[str]] = weakref.WeakKeyDictionary()
+class _ServerWatch:
+    """One server's open connections per peer address, and the connections whose header
+    section is awaited with its deadline: one timer sweeps them all (no timer to start and
+    cancel per connection; a late header section is caught within a quarter of the timeout,
+    at most 1 s, after it)."""
+
+    __slots__ = ("peers", "timer", "waiting")
+
+    def __init__(self) -> None:
+        self.peers: Counter[str] = Counter()
+        self.waiting: dict[LimitedHttpToolsProtocol, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def wait(self, conn: LimitedHttpToolsProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        timeout = conn.limits.header_timeout
+        self.waiting[conn] = loop.time() + timeout
+        if self.timer is None:
+            self.timer = loop.call_later(min(1.0, timeout / 4), self.sweep, loop, timeout)
+
+    def sweep(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        now = loop.time()
+        late = [conn for conn, deadline in self.waiting.items() if deadline <= now]
+        for conn in late:
+            del self.waiting[conn]
+            conn.header_timed_out()
+        self.timer = None
+        if self.waiting:
+            self.timer = loop.call_later(min(1.0, timeout / 4), self.sweep, loop, timeout)
+
+
+def _server_watch(server_state: Any) -> _ServerWatch:
+    """The :class:`_ServerWatch` of a server (its protocols share its state)."""
+    try:
+        return server_state.certmail_http  # type: ignore[no-any-return]
+    except AttributeError:
+        watch = server_state.certmail_http = _ServerWatch()
+        return watch
 
 
 def _answer(status: int, reason: str, code: str, message: str) -> bytes:
@@ -85,12 +121,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, *args, **kwargs)
         self.limits: HttpLimits = getattr(config, "http_limits", HttpLimits())
         self._peer: str | None = None  # set while this connection is counted
-        self._header_timer: asyncio.TimerHandle | None = None
+        self.header_awaited = False  # whether the header-read timeout runs
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        peer = self.client[0] if self.client else ""
-        peers = _PEERS.setdefault(self.server_state, Counter())
+        self.admit(transport, self.client[0] if self.client else "")
+
+    def admit(self, transport: asyncio.Transport, peer: str) -> bool:
+        """Count the new connection from ``peer`` and start its header timer; over the
+        per-peer cap, answer 503 and close it instead (and answer False)."""
+        peers = _server_watch(self.server_state).peers
         if peers[peer] >= self.limits.per_peer:
             log.warning("refusing a connection from %s: %d open", peer, peers[peer])
             transport.write(
@@ -102,25 +142,29 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
             transport.close()
-            return
+            return False
         peers[peer] += 1
         self._peer = peer
         self._arm_header_timer()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
+        super().connection_lost(exc)
+
+    def release(self) -> None:
+        """Stop the header timer and uncount the connection (it is closed)."""
         self.cancel_header_timer()
         if self._peer is not None:
-            peers = _PEERS.get(self.server_state)
-            if peers is not None:
-                peers[self._peer] -= 1
-                if peers[self._peer] <= 0:
-                    del peers[self._peer]
+            peers = _server_watch(self.server_state).peers
+            peers[self._peer] -= 1
+            if peers[self._peer] <= 0:
+                del peers[self._peer]
             self._peer = None
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:  # a later request on a kept-alive connection
+        if not self.header_awaited:  # a later request on a kept-alive connection
             self._arm_header_timer()
 
     def on_headers_complete(self) -> None:
@@ -128,16 +172,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _arm_header_timer(self) -> None:
-        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+        _server_watch(self.server_state).wait(self, self.loop)
+        self.header_awaited = True
 
     def cancel_header_timer(self) -> None:
         """Stop the header-read timeout: the request's header section is complete."""
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self.header_awaited:
+            self.header_awaited = False
+            _server_watch(self.server_state).waiting.pop(self, None)
 
-    def _header_timeout(self) -> None:
-        self._header_timer = None
+    def header_timed_out(self) -> None:
+        """The header section is late: answer 408 and close (unless answering already)."""
+        self.header_awaited = False
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:

@@ -225,3 +225,29 @@ def test_the_protocol_path_follows_the_fast_path_switch(
             assert isinstance(found, TSAMiddleware) and found.tsa is svc.tsa
     finally:
         svc.close()
+
+
+def test_a_lean_connection_reads_a_dripped_request_then_promotes(
+    served: NotaryProcess, conn: _Conn, query: bytes
+) -> None:
+    """A new connection answers /tsa lean, however the bytes arrive; the first other
+    request promotes it to the full protocol, which still answers /tsa after."""
+    raw = _request(query)
+    for i in range(0, len(raw), 7):  # seven bytes a write: the lean buffer across reads
+        conn.send(raw[i : i + 7])
+    status, headers, body = conn.response()
+    assert status == 200 and headers["content-type"] == "application/timestamp-reply"
+    verify_token(_token_of(body), roots=_roots(served), data=MESSAGE)
+    conn.send(b"GET /v1/tsa/chain HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    status, headers, body = conn.response()
+    assert status == 200 and body.startswith(b"-----BEGIN CERTIFICATE-----")
+    conn.send(_request(query))
+    status, _, body = conn.response()
+    assert status == 200
+    verify_token(_token_of(body), roots=_roots(served), data=MESSAGE)
+
+
+def test_a_malformed_request_on_a_lean_connection_gets_the_parsers_400(conn: _Conn) -> None:
+    conn.send(b"POST /tsa HTTP/1.1\r\nhost: x\r\ncontent-length: nope\r\n\r\n")
+    assert conn.response()[0] == 400
+    assert conn.closed_by_server()
