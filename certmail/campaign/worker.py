@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from keys.errors import Error, NotFoundError, TemporaryError
 
 from ..compose import Headers, ScanRecord, now_date
+from ..pipeline import GpgOptions
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from .store import CampaignStore, Recipient
 from .templates import parse
@@ -123,7 +124,9 @@ def init_worker(
         sealer=Sealer(
             lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])),
             settings.dkim_dir,
-            external_base64=external_base64(spec),
+            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
+            # decryption that checks the signature (two gpg processes, not four).
+            gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
         ),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
@@ -187,9 +190,6 @@ def _seal(r: Recipient) -> Entry:
             encrypt=pickup is None,
             request_mdn=bool(spec.get("request_mdn")),
             progress=None,
-            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
-            # decryption that checks the signature (two gpg processes, not four).
-            combined=True,
             **({"html": pickup.html} if pickup is not None else {}),
         )
         if pickup is not None:  # K_n and the ciphertext with the notary before it leaves

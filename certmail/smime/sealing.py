@@ -78,11 +78,10 @@ class SmimeSealer(Sealer):
         progress: Progress | None,
         compress: bool = False,
         html: bytes | None = None,
-        combined: bool = False,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) with S/MIME.
 
-        ``combined`` is OpenPGP's (RFC 3156 §6.2); S/MIME always signs, then
+        The :attr:`gpg` options are OpenPGP's; S/MIME always signs, then
         encrypts, as RFC 8551 nests them."""
         if html is not None:  # only the pickup notice has one (docs/sealed.md)
             raise Error("--pickup does not go with --smime", hint="drop --smime")
