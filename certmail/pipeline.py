@@ -22,6 +22,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -115,6 +116,27 @@ class ArmorCheck:
 # ---------------------------------------------------------------- the pipeline
 
 
+@dataclass(frozen=True)
+class GpgOptions:
+    """How a message is sealed with gpg (:func:`certmail.seal.seal`, :class:`EncryptPipeline`).
+
+    ``combined``: a signed and encrypted message is one OpenPGP message signed
+    and encrypted by one gpg run (RFC 3156 §6.2), not ``multipart/signed``
+    inside the encryption (§6.1, the default): two gpg processes instead of
+    four (docs/formats.md, "PGP/MIME layouts"; campaigns). ``external_base64=False``
+    keeps the base64 work in this process: no GNU ``base64`` processes, gpg
+    armors and the check decodes in gpg (:func:`certmail.compose.gnu_base64`;
+    cheaper for small messages, a campaign's worker decides).
+    """
+
+    combined: bool = False
+    external_base64: bool = True
+
+
+#: The default: RFC 3156 §6.1, GNU ``base64`` processes for the base64 work.
+DEFAULT_GPG = GpgOptions()
+
+
 class EncryptPipeline:
     """Sign, encrypt, write and re-verify one message in one pass.
 
@@ -169,8 +191,7 @@ class EncryptPipeline:
         compress: bool = False,
         write_inner: Callable[[Any], Any] | None = None,
         body_hash: Any = None,
-        combined: bool = False,
-        external_base64: bool = True,
+        options: GpgOptions = DEFAULT_GPG,
     ) -> None:
         """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
         part are added as they go into ``encrypt``.
@@ -183,10 +204,9 @@ class EncryptPipeline:
         :class:`keys.dkim_body.BodyHash`), when given, is fed the message's body
         as it is written, for its DKIM signature; :attr:`header_block` is then
         the message's header block (its field lines, without the empty line).
-        ``external_base64=False``: no GNU ``base64`` processes, gpg armors and
-        the check decodes in gpg (:func:`certmail.compose.gnu_base64`).
+        ``options``: the layout (``combined``) and the base64 work (:class:`GpgOptions`).
         """
-        self.external_base64 = external_base64
+        self.external_base64 = options.external_base64
         self.body_hash = body_hash
         self.header_block = b""
         self.write_inner = write_inner
@@ -194,7 +214,7 @@ class EncryptPipeline:
         #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
         self.compose_error: BaseException | None = None
         self.compress = compress
-        self.combined = combined and signer is not None
+        self.combined = options.combined and signer is not None
         self.keyring = keyring
         self.inner = inner
         self.recipients = recipients

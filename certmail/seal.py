@@ -31,7 +31,7 @@ from .compose import (
 )
 from .fileio import HashingWriter, close_file, copy_file, file_sha256, start_writeback
 from .mime import canonicalize
-from .pipeline import REVERIFY_HINT, EncryptPipeline
+from .pipeline import DEFAULT_GPG, REVERIFY_HINT, EncryptPipeline, GpgOptions
 from .rfc3156 import OBSCURED_SUBJECT, autocrypt_header, copy_stream, signed_head, write_signed
 
 
@@ -64,24 +64,18 @@ def seal(
     dkim_check: Callable[[Path, Any], None] | None = None,
     dkim_hashed: Callable[[bytes, bytes], bytes] | None = None,
     html: bytes | None = None,
-    combined: bool = False,
-    external_base64: bool = True,
+    gpg: GpgOptions = DEFAULT_GPG,
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
-    ``combined``: a signed and encrypted message is one OpenPGP message signed
-    and encrypted by one gpg run (RFC 3156 §6.2), not ``multipart/signed``
-    inside the encryption (§6.1, the default): two gpg processes instead of
-    four (docs/formats.md, "PGP/MIME layouts").
+    ``gpg``: the layout (``combined``, RFC 3156 §6.2 rather than §6.1) and where
+    the base64 work is done (``external_base64``): :class:`certmail.pipeline.GpgOptions`.
 
     ``html``: an HTML alternative of the body, for a message that is not encrypted
     (the pickup notice; :func:`certmail.compose.compose_inner`).
 
     ``compress`` lets gpg deflate the signed part before encrypting it
     (:func:`certmail.msgsize.should_compress` decides; docs/send-open.md#size).
-    ``external_base64=False`` keeps the base64 work in this process: no GNU
-    ``base64`` processes (:func:`certmail.compose.gnu_base64`; cheaper for small
-    messages, a campaign's worker decides).
 
     Every stage goes file to file inside ``workdir``; the result is
     ``workdir/message.eml``. ``dkim``, when given, reads the finished message
@@ -109,25 +103,12 @@ def seal(
     unsigned = workdir / "message.unsigned"
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
     if encrypt:
-        streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
-        manifest, digest, size, head = _seal_encrypted(
-            *args,
-            compress=compress,
-            dkim=streamed,
-            combined=combined,
-            external_base64=external_base64,
+        manifest, digest, size, dkim = _seal_encrypted_for_dkim(
+            args, compress=compress, dkim=dkim, dkim_hashed=dkim_hashed, gpg=gpg
         )
-        if streamed is not None and dkim_hashed is not None:
-            bh = streamed.digest()
-
-            def dkim_from_hash(_: Path) -> bytes:
-                assert dkim_hashed is not None
-                return dkim_hashed(head, bh)
-
-            dkim = dkim_from_hash
     else:
         manifest, digest, size = _seal_clear(
-            *args, extra_outer=extra_outer, html=html, external_base64=external_base64
+            *args, extra_outer=extra_outer, html=html, external_base64=gpg.external_base64
         )
     final = workdir / "message.eml"
     if dkim is not None:
@@ -135,6 +116,29 @@ def seal(
     else:
         os.replace(unsigned, final)
     return Sealed(final, digest, size, manifest, sign, encrypt)
+
+
+def _seal_encrypted_for_dkim(
+    args: tuple[Any, ...],
+    *,
+    compress: bool,
+    dkim: Callable[[Path], bytes] | None,
+    dkim_hashed: Callable[[bytes, bytes], bytes] | None,
+    gpg: GpgOptions,
+) -> tuple[Manifest, str, int, Callable[[Path], bytes] | None]:
+    """:func:`_seal_encrypted` (``args`` its positional arguments), and the DKIM
+    signer for the result: with ``dkim_hashed``, one making the field from the
+    body hash taken while the message was written (the file is not read again)."""
+    streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
+    manifest, digest, size, head = _seal_encrypted(*args, compress=compress, dkim=streamed, gpg=gpg)
+    if streamed is None or dkim_hashed is None:
+        return manifest, digest, size, dkim
+    bh, hashed = streamed.digest(), dkim_hashed
+
+    def dkim_from_hash(_: Path) -> bytes:
+        return hashed(head, bh)
+
+    return manifest, digest, size, dkim_from_hash
 
 
 def _outer_fields(
@@ -170,11 +174,10 @@ def _seal_encrypted(
     *,
     compress: bool = False,
     dkim: BodyHash | None = None,
-    combined: bool = False,
-    external_base64: bool = True,
+    gpg: GpgOptions = DEFAULT_GPG,
 ) -> tuple[Manifest, str, int, bytes]:
     """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.1), or around
-    the inner entity signed in the encryption (``combined``, §6.2), to ``unsigned``.
+    the inner entity signed in the encryption (``gpg.combined``, §6.2), to ``unsigned``.
 
     ``dkim`` is fed the body as it is written; the header block is returned with
     the manifest, the SHA-256 and the size.
@@ -191,7 +194,7 @@ def _seal_encrypted(
     if signer is None:
         keyring.unlock_decryption(own)
     sb = new_boundary()
-    if combined:
+    if gpg.combined:
         micalg = None  # the probe above unlocked the key; no multipart/signed head
     # The payload gpg encrypts is [multipart/signed head][inner][signature part] (§6.1)
     # or the inner entity alone (§6.2);
@@ -210,7 +213,7 @@ def _seal_encrypted(
             hp=hp,
             outer_subject=OBSCURED_SUBJECT,
             progress=progress,
-            external_base64=external_base64,
+            external_base64=gpg.external_base64,
         )
         if progress is not None:
             progress("encrypt", 0, 1)
@@ -228,8 +231,7 @@ def _seal_encrypted(
         compress=compress,
         write_inner=write_inner,
         body_hash=dkim,
-        combined=combined,
-        external_base64=external_base64,
+        options=gpg,
     )
     digest, size = pipeline.run(unsigned, outer)
     manifest: Manifest = pipeline.composed

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from keys.errors import Error, VerificationError
 
+from .pipeline import DEFAULT_GPG, GpgOptions
 from .seal import seal
 
 if TYPE_CHECKING:
@@ -37,11 +38,11 @@ class Sealer:
     """Seals messages from one identity (its keyring and DKIM directory)."""
 
     def __init__(
-        self, keyring: Callable[[], Keyring], dkim_dir: Path, *, external_base64: bool = True
+        self, keyring: Callable[[], Keyring], dkim_dir: Path, *, gpg: GpgOptions = DEFAULT_GPG
     ) -> None:
-        """``external_base64=False``: seal without GNU ``base64`` processes
-        (:func:`certmail.seal.seal`; a campaign of small messages)."""
-        self.external_base64 = external_base64
+        """``gpg``: how :func:`certmail.seal.seal` seals with gpg (a campaign's:
+        combined, and without GNU ``base64`` processes for small messages)."""
+        self.gpg = gpg
         self._keyring = keyring
         self._cached: KeyCache | None = None
         self.dkim_dir = dkim_dir
@@ -66,12 +67,9 @@ class Sealer:
         progress: Progress | None,
         compress: bool = False,
         html: bytes | None = None,
-        combined: bool = False,
     ) -> Sealed:
-        """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message.
-
-        ``combined``: signed and encrypted in one OpenPGP message (RFC 3156 §6.2,
-        :func:`certmail.seal.seal`).
+        """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) the outgoing message,
+        with this sealer's :attr:`gpg` options.
 
         The DKIM check reads the finished file once, and the message's SHA-256 is
         taken in that same pass (:func:`certmail.seal.seal`'s ``dkim_check``).
@@ -99,8 +97,7 @@ class Sealer:
             dkim_check=dkim_check if dkim is not None else None,
             dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
             html=html,
-            combined=combined,
-            external_base64=self.external_base64,
+            gpg=self.gpg,
         )
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:

@@ -112,37 +112,88 @@ def export_bundle(
     written in format 6, with or without outside time-stamps (format 5 is no longer
     written: renderer 6 adds the stock-tool checks of signed read receipts).
     """
-    from certmail.bundle import documents
-    from certmail.bundle.blind import visible_to
-    from certmail.bundle.etsi import etsi_members
-    from certmail.bundle.mdns import mdn_members, needs_format_5
-    from certmail.bundle.smimeack import has_cms_ack
-    from certmail.bundle.smimesig import signer_chain_pem
-    from certmail.bundle.verify import check_evidence
-    from certmail.bundle.zipio import same_members, write_members
-    from notary.evidence import parse_statement
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
+    files, ordered = _members(
+        message, receipts, vkey, tsa_chain_pem, consistency, keys, for_recipient, anchored
+    )
+    files.update(_optional_members(files, ordered, etsi, etsi_chain_pem, etsi_pdf, mdns, message))
+    files.update(_documents(files, vkey, reveal_subject, protected_subject))
+    return _written(files)
+
+
+def _members(
+    message: bytes,
+    receipts: Sequence[Mapping[str, Any]],
+    vkey: str,
+    tsa_chain_pem: bytes,
+    consistency: Callable[[int, int], Sequence[bytes]] | None,
+    keys: Mapping[str, bytes] | None,
+    for_recipient: str | None,
+    anchored: Callable[[int], Mapping[str, Any] | None] | None,
+) -> tuple[dict[str, bytes], list[Receipt]]:
+    """The evidence members of the receipts ``for_recipient`` may see (the earliest
+    per entry, :func:`_earliest`, returned too), with their cosigned checkpoints,
+    outside time-stamps and the ``keys/`` members."""
+    from certmail.bundle.blind import visible_to
+
     visible = visible_to(receipts, for_recipient)
     ordered = _earliest(visible, vkey)
     extra = {**_cosigned(visible, ordered, vkey), **_anchored(ordered, anchored)}
     files = _evidence_members(message, ordered, vkey, tsa_chain_pem, consistency, extra)
     files.update(sorted((keys or {}).items()))
-    files.update(etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf))  # proof export --etsi
-    files.update(mdn_members(mdns))  # format 5: the read receipts, mdns/NN.eml
+    return files, ordered
+
+
+def _optional_members(
+    files: Mapping[str, bytes],
+    ordered: Sequence[Receipt],
+    etsi: Sequence[bytes],
+    etsi_chain_pem: bytes | None,
+    etsi_pdf: bytes | None,
+    mdns: Sequence[bytes],
+    message: bytes,
+) -> dict[str, bytes]:
+    """The ETSI evidence, the read receipts (``mdns/NN.eml``), the S/MIME signer's
+    chain, and format 6's ``format`` member when a read receipt, a version 2
+    acknowledgement or the signer chain needs it (cumulative: over 3 to 5 too)."""
+    from certmail.bundle.etsi import etsi_members
+    from certmail.bundle.mdns import mdn_members, needs_format_5
+    from certmail.bundle.smimeack import has_cms_ack
+    from certmail.bundle.smimesig import signer_chain_pem
+    from notary.evidence import parse_statement
+
+    out = etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf)  # proof export --etsi
+    out.update(mdn_members(mdns))  # format 5: the read receipts, mdns/NN.eml
     chain = signer_chain_pem(message)  # format 6: the S/MIME signer's certificates
     if chain is not None:
-        files[SIGNER_CHAIN] = chain
-    stmts = [parse_statement(r.entry) for r in ordered]
-    if chain is not None or needs_format_5(files, stmts) or has_cms_ack(stmts):
-        files[FORMAT_FILE] = format_text(FORMAT_SMIME)  # cumulative: over 3 to 5 too
+        out[SIGNER_CHAIN] = chain
+    statements = [parse_statement(r.entry) for r in ordered]
+    if chain is not None or needs_format_5({**files, **out}, statements) or has_cms_ack(statements):
+        out[FORMAT_FILE] = format_text(FORMAT_SMIME)
+    return out
+
+
+def _documents(
+    files: Mapping[str, bytes], vkey: str, reveal_subject: bool, protected_subject: str | None
+) -> dict[str, bytes]:
+    """The rendered documents, from what the evidence members verify to (checked once)."""
+    from certmail.bundle import documents
+    from certmail.bundle.verify import check_evidence
+
     _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":
             raise ValueError("protected_subject is for an encrypted message only")
         protected_subject = _one_line(protected_subject)
-    files.update(documents.render(facts, reveal_subject, protected_subject))
+    return documents.render(facts, reveal_subject, protected_subject)
+
+
+def _written(files: Mapping[str, bytes]) -> bytes:
+    """The zip of ``files``, read back: it must hold exactly what was written."""
+    from certmail.bundle.zipio import same_members, write_members
+
     data = write_members(files)
     if not same_members(data, files):
         raise VerificationError("the bundle written does not read back as written")

@@ -76,27 +76,13 @@ def _chain_of(der: bytes) -> list[x509.Certificate]:
     """The signer's certificate (the first SignerInfo's issuer and serial number, or its
     subject key identifier), then each issuer the SignedData holds."""
     from asn1crypto import cms
-    from cryptography import x509 as _x509
     from cryptography.hazmat.primitives.serialization import pkcs7
+
+    from keys.cms import signer_certificates
 
     certs = pkcs7.load_der_pkcs7_certificates(der)
     sid = cms.ContentInfo.load(der)["content"]["signer_infos"][0]["sid"]
-    if sid.name == "issuer_and_serial_number":
-        serial = sid.chosen["serial_number"].native
-        issuer = sid.chosen["issuer"].dump()
-        found = [
-            c for c in certs if c.serial_number == serial and c.issuer.public_bytes() == issuer
-        ]
-    else:
-        ski = sid.chosen.native
-        found = []
-        for c in certs:
-            try:
-                ext = c.extensions.get_extension_for_class(_x509.SubjectKeyIdentifier)
-            except _x509.ExtensionNotFound:
-                continue
-            if ext.value.digest == ski:
-                found.append(c)
+    found = signer_certificates(sid, certs)
     if len(found) != 1:
         raise MalformedError("the S/MIME signature does not carry its signer's certificate")
     chain = found

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from keys.errors import Error, NotFoundError, TemporaryError
 
 from ..compose import Headers, ScanRecord, now_date
+from ..pipeline import GpgOptions
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from ..sealed.sending import Prepared, prepare_for_send
 from .store import CampaignStore, Recipient
@@ -126,7 +127,9 @@ def init_worker(
         sealer=Sealer(
             lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])),
             settings.dkim_dir,
-            external_base64=external_base64(spec),
+            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
+            # decryption that checks the signature (two gpg processes, not four).
+            gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
         ),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
@@ -193,9 +196,6 @@ def _seal(r: Recipient) -> Entry:
             encrypt=pickup is None,
             request_mdn=bool(spec.get("request_mdn")),
             progress=None,
-            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
-            # decryption that checks the signature (two gpg processes, not four).
-            combined=True,
             **({"html": pickup.html} if pickup is not None else {}),
         )
         # K_n (and a pickup's ciphertext) with the notary before the ledger may send it

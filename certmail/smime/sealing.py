@@ -78,11 +78,10 @@ class SmimeSealer(Sealer):
         progress: Progress | None,
         compress: bool = False,
         html: bytes | None = None,
-        combined: bool = False,
     ) -> Sealed:
         """Compose, sign, encrypt (and DKIM-sign, then DKIM-check) with S/MIME.
 
-        ``combined`` is OpenPGP's (RFC 3156 §6.2); S/MIME always signs, then
+        The :attr:`gpg` options are OpenPGP's; S/MIME always signs, then
         encrypts, as RFC 8551 nests them. ``html``: the pickup notice's HTML
         alternative (signed, not encrypted; docs/sealed.md "Pickup")."""
         extra = [f"{NOTARY_HEADER}: {notary_url}"] if notary_url else []

@@ -96,20 +96,47 @@ def _needs_fallback(pdf: Any, lines: Sequence[str]) -> bool:
     return any(ord(c) not in have for line in lines for c in line if not c.isspace())
 
 
-@functools.cache
-def _cjk_font() -> Any:
-    """fpdf2's parsed Noto Sans CJK (its metrics, cmap and glyph ids), once a process."""
-    from fpdf import FPDF
+#: What :func:`_add_cjk_font` knows of fpdf2's font object (``fpdf.fonts.TTFFont``,
+#: fpdf2 2.8.9): all its fields, and those a document changes (its index among the
+#: document's fonts, its font file, subset in place, and what it writes). Any other
+#: field set (a newer fpdf2) and the font is parsed per document by ``add_font``;
+#: tests/notary/test_certificate_font_pin.py fails to say so.
+FPDF2_FONT_FIELDS = frozenset(
+    "i type name desc glyph_ids _hbfont sp ss up ut cw ttffile fontkey emphasis scale"
+    " subset cmap ttfont missing_glyphs biggest_size_pt color_font unicode_range"
+    " palette_index is_compressed is_cff is_cid_keyed is_symbol cff_ros"
+    " collection_font_number".split()
+)
+_PER_DOCUMENT = ("i", "ttfont", "biggest_size_pt", "missing_glyphs", "subset", "_hbfont")
+
+
+def _fpdf2_font_fields() -> frozenset[str]:
+    """The fields of the installed fpdf2's font object."""
     from fpdf.fonts import TTFFont
 
-    return TTFFont(FPDF(), FONT_CJK, _CJK_KEY, "", None, None, None, 0)
+    return frozenset(TTFFont.__slots__)
+
+
+@functools.cache
+def _cjk_font() -> Any:
+    """fpdf2's parsed Noto Sans CJK (its metrics, cmap and glyph ids), once a process:
+    parsed by fpdf2's own ``add_font`` into a document of its own."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_font("NotoSansCJK", "", str(FONT_CJK), collection_font_number=0)
+    return pdf.fonts[_CJK_KEY]
 
 
 def _add_cjk_font(pdf: Any) -> None:
     """What ``pdf.add_font("NotoSansCJK", "", FONT_CJK)`` does, from the parsed font of
-    :func:`_cjk_font`: a copy with this document's own state (its index, subset and
-    missing glyphs) and its own lazily opened font file, which the output subsets in
-    place."""
+    :func:`_cjk_font`: a copy whose :data:`_PER_DOCUMENT` fields are this document's
+    own, as fpdf2 sets them for a new font (the font file opened lazily again, since
+    the output subsets it in place). With an fpdf2 whose font object is not the one
+    :data:`FPDF2_FONT_FIELDS` describes, ``add_font`` itself."""
+    if _fpdf2_font_fields() != FPDF2_FONT_FIELDS:
+        pdf.add_font("NotoSansCJK", "", str(FONT_CJK), collection_font_number=0)
+        return
     from fontTools import ttLib  # type: ignore[import-untyped]
     from fpdf.fonts import SubsetMap
 
@@ -119,6 +146,7 @@ def _add_cjk_font(pdf: Any) -> None:
     font.biggest_size_pt = 0
     font.missing_glyphs = []
     font.subset = SubsetMap(font)
+    font._hbfont = None
     pdf.fonts[_CJK_KEY] = font
     if font.is_cff and font.is_cid_keyed:  # as add_font: CID-keyed CFF needs PDF 1.6
         pdf.pdf_version = max(pdf.pdf_version, "1.6")

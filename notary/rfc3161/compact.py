@@ -1,7 +1,7 @@
 """A token in the template layout split into its fixed and its variable parts.
 
 Every token certmail's TSA issues under one certificate chain, policy and
-accuracy has the same bytes but for five fields (notary.rfc3161.template): the
+accuracy has the same bytes but for five fields (:mod:`notary.rfc3161.template`): the
 imprint's digest, the serial number, genTime, the nonce and the signature. The
 log keeps each token's :class:`TokenParts` and its :class:`FixedParts` once
 (notary.storage.sql.tokens), and rebuilds the token from them.
@@ -11,6 +11,12 @@ configuration is needed to store or to read a token) and returns None unless
 :func:`rebuild` gives back exactly the token's bytes; a token in any other
 layout is stored whole. Exact bytes are the point: a proof bundle carries the
 token as it was issued.
+
+There is no walk of the token here: the template module reads a token's
+layout (:func:`~notary.rfc3161.template.read_token`, :func:`~notary.rfc3161.template.read_tst`,
+:func:`~notary.rfc3161.template.split_attrs`, the same readers its own check
+uses) and writes it (:meth:`~notary.rfc3161.template.TokenTemplate.token`, the
+TSA's writer).
 """
 
 from __future__ import annotations
@@ -18,16 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from notary.rfc3161 import der, oids
-from notary.rfc3161.template import TokenTemplate
+from notary.rfc3161 import der
+from notary.rfc3161.template import TokenTemplate, read_token, read_tst, split_attrs
 
 __all__ = ["FixedParts", "TokenParts", "rebuild", "split"]
 
-_MESSAGE_DIGEST = der.oid(oids.MESSAGE_DIGEST)
 _DIGEST_SIZE = 32  # the message-digest attribute of the template layout: SHA-256
-#: DER ECDSA signature sizes, the likeliest first (P-256: 70 to 72 octets).
-_SIGNATURE_SIZES = (71, 72, 70, *range(69, 7, -1), *range(73, 128))
-_KID_TAGS = (0x02, 0x06, 0x30, 0x02, 0x18, 0x30)  # version .. accuracy of a TSTInfo
 
 
 @dataclass(frozen=True)
@@ -57,26 +59,19 @@ class FixedParts:
     def parts_of(self, token: bytes) -> TokenParts | None:
         """The variable parts of ``token`` if it is exactly this template's, else None.
 
-        The fast way for a template already known: find the TSTInfo by its
-        fixed head and the signature at the end, and require :func:`rebuild`
-        to give back ``token``. Never raises.
+        For a template already known: the token's layout and TSTInfo are read
+        (nothing of the template is derived from the token) and :func:`rebuild`
+        must give back ``token``. Never raises.
         """
-        at = token.find(self.tst_head)
-        for head in (2, 3):  # a TSTInfo's tag and length octets
-            if at < head:
-                return None
-            try:
-                _, _, parts = _split_tst(token, at - head, len(token))
-            except (der.DerError, IndexError, ValueError):
-                continue
-            for size in _SIGNATURE_SIZES:
-                signature = token[-size:]
-                if token[-size - 2 : -size] != bytes((0x04, size)):
-                    continue
-                parts = parts._replace(signature=signature)
-                if rebuild(self, parts) == token:
-                    return parts
-        return None
+        try:
+            layout = read_token(token, self.template)
+            found = None if layout is None else _tst_parts(layout.tst_info, layout.signature)
+        except (der.DerError, IndexError, ValueError):
+            return None
+        if found is None:
+            return None
+        parts = found[2]
+        return parts if rebuild(self, parts) == token else None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FixedParts:
@@ -112,18 +107,15 @@ class TokenParts(NamedTuple):
 
 def rebuild(fixed: FixedParts, parts: TokenParts) -> bytes:
     """The token whose fixed and variable parts these are."""
-    imprint = der.seq(fixed.imprint_alg, der.octets(parts.digest))
-    tst_info = der.tlv(
-        0x30,
-        fixed.tst_head
-        + imprint
-        + der.tlv(0x02, parts.serial)
-        + der.tlv(0x18, parts.gen_time)
-        + fixed.accuracy
-        + (b"" if parts.nonce is None else der.tlv(0x02, parts.nonce))
-        + fixed.template.tsa_name,
-    )
     tpl = fixed.template
+    tst_info = tpl.tst_info_of(
+        fixed.tst_head,
+        der.seq(fixed.imprint_alg, der.octets(parts.digest)),
+        der.tlv(0x02, parts.serial),
+        der.tlv(0x18, parts.gen_time),
+        fixed.accuracy,
+        None if parts.nonce is None else der.tlv(0x02, parts.nonce),
+    )
     return tpl.token(tst_info, tpl.signed_attrs(tst_info), parts.signature, with_certs=True)
 
 
@@ -144,69 +136,44 @@ def split(token: bytes, *, checked: bool = True) -> tuple[FixedParts, TokenParts
 
 
 def _split(token: bytes) -> tuple[FixedParts, TokenParts] | None:
-    # ContentInfo > [0] > SignedData > (version, digestAlgorithms, encap, [certs], signerInfos)
-    _, s, e = der.read(token, 0, len(token))
-    kids = der.children(token, s, e)
-    _, s, e = der.read(token, kids[1][2], kids[1][3])
-    sd = der.children(token, s, e)
-    if len(sd) not in (4, 5):
+    layout = read_token(token)
+    if layout is None:
         return None
-    certs = token[sd[3][1] : sd[3][3]] if len(sd) == 5 else b""
-    encap = der.children(token, sd[2][2], sd[2][3])
-    _, os_, oe = der.read(token, encap[1][2], encap[1][3])
-    si = der.children(token, *der.children(token, sd[-1][2], sd[-1][3])[0][2:])
-    if len(si) != 6 or si[3][0] != 0xA0:
+    attrs = split_attrs(layout.attrs)
+    found = _tst_parts(layout.tst_info, layout.signature)
+    if attrs is None or found is None:
         return None
-    found = _split_attrs(token, si[3][2], si[3][3])
-    if found is None:
-        return None
-    tsa_name, tst_fixed, parts = _split_tst(token, os_, oe)
+    tsa_name, tst_fixed, parts = found
     template = TokenTemplate(
-        attrs_before=found[0],
-        attrs_after=found[1],
-        signer_head=token[si[0][1] : si[3][1]],
-        certs_field=certs,
+        attrs_before=attrs[0],
+        attrs_after=attrs[1],
+        signer_head=layout.signer_head,
+        certs_field=layout.certs_field,
         tsa_name=tsa_name,
-        attrs_head=der.length(si[3][3] - si[3][2]),
+        attrs_head=der.length(len(layout.attrs)),
     )
-    signature = token[si[5][2] : si[5][3]]
-    return FixedParts(template, *tst_fixed), parts._replace(signature=signature)
+    return FixedParts(template, *tst_fixed), parts
 
 
-def _split_attrs(buf: bytes, start: int, end: int) -> tuple[bytes, bytes] | None:
-    """The signed attributes before and after the message digest's 32-byte value."""
-    for _, a_start, a_s, a_e in der.children(buf, start, end):
-        attr = der.children(buf, a_s, a_e)
-        if buf[attr[0][1] : attr[0][3]] == _MESSAGE_DIGEST:
-            if a_e - _DIGEST_SIZE < a_start:
-                return None
-            return buf[start : a_e - _DIGEST_SIZE], buf[a_e:end]
-    return None
-
-
-def _split_tst(
-    buf: bytes, start: int, end: int
-) -> tuple[bytes, tuple[bytes, bytes, bytes], TokenParts]:
-    """(tsa name, (head, imprint algorithm, accuracy), variable parts) of a TSTInfo."""
-    _, s, e = der.read(buf, start, end)
-    kids = der.children(buf, s, e)
-    if len(kids) not in (7, 8) or tuple(k[0] for k in kids[:6]) != _KID_TAGS:
-        raise ValueError("not the template's TSTInfo")
-    version, policy, imprint, serial, gen, accuracy = kids[:6]
-    nonce = kids[6] if len(kids) == 8 else None
-    if kids[-1][0] != 0xA0 or (nonce is not None and nonce[0] != 0x02):
-        raise ValueError("not the template's TSTInfo")
-    alg, digest = der.children(buf, imprint[2], imprint[3])
+def _tst_parts(
+    tst: bytes, signature: bytes
+) -> tuple[bytes, tuple[bytes, bytes, bytes], TokenParts] | None:
+    """(tsa name, (head, imprint algorithm, accuracy), variable parts) of a TSTInfo
+    signed with ``signature``."""
+    f = read_tst(tst, 0, len(tst))
+    if f is None:
+        return None
+    alg, digest = der.children(tst, f.imprint[2], f.imprint[3])
     parts = TokenParts(
-        digest=buf[digest[2] : digest[3]],
-        serial=buf[serial[2] : serial[3]],
-        gen_time=buf[gen[2] : gen[3]],
-        nonce=None if nonce is None else buf[nonce[2] : nonce[3]],
-        signature=b"",
+        tst[digest[2] : digest[3]],  # digest
+        tst[f.serial[2] : f.serial[3]],
+        tst[f.gen_time[2] : f.gen_time[3]],
+        None if f.nonce is None else tst[f.nonce[2] : f.nonce[3]],
+        signature,
     )
     fixed = (
-        buf[version[1] : policy[3]],
-        buf[alg[1] : alg[3]],
-        buf[accuracy[1] : accuracy[3]],
+        tst[f.version[1] : f.policy[3]],
+        tst[alg[1] : alg[3]],
+        tst[f.accuracy[1] : f.accuracy[3]],
     )
-    return buf[kids[-1][1] : kids[-1][3]], fixed, parts
+    return tst[f.tsa[1] : f.tsa[3]], fixed, parts

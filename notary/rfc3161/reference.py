@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from keys.cms import signer_certificates
 from notary.rfc3161 import der, oids
 from notary.rfc3161.chain import check_chain, check_eku
 from notary.rfc3161.info import TokenInfo
@@ -125,25 +126,12 @@ def _certificate_pool(sd: Any, certificates: Sequence[x509.Certificate]) -> list
 
 
 def _find_signer(sid: a_cms.SignerIdentifier, pool: Sequence[x509.Certificate]) -> x509.Certificate:
-    if sid.name == "issuer_and_serial_number":
-        issuer = sid.chosen["issuer"]
-        serial = sid.chosen["serial_number"].native
-        for c in pool:
-            if c.serial_number != serial:
-                continue
-            name = _a_cert(c)["issuer"]
-            if name.dump() == issuer.dump() or name == issuer:  # bytes first: no stringprep
-                return c
-    else:
-        ski = sid.chosen.native
-        for c in pool:
-            try:
-                ext = c.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            except x509.ExtensionNotFound:
-                continue
-            if ext.value.digest == ski:
-                return c
-    raise _fail("the signer's certificate is neither in the token nor among the given certificates")
+    found = signer_certificates(sid, pool)
+    if not found:
+        raise _fail(
+            "the signer's certificate is neither in the token nor among the given certificates"
+        )
+    return found[0]
 
 
 def _a_cert(cert: x509.Certificate) -> Any:

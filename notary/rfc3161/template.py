@@ -19,6 +19,7 @@ work: no asn1crypto.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -31,13 +32,22 @@ from cryptography.hazmat.primitives import serialization
 
 from notary.rfc3161 import der, oids
 
-__all__ = ["TokenTemplate", "TstFields"]
+__all__ = [
+    "TokenLayout",
+    "TokenTemplate",
+    "TstFields",
+    "TstLayout",
+    "read_token",
+    "read_tst",
+    "split_attrs",
+]
 
 _SHA256_ALG = der.seq(der.oid(oids.HASH_OIDS["sha256"]))
 _SIG_ALG = der.seq(der.oid(oids.ECDSA_SHA256))
 _SD_HEAD = der.integer(3) + der.tlv(0x31, _SHA256_ALG)  # version 3, digestAlgorithms
 _ENCAP_HEAD = der.oid(oids.TST_INFO)
 _CI_HEAD = der.oid(oids.SIGNED_DATA)
+_MESSAGE_DIGEST_OID = der.oid(oids.MESSAGE_DIGEST)
 _TST_VERSION = der.integer(1)
 #: A SHA-256 MessageImprint up to its 32-byte hashedMessage.
 _SHA256_IMPRINT_HEAD = der.seq(_SHA256_ALG, der.octets(bytes(32)))[:-32]
@@ -109,6 +119,12 @@ class TokenTemplate:
             attrs_head=der.length(len(before) + 32 + len(after)),
         )
 
+    @functools.cached_property
+    def signer_info_head(self) -> tuple[bytes, int]:
+        """(the SignerInfo's content up to the signed attributes' content, their size)."""
+        size = len(self.attrs_before) + 32 + len(self.attrs_after)
+        return self.signer_head + b"\xa0" + self.attrs_head, size
+
     # -- writing --
 
     def tst_info(
@@ -120,17 +136,23 @@ class TokenTemplate:
         accuracy: bytes,
         nonce: bytes | None,
     ) -> bytes:
-        """The TSTInfo DER from its encoded fields (``policy`` an OID TLV)."""
+        """The TSTInfo DER from its encoded fields (``policy`` an OID TLV), version 1."""
+        return self.tst_info_of(
+            _TST_VERSION + policy, imprint, der.integer(serial), gen_time, accuracy, nonce
+        )
+
+    def tst_info_of(
+        self,
+        head: bytes,
+        imprint: bytes,
+        serial: bytes,
+        gen_time: bytes,
+        accuracy: bytes,
+        nonce: bytes | None,
+    ) -> bytes:
+        """The TSTInfo DER from its encoded TLVs (``head``: the version and policy TLVs)."""
         return der.tlv(
-            0x30,
-            _TST_VERSION
-            + policy
-            + imprint
-            + der.integer(serial)
-            + gen_time
-            + accuracy
-            + (nonce or b"")
-            + self.tsa_name,
+            0x30, head + imprint + serial + gen_time + accuracy + (nonce or b"") + self.tsa_name
         )
 
     def signed_attrs(self, tst_info: bytes) -> bytes:
@@ -162,30 +184,12 @@ class TokenTemplate:
     def match(self, token: bytes) -> tuple[bytes, bytes, bytes] | None:
         """(TSTInfo, signed attributes, signature) of a token in exactly this template's
         layout, or None. Nothing is verified yet but the layout. Raises DerError."""
-        n = len(token)
-        # ContentInfo > [0] > SignedData > (version, digestAlgorithms, encap, [certs], signerInfos)
-        t, s, e = der.read(token, 0, n)
-        if t != 0x30 or e != n:
+        layout = read_token(token)
+        if layout is None:
             return None
-        kids = der.children(token, s, e)
-        if len(kids) != 2 or kids[1][0] != 0xA0:
-            return None
-        _, s, e = der.read(token, kids[1][2], kids[1][3])
-        sd = der.children(token, s, e)
-        if len(sd) not in (4, 5):
-            return None
-        encap = der.children(token, sd[2][2], sd[2][3])
-        if len(encap) != 2:
-            return None
-        _, os_, oe = der.read(token, encap[1][2], encap[1][3])
-        tst = token[os_:oe]
-        sis = der.children(token, sd[-1][2], sd[-1][3])
-        if len(sis) != 1:
-            return None
-        si = der.children(token, sis[0][2], sis[0][3])
-        signature = token[si[-1][2] : si[-1][3]]
+        tst, signature = layout.tst_info, layout.signature
         attrs = self.signed_attrs(tst)
-        if self.token(tst, attrs, signature, len(sd) == 5) != token:
+        if self.token(tst, attrs, signature, bool(layout.certs_field)) != token:
             return None
         return tst, attrs, signature
 
@@ -193,33 +197,24 @@ class TokenTemplate:
         """The fields of a TSTInfo in the TSA's layout over the SHA-256 digest ``sha256``
         (version 1, that imprint, genTime, a minimal accuracy, this template's tsa
         name), or None. Raises DerError."""
-        t, s, e = der.read(tst, 0, len(tst))
-        if t != 0x30 or e != len(tst):
+        fields = read_tst(tst, 0, len(tst))
+        if fields is None or fields.end != len(tst):
             return None
-        kids = der.children(tst, s, e)
-        if len(kids) not in (7, 8):
-            return None
-        version, policy, imprint, serial, gen, accuracy = kids[:6]
-        nonce = kids[6] if len(kids) == 8 else None
-        tsa = kids[-1]
+        version, policy, imprint, serial, gen, accuracy, nonce, tsa = fields[:8]
 
         def whole(k: tuple[int, int, int, int]) -> bytes:
             return tst[k[1] : k[3]]
 
-        if whole(version) != _TST_VERSION or policy[0] != 0x06:
+        if whole(version) != _TST_VERSION:
             return None
         if whole(imprint) != _SHA256_IMPRINT_HEAD + sha256:
             return None
         if whole(tsa) != self.tsa_name:
             return None
-        if serial[0] != 0x02 or gen[0] != 0x18 or accuracy[0] != 0x30:
-            return None
         if not _minimal_accuracy(tst, accuracy[2], accuracy[3]):
             return None
         nonce_value = None
         if nonce is not None:
-            if nonce[0] != 0x02:
-                return None
             nonce_value = der.uint(tst, nonce[2], nonce[3])
         gen_time = _gen_time(tst[gen[2] : gen[3]])
         if gen_time is None:
@@ -253,3 +248,137 @@ def _gen_time(text: bytes) -> datetime | None:
     frac = m.group(7) or b""
     micros = int(frac.ljust(6, b"0")) if frac else 0
     return datetime(y, mo, d, h, mi, sec, micros, tzinfo=UTC)
+
+
+# -- reading a token's layout (the template's and compact.py's one walk) --
+
+#: A TLV as :func:`der.children` gives it: (tag, TLV start, content start, content end).
+Tlv = tuple[int, int, int, int]
+_TST_TAGS = (0x02, 0x06, 0x30, 0x02, 0x18, 0x30)  # version .. accuracy of a TSTInfo
+
+
+class TokenLayout(NamedTuple):
+    """The parts of a token laid out as :meth:`TokenTemplate.token` writes one."""
+
+    tst_info: bytes  # the encapsulated TSTInfo DER
+    signer_head: bytes  # the SignerInfo's version, sid and digestAlgorithm TLVs
+    attrs: bytes  # the content of the signed attributes
+    signature: bytes
+    certs_field: bytes  # the [0] certificates TLV, b"" when absent
+
+
+class TstLayout(NamedTuple):
+    """The TLVs of a TSTInfo in the template's field order (RFC 3161 §2.4.2)."""
+
+    version: Tlv
+    policy: Tlv
+    imprint: Tlv
+    serial: Tlv
+    gen_time: Tlv
+    accuracy: Tlv
+    nonce: Tlv | None
+    tsa: Tlv
+    end: int  # where the TSTInfo ends in the buffer read
+
+
+def read_token(token: bytes, known: TokenTemplate | None = None) -> TokenLayout | None:
+    """The parts of ``token`` if its shape is the template layout's, else None.
+
+    Only the shape is read: ContentInfo > [0] > SignedData (version,
+    digestAlgorithms, encapContentInfo, [certificates], one SignerInfo of six
+    fields, the signed attributes fourth). The TLVs every template writes
+    alike (the content types, the SignedData head, the signature algorithm)
+    are compared, not read; with a ``known`` template, so are the SignerInfo's
+    fields up to the signature (the layout's ``attrs`` then are the token's,
+    unchecked). Whoever uses the parts rebuilds the token from them and
+    compares. Raises DerError.
+    """
+    n = len(token)
+    t, s, e = der.read(token, 0, n)  # ContentInfo
+    if t != 0x30 or e != n or not token.startswith(_CI_HEAD, s):
+        return None
+    t, s, e = der.read(token, s + len(_CI_HEAD), n)  # [0] content
+    if t != 0xA0 or e != n:
+        return None
+    t, s, e = der.read(token, s, n)  # SignedData
+    if t != 0x30 or e != n or not token.startswith(_SD_HEAD, s):
+        return None
+    t, s, end = der.read(token, s + len(_SD_HEAD), n)  # encapContentInfo
+    if t != 0x30 or not token.startswith(_ENCAP_HEAD, s):
+        return None
+    t, s, e = der.read(token, s + len(_ENCAP_HEAD), end)  # [0] eContent
+    if t != 0xA0 or e != end:
+        return None
+    t, tst_start, tst_end = der.read(token, s, end)  # OCTET STRING: the TSTInfo
+    if t != 0x04 or tst_end != end:
+        return None
+    t, s, e = der.read(token, end, n)
+    certs_field = b""
+    if t != 0x31:  # [0] certificates (whatever the tag: the rebuilt token compares it)
+        certs_field = token[end:e]
+        t, s, e = der.read(token, e, n)
+    if t != 0x31 or e != n:  # signerInfos
+        return None
+    t, s, e = der.read(token, s, n)  # the one SignerInfo
+    if t != 0x30 or e != n:
+        return None
+    if known is not None:
+        return _read_known(token, known, s, tst_start, tst_end, certs_field)
+    si = der.children(token, s, e)
+    if len(si) != 6 or si[3][0] != 0xA0 or token[si[4][1] : si[4][3]] != _SIG_ALG:
+        return None
+    return TokenLayout(
+        token[tst_start:tst_end],
+        token[si[0][1] : si[3][1]],  # signer_head
+        token[si[3][2] : si[3][3]],  # attrs
+        token[si[5][2] : si[5][3]],  # signature
+        certs_field,
+    )
+
+
+def read_tst(buf: bytes, pos: int, end: int) -> TstLayout | None:
+    """The fields of the TSTInfo at ``buf[pos:]`` (within ``end``) if they are the
+    template's (version, policy, imprint, serial, genTime, accuracy, [nonce], tsa,
+    with their tags), else None. Raises DerError."""
+    t, s, e = der.read(buf, pos, end)
+    if t != 0x30:
+        return None
+    kids = der.children(buf, s, e)
+    if len(kids) not in (7, 8):
+        return None
+    version, policy, imprint, serial, gen_time, accuracy = kids[:6]
+    tags = (version[0], policy[0], imprint[0], serial[0], gen_time[0], accuracy[0])
+    nonce = kids[6] if len(kids) == 8 else None
+    if tags != _TST_TAGS or kids[-1][0] != 0xA0 or (nonce is not None and nonce[0] != 0x02):
+        return None
+    return TstLayout(version, policy, imprint, serial, gen_time, accuracy, nonce, kids[-1], e)
+
+
+def split_attrs(attrs: bytes) -> tuple[bytes, bytes] | None:
+    """The signed attributes before and after the message digest's 32-byte value
+    (a template's ``attrs_before`` and ``attrs_after``), or None. Raises DerError."""
+    for _, a_start, a_s, a_e in der.children(attrs, 0, len(attrs)):
+        attr = der.children(attrs, a_s, a_e)
+        if attrs[attr[0][1] : attr[0][3]] == _MESSAGE_DIGEST_OID:
+            if a_e - 32 < a_start:
+                return None
+            return attrs[: a_e - 32], attrs[a_e:]
+    return None
+
+
+def _read_known(
+    token: bytes, known: TokenTemplate, si: int, tst_start: int, tst_end: int, certs: bytes
+) -> TokenLayout | None:
+    """:func:`read_token`'s end for a known template: the SignerInfo's fixed
+    fields compared, its signature read."""
+    head, attrs_size = known.signer_info_head
+    attrs_start = si + len(head)
+    attrs_end = attrs_start + attrs_size
+    if not token.startswith(head, si) or not token.startswith(_SIG_ALG, attrs_end):
+        return None
+    t, s, e = der.read(token, attrs_end + len(_SIG_ALG), len(token))
+    if t != 0x04 or e != len(token):
+        return None
+    return TokenLayout(
+        token[tst_start:tst_end], known.signer_head, token[attrs_start:attrs_end], token[s:e], certs
+    )

@@ -102,17 +102,18 @@ def test_neomutt_reads_a_campaign_message_and_its_signature(
     """The campaign's own sealing (:class:`certmail.signer.Sealer`, ``combined``), read
     by NeoMutt with Bob's keyring: decrypted, Alice's signature good, the body shown."""
     from certmail.compose import Headers
+    from certmail.pipeline import GpgOptions
     from certmail.signer import Sealer
 
     c = correspondents
-    sealed = Sealer(lambda: c.alice.keyring, tmp_path / "dkim").seal(
+    sealer = Sealer(lambda: c.alice.keyring, tmp_path / "dkim", gpg=GpgOptions(combined=True))
+    sealed = sealer.seal(
         tmp_path / "w",
         Headers(c.alice.email, (c.bob.email,), "Rent notice", "<r1@example.org>",
                 "Mon, 01 Jan 2024 00:00:00 +0000"),
         b"Dear tenant,\nflat 7: the rent changes.\n",
         [],
         notary_url=None, sign=True, encrypt=True, request_mdn=False, progress=None,
-        combined=True,
     )  # fmt: skip
     mbox = tmp_path / "mbox"
     mbox.write_bytes(

@@ -19,7 +19,7 @@ import pytest
 
 import certmail.seal as seal_module
 from certmail.compose import Headers, ScanRecord
-from certmail.pipeline import EncryptPipeline
+from certmail.pipeline import EncryptPipeline, GpgOptions
 from certmail.seal import Sealed, seal
 from certmail.unseal import check_manifest, unseal
 from keys.errors import Error, MalformedError, NotFoundError
@@ -66,7 +66,7 @@ def _seal_attached(alice: Keyring, tmp_path: Path, f: Path, combined: bool) -> S
         _headers(),
         b"Hello Bob\n",
         [(f, ScanRecord("clean"))],
-        combined=combined,
+        gpg=GpgOptions(combined=combined),
     )
 
 
@@ -258,7 +258,7 @@ def test_sealer_external_base64_switch(
     monkeypatch: pytest.MonkeyPatch,
     external: bool,
 ) -> None:
-    """``Sealer(external_base64=False)`` (a campaign of small messages) seals without
+    """``Sealer(gpg=GpgOptions(external_base64=False))`` (a small campaign) seals without
     starting GNU base64; the default starts it. Both messages open for Bob."""
     import certmail.compose as compose_module
     import certmail.pipeline as pipeline_module
@@ -274,7 +274,7 @@ def test_sealer_external_base64_switch(
     monkeypatch.setattr(compose_module, "base64_process", counting)
     monkeypatch.setattr(pipeline_module, "base64_process", counting)
     sealer = _sealer(pair[0], tmp_path)
-    sealer.external_base64 = external
+    sealer.gpg = GpgOptions(external_base64=external)
     s = _seal_with(sealer, tmp_path)
     assert bool(started) is external
     u = unseal(pair[1], s.path.read_bytes(), tmp_path / "o")
