@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say
+from certmail.cli.options import sealed_options
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -31,19 +32,9 @@ def campaign() -> None:
 @click.option("--via", type=click.Choice(["relay", "smtp"]), default=None)
 @click.option("--track-open", is_flag=True, help="A tracking link per recipient (weak evidence).")
 @click.option("--request-mdn", is_flag=True, help="Ask for RFC 8098 read receipts.")
-@click.option(
-    "--sealed",
-    is_flag=True,
-    help="Seal each message: the recipient reads it only once their signed "
-    "acknowledgement is logged by the notary (docs/sealed.md).",
-)
-@click.option(
-    "--seal-expires",
-    type=click.IntRange(1, 366 * 86400),
-    default=14 * 86400,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --sealed: how long the notary keeps each message's key share.",
+@sealed_options(
+    "each message",
+    "With --sealed: how long the notary keeps each message's key share.",
 )
 @click.option(
     "--pickup-if-no-key",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
+from certmail.cli.options import sealed_options
 
 if TYPE_CHECKING:
     from certmail.results import SendResult
@@ -134,19 +135,9 @@ def progress_bar(
     help="Sign and encrypt with S/MIME (RFC 8551) instead of OpenPGP: your key from "
     "keys smime import, the recipients' certificates from keys smime import-cert.",
 )
-@click.option(
-    "--sealed",
-    is_flag=True,
-    help="Seal the content: the recipient reads it only once their signed "
-    "acknowledgement is logged by the notary (docs/sealed.md).",
-)
-@click.option(
-    "--seal-expires",
-    type=click.IntRange(1, 366 * 86400),
-    default=14 * 86400,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --sealed or --pickup: how long the notary keeps its key share.",
+@sealed_options(
+    "the content",
+    "With --sealed or --pickup: how long the notary keeps its key share.",
 )
 @click.option(
     "--pickup",

@@ -14,29 +14,19 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pysequoia
-import pytest
 from starlette.testclient import TestClient
 
 from notary.ackformat import Ack, ack_text
 from notary.api import create_app
 from notary.evidence import format_time
 from notary.service import NotaryService
-from tests.fixtures.notary import init_notary_dir
 
 BOB = "bob@example.net"
 MID = "<mark@example.org>"
-
-
-@pytest.fixture
-def notary(tmp_path: Path) -> Iterator[NotaryService]:
-    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
-    yield svc
-    svc.close()
 
 
 def _state(directory: Path, sha: str) -> str:
@@ -53,15 +43,15 @@ def _marked(directory: Path, sha: str) -> str:
 
 
 def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
-    notary: NotaryService,
+    notary_service: NotaryService,
 ) -> None:
     bob = pysequoia.Tsk.generate(f"Bob <{BOB}>")
     cert = bob.extract_certificate()
     sha = hashlib.sha256(b"a sealed message").hexdigest()
     share = os.urandom(32)
-    _, token = notary.add_account(["alice@example.org"])
+    _, token = notary_service.add_account(["alice@example.org"])
     auth = {"Authorization": f"Bearer {token}"}
-    with TestClient(create_app(notary), raise_server_exceptions=False) as client:
+    with TestClient(create_app(notary_service), raise_server_exceptions=False) as client:
         r = client.post("/v1/notarize", json={"sha256": sha, "message_id": MID}, headers=auth)
         assert r.status_code == 200, r.text
         seal = {
@@ -73,7 +63,7 @@ def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
             "recipients": [BOB],
         }
         assert client.post("/v1/seals", json=seal, headers=auth).status_code == 200
-        text = ack_text(Ack(sha, MID, BOB, datetime.now(UTC), "http://notary.test"))
+        text = ack_text(Ack(sha, MID, BOB, datetime.now(UTC), "http://notary_service.test"))
         mode = pysequoia.SignatureMode.DETACHED
         ack = {
             "sha256": sha,
@@ -86,7 +76,7 @@ def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
         first = client.post(f"/v1/seals/{sha}/open", json=ack)
         assert first.status_code == 200, first.text
         assert base64.b64decode(first.json()["share"]) == share
-        directory = notary.config.directory
+        directory = notary_service.config.directory
         assert _marked(directory, sha) == "released"
         with sqlite3.connect(directory / "seals.db") as db:  # the mark lost
             db.execute("UPDATE seals SET state = 'sealed' WHERE sha256 = ?", (sha,))
@@ -94,5 +84,5 @@ def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
         assert again.status_code == 200, again.text
         assert again.json() == first.json()  # the same share, the same receipt
         assert _marked(directory, sha) == "released"
-    events = [e.event for e in notary.storage.entries_for_message(sha)]
+    events = [e.event for e in notary_service.storage.entries_for_message(sha)]
     assert events == ["SubmissionAcceptance", "ContentHandover"]

@@ -19,7 +19,6 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,18 +34,10 @@ from notary.evidence import format_time
 from notary.pickupformat import token_hash
 from notary.seals import Seals
 from notary.service import NotaryService
-from tests.fixtures.notary import init_notary_dir
 
 BOB = "bob@example.net"
 CAROL = "carol@example.com"
 MID = "<release@example.org>"
-
-
-@pytest.fixture
-def notary(tmp_path: Path) -> Iterator[NotaryService]:
-    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
-    yield svc
-    svc.close()
 
 
 def _seals(app: Any) -> Seals:
@@ -73,7 +64,7 @@ def _sealed(client: TestClient, auth: dict[str, str], sha: str, cert: Any) -> by
 
 
 def _ack(bob: Any, sha: str, when: datetime) -> dict[str, str]:
-    text = ack_text(Ack(sha, MID, BOB, when, "http://notary.test"))
+    text = ack_text(Ack(sha, MID, BOB, when, "http://notary_service.test"))
     mode = pysequoia.SignatureMode.DETACHED
     return {
         "sha256": sha,
@@ -85,12 +76,12 @@ def _ack(bob: Any, sha: str, when: datetime) -> dict[str, str]:
     }
 
 
-def _answers(notary: NotaryService, bob: Any, token: str) -> list[tuple[int, str, bytes]]:
+def _answers(notary_service: NotaryService, bob: Any, token: str) -> list[tuple[int, str, bytes]]:
     """Status, content type and body of hostile opens, a release and its retry."""
     sha = hashlib.sha256(os.urandom(16)).hexdigest()
     other = hashlib.sha256(b"never sealed").hexdigest()
     auth = {"Authorization": f"Bearer {token}"}
-    app = create_app(notary)
+    app = create_app(notary_service)
     out = []
     with TestClient(app, raise_server_exceptions=False) as client:
         share = _sealed(client, auth, sha, bob.extract_certificate())
@@ -120,19 +111,19 @@ def _answers(notary: NotaryService, bob: Any, token: str) -> list[tuple[int, str
         out.append((r.status_code, r.headers.get("content-type", ""), r.content))
         assert _seals(app).opening() == 0
     assert base64.b64decode(out[7][2].split(b'"share":"')[1].split(b'"')[0]) == share
-    events = [e.event for e in notary.storage.entries_for_message(sha)]
+    events = [e.event for e in notary_service.storage.entries_for_message(sha)]
     assert events == ["SubmissionAcceptance", "ContentHandover"]
     return out
 
 
 def test_the_open_fast_path_answers_as_the_route_does(
-    notary: NotaryService, monkeypatch: pytest.MonkeyPatch
+    notary_service: NotaryService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob = pysequoia.Tsk.generate(f"Bob <{BOB}>")
-    _, token = notary.add_account(["alice@example.org"])
-    fast = _answers(notary, bob, token)
+    _, token = notary_service.add_account(["alice@example.org"])
+    fast = _answers(notary_service, bob, token)
     monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
-    reference = _answers(notary, bob, token)
+    reference = _answers(notary_service, bob, token)
     statuses = [s for s, _, _ in fast]
     assert statuses == [400, 413, 400, 422, 404, 422, 422, 200, 200, 404, 200, 405]
     assert fast[8][2] == fast[7][2] == fast[10][2]  # retries: the same key and receipt
@@ -142,8 +133,8 @@ def test_the_open_fast_path_answers_as_the_route_does(
             assert fb == rb
 
 
-def test_no_lock_is_kept_per_message(notary: NotaryService) -> None:
-    seals = Seals(notary, notary.config.directory)
+def test_no_lock_is_kept_per_message(notary_service: NotaryService) -> None:
+    seals = Seals(notary_service, notary_service.config.directory)
     sha = "ab" * 32
 
     async def scenario() -> list[str]:
@@ -192,11 +183,11 @@ def _marked(directory: Path, sha: str) -> tuple[str, str | None]:
     return _released(directory, sha)
 
 
-def test_a_pickup_release_is_marked_after_the_answer(notary: NotaryService) -> None:
+def test_a_pickup_release_is_marked_after_the_answer(notary_service: NotaryService) -> None:
     sha = hashlib.sha256(b"a pickup").hexdigest()
     token = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
     content = os.urandom(300)
-    _, bearer = notary.add_account(["alice@example.org"])
+    _, bearer = notary_service.add_account(["alice@example.org"])
     auth = {"Authorization": f"Bearer {bearer}"}
     reg = {
         "sha256": sha,
@@ -212,8 +203,8 @@ def test_a_pickup_release_is_marked_after_the_answer(notary: NotaryService) -> N
         "date": "Fri, 2 Jan 2026 10:00:00 +0000",
         "passphrase": None,
     }
-    directory = notary.config.directory
-    with TestClient(create_app(notary), raise_server_exceptions=False) as client:
+    directory = notary_service.config.directory
+    with TestClient(create_app(notary_service), raise_server_exceptions=False) as client:
         r = client.post("/v1/notarize", json={"sha256": sha, "message_id": MID}, headers=auth)
         assert r.status_code == 200, r.text
         assert client.post("/v1/pickups", json=reg, headers=auth).status_code == 200, r.text
@@ -235,5 +226,5 @@ def test_a_pickup_release_is_marked_after_the_answer(notary: NotaryService) -> N
         assert again.status_code == 200, again.text
         assert again.json() == first.json()  # the same share, receipt and release time
         assert _marked(directory, sha) == ("released", first.json()["released"])
-    events = [e.event for e in notary.storage.entries_for_message(sha)]
+    events = [e.event for e in notary_service.storage.entries_for_message(sha)]
     assert events == ["SubmissionAcceptance", "ContentHandover"]
