@@ -26,6 +26,10 @@ relay checks it as ciphertext, as it does a campaign's messages. Then it also
 prints the notary's CPU seconds (user+sys from /proc) per message from the first
 submission to the last delivery, the MB per CPU second, and as the floor the
 CPU of ``sha256sum`` and of ``cat`` reading the same message from a file.
+Beside it, the peers of the same run (CPU per message): the recipient server
+(aiosmtpd's own line-by-line DATA reader, no TLS, nothing written) taking the
+relayed messages, and a private Debian Postfix (:mod:`benchmarks.relay_peers`)
+taking the same message over plain SMTP into its queue and a Maildir.
 """
 
 from __future__ import annotations
@@ -319,6 +323,7 @@ def main() -> None:
         time.sleep(2.0)  # the serve processes' own background work, for comparison
         cpu0 = cpu_of([p.pid for p in serves])
         idle = (cpu0 - idle) / 2.0
+        sink0 = cpu_of([sink.pid]) if sink.pid else 0.0
         t0 = asyncio.run(load())
         t_accepted = time.monotonic()
         delivered: dict[int, float] = {}
@@ -334,6 +339,7 @@ def main() -> None:
             copies = len(lines)
         if prof is not None:
             prof.wait()
+        sink_cpu = (cpu_of([sink.pid]) if sink.pid else 0.0) - sink0
         cpu, hwm = 0.0, 0
         for proc in serves:
             status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -363,7 +369,17 @@ def main() -> None:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
     if large:
-        print_large(message(0), args.messages, cpu - cpu0, t_end - t0, floor_cpu(message(0), work))
+        from benchmarks.relay_peers import postfix_cpu
+
+        peers = {
+            "plain aiosmtpd (the recipient server)": sink_cpu / args.messages,
+            "Postfix: smtpd, cleanup, virtual(8)": postfix_cpu(
+                message(0), args.messages, ALICE, BOB
+            )[0],
+        }
+        print_large(
+            message(0), args.messages, cpu - cpu0, t_end - t0, floor_cpu(message(0), work), peers
+        )
         print(f"  (notary idle: {idle * 100:.1f}% of a core)")
         return
     print(
@@ -384,7 +400,14 @@ def main() -> None:
     )
 
 
-def print_large(msg: bytes, n: int, cpu: float, wall: float, floor: dict[str, float]) -> None:
+def print_large(
+    msg: bytes,
+    n: int,
+    cpu: float,
+    wall: float,
+    floor: dict[str, float],
+    peers: dict[str, float],
+) -> None:
     mb = len(msg) / 1e6
     per = cpu / n
     print(
@@ -393,6 +416,8 @@ def print_large(msg: bytes, n: int, cpu: float, wall: float, floor: dict[str, fl
     )
     print(f"  notary CPU per message:   {per:8.3f} s ({mb / per:.0f} MB per CPU second)")
     print(f"  accepted + delivered:     {n * mb / wall:8.1f} MB/s wall")
+    for name, sec in peers.items():
+        print(f"  peer, {name + ':':38}{sec:8.3f} s ({mb / max(sec, 1e-6):.0f} MB per CPU second)")
     for name, sec in floor.items():
         print(f"  floor, {name + ':':18}{sec:8.3f} s ({mb / max(sec, 1e-6):.0f} MB per CPU second)")
 

@@ -362,7 +362,7 @@ async def _transaction(
 
 
 CHUNK = 1024 * 1024
-#: The transport's write buffer is let drain below this before the next chunk.
+#: Above this the transport's write buffer pauses the writer until it has drained.
 WRITE_HIGH_WATER = 256 * 1024
 
 
@@ -396,15 +396,19 @@ async def _data(conn: _Conn, parts: tuple[bytes, ...]) -> aiosmtplib.SMTPRespons
     if sum(len(p) for p in parts) <= CHUNK:  # small: one write (one segment) is cheaper
         proto.write(b"".join(b"".join(stuffed_chunks(p)) for p in parts) + end)
         return await proto.read_response(timeout=conn.client.timeout)
+    transport = cast("asyncio.WriteTransport | None", proto.transport)
+    if transport is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    # Above the high-water mark the transport pauses the protocol (pause_writing) and
+    # resumes it once drained: wait for that, never poll the buffer's size.
+    transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
     for part in parts:
         for piece in stuffed_chunks(part):
             proto.write(piece)
-            while (t := cast("asyncio.WriteTransport | None", proto.transport)) is not None and (
-                t.get_write_buffer_size() > WRITE_HIGH_WATER
-            ):
-                if t.is_closing():
-                    raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-                await asyncio.sleep(0.001)
+            try:
+                await proto._drain_helper()  # aiosmtplib's FlowControlMixin (as stdlib's)
+            except ConnectionResetError:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost") from None
     proto.write(end)  # and read the reply at once (nothing else runs in between)
     return await proto.read_response(timeout=conn.client.timeout)
 

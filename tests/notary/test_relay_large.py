@@ -14,11 +14,15 @@ import hashlib
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from notary.relay.ciphertext import armored_openpgp_message
-from notary.relay.incoming import TOO_LONG, TOO_MUCH, Receiver, receive
+from notary.relay.incoming import TOO_LONG, TOO_MUCH, Receiver, _longest_over, receive
+from notary.relay.smtp_client import CHUNK
+from tests.fixtures.notary import configure
+from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, wait_for
 
 
 async def _read(wire: bytes, directory: Path, sizes: list[int], limit: int | None) -> Receiver:
@@ -115,3 +119,64 @@ def test_a_large_armor_is_read_as_ciphertext(split: bytes) -> None:
         is None
     )
     assert armored_openpgp_message(armor.replace(split.join(lines[-3:]), b"")) is None
+
+
+def test_longest_line_check_matches_splitting_into_lines() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        lengths = [rng.choice([0, 1, 76, 999, 1000, 1001, 1002, 1003, rng.randrange(3000)])]
+        lengths += [rng.randrange(0, 1100) for _ in range(rng.randrange(0, 30))]
+        rng.shuffle(lengths)
+        # Lines with a bare CR or LF inside (part of a line, as the CRLF split sees
+        # them), one at the very end of some (a CR before the CRLF).
+        lines = [bytearray(b"x" * n) for n in lengths]
+        for ln in lines:
+            if ln and rng.random() < 0.3:
+                ln[rng.randrange(len(ln))] = rng.choice(b"\r\n.")
+        block = b"".join(bytes(ln) + b"\r\n" for ln in lines)
+        for limit in (1, 76, 1001):
+            want = max(map(len, block.split(b"\r\n"))) > limit
+            assert _longest_over(block, limit) is want, (lengths, limit)
+
+
+def _dotted_message(size: int) -> bytes:
+    """A plain message of about ``size`` bytes whose every body line starts with a dot
+    (so each piece the reader or the sender cuts begins with a transparency dot), with
+    lines of one dot, of 998 bytes (RFC 5321 §4.5.3.1.6's longest) and empty ones."""
+    head = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: dots\r\nMessage-ID: <dots@a.test>\r\n"
+        "Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n\r\n"
+    ).encode()
+    rng = random.Random(5)
+    lines, n = [], len(head)
+    while n < size:
+        line = rng.choice([b".", b"..", b".a" + b"b" * rng.randrange(75), b"." + b"c" * 997, b""])
+        lines.append(line + b"\r\n")
+        n += len(line) + 2
+    return head + b"".join(lines)
+
+
+def test_a_multi_mb_dotted_message_is_delivered_byte_for_byte(
+    notary_dir: Path, smtp_sink: Any
+) -> None:
+    # Through the relay's DATA reader (pieces as the TLS records bring them), the
+    # staging file, the spool and the delivery in CHUNK pieces to aiosmtpd, whose own
+    # reader removes the dots again: the recipient gets exactly the submitted bytes.
+    data = _dotted_message(2 * CHUNK + 12345)
+    assert data.count(b"\r\n.") > 2 * CHUNK // 1000
+    configure(notary_dir, relay_retry_initial=0.2, relay_max_message_bytes=8 * CHUNK)
+    relay = RelayNotary(notary_dir, smtp_sink.port)
+    relay.start()
+    try:
+        with relay.connect() as s:
+            s.login(ALICE, relay.token)
+            s.mail(ALICE)
+            s.rcpt(BOB)
+            code, text = s.data(data)
+        assert code == 250
+        assert text.decode().endswith(f"sha256={hashlib.sha256(data).hexdigest()}")
+        wait_for(lambda: smtp_sink.messages, what="the delivery")
+    finally:
+        relay.proc.stop()
+    (got,) = smtp_sink.messages
+    assert got.data.endswith(data) and got.data[: -len(data)].startswith(b"Received: ")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from notary.relay.smtp_client import Pool, SMTPConnectionError, SMTPRejected, send
+from notary.relay.smtp_client import CHUNK, Pool, SMTPConnectionError, SMTPRejected, send
 
 MSG = b"From: a@a.test\r\nTo: b@b.test\r\nSubject: t\r\n\r\nhello\r\n"
 
@@ -309,3 +309,16 @@ def test_the_mini_server_takes_a_message() -> None:
     server = _MiniServer()
     sent = _send(server)
     assert sent.reply.code == 250 and server.received == [MSG]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "STARTTLS"])
+def test_a_multi_mib_message_arrives_exactly(smtp_sink_factory: Any, tls: bool) -> None:
+    """Over CHUNK bytes: written chunk by chunk, each after the transport drained (flow
+    control, through the TLS transport too); lines of dots fall on every chunk edge."""
+    sink = smtp_sink_factory(tls=tls)
+    lines = [b"." * (k % 3) + b"y" * (k % 90) + b"\r\n" for k in range(60_000)]
+    data = b"Subject: big\r\n\r\n" + b"".join(lines)
+    assert len(data) > 2 * CHUNK
+    sent = _send(sink, data)
+    assert (sent.tls is not None) is tls
+    assert sink.messages[-1].data == data
