@@ -95,8 +95,8 @@ class Verified:
     keys: tuple[tuple[str, str], ...] = ()  # keys/: (fingerprint, address), format 2
     cosigned: dict[int, Checkpoint] = field(default_factory=dict)  # format 3, by size
     anchors: list[Any] = field(default_factory=list)  # format 4: certmail.bundle.anchors.Anchor
-    #: message.eml's top entity, or the error reading it (:meth:`message_entity`)
-    parsed: Entity | Exception | None = field(default=None, repr=False)
+    #: (message.eml's bytes, their top entity or the error reading them): message_entity
+    parsed: tuple[bytes, Entity | Exception] | None = field(default=None, repr=False)
 
     @property
     def message(self) -> bytes:
@@ -104,17 +104,20 @@ class Verified:
 
     def message_entity(self) -> Entity:
         """message.eml's top MIME entity (:func:`certmail.mime.parse_entity`), read once
-        for every check that reads it; raises what that raises, each time."""
-        if self.parsed is None:
+        for every check that reads it (again when the files are replaced: the same bytes
+        object or none); raises what that raises, each time."""
+        message = self.message
+        if self.parsed is None or self.parsed[0] is not message:
             from certmail.mime import parse_entity
 
             try:
-                self.parsed = parse_entity(self.message)
+                self.parsed = (message, parse_entity(message))
             except Exception as e:  # kept and raised again, unchanged
-                self.parsed = e
-        if isinstance(self.parsed, Exception):
-            raise self.parsed
-        return self.parsed
+                self.parsed = (message, e)
+        result = self.parsed[1]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @property
     def sha256(self) -> str:
