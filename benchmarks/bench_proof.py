@@ -34,6 +34,12 @@ checkpoints) help. Then prints one table:
   (keys/*.asc imported, exported again and compared, the sender's key made the trust
   anchor: gpg subprocesses, new work format 1 did not do), CPU of the gpg children
   included.
+
+``--peer DIR`` (or ``CERTMAIL_BENCH_PEER=DIR make bench``): then runs the bench_proof.py
+of another checkout DIR with its own ``DIR/.venv/bin/python``, same arguments, and prints
+its table below this one (e.g. the tree of before a refactor: issue 9 compares every
+figure with it in one session; its "typical, one repeated" row is format 1 as that tree
+wrote it, like this table's "typical, format 1, repeated").
 """
 
 from __future__ import annotations
@@ -248,7 +254,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--peer", type=Path, default=os.environ.get("CERTMAIL_BENCH_PEER") or None)
     args = ap.parse_args()
+    rc = table(args)
+    if args.peer is not None:
+        rc = rc or peer(args.peer, args.runs, args.seconds)
+    return rc
+
+
+def peer(directory: Path, runs: int, seconds: float) -> int:
+    """The same benchmark in another checkout (its own venv), printed after this one."""
+    py, script = directory / ".venv" / "bin" / "python", directory / "benchmarks" / "bench_proof.py"
+    print(f"\npeer: {directory} (same session)", flush=True)
+    cmd = [str(py), str(script), "--runs", str(runs), "--seconds", str(seconds)]
+    env = {k: v for k, v in os.environ.items() if k != "CERTMAIL_BENCH_PEER"}
+    return subprocess.run(cmd, cwd=directory, env=env, check=False).returncode
+
+
+def table(args: argparse.Namespace) -> int:
+    """Build the bundles, measure, print this tree's table."""
 
     from cryptography import x509
 
@@ -351,7 +375,7 @@ def main() -> int:
     print(f"{'what':<{w}}  {'result':<22}  detail")
     for name, a, b in rows:
         print(f"{name:<{w}}  {a:<22}  {b}")
-    print("targets: CLI ≤ 300 ms wall (median); library ≥ 1,000 bundles/s")
+    print("targets: CLI ≤ 300 ms wall (median); library ≥ 1,000 bundles/s", flush=True)
     return 0
 
 

@@ -26,7 +26,8 @@ certificate, its PDF and VERIFY.txt).
 
 from __future__ import annotations
 
-from certmail.bundle.export import export_bundle
+from typing import TYPE_CHECKING, Any
+
 from certmail.bundle.layout import (
     MAX_BUNDLE_SIZE,
     MAX_EVENTS,
@@ -38,6 +39,20 @@ from certmail.bundle.layout import (
 from certmail.bundle.report import BundleReport, Check, ReportEvent
 from certmail.bundle.verify import verify_bundle
 from certmail.bundle.zipio import STORED_UP_TO, read_members, write_members
+
+if TYPE_CHECKING:
+    from certmail.bundle.export import export_bundle
+
+
+def __getattr__(name: str) -> Any:
+    """``export_bundle``, imported on first use (verifying needs none of the exporter:
+    ``certmail proof verify`` starts without it)."""
+    if name == "export_bundle":
+        from certmail.bundle.export import export_bundle
+
+        return export_bundle
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_BUNDLE_SIZE",

@@ -25,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from certmail.bundle.layout import ANCHOR_CHECKPOINT, ANCHOR_ROOTS, ANCHOR_TOKEN, fail
+from certmail.bundle.layout import (
+    ANCHOR_CHECKPOINT,
+    ANCHOR_ROOTS,
+    ANCHOR_TOKEN,
+    fail,
+    members_of,
+)
 from certmail.bundle.report import Check
 from keys.errors import MalformedError, VerificationError
 
@@ -70,6 +76,10 @@ def read_anchors(v: Verified) -> tuple[dict[int, Checkpoint], list[Anchor]]:
     """Each evidence/anchor-N.checkpoint (signed by the notary key, its one signature, of
     size N) and each token over it (valid over its SHA-256 against anchor-roots.pem);
     every token has its checkpoint and every checkpoint a token."""
+    if not members_of(v.files, "anchors"):  # the names' roles are remembered (layout.py)
+        if ANCHOR_ROOTS in v.files:
+            raise fail(f"{ANCHOR_ROOTS} in a bundle without outside time-stamps")
+        return {}, []
     from notary.checkpoint import open_checkpoint
     from notary.note import parse_note
     from notary.rfc3161 import verify_token
@@ -121,8 +131,6 @@ def check_anchor_roots(
     them (VerificationError naming the token's file), and the bundle must hold one.
     Without: a skipped check that does not apply (the tokens were checked against the
     bundle's own anchor-roots.pem only), none when there are no anchors."""
-    from notary.rfc3161 import verify_token
-
     if not trusted:
         if not anchors:
             return None
@@ -138,6 +146,8 @@ def check_anchor_roots(
             "the bundle holds no outside time-stamps (evidence/anchor-N-ID.tsr)",
             hint="export the bundle again once the notary has anchored its checkpoint",
         )
+    from notary.rfc3161 import verify_token
+
     for a in anchors:
         try:
             verify_token(a.token, roots=trusted, digest=a.digest)

@@ -34,8 +34,8 @@ from certmail.bundle.layout import (
     MESSAGE,
     VKEY,
     fail,
+    features_in,
     json_member,
-    members_of,
     requires,
 )
 from certmail.bundle.report import Check
@@ -46,6 +46,7 @@ from notary.note import Verifier
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certmail.mime import Entity
     from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
 
@@ -94,10 +95,29 @@ class Verified:
     keys: tuple[tuple[str, str], ...] = ()  # keys/: (fingerprint, address), format 2
     cosigned: dict[int, Checkpoint] = field(default_factory=dict)  # format 3, by size
     anchors: list[Any] = field(default_factory=list)  # format 4: certmail.bundle.anchors.Anchor
+    #: (message.eml's bytes, their top entity or the error reading them): message_entity
+    parsed: tuple[bytes, Entity | Exception] | None = field(default=None, repr=False)
 
     @property
     def message(self) -> bytes:
         return self.files[MESSAGE]
+
+    def message_entity(self) -> Entity:
+        """message.eml's top MIME entity (:func:`certmail.mime.parse_entity`), read once
+        for every check that reads it (again when the files are replaced: the same bytes
+        object or none); raises what that raises, each time."""
+        message = self.message
+        if self.parsed is None or self.parsed[0] is not message:
+            from certmail.mime import parse_entity
+
+            try:
+                self.parsed = (message, parse_entity(message))
+            except Exception as e:  # kept and raised again, unchanged
+                self.parsed = (message, e)
+        result = self.parsed[1]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @property
     def sha256(self) -> str:
@@ -183,8 +203,9 @@ def check_format(files: Mapping[str, bytes]) -> int:
     """The bundle's format version: bundle.json's (format 2 on, in its one form), else 1;
     no bundle holds a member of a later format (:data:`FEATURES`), and a bundle of format
     3 or 4 holds its own format's members (:data:`LABELLED`: it is written only then)."""
+    present = features_in(files)
     if FORMAT_FILE not in files:
-        later = [n for feature in FEATURES for n in members_of(files, feature)]
+        later = [n for feature in FEATURES for n in present.get(feature, ())]
         if later:
             raise fail(f"{later[0]} in a bundle without {FORMAT_FILE} (format 1)")
         return 1
@@ -200,10 +221,10 @@ def check_format(files: Mapping[str, bytes]) -> int:
             hint="upgrade certmail to verify this bundle",
         )
     for feature, (since, what, _) in FEATURES.items():
-        names = sorted(members_of(files, feature))
+        names = sorted(present.get(feature, ()))
         if names and not requires(version, feature):
             raise fail(f"{names[0]} in a bundle of format {version} ({what}: {since})")
-    if version in LABELLED and not members_of(files, LABELLED[version]):
+    if version in LABELLED and LABELLED[version] not in present:
         said = f"{FORMAT_FILE} says format {version}"
         raise fail(f"{said}, but the bundle holds nothing of format {version}")
     return version

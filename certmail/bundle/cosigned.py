@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from certmail.bundle.layout import COSIGNED, fail
+from certmail.bundle.layout import COSIGNED, fail, members_of
 from certmail.bundle.report import Check
 from keys.errors import MalformedError, VerificationError
 
@@ -36,7 +36,7 @@ def read_cosigned(v: Verified) -> dict[int, Checkpoint]:
 
     assert v.verifier is not None
     out: dict[int, Checkpoint] = {}
-    for name in sorted(n for n in v.files if COSIGNED.fullmatch(n)):
+    for name in sorted(members_of(v.files, "cosigned")):
         size = int(COSIGNED.fullmatch(name).group(1))  # type: ignore[union-attr]
         note = v.files[name]
         try:

@@ -6,6 +6,7 @@ the exact bytes). Best effort: a message without a readable header still verifie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses
@@ -42,10 +43,11 @@ def _text(value: object) -> str:
         return text[:_SHOWN]
 
 
-def header_facts(message: bytes) -> HeaderFacts:
-    """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message)."""
+def header_facts(message: bytes, top: Callable[[], Entity] | None = None) -> HeaderFacts:
+    """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message);
+    ``top`` answers its top entity when the caller has read it already."""
     try:
-        entity = parse_entity(message)
+        entity = parse_entity(message) if top is None else top()
     except (MalformedError, ValueError, LookupError):
         return HeaderFacts("(message.eml has no readable header)", (), None, None)
     h = entity.headers

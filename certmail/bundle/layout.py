@@ -108,10 +108,29 @@ def requires(version: int, feature: str) -> bool:
     return version >= FEATURES[feature][0]
 
 
+@lru_cache(maxsize=4096)
+def feature_of(name: str) -> str | None:
+    """The feature of :data:`FEATURES` whose member ``name`` is (their patterns do not
+    overlap), else None; remembered (every bundle repeats its names)."""
+    for feature, (_, _, patterns) in FEATURES.items():
+        if any(p.fullmatch(name) for p in patterns):
+            return feature
+    return None
+
+
 def members_of(files: Iterable[str], feature: str) -> list[str]:
     """The members among ``files`` (names, in their order) that are ``feature``'s."""
-    patterns = FEATURES[feature][2]
-    return [n for n in files if any(p.fullmatch(n) for p in patterns)]
+    return [n for n in files if feature_of(n) == feature]
+
+
+def features_in(files: Iterable[str]) -> dict[str, list[str]]:
+    """:func:`members_of` of every feature with members in ``files``, in one pass."""
+    out: dict[str, list[str]] = {}
+    for n in files:
+        feature = feature_of(n)
+        if feature is not None:
+            out.setdefault(feature, []).append(n)
+    return out
 
 
 _FIXED = frozenset(

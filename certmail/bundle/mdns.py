@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from certmail.bundle.documents.facts import MdnFact
-from certmail.bundle.layout import FORMAT_MDNS, MDN_MEMBER, fail
+from certmail.bundle.layout import FORMAT_MDNS, MDN_MEMBER, fail, members_of
 from certmail.bundle.report import Check
 from keys.errors import Error, MalformedError, VerificationError
 
@@ -84,7 +84,7 @@ def needs_format_5(files: Mapping[str, bytes], statements: Sequence[Mapping[str,
 def _names(v: Verified) -> list[str]:
     """The mdns/ members, numbered 01.. without gaps (allowed from format 5 only:
     :func:`certmail.bundle.checks.check_format`)."""
-    names = sorted(n for n in v.files if MDN_MEMBER.fullmatch(n))  # format: check_format
+    names = sorted(members_of(v.files, "mdns"))  # format: check_format
     if names != [f"mdns/{n:02d}.eml" for n in range(1, len(names) + 1)]:
         raise fail("the mdns/ files are not numbered 01, 02, ... without gaps")
     return names
@@ -94,13 +94,15 @@ def mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
     """What each read receipt states (signature not checked: :func:`check_mdns`); each
     must be an MDN about the bundle's message. A format 5 bundle must need format 5
     (:func:`needs_format_5`: it is written only then, so each bundle has one form)."""
+    names = _names(v)
+    if v.format == FORMAT_MDNS and not needs_format_5(v.files, [e.statement for e in v.events]):
+        raise fail("bundle.json says format 5, but the bundle holds nothing of format 5")
+    if not names:
+        return ()  # the MDN reader is imported only for read receipts (CLI start-up)
     from certmail.bundle.headers import header_facts
     from certmail.bundle.smimemdn import smime_mdn_layout
     from certmail.mdn_in import address_of, unverified_fields
 
-    names = _names(v)
-    if v.format == FORMAT_MDNS and not needs_format_5(v.files, [e.statement for e in v.events]):
-        raise fail("bundle.json says format 5, but the bundle holds nothing of format 5")
     out = []
     for name in names:
         try:
@@ -131,6 +133,8 @@ def check_mdns(
     """One check per read receipt: a signed one's signature (VerificationError when bad;
     an S/MIME one against ``smime_ca``, certmail/bundle/smimemdn.py), an unsigned one
     reported as weak."""
+    if not facts:
+        return []
     from certmail.bundle.smimemdn import check_smime_mdn
     from certmail.bundle.smimesig import submission_time
     from certmail.mdn_in import label_of, read_mdn

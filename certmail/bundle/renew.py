@@ -177,7 +177,7 @@ def check_renewals(
     naming the member that changed or the renewal that fails. ``evidence_not_after``:
     the earliest notAfter of the evidence's TSA chain (the first renewal must be made
     before it)."""
-    numbers = sorted({_number(n) for n in files if _number(n)})
+    numbers = sorted({k for n in files if n.startswith("renewals/") and (k := _number(n))})
     if numbers != list(range(1, len(numbers) + 1)):
         raise fail("renewals are not numbered 01, 02, ... without gaps")
     roots_of = {n: _check_manifest(files, n) for n in numbers}  # every member first

@@ -16,8 +16,6 @@ or older) reports the check unrun.
 from __future__ import annotations
 
 import datetime
-import shutil
-import tempfile
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +25,8 @@ from certmail.bundle.report import Check
 from keys.errors import Error, MalformedError, VerificationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography import x509
 
     from certmail.bundle.checks import Verified
@@ -45,13 +45,16 @@ _SIGNED = ("multipart-signed", "signed-data")
 _ITEM = "sender signature"
 
 
-def smime_layout(message: bytes) -> tuple[str, Entity] | None:
-    """``("signed" | "encrypted", top entity)`` of an S/MIME message.eml, else None."""
+def smime_layout(
+    message: bytes, entity: Callable[[], Entity] | None = None
+) -> tuple[str, Entity] | None:
+    """``("signed" | "encrypted", top entity)`` of an S/MIME message.eml, else None;
+    ``entity`` answers the top entity when the caller has read it already."""
     from certmail.mime import parse_entity
     from certmail.smime.entities import smime_kind
 
     try:
-        top = parse_entity(message)
+        top = parse_entity(message) if entity is None else entity()
         kind = smime_kind(top)
     except (Error, ValueError, UnicodeError):
         return None
@@ -124,7 +127,7 @@ def smime_fact(v: Verified, sender: str) -> SmimeFact:
 
     chain = _carried_chain(v.files[SIGNER_CHAIN])
     fact = SmimeFact(parseaddr(sender)[1].lower(), fingerprint(chain[0]), submission_time(v))
-    layout = smime_layout(v.message)
+    layout = smime_layout(v.message, v.message_entity)
     if layout is None or smime_kind(layout[1]) != "multipart-signed":
         return fact
     (s0, e0), (s1, e1) = part_spans(layout[1])[:2]
@@ -135,7 +138,7 @@ def smime_fact(v: Verified, sender: str) -> SmimeFact:
 def check_smime_signature(v: Verified, sender: str, ca: Path | None) -> Check | None:
     """The sender's S/MIME signature of message.eml, or None: not S/MIME (the OpenPGP
     check applies). VerificationError when it does not verify."""
-    layout = smime_layout(v.message)
+    layout = smime_layout(v.message, v.message_entity)
     carried = v.files.get(SIGNER_CHAIN)
     if layout is None or layout[0] == "encrypted":
         if carried is not None:
@@ -202,6 +205,9 @@ def _verify(
     sender: str,
     ca: Path | None,
 ) -> Check:
+    import shutil
+    import tempfile
+
     from certmail.smime import openssl
     from certmail.smime.certs import emails, fingerprint, load_certificates
 

@@ -97,7 +97,7 @@ def check_evidence(
     checks.check_checkpoints(v, consistency_files, extra)
     for old, new in v.consistency:
         report.append(checks.check_consistency(v, old, new, consistency_files[(old, new)]))
-    header = header_facts(v.message)
+    header = header_facts(v.message, v.message_entity)
     rcpts = list(header.recipients)
     blind: list[str] = []  # a blind copy's own acceptance names it (docs/relay.md, Bcc)
     for ev in v.events:
@@ -252,11 +252,29 @@ def _event_fact(e: Event) -> EventFact:
 
 def _scans(stmt: Mapping[str, Any]) -> tuple[str, ...]:
     """A v2 acknowledgement's scan verdicts, labelled (renderer 5 states them)."""
+    if stmt.get("event") != "ContentHandover":
+        return ()  # certmail.scanverdicts is imported for acknowledgements only
     from certmail.scanverdicts import handover_scans, sentences
 
-    if stmt.get("event") != "ContentHandover":
-        return ()
     return tuple(sentences(handover_scans(dict(stmt)) or []))
+
+
+def _handover_scans(stmt: dict[str, Any]) -> Any:
+    """:func:`certmail.scanverdicts.handover_scans` of an acknowledgement's statement."""
+    from certmail.scanverdicts import handover_scans
+
+    return handover_scans(stmt)
+
+
+def _renewals(files: Mapping[str, bytes]) -> tuple[list[Check], list[str]]:
+    """:func:`certmail.bundle.renew.check_renewals` of the bundle (renewals/NN.* are
+    checked first: a member changed after a renewal is named); the module and the
+    chain's notAfter read only for a bundle with renewals (none: nothing to check)."""
+    if not any(n.startswith("renewals/") for n in files):
+        return [], []
+    from certmail.bundle.renew import chain_not_after, check_renewals
+
+    return check_renewals(files, chain_not_after(files.get(CHAIN)))
 
 
 def _facts(
@@ -351,14 +369,12 @@ def verify_bundle(
     """
     from certmail.bundle.anchors import check_anchor_roots
     from certmail.bundle.cosigned import check_witnesses
-    from certmail.bundle.renew import chain_not_after, check_renewals
-    from certmail.scanverdicts import handover_scans
 
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
     # renewals/NN.* first (certmail/bundle/renew.py): a member changed after a renewal is named
-    renewals, renewal_warnings = check_renewals(files, chain_not_after(files.get(CHAIN)))
+    renewals, renewal_warnings = _renewals(files)
     v, report, facts = check_evidence(
         files, vkey, tsa_roots, keyring, documents=True, smime_ca=smime_ca
     )
@@ -390,7 +406,7 @@ def verify_bundle(
                 checkpoint_size=ef.checkpoint_size,
                 timestamp=ef.tsa.gen_time if ef.tsa else None,
                 proves=proves(ef.event, ef.tsa is not None, ef.channel, RENDERER, ef.mode),
-                scans=handover_scans(ev.statement) if ef.event == "ContentHandover" else None,
+                scans=_handover_scans(ev.statement) if ef.event == "ContentHandover" else None,
             )
             for ef, ev in zip(facts.events, v.events, strict=True)
         ),

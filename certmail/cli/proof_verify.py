@@ -364,6 +364,8 @@ def _table(report: Any) -> None:
 
 def _scan_lines(report: Any) -> list[str]:
     """Each acknowledgement's virus-scan verdicts, labelled with who asserted them."""
+    if not any(e.scans for e in report.events):
+        return []  # certmail.scanverdicts imported only for verdicts to print
     from certmail.scanverdicts import sentences
 
     return [
@@ -380,6 +382,8 @@ def _verdict(report: Any) -> str:
 
 def _clean(text: str) -> str:
     """Untrusted text for a terminal or a pipe: control characters shown escaped."""
+    if text.isprintable():
+        return text  # nothing to escape (the common case: no pass over each character)
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from keys.errors import MalformedError
 
-from ..compose import b64_lines
 from ..mime import Entity, decode_body, parse_entity, split_multipart
 
 __all__ = [
@@ -113,6 +112,8 @@ def signed_entity_head(boundary: str, fields: Sequence[str] = ()) -> bytes:
 
 def signed_entity_tail(signature: bytes, boundary: str) -> bytes:
     """The signature part and the close, after part 1 (which ends in CRLF)."""
+    from ..compose import b64_lines  # a writer's import: reading S/MIME needs none of it
+
     return (
         (
             f"\r\n--{boundary}\r\n"
@@ -128,6 +129,8 @@ def signed_entity_tail(signature: bytes, boundary: str) -> bytes:
 
 def enveloped_entity(der: bytes, smime_type: str, fields: Sequence[str] = ()) -> bytes:
     """An §3.3/§3.5.2 ``application/pkcs7-mime`` entity around ``der``."""
+    from ..compose import b64_lines
+
     ct = f'Content-Type: {MIME_TYPE}; smime-type={smime_type};\r\n name="smime.p7m"'
     lines = [
         *fields,

@@ -23,6 +23,8 @@ Import the public names from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from notary.rfc3161.info import TokenInfo
 from notary.rfc3161.oids import DEFAULT_POLICY_OID
 from notary.rfc3161.query import (
@@ -40,8 +42,21 @@ from notary.rfc3161.query import (
     UNACCEPTED_POLICY,
     rejection,
 )
-from notary.rfc3161.tsa import TimeStampAuthority, TimeStampError
 from notary.rfc3161.verify import verify_token
+
+if TYPE_CHECKING:
+    from notary.rfc3161.tsa import TimeStampAuthority, TimeStampError
+
+
+def __getattr__(name: str) -> Any:
+    """The responder's names, imported on first use (a verifier needs none of the TSA:
+    ``certmail proof verify`` starts without it)."""
+    if name in ("TimeStampAuthority", "TimeStampError"):
+        from notary.rfc3161 import tsa
+
+        return getattr(tsa, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ADD_INFO_NOT_AVAILABLE",
