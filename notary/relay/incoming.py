@@ -2,13 +2,16 @@
 
 aiosmtpd gathers a whole message in memory (a list of lines, then joined);
 the relay instead reads DATA as it comes, in blocks of whole lines (the same
-reader, the same ``<CRLF>.<CRLF>`` end and the same line-length limit as
-aiosmtpd, whose reader splits at CRLF only), removes the transparency dots
-(RFC 5321 §4.5.2) and appends the lines to a file in the notary's
+``<CRLF>.<CRLF>`` end as aiosmtpd, whose reader splits at CRLF only), removes the
+transparency dots (RFC 5321 §4.5.2) and appends the lines to a file in the notary's
 ``relay/incoming/`` directory. Each block is handled with ``bytes`` methods
 (``find``, ``count``, ``replace``), never line by line in Python: a 7 MB
 message is some 100 000 lines. On the way it
 
+- refuses a line longer than RFC 5321 §4.5.3.1.6 allows (:data:`LINE_LIMIT`:
+  998 octets before the CRLF, the transparency dot not counted), ``500``
+  after the real end, since the next hop may refuse it and the relay must not
+  rewrite what it notarizes (no splitting, as Postfix's cleanup would);
 - hashes the exact bytes (SHA-256, what the notary notarizes);
 - counts them against the size limit (over it: the rest is read and dropped,
   and the reply is ``552``, as aiosmtpd answers);
@@ -43,8 +46,12 @@ from notary.relay.headers import MAX_HEADER_BYTES
 log = logging.getLogger("certmail.notary.relay")
 
 WRITE_BUFFER = 1024 * 1024
-#: aiosmtpd's ``SMTP.line_length_limit``, its reader's limit: the longest line taken.
-LINE_LIMIT = 1001
+#: The longest text line taken, in octets before its CRLF, counted as the client means
+#: it: after the transparency dot is removed (RFC 5321 §4.5.3.1.6: "1000 octets"
+#: with the CRLF, "not counting the leading dot duplicated for transparency"). On
+#: the wire a stuffed line may so be 999 octets; aiosmtpd, a common next hop, takes
+#: up to 999 + CRLF as sent, so whatever the relay accepts, it can pass on.
+LINE_LIMIT = 998
 #: The 5xx replies for data read to its end but not taken (aiosmtpd's wording).
 TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 TOO_MUCH = "552 Error: Too much mail data"
@@ -102,7 +109,8 @@ class Receiver:
 
     def __init__(self, directory: Path, limit: int | None, line_limit: int = LINE_LIMIT) -> None:
         self.directory = directory
-        #: The longest line (CRLF not counted) taken; a longer one is refused (500).
+        #: The longest line (CRLF and transparency dot not counted) taken; a longer
+        #: one is refused (500).
         self.line_limit = line_limit
         self.path: Path | None = None
         self._file: BinaryIO | None = None
@@ -121,12 +129,12 @@ class Receiver:
         dots still on)."""
         if self.too_long or not block:
             return
-        if _longest_over(block, self.line_limit):
+        data = (block[1:] if block[:1] == b"." else block).replace(b"\r\n.", b"\r\n")
+        if _longest_over(data, self.line_limit):  # the lines as meant: dots removed
             self.too_long = True
             return
         if self.too_much or self.write_failed:
             return
-        data = (block[1:] if block[:1] == b"." else block).replace(b"\r\n.", b"\r\n")
         self.size += len(data)
         if self.limit and self.size > self.limit:
             self.too_much = True
@@ -234,7 +242,9 @@ async def receive(reader: asyncio.StreamReader, receiver: Receiver) -> None:
         cut = data.rfind(b"\r\n") + 2 if b"\r\n" in data else 0
         receiver.lines(data[:cut])
         pending = data[cut:]
-        if len(pending) > receiver.line_limit + 1:  # longer than the limit, CR or not
+        # Over the limit even with a transparency dot and a CR before its LF: dropped
+        # here (bounded memory); a line just over it is refused by receiver.lines().
+        if len(pending) > receiver.line_limit + 2:
             receiver.overlong()
             pending, skipping = (b"\r" if pending.endswith(b"\r") else b""), True
 

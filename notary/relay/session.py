@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
-from notary.relay.incoming import Receiver, receive
+from notary.relay.incoming import LINE_LIMIT, Receiver, receive
 from notary.relay.limits import (
     AUTH_FAILURE_DELAY,
     AUTH_FAILURES_PER_SESSION,
@@ -164,7 +164,7 @@ class RelaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        receiver = Receiver(self.incoming, self.data_size_limit, self.line_length_limit)
+        receiver = Receiver(self.incoming, self.data_size_limit, LINE_LIMIT)
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             await receive(self._reader, receiver)

@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from notary.relay.ciphertext import armored_openpgp_message
-from notary.relay.incoming import TOO_LONG, TOO_MUCH, Receiver, _longest_over, receive
+from notary.relay.incoming import (
+    LINE_LIMIT,
+    TOO_LONG,
+    TOO_MUCH,
+    Receiver,
+    _longest_over,
+    receive,
+)
 from notary.relay.smtp_client import CHUNK
 from tests.fixtures.notary import configure
 from tests.notary.relay_helpers import ALICE, BOB, RelayNotary, wait_for
@@ -66,13 +73,39 @@ def test_large_data_in_any_pieces_is_taken_exactly(tmp_path: Path, sizes: list[i
 def test_an_overlong_line_cut_in_pieces_is_refused_after_the_real_end(
     tmp_path: Path, sizes: list[int]
 ) -> None:
-    # 1001 bytes is the longest line taken; the 1002-byte line ends with a dot and
-    # ".\r\n" follows it: only the line after is the end.
-    ok = b"h: v\r\n\r\n" + b"a" * 1001 + b"\r\n.\r\nQUIT\r\n"
+    # 998 octets is the longest line taken (RFC 5321 §4.5.3.1.6); the 999-octet line
+    # ends with a dot and ".\r\n" follows it: only the line after is the end.
+    ok = b"h: v\r\n\r\n" + b"a" * LINE_LIMIT + b"\r\n.\r\nQUIT\r\n"
     assert asyncio.run(_read(ok, tmp_path, sizes, None)).refusal() is None
-    bad = b"h: v\r\n\r\n" + b"b" * 1001 + b".\r\n" + b"c" * 3000 + b"\r\n.\r\nQUIT\r\n"
+    bad = b"h: v\r\n\r\n" + b"b" * 998 + b".\r\n" + b"c" * 3000 + b"\r\n.\r\nQUIT\r\n"
     r = asyncio.run(_read(bad, tmp_path, sizes, None))
     assert r.refusal() == TOO_LONG
+    r.discard()
+
+
+@pytest.mark.parametrize("sizes", [[1, 5], [999, 3], [4096]])
+@pytest.mark.parametrize(
+    ("line", "taken"),
+    [
+        (b"d" * 999, False),  # one octet over, however it is cut
+        (b"d" * 998 + b"\r", False),  # 999 octets, the last a CR before the CRLF
+        (b"." + b"d" * 997, True),  # 998 as meant: 999 on the wire, stuffed
+        (b".." + b"d" * 997, False),  # 999 as meant: ".." then 997 is "." then 997
+        (b"." + b"d" * 998, False),  # 999 as meant
+    ],
+    ids=["999", "998+CR", "dot-998", "dot-999", "dot-999b"],
+)
+def test_the_limit_counts_the_line_as_meant_not_the_stuffing_dot(
+    tmp_path: Path, sizes: list[int], line: bytes, taken: bool
+) -> None:
+    # ``line`` as the client means it; on the wire its leading dot is doubled.
+    body = b"h: v\r\n\r\n" + line + b"\r\nend\r\n"
+    wire = body.replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n"
+    r = asyncio.run(_read(wire, tmp_path, sizes, None))
+    if taken:
+        assert r.refusal() is None and r.finish().read() == body
+    else:
+        assert r.refusal() == TOO_LONG
     r.discard()
 
 
@@ -134,7 +167,7 @@ def test_longest_line_check_matches_splitting_into_lines() -> None:
             if ln and rng.random() < 0.3:
                 ln[rng.randrange(len(ln))] = rng.choice(b"\r\n.")
         block = b"".join(bytes(ln) + b"\r\n" for ln in lines)
-        for limit in (1, 76, 1001):
+        for limit in (1, 76, 998, 1001):
             want = max(map(len, block.split(b"\r\n"))) > limit
             assert _longest_over(block, limit) is want, (lengths, limit)
 
