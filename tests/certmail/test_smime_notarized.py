@@ -11,45 +11,19 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives import hashes
 
 from notary.receipt import Receipt
 from tests.fixtures.cli import json_of, run, send_args, use_notary
-from tests.fixtures.relay import Relay, as_sender, start_relay
+from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smime import Smime, SmimePki, openssl, smime_homes
+from tests.fixtures.smime_relay import relay, smime, wait_until
 
-
-@pytest.fixture
-def smime(tmp_path: Path, correspondents: Any) -> Smime:
-    return smime_homes(correspondents, tmp_path)
-
-
-@pytest.fixture
-def relay(tmp_path: Path, correspondents: Any, smime: Smime) -> Iterator[Relay]:
-    """The notary trusts the test CA for S/MIME acknowledgements (``ack_smime_ca``)."""
-    r = start_relay(
-        tmp_path / "notary",
-        correspondents,
-        relay_retry_initial=0.2,
-        ack_smime_ca=str(smime.pki.ca),
-    )
-    yield r
-    r.stop()
-
-
-def _wait(pred: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout  # a generous bound, not a timing assertion
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+__all__ = ["relay", "smime"]  # the fixtures
 
 
 def test_smime_direct_is_notarized(correspondents: Any, notary_server: Any, tmp_path: Path) -> None:
@@ -84,7 +58,7 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
     (acc,) = out["receipts"]
     stmt = Receipt.from_json(acc).verify(relay.verifier())
     assert stmt["event"] == "SubmissionAcceptance" and stmt["content"] == {"encrypted": True}
-    _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
+    wait_until(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
     eml = tmp_path / "in.eml"
     eml.write_bytes(c.sink.messages[0].data)
     p = run(c.bob, "open", str(eml), "--ack", "--json", **s.env)
@@ -111,7 +85,7 @@ def test_smime_through_the_relay_opens_and_is_acknowledged(
         steps[:] = json.loads(r.stdout)["recipients"][c.bob.email] if r.returncode == 0 else []
         return "ContentHandover" in [st["event"] for st in steps]
 
-    _wait(handed_over, "the acknowledgement in Alice's receipts")
+    wait_until(handed_over, "the acknowledgement in Alice's receipts")
     (ack,) = [st for st in steps if st["event"] == "ContentHandover"]
     assert ack["step"] == "acknowledged" and ack["key"] == "recipient's key"
     assert ack["fingerprint"] == bob_cert and "the one you hold for them" in ack["detail"]
@@ -132,7 +106,7 @@ def test_smime_proof_bundle_exports_and_verifies(
     c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
-    _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
+    wait_until(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
     maildir = tmp_path / "Maildir"  # this time through `inbox open --ack`
     for d in ("cur", "new", "tmp"):
         (maildir / d).mkdir(parents=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.certmail.test_smime_notarized import _wait, relay, smime
 from tests.fixtures.cli import json_of, run, send_args
 from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smime import Smime
+from tests.fixtures.smime_relay import relay, smime, wait_until
 from tests.web.browser import verify_in_page
 
 __all__ = ["relay", "smime"]  # the fixtures
@@ -24,7 +24,7 @@ def test_smime_acknowledgement_bundle_in_the_page(
     c, s = correspondents, smime
     args = send_args(c.bob.email, "Contract", "--smime")
     out = json_of(as_sender(c, relay, *args, stdin=b"Dear Bob.\n", **s.env))
-    _wait(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
+    wait_until(lambda: len(c.sink.messages) == 1, "delivery to Bob's server")
     eml = tmp_path / "in.eml"
     eml.write_bytes(c.sink.messages[0].data)
     assert json_of(run(c.bob, "open", str(eml), "--ack", "--json", **s.env))["ack"]["receipt"]
