@@ -363,6 +363,13 @@ def report(
             f"{r.sender.largest_child:.0f} MiB, whole tree {r.sender.tree:.0f} MiB; "
             f"notary with its relay {r.notary.tree:.0f} MiB"
         )
+        print(
+            f"  peak RSS, whole sender tree without forks not yet exec'd "
+            f"{r.sender.tree_exec:.0f} MiB; peak PSS (shared pages counted once) "
+            f"{r.sender.tree_pss:.0f} MiB; at the RSS peak, RSS / PSS MiB:"
+        )
+        for name, rss, pss in r.sender.at_peak:
+            print(f"    {rss:6.1f} {pss:6.1f}  {name[:70]}")
     if steps:
         print(
             "\nthe gpg steps alone, one at a time, ms per message (a campaign, RFC 3156"

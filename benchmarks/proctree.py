@@ -37,6 +37,33 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _parent(pid: int) -> int | None:
+    st = _stat(pid)
+    return None if st is None else st[0]
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (libraries, a fork's untouched pages) split
+    between the processes sharing them, so the tree's sum counts each page once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _name(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    exe = os.path.basename(cmd[0].decode(errors="replace"))
+    return f"{exe} {cmd[1].decode(errors='replace')}" if len(cmd) > 1 and cmd[1] else exe
+
+
 def tree(root: int) -> list[int]:
     """``root`` and every live process under it."""
     parent = {}
@@ -84,6 +111,14 @@ class Peaks:
     own: float = 0.0
     largest_child: float = 0.0
     tree: float = 0.0
+    #: The whole tree's peak of proportional set sizes (shared pages counted once), MiB.
+    tree_pss: float = 0.0
+    #: The whole tree's peak RSS without a child caught between fork and exec: it
+    #: shares its parent's memory, /proc shows it the parent's very RSS and PSS, and
+    #: the plain sum counts that memory twice (MiB).
+    tree_exec: float = 0.0
+    #: At the sample of the peak ``tree``: (process, RSS MiB, PSS MiB) of each process.
+    at_peak: list[tuple[str, float, float]] = field(default_factory=list)
     #: CPU seconds last seen of each Python process (the command and its workers).
     python_cpu: dict[int, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -99,7 +134,18 @@ class Peaks:
         self.largest_child = max(
             self.largest_child, *[v for p, v in rss.items() if p != self.root], 0.0
         )
-        self.tree = max(self.tree, sum(rss.values()))
+        pss = {p: _pss_kib(p) / 1024 for p in pids}
+        parent = {p: _parent(p) for p in pids}
+        shared = {
+            p
+            for p, pp in parent.items()
+            if p != self.root and pp in rss and (rss[p], pss[p]) == (rss[pp], pss[pp])
+        }
+        self.tree_exec = max(self.tree_exec, sum(v for p, v in rss.items() if p not in shared))
+        self.tree_pss = max(self.tree_pss, sum(pss.values()))
+        if sum(rss.values()) > self.tree:
+            self.tree = sum(rss.values())
+            self.at_peak = sorted(((_name(p), rss[p], pss[p]) for p in pids), key=lambda x: -x[1])
 
     def run(self) -> None:
         while not self._stop.wait(0.2):

@@ -26,9 +26,12 @@ from .errors import NotaryRequestError, QueuedError
 from .notary_client import TOKEN_HINT
 from .results import FlushItem, SendResult
 from .smtp import UncertainDeliveryError, parse_smtp_url, send_file
+from .smtpdata import chunks
 from .timeline import statement_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .compose import Progress
     from .config import Settings
     from .ledger import Entry, Ledger
@@ -286,16 +289,22 @@ class Outbox:
             self._keep_acceptance(entry, accepted, result)
         return self._finish(sha, result)
 
-    def _stored_bytes(self, sha: str) -> bytes:
-        data = self.ledger.message_path(sha).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha:
+    def _stored_path(self, sha: str) -> Path:
+        """The stored message file, after checking it still hashes to ``sha`` (read in
+        pieces: the relay is sent the file as it is read, never a copy in memory; should
+        it change after this, the relay's 250 names another hash: HashMismatchError)."""
+        path = self.ledger.message_path(sha)
+        digest = hashlib.sha256()
+        for chunk in chunks(path):
+            digest.update(chunk)
+        if digest.hexdigest() != sha:
             self.ledger.mark_send_failed(
                 sha, "the stored copy does not hash to its sha256", permanent=True
             )
             raise VerificationError(
                 f"the stored copy of message {sha[:12]} has changed; nothing was submitted"
             )
-        return data
+        return path
 
     def _submit_relay(self, entry: Entry, res: SendResult | None, include_uncertain: bool) -> None:
         from .relay_client import HashMismatchError, NoRelayError, RelayLoginError, submit
@@ -311,7 +320,7 @@ class Outbox:
         self._claim(
             entry, include_uncertain, f"message {sha[:12]} is being sent by another process"
         )
-        data = self._stored_bytes(sha)
+        data = self._stored_path(sha)
         try:
             got = submit(
                 data,

@@ -26,12 +26,14 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from keys.errors import Error, TemporaryError, VerificationError
 
+from .smtpdata import chunks
 from .submitter import LoginError, Peer
 from .submitter import submit as submit_bytes
 
@@ -109,8 +111,30 @@ def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
         raise Error("the notary's GET /v1/relay answer is not JSON") from None
 
 
+def canonical_sha256(source: Path | bytes) -> tuple[str, int]:
+    """(SHA-256, size) of ``source`` (bytes, or a file read as it goes), which must be
+    in CRLF lines ending with CRLF; ValueError otherwise.
+
+    One pass in pieces (:func:`certmail.smtpdata.chunks`): a 7 MB message file is
+    never held whole (docs/campaigns.md, "Memory and 10,000 recipients").
+    """
+    digest, size, last = hashlib.sha256(), 0, b""
+    for chunk in chunks(source):
+        digest.update(chunk)
+        size += len(chunk)
+        # every LF after a CR: the chunk's LFs, and its CRLFs (one may start at the
+        # previous chunk's last byte), counted alike
+        seen = (last[-1:] if last.endswith(b"\r") else b"") + chunk
+        if seen.count(b"\n") != seen.count(b"\r\n"):
+            raise ValueError("the message must use CRLF line endings and end with CRLF")
+        last = (last + chunk)[-2:]
+    if last != b"\r\n":
+        raise ValueError("the message must use CRLF line endings and end with CRLF")
+    return digest.hexdigest(), size
+
+
 def submit(
-    data: bytes,
+    data: Path | bytes,
     *,
     mail_from: str,
     recipients: Sequence[str],
@@ -121,23 +145,22 @@ def submit(
 ) -> str:
     """Submit ``data`` unchanged through the notary's relay; the SHA-256 its 250 names.
 
-    ``data`` must use CRLF line endings and end with CRLF (SMTP's canonical
-    form), as certmail's composed messages do; otherwise the bytes the relay
-    hashes would differ and this raises ValueError before connecting.
+    ``data`` (bytes, or a file sent as it is read) must use CRLF line endings
+    and end with CRLF (SMTP's canonical form), as certmail's composed messages
+    do; otherwise the bytes the relay hashes would differ and this raises
+    ValueError before connecting.
     """
     if not token:
         raise Error("no notary token", hint=TOKEN_HINT)
-    if not data.endswith(b"\r\n") or b"\n" in data.replace(b"\r\n", b""):
-        raise ValueError("the message must use CRLF line endings and end with CRLF")
+    sha256, size = canonical_sha256(data)
     if not recipients:
         raise Error("no recipients")
     ep = endpoint or relay_endpoint(notary_url)
-    if len(data) > ep.max_message_bytes:
+    if size > ep.max_message_bytes:
         raise Error(
-            f"the message ({len(data)} bytes) is larger than the relay accepts "
+            f"the message ({size} bytes) is larger than the relay accepts "
             f"({ep.max_message_bytes} bytes)"
         )
-    sha256 = hashlib.sha256(data).hexdigest()
     peer = Peer(
         ep.host,
         ep.port,
