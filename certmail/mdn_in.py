@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, MalformedError, NotFoundError
 
-from .mdn_smime import SmimeSigner, is_smime_signed, verify_smime_mdn
+from .mdn_smime import is_smime_signed, verify_smime_mdn
 from .mime import Entity, canonicalize, decode_body, parse_entity, same_address, split_multipart
 from .rfc3156 import signed_parts
 from .sqlitedb import session
 
 if TYPE_CHECKING:
+    from keys.cms import CmsSigner
     from keys.gpg import Keyring, SignatureInfo
 
     from .ledger import Ledger
@@ -188,7 +189,7 @@ def read_mdn(keyring: Keyring, raw: bytes, smime: SmimeContext | None = None) ->
     )
 
 
-def _mdn(report: Entity, canon: bytes, smime: SmimeSigner | None) -> IncomingMdn:
+def _mdn(report: Entity, canon: bytes, smime: CmsSigner | None) -> IncomingMdn:
     """What the report says; signed by ``smime`` (an S/MIME certificate) when given."""
     fields = _fields(report)
     return IncomingMdn(
@@ -200,7 +201,7 @@ def _mdn(report: Entity, canon: bytes, smime: SmimeSigner | None) -> IncomingMdn
         disposition=_required(fields, "Disposition"),
         reporting_ua=fields.get("Reporting-UA"),
         mdn_sha256=hashlib.sha256(canon).hexdigest(),
-        signer_fingerprint=smime.fingerprint if smime else None,
+        signer_fingerprint=smime.sha256 if smime else None,
         signer_emails=smime.emails if smime else (),
         signer_trusted=smime is not None,  # the chain verified against the CA bundle
         signer_subject=smime.subject[:300] if smime else None,

@@ -3,12 +3,13 @@
 A bundle of an S/MIME signed message (``multipart/signed``, RFC 8551 §3.5.3, or opaque
 SignedData, §3.5.2) carries ``smime/signer-chain.pem``: the signer's certificate, then
 its issuers, as the message's CMS SignedData held them (canonical PEM). ``proof verify``
-checks the signature over message.eml's exact bytes with ``openssl cms -verify``, the
-signer looked up in that member only (``-nointern``), the chain against ``--smime-ca``
-at the time of the submission's evidence (``-attime``: the notary's time-stamp proves
-the message existed then), and the From: address against the certificate's
-SubjectAltName. Without ``--smime-ca`` the signature is checked against the carried
-certificate and the check is reported unrun (the chain). An S/MIME encrypted message
+checks the signature over message.eml's exact bytes with ``openssl cms -verify``
+(:func:`keys.cms.verify_detached`), the signer looked up in that member only
+(``-nointern``), the chain against ``--smime-ca`` at the time of the submission's
+evidence (``-attime``: the notary's time-stamp proves the message existed then), and
+the From: address against the certificate's SubjectAltName. Without ``--smime-ca`` the
+signature is checked against the carried certificate and the check is reported unrun
+(the chain). An S/MIME encrypted message
 has its signature inside: a recipient's check. A bundle without the member (format 5
 or older) reports the check unrun.
 """
@@ -205,40 +206,32 @@ def _verify(
     sender: str,
     ca: Path | None,
 ) -> Check:
-    import shutil
-    import tempfile
-
     from certmail.smime import openssl
-    from certmail.smime.certs import emails, fingerprint, load_certificates
+    from certmail.smime.certs import emails, fingerprint
+    from keys.cms import CmsOptions, verify_detached
+
+    def refused(stderr: bytes) -> VerificationError:
+        e = openssl.explain(stderr, "the S/MIME signature does not verify")
+        return VerificationError(
+            f"the sender's S/MIME signature (message.eml, {SIGNER_CHAIN}): {e.message}",
+            hint=e.hint,
+        )
 
     der, content = _signature(top)
-    work = Path(tempfile.mkdtemp(prefix="certmail-smime-"))
+    at = datetime.datetime.fromtimestamp(submission_time(v), datetime.UTC) if ca else None
+    options = CmsOptions(
+        certs=pem,  # the signer looked up in the carried chain only
+        nointern=True,
+        strict=False,
+        timeout=openssl.TIMEOUT,
+        what="verify an S/MIME signature",
+        explain=refused,
+    )
     try:
-        (work / "sig.der").write_bytes(der)
-        (work / "chain.pem").write_bytes(pem)
-        args = ["cms", "-verify", "-binary", "-inform", "DER", "-in", str(work / "sig.der")]
-        if content is not None:
-            (work / "signed").write_bytes(content)
-            args += ["-content", str(work / "signed")]
-        args += ["-out", str(work / "out"), "-certfile", str(work / "chain.pem"), "-nointern"]
-        if ca is None:
-            args.append("-noverify")
-        else:
-            at = str(submission_time(v))
-            args += ["-CAfile", str(ca), "-purpose", "smimesign", "-attime", at]
-        r = openssl.run(
-            [*args, "-signer", str(work / "signer.pem")], what="verify an S/MIME signature"
-        )
-        if r.returncode != 0:
-            e = openssl.explain(r.stderr, "the S/MIME signature does not verify")
-            raise VerificationError(
-                f"the sender's S/MIME signature (message.eml, {SIGNER_CHAIN}): {e.message}",
-                hint=e.hint,
-            )
-        signer = load_certificates((work / "signer.pem").read_bytes(), "the signer")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if signer != chain[:1]:
+        signer = verify_detached(content, der, ca, at=at, chain=ca is not None, options=options)
+    except MalformedError:  # more than one signer
+        signer = None
+    if signer is None or signer.certificate != chain[0]:
         raise fail(f"message.eml is not signed by the first certificate of {SIGNER_CHAIN}")
     addr = parseaddr(sender)[1].lower()
     names = [e.lower() for e in emails(chain[0])]

@@ -8,6 +8,8 @@ not read here). A certificate used to sign must allow ``digitalSignature`` or
 ExtendedKeyUsage extension it must list ``emailProtection`` (or
 ``anyExtendedKeyUsage``). :func:`check_certificate` raises
 :class:`keys.errors.VerificationError` for each of these and for dates.
+:func:`fingerprint` and :func:`emails` are :mod:`keys.cms`'s (``fingerprint``,
+``cert_emails``), the one reading the CMS signers use too.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from keys.cms import cert_emails as emails
+from keys.cms import fingerprint
 from keys.errors import MalformedError, VerificationError
 
 from ..mime import same_address
@@ -74,25 +78,8 @@ class CertInfo:
         }
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """The SHA-256 fingerprint of the certificate's DER (what ``openssl x509 -fingerprint``
-    shows, without the colons, lower case)."""
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
 def to_pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def emails(cert: x509.Certificate) -> tuple[str, ...]:
-    """The SubjectAltName rfc822Name addresses (RFC 8550 §3.1), as written."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    except ValueError:
-        raise MalformedError("the certificate's SubjectAltName cannot be read") from None
-    return tuple(str(a) for a in san.get_values_for_type(x509.RFC822Name))
 
 
 def load_certificates(data: bytes, what: str) -> list[x509.Certificate]:

@@ -4,8 +4,8 @@
 EnvelopedData and AuthEnvelopedData are decrypted with your key
 (``cryptography`` for AES-CBC EnvelopedData, ``openssl cms -decrypt``
 otherwise), signatures (``multipart/signed`` and opaque SignedData) are
-verified with ``openssl cms -verify`` against the CA bundle
-(:class:`SmimeContext`), which also checks the signer certificate's dates and
+verified with ``openssl cms -verify`` (:func:`keys.cms.verify_detached`) against
+the CA bundle (:class:`SmimeContext`), which also checks the signer certificate's dates and
 key usage for S/MIME signing (``-purpose smimesign``). The signer certificate
 is then checked again here (:func:`certmail.smime.certs.check_certificate`),
 and its SubjectAltName rfc822Name must name the From address exactly.
@@ -27,12 +27,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from keys.cms import CmsOptions, CmsSigner, verify_detached
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import BadPassphraseError, PassphraseRequest, SignatureInfo
 
 from ..mime import Entity, canonicalize, parse_entity, single_mailbox
 from . import openssl
-from .certs import check_certificate, emails, fingerprint, load_certificates, to_pem
+from .certs import check_certificate, emails, fingerprint, to_pem
 from .entities import detached_parts, is_smime, p7_der, smime_kind
 from .store import OwnKey, SmimeStore
 
@@ -99,7 +100,7 @@ def open_layers(
         return entity, encrypted, None
     protected = bool(entity.param("hp") or "From" in entity.headers)
     sender = single_mailbox((entity.headers if protected else top.headers).get("From"))
-    return entity, encrypted, signature_info(signer, sender, signed_at)
+    return entity, encrypted, signature_info(signer.certificate, sender, signed_at)
 
 
 def signature_info(cert: x509.Certificate, sender: str | None, signed_at: object) -> SignatureInfo:
@@ -128,39 +129,32 @@ def verify(
     *,
     content: bytes | None = None,
     chain: bool = True,
-) -> tuple[x509.Certificate, object]:
-    """``openssl cms -verify`` of a SignedData: the signer certificate and signing time.
+) -> tuple[CmsSigner, object]:
+    """``openssl cms -verify`` of a SignedData (:func:`keys.cms.verify_detached`): the
+    signer and the signing time.
 
     Detached (``content`` given: the exact signed bytes) or opaque (the content
     is written to ``workdir/smime-content``). ``chain`` False checks the
     signature only (the sender's own re-verification).
     """
-    sig, signer_pem = workdir / "smime-signature.der", workdir / "smime-signer.pem"
-    sig.write_bytes(der)
-    args = ["cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig)]
-    if content is not None:
-        data = workdir / "smime-signed"
-        data.write_bytes(content)
-        args += ["-content", str(data), "-out", str(workdir / "smime-ignored")]
-    else:
-        args += ["-out", str(workdir / "smime-content")]
-    trust = (
-        [*openssl.cms_trust_args(ctx.ca, ctx.crl, workdir), "-purpose", "smimesign"]
-        if chain
-        else ["-noverify"]
+    ca, crl_check = openssl.cms_trust(ctx.ca, ctx.crl, workdir) if chain else (None, False)
+    known = ctx.store.correspondents()  # a signature that does not carry its certificate
+    options = CmsOptions(
+        work=workdir,
+        out=workdir / "smime-content" if content is None else None,
+        certs=to_pem(known) if known else b"",  # (RFC 5652 §5.1)
+        crl_check=crl_check,
+        strict=False,
+        timeout=openssl.TIMEOUT,
+        what="verify an S/MIME signature",
+        explain=_refused,
     )
-    known = ctx.store.correspondents()
-    if known:  # a signature that does not carry its certificate (RFC 5652 §5.1)
-        (workdir / "smime-known.pem").write_bytes(to_pem(known))
-        trust += ["-certfile", str(workdir / "smime-known.pem")]
-    args += [*trust, "-signer", str(signer_pem)]
-    r = openssl.run(args, what="verify an S/MIME signature")
-    if r.returncode != 0:
-        raise openssl.explain(r.stderr, "the S/MIME signature does not verify")
-    certs = load_certificates(signer_pem.read_bytes(), "the signer's certificate")
-    if len(certs) != 1:
-        raise MalformedError("an S/MIME message with more than one signer is not supported")
-    return certs[0], signing_time(der)
+    signer = verify_detached(content, der, ca, chain=chain, options=options)
+    return signer, signing_time(der)
+
+
+def _refused(stderr: bytes) -> VerificationError:
+    return openssl.explain(stderr, "the S/MIME signature does not verify")
 
 
 def signing_time(der: bytes) -> object:

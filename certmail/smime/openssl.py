@@ -6,7 +6,9 @@ chains, and decrypts only AES-CBC EnvelopedData; these steps run the
 private work directory; a passphrase never goes on the command line (it is
 written to the program's stdin, ``-passin stdin``). Each run is bounded in
 time. Failures are mapped from OpenSSL's messages to one clear
-:class:`keys.errors.VerificationError` per cause (:func:`explain`).
+:class:`keys.errors.VerificationError` per cause (:func:`explain`). Signatures are
+checked by :func:`keys.cms.verify_detached` (the one ``openssl cms -verify``), with
+:func:`cms_trust`'s CA file and :func:`explain`'s words.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from keys.errors import Error, VerificationError
 
-__all__ = ["TIMEOUT", "cms_trust_args", "crl_args", "explain", "run", "verify_chain"]
+__all__ = ["TIMEOUT", "cms_trust", "crl_args", "explain", "run", "verify_chain"]
 
 TIMEOUT = 120.0  # seconds per openssl run (a large message is decrypted in one)
 
@@ -127,12 +129,12 @@ def crl_args(crl: Path | None) -> list[str]:
     return [] if crl is None else ["-crl_check", "-CRLfile", str(crl)]
 
 
-def cms_trust_args(ca: Path | None, crl: Path | None, workdir: Path) -> list[str]:
-    """``openssl cms -verify``'s trust: ``-CAfile``; with a CRL (``cms`` has no
-    ``-CRLfile``: its store reads CRLs from the CA file) the CA certificates and the CRLs
-    in one file of ``workdir``, and ``-crl_check``."""
+def cms_trust(ca: Path | None, crl: Path | None, workdir: Path) -> tuple[Path | None, bool]:
+    """``openssl cms -verify``'s trust: the CA file and whether to ``-crl_check``; with a
+    CRL (``cms`` has no ``-CRLfile``: its store reads CRLs from the CA file) the CA
+    certificates and the CRLs in one file of ``workdir``."""
     if crl is None:
-        return ca_args(ca)
+        return ca, False
     import ssl
 
     cafile = ca or Path(ssl.get_default_verify_paths().openssl_cafile)
@@ -142,7 +144,7 @@ def cms_trust_args(ca: Path | None, crl: Path | None, workdir: Path) -> list[str
         raise Error(f"cannot read {e.filename}: {e.strerror}") from None
     both = workdir / "smime-trust.pem"
     both.write_bytes(data)
-    return ["-CAfile", str(both), "-crl_check"]
+    return both, True
 
 
 def verify_chain(
