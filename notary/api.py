@@ -45,7 +45,7 @@ from notary.api_schema import (
     parse_batch,
     parse_notarize,
 )
-from notary.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, send_json
+from notary.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, receive_body, send_json
 from notary.delivery_api import include_delivery_routes
 from notary.errors import SequencerError, SequencerUnavailableError, StorageError
 from notary.etsi.api import include_etsi_routes
@@ -91,17 +91,12 @@ class NotarizeFastPath:
         for k, v in scope["headers"]:
             if k == b"authorization":
                 auth = v
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            more = msg.get("more_body", False)
+        body = await receive_body(scope, receive, None)  # bounded by BodyLimit, outside
+        if body is None:  # the client went away
+            return
         try:
             acct = await authenticate_async(self.service, auth.decode("latin-1") or None)
-            item = parse_notarize(b"".join(chunks))
+            item = parse_notarize(body)
             (receipt,) = await self.service.notarize(acct, [item])
         except ApiError as e:
             await send_json(send, e.status, e.code, e.message)

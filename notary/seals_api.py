@@ -28,7 +28,15 @@ from fastapi.responses import JSONResponse, Response
 from keys.errors import ConflictError, Error, MalformedError, NotFoundError, VerificationError
 from notary.ack import Busy, SignatureChecks
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
-from notary.body_limit import ASGIApp, Receive, Scope, Send
+from notary.body_limit import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    TooLarge,
+    content_length,
+    receive_body,
+)
 from notary.lifespan import run_in_lifespan
 from notary.sealformat import MAX_REGISTRATION_BODY, parse_refusal_request, parse_registration
 from notary.seals import Gone, Seals, share_b64
@@ -52,10 +60,6 @@ def json_error(
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-class TooLarge(Exception):
-    """The request body is over its limit (answered 413)."""
-
-
 async def read_body(request: Request, limit: int) -> Any:
     """The request's JSON body, read up to ``limit`` bytes (TooLarge beyond, MalformedError
     when it is not JSON)."""
@@ -64,7 +68,7 @@ async def read_body(request: Request, limit: int) -> Any:
 
 async def read_bytes(request: Request, limit: int) -> bytes:
     """The request's body, read up to ``limit`` bytes (TooLarge beyond)."""
-    if _over(request.headers.get("content-length", ""), limit):
+    if (content_length(request.scope) or 0) > limit:
         raise TooLarge
     body = b""
     async for chunk in request.stream():
@@ -72,11 +76,6 @@ async def read_bytes(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise TooLarge
     return body
-
-
-def _over(length: str, limit: int) -> bool:
-    """Whether a Content-Length header says more than ``limit`` bytes."""
-    return length.isdigit() and int(length) > limit
 
 
 def loads(body: bytes) -> Any:
@@ -175,7 +174,7 @@ class SealOpenFastPath:
         answer = self.routes.source_limited(client[0] if client else "")
         if answer is None:
             try:
-                body = await _receive_body(scope, receive, MAX_ACK_BODY)
+                body = await receive_body(scope, receive, MAX_ACK_BODY)
             except TooLarge as e:
                 answer = _refused(e, MAX_ACK_BODY)
             else:
@@ -194,24 +193,6 @@ def _open_path(scope: Scope) -> str | None:
         return None
     sha256 = path[len("/v1/seals/") : -len("/open")]
     return sha256 if sha256 and "/" not in sha256 else None
-
-
-async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The request body, up to ``limit`` bytes (TooLarge beyond; None: disconnected)."""
-    for k, v in scope["headers"]:
-        if k == b"content-length" and _over(v.decode("latin-1"), limit):
-            raise TooLarge
-    body = b""
-    more = True
-    while more:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        body += msg.get("body", b"")
-        if len(body) > limit:
-            raise TooLarge
-        more = msg.get("more_body", False)
-    return body
 
 
 def include_seal_routes(

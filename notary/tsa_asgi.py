@@ -13,16 +13,9 @@ large), 415 (wrong content type), as JSON ``{"error": code, "message": text}``.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
+from notary.body_limit import ASGIApp, Receive, Scope, Send, TooLarge, receive_body
 from notary.rfc3161 import TimeStampAuthority
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TSA_PATH = "/tsa"
 CHAIN_PATH = "/v1/tsa/chain"
@@ -64,33 +57,20 @@ class TSAMiddleware:
             await _error(send, 405, "method_not_allowed", "use POST", [(b"allow", b"POST")])
             return
         content_type = b""
-        length = -1
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
-            elif name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = -1
-        refusal = check_query(content_type, length, self.max_query_bytes)
+        refusal = check_query(content_type, -1, self.max_query_bytes)  # the length: below
         if refusal is not None:
             await _error(send, *refusal)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            if chunk:
-                body = body + chunk if body else chunk
-                if len(body) > self.max_query_bytes:
-                    await _too_large(send, self.max_query_bytes)
-                    return
-            more = message.get("more_body", False)
-
+        try:
+            body = await receive_body(scope, receive, self.max_query_bytes)
+        except TooLarge:
+            await _error(send, *_too_large_refusal(self.max_query_bytes))
+            return
+        if body is None:  # the client went away
+            return
         reply = self.tsa.respond(body)
         await send(
             {
@@ -132,10 +112,6 @@ def check_query(content_type: bytes, length: int, limit: int) -> tuple[int, str,
 
 def _too_large_refusal(limit: int) -> tuple[int, str, str]:
     return 413, "payload_too_large", f"a time-stamp query is at most {limit} bytes"
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    await _error(send, *_too_large_refusal(limit))
 
 
 async def _error(

@@ -30,13 +30,13 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from keys.encoding import Base64Error, b64decode_canonical
 from keys.errors import ConflictError, Error, KeyMaterialError, NotFoundError
+from notary.body_limit import ASGIApp, Receive, Scope, Send, TooLarge, receive_body
 from notary.checkpoint import Checkpoint, open_checkpoint
 from notary.cosignature import ALG_COSIGNATURE_V1, CosignatureVerifier, Cosigner
 from notary.errors import MalformedError, VerificationError
@@ -314,13 +314,7 @@ class Witness:
         return None
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-def asgi_app(witness: Witness) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def asgi_app(witness: Witness) -> ASGIApp:
     """Raw ASGI: ``POST /add-checkpoint``; anything else 404/405."""
     from starlette.concurrency import run_in_threadpool
 
@@ -332,19 +326,13 @@ def asgi_app(witness: Witness) -> Callable[[Scope, Receive, Send], Awaitable[Non
         elif scope["method"] != "POST":
             reply = _text(405, "use POST")
         else:
-            body, more, too_big = b"", True, False
-            while more:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    return
-                body += msg.get("body", b"")
-                more = msg.get("more_body", False)
-                if len(body) > MAX_BODY:
-                    too_big = True
-                    break
-            if too_big:
+            try:
+                body = await receive_body(scope, receive, MAX_BODY)
+            except TooLarge:
                 reply = _text(413, f"request over {MAX_BODY} bytes")
             else:
+                if body is None:  # the client went away
+                    return
                 reply = await run_in_threadpool(witness.add_checkpoint, body)
         headers = [
             (b"content-type", reply.content_type.encode()),
