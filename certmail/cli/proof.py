@@ -430,8 +430,11 @@ def _judge_acks(
     "--smime-ca",
     "smime_ca",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The CA bundle (PEM) you trust for S/MIME: an S/MIME sender signature's "
-    "certificate chain must verify to it (bundle format 6, docs/proof-bundle.md).",
+    help="The CA bundle (PEM) you trust for S/MIME: the certificate chains of an S/MIME "
+    "sender signature, of CMS-signed acknowledgements and of S/MIME-signed MDNs (read "
+    "receipts) must verify to it (bundle format 6, docs/proof-bundle.md). Without it those "
+    "signatures are checked against the certificates they carry and their chains are "
+    "reported unchecked.",
 )
 @json_option("Print the report as JSON on stdout.")
 @home_option
