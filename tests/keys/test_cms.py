@@ -83,3 +83,36 @@ def test_a_certificate_without_a_key_identifier_is_not_named_by_one(tmp_path: Pa
     bare, _ = _cert("Signer", 9, ski=False)
     sid = _sid(_signed(tmp_path, signer, key, "-keyid"))
     assert signer_certificates(sid, [bare, signer]) == [signer]
+
+
+def test_verify_detached_reads_attached_content_and_speaks_the_callers_words(
+    tmp_path: Path,
+) -> None:
+    """The one ``openssl cms -verify`` with the S/MIME options: an opaque SignedData's
+    content written to ``out``; a refusal in the words of ``explain``."""
+    from keys.cms import CmsOptions, fingerprint, verify_detached
+    from keys.errors import MalformedError, VerificationError
+
+    cert, key = _cert("attached", 5)
+    opaque = _signed(tmp_path, cert, key, "-nodetach")
+    out = tmp_path / "content"
+    options = CmsOptions(out=out, strict=False)
+    signer = verify_detached(None, opaque, None, chain=False, options=options)
+    assert out.read_bytes() == b"hello\n"
+    assert signer.sha256 == fingerprint(cert) and signer.certificate == cert
+    with pytest.raises(MalformedError):  # the acknowledgement's form: detached only
+        verify_detached(None, opaque, None, chain=False)
+
+    detached = _signed(tmp_path, cert, key)
+    verify_detached(b"hello\n", detached, None, chain=False)
+    said: list[bytes] = []
+
+    def explain(stderr: bytes) -> VerificationError:
+        said.append(stderr)
+        return VerificationError("in the caller's words")
+
+    with pytest.raises(VerificationError, match="in the caller's words"):
+        verify_detached(
+            b"hullo\n", detached, None, chain=False, options=CmsOptions(explain=explain)
+        )
+    assert said and said[0]
