@@ -44,12 +44,7 @@ from certmail.config import load_settings  # noqa: E402
 from keys.gpg import Keyring  # noqa: E402
 from tests.fixtures.campaign import kill_agent, make_sq_recipients, write_csv  # noqa: E402
 from tests.fixtures.cli import CERTMAIL, clean_env  # noqa: E402
-from tests.fixtures.notary import (  # noqa: E402
-    NotaryProcess,
-    free_port,
-    init_notary_dir,
-    relay_args,
-)
+from tests.fixtures.notary import relay_notary  # noqa: E402
 from tests.notary.relay_memory import CountingSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -409,10 +404,7 @@ def main() -> None:
     rs = make_sq_recipients(args.n, gh)
     sink = TimedSink()
     sink.start()
-    notary = NotaryProcess(init_notary_dir(work / "notary"))
-    token = notary.token_for(ALICE)
-    notary.start(relay_args(free_port(), sink.port))
-    assert notary.proc is not None
+    notary, token, _ = relay_notary(work / "notary", sink.port, ALICE)
     att_bytes = (b"%PDF-1.4 notice " + os.urandom(24).hex().encode() + b"\n") * (
         args.attach_kib * 1024 // 65
     )

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_send import ALICE, BOB, FastSink, identities  # noqa: E402
+from bench_send import ALICE, BOB, identities  # noqa: E402
+
+from benchmarks.sinks import LoopbackSink  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
@@ -57,7 +59,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float,
     return wall, float(user) + float(system), int(kib) / 1024
 
 
-def send(alice: Path, notary: Any, sink: FastSink, mb: int, work: Path) -> tuple[str, Path]:
+def send(alice: Path, notary: Any, sink: LoopbackSink, mb: int, work: Path) -> tuple[str, Path]:
     """Alice's certified send of an ``mb`` MB attachment; its sha256 and ledger copy."""
     data = work / "attach.bin"
     with data.open("wb") as f:
@@ -118,7 +120,7 @@ def main() -> int:
     notary = NotaryProcess(init_notary_dir(work / "notary"))
     notary.start()
     try:
-        sha, eml = send(alice, notary, FastSink(), args.mb, work)
+        sha, eml = send(alice, notary, LoopbackSink(), args.mb, work)
         asc = ciphertext(eml, work)
         gpg = ["gpg", "--homedir", str(alice / "gnupg"), "--batch", "--yes", "--decrypt"]
         gpg += ["-o", str(work / "plain.out"), str(asc)]

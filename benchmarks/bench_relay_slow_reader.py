@@ -5,8 +5,8 @@ Run: .venv/bin/python benchmarks/bench_relay_slow_reader.py [--messages 2] [--mb
 
 A real `certmail notary serve --smtp ... --smarthost ...` process takes
 --messages plain messages of --mb MB (base64 lines) and delivers them to a
-loopback SMTP server (in this process) that reads DATA 64 KiB at a time and
-sleeps --pause seconds after each read. Printed: the notary's CPU seconds
+loopback SMTP server (in this process, benchmarks/sinks.py) that reads DATA 64 KiB
+at a time and sleeps --pause seconds after each read. Printed: the notary's CPU seconds
 (user+sys from /proc, every process under it) per message and the wall time.
 What it shows is the cost of waiting for a slow reader: the relay's writer
 must sleep until the transport drains, not poll it.
@@ -18,11 +18,9 @@ that commit's code (``git archive``) first on PYTHONPATH.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,65 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.proctree import cpu_of, tree  # noqa: E402
-from tests.fixtures.notary import (  # noqa: E402
-    NotaryProcess,
-    free_port,
-    init_notary_dir,
-    relay_args,
-)
+from benchmarks.sinks import LoopbackSink  # noqa: E402
+from tests.fixtures.notary import relay_notary  # noqa: E402
 from tests.notary.relay_memory import ALICE, big_message, submit  # noqa: E402
-
-
-class SlowReader:
-    """A minimal SMTP server whose DATA reader sleeps ``pause`` seconds per 64 KiB."""
-
-    def __init__(self, pause: float) -> None:
-        self.pause = pause
-        self.port = free_port()
-        self.got: list[int] = []
-
-    async def _data(self, r: asyncio.StreamReader) -> int | None:
-        buf = bytearray()
-        while not buf.endswith(b"\r\n.\r\n"):
-            chunk = await r.read(65536)
-            if not chunk:
-                return None
-            buf += chunk
-            await asyncio.sleep(self.pause)
-        return len(buf)
-
-    async def _session(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(b"220 slow\r\n")
-        while line := await r.readline():
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                w.write(b"250-slow\r\n250 8BITMIME\r\n")
-            elif verb == b"DATA":
-                w.write(b"354 go\r\n")
-                await w.drain()
-                size = await self._data(r)
-                if size is None:
-                    return
-                self.got.append(size)
-                w.write(b"250 ok\r\n")
-            elif verb == b"QUIT":
-                w.write(b"221 bye\r\n")
-                break
-            else:
-                w.write(b"250 ok\r\n")
-            await w.drain()
-        w.close()
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        async def main() -> None:
-            await asyncio.start_server(self._session, "127.0.0.1", self.port)
-            ready.set()
-            await asyncio.Event().wait()
-
-        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-        ready.wait(10)
 
 
 def main() -> None:
@@ -97,13 +39,9 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=7.0)
     ap.add_argument("--pause", type=float, default=0.1)
     args = ap.parse_args()
-    sink = SlowReader(args.pause)
-    sink.start()
+    sink = LoopbackSink(read_size=65536, pause=args.pause)
     work = Path(tempfile.mkdtemp(prefix="bench-slow-"))
-    notary = NotaryProcess(init_notary_dir(work / "notary"))
-    token = notary.token_for(ALICE)
-    smtp = free_port()
-    notary.start(relay_args(smtp, sink.port))
+    notary, token, smtp = relay_notary(work / "notary", sink.port, ALICE)
     assert notary.proc is not None
     pid = notary.proc.pid
     try:

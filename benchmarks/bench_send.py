@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sinks import LoopbackSink  # noqa: E402
 from certmail.config import Settings  # noqa: E402
 from keys.gpg import Keyring  # noqa: E402
 
@@ -49,54 +48,6 @@ GPG_PEERS = (
     ("gpg --sign --encrypt -z0", ["-z0"]),
     ("gpg --sign --encrypt (compressed)", []),
 )
-
-
-class FastSink:
-    """A loopback SMTP sink: accepts everything, counts DATA bytes, keeps nothing."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.messages = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
-
-    def _client(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        f = conn.makefile("rb")
-        conn.sendall(b"220 sink ESMTP\r\n")
-        try:
-            while line := f.readline():
-                cmd = line[:4].upper()
-                if cmd == b"EHLO":
-                    conn.sendall(b"250-sink\r\n250-SIZE 0\r\n250 8BITMIME\r\n")
-                elif cmd == b"DATA":
-                    conn.sendall(b"354 go\r\n")
-                    tail = b""
-                    while True:
-                        chunk = f.read1(1 << 20)
-                        if not chunk:
-                            return
-                        data = tail + chunk
-                        if b"\r\n.\r\n" in data[-(len(chunk) + 5) :]:
-                            break
-                        tail = data[-5:]
-                    self.messages += 1
-                    conn.sendall(b"250 ok\r\n")
-                elif cmd == b"QUIT":
-                    conn.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    conn.sendall(b"250 ok\r\n")
-        finally:
-            conn.close()
 
 
 def identities(base: Path) -> tuple[Path, Path]:
@@ -126,7 +77,7 @@ def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]
 
 
 def large(
-    alice: Path, sink: FastSink, mb: int, work: Path, *, dkim: bool = False
+    alice: Path, sink: LoopbackSink, mb: int, work: Path, *, dkim: bool = False
 ) -> dict[str, Any]:
     data = work / f"attach-{mb}.bin"
     with data.open("wb") as f:
@@ -221,7 +172,7 @@ class StageClock:
         return wrapped
 
 
-def stages(alice: Path, sink: FastSink, mb: int, work: Path, *, dkim: bool) -> StageClock:
+def stages(alice: Path, sink: LoopbackSink, mb: int, work: Path, *, dkim: bool) -> StageClock:
     """One in-process send of an ``mb`` MB attachment, timed stage by stage.
 
     The stages nest: "seal" contains the compose and gpg stages (which overlap,
@@ -304,7 +255,7 @@ def print_large(r: dict[str, Any], title: str) -> None:
     )
 
 
-def bulk(alice: Path, sink: FastSink, n: int, work: Path) -> dict[str, Any]:
+def bulk(alice: Path, sink: LoopbackSink, n: int, work: Path) -> dict[str, Any]:
     import certmail.api as api
     import certmail.seal as seal_module
     from certmail import notary_client, outbox
@@ -381,7 +332,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-send-"))
     alice, bob = identities(work)
-    sink = FastSink()
+    sink = LoopbackSink()
     try:
         if args.stages:
             print_stages(stages(alice, sink, args.mb, work, dkim=False), f"{args.mb} MB, stage")

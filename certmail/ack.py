@@ -15,7 +15,6 @@ against the keys the message was encrypted to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,28 +88,24 @@ class SignedAck:
         }
 
 
-def make_ack(
-    keyring: Keyring,
-    *,
-    sha256: str,
-    message_id: str,
-    recipient: str,
-    notary: str,
-    time: datetime,
-    scans: tuple[AttachmentScan, ...] | None = None,
-) -> SignedAck:
-    """Build the acknowledgement text and sign it (detached, armored) with ``recipient``'s key.
+def make_ack(keyring: Keyring, ack: Ack) -> SignedAck:
+    """The acknowledgement text of ``ack`` signed (detached, armored) with its recipient's key.
 
-    With ``scans`` (:func:`certmail.scanverdicts.scans_of`) the text is of version 2 and
-    states each attachment's scan verdicts, the sender's and the recipient's."""
-    text = ack_text(Ack(sha256, message_id, recipient, time, notary, scans))
-    signer = keyring.signing_key(recipient)
+    With ``ack.scans`` (:func:`certmail.scanverdicts.scans_of`) the text is of version 2
+    and states each attachment's scan verdicts, the sender's and the recipient's."""
+    return sign_text(keyring, ack, ack_text(ack))
+
+
+def sign_text(keyring: Keyring, ack: Ack, text: str) -> SignedAck:
+    """``text`` (the acknowledgement or refusal of ``ack``) signed, detached and armored,
+    with ``ack.recipient``'s OpenPGP key."""
+    signer = keyring.signing_key(ack.recipient)
     sig, _ = keyring.sign_detached(text.encode("utf-8"), signer)
     key = keyring.key_for(signer)
     return SignedAck(
-        sha256,
-        message_id,
-        recipient,
+        ack.sha256,
+        ack.message_id,
+        ack.recipient,
         text,
         sig.decode("ascii"),
         keyring.export_public(key.fingerprint),
@@ -142,6 +137,19 @@ class HandoverCheck:
     @property
     def ok(self) -> bool:
         return self.verdict == "recipient's key"
+
+
+def logged_text(stmt: dict[str, Any], recipient: str) -> str:
+    """The acknowledgement text a ContentHandover logged (``signed``); VerificationError
+    unless it names the statement's message and ``recipient``, KeyError without one."""
+    signed = str(stmt["signed"])
+    ack = parse_ack_text(signed)
+    msg = stmt.get("message") or {}
+    if ack.sha256 != msg.get("sha256") or ack.message_id != msg.get("id"):
+        raise VerificationError("the acknowledgement names another message")
+    if ack.recipient.lower() != recipient.lower():
+        raise VerificationError("the acknowledgement names another recipient")
+    return signed
 
 
 def check_handover(
@@ -185,13 +193,8 @@ def check_handover(
             f"({fpr}; {recipient}'s key is {theirs})",
         )
     try:
-        signed, signature = str(stmt["signed"]), str(stmt["signature"])
-        ack = parse_ack_text(signed)
-        msg = stmt.get("message") or {}
-        if ack.sha256 != msg.get("sha256") or ack.message_id != msg.get("id"):
-            raise VerificationError("the acknowledgement names another message")
-        if ack.recipient.lower() != recipient.lower():
-            raise VerificationError("the acknowledgement names another recipient")
+        signature = str(stmt["signature"])
+        signed = logged_text(stmt, recipient)
         sig = keyring.verify_detached(signed.encode("utf-8"), signature.encode("ascii"))
         if sig.primary_fingerprint.upper() != theirs:
             raise VerificationError("signed by another key than the one logged")
@@ -301,17 +304,7 @@ def _sign(cm: Any, smime: bool, ack: Ack) -> SignedAck:
     """``ack`` signed with the S/MIME key (``smime``) or the OpenPGP one."""
     from .ack_smime import make_cms_ack
 
-    sign = make_cms_ack if smime else make_ack
-    key = cm.smime if smime else cm.keyring
-    return sign(
-        key,
-        sha256=ack.sha256,
-        message_id=ack.message_id,
-        recipient=ack.recipient,
-        notary=ack.notary,
-        time=ack.time,
-        scans=ack.scans,
-    )
+    return make_cms_ack(cm.smime, ack) if smime else make_ack(cm.keyring, ack)
 
 
 def post_body(notary_url: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:

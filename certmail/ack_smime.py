@@ -13,7 +13,6 @@ recipient.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,10 +20,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from keys.cms import decode_cms, verify_detached
 from keys.errors import Error, MalformedError, VerificationError
-from notary.ackformat import Ack, AttachmentScan, ack_text, parse_ack_text
+from notary.ackformat import Ack, ack_text
 from notary.evidence import parse_time
 
-from .ack import HandoverCheck, SignedAck
+from .ack import HandoverCheck, SignedAck, logged_text
 
 if TYPE_CHECKING:
     from .smime.opening import SmimeContext
@@ -43,21 +42,13 @@ def is_smime_message(raw: bytes) -> bool:
         return False
 
 
-def make_cms_ack(
-    ctx: SmimeContext,
-    *,
-    sha256: str,
-    message_id: str,
-    recipient: str,
-    notary: str,
-    time: datetime,
-    scans: tuple[AttachmentScan, ...] | None = None,
-) -> SignedAck:
-    """The acknowledgement text signed with your S/MIME key (detached CMS, base64 DER).
+def make_cms_ack(ctx: SmimeContext, ack: Ack) -> SignedAck:
+    """The acknowledgement text of ``ack`` signed with your S/MIME key (detached CMS,
+    base64 DER).
 
-    Raises VerificationError when your certificate is not for ``recipient`` or the
+    Raises VerificationError when your certificate is not for ``ack.recipient`` or the
     signature does not verify against your CA bundle (it would not at the notary)."""
-    text = ack_text(Ack(sha256, message_id, recipient, time, notary, scans))
+    text = ack_text(ack)
     own = ctx.own()
     builder = (
         pkcs7.PKCS7SignatureBuilder()
@@ -69,14 +60,14 @@ def make_cms_ack(
     opts = [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]
     der = builder.sign(serialization.Encoding.DER, opts)
     signer = verify_detached(text.encode("utf-8"), der, ctx.ca)  # what the notary checks
-    if recipient.lower() not in signer.emails:
+    if ack.recipient.lower() not in signer.emails:
         raise VerificationError(
             f"your S/MIME certificate is for {', '.join(signer.emails) or 'no address'}, "
-            f"not for {recipient}",
+            f"not for {ack.recipient}",
             hint="certmail keys smime import FILE.p12 (the key of this address)",
         )
     cms = base64.b64encode(der).decode("ascii")
-    return SignedAck(sha256, message_id, recipient, text, "", "", signer.sha256, cms)
+    return SignedAck(ack.sha256, ack.message_id, ack.recipient, text, "", "", signer.sha256, cms)
 
 
 def check_cms_handover(stmt: dict[str, Any], ctx: SmimeContext) -> HandoverCheck:
@@ -93,13 +84,7 @@ def check_cms_handover(stmt: dict[str, Any], ctx: SmimeContext) -> HandoverCheck
     fpr = stmt.get("certificate_sha256")
     fpr = str(fpr).lower() if isinstance(fpr, str) else None
     try:
-        signed = str(stmt["signed"])
-        ack = parse_ack_text(signed)
-        msg = stmt.get("message") or {}
-        if ack.sha256 != msg.get("sha256") or ack.message_id != msg.get("id"):
-            raise VerificationError("the acknowledgement names another message")
-        if ack.recipient.lower() != recipient.lower():
-            raise VerificationError("the acknowledgement names another recipient")
+        signed = logged_text(stmt, recipient)
         at = parse_time(str(stmt["time"])) if isinstance(stmt.get("time"), str) else None
         signer = verify_detached(
             signed.encode("utf-8"), decode_cms(str(stmt["cms"])), ctx.ca, at=at

@@ -210,28 +210,7 @@ def _check_event(receipt: dict[str, Any], choice: str, me: str) -> None:
 
 def _signed(keyring: Any, ack: Ack, choice: str) -> dict[str, str]:
     """The request body: the acknowledgement (or refusal) text signed with our key."""
-    from ..ack import make_ack
+    from ..ack import make_ack, sign_text
 
-    if choice == "ack":
-        s = make_ack(
-            keyring,
-            sha256=ack.sha256,
-            message_id=ack.message_id,
-            recipient=ack.recipient,
-            notary=ack.notary,
-            time=ack.time,
-        )
-        return {**s.to_json(), "fingerprint": s.fingerprint}
-    text = refusal_text(ack)
-    signer = keyring.signing_key(ack.recipient)
-    sig, _ = keyring.sign_detached(text.encode("utf-8"), signer)
-    key = keyring.key_for(signer)
-    return {
-        "sha256": ack.sha256,
-        "message_id": ack.message_id,
-        "recipient": ack.recipient,
-        "signed": text,
-        "signature": sig.decode("ascii"),
-        "public_key": keyring.export_public(key.fingerprint),
-        "fingerprint": key.fingerprint,
-    }
+    s = make_ack(keyring, ack) if choice == "ack" else sign_text(keyring, ack, refusal_text(ack))
+    return {**s.to_json(), "fingerprint": s.fingerprint}

@@ -24,7 +24,15 @@ from certmail.bundle.zipio import read_members
 from keys.errors import VerificationError
 from notary.ackformat import ACK_TITLE_V2, parse_ack_text
 from tests.fixtures.clamd import eicar_file
-from tests.fixtures.cli import delivered, json_of, one_line_error, run, send_args, use_notary
+from tests.fixtures.cli import (
+    delivered,
+    json_of,
+    one_line_error,
+    run,
+    send_args,
+    signed_ack,
+    use_notary,
+)
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.proof import verify_pinned
 
@@ -157,23 +165,13 @@ def test_notary_refuses_malformed_verdict_lines(
     setup: Any, notary_server: NotaryProcess, tmp_path: Path
 ) -> None:
     """A hostile client's v2 text with a malformed verdict block: 400, nothing logged."""
-    from datetime import UTC, datetime
-
-    from certmail.ack import make_ack
     from notary.ackformat import AttachmentScan, ScanResult
 
     c = setup
     sent = json_of(run(c.alice, *send_args(c.bob.email, "Hi", "--via", "smtp"), stdin=b"x\n"))
     clean = ScanResult("clean", "ClamAV 1.0.7/27300/Mon Nov 20 09:27:18 2023")
-    good = make_ack(
-        c.bob.keyring,
-        sha256=sent["sha256"],
-        message_id=sent["message_id"],
-        recipient=c.bob.email,
-        notary=notary_server.url,
-        time=datetime.now(UTC),
-        scans=(AttachmentScan("ab" * 32, clean, clean),),
-    ).to_json()
+    scans = (AttachmentScan("ab" * 32, clean, clean),)
+    good = signed_ack(c.bob.keyring, sent, c.bob.email, notary_server.url, scans).to_json()
     for old, new in MALFORMED:
         assert old in good["signed"]
         bad = dict(good, signed=good["signed"].replace(old, new, 1))

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.cli import one_line_error, run
+from tests.fixtures.cli import one_line_error, run, signed_ack
 from tests.fixtures.notary import NotaryProcess
 from tests.fixtures.proof import (
     acked_bundle,
@@ -286,11 +286,8 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
     """Anyone can post an acknowledgement naming Bob; by default the sender's export
     leaves out one not signed by Bob's key (the key she encrypted to), says so, and
     the bundle verifies; Bob's own acknowledgement is kept."""
-    from datetime import UTC, datetime
-
     import httpx
 
-    from certmail.ack import make_ack
     from keys.gpg import Keyring
 
     c = correspondents
@@ -300,14 +297,7 @@ def test_export_leaves_out_an_acknowledgement_by_another_key(
         c.alice, notary_url=notary_server.url, notary_token=notary_server.token_for(c.alice.email)
     )
     sent = send_deal(c, tmp_path)
-    forged = make_ack(
-        mallory,
-        sha256=sent["sha256"],
-        message_id=sent["message_id"],
-        recipient=c.bob.email,
-        notary=notary_server.url,
-        time=datetime.now(UTC),
-    )
+    forged = signed_ack(mallory, sent, c.bob.email, notary_server.url)
     assert httpx.post(notary_server.url + "/v1/ack", json=forged.to_json()).status_code == 200
     eml = tmp_path / "delivered.eml"
     eml.write_bytes(c.sink.messages[-1].data)

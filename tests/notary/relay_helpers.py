@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import smtplib
 import ssl
@@ -128,6 +129,22 @@ def message(
         f"From: {sender}\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <{mid}@a.test>\r\n"
         f"Date: Sat, 21 Nov 2026 12:00:00 +0000\r\n{extra}\r\n{body}\r\n"
     ).encode()
+
+
+def submit_accepted(s: smtplib.SMTP, data: bytes) -> None:
+    """Submit ``data`` from Alice to Bob in the session ``s``: the relay must answer 250
+    naming the SHA-256 of exactly these bytes."""
+    s.mail(ALICE)
+    s.rcpt(BOB)
+    code, text = s.data(data)
+    assert code == 250, text
+    assert text.decode().endswith(f"sha256={hashlib.sha256(data).hexdigest()}")
+
+
+def delivered_as_submitted(sink: Any, data: bytes) -> None:
+    """The sink's one message is ``data`` byte for byte behind the relay's trace field."""
+    (got,) = sink.messages
+    assert got.data.endswith(data) and got.data[: -len(data)].startswith(b"Received: ")
 
 
 def wait_for(pred: Any, timeout: float = 30.0, what: str = "condition") -> None:

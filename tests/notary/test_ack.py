@@ -49,9 +49,7 @@ def _notarize(
 
 def _bob_ack(bob: Keyring, digest: str, mid: str) -> SignedAck:
     """Bob's acknowledgement of message ``mid`` (SHA-256 ``digest``) at T0."""
-    return make_ack(
-        bob, sha256=digest, message_id=mid, recipient=BOB, notary="http://notary.test", time=T0
-    )
+    return make_ack(bob, Ack(digest, mid, BOB, T0, "http://notary.test"))
 
 
 def _statement(receipt: dict[str, Any], notary_client: TestClient) -> dict[str, Any]:
@@ -122,23 +120,14 @@ def test_forged_and_mismatched_acks_are_refused(
     )
     assert r.status_code == 422
     # A key whose user ids do not include the recipient.
-    ack_c = make_ack(
-        carol,
-        sha256=digest,
-        message_id="<m2@example.org>",
-        recipient="carol@example.com",
-        notary="x",
-        time=T0,
-    ).to_json()
+    ack_c = make_ack(carol, Ack(digest, "<m2@example.org>", "carol@example.com", T0, "x")).to_json()
     r = notary_client.post("/v1/ack", json=dict(ack_c, recipient=BOB))
     assert r.status_code == 400  # the text names carol, the request bob
     # Request fields that differ from the signed text.
     r = notary_client.post("/v1/ack", json=dict(good, message_id="<other@example.org>"))
     assert r.status_code == 400 and "Message-ID" in r.json()["message"]
     # Unknown message: 404 before any gpg work.
-    other = make_ack(
-        bob[0], sha256="00" * 32, message_id="<m2@example.org>", recipient=BOB, notary="x", time=T0
-    ).to_json()
+    other = make_ack(bob[0], Ack("00" * 32, "<m2@example.org>", BOB, T0, "x")).to_json()
     r = notary_client.post("/v1/ack", json=other)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     # Size cap and garbage.
@@ -175,9 +164,7 @@ def test_ack_for_a_non_recipient_of_a_relayed_message_is_refused(
         ],
     )
     bob_ring, _ = keyring_factory(BOB, "Bob")
-    ack = make_ack(
-        bob_ring, sha256=digest, message_id="<r1@example.org>", recipient=BOB, notary="x", time=T0
-    )
+    ack = make_ack(bob_ring, Ack(digest, "<r1@example.org>", BOB, T0, "x"))
     r = notary_client.post("/v1/ack", json=ack.to_json())
     assert r.status_code == 422 and "not a recipient" in r.json()["message"]
 
@@ -320,9 +307,7 @@ def test_signature_checks_are_bounded(
     from notary.ack import CHECK_CONCURRENCY, Busy, SignatureChecks
     from notary.ackformat import parse_ack_request
 
-    good = make_ack(
-        bob[0], sha256="ab" * 32, message_id="<b1@example.org>", recipient=BOB, notary="x", time=T0
-    ).to_json()
+    good = make_ack(bob[0], Ack("ab" * 32, "<b1@example.org>", BOB, T0, "x")).to_json()
     req = parse_ack_request(good)
     checks = SignatureChecks(queue=1)
 

@@ -14,18 +14,16 @@ import hashlib
 import os
 import sqlite3
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pysequoia
 from starlette.testclient import TestClient
 
-from notary.ackformat import Ack, ack_text
 from notary.api import create_app
-from notary.evidence import format_time
 from notary.service import NotaryService
+from tests.fixtures.seals import BOB, open_request, register_seal
 
-BOB = "bob@example.net"
 MID = "<mark@example.org>"
 
 
@@ -52,27 +50,8 @@ def test_a_lost_released_mark_is_set_again_and_nothing_more_is_logged(
     _, token = notary_service.add_account(["alice@example.org"])
     auth = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(notary_service), raise_server_exceptions=False) as client:
-        r = client.post("/v1/notarize", json={"sha256": sha, "message_id": MID}, headers=auth)
-        assert r.status_code == 200, r.text
-        seal = {
-            "sha256": sha,
-            "message_id": MID,
-            "share": base64.b64encode(share).decode(),
-            "fingerprints": [cert.fingerprint.upper()],
-            "expires": format_time(datetime.now(UTC) + timedelta(hours=1)),
-            "recipients": [BOB],
-        }
-        assert client.post("/v1/seals", json=seal, headers=auth).status_code == 200
-        text = ack_text(Ack(sha, MID, BOB, datetime.now(UTC), "http://notary_service.test"))
-        mode = pysequoia.SignatureMode.DETACHED
-        ack = {
-            "sha256": sha,
-            "message_id": MID,
-            "recipient": BOB,
-            "signed": text,
-            "signature": pysequoia.sign(bob.signer(), text.encode(), mode=mode).decode(),
-            "public_key": str(cert),
-        }
+        register_seal(client, auth, sha, MID, share, cert)
+        ack = open_request(bob, sha, MID, datetime.now(UTC))
         first = client.post(f"/v1/seals/{sha}/open", json=ack)
         assert first.status_code == 200, first.text
         assert base64.b64decode(first.json()["share"]) == share

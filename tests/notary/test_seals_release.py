@@ -28,14 +28,13 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from notary.ackformat import Ack, ack_text
 from notary.api import create_app
 from notary.evidence import format_time
 from notary.pickupformat import token_hash
 from notary.seals import Seals
 from notary.service import NotaryService
+from tests.fixtures.seals import BOB, open_request, register_seal
 
-BOB = "bob@example.net"
 CAROL = "carol@example.com"
 MID = "<release@example.org>"
 
@@ -48,32 +47,13 @@ def _seals(app: Any) -> Seals:
 
 
 def _sealed(client: TestClient, auth: dict[str, str], sha: str, cert: Any) -> bytes:
-    r = client.post("/v1/notarize", json={"sha256": sha, "message_id": MID}, headers=auth)
-    assert r.status_code == 200, r.text
     share = hashlib.sha256(sha.encode()).digest()
-    seal = {
-        "sha256": sha,
-        "message_id": MID,
-        "share": base64.b64encode(share).decode(),
-        "fingerprints": [cert.fingerprint.upper()],
-        "expires": format_time(datetime.now(UTC) + timedelta(hours=1)),
-        "recipients": [BOB],
-    }
-    assert client.post("/v1/seals", json=seal, headers=auth).status_code == 200
+    register_seal(client, auth, sha, MID, share, cert)
     return share
 
 
 def _ack(bob: Any, sha: str, when: datetime) -> dict[str, str]:
-    text = ack_text(Ack(sha, MID, BOB, when, "http://notary_service.test"))
-    mode = pysequoia.SignatureMode.DETACHED
-    return {
-        "sha256": sha,
-        "message_id": MID,
-        "recipient": BOB,
-        "signed": text,
-        "signature": pysequoia.sign(bob.signer(), text.encode(), mode=mode).decode(),
-        "public_key": str(bob.extract_certificate()),
-    }
+    return open_request(bob, sha, MID, when)
 
 
 def _answers(notary_service: NotaryService, bob: Any, token: str) -> list[tuple[int, str, bytes]]:

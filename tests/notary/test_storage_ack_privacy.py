@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from certmail.ack import make_ack
 from keys.gpg import Keyring
+from notary.ackformat import Ack
 from notary.api import create_app
 from notary.service import NotaryService
 from tests.fixtures.notary import init_notary_dir
@@ -68,9 +69,7 @@ def test_another_account_notarizing_the_same_hash_never_sees_the_ack(
                 "/v1/notarize", json={"sha256": digest, "message_id": mid}, headers=auths[name]
             )
             assert r.status_code == 200, r.text
-        ack = make_ack(
-            bob, sha256=digest, message_id=mid, recipient=BOB, notary="http://notary.test", time=T0
-        )
+        ack = make_ack(bob, Ack(digest, mid, BOB, T0, "http://notary.test"))
         r = client.post("/v1/ack", json=ack.to_json())
         assert r.status_code == 200, r.text
         assert _events(client, digest, auths["alice"]) == [
