@@ -1,17 +1,21 @@
 """Processes under a root, from Linux /proc: their CPU time and resident sets, sampled.
 
 Used by benchmarks/bench_campaign.py for the sender (``campaign send``, its
-workers, their gpg processes), the notary and a GnuPG home's gpg-agent.
+workers, their gpg processes), the notary and a GnuPG home's gpg-agent, and by
+bench_open.py and bench_export.py (:func:`measured`: one command's whole tree).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Peaks", "agent_pids", "cpu_of", "tree"]
+__all__ = ["Measured", "Peaks", "agent_pids", "cpu_of", "measured", "medians", "tree"]
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -157,3 +161,49 @@ class Peaks:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One command run to its end: wall and CPU seconds (its own and every descendant
+    it waited for), the largest single process's peak RSS and the peak of the whole
+    tree's summed RSS (sampled every 0.2 s, a child between fork and exec not counted
+    twice), in MiB."""
+
+    wall: float
+    cpu: float
+    largest: float
+    tree: float
+
+
+def measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measured:
+    """Run ``cmd`` (stdout discarded) under GNU time and measure it and its process
+    tree; SystemExit with its stderr when it fails. GNU time, not wait4 on our own
+    child: until it execs, a child of this process shares (and is counted with) the
+    pages of this process, which may hold a big message."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        t = time.perf_counter()
+        p = subprocess.Popen(
+            ["/usr/bin/time", "-o", report.name, "-f", "%U %S %M", *cmd],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        peaks = Peaks(p.pid).start()
+        _, err = p.communicate()
+        wall = time.perf_counter() - t
+        peaks.stop()
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd[:6])} failed: {err.decode(errors='replace')}")
+        user, system, kib = report.read().split()[-3:]
+    largest = int(kib) / 1024
+    return Measured(wall, float(user) + float(system), largest, max(peaks.tree_exec, largest))
+
+
+def medians(runs: list[Measured]) -> Measured:
+    """Each figure's median over ``runs`` (the peaks too: one run's spike is load)."""
+    figures = ("wall", "cpu", "largest", "tree")
+    return Measured(*(statistics.median(getattr(r, f) for r in runs) for f in figures))

@@ -1,7 +1,8 @@
 """The file helpers of the send pipeline (:mod:`certmail.pipeline`, :mod:`certmail.seal`):
 a writer that hashes what it writes, a fan-out to several descriptors, kernel copies
-(copy_file_range), CRLF line ends, and early write-back (sync_file_range(2)) so a big
-message's pages reach the disk while it is still being written."""
+(copy_file_range; :func:`copy_range` is unseal's and the proof bundle writer's too),
+CRLF line ends, and early write-back (sync_file_range(2)) so a big message's pages
+reach the disk while it is still being written."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+if TYPE_CHECKING:
+    from notary.mime import Buffer
+
+from .mime import FileBuffer
 from .rfc3156 import COPY_CHUNK, copy_stream
 
 WRITEBACK = 8 << 20  # bytes between two early write-back requests
@@ -114,6 +119,27 @@ def copy_file(src: BinaryIO, dst: BinaryIO) -> None:
     except (OSError, AttributeError):
         pass
     copy_stream(src, dst)
+
+
+def copy_range(buf: Buffer, start: int, end: int, out: BinaryIO) -> None:
+    """Write ``buf[start:end]`` to ``out``: in the kernel (copy_file_range) from a file."""
+    if isinstance(buf, FileBuffer):
+        out.flush()
+        pos = start
+        try:
+            while pos < end:
+                n = os.copy_file_range(buf.fd, out.fileno(), end - pos, pos)
+                if n <= 0:
+                    break
+                pos += n
+        except OSError:
+            pass
+        while pos < end:
+            chunk = buf[pos : min(end, pos + COPY_CHUNK)]
+            out.write(chunk)
+            pos += len(chunk)
+        return
+    out.write(memoryview(buf)[start:end])  # type: ignore[arg-type]
 
 
 def crlf(chunk: bytes) -> bytes:

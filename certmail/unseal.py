@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import MalformedError, VerificationError
 from keys.gpg import Keyring, SignatureInfo
 from notary.mime import Buffer
 
 from .compose import Progress, canonical_text
+from .fileio import copy_range
 from .mailfile import check_message_file
 from .mime import (
     Entity,
@@ -53,7 +53,6 @@ from .protected import (
     scheme,
 )
 from .rfc3156 import (
-    COPY_CHUNK,
     SignedSpan,
     encrypted_part,
     signed_span,
@@ -317,27 +316,6 @@ def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> Sig
         return keyring.verify_detached_file(signed, sp.signature)
     finally:
         signed.unlink()
-
-
-def copy_range(buf: Buffer, start: int, end: int, out: BinaryIO) -> None:
-    """Write ``buf[start:end]`` to ``out``: in the kernel (copy_file_range) from a file."""
-    if isinstance(buf, FileBuffer):
-        out.flush()
-        pos = start
-        try:
-            while pos < end:
-                n = os.copy_file_range(buf.fd, out.fileno(), end - pos, pos)
-                if n <= 0:
-                    break
-                pos += n
-        except OSError:
-            pass
-        while pos < end:
-            chunk = buf[pos : min(end, pos + COPY_CHUNK)]
-            out.write(chunk)
-            pos += len(chunk)
-        return
-    out.write(memoryview(buf)[start:end])  # type: ignore[arg-type]
 
 
 def check_sender(

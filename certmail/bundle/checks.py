@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from certmail.mime import Entity
     from notary.checkpoint import Checkpoint
+    from notary.mime import Buffer
     from notary.receipt import Receipt
 
 UNTRUSTED_VKEY = (
@@ -96,11 +97,13 @@ class Verified:
     cosigned: dict[int, Checkpoint] = field(default_factory=dict)  # format 3, by size
     anchors: list[Any] = field(default_factory=list)  # format 4: certmail.bundle.anchors.Anchor
     #: (message.eml's bytes, their top entity or the error reading them): message_entity
-    parsed: tuple[bytes, Entity | Exception] | None = field(default=None, repr=False)
+    parsed: tuple[Buffer, Entity | Exception] | None = field(default=None, repr=False)
+    #: message.eml when it is not in ``files`` (at export: its file, read in pieces)
+    message_file: Buffer | None = field(default=None, repr=False)
 
     @property
-    def message(self) -> bytes:
-        return self.files[MESSAGE]
+    def message(self) -> Buffer:
+        return self.files[MESSAGE] if self.message_file is None else self.message_file
 
     def message_entity(self) -> Entity:
         """message.eml's top MIME entity (:func:`certmail.mime.parse_entity`), read once

@@ -1,13 +1,17 @@
 """Exporting a proof bundle (DESIGN §4.5) from a message and the receipts the notary gave.
 
 The bundle is verified against the notary's key (once) before it is returned.
+:func:`write_bundle` writes it to a file: message.eml (hundreds of MB) is then a
+:class:`certmail.bundle.zipio.FileMember`, read in pieces, never whole in memory;
+:func:`export_bundle` is the same writer into memory.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from certmail.bundle.layout import (
     ANCHOR_CHECKPOINT,
@@ -29,9 +33,10 @@ from certmail.bundle.layout import (
 from keys.errors import MalformedError, VerificationError
 
 if TYPE_CHECKING:
+    from certmail.bundle.zipio import FileMember
     from notary.receipt import Receipt
 
-__all__ = ["export_bundle"]
+__all__ = ["export_bundle", "write_bundle"]
 
 
 def _earliest(receipts: Sequence[Mapping[str, Any]], vkey: str) -> list[Receipt]:
@@ -59,8 +64,16 @@ def _earliest(receipts: Sequence[Mapping[str, Any]], vkey: str) -> list[Receipt]
     return sorted(best.values(), key=lambda r: (parse_statement(r.entry)["time"], r.index))
 
 
-def export_bundle(
-    message: bytes,
+def export_bundle(message: bytes, receipts: Sequence[Mapping[str, Any]], **options: Any) -> bytes:
+    """The bytes of the proof bundle :func:`write_bundle` writes, with its options."""
+    out = io.BytesIO()
+    write_bundle(out, message, receipts, **options)
+    return out.getvalue()
+
+
+def write_bundle(
+    out: BinaryIO,
+    message: bytes | FileMember,
     receipts: Sequence[Mapping[str, Any]],
     *,
     vkey: str,
@@ -75,8 +88,11 @@ def export_bundle(
     etsi_pdf: bytes | None = None,
     anchored: Callable[[int], Mapping[str, Any] | None] | None = None,
     mdns: Sequence[bytes] = (),
-) -> bytes:
-    """The bytes of a proof bundle for ``message`` and its ``receipts`` (DESIGN §4.5).
+) -> int:
+    """Write to ``out`` (a new file, or memory) the proof bundle for ``message`` and its
+    ``receipts`` (DESIGN §4.5); return its size. ``message`` is its bytes or, for a big
+    one, its file (:class:`certmail.bundle.zipio.FileMember`: read in pieces, hashed
+    once, copied by the kernel, compared once when read back).
 
     Receipts are JSON objects as the notary answers them (fresh ones, and older
     ones the sender kept); of several receipts for the same entry the one with
@@ -115,16 +131,19 @@ def export_bundle(
     from notary.note import Verifier
 
     vkey = Verifier.from_vkey(vkey.strip()).vkey()
+    from certmail.bundle.zipio import FileMember
+
+    member = message if isinstance(message, FileMember) else None
     files, ordered = _members(
         message, receipts, vkey, tsa_chain_pem, consistency, keys, for_recipient, anchored
     )
     files.update(_optional_members(files, ordered, etsi, etsi_chain_pem, etsi_pdf, mdns, message))
-    files.update(_documents(files, vkey, reveal_subject, protected_subject))
-    return _written(files)
+    files.update(_documents(files, member, vkey, reveal_subject, protected_subject))
+    return _written(out, {MESSAGE: message, **files} if member is not None else files)
 
 
 def _members(
-    message: bytes,
+    message: bytes | FileMember,
     receipts: Sequence[Mapping[str, Any]],
     vkey: str,
     tsa_chain_pem: bytes,
@@ -135,7 +154,8 @@ def _members(
 ) -> tuple[dict[str, bytes], list[Receipt]]:
     """The evidence members of the receipts ``for_recipient`` may see (the earliest
     per entry, :func:`_earliest`, returned too), with their cosigned checkpoints,
-    outside time-stamps and the ``keys/`` members."""
+    outside time-stamps and the ``keys/`` members (message.eml among them when it is
+    bytes; a file's is written after the checks)."""
     from certmail.bundle.blind import visible_to
 
     visible = visible_to(receipts, for_recipient)
@@ -153,7 +173,7 @@ def _optional_members(
     etsi_chain_pem: bytes | None,
     etsi_pdf: bytes | None,
     mdns: Sequence[bytes],
-    message: bytes,
+    message: bytes | FileMember,
 ) -> dict[str, bytes]:
     """The ETSI evidence, the read receipts (``mdns/NN.eml``), the S/MIME signer's
     chain, and format 6's ``format`` member when a read receipt, a version 2
@@ -166,7 +186,7 @@ def _optional_members(
 
     out = etsi_members(ordered, etsi, etsi_chain_pem, etsi_pdf)  # proof export --etsi
     out.update(mdn_members(mdns))  # format 5: the read receipts, mdns/NN.eml
-    chain = signer_chain_pem(message)  # format 6: the S/MIME signer's certificates
+    chain = signer_chain_pem(message if isinstance(message, bytes) else message.buf)  # format 6
     if chain is not None:
         out[SIGNER_CHAIN] = chain
     statements = [parse_statement(r.entry) for r in ordered]
@@ -176,13 +196,20 @@ def _optional_members(
 
 
 def _documents(
-    files: Mapping[str, bytes], vkey: str, reveal_subject: bool, protected_subject: str | None
+    files: Mapping[str, bytes],
+    message: FileMember | None,
+    vkey: str,
+    reveal_subject: bool,
+    protected_subject: str | None,
 ) -> dict[str, bytes]:
-    """The rendered documents, from what the evidence members verify to (checked once)."""
+    """The rendered documents, from what the evidence members (and ``message``, when it
+    is not among them) verify to (checked once)."""
     from certmail.bundle import documents
     from certmail.bundle.verify import check_evidence
 
-    _, _, facts = check_evidence(files, vkey, None, None, documents=False, openpgp=False)
+    _, _, facts = check_evidence(
+        files, vkey, None, None, documents=False, openpgp=False, message=message
+    )
     if protected_subject is not None:
         if facts.mime is None or facts.mime.kind != "encrypted":
             raise ValueError("protected_subject is for an encrypted message only")
@@ -190,25 +217,29 @@ def _documents(
     return documents.render(facts, reveal_subject, protected_subject)
 
 
-def _written(files: Mapping[str, bytes]) -> bytes:
-    """The zip of ``files``, read back: it must hold exactly what was written."""
-    from certmail.bundle.zipio import same_members, write_members
+def _written(out: BinaryIO, files: Mapping[str, bytes | FileMember]) -> int:
+    """The zip of ``files`` written to ``out`` and read back (a file's in pieces): it must
+    hold exactly what was written. Its size."""
+    from certmail.bundle.zipio import same_members, write_members_to
+    from certmail.mime import FileBuffer
 
-    data = write_members(files)
-    if not same_members(data, files):
+    size = write_members_to(out, files)
+    out.flush()
+    written = out.getvalue() if isinstance(out, io.BytesIO) else FileBuffer(out.fileno())
+    if not same_members(written, files):
         raise VerificationError("the bundle written does not read back as written")
-    return data
+    return size
 
 
 def _evidence_members(
-    message: bytes,
+    message: bytes | FileMember,
     ordered: Sequence[Any],
     vkey: str,
     tsa_chain_pem: bytes,
     consistency: Callable[[int, int], Sequence[bytes]] | None,
     extra: Mapping[str, bytes],
 ) -> dict[str, bytes]:
-    """message.eml, the format, the verifier key, the TSA chain, each receipt's
+    """message.eml (when it is bytes), the format, the verifier key, the TSA chain, each receipt's
     evidence/NN-<event> members, the ``extra`` members (cosigned checkpoints, format 3;
     outside time-stamps, format 4) and the consistency proofs between all their
     checkpoints."""
@@ -221,8 +252,8 @@ def _evidence_members(
         chain = x509.load_pem_x509_certificates(tsa_chain_pem)
     except ValueError:
         raise MalformedError("the TSA chain holds no PEM certificates") from None
-    files: dict[str, bytes] = {
-        MESSAGE: message,
+    files: dict[str, bytes] = {MESSAGE: message} if isinstance(message, bytes) else {}
+    files |= {
         FORMAT_FILE: format_text(_format(extra)),
         VKEY: (vkey + "\n").encode("ascii"),
         CHAIN: b"".join(c.public_bytes(Encoding.PEM) for c in chain),

@@ -14,6 +14,7 @@ from email.utils import getaddresses
 from certmail.bundle.documents.facts import MimeLayout
 from certmail.mime import Entity, parse_entity, part_spans
 from keys.errors import MalformedError
+from notary.mime import Buffer
 
 __all__ = ["HeaderFacts", "header_facts"]
 
@@ -43,7 +44,7 @@ def _text(value: object) -> str:
         return text[:_SHOWN]
 
 
-def header_facts(message: bytes, top: Callable[[], Entity] | None = None) -> HeaderFacts:
+def header_facts(message: Buffer, top: Callable[[], Entity] | None = None) -> HeaderFacts:
     """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message);
     ``top`` answers its top entity when the caller has read it already."""
     try:

@@ -52,8 +52,9 @@ FORMAT_MDNS = 5
 FORMAT_SMIME = 6
 FORMATS = (1, 2, 3, 4, 5, 6)
 
-#: Largest message.eml accepted, in bytes.
-MAX_MESSAGE_SIZE = 256 << 20
+#: Largest message.eml accepted, in bytes: a 200 MB attachment sent uncompressed makes a
+#: message of about 395 MB (base64 inside, ASCII armor around it: certmail/msgsize.py).
+MAX_MESSAGE_SIZE = 512 << 20
 #: Largest other member, in bytes (a receipt holds a tlog-proof of at most ~1.1 MiB).
 MAX_MEMBER_SIZE = 4 << 20
 #: Largest bundle file, and largest total of its uncompressed members.

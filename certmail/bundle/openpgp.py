@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     from certmail.bundle.checks import Event
     from certmail.bundle.documents.facts import MimeLayout
     from keys.gpg import Keyring
+    from notary.mime import Buffer
 
 __all__ = ["check_acknowledgement", "check_sender_signature"]
 
 
 def check_sender_signature(
-    message: bytes,
+    message: Buffer,
     layout: MimeLayout | None,
     sender: str,
     keyring: Keyring | None,

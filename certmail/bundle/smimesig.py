@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from certmail.bundle.checks import Verified
     from certmail.bundle.documents.facts import SmimeFact
     from certmail.mime import Entity
+    from notary.mime import Buffer
 
 __all__ = [
     "SIGNER_CHAIN",
@@ -47,7 +48,7 @@ _ITEM = "sender signature"
 
 
 def smime_layout(
-    message: bytes, entity: Callable[[], Entity] | None = None
+    message: Buffer, entity: Callable[[], Entity] | None = None
 ) -> tuple[str, Entity] | None:
     """``("signed" | "encrypted", top entity)`` of an S/MIME message.eml, else None;
     ``entity`` answers the top entity when the caller has read it already."""
@@ -98,7 +99,7 @@ def _chain_of(der: bytes) -> list[x509.Certificate]:
     return chain
 
 
-def signer_chain_pem(message: bytes) -> bytes | None:
+def signer_chain_pem(message: Buffer) -> bytes | None:
     """At export: smime/signer-chain.pem of an S/MIME signed message, else None."""
     from certmail.smime.certs import to_pem
 

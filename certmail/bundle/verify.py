@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from certmail.bundle.headers import HeaderFacts
+    from certmail.bundle.zipio import FileMember
     from keys.gpg import Keyring
     from notary.cosignature import CosignatureVerifier
 
@@ -65,12 +66,15 @@ def check_evidence(
     documents: bool,
     openpgp: bool = True,
     smime_ca: Path | None = None,
+    message: FileMember | None = None,
 ) -> tuple[Verified, list[Check], Facts]:
     """Run every check of the machine-readable members, in order; derive the facts.
     Raises VerificationError naming what failed. Without ``openpgp`` (export: the
     exporter has judged the acknowledgements with the sender's keyring) the OpenPGP
     signatures are not checked, the key members still are. ``smime_ca``: the CA bundle
-    an S/MIME sender signature's chain must verify to (certmail/bundle/smimesig.py)."""
+    an S/MIME sender signature's chain must verify to (certmail/bundle/smimesig.py).
+    ``message``: message.eml when it is not in ``files`` (export: its file, read in
+    pieces, its SHA-256 taken in the pass that takes its CRC-32 for the zip)."""
     from certmail.bundle.anchors import read_anchors
     from certmail.bundle.cosigned import read_cosigned
     from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
@@ -78,8 +82,12 @@ def check_evidence(
     from certmail.bundle.smimesig import smime_fact
     from certmail.bundle.tokens import check_token
 
-    checks.require_members(files, (MESSAGE, VKEY, CHAIN, *(DOCUMENTS if documents else ())))
-    v = Verified(files, hashlib.sha256(files[MESSAGE]).digest())
+    needed = (*(() if message else (MESSAGE,)), VKEY, CHAIN, *(DOCUMENTS if documents else ()))
+    checks.require_members(files, needed)
+    if message is None:
+        v = Verified(files, hashlib.sha256(files[MESSAGE]).digest())
+    else:
+        v = Verified(files, message.sums()[0], message_file=message.buf)
     v.format = checks.check_format(files)
     report = [checks.check_notary_key(v, vkey), checks.check_tsa_chain(v, tsa_roots)]
     numbered, consistency_files = checks.evidence_members(files)

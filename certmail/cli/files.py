@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_new(output: Path, data: bytes, force: bool) -> None:
-    """Write ``output`` durably via a temporary file beside it, then rename it in place.
+    """Write ``data`` to ``output`` as :func:`new_file` does."""
+    with new_file(output, force) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def new_file(output: Path, force: bool) -> Iterator[BinaryIO]:
+    """A temporary file beside ``output`` to write (from its start); when the block ends
+    without an error it is flushed, fsync'd and renamed to ``output``.
 
     Without ``force`` an ``output`` that exists by the time of the rename is left
     alone (callers check first too, before their work): ConflictError. An unwritable
@@ -22,8 +33,8 @@ def write_new(output: Path, data: bytes, force: bool) -> None:
     except OSError as e:
         raise Error(f"cannot write {output}: {e.strerror or e}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "w+b") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         if not force and output.exists():

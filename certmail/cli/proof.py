@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from certmail.cli.app import App, home_option, json_option, pass_app
 from certmail.cli.options import anchor_root_option, tsa_root_option, vkey_option
 from keys.errors import Error
+
+if TYPE_CHECKING:
+    from certmail.bundle.zipio import FileMember
+    from notary.mime import Buffer
 
 
 @click.group("proof")
@@ -96,43 +100,40 @@ def export(
         raise Error(
             "no notary configured", hint="set CERTMAIL_NOTARY_URL and CERTMAIL_NOTARY_TOKEN"
         )
-    entry, message, kept = _ledger_copy(settings, ref)
-    protected = _revealed_subject(message, settings) if reveal_subject else None
-    data, events, left_out = _build(
-        settings,
-        entry,
-        message,
-        kept,
-        keep_all_acks,
-        reveal_subject,
-        protected,
-        for_recipient,
-        etsi,
-    )
-    from certmail.cli.files import write_new
+    from certmail.bundle.zipio import FileMember
+    from certmail.cli.files import new_file
+    from certmail.cli.proof_subject import revealed_subject
+    from certmail.mime import FileBuffer
 
-    write_new(output, data, force)
-    _report(app, output, entry, events, len(data), left_out)
+    entry, path, kept = _ledger_copy(settings, ref)
+    protected = revealed_subject(path, settings) if reveal_subject else None
+    with path.open("rb") as stored, new_file(output, force) as out:  # never whole in memory
+        message = FileMember(FileBuffer(stored.fileno()))
+        size, events, left_out = _build(
+            out,
+            settings,
+            entry,
+            message,
+            kept,
+            keep_all_acks,
+            reveal_subject,
+            protected,
+            for_recipient,
+            etsi,
+        )
+    _report(app, output, entry, events, size, left_out)
 
 
-def _ledger_copy(settings: Any, ref: str) -> tuple[Any, bytes, list[dict[str, Any]]]:
-    """The ledger's entry for ``ref``, the exact bytes of its stored copy and the receipts
+def _ledger_copy(settings: Any, ref: str) -> tuple[Any, Path, list[dict[str, Any]]]:
+    """The ledger's entry for ``ref``, its stored copy (the exact bytes) and the receipts
     the ledger kept."""
     from certmail.ledger import Ledger
 
     with Ledger(settings.ledger_path, settings.outbox_dir, settings.sent_dir) as ledger:
         entry = ledger.find(ref)
-        message = ledger.message_path(entry.sha256).read_bytes()
+        path = ledger.message_path(entry.sha256)
         kept = ledger.receipts(entry.sha256)
-    return entry, message, kept
-
-
-def _revealed_subject(message: bytes, settings: Any) -> str | None:
-    """The protected Subject to show (--reveal-subject), warning when it cannot be read."""
-    protected, note = protected_subject(message, settings)
-    if note:
-        click.echo(f"certmail: warning: {note}", err=True)
-    return protected
+    return entry, path, kept
 
 
 def _all_receipts(client: Any, entry: Any, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,20 +178,22 @@ def _getter(url: str) -> Any:
 
 
 def _build(
+    out: BinaryIO,
     settings: Any,
     entry: Any,
-    message: bytes,
+    message: FileMember,
     kept: list[dict[str, Any]],
     keep_all_acks: bool,
     reveal_subject: bool,
     protected: str | None,
     for_recipient: str | None = None,
     etsi: bool = False,
-) -> tuple[bytes, int, list[dict[str, str]]]:
-    """The bundle's bytes, its number of events and the acknowledgements left out."""
+) -> tuple[int, int, list[dict[str, str]]]:
+    """The bundle written to ``out``: its size, its number of events and the
+    acknowledgements left out."""
     import base64
 
-    from certmail.bundle import export_bundle
+    from certmail.bundle.export import write_bundle
     from certmail.bundle.mdns import kept_read_receipts
     from certmail.notary_client import NotaryClient
 
@@ -206,7 +209,8 @@ def _build(
             body = get("/v1/proof/consistency", old=old, new=new).json()
             return [base64.b64decode(h, validate=True) for h in body["proof"]]
 
-        data = export_bundle(
+        size = write_bundle(
+            out,
             message,
             receipts,
             vkey=vkey,
@@ -214,13 +218,13 @@ def _build(
             consistency=consistency,
             reveal_subject=reveal_subject,
             protected_subject=protected,
-            keys=_bundle_keys(message, settings, ack_keys + mdn_keys),
+            keys=_bundle_keys(message.buf, settings, ack_keys + mdn_keys),
             for_recipient=for_recipient,
             mdns=mdns,
             **(_etsi_evidence(client, entry.sha256) if etsi else {}),
             anchored=lambda size: _anchored(get, size),
         )
-    return data, len({r.get("entry") for r in receipts}), left_out
+    return size, len({r.get("entry") for r in receipts}), left_out
 
 
 def _anchored(get: Any, size: int) -> dict[str, Any] | None:
@@ -250,7 +254,7 @@ def _etsi_evidence(client: Any, sha256: str) -> dict[str, Any]:
 
 
 def _bundle_keys(
-    message: bytes, settings: Any, ack_keys: list[tuple[str, str]]
+    message: Buffer, settings: Any, ack_keys: list[tuple[str, str]]
 ) -> dict[str, bytes]:
     """The keys/ members: the sender's key (the keyring's for the From: address) and the
     key of each acknowledgement judged to be by the recipient's key."""
@@ -297,33 +301,6 @@ def _report(
         return
     click.echo(f"certmail: wrote {output} ({events} events, {size} bytes)", err=True)
     click.echo(str(output))
-
-
-def protected_subject(message: bytes, settings: Any) -> tuple[str | None, str | None]:
-    """The Subject inside the encryption of the sender's copy (RFC 9788: the outer one is
-    ``[...]``), and a note when it cannot be read. ``send`` encrypts to the sender's own
-    key too, so the sender's keyring decrypts its copy; (None, None) for a message that
-    is not encrypted (its outer Subject is the real one)."""
-    import tempfile
-
-    from certmail.bundle.headers import header_facts
-    from certmail.unseal import unseal
-    from keys.gpg import Keyring
-
-    layout = header_facts(message).layout
-    if layout is None or layout.kind != "encrypted":
-        return None, None
-    outer = " (the certificate shows the outer Subject, [...])"
-    try:
-        with tempfile.TemporaryDirectory(prefix="certmail-subject-") as work:
-            opened = unseal(Keyring(settings.gnupghome), message, Path(work), allow_unsigned=True)
-    except Error as e:
-        first = e.message.splitlines()[0] if e.message else type(e).__name__
-        return None, f"cannot decrypt your copy to read its Subject: {first}{outer}"
-    subject = opened.fields.get("Subject") if opened.header_protection else None
-    if subject is None:
-        return None, f"your copy has no protected Subject inside its encryption{outer}"
-    return subject, None
 
 
 def _smime_of(settings: Any) -> Any:

@@ -358,7 +358,7 @@ def test_direct_mode_certificate_says_the_notary_saw_only_a_hash_and_the_real_su
     # a keyring that cannot decrypt the copy: said so, and the outer Subject it is
     from types import SimpleNamespace
 
-    from certmail.cli.proof import protected_subject
+    from certmail.cli.proof_subject import protected_subject
 
     raw = (c.alice.home / "sent" / f"{sent['sha256']}.eml").read_bytes()
     assert protected_subject(raw, SimpleNamespace(gnupghome=c.alice.home / "gnupg")) == (

@@ -15,7 +15,7 @@ export const FORMAT_FILE = "bundle.json";
 /** The formats this page knows (docs/proof-bundle.md). */
 export const FORMATS = [1, 2, 3, 4, 5, 6];
 
-export const MAX_MESSAGE_SIZE = 256 * 2 ** 20;
+export const MAX_MESSAGE_SIZE = 512 * 2 ** 20;
 export const MAX_MEMBER_SIZE = 4 * 2 ** 20;
 export const MAX_BUNDLE_SIZE = MAX_MESSAGE_SIZE + 64 * 2 ** 20;
 export const MAX_EVENTS = 999;
