@@ -253,7 +253,7 @@ class LogSQL(SQLBase):
 
     @contextmanager
     def sequence(self) -> Iterator[SQLTransaction]:
-        with self._write() as cur:
+        with self._sequence_write() as cur:
             self.dialect.lock_sequencer(cur)
             tx = SQLTransaction(self.dialect, cur, self._tokens)
             yield tx
