@@ -8,6 +8,12 @@ generator does not eat the CPU being measured): one process and
 ``serve --workers 2`` side by side (their runs alternated), on SQLite and on
 PostgreSQL, with the group commit each got (entries per batch, from /metrics)
 and the notary processes' CPU time per request.
+
+``--backends [--rounds 3] [--before TREE]`` runs only the SQLite/PostgreSQL peers: one
+notary on each (with ``--before``, two more on the code in TREE, e.g. a ``git archive``
+of the last commit), their wrk runs alternated (``--rounds`` each), every run printed with
+p50/p99, the notary's CPU per request and the PostgreSQL backends' own CPU per request
+(their processes found by ``application_name`` in pg_stat_activity), then the medians.
 """
 
 from __future__ import annotations
@@ -107,20 +113,28 @@ def free_port() -> int:
 
 
 def serve(
-    tmp: Path, workers: int = 1, database: str | None = None, tag: str = ""
+    tmp: Path,
+    workers: int = 1,
+    database: str | None = None,
+    tag: str = "",
+    tree: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A ``notary serve`` (of the code in ``tree``, else this one): (process, URL, token)."""
     d = tmp / f"notary{workers}{'pg' if database else ''}{tag}"
     db = ["--db", database] if database else []
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     subprocess.run(
         [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log", *db],
         check=True,
         capture_output=True,
+        env=env,
     )
     out = subprocess.run(
         [*CERTMAIL, "notary", "accounts", "add", "bench@example.test", "--dir", str(d)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     token = out.stdout.strip().splitlines()[-1]
     port = free_port()
@@ -137,6 +151,7 @@ def serve(
             str(workers),
         ],
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -313,7 +328,103 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def pg_backend_cpu(dsn: str, app_name: str) -> float:
+    """CPU seconds (user + system) so far of the PostgreSQL backends named ``app_name``."""
+    import psycopg
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from proctree import cpu_of
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        pids = [
+            int(r[0])
+            for r in c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app_name,)
+            )
+        ]
+    return cpu_of(pids)
+
+
+def backends_peers(
+    tmp: Path, dsn: str, rounds: int, before: Path | None = None, seconds: int = 5
+) -> None:
+    """SQLite and PostgreSQL side by side (one process each; with ``before``, also both
+    on the code in that tree), their wrk runs alternated: requests/s, latency, notary CPU
+    per request and PostgreSQL's CPU per request."""
+    import statistics
+
+    name, schemas = pg_schemas(dsn)
+    trees: dict[str, Path | None] = {"": None} if before is None else {"before, ": before, "": None}
+    serves: dict[str, tuple[subprocess.Popen[bytes], str, str, str | None]] = {}
+    try:
+        for prefix, tree in trees.items():
+            app_name = "bench_" + uuid.uuid4().hex[:8]
+            for backend in ("SQLite", "PostgreSQL"):
+                db = name(1) + f"&application_name={app_name}" if backend == "PostgreSQL" else None
+                tag = f"backends{len(serves)}"
+                proc, url, token = serve(tmp, 1, db, tag=tag, tree=tree)
+                serves[prefix + backend] = (proc, url, token, app_name if db else None)
+        got = _alternate(serves, dsn, rounds, seconds)
+    finally:
+        for proc, _, _, _ in serves.values():
+            proc.terminate()
+            proc.wait()
+        drop_schemas(dsn, schemas)
+    for label, runs in got.items():
+        for i, (rps, lat, cpu_ms, pg_ms) in enumerate(runs):
+            pg = f", PostgreSQL {pg_ms:.2f} ms CPU/request" if "PostgreSQL" in label else ""
+            row(
+                f"POST /v1/notarize, 64 clients (wrk), tst, {label}, run {i + 1}",
+                f"{rps:,.0f}/s",
+                f"{lat}, notary {cpu_ms:.2f} ms CPU/request{pg}",
+            )
+    med = {k: statistics.median(r[0] for r in v) for k, v in got.items() if v}
+    for prefix in trees:
+        sq, pg = med.get(prefix + "SQLite"), med.get(prefix + "PostgreSQL")
+        if sq and pg:
+            row(
+                f"POST /v1/notarize, 64 clients, {prefix}PostgreSQL / SQLite (medians)",
+                f"{pg / sq:.2f}x",
+                f"SQLite {sq:,.0f}/s, PostgreSQL {pg:,.0f}/s",
+            )
+
+
+def _alternate(
+    serves: dict[str, tuple[subprocess.Popen[bytes], str, str, str | None]],
+    dsn: str,
+    rounds: int,
+    seconds: int,
+) -> dict[str, list[tuple[float, str, float, float]]]:
+    """``rounds`` wrk runs of each serve, alternated: (requests/s, latency note, notary and
+    PostgreSQL CPU milliseconds per request) per run."""
+    got: dict[str, list[tuple[float, str, float, float]]] = {k: [] for k in serves}
+    for _ in range(rounds):
+        for label, (proc, url, token, app_name) in serves.items():
+            c0 = serve_tree_cpu(proc)
+            p0 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
+            r = wrk_run(url, token, seconds)
+            if r is None:
+                return got
+            c1 = serve_tree_cpu(proc)
+            p1 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
+            n = max(r[1], 1)
+            got[label].append((r[0], r[2], (c1 - c0) / n * 1e3, (p1 - p0) / n * 1e3))
+    return got
+
+
 def main() -> None:
+    if "--backends" in sys.argv:
+        dsn = pg_dsn()
+        if dsn is None:
+            raise SystemExit("bench_log: error: no PostgreSQL (set CERTMAIL_TEST_POSTGRES_DSN)")
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+        before = Path(sys.argv[sys.argv.index("--before") + 1]) if "--before" in sys.argv else None
+        with tempfile.TemporaryDirectory() as tmp:
+            backends_peers(Path(tmp), dsn, rounds, before)
+        print("\n| measure | figure | note |\n|---|---:|---|")
+        for what, value, note in ROWS:
+            print(f"| {what} | {value} | {note} |")
+        return
     print("certmail log benchmark (2-core machine; figures side by side)", file=sys.stderr)
     ceilings()
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,6 +22,7 @@ which :class:`LimitedConfig` hands to uvicorn as its ``http=`` class:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections import Counter
@@ -64,6 +65,14 @@ class LimitedConfig(uvicorn.Config):
     ) -> None:
         super().__init__(app, http=protocol or LimitedHttpToolsProtocol, **kwargs)
         self.http_limits = limits
+
+    def load(self) -> None:
+        """Load the app (in each worker), then freeze what exists: the modules, classes
+        and app built so far live as long as the server, and once out of the collector's
+        generations a full collection no longer walks them (unfrozen, one paused every
+        request for up to 200 ms under ``POST /v1/notarize`` with 64 clients)."""
+        super().load()
+        gc.freeze()
 
 
 class _ServerWatch:

@@ -269,8 +269,14 @@ class LogStore(Protocol):
         never sees it, even where older versions logged a copy for it.
         """
 
-    def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
-        """Committed entries from ``start`` on, in log order."""
+    def iter_entries(
+        self, start: int = 0, stop: int | None = None, *, tokens: bool = True
+    ) -> Iterator[StoredEntry]:
+        """Committed entries from ``start`` on (before ``stop``, if given), in log order.
+
+        With ``tokens`` off every entry's ``tst`` is None: the token is neither read
+        nor rebuilt, for a reader that needs only the statement.
+        """
 
 
 class AccountStore(Protocol):

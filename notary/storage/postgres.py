@@ -17,8 +17,9 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
+from itertools import islice
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -31,6 +32,9 @@ from notary.storage.versions import NotifyListener
 #: The sequencer's pg_advisory_xact_lock key in the ``public`` schema:
 #: "certmail" in ASCII, as a bigint (what every version has used there).
 SEQUENCER_LOCK = 0x63657274_6D61696C
+
+#: Most rows one bulk INSERT carries (its arrays are built in memory).
+BULK_ROWS = 20_000
 
 
 def sequencer_lock_key(schema: str) -> int:
@@ -71,6 +75,7 @@ class PostgresDialect(Dialect):
 
     def __init__(self, lock_key: int) -> None:
         self.lock_key = lock_key
+        self._types: dict[str, dict[str, str]] = {}
 
     def time_param(self, t: datetime) -> Any:
         return t
@@ -82,10 +87,28 @@ class PostgresDialect(Dialect):
     def bulk_insert(
         self, cur: Cursor, table: str, columns: str, rows: Iterable[Sequence[Any]]
     ) -> None:
-        assert isinstance(cur, psycopg.Cursor)
-        with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        """One ``INSERT ... SELECT * FROM unnest(arrays)`` per :data:`BULK_ROWS` rows, the
+        arrays sent in binary: a single statement, which (unlike COPY) pipeline mode
+        can send together with the rest of the transaction."""
+        names = [c.strip() for c in columns.split(",")]
+        types = self._column_types(cur, table)
+        arrays = ", ".join(f"%b::{types[n]}[]" for n in names)
+        query = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        it = iter(rows)
+        while chunk := list(islice(it, BULK_ROWS)):
+            cur.execute(query, [list(col) for col in zip(*chunk, strict=True)])
+
+    def _column_types(self, cur: Cursor, table: str) -> dict[str, str]:
+        """``table``'s column names and SQL types (read once: bulk tables never change)."""
+        found = self._types.get(table)
+        if found is None:
+            rows = cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            ).fetchall()
+            found = self._types[table] = {str(n): str(t) for n, t in rows}
+        return found
 
     def columns(self, cur: Cursor, table: str) -> set[str]:
         rows = cur.execute(
@@ -156,11 +179,27 @@ class PostgresStorage(SQLStorage):
             self._local.conn = conn
         return conn.cursor()
 
+    def _write(self) -> AbstractContextManager[Cursor]:
+        return self._transaction(pipeline=False)
+
+    def _sequence_write(self) -> AbstractContextManager[Cursor]:
+        # One batch of the log in pipeline mode: the lock and the read of the tree go in
+        # one round trip, the inserts in one more, then the COMMIT, which is waited for
+        # (synchronous_commit on), so the batch is durable when this returns.
+        return self._transaction(pipeline=True)
+
     @contextmanager
-    def _write(self) -> Iterator[Cursor]:
+    def _transaction(self, *, pipeline: bool) -> Iterator[Cursor]:
         with self._write_lock:
             try:
-                with self._writer.transaction(), self._writer.cursor() as cur:
+                # The pipeline inside the transaction: its end sends everything and
+                # raises the first error (a unique violation as itself, not as an aborted
+                # pipeline), and the transaction then rolls back.
+                with (
+                    self._writer.transaction(),
+                    self._writer.pipeline() if pipeline else nullcontext(),
+                    self._writer.cursor() as cur,
+                ):
                     yield cur
             except psycopg.errors.UniqueViolation as e:
                 raise StorageError(f"conflicting write: {e}") from e

@@ -137,9 +137,8 @@ class MessageIndex:
             row = cur.execute("SELECT next FROM app_cursor").fetchone()
             start = row[0] if row else 0
             nxt = start
-            for e in self.log.iter_entries(start):
-                if n >= limit or e.index >= size:
-                    break
+            # The statements only: the tokens are not needed here (nor rebuilt).
+            for e in self.log.iter_entries(start, min(size, start + limit), tokens=False):
                 if e.account_id is not None:
                     self._apply(cur, e)
                 nxt, n = e.index + 1, n + 1

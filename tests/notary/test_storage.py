@@ -41,6 +41,11 @@ def test_append_and_read_back(storage: Storage) -> None:
     sha = hashlib.sha256(b"2").hexdigest()
     assert [x.index for x in storage.entries_for_message(sha)] == [2]
     assert [x.index for x in storage.iter_entries(1)] == [1, 2]
+    assert [x.index for x in storage.iter_entries(0, 2)] == [0, 1]
+    plain = list(storage.iter_entries(1, tokens=False))  # statements only: no token read
+    assert [(x.index, x.entry, x.tst) for x in plain] == [
+        (i, numbered_entry(i).entry, None) for i in (1, 2)
+    ]
     assert storage.checkpoint_at(3) is not None and storage.checkpoint_at(2) is None
     append_numbered(storage, 2)
     with storage.sequence() as tx:

@@ -245,6 +245,11 @@ class SQLBase:
     def _write(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
 
+    def _sequence_write(self) -> AbstractContextManager[Cursor]:
+        """The write transaction of one batch of the log: :meth:`_write`, which a backend
+        may run with its statements sent together (PostgreSQL's pipeline mode)."""
+        return self._write()
+
     def accounts_version(self) -> int | None:
         """A number that changes whenever an account changes, in any process (no query).
 

@@ -253,7 +253,7 @@ class LogSQL(SQLBase):
 
     @contextmanager
     def sequence(self) -> Iterator[SQLTransaction]:
-        with self._write() as cur:
+        with self._sequence_write() as cur:
             self.dialect.lock_sequencer(cur)
             tx = SQLTransaction(self.dialect, cur, self._tokens)
             yield tx
@@ -297,11 +297,15 @@ class LogSQL(SQLBase):
             and (e.event != "ContentHandover" or first.get(e.message_id) == account_id)
         ]
 
-    def iter_entries(self, start: int = 0) -> Iterator[StoredEntry]:
+    def iter_entries(
+        self, start: int = 0, stop: int | None = None, *, tokens: bool = True
+    ) -> Iterator[StoredEntry]:
+        cols = _ENTRY_COLS if tokens else _ENTRY_COLS.replace("tst", "NULL")
+        bound, params = ("", (start,)) if stop is None else (" AND idx < ?", (start, stop))
         cur = self.dialect.run(
             self._read(),
-            f"SELECT {_ENTRY_COLS} FROM entries WHERE idx >= ? ORDER BY idx",  # noqa: S608
-            (start,),
+            f"SELECT {cols} FROM entries WHERE idx >= ?{bound} ORDER BY idx",  # noqa: S608
+            params,
         )
         rows_to = self._rows()
         for row in cur:
