@@ -122,7 +122,10 @@ def test_a_query_like_a_known_shape_is_parsed(
     assert b"\x03\x02\x02\x04" in both(tsa, query(nonce=b"\x02\x02\x00\x01"), monkeypatch)[0]
 
 
-def test_fast_tokens_verify(pki: tuple[Path, TsaCredentials]) -> None:
+def test_fast_tokens_verify(
+    pki: tuple[Path, TsaCredentials], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(fastpath.ENV, raising=False)  # also in CI's reference-only pass
     tsa = TimeStampAuthority(pki[1])
     root = x509.load_pem_x509_certificate((pki[0] / ROOT_CERT).read_bytes())
     serials = set()
@@ -138,3 +141,13 @@ def test_fast_tokens_verify(pki: tuple[Path, TsaCredentials]) -> None:
         serials.add(info.serial)
     assert len(serials) == 3
     assert len(tsa._shapes) == 1
+
+
+def test_reference_only_remembers_nothing(
+    pki: tuple[Path, TsaCredentials], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(fastpath.ENV, "1")
+    tsa = TimeStampAuthority(pki[1])
+    for _ in range(2):
+        tsa.respond(query())
+    assert not tsa._shapes and not tsa._frames
