@@ -222,6 +222,7 @@ class TimeStampAuthority:
         )
         self._granted = der.seq(der.integer(GRANTED))
         self._sec_cache = (-1, b"")  # (a second since 1970, its GeneralizedTime text)
+        self._fast = fastpath.enabled()  # taken once: an instance is fast or reference
         self._shapes: dict[int, _Shape] = {}  # query length -> a granted query's shape
         self._frames: dict[tuple[int, int, int, bool], tuple[bytes, bytes, bytes]] = {}
 
@@ -237,7 +238,7 @@ class TimeStampAuthority:
             if len(query_der) > MAX_QUERY_BYTES:
                 return rejection(BAD_DATA_FORMAT, "The request is too large.")
             query_der = bytes(query_der)
-            fast = fastpath.enabled()
+            fast = self._fast
             if fast:
                 reply = self._respond_shaped(query_der)
                 if reply is not None:

@@ -57,16 +57,28 @@ def query(
     return der.seq(*parts)
 
 
-def both(tsa: TimeStampAuthority, q: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
-    """(fast answer, reference answer) to ``q``, with the same serial."""
-    monkeypatch.delenv(fastpath.ENV, raising=False)
-    tsa._counter = itertools.count(7)
-    fast = tsa.respond(q)
-    monkeypatch.setenv(fastpath.ENV, "1")
-    tsa._counter = itertools.count(7)
-    reference = tsa.respond(q)
+def pair(
+    pki: tuple[Path, TsaCredentials], monkeypatch: pytest.MonkeyPatch, size: int = 71
+) -> tuple[TimeStampAuthority, TimeStampAuthority]:
+    """(a fast TSA, a reference TSA) with the same clock, serials and fixed 'signatures'."""
+    made = []
+    for reference in ("", "1"):
+        monkeypatch.setenv(fastpath.ENV, reference)
+        tsa = TimeStampAuthority(pki[1], clock=lambda: NOW)
+        key = tsa._key = FixedKey()  # type: ignore[assignment]
+        key.size = size
+        made.append(tsa)
     monkeypatch.delenv(fastpath.ENV)
-    return fast, reference
+    made[1]._serial_base = made[0]._serial_base
+    return made[0], made[1]
+
+
+def both(tsas: tuple[TimeStampAuthority, TimeStampAuthority], q: bytes) -> tuple[bytes, bytes]:
+    """(fast answer, reference answer) to ``q``, with the same serial."""
+    fast, reference = tsas
+    fast._counter = itertools.count(7)
+    reference._counter = itertools.count(7)
+    return fast.respond(q), reference.respond(q)
 
 
 QUERIES = {
@@ -95,13 +107,13 @@ QUERIES = {
 def test_fast_answers_equal_the_reference(
     pki: tuple[Path, TsaCredentials], monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    tsa = TimeStampAuthority(pki[1], clock=lambda: NOW)
-    key = tsa._key = FixedKey()  # type: ignore[assignment]
-    key.size = size
+    tsas = pair(pki, monkeypatch, size)
     for _ in range(2):  # the second round: every shape and frame is known
         for name, q in QUERIES.items():
-            fast, reference = both(tsa, q, monkeypatch)
+            fast, reference = both(tsas, q)
             assert fast == reference, name
+    assert tsas[0]._shapes and tsas[0]._frames
+    assert not tsas[1]._shapes and not tsas[1]._frames
 
 
 def test_a_query_like_a_known_shape_is_parsed(
@@ -109,17 +121,16 @@ def test_a_query_like_a_known_shape_is_parsed(
 ) -> None:
     """Same length as a remembered shape, other fixed bytes: the reference parser
     answers (a non-minimal nonce and another policy are refused, as it refuses them)."""
-    tsa = TimeStampAuthority(pki[1], clock=lambda: NOW)
-    tsa._key = FixedKey()  # type: ignore[assignment]
-    tsa.respond(query(nonce=b"\x02\x02\x01\x01"))  # the shape of a 2-byte nonce
+    tsas = pair(pki, monkeypatch)
+    tsas[0].respond(query(nonce=b"\x02\x02\x01\x01"))  # the shape of a 2-byte nonce
     for q in (
         query(nonce=b"\x02\x02\x00\x01"),  # non-minimal: badDataFormat
         query(nonce=b"\x02\x02\xff\x80"),  # non-minimal negative
         query(nonce=b"\x02\x02\x01\x01")[:-1] + b"\x00",  # certReq FALSE, same length
     ):
-        fast, reference = both(tsa, q, monkeypatch)
+        fast, reference = both(tsas, q)
         assert fast == reference
-    assert b"\x03\x02\x02\x04" in both(tsa, query(nonce=b"\x02\x02\x00\x01"), monkeypatch)[0]
+    assert b"\x03\x02\x02\x04" in both(tsas, query(nonce=b"\x02\x02\x00\x01"))[0]
 
 
 def test_fast_tokens_verify(
