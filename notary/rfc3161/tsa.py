@@ -19,6 +19,17 @@ restarts and across processes sharing the directory, and it still moves forward
 if the file is restored from an old backup (time has moved on) or the clock is
 set back (the file remembers). Without a ``state_dir`` the epoch is the start
 time in microseconds followed by 32 random bits. See docs/rfc3161.md.
+
+The fast path of :meth:`TimeStampAuthority.respond` (off with
+``CERTMAIL_REFERENCE_ONLY=1``, :mod:`notary.fastpath`) is built from this same
+code. A query the reference parser granted is remembered as its *shape*: its
+bytes less the digest and the nonce's content. A later query of the same length
+and the same fixed bytes parses the same way (only the digest, any octets, and
+the nonce, a minimal INTEGER, differ), so it skips the parser. Its answer is
+spliced: the TimeStampResp the reference writes around a TSTInfo, signed
+attributes and signature of given sizes is cut once into the fixed bytes between
+them (a *frame*, checked against the reference output when it is made), and each
+answer is those bytes joined with its own three parts.
 """
 
 from __future__ import annotations
@@ -31,12 +42,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from notary import fastpath
 from notary.errors import NotaryError
 from notary.rfc3161 import der
 from notary.rfc3161.oids import DEFAULT_POLICY_OID, HASH_OIDS, HASH_SIZES
@@ -50,6 +62,7 @@ from notary.rfc3161.query import (
     TIME_NOT_AVAILABLE,
     UNACCEPTED_EXTENSION,
     UNACCEPTED_POLICY,
+    Query,
     parse_query,
     rejection,
 )
@@ -115,6 +128,47 @@ def _next_epoch(state_dir: Path, now_us: int) -> int:
         os.close(lock_fd)  # releases the lock
 
 
+#: How many query shapes and answer frames the fast path keeps (a client sends one or two).
+_MAX_SHAPES = 16
+_MAX_FRAMES = 64
+
+
+class _Shape(NamedTuple):
+    """A granted query's layout: its bytes are fixed but for ``[digest_at:imprint_end]``
+    (the digest) and ``[nonce_at:nonce_end]`` (the nonce's content, when it has one)."""
+
+    prefix: bytes  # the query up to the digest
+    imprint_at: int
+    digest_at: int
+    imprint_end: int
+    middle: bytes  # from the imprint's end to the nonce's content (or to the end)
+    nonce_tlv_at: int  # -1: no nonce
+    nonce_at: int
+    suffix: bytes  # after the nonce (the certReq), b"" without a nonce
+    cert_req: bool
+
+
+def _shape_of(query: bytes, q: Query) -> _Shape:
+    """The shape of ``query``, a TimeStampReq that :func:`parse_query` read as ``q``."""
+    _, pos, end = der.read(query, 0, len(query))
+    _, _, imprint_at = der.read(query, pos, end)  # version
+    imprint_end = imprint_at + len(q.imprint)
+    digest_at = imprint_end - len(q.digest)
+    if q.nonce is None:
+        return _Shape(
+            query[:digest_at], imprint_at, digest_at, imprint_end, query[imprint_end:],
+            -1, len(query), b"", q.cert_req,
+        )  # fmt: skip
+    nonce_tlv_at = imprint_end
+    if q.policy is not None:
+        _, _, nonce_tlv_at = der.read(query, imprint_end, end)
+    _, nonce_at, nonce_end = der.read(query, nonce_tlv_at, end)
+    return _Shape(
+        query[:digest_at], imprint_at, digest_at, imprint_end,
+        query[imprint_end:nonce_at], nonce_tlv_at, nonce_at, query[nonce_end:], q.cert_req,
+    )  # fmt: skip
+
+
 def _accuracy(accuracy_ms: int) -> bytes:
     """Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER OPTIONAL }."""
     secs, ms = divmod(accuracy_ms, 1000)
@@ -168,6 +222,9 @@ class TimeStampAuthority:
         )
         self._granted = der.seq(der.integer(GRANTED))
         self._sec_cache = (-1, b"")  # (a second since 1970, its GeneralizedTime text)
+        self._fast = fastpath.enabled()  # taken once: an instance is fast or reference
+        self._shapes: dict[int, _Shape] = {}  # query length -> a granted query's shape
+        self._frames: dict[tuple[int, int, int, bool], tuple[bytes, bytes, bytes]] = {}
 
     # -- public API --
 
@@ -180,8 +237,14 @@ class TimeStampAuthority:
         try:
             if len(query_der) > MAX_QUERY_BYTES:
                 return rejection(BAD_DATA_FORMAT, "The request is too large.")
+            query_der = bytes(query_der)
+            fast = self._fast
+            if fast:
+                reply = self._respond_shaped(query_der)
+                if reply is not None:
+                    return reply
             try:
-                q = parse_query(bytes(query_der))
+                q = parse_query(query_der)
             except der.DerError:
                 return rejection(BAD_DATA_FORMAT, "Bad request format.")
             if not q.version_ok:
@@ -195,6 +258,11 @@ class TimeStampAuthority:
             if q.extensions:
                 return rejection(UNACCEPTED_EXTENSION, "Unsupported extension.")
             try:
+                if fast:
+                    if len(self._shapes) >= _MAX_SHAPES:
+                        self._shapes.clear()
+                    self._shapes[len(query_der)] = _shape_of(query_der, q)
+                    return self._framed(*self._sign(q.imprint, q.nonce), q.cert_req)
                 token = self._issue(q.imprint, q.nonce, q.cert_req)
             except TimeStampError:
                 return rejection(TIME_NOT_AVAILABLE, "The TSA cannot issue tokens at this time.")
@@ -250,12 +318,65 @@ class TimeStampAuthority:
             text += (b".%03d" % ms).rstrip(b"0")  # DER: no trailing zeros
         return der.tlv(0x18, text + b"Z")
 
-    def _issue(self, imprint: bytes, nonce: bytes | None, cert_req: bool) -> bytes:
+    def _sign(self, imprint: bytes, nonce: bytes | None) -> tuple[bytes, bytes, bytes]:
+        """(TSTInfo, signed attributes, signature) of a new token."""
         serial = self._serial_base | next(self._counter)
         tpl = self.template
         tst_info = tpl.tst_info(
             self._policy, imprint, serial, self._gen_time(), self._accuracy, nonce
         )
         attrs = tpl.signed_attrs(tst_info)
-        signature = self._key.sign(tpl.signed_bytes(attrs), self._ecdsa)
-        return tpl.token(tst_info, attrs, signature, cert_req)
+        return tst_info, attrs, self._key.sign(tpl.signed_bytes(attrs), self._ecdsa)
+
+    def _issue(self, imprint: bytes, nonce: bytes | None, cert_req: bool) -> bytes:
+        return self.template.token(*self._sign(imprint, nonce), cert_req)
+
+    # -- the fast path --
+
+    def _respond_shaped(self, query: bytes) -> bytes | None:
+        """The granted answer to ``query`` if it has a remembered shape, else None."""
+        shape = self._shapes.get(len(query))
+        if shape is None or not query.startswith(shape.prefix):
+            return None
+        nonce_at, imprint_end = shape.nonce_at, shape.imprint_end
+        if not query.startswith(shape.middle, imprint_end) or not query.endswith(shape.suffix):
+            return None
+        nonce = None
+        if shape.nonce_tlv_at >= 0:
+            try:
+                der.check_int(query, nonce_at, len(query) - len(shape.suffix))
+            except der.DerError:
+                return None  # the reference parser answers it
+            nonce = query[shape.nonce_tlv_at : len(query) - len(shape.suffix)]
+        try:
+            parts = self._sign(query[shape.imprint_at : imprint_end], nonce)
+        except TimeStampError:
+            return rejection(TIME_NOT_AVAILABLE, "The TSA cannot issue tokens at this time.")
+        return self._framed(*parts, shape.cert_req)
+
+    def _framed(self, tst_info: bytes, attrs: bytes, signature: bytes, cert_req: bool) -> bytes:
+        """The granted TimeStampResp of a token of these parts, from its frame."""
+        key = (len(tst_info), len(attrs), len(signature), cert_req)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frame(*key)
+        head, middle, tail = frame
+        return b"".join((head, tst_info, middle, attrs, tail, signature))
+
+    def _frame(
+        self, tst_len: int, attrs_len: int, sig_len: int, cert_req: bool
+    ) -> tuple[bytes, bytes, bytes]:
+        """The fixed bytes the reference writes around a TSTInfo, signed attributes and
+        signature of these sizes: cut from a reference answer to random parts, checked."""
+        tst, attrs, sig = os.urandom(tst_len), os.urandom(attrs_len), os.urandom(sig_len)
+        whole = der.tlv(0x30, self._granted + self.template.token(tst, attrs, sig, cert_req))
+        t = whole.index(tst)
+        a = whole.rindex(attrs)
+        s = len(whole) - sig_len
+        frame = (whole[:t], whole[t + tst_len : a], whole[a + attrs_len : s])
+        if b"".join((frame[0], tst, frame[1], attrs, frame[2], sig)) != whole:
+            raise AssertionError("the answer's frame does not rebuild it")
+        if len(self._frames) >= _MAX_FRAMES:
+            self._frames.clear()
+        self._frames[(tst_len, attrs_len, sig_len, cert_req)] = frame
+        return frame
