@@ -20,7 +20,6 @@ import functools
 import io
 import mmap
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.header import Header, decode_header, make_header
@@ -161,12 +160,6 @@ def header_block_message(block: bytes) -> Message:
     return msg
 
 
-#: What the email parser takes for the start of a header field (its ``headerRE`` less
-#: its ``From `` and continuation cases): a name of printable ASCII but ``:``, then
-#: ``:``. A name of none (the parser's defect) is not taken here.
-_FIELD_START = re.compile(r"[\041-\071\073-\176]+:")
-
-
 def _simple_fields(text: str) -> list[list[str]] | None:
     """The source lines (CRLF kept, as the parser hands them to the policy) of each
     field of a header block whose line ends are all CRLF and whose lines each start a
@@ -179,16 +172,18 @@ def _simple_fields(text: str) -> list[list[str]] | None:
     if text.count("\r") != crlf or text.count("\n") != crlf:
         return None
     fields: list[list[str]] = []
-    start = _FIELD_START.match
     for line in text[:-2].split("\r\n"):
         if line[:1] in (" ", "\t"):
             if not fields:
                 return None
             fields[-1].append(line + "\r\n")
-        elif start(line) is None:  # also an mbox "From " line: a space in the name
+            continue
+        # A field starts as the parser's headerRE says: a name of printable ASCII less
+        # space and ":" (so no mbox "From " line), then ":". No name is its defect.
+        name = line[: max(line.find(":"), 0)]  # none without a colon
+        if not name or not name.isascii() or not name.isprintable() or " " in name:
             return None
-        else:
-            fields.append([line + "\r\n"])
+        fields.append([line + "\r\n"])
     return fields
 
 
