@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.header import Header, decode_header, make_header
 from email.message import Message
-from email.parser import BytesHeaderParser
 from typing import Any
 
 from keys.errors import MalformedError
+from notary import fastpath
 from notary import mime as rawmime
 from notary.mime import Buffer
 
@@ -135,10 +135,56 @@ def parse_entity(raw: Buffer, start: int = 0, end: int | None = None) -> Entity:
     first = block.split(b"\r\n", 1)[0]
     if b":" not in first or first[:1] in (b" ", b"\t"):
         raise MalformedError("not a MIME entity: the first line is not a header field")
-    # the parser's default policy is compat32 (raw 8-bit kept; email.policy, which
-    # would import the header registry at start-up, is not needed for it)
-    headers = BytesHeaderParser().parsebytes(block)
+    headers = header_block_message(block)
     return Entity(raw, start, min(hend + 4, end), end, headers, hend + 2)
+
+
+def header_block_message(block: bytes) -> Message:
+    """The fields of a header block (its last CRLF included) as the email package's
+    ``BytesHeaderParser`` reads them (policy compat32: raw 8-bit bytes kept as
+    surrogates; email.policy, which would import the header registry at start-up, is
+    not needed for it). A block of CRLF lines that are each a field or its
+    continuation is split here (:func:`_simple_fields`: the fast path, off with
+    ``CERTMAIL_REFERENCE_ONLY=1``); any other block goes to the parser."""
+    text = block.decode("ascii", "surrogateescape")  # what BytesParser decodes
+    fields = _simple_fields(text) if fastpath.enabled() else None
+    if fields is None:
+        from email.parser import HeaderParser  # imported when a block needs it
+
+        return HeaderParser().parsestr(text)
+    msg = Message()
+    source_parse = msg.policy.header_source_parse  # the parser's own (compat32)
+    for lines in fields:
+        msg.set_raw(*source_parse(lines))
+    msg.set_payload("")  # headers only: nothing after the fields (the parser's "")
+    return msg
+
+
+def _simple_fields(text: str) -> list[list[str]] | None:
+    """The source lines (CRLF kept, as the parser hands them to the policy) of each
+    field of a header block whose line ends are all CRLF and whose lines each start a
+    field (``Name:``) or continue one (a space or tab first); None for any other block
+    (a bare CR or LF, a line the parser would take for the body or an mbox ``From ``
+    line, a nameless field, a continuation first): those are the parser's."""
+    if not text.endswith("\r\n"):
+        return None
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf:
+        return None
+    fields: list[list[str]] = []
+    for line in text[:-2].split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            if not fields:
+                return None
+            fields[-1].append(line + "\r\n")
+            continue
+        # A field starts as the parser's headerRE says: a name of printable ASCII less
+        # space and ":" (so no mbox "From " line), then ":". No name is its defect.
+        name = line[: max(line.find(":"), 0)]  # none without a colon
+        if not name or not name.isascii() or not name.isprintable() or " " in name:
+            return None
+        fields.append([line + "\r\n"])
+    return fields
 
 
 class TooManyParts(MalformedError):

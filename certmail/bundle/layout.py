@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from keys.errors import MalformedError, VerificationError
+from notary import fastpath
 
 MESSAGE = "message.eml"
 VKEY = "notary.vkey"
@@ -121,7 +122,14 @@ def feature_of(name: str) -> str | None:
 
 def members_of(files: Iterable[str], feature: str) -> list[str]:
     """The members among ``files`` (names, in their order) that are ``feature``'s."""
-    return [n for n in files if feature_of(n) == feature]
+    return list(_features_of_names(tuple(files)).get(feature, ()))
+
+
+@lru_cache(maxsize=256)
+def _features_of_names(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """:func:`features_in` of ``names``, remembered (every bundle of a kind has the same
+    names, and each feature's reader asks); the caller must not change the answer."""
+    return {k: tuple(v) for k, v in features_in(names).items()}
 
 
 def features_in(files: Iterable[str]) -> dict[str, list[str]]:
@@ -195,63 +203,43 @@ def format_text(version: int) -> bytes:
     return receipt_text({"format": version})
 
 
-#: The stdlib's C encoder (used when there is no indent): the canonical form less the
-#: line breaks and indentation (``", "`` becomes ``","`` there, as ``indent`` makes it).
+#: The stdlib's C encoder (used when there is no indent): a scalar or an empty container
+#: exactly as the indenting encoder writes it.
 _COMPACT = json.JSONEncoder(sort_keys=True, ensure_ascii=True, separators=(",", ": ")).encode
+#: The stdlib's C string escape (ASCII), which both encoders use for keys and strings.
+_STRING = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
-def _lines(value: Any) -> int:
-    """How many lines :func:`receipt_text` writes for ``value`` (a parsed JSON value): one
-    for a scalar or an empty container, else its brackets' two and one per item, more for
-    a non-empty container item."""
+def _indented(value: Any, pad: str) -> str:
+    """:func:`receipt_text` of a parsed JSON value, less the final LF, written at
+    indentation ``pad``: the indenting encoder's layout (a non-empty container's items
+    one per line, two spaces deeper, ``,`` after each but the last, keys sorted) with
+    its scalars and empty containers by the C encoder."""
     t = type(value)
-    if t is dict:
-        items = value.values()
-    elif t is list:
-        items = value
-    else:
-        return 1
-    if not items:
-        return 1
-    return (
-        2
-        + len(items)
-        + sum(_lines(v) - 1 for v in items if v and (type(v) is dict or type(v) is list))
-    )
+    if t is dict and value:
+        inner = pad + "  "
+        body = ",\n".join(
+            [f"{inner}{_STRING(k)}: {_indented(value[k], inner)}" for k in sorted(value)]
+        )
+        return f"{{\n{body}\n{pad}}}"
+    if t is list and value:
+        inner = pad + "  "
+        return "[\n" + ",\n".join([inner + _indented(x, inner) for x in value]) + f"\n{pad}]"
+    if t is str:  # what both encoders write for a string, and for an int
+        return str(_STRING(value))
+    if t is int:
+        return int.__repr__(value)
+    return _COMPACT(value)
 
 
 def is_receipt_text(data: bytes, obj: object) -> bool:
-    """``data == receipt_text(obj)`` for ``obj = json.loads(data)``, without the stdlib's
-    pure-Python indenting encoder: the lines of ``data``, their indentation removed, must
-    join to the C encoder's compact form (no line break inside a string: JSON escapes
-    them), each line break must be one the indent writes (after ``,`` or a non-empty
-    container's opening bracket, before its closing one), there must be as many as it
-    writes, and each line indented by two spaces per open bracket."""
-    if not data.endswith(b"\n"):
-        return False
-    lines = data[:-1].split(b"\n")
-    if len(lines) != _lines(obj):
-        return False
-    parts = []
-    depth = 0
-    last = ord(",")  # the previous line's last byte: the first line needs no break rule
-    for line in lines:
-        content = line.lstrip(b" ")
-        if not content:
-            return False
-        if content[0] in b"]}":
-            if last in b"[{":
-                return False  # an empty container is written "[]" or "{}", on one line
-            depth -= 1
-        elif last not in b",[{":
-            return False  # a line break the indent does not write
-        if len(line) - len(content) != 2 * depth:
-            return False
-        last = content[-1]
-        if last in b"[{":
-            depth += 1
-        parts.append(content)
-    return b"".join(parts) == _COMPACT(obj).encode("ascii")
+    """``data == receipt_text(obj)`` for ``obj = json.loads(data)`` (its keys are strings,
+    its values JSON's), without the stdlib's pure-Python indenting encoder: the same
+    layout written by :func:`_indented` (the fast path, off with
+    ``CERTMAIL_REFERENCE_ONLY=1``: then :func:`receipt_text` itself)."""
+    if not fastpath.enabled():
+        return bool(data == receipt_text(obj))  # type: ignore[arg-type]
+    return data == (_indented(obj, "") + "\n").encode("ascii")
 
 
 def json_member(files: Mapping[str, bytes], name: str) -> Any:

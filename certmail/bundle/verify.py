@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,10 +118,10 @@ def check_evidence(
         v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns, smime_ca=smime_ca
     )
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
-    facts = replace(facts, mdns=mdns) if mdns else facts
+    facts = facts.evolve(mdns=mdns) if mdns else facts
     if SIGNER_CHAIN in files and v.format == FORMAT_SMIME:  # checked: _openpgp_checks
-        facts = replace(facts, smime=smime_fact(v, header.sender))
-    return v, report, replace(facts, blind=tuple(blind)) if blind else facts
+        facts = facts.evolve(smime=smime_fact(v, header.sender))
+    return v, report, facts.evolve(blind=tuple(blind)) if blind else facts
 
 
 def _openpgp_checks(
@@ -337,7 +336,7 @@ def check_documents(files: Mapping[str, bytes], facts: Facts, fmt: int) -> Check
     renderers = documents.renderers_of(fmt)
     if not documents.matches(files, facts, renderers):
         forms = [
-            documents.render(replace(facts, renderer=r), reveal)
+            documents.render(facts.evolve(renderer=r), reveal)
             for r in renderers
             for reveal in (False, True)
         ]

@@ -27,30 +27,53 @@ from typing import TYPE_CHECKING, Any
 
 from notary.rfc3161.info import TokenInfo
 from notary.rfc3161.oids import DEFAULT_POLICY_OID
-from notary.rfc3161.query import (
-    ADD_INFO_NOT_AVAILABLE,
-    BAD_ALG,
-    BAD_DATA_FORMAT,
-    BAD_REQUEST,
-    GRANTED,
-    MAX_NONCE_BYTES,
-    MAX_QUERY_BYTES,
-    REJECTION,
-    SYSTEM_FAILURE,
-    TIME_NOT_AVAILABLE,
-    UNACCEPTED_EXTENSION,
-    UNACCEPTED_POLICY,
-    rejection,
-)
 from notary.rfc3161.verify import verify_token
 
 if TYPE_CHECKING:
+    from notary.rfc3161.query import (
+        ADD_INFO_NOT_AVAILABLE,
+        BAD_ALG,
+        BAD_DATA_FORMAT,
+        BAD_REQUEST,
+        GRANTED,
+        MAX_NONCE_BYTES,
+        MAX_QUERY_BYTES,
+        REJECTION,
+        SYSTEM_FAILURE,
+        TIME_NOT_AVAILABLE,
+        UNACCEPTED_EXTENSION,
+        UNACCEPTED_POLICY,
+        rejection,
+    )
     from notary.rfc3161.tsa import TimeStampAuthority, TimeStampError
+
+#: The TimeStampReq reader's names (notary/rfc3161/query.py), imported on first use.
+_QUERY = frozenset(
+    {
+        "ADD_INFO_NOT_AVAILABLE",
+        "BAD_ALG",
+        "BAD_DATA_FORMAT",
+        "BAD_REQUEST",
+        "GRANTED",
+        "MAX_NONCE_BYTES",
+        "MAX_QUERY_BYTES",
+        "REJECTION",
+        "SYSTEM_FAILURE",
+        "TIME_NOT_AVAILABLE",
+        "UNACCEPTED_EXTENSION",
+        "UNACCEPTED_POLICY",
+        "rejection",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
-    """The responder's names, imported on first use (a verifier needs none of the TSA:
-    ``certmail proof verify`` starts without it)."""
+    """The responder's and the request reader's names, imported on first use (a
+    verifier needs none of them: ``certmail proof verify`` starts without them)."""
+    if name in _QUERY:
+        from notary.rfc3161 import query
+
+        return getattr(query, name)
     if name in ("TimeStampAuthority", "TimeStampError"):
         from notary.rfc3161 import tsa
 

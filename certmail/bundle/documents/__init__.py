@@ -10,7 +10,6 @@ anything the evidence does not (see docs/proof-bundle.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from certmail.bundle.documents.facts import (
     RENDERER,
@@ -66,9 +65,9 @@ def render(
     (the Subject the exporter read inside the encryption) instead of the outer one,
     marked as such, when given."""
     if not reveal_subject:
-        shown = replace(facts, subject=None)
+        shown = facts.evolve(subject=None)
     elif protected_subject is not None:
-        shown = replace(facts, subject=protected_subject, protected_subject=True)
+        shown = facts.evolve(subject=protected_subject, protected_subject=True)
     else:
         shown = facts
     return {
@@ -82,13 +81,13 @@ def _shown(files: Mapping[str, bytes], facts: Facts) -> list[Facts]:
     """The forms of ``facts`` the certificate may show: the Subject hidden, the outer one,
     and (renderer 2, encrypted message) the protected one the page states. The stated
     one is only a candidate: the page must be byte-identical to the one rendered with it."""
-    out = [replace(facts, subject=None)]
+    out = [facts.evolve(subject=None)]
     if facts.subject is not None:
         out.append(facts)
     if facts.renderer >= 2 and facts.mime is not None and facts.mime.kind == "encrypted":
         stated = stated_subject(files[HTML])
         if stated is not None:
-            out.append(replace(facts, subject=stated, protected_subject=True))
+            out.append(facts.evolve(subject=stated, protected_subject=True))
     return out
 
 
@@ -100,7 +99,7 @@ def matches(
     those of its format, :func:`renderers_of`), the Subject: hidden or shown, rendering
     only as far as needed."""
     for renderer in renderers:
-        f = facts if facts.renderer == renderer else replace(facts, renderer=renderer)
+        f = facts if facts.renderer == renderer else facts.evolve(renderer=renderer)
         if files[VERIFY_TXT] != render_verify_txt(f):
             continue
         if any(

@@ -8,6 +8,7 @@ a pure function of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "PROTECTED_NOTE",
@@ -180,6 +181,13 @@ class Facts:
     anchors: tuple[AnchorFact, ...] = ()  # outside time-stamps over checkpoints, format 4
     mdns: tuple[MdnFact, ...] = ()  # mdns/NN.eml (format 5)
     smime: SmimeFact | None = None  # smime/signer-chain.pem (format 6)
+
+    def evolve(self, **changes: Any) -> Facts:
+        """``dataclasses.replace(self, **changes)``: the same ``__init__`` call (every field
+        is an ``__init__`` argument and the instance holds exactly its fields; test in
+        tests/certmail/test_bundle_facts.py), without replace's loop over the
+        fields in Python (a tenth of a repeated verification's interpreted steps)."""
+        return type(self)(**{**self.__dict__, **changes})
 
 
 _PROVES = {
