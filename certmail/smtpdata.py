@@ -17,7 +17,8 @@ class DotStuffer:
 
     A chunk may end anywhere (between a LF and the dot after it): only
     whether the next byte starts a line is carried over, so a chunk without a
-    line-starting dot (all of an armored body) is passed on as it is, not copied.
+    dot (all of an armored body: base64 has none) is passed on as it is, not copied,
+    after one memchr (a search for LF-dot stops at every line end).
     """
 
     def __init__(self) -> None:
@@ -26,7 +27,7 @@ class DotStuffer:
     def feed(self, chunk: bytes) -> bytes:
         if not chunk:
             return chunk
-        if b"\n." in chunk:
+        if b"." in chunk:  # one memchr; an armored body has no dot at all
             chunk = chunk.replace(b"\n.", b"\n..")
         if self.line_start and chunk[:1] == b".":
             chunk = b"." + chunk
