@@ -13,30 +13,31 @@ CHUNK = 1 << 20
 
 
 class DotStuffer:
-    """Dot-stuffing (RFC 5321 §4.5.2) over a CRLF message streamed in chunks."""
+    """Dot-stuffing (RFC 5321 §4.5.2) over a CRLF message streamed in chunks.
+
+    A chunk may end anywhere (between a LF and the dot after it): only
+    whether the next byte starts a line is carried over, so a chunk without a
+    dot (all of an armored body: base64 has none) is passed on as it is, not copied,
+    after one memchr (a search for LF-dot stops at every line end).
+    """
 
     def __init__(self) -> None:
-        self.carry = b""
+        self.line_start = True  # the next byte fed starts a line
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self.carry + chunk
-        cut = data.rfind(b"\n") + 1
-        self.carry = data[cut:]
-        return self._stuff(data[:cut])
+        if not chunk:
+            return chunk
+        if b"." in chunk:  # one memchr; an armored body has no dot at all
+            chunk = chunk.replace(b"\n.", b"\n..")
+        if self.line_start and chunk[:1] == b".":
+            chunk = b"." + chunk
+        self.line_start = chunk[-1:] == b"\n"
+        return chunk
 
     def end(self) -> bytes:
-        tail = self._stuff(self.carry)
-        self.carry = b""
-        if tail and not tail.endswith(b"\r\n"):
-            tail += b"\r\n"
+        tail = b"" if self.line_start else b"\r\n"
+        self.line_start = True
         return tail + b".\r\n"
-
-    @staticmethod
-    def _stuff(lines: bytes) -> bytes:
-        # Each piece starts at a line start.
-        if lines.startswith(b"."):
-            lines = b"." + lines
-        return lines.replace(b"\n.", b"\n..")
 
 
 def dot_stuff(data: bytes) -> bytes:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from certmail.api import Certmail, QueuedError
 from certmail.mime import parse_entity
 from certmail.smtp import DeliveryError, UncertainDeliveryError, dot_stuff, parse_smtp_url
+from certmail.smtpdata import DotStuffer
 from keys.errors import Error, InfectedError, TemporaryError
 from tests.fixtures.clamd import EICAR
 
@@ -234,6 +235,22 @@ def test_dot_stuffing_matches_smtplib(pieces: list[bytes]) -> None:
     if ref and not ref.endswith(b"\r\n"):
         ref += b"\r\n"
     assert dot_stuff(data) == ref + b".\r\n"
+
+
+@given(
+    st.lists(st.sampled_from([b".", b"..", b"a", b"\r\n", b".\r\n", b"x.y"]), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=120), max_size=6),
+)
+def test_dot_stuffing_in_chunks_is_the_same(pieces: list[bytes], cuts: list[int]) -> None:
+    """Fed in chunks cut anywhere (between a LF and its dot too), the same bytes go out."""
+    data = b"".join(pieces).replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n")
+    stuffer, out, at = DotStuffer(), b"", 0
+    for cut in sorted(min(c, len(data)) for c in cuts):
+        out += stuffer.feed(data[at:cut])
+        at = cut
+    out += stuffer.feed(data[at:]) + stuffer.end()
+    ref = smtplib.quotedata(data.decode()).encode()  # type: ignore[attr-defined]
+    assert out == (ref if not ref or ref.endswith(b"\r\n") else ref + b"\r\n") + b".\r\n"
 
 
 def test_notarized_send_and_notary_outage(correspondents: Any, notary_server: Any) -> None:
