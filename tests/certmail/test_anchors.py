@@ -26,13 +26,14 @@ from tests.fixtures.witness import grow_log
 
 def _wait_anchored(url: str, size: int, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = httpx.get(f"{url}/v1/anchors", params={"size": size}, timeout=10)
-        if r.status_code == 200:
-            body: dict[str, Any] = r.json()
-            return body
-        assert r.status_code == 404, r.text
-        time.sleep(0.2)
+    with httpx.Client(timeout=10) as http:  # one client: httpx.get builds an SSL context
+        while time.monotonic() < deadline:
+            r = http.get(f"{url}/v1/anchors", params={"size": size})
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+            assert r.status_code == 404, r.text
+            time.sleep(0.1)
     raise AssertionError(f"no checkpoint of size {size} or more was anchored")
 
 

@@ -168,15 +168,16 @@ def _wait_cosigned(
     url: str, size: int, wvs: list[CosignatureVerifier], quorum: int, path: str = "/cosigned"
 ) -> bytes:
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        r = httpx.get(url + "/checkpoint" + path, timeout=5)
-        if r.status_code == 200 and f"\n{size}\n".encode() in r.content:
-            try:
-                verify_cosignatures(r.content, wvs, quorum)
-                return r.content
-            except VerificationError:
-                pass
-        time.sleep(0.1)
+    with httpx.Client(timeout=5) as http:  # one client: httpx.get builds an SSL context
+        while time.monotonic() < deadline:
+            r = http.get(url + "/checkpoint" + path)
+            if r.status_code == 200 and f"\n{size}\n".encode() in r.content:
+                try:
+                    verify_cosignatures(r.content, wvs, quorum)
+                    return r.content
+                except VerificationError:
+                    pass
+            time.sleep(0.1)
     raise AssertionError(f"no checkpoint of size {size} cosigned by {quorum}")
 
 

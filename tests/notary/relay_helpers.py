@@ -19,6 +19,8 @@ from tests.fixtures.notary import NotaryProcess, configure, free_port, relay_arg
 
 ALICE = "alice@a.test"
 BOB = "bob@b.test"
+#: One client for the receipt polls (httpx.get builds an SSL context per call).
+_HTTP = httpx.Client(timeout=10)
 
 
 class RelayNotary:
@@ -49,10 +51,9 @@ class RelayNotary:
         return s
 
     def receipts(self, sha256: str) -> list[dict[str, Any]]:
-        r = httpx.get(
+        r = _HTTP.get(
             f"{self.url}/v1/messages/{sha256}/receipts",
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
         )
         if r.status_code == 404:
             return []

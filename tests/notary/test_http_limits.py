@@ -129,12 +129,13 @@ def test_serve_raises_the_soft_descriptor_limit(notary_dir: Path) -> None:
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)),
     )
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(p.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        with httpx.Client(timeout=1) as http:  # one client: httpx.get builds an SSL context
+            for _ in range(300):
+                try:
+                    if http.get(p.url + "/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
     finally:
         proc.terminate()

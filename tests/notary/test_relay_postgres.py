@@ -82,6 +82,7 @@ class Cluster:
         configure(self.dir, relay_retry_initial=0.2, **settings)
         self.nodes: dict[str, tuple[NotaryProcess, int]] = {}
         self.token = ""
+        self.http = httpx.Client(timeout=10)  # one client: httpx.get builds an SSL context
 
     def start(self, node: str, smarthost: int) -> NotaryProcess:
         p = NotaryProcess(self.dir, database=self.url)
@@ -123,10 +124,9 @@ class Cluster:
     def events(self, sha256: str) -> list[str]:
         """The logged events of one message, through any live node's HTTP API."""
         p = next(p for p, _ in self.nodes.values() if p.proc and p.proc.poll() is None)
-        r = httpx.get(
+        r = self.http.get(
             f"{p.url}/v1/messages/{sha256}/receipts",
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
         )
         r.raise_for_status()
         return [json.loads(base64.b64decode(x["entry"]))["event"] for x in r.json()["receipts"]]
@@ -156,6 +156,7 @@ class Cluster:
     def close(self) -> None:
         from notary.storage.postgres import PostgresStorage
 
+        self.http.close()
         for p, _ in self.nodes.values():
             p.stop()
         st = PostgresStorage(self.url)

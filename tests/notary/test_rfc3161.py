@@ -537,14 +537,29 @@ def test_fuzz_random_bytes_always_get_a_timestamp_resp(data: bytes) -> None:
     assert _is_timestamp_resp(tsa.respond(data)) in ("granted", "rejection")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.integers(0, len(_VALID) - 1), st.integers(1, 255), st.integers(0, len(_VALID)))
 def test_fuzz_mutated_and_truncated_queries(pos: int, xor: int, cut: int) -> None:
+    """Random byte flips, cuts and both (each granted answer's whole token is parsed,
+    which is what costs: the sweep below covers every position and every cut)."""
     tsa = _fuzz_tsa()
     mutated = bytearray(_VALID)
     mutated[pos] ^= xor
     for data in (bytes(mutated), _VALID[:cut], bytes(mutated)[:cut]):
         assert _is_timestamp_resp(tsa.respond(data)) in ("granted", "rejection")
+
+
+def test_every_byte_flipped_and_every_cut_of_a_query_gets_a_timestamp_resp() -> None:
+    """Every byte of a valid query inverted, and the query cut at every length."""
+    tsa = _fuzz_tsa()
+    answers = []
+    for pos in range(len(_VALID)):
+        mutated = bytearray(_VALID)
+        mutated[pos] ^= 0xFF
+        answers.append(_is_timestamp_resp(tsa.respond(bytes(mutated))))
+    cuts = [_is_timestamp_resp(tsa.respond(_VALID[:cut])) for cut in range(len(_VALID) + 1)]
+    assert set(answers + cuts) == {"granted", "rejection"}
+    assert cuts[-1] == "granted" and set(cuts[:-1]) == {"rejection"}
 
 
 _FUZZ: list[TimeStampAuthority] = []

@@ -45,19 +45,25 @@ def test_workers_refuse_the_relay(notary_dir: Path) -> None:
     assert r.returncode == 1 and "--workers needs the relay elsewhere" in r.stderr
 
 
+def _fresh_connections() -> httpx.Client:
+    """A client that opens a new connection per request (as ``httpx.get`` does) without
+    building an SSL context per request as ``httpx.get`` does."""
+    return httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def _notarize_spread(url: str, auth: dict[str, str], tag: str, clients: int, each: int) -> None:
     """clients x each notarizations, each on a new connection (so both workers answer)."""
 
     def client(n: int) -> None:
-        for i in range(each):
-            d = hashlib.sha256(f"{tag}-{n}-{i}".encode()).hexdigest()
-            r = httpx.post(
-                url + "/v1/notarize",
-                headers=auth,
-                timeout=30,
-                json={"sha256": d, "message_id": f"<{tag}.{n}.{i}@w>"},
-            )
-            assert r.status_code == 200, r.text
+        with _fresh_connections() as http:
+            for i in range(each):
+                d = hashlib.sha256(f"{tag}-{n}-{i}".encode()).hexdigest()
+                r = http.post(
+                    url + "/v1/notarize",
+                    headers=auth,
+                    json={"sha256": d, "message_id": f"<{tag}.{n}.{i}@w>"},
+                )
+                assert r.status_code == 200, r.text
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
@@ -82,12 +88,13 @@ def test_metrics_add_up_across_workers(notary_dir: Path) -> None:
         # its file alone counts them, and any worker's /metrics answers the total.
         per_worker = [counter_of(directory, w, "certmail_log_entries_total") for w in workers]
         assert sorted(per_worker) == [0, 40]
-        for _ in range(8):  # whichever worker answers /metrics, it answers the totals
-            text = httpx.get(p.url + "/metrics", timeout=30).text
-            assert sample(text, "certmail_log_entries_total") == 40
-            assert sample(text, "certmail_sequencer_batch_size_sum") == 40
-            assert sample(text, "certmail_log_tree_size") == 40
-            assert sample(text, "certmail_log_failed_batches_total") == 0
+        with _fresh_connections() as http:
+            for _ in range(8):  # whichever worker answers /metrics, it answers the totals
+                text = http.get(p.url + "/metrics").text
+                assert sample(text, "certmail_log_entries_total") == 40
+                assert sample(text, "certmail_sequencer_batch_size_sum") == 40
+                assert sample(text, "certmail_log_tree_size") == 40
+                assert sample(text, "certmail_log_failed_batches_total") == 0
     finally:
         p.stop()
     assert p.proc is not None and p.proc.returncode == 0
@@ -194,11 +201,12 @@ def test_two_workers_run_one_cosigner(notary_dir: Path, tmp_path: Path) -> None:
     p.start(extra=["--workers", "2"])
     try:
         token = p.token_for("w@example.test")
+        http = _fresh_connections()
         for i in range(3):
             notarize_concurrently([p.url], token, threads=1, each=2, tag=f"c{i}")
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                cosigned = httpx.get(p.url + "/checkpoint/cosigned", timeout=10)
+                cosigned = http.get(p.url + "/checkpoint/cosigned")
                 if cosigned.status_code == 200 and b"\n%d\n" % (2 * i + 2) in cosigned.content:
                     break
                 time.sleep(0.1)
@@ -206,7 +214,8 @@ def test_two_workers_run_one_cosigner(notary_dir: Path, tmp_path: Path) -> None:
                 raise AssertionError("the checkpoint was never cosigned")
         time.sleep(3)  # a second cosigner would have asked by now (1 s rounds)
         assert asked and set(asked.values()) == {1}, asked
-        notes = {httpx.get(p.url + "/checkpoint", timeout=10).content for _ in range(20)}
+        notes = {http.get(p.url + "/checkpoint").content for _ in range(20)}
+        http.close()
         assert len(notes) == 1 and notes == {cosigned.content}  # both workers: cosigned
     finally:
         p.stop()
