@@ -22,7 +22,7 @@ from notary.note import Verifier
 from notary.receipt import Receipt
 from notary.storage import open_storage
 from tests.fixtures.notary import NotaryProcess, init_notary_dir
-from tests.fixtures.workers import counter_of, metrics_dir, sample, worker_pids
+from tests.fixtures.workers import counter_of, metrics_dir, worker_pids
 from tests.notary.storage_backends import BACKENDS, pg_url
 
 ENTRIES = "certmail_log_entries_total"
@@ -136,67 +136,6 @@ def test_both_workers_feed_one_sequencer(log_dir: Path) -> None:
     assert p.proc is not None and p.proc.returncode == 0
     assert not (log_dir / ".sequencer.sock").exists()  # the leader removed its socket
     assert check_log(log_dir, got, verifier) == len(got)
-
-
-def mean_batch(url: str) -> tuple[float, float]:
-    text = httpx.get(url + "/metrics", timeout=30).text
-    return (
-        sample(text, "certmail_sequencer_batch_size_sum"),
-        sample(text, "certmail_sequencer_batch_size_count"),
-    )
-
-
-WRK_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-local n = 0
-request = function()
-  n = n + 1
-  local hex = string.format("%%s%%012x", "%s", n) .. string.rep("cd", 24)
-  return wrk.format(nil, "/v1/notarize", nil,
-    '{"sha256":"' .. hex .. '","message_id":"<' .. n .. '@wrk>"}')
-end
-"""
-
-
-def load(url: str, token: str, tag: str, tmp: Path) -> None:
-    """64 keep-alive clients (wrk, 2 s): enough to keep the sequencer busy, as in
-    benchmarks/bench_log.py, so each batch holds what gathered while the last committed."""
-    import shutil
-    import subprocess
-
-    wrk = shutil.which("wrk")
-    assert wrk is not None, "wrk is a required Debian package (apt-get install wrk)"
-    script = tmp / f"load-{tag}.lua"
-    script.write_text(WRK_LUA % (token, tag))
-    r = subprocess.run(
-        [wrk, "-t2", "-c64", "-d2s", "-s", str(script), url], capture_output=True, text=True
-    )
-    assert r.returncode == 0 and "Non-2xx" not in r.stdout, r.stdout + r.stderr
-
-
-def test_group_commit_does_not_shrink_with_two_workers(notary_dir: Path, tmp_path: Path) -> None:
-    """The same load on 1 and on 2 workers: entries per committed batch (from /metrics).
-    64 clients that each wait for their receipt make batches of about 32 on one
-    sequencer (half wait while the other half commits); a sequencer per worker made
-    them about 16 (half of the clients each). With one sequencer fed by both workers
-    they measured 0.9 to 1.1 of one worker's (benchmarks/bench_log.py); 0.75 leaves
-    room for a loaded machine and still fails the sequencer-per-worker design."""
-    p = NotaryProcess(notary_dir)
-    token = p.token_for("g@example.test")
-    means = []
-    for n, workers in enumerate(("1", "2")):
-        p.start(extra=["--workers", workers])
-        try:
-            n0, b0 = mean_batch(p.url)
-            load(p.url, token, f"{n:04x}", tmp_path)
-            n1, b1 = mean_batch(p.url)
-        finally:
-            p.stop()
-        means.append((n1 - n0) / (b1 - b0))
-    one, two = means
-    assert two >= 0.75 * one, means
 
 
 def test_sigkill_of_the_sequencing_worker_mid_load(log_dir: Path) -> None:
