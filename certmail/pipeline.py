@@ -209,6 +209,10 @@ class EncryptPipeline:
         self.external_base64 = options.external_base64
         self.body_hash = body_hash
         self.header_block = b""
+        #: With ``body_hash``: called with :attr:`header_block` before the message is
+        #: written; the message then starts that many bytes into the file, leaving
+        #: room for the DKIM-Signature field (:func:`certmail.seal.seal`).
+        self.reserve: Callable[[bytes], int] | None = None
         self.write_inner = write_inner
         self.composed: Any = None
         #: An error of ``write_inner`` (bad input, a missing file): raised as it is.
@@ -408,12 +412,16 @@ class EncryptPipeline:
         with message.open("wb") as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
             head = encrypted_head(eb, outer)
-            w.write(head)
             if self.body_hash is not None:
                 cut = head.index(b"\r\n\r\n")  # our own fields: no empty line before
                 self.header_block = head[: cut + 2]
+                if self.reserve is not None:
+                    out.seek(self.reserve(self.header_block))
+                w.write(head)
                 self.body_hash.update(head[cut + 4 :])
                 w.tap = self.body_hash
+            else:
+                w.write(head)
             if self.b64e is not None:
                 assert armorer is not None
                 self._self_armored(w, armorer)

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Literal
 from keys.dkim_body import SIGNING_CANONICALIZATION, BodyHash
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import Keyring
+from notary import fastpath
 
 from .compose import (
     Headers,
@@ -102,8 +103,9 @@ def seal(
     signer = keyring.signing_key(headers.from_addr) if sign else None
     unsigned = workdir / "message.unsigned"
     args = (keyring, workdir, headers, body, attachments, outer, signer, unsigned, progress)
+    gap = 0
     if encrypt:
-        manifest, digest, size, dkim = _seal_encrypted_for_dkim(
+        manifest, digest, size, dkim, gap = _seal_encrypted_for_dkim(
             args, compress=compress, dkim=dkim, dkim_hashed=dkim_hashed, gpg=gpg
         )
     else:
@@ -112,7 +114,7 @@ def seal(
         )
     final = workdir / "message.eml"
     if dkim is not None:
-        digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check)
+        digest, size = _prepend_dkim(dkim, unsigned, final, dkim_check, gap=gap)
     else:
         os.replace(unsigned, final)
     return Sealed(final, digest, size, manifest, sign, encrypt)
@@ -125,20 +127,38 @@ def _seal_encrypted_for_dkim(
     dkim: Callable[[Path], bytes] | None,
     dkim_hashed: Callable[[bytes, bytes], bytes] | None,
     gpg: GpgOptions,
-) -> tuple[Manifest, str, int, Callable[[Path], bytes] | None]:
-    """:func:`_seal_encrypted` (``args`` its positional arguments), and the DKIM
-    signer for the result: with ``dkim_hashed``, one making the field from the
-    body hash taken while the message was written (the file is not read again)."""
+) -> tuple[Manifest, str, int, Callable[[Path], bytes] | None, int]:
+    """:func:`_seal_encrypted` (``args`` its positional arguments), the DKIM
+    signer for the result and the gap left for its field at the start of the file.
+
+    With ``dkim_hashed``, the signer makes the field from the body hash taken
+    while the message was written (the file is not read again), and the message
+    is written ``gap`` bytes into the file: the length of the field signed for
+    the same header block with a dummy body hash (the same length for every
+    body hash: ``bh=`` and ``b=`` have fixed sizes for a key), so that the field
+    is written in place and the message not copied behind it (:func:`_prepend_dkim`).
+    ``CERTMAIL_REFERENCE_ONLY`` (:mod:`notary.fastpath`) leaves no gap."""
     streamed = BodyHash(SIGNING_CANONICALIZATION) if dkim and dkim_hashed else None
-    manifest, digest, size, head = _seal_encrypted(*args, compress=compress, dkim=streamed, gpg=gpg)
-    if streamed is None or dkim_hashed is None:
-        return manifest, digest, size, dkim
-    bh, hashed = streamed.digest(), dkim_hashed
+    gaps: list[int] = []
+    hashed = dkim_hashed
+
+    def reserve(head: bytes) -> int:
+        assert hashed is not None
+        gaps.append(len(canonicalize(hashed(head, bytes(32)))))
+        return gaps[-1]
+
+    room = reserve if streamed is not None and fastpath.enabled() else None
+    manifest, digest, size, head = _seal_encrypted(
+        *args, compress=compress, dkim=streamed, gpg=gpg, reserve=room
+    )
+    if streamed is None or hashed is None:
+        return manifest, digest, size, dkim, 0
+    bh = streamed.digest()
 
     def dkim_from_hash(_: Path) -> bytes:
         return hashed(head, bh)
 
-    return manifest, digest, size, dkim_from_hash
+    return manifest, digest, size, dkim_from_hash, gaps[0] if gaps else 0
 
 
 def _outer_fields(
@@ -175,12 +195,14 @@ def _seal_encrypted(
     compress: bool = False,
     dkim: BodyHash | None = None,
     gpg: GpgOptions = DEFAULT_GPG,
+    reserve: Callable[[bytes], int] | None = None,
 ) -> tuple[Manifest, str, int, bytes]:
     """``multipart/encrypted`` around ``multipart/signed`` (RFC 3156 §6.1), or around
     the inner entity signed in the encryption (``gpg.combined``, §6.2), to ``unsigned``.
 
     ``dkim`` is fed the body as it is written; the header block is returned with
-    the manifest, the SHA-256 and the size.
+    the manifest, the SHA-256 and the size. ``reserve`` (with ``dkim``): the
+    room left at the start of the file (:attr:`EncryptPipeline.reserve`).
     """
     hp: Literal["cipher"] = "cipher"
     inner = workdir / "inner.mime"
@@ -233,6 +255,7 @@ def _seal_encrypted(
         body_hash=dkim,
         options=gpg,
     )
+    pipeline.reserve = reserve
     digest, size = pipeline.run(unsigned, outer)
     manifest: Manifest = pipeline.composed
     return manifest, digest, size, pipeline.header_block
@@ -301,21 +324,34 @@ def _prepend_dkim(
     unsigned: Path,
     final: Path,
     check: Callable[[Path, Any], None] | None = None,
+    *,
+    gap: int = 0,
 ) -> tuple[str, int]:
     """``final`` = the DKIM-Signature field(s) for ``unsigned``, then ``unsigned``.
 
+    ``gap``: the message starts that many bytes into ``unsigned``; a field of
+    exactly that length is written into the gap and the file renamed (the
+    message is not copied); otherwise the message is copied behind the field.
     The finished file is read back once: its SHA-256 (and, with ``check``, the
     DKIM check of the same bytes) come from what is stored.
     """
     prefix = canonicalize(dkim(unsigned))
-    with final.open("wb") as f:
-        f.write(prefix)
-        f.flush()
-        with unsigned.open("rb") as src:
-            copy_file(src, f)
-        f.flush()
-        start_writeback(f.fileno(), 0, 0)
-    unsigned.unlink()
+    if gap and len(prefix) == gap:
+        with unsigned.open("r+b") as f:
+            f.write(prefix)
+            f.flush()
+            start_writeback(f.fileno(), 0, 0)
+        os.replace(unsigned, final)
+    else:
+        with final.open("wb") as f:
+            f.write(prefix)
+            f.flush()
+            with unsigned.open("rb") as src:
+                src.seek(gap)
+                copy_file(src, f)
+            f.flush()
+            start_writeback(f.fileno(), 0, 0)
+        unsigned.unlink()
     # Read back: the stored bytes are the ones hashed, notarized and sent.
     if check is None:
         return file_sha256(final), final.stat().st_size

@@ -229,11 +229,13 @@ def test_bad_dkim_signature_is_refused(pair: tuple[Keyring, Keyring], tmp_path: 
 
 
 def test_dkim_hash_taken_while_writing_equals_the_files(
-    pair: tuple[Keyring, Keyring], tmp_path: Path
+    pair: tuple[Keyring, Keyring], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The body hash taken as the message is written is the one of the stored body."""
+    """The body hash taken as the message is written is the one of the stored body
+    (after the probe with a dummy body hash that sizes the field's room)."""
     from keys.dkim_body import body_hash_file
 
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
     sealer = _sealer(pair[0], tmp_path)
     seen: list[tuple[bytes, bytes]] = []
     sign = sealer.dkim_hashed("example.org")
@@ -248,7 +250,65 @@ def test_dkim_hash_taken_while_writing_equals_the_files(
     raw = s.path.read_bytes()
     head, bh = body_hash_file(s.path)
     prefix_end = raw.index(b"\r\nFrom: ") + 2  # the DKIM-Signature field(s) come first
-    assert seen == [(head[prefix_end:], bh)]
+    assert seen == [(head[prefix_end:], bytes(32)), (head[prefix_end:], bh)]
+
+
+def _check_dkim_file(s: Sealed, tmp_path: Path) -> None:
+    import hashlib
+
+    from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
+
+    raw = s.path.read_bytes()
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert s.sha256 == hashlib.sha256(raw).hexdigest() and s.size == len(raw)
+    key = find_dkim_key(tmp_path / "dkim", "example.org")
+    assert key is not None
+    dkim_verify_file(s.path, dnsfunc=lambda q: dns_record(key)[1].encode())
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_dkim_field_written_in_place(
+    pair: tuple[Keyring, Keyring],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reference: bool,
+) -> None:
+    """The message is written behind room for its DKIM-Signature field, which then
+    fills it: the message is not copied (``CERTMAIL_REFERENCE_ONLY``: it is)."""
+    copies: list[int] = []
+    real = seal_module.copy_file
+
+    def counting(src: Any, dst: Any) -> None:
+        copies.append(1)
+        real(src, dst)
+
+    monkeypatch.setattr(seal_module, "copy_file", counting)
+    if reference:
+        monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", "1")
+    else:
+        monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    s = _seal_with(_sealer(pair[0], tmp_path), tmp_path)
+    assert copies == ([1] if reference else [])
+    _check_dkim_file(s, tmp_path)
+    with open(s.path, "rb") as f:
+        assert b"\0" not in f.read(4096)
+
+
+def test_dkim_field_longer_than_its_room_is_copied(
+    pair: tuple[Keyring, Keyring], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A field that does not fit the room sized by the probe: the message is copied
+    behind it, still exact (the stored bytes are the ones hashed and verified)."""
+    monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
+    sealer = _sealer(pair[0], tmp_path)
+    sign = sealer.dkim_hashed("example.org")
+    assert sign is not None
+
+    def uneven(head: bytes, bh: bytes) -> bytes:
+        return b"X-Probe: 1\r\n" if bh == bytes(32) else bytes(sign(head, bh))
+
+    sealer.dkim_hashed = lambda domain: uneven
+    _check_dkim_file(_seal_with(sealer, tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize("external", [True, False])

@@ -7,6 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from keys.dkim import (
     dkim_sign_file,
     dkim_sign_hashed,
@@ -15,7 +17,7 @@ from keys.dkim import (
     find_dkim_key,
     generate_dkim_key,
 )
-from keys.dkim_body import SIGNING_CANONICALIZATION, BodyHash
+from keys.dkim_body import SIGNING_CANONICALIZATION, BodyHash, crlf_only
 
 HEAD = b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: s\r\n"
 
@@ -38,3 +40,31 @@ def test_hashed_equals_file_and_tap_sees_every_byte(tmp_path: Path) -> None:
     tap = hashlib.sha256()
     dkim_verify_file(signed, dnsfunc=lambda q: record.encode(), tap=tap)
     assert tap.digest() == hashlib.sha256(signed.read_bytes()).digest()
+
+
+@pytest.mark.parametrize("reference", ["", "1"])
+def test_crlf_only_equals_the_two_counts(monkeypatch: pytest.MonkeyPatch, reference: str) -> None:
+    """The one-count test of fixed-width lines answers as counting LF and CRLF does,
+    for ranges of any shape: bare LF inside, after or between CRLF lines."""
+    import random
+
+    monkeypatch.setenv("CERTMAIL_REFERENCE_ONLY", reference)
+    rnd = random.Random(16)
+    pieces = [b"a", b"\r", b"\n", b"\r\n", b" ", b"abcdefgh"]
+    for i in range(20000):
+        if i % 2:
+            data = b"".join(b"x" * rnd.randint(1, 5) + b"\r\n" for _ in range(rnd.randint(0, 5)))
+            data *= rnd.randint(1, 3)
+            if data and rnd.random() < 0.7:
+                k = rnd.randrange(len(data))
+                data = data[:k] + rnd.choice(pieces) + data[k + 1 :]
+        else:
+            data = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 12)))
+        start = rnd.randint(0, len(data))
+        end = rnd.randint(start, len(data))
+        want = data.count(b"\n", start, end) == data.count(b"\r\n", start, end)
+        assert crlf_only(data, start, end) == want, (data, start, end)
+    armor = b"".join(os.urandom(48).hex().encode()[:64] + b"\r\n" for _ in range(100))
+    assert crlf_only(armor, 0, len(armor))
+    assert not crlf_only(armor[:-2] + b"x\n", 0, len(armor))
+    assert not crlf_only(armor[:100] + b"\n" + armor[101:], 0, len(armor))
