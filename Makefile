@@ -30,8 +30,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
+# Two worker processes (pytest-xdist), each test file whole on one worker (--dist
+# loadfile): a module's fixtures (servers, notaries, a browser) start once.
+# PYTEST_WORKERS=0 runs in this process alone.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+
 test: lint $(WEB_JS)
-	$(VENV)/bin/pytest -q --durations=30 tests
+	$(VENV)/bin/pytest -q $(XDIST) --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
