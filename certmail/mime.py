@@ -120,6 +120,8 @@ def canonical_chunks(buf: Buffer) -> Iterator[bytes]:
 def parse_entity(raw: Buffer, start: int = 0, end: int | None = None) -> Entity:
     """Read the entity ``raw[start:end]`` (CRLF canonical): its header block, where its body is."""
     end = len(raw) if end is None else end
+    if end - start < 2:  # nothing of the buffer beyond ``end`` is read
+        raise MalformedError("not a MIME entity: empty")
     if raw[start : start + 2] == b"\r\n":
         return Entity(raw, start, start + 2, end, Message(), start)
     limit = min(end, start + MAX_HEADER_BLOCK + 4)

@@ -745,6 +745,19 @@ _PIECES = [
 ]
 
 
+def test_an_empty_second_part_is_no_openpgp_signature() -> None:
+    """Found by the property below (a serial REFERENCE_ONLY run): three delimiter lines and
+    an empty line make an empty second part; reading it must not run past its end into
+    the close delimiter's CRLF (the in-place search gave a signature of length -2)."""
+    from certmail.bundle.headers import header_facts
+
+    head = 'From: a@x\r\nContent-Type: multipart/signed; boundary="b1=_x"\r\n\r\n'
+    body = "--b1=_x\r\n--b1=_x\r\n--b1=_x\r\n\r\n--b1=_x--\r\n"
+    message = (head + body).encode()
+    assert _reference_layout(message) is None
+    assert header_facts(message).layout is None
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     kind=st.sampled_from(["signed", "encrypted", "mixed"]),
