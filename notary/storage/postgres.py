@@ -35,9 +35,10 @@ SEQUENCER_LOCK = 0x63657274_6D61696C
 
 #: From this many rows on, a bulk insert is a binary COPY instead: it ends the
 #: pipeline (COPY cannot be pipelined) but costs the client less CPU per row than
-#: the arrays, which psycopg builds in Python (measured in docs/notary.md,
-#: "PostgreSQL's batch": even at 1,024 rows, ahead from 2,048).
-COPY_ROWS = 2_048
+#: the arrays, which psycopg builds in Python (docs/notary.md, "PostgreSQL's
+#: batch": ahead in every run from 512 rows on, not yet at 256). A batch of the
+#: 64-client POST /v1/notarize path (~32 entries, ~64 hashes) stays pipelined.
+COPY_ROWS = 512
 
 
 def sequencer_lock_key(schema: str) -> int:
