@@ -14,6 +14,11 @@ notary on each (with ``--before``, two more on the code in TREE, e.g. a ``git ar
 of the last commit), their wrk runs alternated (``--rounds`` each), every run printed with
 p50/p99, the notary's CPU per request and the PostgreSQL backends' own CPU per request
 (their processes found by ``application_name`` in pg_stat_activity), then the medians.
+
+``--sequencer [--sizes 64,2048,16384] [--copy-rows N]`` runs only the PostgreSQL
+sequencer rows, with this process's CPU per entry (getrusage); ``--copy-rows`` sets
+notary.storage.postgres.COPY_ROWS (1: COPY always, 10**9: never). Run it with
+``PYTHONPATH=TREE`` to measure the code in TREE.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -84,15 +90,38 @@ def sequencer_rate(storage: Storage, label: str, batch: int, batches: int) -> No
     seq = Sequencer(storage, Signer.generate("bench.test/log"))
     seq.commit_batch(subs(10, "warm"))
     work = [subs(batch, f"{label}{b}-") for b in range(batches)]
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu(), time.perf_counter()
     for w in work:
         seq.commit_batch(w)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - cpu0
     row(
         f"sequencer, {label}, batches of {batch:,}",
         f"{batch * batches / dt:,.0f}/s",
-        "durable: committed with its signed checkpoint",
+        f"durable: committed with its signed checkpoint;"
+        f" {cpu / (batch * batches) * 1e6:.1f} us CPU per entry",
     )
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sequencer_only(dsn: str) -> None:
+    """``--sequencer``: the PostgreSQL sequencer at ``--sizes``, ~50k entries each."""
+    from notary.storage import postgres
+
+    argv = sys.argv
+    if "--copy-rows" in argv:
+        postgres.COPY_ROWS = int(argv[argv.index("--copy-rows") + 1])
+    sizes = argv[argv.index("--sizes") + 1] if "--sizes" in argv else "64,2048,16384"
+    pg = postgres.PostgresStorage(dsn, schema="bench_" + uuid.uuid4().hex[:12])
+    try:
+        for batch in (int(n) for n in sizes.split(",")):
+            sequencer_rate(pg, "PostgreSQL", batch, max(3, 50_000 // batch))
+    finally:
+        pg.drop_schema()
+        pg.close()
 
 
 def pg_dsn() -> str | None:
@@ -413,10 +442,12 @@ def _alternate(
 
 
 def main() -> None:
-    if "--backends" in sys.argv:
+    if "--backends" in sys.argv or "--sequencer" in sys.argv:
         dsn = pg_dsn()
         if dsn is None:
             raise SystemExit("bench_log: error: no PostgreSQL (set CERTMAIL_TEST_POSTGRES_DSN)")
+        if "--sequencer" in sys.argv:
+            return sequencer_only(dsn)
         rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
         before = Path(sys.argv[sys.argv.index("--before") + 1]) if "--before" in sys.argv else None
         with tempfile.TemporaryDirectory() as tmp:

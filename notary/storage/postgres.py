@@ -17,9 +17,9 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,8 +33,12 @@ from notary.storage.versions import NotifyListener
 #: "certmail" in ASCII, as a bigint (what every version has used there).
 SEQUENCER_LOCK = 0x63657274_6D61696C
 
-#: Most rows one bulk INSERT carries (its arrays are built in memory).
-BULK_ROWS = 20_000
+#: From this many rows on, a bulk insert is a binary COPY instead: it ends the
+#: pipeline (COPY cannot be pipelined) but costs the client less CPU per row than
+#: the arrays, which psycopg builds in Python (docs/notary.md, "PostgreSQL's
+#: batch": ahead in every run from 512 rows on, not yet at 256). A batch of the
+#: 64-client POST /v1/notarize path (~32 entries, ~64 hashes) stays pipelined.
+COPY_ROWS = 512
 
 
 def sequencer_lock_key(schema: str) -> int:
@@ -76,6 +80,9 @@ class PostgresDialect(Dialect):
     def __init__(self, lock_key: int) -> None:
         self.lock_key = lock_key
         self._types: dict[str, dict[str, str]] = {}
+        #: The pipeline of the write transaction running now (under the storage's
+        #: write lock), which :meth:`end_pipeline` ends; None outside one.
+        self.pipeline: ExitStack | None = None
 
     def time_param(self, t: datetime) -> Any:
         return t
@@ -87,16 +94,33 @@ class PostgresDialect(Dialect):
     def bulk_insert(
         self, cur: Cursor, table: str, columns: str, rows: Iterable[Sequence[Any]]
     ) -> None:
-        """One ``INSERT ... SELECT * FROM unnest(arrays)`` per :data:`BULK_ROWS` rows, the
-        arrays sent in binary: a single statement, which (unlike COPY) pipeline mode
-        can send together with the rest of the transaction."""
+        """Below :data:`COPY_ROWS` rows, one ``INSERT ... SELECT * FROM unnest(arrays)``,
+        the arrays sent in binary: a single statement, which (unlike COPY) pipeline mode
+        sends together with the rest of the transaction.
+        From :data:`COPY_ROWS` on, a binary COPY after the pipeline is ended (what was
+        queued is sent and its first error raised); the transaction goes on without it."""
         names = [c.strip() for c in columns.split(",")]
         types = self._column_types(cur, table)
-        arrays = ", ".join(f"%b::{types[n]}[]" for n in names)
-        query = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
         it = iter(rows)
-        while chunk := list(islice(it, BULK_ROWS)):
-            cur.execute(query, [list(col) for col in zip(*chunk, strict=True)])
+        head = list(islice(it, COPY_ROWS))
+        if len(head) >= COPY_ROWS:
+            self.end_pipeline()
+            assert isinstance(cur, psycopg.Cursor)
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([types[n] for n in names])
+                for row in chain(head, it):
+                    copy.write_row(row)
+            return
+        if head:
+            arrays = ", ".join(f"%b::{types[n]}[]" for n in names)
+            query = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+            cur.execute(query, [list(col) for col in zip(*head, strict=True)])
+
+    def end_pipeline(self) -> None:
+        """End the pipeline of the running write transaction, if it has one."""
+        if self.pipeline is not None:
+            pipeline, self.pipeline = self.pipeline, None
+            pipeline.close()
 
     def _column_types(self, cur: Cursor, table: str) -> dict[str, str]:
         """``table``'s column names and SQL types (read once: bulk tables never change)."""
@@ -192,17 +216,20 @@ class PostgresStorage(SQLStorage):
     def _transaction(self, *, pipeline: bool) -> Iterator[Cursor]:
         with self._write_lock:
             try:
-                # The pipeline inside the transaction: its end sends everything and
-                # raises the first error (a unique violation as itself, not as an aborted
+                # The pipeline inside the transaction: its end (here, or earlier in
+                # PostgresDialect.end_pipeline before a COPY) sends everything and raises
+                # the first error (a unique violation as itself, not as an aborted
                 # pipeline), and the transaction then rolls back.
-                with (
-                    self._writer.transaction(),
-                    self._writer.pipeline() if pipeline else nullcontext(),
-                    self._writer.cursor() as cur,
-                ):
-                    yield cur
+                with self._writer.transaction(), ExitStack() as stack:
+                    if pipeline:
+                        stack.enter_context(self._writer.pipeline())
+                        self.dialect.pipeline = stack
+                    with self._writer.cursor() as cur:
+                        yield cur
             except psycopg.errors.UniqueViolation as e:
                 raise StorageError(f"conflicting write: {e}") from e
+            finally:
+                self.dialect.pipeline = None
 
     def accounts_version(self) -> int | None:
         if self._listener is None:  # started on first use: CLI commands never need it
