@@ -135,6 +135,8 @@ def key_checks(
     keys: dict[str, str] = {}
     problems = []
     pickup: list[str] = []
+    if rows:  # the listing, once: not one parse of the whole keyring in each thread
+        keyring.list_keys()
     with ThreadPoolExecutor(4) as pool:
         for r, got in pool.map(lookup, rows):
             if isinstance(got, Error) and pickup_if_no_key:

@@ -98,13 +98,14 @@ def settle(
     outbox = Outbox(cm.settings, lambda: cm.ledger, cm.notary)
     ledger = cm.ledger
     unsure = []
-    for r in store.recipients(name, ("pending", "queued", "uncertain")):
-        try:
-            entry = _entry(ledger, store, r.message_id)
-        except NotFoundError:
-            continue
-        if entry.smtp in ("sending", "uncertain"):
-            unsure.append((r, entry))
+    for page in store.pages(name, ("pending", "queued", "uncertain")):
+        for r in page:
+            try:
+                entry = _entry(ledger, store, r.message_id)
+            except NotFoundError:
+                continue
+            if entry.smtp in ("sending", "uncertain"):
+                unsure.append((r, entry))
     out: list[dict[str, Any]] = []
     if not unsure:
         return out
@@ -168,22 +169,22 @@ def _dry_run(
     store: CampaignStore,
     name: str,
     spec: dict[str, Any],
-    todo: list[Recipient],
     on_event: Event | None,
 ) -> None:
     subject = parse(spec["subject"], "subject")
     body = parse(Path(spec["body"]).read_text(encoding="utf-8"), "body")
-    for r in todo:
-        body.render(r.fields)
-        if on_event:
-            on_event(
-                {
-                    "row": r.row_no,
-                    "email": r.email,
-                    "state": "would send",
-                    "subject": subject.render(r.fields),
-                }
-            )
+    for page in store.pages(name, TODO):
+        for r in page:
+            body.render(r.fields)
+            if on_event:
+                on_event(
+                    {
+                        "row": r.row_no,
+                        "email": r.email,
+                        "state": "would send",
+                        "subject": subject.render(r.fields),
+                    }
+                )
 
 
 def send_campaign(
@@ -197,7 +198,11 @@ def send_campaign(
     on_start: Callable[[int, int], None] | None = None,
     on_event: Event | None = None,
 ) -> SendSummary:
-    """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done."""
+    """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done.
+
+    Memory does not grow with the campaign: the recipients are read a page at a
+    time (:meth:`CampaignStore.pages`), at most two per worker are in the pool at
+    once, and each result is recorded and reported, then dropped."""
     settings = cm.settings
     t0 = time.monotonic()
     with (
@@ -209,16 +214,16 @@ def send_campaign(
             raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
         total = sum(store.counts(name).values())
         settled = [] if dry_run else settle(cm, store, name, c.spec["via"], settle_timeout)
-        todo = store.recipients(name, TODO)
-        summary = SendSummary(name, total, len(todo), settled=settled, dry_run=dry_run)
+        todo = sum(store.counts(name).get(s, 0) for s in TODO)
+        summary = SendSummary(name, total, todo, settled=settled, dry_run=dry_run)
         if on_start:
-            on_start(total, len(todo))
+            on_start(total, todo)
         if dry_run:
-            _dry_run(store, name, c.spec, todo, on_event)
+            _dry_run(store, name, c.spec, on_event)
         elif todo:
             store.set_state(name, "sending")
-            spec, todo, failed = _recheck_keys(cm, store, name, c.spec, todo)
-            _run_pool(cm, store, name, spec, todo, concurrency, rate, on_event, failed)
+            spec = {k: v for k, v in c.spec.items() if k != "keys"}  # looked up again
+            _run_pool(cm, store, name, spec, Window(concurrency, rate), on_event)
         counts = store.counts(name)
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
@@ -229,29 +234,54 @@ def send_campaign(
 
 
 def _recheck_keys(
-    cm: Certmail,
-    store: CampaignStore,
-    name: str,
-    spec: dict[str, Any],
-    todo: list[Recipient],
-) -> tuple[dict[str, Any], list[Recipient], list[dict[str, Any]]]:
-    """Look every recipient's key up again, once per run (it may have been revoked or
-    expired since ``create``); a recipient without one now fails, with the reason
-    (but for those ``create`` listed for pickup: they need none)."""
+    cm: Certmail, store: CampaignStore, name: str, spec: dict[str, Any], page: list[Recipient]
+) -> tuple[list[tuple[Recipient, str | None]], list[dict[str, Any]]]:
+    """Look a page of recipients' keys up again (one may have been revoked or expired
+    since ``create``): each sendable recipient with its key's fingerprint (None: one
+    ``create`` listed for pickup, who needs none), and those without a key now, failed
+    with the reason (recorded)."""
     from .create import key_checks
     from .recipients import Row
 
     pickup = set(spec.get("pickup", ()))
-    rows = [Row(r.row_no, r.email, r.fields) for r in todo if r.email.lower() not in pickup]
+    rows = [Row(r.row_no, r.email, r.fields) for r in page if r.email.lower() not in pickup]
     keys, problems, _ = key_checks(cm, rows)
     bad = {p.line: p for p in problems}
     failed = [
         {"email": r.email, "state": "failed", "error": bad[r.row_no].message, "row": r.row_no}
-        for r in todo
+        for r in page
         if r.row_no in bad
     ]
     store.record(name, failed)
-    return {**spec, "keys": keys}, [r for r in todo if r.row_no not in bad], failed
+    return [(r, keys.get(r.email.lower())) for r in page if r.row_no not in bad], failed
+
+
+@dataclass
+class Window:
+    """How many recipients are in the pool at once (two per worker) and how fast they
+    are handed to it (``rate`` messages/s, None: as fast as the workers go)."""
+
+    concurrency: int | None
+    rate: float | None
+    start: float = 0.0
+    sent: int = 0
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.concurrency or os.cpu_count() or 2)
+
+    def wait(self, pending: int) -> bool:
+        """Whether one more may be submitted now (sleeping for the rate if the pool is idle)."""
+        if pending >= self.workers * 2:
+            return False
+        if self.rate:
+            delay = self.start + self.sent / self.rate - time.monotonic()
+            if delay > 0:
+                if pending:
+                    return False
+                time.sleep(delay)
+        self.sent += 1
+        return True
 
 
 def _run_pool(
@@ -259,47 +289,52 @@ def _run_pool(
     store: CampaignStore,
     name: str,
     spec: dict[str, Any],
-    todo: list[Recipient],
-    concurrency: int | None,
-    rate: float | None,
+    window: Window,
     on_event: Event | None,
-    early: list[dict[str, Any]],
 ) -> None:
-    """Run ``todo`` through the pool. Events (``early`` ones first) are reported only
-    after the first submission, which forks every worker: the parent has no other
-    thread (a progress bar) when it forks."""
-    n = max(1, concurrency or os.cpu_count() or 2)
+    """Run the campaign's recipients still to send through the pool.
+
+    Every worker is forked first, from the lean command (before any page of
+    recipients or the keyring's listing is read into it): the workers do not
+    inherit them, and the parent has no other thread (a progress bar) when it
+    forks; events are reported only after that."""
+    n = window.workers
     ctx = multiprocessing.get_context("fork")
     cm.keyring.ensure_agent()  # once, before the workers fork
-    start = time.monotonic()
     with ProcessPoolExecutor(
         n,
         mp_context=ctx,
         initializer=init_worker,
         initargs=(cm.settings, cm.passphrase, name, spec),
     ) as pool:
+        pool.submit(os.getpid).result()  # a fork pool starts all its workers at once
+        window.start = time.monotonic()
         pending: set[Future[dict[str, Any]]] = set()
-        queue = list(reversed(todo))
-        sent = 0
-        while queue or pending:
-            while queue and len(pending) < n * 2:
-                if rate:
-                    delay = start + sent / rate - time.monotonic()
-                    if delay > 0:
-                        if pending:
-                            break
-                        time.sleep(delay)
-                pending.add(pool.submit(run_one, queue.pop()))
-                sent += 1
+        pages = store.pages(name, TODO)
+        queue: list[tuple[Recipient, str | None]] = []
+        cancelled = False
+        while True:
+            while not queue and not cancelled and (page := next(pages, None)) is not None:
+                queue, failed = _recheck_keys(cm, store, name, spec, page)
+                queue.reverse()
+                _report(on_event, failed)
+            if not queue and not pending:
+                break
+            while queue and window.wait(len(pending)):
+                pending.add(pool.submit(run_one, *queue.pop()))
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             results = [f.result() for f in done]
             store.record(name, [r for r in results if r["state"] != "cancelled"])
-            for ev in [*early, *results]:  # early ones are recorded already
-                if on_event:
-                    on_event(ev)
-            early = []
-            if done and store.get(name).state == "cancelled":
+            _report(on_event, results)
+            if done and store.state(name) == "cancelled":
                 queue.clear()  # what was handed to the pool still finishes its step
+                cancelled = True
+
+
+def _report(on_event: Event | None, events: list[dict[str, Any]]) -> None:
+    for ev in events:
+        if on_event:
+            on_event(ev)
 
 
 def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:

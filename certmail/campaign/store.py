@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,11 @@ CREATE TABLE IF NOT EXISTS campaign_recipients (
     PRIMARY KEY (campaign, email)
 );
 CREATE INDEX IF NOT EXISTS campaign_recipients_state ON campaign_recipients (campaign, state);
+CREATE INDEX IF NOT EXISTS campaign_recipients_row ON campaign_recipients (campaign, row_no);
 """
+
+#: Recipients read at a time by :meth:`CampaignStore.pages`.
+PAGE = 500
 
 DONE_STATES = ("submitted", "accepted", "failed", "skipped", "cancelled")
 
@@ -173,6 +177,13 @@ class CampaignStore(SqliteStore):
             row["name"], json.loads(row["spec"]), row["state"], row["created"], row["updated"]
         )
 
+    def state(self, name: str) -> str:
+        """The campaign's state alone (its spec, with every recipient's key, unread)."""
+        row = self._db.execute("SELECT state FROM campaigns WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no campaign named {name!r}", hint="certmail campaign list")
+        return str(row["state"])
+
     def all(self) -> list[Campaign]:
         rows = self._db.execute("SELECT name FROM campaigns ORDER BY created").fetchall()
         return [self.get(r["name"]) for r in rows]
@@ -193,6 +204,27 @@ class CampaignStore(SqliteStore):
             args += list(states)
         rows = self._db.execute(q + " ORDER BY row_no", args).fetchall()
         return [Recipient.from_row(r) for r in rows]
+
+    def pages(
+        self, name: str, states: Sequence[str], size: int = PAGE
+    ) -> Iterator[list[Recipient]]:
+        """The recipients in ``states``, ``size`` at a time in row order (a query per
+        page, no cursor left open across the caller's writes): a campaign of any size
+        is walked with one page in memory. A recipient whose state changes after its
+        page was read is not read again."""
+        marks = ",".join("?" * len(states))
+        last = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT * FROM campaign_recipients WHERE campaign=? AND row_no>?"  # noqa: S608
+                f" AND state IN ({marks}) ORDER BY row_no LIMIT ?",
+                [name, last, *states, size],
+            ).fetchall()
+            if not rows:
+                return
+            page = [Recipient.from_row(r) for r in rows]
+            last = page[-1].row_no
+            yield page
 
     def recipient(self, name: str, email: str) -> Recipient:
         row = self._db.execute(

@@ -54,12 +54,13 @@ SMALL = 4 << 20
 
 
 class CampaignKeys:
-    """The sender's keyring with every recipient's encryption key already looked up.
+    """The sender's keyring with the recipient's encryption key already looked up.
 
-    ``campaign create`` resolved each recipient's key once (and ``campaign send``
-    checks again once per run); the workers use those fingerprints instead of
-    listing the keyring again for every message. Everything else is the
-    keyring's own (the encryption itself still checks the key is valid).
+    ``campaign send`` looks each recipient's key up again once per run (a page of
+    recipients at a time, in the parent) and hands it to the worker with the
+    recipient (:func:`run_one`): ``keys`` holds the one of the message being
+    sealed. Everything else is the keyring's own (the encryption itself still
+    checks the key is valid).
     """
 
     def __init__(self, keyring: Any, keys: dict[str, str]) -> None:
@@ -126,6 +127,7 @@ def init_worker(
     keep_sessions()
     Finalize(None, close_sessions, exitpriority=10)
     cm = Certmail(settings, passphrase=passphrase)
+    keys: dict[str, str] = {}  # the key of the recipient being sealed (run_one)
     body_text = Path(spec["body"]).read_text(encoding="utf-8")
     scanned = []
     for a in spec["attachments"]:
@@ -144,8 +146,9 @@ def init_worker(
         spec=spec,
         store=CampaignStore(settings.ledger_path),
         outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
+        keys=keys,
         sealer=Sealer(
-            lambda: cast("Keyring", CampaignKeys(cm.keyring, spec["keys"])),
+            lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
             settings.dkim_dir,
             # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
             # decryption that checks the signature (two gpg processes, not four).
@@ -270,8 +273,9 @@ def _seal_state(r: Recipient) -> dict[str, str]:
     return {"seal": "registered"} if sealed else {}
 
 
-def run_one(r: Recipient) -> dict[str, Any]:
-    """Seal (unless the ledger has it) and hand over one recipient's message.
+def run_one(r: Recipient, key: str | None = None) -> dict[str, Any]:
+    """Seal (unless the ledger has it) and hand over one recipient's message, encrypted
+    to ``key`` (the fingerprint ``campaign send`` found for them; None: a pickup).
 
     Returns the recipient's new state (``state``, ``sha256``, ``reply``,
     ``error``, timings); the parent records it. The ledger is already durable
@@ -290,6 +294,9 @@ def run_one(r: Recipient) -> dict[str, Any]:
     }
     if store.recipient(_W["name"], r.email).state == "cancelled":
         return {**out, "state": "cancelled"}
+    _W["keys"].clear()
+    if key is not None:
+        _W["keys"][r.email.lower()] = key
     try:
         entry = _find(cm, r.message_id)
         if entry is None:

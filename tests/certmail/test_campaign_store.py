@@ -43,3 +43,22 @@ def test_sealed_needs_a_notary(correspondents: Any, tmp_path: Path) -> None:
     assert p.returncode == 1 and "--sealed needs a notary" in one_line_error(p)
     assert "certmail: hint: set CERTMAIL_NOTARY_URL" in p.stderr
     assert run(c.alice, "campaign", "list", "--json").stdout.count("rent") == 0
+
+
+def test_pages_walk_the_campaign_a_page_at_a_time(tmp_path: Path) -> None:
+    """``campaign send`` reads its recipients through ``pages``: every one still to
+    send exactly once, in row order, ``size`` at a time, even while the walk's own
+    results move rows out of the states asked for (or back into them)."""
+    rows = [(k + 2, f"r{k}@example.net", {"email": f"r{k}"}, f"<m{k}@x>") for k in range(23)]
+    with CampaignStore(tmp_path / "ledger.db") as store:
+        store.create("big", {"via": "relay"}, rows)
+        store.update("big", "r3@example.net", "accepted")
+        seen, sizes = [], []
+        for page in store.pages("big", ("pending", "queued"), size=5):
+            sizes.append(len(page))
+            seen += [r.row_no for r in page]
+            for r in page:  # sent, or a transient failure: queued again for the next run
+                store.update("big", r.email, "queued" if r.row_no % 2 else "accepted")
+        assert store.state("big") == "created"
+    assert seen == [k + 2 for k in range(23) if k != 3]
+    assert sizes == [5, 5, 5, 5, 2]
