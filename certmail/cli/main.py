@@ -18,24 +18,75 @@ from keys.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Error
 if TYPE_CHECKING:
     from certmail.cli.app import App
 
-# name -> "module:attribute"; each module defines one Click command or group.
-COMMANDS: dict[str, str] = {
-    "notary": "certmail.cli.notary:notary",
-    "init": "certmail.cli.init:init",
-    "keys": "certmail.cli.keys:keys",
-    "config": "certmail.cli.config:config",
-    "notarize": "certmail.cli.notarize:notarize",
-    "receipt": "certmail.cli.receipt:receipt",
-    "receipts": "certmail.cli.receipts:receipts",
-    "proof": "certmail.cli.proof:proof",
-    "send": "certmail.cli.send:send",
-    "open": "certmail.cli.open:open_",
-    "verify": "certmail.cli.verify:verify",
-    "outbox": "certmail.cli.outbox:outbox",
-    "inbox": "certmail.cli.inbox:inbox",
-    "witness": "certmail.cli.witness:witness",
-    "campaign": "certmail.cli.campaign:campaign",
-    "web-login": "certmail.cli.web_login:web_login",
+# name -> ("module:attribute", short help); each module defines one Click command or
+# group. The short help is the command's own (tests/certmail/test_cli_lazy.py checks),
+# so `certmail --help` and shell completion list the commands without importing them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "notary": (
+        "certmail.cli.notary:notary",
+        "Run a notary: the log, the TSA and the relay that witness mail.",
+    ),
+    "init": (
+        "certmail.cli.init:init",
+        "Create the certmail home and your key: Ed25519 signing, Cv25519 encryption.",
+    ),
+    "keys": (
+        "certmail.cli.keys:keys",
+        "Your OpenPGP identity, your correspondents' keys, and DKIM keys.",
+    ),
+    "config": (
+        "certmail.cli.config:config",
+        "Show and change settings (stored in HOME/config.toml).",
+    ),
+    "notarize": (
+        "certmail.cli.notarize:notarize",
+        "Notarize FILE: log the SHA-256 of its exact bytes and keep the receipt.",
+    ),
+    "receipt": (
+        "certmail.cli.receipt:receipt",
+        "Work with notary receipts (DESIGN §4.3: entry, tlog-proof, RFC 3161 token).",
+    ),
+    "receipts": (
+        "certmail.cli.receipts:receipts",
+        "Show a message's timeline per recipient: accepted, delivered, failed, acknowledged.",
+    ),
+    "proof": (
+        "certmail.cli.proof:proof",
+        "Export and verify proof bundles (*.certmail-proof.zip).",
+    ),
+    "send": (
+        "certmail.cli.send:send",
+        "Send a signed, encrypted, virus-scanned, notarized message.",
+    ),
+    "open": (
+        "certmail.cli.open:open_",
+        "Open a received message: the body on stdout, who signed it on stderr.",
+    ),
+    "verify": (
+        "certmail.cli.verify:verify",
+        "Verify a message's signatures (PGP or S/MIME when not encrypted, DKIM) without "
+        "decrypting.",
+    ),
+    "outbox": (
+        "certmail.cli.outbox:outbox",
+        "Queued messages: a transient SMTP or notary failure leaves them here.",
+    ),
+    "inbox": (
+        "certmail.cli.inbox:inbox",
+        "Certified mail where it lives: a Maildir, an mbox file or an IMAP mailbox.",
+    ),
+    "witness": (
+        "certmail.cli.witness:witness",
+        "Cosign logs' checkpoints, never two inconsistent ones (C2SP tlog-witness).",
+    ),
+    "campaign": (
+        "certmail.cli.campaign:campaign",
+        "Certified campaigns: each recipient its own signed, encrypted, notarized message.",
+    ),
+    "web-login": (
+        "certmail.cli.web_login:web_login",
+        "Print a one-time sign-in link to your certified mail in a browser (GET /app).",
+    ),
 }
 
 
@@ -44,11 +95,16 @@ def _cli() -> Any:
     import importlib
 
     import click
+    from click.shell_completion import CompletionItem
 
     from certmail.cli.app import home_option, json_option, passphrase_fd_option, verbose_option
 
+    def short_help(name: str, limit: int = 45) -> str:
+        """The table's short help, shortened as Click shortens a command's own help."""
+        return click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+
     class LazyGroup(click.Group):
-        """A group whose subcommands are imported on first use."""
+        """A group whose subcommands are imported on first use (not to list them)."""
 
         def list_commands(self, ctx: click.Context) -> list[str]:
             return sorted(COMMANDS)
@@ -57,9 +113,20 @@ def _cli() -> Any:
             target = COMMANDS.get(cmd_name)
             if target is None:
                 return None
-            module_name, attr = target.split(":")
+            module_name, attr = target[0].split(":")
             cmd: click.Command = getattr(importlib.import_module(module_name), attr)
             return cmd
+
+        def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            names = self.list_commands(ctx)
+            limit = formatter.width - 6 - max(map(len, names))
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, short_help(name, limit)) for name in names])
+
+        def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+            names = [n for n in self.list_commands(ctx) if n.startswith(incomplete)]
+            items = [CompletionItem(n, help=short_help(n)) for n in names]
+            return items + click.Command.shell_complete(self, ctx, incomplete)
 
     @click.group(
         cls=LazyGroup,

@@ -8,7 +8,6 @@ documents of every earlier renderer stay byte for byte what they were.
 
 from __future__ import annotations
 
-import textwrap
 from html import escape
 
 from certmail.bundle.documents.facts import ANCHOR_PROVES, Facts
@@ -70,6 +69,8 @@ def anchors_text(f: Facts) -> list[str]:
     """certificate.pdf's lines on outside time-stamps (unwrapped: the caller wraps)."""
     if not _applies(f):
         return []
+    import textwrap  # only for a bundle with anchors (format 4)
+
     out = ["", "# Outside time-stamps over the log (RFC 3161)"]
     out += textwrap.wrap(ANCHOR_PROVES[0].upper() + ANCHOR_PROVES[1:] + ".", 90)
     for a in f.anchors:
