@@ -9,9 +9,8 @@ checks the signature as it decrypts). The inner entity is composed straight
 into gpg; the processes run at once, the data flowing through file
 descriptors, so that the re-verification DESIGN §5 asks for ("re-verify the
 bytes before they leave") costs no extra pass over the message file.
-:class:`EncryptPipeline` has one method per
-stage; the file helpers it shares with :mod:`certmail.seal` (hashing writer,
-kernel copies, early write-back) are :mod:`certmail.fileio`.
+:class:`EncryptPipeline` has one method per stage; the file helpers it shares with
+:mod:`certmail.seal` (hashing writer, kernel copies, early write-back) are :mod:`certmail.fileio`.
 """
 
 from __future__ import annotations
