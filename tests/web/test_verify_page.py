@@ -407,13 +407,13 @@ def test_encrypted_acknowledged_bundle_from_the_real_flow(
 def test_too_large_a_file_is_refused_before_it_is_read(
     world: World, browser: Any, tmp_path: Path
 ) -> None:
-    """A 340 MB file (sparse on disk) over the bundle cap: a clear message at once, and the
+    """A 700 MB file (sparse on disk) over the 576 MiB bundle cap: a clear message at once, and the
     tab still answers."""
     from selenium.webdriver.common.by import By
 
     big = tmp_path / "huge.certmail-proof.zip"
     with big.open("wb") as f:
-        f.truncate(340 * 10**6)
+        f.truncate(700 * 10**6)
     browser.get(world.notary.url + "/verify")
     verdict = _drop(browser, big, timeout=30)
     assert verdict.get_attribute("data-valid") == "false"
