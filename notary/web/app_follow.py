@@ -67,7 +67,7 @@ class IndexFollower:
         """Catch up now, then whenever a commit or a request nudges it, or every ``poll``
         seconds, until cancelled."""
         self._wake, self._moved = asyncio.Event(), asyncio.Event()
-        loop, wake = asyncio.get_running_loop(), self._wake
+        loop = asyncio.get_running_loop()
 
         def committed(size: int) -> None:  # in the committing thread
             loop.call_soon_threadsafe(self._heard, size)
