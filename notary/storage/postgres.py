@@ -17,13 +17,14 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import datetime
 from itertools import chain, islice
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from notary.errors import StorageError
 from notary.storage.sql import Cursor, Dialect, SQLStorage
@@ -170,7 +171,7 @@ class PostgresStorage(SQLStorage):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all: list[psycopg.Connection[Any]] = []
-        self._writer = self._connect(autocommit=False)
+        self._writer = self._connect(autocommit=True)  # see _pipelined
         with self._writer.transaction():
             row = self._writer.execute("SELECT current_schema()").fetchone()
             self.dialect = PostgresDialect(sequencer_lock_key(str(row[0] if row else "public")))
@@ -204,32 +205,48 @@ class PostgresStorage(SQLStorage):
         return conn.cursor()
 
     def _write(self) -> AbstractContextManager[Cursor]:
-        return self._transaction(pipeline=False)
+        return self._transaction()
 
     def _sequence_write(self) -> AbstractContextManager[Cursor]:
-        # One batch of the log in pipeline mode: the lock and the read of the tree go in
-        # one round trip, the inserts in one more, then the COMMIT, which is waited for
-        # (synchronous_commit on), so the batch is durable when this returns.
-        return self._transaction(pipeline=True)
+        return self._pipelined()
 
     @contextmanager
-    def _transaction(self, *, pipeline: bool) -> Iterator[Cursor]:
+    def _transaction(self) -> Iterator[Cursor]:
         with self._write_lock:
             try:
-                # The pipeline inside the transaction: its end (here, or earlier in
-                # PostgresDialect.end_pipeline before a COPY) sends everything and raises
-                # the first error (a unique violation as itself, not as an aborted
-                # pipeline), and the transaction then rolls back.
-                with self._writer.transaction(), ExitStack() as stack:
-                    if pipeline:
-                        stack.enter_context(self._writer.pipeline())
-                        self.dialect.pipeline = stack
-                    with self._writer.cursor() as cur:
+                with self._writer.transaction(), self._writer.cursor() as cur:
+                    yield cur
+            except psycopg.errors.UniqueViolation as e:
+                raise StorageError(f"conflicting write: {e}") from e
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[Cursor]:
+        """One batch of the log in pipeline mode: BEGIN, the lock and the read of the tree
+        go in one round trip, the inserts and the COMMIT in one more, which is waited for
+        (synchronous_commit on), so the batch is durable when this returns.
+
+        BEGIN and COMMIT are statements of the pipeline (the writer is in autocommit mode):
+        psycopg's ``transaction()`` would wait for its BEGIN, a round trip more per batch.
+        The pipeline's end (here, or earlier in PostgresDialect.end_pipeline before a COPY)
+        raises the first error (a unique violation as itself, not as an aborted
+        pipeline); whatever ends the block early rolls the transaction back."""
+        conn = self._writer
+        with self._write_lock:
+            try:
+                with ExitStack() as stack:
+                    stack.enter_context(conn.pipeline())
+                    self.dialect.pipeline = stack
+                    with conn.cursor() as cur:
+                        cur.execute("BEGIN")
                         yield cur
+                        cur.execute("COMMIT")
             except psycopg.errors.UniqueViolation as e:
                 raise StorageError(f"conflicting write: {e}") from e
             finally:
                 self.dialect.pipeline = None
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with suppress(psycopg.Error):  # a broken connection has nothing to undo
+                        conn.execute("ROLLBACK")
 
     def accounts_version(self) -> int | None:
         if self._listener is None:  # started on first use: CLI commands never need it

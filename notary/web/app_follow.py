@@ -28,7 +28,7 @@ from fastapi import FastAPI
 
 from notary.lifespan import run_in_lifespan
 from notary.storage import LogStore
-from notary.web.app_index import MessageIndex
+from notary.web.app_index import CATCH_UP_LIMIT, MessageIndex
 
 __all__ = ["POLL", "WAIT_LIMIT", "IndexFollower", "follow_in_lifespan"]
 
@@ -59,15 +59,18 @@ class IndexFollower:
         self._on_commit = on_commit
         self._wake: asyncio.Event | None = None
         self._moved: asyncio.Event | None = None
+        #: The log size of this process's latest commit not yet caught up to (None when
+        #: the wake-up is a request's or the poll's, which read the log's own size).
+        self._committed: int | None = None
 
     async def run(self) -> None:
         """Catch up now, then whenever a commit or a request nudges it, or every ``poll``
         seconds, until cancelled."""
         self._wake, self._moved = asyncio.Event(), asyncio.Event()
-        loop, wake = asyncio.get_running_loop(), self._wake
+        loop = asyncio.get_running_loop()
 
-        def committed(_size: int) -> None:  # in the committing thread
-            loop.call_soon_threadsafe(wake.set)
+        def committed(size: int) -> None:  # in the committing thread
+            loop.call_soon_threadsafe(self._heard, size)
 
         stop = self._on_commit(committed) if self._on_commit is not None else None
         try:
@@ -76,12 +79,22 @@ class IndexFollower:
             if stop is not None:
                 stop()
 
+    def _heard(self, size: int) -> None:
+        """A commit of this process made the log ``size`` long (on the event loop)."""
+        assert self._wake is not None
+        # A wake-up already asked for by a request reads the log's size instead.
+        if not self._wake.is_set() or self._committed is not None:
+            self._committed = max(size, self._committed or 0)
+            self._wake.set()
+
     async def _follow(self) -> None:
         assert self._wake is not None and self._moved is not None
         while True:
+            # After a commit of this process, its size (no read of the log); else, read it.
+            size, self._committed = self._committed, None
             self._wake.clear()
             try:
-                while await asyncio.to_thread(self.index.catch_up):
+                while await asyncio.to_thread(self.index.catch_up, CATCH_UP_LIMIT, size):
                     self._moved.set()
             except Exception:  # web.db or the log unavailable for a moment: the next round
                 log.exception("the /app message index could not catch up")
@@ -100,6 +113,7 @@ class IndexFollower:
                 log.warning("the /app message index is behind the log; answering what it has")
                 return
             self._moved.clear()
+            self._committed = None  # read the log's size: it may be another node's commit
             self._wake.set()
             with contextlib.suppress(TimeoutError):  # another worker's follower may move it
                 await asyncio.wait_for(self._moved.wait(), min(left, RECHECK))

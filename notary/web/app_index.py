@@ -126,10 +126,15 @@ class MessageIndex:
         row = self.db.read().execute("SELECT next FROM app_cursor").fetchone()
         return int(row[0]) if row else 0
 
-    def catch_up(self, limit: int = CATCH_UP_LIMIT) -> int:
-        """Apply the entries committed since the last call (at most ``limit``); how many."""
-        latest = self.log.latest_checkpoint()
-        size = latest.size if latest else 0
+    def catch_up(self, limit: int = CATCH_UP_LIMIT, size: int | None = None) -> int:
+        """Apply the entries committed since the last call (at most ``limit``); how many.
+
+        ``size``, when the caller knows the log holds that many (a commit of this
+        process just told it), is caught up to instead of the latest checkpoint's size,
+        which saves a read of the log (a query of the PostgreSQL backend per batch)."""
+        if size is None:
+            latest = self.log.latest_checkpoint()
+            size = latest.size if latest else 0
         if self.cursor() >= size:
             return 0  # nothing new: no write transaction
         n = 0

@@ -109,3 +109,41 @@ def test_an_error_queued_in_the_pipeline_surfaces_before_a_copy(
     with pytest.raises(StorageError, match="missing"):
         pg.read_hashes([100])  # rolled back
     assert pg.latest_checkpoint().size == 4  # type: ignore[union-attr]
+
+
+def test_an_exception_in_the_batch_rolls_it_back(
+    pg: postgres.PostgresStorage, copies: list[str]
+) -> None:
+    """BEGIN and COMMIT are the pipeline's own statements: a batch its caller gives up
+    (the sequencer refusing to sign) leaves nothing, and the connection takes the next."""
+    seq = Sequencer(pg, Signer.generate("batch.test/log"))
+    seq.commit_batch(_subs(4))
+    with pytest.raises(RuntimeError, match="refused"), pg.sequence() as tx:
+        rows = [(100 + i, b"\1" * 32) for i in range(3)]
+        pg.dialect.bulk_insert(tx.cur, "hashes", "idx, hash", rows)
+        raise RuntimeError("refused")
+    with pytest.raises(StorageError, match="missing"):
+        pg.read_hashes([100])  # rolled back
+    assert len(seq.commit_batch(_subs(3, 4))) == 3
+    assert pg.latest_checkpoint().size == 7  # type: ignore[union-attr]
+
+
+def test_begin_is_not_waited_for_on_its_own(
+    pg: postgres.PostgresStorage, copies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's BEGIN goes with the lock and the read of the tree (one round trip), not
+    before them: psycopg's transaction() would send and wait for it alone."""
+    seq = Sequencer(pg, Signer.generate("batch.test/log"))
+    seq.commit_batch(_subs(4))
+    alone: list[bytes] = []
+    command = psycopg.Connection._exec_command
+
+    def spy(self: psycopg.Connection[object], cmd: bytes, *a: object, **k: object):  # type: ignore[no-untyped-def]
+        alone.append(bytes(cmd))  # a command sent apart from the pipeline and waited for
+        return command(self, cmd, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.Connection, "_exec_command", spy)
+    seq.commit_batch(_subs(3, 4))
+    monkeypatch.undo()
+    assert b"BEGIN" not in alone
+    assert pg.latest_checkpoint().size == 7  # type: ignore[union-attr]

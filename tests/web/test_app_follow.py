@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from notary.service import Notarization, NotaryService
 from notary.web.app_follow import IndexFollower
@@ -65,3 +66,35 @@ def test_a_commit_wakes_the_follower(tmp_path: Path) -> None:
     assert first == 0
     assert woken == 1
     assert asleep == 1  # "two" waits for the poll: nothing woke this follower
+
+
+def test_a_commit_gives_the_follower_the_log_size(tmp_path: Path, monkeypatch: Any) -> None:
+    """Woken by this process's commit, the follower catches up to the size the commit
+    reported: it does not read the log's latest checkpoint again (a PostgreSQL query per
+    batch)."""
+    svc = NotaryService.open(init_notary_dir(tmp_path / "notary"))
+    account, _ = svc.add_account(["alice@example.org"])
+    pages = AppPages(svc)
+    pages.follower.poll = HOUR
+    reads: list[int] = []
+
+    async def scenario() -> int:
+        await svc.sequencer.start()
+        task = asyncio.create_task(pages.follower.run())
+        try:
+            await _indexed(pages, account.id, 0)  # the start-up catch-up read the log
+            await asyncio.sleep(0.1)
+            latest = svc.storage.latest_checkpoint
+            monkeypatch.setattr(
+                svc.storage, "latest_checkpoint", lambda: reads.append(1) or latest()
+            )
+            items = [Notarization(hashlib.sha256(b"one").hexdigest(), "<one@example.org>")]
+            await svc.notarize(account, items, timestamp=False)
+            return await _indexed(pages, account.id, 1)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await svc.sequencer.stop()
+
+    assert asyncio.run(scenario()) == 1
+    assert reads == []
