@@ -69,7 +69,10 @@ class CampaignKeys:
 
     def encryption_key(self, addr: str) -> str:
         fpr = self._keys.get(addr.lower())
-        return fpr if fpr is not None else str(self._keyring.encryption_key(addr))
+        if fpr is not None:
+            return fpr
+        # The sender's own key: only its keys listed, not the whole keyring (issue 15).
+        return str(self._keyring.encryption_key(addr, only=True))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._keyring, name)

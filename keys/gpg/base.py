@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -54,6 +55,8 @@ _STATE_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "private-keys-v1.d"
 LISTING_TTL = 5.0
 #: Listing commands: every other gpg command run on the home forgets the listings.
 _LISTING_ARGS = ("--list-keys", "--list-secret-keys")
+#: At most this many queries' own listings (:meth:`KeyringBase._named`) are remembered.
+NAMED_MAX = 256
 
 
 _State = tuple[tuple[int, int, int], ...]
@@ -93,10 +96,14 @@ class KeyringBase:
         self._gpg.buffer_size = BUFFER_SIZE
         #: The last listing by ``secret``: (home state, monotonic time, keys).
         self._listed: dict[bool, tuple[_State, float, list[Listed]]] = {}
+        #: The keys each query names (:meth:`_named`): (home state, monotonic time, keys),
+        #: least recently used first.
+        self._named_keys: OrderedDict[str, tuple[_State, float, list[Listed]]] = OrderedDict()
 
     def forget_listing(self) -> None:
         """Drop the remembered key listings (after changing the keyring)."""
         self._listed.clear()
+        self._named_keys.clear()
 
     def _run(
         self,
@@ -183,6 +190,52 @@ class KeyringBase:
         text = proc.stdout.decode("utf-8", "replace")
         return parse_listing(text, secret=secret, secret_fprs=secret_fprs)
 
+    def _named(self, queries: Sequence[str]) -> dict[str, list[Listed]]:
+        """The public keys each query (fingerprint, long key id or address) names, as
+        :func:`~keys.gpg.selection.find_keys` picks them from the whole listing.
+
+        Only those keys are listed (one ``gpg --list-keys PATTERN...`` for the queries
+        not remembered), not the whole keyring: a process that encrypts to a few keys
+        at a time holds and parses a few keys, however many the keyring has. Each
+        query's keys are remembered like :meth:`_listing` (the home's key files
+        unchanged, at most :data:`LISTING_TTL` seconds), at most :data:`NAMED_MAX`
+        queries.
+        """
+        state = _home_state(self.gnupghome)
+        now = time.monotonic()
+        out: dict[str, list[Listed]] = {}
+        missing: list[str] = []
+        for q in dict.fromkeys(queries):
+            hit = self._named_keys.get(q)
+            if hit is not None and hit[0] == state and now - hit[1] < LISTING_TTL:
+                self._named_keys.move_to_end(q)
+                out[q] = list(hit[2])
+            else:
+                missing.append(q)
+        if not missing:
+            return out
+        patterns = [_pattern(q) for q in missing]
+        if None in patterns:  # a query gpg cannot be asked for exactly: the whole listing
+            listed = self._listing(secret=False)
+        else:
+            listed = self._list_patterns([p for p in patterns if p is not None])
+        for q in missing:
+            found = find_keys(listed, q)
+            self._named_keys[q] = (state, now, found)
+            self._named_keys.move_to_end(q)
+            out[q] = list(found)
+        while len(self._named_keys) > NAMED_MAX:
+            self._named_keys.popitem(last=False)
+        return out
+
+    def _list_patterns(self, patterns: Sequence[str]) -> list[Listed]:
+        proc = self._run(["--list-keys", "--", *patterns])
+        if proc.returncode not in (0, 2):  # 2: some pattern named no key
+            raise KeyMaterialError(f"cannot list keys: {gpg_message(proc.stderr)}")
+        secret_fprs = {k.info.fingerprint for k in self._listing(secret=True)}  # own: few
+        text = proc.stdout.decode("utf-8", "replace")
+        return parse_listing(text, secret=False, secret_fprs=secret_fprs)
+
     def list_keys(self, *, secret: bool = False) -> list[KeyInfo]:
         """Every key in the keyring (``secret=True``: only those with a secret key)."""
         return [k.info for k in self._listing(secret=secret)]
@@ -191,16 +244,23 @@ class KeyringBase:
         """Keys matching a fingerprint (or key id suffix) or an address, newest first."""
         return find_keys(self._listing(secret=secret), addr_or_fpr)
 
-    def key_for(self, addr_or_fpr: str) -> KeyInfo:
-        """The key for an address or fingerprint (newest usable one if several)."""
-        found = self._find(addr_or_fpr)
+    def key_for(self, addr_or_fpr: str, *, only: bool = False) -> KeyInfo:
+        """The key for an address or fingerprint (newest usable one if several);
+        ``only``: list only its keys (see :meth:`encryption_key`)."""
+        found = self._named([addr_or_fpr])[addr_or_fpr] if only else self._find(addr_or_fpr)
         if not found:
             raise NotFoundError(f"no OpenPGP key for {addr_or_fpr}", hint=IMPORT_HINT)
         return found[0].info
 
-    def encryption_key(self, addr: str) -> str:
-        """Fingerprint of a valid, trusted key for ``addr`` that can encrypt."""
-        return encryption_key_of(self._find(addr), addr)
+    def encryption_key(self, addr: str, *, only: bool = False) -> str:
+        """Fingerprint of a valid, trusted key for ``addr`` that can encrypt.
+
+        ``only``: list only the keys for ``addr`` (:meth:`_named`), for a process that
+        looks up a few keys; otherwise the whole keyring's listing, remembered, for
+        many lookups.
+        """
+        found = self._named([addr])[addr] if only else self._find(addr)
+        return encryption_key_of(found, addr)
 
     def signing_key(self, addr: str) -> str:
         """Fingerprint of the own secret key for ``addr`` that can sign."""
@@ -215,11 +275,30 @@ class KeyringBase:
     def _check_recipients(self, recipients: Sequence[str]) -> list[str]:
         if not recipients:
             raise Error("no recipients to encrypt to")
-        listed = self._listing(secret=False)
+        named = self._named(recipients)  # only these keys: not the whole keyring
         fprs: list[str] = []
         for r in recipients:
             if FPR_RE.match(normalize_fingerprint(r)):
-                fprs.append(trusted_by_fingerprint(listed, r))
+                fprs.append(trusted_by_fingerprint(named[r], r))
             else:
-                fprs.append(self.encryption_key(r))
+                fprs.append(encryption_key_of(named[r], r))
         return fprs
+
+
+def _pattern(query: str) -> str | None:
+    """The gpg user-id pattern that lists at least the keys
+    :func:`~keys.gpg.selection.find_keys` finds for ``query`` (GnuPG manual, "How to
+    specify a user id"), or None when gpg cannot be asked for them exactly.
+
+    A fingerprint or long key id: gpg matches the primary key's or a subkey's
+    (``find_keys`` then keeps those whose primary fingerprint ends with it); other
+    hex lengths are suffixes gpg does not match. An address: a substring of a user
+    id (``*``), case-insensitive for ASCII only.
+    """
+    q = normalize_fingerprint(query)
+    if FPR_RE.match(q):
+        return q if len(q) in (16, 40) else None
+    addr = q.strip("<>")
+    if not addr or not addr.isascii() or not addr.isprintable():
+        return None
+    return "*" + addr

@@ -110,7 +110,7 @@ class Keyring(StreamingKeyring):
 
     def export_public(self, addr_or_fpr: str) -> str:
         """The public key, ASCII-armored (``-----BEGIN PGP PUBLIC KEY BLOCK-----``)."""
-        fpr = self.key_for(addr_or_fpr).fingerprint
+        fpr = self.key_for(addr_or_fpr, only=True).fingerprint  # one key: not the keyring
         armored = self._gpg.export_keys(fpr, armor=True)
         if not armored:
             raise KeyMaterialError(f"cannot export {fpr}")
