@@ -10,11 +10,11 @@ equals dkimpy's for the same bytes (tests).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from keys import fastpath
 from keys.errors import MalformedError
 
 __all__ = [
@@ -35,12 +35,6 @@ MAX_HEADER_BLOCK = 256 * 1024
 SIGNING_CANONICALIZATION = b"relaxed"
 
 
-def _fast() -> bool:
-    """False when ``CERTMAIL_REFERENCE_ONLY`` is set (to anything but 0): the
-    fixed-width test of :func:`crlf_only` is then skipped (as notary.fastpath)."""
-    return os.environ.get("CERTMAIL_REFERENCE_ONLY", "") in ("", "0")
-
-
 def crlf_only(data: bytes, start: int, end: int) -> bool:
     """Whether every LF in ``data[start:end]`` follows a CR (no bare LF to rewrite).
 
@@ -59,7 +53,7 @@ def crlf_only(data: bytes, start: int, end: int) -> bool:
     if (
         width >= 2
         and lines > 1
-        and _fast()
+        and fastpath.enabled()
         and data[start + width - 2 : stop : width].count(b"\r") == lines
         and data[start + width - 1 : stop : width].count(b"\n") == lines
         and data.count(b"\n", start, stop) == lines

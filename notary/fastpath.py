@@ -1,21 +1,8 @@
-"""The one switch for certmail's benchmarked fast paths.
-
-A fast path (the RFC 3161 token template, the RFC 8785 encoder, the raw-ASGI
-notarize and /tsa handlers, the strict zip reader) lives inside its reference
-module and is built from the same code. ``CERTMAIL_REFERENCE_ONLY=1`` turns every
-one of them off, so CI can run the same tests through the reference code alone.
-"""
+"""The fast-path switch, for notary's modules: it is :mod:`keys.fastpath` (keys, which
+imports nothing of notary, has fast paths of its own)."""
 
 from __future__ import annotations
 
-import os
+from keys.fastpath import ENV, enabled
 
-ENV = "CERTMAIL_REFERENCE_ONLY"
-
-
-def enabled() -> bool:
-    """True unless ``CERTMAIL_REFERENCE_ONLY`` is set to a non-empty value other than 0.
-
-    Read at each call (cheap), so a test can switch it with ``monkeypatch.setenv``.
-    """
-    return os.environ.get(ENV, "") in ("", "0")
+__all__ = ["ENV", "enabled"]
