@@ -64,6 +64,31 @@ class RelayNotary:
     def events(self, sha256: str) -> list[dict[str, Any]]:
         return [json.loads(base64.b64decode(x["entry"])) for x in self.receipts(sha256)]
 
+    def deliveries(self, sha256: str) -> list[dict[str, Any]]:
+        """The relay's delivery state of ``sha256`` (``GET /v1/messages/{sha}/deliveries``)."""
+        r = _HTTP.get(
+            f"{self.url}/v1/messages/{sha256}/deliveries",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        if r.status_code == 404:
+            return []
+        r.raise_for_status()
+        out: list[dict[str, Any]] = r.json()["deliveries"]
+        return out
+
+    def wait_deferred(self, sha256: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll until a delivery of ``sha256`` has a failed attempt recorded (deferred)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for d in self.deliveries(sha256):
+                if d["attempts"] >= 1 and d["state"] == "queued" and d.get("last_error"):
+                    return d
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no deferred delivery for {sha256}: {self.deliveries(sha256)}"
+                )
+            time.sleep(0.05)
+
     def wait_events(self, sha256: str, want: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Poll the receipts until one has event ``want`` (generous: not a timing assertion)."""
         deadline = time.monotonic() + timeout

@@ -268,6 +268,9 @@ def test_recipient_down_then_back(relay: RelayNotary, smtp_sink: Any) -> None:
     smtp_sink.stop()
     sha = _submit(relay, message("down"))
     relay.wait_events(sha, "SubmissionAcceptance")
+    # The first attempt must have failed (and been recorded) before the sink is back.
+    deferred = relay.wait_deferred(sha)
+    assert deferred["recipient"] == BOB
     smtp_sink.start()
     events = relay.wait_events(sha, "RelayToNonERDS")
     assert [e["event"] for e in events] == ["SubmissionAcceptance", "RelayToNonERDS"]
