@@ -88,16 +88,17 @@ class HashingWriter:
 
 
 class Fanout:
-    """A writer that hashes what is written and sends it to a file and to pipes."""
+    """A writer that hashes what is written and sends it to pipes and (``f``) a file."""
 
-    def __init__(self, f: BinaryIO, fds: Sequence[int], h: Any) -> None:
+    def __init__(self, f: BinaryIO | None, fds: Sequence[int], h: Any) -> None:
         self.f = f
         self.fds = fds
         self.h = h
 
     def write(self, data: bytes) -> int:
         self.h.update(data)
-        self.f.write(data)
+        if self.f is not None:
+            self.f.write(data)
         for fd in self.fds:
             write_all(fd, data)
         return len(data)

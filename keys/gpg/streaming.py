@@ -121,17 +121,23 @@ class StreamingKeyring(KeyringBase):
         compress_level: int | None = None,
         stdout: int | IO[bytes] | None = None,
         signer: str | None = None,
+        digests: str | None = None,
     ) -> GpgProcess:
         """Start encrypting stdin (a pipe) to valid recipient keys; ciphertext on ``stdout``.
 
         ``compress_level`` (1-9) is gpg's ``-z`` when compressing (default: gpg's).
         ``signer``: the same gpg run signs the data too (one OpenPGP message, signed
         then encrypted: RFC 3156 §6.2); unlock the key first (:meth:`micalg`).
+        ``digests``: the signature's digest preferences for this run (gpg's
+        ``--personal-digest-preferences``, e.g. ``"SHA256 SHA512 SHA384"``); gpg
+        still picks one the key can use (a P-384 key needs at least SHA-384).
         """
         fprs = self._check_recipients(recipients)
         args = ["--trust-model", "pgp", "--encrypt"]
         if signer is not None:
             args = ["--local-user", self._resolve_signer(signer), "--sign", *args]
+            if digests is not None:
+                args = ["--personal-digest-preferences", digests, *args]
         for f in fprs:
             args += ["--recipient", f]
         if armor:

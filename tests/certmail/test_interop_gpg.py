@@ -1,7 +1,7 @@
 """Interop with the plain gpg command line, both ways (RFC 3156).
 
-1. A certmail message decrypts with ``gpg --decrypt``, and its inner
-   multipart/signed verifies with ``gpg --verify sig data`` on the exact part bytes.
+1. A certmail message (RFC 3156 §6.2) decrypts with ``gpg --decrypt``, which
+   checks the sender's signature as it decrypts; a flipped byte is refused.
 2. A message signed and encrypted with the gpg CLI and assembled by hand opens
    with certmail (both the §6.1 nested form and the §6.2 combined form).
 """
@@ -16,11 +16,15 @@ import pytest
 
 from certmail.api import Certmail
 from certmail.mime import parse_entity
-from certmail.rfc3156 import encrypted_payload, signed_parts
-from tests.fixtures.gpg_messages import gpg, hand_made, inner_entity
+from certmail.rfc3156 import dearmor, encrypted_payload
+from keys.gpg.status import check_signed_by, status_values
+from tests.fixtures.gpg_messages import hand_made, inner_entity
 
 
 def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) -> None:
+    """``certmail send`` writes RFC 3156 §6.2: plain ``gpg --decrypt`` gives the inner
+    entity and checks Alice's signature as it decrypts; one flipped byte of the
+    ciphertext and it refuses."""
     c = correspondents
     att = tmp_path / "data.bin"
     att.write_bytes(bytes(range(256)) * 40)
@@ -31,35 +35,21 @@ def test_certmail_message_with_plain_gpg(correspondents: Any, tmp_path: Path) ->
     raw = c.sink.messages[0].data
     armored = encrypted_payload(parse_entity(raw))
     bob_home = c.bob.keyring.gnupghome
-    decrypted = gpg(bob_home, "--decrypt", stdin=armored)
-    sp = signed_parts(parse_entity(decrypted))
-    data, sig = tmp_path / "part.mime", tmp_path / "part.sig"
-    data.write_bytes(sp.signed)
-    sig.write_bytes(sp.signature)
-    p = subprocess.run(
-        [
-            "gpg",
-            "--homedir",
-            str(bob_home),
-            "--batch",
-            "--status-fd",
-            "1",
-            "--verify",
-            str(sig),
-            str(data),
-        ],
-        capture_output=True,
-        check=False,
-    )
+    cmd = ["gpg", "--homedir", str(bob_home), "--batch", "--status-fd", "2", "--decrypt"]
+    p = subprocess.run(cmd, input=armored, capture_output=True, check=False)
     assert p.returncode == 0, p.stderr.decode()
-    assert b"[GNUPG:] GOODSIG" in p.stdout and b"alice@example.org" in p.stdout
-    # One flipped byte in the part and plain gpg refuses too.
-    data.write_bytes(sp.signed.replace(b"for gpg", b"for gPg"))
-    p = subprocess.run(
-        ["gpg", "--homedir", str(bob_home), "--batch", "--verify", str(sig), str(data)],
-        capture_output=True,
-        check=False,
-    )
+    assert b"[GNUPG:] GOODSIG" in p.stderr and b"alice@example.org" in p.stderr
+    alice_fpr = c.alice.keyring.signing_key(c.alice.email)
+    check_signed_by(p.stderr.decode(), alice_fpr)
+    (validsig,) = status_values(p.stderr.decode(), "VALIDSIG")
+    assert validsig.split()[7] == "8"  # SHA-256 (pipeline.SIGN_DIGESTS)
+    inner = parse_entity(p.stdout)
+    assert inner.content_type == "multipart/mixed"
+    assert b'hp="cipher"' in p.stdout[: inner.header_end] and b"Subject: interop" in p.stdout
+    # One flipped byte of the ciphertext and plain gpg refuses too.
+    binary = bytearray(dearmor(armored))
+    binary[len(binary) // 2] ^= 1
+    p = subprocess.run([*cmd[:-2], "--decrypt"], input=bytes(binary), capture_output=True)
     assert p.returncode != 0
 
 

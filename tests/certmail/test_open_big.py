@@ -18,6 +18,7 @@ import pytest
 import certmail.unseal as unseal_module
 from certmail.api import Certmail
 from certmail.compose import Headers, ScanRecord, new_message_id, now_date
+from certmail.pipeline import GpgOptions
 from certmail.seal import seal
 from certmail.unseal import MAX_PARTS, Part, unseal_file
 from keys.errors import MalformedError, VerificationError
@@ -40,19 +41,31 @@ def streaming(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(unseal_module, "CHECK_CANONICAL", 1024)
 
 
-def sealed_message(c: Any, tmp_path: Path, data: bytes) -> Path:
+def sealed_message(c: Any, tmp_path: Path, data: bytes, *, combined: bool = True) -> Path:
+    """A message as ``certmail send`` seals it (RFC 3156 §6.2), or with ``combined=False``
+    the §6.1 form (multipart/signed inside the encryption) other senders write."""
     att = tmp_path / "big.bin"
     att.write_bytes(data)
     h = Headers(ALICE, (BOB,), "big", new_message_id("example.org"), now_date())
-    s = seal(c.alice.keyring, tmp_path / "seal", h, b"see attached\n", [(att, ScanRecord("x"))])
+    s = seal(
+        c.alice.keyring,
+        tmp_path / "seal",
+        h,
+        b"see attached\n",
+        [(att, ScanRecord("x"))],
+        gpg=GpgOptions(combined=combined),
+    )
     return s.path
 
 
 @pytest.mark.usefixtures("streaming")
-def test_big_attachment_streams_to_a_file_and_saves(correspondents: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("combined", [True, False], ids=["rfc3156-6.2", "rfc3156-6.1"])
+def test_big_attachment_streams_to_a_file_and_saves(
+    correspondents: Any, tmp_path: Path, combined: bool
+) -> None:
     c = correspondents
     data = os.urandom(3 << 20)  # over unseal.INLINE: decoded into a file
-    msg = sealed_message(c, tmp_path, data)
+    msg = sealed_message(c, tmp_path, data, combined=combined)
     seen: list[tuple[str, int, int]] = []
     with Certmail(c.bob.settings) as cm:
         o = cm.open(msg, save_dir=tmp_path / "save", progress=lambda *a: seen.append(a))
@@ -62,7 +75,8 @@ def test_big_attachment_streams_to_a_file_and_saves(correspondents: Any, tmp_pat
     assert a.size == len(data) and a.sha256 == hashlib.sha256(data).hexdigest()
     assert (tmp_path / "save" / "big.bin").read_bytes() == data
     stages = [s for s, _, _ in seen]
-    assert {"decrypt", "verify", "decode"} <= set(stages)
+    # §6.2: the signature is checked as the message is decrypted, no pass of its own
+    assert {"decrypt", "decode"} | (set() if combined else {"verify"}) <= set(stages)
     done = [d for s, d, t in seen if s == "decode"]
     assert done == sorted(done) and done[-1] == max(t for s, _, t in seen if s == "decode")
 
