@@ -1,14 +1,16 @@
 """The streaming gpg pipeline that signs, encrypts and re-verifies a message in one pass.
 
 Signed, then encrypted, over the inner entity of :mod:`certmail.compose`, with
-the armor of RFC 4880 §6 / RFC 9580 §6.2, in either RFC 3156 form: §6.1
+the armor of RFC 4880 §6 / RFC 9580 §6.2, in either RFC 3156 form: ``combined``,
+§6.2 (one OpenPGP message that is signed and encrypted; two gpg processes:
+``--sign --encrypt``, and ``--decrypt``, which checks the signature as it
+decrypts; what ``certmail send`` and campaigns write) or §6.1
 (``multipart/signed`` inside the encryption; four gpg processes: sign, encrypt,
-decrypt, verify) or, ``combined``, §6.2 (one OpenPGP message that is signed and
-encrypted; two gpg processes: ``--sign --encrypt``, and ``--decrypt``, which
-checks the signature as it decrypts). The inner entity is composed straight
-into gpg; the processes run at once, the data flowing through file
-descriptors, so that the re-verification DESIGN §5 asks for ("re-verify the
-bytes before they leave") costs no extra pass over the message file.
+decrypt, verify; an option no command uses, kept for the tests of readers).
+The inner entity is composed straight into gpg; the processes run at once,
+the data flowing through file descriptors, so that the re-verification
+DESIGN §5 asks for ("re-verify the bytes before they leave") costs no extra
+pass over the message file.
 :class:`EncryptPipeline` has one method per stage; the file helpers it shares with
 :mod:`certmail.seal` (hashing writer, kernel copies, early write-back) are :mod:`certmail.fileio`.
 """
@@ -125,10 +127,11 @@ class ArmorCheck:
 class GpgOptions:
     """How a message is sealed with gpg (:func:`certmail.seal.seal`, :class:`EncryptPipeline`).
 
-    ``combined``: a signed and encrypted message is one OpenPGP message signed
-    and encrypted by one gpg run (RFC 3156 §6.2), not ``multipart/signed``
-    inside the encryption (§6.1, the default): two gpg processes instead of
-    four (docs/formats.md, "PGP/MIME layouts"; campaigns). ``external_base64=False``
+    ``combined`` (the default): a signed and encrypted message is one OpenPGP
+    message signed and encrypted by one gpg run (RFC 3156 §6.2), not
+    ``multipart/signed`` inside the encryption (§6.1, ``combined=False``): two
+    gpg processes instead of four, and no copy of the inner entity on disk
+    (docs/send-open.md, "RFC 3156 §6.2 for every send"). ``external_base64=False``
     keeps the base64 work in this process: no GNU ``base64`` processes, gpg
     armors and the check decodes in gpg (:func:`certmail.compose.gnu_base64`;
     cheaper for small messages, a campaign's worker decides).
@@ -150,8 +153,9 @@ class EncryptPipeline:
 
     - the inner entity is composed (``write_inner``, :func:`certmail.compose.compose_inner`)
       in the feeding thread straight into the pipes of ``sign`` and ``encrypt`` and
-      into the file ``inner`` (:meth:`_feed_inner`, :class:`Fanout`), hashed as it
-      goes: no stage waits for a whole file, no copy of it is held in memory;
+      (§6.1 only) into the file ``inner`` (:meth:`_feed_inner`, :class:`Fanout`),
+      hashed as it goes: no stage waits for a whole file, no copy of it is held
+      in memory;
     - ``sign``: a detached signature over the inner entity (its stdin);
     - ``encrypt`` (with ``compress``, zlib at :data:`certmail.msgsize.COMPRESS_LEVEL`:
       it takes back base64's 8/6 even for incompressible attachments): its stdin gets
@@ -171,8 +175,9 @@ class EncryptPipeline:
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
 
-    ``combined`` (RFC 3156 §6.2): no ``sign`` process; ``encrypt`` signs too
-    (``--sign --encrypt``) and its payload is the inner entity alone; ``decrypt``
+    ``combined`` (RFC 3156 §6.2): no ``sign`` process and no file ``inner``;
+    ``encrypt`` signs too (``--sign --encrypt``, digest :data:`SIGN_DIGESTS`) and
+    its payload is the inner entity alone; ``decrypt``
     must report exactly one good signature by ``signer`` over that plaintext
     (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext's hash still equal
     to the payload's.

@@ -69,7 +69,7 @@ def seal(
 ) -> Sealed:
     """Compose, sign, encrypt (to the recipients and to the sender) and re-verify a message.
 
-    ``gpg``: the layout (``combined``, RFC 3156 §6.2 rather than §6.1) and where
+    ``gpg``: the layout (``combined``, RFC 3156 §6.2, the default, or §6.1) and where
     the base64 work is done (``external_base64``): :class:`certmail.pipeline.GpgOptions`.
 
     ``html``: an HTML alternative of the body, for a message that is not encrypted

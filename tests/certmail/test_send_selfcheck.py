@@ -95,7 +95,8 @@ class TamperingPipeline(EncryptPipeline):
         self.enc.proc.stdout = os.fdopen(r, "rb")
 
 
-#: RFC 3156 §6.1 (multipart/signed inside; certmail send) and §6.2 (combined; campaigns).
+#: RFC 3156 §6.2 (combined; certmail send and campaigns) and §6.1 (multipart/signed
+#: inside; other senders, and certmail send before issue 16).
 LAYOUTS = pytest.mark.parametrize("combined", [False, True], ids=["rfc3156-6.1", "rfc3156-6.2"])
 
 
@@ -108,6 +109,8 @@ def test_streamed_send_roundtrips(
     s = _seal_attached(alice, tmp_path, f, combined)
     assert s.manifest.attachments[0].size == 3_000_001
     assert not (tmp_path / "w" / "message.unsigned").exists()
+    # §6.2 writes no copy of the inner entity: the message file is the only one
+    assert (tmp_path / "w" / "inner.mime").exists() is not combined
     u = unseal(bob, s.path.read_bytes(), tmp_path / "o")
     check_manifest(u)
     assert u.signature is not None and u.signature.signer_email == ALICE
