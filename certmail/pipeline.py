@@ -362,9 +362,9 @@ class EncryptPipeline:
                 stdin.close()
 
     def _feed_inner(self, fd: int) -> None:
-        """The inner entity into the pipe ``fd``, and the hash; §6.1 also into
-        ``sign``'s stdin and the file ``inner`` (the detached signature is checked
-        over it). §6.2 writes no file: the decryption checks the signature."""
+        """The inner entity into the pipe ``fd``, and the hash; signed in the §6.1
+        form, also into ``sign``'s stdin and the file ``inner`` (the detached
+        signature is checked over it). §6.2 and unsigned messages write no file."""
         sign_in = self.sign_run.stdin if self.sign_run is not None else None
         try:
             fds = [fd] if sign_in is None else [fd, sign_in.fileno()]
@@ -376,7 +376,7 @@ class EncryptPipeline:
                             write_all(dst, chunk)
                 return
             with contextlib.ExitStack() as files:
-                f = None if self.combined else files.enter_context(self.inner.open("wb"))
+                f = None if sign_in is None else files.enter_context(self.inner.open("wb"))
                 fanout = Fanout(f, fds, self.payload_hash)
                 try:
                     self.composed = self.write_inner(fanout)

@@ -117,6 +117,23 @@ def test_streamed_send_roundtrips(
     assert [p.data for p in u.parts if p.filename == "deal.bin"] == [f.read_bytes()]
 
 
+def test_unsigned_encrypted_send_writes_no_inner_file(
+    pair: tuple[Keyring, Keyring], tmp_path: Path, mode: str
+) -> None:
+    """``--no-sign``: encrypted only, still checked by decrypting; no copy of the inner
+    entity on disk (only a §6.1 detached signature was ever checked over one)."""
+    alice, bob = pair
+    f = _attachment(tmp_path)
+    s = seal(
+        alice, tmp_path / "w", _headers(), b"Hello Bob\n", [(f, ScanRecord("clean"))], sign=False
+    )
+    assert s.encrypted and not s.signed
+    assert not (tmp_path / "w" / "inner.mime").exists()
+    u = unseal(bob, s.path.read_bytes(), tmp_path / "o", allow_unsigned=True)
+    assert u.signature is None
+    assert [p.data for p in u.parts if p.filename == "deal.bin"] == [f.read_bytes()]
+
+
 @LAYOUTS
 def test_tampered_ciphertext_is_refused(
     pair: tuple[Keyring, Keyring],
