@@ -48,7 +48,7 @@ REVERIFY_HINT = "this is a bug in certmail or gpg; nothing was sent"
 #: The digest preferences of a §6.2 signature (no ``micalg`` names it): SHA-256
 #: first. libgcrypt hashes with the CPU's SHA extensions (x86 SHA-NI, ARMv8) at
 #: about twice its SHA-512 speed here, and gpg hashes the payload twice, signing
-#: and checking (docs/send-open.md, "Where a 100 MB send spends its CPU").
+#: and checking (docs/send-open.md, "RFC 3156 §6.2 for every send").
 SIGN_DIGESTS = "SHA256 SHA512 SHA384"
 
 
