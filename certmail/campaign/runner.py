@@ -339,42 +339,52 @@ def _report(on_event: Event | None, events: list[dict[str, Any]]) -> None:
 
 def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
     """Stop what has not been handed over (nothing stored, or stored and not yet claimed
-    for sending: removed from the outbox); report what has been, or may have been."""
+    for sending: removed from the outbox); report what has been, or may have been.
+
+    The campaign is marked ``cancelled`` first (a running ``send`` stops taking new
+    recipients), then its recipients still to send are walked a page at a time
+    (:meth:`CampaignStore.pages`), each page recorded in one transaction: memory
+    does not grow with the campaign, only with the list of those in flight."""
     ledger = cm.ledger
     with CampaignStore(cm.settings.ledger_path) as store:
-        store.get(name)
-        results: list[dict[str, Any]] = []
-        handed: list[str] = []
-        for r in store.recipients(name, TODO):
-            try:
-                entry = _entry(ledger, store, r.message_id)
-            except NotFoundError:
-                results.append({"email": r.email, "state": "cancelled"})
-                continue
-            if entry.smtp == "pending":
-                try:
-                    ledger.remove(entry.sha256)
-                except ConflictError:  # claimed for sending meanwhile
-                    handed.append(r.email)
-                    continue
-                results.append({"email": r.email, "state": "cancelled"})
-            elif entry.smtp == "sent":
-                done = "accepted" if entry.notary == "done" else "submitted"
-                results.append(
-                    {
-                        "email": r.email,
-                        "state": done,
-                        "sha256": entry.sha256,
-                        "reply": entry.smtp_reply,
-                    }
-                )
-            else:
-                handed.append(r.email)
-        store.record(name, results)
+        store.state(name)  # NotFoundError: no such campaign
         store.set_state(name, "cancelled")
+        cancelled = handed_over = 0
+        in_flight: list[str] = []
+        for page in store.pages(name, TODO):
+            results: list[dict[str, Any]] = []
+            stored: list[tuple[Recipient, LedgerEntry]] = []
+            for r in page:
+                try:
+                    stored.append((r, _entry(ledger, store, r.message_id)))
+                except NotFoundError:  # nothing stored: nothing can go out
+                    results.append({"email": r.email, "state": "cancelled"})
+            removed = ledger.remove_unclaimed([e.sha256 for _, e in stored if e.smtp == "pending"])
+            for r, entry in stored:
+                if entry.sha256 in removed:
+                    results.append({"email": r.email, "state": "cancelled"})
+                    continue
+                if entry.smtp == "pending":  # claimed for sending meanwhile
+                    entry = ledger.get(entry.sha256)
+                if entry.smtp == "sent":
+                    done = "accepted" if entry.notary == "done" else "submitted"
+                    results.append(
+                        {
+                            "email": r.email,
+                            "state": done,
+                            "sha256": entry.sha256,
+                            "reply": entry.smtp_reply,
+                        }
+                    )
+                    handed_over += 1
+                else:  # being handed over (or uncertain): not changed, listed
+                    in_flight.append(r.email)
+            store.record(name, results)
+            cancelled += sum(1 for x in results if x["state"] == "cancelled")
         return {
             "campaign": name,
-            "cancelled": sum(1 for x in results if x["state"] == "cancelled"),
-            "in_flight": handed,
+            "cancelled": cancelled,
+            "handed_over": handed_over,
+            "in_flight": in_flight,
             "counts": store.counts(name),
         }
