@@ -197,8 +197,13 @@ def send_campaign(
     settle_timeout: float = 150.0,
     on_start: Callable[[int, int], None] | None = None,
     on_event: Event | None = None,
+    pickup_passphrase: bytes | None = None,
 ) -> SendSummary:
     """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done.
+
+    ``pickup_passphrase``: a campaign created with one needs it again (checked
+    against what ``create`` kept, before anything is sent); it goes to the workers
+    in memory only.
 
     Memory does not grow with the campaign: the recipients are read a page at a
     time (:meth:`CampaignStore.pages`), at most two per worker are in the pool at
@@ -212,6 +217,8 @@ def send_campaign(
         c = store.get(name)
         if c.state == "cancelled":
             raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
+        if not dry_run:
+            _check_pickup_passphrase(name, c.spec, pickup_passphrase)
         total = sum(store.counts(name).values())
         settled = [] if dry_run else settle(cm, store, name, c.spec["via"], settle_timeout)
         todo = sum(store.counts(name).get(s, 0) for s in TODO)
@@ -223,7 +230,8 @@ def send_campaign(
         elif todo:
             store.set_state(name, "sending")
             spec = {k: v for k, v in c.spec.items() if k != "keys"}  # looked up again
-            _run_pool(cm, store, name, spec, Window(concurrency, rate), on_event)
+            window = Window(concurrency, rate)
+            _run_pool(cm, store, name, spec, window, on_event, pickup_passphrase)
         counts = store.counts(name)
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
@@ -231,6 +239,29 @@ def send_campaign(
         summary.counts = counts
     summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def _check_pickup_passphrase(name: str, spec: dict[str, Any], given: bytes | None) -> None:
+    """The campaign's pickup passphrase must be given, and be the one ``create`` had."""
+    from ..sealed.pickup_sending import check_passphrase
+
+    check = spec.get("pickup_passphrase")
+    if check is None and given is not None:
+        raise Error(
+            f"campaign {name} was created without a pickup passphrase; nothing was sent",
+            hint=f"certmail campaign send {name} (without --pickup-passphrase-file)",
+        )
+    if check is not None and given is None:
+        raise Error(
+            f"campaign {name}'s pickup messages need the passphrase it was created with; "
+            "nothing was sent",
+            hint=f"certmail campaign send {name} --pickup-passphrase-file FILE",
+        )
+    if check is not None and given is not None and not check_passphrase(given, check):
+        raise Error(
+            f"that is not the pickup passphrase campaign {name} was created with; nothing was sent",
+            hint="give --pickup-passphrase-file the file used at campaign create",
+        )
 
 
 def _recheck_keys(
@@ -291,6 +322,7 @@ def _run_pool(
     spec: dict[str, Any],
     window: Window,
     on_event: Event | None,
+    pickup_passphrase: bytes | None = None,
 ) -> None:
     """Run the campaign's recipients still to send through the pool.
 
@@ -305,7 +337,7 @@ def _run_pool(
         n,
         mp_context=ctx,
         initializer=init_worker,
-        initargs=(cm.settings, cm.passphrase, name, spec),
+        initargs=(cm.settings, cm.passphrase, name, spec, pickup_passphrase),
     ) as pool:
         pool.submit(os.getpid).result()  # a fork pool starts all its workers at once
         window.start = time.monotonic()
