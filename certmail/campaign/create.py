@@ -197,6 +197,8 @@ def _with_located(
     without = [r for r in rows if r.email.lower() not in keys]
     found = locate_missing(cm, without) if without else {}
     located = {a: f for a, f in found.items() if not isinstance(f, Error)}
+    lines = {r.line: r.email.lower() for r in without}
+    problems = [_looked_up(p, found.get(lines.get(p.line, ""))) for p in problems]
     if not located:
         return keys, problems, pickup, []
     again = {r.line for r in without if r.email.lower() in located}
@@ -218,6 +220,14 @@ def _with_located(
     pickup = sorted({*(a for a in pickup if a not in located), *pick2})
     listed = [{**f.to_json(), "used": a in k2} for a, f in sorted(located.items())]
     return keys, problems, pickup, listed
+
+
+def _looked_up(p: Problem, got: Located | Error | None) -> Problem:
+    """A row without a key, with what the lookup answered (none found, a refusal, a
+    network error) when one was made."""
+    if not isinstance(got, Error):
+        return p
+    return Problem(p.line, f"{p.message} (looked up: {got.message})", p.hint)
 
 
 def _attachments(

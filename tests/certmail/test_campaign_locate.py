@@ -117,6 +117,7 @@ def test_a_located_key_refused_until_trusted_then_the_campaign_encrypts_to_it(
     assert "domain-verified); imported, not trusted" in p.stderr
     assert f"hint: check the fingerprint with {BOB}, then certmail keys trust {BOB}" in p.stderr
     assert f"row 4: no usable key for {NOKEY}" in p.stderr
+    assert f"(looked up: no key found for {NOKEY} (wkd not asked: special-use domain" in p.stderr
     assert srv.hits == [ADV]
 
     # Trusted (after checking the fingerprint): encrypted to it, the network not asked again.
