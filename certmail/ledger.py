@@ -302,6 +302,27 @@ class Ledger(SqliteStore):
             _fsync_dir(self.outbox_dir)
         return entry
 
+    def remove_unclaimed(self, sha256s: Sequence[str]) -> set[str]:
+        """Forget those of the messages ``sha256s`` nobody has claimed for sending yet
+        (``smtp`` still ``pending``) and delete their stored copies; the ones removed
+        (a message claimed meanwhile, sent, or gone is left alone). One transaction
+        and one directory sync for them all, without listing the outbox (as
+        :meth:`remove` does): ``campaign cancel`` calls it once per page.
+        """
+        removed: set[str] = set()
+        with self._tx() as db:
+            for sha in sha256s:
+                cur = db.execute("DELETE FROM messages WHERE sha256=? AND smtp='pending'", (sha,))
+                if cur.rowcount == 1:
+                    db.execute("DELETE FROM receipts WHERE sha256=?", (sha,))
+                    removed.add(sha)
+        for sha in removed:
+            with contextlib.suppress(FileNotFoundError):
+                (self.outbox_dir / f"{sha}.eml").unlink()
+        if removed:
+            _fsync_dir(self.outbox_dir)
+        return removed
+
     # -- acknowledgements ----------------------------------------------------------
 
     def enqueue_ack(

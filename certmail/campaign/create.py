@@ -27,6 +27,7 @@ from .templates import Template, parse
 
 if TYPE_CHECKING:
     from ..api import Certmail
+    from ..locate import Located
 
 __all__ = ["CampaignInputError", "CreateResult", "campaign_dir", "create_campaign"]
 
@@ -63,6 +64,8 @@ class CreateResult:
     warnings: list[str] = field(default_factory=list)
     pickup: list[str] = field(default_factory=list)  # recipients without a key: a link
     sealed: bool = False  # the others' content released only against their signed ack
+    located: list[dict[str, Any]] = field(default_factory=list)  # keys found (keys locate)
+    pickup_passphrase: bool = False  # the pickup page also asks for the campaign's passphrase
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,8 @@ class CreateResult:
             "attachments": self.attachments,
             "warnings": self.warnings,
             "pickup": self.pickup,
+            "pickup_passphrase": self.pickup_passphrase,
+            "located": self.located,
         }
 
 
@@ -142,17 +147,87 @@ def key_checks(
             if isinstance(got, Error) and pickup_if_no_key:
                 pickup.append(r.email.lower())
             elif isinstance(got, Error):
+                way = got.hint if isinstance(got.hint, str) and "keys trust" in got.hint else None
                 problems.append(
                     Problem(
                         r.line,
                         f"no usable key for {r.email}: {got.message}",
-                        "certmail keys import FILE (then keys trust), "
+                        f"{way or 'certmail keys import FILE (then keys trust)'}, "
                         "or --pickup-if-no-key to send them a pickup link",
                     )
                 )
             else:
                 keys[r.email.lower()] = got
     return keys, problems, pickup
+
+
+#: Recipients looked up at a time by :func:`locate_missing` (network-bound, each
+#: bounded to 15 s by the lookup itself).
+LOCATE_THREADS = 4
+
+
+def locate_missing(cm: Certmail, rows: list[Row]) -> dict[str, Located | Error]:
+    """``keys locate``'s lookup (docs/keys.md "Finding keys": WKD, the keyserver when
+    one is configured, Autocrypt) for each of ``rows`` the keyring has no key for at
+    all, a few at a time; ``email -> what it found`` (imported **untrusted**, its
+    source recorded in ``HOME/peers.db``, exactly as ``certmail keys locate`` does) or
+    the lookup's error."""
+    from ..locate import locate, missing
+
+    keyring, home = cm.keyring, cm.settings.home
+    addrs = missing(keyring, [r.email for r in rows])
+
+    def one(addr: str) -> tuple[str, Located | Error]:
+        try:
+            return addr, locate(keyring, home, addr)
+        except Error as e:
+            return addr, e
+
+    with ThreadPoolExecutor(LOCATE_THREADS) as pool:
+        return {a.lower(): got for a, got in pool.map(one, addrs)}
+
+
+def _with_located(
+    cm: Certmail, rows: list[Row], pickup_if_no_key: bool
+) -> tuple[dict[str, str], list[Problem], list[str], list[dict[str, Any]]]:
+    """:func:`key_checks`, after looking up the keys missing from the keyring: a key
+    found and imported is used when it is usable (valid, trusted); one found but not
+    trusted is named in the problem (or the ``located`` list) with the way to trust it."""
+    keys, problems, pickup = key_checks(cm, rows, pickup_if_no_key)
+    without = [r for r in rows if r.email.lower() not in keys]
+    found = locate_missing(cm, without) if without else {}
+    located = {a: f for a, f in found.items() if not isinstance(f, Error)}
+    lines = {r.line: r.email.lower() for r in without}
+    problems = [_looked_up(p, found.get(lines.get(p.line, ""))) for p in problems]
+    if not located:
+        return keys, problems, pickup, []
+    again = {r.line for r in without if r.email.lower() in located}
+    k2, p2, pick2 = key_checks(cm, [r for r in without if r.line in again], pickup_if_no_key)
+    keys.update(k2)
+    by_addr = {r.line: r.email.lower() for r in without}
+    problems = [p for p in problems if p.line not in again]
+    for p in p2:
+        f = located[by_addr[p.line]]
+        problems.append(
+            Problem(
+                p.line,
+                f"no usable key for {f.addr}: found {', '.join(f.fingerprints)} in "
+                f"{f.describe()}; imported, not trusted",
+                f"check the fingerprint with {f.addr}, then certmail keys trust {f.addr} "
+                "(or --pickup-if-no-key to send them a pickup link)",
+            )
+        )
+    pickup = sorted({*(a for a in pickup if a not in located), *pick2})
+    listed = [{**f.to_json(), "used": a in k2} for a, f in sorted(located.items())]
+    return keys, problems, pickup, listed
+
+
+def _looked_up(p: Problem, got: Located | Error | None) -> Problem:
+    """A row without a key, with what the lookup answered (none found, a refusal, a
+    network error) when one was made."""
+    if not isinstance(got, Error):
+        return p
+    return Problem(p.line, f"{p.message} (looked up: {got.message})", p.hint)
 
 
 def _attachments(
@@ -196,13 +271,15 @@ def _check_notary(cm: Certmail, option: str, why: str) -> None:
         )
 
 
-def _check_pickup(cm: Certmail, via: str, warnings: list[str]) -> None:
-    """Pickup needs a notary; through its relay the notary carries the link (a warning)."""
+def _check_pickup(cm: Certmail, via: str, warnings: list[str], passphrase: bool) -> None:
+    """Pickup needs a notary; through its relay the notary carries the link (a warning,
+    unless the page also asks for a passphrase)."""
     _check_notary(cm, "--pickup-if-no-key", "it keeps the content until picked up")
-    if via == "relay":
+    if via == "relay" and not passphrase:
         warnings.append(
             "the notary's relay carries the pickup links, so the notary could read the "
-            "content of the pickup messages; --via smtp prevents that"
+            "content of the pickup messages; --pickup-passphrase-file or --via smtp "
+            "prevents that"
         )
 
 
@@ -232,6 +309,8 @@ def create_campaign(
     pickup_expires: int = PICKUP_EXPIRES,
     sealed: bool = False,
     seal_expires: int = SEAL_EXPIRES,
+    locate_keys: bool = True,
+    pickup_passphrase: bytes | None = None,
 ) -> CreateResult:
     """Check the whole campaign (CampaignInputError lists bad rows), then record it.
 
@@ -239,11 +318,21 @@ def create_campaign(
     pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
     its message is sealed, instead of being refused. ``sealed``: every other
     recipient's content is sealed (docs/sealed.md), the notary keeping K_n
-    ``seal_expires`` seconds after the message is sealed."""
+    ``seal_expires`` seconds after the message is sealed. ``locate_keys``: the
+    recipients the keyring has no key for are looked up first as ``certmail keys
+    locate`` does (:func:`locate_missing`). ``pickup_passphrase``: the pickup page
+    also asks for it; the campaign keeps only its salt and verifier hash
+    (:func:`certmail.sealed.pickup_sending.passphrase_check`), and ``campaign
+    send`` must be given it again."""
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
     _check_name(name)
+    if pickup_passphrase is not None and not pickup_if_no_key:
+        raise Error(
+            "--pickup-passphrase-file needs --pickup-if-no-key; nothing was created or sent",
+            hint="add --pickup-if-no-key, or leave the passphrase out",
+        )
     if sealed:
         _check_notary(cm, "--sealed", "it keeps each message's key share")
     settings = cm.settings
@@ -262,12 +351,22 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    keys, key_problems, pickup = key_checks(cm, rows, pickup_if_no_key)
+    if locate_keys:
+        keys, key_problems, pickup, located = _with_located(cm, rows, pickup_if_no_key)
+    else:
+        (keys, key_problems, pickup), located = key_checks(cm, rows, pickup_if_no_key), []
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
+    check = None
     if pickup:
-        _check_pickup(cm, chosen, warnings)
+        _check_pickup(cm, chosen, warnings, pickup_passphrase is not None)
+        if pickup_passphrase is not None:
+            from ..sealed.pickup_sending import passphrase_check
+
+            check = passphrase_check(pickup_passphrase)
+    elif pickup_passphrase is not None:
+        warnings.append("every recipient has a key: the pickup passphrase is not used")
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()
@@ -282,6 +381,7 @@ def create_campaign(
         "columns": columns,
         "pickup": sorted(pickup),
         "pickup_expires": pickup_expires,
+        "pickup_passphrase": check,  # its salt and verifier hash, never the passphrase
         "sealed": sealed,
         "seal_expires": seal_expires,
     }
@@ -290,4 +390,15 @@ def create_campaign(
             name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
         )
     fields = sorted(subj.fields | body.fields)
-    return CreateResult(c, len(rows), columns, fields, atts, warnings, sorted(pickup), sealed)
+    return CreateResult(
+        c,
+        len(rows),
+        columns,
+        fields,
+        atts,
+        warnings,
+        sorted(pickup),
+        sealed,
+        located,
+        check is not None,
+    )

@@ -197,8 +197,13 @@ def send_campaign(
     settle_timeout: float = 150.0,
     on_start: Callable[[int, int], None] | None = None,
     on_event: Event | None = None,
+    pickup_passphrase: bytes | None = None,
 ) -> SendSummary:
     """Send (or resume) campaign ``name``; ``on_event`` gets one dict per recipient done.
+
+    ``pickup_passphrase``: a campaign created with one needs it again (checked
+    against what ``create`` kept, before anything is sent); it goes to the workers
+    in memory only.
 
     Memory does not grow with the campaign: the recipients are read a page at a
     time (:meth:`CampaignStore.pages`), at most two per worker are in the pool at
@@ -212,6 +217,8 @@ def send_campaign(
         c = store.get(name)
         if c.state == "cancelled":
             raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
+        if not dry_run:
+            _check_pickup_passphrase(name, c.spec, pickup_passphrase)
         total = sum(store.counts(name).values())
         settled = [] if dry_run else settle(cm, store, name, c.spec["via"], settle_timeout)
         todo = sum(store.counts(name).get(s, 0) for s in TODO)
@@ -223,7 +230,8 @@ def send_campaign(
         elif todo:
             store.set_state(name, "sending")
             spec = {k: v for k, v in c.spec.items() if k != "keys"}  # looked up again
-            _run_pool(cm, store, name, spec, Window(concurrency, rate), on_event)
+            window = Window(concurrency, rate)
+            _run_pool(cm, store, name, spec, window, on_event, pickup_passphrase)
         counts = store.counts(name)
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
@@ -231,6 +239,29 @@ def send_campaign(
         summary.counts = counts
     summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def _check_pickup_passphrase(name: str, spec: dict[str, Any], given: bytes | None) -> None:
+    """The campaign's pickup passphrase must be given, and be the one ``create`` had."""
+    from ..sealed.pickup_sending import check_passphrase
+
+    check = spec.get("pickup_passphrase")
+    if check is None and given is not None:
+        raise Error(
+            f"campaign {name} was created without a pickup passphrase; nothing was sent",
+            hint=f"certmail campaign send {name} (without --pickup-passphrase-file)",
+        )
+    if check is not None and given is None:
+        raise Error(
+            f"campaign {name}'s pickup messages need the passphrase it was created with; "
+            "nothing was sent",
+            hint=f"certmail campaign send {name} --pickup-passphrase-file FILE",
+        )
+    if check is not None and given is not None and not check_passphrase(given, check):
+        raise Error(
+            f"that is not the pickup passphrase campaign {name} was created with; nothing was sent",
+            hint="give --pickup-passphrase-file the file used at campaign create",
+        )
 
 
 def _recheck_keys(
@@ -291,6 +322,7 @@ def _run_pool(
     spec: dict[str, Any],
     window: Window,
     on_event: Event | None,
+    pickup_passphrase: bytes | None = None,
 ) -> None:
     """Run the campaign's recipients still to send through the pool.
 
@@ -305,7 +337,7 @@ def _run_pool(
         n,
         mp_context=ctx,
         initializer=init_worker,
-        initargs=(cm.settings, cm.passphrase, name, spec),
+        initargs=(cm.settings, cm.passphrase, name, spec, pickup_passphrase),
     ) as pool:
         pool.submit(os.getpid).result()  # a fork pool starts all its workers at once
         window.start = time.monotonic()
@@ -339,42 +371,52 @@ def _report(on_event: Event | None, events: list[dict[str, Any]]) -> None:
 
 def cancel_campaign(cm: Certmail, name: str) -> dict[str, Any]:
     """Stop what has not been handed over (nothing stored, or stored and not yet claimed
-    for sending: removed from the outbox); report what has been, or may have been."""
+    for sending: removed from the outbox); report what has been, or may have been.
+
+    The campaign is marked ``cancelled`` first (a running ``send`` stops taking new
+    recipients), then its recipients still to send are walked a page at a time
+    (:meth:`CampaignStore.pages`), each page recorded in one transaction: memory
+    does not grow with the campaign, only with the list of those in flight."""
     ledger = cm.ledger
     with CampaignStore(cm.settings.ledger_path) as store:
-        store.get(name)
-        results: list[dict[str, Any]] = []
-        handed: list[str] = []
-        for r in store.recipients(name, TODO):
-            try:
-                entry = _entry(ledger, store, r.message_id)
-            except NotFoundError:
-                results.append({"email": r.email, "state": "cancelled"})
-                continue
-            if entry.smtp == "pending":
-                try:
-                    ledger.remove(entry.sha256)
-                except ConflictError:  # claimed for sending meanwhile
-                    handed.append(r.email)
-                    continue
-                results.append({"email": r.email, "state": "cancelled"})
-            elif entry.smtp == "sent":
-                done = "accepted" if entry.notary == "done" else "submitted"
-                results.append(
-                    {
-                        "email": r.email,
-                        "state": done,
-                        "sha256": entry.sha256,
-                        "reply": entry.smtp_reply,
-                    }
-                )
-            else:
-                handed.append(r.email)
-        store.record(name, results)
+        store.state(name)  # NotFoundError: no such campaign
         store.set_state(name, "cancelled")
+        cancelled = handed_over = 0
+        in_flight: list[str] = []
+        for page in store.pages(name, TODO):
+            results: list[dict[str, Any]] = []
+            stored: list[tuple[Recipient, LedgerEntry]] = []
+            for r in page:
+                try:
+                    stored.append((r, _entry(ledger, store, r.message_id)))
+                except NotFoundError:  # nothing stored: nothing can go out
+                    results.append({"email": r.email, "state": "cancelled"})
+            removed = ledger.remove_unclaimed([e.sha256 for _, e in stored if e.smtp == "pending"])
+            for r, entry in stored:
+                if entry.sha256 in removed:
+                    results.append({"email": r.email, "state": "cancelled"})
+                    continue
+                if entry.smtp == "pending":  # claimed for sending meanwhile
+                    entry = ledger.get(entry.sha256)
+                if entry.smtp == "sent":
+                    done = "accepted" if entry.notary == "done" else "submitted"
+                    results.append(
+                        {
+                            "email": r.email,
+                            "state": done,
+                            "sha256": entry.sha256,
+                            "reply": entry.smtp_reply,
+                        }
+                    )
+                    handed_over += 1
+                else:  # being handed over (or uncertain): not changed, listed
+                    in_flight.append(r.email)
+            store.record(name, results)
+            cancelled += sum(1 for x in results if x["state"] == "cancelled")
         return {
             "campaign": name,
-            "cancelled": sum(1 for x in results if x["state"] == "cancelled"),
-            "in_flight": handed,
+            "cancelled": cancelled,
+            "handed_over": handed_over,
+            "in_flight": in_flight,
             "counts": store.counts(name),
         }

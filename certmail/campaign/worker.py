@@ -114,9 +114,14 @@ def external_base64(spec: dict[str, Any]) -> bool:
 
 
 def init_worker(
-    settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
+    settings: Settings,
+    passphrase: str | None,
+    name: str,
+    spec: dict[str, Any],
+    pickup_passphrase: bytes | None = None,
 ) -> None:
-    """Process-pool initializer: one Certmail and one campaign store per worker."""
+    """Process-pool initializer: one Certmail and one campaign store per worker
+    (``pickup_passphrase``: the campaign's, for its pickup messages; in memory only)."""
     from multiprocessing.util import Finalize
 
     from ..api import Certmail
@@ -161,6 +166,7 @@ def init_worker(
         body=parse(body_text, "body"),
         scanned=scanned,
         pickup=frozenset(spec.get("pickup", ())),
+        pickup_passphrase=pickup_passphrase,
     )
 
 
@@ -253,7 +259,8 @@ def _pickup(
     from datetime import UTC, datetime, timedelta
 
     expires = datetime.now(UTC) + timedelta(seconds=int(_W["spec"]["pickup_expires"]))
-    return prepare_pickup(PickupOptions(expires), headers, data, scanned, notary, False)
+    options = PickupOptions(expires, _W["pickup_passphrase"])
+    return prepare_pickup(options, headers, data, scanned, notary, False)
 
 
 def _sealed(

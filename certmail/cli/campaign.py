@@ -42,6 +42,19 @@ def campaign() -> None:
     help="A recipient without a key gets a link to the notary's pickup page instead "
     "(docs/sealed.md); without it such a row is refused.",
 )
+@click.option(
+    "--pickup-passphrase-file",
+    type=PATH,
+    default=None,
+    help="With --pickup-if-no-key: the pickup page also asks for this passphrase (give it "
+    "to the recipients another way); its first line is the passphrase. Give the same file "
+    "to campaign send.",
+)
+@click.option(
+    "--no-locate",
+    is_flag=True,
+    help="Do not look up missing keys (WKD, keyserver, Autocrypt) as keys locate does.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -58,10 +71,16 @@ def create(
     sealed: bool,
     seal_expires: int,
     pickup_if_no_key: bool,
+    pickup_passphrase_file: Path | None,
+    no_locate: bool,
 ) -> None:
-    """Check every row, template field, key and attachment; record the campaign."""
+    """Check every row, template field, key and attachment; record the campaign.
+
+    A recipient without any key in your keyring is looked up first as `certmail
+    keys locate` does (imported untrusted), unless --no-locate."""
     from certmail.campaign.create import CampaignInputError, create_campaign
 
+    passphrase = _passphrase(pickup_passphrase_file)
     with app.client() as cm:
         try:
             res = create_campaign(
@@ -77,6 +96,8 @@ def create(
                 pickup_if_no_key=pickup_if_no_key,
                 sealed=sealed,
                 seal_expires=seal_expires,
+                locate_keys=not no_locate,
+                pickup_passphrase=passphrase,
             )
         except CampaignInputError as e:
             if app.as_json:
@@ -91,12 +112,19 @@ def create(
         return
     for w in res.warnings:
         say(f"[yellow]certmail: warning:[/] {w}")
+    for f in res.located:
+        say(
+            f"found {', '.join(f['fingerprints'])} for {f['addr']} ({f['source']}, "
+            f"{f['label']}); imported, not trusted"
+            + ("" if f["used"] else ": by pickup link (certmail keys trust to encrypt)")
+        )
     click.echo(
         f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
         f"fields {', '.join(res.fields) or '(none)'}, "
         f"{len(res.attachments)} attachment(s) scanned"
         + (", sealed" if res.sealed else "")
         + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
+        + (" (with a passphrase)" if res.pickup_passphrase else "")
     )
     say(f"next: certmail campaign send {name} --dry-run, then certmail campaign send {name}")
 
@@ -117,6 +145,12 @@ def create(
     default=150.0,
     help="Seconds to wait for the notary's log to show an interrupted submission.",
 )
+@click.option(
+    "--pickup-passphrase-file",
+    type=PATH,
+    default=None,
+    help="The pickup passphrase the campaign was created with (its first line).",
+)
 @json_option("One JSON line per recipient, then a summary line.")
 @home_option
 @pass_app
@@ -127,10 +161,12 @@ def send(
     rate: float | None,
     dry_run: bool,
     settle_timeout: float,
+    pickup_passphrase_file: Path | None,
 ) -> None:
     """Send (or resume) a campaign: nobody gets it twice, nobody is skipped."""
     from certmail.campaign.runner import send_campaign
 
+    passphrase = _passphrase(pickup_passphrase_file)
     with app.client() as cm, _progress(app) as (on_start, on_event):
         summary = send_campaign(
             cm,
@@ -141,6 +177,7 @@ def send(
             settle_timeout=settle_timeout,
             on_start=on_start,
             on_event=on_event,
+            pickup_passphrase=passphrase,
         )
     if app.as_json:
         click.echo(json.dumps({"summary": summary.to_json()}))
@@ -150,6 +187,15 @@ def send(
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
         click.echo(f"campaign {name}: {counts} ({summary.elapsed:.1f} s)")
     _exit_for(name, summary.counts, dry_run)
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    """``--pickup-passphrase-file``: read once, before anything is created or sent."""
+    if path is None:
+        return None
+    from certmail.sealed.pickup_sending import read_passphrase_file
+
+    return read_passphrase_file(path)
 
 
 def _exit_for(name: str, counts: dict[str, int], dry_run: bool) -> None:

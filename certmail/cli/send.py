@@ -244,16 +244,11 @@ def _pickup_options(
         return None
     if sealed:
         raise Error("--sealed and --pickup exclude each other", hint="--pickup: no key needed")
-    from certmail.sealed.pickup_sending import PickupOptions
+    from certmail.sealed.pickup_sending import PickupOptions, read_passphrase_file
 
     passphrase = None
     if passphrase_file is not None:
-        try:
-            passphrase = passphrase_file.read_bytes().splitlines()[0].strip()
-        except (OSError, IndexError):
-            raise Error(f"cannot read a passphrase from {passphrase_file}") from None
-        if len(passphrase) < 8:
-            raise Error("the pickup passphrase is shorter than 8 characters")
+        passphrase = read_passphrase_file(passphrase_file)
     elif via != "smtp":
         warn(
             "the notary's relay carries the pickup link, so the notary could read the content; "

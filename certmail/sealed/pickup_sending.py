@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import mimetypes
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +31,62 @@ from .pickup import PickupFile, PickupKeys, link, new_token, seal_pickup
 if TYPE_CHECKING:
     from ..notary_client import NotaryClient
 
-__all__ = ["PickupOptions", "PickupPrepared", "prepare_pickup"]
+__all__ = [
+    "PickupOptions",
+    "PickupPrepared",
+    "check_passphrase",
+    "passphrase_check",
+    "prepare_pickup",
+    "read_passphrase_file",
+]
+
+#: The shortest pickup passphrase accepted.
+MIN_PASSPHRASE = 8
+
+
+def read_passphrase_file(path: Path, option: str = "--pickup-passphrase-file") -> bytes:
+    """The pickup passphrase: the first line of ``path``, stripped (read once; ``send``
+    and ``campaign create`` / ``campaign send`` alike). An unreadable or empty file, or
+    a passphrase under 8 characters, is an :class:`Error` with a hint."""
+    hint = f"{option} FILE: a readable file whose first line is the passphrase (8 characters+)"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise Error(
+            f"cannot read the pickup passphrase from {path}: {e.strerror or e}", hint=hint
+        ) from None
+    lines = data.splitlines()
+    passphrase = lines[0].strip() if lines else b""
+    if not passphrase:
+        raise Error(f"{path} holds no pickup passphrase (its first line is empty)", hint=hint)
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise Error(
+            f"the pickup passphrase in {path} is shorter than {MIN_PASSPHRASE} characters",
+            hint=hint,
+        )
+    return passphrase
+
+
+def passphrase_check(passphrase: bytes) -> dict[str, str]:
+    """What a campaign keeps to recognise its pickup passphrase at each ``send``: the
+    form the notary keeps for each pickup (a random salt and the SHA-256 of the scrypt
+    verifier, docs/sealed.md "The protocol"), never the passphrase."""
+    from .pickup import passphrase_keys
+
+    salt = os.urandom(16)
+    verifier = passphrase_keys(passphrase, salt)[1]
+    return {
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "verifier_sha256": hashlib.sha256(verifier).hexdigest(),
+    }
+
+
+def check_passphrase(passphrase: bytes, check: dict[str, str]) -> bool:
+    """Whether ``passphrase`` is the one :func:`passphrase_check` made ``check`` of."""
+    from .pickup import passphrase_keys
+
+    verifier = passphrase_keys(passphrase, base64.b64decode(check["salt"]))[1]
+    return hmac.compare_digest(hashlib.sha256(verifier).hexdigest(), check["verifier_sha256"])
 
 
 @dataclass(frozen=True)
