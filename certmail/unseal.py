@@ -29,9 +29,10 @@ from keys.gpg import Keyring, SignatureInfo
 from notary.mime import Buffer
 
 from .compose import Progress, canonical_text
-from .fileio import copy_range
+from .fileio import ChunkReader, RangeReader
 from .mailfile import check_message_file
 from .mime import (
+    CanonicalCheck,
     Entity,
     FileBuffer,
     canonical_chunks,
@@ -54,9 +55,9 @@ from .protected import (
 )
 from .rfc3156 import (
     SignedSpan,
+    ciphertext_chunks,
     encrypted_part,
     signed_span,
-    write_ciphertext,
 )
 from .smime.entities import is_smime
 
@@ -82,6 +83,7 @@ class Unsealed:
     manifest: dict[str, Any] | None
     sender: str | None = None  # the addr-spec of the (protected) From, strictly parsed
     sha256: str | None = None  # of the message file's exact bytes (unseal_file)
+    canonical: bool | None = None  # whether that file has CRLF line ends only (unseal_file)
 
 
 def unseal_file(
@@ -116,7 +118,7 @@ def unseal_file(
             )
         else:
             u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime)
-        u.sha256 = sha.result()
+        u.sha256, u.canonical = sha.result()
     return u
 
 
@@ -143,12 +145,16 @@ def _unseal_big(
         return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress, smime)
 
 
-def _hash(buf: FileBuffer) -> str:
+def _hash(buf: FileBuffer) -> tuple[str, bool]:
+    """The SHA-256 of ``buf`` and whether it is canonical (:func:`is_canonical`), one pass."""
     h = hashlib.sha256()
+    check = CanonicalCheck()
     step = 4 << 20
     for i in range(0, len(buf), step):
-        h.update(buf[i : i + step])
-    return h.hexdigest()
+        chunk = buf[i : i + step]
+        h.update(chunk)
+        check.update(chunk)
+    return h.hexdigest(), check.ok
 
 
 def unseal(
@@ -289,14 +295,12 @@ def _decrypt(
 ) -> tuple[Entity, SignatureInfo | None]:
     """gpg decrypts the ciphertext (taken out of its armor) to a file; its entity, signature."""
     part = encrypted_part(top)
-    ct = workdir / "encrypted.pgp"
-    with ct.open("wb") as f:
-        write_ciphertext(part, f.write)
+    ciphertext_chunks(part)  # a missing armor is reported before gpg starts
     pt = workdir / "decrypted.mime"
     if progress is not None:
         progress("decrypt", 0, 1)
-    signature = keyring.decrypt_file(ct, pt)
-    ct.unlink()
+    # Taken out of its armor as gpg reads it (a pipe): no ciphertext file.
+    signature = keyring.decrypt_stream(lambda: ChunkReader(ciphertext_chunks(part)), pt)
     fh = stack.enter_context(pt.open("rb"))
     buf: Buffer = FileBuffer(fh.fileno())
     # A signed payload is canonical (RFC 3156 §5); only a small one is mended.
@@ -306,16 +310,11 @@ def _decrypt(
 
 
 def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> SignatureInfo | None:
-    """The detached signature checked over ``buf[sp.start:sp.end]`` (a file when it is big)."""
+    """The detached signature checked over ``buf[sp.start:sp.end]`` (streamed when it is big)."""
     if sp.end - sp.start <= INLINE:
         return keyring.verify_detached(bytes(buf[sp.start : sp.end]), sp.signature)
-    signed = workdir / "signed.mime"
-    with signed.open("wb") as out:
-        copy_range(buf, sp.start, sp.end, out)
-    try:
-        return keyring.verify_detached_file(signed, sp.signature)
-    finally:
-        signed.unlink()
+    # gpg reads the range from a pipe: no copy of the signed part in a file.
+    return keyring.verify_detached_stream(RangeReader(buf, sp.start, sp.end), sp.signature)
 
 
 def check_sender(
