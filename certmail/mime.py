@@ -28,6 +28,15 @@ from typing import Any
 
 from keys.errors import MalformedError
 from notary import fastpath
+
+try:
+    # The fast path of base64_chunks: pybase64's SIMD decoder, about 4x binascii's speed
+    # (docs/send-open.md, "Big messages"). Without an "=" in the text (padding,
+    # after which binascii stops reading) it returns what binascii returns and raises
+    # binascii.Error where binascii does: both skip characters outside the alphabet.
+    import pybase64 as _pybase64
+except ImportError:  # pragma: no cover - a declared dependency
+    _pybase64 = None  # type: ignore[assignment]
 from notary import mime as rawmime
 from notary.mime import Buffer
 
@@ -327,11 +336,15 @@ def base64_chunks(
 ) -> Iterator[bytes]:
     """:func:`decode_base64` as an iterator of the decoded chunks."""
     carry = b""
+    fast = _pybase64 if fastpath.enabled() else None
     for chunk in line_chunks(buf, start, end):
         data = carry + chunk
         carry = b""
         try:
-            out = binascii.a2b_base64(data, strict_mode=False)
+            if fast is not None and b"=" not in data:
+                out = fast.b64decode(data, validate=False)  # the fast path: see _pybase64
+            else:
+                out = binascii.a2b_base64(data, strict_mode=False)
         except binascii.Error:
             data = data.translate(None, _NOT_B64)
             cut = len(data) - len(data) % 4
@@ -361,6 +374,11 @@ class FileBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    def truncate(self, size: int) -> None:
+        """Cut the file (opened for writing) after ``size`` bytes: nothing past them is read."""
+        self.size = min(self.size, size)
+        os.ftruncate(self.fd, self.size)
 
     def __getitem__(self, index: slice) -> bytes:
         start, stop, step = index.indices(self.size)

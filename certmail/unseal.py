@@ -280,6 +280,10 @@ def _open_layers(
         sp = signed_span(entity)
         if progress is not None:
             progress("verify", 0, 1)
+        if encrypted and isinstance(entity.buf, FileBuffer) and sp.end - sp.start > INLINE:
+            # The decrypted payload is ours, and the signature part was read: it ends
+            # with the signed part, which gpg then reads from the file itself.
+            entity.buf.truncate(sp.end)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = pool.submit(_verify, keyring, entity.buf, sp, workdir)
         entity = parse_entity(entity.buf, sp.start, sp.end)
@@ -301,7 +305,7 @@ def _decrypt(
         progress("decrypt", 0, 1)
     # Taken out of its armor as gpg reads it (a pipe): no ciphertext file.
     signature = keyring.decrypt_stream(lambda: ChunkReader(ciphertext_chunks(part)), pt)
-    fh = stack.enter_context(pt.open("rb"))
+    fh = stack.enter_context(pt.open("r+b"))  # ours: cut after the signed part (_open_layers)
     buf: Buffer = FileBuffer(fh.fileno())
     # A signed payload is canonical (RFC 3156 §5); only a small one is mended.
     if len(buf) <= CHECK_CANONICAL and not is_canonical(buf):
@@ -313,6 +317,8 @@ def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> Sig
     """The detached signature checked over ``buf[sp.start:sp.end]`` (streamed when it is big)."""
     if sp.end - sp.start <= INLINE:
         return keyring.verify_detached(bytes(buf[sp.start : sp.end]), sp.signature)
+    if isinstance(buf, FileBuffer) and len(buf) == sp.end:  # to the end of the file
+        return keyring.verify_detached_at(buf.fd, sp.start, sp.signature)
     # gpg reads the range from a pipe: no copy of the signed part in a file.
     return keyring.verify_detached_stream(RangeReader(buf, sp.start, sp.end), sp.signature)
 

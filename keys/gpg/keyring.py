@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -225,6 +226,38 @@ class Keyring(StreamingKeyring):
         finally:
             os.unlink(sig.name)
         return signature_info(result)
+
+    def verify_detached_at(self, fd: int, offset: int, signature: bytes) -> SignatureInfo:
+        """Like :meth:`verify_detached`; the data is the file ``fd`` from ``offset`` to its
+        end, which gpg reads itself (its stdin; nothing passes through Python)."""
+        with tempfile.NamedTemporaryFile(prefix="certmail-sig-", delete=False) as sig:
+            sig.write(signature)
+        data = os.dup(fd)  # the same open file: gpg's reading moves only what pread ignores
+        try:
+            os.lseek(data, offset, os.SEEK_SET)
+            run = self.spawn(["--verify", sig.name, "-"], stdin=data, stdout=subprocess.DEVNULL)
+            os.close(data)
+            data = -1
+            code, stderr, _ = run.wait()
+        finally:
+            if data >= 0:
+                os.close(data)
+            os.unlink(sig.name)
+        return signature_info(self._status_result("verify", stderr, code))
+
+    def _status_result(self, kind: str, stderr: str, code: int) -> Any:
+        """python-gnupg's result of ``kind`` for a gpg run of ours, read from its status
+        lines as python-gnupg reads them (so :func:`signature_info` judges it alike)."""
+        result = self._gpg.result_map[kind](self._gpg)
+        for line in stderr.splitlines():
+            line = line.rstrip()
+            if line[0:9] == "[GNUPG:] ":
+                words = line[9:].split(None, 1)
+                if words:
+                    result.handle_status(words[0], words[1] if len(words) > 1 else "")
+        result.stderr = stderr
+        result.returncode = code
+        return result
 
     def _gpg_io(
         self, args: list[str], data: _Readable, kind: str, passphrase: str | None = None
