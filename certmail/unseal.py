@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.header import Header
@@ -105,8 +105,17 @@ def unseal_file(
     check_message_file(path)
     with path.open("rb") as f, ThreadPoolExecutor(1) as pool:
         buf = FileBuffer(f.fileno())
-        sha = pool.submit(_hash, buf)  # beside the rest: hashlib and pread free the GIL
+        sha: list[Future[tuple[str, bool]]] = []
+
+        def hash_now() -> None:
+            # Beside the rest, once gpg has decrypted: its line-end count holds the GIL,
+            # which the armor's decoding needs while gpg decrypts; the signature check,
+            # in gpg, leaves it free.
+            if not sha:
+                sha.append(pool.submit(_hash, buf))
+
         if len(buf) <= CHECK_CANONICAL:
+            hash_now()
             raw = buf[0 : len(buf)]  # small: mended to CRLF first, as it always was
             u = unseal(
                 keyring,
@@ -117,8 +126,9 @@ def unseal_file(
                 smime=smime,
             )
         else:
-            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime)
-        u.sha256, u.canonical = sha.result()
+            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime, hash_now)
+        hash_now()
+        u.sha256, u.canonical = sha[0].result()
     return u
 
 
@@ -129,11 +139,12 @@ def _unseal_big(
     allow_unsigned: bool,
     progress: Progress | None,
     smime: SmimeContext | None = None,
+    decrypted: Callable[[], None] | None = None,
 ) -> Unsealed:
     """A big message read as it is (its ciphertext is decoded whatever its line ends);
     when that fails on a file with bare LF line ends, a CRLF copy of it (streamed)."""
     try:
-        return _unseal(keyring, buf, workdir, allow_unsigned, progress, smime)
+        return _unseal(keyring, buf, workdir, allow_unsigned, progress, smime, decrypted)
     except MalformedError:
         if is_canonical(buf):
             raise
@@ -142,7 +153,8 @@ def _unseal_big(
         for chunk in canonical_chunks(buf):
             out.write(chunk)
     with copy.open("rb") as f:
-        return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress, smime)
+        copied = FileBuffer(f.fileno())
+        return _unseal(keyring, copied, workdir, allow_unsigned, progress, smime, decrypted)
 
 
 def _hash(buf: FileBuffer) -> tuple[str, bool]:
@@ -184,16 +196,23 @@ def _unseal(
     allow_unsigned: bool,
     progress: Progress | None,
     smime: SmimeContext | None = None,
+    decrypted: Callable[[], None] | None = None,
 ) -> Unsealed:
+    """:func:`unseal` of ``buf``; ``decrypted`` is called once gpg has decrypted it (or
+    before the rest, when it is not OpenPGP-encrypted)."""
     if _blank(buf):
         raise MalformedError("the message file is empty")
     workdir.mkdir(parents=True, exist_ok=True)
     top = parse_entity(buf)
     with contextlib.ExitStack() as stack:
         if is_smime(top):  # RFC 8551: certmail/smime/
+            if decrypted is not None:
+                decrypted()
             entity, encrypted, pending = _open_smime(smime, top, workdir)
         else:
-            entity, encrypted, pending = _open_layers(keyring, top, workdir, stack, progress)
+            entity, encrypted, pending = _open_layers(
+                keyring, top, workdir, stack, progress, decrypted
+            )
         if pending is None and not allow_unsigned:
             raise VerificationError(
                 "the message is not signed (the signature may have been stripped)",
@@ -255,6 +274,7 @@ def _open_layers(
     workdir: Path,
     stack: contextlib.ExitStack,
     progress: Progress | None,
+    decrypted: Callable[[], None] | None = None,
 ) -> tuple[Entity, bool, Future[SignatureInfo | None] | None]:
     """Decrypt (RFC 3156 §4) and verify (§5): the payload entity, encrypted?, signature.
 
@@ -269,6 +289,8 @@ def _open_layers(
     if top.content_type == "multipart/encrypted":
         encrypted = True
         entity, signature = _decrypt(keyring, top, workdir, stack, progress)
+        if decrypted is not None:
+            decrypted()
         if signature is not None:
             pending = Future()
             pending.set_result(signature)
@@ -276,6 +298,8 @@ def _open_layers(
         top.body_start : top.body_start + 4096
     ].lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
         raise MalformedError("inline PGP is not supported; certmail reads PGP/MIME (RFC 3156)")
+    elif decrypted is not None:
+        decrypted()
     if entity.content_type == "multipart/signed":
         sp = signed_span(entity)
         if progress is not None:
