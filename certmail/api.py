@@ -392,7 +392,9 @@ class Certmail:
             )
             # The bytes the notary saw (certmail/inbox/notarized.py), read as a
             # stream; the whole file's hash, taken while unsealing, is reused.
-            sha = notarized_file(Path(path), whole_sha256=u.sha256).sha256
+            sha = notarized_file(
+                Path(path), whole_sha256=u.sha256, whole_canonical=u.canonical
+            ).sha256
             if is_sealed(u):  # issue 12: handed over only against a logged acknowledgement
                 check_manifest(u)  # the outer layer's, over K_r and the sealed content
                 u = open_sealed(self, u, sha, work, sealed or SealedOpening())

@@ -183,7 +183,11 @@ def save_all(
 
 
 def _write_at(dfd: int, name: str, part: Part, *, force: bool, shown: Path) -> None:
-    """Write ``part``'s content to ``name`` in ``dfd`` (a big part copied in the kernel)."""
+    """Write ``part``'s content to ``name`` in ``dfd``: a big part's file (mode 0600, in
+    the work directory) is linked there when it is on the same file system and the
+    name is free, else copied (in the kernel)."""
+    if isinstance(part.content, Path) and _link_at(part.content, dfd, name, force, shown):
+        return
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     flags |= os.O_TRUNC if force else os.O_EXCL
     try:
@@ -198,6 +202,21 @@ def _write_at(dfd: int, name: str, part: Part, *, force: bool, shown: Path) -> N
             return
         with part.content.open("rb") as src:
             copy_file(src, f)  # type: ignore[arg-type]
+
+
+def _link_at(src: Path, dfd: int, name: str, force: bool, shown: Path) -> bool:
+    """Whether ``src`` was hard-linked as ``name`` in ``dfd`` (no data copied). A name
+    that exists is a conflict without ``force`` (as ``O_EXCL``); with it, or on another
+    file system, the caller writes the file."""
+    try:
+        os.link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
+    except FileExistsError:
+        if not force:
+            raise ConflictError(f"{shown} exists", hint="add --force to overwrite") from None
+        return False
+    except (OSError, NotImplementedError):
+        return False
+    return True
 
 
 def _exists_at(dfd: int, name: str) -> bool:

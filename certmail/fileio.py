@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -141,6 +142,74 @@ def copy_range(buf: Buffer, start: int, end: int, out: BinaryIO) -> None:
             pos += len(chunk)
         return
     out.write(memoryview(buf)[start:end])  # type: ignore[arg-type]
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only binary file whose bytes are the chunks of an iterator, pulled as read
+    (e.g. ciphertext taken out of its armor while gpg reads it from a pipe). An
+    exception of the iterator is raised by ``read``."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Closed, and so is the iterator (a generator's clean-up runs now)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all the rest: -1 or None); b"" at the end."""
+        if size is None or size < 0:
+            out, self._rest = self._rest + b"".join(self._chunks), b""
+            return out
+        while not self._rest:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return b""
+            self._rest = nxt
+        if len(self._rest) <= size:
+            out, self._rest = self._rest, b""
+            return out
+        out, self._rest = self._rest[:size], self._rest[size:]
+        return out
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+#: Bytes a :class:`RangeReader` reads at a time, whatever ``read`` is asked for.
+RANGE_STEP = 8 << 20
+
+
+class RangeReader(io.RawIOBase):
+    """``buf[start:end]`` as a read-only binary file for a copier that reads until b""
+    (python-gnupg's): ``read`` returns the next :data:`RANGE_STEP` bytes whatever size
+    it is asked for, so the copier needs the GIL once per step, not once per
+    megabyte, while another thread decodes."""
+
+    def __init__(self, buf: Buffer, start: int, end: int) -> None:
+        super().__init__()
+        self._buf = buf
+        self._pos = start
+        self._end = end
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        stop = min(self._end, self._pos + RANGE_STEP)
+        out = bytes(self._buf[self._pos : stop])
+        self._pos = stop
+        return out
 
 
 def crlf(chunk: bytes) -> bytes:

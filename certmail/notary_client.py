@@ -16,13 +16,14 @@ SHA-256 and Message-ID.
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, TemporaryError, VerificationError
 
 from .errors import NotaryNotFoundError, NotaryRequestError
+
+if TYPE_CHECKING:  # httpx is imported where a request is made: `open` starts faster
+    import httpx
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 URL_HINT = "check CERTMAIL_NOTARY_URL: it must be the notary's HTTP API (http[s]://host:port)"
@@ -52,6 +53,8 @@ class NotaryClient:
         vkey: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         if not url.startswith(("http://", "https://")):
             raise Error(f"not a notary URL: {url!r}", hint="set CERTMAIL_NOTARY_URL=https://...")
         self.url = url.rstrip("/")
@@ -76,6 +79,8 @@ class NotaryClient:
     def request(
         self, method: str, path: str, *, auth: bool = True, json: Any = None
     ) -> httpx.Response:
+        import httpx
+
         headers = {}
         if auth:
             if not self.token:
@@ -169,6 +174,8 @@ class NotaryClient:
 
 def http_failure(e: httpx.HTTPError) -> str:
     """What went wrong with an HTTP request, in words (no exception class names)."""
+    import httpx
+
     if isinstance(e, httpx.TimeoutException):
         return "it did not answer in time"
     if isinstance(e, httpx.RemoteProtocolError):
@@ -185,6 +192,8 @@ def not_http(error: httpx.HTTPError, url: str) -> bool:
     """Whether a request to ``url`` broke because the server speaks another protocol:
     what it answered is no HTTP status line (an SMTP ``220`` greeting, say), or,
     failing that evidence, a fresh connection shows it (:func:`speaks_http`)."""
+    import httpx
+
     if isinstance(error, httpx.RemoteProtocolError) and "illegal status line" in str(error):
         return True
     return not speaks_http(url)

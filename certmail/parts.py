@@ -12,6 +12,7 @@ import codecs
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -159,7 +160,9 @@ class Walk:
             self._advance(entity.body_size)
             return data, len(data), h.hexdigest()
         path = self.workdir / f"part-{len(self.out)}"
-        with path.open("wb") as f:
+        # 0600: the file may become the saved attachment itself (linked, attachments.py).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
 
             def write(chunk: bytes) -> None:
                 nonlocal size

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from keys.errors import Error, TemporaryError, VerificationError
 
 from .smtpdata import chunks
@@ -84,6 +82,8 @@ class RelayEndpoint:
 
 def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
     """Ask the notary where its relay is (``GET /v1/relay``)."""
+    import httpx  # here: `open` and the other commands that need no relay start faster
+
     url = notary_url.rstrip("/") + "/v1/relay"
     try:
         resp = httpx.get(url, timeout=timeout, headers={"User-Agent": "certmail"})

@@ -19,7 +19,7 @@ runs gpg.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -30,9 +30,9 @@ from .compose import new_boundary
 from .mime import (
     MAX_HEADER_BLOCK,
     Entity,
-    decode_base64,
+    base64_chunks,
     decode_body,
-    decode_to,
+    decoded_chunks,
     parse_entity,
     part_spans,
     parts,
@@ -232,10 +232,15 @@ def write_ciphertext(part: Entity, write: Callable[[bytes], object]) -> None:
     own integrity check is what counts). Otherwise the armored text is written
     as it is, for gpg to read.
     """
+    for chunk in ciphertext_chunks(part):
+        write(chunk)
+
+
+def ciphertext_chunks(part: Entity) -> Iterator[bytes]:
+    """:func:`write_ciphertext` as an iterator of chunks (the armor found before the first)."""
     buf = part.buf
     if transfer_encoding(part) not in ("7bit", "8bit", "binary"):
-        decode_to(part, write)
-        return
+        return decoded_chunks(part)
     begin = buf.find(BEGIN_MESSAGE + b"\r\n", part.body_start, part.end)
     head_end = -1 if begin < 0 else buf.find(b"\r\n\r\n", begin, begin + MAX_HEADER_BLOCK)
     end = -1 if head_end < 0 else buf.rfind(b"\r\n" + END_MESSAGE, head_end, part.end)
@@ -244,4 +249,4 @@ def write_ciphertext(part: Entity, write: Callable[[bytes], object]) -> None:
     tail = buf[max(head_end, end - 128) : end]
     crc = tail.rfind(b"\r\n=")
     body_end = end if crc < 0 else end - len(tail) + crc
-    decode_base64(buf, head_end + 4, body_end, write)
+    return base64_chunks(buf, head_end + 4, body_end)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.header import Header
@@ -29,9 +29,10 @@ from keys.gpg import Keyring, SignatureInfo
 from notary.mime import Buffer
 
 from .compose import Progress, canonical_text
-from .fileio import copy_range
+from .fileio import ChunkReader, RangeReader
 from .mailfile import check_message_file
 from .mime import (
+    CanonicalCheck,
     Entity,
     FileBuffer,
     canonical_chunks,
@@ -54,9 +55,9 @@ from .protected import (
 )
 from .rfc3156 import (
     SignedSpan,
+    ciphertext_chunks,
     encrypted_part,
     signed_span,
-    write_ciphertext,
 )
 from .smime.entities import is_smime
 
@@ -82,6 +83,7 @@ class Unsealed:
     manifest: dict[str, Any] | None
     sender: str | None = None  # the addr-spec of the (protected) From, strictly parsed
     sha256: str | None = None  # of the message file's exact bytes (unseal_file)
+    canonical: bool | None = None  # whether that file has CRLF line ends only (unseal_file)
 
 
 def unseal_file(
@@ -103,8 +105,17 @@ def unseal_file(
     check_message_file(path)
     with path.open("rb") as f, ThreadPoolExecutor(1) as pool:
         buf = FileBuffer(f.fileno())
-        sha = pool.submit(_hash, buf)  # beside the rest: hashlib and pread free the GIL
+        sha: list[Future[tuple[str, bool]]] = []
+
+        def hash_now() -> None:
+            # Beside the rest, once gpg has decrypted: its line-end count holds the GIL,
+            # which the armor's decoding needs while gpg decrypts; the signature check,
+            # in gpg, leaves it free.
+            if not sha:
+                sha.append(pool.submit(_hash, buf))
+
         if len(buf) <= CHECK_CANONICAL:
+            hash_now()
             raw = buf[0 : len(buf)]  # small: mended to CRLF first, as it always was
             u = unseal(
                 keyring,
@@ -115,8 +126,9 @@ def unseal_file(
                 smime=smime,
             )
         else:
-            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime)
-        u.sha256 = sha.result()
+            u = _unseal_big(keyring, buf, workdir, allow_unsigned, progress, smime, hash_now)
+        hash_now()
+        u.sha256, u.canonical = sha[0].result()
     return u
 
 
@@ -127,11 +139,12 @@ def _unseal_big(
     allow_unsigned: bool,
     progress: Progress | None,
     smime: SmimeContext | None = None,
+    decrypted: Callable[[], None] | None = None,
 ) -> Unsealed:
     """A big message read as it is (its ciphertext is decoded whatever its line ends);
     when that fails on a file with bare LF line ends, a CRLF copy of it (streamed)."""
     try:
-        return _unseal(keyring, buf, workdir, allow_unsigned, progress, smime)
+        return _unseal(keyring, buf, workdir, allow_unsigned, progress, smime, decrypted)
     except MalformedError:
         if is_canonical(buf):
             raise
@@ -140,15 +153,20 @@ def _unseal_big(
         for chunk in canonical_chunks(buf):
             out.write(chunk)
     with copy.open("rb") as f:
-        return _unseal(keyring, FileBuffer(f.fileno()), workdir, allow_unsigned, progress, smime)
+        copied = FileBuffer(f.fileno())
+        return _unseal(keyring, copied, workdir, allow_unsigned, progress, smime, decrypted)
 
 
-def _hash(buf: FileBuffer) -> str:
+def _hash(buf: FileBuffer) -> tuple[str, bool]:
+    """The SHA-256 of ``buf`` and whether it is canonical (:func:`is_canonical`), one pass."""
     h = hashlib.sha256()
+    check = CanonicalCheck()
     step = 4 << 20
     for i in range(0, len(buf), step):
-        h.update(buf[i : i + step])
-    return h.hexdigest()
+        chunk = buf[i : i + step]
+        h.update(chunk)
+        check.update(chunk)
+    return h.hexdigest(), check.ok
 
 
 def unseal(
@@ -178,16 +196,23 @@ def _unseal(
     allow_unsigned: bool,
     progress: Progress | None,
     smime: SmimeContext | None = None,
+    decrypted: Callable[[], None] | None = None,
 ) -> Unsealed:
+    """:func:`unseal` of ``buf``; ``decrypted`` is called once gpg has decrypted it (or
+    before the rest, when it is not OpenPGP-encrypted)."""
     if _blank(buf):
         raise MalformedError("the message file is empty")
     workdir.mkdir(parents=True, exist_ok=True)
     top = parse_entity(buf)
     with contextlib.ExitStack() as stack:
         if is_smime(top):  # RFC 8551: certmail/smime/
+            if decrypted is not None:
+                decrypted()
             entity, encrypted, pending = _open_smime(smime, top, workdir)
         else:
-            entity, encrypted, pending = _open_layers(keyring, top, workdir, stack, progress)
+            entity, encrypted, pending = _open_layers(
+                keyring, top, workdir, stack, progress, decrypted
+            )
         if pending is None and not allow_unsigned:
             raise VerificationError(
                 "the message is not signed (the signature may have been stripped)",
@@ -249,6 +274,7 @@ def _open_layers(
     workdir: Path,
     stack: contextlib.ExitStack,
     progress: Progress | None,
+    decrypted: Callable[[], None] | None = None,
 ) -> tuple[Entity, bool, Future[SignatureInfo | None] | None]:
     """Decrypt (RFC 3156 §4) and verify (§5): the payload entity, encrypted?, signature.
 
@@ -263,6 +289,8 @@ def _open_layers(
     if top.content_type == "multipart/encrypted":
         encrypted = True
         entity, signature = _decrypt(keyring, top, workdir, stack, progress)
+        if decrypted is not None:
+            decrypted()
         if signature is not None:
             pending = Future()
             pending.set_result(signature)
@@ -270,10 +298,16 @@ def _open_layers(
         top.body_start : top.body_start + 4096
     ].lstrip().startswith(b"-----BEGIN PGP MESSAGE"):
         raise MalformedError("inline PGP is not supported; certmail reads PGP/MIME (RFC 3156)")
+    elif decrypted is not None:
+        decrypted()
     if entity.content_type == "multipart/signed":
         sp = signed_span(entity)
         if progress is not None:
             progress("verify", 0, 1)
+        if encrypted and isinstance(entity.buf, FileBuffer) and sp.end - sp.start > INLINE:
+            # The decrypted payload is ours, and the signature part was read: it ends
+            # with the signed part, which gpg then reads from the file itself.
+            entity.buf.truncate(sp.end)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = pool.submit(_verify, keyring, entity.buf, sp, workdir)
         entity = parse_entity(entity.buf, sp.start, sp.end)
@@ -289,15 +323,13 @@ def _decrypt(
 ) -> tuple[Entity, SignatureInfo | None]:
     """gpg decrypts the ciphertext (taken out of its armor) to a file; its entity, signature."""
     part = encrypted_part(top)
-    ct = workdir / "encrypted.pgp"
-    with ct.open("wb") as f:
-        write_ciphertext(part, f.write)
+    ciphertext_chunks(part)  # a missing armor is reported before gpg starts
     pt = workdir / "decrypted.mime"
     if progress is not None:
         progress("decrypt", 0, 1)
-    signature = keyring.decrypt_file(ct, pt)
-    ct.unlink()
-    fh = stack.enter_context(pt.open("rb"))
+    # Taken out of its armor as gpg reads it (a pipe): no ciphertext file.
+    signature = keyring.decrypt_stream(lambda: ChunkReader(ciphertext_chunks(part)), pt)
+    fh = stack.enter_context(pt.open("r+b"))  # ours: cut after the signed part (_open_layers)
     buf: Buffer = FileBuffer(fh.fileno())
     # A signed payload is canonical (RFC 3156 §5); only a small one is mended.
     if len(buf) <= CHECK_CANONICAL and not is_canonical(buf):
@@ -306,16 +338,13 @@ def _decrypt(
 
 
 def _verify(keyring: Keyring, buf: Buffer, sp: SignedSpan, workdir: Path) -> SignatureInfo | None:
-    """The detached signature checked over ``buf[sp.start:sp.end]`` (a file when it is big)."""
+    """The detached signature checked over ``buf[sp.start:sp.end]`` (streamed when it is big)."""
     if sp.end - sp.start <= INLINE:
         return keyring.verify_detached(bytes(buf[sp.start : sp.end]), sp.signature)
-    signed = workdir / "signed.mime"
-    with signed.open("wb") as out:
-        copy_range(buf, sp.start, sp.end, out)
-    try:
-        return keyring.verify_detached_file(signed, sp.signature)
-    finally:
-        signed.unlink()
+    if isinstance(buf, FileBuffer) and len(buf) == sp.end:  # to the end of the file
+        return keyring.verify_detached_at(buf.fd, sp.start, sp.signature)
+    # gpg reads the range from a pipe: no copy of the signed part in a file.
+    return keyring.verify_detached_stream(RangeReader(buf, sp.start, sp.end), sp.signature)
 
 
 def check_sender(

@@ -162,22 +162,26 @@ def notarized_bytes(raw: bytes) -> tuple[bytes, Notarized]:
     return copy, _locate(copy, lambda start: hashlib.sha256(view[start:]).hexdigest())
 
 
-def notarized_file(path: Path, *, whole_sha256: str | None = None) -> Notarized:
+def notarized_file(
+    path: Path, *, whole_sha256: str | None = None, whole_canonical: bool | None = None
+) -> Notarized:
     """:func:`notarized` of the message file at ``path``, read as a stream.
 
     A large file already in canonical form (what the relay and ``certmail
     send`` write, and what IMAP serves) is hashed in chunks from the offset
     found, never held whole; ``whole_sha256`` (the hash of the whole file, if
     the caller already took it) is reused when the notarized bytes are the
-    whole file. Small files, mbox copies and LF-stored copies are read whole
-    and canonicalised (:func:`notarized_bytes`).
+    whole file, and so is ``whole_canonical`` (whether the whole file is canonical,
+    :func:`certmail.mime.is_canonical`, found in the same pass). Small files, mbox
+    copies and LF-stored copies are read whole and canonicalised
+    (:func:`notarized_bytes`).
     """
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(_HEADER_LIMIT + 1000)
         if size > _STREAM_FROM and not head.startswith(b"From "):
             buf = FileBuffer(f.fileno())
-            if is_canonical(buf):
+            if is_canonical(buf) if whole_canonical is None else whole_canonical:
 
                 def sha_from(start: int) -> str:
                     if start == 0 and whole_sha256:

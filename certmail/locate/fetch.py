@@ -20,11 +20,13 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from keys.errors import Error, TemporaryError, VerificationError
+
+if TYPE_CHECKING:  # httpx is imported where a key is fetched: `open` starts faster
+    import httpx
 
 #: GnuPG's dirmngr bounds a WKD answer the same way (256 KiB).
 MAX_KEY_BYTES = 256 * 1024
@@ -82,6 +84,8 @@ def get_bounded(
     finish in ``timeout`` seconds, :class:`AnswerTooLargeError` past ``max_bytes``.
     Any status is returned (the caller decides what a 404 means).
     """
+    import httpx
+
     env = os.environ if env is None else env
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
@@ -118,6 +122,8 @@ def get_bounded(
 
 
 def _read(resp: httpx.Response, url: str, max_bytes: int, deadline: float) -> bytes:
+    import httpx
+
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise AnswerTooLargeError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,10 @@ from keys.gpg.status import (
 from keys.gpg.streaming import StreamingKeyring
 
 __all__ = ["BUFFER_SIZE", "Keyring"]
+
+
+#: What gpg may be fed from: a binary file object (a file, or e.g. bytes made on the fly).
+_Readable = IO[bytes] | io.RawIOBase
 
 
 class Keyring(StreamingKeyring):
@@ -211,6 +216,63 @@ class Keyring(StreamingKeyring):
             os.unlink(sig.name)
         return signature_info(result)
 
+    def verify_detached_stream(self, data: _Readable, signature: bytes) -> SignatureInfo:
+        """Like :meth:`verify_detached`; the data is read from ``data`` (a file object,
+        e.g. a range of a file) into gpg's stdin as it hashes, never held whole."""
+        with tempfile.NamedTemporaryFile(prefix="certmail-sig-", delete=False) as sig:
+            sig.write(signature)
+        try:
+            result = self._gpg_io(["--verify", sig.name, "-"], data, "verify")
+        finally:
+            os.unlink(sig.name)
+        return signature_info(result)
+
+    def verify_detached_at(self, fd: int, offset: int, signature: bytes) -> SignatureInfo:
+        """Like :meth:`verify_detached`; the data is the file ``fd`` from ``offset`` to its
+        end, which gpg reads itself (its stdin; nothing passes through Python)."""
+        with tempfile.NamedTemporaryFile(prefix="certmail-sig-", delete=False) as sig:
+            sig.write(signature)
+        data = os.dup(fd)  # the same open file: gpg's reading moves only what pread ignores
+        try:
+            os.lseek(data, offset, os.SEEK_SET)
+            run = self.spawn(["--verify", sig.name, "-"], stdin=data, stdout=subprocess.DEVNULL)
+            os.close(data)
+            data = -1
+            code, stderr, _ = run.wait()
+        finally:
+            if data >= 0:
+                os.close(data)
+            os.unlink(sig.name)
+        return signature_info(self._status_result("verify", stderr, code))
+
+    def _status_result(self, kind: str, stderr: str, code: int) -> Any:
+        """python-gnupg's result of ``kind`` for a gpg run of ours, read from its status
+        lines as python-gnupg reads them (so :func:`signature_info` judges it alike)."""
+        result = self._gpg.result_map[kind](self._gpg)
+        for line in stderr.splitlines():
+            line = line.rstrip()
+            if line[0:9] == "[GNUPG:] ":
+                words = line[9:].split(None, 1)
+                if words:
+                    result.handle_status(words[0], words[1] if len(words) > 1 else "")
+        result.stderr = stderr
+        result.returncode = code
+        return result
+
+    def _gpg_io(
+        self, args: list[str], data: _Readable, kind: str, passphrase: str | None = None
+    ) -> Any:
+        """python-gnupg's run of ``gpg args`` with ``data`` copied to its stdin (what its
+        ``decrypt_file`` and ``verify_data`` do), the result of ``kind`` ("crypt",
+        "verify"). gpg stopping before it read everything (a broken pipe) is not an
+        error here: its status lines, in the result, say why it stopped."""
+        result = self._gpg.result_map[kind](self._gpg)
+        try:
+            self._gpg._handle_io(args, data, result, passphrase=passphrase, binary=True)
+        except BrokenPipeError:
+            pass
+        return result
+
     def verify_detached_file(self, path: Path, signature: bytes) -> SignatureInfo:
         """Like :meth:`verify_detached`; gpg reads the data from ``path`` itself."""
         if not Path(path).is_file():
@@ -304,16 +366,23 @@ class Keyring(StreamingKeyring):
         src = Path(src)
         if not src.is_file():
             raise NotFoundError(f"no such file: {src}")
-        return self._unlocked(lambda passphrase: self._decrypt_once(src, dst, passphrase))
+        return self.decrypt_stream(lambda: open(src, "rb"), dst)
 
-    def _decrypt_once(self, src: Path, dst: Path, passphrase: str | None) -> SignatureInfo | None:
-        with atomic_output(dst) as tmp, open(src, "rb") as f:
-            result = self._gpg.decrypt_file(
-                f,
-                passphrase=passphrase,
-                output=str(tmp),
-                extra_args=["--yes", *self._secret_args(passphrase)],
-            )
+    def decrypt_stream(self, source: Callable[[], _Readable], dst: Path) -> SignatureInfo | None:
+        """:meth:`decrypt_file` of the bytes ``source()`` reads (a file object, closed
+        here; asked again if the key had to be unlocked): gpg is fed from it through a
+        pipe, so a ciphertext made on the fly (e.g. taken out of its armor) is never
+        written to a file. An exception raised by its ``read`` is raised here."""
+        return self._unlocked(lambda passphrase: self._decrypt_once(source, dst, passphrase))
+
+    def _decrypt_once(
+        self, source: Callable[[], _Readable], dst: Path, passphrase: str | None
+    ) -> SignatureInfo | None:
+        with atomic_output(dst) as tmp, source() as f:
+            if passphrase and not self._gpg.is_valid_passphrase(passphrase):
+                raise ValueError("Invalid passphrase")  # as python-gnupg's decrypt_file
+            args = ["--decrypt", "--yes", "--output", str(tmp), *self._secret_args(passphrase)]
+            result = self._gpg_io(args, f, "crypt", passphrase)
             stderr = getattr(result, "stderr", None) or ""
             if not result.ok or result.returncode not in (0, 2):
                 check_secret_key_used(stderr)
@@ -352,6 +421,6 @@ class Keyring(StreamingKeyring):
             self.encrypt_file(plain, sealed, [fpr], armor=False)
 
             def probe(passphrase: str | None) -> None:
-                self._decrypt_once(sealed, out, passphrase)
+                self._decrypt_once(lambda: open(sealed, "rb"), out, passphrase)
 
             self._unlocked(probe, fpr)

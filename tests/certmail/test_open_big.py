@@ -148,3 +148,48 @@ def test_twenty_thousand_parts_refused(correspondents: Any, tmp_path: Path) -> N
     eml = same_named_parts(c.alice.keyring.gnupghome, tmp_path / "m.eml", 20_000)
     open_refused(c.bob.settings, eml, tmp_path / "save", MalformedError, "too many parts")
     assert MAX_PARTS < 20_000
+
+
+@pytest.mark.usefixtures("streaming")
+def test_tampered_big_signed_part_inside_encryption_is_refused(
+    correspondents: Any, tmp_path: Path
+) -> None:
+    """gpg checks the signed part in the decrypted file itself (the file cut after it):
+    a part changed after signing, then encrypted, still fails the open."""
+    c = correspondents
+    home = c.alice.keyring.gnupghome
+    data = os.urandom(2 << 20)  # the signed part is over unseal.INLINE
+    inner = inner_entity([(b'filename="big.bin"', data)])
+    sig = gpg(home, "--armor", "--detach-sign", "-u", ALICE, stdin=inner)
+    i = inner.index(b"Content-Transfer-Encoding: base64") + 100_000
+    flipped = inner[:i] + (b"B" if inner[i : i + 1] != b"B" else b"C") + inner[i + 1 :]
+
+    def encrypted(signed: bytes) -> Path:
+        payload = (
+            b"Content-Type: multipart/signed; micalg=pgp-sha512;\r\n"
+            b' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+            b"--sig\r\n" + signed + b"\r\n--sig\r\n"
+            b"Content-Type: application/pgp-signature\r\n\r\n" + crlf(sig) + b"\r\n--sig--\r\n"
+        )
+        ct = gpg(home, "--armor", "--encrypt", "-r", BOB, stdin=payload)
+        eml = tmp_path / f"m{len(list(tmp_path.iterdir()))}.eml"
+        eml.write_bytes(
+            b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: [...]\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            b' boundary="enc"\r\n\r\n'
+            b"--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+            b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n"
+            + crlf(ct)
+            + b"\r\n--enc--\r\n"
+        )
+        return eml
+
+    with Certmail(c.bob.settings) as cm:
+        o = cm.open(encrypted(inner), save_dir=tmp_path / "ok")
+    assert o.signed and o.encrypted
+    saved = tmp_path / "ok" / "big.bin"
+    assert saved.read_bytes() == data
+    # Linked from the work directory (now gone), with the mode a saved file gets.
+    assert saved.stat().st_nlink == 1 and saved.stat().st_mode & 0o077 == 0
+    open_refused(c.bob.settings, encrypted(flipped), tmp_path / "save", VerificationError)
