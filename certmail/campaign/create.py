@@ -63,11 +63,13 @@ class CreateResult:
     warnings: list[str] = field(default_factory=list)
     pickup: list[str] = field(default_factory=list)  # recipients without a key: a link
     sealed: bool = False  # the others' content released only against their signed ack
+    smime: bool = False  # S/MIME (docs/smime.md), not OpenPGP
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.campaign.to_json(),
             "sealed": self.sealed,
+            "smime": self.smime,
             "recipients": self.recipients,
             "columns": self.columns,
             "fields": self.fields,
@@ -120,10 +122,22 @@ def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[P
 
 
 def key_checks(
-    cm: Certmail, rows: list[Row], pickup_if_no_key: bool = False
+    cm: Certmail,
+    rows: list[Row],
+    pickup_if_no_key: bool = False,
+    *,
+    smime: bool = False,
+    sealed: bool = False,
 ) -> tuple[dict[str, str], list[Problem], list[str]]:
     """Each recipient's encryption key, looked up once (several gpg runs at a time); with
-    ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem."""
+    ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem.
+
+    ``smime``: each recipient's S/MIME certificate instead (its SHA-256 fingerprint),
+    checked as ``send --smime`` checks it (:func:`smime_checks`); with ``sealed`` too
+    their OpenPGP key, which the acknowledgement that releases the content needs."""
+    if smime:
+        keys, problems = smime_checks(cm, rows, sealed=sealed)
+        return keys, problems, []
     keyring = cm.keyring
 
     def lookup(r: Row) -> tuple[Row, str | Error]:
@@ -153,6 +167,81 @@ def key_checks(
             else:
                 keys[r.email.lower()] = got
     return keys, problems, pickup
+
+
+def smime_checks(
+    cm: Certmail, rows: list[Row], *, sealed: bool = False
+) -> tuple[dict[str, str], list[Problem]]:
+    """Each recipient's S/MIME certificate, as ``send --smime`` checks it (in the home's
+    store, valid, for encryption, chaining to the CA bundle: ``openssl verify``, several
+    at a time); the certificates' SHA-256 fingerprints by address, and the problems.
+
+    ``sealed``: also the recipient's OpenPGP key (docs/sealed.md: the acknowledgement
+    that releases a sealed S/MIME message's content is OpenPGP-signed)."""
+    import tempfile
+
+    from ..smime.certs import fingerprint
+    from ..smime.sealing import recipient_certificates
+
+    ctx, keyring, home = cm.smime, cm.keyring, cm.settings.home
+
+    def lookup(r: Row) -> tuple[Row, str | Problem]:
+        base = home / "tmp"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix="c", dir=base) as work:
+            try:
+                (cert,) = recipient_certificates(ctx, [r.email], Path(work))
+            except Error as e:
+                return r, Problem(
+                    r.line,
+                    f"no usable S/MIME certificate for {r.email}: {e.message}",
+                    "certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+                )
+        if sealed:
+            try:
+                keyring.key_for(r.email)
+            except Error as e:
+                return r, Problem(
+                    r.line,
+                    f"sealed delivery needs {r.email}'s OpenPGP key, also with --smime "
+                    f"(the acknowledgement that releases the content is OpenPGP-signed): "
+                    f"{e.message}",
+                    f"certmail keys import FILE (then keys trust), or keys locate {r.email}",
+                )
+        return r, fingerprint(cert)
+
+    keys: dict[str, str] = {}
+    problems = []
+    if rows and sealed:
+        keyring.list_keys()
+    with ThreadPoolExecutor(4) as pool:
+        for r, got in pool.map(lookup, rows):
+            if isinstance(got, Problem):
+                problems.append(got)
+            else:
+                keys[r.email.lower()] = got
+    return keys, problems
+
+
+def _check_smime_sender(cm: Certmail, pickup_if_no_key: bool) -> None:
+    """``--smime``: the home has an S/MIME key and a certificate for signing as the sender."""
+    from ..smime.certs import check_certificate
+
+    if pickup_if_no_key:
+        raise Error(
+            "--pickup-if-no-key does not go with --smime in a campaign yet; "
+            "nothing was created or sent",
+            hint="import the recipients' certificates (certmail keys smime import-cert), "
+            "or send the recipients without one with certmail send --smime --pickup",
+        )
+    store = cm.smime.store
+    own = store.own_certificate()
+    if own is None or not store.key_path.exists():
+        raise NotFoundError(
+            "you have no S/MIME key; nothing was created or sent",
+            hint="certmail keys smime import FILE.p12",
+        )
+    check_certificate(own, "sign", address=cm.settings.email or "")
 
 
 def _attachments(
@@ -232,6 +321,7 @@ def create_campaign(
     pickup_expires: int = PICKUP_EXPIRES,
     sealed: bool = False,
     seal_expires: int = SEAL_EXPIRES,
+    smime: bool = False,
 ) -> CreateResult:
     """Check the whole campaign (CampaignInputError lists bad rows), then record it.
 
@@ -239,13 +329,17 @@ def create_campaign(
     pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
     its message is sealed, instead of being refused. ``sealed``: every other
     recipient's content is sealed (docs/sealed.md), the notary keeping K_n
-    ``seal_expires`` seconds after the message is sealed."""
+    ``seal_expires`` seconds after the message is sealed. ``smime``: every message is
+    signed with the home's S/MIME key and encrypted to the recipient's certificate and
+    to the sender's, as ``send --smime`` does (docs/smime.md)."""
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
     _check_name(name)
     if sealed:
         _check_notary(cm, "--sealed", "it keeps each message's key share")
+    if smime:
+        _check_smime_sender(cm, pickup_if_no_key)
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
     _check_new(settings.ledger_path, name)
@@ -262,7 +356,9 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    keys, key_problems, pickup = key_checks(cm, rows, pickup_if_no_key)
+    keys, key_problems, pickup = key_checks(
+        cm, rows, pickup_if_no_key, smime=smime, sealed=sealed
+    )
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
@@ -284,10 +380,13 @@ def create_campaign(
         "pickup_expires": pickup_expires,
         "sealed": sealed,
         "seal_expires": seal_expires,
+        "smime": smime,
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(
             name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
         )
     fields = sorted(subj.fields | body.fields)
-    return CreateResult(c, len(rows), columns, fields, atts, warnings, sorted(pickup), sealed)
+    return CreateResult(
+        c, len(rows), columns, fields, atts, warnings, sorted(pickup), sealed, smime
+    )

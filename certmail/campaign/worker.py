@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..api import Certmail
     from ..config import Settings
     from ..ledger import Entry
+    from ..smime.opening import SmimeContext
 
 __all__ = ["init_worker", "run_one"]
 
@@ -114,14 +115,21 @@ def external_base64(spec: dict[str, Any]) -> bool:
 
 
 def init_worker(
-    settings: Settings, passphrase: str | None, name: str, spec: dict[str, Any]
+    settings: Settings,
+    passphrase: str | None,
+    name: str,
+    spec: dict[str, Any],
+    smime: SmimeContext | None = None,
 ) -> None:
-    """Process-pool initializer: one Certmail and one campaign store per worker."""
+    """Process-pool initializer: one Certmail and one campaign store per worker.
+
+    ``smime``: an S/MIME campaign's context (docs/smime.md), its key unlocked once by
+    ``campaign send`` before the pool forked (a fork pool: it is inherited, not pickled),
+    so no worker asks for the passphrase."""
     from multiprocessing.util import Finalize
 
     from ..api import Certmail
     from ..outbox import Outbox
-    from ..signer import Sealer
     from ..submitter import close_sessions, keep_sessions
 
     _die_with_parent()
@@ -130,6 +138,8 @@ def init_worker(
     keep_sessions()
     Finalize(None, close_sessions, exitpriority=10)
     cm = Certmail(settings, passphrase=passphrase)
+    if spec.get("smime"):
+        cm._smime = smime or cm.smime
     keys: dict[str, str] = {}  # the key of the recipient being sealed (run_one)
     body_text = Path(spec["body"]).read_text(encoding="utf-8")
     scanned = []
@@ -150,17 +160,30 @@ def init_worker(
         store=CampaignStore(settings.ledger_path),
         outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
         keys=keys,
-        sealer=Sealer(
-            lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
-            settings.dkim_dir,
-            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
-            # decryption that checks the signature (two gpg processes, not four).
-            gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
-        ),
+        sealer=_sealer(cm, settings, spec, keys),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
         scanned=scanned,
         pickup=frozenset(spec.get("pickup", ())),
+    )
+
+
+def _sealer(cm: Certmail, settings: Settings, spec: dict[str, Any], keys: dict[str, str]) -> Any:
+    """The campaign's sealer: S/MIME (``send --smime``'s, which looks each recipient's
+    certificate up and checks it again per message), else OpenPGP with the recipient's
+    key as ``campaign send`` found it."""
+    from ..signer import Sealer
+
+    if spec.get("smime"):
+        from ..smime.sealing import SmimeSealer
+
+        return SmimeSealer(lambda: cm.keyring, settings.dkim_dir, cm.smime)
+    return Sealer(
+        lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
+        settings.dkim_dir,
+        # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
+        # decryption that checks the signature (two gpg processes, not four).
+        gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
     )
 
 
@@ -266,7 +289,10 @@ def _sealed(
     from datetime import UTC, datetime, timedelta
 
     expires = datetime.now(UTC) + timedelta(seconds=int(spec["seal_expires"]))
-    return prepare_for_send(expires, work, _W["cm"].keyring, headers, data, scanned, notary)
+    return prepare_for_send(
+        expires, work, _W["cm"].keyring, headers, data, scanned, notary,
+        smime=bool(spec.get("smime")),
+    )  # fmt: skip
 
 
 def _seal_state(r: Recipient) -> dict[str, str]:

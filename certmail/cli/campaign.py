@@ -42,6 +42,13 @@ def campaign() -> None:
     help="A recipient without a key gets a link to the notary's pickup page instead "
     "(docs/sealed.md); without it such a row is refused.",
 )
+@click.option(
+    "--smime",
+    is_flag=True,
+    help="Sign and encrypt each message with S/MIME (RFC 8551) instead of OpenPGP, as "
+    "send --smime: your key from keys smime import, the recipients' certificates from "
+    "keys smime import-cert.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -58,6 +65,7 @@ def create(
     sealed: bool,
     seal_expires: int,
     pickup_if_no_key: bool,
+    smime: bool,
 ) -> None:
     """Check every row, template field, key and attachment; record the campaign."""
     from certmail.campaign.create import CampaignInputError, create_campaign
@@ -77,6 +85,7 @@ def create(
                 pickup_if_no_key=pickup_if_no_key,
                 sealed=sealed,
                 seal_expires=seal_expires,
+                smime=smime,
             )
         except CampaignInputError as e:
             if app.as_json:
@@ -95,6 +104,7 @@ def create(
         f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
         f"fields {', '.join(res.fields) or '(none)'}, "
         f"{len(res.attachments)} attachment(s) scanned"
+        + (", S/MIME" if res.smime else "")
         + (", sealed" if res.sealed else "")
         + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
     )
