@@ -136,8 +136,7 @@ def key_checks(
     checked as ``send --smime`` checks it (:func:`smime_checks`); with ``sealed`` too
     their OpenPGP key, which the acknowledgement that releases the content needs."""
     if smime:
-        keys, problems = smime_checks(cm, rows, sealed=sealed)
-        return keys, problems, []
+        return (*smime_checks(cm, rows, sealed=sealed), [])
     keyring = cm.keyring
 
     def lookup(r: Row) -> tuple[Row, str | Error]:
@@ -356,9 +355,7 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    keys, key_problems, pickup = key_checks(
-        cm, rows, pickup_if_no_key, smime=smime, sealed=sealed
-    )
+    keys, key_problems, pickup = key_checks(cm, rows, pickup_if_no_key, smime=smime, sealed=sealed)
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))

@@ -11,10 +11,13 @@ recipients' independent client (decrypt with their key, verify against the CA).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -22,9 +25,10 @@ from typing import Any
 
 from certmail.campaign.store import CampaignStore
 from certmail.ledger import Ledger
+from certmail.sealed.box import CONTENT_NAME, KEY_NAME
 from notary.receipt import Receipt
-from tests.fixtures.campaign import write_csv
-from tests.fixtures.cli import CERTMAIL, clean_env, json_of
+from tests.fixtures.campaign import kill_agent, make_recipients, write_csv
+from tests.fixtures.cli import CERTMAIL, clean_env, json_of, run
 from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smime import Smime, SmimePerson, openssl
 from tests.fixtures.smime_relay import relay, smime, wait_until
@@ -56,7 +60,7 @@ def as_sender_cli(s: Smime, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _create(
-    s: Smime, relay: Relay, tmp: Path, emails: list[str], *extra: str
+    s: Smime, relay: Relay, tmp: Path, emails: list[str], *extra: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     rows = [{"email": e, "name": f"Tenant {i}", "flat": str(i)} for i, e in enumerate(emails)]
     body = tmp / "body.txt"
@@ -65,7 +69,7 @@ def _create(
     return as_sender(
         s.c, relay, *("campaign", "create", "rent", "--recipients", str(csv_path)),
         *("--subject", "Rent notice for {{ name }}", "--body-file", str(body)),
-        "--smime", *extra, **s.env,
+        "--smime", *extra, **s.env, **env,
     )  # fmt: skip
 
 
@@ -231,3 +235,87 @@ def test_an_smime_campaign_killed_mid_way_is_exactly_once_on_resume(
     _check_hashes(s, relay, by_rcpt)
     last = N - 1  # one sent after the kill
     _check_one(s, tenants[last], last, by_rcpt[emails[last]][0], tmp_path)
+
+
+def _smime_parts(s: Smime, who: SmimePerson, data: bytes, tmp: Path) -> dict[str, bytes]:
+    """The S/MIME layer of ``who``'s copy opened by openssl: the signed entity's files."""
+    dec = _decrypt(who, data, tmp)
+    assert dec.returncode == 0, dec.stderr.decode()
+    content = openssl("cms", "-verify", "-CAfile", str(s.pki.ca), "-purpose", "smimesign",
+                      stdin=dec.stdout)  # fmt: skip
+    msg = email.message_from_bytes(content, policy=email.policy.default)
+    return {
+        str(p.get_filename()): bytes(p.get_payload(decode=True))
+        for p in msg.walk()
+        if p.get_filename()
+    }
+
+
+def test_a_sealed_smime_campaign_opens_only_with_the_ack(
+    correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
+) -> None:
+    """``--sealed --smime``: K_r and the sealed content in each S/MIME layer, each K_n
+    registered; Bob (S/MIME key and OpenPGP key) reads his row only by acknowledging."""
+    c, s = correspondents, smime
+    tenant = _tenants(s, 1)[0]
+    rs = make_recipients(1, Path(c.alice.keyring.gnupghome))  # r0000's OpenPGP key
+    try:
+        assert rs.emails == [tenant.email]
+        made = _create(s, relay, tmp_path, [c.bob.email, tenant.email], "--sealed", "--json")
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout)["sealed"] is True
+        p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env)
+        assert p.returncode == 0, p.stderr
+    finally:
+        kill_agent(rs.home)
+    events = [json.loads(x) for x in p.stdout.splitlines()[:-1]]
+    assert {e["email"]: (e["state"], e["seal"]) for e in events} == {
+        c.bob.email: ("accepted", "registered"),
+        tenant.email: ("accepted", "registered"),
+    }
+    by_rcpt = _delivered(c, 2)
+    assert sorted(by_rcpt) == sorted([c.bob.email, tenant.email])
+    assert all(len(v) == 1 for v in by_rcpt.values())
+    with sqlite3.connect(relay.proc.directory / "seals.db") as db:
+        seals = {r[0] for r in db.execute("SELECT sha256 FROM seals")}
+    assert {e["sha256"] for e in events} <= seals
+    for who, i in ((s.bob, 0), (tenant, 1)):
+        (data,) = by_rcpt[who.email]
+        assert b"application/pkcs7-mime" in data and b"BEGIN PGP MESSAGE" not in data
+        parts = _smime_parts(s, who, data, tmp_path)
+        assert sorted(parts) == ["certmail-manifest.json", CONTENT_NAME, KEY_NAME]
+        assert b"rent changes" not in b"".join(parts.values())
+    eml = tmp_path / "bob.eml"
+    eml.write_bytes(by_rcpt[c.bob.email][0])
+    out = json_of(run(c.bob, "open", str(eml), "--ack", "--json", **s.env))
+    assert out["body"] == "Dear Tenant 0,\nflat 0: the rent changes in March.\n"
+    assert out["signer"] == c.alice.email and out["trust"] == "x509"
+    assert out["sealed"]["outcome"] == "opened"
+
+
+def test_an_smime_campaign_direct_via_smtp_is_notarized(
+    correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
+) -> None:
+    """``--via smtp``: Alice's own server takes each message, then ``POST /v1/notarize``."""
+    c, s = correspondents, smime
+    tenants = _tenants(s, 2)
+    smtp = {"CERTMAIL_SMTP_URL": c.sink.url}
+    made = _create(s, relay, tmp_path, [t.email for t in tenants], "--via", "smtp", **smtp)
+    assert made.returncode == 0, made.stderr
+    p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env, **smtp)
+    assert p.returncode == 0, p.stderr
+    events = {json.loads(x)["email"]: json.loads(x) for x in p.stdout.splitlines()[:-1]}
+    assert {e: ev["state"] for e, ev in events.items()} == dict.fromkeys(
+        [t.email for t in tenants], "accepted"
+    )
+    by_rcpt = _delivered(c, 2)
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for i, t in enumerate(tenants):
+            (data,) = by_rcpt[t.email]
+            sha = events[t.email]["sha256"]
+            assert hashlib.sha256(ledger.message_path(sha).read_bytes()).hexdigest() == sha
+            assert data.endswith(ledger.message_path(sha).read_bytes())
+            (rc, *_) = ledger.receipts(sha)
+            assert Receipt.from_json(rc).verify(relay.verifier())["message"]["sha256"] == sha
+            _check_one(s, t, i, data, tmp_path)
