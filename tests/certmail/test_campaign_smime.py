@@ -200,6 +200,16 @@ def test_a_recipient_without_a_certificate_is_refused_at_create(
     p = _create(s, relay, tmp_path, [tenants[0].email], "--sealed")
     assert p.returncode == 2 and "row 2: sealed delivery needs" in p.stderr, p.stderr
     assert c.sink.messages == []
+    # A certificate removed after create: that recipient fails at send (checked again),
+    # with the reason; nothing is sent to them.
+    assert _create(s, relay, tmp_path, [tenants[0].email]).returncode == 0
+    for pem in (c.alice.home / "smime" / "certs").glob("*.pem"):
+        pem.unlink()
+    p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env)
+    assert p.returncode == 1, p.stderr
+    (ev,) = [json.loads(x) for x in p.stdout.splitlines()[:-1]]
+    assert ev["state"] == "failed" and "no usable S/MIME certificate" in ev["error"], ev
+    assert c.sink.messages == []
 
 
 def test_an_smime_campaign_killed_mid_way_is_exactly_once_on_resume(
