@@ -177,7 +177,7 @@ def _sealer(cm: Certmail, settings: Settings, spec: dict[str, Any], keys: dict[s
     if spec.get("smime"):
         from ..smime.sealing import SmimeSealer
 
-        return SmimeSealer(lambda: cm.keyring, settings.dkim_dir, cm.smime)
+        return SmimeSealer(lambda: cm.keyring, settings.dkim_dir, cm.smime, _checked_certificate)
     return Sealer(
         lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
         settings.dkim_dir,
@@ -185,6 +185,31 @@ def _sealer(cm: Certmail, settings: Settings, spec: dict[str, Any], keys: dict[s
         # decryption that checks the signature (two gpg processes, not four).
         gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
     )
+
+
+def _checked_certificate(ctx: SmimeContext, addrs: Any, work: Path) -> list[Any]:
+    """An S/MIME campaign's recipient certificate: the one ``campaign send`` checked this
+    run (chain included, :func:`certmail.campaign.create.smime_checks`) and handed over
+    by its SHA-256 (``run_one``), read by that name, not by parsing every certificate
+    of the store for each message; its validity and key usage checked again here."""
+    from ..smime.certs import check_certificate, load_certificates
+    from ..smime.sealing import recipient_certificates
+
+    out = []
+    for addr in addrs:
+        fpr = _W["keys"].get(addr.lower())
+        if fpr is None:  # not handed over: looked up and checked as send --smime does
+            return recipient_certificates(ctx, addrs, work)
+        path = ctx.store.certs_dir / f"{fpr}.pem"
+        if not path.is_file():
+            raise NotFoundError(
+                f"no S/MIME certificate for {addr} (removed since it was checked)",
+                hint="certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+            )
+        cert = load_certificates(path.read_bytes(), str(path))[0]
+        check_certificate(cert, "encrypt", address=addr)
+        out.append(cert)
+    return out
 
 
 @contextlib.contextmanager
