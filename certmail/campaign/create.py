@@ -183,13 +183,14 @@ def smime_checks(
     from ..smime.sealing import recipient_certificates
 
     ctx, keyring, home = cm.smime, cm.keyring, cm.settings.home
+    find = ctx.store.certificate_index()  # the store parsed once, not once per row
 
     def lookup(r: Row) -> tuple[Row, str | Problem]:
         base = home / "tmp"
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.TemporaryDirectory(prefix="c", dir=base) as work:
             try:
-                (cert,) = recipient_certificates(ctx, [r.email], Path(work))
+                (cert,) = recipient_certificates(ctx, [r.email], Path(work), find)
             except Error as e:
                 return r, Problem(
                     r.line,

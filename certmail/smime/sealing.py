@@ -110,12 +110,18 @@ class SmimeSealer(Sealer):
 
 
 def recipient_certificates(
-    ctx: SmimeContext, addrs: Sequence[str], work: Path
+    ctx: SmimeContext,
+    addrs: Sequence[str],
+    work: Path,
+    find: Callable[[str], x509.Certificate] | None = None,
 ) -> list[x509.Certificate]:
-    """Each recipient's certificate, checked: valid, for encryption, chaining to the CA."""
+    """Each recipient's certificate, checked: valid, for encryption, chaining to the CA.
+
+    ``find``: the lookup by address (default ``ctx.store.certificate_for``; a campaign
+    passes its :meth:`~certmail.smime.store.SmimeStore.certificate_index`)."""
     out = []
     for addr in addrs:
-        cert = ctx.store.certificate_for(addr)
+        cert = (find or ctx.store.certificate_for)(addr)
         check_certificate(cert, "encrypt", address=addr)
         path = work / "smime-recipient.pem"
         path.write_bytes(to_pem([cert]))
