@@ -66,11 +66,13 @@ class CreateResult:
     sealed: bool = False  # the others' content released only against their signed ack
     located: list[dict[str, Any]] = field(default_factory=list)  # keys found (keys locate)
     pickup_passphrase: bool = False  # the pickup page also asks for the campaign's passphrase
+    smime: bool = False  # S/MIME (docs/smime.md), not OpenPGP
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.campaign.to_json(),
             "sealed": self.sealed,
+            "smime": self.smime,
             "recipients": self.recipients,
             "columns": self.columns,
             "fields": self.fields,
@@ -125,10 +127,21 @@ def _render_checks(rows: list[Row], subject: Template, body: Template) -> list[P
 
 
 def key_checks(
-    cm: Certmail, rows: list[Row], pickup_if_no_key: bool = False
+    cm: Certmail,
+    rows: list[Row],
+    pickup_if_no_key: bool = False,
+    *,
+    smime: bool = False,
+    sealed: bool = False,
 ) -> tuple[dict[str, str], list[Problem], list[str]]:
     """Each recipient's encryption key, looked up once (several gpg runs at a time); with
-    ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem."""
+    ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem.
+
+    ``smime``: each recipient's S/MIME certificate instead (its SHA-256 fingerprint),
+    checked as ``send --smime`` checks it (:func:`smime_checks`); with ``sealed`` too
+    their OpenPGP key, which the acknowledgement that releases the content needs."""
+    if smime:
+        return (*smime_checks(cm, rows, sealed=sealed), [])
     keyring = cm.keyring
 
     def lookup(r: Row) -> tuple[Row, str | Error]:
@@ -230,6 +243,82 @@ def _looked_up(p: Problem, got: Located | Error | None) -> Problem:
     return Problem(p.line, f"{p.message} (looked up: {got.message})", p.hint)
 
 
+def smime_checks(
+    cm: Certmail, rows: list[Row], *, sealed: bool = False
+) -> tuple[dict[str, str], list[Problem]]:
+    """Each recipient's S/MIME certificate, as ``send --smime`` checks it (in the home's
+    store, valid, for encryption, chaining to the CA bundle: ``openssl verify``, several
+    at a time); the certificates' SHA-256 fingerprints by address, and the problems.
+
+    ``sealed``: also the recipient's OpenPGP key (docs/sealed.md: the acknowledgement
+    that releases a sealed S/MIME message's content is OpenPGP-signed)."""
+    import tempfile
+
+    from ..smime.certs import fingerprint
+    from ..smime.sealing import recipient_certificates
+
+    ctx, keyring, home = cm.smime, cm.keyring, cm.settings.home
+    find = ctx.store.certificate_index()  # the store parsed once, not once per row
+
+    def lookup(r: Row) -> tuple[Row, str | Problem]:
+        base = home / "tmp"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix="c", dir=base) as work:
+            try:
+                (cert,) = recipient_certificates(ctx, [r.email], Path(work), find)
+            except Error as e:
+                return r, Problem(
+                    r.line,
+                    f"no usable S/MIME certificate for {r.email}: {e.message}",
+                    "certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+                )
+        if sealed:
+            try:
+                keyring.key_for(r.email)
+            except Error as e:
+                return r, Problem(
+                    r.line,
+                    f"sealed delivery needs {r.email}'s OpenPGP key, also with --smime "
+                    f"(the acknowledgement that releases the content is OpenPGP-signed): "
+                    f"{e.message}",
+                    f"certmail keys import FILE (then keys trust), or keys locate {r.email}",
+                )
+        return r, fingerprint(cert)
+
+    keys: dict[str, str] = {}
+    problems = []
+    if rows and sealed:
+        keyring.list_keys()
+    with ThreadPoolExecutor(4) as pool:
+        for r, got in pool.map(lookup, rows):
+            if isinstance(got, Problem):
+                problems.append(got)
+            else:
+                keys[r.email.lower()] = got
+    return keys, problems
+
+
+def _check_smime_sender(cm: Certmail, pickup_if_no_key: bool) -> None:
+    """``--smime``: the home has an S/MIME key and a certificate for signing as the sender."""
+    from ..smime.certs import check_certificate
+
+    if pickup_if_no_key:
+        raise Error(
+            "--pickup-if-no-key does not go with --smime in a campaign yet; "
+            "nothing was created or sent",
+            hint="import the recipients' certificates (certmail keys smime import-cert), "
+            "or send the recipients without one with certmail send --smime --pickup",
+        )
+    store = cm.smime.store
+    own = store.own_certificate()
+    if own is None or not store.key_path.exists():
+        raise NotFoundError(
+            "you have no S/MIME key; nothing was created or sent",
+            hint="certmail keys smime import FILE.p12",
+        )
+    check_certificate(own, "sign", address=cm.settings.email or "")
+
+
 def _attachments(
     cm: Certmail, paths: Sequence[Path], dest: Path, warnings: list[str]
 ) -> list[dict[str, Any]]:
@@ -311,6 +400,7 @@ def create_campaign(
     seal_expires: int = SEAL_EXPIRES,
     locate_keys: bool = True,
     pickup_passphrase: bytes | None = None,
+    smime: bool = False,
 ) -> CreateResult:
     """Check the whole campaign (CampaignInputError lists bad rows), then record it.
 
@@ -320,10 +410,12 @@ def create_campaign(
     recipient's content is sealed (docs/sealed.md), the notary keeping K_n
     ``seal_expires`` seconds after the message is sealed. ``locate_keys``: the
     recipients the keyring has no key for are looked up first as ``certmail keys
-    locate`` does (:func:`locate_missing`). ``pickup_passphrase``: the pickup page
-    also asks for it; the campaign keeps only its salt and verifier hash
+    locate`` does (:func:`locate_missing`; not with ``smime``). ``pickup_passphrase``:
+    the pickup page also asks for it; the campaign keeps only its salt and verifier hash
     (:func:`certmail.sealed.pickup_sending.passphrase_check`), and ``campaign
-    send`` must be given it again."""
+    send`` must be given it again. ``smime``: every message is
+    signed with the home's S/MIME key and encrypted to the recipient's certificate and
+    to the sender's, as ``send --smime`` does (docs/smime.md)."""
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
@@ -335,6 +427,8 @@ def create_campaign(
         )
     if sealed:
         _check_notary(cm, "--sealed", "it keeps each message's key share")
+    if smime:
+        _check_smime_sender(cm, pickup_if_no_key)
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
     _check_new(settings.ledger_path, name)
@@ -351,7 +445,12 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    if locate_keys:
+    if smime:
+        keys, key_problems, pickup = key_checks(
+            cm, rows, pickup_if_no_key, smime=True, sealed=sealed
+        )
+        located: list[dict[str, Any]] = []
+    elif locate_keys:
         keys, key_problems, pickup, located = _with_located(cm, rows, pickup_if_no_key)
     else:
         (keys, key_problems, pickup), located = key_checks(cm, rows, pickup_if_no_key), []
@@ -384,6 +483,7 @@ def create_campaign(
         "pickup_passphrase": check,  # its salt and verifier hash, never the passphrase
         "sealed": sealed,
         "seal_expires": seal_expires,
+        "smime": smime,
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(
@@ -401,4 +501,5 @@ def create_campaign(
         sealed,
         located,
         check is not None,
+        smime,
     )

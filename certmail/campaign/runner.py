@@ -276,7 +276,8 @@ def _recheck_keys(
 
     pickup = set(spec.get("pickup", ()))
     rows = [Row(r.row_no, r.email, r.fields) for r in page if r.email.lower() not in pickup]
-    keys, problems, _ = key_checks(cm, rows)
+    smime = bool(spec.get("smime"))
+    keys, problems, _ = key_checks(cm, rows, smime=smime, sealed=smime and bool(spec.get("sealed")))
     bad = {p.line: p for p in problems}
     failed = [
         {"email": r.email, "state": "failed", "error": bad[r.row_no].message, "row": r.row_no}
@@ -333,11 +334,15 @@ def _run_pool(
     n = window.workers
     ctx = multiprocessing.get_context("fork")
     cm.keyring.ensure_agent()  # once, before the workers fork
+    smime = None
+    if spec.get("smime"):  # the S/MIME key unlocked once, here: the workers inherit it
+        smime = cm.smime
+        smime.own()
     with ProcessPoolExecutor(
         n,
         mp_context=ctx,
         initializer=init_worker,
-        initargs=(cm.settings, cm.passphrase, name, spec, pickup_passphrase),
+        initargs=(cm.settings, cm.passphrase, name, spec, pickup_passphrase, smime),
     ) as pool:
         pool.submit(os.getpid).result()  # a fork pool starts all its workers at once
         window.start = time.monotonic()

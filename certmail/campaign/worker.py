@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..api import Certmail
     from ..config import Settings
     from ..ledger import Entry
+    from ..smime.opening import SmimeContext
 
 __all__ = ["init_worker", "run_one"]
 
@@ -119,14 +120,18 @@ def init_worker(
     name: str,
     spec: dict[str, Any],
     pickup_passphrase: bytes | None = None,
+    smime: SmimeContext | None = None,
 ) -> None:
-    """Process-pool initializer: one Certmail and one campaign store per worker
-    (``pickup_passphrase``: the campaign's, for its pickup messages; in memory only)."""
+    """Process-pool initializer: one Certmail and one campaign store per worker.
+
+    ``pickup_passphrase``: the campaign's, for its pickup messages; in memory only.
+    ``smime``: an S/MIME campaign's context (docs/smime.md), its key unlocked once by
+    ``campaign send`` before the pool forked (a fork pool: it is inherited, not pickled),
+    so no worker asks for the passphrase."""
     from multiprocessing.util import Finalize
 
     from ..api import Certmail
     from ..outbox import Outbox
-    from ..signer import Sealer
     from ..submitter import close_sessions, keep_sessions
 
     _die_with_parent()
@@ -135,6 +140,8 @@ def init_worker(
     keep_sessions()
     Finalize(None, close_sessions, exitpriority=10)
     cm = Certmail(settings, passphrase=passphrase)
+    if spec.get("smime"):
+        cm._smime = smime or cm.smime
     keys: dict[str, str] = {}  # the key of the recipient being sealed (run_one)
     body_text = Path(spec["body"]).read_text(encoding="utf-8")
     scanned = []
@@ -155,19 +162,57 @@ def init_worker(
         store=CampaignStore(settings.ledger_path),
         outbox=Outbox(settings, lambda: cm.ledger, cm.notary),
         keys=keys,
-        sealer=Sealer(
-            lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
-            settings.dkim_dir,
-            # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
-            # decryption that checks the signature (two gpg processes, not four).
-            gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
-        ),
+        sealer=_sealer(cm, settings, spec, keys),
         subject=parse(spec["subject"], "subject"),
         body=parse(body_text, "body"),
         scanned=scanned,
         pickup=frozenset(spec.get("pickup", ())),
         pickup_passphrase=pickup_passphrase,
     )
+
+
+def _sealer(cm: Certmail, settings: Settings, spec: dict[str, Any], keys: dict[str, str]) -> Any:
+    """The campaign's sealer: S/MIME (``send --smime``'s, which looks each recipient's
+    certificate up and checks it again per message), else OpenPGP with the recipient's
+    key as ``campaign send`` found it."""
+    from ..signer import Sealer
+
+    if spec.get("smime"):
+        from ..smime.sealing import SmimeSealer
+
+        return SmimeSealer(lambda: cm.keyring, settings.dkim_dir, cm.smime, _checked_certificate)
+    return Sealer(
+        lambda: cast("Keyring", CampaignKeys(cm.keyring, keys)),
+        settings.dkim_dir,
+        # RFC 3156 §6.2: signed and encrypted by one gpg run, re-verified by one
+        # decryption that checks the signature (two gpg processes, not four).
+        gpg=GpgOptions(combined=True, external_base64=external_base64(spec)),
+    )
+
+
+def _checked_certificate(ctx: SmimeContext, addrs: Any, work: Path) -> list[Any]:
+    """An S/MIME campaign's recipient certificate: the one ``campaign send`` checked this
+    run (chain included, :func:`certmail.campaign.create.smime_checks`) and handed over
+    by its SHA-256 (``run_one``), read by that name, not by parsing every certificate
+    of the store for each message; its validity and key usage checked again here."""
+    from ..smime.certs import check_certificate, load_certificates
+    from ..smime.sealing import recipient_certificates
+
+    out = []
+    for addr in addrs:
+        fpr = _W["keys"].get(addr.lower())
+        if fpr is None:  # not handed over: looked up and checked as send --smime does
+            return recipient_certificates(ctx, addrs, work)
+        path = ctx.store.certs_dir / f"{fpr}.pem"
+        if not path.is_file():
+            raise NotFoundError(
+                f"no S/MIME certificate for {addr} (removed since it was checked)",
+                hint="certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+            )
+        cert = load_certificates(path.read_bytes(), str(path))[0]
+        check_certificate(cert, "encrypt", address=addr)
+        out.append(cert)
+    return out
 
 
 @contextlib.contextmanager
@@ -273,7 +318,10 @@ def _sealed(
     from datetime import UTC, datetime, timedelta
 
     expires = datetime.now(UTC) + timedelta(seconds=int(spec["seal_expires"]))
-    return prepare_for_send(expires, work, _W["cm"].keyring, headers, data, scanned, notary)
+    return prepare_for_send(
+        expires, work, _W["cm"].keyring, headers, data, scanned, notary,
+        smime=bool(spec.get("smime")),
+    )  # fmt: skip
 
 
 def _seal_state(r: Recipient) -> dict[str, str]:

@@ -55,6 +55,13 @@ def campaign() -> None:
     is_flag=True,
     help="Do not look up missing keys (WKD, keyserver, Autocrypt) as keys locate does.",
 )
+@click.option(
+    "--smime",
+    is_flag=True,
+    help="Sign and encrypt each message with S/MIME (RFC 8551) instead of OpenPGP, as "
+    "send --smime: your key from keys smime import, the recipients' certificates from "
+    "keys smime import-cert.",
+)
 @json_option()
 @home_option
 @pass_app
@@ -73,6 +80,7 @@ def create(
     pickup_if_no_key: bool,
     pickup_passphrase_file: Path | None,
     no_locate: bool,
+    smime: bool,
 ) -> None:
     """Check every row, template field, key and attachment; record the campaign.
 
@@ -98,6 +106,7 @@ def create(
                 seal_expires=seal_expires,
                 locate_keys=not no_locate,
                 pickup_passphrase=passphrase,
+                smime=smime,
             )
         except CampaignInputError as e:
             if app.as_json:
@@ -122,6 +131,7 @@ def create(
         f"campaign {name}: {res.recipients} recipients, via {res.campaign.spec['via']}, "
         f"fields {', '.join(res.fields) or '(none)'}, "
         f"{len(res.attachments)} attachment(s) scanned"
+        + (", S/MIME" if res.smime else "")
         + (", sealed" if res.sealed else "")
         + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
         + (" (with a passphrase)" if res.pickup_passphrase else "")

@@ -54,15 +54,26 @@ from .opening import SmimeContext, verify
 if TYPE_CHECKING:
     from keys.gpg import Keyring
 
-__all__ = ["SmimeSealer", "recipient_certificates", "seal_smime"]
+__all__ = ["CertLookup", "SmimeSealer", "recipient_certificates", "seal_smime"]
+
+#: How the sealer finds the recipients' certificates (default :func:`recipient_certificates`).
+CertLookup = Callable[["SmimeContext", Sequence[str], Path], list[x509.Certificate]]
 
 
 class SmimeSealer(Sealer):
     """Seals messages with S/MIME from one identity (its S/MIME key, its DKIM key)."""
 
-    def __init__(self, keyring: Callable[[], Keyring], dkim_dir: Path, smime: SmimeContext) -> None:
+    def __init__(
+        self,
+        keyring: Callable[[], Keyring],
+        dkim_dir: Path,
+        smime: SmimeContext,
+        certificates: CertLookup | None = None,
+    ) -> None:
         super().__init__(keyring, dkim_dir)
         self.smime = smime
+        # A campaign's worker: the certificates its command checked this run.
+        self.certificates = certificates or recipient_certificates
 
     def seal(
         self,
@@ -91,7 +102,7 @@ class SmimeSealer(Sealer):
         sealed = seal_smime(
             self.smime, work, headers, data, scanned,
             sign=sign, encrypt=encrypt, extra_outer=extra, dkim=dkim, progress=progress,
-            html=html,
+            html=html, certificates=self.certificates,
         )  # fmt: skip
         if dkim is not None:
             self.dkim_check(sealed.path, headers.from_addr)
@@ -99,12 +110,18 @@ class SmimeSealer(Sealer):
 
 
 def recipient_certificates(
-    ctx: SmimeContext, addrs: Sequence[str], work: Path
+    ctx: SmimeContext,
+    addrs: Sequence[str],
+    work: Path,
+    find: Callable[[str], x509.Certificate] | None = None,
 ) -> list[x509.Certificate]:
-    """Each recipient's certificate, checked: valid, for encryption, chaining to the CA."""
+    """Each recipient's certificate, checked: valid, for encryption, chaining to the CA.
+
+    ``find``: the lookup by address (default ``ctx.store.certificate_for``; a campaign
+    passes its :meth:`~certmail.smime.store.SmimeStore.certificate_index`)."""
     out = []
     for addr in addrs:
-        cert = ctx.store.certificate_for(addr)
+        cert = (find or ctx.store.certificate_for)(addr)
         check_certificate(cert, "encrypt", address=addr)
         path = work / "smime-recipient.pem"
         path.write_bytes(to_pem([cert]))
@@ -129,12 +146,14 @@ def seal_smime(
     dkim: Callable[[Path], bytes] | None = None,
     progress: Progress | None = None,
     html: bytes | None = None,
+    certificates: CertLookup | None = None,
 ) -> Sealed:
     """Compose, S/MIME-sign and -encrypt (to the recipients and to you), re-verify.
 
     The result is ``workdir/message.eml`` (as :func:`certmail.seal.seal`'s).
     ``html``: an HTML alternative of the body (:func:`certmail.compose.compose_inner`),
-    for a message that is not encrypted (the pickup notice).
+    for a message that is not encrypted (the pickup notice). ``certificates``: how the
+    recipients' certificates are found (default :func:`recipient_certificates`).
     """
     if html is not None and encrypt:
         raise Error("an HTML alternative is for a message that is not encrypted")
@@ -143,7 +162,8 @@ def seal_smime(
     workdir.mkdir(parents=True, exist_ok=True)
     own = ctx.own()
     check_certificate(own.cert, "sign" if sign else "encrypt", address=headers.from_addr)
-    certs = recipient_certificates(ctx, headers.recipients, workdir) if encrypt else []
+    lookup = certificates or recipient_certificates
+    certs = lookup(ctx, headers.recipients, workdir) if encrypt else []
     inner = workdir / "inner.mime"
     with inner.open("wb") as f:
         manifest = compose_inner(

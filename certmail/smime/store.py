@@ -177,16 +177,33 @@ class SmimeStore:
         self, addr: str, *, now: datetime.datetime | None = None
     ) -> x509.Certificate:
         """The correspondent's certificate naming ``addr`` exactly, valid now (the latest)."""
-        now = now or datetime.datetime.now(datetime.UTC)
         named = [c for c in self.correspondents() if any(same_address(addr, e) for e in emails(c))]
-        current = [c for c in named if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
-        if not current:
-            state = "only expired or not yet valid ones" if named else "none"
-            raise NotFoundError(
-                f"no S/MIME certificate for {addr} ({state} in your keyring)",
-                hint="certmail keys smime import-cert FILE.pem (the recipient's certificate)",
-            )
-        return max(current, key=lambda c: c.not_valid_after_utc)
+        return _current(addr, named, now)
+
+    def certificate_index(self) -> Callable[[str], x509.Certificate]:
+        """:meth:`certificate_for` over one parse of the store, for many lookups (a
+        campaign's rows): each address's certificates found in a dict, not by reading
+        and parsing every certificate file again for each address."""
+        by_addr: dict[str, list[x509.Certificate]] = {}
+        for c in self.correspondents():
+            for e in emails(c):
+                by_addr.setdefault(e.lower(), []).append(c)
+        return lambda addr: _current(addr, by_addr.get(addr.lower(), []), None)
+
+
+def _current(
+    addr: str, named: list[x509.Certificate], now: datetime.datetime | None
+) -> x509.Certificate:
+    """Of the certificates naming ``addr``, the one valid now that expires last."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    current = [c for c in named if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+    if not current:
+        state = "only expired or not yet valid ones" if named else "none"
+        raise NotFoundError(
+            f"no S/MIME certificate for {addr} ({state} in your keyring)",
+            hint="certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+        )
+    return max(current, key=lambda c: c.not_valid_after_utc)
 
 
 def _check_pfx(data: bytes, name: str) -> None:
