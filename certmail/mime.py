@@ -26,6 +26,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from typing import Any
 
+from keys.dkim_body import crlf_only
 from keys.errors import MalformedError
 from notary import fastpath
 from notary import mime as rawmime
@@ -90,12 +91,17 @@ def canonicalize(raw: bytes) -> bytes:
 
 
 def is_canonical(buf: Buffer) -> bool:
-    """Whether every LF in ``buf`` is preceded by a CR, read in chunks (no whole copy)."""
+    """Whether every LF in ``buf`` is preceded by a CR (:func:`keys.dkim_body.crlf_only`).
+
+    ``bytes`` are tested in place; a file or map is read in chunks (no whole copy).
+    """
+    if isinstance(buf, bytes):
+        return crlf_only(buf, 0, len(buf))
     step = CANON_CHUNK
     prev = b""
     for i in range(0, len(buf), step):
         chunk = prev + buf[i : i + step]
-        if chunk.count(b"\n") != chunk.count(b"\r\n"):
+        if not crlf_only(chunk, 0, len(chunk)):
             return False
         prev = chunk[-1:]
         if prev == b"\n":
