@@ -31,11 +31,14 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 from notary.durable import atomic_write
 from notary.leader import run_as_leader
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -202,7 +205,8 @@ class Anchoring:
         self.directory = directory
         self.anchors = load_anchors(directory)
         self._latest = latest
-        self._post = post or _httpx_post
+        self._post = post or self._httpx_post
+        self._http: httpx.Client | None = None  # made at the first POST, kept
         self.interval = interval
         self._clock = clock
         self._next: dict[str, float] = {}  # TSA id -> earliest clock time of its next request
@@ -226,6 +230,17 @@ class Anchoring:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        if self._http is not None and not (self._thread and self._thread.is_alive()):
+            self._http.close()
+            self._http = None
+
+    def _httpx_post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        """POST an RFC 3161 query through the one client of this object (10 s timeout)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=10)
+        return post_query(self._http, url, body)
 
     def _run(self) -> None:
         run_as_leader(
@@ -274,21 +289,17 @@ class Anchoring:
         atomic_write(d / f"{size}-{tsa}.tsr", token)
 
 
-def _httpx_post(url: str, body: bytes) -> tuple[int, bytes]:
-    """POST an RFC 3161 query over httpx (TemporaryError when the TSA cannot be reached)."""
-    return post_query(url, body, timeout=10)
-
-
-def post_query(url: str, body: bytes, *, timeout: float) -> tuple[int, bytes]:
-    """POST ``body`` as ``application/timestamp-query`` to ``url``: (status, answer), at
-    most MAX_RESPONSE_BYTES read; TemporaryError when the TSA cannot be reached."""
+def post_query(client: httpx.Client, url: str, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` as ``application/timestamp-query`` to ``url`` through ``client``
+    (its owner keeps it for every query: one SSL context, not one per call): (status,
+    answer), at most MAX_RESPONSE_BYTES read; TemporaryError when the TSA cannot be reached."""
     import httpx
 
     from notary.rfc3161.client import MAX_RESPONSE_BYTES
 
     headers = {"content-type": "application/timestamp-query"}
     try:
-        with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as r:
+        with client.stream("POST", url, content=body, headers=headers) as r:
             answer = b""
             for chunk in r.iter_bytes():
                 answer += chunk

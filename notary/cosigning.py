@@ -45,8 +45,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import httpx
+
     from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
+    from notary.witness_client import Post
 
 CONFIG = "witnesses.toml"
 COSIGNED = "cosigned-checkpoint"
@@ -114,9 +117,6 @@ def remove_witness(directory: Path, name: str, quorum: int | None) -> None:
     _save(directory, kept, min(old_quorum, len(kept)) if quorum is None else quorum)
 
 
-Post = Callable[[str, bytes], tuple[int, str, bytes]]
-
-
 class Cosigning:
     """Gathers cosignatures on the log's checkpoints in a background thread.
 
@@ -140,7 +140,8 @@ class Cosigning:
         self.directory = directory
         self.witnesses, self.quorum = load_witnesses(directory)
         self._latest, self._consistency = latest, consistency
-        self._post = post or _httpx_post
+        self._post = post or self._httpx_post
+        self._http: httpx.Client | None = None  # made at the first POST, kept
         self.interval = interval
         self._held: dict[str, int] = {}  # witness name -> the size it is believed to hold
         self._lines: dict[bytes, dict[str, bytes]] = {}  # note -> witness name -> line
@@ -163,6 +164,19 @@ class Cosigning:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        if self._http is not None and not (self._thread and self._thread.is_alive()):
+            self._http.close()
+            self._http = None
+
+    def _httpx_post(self, url: str, body: bytes) -> tuple[int, str, bytes]:
+        """POST through the one client of this object (10 s timeout)."""
+        from notary.witness_client import http_post
+
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=10)
+        return http_post(self._http, url, body)
 
     def with_cosignatures(self, note: bytes) -> bytes:
         """``note`` with every cosignature gathered for it so far (by any worker)."""
@@ -289,15 +303,3 @@ def _inclusion(cp: Checkpoint, index: int, storage: Any) -> tuple[bytes, ...]:
         while len(_proofs) > PROOF_CACHE:
             _proofs.popitem(last=False)
     return hashes
-
-
-def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:
-    import httpx
-
-    from keys.errors import TemporaryError
-
-    try:
-        r = httpx.post(url, content=body, timeout=10)
-    except httpx.HTTPError as e:
-        raise TemporaryError(f"cannot reach {url}: {e}") from None
-    return r.status_code, r.headers.get("content-type", ""), r.content
