@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 from notary.durable import atomic_write
-from notary.leader import run_as_leader
+from notary.leader import LeaderJob
 
 if TYPE_CHECKING:
     import httpx
@@ -186,7 +185,7 @@ def anchored_at_least(directory: Path, size: int) -> Anchored | None:
 Post = Callable[[str, bytes], tuple[int, bytes]]
 
 
-class Anchoring:
+class Anchoring(LeaderJob):
     """Asks the outside TSAs for tokens over the log's checkpoints in a background thread.
 
     One process of a notary directory anchors at a time (an exclusive lock on
@@ -205,9 +204,8 @@ class Anchoring:
         self.directory = directory
         self.anchors = load_anchors(directory)
         self._latest = latest
+        super().__init__(directory / "anchors" / ".lock", interval, "anchoring")
         self._post = post or self._httpx_post
-        self._http: httpx.Client | None = None  # made at the first POST, kept
-        self.interval = interval
         self._clock = clock
         self._next: dict[str, float] = {}  # TSA id -> earliest clock time of its next request
         stored = _stored(directory)
@@ -215,39 +213,19 @@ class Anchoring:
             a.id: max((s for s, ids in stored.items() if a.id in ids), default=0)
             for a in self.anchors
         }
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
 
     def start(self) -> None:
         if not self.anchors or self._thread is not None:
             return
         (self.directory / "anchors").mkdir(exist_ok=True, mode=0o700)
-        self._thread = threading.Thread(target=self._run, name="anchoring", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._http is not None and not (self._thread and self._thread.is_alive()):
-            self._http.close()
-            self._http = None
+        self.start_thread()
 
     def _httpx_post(self, url: str, body: bytes) -> tuple[int, bytes]:
-        """POST an RFC 3161 query through the one client of this object (10 s timeout)."""
-        if self._http is None:
-            import httpx
+        """POST an RFC 3161 query through the job's one HTTP client."""
+        return post_query(self.http(), url, body)
 
-            self._http = httpx.Client(timeout=10)
-        return post_query(self._http, url, body)
-
-    def _run(self) -> None:
-        run_as_leader(
-            self.directory / "anchors" / ".lock", self._stop, self.interval, self._step, "anchoring"
-        )
-
-    def _step(self) -> None:
+    def step(self) -> None:
         cp = self._latest()
         if cp is not None and cp.size > 0:
             self.round(cp.note, cp.size)

@@ -33,7 +33,7 @@ from keys.errors import ConflictError, Error, NotFoundError
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
 from notary.durable import atomic_write
 from notary.errors import MalformedError
-from notary.leader import run_as_leader
+from notary.leader import LeaderJob
 
 __all__ = [
     "Cosigning",
@@ -45,8 +45,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    import httpx
-
     from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
     from notary.witness_client import Post
@@ -117,7 +115,7 @@ def remove_witness(directory: Path, name: str, quorum: int | None) -> None:
     _save(directory, kept, min(old_quorum, len(kept)) if quorum is None else quorum)
 
 
-class Cosigning:
+class Cosigning(LeaderJob):
     """Gathers cosignatures on the log's checkpoints in a background thread.
 
     One process of a notary directory cosigns at a time (an exclusive lock on
@@ -140,14 +138,11 @@ class Cosigning:
         self.directory = directory
         self.witnesses, self.quorum = load_witnesses(directory)
         self._latest, self._consistency = latest, consistency
+        super().__init__(directory / LOCK, interval, "cosigning")
         self._post = post or self._httpx_post
-        self._http: httpx.Client | None = None  # made at the first POST, kept
-        self.interval = interval
         self._held: dict[str, int] = {}  # witness name -> the size it is believed to hold
         self._lines: dict[bytes, dict[str, bytes]] = {}  # note -> witness name -> line
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._files: dict[str, tuple[tuple[int, int, int], bytes | None]] = {}
 
     @property
@@ -156,27 +151,14 @@ class Cosigning:
         return self._read(COSIGNED)
 
     def start(self) -> None:
-        if self.witnesses and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="cosigning", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._http is not None and not (self._thread and self._thread.is_alive()):
-            self._http.close()
-            self._http = None
+        if self.witnesses:
+            self.start_thread()
 
     def _httpx_post(self, url: str, body: bytes) -> tuple[int, str, bytes]:
-        """POST through the one client of this object (10 s timeout)."""
+        """POST through the job's one HTTP client."""
         from notary.witness_client import http_post
 
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.Client(timeout=10)
-        return http_post(self._http, url, body)
+        return http_post(self.http(), url, body)
 
     def with_cosignatures(self, note: bytes) -> bytes:
         """``note`` with every cosignature gathered for it so far (by any worker)."""
@@ -209,10 +191,7 @@ class Cosigning:
             self._files[name] = (stamp, data)
         return data
 
-    def _run(self) -> None:
-        run_as_leader(self.directory / LOCK, self._stop, self.interval, self._step, "cosigning")
-
-    def _step(self) -> None:
+    def step(self) -> None:
         cp = self._latest()
         if cp is not None and cp.size > 0:
             self.round(cp.note, cp.size)
