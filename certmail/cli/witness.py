@@ -8,15 +8,9 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, emit_json, json_option, pass_app, say
+from certmail.cli.options import dir_option
 
-DIR_OPTION = click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTMAIL_WITNESS_DIR",
-    help="The witness's directory (env CERTMAIL_WITNESS_DIR).",
-)
+DIR_OPTION = dir_option("CERTMAIL_WITNESS_DIR", "witness's")
 
 
 @click.group()
@@ -158,14 +152,7 @@ def feed(log_url: str, log_vkey: str, witness_url: str, witness_vkey: str, old: 
 
 # --- `certmail notary witnesses ...`: the witnesses a notary asks ------------------------
 
-NOTARY_DIR = click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTMAIL_NOTARY_DIR",
-    help="The notary's directory (env CERTMAIL_NOTARY_DIR).",
-)
+NOTARY_DIR = dir_option("CERTMAIL_NOTARY_DIR", "notary's")
 QUORUM = click.option(
     "--quorum",
     type=click.IntRange(min=0),
