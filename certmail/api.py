@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,15 +162,10 @@ class Certmail:
             self._scanner_looked_up = True
         return self._scanner
 
-    @contextlib.contextmanager
-    def _workdir(self) -> Iterator[Path]:
-        base = self.settings.home / "tmp"
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        d = Path(tempfile.mkdtemp(prefix="w", dir=base))
-        try:
-            yield d
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
+    def _workdir(self) -> contextlib.AbstractContextManager[Path]:
+        from .fileio import private_dir
+
+        return private_dir("w", self.settings.home / "tmp")
 
     def _require_scan(self, require_scan: bool | None) -> bool:
         return bool(self.settings.require_scan) if require_scan is None else require_scan

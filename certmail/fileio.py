@@ -1,8 +1,9 @@
 """The file helpers of the send pipeline (:mod:`certmail.pipeline`, :mod:`certmail.seal`):
 a writer that hashes what it writes, a fan-out to several descriptors, kernel copies
 (copy_file_range; :func:`copy_range` is unseal's and the proof bundle writer's too),
-CRLF line ends, and early write-back (sync_file_range(2)) so a big message's pages
-reach the disk while it is still being written."""
+CRLF line ends, early write-back (sync_file_range(2)) so a big message's pages
+reach the disk while it is still being written, and the private work directory
+(:func:`private_dir`) every command works in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import functools
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -23,6 +26,19 @@ from .rfc3156 import COPY_CHUNK, copy_stream
 
 WRITEBACK = 8 << 20  # bytes between two early write-back requests
 _SYNC_FILE_RANGE_WRITE = 2
+
+
+@contextlib.contextmanager
+def private_dir(prefix: str = "certmail-", under: Path | None = None) -> Iterator[Path]:
+    """A fresh 0700 directory (in ``under``, made 0700 when missing, else the system's
+    temporary directory), removed with what is in it on exit."""
+    if under is not None:
+        under.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=under))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @functools.cache

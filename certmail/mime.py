@@ -26,6 +26,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from typing import Any
 
+from keys.dkim_body import crlf_only
 from keys.errors import MalformedError
 from notary import fastpath
 
@@ -99,7 +100,12 @@ def canonicalize(raw: bytes) -> bytes:
 
 
 def is_canonical(buf: Buffer) -> bool:
-    """Whether every LF in ``buf`` is preceded by a CR, read in chunks (no whole copy)."""
+    """Whether every LF in ``buf`` is preceded by a CR (:func:`keys.dkim_body.crlf_only`).
+
+    ``bytes`` are tested in place; a file or map is read in chunks (no whole copy).
+    """
+    if isinstance(buf, bytes):
+        return crlf_only(buf, 0, len(buf))
     check = CanonicalCheck()
     for i in range(0, len(buf), CANON_CHUNK):
         check.update(buf[i : i + CANON_CHUNK])
@@ -121,7 +127,7 @@ class CanonicalCheck:
         first = data[:1] == b"\n"  # its CR, if any, ended the piece before
         if first and self._last != b"\r":
             self.ok = False
-        elif data.count(b"\n") - first != data.count(b"\r\n"):
+        elif not crlf_only(data, int(first), len(data)):
             self.ok = False
         self._last = data[-1:]
 

@@ -67,6 +67,12 @@ class NotaryClient:
             headers={"User-Agent": "certmail"},
         )
 
+    @property
+    def http(self) -> httpx.Client:
+        """The one HTTP client of this object (base URL the notary's), for the requests
+        that map errors their own way: one SSL context and connection pool for all."""
+        return self._http
+
     def close(self) -> None:
         self._http.close()
 

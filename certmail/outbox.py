@@ -117,7 +117,8 @@ class Outbox:
         if self._relay is None:
             from .relay_client import relay_endpoint
 
-            self._relay = relay_endpoint(self.notary().url)
+            client = self.notary()
+            self._relay = relay_endpoint(client.url, http=client.http)
         return self._relay
 
     # -- running the steps -------------------------------------------------------------

@@ -27,11 +27,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from keys.dkim_body import crlf_only
 from keys.errors import Error, TemporaryError, VerificationError
 
 from .smtpdata import chunks
+
+if TYPE_CHECKING:
+    import httpx
 from .submitter import LoginError, Peer
 from .submitter import submit as submit_bytes
 
@@ -80,13 +84,17 @@ class RelayEndpoint:
         return ep
 
 
-def relay_endpoint(notary_url: str, *, timeout: float = 30.0) -> RelayEndpoint:
-    """Ask the notary where its relay is (``GET /v1/relay``)."""
+def relay_endpoint(
+    notary_url: str, *, timeout: float = 30.0, http: httpx.Client | None = None
+) -> RelayEndpoint:
+    """Ask the notary where its relay is (``GET /v1/relay``), through ``http`` when given
+    (e.g. :attr:`certmail.notary_client.NotaryClient.http`: no SSL context of its own)."""
     import httpx  # here: `open` and the other commands that need no relay start faster
 
     url = notary_url.rstrip("/") + "/v1/relay"
+    get = httpx.get if http is None else http.get
     try:
-        resp = httpx.get(url, timeout=timeout, headers={"User-Agent": "certmail"})
+        resp = get(url, timeout=timeout, headers={"User-Agent": "certmail"})
     except httpx.HTTPError as e:
         from .notary_client import URL_HINT, http_failure, not_http
 
@@ -122,10 +130,9 @@ def canonical_sha256(source: Path | bytes) -> tuple[str, int]:
     for chunk in chunks(source):
         digest.update(chunk)
         size += len(chunk)
-        # every LF after a CR: the chunk's LFs, and its CRLFs (one may start at the
-        # previous chunk's last byte), counted alike
+        # every LF after a CR (a CRLF may start at the previous chunk's last byte)
         seen = (last[-1:] if last.endswith(b"\r") else b"") + chunk
-        if seen.count(b"\n") != seen.count(b"\r\n"):
+        if not crlf_only(seen, 0, len(seen)):
             raise ValueError("the message must use CRLF line endings and end with CRLF")
         last = (last + chunk)[-2:]
     if last != b"\r\n":

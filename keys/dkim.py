@@ -310,19 +310,37 @@ def dkim_verify(message: bytes, *, dnsfunc: Callable[[bytes], bytes] | None = No
     tests): ``name`` is ``b"<selector>._domainkey.<domain>"`` without a final
     dot; return ``b""`` for no record. Without it dkimpy asks DNS.
     """
-    import dkim
 
     d, count, collected, kwargs = _verifier(message, dnsfunc)
+
+    def attempt(idx: int) -> str | None:
+        return None if d.verify(idx=idx, **kwargs) else _mismatch(collected)
+
+    _first_that_verifies(count, attempt)
+
+
+def _mismatch(collected: Any) -> str:
+    """Why dkimpy said no: its last log message."""
+    return str(collected.messages[-1]) if collected.messages else "signature mismatch"
+
+
+def _first_that_verifies(count: int, attempt: Callable[[int], str | None]) -> None:
+    """Return at the first signature index ``attempt`` verifies (it answers None), else
+    raise VerificationError with every distinct reason: the one ``attempt`` answers, or
+    the exception it raised."""
+    import dkim
+
     reasons: list[str] = []
     for idx in range(count):
         try:
-            if d.verify(idx=idx, **kwargs):
-                return
-            reasons.append(collected.messages[-1] if collected.messages else "signature mismatch")
+            reason = attempt(idx)
         except dkim.DKIMException as e:
-            reasons.append(str(e))
+            reason = str(e)
         except Exception as e:  # dkimpy lets DNS and parsing errors through
-            reasons.append(f"{type(e).__name__}: {e}")
+            reason = f"{type(e).__name__}: {e}"
+        if reason is None:
+            return
+        reasons.append(reason)
     detail = "; ".join(dict.fromkeys(reasons))
     raise VerificationError(f"DKIM signature did not verify: {detail}")
 
@@ -442,43 +460,34 @@ def dkim_verify_file(
     SHA-256 of the very bytes it DKIM-checked without reading them again; it
     has seen the whole file whenever this function returns.
     """
-    import dkim
 
     path = Path(path)
     with open(path, "rb") as f:
         head, _ = read_head(f)
     d, count, collected, kwargs = _verifier(head + b"\r\n", dnsfunc)
     hashes: dict[bytes, bytes] = {}
-    reasons: list[str] = []
-    for idx in range(count):
-        try:
-            prep = d.verify_headerprep(idx)
-            if not prep:
-                reasons.append("no signature")
-                continue
-            sig, include, sigheaders = prep
-            if b"l" in sig:
-                reasons.append("l= (partial body) signatures are not accepted")
-                continue
-            if sig.get(b"a") not in (b"rsa-sha256", b"ed25519-sha256"):
-                reasons.append(f"unsupported algorithm {sig.get(b'a')!r}")
-                continue
-            body_c = sig.get(b"c", b"simple/simple").split(b"/")
-            canon = body_c[1] if len(body_c) > 1 else b"simple"
-            if canon not in hashes:
-                hashes[canon] = body_hash_file(path, canon, tap=tap)[1]
-                tap = None
-            want = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
-            if want != hashes[canon]:
-                reasons.append("body hash mismatch")
-                continue
-            header_only = {k: v for k, v in sig.items() if k != b"bh"}
-            if d.verify_sig(header_only, include, sigheaders[idx], **kwargs):
-                return
-            reasons.append(collected.messages[-1] if collected.messages else "signature mismatch")
-        except dkim.DKIMException as e:
-            reasons.append(str(e))
-        except Exception as e:  # dkimpy lets DNS and parsing errors through
-            reasons.append(f"{type(e).__name__}: {e}")
-    detail = "; ".join(dict.fromkeys(reasons))
-    raise VerificationError(f"DKIM signature did not verify: {detail}")
+
+    def attempt(idx: int) -> str | None:
+        nonlocal tap
+        prep = d.verify_headerprep(idx)
+        if not prep:
+            return "no signature"
+        sig, include, sigheaders = prep
+        if b"l" in sig:
+            return "l= (partial body) signatures are not accepted"
+        if sig.get(b"a") not in (b"rsa-sha256", b"ed25519-sha256"):
+            return f"unsupported algorithm {sig.get(b'a')!r}"
+        body_c = sig.get(b"c", b"simple/simple").split(b"/")
+        canon = body_c[1] if len(body_c) > 1 else b"simple"
+        if canon not in hashes:
+            hashes[canon] = body_hash_file(path, canon, tap=tap)[1]
+            tap = None
+        want = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
+        if want != hashes[canon]:
+            return "body hash mismatch"
+        header_only = {k: v for k, v in sig.items() if k != b"bh"}
+        if d.verify_sig(header_only, include, sigheaders[idx], **kwargs):
+            return None
+        return _mismatch(collected)
+
+    _first_that_verifies(count, attempt)

@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from keys.errors import Error, MalformedError, VerificationError
+from keys.errors import MalformedError, VerificationError
 from notary.ack import Busy, SignatureChecks, acknowledge
 from notary.ackformat import MAX_ACK_BODY, parse_ack_request
+from notary.body_limit import TooLarge, json_error, read_body
 from notary.ratelimit import SharedRateLimiter
 from notary.tracking import (
     PIXEL_GIF,
@@ -37,28 +38,8 @@ from notary.tracking import (
 
 #: The file in the notary's directory that holds the /v1/ack allowances of every worker.
 ACK_LIMITS_FILE = "ack-limits.db"
-
-
-def _err(status: int, code: str, message: str, retry_after: str | None = None) -> JSONResponse:
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
-async def _json_body(request: Request, limit: int) -> Any:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge(limit)
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise Error("the body is not valid JSON") from None
-
-
-class _TooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+#: The largest ``POST /v1/tracking`` body.
+MAX_TRACKING_BODY = 64 * 1024
 
 
 def include_ack_routes(
@@ -89,24 +70,24 @@ def include_acknowledgement_route(app: FastAPI, service: Any) -> None:
         # next, the signature check last (bounded, off the event loop).
         source = request.client.host if request.client else ""
         if not per_source.allow(b"source:" + source.encode()):
-            return _err(
+            return json_error(
                 429, "rate_limited", "too many acknowledgements from this address", retry_after
             )
         try:
-            req = parse_ack_request(await _json_body(request, MAX_ACK_BODY))
+            req = parse_ack_request(await read_body(request, MAX_ACK_BODY))
             if not per_message.allow(b"message:" + req.sha256.encode()):
-                return _err(
+                return json_error(
                     429, "rate_limited", "too many acknowledgements of this message", retry_after
                 )
             receipt = await acknowledge(service, req, checks)
-        except _TooLarge as e:
-            return _err(413, "too_large", f"body over {e.limit} bytes")
+        except TooLarge:
+            return json_error(413, "too_large", f"body over {MAX_ACK_BODY} bytes")
         except MalformedError as e:
-            return _err(400, "bad_request", e.message)
+            return json_error(400, "bad_request", e.message)
         except VerificationError as e:
-            return _err(422, "bad_signature", e.message)
+            return json_error(422, "bad_signature", e.message)
         except Busy as e:
-            return _err(503, "busy", e.message, "1")
+            return json_error(503, "busy", e.message, "1")
         # Other errors (malformed 400, unknown message 404, log unavailable 503)
         # are answered by the app's handler for keys.errors.Error.
         return Response(
@@ -128,10 +109,10 @@ def include_tracking_routes(
     async def tracking(request: Request) -> Response:
         try:
             acct = await authenticate(service, request.headers.get("authorization"))
-            reg = parse_registration(await _json_body(request, 64 * 1024))
+            reg = parse_registration(await read_body(request, MAX_TRACKING_BODY))
             n = register(service, acct.id, reg, service.clock())
-        except _TooLarge as e:
-            return _err(413, "too_large", f"body over {e.limit} bytes")
+        except TooLarge:
+            return json_error(413, "too_large", f"body over {MAX_TRACKING_BODY} bytes")
         return Response(json.dumps({"registered": n}), media_type="application/json")
 
     @app.get(
@@ -150,7 +131,7 @@ def include_tracking_routes(
                 remote=request.client.host if request.client else None,
             )
         except RateLimited:
-            return _err(429, "rate_limited", "too many hits on this link just now")
+            return json_error(429, "rate_limited", "too many hits on this link just now")
         return Response(
             PIXEL_GIF,
             media_type="image/gif",

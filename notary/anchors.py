@@ -25,17 +25,19 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConflictError, Error, NotFoundError, TemporaryError
 from notary.durable import atomic_write
-from notary.leader import run_as_leader
+from notary.leader import LeaderJob
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -183,7 +185,7 @@ def anchored_at_least(directory: Path, size: int) -> Anchored | None:
 Post = Callable[[str, bytes], tuple[int, bytes]]
 
 
-class Anchoring:
+class Anchoring(LeaderJob):
     """Asks the outside TSAs for tokens over the log's checkpoints in a background thread.
 
     One process of a notary directory anchors at a time (an exclusive lock on
@@ -202,8 +204,8 @@ class Anchoring:
         self.directory = directory
         self.anchors = load_anchors(directory)
         self._latest = latest
-        self._post = post or _httpx_post
-        self.interval = interval
+        super().__init__(directory / "anchors" / ".lock", interval, "anchoring")
+        self._post = post or self._httpx_post
         self._clock = clock
         self._next: dict[str, float] = {}  # TSA id -> earliest clock time of its next request
         stored = _stored(directory)
@@ -211,28 +213,19 @@ class Anchoring:
             a.id: max((s for s, ids in stored.items() if a.id in ids), default=0)
             for a in self.anchors
         }
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
 
     def start(self) -> None:
         if not self.anchors or self._thread is not None:
             return
         (self.directory / "anchors").mkdir(exist_ok=True, mode=0o700)
-        self._thread = threading.Thread(target=self._run, name="anchoring", daemon=True)
-        self._thread.start()
+        self.start_thread()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+    def _httpx_post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        """POST an RFC 3161 query through the job's one HTTP client."""
+        return post_query(self.http(), url, body)
 
-    def _run(self) -> None:
-        run_as_leader(
-            self.directory / "anchors" / ".lock", self._stop, self.interval, self._step, "anchoring"
-        )
-
-    def _step(self) -> None:
+    def step(self) -> None:
         cp = self._latest()
         if cp is not None and cp.size > 0:
             self.round(cp.note, cp.size)
@@ -274,21 +267,17 @@ class Anchoring:
         atomic_write(d / f"{size}-{tsa}.tsr", token)
 
 
-def _httpx_post(url: str, body: bytes) -> tuple[int, bytes]:
-    """POST an RFC 3161 query over httpx (TemporaryError when the TSA cannot be reached)."""
-    return post_query(url, body, timeout=10)
-
-
-def post_query(url: str, body: bytes, *, timeout: float) -> tuple[int, bytes]:
-    """POST ``body`` as ``application/timestamp-query`` to ``url``: (status, answer), at
-    most MAX_RESPONSE_BYTES read; TemporaryError when the TSA cannot be reached."""
+def post_query(client: httpx.Client, url: str, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` as ``application/timestamp-query`` to ``url`` through ``client``
+    (its owner keeps it for every query: one SSL context, not one per call): (status,
+    answer), at most MAX_RESPONSE_BYTES read; TemporaryError when the TSA cannot be reached."""
     import httpx
 
     from notary.rfc3161.client import MAX_RESPONSE_BYTES
 
     headers = {"content-type": "application/timestamp-query"}
     try:
-        with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as r:
+        with client.stream("POST", url, content=body, headers=headers) as r:
             answer = b""
             for chunk in r.iter_bytes():
                 answer += chunk

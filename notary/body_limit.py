@@ -2,13 +2,23 @@
 
 :class:`BodyLimit` is the ASGI middleware in front of the whole API;
 :func:`receive_body` is the one reader of a request body in raw ASGI (the fast
-paths of ``/v1/notarize``, ``/tsa`` and the seal opening, and the witness), each
-answering :class:`TooLarge` with its own 413.
+paths of ``/v1/notarize``, ``/tsa`` and the seal opening, and the witness), and
+:func:`read_bytes` (:func:`read_body` for JSON) the one of a Starlette request's
+(the ack, tracking, seal and pickup routes), each answering :class:`TooLarge` with
+its own 413 (:func:`json_error`).
 """
+
+from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from keys.errors import MalformedError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,3 +137,40 @@ async def send_json(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def json_error(
+    status: int, code: str, message: str, retry_after: str | None = None
+) -> JSONResponse:
+    """The API's JSON error answer (a Starlette response)."""
+    from starlette.responses import JSONResponse
+
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    """The request's JSON body, read up to ``limit`` bytes (TooLarge beyond, MalformedError
+    when it is not JSON)."""
+    return loads(await read_bytes(request, limit))
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The request's body, read once up to ``limit`` bytes (TooLarge beyond, or before any
+    is read when its Content-Length says more)."""
+    if (content_length(request.scope) or 0) > limit:
+        raise TooLarge
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge
+    return body
+
+
+def loads(body: bytes) -> Any:
+    """A JSON body (MalformedError when it is not JSON)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedError("the body is not valid JSON") from None

@@ -33,7 +33,7 @@ from keys.errors import ConflictError, Error, NotFoundError
 from notary.cosignature import CosignatureVerifier, verify_cosignatures
 from notary.durable import atomic_write
 from notary.errors import MalformedError
-from notary.leader import run_as_leader
+from notary.leader import LeaderJob
 
 __all__ = [
     "Cosigning",
@@ -47,6 +47,7 @@ __all__ = [
 if TYPE_CHECKING:
     from notary.checkpoint import Checkpoint
     from notary.receipt import Receipt
+    from notary.witness_client import Post
 
 CONFIG = "witnesses.toml"
 COSIGNED = "cosigned-checkpoint"
@@ -114,10 +115,7 @@ def remove_witness(directory: Path, name: str, quorum: int | None) -> None:
     _save(directory, kept, min(old_quorum, len(kept)) if quorum is None else quorum)
 
 
-Post = Callable[[str, bytes], tuple[int, str, bytes]]
-
-
-class Cosigning:
+class Cosigning(LeaderJob):
     """Gathers cosignatures on the log's checkpoints in a background thread.
 
     One process of a notary directory cosigns at a time (an exclusive lock on
@@ -140,13 +138,11 @@ class Cosigning:
         self.directory = directory
         self.witnesses, self.quorum = load_witnesses(directory)
         self._latest, self._consistency = latest, consistency
-        self._post = post or _httpx_post
-        self.interval = interval
+        super().__init__(directory / LOCK, interval, "cosigning")
+        self._post = post or self._httpx_post
         self._held: dict[str, int] = {}  # witness name -> the size it is believed to hold
         self._lines: dict[bytes, dict[str, bytes]] = {}  # note -> witness name -> line
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._files: dict[str, tuple[tuple[int, int, int], bytes | None]] = {}
 
     @property
@@ -155,14 +151,14 @@ class Cosigning:
         return self._read(COSIGNED)
 
     def start(self) -> None:
-        if self.witnesses and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="cosigning", daemon=True)
-            self._thread.start()
+        if self.witnesses:
+            self.start_thread()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+    def _httpx_post(self, url: str, body: bytes) -> tuple[int, str, bytes]:
+        """POST through the job's one HTTP client."""
+        from notary.witness_client import http_post
+
+        return http_post(self.http(), url, body)
 
     def with_cosignatures(self, note: bytes) -> bytes:
         """``note`` with every cosignature gathered for it so far (by any worker)."""
@@ -195,10 +191,7 @@ class Cosigning:
             self._files[name] = (stamp, data)
         return data
 
-    def _run(self) -> None:
-        run_as_leader(self.directory / LOCK, self._stop, self.interval, self._step, "cosigning")
-
-    def _step(self) -> None:
+    def step(self) -> None:
         cp = self._latest()
         if cp is not None and cp.size > 0:
             self.round(cp.note, cp.size)
@@ -289,15 +282,3 @@ def _inclusion(cp: Checkpoint, index: int, storage: Any) -> tuple[bytes, ...]:
         while len(_proofs) > PROOF_CACHE:
             _proofs.popitem(last=False)
     return hashes
-
-
-def _httpx_post(url: str, body: bytes) -> tuple[int, str, bytes]:
-    import httpx
-
-    from keys.errors import TemporaryError
-
-    try:
-        r = httpx.post(url, content=body, timeout=10)
-    except httpx.HTTPError as e:
-        raise TemporaryError(f"cannot reach {url}: {e}") from None
-    return r.status_code, r.headers.get("content-type", ""), r.content

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keys.errors import Error, NotFoundError, TemporaryError
 from notary.checkpoint import Checkpoint, open_checkpoint
@@ -44,6 +44,9 @@ from notary.errors import StorageError, VerificationError
 from notary.merkle import prove_consistency, tree_hash, verify_consistency
 from notary.note import Verifier
 from notary.tiles import Tile, TileHashReader
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "HttpLog",
@@ -309,19 +312,26 @@ def _compare(
 
 
 class HttpLog:
-    """A log's ``/checkpoint`` and ``/tile/...`` at ``url``, read with httpx (bounded)."""
+    """A log's ``/checkpoint`` and ``/tile/...`` at ``url``, read with httpx (bounded).
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    Through ``client`` when given (its owner closes it), else through a client of its own.
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float = 30.0, client: httpx.Client | None = None
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._own = client is None
+        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
 
     def __enter__(self) -> HttpLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._client.close()
+        if self._own:
+            self._client.close()
 
     def _get(self, path: str, limit: int) -> bytes:
         import httpx

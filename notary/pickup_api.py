@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from keys.errors import Error, MalformedError, NotFoundError, VerificationError
+from notary.body_limit import TooLarge, json_error, read_body
 from notary.lifespan import run_in_lifespan
 from notary.pickup import Locked, NotYet, Pickups, WrongSecret
 from notary.pickupformat import (
@@ -32,7 +33,7 @@ from notary.pickupformat import (
     parse_pickup_request,
 )
 from notary.seals import Gone, share_b64
-from notary.seals_api import Refusal, TooLarge, json_error, read_body, refusal
+from notary.seals_api import Refusal, refusal
 from notary.tracking import RateLimiter
 from notary.web import security_headers
 

@@ -18,7 +18,6 @@ ASGI in front of FastAPI's routing (as ``POST /v1/notarize`` is), unless
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +33,10 @@ from notary.body_limit import (
     Scope,
     Send,
     TooLarge,
-    content_length,
+    json_error,
+    loads,
+    read_body,
+    read_bytes,
     receive_body,
 )
 from notary.lifespan import run_in_lifespan
@@ -47,43 +49,7 @@ __all__ = [
     "SealRoutes",
     "TooLarge",
     "include_seal_routes",
-    "json_error",
-    "read_body",
 ]
-
-
-def json_error(
-    status: int, code: str, message: str, retry_after: str | None = None
-) -> JSONResponse:
-    """The API's JSON error answer."""
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
-async def read_body(request: Request, limit: int) -> Any:
-    """The request's JSON body, read up to ``limit`` bytes (TooLarge beyond, MalformedError
-    when it is not JSON)."""
-    return loads(await read_bytes(request, limit))
-
-
-async def read_bytes(request: Request, limit: int) -> bytes:
-    """The request's body, read up to ``limit`` bytes (TooLarge beyond)."""
-    if (content_length(request.scope) or 0) > limit:
-        raise TooLarge
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge
-    return body
-
-
-def loads(body: bytes) -> Any:
-    """A JSON body (MalformedError when it is not JSON)."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise MalformedError("the body is not valid JSON") from None
 
 
 #: An error answer: the exception class (checked in order), the HTTP status, the error code.

@@ -11,6 +11,7 @@ cosignature returned is checked against the witness's key before it is used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from keys.errors import Error, TemporaryError
 from notary.checkpoint import Checkpoint
@@ -20,7 +21,10 @@ from notary.merkle import prove_consistency
 from notary.note import parse_note
 from notary.tiles import TileFetcher, TileHashReader
 
-__all__ = ["WitnessRefusedError", "request_cosignature", "tiles_consistency"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["WitnessRefusedError", "http_post", "request_cosignature", "tiles_consistency"]
 
 Consistency = Callable[[int, int], list[bytes]]
 Post = Callable[[str, bytes], tuple[int, str, bytes]]
@@ -33,6 +37,21 @@ class WitnessRefusedError(VerificationError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+def http_post(
+    client: httpx.Client, url: str, body: bytes, *, what: str = ""
+) -> tuple[int, str, bytes]:
+    """:data:`Post` over ``client``, which its owner keeps for every POST (one SSL
+    context and connection pool, not one per call); TemporaryError when ``url``
+    cannot be reached (``what`` names it in the message, e.g. ``"the witness "``)."""
+    import httpx
+
+    try:
+        r = client.post(url, content=body)
+    except httpx.HTTPError as e:
+        raise TemporaryError(f"cannot reach {what}{url}: {e}") from None
+    return r.status_code, r.headers.get("content-type", ""), r.content
 
 
 def tiles_consistency(fetch: TileFetcher) -> Consistency:

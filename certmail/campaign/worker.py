@@ -21,17 +21,15 @@ import contextlib
 import ctypes
 import functools
 import hashlib
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from keys.errors import Error, NotFoundError, TemporaryError
 
 from ..compose import Headers, ScanRecord, now_date
+from ..fileio import private_dir
 from ..pipeline import GpgOptions
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from ..sealed.sending import Prepared, prepare_for_send
@@ -215,17 +213,6 @@ def _checked_certificate(ctx: SmimeContext, addrs: Any, work: Path) -> list[Any]
     return out
 
 
-@contextlib.contextmanager
-def _workdir(home: Path) -> Iterator[Path]:
-    base = home / "tmp"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    d = Path(tempfile.mkdtemp(prefix="c", dir=base))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _find(cm: Certmail, message_id: str) -> Entry | None:
     sha = _W["store"].ledger_sha256(message_id)
     if sha is None:
@@ -249,7 +236,7 @@ def _seal(r: Recipient) -> Entry:
     )
     data = _W["body"].render(r.fields).encode("utf-8")
     notary = cm.notary() if s.notary_url else None
-    with _workdir(s.home) as work:
+    with private_dir("c", s.home / "tmp") as work:
         scanned = list(_W["scanned"])
         tracking = None
         if spec.get("track_open") and notary is not None:

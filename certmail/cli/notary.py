@@ -9,16 +9,10 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, json_option, pass_app
+from certmail.cli.options import dir_option
 from keys.errors import Error
 
-DIR_OPTION = click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTMAIL_NOTARY_DIR",
-    help="The notary's directory (env CERTMAIL_NOTARY_DIR).",
-)
+DIR_OPTION = dir_option("CERTMAIL_NOTARY_DIR", "notary's")
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:

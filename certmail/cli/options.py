@@ -20,12 +20,26 @@ __all__ = [
     "PATH",
     "SEAL_EXPIRES_DEFAULT",
     "anchor_root_option",
+    "dir_option",
     "sealed_options",
     "tsa_root_option",
     "vkey_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dir_option(envvar: str, whose: str) -> Callable[[F], F]:
+    """``--dir``: a service's directory (a notary's, a witness's), also from ``envvar``."""
+    return click.option(
+        "--dir",
+        "directory",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=envvar,
+        help=f"The {whose} directory (env {envvar}).",
+    )
+
 
 #: A file path, not checked for existence (the commands report a missing file).
 PATH = click.Path(dir_okay=False, path_type=Path)

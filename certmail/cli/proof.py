@@ -23,6 +23,7 @@ from keys.errors import Error
 
 if TYPE_CHECKING:
     from certmail.bundle.zipio import FileMember
+    from certmail.notary_client import NotaryClient
     from notary.mime import Buffer
 
 
@@ -154,18 +155,20 @@ def _all_receipts(client: Any, entry: Any, kept: list[dict[str, Any]]) -> list[d
     return receipts
 
 
-def _getter(url: str) -> Any:
-    """GET on the notary's public API: TemporaryError when it is down or answers 5xx,
-    NotaryRequestError for 4xx."""
+def _getter(client: NotaryClient) -> Any:
+    """GET on the notary's public API through ``client``'s one HTTP client: TemporaryError
+    when it is down or answers 5xx, NotaryRequestError for 4xx."""
     import httpx
 
     from certmail.errors import NotaryRequestError
     from certmail.notary_client import http_failure
     from keys.errors import TemporaryError
 
+    url = client.url
+
     def get(path: str, **params: int) -> httpx.Response:
         try:
-            resp = httpx.get(url + path, params=params, timeout=30.0)
+            resp = client.http.get(url + path, params=params, timeout=30.0)
         except httpx.HTTPError as e:
             raise TemporaryError(f"cannot reach the notary at {url}: {http_failure(e)}") from None
         if resp.status_code >= 500:
@@ -202,7 +205,7 @@ def _build(
         receipts, left_out, ack_keys = _judge_acks(receipts, settings, keep_all_acks)
         mdns, mdn_keys = kept_read_receipts(settings.ledger_path, entry.sha256)  # format 4
         vkey = client.vkey()
-        get = _getter(client.url)
+        get = _getter(client)
         chain = get("/v1/tsa/chain").content
 
         def consistency(old: int, new: int) -> list[bytes]:

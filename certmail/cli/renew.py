@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @click.command("renew")
@@ -38,20 +42,26 @@ def renew(
 ) -> None:
     """Add an archive time-stamp over every member of BUNDLE and its earlier renewals,
     so it stays verifiable after the TSAs' certificates expire or their algorithms weaken."""
+    import httpx
+
     from certmail.bundle import read_members, verify_bundle, write_members
     from certmail.bundle.renew import renewal_members
     from keys.errors import Error
 
     if tsa_url is not None and root is None:
         raise Error("--tsa needs --root", hint="give the TSA's root CA certificate: --root PEM")
-    if tsa_url is None:
-        tsa_url, roots_pem = _notary_tsa(app)
-    else:
-        assert root is not None
-        roots_pem = root.read_bytes()
-    files = read_members(bundle)
-    verify_bundle(bundle, vkey=None)  # renew only what verifies (against its own keys)
-    added = renewal_members(files, lambda digest: _timestamp(tsa_url, roots_pem, digest), roots_pem)
+    with httpx.Client(timeout=30) as http:  # one client (one SSL context) for every request
+        if tsa_url is None:
+            tsa_url, roots_pem = _notary_tsa(app, http)
+        else:
+            assert root is not None
+            roots_pem = root.read_bytes()
+        files = read_members(bundle)
+        verify_bundle(bundle, vkey=None)  # renew only what verifies (against its own keys)
+        url = tsa_url
+        added = renewal_members(
+            files, lambda digest: _timestamp(http, url, roots_pem, digest), roots_pem
+        )
     data = write_members({**files, **added})
     target = output or bundle
     tmp = target.with_name(f".{target.name}.tmp")
@@ -64,7 +74,7 @@ def renew(
     say(f"{target}: renewed ({', '.join(names)}) by {tsa_url}")
 
 
-def _notary_tsa(app: App) -> tuple[str, bytes]:
+def _notary_tsa(app: App, http: httpx.Client) -> tuple[str, bytes]:
     """Your notary's /tsa and the root its /v1/tsa/chain ends with."""
     import httpx
     from cryptography import x509
@@ -76,7 +86,7 @@ def _notary_tsa(app: App) -> tuple[str, bytes]:
     if not url:
         raise Error("no notary configured to renew with", hint="give --tsa URL --root PEM")
     try:
-        pem = httpx.get(url + "/v1/tsa/chain", timeout=30).content
+        pem = http.get(url + "/v1/tsa/chain").content
         chain = x509.load_pem_x509_certificates(pem)
     except httpx.HTTPError as e:
         raise TemporaryError(f"cannot reach the notary at {url}: {e}") from None
@@ -85,7 +95,7 @@ def _notary_tsa(app: App) -> tuple[str, bytes]:
     return url + "/tsa", chain[-1].public_bytes(Encoding.PEM)
 
 
-def _timestamp(url: str, roots_pem: bytes, digest: bytes) -> bytes:
+def _timestamp(http: httpx.Client, url: str, roots_pem: bytes, digest: bytes) -> bytes:
     """A token over ``digest`` from the TSA at ``url``, verified against ``roots_pem``."""
     from cryptography import x509
 
@@ -97,4 +107,4 @@ def _timestamp(url: str, roots_pem: bytes, digest: bytes) -> bytes:
         roots = x509.load_pem_x509_certificates(roots_pem)
     except ValueError:
         raise Error("the --root file holds no PEM certificate") from None
-    return request_token(lambda query: post_query(url, query, timeout=30), digest, roots)
+    return request_token(lambda query: post_query(http, url, query), digest, roots)

@@ -8,15 +8,9 @@ from pathlib import Path
 import click
 
 from certmail.cli.app import App, emit_json, json_option, pass_app, say
+from certmail.cli.options import dir_option
 
-DIR_OPTION = click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTMAIL_WITNESS_DIR",
-    help="The witness's directory (env CERTMAIL_WITNESS_DIR).",
-)
+DIR_OPTION = dir_option("CERTMAIL_WITNESS_DIR", "witness's")
 
 
 @click.group()
@@ -133,39 +127,32 @@ def feed(log_url: str, log_vkey: str, witness_url: str, witness_vkey: str, old: 
     from notary.cosignature import CosignatureVerifier
     from notary.monitor import HttpLog
     from notary.note import Verifier
-    from notary.witness_client import request_cosignature, tiles_consistency
+    from notary.witness_client import http_post, request_cosignature, tiles_consistency
 
     verifier = Verifier.from_vkey(log_vkey)
     wv = CosignatureVerifier.from_vkey(witness_vkey)
 
-    def post(url: str, body: bytes) -> tuple[int, str, bytes]:
-        try:
-            r = httpx.post(url, content=body, timeout=30)
-        except httpx.HTTPError as e:
-            from keys.errors import TemporaryError
-
-            raise TemporaryError(f"cannot reach the witness {url}: {e}") from None
-        return r.status_code, r.headers.get("content-type", ""), r.content
-
-    with HttpLog(log_url) as log:
+    # one client (one SSL context, one pool) for the log's tiles and the witness
+    with (
+        httpx.Client(timeout=30, follow_redirects=False) as http,
+        HttpLog(log_url, client=http) as log,
+    ):
         note = log.checkpoint()
         open_checkpoint(note, verifier)
         cosigned, _ = request_cosignature(
-            witness_url, note, tiles_consistency(log.tiles), wv, post, old=old
+            witness_url,
+            note,
+            tiles_consistency(log.tiles),
+            wv,
+            lambda url, body: http_post(http, url, body, what="the witness "),
+            old=old,
         )
     sys.stdout.write(cosigned.decode("utf-8"))
 
 
 # --- `certmail notary witnesses ...`: the witnesses a notary asks ------------------------
 
-NOTARY_DIR = click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="CERTMAIL_NOTARY_DIR",
-    help="The notary's directory (env CERTMAIL_NOTARY_DIR).",
-)
+NOTARY_DIR = dir_option("CERTMAIL_NOTARY_DIR", "notary's")
 QUORUM = click.option(
     "--quorum",
     type=click.IntRange(min=0),

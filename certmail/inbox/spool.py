@@ -11,29 +11,19 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from keys.errors import MalformedError
 
+from ..fileio import private_dir
 from ..mailfile import MAX_OPEN_SIZE
 
 __all__ = ["CHUNK", "Spool", "private_dir", "spool_stdin", "spool_stream"]
 
 CHUNK = 1 << 20
 _HEADER_START = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then a colon
-
-
-@contextmanager
-def private_dir(prefix: str = "certmail-") -> Iterator[Path]:
-    """A fresh 0700 directory, removed with what is in it on exit."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class Spool:

@@ -8,12 +8,9 @@ and ``certmail open`` checks it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 from keys.gpg import SignatureInfo
 
+from ..fileio import private_dir
 from ..mime import Entity
 from .entities import smime_kind
 from .opening import SmimeContext, open_layers
@@ -31,13 +28,8 @@ def check_smime(
             "the S/MIME signature (if any) is inside the encryption: certmail open FILE checks it"
         )
         return "encrypted", None
-    base = ctx.store.dir.parent / "tmp"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix="smime", dir=base))
-    try:
+    with private_dir("smime", ctx.store.dir.parent / "tmp") as work:
         _, _, sig = open_layers(ctx, top, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     if sig is None:  # not reached: a signed kind yields a signature or raises
         return "unsigned", None
     return "valid", sig

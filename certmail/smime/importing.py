@@ -8,12 +8,9 @@ may serve as intermediates. Nothing is kept when one fails.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 from keys.errors import MalformedError, VerificationError
 
+from ..fileio import private_dir
 from . import openssl
 from .certs import CertInfo, check_certificate, emails, load_certificates, to_pem
 from .opening import SmimeContext
@@ -29,10 +26,7 @@ def import_certificates(ctx: SmimeContext, data: bytes, name: str) -> list[CertI
         raise MalformedError(
             f"{name} holds no certificate naming an email address (SubjectAltName rfc822Name)"
         )
-    base = ctx.store.dir.parent / "tmp"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix="smime", dir=base))
-    try:
+    with private_dir("smime", ctx.store.dir.parent / "tmp") as work:
         issuers = [c for c in certs if not emails(c)]
         others = work / "untrusted.pem" if issuers else None
         if others is not None:
@@ -48,6 +42,4 @@ def import_certificates(ctx: SmimeContext, data: bytes, name: str) -> list[CertI
                 raise VerificationError(
                     f"not imported: the certificate of {who}: {e.message}", hint=e.hint
                 ) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return ctx.store.import_certs(leaves)

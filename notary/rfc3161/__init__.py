@@ -23,6 +23,7 @@ Import the public names from here.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from notary.rfc3161.info import TokenInfo
@@ -47,40 +48,9 @@ if TYPE_CHECKING:
     )
     from notary.rfc3161.tsa import TimeStampAuthority, TimeStampError
 
-#: The TimeStampReq reader's names (notary/rfc3161/query.py), imported on first use.
-_QUERY = frozenset(
-    {
-        "ADD_INFO_NOT_AVAILABLE",
-        "BAD_ALG",
-        "BAD_DATA_FORMAT",
-        "BAD_REQUEST",
-        "GRANTED",
-        "MAX_NONCE_BYTES",
-        "MAX_QUERY_BYTES",
-        "REJECTION",
-        "SYSTEM_FAILURE",
-        "TIME_NOT_AVAILABLE",
-        "UNACCEPTED_EXTENSION",
-        "UNACCEPTED_POLICY",
-        "rejection",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The responder's and the request reader's names, imported on first use (a
-    verifier needs none of them: ``certmail proof verify`` starts without them)."""
-    if name in _QUERY:
-        from notary.rfc3161 import query
-
-        return getattr(query, name)
-    if name in ("TimeStampAuthority", "TimeStampError"):
-        from notary.rfc3161 import tsa
-
-        return getattr(tsa, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+#: The public names. The one list: those not imported above are imported on first use
+#: by :func:`__getattr__`, the responder's from notary/rfc3161/tsa.py, the others (the
+#: TimeStampReq reader's) from notary/rfc3161/query.py.
 __all__ = [
     "ADD_INFO_NOT_AVAILABLE",
     "BAD_ALG",
@@ -101,3 +71,13 @@ __all__ = [
     "rejection",
     "verify_token",
 ]
+_RESPONDER = frozenset({"TimeStampAuthority", "TimeStampError"})
+
+
+def __getattr__(name: str) -> Any:
+    """The responder's and the request reader's names, imported on first use (a
+    verifier needs none of them: ``certmail proof verify`` starts without them)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = "tsa" if name in _RESPONDER else "query"
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

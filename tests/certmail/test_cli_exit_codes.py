@@ -47,8 +47,35 @@ def _plain_message(tmp: Path) -> Path:
     return p
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action. An ignored SIGINT is inherited
+    through exec (a runner started in the background, ``cmd &``, ignores it), and then
+    Python installs no KeyboardInterrupt handler: certmail would read on forever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _reading(pid: int, fifo: Path) -> bool:
+    """Whether process ``pid`` holds ``fifo`` open (its read end: it is past Python's start)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == os.path.realpath(fifo):
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def _interrupted(home: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
-    """``certmail send`` reading its body from a FIFO, interrupted with SIGINT (Ctrl-C)."""
+    """``certmail send`` reading its body from a FIFO, interrupted with SIGINT (Ctrl-C).
+
+    Bounded however loaded the machine is: SIGINT goes only once certmail holds the
+    FIFO open for reading (so its KeyboardInterrupt handler is in place), and a
+    certmail that does not exit after it is killed and the test fails with its stderr.
+    """
     fifo = tmp / "body.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen(
@@ -57,20 +84,34 @@ def _interrupted(home: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
-    deadline = time.monotonic() + 120
-    while True:  # the FIFO opens for writing once certmail opened it for reading
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError:
+    fd = -1
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the FIFO opens for writing once certmail opens it for reading
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "certmail never read"
+                time.sleep(0.05)
+        while not _reading(proc.pid, fifo):  # its open() has returned: it is in read()
             assert proc.poll() is None and time.monotonic() < deadline, "certmail never read"
             time.sleep(0.05)
-    try:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"certmail did not exit on SIGINT; stderr: {err!r}") from None
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
