@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import hashlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from certmail.campaign.store import CampaignStore
 from certmail.ledger import Ledger
 from certmail.sealed.box import CONTENT_NAME, KEY_NAME
 from notary.receipt import Receipt
-from tests.fixtures.campaign import kill_agent, make_recipients, write_csv
+from tests.fixtures.campaign import kill_agent, kill_and_resume, make_recipients, write_csv
 from tests.fixtures.cli import CERTMAIL, clean_env, json_of, run
 from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smime import Smime, SmimePerson, openssl
@@ -219,26 +217,7 @@ def test_an_smime_campaign_killed_mid_way_is_exactly_once_on_resume(
     tenants = _tenants(s)
     emails = [t.email for t in tenants]
     assert _create(s, relay, tmp_path, emails).returncode == 0
-    # Paced (one worker, a message a second), so the kill mostly lands between hand-overs;
-    # wherever it lands, the assertions below hold.
-    p = _popen(s, relay, "--concurrency", "1", "--rate", "1")
-    assert p.stdout is not None and p.stderr is not None
-    done = 0
-    for line in p.stdout:
-        done += '"state"' in line
-        if done >= 2:
-            break
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait(timeout=30)
-    p.stdout.close()
-    p.stderr.close()
-    with CampaignStore(c.alice.home / "ledger.db") as store:
-        counts = store.counts("rent")
-    assert 0 < counts.get("accepted", 0) < N, counts  # killed mid-campaign
-    final = _popen(s, relay, "--concurrency", "2")
-    out, err = final.communicate(timeout=120)
-    assert final.returncode == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["summary"]["counts"] == {"accepted": N}
+    kill_and_resume(functools.partial(_popen, s, relay), c.alice.home / "ledger.db", N)
     by_rcpt = _delivered(c, N)
     assert sorted(by_rcpt) == sorted(emails)
     assert all(len(v) == 1 for v in by_rcpt.values()), by_rcpt.keys()
