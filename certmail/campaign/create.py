@@ -141,6 +141,8 @@ def key_checks(
     checked as ``send --smime`` checks it (:func:`smime_checks`); with ``sealed`` too
     their OpenPGP key, which the acknowledgement that releases the content needs."""
     if smime:
+        from .smime_checks import smime_checks
+
         return (*smime_checks(cm, rows, sealed=sealed), [])
     keyring = cm.keyring
 
@@ -243,82 +245,6 @@ def _looked_up(p: Problem, got: Located | Error | None) -> Problem:
     return Problem(p.line, f"{p.message} (looked up: {got.message})", p.hint)
 
 
-def smime_checks(
-    cm: Certmail, rows: list[Row], *, sealed: bool = False
-) -> tuple[dict[str, str], list[Problem]]:
-    """Each recipient's S/MIME certificate, as ``send --smime`` checks it (in the home's
-    store, valid, for encryption, chaining to the CA bundle: ``openssl verify``, several
-    at a time); the certificates' SHA-256 fingerprints by address, and the problems.
-
-    ``sealed``: also the recipient's OpenPGP key (docs/sealed.md: the acknowledgement
-    that releases a sealed S/MIME message's content is OpenPGP-signed)."""
-    import tempfile
-
-    from ..smime.certs import fingerprint
-    from ..smime.sealing import recipient_certificates
-
-    ctx, keyring, home = cm.smime, cm.keyring, cm.settings.home
-    find = ctx.store.certificate_index()  # the store parsed once, not once per row
-
-    def lookup(r: Row) -> tuple[Row, str | Problem]:
-        base = home / "tmp"
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.TemporaryDirectory(prefix="c", dir=base) as work:
-            try:
-                (cert,) = recipient_certificates(ctx, [r.email], Path(work), find)
-            except Error as e:
-                return r, Problem(
-                    r.line,
-                    f"no usable S/MIME certificate for {r.email}: {e.message}",
-                    "certmail keys smime import-cert FILE.pem (the recipient's certificate)",
-                )
-        if sealed:
-            try:
-                keyring.key_for(r.email)
-            except Error as e:
-                return r, Problem(
-                    r.line,
-                    f"sealed delivery needs {r.email}'s OpenPGP key, also with --smime "
-                    f"(the acknowledgement that releases the content is OpenPGP-signed): "
-                    f"{e.message}",
-                    f"certmail keys import FILE (then keys trust), or keys locate {r.email}",
-                )
-        return r, fingerprint(cert)
-
-    keys: dict[str, str] = {}
-    problems = []
-    if rows and sealed:
-        keyring.list_keys()
-    with ThreadPoolExecutor(4) as pool:
-        for r, got in pool.map(lookup, rows):
-            if isinstance(got, Problem):
-                problems.append(got)
-            else:
-                keys[r.email.lower()] = got
-    return keys, problems
-
-
-def _check_smime_sender(cm: Certmail, pickup_if_no_key: bool) -> None:
-    """``--smime``: the home has an S/MIME key and a certificate for signing as the sender."""
-    from ..smime.certs import check_certificate
-
-    if pickup_if_no_key:
-        raise Error(
-            "--pickup-if-no-key does not go with --smime in a campaign yet; "
-            "nothing was created or sent",
-            hint="import the recipients' certificates (certmail keys smime import-cert), "
-            "or send the recipients without one with certmail send --smime --pickup",
-        )
-    store = cm.smime.store
-    own = store.own_certificate()
-    if own is None or not store.key_path.exists():
-        raise NotFoundError(
-            "you have no S/MIME key; nothing was created or sent",
-            hint="certmail keys smime import FILE.p12",
-        )
-    check_certificate(own, "sign", address=cm.settings.email or "")
-
-
 def _attachments(
     cm: Certmail, paths: Sequence[Path], dest: Path, warnings: list[str]
 ) -> list[dict[str, Any]]:
@@ -383,6 +309,70 @@ def _check_new(ledger: Path, name: str) -> None:
             )
 
 
+def _check_options(
+    cm: Certmail,
+    name: str,
+    pickup_if_no_key: bool,
+    pickup_passphrase: bytes | None,
+    sealed: bool,
+    smime: bool,
+) -> None:
+    """The options' own checks, before any row is read."""
+    _check_name(name)
+    if pickup_passphrase is not None and not pickup_if_no_key:
+        raise Error(
+            "--pickup-passphrase-file needs --pickup-if-no-key; nothing was created or sent",
+            hint="add --pickup-if-no-key, or leave the passphrase out",
+        )
+    if sealed:
+        _check_notary(cm, "--sealed", "it keeps each message's key share")
+    if smime:
+        from .smime_checks import check_smime_sender
+
+        check_smime_sender(cm, pickup_if_no_key)
+
+
+def _recipient_keys(
+    cm: Certmail,
+    rows: list[Row],
+    pickup_if_no_key: bool,
+    *,
+    locate_keys: bool,
+    smime: bool,
+    sealed: bool,
+) -> tuple[dict[str, str], list[Problem], list[str], list[dict[str, Any]]]:
+    """Each row's key (or certificate), the problems, the pickup list and the keys found
+    by the lookup (``keys locate``'s, OpenPGP only)."""
+    if smime:
+        keys, problems, pickup = key_checks(cm, rows, pickup_if_no_key, smime=True, sealed=sealed)
+        return keys, problems, pickup, []
+    if locate_keys:
+        return _with_located(cm, rows, pickup_if_no_key)
+    keys, problems, pickup = key_checks(cm, rows, pickup_if_no_key)
+    return keys, problems, pickup, []
+
+
+def _pickup_passphrase_check(
+    cm: Certmail,
+    chosen: str,
+    warnings: list[str],
+    pickup: list[str],
+    pickup_passphrase: bytes | None,
+) -> dict[str, Any] | None:
+    """With recipients by pickup link: the notary's pickup checked, and the passphrase's
+    salt and verifier hash (never the passphrase) when one was given."""
+    if not pickup:
+        if pickup_passphrase is not None:
+            warnings.append("every recipient has a key: the pickup passphrase is not used")
+        return None
+    _check_pickup(cm, chosen, warnings, pickup_passphrase is not None)
+    if pickup_passphrase is None:
+        return None
+    from ..sealed.pickup_sending import passphrase_check
+
+    return passphrase_check(pickup_passphrase)
+
+
 def create_campaign(
     cm: Certmail,
     name: str,
@@ -419,16 +409,7 @@ def create_campaign(
     from ..outbox import Outbox
     from ..sendcheck import check_send_settings
 
-    _check_name(name)
-    if pickup_passphrase is not None and not pickup_if_no_key:
-        raise Error(
-            "--pickup-passphrase-file needs --pickup-if-no-key; nothing was created or sent",
-            hint="add --pickup-if-no-key, or leave the passphrase out",
-        )
-    if sealed:
-        _check_notary(cm, "--sealed", "it keeps each message's key share")
-    if smime:
-        _check_smime_sender(cm, pickup_if_no_key)
+    _check_options(cm, name, pickup_if_no_key, pickup_passphrase, sealed, smime)
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
     _check_new(settings.ledger_path, name)
@@ -445,27 +426,13 @@ def create_campaign(
     chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
     check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
     problems += _render_checks(rows, subj, body)
-    if smime:
-        keys, key_problems, pickup = key_checks(
-            cm, rows, pickup_if_no_key, smime=True, sealed=sealed
-        )
-        located: list[dict[str, Any]] = []
-    elif locate_keys:
-        keys, key_problems, pickup, located = _with_located(cm, rows, pickup_if_no_key)
-    else:
-        (keys, key_problems, pickup), located = key_checks(cm, rows, pickup_if_no_key), []
+    keys, key_problems, pickup, located = _recipient_keys(
+        cm, rows, pickup_if_no_key, locate_keys=locate_keys, smime=smime, sealed=sealed
+    )
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
-    check = None
-    if pickup:
-        _check_pickup(cm, chosen, warnings, pickup_passphrase is not None)
-        if pickup_passphrase is not None:
-            from ..sealed.pickup_sending import passphrase_check
-
-            check = passphrase_check(pickup_passphrase)
-    elif pickup_passphrase is not None:
-        warnings.append("every recipient has a key: the pickup passphrase is not used")
+    check = _pickup_passphrase_check(cm, chosen, warnings, pickup, pickup_passphrase)
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()

@@ -190,7 +190,7 @@ def _sealer(cm: Certmail, settings: Settings, spec: dict[str, Any], keys: dict[s
 
 def _checked_certificate(ctx: SmimeContext, addrs: Any, work: Path) -> list[Any]:
     """An S/MIME campaign's recipient certificate: the one ``campaign send`` checked this
-    run (chain included, :func:`certmail.campaign.create.smime_checks`) and handed over
+    run (chain included, :func:`certmail.campaign.smime_checks.smime_checks`) and handed over
     by its SHA-256 (``run_one``), read by that name, not by parsing every certificate
     of the store for each message; its validity and key usage checked again here."""
     from ..smime.certs import check_certificate, load_certificates
