@@ -15,6 +15,7 @@ for a split-horizon set-up; docs/keys.md.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import time
@@ -63,12 +64,26 @@ def overrides(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def tls_context(env: Mapping[str, str]) -> ssl.SSLContext:
-    """The system's CAs, or the PEM file named by ``CERTMAIL_KEYS_CA``."""
+    """The system's CAs, or the PEM file named by ``CERTMAIL_KEYS_CA``.
+
+    One context per CA file while the file is unchanged (its inode, size and mtime):
+    loading a CA store costs about 40 ms of CPU, once per key looked up before, and a
+    campaign's ``create`` looks many up (a client context is safe to share between
+    threads)."""
     ca = env.get(CA_ENV) or None
     try:
-        return ssl.create_default_context(cafile=ca)
+        st = os.stat(ca) if ca is not None else None
+        stamp = None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
+        return _context(ca, stamp)
     except (OSError, ssl.SSLError) as e:
         raise Error(f"{CA_ENV}: cannot read {ca}: {e}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca: str | None, stamp: tuple[int, int, int] | None) -> ssl.SSLContext:
+    """:func:`tls_context`'s context for ``ca`` as it was at ``stamp``."""
+    del stamp  # part of the cache key only
+    return ssl.create_default_context(cafile=ca)
 
 
 def get_bounded(

@@ -21,10 +21,10 @@ import pytest
 from certmail.autocrypt import AutocryptError, ingest, parse_header
 from certmail.locate import locate
 from certmail.locate.admit import WrongKeyError
-from certmail.locate.fetch import AnswerTooLargeError
+from certmail.locate.fetch import CA_ENV, AnswerTooLargeError, tls_context
 from certmail.locate.store import get_peer, sources_of
 from certmail.locate.wkd import wkd_hash, wkd_urls
-from keys.errors import MalformedError, NotFoundError, VerificationError
+from keys.errors import Error, MalformedError, NotFoundError, VerificationError
 from keys.gpg import Keyring
 from tests.certmail.keyservers import KeyServer, wkd_tls
 from tests.fixtures.cli import CERTMAIL, clean_env, cli, one_line_error
@@ -421,3 +421,42 @@ def test_send_uses_certmail_keyserver(tmp_path: Path, keys: dict[str, bytes]) ->
     assert "in the keyserver (VKS by-email; keyserver)" in send.stderr
     assert "not trusted" in one_line_error(send)
     assert "not trusted" in one_line_error(again)
+
+
+def test_the_key_lookups_tls_context_is_loaded_once_per_ca_file(tmp_path: Path) -> None:
+    """One CA store load per CA file while it is unchanged; a changed file, a new one."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(_a_ca_pem())
+    env = {CA_ENV: str(ca)}
+    first = tls_context(env)
+    assert tls_context(env) is first  # the same file: the same context
+    ca.write_text(_a_ca_pem() + _a_ca_pem())  # rewritten (size and mtime change)
+    again = tls_context(env)
+    assert again is not first and len(again.get_ca_certs()) >= 1
+    ca.unlink()
+    with pytest.raises(Error, match=CA_ENV):
+        tls_context(env)
+
+
+def _a_ca_pem() -> str:
+    """A self-signed CA certificate, PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
