@@ -29,6 +29,7 @@ from keys.gpg import Keyring
 from tests.certmail.keyservers import KeyServer, wkd_tls
 from tests.fixtures.cli import CERTMAIL, clean_env, cli, one_line_error
 from tests.fixtures.locate import init_and_send
+from tests.fixtures.x509 import certificate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -439,24 +440,9 @@ def test_the_key_lookups_tls_context_is_loaded_once_per_ca_file(tmp_path: Path) 
 
 
 def _a_ca_pem() -> str:
-    """A self-signed CA certificate, PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    """A self-signed CA certificate, PEM (tests/fixtures/x509.py)."""
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now.replace(year=now.year + 1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert = certificate("test CA", ec.generate_private_key(ec.SECP256R1()), ca=True)
     return cert.public_bytes(serialization.Encoding.PEM).decode()
