@@ -53,6 +53,7 @@ from notary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notary.pickup_api import include_pickup_routes
 from notary.seals_api import SealOpenFastPath, SealRoutes, include_seal_routes
 from notary.service import ForbiddenError, Notarization, NotaryService
+from notary.slowlog import SlowRequests
 from notary.storage import Account
 from notary.tiles_api import include_tile_routes
 from notary.web.app_routes import include_app_routes
@@ -401,4 +402,5 @@ def create_app(
     include_etsi_routes(app, service, _authenticate)  # .../evidence?format=etsi (notary/etsi/)
     include_app_routes(app, service, _authenticate)  # /app, /v1/web/login (web/app_routes.py)
     include_anchor_routes(app, service)  # /v1/anchors: outside time-stamps (notary/anchors.py)
-    return BodyLimit(_with_fast_paths(app, service, seals), service.config.max_body_bytes)
+    slow = SlowRequests(app)  # the FastAPI routes: a hung request leaves a log line
+    return BodyLimit(_with_fast_paths(slow, service, seals), service.config.max_body_bytes)

@@ -114,8 +114,10 @@ class WorkerApp:
 
         from notary.api import create_app
         from notary.service import NotaryService
+        from notary.slowlog import install_stack_dump
 
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        install_stack_dump()  # kill -USR1 on a worker: its threads' stacks into the log
         try:
             service = NotaryService.open(self.directory, database=self.database)
             service.share_sequencer(self.directory)  # one sequencer for all the workers

@@ -300,8 +300,11 @@ def serve(
     Refuses to start when DIR or a private key in it is open to group or
     others; warns when the config or the database is (docs/notary.md).
     """
+    from notary.slowlog import install_stack_dump
+
     parse_hostport(http, "--http")  # usage errors first
     _check_files(directory)
+    install_stack_dump()  # kill -USR1: every thread's stack into the log
     if workers > 1:
         if smtp:
             raise Error(
