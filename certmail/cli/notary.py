@@ -300,11 +300,7 @@ def serve(
     Refuses to start when DIR or a private key in it is open to group or
     others; warns when the config or the database is (docs/notary.md).
     """
-    from notary.slowlog import install_stack_dump
-
-    parse_hostport(http, "--http")  # usage errors first
-    _check_files(directory)
-    install_stack_dump()  # kill -USR1: every thread's stack into the log
+    _before_serving(directory, http)
     if workers > 1:
         if smtp:
             raise Error(
@@ -362,6 +358,16 @@ def serve(
             f"could not serve on {http}" + (f" and {smtp}" if smtp else ""),
             hint=f"is the port free? pick another with {what}",
         )
+
+
+def _before_serving(directory: Path, http: str) -> None:
+    """Usage errors first, then the directory's permissions; ``kill -USR1`` from now on
+    writes every thread's stack into the log (notary/slowlog.py)."""
+    from notary.slowlog import install_stack_dump
+
+    parse_hostport(http, "--http")
+    _check_files(directory)
+    install_stack_dump()
 
 
 def _serve_workers(directory: Path, http: str, database: str | None, workers: int) -> None:
