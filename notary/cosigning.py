@@ -257,6 +257,13 @@ def cosigned_receipts(directory: Path, receipts: list[Receipt], storage: Any) ->
 
 #: Inclusion proofs kept by :func:`_inclusion` (a few hundred KB at most).
 PROOF_CACHE = 4096
+# Not functools.lru_cache: it keys on every argument, and the storage the proof is read
+# through must not be in the key. A module-level lru_cache would hold a strong reference
+# to each storage object (and its database connections) in its keys until evicted, long
+# after its service closed; and the same tree read through another storage object of the
+# same log would be proved again. Keyed on what names the tree (origin, size, root hash)
+# and the index, a proof is the same whatever read it. Nothing to invalidate: the log is
+# append-only, so only the least recently used entry is dropped, as lru_cache would.
 _proofs: OrderedDict[tuple[str, int, bytes, int], tuple[bytes, ...]] = OrderedDict()
 _proofs_lock = threading.Lock()
 

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     from ..api import Certmail
     from ..locate import Located
 
-__all__ = ["CampaignInputError", "CreateResult", "campaign_dir", "create_campaign"]
+__all__ = [
+    "CampaignInputError",
+    "CampaignOptions",
+    "CreateResult",
+    "campaign_dir",
+    "create_campaign",
+]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_BODY = 1 << 20
@@ -82,6 +88,38 @@ class CreateResult:
             "pickup_passphrase": self.pickup_passphrase,
             "located": self.located,
         }
+
+
+@dataclass(frozen=True)
+class CampaignOptions:
+    """How a campaign's messages are to be sent (``campaign create``'s options, kept in
+    its spec).
+
+    ``via``: ``relay`` or ``smtp`` (None: as ``send`` chooses). ``track_open``: a
+    tracking link per recipient; ``request_mdn``: ask for RFC 8098 read receipts.
+    ``pickup_if_no_key``: a recipient without a key gets a link to the notary's
+    pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
+    its message is sealed, instead of being refused. ``sealed``: every other
+    recipient's content is sealed (docs/sealed.md), the notary keeping K_n
+    ``seal_expires`` seconds after the message is sealed. ``locate_keys``: the
+    recipients the keyring has no key for are looked up first as ``certmail keys
+    locate`` does (:func:`locate_missing`; not with ``smime``). ``pickup_passphrase``:
+    the pickup page also asks for it; the campaign keeps only its salt and verifier hash
+    (:func:`certmail.sealed.pickup_sending.passphrase_check`), and ``campaign
+    send`` must be given it again. ``smime``: every message is
+    signed with the home's S/MIME key and encrypted to the recipient's certificate and
+    to the sender's, as ``send --smime`` does (docs/smime.md)."""
+
+    via: str | None = None
+    track_open: bool = False
+    request_mdn: bool = False
+    pickup_if_no_key: bool = False
+    pickup_expires: int = PICKUP_EXPIRES
+    sealed: bool = False
+    seal_expires: int = SEAL_EXPIRES
+    locate_keys: bool = True
+    pickup_passphrase: bytes | None = field(default=None, repr=False)  # never in a repr
+    smime: bool = False
 
 
 def campaign_dir(home: Path, name: str) -> Path:
@@ -309,44 +347,45 @@ def _check_new(ledger: Path, name: str) -> None:
             )
 
 
-def _check_options(
-    cm: Certmail,
-    name: str,
-    pickup_if_no_key: bool,
-    pickup_passphrase: bytes | None,
-    sealed: bool,
-    smime: bool,
-) -> None:
+def _check_options(cm: Certmail, name: str, opts: CampaignOptions) -> None:
     """The options' own checks, before any row is read."""
     _check_name(name)
-    if pickup_passphrase is not None and not pickup_if_no_key:
+    if opts.pickup_passphrase is not None and not opts.pickup_if_no_key:
         raise Error(
             "--pickup-passphrase-file needs --pickup-if-no-key; nothing was created or sent",
             hint="add --pickup-if-no-key, or leave the passphrase out",
         )
-    if sealed:
+    if opts.sealed:
         _check_notary(cm, "--sealed", "it keeps each message's key share")
-    if smime:
+    if opts.smime:
         from .smime_checks import check_smime_sender
 
-        check_smime_sender(cm, pickup_if_no_key)
+        check_smime_sender(cm, opts.pickup_if_no_key)
+
+
+def _check_columns(subject: Template, body: Template, columns: list[str]) -> None:
+    """Every field the templates name is a column of the CSV."""
+    unknown = sorted((subject.fields | body.fields) - set(columns))
+    if unknown:
+        raise Error(
+            f"the templates name {', '.join(unknown)}, not a column of the CSV "
+            f"(columns: {', '.join(columns)}); nothing was created or sent",
+            hint="fix the template or add the column",
+        )
 
 
 def _recipient_keys(
-    cm: Certmail,
-    rows: list[Row],
-    pickup_if_no_key: bool,
-    *,
-    locate_keys: bool,
-    smime: bool,
-    sealed: bool,
+    cm: Certmail, rows: list[Row], opts: CampaignOptions
 ) -> tuple[dict[str, str], list[Problem], list[str], list[dict[str, Any]]]:
     """Each row's key (or certificate), the problems, the pickup list and the keys found
     by the lookup (``keys locate``'s, OpenPGP only)."""
-    if smime:
-        keys, problems, pickup = key_checks(cm, rows, pickup_if_no_key, smime=True, sealed=sealed)
+    pickup_if_no_key = opts.pickup_if_no_key
+    if opts.smime:
+        keys, problems, pickup = key_checks(
+            cm, rows, pickup_if_no_key, smime=True, sealed=opts.sealed
+        )
         return keys, problems, pickup, []
-    if locate_keys:
+    if opts.locate_keys:
         return _with_located(cm, rows, pickup_if_no_key)
     keys, problems, pickup = key_checks(cm, rows, pickup_if_no_key)
     return keys, problems, pickup, []
@@ -373,6 +412,17 @@ def _pickup_passphrase_check(
     return passphrase_check(pickup_passphrase)
 
 
+def _via(cm: Certmail, opts: CampaignOptions, rows: list[Row], warnings: list[str]) -> str:
+    """The way the messages go (relay or smtp), its settings checked as send checks them."""
+    from ..outbox import Outbox
+    from ..sendcheck import check_send_settings
+
+    settings = cm.settings
+    chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(opts.via, True, warnings)
+    check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
+    return chosen
+
+
 def create_campaign(
     cm: Certmail,
     name: str,
@@ -381,58 +431,26 @@ def create_campaign(
     subject: str,
     body_file: Path,
     attachments: Sequence[Path] = (),
-    via: str | None = None,
-    track_open: bool = False,
-    request_mdn: bool = False,
-    pickup_if_no_key: bool = False,
-    pickup_expires: int = PICKUP_EXPIRES,
-    sealed: bool = False,
-    seal_expires: int = SEAL_EXPIRES,
-    locate_keys: bool = True,
-    pickup_passphrase: bytes | None = None,
-    smime: bool = False,
+    options: CampaignOptions | None = None,
 ) -> CreateResult:
-    """Check the whole campaign (CampaignInputError lists bad rows), then record it.
-
-    ``pickup_if_no_key``: a recipient without a key gets a link to the notary's
-    pickup page (docs/sealed.md "Pickup"), kept ``pickup_expires`` seconds after
-    its message is sealed, instead of being refused. ``sealed``: every other
-    recipient's content is sealed (docs/sealed.md), the notary keeping K_n
-    ``seal_expires`` seconds after the message is sealed. ``locate_keys``: the
-    recipients the keyring has no key for are looked up first as ``certmail keys
-    locate`` does (:func:`locate_missing`; not with ``smime``). ``pickup_passphrase``:
-    the pickup page also asks for it; the campaign keeps only its salt and verifier hash
-    (:func:`certmail.sealed.pickup_sending.passphrase_check`), and ``campaign
-    send`` must be given it again. ``smime``: every message is
-    signed with the home's S/MIME key and encrypted to the recipient's certificate and
-    to the sender's, as ``send --smime`` does (docs/smime.md)."""
-    from ..outbox import Outbox
-    from ..sendcheck import check_send_settings
-
-    _check_options(cm, name, pickup_if_no_key, pickup_passphrase, sealed, smime)
+    """Check the whole campaign (CampaignInputError lists bad rows), then record it; how
+    its messages are to be sent is ``options`` (:class:`CampaignOptions`)."""
+    opts = options or CampaignOptions()
+    _check_options(cm, name, opts)
     settings = cm.settings
     home_dir = campaign_dir(settings.home, name)
     _check_new(settings.ledger_path, name)
     subj, body = parse(subject, "subject"), parse(_body(body_file), "body")
     columns, rows, problems = read_rows(recipients)
-    unknown = sorted((subj.fields | body.fields) - set(columns))
-    if unknown:
-        raise Error(
-            f"the templates name {', '.join(unknown)}, not a column of the CSV "
-            f"(columns: {', '.join(columns)}); nothing was created or sent",
-            hint="fix the template or add the column",
-        )
+    _check_columns(subj, body, columns)
     warnings: list[str] = []
-    chosen = Outbox(settings, lambda: cm.ledger, cm.notary).choose_via(via, True, warnings)
-    check_send_settings(settings, chosen, [rows[0].email] if rows else ["x@example.org"], [])
+    chosen = _via(cm, opts, rows, warnings)
     problems += _render_checks(rows, subj, body)
-    keys, key_problems, pickup, located = _recipient_keys(
-        cm, rows, pickup_if_no_key, locate_keys=locate_keys, smime=smime, sealed=sealed
-    )
+    keys, key_problems, pickup, located = _recipient_keys(cm, rows, opts)
     problems += key_problems
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
-    check = _pickup_passphrase_check(cm, chosen, warnings, pickup, pickup_passphrase)
+    check = _pickup_passphrase_check(cm, chosen, warnings, pickup, opts.pickup_passphrase)
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()
@@ -441,16 +459,16 @@ def create_campaign(
         "subject": subject,
         "body": str(home_dir / "body.txt"),
         "attachments": atts,
-        "track_open": track_open,
-        "request_mdn": request_mdn,
+        "track_open": opts.track_open,
+        "request_mdn": opts.request_mdn,
         "keys": keys,
         "columns": columns,
         "pickup": sorted(pickup),
-        "pickup_expires": pickup_expires,
+        "pickup_expires": opts.pickup_expires,
         "pickup_passphrase": check,  # its salt and verifier hash, never the passphrase
-        "sealed": sealed,
-        "seal_expires": seal_expires,
-        "smime": smime,
+        "sealed": opts.sealed,
+        "seal_expires": opts.seal_expires,
+        "smime": opts.smime,
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(
@@ -465,8 +483,8 @@ def create_campaign(
         atts,
         warnings,
         sorted(pickup),
-        sealed,
+        opts.sealed,
         located,
         check is not None,
-        smime,
+        opts.smime,
     )

@@ -86,9 +86,19 @@ def create(
 
     A recipient without any key in your keyring is looked up first as `certmail
     keys locate` does (imported untrusted), unless --no-locate."""
-    from certmail.campaign.create import CampaignInputError, create_campaign
+    from certmail.campaign.create import CampaignInputError, CampaignOptions, create_campaign
 
-    passphrase = _passphrase(pickup_passphrase_file)
+    options = CampaignOptions(
+        via=via,
+        track_open=track_open,
+        request_mdn=request_mdn,
+        pickup_if_no_key=pickup_if_no_key,
+        sealed=sealed,
+        seal_expires=seal_expires,
+        locate_keys=not no_locate,
+        pickup_passphrase=_passphrase(pickup_passphrase_file),
+        smime=smime,
+    )
     with app.client() as cm:
         try:
             res = create_campaign(
@@ -98,15 +108,7 @@ def create(
                 subject=subject,
                 body_file=body_file,
                 attachments=list(attach),
-                via=via,
-                track_open=track_open,
-                request_mdn=request_mdn,
-                pickup_if_no_key=pickup_if_no_key,
-                sealed=sealed,
-                seal_expires=seal_expires,
-                locate_keys=not no_locate,
-                pickup_passphrase=passphrase,
-                smime=smime,
+                options=options,
             )
         except CampaignInputError as e:
             if app.as_json:

@@ -50,31 +50,27 @@ class RelayNotary:
             s.ehlo()
         return s
 
-    def receipts(self, sha256: str) -> list[dict[str, Any]]:
+    def _get(self, sha256: str, what: str) -> list[dict[str, Any]]:
+        """``GET /v1/messages/{sha256}/{what}`` as Alice: its list (none while unknown)."""
         r = _HTTP.get(
-            f"{self.url}/v1/messages/{sha256}/receipts",
+            f"{self.url}/v1/messages/{sha256}/{what}",
             headers={"Authorization": f"Bearer {self.token}"},
         )
         if r.status_code == 404:
             return []
         r.raise_for_status()
-        out: list[dict[str, Any]] = r.json()["receipts"]
+        out: list[dict[str, Any]] = r.json()[what]
         return out
+
+    def receipts(self, sha256: str) -> list[dict[str, Any]]:
+        return self._get(sha256, "receipts")
 
     def events(self, sha256: str) -> list[dict[str, Any]]:
         return [json.loads(base64.b64decode(x["entry"])) for x in self.receipts(sha256)]
 
     def deliveries(self, sha256: str) -> list[dict[str, Any]]:
         """The relay's delivery state of ``sha256`` (``GET /v1/messages/{sha}/deliveries``)."""
-        r = _HTTP.get(
-            f"{self.url}/v1/messages/{sha256}/deliveries",
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
-        if r.status_code == 404:
-            return []
-        r.raise_for_status()
-        out: list[dict[str, Any]] = r.json()["deliveries"]
-        return out
+        return self._get(sha256, "deliveries")
 
     def wait_deferred(self, sha256: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll until a delivery of ``sha256`` has a failed attempt recorded (deferred)."""
