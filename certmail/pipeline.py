@@ -11,6 +11,7 @@ The inner entity is composed straight into gpg; the processes run at once,
 the data flowing through file descriptors, so that the re-verification
 DESIGN §5 asks for ("re-verify the bytes before they leave") costs no extra
 pass over the message file.
+What the check is fed, the armor exactly as written, is :mod:`certmail.selfcheck`.
 :class:`EncryptPipeline` has one method per stage; the file helpers it shares with
 :mod:`certmail.seal` (hashing writer, kernel copies, early write-back) are :mod:`certmail.fileio`.
 """
@@ -95,15 +96,17 @@ class EncryptPipeline:
       the ``multipart/signed`` head, the inner entity, then the signature part
       once ``sign`` is done (:meth:`_feed`);
     - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
-      gpg writes binary, :meth:`_armor_feed` takes its CRC-24 and passes it on
-      to ``base64 -w 64``, and the armor is framed here (:meth:`_self_armored`);
-      otherwise gpg armors (:meth:`_gpg_armored`);
+      gpg writes binary straight into ``base64 -w 64`` (:meth:`_start_armor`) and
+      the armor is framed here (:meth:`_self_armored`); otherwise gpg armors
+      (:meth:`_gpg_armored`);
     - the message file gets the armored ciphertext in CRLF lines (hashed) and
-      the check the same bytes: with certmail's armor each body chunk goes to
-      ``base64 -d`` as ``base64`` wrote it (the written CRLFs turned back into
-      LFs, which is that chunk), straight into ``decrypt`` (binary input: gpg's
-      armor reader costs ~3x more); otherwise the armor goes through
-      :class:`ArmorCheck` (its framing checked) to ``decrypt`` or ``base64 -d``;
+      the check the same bytes, while they are written: with certmail's armor
+      each body chunk as ``base64`` wrote it (the written CRLFs turned back into
+      LFs, which is that chunk) goes to :class:`certmail.selfcheck.BodyDecoder`,
+      which decodes it on its own thread straight into ``decrypt`` (binary input:
+      gpg's armor reader costs ~3x more) and takes the CRC-24 line over what it
+      decoded; otherwise the armor goes through :class:`certmail.selfcheck.ArmorCheck`
+      (its framing checked) to ``decrypt`` or ``base64 -d``;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
@@ -393,8 +396,8 @@ class EncryptPipeline:
         last = b"\n"
         with source:
             while chunk := source.read(COPY_CHUNK):
-                if b"\r" in chunk:
-                    raise MalformedError("base64 wrote a CR into the armor")
+                # No test for a CR here: the decoder accepts nothing but base64
+                # characters and LFs, so the CRLFs written turn back into this chunk.
                 w.write(chunk.replace(b"\n", b"\r\n"))
                 self.decoder.put(chunk)
                 last = chunk[-1:]

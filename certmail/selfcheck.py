@@ -101,19 +101,21 @@ class BodyDecoder:
         os.close(self.fd)  # the decrypt's EOF
 
     def _chunk(self, chunk: bytes) -> None:
+        """Decode the full lines; the last one is held back until more comes (the
+        body's last line may be 64 characters with its padding)."""
         view = memoryview(chunk)
         if self.held:
             need = _LINE - len(self.held)
             self.held += bytes(view[:need])
             view = view[need:]
-            if len(self.held) < _LINE:
+            if not view:
                 return
-            self._lines(self.held)
+            self._lines(self.held)  # more follows: not the last line
             self.held = b""
-        cut = len(view) - len(view) % _LINE
-        if cut:
+        cut = len(view) - (len(view) % _LINE or _LINE)
+        if cut > 0:
             self._lines(view[:cut])
-        self.held = bytes(view[cut:])
+        self.held = bytes(view[max(cut, 0) :])
 
     def _lines(self, data: bytes | memoryview) -> None:
         """Full lines: 64 alphabet characters and LF each, 48 bytes of ciphertext."""
