@@ -401,7 +401,13 @@ class EncryptPipeline:
                 w.write(chunk.replace(b"\n", b"\r\n"))
                 self.decoder.put(chunk)
                 last = chunk[-1:]
-        crc_line = self.decoder.close()  # all decoded, into the decrypt; its stdin closed
+        try:
+            crc_line = self.decoder.close()  # all decoded, into the decrypt; its stdin closed
+        except MalformedError as e:
+            # Raised by _finish after the processes' own errors (an encryption that
+            # died half-way leaves a broken last line: its cause is gpg's message).
+            self.errors.append(e)
+            return
         end = b"%s\r\n%s\r\n" % (crc_line, END_MESSAGE)
         w.write(end if last == b"\n" else b"\r\n" + end)
 
