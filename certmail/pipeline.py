@@ -11,6 +11,7 @@ The inner entity is composed straight into gpg; the processes run at once,
 the data flowing through file descriptors, so that the re-verification
 DESIGN §5 asks for ("re-verify the bytes before they leave") costs no extra
 pass over the message file.
+What the check is fed, the armor exactly as written, is :mod:`certmail.selfcheck`.
 :class:`EncryptPipeline` has one method per stage; the file helpers it shares with
 :mod:`certmail.seal` (hashing writer, kernel copies, early write-back) are :mod:`certmail.fileio`.
 """
@@ -25,12 +26,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from keys.errors import Error, MalformedError, VerificationError
 from keys.gpg import GpgProcess, Keyring
+from keys.gpg.process import widen_pipe
 
-from .armor import BEGIN_MESSAGE, END_MESSAGE, Crc24, fast_crc24
+from .armor import BEGIN_MESSAGE, END_MESSAGE, fast_crc24
 from .compose import base64_process, gnu_base64, new_boundary
 from .fileio import (
     Fanout,
@@ -39,9 +41,9 @@ from .fileio import (
     start_writeback,
     write_all,
 )
-from .mime import MAX_HEADER_BLOCK
 from .msgsize import COMPRESS_LEVEL
 from .rfc3156 import COPY_CHUNK, encrypted_head, encrypted_tail, signed_tail
+from .selfcheck import ARMOR_WIDTH, ArmorCheck, BodyDecoder
 
 REVERIFY_HINT = "this is a bug in certmail or gpg; nothing was sent"
 
@@ -50,74 +52,6 @@ REVERIFY_HINT = "this is a bug in certmail or gpg; nothing was sent"
 #: about twice its SHA-512 speed here, and gpg hashes the payload twice, signing
 #: and checking (docs/send-open.md, "RFC 3156 §6.2 for every send").
 SIGN_DIGESTS = "SHA256 SHA512 SHA384"
-
-
-# ---------------------------------------------------------------- the armor check
-
-
-class ArmorCheck:
-    """Feeds the armored ciphertext, as written to the message, to the verifying decrypt.
-
-    ``body_only``: only the base64 body goes on (to a base64 decoder whose output
-    is gpg's input): the header block up to its blank line and the trailer from
-    the CRC-24 line (``=XXXX``) on are held back, and both must be there.
-    Otherwise every byte goes to gpg, which reads the armor itself.
-    """
-
-    _HOLD = 128  # longer than "=XXXX" CRLF "-----END PGP MESSAGE-----" CRLF
-
-    def __init__(self, dst: IO[bytes], *, body_only: bool) -> None:
-        self.dst: IO[bytes] | None = dst
-        self.body_only = body_only
-        self.head = b""
-        self.in_body = False
-        self.held = b""
-
-    def _send(self, data: bytes) -> None:
-        if self.dst is not None and data:
-            if self.body_only:
-                # GNU base64 -d reads LF lines much faster than with -i (which would
-                # skip the CRs): 0.25 against 0.58 CPU s for 135 MB. A CR anywhere
-                # but before a LF stays, and base64 refuses it.
-                data = data.replace(b"\r\n", b"\n")
-            try:
-                self.dst.write(data)
-            except BrokenPipeError:
-                self.dst = None  # the decrypt failed: finish_decrypt says why
-
-    def write(self, chunk: bytes) -> None:
-        if not self.body_only:
-            self._send(chunk)
-            return
-        if not self.in_body:
-            self.head += chunk
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.head) > MAX_HEADER_BLOCK:
-                    raise MalformedError("armor without the blank line after its headers")
-                return
-            if not self.head.startswith(b"-----BEGIN PGP MESSAGE-----\r\n"):
-                raise MalformedError("the encrypted part does not start with an armor line")
-            self.in_body = True
-            chunk, self.head = self.head[end + 4 :], b""
-        data = self.held + chunk
-        cut = max(0, len(data) - self._HOLD)
-        if data[cut - 1 : cut] == b"\r":
-            cut -= 1  # never between the CR and the LF of one line end
-        self._send(data[:cut])
-        self.held = data[cut:]
-
-    def close(self) -> None:
-        if self.body_only:
-            tail = self.held
-            crc = tail.rfind(b"\r\n=")
-            end = tail.find(b"\r\n-----END PGP MESSAGE-----\r\n")
-            if not self.in_body or crc < 0 or end < 0 or end < crc:
-                raise MalformedError("the armored ciphertext has no CRC-24 line or END line")
-            self._send(tail[: crc + 2])
-        if self.dst is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self.dst.close()
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -162,15 +96,17 @@ class EncryptPipeline:
       the ``multipart/signed`` head, the inner entity, then the signature part
       once ``sign`` is done (:meth:`_feed`);
     - armor: with GNU ``base64`` and libgcrypt at hand (:mod:`certmail.armor`)
-      gpg writes binary, :meth:`_armor_feed` takes its CRC-24 and passes it on
-      to ``base64 -w 64``, and the armor is framed here (:meth:`_self_armored`);
-      otherwise gpg armors (:meth:`_gpg_armored`);
+      gpg writes binary straight into ``base64 -w 64`` (:meth:`_start_armor`) and
+      the armor is framed here (:meth:`_self_armored`); otherwise gpg armors
+      (:meth:`_gpg_armored`);
     - the message file gets the armored ciphertext in CRLF lines (hashed) and
-      the check the same bytes: with certmail's armor each body chunk goes to
-      ``base64 -d`` as ``base64`` wrote it (the written CRLFs turned back into
-      LFs, which is that chunk), straight into ``decrypt`` (binary input: gpg's
-      armor reader costs ~3x more); otherwise the armor goes through
-      :class:`ArmorCheck` (its framing checked) to ``decrypt`` or ``base64 -d``;
+      the check the same bytes, while they are written: with certmail's armor
+      each body chunk as ``base64`` wrote it (the written CRLFs turned back into
+      LFs, which is that chunk) goes to :class:`certmail.selfcheck.BodyDecoder`,
+      which decodes it on its own thread straight into ``decrypt`` (binary input:
+      gpg's armor reader costs ~3x more) and takes the CRC-24 line over what it
+      decoded; otherwise the armor goes through :class:`certmail.selfcheck.ArmorCheck`
+      (its framing checked) to ``decrypt`` or ``base64 -d``;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
@@ -247,27 +183,25 @@ class EncryptPipeline:
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
         self.b64e: Any = None  # base64 -w 64 (armor), a Popen
-        self.b64d: Any = None  # base64 -d (check), a Popen
-        self.crc: Crc24 | None = None
+        self.b64d: Any = None  # base64 -d (check of gpg's armor without libgcrypt), a Popen
+        self.armor_tool: str | None = None  # GNU base64, when certmail armors
+        self.decoder: BodyDecoder | None = None  # the check's decoder of certmail's armor
 
     def run(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """Write the ``multipart/encrypted`` message with ``outer`` fields; (sha256, size)."""
         try:
             try:
                 self._start()
+                self._start_armor()
                 threads = [
                     threading.Thread(target=self._feed, daemon=True),
                     threading.Thread(target=self._drain, daemon=True),
                 ]
                 if self.sign_run is not None:
                     threads.append(threading.Thread(target=self._sign_and_verify, daemon=True))
-                armorer = None
-                if self.b64e is not None:
-                    armorer = threading.Thread(target=self._armor_feed, daemon=True)
-                    threads.append(armorer)
                 for t in threads:
                     t.start()
-                result = self._write_message(message, outer, armorer)
+                result = self._write_message(message, outer)
                 for t in threads:
                     t.join()
                 if self.compose_error is not None:
@@ -305,15 +239,34 @@ class EncryptPipeline:
             signer=self.signer if self.combined else None,
             digests=SIGN_DIGESTS if self.combined else None,
         )
-        if self_armor and tool is not None:
-            self.b64e = base64_process(tool, "-w", "64")
-            self.crc = Crc24()
-        if tool is not None:
+        if self_armor:
+            self.armor_tool = tool
+            self.dec = self.keyring.start_decrypt()  # fed by BodyDecoder
+        elif tool is not None:
             self.b64d = base64_process(tool, "-d")
             self.dec = self.keyring.start_decrypt(stdin=self.b64d.stdout)
             self.b64d.stdout.close()
         else:
             self.dec = self.keyring.start_decrypt()
+
+    def _start_armor(self) -> None:
+        """With certmail's armor: gpg's binary ciphertext straight into ``base64 -w 64``,
+        and the check's decoder (started here, after :meth:`_start`, so that the
+        tests can put a tampering relay between gpg and ``base64``)."""
+        if self.armor_tool is None:
+            return
+        assert self.enc is not None and self.enc.stdout is not None and self.dec is not None
+        assert self.dec.stdin is not None
+        self.b64e = subprocess.Popen(
+            [self.armor_tool, "-w", str(ARMOR_WIDTH)],
+            stdin=self.enc.stdout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.enc.stdout.close()  # base64 has it now: its EOF is gpg's
+        widen_pipe(self.b64e.stdout.fileno())
+        self.decoder = BodyDecoder(os.dup(self.dec.stdin.fileno()))  # the decoder's own
+        self.dec.stdin.close()
 
     def _sign_and_verify(self) -> None:
         """Collect the signature as soon as gpg has it, then verify it over ``inner``."""
@@ -399,23 +352,7 @@ class EncryptPipeline:
             while chunk := out.read(COPY_CHUNK):
                 self.plain.update(chunk)
 
-    def _armor_feed(self) -> None:
-        """gpg's binary ciphertext: CRC-24 here, on to ``base64 -w 64``."""
-        assert self.enc is not None and self.enc.stdout is not None and self.crc is not None
-        stdin = self.b64e.stdin
-        src, dst = self.enc.stdout.fileno(), stdin.fileno()
-        try:
-            while chunk := os.read(src, COPY_CHUNK):
-                self.crc.update(chunk)
-                write_all(dst, chunk)
-        except BaseException as e:  # reported by the main thread
-            self.errors.append(e)
-        finally:
-            stdin.close()
-
-    def _write_message(
-        self, message: Path, outer: Sequence[str], armorer: threading.Thread | None
-    ) -> tuple[str, int]:
+    def _write_message(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """The message file: outer fields, the armored ciphertext in CRLF lines, the close.
 
         The armor goes, byte for byte as written, into the check as well. When
@@ -439,9 +376,8 @@ class EncryptPipeline:
                 w.tap = self.body_hash
             else:
                 w.write(head)
-            if self.b64e is not None:
-                assert armorer is not None
-                self._self_armored(w, armorer)
+            if self.decoder is not None:
+                self._self_armored(w)
             else:
                 self._gpg_armored(w)
             w.write(encrypted_tail(eb))
@@ -449,31 +385,30 @@ class EncryptPipeline:
             start_writeback(out.fileno(), 0, 0)
         return w.digest.hexdigest(), w.size
 
-    def _self_armored(self, w: HashingWriter, armorer: threading.Thread) -> None:
-        """The armor framed here around ``base64 -w 64``'s body; the body to ``base64 -d``."""
-        assert self.b64e is not None and self.b64d is not None and self.crc is not None
-        source, check = self.b64e.stdout, self.b64d.stdin
-        assert source is not None and check is not None
-        fd: int | None = check.fileno()
+    def _self_armored(self, w: HashingWriter) -> None:
+        """The armor framed here around ``base64 -w 64``'s body; each body chunk, as
+        written, also to the check's decoder (:class:`certmail.selfcheck.BodyDecoder`),
+        whose CRC-24 of the decoded ciphertext is the armor's checksum line."""
+        assert self.b64e is not None and self.decoder is not None
+        source = self.b64e.stdout
+        assert source is not None
         w.write(BEGIN_MESSAGE + b"\r\n\r\n")
         last = b"\n"
         with source:
             while chunk := source.read(COPY_CHUNK):
-                if b"\r" in chunk:
-                    raise MalformedError("base64 wrote a CR into the armor")
+                # No test for a CR here: the decoder accepts nothing but base64
+                # characters and LFs, so the CRLFs written turn back into this chunk.
                 w.write(chunk.replace(b"\n", b"\r\n"))
-                if fd is not None:
-                    try:
-                        write_all(fd, chunk)
-                    except BrokenPipeError:
-                        fd = None  # the decrypt failed: _finish says why
+                self.decoder.put(chunk)
                 last = chunk[-1:]
-        with contextlib.suppress(BrokenPipeError):
-            check.close()
-        armorer.join()
-        if self.errors:
-            raise self.errors[0]
-        end = b"%s\r\n%s\r\n" % (self.crc.checksum_line(), END_MESSAGE)
+        try:
+            crc_line = self.decoder.close()  # all decoded, into the decrypt; its stdin closed
+        except MalformedError as e:
+            # Raised by _finish after the processes' own errors (an encryption that
+            # died half-way leaves a broken last line: its cause is gpg's message).
+            self.errors.append(e)
+            return
+        end = b"%s\r\n%s\r\n" % (crc_line, END_MESSAGE)
         w.write(end if last == b"\n" else b"\r\n" + end)
 
     def _gpg_armored(self, w: HashingWriter) -> None:
@@ -512,6 +447,8 @@ class EncryptPipeline:
         for run in (self.sign_run, self.enc, self.dec):
             if run is not None:
                 run.kill()
+        if self.decoder is not None:
+            self.decoder.abort()
         for proc in (self.b64d, self.b64e):
             if proc is not None and proc.poll() is None:
                 proc.kill()
