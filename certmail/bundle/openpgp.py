@@ -35,7 +35,9 @@ def check_sender_signature(
     ``keyring`` holds the bundle's own keys, :mod:`certmail.bundle.pgpkeys`)."""
     item = "sender signature"
     if layout is None:
-        return Check(item, "skipped", "message.eml is not OpenPGP/MIME", applies=False)
+        from certmail.bundle.checks import NOT_OPENPGP
+
+        return NOT_OPENPGP
     if layout.kind == "encrypted":
         return Check(item, "skipped", "encrypted: signature inside, checkable by a recipient")
     if keyring is None:
