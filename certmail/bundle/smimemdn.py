@@ -27,7 +27,8 @@ from keys.errors import Error, MalformedError, VerificationError
 
 if TYPE_CHECKING:
     from certmail.bundle.checks import Verified
-    from certmail.bundle.documents.facts import MdnFact, MimeLayout
+    from certmail.bundle.documents.facts import MimeLayout
+    from certmail.bundle.documents.feature_facts import MdnFact
 
 __all__ = ["check_smime_mdn", "smime_mdn_layout"]
 

@@ -19,14 +19,13 @@ from certmail.bundle.checks import Event, Verified, cert_facts
 from certmail.bundle.documents import (
     RENDERER,
     RENDERER_ANCHORED,
-    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
     TsaFact,
     proves,
 )
-from certmail.bundle.documents.facts import RENDERER_MDNS, RENDERER_SMIME, MdnFact
+from certmail.bundle.documents.facts import RENDERER_MDNS, RENDERER_SMIME
 from certmail.bundle.headers import header_facts
 from certmail.bundle.layout import (
     ANCHOR_ROOTS,
@@ -52,6 +51,7 @@ from notary import merkle
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certmail.bundle.documents.feature_facts import AnchorFact, MdnFact
     from certmail.bundle.headers import HeaderFacts
     from certmail.bundle.zipio import FileMember
     from keys.gpg import Keyring
@@ -372,17 +372,24 @@ def _facts(
         mime=layout,
         keys=v.keys,
         renderer=_renderer(v),
-        anchors=tuple(
-            AnchorFact(
-                file=a.file,
-                checkpoint_file=a.checkpoint_file,
-                size=a.size,
-                gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
-                serial=format(a.info.serial, "x"),
-                signer=cert_facts(a.info.tsa_cert)[0],
-            )
-            for a in v.anchors
-        ),
+        anchors=_anchor_facts(v.anchors) if v.anchors else (),
+    )
+
+
+def _anchor_facts(anchors: Sequence[Any]) -> tuple[AnchorFact, ...]:
+    """The facts of the outside time-stamps (certmail.bundle.anchors.Anchor, format 4)."""
+    from certmail.bundle.documents.feature_facts import AnchorFact
+
+    return tuple(
+        AnchorFact(
+            file=a.file,
+            checkpoint_file=a.checkpoint_file,
+            size=a.size,
+            gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
+            serial=format(a.info.serial, "x"),
+            signer=cert_facts(a.info.tsa_cert)[0],
+        )
+        for a in anchors
     )
 
 
