@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from email.utils import getaddresses  # imported by cryptography.x509 anyway
 from typing import TYPE_CHECKING
 
-from certmail.bundle.documents.facts import MimeLayout
 from keys.errors import MalformedError
 
 if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import MimeLayout
     from certmail.mime import Entity
     from notary.mime import Buffer
 
@@ -132,6 +132,8 @@ def _openpgp_layout(entity: Entity) -> MimeLayout | None:
         return None
     if cte.strip() not in ("7bit", "8bit"):
         return None
+    from certmail.bundle.documents.feature_facts import MimeLayout
+
     body = (second.body_start, second.end - second.body_start)
     if ctype == "multipart/signed":
         return MimeLayout("signed", (s0, e0 - s0), body)

@@ -16,7 +16,7 @@ from keys.errors import VerificationError
 
 if TYPE_CHECKING:
     from certmail.bundle.checks import Event
-    from certmail.bundle.documents.facts import MimeLayout
+    from certmail.bundle.documents.feature_facts import MimeLayout
     from keys.gpg import Keyring
     from notary.mime import Buffer
 

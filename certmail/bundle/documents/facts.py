@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from certmail.bundle.documents.feature_facts import AnchorFact, MdnFact, SmimeFact
+    from certmail.bundle.documents.feature_facts import (
+        AnchorFact,
+        MdnFact,
+        MimeLayout,
+        SmimeFact,
+    )
 
 __all__ = [
     "PROTECTED_NOTE",
@@ -111,15 +116,6 @@ class EventFact:
     mode: str | None = None
     #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 5 shows them).
     scans: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MimeLayout:
-    """Byte ranges of message.eml's OpenPGP parts, for the ``tail | head`` commands."""
-
-    kind: str  # "signed" or "encrypted"
-    first: tuple[int, int]  # signed part (signed) or ciphertext (encrypted): offset, length
-    signature: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,10 +223,10 @@ def proves(
 
 
 def __getattr__(name: str) -> Any:
-    """:class:`AnchorFact`, :class:`MdnFact` and :class:`SmimeFact`, from
-    :mod:`certmail.bundle.documents.feature_facts` on first use (a bundle without
+    """:class:`AnchorFact`, :class:`MdnFact`, :class:`MimeLayout` and :class:`SmimeFact`,
+    from :mod:`certmail.bundle.documents.feature_facts` on first use (a bundle without
     those features verifies without them)."""
-    if name in ("AnchorFact", "MdnFact", "SmimeFact"):
+    if name in ("AnchorFact", "MdnFact", "MimeLayout", "SmimeFact"):
         from certmail.bundle.documents import feature_facts
 
         return getattr(feature_facts, name)

@@ -1,5 +1,6 @@
-"""The facts of the later bundle formats' features: outside time-stamps (format 4), read
-receipts (format 5), the S/MIME signer (format 6).
+"""The facts of the features a plain message's bundle lacks: the OpenPGP/MIME layout of
+a signed or encrypted message, outside time-stamps (format 4), read receipts (format 5),
+the S/MIME signer (format 6).
 
 Split from :mod:`certmail.bundle.documents.facts` (which still answers these names):
 a bundle without these features verifies without creating their classes (each frozen
@@ -9,12 +10,17 @@ dataclass costs its generated methods' compilation at start-up).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from certmail.bundle.documents.facts import MimeLayout
+__all__ = ["AnchorFact", "MdnFact", "MimeLayout", "SmimeFact"]
 
-__all__ = ["AnchorFact", "MdnFact", "SmimeFact"]
+
+@dataclass(frozen=True)
+class MimeLayout:
+    """Byte ranges of message.eml's OpenPGP parts, for the ``tail | head`` commands."""
+
+    kind: str  # "signed" or "encrypted"
+    first: tuple[int, int]  # signed part (signed) or ciphertext (encrypted): offset, length
+    signature: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
