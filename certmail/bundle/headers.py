@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import getaddresses  # imported by cryptography.x509 anyway
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from keys.errors import MalformedError
 
@@ -32,9 +31,9 @@ _SIMPLE_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+): *([\x20-\x7e]*)")
 _LAYOUT_WORDS = (b"signed", b"encrypted", b"pkcs7")
 
 
-@dataclass(frozen=True)
-class HeaderFacts:
-    """The facts of message.eml's header the certificate states."""
+class HeaderFacts(NamedTuple):
+    """The facts of message.eml's header the certificate states (a named tuple: its class
+    costs start-up a third of a frozen dataclass's)."""
 
     sender: str
     recipients: tuple[str, ...]
