@@ -61,6 +61,9 @@ UNTRUSTED_ROOT = (
     "the bundle's own tsa-chain.pem; pass --tsa-root with the TSA's root from a source "
     "you trust"
 )
+#: The sender-signature check of a message that is not OpenPGP/MIME (nothing to check:
+#: :func:`certmail.bundle.openpgp.check_sender_signature`, and the verifier without it).
+NOT_OPENPGP = Check("sender signature", "skipped", "message.eml is not OpenPGP/MIME", applies=False)
 
 
 @dataclass

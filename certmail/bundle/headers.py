@@ -6,30 +6,42 @@ the exact bytes). Best effort: a message without a readable header still verifie
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.header import decode_header, make_header
-from email.utils import getaddresses
+from email.utils import getaddresses  # imported by cryptography.x509 anyway
+from typing import TYPE_CHECKING, NamedTuple
 
-from certmail.bundle.documents.facts import MimeLayout
-from certmail.mime import Entity, parse_entity, part_spans
 from keys.errors import MalformedError
-from notary.mime import Buffer
+
+if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import MimeLayout
+    from certmail.mime import Entity
+    from notary.mime import Buffer
 
 __all__ = ["HeaderFacts", "header_facts"]
 
 #: Longest value shown for any one field.
 _SHOWN = 300
+#: The largest header block :func:`_simple_header` reads (certmail.mime.MAX_HEADER_BLOCK).
+_MAX_BLOCK = 256 * 1024
+#: A field :func:`_simple_header` reads: a name, a colon, printable ASCII; nothing folded.
+_SIMPLE_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+): *([\x20-\x7e]*)")
+#: Content-Type words after which only the full reader knows the layout (OpenPGP/MIME,
+#: S/MIME: multipart/signed, multipart/encrypted, application/(x-)pkcs7-mime).
+_LAYOUT_WORDS = (b"signed", b"encrypted", b"pkcs7")
 
 
-@dataclass(frozen=True)
-class HeaderFacts:
-    """The facts of message.eml's header the certificate states."""
+class HeaderFacts(NamedTuple):
+    """The facts of message.eml's header the certificate states (a named tuple: its class
+    costs start-up a third of a frozen dataclass's)."""
 
     sender: str
     recipients: tuple[str, ...]
     subject: str | None
     layout: MimeLayout | None
+    #: Read without the MIME reader (:func:`_simple_header`): the top entity is then
+    #: neither OpenPGP/MIME nor S/MIME (its Content-Type names no such type).
+    plain: bool = False
 
 
 def _text(value: object) -> str:
@@ -38,6 +50,8 @@ def _text(value: object) -> str:
     text = str(value)
     if "=?" not in text:
         return text[:_SHOWN]
+    from email.header import decode_header, make_header
+
     try:
         return str(make_header(decode_header(text)))[:_SHOWN]
     except (ValueError, LookupError, UnicodeError, TypeError):
@@ -47,6 +61,11 @@ def _text(value: object) -> str:
 def header_facts(message: Buffer, top: Callable[[], Entity] | None = None) -> HeaderFacts:
     """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message);
     ``top`` answers its top entity when the caller has read it already."""
+    simple = _simple_header(message)
+    if simple is not None:
+        return simple
+    from certmail.mime import parse_entity
+
     try:
         entity = parse_entity(message) if top is None else top()
     except (MalformedError, ValueError, LookupError):
@@ -61,6 +80,38 @@ def header_facts(message: Buffer, top: Callable[[], Entity] | None = None) -> He
     return HeaderFacts(sender, tuple(rcpts), subject, _openpgp_layout(entity))
 
 
+def _simple_header(message: Buffer) -> HeaderFacts | None:
+    """:func:`header_facts` of the common header block, read without the MIME reader and
+    the email package's Message: every line a ``Name: value`` field of printable ASCII
+    (no folding, tabs, encoded words, bare CR or LF), a Content-Type (if any) naming no
+    signed, encrypted or pkcs7 type. None for any other block (the full reader decides).
+    For such a block compat32 gives each value as the text after the colon less leading
+    blanks, and :func:`_text` is the value cut (test: equal to the full reader's answer)."""
+    end = message.find(b"\r\n\r\n", 0, _MAX_BLOCK + 4)
+    if end <= 0 or end > _MAX_BLOCK:
+        return None
+    block = bytes(message[:end])
+    if not block.isascii() or b"=?" in block:
+        return None
+    fields: list[tuple[str, str]] = []
+    match = _SIMPLE_FIELD.fullmatch
+    for line in block.split(b"\r\n"):
+        m = match(line)
+        if m is None:
+            return None
+        fields.append((m.group(1).decode("ascii").lower(), m.group(2).decode("ascii")))
+    ctype = next((v for k, v in fields if k == "content-type"), "").lower().encode("ascii")
+    if any(word in ctype for word in _LAYOUT_WORDS):
+        return None
+    sender = next((v for k, v in fields if k == "from"), "")[:_SHOWN] or "(no From: header)"
+    rcpts: list[str] = []
+    for _name, addr in getaddresses([v for want in ("to", "cc") for k, v in fields if k == want]):
+        if addr and addr not in rcpts:
+            rcpts.append(addr[:_SHOWN])
+    subject = next((v[:_SHOWN] for k, v in fields if k == "subject"), None)
+    return HeaderFacts(sender, tuple(rcpts), subject, None, plain=True)
+
+
 def _openpgp_layout(entity: Entity) -> MimeLayout | None:
     """Byte ranges of the signed part and signature (multipart/signed) or of the
     ciphertext (multipart/encrypted), when the parts are 7bit or 8bit; else None."""
@@ -68,6 +119,8 @@ def _openpgp_layout(entity: Entity) -> MimeLayout | None:
         ctype = entity.content_type
         if ctype not in ("multipart/signed", "multipart/encrypted"):
             return None
+        from certmail.mime import parse_entity, part_spans
+
         spans = part_spans(entity)  # offsets into the message: nothing copied
         if len(spans) != 2:
             return None
@@ -78,6 +131,8 @@ def _openpgp_layout(entity: Entity) -> MimeLayout | None:
         return None
     if cte.strip() not in ("7bit", "8bit"):
         return None
+    from certmail.bundle.documents.feature_facts import MimeLayout
+
     body = (second.body_start, second.end - second.body_start)
     if ctype == "multipart/signed":
         return MimeLayout("signed", (s0, e0 - s0), body)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from certmail.bundle.documents.facts import MdnFact
+from certmail.bundle.documents.feature_facts import MdnFact
 from certmail.bundle.layout import FORMAT_MDNS, MDN_MEMBER, fail, members_of
 from certmail.bundle.report import Check
 from keys.errors import Error, MalformedError, VerificationError

@@ -16,7 +16,7 @@ from keys.errors import VerificationError
 
 if TYPE_CHECKING:
     from certmail.bundle.checks import Event
-    from certmail.bundle.documents.facts import MimeLayout
+    from certmail.bundle.documents.feature_facts import MimeLayout
     from keys.gpg import Keyring
     from notary.mime import Buffer
 
@@ -35,7 +35,9 @@ def check_sender_signature(
     ``keyring`` holds the bundle's own keys, :mod:`certmail.bundle.pgpkeys`)."""
     item = "sender signature"
     if layout is None:
-        return Check(item, "skipped", "message.eml is not OpenPGP/MIME", applies=False)
+        from certmail.bundle.checks import NOT_OPENPGP
+
+        return NOT_OPENPGP
     if layout.kind == "encrypted":
         return Check(item, "skipped", "encrypted: signature inside, checkable by a recipient")
     if keyring is None:

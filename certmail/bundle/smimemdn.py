@@ -27,7 +27,7 @@ from keys.errors import Error, MalformedError, VerificationError
 
 if TYPE_CHECKING:
     from certmail.bundle.checks import Verified
-    from certmail.bundle.documents.facts import MdnFact, MimeLayout
+    from certmail.bundle.documents.feature_facts import MdnFact, MimeLayout
 
 __all__ = ["check_smime_mdn", "smime_mdn_layout"]
 
@@ -35,7 +35,7 @@ __all__ = ["check_smime_mdn", "smime_mdn_layout"]
 def smime_mdn_layout(raw: bytes) -> MimeLayout | None:
     """The byte ranges of an S/MIME signed MDN's signed part and signature (base64), or
     None: not S/MIME signed."""
-    from certmail.bundle.documents.facts import MimeLayout
+    from certmail.bundle.documents.feature_facts import MimeLayout
     from certmail.mdn_smime import is_smime_signed
     from certmail.mime import parse_entity, part_spans
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from certmail.bundle.checks import Verified
-    from certmail.bundle.documents.facts import SmimeFact
+    from certmail.bundle.documents.feature_facts import SmimeFact
     from certmail.mime import Entity
     from notary.mime import Buffer
 
@@ -122,7 +122,7 @@ def smime_fact(v: Verified, sender: str) -> SmimeFact:
     """What VERIFY.txt states of the carried signer (the member checked already)."""
     from dataclasses import replace
 
-    from certmail.bundle.documents.facts import SmimeFact
+    from certmail.bundle.documents.feature_facts import SmimeFact
     from certmail.mime import parse_entity, part_spans
     from certmail.smime.certs import fingerprint
     from certmail.smime.entities import smime_kind

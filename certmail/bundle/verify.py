@@ -19,27 +19,30 @@ from certmail.bundle.checks import Event, Verified, cert_facts
 from certmail.bundle.documents import (
     RENDERER,
     RENDERER_ANCHORED,
-    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
     TsaFact,
     proves,
 )
-from certmail.bundle.documents.facts import RENDERER_MDNS, RENDERER_SMIME, MdnFact
+from certmail.bundle.documents.facts import RENDERER_MDNS, RENDERER_SMIME
 from certmail.bundle.headers import header_facts
 from certmail.bundle.layout import (
+    ANCHOR_ROOTS,
     CHAIN,
     DOCUMENTS,
+    ETSI_CHAIN,
     FORMAT_MDNS,
     FORMAT_SMIME,
     HTML,
     MESSAGE,
+    NOTARY_PDF,
     PDF,
     SIGNER_CHAIN,
     VERIFY_TXT,
     VKEY,
     fail,
+    members_of,
 )
 from certmail.bundle.report import BundleReport, Check, ReportEvent
 from certmail.bundle.zipio import read_members
@@ -48,9 +51,11 @@ from notary import merkle
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certmail.bundle.documents.feature_facts import AnchorFact, MdnFact
     from certmail.bundle.headers import HeaderFacts
     from certmail.bundle.zipio import FileMember
     from keys.gpg import Keyring
+    from notary.checkpoint import Checkpoint
     from notary.cosignature import CosignatureVerifier
 
 __all__ = ["check_evidence", "verify_bundle"]
@@ -74,13 +79,6 @@ def check_evidence(
     an S/MIME sender signature's chain must verify to (certmail/bundle/smimesig.py).
     ``message``: message.eml when it is not in ``files`` (export: its file, read in
     pieces, its SHA-256 taken in the pass that takes its CRC-32 for the zip)."""
-    from certmail.bundle.anchors import read_anchors
-    from certmail.bundle.cosigned import read_cosigned
-    from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
-    from certmail.bundle.mdns import mdn_facts
-    from certmail.bundle.smimesig import smime_fact
-    from certmail.bundle.tokens import check_token
-
     needed = (*(() if message else (MESSAGE,)), VKEY, CHAIN, *(DOCUMENTS if documents else ()))
     checks.require_members(files, needed)
     if message is None:
@@ -93,13 +91,12 @@ def check_evidence(
     for number, names in enumerate(numbered, start=1):
         event = checks.read_receipt(v, number, names)
         statement = checks.check_statement(v, event, names)
-        token = check_token(v, event, names)
+        token = _check_token(v, event, names)
         report += [statement] if token is None else [token, statement]
         v.events.append(event)
     checks.check_time_order(v.events)
-    report += check_etsi(v, numbered)  # evidence/NN-<event>.xml (certmail/bundle/etsi.py)
-    v.cosigned = read_cosigned(v)  # evidence/checkpoint-N.cosigned (format 3)
-    anchored, v.anchors = read_anchors(v)  # evidence/anchor-N.* (format 4)
+    report += _features(v, numbered)
+    anchored = _anchored(v)  # evidence/anchor-N.* (format 4)
     extra = [*v.cosigned.values(), *anchored.values()]
     checks.check_checkpoints(v, consistency_files, extra)
     for old, new in v.consistency:
@@ -113,15 +110,79 @@ def check_evidence(
             for r in [val] if isinstance(val, str) else val if isinstance(val, list) else []:
                 if isinstance(r, str) and r[:300] not in rcpts + blind:
                     (blind if ev.statement.get("blind") is True else rcpts).append(r[:300])
-    mdns = mdn_facts(v)  # mdns/NN.eml, format 5 (certmail/bundle/mdns.py)
+    mdns = _mdn_facts(v)  # mdns/NN.eml, format 5 (certmail/bundle/mdns.py)
     report += _openpgp_checks(
         v, header, rcpts + blind, keyring, run=openpgp, mdns=mdns, smime_ca=smime_ca
     )
     facts = _facts(v, header.sender, tuple(rcpts), header.subject, header.layout)
     facts = facts.evolve(mdns=mdns) if mdns else facts
     if SIGNER_CHAIN in files and v.format == FORMAT_SMIME:  # checked: _openpgp_checks
+        from certmail.bundle.smimesig import smime_fact
+
         facts = facts.evolve(smime=smime_fact(v, header.sender))
     return v, report, facts.evolve(blind=tuple(blind)) if blind else facts
+
+
+def _check_token(v: Verified, event: Event, names: Mapping[str, str]) -> Check | None:
+    """:func:`certmail.bundle.tokens.check_token`; the module is imported for a receipt
+    with a token only (it answers None for one without)."""
+    if event.receipt.tst is None:
+        return None
+    from certmail.bundle.tokens import check_token
+
+    return check_token(v, event, names)
+
+
+def _features(v: Verified, numbered: Sequence[Mapping[str, str]]) -> list[Check]:
+    """The ETSI evidence (evidence/NN-<event>.xml, certmail/bundle/etsi.py) and the cosigned
+    checkpoints (evidence/checkpoint-N.cosigned, format 3: ``v.cosigned``). Each feature's
+    checker is imported only when the bundle holds a member it checks: with none, each
+    answers nothing (no checks, no checkpoints), and a format 1 bundle holds none."""
+    out: list[Check] = []
+    if ETSI_CHAIN in v.files or NOTARY_PDF in v.files or any("xml" in n for n in numbered):
+        from certmail.bundle.etsi import check_etsi  # its XML libraries only when used
+
+        out += check_etsi(v, numbered)
+    if members_of(v.files, "cosigned"):
+        from certmail.bundle.cosigned import read_cosigned
+
+        v.cosigned = read_cosigned(v)
+    return out
+
+
+def _anchored(v: Verified) -> dict[int, Checkpoint]:
+    """:func:`certmail.bundle.anchors.read_anchors` (sets ``v.anchors``) when the bundle
+    holds an outside time-stamp's member or anchor-roots.pem (else it answers none)."""
+    if not members_of(v.files, "anchors") and ANCHOR_ROOTS not in v.files:
+        return {}
+    from certmail.bundle.anchors import read_anchors
+
+    anchored, v.anchors = read_anchors(v)
+    return anchored
+
+
+def _mdn_facts(v: Verified) -> tuple[MdnFact, ...]:
+    """:func:`certmail.bundle.mdns.mdn_facts` for a bundle of format 5 or one with mdns/
+    members (else it answers none)."""
+    if v.format != FORMAT_MDNS and not members_of(v.files, "mdns"):
+        return ()
+    from certmail.bundle.mdns import mdn_facts
+
+    return mdn_facts(v)
+
+
+def _plain(v: Verified, header: HeaderFacts, mdns: Sequence[MdnFact]) -> bool:
+    """Whether no OpenPGP or S/MIME checker has anything to check: no keys/ members, no
+    signer chain, not format 6, a message that is neither OpenPGP/MIME nor S/MIME (read
+    by the header fast path), no acknowledgement, no read receipt."""
+    return (
+        header.plain
+        and not mdns
+        and v.format != FORMAT_SMIME
+        and SIGNER_CHAIN not in v.files
+        and not members_of(v.files, "keys")
+        and all(ev.statement["event"] != "ContentHandover" for ev in v.events)
+    )
 
 
 def _openpgp_checks(
@@ -137,7 +198,10 @@ def _openpgp_checks(
     """The sender's signature and each acknowledgement: with the caller's keyring where
     it can judge, else with the bundle's own keys (format 2; checked in their one form
     whether used or not). An S/MIME sender signature is checked with the certificates
-    the bundle carries (format 6, certmail/bundle/smimesig.py), also at export."""
+    the bundle carries (format 6, certmail/bundle/smimesig.py), also at export. None of
+    their modules is imported when none has anything to check (:func:`_plain`)."""
+    if _plain(v, header, mdns):
+        return [checks.NOT_OPENPGP] if run else []
     from certmail.bundle.mdns import check_mdns
     from certmail.bundle.openpgp import check_acknowledgement, check_sender_signature
     from certmail.bundle.pgpkeys import bundle_keyring
@@ -220,11 +284,13 @@ def _details(stmt: Mapping[str, Any]) -> tuple[str, ...]:
 def _mode(stmt: Mapping[str, Any]) -> str | None:
     """A ContentHandover's kind: ``sealed`` or ``pickup`` (docs/sealed.md), ``smime`` (an
     S/MIME acknowledgement, certmail/bundle/smimeack.py), else None (OpenPGP)."""
-    from certmail.bundle.smimeack import is_cms_ack
-
     mode = stmt.get("mode")
     if mode in ("sealed", "pickup"):
         return str(mode)
+    if stmt.get("event") != "ContentHandover":
+        return None  # no acknowledgement: is_cms_ack would say no
+    from certmail.bundle.smimeack import is_cms_ack
+
     return "smime" if is_cms_ack(stmt) else None
 
 
@@ -306,17 +372,24 @@ def _facts(
         mime=layout,
         keys=v.keys,
         renderer=_renderer(v),
-        anchors=tuple(
-            AnchorFact(
-                file=a.file,
-                checkpoint_file=a.checkpoint_file,
-                size=a.size,
-                gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
-                serial=format(a.info.serial, "x"),
-                signer=cert_facts(a.info.tsa_cert)[0],
-            )
-            for a in v.anchors
-        ),
+        anchors=_anchor_facts(v.anchors) if v.anchors else (),
+    )
+
+
+def _anchor_facts(anchors: Sequence[Any]) -> tuple[AnchorFact, ...]:
+    """The facts of the outside time-stamps (certmail.bundle.anchors.Anchor, format 4)."""
+    from certmail.bundle.documents.feature_facts import AnchorFact
+
+    return tuple(
+        AnchorFact(
+            file=a.file,
+            checkpoint_file=a.checkpoint_file,
+            size=a.size,
+            gen_time=f"{a.info.gen_time:%Y-%m-%dT%H:%M:%S.%fZ}",
+            serial=format(a.info.serial, "x"),
+            signer=cert_facts(a.info.tsa_cert)[0],
+        )
+        for a in anchors
     )
 
 
@@ -374,9 +447,6 @@ def verify_bundle(
     bundle) an S/MIME sender signature's chain must verify to it
     (:mod:`certmail.bundle.smimesig`); without, that check is reported unrun.
     """
-    from certmail.bundle.anchors import check_anchor_roots
-    from certmail.bundle.cosigned import check_witnesses
-
     if quorum is not None and not 1 <= quorum <= len(witnesses):
         raise ValueError(f"a quorum of {quorum} with {len(witnesses)} witness(es)")
     files = read_members(source)
@@ -385,12 +455,18 @@ def verify_bundle(
     v, report, facts = check_evidence(
         files, vkey, tsa_roots, keyring, documents=True, smime_ca=smime_ca
     )
-    cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
-    if cosig is not None:
-        report.append(cosig)
-    anchors = check_anchor_roots(v.anchors, anchor_roots)
-    if anchors is not None:
-        report.append(anchors)
+    if witnesses or v.cosigned:  # else check_witnesses answers None
+        from certmail.bundle.cosigned import check_witnesses
+
+        cosig = check_witnesses(v, v.cosigned, witnesses, quorum)
+        if cosig is not None:
+            report.append(cosig)
+    if anchor_roots or v.anchors:  # else check_anchor_roots answers None
+        from certmail.bundle.anchors import check_anchor_roots
+
+        anchors = check_anchor_roots(v.anchors, anchor_roots)
+        if anchors is not None:
+            report.append(anchors)
     report.append(check_documents(files, facts, v.format))
     report += renewals
     v.warnings += renewal_warnings

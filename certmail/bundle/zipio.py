@@ -37,11 +37,13 @@ import struct
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from certmail.bundle.layout import MAX_BUNDLE_SIZE, MAX_MEMBERS, MESSAGE, check_name, size_cap
-from certmail.mime import FileBuffer
 from keys.errors import MalformedError
+
+if TYPE_CHECKING:  # certmail.mime is imported where a bundle is read back (export)
+    from certmail.mime import FileBuffer
 
 __all__ = [
     "PIECE",
@@ -302,6 +304,8 @@ def same_members(data: bytes | FileBuffer, files: Mapping[str, bytes | FileMembe
     """True when the zip ``data`` (bytes, or a file read in pieces) reads, by the one
     strict reader, as exactly ``files``, in order. Stored members are compared in place
     (a file's in pieces, with their CRC-32), never copied whole."""
+    from certmail.mime import FileBuffer
+
     buf = memoryview(data) if isinstance(data, bytes) else data
     names = []
     for name, method, crc, usize, start, end in _walk(buf):

@@ -10,16 +10,15 @@ anything the evidence does not (see docs/proof-bundle.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from certmail.bundle.documents.facts import (
     RENDERER,
     RENDERER_ANCHORED,
     RENDERERS,
-    AnchorFact,
     CheckpointFact,
     EventFact,
     Facts,
-    MimeLayout,
     TsaFact,
     proves,
 )
@@ -28,11 +27,13 @@ from certmail.bundle.documents.text import render_pdf
 from certmail.bundle.documents.verify_txt import render_verify_txt
 from certmail.bundle.layout import HTML, PDF, VERIFY_TXT
 
+if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import MimeLayout
+
 __all__ = [
     "RENDERER",
     "RENDERERS",
     "RENDERER_ANCHORED",
-    "AnchorFact",
     "CheckpointFact",
     "EventFact",
     "Facts",
@@ -46,6 +47,16 @@ __all__ = [
     "render_verify_txt",
     "renderers_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`MimeLayout` (an OpenPGP message's, :mod:`.feature_facts`), on first use."""
+    if name == "MimeLayout":
+        from certmail.bundle.documents.feature_facts import MimeLayout
+
+        return MimeLayout
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The renderers whose documents a bundle of each format may hold, newest first. A
 #: format's renderers never change once released (docs/proof-bundle.md, version table).

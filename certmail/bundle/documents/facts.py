@@ -8,7 +8,15 @@ a pure function of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import (
+        AnchorFact,
+        MdnFact,
+        MimeLayout,
+        SmimeFact,
+    )
 
 __all__ = [
     "PROTECTED_NOTE",
@@ -68,18 +76,6 @@ class TsaFact:
     signer: str
 
 
-@dataclass(frozen=True)
-class AnchorFact:
-    """A verified outside RFC 3161 token over a checkpoint (renderer 4)."""
-
-    file: str  # evidence/anchor-N-ID.tsr
-    checkpoint_file: str  # evidence/anchor-N.checkpoint
-    size: int
-    gen_time: str
-    serial: str
-    signer: str  # the outside TSA certificate's subject
-
-
 #: What an outside time-stamp over a checkpoint proves (renderer 4).
 ANCHOR_PROVES = (
     "an outside TSA, independent of the notary, time-stamped the notary's signed "
@@ -120,40 +116,6 @@ class EventFact:
     mode: str | None = None
     #: ContentHandover of a v2 text: its scan verdicts, labelled (renderer 5 shows them).
     scans: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SmimeFact:
-    """The S/MIME signer the bundle carries (smime/signer-chain.pem, format 6)."""
-
-    address: str  # the From: address, which the certificate names
-    fingerprint: str  # SHA-256 of the signer certificate's DER
-    attime: int  # the submission's time, POSIX seconds: the chain is checked as of then
-    #: multipart/signed: the (offset, length) of the signed part and of the signature
-    #: part's base64 body in message.eml; None for opaque SignedData
-    signed: tuple[int, int] | None = None
-    signature: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class MdnFact:
-    """A read receipt the bundle carries (mdns/NN.eml, format 5), as its content states it."""
-
-    file: str
-    final_recipient: str
-    disposition: str
-    signed: bool
-    layout: MimeLayout | None = None  # a signed one's byte ranges (renderer 6's commands)
-    smime: bool = False  # signed with S/MIME (certmail/bundle/smimemdn.py), not OpenPGP
-
-
-@dataclass(frozen=True)
-class MimeLayout:
-    """Byte ranges of message.eml's OpenPGP parts, for the ``tail | head`` commands."""
-
-    kind: str  # "signed" or "encrypted"
-    first: tuple[int, int]  # signed part (signed) or ciphertext (encrypted): offset, length
-    signature: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -258,3 +220,14 @@ def proves(
     if with_token:
         text += "; an independent RFC 3161 time-stamp covers the message's SHA-256"
     return text
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`AnchorFact`, :class:`MdnFact`, :class:`MimeLayout` and :class:`SmimeFact`,
+    from :mod:`certmail.bundle.documents.feature_facts` on first use (a bundle without
+    those features verifies without them)."""
+    if name in ("AnchorFact", "MdnFact", "MimeLayout", "SmimeFact"):
+        from certmail.bundle.documents import feature_facts
+
+        return getattr(feature_facts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -53,7 +53,7 @@ def _escaped_lines(texts: Sequence[str]) -> list[str]:
 
 def _escape(line: str) -> bytes:
     """A PDF literal string body: WinAnsi (Latin-1 subset) bytes, ``\\ ( )`` escaped."""
-    return _escaped(line).encode("cp1252", "replace")
+    return _winansi(_escaped(line))
 
 
 def _page_stream(lines: Sequence[tuple[str, bool]]) -> bytes:
@@ -66,7 +66,14 @@ def _page_stream(lines: Sequence[tuple[str, bool]]) -> bytes:
             font = want
         parts.append("(" + text + ") Tj T*")
     parts.append("ET\n")
-    return "\n".join(parts).encode("cp1252", "replace")
+    return _winansi("\n".join(parts))
+
+
+def _winansi(text: str) -> bytes:
+    """``text`` in WinAnsi (cp1252, what it cannot encode ``?``); ASCII text (nearly all)
+    by the ASCII codec, a copy: cp1252 maps ASCII to itself, and its charmap encoder
+    costs a table lookup per character."""
+    return text.encode("ascii") if text.isascii() else text.encode("cp1252", "replace")
 
 
 def text_pdf(lines: Sequence[str], *, title: str = "") -> bytes:

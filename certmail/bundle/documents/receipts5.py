@@ -6,8 +6,12 @@ renderer 4 shows of outside time-stamps: certmail/bundle/documents/anchored.py).
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
-from certmail.bundle.documents.facts import RENDERER_MDNS, EventFact, Facts, MdnFact
+from certmail.bundle.documents.facts import RENDERER_MDNS, EventFact, Facts
+
+if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import MdnFact
 
 __all__ = ["mdn_lines", "mdns_html", "shown_scans"]
 

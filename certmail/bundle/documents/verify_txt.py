@@ -7,8 +7,13 @@ the RFC 9162 leaf hashes and proofs, and ``gpg --verify`` on byte ranges (RFC 31
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from certmail.bundle.documents.anchored import anchors_verify_txt
-from certmail.bundle.documents.facts import EventFact, Facts, MdnFact
+from certmail.bundle.documents.facts import EventFact, Facts
+
+if TYPE_CHECKING:
+    from certmail.bundle.documents.feature_facts import MdnFact
 
 __all__ = ["render_verify_txt"]
 
