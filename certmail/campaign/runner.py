@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from keys.errors import ConflictError, Error, NotFoundError
 
 from .create import campaign_dir
+from .receipts import Receipts
 from .store import CampaignStore, Recipient
 from .templates import parse
 from .worker import init_worker, run_one
@@ -349,18 +350,21 @@ def _run_pool(
         pending: set[Future[dict[str, Any]]] = set()
         pages = store.pages(name, TODO)
         queue: list[tuple[Recipient, str | None]] = []
+        receipts = Receipts(cm, spec["via"])  # the hand-overs' receipts, many per request
         cancelled = False
         while True:
             while not queue and not cancelled and (page := next(pages, None)) is not None:
                 queue, failed = _recheck_keys(cm, store, name, spec, page)
                 queue.reverse()
                 _report(on_event, failed)
-            if not queue and not pending:
+            if not queue and not pending and not receipts.waiting:
                 break
             while queue and window.wait(len(pending)):
                 pending.add(pool.submit(run_one, *queue.pop()))
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            results = [f.result() for f in done]
+            results = receipts.add([f.result() for f in done])
+            if receipts.due(idle=not pending):
+                results += receipts.flush()
             store.record(name, [r for r in results if r["state"] != "cancelled"])
             _report(on_event, results)
             if done and store.state(name) == "cancelled":
