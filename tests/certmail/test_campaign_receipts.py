@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ from tests.fixtures.campaign import Recipients, kill_agent, make_recipients, wri
 from tests.fixtures.relay import Relay, as_sender, start_relay
 
 N = 6
+
+
+def _wait(pred: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting for the deliveries"
+        time.sleep(0.05)
 
 
 class HttpTap:
@@ -127,6 +135,7 @@ def _campaign(
     events = [json.loads(x) for x in sent.stdout.splitlines()[:-1]]
     assert sorted(e["email"] for e in events) == sorted(emails)
     assert {e["state"] for e in events} == {"accepted"}, events
+    _wait(lambda: len(c.sink.messages) >= len(emails))  # the relay delivers on its own time
     assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(emails)
     # every receipt kept verifies, is this message's, and the stored bytes hash to it
     h = c.alice.home
@@ -170,3 +179,42 @@ def test_direct_campaign_notarizes_in_batches(
     assert sorted((i["sha256"], i["message_id"]) for b in batches for i in b) == sorted(
         (e["sha256"], e["message_id"]) for e in events
     )
+
+
+@pytest.mark.parametrize("via", ["relay", "smtp"])
+def test_killed_between_the_hand_overs_and_their_batch_resumes_without_resending(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path, via: str
+) -> None:
+    """The crash window this batching opens, made deterministic: every message handed
+    over (the ledger says sent), none of their receipts kept, the campaign rows not yet
+    updated, as a SIGKILL before the batch leaves them. ``campaign send`` again sends
+    nothing twice and gets every receipt, batched."""
+    import sqlite3
+
+    c = correspondents
+    env = {"CERTMAIL_SMTP_URL": c.sink.url} if via == "smtp" else {}
+    events = _campaign(c, relay, tap, tmp_path, six.emails, "--via", via, **env)
+    db = sqlite3.connect(c.alice.home / "ledger.db", isolation_level=None)
+    db.execute("UPDATE messages SET notary='pending'")
+    db.execute("DELETE FROM receipts")
+    db.execute("UPDATE campaign_recipients SET state='pending'")
+    db.close()
+    before = len(tap.requests())
+    again = as_sender(
+        c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2",
+        CERTMAIL_NOTARY_URL=tap.url, **env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["summary"]["counts"] == {"accepted": N}
+    time.sleep(1.0)  # a message the relay was handed again would arrive by now
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(six.emails)  # once each
+    path = "/v1/receipts/batch" if via == "relay" else "/v1/notarize/batch"
+    asked = [json.loads(b) for m, p, b in tap.requests()[before:] if p == path]
+    got = [s for a in asked for s in a.get("sha256", [i["sha256"] for i in a.get("items", [])])]
+    assert sorted(got) == sorted(e["sha256"] for e in events) and len(asked) < N
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for e in events:
+            (receipt,) = ledger.receipts(e["sha256"])
+            stmt = Receipt.from_json(receipt).verify(relay.verifier())
+            assert stmt["message"]["sha256"] == e["sha256"]
