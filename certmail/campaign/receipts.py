@@ -29,7 +29,7 @@ from ..timeline import statement_of
 if TYPE_CHECKING:
     from ..api import Certmail
 
-__all__ = ["BATCH", "HANDED", "WAIT", "Receipts"]
+__all__ = ["BATCH", "HANDED", "WAIT", "Receipts", "acceptances", "first_acceptance"]
 
 #: The state :func:`certmail.campaign.worker.run_one` answers for a hand-over whose
 #: receipt is still to get (never recorded: :class:`Receipts` turns it into another).
@@ -37,7 +37,26 @@ HANDED = "handed over"
 #: Hand-overs asked about in one request, at most.
 BATCH = 64
 #: Seconds the first of a batch waits for more (the pool still busy) before it is asked.
-WAIT = 2.0
+WAIT = 0.5
+
+
+def first_acceptance(receipts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first SubmissionAcceptance receipt among a message's (not yet checked), or None."""
+    for x in receipts:
+        stmt = statement_of(x)
+        if stmt is not None and stmt.get("event") == "SubmissionAcceptance":
+            return x
+    return None
+
+
+def acceptances(cm: Certmail, hashes: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each message's SubmissionAcceptance receipt at the notary (not yet checked), or
+    None: :data:`BATCH` messages a request (``POST /v1/receipts/batch``)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for i in range(0, len(hashes), BATCH):
+        got = cm.notary().receipts_batch(hashes[i : i + BATCH])
+        out |= {h: first_acceptance(got.get(h, [])) for h in hashes[i : i + BATCH]}
+    return out
 
 
 class Receipts:
@@ -87,15 +106,7 @@ class Receipts:
             return [self._failed(r, why, permanent=True) for r in batch]
         out = []
         for r in batch:
-            acceptance = next(
-                (
-                    x
-                    for x in got.get(r["sha256"], [])
-                    if (stmt := statement_of(x)) is not None
-                    and stmt.get("event") == "SubmissionAcceptance"
-                ),
-                None,
-            )
+            acceptance = first_acceptance(got.get(r["sha256"], []))
             if acceptance is None:
                 why = "accepted by the notary relay, but its receipt is not here yet: the "
                 out.append(self._failed(r, why + "notary shows none for it", permanent=False))

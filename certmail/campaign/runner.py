@@ -8,7 +8,8 @@ is never sent again; none after ``settle_timeout`` seconds (longer than the
 relay takes to log or refuse what it received) means the relay did not take
 it, and it is submitted again. In direct mode (``--via smtp``) nobody can tell,
 so such a recipient stays ``uncertain`` and is reported, not resent
-(docs/campaigns.md#crash-safety).
+(docs/campaigns.md#crash-safety). The workers hand messages over; their
+receipts are asked for here, many per request (:mod:`.receipts`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from keys.errors import ConflictError, Error, NotFoundError
 
 from .create import campaign_dir
-from .receipts import Receipts
+from .receipts import Receipts, acceptances
 from .store import CampaignStore, Recipient
 from .templates import parse
 from .worker import init_worker, run_one
@@ -93,10 +94,9 @@ def _entry(ledger: Ledger, store: CampaignStore, message_id: str) -> LedgerEntry
 def settle(
     cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
 ) -> list[dict[str, Any]]:
-    """Settle recipients whose hand-over a killed run left unknown (module docstring)."""
-    from ..outbox import Outbox
-
-    outbox = Outbox(cm.settings, lambda: cm.ledger, cm.notary)
+    """Settle recipients whose hand-over a killed run left unknown (module docstring);
+    relay mode: the log asked about all of them in one request a round (a batch of
+    :data:`certmail.campaign.receipts.BATCH`), each acceptance found checked."""
     ledger = cm.ledger
     unsure = []
     for page in store.pages(name, ("pending", "queued", "uncertain")):
@@ -113,8 +113,10 @@ def settle(
     deadline = time.monotonic() + settle_timeout
     while unsure:
         still = []
+        found = acceptances(cm, [e.sha256 for _, e in unsure]) if via == "relay" else {}
         for r, entry in unsure:
-            if via == "relay" and (got := outbox.relay_acceptance(entry)) is not None:
+            if (got := found.get(entry.sha256)) is not None:
+                cm.notary().check_receipt(got, entry.sha256, entry.message_id)
                 ledger.mark_sent(
                     entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)"
                 )
