@@ -64,9 +64,7 @@ def test_one_request_answers_each_message_as_its_get_does(
         alone = http.get(f"/v1/messages/{sha}/receipts", headers=_auth(alice)).json()["receipts"]
         assert got[sha] == alone  # the same receipt, against the same checkpoint
         stmt = Receipt.from_json(receipt).verify(verifier)
-        assert stmt["message"] == {"sha256": sha, "id": f"<m{i}@example.org>"} | {
-            k: v for k, v in stmt["message"].items() if k not in ("sha256", "id")
-        }
+        assert (stmt["message"]["sha256"], stmt["message"]["id"]) == (sha, f"<m{i}@example.org>")
         assert stmt["event"] == "SubmissionAcceptance"
     # bob's message is in the log, but alice is answered as for one that never was
     theirs = next(m for m in messages if m["sha256"] == world["theirs"])
