@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,14 @@ import pytest
 
 from certmail.ledger import Ledger
 from notary.receipt import Receipt
-from tests.fixtures.campaign import Recipients, kill_agent, make_recipients, write_csv
+from tests.fixtures.campaign import (
+    Recipients,
+    kill_agent,
+    kill_and_resume,
+    make_recipients,
+    write_csv,
+)
+from tests.fixtures.cli import CERTMAIL, clean_env
 from tests.fixtures.relay import Relay, as_sender, start_relay
 
 N = 6
@@ -116,9 +124,7 @@ def six(correspondents: Any) -> Iterator[Recipients]:
     kill_agent(rs.home)
 
 
-def _campaign(
-    c: Any, relay: Relay, tap: HttpTap, tmp: Path, emails: list[str], *extra: str, **env: str
-) -> Any:
+def _create(c: Any, relay: Relay, tmp: Path, emails: list[str], *extra: str, **env: str) -> None:
     body = tmp / "body.txt"
     body.write_text("Dear {{ name }},\nthe rent changes.\n")
     rows = [{"email": e, "name": f"Tenant {i}"} for i, e in enumerate(emails)]
@@ -127,6 +133,12 @@ def _campaign(
         "--subject", "Rent notice", "--body-file", str(body), "--json", *extra, **env,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
+
+
+def _campaign(
+    c: Any, relay: Relay, tap: HttpTap, tmp: Path, emails: list[str], *extra: str, **env: str
+) -> Any:
+    _create(c, relay, tmp, emails, *extra, **env)
     sent = as_sender(
         c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2",
         CERTMAIL_NOTARY_URL=tap.url, **env,
@@ -218,3 +230,40 @@ def test_killed_between_the_hand_overs_and_their_batch_resumes_without_resending
             (receipt,) = ledger.receipts(e["sha256"])
             stmt = Receipt.from_json(receipt).verify(relay.verifier())
             assert stmt["message"]["sha256"] == e["sha256"]
+
+
+def test_a_direct_campaign_sigkilled_mid_way_resumes_exactly_once(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path
+) -> None:
+    """Direct mode, a real SIGKILL (tests/fixtures/campaign.kill_and_resume): each recipient
+    gets one message, and each is notarized (in batches through the proxy)."""
+    c = correspondents
+    env = {"CERTMAIL_SMTP_URL": c.sink.url}
+    _create(c, relay, tmp_path, six.emails, "--via", "smtp", **env)
+
+    def popen(*extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*CERTMAIL, "campaign", "send", "rent", "--json", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(c.alice.home, **{**relay.env, **env, "CERTMAIL_NOTARY_URL": tap.url}),
+        )
+
+    kill_and_resume(popen, c.alice.home / "ledger.db", N)
+    time.sleep(0.5)  # nothing more arrives: direct mode delivers before the line is printed
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(six.emails)
+    reqs = tap.requests()
+    assert not [p for m, p, _ in reqs if (m, p) == ("POST", "/v1/notarize")]
+    batch = ("POST", "/v1/notarize/batch")
+    asked = {i["sha256"] for m, p, b in reqs if (m, p) == batch for i in json.loads(b)["items"]}
+    rep = as_sender(c, relay, "campaign", "report", "rent", "--format", "json")
+    rows = {r["email"]: r["sha256"] for r in json.loads(rep.stdout)["recipients"]}
+    assert asked == set(rows.values())  # each notarized, through a batch
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for m in c.sink.messages:
+            sha = rows[m.rcpt_tos[0]]
+            assert m.data.endswith(ledger.message_path(sha).read_bytes())
+            (receipt,) = ledger.receipts(sha)
+            assert Receipt.from_json(receipt).verify(relay.verifier())["message"]["sha256"] == sha
