@@ -133,6 +133,11 @@ class Certmail:
             self._ledger = Ledger(s.ledger_path, s.outbox_dir, s.sent_dir)
         return self._ledger
 
+    def use_smime(self, context: SmimeContext) -> None:
+        """Use ``context`` as this home's S/MIME keys (one already opened and unlocked,
+        e.g. by ``campaign send`` before its worker processes forked), not open them again."""
+        self._smime = context
+
     @property
     def smime(self) -> SmimeContext:
         """The S/MIME keys and CA bundle of this home (docs/smime.md)."""

@@ -1,10 +1,11 @@
 """Client of the notary's HTTP API v1 (DESIGN §4.6) for direct-mode notarization.
 
 ``POST /v1/notarize`` with ``{"sha256", "message_id"}`` and a bearer token
-answers a receipt (DESIGN §4.3); ``GET /v1/messages/{sha256}/receipts`` lists
-them; ``GET /v1/messages/{sha256}/deliveries`` is the relay's delivery state
-(attempts, last reply, next attempt) per recipient; ``GET /v1/vkey`` is the
-log's checkpoint verifier key. Connection errors, timeouts and 5xx replies
+answers a receipt (DESIGN §4.3), ``POST /v1/notarize/batch`` many at once;
+``GET /v1/messages/{sha256}/receipts`` lists a message's receipts, ``POST
+/v1/receipts/batch`` those of many messages; ``GET /v1/messages/{sha256}/deliveries``
+is the relay's delivery state (attempts, last reply, next attempt) per recipient;
+``GET /v1/vkey`` is the log's checkpoint verifier key. Connection errors, timeouts and 5xx replies
 are :class:`keys.errors.TemporaryError` (retry later: the message stays in
 the outbox); 4xx replies are permanent :class:`certmail.errors.NotaryRequestError`.
 
@@ -16,6 +17,7 @@ SHA-256 and Message-ID.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error, TemporaryError, VerificationError
@@ -60,6 +62,7 @@ class NotaryClient:
         self.url = url.rstrip("/")
         self.token = token
         self._vkey = vkey
+        self._verifier: Any = None  # notary.note.Verifier of the pinned key, made once
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -136,6 +139,19 @@ class NotaryClient:
         self.check_receipt(receipt, sha256, message_id)
         return receipt
 
+    def notarize_batch(self, items: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Notarize many ``(sha256, message_id)`` in one ``POST /v1/notarize/batch``: one
+        receipt per item, in their order. Not checked here: the caller checks each one it
+        keeps (:meth:`check_receipt`), so that one bad receipt fails its message only."""
+        for sha256, _ in items:
+            if not _SHA256.match(sha256):
+                raise ValueError("sha256 must be 64 lowercase hex digits")
+        body = {"items": [{"sha256": s, "message_id": m} for s, m in items]}
+        got = _json_object(self.request("POST", "/v1/notarize/batch", json=body)).get("receipts")
+        if not isinstance(got, list) or len(got) != len(items):
+            raise TemporaryError("the notary's batch answer does not list one receipt per item")
+        return [r if isinstance(r, dict) else {} for r in got]
+
     def post_ack(self, body: dict[str, Any], sha256: str, message_id: str) -> dict[str, Any]:
         """``POST /v1/ack`` (unauthenticated); the ContentHandover receipt after checking it."""
         receipt = _json_object(self.request("POST", "/v1/ack", auth=False, json=body))
@@ -149,6 +165,36 @@ class NotaryClient:
         if not isinstance(items, list):
             raise NotaryRequestError("the notary's answer has no receipts list")
         return [r for r in items if isinstance(r, dict)]
+
+    def receipts_batch(self, hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every receipt the notary holds for each of ``hashes`` (this account's), in one
+        ``POST /v1/receipts/batch`` (docs/api.md); a hash without any maps to ``[]``.
+
+        Not checked here: the caller checks the receipts it keeps (:meth:`check_receipt`).
+        A notary without the route (older than it) is asked one hash at a time.
+        """
+        want = list(dict.fromkeys(hashes))
+        try:
+            resp = self.request("POST", "/v1/receipts/batch", json={"sha256": want})
+        except NotaryNotFoundError:
+            return {h: self._receipts_or_none(h) for h in want}
+        items = _json_object(resp).get("messages")
+        if not isinstance(items, list):
+            raise NotaryRequestError("the notary's answer has no messages list")
+        out: dict[str, list[dict[str, Any]]] = {h: [] for h in want}
+        for item in items:
+            if not isinstance(item, dict) or item.get("sha256") not in out:
+                continue
+            got = item.get("receipts")
+            if isinstance(got, list):
+                out[item["sha256"]] = [r for r in got if isinstance(r, dict)]
+        return out
+
+    def _receipts_or_none(self, sha256: str) -> list[dict[str, Any]]:
+        try:
+            return self.receipts(sha256)
+        except NotaryNotFoundError:
+            return []
 
     def deliveries(self, sha256: str) -> list[dict[str, Any]]:
         """The relay's delivery state of ``sha256`` per recipient (``GET .../deliveries``).
@@ -169,8 +215,9 @@ class NotaryClient:
         from notary.note import Verifier
         from notary.receipt import Receipt
 
-        verifier = Verifier.from_vkey(self.vkey())
-        stmt = Receipt.from_json(receipt).verify(verifier)
+        if self._verifier is None:
+            self._verifier = Verifier.from_vkey(self.vkey())
+        stmt = Receipt.from_json(receipt).verify(self._verifier)
         msg = stmt.get("message") or {}
         if msg.get("sha256") != sha256:
             raise VerificationError("the notary's receipt is for another message hash")

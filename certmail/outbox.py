@@ -130,20 +130,27 @@ class Outbox:
         result: SendResult | None = None,
         progress: Progress | None = None,
         include_uncertain: bool = False,
+        receipt: bool = True,
     ) -> Entry:
         """Run the pending steps of one ledger entry; update ``result`` when given.
 
         A transient failure with a ``result`` raises QueuedError (the message
-        stays queued); without one, the TemporaryError itself.
+        stays queued); without one, the TemporaryError itself. ``receipt`` False:
+        stop after the hand-over, its notarization left ``pending`` for the caller
+        to do for many messages at once (``campaign send``,
+        :mod:`certmail.campaign.receipts`).
         """
         if entry.via == "relay":
-            return self.deliver_relay(entry, result=result, include_uncertain=include_uncertain)
+            return self.deliver_relay(
+                entry, result=result, include_uncertain=include_uncertain, receipt=receipt
+            )
         return self.deliver_smtp(
             entry,
             target_url=self.settings.smtp_url or "",
             result=result,
             progress=progress,
             include_uncertain=include_uncertain,
+            receipt=receipt,
         )
 
     def deliver_smtp(
@@ -154,12 +161,13 @@ class Outbox:
         result: SendResult | None = None,
         progress: Progress | None = None,
         include_uncertain: bool = False,
+        receipt: bool = True,
     ) -> Entry:
         """Direct mode: send over SMTP, then notarize the hash; each step recorded durably."""
         if entry.smtp in _RETRYABLE:
             self._send_smtp(entry, target_url, result, progress, include_uncertain)
         entry = self.ledger.get(entry.sha256)
-        if entry.notary == "pending":
+        if entry.notary == "pending" and receipt:
             self._notarize(entry, result)
         return self._finish(entry.sha256, result)
 
@@ -265,7 +273,12 @@ class Outbox:
         return None
 
     def deliver_relay(
-        self, entry: Entry, *, result: SendResult | None = None, include_uncertain: bool = False
+        self,
+        entry: Entry,
+        *,
+        result: SendResult | None = None,
+        include_uncertain: bool = False,
+        receipt: bool = True,
     ) -> Entry:
         """Relay mode: submit the stored bytes through the notary's relay, keep its receipt.
 
@@ -286,7 +299,7 @@ class Outbox:
         if entry.smtp in _RETRYABLE:
             self._submit_relay(entry, result, include_uncertain)
         entry = self.ledger.get(sha)
-        if entry.notary == "pending":
+        if entry.notary == "pending" and (receipt or accepted is not None):
             self._keep_acceptance(entry, accepted, result)
         return self._finish(sha, result)
 

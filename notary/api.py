@@ -31,6 +31,7 @@ from keys.errors import ConflictError, Error, NotFoundError
 from notary import fastpath
 from notary.ack_api import include_ack_routes
 from notary.anchors_api import include_anchor_routes
+from notary.api_receipts import include_receipts_routes
 from notary.api_schema import (
     SHA256_PATTERN,
     ApiError,
@@ -394,6 +395,7 @@ def create_app(
     include_service_routes(app, service, relay)
     include_tsa_routes(app, service)
     include_ack_routes(app, service, authenticate_async)  # /v1/ack, /v1/tracking, /r/{token}
+    include_receipts_routes(app, service, authenticate_async)  # POST /v1/receipts/batch
     include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)

@@ -8,7 +8,8 @@ is never sent again; none after ``settle_timeout`` seconds (longer than the
 relay takes to log or refuse what it received) means the relay did not take
 it, and it is submitted again. In direct mode (``--via smtp``) nobody can tell,
 so such a recipient stays ``uncertain`` and is reported, not resent
-(docs/campaigns.md#crash-safety).
+(docs/campaigns.md#crash-safety). The workers hand messages over; their
+receipts are asked for here, many per request (:mod:`.receipts`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from keys.errors import ConflictError, Error, NotFoundError
 
 from .create import campaign_dir
+from .receipts import Receipts, acceptances
 from .store import CampaignStore, Recipient
 from .templates import parse
 from .worker import init_worker, run_one
@@ -92,10 +94,9 @@ def _entry(ledger: Ledger, store: CampaignStore, message_id: str) -> LedgerEntry
 def settle(
     cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
 ) -> list[dict[str, Any]]:
-    """Settle recipients whose hand-over a killed run left unknown (module docstring)."""
-    from ..outbox import Outbox
-
-    outbox = Outbox(cm.settings, lambda: cm.ledger, cm.notary)
+    """Settle recipients whose hand-over a killed run left unknown (module docstring);
+    relay mode: the log asked about all of them in one request a round (a batch of
+    :data:`certmail.campaign.receipts.BATCH`), each acceptance found checked."""
     ledger = cm.ledger
     unsure = []
     for page in store.pages(name, ("pending", "queued", "uncertain")):
@@ -112,8 +113,10 @@ def settle(
     deadline = time.monotonic() + settle_timeout
     while unsure:
         still = []
+        found = acceptances(cm, [e.sha256 for _, e in unsure]) if via == "relay" else {}
         for r, entry in unsure:
-            if via == "relay" and (got := outbox.relay_acceptance(entry)) is not None:
+            if (got := found.get(entry.sha256)) is not None:
+                cm.notary().check_receipt(got, entry.sha256, entry.message_id)
                 ledger.mark_sent(
                     entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)"
                 )
@@ -349,18 +352,21 @@ def _run_pool(
         pending: set[Future[dict[str, Any]]] = set()
         pages = store.pages(name, TODO)
         queue: list[tuple[Recipient, str | None]] = []
+        receipts = Receipts(cm, spec["via"])  # the hand-overs' receipts, many per request
         cancelled = False
         while True:
             while not queue and not cancelled and (page := next(pages, None)) is not None:
                 queue, failed = _recheck_keys(cm, store, name, spec, page)
                 queue.reverse()
                 _report(on_event, failed)
-            if not queue and not pending:
+            if not queue and not pending and not receipts.waiting:
                 break
             while queue and window.wait(len(pending)):
                 pending.add(pool.submit(run_one, *queue.pop()))
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            results = [f.result() for f in done]
+            results = receipts.add([f.result() for f in done])
+            if receipts.due(idle=not pending):
+                results += receipts.flush()
             store.record(name, [r for r in results if r["state"] != "cancelled"])
             _report(on_event, results)
             if done and store.state(name) == "cancelled":

@@ -10,7 +10,9 @@ Per recipient (:func:`run_one`), every step is durable before the next starts:
 the sealed bytes go into the ledger under the Message-ID chosen at create time
 (:meth:`certmail.ledger.Ledger.enqueue`), then the ledger's own outbox state
 machine (:class:`certmail.outbox.Outbox`) hands them over, writing ``sending``
-before the DATA command. The campaign row follows the ledger. A sealed
+before the DATA command; the receipt of the hand-over (the relay's acceptance, or
+the notarization in direct mode) is the parent's to get, for many messages in
+one request (:mod:`certmail.campaign.receipts`). The campaign row follows the ledger. A sealed
 campaign's message (``--sealed``, docs/sealed.md) and a pickup's have their
 key share registered with the notary before the ledger stores them.
 """
@@ -33,6 +35,7 @@ from ..fileio import private_dir
 from ..pipeline import GpgOptions
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from ..sealed.sending import Prepared, prepare_for_send
+from .receipts import HANDED
 from .store import CampaignStore, Recipient
 from .templates import parse
 
@@ -138,8 +141,8 @@ def init_worker(
     keep_sessions()
     Finalize(None, close_sessions, exitpriority=10)
     cm = Certmail(settings, passphrase=passphrase)
-    if spec.get("smime"):
-        cm._smime = smime or cm.smime
+    if smime is not None:  # unlocked once, before the fork (else cm.smime opens it here)
+        cm.use_smime(smime)
     keys: dict[str, str] = {}  # the key of the recipient being sealed (run_one)
     body_text = Path(spec["body"]).read_text(encoding="utf-8")
     scanned = []
@@ -351,7 +354,7 @@ def run_one(r: Recipient, key: str | None = None) -> dict[str, Any]:
         out.update(sha256=entry.sha256, queued_at=r.queued_at or entry.created, seal_s=t1 - t0)
         out.update(_seal_state(r))
         try:
-            done = _W["outbox"].deliver(entry)
+            done = _W["outbox"].deliver(entry, receipt=False)  # the parent gets it, batched
         finally:
             _trim()
         out["submit_s"] = time.perf_counter() - t1
@@ -364,7 +367,7 @@ def run_one(r: Recipient, key: str | None = None) -> dict[str, Any]:
         return {**out, "state": "failed", "error": e.message}
     if done.smtp in ("uncertain", "sending"):
         return {**out, "state": "uncertain", "error": done.last_error}
-    state = "accepted" if done.notary == "done" else "submitted"
+    state = {"done": "accepted", "pending": HANDED}.get(done.notary, "submitted")
     return {
         **out,
         "state": state,

@@ -1,0 +1,269 @@
+"""``campaign send`` asks the notary for many messages' receipts in one request: relay mode
+one ``POST /v1/receipts/batch`` for the relay's acceptances (no ``GET .../receipts`` per
+message), direct mode one ``POST /v1/notarize/batch`` (no ``POST /v1/notarize`` per
+message); each receipt kept verifies and names its message's exact bytes.
+
+Real components: gpg, ``certmail notary serve`` with its relay, an aiosmtpd sink, and a
+loopback TCP proxy in front of the notary's HTTP API that records every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certmail.ledger import Ledger
+from notary.receipt import Receipt
+from tests.fixtures.campaign import (
+    Recipients,
+    kill_agent,
+    kill_and_resume,
+    make_recipients,
+    write_csv,
+)
+from tests.fixtures.cli import CERTMAIL, clean_env
+from tests.fixtures.relay import Relay, as_sender, start_relay
+
+N = 6
+
+
+def _wait(pred: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting for the deliveries"
+        time.sleep(0.05)
+
+
+class HttpTap:
+    """A loopback TCP proxy in front of an HTTP server: keeps what each client sent."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.streams: list[bytearray] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.socks: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.socks += [client, server]
+            sent = bytearray()
+            self.streams.append(sent)
+            threading.Thread(target=self._pump, args=(client, server, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if keep is not None:
+                    keep += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def requests(self) -> list[tuple[str, str, bytes]]:
+        """Every request sent through: (method, path, body)."""
+        out = []
+        for stream in self.streams:
+            data = bytes(stream)
+            while (end := data.find(b"\r\n\r\n")) >= 0:
+                head = data[:end].decode("latin-1")
+                method, path, _ = head.split("\r\n", 1)[0].split(" ", 2)
+                m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+                size = int(m.group(1)) if m else 0
+                out.append((method, path, data[end + 4 : end + 4 + size]))
+                data = data[end + 4 + size :]
+        return out
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+@pytest.fixture
+def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
+    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def tap(relay: Relay) -> Iterator[HttpTap]:
+    t = HttpTap(relay.url)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def six(correspondents: Any) -> Iterator[Recipients]:
+    rs = make_recipients(N, Path(correspondents.alice.keyring.gnupghome))
+    yield rs
+    kill_agent(rs.home)
+
+
+def _create(c: Any, relay: Relay, tmp: Path, emails: list[str], *extra: str, **env: str) -> None:
+    body = tmp / "body.txt"
+    body.write_text("Dear {{ name }},\nthe rent changes.\n")
+    rows = [{"email": e, "name": f"Tenant {i}"} for i, e in enumerate(emails)]
+    made = as_sender(
+        c, relay, "campaign", "create", "rent", "--recipients", str(write_csv(tmp / "r.csv", rows)),
+        "--subject", "Rent notice", "--body-file", str(body), "--json", *extra, **env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+
+def _campaign(
+    c: Any, relay: Relay, tap: HttpTap, tmp: Path, emails: list[str], *extra: str, **env: str
+) -> Any:
+    _create(c, relay, tmp, emails, *extra, **env)
+    sent = as_sender(
+        c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2",
+        CERTMAIL_NOTARY_URL=tap.url, **env,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    events = [json.loads(x) for x in sent.stdout.splitlines()[:-1]]
+    assert sorted(e["email"] for e in events) == sorted(emails)
+    assert {e["state"] for e in events} == {"accepted"}, events
+    _wait(lambda: len(c.sink.messages) >= len(emails))  # the relay delivers on its own time
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(emails)
+    # every receipt kept verifies, is this message's, and the stored bytes hash to it
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for e in events:
+            (receipt,) = ledger.receipts(e["sha256"])
+            stmt = Receipt.from_json(receipt).verify(relay.verifier())
+            assert stmt["event"] == "SubmissionAcceptance"
+            assert stmt["message"]["sha256"] == e["sha256"]
+            assert stmt["message"]["id"] == e["message_id"]
+            data = ledger.message_path(e["sha256"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == e["sha256"]
+    return events
+
+
+def test_relay_campaign_fetches_the_acceptances_in_batches(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path
+) -> None:
+    events = _campaign(correspondents, relay, tap, tmp_path, six.emails)
+    reqs = tap.requests()
+    paths = [f"{m} {p.split('?')[0]}" for m, p, _ in reqs]
+    assert not [p for p in paths if re.fullmatch(r"GET /v1/messages/[0-9a-f]{64}/receipts", p)]
+    batches = [json.loads(b)["sha256"] for m, p, b in reqs if p == "/v1/receipts/batch"]
+    assert all(m == "POST" for m, p, _ in reqs if p == "/v1/receipts/batch")
+    # one request asked for several messages: fewer requests than messages, each asked once
+    assert 1 <= len(batches) < N
+    assert sorted(s for b in batches for s in b) == sorted(e["sha256"] for e in events)
+
+
+def test_direct_campaign_notarizes_in_batches(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path
+) -> None:
+    c = correspondents
+    smtp = {"CERTMAIL_SMTP_URL": c.sink.url}
+    events = _campaign(c, relay, tap, tmp_path, six.emails, "--via", "smtp", **smtp)
+    reqs = tap.requests()
+    assert not [p for m, p, _ in reqs if m == "POST" and p == "/v1/notarize"]
+    batch = ("POST", "/v1/notarize/batch")
+    batches = [json.loads(b)["items"] for m, p, b in reqs if (m, p) == batch]
+    assert 1 <= len(batches) < N
+    assert sorted((i["sha256"], i["message_id"]) for b in batches for i in b) == sorted(
+        (e["sha256"], e["message_id"]) for e in events
+    )
+
+
+@pytest.mark.parametrize("via", ["relay", "smtp"])
+def test_killed_between_the_hand_overs_and_their_batch_resumes_without_resending(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path, via: str
+) -> None:
+    """The crash window this batching opens, made deterministic: every message handed
+    over (the ledger says sent), none of their receipts kept, the campaign rows not yet
+    updated, as a SIGKILL before the batch leaves them. ``campaign send`` again sends
+    nothing twice and gets every receipt, batched."""
+    import sqlite3
+
+    c = correspondents
+    env = {"CERTMAIL_SMTP_URL": c.sink.url} if via == "smtp" else {}
+    events = _campaign(c, relay, tap, tmp_path, six.emails, "--via", via, **env)
+    db = sqlite3.connect(c.alice.home / "ledger.db", isolation_level=None)
+    db.execute("UPDATE messages SET notary='pending'")
+    db.execute("DELETE FROM receipts")
+    db.execute("UPDATE campaign_recipients SET state='pending'")
+    db.close()
+    before = len(tap.requests())
+    again = as_sender(
+        c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2",
+        CERTMAIL_NOTARY_URL=tap.url, **env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["summary"]["counts"] == {"accepted": N}
+    time.sleep(1.0)  # a message the relay was handed again would arrive by now
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(six.emails)  # once each
+    path = "/v1/receipts/batch" if via == "relay" else "/v1/notarize/batch"
+    asked = [json.loads(b) for m, p, b in tap.requests()[before:] if p == path]
+    got = [s for a in asked for s in a.get("sha256", [i["sha256"] for i in a.get("items", [])])]
+    assert sorted(got) == sorted(e["sha256"] for e in events) and len(asked) < N
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for e in events:
+            (receipt,) = ledger.receipts(e["sha256"])
+            stmt = Receipt.from_json(receipt).verify(relay.verifier())
+            assert stmt["message"]["sha256"] == e["sha256"]
+
+
+def test_a_direct_campaign_sigkilled_mid_way_resumes_exactly_once(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path
+) -> None:
+    """Direct mode, a real SIGKILL (tests/fixtures/campaign.kill_and_resume): each recipient
+    gets one message, and each is notarized (in batches through the proxy)."""
+    c = correspondents
+    env = {"CERTMAIL_SMTP_URL": c.sink.url}
+    _create(c, relay, tmp_path, six.emails, "--via", "smtp", **env)
+
+    def popen(*extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*CERTMAIL, "campaign", "send", "rent", "--json", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(c.alice.home, **{**relay.env, **env, "CERTMAIL_NOTARY_URL": tap.url}),
+        )
+
+    kill_and_resume(popen, c.alice.home / "ledger.db", N)
+    time.sleep(0.5)  # nothing more arrives: direct mode delivers before the line is printed
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(six.emails)
+    reqs = tap.requests()
+    assert not [p for m, p, _ in reqs if (m, p) == ("POST", "/v1/notarize")]
+    batch = ("POST", "/v1/notarize/batch")
+    asked = {i["sha256"] for m, p, b in reqs if (m, p) == batch for i in json.loads(b)["items"]}
+    rep = as_sender(c, relay, "campaign", "report", "rent", "--format", "json")
+    rows = {r["email"]: r["sha256"] for r in json.loads(rep.stdout)["recipients"]}
+    assert asked == set(rows.values())  # each notarized, through a batch
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for m in c.sink.messages:
+            sha = rows[m.rcpt_tos[0]]
+            assert m.data.endswith(ledger.message_path(sha).read_bytes())
+            (receipt,) = ledger.receipts(sha)
+            assert Receipt.from_json(receipt).verify(relay.verifier())["message"]["sha256"] == sha
