@@ -262,3 +262,45 @@ def test_the_same_evidence_is_signed_once_and_answers_the_same_bytes(
     assert client.post("/v1/notarize", json=later, headers=alice).status_code == 200
     moved = client.get(url, headers=alice)
     assert len(signed) == 2 * n and moved.content != first.content
+
+
+def test_signing_a_certificate_encodes_its_asn1_a_bounded_number_of_times(
+    notary: NotaryService, alice: dict[str, str]
+) -> None:
+    """pyHanko shared the TSA certificates' objects between the token and the signature,
+    and about half the signatures then re-encoded their ASN.1 millions of times (9 s of
+    CPU each); twelve signatures now stay near the 28,000 encodings each needs."""
+    import sys
+    from types import FrameType
+    from typing import Any
+
+    from notary.etsi.api import _issuer
+    from notary.etsi.certificate import render_certificate, sign_certificate
+
+    assert notary.tsa is not None
+    pdf = render_certificate(
+        [{"event": "SubmissionAcceptance", "time": "2026-12-02T00:00:00Z", "message": {"id": MID}}],
+        origin=notary.origin,
+        sha256=SHA,
+        message_id=MID,
+    )
+    creds = _issuer(notary).creds()
+    sign_certificate(pdf, creds, notary.tsa.respond)  # imports and caches before counting
+    calls = 0
+
+    def count(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        if (
+            event == "call"
+            and frame.f_code.co_name == "dump"
+            and "asn1crypto" in frame.f_code.co_filename
+        ):
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        signed = [sign_certificate(pdf, creds, notary.tsa.respond) for _ in range(12)]
+    finally:
+        sys.setprofile(None)
+    assert all(s.startswith(pdf[:8]) and len(s) > len(pdf) for s in signed)
+    assert calls < 12 * 100_000, calls  # about 28,000 each; a shared one: millions
