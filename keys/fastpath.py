@@ -1,7 +1,8 @@
 """The one switch for certmail's benchmarked fast paths.
 
 A fast path (the RFC 3161 token template, the RFC 8785 encoder, the raw-ASGI
-notarize and /tsa handlers, the strict zip reader) lives inside its reference
+notarize and /tsa handlers, the strict zip reader, a proof bundle's plain header
+block read without the MIME reader) lives inside its reference
 module and is built from the same code. ``CERTMAIL_REFERENCE_ONLY=1`` turns every
 one of them off, so CI can run the same tests through the reference code alone.
 """

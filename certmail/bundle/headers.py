@@ -11,6 +11,7 @@ from collections.abc import Callable
 from email.utils import getaddresses  # imported by cryptography.x509 anyway
 from typing import TYPE_CHECKING, NamedTuple
 
+from keys import fastpath
 from keys.errors import MalformedError
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ def _text(value: object) -> str:
 
 def header_facts(message: Buffer, top: Callable[[], Entity] | None = None) -> HeaderFacts:
     """The :class:`HeaderFacts` of ``message``, read in place (no copy of the message);
-    ``top`` answers its top entity when the caller has read it already."""
-    simple = _simple_header(message)
+    ``top`` answers its top entity when the caller has read it already.
+
+    A plain header block is read by :func:`_simple_header`, a benchmarked fast path
+    (docs/proof-bundle.md: it spares a plain bundle's verification the MIME reader and
+    the email package) that ``CERTMAIL_REFERENCE_ONLY=1`` switches off."""
+    simple = _simple_header(message) if fastpath.enabled() else None
     if simple is not None:
         return simple
     from certmail.mime import parse_entity

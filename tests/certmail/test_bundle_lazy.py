@@ -59,8 +59,11 @@ def _format1(world: World) -> bytes:
     return write_members(files)
 
 
-def _modules_after_verify(bundle: Path, world: World, home: Path) -> tuple[str, set[str]]:
-    """``certmail proof verify`` in a fresh interpreter: its output and sys.modules."""
+def _modules_after_verify(
+    bundle: Path, world: World, home: Path, reference_only: bool = False
+) -> tuple[str, set[str]]:
+    """``certmail proof verify`` in a fresh interpreter (its fast paths on, or off with
+    ``reference_only``): its output and sys.modules."""
     vkey = bundle.with_name("notary.vkey")
     vkey.write_text(world.notary.vkey + "\n")
     args = ["proof", "verify", str(bundle), "--vkey", str(vkey), "--tsa-root", str(world.root_pem)]
@@ -70,7 +73,9 @@ def _modules_after_verify(bundle: Path, world: World, home: Path) -> tuple[str, 
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "print('MODULES', ' '.join(sorted(sys.modules)))\n"
     )
-    env = {**os.environ, "CERTMAIL_HOME": str(home)}
+    env = {**os.environ, "CERTMAIL_HOME": str(home), "CERTMAIL_REFERENCE_ONLY": "0"}
+    if reference_only:
+        env["CERTMAIL_REFERENCE_ONLY"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True
     ).stdout
@@ -95,6 +100,17 @@ def test_plain_bundle_verifies_without_the_feature_checkers(
         m for m in modules for bad in NOT_FOR_PLAIN if m == bad or m.startswith(bad + ".")
     )
     assert imported == []
+
+
+def test_reference_only_reads_the_header_with_the_mime_reader(world: World, tmp_path: Path) -> None:
+    """``CERTMAIL_REFERENCE_ONLY=1`` switches the header fast path off: the MIME reader
+    and the email package read the header, and the verdict is the same."""
+    bundle = tmp_path / "plain.certmail-proof.zip"
+    bundle.write_bytes(_format1(world))
+    fast, _ = _modules_after_verify(bundle, world, tmp_path / "home")
+    text, modules = _modules_after_verify(bundle, world, tmp_path / "home", reference_only=True)
+    assert {"certmail.mime", "email.message"} <= modules
+    assert text == fast and text.rstrip().endswith("valid")
 
 
 _NAMES = st.sampled_from(["From", "To", "Cc", "Subject", "Content-Type", "X-Other", "cc", "TO"])
