@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from notary.errors import StorageError
 from notary.states import DELIVERY_STATES as _DELIVERY_STATES
+
+
+class StaleTree(StorageError):
+    """A batch of the log started from a tree another writer has since changed: it wrote
+    nothing, and is to be made again from the tree as read under the lock."""
 
 
 @dataclass(frozen=True)
