@@ -207,7 +207,10 @@ class LogTransaction(Protocol):
     """What the sequencer may do while it holds the sequencing lock.
 
     Nothing it writes is visible to readers, or durable, before the
-    :meth:`LogStore.sequence` block that handed it out exits cleanly.
+    :meth:`LogStore.sequence` block that handed it out exits cleanly. The tree it
+    reports may be the one the backend's last batch left, unread (PostgreSQL): the
+    block then raises :class:`StaleTree`, having written nothing, if another writer
+    changed the tree since.
     """
 
     def tree_size(self) -> int:
