@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import tempfile
@@ -143,13 +144,29 @@ def fill(seq: Sequencer, have: int, want: int, tst: bool) -> None:
         have += n
 
 
-def measure(side: Any, seq: Sequencer, size: int, tst: bool) -> dict[str, float]:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(
+    side: Any, seq: Sequencer, size: int, tst: bool, profile: str | None = None
+) -> dict[str, float]:
     work = [subs(size + b * MEASURE_BATCH, MEASURE_BATCH, tst) for b in range(MEASURE_BATCHES)]
     written = side.bytes_written()
-    t0 = time.perf_counter()
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    cpu0, t0 = _cpu(), time.perf_counter()
     for w in work:
         seq.commit_batch(w)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(f"{profile}.{size}")
     n = MEASURE_BATCH * MEASURE_BATCHES
     written = side.bytes_written() - written
     new_size = size + n
@@ -163,6 +180,7 @@ def measure(side: Any, seq: Sequencer, size: int, tst: bool) -> dict[str, float]
     lat.sort()
     return {
         "rate": n / dt,
+        "cpu_us": cpu / n * 1e6,
         "p50": statistics.median(lat) * 1e3,
         "p99": lat[int(len(lat) * 0.99) - 1] * 1e3,
         "per_entry": side.bytes_on_disk() / new_size,
@@ -187,6 +205,7 @@ def main() -> None:
     ap.add_argument("--tst", action="store_true", help="an RFC 3161 token on every entry")
     ap.add_argument("--postgres", action="store_true", help="on PostgreSQL")
     ap.add_argument("--sizes", help="comma-separated sizes (overrides --large)")
+    ap.add_argument("--profile", metavar="PREFIX", help="cProfile each measure to PREFIX.SIZE")
     args = ap.parse_args()
     sizes = [10**6, 10**7] if args.large else [10**4, 10**5]
     if args.sizes:
@@ -210,18 +229,19 @@ def main() -> None:
             tokens = "with a token each" if args.tst else "no tokens"
             print(f"certmail log growth, {side.name}, {tokens} (2-core machine)\n")
             print(
-                "| entries | sequencing /s | × first size | proof p50 ms | proof p99 ms"
-                " | bytes/entry | C2SP tiles | bytes written/entry |"
+                "| entries | sequencing /s | × first size | CPU us/entry | proof p50 ms"
+                " | proof p99 ms | bytes/entry | C2SP tiles | bytes written/entry |"
             )
-            print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             have, first = 0, None
             for size in sizes:
                 fill(seq, have, size, args.tst)
-                m = measure(side, seq, size, args.tst)
+                m = measure(side, seq, size, args.tst, args.profile)
                 have = size + MEASURE_BATCH * MEASURE_BATCHES
                 first = first or m["rate"]
                 print(
-                    f"| {size:,} | {m['rate']:,.0f} | {m['rate'] / first:.2f} | {m['p50']:.2f}"
+                    f"| {size:,} | {m['rate']:,.0f} | {m['rate'] / first:.2f} | {m['cpu_us']:.1f}"
+                    f" | {m['p50']:.2f}"
                     f" | {m['p99']:.2f} | {m['per_entry']:,.0f} | {TILES_BYTES_PER_ENTRY}"
                     f" | {m['written']:,.0f} |",
                     flush=True,

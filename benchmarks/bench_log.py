@@ -424,20 +424,20 @@ def _alternate(
     rounds: int,
     seconds: int,
 ) -> dict[str, list[tuple[float, str, float, float]]]:
-    """``rounds`` wrk runs of each serve, alternated: (requests/s, latency note, notary and
-    PostgreSQL CPU milliseconds per request) per run."""
+    """``rounds`` wrk runs of each serve, alternated: (requests/s, latency and entries per
+    batch, notary and PostgreSQL CPU milliseconds per request) per run."""
     got: dict[str, list[tuple[float, str, float, float]]] = {k: [] for k in serves}
     for _ in range(rounds):
         for label, (proc, url, token, app_name) in serves.items():
-            c0 = serve_tree_cpu(proc)
+            c0, (e0, b0) = serve_tree_cpu(proc), batch_totals(url)
             p0 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
             r = wrk_run(url, token, seconds)
             if r is None:
                 return got
-            c1 = serve_tree_cpu(proc)
+            c1, (e1, b1) = serve_tree_cpu(proc), batch_totals(url)
             p1 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
-            n = max(r[1], 1)
-            got[label].append((r[0], r[2], (c1 - c0) / n * 1e3, (p1 - p0) / n * 1e3))
+            n, note = max(r[1], 1), f"{r[2]}, {(e1 - e0) / max(b1 - b0, 1):.1f} entries/batch"
+            got[label].append((r[0], note, (c1 - c0) / n * 1e3, (p1 - p0) / n * 1e3))
     return got
 
 

@@ -46,7 +46,7 @@ from notary.merkle import (
 )
 from notary.note import Signer
 from notary.receipt import Receipt
-from notary.storage import LogStore, NewEntry, StoredCheckpoint
+from notary.storage import LogStore, NewEntry, StaleTree, StoredCheckpoint
 from notary.tlogproof import TlogProof
 
 log = logging.getLogger("certmail.notary.sequencer")
@@ -209,18 +209,47 @@ class Sequencer:
             return []
         started = _time.perf_counter()
         tsts = self._stamp(items)
+        try:
+            done = self._sequence(items, tsts, sign_empty)
+        except StaleTree:
+            # The batch started from the tree this process last committed, and another
+            # writer has appended since: it wrote nothing. Again, on the tree read now.
+            done = self._sequence(items, tsts, sign_empty)
+        if done is None:
+            return []
+        size, new_size, entries, note, reader = done
+        # Committed: every hash the proofs need is in memory or in storage, and
+        # what this batch wrote or read is durable, so later batches may reuse it.
+        reader.backing = self.storage
+        self._remember(reader.mem)
+        proofs = prove_inclusion_many(new_size, range(size, new_size), reader)
+        receipts = [
+            Receipt(e, TlogProof(size + i, tuple(p), note), t)
+            for i, (e, t, p) in enumerate(zip(entries, tsts, proofs, strict=True))
+        ]
+        self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
+        self._committed_to(new_size)
+        return receipts
+
+    def _sequence(
+        self, items: Sequence[Submission], tsts: Sequence[bytes | None], sign_empty: bool
+    ) -> tuple[int, int, list[bytes], bytes, _Layered] | None:
+        """One storage transaction of :meth:`commit_batch`: (old size, new size, the
+        entries, the signed note, the hashes read and made), or None (``sign_empty`` with
+        a checkpoint already there)."""
         with self.storage.sequence() as tx:
             size = tx.tree_size()
             last = tx.latest_checkpoint()
             last_size = last.size if last else 0
             if sign_empty and last is not None:
-                return []
+                return None
             if last_size != size:
                 self._fail(
                     f"the log holds {size} entries but its last checkpoint covers {last_size}"
                 )
-            # Time is read under the lock, so batches from several processes
-            # are ordered by it too.
+            # Time is read with the tree as it is under the lock (or as the guard of the
+            # transaction checks it is there), so batches from several processes are
+            # ordered by it too.
             now = self._signing_time(last)
             entries = [
                 statement(
@@ -253,18 +282,7 @@ class Sequencer:
                 hash_start,
                 StoredCheckpoint(new_size, root, now, note),
             )
-        # Committed: every hash the proofs need is in memory or in storage, and
-        # what this batch wrote or read is durable, so later batches may reuse it.
-        reader.backing = self.storage
-        self._remember(reader.mem)
-        proofs = prove_inclusion_many(new_size, range(size, new_size), reader)
-        receipts = [
-            Receipt(e, TlogProof(size + i, tuple(p), note), t)
-            for i, (e, t, p) in enumerate(zip(entries, tsts, proofs, strict=True))
-        ]
-        self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
-        self._committed_to(new_size)
-        return receipts
+        return size, new_size, entries, note, reader
 
     def _stamp(self, items: Sequence[Submission]) -> list[bytes | None]:
         """An RFC 3161 token for each item that asks for one (else None)."""

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from notary.errors import StorageError
 from notary.states import DELIVERY_STATES as _DELIVERY_STATES
+
+
+class StaleTree(StorageError):
+    """A batch of the log started from a tree another writer has since changed: it wrote
+    nothing, and is to be made again from the tree as read under the lock."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,10 @@ class LogTransaction(Protocol):
     """What the sequencer may do while it holds the sequencing lock.
 
     Nothing it writes is visible to readers, or durable, before the
-    :meth:`LogStore.sequence` block that handed it out exits cleanly.
+    :meth:`LogStore.sequence` block that handed it out exits cleanly. The tree it
+    reports may be the one the backend's last batch left, unread (PostgreSQL): the
+    block then raises :class:`StaleTree`, having written nothing, if another writer
+    changed the tree since.
     """
 
     def tree_size(self) -> int:

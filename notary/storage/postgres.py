@@ -27,6 +27,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from notary.errors import StorageError
+from notary.storage import StaleTree
 from notary.storage.sql import Cursor, Dialect, SQLStorage
 from notary.storage.versions import NotifyListener
 
@@ -75,6 +76,7 @@ class PostgresDialect(Dialect):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     add_column = "ADD COLUMN IF NOT EXISTS"
     leveled_index = False  # one B-tree: see notary.storage.sql.log
+    guards_tree = True  # one round trip a batch: see PostgresStorage._pipelined
     error = psycopg.Error
     unique_violation = psycopg.errors.UniqueViolation
 
@@ -149,6 +151,17 @@ class PostgresDialect(Dialect):
     def lock_addresses(self, cur: Cursor) -> None:
         cur.execute("LOCK TABLE addresses IN EXCLUSIVE MODE")
 
+    def guard_tree(self, cur: Cursor, size: int, root: bytes, time: datetime) -> None:
+        """A division by zero (StaleTree, in :meth:`PostgresStorage._pipelined`) unless the
+        latest checkpoint and the entries are still at ``size``: the divisor counts what
+        matches, read when the statement runs (under the lock), never planned away."""
+        cur.execute(
+            "SELECT 1 / (SELECT COUNT(*) FROM (SELECT size, root, time FROM checkpoints"
+            " ORDER BY size DESC LIMIT 1) AS c WHERE c.size = %s AND c.root = %s"
+            " AND c.time = %s AND (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries) = %s)",
+            (size, root, time, size),
+        )
+
 
 def _split_schema(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
@@ -221,17 +234,24 @@ class PostgresStorage(SQLStorage):
 
     @contextmanager
     def _pipelined(self) -> Iterator[Cursor]:
-        """One batch of the log in pipeline mode: BEGIN, the lock and the read of the tree
-        go in one round trip, the inserts and the COMMIT in one more, which is waited for
-        (synchronous_commit on), so the batch is durable when this returns.
+        """One batch of the log in pipeline mode: BEGIN, the lock, the check that the tree
+        is still the one this storage last committed (PostgresDialect.guard_tree), the
+        inserts and the COMMIT go in one round trip, which is waited for
+        (synchronous_commit on), so the batch is durable when this returns. When the tree
+        is not known (the first batch, or after another writer changed it) the lock and
+        the read of the tree go first, in a round trip of their own.
 
         BEGIN and COMMIT are statements of the pipeline (the writer is in autocommit mode):
         psycopg's ``transaction()`` would wait for its BEGIN, a round trip more per batch.
         The pipeline's end (here, or earlier in PostgresDialect.end_pipeline before a COPY)
         raises the first error (a unique violation as itself, not as an aborted
-        pipeline); whatever ends the block early rolls the transaction back."""
+        pipeline); whatever ends the block early rolls the transaction back. After an
+        error of the pipeline the writer is a new connection: psycopg's record of the
+        statements it prepared on the server may be wrong once a pipeline was aborted
+        ("prepared statement ... does not exist" on the next batch)."""
         conn = self._writer
         with self._write_lock:
+            aborted = False
             try:
                 with ExitStack() as stack:
                     stack.enter_context(conn.pipeline())
@@ -240,13 +260,27 @@ class PostgresStorage(SQLStorage):
                         cur.execute("BEGIN")
                         yield cur
                         cur.execute("COMMIT")
-            except psycopg.errors.UniqueViolation as e:
-                raise StorageError(f"conflicting write: {e}") from e
+            except psycopg.Error as e:
+                aborted = True
+                if isinstance(e, psycopg.errors.UniqueViolation):
+                    raise StorageError(f"conflicting write: {e}") from e
+                if isinstance(e, psycopg.errors.DivisionByZero):  # only guard_tree divides
+                    raise StaleTree("the log changed since this process last wrote to it") from e
+                raise
             finally:
                 self.dialect.pipeline = None
-                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                if aborted:
+                    self._renew_writer(conn)
+                elif not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     with suppress(psycopg.Error):  # a broken connection has nothing to undo
                         conn.execute("ROLLBACK")
+
+    def _renew_writer(self, old: psycopg.Connection[Any]) -> None:
+        """Replace the writer (closing it rolls back what it had begun)."""
+        with suppress(psycopg.Error):
+            old.close()
+        self._all.remove(old)
+        self._writer = self._connect(autocommit=True)
 
     def accounts_version(self) -> int | None:
         if self._listener is None:  # started on first use: CLI commands never need it

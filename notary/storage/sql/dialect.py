@@ -173,6 +173,9 @@ class Dialect:
     leveled_index = True
     #: How ``ALTER TABLE`` adds a column.
     add_column = "ADD COLUMN"
+    #: Whether a batch of the log may start from the tree its backend last committed,
+    #: checked under the lock by :meth:`guard_tree` instead of read (notary.storage.sql.log).
+    guards_tree = False
     #: The driver's base error and its unique-constraint error.
     error: type[Exception] = Exception
     unique_violation: type[Exception] = Exception
@@ -226,6 +229,11 @@ class Dialect:
 
     def lock_addresses(self, cur: Cursor) -> None:
         """Serialise address ownership checks (SQLite: the write transaction already does)."""
+
+    def guard_tree(self, cur: Cursor, size: int, root: bytes, time: datetime) -> None:
+        """Make the transaction fail (StaleTree) unless the log holds ``size`` entries and
+        its latest checkpoint is at ``size`` with ``root`` and ``time`` (:attr:`guards_tree`)."""
+        raise NotImplementedError
 
 
 class SQLBase:

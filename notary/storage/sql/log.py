@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from notary.errors import StorageError
-from notary.storage import NewEntry, StoredCheckpoint, StoredEntry
+from notary.storage import NewEntry, StaleTree, StoredCheckpoint, StoredEntry
 from notary.storage.sql.dialect import Cursor, Dialect, SQLBase
 from notary.storage.sql.tokens import TokenColumn
 
@@ -41,6 +41,11 @@ FANOUT = 8
 MAX_LEVELS = 16
 _LEVELS = ",".join(str(i) for i in range(MAX_LEVELS))
 _CHECKPOINT_COLS = "size, root, time, note"
+#: Batches that read the tree under the lock after one found it changed (StaleTree).
+UNGUARDED_AFTER_STALE = 64
+
+#: A log's size and its latest checkpoint.
+TreeState = tuple[int, StoredCheckpoint | None]
 
 
 def message_key(sha256_hex: str) -> int:
@@ -166,11 +171,22 @@ def read_hashes(d: Dialect, cur: Cursor, indexes: Sequence[int]) -> list[bytes]:
 class SQLTransaction:
     """A LogTransaction over a backend's write transaction that holds the sequencing lock."""
 
-    def __init__(self, d: Dialect, cur: Cursor, tokens: TokenColumn) -> None:
+    def __init__(
+        self, d: Dialect, cur: Cursor, tokens: TokenColumn, known: TreeState | None = None
+    ) -> None:
         self.d, self.cur, self.tokens = d, cur, tokens
         #: Token templates this transaction added (cached once it commits).
         self.added_templates: dict[bytes, int] = {}
-        self._state: tuple[int, StoredCheckpoint | None] | None = None
+        self._state: TreeState | None = None
+        #: The tree once this transaction commits: its append's, else the one it read.
+        self.after: TreeState | None = None
+        if known is not None and known[1] is not None:
+            # The tree this backend last committed, checked under the lock by a statement
+            # sent with the rest of the batch (no round trip of its own): if another writer
+            # changed it since, the transaction fails with StaleTree and writes nothing.
+            cp = known[1]
+            d.guard_tree(cur, known[0], cp.root_hash, cp.time)
+            self._state = known
 
     def _tree_state(self) -> tuple[int, StoredCheckpoint | None]:
         # The size and the latest checkpoint in one statement (one round trip),
@@ -189,6 +205,7 @@ class SQLTransaction:
                     int(row[1]), bytes(row[2]), self.d.time_value(row[3]), bytes(row[4])
                 )
             self._state = (int(row[0]), cp)
+        self.after = self._state
         return self._state
 
     def tree_size(self) -> int:
@@ -210,6 +227,7 @@ class SQLTransaction:
     ) -> None:
         d = self.d
         self._state = None  # the size and checkpoint change with this append
+        self.after = (start + len(entries), checkpoint)
         tsts = [self._tst(e) for e in entries]  # before the insert: they may add a template
         d.bulk_insert(
             self.cur,
@@ -251,13 +269,28 @@ class LogSQL(SQLBase):
     def _rows(self) -> _Rows:
         return _Rows(self._tokens, self._read)
 
+    #: The tree as this backend's last sequencing transaction left it (None: unknown),
+    #: and how many batches still read the tree instead (after a StaleTree).
+    _known_tree: TreeState | None = None
+    _unguarded: int = 0
+
     @contextmanager
     def sequence(self) -> Iterator[SQLTransaction]:
-        with self._sequence_write() as cur:
-            self.dialect.lock_sequencer(cur)
-            tx = SQLTransaction(self.dialect, cur, self._tokens)
-            yield tx
+        known, self._known_tree = self._known_tree, None
+        if not self.dialect.guards_tree or self._unguarded:
+            self._unguarded, known = max(self._unguarded - 1, 0), None
+        try:
+            with self._sequence_write() as cur:
+                self.dialect.lock_sequencer(cur)
+                tx = SQLTransaction(self.dialect, cur, self._tokens, known)
+                yield tx
+        except StaleTree:
+            # Another writer appends to this log too: read the tree for a while, so
+            # alternating writers do not each make every batch twice.
+            self._unguarded = UNGUARDED_AFTER_STALE
+            raise
         self._tokens.committed(tx.added_templates)
+        self._known_tree = tx.after
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         return read_hashes(self.dialect, self._read(), indexes)
