@@ -110,6 +110,34 @@ def test_report_asks_for_the_receipts_in_one_batch_and_reads_the_same(
     assert len(batched["csv"].splitlines()) == N + 1
 
 
+def test_more_messages_than_a_page_are_asked_for_page_by_page(
+    correspondents: Any, relay: Relay, sent: Recipients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 4 (the notary's bound is 1,000): N = 6 messages in two batches, in the
+    campaign's order, each asked once, and the report the CLI writes."""
+    from certmail.api import Certmail
+    from certmail.campaign import report
+    from certmail.config import load_settings
+    from tests.fixtures.cli import clean_env
+
+    c = correspondents
+    whole = as_sender(c, relay, "campaign", "report", "rent", "--format", "json").stdout
+    monkeypatch.setattr(report, "RECEIPTS_PAGE", 4)
+    tap = HttpTap(relay.url)
+    env = clean_env(c.alice.home, **{**relay.env, "CERTMAIL_NOTARY_URL": tap.url})
+    try:
+        with Certmail(load_settings(c.alice.home, env)) as cm:
+            text = report.render("rent", report.campaign_rows(cm, "rent"), "json")
+        reqs = tap.requests()
+    finally:
+        tap.close()
+    assert text == whole
+    asked = [json.loads(b)["sha256"] for m, p, b in reqs if (m, p) == ("POST", BATCH)]
+    rows = json.loads(whole)["recipients"]
+    assert asked == [[r["sha256"] for r in rows[:4]], [r["sha256"] for r in rows[4:]]]
+    assert not [p for m, p, _ in reqs if ONE.fullmatch(p)]
+
+
 def _tamper(victim: str) -> Any:
     """Alter the statement of ``victim``'s last receipt in the batch's answer."""
 
