@@ -59,13 +59,45 @@ def _ts(text: str | None) -> datetime | None:
         return None
 
 
-def _evidence(cm: Certmail, sha: str, email: str, message_id: str) -> dict[str, Any]:
-    """The steps the notary's receipts show for one message (nothing when unreachable)."""
-    from ..timeline import build_timeline
+#: Hashes per ``POST /v1/receipts/batch`` (the notary's bound, 1,000: docs/api.md).
+RECEIPTS_PAGE = 1000
 
+
+def _all_evidence(
+    cm: Certmail, wanted: list[tuple[str, str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The evidence of each ``(sha256, email, message_id)`` wanted, keyed by
+    ``(sha256, email)``: the receipts asked for in pages of :data:`RECEIPTS_PAGE`
+    (one ``POST /v1/receipts/batch`` each), every receipt checked as one fetched alone
+    would be. A page the notary does not answer, or no notary, gives no evidence."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not wanted:
+        return out
     try:
         client = cm.notary()
-        got = client.receipts(sha)
+    except Error:
+        return out
+    for i in range(0, len(wanted), RECEIPTS_PAGE):
+        page = wanted[i : i + RECEIPTS_PAGE]
+        try:
+            got = client.receipts_batch([sha for sha, _, _ in page])
+        except Error:
+            continue
+        for sha, email, message_id in page:
+            out[(sha, email)] = _evidence(client, got.get(sha, []), sha, email, message_id)
+    return out
+
+
+def _evidence(
+    client: NotaryClient, got: list[dict[str, Any]], sha: str, email: str, message_id: str
+) -> dict[str, Any]:
+    """The steps the receipts ``got`` show for one message (nothing when one of them does
+    not verify, or there are none: as the 404 of ``GET .../receipts`` was)."""
+    from ..timeline import build_timeline
+
+    if not got:
+        return {}
+    try:
         for r in got:
             client.check_receipt(r, sha, message_id)
     except Error:
@@ -107,6 +139,12 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
         recipients = store.recipients(name)
     pickup = set(spec.get("pickup", ()))
     sealed = "sealed" if spec.get("sealed") else "encrypted"
+    wanted = [
+        (r.sha256, r.email, r.message_id)
+        for r in recipients
+        if evidence and r.sha256 and r.state in ("accepted", "submitted")
+    ]
+    found = _all_evidence(cm, wanted)
     out = []
     for r in recipients:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
@@ -125,7 +163,7 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
         if r.state == "accepted":
             row["accepted"] = r.submitted_at
         if evidence and r.sha256 and r.state in ("accepted", "submitted"):
-            ev = _evidence(cm, r.sha256, r.email, r.message_id)
+            ev = dict(found.get((r.sha256, r.email), {}))
             step = ev.pop("seal_step", None)
             row.update({k: v for k, v in ev.items() if v})
             if row["seal"] and step:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.fixtures.campaign import (
     write_csv,
 )
 from tests.fixtures.cli import CERTMAIL, clean_env
+from tests.fixtures.notary_tap import HttpTap
 from tests.fixtures.relay import Relay, as_sender, start_relay
 
 N = 6
@@ -42,65 +41,6 @@ def _wait(pred: Any, timeout: float = 30.0) -> None:
     while not pred():
         assert time.monotonic() < deadline, "timed out waiting for the deliveries"
         time.sleep(0.05)
-
-
-class HttpTap:
-    """A loopback TCP proxy in front of an HTTP server: keeps what each client sent."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.target = (host, int(port))
-        self.streams: list[bytearray] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.socks: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self.socks += [client, server]
-            sent = bytearray()
-            self.streams.append(sent)
-            threading.Thread(target=self._pump, args=(client, server, sent), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
-        try:
-            while data := src.recv(65536):
-                if keep is not None:
-                    keep += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def requests(self) -> list[tuple[str, str, bytes]]:
-        """Every request sent through: (method, path, body)."""
-        out = []
-        for stream in self.streams:
-            data = bytes(stream)
-            while (end := data.find(b"\r\n\r\n")) >= 0:
-                head = data[:end].decode("latin-1")
-                method, path, _ = head.split("\r\n", 1)[0].split(" ", 2)
-                m = re.search(r"(?im)^content-length:\s*(\d+)", head)
-                size = int(m.group(1)) if m else 0
-                out.append((method, path, data[end + 4 : end + 4 + size]))
-                data = data[end + 4 + size :]
-        return out
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
 
 
 @pytest.fixture

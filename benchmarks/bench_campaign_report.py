@@ -1,0 +1,125 @@
+"""Benchmark `certmail campaign report` of a delivered campaign, this code beside another.
+
+N recipients (one Sequoia key per ten addresses), sent through a real `certmail notary
+serve` relay to a loopback recipient server, then, once every Delivery receipt is in,
+`campaign report NAME --format json` (and csv) run ``--rounds`` times, this tree's code
+and, with ``--before DIR`` (a copy of the code before, e.g. ``git archive COMMIT | tar -x
+-C DIR``), that code, interleaved. Printed per run: wall seconds, the command's CPU (user
++ sys, ``os.wait4``), the notary's CPU over the run; and whether both wrote the same
+bytes.
+
+    .venv/bin/python benchmarks/bench_campaign_report.py [--n 50] [--rounds 5] [--before DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from certmail.config import load_settings  # noqa: E402
+from keys.gpg import Keyring  # noqa: E402
+from tests.fixtures.campaign import kill_agent, make_sq_recipients, write_csv  # noqa: E402
+from tests.fixtures.cli import CERTMAIL, clean_env  # noqa: E402
+from tests.fixtures.notary import relay_notary  # noqa: E402
+from tests.notary.relay_memory import CountingSink  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from proctree import cpu_of, tree  # noqa: E402
+
+ALICE = "alice@example.org"
+
+
+def run(env: dict[str, str], code: Path, work: Path, *args: str) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds and stdout of ``certmail *args`` importing ``code``."""
+    out = work / "out"
+    t0 = time.perf_counter()
+    with open(out, "wb") as f:
+        p = subprocess.Popen(
+            [*CERTMAIL, *args], env={**env, "PYTHONPATH": str(code)}, cwd=work, stdout=f
+        )
+        _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"certmail {' '.join(args)} failed ({status})")
+    return wall, ru.ru_utime + ru.ru_stime, out.read_bytes()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--before", type=Path, default=None, help="a copy of the code before")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bcr", dir="/tmp"))
+    home = work / "home"
+    gh = Path(load_settings(home).gnupghome)
+    gh.mkdir(parents=True, mode=0o700)
+    Keyring(gh).generate_identity(ALICE, "Alice")
+    rs = make_sq_recipients(args.n, gh)
+    sink = CountingSink()
+    sink.start()
+    notary, token, _ = relay_notary(work / "notary", sink.port, ALICE)
+    codes = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
+    got: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    outputs: dict[tuple[str, str], set[bytes]] = {}
+    try:
+        env = clean_env(
+            home, CERTMAIL_EMAIL=ALICE, CERTMAIL_NAME="Alice",
+            CERTMAIL_NOTARY_URL=notary.url, CERTMAIL_NOTARY_TOKEN=token,
+        )  # fmt: skip
+        rows = [{"email": e, "name": f"Tenant {i}"} for i, e in enumerate(rs.emails)]
+        (work / "body.txt").write_text("Dear {{ name }},\nthe rent changes.\n")
+        create = [
+            "campaign", "create", "rent", "--recipients", str(write_csv(work / "r.csv", rows)),
+            "--subject", "Rent notice", "--body-file", str(work / "body.txt"),
+        ]  # fmt: skip
+        run(env, ROOT, work, *create)
+        run(env, ROOT, work, "campaign", "send", "rent", "--concurrency", "2")
+        deadline = time.monotonic() + 300
+        want = f'"delivered": {args.n}'.encode()
+        while want not in run(env, ROOT, work, "campaign", "report", "rent", "--format", "json")[2]:
+            if time.monotonic() > deadline:
+                raise SystemExit("the delivery evidence never came")
+            time.sleep(0.5)
+        for _ in range(args.rounds):
+            for fmt in ("json", "csv"):
+                for label, code in codes.items():
+                    n0 = cpu_of(tree(notary.proc.pid))
+                    wall, cpu, text = run(
+                        env, code, work, "campaign", "report", "rent", "--format", fmt
+                    )
+                    ncpu = cpu_of(tree(notary.proc.pid)) - n0
+                    got.setdefault((label, fmt), []).append((wall, cpu, ncpu))
+                    outputs.setdefault((label, fmt), set()).add(text)
+    finally:
+        notary.stop()
+        sink.stop()
+        kill_agent(gh)
+    print(f"campaign report of {args.n} delivered recipients, {args.rounds} rounds, interleaved")
+    print("code    format  wall s (median, min-max)   command CPU s (median)  notary CPU s")
+    for (label, fmt), xs in sorted(got.items()):
+        w = [x[0] for x in xs]
+        print(
+            f"{label:7} {fmt:6}  {statistics.median(w):.3f} ({min(w):.3f}-{max(w):.3f})"
+            f"           {statistics.median(x[1] for x in xs):.3f}"
+            f"                   {statistics.median(x[2] for x in xs):.3f}"
+        )
+    for fmt in ("json", "csv"):
+        texts = set().union(*(v for (_, f), v in outputs.items() if f == fmt))
+        print(f"{fmt}: {len(texts)} distinct output(s) over every run of every code")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(rs.directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
