@@ -188,8 +188,11 @@ def _subkey_ids(home: Path) -> dict[str, str]:
 
 
 def _kill_mid_campaign(c: Any, relay: Relay, after: int) -> None:
-    """Start ``campaign send``, SIGKILL it once it has reported ``after`` recipients."""
-    p = _send_popen(c, relay)
+    """Start ``campaign send``, SIGKILL it once it has reported ``after`` recipients.
+
+    Paced (``--rate``): its lines come a receipt batch after the hand-over, and an
+    unpaced run on an idle machine could hand the whole campaign over before then."""
+    p = _send_popen(c, relay, "rent", "--rate", str(max(10, N // 4)))
     done = 0
     assert p.stdout is not None and p.stderr is not None
     for line in p.stdout:
