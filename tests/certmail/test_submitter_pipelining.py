@@ -5,7 +5,6 @@ and is answered in order; a refused recipient still stops the message."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,58 +13,21 @@ import pytest
 from certmail import submitter
 from certmail.submitter import DeliveryError, Peer, submit
 from keys.errors import TemporaryError
+from tests.fixtures.notary_tap import TcpTap
 
 
 def _msg(i: int) -> bytes:
     return f"From: a@a.test\r\nTo: b@b.test\r\nSubject: {i}\r\n\r\n.\r\nbody {i}\r\n".encode()
 
 
-class _Tap:
-    """A loopback TCP proxy in front of ``sink``: records each piece the server is sent
-    (one ``recv`` each), so a test sees which commands travelled together."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.pieces: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.socks: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self.socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if record:
-                    self.pieces.append(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+class _Tap(TcpTap):
+    """A :class:`TcpTap` in front of ``sink``: a test sees which commands travelled
+    together (one ``recv`` each)."""
 
     def piece_with(self, command: bytes) -> bytes:
         found = [p for p in self.pieces if command in p.upper()]
         assert len(found) == 1, (command, self.pieces)
         return found[0].upper()
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
 
 
 def _offer_pipelining(sink: Any, offer: bool = True) -> None:
