@@ -11,9 +11,7 @@ until it is replaced by an aiosmtpd server on the same address.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 
 from tests.fixtures.campaign import kill_agent, write_csv
 from tests.fixtures.cli import CERTMAIL, clean_env
+from tests.fixtures.drip import DripServer
 from tests.fixtures.gpg import _gpg, _new_home
 from tests.fixtures.notary import NotaryProcess, configure, free_port, init_notary_dir
 from tests.fixtures.relay import Relay, as_sender
@@ -29,41 +28,6 @@ from tests.notary.relay_helpers import wait_for
 
 FAST = [f"f{i}@fast.test" for i in range(3)]
 SLOW = [f"s{i}@slow.test" for i in range(2)]
-
-
-class DripServer:
-    """Accepts SMTP connections, counts them, drips a greeting that never ends."""
-
-    def __init__(self, address: str, port: int) -> None:
-        self.sock = socket.create_server((address, port))
-        self.stop_flag = threading.Event()
-        self.connections = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.05)
-        with self.sock:
-            while not self.stop_flag.is_set():
-                try:
-                    conn, _ = self.sock.accept()
-                except TimeoutError:
-                    continue
-                self.connections += 1
-                threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            while not self.stop_flag.wait(0.1):
-                try:
-                    conn.sendall(b"220-slowly\r\n")
-                except OSError:
-                    return
-
-    def stop(self) -> None:
-        """Stop and close the listening socket (its address is free for another server)."""
-        self.stop_flag.set()
-        self._thread.join()
 
 
 def _keys(emails: list[str], sender_home: Path) -> Path:
@@ -198,7 +162,8 @@ def test_a_slow_domain_does_not_hold_up_the_rest_of_a_campaign(
 
         wait_for(fast_delivered, timeout=60, what="the fast domain's deliveries")
         assert _recipients_of(fast_mx) == sorted(FAST)
-        # ... while the slow domain's are still deferred: tried, cut off, not failed.
+        # ... while the slow domain's are still deferred: tried (or, the destination
+        # marked dead, suspended without a connection), cut off, not failed.
         wait_for(
             lambda: all(_rows(c, w)[e]["deferred"] for e in SLOW),
             timeout=60,
@@ -208,7 +173,7 @@ def test_a_slow_domain_does_not_hold_up_the_rest_of_a_campaign(
         for e in SLOW:
             assert got[e]["state"] == "accepted" and not got[e]["delivered"], got[e]
             assert "attempt deadline (0.5 s) exceeded" in str(got[e]["reply"]), got[e]
-        assert drip.connections >= len(SLOW)
+        assert drip.connections >= 1
         status = as_sender(c, w.relay, "campaign", "status", "rent", "--json")
         assert json.loads(status.stdout)["counts"] == {"accepted": len(rows)}
     finally:
