@@ -12,7 +12,9 @@ greeting and the transaction) and records what came of it:
 - ``RelayToNonERDS`` or ``RelayToNonERDSFailure``: recorded, logged, settled;
 - a 4xx reply or no connection: retry with exponential backoff; past the
   deadline ``RelayToNonERDSFailure`` (reason ``deadline``); past the warning
-  time the sender gets one delay notice (:mod:`notary.relay.notifying`).
+  time the sender gets one delay notice (:mod:`notary.relay.notifying`); no reply
+  from any server also marks the destination dead for a while, and its other
+  deliveries are deferred untried meanwhile (the scheduler's dead destinations).
 
 The intent of each attempt is committed before it starts and its final
 outcome before it is logged (one per delivery, a unique key); a delivery claimed
