@@ -9,6 +9,18 @@ slot, so one slow domain never holds every slot and the others go on. While an
 attempt runs its lease is renewed every third of the lease time, so a slow
 attempt is never taken over by another node while it is still going. What an
 attempt does is the worker's (:mod:`notary.relay.worker`).
+
+Dead destinations (Postfix's rule): when an attempt to a destination gets no
+reply at all (no host would connect, the greeting never came, the attempt's
+deadline cut it off) the worker marks the destination dead for a backoff
+(``retry_initial``, doubled after each failed probe up to ``retry_max``).
+Until then its claimed deliveries are not tried: each is deferred at once,
+"delivery temporarily suspended: <the reason>", due again when the backoff
+ends (an attempt counted, the delivery's deadline and delay notice as for any
+deferral). After it, one delivery at a time is tried (the probe; the others
+are handed back as for a busy destination); a failed probe marks it dead
+again, any reply from a server (2xx, 4xx or 5xx) clears the mark. The mark is
+per serve process, in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from notary.relay.settings import WorkerSettings
@@ -29,6 +42,17 @@ def destination(d: Delivery) -> str:
     return d.recipient.rpartition("@")[2].lower()
 
 
+@dataclass
+class Dead:
+    """A destination that answered nothing: deliveries wait until ``until``."""
+
+    why: str
+    until: datetime
+    backoff: float
+    #: The delivery trying the destination again after the backoff, while it runs.
+    probe: int | None = None
+
+
 class Scheduler:
     """Runs ``attempt(delivery)`` for due deliveries within the bounds above."""
 
@@ -38,11 +62,14 @@ class Scheduler:
         settings: WorkerSettings,
         clock: Callable[[], datetime],
         attempt: Callable[[Delivery], Awaitable[None]],
+        suspend: Callable[[Delivery, str, datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.s = settings
         self.clock = clock
         self.attempt = attempt
+        #: ``suspend(delivery, why, until)`` defers a delivery to a dead destination.
+        self.suspend = suspend
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +78,8 @@ class Scheduler:
         self.inflight: set[int] = set()
         #: Attempts in flight per destination (:func:`destination`).
         self.busy: dict[str, int] = {}
+        #: Destinations that answered nothing, until their backoff ends (:class:`Dead`).
+        self.dead: dict[str, Dead] = {}
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -101,11 +130,17 @@ class Scheduler:
             later: list[int] = []
             for d in claimed:
                 dest = destination(d)
-                if self.busy.get(dest, 0) >= self.s.per_destination and d.settled is None:
+                what = self._verdict(d, dest)
+                if what == "busy":
                     later.append(d.id)
                     continue
-                self.busy[dest] = self.busy.get(dest, 0) + 1
-                t = asyncio.create_task(self._one(d, dest), name=f"deliver-{d.id}")
+                if what == "suspend":
+                    dead = self.dead[dest]
+                    job = self._suspend(d, dead.why, dead.until)
+                else:
+                    self.busy[dest] = self.busy.get(dest, 0) + 1
+                    job = self._one(d, dest)
+                t = asyncio.create_task(job, name=f"deliver-{d.id}")
                 self._tasks.add(t)
                 t.add_done_callback(self._done)
             if later:  # their destination is busy: give them back, not a slot each
@@ -119,6 +154,47 @@ class Scheduler:
             self._wake.clear()
             await asyncio.sleep(0.003)  # gather a few more before the next claim
 
+    def _verdict(self, d: Delivery, dest: str) -> str:
+        """``run`` it, give it back (``busy``) or ``suspend`` it (its destination is dead)."""
+        if d.settled is not None:
+            return "run"
+        dead = self.dead.get(dest)
+        if dead is not None and self.suspend is not None and self.clock() < dead.until:
+            return "suspend"
+        if self.busy.get(dest, 0) >= self.s.per_destination:
+            return "busy"
+        if dead is not None:
+            if dead.probe is not None:
+                return "busy"  # one attempt at a time while it is being tried again
+            dead.probe = d.id
+        return "run"
+
+    def unreachable(self, d: Delivery, why: str) -> None:
+        """An attempt to ``d``'s destination got no reply: mark it dead (or keep it so)."""
+        dest, now = destination(d), self.clock()
+        dead = self.dead.get(dest)
+        if dead is None:
+            backoff = self.s.retry_initial
+            self.dead[dest] = Dead(why, now + timedelta(seconds=backoff), backoff)
+            log.info(
+                "destination %s is not answering (%s): deliveries wait %g s", dest, why, backoff
+            )
+            return
+        dead.why = why
+        if dead.probe == d.id:  # the probe failed: back off longer
+            dead.backoff = min(dead.backoff * 2, self.s.retry_max)
+            dead.probe = None
+        dead.until = max(dead.until, now + timedelta(seconds=dead.backoff))
+
+    def reachable(self, d: Delivery) -> None:
+        """A server of ``d``'s destination replied: it is not dead (any more)."""
+        if self.dead.pop(destination(d), None) is not None:
+            log.info("destination %s answers again", destination(d))
+
+    async def _suspend(self, d: Delivery, why: str, until: datetime) -> None:
+        assert self.suspend is not None
+        await self.suspend(d, why, until)
+
     async def _one(self, d: Delivery, dest: str) -> None:
         self.inflight.add(d.id)
         try:
@@ -128,6 +204,9 @@ class Scheduler:
             self.busy[dest] -= 1
             if self.busy[dest] <= 0:
                 del self.busy[dest]
+            dead = self.dead.get(dest)
+            if dead is not None and dead.probe == d.id:  # ended without a verdict
+                dead.probe = None
 
     async def _postpone(self, ids: list[int]) -> None:
         until = self.clock() + timedelta(seconds=self.s.postpone)

@@ -12,7 +12,9 @@ greeting and the transaction) and records what came of it:
 - ``RelayToNonERDS`` or ``RelayToNonERDSFailure``: recorded, logged, settled;
 - a 4xx reply or no connection: retry with exponential backoff; past the
   deadline ``RelayToNonERDSFailure`` (reason ``deadline``); past the warning
-  time the sender gets one delay notice (:mod:`notary.relay.notifying`).
+  time the sender gets one delay notice (:mod:`notary.relay.notifying`); no reply
+  from any server also marks the destination dead for a while, and its other
+  deliveries are deferred untried meanwhile (the scheduler's dead destinations).
 
 The intent of each attempt is committed before it starts and its final
 outcome before it is logged (one per delivery, a unique key); a delivery claimed
@@ -27,7 +29,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +78,9 @@ class DeliveryWorker:
         self._cache: dict[int, list[Any]] = {}
         self.budget = ByteBudget(settings.memory_budget)
         self.pool = Pool()
-        self.scheduler = Scheduler(self.storage, settings, self.clock, self._attempt)
+        self.scheduler = Scheduler(
+            self.storage, settings, self.clock, self._attempt, self._suspended
+        )
         self.delivered = 0
         self.failed = 0
         self.deferred = 0
@@ -172,6 +176,10 @@ class DeliveryWorker:
         except TimeoutError:
             out = Outcome(why=f"attempt deadline ({self.s.attempt_deadline:g} s) exceeded")
         del data
+        if out.event is None and out.reply is None:  # no server said anything
+            self.scheduler.unreachable(d, out.why)
+        elif out.reply is not None or out.extra.get("reply") is not None:
+            self.scheduler.reachable(d)
         if out.event is None:
             await self._retry(d, out.why, out.reply, attempt=attempt)
         else:
@@ -265,6 +273,10 @@ class DeliveryWorker:
             except Exception as e:  # the evidence stands; the email is a convenience
                 log.error("cannot send the %s receipt email for %s: %s", event, d.sha256, e)
 
+    async def _suspended(self, d: Delivery, why: str, until: datetime) -> None:
+        """Defer ``d`` without trying: its destination is dead until ``until`` (scheduler)."""
+        await self._retry(d, f"delivery temporarily suspended: {why}", at=until)
+
     async def _retry(
         self,
         d: Delivery,
@@ -272,6 +284,7 @@ class DeliveryWorker:
         reply: dict[str, Any] | None = None,
         *,
         attempt: int | None = None,
+        at: datetime | None = None,
     ) -> None:
         now = self.clock()
         age = (now - d.received).total_seconds()
@@ -292,7 +305,7 @@ class DeliveryWorker:
             return
         delay = min(self.s.retry_initial * (2 ** min(d.attempts, 30)), self.s.retry_max)
         until = d.received + timedelta(seconds=self.s.deadline)
-        next_attempt = min(now + timedelta(seconds=delay), until)
+        next_attempt = min(at or now + timedelta(seconds=delay), until)
         warned = d.warned
         if not warned and age >= self.s.warn_after and d.kind == "message":
             await queue_delay_notice(self, d, why, last_reply, now, until)
