@@ -22,6 +22,7 @@ import pytest
 
 from certmail.ledger import Ledger
 from notary.receipt import Receipt
+from tests.fixtures import relay as relay_fixtures
 from tests.fixtures.campaign import (
     Recipients,
     kill_agent,
@@ -31,7 +32,7 @@ from tests.fixtures.campaign import (
 )
 from tests.fixtures.cli import CERTMAIL, clean_env
 from tests.fixtures.notary_tap import HttpTap
-from tests.fixtures.relay import Relay, as_sender, start_relay
+from tests.fixtures.relay import Relay, as_sender
 
 N = 6
 
@@ -43,11 +44,7 @@ def _wait(pred: Any, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
-    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
-    yield r
-    r.stop()
+relay = relay_fixtures.relay  # retrying after 0.2 s
 
 
 @pytest.fixture

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import relay as relay_fixtures
 from tests.fixtures.campaign import Recipients, kill_agent, make_recipients, write_csv
 from tests.fixtures.notary_tap import HttpRewriter, HttpTap
-from tests.fixtures.relay import Relay, as_sender, start_relay
+from tests.fixtures.relay import Relay, as_sender
 
 N = 6
 FORMATS = ("json", "csv", "html")
@@ -31,11 +32,7 @@ BATCH = "/v1/receipts/batch"
 ONE = re.compile(r"/v1/messages/[0-9a-f]{64}/receipts")
 
 
-@pytest.fixture
-def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
-    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
-    yield r
-    r.stop()
+relay = relay_fixtures.relay  # retrying after 0.2 s
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from certmail.api import Certmail
 from certmail.campaign.store import CampaignStore
 from certmail.sealed.box import CONTENT_NAME
 from certmail.sealed.opening import SealedOpening
+from tests.fixtures import relay as relay_fixtures
 from tests.fixtures.campaign import (
     Recipients,
     kill_agent,
@@ -36,18 +37,14 @@ from tests.fixtures.campaign import (
 )
 from tests.fixtures.cli import CERTMAIL, clean_env
 from tests.fixtures.gpg import _gpg
-from tests.fixtures.relay import Relay, as_sender, start_relay
+from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smtp import make_settings
 
 N = 5
 BODY = "Dear {{ name }},\nflat {{ flat }}: the rent changes in March.\n"
 
 
-@pytest.fixture
-def relay(tmp_path: Path, correspondents: Any) -> Iterator[Relay]:
-    r = start_relay(tmp_path / "notary", correspondents, relay_retry_initial=0.2)
-    yield r
-    r.stop()
+relay = relay_fixtures.relay  # retrying after 0.2 s
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ Real notary subprocess, DNS server and SMTP servers on loopback."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -21,42 +19,9 @@ import pytest
 
 from certmail.relay_client import submit
 from notary.relay.notices import duration
+from tests.fixtures.drip import DripServer
 from tests.fixtures.notary import CERTMAIL, init_notary_dir
 from tests.notary.relay_helpers import ALICE, MxWorld, configure, message, wait_for
-
-
-class DripServer:
-    """Accepts SMTP connections and drips a greeting that never ends (``220-`` lines)."""
-
-    def __init__(self, address: str, port: int) -> None:
-        self.sock = socket.create_server((address, port))
-        self.stop_flag = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stop_flag.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            while not self.stop_flag.wait(0.3):
-                try:
-                    conn.sendall(b"220-slowly\r\n")
-                except OSError:
-                    return
-
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.sock.close()
 
 
 def _deliveries(w: MxWorld, sha: str, token: str | None = None) -> httpx.Response:
