@@ -20,16 +20,12 @@ import pytest
 
 import certmail.seal as seal_module
 import certmail.selfcheck as selfcheck
-from certmail.armor import Crc24, fast_crc24
-from certmail.compose import Headers, ScanRecord, gnu_base64
+from certmail.armor import Crc24
+from certmail.compose import Headers, ScanRecord
 from certmail.pipeline import EncryptPipeline
 from certmail.seal import seal
 from keys.errors import Error, MalformedError
 from keys.gpg import Keyring
-
-pytestmark = pytest.mark.skipif(
-    not fast_crc24() or gnu_base64() is None, reason="certmail's armor needs libgcrypt, GNU base64"
-)
 
 ALICE, BOB = "alice@example.org", "bob@example.net"
 

@@ -18,10 +18,10 @@ cosigned its receipts' checkpoint; their cosigner keys are written as witness-N.
 With ``GOLDEN_ANCHORS=1`` (format 4, tests/vectors/proof-bundle/v4) the notary anchors
 its checkpoints with an independent ``openssl ts -reply`` TSA (tests/fixtures/openssl_tsa.py,
 ``--every 1``) and each bundle is exported once its latest checkpoint is anchored; that
-TSA's root is written as anchor-root.pem. With ``GOLDEN_MDNS=1`` and ``-k v5`` (format 5,
+TSA's root is written as anchor-root.pem. With ``GOLDEN_MDNS=1`` (format 5,
 tests/vectors/proof-bundle/v5) each message is sent with ``--request-mdn`` and its bundle
-carries Bob's signed MDN and an unsigned Thunderbird-style one. With ``GOLDEN_SMIME=1`` and
-``-k v6`` (format 6, tests/vectors/proof-bundle/v6) the messages are S/MIME (``send --smime``).
+carries Bob's signed MDN and an unsigned Thunderbird-style one. With ``GOLDEN_SMIME=1``
+(format 6, tests/vectors/proof-bundle/v6) the messages are S/MIME (``send --smime``).
 """
 
 from __future__ import annotations
@@ -87,6 +87,23 @@ def test_make_golden(correspondents: Any, notary_dir: Path, tmp_path: Path) -> N
     from tests.fixtures.cli import use_notary
     from tests.fixtures.cosigned import serve_witnesses, serving, wait_receipts_cosigned
 
+    if os.environ.get("GOLDEN_MDNS") == "1":  # format 5: a flow of its own
+        with serving(server := NotaryProcess(notary_dir), []):
+            _golden_v5(correspondents, server, tmp_path)
+        return
+    if os.environ.get("GOLDEN_SMIME") == "1":  # format 6: the notary trusts the S/MIME CA
+        import dataclasses
+
+        from notary.config import load_config, write_config
+        from tests.fixtures.smime import smime_homes
+
+        smime = smime_homes(correspondents, tmp_path)
+        cfg = dataclasses.replace(load_config(notary_dir), ack_smime_ca=str(smime.pki.ca))
+        write_config(cfg)
+        with serving(server := NotaryProcess(notary_dir), []):
+            _golden_v6(correspondents, server, tmp_path, smime)
+        return
+
     out = Path(os.environ["GOLDEN_OUT"])
     out.mkdir(parents=True, exist_ok=True)
     c = correspondents
@@ -145,13 +162,9 @@ def _send_acked_with_mdns(c: Any, tmp: Path, kind: str, *extra: str) -> Path:
     return bundle
 
 
-def test_make_golden_v5(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+def _golden_v5(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
     """Format 5 (``GOLDEN_MDNS=1``, tests/vectors/proof-bundle/v5): read receipts (a signed
     MDN from Bob's certmail, an unsigned Thunderbird-style one) in each bundle."""
-    import pytest
-
-    if os.environ.get("GOLDEN_MDNS") != "1":
-        pytest.skip("GOLDEN_MDNS=1 makes the format 5 golden")
     from tests.fixtures.cli import use_notary
 
     out = Path(os.environ["GOLDEN_OUT"])
@@ -167,21 +180,15 @@ def test_make_golden_v5(correspondents: Any, notary_server: NotaryProcess, tmp_p
     (out / "bob.asc").write_text(c.bob.keyring.export_public(c.bob.email))
 
 
-def test_make_golden_v6(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path) -> None:
+def _golden_v6(correspondents: Any, notary_server: NotaryProcess, tmp_path: Path, s: Any) -> None:
     """Format 6 (``GOLDEN_SMIME=1``, tests/vectors/proof-bundle/v6): S/MIME messages
     (signed-only and signed+encrypted, ``send --smime``) with Bob's acknowledgement and his
-    signed MDN; the S/MIME CA's root is written as smime-ca.pem."""
-    import pytest
-
-    if os.environ.get("GOLDEN_SMIME") != "1":
-        pytest.skip("GOLDEN_SMIME=1 makes the format 6 golden")
+    signed MDN (``s``: their S/MIME homes); the S/MIME CA's root is written as smime-ca.pem."""
     from tests.fixtures.cli import json_of, send_args, use_notary
-    from tests.fixtures.smime import smime_homes
 
     out = Path(os.environ["GOLDEN_OUT"])
     out.mkdir(parents=True, exist_ok=True)
     c = correspondents
-    s = smime_homes(c, tmp_path)
     use_notary(c, c.alice, notary_server)
     c.settings(c.bob, smtp_url=c.sink.url)
     for kind, extra in (("signed-ack", ("--no-encrypt",)), ("encrypted-ack", ())):
