@@ -28,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notary.api_schema import SHA256_PATTERN, ApiError, ReceiptModel
 from notary.body_limit import TooLarge, json_error, read_bytes
-from notary.receipt import Receipt
 from notary.service import NotaryService
 from notary.storage import Account
 
@@ -95,12 +94,7 @@ def receipts_of(service: NotaryService, account: Account, hashes: list[str]) -> 
     (blocking: the store is read; run it in a thread)."""
     from notary.cosigning import cosigned_receipts
 
-    cp = service.storage.latest_checkpoint()
-    found: dict[str, list[Receipt]] = {h: [] for h in hashes}
-    if cp is not None:
-        for h in hashes:
-            mine = service.storage.entries_for_account(h, account.id)
-            found[h] = [service.receipt_for(e, cp.size, cp.note) for e in mine if e.index < cp.size]
+    found = service.receipts_of(account, hashes)
     directory = service.config.directory
     return {
         "messages": [

@@ -196,17 +196,23 @@ class NotaryService:
         evidence about the message: the answer does not tell whether a hash
         is in the log (DESIGN §4.1, entries are private).
         """
-        cp = self.storage.latest_checkpoint()
-        mine = (
-            []
-            if cp is None
-            else [
-                e for e in self.storage.entries_for_account(sha256, account.id) if e.index < cp.size
-            ]
-        )
-        if cp is None or not mine:
+        mine = self.receipts_of(account, [sha256])[sha256]
+        if not mine:
             raise NotFoundError(f"no evidence for message {sha256} in this account")
-        return [self.receipt_for(e, cp.size, cp.note) for e in mine]
+        return mine
+
+    def receipts_of(self, account: Account, hashes: list[str]) -> dict[str, list[Receipt]]:
+        """Each message's receipts as :meth:`receipts` gives them (empty: none in this
+        account), all against one checkpoint, the latest."""
+        cp = self.storage.latest_checkpoint()
+        found: dict[str, list[Receipt]] = {h: [] for h in hashes}
+        if cp is not None:
+            for h in hashes:
+                mine = self.storage.entries_for_account(h, account.id)
+                found[h] = [
+                    self.receipt_for(e, cp.size, cp.note) for e in mine if e.index < cp.size
+                ]
+        return found
 
     def consistency(self, old: int, new: int) -> list[bytes]:
         """An RFC 9162 consistency proof between two tree sizes the log has reached."""
