@@ -26,6 +26,7 @@ from certmail.pipeline import EncryptPipeline
 from certmail.seal import seal
 from keys.errors import Error, MalformedError
 from keys.gpg import Keyring
+from tests.fixtures.tamper import tamper_stream
 
 ALICE, BOB = "alice@example.org", "bob@example.net"
 
@@ -152,22 +153,10 @@ class ArmorTampering(EncryptPipeline):
     def _start_armor(self) -> None:
         super()._start_armor()
         assert self.b64e is not None
-        original = self.b64e.stdout
-        r, w = os.pipe()
-
-        def relay() -> None:
-            seen = 0
-            with original, os.fdopen(w, "wb") as out:
-                while chunk := original.read(65536):
-                    if seen <= self.at < seen + len(chunk):
-                        i = self.at - seen
-                        c = self.to if chunk[i : i + 1] != self.to else b"B"
-                        chunk = chunk[:i] + c + chunk[i + 1 :]
-                    seen += len(chunk)
-                    out.write(chunk)
-
-        threading.Thread(target=relay, daemon=True).start()
-        self.b64e.stdout = os.fdopen(r, "rb")
+        to = self.to
+        self.b64e.stdout = tamper_stream(
+            self.b64e.stdout, self.at, lambda c: to if c != to else b"B"
+        )
 
 
 @pytest.mark.parametrize("to", [b"A", b"-"], ids=["other-letter", "not-base64"])

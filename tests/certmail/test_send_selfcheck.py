@@ -10,7 +10,6 @@ own (GNU base64) and gpg's (``CERTMAIL_REFERENCE_ONLY=1``).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from certmail.seal import Sealed, seal
 from certmail.unseal import check_manifest, unseal
 from keys.errors import Error, MalformedError, NotFoundError
 from keys.gpg import Keyring
+from tests.fixtures.tamper import tamper_stream
 
 ALICE = "alice@example.org"
 BOB = "bob@example.net"
@@ -78,21 +78,9 @@ class TamperingPipeline(EncryptPipeline):
     def _start(self) -> None:
         super()._start()
         assert self.enc is not None and self.enc.stdout is not None
-        original = self.enc.stdout
-        r, w = os.pipe()
-
-        def relay() -> None:
-            seen = 0
-            with original, os.fdopen(w, "wb") as out:
-                while chunk := original.read(65536):
-                    if seen <= self.at < seen + len(chunk):
-                        i = self.at - seen
-                        chunk = chunk[:i] + bytes([chunk[i] ^ 0x01]) + chunk[i + 1 :]
-                    seen += len(chunk)
-                    out.write(chunk)
-
-        threading.Thread(target=relay, daemon=True).start()
-        self.enc.proc.stdout = os.fdopen(r, "rb")
+        self.enc.proc.stdout = tamper_stream(
+            self.enc.stdout, self.at, lambda c: bytes([c[0] ^ 0x01])
+        )
 
 
 #: RFC 3156 §6.2 (combined; certmail send and campaigns) and §6.1 (multipart/signed
