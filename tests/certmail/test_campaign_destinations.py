@@ -11,7 +11,6 @@ until it is replaced by an aiosmtpd server on the same address.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,48 +18,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.campaign import kill_agent, write_csv
-from tests.fixtures.cli import CERTMAIL, clean_env
+from tests.fixtures.campaign import kill_agent, recipients_for, write_csv
 from tests.fixtures.drip import DripServer
-from tests.fixtures.gpg import _gpg, _new_home
-from tests.fixtures.notary import NotaryProcess, configure, free_port, init_notary_dir
-from tests.fixtures.relay import Relay, as_sender
+from tests.fixtures.mx import MxHosts
+from tests.fixtures.relay import as_sender, start_relay
 from tests.notary.relay_helpers import wait_for
 
 FAST = [f"f{i}@fast.test" for i in range(2)]
 SLOW = [f"s{i}@slow.test" for i in range(2)]
 
 
-def _keys(emails: list[str], sender_home: Path) -> Path:
-    """A GnuPG home with a key for each of ``emails``, imported and trusted by the sender."""
-    home = _new_home()
-    params = "".join(
-        "Key-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\nSubkey-Type: ecdh\n"
-        f"Subkey-Curve: cv25519\nSubkey-Usage: encrypt\nName-Real: R {i}\nName-Email: {e}\n"
-        "Expire-Date: 0\n%no-protection\n%commit\n"
-        for i, e in enumerate(emails)
-    )
-    _gpg(home, "--gen-key", stdin=params.encode())
-    fprs = [
-        line.split(":")[9]
-        for line in _gpg(home, "--with-colons", "--list-keys").decode().splitlines()
-        if line.startswith("fpr:")
-    ]
-    _gpg(sender_home, "--import", stdin=_gpg(home, "--armor", "--export"))
-    _gpg(sender_home, "--import-ownertrust", stdin="".join(f"{x}:6:\n" for x in fprs).encode())
-    _gpg(sender_home, "--check-trustdb")
-    return home
-
-
-class World:
+class World(MxHosts):
     """Alice's relay routing by MX: fast.test -> 127.0.0.51, slow.test -> 127.0.0.52."""
 
     def __init__(self, tmp: Path, c: Any) -> None:
-        from tests.fixtures.dns import make_dns_server
-
-        self.tmp = tmp
-        self.dns = make_dns_server()
-        self.dns.zone.update(
+        super().__init__(tmp)
+        self.zone.update(
             {
                 "fast.test": {"MX": ["10 mx.fast.test."]},
                 "mx.fast.test": {"A": ["127.0.0.51"]},
@@ -68,52 +41,29 @@ class World:
                 "mx.slow.test": {"A": ["127.0.0.52"]},
             }
         )
-        self.port = free_port()
-        self.sinks: list[Any] = []
-        d = init_notary_dir(tmp / "notary")
-        configure(
-            d,
-            relay_dns_server=self.dns.address,
-            relay_mx_port=self.port,
+        self.relay = start_relay(
+            tmp / "notary",
+            c,
+            smarthost_port=0,
+            **self.config,
             relay_attempt_deadline=0.5,
             relay_retry_initial=0.2,
             relay_destination_concurrency=2,
             relay_concurrency=8,
         )
-        proc = NotaryProcess(d)
-        self.relay = Relay(proc, free_port(), 0, proc.token_for(c.alice.email))
-        proc.start(["--smtp", f"127.0.0.1:{self.relay.smtp_port}"])
-        for key in ("email", "name"):
-            subprocess.run(
-                [*CERTMAIL, "config", "set", key, getattr(c.alice, key)],
-                env=clean_env(c.alice.home),
-                check=True,
-                capture_output=True,
-            )
-
-    def sink(self, address: str) -> Any:
-        from tests.fixtures.smtp import SmtpSink
-
-        s = SmtpSink(self.tmp)
-        s.host, s.port = address, self.port
-        s.start()
-        self.sinks.append(s)
-        return s
 
     def stop(self) -> None:
         self.relay.stop()
-        for s in self.sinks:
-            s.stop()
-        self.dns.stop()
+        super().stop()
 
 
 @pytest.fixture
 def world(tmp_path: Path, correspondents: Any) -> Iterator[World]:
-    home = _keys(FAST + SLOW, Path(correspondents.alice.keyring.gnupghome))
+    rs = recipients_for(FAST + SLOW, Path(correspondents.alice.keyring.gnupghome))
     w = World(tmp_path, correspondents)
     yield w
     w.stop()
-    kill_agent(home)
+    kill_agent(rs.home)
 
 
 def _rows(c: Any, w: World) -> dict[str, dict[str, Any]]:

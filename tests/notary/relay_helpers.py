@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.fixtures.mx import MxHosts
 from tests.fixtures.notary import NotaryProcess, configure, free_port, relay_args
 
 ALICE = "alice@a.test"
@@ -97,51 +98,21 @@ class RelayNotary:
             time.sleep(0.05)
 
 
-class MxWorld:
-    """A notary relay delivering by MX lookup against a test DNS server.
-
-    Every "mail server" listens on the same port (``relay_mx_port``) at its own
-    loopback address (127.0.0.N), so MX hosts differ by address as on the
-    Internet. ``sink(address)`` starts one; ``zone`` is the DNS server's zone.
-    """
+class MxWorld(MxHosts):
+    """A notary relay delivering by MX lookup to :class:`~tests.fixtures.mx.MxHosts`
+    (one port, a loopback address per mail server), retrying a deferral after 0.2 s."""
 
     def __init__(self, directory: Path, tmp: Path) -> None:
-        from tests.fixtures.dns import make_dns_server
-
-        self.tmp = tmp
-        self.dns = make_dns_server()
-        self.port = free_port()
-        configure(
-            directory,
-            relay_retry_initial=0.2,
-            relay_dns_server=self.dns.address,
-            relay_mx_port=self.port,
-        )
+        super().__init__(tmp)
+        configure(directory, relay_retry_initial=0.2, **self.config)
         self.relay = RelayNotary(directory, 0)
-        self.sinks: list[Any] = []
-
-    @property
-    def zone(self) -> dict[str, dict[str, list[str]]]:
-        return self.dns.zone
-
-    def sink(self, address: str) -> Any:
-        """A started recipient server on ``address``:``self.port``."""
-        from tests.fixtures.smtp import SmtpSink
-
-        s = SmtpSink(self.tmp)
-        s.host, s.port = address, self.port
-        s.start()
-        self.sinks.append(s)
-        return s
 
     def start(self) -> None:
-        self.relay.proc.start(["--smtp", f"127.0.0.1:{self.relay.smtp_port}"])
+        self.relay.start()
 
     def stop(self) -> None:
         self.relay.proc.stop()
-        for s in self.sinks:
-            s.stop()
-        self.dns.stop()
+        super().stop()
 
 
 def message(
