@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from notary.relay.settings import WorkerSettings
 from notary.storage import Delivery, QueueStore
@@ -62,13 +63,14 @@ class Scheduler:
         settings: WorkerSettings,
         clock: Callable[[], datetime],
         attempt: Callable[[Delivery], Awaitable[None]],
-        suspend: Callable[[Delivery, str, datetime], Awaitable[None]] | None = None,
+        suspend: Callable[[Delivery, str, datetime], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.storage = storage
         self.s = settings
         self.clock = clock
         self.attempt = attempt
-        #: ``suspend(delivery, why, until)`` defers a delivery to a dead destination.
+        #: ``suspend(delivery, why, until)`` defers a delivery to a dead destination; an
+        #: ``async def``, whose call the scheduler runs as a task.
         self.suspend = suspend
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
@@ -136,7 +138,8 @@ class Scheduler:
                     continue
                 if what == "suspend":
                     dead = self.dead[dest]
-                    job = self._suspend(d, dead.why, dead.until)
+                    assert self.suspend is not None  # _verdict suspends only with one
+                    job = self.suspend(d, dead.why, dead.until)
                 else:
                     self.busy[dest] = self.busy.get(dest, 0) + 1
                     job = self._one(d, dest)
@@ -190,10 +193,6 @@ class Scheduler:
         """A server of ``d``'s destination replied: it is not dead (any more)."""
         if self.dead.pop(destination(d), None) is not None:
             log.info("destination %s answers again", destination(d))
-
-    async def _suspend(self, d: Delivery, why: str, until: datetime) -> None:
-        assert self.suspend is not None
-        await self.suspend(d, why, until)
 
     async def _one(self, d: Delivery, dest: str) -> None:
         self.inflight.add(d.id)
