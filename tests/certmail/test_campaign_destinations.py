@@ -33,14 +33,7 @@ class World(MxHosts):
 
     def __init__(self, tmp: Path, c: Any) -> None:
         super().__init__(tmp)
-        self.zone.update(
-            {
-                "fast.test": {"MX": ["10 mx.fast.test."]},
-                "mx.fast.test": {"A": ["127.0.0.51"]},
-                "slow.test": {"MX": ["10 mx.slow.test."]},
-                "mx.slow.test": {"A": ["127.0.0.52"]},
-            }
-        )
+        self.route({"fast.test": "127.0.0.51", "slow.test": "127.0.0.52"})
         self.relay = start_relay(
             tmp / "notary",
             c,

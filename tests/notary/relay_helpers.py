@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from certmail.relay_client import submit
 from tests.fixtures.mx import MxHosts
 from tests.fixtures.notary import NotaryProcess, configure, free_port, relay_args
 
@@ -109,6 +110,19 @@ class MxWorld(MxHosts):
 
     def start(self) -> None:
         self.relay.start()
+
+    def submit(
+        self, mid: str, recipients: list[str], *, sender: str = ALICE, token: str | None = None
+    ) -> str:
+        """Submit :func:`message` ``mid`` from ``sender`` to ``recipients`` (its To: names
+        them) through the relay with ``token`` (Alice's unless given): its SHA-256."""
+        return submit(
+            message(mid, sender=sender, to=", ".join(recipients)),
+            mail_from=sender,
+            recipients=recipients,
+            notary_url=self.relay.url,
+            token=token or self.relay.token,
+        )
 
     def stop(self) -> None:
         self.relay.proc.stop()

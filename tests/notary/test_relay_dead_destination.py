@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from certmail.relay_client import submit
 from tests.fixtures.drip import DripServer
 from tests.fixtures.notary import configure, init_notary_dir
-from tests.notary.relay_helpers import ALICE, MxWorld, message, wait_for
+from tests.notary.relay_helpers import MxWorld, wait_for
 
 DEAD = [f"u{i}@dead.test" for i in range(6)]
 
@@ -24,14 +23,7 @@ DEAD = [f"u{i}@dead.test" for i in range(6)]
 def world(tmp_path: Path) -> Iterator[MxWorld]:
     d = init_notary_dir(tmp_path / "notary")
     w = MxWorld(d, tmp_path)
-    w.zone.update(
-        {
-            "dead.test": {"MX": ["10 mx.dead.test."]},
-            "mx.dead.test": {"A": ["127.0.0.61"]},
-            "b.test": {"MX": ["10 mx.b.test."]},
-            "mx.b.test": {"A": ["127.0.0.62"]},
-        }
-    )
+    w.route({"dead.test": "127.0.0.61", "b.test": "127.0.0.62"})
     configure(
         d,
         relay_attempt_deadline=0.5,
@@ -49,13 +41,7 @@ def test_a_dead_destination_is_probed_not_tried_by_every_delivery(world: MxWorld
     try:
         bob_mx = w.sink("127.0.0.62")
         w.start()
-        sha = submit(
-            message("dead", to=", ".join(DEAD)),
-            mail_from=ALICE,
-            recipients=DEAD,
-            notary_url=w.relay.url,
-            token=w.relay.token,
-        )
+        sha = w.submit("dead", DEAD)
 
         # Every delivery is deferred (its first attempts all at once), then all but the
         # probe are deferred again without trying: "delivery temporarily suspended" ...
@@ -80,13 +66,7 @@ def test_a_dead_destination_is_probed_not_tried_by_every_delivery(world: MxWorld
         errors = {r["last_error"] for r in rows}
         assert all("attempt deadline (0.5 s) exceeded" in e for e in errors), errors
         # Another destination is not affected.
-        bob = submit(
-            message("alive"),
-            mail_from=ALICE,
-            recipients=["bob@b.test"],
-            notary_url=w.relay.url,
-            token=w.relay.token,
-        )
+        bob = w.submit("alive", ["bob@b.test"])
         w.relay.wait_events(bob, "RelayToNonERDS")
         assert len(bob_mx.messages) == 1
     finally:

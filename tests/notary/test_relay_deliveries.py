@@ -6,7 +6,6 @@ Real notary subprocess, DNS server and SMTP servers on loopback."""
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -17,11 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from certmail.relay_client import submit
 from notary.relay.notices import duration
 from tests.fixtures.drip import DripServer
-from tests.fixtures.notary import CERTMAIL, init_notary_dir
-from tests.notary.relay_helpers import ALICE, MxWorld, configure, message, wait_for
+from tests.fixtures.notary import init_notary_dir
+from tests.notary.relay_helpers import ALICE, MxWorld, configure, wait_for
 
 
 def _deliveries(w: MxWorld, sha: str, token: str | None = None) -> httpx.Response:
@@ -32,30 +30,11 @@ def _deliveries(w: MxWorld, sha: str, token: str | None = None) -> httpx.Respons
     )
 
 
-def _cli(w: MxWorld, *args: str) -> str:
-    out = subprocess.run(
-        [*CERTMAIL, "notary", "accounts", *args, "--dir", str(w.relay.proc.directory)],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[MxWorld]:
     d = init_notary_dir(tmp_path / "notary")
     w = MxWorld(d, tmp_path)
-    w.zone.update(
-        {
-            "a.test": {"MX": ["10 mx.a.test."]},
-            "mx.a.test": {"A": ["127.0.0.41"]},
-            "b.test": {"MX": ["10 mx.b.test."]},
-            "mx.b.test": {"A": ["127.0.0.42"]},
-            "slow.test": {"MX": ["10 mx.slow.test."]},
-            "mx.slow.test": {"A": ["127.0.0.43"]},
-        }
-    )
+    w.route({"a.test": "127.0.0.41", "b.test": "127.0.0.42", "slow.test": "127.0.0.43"})
     yield w
     w.stop()
 
@@ -74,21 +53,9 @@ def test_a_dripping_destination_does_not_starve_the_others(world: MxWorld) -> No
         bob_mx = w.sink("127.0.0.42")
         w.start()
         slow = [f"u{i}@slow.test" for i in range(4)]
-        slow_sha = submit(
-            message("slow", to=", ".join(slow)),
-            mail_from=ALICE,
-            recipients=slow,
-            notary_url=w.relay.url,
-            token=w.relay.token,
-        )
+        slow_sha = w.submit("slow", slow)
         wait_for(lambda: drip.connections >= 2, what="attempts at the dripping server")
-        sha = submit(
-            message("fast"),
-            mail_from=ALICE,
-            recipients=["bob@b.test"],
-            notary_url=w.relay.url,
-            token=w.relay.token,
-        )
+        sha = w.submit("fast", ["bob@b.test"])
         w.relay.wait_events(sha, "RelayToNonERDS")
         assert len(bob_mx.messages) == 1
         # The slow domain's deliveries are still undelivered, not failed ...
@@ -136,15 +103,9 @@ def test_deferrals_are_visible_and_reported_as_dsns(world: MxWorld) -> None:
     alice_mx, bob_mx = w.sink("127.0.0.41"), w.sink("127.0.0.42")
     bob_mx.fail("rcpt", 451, "4.7.1 greylisted, come back later", sticky=True)
     w.start()
-    _cli(w, "set", ALICE, "--receipt-emails")
-    carol_token = _cli(w, "add", "carol@a.test").strip().splitlines()[-1]
-    sha = submit(
-        message("grey"),
-        mail_from=ALICE,
-        recipients=["bob@b.test"],
-        notary_url=w.relay.url,
-        token=w.relay.token,
-    )
+    w.relay.proc.accounts("set", ALICE, "--receipt-emails")
+    carol_token = w.relay.proc.token_for("carol@a.test")
+    sha = w.submit("grey", ["bob@b.test"])
 
     # The delivery state shows the deferral: attempts, the server's reply, the next attempt.
     def deferred() -> dict[str, Any] | None:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from certmail.relay_client import submit
 from tests.fixtures.notary import init_notary_dir
-from tests.notary.relay_helpers import ALICE, MxWorld, message
+from tests.notary.relay_helpers import MxWorld, message
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +25,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MxWorld]:
     w.stop()
 
 
-def _send(w: MxWorld, mid: str, to: str) -> str:
-    return submit(
-        message(mid, to=to),
-        mail_from=ALICE,
-        recipients=[to],
-        notary_url=w.relay.url,
-        token=w.relay.token,
-    )
-
-
 def test_delivered_to_the_mx_host(world: MxWorld) -> None:
     world.zone["mx1.test"] = {"MX": ["10 mail.mx1.test."]}
     world.zone["mail.mx1.test"] = {"A": ["127.0.0.11"]}
     sink = world.sink("127.0.0.11")
-    sha = _send(world, "mx1", "bob@mx1.test")
+    sha = world.submit("mx1", ["bob@mx1.test"])
     rel = world.relay.wait_events(sha, "RelayToNonERDS")[-1]
     assert rel["host"] == "mail.mx1.test"
     assert rel["address"] == "127.0.0.11" and rel["port"] == world.port
@@ -52,7 +41,7 @@ def test_delivered_to_the_mx_host(world: MxWorld) -> None:
 def test_implicit_mx_from_a_record(world: MxWorld) -> None:
     world.zone["implicit.test"] = {"A": ["127.0.0.12"]}  # no MX record at all
     sink = world.sink("127.0.0.12")
-    sha = _send(world, "implicit", "bob@implicit.test")
+    sha = world.submit("implicit", ["bob@implicit.test"])
     rel = world.relay.wait_events(sha, "RelayToNonERDS")[-1]
     assert rel["host"] == "implicit.test" and rel["address"] == "127.0.0.12"
     assert len(sink.messages) == 1
@@ -61,7 +50,7 @@ def test_implicit_mx_from_a_record(world: MxWorld) -> None:
 def test_null_mx_fails_at_once(world: MxWorld) -> None:
     world.zone["nullmx.test"] = {"MX": ["0 ."], "A": ["127.0.0.13"]}
     sink = world.sink("127.0.0.13")  # would accept, but null MX says: no mail here
-    sha = _send(world, "nullmx", "bob@nullmx.test")
+    sha = world.submit("nullmx", ["bob@nullmx.test"])
     events = world.relay.wait_events(sha, "RelayToNonERDSFailure")
     assert [e["event"] for e in events] == ["SubmissionAcceptance", "RelayToNonERDSFailure"]
     fail = events[-1]
@@ -73,7 +62,7 @@ def test_null_mx_fails_at_once(world: MxWorld) -> None:
 
 
 def test_nxdomain_fails(world: MxWorld) -> None:
-    sha = _send(world, "nx", "bob@nowhere.test")  # not in the zone: NXDOMAIN
+    sha = world.submit("nx", ["bob@nowhere.test"])  # not in the zone: NXDOMAIN
     events = world.relay.wait_events(sha, "RelayToNonERDSFailure")
     fail = events[-1]
     assert fail["reason"] == "no-route" and "NXDOMAIN" in fail["detail"]
@@ -87,11 +76,11 @@ def test_mx_preference_order_and_fallback(world: MxWorld) -> None:
     world.zone["backup.pref.test"] = {"A": ["127.0.0.15"]}
     primary = world.sink("127.0.0.14")
     backup = world.sink("127.0.0.15")
-    sha = _send(world, "pref1", "bob@pref.test")
+    sha = world.submit("pref1", ["bob@pref.test"])
     assert world.relay.wait_events(sha, "RelayToNonERDS")[-1]["host"] == "primary.pref.test"
     assert len(primary.messages) == 1 and backup.messages == []
     primary.stop()  # connections to the preferred host are now refused
-    sha = _send(world, "pref2", "bob@pref.test")
+    sha = world.submit("pref2", ["bob@pref.test"])
     events = world.relay.wait_events(sha, "RelayToNonERDS")
     assert events[-1]["host"] == "backup.pref.test" and events[-1]["address"] == "127.0.0.15"
     assert [e["event"] for e in events] == ["SubmissionAcceptance", "RelayToNonERDS"]

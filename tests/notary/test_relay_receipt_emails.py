@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -16,12 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from certmail.relay_client import submit
 from keys.dkim import dkim_verify, dns_record, find_dkim_key, generate_dkim_key
 from notary.note import Verifier
 from notary.receipt import Receipt
-from tests.fixtures.notary import CERTMAIL, init_notary_dir
-from tests.notary.relay_helpers import ALICE, MxWorld, message, wait_for
+from tests.fixtures.notary import init_notary_dir
+from tests.notary.relay_helpers import ALICE, MxWorld, wait_for
 
 CAROL = "carol@c.test"
 
@@ -31,29 +29,10 @@ def world(tmp_path: Path) -> Iterator[MxWorld]:
     d = init_notary_dir(tmp_path / "notary")
     generate_dkim_key(d / "dkim", "notary.test", "relay", "ed25519")
     w = MxWorld(d, tmp_path)
-    w.zone.update(
-        {
-            "a.test": {"MX": ["10 mx.a.test."]},
-            "mx.a.test": {"A": ["127.0.0.21"]},
-            "b.test": {"MX": ["10 mx.b.test."]},
-            "mx.b.test": {"A": ["127.0.0.22"]},
-            "c.test": {"MX": ["10 mx.c.test."]},
-            "mx.c.test": {"A": ["127.0.0.23"]},
-        }
-    )
+    w.route({"a.test": "127.0.0.21", "b.test": "127.0.0.22", "c.test": "127.0.0.23"})
     w.start()
     yield w
     w.stop()
-
-
-def _cli(w: MxWorld, *args: str) -> str:
-    out = subprocess.run(
-        [*CERTMAIL, "notary", "accounts", *args, "--dir", str(w.relay.proc.directory)],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def _attachment(msg: Message) -> tuple[str, str, bytes]:
@@ -68,30 +47,21 @@ def test_receipt_emails_opt_in(world: MxWorld) -> None:
     w = world
     alice_mx, bob_mx, carol_mx = (w.sink(f"127.0.0.{n}") for n in (21, 22, 23))
     # Carol opts in when her account is made, then out again; Alice opts in later.
-    carol_token = _cli(w, "add", CAROL, "--receipt-emails").strip().splitlines()[-1]
-    _cli(w, "set", CAROL, "--no-receipt-emails")
-    _cli(w, "set", ALICE, "--receipt-emails")
-    listed = {a["addresses"][0]: a["receipt_emails"] for a in json.loads(_cli(w, "list", "--json"))}
+    carol_token = w.relay.proc.accounts("add", CAROL, "--receipt-emails").strip().splitlines()[-1]
+    w.relay.proc.accounts("set", CAROL, "--no-receipt-emails")
+    w.relay.proc.accounts("set", ALICE, "--receipt-emails")
+    listed = {
+        a["addresses"][0]: a["receipt_emails"]
+        for a in json.loads(w.relay.proc.accounts("list", "--json"))
+    }
     assert listed == {ALICE: True, CAROL: False}
 
-    carol_sha = submit(
-        message("c1", sender=CAROL, to="bob@b.test"),
-        mail_from=CAROL,
-        recipients=["bob@b.test"],
-        notary_url=w.relay.url,
-        token=carol_token,
-    )
+    carol_sha = w.submit("c1", ["bob@b.test"], sender=CAROL, token=carol_token)
     wait_for(lambda: len(bob_mx.messages) == 1, what="carol's message at bob's server")
 
     # Alice: one recipient delivered, one failing (NXDOMAIN): two events, two emails.
     rcpts = ["bob@b.test", "dave@nowhere.test"]
-    sha = submit(
-        message("a1", to=", ".join(rcpts)),
-        mail_from=ALICE,
-        recipients=rcpts,
-        notary_url=w.relay.url,
-        token=w.relay.token,
-    )
+    sha = w.submit("a1", rcpts)
     wait_for(lambda: len(alice_mx.messages) == 2, what="two receipt emails at alice's server")
 
     verifier = Verifier.from_vkey(w.relay.proc.vkey)
@@ -140,15 +110,9 @@ def test_a_failure_bounces_to_the_envelope_sender_without_receipt_emails(
     receipt attached; the delivered recipient gets no mail about it."""
     w = world
     carol_mx, bob_mx = w.sink("127.0.0.23"), w.sink("127.0.0.22")
-    token = _cli(w, "add", CAROL).strip().splitlines()[-1]
+    token = w.relay.proc.token_for(CAROL)
     rcpts = ["bob@b.test", "dave@nowhere.test"]
-    sha = submit(
-        message("c2", sender=CAROL, to=", ".join(rcpts)),
-        mail_from=CAROL,
-        recipients=rcpts,
-        notary_url=w.relay.url,
-        token=token,
-    )
+    sha = w.submit("c2", rcpts, sender=CAROL, token=token)
     wait_for(lambda: len(carol_mx.messages) == 1, what="the bounce at carol's server")
     (got,) = carol_mx.messages
     assert got.mail_from == "<>" and got.rcpt_tos == [CAROL]
