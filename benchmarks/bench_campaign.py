@@ -46,17 +46,14 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-from certmail.config import load_settings  # noqa: E402
-from keys.gpg import Keyring  # noqa: E402
-from tests.fixtures.campaign import kill_agent, make_sq_recipients, write_csv  # noqa: E402
-from tests.fixtures.cli import CERTMAIL, clean_env  # noqa: E402
-from tests.fixtures.notary import relay_notary  # noqa: E402
+from tests.fixtures.campaign import write_csv  # noqa: E402
+from tests.fixtures.cli import CERTMAIL  # noqa: E402
 from tests.notary.relay_memory import CountingSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from campaign_world import ALICE, campaign_world  # noqa: E402
 from proctree import Peaks, agent_pids, cpu_of, tree  # noqa: E402
 
-ALICE = "alice@example.org"
 BODY = "Dear {{ name }},\nthe rent of flat {{ flat }} changes on 1 January.\n" + "x" * 2000 + "\n"
 
 
@@ -428,62 +425,36 @@ def main() -> None:
     if args.large:
         args.attach_kib, args.concurrency = 5 * 1024, [2]
     args.n = args.n or (10_000 if args.large else 60)
-    work = Path(tempfile.mkdtemp(prefix="bc", dir="/tmp"))
-    home = work / "home"
-    settings = load_settings(home)
-    gh = Path(settings.gnupghome)
-    gh.mkdir(parents=True, mode=0o700)
-    Keyring(gh).generate_identity(ALICE, "Alice")
-    rs = make_sq_recipients(args.n, gh)
-    sink = TimedSink()
-    sink.start()
-    notary, token, _ = relay_notary(work / "notary", sink.port, ALICE)
     att_bytes = (b"%PDF-1.4 notice " + os.urandom(24).hex().encode() + b"\n") * (
         args.attach_kib * 1024 // 65
     )
-    att = work / "notice.pdf"
-    att.write_bytes(att_bytes)
     peer: tuple[float, float] | None = None
     ceiling: float | None = None
     steps = None
     runs = []
-    try:
-        env = clean_env(
-            home,
-            CERTMAIL_EMAIL=ALICE,
-            CERTMAIL_NAME="Alice",
-            CERTMAIL_NOTARY_URL=notary.url,
-            CERTMAIL_NOTARY_TOKEN=token,
-        )
+    sink = TimedSink()
+    with campaign_world("bc", args.n, sink) as w:
+        work, gh, emails, env = w.work, w.gnupghome, w.recipients.emails, w.env
+        att = work / "notice.pdf"
+        att.write_bytes(att_bytes)
         csv_path = write_csv(
             work / "r.csv",
-            [{"email": e, "name": f"Tenant {i}", "flat": str(i)} for i, e in enumerate(rs.emails)],
+            [{"email": e, "name": f"Tenant {i}", "flat": str(i)} for i, e in enumerate(emails)],
         )
         if args.smime:
-            env.update(smime_home(work, env, rs.emails))
+            env.update(smime_home(work, env, emails))
         if not (args.large or args.no_peer):
-            peer = shell_loop(work, gh, rs.emails, att_bytes)
+            peer = shell_loop(work, gh, emails, att_bytes)
             ceiling = in_process(args.n, att_bytes)
-            steps = gpg_steps(gh, rs.emails, att_bytes)
+            steps = gpg_steps(gh, emails, att_bytes)
+        pid = w.notary.proc.pid
         for k, c in enumerate(args.concurrency):
             sink.arrived.clear()
-            runs.append(
-                campaign(env, work, f"bench{k}", csv_path, att, c, sink, notary.proc.pid, gh)
-            )
+            runs.append(campaign(env, work, f"bench{k}", csv_path, att, c, sink, pid, gh))
             if args.smime:  # interleaved with the OpenPGP run, same recipients
                 sink.arrived.clear()
-                runs.append(
-                    campaign(
-                        env, work, f"smime{k}", csv_path, att, c, sink, notary.proc.pid, gh, True
-                    )
-                )
-    finally:
-        notary.stop()
-        sink.stop()
-        kill_agent(gh)
+                runs.append(campaign(env, work, f"smime{k}", csv_path, att, c, sink, pid, gh, True))
     report(args.n, len(att_bytes), peer, ceiling, runs, steps)
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(rs.directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

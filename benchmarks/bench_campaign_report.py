@@ -15,28 +15,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from certmail.config import load_settings  # noqa: E402
-from keys.gpg import Keyring  # noqa: E402
-from tests.fixtures.campaign import kill_agent, make_sq_recipients, write_csv  # noqa: E402
-from tests.fixtures.cli import CERTMAIL, clean_env  # noqa: E402
-from tests.fixtures.notary import relay_notary  # noqa: E402
+from tests.fixtures.campaign import write_csv  # noqa: E402
+from tests.fixtures.cli import CERTMAIL  # noqa: E402
 from tests.notary.relay_memory import CountingSink  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from campaign_world import campaign_world  # noqa: E402
 from proctree import cpu_of, tree  # noqa: E402
-
-ALICE = "alice@example.org"
 
 
 def run(env: dict[str, str], code: Path, work: Path, *args: str) -> tuple[float, float, bytes]:
@@ -60,24 +54,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before", type=Path, default=None, help="a copy of the code before")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bcr", dir="/tmp"))
-    home = work / "home"
-    gh = Path(load_settings(home).gnupghome)
-    gh.mkdir(parents=True, mode=0o700)
-    Keyring(gh).generate_identity(ALICE, "Alice")
-    rs = make_sq_recipients(args.n, gh)
-    sink = CountingSink()
-    sink.start()
-    notary, token, _ = relay_notary(work / "notary", sink.port, ALICE)
     codes = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     got: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     outputs: dict[tuple[str, str], set[bytes]] = {}
-    try:
-        env = clean_env(
-            home, CERTMAIL_EMAIL=ALICE, CERTMAIL_NAME="Alice",
-            CERTMAIL_NOTARY_URL=notary.url, CERTMAIL_NOTARY_TOKEN=token,
-        )  # fmt: skip
-        rows = [{"email": e, "name": f"Tenant {i}"} for i, e in enumerate(rs.emails)]
+    with campaign_world("bcr", args.n, CountingSink()) as w:
+        work, env, pid = w.work, w.env, w.notary.proc.pid
+        rows = [{"email": e, "name": f"Tenant {i}"} for i, e in enumerate(w.recipients.emails)]
         (work / "body.txt").write_text("Dear {{ name }},\nthe rent changes.\n")
         create = [
             "campaign", "create", "rent", "--recipients", str(write_csv(work / "r.csv", rows)),
@@ -94,17 +76,13 @@ def main() -> None:
         for _ in range(args.rounds):
             for fmt in ("json", "csv"):
                 for label, code in codes.items():
-                    n0 = cpu_of(tree(notary.proc.pid))
+                    n0 = cpu_of(tree(pid))
                     wall, cpu, text = run(
                         env, code, work, "campaign", "report", "rent", "--format", fmt
                     )
-                    ncpu = cpu_of(tree(notary.proc.pid)) - n0
+                    ncpu = cpu_of(tree(pid)) - n0
                     got.setdefault((label, fmt), []).append((wall, cpu, ncpu))
                     outputs.setdefault((label, fmt), set()).add(text)
-    finally:
-        notary.stop()
-        sink.stop()
-        kill_agent(gh)
     print(f"campaign report of {args.n} delivered recipients, {args.rounds} rounds, interleaved")
     print("code    format  wall s (median, min-max)   command CPU s (median)  notary CPU s")
     for (label, fmt), xs in sorted(got.items()):
@@ -117,8 +95,6 @@ def main() -> None:
     for fmt in ("json", "csv"):
         texts = set().union(*(v for (_, f), v in outputs.items() if f == fmt))
         print(f"{fmt}: {len(texts)} distinct output(s) over every run of every code")
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(rs.directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
