@@ -1,7 +1,8 @@
 """``certmail keys smime ...``: your S/MIME key and your correspondents' certificates.
 
 Also :data:`smime_ca_option`, the ``--smime-ca FILE`` option of ``open``,
-``verify``, ``inbox open`` and ``keys smime import-cert`` (docs/smime.md).
+``verify``, ``inbox open`` and ``keys smime import-cert`` (docs/smime.md), and
+:func:`campaign_trust_options`, ``campaign create`` and ``send``'s.
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ _crl_option: Callable[[F], F] = _app_path_option(
     "CRLs (PEM) of the S/MIME CAs: the signer's certificate is checked against them "
     "(openssl -crl_check); a revoked one is refused.",
 )
+
+
+def campaign_trust_options(f: F) -> F:
+    """``campaign create`` and ``campaign send``'s ``--smime-ca`` and ``--smime-crl``: what
+    the recipients' certificates are checked with (docs/campaigns.md)."""
+    ca = _app_path_option(
+        "--smime-ca",
+        "smime_ca",
+        "With --smime: CA certificates (PEM) the recipients' certificates must chain to "
+        "(default: $CERTMAIL_SMIME_CA, else the system store). create keeps a copy; every "
+        "send checks with it (another given to send is refused).",
+    )
+    crl = _app_path_option(
+        "--smime-crl",
+        "smime_crl",
+        "With --smime: CRLs (PEM) of those CAs; a revoked recipient certificate is refused "
+        "(create: its row; send: that recipient failed). create keeps the path; send reads "
+        "it again, or the file given here.",
+    )
+    return ca(crl(f))
 
 
 def smime_ca_only(f: F) -> F:
