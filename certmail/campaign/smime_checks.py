@@ -23,10 +23,10 @@ IMPORT_HINT = "certmail keys smime import-cert FILE.pem (the recipient's certifi
 def _cert_hint(message: str, email: str) -> str:
     """What to do about a recipient's certificate: a revoked one needs a new certificate,
     one that cannot be checked for revocation the CA's current CRL."""
-    if "revoked" in message:
-        return f"ask {email} for their current certificate, then {IMPORT_HINT}"
     if _crl_trouble(message):
         return "give the CA's current CRL with --smime-crl FILE"
+    if "revoked" in message:
+        return f"ask {email} for their current certificate, then {IMPORT_HINT}"
     return IMPORT_HINT
 
 
