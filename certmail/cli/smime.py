@@ -2,7 +2,8 @@
 
 Also :data:`smime_ca_option`, the ``--smime-ca FILE`` option of ``open``,
 ``verify``, ``inbox open`` and ``keys smime import-cert`` (docs/smime.md), and
-:func:`campaign_trust_options`, ``campaign create`` and ``send``'s.
+:data:`send_trust_options` and :data:`campaign_trust_options`, the recipients' CA
+bundle and CRL of ``send --smime`` and of ``campaign create`` and ``send``.
 """
 
 from __future__ import annotations
@@ -52,24 +53,33 @@ _crl_option: Callable[[F], F] = _app_path_option(
 )
 
 
-def campaign_trust_options(f: F) -> F:
-    """``campaign create`` and ``campaign send``'s ``--smime-ca`` and ``--smime-crl``: what
-    the recipients' certificates are checked with (docs/campaigns.md)."""
+def _recipient_trust(ca_more: str, crl_more: str) -> Callable[[F], F]:
+    """``--smime-ca`` and ``--smime-crl`` where they check the recipients' certificates."""
     ca = _app_path_option(
         "--smime-ca",
         "smime_ca",
         "With --smime: CA certificates (PEM) the recipients' certificates must chain to "
-        "(default: $CERTMAIL_SMIME_CA, else the system store). create keeps a copy; every "
-        "send checks with it (another given to send is refused).",
+        "(default: $CERTMAIL_SMIME_CA, else the system store)." + ca_more,
     )
     crl = _app_path_option(
         "--smime-crl",
         "smime_crl",
-        "With --smime: CRLs (PEM) of those CAs; a revoked recipient certificate is refused "
-        "(create: its row; send: that recipient failed). create keeps the path; send reads "
-        "it again, or the file given here.",
+        "With --smime: CRLs (PEM) of those CAs; a recipient certificate they list as "
+        "revoked is refused" + crl_more,
     )
-    return ca(crl(f))
+    return lambda f: ca(crl(f))
+
+
+#: ``send``'s ``--smime-ca`` and ``--smime-crl`` (docs/smime.md "Revocation").
+send_trust_options: Callable[[F], F] = _recipient_trust("", " (nothing is sent).")
+
+#: ``campaign create`` and ``campaign send``'s (docs/campaigns.md, "The CA bundle and the
+#: CRL of an S/MIME campaign").
+campaign_trust_options: Callable[[F], F] = _recipient_trust(
+    " create keeps a copy; every send checks with it (another given to send is refused).",
+    " (create: its row; send: that recipient failed). create keeps the path; send reads "
+    "it again, or the file given here.",
+)
 
 
 def smime_ca_only(f: F) -> F:
