@@ -14,7 +14,7 @@ import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say
 from certmail.cli.options import sealed_options
-from certmail.cli.smime import campaign_trust_options
+from certmail.cli.smime import campaign_trust_options, refuse_trust_options
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -92,7 +92,7 @@ def create(
     from certmail.campaign.create import CampaignInputError, CampaignOptions, create_campaign
 
     if not smime:
-        _no_trust_options(app, "a campaign without --smime")
+        refuse_trust_options(app, "a campaign without --smime; nothing was created")
     options = CampaignOptions(
         via=via,
         track_open=track_open,
@@ -190,7 +190,7 @@ def send(
 
         with CampaignStore(app.settings().ledger_path) as store:
             if not store.get(name).spec.get("smime"):
-                _no_trust_options(app, f"campaign {name} (not an S/MIME campaign)")
+                refuse_trust_options(app, f"campaign {name} (OpenPGP); nothing was sent")
     with app.client() as cm, _progress(app) as (on_start, on_event):
         summary = send_campaign(
             cm,
@@ -215,18 +215,6 @@ def send(
 
 def _kind(smime: bool) -> str:
     return "usable certificate" if smime else "key"
-
-
-def _no_trust_options(app: App, what: str) -> None:
-    """``--smime-ca`` / ``--smime-crl`` are an S/MIME campaign's: refused elsewhere."""
-    from keys.errors import Error
-
-    if app.smime_ca is not None or app.smime_crl is not None:
-        raise Error(
-            f"--smime-ca and --smime-crl are for S/MIME campaigns, not {what}; "
-            "nothing was created or sent",
-            hint="leave them out, or create the campaign with --smime",
-        )
 
 
 def _passphrase(path: Path | None) -> bytes | None:

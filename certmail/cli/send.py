@@ -22,7 +22,7 @@ import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
 from certmail.cli.options import sealed_options
-from certmail.cli.smime import send_trust_options
+from certmail.cli.smime import refuse_trust_options, send_trust_options
 
 if TYPE_CHECKING:
     from certmail.results import SendResult
@@ -188,13 +188,8 @@ def send(
     """
     from certmail.api import QueuedError
 
-    if not smime and (app.smime_ca is not None or app.smime_crl is not None):
-        from keys.errors import Error
-
-        raise Error(
-            "--smime-ca and --smime-crl go with --smime; nothing was sent",
-            hint="add --smime, or leave them out",
-        )
+    if not smime:
+        refuse_trust_options(app, "a message without --smime; nothing was sent")
     body = _read_body(body_file)
     pickup_options = _pickup_options(pickup, pickup_passphrase_file, seal_expires, via, sealed)
     no_encrypt = no_encrypt or pickup

@@ -82,6 +82,18 @@ campaign_trust_options: Callable[[F], F] = _recipient_trust(
 )
 
 
+def refuse_trust_options(app: App, what: str) -> None:
+    """``--smime-ca`` / ``--smime-crl`` of ``send`` and ``campaign`` are S/MIME's: an
+    Error naming ``what`` they were given to otherwise."""
+    from keys.errors import Error
+
+    if app.smime_ca is not None or app.smime_crl is not None:
+        raise Error(
+            f"--smime-ca and --smime-crl are for S/MIME, not {what}",
+            hint="leave them out: they check S/MIME certificates",
+        )
+
+
 def smime_ca_only(f: F) -> F:
     """``--smime-ca FILE`` alone (``receipts``: the S/MIME acknowledgements' CA bundle)."""
     return _ca_option(f)

@@ -116,7 +116,7 @@ def test_an_smime_campaign_through_the_relay(
         assert v["events"][0]["event"] == "SubmissionAcceptance"
 
 
-def test_a_recipient_without_a_certificate_is_refused_atcreate_rent(
+def test_a_recipient_without_a_certificate_is_refused_at_create(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     c, s = correspondents, smime

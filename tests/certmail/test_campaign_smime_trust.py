@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_a_revoked_recipient_certificate_is_refused_at_create(
     args = ("--recipients", str(tmp_path / "r.csv"), "--body-file", str(tmp_path / "body.txt"))
     p = as_sender(c, relay, "campaign", "create", "rent", *args, "--subject", "Rent",
                   "--smime-crl", str(crl), **s.env)  # fmt: skip
-    assert p.returncode == 1 and "--smime-ca and --smime-crl are for S/MIME campaigns" in p.stderr
+    assert p.returncode == 1 and "are for S/MIME, not a campaign without" in p.stderr
     assert json_of(as_sender(c, relay, "campaign", "list", "--json"))["campaigns"] == []
     # With --pickup-if-no-key a revoked certificate is not a usable one: a pickup link.
     p = create_rent(s, relay, tmp_path, emails, "--smime-crl", str(crl), "--pickup-if-no-key",
@@ -89,11 +90,16 @@ def test_a_certificate_revoked_after_create_fails_only_that_recipient(
     emails = [p.email for p in people]
     crl = s.pki.crl([])
     made = create_rent(
-        s, relay, tmp_path, emails, "--smime-ca", str(s.pki.ca), "--smime-crl", str(crl)
+        s, relay, tmp_path, emails, "--smime-ca", str(s.pki.ca), "--smime-crl", str(crl), "--json"
     )
     assert made.returncode == 0, made.stderr
     copy = c.alice.home / "campaigns" / "rent" / "smime-ca.pem"
     assert copy.read_bytes() == s.pki.ca.read_bytes()
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()
+    assert json.loads(made.stdout)["smime_trust"] == {
+        "ca": {"path": str(copy), "sha256": digest, "from": str(s.pki.ca.resolve())},
+        "crl": str(crl.resolve()),
+    }
     other = SmimePki(tmp_path / "other", "Other CA")
     p = _send(s, relay, "--smime-ca", str(other.ca))
     assert p.returncode == 1, p.stderr

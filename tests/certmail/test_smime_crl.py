@@ -71,7 +71,7 @@ def test_send_smime_refuses_a_recipient_the_crl_lists(smime: Smime) -> None:
     assert s.c.sink.messages == []
     p = run(s.c.alice, *send_args(s.bob.email, "X", "--no-notarize"), "--smime-crl", str(revoked),
             stdin=b"x\n", **s.env)  # fmt: skip
-    assert p.returncode == 1 and "--smime-crl go with --smime" in one_line_error(p)
+    assert p.returncode == 1 and "--smime-crl are for S/MIME, not a message" in one_line_error(p)
     clean = s.pki.crl([], "clean.crl.pem")
     sent = json_of(run(s.c.alice, *args, "--smime-crl", str(clean), stdin=b"x\n", **s.env))
     assert sent["encrypted"] and len(s.c.sink.messages) == 1
