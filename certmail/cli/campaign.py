@@ -88,7 +88,9 @@ def create(
     """Check every row, template field, key and attachment; record the campaign.
 
     A recipient without any key in your keyring is looked up first as `certmail
-    keys locate` does (imported untrusted), unless --no-locate."""
+    keys locate` does (imported untrusted), unless --no-locate. With --smime the
+    certificates chain to --smime-ca and, with --smime-crl, are not revoked;
+    campaign send checks them again with the same CA bundle (create keeps a copy)."""
     from certmail.campaign.create import CampaignInputError, CampaignOptions, create_campaign
 
     if not smime:
