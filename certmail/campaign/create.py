@@ -22,6 +22,7 @@ from keys.errors import Error, NotFoundError
 
 from ..compose import new_message_id
 from .recipients import Problem, Row, read_rows
+from .smime_trust import campaign_trust
 from .store import Campaign, CampaignStore
 from .templates import Template, parse
 
@@ -176,12 +177,13 @@ def key_checks(
     ``pickup_if_no_key`` a recipient without one is listed for pickup, not a problem.
 
     ``smime``: each recipient's S/MIME certificate instead (its SHA-256 fingerprint),
-    checked as ``send --smime`` checks it (:func:`smime_checks`); with ``sealed`` too
-    their OpenPGP key, which the acknowledgement that releases the content needs."""
+    checked as ``send --smime`` checks it (:func:`smime_checks`, pickup too); with
+    ``sealed`` too their OpenPGP key, which the acknowledgement that releases the content
+    needs."""
     if smime:
         from .smime_checks import smime_checks
 
-        return (*smime_checks(cm, rows, sealed=sealed), [])
+        return smime_checks(cm, rows, sealed=sealed, pickup_if_no_key=pickup_if_no_key)
     keyring = cm.keyring
 
     def lookup(r: Row) -> tuple[Row, str | Error]:
@@ -360,7 +362,7 @@ def _check_options(cm: Certmail, name: str, opts: CampaignOptions) -> None:
     if opts.smime:
         from .smime_checks import check_smime_sender
 
-        check_smime_sender(cm, opts.pickup_if_no_key)
+        check_smime_sender(cm)
 
 
 def _check_columns(subject: Template, body: Template, columns: list[str]) -> None:
@@ -469,6 +471,7 @@ def create_campaign(
         "sealed": opts.sealed,
         "seal_expires": opts.seal_expires,
         "smime": opts.smime,
+        "smime_trust": campaign_trust(cm, home_dir) if opts.smime else None,  # CA copy, CRL
     }
     with CampaignStore(settings.ledger_path) as store:
         c = store.create(

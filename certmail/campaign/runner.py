@@ -222,6 +222,10 @@ def send_campaign(
             raise Error(f"campaign {name} was cancelled", hint=f"certmail campaign status {name}")
         if not dry_run:
             _check_pickup_passphrase(name, c.spec, pickup_passphrase)
+        if not dry_run and c.spec.get("smime"):  # the CA bundle and CRL it checks with
+            from .smime_trust import use_campaign_trust
+
+            use_campaign_trust(cm, name, c.spec)
         total = sum(store.counts(name).values())
         settled = [] if dry_run else settle(cm, store, name, c.spec["via"], settle_timeout)
         todo = sum(store.counts(name).get(s, 0) for s in TODO)

@@ -1,6 +1,6 @@
-"""An S/MIME campaign's checks at ``campaign create`` (docs/campaigns.md "S/MIME
-campaigns"): the sender's S/MIME key and certificate, each recipient's certificate as
-``send --smime`` checks it."""
+"""An S/MIME campaign's checks (docs/campaigns.md "S/MIME campaigns"): the sender's S/MIME
+key and certificate, and each recipient's certificate as ``send --smime`` checks it, at
+``campaign create`` and again once per ``campaign send`` run."""
 
 from __future__ import annotations
 
@@ -17,13 +17,34 @@ if TYPE_CHECKING:
 
 __all__ = ["check_smime_sender", "smime_checks"]
 
+IMPORT_HINT = "certmail keys smime import-cert FILE.pem (the recipient's certificate)"
+
+
+def _cert_hint(message: str, email: str) -> str:
+    """What to do about a recipient's certificate: a revoked one needs a new certificate,
+    one that cannot be checked for revocation the CA's current CRL."""
+    if _crl_trouble(message):
+        return "give the CA's current CRL with --smime-crl FILE"
+    if "revoked" in message:
+        return f"ask {email} for their current certificate, then {IMPORT_HINT}"
+    return IMPORT_HINT
+
+
+def _crl_trouble(message: str) -> bool:
+    """The CRL given cannot answer (none of the CA's, stale, not signed by it): a problem
+    of the run's CRL file, not of the recipient, so never a reason for a pickup link."""
+    return "CRL file holds no CRL" in message or "CRL given with --smime-crl" in message
+
 
 def smime_checks(
-    cm: Certmail, rows: list[Row], *, sealed: bool = False
-) -> tuple[dict[str, str], list[Problem]]:
+    cm: Certmail, rows: list[Row], *, sealed: bool = False, pickup_if_no_key: bool = False
+) -> tuple[dict[str, str], list[Problem], list[str]]:
     """Each recipient's S/MIME certificate, as ``send --smime`` checks it (in the home's
-    store, valid, for encryption, chaining to the CA bundle: ``openssl verify``, several
-    at a time); the certificates' SHA-256 fingerprints by address, and the problems.
+    store, valid, for encryption, chaining to the CA bundle and, with a CRL
+    (``--smime-crl``), not revoked: ``openssl verify``, several at a time); the
+    certificates' SHA-256 fingerprints by address, the problems, and with
+    ``pickup_if_no_key`` the recipients without a usable certificate (a pickup link,
+    not a problem; a CRL that cannot answer stays a problem).
 
     ``sealed``: also the recipient's OpenPGP key (docs/sealed.md: the acknowledgement
     that releases a sealed S/MIME message's content is OpenPGP-signed)."""
@@ -45,7 +66,7 @@ def smime_checks(
                 return r, Problem(
                     r.line,
                     f"no usable S/MIME certificate for {r.email}: {e.message}",
-                    "certmail keys smime import-cert FILE.pem (the recipient's certificate)",
+                    _cert_hint(e.message, r.email),
                 )
         if sealed:
             try:
@@ -62,28 +83,24 @@ def smime_checks(
 
     keys: dict[str, str] = {}
     problems = []
+    pickup: list[str] = []
     if rows and sealed:
         keyring.list_keys()
     with ThreadPoolExecutor(4) as pool:
         for r, got in pool.map(lookup, rows):
-            if isinstance(got, Problem):
+            if isinstance(got, Problem) and pickup_if_no_key and not _crl_trouble(got.message):
+                pickup.append(r.email.lower())
+            elif isinstance(got, Problem):
                 problems.append(got)
             else:
                 keys[r.email.lower()] = got
-    return keys, problems
+    return keys, problems, pickup
 
 
-def check_smime_sender(cm: Certmail, pickup_if_no_key: bool) -> None:
+def check_smime_sender(cm: Certmail) -> None:
     """``--smime``: the home has an S/MIME key and a certificate for signing as the sender."""
     from ..smime.certs import check_certificate
 
-    if pickup_if_no_key:
-        raise Error(
-            "--pickup-if-no-key does not go with --smime in a campaign yet; "
-            "nothing was created or sent",
-            hint="import the recipients' certificates (certmail keys smime import-cert), "
-            "or send the recipients without one with certmail send --smime --pickup",
-        )
     store = cm.smime.store
     own = store.own_certificate()
     if own is None or not store.key_path.exists():

@@ -82,8 +82,13 @@ class Campaign:
             "state": self.state,
             "created": self.created,
             "updated": self.updated,
-            **{k: self.spec[k] for k in ("via", "subject", "attachments") if k in self.spec},
+            **{k: self.spec[k] for k in SHOWN if k in self.spec},
         }
+
+
+#: What :meth:`Campaign.to_json` shows of the spec (``smime_trust``: an S/MIME campaign's
+#: CA bundle copy and CRL path, certmail/campaign/smime_trust.py).
+SHOWN = ("via", "subject", "attachments", "smime_trust")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say
 from certmail.cli.options import sealed_options
+from certmail.cli.smime import campaign_trust_options, refuse_trust_options
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -39,8 +40,9 @@ def campaign() -> None:
 @click.option(
     "--pickup-if-no-key",
     is_flag=True,
-    help="A recipient without a key gets a link to the notary's pickup page instead "
-    "(docs/sealed.md); without it such a row is refused.",
+    help="A recipient without a key (with --smime: without a usable certificate) gets a "
+    "link to the notary's pickup page instead (docs/sealed.md); without it such a row is "
+    "refused.",
 )
 @click.option(
     "--pickup-passphrase-file",
@@ -62,6 +64,7 @@ def campaign() -> None:
     "send --smime: your key from keys smime import, the recipients' certificates from "
     "keys smime import-cert.",
 )
+@campaign_trust_options
 @json_option()
 @home_option
 @pass_app
@@ -85,9 +88,13 @@ def create(
     """Check every row, template field, key and attachment; record the campaign.
 
     A recipient without any key in your keyring is looked up first as `certmail
-    keys locate` does (imported untrusted), unless --no-locate."""
+    keys locate` does (imported untrusted), unless --no-locate. With --smime the
+    certificates chain to --smime-ca and, with --smime-crl, are not revoked;
+    campaign send checks them again with the same CA bundle (create keeps a copy)."""
     from certmail.campaign.create import CampaignInputError, CampaignOptions, create_campaign
 
+    if not smime:
+        refuse_trust_options(app, "a campaign without --smime; nothing was created")
     options = CampaignOptions(
         via=via,
         track_open=track_open,
@@ -135,7 +142,7 @@ def create(
         f"{len(res.attachments)} attachment(s) scanned"
         + (", S/MIME" if res.smime else "")
         + (", sealed" if res.sealed else "")
-        + (f", {len(res.pickup)} without a key by pickup link" if res.pickup else "")
+        + (f", {len(res.pickup)} without a {_kind(res.smime)} by pickup link" if res.pickup else "")
         + (" (with a passphrase)" if res.pickup_passphrase else "")
     )
     say(f"next: certmail campaign send {name} --dry-run, then certmail campaign send {name}")
@@ -163,6 +170,7 @@ def create(
     default=None,
     help="The pickup passphrase the campaign was created with (its first line).",
 )
+@campaign_trust_options
 @json_option("One JSON line per recipient, then a summary line.")
 @home_option
 @pass_app
@@ -179,6 +187,12 @@ def send(
     from certmail.campaign.runner import send_campaign
 
     passphrase = _passphrase(pickup_passphrase_file)
+    if app.smime_ca is not None or app.smime_crl is not None:
+        from certmail.campaign.store import CampaignStore
+
+        with CampaignStore(app.settings().ledger_path) as store:
+            if not store.get(name).spec.get("smime"):
+                refuse_trust_options(app, f"campaign {name} (OpenPGP); nothing was sent")
     with app.client() as cm, _progress(app) as (on_start, on_event):
         summary = send_campaign(
             cm,
@@ -199,6 +213,10 @@ def send(
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
         click.echo(f"campaign {name}: {counts} ({summary.elapsed:.1f} s)")
     _exit_for(name, summary.counts, dry_run)
+
+
+def _kind(smime: bool) -> str:
+    return "usable certificate" if smime else "key"
 
 
 def _passphrase(path: Path | None) -> bytes | None:

@@ -22,6 +22,7 @@ import click
 
 from certmail.cli.app import App, emit_json, home_option, json_option, pass_app, say, warn
 from certmail.cli.options import sealed_options
+from certmail.cli.smime import refuse_trust_options, send_trust_options
 
 if TYPE_CHECKING:
     from certmail.results import SendResult
@@ -135,6 +136,7 @@ def progress_bar(
     help="Sign and encrypt with S/MIME (RFC 8551) instead of OpenPGP: your key from "
     "keys smime import, the recipients' certificates from keys smime import-cert.",
 )
+@send_trust_options
 @sealed_options(
     "the content",
     "With --sealed or --pickup: how long the notary keeps its key share.",
@@ -186,6 +188,8 @@ def send(
     """
     from certmail.api import QueuedError
 
+    if not smime:
+        refuse_trust_options(app, "a message without --smime; nothing was sent")
     body = _read_body(body_file)
     pickup_options = _pickup_options(pickup, pickup_passphrase_file, seal_expires, via, sealed)
     no_encrypt = no_encrypt or pickup

@@ -1,7 +1,9 @@
 """``certmail keys smime ...``: your S/MIME key and your correspondents' certificates.
 
 Also :data:`smime_ca_option`, the ``--smime-ca FILE`` option of ``open``,
-``verify``, ``inbox open`` and ``keys smime import-cert`` (docs/smime.md).
+``verify``, ``inbox open`` and ``keys smime import-cert`` (docs/smime.md), and
+:data:`send_trust_options` and :data:`campaign_trust_options`, the recipients' CA
+bundle and CRL of ``send --smime`` and of ``campaign create`` and ``send``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,47 @@ _crl_option: Callable[[F], F] = _app_path_option(
     "CRLs (PEM) of the S/MIME CAs: the signer's certificate is checked against them "
     "(openssl -crl_check); a revoked one is refused.",
 )
+
+
+def _recipient_trust(ca_more: str, crl_more: str) -> Callable[[F], F]:
+    """``--smime-ca`` and ``--smime-crl`` where they check the recipients' certificates."""
+    ca = _app_path_option(
+        "--smime-ca",
+        "smime_ca",
+        "With --smime: CA certificates (PEM) the recipients' certificates must chain to "
+        "(default: $CERTMAIL_SMIME_CA, else the system store)." + ca_more,
+    )
+    crl = _app_path_option(
+        "--smime-crl",
+        "smime_crl",
+        "With --smime: CRLs (PEM) of those CAs; a recipient certificate they list as "
+        "revoked is refused" + crl_more,
+    )
+    return lambda f: ca(crl(f))
+
+
+#: ``send``'s ``--smime-ca`` and ``--smime-crl`` (docs/smime.md "Revocation").
+send_trust_options: Callable[[F], F] = _recipient_trust("", " (nothing is sent).")
+
+#: ``campaign create`` and ``campaign send``'s (docs/campaigns.md, "The CA bundle and the
+#: CRL of an S/MIME campaign").
+campaign_trust_options: Callable[[F], F] = _recipient_trust(
+    " create keeps a copy; every send checks with it (another given to send is refused).",
+    " (create: its row; send: that recipient failed). create keeps the path; send reads "
+    "it again, or the file given here.",
+)
+
+
+def refuse_trust_options(app: App, what: str) -> None:
+    """``--smime-ca`` / ``--smime-crl`` of ``send`` and ``campaign`` are S/MIME's: an
+    Error naming ``what`` they were given to otherwise."""
+    from keys.errors import Error
+
+    if app.smime_ca is not None or app.smime_crl is not None:
+        raise Error(
+            f"--smime-ca and --smime-crl are for S/MIME, not {what}",
+            hint="leave them out: they check S/MIME certificates",
+        )
 
 
 def smime_ca_only(f: F) -> F:

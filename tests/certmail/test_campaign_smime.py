@@ -18,57 +18,28 @@ import hashlib
 import json
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from certmail.ledger import Ledger
 from certmail.sealed.box import CONTENT_NAME, KEY_NAME
 from notary.receipt import Receipt
-from tests.fixtures.campaign import kill_agent, kill_and_resume, make_recipients, write_csv
+from tests.fixtures.campaign import kill_agent, kill_and_resume, make_recipients
 from tests.fixtures.cli import CERTMAIL, clean_env, json_of, run
 from tests.fixtures.relay import Relay, as_sender
 from tests.fixtures.smime import Smime, SmimePerson, openssl
-from tests.fixtures.smime_relay import relay, smime, wait_until
+from tests.fixtures.smime_campaign import (
+    check_one,
+    cms_decrypt,
+    create_rent,
+    delivered_by_rcpt,
+    tenants,
+)
+from tests.fixtures.smime_relay import relay, smime
 
 __all__ = ["relay", "smime"]  # the fixtures
 
 N = 5
-BODY = "Dear {{ name }},\nflat {{ flat }}: the rent changes in March.\n"
-
-
-def _tenants(s: Smime, n: int = N) -> list[SmimePerson]:
-    """``n`` recipients certified by the test CA, their certificates in Alice's home."""
-    people = [s.pki.person(f"r{i:04d}@example.net") for i in range(n)]
-    certs = s.dir / "tenants.pem"
-    certs.write_bytes(b"".join(p.cert_pem.read_bytes() for p in people))
-    json_of(as_sender_cli(s, "keys", "smime", "import-cert", str(certs), "--json"))
-    return people
-
-
-def as_sender_cli(s: Smime, *args: str) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(
-        [*CERTMAIL, *args],
-        capture_output=True,
-        env=clean_env(s.c.alice.home, **s.env),
-        check=False,
-        timeout=120,
-    )
-    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
-
-
-def _create(
-    s: Smime, relay: Relay, tmp: Path, emails: list[str], *extra: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    rows = [{"email": e, "name": f"Tenant {i}", "flat": str(i)} for i, e in enumerate(emails)]
-    body = tmp / "body.txt"
-    body.write_text(BODY)
-    csv_path = write_csv(tmp / "r.csv", rows)
-    return as_sender(
-        s.c, relay, *("campaign", "create", "rent", "--recipients", str(csv_path)),
-        *("--subject", "Rent notice for {{ name }}", "--body-file", str(body)),
-        "--smime", *extra, **s.env, **env,
-    )  # fmt: skip
 
 
 def _popen(s: Smime, relay: Relay, *extra: str) -> subprocess.Popen[str]:
@@ -79,40 +50,6 @@ def _popen(s: Smime, relay: Relay, *extra: str) -> subprocess.Popen[str]:
         text=True,
         env=clean_env(s.c.alice.home, **{**relay.env, **s.env}),
     )
-
-
-def _delivered(c: Any, n: int) -> dict[str, list[bytes]]:
-    wait_until(lambda: len(c.sink.messages) >= n, "the relay's deliveries")
-    time.sleep(0.5)  # a duplicate would arrive right behind
-    by_rcpt: dict[str, list[bytes]] = {}
-    for m in c.sink.messages:
-        assert len(m.rcpt_tos) == 1
-        by_rcpt.setdefault(m.rcpt_tos[0], []).append(m.data)
-    return by_rcpt
-
-
-def _decrypt(who: SmimePerson, data: bytes, tmp: Path) -> subprocess.CompletedProcess[bytes]:
-    eml = tmp / "in.eml"
-    eml.write_bytes(data)
-    return subprocess.run(
-        ["openssl", "cms", "-decrypt", "-in", str(eml), "-recip", str(who.cert_pem),
-         "-inkey", str(who.key_pem)],
-        capture_output=True, check=False, timeout=60,
-    )  # fmt: skip
-
-
-def _check_one(s: Smime, who: SmimePerson, i: int, data: bytes, tmp: Path) -> None:
-    """``who`` decrypts and verifies their copy with openssl: Alice's signature, their row."""
-    dec = _decrypt(who, data, tmp)
-    assert dec.returncode == 0, dec.stderr.decode()
-    signed = tmp / "signed.eml"
-    signed.write_bytes(dec.stdout)
-    content = openssl(
-        "cms", "-verify", "-in", str(signed), "-CAfile", str(s.pki.ca), "-purpose", "smimesign",
-    )  # fmt: skip
-    assert b"smime-type" not in content  # the content itself, not another layer
-    text = content.replace(b"=\r\n", b"").replace(b"=\n", b"")  # quoted-printable soft breaks
-    assert f"Dear Tenant {i},".encode() in text and f"flat {i}: the rent".encode() in text
 
 
 def _check_hashes(s: Smime, relay: Relay, by_rcpt: dict[str, list[bytes]]) -> None:
@@ -138,27 +75,27 @@ def test_an_smime_campaign_through_the_relay(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     c, s = correspondents, smime
-    tenants = _tenants(s)
-    emails = [t.email for t in tenants]
-    made = _create(s, relay, tmp_path, emails, "--json")
+    people = tenants(s)
+    emails = [t.email for t in people]
+    made = create_rent(s, relay, tmp_path, emails, "--json")
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["smime"] is True
     p = as_sender(c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2", **s.env)
     assert p.returncode == 0, p.stderr
     events = [json.loads(x) for x in p.stdout.splitlines()[:-1]]
     assert {e["email"]: e["state"] for e in events} == dict.fromkeys(emails, "accepted")
-    by_rcpt = _delivered(c, N)
+    by_rcpt = delivered_by_rcpt(c, N)
     assert sorted(by_rcpt) == sorted(emails)
     assert all(len(v) == 1 for v in by_rcpt.values())
     _check_hashes(s, relay, by_rcpt)
-    for i, t in enumerate(tenants):
+    for i, t in enumerate(people):
         (data,) = by_rcpt[t.email]
         assert b"rent changes" not in data and b"application/pkcs7-mime" in data
-        _check_one(s, t, i, data, tmp_path)
+        check_one(s, t, i, data, tmp_path)
         # Encrypted to the sender too; not to another recipient.
-        assert _decrypt(s.alice, data, tmp_path).returncode == 0
-        other = tenants[(i + 1) % N]
-        refused = _decrypt(other, data, tmp_path)
+        assert cms_decrypt(s.alice, data, tmp_path).returncode == 0
+        other = people[(i + 1) % N]
+        refused = cms_decrypt(other, data, tmp_path)
         assert refused.returncode != 0 and b"rent changes" not in refused.stdout
     # Each recipient's proof bundle verifies (the S/MIME signature is inside the
     # encryption: unchecked, as for `send --smime`).
@@ -183,24 +120,21 @@ def test_a_recipient_without_a_certificate_is_refused_at_create(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     c, s = correspondents, smime
-    tenants = _tenants(s, 2)
-    emails = [tenants[0].email, "nocert@example.net", tenants[1].email]
-    p = _create(s, relay, tmp_path, emails)
+    people = tenants(s, 2)
+    emails = [people[0].email, "nocert@example.net", people[1].email]
+    p = create_rent(s, relay, tmp_path, emails)
     assert p.returncode == 2, p.stderr
     assert "row 3: no usable S/MIME certificate for nocert@example.net" in p.stderr, p.stderr
     assert "keys smime import-cert" in p.stderr and "Traceback" not in p.stderr
     listed = json_of(as_sender(c, relay, "campaign", "list", "--json"))
     assert listed["campaigns"] == []
-    # Not with --pickup-if-no-key yet: said so, nothing created.
-    p = _create(s, relay, tmp_path, emails, "--pickup-if-no-key")
-    assert p.returncode != 0 and "--pickup-if-no-key does not go with --smime" in p.stderr
     # --sealed --smime needs each recipient's OpenPGP key too (the release's ack).
-    p = _create(s, relay, tmp_path, [tenants[0].email], "--sealed")
+    p = create_rent(s, relay, tmp_path, [people[0].email], "--sealed")
     assert p.returncode == 2 and "row 2: sealed delivery needs" in p.stderr, p.stderr
     assert c.sink.messages == []
     # A certificate removed after create: that recipient fails at send (checked again),
     # with the reason; nothing is sent to them.
-    assert _create(s, relay, tmp_path, [tenants[0].email]).returncode == 0
+    assert create_rent(s, relay, tmp_path, [people[0].email]).returncode == 0
     for pem in (c.alice.home / "smime" / "certs").glob("*.pem"):
         pem.unlink()
     p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env)
@@ -214,21 +148,21 @@ def test_an_smime_campaign_killed_mid_way_is_exactly_once_on_resume(
     correspondents: Any, relay: Relay, smime: Smime, tmp_path: Path
 ) -> None:
     c, s = correspondents, smime
-    tenants = _tenants(s)
-    emails = [t.email for t in tenants]
-    assert _create(s, relay, tmp_path, emails).returncode == 0
+    people = tenants(s)
+    emails = [t.email for t in people]
+    assert create_rent(s, relay, tmp_path, emails).returncode == 0
     kill_and_resume(functools.partial(_popen, s, relay), c.alice.home / "ledger.db", N)
-    by_rcpt = _delivered(c, N)
+    by_rcpt = delivered_by_rcpt(c, N)
     assert sorted(by_rcpt) == sorted(emails)
     assert all(len(v) == 1 for v in by_rcpt.values()), by_rcpt.keys()
     _check_hashes(s, relay, by_rcpt)
     last = N - 1  # one sent after the kill
-    _check_one(s, tenants[last], last, by_rcpt[emails[last]][0], tmp_path)
+    check_one(s, people[last], last, by_rcpt[emails[last]][0], tmp_path)
 
 
 def _smime_parts(s: Smime, who: SmimePerson, data: bytes, tmp: Path) -> dict[str, bytes]:
     """The S/MIME layer of ``who``'s copy opened by openssl: the signed entity's files."""
-    dec = _decrypt(who, data, tmp)
+    dec = cms_decrypt(who, data, tmp)
     assert dec.returncode == 0, dec.stderr.decode()
     content = openssl("cms", "-verify", "-CAfile", str(s.pki.ca), "-purpose", "smimesign",
                       stdin=dec.stdout)  # fmt: skip
@@ -246,11 +180,11 @@ def test_a_sealed_smime_campaign_opens_only_with_the_ack(
     """``--sealed --smime``: K_r and the sealed content in each S/MIME layer, each K_n
     registered; Bob (S/MIME key and OpenPGP key) reads his row only by acknowledging."""
     c, s = correspondents, smime
-    tenant = _tenants(s, 1)[0]
+    tenant = tenants(s, 1)[0]
     rs = make_recipients(1, Path(c.alice.keyring.gnupghome))  # r0000's OpenPGP key
     try:
         assert rs.emails == [tenant.email]
-        made = _create(s, relay, tmp_path, [c.bob.email, tenant.email], "--sealed", "--json")
+        made = create_rent(s, relay, tmp_path, [c.bob.email, tenant.email], "--sealed", "--json")
         assert made.returncode == 0, made.stderr
         assert json.loads(made.stdout)["sealed"] is True
         p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env)
@@ -262,7 +196,7 @@ def test_a_sealed_smime_campaign_opens_only_with_the_ack(
         c.bob.email: ("accepted", "registered"),
         tenant.email: ("accepted", "registered"),
     }
-    by_rcpt = _delivered(c, 2)
+    by_rcpt = delivered_by_rcpt(c, 2)
     assert sorted(by_rcpt) == sorted([c.bob.email, tenant.email])
     assert all(len(v) == 1 for v in by_rcpt.values())
     with sqlite3.connect(relay.proc.directory / "seals.db") as db:
@@ -287,24 +221,24 @@ def test_an_smime_campaign_direct_via_smtp_is_notarized(
 ) -> None:
     """``--via smtp``: Alice's own server takes each message, then ``POST /v1/notarize``."""
     c, s = correspondents, smime
-    tenants = _tenants(s, 2)
+    people = tenants(s, 2)
     smtp = {"CERTMAIL_SMTP_URL": c.sink.url}
-    made = _create(s, relay, tmp_path, [t.email for t in tenants], "--via", "smtp", **smtp)
+    made = create_rent(s, relay, tmp_path, [t.email for t in people], "--via", "smtp", **smtp)
     assert made.returncode == 0, made.stderr
     p = as_sender(c, relay, "campaign", "send", "rent", "--json", **s.env, **smtp)
     assert p.returncode == 0, p.stderr
     events = {json.loads(x)["email"]: json.loads(x) for x in p.stdout.splitlines()[:-1]}
     assert {e: ev["state"] for e, ev in events.items()} == dict.fromkeys(
-        [t.email for t in tenants], "accepted"
+        [t.email for t in people], "accepted"
     )
-    by_rcpt = _delivered(c, 2)
+    by_rcpt = delivered_by_rcpt(c, 2)
     h = c.alice.home
     with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
-        for i, t in enumerate(tenants):
+        for i, t in enumerate(people):
             (data,) = by_rcpt[t.email]
             sha = events[t.email]["sha256"]
             assert hashlib.sha256(ledger.message_path(sha).read_bytes()).hexdigest() == sha
             assert data.endswith(ledger.message_path(sha).read_bytes())
             (rc, *_) = ledger.receipts(sha)
             assert Receipt.from_json(rc).verify(relay.verifier())["message"]["sha256"] == sha
-            _check_one(s, t, i, data, tmp_path)
+            check_one(s, t, i, data, tmp_path)

@@ -54,3 +54,24 @@ def test_an_expired_signer_is_refused_with_a_crl(smime: Smime) -> None:
     old = s.pki.person(s.alice.email, stem="alice-old", now=then, days=30)
     p = open_as_bob(s, signed_by(s, old), "--smime-crl", str(s.pki.crl([])))
     assert p.returncode == 3 and "has expired" in one_line_error(p)
+
+
+def test_send_smime_refuses_a_recipient_the_crl_lists(smime: Smime) -> None:
+    """``send --smime --smime-crl``: the recipient's certificate checked against the CRL."""
+    from tests.fixtures.cli import run, send_args
+
+    s = smime
+    revoked = s.pki.crl([s.bob.cert], "bob-revoked.crl.pem")
+    args = send_args(s.bob.email, "Contract", "--smime", "--no-notarize")
+    p = run(s.c.alice, *args, "--smime-crl", str(revoked), stdin=b"x\n", **s.env)
+    assert p.returncode == 3, p.stderr
+    assert f"not encrypting to {s.bob.email}: the S/MIME certificate is revoked" in one_line_error(
+        p
+    )
+    assert s.c.sink.messages == []
+    p = run(s.c.alice, *send_args(s.bob.email, "X", "--no-notarize"), "--smime-crl", str(revoked),
+            stdin=b"x\n", **s.env)  # fmt: skip
+    assert p.returncode == 1 and "--smime-crl are for S/MIME, not a message" in one_line_error(p)
+    clean = s.pki.crl([], "clean.crl.pem")
+    sent = json_of(run(s.c.alice, *args, "--smime-crl", str(clean), stdin=b"x\n", **s.env))
+    assert sent["encrypted"] and len(s.c.sink.messages) == 1
