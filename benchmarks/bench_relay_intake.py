@@ -48,9 +48,12 @@ def serve(kind: str, port: int, ready: Any, cert: tuple[str, str] | None) -> Non
     import uvloop
     from aiosmtpd.smtp import SMTP
 
+    from notary.relay.budget import return_large_buffers
     from notary.relay.limits import PeerLimits
     from notary.relay.session import RelaySMTP
 
+    if kind == "relay":
+        return_large_buffers()  # as the relay sets glibc at start (Relay.start)
     ctx = None
     if cert is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
