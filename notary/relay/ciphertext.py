@@ -94,50 +94,62 @@ def is_openpgp_message(binary: bytes) -> bool:
     )
 
 
-def _armor(text: bytes) -> tuple[int, int, int, int] | None:
-    """Where the armor block lies in ``text`` (BEGIN to the end of the END line) and its
-    content (after the BEGIN line, up to the CRLF of the END line), when the block is
-    all ``text`` holds, white space aside.
+def _armor(text: bytes, lo: int, hi: int) -> tuple[int, int, int, int] | None:
+    """Where the armor block lies in ``text[lo:hi]`` (BEGIN to the end of the END line) and
+    its content (after the BEGIN line, up to the CRLF of the END line), when the block is
+    all ``text[lo:hi]`` holds, white space aside.
 
     With ``find``, not a regular expression: the content is megabytes of base64.
     """
-    start = text.find(_BEGIN)
-    if start < 0 or text[:start].strip():
+    start = text.find(_BEGIN, lo, hi)
+    if start < 0 or text[lo:start].strip():
         return None
     i = start + len(_BEGIN)
-    while text[i : i + 1] in (b" ", b"\t"):
+    while i < hi and text[i : i + 1] in (b" ", b"\t"):
         i += 1
-    i += text[i : i + 1] == b"\r"
-    if text[i : i + 1] != b"\n":
+    i += i < hi and text[i : i + 1] == b"\r"
+    if i >= hi or text[i : i + 1] != b"\n":
         return None
-    end = text.find(_END, i + 1)
-    if end < 0 or text[end + len(_END) :].strip():
+    end = text.find(_END, i + 1, hi)
+    if end < 0 or text[end + len(_END) : hi].strip():
         return None
     content_end = end - (end > i + 1 and text[end - 1 : end] == b"\r")
     return start, i + 1, content_end, end + len(_END)
 
 
-def _base64_text(body: bytes) -> bytes:
-    """The armor's base64: each line of ``body`` stripped of white space, the checksum
-    line (``=``, any line that starts so) left out."""
-    if body.count(b"\r") != body.count(b"\r\n") or any(
-        c in body for c in (b" ", b"\t", b"\x0b", b"\x0c")
+def _base64_text(text: bytes, lo: int, hi: int) -> bytes:
+    """The armor's base64 in ``text[lo:hi]``: each line stripped of white space, the
+    checksum line (``=``, any line that starts so) left out.
+
+    On the range, not a copy of it: the text is megabytes, and each copy of it costs
+    as much as a search (a fresh buffer's page faults).
+    """
+    if text.count(b"\r", lo, hi) != text.count(b"\r\n", lo, hi) or any(
+        text.find(c, lo, hi) >= 0 for c in (b" ", b"\t", b"\x0b", b"\x0c")
     ):  # other white space than line ends: strip line by line (C iterators still)
-        return b"".join(map(bytes.strip, filterfalse(_CHECKSUM_LINE, body.split(b"\n"))))
+        lines = text[lo:hi].split(b"\n")
+        return b"".join(map(bytes.strip, filterfalse(_CHECKSUM_LINE, lines)))
     # Only CRLF/LF line ends (as gpg writes): cut out the checksum lines, then the line ends.
-    text, pieces, i = b"\n" + body, [], 0
-    while (j := text.find(b"\n=", i)) >= 0:
-        pieces.append(text[i:j])
-        k = text.find(b"\n", j + 1)
-        i = len(text) if k < 0 else k
-    pieces.append(text[i:])
+    view, pieces = memoryview(text), []
+    i = lo  # the start of what is kept next (a line start, or the LF before one)
+    if text.startswith(b"=", lo, hi):  # a checksum line first
+        k = text.find(b"\n", lo, hi)
+        i = hi if k < 0 else k
+    while (j := text.find(b"\n=", i, hi)) >= 0:  # a checksum line starts at j + 1
+        pieces.append(view[i:j])
+        k = text.find(b"\n", j + 1, hi)
+        i = hi if k < 0 else k
+    pieces.append(view[i:hi])
     return b"".join(pieces).translate(None, b"\r\n")
 
 
-def armored_openpgp_message(text: bytes) -> bytes | None:
-    """The armor block of ``text`` (a MIME part body) when it is all the part holds
-    and it decodes to an encrypted OpenPGP message; else None."""
-    found = _armor(text)
+def armored_openpgp_message(
+    text: bytes, lo: int = 0, hi: int | None = None
+) -> tuple[int, int] | None:
+    """Where the armor block of ``text[lo:hi]`` (a MIME part body) lies when it is all the
+    part holds and it decodes to an encrypted OpenPGP message; else None."""
+    hi = len(text) if hi is None else hi
+    found = _armor(text, lo, hi)
     if found is None:
         return None
     start, pos, content_end, after = found
@@ -149,12 +161,12 @@ def armored_openpgp_message(text: bytes) -> bytes | None:
         if nl < 0:
             return None
         pos = nl + 1
-    b64 = _base64_text(text[line_end + 1 : content_end])
+    b64 = _base64_text(text, min(line_end + 1, content_end), content_end)
     try:
         binary = binascii.a2b_base64(b64, strict_mode=True)
     except binascii.Error:
         return None
-    return text[start:after] if is_openpgp_message(binary) else None
+    return (start, after) if is_openpgp_message(binary) else None
 
 
 def is_cms_enveloped(der: bytes) -> bool:

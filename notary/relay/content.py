@@ -140,7 +140,7 @@ def _ciphertext(data: bytes, section: HeaderSection) -> tuple[int, int] | None:
         ):
             return None
         start = c1 + len(payload.block) + 2
-        armor = armored_openpgp_message(data[start:e1])
+        armor = armored_openpgp_message(data, start, e1)
         return None if armor is None else (start, e1)
     if (
         ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime")
