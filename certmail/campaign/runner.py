@@ -256,6 +256,7 @@ def send_campaign(
             window = Window(concurrency, rate)
             _run_pool(cm, store, name, spec, window, on_event, pickup_passphrase)
         counts = store.counts(name)
+        store.checkpoint()  # erased pickup keys (.passphrases) out of the WAL too
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
             store.set_state(name, "sending" if left else "done")
