@@ -19,6 +19,7 @@ message was handed over (docs/campaigns.md#crash-safety).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -109,7 +110,10 @@ class Recipient:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Recipient:
-        d = dict(row)
+        """A row as read; columns a later version added are left out (a ledger it used
+        still opens here)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: row[k] for k in row.keys() if k in known}
         d["fields"] = json.loads(d["fields"])
         return cls(**d)
 
