@@ -210,6 +210,35 @@ class NotaryClient:
             raise NotaryRequestError("the notary's answer has no deliveries list")
         return [d for d in items if isinstance(d, dict) and isinstance(d.get("recipient"), str)]
 
+    def deliveries_batch(self, hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`deliveries` of each of ``hashes`` in one ``POST /v1/deliveries/batch``
+        (docs/api.md; at most 1,000); a hash the relay never carried for this account maps
+        to ``[]``. A notary without the route (older than it) is asked one hash at a time."""
+        want = list(dict.fromkeys(hashes))
+        try:
+            resp = self.request("POST", "/v1/deliveries/batch", json={"sha256": want})
+        except NotaryNotFoundError:
+            return {h: self._deliveries_or_none(h) for h in want}
+        items = _json_object(resp).get("messages")
+        if not isinstance(items, list):
+            raise NotaryRequestError("the notary's answer has no messages list")
+        out: dict[str, list[dict[str, Any]]] = {h: [] for h in want}
+        for item in items:
+            if isinstance(item, dict) and item.get("sha256") in out:
+                got = item.get("deliveries")
+                out[item["sha256"]] = [
+                    d
+                    for d in (got if isinstance(got, list) else [])
+                    if isinstance(d, dict) and isinstance(d.get("recipient"), str)
+                ]
+        return out
+
+    def _deliveries_or_none(self, sha256: str) -> list[dict[str, Any]]:
+        try:
+            return self.deliveries(sha256)
+        except NotaryNotFoundError:
+            return []
+
     def check_receipt(self, receipt: dict[str, Any], sha256: str, message_id: str | None) -> None:
         """Raise VerificationError unless ``receipt`` proves ``sha256`` was logged."""
         from notary.note import Verifier

@@ -396,7 +396,7 @@ def create_app(
     include_tsa_routes(app, service)
     include_ack_routes(app, service, authenticate_async)  # /v1/ack, /v1/tracking, /r/{token}
     include_receipts_routes(app, service, authenticate_async)  # POST /v1/receipts/batch
-    include_delivery_routes(app, service, _authenticate)  # /v1/messages/{sha256}/deliveries
+    include_delivery_routes(app, service, _authenticate, authenticate_async)  # .../deliveries
     include_web_routes(app, service)  # /verify, /log, /web/static/ (notary/web/routes.py)
     include_tile_routes(app, service)  # /tile/<L>/<N>[.p/<W>], /checkpoint (public, C2SP tiles)
     seals = include_seal_routes(app, service, _authenticate)  # /v1/seals (seals_api.py)

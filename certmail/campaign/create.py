@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from keys.errors import Error, NotFoundError
 
 from ..compose import new_message_id
+from . import passphrases
 from .recipients import Problem, Row, read_rows
 from .smime_trust import campaign_trust
 from .store import Campaign, CampaignStore
@@ -74,6 +75,7 @@ class CreateResult:
     located: list[dict[str, Any]] = field(default_factory=list)  # keys found (keys locate)
     pickup_passphrase: bool = False  # the pickup page also asks for the campaign's passphrase
     smime: bool = False  # S/MIME (docs/smime.md), not OpenPGP
+    own_passphrases: int = 0  # pickup recipients with their own (the CSV's pickup_passphrase)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,7 @@ class CreateResult:
             "warnings": self.warnings,
             "pickup": self.pickup,
             "pickup_passphrase": self.pickup_passphrase,
+            "pickup_passphrases": self.own_passphrases,
             "located": self.located,
         }
 
@@ -399,14 +402,17 @@ def _pickup_passphrase_check(
     warnings: list[str],
     pickup: list[str],
     pickup_passphrase: bytes | None,
+    own: dict[str, bytes],
 ) -> dict[str, Any] | None:
     """With recipients by pickup link: the notary's pickup checked, and the passphrase's
-    salt and verifier hash (never the passphrase) when one was given."""
+    salt and verifier hash (never the passphrase) when one was given (``own``: the
+    recipients' own passphrases)."""
     if not pickup:
         if pickup_passphrase is not None:
             warnings.append("every recipient has a key: the pickup passphrase is not used")
         return None
-    _check_pickup(cm, chosen, warnings, pickup_passphrase is not None)
+    every = pickup_passphrase is not None or all(a in own for a in pickup)
+    _check_pickup(cm, chosen, warnings, every)
     if pickup_passphrase is None:
         return None
     from ..sealed.pickup_sending import passphrase_check
@@ -445,14 +451,17 @@ def create_campaign(
     subj, body = parse(subject, "subject"), parse(_body(body_file), "body")
     columns, rows, problems = read_rows(recipients)
     _check_columns(subj, body, columns)
+    passphrases.check_column(columns, subj.fields | body.fields, opts.pickup_if_no_key)
+    rows, own, bad = passphrases.split(rows)  # the cells never stored
     warnings: list[str] = []
     chosen = _via(cm, opts, rows, warnings)
     problems += _render_checks(rows, subj, body)
     keys, key_problems, pickup, located = _recipient_keys(cm, rows, opts)
-    problems += key_problems
+    problems += key_problems + bad
     if problems:
         raise CampaignInputError(sorted(problems, key=lambda p: p.line))
-    check = _pickup_passphrase_check(cm, chosen, warnings, pickup, opts.pickup_passphrase)
+    check = _pickup_passphrase_check(cm, chosen, warnings, pickup, opts.pickup_passphrase, own)
+    derived = passphrases.derive(own, pickup, warnings)  # by address: salt, P, verifier hash
     atts = _attachments(cm, attachments, home_dir / "attachments", warnings)
     (home_dir / "body.txt").write_text(body.source, encoding="utf-8")
     domain = (settings.email or "").rpartition("@")[2].lower()
@@ -474,9 +483,8 @@ def create_campaign(
         "smime_trust": campaign_trust(cm, home_dir) if opts.smime else None,  # CA copy, CRL
     }
     with CampaignStore(settings.ledger_path) as store:
-        c = store.create(
-            name, spec, [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
-        )
+        made = [(r.line, r.email, r.fields, new_message_id(domain)) for r in rows]
+        c = store.create(name, spec, made, pickup_keys=derived)
     fields = sorted(subj.fields | body.fields)
     return CreateResult(
         c,
@@ -490,4 +498,5 @@ def create_campaign(
         located,
         check is not None,
         opts.smime,
+        len(derived),
     )

@@ -49,13 +49,15 @@ def first_acceptance(receipts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def acceptances(cm: Certmail, hashes: list[str]) -> dict[str, dict[str, Any] | None]:
+def acceptances(
+    cm: Certmail, hashes: list[str], per: int = BATCH
+) -> dict[str, dict[str, Any] | None]:
     """Each message's SubmissionAcceptance receipt at the notary (not yet checked), or
-    None: :data:`BATCH` messages a request (``POST /v1/receipts/batch``)."""
+    None: ``per`` messages a request (``POST /v1/receipts/batch``)."""
     out: dict[str, dict[str, Any] | None] = {}
-    for i in range(0, len(hashes), BATCH):
-        got = cm.notary().receipts_batch(hashes[i : i + BATCH])
-        out |= {h: first_acceptance(got.get(h, [])) for h in hashes[i : i + BATCH]}
+    for i in range(0, len(hashes), per):
+        got = cm.notary().receipts_batch(hashes[i : i + per])
+        out |= {h: first_acceptance(got.get(h, [])) for h in hashes[i : i + per]}
     return out
 
 

@@ -44,6 +44,7 @@ COLUMNS = [
     "error",
     "delivery",  # encrypted (to the recipient's key), sealed, or pickup (a link: no key)
     "seal",  # sealed: registered, released (acknowledged), refused, expired
+    "attempts",  # the relay's delivery attempts, each with its time, outcome, server, reply
 ]
 
 #: A sealed message's seal as its receipts tell it (the timeline's step words).
@@ -64,7 +65,7 @@ RECEIPTS_PAGE = 1000
 
 
 def _all_evidence(
-    cm: Certmail, wanted: list[tuple[str, str, str]]
+    cm: Certmail, wanted: list[tuple[str, str, str]], states: dict[str, list[dict[str, Any]]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The evidence of each ``(sha256, email, message_id)`` wanted, keyed by
     ``(sha256, email)``: the receipts asked for in pages of :data:`RECEIPTS_PAGE`
@@ -84,12 +85,80 @@ def _all_evidence(
         except Error:
             continue
         for sha, email, message_id in page:
-            out[(sha, email)] = _evidence(client, got.get(sha, []), sha, email, message_id)
+            ev = _evidence(client, got.get(sha, []), sha, email, message_id, states.get(sha, []))
+            out[(sha, email)] = ev
     return out
 
 
+def _all_deliveries(cm: Certmail, hashes: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The relay's deliveries of each message (its state and every attempt; not
+    evidence), :data:`RECEIPTS_PAGE` messages a ``POST /v1/deliveries/batch``. A page
+    the notary does not answer, or no notary, gives nothing."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    if not hashes:
+        return out
+    try:
+        client = cm.notary()
+    except Error:
+        return out
+    for i in range(0, len(hashes), RECEIPTS_PAGE):
+        try:
+            out |= client.deliveries_batch(hashes[i : i + RECEIPTS_PAGE])
+        except Error:
+            continue
+    return out
+
+
+def _attempts(deliveries: list[dict[str, Any]], email: str) -> list[dict[str, Any]]:
+    """Each attempt the relay made to deliver to ``email``: its start, end, outcome, the
+    server a final one reached, the server's reply and (deferred) why, oldest first."""
+    out = []
+    for d in deliveries:
+        if d.get("recipient") != email:
+            continue
+        for a in d.get("history") or []:
+            if not isinstance(a, dict):
+                continue
+            reply = a.get("reply")
+            out.append(
+                {
+                    "time": a.get("started"),
+                    "finished": a.get("finished"),
+                    "outcome": a.get("outcome") or "in progress",
+                    "server": a.get("host"),
+                    "reply": f"{reply.get('code')} {reply.get('text')}"
+                    if isinstance(reply, dict)
+                    else None,
+                    "error": a.get("error"),
+                }
+            )
+    return out
+
+
+def attempts_text(attempts: list[dict[str, Any]]) -> str:
+    """The ``attempts`` column of the CSV and HTML reports: a line per attempt,
+    ``TIME OUTCOME SERVER REPLY`` (``-`` for a server not recorded; the error when no
+    server replied)."""
+    return "\n".join(
+        " ".join(
+            [
+                str(a["time"]),
+                str(a["outcome"]),
+                str(a["server"] or "-"),
+                str(a["reply"] or a["error"] or ""),
+            ]
+        ).rstrip()
+        for a in attempts
+    )
+
+
 def _evidence(
-    client: NotaryClient, got: list[dict[str, Any]], sha: str, email: str, message_id: str
+    client: NotaryClient,
+    got: list[dict[str, Any]],
+    sha: str,
+    email: str,
+    message_id: str,
+    deliveries: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The steps the receipts ``got`` show for one message (nothing when one of them does
     not verify, or there are none: as the 404 of ``GET .../receipts`` was)."""
@@ -113,17 +182,13 @@ def _evidence(
             if reply:
                 out["reply"] = f"{reply.get('code')} {reply.get('text')}"
     if not any(k in out for k in ("delivered", "failed")):
-        out.update(_deferred(client, sha, email))
+        out.update(_deferred(deliveries, email))
     return out
 
 
-def _deferred(client: NotaryClient, sha: str, email: str) -> dict[str, Any]:
+def _deferred(deliveries: list[dict[str, Any]], email: str) -> dict[str, Any]:
     """The relay's delivery state when it has tried and will try again (not evidence)."""
-    try:
-        states = client.deliveries(sha)
-    except Error:
-        return {}
-    for d in states:
+    for d in deliveries:
         if d.get("recipient") == email and d.get("attempts") and d.get("next_attempt"):
             return {
                 "deferred": d.get("last_attempt"),
@@ -144,7 +209,9 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
         for r in recipients
         if evidence and r.sha256 and r.state in ("accepted", "submitted")
     ]
-    found = _all_evidence(cm, wanted)
+    relayed = spec.get("via") == "relay"
+    states = _all_deliveries(cm, [sha for sha, _, _ in wanted]) if relayed else {}
+    found = _all_evidence(cm, wanted, states)
     out = []
     for r in recipients:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
@@ -168,6 +235,7 @@ def campaign_rows(cm: Certmail, name: str, *, evidence: bool = True) -> list[dic
             row.update({k: v for k, v in ev.items() if v})
             if row["seal"] and step:
                 row["seal"] = step
+            row["attempts"] = _attempts(states.get(r.sha256, []), r.email)
             if row["delivered"] or row["failed"] or row["acknowledged"]:
                 row["state"] = (
                     "acknowledged"
@@ -237,6 +305,14 @@ def svg_histogram(values: list[float], bins: int = 12) -> str:
     return "".join(parts)
 
 
+def _cell(row: dict[str, Any], column: str) -> str:
+    """One HTML table cell's content (escaped): the attempts a line each."""
+    if column == "attempts":
+        lines = attempts_text(row["attempts"] or []).splitlines()
+        return "<br>".join(html.escape(x) for x in lines)
+    return html.escape(str(row[column] or ""))
+
+
 def render(name: str, rows: list[dict[str, Any]], fmt: str) -> str:
     """The report as ``csv``, ``json`` or ``html``."""
     if fmt == "json":
@@ -245,7 +321,7 @@ def render(name: str, rows: list[dict[str, Any]], fmt: str) -> str:
         buf = io.StringIO()
         w = csv.DictWriter(buf, COLUMNS, lineterminator="\r\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({**r, "attempts": attempts_text(r["attempts"] or [])} for r in rows)
         return buf.getvalue()
     if fmt != "html":
         raise Error(f"unknown report format {fmt!r}", hint="--format csv, json or html")
@@ -253,7 +329,7 @@ def render(name: str, rows: list[dict[str, Any]], fmt: str) -> str:
     tot = "".join(f"<li>{e(k)}: {v}</li>" for k, v in sorted(totals(rows).items()))
     head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{e(str(r[c] or ''))}</td>" for c in COLUMNS) + "</tr>" for r in rows
+        "<tr>" + "".join(f"<td>{_cell(r, c)}</td>" for c in COLUMNS) + "</tr>" for r in rows
     )
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Campaign {e(name)}'

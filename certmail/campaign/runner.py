@@ -29,7 +29,7 @@ from keys.errors import ConflictError, Error, NotFoundError
 
 from .create import campaign_dir
 from .receipts import Receipts, acceptances
-from .store import CampaignStore, Recipient
+from .store import PAGE, CampaignStore, Recipient
 from .templates import parse
 from .worker import init_worker, run_one
 
@@ -91,12 +91,21 @@ def _entry(ledger: Ledger, store: CampaignStore, message_id: str) -> LedgerEntry
     return ledger.get(sha)
 
 
+#: Unsettled messages asked about in one ``POST /v1/receipts/batch`` (a page of the
+#: campaign's recipients; the notary's bound is 1,000).
+SETTLE_PAGE = PAGE
+
+
 def settle(
     cm: Certmail, store: CampaignStore, name: str, via: str, settle_timeout: float
 ) -> list[dict[str, Any]]:
-    """Settle recipients whose hand-over a killed run left unknown (module docstring);
-    relay mode: the log asked about all of them in one request a round (a batch of
-    :data:`certmail.campaign.receipts.BATCH`), each acceptance found checked."""
+    """Settle recipients whose hand-over a killed run left unknown (module docstring).
+
+    Relay mode: the notary's log is asked about all of them in one request per page of
+    :data:`SETTLE_PAGE` unsettled messages a round (``POST /v1/receipts/batch``), not
+    one request a message; each acceptance found is checked before it is believed.
+    A round every 0.5 s asks again about those still not found, until
+    ``settle_timeout``."""
     ledger = cm.ledger
     unsure = []
     for page in store.pages(name, ("pending", "queued", "uncertain")):
@@ -108,64 +117,75 @@ def settle(
             if entry.smtp in ("sending", "uncertain"):
                 unsure.append((r, entry))
     out: list[dict[str, Any]] = []
-    if not unsure:
-        return out
     deadline = time.monotonic() + settle_timeout
-    while unsure:
+    while unsure and via == "relay":
+        found = acceptances(cm, [e.sha256 for _, e in unsure], per=SETTLE_PAGE)
         still = []
-        found = acceptances(cm, [e.sha256 for _, e in unsure]) if via == "relay" else {}
         for r, entry in unsure:
-            if (got := found.get(entry.sha256)) is not None:
-                cm.notary().check_receipt(got, entry.sha256, entry.message_id)
-                ledger.mark_sent(
-                    entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)"
-                )
-                ledger.add_receipt(entry.sha256, got)
-                store.update(
-                    name,
-                    r.email,
-                    "accepted",
-                    sha256=entry.sha256,
-                    queued_at=r.queued_at or entry.created,
-                    reply="250 accepted (found in the log)",
-                    submitted_at=ledger.get(entry.sha256).updated,
-                    error=None,
-                )
-                out.append({"email": r.email, "settled": "accepted (in the notary's log)"})
-            else:
+            if (got := found.get(entry.sha256)) is None:
                 still.append((r, entry))
+                continue
+            cm.notary().check_receipt(got, entry.sha256, entry.message_id)
+            _settle_accepted(cm, store, name, r, entry, got)
+            out.append({"email": r.email, "settled": "accepted (in the notary's log)"})
         unsure = still
-        if not unsure or via != "relay" or time.monotonic() > deadline:
+        if not unsure or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     for r, entry in unsure:
-        if via == "relay":  # not in the log after the relay's deadline: it was not taken
-            ledger.mark_send_failed(
-                entry.sha256, "interrupted before the relay took it", permanent=False
-            )
-            store.update(
-                name,
-                r.email,
-                "queued",
-                sha256=entry.sha256,
-                queued_at=r.queued_at or entry.created,
-                error="interrupted before the relay took it",
-            )
-            out.append({"email": r.email, "settled": "not accepted: submitted again"})
-        else:
-            ledger.mark_send_failed(
-                entry.sha256, "interrupted while sending", permanent=False, uncertain=True
-            )
-            store.update(
-                name,
-                r.email,
-                "uncertain",
-                sha256=entry.sha256,
-                queued_at=r.queued_at or entry.created,
-                error="interrupted while sending: it may or may not have gone out (not resent)",
-            )
-            out.append({"email": r.email, "settled": "uncertain (direct mode: not resent)"})
+        out.append(_settle_unknown(cm, store, name, via, r, entry))
     return out
+
+
+def _settle_accepted(
+    cm: Certmail,
+    store: CampaignStore,
+    name: str,
+    r: Recipient,
+    entry: LedgerEntry,
+    receipt: dict[str, Any],
+) -> None:
+    """Its SubmissionAcceptance is in the log (checked): sent, never again."""
+    ledger = cm.ledger
+    ledger.mark_sent(entry.sha256, "250 accepted (its SubmissionAcceptance is in the log)")
+    ledger.add_receipt(entry.sha256, receipt)
+    store.update(
+        name,
+        r.email,
+        "accepted",
+        sha256=entry.sha256,
+        queued_at=r.queued_at or entry.created,
+        reply="250 accepted (found in the log)",
+        submitted_at=ledger.get(entry.sha256).updated,
+        error=None,
+    )
+
+
+def _settle_unknown(
+    cm: Certmail, store: CampaignStore, name: str, via: str, r: Recipient, entry: LedgerEntry
+) -> dict[str, Any]:
+    """Not in the log after the relay's deadline: it was not taken, submitted again
+    (relay mode); direct mode: nobody can tell, ``uncertain``, not resent."""
+    ledger = cm.ledger
+    if via == "relay":
+        why = "interrupted before the relay took it"
+        ledger.mark_send_failed(entry.sha256, why, permanent=False)
+        state, settled = "queued", "not accepted: submitted again"
+    else:
+        ledger.mark_send_failed(
+            entry.sha256, "interrupted while sending", permanent=False, uncertain=True
+        )
+        why = "interrupted while sending: it may or may not have gone out (not resent)"
+        state, settled = "uncertain", "uncertain (direct mode: not resent)"
+    store.update(
+        name,
+        r.email,
+        state,
+        sha256=entry.sha256,
+        queued_at=r.queued_at or entry.created,
+        error=why,
+    )
+    return {"email": r.email, "settled": settled}
 
 
 def _dry_run(
@@ -240,6 +260,7 @@ def send_campaign(
             window = Window(concurrency, rate)
             _run_pool(cm, store, name, spec, window, on_event, pickup_passphrase)
         counts = store.counts(name)
+        store.checkpoint()  # erased pickup keys (.passphrases) out of the WAL too
         if not dry_run and store.get(name).state != "cancelled":
             left = sum(counts.get(s, 0) for s in (*TODO, "uncertain"))
             store.set_state(name, "sending" if left else "done")

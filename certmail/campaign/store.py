@@ -19,10 +19,11 @@ message was handed over (docs/campaigns.md#crash-safety).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS campaign_recipients (
     submitted_at TEXT,
     updated     TEXT NOT NULL,
     seal        TEXT,                   -- sealed campaigns: 'registered' (K_n with the notary)
+    pickup_key  TEXT,                   -- own pickup passphrase: salt, P, verifier hash (JSON)
     PRIMARY KEY (campaign, email)
 );
 CREATE INDEX IF NOT EXISTS campaign_recipients_state ON campaign_recipients (campaign, state);
@@ -107,10 +109,16 @@ class Recipient:
     submitted_at: str | None
     updated: str
     seal: str | None = None  # sealed campaigns: "registered" once K_n is with the notary
+    #: A recipient's own pickup passphrase as :class:`certmail.sealed.pickup.DerivedPassphrase`
+    #: JSON, until their message is stored (:mod:`certmail.campaign.passphrases`).
+    pickup_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Recipient:
-        d = dict(row)
+        """A row as read; columns a later version added are left out (a ledger it used
+        still opens here)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: row[k] for k in row.keys() if k in known}
         d["fields"] = json.loads(d["fields"])
         return cls(**d)
 
@@ -122,14 +130,18 @@ class CampaignStore(SqliteStore):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         super().__init__(path, CAMPAIGN_SCHEMA, timeout=60)
         self._message_index = False
-        self._add_seal_column()
+        self._add_columns()
+        # An erased pickup key is overwritten in the file, not only unlinked from its page.
+        self._db.execute("PRAGMA secure_delete=ON")
 
-    def _add_seal_column(self) -> None:
-        """A ledger made before sealed campaigns: its recipient table gains ``seal``."""
+    def _add_columns(self) -> None:
+        """A ledger made before sealed campaigns (before own pickup passphrases): its
+        recipient table gains ``seal`` (``pickup_key``)."""
         cols = [r["name"] for r in self._db.execute("PRAGMA table_info(campaign_recipients)")]
-        if "seal" not in cols:
-            with contextlib.suppress(sqlite3.OperationalError), self._tx() as db:
-                db.execute("ALTER TABLE campaign_recipients ADD COLUMN seal TEXT")
+        for col in ("seal", "pickup_key"):
+            if col not in cols:
+                with contextlib.suppress(sqlite3.OperationalError), self._tx() as db:
+                    db.execute(f"ALTER TABLE campaign_recipients ADD COLUMN {col} TEXT")
 
     def ledger_sha256(self, message_id: str) -> str | None:
         """The SHA-256 of the ledger's message with ``message_id`` (None: not stored).
@@ -154,9 +166,16 @@ class CampaignStore(SqliteStore):
     # -- campaigns ---------------------------------------------------------------
 
     def create(
-        self, name: str, spec: dict[str, Any], rows: Sequence[tuple[int, str, dict[str, str], str]]
+        self,
+        name: str,
+        spec: dict[str, Any],
+        rows: Sequence[tuple[int, str, dict[str, str], str]],
+        pickup_keys: dict[str, str] | None = None,
     ) -> Campaign:
-        """Record a campaign and its recipients ``(row_no, email, fields, message_id)``."""
+        """Record a campaign and its recipients ``(row_no, email, fields, message_id)``;
+        ``pickup_keys``: the recipients' own pickup passphrases, derived, by lowercase
+        address (:mod:`certmail.campaign.passphrases`)."""
+        keys = pickup_keys or {}
         now = now_text()
         with self._tx() as db:
             if db.execute("SELECT 1 FROM campaigns WHERE name=?", (name,)).fetchone():
@@ -169,8 +188,8 @@ class CampaignStore(SqliteStore):
             )
             db.executemany(
                 "INSERT INTO campaign_recipients (campaign, row_no, email, fields, message_id,"
-                " state, updated) VALUES (?,?,?,?,?,'pending',?)",
-                [(name, r, e, json.dumps(f), m, now) for r, e, f, m in rows],
+                " state, updated, pickup_key) VALUES (?,?,?,?,?,'pending',?,?)",
+                [(name, r, e, json.dumps(f), m, now, keys.get(e.lower())) for r, e, f, m in rows],
             )
         return self.get(name)
 
@@ -239,6 +258,21 @@ class CampaignStore(SqliteStore):
             raise NotFoundError(f"no recipient {email} in campaign {name}")
         return Recipient.from_row(row)
 
+    def forget_pickup_key(self, name: str, email: str) -> None:
+        """Erase a recipient's own pickup key (their message is stored: not needed again)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE campaign_recipients SET pickup_key=NULL WHERE campaign=? AND email=?"
+                " AND pickup_key IS NOT NULL",
+                (name, email),
+            )
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it (``PRAGMA wal_checkpoint(TRUNCATE)``): the
+        old copies of erased pickup keys' pages go with it (busy readers: left for later)."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def counts(self, name: str) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT state, count(*) AS n FROM campaign_recipients WHERE campaign=? GROUP BY state",
@@ -253,12 +287,15 @@ class CampaignStore(SqliteStore):
     def record(self, name: str, results: Sequence[dict[str, Any]]) -> None:
         """Several recipients' new states in one transaction (each a dict with ``email``,
         ``state`` and any of ``sha256``, ``reply``, ``error``, ``queued_at``,
-        ``submitted_at``, ``seal``; other keys are ignored)."""
+        ``submitted_at``, ``seal``; other keys are ignored). A recipient whose message is
+        stored (``sha256``), failed or cancelled has its pickup key erased."""
         allowed = ("sha256", "reply", "error", "queued_at", "submitted_at", "seal")
         now = now_text()
         with self._tx() as db:
             for r in results:
                 cols = ["state=?", "updated=?", "attempts=attempts+1"]
+                if r.get("sha256") or r["state"] in ("failed", "cancelled"):
+                    cols.append("pickup_key=NULL")
                 args: list[Any] = [r["state"], now]
                 for k in allowed:
                     if k in r:

@@ -33,6 +33,7 @@ from keys.errors import Error, NotFoundError, TemporaryError
 from ..compose import Headers, ScanRecord, now_date
 from ..fileio import private_dir
 from ..pipeline import GpgOptions
+from ..sealed.pickup import DerivedPassphrase
 from ..sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
 from ..sealed.sending import Prepared, prepare_for_send
 from .receipts import HANDED
@@ -273,7 +274,7 @@ def _seal(r: Recipient) -> Entry:
             from ..tracking import register_tracking
 
             register_tracking(notary, sealed.sha256, headers.message_id, tracking)
-        return cm.ledger.enqueue(
+        entry = cm.ledger.enqueue(
             sealed.path,
             sha256=sealed.sha256,
             message_id=headers.message_id,
@@ -283,6 +284,9 @@ def _seal(r: Recipient) -> Entry:
             notarize=notary is not None,
             move=True,
         )
+    if r.pickup_key is not None:  # stored: the recipient's derived passphrase is not needed
+        _W["store"].forget_pickup_key(_W["name"], r.email)
+    return entry
 
 
 def _pickup(
@@ -294,7 +298,8 @@ def _pickup(
     from datetime import UTC, datetime, timedelta
 
     expires = datetime.now(UTC) + timedelta(seconds=int(_W["spec"]["pickup_expires"]))
-    options = PickupOptions(expires, _W["pickup_passphrase"])
+    own = DerivedPassphrase.from_json(r.pickup_key) if r.pickup_key else None
+    options = PickupOptions(expires, own or _W["pickup_passphrase"])
     return prepare_pickup(options, headers, data, scanned, notary, False)
 
 

@@ -32,6 +32,7 @@ from notary.pickupformat import SCRYPT_N, SCRYPT_P, SCRYPT_R
 
 __all__ = [
     "MAGIC",
+    "DerivedPassphrase",
     "PickupFile",
     "PickupKeys",
     "link",
@@ -60,6 +61,15 @@ class PickupKeys:
     k_n: bytes
     p: bytes  # 32 zero bytes without a passphrase
     verifier: bytes | None
+    #: The verifier's SHA-256 when only that is known (:class:`DerivedPassphrase`).
+    known_verifier_sha256: str | None = None
+
+    @property
+    def verifier_sha256(self) -> str | None:
+        """What the notary keeps of the verifier (None: no passphrase)."""
+        if self.verifier is not None:
+            return hashlib.sha256(self.verifier).hexdigest()
+        return self.known_verifier_sha256
 
     @property
     def key(self) -> bytes:
@@ -89,8 +99,40 @@ def passphrase_keys(passphrase: bytes, salt: bytes) -> tuple[bytes, bytes]:
     return out[:32], out[32:]
 
 
+@dataclass(frozen=True, repr=False)
+class DerivedPassphrase:
+    """A passphrase's scrypt output for one random salt, without the passphrase: P and the
+    verifier's SHA-256 (not the verifier, which the page proves the passphrase with). A
+    campaign keeps this for a recipient's own passphrase until their message is sealed
+    (docs/campaigns.md "A passphrase per recipient")."""
+
+    salt: bytes
+    p: bytes
+    verifier_sha256: str
+
+    @classmethod
+    def of(cls, passphrase: bytes) -> DerivedPassphrase:
+        salt = os.urandom(16)
+        p, verifier = passphrase_keys(passphrase, salt)
+        return cls(salt, p, hashlib.sha256(verifier).hexdigest())
+
+    def to_json(self) -> str:
+        b64 = base64.b64encode
+        return json.dumps(
+            {"salt": b64(self.salt).decode(), "p": b64(self.p).decode(), "v": self.verifier_sha256}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DerivedPassphrase:
+        d = json.loads(text)
+        return cls(base64.b64decode(d["salt"]), base64.b64decode(d["p"]), str(d["v"]))
+
+
 def seal_pickup(
-    text: str, files: list[PickupFile], message_id: str, passphrase: bytes | None = None
+    text: str,
+    files: list[PickupFile],
+    message_id: str,
+    passphrase: bytes | DerivedPassphrase | None = None,
 ) -> tuple[bytes, PickupKeys, bytes | None]:
     """Encrypt text and files under a fresh K; return (content, keys, salt or None)."""
     manifest = {
@@ -108,9 +150,17 @@ def seal_pickup(
     }
     head = json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode("utf-8")
     payload = struct.pack(">I", len(head)) + head + b"".join(f.data for f in files)
-    salt = os.urandom(16) if passphrase is not None else None
-    p, verifier = (bytes(32), None) if salt is None else passphrase_keys(passphrase or b"", salt)
-    keys = PickupKeys(os.urandom(32), os.urandom(32), p, verifier)
+    if isinstance(passphrase, DerivedPassphrase):
+        salt: bytes | None = passphrase.salt
+        keys = PickupKeys(
+            os.urandom(32), os.urandom(32), passphrase.p, None, passphrase.verifier_sha256
+        )
+    else:
+        salt = os.urandom(16) if passphrase is not None else None
+        p, verifier = (
+            (bytes(32), None) if salt is None else passphrase_keys(passphrase or b"", salt)
+        )
+        keys = PickupKeys(os.urandom(32), os.urandom(32), p, verifier)
     nonce = os.urandom(_NONCE)
     aad = MAGIC + message_id.encode("ascii")
     return MAGIC + nonce + AESGCM(keys.key).encrypt(nonce, payload, aad), keys, salt

@@ -26,7 +26,7 @@ from notary.evidence import format_time
 from notary.pickupformat import KDF_PARAMS, token_hash
 
 from ..compose import Headers, ScanRecord, attachment_name, canonical_text
-from .pickup import PickupFile, PickupKeys, link, new_token, seal_pickup
+from .pickup import DerivedPassphrase, PickupFile, PickupKeys, link, new_token, seal_pickup
 
 if TYPE_CHECKING:
     from ..notary_client import NotaryClient
@@ -91,10 +91,11 @@ def check_passphrase(passphrase: bytes, check: dict[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class PickupOptions:
-    """``send --pickup``: until when the notary keeps it, and the passphrase, if any."""
+    """``send --pickup``: until when the notary keeps it, and the passphrase, if any (a
+    campaign recipient's own: derived at ``campaign create``, :class:`DerivedPassphrase`)."""
 
     expires: datetime
-    passphrase: bytes | None = None
+    passphrase: bytes | DerivedPassphrase | None = None
 
 
 @dataclass
@@ -171,11 +172,11 @@ def prepare_pickup(
 
 
 def _passphrase(keys: PickupKeys, salt: bytes | None) -> dict[str, Any] | None:
-    if salt is None or keys.verifier is None:
+    if salt is None or keys.verifier_sha256 is None:
         return None
     return {
         "salt": base64.b64encode(salt).decode("ascii"),
-        "verifier_sha256": hashlib.sha256(keys.verifier).hexdigest(),
+        "verifier_sha256": keys.verifier_sha256,
         **KDF_PARAMS,
     }
 

@@ -143,6 +143,20 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a delivery as the relay recorded it (``delivery_attempts``)."""
+
+    started: datetime
+    finished: datetime | None
+    #: ``delivered``, ``failed``, ``deferred`` (tried again later), ``uncertain`` (its
+    #: process died mid-way) or None (in progress).
+    outcome: str | None
+    reply: dict[str, Any] | None
+    host: str | None  # the server a final attempt reached (its evidence's host)
+    error: str | None  # why a deferred attempt did not deliver
+
+
+@dataclass(frozen=True)
 class DeliveryStatus:
     """What the sender may see of one delivery (``GET /v1/messages/{sha256}/deliveries``)."""
 
@@ -154,6 +168,8 @@ class DeliveryStatus:
     last_attempt: datetime | None
     last_error: str | None
     last_reply: dict[str, Any] | None
+    #: Every attempt, oldest first.
+    history: tuple[AttemptRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -426,6 +442,11 @@ class QueueStore(Protocol):
 
     def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
         """The deliveries of the account's relayed messages with this SHA-256."""
+
+    def deliveries_for_messages(
+        self, hashes: Sequence[str], account_id: int
+    ) -> dict[str, list[DeliveryStatus]]:
+        """:meth:`deliveries_for_message` of each of ``hashes`` (a hash with none: absent)."""
 
     def notice_spooled(self, sha256: str) -> bool:
         """Whether a notice (``kind="notice"``) was ever spooled under this SHA-256 (the key

@@ -204,3 +204,74 @@ def test_a_direct_campaign_sigkilled_mid_way_resumes_exactly_once(
             assert m.data.endswith(ledger.message_path(sha).read_bytes())
             (receipt,) = ledger.receipts(sha)
             assert Receipt.from_json(receipt).verify(relay.verifier())["message"]["sha256"] == sha
+
+
+def test_a_resumed_run_settles_many_sending_messages_in_one_request(
+    correspondents: Any, relay: Relay, tap: HttpTap, six: Recipients, tmp_path: Path
+) -> None:
+    """Six messages left ``sending`` by a killed run: four the relay took (their
+    acceptances in the log), two that never reached it. The resumed run asks the log
+    about all six in one ``POST /v1/receipts/batch`` (no ``GET .../receipts``), then only
+    about the two still missing until --settle-timeout; the four are accepted and never
+    resent, the two submitted again: each recipient gets one message."""
+    import sqlite3
+
+    c = correspondents
+    _create(c, relay, tmp_path, six.emails)
+    taken, lost = six.emails[:4], six.emails[4:]
+    relay.stop()  # every message stored, none handed over
+    first = as_sender(c, relay, "campaign", "send", "rent", "--json", "--concurrency", "2")
+    assert json.loads(first.stdout.splitlines()[-1])["summary"]["counts"] == {"queued": N}
+    relay.start()
+    db = sqlite3.connect(c.alice.home / "ledger.db", isolation_level=None)
+    sha = dict(db.execute("SELECT email, sha256 FROM campaign_recipients").fetchall())
+    marks = ",".join("?" * len(lost))
+    db.execute(f"UPDATE campaign_recipients SET state='failed' WHERE email IN ({marks})", lost)
+    second = as_sender(c, relay, "campaign", "send", "rent", "--json")  # the four go out
+    assert json.loads(second.stdout.splitlines()[-1])["summary"]["counts"] == {
+        "accepted": 4,
+        "failed": 2,
+    }
+    _wait(lambda: len(c.sink.messages) == 4)
+    # as a SIGKILL after each one's final dot leaves them, and before the others' DATA
+    for e in taken:
+        db.execute("UPDATE messages SET smtp='sending', notary='pending' WHERE sha256=?", (sha[e],))
+        db.execute("DELETE FROM receipts WHERE sha256=?", (sha[e],))
+    db.execute("UPDATE campaign_recipients SET state='pending', sha256=NULL")
+    db.close()
+    h = c.alice.home
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for e in lost:
+            assert ledger.claim_send(sha[e])  # sending: claimed, never handed over
+    before = len(tap.requests())
+    third = as_sender(
+        c, relay, "campaign", "send", "rent", "--json", "--settle-timeout", "1",
+        CERTMAIL_NOTARY_URL=tap.url,
+    )  # fmt: skip
+    assert third.returncode == 0, third.stderr
+    summary = json.loads(third.stdout.splitlines()[-1])["summary"]
+    assert sorted((s["email"], s["settled"]) for s in summary["settled"]) == sorted(
+        [(e, "accepted (in the notary's log)") for e in taken]
+        + [(e, "not accepted: submitted again") for e in lost]
+    )
+    assert summary["counts"] == {"accepted": N}
+    reqs = tap.requests()[before:]
+    assert not [p for m, p, _ in reqs if re.fullmatch(r"/v1/messages/[0-9a-f]{64}/receipts", p)]
+    asked = [
+        json.loads(b)["sha256"] for m, p, b in reqs if (m, p) == ("POST", "/v1/receipts/batch")
+    ]
+    assert sorted(asked[0]) == sorted(sha.values())  # one request for all six
+    assert all(not set(a) & {sha[e] for e in taken} for a in asked[1:])  # settled: not again
+    assert all(set(a) <= {sha[e] for e in lost} for a in asked[1:])
+    # (asked again every 0.5 s until --settle-timeout,) then the receipts of the two resent
+    assert set(asked[-1]) == {sha[e] for e in lost}
+    time.sleep(1.0)  # a message handed over twice would have arrived by now
+    assert sorted(m.rcpt_tos[0] for m in c.sink.messages) == sorted(six.emails)  # once each
+    rep = json.loads(as_sender(c, relay, "campaign", "report", "rent", "--format", "json").stdout)
+    assert {r["email"]: r["sha256"] for r in rep["recipients"]} == sha  # the same bytes
+    with Ledger(h / "ledger.db", h / "outbox", h / "sent") as ledger:
+        for e in six.emails:
+            assert ledger.get(sha[e]).smtp == "sent"
+            (receipt,) = ledger.receipts(sha[e])
+            stmt = Receipt.from_json(receipt).verify(relay.verifier())
+            assert (stmt["event"], stmt["message"]["sha256"]) == ("SubmissionAcceptance", sha[e])

@@ -1,6 +1,9 @@
 """``campaign report`` asks the notary for its messages' receipts in pages (one ``POST
 /v1/receipts/batch`` for up to 1,000 messages) instead of one ``GET .../receipts`` each,
-checks every receipt as before, and writes the same report as the per-message requests.
+and for their delivery state and attempts likewise (``POST /v1/deliveries/batch``, not
+one ``GET .../deliveries`` each), checks every receipt as before, writes each message's
+delivery attempts (one greylisted, then delivered), and writes the same report as the
+per-message requests.
 
 Real components: gpg, ``certmail notary serve`` with its relay, an aiosmtpd sink, a
 recording TCP proxy and an HTTP proxy in front of the notary's HTTP API
@@ -12,6 +15,8 @@ per-message path), or alters one receipt of the batch's answer.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import re
 import time
@@ -30,6 +35,9 @@ N = 6
 FORMATS = ("json", "csv", "html")
 BATCH = "/v1/receipts/batch"
 ONE = re.compile(r"/v1/messages/[0-9a-f]{64}/receipts")
+DELIVERIES = "/v1/deliveries/batch"
+ONE_DELIVERY = re.compile(r"/v1/messages/[0-9a-f]{64}/deliveries")
+GREY = "451 4.7.1 greylisted, come back later"
 
 
 relay = relay_fixtures.relay  # retrying after 0.2 s
@@ -49,6 +57,7 @@ def sent(correspondents: Any, relay: Relay, tmp_path: Path) -> Iterator[Recipien
         "--body-file", str(body),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
+    c.sink.fail("rcpt", 451, GREY[4:])  # the first delivery attempt only: tried again
     out = as_sender(c, relay, "campaign", "send", "rent", "--concurrency", "2")
     assert out.returncode == 0, out.stderr
     deadline = time.monotonic() + 60
@@ -84,19 +93,23 @@ def test_report_asks_for_the_receipts_in_one_batch_and_reads_the_same(
     finally:
         tap.close()
     assert not [p for m, p, _ in reqs if ONE.fullmatch(p.split("?")[0])]
-    asked = [json.loads(b)["sha256"] for m, p, b in reqs if (m, p) == ("POST", BATCH)]
-    assert len(asked) == len(FORMATS)  # one request per report for its N messages
+    assert not [p for m, p, _ in reqs if ONE_DELIVERY.fullmatch(p.split("?")[0])]
     rows = json.loads(batched["json"])["recipients"]
-    assert all(sorted(a) == sorted(r["sha256"] for r in rows) for a in asked)
+    for route in (BATCH, DELIVERIES):
+        asked = [json.loads(b)["sha256"] for m, p, b in reqs if (m, p) == ("POST", route)]
+        assert len(asked) == len(FORMATS)  # one request per report for its N messages
+        assert all(sorted(a) == sorted(r["sha256"] for r in rows) for a in asked)
+    _check_attempts(rows, batched)
 
     # the per-message path (a notary without the route: one GET each) reads the same bytes
-    old = HttpRewriter(relay.url, refuse=(f"POST {BATCH}",))
+    old = HttpRewriter(relay.url, refuse=(f"POST {BATCH}", f"POST {DELIVERIES}"))
     try:
         per_message = _reports(c, relay, old.url)
         gets = [p for m, p, _ in old.requests if m == "GET" and ONE.fullmatch(p)]
+        states = [p for m, p, _ in old.requests if m == "GET" and ONE_DELIVERY.fullmatch(p)]
     finally:
         old.close()
-    assert len(gets) == N * len(FORMATS)
+    assert len(gets) == len(states) == N * len(FORMATS)
     assert per_message == batched
     # and what test_status_report_proofs_list_cancel expects of it
     assert json.loads(batched["json"])["totals"] == {"delivered": N}
@@ -104,7 +117,28 @@ def test_report_asks_for_the_receipts_in_one_batch_and_reads_the_same(
     assert "<svg" in batched["html"] and "<rect" in batched["html"]
     assert all(e in batched["html"] for e in sent.emails)
     assert batched["csv"].splitlines()[0].startswith("row,email,state,sha256")
-    assert len(batched["csv"].splitlines()) == N + 1
+    assert len(list(csv.DictReader(io.StringIO(batched["csv"])))) == N
+
+
+def _check_attempts(rows: list[dict[str, Any]], reports: dict[str, str]) -> None:
+    """Every message's attempts in each format: the greylisted one twice (451, then
+    delivered by the server its evidence names), the others once."""
+    tries = {r["email"]: r["attempts"] for r in rows}
+    (grey,) = [e for e, a in tries.items() if len(a) == 2]
+    assert all(len(a) == 1 for e, a in tries.items() if e != grey)
+    first, second = tries[grey]
+    assert (first["outcome"], first["reply"]) == ("deferred", GREY)
+    assert first["time"] and first["finished"] and "451" in first["error"]
+    assert second["outcome"] == "delivered" and second["reply"].startswith("250")
+    assert second["server"] and second["time"] >= first["finished"]
+    assert all(a[-1]["outcome"] == "delivered" and a[-1]["server"] for a in tries.values())
+    # csv: one column, a line per attempt (TIME OUTCOME SERVER REPLY)
+    table = list(csv.DictReader(io.StringIO(reports["csv"])))
+    cell = {x["email"]: x["attempts"].splitlines() for x in table}
+    assert cell[grey][0] == f"{first['time']} deferred - {GREY}"
+    assert cell[grey][1] == f"{second['time']} delivered {second['server']} {second['reply']}"
+    assert all(len(v) == 1 and " delivered " in v[0] for e, v in cell.items() if e != grey)
+    assert f"{first['time']} deferred - {GREY}<br>{second['time']} delivered" in reports["html"]
 
 
 def test_more_messages_than_a_page_are_asked_for_page_by_page(

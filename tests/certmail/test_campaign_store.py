@@ -31,6 +31,36 @@ def test_an_older_ledger_gains_the_seal_column(tmp_path: Path) -> None:
         assert store.recipient("old", "a@example.net").seal == "registered"
 
 
+def test_a_ledger_before_pickup_keys_gains_them_and_a_later_column_is_ignored(
+    tmp_path: Path,
+) -> None:
+    """A ledger from before own pickup passphrases gains ``pickup_key``, a key kept is erased
+    once the message is stored; a column a later version adds does not stop the reading."""
+    older = "\n".join(
+        line
+        for line in CAMPAIGN_SCHEMA.splitlines()
+        if not line.lstrip().startswith(("seal ", "pickup_key "))
+    )
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(older)
+    db.close()
+    rows = [(2, "a@example.net", {"email": "a"}, "<m1@x>"), (3, "b@example.net", {}, "<m2@x>")]
+    with CampaignStore(path) as store:
+        store.create("c", {"via": "relay"}, rows, pickup_keys={"a@example.net": '{"p": 1}'})
+        assert [r.pickup_key for r in store.recipients("c")] == ['{"p": 1}', None]
+        store.update("c", "a@example.net", "queued", error="notary away")  # nothing stored
+        assert store.recipient("c", "a@example.net").pickup_key == '{"p": 1}'
+        store.update("c", "a@example.net", "accepted", sha256="ab" * 32)
+        assert store.recipient("c", "a@example.net").pickup_key is None
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE campaign_recipients ADD COLUMN from_the_future TEXT")
+    db.commit()
+    db.close()
+    with CampaignStore(path) as store:
+        assert [r.email for r in store.recipients("c")] == ["a@example.net", "b@example.net"]
+
+
 def test_sealed_needs_a_notary(correspondents: Any, tmp_path: Path) -> None:
     c = correspondents
     csv_path = write_csv(tmp_path / "r.csv", [{"email": c.bob.email}])

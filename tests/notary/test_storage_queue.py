@@ -213,6 +213,45 @@ def test_delivery_state_keeps_the_last_reply(storage: Storage) -> None:
     assert st.state == "failed" and st.next_attempt is None and st.last_reply == grey
 
 
+def test_many_messages_deliveries_with_every_attempt(storage: Storage) -> None:
+    """``deliveries_for_messages``: each hash's deliveries (another account's: none), each
+    with its attempts in order: a deferred one (its reply and error), then the final one
+    (the server its evidence names)."""
+    import json
+
+    one, two, three = f"{1:064x}", f"{2:064x}", f"{3:064x}"
+    storage.queue_write(
+        QueueWrite(spool=[_item(1, held=False), _item(2, ("c@x", "d@x"), held=False)])
+    )
+    by = {(d.sha256, d.recipient): d for d in storage.claim_deliveries("n1", T0, LEASE, 10)}
+    d = by[(one, "b@x.test")]
+    grey, ok = {"code": 451, "text": "4.7.1 greylisted"}, {"code": 250, "text": "2.0.0 ok"}
+    why = "mx.x.test[192.0.2.1]:25 RCPT: 451 4.7.1 greylisted"
+    storage.start_attempt(d.id, d.recipient, "n1", T0)
+    nxt = T0 + timedelta(minutes=1)
+    update = DeliveryUpdate(d.id, "queued", next_attempt=nxt, error=why, reply=grey, attempted=T0)
+    storage.queue_write(QueueWrite(updates=[update]))
+    (d,) = storage.claim_deliveries("n1", nxt, nxt + timedelta(minutes=10), 10)
+    a = storage.start_attempt(d.id, d.recipient, "n1", nxt)
+    evidence = json.dumps({"recipient": "b@x.test", "host": "mx.x.test", "reply": ok})
+    assert storage.record_final(a, "RelayToNonERDS", evidence, ok, "q1", nxt)
+    storage.queue_write(
+        QueueWrite(updates=[DeliveryUpdate(d.id, "delivered", reply=ok, attempted=nxt)])
+    )
+    got = storage.deliveries_for_messages([two, three, one, two], 1)
+    assert set(got) == {one, two}
+    (st,) = got[one]
+    assert (st.state, st.attempts) == ("delivered", 2)
+    assert [(h.started, h.outcome, h.reply, h.host, h.error) for h in st.history] == [
+        (T0, "deferred", grey, None, why),
+        (nxt, "delivered", ok, "mx.x.test", None),
+    ]
+    assert st.history[0].finished == T0 and st.history[1].finished == nxt
+    assert [(x.recipient, x.history) for x in got[two]] == [("c@x", ()), ("d@x", ())]
+    assert storage.deliveries_for_messages([one, two], 2) == {}  # another account's
+    assert storage.deliveries_for_message(one, 1) == got[one]
+
+
 def test_postponed_deliveries_are_due_later_without_an_attempt(storage: Storage) -> None:
     storage.queue_write(QueueWrite(spool=[_item(1, held=False)]))
     (d,) = storage.claim_deliveries("n1", T0, LEASE, 10)
@@ -271,6 +310,46 @@ def test_a_queue_from_before_delivery_attempts_opens_and_works(kind: str, tmp_pa
         (st,) = s.deliveries_for_message(f"{1:064x}", 1)
         assert st.state == "queued" and st.last_reply is None
         reopen().close()  # the migration is idempotent
+    finally:
+        if isinstance(s, PostgresStorage):
+            s.drop_schema()
+        s.close()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_attempts_from_before_their_error_was_kept_gain_the_column(
+    kind: str, tmp_path: Path
+) -> None:
+    import uuid
+
+    from notary.storage.postgres import PostgresStorage
+    from notary.storage.sqlite import SQLiteStorage
+    from tests.notary.storage_backends import require_pg
+
+    schema = "t_" + uuid.uuid4().hex[:16]
+    drop = "ALTER TABLE delivery_attempts DROP COLUMN error"
+    if kind == "sqlite":
+        import sqlite3
+
+        SQLiteStorage(tmp_path / "old.db").close()
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            conn.execute(drop)
+        s: Storage = SQLiteStorage(tmp_path / "old.db")
+    else:
+        import psycopg
+
+        PostgresStorage(require_pg(), schema=schema).close()
+        with psycopg.connect(require_pg(), autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{schema}"')
+            pg.execute(drop)
+        s = PostgresStorage(require_pg(), schema=schema)
+    try:
+        s.queue_write(QueueWrite(spool=[_item(1, held=False)]))
+        (d,) = s.claim_deliveries("n1", T0, LEASE, 10)
+        s.start_attempt(d.id, d.recipient, "n1", T0)
+        s.queue_write(QueueWrite(updates=[DeliveryUpdate(d.id, "failed", error="refused")]))
+        (st,) = s.deliveries_for_message(f"{1:064x}", 1)
+        assert [(h.outcome, h.error) for h in st.history] == [("failed", "refused")]
     finally:
         if isinstance(s, PostgresStorage):
             s.drop_schema()

@@ -101,7 +101,8 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     reply TEXT,
     queue_id TEXT,
     event TEXT,
-    evidence TEXT
+    evidence TEXT,
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_delivery ON delivery_attempts (delivery_id);
 CREATE UNIQUE INDEX IF NOT EXISTS delivery_attempts_final
@@ -129,6 +130,7 @@ MIGRATIONS = (
     ("deliveries", "last_node", "TEXT"),
     ("deliveries", "last_reply", "TEXT"),
     ("deliveries", "last_attempt", "{real}"),
+    ("delivery_attempts", "error", "TEXT"),
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from notary.errors import StorageError
 from notary.storage import (
     DELIVERY_STATES,
+    AttemptRecord,
     Delivery,
     DeliveryStatus,
     DeliveryUpdate,
@@ -148,7 +149,7 @@ class QueueSQL(SQLBase):
         # The attempts these outcomes end (a final one was recorded before it was logged).
         cur.executemany(
             d.sql(
-                "UPDATE delivery_attempts SET outcome = ?, finished = ?, reply = ?"
+                "UPDATE delivery_attempts SET outcome = ?, finished = ?, reply = ?, error = ?"
                 " WHERE delivery_id = ? AND outcome IS NULL"
             ),
             [
@@ -156,6 +157,7 @@ class QueueSQL(SQLBase):
                     "deferred" if u.state == "queued" else u.state,
                     (u.attempted or datetime.now(UTC)).timestamp(),
                     None if u.reply is None else json.dumps(u.reply),
+                    u.error,
                     u.delivery_id,
                 )
                 for u in updates
@@ -360,24 +362,68 @@ class QueueSQL(SQLBase):
         return row is not None
 
     def deliveries_for_message(self, sha256: str, account_id: int) -> list[DeliveryStatus]:
-        rows = self.dialect.run(
-            self._read(),
-            "SELECT d.recipient, d.state, d.attempts, s.received, d.next_attempt,"
-            " d.last_attempt, d.last_error, d.last_reply FROM deliveries d"
-            " JOIN spool s ON s.id = d.spool_id WHERE s.sha256 = ? AND s.account_id = ?"
-            " AND s.kind = 'message' ORDER BY d.id",
-            (sha256, account_id),
-        ).fetchall()
-        return [
-            DeliveryStatus(
-                str(r[0]),
-                str(r[1]),
-                int(r[2]),
-                datetime.fromtimestamp(float(r[3]), UTC),
-                _time_or_none(r[4]) if r[1] == "queued" else None,
-                _time_or_none(r[5]),
-                None if r[6] is None else str(r[6]),
-                _json_or_none(r[7]),
+        return self.deliveries_for_messages([sha256], account_id).get(sha256, [])
+
+    def deliveries_for_messages(
+        self, hashes: Sequence[str], account_id: int
+    ) -> dict[str, list[DeliveryStatus]]:
+        """Each hash's deliveries with their attempts: two queries per chunk of hashes
+        (the deliveries, then all their attempts), not two per message."""
+        d, cur = self.dialect, self._read()
+        found: list[tuple[int, str, Sequence[Any]]] = []
+        for cond, params in d.in_lists("s.sha256", list(dict.fromkeys(hashes))):
+            q = (
+                "SELECT d.id, s.sha256, d.recipient, d.state, d.attempts, s.received,"  # noqa: S608
+                " d.next_attempt, d.last_attempt, d.last_error, d.last_reply"
+                " FROM deliveries d JOIN spool s ON s.id = d.spool_id"
+                f" WHERE {cond} AND s.account_id = ? AND s.kind = 'message' ORDER BY d.id"
             )
-            for r in rows
-        ]
+            rows = d.run(cur, q, (*params, account_id)).fetchall()
+            found += [(int(r[0]), str(r[1]), r[2:]) for r in rows]
+        history: dict[int, list[AttemptRecord]] = {}
+        for cond, params in d.in_lists("delivery_id", [i for i, _, _ in found]):
+            q = (
+                "SELECT delivery_id, started, finished, outcome, reply, event, evidence,"  # noqa: S608
+                f" error FROM delivery_attempts WHERE {cond} ORDER BY id"
+            )
+            for a in d.run(cur, q, params).fetchall():
+                history.setdefault(int(a[0]), []).append(_attempt(a[1:]))
+        out: dict[str, list[DeliveryStatus]] = {}
+        for i, sha, r in found:
+            out.setdefault(sha, []).append(
+                DeliveryStatus(
+                    str(r[0]),
+                    str(r[1]),
+                    int(r[2]),
+                    datetime.fromtimestamp(float(r[3]), UTC),
+                    _time_or_none(r[4]) if r[1] == "queued" else None,
+                    _time_or_none(r[5]),
+                    None if r[6] is None else str(r[6]),
+                    _json_or_none(r[7]),
+                    tuple(history.get(i, ())),
+                )
+            )
+        return out
+
+
+#: A final attempt's outcome by the event its evidence was logged as.
+_FINAL = {"RelayToNonERDS": "delivered", "RelayToNonERDSFailure": "failed"}
+
+
+def _attempt(a: Sequence[Any]) -> AttemptRecord:
+    """One ``delivery_attempts`` row (started, finished, outcome, reply, event, evidence,
+    error) as the sender sees it."""
+    evidence = _json_or_none(a[5]) or {}
+    outcome = None if a[2] is None else str(a[2])
+    if outcome == "final":
+        outcome = _FINAL.get(str(a[4]), "failed")
+    reply = _json_or_none(a[3]) or evidence.get("reply")
+    host = evidence.get("host")
+    return AttemptRecord(
+        datetime.fromtimestamp(float(a[0]), UTC),
+        _time_or_none(a[1]),
+        outcome,
+        reply if isinstance(reply, dict) else None,
+        host if isinstance(host, str) else None,
+        None if a[6] is None else str(a[6]),
+    )
