@@ -299,7 +299,7 @@ def _recheck_keys(
     since ``create``): each sendable recipient with its key's fingerprint (None: one
     ``create`` listed for pickup, who needs none), and those without a key now, failed
     with the reason (recorded)."""
-    from .create import key_checks
+    from .keychecks import key_checks
     from .recipients import Row
 
     pickup = set(spec.get("pickup", ()))
