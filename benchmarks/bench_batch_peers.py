@@ -12,39 +12,17 @@ its WAL flush. Run it with ``PYTHONPATH=TREE`` to measure the code in TREE.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import resource
+import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from keys.tsa import generate_tsa_pki
-from notary.note import Signer
 from notary.rfc3161 import TimeStampAuthority
-from notary.sequencer import Sequencer, Submission
-from notary.storage.postgres import PostgresStorage
 from notary.storage.sqlite import SQLiteStorage
 
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _work(n: int, tag: str) -> list[Submission]:
-    return [
-        Submission(
-            "SubmissionAcceptance",
-            hashlib.sha256(f"{tag}{i}".encode()).hexdigest(),
-            f"<{i}.{tag}@bench>",
-            1,
-            {"submitter": "bench@example.test", "channel": "api"},
-            True,
-        )
-        for i in range(n)
-    ]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from log_setup import cpu, pg_dsn, pg_storage, sequencer, subs
 
 
 def main() -> None:
@@ -53,32 +31,29 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    dsn = os.environ.get("CERTMAIL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    with tempfile.TemporaryDirectory() as tmp:
+    dsn = pg_dsn()
+    if dsn is None:
+        raise SystemExit("bench_batch_peers: error: no PostgreSQL (set CERTMAIL_TEST_POSTGRES_DSN)")
+    with tempfile.TemporaryDirectory() as tmp, pg_storage(dsn) as pg:
         tsa = TimeStampAuthority(generate_tsa_pki(Path(tmp) / "pki", "Batch TSA"))
         sq = SQLiteStorage(Path(tmp) / "batch.db")
-        pg = PostgresStorage(dsn, schema="bench_" + uuid.uuid4().hex[:12])
         try:
-            seqs = {
-                name: Sequencer(st, Signer.generate("bench.test/log"), tsa=tsa)
-                for name, st in (("SQLite", sq), ("PostgreSQL", pg))
-            }
-            for s in seqs.values():
-                s.commit_batch(_work(10, "warm"))
+            seqs = {name: sequencer(st, tsa) for name, st in (("SQLite", sq), ("PostgreSQL", pg))}
             print(f"| round | backend | CPU ms/batch | wall ms/batch | (batches of {args.batch}) |")
             print("|---:|---|---:|---:|---|")
             for r in range(args.rounds):
                 for name, s in seqs.items():
-                    work = [_work(args.batch, f"{name}{r}-{b}-") for b in range(args.batches)]
-                    c0, t0 = _cpu(), time.perf_counter()
+                    work = [
+                        subs(args.batch, f"{name}{r}-{b}-", timestamp=True)
+                        for b in range(args.batches)
+                    ]
+                    c0, t0 = cpu(), time.perf_counter()
                     for w in work:
                         s.commit_batch(w)
-                    cpu, wall = _cpu() - c0, time.perf_counter() - t0
+                    used, wall = cpu() - c0, time.perf_counter() - t0
                     n = args.batches
-                    print(f"| {r + 1} | {name} | {cpu / n * 1e3:.2f} | {wall / n * 1e3:.2f} | |")
+                    print(f"| {r + 1} | {name} | {used / n * 1e3:.2f} | {wall / n * 1e3:.2f} | |")
         finally:
-            pg.drop_schema()
-            pg.close()
             sq.close()
 
 
