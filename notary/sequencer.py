@@ -90,6 +90,16 @@ class Prepared:
     entries: list[bytes]
     leaves: list[Hash]
 
+    def joined(self, more: Prepared) -> Prepared:
+        """This batch with ``more`` (prepared at the same time) after it."""
+        return Prepared(
+            self.time,
+            self.items + more.items,
+            self.tsts + more.tsts,
+            self.entries + more.entries,
+            self.leaves + more.leaves,
+        )
+
 
 @dataclass
 class Metrics:
@@ -233,6 +243,16 @@ class Sequencer:
         tsts = self._stamp(items)
         entries = self._statements(items, now)
         return Prepared(now, list(items), tsts, entries, [leaf_hash(e) for e in entries])
+
+    def commit_rest(self, prepared: Prepared | None, rest: Sequence[Submission]) -> list[Receipt]:
+        """:meth:`commit_prepared` of ``prepared`` with ``rest`` prepared and added (at
+        its time)."""
+        if rest:
+            more = self.prepare(rest, None if prepared is None else prepared.time)
+            prepared = more if prepared is None else prepared.joined(more)
+        if prepared is None or not prepared.items:
+            return []  # only empty submissions: nothing to log
+        return self.commit_prepared(prepared)
 
     def _statements(self, items: Sequence[Submission], now: datetime) -> list[bytes]:
         return [
@@ -409,6 +429,10 @@ class Sequencer:
     async def submit(self, items: Sequence[Submission]) -> list[Receipt]:
         """Queue ``items`` for the next batch; return their receipts once committed."""
         return await self.enqueue(items)
+
+    #: Whether a finished batch's waiters are answered before :meth:`_gather` (which may
+    #: wait for them to send more), not after the next batch's commit has started.
+    answer_before_gather = False
 
     async def _gather(self) -> None:
         """Before each batch: start it at once (a subclass may wait a moment for more)."""

@@ -66,26 +66,19 @@ class _Batch:
         if self.chunk is not None:
             chunk, self.chunk = self.chunk, None
             part = await chunk
-            done = self.prepared
-            if done is None:
-                self.prepared = part
-            else:
-                self.prepared = type(done)(
-                    done.time,
-                    done.items + part.items,
-                    done.tsts + part.tsts,
-                    done.entries + part.entries,
-                    done.leaves + part.leaves,
-                )
+            self.prepared = part if self.prepared is None else self.prepared.joined(part)
 
-    async def finish(self) -> Prepared:
-        """The whole batch prepared (what is left is prepared now)."""
-        await self.join_chunk()
-        if self.unprepared:
-            self.start_chunk()
-            await self.join_chunk()
-        assert self.prepared is not None
-        return self.prepared
+    async def start_commit(self) -> asyncio.Future[list[Receipt]]:
+        """Start committing this batch, in a thread, which first prepares what was taken
+        and is not prepared yet; the future of its receipts (or of its error)."""
+        try:
+            await self.join_chunk()  # almost always done already
+        except Exception as e:  # its preparation failed: so does the batch
+            failed: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(e)
+            return failed
+        prepared, rest, self.unprepared = self.prepared, self.unprepared, []
+        return asyncio.ensure_future(asyncio.to_thread(self.seq.commit_rest, prepared, rest))
 
     def fail(self, e: BaseException) -> None:
         for _, fut in self.waiters:
@@ -130,35 +123,46 @@ async def _either(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> None:
 
 
 async def group_commit(seq: Sequencer, wake: asyncio.Event) -> None:
-    """The sequencer's batching loop (module docstring); runs until cancelled."""
+    """The sequencer's batching loop (module docstring); runs until cancelled.
+
+    When a commit returns, the next batch's commit starts before the finished batch's
+    waiters are answered (their handlers then run while it commits), unless the
+    sequencer's :meth:`~notary.sequencer.Sequencer._gather` needs the answers out first
+    (:attr:`~notary.sequencer.Sequencer.answer_before_gather`)."""
     batch = nxt = _Batch(seq)
+    done: tuple[_Batch, asyncio.Future[list[Receipt]]] | None = None
     try:
         while True:
+            if done is not None and (seq.answer_before_gather or not nxt.waiters):
+                _answer(seq, *done)
+                done = None
             if not nxt.waiters:
                 await wake.wait()
                 wake.clear()
                 if not seq._pending:
                     continue
-            batch, nxt = nxt, _Batch(seq)
             await seq._gather()
+            batch, nxt = nxt, _Batch(seq)
             batch.take()
-            try:
-                prepared = await batch.finish()
-            except Exception as e:  # one batch failed: its callers hear why
-                _failed(seq, batch, e)
-                continue
-            commit = asyncio.ensure_future(asyncio.to_thread(seq.commit_prepared, prepared))
+            commit = await batch.start_commit()
+            if done is not None:
+                _answer(seq, *done)
+                done = None
             await _prepare_during(seq, wake, commit, nxt)
-            try:
-                receipts = commit.result()
-            except Exception as e:
-                _failed(seq, batch, e)
-                continue
-            batch.answer(receipts)
+            done = (batch, commit)
     except asyncio.CancelledError:
-        for b in (batch, nxt):
+        for b in (batch, nxt, *(done[:1] if done else ())):
             b.fail(SequencerError("the notary is shutting down"))
         raise
+
+
+def _answer(seq: Sequencer, batch: _Batch, commit: asyncio.Future[list[Receipt]]) -> None:
+    try:
+        receipts = commit.result()
+    except Exception as e:  # one batch failed: its callers hear why
+        _failed(seq, batch, e)
+        return
+    batch.answer(receipts)
 
 
 def _failed(seq: Sequencer, batch: _Batch, e: Exception) -> None:

@@ -159,15 +159,16 @@ class PostgresDialect(Dialect):
 
 
 #: The SQLSTATE :data:`GUARD_FUNCTION` raises, and nothing else does: its class is of the
-#: implementation-defined range (SQL:2016 §24.1: it starts with I-Z) and none PostgreSQL
-#: uses (P0, XX), so no other error of the batch's pipeline (a division by zero, a
-#: constraint) is taken for a stale tree.
+#: range SQL leaves to implementations (first character I-Z) and not one PostgreSQL uses
+#: (P0, XX), so no other error of the batch's pipeline (a division by zero, a constraint)
+#: is taken for a stale tree.
 STALE_TREE = "ZC001"
 
-#: The guard of a batch made on the tree its writer last committed (created with the
-#: schema, on every start, under the sequencer's lock). Its tables are the schema's it was
-#: created in (``SET search_path FROM CURRENT``), whatever the caller's path.
-GUARD_FUNCTION = f"""
+#: The guard of a batch made on the tree its writer last committed, raising
+#: :data:`STALE_TREE` (created with the schema, on every start, under the sequencer's
+#: lock). Its tables are the schema's it was created in (``SET search_path FROM
+#: CURRENT``), whatever the caller's path.
+GUARD_FUNCTION = """
 CREATE OR REPLACE FUNCTION certmail_guard_tree(
     want_size BIGINT, want_root BYTEA, want_time TIMESTAMPTZ
 ) RETURNS VOID LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -176,7 +177,7 @@ BEGIN
         SELECT 1 FROM (SELECT size, root, time FROM checkpoints ORDER BY size DESC LIMIT 1) AS c
         WHERE c.size = want_size AND c.root = want_root AND c.time = want_time
     ) OR (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries) <> want_size THEN
-        RAISE EXCEPTION USING ERRCODE = '{STALE_TREE}',
+        RAISE EXCEPTION USING ERRCODE = 'ZC001',
             MESSAGE = 'the log changed since this writer last committed to it';
     END IF;
 END $$
