@@ -2,7 +2,9 @@
 
 Group commit: submissions gather in a pending pool while the previous batch
 commits; each batch is one storage transaction with one checkpoint signature.
-Callers get their receipts only after the batch is durable. Before signing, the
+Callers get their receipts only after the batch is durable. What does not depend
+on the tree (tokens, statements, leaf hashes: :meth:`Sequencer.prepare`) is made
+while the previous batch commits (notary.sequencer_loop). Before signing, the
 sequencer checks that the new tree is consistent with the last checkpoint
 (RFC 9162 §2.1.4) and that time moved forward; it refuses to sign otherwise.
 
