@@ -151,6 +151,8 @@ async def group_commit(seq: Sequencer, wake: asyncio.Event) -> None:
             await _prepare_during(seq, wake, commit, nxt)
             done = (batch, commit)
     except asyncio.CancelledError:
+        if done is not None and done[1].done():  # committed (or failed): say which
+            _answer(seq, *done)
         for b in (batch, nxt, *(done[:1] if done else ())):
             b.fail(SequencerError("the notary is shutting down"))
         raise
