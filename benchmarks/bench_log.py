@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import socket
 import subprocess
@@ -42,10 +41,11 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from notary.note import Signer
-from notary.sequencer import Sequencer, Submission
 from notary.storage import Storage
 from notary.storage.sqlite import SQLiteStorage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from log_setup import cpu, pg_dsn, pg_storage, sequencer, subs
 
 ROOT = Path(__file__).resolve().parent.parent
 CERTMAIL = [sys.executable, "-m", "certmail.cli.main"]
@@ -73,38 +73,19 @@ def ceilings() -> None:
     row("Ed25519 sign (cryptography)", f"{rate(lambda: key.sign(data)):,.0f}/s")
 
 
-def subs(n: int, tag: str) -> list[Submission]:
-    return [
-        Submission(
-            "SubmissionAcceptance",
-            hashlib.sha256(f"{tag}{i}".encode()).hexdigest(),
-            f"<{i}.{tag}@bench>",
-            1,
-            {"submitter": "bench@example.test", "channel": "api"},
-        )
-        for i in range(n)
-    ]
-
-
 def sequencer_rate(storage: Storage, label: str, batch: int, batches: int) -> None:
-    seq = Sequencer(storage, Signer.generate("bench.test/log"))
-    seq.commit_batch(subs(10, "warm"))
+    seq = sequencer(storage)
     work = [subs(batch, f"{label}{b}-") for b in range(batches)]
-    cpu0, t0 = _cpu(), time.perf_counter()
+    cpu0, t0 = cpu(), time.perf_counter()
     for w in work:
         seq.commit_batch(w)
-    dt, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    dt, used = time.perf_counter() - t0, cpu() - cpu0
     row(
         f"sequencer, {label}, batches of {batch:,}",
         f"{batch * batches / dt:,.0f}/s",
         f"durable: committed with its signed checkpoint;"
-        f" {cpu / (batch * batches) * 1e6:.1f} us CPU per entry",
+        f" {used / (batch * batches) * 1e6:.1f} us CPU per entry",
     )
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def sequencer_only(dsn: str) -> None:
@@ -115,24 +96,9 @@ def sequencer_only(dsn: str) -> None:
     if "--copy-rows" in argv:
         postgres.COPY_ROWS = int(argv[argv.index("--copy-rows") + 1])
     sizes = argv[argv.index("--sizes") + 1] if "--sizes" in argv else "64,2048,16384"
-    pg = postgres.PostgresStorage(dsn, schema="bench_" + uuid.uuid4().hex[:12])
-    try:
+    with pg_storage(dsn) as pg:
         for batch in (int(n) for n in sizes.split(",")):
             sequencer_rate(pg, "PostgreSQL", batch, max(3, 50_000 // batch))
-    finally:
-        pg.drop_schema()
-        pg.close()
-
-
-def pg_dsn() -> str | None:
-    dsn = os.environ.get("CERTMAIL_TEST_POSTGRES_DSN")
-    if dsn:
-        return dsn
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return "postgresql://postgres@127.0.0.1:5432/test"
-    except OSError:
-        return None
 
 
 def free_port() -> int:
@@ -465,15 +431,9 @@ def main() -> None:
         st.close()
         dsn = pg_dsn()
         if dsn:
-            from notary.storage.postgres import PostgresStorage
-
-            pg = PostgresStorage(dsn, schema="bench_" + uuid.uuid4().hex[:12])
-            try:
+            with pg_storage(dsn) as pg:
                 for batch, batches in ((1000, 10), (20000, 3)):
                     sequencer_rate(pg, "PostgreSQL", batch, batches)
-            finally:
-                pg.drop_schema()
-                pg.close()
         else:
             row("sequencer, PostgreSQL", "skipped", "no PostgreSQL at 127.0.0.1:5432")
         proc, url, token = serve(Path(tmp))

@@ -2,7 +2,9 @@
 
 Group commit: submissions gather in a pending pool while the previous batch
 commits; each batch is one storage transaction with one checkpoint signature.
-Callers get their receipts only after the batch is durable. Before signing, the
+Callers get their receipts only after the batch is durable. What does not depend
+on the tree (tokens, statements, leaf hashes: :meth:`Sequencer.prepare`) is made
+while the previous batch commits (notary.sequencer_loop). Before signing, the
 sequencer checks that the new tree is consistent with the last checkpoint
 (RFC 9162 §2.1.4) and that time moved forward; it refuses to sign otherwise.
 
@@ -46,6 +48,7 @@ from notary.merkle import (
 )
 from notary.note import Signer
 from notary.receipt import Receipt
+from notary.sequencer_loop import group_commit
 from notary.storage import LogStore, NewEntry, StaleTree, StoredCheckpoint
 from notary.tlogproof import TlogProof
 
@@ -77,6 +80,27 @@ class Submission:
     account_id: int | None
     extra: Mapping[str, Any] = field(default_factory=dict)
     timestamp: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's work that does not depend on the tree (:meth:`Sequencer.prepare`)."""
+
+    time: datetime
+    items: list[Submission]
+    tsts: list[bytes | None]
+    entries: list[bytes]
+    leaves: list[Hash]
+
+    def joined(self, more: Prepared) -> Prepared:
+        """This batch with ``more`` (prepared at the same time) after it."""
+        return Prepared(
+            self.time,
+            self.items + more.items,
+            self.tsts + more.tsts,
+            self.entries + more.entries,
+            self.leaves + more.leaves,
+        )
 
 
 @dataclass
@@ -208,16 +232,61 @@ class Sequencer:
         if not items and not sign_empty:
             return []
         started = _time.perf_counter()
+        return self.commit_prepared(self.prepare(items), sign_empty=sign_empty, started=started)
+
+    def prepare(self, items: Sequence[Submission], time: datetime | None = None) -> Prepared:
+        """The part of a batch that does not depend on the tree: ``items``' RFC 3161
+        tokens, statements at ``time`` (else the clock's) and leaf hashes. Nothing is
+        written; :meth:`commit_prepared` commits it (notary.sequencer_loop makes the next
+        batch's while one commits)."""
+        now = self.clock() if time is None else time
+        if now.tzinfo is None:
+            raise SequencerError("the clock returned a naive datetime")
         tsts = self._stamp(items)
+        entries = self._statements(items, now)
+        return Prepared(now, list(items), tsts, entries, [leaf_hash(e) for e in entries])
+
+    def commit_rest(self, prepared: Prepared | None, rest: Sequence[Submission]) -> list[Receipt]:
+        """:meth:`commit_prepared` of ``prepared`` with ``rest`` prepared and added (at
+        its time)."""
+        if rest:
+            more = self.prepare(rest, None if prepared is None else prepared.time)
+            prepared = more if prepared is None else prepared.joined(more)
+        if prepared is None or not prepared.items:
+            return []  # only empty submissions: nothing to log
+        return self.commit_prepared(prepared)
+
+    def _statements(self, items: Sequence[Submission], now: datetime) -> list[bytes]:
+        return [
+            statement(
+                s.event,
+                time=now,
+                notary=self.origin,
+                sha256=s.sha256,
+                message_id=s.message_id,
+                **s.extra,
+            )
+            for s in items
+        ]
+
+    def commit_prepared(
+        self, prepared: Prepared, *, sign_empty: bool = False, started: float | None = None
+    ) -> list[Receipt]:
+        """Commit a batch :meth:`prepare` made, durably; its receipts in order. Its time
+        must be after the last checkpoint's as read under the lock (another writer's
+        may be later): if not, its statements are made again at the clock's time."""
+        if self.fatal is not None:
+            raise self.fatal
+        started = _time.perf_counter() if started is None else started
         try:
-            done = self._sequence(items, tsts, sign_empty)
+            done = self._sequence(prepared, sign_empty)
         except StaleTree:
             # The batch started from the tree this process last committed, and another
             # writer has appended since: it wrote nothing. Again, on the tree read now.
-            done = self._sequence(items, tsts, sign_empty)
+            done = self._sequence(prepared, sign_empty)
         if done is None:
             return []
-        size, new_size, entries, note, reader = done
+        size, new_size, prepared, note, reader = done
         # Committed: every hash the proofs need is in memory or in storage, and
         # what this batch wrote or read is durable, so later batches may reuse it.
         reader.backing = self.storage
@@ -225,18 +294,19 @@ class Sequencer:
         proofs = prove_inclusion_many(new_size, range(size, new_size), reader)
         receipts = [
             Receipt(e, TlogProof(size + i, tuple(p), note), t)
-            for i, (e, t, p) in enumerate(zip(entries, tsts, proofs, strict=True))
+            for i, (e, t, p) in enumerate(zip(prepared.entries, prepared.tsts, proofs, strict=True))
         ]
-        self.metrics.observe(len(items), _time.perf_counter() - started, new_size)
+        self.metrics.observe(len(prepared.items), _time.perf_counter() - started, new_size)
         self._committed_to(new_size)
         return receipts
 
     def _sequence(
-        self, items: Sequence[Submission], tsts: Sequence[bytes | None], sign_empty: bool
-    ) -> tuple[int, int, list[bytes], bytes, _Layered] | None:
-        """One storage transaction of :meth:`commit_batch`: (old size, new size, the
-        entries, the signed note, the hashes read and made), or None (``sign_empty`` with
-        a checkpoint already there)."""
+        self, prepared: Prepared, sign_empty: bool
+    ) -> tuple[int, int, Prepared, bytes, _Layered] | None:
+        """One storage transaction of :meth:`commit_prepared`: (old size, new size, the
+        batch as committed, the signed note, the hashes read and made), or None
+        (``sign_empty`` with a checkpoint already there)."""
+        items = prepared.items
         with self.storage.sequence() as tx:
             size = tx.tree_size()
             last = tx.latest_checkpoint()
@@ -247,25 +317,18 @@ class Sequencer:
                 self._fail(
                     f"the log holds {size} entries but its last checkpoint covers {last_size}"
                 )
-            # Time is read with the tree as it is under the lock (or as the guard of the
-            # transaction checks it is there), so batches from several processes are
-            # ordered by it too.
-            now = self._signing_time(last)
-            entries = [
-                statement(
-                    s.event,
-                    time=now,
-                    notary=self.origin,
-                    sha256=s.sha256,
-                    message_id=s.message_id,
-                    **s.extra,
+            # The batch's time is checked against the tree as it is under the lock (or as
+            # the guard of the transaction checks it is there), so batches from several
+            # processes are ordered by it too.
+            if last is not None and prepared.time <= last.time:
+                now = self._signing_time(last)
+                entries = self._statements(items, now)
+                prepared = Prepared(
+                    now, items, prepared.tsts, entries, [leaf_hash(e) for e in entries]
                 )
-                for s in items
-            ]
-            leaves = [leaf_hash(e) for e in entries]
             reader = _Layered(tx, self._committed)
             hash_start = stored_hash_count(size)
-            new_hashes = stored_hashes_for_batch(size, leaves, reader)
+            new_hashes = stored_hashes_for_batch(size, prepared.leaves, reader)
             reader.add(hash_start, new_hashes)
             new_size = size + len(items)
             root = tree_hash(new_size, reader)
@@ -276,13 +339,13 @@ class Sequencer:
                 size,
                 [
                     NewEntry(s.account_id, s.sha256, s.message_id, s.event, e, t)
-                    for s, e, t in zip(items, entries, tsts, strict=True)
+                    for s, e, t in zip(items, prepared.entries, prepared.tsts, strict=True)
                 ],
                 new_hashes,
                 hash_start,
-                StoredCheckpoint(new_size, root, now, note),
+                StoredCheckpoint(new_size, root, prepared.time, note),
             )
-        return size, new_size, entries, note, reader
+        return size, new_size, prepared, note, reader
 
     def _stamp(self, items: Sequence[Submission]) -> list[bytes | None]:
         """An RFC 3161 token for each item that asks for one (else None)."""
@@ -369,36 +432,13 @@ class Sequencer:
         """Queue ``items`` for the next batch; return their receipts once committed."""
         return await self.enqueue(items)
 
+    #: Whether a finished batch's waiters are answered before :meth:`_gather` (which may
+    #: wait for them to send more), not after the next batch's commit has started.
+    answer_before_gather = False
+
     async def _gather(self) -> None:
         """Before each batch: start it at once (a subclass may wait a moment for more)."""
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                await self._gather()
-                batch: list[tuple[list[Submission], asyncio.Future[list[Receipt]]]] = []
-                count = 0
-                while self._pending and (
-                    not batch or count + len(self._pending[0][0]) <= self.max_batch
-                ):
-                    req = self._pending.pop(0)
-                    batch.append(req)
-                    count += len(req[0])
-                flat = [s for items, _ in batch for s in items]
-                try:
-                    receipts = await asyncio.to_thread(self.commit_batch, flat)
-                except Exception as e:  # one batch failed: its callers hear why
-                    self.metrics.batch_failed()
-                    log.error("batch of %d failed: %s", len(flat), e)
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                pos = 0
-                for items, fut in batch:
-                    if not fut.done():
-                        fut.set_result(receipts[pos : pos + len(items)])
-                    pos += len(items)
+        await group_commit(self, self._wake)

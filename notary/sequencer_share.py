@@ -250,6 +250,8 @@ class SharedSequencer(Sequencer):
         fatal = self.fatal is not None
         out.send(wire.frame(wire.ERROR, number, wire.encode_error(e, fatal=fatal)))
 
+    answer_before_gather = True  # _gather waits for the peers its answers reach
+
     async def _gather(self) -> None:
         """Wait up to :data:`LINGER` for the workers whose entries the last batch held
         and who have sent nothing since: their answers go through one more process, so

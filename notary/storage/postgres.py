@@ -152,15 +152,36 @@ class PostgresDialect(Dialect):
         cur.execute("LOCK TABLE addresses IN EXCLUSIVE MODE")
 
     def guard_tree(self, cur: Cursor, size: int, root: bytes, time: datetime) -> None:
-        """A division by zero (StaleTree, in :meth:`PostgresStorage._pipelined`) unless the
-        latest checkpoint and the entries are still at ``size``: the divisor counts what
-        matches, read when the statement runs (under the lock), never planned away."""
-        cur.execute(
-            "SELECT 1 / (SELECT COUNT(*) FROM (SELECT size, root, time FROM checkpoints"
-            " ORDER BY size DESC LIMIT 1) AS c WHERE c.size = %s AND c.root = %s"
-            " AND c.time = %s AND (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries) = %s)",
-            (size, root, time, size),
-        )
+        """:data:`GUARD_FUNCTION`: SQLSTATE :data:`STALE_TREE` (StaleTree, in
+        :meth:`PostgresStorage._pipelined`) unless the latest checkpoint and the entries
+        are still at ``size``, read when the statement runs (under the lock)."""
+        cur.execute("SELECT certmail_guard_tree(%s, %s, %s)", (size, root, time))
+
+
+#: The SQLSTATE :data:`GUARD_FUNCTION` raises, and nothing else does: its class is of the
+#: range SQL leaves to implementations (first character I-Z) and not one PostgreSQL uses
+#: (P0, XX), so no other error of the batch's pipeline (a division by zero, a constraint)
+#: is taken for a stale tree.
+STALE_TREE = "ZC001"
+
+#: The guard of a batch made on the tree its writer last committed, raising
+#: :data:`STALE_TREE` (created with the schema, on every start, under the sequencer's
+#: lock). Its tables are the schema's it was created in (``SET search_path FROM
+#: CURRENT``), whatever the caller's path.
+GUARD_FUNCTION = """
+CREATE OR REPLACE FUNCTION certmail_guard_tree(
+    want_size BIGINT, want_root BYTEA, want_time TIMESTAMPTZ
+) RETURNS VOID LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM (SELECT size, root, time FROM checkpoints ORDER BY size DESC LIMIT 1) AS c
+        WHERE c.size = want_size AND c.root = want_root AND c.time = want_time
+    ) OR (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries) <> want_size THEN
+        RAISE EXCEPTION USING ERRCODE = 'ZC001',
+            MESSAGE = 'the log changed since this writer last committed to it';
+    END IF;
+END $$
+"""
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -193,6 +214,7 @@ class PostgresStorage(SQLStorage):
                 self.dialect.lock_sequencer(cur)
                 cur.execute(self.dialect.schema())
                 self._migrate(cur)
+                cur.execute(GUARD_FUNCTION)
         self._channel = f"certmail_accounts_{self.dialect.lock_key & 0xFFFFFFFFFFFFFFFF:x}"
         self._listener: NotifyListener | None = None
 
@@ -264,7 +286,7 @@ class PostgresStorage(SQLStorage):
                 aborted = True
                 if isinstance(e, psycopg.errors.UniqueViolation):
                     raise StorageError(f"conflicting write: {e}") from e
-                if isinstance(e, psycopg.errors.DivisionByZero):  # only guard_tree divides
+                if e.sqlstate == STALE_TREE:  # raised by GUARD_FUNCTION alone
                     raise StaleTree("the log changed since this process last wrote to it") from e
                 raise
             finally:

@@ -117,3 +117,23 @@ def test_writers_taking_turns_each_make_their_batch_again(
         assert cp is not None
         verify_inclusion(leaf_hash(r.entry), r.proof.index, cp.size, r.proof.hashes, cp.root_hash)
     assert all(s.fatal is None for s in seqs)
+
+
+def test_only_the_guard_signals_a_stale_tree(
+    two: tuple[postgres.PostgresStorage, postgres.PostgresStorage],
+) -> None:
+    """Another error of the batch's pipeline (here a division by zero, which the guard
+    once used as its signal) is that error, never StaleTree; the guard's SQLSTATE is."""
+    a, _ = two
+    Sequencer(a, Signer.generate("guard.test/log")).commit_batch(_subs(2))
+    with pytest.raises(psycopg.errors.DivisionByZero), a.sequence() as tx:
+        tx.cur.execute("SELECT 1 / 0")  # type: ignore[attr-defined]
+    with pytest.raises(StaleTree) as stale:
+        with a.sequence() as tx:  # a read, then a guard on a tree that is not there
+            size = tx.tree_size()
+            cp = tx.latest_checkpoint()
+            assert cp is not None
+            a.dialect.guard_tree(tx.cur, size + 1, cp.root_hash, cp.time)  # type: ignore[attr-defined]
+    cause = stale.value.__cause__
+    assert isinstance(cause, psycopg.Error) and cause.sqlstate == postgres.STALE_TREE
+    assert a.latest_checkpoint().size == 2  # type: ignore[union-attr]
