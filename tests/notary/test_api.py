@@ -105,7 +105,11 @@ def test_batch(client: TestClient, alice: dict[str, str]) -> None:
 
 def test_consistency_between_checkpoints(client: TestClient, alice: dict[str, str]) -> None:
     v = verifier(client)
+    # One entry first: a consistency proof starts from a non-empty tree (RFC 9162 §2.1.4),
+    # whatever other tests logged before this one (it runs alone too).
+    client.post("/v1/notarize", json={"sha256": sha(b"c0"), "message_id": "<c0@x>"}, headers=alice)
     old = open_checkpoint(client.get("/v1/checkpoint").content, v)
+    assert old.size >= 1
     client.post("/v1/notarize", json={"sha256": sha(b"c1"), "message_id": "<c1@x>"}, headers=alice)
     new = open_checkpoint(client.get("/v1/checkpoint").content, v)
     assert new.size > old.size
