@@ -34,6 +34,7 @@ from keys.gpg.process import widen_pipe
 
 from .armor import BEGIN_MESSAGE, END_MESSAGE, fast_crc24
 from .compose import base64_process, gnu_base64, new_boundary
+from .directio import DirectWriter
 from .fileio import (
     Fanout,
     HashingWriter,
@@ -363,7 +364,7 @@ class EncryptPipeline:
         """
         assert self.enc is not None and self.dec is not None
         eb = new_boundary()
-        with message.open("wb") as out:
+        with DirectWriter(message) as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
             head = encrypted_head(eb, outer)
             if self.body_hash is not None:
