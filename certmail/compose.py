@@ -336,10 +336,37 @@ def _write_b64_external(
         raise Error(f"base64 exited with status {code}", hint="this is a bug; nothing was sent")
 
 
+def base64_argv(tool: str, *args: str) -> list[str]:
+    """The command line of GNU ``base64`` (``tool``) with ``args``: under coreutils'
+    ``stdbuf -o 1M`` where it is at hand, so that ``base64`` writes its output in
+    1 MiB blocks, not stdio's 4 KiB for a pipe (the same bytes; issue 16: reading
+    142 MB of armor from it cost this process 0.118 CPU s in 3,581 reads, 0.039 s
+    in 136 with ``stdbuf``, ``base64`` itself the same 0.13 s)."""
+    stdbuf = _find_stdbuf()
+    return [tool, *args] if stdbuf is None else [stdbuf, "-o", "1M", tool, *args]
+
+
+@functools.cache
+def _find_stdbuf() -> str | None:
+    import shutil
+
+    path = shutil.which("stdbuf")
+    if path is None:
+        return None
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if r.returncode == 0 and b"GNU coreutils" in r.stdout else None
+
+
 def base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
-    """GNU ``base64`` (``tool``) with ``args``, between two widened pipes."""
+    """GNU ``base64`` (``tool``) with ``args`` (:func:`base64_argv`), between two widened pipes."""
     proc = subprocess.Popen(
-        [tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        base64_argv(tool, *args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdin is not None and proc.stdout is not None
     for pipe in (proc.stdin, proc.stdout):

@@ -33,7 +33,7 @@ from keys.gpg import GpgProcess, Keyring
 from keys.gpg.process import widen_pipe
 
 from .armor import BEGIN_MESSAGE, END_MESSAGE, fast_crc24
-from .compose import base64_process, gnu_base64, new_boundary
+from .compose import base64_argv, base64_process, gnu_base64, new_boundary
 from .directio import DirectWriter
 from .fileio import (
     Fanout,
@@ -259,7 +259,7 @@ class EncryptPipeline:
         assert self.enc is not None and self.enc.stdout is not None and self.dec is not None
         assert self.dec.stdin is not None
         self.b64e = subprocess.Popen(
-            [self.armor_tool, "-w", str(ARMOR_WIDTH)],
+            base64_argv(self.armor_tool, "-w", str(ARMOR_WIDTH)),
             stdin=self.enc.stdout,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
