@@ -33,7 +33,7 @@ from keys.gpg import GpgProcess, Keyring
 from keys.gpg.process import widen_pipe
 
 from .armor import BEGIN_MESSAGE, END_MESSAGE, fast_crc24
-from .compose import base64_argv, base64_process, gnu_base64, new_boundary
+from .compose import base64_argv, gnu_base64, new_boundary
 from .directio import DirectWriter
 from .fileio import (
     Fanout,
@@ -106,8 +106,8 @@ class EncryptPipeline:
       LFs, which is that chunk) goes to :class:`certmail.selfcheck.BodyDecoder`,
       which decodes it on its own thread straight into ``decrypt`` (binary input:
       gpg's armor reader costs ~3x more) and takes the CRC-24 line over what it
-      decoded; otherwise the armor goes through :class:`certmail.selfcheck.ArmorCheck`
-      (its framing checked) to ``decrypt`` or ``base64 -d``;
+      decoded; otherwise gpg armors and the armor goes, as written, through
+      :class:`certmail.selfcheck.ArmorCheck` to ``decrypt``, which reads it;
     - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
       payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
       while the payload is still being encrypted.
@@ -184,7 +184,6 @@ class EncryptPipeline:
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
         self.b64e: Any = None  # base64 -w 64 (armor), a Popen
-        self.b64d: Any = None  # base64 -d (check of gpg's armor without libgcrypt), a Popen
         self.armor_tool: str | None = None  # GNU base64, when certmail armors
         self.decoder: BodyDecoder | None = None  # the check's decoder of certmail's armor
 
@@ -242,13 +241,8 @@ class EncryptPipeline:
         )
         if self_armor:
             self.armor_tool = tool
-            self.dec = self.keyring.start_decrypt()  # fed by BodyDecoder
-        elif tool is not None:
-            self.b64d = base64_process(tool, "-d")
-            self.dec = self.keyring.start_decrypt(stdin=self.b64d.stdout)
-            self.b64d.stdout.close()
-        else:
-            self.dec = self.keyring.start_decrypt()
+        # Fed by BodyDecoder (certmail's armor), or gpg's armor as written (ArmorCheck).
+        self.dec = self.keyring.start_decrypt()
 
     def _start_armor(self) -> None:
         """With certmail's armor: gpg's binary ciphertext straight into ``base64 -w 64``,
@@ -415,9 +409,8 @@ class EncryptPipeline:
     def _gpg_armored(self, w: HashingWriter) -> None:
         """gpg's own armor, in CRLF lines, to the message and (:class:`ArmorCheck`) the check."""
         assert self.enc is not None and self.dec is not None
-        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
-        assert check_dst is not None and self.enc.stdout is not None
-        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
+        assert self.dec.stdin is not None and self.enc.stdout is not None
+        check = ArmorCheck(self.dec.stdin)
         last = b""
         with self.enc.stdout as source:
             while chunk := source.read(COPY_CHUNK):
@@ -436,8 +429,6 @@ class EncryptPipeline:
         if self.errors:
             raise self.errors[0]
         self.keyring.finish_decrypt(self.dec, signed_by=self.signer if self.combined else None)
-        if self.b64d is not None and self.b64d.wait() != 0:
-            raise VerificationError("the armored ciphertext is not valid base64")
         if self.b64e is not None and self.b64e.wait() != 0:
             raise VerificationError("base64 failed to encode the ciphertext")
         if self.plain.digest() != self.payload_hash.digest():
@@ -450,7 +441,6 @@ class EncryptPipeline:
                 run.kill()
         if self.decoder is not None:
             self.decoder.abort()
-        for proc in (self.b64d, self.b64e):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if self.b64e is not None and self.b64e.poll() is None:
+            self.b64e.kill()
+            self.b64e.wait()

@@ -10,8 +10,8 @@ cores work):
   with CRLF line ends) is decoded here with pybase64, on a thread of its own,
   and the ciphertext goes straight into the decrypt; the armor's CRC-24 line is
   taken over that decoded ciphertext, i.e. over what the written armor decodes to;
-- :class:`ArmorCheck` (gpg's own armor): every byte to ``gpg --decrypt``, or the
-  body alone to a ``base64 -d`` in front of it, the framing checked here.
+- :class:`ArmorCheck` (gpg's own armor, without GNU ``base64`` or libgcrypt): every
+  byte to ``gpg --decrypt``, which reads the armor itself.
 
 Both are fail-closed: armor that is not exactly what a strict decoder reads
 raises :class:`keys.errors.MalformedError` and nothing leaves.
@@ -31,7 +31,6 @@ from keys.errors import MalformedError
 
 from .armor import Crc24
 from .fileio import write_all
-from .mime import MAX_HEADER_BLOCK
 
 #: Base64 characters per armor line (``base64 -w 64``; RFC 4880 §6.3 allows up to 76).
 ARMOR_WIDTH = 64
@@ -154,65 +153,22 @@ class BodyDecoder:
 
 
 class ArmorCheck:
-    """Feeds the armored ciphertext, as written to the message, to the verifying decrypt.
+    """Feeds gpg's armored ciphertext, as written to the message, to the verifying decrypt,
+    which reads the armor itself (certmail armors wherever GNU ``base64`` and libgcrypt
+    are at hand, :class:`BodyDecoder`; this is the path without them, or with
+    ``CERTMAIL_REFERENCE_ONLY``)."""
 
-    ``body_only``: only the base64 body goes on (to a base64 decoder whose output
-    is gpg's input): the header block up to its blank line and the trailer from
-    the CRC-24 line (``=XXXX``) on are held back, and both must be there.
-    Otherwise every byte goes to gpg, which reads the armor itself.
-    """
-
-    _HOLD = 128  # longer than "=XXXX" CRLF "-----END PGP MESSAGE-----" CRLF
-
-    def __init__(self, dst: IO[bytes], *, body_only: bool) -> None:
+    def __init__(self, dst: IO[bytes]) -> None:
         self.dst: IO[bytes] | None = dst
-        self.body_only = body_only
-        self.head = b""
-        self.in_body = False
-        self.held = b""
 
-    def _send(self, data: bytes) -> None:
-        if self.dst is not None and data:
-            if self.body_only:
-                # GNU base64 -d reads LF lines much faster than with -i (which would
-                # skip the CRs): 0.25 against 0.58 CPU s for 135 MB. A CR anywhere
-                # but before a LF stays, and base64 refuses it.
-                data = data.replace(b"\r\n", b"\n")
+    def write(self, chunk: bytes) -> None:
+        if self.dst is not None and chunk:
             try:
-                self.dst.write(data)
+                self.dst.write(chunk)
             except BrokenPipeError:
                 self.dst = None  # the decrypt failed: finish_decrypt says why
 
-    def write(self, chunk: bytes) -> None:
-        if not self.body_only:
-            self._send(chunk)
-            return
-        if not self.in_body:
-            self.head += chunk
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.head) > MAX_HEADER_BLOCK:
-                    raise MalformedError("armor without the blank line after its headers")
-                return
-            if not self.head.startswith(b"-----BEGIN PGP MESSAGE-----\r\n"):
-                raise MalformedError("the encrypted part does not start with an armor line")
-            self.in_body = True
-            chunk, self.head = self.head[end + 4 :], b""
-        data = self.held + chunk
-        cut = max(0, len(data) - self._HOLD)
-        if data[cut - 1 : cut] == b"\r":
-            cut -= 1  # never between the CR and the LF of one line end
-        self._send(data[:cut])
-        self.held = data[cut:]
-
     def close(self) -> None:
-        if self.body_only:
-            tail = self.held
-            crc = tail.rfind(b"\r\n=")
-            end = tail.find(b"\r\n-----END PGP MESSAGE-----\r\n")
-            if not self.in_body or crc < 0 or end < 0 or end < crc:
-                raise MalformedError("the armored ciphertext has no CRC-24 line or END line")
-            self._send(tail[: crc + 2])
         if self.dst is not None:
             with contextlib.suppress(BrokenPipeError):
                 self.dst.close()
