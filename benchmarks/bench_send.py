@@ -83,11 +83,13 @@ def bytecode_env(root: Path = ROOT) -> dict[str, str]:
     return env
 
 
-def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+def timed_child(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (KiB) and CPU seconds (user + system, with the processes it
     waited for: gpg, base64) of one child process, from wait4."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     if status != 0:
@@ -153,7 +155,7 @@ def large(
     old = None
     if before is not None:
         old_env = {**env, **bytecode_env(before), "PYTHONPATH": str(before)}
-        old = timed_child(cm_cmd, old_env)
+        old = timed_child(cm_cmd, old_env, cwd=before)  # -m puts the cwd first on sys.path
     cm_wall, cm_rss, cm_cpu = timed_child(cm_cmd, env)
     data.unlink()
     return {
