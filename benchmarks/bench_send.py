@@ -431,7 +431,7 @@ def binary_cte(alice: Path, mb: int, work: Path, rounds: int = 3) -> None:
     for rnd in range(rounds):
         for name, inner in (("base64 (as sent)", base64_inner), ("binary CTE", binary_inner)):
             p = EncryptPipeline(kr, work / "inner", fprs, signer=ALICE, micalg=None,
-                                payload_head=b"", payload_hash=hashlib.sha256(),
+                                payload_head=b"",
                                 boundary="b", write_inner=inner)  # fmt: skip
             t, c = time.perf_counter(), cpu()
             _, size = p.run(work / "cte.eml", ["From: " + ALICE])

@@ -19,7 +19,6 @@ What the check is fed, the armor exactly as written, is :mod:`certmail.selfcheck
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import subprocess
 import threading
@@ -44,7 +43,7 @@ from .fileio import (
 )
 from .msgsize import COMPRESS_LEVEL
 from .rfc3156 import COPY_CHUNK, encrypted_head, encrypted_tail, signed_tail
-from .selfcheck import ARMOR_WIDTH, ArmorCheck, BodyDecoder
+from .selfcheck import ARMOR_WIDTH, ArmorCheck, BodyDecoder, PayloadMatch
 
 REVERIFY_HINT = "this is a bug in certmail or gpg; nothing was sent"
 
@@ -108,16 +107,16 @@ class EncryptPipeline:
       gpg's armor reader costs ~3x more) and takes the CRC-24 line over what it
       decoded; otherwise gpg armors and the armor goes, as written, through
       :class:`certmail.selfcheck.ArmorCheck` to ``decrypt``, which reads it;
-    - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
-      payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
-      while the payload is still being encrypted.
+    - ``decrypt``: its plaintext must equal the payload byte for byte (:meth:`_drain`,
+      :class:`certmail.selfcheck.PayloadMatch`); the signature is verified over
+      ``inner`` (:meth:`_sign_and_verify`) while the payload is still being encrypted.
 
     ``combined`` (RFC 3156 §6.2): no ``sign`` process and no file ``inner``;
     ``encrypt`` signs too (``--sign --encrypt``, digest :data:`SIGN_DIGESTS`) and
     its payload is the inner entity alone; ``decrypt``
     must report exactly one good signature by ``signer`` over that plaintext
-    (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext's hash still equal
-    to the payload's.
+    (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext still equal to the
+    payload.
 
     The check is one symmetric pass: gpg's public-key step is one operation on a
     session key of a few dozen bytes, so checking "with the session key"
@@ -134,15 +133,14 @@ class EncryptPipeline:
         signer: str | None,
         micalg: str | None,
         payload_head: bytes,
-        payload_hash: Any,
         boundary: str,
         compress: bool = False,
         write_inner: Callable[[Any], Any] | None = None,
         body_hash: Any = None,
         options: GpgOptions = DEFAULT_GPG,
     ) -> None:
-        """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
-        part are added as they go into ``encrypt``.
+        """The payload is ``payload_head``, the inner entity and (§6.1) the signature
+        part; each piece is handed to :attr:`match` before it goes into ``encrypt``.
 
         ``write_inner(out)`` writes the inner entity (``out`` has ``write``), in
         the feeding thread while gpg signs and encrypts; what it returns is
@@ -173,10 +171,10 @@ class EncryptPipeline:
         self.signer = signer
         self.micalg = micalg
         self.payload_head = payload_head
-        self.payload_hash = payload_hash
         self.boundary = boundary
         self.errors: list[BaseException] = []
-        self.plain = hashlib.sha256()
+        #: The payload as it goes into gpg against the check's plaintext, byte for byte.
+        self.match = PayloadMatch()
         self.signature: list[bytes] = []
         self.signature_ready = threading.Event()
         self.inner_done = threading.Event()  # all of the inner entity is in sign and inner
@@ -293,6 +291,7 @@ class EncryptPipeline:
         stdin = self.enc.stdin
         fd = stdin.fileno()
         try:
+            self.match.update(self.payload_head)
             write_all(fd, self.payload_head)
             self._feed_inner(fd)
             if self.sign_run is not None:
@@ -300,11 +299,12 @@ class EncryptPipeline:
                 if not self.signature:
                     return  # the signing failed: reported by _sign_and_verify
                 tail = signed_tail(self.signature[0], self.boundary)
-                self.payload_hash.update(tail)
+                self.match.update(tail)
                 write_all(fd, tail)
         except BaseException as e:  # reported by the main thread
             self.errors.append(e)
         finally:
+            self.match.finish()
             self.inner_done.set()
             if not stdin.closed:
                 stdin.close()
@@ -319,13 +319,13 @@ class EncryptPipeline:
             if self.write_inner is None:
                 with self.inner.open("rb") as src:
                     while chunk := src.read(COPY_CHUNK):
-                        self.payload_hash.update(chunk)
+                        self.match.update(chunk)
                         for dst in fds:
                             write_all(dst, chunk)
                 return
             with contextlib.ExitStack() as files:
                 f = None if sign_in is None else files.enter_context(self.inner.open("wb"))
-                fanout = Fanout(f, fds, self.payload_hash)
+                fanout = Fanout(f, fds, self.match)
                 try:
                     self.composed = self.write_inner(fanout)
                 except BaseException as e:  # a gpg that died (a broken pipe) says why itself
@@ -341,11 +341,10 @@ class EncryptPipeline:
             self.inner_done.set()
 
     def _drain(self) -> None:
-        """Hash the plaintext the verifying ``decrypt`` gives back."""
+        """Compare the plaintext the verifying ``decrypt`` gives back with the payload."""
         assert self.dec is not None and self.dec.stdout is not None
         with self.dec.stdout as out:
-            while chunk := out.read(COPY_CHUNK):
-                self.plain.update(chunk)
+            self.match.drain(out, COPY_CHUNK)
 
     def _write_message(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """The message file: outer fields, the armored ciphertext in CRLF lines, the close.
@@ -431,7 +430,7 @@ class EncryptPipeline:
         self.keyring.finish_decrypt(self.dec, signed_by=self.signer if self.combined else None)
         if self.b64e is not None and self.b64e.wait() != 0:
             raise VerificationError("base64 failed to encode the ciphertext")
-        if self.plain.digest() != self.payload_hash.digest():
+        if not self.match.equal:
             raise VerificationError("the encrypted bytes do not decrypt to what was signed")
 
     def _stop(self) -> None:
