@@ -277,11 +277,16 @@ def gnu_base64(*, external: bool = True) -> str | None:
     return _find_gnu_base64()
 
 
-@functools.cache
 def _find_gnu_base64() -> str | None:
+    return _coreutils("base64")
+
+
+@functools.cache
+def _coreutils(name: str) -> str | None:
+    """The path of GNU coreutils' ``name`` (its ``--version`` says so), or None."""
     import shutil
 
-    path = shutil.which("base64")
+    path = shutil.which(name)
     if path is None:
         return None
     try:
@@ -337,27 +342,12 @@ def _write_b64_external(
 
 
 def base64_argv(tool: str, *args: str) -> list[str]:
-    """The command line of GNU ``base64`` (``tool``) with ``args``: under coreutils'
-    ``stdbuf -o 1M`` where it is at hand, so that ``base64`` writes its output in
-    1 MiB blocks, not stdio's 4 KiB for a pipe (the same bytes; issue 16: reading
-    142 MB of armor from it cost this process 0.118 CPU s in 3,581 reads, 0.039 s
-    in 136 with ``stdbuf``, ``base64`` itself the same 0.13 s)."""
-    stdbuf = _find_stdbuf()
+    """GNU ``base64`` (``tool``) with ``args``, under coreutils' ``stdbuf -o 1M`` where
+    it is at hand: output in 1 MiB blocks, not stdio's 4 KiB for a pipe (the same
+    bytes; reading 142 MB of armor cost this process 0.118 CPU s in 3,581 reads, 0.039
+    in 136 with it; docs/send-open.md, issue 16)."""
+    stdbuf = _coreutils("stdbuf")
     return [tool, *args] if stdbuf is None else [stdbuf, "-o", "1M", tool, *args]
-
-
-@functools.cache
-def _find_stdbuf() -> str | None:
-    import shutil
-
-    path = shutil.which("stdbuf")
-    if path is None:
-        return None
-    try:
-        r = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if r.returncode == 0 and b"GNU coreutils" in r.stdout else None
 
 
 def base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
