@@ -21,6 +21,7 @@ so the numbers measure certmail, not a Python SMTP server.
    (a binary Content-Transfer-Encoding, measured as an option: docs/send-open.md).
 
     .venv/bin/python benchmarks/bench_send.py [--mb 8] [--runs 3] [--rss-mb 16] [--bulk 200] [--cte]
+        [--before DIR]   (DIR: e.g. `git archive 1662ba9 | tar -x -C DIR`, run in each round)
     CERTMAIL_BENCH_MB=100 make bench
 """
 
@@ -68,7 +69,7 @@ def identities(base: Path) -> tuple[Path, Path]:
     return homes[0], homes[1]
 
 
-def bytecode_env() -> dict[str, str]:
+def bytecode_env(root: Path = ROOT) -> dict[str, str]:
     """The environment for a timed ``certmail`` child: with bytecode, as an installed
     package has its .pyc files (compiled here, into the tree's ``__pycache__``
     directories, which git ignores; the interpreter's and the dependencies' own
@@ -77,16 +78,18 @@ def bytecode_env() -> dict[str, str]:
     run: about 0.4 CPU s of each send, the same for 1 KB as for 100 MB."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.pop("PYTHONPYCACHEPREFIX", None)
-    dirs = [str(ROOT / d) for d in ("certmail", "keys", "notary")]
+    dirs = [str(root / d) for d in ("certmail", "keys", "notary")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], env=env, check=True)
     return env
 
 
-def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+def timed_child(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (KiB) and CPU seconds (user + system, with the processes it
     waited for: gpg, base64) of one child process, from wait4."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     if status != 0:
@@ -96,8 +99,16 @@ def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]
 
 
 def large(
-    alice: Path, sink: LoopbackSink, mb: int, work: Path, *, dkim: bool = False
+    alice: Path,
+    sink: LoopbackSink,
+    mb: int,
+    work: Path,
+    *,
+    dkim: bool = False,
+    before: Path | None = None,
 ) -> dict[str, Any]:
+    """One round: the gpg peers, then (``before``: a checkout of another tree, run
+    from it first, interleaved) ``certmail send`` of the same file."""
     data = work / f"attach-{mb}.bin"
     with data.open("wb") as f:
         for _ in range(mb):
@@ -141,9 +152,14 @@ def large(
         str(data.parent / "body.txt"),
     ]
     (data.parent / "body.txt").write_text("big one\n")
+    old = None
+    if before is not None:
+        old_env = {**env, **bytecode_env(before), "PYTHONPATH": str(before)}
+        old = timed_child(cm_cmd, old_env, cwd=before)  # -m puts the cwd first on sys.path
     cm_wall, cm_rss, cm_cpu = timed_child(cm_cmd, env)
     data.unlink()
     return {
+        "before": old,
         "mb": mb,
         "gpg": gpg_wall,
         "certmail": cm_wall,
@@ -268,6 +284,9 @@ def print_large(r: dict[str, Any], title: str) -> None:
     print("|---|---:|---:|---:|")
     for label, (wall, rss_kib, cpu) in r["peers"].items():
         print(f"| {label} | {wall:6.2f} | {cpu:5.2f} | {rss_kib / 1024:11.1f} |")
+    if r.get("before") is not None:
+        wall, rss_kib, cpu = r["before"]
+        print(f"| certmail send, before | {wall:6.2f} | {cpu:5.2f} | {rss_kib / 1024:11.1f} |")
     print(
         f"| certmail send (--no-notarize) | {r['certmail']:6.2f} | {r['cpu']:5.2f} | "
         f"{r['rss_mb']:11.1f} |"
@@ -281,6 +300,14 @@ def print_medians(rounds: list[dict[str, Any]]) -> None:
         return statistics.median(r[key] for r in rounds)
 
     cpu_ratio = statistics.median(r["cpu"] / r["gpg_cpu"] for r in rounds)
+    if rounds[0].get("before") is not None:
+        old_cpu = statistics.median(r["before"][2] for r in rounds)
+        old_wall = statistics.median(r["before"][0] for r in rounds)
+        old_ratio = statistics.median(r["before"][2] / r["gpg_cpu"] for r in rounds)
+        print(
+            f"before: {old_wall:.2f} s wall, {old_cpu:.2f} CPU s, "
+            f"{old_ratio:.2f} CPU / peer (median of the rounds)"
+        )
     print(
         f"medians of {len(rounds)} rounds: peer {med('gpg'):.2f} s wall, "
         f"{med('gpg_cpu'):.2f} CPU s; "
@@ -404,7 +431,7 @@ def binary_cte(alice: Path, mb: int, work: Path, rounds: int = 3) -> None:
     for rnd in range(rounds):
         for name, inner in (("base64 (as sent)", base64_inner), ("binary CTE", binary_inner)):
             p = EncryptPipeline(kr, work / "inner", fprs, signer=ALICE, micalg=None,
-                                payload_head=b"", payload_hash=hashlib.sha256(),
+                                payload_head=b"",
                                 boundary="b", write_inner=inner)  # fmt: skip
             t, c = time.perf_counter(), cpu()
             _, size = p.run(work / "cte.eml", ["From: " + ALICE])
@@ -420,6 +447,12 @@ def main() -> int:
     ap.add_argument("--bulk", type=int, default=200)
     ap.add_argument("--stages", action="store_true", help="only the per-stage timing")
     ap.add_argument("--runs", type=int, default=1, help="rounds of the --mb send and its peer")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of another tree (git archive) whose send runs in each round too",
+    )
     ap.add_argument(
         "--cte", action="store_true", help="only the pipeline: base64 against binary attachments"
     )
@@ -438,7 +471,9 @@ def main() -> int:
                 clock = stages(alice, sink, rss_mb, work, dkim=True)
                 print_stages(clock, f"{rss_mb} MB DKIM-signed, stage")
             return 0
-        rounds = [large(alice, sink, args.mb, work) for _ in range(max(1, args.runs))]
+        rounds = [
+            large(alice, sink, args.mb, work, before=args.before) for _ in range(max(1, args.runs))
+        ]
         for i, big in enumerate(rounds):
             print_large(big, f"{args.mb} MB attachment, round {i + 1} of {len(rounds)}")
             print(

@@ -277,11 +277,16 @@ def gnu_base64(*, external: bool = True) -> str | None:
     return _find_gnu_base64()
 
 
-@functools.cache
 def _find_gnu_base64() -> str | None:
+    return _coreutils("base64")
+
+
+@functools.cache
+def _coreutils(name: str) -> str | None:
+    """The path of GNU coreutils' ``name`` (its ``--version`` says so), or None."""
     import shutil
 
-    path = shutil.which("base64")
+    path = shutil.which(name)
     if path is None:
         return None
     try:
@@ -336,10 +341,22 @@ def _write_b64_external(
         raise Error(f"base64 exited with status {code}", hint="this is a bug; nothing was sent")
 
 
+def base64_argv(tool: str, *args: str) -> list[str]:
+    """GNU ``base64`` (``tool``) with ``args``, under coreutils' ``stdbuf -o 1M`` where
+    it is at hand: output in 1 MiB blocks, not stdio's 4 KiB for a pipe (the same
+    bytes; reading 142 MB of armor cost this process 0.118 CPU s in 3,581 reads, 0.039
+    in 136 with it; docs/send-open.md, issue 16)."""
+    stdbuf = _coreutils("stdbuf")
+    return [tool, *args] if stdbuf is None else [stdbuf, "-o", "1M", tool, *args]
+
+
 def base64_process(tool: str, *args: str) -> subprocess.Popen[bytes]:
-    """GNU ``base64`` (``tool``) with ``args``, between two widened pipes."""
+    """GNU ``base64`` (``tool``) with ``args`` (:func:`base64_argv`), between two widened pipes."""
     proc = subprocess.Popen(
-        [tool, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        base64_argv(tool, *args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdin is not None and proc.stdout is not None
     for pipe in (proc.stdin, proc.stdout):

@@ -19,7 +19,6 @@ What the check is fed, the armor exactly as written, is :mod:`certmail.selfcheck
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import subprocess
 import threading
@@ -33,7 +32,8 @@ from keys.gpg import GpgProcess, Keyring
 from keys.gpg.process import widen_pipe
 
 from .armor import BEGIN_MESSAGE, END_MESSAGE, fast_crc24
-from .compose import base64_process, gnu_base64, new_boundary
+from .compose import base64_argv, gnu_base64, new_boundary
+from .directio import DirectWriter
 from .fileio import (
     Fanout,
     HashingWriter,
@@ -43,7 +43,7 @@ from .fileio import (
 )
 from .msgsize import COMPRESS_LEVEL
 from .rfc3156 import COPY_CHUNK, encrypted_head, encrypted_tail, signed_tail
-from .selfcheck import ARMOR_WIDTH, ArmorCheck, BodyDecoder
+from .selfcheck import ARMOR_WIDTH, ArmorCheck, BodyDecoder, PayloadMatch
 
 REVERIFY_HINT = "this is a bug in certmail or gpg; nothing was sent"
 
@@ -105,18 +105,18 @@ class EncryptPipeline:
       LFs, which is that chunk) goes to :class:`certmail.selfcheck.BodyDecoder`,
       which decodes it on its own thread straight into ``decrypt`` (binary input:
       gpg's armor reader costs ~3x more) and takes the CRC-24 line over what it
-      decoded; otherwise the armor goes through :class:`certmail.selfcheck.ArmorCheck`
-      (its framing checked) to ``decrypt`` or ``base64 -d``;
-    - ``decrypt``: its plaintext is hashed (:meth:`_drain`) and must equal the
-      payload; the signature is verified over ``inner`` (:meth:`_sign_and_verify`)
-      while the payload is still being encrypted.
+      decoded; otherwise gpg armors and the armor goes, as written, through
+      :class:`certmail.selfcheck.ArmorCheck` to ``decrypt``, which reads it;
+    - ``decrypt``: its plaintext must equal the payload byte for byte (:meth:`_drain`,
+      :class:`certmail.selfcheck.PayloadMatch`); the signature is verified over
+      ``inner`` (:meth:`_sign_and_verify`) while the payload is still being encrypted.
 
     ``combined`` (RFC 3156 §6.2): no ``sign`` process and no file ``inner``;
     ``encrypt`` signs too (``--sign --encrypt``, digest :data:`SIGN_DIGESTS`) and
     its payload is the inner entity alone; ``decrypt``
     must report exactly one good signature by ``signer`` over that plaintext
-    (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext's hash still equal
-    to the payload's.
+    (:meth:`keys.gpg.Keyring.finish_decrypt`), the plaintext still equal to the
+    payload.
 
     The check is one symmetric pass: gpg's public-key step is one operation on a
     session key of a few dozen bytes, so checking "with the session key"
@@ -133,15 +133,14 @@ class EncryptPipeline:
         signer: str | None,
         micalg: str | None,
         payload_head: bytes,
-        payload_hash: Any,
         boundary: str,
         compress: bool = False,
         write_inner: Callable[[Any], Any] | None = None,
         body_hash: Any = None,
         options: GpgOptions = DEFAULT_GPG,
     ) -> None:
-        """``payload_hash`` has seen ``payload_head``; the inner entity and the signature
-        part are added as they go into ``encrypt``.
+        """The payload is ``payload_head``, the inner entity and (§6.1) the signature
+        part; each piece is handed to :attr:`match` before it goes into ``encrypt``.
 
         ``write_inner(out)`` writes the inner entity (``out`` has ``write``), in
         the feeding thread while gpg signs and encrypts; what it returns is
@@ -172,10 +171,10 @@ class EncryptPipeline:
         self.signer = signer
         self.micalg = micalg
         self.payload_head = payload_head
-        self.payload_hash = payload_hash
         self.boundary = boundary
         self.errors: list[BaseException] = []
-        self.plain = hashlib.sha256()
+        #: The payload as it goes into gpg against the check's plaintext, byte for byte.
+        self.match = PayloadMatch()
         self.signature: list[bytes] = []
         self.signature_ready = threading.Event()
         self.inner_done = threading.Event()  # all of the inner entity is in sign and inner
@@ -183,7 +182,6 @@ class EncryptPipeline:
         self.enc: GpgProcess | None = None
         self.dec: GpgProcess | None = None
         self.b64e: Any = None  # base64 -w 64 (armor), a Popen
-        self.b64d: Any = None  # base64 -d (check of gpg's armor without libgcrypt), a Popen
         self.armor_tool: str | None = None  # GNU base64, when certmail armors
         self.decoder: BodyDecoder | None = None  # the check's decoder of certmail's armor
 
@@ -241,13 +239,8 @@ class EncryptPipeline:
         )
         if self_armor:
             self.armor_tool = tool
-            self.dec = self.keyring.start_decrypt()  # fed by BodyDecoder
-        elif tool is not None:
-            self.b64d = base64_process(tool, "-d")
-            self.dec = self.keyring.start_decrypt(stdin=self.b64d.stdout)
-            self.b64d.stdout.close()
-        else:
-            self.dec = self.keyring.start_decrypt()
+        # Fed by BodyDecoder (certmail's armor), or gpg's armor as written (ArmorCheck).
+        self.dec = self.keyring.start_decrypt()
 
     def _start_armor(self) -> None:
         """With certmail's armor: gpg's binary ciphertext straight into ``base64 -w 64``,
@@ -258,7 +251,7 @@ class EncryptPipeline:
         assert self.enc is not None and self.enc.stdout is not None and self.dec is not None
         assert self.dec.stdin is not None
         self.b64e = subprocess.Popen(
-            [self.armor_tool, "-w", str(ARMOR_WIDTH)],
+            base64_argv(self.armor_tool, "-w", str(ARMOR_WIDTH)),
             stdin=self.enc.stdout,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -298,6 +291,7 @@ class EncryptPipeline:
         stdin = self.enc.stdin
         fd = stdin.fileno()
         try:
+            self.match.update(self.payload_head)
             write_all(fd, self.payload_head)
             self._feed_inner(fd)
             if self.sign_run is not None:
@@ -305,11 +299,12 @@ class EncryptPipeline:
                 if not self.signature:
                     return  # the signing failed: reported by _sign_and_verify
                 tail = signed_tail(self.signature[0], self.boundary)
-                self.payload_hash.update(tail)
+                self.match.update(tail)
                 write_all(fd, tail)
         except BaseException as e:  # reported by the main thread
             self.errors.append(e)
         finally:
+            self.match.finish()
             self.inner_done.set()
             if not stdin.closed:
                 stdin.close()
@@ -324,13 +319,13 @@ class EncryptPipeline:
             if self.write_inner is None:
                 with self.inner.open("rb") as src:
                     while chunk := src.read(COPY_CHUNK):
-                        self.payload_hash.update(chunk)
+                        self.match.update(chunk)
                         for dst in fds:
                             write_all(dst, chunk)
                 return
             with contextlib.ExitStack() as files:
                 f = None if sign_in is None else files.enter_context(self.inner.open("wb"))
-                fanout = Fanout(f, fds, self.payload_hash)
+                fanout = Fanout(f, fds, self.match)
                 try:
                     self.composed = self.write_inner(fanout)
                 except BaseException as e:  # a gpg that died (a broken pipe) says why itself
@@ -346,11 +341,10 @@ class EncryptPipeline:
             self.inner_done.set()
 
     def _drain(self) -> None:
-        """Hash the plaintext the verifying ``decrypt`` gives back."""
+        """Compare the plaintext the verifying ``decrypt`` gives back with the payload."""
         assert self.dec is not None and self.dec.stdout is not None
         with self.dec.stdout as out:
-            while chunk := out.read(COPY_CHUNK):
-                self.plain.update(chunk)
+            self.match.drain(out, COPY_CHUNK)
 
     def _write_message(self, message: Path, outer: Sequence[str]) -> tuple[str, int]:
         """The message file: outer fields, the armored ciphertext in CRLF lines, the close.
@@ -363,7 +357,7 @@ class EncryptPipeline:
         """
         assert self.enc is not None and self.dec is not None
         eb = new_boundary()
-        with message.open("wb") as out:
+        with DirectWriter(message) as out:
             w = HashingWriter(out)  # type: ignore[arg-type]
             head = encrypted_head(eb, outer)
             if self.body_hash is not None:
@@ -414,9 +408,8 @@ class EncryptPipeline:
     def _gpg_armored(self, w: HashingWriter) -> None:
         """gpg's own armor, in CRLF lines, to the message and (:class:`ArmorCheck`) the check."""
         assert self.enc is not None and self.dec is not None
-        check_dst = self.b64d.stdin if self.b64d is not None else self.dec.stdin
-        assert check_dst is not None and self.enc.stdout is not None
-        check = ArmorCheck(check_dst, body_only=self.b64d is not None)
+        assert self.dec.stdin is not None and self.enc.stdout is not None
+        check = ArmorCheck(self.dec.stdin)
         last = b""
         with self.enc.stdout as source:
             while chunk := source.read(COPY_CHUNK):
@@ -435,11 +428,9 @@ class EncryptPipeline:
         if self.errors:
             raise self.errors[0]
         self.keyring.finish_decrypt(self.dec, signed_by=self.signer if self.combined else None)
-        if self.b64d is not None and self.b64d.wait() != 0:
-            raise VerificationError("the armored ciphertext is not valid base64")
         if self.b64e is not None and self.b64e.wait() != 0:
             raise VerificationError("base64 failed to encode the ciphertext")
-        if self.plain.digest() != self.payload_hash.digest():
+        if not self.match.equal:
             raise VerificationError("the encrypted bytes do not decrypt to what was signed")
 
     def _stop(self) -> None:
@@ -449,7 +440,6 @@ class EncryptPipeline:
                 run.kill()
         if self.decoder is not None:
             self.decoder.abort()
-        for proc in (self.b64d, self.b64e):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if self.b64e is not None and self.b64e.poll() is None:
+            self.b64e.kill()
+            self.b64e.wait()

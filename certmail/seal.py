@@ -220,11 +220,10 @@ def _seal_encrypted(
         micalg = None  # the probe above unlocked the key; no multipart/signed head
     # The payload gpg encrypts is [multipart/signed head][inner][signature part] (§6.1)
     # or the inner entity alone (§6.2);
-    # its SHA-256 is taken as it goes into gpg, to compare with the decryption.
+    # each piece is held as it goes into gpg, to compare with the decryption.
     # The inner entity is composed straight into gpg (and into ``inner``, for the
     # signature check) while gpg signs and encrypts: no stage waits for a whole file.
     phead = signed_head(micalg, sb) if micalg is not None else b""
-    payload_hash = hashlib.sha256(phead)
 
     def write_inner(out: BinaryIO) -> Manifest:
         manifest = compose_inner(
@@ -248,7 +247,6 @@ def _seal_encrypted(
         signer=signer,
         micalg=micalg,
         payload_head=phead,
-        payload_hash=payload_hash,
         boundary=sb,
         compress=compress,
         write_inner=write_inner,

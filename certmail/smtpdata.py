@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from .directio import read_chunks
+
 __all__ = ["CHUNK", "DotStuffer", "chunks", "dot_stuff"]
 
 #: How much of the message is read and sent at a time.
@@ -53,6 +55,4 @@ def chunks(source: Path | bytes) -> Iterator[bytes]:
         for i in range(0, len(source), CHUNK):
             yield bytes(view[i : i + CHUNK])
         return
-    with source.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+    yield from read_chunks(source, CHUNK)  # past the page cache where it can

@@ -284,51 +284,6 @@ def test_multi_megabyte_message_decrypts_with_plain_gpg(
     assert p.returncode != 0 and b"CRC error" in p.stderr
 
 
-@pytest.mark.parametrize(
-    "armor, error",
-    [
-        (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n-----END PGP MESSAGE-----\r\n", "CRC-24"),
-        (b"-----BEGIN PGP MESSAGE-----\r\n\r\nqUFB\r\n=abcd\r\n", "END line"),
-        (b"-----BEGIN PGP SIGNATURE-----\r\n\r\nqUFB\r\n=abcd\r\n", "armor line"),
-    ],
-)
-def test_armor_check_refuses_broken_framing(armor: bytes, error: str) -> None:
-    import io
-
-    from certmail.pipeline import ArmorCheck
-
-    sink = io.BytesIO()
-    check = ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
-    with pytest.raises(MalformedError, match=error):
-        for i in range(0, len(armor), 7):
-            check.write(armor[i : i + 7])
-        check.close()
-
-
-def test_armor_check_passes_only_the_body() -> None:
-    import io
-
-    from certmail.pipeline import ArmorCheck
-
-    body = b"".join(b"A" * 64 + b"\r\n" for _ in range(10)) + b"QUFB\r\n"
-    armor = (
-        b"-----BEGIN PGP MESSAGE-----\r\nComment: x\r\n\r\n"
-        + body
-        + b"=abcd\r\n-----END PGP MESSAGE-----\r\n"
-    )
-
-    class Keep(io.BytesIO):
-        def close(self) -> None:
-            pass
-
-    sink = Keep()
-    check = ArmorCheck(sink, body_only=True)  # type: ignore[arg-type]
-    for i in range(0, len(armor), 5):
-        check.write(armor[i : i + 5])
-    check.close()
-    assert sink.getvalue() == body.replace(b"\r\n", b"\n")  # base64 -d reads LF lines
-
-
 def test_manifest_from_compared_exactly(people: People, tmp_path: Path) -> None:
     """The manifest's from is the From address itself, not text inside it."""
     s = make(people.alice, tmp_path / "w", encrypt=False)

@@ -333,14 +333,14 @@ def test_sealer_external_base64_switch(
 
     monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
     started: list[tuple[str, ...]] = []
-    real = compose_module.base64_process
+    real = compose_module.base64_argv
 
     def counting(tool: str, *args: str) -> Any:
         started.append(args)
         return real(tool, *args)
 
-    monkeypatch.setattr(compose_module, "base64_process", counting)
-    monkeypatch.setattr(pipeline_module, "base64_process", counting)
+    monkeypatch.setattr(compose_module, "base64_argv", counting)
+    monkeypatch.setattr(pipeline_module, "base64_argv", counting)
     sealer = _sealer(pair[0], tmp_path)
     sealer.gpg = GpgOptions(external_base64=external)
     s = _seal_with(sealer, tmp_path)
