@@ -22,7 +22,7 @@ import pytest
 from certmail.ledger import Ledger
 from tests.fixtures.campaign import write_csv
 from tests.fixtures.cli import json_of, run
-from tests.fixtures.neomutt import drive_neomutt, neomutt_rc
+from tests.fixtures.neomutt import drive_neomutt, neomutt_rc, write_mbox
 from tests.fixtures.relay import Relay, as_sender, start_relay
 
 
@@ -115,12 +115,7 @@ def test_neomutt_reads_a_campaign_message_and_its_signature(
         [],
         notary_url=None, sign=True, encrypt=True, request_mdn=False, progress=None,
     )  # fmt: skip
-    mbox = tmp_path / "mbox"
-    mbox.write_bytes(
-        b"From alice@example.org Mon Jan  1 00:00:00 2024\n"
-        + sealed.path.read_bytes().replace(b"\r\n", b"\n")
-        + b"\n"
-    )
+    mbox = write_mbox(tmp_path / "mbox", sealed.path.read_bytes())
     lines = ["set crypt_verify_sig=yes", f"set folder={tmp_path}"]
     rc = neomutt_rc(tmp_path / "neomuttrc", lines, gpgme=gpgme)
     screen = tmp_path / "screen.txt"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.neomutt import drive_neomutt, neomutt_rc
+from tests.fixtures.neomutt import drive_neomutt, neomutt_rc, write_mbox
 
 #: Every byte value, and the line ends and NULs a mail reader could mend or cut at.
 DATA = bytes(range(256)) * 64 + b"crlf\r\nbare cr\rbare lf\nnul\x00\r\n\r\n\x00end\r"
@@ -40,12 +40,7 @@ def test_neomutt_saves_a_sent_attachment_byte_exact(
         [(attachment, ScanRecord(NOT_SCANNED))],
         notary_url=None, sign=True, encrypt=True, request_mdn=False, progress=None,
     )  # fmt: skip
-    mbox = tmp_path / "mbox"
-    mbox.write_bytes(
-        b"From alice@example.org Mon Jan  1 00:00:00 2024\n"
-        + sealed.path.read_bytes().replace(b"\r\n", b"\n")
-        + b"\n"
-    )
+    mbox = write_mbox(tmp_path / "mbox", sealed.path.read_bytes())
     rc = neomutt_rc(tmp_path / "neomuttrc", [f"set folder={tmp_path}"], gpgme=gpgme)
     out = tmp_path / "saved.bin"
     p = drive_neomutt(tmp_path, c.bob.keyring.gnupghome, "--save", str(rc), str(mbox),

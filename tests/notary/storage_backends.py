@@ -7,14 +7,20 @@ developer's machine, but fail in CI (``CI=true``): CI must run them
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from notary.sequencer import Submission
 from notary.storage import Storage
+
+if TYPE_CHECKING:
+    from notary.storage.postgres import PostgresStorage
 
 PG_DSN = os.environ.get("CERTMAIL_TEST_POSTGRES_DSN")
 NO_PG = "CERTMAIL_TEST_POSTGRES_DSN is not set: no PostgreSQL server to test against"
@@ -63,3 +69,26 @@ def open_backend(kind: str, tmp_path: Path) -> Iterator[Storage]:
     yield p
     p.drop_schema()
     p.close()
+
+
+def pg_writers(prefix: str) -> Iterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two storages (two writers, as two machines would be) on one fresh PostgreSQL log,
+    its schema ``prefix`` + a random suffix, dropped afterwards (a fixture's body)."""
+    from notary.storage.postgres import PostgresStorage
+
+    a = PostgresStorage(pg_url(prefix + uuid.uuid4().hex[:10]))
+    b = PostgresStorage(a.url, schema=a.schema)
+    yield a, b
+    b.close()
+    a.drop_schema()
+    a.close()
+
+
+def submissions(n: int, start: int = 0, tag: bytes = b"s") -> list[Submission]:
+    """``n`` acceptance submissions of distinct hashes, numbered from ``start``."""
+    return [
+        Submission(
+            "SubmissionAcceptance", hashlib.sha256(tag + b"%d" % i).hexdigest(), f"<{i}@s>", 1
+        )
+        for i in range(start, start + n)
+    ]

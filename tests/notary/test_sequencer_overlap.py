@@ -5,8 +5,6 @@ meanwhile is committed on the tree as it is then, after whatever another writer 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +16,7 @@ from notary.note import Signer
 from notary.receipt import Receipt
 from notary.sequencer import Sequencer, Submission
 from notary.storage import postgres
-from tests.notary.storage_backends import pg_url
+from tests.notary.storage_backends import pg_writers, submissions
 
 pytestmark = pytest.mark.postgres
 
@@ -26,19 +24,11 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def two() -> Iterator[tuple[postgres.PostgresStorage, postgres.PostgresStorage]]:
     """Two writers on one log."""
-    a = postgres.PostgresStorage(pg_url("t_overlap_" + uuid.uuid4().hex[:10]))
-    b = postgres.PostgresStorage(a.url, schema=a.schema)
-    yield a, b
-    b.close()
-    a.drop_schema()
-    a.close()
+    yield from pg_writers("t_overlap_")
 
 
 def _subs(n: int, start: int = 0) -> list[Submission]:
-    return [
-        Submission("SubmissionAcceptance", hashlib.sha256(b"o%d" % i).hexdigest(), f"<{i}@o>", 1)
-        for i in range(start, start + n)
-    ]
+    return submissions(n, start)
 
 
 def _check(storage: postgres.PostgresStorage, receipts: list[Receipt], start: int) -> None:

@@ -9,8 +9,6 @@ makes it again from the tree read under the lock (notary.storage.sql.log).
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,7 +21,7 @@ from notary.note import Signer
 from notary.sequencer import Sequencer, Submission
 from notary.storage import StaleTree, StoredCheckpoint, postgres
 from notary.storage.sql import log as sql_log
-from tests.notary.storage_backends import pg_url
+from tests.notary.storage_backends import pg_writers, submissions
 
 pytestmark = pytest.mark.postgres
 
@@ -31,19 +29,11 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def two() -> Iterator[tuple[postgres.PostgresStorage, postgres.PostgresStorage]]:
     """Two storages (two writers, as two machines would be) on one log."""
-    a = postgres.PostgresStorage(pg_url("t_guard_" + uuid.uuid4().hex[:10]))
-    b = postgres.PostgresStorage(a.url, schema=a.schema)
-    yield a, b
-    b.close()
-    a.drop_schema()
-    a.close()
+    yield from pg_writers("t_guard_")
 
 
 def _subs(n: int, start: int = 0) -> list[Submission]:
-    return [
-        Submission("SubmissionAcceptance", hashlib.sha256(b"g%d" % i).hexdigest(), f"<{i}@g>", 1)
-        for i in range(start, start + n)
-    ]
+    return submissions(n, start)
 
 
 def _waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
