@@ -114,15 +114,19 @@ def serve(
     tag: str = "",
     tree: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    """A ``notary serve`` (of the code in ``tree``, else this one): (process, URL, token)."""
+    """A ``notary serve`` (of the code in ``tree``, else this one): (process, URL, token).
+    Each runs in its tree (``python -m`` puts the working directory first on its path,
+    before PYTHONPATH: from this repository, a ``tree`` would run this code)."""
     d = tmp / f"notary{workers}{'pg' if database else ''}{tag}"
     db = ["--db", database] if database else []
     env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+    cwd = tree or ROOT
     subprocess.run(
         [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log", *db],
         check=True,
         capture_output=True,
         env=env,
+        cwd=cwd,
     )
     out = subprocess.run(
         [*CERTMAIL, "notary", "accounts", "add", "bench@example.test", "--dir", str(d)],
@@ -130,6 +134,7 @@ def serve(
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
     )
     token = out.stdout.strip().splitlines()[-1]
     port = free_port()
@@ -147,6 +152,7 @@ def serve(
         ],
         stderr=subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
