@@ -70,6 +70,7 @@ class _Batch:
         self.prepared: Prepared | None = None
         self.chunk: _Chunk | None = None
         self.unprepared: list[Submission] = []
+        self.outcome: list[Receipt] | Exception | None = None  # once committed or failed
 
     def take(self) -> bool:
         """Move pending requests into this batch (up to ``max_batch``); True if any.
@@ -172,38 +173,49 @@ class _Chain:
             except Exception as e:  # this batch fails; the next one is tried on its own
                 result = e
             with self.lock:
-                nxt: _Batch | None = None
+                batch.outcome, nxt = result, None
                 if chain and not self.stopping:
                     self.nxt.take()
                     if self.nxt.waiters:
                         nxt, self.nxt = self.nxt, _Batch(self.seq)
-                self.committing = nxt
-            self._tell(batch, result)
+                        self.committing = nxt
+            self._tell(batch, nxt is None)
             if nxt is None:
                 return
             batch = nxt
 
-    def _tell(self, batch: _Batch, result: list[Receipt] | Exception) -> None:
+    def _tell(self, batch: _Batch, last: bool) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._finished, batch, result)
+            self.loop.call_soon_threadsafe(self._finished, batch, last)
         except RuntimeError:  # the loop is closed: group_commit failed these waiters
             pass
 
-    def _finished(self, batch: _Batch, result: list[Receipt] | Exception) -> None:
+    def _finished(self, batch: _Batch, last: bool) -> None:
+        """On the loop: answer ``batch``'s waiters; after the ``last`` batch of a thread,
+        the loop starts the next one (so its ``_gather`` runs after these answers)."""
+        if last:
+            with self.lock:
+                self.committing = None
+        self._settle(batch)
+        self.wake.set()
+
+    def _settle(self, batch: _Batch) -> None:
+        result, batch.outcome = batch.outcome, None  # settled once
         if isinstance(result, Exception):  # one batch failed: its callers hear why
             self.seq.metrics.batch_failed()
             log.error("batch of %d failed: %s", batch.count, result)
             batch.fail(result)
-        else:
+        elif result is not None:
             batch.answer(result)
-        self.wake.set()
 
     def shut(self) -> None:
-        """No batch after the one committing; every waiter not answered is failed."""
+        """No batch after the one committing; a batch committed (or failed) is answered,
+        every other waiter is failed."""
         with self.lock:
             self.stopping = True
             batches = [b for b in (self.committing, self.nxt) if b is not None]
         for b in batches:
+            self._settle(b)
             b.fail(SequencerError("the notary is shutting down"))
 
 
