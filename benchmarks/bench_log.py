@@ -114,15 +114,19 @@ def serve(
     tag: str = "",
     tree: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, str]:
-    """A ``notary serve`` (of the code in ``tree``, else this one): (process, URL, token)."""
+    """A ``notary serve`` (of the code in ``tree``, else this one): (process, URL, token).
+    Each runs in its tree (``python -m`` puts the working directory first on its path,
+    before PYTHONPATH: from this repository, a ``tree`` would run this code)."""
     d = tmp / f"notary{workers}{'pg' if database else ''}{tag}"
     db = ["--db", database] if database else []
     env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+    cwd = tree or ROOT
     subprocess.run(
         [*CERTMAIL, "notary", "init", "--dir", str(d), "--origin", "bench.test/log", *db],
         check=True,
         capture_output=True,
         env=env,
+        cwd=cwd,
     )
     out = subprocess.run(
         [*CERTMAIL, "notary", "accounts", "add", "bench@example.test", "--dir", str(d)],
@@ -130,6 +134,7 @@ def serve(
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
     )
     token = out.stdout.strip().splitlines()[-1]
     port = free_port()
@@ -147,6 +152,7 @@ def serve(
         ],
         stderr=subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -250,13 +256,18 @@ def wrk_run(url: str, token: str, seconds: int) -> tuple[float, int, str] | None
 
 def batch_totals(url: str) -> tuple[float, float]:
     """(entries, batches) the sequencers committed so far, summed over the workers."""
+    return metric_totals(url, "batch_size_sum", "batch_size_count")  # type: ignore[return-value]
+
+
+def metric_totals(url: str, *names: str) -> tuple[float, ...]:
+    """The sequencer metrics ``certmail_sequencer_NAME`` so far, summed over the workers."""
     text = httpx.get(url + "/metrics", timeout=5).text
 
     def total(name: str) -> float:
-        pattern = rf"^certmail_sequencer_batch_size_{name}(?:{{[^}}]*}})? ([\d.e+]+)$"
+        pattern = rf"^certmail_sequencer_{name}(?:{{[^}}]*}})? ([\d.e+-]+)$"
         return sum(float(v) for v in re.findall(pattern, text, re.M))
 
-    return total("sum"), total("count")
+    return tuple(total(n) for n in names)
 
 
 def serve_tree_cpu(proc: subprocess.Popen[bytes]) -> float:
@@ -384,6 +395,10 @@ def backends_peers(
             )
 
 
+#: The metrics _alternate reads around each run: entries, batches, commit seconds.
+SEQ_METRICS = ("batch_size_sum", "batch_size_count", "commit_seconds_sum")
+
+
 def _alternate(
     serves: dict[str, tuple[subprocess.Popen[bytes], str, str, str | None]],
     dsn: str,
@@ -395,14 +410,20 @@ def _alternate(
     got: dict[str, list[tuple[float, str, float, float]]] = {k: [] for k in serves}
     for _ in range(rounds):
         for label, (proc, url, token, app_name) in serves.items():
-            c0, (e0, b0) = serve_tree_cpu(proc), batch_totals(url)
+            c0, (e0, b0, s0) = serve_tree_cpu(proc), metric_totals(url, *SEQ_METRICS)
             p0 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
+            t0 = time.perf_counter()
             r = wrk_run(url, token, seconds)
             if r is None:
                 return got
-            c1, (e1, b1) = serve_tree_cpu(proc), batch_totals(url)
+            wall = time.perf_counter() - t0
+            c1, (e1, b1, s1) = serve_tree_cpu(proc), metric_totals(url, *SEQ_METRICS)
             p1 = pg_backend_cpu(dsn, app_name) if app_name else 0.0
-            n, note = max(r[1], 1), f"{r[2]}, {(e1 - e0) / max(b1 - b0, 1):.1f} entries/batch"
+            batches = max(b1 - b0, 1)
+            n, note = max(r[1], 1), f"{r[2]}, {(e1 - e0) / batches:.1f} entries/batch"
+            # The sequencer's time between one commit and the next (commit_seconds counts
+            # Sequencer.commit_prepared), over wrk's run and the reads around it.
+            note += f", {(wall - (s1 - s0)) / batches * 1e3:.1f} ms between commits"
             got[label].append((r[0], note, (c1 - c0) / n * 1e3, (p1 - p0) / n * 1e3))
     return got
 

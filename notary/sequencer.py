@@ -4,7 +4,8 @@ Group commit: submissions gather in a pending pool while the previous batch
 commits; each batch is one storage transaction with one checkpoint signature.
 Callers get their receipts only after the batch is durable. What does not depend
 on the tree (tokens, statements, leaf hashes: :meth:`Sequencer.prepare`) is made
-while the previous batch commits (notary.sequencer_loop). Before signing, the
+while the previous batch commits, and the committing thread commits the next batch
+as soon as one returns (notary.sequencer_loop). Before signing, the
 sequencer checks that the new tree is consistent with the last checkpoint
 (RFC 9162 §2.1.4) and that time moved forward; it refuses to sign otherwise.
 
@@ -433,7 +434,9 @@ class Sequencer:
         return await self.enqueue(items)
 
     #: Whether a finished batch's waiters are answered before :meth:`_gather` (which may
-    #: wait for them to send more), not after the next batch's commit has started.
+    #: wait for them to send more) and the next batch is started by the event loop after
+    #: both, not chained in the committing thread as soon as a commit returns
+    #: (notary.sequencer_loop).
     answer_before_gather = False
 
     async def _gather(self) -> None:
