@@ -102,6 +102,8 @@ class Sealer:
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:
         """A DKIM signer with the domain's key, or None when there is no key for it."""
+        if not Path(self.dkim_dir).is_dir():  # no DKIM keys: keys.dkim (cryptography) not imported
+            return None
         from keys.dkim import dkim_sign_file, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, domain)
@@ -116,6 +118,8 @@ class Sealer:
     def dkim_hashed(self, domain: str) -> Callable[[bytes, bytes], bytes] | None:
         """A DKIM signer from a header block and a body hash taken as the body was
         written (:func:`keys.dkim.dkim_sign_hashed`), or None without a key."""
+        if not Path(self.dkim_dir).is_dir():
+            return None
         from keys.dkim import dkim_sign_hashed, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, domain)
@@ -132,6 +136,8 @@ class Sealer:
 
         ``tap`` (a :mod:`hashlib` object) is fed the file's bytes as they are
         checked (:func:`keys.dkim.dkim_verify_file`)."""
+        if tap is None and not Path(self.dkim_dir).is_dir():  # unsigned, and no key to check with
+            return
         from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, _domain(from_addr))
