@@ -145,6 +145,9 @@ def interactive() -> bool:
 
 def say(message: str) -> None:
     """A message for people, on stderr (rich markup)."""
+    if "[" not in message and _plain_as_rich(message):  # no markup: rich not imported
+        _write_stderr(message)
+        return
     from rich.console import Console
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(message)
@@ -153,12 +156,16 @@ def say(message: str) -> None:
 def warn(message: str) -> None:
     """``certmail: warning: ...`` on stderr (the text is not markup)."""
     if _plain_as_rich(message):  # what rich would write, without importing it (~0.05 CPU s)
-        sys.stderr.write(f"certmail: warning: {message}\n")
-        sys.stderr.flush()
+        _write_stderr(f"certmail: warning: {message}")
         return
     from rich.markup import escape
 
     say(f"[yellow]certmail: warning:[/] {escape(message)}")
+
+
+def _write_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _plain_as_rich(message: str) -> bool:

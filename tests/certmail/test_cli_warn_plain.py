@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from certmail.cli.app import warn
+from certmail.cli.app import say, warn
 
 MESSAGES = [
     "no virus scanner available: attachments are marked 'not scanned'",
@@ -27,31 +27,36 @@ MESSAGES = [
 ]
 
 
-def _rich(message: str) -> str:
+def _rich(markup: str) -> str:
     from rich.console import Console
-    from rich.markup import escape
 
     buf = io.StringIO()
-    Console(file=buf, highlight=False, soft_wrap=True).print(
-        f"[yellow]certmail: warning:[/] {escape(message)}"
-    )
+    Console(file=buf, highlight=False, soft_wrap=True).print(markup)
     return buf.getvalue()
 
 
 @pytest.mark.parametrize("message", MESSAGES)
-def test_warn_writes_what_rich_writes(message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warn_and_say_write_what_rich_writes(message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.markup import escape
+
     for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLUMNS"):
         monkeypatch.delenv(var, raising=False)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
     warn(message)
-    assert err.getvalue() == _rich(message)
+    assert err.getvalue() == _rich(f"[yellow]certmail: warning:[/] {escape(message)}")
+    for markup in (message, f"[green]ok[/] {escape(message)}"):  # say() takes markup
+        err.seek(0)
+        err.truncate()
+        say(markup)
+        assert err.getvalue() == _rich(markup)
 
 
 def test_plain_warning_imports_no_rich() -> None:
     code = (
-        "import sys\nfrom certmail.cli.app import warn\n"
-        "warn('no virus scanner available')\nprint('rich' in sys.modules)\n"
+        "import sys\nfrom certmail.cli.app import say, warn\n"
+        "warn('no virus scanner available')\nsay('sent <m@example.org> (12 bytes)')\n"
+        "print('rich' in sys.modules)\n"
         "warn('with an emoji code :smile:')\nprint('rich' in sys.modules)\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
