@@ -44,11 +44,6 @@ def test_plain_send_runs_each_gpg_step_once(correspondents: Any, tmp_path: Path)
     ops = [_operation(line) for line in log.read_text().splitlines()]
     # one listing of each kind (shared by the key lookup and the send), the own key for
     # Autocrypt, the unlock before streaming, then sign+encrypt and the checking decrypt
-    assert ops == [
-        "--list-keys",
-        "--list-secret-keys",
-        "--export",
-        "--detach-sign",
-        "--encrypt",
-        "--decrypt",
-    ], log.read_text()
+    # (started together: their wrappers may log in either order)
+    assert ops[:4] == ["--list-keys", "--list-secret-keys", "--export", "--detach-sign"], ops
+    assert sorted(ops[4:]) == ["--decrypt", "--encrypt"], log.read_text()
