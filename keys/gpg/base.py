@@ -211,7 +211,8 @@ class KeyringBase:
 
         Only those keys are listed (one ``gpg --list-keys PATTERN...`` for the queries
         not remembered), not the whole keyring: a process that encrypts to a few keys
-        at a time holds and parses a few keys, however many the keyring has. Each
+        at a time holds and parses a few keys, however many the keyring has (a whole
+        listing already remembered and fresh, :meth:`_listing`, serves instead). Each
         query's keys are remembered like :meth:`_listing` (the home's key files
         unchanged, at most :data:`LISTING_TTL` seconds), at most :data:`NAMED_MAX`
         queries.
