@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import Error
 
-from .attachments import safe_name, save_all, scan_files, scan_parts
+from .attachments import safe_name, scan_files
 from .compose import (
     NOT_SCANNED,
     Headers,
@@ -37,16 +37,10 @@ from .compose import (
     ScanRecord,
 )
 from .errors import DeliveryError, QueuedError, UncertainDeliveryError
-from .inbox.notarized import notarized_file
 from .ledger import Entry, Ledger
-from .mailfile import read_message
 from .notary_client import NotaryClient
-from .opened import open_result
 from .outbox import Outbox
 from .results import AttachmentInfo, FlushItem, OpenResult, SendResult, VerifyResult
-from .sealed.opening import SealedOpening, is_sealed, open_sealed
-from .sealed.pickup_sending import PickupOptions, PickupPrepared, prepare_pickup
-from .sealed.sending import prepare_for_send
 from .sendcheck import (
     check_send_settings,
     check_size,
@@ -55,15 +49,16 @@ from .sendcheck import (
     should_compress,
     too_large,
 )
-from .signatures import verify_signatures
 from .signer import Sealer
-from .unseal import check_manifest, unseal_file
 
 if TYPE_CHECKING:  # keeps the imports of the other modules lazy
     from keys.gpg import Ask, Keyring
 
     from .config import Settings
     from .scan import Scanner
+    from .sealed.opening import SealedOpening
+    from .sealed.pickup_sending import PickupOptions, PickupPrepared
+    from .sealed.sending import Prepared
     from .smime.opening import SmimeContext
     from .tracking import Tracking
 
@@ -232,12 +227,11 @@ class Certmail:
             if track_open:
                 tracking = self._prepare_tracking(notary, headers, work)
                 scanned = [*scanned, (tracking.html_path, ScanRecord(NOT_SCANNED))]
-            seal = prepare_for_send(
-                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt, smime
-            ) or prepare_pickup(pickup, headers, data, scanned, notary, encrypt)
+            seal, html = self._seal_layer(
+                seal_until, pickup, work, headers, data, scanned, notary, encrypt, smime
+            )
             if seal is not None:  # issue 12: the PGP/MIME (or S/MIME) layer carries K_r and C
                 data, scanned = seal.body, seal.parts
-            html = {"html": seal.html} if isinstance(seal, PickupPrepared) else {}
             sealed = self._sealer_for(smime).seal(
                 work,
                 headers,
@@ -256,6 +250,34 @@ class Certmail:
         result = self._queued_result(entry, signed=sign, encrypted=encrypt, warnings=warnings)
         self._outbox.deliver(entry, result=result, progress=progress)
         return result
+
+    def _seal_layer(
+        self,
+        seal_until: datetime | None,
+        pickup: PickupOptions | None,
+        work: Path,
+        headers: Headers,
+        data: bytes,
+        scanned: list[tuple[Path, ScanRecord]],
+        notary: NotaryClient | None,
+        encrypt: bool,
+        smime: bool,
+    ) -> tuple[Prepared | PickupPrepared | None, dict[str, bytes]]:
+        """A sealed send's or pickup's layer (their modules imported only then), its HTML."""
+        if seal_until is not None:
+            from .sealed.sending import prepare_for_send
+
+            seal = prepare_for_send(
+                seal_until, work, self.keyring, headers, data, scanned, notary, encrypt, smime
+            )
+            if seal is not None:
+                return seal, {}
+        if pickup is None:
+            return None, {}
+        from .sealed.pickup_sending import PickupPrepared, prepare_pickup
+
+        ready = prepare_pickup(pickup, headers, data, scanned, notary, encrypt)
+        return ready, {"html": ready.html} if isinstance(ready, PickupPrepared) else {}
 
     def _enqueue(self, sealed: Any, headers: Headers, via: str, *, notarized: bool) -> Entry:
         """Move the sealed message into the ledger's outbox, queued for delivery."""
@@ -378,6 +400,12 @@ class Certmail:
         overwrite; nothing saved). A sealed message (docs/sealed.md) is opened
         as ``sealed`` decides (acknowledge or refuse; none: AckNeeded).
         """
+        from .attachments import save_all, scan_parts
+        from .inbox.notarized import notarized_file
+        from .opened import open_result
+        from .sealed.opening import SealedOpening, is_sealed, open_sealed
+        from .unseal import check_manifest, unseal_file
+
         warnings: list[str] = []
         with self._workdir() as work:
             u = unseal_file(
@@ -422,6 +450,9 @@ class Certmail:
         Raises VerificationError when a signature present does not verify, or
         when there is nothing that can be verified at all.
         """
+        from .mailfile import read_message
+        from .signatures import verify_signatures
+
         raw = read_message(Path(path))
         return verify_signatures(lambda: self.keyring, raw, dnsfunc=dnsfunc, smime=self.smime)
 

@@ -78,6 +78,10 @@ class GpgOptions:
 #: The default (``certmail send``, campaigns): RFC 3156 §6.2, GNU ``base64``
 #: processes for the base64 work.
 DEFAULT_GPG = GpgOptions()
+#: Under this many bytes (body and attachments) ``certmail send`` keeps the base64 work in
+#: this process (``external_base64=False``): four ``base64``/``stdbuf`` processes and their
+#: version checks cost more than they save (as a campaign's worker decides for its messages).
+SMALL_MESSAGE = 4 << 20
 
 
 class EncryptPipeline:

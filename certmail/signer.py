@@ -11,12 +11,13 @@ they may leave. It remembers key lookups (:class:`KeyCache`) for bulk sends.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from keys.errors import Error, VerificationError
 
-from .pipeline import DEFAULT_GPG, GpgOptions
+from .pipeline import DEFAULT_GPG, SMALL_MESSAGE, GpgOptions
 from .seal import seal
 
 if TYPE_CHECKING:
@@ -97,11 +98,21 @@ class Sealer:
             dkim_check=dkim_check if dkim is not None else None,
             dkim_hashed=self.dkim_hashed(_domain(headers.from_addr)),
             html=html,
-            gpg=self.gpg,
+            gpg=self._options_for(data, scanned),
         )
+
+    def _options_for(self, data: bytes, scanned: list[tuple[Path, ScanRecord]]) -> GpgOptions:
+        """:attr:`gpg`, without GNU ``base64`` processes for a message under
+        :data:`~certmail.pipeline.SMALL_MESSAGE` (they cost more than they save there)."""
+        if not self.gpg.external_base64:
+            return self.gpg
+        size = len(data) + sum(p.stat().st_size for p, _ in scanned)
+        return replace(self.gpg, external_base64=False) if size < SMALL_MESSAGE else self.gpg
 
     def dkim_signer(self, domain: str) -> Callable[[Path], bytes] | None:
         """A DKIM signer with the domain's key, or None when there is no key for it."""
+        if not Path(self.dkim_dir).is_dir():  # no DKIM keys: keys.dkim (cryptography) not imported
+            return None
         from keys.dkim import dkim_sign_file, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, domain)
@@ -116,6 +127,8 @@ class Sealer:
     def dkim_hashed(self, domain: str) -> Callable[[bytes, bytes], bytes] | None:
         """A DKIM signer from a header block and a body hash taken as the body was
         written (:func:`keys.dkim.dkim_sign_hashed`), or None without a key."""
+        if not Path(self.dkim_dir).is_dir():
+            return None
         from keys.dkim import dkim_sign_hashed, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, domain)
@@ -132,6 +145,8 @@ class Sealer:
 
         ``tap`` (a :mod:`hashlib` object) is fed the file's bytes as they are
         checked (:func:`keys.dkim.dkim_verify_file`)."""
+        if tap is None and not Path(self.dkim_dir).is_dir():  # unsigned, and no key to check with
+            return
         from keys.dkim import dkim_verify_file, dns_record, find_dkim_key
 
         key = find_dkim_key(self.dkim_dir, _domain(from_addr))

@@ -23,7 +23,7 @@ from certmail.cli.app import (
 )
 
 if TYPE_CHECKING:
-    from keys.gpg import KeyInfo
+    from keys.gpg import KeyInfo, Keyring
 
 
 def key_json(key: KeyInfo) -> dict[str, Any]:
@@ -296,8 +296,9 @@ def _explicit_keyserver() -> bool:
     return ctx.get_parameter_source("keyserver") == ParameterSource.COMMANDLINE
 
 
-def locate_for_send(app: App, addrs: list[str]) -> None:
+def locate_for_send(app: App, addrs: list[str], keyring: Keyring | None = None) -> None:
     """`send`'s step: find the keys missing for ``addrs``; say where each came from.
+    ``keyring``: the send's own (its key listings are then not made twice).
 
     A key found is imported untrusted, so the send that follows still stops
     at it with the hint `certmail keys trust ADDR` (nothing is trusted
@@ -309,7 +310,8 @@ def locate_for_send(app: App, addrs: list[str]) -> None:
     from keys.gpg import Keyring
 
     settings = app.settings()
-    keyring = Keyring(settings.gnupghome)
+    if keyring is None:
+        keyring = Keyring(settings.gnupghome)
     for addr in missing(keyring, addrs):
         try:
             found = locate(keyring, settings.home, addr)

@@ -195,13 +195,15 @@ def send(
     no_encrypt = no_encrypt or pickup
     # issue 11 item 7: missing OpenPGP keys looked up (WKD, keyserver, Autocrypt), never trusted;
     # with --smime only for --sealed (the notary releases against an OpenPGP-signed ack)
+    client = app.client()  # opens nothing yet (the ledger and notary when first used)
     if not no_encrypt and not no_locate and (sealed or not smime):
         from certmail.cli.keys import locate_for_send
 
-        locate_for_send(app, [*to, *cc])
+        # the send's own keyring: the listings the lookup made serve the send
+        locate_for_send(app, [*to, *cc], client.keyring)
     total = _total_size(attach)
     show = not app.as_json and sys.stderr.isatty() and total > BIG
-    with app.client() as cm, progress_bar(show) as bar:
+    with client as cm, progress_bar(show) as bar:
         try:
             result = cm.send(
                 to=to,

@@ -17,9 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-import gnupg
+from typing import TYPE_CHECKING, TypeVar
 
 from keys.errors import Error, KeyMaterialError, NotFoundError
 from keys.gpg.colons import FPR_RE, KeyInfo, Listed, normalize_fingerprint, parse_listing
@@ -42,6 +40,9 @@ from keys.gpg.selection import (
 )
 from keys.gpg.status import IMPORT_HINT, STDERR_ENCODING, gpg_message
 
+if TYPE_CHECKING:
+    import gnupg
+
 __all__ = ["BUFFER_SIZE", "KeyringBase"]
 
 #: python-gnupg's read buffer for streamed operations.
@@ -53,8 +54,9 @@ _STATE_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "private-keys-v1.d"
 #: A remembered listing is used at most this long (seconds): validity that changes
 #: with time alone (a key expiring) is seen again within it.
 LISTING_TTL = 5.0
-#: Listing commands: every other gpg command run on the home forgets the listings.
-_LISTING_ARGS = ("--list-keys", "--list-secret-keys")
+#: Commands that change nothing in the home: every other gpg command run on the home
+#: (:meth:`KeyringBase._run`) forgets the listings.
+_LISTING_ARGS = ("--list-keys", "--list-secret-keys", "--export")
 #: At most this many queries' own listings (:meth:`KeyringBase._named`) are remembered.
 NAMED_MAX = 256
 
@@ -85,20 +87,33 @@ class KeyringBase:
         self.passphrase = passphrase
         self.ask = ask
         prepare_home(self.gnupghome)
-        try:
-            self._gpg = gnupg.GPG(
-                gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
-            )
-        except (OSError, ValueError) as e:
-            raise KeyMaterialError(
-                f"cannot run gpg: {e}", hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)"
-            ) from e
-        self._gpg.buffer_size = BUFFER_SIZE
+        self._gnupg: gnupg.GPG | None = None
         #: The last listing by ``secret``: (home state, monotonic time, keys).
         self._listed: dict[bool, tuple[_State, float, list[Listed]]] = {}
         #: The keys each query names (:meth:`_named`): (home state, monotonic time, keys),
         #: least recently used first.
         self._named_keys: OrderedDict[str, tuple[_State, float, list[Listed]]] = OrderedDict()
+
+    @property
+    def _gpg(self) -> gnupg.GPG:
+        """The python-gnupg handle, made on first use: making one runs ``gpg
+        --list-config`` (its version check), which a send (listings, export and the
+        streamed runs, all without python-gnupg) never needs."""
+        if self._gnupg is None:
+            import gnupg
+
+            try:
+                handle = gnupg.GPG(
+                    gpgbinary=GPG_BINARY, gnupghome=str(self.gnupghome), encoding=STDERR_ENCODING
+                )
+            except (OSError, ValueError) as e:
+                raise KeyMaterialError(
+                    f"cannot run gpg: {e}",
+                    hint="install GnuPG 2.2 or later (scripts/bootstrap.sh)",
+                ) from e
+            handle.buffer_size = BUFFER_SIZE
+            self._gnupg = handle
+        return self._gnupg
 
     def forget_listing(self) -> None:
         """Drop the remembered key listings (after changing the keyring)."""
@@ -196,7 +211,8 @@ class KeyringBase:
 
         Only those keys are listed (one ``gpg --list-keys PATTERN...`` for the queries
         not remembered), not the whole keyring: a process that encrypts to a few keys
-        at a time holds and parses a few keys, however many the keyring has. Each
+        at a time holds and parses a few keys, however many the keyring has (a whole
+        listing already remembered and fresh, :meth:`_listing`, serves instead). Each
         query's keys are remembered like :meth:`_listing` (the home's key files
         unchanged, at most :data:`LISTING_TTL` seconds), at most :data:`NAMED_MAX`
         queries.
@@ -215,7 +231,10 @@ class KeyringBase:
         if not missing:
             return out
         patterns = [_pattern(q) for q in missing]
-        if None in patterns:  # a query gpg cannot be asked for exactly: the whole listing
+        whole = self._listed.get(False)
+        if whole is not None and whole[0] == state and now - whole[1] < LISTING_TTL:
+            listed = whole[2]  # the whole listing, remembered and fresh: no gpg run for part of it
+        elif None in patterns:  # a query gpg cannot be asked for exactly: the whole listing
             listed = self._listing(secret=False)
         else:
             listed = self._list_patterns([p for p in patterns if p is not None])

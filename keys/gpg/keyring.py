@@ -116,10 +116,11 @@ class Keyring(StreamingKeyring):
     def export_public(self, addr_or_fpr: str) -> str:
         """The public key, ASCII-armored (``-----BEGIN PGP PUBLIC KEY BLOCK-----``)."""
         fpr = self.key_for(addr_or_fpr, only=True).fingerprint  # one key: not the keyring
-        armored = self._gpg.export_keys(fpr, armor=True)
+        proc = self._run(["--export", "--armor", "--", fpr])  # no python-gnupg handle for it
+        armored = proc.stdout.decode("ascii", "replace") if proc.returncode == 0 else ""
         if not armored:
-            raise KeyMaterialError(f"cannot export {fpr}")
-        return str(armored)
+            raise KeyMaterialError(f"cannot export {fpr}: {gpg_message(proc.stderr)}")
+        return armored
 
     def import_keys(self, data: bytes, *, secret: bool = False) -> list[str]:
         """Import OpenPGP keys (armored or binary); returns the fingerprints imported.

@@ -319,17 +319,26 @@ def test_dkim_field_longer_than_its_room_is_copied(
     _check_dkim_file(_seal_with(sealer, tmp_path), tmp_path)
 
 
-@pytest.mark.parametrize("external", [True, False])
+@pytest.mark.parametrize(("external", "small", "starts"), [
+    (True, 0, True), (False, 0, False), (True, None, False)])  # fmt: skip
 def test_sealer_external_base64_switch(
     pair: tuple[Keyring, Keyring],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     external: bool,
+    small: int | None,
+    starts: bool,
 ) -> None:
     """``Sealer(gpg=GpgOptions(external_base64=False))`` (a small campaign) seals without
-    starting GNU base64; the default starts it. Both messages open for Bob."""
+    starting GNU base64; the default starts it for a message of SMALL_MESSAGE bytes and
+    more (here the limit is 0), and not for a smaller one (the limit as it is). All the
+    messages open for Bob."""
     import certmail.compose as compose_module
     import certmail.pipeline as pipeline_module
+    import certmail.signer as signer_module
+
+    if small is not None:
+        monkeypatch.setattr(signer_module, "SMALL_MESSAGE", small)
 
     monkeypatch.delenv("CERTMAIL_REFERENCE_ONLY", raising=False)
     started: list[tuple[str, ...]] = []
@@ -344,7 +353,7 @@ def test_sealer_external_base64_switch(
     sealer = _sealer(pair[0], tmp_path)
     sealer.gpg = GpgOptions(external_base64=external)
     s = _seal_with(sealer, tmp_path)
-    assert bool(started) is external
+    assert bool(started) is starts
     u = unseal(pair[1], s.path.read_bytes(), tmp_path / "o")
     check_manifest(u)
     assert u.signature is not None and u.signature.signer_email == ALICE
