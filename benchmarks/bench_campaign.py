@@ -29,7 +29,6 @@ RSA-2048 certificate per recipient) after each OpenPGP one, over the same recipi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -37,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +51,7 @@ from tests.fixtures.campaign import write_csv  # noqa: E402
 from tests.fixtures.cli import CERTMAIL  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from campaign_world import ALICE, campaign_world  # noqa: E402
+from campaign_world import ALICE, SentDiscarder, campaign_world  # noqa: E402
 from proctree import Peaks, agent_pids, cpu_of, tree  # noqa: E402
 from sinks import LoopbackSink  # noqa: E402
 
@@ -299,38 +297,6 @@ def campaign(
         max(sink.arrived[e] for e in want) - t0,
         latency(events, sink),
     )
-
-
-class SentDiscarder:
-    """Removes the sender's finished copies (``sent_dir/<sha256>.eml``: sent and notarized,
-    nothing left to do with them in this run) every 2 s, counting their bytes.
-
-    Only for ``--discard-sent``: 10,000 copies of a 7.1 MB message are 71 GB, more than
-    this machine's free disk. A real sender keeps them (proofs are made from them)."""
-
-    def __init__(self, sent_dir: Path) -> None:
-        self.sent_dir, self.files, self.bytes = sent_dir, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sweep()
-
-    def _run(self) -> None:
-        while not self._stop.wait(2.0):
-            self._sweep()
-
-    def _sweep(self) -> None:
-        for f in self.sent_dir.glob("*.eml"):
-            with contextlib.suppress(FileNotFoundError):
-                size = f.stat().st_size
-                f.unlink()
-                self.files, self.bytes = self.files + 1, self.bytes + size
 
 
 def smime_home(work: Path, env: dict[str, str], emails: list[str]) -> dict[str, str]:

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_send import ALICE, BOB, identities  # noqa: E402
 from proctree import Measured, measured, medians  # noqa: E402
+from send_world import ALICE, BOB, identities  # noqa: E402
 
 from benchmarks.sinks import LoopbackSink  # noqa: E402
 

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_send import ALICE, BOB, bytecode_env, identities, timed_child  # noqa: E402
+from benchmarks.send_world import ALICE, BOB, bytecode_env, identities, timed_child  # noqa: E402
 from benchmarks.sinks import LoopbackSink  # noqa: E402
 
 
